@@ -1,0 +1,142 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Layouts shared by the XDP program (bpf/ironpost_xdp.c) and user space
+ * (ironpost_tui/abi.py).  Every struct here crosses the kernel/user boundary
+ * through a map or the ring buffer, so a change in this file is a change of
+ * IRONPOST_ABI_VERSION.  User space passes its own idea of the sizes as -D
+ * flags and the program refuses to compile when they disagree (the pattern
+ * of BCC's tools/netqtop.c), so Python and C cannot drift apart silently.
+ */
+#ifndef IRONPOST_COMMON_H
+#define IRONPOST_COMMON_H
+
+#define IRONPOST_ABI_VERSION 1
+
+/* STATS indices (the seed's layout). */
+#define STATS_TCP 0
+#define STATS_UDP 1
+#define STATS_ICMP 2
+#define STATS_OTHER 3
+#define STATS_TOTAL 4
+#define STATS_MAX 5
+
+/* Rule actions, as stored in BLOCKLIST and the other rule maps. */
+#define ACTION_PASS 0
+#define ACTION_DROP 1
+#define ACTION_MONITOR 2
+
+/* Verdicts reported in events.  PROTECTED: a drop rule matched but the
+ * source is on the allowlist, so the packet passed. */
+#define VERDICT_PASS 0
+#define VERDICT_DROP 1
+#define VERDICT_MONITOR 2
+#define VERDICT_PROTECTED 3
+
+/* EVENT_STATS indices: events delivered, and events not delivered by reason. */
+#define EVSTAT_DELIVERED 0
+#define EVSTAT_LOST_RINGBUF_FULL 1
+#define EVSTAT_LOST_RATE_LIMITED 2
+#define EVSTAT_MAX 3
+
+/* Fields a multi-field rule shape matches on (AND-ed). */
+#define FIELD_SRC 0x1
+#define FIELD_DST 0x2
+#define FIELD_DPORT 0x4
+#define FIELD_PROTO 0x8
+/* A shape slot that is not in use. */
+#define SHAPE_UNUSED 0x80
+
+#define FAMILY_ANY 0
+#define FAMILY_V4 4
+#define FAMILY_V6 6
+
+/* STATS value. */
+struct proto_stats {
+	__u64 packets;
+	__u64 bytes;
+	__u64 drops;
+};
+
+/* Value of every rule map (BLOCKLIST, SRC4, SRC6, MATCH): the seed's
+ * BlocklistValue (action first) extended with the rule's hit-counter slot
+ * and its position in the rule list (lower wins among matches of one action). */
+struct blocklist_value {
+	__u8 action;
+	__u8 _pad[3];
+	__u32 rule_slot;
+	__u32 priority;
+};
+
+struct lpm_v4_key {
+	__u32 prefixlen;
+	__u8 addr[4];
+};
+
+struct lpm_v6_key {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+/* Allowlist value: why the prefix is protected (user-space code). */
+struct allow_value {
+	__u32 reason;
+};
+
+/* One multi-field rule shape: which fields, which family, and the masks
+ * that keep only those fields of a packet (all-zero for an unused field),
+ * so building the MATCH key takes no branches. */
+struct rule_shape {
+	__u8 fields;
+	__u8 family;
+	__u8 proto_mask;
+	__u8 _pad;
+	__u16 port_mask;
+	__u8 _pad2[2];
+	__u8 src_mask[16];
+	__u8 dst_mask[16];
+};
+
+/* MATCH key: the packet's fields masked by one shape. */
+struct match_key {
+	__u32 shape;
+	__u8 family;
+	__u8 protocol;
+	__u16 dst_port; /* network byte order */
+	__u8 src[16];
+	__u8 dst[16];
+};
+
+/* RULE_HITS value (per CPU). last_hit_ns is bpf_ktime_get_ns() time. */
+struct rule_hit {
+	__u64 packets;
+	__u64 last_hit_ns;
+};
+
+/* CONFIG[0]: state user space publishes for the datapath. */
+struct ironpost_config {
+	__u32 n_shapes;    /* shape slots 0..n_shapes-1 are scanned */
+	__u32 abi_version; /* IRONPOST_ABI_VERSION of whoever wrote it: checked on adopting pins */
+};
+
+/* Per-CPU token bucket for the event rate limit. */
+struct rate_state {
+	__u64 tokens; /* in event-nanoseconds: one event costs 1e9 */
+	__u64 last_ns;
+};
+
+/* EVENTS record, the seed's PacketEventData widened for IPv6. */
+struct packet_event {
+	__u64 ts_ns;      /* bpf_ktime_get_ns() */
+	__u8 src[16];     /* IPv4 in the first 4 bytes */
+	__u8 dst[16];
+	__u16 src_port;   /* host byte order */
+	__u16 dst_port;   /* host byte order */
+	__u32 pkt_len;
+	__u32 rule_slot;
+	__u8 family;      /* 4 or 6 */
+	__u8 protocol;
+	__u8 tcp_flags;
+	__u8 verdict;
+};
+
+#endif /* IRONPOST_COMMON_H */

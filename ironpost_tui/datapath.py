@@ -1,0 +1,248 @@
+"""Compile and load bpf/ironpost_xdp.c with BCC; the only owner of its maps.
+
+Nothing BCC- or ctypes-shaped leaves this module: callers get bytes in and
+plain Python values out.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import abi, libbpf, resources
+from .errors import BccMissing, BlocklistFull, HeadersMissing, LoadFailed, PinMismatch
+
+log = logging.getLogger(__name__)
+
+# enum bpf_map_type values for the layout check of pinned maps.
+_HASH, _ARRAY, _PERCPU_ARRAY, _LPM_TRIE = 1, 2, 6, 11
+
+
+@dataclass(frozen=True)
+class DatapathConfig:
+    """Sizes and knobs compiled into the program (the -D flags)."""
+
+    blocklist_max_entries: int = 10_000
+    cidr_max_entries: int = 10_000
+    match_max_entries: int = 1_024
+    shapes_max: int = 8
+    allow_max_entries: int = 1_024
+    ring_buffer_kib: int = 256
+    event_rate: int = 10_000  # events/s per CPU; 0 = unlimited
+
+    @property
+    def rule_slots(self) -> int:
+        return self.blocklist_max_entries + 2 * self.cidr_max_entries + self.match_max_entries
+
+    @property
+    def ringbuf_pages(self) -> int:
+        return max(1, self.ring_buffer_kib * 1024 // os.sysconf("SC_PAGE_SIZE"))
+
+    def cflags(self) -> list[str]:
+        return [
+            f"-DBLOCKLIST_MAX={self.blocklist_max_entries}",
+            f"-DCIDR_MAX={self.cidr_max_entries}",
+            f"-DMATCH_MAX={self.match_max_entries}",
+            f"-DSHAPES_MAX={self.shapes_max}",
+            f"-DALLOW_MAX={self.allow_max_entries}",
+            f"-DRULE_SLOTS={self.rule_slots}",
+            f"-DRINGBUF_PAGES={self.ringbuf_pages}",
+            f"-DEVENT_RATE={self.event_rate}U",
+        ]
+
+    def expected_maps(self) -> dict[str, tuple[int, int, int, int]]:
+        """(type, key size, value size, max entries) of every pinned map."""
+        v = abi.BLOCKLIST_VALUE.size
+        return {
+            "BLOCKLIST": (_HASH, 4, v, self.blocklist_max_entries),
+            "SRC4": (_LPM_TRIE, abi.LPM_V4_KEY.size, v, self.cidr_max_entries),
+            "SRC6": (_LPM_TRIE, abi.LPM_V6_KEY.size, v, self.cidr_max_entries),
+            "MATCH": (_HASH, abi.MATCH_KEY.size, v, self.match_max_entries),
+            "SHAPES": (_ARRAY, 4, abi.RULE_SHAPE.size, self.shapes_max),
+            "ALLOW4": (_LPM_TRIE, abi.LPM_V4_KEY.size, abi.ALLOW_VALUE.size, self.allow_max_entries),
+            "ALLOW6": (_LPM_TRIE, abi.LPM_V6_KEY.size, abi.ALLOW_VALUE.size, self.allow_max_entries),
+            "CONFIG": (_ARRAY, 4, abi.CONFIG.size, 1),
+            "STATS": (_PERCPU_ARRAY, 4, abi.PROTO_STATS.size, abi.STATS_MAX),
+            "RULE_HITS": (_PERCPU_ARRAY, 4, abi.RULE_HIT.size, self.rule_slots),
+            "EVENT_STATS": (_PERCPU_ARRAY, 4, 8, abi.EVSTAT_MAX),
+            "RATE_STATE": (_PERCPU_ARRAY, 4, 16, 1),
+        }
+
+
+def import_bcc() -> Any:
+    """Import BCC or say how to get it."""
+    try:
+        import bcc
+    except ImportError as exc:
+        raise BccMissing(
+            "BCC's Python module is missing: install it with `apt-get install python3-bpfcc` and run "
+            "from the system python3 or a venv made with --system-site-packages"
+        ) from exc
+    return bcc
+
+
+def check_kernel_headers() -> None:
+    release = os.uname().release
+    build = Path("/lib/modules") / release / "build"
+    if not (build / "include").is_dir() and not Path("/sys/kernel/kheaders.tar.xz").exists():
+        raise HeadersMissing(
+            f"kernel headers for {release} are missing ({build}): install linux-headers-{release}, "
+            "or see the README's 'Kernel headers' section for kernels without a headers package"
+        )
+
+
+def check_pins(pin_dir: Path, cfg: DatapathConfig) -> bool:
+    """True when pin_dir holds this version's maps, False when it holds none.
+
+    Raises PinMismatch when it holds a partial set or another layout.
+    """
+    expected = cfg.expected_maps()
+    present = [name for name in expected if (pin_dir / name).exists()]
+    if not present:
+        return False
+    missing = sorted(set(expected) - set(present))
+    if missing:
+        raise PinMismatch(
+            f"{pin_dir} holds an incomplete set of ironpost maps (missing {', '.join(missing)}): "
+            "remove it with `ironpost-tui cleanup IFACE`"
+        )
+    for name, want in expected.items():
+        fd = libbpf.obj_get(str(pin_dir / name))
+        try:
+            info = libbpf.map_info(fd)
+        finally:
+            os.close(fd)
+        have = (info.type, info.key_size, info.value_size, info.max_entries)
+        if have != want:
+            raise PinMismatch(
+                f"pinned map {pin_dir / name} has a layout this version does not use "
+                f"(type/key/value/entries {have}, expected {want}): it was made by another version "
+                "or other settings; run `ironpost-tui cleanup IFACE` or start with the same settings"
+            )
+    return True
+
+
+class Datapath:
+    """The compiled program and its maps."""
+
+    def __init__(self, cfg: DatapathConfig, pin_dir: Path | None = None) -> None:
+        self.cfg = cfg
+        self.pin_dir = pin_dir
+        bcc = import_bcc()
+        check_kernel_headers()
+        src = resources.bpf_source()
+        cflags = [f"-I{src.parent}", *cfg.cflags(), *abi.size_cflags()]
+        if pin_dir is not None:
+            cflags.append(f'-DIRONPOST_PIN_DIR="{pin_dir}"')
+        try:
+            self._bpf = bcc.BPF(src_file=str(src).encode(), cflags=cflags)
+            self._fn = self._bpf.load_func(b"ironpost_xdp", bcc.BPF.XDP)
+        except Exception as exc:  # BCC raises bare Exception
+            raise LoadFailed(f"the XDP program failed to compile or load: {exc}") from exc
+        self._tables = {name: self._bpf[name] for name in (*abi.PINNED_MAPS, "EVENTS")}
+        self._ringbuf_open = False
+        config = self.read_config()
+        if config[1] not in (0, abi.IRONPOST_ABI_VERSION):
+            raise PinMismatch(
+                f"pinned maps in {pin_dir} were written by ABI version {config[1]}, this is "
+                f"{abi.IRONPOST_ABI_VERSION}: run `ironpost-tui cleanup IFACE`"
+            )
+        self.write_config(config[0])
+
+    @property
+    def prog_fd(self) -> int:
+        return int(self._fn.fd)
+
+    def map_fd(self, name: str) -> int:
+        return int(self._tables[name].map_fd)
+
+    # --- raw map access by bytes -------------------------------------------------
+    def _key(self, name: str, key: bytes) -> Any:
+        return self._tables[name].Key.from_buffer_copy(key)
+
+    def map_update(self, name: str, key: bytes, value: bytes) -> None:
+        table = self._tables[name]
+        try:
+            table[self._key(name, key)] = table.Leaf.from_buffer_copy(value)
+        except Exception as exc:  # BCC raises bare Exception with the errno text
+            if "Argument list too long" in str(exc) or "No space left" in str(exc):
+                raise BlocklistFull(
+                    f"{name} is full ({self._tables[name].max_entries} entries): rule refused, "
+                    "raise the capacity in the configuration or remove rules"
+                ) from exc
+            raise
+
+    def map_delete(self, name: str, key: bytes) -> bool:
+        try:
+            del self._tables[name][self._key(name, key)]
+        except KeyError:
+            return False
+        return True
+
+    def map_lookup(self, name: str, key: bytes) -> bytes | None:
+        try:
+            return bytes(self._tables[name][self._key(name, key)])
+        except KeyError:
+            return None
+
+    def map_items(self, name: str) -> Iterator[tuple[bytes, bytes]]:
+        for k, v in self._tables[name].items():
+            yield bytes(k), bytes(v)
+
+    def map_len(self, name: str) -> int:
+        return sum(1 for _ in self._tables[name].keys())
+
+    def percpu_entries(self, name: str, index: int) -> list[bytes]:
+        """One per-CPU array entry: its value on each possible CPU."""
+        table = self._tables[name]
+        raw = bytes(table.getvalue(table.Key(index)))
+        size = len(raw) // table.total_cpu
+        return [raw[i : i + size] for i in range(0, len(raw), size)]
+
+    def percpu_table(self, name: str) -> list[bytes]:
+        """Every entry of a per-CPU array, each as all CPUs' values concatenated."""
+        table = self._tables[name]
+        return [bytes(v) for v in table.values()]
+
+    def percpu_clear(self, name: str, index: int) -> None:
+        """Zero one per-CPU array entry on every CPU."""
+        table = self._tables[name]
+        table[table.Key(index)] = table.Leaf()
+
+    @property
+    def possible_cpus(self) -> int:
+        return int(self._tables["STATS"].total_cpu)
+
+    def read_config(self) -> tuple[int, int]:
+        n_shapes, version = abi.CONFIG.unpack(self.map_lookup("CONFIG", (0).to_bytes(4, "little")) or bytes(8))
+        return n_shapes, version
+
+    def write_config(self, n_shapes: int) -> None:
+        self.map_update("CONFIG", (0).to_bytes(4, "little"), abi.CONFIG.pack(n_shapes, abi.IRONPOST_ABI_VERSION))
+
+    # --- events ------------------------------------------------------------------
+    def open_events(self, on_event: Callable[[bytes], None]) -> None:
+        """Call on_event with each raw EVENTS record during poll_events."""
+        size = abi.PACKET_EVENT.size
+
+        def callback(_ctx: Any, data: Any, _size: int) -> int:
+            try:
+                on_event(ctypes.string_at(data, size))
+            except Exception:
+                log.exception("event callback failed")
+            return 0
+
+        self._tables["EVENTS"].open_ring_buffer(callback)
+        self._ringbuf_open = True
+
+    def poll_events(self, timeout_ms: int) -> None:
+        if self._ringbuf_open:
+            self._bpf.ring_buffer_poll(timeout_ms)
+
+    def close(self) -> None:
+        self._bpf.cleanup()

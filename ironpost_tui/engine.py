@@ -1,0 +1,211 @@
+"""The engine: one interface, one program, its rules, its events and stats.
+
+Textual-free; the console and the headless agent both drive it through
+start(), tick() and close().
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import host, libbpf
+from .datapath import Datapath, DatapathConfig, check_pins
+from .errors import XdpBusy
+from .events import EventDecoder
+from .model import FilterRule, IPNetwork, PacketEvent, RuleStatus, StatsSample
+from .rule_table import RuleTable, monotonic_to_wall_offset
+from .stats import StatsSampler
+from .xdp_link import XdpLink, occupants
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    iface: str
+    xdp_mode: str = "auto"  # auto native skb offload
+    persist: bool = False
+    datapath: DatapathConfig = field(default_factory=DatapathConfig)
+    rules: tuple[FilterRule, ...] | None = None  # None: keep what pinned maps hold
+    allow: dict[IPNetwork, int] = field(default_factory=dict)
+    sample_interval: float = 1.0
+
+
+@dataclass(frozen=True)
+class StartReport:
+    iface: str
+    mode: str
+    prog_id: int
+    seconds: float
+    adopted: bool
+    pin_dir: Path | None
+
+
+@dataclass(frozen=True)
+class Tick:
+    events: tuple[PacketEvent, ...]
+    sample: StatsSample | None
+    interface_state: str  # up down gone
+
+
+class Engine:
+    def __init__(self, options: EngineOptions, notice: Callable[[str], None] | None = None) -> None:
+        self.options = options
+        self._notice = notice or log.warning
+        self._lock = host.InterfaceLock(options.iface)
+        self._dp: Datapath | None = None
+        self._link: XdpLink | None = None
+        self._rules: RuleTable | None = None
+        self._pending: list[bytes] = []
+        self._sampler = StatsSampler()
+        self._last_sample: StatsSample | None = None
+        self._ifindex = 0
+        self._decoder: EventDecoder | None = None
+        self.report: StartReport | None = None
+
+    # --- lifecycle -------------------------------------------------------------
+    def start(self) -> StartReport:
+        t0 = time.monotonic()
+        opts = self.options
+        host.check_privileges()
+        self._ifindex = host.ifindex(opts.iface)
+        self._lock.acquire()
+        try:
+            return self._start(t0)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, t0: float) -> StartReport:
+        opts = self.options
+        pins = host.pin_dir(opts.iface)
+        link_pin = pins / "link"
+        adopting = link_pin.exists()
+        adopted_prog = 0
+        if adopting:
+            if not opts.persist:
+                raise XdpBusy(
+                    f"ironpost is persisted on {opts.iface} (pinned at {pins}): start with --persist to take it "
+                    f"over, or run `ironpost-tui cleanup {opts.iface}` to remove it"
+                )
+            fd = libbpf.obj_get(str(link_pin))
+            try:
+                adopted_prog = libbpf.link_info(fd).prog_id
+            finally:
+                os.close(fd)
+        for occ in occupants(self._ifindex):
+            if occ.prog_id == adopted_prog:
+                continue
+            how = f"link id {occ.link_id}" if occ.link_id else "netlink"
+            if occ.is_ironpost:
+                raise XdpBusy(
+                    f"a stale ironpost program (prog id {occ.prog_id}, {occ.mode} mode, {how}) from an older run is "
+                    f"attached to {opts.iface}: run `ironpost-tui cleanup {opts.iface}`"
+                )
+            raise XdpBusy(
+                f"{opts.iface} already has a foreign XDP program (prog id {occ.prog_id}, '{occ.name}', {occ.mode} "
+                f"mode, {how}): ironpost will not replace it; detach it first"
+            )
+        if opts.persist:
+            host.ensure_bpffs()
+            pins.mkdir(parents=True, exist_ok=True)
+            check_pins(pins, opts.datapath)
+        self._dp = Datapath(opts.datapath, pin_dir=pins if opts.persist else None)
+        offset = monotonic_to_wall_offset()
+        self._rules = RuleTable(self._dp, offset)
+        if adopting:
+            self._rules.adopt_existing()
+        if opts.rules is not None:
+            self._rules.sync(list(opts.rules))
+        self._rules.set_allowlist(opts.allow)
+        self._decoder = EventDecoder(offset, self._rules.rule_for_slot)
+        self._dp.open_events(self._pending.append)
+        if adopting:
+            self._link = XdpLink.adopt(str(link_pin), self._ifindex)
+            self._link.update(self._dp.prog_fd)  # atomic: the old program enforces until here
+        elif opts.xdp_mode == "auto":
+            self._link = XdpLink.attach_auto(self._dp.prog_fd, self._ifindex, opts.iface, self._notice)
+        else:
+            self._link = XdpLink.attach(self._dp.prog_fd, self._ifindex, opts.iface, opts.xdp_mode)
+        if opts.persist and not adopting:
+            self._link.pin(str(link_pin))
+        self._last_sample = self._sampler.sample(self._dp, time.monotonic())
+        self.report = StartReport(
+            iface=opts.iface,
+            mode=self._link.mode,
+            prog_id=self._link.prog_id,
+            seconds=time.monotonic() - t0,
+            adopted=adopting,
+            pin_dir=pins if opts.persist else None,
+        )
+        return self.report
+
+    def close(self) -> None:
+        """Detach (unless persisted) and release everything; safe to call twice."""
+        if self._link is not None:
+            try:
+                if not self.options.persist:
+                    self._link.detach()
+            except OSError:
+                log.exception("detaching from %s failed", self.options.iface)
+            finally:
+                self._link.close()
+                self._link = None
+        if self._dp is not None:
+            self._dp.close()
+            self._dp = None
+        self._lock.release()
+
+    @property
+    def attached(self) -> bool:
+        return self._link is not None
+
+    # --- the poll loop ---------------------------------------------------------
+    def tick(self, timeout_ms: int = 100) -> Tick:
+        """Drain events (waiting at most timeout_ms), and sample stats when due."""
+        assert self._dp is not None and self._decoder is not None
+        self._dp.poll_events(timeout_ms)
+        raw, self._pending[:] = list(self._pending), []
+        events = tuple(self._decoder.decode(r) for r in raw)
+        now = time.monotonic()
+        sample = None
+        if self._last_sample is None or now - self._last_sample.at >= self.options.sample_interval:
+            sample = self._last_sample = self._sampler.sample(self._dp, now)
+        state = host.interface_state(self.options.iface, self._ifindex)
+        return Tick(events, sample, state)
+
+    def sample(self) -> StatsSample:
+        assert self._dp is not None
+        self._last_sample = self._sampler.sample(self._dp, time.monotonic())
+        return self._last_sample
+
+    # --- rules -----------------------------------------------------------------
+    @property
+    def rule_table(self) -> RuleTable:
+        assert self._rules is not None
+        return self._rules
+
+    def add_rule(self, rule: FilterRule) -> None:
+        self.rule_table.add(rule)
+
+    def remove_rule(self, rule_id: str) -> FilterRule:
+        return self.rule_table.remove(rule_id)
+
+    def replace_rule(self, rule: FilterRule) -> None:
+        self.rule_table.replace(rule)
+
+    def rules(self) -> list[FilterRule]:
+        return self.rule_table.rules()
+
+    def rule_status(self) -> list[RuleStatus]:
+        return self.rule_table.status()
+
+    @property
+    def datapath(self) -> Datapath:
+        assert self._dp is not None
+        return self._dp

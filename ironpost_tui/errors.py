@@ -1,0 +1,100 @@
+"""One exception hierarchy and one table of exit codes for the whole program."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitStatus(IntEnum):
+    """Process exit codes; each error a user meets has its own."""
+
+    OK = 0
+    ERROR = 1
+    CONFIG_INVALID = 2
+    NOT_PERMITTED = 3
+    BCC_MISSING = 4
+    HEADERS_MISSING = 5
+    NO_SUCH_INTERFACE = 6
+    MODE_UNSUPPORTED = 7
+    BLOCKLIST_FULL = 8
+    XDP_BUSY = 9
+    PIN_MISMATCH = 10
+    INTERFACE_GONE = 11
+    LOAD_FAILED = 12
+    ALREADY_RUNNING = 13
+    CTRL_C = 130
+
+
+class IronpostError(Exception):
+    """An error with a one-line message that tells the user what to do."""
+
+    exit_status = ExitStatus.ERROR
+    title = "Error"
+
+    def __init__(self, message: str, title: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if title is not None:
+            self.title = title
+
+
+class NotPermitted(IronpostError):
+    exit_status = ExitStatus.NOT_PERMITTED
+    title = "Not permitted"
+
+
+class BccMissing(IronpostError):
+    exit_status = ExitStatus.BCC_MISSING
+    title = "BCC missing"
+
+
+class HeadersMissing(IronpostError):
+    exit_status = ExitStatus.HEADERS_MISSING
+    title = "Kernel headers missing"
+
+
+class NoSuchInterface(IronpostError):
+    exit_status = ExitStatus.NO_SUCH_INTERFACE
+    title = "No such interface"
+
+
+class ModeUnsupported(IronpostError):
+    exit_status = ExitStatus.MODE_UNSUPPORTED
+    title = "XDP mode unsupported"
+
+
+class RuleRefused(IronpostError):
+    """A rule could not be applied; nothing of it is in the kernel."""
+
+    exit_status = ExitStatus.CONFIG_INVALID
+    title = "Rule refused"
+
+
+class BlocklistFull(RuleRefused):
+    exit_status = ExitStatus.BLOCKLIST_FULL
+    title = "Blocklist full"
+
+
+class XdpBusy(IronpostError):
+    exit_status = ExitStatus.XDP_BUSY
+    title = "Interface busy"
+
+
+class PinMismatch(IronpostError):
+    exit_status = ExitStatus.PIN_MISMATCH
+    title = "Pinned state from another version"
+
+
+class InterfaceGone(IronpostError):
+    exit_status = ExitStatus.INTERFACE_GONE
+    title = "Interface gone"
+
+
+class LoadFailed(IronpostError):
+    exit_status = ExitStatus.LOAD_FAILED
+    title = "Load failed"
+
+
+class AlreadyRunning(IronpostError):
+    exit_status = ExitStatus.ALREADY_RUNNING
+    title = "Already running"

@@ -1,0 +1,291 @@
+"""ctypes bindings to the few libbpf calls BCC does not offer.
+
+BPF links (attach that ends with the last fd), pinning, object info, XDP
+queries and BPF_PROG_TEST_RUN.  libbpf.so.1 comes with BCC's distribution
+packages.  Every call raises ``BpfCallError`` with the errno on failure.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+from dataclasses import dataclass
+from functools import cache
+
+BPF_XDP = 37  # enum bpf_attach_type
+BPF_LINK_TYPE_XDP = 6
+
+XDP_FLAGS_UPDATE_IF_NOEXIST = 1 << 0
+XDP_FLAGS_SKB_MODE = 1 << 1
+XDP_FLAGS_DRV_MODE = 1 << 2
+XDP_FLAGS_HW_MODE = 1 << 3
+XDP_FLAGS_REPLACE = 1 << 4
+
+XDP_ATTACHED_NONE = 0
+XDP_ATTACHED_DRV = 1
+XDP_ATTACHED_SKB = 2
+XDP_ATTACHED_HW = 3
+XDP_ATTACHED_MULTI = 4
+
+
+class BpfCallError(OSError):
+    """A libbpf call failed; ``errno`` holds the reason."""
+
+    def __init__(self, call: str, err: int) -> None:
+        super().__init__(err, f"{call}: {os.strerror(err)}")
+        self.call = call
+
+
+class _LinkCreateOpts(ctypes.Structure):
+    # struct bpf_link_create_opts: sz, flags, then a union we never use
+    # (kept zeroed: libbpf rejects non-zero bytes it does not know).
+    _fields_ = [
+        ("sz", ctypes.c_size_t),
+        ("flags", ctypes.c_uint32),
+        ("_union", ctypes.c_uint64 * 6),
+    ]
+
+
+class _LinkUpdateOpts(ctypes.Structure):
+    _fields_ = [
+        ("sz", ctypes.c_size_t),
+        ("flags", ctypes.c_uint32),
+        ("old_prog_fd", ctypes.c_uint32),
+    ]
+
+
+class _XdpQueryOpts(ctypes.Structure):
+    _fields_ = [
+        ("sz", ctypes.c_size_t),
+        ("prog_id", ctypes.c_uint32),
+        ("drv_prog_id", ctypes.c_uint32),
+        ("hw_prog_id", ctypes.c_uint32),
+        ("skb_prog_id", ctypes.c_uint32),
+        ("attach_mode", ctypes.c_uint8),
+    ]
+
+
+class _XdpAttachOpts(ctypes.Structure):
+    _fields_ = [("sz", ctypes.c_size_t), ("old_prog_fd", ctypes.c_int)]
+
+
+class _TestRunOpts(ctypes.Structure):
+    _fields_ = [
+        ("sz", ctypes.c_size_t),
+        ("data_in", ctypes.c_void_p),
+        ("data_out", ctypes.c_void_p),
+        ("data_size_in", ctypes.c_uint32),
+        ("data_size_out", ctypes.c_uint32),
+        ("ctx_in", ctypes.c_void_p),
+        ("ctx_out", ctypes.c_void_p),
+        ("ctx_size_in", ctypes.c_uint32),
+        ("ctx_size_out", ctypes.c_uint32),
+        ("retval", ctypes.c_uint32),
+        ("repeat", ctypes.c_int),
+        ("duration", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("cpu", ctypes.c_uint32),
+        ("batch_size", ctypes.c_uint32),
+    ]
+
+
+@cache
+def _lib() -> ctypes.CDLL:
+    name = ctypes.util.find_library("bpf") or "libbpf.so.1"
+    lib = ctypes.CDLL(name, use_errno=True)
+    for fn, args in {
+        "bpf_link_create": [ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p],
+        "bpf_link_update": [ctypes.c_int, ctypes.c_int, ctypes.c_void_p],
+        "bpf_link_detach": [ctypes.c_int],
+        "bpf_obj_pin": [ctypes.c_int, ctypes.c_char_p],
+        "bpf_obj_get": [ctypes.c_char_p],
+        "bpf_obj_get_info_by_fd": [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p],
+        "bpf_prog_get_fd_by_id": [ctypes.c_uint32],
+        "bpf_link_get_fd_by_id": [ctypes.c_uint32],
+        "bpf_map_get_fd_by_id": [ctypes.c_uint32],
+        "bpf_link_get_next_id": [ctypes.c_uint32, ctypes.c_void_p],
+        "bpf_xdp_query": [ctypes.c_int, ctypes.c_int, ctypes.c_void_p],
+        "bpf_xdp_detach": [ctypes.c_int, ctypes.c_uint32, ctypes.c_void_p],
+        "bpf_prog_test_run_opts": [ctypes.c_int, ctypes.c_void_p],
+    }.items():
+        f = getattr(lib, fn)
+        f.argtypes = args
+        f.restype = ctypes.c_int
+    return lib
+
+
+def available() -> bool:
+    """True when libbpf.so.1 can be loaded."""
+    try:
+        _lib()
+    except OSError:
+        return False
+    return True
+
+
+def _check(call: str, ret: int) -> int:
+    if ret < 0:
+        err = -ret if ret != -1 else (ctypes.get_errno() or errno.EIO)
+        raise BpfCallError(call, err)
+    return ret
+
+
+def link_create_xdp(prog_fd: int, ifindex: int, flags: int) -> int:
+    """Attach ``prog_fd`` to ``ifindex`` through a BPF link; returns the link fd."""
+    opts = _LinkCreateOpts(sz=ctypes.sizeof(_LinkCreateOpts), flags=flags)
+    return _check("bpf_link_create", _lib().bpf_link_create(prog_fd, ifindex, BPF_XDP, ctypes.byref(opts)))
+
+
+def link_update(link_fd: int, new_prog_fd: int) -> None:
+    """Swap the program behind a link atomically: no packet sees no program."""
+    opts = _LinkUpdateOpts(sz=ctypes.sizeof(_LinkUpdateOpts))
+    _check("bpf_link_update", _lib().bpf_link_update(link_fd, new_prog_fd, ctypes.byref(opts)))
+
+
+def link_detach(link_fd: int) -> None:
+    _check("bpf_link_detach", _lib().bpf_link_detach(link_fd))
+
+
+def obj_pin(fd: int, path: str) -> None:
+    _check("bpf_obj_pin", _lib().bpf_obj_pin(fd, os.fsencode(path)))
+
+
+def obj_get(path: str) -> int:
+    return _check("bpf_obj_get", _lib().bpf_obj_get(os.fsencode(path)))
+
+
+def prog_fd_by_id(prog_id: int) -> int:
+    return _check("bpf_prog_get_fd_by_id", _lib().bpf_prog_get_fd_by_id(prog_id))
+
+
+def link_fd_by_id(link_id: int) -> int:
+    return _check("bpf_link_get_fd_by_id", _lib().bpf_link_get_fd_by_id(link_id))
+
+
+def _info(fd: int, size: int = 256) -> bytes:
+    buf = ctypes.create_string_buffer(size)
+    length = ctypes.c_uint32(size)
+    _check("bpf_obj_get_info_by_fd", _lib().bpf_obj_get_info_by_fd(fd, buf, ctypes.byref(length)))
+    return buf.raw[: length.value]
+
+
+def _u32(raw: bytes, off: int) -> int:
+    return int.from_bytes(raw[off : off + 4], "little")
+
+
+@dataclass(frozen=True)
+class ProgInfo:
+    id: int
+    type: int
+    name: str
+
+
+@dataclass(frozen=True)
+class MapInfo:
+    id: int
+    type: int
+    key_size: int
+    value_size: int
+    max_entries: int
+    flags: int
+    name: str
+
+
+@dataclass(frozen=True)
+class LinkInfo:
+    id: int
+    type: int
+    prog_id: int
+    ifindex: int
+
+
+def _name(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode(errors="replace")
+
+
+def prog_info(fd: int) -> ProgInfo:
+    raw = _info(fd)
+    # struct bpf_prog_info: type@0 id@4 ... name[16]@64
+    return ProgInfo(id=_u32(raw, 4), type=_u32(raw, 0), name=_name(raw[64:80]))
+
+
+def map_info(fd: int) -> MapInfo:
+    raw = _info(fd)
+    # struct bpf_map_info: type id key_size value_size max_entries map_flags name[16]
+    return MapInfo(
+        id=_u32(raw, 4),
+        type=_u32(raw, 0),
+        key_size=_u32(raw, 8),
+        value_size=_u32(raw, 12),
+        max_entries=_u32(raw, 16),
+        flags=_u32(raw, 20),
+        name=_name(raw[24:40]),
+    )
+
+
+def link_info(fd: int) -> LinkInfo:
+    raw = _info(fd)
+    # struct bpf_link_info: type@0 id@4 prog_id@8, union@16 (xdp.ifindex first)
+    return LinkInfo(id=_u32(raw, 4), type=_u32(raw, 0), prog_id=_u32(raw, 8), ifindex=_u32(raw, 16))
+
+
+def link_ids() -> list[int]:
+    """Ids of every BPF link in the system."""
+    ids = []
+    cur = ctypes.c_uint32(0)
+    nxt = ctypes.c_uint32(0)
+    while _lib().bpf_link_get_next_id(cur.value, ctypes.byref(nxt)) == 0:
+        ids.append(nxt.value)
+        cur.value = nxt.value
+    return ids
+
+
+@dataclass(frozen=True)
+class XdpAttachment:
+    """What XDP program ids an interface has, per mode (0 = none)."""
+
+    drv_prog_id: int
+    skb_prog_id: int
+    hw_prog_id: int
+
+    @property
+    def prog_ids(self) -> list[tuple[str, int]]:
+        modes = (("native", self.drv_prog_id), ("skb", self.skb_prog_id), ("offload", self.hw_prog_id))
+        return [(m, i) for m, i in modes if i]
+
+
+def xdp_query(ifindex: int) -> XdpAttachment:
+    opts = _XdpQueryOpts(sz=ctypes.sizeof(_XdpQueryOpts))
+    _check("bpf_xdp_query", _lib().bpf_xdp_query(ifindex, 0, ctypes.byref(opts)))
+    return XdpAttachment(opts.drv_prog_id, opts.skb_prog_id, opts.hw_prog_id)
+
+
+def xdp_detach(ifindex: int, flags: int, old_prog_fd: int) -> None:
+    """Detach a netlink-attached program, only if it is still ``old_prog_fd``."""
+    opts = _XdpAttachOpts(sz=ctypes.sizeof(_XdpAttachOpts), old_prog_fd=old_prog_fd)
+    _check("bpf_xdp_detach", _lib().bpf_xdp_detach(ifindex, flags | XDP_FLAGS_REPLACE, ctypes.byref(opts)))
+
+
+@dataclass(frozen=True)
+class TestRun:
+    retval: int
+    duration_ns: int
+    data_out: bytes
+
+
+def prog_test_run(prog_fd: int, data: bytes, repeat: int = 1) -> TestRun:
+    """BPF_PROG_TEST_RUN: run the program on ``data``; duration is ns per run."""
+    data_in = ctypes.create_string_buffer(data, len(data))
+    out = ctypes.create_string_buffer(len(data) + 256)
+    opts = _TestRunOpts(
+        sz=ctypes.sizeof(_TestRunOpts),
+        data_in=ctypes.cast(data_in, ctypes.c_void_p),
+        data_out=ctypes.cast(out, ctypes.c_void_p),
+        data_size_in=len(data),
+        data_size_out=len(out),
+        repeat=repeat,
+    )
+    _check("bpf_prog_test_run_opts", _lib().bpf_prog_test_run_opts(prog_fd, ctypes.byref(opts)))
+    return TestRun(opts.retval, opts.duration, out.raw[: opts.data_size_out])

@@ -1,0 +1,104 @@
+"""Values that cross from the engine to its front ends: frozen, no handles."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from enum import Enum
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+PROTOCOLS = ("tcp", "udp", "icmp", "other")
+
+
+class Action(str, Enum):
+    DROP = "drop"
+    MONITOR = "monitor"
+
+
+class Verdict(str, Enum):
+    PASS = "pass"
+    DROP = "drop"
+    MONITOR = "monitor"
+    PROTECTED = "protected"  # a drop rule matched a protected source: passed
+
+
+@dataclass(frozen=True)
+class FilterRule:
+    """One rule; its match fields are AND-ed, an absent field matches anything."""
+
+    id: str
+    action: Action = Action.DROP
+    src_ip: IPNetwork | None = None
+    dst_ip: IPNetwork | None = None
+    dst_port: int | None = None
+    protocol: int | None = None
+    description: str = ""
+    expires_at: float | None = None  # wall-clock seconds, None = never
+    auto: bool = False  # added by a detector's auto-block
+
+    @property
+    def match_fields(self) -> tuple[str, ...]:
+        names = ("src_ip", "dst_ip", "dst_port", "protocol")
+        return tuple(n for n in names if getattr(self, n) is not None)
+
+    def same_match(self, other: FilterRule) -> bool:
+        return (self.src_ip, self.dst_ip, self.dst_port, self.protocol) == (
+            other.src_ip,
+            other.dst_ip,
+            other.dst_port,
+            other.protocol,
+        )
+
+
+@dataclass(frozen=True)
+class RuleStatus:
+    """A rule as the kernel holds it, with its hit counters."""
+
+    rule: FilterRule
+    map_name: str  # BLOCKLIST, SRC4, SRC6 or MATCH
+    hits: int = 0
+    last_hit: float | None = None  # wall-clock seconds
+
+
+@dataclass(frozen=True)
+class ProtoCounters:
+    packets: int = 0
+    bytes: int = 0
+    drops: int = 0
+
+
+@dataclass(frozen=True)
+class ProtoRates:
+    pps: float = 0.0
+    bps: float = 0.0  # bits per second
+    drops_ps: float = 0.0
+
+
+@dataclass(frozen=True)
+class StatsSample:
+    """Totals since attach and rates since the previous sample, per protocol."""
+
+    at: float  # monotonic seconds
+    totals: dict[str, ProtoCounters] = field(default_factory=dict)  # tcp udp icmp other total
+    rates: dict[str, ProtoRates] = field(default_factory=dict)
+    events_delivered: int = 0
+    events_lost: dict[str, int] = field(default_factory=dict)  # reason -> count
+
+
+@dataclass(frozen=True)
+class PacketEvent:
+    """One packet that matched a drop or monitor rule (EVENTS ring buffer)."""
+
+    ts: float  # wall-clock seconds
+    family: int  # 4 or 6
+    src: IPAddress
+    dst: IPAddress
+    src_port: int
+    dst_port: int
+    protocol: int
+    tcp_flags: int
+    length: int
+    verdict: Verdict
+    rule_id: str | None

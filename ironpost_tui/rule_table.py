@@ -1,0 +1,291 @@
+"""The rules in force: writes them into the kernel maps, reads their hits.
+
+Every change leaves the maps either as they were or fully changed: an entry
+is written before anything that points at it, and removed after.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from . import abi, kernel_rules
+from .datapath import Datapath
+from .errors import RuleRefused
+from .kernel_rules import Placement, Shape
+from .model import FilterRule, IPNetwork, RuleStatus
+
+MONITOR_RANK = 0x80000000
+
+
+@dataclass
+class _Installed:
+    rule: FilterRule
+    placement: Placement
+    key: bytes  # the key as written (MATCH keys carry the shape index)
+    slot: int
+    priority: int
+    shape_index: int | None
+
+
+class RuleTable:
+    """Rules by id, as installed in one Datapath."""
+
+    def __init__(self, datapath: Datapath, clock_offset: float) -> None:
+        self._dp = datapath
+        self._clock_offset = clock_offset  # wall time minus CLOCK_MONOTONIC
+        cfg = datapath.cfg
+        self._free_slots = list(range(cfg.rule_slots - 1, -1, -1))
+        self._next_priority = 0
+        self._rules: dict[str, _Installed] = {}
+        self._by_key: dict[tuple[str, bytes], str] = {}
+        self._shapes: dict[Shape, tuple[int, int]] = {}  # shape -> (index, users)
+        self._free_shapes = list(range(cfg.shapes_max - 1, -1, -1))
+        self._n_shapes = 0
+        self._allow: dict[IPNetwork, int] = {}
+
+    # --- reading ---------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._rules)
+
+    def __contains__(self, rule_id: str) -> bool:
+        return rule_id in self._rules
+
+    def rules(self) -> list[FilterRule]:
+        return [inst.rule for inst in sorted(self._rules.values(), key=lambda i: i.priority)]
+
+    def get(self, rule_id: str) -> FilterRule | None:
+        inst = self._rules.get(rule_id)
+        return inst.rule if inst else None
+
+    def count(self, map_name: str) -> int:
+        return sum(1 for inst in self._rules.values() if inst.placement.map_name == map_name)
+
+    def status(self) -> list[RuleStatus]:
+        """Every rule with its hits summed over CPUs and its last hit time."""
+        out = []
+        for inst in sorted(self._rules.values(), key=lambda i: i.priority):
+            packets = last = 0
+            for raw in self._dp.percpu_entries("RULE_HITS", inst.slot):
+                p, t = abi.RULE_HIT.unpack(raw)
+                packets += p
+                last = max(last, t)
+            last_hit = last / 1e9 + self._clock_offset if last else None
+            out.append(RuleStatus(inst.rule, inst.placement.map_name, packets, last_hit))
+        return out
+
+    def rule_for_slot(self, slot: int) -> FilterRule | None:
+        for inst in self._rules.values():
+            if inst.slot == slot:
+                return inst.rule
+        return None
+
+    # --- changing --------------------------------------------------------------
+    def add(self, rule: FilterRule) -> None:
+        """Install a new rule; RuleRefused (nothing written) when it cannot be."""
+        if rule.id in self._rules:
+            raise RuleRefused(f"a rule with id '{rule.id}' exists already")
+        self._install(rule, self._take_priority())
+
+    def remove(self, rule_id: str) -> FilterRule:
+        inst = self._rules.get(rule_id)
+        if inst is None:
+            raise RuleRefused(f"no rule with id '{rule_id}'")
+        self._uninstall(inst)
+        return inst.rule
+
+    def replace(self, rule: FilterRule) -> None:
+        """Change a rule in place: the new entry is in force before the old goes."""
+        old = self._rules.get(rule.id)
+        if old is None:
+            raise RuleRefused(f"no rule with id '{rule.id}'")
+        placement = kernel_rules.place(rule)
+        if placement.map_name == old.placement.map_name and placement.key == old.placement.key:
+            # Same match: overwrite the value, one atomic map update.
+            self._dp.map_update(old.placement.map_name, old.key, kernel_rules.value(rule, old.slot, old.priority))
+            old.rule = rule
+            return
+        del self._rules[rule.id]
+        try:
+            self._install(rule, old.priority)
+        except Exception:
+            self._rules[rule.id] = old
+            raise
+        self._remove_entries(old)
+
+    def sync(self, rules: list[FilterRule]) -> None:
+        """Move to exactly ``rules`` with no gap for any match present in both sets."""
+        wanted = {r.id for r in rules}
+        for rule in rules:
+            current = self._rules.get(rule.id)
+            if current is not None:
+                if current.rule != rule:
+                    self.replace(rule)
+                continue
+            placement = kernel_rules.place(rule)
+            holder = self._holder_of(placement)
+            if holder is not None and holder not in wanted:
+                # Same match under a new id: hand the entry over in place.
+                self._install(rule, self._take_priority(), take_over=holder)
+            else:
+                self._install(rule, self._take_priority())
+        for rule_id in [rid for rid in self._rules if rid not in wanted]:
+            self.remove(rule_id)
+
+    def _holder_of(self, placement: Placement) -> str | None:
+        if placement.shape is None:
+            return self._by_key.get((placement.map_name, placement.key))
+        entry = self._shapes.get(placement.shape)
+        if entry is None:
+            return None
+        return self._by_key.get((placement.map_name, placement.match_key(entry[0])))
+
+    def clear_drops(self) -> int:
+        """Remove every drop rule (panic); returns how many."""
+        ids = [rid for rid, inst in self._rules.items() if inst.rule.action.value == "drop"]
+        for rid in ids:
+            self.remove(rid)
+        return len(ids)
+
+    # --- adopting pinned maps -----------------------------------------------
+    def adopt_existing(self) -> list[FilterRule]:
+        """Learn the rules already in pinned maps (ids are not kept in the kernel:
+        they come back as pinned-N); returns them."""
+        shapes: dict[int, Shape] = {}
+        for raw_key, raw in self._dp.map_items("SHAPES"):
+            fields, family, _pm, _portm, smask, dmask = abi.RULE_SHAPE.unpack(raw)
+            if fields & abi.SHAPE_UNUSED or not fields:
+                continue
+            index = int.from_bytes(raw_key, "little")
+            shape = Shape(fields, family, _prefixlen(smask), _prefixlen(dmask))
+            shapes[index] = shape
+        found = []
+        for map_name in ("BLOCKLIST", "SRC4", "SRC6", "MATCH"):
+            for key, raw in self._dp.map_items(map_name):
+                action, slot, priority = abi.BLOCKLIST_VALUE.unpack(raw)
+                rule = kernel_rules.rule_from_entry(map_name, key, action, shapes, f"pinned-{len(found) + 1}")
+                if rule is None:
+                    continue
+                placement = kernel_rules.place(rule)
+                shape_index = None
+                if placement.shape is not None:
+                    shape_index = int.from_bytes(key[:4], "little")
+                    index, users = self._shapes.get(placement.shape, (shape_index, 0))
+                    self._shapes[placement.shape] = (index, users + 1)
+                    if index in self._free_shapes:
+                        self._free_shapes.remove(index)
+                if slot in self._free_slots:
+                    self._free_slots.remove(slot)
+                self._rules[rule.id] = _Installed(rule, placement, key, slot, priority, shape_index)
+                self._by_key[(map_name, key)] = rule.id
+                self._next_priority = max(self._next_priority, priority + 1)
+                found.append(rule)
+        self._n_shapes = self._dp.read_config()[0]
+        return found
+
+    # --- allowlist -------------------------------------------------------------
+    def set_allowlist(self, entries: dict[IPNetwork, int]) -> None:
+        """Make ALLOW4/ALLOW6 hold exactly ``entries`` (prefix -> reason code)."""
+        for net, reason in entries.items():
+            if self._allow.get(net) != reason:
+                name, key = kernel_rules.allow_key(net)
+                self._dp.map_update(name, key, abi.ALLOW_VALUE.pack(reason))
+        for net in [n for n in self._allow if n not in entries]:
+            name, key = kernel_rules.allow_key(net)
+            self._dp.map_delete(name, key)
+        self._allow = dict(entries)
+
+    def allowlist(self) -> dict[IPNetwork, int]:
+        return dict(self._allow)
+
+    # --- internals -------------------------------------------------------------
+    def _take_priority(self) -> int:
+        p = self._next_priority
+        self._next_priority += 1
+        if self._next_priority >= MONITOR_RANK:
+            raise RuleRefused("rule priorities exhausted: restart to renumber")
+        return p
+
+    def _install(self, rule: FilterRule, priority: int, take_over: str | None = None) -> None:
+        placement = kernel_rules.place(rule)
+        shape_index = None
+        key = placement.key
+        if placement.shape is not None:
+            shape_index = self._acquire_shape(placement.shape, rule.id)
+            key = placement.match_key(shape_index)
+        try:
+            holder = self._by_key.get((placement.map_name, key))
+            if holder is not None and holder != take_over:
+                raise RuleRefused(f"rule '{rule.id}' matches exactly the packets rule '{holder}' matches")
+            if not self._free_slots:
+                raise RuleRefused("no rule slot left: remove rules first")
+            slot = self._free_slots[-1]
+            # Zero the slot's hit counters before anything points at it.
+            self._dp.percpu_clear("RULE_HITS", slot)
+            self._dp.map_update(placement.map_name, key, kernel_rules.value(rule, slot, priority))
+        except Exception:
+            if placement.shape is not None:
+                self._release_shape(placement.shape)
+            raise
+        self._free_slots.pop()
+        self._rules[rule.id] = _Installed(rule, placement, key, slot, priority, shape_index)
+        if take_over is not None:
+            old = self._rules.pop(take_over)
+            del self._by_key[(placement.map_name, key)]  # overwritten above, not deleted
+            if old.placement.shape is not None:
+                self._release_shape(old.placement.shape)
+            self._free_slots.append(old.slot)
+        self._by_key[(placement.map_name, key)] = rule.id
+
+    def _uninstall(self, inst: _Installed) -> None:
+        del self._rules[inst.rule.id]
+        self._remove_entries(inst)
+
+    def _remove_entries(self, inst: _Installed) -> None:
+        if self._by_key.get((inst.placement.map_name, inst.key)) == inst.rule.id:
+            self._dp.map_delete(inst.placement.map_name, inst.key)
+            del self._by_key[(inst.placement.map_name, inst.key)]
+        if inst.placement.shape is not None:
+            self._release_shape(inst.placement.shape)
+        self._free_slots.append(inst.slot)
+
+    def _acquire_shape(self, shape: Shape, rule_id: str) -> int:
+        if shape in self._shapes:
+            index, users = self._shapes[shape]
+            self._shapes[shape] = (index, users + 1)
+            return index
+        if not self._free_shapes:
+            raise RuleRefused(
+                f"rule '{rule_id}' needs a new rule shape (fields and prefix lengths) but all "
+                f"{self._dp.cfg.shapes_max} are in use: combine rules into fewer shapes"
+            )
+        index = self._free_shapes.pop()
+        self._dp.map_update("SHAPES", index.to_bytes(4, "little"), shape.pack())
+        self._shapes[shape] = (index, 1)
+        if index + 1 > self._n_shapes:
+            self._n_shapes = index + 1
+            self._dp.write_config(self._n_shapes)
+        return index
+
+    def _release_shape(self, shape: Shape) -> None:
+        index, users = self._shapes[shape]
+        if users > 1:
+            self._shapes[shape] = (index, users - 1)
+            return
+        del self._shapes[shape]
+        self._dp.map_update("SHAPES", index.to_bytes(4, "little"), kernel_rules.UNUSED_SHAPE)
+        self._free_shapes.append(index)
+        self._free_shapes.sort(reverse=True)
+        n = max((i for i, _ in self._shapes.values()), default=-1) + 1
+        if n != self._n_shapes:
+            self._n_shapes = n
+            self._dp.write_config(n)
+
+
+def _prefixlen(mask: bytes) -> int:
+    return bin(int.from_bytes(mask, "big")).count("1")
+
+
+def monotonic_to_wall_offset() -> float:
+    """Wall-clock seconds minus CLOCK_MONOTONIC seconds (bpf_ktime_get_ns's clock)."""
+    return time.time() - time.clock_gettime(time.CLOCK_MONOTONIC)

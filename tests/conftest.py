@@ -1,0 +1,129 @@
+"""Shared test set-up.
+
+* ``@pytest.mark.root``: the test needs root and a working bpf() syscall.
+  Without them it is skipped, with the reason, except under ``CI=true``,
+  where it fails instead.
+* Under ``CI=true`` any skipped test makes the run fail (exit status 1).
+* bpffs is mounted at /sys/fs/bpf for the session when running as root.
+* ``lab``: a fresh netns + veth pair from ``netlab.veth_pair()``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+import platform
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import netlab
+import pytest
+
+BPFFS = Path("/sys/fs/bpf")
+
+# bpf(2) by machine; BPF_MAP_CREATE of a tiny array map proves the syscall works.
+_SYS_BPF = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "i686": 357, "armv7l": 386, "ppc64le": 361, "s390x": 351}
+_BPF_MAP_CREATE = 0
+_BPF_MAP_TYPE_ARRAY = 2
+
+
+def under_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+@functools.cache
+def root_unavailable_reason() -> str | None:
+    """Why a root-marked test cannot run here, or None when it can."""
+    if os.geteuid() != 0:
+        return "needs root (euid is not 0)"
+    nr = _SYS_BPF.get(platform.machine())
+    if nr is None:
+        return None if Path("/proc/sys/kernel/unprivileged_bpf_disabled").exists() else "no bpf() syscall"
+    attr = (ctypes.c_uint32 * 32)()  # union bpf_attr, zeroed past the map fields
+    attr[0], attr[1], attr[2], attr[3] = _BPF_MAP_TYPE_ARRAY, 4, 4, 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    fd = libc.syscall(ctypes.c_long(nr), ctypes.c_int(_BPF_MAP_CREATE), ctypes.byref(attr), ctypes.c_uint(128))
+    if fd < 0:
+        err = ctypes.get_errno()
+        return f"bpf() is unavailable: BPF_MAP_CREATE failed: {os.strerror(err)}"
+    os.close(fd)
+    return None
+
+
+def bpffs_mounted() -> bool:
+    try:
+        mounts = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return False
+    return any(len(f) > 2 and f[1] == str(BPFFS) and f[2] == "bpf" for f in (m.split() for m in mounts))
+
+
+# --------------------------------------------------------------------------- #
+# the root marker
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("root") is None:
+        return
+    reason = root_unavailable_reason()
+    if reason is None:
+        return
+    if under_ci():
+        pytest.fail(f"root-marked test cannot run under CI=true: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+# --------------------------------------------------------------------------- #
+# under CI=true a skipped test is a failure
+
+_skipped: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and not hasattr(report, "wasxfail"):
+        _skipped.append(report.nodeid)
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    if report.skipped:
+        _skipped.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if under_ci() and _skipped and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int, config: pytest.Config) -> None:
+    if under_ci() and _skipped:
+        terminalreporter.section("CI=true", sep="=", red=True, bold=True)
+        terminalreporter.write_line(
+            f"under CI=true a skipped test is a failure: {len(_skipped)} skipped, so the session exits with status 1:"
+        )
+        for nodeid in _skipped:
+            terminalreporter.write_line(f"  {nodeid}")
+
+
+# --------------------------------------------------------------------------- #
+# fixtures
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _bpffs() -> Iterator[None]:
+    """Mount bpffs at /sys/fs/bpf (left mounted afterwards) when root and it is not mounted."""
+    if os.geteuid() == 0 and not bpffs_mounted():
+        BPFFS.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.run(["mount", "-t", "bpf", "bpf", str(BPFFS)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(f"conftest: could not mount bpffs at {BPFFS}: {proc.stderr.strip()}")
+    yield
+
+
+@pytest.fixture
+def lab() -> Iterator[netlab.Lab]:
+    """A netns + veth pair (see tests/netlab.py); mark the test ``root``."""
+    with netlab.veth_pair() as lab:
+        yield lab
