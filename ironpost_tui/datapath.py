@@ -86,10 +86,11 @@ def import_bcc() -> Any:
     return bcc
 
 
-def check_kernel_headers() -> None:
+def check_kernel_headers(modules_root: Path = Path("/lib/modules"), kheaders: Path = Path("/sys/kernel/kheaders.tar.xz")) -> None:
+    """BCC compiles against /lib/modules/$(uname -r)/build (or the kernel's own kheaders)."""
     release = os.uname().release
-    build = Path("/lib/modules") / release / "build"
-    if not (build / "include").is_dir() and not Path("/sys/kernel/kheaders.tar.xz").exists():
+    build = modules_root / release / "build"
+    if not (build / "include").is_dir() and not kheaders.exists():
         raise HeadersMissing(
             f"kernel headers for {release} are missing ({build}): install linux-headers-{release}, "
             "or see the README's 'Kernel headers' section for kernels without a headers package"
