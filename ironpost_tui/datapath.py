@@ -131,7 +131,7 @@ def check_pins(pin_dir: Path, cfg: DatapathConfig) -> bool:
 class Datapath:
     """The compiled program and its maps."""
 
-    def __init__(self, cfg: DatapathConfig, pin_dir: Path | None = None) -> None:
+    def __init__(self, cfg: DatapathConfig, pin_dir: Path | None = None, offload_dev: str | None = None) -> None:
         self.cfg = cfg
         self.pin_dir = pin_dir
         bcc = import_bcc()
@@ -141,8 +141,9 @@ class Datapath:
         if pin_dir is not None:
             cflags.append(f'-DIRONPOST_PIN_DIR="{pin_dir}"')
         try:
-            self._bpf = bcc.BPF(src_file=str(src).encode(), cflags=cflags)
-            self._fn = self._bpf.load_func(b"ironpost_xdp", bcc.BPF.XDP)
+            device = offload_dev.encode() if offload_dev else None
+            self._bpf = bcc.BPF(src_file=str(src).encode(), cflags=cflags, device=device)
+            self._fn = self._bpf.load_func(b"ironpost_xdp", bcc.BPF.XDP, device=device)
         except Exception as exc:  # BCC raises bare Exception
             raise LoadFailed(f"the XDP program failed to compile or load: {exc}") from exc
         self._tables = {name: self._bpf[name] for name in (*abi.PINNED_MAPS, "EVENTS")}

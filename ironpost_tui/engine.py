@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import host, libbpf
 from .datapath import Datapath, DatapathConfig, check_pins
-from .errors import XdpBusy
+from .errors import LoadFailed, ModeUnsupported, XdpBusy
 from .events import EventDecoder
 from .model import FilterRule, IPNetwork, PacketEvent, RuleStatus, StatsSample
 from .rule_table import RuleTable, monotonic_to_wall_offset
@@ -115,7 +115,18 @@ class Engine:
             host.ensure_bpffs()
             pins.mkdir(parents=True, exist_ok=True)
             check_pins(pins, opts.datapath)
-        self._dp = Datapath(opts.datapath, pin_dir=pins if opts.persist else None)
+        offload = opts.xdp_mode == "offload"
+        try:
+            self._dp = Datapath(
+                opts.datapath, pin_dir=pins if opts.persist else None, offload_dev=opts.iface if offload else None
+            )
+        except LoadFailed as exc:
+            if offload:
+                raise ModeUnsupported(
+                    f"{opts.iface} cannot run the program offloaded to its NIC ({exc.message.split(': ', 1)[-1]}): "
+                    "use --xdp-mode native, skb or auto"
+                ) from exc
+            raise
         offset = monotonic_to_wall_offset()
         self._rules = RuleTable(self._dp, offset)
         if adopting:

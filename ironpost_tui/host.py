@@ -27,7 +27,10 @@ def effective_caps() -> int:
 
 def check_privileges() -> None:
     caps = effective_caps()
-    has = lambda cap: bool(caps & (1 << cap))  # noqa: E731
+
+    def has(cap: int) -> bool:
+        return bool(caps & (1 << cap))
+
     if has(CAP_SYS_ADMIN) and has(CAP_NET_ADMIN):
         return
     if has(CAP_BPF) and has(CAP_NET_ADMIN) and has(CAP_PERFMON):

@@ -39,6 +39,7 @@ class RuleTable:
         self._next_priority = 0
         self._rules: dict[str, _Installed] = {}
         self._by_key: dict[tuple[str, bytes], str] = {}
+        self._by_slot: dict[int, str] = {}
         self._shapes: dict[Shape, tuple[int, int]] = {}  # shape -> (index, users)
         self._free_shapes = list(range(cfg.shapes_max - 1, -1, -1))
         self._n_shapes = 0
@@ -75,10 +76,8 @@ class RuleTable:
         return out
 
     def rule_for_slot(self, slot: int) -> FilterRule | None:
-        for inst in self._rules.values():
-            if inst.slot == slot:
-                return inst.rule
-        return None
+        rule_id = self._by_slot.get(slot)
+        return self._rules[rule_id].rule if rule_id is not None else None
 
     # --- changing --------------------------------------------------------------
     def add(self, rule: FilterRule) -> None:
@@ -159,7 +158,7 @@ class RuleTable:
             index = int.from_bytes(raw_key, "little")
             shape = Shape(fields, family, _prefixlen(smask), _prefixlen(dmask))
             shapes[index] = shape
-        found = []
+        found: list[FilterRule] = []
         for map_name in ("BLOCKLIST", "SRC4", "SRC6", "MATCH"):
             for key, raw in self._dp.map_items(map_name):
                 action, slot, priority = abi.BLOCKLIST_VALUE.unpack(raw)
@@ -178,6 +177,7 @@ class RuleTable:
                     self._free_slots.remove(slot)
                 self._rules[rule.id] = _Installed(rule, placement, key, slot, priority, shape_index)
                 self._by_key[(map_name, key)] = rule.id
+                self._by_slot[slot] = rule.id
                 self._next_priority = max(self._next_priority, priority + 1)
                 found.append(rule)
         self._n_shapes = self._dp.read_config()[0]
@@ -235,7 +235,9 @@ class RuleTable:
             if old.placement.shape is not None:
                 self._release_shape(old.placement.shape)
             self._free_slots.append(old.slot)
+            self._by_slot.pop(old.slot, None)
         self._by_key[(placement.map_name, key)] = rule.id
+        self._by_slot[slot] = rule.id
 
     def _uninstall(self, inst: _Installed) -> None:
         del self._rules[inst.rule.id]
@@ -247,6 +249,8 @@ class RuleTable:
             del self._by_key[(inst.placement.map_name, inst.key)]
         if inst.placement.shape is not None:
             self._release_shape(inst.placement.shape)
+        if self._by_slot.get(inst.slot) == inst.rule.id:
+            del self._by_slot[inst.slot]
         self._free_slots.append(inst.slot)
 
     def _acquire_shape(self, shape: Shape, rule_id: str) -> int:
