@@ -58,13 +58,21 @@ struct proto_stats {
 };
 
 /* Value of every rule map (BLOCKLIST, SRC4, SRC6, MATCH): the seed's
- * BlocklistValue (action first) extended with the rule's hit-counter slot
- * and its position in the rule list (lower wins among matches of one action). */
+ * BlocklistValue (action first) extended with the rule credited (its hit
+ * counter slot) and its rank among matches of one action (priority: its
+ * position in the rule list, lower wins).  action/rule_slot/priority are what
+ * the datapath acts on.  An LPM lookup returns only the longest prefix, so in
+ * SRC4/SRC6 user space writes there the best of all the prefixes covering the
+ * entry (a drop /16 is not undone by a monitor /24 inside it); the own_*
+ * fields keep the entry's own rule, for adopting pinned maps. */
 struct blocklist_value {
 	__u8 action;
-	__u8 _pad[3];
+	__u8 own_action;
+	__u8 _pad[2];
 	__u32 rule_slot;
 	__u32 priority;
+	__u32 own_slot;
+	__u32 own_priority;
 };
 
 struct lpm_v4_key {

@@ -44,8 +44,8 @@ FAMILY_V6 = 6
 
 # struct proto_stats
 PROTO_STATS = struct.Struct("<QQQ")
-# struct blocklist_value: action, pad[3], rule_slot, priority
-BLOCKLIST_VALUE = struct.Struct("<B3xII")
+# struct blocklist_value: action, own_action, pad[2], rule_slot, priority, own_slot, own_priority
+BLOCKLIST_VALUE = struct.Struct("<BB2xIIII")
 # struct lpm_v4_key / lpm_v6_key
 LPM_V4_KEY = struct.Struct("<I4s")
 LPM_V6_KEY = struct.Struct("<I16s")

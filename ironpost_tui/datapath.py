@@ -110,7 +110,7 @@ def check_pins(pin_dir: Path, cfg: DatapathConfig) -> bool:
     if missing:
         raise PinMismatch(
             f"{pin_dir} holds an incomplete set of ironpost maps (missing {', '.join(missing)}): "
-            "remove it with `ironpost-tui cleanup IFACE`"
+            f"remove it with `ironpost-tui cleanup {pin_dir.name}`"
         )
     for name, want in expected.items():
         fd = libbpf.obj_get(str(pin_dir / name))
@@ -123,7 +123,7 @@ def check_pins(pin_dir: Path, cfg: DatapathConfig) -> bool:
             raise PinMismatch(
                 f"pinned map {pin_dir / name} has a layout this version does not use "
                 f"(type/key/value/entries {have}, expected {want}): it was made by another version "
-                "or other settings; run `ironpost-tui cleanup IFACE` or start with the same settings"
+                f"or other settings; run `ironpost-tui cleanup {pin_dir.name}` or start with the same settings"
             )
     return True
 
@@ -146,7 +146,7 @@ class Datapath:
             self._fn = self._bpf.load_func(b"ironpost_xdp", bcc.BPF.XDP, device=device)
         except Exception as exc:  # BCC raises bare Exception
             raise LoadFailed(f"the XDP program failed to compile or load: {exc}") from exc
-        self._tables = {name: self._bpf[name] for name in (*abi.PINNED_MAPS, "EVENTS")}
+        self._tables = {name: self._bpf[name.encode()] for name in (*abi.PINNED_MAPS, "EVENTS")}
         self._ringbuf_open = False
         config = self.read_config()
         if config[1] not in (0, abi.IRONPOST_ABI_VERSION):

@@ -73,8 +73,14 @@ def action_code(action: Action) -> int:
     return abi.ACTION_DROP if action is Action.DROP else abi.ACTION_MONITOR
 
 
-def value(rule: FilterRule, slot: int, priority: int) -> bytes:
-    return abi.BLOCKLIST_VALUE.pack(action_code(rule.action), slot, priority)
+def value(
+    rule: FilterRule, slot: int, priority: int, acting: tuple[FilterRule, int, int] | None = None
+) -> bytes:
+    """An entry for ``rule``; ``acting`` (rule, slot, priority) when another rule decides for it."""
+    act_rule, act_slot, act_priority = acting or (rule, slot, priority)
+    return abi.BLOCKLIST_VALUE.pack(
+        action_code(act_rule.action), action_code(rule.action), act_slot, act_priority, slot, priority
+    )
 
 
 def place(rule: FilterRule) -> Placement:

@@ -13,7 +13,7 @@ from . import abi, kernel_rules
 from .datapath import Datapath
 from .errors import RuleRefused
 from .kernel_rules import Placement, Shape
-from .model import FilterRule, IPNetwork, RuleStatus
+from .model import Action, FilterRule, IPNetwork, RuleStatus
 
 MONITOR_RANK = 0x80000000
 
@@ -40,6 +40,10 @@ class RuleTable:
         self._rules: dict[str, _Installed] = {}
         self._by_key: dict[tuple[str, bytes], str] = {}
         self._by_slot: dict[int, str] = {}
+        # Source prefixes per LPM trie: network -> rule id (see _refresh_covered).
+        self._lpm: dict[str, dict[IPNetwork, str]] = {"SRC4": {}, "SRC6": {}}
+        # Slots of removed rules: events still queued in the ring buffer name them by slot.
+        self._retired: dict[int, FilterRule] = {}
         self._shapes: dict[Shape, tuple[int, int]] = {}  # shape -> (index, users)
         self._free_shapes = list(range(cfg.shapes_max - 1, -1, -1))
         self._n_shapes = 0
@@ -59,6 +63,15 @@ class RuleTable:
         inst = self._rules.get(rule_id)
         return inst.rule if inst else None
 
+    def capacity(self) -> dict[str, int]:
+        cfg = self._dp.cfg
+        return {
+            "BLOCKLIST": cfg.blocklist_max_entries,
+            "SRC4": cfg.cidr_max_entries,
+            "SRC6": cfg.cidr_max_entries,
+            "MATCH": cfg.match_max_entries,
+        }
+
     def count(self, map_name: str) -> int:
         return sum(1 for inst in self._rules.values() if inst.placement.map_name == map_name)
 
@@ -77,7 +90,7 @@ class RuleTable:
 
     def rule_for_slot(self, slot: int) -> FilterRule | None:
         rule_id = self._by_slot.get(slot)
-        return self._rules[rule_id].rule if rule_id is not None else None
+        return self._rules[rule_id].rule if rule_id is not None else self._retired.get(slot)
 
     # --- changing --------------------------------------------------------------
     def add(self, rule: FilterRule) -> None:
@@ -101,8 +114,8 @@ class RuleTable:
         placement = kernel_rules.place(rule)
         if placement.map_name == old.placement.map_name and placement.key == old.placement.key:
             # Same match: overwrite the value, one atomic map update.
-            self._dp.map_update(old.placement.map_name, old.key, kernel_rules.value(rule, old.slot, old.priority))
             old.rule = rule
+            self._write(old)
             return
         del self._rules[rule.id]
         try:
@@ -115,6 +128,11 @@ class RuleTable:
     def sync(self, rules: list[FilterRule]) -> None:
         """Move to exactly ``rules`` with no gap for any match present in both sets."""
         wanted = {r.id for r in rules}
+        # Make room first: rules that go and whose match no wanted rule takes over
+        # leave no gap by going now, and a full map could not take the new ones.
+        taken_over = {self._holder_of(kernel_rules.place(r)) for r in rules}
+        for rule_id in [rid for rid in self._rules if rid not in wanted and rid not in taken_over]:
+            self.remove(rule_id)
         for rule in rules:
             current = self._rules.get(rule.id)
             if current is not None:
@@ -130,6 +148,24 @@ class RuleTable:
                 self._install(rule, self._take_priority())
         for rule_id in [rid for rid in self._rules if rid not in wanted]:
             self.remove(rule_id)
+        self._renumber([r.id for r in rules])
+
+    def _renumber(self, order: list[str]) -> None:
+        """Make priorities follow ``order`` (the rule list), rewriting what changed."""
+        tries = set()
+        for position, rule_id in enumerate(order):
+            inst = self._rules[rule_id]
+            if inst.priority == position:
+                continue
+            inst.priority = position
+            if inst.placement.map_name in self._lpm:
+                tries.add(inst.placement.map_name)
+            else:
+                self._write(inst)
+        for name in tries:
+            for rule_id in list(self._lpm[name].values()):
+                self._write(self._rules[rule_id])
+        self._next_priority = len(order)
 
     def _holder_of(self, placement: Placement) -> str | None:
         if placement.shape is None:
@@ -161,7 +197,7 @@ class RuleTable:
         found: list[FilterRule] = []
         for map_name in ("BLOCKLIST", "SRC4", "SRC6", "MATCH"):
             for key, raw in self._dp.map_items(map_name):
-                action, slot, priority = abi.BLOCKLIST_VALUE.unpack(raw)
+                _act, action, _act_slot, _act_prio, slot, priority = abi.BLOCKLIST_VALUE.unpack(raw)
                 rule = kernel_rules.rule_from_entry(map_name, key, action, shapes, f"pinned-{len(found) + 1}")
                 if rule is None:
                     continue
@@ -178,6 +214,8 @@ class RuleTable:
                 self._rules[rule.id] = _Installed(rule, placement, key, slot, priority, shape_index)
                 self._by_key[(map_name, key)] = rule.id
                 self._by_slot[slot] = rule.id
+                if map_name in self._lpm and rule.src_ip is not None:
+                    self._lpm[map_name][rule.src_ip] = rule.id
                 self._next_priority = max(self._next_priority, priority + 1)
                 found.append(rule)
         self._n_shapes = self._dp.read_config()[0]
@@ -222,7 +260,8 @@ class RuleTable:
             slot = self._free_slots[-1]
             # Zero the slot's hit counters before anything points at it.
             self._dp.percpu_clear("RULE_HITS", slot)
-            self._dp.map_update(placement.map_name, key, kernel_rules.value(rule, slot, priority))
+            acting = self._acting(placement.map_name, rule, slot, priority)
+            self._dp.map_update(placement.map_name, key, kernel_rules.value(rule, slot, priority, acting))
         except Exception:
             if placement.shape is not None:
                 self._release_shape(placement.shape)
@@ -234,16 +273,61 @@ class RuleTable:
             del self._by_key[(placement.map_name, key)]  # overwritten above, not deleted
             if old.placement.shape is not None:
                 self._release_shape(old.placement.shape)
-            self._free_slots.append(old.slot)
+            self._free_slots.insert(0, old.slot)  # reused last: see _remove_entries
             self._by_slot.pop(old.slot, None)
+            self._retired[old.slot] = old.rule
         self._by_key[(placement.map_name, key)] = rule.id
         self._by_slot[slot] = rule.id
+        self._retired.pop(slot, None)
+        if placement.map_name in self._lpm and rule.src_ip is not None:
+            self._lpm[placement.map_name][rule.src_ip] = rule.id
+            self._refresh_covered(placement.map_name, rule.src_ip)
+
+    def _write(self, inst: _Installed) -> None:
+        acting = self._acting(inst.placement.map_name, inst.rule, inst.slot, inst.priority)
+        self._dp.map_update(
+            inst.placement.map_name, inst.key, kernel_rules.value(inst.rule, inst.slot, inst.priority, acting)
+        )
+
+    def _acting(
+        self, map_name: str, rule: FilterRule, slot: int, priority: int
+    ) -> tuple[FilterRule, int, int] | None:
+        """In an LPM trie, the best-ranked rule among the prefixes covering ``rule``'s
+        (drop before monitor, then list order); None when that is the rule itself."""
+        index = self._lpm.get(map_name)
+        if index is None or rule.src_ip is None:
+            return None
+        best = (_rank(rule, priority), rule, slot, priority)
+        net = rule.src_ip
+        for plen in sorted({n.prefixlen for n in index}):
+            if plen >= net.prefixlen:
+                break
+            rule_id = index.get(net.supernet(new_prefix=plen))
+            if rule_id is None:
+                continue
+            other = self._rules[rule_id]
+            rank = _rank(other.rule, other.priority)
+            if rank < best[0]:
+                best = (rank, other.rule, other.slot, other.priority)
+        return None if best[1] is rule else best[1:]
+
+    def _refresh_covered(self, map_name: str, prefix: IPNetwork) -> None:
+        """Rewrite the entries of prefixes strictly inside ``prefix``: their decider may have changed."""
+        for net, rule_id in list(self._lpm[map_name].items()):
+            if net != prefix and net.version == prefix.version and net.subnet_of(prefix):  # type: ignore[arg-type]
+                self._write(self._rules[rule_id])
 
     def _uninstall(self, inst: _Installed) -> None:
         del self._rules[inst.rule.id]
         self._remove_entries(inst)
 
     def _remove_entries(self, inst: _Installed) -> None:
+        name = inst.placement.map_name
+        src = inst.rule.src_ip
+        if name in self._lpm and src is not None and self._lpm[name].get(src) == inst.rule.id:
+            # Narrower prefixes this one decided for get their new decider first.
+            del self._lpm[name][src]
+            self._refresh_covered(name, src)
         if self._by_key.get((inst.placement.map_name, inst.key)) == inst.rule.id:
             self._dp.map_delete(inst.placement.map_name, inst.key)
             del self._by_key[(inst.placement.map_name, inst.key)]
@@ -251,7 +335,10 @@ class RuleTable:
             self._release_shape(inst.placement.shape)
         if self._by_slot.get(inst.slot) == inst.rule.id:
             del self._by_slot[inst.slot]
-        self._free_slots.append(inst.slot)
+        # Events already in the ring buffer carry this slot: keep naming this rule, and give the
+        # slot out again only after every other free one, or they would name the next rule added.
+        self._retired[inst.slot] = inst.rule
+        self._free_slots.insert(0, inst.slot)
 
     def _acquire_shape(self, shape: Shape, rule_id: str) -> int:
         if shape in self._shapes:
@@ -284,6 +371,10 @@ class RuleTable:
         if n != self._n_shapes:
             self._n_shapes = n
             self._dp.write_config(n)
+
+
+def _rank(rule: FilterRule, priority: int) -> int:
+    return priority if rule.action is Action.DROP else priority | MONITOR_RANK
 
 
 def _prefixlen(mask: bytes) -> int:
