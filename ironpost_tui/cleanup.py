@@ -45,8 +45,4 @@ def cleanup(iface: str) -> list[str]:
             done.append(f"removed pins under {pins}")
     finally:
         lock.release()
-        try:
-            lock.path.unlink()
-        except FileNotFoundError:
-            pass
     return done
