@@ -73,9 +73,9 @@ class AuditLog:
             entry["rule"] = rule_dict(rule)
         entry.update(extra)
         log.info(
-            "audit: %s %s by %s%s via %s",
+            "audit: %s%s by %s%s via %s",
             what,
-            rule.id if rule else "",
+            f" {rule.id}" if rule else f" ({extra['rules']} rules)" if "rules" in extra else "",
             actor.user,
             f" from {actor.ssh_client}" if actor.ssh_client else "",
             actor.via,

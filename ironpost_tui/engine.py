@@ -17,7 +17,10 @@ from . import host, libbpf
 from .datapath import Datapath, DatapathConfig, check_pins
 from .errors import LoadFailed, ModeUnsupported, XdpBusy
 from .events import EventDecoder
-from .model import FilterRule, IPNetwork, PacketEvent, RuleStatus, StatsSample
+from .audit import Actor, AuditLog
+from .model import FilterRule, PacketEvent, RuleStatus, StatsSample
+from .protect import Protected
+from .rule_control import RuleController, RuleSink
 from .rule_table import RuleTable, monotonic_to_wall_offset
 from .stats import StatsSampler
 from .xdp_link import XdpLink, occupants
@@ -32,7 +35,10 @@ class EngineOptions:
     persist: bool = False
     datapath: DatapathConfig = field(default_factory=DatapathConfig)
     rules: tuple[FilterRule, ...] | None = None  # None: keep what pinned maps hold
-    allow: dict[IPNetwork, int] = field(default_factory=dict)
+    protected: tuple[Protected, ...] = ()  # anti-lockout: into ALLOW4/ALLOW6
+    force: bool = False  # start even if a configured rule would drop a protected address
+    store: RuleSink | None = None  # where rule edits are saved
+    audit_log: Path | None = None  # None: audit to the log only
     sample_interval: float = 1.0
 
 
@@ -61,6 +67,7 @@ class Engine:
         self._dp: Datapath | None = None
         self._link: XdpLink | None = None
         self._rules: RuleTable | None = None
+        self._control: RuleController | None = None
         self._pending: list[bytes] = []
         self._sampler = StatsSampler()
         self._last_sample: StatsSample | None = None
@@ -111,10 +118,11 @@ class Engine:
                 f"{opts.iface} already has a foreign XDP program (prog id {occ.prog_id}, '{occ.name}', {occ.mode} "
                 f"mode, {how}): ironpost will not replace it; detach it first"
             )
+        maps_pinned = False
         if opts.persist:
             host.ensure_bpffs()
             pins.mkdir(parents=True, exist_ok=True)
-            check_pins(pins, opts.datapath)
+            maps_pinned = check_pins(pins, opts.datapath)
         offload = opts.xdp_mode == "offload"
         try:
             self._dp = Datapath(
@@ -129,11 +137,14 @@ class Engine:
             raise
         offset = monotonic_to_wall_offset()
         self._rules = RuleTable(self._dp, offset)
-        if adopting:
+        if adopting or maps_pinned:
+            # Pinned maps without a link (a start that failed or was killed after the
+            # maps were pinned) still hold entries: learn them, or they would be
+            # enforced but invisible, and fill the maps.
             self._rules.adopt_existing()
+        self._control = RuleController(self._rules, AuditLog(opts.audit_log), opts.store, list(opts.protected))
         if opts.rules is not None:
-            self._rules.sync(list(opts.rules))
-        self._rules.set_allowlist(opts.allow)
+            self._control.apply(list(opts.rules), Actor.current("config"), force=opts.force, what="load")
         self._decoder = EventDecoder(offset, self._rules.rule_for_slot)
         self._dp.open_events(self._pending.append)
         if adopting:
@@ -187,6 +198,8 @@ class Engine:
         sample = None
         if self._last_sample is None or now - self._last_sample.at >= self.options.sample_interval:
             sample = self._last_sample = self._sampler.sample(self._dp, now)
+            if self._control is not None:
+                self._control.expire(time.time(), Actor("ironpost", None, "expiry"))
         state = host.interface_state(self.options.iface, self._ifindex)
         return Tick(events, sample, state)
 
@@ -201,17 +214,40 @@ class Engine:
         assert self._rules is not None
         return self._rules
 
-    def add_rule(self, rule: FilterRule) -> None:
-        self.rule_table.add(rule)
+    @property
+    def control(self) -> RuleController:
+        """Checked, saved and audited rule changes: what front ends use."""
+        assert self._control is not None
+        return self._control
+
+    def add_rule(self, rule: FilterRule, force: bool = False) -> None:
+        self.control.add(rule, Actor.current("api"), force=force)
 
     def remove_rule(self, rule_id: str) -> FilterRule:
-        return self.rule_table.remove(rule_id)
+        return self.control.delete(rule_id, Actor.current("api"))
 
-    def replace_rule(self, rule: FilterRule) -> None:
-        self.rule_table.replace(rule)
+    def replace_rule(self, rule: FilterRule, force: bool = False) -> None:
+        self.control.update(rule, Actor.current("api"), force=force)
 
     def rules(self) -> list[FilterRule]:
         return self.rule_table.rules()
+
+    def reload(self, rules: list[FilterRule], protected: list[Protected], actor: Actor) -> bool:
+        """Move to a new rule set and protections; False when nothing changed.
+
+        On an error the previous set stays in force and the error is raised.
+        """
+        control = self.control
+        same_rules = rules == control.rules()
+        same_protection = {(p.network, p.reason) for p in protected} == {
+            (p.network, p.reason) for p in control.protected
+        }
+        if same_rules and same_protection:
+            return False
+        if not same_protection:
+            control.set_protected(protected)
+        control.apply(rules, actor, force=self.options.force)
+        return True
 
     def rule_status(self) -> list[RuleStatus]:
         return self.rule_table.status()

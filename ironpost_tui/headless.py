@@ -4,15 +4,50 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass, field
 
+from .audit import Actor
+from .config_source import ConfigSource, protections
 from .engine import Engine
-from .errors import ExitStatus, InterfaceGone
+from .errors import ExitStatus, InterfaceGone, IronpostError
 
 log = logging.getLogger("ironpost")
 
 
-def run(engine: Engine, stop: threading.Event) -> ExitStatus:
+@dataclass
+class Controls:
+    """What signal handlers ask of the loop: stop (INT/TERM/HUP), reload (USR1), panic (USR2)."""
+
+    stop: threading.Event = field(default_factory=threading.Event)
+    reload: threading.Event = field(default_factory=threading.Event)
+    panic: threading.Event = field(default_factory=threading.Event)
+
+
+def reload_config(engine: Engine, source: ConfigSource, why: str) -> None:
+    """Reload the file; on an error the rules in force stay as they are."""
+    try:
+        settings = source.load()
+        changed = engine.reload(list(settings.rules), protections(settings), Actor.current(why))
+    except IronpostError as exc:
+        log.error("reload of %s refused, the previous rules stay in force:", source.path)
+        for line in exc.message.splitlines():
+            log.error("  %s", line)
+        return
+    if changed:
+        log.info("reloaded %s (%s): %d rules in force", source.path, why, len(settings.rules))
+
+
+def panic(engine: Engine, source: ConfigSource | None) -> None:
+    cleared = engine.control.panic(Actor.current("signal"))
+    if source is not None:
+        source.mark()
+    log.warning("panic: cleared %d drop rule(s): %s", len(cleared), ", ".join(r.id for r in cleared) or "none")
+
+
+def run(engine: Engine, controls: Controls, source: ConfigSource | None = None) -> ExitStatus:
     report = engine.start()
+    if source is not None:
+        source.mark()
     how = "adopted the pinned program on" if report.adopted else "attached ironpost_xdp to"
     log.info(
         "ready: %s %s (%s mode, prog id %d) in %.2f s%s",
@@ -23,9 +58,21 @@ def run(engine: Engine, stop: threading.Event) -> ExitStatus:
         report.seconds,
         f"; pinned under {report.pin_dir}" if report.pin_dir else "",
     )
+    protected = engine.control.protected
+    if protected:
+        log.info("protected from drops: %s", ", ".join(p.describe() for p in protected))
+    if source is not None:
+        log.info("rules: %s (%d in force)", source.path, len(engine.rules()))
     state = "up"
     try:
-        while not stop.is_set():
+        while not controls.stop.is_set():
+            if controls.panic.is_set():
+                controls.panic.clear()
+                panic(engine, source)
+            if source is not None and (controls.reload.is_set() or source.changed()):
+                why = "signal" if controls.reload.is_set() else "file change"
+                controls.reload.clear()
+                reload_config(engine, source, why)
             tick = engine.tick(timeout_ms=100)
             if tick.interface_state != state:
                 state = tick.interface_state

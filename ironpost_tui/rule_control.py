@@ -108,7 +108,7 @@ class RuleController:
         return rule
 
     # --- whole sets ------------------------------------------------------------
-    def apply(self, rules: list[FilterRule], actor: Actor, force: bool = False) -> None:
+    def apply(self, rules: list[FilterRule], actor: Actor, force: bool = False, what: str = "reload") -> None:
         """Move the kernel to ``rules`` (a reload); on any error the old set stays in force."""
         for rule in rules:
             self.check(rule, force)
@@ -120,18 +120,16 @@ class RuleController:
             log.exception("reload failed half-way: restoring the previous rule set")
             self.table.sync(before)
             raise
-        self.audit.record("reload", actor, None, rules=len(rules))
+        self.audit.record(what, actor, None, rules=len(rules))
 
     def _check_capacity(self, rules: list[FilterRule]) -> None:
-        # sync() adds before it removes: the union of both sets must fit.
-        current = {r.id: r for r in self.table.rules()}
-        union = list(current.values()) + [r for r in rules if r.id not in current or r != current[r.id]]
-        per_map = Counter(kernel_rules.place(r).map_name for r in union)
+        # sync() removes the rules that go before it adds: the new set must fit.
+        per_map = Counter(kernel_rules.place(r).map_name for r in rules)
         cfg = self.table.capacity()
         for name, count in per_map.items():
             if count > cfg[name]:
                 raise BlocklistFull(
-                    f"{name} would need {count} entries during the change and holds {cfg[name]}: "
+                    f"{name} would need {count} entries and holds {cfg[name]}: "
                     "rules refused, the current set stays in force"
                 )
 

@@ -1,0 +1,83 @@
+"""The configuration file a running engine follows: loaded, watched, reloaded."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from . import config as config_mod
+from . import protect
+from .config import Settings
+from .model import FilterRule
+from .protect import Protected
+from .rule_store import RuleStore
+
+DEFAULT_CONFIG = Path("/etc/ironpost/ironpost.toml")
+
+
+class _MarkingStore:
+    """A RuleStore whose own writes do not count as changes to reload."""
+
+    def __init__(self, store: RuleStore, source: ConfigSource) -> None:
+        self._store = store
+        self._source = source
+
+    def add(self, rule: FilterRule) -> None:
+        self._store.add(rule)
+        self._source.mark()
+
+    def update(self, rule: FilterRule) -> None:
+        self._store.update(rule)
+        self._source.mark()
+
+    def delete(self, rule_id: str) -> None:
+        self._store.delete(rule_id)
+        self._source.mark()
+
+    def replace_all(self, rules: list[FilterRule]) -> None:
+        self._store.replace_all(rules)
+        self._source.mark()
+
+
+class ConfigSource:
+    """Where rules come from and where edits go: a config file, or the state file."""
+
+    def __init__(self, path: Path | None, iface: str) -> None:
+        if path is None and DEFAULT_CONFIG.exists():
+            path = DEFAULT_CONFIG
+        if path is not None:
+            store = RuleStore(path)
+            self.is_state_file = False
+        else:
+            store = RuleStore.state_file(iface)
+            self.is_state_file = True
+        self.path = store.path
+        self.store = _MarkingStore(store, self)
+        self._seen: tuple[int, int, int] | None = None
+
+    def load(self) -> Settings:
+        self.mark()
+        return config_mod.load(self.path)
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def mark(self) -> None:
+        """Remember the file as it is now (after our own writes, too)."""
+        self._seen = self._stat()
+
+    def changed(self) -> bool:
+        return self._stat() != self._seen
+
+
+def protections(settings: Settings) -> list[Protected]:
+    safety = settings.safety
+    return protect.gather(
+        safety.protect,
+        include_ssh=safety.protect_ssh_client,
+        include_host=safety.protect_host_addresses,
+    )

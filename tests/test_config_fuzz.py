@@ -1,0 +1,188 @@
+"""Fuzzing config.loads: whatever the text, it returns Settings or raises ConfigError, nothing else.
+
+Two sources: random text (plain, and from an alphabet of TOML's punctuation so
+that brackets, quotes and headers are common), and structured documents of
+plausible keys with values of random types, serialised with tomlkit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import tomlkit
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from ironpost_tui import config
+from ironpost_tui.config_locate import SourceMap, too_deep
+
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def check(text: str) -> None:
+    try:
+        result = config.loads(text, "fuzz.toml", now=1_700_000_000.0)
+    except config.ConfigError as exc:
+        lines = exc.message.split("\n")
+        assert len(lines) == len(exc.errors) >= 1
+        for line, err in zip(lines, exc.errors, strict=True):
+            assert line == str(err)
+            assert line.startswith("fuzz.toml:")
+            assert err.line >= 1 and err.col >= 1
+    else:
+        assert isinstance(result, config.Settings)
+        assert len(result.rules) <= config.MAX_RULES
+
+
+TOML_ALPHABET = st.sampled_from(list("[]{}=.,\"'#\n \t\\-_:+0123456789abcdeftruflsnixpTZ") + ['"""', "'''", "\r\n"])
+
+
+@FUZZ
+@given(st.text(max_size=400))
+def test_random_text(text: str) -> None:
+    check(text)
+
+
+@FUZZ
+@given(st.lists(TOML_ALPHABET, max_size=300).map("".join))
+def test_random_toml_punctuation(text: str) -> None:
+    check(text)
+
+
+# --------------------------------------------------------------------------- #
+# structured documents
+
+PLAUSIBLE = st.sampled_from(
+    [
+        "drop",
+        "block",
+        "monitor",
+        "DROP",
+        "198.18.0.1",
+        "198.18.0.1/24",
+        "198.18.0.0/24",
+        "2001:db8::/32",
+        "2001:db8::1/64",
+        "::ffff:1.2.3.4",
+        "fe80::1%eth0",
+        "999.1.1.1",
+        "10.0.0.0/33",
+        "10m",
+        "1h30m",
+        "0s",
+        "2d",
+        "skb",
+        "hw",
+        "native",
+        "json",
+        "pretty",
+        "80",
+        "-1",
+        "tcp",
+        "2030-01-01T00:00:00Z",
+        "2030-01-01T00:00:00",
+        "",
+    ]
+)
+SCALARS = st.one_of(
+    st.integers(min_value=-(2**64), max_value=2**64),
+    st.sampled_from([0, 1, 6, 17, 255, 256, 4096, 65535, 65536, 262144, 10_000, 10_001]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.text(max_size=20),
+    PLAUSIBLE,
+    st.datetimes(timezones=st.none() | st.just(dt.timezone.utc)),
+    st.dates(),
+    st.times(),
+)
+KEYS = st.sampled_from(
+    [
+        *config.TOP_KEYS,
+        "ebfp",
+        "xdp_mode",
+        "ring_buffer_size",
+        "blocklist_max_entries",
+        "event_rate_limit",
+        "interface",
+        "enabled",
+        "rules",
+        "syn_flood",
+        "port_scan",
+        "protect",
+        "theme",
+        "refresh_secs",
+        "log_format",
+        "x",
+    ]
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(KEYS, inner, max_size=3),
+    max_leaves=8,
+)
+RULE_VALUE = st.one_of(PLAUSIBLE, SCALARS)
+RULE = st.dictionaries(
+    st.sampled_from(
+        [
+            "id",
+            "description",
+            "src_ip",
+            "dst_ip",
+            "dst_port",
+            "protocol",
+            "action",
+            "expires_in",
+            "expires_at",
+            "auto",
+            "scr_ip",
+            "zzz",
+        ]
+    ),
+    RULE_VALUE,
+    max_size=8,
+)
+RULES = st.lists(RULE, max_size=6)
+SECTION = st.dictionaries(KEYS, VALUES, max_size=5)
+
+
+@st.composite
+def documents(draw: st.DrawFn) -> dict[str, Any]:
+    doc: dict[str, Any] = draw(st.dictionaries(KEYS, VALUES, max_size=4))
+    for name in draw(st.sets(st.sampled_from(["general", "ebpf", "metrics", "safety", "console", "detectors"]))):
+        doc[name] = draw(SECTION)
+    if draw(st.booleans()):
+        ebpf: dict[str, Any] = doc["ebpf"] if isinstance(doc.get("ebpf"), dict) else {}
+        ebpf["rules"] = draw(RULES)
+        doc["ebpf"] = ebpf
+    if draw(st.booleans()):
+        doc["rules"] = draw(RULES)
+    if draw(st.booleans()):
+        doc["detectors"] = {"syn_flood": draw(SECTION), "port_scan": draw(SECTION)}
+    return doc
+
+
+@FUZZ
+@given(documents())
+def test_structured_documents(doc: dict[str, Any]) -> None:
+    try:
+        text = tomlkit.dumps(doc)
+    except Exception:  # a value tomlkit cannot write (e.g. a lone surrogate): not our input
+        assume(False)
+        return
+    check(text)
+
+
+@FUZZ
+@given(
+    st.text(max_size=300) | st.lists(TOML_ALPHABET, max_size=200).map("".join),
+    st.lists(st.lists(st.sampled_from(["a", "b", "rules", 0, 1, 2]), min_size=1, max_size=5).map(tuple), max_size=5),
+)
+def test_locator_never_fails(text: str, locs: list[tuple[str | int, ...]]) -> None:
+    where = SourceMap(text, locs)
+    for loc in locs:
+        line, col = where.find(loc)
+        assert 1 <= line <= text.count("\n") + 1
+        assert col >= 1
+    deep = too_deep(text, 3)
+    assert deep is None or deep[0] >= 1
