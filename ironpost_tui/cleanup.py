@@ -1,9 +1,15 @@
-"""`ironpost-tui cleanup IFACE`: remove ironpost's program and pins. Idempotent."""
+"""`ironpost-tui cleanup IFACE`: remove ironpost's program and pins. Idempotent.
+
+While an ironpost-tui controls the interface, cleanup is the panic button
+instead: it asks that process (SIGUSR2) to clear every drop rule at once,
+and leaves it running, in control.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 
 from . import host, libbpf
 from .errors import NoSuchInterface
@@ -15,7 +21,11 @@ def cleanup(iface: str) -> list[str]:
     host.check_privileges()
     done: list[str] = []
     lock = host.InterfaceLock(iface)
-    lock.acquire()  # refuses while a live ironpost-tui controls iface
+    pid = lock.holder()
+    if pid is not None:
+        os.kill(pid, signal.SIGUSR2)
+        return [f"ironpost-tui (pid {pid}) controls {iface}: asked it to clear every drop rule (panic)"]
+    lock.acquire()
     try:
         try:
             index: int | None = host.ifindex(iface)

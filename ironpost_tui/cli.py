@@ -35,6 +35,8 @@ def _run_parser() -> argparse.ArgumentParser:
         help="TOML configuration file (default /etc/ironpost/ironpost.toml if it exists, else the state file "
         "/var/lib/ironpost/IFACE.rules.toml)",
     )
+    p.add_argument("--state-dir", type=Path, default=Path("/var/lib/ironpost"), help="where the state file lives")
+    p.add_argument("--audit-log", type=Path, default=DEFAULT_AUDIT_LOG, help="audit trail of rule changes (JSON lines)")
     p.add_argument("--force", action="store_true", help="apply rules even if they would drop a protected address")
     p.add_argument("--version", action="version", version=f"ironpost-tui {__version__}")
     return p
@@ -70,7 +72,7 @@ def _cmd_run(argv: list[str]) -> ExitStatus:
     from .config_source import ConfigSource, protections
     from .engine import Engine, EngineOptions
 
-    source = ConfigSource(args.config, args.iface)
+    source = ConfigSource(args.config, args.iface, args.state_dir)
     settings = source.load()
     if not args.headless:
         raise IronpostError("the console is not built yet: run with --headless")
@@ -84,7 +86,7 @@ def _cmd_run(argv: list[str]) -> ExitStatus:
         protected=tuple(protections(settings)),
         force=args.force,
         store=source.store,
-        audit_log=DEFAULT_AUDIT_LOG,
+        audit_log=args.audit_log,
     )
     controls = headless.Controls()
     _install_signals(controls)

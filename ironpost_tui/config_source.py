@@ -42,14 +42,14 @@ class _MarkingStore:
 class ConfigSource:
     """Where rules come from and where edits go: a config file, or the state file."""
 
-    def __init__(self, path: Path | None, iface: str) -> None:
+    def __init__(self, path: Path | None, iface: str, state_dir: Path = Path("/var/lib/ironpost")) -> None:
         if path is None and DEFAULT_CONFIG.exists():
             path = DEFAULT_CONFIG
         if path is not None:
             store = RuleStore(path)
             self.is_state_file = False
         else:
-            store = RuleStore.state_file(iface)
+            store = RuleStore.state_file(iface, state_dir)
             self.is_state_file = True
         self.path = store.path
         self.store = _MarkingStore(store, self)
