@@ -244,9 +244,15 @@ class Engine:
         }
         if same_rules and same_protection:
             return False
+        old_protected = list(control.protected)
         if not same_protection:
             control.set_protected(protected)
-        control.apply(rules, actor, force=self.options.force)
+        try:
+            control.apply(rules, actor, force=self.options.force)
+        except BaseException:
+            if not same_protection:  # a refused reload changes nothing, the allowlist included
+                control.set_protected(old_protected)
+            raise
         return True
 
     def rule_status(self) -> list[RuleStatus]:

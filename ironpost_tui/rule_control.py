@@ -120,7 +120,7 @@ class RuleController:
             log.exception("reload failed half-way: restoring the previous rule set")
             self.table.sync(before)
             raise
-        self.audit.record(what, actor, None, rules=len(rules))
+        self.audit.record(what, actor, None, rules=len(rules), ids=[r.id for r in rules])
 
     def _check_capacity(self, rules: list[FilterRule]) -> None:
         # sync() removes the rules that go before it adds: the new set must fit.
