@@ -30,10 +30,10 @@ class WindowSums:
             old = prev.get(key)
             if old == cur:
                 continue
-            if old is None or any(c < o for c, o in zip(cur, old)):
+            if old is None or any(c < o for c, o in zip(cur, old, strict=True)):
                 delta = cur
             else:
-                delta = tuple(c - o for c, o in zip(cur, old))
+                delta = tuple(c - o for c, o in zip(cur, old, strict=True))
             deltas[key] = delta
             acc = self.sums.get(key)
             if acc is None:
