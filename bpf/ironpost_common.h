@@ -132,6 +132,34 @@ struct rate_state {
 	__u64 last_ns;
 };
 
+/* Detector aggregates, counted in the kernel so that detection stays exact
+ * whatever the event sampling does.  Keyed by address (IPv4 in the first 4
+ * bytes); SRC_AGG per source, DST_AGG per destination, in LRU maps so memory
+ * stays bounded whatever the number of (spoofed) sources.  Cumulative:
+ * user space keeps the windows. */
+struct agg_key {
+	__u8 addr[16];
+	__u8 family;
+	__u8 _pad[3];
+};
+
+struct agg_value {
+	__u64 syn;           /* TCP with SYN and without ACK: connection attempts */
+	__u64 tcp;           /* all TCP */
+	__u64 new_tcp_ports; /* probes (TCP without ACK) to a port not probed within PORT_MEMORY_NS */
+	__u64 new_udp_ports; /* UDP to a port not hit within PORT_MEMORY_NS (replies from services excluded) */
+	__u64 last_ns;
+};
+
+/* PORT_SEEN key: one (source, protocol, destination port) probe pair; the
+ * value is when it was last seen (bpf_ktime_get_ns). */
+struct port_key {
+	__u8 addr[16];
+	__u8 family;
+	__u8 protocol;
+	__u16 port; /* network byte order */
+};
+
 /* EVENTS record, the seed's PacketEventData widened for IPv6. */
 struct packet_event {
 	__u64 ts_ns;      /* bpf_ktime_get_ns() */

@@ -9,6 +9,7 @@
  * Knobs arrive as -D flags from ironpost_tui/datapath.py:
  *   BLOCKLIST_MAX CIDR_MAX MATCH_MAX SHAPES_MAX ALLOW_MAX RULE_SLOTS
  *   RINGBUF_PAGES EVENT_RATE (events/s per CPU, 0 = unlimited)
+ *   SRC_AGG_MAX DST_AGG_MAX PORT_SEEN_MAX PORT_MEMORY_NS (detector aggregates)
  *   PY_ABI_VERSION PY_EVENT_SIZE PY_VALUE_SIZE PY_SHAPE_SIZE PY_MATCH_KEY_SIZE
  *   IRONPOST_PIN_DIR (optional: reuse or create the maps pinned there)
  */
@@ -29,6 +30,8 @@ _Static_assert(sizeof(struct packet_event) == PY_EVENT_SIZE, "packet_event layou
 _Static_assert(sizeof(struct blocklist_value) == PY_VALUE_SIZE, "blocklist_value layout differs from abi.py");
 _Static_assert(sizeof(struct rule_shape) == PY_SHAPE_SIZE, "rule_shape layout differs from abi.py");
 _Static_assert(sizeof(struct match_key) == PY_MATCH_KEY_SIZE, "match_key layout differs from abi.py");
+_Static_assert(sizeof(struct agg_value) == PY_AGG_VALUE_SIZE, "agg_value layout differs from abi.py");
+_Static_assert(sizeof(struct port_key) == PY_PORT_KEY_SIZE, "port_key layout differs from abi.py");
 
 #ifdef IRONPOST_PIN_DIR
 #define IRONPOST_MAP(type, key, leaf, name, max, flags) \
@@ -54,6 +57,12 @@ IRONPOST_MAP("percpu_array", __u32, struct rule_hit, RULE_HITS, RULE_SLOTS, 0);
 IRONPOST_MAP("percpu_array", __u32, __u64, EVENT_STATS, EVSTAT_MAX, 0);
 IRONPOST_MAP("percpu_array", __u32, struct rate_state, RATE_STATE, 1, 0);
 
+
+/* Detector aggregates: LRU, so a flood of spoofed sources evicts the oldest
+ * instead of filling the map.  Shared by all CPUs: counters use atomic adds. */
+BPF_TABLE("lru_hash", struct agg_key, struct agg_value, SRC_AGG, SRC_AGG_MAX);
+BPF_TABLE("lru_hash", struct agg_key, struct agg_value, DST_AGG, DST_AGG_MAX);
+BPF_TABLE("lru_hash", struct port_key, __u64, PORT_SEEN, PORT_SEEN_MAX);
 
 BPF_RINGBUF_OUTPUT(EVENTS, RINGBUF_PAGES);
 
@@ -376,6 +385,93 @@ static __always_inline void emit_event(struct pkt *p, __u64 now, __u32 len, __u3
 	count_event(EVSTAT_DELIVERED);
 }
 
+#define TCP_FIN 0x01
+#define TCP_SYN 0x02
+#define TCP_ACK 0x10
+
+/* One function per map: BCC rewrites MAP.lookup() only on a map named in
+ * place, not on a map passed as an argument or through a macro. */
+static __always_inline struct agg_value *src_agg(struct agg_key *k)
+{
+	struct agg_value *v = SRC_AGG.lookup(k);
+	if (v)
+		return v;
+	struct agg_value zero = {};
+	SRC_AGG.insert(k, &zero);
+	return SRC_AGG.lookup(k);
+}
+
+static __always_inline struct agg_value *dst_agg(struct agg_key *k)
+{
+	struct agg_value *v = DST_AGG.lookup(k);
+	if (v)
+		return v;
+	struct agg_value zero = {};
+	DST_AGG.insert(k, &zero);
+	return DST_AGG.lookup(k);
+}
+
+/* Count what the SYN-flood and port-scan detectors need.  A probe is what a
+ * scanner sends and a reply never is: TCP without ACK (SYN, FIN, NULL, Xmas
+ * scans), or UDP that does not come from a service port (< 1024) to an
+ * ephemeral one (a DNS or NTP answer). */
+static __always_inline void aggregate(struct pkt *p, __u64 now)
+{
+	int tcp = p->protocol == IPPROTO_TCP;
+
+	if (!tcp && p->protocol != IPPROTO_UDP)
+		return;
+	int syn = tcp && (p->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN;
+	struct agg_key k = {};
+	__builtin_memcpy(k.addr, p->src, 16);
+	k.family = p->family;
+	struct agg_value *v = src_agg(&k);
+	if (!v)
+		return;
+	if (tcp)
+		__sync_fetch_and_add(&v->tcp, 1);
+	if (syn)
+		__sync_fetch_and_add(&v->syn, 1);
+	v->last_ns = now;
+
+	if (p->has_ports) {
+		int probe;
+		if (tcp)
+			probe = !(p->tcp_flags & TCP_ACK);
+		else
+			probe = !(bpf_ntohs(p->sport) < 1024 && bpf_ntohs(p->dport) >= 1024);
+		if (probe) {
+			struct port_key pk = {};
+			__builtin_memcpy(pk.addr, p->src, 16);
+			pk.family = p->family;
+			pk.protocol = p->protocol;
+			pk.port = p->dport;
+			__u64 *seen = PORT_SEEN.lookup(&pk);
+			if (!seen || now - *seen > PORT_MEMORY_NS) {
+				if (tcp)
+					__sync_fetch_and_add(&v->new_tcp_ports, 1);
+				else
+					__sync_fetch_and_add(&v->new_udp_ports, 1);
+			}
+			if (seen)
+				*seen = now;
+			else
+				PORT_SEEN.update(&pk, &now);
+		}
+	}
+
+	if (!tcp)
+		return;
+	__builtin_memcpy(k.addr, p->dst, 16);
+	v = dst_agg(&k);
+	if (!v)
+		return;
+	__sync_fetch_and_add(&v->tcp, 1);
+	if (syn)
+		__sync_fetch_and_add(&v->syn, 1);
+	v->last_ns = now;
+}
+
 int ironpost_xdp(struct xdp_md *ctx)
 {
 	__u32 len = ctx->data_end - ctx->data;
@@ -439,8 +535,10 @@ int ironpost_xdp(struct xdp_md *ctx)
 			s->drops += 1;
 	}
 
+	__u64 now = bpf_ktime_get_ns();
+	aggregate(pp, now);
+
 	if (best->rank != NO_MATCH) {
-		__u64 now = bpf_ktime_get_ns();
 		__u32 slot = best->slot;
 		struct rule_hit *h = RULE_HITS.lookup(&slot);
 		if (h) {

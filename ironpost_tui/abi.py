@@ -59,6 +59,12 @@ MATCH_KEY = struct.Struct("<IBB2s16s16s")
 RULE_HIT = struct.Struct("<QQ")
 # struct ironpost_config
 CONFIG = struct.Struct("<II")
+# struct agg_key: addr[16], family, pad[3]
+AGG_KEY = struct.Struct("<16sB3x")
+# struct agg_value: syn, tcp, new_tcp_ports, new_udp_ports, last_ns
+AGG_VALUE = struct.Struct("<QQQQQ")
+# struct port_key: addr[16], family, protocol, port (network order)
+PORT_KEY = struct.Struct("<16sBB2s")
 # struct packet_event
 PACKET_EVENT = struct.Struct("<Q16s16sHHIIBBBB")
 
@@ -78,6 +84,9 @@ PINNED_MAPS = (
     "RATE_STATE",
 )
 
+# Detector aggregates: per program run, never pinned (the windows live in user space).
+AGG_MAPS = ("SRC_AGG", "DST_AGG", "PORT_SEEN")
+
 PROTOCOL_NAMES = {STATS_TCP: "tcp", STATS_UDP: "udp", STATS_ICMP: "icmp", STATS_OTHER: "other", STATS_TOTAL: "total"}
 EVENT_LOSS_REASONS = {EVSTAT_LOST_RINGBUF_FULL: "ringbuf_full", EVSTAT_LOST_RATE_LIMITED: "rate_limited"}
 
@@ -90,4 +99,6 @@ def size_cflags() -> list[str]:
         f"-DPY_VALUE_SIZE={BLOCKLIST_VALUE.size}",
         f"-DPY_SHAPE_SIZE={RULE_SHAPE.size}",
         f"-DPY_MATCH_KEY_SIZE={MATCH_KEY.size}",
+        f"-DPY_AGG_VALUE_SIZE={AGG_VALUE.size}",
+        f"-DPY_PORT_KEY_SIZE={PORT_KEY.size}",
     ]

@@ -87,6 +87,8 @@ def _cmd_run(argv: list[str]) -> ExitStatus:
         force=args.force,
         store=source.store,
         audit_log=args.audit_log,
+        syn_flood=settings.syn_flood,
+        port_scan=settings.port_scan,
     )
     controls = headless.Controls()
     _install_signals(controls)

@@ -34,6 +34,10 @@ class DatapathConfig:
     allow_max_entries: int = 1_024
     ring_buffer_kib: int = 256
     event_rate: int = 10_000  # events/s per CPU; 0 = unlimited
+    src_agg_max_entries: int = 65_536
+    dst_agg_max_entries: int = 4_096
+    port_seen_max_entries: int = 262_144
+    port_memory_secs: float = 60.0  # a (source, port) probe counts again after this long
 
     @property
     def rule_slots(self) -> int:
@@ -53,6 +57,10 @@ class DatapathConfig:
             f"-DRULE_SLOTS={self.rule_slots}",
             f"-DRINGBUF_PAGES={self.ringbuf_pages}",
             f"-DEVENT_RATE={self.event_rate}U",
+            f"-DSRC_AGG_MAX={self.src_agg_max_entries}",
+            f"-DDST_AGG_MAX={self.dst_agg_max_entries}",
+            f"-DPORT_SEEN_MAX={self.port_seen_max_entries}",
+            f"-DPORT_MEMORY_NS={int(self.port_memory_secs * 1e9)}ULL",
         ]
 
     def expected_maps(self) -> dict[str, tuple[int, int, int, int]]:
@@ -146,7 +154,7 @@ class Datapath:
             self._fn = self._bpf.load_func(b"ironpost_xdp", bcc.BPF.XDP, device=device)
         except Exception as exc:  # BCC raises bare Exception
             raise LoadFailed(f"the XDP program failed to compile or load: {exc}") from exc
-        self._tables = {name: self._bpf[name.encode()] for name in (*abi.PINNED_MAPS, "EVENTS")}
+        self._tables = {name: self._bpf[name.encode()] for name in (*abi.PINNED_MAPS, *abi.AGG_MAPS, "EVENTS")}
         self._ringbuf_open = False
         config = self.read_config()
         if config[1] not in (0, abi.IRONPOST_ABI_VERSION):
@@ -195,6 +203,13 @@ class Datapath:
     def map_items(self, name: str) -> Iterator[tuple[bytes, bytes]]:
         for k, v in self._tables[name].items():
             yield bytes(k), bytes(v)
+
+    def map_dump(self, name: str) -> tuple[bytes, bytes, int]:
+        """A hash map's entries in one batch read: keys and values packed, and their count."""
+        table = self._tables[name]
+        return libbpf.map_lookup_batch(
+            int(table.map_fd), ctypes.sizeof(table.Key), ctypes.sizeof(table.Leaf), int(table.max_entries)
+        )
 
     def map_len(self, name: str) -> int:
         return sum(1 for _ in self._tables[name].keys())

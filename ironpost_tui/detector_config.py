@@ -8,7 +8,8 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class SynFloodConfig:
     """A source is a SYN flood when, within ``window_secs``, it sends at least
-    ``threshold`` TCP packets of which at least ``syn_ratio_threshold`` are SYNs."""
+    ``threshold`` TCP packets of which more than ``syn_ratio_threshold`` are SYNs
+    without ACK (the seed's rule; a ratio exactly at the threshold is not a flood)."""
 
     window_secs: float = 10
     threshold: int = 100

@@ -6,6 +6,7 @@ start(), tick() and close().
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import time
@@ -18,7 +19,11 @@ from .datapath import Datapath, DatapathConfig, check_pins
 from .errors import LoadFailed, ModeUnsupported, XdpBusy
 from .events import EventDecoder
 from .audit import Actor, AuditLog
-from .model import FilterRule, PacketEvent, RuleStatus, StatsSample
+from .detector_config import PortScanConfig, SynFloodConfig
+from .detectors import AlertChange, DetectionPipeline
+from .detectors.alerts import MANY_SOURCES
+from .errors import RuleRefused
+from .model import Action, FilterRule, PacketEvent, RuleStatus, StatsSample
 from .protect import Protected
 from .rule_control import RuleController, RuleSink
 from .rule_table import RuleTable, monotonic_to_wall_offset
@@ -40,6 +45,9 @@ class EngineOptions:
     store: RuleSink | None = None  # where rule edits are saved
     audit_log: Path | None = None  # None: audit to the log only
     sample_interval: float = 1.0
+    syn_flood: SynFloodConfig = field(default_factory=SynFloodConfig)
+    port_scan: PortScanConfig = field(default_factory=PortScanConfig)
+    detect_interval: float = 0.5  # seconds between detection ticks
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,7 @@ class Tick:
     events: tuple[PacketEvent, ...]
     sample: StatsSample | None
     interface_state: str  # up down gone
+    alerts: tuple[AlertChange, ...] = ()
 
 
 class Engine:
@@ -73,6 +82,8 @@ class Engine:
         self._last_sample: StatsSample | None = None
         self._ifindex = 0
         self._decoder: EventDecoder | None = None
+        self._detect = DetectionPipeline(options.syn_flood, options.port_scan, options.iface)
+        self._last_detect = 0.0
         self.report: StartReport | None = None
 
     # --- lifecycle -------------------------------------------------------------
@@ -200,8 +211,41 @@ class Engine:
             sample = self._last_sample = self._sampler.sample(self._dp, now)
             if self._control is not None:
                 self._control.expire(time.time(), Actor("ironpost", None, "expiry"))
+        alerts: tuple[AlertChange, ...] = ()
+        if now - self._last_detect >= self.options.detect_interval:
+            self._last_detect = now
+            alerts = tuple(self._detect.tick(self._dp, now, time.time()))
+            for change in alerts:
+                if change.kind == "raised":
+                    self._auto_block(change)
         state = host.interface_state(self.options.iface, self._ifindex)
-        return Tick(events, sample, state)
+        return Tick(events, sample, state, alerts)
+
+    @property
+    def alerts(self) -> DetectionPipeline:
+        return self._detect
+
+    def _auto_block(self, change: AlertChange) -> None:
+        """Block an alert's source for block_ttl, if the detector is set to (never 'many sources')."""
+        alert = change.alert
+        cfg = self.options.syn_flood if alert.detector == "syn_flood" else self.options.port_scan
+        if not cfg.auto_block or alert.source == MANY_SOURCES or self._control is None:
+            return
+        rule = FilterRule(
+            id=f"auto-{alert.detector}-{alert.source}",
+            action=Action.DROP,
+            src_ip=ipaddress.ip_network(alert.source),
+            description=f"auto-block: {alert.summary}",
+            expires_at=time.time() + cfg.block_ttl,
+            auto=True,
+        )
+        if self._control.table.get(rule.id) is not None:
+            return
+        try:
+            self._control.add(rule, Actor("ironpost", None, "detector"))
+            log.warning("auto-blocked %s for %g s (%s)", alert.source, cfg.block_ttl, alert.detector)
+        except RuleRefused as exc:
+            log.warning("auto-block of %s refused: %s", alert.source, exc.message)
 
     def sample(self) -> StatsSample:
         assert self._dp is not None

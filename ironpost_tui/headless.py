@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from .audit import Actor
 from .config_source import ConfigSource, protections
+from .detectors import AlertChange
 from .engine import Engine
 from .errors import ExitStatus, InterfaceGone, IronpostError
 
@@ -35,6 +36,26 @@ def reload_config(engine: Engine, source: ConfigSource, why: str) -> None:
         return
     if changed:
         log.info("reloaded %s (%s): %d rules in force", source.path, why, len(settings.rules))
+
+
+def log_alert(change: AlertChange) -> None:
+    a = change.alert
+    if change.kind == "updated":
+        log.debug("alert %d %s updated: %s", a.id, a.detector, a.summary)
+        return
+    level = logging.INFO if change.kind == "resolved" else logging.WARNING
+    log.log(
+        level,
+        "alert %d %s %s: %s -> %s: %s (severity %s)",
+        a.id,
+        a.detector,
+        change.kind,
+        a.source,
+        a.target,
+        a.summary,
+        a.severity,
+        extra={"alert": a, "change": change.kind},
+    )
 
 
 def panic(engine: Engine, source: ConfigSource | None) -> None:
@@ -74,6 +95,8 @@ def run(engine: Engine, controls: Controls, source: ConfigSource | None = None) 
                 controls.reload.clear()
                 reload_config(engine, source, why)
             tick = engine.tick(timeout_ms=100)
+            for change in tick.alerts:
+                log_alert(change)
             if tick.interface_state != state:
                 state = tick.interface_state
                 if state == "gone":

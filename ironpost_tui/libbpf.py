@@ -109,6 +109,15 @@ def _lib() -> ctypes.CDLL:
         "bpf_xdp_query": [ctypes.c_int, ctypes.c_int, ctypes.c_void_p],
         "bpf_xdp_detach": [ctypes.c_int, ctypes.c_uint32, ctypes.c_void_p],
         "bpf_prog_test_run_opts": [ctypes.c_int, ctypes.c_void_p],
+        "bpf_map_lookup_batch": [
+            ctypes.c_int,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+        ],
     }.items():
         f = getattr(lib, fn)
         f.argtypes = args
@@ -289,3 +298,33 @@ def prog_test_run(prog_fd: int, data: bytes, repeat: int = 1) -> TestRun:
     )
     _check("bpf_prog_test_run_opts", _lib().bpf_prog_test_run_opts(prog_fd, ctypes.byref(opts)))
     return TestRun(opts.retval, opts.duration, out.raw[: opts.data_size_out])
+
+
+def map_lookup_batch(map_fd: int, key_size: int, value_size: int, max_entries: int) -> tuple[bytes, bytes, int]:
+    """Every entry of a hash map in a few syscalls: (keys, values, count), packed back to back."""
+    keys = ctypes.create_string_buffer(key_size * max_entries)
+    values = ctypes.create_string_buffer(value_size * max_entries)
+    token_in = ctypes.c_uint64(0)
+    token_out = ctypes.c_uint64(0)
+    total = 0
+    first = True
+    while total < max_entries:
+        count = ctypes.c_uint32(max_entries - total)
+        ret = _lib().bpf_map_lookup_batch(
+            map_fd,
+            None if first else ctypes.byref(token_in),
+            ctypes.byref(token_out),
+            ctypes.byref(keys, total * key_size),
+            ctypes.byref(values, total * value_size),
+            ctypes.byref(count),
+            None,
+        )
+        total += count.value
+        if ret < 0:
+            err = -ret if ret != -1 else ctypes.get_errno()
+            if err == errno.ENOENT:  # no more entries: count has the last ones
+                break
+            raise BpfCallError("bpf_map_lookup_batch", err)
+        token_in.value = token_out.value
+        first = False
+    return keys.raw[: total * key_size], values.raw[: total * value_size], total

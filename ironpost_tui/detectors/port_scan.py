@@ -1,0 +1,55 @@
+"""Port scans: one source probing many destination ports (TCP SYN, connect,
+FIN, NULL and Xmas scans; UDP scans)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+
+from ..detector_config import PortScanConfig
+from .alerts import Finding
+from .window import WindowSums
+
+# Aggregate counter positions (abi.AGG_VALUE order).
+NEW_TCP_PORTS, NEW_UDP_PORTS = 2, 3
+
+
+class PortScanDetector:
+    """The seed's rule: at least ``port_threshold`` distinct destination ports
+    within ``window_secs``.  The kernel counts a (source, port) pair once per
+    window, and only for probes: TCP without ACK, UDP not answering from a
+    service port, so a busy client's replies never look like a scan."""
+
+    name = "port_scan"
+
+    def __init__(self, config: PortScanConfig, target: str) -> None:
+        self.config = config
+        self.target = target
+
+    def scanners(self, by_source: WindowSums) -> dict[Hashable, int]:
+        """Sources at or over the threshold, with their probed-port counts."""
+        out = {}
+        for key, counts in by_source.sums.items():
+            ports = counts[NEW_TCP_PORTS] + counts[NEW_UDP_PORTS]
+            if ports >= self.config.port_threshold:
+                out[key] = ports
+        return out
+
+    def evaluate(self, by_source: WindowSums, name: Callable[[Hashable], str]) -> list[Finding]:
+        cfg = self.config
+        found = []
+        for key, counts in by_source.sums.items():
+            tcp_ports, udp_ports = counts[NEW_TCP_PORTS], counts[NEW_UDP_PORTS]
+            ports = tcp_ports + udp_ports
+            if ports >= cfg.port_threshold:
+                kinds = " and ".join(k for k, n in (("TCP", tcp_ports), ("UDP", udp_ports)) if n)
+                found.append(
+                    Finding(
+                        self.name,
+                        (name(key), self.target),
+                        "medium",
+                        ports,
+                        cfg.window_secs,
+                        f"{ports} {kinds} ports probed within {cfg.window_secs:g} s",
+                    )
+                )
+        return found

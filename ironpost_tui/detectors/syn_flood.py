@@ -1,0 +1,78 @@
+"""SYN floods: from one source, or from many (spoofed) sources at one target."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+
+from ..detector_config import SynFloodConfig
+from .alerts import MANY_SOURCES, Finding
+from .window import WindowSums
+
+# Aggregate counter positions (abi.AGG_VALUE order).
+SYN, TCP = 0, 1
+# A scanner sends one or two SYNs per port; a flood hammers few ports.
+SYNS_PER_PORT_FLOOD = 10
+
+
+class SynFloodDetector:
+    """The seed's rule: within ``window_secs`` at least ``threshold`` TCP packets,
+    more than ``syn_ratio_threshold`` of them SYN without ACK.  Judged per source
+    and, for spoofed floods no single source explains, per destination."""
+
+    name = "syn_flood"
+
+    def __init__(self, config: SynFloodConfig, target: str = "this host") -> None:
+        self.config = config
+        self.target = target
+
+    def flooding(self, syn: int, tcp: int) -> bool:
+        cfg = self.config
+        return tcp >= cfg.threshold and tcp > 0 and syn / tcp > cfg.syn_ratio_threshold
+
+    def evaluate(
+        self,
+        by_source: WindowSums,
+        by_target: WindowSums,
+        name: Callable[[Hashable], str],
+        scanners: dict[Hashable, int] | None = None,
+    ) -> list[Finding]:
+        """``scanners``: sources the port-scan detector flags, with their probed ports.
+        A source sending about one SYN per port is scanning, not flooding: it gets
+        the port-scan alert only."""
+        cfg = self.config
+        found = []
+        explained = 0
+        for key, counts in by_source.sums.items():
+            syn, tcp = counts[SYN], counts[TCP]
+            ports = (scanners or {}).get(key, 0)
+            if ports and syn < ports * SYNS_PER_PORT_FLOOD:
+                explained += syn  # a scanner's SYNs: its own incident, not a flood
+                continue
+            if self.flooding(syn, tcp):
+                explained += syn
+                found.append(
+                    Finding(
+                        self.name,
+                        (name(key), self.target),
+                        "high",
+                        syn,
+                        cfg.window_secs,
+                        f"{syn} SYNs in {tcp} TCP packets within {cfg.window_secs:g} s",
+                    )
+                )
+        for key, counts in by_target.sums.items():
+            syn, tcp = counts[SYN], counts[TCP]
+            # A target whose SYNs mostly come from sources already flagged is
+            # the same incident; otherwise the sources are many (spoofed).
+            if self.flooding(syn, tcp) and explained * 2 < syn:
+                found.append(
+                    Finding(
+                        self.name,
+                        (MANY_SOURCES, name(key)),
+                        "critical",
+                        syn,
+                        cfg.window_secs,
+                        f"{syn} SYNs from many sources in {tcp} TCP packets within {cfg.window_secs:g} s",
+                    )
+                )
+        return found

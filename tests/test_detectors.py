@@ -1,0 +1,156 @@
+"""Detector window logic with an injected clock: no kernel, no waiting.
+
+The aggregates are what the kernel's SRC_AGG/DST_AGG hold: cumulative
+(syn, tcp, new_tcp_ports, new_udp_ports) per address key.
+"""
+
+from __future__ import annotations
+
+from ironpost_tui import abi
+from ironpost_tui.detector_config import PortScanConfig, SynFloodConfig
+from ironpost_tui.detectors import AlertBook, DetectionPipeline, Finding, WindowSums
+from ironpost_tui.detectors.alerts import MANY_SOURCES
+from ironpost_tui.detectors.pipeline import address_of
+
+A = abi.AGG_KEY.pack(bytes([198, 18, 0, 2]).ljust(16, b"\0"), abi.FAMILY_V4)
+B = abi.AGG_KEY.pack(bytes([198, 18, 0, 3]).ljust(16, b"\0"), abi.FAMILY_V4)
+HOST = abi.AGG_KEY.pack(bytes([198, 18, 0, 1]).ljust(16, b"\0"), abi.FAMILY_V4)
+V6 = abi.AGG_KEY.pack(bytes.fromhex("20010db8000000000000000000000002"), abi.FAMILY_V6)
+
+
+def pipeline(**kw: float) -> DetectionPipeline:
+    return DetectionPipeline(SynFloodConfig(**kw), PortScanConfig(), "eth9")  # type: ignore[arg-type]
+
+
+def test_address_names() -> None:
+    assert address_of(A) == "198.18.0.2"
+    assert address_of(V6) == "2001:db8::2"
+
+
+def test_window_sums_deltas_and_expiry() -> None:
+    w = WindowSums(10.0)
+    w.update({A: (5, 10, 0, 0)}, now=0.0)
+    w.update({A: (15, 30, 0, 0)}, now=4.0)
+    assert w.sums[A] == [15, 30, 0, 0]
+    w.update({A: (15, 30, 0, 0)}, now=10.0)  # the t=0 delta is exactly at the edge: gone
+    assert w.sums[A] == [10, 20, 0, 0]
+    w.update({A: (15, 30, 0, 0)}, now=14.0)  # the t=4 delta leaves too
+    assert A not in w.sums
+
+
+def test_window_boundary_is_exclusive_of_the_old_edge() -> None:
+    w = WindowSums(10.0)
+    w.update({A: (1, 1, 0, 0)}, now=100.0)
+    w.update({A: (1, 1, 0, 0)}, now=109.999)
+    assert w.sums[A] == [1, 1, 0, 0]
+    w.update({A: (1, 1, 0, 0)}, now=110.0)
+    assert A not in w.sums
+
+
+def test_counters_going_backwards_are_a_restart() -> None:
+    # An LRU eviction and a new entry, or a wrap: the new value is all new.
+    w = WindowSums(10.0)
+    w.update({A: (1000, 1000, 0, 0)}, now=0.0)
+    w.update({A: (3, 4, 0, 0)}, now=1.0)
+    assert w.sums[A] == [1003, 1004, 0, 0]
+
+
+def test_sources_age_out_and_evicted_keys_keep_their_window() -> None:
+    w = WindowSums(5.0)
+    w.update({A: (1, 1, 0, 0), B: (2, 2, 0, 0)}, now=0.0)
+    w.update({A: (2, 2, 0, 0)}, now=1.0)  # B evicted from the map: its past stays counted
+    assert w.sums[B] == [2, 2, 0, 0]
+    w.update({A: (2, 2, 0, 0)}, now=5.5)
+    assert B not in w.sums and w.sums[A] == [1, 1, 0, 0]
+    w.update({}, now=6.5)
+    assert len(w) == 0
+
+
+def test_syn_flood_threshold_and_ratio_exactly_at_threshold() -> None:
+    p = pipeline(threshold=100, syn_ratio_threshold=0.8)
+    # 100 TCP packets, 80 SYNs: ratio exactly 0.8 is not more than 0.8: no alert (the seed's rule)
+    assert p.feed({A: (80, 100, 0, 0)}, {}, now=0.0, wall=1000.0) == []
+    # one more SYN-only packet: 81/101 > 0.8 -> alert
+    changes = p.feed({A: (81, 101, 0, 0)}, {}, now=1.0, wall=1001.0)
+    assert [(c.kind, c.alert.detector, c.alert.source, c.alert.count) for c in changes] == [
+        ("raised", "syn_flood", "198.18.0.2", 81)
+    ]
+
+
+def test_syn_flood_needs_the_threshold_in_packets() -> None:
+    p = pipeline(threshold=100)
+    assert p.feed({A: (99, 99, 0, 0)}, {}, now=0.0, wall=0.0) == []
+    assert [c.kind for c in p.feed({A: (100, 100, 0, 0)}, {}, now=0.5, wall=0.5)] == ["raised"]
+
+
+def test_benign_busy_client_is_not_a_flood() -> None:
+    # 300 short HTTP connections: a SYN, then ACKs, data and FINs: ratio ~0.2
+    p = pipeline()
+    assert p.feed({A: (300, 1500, 0, 0)}, {HOST: (300, 1500, 0, 0)}, now=0.0, wall=0.0) == []
+
+
+def test_one_alert_per_incident_updated_while_it_grows_then_resolved() -> None:
+    p = pipeline(window_secs=10)
+    raised = p.feed({A: (200, 200, 0, 0)}, {}, now=0.0, wall=0.0)
+    assert [c.kind for c in raised] == ["raised"]
+    same = p.feed({A: (200, 200, 0, 0)}, {}, now=1.0, wall=1.0)  # no growth: nothing said
+    assert same == []
+    grown = p.feed({A: (500, 500, 0, 0)}, {}, now=2.0, wall=2.0)
+    assert [(c.kind, c.alert.id, c.alert.count) for c in grown] == [("updated", raised[0].alert.id, 500)]
+    # The flood stops; its window empties at t=12 (the t=2 delta leaves), quiet from then
+    assert p.feed({A: (500, 500, 0, 0)}, {}, now=12.0, wall=12.0) == []
+    assert p.feed({A: (500, 500, 0, 0)}, {}, now=21.0, wall=21.0) == []
+    resolved = p.feed({A: (500, 500, 0, 0)}, {}, now=22.0, wall=22.0)
+    assert [(c.kind, c.alert.id, c.alert.peak) for c in resolved] == [("resolved", raised[0].alert.id, 500)]
+    assert resolved[0].alert.resolved_at == 22.0
+    # A new flood later is a new incident
+    again = p.feed({A: (800, 800, 0, 0)}, {}, now=30.0, wall=30.0)
+    assert [c.kind for c in again] == ["raised"] and again[0].alert.id != raised[0].alert.id
+
+
+def test_spoofed_flood_is_judged_per_target() -> None:
+    p = pipeline()
+    sources = {abi.AGG_KEY.pack(i.to_bytes(4, "big").ljust(16, b"\0"), 4): (1, 1, 0, 0) for i in range(5000)}
+    changes = p.feed(sources, {HOST: (5000, 5000, 0, 0)}, now=0.0, wall=0.0)
+    assert [(c.alert.detector, c.alert.source, c.alert.target, c.alert.severity) for c in changes] == [
+        ("syn_flood", MANY_SOURCES, "198.18.0.1", "critical")
+    ]
+
+
+def test_single_source_flood_is_not_also_a_many_sources_alert() -> None:
+    p = pipeline()
+    changes = p.feed({A: (1000, 1000, 0, 0)}, {HOST: (1000, 1000, 0, 0)}, now=0.0, wall=0.0)
+    assert [c.alert.source for c in changes] == ["198.18.0.2"]
+
+
+def test_port_scan_threshold_and_window() -> None:
+    p = pipeline()
+    assert p.feed({A: (0, 0, 19, 0)}, {}, now=0.0, wall=0.0) == []
+    changes = p.feed({A: (0, 0, 19, 1)}, {}, now=30.0, wall=30.0)  # 20 ports within 60 s
+    assert [(c.kind, c.alert.detector, c.alert.source, c.alert.target, c.alert.count) for c in changes] == [
+        ("raised", "port_scan", "198.18.0.2", "eth9", 20)
+    ]
+    assert "TCP and UDP" in changes[0].alert.summary
+
+
+def test_port_scan_spread_over_more_than_the_window_is_not_a_scan() -> None:
+    p = pipeline()
+    assert p.feed({A: (0, 0, 15, 0)}, {}, now=0.0, wall=0.0) == []
+    assert p.feed({A: (0, 0, 30, 0)}, {}, now=61.0, wall=61.0) == []  # only 15 within 60 s
+
+
+def test_syn_scan_is_a_scan_not_a_flood() -> None:
+    # nmap -sS: one SYN per port, hundreds of ports: port_scan only, and no 'many sources' either
+    p = pipeline()
+    changes = p.feed({A: (1000, 1000, 1000, 0)}, {HOST: (1000, 1000, 0, 0)}, now=0.0, wall=0.0)
+    assert [c.alert.detector for c in changes] == ["port_scan"]
+
+
+def test_alert_book_keys_incidents_by_detector_and_parties() -> None:
+    book = AlertBook()
+    f1 = Finding("port_scan", ("198.18.0.2", "eth0"), "medium", 25, 60, "x")
+    f2 = Finding("port_scan", ("198.18.0.3", "eth0"), "medium", 30, 60, "y")
+    first = book.update([f1, f2], now=0.0)
+    assert [c.alert.id for c in first] == [1, 2]
+    assert book.update([f1, f2], now=1.0) == []
+    assert [a.source for a in book.active] == ["198.18.0.2", "198.18.0.3"]
