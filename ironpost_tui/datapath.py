@@ -231,6 +231,24 @@ class Datapath:
         table = self._tables[name]
         table[table.Key(index)] = table.Leaf()
 
+    def percpu_hits(self) -> list[tuple[int, int]]:
+        """RULE_HITS for every slot in one batch read: (packets summed, latest last_hit_ns)."""
+        table = self._tables["RULE_HITS"]
+        ncpu = int(table.total_cpu)
+        width = abi.RULE_HIT.size  # 16: already 8-aligned, as per-CPU values are laid out
+        _, values, count = libbpf.map_lookup_batch(int(table.map_fd), 4, width * ncpu, int(table.max_entries))
+        out = []
+        unpack = abi.RULE_HIT.unpack_from
+        for i in range(count):
+            packets = last = 0
+            base = i * width * ncpu
+            for c in range(ncpu):
+                p, t = unpack(values, base + c * width)
+                packets += p
+                last = t if t > last else last
+            out.append((packets, last))
+        return out
+
     @property
     def possible_cpus(self) -> int:
         return int(self._tables["STATS"].total_cpu)

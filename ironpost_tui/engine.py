@@ -11,7 +11,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import host, libbpf
@@ -27,6 +27,7 @@ from .model import Action, FilterRule, PacketEvent, RuleStatus, StatsSample
 from .protect import Protected
 from .rule_control import RuleController, RuleSink
 from .rule_table import RuleTable, monotonic_to_wall_offset
+from .snapshot import EngineSnapshot, SnapshotBuilder
 from .stats import StatsSampler
 from .xdp_link import XdpLink, occupants
 
@@ -83,6 +84,8 @@ class Engine:
         self._ifindex = 0
         self._decoder: EventDecoder | None = None
         self._detect = DetectionPipeline(options.syn_flood, options.port_scan, options.iface)
+        self._snapshots = SnapshotBuilder(options.iface)
+        self._snapshot = EngineSnapshot(at=time.time(), iface=options.iface, mode="", attached=False)
         self._last_detect = 0.0
         self.report: StartReport | None = None
 
@@ -168,6 +171,7 @@ class Engine:
         if opts.persist and not adopting:
             self._link.pin(str(link_pin))
         self._last_sample = self._sampler.sample(self._dp, time.monotonic())
+        self._publish(self._last_sample)
         self.report = StartReport(
             iface=opts.iface,
             mode=self._link.mode,
@@ -192,6 +196,7 @@ class Engine:
         if self._dp is not None:
             self._dp.close()
             self._dp = None
+        self._snapshot = replace(self._snapshot, attached=False)
         self._lock.release()
 
     @property
@@ -215,11 +220,30 @@ class Engine:
         if now - self._last_detect >= self.options.detect_interval:
             self._last_detect = now
             alerts = tuple(self._detect.tick(self._dp, now, time.time()))
+            self._snapshots.count_alerts(alerts)
             for change in alerts:
                 if change.kind == "raised":
                     self._auto_block(change)
         state = host.interface_state(self.options.iface, self._ifindex)
+        if sample is not None:
+            self._publish(sample)
         return Tick(events, sample, state, alerts)
+
+    def _publish(self, sample: StatsSample) -> None:
+        table = self.rule_table
+        self._snapshot = self._snapshots.build(
+            sample,
+            table.status(),
+            mode=self._link.mode if self._link else "",
+            attached=self._link is not None,
+            blocklist_entries=table.count("BLOCKLIST"),
+            blocklist_capacity=table.capacity()["BLOCKLIST"],
+            alerts_active=len(self._detect.book.active),
+        )
+
+    def snapshot(self) -> EngineSnapshot:
+        """The latest published state; safe to call from any thread."""
+        return self._snapshot
 
     @property
     def alerts(self) -> DetectionPipeline:

@@ -78,12 +78,9 @@ class RuleTable:
     def status(self) -> list[RuleStatus]:
         """Every rule with its hits summed over CPUs and its last hit time."""
         out = []
+        hits = self._dp.percpu_hits() if self._rules else []
         for inst in sorted(self._rules.values(), key=lambda i: i.priority):
-            packets = last = 0
-            for raw in self._dp.percpu_entries("RULE_HITS", inst.slot):
-                p, t = abi.RULE_HIT.unpack(raw)
-                packets += p
-                last = max(last, t)
+            packets, last = hits[inst.slot]
             last_hit = last / 1e9 + self._clock_offset if last else None
             out.append(RuleStatus(inst.rule, inst.placement.map_name, packets, last_hit))
         return out
