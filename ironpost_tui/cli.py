@@ -17,7 +17,7 @@ from .errors import ExitStatus, IronpostError
 if TYPE_CHECKING:
     from . import headless
 
-SUBCOMMANDS = ("cleanup", "check-config")
+SUBCOMMANDS = ("cleanup", "check-config", "demo")
 
 
 def _run_parser() -> argparse.ArgumentParser:
@@ -95,6 +95,28 @@ def _cmd_run(argv: list[str]) -> ExitStatus:
     return headless.run(Engine(options), controls, source)
 
 
+def _cmd_demo(argv: list[str]) -> ExitStatus:
+    """The embedded lab: a namespace with hosts that browse, scan and flood."""
+    p = argparse.ArgumentParser(prog="ironpost-tui demo", description="run ironpost-tui on an embedded demo lab")
+    p.add_argument("--headless", action="store_true", help="the agent only, logging to stdout")
+    args, rest = p.parse_known_args(argv)
+    host.check_privileges()
+    import_bcc()
+    from . import demo, headless
+    from .engine import Engine
+
+    with demo.lab_running() as options:
+        if args.headless:
+            controls = headless.Controls()
+            _install_signals(controls)
+            return headless.run(Engine(options), controls, None)
+        return _run_demo_console(options, rest)
+
+
+def _run_demo_console(options: object, rest: list[str]) -> ExitStatus:
+    raise IronpostError("the console is not built yet: run `ironpost-tui demo --headless`")
+
+
 def _cmd_cleanup(argv: list[str]) -> ExitStatus:
     from .cleanup import cleanup
 
@@ -127,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
     try:
         if argv and argv[0] in SUBCOMMANDS:
-            return int({"cleanup": _cmd_cleanup, "check-config": _cmd_check_config}[argv[0]](argv[1:]))
+            commands = {"cleanup": _cmd_cleanup, "check-config": _cmd_check_config, "demo": _cmd_demo}
+            return int(commands[argv[0]](argv[1:]))
         return int(_cmd_run(argv))
     except IronpostError as exc:
         for line in exc.message.splitlines() or [""]:
