@@ -154,3 +154,26 @@ def test_alert_book_keys_incidents_by_detector_and_parties() -> None:
     assert [c.alert.id for c in first] == [1, 2]
     assert book.update([f1, f2], now=1.0) == []
     assert [a.source for a in book.active] == ["198.18.0.2", "198.18.0.3"]
+
+
+def test_a_long_spoofed_flood_keeps_the_windows_small() -> None:
+    # A new source per packet for 60 s of 0.5 s reads: only the target is windowed.
+    p = pipeline()
+    total = 0
+    for tick in range(120):
+        sources = {
+            abi.AGG_KEY.pack((tick * 4096 + i).to_bytes(4, "big").ljust(16, b"\0"), 4): (1, 1, 1, 0)
+            for i in range(4096)
+        }
+        total += 4096
+        p.feed(sources, {HOST: (total, total, 0, 0)}, now=tick * 0.5, wall=tick * 0.5)
+    assert len(p._syn_src) == 0 and len(p._scan_src) == 0
+    assert len(p._syn_dst) == 1
+    assert [a.source for a in p.book.active] == [MANY_SOURCES]
+
+
+def test_window_sums_shed_the_smallest_keys_past_the_cap() -> None:
+    w = WindowSums(10.0, max_keys=100)
+    w.update({i: (i, 0) for i in range(101)}, now=0.0)
+    assert len(w) == 75
+    assert min(k for k in w.sums) == 26  # the 26 smallest totals went

@@ -13,6 +13,8 @@ from .port_scan import PortScanDetector
 from .syn_flood import SynFloodDetector
 from .window import Counts, WindowSums
 
+TCP, NEW_TCP, NEW_UDP = 1, 2, 3  # positions in an aggregate's counts
+
 
 def read_aggregates(dp: Datapath, name: str) -> dict[Hashable, Counts]:
     """An aggregate map as {raw key: (syn, tcp, new_tcp_ports, new_udp_ports)}, in one batch read."""
@@ -43,9 +45,16 @@ class DetectionPipeline:
         self, sources: dict[Hashable, Counts], targets: dict[Hashable, Counts], now: float, wall: float
     ) -> list[AlertChange]:
         """One tick from aggregate snapshots; ``now`` is monotonic, ``wall`` the time to stamp alerts with."""
-        self._syn_src.update(sources, now)
+        # A source is windowed only once its counters since it entered the map
+        # reach a quarter of a threshold: a spoofed flood's one-packet sources
+        # (a new one per packet) cost a comparison each, not a window each.
+        # (What a source sent before it became interesting is credited at once,
+        # so a slow source can reach a threshold up to a quarter early.)
+        syn_min = max(1, self.syn_flood.config.threshold // 4)
+        port_min = max(1, self.port_scan.config.port_threshold // 4)
+        self._syn_src.update({k: v for k, v in sources.items() if v[TCP] >= syn_min}, now)
         self._syn_dst.update(targets, now)
-        self._scan_src.update(sources, now)
+        self._scan_src.update({k: v for k, v in sources.items() if v[NEW_TCP] + v[NEW_UDP] >= port_min}, now)
         scanners = self.port_scan.scanners(self._scan_src)
         findings = self.syn_flood.evaluate(self._syn_src, self._syn_dst, address_of, scanners)
         findings += self.port_scan.evaluate(self._scan_src, address_of)

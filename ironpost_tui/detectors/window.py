@@ -7,56 +7,97 @@ from collections.abc import Hashable, Mapping
 
 Counts = tuple[int, ...]
 
+BUCKETS = 20  # a window is this many buckets: deltas leave it one bucket at a time
+MAX_KEYS = 65_536  # keys tracked at most; beyond, the smallest go first
+
 
 class WindowSums:
     """Per key, the sum of what its counters grew by within the last ``window`` seconds.
 
     Fed snapshots of cumulative counters (an LRU map read at one moment).  A
     counter that went down (the key was evicted and came back, or wrapped) is
-    taken as restarted from zero.  Work per update is proportional to the keys
-    that changed, not to all keys ever seen.
+    taken as restarted from zero.  Deltas are kept in buckets of window/20, so
+    memory is bounded by keys × buckets whatever the read rate, and the number
+    of keys is capped: under a spoofed flood (a new source per packet) the keys
+    holding the least are forgotten first.  Work per update is proportional to
+    the keys that changed.
     """
 
-    def __init__(self, window: float) -> None:
+    def __init__(self, window: float, buckets: int = BUCKETS, max_keys: int = MAX_KEYS) -> None:
         self.window = window
+        self.buckets = buckets
+        self.width = window / buckets
+        self.max_keys = max_keys
         self._prev: dict[Hashable, Counts] = {}
-        self._history: deque[tuple[float, dict[Hashable, Counts]]] = deque()
+        # key -> its buckets in the window, oldest first: [bucket id, counts]
+        self._rings: dict[Hashable, deque[tuple[int, list[int]]]] = {}
+        # bucket id -> keys with a delta in it: what to look at when it leaves the window
+        self._touched: deque[tuple[int, set[Hashable]]] = deque()
         self.sums: dict[Hashable, list[int]] = {}
 
+    def _bucket(self, now: float) -> int:
+        return int(now // self.width)
+
     def update(self, snapshot: Mapping[Hashable, Counts], now: float) -> None:
-        deltas: dict[Hashable, Counts] = {}
+        bucket = self._bucket(now)
+        if not self._touched or self._touched[-1][0] != bucket:
+            self._touched.append((bucket, set()))
+        touched = self._touched[-1][1]
         prev = self._prev
         for key, cur in snapshot.items():
             old = prev.get(key)
             if old == cur:
                 continue
             if old is None or any(c < o for c, o in zip(cur, old, strict=True)):
-                delta = cur
+                delta: Counts = cur
             else:
                 delta = tuple(c - o for c, o in zip(cur, old, strict=True))
-            deltas[key] = delta
-            acc = self.sums.get(key)
-            if acc is None:
-                self.sums[key] = list(delta)
+            ring = self._rings.get(key)
+            if ring is None:
+                ring = self._rings[key] = deque()
+                self.sums[key] = [0] * len(delta)
+            if ring and ring[-1][0] == bucket:
+                slot = ring[-1][1]
             else:
-                for i, d in enumerate(delta):
-                    acc[i] += d
+                slot = [0] * len(delta)
+                ring.append((bucket, slot))
+            acc = self.sums[key]
+            for i, d in enumerate(delta):
+                slot[i] += d
+                acc[i] += d
+            touched.add(key)
         self._prev = dict(snapshot)
-        if deltas:
-            self._history.append((now, deltas))
         self.expire(now)
+        if len(self._rings) > self.max_keys:
+            self._shed()
 
     def expire(self, now: float) -> None:
-        """Forget what happened at or before ``now - window``."""
-        horizon = now - self.window
-        while self._history and self._history[0][0] <= horizon:
-            _, old = self._history.popleft()
-            for key, delta in old.items():
-                acc = self.sums[key]
-                for i, d in enumerate(delta):
-                    acc[i] -= d
-                if not any(acc):
-                    del self.sums[key]
+        """Forget the buckets that left the window (a bucket at or before now - window)."""
+        horizon = self._bucket(now) - self.buckets
+        while self._touched and self._touched[0][0] <= horizon:
+            _, keys = self._touched.popleft()
+            for key in keys:
+                ring = self._rings.get(key)
+                if ring is None:
+                    continue
+                while ring and ring[0][0] <= horizon:
+                    _, old = ring.popleft()
+                    acc = self.sums[key]
+                    for i, d in enumerate(old):
+                        acc[i] -= d
+                if not ring:
+                    self._forget(key)
+
+    def _forget(self, key: Hashable) -> None:
+        del self._rings[key]
+        del self.sums[key]
+
+    def _shed(self) -> None:
+        """Too many keys: drop the smallest totals until a quarter of the room is free."""
+        keep = self.max_keys * 3 // 4
+        ranked = sorted(self.sums, key=lambda k: sum(self.sums[k]))
+        for key in ranked[: len(ranked) - keep]:
+            self._forget(key)
 
     def __len__(self) -> int:
         return len(self.sums)
