@@ -15,11 +15,20 @@ from .model import Action, FilterRule
 from .rule_store import RuleStore
 
 DEMO_RULES = (
-    FilterRule("watch-dns", Action.MONITOR, dst_port=demo_lab.DNS_PORT, protocol=17,
-               description="DNS-like queries to the lab's resolver"),
+    FilterRule(
+        "watch-dns",
+        Action.MONITOR,
+        dst_port=demo_lab.DNS_PORT,
+        protocol=17,
+        description="DNS-like queries to the lab's resolver",
+    ),
     FilterRule("no-telnet", Action.DROP, dst_port=23, protocol=6, description="nobody should telnet here"),
-    FilterRule("doc-range", Action.DROP, src_ip=ipaddress.ip_network("198.18.201.0/24"),
-               description="a range that sends nothing good"),
+    FilterRule(
+        "doc-range",
+        Action.DROP,
+        src_ip=ipaddress.ip_network("198.18.201.0/24"),
+        description="a range that sends nothing good",
+    ),
 )
 
 

@@ -15,14 +15,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import host, libbpf
-from .datapath import Datapath, DatapathConfig, check_pins
-from .errors import LoadFailed, ModeUnsupported, XdpBusy
-from .events import EventDecoder
 from .audit import Actor, AuditLog
+from .datapath import Datapath, DatapathConfig, check_pins
 from .detector_config import PortScanConfig, SynFloodConfig
 from .detectors import AlertChange, DetectionPipeline
 from .detectors.alerts import MANY_SOURCES
-from .errors import RuleRefused
+from .errors import LoadFailed, ModeUnsupported, RuleRefused, XdpBusy
+from .events import EventDecoder
 from .model import Action, FilterRule, PacketEvent, RuleStatus, StatsSample
 from .protect import Protected
 from .rule_control import RuleController, RuleSink

@@ -29,8 +29,15 @@ class LiveSource:
         self._reload_requested = False
         self._t0 = time.monotonic()
         self._last_rules = 0.0
-        self.info = SourceInfo(iface=engine.options.iface, mode="", attached=False, started_at=time.time(),
-                               config_path="", blocklist_capacity=0, title="starting")
+        self.info = SourceInfo(
+            iface=engine.options.iface,
+            mode="",
+            attached=False,
+            started_at=time.time(),
+            config_path="",
+            blocklist_capacity=0,
+            title="starting",
+        )
 
     def start(self) -> SourceInfo:
         """Compile and attach (seconds: call from a worker)."""

@@ -78,7 +78,8 @@ class RuleTable:
     def status(self) -> list[RuleStatus]:
         """Every rule with its hits summed over CPUs and its last hit time."""
         out = []
-        hits = self._dp.percpu_hits() if self._rules else []
+        # Slots are handed out lowest first: read up to the highest in use, not the whole map.
+        hits = self._dp.percpu_hits(max(i.slot for i in self._rules.values()) + 1) if self._rules else []
         for inst in sorted(self._rules.values(), key=lambda i: i.priority):
             packets, last = hits[inst.slot]
             last_hit = last / 1e9 + self._clock_offset if last else None

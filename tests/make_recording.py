@@ -41,25 +41,50 @@ def main() -> None:
         t = threading.Thread(target=poller)
         t.start()
         try:
-            source.add_rule(FilterRule("block-scanner", Action.DROP, src_ip=net(f"{lab.ns_ip4}/32"),
-                                       description="lab scanner"))
+            source.add_rule(
+                FilterRule("block-scanner", Action.DROP, src_ip=net(f"{lab.ns_ip4}/32"), description="lab scanner")
+            )
             source.add_rule(FilterRule("watch-dns", Action.MONITOR, dst_port=53, protocol=17))
             source.add_rule(FilterRule("drop-telnet", Action.DROP, dst_port=23, protocol=6))
-            source.add_rule(FilterRule("doc-net", Action.DROP, src_ip=net("2001:db8:ffff::/48"),
-                                       expires_at=time.time() + 3600))
+            source.add_rule(
+                FilterRule("doc-net", Action.DROP, src_ip=net("2001:db8:ffff::/48"), expires_at=time.time() + 3600)
+            )
             frames = []
             for i in range(30):
                 frames.append(netlab.frame(lab, IPv6(src=lab.ns_ip6, dst=lab.host_ip6) / UDP(sport=5000 + i, dport=53)))
                 frames.append(netlab.frame(lab, IP(src=lab.ns_ip4, dst=lab.host_ip4) / ICMP()))
-                frames.append(netlab.frame(lab, IP(src=lab.ns_ip4, dst=lab.host_ip4) / TCP(sport=40000 + i, dport=443, flags="S")))
+                frames.append(
+                    netlab.frame(lab, IP(src=lab.ns_ip4, dst=lab.host_ip4) / TCP(sport=40000 + i, dport=443, flags="S"))
+                )
             for _ in range(6):
                 netlab.send_frames(lab, frames)
                 time.sleep(0.5)
             source.delete_rule("block-scanner")
-            subprocess.run(["ip", "netns", "exec", lab.ns, "nmap", "-n", "-Pn", "-sS", "-p", "1-100",
-                            "--max-retries", "0", "-T4", lab.host_ip4], capture_output=True, check=False)
-            subprocess.run(["ip", "netns", "exec", lab.ns, "timeout", "1.5", "hping3", "-S", "-p", "23",
-                            "--flood", lab.host_ip4], capture_output=True, check=False)
+            subprocess.run(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    lab.ns,
+                    "nmap",
+                    "-n",
+                    "-Pn",
+                    "-sS",
+                    "-p",
+                    "1-100",
+                    "--max-retries",
+                    "0",
+                    "-T4",
+                    lab.host_ip4,
+                ],
+                capture_output=True,
+                check=False,
+            )
+            subprocess.run(
+                ["ip", "netns", "exec", lab.ns, "timeout", "1.5", "hping3", "-S", "-p", "23", "--flood", lab.host_ip4],
+                capture_output=True,
+                check=False,
+            )
             time.sleep(2.0)
         finally:
             stop.set()

@@ -175,9 +175,23 @@ def test_shape_pack() -> None:
 
 def test_value() -> None:
     drop_rule = rule(src="198.18.0.1/32")
-    assert abi.BLOCKLIST_VALUE.unpack(kernel_rules.value(drop_rule, 7, 9)) == (abi.ACTION_DROP, abi.ACTION_DROP, 7, 9, 7, 9)
+    assert abi.BLOCKLIST_VALUE.unpack(kernel_rules.value(drop_rule, 7, 9)) == (
+        abi.ACTION_DROP,
+        abi.ACTION_DROP,
+        7,
+        9,
+        7,
+        9,
+    )
     r = rule(action=Action.MONITOR, dport=1)
-    assert abi.BLOCKLIST_VALUE.unpack(kernel_rules.value(r, 0, 0)) == (abi.ACTION_MONITOR, abi.ACTION_MONITOR, 0, 0, 0, 0)
+    assert abi.BLOCKLIST_VALUE.unpack(kernel_rules.value(r, 0, 0)) == (
+        abi.ACTION_MONITOR,
+        abi.ACTION_MONITOR,
+        0,
+        0,
+        0,
+        0,
+    )
     # Another rule decides for the entry (a covering drop prefix): it acts, the entry keeps its own.
     acting = abi.BLOCKLIST_VALUE.unpack(kernel_rules.value(r, 3, 4, acting=(drop_rule, 1, 2)))
     assert acting == (abi.ACTION_DROP, abi.ACTION_MONITOR, 1, 2, 3, 4)

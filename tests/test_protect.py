@@ -41,8 +41,7 @@ def _fake_proc(tmp_path: Path) -> Path:
     )
     # 2001:db8::1:22 <- 2001:db8::7 established (sshd), as /proc prints it: host-order words
     (proc / "net" / "tcp6").write_text(
-        header
-        + "   0: B80D0120000000000000000001000000:0016 B80D0120000000000000000007000000:CBB3 01 "
+        header + "   0: B80D0120000000000000000001000000:0016 B80D0120000000000000000007000000:CBB3 01 "
         "00000000:00000000 00:00000000 00000000     0        0 777 1\n"
     )
     return proc
@@ -57,7 +56,10 @@ def test_gather_labels_and_dedupes() -> None:
     env = {"SSH_CONNECTION": "198.18.9.9 1 198.18.0.1 22"}
     got = protect.gather([net("198.18.9.9/32"), net("198.18.100.0/24")], env=env, include_host=False)
     by_net = {p.network: p.reason for p in got}
-    assert by_net == {net("198.18.9.9/32"): protect.REASON_SSH_CLIENT, net("198.18.100.0/24"): protect.REASON_PROTECT_LIST}
+    assert by_net == {
+        net("198.18.9.9/32"): protect.REASON_SSH_CLIENT,
+        net("198.18.100.0/24"): protect.REASON_PROTECT_LIST,
+    }
 
 
 def test_violation_exact_inside_and_covering() -> None:
