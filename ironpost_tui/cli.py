@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,14 +18,19 @@ from .errors import ExitStatus, IronpostError
 
 if TYPE_CHECKING:
     from . import headless
+    from .config import ConsoleSettings, Settings
+    from .config_source import ConfigSource
+    from .engine import Engine, EngineOptions
+    from .source import Source
 
-SUBCOMMANDS = ("cleanup", "check-config", "demo")
+SUBCOMMANDS = ("cleanup", "check-config", "demo", "replay")
 
 
 def _run_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ironpost-tui",
-        description="XDP packet filter and triage console. Subcommands: cleanup IFACE, check-config PATH.",
+        description="XDP packet filter and triage console. "
+        "Subcommands: cleanup IFACE, check-config PATH, demo, replay FILE.",
     )
     p.add_argument("iface", help="network interface to attach to (e.g. eth0)")
     p.add_argument("--headless", action="store_true", help="run as an agent without the console")
@@ -38,8 +45,43 @@ def _run_parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", type=Path, default=Path("/var/lib/ironpost"), help="where the state file lives")
     p.add_argument("--audit-log", type=Path, default=DEFAULT_AUDIT_LOG, help="audit trail of rule changes (JSON lines)")
     p.add_argument("--force", action="store_true", help="apply rules even if they would drop a protected address")
+    p.add_argument("--metrics-port", type=_port, help="port of /metrics and /healthz (default 9717, or [metrics] port)")
+    p.add_argument("--metrics-addr", type=_address, help="address to serve metrics on (default 127.0.0.1: loopback)")
+    p.add_argument("--web-config", type=Path, help="TLS and basic auth for metrics (Prometheus exporter-toolkit YAML)")
+    p.add_argument("--no-metrics", action="store_true", help="serve no metrics endpoint")
+    p.add_argument("--log-format", choices=("text", "json"), help="stdout log lines: text, or one JSON object per line")
+    _add_console_options(p)
+    p.add_argument("--record", type=Path, help="record what the console shows to FILE (gzip JSON lines)")
     p.add_argument("--version", action="version", version=f"ironpost-tui {__version__}")
     return p
+
+
+def _add_console_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--theme", help="console theme: ironpost-dark (default), ironpost-light, ironpost-contrast")
+    p.add_argument("--refresh", type=_refresh_secs, metavar="SECS", help="console redraw interval (default 1)")
+
+
+def _refresh_secs(text: str) -> float:
+    try:
+        secs = float(text)
+    except ValueError:
+        secs = -1.0
+    if not 0.1 <= secs <= 60:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a refresh interval (0.1 to 60 seconds)")
+    return secs
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (1 to 65535)")
+    return int(text)
+
+
+def _address(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IP address (like 127.0.0.1, 0.0.0.0 or ::)") from None
 
 
 def _cleanup_parser() -> argparse.ArgumentParser:
@@ -52,7 +94,8 @@ def _install_signals(controls: headless.Controls) -> None:
     log = logging.getLogger("ironpost")
 
     def stop(signum: int, _frame: object) -> None:
-        log.info("received %s: stopping", signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        log.info("received %s: stopping", name, extra={"event": "signal", "signal": name})
         controls.stop.set()
 
     # SIGHUP: the SSH session dropped.  Its default action would kill us
@@ -69,15 +112,41 @@ def _cmd_run(argv: list[str]) -> ExitStatus:
     import_bcc()  # say "install python3-bpfcc" before anything else can fail
 
     from . import headless
-    from .config_source import ConfigSource, protections
-    from .engine import Engine, EngineOptions
+    from .config_source import ConfigSource
+    from .engine import Engine
 
     source = ConfigSource(args.config, args.iface, args.state_dir)
     settings = source.load()
+    from . import log_format, metrics_endpoint
+
+    log_format.configure(args.log_format or settings.general.log_format)
+    options = _engine_options(args, settings, source)
     if not args.headless:
-        raise IronpostError("the console is not built yet: run with --headless")
+        return _run_console(Engine(options), source, _console_settings(args, settings.console), args)
+    if args.record is not None:
+        raise IronpostError("--record records the console: leave out --headless (or replay a console recording)")
+    controls = headless.Controls()
+    _install_signals(controls)
+    engine = Engine(options)
+    endpoint = metrics_endpoint.resolve(
+        settings.metrics,
+        settings.path,
+        no_metrics=args.no_metrics,
+        addr=args.metrics_addr,
+        port=args.metrics_port,
+        web_config_path=args.web_config,
+    )
+    with metrics_endpoint.serve(endpoint, args.iface, engine.snapshot):  # bound before the engine attaches
+        return headless.run(engine, controls, source)
+
+
+def _engine_options(args: argparse.Namespace, settings: Settings, source: ConfigSource) -> EngineOptions:
+    """The engine's options from the command line and the configuration: the console and the agent alike."""
+    from .config_source import protections
+    from .engine import EngineOptions
+
     mode = args.xdp_mode or settings.ebpf.xdp_mode
-    options = EngineOptions(
+    return EngineOptions(
         iface=args.iface,
         xdp_mode="offload" if mode == "hw" else mode,
         persist=args.persist,
@@ -90,9 +159,68 @@ def _cmd_run(argv: list[str]) -> ExitStatus:
         syn_flood=settings.syn_flood,
         port_scan=settings.port_scan,
     )
-    controls = headless.Controls()
-    _install_signals(controls)
-    return headless.run(Engine(options), controls, source)
+
+
+def _console_settings(args: argparse.Namespace, console: ConsoleSettings) -> ConsoleSettings:
+    refresh = getattr(args, "refresh", None)
+    return replace(console, refresh_secs=refresh) if refresh is not None else console
+
+
+def _run_console(
+    engine: Engine, config: ConfigSource | None, console: ConsoleSettings, args: argparse.Namespace
+) -> ExitStatus:
+    """The console on the live engine; the source is closed (the program detached) whatever happens."""
+    from .live_source import LiveSource
+    from .recording import Recorder
+
+    record = getattr(args, "record", None)
+    live = LiveSource(engine, config, Recorder(record) if record is not None else None)
+    try:
+        return _console(live, console, getattr(args, "theme", None))
+    finally:
+        live.close()
+
+
+def _console(source: Source, console: ConsoleSettings, theme: str | None) -> ExitStatus:
+    """Run the console until it is quit; a failure it ended on becomes the process's error and exit code."""
+    from .ui.app import make_app
+    from .ui.log_handler import logging_to
+
+    app = make_app(console, source, theme=theme)
+    with logging_to(app):
+        app.run()
+    if app.failure is not None:
+        error = IronpostError(app.failure.text, app.failure.title)
+        error.exit_status = ExitStatus(app.failure.exit_status)
+        raise error
+    return ExitStatus(app.return_code or 0)
+
+
+def _cmd_replay(argv: list[str]) -> ExitStatus:
+    """Play a recording in the console: no root, no BCC."""
+    from .config import ConsoleSettings
+    from .recording import ReplaySource
+
+    p = argparse.ArgumentParser(prog="ironpost-tui replay", description="play a console recording back (read-only)")
+    p.add_argument("file", type=Path, help="a recording made with --record (.ipr.gz)")
+    p.add_argument("--speed", type=_speed, default=1.0, help="playback speed, e.g. 0.5, 2, 10 (default 1)")
+    _add_console_options(p)
+    args = p.parse_args(argv)
+    source = ReplaySource(args.file, speed=args.speed)
+    try:
+        return _console(source, _console_settings(args, ConsoleSettings()), args.theme)
+    finally:
+        source.close()
+
+
+def _speed(text: str) -> float:
+    try:
+        speed = float(text)
+    except ValueError:
+        speed = 0.0
+    if not 0.01 <= speed <= 1000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a speed (0.01 to 1000)")
+    return speed
 
 
 def _cmd_demo(argv: list[str]) -> ExitStatus:
@@ -114,7 +242,15 @@ def _cmd_demo(argv: list[str]) -> ExitStatus:
 
 
 def _run_demo_console(options: object, rest: list[str]) -> ExitStatus:
-    raise IronpostError("the console is not built yet: run `ironpost-tui demo --headless`")
+    from .config import ConsoleSettings
+    from .engine import Engine, EngineOptions
+
+    p = argparse.ArgumentParser(prog="ironpost-tui demo", description="the console on the demo lab")
+    _add_console_options(p)
+    p.add_argument("--record", type=Path, help="record what the console shows to FILE")
+    args = p.parse_args(rest)
+    assert isinstance(options, EngineOptions)
+    return _run_console(Engine(options), None, _console_settings(args, ConsoleSettings()), args)
 
 
 def _cmd_cleanup(argv: list[str]) -> ExitStatus:
@@ -149,7 +285,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
     try:
         if argv and argv[0] in SUBCOMMANDS:
-            commands = {"cleanup": _cmd_cleanup, "check-config": _cmd_check_config, "demo": _cmd_demo}
+            commands = {
+                "cleanup": _cmd_cleanup,
+                "check-config": _cmd_check_config,
+                "demo": _cmd_demo,
+                "replay": _cmd_replay,
+            }
             return int(commands[argv[0]](argv[1:]))
         return int(_cmd_run(argv))
     except IronpostError as exc:

@@ -22,6 +22,7 @@ class ExitStatus(IntEnum):
     INTERFACE_GONE = 11
     LOAD_FAILED = 12
     ALREADY_RUNNING = 13
+    METRICS_PORT_IN_USE = 14
     CTRL_C = 130
 
 
@@ -98,3 +99,17 @@ class LoadFailed(IronpostError):
 class AlreadyRunning(IronpostError):
     exit_status = ExitStatus.ALREADY_RUNNING
     title = "Already running"
+
+
+class MetricsPortInUse(IronpostError):
+    """The metrics endpoint cannot listen: found before anything is attached."""
+
+    exit_status = ExitStatus.METRICS_PORT_IN_USE
+    title = "Metrics port in use"
+
+
+class WebConfigInvalid(IronpostError):
+    """The --web-config file (TLS, basic auth) is unusable."""
+
+    exit_status = ExitStatus.CONFIG_INVALID
+    title = "Invalid web configuration"

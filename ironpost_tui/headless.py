@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass, field
 
 from .audit import Actor
@@ -15,13 +14,37 @@ from .errors import ExitStatus, InterfaceGone, IronpostError
 log = logging.getLogger("ironpost")
 
 
+class Flag:
+    """threading.Event's set/clear/is_set without its lock, for signal handlers to set.
+
+    A Python signal handler runs in the main thread between two bytecodes, possibly in the
+    middle of the loop's own Event.clear(), which holds the Event's non-reentrant lock: an
+    Event.set() there waits for that lock forever, and the agent no longer reloads, panics or
+    stops.  A plain attribute write is atomic under the GIL and never blocks.
+    """
+
+    __slots__ = ("_set",)
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def clear(self) -> None:
+        self._set = False
+
+    def is_set(self) -> bool:
+        return self._set
+
+
 @dataclass
 class Controls:
     """What signal handlers ask of the loop: stop (INT/TERM/HUP), reload (USR1), panic (USR2)."""
 
-    stop: threading.Event = field(default_factory=threading.Event)
-    reload: threading.Event = field(default_factory=threading.Event)
-    panic: threading.Event = field(default_factory=threading.Event)
+    stop: Flag = field(default_factory=Flag)
+    reload: Flag = field(default_factory=Flag)
+    panic: Flag = field(default_factory=Flag)
 
 
 def reload_config(engine: Engine, source: ConfigSource, why: str) -> None:
@@ -30,12 +53,19 @@ def reload_config(engine: Engine, source: ConfigSource, why: str) -> None:
         settings = source.load()
         changed = engine.reload(list(settings.rules), protections(settings), Actor.current(why))
     except IronpostError as exc:
-        log.error("reload of %s refused, the previous rules stay in force:", source.path)
+        refused = {"event": "reload_refused", "path": str(source.path), "errors": exc.message.splitlines()}
+        log.error("reload of %s refused, the previous rules stay in force:", source.path, extra=refused)
         for line in exc.message.splitlines():
-            log.error("  %s", line)
+            log.error("  %s", line, extra={"event": "reload_refused"})
         return
     if changed:
-        log.info("reloaded %s (%s): %d rules in force", source.path, why, len(settings.rules))
+        log.info(
+            "reloaded %s (%s): %d rules in force",
+            source.path,
+            why,
+            len(settings.rules),
+            extra={"event": "reload", "path": str(source.path), "why": why, "rules": len(settings.rules)},
+        )
 
 
 def log_alert(change: AlertChange) -> None:
@@ -62,7 +92,12 @@ def panic(engine: Engine, source: ConfigSource | None) -> None:
     cleared = engine.control.panic(Actor.current("signal"))
     if source is not None:
         source.mark()
-    log.warning("panic: cleared %d drop rule(s): %s", len(cleared), ", ".join(r.id for r in cleared) or "none")
+    log.warning(
+        "panic: cleared %d drop rule(s): %s",
+        len(cleared),
+        ", ".join(r.id for r in cleared) or "none",
+        extra={"event": "panic", "cleared": [r.id for r in cleared]},
+    )
 
 
 def run(engine: Engine, controls: Controls, source: ConfigSource | None = None) -> ExitStatus:
@@ -78,12 +113,26 @@ def run(engine: Engine, controls: Controls, source: ConfigSource | None = None) 
         report.prog_id,
         report.seconds,
         f"; pinned under {report.pin_dir}" if report.pin_dir else "",
+        extra={
+            "event": "ready",
+            "iface": report.iface,
+            "mode": report.mode,
+            "prog_id": report.prog_id,
+            "seconds": round(report.seconds, 3),
+            "adopted": report.adopted,
+            "pin_dir": str(report.pin_dir) if report.pin_dir else None,
+        },
     )
     protected = engine.control.protected
     if protected:
-        log.info("protected from drops: %s", ", ".join(p.describe() for p in protected))
+        log.info(
+            "protected from drops: %s",
+            ", ".join(p.describe() for p in protected),
+            extra={"event": "protected", "networks": [str(p.network) for p in protected]},
+        )
     if source is not None:
-        log.info("rules: %s (%d in force)", source.path, len(engine.rules()))
+        n_rules = len(engine.rules())
+        log.info("rules: %s (%d in force)", source.path, n_rules, extra={"event": "rules", "rules": n_rules})
     state = "up"
     try:
         while not controls.stop.is_set():
@@ -101,8 +150,13 @@ def run(engine: Engine, controls: Controls, source: ConfigSource | None = None) 
                 state = tick.interface_state
                 if state == "gone":
                     raise InterfaceGone(f"interface {report.iface} disappeared: the program went with it; exiting")
-                log.warning("interface %s is %s", report.iface, state)
+                log.warning("interface %s is %s", report.iface, state,
+                            extra={"event": "interface_state", "iface": report.iface, "state": state})  # fmt: skip
     finally:
         engine.close()
-    log.info("stopped: %s", "left the pinned program enforcing" if report.pin_dir else f"detached from {report.iface}")
+    log.info(
+        "stopped: %s",
+        "left the pinned program enforcing" if report.pin_dir else f"detached from {report.iface}",
+        extra={"event": "stopped", "iface": report.iface, "persisted": report.pin_dir is not None},
+    )
     return ExitStatus.OK

@@ -17,6 +17,7 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -32,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 _SCRIPT = Path(sys.executable).parent / "ironpost-tui"
 IRONPOST: list[str] = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "ironpost_tui"]
 PIN_ROOT = Path("/sys/fs/bpf/ironpost")
+METRICS_OPTIONS = ("--metrics-port", "--metrics-addr", "--no-metrics", "--web-config")
 READY_TIMEOUT = 90.0  # BCC compiles at start-up: ~1 s alone, much more on a busy 2-core machine
 
 _READY = re.compile(r"ready: .* \((?P<mode>\w+) mode, prog id (?P<prog_id>\d+)\)")
@@ -153,22 +155,33 @@ def cleanup(iface: str, prefix: Sequence[str] = ()) -> subprocess.CompletedProce
 class AgentPool:
     """Agents started by one test; ``close`` kills them and cleans their interfaces."""
 
-    def __init__(self) -> None:
+    def __init__(self, pick_metrics_port: bool = True) -> None:
         self.agents: list[Agent] = []
         self._ifaces: dict[tuple[str, tuple[str, ...]], None] = {}
+        self.pick_metrics_port = pick_metrics_port
+
+    def _metrics_args(self, args: Sequence[str]) -> list[str]:
+        """A free metrics port unless the test chose one: agents of two test runs at once must not both want 9717."""
+        if not self.pick_metrics_port or any(a.split("=", 1)[0] in METRICS_OPTIONS for a in args):
+            return []
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return ["--metrics-port", str(s.getsockname()[1])]
 
     def start(self, iface: str, *args: str, prefix: Sequence[str] = (), headless: bool = True,
               env: dict[str, str] | None = None) -> Agent:  # fmt: skip
         """``[prefix...] ironpost-tui IFACE --headless ARGS``."""
         self.track(iface, prefix)
-        agent = Agent([*prefix, *IRONPOST, iface, *(["--headless"] if headless else []), *args], env=env)
+        argv = [*prefix, *IRONPOST, iface, *(["--headless"] if headless else []), *args, *self._metrics_args(args)]
+        agent = Agent(argv, env=env)
         self.agents.append(agent)
         return agent
 
-    def run(self, iface: str, *args: str, prefix: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
+    def run(self, iface: str, *args: str, prefix: Sequence[str] = (),
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
         """``[prefix...] ironpost-tui IFACE --headless ARGS`` to its end (it is expected to fail)."""
         self.track(iface, prefix)
-        return run(iface, "--headless", *args, prefix=prefix)
+        return run(iface, "--headless", *args, *self._metrics_args(args), prefix=prefix, env=env)
 
     def track(self, iface: str, prefix: Sequence[str] = ()) -> None:
         """Clean ``iface`` (seen through ``prefix``, e.g. ``ip netns exec NS``) at the end."""

@@ -74,6 +74,7 @@ def test_exit_codes_are_the_documented_ones() -> None:
         "INTERFACE_GONE": 11,
         "LOAD_FAILED": 12,
         "ALREADY_RUNNING": 13,
+        "METRICS_PORT_IN_USE": 14,
         "CTRL_C": 130,
     }
     assert len({int(s) for s in ExitStatus}) == len(ExitStatus)  # each its own

@@ -1,0 +1,102 @@
+"""How log records look on stdout: the text lines people read, or one JSON
+object per line for log shippers (``--log-format json``).
+
+Every JSON line has ``ts`` (RFC 3339, UTC), ``level``, ``event`` and
+``message``.  What the record carries decides the rest:
+
+* ``extra={"alert": Alert, "change": kind}`` (headless.log_alert): event
+  ``alert`` with ``change``, ``detector``, ``severity``, ``src_ip`` and
+  ``dst_ip`` (the alert's source and target; null when they are not an
+  address, e.g. "many sources"), ``source``, ``target``, ``count``...
+* ``extra={"audit": dict}`` (audit.AuditLog): the audit entry itself (event
+  ``rule_change``), as the audit file has it, its time as ``ts``.
+* ``extra={"event": name, ...}``: that event name, and every other extra
+  key as a field (ready, stopped, reload, panic, metrics, ...).
+* anything else: event ``log``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+FORMATS = ("text", "json")
+
+# What every LogRecord has: anything beyond it came in through ``extra``.
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "taskName"}
+
+
+def rfc3339(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"
+
+
+def _address(text: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, on one line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": rfc3339(record.created),
+            "level": record.levelname.lower(),
+            "event": "log",
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        extra = {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
+        alert = extra.pop("alert", None)
+        audit = extra.pop("audit", None)
+        if alert is not None:
+            out.update(
+                event="alert",
+                change=extra.pop("change", None),
+                id=alert.id,
+                detector=alert.detector,
+                severity=alert.severity,
+                src_ip=_address(alert.source),
+                dst_ip=_address(alert.target),
+                source=alert.source,
+                target=alert.target,
+                count=alert.count,
+                peak=alert.peak,
+                window_secs=alert.window_secs,
+                summary=alert.summary,
+            )
+        if isinstance(audit, dict):
+            entry = dict(audit)
+            ts = entry.pop("ts", None)
+            out.update(entry)
+            if isinstance(ts, (int, float)):
+                out["ts"] = rfc3339(float(ts))
+        out.update(extra)
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str, ensure_ascii=False, separators=(",", ":"))
+
+
+def formatter(name: str) -> logging.Formatter:
+    if name == "json":
+        return JsonFormatter()
+    if name == "text":
+        return logging.Formatter(TEXT_FORMAT)
+    raise ValueError(f"unknown log format {name!r}: use one of {', '.join(FORMATS)}")
+
+
+def configure(name: str) -> None:
+    """Use format ``name`` for every handler of the root logger (stdout, as the CLI sets it up)."""
+    fmt = formatter(name)
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=logging.INFO, stream=sys.stdout)
+    for handler in root.handlers:
+        handler.setFormatter(fmt)

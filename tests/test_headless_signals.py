@@ -1,0 +1,170 @@
+"""The headless agent with its metrics endpoint, run as an operator runs it
+on a netlab veth pair:
+
+- SIGTERM and SIGHUP detach and exit 0 with the metrics port released; with
+  ``--persist`` the pinned program stays in force until ``cleanup``;
+- a metrics port in use: exit 14, one line, nothing attached;
+- ``--log-format json``: every stdout line a JSON object with event and ts;
+- /healthz follows the attachment; ``--no-metrics`` listens nowhere.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import netlab
+import pytest
+from ironpost_cli import AgentPool, cleanup, one_error_line, pins, ready_info, wait_no_xdp, xdp_progs
+from metrics_lab import MONITOR_UDP_9, AgentFiles, fetch, free_port, port_closed, sample, scrape, wait_until
+
+from ironpost_tui.host import RUN_DIR
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture
+def agents(lab: netlab.Lab) -> Iterator[AgentPool]:
+    pool = AgentPool()
+    try:
+        yield pool
+    finally:
+        problems = pool.close()
+        assert not problems, problems
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_signal_detaches_exits_0_and_releases_the_port(
+    lab: netlab.Lab, agents: AgentPool, tmp_path: Path, sig: signal.Signals
+) -> None:
+    files = AgentFiles.make(tmp_path)
+    port = free_port()
+    agent = agents.start(lab.host_if, *files.args(), "--metrics-port", str(port))
+    mode, prog_id = ready_info(agent.wait_ready())
+    assert fetch(f"http://127.0.0.1:{port}/healthz")[::2] == (200, b"ok\n")
+    assert sample(scrape(port), "ironpost_xdp_attached", interface=lab.host_if, mode=mode) == 1
+
+    t0 = time.monotonic()
+    agent.send(sig)
+    wait_no_xdp(lab.ifindex, within=1.0, since=t0)
+    assert agent.wait() == 0, agent.describe()
+    assert port_closed(port), "the metrics port is still open after exit"
+    assert f"received {sig.name}" in agent.stdout and f"detached from {lab.host_if}" in agent.stdout
+    assert agent.stderr == "", agent.describe()
+    assert pins(lab.host_if) == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_with_persist_a_signal_leaves_the_program_until_cleanup(
+    lab: netlab.Lab, agents: AgentPool, tmp_path: Path, sig: signal.Signals
+) -> None:
+    files = AgentFiles.make(tmp_path)
+    port = free_port()
+    agent = agents.start(lab.host_if, *files.args(), "--persist", "--metrics-port", str(port))
+    mode, prog_id = ready_info(agent.wait_ready())
+    agent.send(sig)
+    assert agent.wait() == 0, agent.describe()
+    assert "left the pinned program enforcing" in agent.stdout
+    assert port_closed(port)
+    time.sleep(0.3)
+    assert xdp_progs(lab.ifindex) == [(mode, prog_id)]  # still in force, nobody running
+    assert "link" in pins(lab.host_if)
+
+    proc = cleanup(lab.host_if)
+    assert proc.returncode == 0, proc
+    wait_no_xdp(lab.ifindex, within=1.0)
+    assert pins(lab.host_if) == []
+
+
+def test_a_metrics_port_in_use_exits_14_with_nothing_attached(
+    lab: netlab.Lab, agents: AgentPool, tmp_path: Path
+) -> None:
+    files = AgentFiles.make(tmp_path, rules=MONITOR_UDP_9)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = agents.run(lab.host_if, *files.args(), "--metrics-port", str(port))
+    assert proc.returncode == 14, proc
+    msg = one_error_line(proc.stderr)
+    assert f"127.0.0.1:{port}" in msg and "in use" in msg and "--metrics-port" in msg
+    assert "ready:" not in proc.stdout
+    assert xdp_progs(lab.ifindex) == [] and pins(lab.host_if) == []
+    assert not (RUN_DIR / f"{lab.host_if}.lock").exists()
+    assert not files.audit_log.exists()  # not even the rules were loaded
+
+
+def test_metrics_port_9100_when_asked_for(lab: netlab.Lab, agents: AgentPool, tmp_path: Path) -> None:
+    if not port_closed(9100):
+        pytest.fail("something (node_exporter?) already listens on 9100 on this machine")
+    files = AgentFiles.make(tmp_path)
+    agent = agents.start(lab.host_if, *files.args(), "--metrics-port", "9100")
+    agent.wait_ready()
+    assert "metrics on http://127.0.0.1:9100/metrics" in agent.wait_for("metrics on")
+    assert sample(scrape(9100), "ironpost_build_info") == 1
+    agent.send(signal.SIGINT)
+    assert agent.wait() == 0
+    assert port_closed(9100)
+
+
+def test_no_metrics_listens_nowhere(lab: netlab.Lab, agents: AgentPool, tmp_path: Path) -> None:
+    port = free_port()
+    files = AgentFiles.make(tmp_path, extra=f"[metrics]\nport = {port}\n")
+    agent = agents.start(lab.host_if, *files.args(), "--no-metrics")
+    agent.wait_ready()
+    assert "metrics: off" in agent.stdout
+    assert port_closed(port)
+    agent.send(signal.SIGTERM)
+    assert agent.wait() == 0
+
+
+def test_port_and_address_from_the_config_file(lab: netlab.Lab, agents: AgentPool, tmp_path: Path) -> None:
+    agents.pick_metrics_port = False  # the file decides
+    port = free_port()
+    files = AgentFiles.make(tmp_path, extra=f'[metrics]\naddr = "127.0.0.1"\nport = {port}\n')
+    agent = agents.start(lab.host_if, *files.args())
+    mode, _ = ready_info(agent.wait_ready())
+    assert sample(scrape(port), "ironpost_xdp_attached", interface=lab.host_if, mode=mode) == 1
+    agent.send(signal.SIGTERM)
+    assert agent.wait() == 0
+
+
+def test_json_logs_one_object_per_line(lab: netlab.Lab, agents: AgentPool, tmp_path: Path) -> None:
+    port = free_port()
+    extra = '[general]\nlog_format = "json"\n[detectors.port_scan]\nport_threshold = 10\n'
+    files = AgentFiles.make(tmp_path, rules=MONITOR_UDP_9, extra=extra)
+    agent = agents.start(lab.host_if, *files.args(), "--metrics-port", str(port))
+    agent.wait_ready()
+
+    # A rule change (audit), a scan (alert), then stop.
+    files.config.write_text(files.config.read_text().replace('action = "monitor"', 'action = "drop"'))
+    agent.send(signal.SIGUSR1)
+    agent.wait_for('"event":"reload"', timeout=10)
+    with netlab.in_netns(lab.ns):
+        for dport in range(1000, 1030):
+            s = socket.socket()
+            s.setblocking(False)
+            try:
+                s.connect_ex((lab.host_ip4, dport))
+            finally:
+                s.close()
+    agent.wait_for('"event":"alert"', timeout=15)
+    agent.send(signal.SIGTERM)
+    assert agent.wait() == 0, agent.describe()
+
+    records = [json.loads(line) for line in agent.out]  # every line is JSON
+    for r in records:
+        assert {"ts", "event", "level", "message"} <= set(r), r
+    events = [r["event"] for r in records]
+    for expected in ("metrics", "rule_change", "ready", "reload", "alert", "signal", "stopped"):
+        assert expected in events, (expected, events)
+    alert = next(r for r in records if r["event"] == "alert")
+    assert alert["detector"] == "port_scan" and alert["change"] == "raised"
+    assert alert["src_ip"] == lab.ns_ip4 and "dst_ip" in alert
+    change = [r for r in records if r["event"] == "rule_change"]
+    assert change[-1]["via"] in ("signal", "file change") and change[-1]["user"]  # whichever saw it first
+    wait_until("stderr empty", lambda: agent.stderr == "", timeout=1)

@@ -1,0 +1,111 @@
+"""Log lines on stdout: text as it always was, or one JSON object per line
+(``--log-format json``, ``[general] log_format = "json"``) with ``event`` and
+``ts``, and for alerts ``detector``, ``src_ip``, ``dst_ip``."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from ironpost_tui import config, headless, log_format
+from ironpost_tui.audit import Actor, AuditLog
+from ironpost_tui.detectors import Alert, AlertChange
+from ironpost_tui.model import FilterRule
+
+TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+@pytest.fixture
+def captured() -> Iterator[tuple[io.StringIO, logging.Handler]]:
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(log_format.JsonFormatter())
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield out, handler
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+
+
+def lines(out: io.StringIO) -> list[dict[str, object]]:
+    return [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+def _alert(source: str = "198.18.0.2", target: str = "198.18.0.1") -> Alert:
+    return Alert(7, "syn_flood", "high", source, target, 500, 600, 10.0, 1_700_000_000.0, 1_700_000_001.0, "500 SYNs")
+
+
+def test_an_alert_is_one_json_object_with_detector_and_addresses(captured: tuple[io.StringIO, object]) -> None:
+    out, _ = captured
+    headless.log_alert(AlertChange("raised", _alert()))
+    headless.log_alert(AlertChange("resolved", _alert(source="many sources", target="eth0")))
+    raised, resolved = lines(out)
+    assert raised["event"] == "alert" and raised["change"] == "raised"
+    assert raised["detector"] == "syn_flood" and raised["severity"] == "high"
+    assert raised["src_ip"] == "198.18.0.2" and raised["dst_ip"] == "198.18.0.1"
+    assert raised["level"] == "warning" and TS.match(str(raised["ts"]))
+    assert "alert 7 syn_flood raised" in str(raised["message"])
+    # Not an address: null, and the words in source / target.
+    assert resolved["src_ip"] is None and resolved["source"] == "many sources"
+    assert resolved["dst_ip"] is None and resolved["target"] == "eth0"
+
+
+def test_an_audit_record_is_the_audit_entry(captured: tuple[io.StringIO, object]) -> None:
+    out, _ = captured
+    AuditLog(None).record("add", Actor("alice", "198.18.0.9", "console"), FilterRule(id="r1"))
+    (entry,) = lines(out)
+    assert entry["event"] == "rule_change" and entry["change"] == "add"
+    assert entry["user"] == "alice" and entry["ssh_client"] == "198.18.0.9" and entry["via"] == "console"
+    assert entry["rule"] == {"id": "r1", "action": "drop"}
+    assert TS.match(str(entry["ts"]))
+
+
+def test_lifecycle_lines_have_event_names_and_plain_lines_are_log(captured: tuple[io.StringIO, object]) -> None:
+    out, _ = captured
+    log = logging.getLogger("ironpost")
+    log.info("ready: attached", extra={"event": "ready", "iface": "eth0", "prog_id": 12})
+    log.warning("something else")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        log.exception("it failed")
+    ready, other, failed = lines(out)
+    assert ready["event"] == "ready" and ready["iface"] == "eth0" and ready["prog_id"] == 12
+    assert other["event"] == "log" and other["message"] == "something else"
+    assert "ValueError: boom" in str(failed["exception"])
+
+
+def test_text_stays_as_it_was() -> None:
+    record = logging.LogRecord("ironpost", logging.INFO, __file__, 1, "ready: %s", ("x",), None)
+    text = log_format.formatter("text").format(record)
+    assert re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO ready: x$", text)
+    with pytest.raises(ValueError):
+        log_format.formatter("yaml")
+
+
+def test_configure_switches_every_root_handler(captured: tuple[io.StringIO, logging.Handler]) -> None:
+    _, handler = captured
+    saved = [(h, h.formatter) for h in logging.getLogger().handlers]
+    try:
+        log_format.configure("text")
+        assert not isinstance(handler.formatter, log_format.JsonFormatter)
+        log_format.configure("json")
+        assert isinstance(handler.formatter, log_format.JsonFormatter)
+    finally:
+        for h, f in saved:
+            h.setFormatter(f)
+
+
+def test_the_config_file_can_ask_for_json() -> None:
+    settings = config.loads('[general]\nlog_format = "json"\n', "ironpost.toml")
+    assert settings.general.log_format == "json"
+    assert config.loads('[general]\nlog_format = "pretty"\n', "ironpost.toml").general.log_format == "text"
