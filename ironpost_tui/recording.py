@@ -148,15 +148,19 @@ class ReplaySource:
     def poll(self, timeout: float) -> Update:
         with self._lock:
             target = self._target()
-            if not self.paused and self._pos < len(self._records) and self._records[self._pos]["t"] > target:
-                wait = (self._records[self._pos]["t"] - target) / max(self.speed, 1e-9)
-                if wait > 0:
-                    self._lock.release()
-                    try:
-                        time.sleep(min(wait, timeout))
-                    finally:
-                        self._lock.acquire()
-                    target = self._target()
+            due = self._pos < len(self._records) and self._records[self._pos]["t"] <= target
+            if not due and not self._reset:
+                # Nothing to play yet: wait like a live poll does.  Paused or at the
+                # end, the whole timeout (returning at once would make a busy loop).
+                wait = timeout
+                if not self.paused and self._pos < len(self._records):
+                    wait = min(timeout, (self._records[self._pos]["t"] - target) / max(self.speed, 1e-9))
+                self._lock.release()
+                try:
+                    time.sleep(max(0.0, wait))
+                finally:
+                    self._lock.acquire()
+                target = self._target()
             return self._play_until(target)
 
     def _play_until(self, target: float) -> Update:

@@ -1,0 +1,408 @@
+"""The console: one poll worker feeds a state; a timer redraws the panes from it.
+
+The worker (a thread) only talks to the source and posts messages; the
+handlers only record what they say; ``redraw`` (every ``refresh_secs``) sets
+the widgets' attributes.  Rule edits run in their own worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Iterable
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.signal import Signal
+from textual.worker import get_current_worker
+
+from ..config import ConsoleSettings
+from ..errors import ExitStatus, IronpostError
+from ..source import Source
+from .alert_table import AlertTable
+from .chart_screen import ChartScreen
+from .commands import console_commands
+from .edits import Edit
+from .error_screen import ErrorScreen
+from .event_table import EventTable
+from .help_screen import HelpScreen, KeyHelp
+from .key_help import help_sections
+from .main_screen import MainScreen
+from .messages import (
+    AlertAcknowledged,
+    AlertsChanged,
+    BlockRequested,
+    EditApplied,
+    EditRefused,
+    EventsReceived,
+    NoticePosted,
+    PlaybackRewound,
+    RuleChanged,
+    RuleDeleteRequested,
+    RuleFormRequested,
+    RulesRefreshed,
+    RuleSubmitted,
+    SourceAdvanced,
+    SourceFailed,
+    SourceStarted,
+    StatsSampled,
+    UnblockRequested,
+)
+from .pane_tabs import PaneTabs
+from .poll_loop import run_poll
+from .rule_editing import RuleEditing
+from .rules_pane import RulesPane
+from .source_kinds import PlaybackSource, StartableSource
+from .starting_screen import StartingScreen
+from .state import ConsoleState
+from .status_bar import StatusBar, StatusView
+from .themes import DEFAULT_THEME, VARIABLE_DEFAULTS, load_themes, resolve
+from .traffic_pane import SPARK_SAMPLES, TrafficPane
+
+log = logging.getLogger(__name__)
+
+SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+SEEK_SECS = 10.0
+MAX_POLL_SECS = 0.25  # the worker's poll timeout: how soon it sees a cancel, and how long an edit may wait
+
+
+class IronpostApp(App[int]):
+    """The console over a Source.  ``make_app`` builds it for the CLI, tests and snapshots."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "ironpost-tui"
+
+    BINDINGS = [
+        Binding("ctrl+c", "quit", "Quit", priority=True, show=False),
+        Binding("question_mark", "help", "Help"),
+        Binding("t", "next_theme", "Next theme", show=False),
+    ]
+
+    def __init__(
+        self,
+        settings: ConsoleSettings,
+        source: Source,
+        *,
+        theme: str | None = None,
+        cursor_blink: bool = True,
+    ) -> None:
+        super().__init__()
+        self.settings = settings
+        self.source = source
+        self.info = source.info
+        self.state = ConsoleState()
+        self.cursor_blink = cursor_blink
+        self.started = False
+        self.failure: SourceFailed | None = None  # why the console ended, for the CLI to print
+        self.bits = True
+        self.main = MainScreen(cursor_blink=cursor_blink)
+        self.advanced_signal: Signal[float] = Signal(self, "advanced")  # the source's clock, after each poll
+        self._poll_timeout = min(MAX_POLL_SECS, settings.refresh_secs)
+        self._drawn_sample: object = None
+        self._drawn_alerts = -1
+        self._drawn_rules = -1
+        self._shown_data = False
+        self.editing = RuleEditing(self)
+        self._chart: ChartScreen | None = None
+        self._signals: list[signal.Signals] = []
+        themes = load_themes()
+        self._themes = [t.name for t in themes]
+        for loaded in themes:
+            self.register_theme(loaded)
+        wanted = theme or settings.theme
+        chosen = resolve(wanted, list(self.available_themes))
+        if chosen is None:
+            chosen = DEFAULT_THEME if DEFAULT_THEME in self.available_themes else "textual-dark"
+            self.state.notice(f"theme '{wanted}' not found: using {chosen}")
+        self.theme = chosen
+
+    # --- set-up -------------------------------------------------------------------
+    def get_default_screen(self) -> Screen[None]:
+        return self.main
+
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        return dict(VARIABLE_DEFAULTS)
+
+    @property
+    def replay(self) -> PlaybackSource | None:
+        return self.source if isinstance(self.source, PlaybackSource) else None
+
+    @property
+    def read_only(self) -> bool:
+        return self.info.read_only
+
+    def on_mount(self) -> None:
+        self._install_signal_handlers()
+
+    def on_ready(self) -> None:
+        """The main screen is composed: wire it to the source and start polling."""
+        for pane in (self.main.query_one(EventTable), self.main.query_one(AlertTable), self.main.query_one(RulesPane)):
+            pane.read_only = self.read_only
+        self.main.query_one(RulesPane).capacity = self.info.blocklist_capacity
+        self.set_interval(self.settings.refresh_secs, self.redraw)
+        if isinstance(self.source, StartableSource) and not self.info.attached:
+            self.push_screen(StartingScreen(self.info.iface))
+        else:
+            self.started = True
+        self.redraw()
+        self.poll_source()
+
+    def _install_signal_handlers(self) -> None:
+        # A dropped SSH session sends SIGHUP, whose default action would kill us
+        # without the CLI's finally (the detach); Textual installs no handler.
+        # (Ctrl+C in the terminal is a key in raw mode; SIGINT here is `kill -INT`.)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self._on_signal, sig)
+            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+                continue
+            self._signals.append(sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        log.info("received %s: leaving the console", sig.name)
+        self.exit(return_code=int(ExitStatus.OK))
+
+    def on_unmount(self) -> None:
+        self.workers.cancel_group(self, "poll")
+        loop = asyncio.get_running_loop()
+        for sig in self._signals:
+            loop.remove_signal_handler(sig)
+        self._signals.clear()
+
+    # --- the poll worker (a thread: talks to the source, posts messages, nothing else) ---
+    @work(thread=True, exclusive=True, exit_on_error=False, group="poll")
+    def poll_source(self) -> None:
+        worker = get_current_worker()
+        run_poll(self.source, self.post_message, lambda: worker.is_cancelled, self._poll_timeout)
+
+    # --- what the worker says -----------------------------------------------------
+    def on_source_started(self, message: SourceStarted) -> None:
+        self.info = message.info
+        self.started = True
+        self.main.query_one(RulesPane).capacity = message.info.blocklist_capacity
+        if isinstance(self.screen, StartingScreen):
+            self.screen.dismiss(None)
+        self.state.notice(f"attached to {message.info.iface} ({message.info.mode} mode)")
+        self.redraw()
+
+    def on_source_failed(self, message: SourceFailed) -> None:
+        self.failure = message
+        if isinstance(self.screen, StartingScreen):
+            self.screen.dismiss(None)
+        self.push_screen(
+            ErrorScreen(message.title, message.text, message.exit_status),
+            lambda _: self.exit(return_code=message.exit_status),
+        )
+
+    def on_stats_sampled(self, message: StatsSampled) -> None:
+        self.state.add_sample(message.sample)
+
+    def on_events_received(self, message: EventsReceived) -> None:
+        self.state.add_events(message.events)
+
+    def on_alerts_changed(self, message: AlertsChanged) -> None:
+        self.state.change_alerts(message.changes)
+
+    def on_rules_refreshed(self, message: RulesRefreshed) -> None:
+        self.state.set_rules(message.rules)
+
+    def on_notice_posted(self, message: NoticePosted) -> None:
+        self.state.notice(message.text)
+
+    def on_playback_rewound(self, _message: PlaybackRewound) -> None:
+        self.state.reset()
+
+    def on_source_advanced(self, message: SourceAdvanced) -> None:
+        self.state.at = message.at
+        if not self._shown_data and self.state.version:
+            self._shown_data = True  # the first data shows at once, not at the next tick
+            self.redraw()
+        self.advanced_signal.publish(message.at)
+
+    # --- the redraw: attributes down ----------------------------------------------
+    def redraw(self) -> None:
+        """Apply what the source said since the last redraw to the widgets."""
+        main = self.main
+        if not main.is_mounted:
+            return
+        state = self.state
+        now = self.source.now()
+        events = main.query_one(EventTable)
+        alerts = main.query_one(AlertTable)
+        rules = main.query_one(RulesPane)
+        if state.reset_pending:
+            state.reset_pending = False
+            events.reset()
+            alerts.acknowledged.clear()
+        if state.sample is not self._drawn_sample:
+            self._drawn_sample = state.sample
+            history = tuple(state.history)
+            main.query_one(TrafficPane).samples = history[-SPARK_SAMPLES:]
+            if self._chart is not None:
+                self._chart.samples = history
+        if state.pending:
+            events.add_events(state.take_events())
+        events.lost = state.events_lost()
+        if state.alerts_version != self._drawn_alerts:
+            self._drawn_alerts = state.alerts_version
+            alerts.alerts = tuple(state.alerts.values())
+        if state.rules_version != self._drawn_rules:
+            self._drawn_rules = state.rules_version
+            rules.rules = state.rules
+        rules.now = now
+        tabs = main.query_one(PaneTabs)
+        tabs.alerting = alerts.has_class("-critical")
+        if state.notices:
+            tabs.notice = state.notices[-1]
+        main.query_one(StatusBar).view = self._status(now)
+
+    def _status(self, now: float) -> StatusView:
+        info = self.info
+        replay = self.replay
+        return StatusView(
+            title=info.title,
+            iface=info.iface,
+            mode=info.mode,
+            attached=info.attached,
+            uptime=now - info.started_at if self.started else 0.0,
+            blocklist_used=self.state.blocklist_used(),
+            blocklist_capacity=info.blocklist_capacity,
+            events_lost=self.state.events_lost(),
+            config_path=info.config_path,
+            replay=replay is not None,
+            position=replay.position if replay else 0.0,
+            duration=replay.duration if replay else 0.0,
+            speed=replay.speed if replay else 1.0,
+            paused=replay.paused if replay else False,
+        )
+
+    # --- actions --------------------------------------------------------------------
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("seek", "speed"):
+            return self.replay is not None and self.screen is self.main
+        if action in ("add_rule", "panic", "reload"):
+            return not self.read_only
+        return True
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.help_sections()))
+
+    def action_next_theme(self) -> None:
+        names = self._themes or ["textual-dark", "textual-light"]
+        current = names.index(self.theme) if self.theme in names else -1
+        self.theme = names[(current + 1) % len(names)]
+        self.state.notice(f"theme: {self.theme}")
+        self.redraw()
+
+    def action_pause(self) -> None:
+        replay = self.replay
+        if replay is not None:
+            replay.pause(not replay.paused)
+        else:
+            events = self.main.query_one(EventTable)
+            events.paused = not events.paused
+        self.redraw()
+
+    def action_units(self) -> None:
+        self.bits = not self.bits
+        self.main.query_one(TrafficPane).bits = self.bits
+
+    def action_chart(self) -> None:
+        protocol = self.main.query_one(TrafficPane).selected
+        chart = ChartScreen(protocol, tuple(self.state.history), self.bits)
+        self._chart = chart
+
+        def closed(_: None) -> None:
+            self._chart = None
+
+        self.push_screen(chart, closed)
+
+    def action_seek(self, delta: float) -> None:
+        replay = self.replay
+        if replay is not None:
+            replay.seek(replay.position + delta)
+            self.redraw()
+
+    def action_speed(self, step: int) -> None:
+        replay = self.replay
+        if replay is None:
+            return
+        faster = [s for s in SPEEDS if s > replay.speed]
+        slower = [s for s in SPEEDS if s < replay.speed]
+        if step > 0 and faster:
+            replay.set_speed(faster[0])
+        elif step < 0 and slower:
+            replay.set_speed(slower[-1])
+        self.redraw()
+
+    def action_add_rule(self) -> None:
+        self.editing.open_form(None)
+
+    def action_panic(self) -> None:
+        self.editing.panic()
+
+    def action_reload(self) -> None:
+        try:
+            self.source.reload()
+        except IronpostError as exc:
+            self.state.notice(f"reload: {exc.message}")
+        else:
+            self.state.notice("reload of the configuration requested")
+        self.redraw()
+
+    # --- what the widgets ask: rule edits (see rule_editing.py) -------------------------
+    def on_rule_form_requested(self, message: RuleFormRequested) -> None:
+        self.editing.open_form(message.rule)
+
+    def on_rule_submitted(self, message: RuleSubmitted) -> None:
+        self.editing.submit(message.rule, message.editing, message.force)
+
+    def on_rule_changed(self, message: RuleChanged) -> None:
+        self.editing.run(Edit("update", message.rule, origin="rules"))
+
+    def on_rule_delete_requested(self, message: RuleDeleteRequested) -> None:
+        self.editing.delete(message.rule)
+
+    def on_block_requested(self, message: BlockRequested) -> None:
+        self.editing.block(message.address, message.why, message.origin)
+
+    def on_unblock_requested(self, message: UnblockRequested) -> None:
+        self.editing.unblock(message.address, message.origin)
+
+    def on_edit_applied(self, message: EditApplied) -> None:
+        self.editing.applied(message.edit, message.text)
+
+    def on_edit_refused(self, message: EditRefused) -> None:
+        self.editing.refused(message.edit, message.text, message.lockout)
+
+    def on_alert_acknowledged(self, message: AlertAcknowledged) -> None:
+        self.state.notice(f"alert {message.alert_id} acknowledged")
+        self.redraw()
+
+    # --- help and the command palette ---------------------------------------------------
+    def help_sections(self) -> list[tuple[str, list[KeyHelp]]]:
+        return help_sections(self.get_key_display, [b for b in self.BINDINGS if isinstance(b, Binding)])
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        if screen is self.main:
+            yield from console_commands(self)
+
+    def _filter_events(self) -> None:
+        self.main.action_pane(2)
+        self.main.query_one(EventTable).action_filter()
+
+
+def make_app(
+    settings: ConsoleSettings, source: Source, *, theme: str | None = None, cursor_blink: bool = True
+) -> IronpostApp:
+    """The console over ``source``: the CLI, the Pilot tests and the snapshots all build it here."""
+    return IronpostApp(settings, source, theme=theme, cursor_blink=cursor_blink)
+
+
+__all__ = ["IronpostApp", "make_app"]

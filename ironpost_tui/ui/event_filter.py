@@ -1,0 +1,107 @@
+"""The events pane's filter: free text, plus field:value terms (Textual-free).
+
+``src:198.51.100.0/24``, ``dst:ADDR``, ``proto:tcp`` (or a number),
+``port:53`` (either port), ``sport:N``, ``dport:N``, ``verdict:drop``,
+``rule:ID``; any other word must appear somewhere in the row.  Terms are AND-ed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..model import IPNetwork, PacketEvent, Verdict
+from . import format as fmt
+
+FIELDS = ("src", "dst", "proto", "port", "sport", "dport", "verdict", "rule")
+
+Test = Callable[[PacketEvent], bool]
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    text: str
+    tests: tuple[Test, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> EventFilter:
+        """ValueError with a one-line message for a term that cannot match anything."""
+        tests = [_term(word) for word in text.split()]
+        return cls(text.strip(), tuple(tests))
+
+    def __bool__(self) -> bool:
+        return bool(self.tests)
+
+    def matches(self, event: PacketEvent) -> bool:
+        return all(test(event) for test in self.tests)
+
+
+def row_text(e: PacketEvent) -> str:
+    return " ".join(
+        (
+            str(e.src),
+            str(e.src_port),
+            str(e.dst),
+            str(e.dst_port),
+            fmt.protocol(e.protocol),
+            fmt.tcp_flags(e.tcp_flags),
+            e.verdict.value,
+            e.rule_id or "",
+        )
+    ).lower()
+
+
+def _term(word: str) -> Test:
+    name, colon, value = word.partition(":")
+    name = name.lower()
+    if not colon or name not in FIELDS:
+        needle = word.lower()
+        return lambda e: needle in row_text(e)
+    if not value:
+        raise ValueError(f"'{word}': give a value after the colon")
+    if name in ("src", "dst"):
+        net = _network(word, value)
+        if name == "src":
+            return lambda e: e.src.version == net.version and e.src in net
+        return lambda e: e.dst.version == net.version and e.dst in net
+    if name == "proto":
+        number = _protocol(word, value)
+        return lambda e: e.protocol == number
+    if name in ("port", "sport", "dport"):
+        port = _port(word, value)
+        if name == "sport":
+            return lambda e: e.src_port == port
+        if name == "dport":
+            return lambda e: e.dst_port == port
+        return lambda e: port in (e.src_port, e.dst_port)
+    if name == "verdict":
+        try:
+            verdict = Verdict(value.lower())
+        except ValueError:
+            raise ValueError(f"'{word}': a verdict is pass, drop, monitor or protected") from None
+        return lambda e: e.verdict is verdict
+    rule_id = value
+    return lambda e: e.rule_id == rule_id
+
+
+def _network(word: str, value: str) -> IPNetwork:
+    try:
+        return ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(f"'{word}': not an address or prefix (like 198.51.100.7 or 2001:db8::/32)") from None
+
+
+def _protocol(word: str, value: str) -> int:
+    number = fmt.PROTOCOL_NUMBERS.get(value.lower())
+    if number is not None:
+        return number
+    if value.isdigit() and int(value) <= 255:
+        return int(value)
+    raise ValueError(f"'{word}': a protocol is tcp, udp, icmp, icmpv6 or a number 0-255")
+
+
+def _port(word: str, value: str) -> int:
+    if value.isdigit() and int(value) <= 65535:
+        return int(value)
+    raise ValueError(f"'{word}': a port is a number 0-65535")

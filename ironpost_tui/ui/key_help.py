@@ -1,0 +1,64 @@
+"""The help screen's sections, built from the bindings themselves so no key is left out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+from textual.binding import Binding, BindingType
+
+from .alert_table import AlertTable
+from .chart_screen import ChartScreen
+from .event_table import EventTable
+from .help_screen import KeyHelp
+from .main_screen import MainScreen
+from .rules_pane import RulesPane
+from .traffic_pane import TrafficPane
+
+REPLAY_ACTIONS = ("app.seek(-10)", "app.seek(10)", "app.speed(1)", "app.speed(-1)")
+
+
+def help_sections(
+    key_display: Callable[[Binding], str], app_bindings: Sequence[Binding]
+) -> list[tuple[str, list[KeyHelp]]]:
+    def keys(bindings: Iterable[BindingType | KeyHelp]) -> list[KeyHelp]:
+        out: list[KeyHelp] = []
+        for b in bindings:
+            if isinstance(b, Binding):
+                shown = ", ".join(key_display(Binding(k.strip(), b.action)) for k in b.key.split(","))
+                out.append((shown, b.description))
+            elif len(b) == 2 and isinstance(b[0], str) and isinstance(b[1], str):
+                out.append((b[0], b[1]))
+        return out
+
+    main = [b for b in MainScreen.BINDINGS if isinstance(b, Binding)]
+    return [
+        (
+            "Anywhere",
+            keys(
+                [
+                    *(b for b in main if b.action not in REPLAY_ACTIONS),
+                    *app_bindings,
+                    ("ctrl+p", "Command palette: every action by name"),
+                ]
+            ),
+        ),
+        ("Traffic pane (1)", keys(TrafficPane.BINDINGS)),
+        ("Alerts pane (2)", keys([("enter", "Ack"), *AlertTable.BINDINGS])),
+        ("Events pane (3)", keys(EventTable.BINDINGS)),
+        ("Rules pane (4)", keys([("enter", "Edit"), *RulesPane.BINDINGS])),
+        (
+            "Replay",
+            keys([("space", "Pause / resume playback"), *(b for b in main if b.action in REPLAY_ACTIONS)]),
+        ),
+        ("Chart (g)", keys(ChartScreen.BINDINGS)),
+        (
+            "Forms and questions",
+            [
+                ("tab, shift+tab", "Next / previous field"),
+                ("enter", "Save / choose"),
+                ("ctrl+s", "Save the rule form"),
+                ("y / n", "Confirm / cancel"),
+                ("escape", "Cancel"),
+            ],
+        ),
+    ]

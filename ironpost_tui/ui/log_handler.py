@@ -1,0 +1,41 @@
+"""Log records as notices while the console owns the terminal.
+
+The CLI logs to stdout; under Textual that would write over the screen.  While
+the console runs, the root logger's handlers are swapped for one that posts
+warnings and errors to the app (thread-safe), and put back afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from textual.app import App
+
+from .messages import NoticePosted
+
+
+class NoticeHandler(logging.Handler):
+    def __init__(self, app: App[Any], level: int = logging.WARNING) -> None:
+        super().__init__(level)
+        self.app = app
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage().splitlines()[0] if record.getMessage() else record.levelname
+            self.app.post_message(NoticePosted(f"{record.levelname.lower()}: {text}"))
+        except Exception:  # a handler must never raise into the code that logged
+            self.handleError(record)
+
+
+@contextmanager
+def logging_to(app: App[Any]) -> Iterator[None]:
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers = [NoticeHandler(app)]
+    try:
+        yield
+    finally:
+        root.handlers = saved

@@ -1,0 +1,203 @@
+"""Messages named for what happened.
+
+Up from the poll worker: what the source said.  Up from the widgets: what the
+operator asked for.  The app acts on both; widgets never call each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from textual.message import Message
+
+from ..detectors import AlertChange
+from ..model import FilterRule, PacketEvent, RuleStatus, StatsSample
+from ..source import SourceInfo, Update
+from .edits import Edit
+
+# --- from the poll worker ----------------------------------------------------------
+
+
+class SourceStarted(Message):
+    """The engine compiled and attached (or the recording opened)."""
+
+    def __init__(self, info: SourceInfo) -> None:
+        super().__init__()
+        self.info = info
+
+
+class SourceFailed(Message):
+    """The source could not start, or stopped for good (the interface went away)."""
+
+    def __init__(self, title: str, text: str, exit_status: int) -> None:
+        super().__init__()
+        self.title = title
+        self.text = text
+        self.exit_status = exit_status
+
+
+class StatsSampled(Message):
+    """A new counters sample; a later one makes a queued one stale."""
+
+    def __init__(self, sample: StatsSample) -> None:
+        super().__init__()
+        self.sample = sample
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, StatsSampled)
+
+
+class EventsReceived(Message):
+    """A batch of packet events; never replaced or dropped."""
+
+    def __init__(self, events: tuple[PacketEvent, ...]) -> None:
+        super().__init__()
+        self.events = events
+
+
+class AlertsChanged(Message):
+    def __init__(self, changes: tuple[AlertChange, ...]) -> None:
+        super().__init__()
+        self.changes = changes
+
+
+class RulesRefreshed(Message):
+    """The whole rule table, as the kernel holds it; a later one supersedes it."""
+
+    def __init__(self, rules: tuple[RuleStatus, ...]) -> None:
+        super().__init__()
+        self.rules = rules
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, RulesRefreshed)
+
+
+class NoticePosted(Message):
+    """A line for the operator: a reload, an expiry, a refusal, the interface state."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
+class PlaybackRewound(Message):
+    """A replay went back in time: forget what was shown, the whole state follows."""
+
+
+class SourceAdvanced(Message):
+    """The source's clock reached ``at`` (every poll, events or not)."""
+
+    def __init__(self, at: float) -> None:
+        super().__init__()
+        self.at = at
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, SourceAdvanced)
+
+
+def messages_for(update: Update) -> Iterator[Message]:
+    """The messages one poll's update turns into, in the order they must be applied."""
+    if update.reset:
+        yield PlaybackRewound()
+    if update.rules is not None:
+        yield RulesRefreshed(update.rules)
+    if update.sample is not None:
+        yield StatsSampled(update.sample)
+    if update.events:
+        yield EventsReceived(update.events)
+    if update.alerts:
+        yield AlertsChanged(update.alerts)
+    for text in update.notices:
+        yield NoticePosted(text)
+    yield SourceAdvanced(update.at)
+
+
+# --- from the widgets --------------------------------------------------------------
+
+
+class BlockRequested(Message):
+    """Block this source address (the app asks for how long); ``origin`` is the pane."""
+
+    def __init__(self, address: str, why: str, origin: str) -> None:
+        super().__init__()
+        self.address = address
+        self.why = why
+        self.origin = origin
+
+
+class UnblockRequested(Message):
+    """Delete the rule that blocks this source address."""
+
+    def __init__(self, address: str, origin: str) -> None:
+        super().__init__()
+        self.address = address
+        self.origin = origin
+
+
+class AlertAcknowledged(Message):
+    def __init__(self, alert_id: int) -> None:
+        super().__init__()
+        self.alert_id = alert_id
+
+
+class RuleFormRequested(Message):
+    """Open the rule form: to add (rule None) or edit ``rule``."""
+
+    def __init__(self, rule: FilterRule | None) -> None:
+        super().__init__()
+        self.rule = rule
+
+
+class RuleDeleteRequested(Message):
+    def __init__(self, rule: FilterRule) -> None:
+        super().__init__()
+        self.rule = rule
+
+
+class RuleChanged(Message):
+    """The operator changed a rule in place (x: drop <-> monitor)."""
+
+    def __init__(self, rule: FilterRule) -> None:
+        super().__init__()
+        self.rule = rule
+
+
+class RuleSubmitted(Message):
+    """The rule form's Save (or Force) with a rule that passed the form's checks."""
+
+    def __init__(self, rule: FilterRule, editing: bool, force: bool) -> None:
+        super().__init__()
+        self.rule = rule
+        self.editing = editing
+        self.force = force
+
+
+class FilterChanged(Message):
+    """The events filter changed (the app keeps nothing of it; for observers and tests)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
+# --- from the edit worker -----------------------------------------------------------
+
+
+class EditApplied(Message):
+    """A rule change is in force (the next RulesRefreshed shows it)."""
+
+    def __init__(self, edit: Edit, text: str) -> None:
+        super().__init__()
+        self.edit = edit
+        self.text = text
+
+
+class EditRefused(Message):
+    """A rule change was refused; nothing of it applied.  ``lockout``: it would drop a
+    protected address, and may be forced."""
+
+    def __init__(self, edit: Edit, text: str, lockout: bool) -> None:
+        super().__init__()
+        self.edit = edit
+        self.text = text
+        self.lockout = lockout

@@ -1,0 +1,172 @@
+"""Rule edits as the operator makes them: the questions asked first (duration, confirm,
+force), the edit in a worker thread, and where a refusal is shown (the form or the pane)."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from ..errors import IronpostError
+from ..model import Action, FilterRule
+from ..rule_control import LockoutRefused
+from .alert_table import AlertTable
+from .block_screen import BlockScreen
+from .confirm import ConfirmScreen
+from .edits import Edit
+from .event_table import EventTable
+from .messages import EditApplied, EditRefused
+from .rule_form import RuleForm
+from .rule_input import block_rule
+from .rules_pane import RulesPane
+from .state import blocking_rules
+
+if TYPE_CHECKING:
+    from .app import IronpostApp
+
+log = logging.getLogger(__name__)
+
+FORCE_HINT = "\nForce applies it anyway (the allowlist still lets protected sources through)."
+
+
+class RuleEditing:
+    """Owned by the app; the app's message handlers hand over to it."""
+
+    def __init__(self, app: IronpostApp) -> None:
+        self.app = app
+        self.form: RuleForm | None = None
+
+    # --- asking ---------------------------------------------------------------------
+    def open_form(self, rule: FilterRule | None) -> None:
+        app = self.app
+        if app.read_only:
+            return
+        form = RuleForm(rule, app.source.now(), cursor_blink=app.cursor_blink)
+        self.form = form
+
+        def closed(_: None) -> None:
+            self.form = None
+
+        app.push_screen(form, closed)
+
+    def submit(self, rule: FilterRule, editing: bool, force: bool) -> None:
+        self.run(Edit("update" if editing else "add", rule, force, "form"))
+
+    def delete(self, rule: FilterRule) -> None:
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run(Edit("delete", rule, origin="rules"))
+
+        self.app.push_screen(
+            ConfirmScreen(
+                f"Delete rule {rule.id}",
+                f"Delete '{rule.id}' ({rule.action.value})? It stops matching at once.",
+                "Delete",
+            ),
+            answered,
+        )
+
+    def panic_question(self) -> ConfirmScreen:
+        app = self.app
+        drops = sum(1 for s in app.state.rules if s.rule.action is Action.DROP)
+        return ConfirmScreen(
+            "Panic: clear every drop rule",
+            f"Delete all {drops} drop rule(s) now, on {app.info.iface} and in the configuration? "
+            "Monitor rules stay. Use it when a rule locked the wrong people out.",
+            "Clear drops",
+        )
+
+    def panic(self) -> None:
+        if self.app.read_only:
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run(Edit("panic", origin="rules"))
+
+        self.app.push_screen(self.panic_question(), answered)
+
+    def block(self, address: str, why: str, origin: str) -> None:
+        app = self.app
+        if app.read_only:
+            return
+
+        def chosen(seconds: int | None) -> None:
+            if seconds is None:
+                return
+            rule = block_rule(address, seconds or None, app.source.now(), why)
+            exists = any(s.rule.id == rule.id for s in app.state.rules)
+            self.run(Edit("update" if exists else "add", rule, origin=origin))
+
+        app.push_screen(BlockScreen(address, why), chosen)
+
+    def unblock(self, address: str, origin: str) -> None:
+        app = self.app
+        if app.read_only:
+            return
+        found = blocking_rules(address, app.state.rules)
+        if not found:
+            self.pane(origin).problem = f"no drop rule on the source alone blocks {address}"
+            return
+        names = ", ".join(f"'{s.rule.id}'" for s in found)
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                for status in found:
+                    self.run(Edit("delete", status.rule, origin=origin))
+
+        app.push_screen(
+            ConfirmScreen(f"Unblock {address}", f"Delete {names}, which blocks {address}?", "Unblock"), answered
+        )
+
+    # --- doing: a worker thread, the result as a message ---------------------------------
+    def run(self, edit: Edit) -> None:
+        self.app.run_worker(lambda: self._apply(edit), thread=True, group="edit", exit_on_error=False)
+
+    def _apply(self, edit: Edit) -> None:
+        app = self.app
+        try:
+            text = edit.apply(app.source)
+        except LockoutRefused as exc:
+            app.post_message(EditRefused(edit, exc.message, lockout=True))
+        except IronpostError as exc:
+            app.post_message(EditRefused(edit, exc.message, lockout=False))
+        except Exception as exc:
+            log.exception("%s failed", edit.describe())
+            app.post_message(EditRefused(edit, f"{edit.describe()} failed: {exc}", lockout=False))
+        else:
+            app.post_message(EditApplied(edit, text))
+
+    # --- the outcome ---------------------------------------------------------------------
+    def pane(self, origin: str) -> EventTable | AlertTable | RulesPane:
+        main = self.app.main
+        if origin == "events":
+            return main.query_one(EventTable)
+        if origin == "alerts":
+            return main.query_one(AlertTable)
+        return main.query_one(RulesPane)
+
+    def applied(self, edit: Edit, text: str) -> None:
+        app = self.app
+        app.state.notice(text)
+        if edit.origin == "form":
+            if self.form is not None and app.screen is self.form:
+                self.form.dismiss(None)
+        else:
+            self.pane(edit.origin).problem = ""
+        app.redraw()
+
+    def refused(self, edit: Edit, text: str, lockout: bool) -> None:
+        if edit.origin == "form":
+            if self.form is not None:
+                self.form.error = text + (FORCE_HINT if lockout else "")
+                self.form.offer_force = lockout
+            return
+        if lockout and not edit.force:
+
+            def answered(yes: bool | None) -> None:
+                if yes:
+                    self.run(edit.forced())
+
+            self.app.push_screen(ConfirmScreen("Anti-lockout", text, "Force"), answered)
+            return
+        self.pane(edit.origin).problem = text

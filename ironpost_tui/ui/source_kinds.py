@@ -1,0 +1,29 @@
+"""What the console can ask of a source beyond the Source protocol (Textual-free)."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from ..source import SourceInfo
+
+
+@runtime_checkable
+class StartableSource(Protocol):
+    """A source that must compile and attach first (LiveSource)."""
+
+    def start(self) -> SourceInfo: ...
+
+
+@runtime_checkable
+class PlaybackSource(Protocol):
+    """A source that plays a recording (ReplaySource): pause, seek, speed."""
+
+    paused: bool
+    speed: float
+    duration: float
+
+    @property
+    def position(self) -> float: ...
+    def pause(self, paused: bool = True) -> None: ...
+    def seek(self, t: float) -> None: ...
+    def set_speed(self, speed: float) -> None: ...

@@ -1,0 +1,107 @@
+"""What the console has been told by its source, between two redraws (Textual-free).
+
+The app's message handlers only append here; the redraw timer reads it and
+sets the widgets' attributes.  Everything is bounded.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import deque
+from dataclasses import dataclass, field
+
+from ..detectors import Alert, AlertChange
+from ..model import Action, PacketEvent, RuleStatus, StatsSample
+
+EVENTS_KEPT = 5_000  # events held in memory (the table shows the newest of them)
+HISTORY_SAMPLES = 1_200  # 20 minutes of 1 s samples: enough for the 10-minute chart
+
+
+@dataclass
+class ConsoleState:
+    history: deque[StatsSample] = field(default_factory=lambda: deque(maxlen=HISTORY_SAMPLES))
+    alerts: dict[int, Alert] = field(default_factory=dict)
+    rules: tuple[RuleStatus, ...] = ()
+    pending: deque[PacketEvent] = field(default_factory=lambda: deque(maxlen=EVENTS_KEPT))
+    notices: deque[str] = field(default_factory=lambda: deque(maxlen=50))
+    at: float = 0.0  # the source's clock at the last update
+    version: int = 0  # bumped by every change, so a redraw can skip when nothing happened
+    alerts_version: int = 0
+    rules_version: int = 0
+    reset_pending: bool = False  # a replay jumped: widgets forget what they showed
+
+    @property
+    def sample(self) -> StatsSample | None:
+        return self.history[-1] if self.history else None
+
+    def add_sample(self, sample: StatsSample) -> None:
+        self.history.append(sample)
+        self.version += 1
+
+    def add_events(self, events: tuple[PacketEvent, ...]) -> None:
+        self.pending.extend(events)
+        self.version += 1
+
+    def take_events(self) -> list[PacketEvent]:
+        events = list(self.pending)
+        self.pending.clear()
+        return events
+
+    def change_alerts(self, changes: tuple[AlertChange, ...]) -> None:
+        for change in changes:
+            self.alerts[change.alert.id] = change.alert
+        # Keep every active alert and the 200 newest resolved ones.
+        resolved = [a.id for a in self.alerts.values() if a.resolved]
+        for alert_id in resolved[:-200]:
+            del self.alerts[alert_id]
+        self.alerts_version += 1
+        self.version += 1
+
+    def set_rules(self, rules: tuple[RuleStatus, ...]) -> None:
+        self.rules = rules
+        self.rules_version += 1
+        self.version += 1
+
+    def notice(self, text: str) -> None:
+        self.notices.append(text)
+        self.version += 1
+
+    def reset(self) -> None:
+        """A replay went back in time: what follows is the whole state again."""
+        self.history.clear()
+        self.alerts.clear()
+        self.pending.clear()
+        self.rules = ()
+        self.alerts_version += 1
+        self.rules_version += 1
+        self.reset_pending = True
+        self.version += 1
+
+    def events_lost(self) -> int:
+        sample = self.sample
+        return sum(sample.events_lost.values()) if sample else 0
+
+    def blocklist_used(self) -> int:
+        return sum(1 for s in self.rules if s.map_name == "BLOCKLIST")
+
+
+def blocking_rules(address: str, rules: tuple[RuleStatus, ...]) -> list[RuleStatus]:
+    """The drop rules on the source alone that cover ``address``: the exact one(s) if any,
+    else the narrowest prefix.  Empty when nothing blocks it that way."""
+    try:
+        addr = ipaddress.ip_address(address)
+    except ValueError:
+        return []
+    covering = [
+        s
+        for s in rules
+        if s.rule.action is Action.DROP
+        and s.rule.match_fields == ("src_ip",)
+        and s.rule.src_ip is not None
+        and s.rule.src_ip.version == addr.version
+        and addr in s.rule.src_ip
+    ]
+    if not covering:
+        return []
+    narrowest = max(s.rule.src_ip.prefixlen for s in covering if s.rule.src_ip is not None)
+    return [s for s in covering if s.rule.src_ip is not None and s.rule.src_ip.prefixlen == narrowest]

@@ -1,0 +1,635 @@
+"""Every key of the console, driven with Pilot: viewing keys on the lab recording,
+edit keys on a fake live source that records rule calls and refuses on demand.
+
+Tests wait on messages (run_test's message_hook) and on the source's clock, never on sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from test_ui_support import (
+    FakeSource,
+    Messages,
+    StartingSource,
+    alert,
+    event,
+    lab_update,
+    live_app,
+    play_to,
+    replay_app,
+    sample,
+)
+from textual.command import CommandList, CommandPalette
+from textual.pilot import Pilot
+from textual.widgets import Button, Input
+
+from ironpost_tui.errors import ExitStatus, NoSuchInterface
+from ironpost_tui.model import Action, FilterRule, Verdict
+from ironpost_tui.source import Update
+from ironpost_tui.ui.alert_table import AlertTable
+from ironpost_tui.ui.app import IronpostApp
+from ironpost_tui.ui.block_screen import BlockScreen
+from ironpost_tui.ui.chart_screen import WINDOWS, ChartScreen
+from ironpost_tui.ui.confirm import ConfirmScreen
+from ironpost_tui.ui.error_screen import ErrorScreen
+from ironpost_tui.ui.event_table import EventTable
+from ironpost_tui.ui.help_screen import HelpScreen
+from ironpost_tui.ui.main_screen import MainScreen
+from ironpost_tui.ui.messages import (
+    EditApplied,
+    EditRefused,
+    EventsReceived,
+    RulesRefreshed,
+    SourceFailed,
+    SourceStarted,
+)
+from ironpost_tui.ui.rule_form import RuleForm
+from ironpost_tui.ui.rules_pane import RulesPane
+from ironpost_tui.ui.starting_screen import StartingScreen
+from ironpost_tui.ui.traffic_pane import TrafficPane
+
+NARROW = (80, 24)
+WIDE = (160, 48)
+Scenario = Callable[[Pilot[int], Messages], Awaitable[None]]
+
+
+def run(app: IronpostApp, scenario: Scenario, size: tuple[int, int] = WIDE) -> IronpostApp:
+    async def main() -> None:
+        messages = Messages()
+        async with app.run_test(size=size, message_hook=messages) as pilot:
+            await scenario(pilot, messages)
+
+    asyncio.run(main())
+    return app
+
+
+def on_replay(
+    scenario: Callable[[Pilot[int], Any], Awaitable[None]], size: tuple[int, int] = WIDE, at: float = 6.0
+) -> IronpostApp:
+    app, source, clock = replay_app()
+
+    async def played(pilot: Pilot[int], _messages: Messages) -> None:
+        await play_to(pilot, clock, at)
+        await scenario(pilot, source)
+
+    return run(app, played, size)
+
+
+def rules_of(source: FakeSource) -> list[FilterRule]:
+    return [
+        FilterRule("ssh-watch", Action.MONITOR, dst_port=22, protocol=6),
+        FilterRule("block-scanner", Action.DROP, src_ip=ipaddress.ip_network("198.51.100.7/32")),
+        *source.rules.values(),
+    ]
+
+
+def fake(**kw: Any) -> FakeSource:
+    src = FakeSource()
+    for rule in rules_of(src):
+        src.rules[rule.id] = rule
+    return src
+
+
+async def ready(pilot: Pilot[int], messages: Messages, source: FakeSource, update: Update | None = None) -> None:
+    """The first rules table (and ``update``) are on screen."""
+    if messages.count(RulesRefreshed) == 0:
+        await messages.wait(RulesRefreshed, pilot, after=0)
+    if update is not None:
+        before = messages.count(EventsReceived)
+        source.push(update)
+        await messages.wait(EventsReceived, pilot, after=before)
+    app = pilot.app
+    assert isinstance(app, IronpostApp)
+    app.redraw()
+    await pilot.pause()
+
+
+async def edited(pilot: Pilot[int], messages: Messages, before: tuple[int, int]) -> None:
+    """Until one more edit was applied or refused than ``before`` (applied, refused), then redraw."""
+    await messages.wait((EditApplied, EditRefused), pilot, after=before[0] + before[1])
+    app = pilot.app
+    assert isinstance(app, IronpostApp)
+    app.redraw()
+    await pilot.pause()
+
+
+def counts(messages: Messages) -> tuple[int, int]:
+    return messages.count(EditApplied), messages.count(EditRefused)
+
+
+def main_of(pilot: Pilot[int]) -> MainScreen:
+    app = pilot.app
+    assert isinstance(app, IronpostApp)
+    return app.main
+
+
+# --- moving around (replay) --------------------------------------------------------
+
+
+def test_number_keys_and_tab_switch_panes_at_80x24() -> None:
+    async def scenario(pilot: Pilot[int], _source: Any) -> None:
+        main = main_of(pilot)
+        shown = lambda: [p.id for p in main.panes if p.display and p.region.height > 0]  # noqa: E731
+        assert shown() == ["traffic"]
+        for key, name in (("2", "alerts"), ("3", "events"), ("4", "rules"), ("1", "traffic")):
+            await pilot.press(key)
+            assert shown() == [name]
+        await pilot.press("tab")
+        assert shown() == ["alerts"]
+        await pilot.press("shift+tab", "shift+tab")
+        assert shown() == ["rules"]
+        assert main.focused is not None and main._pane_of(main.focused) == 3
+
+    on_replay(scenario, NARROW)
+
+
+def test_wide_layout_shows_every_pane_and_z_zooms() -> None:
+    async def scenario(pilot: Pilot[int], _source: Any) -> None:
+        main = main_of(pilot)
+        assert all(p.region.height > 0 for p in main.panes)
+        await pilot.press("3", "z")
+        assert main.maximized is main.query_one(EventTable)
+        await pilot.press("z")
+        assert main.maximized is None
+
+    on_replay(scenario)
+
+
+# --- replay controls -----------------------------------------------------------------
+
+
+def test_space_pauses_and_resumes_playback() -> None:
+    async def scenario(pilot: Pilot[int], source: Any) -> None:
+        await pilot.press("space")
+        assert source.paused
+        assert "paused" in str(main_of(pilot).query_one("#status").render())
+        await pilot.press("space")
+        assert not source.paused
+
+    on_replay(scenario)
+
+
+def test_left_right_seek_ten_seconds() -> None:
+    async def scenario(pilot: Pilot[int], source: Any) -> None:
+        await pilot.press("3")  # the events table has the focus: left/right still seek
+        await pilot.press("left")
+        assert source.position == 0.0
+        await pilot.press("right")
+        assert source.position == pytest.approx(min(10.0, source.duration))
+
+    on_replay(scenario)
+
+
+def test_plus_minus_change_speed() -> None:
+    async def scenario(pilot: Pilot[int], source: Any) -> None:
+        await pilot.press("plus")
+        assert source.speed == 2.0
+        await pilot.press("minus", "minus")
+        assert source.speed == 0.5
+
+    on_replay(scenario)
+
+
+def test_edit_keys_do_nothing_in_a_replay() -> None:
+    async def scenario(pilot: Pilot[int], _source: Any) -> None:
+        await pilot.press("3", "b", "u", "a", "exclamation_mark", "4", "e", "d", "x")
+        assert isinstance(pilot.app.screen, MainScreen)
+
+    on_replay(scenario)
+
+
+# --- viewing keys --------------------------------------------------------------------
+
+
+def test_m_toggles_bits_and_bytes() -> None:
+    async def scenario(pilot: Pilot[int], _source: Any) -> None:
+        traffic = main_of(pilot).query_one(TrafficPane)
+        assert traffic.bits
+        await pilot.press("m")
+        assert not traffic.bits
+        assert str(traffic.query_one("#volume-head").render()) == "bytes/s"
+
+    on_replay(scenario)
+
+
+def test_g_charts_the_selected_protocol_w_switches_window() -> None:
+    async def scenario(pilot: Pilot[int], _source: Any) -> None:
+        await pilot.press("1", "down", "down", "g")
+        chart = pilot.app.screen
+        assert isinstance(chart, ChartScreen)
+        assert chart.protocol == "udp"
+        assert len(chart.samples) == 5
+        await pilot.press("w")
+        assert chart.window == WINDOWS[1]
+        await pilot.press("m")
+        assert not chart.bits
+        await pilot.press("escape")
+        assert isinstance(pilot.app.screen, MainScreen)
+
+    on_replay(scenario)
+
+
+def test_question_mark_lists_every_key() -> None:
+    async def scenario(pilot: Pilot[int], _source: Any) -> None:
+        await pilot.press("question_mark")
+        screen = pilot.app.screen
+        assert isinstance(screen, HelpScreen)
+        listed = {what for _title, keys in screen.sections for _key, what in keys}
+        for cls in (MainScreen, IronpostApp, TrafficPane, EventTable, AlertTable, RulesPane, ChartScreen):
+            for binding in cls.BINDINGS:
+                assert binding.description in listed, (cls.__name__, binding)  # type: ignore[union-attr]
+        await pilot.press("escape")
+        assert isinstance(pilot.app.screen, MainScreen)
+
+    on_replay(scenario)
+
+
+def test_t_cycles_the_themes() -> None:
+    async def scenario(pilot: Pilot[int], _source: Any) -> None:
+        seen = [pilot.app.theme]
+        for _ in range(3):
+            await pilot.press("t")
+            seen.append(pilot.app.theme)
+        assert seen == ["ironpost-dark", "ironpost-light", "ironpost-contrast", "ironpost-dark"]
+
+    on_replay(scenario)
+
+
+def test_slash_filters_events() -> None:
+    async def scenario(pilot: Pilot[int], _source: Any) -> None:
+        events = main_of(pilot).query_one(EventTable)
+        await pilot.press("3", "slash", *"proto:udp", "enter")
+        assert events.filter_text == "proto:udp"
+        assert events.row_count > 0
+        assert all(e.protocol == 17 for e in events._shown)
+        await pilot.press("slash", *"src:nonsense", "enter")
+        assert "filter not applied" in events.problem
+        await pilot.press("escape", "slash")
+        events.query_one(Input).value = ""
+        await pilot.press("enter")
+        assert events.filter_text == "" and events.row_count > 0 and not events.problem
+
+    on_replay(scenario, at=3.0)  # before the telnet flood fills the 5,000 kept events
+
+
+def test_k_and_enter_acknowledge_alerts() -> None:
+    async def scenario(pilot: Pilot[int], _source: Any) -> None:
+        alerts = main_of(pilot).query_one(AlertTable)
+        assert alerts.has_class("-critical")
+        await pilot.press("2", "k")
+        assert alerts.acknowledged == {1}
+        assert not alerts.has_class("-critical")  # the one left is medium
+        await pilot.press("down", "enter")
+        assert alerts.acknowledged == {1, 2}
+
+    on_replay(scenario)
+
+
+def test_ctrl_p_runs_main_actions() -> None:
+    async def scenario(pilot: Pilot[int], _source: Any) -> None:
+        await pilot.press("ctrl+p")
+        assert isinstance(pilot.app.screen, CommandPalette)
+        await pilot.press(*"Next theme")
+        commands = pilot.app.screen.query_one(CommandList)
+        for _ in range(500):  # the palette searches in a task: let it post its hits
+            if commands.option_count:
+                break
+            await pilot.pause()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert pilot.app.theme == "ironpost-light"
+
+    on_replay(scenario)
+
+
+def test_q_quits() -> None:
+    async def scenario(pilot: Pilot[int], _source: Any) -> None:
+        await pilot.press("q")
+
+    app = on_replay(scenario)
+    assert app.return_code == 0
+
+
+def test_ctrl_c_quits_even_from_a_dialog() -> None:
+    async def scenario(pilot: Pilot[int], _source: Any) -> None:
+        await pilot.press("question_mark", "ctrl+c")
+
+    app = on_replay(scenario)
+    assert app.return_code == 0
+
+
+def test_sighup_leaves_cleanly() -> None:
+    """A dropped SSH session: SIGHUP ends the app (the CLI's finally then detaches)."""
+
+    async def scenario(pilot: Pilot[int], _source: Any) -> None:
+        os.kill(os.getpid(), signal.SIGHUP)
+        await pilot.pause()
+
+    app = on_replay(scenario)
+    assert app.return_code == 0
+
+
+# --- edits on a live source ------------------------------------------------------------
+
+
+async def type_into(pilot: Pilot[int], field: str, text: str) -> None:
+    form = pilot.app.screen
+    assert isinstance(form, RuleForm)
+    form.query_one(f"#field-{field}", Input).value = text
+    await pilot.pause()
+
+
+def test_a_adds_a_rule_through_the_form() -> None:
+    source = fake()
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        await ready(pilot, messages, source)
+        await pilot.press("a")
+        assert isinstance(pilot.app.screen, RuleForm)
+        await type_into(pilot, "id", "web-monitor")
+        await type_into(pilot, "dst_port", "443")
+        await type_into(pilot, "protocol", "tcp")
+        await type_into(pilot, "expires", "10m")
+        tables = messages.count(RulesRefreshed)
+        await pilot.press("ctrl+s")
+        await edited(pilot, messages, (0, 0))
+        assert not isinstance(pilot.app.screen, RuleForm)
+        kind, rule, force = source.calls[-1]
+        assert kind == "add" and not force and isinstance(rule, FilterRule)
+        assert (rule.id, rule.dst_port, rule.protocol, rule.action) == ("web-monitor", 443, 6, Action.DROP)
+        assert rule.expires_at == source.now() + 600
+        await messages.wait(RulesRefreshed, pilot, after=tables)
+        assert isinstance(pilot.app, IronpostApp)
+        pilot.app.redraw()
+        await pilot.pause()
+        assert "web-monitor" in [str(k.value) for k in main_of(pilot).query_one(RulesPane).grid.rows]
+
+    run(live_app(source), scenario)
+
+
+def test_the_form_says_what_is_wrong_and_applies_nothing() -> None:
+    source = fake()
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        await ready(pilot, messages, source)
+        await pilot.press("a")
+        await type_into(pilot, "id", "bad")
+        await type_into(pilot, "src_ip", "198.51.100.7/16")
+        await type_into(pilot, "dst_port", "70000")
+        await type_into(pilot, "expires", "soon")
+        await pilot.press("ctrl+s")
+        form = pilot.app.screen
+        assert isinstance(form, RuleForm)
+        assert "src_ip" in form.error and "dst_port" in form.error and "expires" in form.error
+        assert form.query_one("#field-src_ip", Input).has_class("-invalid")
+        await type_into(pilot, "src_ip", "")
+        await type_into(pilot, "expires", "")
+        await type_into(pilot, "dst_port", "53")
+        await type_into(pilot, "protocol", "icmp")
+        await pilot.press("ctrl+s")
+        assert "dst_port only matches" in form.error
+        assert [c for c in source.calls if c[0] == "add"] == []
+        await pilot.press("escape")
+        assert isinstance(pilot.app.screen, MainScreen)
+
+    run(live_app(source), scenario)
+
+
+def test_lockout_refusal_offers_force_in_the_form() -> None:
+    source = fake()
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        await ready(pilot, messages, source)
+        await pilot.press("a")
+        await type_into(pilot, "id", "oops")
+        await type_into(pilot, "src_ip", "198.18.0.0/16")
+        await pilot.press("ctrl+s")
+        await edited(pilot, messages, (0, 0))
+        form = pilot.app.screen
+        assert isinstance(form, RuleForm)
+        assert "would drop" in form.error and form.offer_force
+        assert form.query_one("#force", Button).display
+        form.query_one("#force", Button).press()
+        await edited(pilot, messages, (0, 1))
+        assert source.calls[-1][0] == "add" and source.calls[-1][2] is True
+        assert not isinstance(pilot.app.screen, RuleForm)
+
+    run(live_app(source), scenario)
+
+
+def test_blocklist_full_is_said_in_the_form() -> None:
+    source = fake()
+    source.full = True
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        await ready(pilot, messages, source)
+        await pilot.press("a")
+        await type_into(pilot, "id", "one-more")
+        await type_into(pilot, "src_ip", "203.0.113.9")
+        await pilot.press("ctrl+s")
+        await edited(pilot, messages, (0, 0))
+        form = pilot.app.screen
+        assert isinstance(form, RuleForm)
+        assert "blocklist is full" in form.error and not form.offer_force
+
+    run(live_app(source), scenario)
+
+
+def test_e_edits_x_toggles_d_deletes_with_confirmation() -> None:
+    source = fake()
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        await ready(pilot, messages, source)
+        rules = main_of(pilot).query_one(RulesPane)
+        await pilot.press("4")
+        assert rules.selected() is not None and rules.selected().id == "ssh-watch"  # type: ignore[union-attr]
+        await pilot.press("e")
+        form = pilot.app.screen
+        assert isinstance(form, RuleForm) and form.editing
+        assert form.query_one("#field-id", Input).disabled
+        await type_into(pilot, "dst_port", "2222")
+        await pilot.press("ctrl+s")
+        await edited(pilot, messages, (0, 0))
+        assert source.calls[-1][0] == "update" and source.rules["ssh-watch"].dst_port == 2222
+        await pilot.press("x")
+        await edited(pilot, messages, (1, 0))
+        assert source.rules["ssh-watch"].action is Action.DROP
+        await pilot.press("d")
+        assert isinstance(pilot.app.screen, ConfirmScreen)
+        await pilot.press("n")
+        assert "ssh-watch" in source.rules
+        await pilot.press("d", "y")
+        await edited(pilot, messages, (2, 0))
+        assert "ssh-watch" not in source.rules
+
+    run(live_app(source), scenario)
+
+
+def test_b_blocks_an_events_source_for_the_chosen_time() -> None:
+    source = fake()
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        await ready(
+            pilot, messages, source, lab_update([event("203.0.113.50", rule="ssh-watch", verdict=Verdict.MONITOR)])
+        )
+        await pilot.press("3", "b")
+        choose = pilot.app.screen
+        assert isinstance(choose, BlockScreen) and choose.address == "203.0.113.50"
+        await pilot.press("down", "down", "enter")  # 1h -> 24h... 10m, 1h (start), 24h, permanent
+        await edited(pilot, messages, (0, 0))
+        kind, rule, _force = source.calls[-1]
+        assert kind == "add" and isinstance(rule, FilterRule)
+        assert str(rule.src_ip) == "203.0.113.50/32" and rule.expires_at is None  # permanent
+
+    run(live_app(source), scenario)
+
+
+def test_b_on_a_protected_source_asks_to_force() -> None:
+    source = fake()
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        await ready(pilot, messages, source, lab_update([event("198.18.0.9")]))
+        await pilot.press("3", "b", "enter")  # 1h
+        await edited(pilot, messages, (0, 0))
+        assert isinstance(pilot.app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await edited(pilot, messages, (0, 1))
+        kind, rule, force = source.calls[-1]
+        assert kind == "add" and force and isinstance(rule, FilterRule)
+        assert rule.expires_at == source.now() + 3600
+
+    run(live_app(source), scenario)
+
+
+def test_u_unblocks_the_selected_events_source() -> None:
+    source = fake()
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        await ready(pilot, messages, source, lab_update([event("198.51.100.7", rule="block-scanner")]))
+        await pilot.press("3", "u")
+        assert isinstance(pilot.app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await edited(pilot, messages, (0, 0))
+        assert source.calls[-1] == ("delete", "block-scanner", False)
+        source.push(lab_update([event("192.0.2.1")]))
+        await messages.wait(EventsReceived, pilot)
+        assert isinstance(pilot.app, IronpostApp)
+        pilot.app.redraw()
+        await pilot.pause()
+        await pilot.press("u")
+        events = main_of(pilot).query_one(EventTable)
+        assert "no drop rule" in events.problem
+
+    run(live_app(source), scenario)
+
+
+def test_b_on_alerts_blocks_the_source_but_not_many_sources() -> None:
+    source = fake()
+    many = alert(2, "many sources", "critical")
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        await ready(pilot, messages, source, lab_update([event()], [alert(1, "203.0.113.77"), many]))
+        await pilot.press("2", "b")
+        assert isinstance(pilot.app.screen, BlockScreen) and pilot.app.screen.address == "203.0.113.77"
+        await pilot.press("escape", "down", "b")
+        assert isinstance(pilot.app.screen, MainScreen)
+        assert "many sources" in main_of(pilot).query_one(AlertTable).problem
+
+    run(live_app(source), scenario)
+
+
+def test_exclamation_mark_panics_after_confirmation() -> None:
+    source = fake()
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        await ready(pilot, messages, source)
+        await pilot.press("exclamation_mark")
+        assert isinstance(pilot.app.screen, ConfirmScreen)
+        await pilot.press("escape")
+        assert ("panic", None, False) not in source.calls
+        await pilot.press("exclamation_mark", "y")
+        await edited(pilot, messages, (0, 0))
+        assert ("panic", None, False) in source.calls
+        assert all(r.action is Action.MONITOR for r in source.rules.values())
+
+    run(live_app(source), scenario)
+
+
+def test_r_reloads() -> None:
+    source = fake()
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        await ready(pilot, messages, source)
+        await pilot.press("r")
+        assert source.reloads == 1
+        assert "reload" in pilot.app.state.notices[-1]  # type: ignore[attr-defined]
+
+    run(live_app(source), scenario)
+
+
+def test_space_pauses_live_events_and_keeps_them() -> None:
+    source = fake()
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        await ready(pilot, messages, source, lab_update([event(dport=1)]))
+        events = main_of(pilot).query_one(EventTable)
+        assert events.row_count == 1
+        await pilot.press("space")
+        assert events.paused
+        await ready(pilot, messages, source, lab_update([event(dport=2), event(dport=3)]))
+        assert events.row_count == 1 and "2 new held" in str(events.query_one("#event-status").render())
+        await pilot.press("space")
+        assert events.row_count == 3 and events.following
+
+    run(live_app(source), scenario)
+
+
+def test_lost_events_are_counted() -> None:
+    source = fake()
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        await ready(pilot, messages, source, Update(events=(event(),), sample=sample(lost=1234), at=100.0))
+        assert main_of(pilot).query_one(EventTable).lost == 1234
+        assert "lost 1,234" in str(main_of(pilot).query_one("#status").render())
+
+    run(live_app(source), scenario)
+
+
+# --- start-up ------------------------------------------------------------------------------
+
+
+def test_start_shows_progress_then_the_console() -> None:
+    source = StartingSource()
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        assert isinstance(pilot.app.screen, StartingScreen)
+        assert "attaching to eth9" in str(pilot.app.screen.query_one("#steps").render())
+        source.go.set()
+        await messages.wait(SourceStarted, pilot, after=0)
+        assert isinstance(pilot.app.screen, MainScreen)
+        assert "attached" in str(main_of(pilot).query_one("#status").render())
+
+    run(live_app(source), scenario)
+
+
+def test_a_start_failure_is_shown_then_exits_with_its_code() -> None:
+    source = StartingSource(fail=NoSuchInterface("interface eth9 does not exist: check `ip link`"))
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        source.go.set()
+        await messages.wait(SourceFailed, pilot, after=0)
+        screen = pilot.app.screen
+        assert isinstance(screen, ErrorScreen)
+        assert "eth9 does not exist" in str(screen.query_one("#text").render())
+        await pilot.press("enter")
+
+    app = run(live_app(source), scenario)
+    assert app.return_code == ExitStatus.NO_SUCH_INTERFACE
+    assert app.failure is not None and app.failure.exit_status == ExitStatus.NO_SUCH_INTERFACE

@@ -1,0 +1,188 @@
+"""Snapshots of every screen of the console at 80×24 (SSH) and 160×48, fed by the lab
+recording played to 6 s with a frozen clock: no wall-clock time, no cursor blink, UTC.
+
+Review the SVG diff before `--snapshot-update`; each test says what must be visible.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+from test_ui_support import play_to, replay_app
+from textual.pilot import Pilot
+
+from ironpost_tui.ui.block_screen import BlockScreen
+from ironpost_tui.ui.rule_form import RuleForm
+
+NARROW = (80, 24)
+WIDE = (160, 48)
+SIZES = pytest.mark.parametrize("size", [NARROW, WIDE], ids=["80x24", "160x48"])
+AT = 6.0  # seconds into the recording: both alerts raised, block-scanner deleted, the telnet flood on
+
+Steps = Callable[[Pilot[Any]], Awaitable[None]]
+
+
+@pytest.fixture(autouse=True)
+def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Event and alert times are local time: make local time UTC."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def shoot(
+    snap_compare: Any,
+    size: tuple[int, int],
+    *keys: str,
+    then: Steps | None = None,
+    theme: str | None = None,
+    at: float = AT,
+) -> bool:
+    app, _source, clock = replay_app(theme=theme)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await play_to(pilot, clock, at)
+        for key in keys:
+            await pilot.press(key)
+        if then is not None:
+            await then(pilot)
+        await pilot.pause()
+
+    return bool(snap_compare(app, terminal_size=size, run_before=run_before))
+
+
+@SIZES
+def test_main_view(snap_compare: Any, size: tuple[int, int]) -> None:
+    """Status line 'replay of lab.ipr.gz │ 0:06.0/0:07.2 │ 1×' with lost events; tabs with
+    '2 Alerts!' marked; at 160×48 the grid: traffic (TCP 179k pkt/s, TOTAL drops), the alerts
+    pane with a red border (HIGH syn_flood, MEDIUM port_scan), events following the tail
+    (drop-telnet, tcp, S), rules (watch-dns, drop-telnet, doc-net with about 59m55s left);
+    at 80×24 the traffic pane alone."""
+    assert shoot(snap_compare, size)
+
+
+@SIZES
+def test_alerts_pane(snap_compare: Any, size: tuple[int, int]) -> None:
+    """Key 2: the alerts pane has the keys (border in the primary colour, footer k Ack):
+    alert 1 HIGH syn_flood from 198.18.207.246 ACTIVE, alert 2 MEDIUM port_scan; the status
+    line '2 active, 2 not acknowledged, 0 resolved'."""
+    assert shoot(snap_compare, size, "2")
+
+
+@SIZES
+def test_alerts_acknowledged(snap_compare: Any, size: tuple[int, int]) -> None:
+    """Key 2 then k: alert 1 shows 'acked' in muted colour, '1 not acknowledged'; the pane's
+    red border is gone (the remaining alert is medium)."""
+    assert shoot(snap_compare, size, "2", "k")
+
+
+@SIZES
+def test_events_pane(snap_compare: Any, size: tuple[int, int]) -> None:
+    """Key 3: events, newest at the bottom with the cursor on it; columns time (UTC), source,
+    sport, destination, dport, proto, verdict (drop in the error colour), rule; the status
+    line '1,000 shown of 5,000 kept · lost …'; footer with / Filter, b Block, u hidden in a replay."""
+    assert shoot(snap_compare, size, "3")
+
+
+@SIZES
+def test_events_filtered(snap_compare: Any, size: tuple[int, int]) -> None:
+    """At 3 s (before the telnet flood), key 3, '/', 'proto:udp', enter: only udp events to port
+    53 (monitor, watch-dns) from the IPv6 lab address; the status line says 'filter: proto:udp'."""
+    assert shoot(snap_compare, size, "3", "slash", *"proto:udp", "enter", at=3.0)
+
+
+@SIZES
+def test_events_paused(snap_compare: Any, size: tuple[int, int]) -> None:
+    """Key 3 then space: the replay is paused: the status line shows 'paused' on a warning
+    background."""
+    assert shoot(snap_compare, size, "3", "space")
+
+
+@SIZES
+def test_rules_pane(snap_compare: Any, size: tuple[int, int]) -> None:
+    """Key 4: rules with their kernel map (MATCH, SRC6), hits, last hit (UTC) and time left
+    (doc-net: 59m55s); the status line '3 rules (2 drop) · blocklist 0/10000 · read-only replay'."""
+    assert shoot(snap_compare, size, "4")
+
+
+def test_events_zoomed(snap_compare: Any) -> None:
+    """160×48, key 3 then z: the events pane maximised over the whole screen."""
+    assert shoot(snap_compare, WIDE, "3", "z")
+
+
+@SIZES
+def test_help(snap_compare: Any, size: tuple[int, int]) -> None:
+    """Key ?: the help dialog listing keys by section (Anywhere: q Quit, tab, 1-4, z, space,
+    a, g, m, !, r ...); scrollable at 80×24."""
+    assert shoot(snap_compare, size, "question_mark")
+
+
+@SIZES
+def test_chart(snap_compare: Any, size: tuple[int, int]) -> None:
+    """Key 1, down twice (TOTAL -> TCP -> UDP), g: the chart screen: 'UDP · last minute · 6 samples', a
+    packets/s and drops/s plot and a bits/s plot against seconds ago."""
+    assert shoot(snap_compare, size, "1", "down", "down", "g")
+
+
+def test_chart_ten_minutes_bytes(snap_compare: Any) -> None:
+    """160×48, g, w, m: TOTAL over the last 10 minutes in bytes/s."""
+    assert shoot(snap_compare, WIDE, "g", "w", "m")
+
+
+async def _rule_form(pilot: Pilot[Any]) -> None:
+    app = pilot.app
+    doc_net = next(s.rule for s in app.state.rules if s.rule.id == "doc-net")
+    await app.push_screen(RuleForm(doc_net, app.source.now(), cursor_blink=False))
+
+
+async def _rule_form_with_errors(pilot: Pilot[Any]) -> None:
+    app = pilot.app
+    await app.push_screen(RuleForm(None, app.source.now(), cursor_blink=False))
+    for key in ("b", "a", "d", "tab", *"10.0.0.1/8", "tab", "tab", *"99999", "tab", *"tcp", "enter"):
+        await pilot.press(key)
+
+
+@SIZES
+def test_rule_form(snap_compare: Any, size: tuple[int, int]) -> None:
+    """The edit form for doc-net: id (disabled), action drop selected, source 2001:db8:ffff::/48,
+    expires in 59m55s, buttons Save and Cancel; the replay shows behind it dimmed."""
+    assert shoot(snap_compare, size, then=_rule_form)
+
+
+@SIZES
+def test_rule_form_errors(snap_compare: Any, size: tuple[int, int]) -> None:
+    """The add form after enter with source 10.0.0.1/8 and port 99999: both fields marked invalid,
+    and in red below them 'src_ip: 10.0.0.1/8 has host bits set…' and "dst_port: '99999': a port is 0-65535"."""
+    assert shoot(snap_compare, size, then=_rule_form_with_errors)
+
+
+async def _panic(pilot: Pilot[Any]) -> None:
+    await pilot.app.push_screen(pilot.app.editing.panic_question())
+
+
+@SIZES
+def test_panic_confirm(snap_compare: Any, size: tuple[int, int]) -> None:
+    """The panic question: 'Panic: clear every drop rule', 'Delete all 2 drop rule(s) now, on
+    ipv620203…', buttons 'Clear drops (y)' and 'Cancel (n)' (focused)."""
+    assert shoot(snap_compare, size, then=_panic)
+
+
+async def _block(pilot: Pilot[Any]) -> None:
+    await pilot.app.push_screen(BlockScreen("198.18.207.246", "blocked from the console: alert 1 syn_flood"))
+
+
+def test_block_duration(snap_compare: Any) -> None:
+    """80×24: 'Block 198.18.207.246 for:' with 10m, 1h (highlighted), 24h, permanent."""
+    assert shoot(snap_compare, NARROW, then=_block)
+
+
+@pytest.mark.parametrize("theme", ["ironpost-light", "ironpost-contrast"])
+def test_themes(snap_compare: Any, theme: str) -> None:
+    """160×48 main view in the light theme, and in the high-contrast one (black, white text,
+    blue/orange/yellow, severities and verdicts in bold)."""
+    assert shoot(snap_compare, WIDE, theme=theme)
