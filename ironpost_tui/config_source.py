@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import config as config_mod
 from . import protect
+from .audit import Actor
 from .config import Settings
+from .errors import IronpostError
 from .model import FilterRule
 from .protect import Protected
 from .rule_store import RuleStore
+
+if TYPE_CHECKING:
+    from .engine import Engine
 
 DEFAULT_CONFIG = Path("/etc/ironpost/ironpost.toml")
 
@@ -72,6 +79,23 @@ class ConfigSource:
 
     def changed(self) -> bool:
         return self._stat() != self._seen
+
+
+@dataclass(frozen=True)
+class ReloadResult:
+    changed: bool = False
+    rules: int = 0
+    error: str | None = None  # the refusal: every error of the file, one per line
+
+
+def reload_into(engine: Engine, source: ConfigSource, why: str) -> ReloadResult:
+    """Load the file again and move the engine to it; on an error the rules in force stay."""
+    try:
+        settings = source.load()
+        changed = engine.reload(list(settings.rules), protections(settings), Actor.current(why))
+    except IronpostError as exc:
+        return ReloadResult(error=exc.message)
+    return ReloadResult(changed=changed, rules=len(settings.rules))
 
 
 def protections(settings: Settings) -> list[Protected]:

@@ -6,10 +6,10 @@ import logging
 from dataclasses import dataclass, field
 
 from .audit import Actor
-from .config_source import ConfigSource, protections
+from .config_source import ConfigSource, reload_into
 from .detectors import AlertChange
 from .engine import Engine
-from .errors import ExitStatus, InterfaceGone, IronpostError
+from .errors import ExitStatus, InterfaceGone
 
 log = logging.getLogger("ironpost")
 
@@ -49,22 +49,21 @@ class Controls:
 
 def reload_config(engine: Engine, source: ConfigSource, why: str) -> None:
     """Reload the file; on an error the rules in force stay as they are."""
-    try:
-        settings = source.load()
-        changed = engine.reload(list(settings.rules), protections(settings), Actor.current(why))
-    except IronpostError as exc:
-        refused = {"event": "reload_refused", "path": str(source.path), "errors": exc.message.splitlines()}
+    result = reload_into(engine, source, why)
+    if result.error is not None:
+        errors = result.error.splitlines()
+        refused = {"event": "reload_refused", "path": str(source.path), "errors": errors}
         log.error("reload of %s refused, the previous rules stay in force:", source.path, extra=refused)
-        for line in exc.message.splitlines():
+        for line in errors:
             log.error("  %s", line, extra={"event": "reload_refused"})
         return
-    if changed:
+    if result.changed:
         log.info(
             "reloaded %s (%s): %d rules in force",
             source.path,
             why,
-            len(settings.rules),
-            extra={"event": "reload", "path": str(source.path), "why": why, "rules": len(settings.rules)},
+            result.rules,
+            extra={"event": "reload", "path": str(source.path), "why": why, "rules": result.rules},
         )
 
 

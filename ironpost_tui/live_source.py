@@ -6,9 +6,8 @@ import threading
 import time
 
 from .audit import Actor
-from .config_source import ConfigSource, protections
+from .config_source import ConfigSource, reload_into
 from .engine import Engine
-from .errors import IronpostError
 from .model import FilterRule
 from .recording import Recorder
 from .source import SourceInfo, Update
@@ -91,12 +90,10 @@ class LiveSource:
             return []
         why = "console" if self._reload_requested else "file change"
         self._reload_requested = False
-        try:
-            settings = config.load()
-            changed = self.engine.reload(list(settings.rules), protections(settings), Actor.current(why))
-        except IronpostError as exc:
-            return [f"reload refused, the previous rules stay in force: {exc.message}"]
-        return [f"reloaded {config.path}: {len(settings.rules)} rules"] if changed else []
+        result = reload_into(self.engine, config, why)
+        if result.error is not None:
+            return [f"reload refused, the previous rules stay in force: {result.error}"]
+        return [f"reloaded {config.path}: {result.rules} rules"] if result.changed else []
 
     # --- rule edits (from the UI thread) ----------------------------------------
     def _recorded(self, what: str, rule: FilterRule) -> None:
