@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import Iterable
+from pathlib import Path
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -21,6 +23,7 @@ from textual.worker import get_current_worker
 
 from ..config import ConsoleSettings
 from ..errors import ExitStatus, IronpostError
+from ..export import ALERT_FIELDS, EVENT_FIELDS, Row, alert_rows, default_path, event_rows, write_rows
 from ..source import Source
 from .alert_table import AlertTable
 from .chart_screen import ChartScreen
@@ -28,6 +31,7 @@ from .commands import console_commands
 from .edits import Edit
 from .error_screen import ErrorScreen
 from .event_table import EventTable
+from .export_screen import ExportScreen
 from .help_screen import HelpScreen, KeyHelp
 from .key_help import help_sections
 from .main_screen import MainScreen
@@ -35,9 +39,11 @@ from .messages import (
     AlertAcknowledged,
     AlertsChanged,
     BlockRequested,
+    CopyRequested,
     EditApplied,
     EditRefused,
     EventsReceived,
+    ExportWritten,
     NoticePosted,
     PlaybackRewound,
     RuleChanged,
@@ -354,6 +360,41 @@ class IronpostApp(App[int]):
         else:
             self.state.notice("reload of the configuration requested")
         self.redraw()
+
+    def action_export(self, kind: str) -> None:
+        """E / A: ask where, then write the events (as filtered) or the alerts in a worker."""
+        fields: tuple[str, ...]
+        if kind == "events":
+            rows, fields = event_rows(self.main.query_one(EventTable).exportable()), EVENT_FIELDS
+        else:
+            acked = self.main.query_one(AlertTable).acknowledged
+            rows, fields = alert_rows(self.state.alerts.values(), acked), ALERT_FIELDS
+        screen = ExportScreen(kind, len(rows), default_path(kind, "csv", time.time()), cursor_blink=self.cursor_blink)
+
+        def chosen(answer: tuple[str, Path] | None) -> None:
+            if answer is not None:
+                self._write_export(kind, answer[0], answer[1], rows, fields)
+
+        self.push_screen(screen, chosen)
+
+    @work(thread=True, exit_on_error=False, group="export")
+    def _write_export(self, kind: str, fmt: str, path: Path, rows: list[Row], fields: tuple[str, ...]) -> None:
+        try:
+            written = write_rows(path, rows, fields, fmt)
+        except IronpostError as exc:
+            self.post_message(ExportWritten(kind, str(path), 0, exc.message))
+        else:
+            self.post_message(ExportWritten(kind, str(written.resolve()), len(rows)))
+
+    def on_export_written(self, message: ExportWritten) -> None:
+        if message.error:
+            self.notify(message.error, title="export failed", severity="error", markup=False)
+        else:
+            self.notify(message.path, title=f"exported {message.count:,} {message.kind}", markup=False)
+
+    def on_copy_requested(self, message: CopyRequested) -> None:
+        self.copy_to_clipboard(message.text)
+        self.notify(message.text, title=message.title, timeout=20, markup=False)
 
     # --- what the widgets ask: rule edits (see rule_editing.py) -------------------------
     def on_rule_form_requested(self, message: RuleFormRequested) -> None:

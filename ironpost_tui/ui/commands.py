@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from textual.app import SystemCommand
 
 from .event_table import EventTable
+from .rules_pane import RulesPane
 
 if TYPE_CHECKING:
     from .app import IronpostApp
@@ -21,6 +22,10 @@ def console_commands(app: IronpostApp) -> Iterator[SystemCommand]:
     def show_pane(index: int) -> Callable[[], None]:
         return lambda: main.action_pane(index)
 
+    def copy_rule() -> None:
+        main.action_pane(3)
+        main.query_one(RulesPane).action_copy()
+
     def filter_events() -> None:
         main.action_pane(2)
         main.query_one(EventTable).action_filter()
@@ -33,6 +38,9 @@ def console_commands(app: IronpostApp) -> Iterator[SystemCommand]:
         ("Next theme", "ironpost-dark, -light, -contrast (t)", app.action_next_theme),
         ("Filter events", "Words, src:ADDR, proto:tcp, port:N (/)", filter_events),
         ("Zoom the current pane", "Maximise it; z again restores (z)", main.action_zoom),
+        ("Export events", "The events (as filtered) to CSV or JSON (E)", lambda: app.action_export("events")),
+        ("Export alerts", "Every alert to CSV or JSON (A)", lambda: app.action_export("alerts")),
+        ("Copy the rule as an nft command", "The selected rule, to the clipboard (c)", copy_rule),
         ("Quit", "Leave the console, detaching from the interface (q)", app.exit),
     ]
     for i, name in enumerate(("traffic", "alerts", "events", "rules")):

@@ -119,6 +119,10 @@ class EventTable(Vertical):
             return None
         return self._shown[grid.cursor_row]
 
+    def exportable(self) -> list[PacketEvent]:
+        """The kept events the filter lets through, oldest first: what an export writes."""
+        return [e for e in self._kept if self._filter.matches(e)] if self._filter else list(self._kept)
+
     # --- attributes from the screen ----------------------------------------------
     def add_events(self, events: Iterable[PacketEvent]) -> None:
         events = list(events)

@@ -201,3 +201,26 @@ class EditRefused(Message):
         self.edit = edit
         self.text = text
         self.lockout = lockout
+
+
+# --- exports and copies -----------------------------------------------------------------
+
+
+class ExportWritten(Message):
+    """The export worker wrote ``count`` rows to ``path`` (or failed: ``error``)."""
+
+    def __init__(self, kind: str, path: str, count: int, error: str = "") -> None:
+        super().__init__()
+        self.kind = kind
+        self.path = path
+        self.count = count
+        self.error = error
+
+
+class CopyRequested(Message):
+    """A widget wants ``text`` on the clipboard and shown (the rules pane's nft command)."""
+
+    def __init__(self, text: str, title: str) -> None:
+        super().__init__()
+        self.text = text
+        self.title = title

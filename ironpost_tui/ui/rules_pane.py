@@ -13,8 +13,9 @@ from textual.reactive import reactive
 from textual.widgets import DataTable, Static
 
 from ..model import Action, FilterRule, RuleStatus
+from ..nft import nft_command
 from . import format as fmt
-from .messages import RuleChanged, RuleDeleteRequested, RuleFormRequested
+from .messages import CopyRequested, RuleChanged, RuleDeleteRequested, RuleFormRequested
 
 COLUMNS = (
     ("id", "id"),
@@ -47,6 +48,7 @@ class RulesPane(Vertical):
         Binding("e", "edit", "Edit"),
         Binding("d", "delete", "Delete"),
         Binding("x", "switch", "Drop/monitor"),
+        Binding("c", "copy", "Copy as nft", show=False),
     ]
 
     DEFAULT_CSS = """
@@ -182,3 +184,9 @@ class RulesPane(Vertical):
         if rule is not None:
             other = Action.MONITOR if rule.action is Action.DROP else Action.DROP
             self.post_message(RuleChanged(replace(rule, action=other)))
+
+    def action_copy(self) -> None:
+        """The rule as an nft command: on the clipboard (OSC 52) and shown; a replay too."""
+        rule = self._need_rule()
+        if rule is not None:
+            self.post_message(CopyRequested(nft_command(rule), f"copied: nft command for {rule.id}"))

@@ -1,0 +1,245 @@
+"""Exports (CSV/JSON of events and alerts) and rules as nft commands: the Textual-free
+functions, then the keys E, A and c driven with Pilot on the lab recording."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import ipaddress
+import json
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from test_ui_support import T0, Messages, alert, event, play_to, replay_app
+from textual.widgets import Input, RadioSet
+
+from ironpost_tui.export import (
+    ALERT_FIELDS,
+    EVENT_FIELDS,
+    ExportError,
+    alert_rows,
+    default_path,
+    event_rows,
+    export_alerts,
+    export_events,
+    iso_utc,
+)
+from ironpost_tui.model import Action, FilterRule, Verdict
+from ironpost_tui.nft import log_prefix, nft_command, nft_rule
+from ironpost_tui.ui.export_screen import ExportScreen
+from ironpost_tui.ui.main_screen import MainScreen
+from ironpost_tui.ui.messages import ExportWritten
+from ironpost_tui.ui.rules_pane import RulesPane
+
+net = ipaddress.ip_network
+PREFIX = "nft add rule inet filter input "
+
+# --- nft: every rule shape ---------------------------------------------------------------
+
+SHAPES = [
+    (FilterRule("a", src_ip=net("198.18.0.5/32")), "ip saddr 198.18.0.5 drop"),
+    (FilterRule("a", src_ip=net("198.18.0.0/24")), "ip saddr 198.18.0.0/24 drop"),
+    (FilterRule("a", src_ip=net("2001:db8::1/128")), "ip6 saddr 2001:db8::1 drop"),
+    (FilterRule("a", src_ip=net("2001:db8::/32")), "ip6 saddr 2001:db8::/32 drop"),
+    (FilterRule("a", dst_ip=net("203.0.113.9/32")), "ip daddr 203.0.113.9 drop"),
+    (FilterRule("a", dst_ip=net("2001:db8:ffff::/48")), "ip6 daddr 2001:db8:ffff::/48 drop"),
+    (
+        FilterRule("a", src_ip=net("198.18.0.5/32"), dst_port=22, protocol=6),
+        "ip saddr 198.18.0.5 tcp dport 22 drop",
+    ),
+    (FilterRule("a", dst_port=53, protocol=17), "udp dport 53 drop"),
+    (FilterRule("a", dst_port=23), "meta l4proto { tcp, udp } th dport 23 drop"),
+    (FilterRule("a", dst_port=9, protocol=132), "meta l4proto 132 th dport 9 drop"),
+    (FilterRule("a", protocol=1), "meta l4proto icmp drop"),
+    (FilterRule("a", protocol=58), "meta l4proto ipv6-icmp drop"),
+    (FilterRule("a", protocol=47), "meta l4proto 47 drop"),
+    (
+        FilterRule("a", src_ip=net("198.18.0.0/16"), dst_ip=net("203.0.113.0/24"), dst_port=443, protocol=6),
+        "ip saddr 198.18.0.0/16 ip daddr 203.0.113.0/24 tcp dport 443 drop",
+    ),
+    (FilterRule("a"), "drop"),
+    (
+        FilterRule("ssh-watch", Action.MONITOR, dst_port=22, protocol=6),
+        "tcp dport 22 log prefix '\"ironpost monitor ssh-watch: \"' counter",
+    ),
+    (
+        FilterRule("watch all", Action.MONITOR, src_ip=net("2001:db8::/64")),
+        "ip6 saddr 2001:db8::/64 log prefix '\"ironpost monitor watch_all: \"' counter",
+    ),
+]
+
+
+@pytest.mark.parametrize(("rule", "tail"), SHAPES, ids=[t for _r, t in SHAPES])
+def test_nft_command_for_every_rule_shape(rule: FilterRule, tail: str) -> None:
+    assert nft_command(rule) == PREFIX + tail
+
+
+def test_nft_table_and_chain_and_the_nft_file_form() -> None:
+    rule = FilterRule("m", Action.MONITOR, dst_port=53)
+    assert nft_command(rule, "ip6 fw", "in").startswith("nft add rule ip6 fw in ")
+    assert nft_rule(rule).endswith('log prefix "ironpost monitor m: " counter')
+
+
+def test_log_prefix_is_safe_and_fits_the_kernel() -> None:
+    long = FilterRule("x" * 256 + "'\"$`;", Action.MONITOR)
+    prefix = log_prefix(long)
+    assert len(prefix) <= 127 and prefix.endswith(": ")
+    assert not set("'\"$`;") & set(prefix)
+
+
+NFT_CHECK = [s for s in SHAPES if s[0].action is Action.MONITOR or s[0].src_ip is not None][:6] + [
+    SHAPES[8],
+    SHAPES[11],
+]
+
+
+@pytest.mark.root
+@pytest.mark.skipif(shutil.which("nft") is None, reason="nft not installed (apt-get install nftables)")
+def test_nft_accepts_the_commands_in_a_throwaway_namespace() -> None:
+    """`nft -c` (check only) of the shell commands, inside a namespace that has
+    `table inet filter` with an `input` chain; the namespace is removed afterwards."""
+    ns = f"ipx-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        setup = "add table inet filter\nadd chain inet filter input { type filter hook input priority 0; }\n"
+        subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=setup, text=True, check=True)
+        for rule, _tail in NFT_CHECK:
+            command = nft_command(rule).replace("nft ", "nft -c ", 1)
+            done = subprocess.run(["ip", "netns", "exec", ns, "bash", "-c", command], capture_output=True, text=True)
+            assert done.returncode == 0, (command, done.stderr)
+        rules = "".join(nft_rule(r) + "\n" for r, _ in NFT_CHECK)
+        done = subprocess.run(
+            ["ip", "netns", "exec", ns, "nft", "-c", "-f", "-"], input=rules, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+# --- export: rows, files -----------------------------------------------------------------
+
+
+def test_iso_utc() -> None:
+    assert iso_utc(0.25) == "1970-01-01T00:00:00.250Z"
+
+
+def test_event_rows_are_the_tables_columns() -> None:
+    rows = event_rows([event("2001:db8::5", dport=443), event(proto=1, verdict=Verdict.MONITOR, rule=None)])
+    assert list(rows[0]) == list(EVENT_FIELDS)
+    assert rows[0] == {
+        "time": iso_utc(T0 + 50),
+        "source": "2001:db8::5",
+        "sport": 40000,
+        "destination": "2001:db8::1",
+        "dport": 443,
+        "proto": "tcp",
+        "verdict": "drop",
+        "rule": "r1",
+        "flags": "S",
+        "len": 60,
+    }
+    assert rows[1]["sport"] is None and rows[1]["proto"] == "icmp" and rows[1]["rule"] is None
+    assert rows[1]["flags"] == ""
+
+
+def test_alert_rows_state_and_times() -> None:
+    rows = alert_rows([alert(1), alert(2, severity="medium")], acknowledged={2})
+    assert list(rows[0]) == list(ALERT_FIELDS)
+    assert rows[0]["state"] == "ACTIVE" and rows[1]["state"] == "acked"
+    assert rows[0]["severity"] == "HIGH" and rows[0]["first"] == iso_utc(T0 + 40)
+
+
+def test_csv_and_json_files(tmp_path: Path) -> None:
+    events = [event(), event("198.51.100.9", dport=80)]
+    assert export_events(tmp_path / "e.csv", events, "csv") == 2
+    with open(tmp_path / "e.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert list(table[0]) == list(EVENT_FIELDS) and table[1]["dport"] == "80"
+    export_alerts(tmp_path / "a.json", [alert()], "json")
+    loaded = json.loads((tmp_path / "a.json").read_text())
+    assert loaded[0]["#"] == 1 and loaded[0]["count"] == 500 and loaded[0]["last"].endswith("Z")
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_unwritable_path_is_one_error(tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="cannot write"):
+        export_events(tmp_path / "missing" / "e.csv", [event()], "csv")
+    with pytest.raises(ExportError, match="format"):
+        export_events(tmp_path / "e.xml", [event()], "xml")
+
+
+def test_default_path() -> None:
+    path = default_path("events", "csv", T0)
+    assert path.parent == Path(".") and path.name.startswith("ironpost-events-") and path.suffix == ".csv"
+    assert len(path.stem) == len("ironpost-events-YYYYmmdd-HHMMSS")
+
+
+def test_export_and_nft_do_not_import_textual() -> None:
+    code = (
+        "import sys, ironpost_tui.export, ironpost_tui.nft; "
+        "print([m for m in sys.modules if m.startswith(('textual', 'rich'))])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+# --- the keys, on the lab recording (read-only: exports and copies still work) --------------
+
+
+def test_E_exports_events_and_A_exports_alerts_as_json(tmp_path: Path) -> None:
+    app, _source, clock = replay_app()
+
+    async def main() -> None:
+        messages = Messages()
+        async with app.run_test(size=(160, 48), message_hook=messages) as pilot:
+            await play_to(pilot, clock, 3.0)
+            await pilot.press("E")
+            screen = app.screen
+            assert isinstance(screen, ExportScreen) and screen.kind == "events"
+            assert screen.query_one(Input).value.startswith("ironpost-events-")
+            screen.query_one(Input).value = str(tmp_path / "events.csv")
+            await pilot.press("enter")
+            await messages.wait(ExportWritten, pilot, after=0)
+            assert isinstance(app.screen, MainScreen)
+            await pilot.press("A")
+            screen = app.screen
+            assert isinstance(screen, ExportScreen)
+            screen.query_one(Input).value = str(tmp_path / "alerts.csv")
+            screen.query_one(RadioSet).action_next_button()
+            screen.query_one(RadioSet).action_toggle_button()
+            await pilot.pause()
+            assert screen.query_one(Input).value == str(tmp_path / "alerts.json")
+            await pilot.press("enter")
+            await messages.wait(ExportWritten, pilot, after=1)
+            written = [m for m in messages.seen if isinstance(m, ExportWritten)]
+            assert [m.error for m in written] == ["", ""]
+            assert written[0].count > 0
+            await pilot.press("E", "escape")
+            assert isinstance(app.screen, MainScreen)
+
+    asyncio.run(main())
+    with open(tmp_path / "events.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and rows[0]["time"].endswith("Z") and rows[0]["verdict"] in ("drop", "monitor", "protected")
+    alerts = json.loads((tmp_path / "alerts.json").read_text())
+    assert isinstance(alerts, list)
+
+
+def test_c_copies_the_rule_as_nft_and_shows_it() -> None:
+    app, _source, clock = replay_app()
+
+    async def main() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await play_to(pilot, clock, 6.0)
+            await pilot.press("4", "c")
+            await pilot.pause()
+            rule = app.main.query_one(RulesPane).selected()
+            assert rule is not None
+            assert app.clipboard == nft_command(rule)
+            assert any(n.message == app.clipboard for n in app._notifications)
+
+    asyncio.run(main())
