@@ -7,13 +7,16 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 IFACE ?=
 
-.PHONY: setup test run lint bench clean distclean
+.PHONY: setup test demo run lint bench clean distclean
 
 setup:
 	bash scripts/setup.sh
 
 test: setup
 	$(PY) -m pytest -ra $(PYTEST_ARGS)
+
+demo: setup
+	$(VENV)/bin/ironpost-tui demo
 
 run:
 	@if [ -z "$(IFACE)" ]; then echo "usage: make run IFACE=<interface>" >&2; exit 2; fi
@@ -25,7 +28,7 @@ lint: setup
 	$(VENV)/bin/mypy
 
 bench: setup
-	@if [ -f bench/__main__.py ]; then $(PY) -m bench $(BENCH_ARGS); else echo "no benchmarks yet"; fi
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
