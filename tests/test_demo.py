@@ -1,0 +1,142 @@
+"""`ironpost-tui demo` end to end under tmux: live panes and an alert of each
+detector; every way out (q, SIGHUP) removes the lab, the program and the pins;
+after kill -9 the next run cleans the leftovers.  Needs root.
+
+The demo uses fixed names (namespace ironpost-demo, veth ipdemo0): do not run
+two of these tests at once on one machine."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from ironpost_cli import IRONPOST, Agent, prog_exists
+from tmux_support import Session, sessions
+
+from ironpost_tui import demo_lab, libbpf
+
+pytestmark = pytest.mark.root
+NS, HOST_IF = demo_lab.NS, demo_lab.HOST_IF
+PIN_DIR = Path("/sys/fs/bpf/ironpost") / HOST_IF
+START = 120.0
+
+
+def netns_exists() -> bool:
+    return NS in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+
+
+def link_exists() -> bool:
+    return subprocess.run(["ip", "link", "show", HOST_IF], capture_output=True).returncode == 0
+
+
+def attached_progs() -> list[tuple[str, int]]:
+    p = Path(f"/sys/class/net/{HOST_IF}/ifindex")
+    if not p.exists():
+        return []
+    return libbpf.xdp_query(int(p.read_text())).prog_ids
+
+
+def leftovers(prog_ids: list[int]) -> list[str]:
+    found = []
+    if netns_exists():
+        found.append(f"namespace {NS}")
+    if link_exists():
+        found.append(f"link {HOST_IF}")
+    if attached_progs():
+        found.append(f"xdp on {HOST_IF}: {attached_progs()}")
+    found += [f"prog id {i} still loaded" for i in prog_ids if prog_exists(i)]
+    if PIN_DIR.exists():
+        found.append(f"pins {sorted(p.name for p in PIN_DIR.iterdir())}")
+    return found
+
+
+def wait_clean(prog_ids: list[int], timeout: float = 10.0) -> None:
+    end = time.monotonic() + timeout
+    while found := leftovers(prog_ids):
+        if time.monotonic() > end:
+            raise AssertionError(f"left behind: {found}")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def demo() -> Iterator[list[Session]]:
+    if netns_exists() or link_exists():
+        pytest.fail("a demo lab exists already (another demo running?): not touching it")
+    try:
+        with sessions() as made:
+            yield made
+    finally:
+        demo_lab.remove()
+        subprocess.run([*IRONPOST, "cleanup", HOST_IF], capture_output=True)
+
+
+def start(made: list[Session]) -> tuple[Session, list[int]]:
+    s = Session([*IRONPOST, "demo"], 160, 48)
+    made.append(s)
+    s.wait_screen(lambda t: "attached" in t and HOST_IF in t, START, "the demo console attached")
+    progs = [pid for _mode, pid in attached_progs()]
+    assert progs, "the console says attached, nothing is on ipdemo0"
+    return s, progs
+
+
+def test_demo_shows_traffic_events_and_both_detectors_then_q_removes_everything(demo) -> None:  # type: ignore[no-untyped-def]
+    s, progs = start(demo)
+    t0 = time.monotonic()
+    screen = s.wait_screen(
+        lambda t: "syn_flood" in t and "port_scan" in t, 30, "an alert of each detector (syn_flood, port_scan)"
+    )
+    assert time.monotonic() - t0 <= 30
+    # traffic: some protocol row with a non-zero pkt/s; events: rows naming lab addresses
+    assert re.search(r"│ (TCP|UDP|ICMP|TOTAL)\s+[^\d│]*?\s[1-9][\d.]*[kM]?\s", screen), screen
+    assert len(re.findall(r"198\.18\.200\.\d+", screen)) >= 3, screen
+    for title in ("Traffic", "Alerts", "Events", "Rules"):
+        assert title in screen
+    s.keys("q")
+    assert s.wait_exit(15), s.capture()
+    wait_clean(progs)
+
+
+def test_demo_killed_with_sighup_removes_everything(demo) -> None:  # type: ignore[no-untyped-def]
+    s, progs = start(demo)
+    time.sleep(1.0)
+    os.kill(s.pid, signal.SIGHUP)
+    assert s.wait_exit(15), s.capture()
+    wait_clean(progs)
+
+
+def test_demo_after_kill_9_the_next_run_cleans_the_leftovers(demo) -> None:  # type: ignore[no-untyped-def]
+    s, progs = start(demo)
+    traffic_pids = subprocess.run(["ip", "netns", "pids", NS], capture_output=True, text=True).stdout.split()
+    assert traffic_pids, "no traffic generator in the namespace"
+    os.kill(s.pid, signal.SIGKILL)
+    assert s.wait_exit(5)
+    time.sleep(0.5)
+    assert netns_exists() and link_exists(), "kill -9 left nothing: expected leftovers"
+    assert any(Path(f"/proc/{p}").exists() for p in traffic_pids), "expected the traffic generator to survive"
+
+    agent = Agent([*IRONPOST, "demo", "--headless"])
+    try:
+        line = agent.wait_for("ready:", START)
+        new_progs = [int(m) for m in re.findall(r"prog id (\d+)", line)]
+        assert netns_exists() and link_exists()
+        for p in traffic_pids:
+            assert not Path(f"/proc/{p}").exists() or _zombie(p), f"old traffic generator {p} still runs"
+        agent.send(signal.SIGTERM)
+        rc = agent.wait(30)
+        assert rc == 0, agent.describe()
+    finally:
+        agent.kill()
+    wait_clean(progs + new_progs)
+
+
+def _zombie(pid: str) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True

@@ -1,0 +1,150 @@
+"""The console end to end in a real terminal (tmux), on a veth lab's host side:
+panes, live counts, a rule added with keystrokes that takes effect, q detaches.
+Needs root."""
+
+from __future__ import annotations
+
+import re
+import select
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import netlab
+import pytest
+from ironpost_cli import IRONPOST, cleanup, wait_no_xdp, xdp_progs
+from tmux_support import Session, sessions
+
+pytestmark = pytest.mark.root
+START = 120.0
+
+
+class Traffic:
+    """UDP datagrams (to a host-side receiver) and ICMP echoes from the namespace, every 50 ms."""
+
+    def __init__(self, lab: netlab.Lab) -> None:
+        self.lab = lab
+        self.recv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.recv.bind((lab.host_ip4, 0))
+        self.recv.setblocking(False)
+        self.port = self.recv.getsockname()[1]
+        with netlab.in_netns(lab.ns):
+            self.send = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.ping = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        self.stop = threading.Event()
+        self.sent = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        echo = bytes([8, 0, 0xF7, 0xFF, 0, 0, 0, 0])  # type 8, checksum of the zero rest
+        while not self.stop.is_set():
+            self.send.sendto(b"x%d" % self.sent, (self.lab.host_ip4, self.port))
+            self.ping.sendto(echo, (self.lab.host_ip4, 0))
+            self.sent += 1
+            time.sleep(0.05)
+
+    def received(self, settle: float = 0.5) -> int:
+        n = 0
+        end = time.monotonic() + settle
+        while (left := end - time.monotonic()) > 0:
+            select.select([self.recv], [], [], left)
+            while True:
+                try:
+                    self.recv.recv(2048)
+                    n += 1
+                except BlockingIOError:
+                    break
+        return n
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(2)
+        for s in (self.send, self.ping, self.recv):
+            s.close()
+
+
+@pytest.fixture
+def console(lab: netlab.Lab, tmp_path: Path) -> Iterator[tuple[netlab.Lab, list[Session], list[str]]]:
+    cfg = tmp_path / "ironpost.toml"
+    cfg.write_text('[ebpf]\nxdp_mode = "native"\n')
+    argv = [*IRONPOST, lab.host_if, "--config", str(cfg), "--state-dir", str(tmp_path / "state"),
+            "--audit-log", str(tmp_path / "audit.log")]  # fmt: skip
+    try:
+        with sessions() as made:
+            yield lab, made, argv
+    finally:
+        cleanup(lab.host_if)
+
+
+def pkt_rate(screen: str, proto: str) -> float:
+    """The traffic pane's pkt/s figure of ``proto`` (its row: "│ UDP  <spark>  19.7 <spark> ...")."""
+    for line in screen.splitlines():
+        m = re.search(rf"│ {proto.upper()}\s+[^\d│]*?\s(\d+(?:\.\d+)?)([kM]?)\s", line)
+        if m:
+            return float(m[1]) * {"": 1, "k": 1e3, "M": 1e6}[m[2]]
+    return 0.0
+
+
+def nonzero_rate(screen: str, proto: str) -> bool:
+    return pkt_rate(screen, proto) > 0
+
+
+def test_console_in_tmux_shows_live_panes_edits_a_rule_and_detaches_on_q(console) -> None:  # type: ignore[no-untyped-def]
+    lab, made, argv = console
+    check_cfg = Path(argv[argv.index("--config") + 1])
+    check_cfg.write_text('[ebpf]\nxdp_mode = "native"\n')
+    s = Session(argv, 160, 48)
+    made.append(s)
+    traffic = Traffic(lab)
+    try:
+        screen = s.wait_screen(lambda t: "attached" in t, START, "the status bar says attached")
+        assert lab.host_if in screen
+        for title in ("Traffic", "Alerts", "Events", "Rules"):
+            assert title in screen, f"{title} pane title missing:\n{screen}"
+        assert xdp_progs(lab.ifindex), "nothing attached while the console says attached"
+        screen = s.wait_screen(
+            lambda t: nonzero_rate(t, "udp") and nonzero_rate(t, "icmp"), 15, "non-zero udp and icmp rates"
+        )
+        assert traffic.received() > 0
+
+        s.keys("a")
+        s.wait_screen(lambda t: "Add a rule" in t, 5, "the rule form")
+        s.keys("tmux-block", literal=True)
+        time.sleep(0.3)
+        s.keys("Tab")
+        time.sleep(0.3)
+        s.keys(lab.ns_ip4, literal=True)
+        time.sleep(0.3)
+        form = s.capture()
+        assert "tmux-block" in form and lab.ns_ip4 in form, form
+        s.keys("Enter")
+        screen = s.wait_screen(lambda t: "tmux-block" in t and "Add a rule" not in t, 10, "the new rule row")
+        traffic.received(0.3)  # what was in flight
+        assert traffic.received(1.0) == 0, "the namespace's datagrams still arrive"
+        assert traffic.sent > 0
+
+        t0 = time.monotonic()
+        s.keys("q")
+        assert s.wait_exit(5), f"still running after q:\n{s.capture()}"
+        wait_no_xdp(lab.ifindex, within=1.0, since=t0)
+    finally:
+        traffic.close()
+
+
+def test_console_at_80x24_shows_without_errors(console) -> None:  # type: ignore[no-untyped-def]
+    lab, made, argv = console
+    s = Session(argv, 80, 24)
+    made.append(s)
+    screen = s.wait_screen(lambda t: "attached" in t, START, "attached at 80x24")
+    time.sleep(1.5)
+    screen = s.capture()
+    for bad in ("Traceback", "Error", "error"):
+        assert bad not in screen, screen
+    assert any(t in screen for t in ("Traffic", "Alerts", "Events", "Rules")), screen
+    t0 = time.monotonic()
+    s.keys("q")
+    assert s.wait_exit(5), s.capture()
+    wait_no_xdp(lab.ifindex, within=1.0, since=t0)
