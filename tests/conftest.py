@@ -20,6 +20,7 @@ from pathlib import Path
 
 import netlab
 import pytest
+from ironpost_cli import AgentPool
 
 BPFFS = Path("/sys/fs/bpf")
 
@@ -127,3 +128,14 @@ def lab() -> Iterator[netlab.Lab]:
     """A netns + veth pair (see tests/netlab.py); mark the test ``root``."""
     with netlab.veth_pair() as lab:
         yield lab
+
+
+@pytest.fixture
+def agents(lab: netlab.Lab) -> Iterator[AgentPool]:
+    """ironpost-tui processes: killed, and their interfaces cleaned, before the lab goes."""
+    pool = AgentPool()
+    try:
+        yield pool
+    finally:
+        problems = pool.close()
+        assert not problems, problems

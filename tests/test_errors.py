@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import netlab
@@ -39,17 +38,6 @@ from ironpost_tui import datapath
 from ironpost_tui.errors import BlocklistFull, ExitStatus, HeadersMissing
 
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-
-
-@pytest.fixture
-def agents(lab: netlab.Lab) -> Iterator[AgentPool]:
-    """ironpost-tui processes: killed, and their interfaces cleaned, before the lab goes."""
-    pool = AgentPool()
-    try:
-        yield pool
-    finally:
-        problems = pool.close()
-        assert not problems, problems
 
 
 def write_config(tmp_path: Path, text: str) -> Path:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import netlab
@@ -33,16 +32,6 @@ dst_port = 19
 protocol = 17
 action = "drop"
 """
-
-
-@pytest.fixture
-def agents(lab: netlab.Lab) -> Iterator[AgentPool]:
-    pool = AgentPool()
-    try:
-        yield pool
-    finally:
-        problems = pool.close()
-        assert not problems, problems
 
 
 def udp_to(lab: netlab.Lab, port: int, count: int) -> None:

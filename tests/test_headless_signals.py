@@ -14,7 +14,6 @@ import json
 import signal
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import netlab
@@ -25,16 +24,6 @@ from metrics_lab import MONITOR_UDP_9, AgentFiles, fetch, free_port, port_closed
 from ironpost_tui.host import RUN_DIR
 
 pytestmark = pytest.mark.root
-
-
-@pytest.fixture
-def agents(lab: netlab.Lab) -> Iterator[AgentPool]:
-    pool = AgentPool()
-    try:
-        yield pool
-    finally:
-        problems = pool.close()
-        assert not problems, problems
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)

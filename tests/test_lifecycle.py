@@ -50,17 +50,6 @@ from ironpost_tui.datapath import DatapathConfig
 pytestmark = pytest.mark.root
 
 
-@pytest.fixture
-def agents(lab: netlab.Lab) -> Iterator[AgentPool]:
-    """Start ironpost-tui processes; all are killed and their interfaces cleaned afterwards (before the lab goes)."""
-    pool = AgentPool()
-    try:
-        yield pool
-    finally:
-        problems = pool.close()
-        assert not problems, problems
-
-
 # --------------------------------------------------------------------------- #
 # stopping
 

@@ -240,16 +240,6 @@ def test_client_certificates_when_required(tmp_path: Path, tls_files: tuple[Path
 # the real agent
 
 
-@pytest.fixture
-def agents(lab: netlab.Lab) -> Iterator[AgentPool]:
-    pool = AgentPool()
-    try:
-        yield pool
-    finally:
-        problems = pool.close()
-        assert not problems, problems
-
-
 @pytest.mark.root
 def test_the_agent_serves_tls_and_basic_auth(
     lab: netlab.Lab, agents: AgentPool, tmp_path: Path, tls_files: tuple[Path, Path]
