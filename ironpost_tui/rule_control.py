@@ -66,8 +66,8 @@ class RuleController:
         hit = protect.violation(rule, self.protected)
         if hit is not None and not force:
             raise LockoutRefused(
-                f"rule '{rule.id}' would drop {hit.describe()}: refused; force it with --force or the console's confirmation "
-                "(the kernel's allowlist still lets protected sources through)"
+                f"rule '{rule.id}' would drop {hit.describe()}: refused; force it with --force or the "
+                "console's confirmation (the kernel's allowlist still lets protected sources through)"
             )
 
     # --- single edits ----------------------------------------------------------
