@@ -19,6 +19,9 @@ from .errors import BccMissing, BlocklistFull, HeadersMissing, LoadFailed, PinMi
 
 log = logging.getLogger(__name__)
 
+# Events one poll delivers at most, so a tick ends under an event flood.
+MAX_EVENTS_PER_POLL = 8192
+
 # enum bpf_map_type values for the layout check of pinned maps.
 _HASH, _ARRAY, _PERCPU_ARRAY, _LPM_TRIE = 1, 2, 6, 11
 
@@ -158,6 +161,7 @@ class Datapath:
             raise LoadFailed(f"the XDP program failed to compile or load: {exc}") from exc
         self._tables = {name: self._bpf[name.encode()] for name in (*abi.PINNED_MAPS, *abi.AGG_MAPS, "EVENTS")}
         self._ringbuf_open = False
+        self._budget = MAX_EVENTS_PER_POLL
         config = self.read_config()
         if config[1] not in (0, abi.IRONPOST_ABI_VERSION):
             raise PinMismatch(
@@ -274,13 +278,19 @@ class Datapath:
                 on_event(ctypes.string_at(data, size))
             except Exception:
                 log.exception("event callback failed")
-            return 0
+            self._budget -= 1
+            # libbpf keeps consuming while records keep coming: under an event flood
+            # one poll would never return.  A negative return stops it after this
+            # record (consumed); the rest waits for the next poll.
+            return 0 if self._budget > 0 else -1
 
         self._tables["EVENTS"].open_ring_buffer(callback)
         self._ringbuf_open = True
 
-    def poll_events(self, timeout_ms: int) -> None:
+    def poll_events(self, timeout_ms: int, max_events: int = MAX_EVENTS_PER_POLL) -> None:
+        """Deliver waiting events (at most max_events), waiting up to timeout_ms for the first."""
         if self._ringbuf_open:
+            self._budget = max_events
             self._bpf.ring_buffer_poll(timeout_ms)
 
     def close(self) -> None:

@@ -1,0 +1,70 @@
+"""6. Console CPU: ``ironpost-tui IFACE`` (the Textual console, in a private tmux server) attached to
+the lab's host side, its process's CPU time (user + system, all threads) over a window, as a share
+of one core: at idle, then under a 100,000 packets/s flood (trafgen, rate-limited) that a drop rule
+matches, so events flow (at the default event rate limit).  Budgets: 5% and 15% of a core.
+Skipped when ironpost_tui/ui does not exist.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from . import b_startup, core, rig
+from .core import Report
+
+NAME = "console-cpu"
+FLOOD_PPS = 100_000
+
+
+def attached(ifindex: int) -> bool:
+    from ironpost_tui import libbpf
+
+    return bool(libbpf.xdp_query(ifindex).prog_ids)
+
+
+def cpu_share(pid: int, secs: float) -> float:
+    pids = rig.tree_pids(pid)
+    c0 = sum(rig.proc_cpu_secs(p) for p in pids)
+    t0 = time.monotonic()
+    time.sleep(secs)
+    c1 = sum(rig.proc_cpu_secs(p) for p in pids if Path(f"/proc/{p}").exists())
+    return (c1 - c0) / (time.monotonic() - t0)
+
+
+def run(report: Report, opts: core.Options) -> None:
+    if not b_startup.console_available():
+        report.skip(NAME, "console CPU at idle", "console: not built yet")
+        report.skip(NAME, f"console CPU under {FLOOD_PPS:,} pkt/s", "console: not built yet")
+        return
+    rig.need("trafgen", "tmux")
+    secs = 5.0 if opts.quick else 15.0
+    figs: dict[str, Any] = {"window_secs": secs}
+    report.figures[NAME] = figs
+    with rig.tmpdir("console") as wd, rig.lab() as lab:
+        rules = [{"id": "bench-flood", "src_ip": lab.ns_ip4, "action": "drop"}]
+        with b_startup.console(lab.host_if, wd / "console", rig.agent_config(rules)) as t:
+            b_startup.wait_first_frame(t)
+            end = time.monotonic() + 120
+            while not attached(lab.ifindex):
+                if time.monotonic() > end or not t.alive():
+                    raise rig.BenchError(f"the console did not attach:\n{t.capture()}")
+                time.sleep(0.1)
+            time.sleep(3.0)  # settle: first samples, first redraws
+            pid = t.pane_pid()
+            idle = cpu_share(pid, secs)
+            figs["idle_core_share"] = idle
+            cfg = rig.trafgen_cfg(lab, proto="udp", dport=9)
+            with rig.flood(lab, cfg, wd, rate_pps=FLOOD_PPS, settle=2.0) as fl:
+                tx0 = rig.peer_tx(lab)[0]
+                t0 = time.monotonic()
+                busy = cpu_share(pid, secs)
+                pps = (rig.peer_tx(lab)[0] - tx0) / (time.monotonic() - t0)
+                fl.check_running()
+            figs["flood_core_share"] = busy
+            figs["flood_pps"] = pps
+            figs["screen_under_flood"] = t.capture()
+    report.budget(NAME, "console CPU at idle", idle * 100, "% core", idle <= 0.05, "<= 5% of a core")
+    report.budget(NAME, f"console CPU under {FLOOD_PPS // 1000}k pkt/s with events", busy * 100, "% core",
+                  busy <= 0.15, "<= 15% of a core", note=f"flood measured at {pps:,.0f} pkt/s")  # fmt: skip

@@ -1,0 +1,168 @@
+"""What every benchmark shares: the report (lines, figures, JSON), the machine, options."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+
+
+PASS, FAIL, INFO, SKIP, ERROR = "PASS", "FAIL", "info", "SKIP", "ERROR"
+
+
+@dataclass(frozen=True)
+class Options:
+    quick: bool = False
+    soak_secs: float = 60.0
+    only: tuple[str, ...] = ()
+    verbose: bool = False
+
+
+@dataclass
+class Line:
+    """One row of the table: a figure, what it is set beside, and its budget."""
+
+    bench: str
+    name: str
+    value: float | None
+    unit: str
+    status: str = INFO
+    beside: str = ""  # "floor 21 ns", "xdp-filter 100 ns"
+    ratio: float | None = None  # value / beside's figure
+    budget: str = ""  # "<= 0.6x xdp-filter"
+    note: str = ""
+
+    def cells(self) -> list[str]:
+        value = "" if self.value is None else f"{fmt(self.value)} {self.unit}".strip()
+        ratio = "" if self.ratio is None else f"{self.ratio:.2f}x"
+        return [self.status, self.bench, self.name, value, self.beside, ratio, self.budget, self.note]
+
+
+def fmt(x: float) -> str:
+    if x == 0:
+        return "0"
+    a = abs(x)
+    if a >= 1e6:
+        return f"{x / 1e6:.2f}M"
+    if a >= 1e4:
+        return f"{x / 1e3:.0f}k"
+    if a >= 100:
+        return f"{x:.0f}"
+    if a >= 10:
+        return f"{x:.1f}"
+    return f"{x:.2f}" if a >= 0.1 else f"{x:.3f}"
+
+
+def median(xs: Iterable[float]) -> float:
+    return float(statistics.median(list(xs)))
+
+
+@dataclass
+class Report:
+    options: Options
+    lines: list[Line] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)  # bench name -> its raw figures
+    started: float = field(default_factory=time.time)
+
+    def add(self, line: Line) -> Line:
+        self.lines.append(line)
+        print("  " + "  ".join(c for c in line.cells() if c), flush=True)
+        return line
+
+    def info(self, bench: str, name: str, value: float | None, unit: str, **kw: Any) -> Line:
+        return self.add(Line(bench, name, value, unit, INFO, **kw))
+
+    def budget(
+        self,
+        bench: str,
+        name: str,
+        value: float,
+        unit: str,
+        ok: bool,
+        budget: str,
+        beside: str = "",
+        ratio: float | None = None,
+        note: str = "",
+    ) -> Line:
+        return self.add(Line(bench, name, value, unit, PASS if ok else FAIL, beside, ratio, budget, note))
+
+    def skip(self, bench: str, name: str, why: str) -> Line:
+        return self.add(Line(bench, name, None, "", SKIP, note=why))
+
+    def error(self, bench: str, why: str) -> Line:
+        return self.add(Line(bench, "error", None, "", ERROR, note=why))
+
+    @property
+    def failed(self) -> list[Line]:
+        return [ln for ln in self.lines if ln.status in (FAIL, ERROR)]
+
+    def table(self) -> str:
+        head = ["status", "bench", "figure", "value", "beside (same run)", "ratio", "budget", "note"]
+        rows = [head] + [ln.cells() for ln in self.lines]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(head) - 1)]
+        out = []
+        for n, r in enumerate(rows):
+            cells = [c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)] + [r[-1]]
+            out.append("  ".join(cells).rstrip())
+            if n == 0:
+                out.append("  ".join("-" * w for w in widths) + "  ----")
+        return "\n".join(out)
+
+    def markdown(self) -> str:
+        head = ["", "bench", "figure", "value", "beside (same run)", "ratio", "budget", "note"]
+        out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for ln in self.lines:
+            out.append("| " + " | ".join(c.replace("|", "/") for c in ln.cells()) + " |")
+        return "\n".join(out)
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        doc = {
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started)),
+            "seconds": round(time.time() - self.started, 1),
+            "machine": machine(),
+            "options": asdict(self.options),
+            "ok": not self.failed,
+            "failed": [f"{ln.bench}: {ln.name}" for ln in self.failed],
+            "lines": [asdict(ln) for ln in self.lines],
+            "figures": self.figures,
+        }
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n")
+        tmp.replace(path)
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_kb = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kb = int(line.split()[1])
+    except OSError:
+        pass
+    return {
+        "kernel": platform.release(),
+        "kernel_version": platform.version(),
+        "cpu_model": model,
+        "nproc": os.cpu_count(),
+        "mem_gib": round(mem_kb / 2**20, 1),
+        "python": platform.python_version(),
+        "hostname": platform.node(),
+    }

@@ -1,0 +1,354 @@
+"""Processes, traffic and clocks the benchmarks share.
+
+Everything here cleans up after itself in ``finally`` blocks or context
+managers: processes are started in sessions of their own and their whole
+group is killed; floods stop with their ``with`` block.  Traffic only flows
+inside a netlab lab (tests/netlab.py) from addresses in 198.18.0.0/15.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import netlab  # tests/netlab.py: bench/__init__.py puts tests/ on sys.path
+
+PY = sys.executable
+_SCRIPT = Path(PY).parent / "ironpost-tui"
+IRONPOST: list[str] = [str(_SCRIPT)] if _SCRIPT.exists() else [PY, "-m", "ironpost_tui"]
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+ALLOWED = ipaddress.ip_network("198.18.0.0/15")
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+def need(*tools: str) -> None:
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        raise BenchError(f"missing tools: {', '.join(missing)} (run `make setup`)")
+
+
+def sh(*cmd: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    if check and proc.returncode != 0:
+        raise BenchError(f"{' '.join(cmd)}: exit {proc.returncode}: {proc.stderr.strip() or proc.stdout.strip()}")
+    return proc
+
+
+@contextlib.contextmanager
+def tmpdir(prefix: str) -> Iterator[Path]:
+    d = Path(tempfile.mkdtemp(prefix=f"ironpost-bench-{prefix}-"))
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- #
+# clocks: /proc/stat and /proc/PID
+
+
+@dataclass(frozen=True)
+class CpuTimes:
+    """Ticks from /proc/stat, all CPUs and each."""
+
+    at: float
+    total: tuple[int, ...]  # user nice system idle iowait irq softirq steal
+    per_cpu: tuple[tuple[int, ...], ...]
+
+    @staticmethod
+    def now() -> CpuTimes:
+        total: tuple[int, ...] = ()
+        per: list[tuple[int, ...]] = []
+        at = time.monotonic()
+        for line in Path("/proc/stat").read_text().splitlines():
+            if not line.startswith("cpu"):
+                break
+            f = line.split()
+            vals = tuple(int(x) for x in f[1:9])
+            if f[0] == "cpu":
+                total = vals
+            else:
+                per.append(vals)
+        return CpuTimes(at, total, tuple(per))
+
+
+@dataclass(frozen=True)
+class CpuDelta:
+    seconds: float
+    system: float  # CPU-seconds, all CPUs
+    softirq: float
+    irq: float
+    user: float
+    idle: float
+
+    @staticmethod
+    def between(a: CpuTimes, b: CpuTimes) -> CpuDelta:
+        d = [y - x for x, y in zip(a.total, b.total, strict=True)]
+        return CpuDelta(
+            seconds=b.at - a.at,
+            user=(d[0] + d[1]) / CLK_TCK,
+            system=d[2] / CLK_TCK,
+            idle=(d[3] + d[4]) / CLK_TCK,
+            irq=d[5] / CLK_TCK,
+            softirq=d[6] / CLK_TCK,
+        )
+
+
+def proc_cpu_secs(pid: int) -> float:
+    """utime + stime of a process (all its threads), in seconds."""
+    raw = Path(f"/proc/{pid}/stat").read_text()
+    fields = raw[raw.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise BenchError(f"no VmRSS for {pid}")
+
+
+def tree_pids(pid: int) -> list[int]:
+    """``pid`` and its descendants."""
+    out = [pid]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            for child in (task / "children").read_text().split():
+                out += tree_pids(int(child))
+        except OSError:
+            pass
+    return out
+
+
+# --------------------------------------------------------------------------- #
+# processes with time-stamped output
+
+
+class TimedProcess:
+    """A process in a session of its own; every line of its stdout+stderr stamped with time.monotonic()."""
+
+    def __init__(self, argv: Sequence[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
+        self.argv = list(argv)
+        self.t_spawn = time.monotonic()
+        self.proc = subprocess.Popen(
+            self.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+            env=env,
+            cwd=cwd,
+        )
+        self.lines: list[tuple[float, str]] = []
+        self._cond = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            now = time.monotonic()
+            with self._cond:
+                self.lines.append((now, raw.rstrip("\n")))
+                self._cond.notify_all()
+        with self._cond:
+            self._cond.notify_all()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def output(self, last: int = 30) -> str:
+        with self._cond:
+            return "\n".join(line for _, line in self.lines[-last:])
+
+    def wait_line(self, text: str, timeout: float, since: float = 0.0) -> tuple[float, str]:
+        """(arrival time, line) of the first line containing ``text`` that arrived at or after ``since``."""
+        end = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for at, line in self.lines:
+                    if at >= since and text in line:
+                        return at, line
+                if time.monotonic() > end:
+                    raise BenchError(f"no line with {text!r} within {timeout} s from {self.argv[0]}:\n{self.output()}")
+                if self.proc.poll() is not None and not self._reader.is_alive():
+                    raise BenchError(f"{' '.join(self.argv)} exited ({self.proc.returncode}):\n{self.output()}")
+                self._cond.wait(0.05)
+
+    def stop(self, sig: int = signal.SIGTERM, grace: float = 5.0) -> None:
+        """Signal the group, then kill -9 what is left."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                pass
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # stragglers of the group
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(10)
+        self._reader.join(5)
+
+
+@contextlib.contextmanager
+def started(argv: Sequence[str], env: dict[str, str] | None = None) -> Iterator[TimedProcess]:
+    p = TimedProcess(argv, env=env)
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+# --------------------------------------------------------------------------- #
+# the agent
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def agent_config(rules: Sequence[dict[str, object]] = (), *, event_rate: int | None = None,
+                 metrics: bool = True, allowlist: bool = True) -> str:  # fmt: skip
+    """A TOML configuration for a benchmark agent.  Metrics on a free port (so agents of concurrent
+    runs do not fight over 9717); ``allowlist=False``: nothing protected, so a drop rule has no exception."""
+    lines = ["[metrics]", f"enabled = {str(metrics).lower()}", f"port = {free_port()}", ""]
+    if not allowlist:
+        lines += ["[safety]", "protect_host_addresses = false", "protect_ssh_client = false", ""]
+    if event_rate is not None:
+        lines += ["[ebpf]", f"event_rate_limit = {event_rate}", ""]
+    for rule in rules:
+        lines.append("[[ebpf.rules]]")
+        for k, v in rule.items():
+            lines.append(f"{k} = {json.dumps(v)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def agent_env() -> dict[str, str]:
+    """No SSH or sudo identity: protection comes from the configuration only."""
+    return {k: v for k, v in os.environ.items() if k not in ("SSH_CONNECTION", "SSH_CLIENT", "SUDO_USER")}
+
+
+@contextlib.contextmanager
+def agent(iface: str, workdir: Path, config: str, *extra: str) -> Iterator[TimedProcess]:
+    """``ironpost-tui IFACE --headless`` with its config, state and audit under ``workdir``; stopped
+    (SIGTERM, then kill -9 of its group) and ``ironpost-tui cleanup IFACE`` run at the end."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    cfg = workdir / "ironpost.toml"
+    cfg.write_text(config)
+    argv = [*IRONPOST, iface, "--headless", "--config", str(cfg), "--state-dir", str(workdir / "state"),
+            "--audit-log", str(workdir / "audit.log"), *extra]  # fmt: skip
+    p = TimedProcess(argv, env=agent_env())
+    try:
+        yield p
+    finally:
+        p.stop()
+        sh(*IRONPOST, "cleanup", iface, check=False)
+
+
+# --------------------------------------------------------------------------- #
+# floods with trafgen
+
+
+def trafgen_cfg(lab: netlab.Lab, *, proto: str = "udp", dport: int = 9, random_src: bool = False,
+                random_dport: bool = False, size: int = 64) -> str:  # fmt: skip
+    """A trafgen packet from the lab's namespace to its host side.  ``random_src``: a random source in
+    198.18.0.0/16 (the lab's /15 only, checked); ``random_dport``: a random port 1024-65535."""
+    src = ipaddress.ip_address(lab.ns_ip4)
+    dst = ipaddress.ip_address(lab.host_ip4)
+    assert src in ALLOWED and dst in ALLOWED
+    s = src.packed
+    if random_src:
+        # 198.18.x.y: the first two bytes fixed inside the allowed /15, the last two random.
+        saddr = "0xc6, 0x12, drnd(2)"
+    else:
+        saddr = ", ".join(f"0x{b:02x}" for b in s)
+    eth = f"eth(da={lab.host_mac}, sa={lab.peer_mac}, type=0x0800)"
+    ip_hdr_fixed = "0x45, 0x00, const16({total}), drnd(2), 0x40, 0x00, 0x40, {proto}, csumip(14, 33)"
+    l4len = 20 if proto == "tcp" else 8
+    payload = max(0, size - 14 - 20 - l4len)
+    total = 20 + l4len + payload
+    ipnum = 6 if proto == "tcp" else 17
+    head = ip_hdr_fixed.format(total=total, proto=ipnum)
+    daddr = ", ".join(f"0x{b:02x}" for b in dst.packed)
+    dp = "drnd(2)" if random_dport else f"const16({dport})"
+    if proto == "tcp":
+        l4 = f"const16(40000), {dp}, drnd(4), const32(0), 0x50, 0x02, const16(64240), csumtcp(14, 34), const16(0)"
+    else:
+        l4 = f"const16(40000), {dp}, const16({8 + payload}), const16(0)"
+    fill = f", fill(0x00, {payload})" if payload else ""
+    return f"{{ {eth}, {head}, {saddr}, {daddr}, {l4}{fill} }}\n"
+
+
+class Flood:
+    """trafgen in the lab's namespace, one process pinned to ``cpu``, until stop()."""
+
+    def __init__(self, lab: netlab.Lab, cfg_text: str, workdir: Path, rate_pps: int | None = None,
+                 cpu: int = 0) -> None:  # fmt: skip
+        cfg = workdir / f"trafgen-{time.monotonic_ns()}.cfg"
+        cfg.write_text(f"cpu({cpu}): {cfg_text}")
+        argv = ["ip", "netns", "exec", lab.ns, "trafgen", "--dev", lab.peer_if, "--conf", str(cfg),
+                "--cpus", "1", "--no-sock-mem", "--notouch-irq", "--no-cpu-stats"]  # fmt: skip
+        if rate_pps:
+            argv += ["--rate", f"{rate_pps}pps"]
+        self.lab = lab
+        self.proc = TimedProcess(argv)
+
+    def check_running(self) -> None:
+        if self.proc.proc.poll() is not None:
+            raise BenchError(f"trafgen exited ({self.proc.proc.returncode}):\n{self.proc.output()}")
+
+    def stop(self) -> None:
+        self.proc.stop(signal.SIGINT, grace=5)
+
+
+@contextlib.contextmanager
+def flood(lab: netlab.Lab, cfg_text: str, workdir: Path, rate_pps: int | None = None,
+          cpu: int = 0, settle: float = 0.5) -> Iterator[Flood]:  # fmt: skip
+    f = Flood(lab, cfg_text, workdir, rate_pps, cpu)
+    try:
+        time.sleep(settle)
+        f.check_running()
+        yield f
+    finally:
+        f.stop()
+
+
+def peer_tx(lab: netlab.Lab) -> tuple[int, int]:
+    """(tx packets, tx dropped) of the lab's namespace side."""
+    out = json.loads(sh("ip", "-n", lab.ns, "-s", "-j", "link", "show", "dev", lab.peer_if).stdout)
+    tx = out[0]["stats64"]["tx"]
+    return int(tx["packets"]), int(tx["dropped"])
+
+
+def random_phase(period: float = 0.5) -> None:
+    time.sleep(random.uniform(0.0, period))
+
+
+def lab() -> Any:
+    """A netns + veth pair (tests/netlab.py), removed at the end of the ``with`` block."""
+    return netlab.veth_pair()
