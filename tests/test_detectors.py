@@ -177,3 +177,15 @@ def test_window_sums_shed_the_smallest_keys_past_the_cap() -> None:
     w.update({i: (i, 0) for i in range(101)}, now=0.0)
     assert len(w) == 75
     assert min(k for k in w.sums) == 26  # the 26 smallest totals went
+
+
+def test_a_distributed_scan_is_one_incident_not_an_alert_storm() -> None:
+    p = pipeline()
+    sources = {
+        abi.AGG_KEY.pack((0xC6120000 + i).to_bytes(4, "big").ljust(16, b"\0"), 4): (0, 0, 25, 0) for i in range(500)
+    }
+    changes = p.feed(sources, {}, now=0.0, wall=0.0)
+    assert [(c.alert.detector, c.alert.source, c.alert.severity) for c in changes] == [
+        ("port_scan", MANY_SOURCES, "high")
+    ]
+    assert changes[0].alert.count == 500 * 25

@@ -6,11 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 
 from ..detector_config import PortScanConfig
-from .alerts import Finding
+from .alerts import MANY_SOURCES, Finding
 from .window import WindowSums
 
 # Aggregate counter positions (abi.AGG_VALUE order).
 NEW_TCP_PORTS, NEW_UDP_PORTS = 2, 3
+# More scanning sources than this at once are one distributed scan.
+MAX_SCANNERS = 32
 
 
 class PortScanDetector:
@@ -36,6 +38,20 @@ class PortScanDetector:
 
     def evaluate(self, by_source: WindowSums, name: Callable[[Hashable], str]) -> list[Finding]:
         cfg = self.config
+        scanners = self.scanners(by_source)
+        if len(scanners) > MAX_SCANNERS:
+            # A distributed (or spoofed) scan: one incident, not an alert storm.
+            ports = sum(scanners.values())
+            return [
+                Finding(
+                    self.name,
+                    (MANY_SOURCES, self.target),
+                    "high",
+                    ports,
+                    cfg.window_secs,
+                    f"{len(scanners)} sources probed {ports} ports within {cfg.window_secs:g} s",
+                )
+            ]
         found = []
         for key, counts in by_source.sums.items():
             tcp_ports, udp_ports = counts[NEW_TCP_PORTS], counts[NEW_UDP_PORTS]
