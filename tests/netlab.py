@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ipaddress
+import json
 import os
 import secrets
 import socket
@@ -318,3 +319,11 @@ def send_frames(lab: Lab, frames: Sequence[bytes], count: int = 1) -> None:
                 sock.send(data)
     finally:
         sock.close()
+
+
+def peer_tx_packets(lab: Lab) -> int:
+    """Packets the namespace side of the lab has sent (its veth's tx counter)."""
+    out = subprocess.run(
+        ["ip", "-n", lab.ns, "-j", "-s", "link", "show", "dev", lab.peer_if], capture_output=True, text=True, check=True
+    ).stdout
+    return int(json.loads(out)[0]["stats64"]["tx"]["packets"])

@@ -15,7 +15,6 @@ end (the ``agents`` fixture), before the lab's namespace and veth pair go.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -155,13 +154,6 @@ class UdpFlow:
         self.rx.close()
 
 
-def peer_tx_packets(lab: netlab.Lab) -> int:
-    out = subprocess.run(
-        ["ip", "-n", lab.ns, "-j", "-s", "link", "show", "dev", lab.peer_if], capture_output=True, text=True, check=True
-    ).stdout
-    return int(json.loads(out)[0]["stats64"]["tx"]["packets"])
-
-
 def write_config(tmp_path: Path, text: str, name: str = "ironpost.toml") -> Path:
     path = tmp_path / name
     path.write_text(textwrap.dedent(text))
@@ -208,7 +200,7 @@ def test_persist_keeps_filtering_across_kill_9_and_an_adopting_restart(
     assert link_before.prog_id == prog_id and link_before.ifindex == lab.ifindex
 
     base_rx = flow.received()
-    tx0, sent0 = peer_tx_packets(lab), flow.sent
+    tx0, sent0 = netlab.peer_tx_packets(lab), flow.sent
     flow.start()
     time.sleep(0.5)
     sent_before_kill = flow.sent
@@ -235,7 +227,7 @@ def test_persist_keeps_filtering_across_kill_9_and_an_adopting_restart(
     time.sleep(1.0)
     flow.stop()
     sent = flow.sent
-    tx = peer_tx_packets(lab) - tx0
+    tx = netlab.peer_tx_packets(lab) - tx0
 
     # The sender really sent, in every phase, and the frames went onto the wire ...
     assert sent_before_kill > 100

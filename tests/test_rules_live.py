@@ -361,13 +361,6 @@ class Flood:
         self.rx.close()
 
 
-def peer_tx_packets(lab: netlab.Lab) -> int:
-    out = subprocess.run(
-        ["ip", "-n", lab.ns, "-j", "-s", "link", "show", "dev", lab.peer_if], capture_output=True, text=True, check=True
-    ).stdout
-    return int(json.loads(out)[0]["stats64"]["tx"]["packets"])
-
-
 # --------------------------------------------------------------------------- #
 # 1. a bad file changes nothing
 
@@ -482,7 +475,7 @@ def test_reload_under_fire_lets_nothing_through(lab: netlab.Lab, agents: AgentPo
         maps = prog_maps(prog_id)
         assert map_keys(maps["BLOCKLIST"]) == [v4key(lab.ns_ip4)]
 
-        tx0 = peer_tx_packets(lab)
+        tx0 = netlab.peer_tx_packets(lab)
         flood.start()
         time.sleep(0.3)
         sent_before = flood.sent
@@ -502,7 +495,7 @@ def test_reload_under_fire_lets_nothing_through(lab: netlab.Lab, agents: AgentPo
         took = flood.stopped - flood.started
         print(f"reload under fire: {reloads} reloads, {flood.sent} datagrams in {took:.2f} s")
         sent = flood.sent
-        tx = peer_tx_packets(lab) - tx0
+        tx = netlab.peer_tx_packets(lab) - tx0
         time.sleep(0.1)
         received = flood.drain()
 
