@@ -22,12 +22,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import netlab
 
 from ironpost_tui import libbpf
+from ironpost_tui.engine import Engine, EngineOptions
 
 REPO = Path(__file__).resolve().parents[1]
 _SCRIPT = Path(sys.executable).parent / "ironpost-tui"
@@ -280,3 +281,14 @@ def one_error_line(stderr: str) -> str:
     assert lines[0].startswith("ironpost-tui: "), lines[0]
     assert "Traceback" not in stderr
     return lines[0]
+
+
+@contextlib.contextmanager
+def in_process_engine(options: EngineOptions) -> Iterator[Engine]:
+    """An engine started here and always closed (detached, its lock released)."""
+    engine = Engine(options)
+    try:
+        engine.start()
+        yield engine
+    finally:
+        engine.close()

@@ -58,13 +58,13 @@ from pathlib import Path
 
 import netlab
 import pytest
-from ironpost_cli import IRONPOST, Agent, AgentPool, ready_info, xdp_progs
+from ironpost_cli import IRONPOST, Agent, AgentPool, in_process_engine, ready_info, xdp_progs
 
-from ironpost_tui import abi, host, libbpf
+from ironpost_tui import abi, libbpf
 from ironpost_tui.datapath import Datapath, DatapathConfig
 from ironpost_tui.detectors import AlertChange
 from ironpost_tui.detectors.alerts import MANY_SOURCES
-from ironpost_tui.engine import Engine, EngineOptions
+from ironpost_tui.engine import EngineOptions
 from ironpost_tui.model import Action, FilterRule
 
 pytestmark = pytest.mark.root
@@ -851,18 +851,6 @@ def spoofed_syns(lab: netlab.Lab, port: int, count: int) -> list[bytes]:
 def rss_bytes() -> int:
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-@contextlib.contextmanager
-def in_process_engine(options: EngineOptions) -> Iterator[Engine]:
-    eng = Engine(options)
-    try:
-        eng.start()
-        yield eng
-    finally:
-        eng.close()
-        with contextlib.suppress(FileNotFoundError):  # the lock file stays; the interface is ours and goes
-            (host.RUN_DIR / f"{options.iface}.lock").unlink()
 
 
 SPOOFED_SOURCES = 100_000

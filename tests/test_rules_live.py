@@ -23,7 +23,6 @@ so that another test's lab appearing meanwhile cannot land inside a drop rule.
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import json
 import os
@@ -41,10 +40,10 @@ from pathlib import Path
 
 import netlab
 import pytest
-from ironpost_cli import Agent, AgentPool, one_error_line, ready_info, xdp_progs
+from ironpost_cli import Agent, AgentPool, in_process_engine, one_error_line, ready_info, xdp_progs
 from ironpost_cli import run as run_ironpost
 
-from ironpost_tui import abi, config, host, kernel_rules
+from ironpost_tui import abi, config, kernel_rules
 from ironpost_tui.engine import Engine, EngineOptions
 from ironpost_tui.model import Action, FilterRule, PacketEvent, Verdict
 from ironpost_tui.protect import REASON_SSH_CLIENT, Protected
@@ -584,18 +583,6 @@ def test_a_protected_source_passes_a_hand_made_blocklist_entry(
     bpftool_ok("map", "delete", "id", str(maps["ALLOW4"]), "key", *hexbytes(allow_key))
     assert probe.burst(20) == 0
     assert agent.proc.poll() is None
-
-
-@contextlib.contextmanager
-def in_process_engine(options: EngineOptions) -> Iterator[Engine]:
-    eng = Engine(options)
-    try:
-        eng.start()
-        yield eng
-    finally:
-        eng.close()
-        with contextlib.suppress(FileNotFoundError):  # the lock file stays; the interface is ours and goes
-            (host.RUN_DIR / f"{options.iface}.lock").unlink()
 
 
 def kernel_state(eng: Engine) -> dict[str, list[tuple[bytes, bytes]]]:
