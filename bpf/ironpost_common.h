@@ -10,7 +10,7 @@
 #ifndef IRONPOST_COMMON_H
 #define IRONPOST_COMMON_H
 
-#define IRONPOST_ABI_VERSION 1
+#define IRONPOST_ABI_VERSION 2
 
 /* STATS indices (the seed's layout). */
 #define STATS_TCP 0
@@ -114,16 +114,49 @@ struct match_key {
 	__u8 dst[16];
 };
 
-/* RULE_HITS value (per CPU). last_hit_ns is bpf_ktime_get_ns() time. */
+/* RULE_HITS value (per CPU). last_hit_ns is bpf_ktime_get_coarse_ns() time (CLOCK_MONOTONIC, jiffy steps). */
 struct rule_hit {
 	__u64 packets;
 	__u64 last_hit_ns;
 };
 
+/* ADDR_FILTER: a filter in front of the rule maps, so a packet whose
+ * addresses no rule can concern costs one array read, not a lookup per map.
+ * Addresses hash into ADDR_FILTER_BUCKETS buckets of 32 bits (two per u64
+ * array element): IPv4 by their /24, IPv6 by their /48.  A prefix sets the
+ * bits of every bucket it overlaps (up to 256: /16 to /24, /40 to /48); a
+ * shorter one is "wild" and sets a CONFIG flag or mask instead.  Bits are only
+ * ever a superset of what the maps hold (user space sets them before writing
+ * a rule and clears them after removing it): a set bit costs a lookup, a
+ * clear one proves no entry can match. */
+#define ADDR_FILTER_BITS 18
+#define ADDR_FILTER_WORDS 131072 /* 2^(ADDR_FILTER_BITS - 1) */
+#define FILTER_EXACT 0x1     /* BLOCKLIST may hold an address of this bucket */
+#define FILTER_PREFIX 0x2    /* SRC4/SRC6 may hold a prefix covering one */
+#define FILTER_ALLOW 0x4     /* ALLOW4/ALLOW6 may */
+#define FILTER_SRC_SHIFT 8   /* bits 8..15: shapes whose source field may match */
+#define FILTER_DST_SHIFT 16  /* bits 16..23: shapes whose destination field may match */
+/* PORT_FILTER: per destination port, the shapes with a rule on it (one byte
+ * per port, eight ports per u64 element). */
+#define PORT_FILTER_WORDS 8192
+
+/* CONFIG flags: prefixes too short for ADDR_FILTER, looked up for every packet. */
+#define CFG_WILD_PREFIX4 0x1
+#define CFG_WILD_PREFIX6 0x2
+#define CFG_WILD_ALLOW4 0x4
+#define CFG_WILD_ALLOW6 0x8
+
 /* CONFIG[0]: state user space publishes for the datapath. */
 struct ironpost_config {
 	__u32 n_shapes;    /* shape slots 0..n_shapes-1 are scanned */
 	__u32 abi_version; /* IRONPOST_ABI_VERSION of whoever wrote it: checked on adopting pins */
+	__u32 flags;       /* CFG_* */
+	__u32 hash_seed;   /* detector sketches: where a source lands (random per map set) */
+	__u8 src_wild;     /* shapes ADDR_FILTER cannot rule out by source (no source field, short prefix) */
+	__u8 dst_wild;     /* ... by destination */
+	__u8 port_wild;    /* shapes without a destination port field */
+	__u8 _pad;
+	__u8 proto_shapes[512]; /* [IPv4 0..255, IPv6 256..511] by protocol: shapes with a rule that may match it */
 };
 
 /* Per-CPU token bucket for the event rate limit. */
@@ -133,31 +166,51 @@ struct rate_state {
 };
 
 /* Detector aggregates, counted in the kernel so that detection stays exact
- * whatever the event sampling does.  Keyed by address (IPv4 in the first 4
- * bytes); SRC_AGG per source, DST_AGG per destination, in LRU maps so memory
- * stays bounded whatever the number of (spoofed) sources.  Cumulative:
- * user space keeps the windows. */
+ * whatever the event sampling does: per-CPU sketches, set-associative, so a
+ * packet costs one array read and no atomic operation, and memory is fixed
+ * whatever the number of (spoofed) sources.  A source (destination) hashes to
+ * one set of SKETCH_WAYS ways; a new one takes the least recently used way.
+ * Counters are cumulative from when the way was taken: user space diffs them
+ * (a way taken over restarts from zero).  DIRTY says which sets changed, per
+ * period of 2^DIRTY_PERIOD_SHIFT ns of the coarse clock (DIRTY_GENS periods
+ * in turn), so user space reads only those. */
+#define SKETCH_WAYS 4
+#define PORT_BITS 512
+#define DIRTY_GENS 4
+#define DIRTY_PERIOD_SHIFT 28
+
 struct agg_key {
 	__u8 addr[16];
 	__u8 family;
 	__u8 _pad[3];
 };
 
-struct agg_value {
-	__u64 syn;           /* TCP with SYN and without ACK: connection attempts */
-	__u64 tcp;           /* all TCP */
-	__u64 new_tcp_ports; /* probes (TCP without ACK) to a port not probed within PORT_MEMORY_NS */
-	__u64 new_udp_ports; /* UDP to a port not hit within PORT_MEMORY_NS (replies from services excluded) */
+struct src_way {
+	struct agg_key key;  /* family 0: unused */
+	__u32 syn;           /* TCP with SYN and without ACK: connection attempts */
+	__u32 tcp;           /* all TCP */
+	__u32 new_tcp_ports; /* probes (TCP without ACK) to a port not probed since ports_since */
+	__u32 new_udp_ports; /* UDP to a port not hit since ports_since (replies from services excluded) */
+	__u32 _pad;
+	__u64 last_ns;       /* coarse clock */
+	__u64 ports_since;   /* the port bitmap is cleared every PORT_MEMORY_NS */
+	__u64 ports[PORT_BITS / 64]; /* ports probed, by hash of (protocol, port) */
+};
+
+struct dst_way {
+	struct agg_key key;
+	__u32 syn;
+	__u32 tcp;
+	__u32 _pad;
 	__u64 last_ns;
 };
 
-/* PORT_SEEN key: one (source, protocol, destination port) probe pair; the
- * value is when it was last seen (bpf_ktime_get_ns). */
-struct port_key {
-	__u8 addr[16];
-	__u8 family;
-	__u8 protocol;
-	__u16 port; /* network byte order */
+struct src_set {
+	struct src_way way[SKETCH_WAYS];
+};
+
+struct dst_set {
+	struct dst_way way[SKETCH_WAYS];
 };
 
 /* EVENTS record, the seed's PacketEventData widened for IPv6. */

@@ -9,8 +9,9 @@
  * Knobs arrive as -D flags from ironpost_tui/datapath.py:
  *   BLOCKLIST_MAX CIDR_MAX MATCH_MAX SHAPES_MAX ALLOW_MAX RULE_SLOTS
  *   RINGBUF_PAGES EVENT_RATE (events/s per CPU, 0 = unlimited)
- *   SRC_AGG_MAX DST_AGG_MAX PORT_SEEN_MAX PORT_MEMORY_NS (detector aggregates)
+ *   SRC_SETS_BITS DST_SETS_BITS PORT_MEMORY_NS (detector sketches: 2^bits sets each)
  *   PY_ABI_VERSION PY_EVENT_SIZE PY_VALUE_SIZE PY_SHAPE_SIZE PY_MATCH_KEY_SIZE
+ *   PY_CONFIG_SIZE PY_SRC_WAY_SIZE PY_DST_WAY_SIZE
  *   IRONPOST_PIN_DIR (optional: reuse or create the maps pinned there)
  */
 #include <uapi/linux/bpf.h>
@@ -48,8 +49,19 @@ _Static_assert(sizeof(struct packet_event) == PY_EVENT_SIZE, "packet_event layou
 _Static_assert(sizeof(struct blocklist_value) == PY_VALUE_SIZE, "blocklist_value layout differs from abi.py");
 _Static_assert(sizeof(struct rule_shape) == PY_SHAPE_SIZE, "rule_shape layout differs from abi.py");
 _Static_assert(sizeof(struct match_key) == PY_MATCH_KEY_SIZE, "match_key layout differs from abi.py");
-_Static_assert(sizeof(struct agg_value) == PY_AGG_VALUE_SIZE, "agg_value layout differs from abi.py");
-_Static_assert(sizeof(struct port_key) == PY_PORT_KEY_SIZE, "port_key layout differs from abi.py");
+_Static_assert(sizeof(struct ironpost_config) == PY_CONFIG_SIZE, "ironpost_config layout differs from abi.py");
+_Static_assert(sizeof(struct src_way) == PY_SRC_WAY_SIZE, "src_way layout differs from abi.py");
+_Static_assert(sizeof(struct dst_way) == PY_DST_WAY_SIZE, "dst_way layout differs from abi.py");
+
+#define SRC_SETS (1U << SRC_SETS_BITS)
+#define DST_SETS (1U << DST_SETS_BITS)
+_Static_assert(SRC_SETS_BITS >= 6 && DST_SETS_BITS >= 6, "sketches have at least 64 sets");
+
+/* DIRTY value: one bit per sketch set touched within one period. */
+struct dirty_sets {
+	__u64 src[SRC_SETS / 64];
+	__u64 dst[DST_SETS / 64];
+};
 
 #ifdef IRONPOST_PIN_DIR
 #define IRONPOST_MAP(type, key, leaf, name, max, flags) \
@@ -68,6 +80,8 @@ IRONPOST_MAP("array", __u32, struct rule_shape, SHAPES, SHAPES_MAX, 0);
 IRONPOST_MAP("lpm_trie", struct lpm_v4_key, struct allow_value, ALLOW4, ALLOW_MAX, BPF_F_NO_PREALLOC);
 IRONPOST_MAP("lpm_trie", struct lpm_v6_key, struct allow_value, ALLOW6, ALLOW_MAX, BPF_F_NO_PREALLOC);
 IRONPOST_MAP("array", __u32, struct ironpost_config, CONFIG, 1, 0);
+IRONPOST_MAP("array", __u32, __u64, ADDR_FILTER, ADDR_FILTER_WORDS, 0);
+IRONPOST_MAP("array", __u32, __u64, PORT_FILTER, PORT_FILTER_WORDS, 0);
 /* Per-CPU counters.  XDP runs with migration disabled and one packet at a
  * time per CPU, so each CPU owns its copy: plain increments, no atomics. */
 IRONPOST_MAP("percpu_array", __u32, struct proto_stats, STATS, STATS_MAX, 0);
@@ -76,11 +90,10 @@ IRONPOST_MAP("percpu_array", __u32, __u64, EVENT_STATS, EVSTAT_MAX, 0);
 IRONPOST_MAP("percpu_array", __u32, struct rate_state, RATE_STATE, 1, 0);
 
 
-/* Detector aggregates: LRU, so a flood of spoofed sources evicts the oldest
- * instead of filling the map.  Shared by all CPUs: counters use atomic adds. */
-BPF_TABLE("lru_hash", struct agg_key, struct agg_value, SRC_AGG, SRC_AGG_MAX);
-BPF_TABLE("lru_hash", struct agg_key, struct agg_value, DST_AGG, DST_AGG_MAX);
-BPF_TABLE("lru_hash", struct port_key, __u64, PORT_SEEN, PORT_SEEN_MAX);
+/* Detector sketches (see ironpost_common.h): per program run, never pinned. */
+BPF_PERCPU_ARRAY(SRC_SKETCH, struct src_set, SRC_SETS);
+BPF_PERCPU_ARRAY(DST_SKETCH, struct dst_set, DST_SETS);
+BPF_PERCPU_ARRAY(DIRTY, struct dirty_sets, DIRTY_GENS);
 
 BPF_RINGBUF_OUTPUT(EVENTS, RINGBUF_PAGES);
 
@@ -295,22 +308,68 @@ static __always_inline void mask16(__u8 *out, const __u8 *in, const __u8 *mask)
 	__builtin_memcpy(out + 8, &b, 8);
 }
 
+/* The ADDR_FILTER bucket of an address: IPv4 by its /24, IPv6 by its /48
+ * (ironpost_tui/prefilter.py computes the same). */
+static __always_inline __u32 filter_bucket(const __u8 *a, __u8 family)
+{
+	__u32 x;
+
+	if (family == FAMILY_V4) {
+		x = ((__u32)a[0] << 16) | ((__u32)a[1] << 8) | a[2];
+	} else {
+		x = ((__u32)a[0] << 24) | ((__u32)a[1] << 16) | ((__u32)a[2] << 8) | a[3];
+		x ^= ((((__u32)a[4] << 8) | a[5]) * 0x85EBCA6BU) ^ 0x7F4A7C15U;
+	}
+	return (x * 0x9E3779B1U) >> (32 - ADDR_FILTER_BITS);
+}
+
+static __always_inline __u32 filter_bits(__u32 bucket)
+{
+	__u32 idx = bucket >> 1;
+	__u64 *w = ADDR_FILTER.lookup(&idx);
+
+	if (!w)
+		return 0xffffffffU; /* cannot happen; would only cost lookups */
+	return (__u32)(*w >> ((bucket & 1) * 32));
+}
+
+/* Which shapes may hold a rule for this packet: by protocol, source,
+ * destination and destination port. */
+static __always_inline __u32 candidate_shapes(struct pkt *p, struct ironpost_config *cfg, __u32 src_bits)
+{
+	__u32 fam = p->family == FAMILY_V6;
+	__u32 cand = cfg->proto_shapes[((fam & 1) << 8) | p->protocol];
+
+	cand &= ((src_bits >> FILTER_SRC_SHIFT) & 0xff) | cfg->src_wild;
+	if (!cand)
+		return 0;
+	if (p->has_ports) {
+		__u32 port = bpf_ntohs(p->dport);
+		__u32 idx = port >> 3;
+		__u64 *w = PORT_FILTER.lookup(&idx);
+		__u32 pb = w ? (__u32)(*w >> ((port & 7) * 8)) & 0xff : 0xff;
+		cand &= pb | cfg->port_wild;
+	} else {
+		cand &= cfg->port_wild;
+	}
+	if (!cand)
+		return 0;
+	__u32 dst_bits = filter_bits(filter_bucket(p->dst, p->family));
+	return cand & (((dst_bits >> FILTER_DST_SHIFT) & 0xff) | cfg->dst_wild);
+}
+
 /* Tuple-space search over the multi-field rules: rules are grouped by shape
  * (which fields, which prefix lengths), so a packet costs one hash lookup per
- * shape in use, not one comparison per rule. */
-static __always_inline void match_shapes(struct pkt *p, struct best_match *best)
+ * candidate shape, not one comparison per rule. */
+static __always_inline void match_shapes(struct pkt *p, struct best_match *best, __u32 cand, __u32 n)
 {
-	__u32 zero = 0;
-	struct ironpost_config *cfg = CONFIG.lookup(&zero);
-	if (!cfg)
-		return;
-	__u32 n = cfg->n_shapes;
-
 	/* A real loop: unrolled, it would be SHAPES_MAX copies to verify. */
 #pragma clang loop unroll(disable)
 	for (__u32 i = 0; i < SHAPES_MAX; i++) {
 		if (i >= n)
 			break;
+		if (!(cand & (1U << i)))
+			continue;
 		__u32 idx = i;
 		struct rule_shape *sh = SHAPES.lookup(&idx);
 		if (!sh)
@@ -333,13 +392,17 @@ static __always_inline void match_shapes(struct pkt *p, struct best_match *best)
 	}
 }
 
-static __always_inline int is_protected(struct pkt *p)
+static __always_inline int is_protected(struct pkt *p, struct ironpost_config *cfg, __u32 src_bits)
 {
 	if (p->family == FAMILY_V4) {
+		if (!(src_bits & FILTER_ALLOW) && !(cfg->flags & CFG_WILD_ALLOW4))
+			return 0;
 		struct lpm_v4_key k = {.prefixlen = 32};
 		__builtin_memcpy(k.addr, p->src, 4);
 		return ALLOW4.lookup(&k) != NULL;
 	}
+	if (!(src_bits & FILTER_ALLOW) && !(cfg->flags & CFG_WILD_ALLOW6))
+		return 0;
 	struct lpm_v6_key k = {.prefixlen = 128};
 	__builtin_memcpy(k.addr, p->src, 16);
 	return ALLOW6.lookup(&k) != NULL;
@@ -388,7 +451,7 @@ static __always_inline void emit_event(struct pkt *p, __u64 now, __u32 len, __u3
 		count_event(EVSTAT_LOST_RINGBUF_FULL);
 		return;
 	}
-	e->ts_ns = now;
+	e->ts_ns = bpf_ktime_get_ns(); /* precise: events are few (rate-limited) */
 	__builtin_memcpy(e->src, p->src, 16);
 	__builtin_memcpy(e->dst, p->dst, 16);
 	e->src_port = bpf_ntohs(p->sport);
@@ -407,50 +470,75 @@ static __always_inline void emit_event(struct pkt *p, __u64 now, __u32 len, __u3
 #define TCP_SYN 0x02
 #define TCP_ACK 0x10
 
-/* One function per map: BCC rewrites MAP.lookup() only on a map named in
- * place, not on a map passed as an argument or through a macro. */
-static __always_inline struct agg_value *src_agg(struct agg_key *k)
+/* The sketch set of an address (seeded: an attacker cannot aim at a set). */
+static __always_inline __u32 sketch_hash(const __u8 *a, __u32 seed)
 {
-	struct agg_value *v = SRC_AGG.lookup(k);
-	if (v)
-		return v;
-	struct agg_value zero = {};
-	SRC_AGG.insert(k, &zero);
-	return SRC_AGG.lookup(k);
+	__u64 a0, a1;
+
+	__builtin_memcpy(&a0, a, 8);
+	__builtin_memcpy(&a1, a + 8, 8);
+	__u64 x = a0 ^ (a1 * 0x9E3779B97F4A7C15ULL);
+	return ((__u32)(x ^ (x >> 32)) ^ seed) * 0x9E3779B1U;
 }
 
-static __always_inline struct agg_value *dst_agg(struct agg_key *k)
+static __always_inline int same_key(struct agg_key *k, struct pkt *p, const __u8 *addr)
 {
-	struct agg_value *v = DST_AGG.lookup(k);
-	if (v)
-		return v;
-	struct agg_value zero = {};
-	DST_AGG.insert(k, &zero);
-	return DST_AGG.lookup(k);
+	__u64 a0, a1, b0, b1;
+
+	__builtin_memcpy(&a0, addr, 8);
+	__builtin_memcpy(&a1, addr + 8, 8);
+	__builtin_memcpy(&b0, k->addr, 8);
+	__builtin_memcpy(&b1, k->addr + 8, 8);
+	return a0 == b0 && a1 == b1 && k->family == p->family;
 }
 
 /* Count what the SYN-flood and port-scan detectors need.  A probe is what a
  * scanner sends and a reply never is: TCP without ACK (SYN, FIN, NULL, Xmas
  * scans), or UDP that does not come from a service port (< 1024) to an
  * ephemeral one (a DNS or NTP answer). */
-static __always_inline void aggregate(struct pkt *p, __u64 now)
+static __always_inline void aggregate(struct pkt *p, __u64 now, __u32 seed)
 {
 	int tcp = p->protocol == IPPROTO_TCP;
 
 	if (!tcp && p->protocol != IPPROTO_UDP)
 		return;
 	int syn = tcp && (p->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN;
-	struct agg_key k = {};
-	__builtin_memcpy(k.addr, p->src, 16);
-	k.family = p->family;
-	struct agg_value *v = src_agg(&k);
-	if (!v)
+	__u32 gen = (now >> DIRTY_PERIOD_SHIFT) & (DIRTY_GENS - 1);
+	struct dirty_sets *dirty = DIRTY.lookup(&gen);
+	if (!dirty)
 		return;
+
+	__u32 set = (sketch_hash(p->src, seed) >> (32 - SRC_SETS_BITS)) & (SRC_SETS - 1);
+	struct src_set *ss = SRC_SKETCH.lookup(&set);
+	if (!ss)
+		return;
+	dirty->src[(set >> 6) & (SRC_SETS / 64 - 1)] |= 1ULL << (set & 63);
+	__u32 wi = 0;
+	int found = 0;
+#pragma unroll
+	for (__u32 i = 0; i < SKETCH_WAYS; i++) {
+		if (!found && same_key(&ss->way[i].key, p, p->src)) {
+			wi = i;
+			found = 1;
+		}
+	}
+	if (!found) {
+#pragma unroll
+		for (__u32 i = 1; i < SKETCH_WAYS; i++)
+			if (ss->way[i].last_ns < ss->way[wi & (SKETCH_WAYS - 1)].last_ns)
+				wi = i;
+	}
+	struct src_way *w = &ss->way[wi & (SKETCH_WAYS - 1)];
+	if (!found) {
+		__builtin_memset(w, 0, sizeof(*w));
+		__builtin_memcpy(w->key.addr, p->src, 16);
+		w->key.family = p->family;
+	}
 	if (tcp)
-		__sync_fetch_and_add(&v->tcp, 1);
+		w->tcp += 1;
 	if (syn)
-		__sync_fetch_and_add(&v->syn, 1);
-	v->last_ns = now;
+		w->syn += 1;
+	w->last_ns = now;
 
 	if (p->has_ports) {
 		int probe;
@@ -459,35 +547,57 @@ static __always_inline void aggregate(struct pkt *p, __u64 now)
 		else
 			probe = !(bpf_ntohs(p->sport) < 1024 && bpf_ntohs(p->dport) >= 1024);
 		if (probe) {
-			struct port_key pk = {};
-			__builtin_memcpy(pk.addr, p->src, 16);
-			pk.family = p->family;
-			pk.protocol = p->protocol;
-			pk.port = p->dport;
-			__u64 *seen = PORT_SEEN.lookup(&pk);
-			if (!seen || now - *seen > PORT_MEMORY_NS) {
-				if (tcp)
-					__sync_fetch_and_add(&v->new_tcp_ports, 1);
-				else
-					__sync_fetch_and_add(&v->new_udp_ports, 1);
+			if (now - w->ports_since > PORT_MEMORY_NS) {
+#pragma unroll
+				for (int i = 0; i < PORT_BITS / 64; i++)
+					w->ports[i] = 0;
+				w->ports_since = now;
 			}
-			if (seen)
-				*seen = now;
-			else
-				PORT_SEEN.update(&pk, &now);
+			__u32 bit = ((bpf_ntohs(p->dport) | (tcp ? 0 : 0x10000U)) * 0x9E3779B1U) >> (32 - 9);
+			__u64 mask = 1ULL << (bit & 63);
+			__u64 *word = &w->ports[(bit >> 6) & (PORT_BITS / 64 - 1)];
+			if (!(*word & mask)) {
+				*word |= mask;
+				if (tcp)
+					w->new_tcp_ports += 1;
+				else
+					w->new_udp_ports += 1;
+			}
 		}
 	}
 
 	if (!tcp)
 		return;
-	__builtin_memcpy(k.addr, p->dst, 16);
-	v = dst_agg(&k);
-	if (!v)
+	set = (sketch_hash(p->dst, seed) >> (32 - DST_SETS_BITS)) & (DST_SETS - 1);
+	struct dst_set *ds = DST_SKETCH.lookup(&set);
+	if (!ds)
 		return;
-	__sync_fetch_and_add(&v->tcp, 1);
+	dirty->dst[(set >> 6) & (DST_SETS / 64 - 1)] |= 1ULL << (set & 63);
+	wi = 0;
+	found = 0;
+#pragma unroll
+	for (__u32 i = 0; i < SKETCH_WAYS; i++) {
+		if (!found && same_key(&ds->way[i].key, p, p->dst)) {
+			wi = i;
+			found = 1;
+		}
+	}
+	if (!found) {
+#pragma unroll
+		for (__u32 i = 1; i < SKETCH_WAYS; i++)
+			if (ds->way[i].last_ns < ds->way[wi & (SKETCH_WAYS - 1)].last_ns)
+				wi = i;
+	}
+	struct dst_way *d = &ds->way[wi & (SKETCH_WAYS - 1)];
+	if (!found) {
+		__builtin_memset(d, 0, sizeof(*d));
+		__builtin_memcpy(d->key.addr, p->dst, 16);
+		d->key.family = p->family;
+	}
+	d->tcp += 1;
 	if (syn)
-		__sync_fetch_and_add(&v->syn, 1);
-	v->last_ns = now;
+		d->syn += 1;
+	d->last_ns = now;
 }
 
 int ironpost_xdp(struct xdp_md *ctx)
@@ -496,42 +606,51 @@ int ironpost_xdp(struct xdp_md *ctx)
 	__u8 verdict = VERDICT_PASS;
 	__u32 zero = 0;
 	struct scratch *sc = SCRATCH.lookup(&zero);
+	struct ironpost_config *cfg = CONFIG.lookup(&zero);
 
-	if (!sc)
+	if (!sc || !cfg)
 		return XDP_PASS;
 	struct pkt *pp = &sc->p;
 	struct best_match *best = &sc->best;
 	__builtin_memset(pp, 0, sizeof(*pp));
 	best->rank = NO_MATCH;
 	best->slot = 0;
+	__u32 src_bits = 0;
 
 	if (parse(ctx, pp)) {
+		src_bits = filter_bits(filter_bucket(pp->src, pp->family));
 		if (pp->family == FAMILY_V4) {
-			__u32 saddr;
-			__builtin_memcpy(&saddr, pp->src, 4);
-			struct blocklist_value *v = BLOCKLIST.lookup(&saddr);
-			if (v)
-				consider(v, best);
-			struct lpm_v4_key k4 = {.prefixlen = 32};
-			__builtin_memcpy(k4.addr, pp->src, 4);
-			v = SRC4.lookup(&k4);
-			if (v)
-				consider(v, best);
-		} else {
+			if (src_bits & FILTER_EXACT) {
+				__u32 saddr;
+				__builtin_memcpy(&saddr, pp->src, 4);
+				struct blocklist_value *v = BLOCKLIST.lookup(&saddr);
+				if (v)
+					consider(v, best);
+			}
+			if ((src_bits & FILTER_PREFIX) || (cfg->flags & CFG_WILD_PREFIX4)) {
+				struct lpm_v4_key k4 = {.prefixlen = 32};
+				__builtin_memcpy(k4.addr, pp->src, 4);
+				struct blocklist_value *v = SRC4.lookup(&k4);
+				if (v)
+					consider(v, best);
+			}
+		} else if ((src_bits & FILTER_PREFIX) || (cfg->flags & CFG_WILD_PREFIX6)) {
 			struct lpm_v6_key k6 = {.prefixlen = 128};
 			__builtin_memcpy(k6.addr, pp->src, 16);
 			struct blocklist_value *v = SRC6.lookup(&k6);
 			if (v)
 				consider(v, best);
 		}
-		match_shapes(pp, best);
+		__u32 cand = candidate_shapes(pp, cfg, src_bits);
+		if (cand)
+			match_shapes(pp, best, cand, cfg->n_shapes);
 	}
 
 	if (best->rank != NO_MATCH) {
 		if (!(best->rank & MONITOR_RANK))
 			/* The allowlist is consulted only on the way to a drop,
 			 * so it costs nothing on the pass path. */
-			verdict = is_protected(pp) ? VERDICT_PROTECTED : VERDICT_DROP;
+			verdict = is_protected(pp, cfg, src_bits) ? VERDICT_PROTECTED : VERDICT_DROP;
 		else
 			verdict = VERDICT_MONITOR;
 	}
@@ -553,8 +672,10 @@ int ironpost_xdp(struct xdp_md *ctx)
 			s->drops += 1;
 	}
 
-	__u64 now = bpf_ktime_get_ns();
-	aggregate(pp, now);
+	/* The coarse clock (jiffies): a tenth of the precise one's cost, and
+	 * sketches, rule hits and the rate limit need no finer. */
+	__u64 now = bpf_ktime_get_coarse_ns();
+	aggregate(pp, now, cfg->hash_seed);
 
 	if (best->rank != NO_MATCH) {
 		__u32 slot = best->slot;

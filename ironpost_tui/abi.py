@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 
-IRONPOST_ABI_VERSION = 1
+IRONPOST_ABI_VERSION = 2
 
 STATS_TCP = 0
 STATS_UDP = 1
@@ -38,6 +38,25 @@ FIELD_DPORT = 0x4
 FIELD_PROTO = 0x8
 SHAPE_UNUSED = 0x80
 
+ADDR_FILTER_BITS = 18
+ADDR_FILTER_WORDS = 131072  # 2^(ADDR_FILTER_BITS - 1)
+FILTER_EXACT = 0x1
+FILTER_PREFIX = 0x2
+FILTER_ALLOW = 0x4
+FILTER_SRC_SHIFT = 8
+FILTER_DST_SHIFT = 16
+PORT_FILTER_WORDS = 8192
+
+CFG_WILD_PREFIX4 = 0x1
+CFG_WILD_PREFIX6 = 0x2
+CFG_WILD_ALLOW4 = 0x4
+CFG_WILD_ALLOW6 = 0x8
+
+SKETCH_WAYS = 4
+PORT_BITS = 512
+DIRTY_GENS = 4
+DIRTY_PERIOD_SHIFT = 28
+
 FAMILY_ANY = 0
 FAMILY_V4 = 4
 FAMILY_V6 = 6
@@ -57,14 +76,16 @@ RULE_SHAPE = struct.Struct("<BBBxH2x16s16s")
 MATCH_KEY = struct.Struct("<IBB2s16s16s")
 # struct rule_hit
 RULE_HIT = struct.Struct("<QQ")
-# struct ironpost_config
-CONFIG = struct.Struct("<II")
+# struct ironpost_config: n_shapes, abi_version, flags, hash_seed, src_wild, dst_wild, port_wild, pad,
+# proto_shapes[512] (IPv4 then IPv6, by protocol)
+CONFIG = struct.Struct("<IIIIBBBx512s")
 # struct agg_key: addr[16], family, pad[3]
 AGG_KEY = struct.Struct("<16sB3x")
-# struct agg_value: syn, tcp, new_tcp_ports, new_udp_ports, last_ns
-AGG_VALUE = struct.Struct("<QQQQQ")
-# struct port_key: addr[16], family, protocol, port (network order)
-PORT_KEY = struct.Struct("<16sBB2s")
+# struct src_way: key (20 bytes), syn, tcp, new_tcp_ports, new_udp_ports, pad, last_ns, ports_since,
+# ports[PORT_BITS / 64] (skipped: only the kernel reads the bitmap)
+SRC_WAY = struct.Struct(f"<20sIIII4xQQ{PORT_BITS // 8}x")
+# struct dst_way: key, syn, tcp, pad, last_ns
+DST_WAY = struct.Struct("<20sII4xQ")
 # struct packet_event
 PACKET_EVENT = struct.Struct("<Q16s16sHHIIBBBB")
 
@@ -78,14 +99,16 @@ PINNED_MAPS = (
     "ALLOW4",
     "ALLOW6",
     "CONFIG",
+    "ADDR_FILTER",
+    "PORT_FILTER",
     "STATS",
     "RULE_HITS",
     "EVENT_STATS",
     "RATE_STATE",
 )
 
-# Detector aggregates: per program run, never pinned (the windows live in user space).
-AGG_MAPS = ("SRC_AGG", "DST_AGG", "PORT_SEEN")
+# Detector sketches: per program run, never pinned (the windows live in user space).
+AGG_MAPS = ("SRC_SKETCH", "DST_SKETCH", "DIRTY")
 
 PROTOCOL_NAMES = {STATS_TCP: "tcp", STATS_UDP: "udp", STATS_ICMP: "icmp", STATS_OTHER: "other", STATS_TOTAL: "total"}
 EVENT_LOSS_REASONS = {EVSTAT_LOST_RINGBUF_FULL: "ringbuf_full", EVSTAT_LOST_RATE_LIMITED: "rate_limited"}
@@ -99,6 +122,7 @@ def size_cflags() -> list[str]:
         f"-DPY_VALUE_SIZE={BLOCKLIST_VALUE.size}",
         f"-DPY_SHAPE_SIZE={RULE_SHAPE.size}",
         f"-DPY_MATCH_KEY_SIZE={MATCH_KEY.size}",
-        f"-DPY_AGG_VALUE_SIZE={AGG_VALUE.size}",
-        f"-DPY_PORT_KEY_SIZE={PORT_KEY.size}",
+        f"-DPY_CONFIG_SIZE={CONFIG.size}",
+        f"-DPY_SRC_WAY_SIZE={SRC_WAY.size}",
+        f"-DPY_DST_WAY_SIZE={DST_WAY.size}",
     ]

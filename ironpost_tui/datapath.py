@@ -37,10 +37,10 @@ class DatapathConfig:
     allow_max_entries: int = 1_024
     ring_buffer_kib: int = 256
     event_rate: int = 10_000  # events/s per CPU; 0 = unlimited
-    src_agg_max_entries: int = 65_536
-    dst_agg_max_entries: int = 4_096
-    port_seen_max_entries: int = 262_144
-    port_memory_secs: float = 60.0  # a (source, port) probe counts again after this long
+    # Detector sketches, per CPU: sets of abi.SKETCH_WAYS ways (powers of two, at least 64).
+    src_sketch_sets: int = 1_024
+    dst_sketch_sets: int = 64
+    port_memory_secs: float = 60.0  # a source's probed ports are forgotten this often
 
     @property
     def rule_slots(self) -> int:
@@ -60,9 +60,8 @@ class DatapathConfig:
             f"-DRULE_SLOTS={self.rule_slots}",
             f"-DRINGBUF_PAGES={self.ringbuf_pages}",
             f"-DEVENT_RATE={self.event_rate}U",
-            f"-DSRC_AGG_MAX={self.src_agg_max_entries}",
-            f"-DDST_AGG_MAX={self.dst_agg_max_entries}",
-            f"-DPORT_SEEN_MAX={self.port_seen_max_entries}",
+            f"-DSRC_SETS_BITS={_log2(self.src_sketch_sets)}",
+            f"-DDST_SETS_BITS={_log2(self.dst_sketch_sets)}",
             f"-DPORT_MEMORY_NS={int(self.port_memory_secs * 1e9)}ULL",
         ]
 
@@ -78,11 +77,19 @@ class DatapathConfig:
             "ALLOW4": (_LPM_TRIE, abi.LPM_V4_KEY.size, abi.ALLOW_VALUE.size, self.allow_max_entries),
             "ALLOW6": (_LPM_TRIE, abi.LPM_V6_KEY.size, abi.ALLOW_VALUE.size, self.allow_max_entries),
             "CONFIG": (_ARRAY, 4, abi.CONFIG.size, 1),
+            "ADDR_FILTER": (_ARRAY, 4, 8, abi.ADDR_FILTER_WORDS),
+            "PORT_FILTER": (_ARRAY, 4, 8, abi.PORT_FILTER_WORDS),
             "STATS": (_PERCPU_ARRAY, 4, abi.PROTO_STATS.size, abi.STATS_MAX),
             "RULE_HITS": (_PERCPU_ARRAY, 4, abi.RULE_HIT.size, self.rule_slots),
             "EVENT_STATS": (_PERCPU_ARRAY, 4, 8, abi.EVSTAT_MAX),
             "RATE_STATE": (_PERCPU_ARRAY, 4, 16, 1),
         }
+
+
+def _log2(n: int) -> int:
+    if n < 64 or n & (n - 1):
+        raise ValueError(f"sketch sets must be a power of two of at least 64, not {n}")
+    return n.bit_length() - 1
 
 
 def import_bcc() -> Any:
@@ -168,7 +175,10 @@ class Datapath:
                 f"pinned maps in {pin_dir} were written by ABI version {config[1]}, this is "
                 f"{abi.IRONPOST_ABI_VERSION}: run `ironpost-tui cleanup IFACE`"
             )
-        self.write_config(config[0])
+        self.reused_maps = config[1] != 0  # pinned maps already in force
+        if config[1] == 0:  # new maps: stamp them, and seed the sketches' hash
+            seed = int.from_bytes(os.urandom(4), "little")
+            self.write_config_raw(abi.CONFIG.pack(0, abi.IRONPOST_ABI_VERSION, 0, seed, 0, 0, 0, bytes(512)))
 
     @property
     def prog_fd(self) -> int:
@@ -262,11 +272,17 @@ class Datapath:
         return int(self._tables["STATS"].total_cpu)
 
     def read_config(self) -> tuple[int, int]:
-        n_shapes, version = abi.CONFIG.unpack(self.map_lookup("CONFIG", (0).to_bytes(4, "little")) or bytes(8))
+        """(n_shapes, abi_version) of CONFIG."""
+        n_shapes, version = self.read_config_raw()[:2]
         return n_shapes, version
 
-    def write_config(self, n_shapes: int) -> None:
-        self.map_update("CONFIG", (0).to_bytes(4, "little"), abi.CONFIG.pack(n_shapes, abi.IRONPOST_ABI_VERSION))
+    def read_config_raw(self) -> tuple[Any, ...]:
+        raw = self.map_lookup("CONFIG", (0).to_bytes(4, "little")) or bytes(abi.CONFIG.size)
+        return abi.CONFIG.unpack(raw)
+
+    def write_config_raw(self, value: bytes) -> None:
+        """CONFIG is written by prefilter.Prefilter, which keeps its masks."""
+        self.map_update("CONFIG", (0).to_bytes(4, "little"), value)
 
     # --- events ------------------------------------------------------------------
     def open_events(self, on_event: Callable[[bytes], None]) -> None:

@@ -109,6 +109,8 @@ def _lib() -> ctypes.CDLL:
         "bpf_xdp_query": [ctypes.c_int, ctypes.c_int, ctypes.c_void_p],
         "bpf_xdp_detach": [ctypes.c_int, ctypes.c_uint32, ctypes.c_void_p],
         "bpf_prog_test_run_opts": [ctypes.c_int, ctypes.c_void_p],
+        "bpf_map_lookup_elem": [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p],
+        "bpf_map_update_elem": [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64],
         "bpf_map_lookup_batch": [
             ctypes.c_int,
             ctypes.c_void_p,
@@ -298,6 +300,22 @@ def prog_test_run(prog_fd: int, data: bytes, repeat: int = 1) -> TestRun:
     )
     _check("bpf_prog_test_run_opts", _lib().bpf_prog_test_run_opts(prog_fd, ctypes.byref(opts)))
     return TestRun(opts.retval, opts.duration, out.raw[: opts.data_size_out])
+
+
+def map_lookup(map_fd: int, key: bytes, value_size: int) -> bytes | None:
+    """One entry (a per-CPU map's value_size is every possible CPU's value, each 8-aligned)."""
+    value = ctypes.create_string_buffer(value_size)
+    ret = _lib().bpf_map_lookup_elem(map_fd, key, value)
+    if ret < 0:
+        err = -ret if ret != -1 else ctypes.get_errno()
+        if err == errno.ENOENT:
+            return None
+        raise BpfCallError("bpf_map_lookup_elem", err)
+    return value.raw
+
+
+def map_update(map_fd: int, key: bytes, value: bytes) -> None:
+    _check("bpf_map_update_elem", _lib().bpf_map_update_elem(map_fd, key, value, 0))
 
 
 def map_lookup_batch(map_fd: int, key_size: int, value_size: int, max_entries: int) -> tuple[bytes, bytes, int]:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from . import abi, kernel_rules
+from . import abi, kernel_rules, prefilter
 from .datapath import Datapath
 from .errors import RuleRefused
 from .kernel_rules import Placement, Shape
 from .model import Action, FilterRule, IPNetwork, RuleStatus
+from .prefilter import Atom, Prefilter
 
 MONITOR_RANK = 0x80000000
 
@@ -26,6 +27,7 @@ class _Installed:
     slot: int
     priority: int
     shape_index: int | None
+    atoms: list[Atom]  # what it set in the prefilter (prefilter.py)
 
 
 class RuleTable:
@@ -48,6 +50,7 @@ class RuleTable:
         self._free_shapes = list(range(cfg.shapes_max - 1, -1, -1))
         self._n_shapes = 0
         self._allow: dict[IPNetwork, int] = {}
+        self._pf = Prefilter(datapath)
 
     # --- reading ---------------------------------------------------------------
     def __len__(self) -> int:
@@ -209,7 +212,9 @@ class RuleTable:
                         self._free_shapes.remove(index)
                 if slot in self._free_slots:
                     self._free_slots.remove(slot)
-                self._rules[rule.id] = _Installed(rule, placement, key, slot, priority, shape_index)
+                atoms = _atoms(rule, placement, shape_index)
+                self._pf.add(atoms)
+                self._rules[rule.id] = _Installed(rule, placement, key, slot, priority, shape_index, atoms)
                 self._by_key[(map_name, key)] = rule.id
                 self._by_slot[slot] = rule.id
                 if map_name in self._lpm and rule.src_ip is not None:
@@ -217,6 +222,8 @@ class RuleTable:
                 self._next_priority = max(self._next_priority, priority + 1)
                 found.append(rule)
         self._n_shapes = self._dp.read_config()[0]
+        self._pf.set_n_shapes(self._n_shapes)
+        self._pf.publish()
         return found
 
     # --- allowlist -------------------------------------------------------------
@@ -225,10 +232,13 @@ class RuleTable:
         for net, reason in entries.items():
             if self._allow.get(net) != reason:
                 name, key = kernel_rules.allow_key(net)
+                if net not in self._allow:
+                    self._pf.add(prefilter.source_atoms("ALLOW", net))
                 self._dp.map_update(name, key, abi.ALLOW_VALUE.pack(reason))
         for net in [n for n in self._allow if n not in entries]:
             name, key = kernel_rules.allow_key(net)
             self._dp.map_delete(name, key)
+            self._pf.remove(prefilter.source_atoms("ALLOW", net))
         self._allow = dict(entries)
 
     def allowlist(self) -> dict[IPNetwork, int]:
@@ -259,16 +269,23 @@ class RuleTable:
             # Zero the slot's hit counters before anything points at it.
             self._dp.percpu_clear("RULE_HITS", slot)
             acting = self._acting(placement.map_name, rule, slot, priority)
-            self._dp.map_update(placement.map_name, key, kernel_rules.value(rule, slot, priority, acting))
+            atoms = _atoms(rule, placement, shape_index)
+            self._pf.add(atoms)  # the filters let the entry be found before it exists
+            try:
+                self._dp.map_update(placement.map_name, key, kernel_rules.value(rule, slot, priority, acting))
+            except Exception:
+                self._pf.remove(atoms)
+                raise
         except Exception:
             if placement.shape is not None:
                 self._release_shape(placement.shape)
             raise
         self._free_slots.pop()
-        self._rules[rule.id] = _Installed(rule, placement, key, slot, priority, shape_index)
+        self._rules[rule.id] = _Installed(rule, placement, key, slot, priority, shape_index, atoms)
         if take_over is not None:
             old = self._rules.pop(take_over)
             del self._by_key[(placement.map_name, key)]  # overwritten above, not deleted
+            self._pf.remove(old.atoms)
             if old.placement.shape is not None:
                 self._release_shape(old.placement.shape)
             self._free_slots.insert(0, old.slot)  # reused last: see _remove_entries
@@ -329,6 +346,7 @@ class RuleTable:
         if self._by_key.get((inst.placement.map_name, inst.key)) == inst.rule.id:
             self._dp.map_delete(inst.placement.map_name, inst.key)
             del self._by_key[(inst.placement.map_name, inst.key)]
+        self._pf.remove(inst.atoms)  # after the entry is gone
         if inst.placement.shape is not None:
             self._release_shape(inst.placement.shape)
         if self._by_slot.get(inst.slot) == inst.rule.id:
@@ -353,7 +371,7 @@ class RuleTable:
         self._shapes[shape] = (index, 1)
         if index + 1 > self._n_shapes:
             self._n_shapes = index + 1
-            self._dp.write_config(self._n_shapes)
+            self._pf.set_n_shapes(self._n_shapes)
         return index
 
     def _release_shape(self, shape: Shape) -> None:
@@ -368,7 +386,17 @@ class RuleTable:
         n = max((i for i, _ in self._shapes.values()), default=-1) + 1
         if n != self._n_shapes:
             self._n_shapes = n
-            self._dp.write_config(n)
+            self._pf.set_n_shapes(n)
+
+
+def _atoms(rule: FilterRule, placement: Placement, shape_index: int | None) -> list[Atom]:
+    if placement.shape is None:
+        assert rule.src_ip is not None
+        return prefilter.source_atoms(placement.map_name, rule.src_ip)
+    assert shape_index is not None
+    return prefilter.shape_atoms(
+        shape_index, placement.shape.family, rule.src_ip, rule.dst_ip, rule.dst_port, rule.protocol
+    )
 
 
 def _rank(rule: FilterRule, priority: int) -> int:

@@ -33,7 +33,7 @@ from scapy.layers.ipsec import AH
 from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
 from scapy.packet import Packet, Raw
 
-from ironpost_tui import abi, kernel_rules, libbpf, stats
+from ironpost_tui import abi, kernel_rules, libbpf, prefilter, stats
 from ironpost_tui.datapath import Datapath, DatapathConfig
 from ironpost_tui.events import EventDecoder
 from ironpost_tui.model import Action, FilterRule, PacketEvent, Verdict
@@ -1039,6 +1039,12 @@ def _hand_blocklist(env: Env, addr: str) -> int:
     slot = env.dp.cfg.rule_slots - HAND_SLOT_OFFSET
     env.dp.percpu_clear("RULE_HITS", slot)
     key = ipaddress.IPv4Address(addr).packed
+    # The ABI asks a tool writing BLOCKLIST to set its address's ADDR_FILTER bit first.
+    bucket = prefilter.filter_bucket(key.ljust(16, b"\0"), abi.FAMILY_V4)
+    word_key = (bucket >> 1).to_bytes(4, "little")
+    word = int.from_bytes(env.dp.map_lookup("ADDR_FILTER", word_key) or bytes(8), "little")
+    word |= abi.FILTER_EXACT << ((bucket & 1) * 32)
+    env.dp.map_update("ADDR_FILTER", word_key, word.to_bytes(8, "little"))
     env.dp.map_update("BLOCKLIST", key, abi.BLOCKLIST_VALUE.pack(abi.ACTION_DROP, abi.ACTION_DROP, slot, 0, slot, 0))
     return slot
 

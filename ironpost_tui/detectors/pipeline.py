@@ -1,35 +1,62 @@
-"""One detection tick: read the aggregates, slide the windows, judge, keep the alerts."""
+"""One detection tick: read the kernel's sketches, slide the windows, judge, keep the alerts."""
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Hashable
+import time
+from collections.abc import Callable, Hashable
 
 from .. import abi
 from ..datapath import Datapath
+from ..sketch import SketchReader
 from ..detector_config import PortScanConfig, SynFloodConfig
 from .alerts import AlertBook, AlertChange
 from .port_scan import PortScanDetector
 from .syn_flood import SynFloodDetector
-from .window import Counts, WindowSums
+from .window import Counts, WindowSums, diff_counts
 
-TCP, NEW_TCP, NEW_UDP = 1, 2, 3  # positions in an aggregate's counts
-
-
-def read_aggregates(dp: Datapath, name: str) -> dict[Hashable, Counts]:
-    """An aggregate map as {raw key: (syn, tcp, new_tcp_ports, new_udp_ports)}, in one batch read."""
-    keys, values, count = dp.map_dump(name)
-    ks, vs = abi.AGG_KEY.size, abi.AGG_VALUE.size
-    out: dict[Hashable, Counts] = {}
-    for i in range(count):
-        out[keys[i * ks : (i + 1) * ks]] = abi.AGG_VALUE.unpack_from(values, i * vs)[:4]
-    return out
+TCP, NEW_TCP, NEW_UDP = 1, 2, 3  # positions in a source's counts: (syn, tcp, new_tcp_ports, new_udp_ports)
+PENDING_MAX = 65_536  # sources not yet interesting, remembered at most
 
 
 def address_of(key: Hashable) -> str:
     assert isinstance(key, bytes)
     addr, family = abi.AGG_KEY.unpack(key)
     return str(ipaddress.IPv4Address(addr[:4]) if family == abi.FAMILY_V4 else ipaddress.IPv6Address(addr))
+
+
+class _Admission:
+    """Deltas of a key reach its window only once the key has sent ``minimum`` (by ``metric``) within
+    one window: a spoofed flood's one-packet sources (a new one per packet) cost a dict entry each,
+    not a window each.  What a key sent before it became interesting is credited at once, so a slow
+    source can reach a threshold up to a quarter early."""
+
+    def __init__(self, window: WindowSums, minimum: int, metric: Callable[[Counts], int]) -> None:
+        self.window = window
+        self.minimum = minimum
+        self.metric = metric
+        self._pending: dict[Hashable, Counts] = {}
+        self._since = 0.0
+
+    def add(self, deltas: dict[Hashable, Counts], now: float) -> None:
+        if now - self._since > self.window.window or len(self._pending) > PENDING_MAX:
+            self._pending.clear()
+            self._since = now
+        admitted: dict[Hashable, Counts] = {}
+        pending = self._pending
+        for key, delta in deltas.items():
+            if key in self.window.sums:
+                admitted[key] = delta
+                continue
+            acc = pending.get(key)
+            if acc is not None:
+                delta = tuple(a + d for a, d in zip(acc, delta, strict=True))
+            if self.metric(delta) >= self.minimum:
+                admitted[key] = delta
+                pending.pop(key, None)
+            else:
+                pending[key] = delta
+        self.window.add(admitted, now)
 
 
 class DetectionPipeline:
@@ -39,26 +66,38 @@ class DetectionPipeline:
         self._syn_src = WindowSums(syn_flood.window_secs)
         self._syn_dst = WindowSums(syn_flood.window_secs)
         self._scan_src = WindowSums(port_scan.window_secs)
+        self._syn_admit = _Admission(self._syn_src, max(1, syn_flood.threshold // 4), lambda c: c[TCP])
+        self._scan_admit = _Admission(
+            self._scan_src, max(1, port_scan.port_threshold // 4), lambda c: c[NEW_TCP] + c[NEW_UDP]
+        )
+        self._prev: tuple[dict[Hashable, Counts], dict[Hashable, Counts]] = ({}, {})
+        self._reader: SketchReader | None = None
         self.book = AlertBook()
 
     def feed(
         self, sources: dict[Hashable, Counts], targets: dict[Hashable, Counts], now: float, wall: float
     ) -> list[AlertChange]:
-        """One tick from aggregate snapshots; ``now`` is monotonic, ``wall`` the time to stamp alerts with."""
-        # A source is windowed only once its counters since it entered the map
-        # reach a quarter of a threshold: a spoofed flood's one-packet sources
-        # (a new one per packet) cost a comparison each, not a window each.
-        # (What a source sent before it became interesting is credited at once,
-        # so a slow source can reach a threshold up to a quarter early.)
-        syn_min = max(1, self.syn_flood.config.threshold // 4)
-        port_min = max(1, self.port_scan.config.port_threshold // 4)
-        self._syn_src.update({k: v for k, v in sources.items() if v[TCP] >= syn_min}, now)
-        self._syn_dst.update(targets, now)
-        self._scan_src.update({k: v for k, v in sources.items() if v[NEW_TCP] + v[NEW_UDP] >= port_min}, now)
+        """One tick from snapshots of cumulative counters (a replay, the tests); ``now`` is
+        monotonic, ``wall`` the time to stamp alerts with."""
+        deltas = tuple(diff_counts(prev, cur) for prev, cur in zip(self._prev, (sources, targets), strict=True))
+        self._prev = (dict(sources), dict(targets))
+        return self.feed_deltas(deltas[0], deltas[1], now, wall)
+
+    def feed_deltas(
+        self, sources: dict[Hashable, Counts], targets: dict[Hashable, Counts], now: float, wall: float
+    ) -> list[AlertChange]:
+        """One tick from what each source and target sent since the last."""
+        self._syn_admit.add(sources, now)
+        self._scan_admit.add({k: v for k, v in sources.items() if v[NEW_TCP] or v[NEW_UDP]}, now)
+        self._syn_dst.add(targets, now)
         scanners = self.port_scan.scanners(self._scan_src)
         findings = self.syn_flood.evaluate(self._syn_src, self._syn_dst, address_of, scanners)
         findings += self.port_scan.evaluate(self._scan_src, address_of)
         return self.book.update(findings, wall)
 
     def tick(self, dp: Datapath, now: float, wall: float) -> list[AlertChange]:
-        return self.feed(read_aggregates(dp, "SRC_AGG"), read_aggregates(dp, "DST_AGG"), now, wall)
+        if self._reader is None:
+            self._reader = SketchReader(dp)
+        sources, targets = self._reader.read(time.monotonic_ns())
+        return self.feed_deltas(sources, targets, now, wall)
+

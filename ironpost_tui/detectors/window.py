@@ -11,12 +11,26 @@ BUCKETS = 20  # a window is this many buckets: deltas leave it one bucket at a t
 MAX_KEYS = 65_536  # keys tracked at most; beyond, the smallest go first
 
 
+def diff_counts(prev: Mapping[Hashable, Counts], cur: Mapping[Hashable, Counts]) -> dict[Hashable, Counts]:
+    """What each key's cumulative counters grew by; a counter that went down restarted from zero."""
+    out: dict[Hashable, Counts] = {}
+    for key, counts in cur.items():
+        old = prev.get(key)
+        if old == counts:
+            continue
+        if old is None or any(c < o for c, o in zip(counts, old, strict=True)):
+            out[key] = counts
+        else:
+            out[key] = tuple(c - o for c, o in zip(counts, old, strict=True))
+    return out
+
+
 class WindowSums:
     """Per key, the sum of what its counters grew by within the last ``window`` seconds.
 
-    Fed snapshots of cumulative counters (an LRU map read at one moment).  A
-    counter that went down (the key was evicted and came back, or wrapped) is
-    taken as restarted from zero.  Deltas are kept in buckets of window/20, so
+    Fed deltas (``add``), or snapshots of cumulative counters (``update``: a
+    counter that went down, say a key evicted that came back, is taken as
+    restarted from zero).  Deltas are kept in buckets of window/20, so
     memory is bounded by keys × buckets whatever the read rate, and the number
     of keys is capped: under a spoofed flood (a new source per packet) the keys
     holding the least are forgotten first.  Work per update is proportional to
@@ -39,19 +53,18 @@ class WindowSums:
         return int(now // self.width)
 
     def update(self, snapshot: Mapping[Hashable, Counts], now: float) -> None:
+        """Feed a snapshot of cumulative counters: what grew since the last one is added."""
+        deltas = diff_counts(self._prev, snapshot)
+        self._prev = dict(snapshot)
+        self.add(deltas, now)
+
+    def add(self, deltas: Mapping[Hashable, Counts], now: float) -> None:
+        """Add what each key's counters grew by since the last call."""
         bucket = self._bucket(now)
         if not self._touched or self._touched[-1][0] != bucket:
             self._touched.append((bucket, set()))
         touched = self._touched[-1][1]
-        prev = self._prev
-        for key, cur in snapshot.items():
-            old = prev.get(key)
-            if old == cur:
-                continue
-            if old is None or any(c < o for c, o in zip(cur, old, strict=True)):
-                delta: Counts = cur
-            else:
-                delta = tuple(c - o for c, o in zip(cur, old, strict=True))
+        for key, delta in deltas.items():
             ring = self._rings.get(key)
             if ring is None:
                 ring = self._rings[key] = deque()
@@ -66,7 +79,6 @@ class WindowSums:
                 slot[i] += d
                 acc[i] += d
             touched.add(key)
-        self._prev = dict(snapshot)
         self.expire(now)
         if len(self._rings) > self.max_keys:
             self._shed()

@@ -1,0 +1,123 @@
+"""Read the detector sketches (SRC_SKETCH, DST_SKETCH) as per-address deltas since the last read.
+
+The kernel marks in DIRTY which sets each period touched (bpf/ironpost_common.h); a read takes the
+periods that are over, clears their marks, and reads only the sets they name, so an idle host costs
+a few syscalls.  Each way holds one address's counters since it took the way; they are diffed
+against what the way held at the last read (a way taken over by another address starts again).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+from . import abi, libbpf
+from .datapath import Datapath
+
+Counts = tuple[int, ...]
+# A period is read once the coarse clock (up to a jiffy behind) has surely left it.
+GUARD_NS = 25_000_000
+PERIOD_NS = 1 << abi.DIRTY_PERIOD_SHIFT
+
+
+class _Sketch:
+    def __init__(self, dp: Datapath, name: str, way: object, sets: int, counters: int) -> None:
+        from struct import Struct
+
+        assert isinstance(way, Struct)
+        self.fd = dp.map_fd(name)
+        self.way = way
+        self.sets = sets
+        self.counters = counters
+        self.set_size = way.size * abi.SKETCH_WAYS  # a multiple of 8: per-CPU values need no padding
+        self.ncpu = dp.possible_cpus
+        # (cpu, set, way) -> (address key, counters) at the last read
+        self.prev: dict[tuple[int, int, int], tuple[bytes, Counts]] = {}
+
+    def read(self, sets: list[int], out: dict[Hashable, Counts]) -> None:
+        if len(sets) > self.sets // 8:  # many: one batch read of the whole map
+            _keys, values, count = libbpf.map_lookup_batch(self.fd, 4, self.set_size * self.ncpu, self.sets)
+            stride = self.set_size * self.ncpu
+            for s in range(count):
+                self._ways(s, values, s * stride, out)
+            return
+        for s in sets:
+            raw = libbpf.map_lookup(self.fd, s.to_bytes(4, "little"), self.set_size * self.ncpu)
+            if raw is not None:
+                self._ways(s, raw, 0, out)
+
+    def _ways(self, s: int, raw: bytes, base: int, out: dict[Hashable, Counts]) -> None:
+        unpack = self.way.unpack_from
+        size, n = self.way.size, self.counters
+        prev = self.prev
+        for cpu in range(self.ncpu):
+            off = base + cpu * self.set_size
+            for w in range(abi.SKETCH_WAYS):
+                fields = unpack(raw, off + w * size)
+                key = fields[0]
+                if not key[16]:  # family 0: never used
+                    continue
+                counts = fields[1 : 1 + n]
+                slot = (cpu, s, w)
+                old = prev.get(slot)
+                prev[slot] = (key, counts)
+                if old is None or old[0] != key:
+                    delta = counts
+                elif old[1] == counts:
+                    continue
+                elif any(c < o for c, o in zip(counts, old[1], strict=True)):
+                    delta = counts  # the address lost the way and took it again
+                else:
+                    delta = tuple(c - o for c, o in zip(counts, old[1], strict=True))
+                if any(delta):
+                    acc = out.get(key)
+                    out[key] = delta if acc is None else tuple(a + d for a, d in zip(acc, delta, strict=True))
+
+
+class SketchReader:
+    """Deltas per source (syn, tcp, new_tcp_ports, new_udp_ports) and per destination (syn, tcp)."""
+
+    def __init__(self, dp: Datapath) -> None:
+        cfg = dp.cfg
+        self._dirty_fd = dp.map_fd("DIRTY")
+        self._src = _Sketch(dp, "SRC_SKETCH", abi.SRC_WAY, cfg.src_sketch_sets, 4)
+        self._dst = _Sketch(dp, "DST_SKETCH", abi.DST_WAY, cfg.dst_sketch_sets, 2)
+        self._ncpu = dp.possible_cpus
+        self._src_words = cfg.src_sketch_sets // 64
+        self._dirty_size = (self._src_words + cfg.dst_sketch_sets // 64) * 8
+        self._zero = bytes(self._dirty_size * self._ncpu)
+
+    def read(self, now_ns: int) -> tuple[dict[Hashable, Counts], dict[Hashable, Counts]]:
+        period = now_ns // PERIOD_NS
+        periods = [period - 2]
+        if now_ns - period * PERIOD_NS >= GUARD_NS:
+            periods.append(period - 1)
+        src_words = [0] * self._src_words
+        dst_words = [0] * (self._dirty_size // 8 - self._src_words)
+        for p in periods:
+            gen = (p % abi.DIRTY_GENS).to_bytes(4, "little")
+            raw = libbpf.map_lookup(self._dirty_fd, gen, self._dirty_size * self._ncpu)
+            if raw is None or not any(raw):
+                continue
+            libbpf.map_update(self._dirty_fd, gen, self._zero)
+            for cpu in range(self._ncpu):
+                base = cpu * self._dirty_size
+                for i in range(len(src_words)):
+                    src_words[i] |= int.from_bytes(raw[base + i * 8 : base + i * 8 + 8], "little")
+                base += self._src_words * 8
+                for i in range(len(dst_words)):
+                    dst_words[i] |= int.from_bytes(raw[base + i * 8 : base + i * 8 + 8], "little")
+        sources: dict[Hashable, Counts] = {}
+        targets: dict[Hashable, Counts] = {}
+        self._src.read(_bits(src_words), sources)
+        self._dst.read(_bits(dst_words), targets)
+        return sources, targets
+
+
+def _bits(words: list[int]) -> list[int]:
+    out = []
+    for i, w in enumerate(words):
+        while w:
+            low = w & -w
+            out.append(i * 64 + low.bit_length() - 1)
+            w ^= low
+    return out
