@@ -4,7 +4,7 @@ Two soaks, each with a fresh agent and the default event rate limit, trafgen at 
 * one source: UDP from the lab's namespace address, dropped by a source rule (events flow);
 * spoofed sources: TCP SYNs from random sources in 198.18.0.0/16 to random ports of the host side,
   with a drop rule on them (nothing protected, so the host never answers): the detectors'
-  aggregates (SRC_AGG, PORT_SEEN, DST_AGG) fill to their LRU bounds and their windows to theirs.
+  sketches (SRC_SKETCH, DST_SKETCH: fixed size) churn and the windows fill to their bounds.
 
 Budgets: RSS after each soak within 5% of RSS after attach (flat), and <= 1.5x the floor process's
 RSS (python3 + BCC + an empty XDP program compiled and attached, measured here too).  The growth

@@ -7,8 +7,7 @@ SRC6) and 256 multi-field rules in 8 shapes (MATCH), through the product's own R
 "blocked" frame's source and pass the others.
 
 ``prog-profile`` compiles variants of the program (text substitutions on a copy of
-bpf/ironpost_xdp.c, the product is not touched) to say what costs what, and measures two candidate
-optimizations the same way.
+bpf/ironpost_xdp.c, the product is not touched) to say what costs what.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,6 +112,7 @@ def load_ironpost(rules: list[Any], subs: list[tuple[str, str]] = (), event_rate
     from ironpost_tui import resources
     from ironpost_tui.datapath import Datapath, DatapathConfig
     from ironpost_tui.rule_table import RuleTable, monotonic_to_wall_offset
+    from ironpost_tui.sketch import SketchReader
 
     cfg = DatapathConfig() if event_rate is None else DatapathConfig(event_rate=event_rate)
     workdir = None
@@ -138,6 +139,8 @@ def load_ironpost(rules: list[Any], subs: list[tuple[str, str]] = (), event_rate
     table = RuleTable(dp, monotonic_to_wall_offset())
     for r in rules:
         table.add(r)
+    # What a running engine does each detection tick: publish TICK (the time and the DIRTY generation).
+    SketchReader(dp).read(time.monotonic_ns())
     return Loaded(dp, table, workdir)
 
 
@@ -290,69 +293,23 @@ def run(report: Report, opts: core.Options) -> None:
 # what costs what
 
 
-NO_AGG = [("\taggregate(pp, now);", "")]
-COARSE_CLOCK = [("bpf_ktime_get_ns()", "bpf_ktime_get_coarse_ns()")]
-PORT_FILTER = [
-    (
-        "static __always_inline void match_shapes(",
-        "/* bench variant: which shapes hold a rule for each destination port (bit i: shape i) */\n"
-        "BPF_ARRAY(PORT_SHAPES, __u8, 65536);\n\n"
-        "static __always_inline void match_shapes(",
-    ),
-    (
-        "\t\tif ((sh->fields & FIELD_DPORT) && !p->has_ports)\n\t\t\tcontinue;\n",
-        "\t\tif ((sh->fields & FIELD_DPORT) && !p->has_ports)\n\t\t\tcontinue;\n"
-        "\t\tif (sh->fields & FIELD_DPORT) {\n"
-        "\t\t\t__u32 port = bpf_ntohs(p->dport);\n"
-        "\t\t\t__u8 *m = PORT_SHAPES.lookup(&port);\n"
-        "\t\t\tif (!m || !(*m & (1U << i)))\n"
-        "\t\t\t\tcontinue;\n"
-        "\t\t}\n",
-    ),
-]
-
-
-def fill_port_shapes(loaded: Loaded) -> None:
-    """PORT_SHAPES of the port-filter variant, from what RuleTable wrote into MATCH and SHAPES."""
-    from ironpost_tui import abi
-
-    fields = {int.from_bytes(k, "little"): abi.RULE_SHAPE.unpack(v)[0] for k, v in loaded.dp.map_items("SHAPES")}
-    masks: dict[int, int] = {}
-    for key, _v in loaded.dp.map_items("MATCH"):
-        shape = int.from_bytes(key[:4], "little")
-        if fields.get(shape, 0) & abi.FIELD_DPORT:
-            port = int.from_bytes(key[6:8], "big")
-            masks[port] = masks.get(port, 0) | (1 << shape)
-    table = loaded.dp._bpf[b"PORT_SHAPES"]  # the variant's own map, not part of the product
-    for port, mask in masks.items():
-        table[table.Key(port)] = table.Leaf(mask)
-
-
-# Skip the shape scan when a source rule already decided a drop.  In the product this is right only when
-# no multi-field drop rule ranks before it: user space would publish the best rank MATCH holds (say in
-# CONFIG) and the program would compare; here every multi-field rule comes after the source rules, so
-# the unconditional form measures the same saving.
-EARLY_DROP = [
-    (
-        "\tstruct ironpost_config *cfg = CONFIG.lookup(&zero);\n\tif (!cfg)\n\t\treturn;\n",
-        "\tif (best->rank != NO_MATCH && !(best->rank & MONITOR_RANK))\n\t\treturn;\n"
-        "\tstruct ironpost_config *cfg = CONFIG.lookup(&zero);\n\tif (!cfg)\n\t\treturn;\n",
-    )
-]
+NO_AGG = [("\t\taggregate(pp, tick, sc->seq, cfg->hash_seed);", "")]
+NO_FILTER = [("\t\tsrc_bits = filter_bits(filter_bucket(pp->src, pp->family));",
+              "\t\tsrc_bits = 0xffffffffU; /* bench variant: every map looked up */")]
+NO_DST = [("\tif (!tcp)\n\t\treturn;\n\tset = (sketch_hash(p->dst", "\treturn;\n\tset = (sketch_hash(p->dst")]
+CLOCK = [("\tsc->seq += 1;\n",
+          "\tsc->seq += bpf_ktime_get_coarse_ns() & 1; /* bench variant: a clock read */\n\tsc->seq += 1;\n")]
 
 # name -> (description, substitutions, rules kind)
 VARIANTS: dict[str, tuple[str, list[tuple[str, str]], str]] = {
     "product": ("the product as loaded above", [], "full"),
     "no-multi": ("no multi-field rules (0 shapes)", [], "no-multi"),
     "no-rules": ("no rules at all", [], "none"),
-    "no-agg": ("detector aggregates removed", NO_AGG, "full"),
-    "no-agg-no-multi": ("aggregates removed, no multi-field rules", NO_AGG, "no-multi"),
-    "no-agg-no-rules": ("aggregates removed, no rules: parse, lookups in empty maps, STATS, clock", NO_AGG, "none"),
-    "coarse-clock": ("candidate: bpf_ktime_get_coarse_ns instead of bpf_ktime_get_ns", COARSE_CLOCK, "full"),
-    "port-filter": ("candidate: skip a port shape unless a rule of it has the packet's port", PORT_FILTER, "full"),
-    "early-drop": ("candidate: no shape scan once a source rule decided a drop", EARLY_DROP, "full"),
-    "port-filter+coarse": ("candidates together", PORT_FILTER + COARSE_CLOCK, "full"),
-    "all-candidates": ("port filter, coarse clock, early drop", PORT_FILTER + COARSE_CLOCK + EARLY_DROP, "full"),
+    "no-agg": ("detector sketches removed", NO_AGG, "full"),
+    "no-agg-no-rules": ("sketches removed, no rules: parse, filter, STATS", NO_AGG, "none"),
+    "no-dst": ("per-destination sketch removed", NO_DST, "full"),
+    "no-filter": ("ADDR_FILTER bypassed: every rule map looked up", NO_FILTER, "full"),
+    "plus-clock": ("one bpf_ktime_get_coarse_ns() per packet added", CLOCK, "full"),
 }
 
 
@@ -369,8 +326,6 @@ def run_profile(report: Report, opts: core.Options) -> None:
     try:
         for vname, (_desc, subs, kind) in VARIANTS.items():
             loaded[vname] = load_ironpost(rules[kind], subs)
-            if any(sub in subs for sub in PORT_FILTER):
-                fill_port_shapes(loaded[vname])
         with floor_prog() as floor_fd:
             progs = {"floor": floor_fd} | {k: v.fd for k, v in loaded.items()}
             runs: dict[str, dict[str, list[float]]] = {k: {f: [] for f in fr} for k in progs}
@@ -399,15 +354,12 @@ def run_profile(report: Report, opts: core.Options) -> None:
         out["variants"][vname] = {"description": desc, "ns_above_floor": above}
         report.info(name, f"{vname}: ns above floor", median(above.values()), "ns", note=f"{desc}: {cells(above)}")
     attribution = {
-        "base: parse, BLOCKLIST/SRC4/SRC6 lookups, STATS, clock": diff("no-agg-no-rules", "floor"),
-        "rule maps filled (10k exact, 1k prefixes)": diff("no-agg-no-multi", "no-agg-no-rules"),
-        "256 multi-field rules in 8 shapes (MATCH scan)": diff("no-agg", "no-agg-no-multi"),
-        "detector aggregates (SRC_AGG, PORT_SEEN, DST_AGG)": diff("product", "no-agg"),
-        "bpf_ktime_get_ns over the coarse clock": diff("product", "coarse-clock"),
-        "saved by the port filter": diff("product", "port-filter"),
-        "saved by skipping shapes after a source drop": diff("product", "early-drop"),
-        "saved by port filter + coarse clock": diff("product", "port-filter+coarse"),
-        "saved by all three candidates": diff("product", "all-candidates"),
+        "base: parse, filters, STATS (no rules, no sketches)": diff("no-agg-no-rules", "floor"),
+        "10k exact, 1k prefixes, 256 multi-field rules": diff("no-agg", "no-agg-no-rules"),
+        "detector sketches (SRC_SKETCH, DST_SKETCH)": diff("product", "no-agg"),
+        "of which the per-destination sketch": diff("product", "no-dst"),
+        "saved by ADDR_FILTER": diff("no-filter", "product"),
+        "a clock read (what TICK saves)": diff("plus-clock", "product"),
     }
     out["attribution_ns"] = attribution
     for what, per in attribution.items():

@@ -114,7 +114,7 @@ struct match_key {
 	__u8 dst[16];
 };
 
-/* RULE_HITS value (per CPU). last_hit_ns is bpf_ktime_get_coarse_ns() time (CLOCK_MONOTONIC, jiffy steps). */
+/* RULE_HITS value (per CPU). last_hit_ns is TICK time (CLOCK_MONOTONIC, tick steps). */
 struct rule_hit {
 	__u64 packets;
 	__u64 last_hit_ns;
@@ -171,13 +171,26 @@ struct rate_state {
  * whatever the number of (spoofed) sources.  A source (destination) hashes to
  * one set of SKETCH_WAYS ways; a new one takes the least recently used way.
  * Counters are cumulative from when the way was taken: user space diffs them
- * (a way taken over restarts from zero).  DIRTY says which sets changed, per
- * period of 2^DIRTY_PERIOD_SHIFT ns of the coarse clock (DIRTY_GENS periods
- * in turn), so user space reads only those. */
+ * (a way taken over restarts from zero).  DIRTY says which sets changed since
+ * user space last moved TICK's generation (DIRTY_GENS in turn), so user space
+ * reads only those.  A set's ways are replaced least recently used first, by a
+ * per-CPU packet sequence number. */
 #define SKETCH_WAYS 4
 #define PORT_BITS 512
 #define DIRTY_GENS 4
-#define DIRTY_PERIOD_SHIFT 28
+
+/* TICK[0]: the detection tick user space publishes (ironpost_tui/sketch.py),
+ * so the per-packet path reads no clock: the tick count (DIRTY entry
+ * gen % DIRTY_GENS is the one to mark; 0 before the first tick), and
+ * the time of the tick (CLOCK_MONOTONIC ns, 0 before the first), used for
+ * the port memory, rule last-hit times and the event rate limit.  While it is
+ * 0 (no reader: a bare Datapath) those fall back to the kernel's coarse
+ * clock. */
+struct ironpost_tick {
+	__u32 gen;
+	__u32 _pad;
+	__u64 now_ns;
+};
 
 struct agg_key {
 	__u8 addr[16];
@@ -191,9 +204,9 @@ struct src_way {
 	__u32 tcp;           /* all TCP */
 	__u32 new_tcp_ports; /* probes (TCP without ACK) to a port not probed since ports_since */
 	__u32 new_udp_ports; /* UDP to a port not hit since ports_since (replies from services excluded) */
-	__u32 _pad;
-	__u64 last_ns;       /* coarse clock */
-	__u64 ports_since;   /* the port bitmap is cleared every PORT_MEMORY_NS */
+	__u32 marked;        /* the TICK count in which this way last marked its set in DIRTY */
+	__u64 last_seq;      /* per-CPU packet sequence number of the last packet */
+	__u64 ports_since;   /* TICK time: the port bitmap is cleared every PORT_MEMORY_NS */
 	__u64 ports[PORT_BITS / 64]; /* ports probed, by hash of (protocol, port) */
 };
 
@@ -201,8 +214,8 @@ struct dst_way {
 	struct agg_key key;
 	__u32 syn;
 	__u32 tcp;
-	__u32 _pad;
-	__u64 last_ns;
+	__u32 marked;
+	__u64 last_seq;
 };
 
 struct src_set {

@@ -94,6 +94,7 @@ IRONPOST_MAP("percpu_array", __u32, struct rate_state, RATE_STATE, 1, 0);
 BPF_PERCPU_ARRAY(SRC_SKETCH, struct src_set, SRC_SETS);
 BPF_PERCPU_ARRAY(DST_SKETCH, struct dst_set, DST_SETS);
 BPF_PERCPU_ARRAY(DIRTY, struct dirty_sets, DIRTY_GENS);
+BPF_ARRAY(TICK, struct ironpost_tick, 1);
 
 BPF_RINGBUF_OUTPUT(EVENTS, RINGBUF_PAGES);
 
@@ -134,6 +135,7 @@ struct pkt {
 struct best_match {
 	__u32 rank;
 	__u32 slot;
+	__u32 from_source; /* the best match is a source-only rule (BLOCKLIST, SRC4, SRC6) */
 };
 
 /* The parsed packet and the best match so far live in per-CPU map memory,
@@ -144,6 +146,7 @@ struct best_match {
 struct scratch {
 	struct pkt p;
 	struct best_match best;
+	__u64 seq; /* packets this CPU ran: the sketches' LRU order */
 };
 BPF_PERCPU_ARRAY(SCRATCH, struct scratch, 1);
 
@@ -291,6 +294,7 @@ static __always_inline void consider(struct blocklist_value *v, struct best_matc
 	if (rank < best->rank) {
 		best->rank = rank;
 		best->slot = v->rule_slot;
+		best->from_source = 0;
 	}
 }
 
@@ -496,23 +500,21 @@ static __always_inline int same_key(struct agg_key *k, struct pkt *p, const __u8
  * scanner sends and a reply never is: TCP without ACK (SYN, FIN, NULL, Xmas
  * scans), or UDP that does not come from a service port (< 1024) to an
  * ephemeral one (a DNS or NTP answer). */
-static __always_inline void aggregate(struct pkt *p, __u64 now, __u32 seed)
+static __always_inline void aggregate(struct pkt *p, struct ironpost_tick *tick, __u64 seq, __u32 seed)
 {
 	int tcp = p->protocol == IPPROTO_TCP;
 
 	if (!tcp && p->protocol != IPPROTO_UDP)
 		return;
 	int syn = tcp && (p->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN;
-	__u32 gen = (now >> DIRTY_PERIOD_SHIFT) & (DIRTY_GENS - 1);
-	struct dirty_sets *dirty = DIRTY.lookup(&gen);
-	if (!dirty)
-		return;
+	__u32 gen = tick->gen; /* a tick count: DIRTY entry gen % DIRTY_GENS */
+	__u32 gi = gen & (DIRTY_GENS - 1);
+	struct dirty_sets *dirty;
 
 	__u32 set = (sketch_hash(p->src, seed) >> (32 - SRC_SETS_BITS)) & (SRC_SETS - 1);
 	struct src_set *ss = SRC_SKETCH.lookup(&set);
 	if (!ss)
 		return;
-	dirty->src[(set >> 6) & (SRC_SETS / 64 - 1)] |= 1ULL << (set & 63);
 	__u32 wi = 0;
 	int found = 0;
 #pragma unroll
@@ -525,7 +527,7 @@ static __always_inline void aggregate(struct pkt *p, __u64 now, __u32 seed)
 	if (!found) {
 #pragma unroll
 		for (__u32 i = 1; i < SKETCH_WAYS; i++)
-			if (ss->way[i].last_ns < ss->way[wi & (SKETCH_WAYS - 1)].last_ns)
+			if (ss->way[i].last_seq < ss->way[wi & (SKETCH_WAYS - 1)].last_seq)
 				wi = i;
 	}
 	struct src_way *w = &ss->way[wi & (SKETCH_WAYS - 1)];
@@ -534,11 +536,19 @@ static __always_inline void aggregate(struct pkt *p, __u64 now, __u32 seed)
 		__builtin_memcpy(w->key.addr, p->src, 16);
 		w->key.family = p->family;
 	}
+	/* Mark the set once per generation per way, not once per packet. */
+	if (w->marked != gen) {
+		dirty = DIRTY.lookup(&gi);
+		if (!dirty)
+			return;
+		dirty->src[(set >> 6) & (SRC_SETS / 64 - 1)] |= 1ULL << (set & 63);
+		w->marked = gen;
+	}
 	if (tcp)
 		w->tcp += 1;
 	if (syn)
 		w->syn += 1;
-	w->last_ns = now;
+	w->last_seq = seq;
 
 	if (p->has_ports) {
 		int probe;
@@ -547,6 +557,7 @@ static __always_inline void aggregate(struct pkt *p, __u64 now, __u32 seed)
 		else
 			probe = !(bpf_ntohs(p->sport) < 1024 && bpf_ntohs(p->dport) >= 1024);
 		if (probe) {
+			__u64 now = tick->now_ns;
 			if (now - w->ports_since > PORT_MEMORY_NS) {
 #pragma unroll
 				for (int i = 0; i < PORT_BITS / 64; i++)
@@ -572,7 +583,6 @@ static __always_inline void aggregate(struct pkt *p, __u64 now, __u32 seed)
 	struct dst_set *ds = DST_SKETCH.lookup(&set);
 	if (!ds)
 		return;
-	dirty->dst[(set >> 6) & (DST_SETS / 64 - 1)] |= 1ULL << (set & 63);
 	wi = 0;
 	found = 0;
 #pragma unroll
@@ -585,7 +595,7 @@ static __always_inline void aggregate(struct pkt *p, __u64 now, __u32 seed)
 	if (!found) {
 #pragma unroll
 		for (__u32 i = 1; i < SKETCH_WAYS; i++)
-			if (ds->way[i].last_ns < ds->way[wi & (SKETCH_WAYS - 1)].last_ns)
+			if (ds->way[i].last_seq < ds->way[wi & (SKETCH_WAYS - 1)].last_seq)
 				wi = i;
 	}
 	struct dst_way *d = &ds->way[wi & (SKETCH_WAYS - 1)];
@@ -594,10 +604,17 @@ static __always_inline void aggregate(struct pkt *p, __u64 now, __u32 seed)
 		__builtin_memcpy(d->key.addr, p->dst, 16);
 		d->key.family = p->family;
 	}
+	if (d->marked != gen) {
+		dirty = DIRTY.lookup(&gi);
+		if (!dirty)
+			return;
+		dirty->dst[(set >> 6) & (DST_SETS / 64 - 1)] |= 1ULL << (set & 63);
+		d->marked = gen;
+	}
 	d->tcp += 1;
 	if (syn)
 		d->syn += 1;
-	d->last_ns = now;
+	d->last_seq = seq;
 }
 
 int ironpost_xdp(struct xdp_md *ctx)
@@ -607,14 +624,16 @@ int ironpost_xdp(struct xdp_md *ctx)
 	__u32 zero = 0;
 	struct scratch *sc = SCRATCH.lookup(&zero);
 	struct ironpost_config *cfg = CONFIG.lookup(&zero);
+	struct ironpost_tick *tick = TICK.lookup(&zero);
 
-	if (!sc || !cfg)
+	if (!sc || !cfg || !tick)
 		return XDP_PASS;
 	struct pkt *pp = &sc->p;
 	struct best_match *best = &sc->best;
 	__builtin_memset(pp, 0, sizeof(*pp));
 	best->rank = NO_MATCH;
 	best->slot = 0;
+	best->from_source = 0;
 	__u32 src_bits = 0;
 
 	if (parse(ctx, pp)) {
@@ -641,6 +660,7 @@ int ironpost_xdp(struct xdp_md *ctx)
 			if (v)
 				consider(v, best);
 		}
+		best->from_source = best->rank != NO_MATCH;
 		__u32 cand = candidate_shapes(pp, cfg, src_bits);
 		if (cand)
 			match_shapes(pp, best, cand, cfg->n_shapes);
@@ -672,12 +692,18 @@ int ironpost_xdp(struct xdp_md *ctx)
 			s->drops += 1;
 	}
 
-	/* The coarse clock (jiffies): a tenth of the precise one's cost, and
-	 * sketches, rule hits and the rate limit need no finer. */
-	__u64 now = bpf_ktime_get_coarse_ns();
-	aggregate(pp, now, cfg->hash_seed);
+	sc->seq += 1;
+	/* A source a source rule drops is blocked already: detecting it again
+	 * would tell nothing, and skipping it keeps a blocked flood cheap.  Drops
+	 * by multi-field rules still count (a spoofed flood to a dropped port is
+	 * still an attack on this host). */
+	if (!(verdict == VERDICT_DROP && best->from_source))
+		aggregate(pp, tick, sc->seq, cfg->hash_seed);
 
 	if (best->rank != NO_MATCH) {
+		/* No clock on the way of a packet no rule matched: TICK's time
+		 * (the coarse clock before user space publishes one). */
+		__u64 now = tick->now_ns ? tick->now_ns : bpf_ktime_get_coarse_ns();
 		__u32 slot = best->slot;
 		struct rule_hit *h = RULE_HITS.lookup(&slot);
 		if (h) {

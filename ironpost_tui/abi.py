@@ -55,7 +55,6 @@ CFG_WILD_ALLOW6 = 0x8
 SKETCH_WAYS = 4
 PORT_BITS = 512
 DIRTY_GENS = 4
-DIRTY_PERIOD_SHIFT = 28
 
 FAMILY_ANY = 0
 FAMILY_V4 = 4
@@ -81,11 +80,13 @@ RULE_HIT = struct.Struct("<QQ")
 CONFIG = struct.Struct("<IIIIBBBx512s")
 # struct agg_key: addr[16], family, pad[3]
 AGG_KEY = struct.Struct("<16sB3x")
-# struct src_way: key (20 bytes), syn, tcp, new_tcp_ports, new_udp_ports, pad, last_ns, ports_since,
+# struct src_way: key (20 bytes), syn, tcp, new_tcp_ports, new_udp_ports, marked, last_seq, ports_since,
 # ports[PORT_BITS / 64] (skipped: only the kernel reads the bitmap)
 SRC_WAY = struct.Struct(f"<20sIIII4xQQ{PORT_BITS // 8}x")
-# struct dst_way: key, syn, tcp, pad, last_ns
+# struct dst_way: key, syn, tcp, marked, last_seq
 DST_WAY = struct.Struct("<20sII4xQ")
+# struct ironpost_tick: gen (a tick count), pad, now_ns
+TICK = struct.Struct("<I4xQ")
 # struct packet_event
 PACKET_EVENT = struct.Struct("<Q16s16sHHIIBBBB")
 
@@ -108,7 +109,7 @@ PINNED_MAPS = (
 )
 
 # Detector sketches: per program run, never pinned (the windows live in user space).
-AGG_MAPS = ("SRC_SKETCH", "DST_SKETCH", "DIRTY")
+AGG_MAPS = ("SRC_SKETCH", "DST_SKETCH", "DIRTY", "TICK")
 
 PROTOCOL_NAMES = {STATS_TCP: "tcp", STATS_UDP: "udp", STATS_ICMP: "icmp", STATS_OTHER: "other", STATS_TOTAL: "total"}
 EVENT_LOSS_REASONS = {EVSTAT_LOST_RINGBUF_FULL: "ringbuf_full", EVSTAT_LOST_RATE_LIMITED: "rate_limited"}

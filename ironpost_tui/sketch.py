@@ -1,9 +1,11 @@
 """Read the detector sketches (SRC_SKETCH, DST_SKETCH) as per-address deltas since the last read.
 
-The kernel marks in DIRTY which sets each period touched (bpf/ironpost_common.h); a read takes the
-periods that are over, clears their marks, and reads only the sets they name, so an idle host costs
-a few syscalls.  Each way holds one address's counters since it took the way; they are diffed
-against what the way held at the last read (a way taken over by another address starts again).
+Each read publishes TICK (bpf/ironpost_common.h): the time, and a new DIRTY generation for the
+kernel to mark the sets packets touch; then it takes the other generations' marks, clears them and
+reads only the sets they name, so an idle host costs a few syscalls.  (A packet that read the old
+generation just before the switch may mark it after the read: the mark is not lost, it is read
+with that generation's next turn.)  Each way holds one address's counters since it took the way;
+they are diffed against what the way held at the last read (a way taken over starts again).
 """
 
 from __future__ import annotations
@@ -14,9 +16,6 @@ from . import abi, libbpf
 from .datapath import Datapath
 
 Counts = tuple[int, ...]
-# A period is read once the coarse clock (up to a jiffy behind) has surely left it.
-GUARD_NS = 25_000_000
-PERIOD_NS = 1 << abi.DIRTY_PERIOD_SHIFT
 
 
 class _Sketch:
@@ -85,16 +84,20 @@ class SketchReader:
         self._src_words = cfg.src_sketch_sets // 64
         self._dirty_size = (self._src_words + cfg.dst_sketch_sets // 64) * 8
         self._zero = bytes(self._dirty_size * self._ncpu)
+        self._tick_fd = dp.map_fd("TICK")
+        self._gen = 0
 
     def read(self, now_ns: int) -> tuple[dict[Hashable, Counts], dict[Hashable, Counts]]:
-        period = now_ns // PERIOD_NS
-        periods = [period - 2]
-        if now_ns - period * PERIOD_NS >= GUARD_NS:
-            periods.append(period - 1)
+        """``now_ns``: CLOCK_MONOTONIC (time.monotonic_ns()), the kernel's clock."""
+        self._gen += 1  # a count (a way marks DIRTY once per count), the entry is count % DIRTY_GENS
+        libbpf.map_update(self._tick_fd, bytes(4), abi.TICK.pack(self._gen & 0xFFFFFFFF, now_ns))
+        current = self._gen % abi.DIRTY_GENS
         src_words = [0] * self._src_words
         dst_words = [0] * (self._dirty_size // 8 - self._src_words)
-        for p in periods:
-            gen = (p % abi.DIRTY_GENS).to_bytes(4, "little")
+        for g in range(abi.DIRTY_GENS):
+            if g == current:
+                continue
+            gen = g.to_bytes(4, "little")
             raw = libbpf.map_lookup(self._dirty_fd, gen, self._dirty_size * self._ncpu)
             if raw is None or not any(raw):
                 continue

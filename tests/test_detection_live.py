@@ -24,8 +24,9 @@ and reads the agent's log:
 * Auto-block: a scan blocks its source (BLOCKLIST, a real receiver sees
   nothing more), except when the source is protected.
 * Memory: 100,000 spoofed SYN sources against an in-process Engine with a
-  4096-entry SRC_AGG: the LRU map stays within its size, the process does not
-  grow with the number of sources, and the per-destination alert is raised.
+  256-set SRC_SKETCH: the process does not grow with the number of sources
+  (user space sees at most the sketch's ways per read), and the
+  per-destination alert is raised.
 
 Latency is measured from the moment the tool's process was started to the
 moment the alert line arrived on the agent's stdout (read by a thread that
@@ -854,7 +855,7 @@ def rss_bytes() -> int:
 
 
 SPOOFED_SOURCES = 100_000
-SRC_AGG_SMALL = 4096
+SRC_SETS_SMALL = 256
 # What one source seen by user space may cost, at most, across the detector's windows
 # (the key bytes, a counts tuple and a counts list per window, the dict slots of
 # the previous snapshot, the window sums and the per-tick history): measured
@@ -873,14 +874,15 @@ def test_spoofed_sources_keep_memory_bounded(lab: netlab.Lab, tmp_path: Path) ->
     opts = EngineOptions(
         iface=lab.host_if,
         xdp_mode="native",
-        datapath=DatapathConfig(src_agg_max_entries=SRC_AGG_SMALL),
+        datapath=DatapathConfig(src_sketch_sets=SRC_SETS_SMALL),
         rules=(guard,),
         protected=(),  # no allowlist: the guard drops every frame
         audit_log=tmp_path / "audit.log",
     )
     with in_process_engine(opts) as eng:
         dp = eng.datapath
-        assert libbpf.map_info(dp.map_fd("SRC_AGG")).max_entries == SRC_AGG_SMALL
+        assert libbpf.map_info(dp.map_fd("SRC_SKETCH")).max_entries == SRC_SETS_SMALL
+        ways = SRC_SETS_SMALL * abi.SKETCH_WAYS * dp.possible_cpus  # sources one read can see
         # Count the detection reads, and time them.
         pipeline = eng.alerts
         reads: list[float] = []
@@ -919,13 +921,11 @@ def test_spoofed_sources_keep_memory_bounded(lab: netlab.Lab, tmp_path: Path) ->
 
         sender = threading.Thread(target=send, daemon=True)
         alerts: list[AlertChange] = []
-        max_entries = 0
         max_rss = rss0
         t0 = time.monotonic()
         sender.start()
         while sender.is_alive():
             alerts += eng.tick(timeout_ms=10).alerts
-            max_entries = max(max_entries, dp.map_dump("SRC_AGG")[2])
             max_rss = max(max_rss, rss_bytes())
         flood_secs = time.monotonic() - t0
         reads_during = len(reads)
@@ -935,29 +935,26 @@ def test_spoofed_sources_keep_memory_bounded(lab: netlab.Lab, tmp_path: Path) ->
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and (len(reads) <= reads_during or not alerts):
             alerts += eng.tick(timeout_ms=20).alerts
-            max_entries = max(max_entries, dp.map_dump("SRC_AGG")[2])
             max_rss = max(max_rss, rss_bytes())
         latency = time.monotonic() - t0
         seen = eng.sample().totals["tcp"]
         gc.collect()
         rss1 = rss_bytes()
-        entries_now = dp.map_len("SRC_AGG")  # an independent count (key iteration)
         reads_total = len(reads)
 
         arrived = seen.packets - stats0.packets
         dropped = seen.drops - stats0.drops
         grew = max(max_rss, rss1) - rss0
-        # User space sees at most SRC_AGG_SMALL sources per read of the map.
-        seen_sources_bound = min(SPOOFED_SOURCES, reads_total * SRC_AGG_SMALL)
+        # User space sees at most the sketch's ways' worth of sources per read.
+        seen_sources_bound = min(SPOOFED_SOURCES, reads_total * ways)
         bound = RSS_SLACK + seen_sources_bound * PER_SOURCE_BYTES
         print(
             f"\n[memory] {SPOOFED_SOURCES} spoofed SYN frames sent in {flood_secs:.2f} s, {arrived} reached XDP, "
-            f"{dropped} dropped there; SRC_AGG max {max_entries} entries (now {entries_now}); "
+            f"{dropped} dropped there; SRC_SKETCH {ways} ways; "
             f"{reads_total} detection reads ({reads_during} during the flood), slowest {max(reads) * 1000:.0f} ms; "
             f"RSS {rss0 / 2**20:.1f} MiB -> peak {max(max_rss, rss1) / 2**20:.1f} MiB (+{grew / 2**20:.1f} MiB, "
             f"bound {bound / 2**20:.1f} MiB); many-sources alert {latency:.2f} s after the flood began"
         )
-        assert max_entries <= SRC_AGG_SMALL and entries_now <= SRC_AGG_SMALL
         assert arrived >= SPOOFED_SOURCES * 0.9, f"only {arrived} of {SPOOFED_SOURCES} frames reached the program"
         assert dropped == arrived, "the guard rule must drop every spoofed SYN"
         # The bound means something: it is well below what tracking every source would take.

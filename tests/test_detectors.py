@@ -1,6 +1,6 @@
 """Detector window logic with an injected clock: no kernel, no waiting.
 
-The aggregates are what the kernel's SRC_AGG/DST_AGG hold: cumulative
+The aggregates are what the kernel's SRC_SKETCH/DST_SKETCH ways hold: cumulative
 (syn, tcp, new_tcp_ports, new_udp_ports) per address key.
 """
 

@@ -1,7 +1,7 @@
 """SYN-flood and port-scan detection over kernel-side aggregates.
 
 The XDP program counts, per source and per destination, what the detectors
-need (SRC_AGG, DST_AGG, PORT_SEEN); these modules keep the windows and decide.
+need (SRC_SKETCH, DST_SKETCH); these modules keep the windows and decide.
 Pure functions of (aggregates, now): the clock is always passed in.
 """
 

@@ -8,8 +8,8 @@ from collections.abc import Callable, Hashable
 
 from .. import abi
 from ..datapath import Datapath
-from ..sketch import SketchReader
 from ..detector_config import PortScanConfig, SynFloodConfig
+from ..sketch import SketchReader
 from .alerts import AlertBook, AlertChange
 from .port_scan import PortScanDetector
 from .syn_flood import SynFloodDetector
