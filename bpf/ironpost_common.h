@@ -204,7 +204,7 @@ struct src_way {
 	__u32 tcp;           /* all TCP */
 	__u32 new_tcp_ports; /* probes (TCP without ACK) to a port not probed since ports_since */
 	__u32 new_udp_ports; /* UDP to a port not hit since ports_since (replies from services excluded) */
-	__u32 marked;        /* the TICK count in which this way last marked its set in DIRTY */
+	__u32 marked;        /* 1 + the TICK count in which this way last marked its set in DIRTY (0: never) */
 	__u64 last_seq;      /* per-CPU packet sequence number of the last packet */
 	__u64 ports_since;   /* TICK time: the port bitmap is cleared every PORT_MEMORY_NS */
 	__u64 ports[PORT_BITS / 64]; /* ports probed, by hash of (protocol, port) */

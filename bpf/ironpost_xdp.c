@@ -537,12 +537,12 @@ static __always_inline void aggregate(struct pkt *p, struct ironpost_tick *tick,
 		w->key.family = p->family;
 	}
 	/* Mark the set once per generation per way, not once per packet. */
-	if (w->marked != gen) {
+	if (w->marked != gen + 1) {
 		dirty = DIRTY.lookup(&gi);
 		if (!dirty)
 			return;
 		dirty->src[(set >> 6) & (SRC_SETS / 64 - 1)] |= 1ULL << (set & 63);
-		w->marked = gen;
+		w->marked = gen + 1;
 	}
 	if (tcp)
 		w->tcp += 1;
@@ -559,9 +559,13 @@ static __always_inline void aggregate(struct pkt *p, struct ironpost_tick *tick,
 		if (probe) {
 			__u64 now = tick->now_ns;
 			if (now - w->ports_since > PORT_MEMORY_NS) {
+				/* ports_since 0: a new way (bitmap already clear), or ports
+				 * seen before the first tick, which still count as seen. */
+				if (w->ports_since) {
 #pragma unroll
-				for (int i = 0; i < PORT_BITS / 64; i++)
-					w->ports[i] = 0;
+					for (int i = 0; i < PORT_BITS / 64; i++)
+						w->ports[i] = 0;
+				}
 				w->ports_since = now;
 			}
 			__u32 bit = ((bpf_ntohs(p->dport) | (tcp ? 0 : 0x10000U)) * 0x9E3779B1U) >> (32 - 9);
@@ -604,12 +608,12 @@ static __always_inline void aggregate(struct pkt *p, struct ironpost_tick *tick,
 		__builtin_memcpy(d->key.addr, p->dst, 16);
 		d->key.family = p->family;
 	}
-	if (d->marked != gen) {
+	if (d->marked != gen + 1) {
 		dirty = DIRTY.lookup(&gi);
 		if (!dirty)
 			return;
 		dirty->dst[(set >> 6) & (DST_SETS / 64 - 1)] |= 1ULL << (set & 63);
-		d->marked = gen;
+		d->marked = gen + 1;
 	}
 	d->tcp += 1;
 	if (syn)

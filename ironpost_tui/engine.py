@@ -159,6 +159,7 @@ class Engine:
         if opts.rules is not None:
             self._control.apply(list(opts.rules), Actor.current("config"), force=opts.force, what="load")
         self._decoder = EventDecoder(offset, self._rules.rule_for_slot)
+        self._detect.start(self._dp)  # publishes TICK: packets are counted from the first one
         self._dp.open_events(self._pending.append)
         if adopting:
             self._link = XdpLink.adopt(str(link_pin), self._ifindex)

@@ -95,9 +95,15 @@ class DetectionPipeline:
         findings += self.port_scan.evaluate(self._scan_src, address_of)
         return self.book.update(findings, wall)
 
+    def start(self, dp: Datapath) -> None:
+        """Read ``dp``'s sketches from now on; a first read publishes TICK before traffic is attached."""
+        self._reader = SketchReader(dp)
+        self._reader.read(time.monotonic_ns())
+
     def tick(self, dp: Datapath, now: float, wall: float) -> list[AlertChange]:
         if self._reader is None:
-            self._reader = SketchReader(dp)
+            self.start(dp)
+        assert self._reader is not None
         sources, targets = self._reader.read(time.monotonic_ns())
         return self.feed_deltas(sources, targets, now, wall)
 
