@@ -77,7 +77,6 @@ class Engine:
         self._link: XdpLink | None = None
         self._rules: RuleTable | None = None
         self._control: RuleController | None = None
-        self._pending: list[bytes] = []
         self._sampler = StatsSampler()
         self._last_sample: StatsSample | None = None
         self._ifindex = 0
@@ -159,7 +158,7 @@ class Engine:
         if opts.rules is not None:
             self._control.apply(list(opts.rules), Actor.current("config"), force=opts.force, what="load")
         self._decoder = EventDecoder(offset, self._rules.rule_for_slot)
-        self._dp.open_events(self._pending.append)
+        self._dp.open_events()
         if adopting:
             self._link = XdpLink.adopt(str(link_pin), self._ifindex)
             self._link.update(self._dp.prog_fd)  # atomic: the old program enforces until here
@@ -206,9 +205,7 @@ class Engine:
     def tick(self, timeout_ms: int = 100) -> Tick:
         """Drain events (waiting at most timeout_ms), and sample stats when due."""
         assert self._dp is not None and self._decoder is not None
-        self._dp.poll_events(timeout_ms)
-        raw, self._pending[:] = list(self._pending), []
-        events = tuple(self._decoder.decode(r) for r in raw)
+        events = tuple(self._decoder.decode_all(self._dp.read_events(timeout_ms)))
         now = time.monotonic()
         sample = None
         if self._last_sample is None or now - self._last_sample.at >= self.options.sample_interval:
