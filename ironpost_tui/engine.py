@@ -202,10 +202,14 @@ class Engine:
         return self._link is not None
 
     # --- the poll loop ---------------------------------------------------------
-    def tick(self, timeout_ms: int = 100) -> Tick:
-        """Drain events (waiting at most timeout_ms), and sample stats when due."""
+    def tick(self, timeout_ms: int = 100, events: bool = True) -> Tick:
+        """Drain events (waiting at most timeout_ms), and sample stats when due.
+
+        events=False: the events are drained but not decoded (Tick.events stays empty),
+        for a front end that has no use for them."""
         assert self._dp is not None and self._decoder is not None
-        events = tuple(self._decoder.decode_all(self._dp.read_events(timeout_ms)))
+        records = self._dp.read_events(timeout_ms)
+        decoded = tuple(self._decoder.decode_all(records)) if events else ()
         now = time.monotonic()
         sample = None
         if self._last_sample is None or now - self._last_sample.at >= self.options.sample_interval:
@@ -223,7 +227,7 @@ class Engine:
         state = host.interface_state(self.options.iface, self._ifindex)
         if sample is not None:
             self._publish(sample)
-        return Tick(events, sample, state, alerts)
+        return Tick(decoded, sample, state, alerts)
 
     def _publish(self, sample: StatsSample) -> None:
         table = self.rule_table
