@@ -9,12 +9,12 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import abi, libbpf, resources
+from . import abi, libbpf, resources, ringbuf
 from .errors import BccMissing, BlocklistFull, HeadersMissing, LoadFailed, PinMismatch
 
 log = logging.getLogger(__name__)
@@ -167,7 +167,9 @@ class Datapath:
         except Exception as exc:  # BCC raises bare Exception
             raise LoadFailed(f"the XDP program failed to compile or load: {exc}") from exc
         self._tables = {name: self._bpf[name.encode()] for name in (*abi.PINNED_MAPS, *abi.AGG_MAPS, "EVENTS")}
-        self._ringbuf_open = False
+        self._ring: ringbuf.RingReader | None = None  # mmapped EVENTS, where supported
+        self._ringbuf_open = False  # EVENTS through libbpf's callback elsewhere
+        self._records: list[bytes] = []
         self._budget = MAX_EVENTS_PER_POLL
         config = self.read_config()
         if config[1] not in (0, abi.IRONPOST_ABI_VERSION):
@@ -285,29 +287,42 @@ class Datapath:
         self.map_update("CONFIG", (0).to_bytes(4, "little"), value)
 
     # --- events ------------------------------------------------------------------
-    def open_events(self, on_event: Callable[[bytes], None]) -> None:
-        """Call on_event with each raw EVENTS record during poll_events."""
+    def open_events(self) -> None:
+        """Start consuming EVENTS: read_events returns what arrived since."""
+        table = self._tables["EVENTS"]
+        if ringbuf.direct_read_supported():
+            fd = int(table.map_fd)
+            try:
+                self._ring = ringbuf.RingReader(fd, libbpf.map_info(fd).max_entries, abi.PACKET_EVENT)
+                return
+            except OSError:
+                log.exception("mapping the EVENTS ring buffer failed: reading it through libbpf")
         size = abi.PACKET_EVENT.size
 
         def callback(_ctx: Any, data: Any, _size: int) -> int:
-            try:
-                on_event(ctypes.string_at(data, size))
-            except Exception:
-                log.exception("event callback failed")
-            self._budget -= 1
+            self._records.append(ctypes.string_at(data, size))
             # libbpf keeps consuming while records keep coming: under an event flood
             # one poll would never return.  A negative return stops it after this
             # record (consumed); the rest waits for the next poll.
-            return 0 if self._budget > 0 else -1
+            return 0 if len(self._records) < self._budget else -1
 
-        self._tables["EVENTS"].open_ring_buffer(callback)
+        table.open_ring_buffer(callback)
         self._ringbuf_open = True
 
-    def poll_events(self, timeout_ms: int, max_events: int = MAX_EVENTS_PER_POLL) -> None:
-        """Deliver waiting events (at most max_events), waiting up to timeout_ms for the first."""
-        if self._ringbuf_open:
-            self._budget = max_events
-            self._bpf.ring_buffer_poll(timeout_ms)
+    def read_events(self, timeout_ms: int, max_events: int = MAX_EVENTS_PER_POLL) -> ringbuf.EventRecords:
+        """Waiting EVENTS records (at most max_events), waiting up to timeout_ms for the first."""
+        if self._ring is not None:
+            return self._ring.read(timeout_ms, max_events)
+        if not self._ringbuf_open:
+            return ringbuf.EventRecords(b"", abi.PACKET_EVENT)
+        self._budget = max_events
+        self._records = []
+        self._bpf.ring_buffer_poll(timeout_ms)
+        records, self._records = self._records, []
+        return ringbuf.EventRecords(b"".join(records), abi.PACKET_EVENT)
 
     def close(self) -> None:
+        if self._ring is not None:
+            self._ring.close()
+            self._ring = None
         self._bpf.cleanup()

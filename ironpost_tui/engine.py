@@ -77,7 +77,6 @@ class Engine:
         self._link: XdpLink | None = None
         self._rules: RuleTable | None = None
         self._control: RuleController | None = None
-        self._pending: list[bytes] = []
         self._sampler = StatsSampler()
         self._last_sample: StatsSample | None = None
         self._ifindex = 0
@@ -160,7 +159,7 @@ class Engine:
             self._control.apply(list(opts.rules), Actor.current("config"), force=opts.force, what="load")
         self._decoder = EventDecoder(offset, self._rules.rule_for_slot)
         self._detect.start(self._dp)  # publishes TICK: packets are counted from the first one
-        self._dp.open_events(self._pending.append)
+        self._dp.open_events()
         if adopting:
             self._link = XdpLink.adopt(str(link_pin), self._ifindex)
             self._link.update(self._dp.prog_fd)  # atomic: the old program enforces until here
@@ -204,12 +203,14 @@ class Engine:
         return self._link is not None
 
     # --- the poll loop ---------------------------------------------------------
-    def tick(self, timeout_ms: int = 100) -> Tick:
-        """Drain events (waiting at most timeout_ms), and sample stats when due."""
+    def tick(self, timeout_ms: int = 100, events: bool = True) -> Tick:
+        """Drain events (waiting at most timeout_ms), and sample stats when due.
+
+        events=False: the events are drained but not decoded (Tick.events stays empty),
+        for a front end that has no use for them."""
         assert self._dp is not None and self._decoder is not None
-        self._dp.poll_events(timeout_ms)
-        raw, self._pending[:] = list(self._pending), []
-        events = tuple(self._decoder.decode(r) for r in raw)
+        records = self._dp.read_events(timeout_ms)
+        decoded = tuple(self._decoder.decode_all(records)) if events else ()
         now = time.monotonic()
         sample = None
         if self._last_sample is None or now - self._last_sample.at >= self.options.sample_interval:
@@ -227,7 +228,7 @@ class Engine:
         state = host.interface_state(self.options.iface, self._ifindex)
         if sample is not None:
             self._publish(sample)
-        return Tick(events, sample, state, alerts)
+        return Tick(decoded, sample, state, alerts)
 
     def _publish(self, sample: StatsSample) -> None:
         table = self.rule_table

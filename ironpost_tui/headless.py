@@ -142,7 +142,7 @@ def run(engine: Engine, controls: Controls, source: ConfigSource | None = None) 
                 why = "signal" if controls.reload.is_set() else "file change"
                 controls.reload.clear()
                 reload_config(engine, source, why)
-            tick = engine.tick(timeout_ms=100)
+            tick = engine.tick(timeout_ms=100, events=False)  # alerts, stats and state; events go unused
             for change in tick.alerts:
                 log_alert(change)
             if tick.interface_state != state:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import NamedTuple
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -87,9 +88,14 @@ class StatsSample:
     events_lost: dict[str, int] = field(default_factory=dict)  # reason -> count
 
 
-@dataclass(frozen=True)
-class PacketEvent:
-    """One packet that matched a drop or monitor rule (EVENTS ring buffer)."""
+class PacketEvent(NamedTuple):
+    """One packet that matched a drop or monitor rule (EVENTS ring buffer).
+
+    A named tuple rather than a frozen dataclass: events come by the hundred
+    thousand per second, and a tuple is built in a fraction of the time (no
+    per-field object.__setattr__), holds a quarter of the memory and is just as
+    immutable, hashable and comparable field by field.
+    """
 
     ts: float  # wall-clock seconds
     family: int  # 4 or 6

@@ -511,6 +511,20 @@ def test_events_carry_the_packets_fields_for_drop_and_monitor_v4_and_v6(
     }  # fmt: skip
 
 
+def test_a_tick_without_events_drains_them_undecoded(lab: netlab.Lab, engine: Engine) -> None:
+    # The headless agent's tick: the ring is emptied (nothing is lost to a full ring), nothing decoded.
+    engine.add_rule(FilterRule("mon", Action.MONITOR, src_ip=net(lab.ns_ip4)))
+    engine.tick(0)
+    before = engine.sample()
+    netlab.send_frames(lab, [udp4(lab, 9, b"undecoded")], count=5)
+    time.sleep(SETTLE)
+    assert engine.tick(50, events=False).events == ()
+    assert engine.tick(0).events == ()  # consumed by the tick before
+    after = engine.sample()
+    assert after.events_delivered - before.events_delivered == 5
+    assert after.events_lost == before.events_lost
+
+
 def test_queued_events_keep_their_rule_when_rules_change_before_the_next_tick(lab: netlab.Lab, engine: Engine) -> None:
     # Events wait in the ring buffer until a tick decodes them, and decoding names the rule by its
     # hit-counter slot.  A rule removed and another added in between must not take over the

@@ -17,6 +17,7 @@ import ipaddress
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption
@@ -145,7 +146,7 @@ class Env:
     dp: Datapath
     table: RuleTable
     offset: float
-    events: list[bytes] = field(default_factory=list)
+    events: list[tuple[Any, ...]] = field(default_factory=list)
 
     def reset(self, rules: Iterable[FilterRule] = (), allow: dict[str, int] | None = None) -> None:
         """Exactly ``rules`` (fresh slots, priorities in list order), exactly
@@ -167,22 +168,24 @@ class Env:
     def hits(self) -> dict[str, int]:
         return {s.rule.id: s.hits for s in self.table.status()}
 
+    def poll(self, timeout_ms: int) -> int:
+        records = self.dp.read_events(timeout_ms)
+        self.events.extend(records.fields())
+        return len(records)
+
     def drain(self) -> None:
-        while True:
-            n = len(self.events)
-            self.dp.poll_events(0)
-            if len(self.events) == n:
-                break
+        while self.poll(0):
+            pass
         self.events.clear()
 
     def wait_events(self, count: int, timeout: float = 2.0) -> list[PacketEvent]:
         """The events now in the ring, once at least ``count`` arrived (then one more poll)."""
         end = time.monotonic() + timeout
         while len(self.events) < count and time.monotonic() < end:
-            self.dp.poll_events(100)
-        self.dp.poll_events(0)
+            self.poll(100)
+        self.poll(0)
         decoder = EventDecoder(self.offset, self.table.rule_for_slot)
-        return [decoder.decode(raw) for raw in self.events]
+        return [decoder.decode(abi.PACKET_EVENT.pack(*fields)) for fields in self.events]
 
 
 @pytest.fixture(scope="module")
@@ -191,7 +194,7 @@ def env() -> Iterator[Env]:
     try:
         offset = monotonic_to_wall_offset()
         e = Env(dp, RuleTable(dp, offset), offset)
-        dp.open_events(e.events.append)
+        dp.open_events()
         yield e
         e.reset()
     finally:
