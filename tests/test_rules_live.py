@@ -43,7 +43,7 @@ import pytest
 from ironpost_cli import Agent, AgentPool, in_process_engine, one_error_line, ready_info, xdp_progs
 from ironpost_cli import run as run_ironpost
 
-from ironpost_tui import abi, config, kernel_rules
+from ironpost_tui import abi, config, kernel_rules, prefilter
 from ironpost_tui.engine import Engine, EngineOptions
 from ironpost_tui.model import Action, FilterRule, PacketEvent, Verdict
 from ironpost_tui.protect import REASON_SSH_CLIENT, Protected
@@ -225,9 +225,10 @@ def hexbytes(data: bytes) -> list[str]:
     return ["hex", *(f"{b:02x}" for b in data)]
 
 
-def bpftool_ok(*args: str) -> None:
+def bpftool_ok(*args: str) -> str:
     proc = subprocess.run(["bpftool", *args], capture_output=True, text=True)
     assert proc.returncode == 0, f"bpftool {' '.join(args)}: {proc.stderr}"
+    return proc.stdout
 
 
 def v4key(addr: str) -> bytes:
@@ -571,7 +572,15 @@ def test_a_protected_source_passes_a_hand_made_blocklist_entry(
     assert map_keys(maps["BLOCKLIST"]) == []
     assert probe.burst(20) == 20
 
-    # A drop entry for the protected source, written behind ironpost's back.
+    # A drop entry for the protected source, written behind ironpost's back, the way the ABI asks
+    # (README, "Maps"): first the FILTER_EXACT bit of the address's ADDR_FILTER bucket, then the entry.
+    bucket = prefilter.filter_bucket(v4key(lab.ns_ip4).ljust(16, b"\0"), abi.FAMILY_V4)
+    word_key = (bucket >> 1).to_bytes(4, "little")
+    found = json.loads(bpftool_ok("-j", "map", "lookup", "id", str(maps["ADDR_FILTER"]), "key", *hexbytes(word_key)))
+    word = int.from_bytes(bytes(int(b, 16) for b in found["value"]), "little")
+    word |= abi.FILTER_EXACT << ((bucket & 1) * 32)
+    bpftool_ok("map", "update", "id", str(maps["ADDR_FILTER"]), "key", *hexbytes(word_key),
+               "value", *hexbytes(word.to_bytes(8, "little")))  # fmt: skip
     value = abi.BLOCKLIST_VALUE.pack(abi.ACTION_DROP, abi.ACTION_DROP, 0, 0, 0, 0)
     assert len(value) == 20
     bpftool_ok("map", "update", "id", str(maps["BLOCKLIST"]), "key", *hexbytes(v4key(lab.ns_ip4)),
