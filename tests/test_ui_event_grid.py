@@ -118,10 +118,10 @@ def test_a_draw_formats_only_the_rows_on_screen(monkeypatch: pytest.MonkeyPatch)
         formatted = 0
         cells = event_grid.cells
 
-        def counting(e: PacketEvent) -> tuple[str, ...]:
+        def counting(e: PacketEvent, clock: bool = True) -> tuple[str, ...]:
             nonlocal formatted
             formatted += 1
-            return cells(e)
+            return cells(e, clock)
 
         monkeypatch.setattr(event_grid, "cells", counting)
         pane.grid.refresh()
@@ -129,3 +129,28 @@ def test_a_draw_formats_only_the_rows_on_screen(monkeypatch: pytest.MonkeyPatch)
         assert 0 < formatted <= 2 * pane.grid.size.height
 
     run(scenario)
+
+
+def test_the_poll_worker_batches_small_polls_and_follows_big_ones_at_once() -> None:
+    """Under a flood each poll brings a few events at once: the worker waits out
+    BATCH_SECS after such a poll instead of polling again (and posting) at once."""
+    import time
+
+    from ironpost_tui.source import Update
+    from ironpost_tui.ui import poll_loop
+
+    def polls(per_poll: int, count: int) -> float:
+        calls = 0
+
+        class Flood:
+            def poll(self, timeout: float) -> Update:
+                nonlocal calls
+                calls += 1
+                return Update(events=tuple(numbered(0, per_poll)), at=float(calls))
+
+        t0 = time.monotonic()
+        poll_loop.run_poll(Flood(), lambda _m: None, lambda: calls >= count, timeout=1.0)  # type: ignore[arg-type]
+        return time.monotonic() - t0
+
+    assert polls(1, 5) >= 4 * poll_loop.BATCH_SECS * 0.9  # paced: a wait after each of the first four
+    assert polls(poll_loop.BIG_BATCH, 5) < 4 * poll_loop.BATCH_SECS  # not paced

@@ -38,14 +38,15 @@ COLUMNS: tuple[tuple[str, bool], ...] = (
     ("len", True),
 )
 VERDICT_COLUMN = 6
+CLOCK_WIDTH = 8  # HH:MM:SS
 PADDING = 1  # cells each side of a column, as a DataTable's cell_padding
 
 
-def cells(e: PacketEvent) -> tuple[str, ...]:
-    """The row's texts, one per column."""
+def cells(e: PacketEvent, clock: bool = True) -> tuple[str, ...]:
+    """The row's texts, one per column (``clock=False``: the time left empty, for measuring)."""
     icmp = e.protocol in (1, 58)
     return (
-        fmt.clock(e.ts),
+        fmt.clock(e.ts) if clock else "",
         str(e.src),
         "" if icmp else str(e.src_port),
         str(e.dst),
@@ -167,8 +168,9 @@ class EventGrid(ScrollView, can_focus=True):
         before = len(self.rows)
         self.rows.extend(rows)
         widths = self._widths
+        widths[0] = max(widths[0], CLOCK_WIDTH)  # the time column: always HH:MM:SS
         for event in rows:
-            for i, text in enumerate(cells(event)):
+            for i, text in enumerate(cells(event, clock=False)):
                 if len(text) > widths[i]:
                     widths[i] = len(text)
         self.virtual_size = self.virtual_size.with_height(len(self.rows) + 1)
