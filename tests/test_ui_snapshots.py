@@ -85,7 +85,7 @@ def test_alerts_acknowledged(snap_compare: Any, size: tuple[int, int]) -> None:
 def test_events_pane(snap_compare: Any, size: tuple[int, int]) -> None:
     """Key 3: events, newest at the bottom with the cursor on it; columns time (UTC), source,
     sport, destination, dport, proto, verdict (drop in the error colour), rule; the status
-    line '1,000 shown of 5,000 kept · lost …'; footer with / Filter, b Block, u hidden in a replay."""
+    line '5,000 shown of 5,000 kept · lost …'; footer with / Filter, b Block, u hidden in a replay."""
     assert shoot(snap_compare, size, "3")
 
 

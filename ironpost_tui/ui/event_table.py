@@ -5,47 +5,19 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 
-from rich.text import Text
 from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.reactive import reactive
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import Input, Static
 
 from ..model import PacketEvent
 from . import format as fmt
 from .event_filter import EventFilter
+from .event_grid import EventGrid
 from .messages import BlockRequested, FilterChanged, UnblockRequested
 from .state import EVENTS_KEPT
-
-ROWS_SHOWN = 1_000  # rows in the table; DataTable's cost grows with rows, the memory bound is EVENTS_KEPT
-ROWS_SLACK = 500  # appended past ROWS_SHOWN before the table is rebuilt to the newest ROWS_SHOWN
-
-COLUMNS = (
-    ("time", "time"),
-    ("source", "src"),
-    ("sport", "sport"),
-    ("destination", "dst"),
-    ("dport", "dport"),
-    ("proto", "proto"),
-    ("verdict", "verdict"),
-    ("rule", "rule"),
-    ("flags", "flags"),
-    ("len", "len"),
-)
-
-
-class EventGrid(DataTable[Text]):
-    """The table itself, with the verdict colours as component classes (theme variables)."""
-
-    COMPONENT_CLASSES = {"event-grid--drop", "event-grid--monitor", "event-grid--protected", "event-grid--pass"}
-    DEFAULT_CSS = """
-    EventGrid > .event-grid--drop { color: $error; text-style: $ironpost-emphasis; }
-    EventGrid > .event-grid--monitor { color: $warning; text-style: $ironpost-emphasis; }
-    EventGrid > .event-grid--protected { color: $accent; text-style: $ironpost-emphasis; }
-    EventGrid > .event-grid--pass { color: $success; }
-    """
 
 
 class EventTable(Vertical):
@@ -78,17 +50,13 @@ class EventTable(Vertical):
     def __init__(self, *, cursor_blink: bool = True, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self._kept: deque[PacketEvent] = deque(maxlen=EVENTS_KEPT)
-        self._shown: deque[PacketEvent] = deque()  # one per table row, in order
         self._held = 0  # arrived while paused
         self._received = 0
         self._filter = EventFilter("")
         self._cursor_blink = cursor_blink
 
     def compose(self) -> ComposeResult:
-        grid = EventGrid(cursor_type="row", zebra_stripes=False, id="event-grid")
-        for label, key in COLUMNS:
-            grid.add_column(label, key=key)
-        yield grid
+        yield EventGrid(EVENTS_KEPT, id="event-grid")
         yield Input(
             placeholder="filter: words, src:ADDR dst:ADDR proto:tcp port:N verdict:drop rule:ID (enter; empty clears)",
             id="event-filter",
@@ -98,7 +66,6 @@ class EventTable(Vertical):
 
     def on_mount(self) -> None:
         self.query_one(Input).cursor_blink = self._cursor_blink
-        self.query_one(EventGrid).app.theme_changed_signal.subscribe(self, lambda _theme: self._rebuild())
         self._show_status()
 
     @property
@@ -113,11 +80,16 @@ class EventTable(Vertical):
     def row_count(self) -> int:
         return self.grid.row_count
 
+    @property
+    def _shown(self) -> deque[PacketEvent]:
+        """The events in the table, one per row, oldest first."""
+        return self.grid.rows
+
     def selected_event(self) -> PacketEvent | None:
         grid = self.grid
-        if not grid.row_count or not 0 <= grid.cursor_row < len(self._shown):
+        if not 0 <= grid.cursor_row < grid.row_count:
             return None
-        return self._shown[grid.cursor_row]
+        return grid.rows[grid.cursor_row]
 
     def exportable(self) -> list[PacketEvent]:
         """The kept events the filter lets through, oldest first: what an export writes."""
@@ -134,15 +106,10 @@ class EventTable(Vertical):
             self._held += len(events)
             self._show_status()
             return
+        events = events[-EVENTS_KEPT:]  # older ones of a big batch are not kept
         new = [e for e in events if self._filter.matches(e)] if self._filter else events
-        grid = self.grid
-        if grid.row_count + len(new) > ROWS_SHOWN + ROWS_SLACK:
-            self._rebuild()
-            return
-        follow = self.following  # decided before the rows move, not from a later message
-        for event in new:
-            self._append(event)
-        self._after_rows(follow)
+        self.grid.append(new, follow=self.following)
+        self._show_status()
 
     def reset(self) -> None:
         self._kept.clear()
@@ -169,50 +136,19 @@ class EventTable(Vertical):
         return True
 
     # --- rows ---------------------------------------------------------------------
-    def _row(self, e: PacketEvent) -> list[Text]:
-        style = self.grid.get_component_rich_style(f"event-grid--{e.verdict.value}", partial=True)
-        icmp = e.protocol in (1, 58)
-        return [
-            Text(fmt.clock(e.ts)),
-            Text(str(e.src)),
-            Text("" if icmp else str(e.src_port), justify="right"),
-            Text(str(e.dst)),
-            Text("" if icmp else str(e.dst_port), justify="right"),
-            Text(fmt.protocol(e.protocol)),
-            Text(e.verdict.value, style=style),
-            Text(e.rule_id or ""),
-            Text(fmt.tcp_flags(e.tcp_flags) if e.protocol == 6 else ""),
-            Text(str(e.length), justify="right"),
-        ]
-
-    def _append(self, event: PacketEvent) -> None:
-        self.grid.add_row(*self._row(event), height=1)
-        self._shown.append(event)
-
     def _rebuild(self) -> None:
         if not self.is_mounted:
             return
-        grid = self.grid
-        grid.clear()
-        self._shown.clear()
-        matching = [e for e in self._kept if self._filter.matches(e)] if self._filter else list(self._kept)
-        for event in matching[-ROWS_SHOWN:]:
-            self._append(event)
-        self._after_rows(follow=True)
+        kept = self._kept
+        self.grid.set_rows([e for e in kept if self._filter.matches(e)] if self._filter else kept)
+        self._show_status()
 
     @property
     def following(self) -> bool:
         """The cursor is on the newest row: new rows move it along (follow-tail)."""
-        grid = self.grid
-        return grid.cursor_row >= grid.row_count - 1
+        return self.grid.following
 
-    def _after_rows(self, follow: bool) -> None:
-        grid = self.grid
-        if follow and grid.row_count:
-            grid.move_cursor(row=grid.row_count - 1, animate=False)
-        self._show_status()
-
-    @on(DataTable.RowHighlighted, "#event-grid")
+    @on(EventGrid.CursorMoved, "#event-grid")
     def _on_row(self) -> None:
         self._show_status()
 
@@ -243,7 +179,7 @@ class EventTable(Vertical):
         box.focus()
 
     def action_follow(self) -> None:
-        self._after_rows(follow=True)
+        self.grid.move_to_newest()
 
     def action_block(self) -> None:
         event = self.selected_event()

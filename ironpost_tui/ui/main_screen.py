@@ -80,7 +80,7 @@ class MainScreen(Screen[None]):
     def _focus_target(self, pane: Widget) -> Widget:
         if isinstance(pane, TrafficPane):
             return pane
-        return pane.query_one("DataTable")
+        return pane.query_one("DataTable, EventGrid")
 
     def watch_current(self, current: int) -> None:
         for i, pane in enumerate(self.panes):

@@ -1,0 +1,156 @@
+"""The events pane's grid on its own: follow-tail, the cursor staying on its event while
+old rows leave, the keys and the mouse, bounded rows, and a draw that formats only the
+rows on screen."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+
+import pytest
+from test_ui_support import event
+from textual.app import App, ComposeResult
+from textual.pilot import Pilot
+
+from ironpost_tui.model import PacketEvent
+from ironpost_tui.ui import event_grid
+from ironpost_tui.ui.event_grid import EventGrid
+from ironpost_tui.ui.event_table import EventTable
+from ironpost_tui.ui.state import EVENTS_KEPT
+from ironpost_tui.ui.themes import VARIABLE_DEFAULTS
+
+Scenario = Callable[[Pilot[None], EventTable], Awaitable[None]]
+
+
+class PaneApp(App[None]):
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        return dict(VARIABLE_DEFAULTS)
+
+    def compose(self) -> ComposeResult:
+        yield EventTable(cursor_blink=False)
+
+
+def run(scenario: Scenario) -> None:
+    async def main() -> None:
+        app = PaneApp()
+        async with app.run_test(size=(100, 20)) as pilot:
+            pane = app.query_one(EventTable)
+            pane.grid.focus()
+            await pilot.pause()
+            await scenario(pilot, pane)
+
+    asyncio.run(main())
+
+
+def numbered(start: int, n: int) -> list[PacketEvent]:
+    """Events told apart by their length field."""
+    return [replace(event(), length=i) for i in range(start, start + n)]
+
+
+def status(pane: EventTable) -> str:
+    return str(pane.query_one("#event-status").render())
+
+
+def test_follows_the_tail_and_keeps_the_cursor_on_its_event_when_scrolled_back() -> None:
+    async def scenario(pilot: Pilot[None], pane: EventTable) -> None:
+        pane.add_events(numbered(0, 30))
+        await pilot.pause()
+        assert pane.following and pane.selected_event() is pane._shown[-1]
+        await pilot.press("up", "up")
+        chosen = pane.selected_event()
+        assert chosen is not None and chosen.length == 27 and not pane.following
+        assert "scrolled back (end: newest)" in status(pane)
+        pane.add_events(numbered(30, 10))
+        await pilot.pause()
+        assert pane.selected_event() is chosen  # new rows do not move it
+        await pilot.press("end")
+        assert pane.following and pane.selected_event() is pane._shown[-1]
+        assert "scrolled back" not in status(pane)
+
+    run(scenario)
+
+
+def test_rows_are_bounded_and_the_cursor_follows_its_event_up() -> None:
+    async def scenario(pilot: Pilot[None], pane: EventTable) -> None:
+        pane.add_events(numbered(0, EVENTS_KEPT))
+        await pilot.pause()
+        await pilot.press("home")
+        await pilot.press("down", "down", "down")
+        assert pane.grid.cursor_row == 3
+        pane.add_events(numbered(EVENTS_KEPT, 2))  # the two oldest leave
+        await pilot.pause()
+        assert pane.row_count == EVENTS_KEPT
+        assert pane.grid.cursor_row == 1 and pane.selected_event() is not None
+        assert pane.selected_event().length == 3  # type: ignore[union-attr]
+        pane.add_events(numbered(EVENTS_KEPT + 2, 3 * EVENTS_KEPT))  # a batch bigger than the pane
+        await pilot.pause()
+        assert pane.row_count == EVENTS_KEPT and pane.grid.cursor_row == 0
+        assert pane._shown[-1].length == 4 * EVENTS_KEPT + 1
+        assert f"{EVENTS_KEPT:,} shown of {EVENTS_KEPT:,} kept" in status(pane)
+
+    run(scenario)
+
+
+def test_page_home_and_click_move_the_cursor() -> None:
+    async def scenario(pilot: Pilot[None], pane: EventTable) -> None:
+        pane.add_events(numbered(0, 100))
+        await pilot.pause()
+        grid = pane.grid
+        page = grid.scrollable_content_region.height - 1
+        await pilot.press("pageup")
+        assert grid.cursor_row == 99 - page
+        await pilot.press("home")
+        assert grid.cursor_row == 0 and grid.scroll_y == 0
+        await pilot.press("pagedown")
+        assert grid.cursor_row == page
+        await pilot.press("home")
+        await pilot.click(EventGrid, offset=(5, 3))  # the header is line 0
+        assert grid.cursor_row == 2
+
+    run(scenario)
+
+
+def test_a_draw_formats_only_the_rows_on_screen(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario(pilot: Pilot[None], pane: EventTable) -> None:
+        pane.add_events(numbered(0, EVENTS_KEPT))
+        await pilot.pause()
+        formatted = 0
+        cells = event_grid.cells
+
+        def counting(e: PacketEvent, clock: bool = True) -> tuple[str, ...]:
+            nonlocal formatted
+            formatted += 1
+            return cells(e, clock)
+
+        monkeypatch.setattr(event_grid, "cells", counting)
+        pane.grid.refresh()
+        await pilot.pause()
+        assert 0 < formatted <= 2 * pane.grid.size.height
+
+    run(scenario)
+
+
+def test_the_poll_worker_batches_small_polls_and_follows_big_ones_at_once() -> None:
+    """Under a flood each poll brings a few events at once: the worker waits out
+    BATCH_SECS after such a poll instead of polling again (and posting) at once."""
+    import time
+
+    from ironpost_tui.source import Update
+    from ironpost_tui.ui import poll_loop
+
+    def polls(per_poll: int, count: int) -> float:
+        calls = 0
+
+        class Flood:
+            def poll(self, timeout: float) -> Update:
+                nonlocal calls
+                calls += 1
+                return Update(events=tuple(numbered(0, per_poll)), at=float(calls))
+
+        t0 = time.monotonic()
+        poll_loop.run_poll(Flood(), lambda _m: None, lambda: calls >= count, timeout=1.0)  # type: ignore[arg-type]
+        return time.monotonic() - t0
+
+    assert polls(1, 5) >= 4 * poll_loop.BATCH_SECS * 0.9  # paced: a wait after each of the first four
+    assert polls(poll_loop.BIG_BATCH, 5) < 4 * poll_loop.BATCH_SECS  # not paced
