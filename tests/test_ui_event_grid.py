@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 
 import pytest
 from test_ui_support import event
@@ -45,7 +44,7 @@ def run(scenario: Scenario) -> None:
 
 def numbered(start: int, n: int) -> list[PacketEvent]:
     """Events told apart by their length field."""
-    return [replace(event(), length=i) for i in range(start, start + n)]
+    return [event()._replace(length=i) for i in range(start, start + n)]
 
 
 def status(pane: EventTable) -> str:
