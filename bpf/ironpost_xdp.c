@@ -121,6 +121,8 @@ struct ipv6_frag {
 	__be32 id;
 };
 
+/* 8-byte aligned (so are map values and the sketch ways' keys): the
+ * addresses are then read as two u64 loads, not sixteen byte loads. */
 struct pkt {
 	__u8 src[16];
 	__u8 dst[16];
@@ -130,7 +132,9 @@ struct pkt {
 	__u8 protocol;
 	__u8 tcp_flags;
 	__u8 has_ports;
-};
+} __attribute__((aligned(8)));
+
+#define ALIGNED8(p) __builtin_assume_aligned((p), 8)
 
 struct best_match {
 	__u32 rank;
@@ -302,27 +306,29 @@ static __always_inline void mask16(__u8 *out, const __u8 *in, const __u8 *mask)
 {
 	__u64 a, b, ma, mb;
 
-	__builtin_memcpy(&a, in, 8);
-	__builtin_memcpy(&b, in + 8, 8);
-	__builtin_memcpy(&ma, mask, 8);
-	__builtin_memcpy(&mb, mask + 8, 8);
+	__builtin_memcpy(&a, ALIGNED8(in), 8);
+	__builtin_memcpy(&b, ALIGNED8(in + 8), 8);
+	__builtin_memcpy(&ma, ALIGNED8(mask), 8);
+	__builtin_memcpy(&mb, ALIGNED8(mask + 8), 8);
 	a &= ma;
 	b &= mb;
-	__builtin_memcpy(out, &a, 8);
-	__builtin_memcpy(out + 8, &b, 8);
+	__builtin_memcpy(ALIGNED8(out), &a, 8);
+	__builtin_memcpy(ALIGNED8(out + 8), &b, 8);
 }
 
 /* The ADDR_FILTER bucket of an address: IPv4 by its /24, IPv6 by its /48
  * (ironpost_tui/prefilter.py computes the same). */
 static __always_inline __u32 filter_bucket(const __u8 *a, __u8 family)
 {
-	__u32 x;
+	__u32 x, w0;
+	__u16 w1;
 
+	__builtin_memcpy(&w0, ALIGNED8(a), 4);
 	if (family == FAMILY_V4) {
-		x = ((__u32)a[0] << 16) | ((__u32)a[1] << 8) | a[2];
+		x = bpf_ntohl(w0) >> 8;
 	} else {
-		x = ((__u32)a[0] << 24) | ((__u32)a[1] << 16) | ((__u32)a[2] << 8) | a[3];
-		x ^= ((((__u32)a[4] << 8) | a[5]) * 0x85EBCA6BU) ^ 0x7F4A7C15U;
+		__builtin_memcpy(&w1, ALIGNED8(a) + 4, 2);
+		x = bpf_ntohl(w0) ^ (bpf_ntohs(w1) * 0x85EBCA6BU) ^ 0x7F4A7C15U;
 	}
 	return (x * 0x9E3779B1U) >> (32 - ADDR_FILTER_BITS);
 }
@@ -383,7 +389,7 @@ static __always_inline void match_shapes(struct pkt *p, struct best_match *best,
 			continue;
 		if ((sh->fields & FIELD_DPORT) && !p->has_ports)
 			continue;
-		struct match_key k = {};
+		struct match_key k __attribute__((aligned(8))) = {};
 		k.shape = i;
 		k.family = sh->family;
 		k.protocol = p->protocol & sh->proto_mask;
@@ -479,8 +485,8 @@ static __always_inline __u32 sketch_hash(const __u8 *a, __u32 seed)
 {
 	__u64 a0, a1;
 
-	__builtin_memcpy(&a0, a, 8);
-	__builtin_memcpy(&a1, a + 8, 8);
+	__builtin_memcpy(&a0, ALIGNED8(a), 8);
+	__builtin_memcpy(&a1, ALIGNED8(a + 8), 8);
 	__u64 x = a0 ^ (a1 * 0x9E3779B97F4A7C15ULL);
 	return ((__u32)(x ^ (x >> 32)) ^ seed) * 0x9E3779B1U;
 }
@@ -489,10 +495,10 @@ static __always_inline int same_key(struct agg_key *k, struct pkt *p, const __u8
 {
 	__u64 a0, a1, b0, b1;
 
-	__builtin_memcpy(&a0, addr, 8);
-	__builtin_memcpy(&a1, addr + 8, 8);
-	__builtin_memcpy(&b0, k->addr, 8);
-	__builtin_memcpy(&b1, k->addr + 8, 8);
+	__builtin_memcpy(&a0, ALIGNED8(addr), 8);
+	__builtin_memcpy(&a1, ALIGNED8(addr + 8), 8);
+	__builtin_memcpy(&b0, ALIGNED8(k->addr), 8);
+	__builtin_memcpy(&b1, ALIGNED8(k->addr + 8), 8);
 	return a0 == b0 && a1 == b1 && k->family == p->family;
 }
 
@@ -533,7 +539,7 @@ static __always_inline void aggregate(struct pkt *p, struct ironpost_tick *tick,
 	struct src_way *w = &ss->way[wi & (SKETCH_WAYS - 1)];
 	if (!found) {
 		__builtin_memset(w, 0, sizeof(*w));
-		__builtin_memcpy(w->key.addr, p->src, 16);
+		__builtin_memcpy(ALIGNED8(w->key.addr), ALIGNED8(p->src), 16);
 		w->key.family = p->family;
 	}
 	/* Mark the set once per generation per way, not once per packet. */
@@ -605,7 +611,7 @@ static __always_inline void aggregate(struct pkt *p, struct ironpost_tick *tick,
 	struct dst_way *d = &ds->way[wi & (SKETCH_WAYS - 1)];
 	if (!found) {
 		__builtin_memset(d, 0, sizeof(*d));
-		__builtin_memcpy(d->key.addr, p->dst, 16);
+		__builtin_memcpy(ALIGNED8(d->key.addr), ALIGNED8(p->dst), 16);
 		d->key.family = p->family;
 	}
 	if (d->marked != gen + 1) {

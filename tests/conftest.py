@@ -113,6 +113,24 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatu
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _no_scapy_address_resolution() -> Iterator[None]:
+    """A frame built without explicit MACs makes scapy resolve the destination: an ARP or NDP
+    request from this host to whatever the address routes to.  Tests build frames, they never
+    resolve: fail instead (the network rule)."""
+    from scapy.config import conf
+
+    def refuse(*_args: object, **_kw: object) -> None:
+        raise AssertionError("scapy was about to resolve a MAC address (ARP/NDP): give Ether(src=..., dst=...)")
+
+    original = conf.neighbor.resolve
+    conf.neighbor.resolve = refuse  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        conf.neighbor.resolve = original  # type: ignore[method-assign]
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _bpffs() -> Iterator[None]:
     """Mount bpffs at /sys/fs/bpf (left mounted afterwards) when root and it is not mounted."""
     if os.geteuid() == 0 and not bpffs_mounted():

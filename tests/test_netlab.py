@@ -167,3 +167,13 @@ def test_addresses_outside_the_test_ranges_are_refused() -> None:
         raw[14 + 16 : 14 + 20] = bytes([203, 0, 113, 1])
         with pytest.raises(ValueError, match="203.0.113.1"):
             netlab.send_frames(lab, [bytes(raw)])
+
+
+def test_a_frame_without_macs_is_refused_not_resolved() -> None:
+    """conftest's guard: building Ether()/IP(dst=...) would make scapy send ARP from this host."""
+    from scapy.layers.l2 import Ether
+
+    with pytest.raises(AssertionError, match="resolve a MAC"):
+        bytes(Ether() / IP(dst="198.19.0.1"))
+    with pytest.raises(AssertionError, match="resolve a MAC"):
+        bytes(Ether() / IPv6(dst="2001:db8::1"))

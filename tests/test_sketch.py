@@ -22,12 +22,17 @@ pytestmark = pytest.mark.root
 SRC, DST = "198.18.7.1", "198.19.7.1"
 
 
+def eth() -> Ether:
+    # Both MACs given: scapy would otherwise resolve the destination, sending ARP from this host.
+    return Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+
+
 def key(addr: str) -> bytes:
     return abi.AGG_KEY.pack(bytes(int(x) for x in addr.split(".")).ljust(16, b"\0"), abi.FAMILY_V4)
 
 
 def syn(dport: int, src: str = SRC) -> bytes:
-    return bytes(Ether() / IP(src=src, dst=DST) / TCP(sport=40000, dport=dport, flags="S"))
+    return bytes(eth() / IP(src=src, dst=DST) / TCP(sport=40000, dport=dport, flags="S"))
 
 
 @pytest.fixture
@@ -50,9 +55,9 @@ def test_packets_before_the_first_read_count_and_reads_give_deltas(dp: Datapath)
     # The same port again is no new port; an ACK is TCP but no SYN; UDP from a service port to an
     # ephemeral one is a reply, not a probe.
     libbpf.prog_test_run(dp.prog_fd, syn(1))
-    libbpf.prog_test_run(dp.prog_fd, bytes(Ether() / IP(src=SRC, dst=DST) / TCP(dport=4, flags="A")))
-    libbpf.prog_test_run(dp.prog_fd, bytes(Ether() / IP(src=SRC, dst=DST) / UDP(sport=53, dport=40000)))
-    libbpf.prog_test_run(dp.prog_fd, bytes(Ether() / IP(src=SRC, dst=DST) / UDP(sport=40000, dport=53)))
+    libbpf.prog_test_run(dp.prog_fd, bytes(eth() / IP(src=SRC, dst=DST) / TCP(dport=4, flags="A")))
+    libbpf.prog_test_run(dp.prog_fd, bytes(eth() / IP(src=SRC, dst=DST) / UDP(sport=53, dport=40000)))
+    libbpf.prog_test_run(dp.prog_fd, bytes(eth() / IP(src=SRC, dst=DST) / UDP(sport=40000, dport=53)))
     sources, targets = reader.read(time.monotonic_ns())
     assert sources == {key(SRC): (1, 2, 0, 1)}
     assert targets == {key(DST): (1, 2)}
