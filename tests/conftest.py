@@ -117,6 +117,7 @@ def _no_scapy_address_resolution() -> Iterator[None]:
     """A frame built without explicit MACs makes scapy resolve the destination: an ARP or NDP
     request from this host to whatever the address routes to.  Tests build frames, they never
     resolve: fail instead (the network rule)."""
+    import scapy.layers.l2  # noqa: F401  (sets up conf.neighbor)
     from scapy.config import conf
 
     def refuse(*_args: object, **_kw: object) -> None:

@@ -16,7 +16,7 @@ from .syn_flood import SynFloodDetector
 from .window import Counts, WindowSums, diff_counts
 
 TCP, NEW_TCP, NEW_UDP = 1, 2, 3  # positions in a source's counts: (syn, tcp, new_tcp_ports, new_udp_ports)
-PENDING_MAX = 65_536  # sources not yet interesting, remembered at most
+PENDING_MAX = 16_384  # sources not yet interesting, remembered at most
 
 
 def address_of(key: Hashable) -> str:
@@ -45,7 +45,7 @@ class _Admission:
         admitted: dict[Hashable, Counts] = {}
         pending = self._pending
         for key, delta in deltas.items():
-            if key in self.window.sums:
+            if self.window.tracks(key):
                 admitted[key] = delta
                 continue
             acc = pending.get(key)
@@ -64,7 +64,7 @@ class DetectionPipeline:
         self.syn_flood = SynFloodDetector(syn_flood, target)
         self.port_scan = PortScanDetector(port_scan, target)
         self._syn_src = WindowSums(syn_flood.window_secs)
-        self._syn_dst = WindowSums(syn_flood.window_secs)
+        self._syn_dst = WindowSums(syn_flood.window_secs, width=2)
         self._scan_src = WindowSums(port_scan.window_secs)
         self._syn_admit = _Admission(self._syn_src, max(1, syn_flood.threshold // 4), lambda c: c[TCP])
         self._scan_admit = _Admission(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from array import array
 from collections import deque
 from collections.abc import Hashable, Mapping
 
 Counts = tuple[int, ...]
 
 BUCKETS = 20  # a window is this many buckets: deltas leave it one bucket at a time
-MAX_KEYS = 65_536  # keys tracked at most; beyond, the smallest go first
+MAX_KEYS = 4_096  # keys tracked at most; beyond, the smallest go first
 
 
 def diff_counts(prev: Mapping[Hashable, Counts], cur: Mapping[Hashable, Counts]) -> dict[Hashable, Counts]:
@@ -30,27 +31,52 @@ class WindowSums:
 
     Fed deltas (``add``), or snapshots of cumulative counters (``update``: a
     counter that went down, say a key evicted that came back, is taken as
-    restarted from zero).  Deltas are kept in buckets of window/20, so
-    memory is bounded by keys × buckets whatever the read rate, and the number
-    of keys is capped: under a spoofed flood (a new source per packet) the keys
-    holding the least are forgotten first.  Work per update is proportional to
-    the keys that changed.
+    restarted from zero).  Deltas are kept in ``buckets`` buckets of
+    window/buckets seconds each, so they leave the window one bucket at a time.
+
+    Memory is fixed when the object is made: ``max_keys`` slots of ``buckets``
+    cells of ``width`` counters in flat arrays, not objects per key and bucket,
+    so a flood of sources (a distributed scan from 65,536 addresses) costs no
+    more than an idle host.  When every slot is taken, the keys holding the
+    least go first (a quarter of the slots at once).  Work per ``add`` is
+    proportional to the keys in it, per ``expire`` to the cells that leave.
     """
 
-    def __init__(self, window: float, buckets: int = BUCKETS, max_keys: int = MAX_KEYS) -> None:
+    def __init__(self, window: float, buckets: int = BUCKETS, max_keys: int = MAX_KEYS, width: int = 4) -> None:
         self.window = window
         self.buckets = buckets
-        self.width = window / buckets
+        self.width = window / buckets  # seconds per bucket
         self.max_keys = max_keys
         self._prev: dict[Hashable, Counts] = {}
-        # key -> its buckets in the window, oldest first: [bucket id, counts]
-        self._rings: dict[Hashable, deque[tuple[int, list[int]]]] = {}
-        # bucket id -> keys with a delta in it: what to look at when it leaves the window
-        self._touched: deque[tuple[int, set[Hashable]]] = deque()
-        self.sums: dict[Hashable, list[int]] = {}
+        self._allocate(width)
+
+    def _allocate(self, n: int) -> None:
+        self.n = n
+        self._slot: dict[Hashable, int] = {}
+        self._key: list[Hashable | None] = [None] * self.max_keys
+        self._free = list(range(self.max_keys - 1, -1, -1))
+        cells = self.max_keys * self.buckets
+        self._ring = array("q", bytes(8 * cells * n))  # [slot][bucket position][counter]
+        self._stamp = array("q", [-1]) * cells  # the bucket id a cell holds, -1: empty
+        self._live = array("i", bytes(4 * self.max_keys))  # non-empty cells per slot
+        self._sum = array("q", bytes(8 * self.max_keys * n))
+        # bucket id -> slots that got a cell in it: what to look at when it leaves the window
+        self._touched: deque[tuple[int, array[int]]] = deque()
+        self._view: dict[Hashable, list[int]] | None = None
 
     def _bucket(self, now: float) -> int:
         return int(now // self.width)
+
+    @property
+    def sums(self) -> dict[Hashable, list[int]]:
+        """Key -> its counters summed over the window (a snapshot: do not keep it across updates)."""
+        if self._view is None:
+            n, total = self.n, self._sum
+            self._view = {k: total[s * n : (s + 1) * n].tolist() for k, s in self._slot.items()}
+        return self._view
+
+    def tracks(self, key: Hashable) -> bool:
+        return key in self._slot
 
     def update(self, snapshot: Mapping[Hashable, Counts], now: float) -> None:
         """Feed a snapshot of cumulative counters: what grew since the last one is added."""
@@ -60,56 +86,77 @@ class WindowSums:
 
     def add(self, deltas: Mapping[Hashable, Counts], now: float) -> None:
         """Add what each key's counters grew by since the last call."""
+        self.expire(now)
+        if not deltas:
+            return
+        if not self._slot and len(next(iter(deltas.values()))) != self.n:
+            self._allocate(len(next(iter(deltas.values()))))
+        self._view = None
         bucket = self._bucket(now)
         if not self._touched or self._touched[-1][0] != bucket:
-            self._touched.append((bucket, set()))
+            self._touched.append((bucket, array("i")))
         touched = self._touched[-1][1]
+        n, nb, pos = self.n, self.buckets, bucket % self.buckets
+        ring, total, stamp = self._ring, self._sum, self._stamp
         for key, delta in deltas.items():
-            ring = self._rings.get(key)
-            if ring is None:
-                ring = self._rings[key] = deque()
-                self.sums[key] = [0] * len(delta)
-            if ring and ring[-1][0] == bucket:
-                slot = ring[-1][1]
-            else:
-                slot = [0] * len(delta)
-                ring.append((bucket, slot))
-            acc = self.sums[key]
+            s = self._slot.get(key)
+            if s is None:
+                if not self._free:
+                    self._shed()
+                s = self._free.pop()
+                self._slot[key] = s
+                self._key[s] = key
+            cell = s * nb + pos
+            if stamp[cell] != bucket:
+                if stamp[cell] >= 0:  # an older bucket's cell (expire() takes them first)
+                    self._drop_cell(s, cell)
+                    if self._key[s] is None:  # that was the key's last cell: take the slot back
+                        self._slot[key] = s
+                        self._key[s] = key
+                        self._free.remove(s)
+                stamp[cell] = bucket
+                self._live[s] += 1
+                touched.append(s)
+            base, sb = cell * n, s * n
             for i, d in enumerate(delta):
-                slot[i] += d
-                acc[i] += d
-            touched.add(key)
-        self.expire(now)
-        if len(self._rings) > self.max_keys:
-            self._shed()
+                ring[base + i] += d
+                total[sb + i] += d
 
     def expire(self, now: float) -> None:
         """Forget the buckets that left the window (a bucket at or before now - window)."""
         horizon = self._bucket(now) - self.buckets
+        nb = self.buckets
         while self._touched and self._touched[0][0] <= horizon:
-            _, keys = self._touched.popleft()
-            for key in keys:
-                ring = self._rings.get(key)
-                if ring is None:
-                    continue
-                while ring and ring[0][0] <= horizon:
-                    _, old = ring.popleft()
-                    acc = self.sums[key]
-                    for i, d in enumerate(old):
-                        acc[i] -= d
-                if not ring:
-                    self._forget(key)
+            bid, slots = self._touched.popleft()
+            pos = bid % nb
+            for s in slots:
+                cell = s * nb + pos
+                if self._stamp[cell] == bid:
+                    self._drop_cell(s, cell)
+            self._view = None
 
-    def _forget(self, key: Hashable) -> None:
-        del self._rings[key]
-        del self.sums[key]
+    def _drop_cell(self, s: int, cell: int) -> None:
+        n, base, sb = self.n, cell * self.n, s * self.n
+        for i in range(n):
+            self._sum[sb + i] -= self._ring[base + i]
+            self._ring[base + i] = 0
+        self._stamp[cell] = -1
+        self._live[s] -= 1
+        if self._live[s] == 0:
+            key = self._key[s]
+            del self._slot[key]
+            self._key[s] = None
+            self._free.append(s)
 
     def _shed(self) -> None:
-        """Too many keys: drop the smallest totals until a quarter of the room is free."""
-        keep = self.max_keys * 3 // 4
-        ranked = sorted(self.sums, key=lambda k: sum(self.sums[k]))
-        for key in ranked[: len(ranked) - keep]:
-            self._forget(key)
+        """Every slot taken: drop the smallest totals until a quarter of the slots is free."""
+        n, total, nb = self.n, self._sum, self.buckets
+        ranked = sorted(self._slot.values(), key=lambda s: sum(total[s * n : (s + 1) * n]))
+        for s in ranked[: len(ranked) - (self.max_keys * 3 // 4 - 1)]:
+            for cell in range(s * nb, (s + 1) * nb):
+                if self._stamp[cell] >= 0:
+                    self._drop_cell(s, cell)
+        self._view = None
 
     def __len__(self) -> int:
-        return len(self.sums)
+        return len(self._slot)
