@@ -152,6 +152,7 @@ struct ironpost_config {
 	__u32 abi_version; /* IRONPOST_ABI_VERSION of whoever wrote it: checked on adopting pins */
 	__u32 flags;       /* CFG_* */
 	__u32 hash_seed;   /* detector sketches: where a source lands (random per map set) */
+	__u32 match_rank;  /* the best rank in MATCH (0xffffffff: none): a better source match skips the shapes */
 	__u8 src_wild;     /* shapes ADDR_FILTER cannot rule out by source (no source field, short prefix) */
 	__u8 dst_wild;     /* ... by destination */
 	__u8 port_wild;    /* shapes without a destination port field */

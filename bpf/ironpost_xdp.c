@@ -426,6 +426,12 @@ static __always_inline int event_allowed(__u64 now)
 	struct rate_state *rs = RATE_STATE.lookup(&zero);
 	if (!rs)
 		return 0;
+	if (now == rs->last_ns) { /* within one tick: nothing to refill */
+		if (rs->tokens < 1000000000ULL)
+			return 0;
+		rs->tokens -= 1000000000ULL;
+		return 1;
+	}
 	__u64 elapsed = now - rs->last_ns;
 	if (elapsed > 1000000000ULL)
 		elapsed = 1000000000ULL;
@@ -671,9 +677,12 @@ int ironpost_xdp(struct xdp_md *ctx)
 				consider(v, best);
 		}
 		best->from_source = best->rank != NO_MATCH;
-		__u32 cand = candidate_shapes(pp, cfg, src_bits);
-		if (cand)
-			match_shapes(pp, best, cand, cfg->n_shapes);
+		/* No multi-field rule can beat a source rule that ranks first. */
+		if (cfg->match_rank < best->rank) {
+			__u32 cand = candidate_shapes(pp, cfg, src_bits);
+			if (cand)
+				match_shapes(pp, best, cand, cfg->n_shapes);
+		}
 	}
 
 	if (best->rank != NO_MATCH) {

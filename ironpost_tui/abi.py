@@ -75,9 +75,10 @@ RULE_SHAPE = struct.Struct("<BBBxH2x16s16s")
 MATCH_KEY = struct.Struct("<IBB2s16s16s")
 # struct rule_hit
 RULE_HIT = struct.Struct("<QQ")
-# struct ironpost_config: n_shapes, abi_version, flags, hash_seed, src_wild, dst_wild, port_wild, pad,
-# proto_shapes[512] (IPv4 then IPv6, by protocol)
-CONFIG = struct.Struct("<IIIIBBBx512s")
+# struct ironpost_config: n_shapes, abi_version, flags, hash_seed, match_rank, src_wild, dst_wild, port_wild,
+# pad, proto_shapes[512] (IPv4 then IPv6, by protocol)
+CONFIG = struct.Struct("<IIIIIBBBx512s")
+NO_RANK = 0xFFFFFFFF  # CONFIG.match_rank with no multi-field rule
 # struct agg_key: addr[16], family, pad[3]
 AGG_KEY = struct.Struct("<16sB3x")
 # struct src_way: key (20 bytes), syn, tcp, new_tcp_ports, new_udp_ports, marked, last_seq, ports_since,

@@ -180,7 +180,9 @@ class Datapath:
         self.reused_maps = config[1] != 0  # pinned maps already in force
         if config[1] == 0:  # new maps: stamp them, and seed the sketches' hash
             seed = int.from_bytes(os.urandom(4), "little")
-            self.write_config_raw(abi.CONFIG.pack(0, abi.IRONPOST_ABI_VERSION, 0, seed, 0, 0, 0, bytes(512)))
+            self.write_config_raw(
+                abi.CONFIG.pack(0, abi.IRONPOST_ABI_VERSION, 0, seed, abi.NO_RANK, 0, 0, 0, bytes(512))
+            )
 
     @property
     def prog_fd(self) -> int:

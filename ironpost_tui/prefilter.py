@@ -92,14 +92,15 @@ class Prefilter:
         self._flags = 0
         self._wild = {"sw": 0, "dw": 0, "pw": 0}
         self._n_shapes = 0
+        self._match_rank = abi.NO_RANK
         config = dp.read_config_raw()
         self._seed = config[3]
         if dp.reused_maps:
             # Pinned maps already in force: start from what they hold, so adopting their rules one
             # by one never clears a bit another still needs; publish() then settles on the atoms.
-            self._n_shapes, self._flags = config[0], config[2]
-            self._wild = {"sw": config[4], "dw": config[5], "pw": config[6]}
-            self._proto = bytearray(config[7])
+            self._n_shapes, self._flags, self._match_rank = config[0], config[2], config[4]
+            self._wild = {"sw": config[5], "dw": config[6], "pw": config[7]}
+            self._proto = bytearray(config[8])
             self._addr = _words(dp, "ADDR_FILTER")
             self._ports = _words(dp, "PORT_FILTER")
 
@@ -124,6 +125,18 @@ class Prefilter:
             else:
                 self._refs[atom] = n
         self._apply(gone)
+
+    def lower_match_rank(self, rank: int) -> None:
+        """Before a MATCH entry of ``rank`` is written."""
+        if rank < self._match_rank:
+            self._match_rank = rank
+            self._write_config()
+
+    def set_match_rank(self, rank: int) -> None:
+        """The best rank MATCH holds, after a change (it may go up only once the entry is gone)."""
+        if rank != self._match_rank:
+            self._match_rank = rank
+            self._write_config()
 
     def set_n_shapes(self, n: int) -> None:
         if n != self._n_shapes:
@@ -211,6 +224,7 @@ class Prefilter:
                 abi.IRONPOST_ABI_VERSION,
                 self._flags,
                 self._seed,
+                self._match_rank,
                 self._wild["sw"],
                 self._wild["dw"],
                 self._wild["pw"],

@@ -51,6 +51,7 @@ class RuleTable:
         self._n_shapes = 0
         self._allow: dict[IPNetwork, int] = {}
         self._pf = Prefilter(datapath)
+        self._match_ranks: dict[str, int] = {}  # rule id -> rank, for the rules in MATCH
 
     # --- reading ---------------------------------------------------------------
     def __len__(self) -> int:
@@ -215,6 +216,8 @@ class RuleTable:
                 atoms = _atoms(rule, placement, shape_index)
                 self._pf.add(atoms)
                 self._rules[rule.id] = _Installed(rule, placement, key, slot, priority, shape_index, atoms)
+                if map_name == "MATCH":
+                    self._match_ranks[rule.id] = _rank(rule, priority)
                 self._by_key[(map_name, key)] = rule.id
                 self._by_slot[slot] = rule.id
                 if map_name in self._lpm and rule.src_ip is not None:
@@ -223,6 +226,7 @@ class RuleTable:
                 found.append(rule)
         self._n_shapes = self._dp.read_config()[0]
         self._pf.set_n_shapes(self._n_shapes)
+        self._pf.set_match_rank(min(self._match_ranks.values(), default=abi.NO_RANK))
         self._pf.publish()
         return found
 
@@ -271,10 +275,13 @@ class RuleTable:
             acting = self._acting(placement.map_name, rule, slot, priority)
             atoms = _atoms(rule, placement, shape_index)
             self._pf.add(atoms)  # the filters let the entry be found before it exists
+            if placement.map_name == "MATCH":
+                self._pf.lower_match_rank(_rank(rule, priority))
             try:
                 self._dp.map_update(placement.map_name, key, kernel_rules.value(rule, slot, priority, acting))
             except Exception:
                 self._pf.remove(atoms)
+                self._sync_match_rank()
                 raise
         except Exception:
             if placement.shape is not None:
@@ -286,6 +293,7 @@ class RuleTable:
             old = self._rules.pop(take_over)
             del self._by_key[(placement.map_name, key)]  # overwritten above, not deleted
             self._pf.remove(old.atoms)
+            self._match_ranks.pop(take_over, None)
             if old.placement.shape is not None:
                 self._release_shape(old.placement.shape)
             self._free_slots.insert(0, old.slot)  # reused last: see _remove_entries
@@ -294,15 +302,28 @@ class RuleTable:
         self._by_key[(placement.map_name, key)] = rule.id
         self._by_slot[slot] = rule.id
         self._retired.pop(slot, None)
+        if placement.map_name == "MATCH":
+            self._match_ranks[rule.id] = _rank(rule, priority)
+            self._sync_match_rank()
         if placement.map_name in self._lpm and rule.src_ip is not None:
             self._lpm[placement.map_name][rule.src_ip] = rule.id
             self._refresh_covered(placement.map_name, rule.src_ip)
 
     def _write(self, inst: _Installed) -> None:
         acting = self._acting(inst.placement.map_name, inst.rule, inst.slot, inst.priority)
+        match = inst.placement.map_name == "MATCH"
+        if match:
+            self._pf.lower_match_rank(_rank(inst.rule, inst.priority))
         self._dp.map_update(
             inst.placement.map_name, inst.key, kernel_rules.value(inst.rule, inst.slot, inst.priority, acting)
         )
+        if match:
+            self._match_ranks[inst.rule.id] = _rank(inst.rule, inst.priority)
+            self._sync_match_rank()
+
+    def _sync_match_rank(self) -> None:
+        """Publish MATCH's best rank once the maps hold it (after a write or a removal)."""
+        self._pf.set_match_rank(min(self._match_ranks.values(), default=abi.NO_RANK))
 
     def _acting(
         self, map_name: str, rule: FilterRule, slot: int, priority: int
@@ -347,6 +368,8 @@ class RuleTable:
             self._dp.map_delete(inst.placement.map_name, inst.key)
             del self._by_key[(inst.placement.map_name, inst.key)]
         self._pf.remove(inst.atoms)  # after the entry is gone
+        if self._match_ranks.pop(inst.rule.id, None) is not None:
+            self._sync_match_rank()
         if inst.placement.shape is not None:
             self._release_shape(inst.placement.shape)
         if self._by_slot.get(inst.slot) == inst.rule.id:

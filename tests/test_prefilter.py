@@ -16,7 +16,7 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 
-from ironpost_tui import libbpf
+from ironpost_tui import abi, libbpf
 from ironpost_tui.datapath import Datapath, DatapathConfig
 from ironpost_tui.model import Action, FilterRule
 from ironpost_tui.rule_table import RuleTable, monotonic_to_wall_offset
@@ -50,7 +50,13 @@ def filters_empty(table: RuleTable) -> bool:
     dp = table._dp
     words = [dp.map_dump(name)[1] for name in ("ADDR_FILTER", "PORT_FILTER")]
     config = dp.read_config_raw()
-    return not any(any(w) for w in words) and config[2] == 0 and config[4:7] == (0, 0, 0) and not any(config[7])
+    return (
+        not any(any(w) for w in words)
+        and config[2] == 0
+        and config[4] == abi.NO_RANK
+        and config[5:8] == (0, 0, 0)
+        and not any(config[8])
+    )
 
 
 def r(rid: str, **kw: object) -> FilterRule:
