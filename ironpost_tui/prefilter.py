@@ -151,19 +151,17 @@ class Prefilter:
         self._flags, self._wild, self._proto = 0, {"sw": 0, "dw": 0, "pw": 0}, bytearray(512)
         for atom in self._refs:
             kind = atom[0]
-            if kind == "a":
-                bucket, bit = int(atom[1]), int(atom[2])  # type: ignore[call-overload]
-                addr[bucket >> 1] = addr.get(bucket >> 1, 0) | bit << ((bucket & 1) * 32)
-            elif kind == "p":
-                port, shape = int(atom[1]), int(atom[2])  # type: ignore[call-overload]
-                ports[port >> 3] = ports.get(port >> 3, 0) | 1 << ((port & 7) * 8 + shape)
+            if kind in ("a", "p"):
+                name, idx, mask = _word_bit(atom)
+                words = addr if name == "ADDR_FILTER" else ports
+                words[idx] = words.get(idx, 0) | mask
             elif kind == "f":
                 self._flags |= int(atom[1])  # type: ignore[call-overload]
             elif kind in self._wild:
                 self._wild[str(kind)] |= 1 << int(atom[1])  # type: ignore[call-overload]
             else:
                 fam, proto, shape = int(atom[1]), int(atom[2]), int(atom[3])  # type: ignore[call-overload]
-                for p in range(256) if proto < 0 else (proto,):
+                for p in _protocols(proto):
                     self._proto[fam * 256 + p] |= 1 << shape
         self._write_config()
         for name, old, new in (("ADDR_FILTER", self._addr, addr), ("PORT_FILTER", self._ports, ports)):
@@ -180,14 +178,9 @@ class Prefilter:
         for atom in changed:
             kind = atom[0]
             on = self._refs.get(atom, 0) > 0
-            if kind == "a":
-                bucket, bit = int(atom[1]), int(atom[2])  # type: ignore[call-overload]
-                idx, mask = bucket >> 1, bit << ((bucket & 1) * 32)
-                words["ADDR_FILTER"].setdefault(idx, [0, 0])[0 if on else 1] |= mask
-            elif kind == "p":
-                port, shape = int(atom[1]), int(atom[2])  # type: ignore[call-overload]
-                mask = 1 << ((port & 7) * 8 + shape)
-                words["PORT_FILTER"].setdefault(port >> 3, [0, 0])[0 if on else 1] |= mask
+            if kind in ("a", "p"):
+                name, idx, mask = _word_bit(atom)
+                words[name].setdefault(idx, [0, 0])[0 if on else 1] |= mask
             elif kind == "f":
                 self._flags = _set(self._flags, int(atom[1]), on)  # type: ignore[call-overload]
                 config = True
@@ -196,7 +189,7 @@ class Prefilter:
                 config = True
             else:  # "pr": (family index, protocol or -1 for all, shape)
                 fam, proto, shape = int(atom[1]), int(atom[2]), int(atom[3])  # type: ignore[call-overload]
-                for p in range(256) if proto < 0 else (proto,):
+                for p in _protocols(proto):
                     need = self._refs.get(("pr", fam, p, shape), 0) > 0 or self._refs.get(("pr", fam, -1, shape), 0) > 0
                     self._proto[fam * 256 + p] = _set(self._proto[fam * 256 + p], 1 << shape, need)
                 config = True
@@ -231,6 +224,20 @@ class Prefilter:
                 bytes(self._proto),
             )
         )
+
+
+def _word_bit(atom: Atom) -> tuple[str, int, int]:
+    """The filter map, word index and bit of an "a" (bucket, bit) or "p" (port, shape) atom."""
+    if atom[0] == "a":
+        bucket, bit = int(atom[1]), int(atom[2])  # type: ignore[call-overload]
+        return "ADDR_FILTER", bucket >> 1, bit << ((bucket & 1) * 32)
+    port, shape = int(atom[1]), int(atom[2])  # type: ignore[call-overload]
+    return "PORT_FILTER", port >> 3, 1 << ((port & 7) * 8 + shape)
+
+
+def _protocols(proto: int) -> range | tuple[int]:
+    """The protocols a "pr" atom covers: one, or all 256 (-1: a shape without a protocol field)."""
+    return range(256) if proto < 0 else (proto,)
 
 
 def _words(dp: Datapath, name: str) -> dict[int, int]:

@@ -13,9 +13,8 @@ from __future__ import annotations
 from collections.abc import Hashable
 
 from . import abi, libbpf
+from .counters import Counts, growth
 from .datapath import Datapath
-
-Counts = tuple[int, ...]
 
 
 class _Sketch:
@@ -59,14 +58,9 @@ class _Sketch:
                 slot = (cpu, s, w)
                 old = prev.get(slot)
                 prev[slot] = (key, counts)
-                if old is None or old[0] != key:
-                    delta = counts
-                elif old[1] == counts:
+                if old is not None and old[0] == key and old[1] == counts:
                     continue
-                elif any(c < o for c, o in zip(counts, old[1], strict=True)):
-                    delta = counts  # the address lost the way and took it again
-                else:
-                    delta = tuple(c - o for c, o in zip(counts, old[1], strict=True))
+                delta = growth(old[1] if old is not None and old[0] == key else None, counts)
                 if any(delta):
                     acc = out.get(key)
                     out[key] = delta if acc is None else tuple(a + d for a, d in zip(acc, delta, strict=True))

@@ -7,13 +7,14 @@ import time
 from collections.abc import Callable, Hashable
 
 from .. import abi
+from ..counters import Counts
 from ..datapath import Datapath
 from ..detector_config import PortScanConfig, SynFloodConfig
 from ..sketch import SketchReader
 from .alerts import AlertBook, AlertChange
 from .port_scan import PortScanDetector
 from .syn_flood import SynFloodDetector
-from .window import Counts, WindowSums, diff_counts
+from .window import WindowSums, diff_counts
 
 TCP, NEW_TCP, NEW_UDP = 1, 2, 3  # positions in a source's counts: (syn, tcp, new_tcp_ports, new_udp_ports)
 PENDING_MAX = 16_384  # sources not yet interesting, remembered at most

@@ -6,7 +6,7 @@ from array import array
 from collections import deque
 from collections.abc import Hashable, Mapping
 
-Counts = tuple[int, ...]
+from ..counters import Counts, growth
 
 BUCKETS = 20  # a window is this many buckets: deltas leave it one bucket at a time
 MAX_KEYS = 4_096  # keys tracked at most; beyond, the smallest go first
@@ -17,12 +17,8 @@ def diff_counts(prev: Mapping[Hashable, Counts], cur: Mapping[Hashable, Counts])
     out: dict[Hashable, Counts] = {}
     for key, counts in cur.items():
         old = prev.get(key)
-        if old == counts:
-            continue
-        if old is None or any(c < o for c, o in zip(counts, old, strict=True)):
-            out[key] = counts
-        else:
-            out[key] = tuple(c - o for c, o in zip(counts, old, strict=True))
+        if old != counts:
+            out[key] = growth(old, counts)
     return out
 
 
