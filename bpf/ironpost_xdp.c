@@ -7,11 +7,11 @@
  * <linux/ip.h> instead of <uapi/linux/ip.h> costs seconds of start-up.
  *
  * Knobs arrive as -D flags from ironpost_tui/datapath.py:
- *   BLOCKLIST_MAX CIDR_MAX MATCH_MAX SHAPES_MAX ALLOW_MAX RULE_SLOTS
+ *   BLOCKLIST_MAX EXACT4_BITS (EXACT4 has 2^bits buckets) CIDR_MAX MATCH_MAX SHAPES_MAX ALLOW_MAX RULE_SLOTS
  *   RINGBUF_PAGES EVENT_RATE (events/s per CPU, 0 = unlimited)
  *   SRC_SETS_BITS DST_SETS_BITS PORT_MEMORY_NS (detector sketches: 2^bits sets each)
  *   PY_ABI_VERSION PY_EVENT_SIZE PY_VALUE_SIZE PY_SHAPE_SIZE PY_MATCH_KEY_SIZE
- *   PY_CONFIG_SIZE PY_SRC_WAY_SIZE PY_DST_WAY_SIZE
+ *   PY_CONFIG_SIZE PY_SRC_WAY_SIZE PY_DST_WAY_SIZE PY_EXACT4_SIZE
  *   IRONPOST_PIN_DIR (optional: reuse or create the maps pinned there)
  */
 #include <uapi/linux/bpf.h>
@@ -52,6 +52,8 @@ _Static_assert(sizeof(struct match_key) == PY_MATCH_KEY_SIZE, "match_key layout 
 _Static_assert(sizeof(struct ironpost_config) == PY_CONFIG_SIZE, "ironpost_config layout differs from abi.py");
 _Static_assert(sizeof(struct src_way) == PY_SRC_WAY_SIZE, "src_way layout differs from abi.py");
 _Static_assert(sizeof(struct dst_way) == PY_DST_WAY_SIZE, "dst_way layout differs from abi.py");
+_Static_assert(sizeof(struct exact4_bucket) == PY_EXACT4_SIZE, "exact4_bucket layout differs from abi.py");
+_Static_assert(EXACT4_BITS >= 6 && EXACT4_BITS <= 24, "EXACT4 has 2^6 to 2^24 buckets");
 
 #define SRC_SETS (1U << SRC_SETS_BITS)
 #define DST_SETS (1U << DST_SETS_BITS)
@@ -73,6 +75,7 @@ struct dirty_sets {
 
 /* Maps that carry state an operator must not lose: pinned with --persist. */
 IRONPOST_MAP("hash", __u32, struct blocklist_value, BLOCKLIST, BLOCKLIST_MAX, 0);
+IRONPOST_MAP("array", __u32, struct exact4_bucket, EXACT4, 1U << EXACT4_BITS, 0);
 IRONPOST_MAP("lpm_trie", struct lpm_v4_key, struct blocklist_value, SRC4, CIDR_MAX, BPF_F_NO_PREALLOC);
 IRONPOST_MAP("lpm_trie", struct lpm_v6_key, struct blocklist_value, SRC6, CIDR_MAX, BPF_F_NO_PREALLOC);
 IRONPOST_MAP("hash", struct match_key, struct blocklist_value, MATCH, MATCH_MAX, 0);
@@ -139,7 +142,7 @@ struct pkt {
 struct best_match {
 	__u32 rank;
 	__u32 slot;
-	__u32 from_source; /* the best match is a source-only rule (BLOCKLIST, SRC4, SRC6) */
+	__u32 from_source; /* the best match is a source-only rule (EXACT4, BLOCKLIST, SRC4, SRC6) */
 };
 
 /* The parsed packet and the best match so far live in per-CPU map memory,
@@ -299,6 +302,24 @@ static __always_inline void consider(struct blocklist_value *v, struct best_matc
 		best->rank = rank;
 		best->slot = v->rule_slot;
 		best->from_source = 0;
+	}
+}
+
+/* An exact IPv4 source in EXACT4 (ironpost_common.h): one bucket, no call. */
+static __always_inline void match_exact4(__u32 saddr, __u32 seed, struct best_match *best)
+{
+	__u32 b = ((saddr ^ seed) * 0x9E3779B1U) >> (32 - EXACT4_BITS);
+	struct exact4_bucket *bk = EXACT4.lookup(&b);
+
+	if (!bk)
+		return;
+#pragma unroll
+	for (int i = 0; i < EXACT4_WAYS; i++) {
+		__u32 rank = bk->rank1[i] - 1; /* a way not in use: NO_MATCH */
+		if (bk->addr[i] == saddr && rank < best->rank) {
+			best->rank = rank;
+			best->slot = bk->slot[i];
+		}
 	}
 }
 
@@ -655,9 +676,11 @@ int ironpost_xdp(struct xdp_md *ctx)
 	if (parse(ctx, pp)) {
 		src_bits = filter_bits(filter_bucket(pp->src, pp->family));
 		if (pp->family == FAMILY_V4) {
+			__u32 saddr;
+			__builtin_memcpy(&saddr, ALIGNED8(pp->src), 4);
+			if (src_bits & FILTER_EXACT4)
+				match_exact4(saddr, cfg->hash_seed, best);
 			if (src_bits & FILTER_EXACT) {
-				__u32 saddr;
-				__builtin_memcpy(&saddr, pp->src, 4);
 				struct blocklist_value *v = BLOCKLIST.lookup(&saddr);
 				if (v)
 					consider(v, best);

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 
-IRONPOST_ABI_VERSION = 2
+IRONPOST_ABI_VERSION = 3
 
 STATS_TCP = 0
 STATS_UDP = 1
@@ -43,6 +43,7 @@ ADDR_FILTER_WORDS = 131072  # 2^(ADDR_FILTER_BITS - 1)
 FILTER_EXACT = 0x1
 FILTER_PREFIX = 0x2
 FILTER_ALLOW = 0x4
+FILTER_EXACT4 = 0x8
 FILTER_SRC_SHIFT = 8
 FILTER_DST_SHIFT = 16
 PORT_FILTER_WORDS = 8192
@@ -51,6 +52,8 @@ CFG_WILD_PREFIX4 = 0x1
 CFG_WILD_PREFIX6 = 0x2
 CFG_WILD_ALLOW4 = 0x4
 CFG_WILD_ALLOW6 = 0x8
+
+EXACT4_WAYS = 8
 
 SKETCH_WAYS = 4
 PORT_BITS = 512
@@ -75,6 +78,9 @@ RULE_SHAPE = struct.Struct("<BBBxH2x16s16s")
 MATCH_KEY = struct.Struct("<IBB2s16s16s")
 # struct rule_hit
 RULE_HIT = struct.Struct("<QQ")
+# struct exact4_bucket: addr[EXACT4_WAYS] (the u32 loaded from network order), rank1[] (rank + 1, 0: a way
+# not in use), slot[]
+EXACT4_BUCKET = struct.Struct(f"<{EXACT4_WAYS}I{EXACT4_WAYS}I{EXACT4_WAYS}I")
 # struct ironpost_config: n_shapes, abi_version, flags, hash_seed, match_rank, src_wild, dst_wild, port_wild,
 # pad, proto_shapes[512] (IPv4 then IPv6, by protocol)
 CONFIG = struct.Struct("<IIIIIBBBx512s")
@@ -94,6 +100,7 @@ PACKET_EVENT = struct.Struct("<Q16s16sHHIIBBBB")
 # Every map the program owns, by name (the names `bpftool map dump name X` takes).
 PINNED_MAPS = (
     "BLOCKLIST",
+    "EXACT4",
     "SRC4",
     "SRC6",
     "MATCH",
@@ -127,4 +134,5 @@ def size_cflags() -> list[str]:
         f"-DPY_CONFIG_SIZE={CONFIG.size}",
         f"-DPY_SRC_WAY_SIZE={SRC_WAY.size}",
         f"-DPY_DST_WAY_SIZE={DST_WAY.size}",
+        f"-DPY_EXACT4_SIZE={EXACT4_BUCKET.size}",
     ]

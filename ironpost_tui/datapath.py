@@ -47,12 +47,20 @@ class DatapathConfig:
         return self.blocklist_max_entries + 2 * self.cidr_max_entries + self.match_max_entries
 
     @property
+    def exact4_buckets(self) -> int:
+        """EXACT4's buckets: a power of two, about a quarter of BLOCKLIST's entries (<= 4 addresses per
+        8-way bucket on average when BLOCKLIST is full; an address whose bucket is full is looked up in
+        BLOCKLIST instead)."""
+        return 1 << max(6, min(24, (max(1, self.blocklist_max_entries) // 4 - 1).bit_length()))
+
+    @property
     def ringbuf_pages(self) -> int:
         return max(1, self.ring_buffer_kib * 1024 // os.sysconf("SC_PAGE_SIZE"))
 
     def cflags(self) -> list[str]:
         return [
             f"-DBLOCKLIST_MAX={self.blocklist_max_entries}",
+            f"-DEXACT4_BITS={self.exact4_buckets.bit_length() - 1}",
             f"-DCIDR_MAX={self.cidr_max_entries}",
             f"-DMATCH_MAX={self.match_max_entries}",
             f"-DSHAPES_MAX={self.shapes_max}",
@@ -70,6 +78,7 @@ class DatapathConfig:
         v = abi.BLOCKLIST_VALUE.size
         return {
             "BLOCKLIST": (_HASH, 4, v, self.blocklist_max_entries),
+            "EXACT4": (_ARRAY, 4, abi.EXACT4_BUCKET.size, self.exact4_buckets),
             "SRC4": (_LPM_TRIE, abi.LPM_V4_KEY.size, v, self.cidr_max_entries),
             "SRC6": (_LPM_TRIE, abi.LPM_V6_KEY.size, v, self.cidr_max_entries),
             "MATCH": (_HASH, abi.MATCH_KEY.size, v, self.match_max_entries),

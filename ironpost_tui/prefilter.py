@@ -50,10 +50,11 @@ def net_buckets(net: IPNetwork) -> list[int] | None:
 
 
 def source_atoms(map_name: str, net: IPNetwork) -> list[Atom]:
-    """Atoms of a source-only rule (BLOCKLIST, SRC4, SRC6) or, with map_name ALLOW, a protected prefix."""
+    """Atoms of a source-only rule (EXACT4, BLOCKLIST, SRC4, SRC6) or, with map_name ALLOW, a protected prefix."""
     v4 = net.version == 4
-    if map_name == "BLOCKLIST":
-        return [("a", filter_bucket(net.network_address.packed.ljust(16, b"\0"), abi.FAMILY_V4), abi.FILTER_EXACT)]
+    if map_name in ("BLOCKLIST", "EXACT4"):
+        bit = abi.FILTER_EXACT if map_name == "BLOCKLIST" else abi.FILTER_EXACT4
+        return [("a", filter_bucket(net.network_address.packed.ljust(16, b"\0"), abi.FAMILY_V4), bit)]
     bit = abi.FILTER_ALLOW if map_name == "ALLOW" else abi.FILTER_PREFIX
     buckets = net_buckets(net)
     if buckets is None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from . import abi, kernel_rules, prefilter
 from .datapath import Datapath
 from .errors import RuleRefused
+from .exact4 import Exact4
 from .kernel_rules import Placement, Shape
 from .model import Action, FilterRule, IPNetwork, RuleStatus
 from .prefilter import Atom, Prefilter
@@ -28,6 +29,7 @@ class _Installed:
     priority: int
     shape_index: int | None
     atoms: list[Atom]  # what it set in the prefilter (prefilter.py)
+    exact4: bool = False  # a BLOCKLIST entry the program finds in EXACT4 (exact4.py)
 
 
 class RuleTable:
@@ -51,6 +53,7 @@ class RuleTable:
         self._n_shapes = 0
         self._allow: dict[IPNetwork, int] = {}
         self._pf = Prefilter(datapath)
+        self._exact4 = Exact4(datapath)
         self._match_ranks: dict[str, int] = {}  # rule id -> rank, for the rules in MATCH
 
     # --- reading ---------------------------------------------------------------
@@ -197,6 +200,7 @@ class RuleTable:
             shape = Shape(fields, family, _prefixlen(smask), _prefixlen(dmask))
             shapes[index] = shape
         found: list[FilterRule] = []
+        in_blocklist: set[bytes] = set()
         for map_name in ("BLOCKLIST", "SRC4", "SRC6", "MATCH"):
             for key, raw in self._dp.map_items(map_name):
                 _act, action, _act_slot, _act_prio, slot, priority = abi.BLOCKLIST_VALUE.unpack(raw)
@@ -213,9 +217,13 @@ class RuleTable:
                         self._free_shapes.remove(index)
                 if slot in self._free_slots:
                     self._free_slots.remove(slot)
-                atoms = _atoms(rule, placement, shape_index)
+                fast = False
+                if map_name == "BLOCKLIST":
+                    in_blocklist.add(key)
+                    fast = self._exact4.get(key) is not None
+                atoms = _atoms(rule, placement, shape_index, fast)
                 self._pf.add(atoms)
-                self._rules[rule.id] = _Installed(rule, placement, key, slot, priority, shape_index, atoms)
+                self._rules[rule.id] = _Installed(rule, placement, key, slot, priority, shape_index, atoms, fast)
                 if map_name == "MATCH":
                     self._match_ranks[rule.id] = _rank(rule, priority)
                 self._by_key[(map_name, key)] = rule.id
@@ -224,6 +232,7 @@ class RuleTable:
                     self._lpm[map_name][rule.src_ip] = rule.id
                 self._next_priority = max(self._next_priority, priority + 1)
                 found.append(rule)
+        self._exact4.retain(in_blocklist)  # ways whose BLOCKLIST entry is gone (a stop mid-removal)
         self._n_shapes = self._dp.read_config()[0]
         self._pf.set_n_shapes(self._n_shapes)
         self._pf.set_match_rank(min(self._match_ranks.values(), default=abi.NO_RANK))
@@ -273,12 +282,16 @@ class RuleTable:
             # Zero the slot's hit counters before anything points at it.
             self._dp.percpu_clear("RULE_HITS", slot)
             acting = self._acting(placement.map_name, rule, slot, priority)
-            atoms = _atoms(rule, placement, shape_index)
+            # An exact IPv4 source goes into EXACT4 as well, when its bucket has room.
+            fast = placement.map_name == "BLOCKLIST" and self._exact4.has_room(key)
+            atoms = _atoms(rule, placement, shape_index, fast)
             self._pf.add(atoms)  # the filters let the entry be found before it exists
             if placement.map_name == "MATCH":
                 self._pf.lower_match_rank(_rank(rule, priority))
             try:
                 self._dp.map_update(placement.map_name, key, kernel_rules.value(rule, slot, priority, acting))
+                if fast:
+                    self._exact4.put(key, _rank(rule, priority), slot)
             except Exception:
                 self._pf.remove(atoms)
                 self._sync_match_rank()
@@ -288,7 +301,7 @@ class RuleTable:
                 self._release_shape(placement.shape)
             raise
         self._free_slots.pop()
-        self._rules[rule.id] = _Installed(rule, placement, key, slot, priority, shape_index, atoms)
+        self._rules[rule.id] = _Installed(rule, placement, key, slot, priority, shape_index, atoms, fast)
         if take_over is not None:
             old = self._rules.pop(take_over)
             del self._by_key[(placement.map_name, key)]  # overwritten above, not deleted
@@ -317,6 +330,8 @@ class RuleTable:
         self._dp.map_update(
             inst.placement.map_name, inst.key, kernel_rules.value(inst.rule, inst.slot, inst.priority, acting)
         )
+        if inst.exact4:
+            self._exact4.put(inst.key, _rank(inst.rule, inst.priority), inst.slot)
         if match:
             self._match_ranks[inst.rule.id] = _rank(inst.rule, inst.priority)
             self._sync_match_rank()
@@ -365,6 +380,8 @@ class RuleTable:
             del self._lpm[name][src]
             self._refresh_covered(name, src)
         if self._by_key.get((inst.placement.map_name, inst.key)) == inst.rule.id:
+            if inst.exact4:
+                self._exact4.remove(inst.key)  # what the program reads goes first
             self._dp.map_delete(inst.placement.map_name, inst.key)
             del self._by_key[(inst.placement.map_name, inst.key)]
         self._pf.remove(inst.atoms)  # after the entry is gone
@@ -412,10 +429,10 @@ class RuleTable:
             self._pf.set_n_shapes(n)
 
 
-def _atoms(rule: FilterRule, placement: Placement, shape_index: int | None) -> list[Atom]:
+def _atoms(rule: FilterRule, placement: Placement, shape_index: int | None, exact4: bool = False) -> list[Atom]:
     if placement.shape is None:
         assert rule.src_ip is not None
-        return prefilter.source_atoms(placement.map_name, rule.src_ip)
+        return prefilter.source_atoms("EXACT4" if exact4 else placement.map_name, rule.src_ip)
     assert shape_index is not None
     return prefilter.shape_atoms(
         shape_index, placement.shape.family, rule.src_ip, rule.dst_ip, rule.dst_port, rule.protocol

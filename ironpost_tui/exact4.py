@@ -1,0 +1,141 @@
+"""EXACT4: the exact IPv4 source rules again, in buckets the XDP program reads without a call.
+
+BLOCKLIST (a hash map, the seed's) stays the record of every exact IPv4 rule; what the program
+looks up for them is EXACT4, an array of 8-way buckets (bpf/ironpost_common.h says why and how).
+This module keeps EXACT4's ways: where an address goes, and the order of the writes, so that the
+program never sees a way with one rule's address and another rule's slot:
+
+- a new way: address and slot first (rank1 still 0, the way not in use), then rank1;
+- a way retired: rank1 set to 0 only;
+- a rule replaced by another on the same address: the new one takes a free way of the bucket
+  before the old way is retired, so the address never goes unmatched.
+
+An address whose bucket is full is not placed (``has_room`` says so before): the caller keeps it in
+BLOCKLIST alone, which the program then looks up (ADDR_FILTER's FILTER_EXACT).
+"""
+
+from __future__ import annotations
+
+from . import abi
+from .datapath import Datapath
+
+M32 = 0xFFFFFFFF
+WAYS = abi.EXACT4_WAYS
+
+
+def bucket_of(addr: bytes, seed: int, bits: int) -> int:
+    """The bucket of a 4-byte address (match_exact4() in bpf/ironpost_xdp.c)."""
+    return (((int.from_bytes(addr, "little") ^ seed) * 0x9E3779B1) & M32) >> (32 - bits)
+
+
+class Exact4:
+    """EXACT4 of one Datapath, mirrored here: bucket -> [addr x 8, rank1 x 8, slot x 8]."""
+
+    def __init__(self, dp: Datapath) -> None:
+        self._dp = dp
+        self._bits = dp.cfg.exact4_buckets.bit_length() - 1
+        self._seed = int(dp.read_config_raw()[3])
+        self._buckets: dict[int, list[int]] = {}
+        if dp.reused_maps:  # pinned maps already in force: start from what they hold
+            keys, values, count = dp.map_dump("EXACT4")
+            size = abi.EXACT4_BUCKET.size
+            for i in range(count):
+                ways = list(abi.EXACT4_BUCKET.unpack_from(values, i * size))
+                if any(ways[WAYS : 2 * WAYS]):
+                    self._buckets[int.from_bytes(keys[i * 4 : i * 4 + 4], "little")] = ways
+
+    # --- reading -----------------------------------------------------------------
+    def get(self, addr: bytes) -> tuple[int, int] | None:
+        """(rank, slot) of ``addr``'s way, or None when it has none."""
+        b = self._bucket(addr)
+        ways = self._buckets.get(b)
+        way = _find(ways, _u32(addr)) if ways else None
+        if ways is None or way is None:
+            return None
+        return ways[WAYS + way] - 1, ways[2 * WAYS + way]
+
+    def has_room(self, addr: bytes) -> bool:
+        """Whether ``put(addr, ...)`` will place it: it has a way already, or its bucket a free one."""
+        ways = self._buckets.get(self._bucket(addr))
+        return ways is None or _find(ways, _u32(addr)) is not None or _free(ways) is not None
+
+    def __len__(self) -> int:
+        return sum(1 for ways in self._buckets.values() for r in ways[WAYS : 2 * WAYS] if r)
+
+    # --- changing ------------------------------------------------------------------
+    def put(self, addr: bytes, rank: int, slot: int) -> None:
+        """Make ``addr`` match with ``rank``, crediting ``slot``.  The caller checked has_room."""
+        b = self._bucket(addr)
+        a = _u32(addr)
+        ways = self._buckets.setdefault(b, [0] * (3 * WAYS))
+        old = _find(ways, a)
+        if old is not None and ways[2 * WAYS + old] == slot:
+            ways[WAYS + old] = rank + 1  # same rule, new rank: one word changes
+            self._write(b, ways)
+            return
+        new = _free(ways)
+        if new is None:
+            if old is None:
+                raise AssertionError("EXACT4.put without room: check has_room first")
+            # A full bucket and another rule on the same address: rewrite the way in place.
+            ways[WAYS + old], ways[2 * WAYS + old] = rank + 1, slot
+            self._write(b, ways)
+            return
+        ways[new], ways[2 * WAYS + new] = a, slot
+        self._write(b, ways)
+        ways[WAYS + new] = rank + 1
+        self._write(b, ways)
+        if old is not None:
+            ways[WAYS + old] = 0
+            self._write(b, ways)
+
+    def remove(self, addr: bytes) -> bool:
+        """Retire ``addr``'s way; False when it had none."""
+        b = self._bucket(addr)
+        ways = self._buckets.get(b)
+        way = _find(ways, _u32(addr)) if ways else None
+        if ways is None or way is None:
+            return False
+        ways[WAYS + way] = 0
+        self._write(b, ways)
+        if not any(ways[WAYS : 2 * WAYS]):
+            del self._buckets[b]
+        return True
+
+    def retain(self, addrs: set[bytes]) -> None:
+        """Retire every way whose address is not in ``addrs`` (adopting pinned maps: BLOCKLIST's)."""
+        keep = {_u32(a) for a in addrs}
+        for b, ways in list(self._buckets.items()):
+            stale = [i for i in range(WAYS) if ways[WAYS + i] and ways[i] not in keep]
+            for i in stale:
+                ways[WAYS + i] = 0
+            if stale:
+                self._write(b, ways)
+            if not any(ways[WAYS : 2 * WAYS]):
+                del self._buckets[b]
+
+    # --- internals -------------------------------------------------------------------
+    def _bucket(self, addr: bytes) -> int:
+        return bucket_of(addr, self._seed, self._bits)
+
+    def _write(self, b: int, ways: list[int]) -> None:
+        self._dp.map_update("EXACT4", b.to_bytes(4, "little"), abi.EXACT4_BUCKET.pack(*ways))
+
+
+def _u32(addr: bytes) -> int:
+    return int.from_bytes(addr, "little")
+
+
+def _find(ways: list[int], a: int) -> int | None:
+    """The way in use that holds address ``a``."""
+    for i in range(WAYS):
+        if ways[WAYS + i] and ways[i] == a:
+            return i
+    return None
+
+
+def _free(ways: list[int]) -> int | None:
+    for i in range(WAYS):
+        if not ways[WAYS + i]:
+            return i
+    return None

@@ -1,0 +1,217 @@
+"""EXACT4 (ironpost_tui/exact4.py), the exact IPv4 sources in buckets the program reads inline,
+against the real program through BPF_PROG_TEST_RUN.
+
+The program looks in BLOCKLIST only for a bucket with ADDR_FILTER's FILTER_EXACT bit, which the
+product sets only for an address EXACT4 had no room for; so a drop with that bit clear, or with
+the BLOCKLIST entry deleted behind the table's back, is EXACT4's doing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from scapy.layers.inet import IP, UDP
+from scapy.layers.l2 import Ether
+
+from ironpost_tui import abi, libbpf, prefilter
+from ironpost_tui.datapath import Datapath, DatapathConfig
+from ironpost_tui.exact4 import bucket_of
+from ironpost_tui.model import Action, FilterRule
+from ironpost_tui.rule_table import RuleTable, monotonic_to_wall_offset
+
+pytestmark = pytest.mark.root
+
+XDP_DROP, XDP_PASS = 1, 2
+LAB4 = ipaddress.ip_network("198.18.0.0/15")
+
+
+def frame(src: str) -> bytes:
+    # Both MACs given: scapy would otherwise resolve the destination, sending ARP from this host.
+    eth = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
+    return bytes(eth / IP(src=src, dst="198.19.0.1") / UDP(sport=40000, dport=53))
+
+
+def verdict(dp: Datapath, src: str) -> int:
+    return libbpf.prog_test_run(dp.prog_fd, frame(src)).retval
+
+
+def exact(rid: str, addr: str, action: Action = Action.DROP) -> FilterRule:
+    return FilterRule(rid, action, src_ip=ipaddress.ip_network(f"{addr}/32"))
+
+
+def filter_bits(dp: Datapath, addr: str) -> int:
+    bucket = prefilter.filter_bucket(ipaddress.IPv4Address(addr).packed.ljust(16, b"\0"), abi.FAMILY_V4)
+    word = int.from_bytes(dp.map_lookup("ADDR_FILTER", (bucket >> 1).to_bytes(4, "little")) or bytes(8), "little")
+    return (word >> ((bucket & 1) * 32)) & 0xFFFFFFFF
+
+
+def ways_in_use(dp: Datapath) -> int:
+    _keys, values, count = dp.map_dump("EXACT4")
+    size, w = abi.EXACT4_BUCKET.size, abi.EXACT4_WAYS
+    return sum(1 for i in range(count) for r in abi.EXACT4_BUCKET.unpack_from(values, i * size)[w : 2 * w] if r)
+
+
+def same_bucket(dp: Datapath, n: int) -> list[str]:
+    """n addresses of the lab range that share one EXACT4 bucket (under this map set's seed)."""
+    seed, bits = dp.read_config_raw()[3], dp.cfg.exact4_buckets.bit_length() - 1
+    by_bucket: dict[int, list[str]] = {}
+    for a in LAB4.hosts():
+        group = by_bucket.setdefault(bucket_of(a.packed, seed, bits), [])
+        group.append(str(a))
+        if len(group) == n:
+            return group
+    raise AssertionError("unreachable: 2^17 addresses over at most 2^18 buckets of a small map")
+
+
+def hits(table: RuleTable) -> dict[str, int]:
+    return {s.rule.id: s.hits for s in table.status()}
+
+
+@pytest.fixture
+def small() -> Iterator[RuleTable]:
+    """BLOCKLIST of 256: EXACT4 has 64 buckets of 8 ways."""
+    dp = Datapath(DatapathConfig(blocklist_max_entries=256))
+    try:
+        assert dp.cfg.exact4_buckets == 64
+        yield RuleTable(dp, monotonic_to_wall_offset())
+    finally:
+        dp.close()
+
+
+def test_exact_sources_are_dropped_from_exact4_alone() -> None:
+    dp = Datapath(DatapathConfig())
+    try:
+        table = RuleTable(dp, monotonic_to_wall_offset())
+        rng = random.Random(4)
+        addrs = sorted({str(LAB4[rng.randrange(1, LAB4.num_addresses - 1)]) for _ in range(300)})
+        for i, a in enumerate(addrs):
+            table.add(exact(f"x{i}", a))
+        assert ways_in_use(dp) == len(addrs)  # 300 in 4,096 buckets: none full
+        for a in addrs:
+            bits = filter_bits(dp, a)
+            assert bits & abi.FILTER_EXACT4 and not bits & abi.FILTER_EXACT, a
+        # BLOCKLIST emptied behind the table's back: EXACT4 still decides, in the bucket Python chose.
+        for a in addrs:
+            assert dp.map_delete("BLOCKLIST", ipaddress.IPv4Address(a).packed)
+        assert all(verdict(dp, a) == XDP_DROP for a in addrs)
+        near = [str(ipaddress.IPv4Address(a) + 1) for a in addrs]
+        assert all(verdict(dp, a) == XDP_PASS for a in near if a not in addrs)
+        for i in range(len(addrs)):
+            table.remove(f"x{i}")
+        assert ways_in_use(dp) == 0
+        assert all(verdict(dp, a) == XDP_PASS for a in addrs)
+    finally:
+        dp.close()
+
+
+def test_a_full_bucket_leaves_the_next_address_in_blocklist(small: RuleTable) -> None:
+    dp = small._dp
+    group = same_bucket(dp, 10)
+    for i, a in enumerate(group):
+        small.add(exact(f"g{i}", a))
+    fast = [small._rules[f"g{i}"].exact4 for i in range(10)]
+    assert fast == [True] * 8 + [False] * 2
+    assert ways_in_use(dp) == 8
+    assert filter_bits(dp, group[9]) & abi.FILTER_EXACT  # the 9th and 10th: looked up in BLOCKLIST
+    for a in group:
+        assert verdict(dp, a) == XDP_DROP, a
+    # Each packet is credited to its own rule, whichever map found it.
+    assert hits(small) == {f"g{i}": 1 for i in range(10)}
+
+    small.remove("g3")  # a way frees
+    assert verdict(dp, group[3]) == XDP_PASS
+    assert all(verdict(dp, a) == XDP_DROP for i, a in enumerate(group) if i != 3)
+    small.remove("g9")  # a BLOCKLIST-only one
+    assert verdict(dp, group[9]) == XDP_PASS
+    assert verdict(dp, group[8]) == XDP_DROP
+    small.add(exact("g3-again", group[3]))  # takes the free way
+    assert small._rules["g3-again"].exact4 and ways_in_use(dp) == 8
+    assert verdict(dp, group[3]) == XDP_DROP
+
+    for rid in list(small._rules):
+        small.remove(rid)
+    assert ways_in_use(dp) == 0 and dp.map_len("BLOCKLIST") == 0
+    assert filter_bits(dp, group[0]) == 0
+    assert all(verdict(dp, a) == XDP_PASS for a in group)
+
+
+def test_a_never_written_way_matches_no_address(small: RuleTable) -> None:
+    """A new EXACT4 is all zeros; rank1 0 marks a free way, so address 0.0.0.0 is not matched
+    by it.  (0.0.0.0 only appears in a BPF_PROG_TEST_RUN frame: nothing is sent.)"""
+    dp = small._dp
+    small.add(exact("near-zero", "0.0.0.5"))  # sets FILTER_EXACT4 for 0.0.0.0/24's bucket
+    assert filter_bits(dp, "0.0.0.0") & abi.FILTER_EXACT4
+    assert verdict(dp, "0.0.0.5") == XDP_DROP
+    assert verdict(dp, "0.0.0.0") == XDP_PASS
+    small.remove("near-zero")
+
+
+def test_list_order_between_an_exact_source_and_a_prefix_follows_renumbering(small: RuleTable) -> None:
+    dp = small._dp
+    a, p = exact("exact", "198.18.9.9"), FilterRule("prefix", src_ip=ipaddress.ip_network("198.18.9.0/24"))
+    small.sync([a, p])
+    verdict(dp, "198.18.9.9")
+    assert hits(small) == {"exact": 1, "prefix": 0}
+    small.sync([p, a])  # the prefix first now: EXACT4's rank is rewritten
+    verdict(dp, "198.18.9.9")
+    assert hits(small) == {"exact": 1, "prefix": 1}
+    small.sync([exact("exact", "198.18.9.9", Action.MONITOR), p])  # monitor ranks after any drop
+    assert verdict(dp, "198.18.9.9") == XDP_DROP
+    assert hits(small) == {"exact": 1, "prefix": 2}
+    small.sync([exact("exact", "198.18.9.9", Action.MONITOR)])
+    assert verdict(dp, "198.18.9.9") == XDP_PASS
+    assert hits(small) == {"exact": 2}
+    small.sync([])
+    assert ways_in_use(dp) == 0
+
+
+def test_a_new_id_for_the_same_address_takes_over_its_way(small: RuleTable) -> None:
+    dp = small._dp
+    small.sync([exact("old-id", "198.18.7.7")])
+    small.sync([exact("new-id", "198.18.7.7")])
+    assert ways_in_use(dp) == 1 and small._rules["new-id"].exact4
+    assert verdict(dp, "198.18.7.7") == XDP_DROP
+    assert hits(small) == {"new-id": 1}
+    small.sync([])
+    assert ways_in_use(dp) == 0
+
+
+@pytest.fixture
+def pin_dir() -> Iterator[Path]:
+    path = Path(f"/sys/fs/bpf/ironpost-test-exact4-{random.getrandbits(32):08x}")
+    path.mkdir(parents=True)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def test_adopting_pinned_maps_learns_which_addresses_are_in_exact4(pin_dir: Path) -> None:
+    cfg = DatapathConfig(blocklist_max_entries=256)
+    first = Datapath(cfg, pin_dir=pin_dir)
+    try:
+        table = RuleTable(first, monotonic_to_wall_offset())
+        group = same_bucket(first, 9)
+        for i, a in enumerate(group):
+            table.add(exact(f"g{i}", a))
+    finally:
+        first.close()
+    second = Datapath(cfg, pin_dir=pin_dir)
+    try:
+        assert second.reused_maps
+        adopted = RuleTable(second, monotonic_to_wall_offset())
+        rules = {str(r.src_ip.network_address): r.id for r in adopted.adopt_existing() if r.src_ip is not None}
+        assert sorted(rules) == sorted(group)
+        assert [adopted._rules[rules[a]].exact4 for a in group] == [True] * 8 + [False]
+        assert all(verdict(second, a) == XDP_DROP for a in group)
+        for rid in list(adopted._rules):
+            adopted.remove(rid)
+        assert ways_in_use(second) == 0
+        assert all(verdict(second, a) == XDP_PASS for a in group)
+    finally:
+        second.close()
