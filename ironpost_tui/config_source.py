@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +22,9 @@ if TYPE_CHECKING:
     from .engine import Engine
 
 DEFAULT_CONFIG = Path("/etc/ironpost/ironpost.toml")
+# A rewrite within one tick of the file system's clock (a few ms) keeps inode, size and mtime; while
+# the mtime is this recent, the content is compared as well.
+RECENT_SECS = 5.0
 
 
 class _MarkingStore:
@@ -61,6 +66,7 @@ class ConfigSource:
         self.path = store.path
         self.store = _MarkingStore(store, self)
         self._seen: tuple[int, int, int] | None = None
+        self._digest: bytes | None = None
 
     def load(self) -> Settings:
         self.mark()
@@ -73,12 +79,24 @@ class ConfigSource:
             return None
         return (st.st_ino, st.st_mtime_ns, st.st_size)
 
+    def _content_digest(self) -> bytes | None:
+        try:
+            return hashlib.sha256(self.path.read_bytes()).digest()
+        except OSError:
+            return None
+
     def mark(self) -> None:
         """Remember the file as it is now (after our own writes, too)."""
         self._seen = self._stat()
+        self._digest = self._content_digest()
 
     def changed(self) -> bool:
-        return self._stat() != self._seen
+        now = self._stat()
+        if now != self._seen:
+            return True
+        if now is not None and time.time() - now[1] / 1e9 < RECENT_SECS:
+            return self._content_digest() != self._digest
+        return False
 
 
 @dataclass(frozen=True)
