@@ -7,14 +7,18 @@ program never sees a way with one rule's address and another rule's slot:
 
 - a new way: address and slot first (rank1 still 0, the way not in use), then rank1;
 - a way retired: rank1 set to 0 only;
-- a rule replaced by another on the same address: the new one takes a free way of the bucket
-  before the old way is retired, so the address never goes unmatched.
+- a new rule on an address that has a way (a rule replaced under another id): it takes a free way of
+  the bucket before the old way is retired, so the address never goes unmatched.  A way's slot is
+  never rewritten in place: with no free way the caller keeps the new rule in BLOCKLIST alone.
 
-An address whose bucket is full is not placed (``has_room`` says so before): the caller keeps it in
-BLOCKLIST alone, which the program then looks up (ADDR_FILTER's FILTER_EXACT).
+An address that cannot be placed (``has_room`` says so before) stays in BLOCKLIST alone, which the
+program then looks up (ADDR_FILTER's FILTER_EXACT).  The mirror here changes only after the kernel
+took the write.
 """
 
 from __future__ import annotations
+
+import sys
 
 from . import abi
 from .datapath import Datapath
@@ -25,7 +29,7 @@ WAYS = abi.EXACT4_WAYS
 
 def bucket_of(addr: bytes, seed: int, bits: int) -> int:
     """The bucket of a 4-byte address (match_exact4() in bpf/ironpost_xdp.c)."""
-    return (((int.from_bytes(addr, "little") ^ seed) * 0x9E3779B1) & M32) >> (32 - bits)
+    return (((_u32(addr) ^ seed) * 0x9E3779B1) & M32) >> (32 - bits)
 
 
 class Exact4:
@@ -42,7 +46,22 @@ class Exact4:
             for i in range(count):
                 ways = list(abi.EXACT4_BUCKET.unpack_from(values, i * size))
                 if any(ways[WAYS : 2 * WAYS]):
-                    self._buckets[int.from_bytes(keys[i * 4 : i * 4 + 4], "little")] = ways
+                    self._adopt(int.from_bytes(keys[i * 4 : i * 4 + 4], "little"), ways)
+
+    def _adopt(self, b: int, ways: list[int]) -> None:
+        """Take a bucket as the kernel holds it; a second live way for one address (a stop between
+        put's writes) is retired."""
+        seen: set[int] = set()
+        dup = False
+        for i in range(WAYS):
+            if ways[WAYS + i]:
+                if ways[i] in seen:
+                    ways[WAYS + i] = 0
+                    dup = True
+                seen.add(ways[i])
+        self._buckets[b] = ways
+        if dup:
+            self._commit(b, ways)
 
     # --- reading -----------------------------------------------------------------
     def get(self, addr: bytes) -> tuple[int, int] | None:
@@ -54,10 +73,14 @@ class Exact4:
             return None
         return ways[WAYS + way] - 1, ways[2 * WAYS + way]
 
-    def has_room(self, addr: bytes) -> bool:
-        """Whether ``put(addr, ...)`` will place it: it has a way already, or its bucket a free one."""
+    def has_room(self, addr: bytes, slot: int) -> bool:
+        """Whether ``put(addr, rank, slot)`` will place it: a way of ``addr`` credits ``slot`` already,
+        or its bucket has a free way."""
         ways = self._buckets.get(self._bucket(addr))
-        return ways is None or _find(ways, _u32(addr)) is not None or _free(ways) is not None
+        if ways is None:
+            return True
+        old = _find(ways, _u32(addr))
+        return (old is not None and ways[2 * WAYS + old] == slot) or _free(ways) is not None
 
     def __len__(self) -> int:
         return sum(1 for ways in self._buckets.values() for r in ways[WAYS : 2 * WAYS] if r)
@@ -67,39 +90,32 @@ class Exact4:
         """Make ``addr`` match with ``rank``, crediting ``slot``.  The caller checked has_room."""
         b = self._bucket(addr)
         a = _u32(addr)
-        ways = self._buckets.setdefault(b, [0] * (3 * WAYS))
+        ways = list(self._buckets.get(b) or [0] * (3 * WAYS))
         old = _find(ways, a)
         if old is not None and ways[2 * WAYS + old] == slot:
             ways[WAYS + old] = rank + 1  # same rule, new rank: one word changes
-            self._write(b, ways)
+            self._commit(b, ways)
             return
         new = _free(ways)
         if new is None:
-            if old is None:
-                raise AssertionError("EXACT4.put without room: check has_room first")
-            # A full bucket and another rule on the same address: rewrite the way in place.
-            ways[WAYS + old], ways[2 * WAYS + old] = rank + 1, slot
-            self._write(b, ways)
-            return
+            raise AssertionError("EXACT4.put without room: check has_room first")
         ways[new], ways[2 * WAYS + new] = a, slot
-        self._write(b, ways)
+        self._commit(b, ways)
         ways[WAYS + new] = rank + 1
-        self._write(b, ways)
+        self._commit(b, ways)
         if old is not None:
             ways[WAYS + old] = 0
-            self._write(b, ways)
+            self._commit(b, ways)
 
     def remove(self, addr: bytes) -> bool:
         """Retire ``addr``'s way; False when it had none."""
         b = self._bucket(addr)
-        ways = self._buckets.get(b)
+        ways = list(self._buckets.get(b) or [])
         way = _find(ways, _u32(addr)) if ways else None
-        if ways is None or way is None:
+        if way is None:
             return False
         ways[WAYS + way] = 0
-        self._write(b, ways)
-        if not any(ways[WAYS : 2 * WAYS]):
-            del self._buckets[b]
+        self._commit(b, ways)
         return True
 
     def retain(self, addrs: set[bytes]) -> None:
@@ -107,23 +123,28 @@ class Exact4:
         keep = {_u32(a) for a in addrs}
         for b, ways in list(self._buckets.items()):
             stale = [i for i in range(WAYS) if ways[WAYS + i] and ways[i] not in keep]
-            for i in stale:
-                ways[WAYS + i] = 0
             if stale:
-                self._write(b, ways)
-            if not any(ways[WAYS : 2 * WAYS]):
-                del self._buckets[b]
+                ways = list(ways)
+                for i in stale:
+                    ways[WAYS + i] = 0
+                self._commit(b, ways)
 
     # --- internals -------------------------------------------------------------------
     def _bucket(self, addr: bytes) -> int:
         return bucket_of(addr, self._seed, self._bits)
 
-    def _write(self, b: int, ways: list[int]) -> None:
+    def _commit(self, b: int, ways: list[int]) -> None:
+        """Write bucket ``b``, then (once the kernel took it) remember it."""
         self._dp.map_update("EXACT4", b.to_bytes(4, "little"), abi.EXACT4_BUCKET.pack(*ways))
+        if any(ways[WAYS : 2 * WAYS]):
+            self._buckets[b] = list(ways)
+        else:
+            self._buckets.pop(b, None)
 
 
 def _u32(addr: bytes) -> int:
-    return int.from_bytes(addr, "little")
+    """The address as the program loads it: a u32 in host order."""
+    return int.from_bytes(addr, sys.byteorder)
 
 
 def _find(ways: list[int], a: int) -> int | None:

@@ -217,12 +217,18 @@ class RuleTable:
                         self._free_shapes.remove(index)
                 if slot in self._free_slots:
                     self._free_slots.remove(slot)
-                fast = False
+                fast, have, want = False, None, (_rank(rule, priority), slot)
                 if map_name == "BLOCKLIST":
+                    # EXACT4 as BLOCKLIST says, whatever a stop between two writes left there.
                     in_blocklist.add(key)
-                    fast = self._exact4.get(key) is not None
+                    have = self._exact4.get(key)
+                    fast = have is not None and (have == want or self._exact4.has_room(key, slot))
                 atoms = _atoms(rule, placement, shape_index, fast)
                 self._pf.add(atoms)
+                if fast and have != want:
+                    self._exact4.put(key, *want)
+                elif not fast and have is not None:
+                    self._exact4.remove(key)  # BLOCKLIST alone now (its filter bit is set above)
                 self._rules[rule.id] = _Installed(rule, placement, key, slot, priority, shape_index, atoms, fast)
                 if map_name == "MATCH":
                     self._match_ranks[rule.id] = _rank(rule, priority)
@@ -283,16 +289,23 @@ class RuleTable:
             self._dp.percpu_clear("RULE_HITS", slot)
             acting = self._acting(placement.map_name, rule, slot, priority)
             # An exact IPv4 source goes into EXACT4 as well, when its bucket has room.
-            fast = placement.map_name == "BLOCKLIST" and self._exact4.has_room(key)
+            fast = placement.map_name == "BLOCKLIST" and self._exact4.has_room(key, slot)
             atoms = _atoms(rule, placement, shape_index, fast)
             self._pf.add(atoms)  # the filters let the entry be found before it exists
             if placement.map_name == "MATCH":
                 self._pf.lower_match_rank(_rank(rule, priority))
+            wrote = False
             try:
                 self._dp.map_update(placement.map_name, key, kernel_rules.value(rule, slot, priority, acting))
+                wrote = True
                 if fast:
                     self._exact4.put(key, _rank(rule, priority), slot)
             except Exception:
+                if wrote:  # the entry back as it was
+                    if take_over is None:
+                        self._dp.map_delete(placement.map_name, key)
+                    else:
+                        self._write(self._rules[take_over])
                 self._pf.remove(atoms)
                 self._sync_match_rank()
                 raise
@@ -305,6 +318,8 @@ class RuleTable:
         if take_over is not None:
             old = self._rules.pop(take_over)
             del self._by_key[(placement.map_name, key)]  # overwritten above, not deleted
+            if old.exact4 and not fast:
+                self._exact4.remove(key)  # no free way for the new rule: BLOCKLIST alone decides now
             self._pf.remove(old.atoms)
             self._match_ranks.pop(take_over, None)
             if old.placement.shape is not None:

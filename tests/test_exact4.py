@@ -68,6 +68,16 @@ def same_bucket(dp: Datapath, n: int) -> list[str]:
     raise AssertionError("unreachable: 2^17 addresses over at most 2^18 buckets of a small map")
 
 
+def same_slash24_other_bucket(dp: Datapath, addr: str) -> str:
+    """An address of ``addr``'s /24 (so of its ADDR_FILTER bucket) in another EXACT4 bucket."""
+    seed, bits = dp.read_config_raw()[3], dp.cfg.exact4_buckets.bit_length() - 1
+    base = ipaddress.IPv4Address(addr)
+    for other in ipaddress.ip_network(f"{addr}/24", strict=False).hosts():
+        if bucket_of(other.packed, seed, bits) != bucket_of(base.packed, seed, bits):
+            return str(other)
+    raise AssertionError("a /24 within one bucket of 64")
+
+
 def hits(table: RuleTable) -> dict[str, int]:
     return {s.rule.id: s.hits for s in table.status()}
 
@@ -123,9 +133,15 @@ def test_a_full_bucket_leaves_the_next_address_in_blocklist(small: RuleTable) ->
     # Each packet is credited to its own rule, whichever map found it.
     assert hits(small) == {f"g{i}": 1 for i in range(10)}
 
+    # A rule elsewhere in g3's /24 keeps the program reading EXACT4 for it once g3 is gone.
+    keeper = same_slash24_other_bucket(dp, group[3])
+    small.add(exact("keeper", keeper))
+    assert small._rules["keeper"].exact4
     small.remove("g3")  # a way frees
+    assert filter_bits(dp, group[3]) & abi.FILTER_EXACT4  # so the program reads the bucket for g3
     assert verdict(dp, group[3]) == XDP_PASS
     assert all(verdict(dp, a) == XDP_DROP for i, a in enumerate(group) if i != 3)
+    small.remove("keeper")
     small.remove("g9")  # a BLOCKLIST-only one
     assert verdict(dp, group[9]) == XDP_PASS
     assert verdict(dp, group[8]) == XDP_DROP
@@ -181,6 +197,37 @@ def test_a_new_id_for_the_same_address_takes_over_its_way(small: RuleTable) -> N
     assert ways_in_use(dp) == 0
 
 
+def test_a_removed_address_passes_while_its_slash24_still_has_rules(small: RuleTable) -> None:
+    dp = small._dp
+    a = "198.18.40.1"
+    b = same_slash24_other_bucket(dp, a)
+    small.sync([exact("a", a), exact("b", b)])
+    small.remove("a")
+    assert filter_bits(dp, a) & abi.FILTER_EXACT4  # the program still reads EXACT4 for a ...
+    assert verdict(dp, a) == XDP_PASS  # ... and finds no way for it
+    assert verdict(dp, b) == XDP_DROP
+    assert ways_in_use(dp) == 1
+    small.sync([])
+
+
+def test_a_new_id_for_an_address_in_a_full_bucket_moves_it_to_blocklist(small: RuleTable) -> None:
+    """No free way for the new rule: a way's slot is never rewritten in place (a packet could see
+    the new rank with the old slot); the new rule is kept in BLOCKLIST and the old way retired."""
+    dp = small._dp
+    group = same_bucket(dp, 8)
+    rules = [exact(f"g{i}", a) for i, a in enumerate(group)]
+    small.sync(rules)
+    assert ways_in_use(dp) == 8
+    small.sync([*rules[:7], exact("renamed", group[7])])
+    assert not small._rules["renamed"].exact4
+    assert ways_in_use(dp) == 7
+    assert filter_bits(dp, group[7]) & abi.FILTER_EXACT
+    assert verdict(dp, group[7]) == XDP_DROP
+    assert hits(small)["renamed"] == 1
+    small.sync([])
+    assert ways_in_use(dp) == 0 and dp.map_len("BLOCKLIST") == 0
+
+
 @pytest.fixture
 def pin_dir() -> Iterator[Path]:
     path = Path(f"/sys/fs/bpf/ironpost-test-exact4-{random.getrandbits(32):08x}")
@@ -189,6 +236,47 @@ def pin_dir() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def test_adopting_repairs_what_a_stop_between_two_writes_left_in_exact4(pin_dir: Path) -> None:
+    """A stale rank and slot in a way, and a second live way for one address (a stop inside put):
+    the adopting table makes EXACT4 say what BLOCKLIST says."""
+    cfg = DatapathConfig(blocklist_max_entries=256)
+    first = Datapath(cfg, pin_dir=pin_dir)
+    try:
+        table = RuleTable(first, monotonic_to_wall_offset())
+        group = same_bucket(first, 3)
+        table.sync([exact("a", group[0]), exact("b", group[1]), exact("c", group[2], Action.MONITOR)])
+        slot_c = table._rules["c"].slot
+    finally:
+        first.close()
+    second = Datapath(cfg, pin_dir=pin_dir)
+    try:
+        seed, bits = second.read_config_raw()[3], cfg.exact4_buckets.bit_length() - 1
+        key = bucket_of(ipaddress.IPv4Address(group[0]).packed, seed, bits).to_bytes(4, "little")
+        ways = list(abi.EXACT4_BUCKET.unpack(second.map_lookup("EXACT4", key) or b""))
+        w = abi.EXACT4_WAYS
+        addr_a, addr_c = (int.from_bytes(ipaddress.IPv4Address(x).packed, "little") for x in (group[0], group[2]))
+        ia, ic = ways[:w].index(addr_a), ways[:w].index(addr_c)
+        ways[w + ic] = 1  # c, a monitor rule, as a drop of rank 0 ...
+        ways[2 * w + ia] = slot_c  # ... and a credited to c's slot
+        free = ways[w : 2 * w].index(0)
+        ways[free], ways[w + free], ways[2 * w + free] = addr_a, 1, slot_c  # a second way for a
+        second.map_update("EXACT4", key, abi.EXACT4_BUCKET.pack(*ways))
+        assert verdict(second, group[2]) == XDP_DROP  # what the damage would do, unrepaired
+
+        adopted = RuleTable(second, monotonic_to_wall_offset())
+        ids = {str(r.src_ip.network_address): r.id for r in adopted.adopt_existing() if r.src_ip is not None}
+        assert ways_in_use(second) == 3
+        assert verdict(second, group[2]) == XDP_PASS  # a monitor rule again
+        assert verdict(second, group[0]) == XDP_DROP
+        # c: the damaged drop above and this monitor hit (RULE_HITS is pinned too); a: its own slot.
+        assert hits(adopted) == {ids[group[0]]: 1, ids[group[1]]: 0, ids[group[2]]: 2}
+        for rid in list(adopted._rules):
+            adopted.remove(rid)
+        assert ways_in_use(second) == 0
+    finally:
+        second.close()
 
 
 def test_adopting_pinned_maps_learns_which_addresses_are_in_exact4(pin_dir: Path) -> None:
@@ -209,6 +297,7 @@ def test_adopting_pinned_maps_learns_which_addresses_are_in_exact4(pin_dir: Path
         assert sorted(rules) == sorted(group)
         assert [adopted._rules[rules[a]].exact4 for a in group] == [True] * 8 + [False]
         assert all(verdict(second, a) == XDP_DROP for a in group)
+        assert hits(adopted) == {rules[a]: 1 for a in group}
         for rid in list(adopted._rules):
             adopted.remove(rid)
         assert ways_in_use(second) == 0
