@@ -11,6 +11,7 @@ The floor process's RSS at ``ready`` is kept for the memory benchmark.
 
 from __future__ import annotations
 
+import compileall
 import contextlib
 import os
 import secrets
@@ -149,6 +150,11 @@ def run(report: Report, opts: core.Options) -> None:
     figs: dict[str, Any] = {"rounds": rounds, "floor_s": [], "floor_rss_mib": [], "headless_s": [],
                             "headless_rss_mib": []}  # fmt: skip
     report.figures[NAME] = figs
+    # The bytecode an installed package has (pip compiles it): with PYTHONDONTWRITEBYTECODE set in the
+    # caller's environment every start would compile the modules edited since the last write.
+    import ironpost_tui
+
+    compileall.compile_dir(Path(ironpost_tui.__file__).parent, quiet=1)
     with rig.tmpdir("startup") as wd, rig.lab() as lab:
         floor_once(lab.host_if)  # warm the page cache for both
         for i in range(rounds):
