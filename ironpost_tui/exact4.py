@@ -82,9 +82,6 @@ class Exact4:
         old = _find(ways, _u32(addr))
         return (old is not None and ways[2 * WAYS + old] == slot) or _free(ways) is not None
 
-    def __len__(self) -> int:
-        return sum(1 for ways in self._buckets.values() for r in ways[WAYS : 2 * WAYS] if r)
-
     # --- changing ------------------------------------------------------------------
     def put(self, addr: bytes, rank: int, slot: int) -> None:
         """Make ``addr`` match with ``rank``, crediting ``slot``.  The caller checked has_room."""
