@@ -19,7 +19,7 @@ FLOOD_PPS = 100_000
 
 
 def attached(ifindex: int) -> bool:
-    from ironpost_tui import libbpf
+    from ironpost_tui.kernel import libbpf
 
     return bool(libbpf.xdp_query(ifindex).prog_ids)
 

@@ -61,7 +61,7 @@ def possible_cpus() -> int:
 
 def stats_drops(prog_id: int) -> int:
     """STATS[TOTAL].drops summed over CPUs, of the program ``prog_id``."""
-    from ironpost_tui import abi, libbpf
+    from ironpost_tui.kernel import abi, libbpf
 
     info = json.loads(rig.sh("bpftool", "-j", "prog", "show", "id", str(prog_id)).stdout)
     lib = _libbpf()
@@ -181,7 +181,7 @@ def bare_xdp_drop(lab: Any, workdir: Path, mode: str) -> Iterator[Callable[[], i
     a BPF link (gone with the link's fd)."""
     import bcc
 
-    from ironpost_tui import libbpf
+    from ironpost_tui.kernel import libbpf
 
     b = bcc.BPF(text=b"""
     BPF_PERCPU_ARRAY(n, u64, 1);

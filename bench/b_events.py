@@ -7,7 +7,7 @@ what is measured is how fast user space drains it.  The floor: the same injectio
 ring buffer of the same size and record size, whose callback only casts and counts (on the same
 interpreter).  Budget: the pipeline >= 0.5x the floor.
 
-Where the product reads EVENTS through its own mmap (x86, ironpost_tui/ringbuf.py) it pays no
+Where the product reads EVENTS through its own mmap (x86, ironpost_tui/kernel/ringbuf.py) it pays no
 per-record callback, so it can pass the floor: the floor stays what BCC's own consumer costs.
 """
 
@@ -41,7 +41,7 @@ class Injector:
     """A thread running BPF_PROG_TEST_RUN on ``fd`` in batches until stopped (ctypes releases the GIL)."""
 
     def __init__(self, fd: int, frame: bytes, batch: int = 200_000) -> None:
-        from ironpost_tui import libbpf
+        from ironpost_tui.kernel import libbpf
 
         self._stop = threading.Event()
         self.runs = 0
@@ -134,8 +134,8 @@ def floor_rate(frame: bytes, secs: float, ring_pages: int, event_size: int) -> R
 
 
 def pipeline_rate(lab: Any, frame: bytes, secs: float) -> tuple[Rate, dict[str, Any]]:
-    from ironpost_tui.datapath import DatapathConfig
-    from ironpost_tui.engine import Engine, EngineOptions
+    from ironpost_tui.engine.engine import Engine, EngineOptions
+    from ironpost_tui.kernel.datapath import DatapathConfig
     from ironpost_tui.model import Action, FilterRule
 
     rule = FilterRule("bench-monitor", Action.MONITOR, src_ip=ipaddress.ip_network(SRC))
@@ -178,8 +178,8 @@ def pipeline_rate(lab: Any, frame: bytes, secs: float) -> tuple[Rate, dict[str, 
 
 
 def run(report: Report, opts: core.Options) -> None:
-    from ironpost_tui import abi
-    from ironpost_tui.datapath import MAX_EVENTS_PER_POLL, DatapathConfig
+    from ironpost_tui.kernel import abi
+    from ironpost_tui.kernel.datapath import MAX_EVENTS_PER_POLL, DatapathConfig
 
     rounds, secs = (1, 3.0) if opts.quick else (3, 8.0)
     frame = syn_frame()

@@ -125,10 +125,10 @@ class Loaded:
 
 def load_ironpost(rules: list[Any], subs: list[tuple[str, str]] = (), event_rate: int | None = None) -> Loaded:  # type: ignore[assignment]
     """The product's program (or a variant: ``subs`` applied to a copy of its source) with ``rules``."""
-    from ironpost_tui import resources
-    from ironpost_tui.datapath import Datapath, DatapathConfig
-    from ironpost_tui.rule_table import RuleTable, monotonic_to_wall_offset
-    from ironpost_tui.sketch import SketchReader
+    from ironpost_tui.detectors.sketch import SketchReader
+    from ironpost_tui.kernel import resources
+    from ironpost_tui.kernel.datapath import Datapath, DatapathConfig
+    from ironpost_tui.rules.table import RuleTable, monotonic_to_wall_offset
 
     cfg = DatapathConfig() if event_rate is None else DatapathConfig(event_rate=event_rate)
     workdir = None
@@ -202,7 +202,7 @@ def ensure_bpffs() -> None:
 def xdp_filter(n4: int = 256, n6: int = 16) -> Iterator[int]:
     """xdp-filter loaded on the host side of a throw-away lab with n4 + n6 sources and 2 ports;
     yields its program id.  Unloaded, its pins removed and the lab deleted afterwards."""
-    from ironpost_tui import libbpf
+    from ironpost_tui.kernel import libbpf
 
     rig.need("xdp-filter")
     ensure_bpffs()
@@ -242,13 +242,13 @@ def xdp_filter(n4: int = 256, n6: int = 16) -> Iterator[int]:
 
 
 def ns_per_packet(fd: int, frame: bytes, repeat: int) -> float:
-    from ironpost_tui import libbpf
+    from ironpost_tui.kernel import libbpf
 
     return float(libbpf.prog_test_run(fd, frame, repeat=repeat).duration_ns)
 
 
 def check_verdict(label: str, fd: int, frame: bytes, want: int) -> None:
-    from ironpost_tui import libbpf
+    from ironpost_tui.kernel import libbpf
 
     got = libbpf.prog_test_run(fd, frame, repeat=1).retval
     if got != want:
@@ -269,7 +269,7 @@ def measure(progs: dict[str, int], fr: bytes, rounds: int, repeat: int) -> dict[
 
 
 def run(report: Report, opts: core.Options) -> None:
-    from ironpost_tui import libbpf
+    from ironpost_tui.kernel import libbpf
 
     rounds, repeat = (3, 200_000) if opts.quick else (9, 1_000_000)
     figs: dict[str, Any] = {"rounds": rounds, "repeat": repeat, "rules": {"exact": 10_000, "prefixes": 1_000,

@@ -11,17 +11,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import __version__, host
-from .audit import DEFAULT_AUDIT_LOG
-from .datapath import import_bcc
-from .errors import ExitStatus, IronpostError
+from ironpost_tui import __version__
+from ironpost_tui.errors import ExitStatus, IronpostError
+from ironpost_tui.kernel import host
+from ironpost_tui.kernel.datapath import import_bcc
+from ironpost_tui.rules.audit import DEFAULT_AUDIT_LOG
 
 if TYPE_CHECKING:
-    from . import headless
-    from .config import ConsoleSettings, Settings
-    from .config_source import ConfigSource
-    from .engine import Engine, EngineOptions
-    from .source import Source
+    from ironpost_tui.config.settings import ConsoleSettings, Settings
+    from ironpost_tui.config.watch import ConfigSource
+    from ironpost_tui.engine import headless
+    from ironpost_tui.engine.engine import Engine, EngineOptions
+    from ironpost_tui.engine.feed import Source
 
 SUBCOMMANDS = ("cleanup", "check-config", "demo", "replay")
 
@@ -111,13 +112,14 @@ def _cmd_run(argv: list[str]) -> ExitStatus:
     host.check_privileges()  # before anything touches /var/lib/ironpost or /run/ironpost
     import_bcc()  # say "install python3-bpfcc" before anything else can fail
 
-    from . import headless
-    from .config_source import ConfigSource
-    from .engine import Engine
+    from ironpost_tui.config.watch import ConfigSource
+    from ironpost_tui.engine import headless
+    from ironpost_tui.engine.engine import Engine
 
     source = ConfigSource(args.config, args.iface, args.state_dir)
     settings = source.load()
-    from . import log_format, metrics_endpoint
+    from ironpost_tui.metrics import endpoint as metrics_endpoint
+    from ironpost_tui.metrics import log_format
 
     log_format.configure(args.log_format or settings.general.log_format)
     options = _engine_options(args, settings, source)
@@ -142,8 +144,8 @@ def _cmd_run(argv: list[str]) -> ExitStatus:
 
 def _engine_options(args: argparse.Namespace, settings: Settings, source: ConfigSource) -> EngineOptions:
     """The engine's options from the command line and the configuration: the console and the agent alike."""
-    from .config_source import protections
-    from .engine import EngineOptions
+    from ironpost_tui.config.watch import protections
+    from ironpost_tui.engine.engine import EngineOptions
 
     mode = args.xdp_mode or settings.ebpf.xdp_mode
     return EngineOptions(
@@ -170,8 +172,8 @@ def _run_console(
     engine: Engine, config: ConfigSource | None, console: ConsoleSettings, args: argparse.Namespace
 ) -> ExitStatus:
     """The console on the live engine; the source is closed (the program detached) whatever happens."""
-    from .live_source import LiveSource
-    from .recording import Recorder
+    from ironpost_tui.engine.live import LiveSource
+    from ironpost_tui.records.recording import Recorder
 
     record = getattr(args, "record", None)
     live = LiveSource(engine, config, Recorder(record) if record is not None else None)
@@ -183,8 +185,8 @@ def _run_console(
 
 def _console(source: Source, console: ConsoleSettings, theme: str | None) -> ExitStatus:
     """Run the console until it is quit; a failure it ended on becomes the process's error and exit code."""
-    from .ui.app import make_app
-    from .ui.log_handler import logging_to
+    from ironpost_tui.ui.app import make_app
+    from ironpost_tui.ui.log_handler import logging_to
 
     app = make_app(console, source, theme=theme)
     with logging_to(app):
@@ -198,8 +200,8 @@ def _console(source: Source, console: ConsoleSettings, theme: str | None) -> Exi
 
 def _cmd_replay(argv: list[str]) -> ExitStatus:
     """Play a recording in the console: no root, no BCC."""
-    from .config import ConsoleSettings
-    from .recording import ReplaySource
+    from ironpost_tui.config.settings import ConsoleSettings
+    from ironpost_tui.records.recording import ReplaySource
 
     p = argparse.ArgumentParser(prog="ironpost-tui replay", description="play a console recording back (read-only)")
     p.add_argument("file", type=Path, help="a recording made with --record (.ipr.gz)")
@@ -230,8 +232,9 @@ def _cmd_demo(argv: list[str]) -> ExitStatus:
     args, rest = p.parse_known_args(argv)
     host.check_privileges()
     import_bcc()
-    from . import demo, headless
-    from .engine import Engine
+    from ironpost_tui.demo import session as demo
+    from ironpost_tui.engine import headless
+    from ironpost_tui.engine.engine import Engine
 
     with demo.lab_running() as options:
         if args.headless:
@@ -242,8 +245,8 @@ def _cmd_demo(argv: list[str]) -> ExitStatus:
 
 
 def _run_demo_console(options: object, rest: list[str]) -> ExitStatus:
-    from .config import ConsoleSettings
-    from .engine import Engine, EngineOptions
+    from ironpost_tui.config.settings import ConsoleSettings
+    from ironpost_tui.engine.engine import Engine, EngineOptions
 
     p = argparse.ArgumentParser(prog="ironpost-tui demo", description="the console on the demo lab")
     _add_console_options(p)
@@ -254,7 +257,7 @@ def _run_demo_console(options: object, rest: list[str]) -> ExitStatus:
 
 
 def _cmd_cleanup(argv: list[str]) -> ExitStatus:
-    from .cleanup import cleanup
+    from ironpost_tui.kernel.cleanup import cleanup
 
     args = _cleanup_parser().parse_args(argv)
     done = cleanup(args.iface)
@@ -265,7 +268,7 @@ def _cmd_cleanup(argv: list[str]) -> ExitStatus:
 
 def _cmd_check_config(argv: list[str]) -> ExitStatus:
     """Validate a configuration without root, BCC or the console: every error, one per line."""
-    from . import config as config_mod
+    from ironpost_tui.config import settings as config_mod
 
     p = argparse.ArgumentParser(prog="ironpost-tui check-config", description="validate a TOML configuration")
     p.add_argument("path", type=Path)

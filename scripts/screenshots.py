@@ -26,10 +26,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ironpost_tui.config import ConsoleSettings  # noqa: E402
-from ironpost_tui.recording import ReplaySource  # noqa: E402
+from ironpost_tui.config.settings import ConsoleSettings  # noqa: E402
+from ironpost_tui.records.recording import ReplaySource  # noqa: E402
 from ironpost_tui.ui.app import IronpostApp, make_app  # noqa: E402
-from ironpost_tui.ui.rule_form import RuleForm  # noqa: E402
+from ironpost_tui.ui.widgets.rule_form import RuleForm  # noqa: E402
 
 NARROW = (80, 24)
 WIDE = (160, 48)

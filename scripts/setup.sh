@@ -117,7 +117,7 @@ if ! bpftool_works; then
     bpftool_works || warn "bpftool is not available"
 fi
 
-# libbpf.so.1 (ironpost_tui/libbpf.py loads it with ctypes).
+# libbpf.so.1 (ironpost_tui/kernel/libbpf.py loads it with ctypes).
 has_libbpf1() { ldconfig -p 2>/dev/null | grep 'libbpf\.so\.1 ' >/dev/null; }
 if ! has_libbpf1; then
     apt_update_once

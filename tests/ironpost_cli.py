@@ -27,8 +27,8 @@ from pathlib import Path
 
 import netlab
 
-from ironpost_tui import libbpf
-from ironpost_tui.engine import Engine, EngineOptions
+from ironpost_tui.engine.engine import Engine, EngineOptions
+from ironpost_tui.kernel import libbpf
 
 REPO = Path(__file__).resolve().parents[1]
 _SCRIPT = Path(sys.executable).parent / "ironpost-tui"

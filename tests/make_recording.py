@@ -18,10 +18,10 @@ import netlab
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 
-from ironpost_tui.engine import Engine, EngineOptions
-from ironpost_tui.live_source import LiveSource
+from ironpost_tui.engine.engine import Engine, EngineOptions
+from ironpost_tui.engine.live import LiveSource
 from ironpost_tui.model import Action, FilterRule
-from ironpost_tui.recording import Recorder
+from ironpost_tui.records.recording import Recorder
 
 OUT = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "recordings" / "lab.ipr.gz"
 

@@ -1,4 +1,4 @@
-"""ironpost_tui/abi.py against bpf/ironpost_common.h, and the compiled maps against
+"""ironpost_tui/kernel/abi.py against bpf/ironpost_common.h, and the compiled maps against
 DatapathConfig.expected_maps()."""
 
 from __future__ import annotations
@@ -7,8 +7,9 @@ import re
 
 import pytest
 
-from ironpost_tui import abi, libbpf, resources, rule_table
-from ironpost_tui.datapath import Datapath, DatapathConfig
+from ironpost_tui.kernel import abi, libbpf, resources
+from ironpost_tui.kernel.datapath import Datapath, DatapathConfig
+from ironpost_tui.rules import table as rule_table
 
 HEADER = resources.bpf_dir() / "ironpost_common.h"
 PROGRAM = resources.bpf_source()

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from ironpost_tui import config
-from ironpost_tui.config import ConfigError, ConfigIssue, Settings
-from ironpost_tui.config_locate import SourceMap, too_deep
-from ironpost_tui.detector_config import PortScanConfig, SynFloodConfig
-from ironpost_tui.durations import format_duration, parse_duration
+from ironpost_tui.config import settings as config
+from ironpost_tui.config.durations import format_duration, parse_duration
+from ironpost_tui.config.locate import SourceMap, too_deep
+from ironpost_tui.config.settings import ConfigError, ConfigIssue, Settings
+from ironpost_tui.detectors.settings import PortScanConfig, SynFloodConfig
 from ironpost_tui.errors import ExitStatus
 from ironpost_tui.model import Action, FilterRule
 

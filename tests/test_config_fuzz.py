@@ -14,8 +14,8 @@ import tomlkit
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from ironpost_tui import config
-from ironpost_tui.config_locate import SourceMap, too_deep
+from ironpost_tui.config import settings as config
+from ironpost_tui.config.locate import SourceMap, too_deep
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

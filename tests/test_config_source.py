@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from ironpost_tui.config_source import ConfigSource
+from ironpost_tui.config.watch import ConfigSource
 
 ONE = '[[ebpf.rules]]\nid = "a"\nsrc_ip = "198.18.0.1"\naction = "drop"\n'
 TWO = ONE.replace("198.18.0.1", "198.18.0.2")  # same size

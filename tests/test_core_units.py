@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 
-from ironpost_tui import abi
-from ironpost_tui.events import EventDecoder
+from ironpost_tui.kernel import abi
+from ironpost_tui.kernel.events import EventDecoder
 from ironpost_tui.model import Action, FilterRule, Verdict
 
 
@@ -60,7 +60,7 @@ class _FakeStatsSource:
 
 
 def test_sampler_sums_cpus_and_computes_rates() -> None:
-    from ironpost_tui.stats import StatsSampler
+    from ironpost_tui.kernel.stats import StatsSampler
 
     src = _FakeStatsSource()
     sampler = StatsSampler()

@@ -19,7 +19,8 @@ import pytest
 from ironpost_cli import IRONPOST, Agent, prog_exists
 from tmux_support import Session, sessions
 
-from ironpost_tui import demo_lab, libbpf
+from ironpost_tui.demo import lab as demo_lab
+from ironpost_tui.kernel import libbpf
 
 pytestmark = pytest.mark.root
 NS, HOST_IF = demo_lab.NS, demo_lab.HOST_IF

@@ -61,11 +61,11 @@ import netlab
 import pytest
 from ironpost_cli import IRONPOST, Agent, AgentPool, in_process_engine, ready_info, xdp_progs
 
-from ironpost_tui import abi, libbpf
-from ironpost_tui.datapath import Datapath, DatapathConfig
 from ironpost_tui.detectors import AlertChange
 from ironpost_tui.detectors.alerts import MANY_SOURCES
-from ironpost_tui.engine import EngineOptions
+from ironpost_tui.engine.engine import EngineOptions
+from ironpost_tui.kernel import abi, libbpf
+from ironpost_tui.kernel.datapath import Datapath, DatapathConfig
 from ironpost_tui.model import Action, FilterRule
 
 pytestmark = pytest.mark.root

@@ -6,11 +6,11 @@ The aggregates are what the kernel's SRC_SKETCH/DST_SKETCH ways hold: cumulative
 
 from __future__ import annotations
 
-from ironpost_tui import abi
-from ironpost_tui.detector_config import PortScanConfig, SynFloodConfig
 from ironpost_tui.detectors import AlertBook, DetectionPipeline, Finding, WindowSums
 from ironpost_tui.detectors.alerts import MANY_SOURCES
 from ironpost_tui.detectors.pipeline import address_of
+from ironpost_tui.detectors.settings import PortScanConfig, SynFloodConfig
+from ironpost_tui.kernel import abi
 
 A = abi.AGG_KEY.pack(bytes([198, 18, 0, 2]).ljust(16, b"\0"), abi.FAMILY_V4)
 B = abi.AGG_KEY.pack(bytes([198, 18, 0, 3]).ljust(16, b"\0"), abi.FAMILY_V4)

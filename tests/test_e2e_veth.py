@@ -31,11 +31,11 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_NOP, fragment
 from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting
 from scapy.layers.l2 import Dot1AD, Dot1Q
 
-from ironpost_tui import host
-from ironpost_tui.datapath import DatapathConfig
-from ironpost_tui.engine import Engine, EngineOptions
+from ironpost_tui.engine.engine import Engine, EngineOptions
+from ironpost_tui.kernel import host
+from ironpost_tui.kernel.datapath import DatapathConfig
+from ironpost_tui.kernel.xdp_link import occupants
 from ironpost_tui.model import Action, FilterRule, PacketEvent, ProtoCounters, StatsSample, Verdict
-from ironpost_tui.xdp_link import occupants
 
 pytestmark = pytest.mark.root
 

@@ -34,8 +34,8 @@ from ironpost_cli import (
     xdp_progs,
 )
 
-from ironpost_tui import datapath
 from ironpost_tui.errors import BlocklistFull, ExitStatus, HeadersMissing
+from ironpost_tui.kernel import datapath
 
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
@@ -202,9 +202,9 @@ _PIN_MAPS_ONLY = textwrap.dedent(
     # Pinned maps with rules in them and no pinned link: what a --persist start leaves
     # when it is killed (or fails) after its maps are pinned and before its link is.
     import ipaddress, sys
-    from ironpost_tui.datapath import Datapath, DatapathConfig
+    from ironpost_tui.kernel.datapath import Datapath, DatapathConfig
     from ironpost_tui.model import FilterRule
-    from ironpost_tui.rule_table import RuleTable, monotonic_to_wall_offset
+    from ironpost_tui.rules.table import RuleTable, monotonic_to_wall_offset
     dp = Datapath(DatapathConfig(blocklist_max_entries=4), pin_dir=__import__("pathlib").Path(sys.argv[1]))
     table = RuleTable(dp, monotonic_to_wall_offset())
     for k in range(4):
@@ -242,9 +242,9 @@ def test_pinned_maps_without_a_link_hold_no_hidden_rules(lab: netlab.Lab, agents
 
 @pytest.mark.root
 def test_rule_table_add_on_a_full_blocklist_changes_nothing() -> None:
-    from ironpost_tui.datapath import Datapath, DatapathConfig
+    from ironpost_tui.kernel.datapath import Datapath, DatapathConfig
     from ironpost_tui.model import FilterRule
-    from ironpost_tui.rule_table import RuleTable, monotonic_to_wall_offset
+    from ironpost_tui.rules.table import RuleTable, monotonic_to_wall_offset
 
     def net(text: str) -> ipaddress.IPv4Network:
         return ipaddress.IPv4Network(text)

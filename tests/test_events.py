@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from ironpost_tui import abi, codec, libbpf, ringbuf
-from ironpost_tui.events import ADDRESS_CACHE_MAX, EventDecoder
+from ironpost_tui.kernel import abi, libbpf, ringbuf
+from ironpost_tui.kernel.events import ADDRESS_CACHE_MAX, EventDecoder
+from ironpost_tui.kernel.ringbuf import BUSY_BIT, DISCARD_BIT, EventRecords, scan
 from ironpost_tui.model import Action, FilterRule, PacketEvent, Verdict
-from ironpost_tui.ringbuf import BUSY_BIT, DISCARD_BIT, EventRecords, scan
+from ironpost_tui.records import codec
 
 BODY = abi.PACKET_EVENT.size
 STRIDE = (8 + BODY + 7) & ~7

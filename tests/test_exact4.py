@@ -1,4 +1,4 @@
-"""EXACT4 (ironpost_tui/exact4.py), the exact IPv4 sources in buckets the program reads inline,
+"""EXACT4 (ironpost_tui/rules/exact4.py), the exact IPv4 sources in buckets the program reads inline,
 against the real program through BPF_PROG_TEST_RUN.
 
 The program looks in BLOCKLIST only for a bucket with ADDR_FILTER's FILTER_EXACT bit, which the
@@ -18,11 +18,12 @@ import pytest
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
-from ironpost_tui import abi, libbpf, prefilter
-from ironpost_tui.datapath import Datapath, DatapathConfig
-from ironpost_tui.exact4 import bucket_of
+from ironpost_tui.kernel import abi, libbpf
+from ironpost_tui.kernel.datapath import Datapath, DatapathConfig
 from ironpost_tui.model import Action, FilterRule
-from ironpost_tui.rule_table import RuleTable, monotonic_to_wall_offset
+from ironpost_tui.rules import prefilter
+from ironpost_tui.rules.exact4 import bucket_of
+from ironpost_tui.rules.table import RuleTable, monotonic_to_wall_offset
 
 pytestmark = pytest.mark.root
 

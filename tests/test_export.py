@@ -17,7 +17,8 @@ import pytest
 from test_ui_support import T0, Messages, alert, event, play_to, replay_app
 from textual.widgets import Input, RadioSet
 
-from ironpost_tui.export import (
+from ironpost_tui.model import Action, FilterRule, Verdict
+from ironpost_tui.records.export import (
     ALERT_FIELDS,
     EVENT_FIELDS,
     ExportError,
@@ -28,12 +29,11 @@ from ironpost_tui.export import (
     export_events,
     iso_utc,
 )
-from ironpost_tui.model import Action, FilterRule, Verdict
-from ironpost_tui.nft import log_prefix, nft_command, nft_rule
-from ironpost_tui.ui.export_screen import ExportScreen
-from ironpost_tui.ui.main_screen import MainScreen
+from ironpost_tui.rules.nft import log_prefix, nft_command, nft_rule
 from ironpost_tui.ui.messages import ExportWritten
-from ironpost_tui.ui.rules_pane import RulesPane
+from ironpost_tui.ui.screens.export import ExportScreen
+from ironpost_tui.ui.screens.main import MainScreen
+from ironpost_tui.ui.widgets.rules_pane import RulesPane
 
 net = ipaddress.ip_network
 PREFIX = "nft add rule inet filter input "
@@ -180,7 +180,7 @@ def test_default_path() -> None:
 
 def test_export_and_nft_do_not_import_textual() -> None:
     code = (
-        "import sys, ironpost_tui.export, ironpost_tui.nft; "
+        "import sys, ironpost_tui.records.export, ironpost_tui.rules.nft; "
         "print([m for m in sys.modules if m.startswith(('textual', 'rich'))])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -12,18 +12,18 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 CORE = [
-    "ironpost_tui.engine",
-    "ironpost_tui.headless",
+    "ironpost_tui.engine.engine",
+    "ironpost_tui.engine.headless",
     "ironpost_tui.cli",
-    "ironpost_tui.cleanup",
-    "ironpost_tui.config",
-    "ironpost_tui.datapath",
-    "ironpost_tui.rule_table",
-    "ironpost_tui.metrics",
-    "ironpost_tui.metrics_endpoint",
-    "ironpost_tui.web_server",
-    "ironpost_tui.web_config",
-    "ironpost_tui.log_format",
+    "ironpost_tui.kernel.cleanup",
+    "ironpost_tui.config.settings",
+    "ironpost_tui.kernel.datapath",
+    "ironpost_tui.rules.table",
+    "ironpost_tui.metrics.collector",
+    "ironpost_tui.metrics.endpoint",
+    "ironpost_tui.metrics.server",
+    "ironpost_tui.metrics.web_config",
+    "ironpost_tui.metrics.log_format",
 ]
 UI = ("textual", "rich", "plotext")
 
@@ -73,6 +73,6 @@ def test_the_headless_run_path_imports_no_ui(tmp_path: Path) -> None:
     assert result["rc"] == 6, proc.stdout + proc.stderr  # no such interface: after the endpoint, before attaching
     assert "ironpost_build_info" in result["scraped"][0]
     modules = set(result["modules"])
-    assert {"bcc", "prometheus_client", "yaml", "ironpost_tui.web_server", "ironpost_tui.engine"} <= modules
+    assert {"bcc", "prometheus_client", "yaml", "ironpost_tui.metrics.server", "ironpost_tui.engine.engine"} <= modules
     bad = sorted(m for m in modules if m.split(".")[0] in UI)
     assert bad == [], f"the headless path pulled in UI libraries: {bad}"

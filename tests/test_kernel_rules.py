@@ -8,10 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ironpost_tui import abi, kernel_rules
 from ironpost_tui.errors import RuleRefused
-from ironpost_tui.kernel_rules import Placement, Shape, place, prefix_mask, rule_from_entry
+from ironpost_tui.kernel import abi
 from ironpost_tui.model import Action, FilterRule
+from ironpost_tui.rules import placement as kernel_rules
+from ironpost_tui.rules.placement import Placement, Shape, place, prefix_mask, rule_from_entry
 
 F_SRC, F_DST, F_PORT, F_PROTO = abi.FIELD_SRC, abi.FIELD_DST, abi.FIELD_DPORT, abi.FIELD_PROTO
 V4, V6, ANY = abi.FAMILY_V4, abi.FAMILY_V6, abi.FAMILY_ANY

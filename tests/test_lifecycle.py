@@ -43,8 +43,8 @@ from ironpost_cli import (
     xdp_progs,
 )
 
-from ironpost_tui import libbpf
-from ironpost_tui.datapath import DatapathConfig
+from ironpost_tui.kernel import libbpf
+from ironpost_tui.kernel.datapath import DatapathConfig
 
 pytestmark = pytest.mark.root
 
@@ -366,7 +366,7 @@ _STALE_HELPER = textwrap.dedent(
     """\
     import sys
     import bcc
-    from ironpost_tui.datapath import Datapath, DatapathConfig
+    from ironpost_tui.kernel.datapath import Datapath, DatapathConfig
     dp = Datapath(DatapathConfig())
     bcc.BPF.attach_xdp(sys.argv[1], dp._fn, int(sys.argv[2]))  # netlink, as an old version did
     """

@@ -16,9 +16,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from ironpost_tui.detectors import Alert, AlertChange
-from ironpost_tui.metrics import METRICS, EngineCollector, TrafficStats, engine_registry
+from ironpost_tui.engine.snapshot import EngineSnapshot, SnapshotBuilder
+from ironpost_tui.metrics.collector import METRICS, EngineCollector, TrafficStats, engine_registry
 from ironpost_tui.model import FilterRule, ProtoCounters, RuleStatus, StatsSample
-from ironpost_tui.snapshot import EngineSnapshot, SnapshotBuilder
 
 TOTALS = {
     "tcp": ProtoCounters(100, 64_000, 7),

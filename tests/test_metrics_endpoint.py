@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from metrics_lab import fetch, free_port, port_closed, sample
 
-from ironpost_tui import metrics_endpoint
-from ironpost_tui.config import MetricsSettings
+from ironpost_tui.config.settings import MetricsSettings
+from ironpost_tui.engine.snapshot import EngineSnapshot
 from ironpost_tui.errors import ExitStatus, MetricsPortInUse
-from ironpost_tui.metrics import engine_registry
-from ironpost_tui.snapshot import EngineSnapshot
-from ironpost_tui.web_server import MetricsServer
+from ironpost_tui.metrics import endpoint as metrics_endpoint
+from ironpost_tui.metrics.collector import engine_registry
+from ironpost_tui.metrics.server import MetricsServer
 
 SNAP = EngineSnapshot(at=1.0, iface="eth0", mode="skb", attached=True, events_delivered=3)
 

@@ -12,10 +12,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from ironpost_tui import config, headless, log_format
-from ironpost_tui.audit import Actor, AuditLog
+from ironpost_tui.config import settings as config
 from ironpost_tui.detectors import Alert, AlertChange
+from ironpost_tui.engine import headless
+from ironpost_tui.metrics import log_format
 from ironpost_tui.model import FilterRule
+from ironpost_tui.rules.audit import Actor, AuditLog
 
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 PROBE = """
 import json, sysconfig
-import ironpost_tui, ironpost_tui.resources as r
+import ironpost_tui, ironpost_tui.kernel.resources as r
 print(json.dumps({
     "purelib": sysconfig.get_paths()["purelib"],
     "package": ironpost_tui.__file__,

@@ -1,4 +1,4 @@
-"""ADDR_FILTER, PORT_FILTER and CONFIG's masks (ironpost_tui/prefilter.py) against the real program.
+"""ADDR_FILTER, PORT_FILTER and CONFIG's masks (ironpost_tui/rules/prefilter.py) against the real program.
 
 For every way a rule can reach the filters (a bucket, up to 256 buckets, a wild flag or mask) the
 packets it covers are dropped and a neighbour outside it passes, through BPF_PROG_TEST_RUN; and once
@@ -16,10 +16,10 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 
-from ironpost_tui import abi, libbpf
-from ironpost_tui.datapath import Datapath, DatapathConfig
+from ironpost_tui.kernel import abi, libbpf
+from ironpost_tui.kernel.datapath import Datapath, DatapathConfig
 from ironpost_tui.model import Action, FilterRule
-from ironpost_tui.rule_table import RuleTable, monotonic_to_wall_offset
+from ironpost_tui.rules.table import RuleTable, monotonic_to_wall_offset
 
 pytestmark = pytest.mark.root
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from ironpost_tui import protect
 from ironpost_tui.model import Action, FilterRule
+from ironpost_tui.rules import protect
 
 
 def net(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:

@@ -13,12 +13,12 @@ import netlab
 import pytest
 from scapy.layers.inet import ICMP, IP, TCP
 
-from ironpost_tui.engine import Engine, EngineOptions
-from ironpost_tui.live_source import LiveSource
+from ironpost_tui.config.store import RuleStore
+from ironpost_tui.engine.engine import Engine, EngineOptions
+from ironpost_tui.engine.feed import Update
+from ironpost_tui.engine.live import LiveSource
 from ironpost_tui.model import Action, FilterRule
-from ironpost_tui.recording import Recorder, ReplaySource
-from ironpost_tui.rule_store import RuleStore
-from ironpost_tui.source import Update
+from ironpost_tui.records.recording import Recorder, ReplaySource
 
 pytestmark = pytest.mark.root
 

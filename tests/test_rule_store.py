@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from ironpost_tui import config
-from ironpost_tui.config import ConfigError
+from ironpost_tui.config import settings as config
+from ironpost_tui.config.settings import ConfigError
+from ironpost_tui.config.store import RuleStore, RuleStoreError, atomic_write
 from ironpost_tui.model import Action, FilterRule
-from ironpost_tui.rule_store import RuleStore, RuleStoreError, atomic_write
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -238,7 +238,7 @@ def test_symlink_at_the_target_is_replaced_not_followed(tmp_path: Path, caplog: 
     real.chmod(0o644)
     link = tmp_path / "ironpost.toml"
     link.symlink_to(real)
-    with caplog.at_level(logging.WARNING, logger="ironpost_tui.rule_store"):
+    with caplog.at_level(logging.WARNING, logger="ironpost_tui.config.store"):
         RuleStore(link).add(NEW)
     assert real.read_text() == HEAD + RULES + TAIL  # the link's target is unchanged
     assert stat.S_IMODE(real.stat().st_mode) == 0o644
@@ -251,7 +251,7 @@ def test_a_symlink_at_the_temporary_name_is_not_followed(tmp_path: Path, monkeyp
     victim = tmp_path / "victim"
     victim.write_text("precious\n")
     names = iter(["planted", "fresh"])
-    monkeypatch.setattr("ironpost_tui.rule_store.secrets.token_hex", lambda _n: next(names))
+    monkeypatch.setattr("ironpost_tui.config.store.secrets.token_hex", lambda _n: next(names))
     (tmp_path / ".c.toml.planted.tmp").symlink_to(victim)
     atomic_write(tmp_path / "c.toml", b"x = 1\n")
     assert victim.read_text() == "precious\n"
@@ -266,7 +266,7 @@ def test_a_failed_write_leaves_no_temporary_file(tmp_path: Path, monkeypatch: py
     def broken(_fd: int) -> None:
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr("ironpost_tui.rule_store.os.fsync", broken)
+    monkeypatch.setattr("ironpost_tui.config.store.os.fsync", broken)
     with pytest.raises(OSError):
         atomic_write(path, b"new\n")
     assert path.read_text() == "old\n"
@@ -280,7 +280,7 @@ SAVE_LOOP = """
 import ipaddress, sys
 from pathlib import Path
 from ironpost_tui.model import Action, FilterRule
-from ironpost_tui.rule_store import RuleStore
+from ironpost_tui.config.store import RuleStore
 
 def rules(n, action):
     return [FilterRule(f"r{i}", action, src_ip=ipaddress.ip_network(f"10.0.{i // 250}.{i % 250}"),

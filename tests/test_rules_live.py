@@ -43,12 +43,15 @@ import pytest
 from ironpost_cli import Agent, AgentPool, in_process_engine, one_error_line, ready_info, xdp_progs
 from ironpost_cli import run as run_ironpost
 
-from ironpost_tui import abi, config, kernel_rules, prefilter
-from ironpost_tui.engine import Engine, EngineOptions
+from ironpost_tui.config import settings as config
+from ironpost_tui.config.store import RuleStore
+from ironpost_tui.engine.engine import Engine, EngineOptions
+from ironpost_tui.kernel import abi
 from ironpost_tui.model import Action, FilterRule, PacketEvent, Verdict
-from ironpost_tui.protect import REASON_SSH_CLIENT, Protected
-from ironpost_tui.rule_control import LockoutRefused
-from ironpost_tui.rule_store import RuleStore
+from ironpost_tui.rules import placement as kernel_rules
+from ironpost_tui.rules import prefilter
+from ironpost_tui.rules.control import LockoutRefused
+from ironpost_tui.rules.protect import REASON_SSH_CLIENT, Protected
 
 pytestmark = pytest.mark.root
 

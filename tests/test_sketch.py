@@ -1,4 +1,4 @@
-"""The detector sketches through the real program (BPF_PROG_TEST_RUN) and ironpost_tui/sketch.py.
+"""The detector sketches through the real program (BPF_PROG_TEST_RUN) and ironpost_tui/detectors/sketch.py.
 
 What a packet counts in SRC_SKETCH/DST_SKETCH reaches user space as deltas, also for packets that
 arrived before the first read (TICK still zero), and an idle read finds nothing.
@@ -13,9 +13,9 @@ import pytest
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
-from ironpost_tui import abi, libbpf
-from ironpost_tui.datapath import Datapath, DatapathConfig
-from ironpost_tui.sketch import SketchReader
+from ironpost_tui.detectors.sketch import SketchReader
+from ironpost_tui.kernel import abi, libbpf
+from ironpost_tui.kernel.datapath import Datapath, DatapathConfig
 
 pytestmark = pytest.mark.root
 

@@ -15,10 +15,10 @@ from textual.app import App
 from textual.pilot import Pilot
 
 from ironpost_tui import cli
-from ironpost_tui.config import ConsoleSettings
+from ironpost_tui.config.settings import ConsoleSettings
 from ironpost_tui.errors import ExitStatus, IronpostError, NoSuchInterface
 from ironpost_tui.ui.app import IronpostApp
-from ironpost_tui.ui.error_screen import ErrorScreen
+from ironpost_tui.ui.screens.error import ErrorScreen
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -76,6 +76,9 @@ def test_console_options_are_on_the_run_command() -> None:
 
 
 def test_the_console_modules_pull_in_no_bcc() -> None:
-    code = "import sys, ironpost_tui.cli, ironpost_tui.ui.app, ironpost_tui.recording; print('bcc' in sys.modules)"
+    code = (
+        "import sys, ironpost_tui.cli, ironpost_tui.ui.app, ironpost_tui.records.recording; "
+        "print('bcc' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -13,11 +13,11 @@ from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 
 from ironpost_tui.model import PacketEvent
-from ironpost_tui.ui import event_grid
-from ironpost_tui.ui.event_grid import EventGrid
-from ironpost_tui.ui.event_table import EventTable
 from ironpost_tui.ui.state import EVENTS_KEPT
 from ironpost_tui.ui.themes import VARIABLE_DEFAULTS
+from ironpost_tui.ui.widgets import event_grid
+from ironpost_tui.ui.widgets.event_grid import EventGrid
+from ironpost_tui.ui.widgets.event_table import EventTable
 
 Scenario = Callable[[Pilot[None], EventTable], Awaitable[None]]
 
@@ -135,7 +135,7 @@ def test_the_poll_worker_batches_small_polls_and_follows_big_ones_at_once() -> N
     BATCH_SECS after such a poll instead of polling again (and posting) at once."""
     import time
 
-    from ironpost_tui.source import Update
+    from ironpost_tui.engine.feed import Update
     from ironpost_tui.ui import poll_loop
 
     def polls(per_poll: int, count: int) -> float:

@@ -30,18 +30,10 @@ from textual.command import CommandList, CommandPalette
 from textual.pilot import Pilot
 from textual.widgets import Button, Input
 
+from ironpost_tui.engine.feed import Update
 from ironpost_tui.errors import ExitStatus, NoSuchInterface
 from ironpost_tui.model import Action, FilterRule, Verdict
-from ironpost_tui.source import Update
-from ironpost_tui.ui.alert_table import AlertTable
 from ironpost_tui.ui.app import IronpostApp
-from ironpost_tui.ui.block_screen import BlockScreen
-from ironpost_tui.ui.chart_screen import WINDOWS, ChartScreen
-from ironpost_tui.ui.confirm import ConfirmScreen
-from ironpost_tui.ui.error_screen import ErrorScreen
-from ironpost_tui.ui.event_table import EventTable
-from ironpost_tui.ui.help_screen import HelpScreen
-from ironpost_tui.ui.main_screen import MainScreen
 from ironpost_tui.ui.messages import (
     EditApplied,
     EditRefused,
@@ -50,10 +42,18 @@ from ironpost_tui.ui.messages import (
     SourceFailed,
     SourceStarted,
 )
-from ironpost_tui.ui.rule_form import RuleForm
-from ironpost_tui.ui.rules_pane import RulesPane
-from ironpost_tui.ui.starting_screen import StartingScreen
-from ironpost_tui.ui.traffic_pane import TrafficPane
+from ironpost_tui.ui.screens.block import BlockScreen
+from ironpost_tui.ui.screens.chart import WINDOWS, ChartScreen
+from ironpost_tui.ui.screens.confirm import ConfirmScreen
+from ironpost_tui.ui.screens.error import ErrorScreen
+from ironpost_tui.ui.screens.help import HelpScreen
+from ironpost_tui.ui.screens.main import MainScreen
+from ironpost_tui.ui.screens.starting import StartingScreen
+from ironpost_tui.ui.widgets.alert_table import AlertTable
+from ironpost_tui.ui.widgets.event_table import EventTable
+from ironpost_tui.ui.widgets.rule_form import RuleForm
+from ironpost_tui.ui.widgets.rules_pane import RulesPane
+from ironpost_tui.ui.widgets.traffic_pane import TrafficPane
 
 NARROW = (80, 24)
 WIDE = (160, 48)

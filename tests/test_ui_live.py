@@ -17,14 +17,14 @@ from test_ui_support import TEST_SETTINGS, Messages
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from ironpost_tui.engine import Engine, EngineOptions
-from ironpost_tui.live_source import LiveSource
-from ironpost_tui.rule_store import RuleStore
+from ironpost_tui.config.store import RuleStore
+from ironpost_tui.engine.engine import Engine, EngineOptions
+from ironpost_tui.engine.live import LiveSource
 from ironpost_tui.ui.app import IronpostApp, make_app
-from ironpost_tui.ui.confirm import ConfirmScreen
 from ironpost_tui.ui.messages import EditApplied, EditRefused, RulesRefreshed, SourceFailed, SourceStarted
-from ironpost_tui.ui.rule_form import RuleForm
-from ironpost_tui.ui.rules_pane import RulesPane
+from ironpost_tui.ui.screens.confirm import ConfirmScreen
+from ironpost_tui.ui.widgets.rule_form import RuleForm
+from ironpost_tui.ui.widgets.rules_pane import RulesPane
 
 pytestmark = pytest.mark.root
 START_TIMEOUT = 120.0
@@ -144,6 +144,6 @@ def test_console_adds_and_deletes_a_drop_rule_on_the_real_engine(lab: netlab.Lab
 
 
 def netlab_attached(lab: netlab.Lab) -> list[tuple[str, int]]:
-    from ironpost_tui import libbpf
+    from ironpost_tui.kernel import libbpf
 
     return libbpf.xdp_query(lab.ifindex).prog_ids

@@ -14,8 +14,8 @@ import pytest
 from test_ui_support import play_to, replay_app
 from textual.pilot import Pilot
 
-from ironpost_tui.ui.block_screen import BlockScreen
-from ironpost_tui.ui.rule_form import RuleForm
+from ironpost_tui.ui.screens.block import BlockScreen
+from ironpost_tui.ui.widgets.rule_form import RuleForm
 
 NARROW = (80, 24)
 WIDE = (160, 48)

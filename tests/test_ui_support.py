@@ -13,8 +13,9 @@ from pathlib import Path
 from textual.message import Message
 from textual.pilot import Pilot
 
-from ironpost_tui.config import ConsoleSettings
+from ironpost_tui.config.settings import ConsoleSettings
 from ironpost_tui.detectors import Alert, AlertChange
+from ironpost_tui.engine.feed import SourceInfo, Update
 from ironpost_tui.errors import BlocklistFull, IronpostError
 from ironpost_tui.model import (
     Action,
@@ -26,9 +27,8 @@ from ironpost_tui.model import (
     StatsSample,
     Verdict,
 )
-from ironpost_tui.recording import ReplaySource
-from ironpost_tui.rule_control import LockoutRefused
-from ironpost_tui.source import SourceInfo, Update
+from ironpost_tui.records.recording import ReplaySource
+from ironpost_tui.rules.control import LockoutRefused
 from ironpost_tui.ui.app import IronpostApp, make_app
 
 RECORDING = Path(__file__).parent / "recordings" / "lab.ipr.gz"

@@ -34,11 +34,13 @@ from scapy.layers.ipsec import AH
 from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
 from scapy.packet import Packet, Raw
 
-from ironpost_tui import abi, kernel_rules, libbpf, prefilter, stats
-from ironpost_tui.datapath import Datapath, DatapathConfig
-from ironpost_tui.events import EventDecoder
+from ironpost_tui.kernel import abi, libbpf, stats
+from ironpost_tui.kernel.datapath import Datapath, DatapathConfig
+from ironpost_tui.kernel.events import EventDecoder
 from ironpost_tui.model import Action, FilterRule, PacketEvent, Verdict
-from ironpost_tui.rule_table import RuleTable, monotonic_to_wall_offset
+from ironpost_tui.rules import placement as kernel_rules
+from ironpost_tui.rules import prefilter
+from ironpost_tui.rules.table import RuleTable, monotonic_to_wall_offset
 
 pytestmark = pytest.mark.root
 

@@ -26,11 +26,11 @@ from metrics_lab import (
     self_signed,
 )
 
-from ironpost_tui import web_config
+from ironpost_tui.engine.snapshot import EngineSnapshot
 from ironpost_tui.errors import ExitStatus, WebConfigInvalid
-from ironpost_tui.metrics import engine_registry
-from ironpost_tui.snapshot import EngineSnapshot
-from ironpost_tui.web_server import MetricsServer
+from ironpost_tui.metrics import web_config
+from ironpost_tui.metrics.collector import engine_registry
+from ironpost_tui.metrics.server import MetricsServer
 
 SNAP = EngineSnapshot(at=1.0, iface="eth0", mode="native", attached=True)
 

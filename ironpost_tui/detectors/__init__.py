@@ -2,14 +2,16 @@
 
 The XDP program counts, per source and per destination, what the detectors
 need (SRC_SKETCH, DST_SKETCH); these modules keep the windows and decide.
-Pure functions of (aggregates, now): the clock is always passed in.
-"""
+Pure functions of (aggregates, now): the clock is always passed in.  The sketch
+reader (``sketch``) and the detectors' settings live here too.
 
-from .alerts import Alert, AlertBook, AlertChange, Finding
-from .pipeline import DetectionPipeline
-from .port_scan import PortScanDetector
-from .syn_flood import SynFloodDetector
-from .window import WindowSums
+May import: ``kernel``, ``errors``, ``model``.
+"""
+from ironpost_tui.detectors.alerts import Alert, AlertBook, AlertChange, Finding
+from ironpost_tui.detectors.pipeline import DetectionPipeline
+from ironpost_tui.detectors.port_scan import PortScanDetector
+from ironpost_tui.detectors.syn_flood import SynFloodDetector
+from ironpost_tui.detectors.window import WindowSums
 
 __all__ = [
     "Alert",

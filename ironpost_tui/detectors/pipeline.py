@@ -6,15 +6,15 @@ import ipaddress
 import time
 from collections.abc import Callable, Hashable
 
-from .. import abi
-from ..counters import Counts
-from ..datapath import Datapath
-from ..detector_config import PortScanConfig, SynFloodConfig
-from ..sketch import SketchReader
-from .alerts import AlertBook, AlertChange
-from .port_scan import PortScanDetector
-from .syn_flood import SynFloodDetector
-from .window import WindowSums, diff_counts
+from ironpost_tui.detectors.alerts import AlertBook, AlertChange
+from ironpost_tui.detectors.counters import Counts
+from ironpost_tui.detectors.port_scan import PortScanDetector
+from ironpost_tui.detectors.settings import PortScanConfig, SynFloodConfig
+from ironpost_tui.detectors.sketch import SketchReader
+from ironpost_tui.detectors.syn_flood import SynFloodDetector
+from ironpost_tui.detectors.window import WindowSums, diff_counts
+from ironpost_tui.kernel import abi
+from ironpost_tui.kernel.datapath import Datapath
 
 TCP, NEW_TCP, NEW_UDP = 1, 2, 3  # positions in a source's counts: (syn, tcp, new_tcp_ports, new_udp_ports)
 PENDING_MAX = 16_384  # sources not yet interesting, remembered at most

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 
-from ..detector_config import PortScanConfig
-from .alerts import MANY_SOURCES, Finding
-from .window import WindowSums
+from ironpost_tui.detectors.alerts import MANY_SOURCES, Finding
+from ironpost_tui.detectors.settings import PortScanConfig
+from ironpost_tui.detectors.window import WindowSums
 
 # Aggregate counter positions (abi.AGG_VALUE order).
 NEW_TCP_PORTS, NEW_UDP_PORTS = 2, 3

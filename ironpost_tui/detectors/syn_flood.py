@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 
-from ..detector_config import SynFloodConfig
-from .alerts import MANY_SOURCES, Finding
-from .window import WindowSums
+from ironpost_tui.detectors.alerts import MANY_SOURCES, Finding
+from ironpost_tui.detectors.settings import SynFloodConfig
+from ironpost_tui.detectors.window import WindowSums
 
 # Aggregate counter positions (abi.AGG_VALUE order).
 SYN, TCP = 0, 1

@@ -6,7 +6,7 @@ from array import array
 from collections import deque
 from collections.abc import Hashable, Mapping
 
-from ..counters import Counts, growth
+from ironpost_tui.detectors.counters import Counts, growth
 
 BUCKETS = 20  # a window is this many buckets: deltas leave it one bucket at a time
 MAX_KEYS = 4_096  # keys tracked at most; beyond, the smallest go first

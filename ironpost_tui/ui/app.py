@@ -21,21 +21,22 @@ from textual.screen import Screen
 from textual.signal import Signal
 from textual.worker import get_current_worker
 
-from ..config import ConsoleSettings
-from ..errors import ExitStatus, IronpostError
-from ..export import ALERT_FIELDS, EVENT_FIELDS, Row, alert_rows, default_path, event_rows, write_rows
-from ..source import Source
-from .alert_table import AlertTable
-from .chart_screen import ChartScreen
-from .commands import console_commands
-from .edits import Edit
-from .error_screen import ErrorScreen
-from .event_table import EventTable
-from .export_screen import ExportScreen
-from .help_screen import HelpScreen, KeyHelp
-from .key_help import help_sections
-from .main_screen import MainScreen
-from .messages import (
+from ironpost_tui.config.settings import ConsoleSettings
+from ironpost_tui.engine.feed import Source
+from ironpost_tui.errors import ExitStatus, IronpostError
+from ironpost_tui.records.export import (
+    ALERT_FIELDS,
+    EVENT_FIELDS,
+    Row,
+    alert_rows,
+    default_path,
+    event_rows,
+    write_rows,
+)
+from ironpost_tui.ui.commands import console_commands
+from ironpost_tui.ui.edits import Edit
+from ironpost_tui.ui.key_help import help_sections
+from ironpost_tui.ui.messages import (
     AlertAcknowledged,
     AlertsChanged,
     BlockRequested,
@@ -57,16 +58,23 @@ from .messages import (
     StatsSampled,
     UnblockRequested,
 )
-from .pane_tabs import PaneTabs
-from .poll_loop import run_poll
-from .rule_editing import RuleEditing
-from .rules_pane import RulesPane
-from .source_kinds import PlaybackSource, StartableSource
-from .starting_screen import StartingScreen
-from .state import ConsoleState
-from .status_bar import StatusBar, StatusView
-from .themes import DEFAULT_THEME, VARIABLE_DEFAULTS, load_themes, resolve
-from .traffic_pane import SPARK_SAMPLES, TrafficPane
+from ironpost_tui.ui.poll_loop import run_poll
+from ironpost_tui.ui.rule_editing import RuleEditing
+from ironpost_tui.ui.screens.chart import ChartScreen
+from ironpost_tui.ui.screens.error import ErrorScreen
+from ironpost_tui.ui.screens.export import ExportScreen
+from ironpost_tui.ui.screens.help import HelpScreen, KeyHelp
+from ironpost_tui.ui.screens.main import MainScreen
+from ironpost_tui.ui.screens.starting import StartingScreen
+from ironpost_tui.ui.source_kinds import PlaybackSource, StartableSource
+from ironpost_tui.ui.state import ConsoleState
+from ironpost_tui.ui.themes import DEFAULT_THEME, VARIABLE_DEFAULTS, load_themes, resolve
+from ironpost_tui.ui.widgets.alert_table import AlertTable
+from ironpost_tui.ui.widgets.event_table import EventTable
+from ironpost_tui.ui.widgets.pane_tabs import PaneTabs
+from ironpost_tui.ui.widgets.rules_pane import RulesPane
+from ironpost_tui.ui.widgets.status_bar import StatusBar, StatusView
+from ironpost_tui.ui.widgets.traffic_pane import SPARK_SAMPLES, TrafficPane
 
 log = logging.getLogger(__name__)
 

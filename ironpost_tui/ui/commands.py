@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING
 
 from textual.app import SystemCommand
 
-from .event_table import EventTable
-from .rules_pane import RulesPane
+from ironpost_tui.ui.widgets.event_table import EventTable
+from ironpost_tui.ui.widgets.rules_pane import RulesPane
 
 if TYPE_CHECKING:
-    from .app import IronpostApp
+    from ironpost_tui.ui.app import IronpostApp
 
 SEEK_SECS = 10.0
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..model import FilterRule
-from ..source import Source
+from ironpost_tui.engine.feed import Source
+from ironpost_tui.model import FilterRule
 
 
 @dataclass(frozen=True)

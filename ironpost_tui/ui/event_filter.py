@@ -11,8 +11,8 @@ import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..model import IPNetwork, PacketEvent, Verdict
-from . import format as fmt
+from ironpost_tui.model import IPNetwork, PacketEvent, Verdict
+from ironpost_tui.ui import format as fmt
 
 FIELDS = ("src", "dst", "proto", "port", "sport", "dport", "verdict", "rule")
 

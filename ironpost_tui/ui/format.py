@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from ..durations import format_duration
-from ..model import FilterRule
+from ironpost_tui.config.durations import format_duration
+from ironpost_tui.model import FilterRule
 
 PROTOCOL_NUMBERS = {"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58}
 PROTOCOL_NAMES = {n: name for name, n in PROTOCOL_NUMBERS.items()}

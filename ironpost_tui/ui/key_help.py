@@ -6,13 +6,13 @@ from collections.abc import Callable, Iterable, Sequence
 
 from textual.binding import Binding, BindingType
 
-from .alert_table import AlertTable
-from .chart_screen import ChartScreen
-from .event_table import EventTable
-from .help_screen import KeyHelp
-from .main_screen import MainScreen
-from .rules_pane import RulesPane
-from .traffic_pane import TrafficPane
+from ironpost_tui.ui.screens.chart import ChartScreen
+from ironpost_tui.ui.screens.help import KeyHelp
+from ironpost_tui.ui.screens.main import MainScreen
+from ironpost_tui.ui.widgets.alert_table import AlertTable
+from ironpost_tui.ui.widgets.event_table import EventTable
+from ironpost_tui.ui.widgets.rules_pane import RulesPane
+from ironpost_tui.ui.widgets.traffic_pane import TrafficPane
 
 REPLAY_ACTIONS = ("app.seek(-10)", "app.seek(10)", "app.speed(1)", "app.speed(-1)")
 

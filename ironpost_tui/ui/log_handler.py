@@ -14,7 +14,7 @@ from typing import Any
 
 from textual.app import App
 
-from .messages import NoticePosted
+from ironpost_tui.ui.messages import NoticePosted
 
 
 class NoticeHandler(logging.Handler):

@@ -10,10 +10,10 @@ from collections.abc import Iterator
 
 from textual.message import Message
 
-from ..detectors import AlertChange
-from ..model import FilterRule, PacketEvent, RuleStatus, StatsSample
-from ..source import SourceInfo, Update
-from .edits import Edit
+from ironpost_tui.detectors import AlertChange
+from ironpost_tui.engine.feed import SourceInfo, Update
+from ironpost_tui.model import FilterRule, PacketEvent, RuleStatus, StatsSample
+from ironpost_tui.ui.edits import Edit
 
 # --- from the poll worker ----------------------------------------------------------
 

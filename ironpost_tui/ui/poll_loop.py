@@ -10,10 +10,10 @@ from collections.abc import Callable
 
 from textual.message import Message
 
-from ..errors import ExitStatus, InterfaceGone, IronpostError
-from ..source import Source
-from .messages import NoticePosted, SourceFailed, SourceStarted, messages_for
-from .source_kinds import StartableSource
+from ironpost_tui.engine.feed import Source
+from ironpost_tui.errors import ExitStatus, InterfaceGone, IronpostError
+from ironpost_tui.ui.messages import NoticePosted, SourceFailed, SourceStarted, messages_for
+from ironpost_tui.ui.source_kinds import StartableSource
 
 log = logging.getLogger(__name__)
 

@@ -6,22 +6,22 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from ..errors import IronpostError
-from ..model import Action, FilterRule
-from ..rule_control import LockoutRefused
-from .alert_table import AlertTable
-from .block_screen import BlockScreen
-from .confirm import ConfirmScreen
-from .edits import Edit
-from .event_table import EventTable
-from .messages import EditApplied, EditRefused
-from .rule_form import RuleForm
-from .rule_input import block_rule
-from .rules_pane import RulesPane
-from .state import blocking_rules
+from ironpost_tui.errors import IronpostError
+from ironpost_tui.model import Action, FilterRule
+from ironpost_tui.rules.control import LockoutRefused
+from ironpost_tui.ui.edits import Edit
+from ironpost_tui.ui.messages import EditApplied, EditRefused
+from ironpost_tui.ui.rule_fields import block_rule
+from ironpost_tui.ui.screens.block import BlockScreen
+from ironpost_tui.ui.screens.confirm import ConfirmScreen
+from ironpost_tui.ui.state import blocking_rules
+from ironpost_tui.ui.widgets.alert_table import AlertTable
+from ironpost_tui.ui.widgets.event_table import EventTable
+from ironpost_tui.ui.widgets.rule_form import RuleForm
+from ironpost_tui.ui.widgets.rules_pane import RulesPane
 
 if TYPE_CHECKING:
-    from .app import IronpostApp
+    from ironpost_tui.ui.app import IronpostApp
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from ..source import SourceInfo
+from ironpost_tui.engine.feed import SourceInfo
 
 
 @runtime_checkable

@@ -10,8 +10,8 @@ import ipaddress
 from collections import deque
 from dataclasses import dataclass, field
 
-from ..detectors import Alert, AlertChange
-from ..model import Action, PacketEvent, RuleStatus, StatsSample
+from ironpost_tui.detectors import Alert, AlertChange
+from ironpost_tui.model import Action, PacketEvent, RuleStatus, StatsSample
 
 EVENTS_KEPT = 5_000  # events held in memory (the table shows the newest of them)
 HISTORY_SAMPLES = 1_200  # 20 minutes of 1 s samples: enough for the 10-minute chart

@@ -10,7 +10,7 @@ from typing import Any
 import tomllib
 from textual.theme import Theme
 
-from ..resources import themes_dir
+from ironpost_tui.kernel.resources import themes_dir
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,276 @@
+"""The rules of a configuration: ``[[ebpf.rules]]`` (and the seed's rules-file form ``[[rules]]``).
+
+Each rule is checked on its own (types, ranges, addresses, expiry), then the
+set: unique ids, at most MAX_RULES, and what the kernel would refuse at
+start-up (two rules matching the same packets, more rule shapes or map
+entries than the datapath holds).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import re
+from collections import Counter
+from typing import Any
+
+from ironpost_tui.config.check import CAPACITY_MARK, Check, RuleRef, Table, quote, show
+from ironpost_tui.config.locate import Loc
+from ironpost_tui.errors import RuleRefused
+from ironpost_tui.kernel.datapath import DatapathConfig
+from ironpost_tui.model import Action, FilterRule, IPNetwork
+from ironpost_tui.rules import placement as kernel_rules
+
+MAX_RULES = 10_000
+MAX_ID_CHARS = 256
+MAX_DESCRIPTION_CHARS = 1024
+ACTIONS = {"drop": Action.DROP, "block": Action.DROP, "monitor": Action.MONITOR}
+PROTOCOL_NAMES = {"icmp": 1, "tcp": 6, "udp": 17, "gre": 47, "esp": 50, "ah": 51, "icmpv6": 58, "sctp": 132}
+MATCH_KEYS = ("src_ip", "dst_ip", "dst_port", "protocol")
+RULE_KEYS = ("id", "description", *MATCH_KEYS, "action", "expires_in", "expires_at", "auto")
+
+_PREFIX_LEN = re.compile(r"[0-9]{1,3}")
+_RFC3339 = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ]([0-9]{2}:[0-9]{2}:[0-9]{2})(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})?"
+)
+_ADDRESS_EXAMPLES = "like 198.51.100.7, 198.51.100.0/24 or 2001:db8::/32"
+
+
+def network(text: str) -> IPNetwork:
+    """An address or prefix; ValueError with a message beginning with what was given."""
+    addr, slash, plen = text.strip().partition("/")
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        raise ValueError(f"{quote(text)} is not an IPv4 or IPv6 address: write one {_ADDRESS_EXAMPLES}") from None
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.scope_id:
+            raise ValueError(f"{quote(text)} has a zone (%{ip.scope_id}): leave it out")
+        if ip.ipv4_mapped is not None:
+            raise ValueError(f"{quote(text)} is an IPv4-mapped IPv6 address: write the IPv4 address {ip.ipv4_mapped}")
+    if not slash:
+        return ipaddress.ip_network(ip)
+    if not _PREFIX_LEN.fullmatch(plen):
+        raise ValueError(f"{quote(text)} has no valid prefix length after the /: write one {_ADDRESS_EXAMPLES}")
+    width = ip.max_prefixlen
+    if int(plen) > width:
+        raise ValueError(
+            f"{quote(text)}: prefix length /{int(plen)} is too long for IPv{ip.version} (at most /{width})"
+        )
+    net = ipaddress.ip_network(f"{ip}/{int(plen)}", strict=False)
+    if net.network_address != ip:
+        raise ValueError(f"{ip}/{int(plen)} has host bits set: did you mean {net}?")
+    return net
+
+
+def rules(check: Check, data: dict[str, Any], ebpf_blocklist_max: int, now: float) -> tuple[FilterRule, ...]:
+    """Every rule of the file, ``[[ebpf.rules]]`` first; errors go to ``check``."""
+    sources: list[tuple[Loc, Any]] = []
+    ebpf = data.get("ebpf")
+    if isinstance(ebpf, dict) and "rules" in ebpf:
+        sources.append((("ebpf", "rules"), ebpf["rules"]))
+    if "rules" in data:
+        sources.append((("rules",), data["rules"]))
+    total = sum(len(raw) for _, raw in sources if isinstance(raw, list))
+    built: list[tuple[FilterRule, Loc, RuleRef]] = []
+    first_id: dict[str, Loc] = {}
+    n = 0
+    for loc, raw in sources:
+        name = ".".join(map(str, loc))
+        if not isinstance(raw, list):
+            check.error(loc, f"{name} must be an array of tables ([[{name}]]), got {show(raw)}")
+            continue
+        for i, item in enumerate(raw):
+            n += 1
+            rule_loc = (*loc, i)
+            if n == MAX_RULES + 1:
+                check.error(
+                    rule_loc,
+                    f"too many rules: the file has {total}, at most {MAX_RULES} are allowed (this is rule #{n}): "
+                    "cover many addresses with one prefix",
+                )
+            if not isinstance(item, dict):
+                check.error(rule_loc, f"{name} must hold tables, got {show(item)}", RuleRef(None, n))
+                continue
+            rule = _rule(check, item, rule_loc, n, now, first_id)
+            if rule is not None:
+                built.append(rule)
+    if total <= MAX_RULES:
+        _kernel_fit(check, built, ebpf_blocklist_max)
+    return tuple(rule for rule, _, _ in built)
+
+
+def _rule(
+    check: Check, raw: dict[str, Any], loc: Loc, n: int, now: float, first_id: dict[str, Loc]
+) -> tuple[FilterRule, Loc, RuleRef] | None:
+    errors_before = len(check.pending) + check.dropped
+    rule_id = raw.get("id")
+    id_ok = isinstance(rule_id, str) and 0 < len(rule_id) <= MAX_ID_CHARS and rule_id.isprintable()
+    ref = RuleRef(rule_id if id_ok else None, n)
+    t = Table(check, raw, loc, RULE_KEYS, ref)
+    t.unknown_keys()
+
+    if "id" not in raw:
+        t.error(None, 'has no id: add id = "..." (unique in the file, up to 256 characters)')
+    elif t.typed("id", (str,), "a string") is None:
+        pass
+    elif not rule_id:
+        t.error("id", 'id is empty: give the rule a unique id, like id = "block-scanner"')
+    elif len(rule_id) > MAX_ID_CHARS:
+        t.error("id", f"id is {len(rule_id)} characters long, more than {MAX_ID_CHARS}: shorten it")
+    elif not rule_id.isprintable():
+        t.error("id", "id contains a control character (tab, newline...): use letters, digits, - and _")
+    elif rule_id in first_id:
+        check.error(
+            (*loc, "id"),
+            f"duplicate id {quote(rule_id)} (first at line ",
+            ref,
+            first_id[rule_id],
+            "): give each rule its own id",
+        )
+    else:
+        first_id[rule_id] = (*loc, "id")
+
+    description = t.string("description", "")
+    if len(description) > MAX_DESCRIPTION_CHARS:
+        t.error(
+            "description",
+            f"description is {len(description)} characters long, more than {MAX_DESCRIPTION_CHARS}: shorten it",
+        )
+
+    action = Action.DROP  # no action: drop, as ironpost-tui always did (the seed requires one)
+    word = t.typed("action", (str,), 'a string: "drop", "block" or "monitor"')
+    if word is not None and word.lower() not in ACTIONS:
+        t.error("action", f"action {quote(word)} is not one of drop, block (= drop), monitor")
+    elif word is not None:
+        action = ACTIONS[word.lower()]
+
+    src, dst = _address(t, "src_ip"), _address(t, "dst_ip")
+    port = t.integer("dst_port", -1, 0, 65535, "a port is 0 to 65535") if "dst_port" in raw else None
+    proto = None
+    if "protocol" in raw:
+        named = raw["protocol"]
+        number = PROTOCOL_NAMES.get(named.lower()) if isinstance(named, str) else None
+        hint = f": use protocol = {number} for {named.lower()}" if number is not None else ""
+        proto = t.integer("protocol", -1, 0, 255, "an IP protocol number is 0 to 255 (6 tcp, 17 udp, 1 icmp)", hint)
+    if not any(k in raw for k in MATCH_KEYS):
+        t.error(None, "has no match field: give at least one of src_ip, dst_ip, dst_port, protocol")
+    if src is not None and dst is not None and src.version != dst.version:
+        t.error("dst_ip", f"src_ip is IPv{src.version} and dst_ip is IPv{dst.version}: a rule matches one IP version")
+    if port is not None and port >= 0 and proto is not None and proto >= 0 and proto not in (6, 17):
+        t.error("dst_port", f"dst_port matches TCP and UDP only: use protocol 6 (tcp), 17 (udp) or none, not {proto}")
+
+    expires_at = None
+    if "expires_in" in raw and "expires_at" in raw:
+        t.error("expires_at", "give expires_in or expires_at, not both")
+    elif "expires_in" in raw:
+        expires_at = now + t.duration("expires_in", 0)
+    elif "expires_at" in raw:
+        expires_at = _expires_at(t)
+    auto = t.boolean("auto", False)
+
+    if len(check.pending) + check.dropped != errors_before:
+        return None
+    assert isinstance(rule_id, str)
+    rule = FilterRule(
+        id=rule_id,
+        action=action,
+        src_ip=src,
+        dst_ip=dst,
+        dst_port=port,
+        protocol=proto,
+        description=description,
+        expires_at=expires_at,
+        auto=auto,
+    )
+    return rule, loc, ref
+
+
+def _address(t: Table, key: str) -> IPNetwork | None:
+    text = t.typed(key, (str,), f"a string with an address or prefix, {_ADDRESS_EXAMPLES}")
+    if text is None:
+        return None
+    try:
+        return network(text)
+    except ValueError as exc:
+        t.error(key, f"{key} {exc}")
+        return None
+
+
+def _expires_at(t: Table) -> float | None:
+    value = t.raw["expires_at"]
+    example = "2030-01-01T00:00:00Z"
+    if isinstance(value, str):
+        m = _RFC3339.fullmatch(value)
+        if m is None:
+            t.error("expires_at", f"expires_at {quote(value)} is not an RFC 3339 date-time: write one like {example}")
+            return None
+        day, clock, frac, offset = m.groups()
+        if offset is None:
+            t.error("expires_at", f"expires_at {quote(value)} has no UTC offset: add one, like {day}T{clock}Z")
+            return None
+        offset = "+00:00" if offset in ("Z", "z") else offset
+        try:
+            value = dt.datetime.fromisoformat(f"{day}T{clock}{(frac or '')[:7]}{offset}")
+        except ValueError:
+            t.error("expires_at", f"expires_at {quote(value)} is not a valid date and time")
+            return None
+    elif isinstance(value, dt.datetime) and value.tzinfo is None:
+        t.error("expires_at", f"expires_at {value.isoformat()} has no UTC offset: add one, like {value.isoformat()}Z")
+        return None
+    elif not isinstance(value, dt.datetime):
+        t.error("expires_at", f"expires_at must be a date-time with a UTC offset, like {example}, got {show(value)}")
+        return None
+    try:
+        return value.timestamp()
+    except (OverflowError, ValueError, OSError):
+        t.error("expires_at", f"expires_at {value.isoformat()} is out of range")
+        return None
+
+
+def _kernel_fit(check: Check, built: list[tuple[FilterRule, Loc, RuleRef]], blocklist_max: int) -> None:
+    """What the datapath would refuse when these rules are installed, said now."""
+    dp = DatapathConfig(blocklist_max_entries=blocklist_max)
+    capacity = {"BLOCKLIST": dp.blocklist_max_entries, "SRC4": dp.cidr_max_entries, "SRC6": dp.cidr_max_entries}
+    capacity["MATCH"] = dp.match_max_entries
+    raise_it = {"BLOCKLIST": ": raise [ebpf] blocklist_max_entries"}
+    held: dict[tuple[object, ...], tuple[str, Loc]] = {}
+    shapes: set[kernel_rules.Shape] = set()
+    counts: Counter[str] = Counter()
+    for rule, loc, ref in built:
+        try:
+            placement = kernel_rules.place(rule)
+        except RuleRefused as exc:
+            check.error(loc, exc.message, ref)
+            continue
+        key = (placement.map_name, placement.shape, placement.key)
+        if key in held:
+            other, other_loc = held[key]
+            check.error(
+                loc,
+                f"matches exactly the packets rule {quote(other)} matches (line ",
+                ref,
+                other_loc,
+                "): remove one of them",
+            )
+            continue
+        held[key] = (rule.id, loc)
+        if placement.shape is not None and placement.shape not in shapes:
+            if len(shapes) == dp.shapes_max:
+                check.error(
+                    loc,
+                    f"needs a rule shape (the fields and prefix lengths it matches on) beyond the {dp.shapes_max} "
+                    "the kernel holds: make it match on the same fields as other rules",
+                    ref,
+                )
+                continue
+            shapes.add(placement.shape)
+        counts[placement.map_name] += 1
+        cap = capacity[placement.map_name]
+        if counts[placement.map_name] == cap + 1:
+            check.error(
+                loc,
+                f"is rule {cap + 1} for the kernel's {placement.map_name} {CAPACITY_MARK} {cap}"
+                f"{raise_it.get(placement.map_name, ': use fewer rules of this kind')}",
+                ref,
+            )

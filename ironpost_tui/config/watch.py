@@ -1,0 +1,125 @@
+"""The configuration file a running engine follows: loaded, watched, reloaded."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ironpost_tui.config import settings as config_mod
+from ironpost_tui.config.settings import Settings
+from ironpost_tui.config.store import RuleStore
+from ironpost_tui.errors import IronpostError
+from ironpost_tui.model import FilterRule
+from ironpost_tui.rules import protect
+from ironpost_tui.rules.audit import Actor
+from ironpost_tui.rules.protect import Protected
+
+if TYPE_CHECKING:
+    from ironpost_tui.engine.engine import Engine
+
+DEFAULT_CONFIG = Path("/etc/ironpost/ironpost.toml")
+# A rewrite within one tick of the file system's clock (a few ms) keeps inode, size and mtime; while
+# the mtime is this recent, the content is compared as well.
+RECENT_SECS = 5.0
+
+
+class _MarkingStore:
+    """A RuleStore whose own writes do not count as changes to reload."""
+
+    def __init__(self, store: RuleStore, source: ConfigSource) -> None:
+        self._store = store
+        self._source = source
+
+    def add(self, rule: FilterRule) -> None:
+        self._store.add(rule)
+        self._source.mark()
+
+    def update(self, rule: FilterRule) -> None:
+        self._store.update(rule)
+        self._source.mark()
+
+    def delete(self, rule_id: str) -> None:
+        self._store.delete(rule_id)
+        self._source.mark()
+
+    def replace_all(self, rules: list[FilterRule]) -> None:
+        self._store.replace_all(rules)
+        self._source.mark()
+
+
+class ConfigSource:
+    """Where rules come from and where edits go: a config file, or the state file."""
+
+    def __init__(self, path: Path | None, iface: str, state_dir: Path = Path("/var/lib/ironpost")) -> None:
+        if path is None and DEFAULT_CONFIG.exists():
+            path = DEFAULT_CONFIG
+        if path is not None:
+            store = RuleStore(path)
+            self.is_state_file = False
+        else:
+            store = RuleStore.state_file(iface, state_dir)
+            self.is_state_file = True
+        self.path = store.path
+        self.store = _MarkingStore(store, self)
+        self._seen: tuple[int, int, int] | None = None
+        self._digest: bytes | None = None
+
+    def load(self) -> Settings:
+        self.mark()
+        return config_mod.load(self.path)
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    def _content_digest(self) -> bytes | None:
+        try:
+            return hashlib.sha256(self.path.read_bytes()).digest()
+        except OSError:
+            return None
+
+    def mark(self) -> None:
+        """Remember the file as it is now (after our own writes, too)."""
+        self._seen = self._stat()
+        self._digest = self._content_digest()
+
+    def changed(self) -> bool:
+        now = self._stat()
+        if now != self._seen:
+            return True
+        if now is not None and time.time() - now[1] / 1e9 < RECENT_SECS:
+            return self._content_digest() != self._digest
+        return False
+
+
+@dataclass(frozen=True)
+class ReloadResult:
+    changed: bool = False
+    rules: int = 0
+    error: str | None = None  # the refusal: every error of the file, one per line
+
+
+def reload_into(engine: Engine, source: ConfigSource, why: str) -> ReloadResult:
+    """Load the file again and move the engine to it; on an error the rules in force stay."""
+    try:
+        settings = source.load()
+        changed = engine.reload(list(settings.rules), protections(settings), Actor.current(why))
+    except IronpostError as exc:
+        return ReloadResult(error=exc.message)
+    return ReloadResult(changed=changed, rules=len(settings.rules))
+
+
+def protections(settings: Settings) -> list[Protected]:
+    safety = settings.safety
+    return protect.gather(
+        safety.protect,
+        include_ssh=safety.protect_ssh_client,
+        include_host=safety.protect_host_addresses,
+    )

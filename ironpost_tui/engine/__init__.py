@@ -1,0 +1,9 @@
+"""The engine and its loop: one tick reads the kernel, feeds the detectors, publishes a snapshot.
+
+``engine`` owns the datapath and the rule controller; ``snapshot`` is the immutable value a
+tick publishes; ``feed`` is what a front end polls (the Source protocol); ``live`` adapts the
+engine for the console; ``headless`` runs it as a service.
+
+May import: ``config``, ``rules``, ``detectors``, ``kernel``, ``errors``, ``model``.
+Never Textual, Rich or plotext.
+"""

@@ -1,0 +1,333 @@
+"""The engine: one interface, one program, its rules, its events and stats.
+
+Textual-free; the console and the headless agent both drive it through
+start(), tick() and close().
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from ironpost_tui.detectors import AlertChange, DetectionPipeline
+from ironpost_tui.detectors.alerts import MANY_SOURCES
+from ironpost_tui.detectors.settings import PortScanConfig, SynFloodConfig
+from ironpost_tui.engine.snapshot import EngineSnapshot, SnapshotBuilder
+from ironpost_tui.errors import LoadFailed, ModeUnsupported, RuleRefused, XdpBusy
+from ironpost_tui.kernel import host, libbpf
+from ironpost_tui.kernel.datapath import Datapath, DatapathConfig, check_pins
+from ironpost_tui.kernel.events import EventDecoder
+from ironpost_tui.kernel.stats import StatsSampler
+from ironpost_tui.kernel.xdp_link import XdpLink, occupants
+from ironpost_tui.model import Action, FilterRule, PacketEvent, RuleStatus, StatsSample
+from ironpost_tui.rules.audit import Actor, AuditLog
+from ironpost_tui.rules.control import RuleController, RuleSink
+from ironpost_tui.rules.protect import Protected
+from ironpost_tui.rules.table import RuleTable, monotonic_to_wall_offset
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    iface: str
+    xdp_mode: str = "auto"  # auto native skb offload
+    persist: bool = False
+    datapath: DatapathConfig = field(default_factory=DatapathConfig)
+    rules: tuple[FilterRule, ...] | None = None  # None: keep what pinned maps hold
+    protected: tuple[Protected, ...] = ()  # anti-lockout: into ALLOW4/ALLOW6
+    force: bool = False  # start even if a configured rule would drop a protected address
+    store: RuleSink | None = None  # where rule edits are saved
+    audit_log: Path | None = None  # None: audit to the log only
+    sample_interval: float = 1.0
+    syn_flood: SynFloodConfig = field(default_factory=SynFloodConfig)
+    port_scan: PortScanConfig = field(default_factory=PortScanConfig)
+    detect_interval: float = 0.5  # seconds between detection ticks
+
+
+@dataclass(frozen=True)
+class StartReport:
+    iface: str
+    mode: str
+    prog_id: int
+    seconds: float
+    adopted: bool
+    pin_dir: Path | None
+
+
+@dataclass(frozen=True)
+class Tick:
+    events: tuple[PacketEvent, ...]
+    sample: StatsSample | None
+    interface_state: str  # up down gone
+    alerts: tuple[AlertChange, ...] = ()
+
+
+class Engine:
+    def __init__(self, options: EngineOptions, notice: Callable[[str], None] | None = None) -> None:
+        self.options = options
+        self._notice = notice or log.warning
+        self._lock = host.InterfaceLock(options.iface)
+        self._dp: Datapath | None = None
+        self._link: XdpLink | None = None
+        self._rules: RuleTable | None = None
+        self._control: RuleController | None = None
+        self._sampler = StatsSampler()
+        self._last_sample: StatsSample | None = None
+        self._ifindex = 0
+        self._decoder: EventDecoder | None = None
+        self._detect = DetectionPipeline(options.syn_flood, options.port_scan, options.iface)
+        self._snapshots = SnapshotBuilder(options.iface)
+        self._snapshot = EngineSnapshot(at=time.time(), iface=options.iface, mode="", attached=False)
+        self._last_detect = 0.0
+        self.report: StartReport | None = None
+
+    # --- lifecycle -------------------------------------------------------------
+    def start(self) -> StartReport:
+        t0 = time.monotonic()
+        opts = self.options
+        host.check_privileges()
+        self._ifindex = host.ifindex(opts.iface)
+        self._lock.acquire()
+        try:
+            return self._start(t0)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, t0: float) -> StartReport:
+        opts = self.options
+        pins = host.pin_dir(opts.iface)
+        link_pin = pins / "link"
+        adopting = link_pin.exists()
+        adopted_prog = 0
+        if adopting:
+            if not opts.persist:
+                raise XdpBusy(
+                    f"ironpost is persisted on {opts.iface} (pinned at {pins}): start with --persist to take it "
+                    f"over, or run `ironpost-tui cleanup {opts.iface}` to remove it"
+                )
+            fd = libbpf.obj_get(str(link_pin))
+            try:
+                adopted_prog = libbpf.link_info(fd).prog_id
+            finally:
+                os.close(fd)
+        for occ in occupants(self._ifindex):
+            if occ.prog_id == adopted_prog:
+                continue
+            how = f"link id {occ.link_id}" if occ.link_id else "netlink"
+            if occ.is_ironpost:
+                raise XdpBusy(
+                    f"a stale ironpost program (prog id {occ.prog_id}, {occ.mode} mode, {how}) from an older run is "
+                    f"attached to {opts.iface}: run `ironpost-tui cleanup {opts.iface}`"
+                )
+            raise XdpBusy(
+                f"{opts.iface} already has a foreign XDP program (prog id {occ.prog_id}, '{occ.name}', {occ.mode} "
+                f"mode, {how}): ironpost will not replace it; detach it first"
+            )
+        maps_pinned = False
+        if opts.persist:
+            host.ensure_bpffs()
+            pins.mkdir(parents=True, exist_ok=True)
+            maps_pinned = check_pins(pins, opts.datapath)
+        offload = opts.xdp_mode == "offload"
+        try:
+            self._dp = Datapath(
+                opts.datapath, pin_dir=pins if opts.persist else None, offload_dev=opts.iface if offload else None
+            )
+        except LoadFailed as exc:
+            if offload:
+                raise ModeUnsupported(
+                    f"{opts.iface} cannot run the program offloaded to its NIC ({exc.message.split(': ', 1)[-1]}): "
+                    "use --xdp-mode native, skb or auto"
+                ) from exc
+            raise
+        offset = monotonic_to_wall_offset()
+        self._rules = RuleTable(self._dp, offset)
+        if adopting or maps_pinned:
+            # Pinned maps without a link (a start that failed or was killed after the
+            # maps were pinned) still hold entries: learn them, or they would be
+            # enforced but invisible, and fill the maps.
+            self._rules.adopt_existing()
+        self._control = RuleController(self._rules, AuditLog(opts.audit_log), opts.store, list(opts.protected))
+        if opts.rules is not None:
+            self._control.apply(list(opts.rules), Actor.current("config"), force=opts.force, what="load")
+        self._decoder = EventDecoder(offset, self._rules.rule_for_slot)
+        self._detect.start(self._dp)  # publishes TICK: packets are counted from the first one
+        self._dp.open_events()
+        if adopting:
+            self._link = XdpLink.adopt(str(link_pin), self._ifindex)
+            self._link.update(self._dp.prog_fd)  # atomic: the old program enforces until here
+        elif opts.xdp_mode == "auto":
+            self._link = XdpLink.attach_auto(self._dp.prog_fd, self._ifindex, opts.iface, self._notice)
+        else:
+            self._link = XdpLink.attach(self._dp.prog_fd, self._ifindex, opts.iface, opts.xdp_mode)
+        if opts.persist and not adopting:
+            self._link.pin(str(link_pin))
+        self._last_sample = self._sampler.sample(self._dp, time.monotonic())
+        self._publish(self._last_sample)
+        self.report = StartReport(
+            iface=opts.iface,
+            mode=self._link.mode,
+            prog_id=self._link.prog_id,
+            seconds=time.monotonic() - t0,
+            adopted=adopting,
+            pin_dir=pins if opts.persist else None,
+        )
+        return self.report
+
+    def close(self) -> None:
+        """Detach (unless persisted) and release everything; safe to call twice."""
+        if self._link is not None:
+            try:
+                if not self.options.persist:
+                    self._link.detach()
+            except OSError:
+                log.exception("detaching from %s failed", self.options.iface)
+            finally:
+                self._link.close()
+                self._link = None
+        if self._dp is not None:
+            self._dp.close()
+            self._dp = None
+        self._snapshot = replace(self._snapshot, attached=False)
+        self._lock.release()
+
+    @property
+    def attached(self) -> bool:
+        return self._link is not None
+
+    # --- the poll loop ---------------------------------------------------------
+    def tick(self, timeout_ms: int = 100, events: bool = True) -> Tick:
+        """Drain events (waiting at most timeout_ms), and sample stats when due.
+
+        events=False: the events are drained but not decoded (Tick.events stays empty),
+        for a front end that has no use for them."""
+        assert self._dp is not None and self._decoder is not None
+        records = self._dp.read_events(timeout_ms)
+        decoded = tuple(self._decoder.decode_all(records)) if events else ()
+        now = time.monotonic()
+        sample = None
+        if self._last_sample is None or now - self._last_sample.at >= self.options.sample_interval:
+            sample = self._last_sample = self._sampler.sample(self._dp, now)
+            if self._control is not None:
+                self._control.expire(time.time(), Actor("ironpost", None, "expiry"))
+        alerts: tuple[AlertChange, ...] = ()
+        if now - self._last_detect >= self.options.detect_interval:
+            self._last_detect = now
+            alerts = tuple(self._detect.tick(self._dp, now, time.time()))
+            self._snapshots.count_alerts(alerts)
+            for change in alerts:
+                if change.kind == "raised":
+                    self._auto_block(change)
+        state = host.interface_state(self.options.iface, self._ifindex)
+        if sample is not None:
+            self._publish(sample)
+        return Tick(decoded, sample, state, alerts)
+
+    def _publish(self, sample: StatsSample) -> None:
+        table = self.rule_table
+        self._snapshot = self._snapshots.build(
+            sample,
+            table.status(),
+            mode=self._link.mode if self._link else "",
+            attached=self._link is not None,
+            blocklist_entries=table.count("BLOCKLIST"),
+            blocklist_capacity=table.capacity()["BLOCKLIST"],
+            alerts_active=len(self._detect.book.active),
+        )
+
+    def snapshot(self) -> EngineSnapshot:
+        """The latest published state; safe to call from any thread."""
+        return self._snapshot
+
+    @property
+    def alerts(self) -> DetectionPipeline:
+        return self._detect
+
+    def _auto_block(self, change: AlertChange) -> None:
+        """Block an alert's source for block_ttl, if the detector is set to (never 'many sources')."""
+        alert = change.alert
+        cfg = self.options.syn_flood if alert.detector == "syn_flood" else self.options.port_scan
+        if not cfg.auto_block or alert.source == MANY_SOURCES or self._control is None:
+            return
+        rule = FilterRule(
+            id=f"auto-{alert.detector}-{alert.source}",
+            action=Action.DROP,
+            src_ip=ipaddress.ip_network(alert.source),
+            description=f"auto-block: {alert.summary}",
+            expires_at=time.time() + cfg.block_ttl,
+            auto=True,
+        )
+        if self._control.table.get(rule.id) is not None:
+            return
+        try:
+            self._control.add(rule, Actor("ironpost", None, "detector"))
+            log.warning("auto-blocked %s for %g s (%s)", alert.source, cfg.block_ttl, alert.detector)
+        except RuleRefused as exc:
+            log.warning("auto-block of %s refused: %s", alert.source, exc.message)
+
+    def sample(self) -> StatsSample:
+        assert self._dp is not None
+        self._last_sample = self._sampler.sample(self._dp, time.monotonic())
+        return self._last_sample
+
+    # --- rules -----------------------------------------------------------------
+    @property
+    def rule_table(self) -> RuleTable:
+        assert self._rules is not None
+        return self._rules
+
+    @property
+    def control(self) -> RuleController:
+        """Checked, saved and audited rule changes: what front ends use."""
+        assert self._control is not None
+        return self._control
+
+    def add_rule(self, rule: FilterRule, force: bool = False) -> None:
+        self.control.add(rule, Actor.current("api"), force=force)
+
+    def remove_rule(self, rule_id: str) -> FilterRule:
+        return self.control.delete(rule_id, Actor.current("api"))
+
+    def replace_rule(self, rule: FilterRule, force: bool = False) -> None:
+        self.control.update(rule, Actor.current("api"), force=force)
+
+    def rules(self) -> list[FilterRule]:
+        return self.rule_table.rules()
+
+    def reload(self, rules: list[FilterRule], protected: list[Protected], actor: Actor) -> bool:
+        """Move to a new rule set and protections; False when nothing changed.
+
+        On an error the previous set stays in force and the error is raised.
+        """
+        control = self.control
+        same_rules = rules == control.rules()
+        same_protection = {(p.network, p.reason) for p in protected} == {
+            (p.network, p.reason) for p in control.protected
+        }
+        if same_rules and same_protection:
+            return False
+        old_protected = list(control.protected)
+        if not same_protection:
+            control.set_protected(protected)
+        try:
+            control.apply(rules, actor, force=self.options.force)
+        except BaseException:
+            if not same_protection:  # a refused reload changes nothing, the allowlist included
+                control.set_protected(old_protected)
+            raise
+        return True
+
+    def rule_status(self) -> list[RuleStatus]:
+        return self.rule_table.status()
+
+    @property
+    def datapath(self) -> Datapath:
+        assert self._dp is not None
+        return self._dp

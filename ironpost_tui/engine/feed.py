@@ -1,0 +1,53 @@
+"""What the console shows comes from a Source: the live engine, or a recording.
+
+Textual-free.  A Source is polled from one worker thread; the values it
+returns are frozen and cross into the UI as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ironpost_tui.detectors import AlertChange
+from ironpost_tui.model import FilterRule, PacketEvent, RuleStatus, StatsSample
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    iface: str
+    mode: str
+    attached: bool
+    started_at: float  # wall-clock seconds
+    config_path: str
+    blocklist_capacity: int
+    protected: tuple[str, ...] = ()
+    read_only: bool = False  # a replay: no rule edits
+    title: str = ""  # what the status bar calls it ("live", "replay of FILE")
+
+
+@dataclass(frozen=True)
+class Update:
+    """What happened since the last poll."""
+
+    events: tuple[PacketEvent, ...] = ()
+    sample: StatsSample | None = None
+    alerts: tuple[AlertChange, ...] = ()
+    rules: tuple[RuleStatus, ...] | None = None  # the whole table, when it changed or was refreshed
+    interface_state: str = "up"
+    notices: tuple[str, ...] = field(default_factory=tuple)  # reloads, refusals, expiries
+    at: float = 0.0  # the source's clock, seconds since its start
+    reset: bool = False  # a replay jumped: forget what was shown
+
+
+class Source(Protocol):
+    info: SourceInfo
+
+    def poll(self, timeout: float) -> Update: ...
+    def now(self) -> float: ...  # wall-clock seconds as the source sees them (a replay: the recording's)
+    def add_rule(self, rule: FilterRule, force: bool = False) -> None: ...
+    def update_rule(self, rule: FilterRule, force: bool = False) -> None: ...
+    def delete_rule(self, rule_id: str) -> FilterRule: ...
+    def panic(self) -> list[FilterRule]: ...
+    def reload(self) -> None: ...
+    def close(self) -> None: ...

@@ -1,0 +1,80 @@
+"""What the engine publishes for readers in other threads (the metrics endpoint):
+an immutable snapshot, swapped whole each sample, never a handle."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from ironpost_tui import __version__
+from ironpost_tui.detectors import AlertChange
+from ironpost_tui.model import ProtoCounters, RuleStatus, StatsSample
+
+
+@dataclass(frozen=True)
+class EngineSnapshot:
+    at: float  # wall-clock seconds
+    iface: str
+    mode: str
+    attached: bool
+    totals: dict[str, ProtoCounters] = field(default_factory=dict)  # tcp udp icmp other total
+    events_delivered: int = 0
+    events_lost: dict[str, int] = field(default_factory=dict)
+    alerts_total: dict[str, int] = field(default_factory=dict)  # detector -> alerts raised
+    alerts_active: int = 0
+    rule_hits: dict[str, int] = field(default_factory=dict)  # rule id -> packets, monotonic
+    blocklist_entries: int = 0
+    blocklist_capacity: int = 0
+    version: str = __version__
+
+
+class SnapshotBuilder:
+    """Keeps the counters of a snapshot monotonic: a rule whose hit counter was
+    reset (changed in place, moved to another slot) keeps counting from where
+    it was, so Prometheus sees no reset across reloads."""
+
+    def __init__(self, iface: str) -> None:
+        self.iface = iface
+        self._alerts: Counter[str] = Counter()
+        self._hits_base: dict[str, int] = {}
+        self._hits_last: dict[str, int] = {}
+
+    def count_alerts(self, changes: tuple[AlertChange, ...]) -> None:
+        for change in changes:
+            if change.kind == "raised":
+                self._alerts[change.alert.detector] += 1
+
+    def build(
+        self,
+        sample: StatsSample,
+        rules: list[RuleStatus],
+        *,
+        mode: str,
+        attached: bool,
+        blocklist_entries: int,
+        blocklist_capacity: int,
+        alerts_active: int,
+    ) -> EngineSnapshot:
+        hits = {}
+        for status in rules:
+            rid = status.rule.id
+            last = self._hits_last.get(rid, 0)
+            if status.hits < last:
+                self._hits_base[rid] = self._hits_base.get(rid, 0) + last
+            self._hits_last[rid] = status.hits
+            hits[rid] = self._hits_base.get(rid, 0) + status.hits
+        return EngineSnapshot(
+            at=time.time(),
+            iface=self.iface,
+            mode=mode,
+            attached=attached,
+            totals=dict(sample.totals),
+            events_delivered=sample.events_delivered,
+            events_lost=dict(sample.events_lost),
+            alerts_total={d: self._alerts.get(d, 0) for d in ("syn_flood", "port_scan")},
+            alerts_active=alerts_active,
+            rule_hits=hits,
+            blocklist_entries=blocklist_entries,
+            blocklist_capacity=blocklist_capacity,
+        )

@@ -1,0 +1,339 @@
+"""Compile and load bpf/ironpost_xdp.c with BCC; the only owner of its maps.
+
+Nothing BCC- or ctypes-shaped leaves this module: callers get bytes in and
+plain Python values out.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ironpost_tui.errors import BccMissing, BlocklistFull, HeadersMissing, LoadFailed, PinMismatch
+from ironpost_tui.kernel import abi, libbpf, resources, ringbuf
+
+log = logging.getLogger(__name__)
+
+# Events one poll delivers at most, so a tick ends under an event flood.
+MAX_EVENTS_PER_POLL = 8192
+
+# enum bpf_map_type values for the layout check of pinned maps.
+_HASH, _ARRAY, _PERCPU_ARRAY, _LPM_TRIE = 1, 2, 6, 11
+
+
+@dataclass(frozen=True)
+class DatapathConfig:
+    """Sizes and knobs compiled into the program (the -D flags)."""
+
+    blocklist_max_entries: int = 10_000
+    cidr_max_entries: int = 10_000
+    match_max_entries: int = 1_024
+    shapes_max: int = 8
+    allow_max_entries: int = 1_024
+    ring_buffer_kib: int = 256
+    event_rate: int = 10_000  # events/s per CPU; 0 = unlimited
+    # Detector sketches, per CPU: sets of abi.SKETCH_WAYS ways (powers of two, at least 64).
+    src_sketch_sets: int = 1_024
+    dst_sketch_sets: int = 64
+    port_memory_secs: float = 60.0  # a source's probed ports are forgotten this often
+
+    @property
+    def rule_slots(self) -> int:
+        return self.blocklist_max_entries + 2 * self.cidr_max_entries + self.match_max_entries
+
+    @property
+    def exact4_buckets(self) -> int:
+        """EXACT4's buckets: a power of two, about a quarter of BLOCKLIST's entries (<= 4 addresses per
+        8-way bucket on average when BLOCKLIST is full; an address whose bucket is full is looked up in
+        BLOCKLIST instead)."""
+        return 1 << max(6, min(24, (max(1, self.blocklist_max_entries) // 4 - 1).bit_length()))
+
+    @property
+    def ringbuf_pages(self) -> int:
+        return max(1, self.ring_buffer_kib * 1024 // os.sysconf("SC_PAGE_SIZE"))
+
+    def cflags(self) -> list[str]:
+        return [
+            f"-DBLOCKLIST_MAX={self.blocklist_max_entries}",
+            f"-DEXACT4_BITS={self.exact4_buckets.bit_length() - 1}",
+            f"-DCIDR_MAX={self.cidr_max_entries}",
+            f"-DMATCH_MAX={self.match_max_entries}",
+            f"-DSHAPES_MAX={self.shapes_max}",
+            f"-DALLOW_MAX={self.allow_max_entries}",
+            f"-DRULE_SLOTS={self.rule_slots}",
+            f"-DRINGBUF_PAGES={self.ringbuf_pages}",
+            f"-DEVENT_RATE={self.event_rate}U",
+            f"-DSRC_SETS_BITS={_log2(self.src_sketch_sets)}",
+            f"-DDST_SETS_BITS={_log2(self.dst_sketch_sets)}",
+            f"-DPORT_MEMORY_NS={int(self.port_memory_secs * 1e9)}ULL",
+        ]
+
+    def expected_maps(self) -> dict[str, tuple[int, int, int, int]]:
+        """(type, key size, value size, max entries) of every pinned map."""
+        v = abi.BLOCKLIST_VALUE.size
+        return {
+            "BLOCKLIST": (_HASH, 4, v, self.blocklist_max_entries),
+            "EXACT4": (_ARRAY, 4, abi.EXACT4_BUCKET.size, self.exact4_buckets),
+            "SRC4": (_LPM_TRIE, abi.LPM_V4_KEY.size, v, self.cidr_max_entries),
+            "SRC6": (_LPM_TRIE, abi.LPM_V6_KEY.size, v, self.cidr_max_entries),
+            "MATCH": (_HASH, abi.MATCH_KEY.size, v, self.match_max_entries),
+            "SHAPES": (_ARRAY, 4, abi.RULE_SHAPE.size, self.shapes_max),
+            "ALLOW4": (_LPM_TRIE, abi.LPM_V4_KEY.size, abi.ALLOW_VALUE.size, self.allow_max_entries),
+            "ALLOW6": (_LPM_TRIE, abi.LPM_V6_KEY.size, abi.ALLOW_VALUE.size, self.allow_max_entries),
+            "CONFIG": (_ARRAY, 4, abi.CONFIG.size, 1),
+            "ADDR_FILTER": (_ARRAY, 4, 8, abi.ADDR_FILTER_WORDS),
+            "PORT_FILTER": (_ARRAY, 4, 8, abi.PORT_FILTER_WORDS),
+            "STATS": (_PERCPU_ARRAY, 4, abi.PROTO_STATS.size, abi.STATS_MAX),
+            "RULE_HITS": (_PERCPU_ARRAY, 4, abi.RULE_HIT.size, self.rule_slots),
+            "EVENT_STATS": (_PERCPU_ARRAY, 4, 8, abi.EVSTAT_MAX),
+            "RATE_STATE": (_PERCPU_ARRAY, 4, 16, 1),
+        }
+
+
+def _log2(n: int) -> int:
+    if n < 64 or n & (n - 1):
+        raise ValueError(f"sketch sets must be a power of two of at least 64, not {n}")
+    return n.bit_length() - 1
+
+
+def import_bcc() -> Any:
+    """Import BCC or say how to get it."""
+    try:
+        import bcc
+    except ImportError as exc:
+        raise BccMissing(
+            "BCC's Python module is missing: install it with `apt-get install python3-bpfcc` and run "
+            "from the system python3 or a venv made with --system-site-packages"
+        ) from exc
+    return bcc
+
+
+def check_kernel_headers(
+    modules_root: Path = Path("/lib/modules"), kheaders: Path = Path("/sys/kernel/kheaders.tar.xz")
+) -> None:
+    """BCC compiles against /lib/modules/$(uname -r)/build (or the kernel's own kheaders)."""
+    release = os.uname().release
+    build = modules_root / release / "build"
+    if not (build / "include").is_dir() and not kheaders.exists():
+        raise HeadersMissing(
+            f"kernel headers for {release} are missing ({build}): install linux-headers-{release}, "
+            "or see the README's 'Kernel headers' section for kernels without a headers package"
+        )
+
+
+def check_pins(pin_dir: Path, cfg: DatapathConfig) -> bool:
+    """True when pin_dir holds this version's maps, False when it holds none.
+
+    Raises PinMismatch when it holds a partial set or another layout.
+    """
+    expected = cfg.expected_maps()
+    present = [name for name in expected if (pin_dir / name).exists()]
+    if not present:
+        return False
+    missing = sorted(set(expected) - set(present))
+    if missing:
+        raise PinMismatch(
+            f"{pin_dir} holds an incomplete set of ironpost maps (missing {', '.join(missing)}): "
+            f"remove it with `ironpost-tui cleanup {pin_dir.name}`"
+        )
+    for name, want in expected.items():
+        fd = libbpf.obj_get(str(pin_dir / name))
+        try:
+            info = libbpf.map_info(fd)
+        finally:
+            os.close(fd)
+        have = (info.type, info.key_size, info.value_size, info.max_entries)
+        if have != want:
+            raise PinMismatch(
+                f"pinned map {pin_dir / name} has a layout this version does not use "
+                f"(type/key/value/entries {have}, expected {want}): it was made by another version "
+                f"or other settings; run `ironpost-tui cleanup {pin_dir.name}` or start with the same settings"
+            )
+    return True
+
+
+class Datapath:
+    """The compiled program and its maps."""
+
+    def __init__(self, cfg: DatapathConfig, pin_dir: Path | None = None, offload_dev: str | None = None) -> None:
+        self.cfg = cfg
+        self.pin_dir = pin_dir
+        bcc = import_bcc()
+        check_kernel_headers()
+        src = resources.bpf_source()
+        cflags = [f"-I{src.parent}", *cfg.cflags(), *abi.size_cflags()]
+        if pin_dir is not None:
+            cflags.append(f'-DIRONPOST_PIN_DIR="{pin_dir}"')
+        try:
+            device = offload_dev.encode() if offload_dev else None
+            self._bpf = bcc.BPF(src_file=str(src).encode(), cflags=cflags, device=device)
+            self._fn = self._bpf.load_func(b"ironpost_xdp", bcc.BPF.XDP, device=device)
+        except Exception as exc:  # BCC raises bare Exception
+            raise LoadFailed(f"the XDP program failed to compile or load: {exc}") from exc
+        self._tables = {name: self._bpf[name.encode()] for name in (*abi.PINNED_MAPS, *abi.AGG_MAPS, "EVENTS")}
+        self._ring: ringbuf.RingReader | None = None  # mmapped EVENTS, where supported
+        self._ringbuf_open = False  # EVENTS through libbpf's callback elsewhere
+        self._records: list[bytes] = []
+        self._budget = MAX_EVENTS_PER_POLL
+        config = self.read_config()
+        if config[1] not in (0, abi.IRONPOST_ABI_VERSION):
+            raise PinMismatch(
+                f"pinned maps in {pin_dir} were written by ABI version {config[1]}, this is "
+                f"{abi.IRONPOST_ABI_VERSION}: run `ironpost-tui cleanup IFACE`"
+            )
+        self.reused_maps = config[1] != 0  # pinned maps already in force
+        if config[1] == 0:  # new maps: stamp them, and seed the sketches' hash
+            seed = int.from_bytes(os.urandom(4), "little")
+            self.write_config_raw(
+                abi.CONFIG.pack(0, abi.IRONPOST_ABI_VERSION, 0, seed, abi.NO_RANK, 0, 0, 0, bytes(512))
+            )
+
+    @property
+    def prog_fd(self) -> int:
+        return int(self._fn.fd)
+
+    def map_fd(self, name: str) -> int:
+        return int(self._tables[name].map_fd)
+
+    # --- raw map access by bytes -------------------------------------------------
+    def _key(self, name: str, key: bytes) -> Any:
+        return self._tables[name].Key.from_buffer_copy(key)
+
+    def map_update(self, name: str, key: bytes, value: bytes) -> None:
+        table = self._tables[name]
+        try:
+            table[self._key(name, key)] = table.Leaf.from_buffer_copy(value)
+        except Exception as exc:  # BCC raises bare Exception with the errno text
+            if "Argument list too long" in str(exc) or "No space left" in str(exc):
+                raise BlocklistFull(
+                    f"{name} is full ({self._tables[name].max_entries} entries): rule refused, "
+                    "raise the capacity in the configuration or remove rules"
+                ) from exc
+            raise
+
+    def map_delete(self, name: str, key: bytes) -> bool:
+        try:
+            del self._tables[name][self._key(name, key)]
+        except KeyError:
+            return False
+        return True
+
+    def map_lookup(self, name: str, key: bytes) -> bytes | None:
+        try:
+            return bytes(self._tables[name][self._key(name, key)])
+        except KeyError:
+            return None
+
+    def map_items(self, name: str) -> Iterator[tuple[bytes, bytes]]:
+        for k, v in self._tables[name].items():
+            yield bytes(k), bytes(v)
+
+    def map_dump(self, name: str) -> tuple[bytes, bytes, int]:
+        """A hash map's entries in one batch read: keys and values packed, and their count."""
+        table = self._tables[name]
+        return libbpf.map_lookup_batch(
+            int(table.map_fd), ctypes.sizeof(table.Key), ctypes.sizeof(table.Leaf), int(table.max_entries)
+        )
+
+    def map_len(self, name: str) -> int:
+        return sum(1 for _ in self._tables[name].keys())
+
+    def percpu_entries(self, name: str, index: int) -> list[bytes]:
+        """One per-CPU array entry: its value on each possible CPU."""
+        table = self._tables[name]
+        raw = bytes(table.getvalue(table.Key(index)))
+        size = len(raw) // table.total_cpu
+        return [raw[i : i + size] for i in range(0, len(raw), size)]
+
+    def percpu_table(self, name: str) -> list[bytes]:
+        """Every entry of a per-CPU array, each as all CPUs' values concatenated."""
+        table = self._tables[name]
+        return [bytes(v) for v in table.values()]
+
+    def percpu_clear(self, name: str, index: int) -> None:
+        """Zero one per-CPU array entry on every CPU."""
+        table = self._tables[name]
+        table[table.Key(index)] = table.Leaf()
+
+    def percpu_hits(self, slots: int | None = None) -> list[tuple[int, int]]:
+        """RULE_HITS in one batch read: (packets summed, latest last_hit_ns) of the first ``slots``
+        slots (all when None).  Reading all of them costs tens of ms (31,024 slots by default)."""
+        table = self._tables["RULE_HITS"]
+        ncpu = int(table.total_cpu)
+        width = abi.RULE_HIT.size  # 16: already 8-aligned, as per-CPU values are laid out
+        n = int(table.max_entries) if slots is None else max(0, min(slots, int(table.max_entries)))
+        _, values, count = libbpf.map_lookup_batch(int(table.map_fd), 4, width * ncpu, n)
+        out = []
+        unpack = abi.RULE_HIT.unpack_from
+        for i in range(count):
+            packets = last = 0
+            base = i * width * ncpu
+            for c in range(ncpu):
+                p, t = unpack(values, base + c * width)
+                packets += p
+                last = t if t > last else last
+            out.append((packets, last))
+        return out
+
+    @property
+    def possible_cpus(self) -> int:
+        return int(self._tables["STATS"].total_cpu)
+
+    def read_config(self) -> tuple[int, int]:
+        """(n_shapes, abi_version) of CONFIG."""
+        n_shapes, version = self.read_config_raw()[:2]
+        return n_shapes, version
+
+    def read_config_raw(self) -> tuple[Any, ...]:
+        raw = self.map_lookup("CONFIG", (0).to_bytes(4, "little")) or bytes(abi.CONFIG.size)
+        return abi.CONFIG.unpack(raw)
+
+    def write_config_raw(self, value: bytes) -> None:
+        """CONFIG is written by prefilter.Prefilter, which keeps its masks."""
+        self.map_update("CONFIG", (0).to_bytes(4, "little"), value)
+
+    # --- events ------------------------------------------------------------------
+    def open_events(self) -> None:
+        """Start consuming EVENTS: read_events returns what arrived since."""
+        table = self._tables["EVENTS"]
+        if ringbuf.direct_read_supported():
+            fd = int(table.map_fd)
+            try:
+                self._ring = ringbuf.RingReader(fd, libbpf.map_info(fd).max_entries, abi.PACKET_EVENT)
+                return
+            except OSError:
+                log.exception("mapping the EVENTS ring buffer failed: reading it through libbpf")
+        size = abi.PACKET_EVENT.size
+
+        def callback(_ctx: Any, data: Any, _size: int) -> int:
+            self._records.append(ctypes.string_at(data, size))
+            # libbpf keeps consuming while records keep coming: under an event flood
+            # one poll would never return.  A negative return stops it after this
+            # record (consumed); the rest waits for the next poll.
+            return 0 if len(self._records) < self._budget else -1
+
+        table.open_ring_buffer(callback)
+        self._ringbuf_open = True
+
+    def read_events(self, timeout_ms: int, max_events: int = MAX_EVENTS_PER_POLL) -> ringbuf.EventRecords:
+        """Waiting EVENTS records (at most max_events), waiting up to timeout_ms for the first."""
+        if self._ring is not None:
+            return self._ring.read(timeout_ms, max_events)
+        if not self._ringbuf_open:
+            return ringbuf.EventRecords(b"", abi.PACKET_EVENT)
+        self._budget = max_events
+        self._records = []
+        self._bpf.ring_buffer_poll(timeout_ms)
+        records, self._records = self._records, []
+        return ringbuf.EventRecords(b"".join(records), abi.PACKET_EVENT)
+
+    def close(self) -> None:
+        if self._ring is not None:
+            self._ring.close()
+            self._ring = None
+        self._bpf.cleanup()

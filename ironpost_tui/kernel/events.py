@@ -1,0 +1,89 @@
+"""Decoding EVENTS records into PacketEvent values."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+
+from ironpost_tui.kernel import abi
+from ironpost_tui.kernel.ringbuf import EventRecords
+from ironpost_tui.model import FilterRule, IPAddress, PacketEvent, Verdict
+
+_VERDICTS = {
+    abi.VERDICT_PASS: Verdict.PASS,
+    abi.VERDICT_DROP: Verdict.DROP,
+    abi.VERDICT_MONITOR: Verdict.MONITOR,
+    abi.VERDICT_PROTECTED: Verdict.PROTECTED,
+}
+
+# Address objects kept per family, by the record's 16 address bytes.  A flood from
+# spoofed sources would grow the cache without end: when it is full it is emptied.
+ADDRESS_CACHE_MAX = 4096
+
+_new_event = tuple.__new__  # PacketEvent is a named tuple: built from one tuple, no __new__ in Python
+
+
+class EventDecoder:
+    """Turns raw records into PacketEvent; times become wall-clock seconds."""
+
+    def __init__(self, clock_offset: float, rule_for_slot: Callable[[int], FilterRule | None]) -> None:
+        self._offset = clock_offset
+        self._rule_for_slot = rule_for_slot
+        self._v4: dict[bytes, ipaddress.IPv4Address] = {}
+        self._v6: dict[bytes, ipaddress.IPv6Address] = {}
+
+    @property
+    def cached_addresses(self) -> int:
+        return len(self._v4) + len(self._v6)
+
+    def decode(self, raw: bytes) -> PacketEvent:
+        """One record (abi.PACKET_EVENT)."""
+        return self.decode_all(EventRecords(raw, abi.PACKET_EVENT))[0]
+
+    def decode_all(self, records: EventRecords) -> list[PacketEvent]:
+        """Every record of a batch, in order."""
+        offset = self._offset
+        v4, v6 = self._v4, self._v6
+        verdicts, pass_ = _VERDICTS, Verdict.PASS
+        new_event, event = _new_event, PacketEvent
+        v4_family = abi.FAMILY_V4
+        rule_ids: dict[int, str | None] = {}  # slot -> rule id, for this batch (rules may change between batches)
+        out: list[PacketEvent] = []
+        append = out.append
+        s: IPAddress | None
+        d: IPAddress | None
+        for ts_ns, src, dst, sport, dport, length, slot, family, proto, flags, verdict in records.fields():
+            if family == v4_family:
+                s = v4.get(src)
+                if s is None:
+                    s = self._new_v4(src)
+                d = v4.get(dst)
+                if d is None:
+                    d = self._new_v4(dst)
+            else:
+                s = v6.get(src)
+                if s is None:
+                    s = self._new_v6(src)
+                d = v6.get(dst)
+                if d is None:
+                    d = self._new_v6(dst)
+            if slot in rule_ids:
+                rule_id = rule_ids[slot]
+            else:
+                rule = self._rule_for_slot(slot)
+                rule_id = rule_ids[slot] = rule.id if rule else None
+            append(new_event(event, (ts_ns / 1e9 + offset, family, s, d, sport, dport, proto, flags, length,
+                                     verdicts.get(verdict, pass_), rule_id)))  # fmt: skip
+        return out
+
+    def _new_v4(self, raw: bytes) -> ipaddress.IPv4Address:
+        if len(self._v4) >= ADDRESS_CACHE_MAX:
+            self._v4.clear()
+        a = self._v4[raw] = ipaddress.IPv4Address(int.from_bytes(raw[:4], "big"))
+        return a
+
+    def _new_v6(self, raw: bytes) -> ipaddress.IPv6Address:
+        if len(self._v6) >= ADDRESS_CACHE_MAX:
+            self._v6.clear()
+        a = self._v6[raw] = ipaddress.IPv6Address(int.from_bytes(raw, "big"))
+        return a

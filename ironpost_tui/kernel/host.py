@@ -1,0 +1,130 @@
+"""Facts about this host: privileges, interfaces, the per-interface lock."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+from pathlib import Path
+
+from ironpost_tui.errors import AlreadyRunning, NoSuchInterface, NotPermitted
+
+CAP_NET_ADMIN = 12
+CAP_SYS_ADMIN = 21
+CAP_PERFMON = 38
+CAP_BPF = 39
+
+RUN_DIR = Path("/run/ironpost")
+PIN_ROOT = Path("/sys/fs/bpf/ironpost")
+
+
+def effective_caps() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("CapEff:"):
+            return int(line.split()[1], 16)
+    return 0
+
+
+def check_privileges() -> None:
+    caps = effective_caps()
+
+    def has(cap: int) -> bool:
+        return bool(caps & (1 << cap))
+
+    if has(CAP_SYS_ADMIN) and has(CAP_NET_ADMIN):
+        return
+    if has(CAP_BPF) and has(CAP_NET_ADMIN) and has(CAP_PERFMON):
+        return
+    raise NotPermitted(
+        "ironpost-tui needs root (or CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN) to load XDP programs: run it with sudo"
+    )
+
+
+def ifindex(iface: str) -> int:
+    try:
+        return socket.if_nametoindex(iface)
+    except OSError:
+        raise NoSuchInterface(f"interface '{iface}' not found: `ip link` lists the interfaces") from None
+
+
+def interface_state(iface: str, expected_index: int) -> str:
+    """'up', 'down' or 'gone' (deleted, or replaced by another with the same name)."""
+    base = Path("/sys/class/net") / iface
+    try:
+        if int((base / "ifindex").read_text()) != expected_index:
+            return "gone"
+        flags = int((base / "flags").read_text(), 16)
+    except (OSError, ValueError):
+        return "gone"
+    return "up" if flags & 0x1 else "down"
+
+
+def pin_dir(iface: str) -> Path:
+    return PIN_ROOT / iface
+
+
+def ensure_bpffs() -> None:
+    """Mount bpffs at /sys/fs/bpf if nothing is mounted there."""
+    mounts = Path("/proc/mounts").read_text().split("\n")
+    if any(line.split(" ")[1:3] == ["/sys/fs/bpf", "bpf"] for line in mounts if line):
+        return
+    import subprocess
+
+    subprocess.run(["mount", "-t", "bpf", "bpf", "/sys/fs/bpf"], check=True, capture_output=True)
+
+
+class InterfaceLock:
+    """One controller per interface: an flock on /run/ironpost/<iface>.lock."""
+
+    def __init__(self, iface: str) -> None:
+        self.path = RUN_DIR / f"{iface}.lock"
+        self._fd = -1
+        self.iface = iface
+
+    def acquire(self) -> None:
+        RUN_DIR.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                os.close(fd)
+                raise AlreadyRunning(f"another ironpost-tui (pid {pid}) controls {self.iface}: stop it first") from None
+            # The holder before us may have unlinked the file after we opened it:
+            # only a lock on the file that is still at the path counts.
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def holder(self) -> int | None:
+        """The pid of the live process holding the lock, or None."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            return int(text) if text.isdigit() else None
+        else:
+            return None
+        finally:
+            os.close(fd)
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            try:
+                self.path.unlink()
+            except FileNotFoundError:
+                pass
+            os.close(self._fd)
+            self._fd = -1

@@ -1,0 +1,6 @@
+"""The headless agent's outputs: Prometheus metrics, the HTTP(S) endpoint, its web config, logs.
+
+``collector`` reads the latest snapshot at scrape time; ``endpoint`` and ``server`` serve it.
+
+May import: ``engine``, ``config``, ``rules``, ``detectors``, ``kernel``, ``errors``, ``model``.
+"""

@@ -1,0 +1,153 @@
+"""Prometheus metrics: a collector that reads the engine's latest snapshot at
+scrape time, and ``TrafficStats`` for library users.
+
+The metric names are a contract (README, "Metrics"): dashboards and alert
+rules in deploy/ depend on them.  No label ever carries an IP address: a
+flood from spoofed sources must not become a flood of time series.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ironpost_tui.engine.snapshot import EngineSnapshot
+from ironpost_tui.model import PROTOCOLS, ProtoCounters, StatsSample
+
+DETECTORS = ("syn_flood", "port_scan")
+LOSS_REASONS = ("ringbuf_full", "rate_limited")
+
+# name (as exposed), type, labels, meaning: the README's table is checked against this.
+METRICS: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
+    ("ironpost_packets_total", "counter", ("protocol",), "Packets seen by the XDP program"),
+    ("ironpost_bytes_total", "counter", ("protocol",), "Bytes of the packets seen (whole frames)"),
+    ("ironpost_dropped_packets_total", "counter", ("protocol",), "Packets dropped by a rule"),
+    ("ironpost_events_total", "counter", (), "Events of matched packets delivered to user space"),
+    ("ironpost_events_lost_total", "counter", ("reason",), "Events of matched packets not delivered"),
+    ("ironpost_alerts_total", "counter", ("detector",), "Alerts raised (one per incident)"),
+    ("ironpost_alerts_active", "gauge", (), "Alerts open now"),
+    ("ironpost_rule_hits_total", "counter", ("rule_id",), "Packets credited to each rule in force"),
+    ("ironpost_blocklist_entries", "gauge", (), "Entries in the BLOCKLIST map"),
+    ("ironpost_blocklist_capacity", "gauge", (), "Capacity of the BLOCKLIST map"),
+    ("ironpost_xdp_attached", "gauge", ("interface", "mode"), "1 while the program is attached, else 0"),
+    ("ironpost_last_sample_timestamp_seconds", "gauge", (), "When the engine last read its counters"),
+    ("ironpost_build_info", "gauge", ("version",), "Always 1; the version in a label"),
+)
+_HELP = {name: meaning for name, _, _, meaning in METRICS}
+
+
+def _counter(name: str, labels: tuple[str, ...] = ()) -> CounterMetricFamily:
+    # prometheus_client adds the _total suffix back on exposition.
+    return CounterMetricFamily(name.removesuffix("_total"), _HELP[name], labels=list(labels))
+
+
+def _gauge(name: str, labels: tuple[str, ...] = ()) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, _HELP[name], labels=list(labels))
+
+
+def protocol_families(totals: Mapping[str, ProtoCounters]) -> list[Metric]:
+    """Packets, bytes and drops by protocol (tcp udp icmp other; 'total' is left to sum())."""
+    packets = _counter("ironpost_packets_total", ("protocol",))
+    nbytes = _counter("ironpost_bytes_total", ("protocol",))
+    drops = _counter("ironpost_dropped_packets_total", ("protocol",))
+    for proto in PROTOCOLS:
+        c = totals.get(proto, ProtoCounters())
+        packets.add_metric([proto], c.packets)
+        nbytes.add_metric([proto], c.bytes)
+        drops.add_metric([proto], c.drops)
+    return [packets, nbytes, drops]
+
+
+class EngineCollector(Collector):
+    """Reads ``snapshot()`` (an immutable EngineSnapshot, safe from any thread) at each scrape."""
+
+    def __init__(self, snapshot: Callable[[], EngineSnapshot]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self._snapshot()
+        yield from protocol_families(snap.totals)
+
+        events = _counter("ironpost_events_total")
+        events.add_metric([], snap.events_delivered)
+        yield events
+        lost = _counter("ironpost_events_lost_total", ("reason",))
+        for reason in LOSS_REASONS:
+            lost.add_metric([reason], snap.events_lost.get(reason, 0))
+        yield lost
+
+        alerts = _counter("ironpost_alerts_total", ("detector",))
+        for detector in DETECTORS:
+            alerts.add_metric([detector], snap.alerts_total.get(detector, 0))
+        yield alerts
+        active = _gauge("ironpost_alerts_active")
+        active.add_metric([], snap.alerts_active)
+        yield active
+
+        hits = _counter("ironpost_rule_hits_total", ("rule_id",))
+        for rule_id, n in sorted(snap.rule_hits.items()):
+            hits.add_metric([rule_id], n)
+        yield hits
+
+        entries = _gauge("ironpost_blocklist_entries")
+        entries.add_metric([], snap.blocklist_entries)
+        yield entries
+        capacity = _gauge("ironpost_blocklist_capacity")
+        capacity.add_metric([], snap.blocklist_capacity)
+        yield capacity
+
+        attached = _gauge("ironpost_xdp_attached", ("interface", "mode"))
+        attached.add_metric([snap.iface, snap.mode or "none"], 1 if snap.attached else 0)
+        yield attached
+        sampled = _gauge("ironpost_last_sample_timestamp_seconds")
+        sampled.add_metric([], snap.at)
+        yield sampled
+
+        info = _gauge("ironpost_build_info", ("version",))
+        info.add_metric([snap.version], 1)
+        yield info
+
+
+def engine_registry(snapshot: Callable[[], EngineSnapshot]) -> CollectorRegistry:
+    """A registry of its own (not the global one): only ironpost's metrics, nothing of the process."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(EngineCollector(snapshot))
+    return registry
+
+
+@dataclass(frozen=True)
+class TrafficStats:
+    """Packet, byte and drop counters by protocol (tcp udp icmp other), the seed's ``TrafficStats``."""
+
+    by_protocol: Mapping[str, ProtoCounters] = field(default_factory=dict)
+
+    @classmethod
+    def from_sample(cls, sample: StatsSample | EngineSnapshot) -> TrafficStats:
+        return cls({p: sample.totals.get(p, ProtoCounters()) for p in PROTOCOLS})
+
+    @property
+    def total(self) -> ProtoCounters:
+        values = [self.by_protocol.get(p, ProtoCounters()) for p in PROTOCOLS]
+        return ProtoCounters(
+            packets=sum(c.packets for c in values),
+            bytes=sum(c.bytes for c in values),
+            drops=sum(c.drops for c in values),
+        )
+
+    def to_prometheus(self) -> str:
+        """The counters in the Prometheus text exposition format."""
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Families(protocol_families(self.by_protocol)))
+        return generate_latest(registry).decode("utf-8")
+
+
+class _Families(Collector):
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families)

@@ -1,0 +1,148 @@
+"""The console's events and alerts written to CSV or JSON (Textual-free).
+
+Fields are the tables' columns, in their order; times are ISO 8601 in UTC
+(the tables show local HH:MM:SS, a file needs the date and the zone).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from collections.abc import Collection, Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ironpost_tui.detectors import Alert
+from ironpost_tui.errors import IronpostError
+from ironpost_tui.model import PacketEvent
+
+FORMATS = ("csv", "json")
+KINDS = ("events", "alerts")
+EVENT_FIELDS = ("time", "source", "sport", "destination", "dport", "proto", "verdict", "rule", "flags", "len")
+ALERT_FIELDS = (
+    "#", "severity", "source", "detector", "count", "state", "last", "peak", "first", "target", "summary",
+)  # fmt: skip
+
+_PROTOCOL_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6"}
+_TCP_FLAGS = "FSRPAUEC"  # FIN SYN RST PSH ACK URG ECE CWR, bit 0 first
+
+Row = dict[str, str | int | None]
+
+
+class ExportError(IronpostError):
+    title = "Export"
+
+
+def iso_utc(ts: float) -> str:
+    """Wall-clock seconds as ``2027-01-15T08:00:06.123Z``."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def event_rows(events: Iterable[PacketEvent]) -> list[Row]:
+    rows: list[Row] = []
+    for e in events:
+        icmp = e.protocol in (1, 58)
+        flags = "".join(c for bit, c in enumerate(_TCP_FLAGS) if e.tcp_flags & (1 << bit)) if e.protocol == 6 else ""
+        rows.append(
+            {
+                "time": iso_utc(e.ts),
+                "source": str(e.src),
+                "sport": None if icmp else e.src_port,
+                "destination": str(e.dst),
+                "dport": None if icmp else e.dst_port,
+                "proto": _PROTOCOL_NAMES.get(e.protocol, str(e.protocol)),
+                "verdict": e.verdict.value,
+                "rule": e.rule_id,
+                "flags": flags,
+                "len": e.length,
+            }
+        )
+    return rows
+
+
+def alert_rows(alerts: Iterable[Alert], acknowledged: Collection[int] = ()) -> list[Row]:
+    rows: list[Row] = []
+    for a in alerts:
+        state = "resolved" if a.resolved else ("acked" if a.id in acknowledged else "ACTIVE")
+        last = a.resolved_at if a.resolved_at is not None else a.last_seen
+        rows.append(
+            {
+                "#": a.id,
+                "severity": a.severity.upper(),
+                "source": a.source,
+                "detector": a.detector,
+                "count": a.count,
+                "state": state,
+                "last": iso_utc(last),
+                "peak": a.peak,
+                "first": iso_utc(a.first_seen),
+                "target": a.target,
+                "summary": a.summary,
+            }
+        )
+    return rows
+
+
+def default_path(kind: str, fmt: str, now: float | None = None, directory: Path | None = None) -> Path:
+    """``./ironpost-events-20270115-080006.csv``: the kind, the local time, the format."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(time.time() if now is None else now))
+    return (directory if directory is not None else Path(".")) / f"ironpost-{kind}-{stamp}.{fmt}"
+
+
+def format_of(path: Path, default: str = "csv") -> str:
+    suffix = path.suffix.lower().lstrip(".")
+    return suffix if suffix in FORMATS else default
+
+
+def write_rows(path: Path, rows: Sequence[Row], fields: Sequence[str], fmt: str) -> Path:
+    """Write ``rows`` to ``path`` as CSV (header line, empty cells for none) or JSON (an array
+    of objects, null for none); through a temporary file and a rename, so a failed write
+    leaves no half file.  Raises ExportError with what went wrong."""
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown export format {fmt!r}: csv or json")
+    path = path.expanduser()
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as out:
+            if fmt == "csv":
+                writer = csv.DictWriter(out, fieldnames=list(fields), extrasaction="ignore")
+                writer.writeheader()
+                writer.writerows(rows)
+            else:
+                json.dump([{f: row.get(f) for f in fields} for row in rows], out, indent=1, ensure_ascii=False)
+                out.write("\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def export_events(path: Path, events: Iterable[PacketEvent], fmt: str) -> int:
+    rows = event_rows(events)
+    write_rows(path, rows, EVENT_FIELDS, fmt)
+    return len(rows)
+
+
+def export_alerts(path: Path, alerts: Iterable[Alert], fmt: str, acknowledged: Collection[int] = ()) -> int:
+    rows = alert_rows(alerts, acknowledged)
+    write_rows(path, rows, ALERT_FIELDS, fmt)
+    return len(rows)
+
+
+__all__ = [
+    "ALERT_FIELDS",
+    "EVENT_FIELDS",
+    "FORMATS",
+    "ExportError",
+    "alert_rows",
+    "default_path",
+    "event_rows",
+    "export_alerts",
+    "export_events",
+    "format_of",
+    "iso_utc",
+    "write_rows",
+]

@@ -1,0 +1,159 @@
+"""Rule changes as an operator makes them: checked against the anti-lockout
+protections, applied to the kernel, saved to the configuration, audited.
+
+The console, the headless agent, signals and the detectors all change rules
+through one RuleController.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Protocol
+
+from ironpost_tui.errors import BlocklistFull, IronpostError, RuleRefused
+from ironpost_tui.model import Action, FilterRule, RuleStatus
+from ironpost_tui.rules import placement as kernel_rules
+from ironpost_tui.rules import protect
+from ironpost_tui.rules.audit import Actor, AuditLog
+from ironpost_tui.rules.protect import Protected
+from ironpost_tui.rules.table import RuleTable
+
+log = logging.getLogger(__name__)
+
+
+class LockoutRefused(RuleRefused):
+    title = "Anti-lockout"
+
+
+class RuleSink(Protocol):
+    """Where edits are persisted (rule_store.RuleStore)."""
+
+    def add(self, rule: FilterRule) -> None: ...
+    def update(self, rule: FilterRule) -> None: ...
+    def delete(self, rule_id: str) -> None: ...
+    def replace_all(self, rules: list[FilterRule]) -> None: ...
+
+
+class RuleController:
+    def __init__(
+        self,
+        table: RuleTable,
+        audit: AuditLog,
+        store: RuleSink | None = None,
+        protected: list[Protected] | None = None,
+    ) -> None:
+        self.table = table
+        self.audit = audit
+        self.store = store
+        self.protected: list[Protected] = []
+        self.set_protected(protected or [])
+
+    # --- reading ---------------------------------------------------------------
+    def rules(self) -> list[FilterRule]:
+        return self.table.rules()
+
+    def status(self) -> list[RuleStatus]:
+        return self.table.status()
+
+    # --- protections -----------------------------------------------------------
+    def set_protected(self, protected: list[Protected]) -> None:
+        self.table.set_allowlist({p.network: p.reason for p in protected})
+        self.protected = list(protected)
+
+    def check(self, rule: FilterRule, force: bool = False) -> None:
+        """Refuse a drop rule whose src_ip covers or falls inside a protected address."""
+        kernel_rules.place(rule)  # shape errors first
+        hit = protect.violation(rule, self.protected)
+        if hit is not None and not force:
+            raise LockoutRefused(
+                f"rule '{rule.id}' would drop {hit.describe()}: refused; force it with --force or the "
+                "console's confirmation (the kernel's allowlist still lets protected sources through)"
+            )
+
+    # --- single edits ----------------------------------------------------------
+    def add(self, rule: FilterRule, actor: Actor, force: bool = False) -> None:
+        self.check(rule, force)
+        self.table.add(rule)
+        if self.store is not None:
+            try:
+                self.store.add(rule)
+            except Exception as exc:
+                self.table.remove(rule.id)
+                raise IronpostError(f"rule '{rule.id}' not applied: saving it failed: {exc}") from exc
+        self.audit.record("add", actor, rule, forced=force or None)
+
+    def update(self, rule: FilterRule, actor: Actor, force: bool = False) -> None:
+        old = self.table.get(rule.id)
+        if old is None:
+            raise RuleRefused(f"no rule with id '{rule.id}'")
+        self.check(rule, force)
+        self.table.replace(rule)
+        if self.store is not None:
+            try:
+                self.store.update(rule)
+            except Exception as exc:
+                self.table.replace(old)
+                raise IronpostError(f"rule '{rule.id}' not changed: saving it failed: {exc}") from exc
+        self.audit.record("update", actor, rule, forced=force or None)
+
+    def delete(self, rule_id: str, actor: Actor) -> FilterRule:
+        rule = self.table.remove(rule_id)
+        if self.store is not None:
+            try:
+                self.store.delete(rule_id)
+            except Exception as exc:
+                self.table.add(rule)
+                raise IronpostError(f"rule '{rule_id}' not deleted: saving failed: {exc}") from exc
+        self.audit.record("delete", actor, rule)
+        return rule
+
+    # --- whole sets ------------------------------------------------------------
+    def apply(self, rules: list[FilterRule], actor: Actor, force: bool = False, what: str = "reload") -> None:
+        """Move the kernel to ``rules`` (a reload); on any error the old set stays in force."""
+        for rule in rules:
+            self.check(rule, force)
+        self._check_capacity(rules)
+        before = self.table.rules()
+        try:
+            self.table.sync(rules)
+        except Exception:
+            log.exception("reload failed half-way: restoring the previous rule set")
+            self.table.sync(before)
+            raise
+        self.audit.record(what, actor, None, rules=len(rules), ids=[r.id for r in rules])
+
+    def _check_capacity(self, rules: list[FilterRule]) -> None:
+        # sync() removes the rules that go before it adds: the new set must fit.
+        per_map = Counter(kernel_rules.place(r).map_name for r in rules)
+        cfg = self.table.capacity()
+        for name, count in per_map.items():
+            if count > cfg[name]:
+                raise BlocklistFull(
+                    f"{name} would need {count} entries and holds {cfg[name]}: "
+                    "rules refused, the current set stays in force"
+                )
+
+    def panic(self, actor: Actor) -> list[FilterRule]:
+        """Clear every drop rule from the kernel first, then from the file."""
+        drops = [r for r in self.table.rules() if r.action is Action.DROP]
+        for rule in drops:
+            self.table.remove(rule.id)
+        if self.store is not None and drops:
+            try:
+                self.store.replace_all(self.table.rules())
+            except Exception:
+                log.exception("panic: the drop rules are out of the kernel, but saving the file failed")
+        for rule in drops:
+            self.audit.record("panic-delete", actor, rule)
+        return drops
+
+    def expire(self, now: float, actor: Actor) -> list[FilterRule]:
+        """Remove rules whose expiry has passed, from the kernel and the file."""
+        gone = [r for r in self.table.rules() if r.expires_at is not None and r.expires_at <= now]
+        for rule in gone:
+            try:
+                self.delete(rule.id, actor)
+            except IronpostError:
+                log.exception("expiring rule %s failed", rule.id)
+        return gone

@@ -1,0 +1,256 @@
+"""ADDR_FILTER, PORT_FILTER and CONFIG's masks: what lets the XDP program skip the rule maps.
+
+A packet from a source no rule can concern must not pay a hash and a trie lookup per rule map and
+one per multi-field shape (bpf/ironpost_common.h says how the filters are laid out).  Each installed
+rule contributes "atoms" (a bit of a bucket, of a port, of a protocol, a flag); atoms are reference
+counted, and a word is written when one of its bits appears or goes.  The caller orders the writes
+so the filters are always a superset of the rule maps: ``add`` before the rule's entry is written,
+``remove`` after it is deleted.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from ironpost_tui.kernel import abi
+from ironpost_tui.kernel.datapath import Datapath
+from ironpost_tui.model import IPNetwork
+
+M32 = 0xFFFFFFFF
+# Addresses are bucketed by their /24 (IPv4) or /48 (IPv6); a prefix up to 8 bits shorter sets
+# each bucket inside it (at most 256); a shorter one is "wild".
+GRANULE = {4: 24, 6: 48}
+MAX_SPREAD = 8
+
+Atom = tuple[object, ...]
+
+
+def filter_bucket(addr16: bytes, family: int) -> int:
+    """The ADDR_FILTER bucket of an address (filter_bucket() in bpf/ironpost_xdp.c)."""
+    if family == abi.FAMILY_V4:
+        x = int.from_bytes(addr16[:3], "big")
+    else:
+        x = int.from_bytes(addr16[:4], "big")
+        x ^= ((int.from_bytes(addr16[4:6], "big") * 0x85EBCA6B) & M32) ^ 0x7F4A7C15
+    return ((x * 0x9E3779B1) & M32) >> (32 - abi.ADDR_FILTER_BITS)
+
+
+def net_buckets(net: IPNetwork) -> list[int] | None:
+    """The buckets a prefix overlaps, or None when it is too short to list (wild)."""
+    granule = GRANULE[net.version]
+    if net.prefixlen < granule - MAX_SPREAD:
+        return None
+    family = abi.FAMILY_V4 if net.version == 4 else abi.FAMILY_V6
+    width = 4 if net.version == 4 else 16
+    base = int(net.network_address)
+    step = 1 << (width * 8 - granule)
+    count = 1 << max(0, granule - net.prefixlen)
+    return [filter_bucket((base + i * step).to_bytes(width, "big").ljust(16, b"\0"), family) for i in range(count)]
+
+
+def source_atoms(map_name: str, net: IPNetwork) -> list[Atom]:
+    """Atoms of a source-only rule (EXACT4, BLOCKLIST, SRC4, SRC6) or, with map_name ALLOW, a protected prefix."""
+    v4 = net.version == 4
+    if map_name in ("BLOCKLIST", "EXACT4"):
+        bit = abi.FILTER_EXACT if map_name == "BLOCKLIST" else abi.FILTER_EXACT4
+        return [("a", filter_bucket(net.network_address.packed.ljust(16, b"\0"), abi.FAMILY_V4), bit)]
+    bit = abi.FILTER_ALLOW if map_name == "ALLOW" else abi.FILTER_PREFIX
+    buckets = net_buckets(net)
+    if buckets is None:
+        if map_name == "ALLOW":
+            return [("f", abi.CFG_WILD_ALLOW4 if v4 else abi.CFG_WILD_ALLOW6)]
+        return [("f", abi.CFG_WILD_PREFIX4 if v4 else abi.CFG_WILD_PREFIX6)]
+    return [("a", b, bit) for b in buckets]
+
+
+def shape_atoms(
+    shape: int, family: int, src: IPNetwork | None, dst: IPNetwork | None, port: int | None, proto: int | None
+) -> list[Atom]:
+    """Atoms of a multi-field rule in shape slot ``shape``."""
+    atoms: list[Atom] = []
+    for net, shift, wild in ((src, abi.FILTER_SRC_SHIFT, "sw"), (dst, abi.FILTER_DST_SHIFT, "dw")):
+        buckets = net_buckets(net) if net is not None else None
+        if buckets is None:
+            atoms.append((wild, shape))
+        else:
+            atoms += [("a", b, 1 << (shift + shape)) for b in buckets]
+    atoms.append(("p", port, shape) if port is not None else ("pw", shape))
+    families = {abi.FAMILY_V4: (0,), abi.FAMILY_V6: (1,)}.get(family, (0, 1))
+    atoms += [("pr", f, -1 if proto is None else proto, shape) for f in families]
+    return atoms
+
+
+class Prefilter:
+    """The filter maps and CONFIG of one Datapath, kept equal to the atoms in force."""
+
+    def __init__(self, dp: Datapath) -> None:
+        self._dp = dp
+        self._refs: Counter[Atom] = Counter()
+        self._addr: dict[int, int] = {}
+        self._ports: dict[int, int] = {}
+        self._proto = bytearray(512)
+        self._flags = 0
+        self._wild = {"sw": 0, "dw": 0, "pw": 0}
+        self._n_shapes = 0
+        self._match_rank = abi.NO_RANK
+        config = dp.read_config_raw()
+        self._seed = config[3]
+        if dp.reused_maps:
+            # Pinned maps already in force: start from what they hold, so adopting their rules one
+            # by one never clears a bit another still needs; publish() then settles on the atoms.
+            self._n_shapes, self._flags, self._match_rank = config[0], config[2], config[4]
+            self._wild = {"sw": config[5], "dw": config[6], "pw": config[7]}
+            self._proto = bytearray(config[8])
+            self._addr = _words(dp, "ADDR_FILTER")
+            self._ports = _words(dp, "PORT_FILTER")
+
+    # --- the caller's side ---------------------------------------------------------
+    def add(self, atoms: Iterable[Atom]) -> None:
+        """Count ``atoms`` in; the words that gain a bit are written now (before the rule)."""
+        new = []
+        for atom in atoms:
+            if self._refs[atom] == 0:
+                new.append(atom)
+            self._refs[atom] += 1
+        self._apply(new)
+
+    def remove(self, atoms: Iterable[Atom]) -> None:
+        """Count ``atoms`` out (after the rule's entry was deleted); words that lose a bit are written."""
+        gone = []
+        for atom in atoms:
+            n = self._refs[atom] - 1
+            if n <= 0:
+                del self._refs[atom]
+                gone.append(atom)
+            else:
+                self._refs[atom] = n
+        self._apply(gone)
+
+    def lower_match_rank(self, rank: int) -> None:
+        """Before a MATCH entry of ``rank`` is written."""
+        if rank < self._match_rank:
+            self._match_rank = rank
+            self._write_config()
+
+    def set_match_rank(self, rank: int) -> None:
+        """The best rank MATCH holds, after a change (it may go up only once the entry is gone)."""
+        if rank != self._match_rank:
+            self._match_rank = rank
+            self._write_config()
+
+    def set_n_shapes(self, n: int) -> None:
+        if n != self._n_shapes:
+            self._n_shapes = n
+            self._write_config()
+
+    def publish(self) -> None:
+        """Make the maps hold exactly what the atoms say (after adopting pinned maps: bits left by
+        rules that are gone are cleared)."""
+        addr: dict[int, int] = {}
+        ports: dict[int, int] = {}
+        self._flags, self._wild, self._proto = 0, {"sw": 0, "dw": 0, "pw": 0}, bytearray(512)
+        for atom in self._refs:
+            kind = atom[0]
+            if kind in ("a", "p"):
+                name, idx, mask = _word_bit(atom)
+                words = addr if name == "ADDR_FILTER" else ports
+                words[idx] = words.get(idx, 0) | mask
+            elif kind == "f":
+                self._flags |= int(atom[1])  # type: ignore[call-overload]
+            elif kind in self._wild:
+                self._wild[str(kind)] |= 1 << int(atom[1])  # type: ignore[call-overload]
+            else:
+                fam, proto, shape = int(atom[1]), int(atom[2]), int(atom[3])  # type: ignore[call-overload]
+                for p in _protocols(proto):
+                    self._proto[fam * 256 + p] |= 1 << shape
+        self._write_config()
+        for name, old, new in (("ADDR_FILTER", self._addr, addr), ("PORT_FILTER", self._ports, ports)):
+            for idx in set(old) | set(new):
+                if old.get(idx, 0) != new.get(idx, 0):
+                    self._dp.map_update(name, idx.to_bytes(4, "little"), new.get(idx, 0).to_bytes(8, "little"))
+        self._addr, self._ports = addr, ports
+
+    # --- internals -----------------------------------------------------------------
+    def _apply(self, changed: list[Atom]) -> None:
+        # word index -> (bits to set, bits to clear), per map
+        words: dict[str, dict[int, list[int]]] = {"ADDR_FILTER": {}, "PORT_FILTER": {}}
+        config = False
+        for atom in changed:
+            kind = atom[0]
+            on = self._refs.get(atom, 0) > 0
+            if kind in ("a", "p"):
+                name, idx, mask = _word_bit(atom)
+                words[name].setdefault(idx, [0, 0])[0 if on else 1] |= mask
+            elif kind == "f":
+                self._flags = _set(self._flags, int(atom[1]), on)  # type: ignore[call-overload]
+                config = True
+            elif kind in self._wild:
+                self._wild[str(kind)] = _set(self._wild[str(kind)], 1 << int(atom[1]), on)  # type: ignore[call-overload]
+                config = True
+            else:  # "pr": (family index, protocol or -1 for all, shape)
+                fam, proto, shape = int(atom[1]), int(atom[2]), int(atom[3])  # type: ignore[call-overload]
+                for p in _protocols(proto):
+                    need = self._refs.get(("pr", fam, p, shape), 0) > 0 or self._refs.get(("pr", fam, -1, shape), 0) > 0
+                    self._proto[fam * 256 + p] = _set(self._proto[fam * 256 + p], 1 << shape, need)
+                config = True
+        for name, changes in words.items():
+            cache = self._addr if name == "ADDR_FILTER" else self._ports
+            for idx, (set_mask, clear_mask) in changes.items():
+                # Read-modify-write: bits this table does not own (a tool that wrote BLOCKLIST and
+                # set its bit, as the ABI asks) stay.
+                key = idx.to_bytes(4, "little")
+                word = int.from_bytes(self._dp.map_lookup(name, key) or bytes(8), "little")
+                word = (word | set_mask) & ~clear_mask
+                self._dp.map_update(name, key, word.to_bytes(8, "little"))
+                cached = (cache.get(idx, 0) | set_mask) & ~clear_mask
+                if cached:
+                    cache[idx] = cached
+                else:
+                    cache.pop(idx, None)
+        if config:
+            self._write_config()
+
+    def _write_config(self) -> None:
+        self._dp.write_config_raw(
+            abi.CONFIG.pack(
+                self._n_shapes,
+                abi.IRONPOST_ABI_VERSION,
+                self._flags,
+                self._seed,
+                self._match_rank,
+                self._wild["sw"],
+                self._wild["dw"],
+                self._wild["pw"],
+                bytes(self._proto),
+            )
+        )
+
+
+def _word_bit(atom: Atom) -> tuple[str, int, int]:
+    """The filter map, word index and bit of an "a" (bucket, bit) or "p" (port, shape) atom."""
+    if atom[0] == "a":
+        bucket, bit = int(atom[1]), int(atom[2])  # type: ignore[call-overload]
+        return "ADDR_FILTER", bucket >> 1, bit << ((bucket & 1) * 32)
+    port, shape = int(atom[1]), int(atom[2])  # type: ignore[call-overload]
+    return "PORT_FILTER", port >> 3, 1 << ((port & 7) * 8 + shape)
+
+
+def _protocols(proto: int) -> range | tuple[int]:
+    """The protocols a "pr" atom covers: one, or all 256 (-1: a shape without a protocol field)."""
+    return range(256) if proto < 0 else (proto,)
+
+
+def _words(dp: Datapath, name: str) -> dict[int, int]:
+    """The non-zero words of a filter map, by index."""
+    keys, values, count = dp.map_dump(name)
+    out = {}
+    for i in range(count):
+        word = int.from_bytes(values[i * 8 : i * 8 + 8], "little")
+        if word:
+            out[int.from_bytes(keys[i * 4 : i * 4 + 4], "little")] = word
+    return out
+
+
+def _set(word: int, bit: int, on: bool) -> int:
+    return word | bit if on else word & ~bit

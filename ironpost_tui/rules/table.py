@@ -1,0 +1,469 @@
+"""The rules in force: writes them into the kernel maps, reads their hits.
+
+Every change leaves the maps either as they were or fully changed: an entry
+is written before anything that points at it, and removed after.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from ironpost_tui.errors import RuleRefused
+from ironpost_tui.kernel import abi
+from ironpost_tui.kernel.datapath import Datapath
+from ironpost_tui.model import Action, FilterRule, IPNetwork, RuleStatus
+from ironpost_tui.rules import placement as kernel_rules
+from ironpost_tui.rules import prefilter
+from ironpost_tui.rules.exact4 import Exact4
+from ironpost_tui.rules.placement import Placement, Shape
+from ironpost_tui.rules.prefilter import Atom, Prefilter
+
+MONITOR_RANK = 0x80000000
+
+
+@dataclass
+class _Installed:
+    rule: FilterRule
+    placement: Placement
+    key: bytes  # the key as written (MATCH keys carry the shape index)
+    slot: int
+    priority: int
+    shape_index: int | None
+    atoms: list[Atom]  # what it set in the prefilter (prefilter.py)
+    exact4: bool = False  # a BLOCKLIST entry the program finds in EXACT4 (exact4.py)
+
+
+class RuleTable:
+    """Rules by id, as installed in one Datapath."""
+
+    def __init__(self, datapath: Datapath, clock_offset: float) -> None:
+        self._dp = datapath
+        self._clock_offset = clock_offset  # wall time minus CLOCK_MONOTONIC
+        cfg = datapath.cfg
+        self._free_slots = list(range(cfg.rule_slots - 1, -1, -1))
+        self._next_priority = 0
+        self._rules: dict[str, _Installed] = {}
+        self._by_key: dict[tuple[str, bytes], str] = {}
+        self._by_slot: dict[int, str] = {}
+        # Source prefixes per LPM trie: network -> rule id (see _refresh_covered).
+        self._lpm: dict[str, dict[IPNetwork, str]] = {"SRC4": {}, "SRC6": {}}
+        # Slots of removed rules: events still queued in the ring buffer name them by slot.
+        self._retired: dict[int, FilterRule] = {}
+        self._shapes: dict[Shape, tuple[int, int]] = {}  # shape -> (index, users)
+        self._free_shapes = list(range(cfg.shapes_max - 1, -1, -1))
+        self._n_shapes = 0
+        self._allow: dict[IPNetwork, int] = {}
+        self._pf = Prefilter(datapath)
+        self._exact4 = Exact4(datapath)
+        self._match_ranks: dict[str, int] = {}  # rule id -> rank, for the rules in MATCH
+
+    # --- reading ---------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._rules)
+
+    def __contains__(self, rule_id: str) -> bool:
+        return rule_id in self._rules
+
+    def rules(self) -> list[FilterRule]:
+        return [inst.rule for inst in sorted(self._rules.values(), key=lambda i: i.priority)]
+
+    def get(self, rule_id: str) -> FilterRule | None:
+        inst = self._rules.get(rule_id)
+        return inst.rule if inst else None
+
+    def capacity(self) -> dict[str, int]:
+        cfg = self._dp.cfg
+        return {
+            "BLOCKLIST": cfg.blocklist_max_entries,
+            "SRC4": cfg.cidr_max_entries,
+            "SRC6": cfg.cidr_max_entries,
+            "MATCH": cfg.match_max_entries,
+        }
+
+    def count(self, map_name: str) -> int:
+        return sum(1 for inst in self._rules.values() if inst.placement.map_name == map_name)
+
+    def status(self) -> list[RuleStatus]:
+        """Every rule with its hits summed over CPUs and its last hit time."""
+        out = []
+        # Slots are handed out lowest first: read up to the highest in use, not the whole map.
+        hits = self._dp.percpu_hits(max(i.slot for i in self._rules.values()) + 1) if self._rules else []
+        for inst in sorted(self._rules.values(), key=lambda i: i.priority):
+            packets, last = hits[inst.slot]
+            last_hit = last / 1e9 + self._clock_offset if last else None
+            out.append(RuleStatus(inst.rule, inst.placement.map_name, packets, last_hit))
+        return out
+
+    def rule_for_slot(self, slot: int) -> FilterRule | None:
+        rule_id = self._by_slot.get(slot)
+        return self._rules[rule_id].rule if rule_id is not None else self._retired.get(slot)
+
+    # --- changing --------------------------------------------------------------
+    def add(self, rule: FilterRule) -> None:
+        """Install a new rule; RuleRefused (nothing written) when it cannot be."""
+        if rule.id in self._rules:
+            raise RuleRefused(f"a rule with id '{rule.id}' exists already")
+        self._install(rule, self._take_priority())
+
+    def remove(self, rule_id: str) -> FilterRule:
+        inst = self._rules.get(rule_id)
+        if inst is None:
+            raise RuleRefused(f"no rule with id '{rule_id}'")
+        self._uninstall(inst)
+        return inst.rule
+
+    def replace(self, rule: FilterRule) -> None:
+        """Change a rule in place: the new entry is in force before the old goes."""
+        old = self._rules.get(rule.id)
+        if old is None:
+            raise RuleRefused(f"no rule with id '{rule.id}'")
+        placement = kernel_rules.place(rule)
+        if placement.map_name == old.placement.map_name and placement.key == old.placement.key:
+            # Same match: overwrite the value, one atomic map update.
+            old.rule = rule
+            self._write(old)
+            return
+        del self._rules[rule.id]
+        try:
+            self._install(rule, old.priority)
+        except Exception:
+            self._rules[rule.id] = old
+            raise
+        self._remove_entries(old)
+
+    def sync(self, rules: list[FilterRule]) -> None:
+        """Move to exactly ``rules`` with no gap for any match present in both sets."""
+        wanted = {r.id for r in rules}
+        # Make room first: rules that go and whose match no wanted rule takes over
+        # leave no gap by going now, and a full map could not take the new ones.
+        taken_over = {self._holder_of(kernel_rules.place(r)) for r in rules}
+        for rule_id in [rid for rid in self._rules if rid not in wanted and rid not in taken_over]:
+            self.remove(rule_id)
+        for rule in rules:
+            current = self._rules.get(rule.id)
+            if current is not None:
+                if current.rule != rule:
+                    self.replace(rule)
+                continue
+            placement = kernel_rules.place(rule)
+            holder = self._holder_of(placement)
+            if holder is not None and holder not in wanted:
+                # Same match under a new id: hand the entry over in place.
+                self._install(rule, self._take_priority(), take_over=holder)
+            else:
+                self._install(rule, self._take_priority())
+        for rule_id in [rid for rid in self._rules if rid not in wanted]:
+            self.remove(rule_id)
+        self._renumber([r.id for r in rules])
+
+    def _renumber(self, order: list[str]) -> None:
+        """Make priorities follow ``order`` (the rule list), rewriting what changed."""
+        tries = set()
+        for position, rule_id in enumerate(order):
+            inst = self._rules[rule_id]
+            if inst.priority == position:
+                continue
+            inst.priority = position
+            if inst.placement.map_name in self._lpm:
+                tries.add(inst.placement.map_name)
+            else:
+                self._write(inst)
+        for name in tries:
+            for rule_id in list(self._lpm[name].values()):
+                self._write(self._rules[rule_id])
+        self._next_priority = len(order)
+
+    def _holder_of(self, placement: Placement) -> str | None:
+        if placement.shape is None:
+            return self._by_key.get((placement.map_name, placement.key))
+        entry = self._shapes.get(placement.shape)
+        if entry is None:
+            return None
+        return self._by_key.get((placement.map_name, placement.match_key(entry[0])))
+
+    def clear_drops(self) -> int:
+        """Remove every drop rule (panic); returns how many."""
+        ids = [rid for rid, inst in self._rules.items() if inst.rule.action.value == "drop"]
+        for rid in ids:
+            self.remove(rid)
+        return len(ids)
+
+    # --- adopting pinned maps -----------------------------------------------
+    def adopt_existing(self) -> list[FilterRule]:
+        """Learn the rules already in pinned maps (ids are not kept in the kernel:
+        they come back as pinned-N); returns them."""
+        shapes: dict[int, Shape] = {}
+        for raw_key, raw in self._dp.map_items("SHAPES"):
+            fields, family, _pm, _portm, smask, dmask = abi.RULE_SHAPE.unpack(raw)
+            if fields & abi.SHAPE_UNUSED or not fields:
+                continue
+            index = int.from_bytes(raw_key, "little")
+            shape = Shape(fields, family, _prefixlen(smask), _prefixlen(dmask))
+            shapes[index] = shape
+        found: list[FilterRule] = []
+        in_blocklist: set[bytes] = set()
+        for map_name in ("BLOCKLIST", "SRC4", "SRC6", "MATCH"):
+            for key, raw in self._dp.map_items(map_name):
+                _act, action, _act_slot, _act_prio, slot, priority = abi.BLOCKLIST_VALUE.unpack(raw)
+                rule = kernel_rules.rule_from_entry(map_name, key, action, shapes, f"pinned-{len(found) + 1}")
+                if rule is None:
+                    continue
+                placement = kernel_rules.place(rule)
+                shape_index = None
+                if placement.shape is not None:
+                    shape_index = int.from_bytes(key[:4], "little")
+                    index, users = self._shapes.get(placement.shape, (shape_index, 0))
+                    self._shapes[placement.shape] = (index, users + 1)
+                    if index in self._free_shapes:
+                        self._free_shapes.remove(index)
+                if slot in self._free_slots:
+                    self._free_slots.remove(slot)
+                fast, have, want = False, None, (_rank(rule, priority), slot)
+                if map_name == "BLOCKLIST":
+                    # EXACT4 as BLOCKLIST says, whatever a stop between two writes left there.
+                    in_blocklist.add(key)
+                    have = self._exact4.get(key)
+                    fast = have is not None and (have == want or self._exact4.has_room(key, slot))
+                atoms = _atoms(rule, placement, shape_index, fast)
+                self._pf.add(atoms)
+                if fast and have != want:
+                    self._exact4.put(key, *want)
+                elif not fast and have is not None:
+                    self._exact4.remove(key)  # BLOCKLIST alone now (its filter bit is set above)
+                self._rules[rule.id] = _Installed(rule, placement, key, slot, priority, shape_index, atoms, fast)
+                if map_name == "MATCH":
+                    self._match_ranks[rule.id] = _rank(rule, priority)
+                self._by_key[(map_name, key)] = rule.id
+                self._by_slot[slot] = rule.id
+                if map_name in self._lpm and rule.src_ip is not None:
+                    self._lpm[map_name][rule.src_ip] = rule.id
+                self._next_priority = max(self._next_priority, priority + 1)
+                found.append(rule)
+        self._exact4.retain(in_blocklist)  # ways whose BLOCKLIST entry is gone (a stop mid-removal)
+        self._n_shapes = self._dp.read_config()[0]
+        self._pf.set_n_shapes(self._n_shapes)
+        self._pf.set_match_rank(min(self._match_ranks.values(), default=abi.NO_RANK))
+        self._pf.publish()
+        return found
+
+    # --- allowlist -------------------------------------------------------------
+    def set_allowlist(self, entries: dict[IPNetwork, int]) -> None:
+        """Make ALLOW4/ALLOW6 hold exactly ``entries`` (prefix -> reason code)."""
+        for net, reason in entries.items():
+            if self._allow.get(net) != reason:
+                name, key = kernel_rules.allow_key(net)
+                if net not in self._allow:
+                    self._pf.add(prefilter.source_atoms("ALLOW", net))
+                self._dp.map_update(name, key, abi.ALLOW_VALUE.pack(reason))
+        for net in [n for n in self._allow if n not in entries]:
+            name, key = kernel_rules.allow_key(net)
+            self._dp.map_delete(name, key)
+            self._pf.remove(prefilter.source_atoms("ALLOW", net))
+        self._allow = dict(entries)
+
+    def allowlist(self) -> dict[IPNetwork, int]:
+        return dict(self._allow)
+
+    # --- internals -------------------------------------------------------------
+    def _take_priority(self) -> int:
+        p = self._next_priority
+        self._next_priority += 1
+        if self._next_priority >= MONITOR_RANK:
+            raise RuleRefused("rule priorities exhausted: restart to renumber")
+        return p
+
+    def _install(self, rule: FilterRule, priority: int, take_over: str | None = None) -> None:
+        placement = kernel_rules.place(rule)
+        shape_index = None
+        key = placement.key
+        if placement.shape is not None:
+            shape_index = self._acquire_shape(placement.shape, rule.id)
+            key = placement.match_key(shape_index)
+        try:
+            holder = self._by_key.get((placement.map_name, key))
+            if holder is not None and holder != take_over:
+                raise RuleRefused(f"rule '{rule.id}' matches exactly the packets rule '{holder}' matches")
+            if not self._free_slots:
+                raise RuleRefused("no rule slot left: remove rules first")
+            slot = self._free_slots[-1]
+            # Zero the slot's hit counters before anything points at it.
+            self._dp.percpu_clear("RULE_HITS", slot)
+            acting = self._acting(placement.map_name, rule, slot, priority)
+            # An exact IPv4 source goes into EXACT4 as well, when its bucket has room.
+            fast = placement.map_name == "BLOCKLIST" and self._exact4.has_room(key, slot)
+            atoms = _atoms(rule, placement, shape_index, fast)
+            self._pf.add(atoms)  # the filters let the entry be found before it exists
+            if placement.map_name == "MATCH":
+                self._pf.lower_match_rank(_rank(rule, priority))
+            wrote = False
+            try:
+                self._dp.map_update(placement.map_name, key, kernel_rules.value(rule, slot, priority, acting))
+                wrote = True
+                if fast:
+                    self._exact4.put(key, _rank(rule, priority), slot)
+            except Exception:
+                if wrote:  # the entry back as it was
+                    if take_over is None:
+                        self._dp.map_delete(placement.map_name, key)
+                    else:
+                        self._write(self._rules[take_over])
+                self._pf.remove(atoms)
+                self._sync_match_rank()
+                raise
+        except Exception:
+            if placement.shape is not None:
+                self._release_shape(placement.shape)
+            raise
+        self._free_slots.pop()
+        self._rules[rule.id] = _Installed(rule, placement, key, slot, priority, shape_index, atoms, fast)
+        if take_over is not None:
+            old = self._rules.pop(take_over)
+            del self._by_key[(placement.map_name, key)]  # overwritten above, not deleted
+            if old.exact4 and not fast:
+                self._exact4.remove(key)  # no free way for the new rule: BLOCKLIST alone decides now
+            self._pf.remove(old.atoms)
+            self._match_ranks.pop(take_over, None)
+            if old.placement.shape is not None:
+                self._release_shape(old.placement.shape)
+            self._free_slots.insert(0, old.slot)  # reused last: see _remove_entries
+            self._by_slot.pop(old.slot, None)
+            self._retired[old.slot] = old.rule
+        self._by_key[(placement.map_name, key)] = rule.id
+        self._by_slot[slot] = rule.id
+        self._retired.pop(slot, None)
+        if placement.map_name == "MATCH":
+            self._match_ranks[rule.id] = _rank(rule, priority)
+            self._sync_match_rank()
+        if placement.map_name in self._lpm and rule.src_ip is not None:
+            self._lpm[placement.map_name][rule.src_ip] = rule.id
+            self._refresh_covered(placement.map_name, rule.src_ip)
+
+    def _write(self, inst: _Installed) -> None:
+        acting = self._acting(inst.placement.map_name, inst.rule, inst.slot, inst.priority)
+        match = inst.placement.map_name == "MATCH"
+        if match:
+            self._pf.lower_match_rank(_rank(inst.rule, inst.priority))
+        self._dp.map_update(
+            inst.placement.map_name, inst.key, kernel_rules.value(inst.rule, inst.slot, inst.priority, acting)
+        )
+        if inst.exact4:
+            self._exact4.put(inst.key, _rank(inst.rule, inst.priority), inst.slot)
+        if match:
+            self._match_ranks[inst.rule.id] = _rank(inst.rule, inst.priority)
+            self._sync_match_rank()
+
+    def _sync_match_rank(self) -> None:
+        """Publish MATCH's best rank once the maps hold it (after a write or a removal)."""
+        self._pf.set_match_rank(min(self._match_ranks.values(), default=abi.NO_RANK))
+
+    def _acting(
+        self, map_name: str, rule: FilterRule, slot: int, priority: int
+    ) -> tuple[FilterRule, int, int] | None:
+        """In an LPM trie, the best-ranked rule among the prefixes covering ``rule``'s
+        (drop before monitor, then list order); None when that is the rule itself."""
+        index = self._lpm.get(map_name)
+        if index is None or rule.src_ip is None:
+            return None
+        best = (_rank(rule, priority), rule, slot, priority)
+        net = rule.src_ip
+        for plen in sorted({n.prefixlen for n in index}):
+            if plen >= net.prefixlen:
+                break
+            rule_id = index.get(net.supernet(new_prefix=plen))
+            if rule_id is None:
+                continue
+            other = self._rules[rule_id]
+            rank = _rank(other.rule, other.priority)
+            if rank < best[0]:
+                best = (rank, other.rule, other.slot, other.priority)
+        return None if best[1] is rule else best[1:]
+
+    def _refresh_covered(self, map_name: str, prefix: IPNetwork) -> None:
+        """Rewrite the entries of prefixes strictly inside ``prefix``: their decider may have changed."""
+        for net, rule_id in list(self._lpm[map_name].items()):
+            if net != prefix and net.version == prefix.version and net.subnet_of(prefix):  # type: ignore[arg-type]
+                self._write(self._rules[rule_id])
+
+    def _uninstall(self, inst: _Installed) -> None:
+        del self._rules[inst.rule.id]
+        self._remove_entries(inst)
+
+    def _remove_entries(self, inst: _Installed) -> None:
+        name = inst.placement.map_name
+        src = inst.rule.src_ip
+        if name in self._lpm and src is not None and self._lpm[name].get(src) == inst.rule.id:
+            # Narrower prefixes this one decided for get their new decider first.
+            del self._lpm[name][src]
+            self._refresh_covered(name, src)
+        if self._by_key.get((inst.placement.map_name, inst.key)) == inst.rule.id:
+            if inst.exact4:
+                self._exact4.remove(inst.key)  # what the program reads goes first
+            self._dp.map_delete(inst.placement.map_name, inst.key)
+            del self._by_key[(inst.placement.map_name, inst.key)]
+        self._pf.remove(inst.atoms)  # after the entry is gone
+        if self._match_ranks.pop(inst.rule.id, None) is not None:
+            self._sync_match_rank()
+        if inst.placement.shape is not None:
+            self._release_shape(inst.placement.shape)
+        if self._by_slot.get(inst.slot) == inst.rule.id:
+            del self._by_slot[inst.slot]
+        # Events already in the ring buffer carry this slot: keep naming this rule, and give the
+        # slot out again only after every other free one, or they would name the next rule added.
+        self._retired[inst.slot] = inst.rule
+        self._free_slots.insert(0, inst.slot)
+
+    def _acquire_shape(self, shape: Shape, rule_id: str) -> int:
+        if shape in self._shapes:
+            index, users = self._shapes[shape]
+            self._shapes[shape] = (index, users + 1)
+            return index
+        if not self._free_shapes:
+            raise RuleRefused(
+                f"rule '{rule_id}' needs a new rule shape (fields and prefix lengths) but all "
+                f"{self._dp.cfg.shapes_max} are in use: combine rules into fewer shapes"
+            )
+        index = self._free_shapes.pop()
+        self._dp.map_update("SHAPES", index.to_bytes(4, "little"), shape.pack())
+        self._shapes[shape] = (index, 1)
+        if index + 1 > self._n_shapes:
+            self._n_shapes = index + 1
+            self._pf.set_n_shapes(self._n_shapes)
+        return index
+
+    def _release_shape(self, shape: Shape) -> None:
+        index, users = self._shapes[shape]
+        if users > 1:
+            self._shapes[shape] = (index, users - 1)
+            return
+        del self._shapes[shape]
+        self._dp.map_update("SHAPES", index.to_bytes(4, "little"), kernel_rules.UNUSED_SHAPE)
+        self._free_shapes.append(index)
+        self._free_shapes.sort(reverse=True)
+        n = max((i for i, _ in self._shapes.values()), default=-1) + 1
+        if n != self._n_shapes:
+            self._n_shapes = n
+            self._pf.set_n_shapes(n)
+
+
+def _atoms(rule: FilterRule, placement: Placement, shape_index: int | None, exact4: bool = False) -> list[Atom]:
+    if placement.shape is None:
+        assert rule.src_ip is not None
+        return prefilter.source_atoms("EXACT4" if exact4 else placement.map_name, rule.src_ip)
+    assert shape_index is not None
+    return prefilter.shape_atoms(
+        shape_index, placement.shape.family, rule.src_ip, rule.dst_ip, rule.dst_port, rule.protocol
+    )
+
+
+def _rank(rule: FilterRule, priority: int) -> int:
+    return priority if rule.action is Action.DROP else priority | MONITOR_RANK
+
+
+def _prefixlen(mask: bytes) -> int:
+    return bin(int.from_bytes(mask, "big")).count("1")
+
+
+def monotonic_to_wall_offset() -> float:
+    """Wall-clock seconds minus CLOCK_MONOTONIC seconds (bpf_ktime_get_ns's clock)."""
+    return time.time() - time.clock_gettime(time.CLOCK_MONOTONIC)

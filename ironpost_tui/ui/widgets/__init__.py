@@ -1,0 +1,1 @@
+"""The console's panes and bars, one widget per module."""

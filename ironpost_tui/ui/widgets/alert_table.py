@@ -1,0 +1,215 @@
+"""Alerts: one row per incident, updated in place; acknowledge, block the source."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.reactive import reactive
+from textual.widgets import DataTable, Static
+
+from ironpost_tui.detectors import Alert
+from ironpost_tui.detectors.alerts import MANY_SOURCES
+from ironpost_tui.ui import format as fmt
+from ironpost_tui.ui.messages import AlertAcknowledged, BlockRequested, UnblockRequested
+
+SEVERE = ("critical", "high")
+
+COLUMNS = (  # the ones to see first, first: narrow panes scroll the rest
+    ("#", "id"),
+    ("severity", "severity"),
+    ("source", "source"),
+    ("detector", "detector"),
+    ("count", "count"),
+    ("state", "state"),
+    ("last", "last"),
+    ("peak", "peak"),
+    ("first", "first"),
+    ("target", "target"),
+    ("summary", "summary"),
+)
+
+
+class AlertGrid(DataTable[Text]):
+    COMPONENT_CLASSES = {
+        "alert-grid--critical",
+        "alert-grid--high",
+        "alert-grid--medium",
+        "alert-grid--low",
+        "alert-grid--resolved",
+        "alert-grid--acked",
+    }
+    DEFAULT_CSS = """
+    AlertGrid > .alert-grid--critical { color: $error; text-style: bold reverse; }
+    AlertGrid > .alert-grid--high { color: $error; text-style: $ironpost-emphasis; }
+    AlertGrid > .alert-grid--medium { color: $warning; text-style: $ironpost-emphasis; }
+    AlertGrid > .alert-grid--low { color: $primary; }
+    AlertGrid > .alert-grid--resolved { color: $text-disabled; }
+    AlertGrid > .alert-grid--acked { color: $text-muted; }
+    """
+
+
+class AlertTable(Vertical):
+    """The screen sets ``alerts`` (every incident, newest last), ``now`` and ``read_only``."""
+
+    ALLOW_MAXIMIZE = True
+
+    BINDINGS = [
+        Binding("k", "acknowledge", "Ack"),  # enter too: DataTable.RowSelected
+        Binding("b", "block", "Block"),
+        Binding("u", "unblock", "Unblock"),
+    ]
+
+    DEFAULT_CSS = """
+    AlertTable AlertGrid { height: 1fr; }
+    AlertTable #alert-status { height: 1; color: $text-muted; }
+    AlertTable #alert-status.-error { color: $error; text-style: bold; }
+    """
+
+    alerts: reactive[tuple[Alert, ...]] = reactive(tuple, always_update=True)
+    read_only: reactive[bool] = reactive(False)
+    problem: reactive[str] = reactive("")
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.acknowledged: set[int] = set()
+
+    def compose(self) -> ComposeResult:
+        grid = AlertGrid(cursor_type="row", id="alert-grid")
+        for label, key in COLUMNS:
+            grid.add_column(label, key=key)
+        yield grid
+        yield Static("", id="alert-status")
+
+    def on_mount(self) -> None:
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self._redraw(rebuild=True))
+
+    @property
+    def grid(self) -> AlertGrid:
+        return self.query_one(AlertGrid)
+
+    def selected(self) -> Alert | None:
+        grid = self.grid
+        if not grid.row_count:
+            return None
+        key = grid.coordinate_to_cell_key(grid.cursor_coordinate).row_key.value
+        return next((a for a in self.alerts if str(a.id) == key), None)
+
+    def watch_alerts(self) -> None:
+        self._redraw()
+
+    def watch_problem(self) -> None:
+        self._show_status()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("block", "unblock") and self.read_only:
+            return False  # a replay: hidden
+        return True
+
+    # --- rows -------------------------------------------------------------------
+    def _style(self, alert: Alert) -> str:
+        if alert.resolved:
+            return "alert-grid--resolved"
+        if alert.id in self.acknowledged:
+            return "alert-grid--acked"
+        return f"alert-grid--{alert.severity}"
+
+    def _cells(self, a: Alert) -> list[Text]:
+        grid = self.grid
+        style = grid.get_component_rich_style(self._style(a), partial=True)
+        dim = grid.get_component_rich_style("alert-grid--resolved", partial=True) if a.resolved else None
+        state = "resolved" if a.resolved else ("acked" if a.id in self.acknowledged else "ACTIVE")
+        last = a.resolved_at if a.resolved_at is not None else a.last_seen
+        cells = [
+            Text(str(a.id), justify="right"),
+            Text(a.severity.upper(), style=style),
+            Text(a.source),
+            Text(a.detector),
+            Text(fmt.count(a.count), justify="right"),
+            Text(state, style=style),
+            Text(fmt.clock(last)),
+            Text(fmt.count(a.peak), justify="right"),
+            Text(fmt.clock(a.first_seen)),
+            Text(a.target),
+            Text(a.summary),
+        ]
+        if dim is not None:
+            for cell in cells:
+                cell.stylize(dim)
+        return cells
+
+    def _redraw(self, rebuild: bool = False) -> None:
+        if not self.is_mounted:
+            return
+        grid = self.grid
+        keys = [str(a.id) for a in self.alerts]
+        shown = [str(k.value) for k in grid.rows]
+        if rebuild or keys[: len(shown)] != shown:
+            selected = self.selected()
+            grid.clear()
+            for alert in self.alerts:
+                grid.add_row(*self._cells(alert), key=str(alert.id), height=1)
+            if selected is not None and str(selected.id) in keys:
+                grid.move_cursor(row=keys.index(str(selected.id)), animate=False)
+        else:
+            for alert in self.alerts[: len(shown)]:
+                for (_label, column), cell in zip(COLUMNS, self._cells(alert), strict=True):
+                    if grid.get_cell(str(alert.id), column) != cell:
+                        grid.update_cell(str(alert.id), column, cell, update_width=True)
+            for alert in self.alerts[len(shown) :]:
+                grid.add_row(*self._cells(alert), key=str(alert.id), height=1)
+        self.set_class(
+            any(a.severity in SEVERE and not a.resolved and a.id not in self.acknowledged for a in self.alerts),
+            "-critical",
+        )
+        self._show_status()
+
+    def _show_status(self) -> None:
+        status = self.query_one("#alert-status", Static)
+        status.set_class(bool(self.problem), "-error")
+        if self.problem:
+            status.update(self.problem)
+            return
+        active = [a for a in self.alerts if not a.resolved]
+        new = [a for a in active if a.id not in self.acknowledged]
+        status.update(f"{len(active)} active, {len(new)} not acknowledged, {len(self.alerts) - len(active)} resolved")
+
+    # --- actions ------------------------------------------------------------------
+    @on(DataTable.RowSelected, "#alert-grid")
+    def _row_selected(self, message: DataTable.RowSelected) -> None:
+        message.stop()
+        self.action_acknowledge()
+
+    def action_acknowledge(self) -> None:
+        alert = self.selected()
+        if alert is None:
+            return
+        self.acknowledged.add(alert.id)
+        self._redraw()
+        self.post_message(AlertAcknowledged(alert.id))
+
+    def _source(self) -> str | None:
+        alert = self.selected()
+        if alert is None:
+            self.problem = "no alert selected"
+            return None
+        if alert.source == MANY_SOURCES:
+            self.problem = f"alert {alert.id} comes from many sources: block them one by one from the events pane"
+            return None
+        self.problem = ""
+        return alert.source
+
+    def action_block(self) -> None:
+        alert = self.selected()
+        source = self._source()
+        if source is not None and alert is not None:
+            self.post_message(
+                BlockRequested(source, f"blocked from the console: alert {alert.id} {alert.detector}", "alerts")
+            )
+
+    def action_unblock(self) -> None:
+        source = self._source()
+        if source is not None:
+            self.post_message(UnblockRequested(source, "alerts"))

@@ -1,0 +1,225 @@
+"""Packet events, newest at the bottom, following the tail; pause, filter, block."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+
+from textual import events, on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.reactive import reactive
+from textual.widgets import Input, Static
+
+from ironpost_tui.model import PacketEvent
+from ironpost_tui.ui import format as fmt
+from ironpost_tui.ui.event_filter import EventFilter
+from ironpost_tui.ui.messages import BlockRequested, FilterChanged, UnblockRequested
+from ironpost_tui.ui.state import EVENTS_KEPT
+from ironpost_tui.ui.widgets.event_grid import EventGrid
+
+
+class EventTable(Vertical):
+    """The screen calls ``add_events`` with each batch and sets ``paused``, ``lost``,
+    ``read_only``; the pane posts BlockRequested / UnblockRequested."""
+
+    ALLOW_MAXIMIZE = True
+
+    BINDINGS = [
+        Binding("slash", "filter", "Filter"),
+        Binding("b", "block", "Block"),
+        Binding("u", "unblock", "Unblock"),
+        Binding("end", "follow", "Newest", show=False),
+    ]
+
+    DEFAULT_CSS = """
+    EventTable EventGrid { height: 1fr; }
+    EventTable #event-filter { display: none; }
+    EventTable.-filtering #event-filter { display: block; }
+    EventTable #event-status { height: 1; color: $text-muted; }
+    EventTable.-paused #event-status { color: $warning; text-style: bold; }
+    EventTable #event-status.-error { color: $error; text-style: bold; }
+    """
+
+    paused: reactive[bool] = reactive(False)
+    lost: reactive[int] = reactive(0)
+    read_only: reactive[bool] = reactive(False)
+    problem: reactive[str] = reactive("")
+
+    def __init__(self, *, cursor_blink: bool = True, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self._kept: deque[PacketEvent] = deque(maxlen=EVENTS_KEPT)
+        self._held = 0  # arrived while paused
+        self._received = 0
+        self._filter = EventFilter("")
+        self._cursor_blink = cursor_blink
+
+    def compose(self) -> ComposeResult:
+        yield EventGrid(EVENTS_KEPT, id="event-grid")
+        yield Input(
+            placeholder="filter: words, src:ADDR dst:ADDR proto:tcp port:N verdict:drop rule:ID (enter; empty clears)",
+            id="event-filter",
+            compact=True,
+        )
+        yield Static("", id="event-status")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).cursor_blink = self._cursor_blink
+        self._show_status()
+
+    @property
+    def grid(self) -> EventGrid:
+        return self.query_one(EventGrid)
+
+    @property
+    def filter_text(self) -> str:
+        return self._filter.text
+
+    @property
+    def row_count(self) -> int:
+        return self.grid.row_count
+
+    @property
+    def _shown(self) -> deque[PacketEvent]:
+        """The events in the table, one per row, oldest first."""
+        return self.grid.rows
+
+    def selected_event(self) -> PacketEvent | None:
+        grid = self.grid
+        if not 0 <= grid.cursor_row < grid.row_count:
+            return None
+        return grid.rows[grid.cursor_row]
+
+    def exportable(self) -> list[PacketEvent]:
+        """The kept events the filter lets through, oldest first: what an export writes."""
+        return [e for e in self._kept if self._filter.matches(e)] if self._filter else list(self._kept)
+
+    # --- attributes from the screen ----------------------------------------------
+    def add_events(self, events: Iterable[PacketEvent]) -> None:
+        events = list(events)
+        if not events:
+            return
+        self._received += len(events)
+        self._kept.extend(events)
+        if self.paused:
+            self._held += len(events)
+            self._show_status()
+            return
+        events = events[-EVENTS_KEPT:]  # older ones of a big batch are not kept
+        new = [e for e in events if self._filter.matches(e)] if self._filter else events
+        self.grid.append(new, follow=self.following)
+        self._show_status()
+
+    def reset(self) -> None:
+        self._kept.clear()
+        self._held = 0
+        self._received = 0
+        self._rebuild()
+
+    def watch_paused(self, paused: bool) -> None:
+        self.set_class(paused, "-paused")
+        if not paused and self._held:
+            self._held = 0
+            self._rebuild()
+        self._show_status()
+
+    def watch_lost(self) -> None:
+        self._show_status()
+
+    def watch_problem(self) -> None:
+        self._show_status()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("block", "unblock") and self.read_only:
+            return False  # a replay: hidden
+        return True
+
+    # --- rows ---------------------------------------------------------------------
+    def _rebuild(self) -> None:
+        if not self.is_mounted:
+            return
+        kept = self._kept
+        self.grid.set_rows([e for e in kept if self._filter.matches(e)] if self._filter else kept)
+        self._show_status()
+
+    @property
+    def following(self) -> bool:
+        """The cursor is on the newest row: new rows move it along (follow-tail)."""
+        return self.grid.following
+
+    @on(EventGrid.CursorMoved, "#event-grid")
+    def _on_row(self) -> None:
+        self._show_status()
+
+    def _show_status(self) -> None:
+        if not self.is_mounted:
+            return
+        status = self.query_one("#event-status", Static)
+        if self.problem:
+            status.set_class(True, "-error")
+            status.update(self.problem)
+            return
+        status.set_class(False, "-error")
+        parts = [f"{fmt.count(self.grid.row_count)} shown of {fmt.count(len(self._kept))} kept"]
+        if self.paused:
+            parts.insert(0, f"PAUSED, {fmt.count(self._held)} new held (space resumes)")
+        elif not self.following:
+            parts.append("scrolled back (end: newest)")
+        if self._filter:
+            parts.append(f"filter: {self._filter.text}")
+        parts.append(f"lost {fmt.count(self.lost)}")
+        status.update(" · ".join(parts))
+
+    # --- actions ------------------------------------------------------------------
+    def action_filter(self) -> None:
+        box = self.query_one(Input)
+        box.value = self._filter.text
+        self.add_class("-filtering")
+        box.focus()
+
+    def action_follow(self) -> None:
+        self.grid.move_to_newest()
+
+    def action_block(self) -> None:
+        event = self.selected_event()
+        if event is None:
+            self.problem = "no event selected: move to a row first"
+            return
+        self.problem = ""
+        why = f"blocked from the console: {fmt.protocol(event.protocol)} to {event.dst}"
+        if event.rule_id:
+            why += f", matched {event.rule_id}"
+        self.post_message(BlockRequested(str(event.src), why, "events"))
+
+    def action_unblock(self) -> None:
+        event = self.selected_event()
+        if event is None:
+            self.problem = "no event selected: move to a row first"
+            return
+        self.problem = ""
+        self.post_message(UnblockRequested(str(event.src), "events"))
+
+    @on(Input.Submitted, "#event-filter")
+    def _apply_filter(self, message: Input.Submitted) -> None:
+        message.stop()
+        try:
+            new = EventFilter.parse(message.value)
+        except ValueError as exc:
+            self.problem = f"filter not applied: {exc}"
+            return
+        self.problem = ""
+        self._filter = new
+        self._close_filter()
+        self._rebuild()
+        self.post_message(FilterChanged(new.text))
+
+    def _close_filter(self) -> None:
+        self.remove_class("-filtering")
+        self.grid.focus()
+
+    def on_key(self, event: events.Key) -> None:
+        if event.key == "escape" and self.has_class("-filtering"):
+            event.stop()
+            self.problem = ""
+            self._close_filter()

@@ -1,0 +1,91 @@
+"""The top line: what the console is attached to, and how it is doing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.content import Content
+from textual.reactive import reactive
+from textual.widget import Widget
+
+from ironpost_tui.ui import format as fmt
+
+
+@dataclass(frozen=True)
+class StatusView:
+    title: str = "starting"  # live, starting, replay of FILE
+    iface: str = ""
+    mode: str = ""
+    attached: bool = False
+    interface_state: str = "up"
+    uptime: float = 0.0
+    blocklist_used: int = 0
+    blocklist_capacity: int = 0
+    events_lost: int = 0
+    config_path: str = ""
+    replay: bool = False
+    position: float = 0.0
+    duration: float = 0.0
+    speed: float = 1.0
+    paused: bool = False
+
+
+class StatusBar(Widget):
+    """One line; the screen sets ``view``.  What does not fit is left out, least useful first."""
+
+    DEFAULT_CSS = """
+    StatusBar {
+        height: 1;
+        background: $panel;
+        color: $foreground;
+        padding: 0 1;
+    }
+    StatusBar.-detached { background: $error 30%; }
+    StatusBar.-paused { background: $warning 25%; }
+    """
+
+    view: reactive[StatusView] = reactive(StatusView)
+
+    def watch_view(self, view: StatusView) -> None:
+        self.set_class(not view.attached and not view.replay and view.title != "starting", "-detached")
+        self.set_class(view.replay and view.paused, "-paused")
+
+    def render(self) -> Content:
+        return render_status(self.view, self.content_size.width)
+
+
+def render_status(v: StatusView, width: int = 1000) -> Content:
+    """The status line, dropping the parts with the highest rank number until it fits ``width``."""
+    parts: list[tuple[int, Content]] = []  # (rank, part): rank 0 always stays
+    if v.replay:
+        state = "paused" if v.paused else f"{v.speed:g}×"
+        parts.append((0, Content.from_markup("[b]$title[/b]", title=v.title)))
+        parts.append((0, Content(f"{fmt.position(v.position)}/{fmt.position(v.duration)}")))
+        parts.append((0, Content.styled(state, "$warning bold" if v.paused else "")))
+        parts.append((3, Content(f"{v.iface} {v.mode}")))
+    else:
+        if v.title == "starting":
+            link = Content.styled("starting…", "$warning")
+        elif v.attached and v.interface_state == "up":
+            link = Content.styled("attached", "$success")
+        elif v.attached:
+            link = Content.styled(f"attached, link {v.interface_state}", "$warning")
+        else:
+            link = Content.styled("detached", "$error bold")
+        where = Content.from_markup("[b]$iface[/b] ", iface=v.iface) + (
+            Content(f"{v.mode} ") if v.mode else Content("")
+        )
+        parts.append((0, where + link))
+        parts.append((1, Content(f"up {fmt.span(v.uptime)}")))
+    parts.append((2, Content(f"blocklist {v.blocklist_used}/{v.blocklist_capacity}")))
+    lost = Content(f"lost {fmt.count(v.events_lost)}")
+    parts.append((0, lost.stylize("$warning") if v.events_lost else lost))
+    if not v.replay:
+        parts.append((4, Content(v.config_path or "no config file")))
+    sep = Content.styled(" │ ", "$text-muted")
+    for drop in (None, 4, 3, 2, 1):
+        kept = [part for rank, part in parts if drop is None or rank < drop]
+        line = sep.join(kept)
+        if line.cell_length <= width:
+            return line
+    return line
