@@ -50,7 +50,7 @@ with socket.socket() as s:
     port = s.getsockname()[1]
 tmp = sys.argv[1]
 scraped = []
-from ironpost_tui import engine
+from ironpost_tui.engine import engine
 real_start = engine.Engine.start
 def start(self):
     scraped.append(urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode())
