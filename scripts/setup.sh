@@ -191,30 +191,9 @@ if ! awk '$2 == "/sys/fs/bpf" && $3 == "bpf" {found = 1} END {exit !found}' /pro
 fi
 
 # --- the venv --------------------------------------------------------------------
+# (scripts/venv.sh needs no root: `make lint` and `make test-unit` call it on their own)
+bash "$REPO/scripts/venv.sh"
 VENV=$REPO/.venv
-venv_ok() {
-    [ -x "$VENV/bin/python" ] && [ -f "$VENV/pyvenv.cfg" ] &&
-        grep -Eq '^home *= */usr/bin$' "$VENV/pyvenv.cfg" &&
-        grep -Eq '^include-system-site-packages *= *true$' "$VENV/pyvenv.cfg"
-}
-if ! venv_ok; then
-    if [ -e "$VENV" ]; then
-        log "recreating $VENV (it was not made from /usr/bin/python3 with --system-site-packages)"
-        rm -rf "$VENV"
-    fi
-    log "creating $VENV from /usr/bin/python3"
-    /usr/bin/python3 -m venv --system-site-packages "$VENV"
-fi
-
-STAMP=$VENV/.ironpost-installed
-want=$( (cat pyproject.toml; printf '%s\n' "$REPO") | sha256sum | cut -d' ' -f1)
-have=$(cat "$STAMP" 2>/dev/null || true)
-if [ "$want" != "$have" ] || ! (cd / && "$VENV/bin/python" -c 'import ironpost_tui' 2>/dev/null); then
-    log "pip install -e '.[test]' into $VENV"
-    rm -f "$STAMP"
-    "$VENV/bin/pip" install -q --disable-pip-version-check -e '.[test]'
-    printf '%s\n' "$want" >"$STAMP"
-fi
 
 bcc_version=$(cd / && "$VENV/bin/python" -c 'import bcc; print(getattr(bcc, "__version__", "?"))' 2>/dev/null) ||
     die "BCC does not import in $VENV (python3-bpfcc is installed for /usr/bin/python3?)"

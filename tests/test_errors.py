@@ -306,18 +306,33 @@ BAD_CONFIGS = {
 }
 
 
-@pytest.mark.parametrize("text", BAD_CONFIGS.values(), ids=BAD_CONFIGS.keys())
-def test_bad_config_exits_2(tmp_path: Path, text: str) -> None:
-    """Found before anything is loaded: an interface that does not exist is never reached."""
-    config = write_config(tmp_path, text)
-    proc = run(unused_ifname(), "--headless", "--config", str(config))
-    assert proc.returncode == 2, proc  # CONFIG_INVALID
-    msg = one_error_line(proc.stderr)
-    assert str(config) in msg
+# A bad configuration through each door: `check-config` (any user), and the run path, which checks
+# privileges first (so it needs root) and finds the mistake before anything is loaded: an interface
+# that does not exist is never reached.
+DOORS = [pytest.param("check-config", id="check-config"), pytest.param("run", id="run", marks=pytest.mark.root)]
 
 
-def test_missing_config_file_exits_2(tmp_path: Path) -> None:
-    proc = run(unused_ifname(), "--headless", "--config", str(tmp_path / "absent.toml"))
+def config_error(door: str, config: Path) -> str:
+    """The one line on stderr for ``config`` through ``door``, which must exit 2 (CONFIG_INVALID)."""
+    if door == "run":
+        proc = run(unused_ifname(), "--headless", "--config", str(config))
+        assert proc.returncode == 2, proc
+        return one_error_line(proc.stderr)
+    proc = run("check-config", str(config))  # every error, one per line, without the program's prefix
     assert proc.returncode == 2, proc
-    msg = one_error_line(proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("door", DOORS)
+@pytest.mark.parametrize("text", BAD_CONFIGS.values(), ids=BAD_CONFIGS.keys())
+def test_bad_config_exits_2(tmp_path: Path, text: str, door: str) -> None:
+    config = write_config(tmp_path, text)
+    assert str(config) in config_error(door, config)
+
+
+@pytest.mark.parametrize("door", DOORS)
+def test_missing_config_file_exits_2(tmp_path: Path, door: str) -> None:
+    msg = config_error(door, tmp_path / "absent.toml")
     assert "absent.toml" in msg and "cannot read" in msg

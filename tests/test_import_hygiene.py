@@ -1,8 +1,11 @@
-"""The engine and the headless path never import the UI libraries."""
+"""The engine and the headless path never import the UI libraries, and the layering contract holds."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -76,3 +79,60 @@ def test_the_headless_run_path_imports_no_ui(tmp_path: Path) -> None:
     assert {"bcc", "prometheus_client", "yaml", "ironpost_tui.metrics.server", "ironpost_tui.engine.engine"} <= modules
     bad = sorted(m for m in modules if m.split(".")[0] in UI)
     assert bad == [], f"the headless path pulled in UI libraries: {bad}"
+
+
+# The layering contract: import-linter's contracts in pyproject.toml ([tool.importlinter]): the layers from
+# cli down to errors/model, and no Textual, Rich or plotext outside ironpost_tui.ui.  Static: no root.
+LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
+LAYERS = "Layers: a module imports only from its own layer and those below"
+CORE_NO_UI = "Core: no Textual, Rich or plotext, directly or through another module"
+CLI_NO_UI = "CLI: Textual, Rich and plotext only through ironpost_tui.ui"
+CONTRACTS = (LAYERS, CORE_NO_UI, CLI_NO_UI)
+
+
+def lint_imports(cwd: Path, config: Path) -> subprocess.CompletedProcess[str]:
+    """lint-imports on the package under cwd (it puts cwd first on sys.path), without a cache."""
+    env = {**os.environ, "PYTHONPATH": str(cwd), "NO_COLOR": "1", "COLUMNS": "200"}
+    return subprocess.run([str(LINT_IMPORTS), "--config", str(config), "--no-cache"], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+def test_lint_imports_keeps_every_contract() -> None:
+    proc = lint_imports(REPO, REPO / "pyproject.toml")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert f"Contracts: {len(CONTRACTS)} kept, 0 broken." in out, out
+    for contract in CONTRACTS:
+        assert re.search(rf"^{re.escape(contract)} KEPT\b", out, re.M), out
+
+
+# (file to edit, line put first, the contract it breaks, the import the report names)
+WRONG_IMPORTS = {
+    "upward": ("kernel/abi.py", "import ironpost_tui.engine.engine", LAYERS,
+               "ironpost_tui.kernel.abi -> ironpost_tui.engine.engine (l.1)"),
+    "sibling": ("metrics/collector.py", "import ironpost_tui.records.export", LAYERS,
+                "ironpost_tui.metrics.collector -> ironpost_tui.records.export (l.1)"),
+    "textual in the core": ("detectors/window.py", "import textual", CORE_NO_UI,
+                            "ironpost_tui.detectors.window -> textual (l.1)"),
+    "rich in the cli": ("cli.py", "import rich", CLI_NO_UI, "ironpost_tui.cli -> rich (l.1)"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", WRONG_IMPORTS)
+def test_lint_imports_fails_on_a_wrong_import(tmp_path: Path, case: str) -> None:
+    """Negative control: a copy of the package (clean at first) with one wrong import added breaks
+    exactly the contract that forbids it, and the report names that import."""
+    path, line, contract, named = WRONG_IMPORTS[case]
+    shutil.copytree(REPO / "ironpost_tui", tmp_path / "ironpost_tui", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
+    clean = lint_imports(tmp_path, tmp_path / "pyproject.toml")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+
+    module = tmp_path / "ironpost_tui" / path
+    module.write_text(f"{line}  # noqa: F401\n" + module.read_text())
+    proc = lint_imports(tmp_path, tmp_path / "pyproject.toml")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert f"Contracts: {len(CONTRACTS) - 1} kept, 1 broken." in out, out
+    assert re.search(rf"^{re.escape(contract)} BROKEN\b", out, re.M), out
+    assert re.search(rf"^-\s+{re.escape(named)}$", out, re.M), out  # listed as an import chain of its own
