@@ -14,6 +14,8 @@ REPO = Path(__file__).resolve().parent.parent
 CORE = [
     "ironpost_tui.engine.engine",
     "ironpost_tui.engine.headless",
+    "ironpost_tui.engine.supervisor",
+    "ironpost_tui.engine.reload",
     "ironpost_tui.cli",
     "ironpost_tui.kernel.cleanup",
     "ironpost_tui.config.settings",
@@ -50,7 +52,7 @@ with socket.socket() as s:
     port = s.getsockname()[1]
 tmp = sys.argv[1]
 scraped = []
-from ironpost_tui import engine
+from ironpost_tui.engine import engine
 real_start = engine.Engine.start
 def start(self):
     scraped.append(urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode())
