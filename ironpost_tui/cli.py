@@ -144,8 +144,8 @@ def _cmd_run(argv: list[str]) -> ExitStatus:
 
 def _engine_options(args: argparse.Namespace, settings: Settings, source: ConfigSource) -> EngineOptions:
     """The engine's options from the command line and the configuration: the console and the agent alike."""
-    from ironpost_tui.config.watch import protections
     from ironpost_tui.engine.engine import EngineOptions
+    from ironpost_tui.engine.reload import protections
 
     mode = args.xdp_mode or settings.ebpf.xdp_mode
     return EngineOptions(

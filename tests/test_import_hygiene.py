@@ -17,6 +17,8 @@ REPO = Path(__file__).resolve().parent.parent
 CORE = [
     "ironpost_tui.engine.engine",
     "ironpost_tui.engine.headless",
+    "ironpost_tui.engine.supervisor",
+    "ironpost_tui.engine.reload",
     "ironpost_tui.cli",
     "ironpost_tui.kernel.cleanup",
     "ironpost_tui.config.settings",

@@ -1,25 +1,18 @@
-"""The configuration file a running engine follows: loaded, watched, reloaded."""
+"""The configuration file a running engine follows: loaded, and watched for changes.
+
+Reloading it into a running engine is ``ironpost_tui.engine.reload``'s job, a layer up."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ironpost_tui.config import settings as config_mod
 from ironpost_tui.config.settings import Settings
 from ironpost_tui.config.store import RuleStore
-from ironpost_tui.errors import IronpostError
 from ironpost_tui.model import FilterRule
-from ironpost_tui.rules import protect
-from ironpost_tui.rules.audit import Actor
-from ironpost_tui.rules.protect import Protected
-
-if TYPE_CHECKING:
-    from ironpost_tui.engine.engine import Engine
 
 DEFAULT_CONFIG = Path("/etc/ironpost/ironpost.toml")
 # A rewrite within one tick of the file system's clock (a few ms) keeps inode, size and mtime; while
@@ -97,29 +90,3 @@ class ConfigSource:
         if now is not None and time.time() - now[1] / 1e9 < RECENT_SECS:
             return self._content_digest() != self._digest
         return False
-
-
-@dataclass(frozen=True)
-class ReloadResult:
-    changed: bool = False
-    rules: int = 0
-    error: str | None = None  # the refusal: every error of the file, one per line
-
-
-def reload_into(engine: Engine, source: ConfigSource, why: str) -> ReloadResult:
-    """Load the file again and move the engine to it; on an error the rules in force stay."""
-    try:
-        settings = source.load()
-        changed = engine.reload(list(settings.rules), protections(settings), Actor.current(why))
-    except IronpostError as exc:
-        return ReloadResult(error=exc.message)
-    return ReloadResult(changed=changed, rules=len(settings.rules))
-
-
-def protections(settings: Settings) -> list[Protected]:
-    safety = settings.safety
-    return protect.gather(
-        safety.protect,
-        include_ssh=safety.protect_ssh_client,
-        include_host=safety.protect_host_addresses,
-    )

@@ -66,6 +66,7 @@ class Tick:
     sample: StatsSample | None
     interface_state: str  # up down gone
     alerts: tuple[AlertChange, ...] = ()
+    rules: tuple[RuleStatus, ...] | None = None  # the table as this tick published it (hits as in /metrics)
 
 
 class Engine:
@@ -203,11 +204,13 @@ class Engine:
         return self._link is not None
 
     # --- the poll loop ---------------------------------------------------------
-    def tick(self, timeout_ms: int = 100, events: bool = True) -> Tick:
+    def tick(self, timeout_ms: int = 100, events: bool = True, publish: bool = False) -> Tick:
         """Drain events (waiting at most timeout_ms), and sample stats when due.
 
         events=False: the events are drained but not decoded (Tick.events stays empty),
-        for a front end that has no use for them."""
+        for a front end that has no use for them.  A tick that samples publishes a snapshot,
+        reading the rules' hit counters once; publish=True publishes one even when no
+        sample is due (the rules just changed), with the last sample's totals."""
         assert self._dp is not None and self._decoder is not None
         records = self._dp.read_events(timeout_ms)
         decoded = tuple(self._decoder.decode_all(records)) if events else ()
@@ -226,11 +229,13 @@ class Engine:
                 if change.kind == "raised":
                     self._auto_block(change)
         state = host.interface_state(self.options.iface, self._ifindex)
-        if sample is not None:
-            self._publish(sample)
-        return Tick(decoded, sample, state, alerts)
+        rules = None
+        if sample is not None or publish:
+            assert self._last_sample is not None
+            rules = self._publish(self._last_sample).rules
+        return Tick(decoded, sample, state, alerts, rules)
 
-    def _publish(self, sample: StatsSample) -> None:
+    def _publish(self, sample: StatsSample) -> EngineSnapshot:
         table = self.rule_table
         self._snapshot = self._snapshots.build(
             sample,
@@ -241,6 +246,7 @@ class Engine:
             blocklist_capacity=table.capacity()["BLOCKLIST"],
             alerts_active=len(self._detect.book.active),
         )
+        return self._snapshot
 
     def snapshot(self) -> EngineSnapshot:
         """The latest published state; safe to call from any thread."""

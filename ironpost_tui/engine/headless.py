@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from ironpost_tui.config.watch import ConfigSource, reload_into
+from ironpost_tui.config.watch import ConfigSource
 from ironpost_tui.detectors import AlertChange
 from ironpost_tui.engine.engine import Engine
+from ironpost_tui.engine.supervisor import Pending, Reloaded, Step, Supervisor
 from ironpost_tui.errors import ExitStatus, InterfaceGone
-from ironpost_tui.rules.audit import Actor
+from ironpost_tui.model import FilterRule
 
 log = logging.getLogger("ironpost")
 
@@ -46,24 +47,34 @@ class Controls:
     reload: Flag = field(default_factory=Flag)
     panic: Flag = field(default_factory=Flag)
 
+    def take(self) -> Pending:
+        """What the signals asked since the last step, for the next one (the flags cleared)."""
+        pending = Pending(
+            reload="signal" if self.reload.is_set() else None,
+            panic="signal" if self.panic.is_set() else None,
+        )
+        self.reload.clear()
+        self.panic.clear()
+        return pending
 
-def reload_config(engine: Engine, source: ConfigSource, why: str) -> None:
-    """Reload the file; on an error the rules in force stay as they are."""
-    result = reload_into(engine, source, why)
+
+def log_reload(reloaded: Reloaded) -> None:
+    """A reload's outcome; on an error the rules in force stay as they are."""
+    path, why, result = reloaded.path, reloaded.why, reloaded.result
     if result.error is not None:
         errors = result.error.splitlines()
-        refused = {"event": "reload_refused", "path": str(source.path), "errors": errors}
-        log.error("reload of %s refused, the previous rules stay in force:", source.path, extra=refused)
+        refused = {"event": "reload_refused", "path": str(path), "errors": errors}
+        log.error("reload of %s refused, the previous rules stay in force:", path, extra=refused)
         for line in errors:
             log.error("  %s", line, extra={"event": "reload_refused"})
         return
     if result.changed:
         log.info(
             "reloaded %s (%s): %d rules in force",
-            source.path,
+            path,
             why,
             result.rules,
-            extra={"event": "reload", "path": str(source.path), "why": why, "rules": result.rules},
+            extra={"event": "reload", "path": str(path), "why": why, "rules": result.rules},
         )
 
 
@@ -87,10 +98,7 @@ def log_alert(change: AlertChange) -> None:
     )
 
 
-def panic(engine: Engine, source: ConfigSource | None) -> None:
-    cleared = engine.control.panic(Actor.current("signal"))
-    if source is not None:
-        source.mark()
+def log_panic(cleared: tuple[FilterRule, ...]) -> None:
     log.warning(
         "panic: cleared %d drop rule(s): %s",
         len(cleared),
@@ -99,10 +107,24 @@ def panic(engine: Engine, source: ConfigSource | None) -> None:
     )
 
 
+def log_step(step: Step, iface: str) -> None:
+    """What a step did, as log lines; InterfaceGone when the interface went away."""
+    if step.cleared is not None:
+        log_panic(step.cleared)
+    if step.reload is not None:
+        log_reload(step.reload)
+    for change in step.tick.alerts:
+        log_alert(change)
+    if step.interface == "gone":
+        raise InterfaceGone(f"interface {iface} disappeared: the program went with it; exiting")
+    if step.interface is not None:
+        log.warning("interface %s is %s", iface, step.interface,
+                    extra={"event": "interface_state", "iface": iface, "state": step.interface})  # fmt: skip
+
+
 def run(engine: Engine, controls: Controls, source: ConfigSource | None = None) -> ExitStatus:
-    report = engine.start()
-    if source is not None:
-        source.mark()
+    supervisor = Supervisor(engine, source)
+    report = supervisor.start()
     how = "adopted the pinned program on" if report.adopted else "attached ironpost_xdp to"
     log.info(
         "ready: %s %s (%s mode, prog id %d) in %.2f s%s",
@@ -130,27 +152,12 @@ def run(engine: Engine, controls: Controls, source: ConfigSource | None = None) 
             extra={"event": "protected", "networks": [str(p.network) for p in protected]},
         )
     if source is not None:
-        n_rules = len(engine.rules())
+        n_rules = len(engine.control.rules())
         log.info("rules: %s (%d in force)", source.path, n_rules, extra={"event": "rules", "rules": n_rules})
-    state = "up"
     try:
         while not controls.stop.is_set():
-            if controls.panic.is_set():
-                controls.panic.clear()
-                panic(engine, source)
-            if source is not None and (controls.reload.is_set() or source.changed()):
-                why = "signal" if controls.reload.is_set() else "file change"
-                controls.reload.clear()
-                reload_config(engine, source, why)
-            tick = engine.tick(timeout_ms=100, events=False)  # alerts, stats and state; events go unused
-            for change in tick.alerts:
-                log_alert(change)
-            if tick.interface_state != state:
-                state = tick.interface_state
-                if state == "gone":
-                    raise InterfaceGone(f"interface {report.iface} disappeared: the program went with it; exiting")
-                log.warning("interface %s is %s", report.iface, state,
-                            extra={"event": "interface_state", "iface": report.iface, "state": state})  # fmt: skip
+            # alerts, stats and state; the events go unused
+            log_step(supervisor.step(controls.take(), timeout_ms=100, events=False), report.iface)
     finally:
         engine.close()
     log.info(

@@ -5,14 +5,13 @@ from __future__ import annotations
 import threading
 import time
 
-from ironpost_tui.config.watch import ConfigSource, reload_into
+from ironpost_tui.config.watch import ConfigSource
 from ironpost_tui.engine.engine import Engine
 from ironpost_tui.engine.feed import SourceInfo, Update
+from ironpost_tui.engine.supervisor import Pending, Reloaded, Supervisor
 from ironpost_tui.model import FilterRule
 from ironpost_tui.records.recording import Recorder
 from ironpost_tui.rules.audit import Actor
-
-RULES_REFRESH_SECS = 1.0
 
 
 class LiveSource:
@@ -24,10 +23,11 @@ class LiveSource:
         self.engine = engine
         self.config = config
         self.recorder = record
+        self._supervisor = Supervisor(engine, config)
         self._lock = threading.RLock()
         self._reload_requested = False
         self._t0 = time.monotonic()
-        self._last_rules = 0.0
+        self._rules_edited = True  # the first poll sends the table
         self.info = SourceInfo(
             iface=engine.options.iface,
             mode="",
@@ -41,9 +41,7 @@ class LiveSource:
     def start(self) -> SourceInfo:
         """Compile and attach (seconds: call from a worker)."""
         with self._lock:
-            report = self.engine.start()
-            if self.config is not None:
-                self.config.mark()
+            report = self._supervisor.start()
             control = self.engine.control
             self.info = SourceInfo(
                 iface=report.iface,
@@ -64,42 +62,28 @@ class LiveSource:
 
     def poll(self, timeout: float) -> Update:
         with self._lock:
-            notices = self._maybe_reload()
-            tick = self.engine.tick(timeout_ms=int(timeout * 1000))
-            now = time.monotonic()
-            rules = None
-            if notices or now - self._last_rules >= RULES_REFRESH_SECS:
-                self._last_rules = now
-                rules = tuple(self.engine.rule_status())
+            pending = Pending(reload="console" if self._reload_requested else None, publish=self._rules_edited)
+            self._reload_requested = self._rules_edited = False
+            step = self._supervisor.step(pending, timeout_ms=int(timeout * 1000))
+            tick = step.tick
             update = Update(
                 events=tick.events,
                 sample=tick.sample,
                 alerts=tick.alerts,
-                rules=rules,
+                rules=tick.rules,  # the snapshot's table: the hit counts /metrics shows
                 interface_state=tick.interface_state,
-                notices=tuple(notices),
-                at=now - self._t0,
+                notices=reload_notices(step.reload),
+                at=time.monotonic() - self._t0,
             )
             if self.recorder is not None:
                 self.recorder.write(update)
             return update
 
-    def _maybe_reload(self) -> list[str]:
-        config = self.config
-        if config is None or not (self._reload_requested or config.changed()):
-            return []
-        why = "console" if self._reload_requested else "file change"
-        self._reload_requested = False
-        result = reload_into(self.engine, config, why)
-        if result.error is not None:
-            return [f"reload refused, the previous rules stay in force: {result.error}"]
-        return [f"reloaded {config.path}: {result.rules} rules"] if result.changed else []
-
     # --- rule edits (from the UI thread) ----------------------------------------
     def _recorded(self, what: str, rule: FilterRule) -> None:
         if self.recorder is not None:
             self.recorder.rule_change(what, rule)
-        self._last_rules = 0.0  # the next poll sends the table
+        self._rules_edited = True  # the next poll sends the table
 
     def add_rule(self, rule: FilterRule, force: bool = False) -> None:
         with self._lock:
@@ -119,12 +103,10 @@ class LiveSource:
 
     def panic(self) -> list[FilterRule]:
         with self._lock:
-            cleared = self.engine.control.panic(Actor.current("console"))
-            if self.config is not None:
-                self.config.mark()
+            cleared = self._supervisor.panic("console")
             for rule in cleared:
                 self._recorded("panic-delete", rule)
-            return cleared
+            return list(cleared)
 
     def reload(self) -> None:
         self._reload_requested = True
@@ -135,3 +117,13 @@ class LiveSource:
             if self.recorder is not None:
                 self.recorder.close()
                 self.recorder = None
+
+
+def reload_notices(reloaded: Reloaded | None) -> tuple[str, ...]:
+    """A reload's outcome as the console's notices (none when nothing changed)."""
+    if reloaded is None:
+        return ()
+    result = reloaded.result
+    if result.error is not None:
+        return (f"reload refused, the previous rules stay in force: {result.error}",)
+    return (f"reloaded {reloaded.path}: {result.rules} rules",) if result.changed else ()
