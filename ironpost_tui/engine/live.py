@@ -7,10 +7,9 @@ import time
 
 from ironpost_tui.config.watch import ConfigSource
 from ironpost_tui.engine.engine import Engine
-from ironpost_tui.engine.feed import SourceInfo, Update
+from ironpost_tui.engine.feed import SourceInfo, Update, UpdateSink
 from ironpost_tui.engine.supervisor import Pending, Reloaded, Supervisor
 from ironpost_tui.model import FilterRule
-from ironpost_tui.records.recording import Recorder
 from ironpost_tui.rules.audit import Actor
 
 
@@ -19,7 +18,7 @@ class LiveSource:
     come from different threads: one lock keeps them in turn (a poll holds it
     for at most its timeout)."""
 
-    def __init__(self, engine: Engine, config: ConfigSource | None, record: Recorder | None = None) -> None:
+    def __init__(self, engine: Engine, config: ConfigSource | None, record: UpdateSink | None = None) -> None:
         self.engine = engine
         self.config = config
         self.recorder = record
