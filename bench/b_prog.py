@@ -8,7 +8,7 @@ SRC6) and 256 multi-field rules in 8 shapes (MATCH), through the product's own R
 measured beside the floor alone (information: xdp-filter has no prefixes).
 
 ``prog-profile`` compiles variants of the program (text substitutions on a copy of
-bpf/ironpost_xdp.c, the product is not touched) to say what costs what.
+bpf/, the product is not touched) to say what costs what.
 """
 
 from __future__ import annotations
@@ -138,12 +138,14 @@ def load_ironpost(rules: list[Any], subs: list[tuple[str, str]] = (), event_rate
         for f in src_dir.iterdir():
             if f.suffix in (".h", ".c"):
                 shutil.copy(f, workdir / f.name)
-        text = (src_dir / "ironpost_xdp.c").read_text()
+        texts = {f.name: f.read_text() for f in workdir.iterdir()}
         for old, new in subs:
-            if old not in text:
-                raise rig.BenchError(f"variant: {old!r} not found in bpf/ironpost_xdp.c (the program changed)")
-            text = text.replace(old, new)
-        (workdir / "ironpost_xdp.c").write_text(text)
+            where = [name for name, text in texts.items() if old in text]
+            if len(where) != 1:
+                raise rig.BenchError(f"variant: {old!r} found in {where or 'no file'} of bpf/ (the program changed)")
+            texts[where[0]] = texts[where[0]].replace(old, new)
+        for name, text in texts.items():
+            (workdir / name).write_text(text)
         original = resources.bpf_source
         resources.bpf_source = lambda: workdir / "ironpost_xdp.c"
         try:
@@ -319,7 +321,8 @@ def run(report: Report, opts: core.Options) -> None:
 NO_AGG = [("\t\taggregate(pp, tick, sc->seq, cfg->hash_seed);", "")]
 NO_FILTER = [("\t\tsrc_bits = filter_bits(filter_bucket(pp->src, pp->family));",
               "\t\tsrc_bits = 0xffffffffU; /* bench variant: every map looked up */")]
-NO_DST = [("\tif (!tcp)\n\t\treturn;\n\tset = (sketch_hash(p->dst", "\treturn;\n\tset = (sketch_hash(p->dst")]
+NO_DST = [("\tif (!tcp)\n\t\treturn;\n\tset = hash_bucket(sketch_hash(p->dst",
+           "\treturn;\n\tset = hash_bucket(sketch_hash(p->dst")]
 CLOCK = [("\tsc->seq += 1;\n",
           "\tsc->seq += bpf_ktime_get_coarse_ns() & 1; /* bench variant: a clock read */\n\tsc->seq += 1;\n")]
 

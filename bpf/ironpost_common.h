@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Layouts shared by the XDP program (bpf/ironpost_xdp.c) and user space
- * (ironpost_tui/abi.py).  Every struct here crosses the kernel/user boundary
- * through a map or the ring buffer, so a change in this file is a change of
+ * (ironpost_tui/kernel/abi.py).  Every struct here crosses the kernel/user
+ * boundary through a map or the ring buffer, and both sides compute with every
+ * value here, so a change of a layout or a value in this file is a change of
  * IRONPOST_ABI_VERSION.  User space passes its own idea of the sizes as -D
  * flags and the program refuses to compile when they disagree (the pattern
  * of BCC's tools/netqtop.c), so Python and C cannot drift apart silently.
@@ -120,6 +121,14 @@ struct rule_hit {
 	__u64 last_hit_ns;
 };
 
+/* Hashing, computed alike by the program and user space (ironpost_tui/kernel/abi.py hash_32):
+ * multiplicative (Fibonacci) hashing, x * HASH_MUL32 mod 2^32, whose top bits are the bucket, so a
+ * table of 2^bits buckets takes the product >> (32 - bits).  An IPv6 address's bits beyond the
+ * first 32 are folded in first, by HASH_MIX32 and HASH_SALT32 (ADDR_FILTER below). */
+#define HASH_MUL32 0x9E3779B1U  /* 2^32 / the golden ratio, rounded to a prime (Knuth) */
+#define HASH_MIX32 0x85EBCA6BU  /* MurmurHash3's fmix32 multiplier */
+#define HASH_SALT32 0x7F4A7C15U /* the low half of 2^64 / the golden ratio */
+
 /* ADDR_FILTER: a filter in front of the rule maps, so a packet whose
  * addresses no rule can concern costs one array read, not a lookup per map.
  * Addresses hash into ADDR_FILTER_BUCKETS buckets of 32 bits (two per u64
@@ -130,6 +139,8 @@ struct rule_hit {
  * a rule and clears them after removing it): a set bit costs a lookup, a
  * clear one proves no entry can match. */
 #define ADDR_FILTER_BITS 18
+#define FILTER_GRANULE4 24 /* an IPv4 address's bucket: hash_32() of its first 24 bits */
+#define FILTER_GRANULE6 48 /* an IPv6 address's: of bits 0-31 ^ (bits 32-47 * HASH_MIX32) ^ HASH_SALT32 */
 #define ADDR_FILTER_WORDS 131072 /* 2^(ADDR_FILTER_BITS - 1) */
 #define FILTER_EXACT 0x1     /* BLOCKLIST may hold an address of this bucket (looked up) */
 #define FILTER_PREFIX 0x2    /* SRC4/SRC6 may hold a prefix covering one */
@@ -145,9 +156,9 @@ struct rule_hit {
  * reads inline.  BLOCKLIST is a hash map, and its lookup is a real function
  * call (__htab_map_lookup_elem and memcmp): ~25 ns here, more than the rest of
  * a dropped packet's path; a bucket is one array read and eight compares.
- * An address lands in bucket ((addr ^ CONFIG.hash_seed) * 0x9E3779B1) >>
- * (32 - EXACT4_BITS), addr the u32 loaded from its network-order bytes.
- * User space (ironpost_tui/exact4.py) writes every BLOCKLIST entry it can
+ * An address lands in bucket hash_32(addr ^ CONFIG.hash_seed, EXACT4_BITS), addr the u32
+ * loaded from its network-order bytes.
+ * User space (ironpost_tui/rules/exact4.py) writes every BLOCKLIST entry it can
  * here too and sets FILTER_EXACT4 for it; an entry whose bucket is full stays
  * in BLOCKLIST alone, with FILTER_EXACT, as does anything an outside tool
  * writes into BLOCKLIST.  rank1 is the rank the program compares plus one
@@ -184,9 +195,11 @@ struct ironpost_config {
 	__u8 proto_shapes[512]; /* [IPv4 0..255, IPv6 256..511] by protocol: shapes with a rule that may match it */
 };
 
+#define NSEC_PER_SEC 1000000000ULL
+
 /* Per-CPU token bucket for the event rate limit. */
 struct rate_state {
-	__u64 tokens; /* in event-nanoseconds: one event costs 1e9 */
+	__u64 tokens; /* in event-nanoseconds: one event costs NSEC_PER_SEC */
 	__u64 last_ns;
 };
 
@@ -204,7 +217,7 @@ struct rate_state {
 #define PORT_BITS 512
 #define DIRTY_GENS 4
 
-/* TICK[0]: the detection tick user space publishes (ironpost_tui/sketch.py),
+/* TICK[0]: the detection tick user space publishes (ironpost_tui/detectors/sketch.py),
  * so the per-packet path reads no clock: the tick count (DIRTY entry
  * gen % DIRTY_GENS is the one to mark; 0 before the first tick), and
  * the time of the tick (CLOCK_MONOTONIC ns, 0 before the first), used for

@@ -4,6 +4,7 @@ DatapathConfig.expected_maps()."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,7 @@ from ironpost_tui.rules import table as rule_table
 
 HEADER = resources.bpf_dir() / "ironpost_common.h"
 PROGRAM = resources.bpf_source()
+RULE_MATCH = resources.bpf_dir() / "rule_match.h"
 
 # Object-like macros only: a function-like one has "(" right after its name.
 _DEFINE = re.compile(r"^\s*#\s*define\s+(\w+)(?![\w(])(?:\s+(.*?))?\s*$")
@@ -55,7 +57,56 @@ def test_every_header_constant_matches_abi_py() -> None:
 
 
 def test_monitor_rank_agrees_with_the_program() -> None:
-    assert int_defines(PROGRAM)["MONITOR_RANK"] == rule_table.MONITOR_RANK
+    assert int_defines(RULE_MATCH)["MONITOR_RANK"] == rule_table.MONITOR_RANK
+
+
+# The numbers both sides compute with, by value: a literal copy of one in a C file or in Python
+# beside its name is the drift the shared header exists to prevent.
+SHARED_NUMBERS = {
+    "HASH_MUL32": 0x9E3779B1,
+    "HASH_MIX32": 0x85EBCA6B,
+    "HASH_SALT32": 0x7F4A7C15,
+    "NSEC_PER_SEC": 1_000_000_000,
+    "FILTER_GRANULE4": 24,
+    "FILTER_GRANULE6": 48,
+}
+
+
+def test_shared_numbers_are_named_in_the_header_and_abi_py() -> None:
+    consts = int_defines(HEADER)
+    assert {n: consts.get(n) for n in SHARED_NUMBERS} == SHARED_NUMBERS
+    assert {n: getattr(abi, n, None) for n in SHARED_NUMBERS} == SHARED_NUMBERS
+
+
+def _hex_literals(text: str) -> set[int]:
+    return {int(m, 16) for m in re.findall(r"0[xX][0-9a-fA-F_]+", text.replace("_", ""))}
+
+
+@pytest.mark.parametrize("name", ["HASH_MUL32", "HASH_MIX32", "HASH_SALT32"])
+def test_hash_constants_are_written_once(name: str) -> None:
+    """Every other BPF source and every Python module uses the name (negative control: the header itself
+    holds the literal, so the search finds what it looks for)."""
+    value = SHARED_NUMBERS[name]
+    assert value in _hex_literals(_strip_comments(HEADER.read_text()))
+    sources = [p for p in resources.bpf_dir().iterdir() if p.suffix in (".c", ".h") and p != HEADER]
+    assert len(sources) >= 7
+    in_c = [p.name for p in sources if value in _hex_literals(_strip_comments(p.read_text()))]
+    assert in_c == []
+    package = Path(abi.__file__).resolve().parent.parent
+    in_py = [
+        str(p.relative_to(package))
+        for p in package.rglob("*.py")
+        if p.name != "abi.py" and value in _hex_literals(p.read_text())
+    ]
+    assert in_py == []
+
+
+def test_hash_32_is_the_multiplicative_hash() -> None:
+    # Worked by hand: 1 * 0x9E3779B1 keeps its top 4 bits 0x9; 2 * it wraps to 0x3C6EF362 (0x3).
+    assert abi.hash_32(1, 4) == 0x9
+    assert abi.hash_32(2, 4) == 0x3
+    assert abi.hash_32(0, 18) == 0
+    assert abi.hash_32(0xFFFFFFFF, 32) == (0xFFFFFFFF * 0x9E3779B1) & 0xFFFFFFFF
 
 
 def test_struct_sizes_follow_the_header_layouts() -> None:

@@ -45,6 +45,9 @@ def test_installed_wheel_finds_its_bpf_sources_and_themes(tmp_path: Path) -> Non
     names = zipfile.ZipFile(wheel).namelist()
     assert "ironpost_tui/bpf/ironpost_xdp.c" in names
     assert "ironpost_tui/bpf/ironpost_common.h" in names
+    sources = sorted(f.name for f in (REPO / "bpf").iterdir() if f.suffix in (".c", ".h"))
+    assert len(sources) >= 9  # the program includes its headers by relative path: each one must travel
+    assert [n for n in sources if f"ironpost_tui/bpf/{n}" not in names] == []
     assert any(n.startswith("ironpost_tui/themes/") for n in names)
     assert not [n for n in names if n.startswith(("bpf/", "themes/", "tests/"))]
 

@@ -38,7 +38,15 @@ FIELD_DPORT = 0x4
 FIELD_PROTO = 0x8
 SHAPE_UNUSED = 0x80
 
+# Multiplicative hashing (hash_32 below, bpf/hash.h): EXACT4's and ADDR_FILTER's buckets.
+HASH_MUL32 = 0x9E3779B1  # 2^32 / the golden ratio, rounded to a prime (Knuth)
+HASH_MIX32 = 0x85EBCA6B  # MurmurHash3's fmix32 multiplier: folds bits 32-47 of an IPv6 address in
+HASH_SALT32 = 0x7F4A7C15  # the low half of 2^64 / the golden ratio
+U32_MASK = 0xFFFFFFFF
+
 ADDR_FILTER_BITS = 18
+FILTER_GRANULE4 = 24  # ADDR_FILTER buckets an IPv4 address by its /24
+FILTER_GRANULE6 = 48  # and an IPv6 address by its /48
 ADDR_FILTER_WORDS = 131072  # 2^(ADDR_FILTER_BITS - 1)
 FILTER_EXACT = 0x1
 FILTER_PREFIX = 0x2
@@ -58,6 +66,8 @@ EXACT4_WAYS = 8
 SKETCH_WAYS = 4
 PORT_BITS = 512
 DIRTY_GENS = 4
+
+NSEC_PER_SEC = 1_000_000_000  # the kernel's times (TICK, RULE_HITS, events) are in ns
 
 FAMILY_ANY = 0
 FAMILY_V4 = 4
@@ -121,6 +131,11 @@ AGG_MAPS = ("SRC_SKETCH", "DST_SKETCH", "DIRTY", "TICK")
 
 PROTOCOL_NAMES = {STATS_TCP: "tcp", STATS_UDP: "udp", STATS_ICMP: "icmp", STATS_OTHER: "other", STATS_TOTAL: "total"}
 EVENT_LOSS_REASONS = {EVSTAT_LOST_RINGBUF_FULL: "ringbuf_full", EVSTAT_LOST_RATE_LIMITED: "rate_limited"}
+
+
+def hash_32(x: int, bits: int) -> int:
+    """hash_32() of bpf/hash.h: the bucket of ``x`` (a u32) among 2^bits, the top bits of x * HASH_MUL32."""
+    return ((x * HASH_MUL32) & U32_MASK) >> (32 - bits)
 
 
 def size_cflags() -> list[str]:

@@ -70,7 +70,7 @@ class DatapathConfig:
             f"-DEVENT_RATE={self.event_rate}U",
             f"-DSRC_SETS_BITS={_log2(self.src_sketch_sets)}",
             f"-DDST_SETS_BITS={_log2(self.dst_sketch_sets)}",
-            f"-DPORT_MEMORY_NS={int(self.port_memory_secs * 1e9)}ULL",
+            f"-DPORT_MEMORY_NS={int(self.port_memory_secs * abi.NSEC_PER_SEC)}ULL",
         ]
 
     def expected_maps(self) -> dict[str, tuple[int, int, int, int]]:

@@ -23,13 +23,12 @@ import sys
 from ironpost_tui.kernel import abi
 from ironpost_tui.kernel.datapath import Datapath
 
-M32 = 0xFFFFFFFF
 WAYS = abi.EXACT4_WAYS
 
 
 def bucket_of(addr: bytes, seed: int, bits: int) -> int:
-    """The bucket of a 4-byte address (match_exact4() in bpf/ironpost_xdp.c)."""
-    return (((_u32(addr) ^ seed) * 0x9E3779B1) & M32) >> (32 - bits)
+    """The bucket of a 4-byte address (match_exact4() in bpf/rule_match.h)."""
+    return abi.hash_32(_u32(addr) ^ seed, bits)
 
 
 class Exact4:

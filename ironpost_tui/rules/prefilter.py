@@ -17,23 +17,22 @@ from ironpost_tui.kernel import abi
 from ironpost_tui.kernel.datapath import Datapath
 from ironpost_tui.model import IPNetwork
 
-M32 = 0xFFFFFFFF
 # Addresses are bucketed by their /24 (IPv4) or /48 (IPv6); a prefix up to 8 bits shorter sets
 # each bucket inside it (at most 256); a shorter one is "wild".
-GRANULE = {4: 24, 6: 48}
+GRANULE = {4: abi.FILTER_GRANULE4, 6: abi.FILTER_GRANULE6}
 MAX_SPREAD = 8
 
 Atom = tuple[object, ...]
 
 
 def filter_bucket(addr16: bytes, family: int) -> int:
-    """The ADDR_FILTER bucket of an address (filter_bucket() in bpf/ironpost_xdp.c)."""
+    """The ADDR_FILTER bucket of an address (filter_bucket() in bpf/rule_match.h)."""
     if family == abi.FAMILY_V4:
-        x = int.from_bytes(addr16[:3], "big")
+        x = int.from_bytes(addr16[: abi.FILTER_GRANULE4 // 8], "big")
     else:
-        x = int.from_bytes(addr16[:4], "big")
-        x ^= ((int.from_bytes(addr16[4:6], "big") * 0x85EBCA6B) & M32) ^ 0x7F4A7C15
-    return ((x * 0x9E3779B1) & M32) >> (32 - abi.ADDR_FILTER_BITS)
+        mix = int.from_bytes(addr16[4 : abi.FILTER_GRANULE6 // 8], "big") * abi.HASH_MIX32
+        x = int.from_bytes(addr16[:4], "big") ^ (mix & abi.U32_MASK) ^ abi.HASH_SALT32
+    return abi.hash_32(x, abi.ADDR_FILTER_BITS)
 
 
 def net_buckets(net: IPNetwork) -> list[int] | None:

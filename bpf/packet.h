@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * What the program keeps of a packet (struct pkt), and parse_packet(), which fills it from the
+ * parse_*.h layers: Ethernet (and VLAN tags), IPv4 or IPv6, then TCP or UDP.
+ */
+#ifndef IRONPOST_PACKET_H
+#define IRONPOST_PACKET_H
+
+#include "ironpost_common.h"
+#include "parse_eth.h"
+#include "parse_ip.h"
+#include "parse_l4.h"
+
+/* 8-byte aligned (so are map values and the sketch ways' keys): the
+ * addresses are then read as two u64 loads, not sixteen byte loads. */
+struct pkt {
+	__u8 src[16];
+	__u8 dst[16];
+	__u16 sport; /* network order */
+	__u16 dport; /* network order */
+	__u8 family;
+	__u8 protocol;
+	__u8 tcp_flags;
+	__u8 has_ports;
+} __attribute__((aligned(8)));
+
+#define ALIGNED8(p) __builtin_assume_aligned((p), 8)
+
+/* Read ports and flags of the L4 header at the cursor.  A header cut short leaves
+ * has_ports at 0: the packet still counts under its IP protocol. */
+static __always_inline void parse_l4(struct pkt *p, struct hdr_cursor *nh, void *data_end)
+{
+	if (p->protocol == IPPROTO_TCP) {
+		struct tcphdr *th = parse_tcphdr(nh, data_end);
+		if (!th)
+			return;
+		p->sport = th->source;
+		p->dport = th->dest;
+		p->tcp_flags = tcp_flags(th);
+		p->has_ports = 1;
+	} else if (p->protocol == IPPROTO_UDP) {
+		struct udphdr *uh = parse_udphdr(nh, data_end);
+		if (!uh)
+			return;
+		p->sport = uh->source;
+		p->dport = uh->dest;
+		p->has_ports = 1;
+	}
+}
+
+/* Parse Ethernet (up to two VLAN tags), IPv4 or IPv6, then L4.  Returns 0
+ * when the packet has no parsable IP header (family stays 0). */
+static __always_inline int parse_packet(struct xdp_md *ctx, struct pkt *p)
+{
+	void *data_end = (void *)(long)ctx->data_end;
+	struct hdr_cursor nh = {.pos = (void *)(long)ctx->data};
+	int proto = parse_ethhdr(&nh, data_end);
+
+	if (proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *iph = parse_iphdr(&nh, data_end);
+		if (!iph)
+			return 0;
+		p->family = FAMILY_V4;
+		p->protocol = iph->protocol;
+		__builtin_memcpy(p->src, &iph->saddr, 4);
+		__builtin_memcpy(p->dst, &iph->daddr, 4);
+		if (!ip_is_later_fragment(iph))
+			parse_l4(p, &nh, data_end);
+		return 1;
+	}
+	if (proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6h = parse_ipv6hdr(&nh, data_end);
+		if (!ip6h)
+			return 0;
+		p->family = FAMILY_V6;
+		__builtin_memcpy(p->src, &ip6h->saddr, 16);
+		__builtin_memcpy(p->dst, &ip6h->daddr, 16);
+		__u8 nexthdr = ip6h->nexthdr;
+		int has_l4 = skip_ipv6_ext(&nh, data_end, &nexthdr);
+		p->protocol = nexthdr;
+		if (has_l4)
+			parse_l4(p, &nh, data_end);
+		return 1;
+	}
+	return 0;
+}
+
+#endif /* IRONPOST_PACKET_H */

@@ -1,0 +1,226 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Rule matching: the best match of a packet among the source rules (EXACT4, BLOCKLIST, SRC4,
+ * SRC6) and the multi-field rules (MATCH, by shape), the filters in front of them (ADDR_FILTER,
+ * PORT_FILTER, CONFIG's masks) and the allowlist (ALLOW4, ALLOW6).  ironpost_common.h describes
+ * the maps.
+ */
+#ifndef IRONPOST_RULE_MATCH_H
+#define IRONPOST_RULE_MATCH_H
+
+#include "ironpost_common.h"
+#include "hash.h"
+#include "packet.h"
+
+#define NO_MATCH 0xffffffffU
+/* Monitor matches rank after every drop match. */
+#define MONITOR_RANK 0x80000000U
+
+struct best_match {
+	__u32 rank;
+	__u32 slot;
+	__u32 from_source; /* the best match is a source-only rule (EXACT4, BLOCKLIST, SRC4, SRC6) */
+};
+
+/* The maps read here, through lookups ironpost_xdp.c defines beside them: BCC rewrites
+ * MAP.lookup() in the file it compiles, not in the headers that file includes. */
+static __always_inline struct exact4_bucket *exact4_lookup(__u32 *bucket);
+static __always_inline struct blocklist_value *blocklist_lookup(__u32 *saddr);
+static __always_inline struct blocklist_value *src4_lookup(struct lpm_v4_key *k);
+static __always_inline struct blocklist_value *src6_lookup(struct lpm_v6_key *k);
+static __always_inline struct rule_shape *shapes_lookup(__u32 *idx);
+static __always_inline struct blocklist_value *match_lookup(struct match_key *k);
+static __always_inline __u64 *addr_filter_lookup(__u32 *idx);
+static __always_inline __u64 *port_filter_lookup(__u32 *idx);
+static __always_inline int allow4_has(struct lpm_v4_key *k);
+static __always_inline int allow6_has(struct lpm_v6_key *k);
+
+/* A match's rank: its list position, with monitor matches after every drop
+ * match, so the lowest rank is the verdict and the rule credited. */
+static __always_inline __u32 rank_of(struct blocklist_value *v)
+{
+	if (v->action == ACTION_DROP)
+		return v->priority & ~MONITOR_RANK;
+	if (v->action == ACTION_MONITOR)
+		return v->priority | MONITOR_RANK;
+	return NO_MATCH;
+}
+
+static __always_inline void consider(struct blocklist_value *v, struct best_match *best)
+{
+	__u32 rank = rank_of(v);
+	if (rank < best->rank) {
+		best->rank = rank;
+		best->slot = v->rule_slot;
+		best->from_source = 0;
+	}
+}
+
+/* An exact IPv4 source in EXACT4 (ironpost_common.h): one bucket, no call. */
+static __always_inline void match_exact4(__u32 saddr, __u32 seed, struct best_match *best)
+{
+	__u32 b = hash_32(saddr ^ seed, EXACT4_BITS);
+	struct exact4_bucket *bk = exact4_lookup(&b);
+
+	if (!bk)
+		return;
+#pragma unroll
+	for (int i = 0; i < EXACT4_WAYS; i++) {
+		__u32 rank = bk->rank1[i] - 1; /* a way not in use: NO_MATCH */
+		if (bk->addr[i] == saddr && rank < best->rank) {
+			best->rank = rank;
+			best->slot = bk->slot[i];
+		}
+	}
+}
+
+static __always_inline void mask16(__u8 *out, const __u8 *in, const __u8 *mask)
+{
+	__u64 a, b, ma, mb;
+
+	__builtin_memcpy(&a, ALIGNED8(in), 8);
+	__builtin_memcpy(&b, ALIGNED8(in + 8), 8);
+	__builtin_memcpy(&ma, ALIGNED8(mask), 8);
+	__builtin_memcpy(&mb, ALIGNED8(mask + 8), 8);
+	a &= ma;
+	b &= mb;
+	__builtin_memcpy(ALIGNED8(out), &a, 8);
+	__builtin_memcpy(ALIGNED8(out + 8), &b, 8);
+}
+
+_Static_assert(FILTER_GRANULE6 == 32 + 16, "filter_bucket() reads an IPv6 /48 as a u32 and a u16");
+
+/* The ADDR_FILTER bucket of an address: IPv4 by its /24, IPv6 by its /48
+ * (ironpost_tui/rules/prefilter.py computes the same). */
+static __always_inline __u32 filter_bucket(const __u8 *a, __u8 family)
+{
+	__u32 x, w0;
+	__u16 w1;
+
+	__builtin_memcpy(&w0, ALIGNED8(a), 4);
+	if (family == FAMILY_V4) {
+		x = bpf_ntohl(w0) >> (32 - FILTER_GRANULE4);
+	} else {
+		__builtin_memcpy(&w1, ALIGNED8(a) + 4, 2);
+		x = bpf_ntohl(w0) ^ (bpf_ntohs(w1) * HASH_MIX32) ^ HASH_SALT32;
+	}
+	return hash_32(x, ADDR_FILTER_BITS);
+}
+
+static __always_inline __u32 filter_bits(__u32 bucket)
+{
+	__u32 idx = bucket >> 1;
+	__u64 *w = addr_filter_lookup(&idx);
+
+	if (!w)
+		return 0xffffffffU; /* cannot happen; would only cost lookups */
+	return (__u32)(*w >> ((bucket & 1) * 32));
+}
+
+/* The source rules: EXACT4, BLOCKLIST and SRC4 for IPv4, SRC6 for IPv6, each looked up only
+ * where ADDR_FILTER's bits (src_bits) or a wild prefix say an entry may be. */
+static __always_inline void match_sources(struct pkt *p, struct ironpost_config *cfg, __u32 src_bits,
+					  struct best_match *best)
+{
+	if (p->family == FAMILY_V4) {
+		__u32 saddr;
+		__builtin_memcpy(&saddr, ALIGNED8(p->src), 4);
+		if (src_bits & FILTER_EXACT4)
+			match_exact4(saddr, cfg->hash_seed, best);
+		if (src_bits & FILTER_EXACT) {
+			struct blocklist_value *v = blocklist_lookup(&saddr);
+			if (v)
+				consider(v, best);
+		}
+		if ((src_bits & FILTER_PREFIX) || (cfg->flags & CFG_WILD_PREFIX4)) {
+			struct lpm_v4_key k4 = {.prefixlen = 32};
+			__builtin_memcpy(k4.addr, p->src, 4);
+			struct blocklist_value *v = src4_lookup(&k4);
+			if (v)
+				consider(v, best);
+		}
+	} else if ((src_bits & FILTER_PREFIX) || (cfg->flags & CFG_WILD_PREFIX6)) {
+		struct lpm_v6_key k6 = {.prefixlen = 128};
+		__builtin_memcpy(k6.addr, p->src, 16);
+		struct blocklist_value *v = src6_lookup(&k6);
+		if (v)
+			consider(v, best);
+	}
+}
+
+/* Which shapes may hold a rule for this packet: by protocol, source,
+ * destination and destination port. */
+static __always_inline __u32 candidate_shapes(struct pkt *p, struct ironpost_config *cfg, __u32 src_bits)
+{
+	__u32 fam = p->family == FAMILY_V6;
+	__u32 cand = cfg->proto_shapes[((fam & 1) << 8) | p->protocol];
+
+	cand &= ((src_bits >> FILTER_SRC_SHIFT) & 0xff) | cfg->src_wild;
+	if (!cand)
+		return 0;
+	if (p->has_ports) {
+		__u32 port = bpf_ntohs(p->dport);
+		__u32 idx = port >> 3;
+		__u64 *w = port_filter_lookup(&idx);
+		__u32 pb = w ? (__u32)(*w >> ((port & 7) * 8)) & 0xff : 0xff;
+		cand &= pb | cfg->port_wild;
+	} else {
+		cand &= cfg->port_wild;
+	}
+	if (!cand)
+		return 0;
+	__u32 dst_bits = filter_bits(filter_bucket(p->dst, p->family));
+	return cand & (((dst_bits >> FILTER_DST_SHIFT) & 0xff) | cfg->dst_wild);
+}
+
+/* Tuple-space search over the multi-field rules: rules are grouped by shape
+ * (which fields, which prefix lengths), so a packet costs one hash lookup per
+ * candidate shape, not one comparison per rule. */
+static __always_inline void match_shapes(struct pkt *p, struct best_match *best, __u32 cand, __u32 n)
+{
+	/* A real loop: unrolled, it would be SHAPES_MAX copies to verify. */
+#pragma clang loop unroll(disable)
+	for (__u32 i = 0; i < SHAPES_MAX; i++) {
+		if (i >= n)
+			break;
+		if (!(cand & (1U << i)))
+			continue;
+		__u32 idx = i;
+		struct rule_shape *sh = shapes_lookup(&idx);
+		if (!sh)
+			break;
+		/* An unused slot has family SHAPE_UNUSED: it never matches. */
+		if (sh->family && sh->family != p->family)
+			continue;
+		if ((sh->fields & FIELD_DPORT) && !p->has_ports)
+			continue;
+		struct match_key k __attribute__((aligned(8))) = {};
+		k.shape = i;
+		k.family = sh->family;
+		k.protocol = p->protocol & sh->proto_mask;
+		k.dst_port = p->dport & sh->port_mask;
+		mask16(k.src, p->src, sh->src_mask);
+		mask16(k.dst, p->dst, sh->dst_mask);
+		struct blocklist_value *v = match_lookup(&k);
+		if (v)
+			consider(v, best);
+	}
+}
+
+static __always_inline int is_protected(struct pkt *p, struct ironpost_config *cfg, __u32 src_bits)
+{
+	if (p->family == FAMILY_V4) {
+		if (!(src_bits & FILTER_ALLOW) && !(cfg->flags & CFG_WILD_ALLOW4))
+			return 0;
+		struct lpm_v4_key k = {.prefixlen = 32};
+		__builtin_memcpy(k.addr, p->src, 4);
+		return allow4_has(&k);
+	}
+	if (!(src_bits & FILTER_ALLOW) && !(cfg->flags & CFG_WILD_ALLOW6))
+		return 0;
+	struct lpm_v6_key k = {.prefixlen = 128};
+	__builtin_memcpy(k.addr, p->src, 16);
+	return allow6_has(&k);
+}
+
+#endif /* IRONPOST_RULE_MATCH_H */
