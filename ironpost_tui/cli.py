@@ -146,16 +146,19 @@ def _engine_options(args: argparse.Namespace, settings: Settings, source: Config
     """The engine's options from the command line and the configuration: the console and the agent alike."""
     from ironpost_tui.engine.engine import EngineOptions
     from ironpost_tui.engine.reload import protections
+    from ironpost_tui.rules.protect import own_client_missing
 
     mode = args.xdp_mode or settings.ebpf.xdp_mode
+    protected = tuple(protections(settings))
     return EngineOptions(
         iface=args.iface,
         xdp_mode="offload" if mode == "hw" else mode,
         persist=args.persist,
         datapath=settings.ebpf.datapath(),
         rules=settings.rules,
-        protected=tuple(protections(settings)),
+        protected=protected,
         force=args.force,
+        warn_no_ssh_client=settings.safety.protect_ssh_client and own_client_missing(protected),
         store=source.store,
         audit_log=args.audit_log,
         syn_flood=settings.syn_flood,

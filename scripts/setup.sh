@@ -73,7 +73,8 @@ has_candidate() {
 
 # --- distribution packages ---------------------------------------------------
 REQUIRED=(python3-bpfcc iproute2 python3-venv python3-pip)
-TOOLS=(iputils-ping openssl xdp-tools nmap hping3 iperf3 tcpdump netsniff-ng iptables nftables prometheus tmux ethtool librsvg2-bin)
+TOOLS=(iputils-ping openssl xdp-tools nmap hping3 iperf3 tcpdump netsniff-ng iptables nftables prometheus tmux ethtool librsvg2-bin
+    openssh-server sudo)
 
 missing=()
 for p in "${REQUIRED[@]}" "${TOOLS[@]}"; do

@@ -27,7 +27,7 @@ from ironpost_tui.kernel.xdp_link import XdpLink, occupants
 from ironpost_tui.model import Action, FilterRule, PacketEvent, RuleStatus, StatsSample
 from ironpost_tui.rules.audit import Actor, AuditLog
 from ironpost_tui.rules.control import RuleController, RuleSink
-from ironpost_tui.rules.protect import Protected
+from ironpost_tui.rules.protect import NO_SSH_CLIENT, Protected
 from ironpost_tui.rules.table import RuleTable, monotonic_to_wall_offset
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ class EngineOptions:
     rules: tuple[FilterRule, ...] | None = None  # None: keep what pinned maps hold
     protected: tuple[Protected, ...] = ()  # anti-lockout: into ALLOW4/ALLOW6
     force: bool = False  # start even if a configured rule would drop a protected address
+    warn_no_ssh_client: bool = False  # say at start that the operator's SSH client was not found
     store: RuleSink | None = None  # where rule edits are saved
     audit_log: Path | None = None  # None: audit to the log only
     sample_interval: float = 1.0
@@ -93,6 +94,8 @@ class Engine:
         t0 = time.monotonic()
         opts = self.options
         host.check_privileges()
+        if opts.warn_no_ssh_client:  # in the console, a log warning becomes the status line's notice
+            log.warning(NO_SSH_CLIENT, extra={"event": "no_ssh_client"})
         self._ifindex = host.ifindex(opts.iface)
         self._lock.acquire()
         try:

@@ -1,14 +1,14 @@
 """Anti-lockout: the addresses ironpost must never drop.
 
-The operator's SSH client, the host's own addresses and the configured
-`[safety] protect` list go into the kernel's allowlist (ALLOW4/ALLOW6),
-which wins over every drop; a rule that would drop one of them is refused
-unless forced.
+The operator's SSH client, the clients of the other authenticated SSH
+sessions, the host's own addresses and the configured `[safety] protect`
+list go into the kernel's allowlist (ALLOW4/ALLOW6), which wins over every
+drop; a rule that would drop one of them is refused unless forced.  How the
+SSH clients are found, and why that way: ssh_sessions.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import subprocess
@@ -17,17 +17,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ironpost_tui.model import Action, FilterRule, IPNetwork
+from ironpost_tui.rules import ssh_sessions
 
 REASON_SSH_CLIENT = 1
 REASON_HOST_ADDRESS = 2
 REASON_PROTECT_LIST = 3
+REASON_SSH_SESSION = 4
 REASON_LABELS = {
     REASON_SSH_CLIENT: "your SSH client address",
     REASON_HOST_ADDRESS: "an address of this host",
     REASON_PROTECT_LIST: "the [safety] protect list",
+    REASON_SSH_SESSION: "the client of another authenticated SSH session",
 }
-
-_TCP_ESTABLISHED = "01"
+NO_SSH_CLIENT = "no SSH client found: your own address is not protected; add it to [safety] protect"
 
 
 @dataclass(frozen=True)
@@ -40,16 +42,11 @@ class Protected:
 
 
 def _host_net(addr: str) -> IPNetwork | None:
-    try:
-        ip = ipaddress.ip_address(addr.split("%", 1)[0])
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return ipaddress.ip_network(ip)
+    return ssh_sessions.host_net(addr)
 
 
 def ssh_clients_from_env(env: Mapping[str, str]) -> set[IPNetwork]:
+    """The client named by SSH_CONNECTION/SSH_CLIENT: a claim, trusted only when a live session has it."""
     out = set()
     for var in ("SSH_CONNECTION", "SSH_CLIENT"):
         value = env.get(var, "").split()
@@ -60,51 +57,9 @@ def ssh_clients_from_env(env: Mapping[str, str]) -> set[IPNetwork]:
     return out
 
 
-def _sshd_socket_inodes(proc: Path) -> set[str]:
-    inodes = set()
-    for pid_dir in proc.iterdir():
-        if not pid_dir.name.isdigit():
-            continue
-        try:
-            if (pid_dir / "comm").read_text().strip() != "sshd":
-                continue
-            for fd in (pid_dir / "fd").iterdir():
-                target = os.readlink(fd)
-                if target.startswith("socket:["):
-                    inodes.add(target[8:-1])
-        except OSError:
-            continue
-    return inodes
-
-
-def _decode_proc_addr(hex_addr: str) -> str:
-    raw = bytes.fromhex(hex_addr)
-    if len(raw) == 4:
-        return str(ipaddress.IPv4Address(raw[::-1]))
-    # /proc/net/tcp6 prints the address as four host-order 32-bit words
-    words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
-    return str(ipaddress.IPv6Address(words))
-
-
-def ssh_clients_from_sshd(proc: Path = Path("/proc")) -> set[IPNetwork]:
-    """Peers of sshd's established TCP connections (sudo strips SSH_CONNECTION)."""
-    inodes = _sshd_socket_inodes(proc)
-    out: set[IPNetwork] = set()
-    if not inodes:
-        return out
-    for table in ("tcp", "tcp6"):
-        try:
-            lines = (proc / "net" / table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            cols = line.split()
-            if len(cols) < 10 or cols[3] != _TCP_ESTABLISHED or cols[9] not in inodes:
-                continue
-            net = _host_net(_decode_proc_addr(cols[2].split(":")[0]))
-            if net is not None:
-                out.add(net)
-    return out
+def ssh_clients(env: Mapping[str, str], proc: Path = Path("/proc")) -> tuple[IPNetwork | None, set[IPNetwork]]:
+    """(the operator's SSH client or None, the clients of the other authenticated SSH sessions)."""
+    return ssh_sessions.find(env, proc).clients()
 
 
 def host_addresses() -> set[IPNetwork]:
@@ -128,19 +83,27 @@ def gather(
     env: Mapping[str, str] | None = None,
     include_ssh: bool = True,
     include_host: bool = True,
+    proc: Path = Path("/proc"),
 ) -> list[Protected]:
     """Everything to protect, most specific reason first for a shared prefix."""
     found: dict[IPNetwork, int] = {}
     if include_ssh:
-        clients = ssh_clients_from_env(os.environ if env is None else env) or ssh_clients_from_sshd()
-        for net in clients:
-            found.setdefault(net, REASON_SSH_CLIENT)
+        own, others = ssh_clients(os.environ if env is None else env, proc)
+        if own is not None:
+            found[own] = REASON_SSH_CLIENT
+        for net in sorted(others, key=str):
+            found.setdefault(net, REASON_SSH_SESSION)
     if include_host:
         for net in host_addresses():
             found.setdefault(net, REASON_HOST_ADDRESS)
     for net in protect:
         found.setdefault(net, REASON_PROTECT_LIST)
     return [Protected(net, reason) for net, reason in found.items()]
+
+
+def own_client_missing(protected: Iterable[Protected]) -> bool:
+    """Whether the operator's SSH client is not among the protections (say NO_SSH_CLIENT)."""
+    return not any(p.reason == REASON_SSH_CLIENT for p in protected)
 
 
 def violation(rule: FilterRule, protected: Iterable[Protected]) -> Protected | None:
