@@ -57,9 +57,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import netlab
 import pytest
-from ironpost_cli import IRONPOST, Agent, AgentPool, in_process_engine, ready_info, xdp_progs
+from support import netlab
+from support.agents import IRONPOST, Agent, AgentPool, in_process_engine, ready_info, xdp_progs
 
 from ironpost_tui.detectors import AlertChange
 from ironpost_tui.detectors.alerts import MANY_SOURCES

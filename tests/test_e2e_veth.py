@@ -25,11 +25,11 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import netlab
 import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_NOP, fragment
 from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting
 from scapy.layers.l2 import Dot1AD, Dot1Q
+from support import netlab
 
 from ironpost_tui.engine.engine import Engine, EngineOptions
 from ironpost_tui.kernel import host

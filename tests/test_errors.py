@@ -18,12 +18,11 @@ import sys
 import textwrap
 from pathlib import Path
 
-import netlab
 import pytest
-from ironpost_cli import (
+from support import netlab
+from support.agents import (
     IRONPOST,
     PIN_ROOT,
-    REPO,
     AgentPool,
     one_error_line,
     pinned_map_dump,
@@ -33,6 +32,7 @@ from ironpost_cli import (
     wait_no_xdp,
     xdp_progs,
 )
+from support.common import REPO
 
 from ironpost_tui.errors import BlocklistFull, ExitStatus, HeadersMissing
 from ironpost_tui.kernel import datapath

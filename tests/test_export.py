@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from test_ui_support import T0, Messages, alert, event, play_to, replay_app
+from support.ui import T0, Messages, alert, event, play_to, replay_app
 from textual.widgets import Input, RadioSet
 
 from ironpost_tui.model import Action, FilterRule, Verdict

@@ -26,9 +26,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import netlab
 import pytest
-from ironpost_cli import (
+from support import netlab
+from support.agents import (
     PIN_ROOT,
     AgentPool,
     cleanup,

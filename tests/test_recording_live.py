@@ -9,9 +9,9 @@ import threading
 import time
 from pathlib import Path
 
-import netlab
 import pytest
 from scapy.layers.inet import ICMP, IP, TCP
+from support import netlab
 
 from ironpost_tui.config.store import RuleStore
 from ironpost_tui.engine.engine import Engine, EngineOptions

@@ -15,13 +15,12 @@ import time
 from pathlib import Path
 
 import pytest
+from support.common import REPO
 
 from ironpost_tui.config import settings as config
 from ironpost_tui.config.settings import ConfigError
 from ironpost_tui.config.store import RuleStore, RuleStoreError, atomic_write
 from ironpost_tui.model import Action, FilterRule
-
-REPO = Path(__file__).resolve().parent.parent
 
 HEAD = """\
 # Ironpost configuration: a comment at the top

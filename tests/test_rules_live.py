@@ -4,7 +4,7 @@ panic button, expiry, anti-lockout, edits that persist, and the audit trail.
 
 Everything runs on the host side of a netlab veth pair (``lab`` fixture),
 with real packets from the lab's namespace.  Agents are ``ironpost-tui``
-subprocesses (tests/ironpost_cli.py); each test kills what it started and runs
+subprocesses (tests/support/agents.py); each test kills what it started and runs
 ``ironpost-tui cleanup IFACE`` at the end, also when it fails.  Every run gets
 ``--config``, ``--state-dir`` and ``--audit-log`` under ``tmp_path``: nothing
 here touches /etc/ironpost, /var/lib/ironpost or /var/log/ironpost.
@@ -38,10 +38,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import netlab
 import pytest
-from ironpost_cli import Agent, AgentPool, in_process_engine, one_error_line, ready_info, xdp_progs
-from ironpost_cli import run as run_ironpost
+from support import netlab
+from support.agents import Agent, AgentPool, in_process_engine, one_error_line, ready_info, xdp_progs
+from support.agents import run as run_ironpost
 
 from ironpost_tui.config import settings as config
 from ironpost_tui.config.store import RuleStore

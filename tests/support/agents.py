@@ -1,5 +1,5 @@
 """Run ``ironpost-tui`` as a subprocess, the way an operator does, and look at
-what it left on an interface.  Used by test_lifecycle.py and test_errors.py.
+what it left on an interface.
 
     pool = AgentPool()
     agent = pool.start(lab.host_if, "--persist")
@@ -25,12 +25,11 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import netlab
-
 from ironpost_tui.engine.engine import Engine, EngineOptions
 from ironpost_tui.kernel import libbpf
 
-REPO = Path(__file__).resolve().parents[1]
+from . import netlab
+
 _SCRIPT = Path(sys.executable).parent / "ironpost-tui"
 IRONPOST: list[str] = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "ironpost_tui"]
 PIN_ROOT = Path("/sys/fs/bpf/ironpost")
