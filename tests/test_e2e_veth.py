@@ -30,6 +30,7 @@ from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_NOP, fragment
 from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting
 from scapy.layers.l2 import Dot1AD, Dot1Q
 from support import netlab
+from support.common import net
 
 from ironpost_tui.engine.engine import Engine, EngineOptions
 from ironpost_tui.kernel import host
@@ -108,10 +109,6 @@ def settle(eng: Engine, before: StatsSample, packets: int, timeout: float = 5.0)
         time.sleep(0.01)
     time.sleep(SETTLE)
     return delta(eng.sample(), before)
-
-
-def net(addr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    return ipaddress.ip_network(addr)  # a bare address: a /32 or /128
 
 
 def hits(eng: Engine, rule_id: str) -> int:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
+
+from support.common import net
 
 from ironpost_tui.model import Action, FilterRule
 from ironpost_tui.rules import protect
-
-
-def net(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    return ipaddress.ip_network(text)
 
 
 def test_ssh_client_from_environment() -> None:

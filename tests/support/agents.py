@@ -28,7 +28,7 @@ from pathlib import Path
 from ironpost_tui.engine.engine import Engine, EngineOptions
 from ironpost_tui.kernel import libbpf
 
-from . import netlab
+from . import bpftool, netlab
 
 _SCRIPT = Path(sys.executable).parent / "ironpost-tui"
 IRONPOST: list[str] = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "ironpost_tui"]
@@ -130,6 +130,14 @@ class Agent:
             self.proc.wait(10)
         for t in self._readers:
             t.join(5)
+
+
+def agent_env(**extra: str) -> dict[str, str]:
+    """The test's environment without any SSH or sudo identity (protection comes from the config only),
+    plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k not in ("SSH_CONNECTION", "SSH_CLIENT", "SUDO_USER")}
+    env.update(extra)
+    return env
 
 
 def ready_info(line: str) -> tuple[str, int]:
@@ -261,11 +269,8 @@ def pinned_map(iface: str, name: str) -> libbpf.MapInfo:
 
 
 def pinned_map_dump(iface: str, name: str) -> str:
-    proc = subprocess.run(
-        ["bpftool", "-j", "map", "dump", "pinned", str(PIN_ROOT / iface / name)], capture_output=True, text=True
-    )
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
+    """The raw ``bpftool -j map dump`` output of the map ``name`` pinned for ``iface``."""
+    return bpftool.run("-j", "map", "dump", "pinned", str(PIN_ROOT / iface / name))
 
 
 def pins(iface: str) -> list[str]:
