@@ -145,11 +145,7 @@ class UdpReceiver:
     """A UDP socket bound on the host side, counting the datagrams it gets."""
 
     def __init__(self, addr: str, port: int = 0) -> None:
-        family = socket.AF_INET6 if ":" in addr else socket.AF_INET
-        self.sock = socket.socket(family, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        self.sock.bind((addr, port))
-        self.sock.setblocking(False)
+        self.sock = netlab.udp_receiver(addr, port)
         self.port: int = self.sock.getsockname()[1]
         self.received: list[bytes] = []
 

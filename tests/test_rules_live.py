@@ -197,24 +197,13 @@ class Probe:
         self.lab = lab
         for a in (lab.ns_ip4, lab.host_ip4, lab.ns_ip6, lab.host_ip6):
             assert netlab.allowed_address(a)
-        self.rx4 = self._rx(socket.AF_INET, lab.host_ip4)
-        self.rx6 = self._rx(socket.AF_INET6, lab.host_ip6)
+        self.rx4 = netlab.udp_receiver(lab.host_ip4)
+        self.rx6 = netlab.udp_receiver(lab.host_ip6)
         self.port4 = self.rx4.getsockname()[1]
         self.port6 = self.rx6.getsockname()[1]
-        with netlab.in_netns(lab.ns):
-            self.tx4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            self.tx4.bind((lab.ns_ip4, 0))
-            self.tx6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-            self.tx6.bind((lab.ns_ip6, 0))
+        self.tx4 = netlab.udp_sender(lab, lab.ns_ip4)
+        self.tx6 = netlab.udp_sender(lab, lab.ns_ip6)
         self._round = 0
-
-    @staticmethod
-    def _rx(family: int, addr: str) -> socket.socket:
-        s = socket.socket(family, socket.SOCK_DGRAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        s.bind((addr, 0))
-        s.setblocking(False)
-        return s
 
     @staticmethod
     def _drain(sock: socket.socket) -> list[bytes]:
@@ -261,11 +250,9 @@ class Flood:
 
     def __init__(self, lab: netlab.Lab) -> None:
         self.lab = lab
-        self.rx = Probe._rx(socket.AF_INET, lab.host_ip4)
+        self.rx = netlab.udp_receiver(lab.host_ip4)
         self.port = self.rx.getsockname()[1]
-        with netlab.in_netns(lab.ns):
-            self.tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            self.tx.bind((lab.ns_ip4, 0))
+        self.tx = netlab.udp_sender(lab, lab.ns_ip4)
         self.sent = 0
         self.errors = 0
         self.received = 0
