@@ -3,7 +3,7 @@
 Everything here cleans up after itself in ``finally`` blocks or context
 managers: processes are started in sessions of their own and their whole
 group is killed; floods stop with their ``with`` block.  Traffic only flows
-inside a netlab lab (tests/netlab.py) from addresses in 198.18.0.0/15.
+inside a netlab lab (tests/support/netlab.py) from addresses in 198.18.0.0/15.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import netlab  # tests/netlab.py: bench/__init__.py puts tests/ on sys.path
+from support import netlab  # tests/support/netlab.py: bench/__init__.py puts tests/ on sys.path
 
 PY = sys.executable
 _SCRIPT = Path(PY).parent / "ironpost-tui"
@@ -350,5 +350,5 @@ def random_phase(period: float = 0.5) -> None:
 
 
 def lab() -> Any:
-    """A netns + veth pair (tests/netlab.py), removed at the end of the ``with`` block."""
+    """A netns + veth pair (tests/support/netlab.py), removed at the end of the ``with`` block."""
     return netlab.veth_pair()

@@ -5,7 +5,8 @@
   where it fails instead.
 * Under ``CI=true`` any skipped test makes the run fail (exit status 1).
 * bpffs is mounted at /sys/fs/bpf for the session when running as root.
-* ``lab``: a fresh netns + veth pair from ``netlab.veth_pair()``.
+* ``lab``: a fresh netns + veth pair from ``netlab.veth_pair()``; ``agents``: an ``AgentPool`` on it.
+* The helpers tests share live in ``tests/support/`` (see its ``__init__``).
 """
 
 from __future__ import annotations
@@ -18,9 +19,13 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import netlab
 import pytest
-from ironpost_cli import AgentPool
+
+# Before the first import from tests/support/: its asserts fail with pytest's messages, as a test's do.
+pytest.register_assert_rewrite("support")
+
+from support import netlab  # noqa: E402
+from support.agents import AgentPool  # noqa: E402
 
 BPFFS = Path("/sys/fs/bpf")
 
@@ -144,7 +149,7 @@ def _bpffs() -> Iterator[None]:
 
 @pytest.fixture
 def lab() -> Iterator[netlab.Lab]:
-    """A netns + veth pair (see tests/netlab.py); mark the test ``root``."""
+    """A netns + veth pair (see tests/support/netlab.py); mark the test ``root``."""
     with netlab.veth_pair() as lab:
         yield lab
 

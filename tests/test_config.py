@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import os
 from pathlib import Path
 
 import pytest
+from support.common import net
 
 from ironpost_tui.config import settings as config
 from ironpost_tui.config.durations import format_duration, parse_duration
@@ -19,10 +19,6 @@ from ironpost_tui.model import Action, FilterRule
 
 SEED = Path(__file__).resolve().parent / "config_corpus" / "ironpost.toml"
 NOW = 1_700_000_000.0
-
-
-def net(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    return ipaddress.ip_network(text)
 
 
 def errors_of(text: str, path: str = "t.toml") -> list[str]:

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ironpost_cli import IRONPOST, Agent, prog_exists
-from tmux_support import Session, sessions
+from support.agents import IRONPOST, Agent, prog_exists
+from support.tmux import Session, sessions
 
 from ironpost_tui.demo import lab as demo_lab
 from ironpost_tui.kernel import libbpf

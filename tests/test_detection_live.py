@@ -57,9 +57,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import netlab
 import pytest
-from ironpost_cli import IRONPOST, Agent, AgentPool, in_process_engine, ready_info, xdp_progs
+from support import netlab
+from support.agents import IRONPOST, Agent, AgentPool, agent_env, in_process_engine, ready_info, xdp_progs
+from support.bpftool import map_dump, map_keys, prog_maps
 
 from ironpost_tui.detectors import AlertChange
 from ironpost_tui.detectors.alerts import MANY_SOURCES
@@ -165,11 +166,6 @@ class TimedAgent(Agent):
             if self.proc.poll() is not None:
                 raise AssertionError(f"the agent exited while waiting for {text!r}:\n{self.describe()}")
             time.sleep(0.01)
-
-
-def agent_env() -> dict[str, str]:
-    """The test's environment without an SSH or sudo identity (protection comes from the config only)."""
-    return {k: v for k, v in os.environ.items() if k not in ("SSH_CONNECTION", "SSH_CLIENT", "SUDO_USER")}
 
 
 # --------------------------------------------------------------------------- #
@@ -719,34 +715,14 @@ class UdpProbe:
         self.tx.close()
 
 
-def prog_maps(prog_id: int) -> dict[str, int]:
-    """Map name -> map id for ``prog_id`` (bpftool)."""
-
-    def bpftool(*args: str) -> dict:  # type: ignore[type-arg]
-        proc = subprocess.run(["bpftool", "-j", *args], capture_output=True, text=True)
-        assert proc.returncode == 0, proc.stderr
-        return json.loads(proc.stdout)  # type: ignore[no-any-return]
-
-    return {
-        bpftool("map", "show", "id", str(m))["name"]: m for m in bpftool("prog", "show", "id", str(prog_id))["map_ids"]
-    }
-
-
 def tcp_stats(stats_map_id: int) -> tuple[int, int]:
     """(packets, drops) of the program's TCP counters (STATS[abi.STATS_TCP]), summed over CPUs."""
-    proc = subprocess.run(["bpftool", "-j", "map", "dump", "id", str(stats_map_id)], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    for entry in json.loads(proc.stdout):
+    dump = map_dump(stats_map_id)
+    for entry in json.loads(dump):
         if entry["formatted"]["key"] == abi.STATS_TCP:
             cpus = [v["value"] for v in entry["formatted"]["values"]]
             return sum(c["packets"] for c in cpus), sum(c["drops"] for c in cpus)
-    raise AssertionError(f"no TCP entry in STATS: {proc.stdout[:500]}")
-
-
-def map_keys(map_id: int) -> list[bytes]:
-    proc = subprocess.run(["bpftool", "-j", "map", "dump", "id", str(map_id)], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    return sorted(bytes(int(b, 16) for b in e["key"]) for e in json.loads(proc.stdout))
+    raise AssertionError(f"no TCP entry in STATS: {dump[:500]}")
 
 
 @pytest.fixture

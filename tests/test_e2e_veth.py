@@ -25,11 +25,12 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import netlab
 import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_NOP, fragment
 from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting
 from scapy.layers.l2 import Dot1AD, Dot1Q
+from support import netlab
+from support.common import net
 
 from ironpost_tui.engine.engine import Engine, EngineOptions
 from ironpost_tui.kernel import host
@@ -110,10 +111,6 @@ def settle(eng: Engine, before: StatsSample, packets: int, timeout: float = 5.0)
     return delta(eng.sample(), before)
 
 
-def net(addr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    return ipaddress.ip_network(addr)  # a bare address: a /32 or /128
-
-
 def hits(eng: Engine, rule_id: str) -> int:
     return next(s.hits for s in eng.rule_status() if s.rule.id == rule_id)
 
@@ -148,11 +145,7 @@ class UdpReceiver:
     """A UDP socket bound on the host side, counting the datagrams it gets."""
 
     def __init__(self, addr: str, port: int = 0) -> None:
-        family = socket.AF_INET6 if ":" in addr else socket.AF_INET
-        self.sock = socket.socket(family, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        self.sock.bind((addr, port))
-        self.sock.setblocking(False)
+        self.sock = netlab.udp_receiver(addr, port)
         self.port: int = self.sock.getsockname()[1]
         self.received: list[bytes] = []
 

@@ -9,7 +9,6 @@ a real interface), or inside the lab's namespace.
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import secrets
 import signal
@@ -18,12 +17,11 @@ import sys
 import textwrap
 from pathlib import Path
 
-import netlab
 import pytest
-from ironpost_cli import (
+from support import netlab
+from support.agents import (
     IRONPOST,
     PIN_ROOT,
-    REPO,
     AgentPool,
     one_error_line,
     pinned_map_dump,
@@ -33,6 +31,8 @@ from ironpost_cli import (
     wait_no_xdp,
     xdp_progs,
 )
+from support.bpftool import dump_keys
+from support.common import REPO, net
 
 from ironpost_tui.errors import BlocklistFull, ExitStatus, HeadersMissing
 from ironpost_tui.kernel import datapath
@@ -214,8 +214,7 @@ _PIN_MAPS_ONLY = textwrap.dedent(
 
 
 def _blocklist_keys(iface: str) -> list[bytes]:
-    dump = json.loads(pinned_map_dump(iface, "BLOCKLIST"))
-    return sorted(bytes(int(b, 16) for b in e["key"]) for e in dump)
+    return dump_keys(pinned_map_dump(iface, "BLOCKLIST"))
 
 
 @pytest.mark.root
@@ -245,9 +244,6 @@ def test_rule_table_add_on_a_full_blocklist_changes_nothing() -> None:
     from ironpost_tui.kernel.datapath import Datapath, DatapathConfig
     from ironpost_tui.model import FilterRule
     from ironpost_tui.rules.table import RuleTable, monotonic_to_wall_offset
-
-    def net(text: str) -> ipaddress.IPv4Network:
-        return ipaddress.IPv4Network(text)
 
     dp = Datapath(DatapathConfig(blocklist_max_entries=4))
     try:

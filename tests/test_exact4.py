@@ -15,8 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from scapy.layers.inet import IP, UDP
-from scapy.layers.l2 import Ether
+from support.packets import frame
 
 from ironpost_tui.kernel import abi, libbpf
 from ironpost_tui.kernel.datapath import Datapath, DatapathConfig
@@ -31,14 +30,8 @@ XDP_DROP, XDP_PASS = 1, 2
 LAB4 = ipaddress.ip_network("198.18.0.0/15")
 
 
-def frame(src: str) -> bytes:
-    # Both MACs given: scapy would otherwise resolve the destination, sending ARP from this host.
-    eth = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
-    return bytes(eth / IP(src=src, dst="198.19.0.1") / UDP(sport=40000, dport=53))
-
-
 def verdict(dp: Datapath, src: str) -> int:
-    return libbpf.prog_test_run(dp.prog_fd, frame(src)).retval
+    return libbpf.prog_test_run(dp.prog_fd, frame(src, "198.19.0.1", 53, "udp")).retval
 
 
 def exact(rid: str, addr: str, action: Action = Action.DROP) -> FilterRule:

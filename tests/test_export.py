@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import ipaddress
 import json
 import shutil
 import subprocess
@@ -14,7 +13,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from test_ui_support import T0, Messages, alert, event, play_to, replay_app
+from support.common import net
+from support.ui import T0, Messages, alert, event, play_to, replay_app
 from textual.widgets import Input, RadioSet
 
 from ironpost_tui.model import Action, FilterRule, Verdict
@@ -35,7 +35,6 @@ from ironpost_tui.ui.screens.export import ExportScreen
 from ironpost_tui.ui.screens.main import MainScreen
 from ironpost_tui.ui.widgets.rules_pane import RulesPane
 
-net = ipaddress.ip_network
 PREFIX = "nft add rule inet filter input "
 
 # --- nft: every rule shape ---------------------------------------------------------------

@@ -14,10 +14,10 @@ import json
 import subprocess
 from pathlib import Path
 
-import netlab
 import pytest
-from ironpost_cli import AgentPool
-from metrics_lab import DEPLOY, MONITOR_UDP_9, AgentFiles, free_port, prometheus, sample, scrape, wait_until
+from support import netlab
+from support.agents import AgentPool
+from support.metrics_lab import DEPLOY, MONITOR_UDP_9, AgentFiles, free_port, prometheus, sample, scrape, wait_until
 
 pytestmark = pytest.mark.root
 

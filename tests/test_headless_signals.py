@@ -16,10 +16,10 @@ import socket
 import time
 from pathlib import Path
 
-import netlab
 import pytest
-from ironpost_cli import AgentPool, cleanup, one_error_line, pins, ready_info, wait_no_xdp, xdp_progs
-from metrics_lab import MONITOR_UDP_9, AgentFiles, fetch, free_port, port_closed, sample, scrape, wait_until
+from support import netlab
+from support.agents import AgentPool, cleanup, one_error_line, pins, ready_info, wait_no_xdp, xdp_progs
+from support.metrics_lab import MONITOR_UDP_9, AgentFiles, fetch, free_port, port_closed, sample, scrape, wait_until
 
 from ironpost_tui.kernel.host import RUN_DIR
 

@@ -11,8 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parent.parent
+from support.common import REPO
 
 CORE = [
     "ironpost_tui.engine.engine",

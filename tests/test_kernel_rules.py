@@ -7,6 +7,7 @@ import ipaddress
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from support.common import net
 
 from ironpost_tui.errors import RuleRefused
 from ironpost_tui.kernel import abi
@@ -17,10 +18,6 @@ from ironpost_tui.rules.placement import Placement, Shape, place, prefix_mask, r
 F_SRC, F_DST, F_PORT, F_PROTO = abi.FIELD_SRC, abi.FIELD_DST, abi.FIELD_DPORT, abi.FIELD_PROTO
 V4, V6, ANY = abi.FAMILY_V4, abi.FAMILY_V6, abi.FAMILY_ANY
 Z16 = bytes(16)
-
-
-def net(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    return ipaddress.ip_network(text)
 
 
 def rule(rid: str = "r", action: Action = Action.DROP, src=None, dst=None, dport=None, proto=None) -> FilterRule:

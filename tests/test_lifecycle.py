@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -26,9 +25,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import netlab
 import pytest
-from ironpost_cli import (
+from support import netlab
+from support.agents import (
     PIN_ROOT,
     AgentPool,
     cleanup,
@@ -97,15 +96,10 @@ class UdpFlow:
 
     def __init__(self, lab: netlab.Lab) -> None:
         self.lab = lab
-        self.rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        self.rx.bind((lab.host_ip4, 0))
-        self.rx.setblocking(False)
+        self.rx = netlab.udp_receiver(lab.host_ip4)
         self.port = self.rx.getsockname()[1]
         assert netlab.allowed_address(lab.ns_ip4) and netlab.allowed_address(lab.host_ip4)
-        with netlab.in_netns(lab.ns):
-            self.tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            self.tx.bind((lab.ns_ip4, 0))
+        self.tx = netlab.udp_sender(lab, lab.ns_ip4)
         self.sent = 0
         self.send_errors = 0
         self._received = 0

@@ -11,9 +11,10 @@ import re
 import subprocess
 from pathlib import Path
 
-from metrics_lab import DEPLOY, REPO
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from support.common import REPO
+from support.metrics_lab import DEPLOY
 
 from ironpost_tui.detectors import Alert, AlertChange
 from ironpost_tui.engine.snapshot import EngineSnapshot, SnapshotBuilder
@@ -262,7 +263,7 @@ def test_the_deployed_scrape_config_is_valid(tmp_path: Path) -> None:
     (etc / "ironpost-alerts.yml").write_text((DEPLOY / "ironpost-alerts.yml").read_text())
     (etc / "ironpost-scrape.password").write_text("secret\n")
     (etc / "ironpost-targets" / "lab.yml").write_text('- targets: ["fw1.example.internal:9717"]\n')
-    from metrics_lab import self_signed
+    from support.metrics_lab import self_signed
 
     cert, _ = self_signed(tmp_path)
     (etc / "ironpost-ca.crt").write_text(cert.read_text())
@@ -292,7 +293,7 @@ def test_the_systemd_unit_verifies_and_has_the_hardening_asked_for(tmp_path: Pat
     # systemd itself (when it is installed): the template instantiated, ExecStart on this venv's program.
     import shutil
 
-    from ironpost_cli import IRONPOST
+    from support.agents import IRONPOST
 
     if shutil.which("systemd-analyze") is None:
         print("systemd-analyze is not installed: the unit was checked by its keys only")

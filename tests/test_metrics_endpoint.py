@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from metrics_lab import fetch, free_port, port_closed, sample
+from support.metrics_lab import fetch, free_port, port_closed, sample
 
 from ironpost_tui.config.settings import MetricsSettings
 from ironpost_tui.engine.snapshot import EngineSnapshot

@@ -9,10 +9,10 @@ import subprocess
 import threading
 import time
 
-import netlab
 import pytest
 from scapy.layers.inet import IP, UDP
 from scapy.layers.inet6 import IPv6
+from support import netlab
 
 pytestmark = pytest.mark.root
 

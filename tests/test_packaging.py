@@ -11,8 +11,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from support.common import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 pytestmark = pytest.mark.slow

@@ -12,9 +12,7 @@ import random
 from collections.abc import Iterator
 
 import pytest
-from scapy.layers.inet import IP, TCP, UDP
-from scapy.layers.inet6 import IPv6
-from scapy.layers.l2 import Ether
+from support.packets import frame
 
 from ironpost_tui.kernel import abi, libbpf
 from ironpost_tui.kernel.datapath import Datapath, DatapathConfig
@@ -24,13 +22,6 @@ from ironpost_tui.rules.table import RuleTable, monotonic_to_wall_offset
 pytestmark = pytest.mark.root
 
 XDP_DROP, XDP_PASS = 1, 2
-
-
-def frame(src: str, dst: str, dport: int = 80, proto: str = "tcp") -> bytes:
-    ip = IP(src=src, dst=dst) if ":" not in src else IPv6(src=src, dst=dst)
-    l4 = TCP(sport=40000, dport=dport, flags="S") if proto == "tcp" else UDP(sport=40000, dport=dport)
-    # Both MACs given: scapy would otherwise resolve the destination, sending ARP from this host.
-    return bytes(Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02") / ip / l4)
 
 
 @pytest.fixture(scope="module")

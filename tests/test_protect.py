@@ -6,16 +6,13 @@ tests/test_ssh_operator.py runs it against a real sshd and ssh client.
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
+
+from support.common import net
 
 from ironpost_tui.model import Action, FilterRule
 from ironpost_tui.rules import protect
 from ironpost_tui.rules import ssh_sessions as sessions
-
-
-def net(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    return ipaddress.ip_network(text)
 
 
 def test_ssh_client_from_environment() -> None:

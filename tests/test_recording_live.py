@@ -3,15 +3,15 @@ live: the same totals (the last sample), events and alerts.  Needs root."""
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import threading
 import time
 from pathlib import Path
 
-import netlab
 import pytest
 from scapy.layers.inet import ICMP, IP, TCP
+from support import netlab
+from support.common import net
 
 from ironpost_tui.config.store import RuleStore
 from ironpost_tui.engine.engine import Engine, EngineOptions
@@ -46,7 +46,6 @@ def test_recording_replays_to_the_live_totals_events_and_alerts(lab: netlab.Lab,
     try:
         source.start()
         t.start()
-        net = ipaddress.ip_network
         source.add_rule(FilterRule("block-ns", Action.DROP, src_ip=net(f"{lab.ns_ip4}/32")))
         source.add_rule(FilterRule("watch-icmp", Action.MONITOR, protocol=1))
         frames = [netlab.frame(lab, IP(src=lab.ns_ip4, dst=lab.host_ip4) / ICMP(id=i)) for i in range(20)]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import logging
 import os
 import random
@@ -15,13 +14,12 @@ import time
 from pathlib import Path
 
 import pytest
+from support.common import REPO, net
 
 from ironpost_tui.config import settings as config
 from ironpost_tui.config.settings import ConfigError
 from ironpost_tui.config.store import RuleStore, RuleStoreError, atomic_write
 from ironpost_tui.model import Action, FilterRule
-
-REPO = Path(__file__).resolve().parent.parent
 
 HEAD = """\
 # Ironpost configuration: a comment at the top
@@ -62,10 +60,6 @@ retention_days = 90
 [sbom]
 enabled = true
 """
-
-
-def net(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    return ipaddress.ip_network(text)
 
 
 SCANNER = FilterRule("scanner", Action.DROP, src_ip=net("198.51.100.50/32"), description="Known port scanner")

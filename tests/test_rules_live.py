@@ -4,7 +4,7 @@ panic button, expiry, anti-lockout, edits that persist, and the audit trail.
 
 Everything runs on the host side of a netlab veth pair (``lab`` fixture),
 with real packets from the lab's namespace.  Agents are ``ironpost-tui``
-subprocesses (tests/ironpost_cli.py); each test kills what it started and runs
+subprocesses (tests/support/agents.py); each test kills what it started and runs
 ``ironpost-tui cleanup IFACE`` at the end, also when it fails.  Every run gets
 ``--config``, ``--state-dir`` and ``--audit-log`` under ``tmp_path``: nothing
 here touches /etc/ironpost, /var/lib/ironpost or /var/log/ironpost.
@@ -38,10 +38,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import netlab
 import pytest
-from ironpost_cli import Agent, AgentPool, in_process_engine, one_error_line, ready_info, xdp_progs
-from ironpost_cli import run as run_ironpost
+from support import bpftool, netlab
+from support.agents import Agent, AgentPool, agent_env, in_process_engine, one_error_line, ready_info, xdp_progs
+from support.agents import run as run_ironpost
+from support.bpftool import hexbytes, map_dump, map_keys, prog_maps
 
 from ironpost_tui.config import settings as config
 from ironpost_tui.config.store import RuleStore
@@ -64,24 +65,6 @@ RELOADED = "reloaded "
 
 # --------------------------------------------------------------------------- #
 # fixtures and small helpers
-
-
-@pytest.fixture
-def agents(lab: netlab.Lab) -> Iterator[AgentPool]:
-    """Agents of one test: killed, and their interface cleaned, afterwards (before the lab goes)."""
-    pool = AgentPool()
-    try:
-        yield pool
-    finally:
-        problems = pool.close()
-        assert not problems, problems
-
-
-def agent_env(**extra: str) -> dict[str, str]:
-    """The test's environment without any SSH or sudo identity, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if k not in ("SSH_CONNECTION", "SSH_CLIENT", "SUDO_USER")}
-    env.update(extra)
-    return env
 
 
 @dataclass
@@ -182,56 +165,15 @@ def toml_rule(rule_id: str, action: str = "drop", **fields: object) -> str:
 # the kernel's maps, through bpftool
 
 
-def bpftool_json(*args: str) -> object:
-    proc = subprocess.run(["bpftool", "-j", *args], capture_output=True, text=True)
-    assert proc.returncode == 0, f"bpftool {' '.join(args)}: {proc.stderr}"
-    return json.loads(proc.stdout)
-
-
 def attached_prog(lab: netlab.Lab) -> int:
     progs = xdp_progs(lab.ifindex)
     assert len(progs) == 1, progs
     return progs[0][1]
 
 
-def prog_maps(prog_id: int) -> dict[str, int]:
-    """Map name -> map id, for the maps of ``prog_id``."""
-    info = bpftool_json("prog", "show", "id", str(prog_id))
-    assert isinstance(info, dict)
-    out = {}
-    for map_id in info["map_ids"]:
-        m = bpftool_json("map", "show", "id", str(map_id))
-        assert isinstance(m, dict)
-        out[m["name"]] = map_id
-    missing = [n for n in STATE_MAPS if n not in out]
-    assert not missing, f"prog {prog_id} has no map named {missing}: {out}"
-    return out
-
-
-def dump_raw(map_id: int) -> str:
-    proc = subprocess.run(["bpftool", "-j", "map", "dump", "id", str(map_id)], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
-
-
 def dump_state(maps: dict[str, int]) -> dict[str, str]:
     """The raw ``bpftool -j map dump`` output of every map holding rules or protections."""
-    return {name: dump_raw(maps[name]) for name in STATE_MAPS}
-
-
-def map_keys(map_id: int) -> list[bytes]:
-    entries = json.loads(dump_raw(map_id))
-    return sorted(bytes(int(b, 16) for b in e["key"]) for e in entries)
-
-
-def hexbytes(data: bytes) -> list[str]:
-    return ["hex", *(f"{b:02x}" for b in data)]
-
-
-def bpftool_ok(*args: str) -> str:
-    proc = subprocess.run(["bpftool", *args], capture_output=True, text=True)
-    assert proc.returncode == 0, f"bpftool {' '.join(args)}: {proc.stderr}"
-    return proc.stdout
+    return {name: map_dump(maps[name]) for name in STATE_MAPS}
 
 
 def v4key(addr: str) -> bytes:
@@ -255,24 +197,13 @@ class Probe:
         self.lab = lab
         for a in (lab.ns_ip4, lab.host_ip4, lab.ns_ip6, lab.host_ip6):
             assert netlab.allowed_address(a)
-        self.rx4 = self._rx(socket.AF_INET, lab.host_ip4)
-        self.rx6 = self._rx(socket.AF_INET6, lab.host_ip6)
+        self.rx4 = netlab.udp_receiver(lab.host_ip4)
+        self.rx6 = netlab.udp_receiver(lab.host_ip6)
         self.port4 = self.rx4.getsockname()[1]
         self.port6 = self.rx6.getsockname()[1]
-        with netlab.in_netns(lab.ns):
-            self.tx4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            self.tx4.bind((lab.ns_ip4, 0))
-            self.tx6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-            self.tx6.bind((lab.ns_ip6, 0))
+        self.tx4 = netlab.udp_sender(lab, lab.ns_ip4)
+        self.tx6 = netlab.udp_sender(lab, lab.ns_ip6)
         self._round = 0
-
-    @staticmethod
-    def _rx(family: int, addr: str) -> socket.socket:
-        s = socket.socket(family, socket.SOCK_DGRAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        s.bind((addr, 0))
-        s.setblocking(False)
-        return s
 
     @staticmethod
     def _drain(sock: socket.socket) -> list[bytes]:
@@ -319,11 +250,9 @@ class Flood:
 
     def __init__(self, lab: netlab.Lab) -> None:
         self.lab = lab
-        self.rx = Probe._rx(socket.AF_INET, lab.host_ip4)
+        self.rx = netlab.udp_receiver(lab.host_ip4)
         self.port = self.rx.getsockname()[1]
-        with netlab.in_netns(lab.ns):
-            self.tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            self.tx.bind((lab.ns_ip4, 0))
+        self.tx = netlab.udp_sender(lab, lab.ns_ip4)
         self.sent = 0
         self.errors = 0
         self.received = 0
@@ -394,7 +323,7 @@ def test_bad_files_change_nothing_in_the_kernel(lab: netlab.Lab, agents: AgentPo
     write_atomic(paths.config, good)
     agent, prog_id = start_agent(agents, lab, paths)
     assert "(6 in force)" in agent.wait_for("rules: "), agent.describe()
-    maps = prog_maps(prog_id)
+    maps = prog_maps(prog_id, expect=STATE_MAPS)
     before = dump_state(maps)
     # The good state is what the file says.
     assert map_keys(maps["BLOCKLIST"]) == [v4key(exact)]
@@ -475,7 +404,7 @@ def test_reload_under_fire_lets_nothing_through(lab: netlab.Lab, agents: AgentPo
         )
         write_atomic(paths.config, set_a)
         agent, prog_id = start_agent(agents, lab, paths)
-        maps = prog_maps(prog_id)
+        maps = prog_maps(prog_id, expect=STATE_MAPS)
         assert map_keys(maps["BLOCKLIST"]) == [v4key(lab.ns_ip4)]
 
         tx0 = netlab.peer_tx_packets(lab)
@@ -557,7 +486,7 @@ def test_a_protected_address_is_refused_at_start_unless_forced(
     # --force: it starts; the rule is in the kernel, and the allowlist still lets the address through.
     write_atomic(paths.config, head + toml_rule("drop-protected", src_ip=lab.ns_ip4))
     agent, prog_id = start_agent(agents, lab, paths, "--force")
-    maps = prog_maps(prog_id)
+    maps = prog_maps(prog_id, expect=STATE_MAPS)
     assert map_keys(maps["BLOCKLIST"]) == [v4key(lab.ns_ip4)]
     assert abi.LPM_V4_KEY.pack(32, v4key(lab.ns_ip4)) in map_keys(maps["ALLOW4"])
     assert probe.burst(20) == 20
@@ -583,7 +512,7 @@ def test_a_protected_source_passes_a_hand_made_blocklist_entry(
 ) -> None:
     write_atomic(paths.config, f'[safety]\nprotect = ["{lab.ns_ip4}"]\n')
     agent, prog_id = start_agent(agents, lab, paths)
-    maps = prog_maps(prog_id)
+    maps = prog_maps(prog_id, expect=STATE_MAPS)
     allow_key = abi.LPM_V4_KEY.pack(32, v4key(lab.ns_ip4))
     assert allow_key in map_keys(maps["ALLOW4"])
     assert map_keys(maps["BLOCKLIST"]) == []
@@ -593,20 +522,20 @@ def test_a_protected_source_passes_a_hand_made_blocklist_entry(
     # (README, "Maps"): first the FILTER_EXACT bit of the address's ADDR_FILTER bucket, then the entry.
     bucket = prefilter.filter_bucket(v4key(lab.ns_ip4).ljust(16, b"\0"), abi.FAMILY_V4)
     word_key = (bucket >> 1).to_bytes(4, "little")
-    found = json.loads(bpftool_ok("-j", "map", "lookup", "id", str(maps["ADDR_FILTER"]), "key", *hexbytes(word_key)))
+    found = json.loads(bpftool.run("-j", "map", "lookup", "id", str(maps["ADDR_FILTER"]), "key", *hexbytes(word_key)))
     word = int.from_bytes(bytes(int(b, 16) for b in found["value"]), "little")
     word |= abi.FILTER_EXACT << ((bucket & 1) * 32)
-    bpftool_ok("map", "update", "id", str(maps["ADDR_FILTER"]), "key", *hexbytes(word_key),
+    bpftool.run("map", "update", "id", str(maps["ADDR_FILTER"]), "key", *hexbytes(word_key),
                "value", *hexbytes(word.to_bytes(8, "little")))  # fmt: skip
     value = abi.BLOCKLIST_VALUE.pack(abi.ACTION_DROP, abi.ACTION_DROP, 0, 0, 0, 0)
     assert len(value) == 20
-    bpftool_ok("map", "update", "id", str(maps["BLOCKLIST"]), "key", *hexbytes(v4key(lab.ns_ip4)),
+    bpftool.run("map", "update", "id", str(maps["BLOCKLIST"]), "key", *hexbytes(v4key(lab.ns_ip4)),
                "value", *hexbytes(value))  # fmt: skip
     assert map_keys(maps["BLOCKLIST"]) == [v4key(lab.ns_ip4)]
     assert probe.burst(20) == 20  # the allowlist wins
 
     # The entry is a working drop: without the allowlist entry, the same datagrams are dropped.
-    bpftool_ok("map", "delete", "id", str(maps["ALLOW4"]), "key", *hexbytes(allow_key))
+    bpftool.run("map", "delete", "id", str(maps["ALLOW4"]), "key", *hexbytes(allow_key))
     assert probe.burst(20) == 0
     assert agent.proc.poll() is None
 
@@ -676,7 +605,7 @@ def test_panic_clears_every_drop_rule_within_a_second(
     )
     agent, prog_id = start_agent(agents, lab, paths)
     mode = xdp_progs(lab.ifindex)[0][0]
-    maps = prog_maps(prog_id)
+    maps = prog_maps(prog_id, expect=STATE_MAPS)
     assert map_keys(maps["BLOCKLIST"]) == [v4key(lab.ns_ip4)]
 
     ping = subprocess.Popen(
@@ -743,7 +672,7 @@ def test_a_rule_expires_from_the_kernel_and_the_file(
     t_launch = time.monotonic()
     agent, prog_id = start_agent(agents, lab, paths)
     t_ready = time.monotonic()
-    maps = prog_maps(prog_id)
+    maps = prog_maps(prog_id, expect=STATE_MAPS)
     assert map_keys(maps["BLOCKLIST"]) == [v4key(lab.ns_ip4)]
     assert probe.burst(20) == 0  # in force
 
@@ -923,7 +852,7 @@ def test_state_file_mode_keeps_rules_across_starts(
 
     agent, prog_id = start_agent(agents, lab, paths, with_config=False)
     assert agent.wait_for("rules: ").endswith(f"rules: {state_file} (1 in force)"), agent.describe()
-    assert map_keys(prog_maps(prog_id)["BLOCKLIST"]) == [v4key(lab.ns_ip4)]
+    assert map_keys(prog_maps(prog_id, expect=STATE_MAPS)["BLOCKLIST"]) == [v4key(lab.ns_ip4)]
     assert probe.burst(10) == 0
     agent.send(signal.SIGTERM)
     assert agent.wait() == 0, agent.describe()
@@ -939,7 +868,7 @@ def test_a_rewritten_file_is_in_force_within_a_second(
     elsewhere = free_net4(lab)
     write_atomic(paths.config, toml_rule("elsewhere", src_ip=str(elsewhere)))
     agent, prog_id = start_agent(agents, lab, paths)
-    maps = prog_maps(prog_id)
+    maps = prog_maps(prog_id, expect=STATE_MAPS)
     assert probe.burst(20) == 20
     time.sleep(0.3)  # not the same clock tick as the start's own mark of the file
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 from scapy.layers.inet import IP, TCP, UDP
-from scapy.layers.l2 import Ether
+from support.packets import eth, frame
 
 from ironpost_tui.detectors.sketch import SketchReader
 from ironpost_tui.kernel import abi, libbpf
@@ -22,17 +22,12 @@ pytestmark = pytest.mark.root
 SRC, DST = "198.18.7.1", "198.19.7.1"
 
 
-def eth() -> Ether:
-    # Both MACs given: scapy would otherwise resolve the destination, sending ARP from this host.
-    return Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")
-
-
 def key(addr: str) -> bytes:
     return abi.AGG_KEY.pack(bytes(int(x) for x in addr.split(".")).ljust(16, b"\0"), abi.FAMILY_V4)
 
 
 def syn(dport: int, src: str = SRC) -> bytes:
-    return bytes(eth() / IP(src=src, dst=DST) / TCP(sport=40000, dport=dport, flags="S"))
+    return frame(src, DST, dport)
 
 
 @pytest.fixture

@@ -33,9 +33,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import netlab
 import pytest
-from ironpost_cli import IRONPOST, AgentPool, cleanup, xdp_progs
+from support import netlab
+from support.agents import IRONPOST, AgentPool, cleanup, xdp_progs
 
 from ironpost_tui.rules import ssh_sessions
 

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import MappingProxyType
 
-import netlab
 import pytest
+from support import netlab
 from test_e2e_veth import udp4
 
 from ironpost_tui.config.watch import ConfigSource

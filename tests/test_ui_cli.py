@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_ui_support import RECORDING, StartingSource
+from support.common import REPO
+from support.ui import RECORDING, StartingSource
 from textual.app import App
 from textual.pilot import Pilot
 
@@ -19,8 +20,6 @@ from ironpost_tui.config.settings import ConsoleSettings
 from ironpost_tui.errors import ExitStatus, IronpostError, NoSuchInterface
 from ironpost_tui.ui.app import IronpostApp
 from ironpost_tui.ui.screens.error import ErrorScreen
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def headless_run(keys: tuple[str, ...], until: type | None = None) -> Any:

@@ -8,7 +8,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 import pytest
-from test_ui_support import event
+from support.ui import event
 from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from test_ui_support import (
+from support.ui import (
     FakeSource,
     Messages,
     StartingSource,

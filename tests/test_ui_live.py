@@ -11,9 +11,9 @@ import socket
 import time
 from pathlib import Path
 
-import netlab
 import pytest
-from test_ui_support import TEST_SETTINGS, Messages
+from support import netlab
+from support.ui import TEST_SETTINGS, Messages
 from textual.pilot import Pilot
 from textual.widgets import Input
 

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-from test_ui_support import play_to, replay_app
+from support.ui import play_to, replay_app
 from textual.pilot import Pilot
 
 from ironpost_tui.ui.screens.block import BlockScreen

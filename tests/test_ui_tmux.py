@@ -12,10 +12,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import netlab
 import pytest
-from ironpost_cli import IRONPOST, cleanup, wait_no_xdp, xdp_progs
-from tmux_support import Session, sessions
+from support import netlab
+from support.agents import IRONPOST, cleanup, wait_no_xdp, xdp_progs
+from support.tmux import Session, sessions
 
 pytestmark = pytest.mark.root
 START = 120.0

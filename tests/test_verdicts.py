@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption
+from scapy.layers.inet import IP, TCP, UDP, IPOption
 from scapy.layers.inet6 import (
     ICMPv6EchoRequest,
     IPv6,
@@ -31,8 +31,10 @@ from scapy.layers.inet6 import (
     PadN,
 )
 from scapy.layers.ipsec import AH
-from scapy.layers.l2 import ARP, Dot1AD, Dot1Q, Ether
+from scapy.layers.l2 import ARP, Dot1AD, Dot1Q
 from scapy.packet import Packet, Raw
+from support import packets
+from support.packets import SPORT, eth
 
 from ironpost_tui.kernel import abi, libbpf, stats
 from ironpost_tui.kernel.datapath import Datapath, DatapathConfig
@@ -56,33 +58,19 @@ S6, S6_B = "2001:db8:1::1", "2001:db8:1::2"
 D6 = "2001:db8:2::1"
 N6_SRC, N6_DST = "2001:db8:99::1", "2001:db8:98::1"
 PORT = 8080
-SPORT = 40000
 OTHER_PORT = 1000
-MAC = {"src": "02:00:00:00:00:01", "dst": "02:00:00:00:00:02"}
 
 
 # --------------------------------------------------------------------------- #
 # frames
 
 
-def eth(**kw: object) -> Packet:
-    return Ether(**{**MAC, **kw})
-
-
-def l4(proto: str, dport: int = OTHER_PORT, sport: int = SPORT, v6: bool = False) -> Packet:
-    if proto == "tcp":
-        return TCP(sport=sport, dport=dport, flags="S")
-    if proto == "udp":
-        return UDP(sport=sport, dport=dport)
-    return ICMPv6EchoRequest() if v6 else ICMP()
-
-
 def v4(proto: str = "tcp", src: str = S4, dst: str = D4, dport: int = OTHER_PORT, sport: int = SPORT) -> bytes:
-    return bytes(eth() / IP(src=src, dst=dst) / l4(proto, dport, sport))
+    return packets.frame(src, dst, dport, proto, sport)
 
 
 def v6(proto: str = "tcp", src: str = S6, dst: str = D6, dport: int = OTHER_PORT, sport: int = SPORT) -> bytes:
-    return bytes(eth() / IPv6(src=src, dst=dst) / l4(proto, dport, sport, v6=True))
+    return packets.frame(src, dst, dport, proto, sport)
 
 
 def v4_proto(proto: int, src: str = S4, dst: str = D4) -> bytes:

@@ -12,10 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import bcrypt
-import netlab
 import pytest
-from ironpost_cli import AgentPool, one_error_line, pins, xdp_progs
-from metrics_lab import (
+from support import netlab
+from support.agents import AgentPool, one_error_line, pins, xdp_progs
+from support.metrics_lab import (
     DEPLOY,
     AgentFiles,
     bcrypt_hash,

@@ -1,5 +1,5 @@
 """Run ``ironpost-tui`` as a subprocess, the way an operator does, and look at
-what it left on an interface.  Used by test_lifecycle.py and test_errors.py.
+what it left on an interface.
 
     pool = AgentPool()
     agent = pool.start(lab.host_if, "--persist")
@@ -25,12 +25,11 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import netlab
-
 from ironpost_tui.engine.engine import Engine, EngineOptions
 from ironpost_tui.kernel import libbpf
 
-REPO = Path(__file__).resolve().parents[1]
+from . import bpftool, netlab
+
 _SCRIPT = Path(sys.executable).parent / "ironpost-tui"
 IRONPOST: list[str] = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "ironpost_tui"]
 PIN_ROOT = Path("/sys/fs/bpf/ironpost")
@@ -131,6 +130,14 @@ class Agent:
             self.proc.wait(10)
         for t in self._readers:
             t.join(5)
+
+
+def agent_env(**extra: str) -> dict[str, str]:
+    """The test's environment without any SSH or sudo identity (protection comes from the config only),
+    plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k not in ("SSH_CONNECTION", "SSH_CLIENT", "SUDO_USER")}
+    env.update(extra)
+    return env
 
 
 def ready_info(line: str) -> tuple[str, int]:
@@ -262,11 +269,8 @@ def pinned_map(iface: str, name: str) -> libbpf.MapInfo:
 
 
 def pinned_map_dump(iface: str, name: str) -> str:
-    proc = subprocess.run(
-        ["bpftool", "-j", "map", "dump", "pinned", str(PIN_ROOT / iface / name)], capture_output=True, text=True
-    )
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
+    """The raw ``bpftool -j map dump`` output of the map ``name`` pinned for ``iface``."""
+    return bpftool.run("-j", "map", "dump", "pinned", str(PIN_ROOT / iface / name))
 
 
 def pins(iface: str) -> list[str]:

@@ -321,6 +321,23 @@ def send_frames(lab: Lab, frames: Sequence[bytes], count: int = 1) -> None:
         sock.close()
 
 
+def udp_receiver(addr: str, port: int = 0) -> socket.socket:
+    """A non-blocking UDP socket bound to ``addr:port`` (IPv4 or IPv6 by ``addr``), with a 4 MiB receive buffer."""
+    sock = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    sock.bind((addr, port))
+    sock.setblocking(False)
+    return sock
+
+
+def udp_sender(lab: Lab, addr: str) -> socket.socket:
+    """A UDP socket made in the lab's namespace (it stays there), bound to ``addr`` (``lab.ns_ip4`` or ``ns_ip6``)."""
+    with in_netns(lab.ns):
+        sock = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind((addr, 0))
+    return sock
+
+
 def peer_tx_packets(lab: Lab) -> int:
     """Packets the namespace side of the lab has sent (its veth's tx counter)."""
     out = subprocess.run(

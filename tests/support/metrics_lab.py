@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+from .common import REPO
+
 DEPLOY = REPO / "deploy"
 
 MONITOR_UDP_9 = """

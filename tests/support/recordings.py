@@ -2,19 +2,20 @@
 test lab (traffic of every protocol, rules of every kind, drops, events and an
 alert of each detector).  The console's snapshot tests play it back.
 
-    sudo .venv/bin/python tests/make_recording.py [OUT]
+    sudo .venv/bin/python tests/support/recordings.py [OUT]
 """
 
 from __future__ import annotations
 
-import ipaddress
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-import netlab
+if __package__ in (None, ""):  # run as a script: tests/ on sys.path, as pytest has it
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 
@@ -22,13 +23,14 @@ from ironpost_tui.engine.engine import Engine, EngineOptions
 from ironpost_tui.engine.live import LiveSource
 from ironpost_tui.model import Action, FilterRule
 from ironpost_tui.records.recording import Recorder
+from support import netlab
+from support.common import REPO, net
 
-OUT = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "recordings" / "lab.ipr.gz"
+OUT = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "tests" / "recordings" / "lab.ipr.gz"
 
 
 def main() -> None:
     with netlab.veth_pair() as lab:
-        net = ipaddress.ip_network
         engine = Engine(EngineOptions(iface=lab.host_if, xdp_mode="native", rules=()))
         source = LiveSource(engine, None, Recorder(OUT))
         source.start()

@@ -8,7 +8,6 @@ import asyncio
 import ipaddress
 import threading
 from dataclasses import replace
-from pathlib import Path
 
 from textual.message import Message
 from textual.pilot import Pilot
@@ -31,7 +30,9 @@ from ironpost_tui.records.recording import ReplaySource
 from ironpost_tui.rules.control import LockoutRefused
 from ironpost_tui.ui.app import IronpostApp, make_app
 
-RECORDING = Path(__file__).parent / "recordings" / "lab.ipr.gz"
+from .common import REPO
+
+RECORDING = REPO / "tests" / "recordings" / "lab.ipr.gz"
 T0 = 1_800_000_000.0  # the fake source's wall clock at start
 # No redraw from the timer while a test runs: tests call app.redraw() when they want one.
 TEST_SETTINGS = ConsoleSettings(refresh_secs=60.0)
