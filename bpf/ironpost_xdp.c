@@ -103,9 +103,6 @@ BPF_RINGBUF_OUTPUT(EVENTS, RINGBUF_PAGES);
 
 #define VLAN_MAX_DEPTH 2
 #define IPV6_EXT_MAX 6
-#define NO_MATCH 0xffffffffU
-/* Monitor matches rank after every drop match. */
-#define MONITOR_RANK 0x80000000U
 
 struct vlan_hdr {
 	__be16 tci;

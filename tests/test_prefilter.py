@@ -53,7 +53,7 @@ def filters_empty(table: RuleTable) -> bool:
     return (
         not any(any(w) for w in words)
         and config[2] == 0
-        and config[4] == abi.NO_RANK
+        and config[4] == abi.NO_MATCH
         and config[5:8] == (0, 0, 0)
         and not any(config[8])
     )

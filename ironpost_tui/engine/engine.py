@@ -20,6 +20,7 @@ from ironpost_tui.detectors.settings import PortScanConfig, SynFloodConfig
 from ironpost_tui.engine.snapshot import EngineSnapshot, SnapshotBuilder
 from ironpost_tui.errors import LoadFailed, ModeUnsupported, RuleRefused, XdpBusy
 from ironpost_tui.kernel import host, libbpf
+from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.kernel.datapath import Datapath, DatapathConfig, check_pins
 from ironpost_tui.kernel.events import EventDecoder
 from ironpost_tui.kernel.stats import StatsSampler
@@ -237,8 +238,8 @@ class Engine:
             table.status(),
             mode=self._link.mode if self._link else "",
             attached=self._link is not None,
-            blocklist_entries=table.count("BLOCKLIST"),
-            blocklist_capacity=table.capacity()["BLOCKLIST"],
+            blocklist_entries=table.count(MapName.BLOCKLIST),
+            blocklist_capacity=table.capacity()[MapName.BLOCKLIST],
             alerts_active=len(self._detect.book.active),
         )
 

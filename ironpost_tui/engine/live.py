@@ -8,6 +8,7 @@ import time
 from ironpost_tui.config.watch import ConfigSource, reload_into
 from ironpost_tui.engine.engine import Engine
 from ironpost_tui.engine.feed import SourceInfo, Update
+from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.model import FilterRule
 from ironpost_tui.records.recording import Recorder
 from ironpost_tui.rules.audit import Actor
@@ -51,7 +52,7 @@ class LiveSource:
                 attached=True,
                 started_at=time.time() - report.seconds,
                 config_path=str(self.config.path) if self.config else "",
-                blocklist_capacity=control.table.capacity()["BLOCKLIST"],
+                blocklist_capacity=control.table.capacity()[MapName.BLOCKLIST],
                 protected=tuple(p.describe() for p in control.protected),
                 title="live",
             )

@@ -12,6 +12,7 @@ from textual.containers import Vertical
 from textual.reactive import reactive
 from textual.widgets import DataTable, Static
 
+from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.model import Action, FilterRule, RuleStatus
 from ironpost_tui.rules.nft import nft_command
 from ironpost_tui.ui import format as fmt
@@ -152,7 +153,7 @@ class RulesPane(Vertical):
         if self.problem:
             status.update(self.problem)
             return
-        used = sum(1 for s in self.rules if s.map_name == "BLOCKLIST")
+        used = sum(1 for s in self.rules if s.map_name == MapName.BLOCKLIST)
         drops = sum(1 for s in self.rules if s.rule.action is Action.DROP)
         text = f"{len(self.rules)} rules ({drops} drop) · blocklist {used}/{self.capacity}"
         status.update(text + (" · read-only replay" if self.read_only else ""))
