@@ -109,7 +109,7 @@ def test_each_way_into_the_filters_drops_what_it_should_and_leaves_nothing(
         assert verdict(table, dropped) == XDP_DROP
         assert verdict(table, passed) == XDP_PASS
     finally:
-        table.remove(rule.id)
+        table.delete(rule.id)
     assert verdict(table, dropped) == XDP_PASS
     assert filters_empty(table)
 
@@ -125,7 +125,7 @@ def test_allowlist_buckets_and_wild_allow(table: RuleTable) -> None:
             table.set_allowlist({})
             assert verdict(table, data) == XDP_DROP, protected
     finally:
-        table.remove("any")
+        table.delete("any")
     assert filters_empty(table)
 
 
@@ -142,7 +142,7 @@ def test_many_overlapping_rules_in_any_order_leave_the_filters_empty(table: Rule
         assert verdict(table, frame("198.18.4.7", "198.19.0.1", 1000)) == XDP_DROP
         rng.shuffle(rules)
         for rule in rules:
-            table.remove(rule.id)
+            table.delete(rule.id)
         assert filters_empty(table)
 
 
@@ -161,4 +161,4 @@ def test_bucket_function_matches_the_program_for_random_addresses(table: RuleTab
             assert verdict(table, frame(str(a6), "2001:db8::1")) == XDP_DROP, a6
         finally:
             for rule in rules:
-                table.remove(rule.id)
+                table.delete(rule.id)

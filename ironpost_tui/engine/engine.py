@@ -157,7 +157,7 @@ class Engine:
             self._rules.adopt_existing()
         self._control = RuleController(self._rules, AuditLog(opts.audit_log), opts.store, list(opts.protected))
         if opts.rules is not None:
-            self._control.apply(list(opts.rules), Actor.current("config"), force=opts.force, what="load")
+            self._control.replace_all(list(opts.rules), Actor.current("config"), force=opts.force, what="load")
         self._decoder = EventDecoder(offset, self._rules.rule_for_slot)
         self._detect.start(self._dp)  # publishes TICK: packets are counted from the first one
         self._dp.open_events()
@@ -318,7 +318,7 @@ class Engine:
         if not same_protection:
             control.set_protected(protected)
         try:
-            control.apply(rules, actor, force=self.options.force)
+            control.replace_all(rules, actor, force=self.options.force)
         except BaseException:
             if not same_protection:  # a refused reload changes nothing, the allowlist included
                 control.set_protected(old_protected)

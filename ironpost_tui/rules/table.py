@@ -6,6 +6,7 @@ is written before anything that points at it, and removed after.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -105,23 +106,25 @@ class RuleTable:
             raise RuleRefused(f"a rule with id '{rule.id}' exists already")
         self._install(rule, self._take_priority())
 
-    def remove(self, rule_id: str) -> FilterRule:
+    def delete(self, rule_id: str) -> FilterRule:
         inst = self._rules.get(rule_id)
         if inst is None:
             raise RuleRefused(f"no rule with id '{rule_id}'")
         self._uninstall(inst)
         return inst.rule
 
-    def replace(self, rule: FilterRule) -> None:
-        """Change a rule in place: the new entry is in force before the old goes."""
+    def update(self, rule: FilterRule) -> None:
+        """Change a rule in place: the new entry is in force before the old goes; on an error
+        nothing changed, here or in the kernel."""
         old = self._rules.get(rule.id)
         if old is None:
             raise RuleRefused(f"no rule with id '{rule.id}'")
         placement = kernel_rules.place(rule)
         if placement.map_name == old.placement.map_name and placement.key == old.placement.key:
-            # Same match: overwrite the value, one atomic map update.
-            old.rule = rule
-            self._write(old)
+            # Same match: overwrite the value, one atomic map update; the rule is ours once it is written.
+            new = dataclasses.replace(old, rule=rule)
+            self._write(new)
+            self._rules[rule.id] = new
             return
         del self._rules[rule.id]
         try:
@@ -131,19 +134,19 @@ class RuleTable:
             raise
         self._remove_entries(old)
 
-    def sync(self, rules: list[FilterRule]) -> None:
+    def replace_all(self, rules: list[FilterRule]) -> None:
         """Move to exactly ``rules`` with no gap for any match present in both sets."""
         wanted = {r.id for r in rules}
         # Make room first: rules that go and whose match no wanted rule takes over
         # leave no gap by going now, and a full map could not take the new ones.
         taken_over = {self._holder_of(kernel_rules.place(r)) for r in rules}
         for rule_id in [rid for rid in self._rules if rid not in wanted and rid not in taken_over]:
-            self.remove(rule_id)
+            self.delete(rule_id)
         for rule in rules:
             current = self._rules.get(rule.id)
             if current is not None:
                 if current.rule != rule:
-                    self.replace(rule)
+                    self.update(rule)
                 continue
             placement = kernel_rules.place(rule)
             holder = self._holder_of(placement)
@@ -153,7 +156,7 @@ class RuleTable:
             else:
                 self._install(rule, self._take_priority())
         for rule_id in [rid for rid in self._rules if rid not in wanted]:
-            self.remove(rule_id)
+            self.delete(rule_id)
         self._renumber([r.id for r in rules])
 
     def _renumber(self, order: list[str]) -> None:
@@ -180,13 +183,6 @@ class RuleTable:
         if entry is None:
             return None
         return self._by_key.get((placement.map_name, placement.match_key(entry[0])))
-
-    def clear_drops(self) -> int:
-        """Remove every drop rule (panic); returns how many."""
-        ids = [rid for rid, inst in self._rules.items() if inst.rule.action.value == "drop"]
-        for rid in ids:
-            self.remove(rid)
-        return len(ids)
 
     # --- adopting pinned maps -----------------------------------------------
     def adopt_existing(self) -> list[FilterRule]:
@@ -343,9 +339,14 @@ class RuleTable:
         match = inst.placement.map_name == MapName.MATCH
         if match:
             self._pf.lower_match_rank(_rank(inst.rule, inst.priority))
-        self._dp.map_update(
-            inst.placement.map_name, inst.key, kernel_rules.value(inst.rule, inst.slot, inst.priority, acting)
-        )
+        try:
+            self._dp.map_update(
+                inst.placement.map_name, inst.key, kernel_rules.value(inst.rule, inst.slot, inst.priority, acting)
+            )
+        except Exception:
+            if match:
+                self._sync_match_rank()  # the rank as the maps still hold it
+            raise
         if inst.exact4:
             self._exact4.put(inst.key, _rank(inst.rule, inst.priority), inst.slot)
         if match:

@@ -79,7 +79,6 @@ from ironpost_tui.ui.widgets.traffic_pane import SPARK_SAMPLES, TrafficPane
 log = logging.getLogger(__name__)
 
 SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
-SEEK_SECS = 10.0
 MAX_POLL_SECS = 0.25  # the worker's poll timeout: how soon it sees a cancel, and how long an edit may wait
 
 
@@ -441,10 +440,6 @@ class IronpostApp(App[int]):
         yield from super().get_system_commands(screen)
         if screen is self.main:
             yield from console_commands(self)
-
-    def _filter_events(self) -> None:
-        self.main.action_pane(2)
-        self.main.query_one(EventTable).action_filter()
 
 
 def make_app(
