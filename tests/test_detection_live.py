@@ -60,6 +60,7 @@ from pathlib import Path
 import netlab
 import pytest
 from ironpost_cli import IRONPOST, Agent, AgentPool, in_process_engine, ready_info, xdp_progs
+from support import engine as running
 
 from ironpost_tui.detectors import AlertChange
 from ironpost_tui.detectors.alerts import MANY_SOURCES
@@ -880,11 +881,11 @@ def test_spoofed_sources_keep_memory_bounded(lab: netlab.Lab, tmp_path: Path) ->
         audit_log=tmp_path / "audit.log",
     )
     with in_process_engine(opts) as eng:
-        dp = eng.datapath
+        dp = running.datapath(eng)
         assert libbpf.map_info(dp.map_fd("SRC_SKETCH")).max_entries == SRC_SETS_SMALL
         ways = SRC_SETS_SMALL * abi.SKETCH_WAYS * dp.possible_cpus  # sources one read can see
         # Count the detection reads, and time them.
-        pipeline = eng.alerts
+        pipeline = running.detection(eng)
         reads: list[float] = []
         real_tick = pipeline.tick
 
@@ -900,7 +901,7 @@ def test_spoofed_sources_keep_memory_bounded(lab: netlab.Lab, tmp_path: Path) ->
         end = time.monotonic() + 1.0
         while time.monotonic() < end:
             eng.tick(timeout_ms=20)
-        stats0 = eng.sample().totals["tcp"]
+        stats0 = running.sample(eng).totals["tcp"]
         gc.collect()
         rss0 = rss_bytes()
         reads.clear()
@@ -937,7 +938,7 @@ def test_spoofed_sources_keep_memory_bounded(lab: netlab.Lab, tmp_path: Path) ->
             alerts += eng.tick(timeout_ms=20).alerts
             max_rss = max(max_rss, rss_bytes())
         latency = time.monotonic() - t0
-        seen = eng.sample().totals["tcp"]
+        seen = running.sample(eng).totals["tcp"]
         gc.collect()
         rss1 = rss_bytes()
         reads_total = len(reads)

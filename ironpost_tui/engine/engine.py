@@ -1,7 +1,8 @@
 """The engine: one interface, one program, its rules, its events and stats.
 
 Textual-free; the console and the headless agent both drive it through
-start(), tick() and close().
+start(), tick() and close(), read snapshot(), and change rules through control
+(what tests need beyond that is in tests/support/engine.py).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from ironpost_tui.kernel.datapath import Datapath, DatapathConfig, check_pins
 from ironpost_tui.kernel.events import EventDecoder
 from ironpost_tui.kernel.stats import StatsSampler
 from ironpost_tui.kernel.xdp_link import XdpLink, occupants
-from ironpost_tui.model import Action, FilterRule, PacketEvent, RuleStatus, StatsSample
+from ironpost_tui.model import Action, FilterRule, PacketEvent, StatsSample
 from ironpost_tui.rules.audit import Actor, AuditLog
 from ironpost_tui.rules.control import RuleController, RuleSink
 from ironpost_tui.rules.protect import Protected
@@ -199,10 +200,6 @@ class Engine:
         self._snapshot = replace(self._snapshot, attached=False)
         self._lock.release()
 
-    @property
-    def attached(self) -> bool:
-        return self._link is not None
-
     # --- the poll loop ---------------------------------------------------------
     def tick(self, timeout_ms: int = 100, events: bool = True) -> Tick:
         """Drain events (waiting at most timeout_ms), and sample stats when due.
@@ -232,7 +229,7 @@ class Engine:
         return Tick(decoded, sample, state, alerts)
 
     def _publish(self, sample: StatsSample) -> None:
-        table = self.rule_table
+        table = self.control.table
         self._snapshot = self._snapshots.build(
             sample,
             table.status(),
@@ -246,10 +243,6 @@ class Engine:
     def snapshot(self) -> EngineSnapshot:
         """The latest published state; safe to call from any thread."""
         return self._snapshot
-
-    @property
-    def alerts(self) -> DetectionPipeline:
-        return self._detect
 
     def _auto_block(self, change: AlertChange) -> None:
         """Block an alert's source for block_ttl, if the detector is set to (never 'many sources')."""
@@ -273,34 +266,12 @@ class Engine:
         except RuleRefused as exc:
             log.warning("auto-block of %s refused: %s", alert.source, exc.message)
 
-    def sample(self) -> StatsSample:
-        assert self._dp is not None
-        self._last_sample = self._sampler.sample(self._dp, time.monotonic())
-        return self._last_sample
-
     # --- rules -----------------------------------------------------------------
-    @property
-    def rule_table(self) -> RuleTable:
-        assert self._rules is not None
-        return self._rules
-
     @property
     def control(self) -> RuleController:
         """Checked, saved and audited rule changes: what front ends use."""
         assert self._control is not None
         return self._control
-
-    def add_rule(self, rule: FilterRule, force: bool = False) -> None:
-        self.control.add(rule, Actor.current("api"), force=force)
-
-    def remove_rule(self, rule_id: str) -> FilterRule:
-        return self.control.delete(rule_id, Actor.current("api"))
-
-    def replace_rule(self, rule: FilterRule, force: bool = False) -> None:
-        self.control.update(rule, Actor.current("api"), force=force)
-
-    def rules(self) -> list[FilterRule]:
-        return self.rule_table.rules()
 
     def reload(self, rules: list[FilterRule], protected: list[Protected], actor: Actor) -> bool:
         """Move to a new rule set and protections; False when nothing changed.
@@ -324,11 +295,3 @@ class Engine:
                 control.set_protected(old_protected)
             raise
         return True
-
-    def rule_status(self) -> list[RuleStatus]:
-        return self.rule_table.status()
-
-    @property
-    def datapath(self) -> Datapath:
-        assert self._dp is not None
-        return self._dp

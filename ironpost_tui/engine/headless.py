@@ -130,7 +130,7 @@ def run(engine: Engine, controls: Controls, source: ConfigSource | None = None) 
             extra={"event": "protected", "networks": [str(p.network) for p in protected]},
         )
     if source is not None:
-        n_rules = len(engine.rules())
+        n_rules = len(engine.control.rules())
         log.info("rules: %s (%d in force)", source.path, n_rules, extra={"event": "rules", "rules": n_rules})
     state = "up"
     try:

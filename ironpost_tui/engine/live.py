@@ -71,7 +71,7 @@ class LiveSource:
             rules = None
             if notices or now - self._last_rules >= RULES_REFRESH_SECS:
                 self._last_rules = now
-                rules = tuple(self.engine.rule_status())
+                rules = tuple(self.engine.control.status())
             update = Update(
                 events=tick.events,
                 sample=tick.sample,

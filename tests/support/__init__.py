@@ -1,0 +1,1 @@
+"""What the tests share, beside the tests (no tests here)."""
