@@ -28,7 +28,7 @@ from ironpost_tui.config import rules as config_rules
 from ironpost_tui.config.check import Check, ConfigError, ConfigIssue, Table, quote, show
 from ironpost_tui.config.locate import line_col, too_deep
 from ironpost_tui.config.rules import ACTIONS, MAX_DESCRIPTION_CHARS, MAX_ID_CHARS, MAX_RULES
-from ironpost_tui.detectors.settings import PortScanConfig, SynFloodConfig
+from ironpost_tui.detectors.settings import Detector, PortScanConfig, SynFloodConfig
 from ironpost_tui.kernel.datapath import DatapathConfig
 from ironpost_tui.model import FilterRule, IPNetwork
 
@@ -231,15 +231,15 @@ def _build(check: Check, data: dict[str, Any], path: Path, now: float) -> Settin
     ebpf = _ebpf(ebpf_table)
     ebpf_table.unknown_keys()
     rules = config_rules.rules(check, data, ebpf.blocklist_max_entries, now)
-    detectors = top.subtable("detectors", ("syn_flood", "port_scan"))
+    detectors = top.subtable("detectors", tuple(Detector))
     detectors.unknown_keys()
     return Settings(
         ebpf=ebpf,
         rules=rules,
         path=path,
         general=general,
-        syn_flood=_syn_flood(detectors.subtable("syn_flood", _SYN_KEYS)),
-        port_scan=_port_scan(detectors.subtable("port_scan", _SCAN_KEYS)),
+        syn_flood=_syn_flood(detectors.subtable(Detector.SYN_FLOOD, _SYN_KEYS)),
+        port_scan=_port_scan(detectors.subtable(Detector.PORT_SCAN, _SCAN_KEYS)),
         metrics=_metrics(top.subtable("metrics", ("enabled", "addr", "port", "web_config"))),
         safety=_safety(top.subtable("safety", ("protect", "protect_ssh_client", "protect_host_addresses"))),
         console=_console(top.subtable("console", ("refresh_secs", "theme"))),

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ironpost_tui.detectors import AlertChange, DetectionPipeline
+from ironpost_tui.detectors import AlertChange, ChangeKind, DetectionPipeline
 from ironpost_tui.detectors.alerts import MANY_SOURCES
-from ironpost_tui.detectors.settings import PortScanConfig, SynFloodConfig
+from ironpost_tui.detectors.settings import Detector, DetectorConfig, PortScanConfig, SynFloodConfig
 from ironpost_tui.engine.snapshot import EngineSnapshot, SnapshotBuilder
 from ironpost_tui.errors import LoadFailed, ModeUnsupported, RuleRefused, XdpBusy
 from ironpost_tui.kernel import host, libbpf
@@ -26,7 +26,7 @@ from ironpost_tui.kernel.datapath import Datapath, DatapathConfig, check_pins
 from ironpost_tui.kernel.events import EventDecoder
 from ironpost_tui.kernel.stats import StatsSampler
 from ironpost_tui.kernel.xdp_link import XdpLink, occupants
-from ironpost_tui.model import Action, FilterRule, PacketEvent, StatsSample
+from ironpost_tui.model import Action, FilterRule, PacketEvent, StatsSample, assert_never
 from ironpost_tui.rules.audit import Actor, AuditLog
 from ironpost_tui.rules.control import RuleController, RuleSink
 from ironpost_tui.rules.protect import Protected
@@ -51,6 +51,14 @@ class EngineOptions:
     port_scan: PortScanConfig = field(default_factory=PortScanConfig)
     detect_interval: float = 0.5  # seconds between detection ticks
 
+    def detector(self, name: Detector) -> DetectorConfig:
+        """A detector's settings (a Detector without a case here fails mypy: assert_never)."""
+        if name is Detector.SYN_FLOOD:
+            return self.syn_flood
+        if name is Detector.PORT_SCAN:
+            return self.port_scan
+        assert_never(name)
+
 
 @dataclass(frozen=True)
 class StartReport:
@@ -66,7 +74,7 @@ class StartReport:
 class Tick:
     events: tuple[PacketEvent, ...]
     sample: StatsSample | None
-    interface_state: str  # up down gone
+    interface_state: host.InterfaceState
     alerts: tuple[AlertChange, ...] = ()
 
 
@@ -221,7 +229,7 @@ class Engine:
             alerts = tuple(self._detect.tick(self._dp, now, time.time()))
             self._snapshots.count_alerts(alerts)
             for change in alerts:
-                if change.kind == "raised":
+                if change.kind == ChangeKind.RAISED:
                     self._auto_block(change)
         state = host.interface_state(self.options.iface, self._ifindex)
         if sample is not None:
@@ -247,7 +255,7 @@ class Engine:
     def _auto_block(self, change: AlertChange) -> None:
         """Block an alert's source for block_ttl, if the detector is set to (never 'many sources')."""
         alert = change.alert
-        cfg = self.options.syn_flood if alert.detector == "syn_flood" else self.options.port_scan
+        cfg = self.options.detector(alert.detector)
         if not cfg.auto_block or alert.source == MANY_SOURCES or self._control is None:
             return
         rule = FilterRule(

@@ -6,9 +6,10 @@ import logging
 from dataclasses import dataclass, field
 
 from ironpost_tui.config.watch import ConfigSource, reload_into
-from ironpost_tui.detectors import AlertChange
+from ironpost_tui.detectors import AlertChange, ChangeKind
 from ironpost_tui.engine.engine import Engine
 from ironpost_tui.errors import ExitStatus, InterfaceGone
+from ironpost_tui.kernel.host import InterfaceState
 from ironpost_tui.rules.audit import Actor
 
 log = logging.getLogger("ironpost")
@@ -69,10 +70,10 @@ def reload_config(engine: Engine, source: ConfigSource, why: str) -> None:
 
 def log_alert(change: AlertChange) -> None:
     a = change.alert
-    if change.kind == "updated":
+    if change.kind == ChangeKind.UPDATED:
         log.debug("alert %d %s updated: %s", a.id, a.detector, a.summary)
         return
-    level = logging.INFO if change.kind == "resolved" else logging.WARNING
+    level = logging.INFO if change.kind == ChangeKind.RESOLVED else logging.WARNING
     log.log(
         level,
         "alert %d %s %s: %s -> %s: %s (severity %s)",
@@ -132,7 +133,7 @@ def run(engine: Engine, controls: Controls, source: ConfigSource | None = None) 
     if source is not None:
         n_rules = len(engine.control.rules())
         log.info("rules: %s (%d in force)", source.path, n_rules, extra={"event": "rules", "rules": n_rules})
-    state = "up"
+    state = InterfaceState.UP
     try:
         while not controls.stop.is_set():
             if controls.panic.is_set():
@@ -147,7 +148,7 @@ def run(engine: Engine, controls: Controls, source: ConfigSource | None = None) 
                 log_alert(change)
             if tick.interface_state != state:
                 state = tick.interface_state
-                if state == "gone":
+                if state == InterfaceState.GONE:
                     raise InterfaceGone(f"interface {report.iface} disappeared: the program went with it; exiting")
                 log.warning("interface %s is %s", report.iface, state,
                             extra={"event": "interface_state", "iface": report.iface, "state": state})  # fmt: skip
