@@ -30,6 +30,7 @@ from ironpost_tui.config.locate import line_col, too_deep
 from ironpost_tui.config.rules import ACTIONS, MAX_DESCRIPTION_CHARS, MAX_ID_CHARS, MAX_RULES
 from ironpost_tui.detectors.settings import Detector, PortScanConfig, SynFloodConfig
 from ironpost_tui.kernel.datapath import DatapathConfig
+from ironpost_tui.kernel.xdp_link import XdpChoice, xdp_choice
 from ironpost_tui.model import FilterRule, IPNetwork
 
 MAX_FILE_BYTES = 10 * 1024 * 1024
@@ -59,7 +60,7 @@ class GeneralSettings:
 class EbpfSettings:
     enabled: bool = True
     interface: str = ""
-    xdp_mode: str = "auto"  # auto native skb offload
+    xdp_mode: XdpChoice = "auto"
     ring_buffer_size: int = 262_144  # bytes, as in the seed
     blocklist_max_entries: int = 10_000
     event_rate_limit: int = 10_000  # events/s per CPU; 0 = unlimited
@@ -271,7 +272,7 @@ def _ebpf(t: Table) -> EbpfSettings:
     return EbpfSettings(
         enabled=t.boolean("enabled", d.enabled),
         interface=interface,
-        xdp_mode="offload" if mode == "hw" else mode,
+        xdp_mode=xdp_choice(mode),
         ring_buffer_size=_ring_buffer_size(t, d.ring_buffer_size),
         blocklist_max_entries=t.integer("blocklist_max_entries", d.blocklist_max_entries, 1, 1_000_000),
         event_rate_limit=t.integer(

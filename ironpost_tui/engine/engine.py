@@ -24,8 +24,9 @@ from ironpost_tui.kernel import host, libbpf
 from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.kernel.datapath import Datapath, DatapathConfig, check_pins
 from ironpost_tui.kernel.events import EventDecoder
+from ironpost_tui.kernel.libbpf import XdpMode
 from ironpost_tui.kernel.stats import StatsSampler
-from ironpost_tui.kernel.xdp_link import XdpLink, occupants
+from ironpost_tui.kernel.xdp_link import XdpChoice, XdpLink, occupants
 from ironpost_tui.model import Action, FilterRule, PacketEvent, StatsSample, assert_never
 from ironpost_tui.rules.audit import Actor, AuditLog
 from ironpost_tui.rules.control import RuleController, RuleSink
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class EngineOptions:
     iface: str
-    xdp_mode: str = "auto"  # auto native skb offload
+    xdp_mode: XdpChoice = "auto"
     persist: bool = False
     datapath: DatapathConfig = field(default_factory=DatapathConfig)
     rules: tuple[FilterRule, ...] | None = None  # None: keep what pinned maps hold
@@ -63,7 +64,7 @@ class EngineOptions:
 @dataclass(frozen=True)
 class StartReport:
     iface: str
-    mode: str
+    mode: XdpMode
     prog_id: int
     seconds: float
     adopted: bool
@@ -145,7 +146,7 @@ class Engine:
             host.ensure_bpffs()
             pins.mkdir(parents=True, exist_ok=True)
             maps_pinned = check_pins(pins, opts.datapath)
-        offload = opts.xdp_mode == "offload"
+        offload = opts.xdp_mode == XdpMode.OFFLOAD
         try:
             self._dp = Datapath(
                 opts.datapath, pin_dir=pins if opts.persist else None, offload_dev=opts.iface if offload else None
