@@ -883,7 +883,7 @@ def test_edits_through_the_engine_persist_in_the_file(lab: netlab.Lab, paths: Pa
     assert list(again.rules) == final_rules
     opts2 = EngineOptions(iface=lab.host_if, rules=again.rules, store=RuleStore(paths.config), protected=())
     with in_process_engine(opts2) as eng2:
-        assert eng2.rules() == final_rules
+        assert running.rules(eng2) == final_rules
         assert kernel_rule_set(eng2) == in_kernel
         assert probe.burst(10) == 0
 
