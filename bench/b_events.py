@@ -134,6 +134,8 @@ def floor_rate(frame: bytes, secs: float, ring_pages: int, event_size: int) -> R
 
 
 def pipeline_rate(lab: Any, frame: bytes, secs: float) -> tuple[Rate, dict[str, Any]]:
+    from support import engine as running  # tests/support: bench/__init__.py puts tests/ on sys.path
+
     from ironpost_tui.engine.engine import Engine, EngineOptions
     from ironpost_tui.kernel.datapath import DatapathConfig
     from ironpost_tui.model import Action, FilterRule
@@ -158,7 +160,7 @@ def pipeline_rate(lab: Any, frame: bytes, secs: float) -> tuple[Rate, dict[str, 
                 last[0] = tick.events[-1]
             return len(tick.events)
 
-        inj = Injector(engine.datapath.prog_fd, frame)
+        inj = Injector(running.datapath(engine).prog_fd, frame)
         try:
             t0 = time.monotonic()
             rate = drain_for(secs, step)
@@ -169,7 +171,7 @@ def pipeline_rate(lab: Any, frame: bytes, secs: float) -> tuple[Rate, dict[str, 
         got = (str(e.src), str(e.dst), e.dst_port, e.rule_id) if e is not None else None
         if got != (SRC, DST, 8080, "bench-monitor"):
             raise rig.BenchError(f"events decoded as {got!r}, expected {(SRC, DST, 8080, 'bench-monitor')!r}")
-        snap = engine.sample()
+        snap = running.sample(engine)
         return rate, {"alerts": alerts[0], "ticks_per_sec": ticks_per_sec,
                       "events_delivered_total": snap.events_delivered,
                       "events_lost_total": dict(snap.events_lost)}  # fmt: skip

@@ -47,6 +47,11 @@
 /* A shape slot that is not in use. */
 #define SHAPE_UNUSED 0x80
 
+/* Ranks: a match's priority; monitor matches rank after every drop match.  NO_MATCH: none
+ * (also CONFIG.match_rank with no multi-field rule). */
+#define MONITOR_RANK 0x80000000U
+#define NO_MATCH 0xffffffffU
+
 #define FAMILY_ANY 0
 #define FAMILY_V4 4
 #define FAMILY_V6 6
@@ -187,7 +192,7 @@ struct ironpost_config {
 	__u32 abi_version; /* IRONPOST_ABI_VERSION of whoever wrote it: checked on adopting pins */
 	__u32 flags;       /* CFG_* */
 	__u32 hash_seed;   /* detector sketches: where a source lands (random per map set) */
-	__u32 match_rank;  /* the best rank in MATCH (0xffffffff: none): a better source match skips the shapes */
+	__u32 match_rank;  /* the best rank in MATCH (NO_MATCH: none): a better source match skips the shapes */
 	__u8 src_wild;     /* shapes ADDR_FILTER cannot rule out by source (no source field, short prefix) */
 	__u8 dst_wild;     /* ... by destination */
 	__u8 port_wild;    /* shapes without a destination port field */

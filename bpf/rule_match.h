@@ -12,9 +12,7 @@
 #include "hash.h"
 #include "packet.h"
 
-#define NO_MATCH 0xffffffffU
-/* Monitor matches rank after every drop match. */
-#define MONITOR_RANK 0x80000000U
+/* NO_MATCH and MONITOR_RANK come from ironpost_common.h (shared with abi.py). */
 
 struct best_match {
 	__u32 rank;

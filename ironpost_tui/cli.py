@@ -146,13 +146,14 @@ def _engine_options(args: argparse.Namespace, settings: Settings, source: Config
     """The engine's options from the command line and the configuration: the console and the agent alike."""
     from ironpost_tui.engine.engine import EngineOptions
     from ironpost_tui.engine.reload import protections
+    from ironpost_tui.kernel.xdp_link import xdp_choice
     from ironpost_tui.rules.protect import own_client_missing
 
     mode = args.xdp_mode or settings.ebpf.xdp_mode
     protected = tuple(protections(settings))
     return EngineOptions(
         iface=args.iface,
-        xdp_mode="offload" if mode == "hw" else mode,
+        xdp_mode=xdp_choice(mode),
         persist=args.persist,
         datapath=settings.ebpf.datapath(),
         rules=settings.rules,

@@ -5,12 +5,26 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 PROTOCOLS = ("tcp", "udp", "icmp", "other")
+
+
+class StrEnum(str, Enum):
+    """A closed set of strings (enum.StrEnum, which needs Python 3.11): a member is its
+    value when printed, formatted, logged or serialised (JSON, TOML, metric labels)."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+def assert_never(value: NoReturn) -> NoReturn:
+    """The branch mypy proves unreachable once every member of a closed set is handled
+    (typing.assert_never, which needs Python 3.11)."""
+    raise AssertionError(f"unhandled value: {value!r}")
 
 
 class Action(str, Enum):

@@ -58,6 +58,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support import engine as running
 from support import netlab
 from support.agents import IRONPOST, Agent, AgentPool, agent_env, in_process_engine, ready_info, xdp_progs
 from support.bpftool import map_dump, map_keys, prog_maps
@@ -856,11 +857,11 @@ def test_spoofed_sources_keep_memory_bounded(lab: netlab.Lab, tmp_path: Path) ->
         audit_log=tmp_path / "audit.log",
     )
     with in_process_engine(opts) as eng:
-        dp = eng.datapath
+        dp = running.datapath(eng)
         assert libbpf.map_info(dp.map_fd("SRC_SKETCH")).max_entries == SRC_SETS_SMALL
         ways = SRC_SETS_SMALL * abi.SKETCH_WAYS * dp.possible_cpus  # sources one read can see
         # Count the detection reads, and time them.
-        pipeline = eng.alerts
+        pipeline = running.detection(eng)
         reads: list[float] = []
         real_tick = pipeline.tick
 
@@ -876,7 +877,7 @@ def test_spoofed_sources_keep_memory_bounded(lab: netlab.Lab, tmp_path: Path) ->
         end = time.monotonic() + 1.0
         while time.monotonic() < end:
             eng.tick(timeout_ms=20)
-        stats0 = eng.sample().totals["tcp"]
+        stats0 = running.sample(eng).totals["tcp"]
         gc.collect()
         rss0 = rss_bytes()
         reads.clear()
@@ -913,7 +914,7 @@ def test_spoofed_sources_keep_memory_bounded(lab: netlab.Lab, tmp_path: Path) ->
             alerts += eng.tick(timeout_ms=20).alerts
             max_rss = max(max_rss, rss_bytes())
         latency = time.monotonic() - t0
-        seen = eng.sample().totals["tcp"]
+        seen = running.sample(eng).totals["tcp"]
         gc.collect()
         rss1 = rss_bytes()
         reads_total = len(reads)

@@ -189,3 +189,16 @@ def test_a_distributed_scan_is_one_incident_not_an_alert_storm() -> None:
         ("port_scan", MANY_SOURCES, "high")
     ]
     assert changes[0].alert.count == 500 * 25
+
+
+def test_every_detector_has_its_settings_and_metric_label() -> None:
+    """A detector is added in one place (Detector); EngineOptions.detector must then give its own
+    settings (mypy's assert_never), not another detector's."""
+    from ironpost_tui.detectors import Detector
+    from ironpost_tui.detectors.settings import PortScanConfig, SynFloodConfig
+    from ironpost_tui.engine.engine import EngineOptions
+    from ironpost_tui.metrics.collector import DETECTORS
+
+    opts = EngineOptions(iface="lo", syn_flood=SynFloodConfig(block_ttl=1), port_scan=PortScanConfig(block_ttl=2))
+    assert {d: opts.detector(d) for d in Detector} == {"syn_flood": opts.syn_flood, "port_scan": opts.port_scan}
+    assert DETECTORS == tuple(Detector) and [str(d) for d in DETECTORS] == ["syn_flood", "port_scan"]

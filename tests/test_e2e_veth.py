@@ -29,6 +29,7 @@ import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_NOP, fragment
 from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrHopByHop, IPv6ExtHdrRouting
 from scapy.layers.l2 import Dot1AD, Dot1Q
+from support import engine as running
 from support import netlab
 from support.common import net
 
@@ -104,15 +105,15 @@ def settle(eng: Engine, before: StatsSample, packets: int, timeout: float = 5.0)
     """Wait until the program has counted ``packets`` more in total, then a little longer; the deltas."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if eng.sample().totals["total"].packets - before.totals["total"].packets >= packets:
+        if running.sample(eng).totals["total"].packets - before.totals["total"].packets >= packets:
             break
         time.sleep(0.01)
     time.sleep(SETTLE)
-    return delta(eng.sample(), before)
+    return delta(running.sample(eng), before)
 
 
 def hits(eng: Engine, rule_id: str) -> int:
-    return next(s.hits for s in eng.rule_status() if s.rule.id == rule_id)
+    return next(s.hits for s in running.rule_status(eng) if s.rule.id == rule_id)
 
 
 # --------------------------------------------------------------------------- #
@@ -239,7 +240,7 @@ def test_per_protocol_counts_and_bytes_are_exact(
         assert len(frames["udp4"][0]) == 42
         assert min(len(f) for f in frames["icmp4"]) == 42
         reps = 3
-        before = engine.sample()
+        before = running.sample(engine)
         netlab.send_frames(lab, [f for fs in frames.values() for f in fs], count=reps)
 
         def count(*keys: str) -> ProtoCounters:
@@ -259,7 +260,7 @@ def test_per_protocol_counts_and_bytes_are_exact(
         assert len(r6.take()) == reps * len(frames["udp6"])
         # No rule: no events.
         assert engine.tick(0).events == ()
-        after = engine.sample()
+        after = running.sample(engine)
         assert after.events_delivered == before.events_delivered
         assert after.events_lost == before.events_lost
 
@@ -282,27 +283,27 @@ def test_runtime_v4_source_rule_drops_that_host_only_and_removal_restores(
         r6.wait_for(tag + b"-sentinel")
 
     # No rule: everything arrives.
-    before = engine.sample()
+    before = running.sample(engine)
     burst(b"open")
     assert len(r4.take()) == n
     assert len(r6.take()) == n + 1
-    assert delta(engine.sample(), before)["total"].drops == 0
+    assert delta(running.sample(engine), before)["total"].drops == 0
 
     # Block the namespace's IPv4 address (an exact /32: the BLOCKLIST hash).
-    engine.add_rule(FilterRule("block-ns4", Action.DROP, src_ip=net(lab.ns_ip4)))
-    assert engine.rule_status()[0].map_name == "BLOCKLIST"
-    before = engine.sample()
+    running.add_rule(engine, FilterRule("block-ns4", Action.DROP, src_ip=net(lab.ns_ip4)))
+    assert running.rule_status(engine)[0].map_name == "BLOCKLIST"
+    before = running.sample(engine)
     burst(b"blocked")
     assert r4.take() == []
     assert len(r6.take()) == n + 1  # same host, other source address: untouched
-    d = delta(engine.sample(), before)
+    d = delta(running.sample(engine), before)
     assert d["udp"] == ProtoCounters(packets=2 * n + 1, bytes=d["udp"].bytes, drops=n)
     assert d["total"].drops == n
     assert hits(engine, "block-ns4") == n
 
     # Another IPv4 source (in the test range, outside the lab's /30) is not dropped either.
     other_src = str(ipaddress.IPv4Address(lab.ns_ip4) + 4)
-    before = engine.sample()
+    before = running.sample(engine)
     netlab.send_frames(lab, [udp4(lab, r4.port, b"spoofed-%d" % i, src=other_src) for i in range(n)])
     d = settle(engine, before, n)
     assert d["udp"].packets == n and d["total"].drops == 0
@@ -310,12 +311,12 @@ def test_runtime_v4_source_rule_drops_that_host_only_and_removal_restores(
         assert len(r4.take()) == n
 
     # Remove it: delivery comes back.
-    assert engine.remove_rule("block-ns4").id == "block-ns4"
-    before = engine.sample()
+    assert running.delete_rule(engine, "block-ns4").id == "block-ns4"
+    before = running.sample(engine)
     burst(b"reopened")
     assert len(r4.take()) == n
     assert len(r6.take()) == n + 1
-    assert delta(engine.sample(), before)["total"].drops == 0
+    assert delta(running.sample(engine), before)["total"].drops == 0
 
 
 def test_runtime_v6_source_rule_drops_v6_only(
@@ -331,18 +332,18 @@ def test_runtime_v6_source_rule_drops_v6_only(
         netlab.send_frames(lab, [udp4(lab, r4.port, tag + b"-sentinel")])
         r4.wait_for(tag + b"-sentinel")
 
-    engine.add_rule(FilterRule("block-ns6", Action.DROP, src_ip=net(lab.ns_ip6)))
-    assert engine.rule_status()[0].map_name == "SRC6"
-    before = engine.sample()
+    running.add_rule(engine, FilterRule("block-ns6", Action.DROP, src_ip=net(lab.ns_ip6)))
+    assert running.rule_status(engine)[0].map_name == "SRC6"
+    before = running.sample(engine)
     burst(b"blocked")
     assert r6.take() == []
     assert len(r4.take()) == n + 1
-    d = delta(engine.sample(), before)
+    d = delta(running.sample(engine), before)
     assert d["udp"].drops == n and d["total"].drops == n
     assert hits(engine, "block-ns6") == n
 
     # ICMPv6 from the same source is dropped too (a source rule matches every protocol).
-    before = engine.sample()
+    before = running.sample(engine)
     netlab.send_frames(
         lab,
         [netlab.frame(lab, IPv6(src=lab.ns_ip6, dst=lab.host_ip6) / ICMPv6EchoRequest(id=9, seq=i)) for i in range(3)],
@@ -350,12 +351,12 @@ def test_runtime_v6_source_rule_drops_v6_only(
     d = settle(engine, before, 3)
     assert d["icmp"] == ProtoCounters(3, d["icmp"].bytes, 3)
 
-    engine.remove_rule("block-ns6")
-    before = engine.sample()
+    running.delete_rule(engine, "block-ns6")
+    before = running.sample(engine)
     burst(b"reopened")
     assert len(r6.take()) == n
     assert len(r4.take()) == n + 1
-    assert delta(engine.sample(), before)["total"].drops == 0
+    assert delta(running.sample(engine), before)["total"].drops == 0
 
 
 def test_runtime_multi_field_rule_drops_only_that_port_and_protocol(
@@ -366,14 +367,14 @@ def test_runtime_multi_field_rule_drops_only_that_port_and_protocol(
     blocked6 = receivers(lab.host_ip6, port)  # the same port number on the v6 address
     n = 12
     # UDP to that port, from any address of either family: a MATCH rule with no address.
-    engine.add_rule(FilterRule("udp-port", Action.DROP, dst_port=port, protocol=IPPROTO_UDP))
-    assert engine.rule_status()[0].map_name == "MATCH"
+    running.add_rule(engine, FilterRule("udp-port", Action.DROP, dst_port=port, protocol=IPPROTO_UDP))
+    assert running.rule_status(engine)[0].map_name == "MATCH"
 
     # TCP to the same port number passes (TCP and UDP ports are separate spaces: the bind works).
     with closed_tcp_port(lab.host_ip4, port) as tcp_sock:
         tcp_port = tcp_sock.getsockname()[1]
         assert tcp_port == port
-        before = engine.sample()
+        before = running.sample(engine)
         netlab.send_frames(lab, [udp4(lab, blocked4.port, b"b4-%d" % i) for i in range(n)])
         netlab.send_frames(lab, [udp6(lab, blocked6.port, b"b6-%d" % i) for i in range(n)])
         netlab.send_frames(lab, [udp4(lab, open4.port, b"o4-%d" % i) for i in range(n)])
@@ -383,21 +384,21 @@ def test_runtime_multi_field_rule_drops_only_that_port_and_protocol(
         assert blocked4.take() == []
         assert blocked6.take() == []
         assert len(open4.take()) == n + 1
-        d = delta(engine.sample(), before)
+        d = delta(running.sample(engine), before)
         assert d["udp"].drops == 2 * n
         assert d["tcp"] == ProtoCounters(1, d["tcp"].bytes, 0)
         assert d["total"].drops == 2 * n
         assert hits(engine, "udp-port") == 2 * n
 
-    engine.remove_rule("udp-port")
-    before = engine.sample()
+    running.delete_rule(engine, "udp-port")
+    before = running.sample(engine)
     netlab.send_frames(lab, [udp4(lab, blocked4.port, b"b4-%d" % i) for i in range(n)])
     netlab.send_frames(lab, [udp6(lab, blocked6.port, b"b6-%d" % i) for i in range(n)])
     netlab.send_frames(lab, [udp4(lab, open4.port, b"sentinel2")])
     open4.wait_for(b"sentinel2")
     assert len(blocked4.take()) == n
     assert len(blocked6.take()) == n
-    assert delta(engine.sample(), before)["total"].drops == 0
+    assert delta(running.sample(engine), before)["total"].drops == 0
 
 
 def test_rules_see_through_vlan_tags_ip_options_and_ipv6_extension_headers(
@@ -405,7 +406,7 @@ def test_rules_see_through_vlan_tags_ip_options_and_ipv6_extension_headers(
 ) -> None:
     r4, r6 = receivers(lab.host_ip4), receivers(lab.host_ip6)
     port = r4.port
-    engine.add_rule(FilterRule("udp-port", Action.DROP, dst_port=port, protocol=IPPROTO_UDP))
+    running.add_rule(engine, FilterRule("udp-port", Action.DROP, dst_port=port, protocol=IPPROTO_UDP))
     v4, v6 = IP(src=lab.ns_ip4, dst=lab.host_ip4), IPv6(src=lab.ns_ip6, dst=lab.host_ip6)
     dropped = [
         netlab.frame(lab, Dot1Q(vlan=7) / v4 / UDP(sport=1, dport=port) / b"vlan"),
@@ -418,7 +419,7 @@ def test_rules_see_through_vlan_tags_ip_options_and_ipv6_extension_headers(
     first, *rest = fragment(v4 / UDP(sport=1, dport=port) / (b"f" * 64), fragsize=32)  # type: ignore[no-untyped-call]
     dropped.append(netlab.frame(lab, first))
     passed = [netlab.frame(lab, f) for f in rest]
-    before = engine.sample()
+    before = running.sample(engine)
     netlab.send_frames(lab, dropped + passed)
     d = settle(engine, before, len(dropped) + len(passed))
     assert d["udp"] == ProtoCounters(len(dropped) + len(passed), sum(len(f) for f in dropped + passed), len(dropped))
@@ -457,7 +458,7 @@ def test_events_carry_the_packets_fields_for_drop_and_monitor_v4_and_v6(
             FilterRule("mon-ns6", Action.MONITOR, src_ip=net(lab.ns_ip6)),  # SRC6, monitor
         ]
         for rule in rules:
-            engine.add_rule(rule)
+            running.add_rule(engine, rule)
         frames = [
             syn4(lab, tport4, sport=43210),  # drop-syn4 (a drop outranks the monitor match of mon-ns4)
             syn6(lab, tport6, sport=43211),  # drop-ns6-tcp (outranks mon-ns6)
@@ -468,7 +469,7 @@ def test_events_carry_the_packets_fields_for_drop_and_monitor_v4_and_v6(
         ]
         engine.tick(0)
         t0 = time.time()
-        before = engine.sample()
+        before = running.sample(engine)
         netlab.send_frames(lab, frames)
         events = collect_events(engine, len(frames))
         t1 = time.time()
@@ -493,27 +494,27 @@ def test_events_carry_the_packets_fields_for_drop_and_monitor_v4_and_v6(
     # The monitored datagrams were delivered; the dropped SYNs were counted as drops.
     r4.wait_for(b"monitored-4")
     r6.wait_for(b"monitored-6")
-    after = engine.sample()
+    after = running.sample(engine)
     d = delta(after, before)
     assert d["tcp"] == ProtoCounters(2, len(frames[0]) + len(frames[1]), 2)
     assert d["total"].drops == 2
     assert after.events_delivered - before.events_delivered == len(frames)
     assert after.events_lost == before.events_lost
-    assert {s.rule.id: s.hits for s in engine.rule_status()} == {
+    assert {s.rule.id: s.hits for s in running.rule_status(engine)} == {
         "drop-syn4": 1, "drop-ns6-tcp": 1, "mon-ns4": 2, "mon-ns6": 2,
     }  # fmt: skip
 
 
 def test_a_tick_without_events_drains_them_undecoded(lab: netlab.Lab, engine: Engine) -> None:
     # The headless agent's tick: the ring is emptied (nothing is lost to a full ring), nothing decoded.
-    engine.add_rule(FilterRule("mon", Action.MONITOR, src_ip=net(lab.ns_ip4)))
+    running.add_rule(engine, FilterRule("mon", Action.MONITOR, src_ip=net(lab.ns_ip4)))
     engine.tick(0)
-    before = engine.sample()
+    before = running.sample(engine)
     netlab.send_frames(lab, [udp4(lab, 9, b"undecoded")], count=5)
     time.sleep(SETTLE)
     assert engine.tick(50, events=False).events == ()
     assert engine.tick(0).events == ()  # consumed by the tick before
-    after = engine.sample()
+    after = running.sample(engine)
     assert after.events_delivered - before.events_delivered == 5
     assert after.events_lost == before.events_lost
 
@@ -522,12 +523,12 @@ def test_queued_events_keep_their_rule_when_rules_change_before_the_next_tick(la
     # Events wait in the ring buffer until a tick decodes them, and decoding names the rule by its
     # hit-counter slot.  A rule removed and another added in between must not take over the
     # removed rule's events (the new rule matches none of these packets).
-    engine.add_rule(FilterRule("first", Action.DROP, src_ip=net(lab.ns_ip4)))
+    running.add_rule(engine, FilterRule("first", Action.DROP, src_ip=net(lab.ns_ip4)))
     engine.tick(0)
     netlab.send_frames(lab, [udp4(lab, 9, b"queued")], count=5)
-    settle(engine, engine.sample(), 0)  # a pause: the frames have been through the program
-    engine.remove_rule("first")
-    engine.add_rule(FilterRule("second", Action.MONITOR, src_ip=net(lab.ns_ip6)))
+    settle(engine, running.sample(engine), 0)  # a pause: the frames have been through the program
+    running.delete_rule(engine, "first")
+    running.add_rule(engine, FilterRule("second", Action.MONITOR, src_ip=net(lab.ns_ip6)))
     events = collect_events(engine, 5)
     ns4 = ipaddress.IPv4Address(lab.ns_ip4)
     assert [(e.src, e.verdict, e.rule_id) for e in events] == [(ns4, Verdict.DROP, "first")] * 5
@@ -535,13 +536,14 @@ def test_queued_events_keep_their_rule_when_rules_change_before_the_next_tick(la
 
 
 def test_unmatched_packets_make_no_events(lab: netlab.Lab, engine: Engine) -> None:
-    engine.add_rule(FilterRule("other-host", Action.DROP, src_ip=net(str(ipaddress.IPv4Address(lab.ns_ip4) + 4))))
-    before = engine.sample()
+    other_host = net(str(ipaddress.IPv4Address(lab.ns_ip4) + 4))
+    running.add_rule(engine, FilterRule("other-host", Action.DROP, src_ip=other_host))
+    before = running.sample(engine)
     netlab.send_frames(lab, [udp4(lab, 9), udp6(lab, 9)], count=10)
     d = settle(engine, before, 20)
     assert d["total"] == ProtoCounters(20, d["total"].bytes, 0)
     assert collect_events(engine, 0, timeout=0) == []
-    assert engine.sample().events_delivered == before.events_delivered
+    assert running.sample(engine).events_delivered == before.events_delivered
 
 
 # --------------------------------------------------------------------------- #
@@ -562,13 +564,13 @@ def test_flood_into_a_tiny_ring_buffer_loses_events_but_drops_every_packet(
     lab: netlab.Lab, engine_with: Callable[[DatapathConfig], Engine]
 ) -> None:
     eng = engine_with(DatapathConfig(ring_buffer_kib=4, event_rate=0))
-    eng.add_rule(FilterRule("flood", Action.DROP, src_ip=net(lab.ns_ip4)))
+    running.add_rule(eng, FilterRule("flood", Action.DROP, src_ip=net(lab.ns_ip4)))
     n = 5000
     f = udp4(lab, 9, b"flood")
-    before = eng.sample()
+    before = running.sample(eng)
     netlab.send_frames(lab, [f], count=n)  # nobody ticks: nobody drains the ring buffer
     d = settle(eng, before, n)
-    after = eng.sample()
+    after = running.sample(eng)
     delivered = after.events_delivered - before.events_delivered
     lost = {k: after.events_lost[k] - before.events_lost[k] for k in ("ringbuf_full", "rate_limited")}
     assert d["udp"] == ProtoCounters(n, n * len(f), n)
@@ -583,11 +585,11 @@ def test_flood_into_a_tiny_ring_buffer_loses_events_but_drops_every_packet(
     assert drain_events(eng) == delivered
 
     # Drained, the ring buffer takes events again.
-    before = eng.sample()
+    before = running.sample(eng)
     netlab.send_frames(lab, [f], count=10)
     events = collect_events(eng, 10)
     assert len(events) == 10 and all(e.verdict is Verdict.DROP and e.rule_id == "flood" for e in events)
-    assert eng.sample().events_delivered - before.events_delivered == 10
+    assert running.sample(eng).events_delivered - before.events_delivered == 10
 
 
 def test_event_rate_limit_loses_events_but_drops_every_packet(
@@ -595,15 +597,15 @@ def test_event_rate_limit_loses_events_but_drops_every_packet(
 ) -> None:
     rate = 100
     eng = engine_with(DatapathConfig(event_rate=rate))
-    eng.add_rule(FilterRule("flood", Action.DROP, src_ip=net(lab.ns_ip4)))
+    running.add_rule(eng, FilterRule("flood", Action.DROP, src_ip=net(lab.ns_ip4)))
     n = 1000
     f = udp4(lab, 9, b"flood")
-    before = eng.sample()
+    before = running.sample(eng)
     t0 = time.monotonic()
     netlab.send_frames(lab, [f], count=n)
     sent_in = time.monotonic() - t0
     d = settle(eng, before, n)
-    after = eng.sample()
+    after = running.sample(eng)
     delivered = after.events_delivered - before.events_delivered
     lost = {k: after.events_lost[k] - before.events_lost[k] for k in ("ringbuf_full", "rate_limited")}
     assert d["total"] == ProtoCounters(n, n * len(f), n)
@@ -612,7 +614,7 @@ def test_event_rate_limit_loses_events_but_drops_every_packet(
     assert lost["rate_limited"] > 0
     assert delivered + lost["rate_limited"] == n
     # A bucket per CPU, starting full (one second's worth), refilled at `rate` per second.
-    cpus = eng.datapath.possible_cpus
+    cpus = running.datapath(eng).possible_cpus
     assert rate <= delivered <= cpus * (rate + rate * (sent_in + SETTLE + 1.0))
     assert drain_events(eng) == delivered
 
@@ -690,26 +692,26 @@ def test_tcp_connections_and_a_dst_port_rule(lab: netlab.Lab, engine: Engine) ->
         echo_once(established, served, b"before the rule")
 
         # Drop TCP to blocked_port: a new connection cannot be made...
-        engine.add_rule(FilterRule("no-tcp-port", Action.DROP, dst_port=blocked_port, protocol=IPPROTO_TCP))
-        before = engine.sample()
+        running.add_rule(engine, FilterRule("no-tcp-port", Action.DROP, dst_port=blocked_port, protocol=IPPROTO_TCP))
+        before = running.sample(engine)
         with pytest.raises(TimeoutError):
             connect_from_ns(lab, lab.host_ip4, blocked_port, timeout=0.7)
         blocked_l.settimeout(0)
         with pytest.raises(BlockingIOError):
             blocked_l.accept()
-        d = delta(engine.sample(), before)
+        d = delta(running.sample(engine), before)
         assert d["tcp"].drops == 1  # the SYN; its first retransmission would come after the 1 s initial RTO
         assert d["total"].drops == d["tcp"].drops
         assert hits(engine, "no-tcp-port") == d["tcp"].drops
 
         # ...while the established connection to the other port keeps working, nothing of it dropped.
-        before = engine.sample()
+        before = running.sample(engine)
         echo_once(established, served, b"after the rule" * 1000)
-        d = delta(engine.sample(), before)
+        d = delta(running.sample(engine), before)
         assert d["tcp"].packets > 0 and d["total"].drops == 0
 
         # Removing the rule lets new connections through again.
-        engine.remove_rule("no-tcp-port")
+        running.delete_rule(engine, "no-tcp-port")
         blocked_l.settimeout(3.0)
         c2 = stack.enter_context(connect_from_ns(lab, lab.host_ip4, blocked_port, timeout=3.0))
         s2 = stack.enter_context(accept(blocked_l))

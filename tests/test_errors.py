@@ -35,7 +35,8 @@ from support.bpftool import dump_keys
 from support.common import REPO, net
 
 from ironpost_tui.errors import BlocklistFull, ExitStatus, HeadersMissing
-from ironpost_tui.kernel import datapath
+from ironpost_tui.kernel import abi, datapath
+from ironpost_tui.model import Action, FilterRule
 
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
@@ -268,9 +269,71 @@ def test_rule_table_add_on_a_full_blocklist_changes_nothing() -> None:
         assert table.rules() == rules_before and "src-4" not in table and len(table) == 4
 
         # Nothing leaked: after a removal the refused rule fits.
-        table.remove("src-0")
+        table.delete("src-0")
         table.add(FilterRule("src-4", src_ip=net("198.18.204.1/32")))
         assert dp.map_len("BLOCKLIST") == 4 and "src-4" in table
+    finally:
+        dp.close()
+
+
+def _rule(rid: str, action: str, src: str | None = None, dport: int | None = None) -> FilterRule:
+    return FilterRule(
+        rid,
+        Action(action),
+        src_ip=ipaddress.ip_network(src) if src else None,
+        dst_port=dport,
+        protocol=6 if dport else None,
+    )
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(
+    ("src", "dport", "other_src"),
+    [("198.18.210.1/32", None, "198.18.211.0/24"), ("198.18.210.0/24", 8080, "198.18.211.1/32")],
+    ids=["blocklist", "match"],
+)
+def test_rule_table_update_whose_kernel_write_fails_changes_nothing(
+    src: str, dport: int | None, other_src: str
+) -> None:
+    """An in-place update (same match, new action) whose map write the kernel refuses leaves the
+    table as it was, agreeing with the kernel's entry.  The refusal is real: the rule's map is
+    frozen (BPF_MAP_FREEZE), so every write to it from user space fails with EPERM."""
+    import ctypes
+
+    from ironpost_tui.kernel.datapath import Datapath, DatapathConfig
+    from ironpost_tui.rules import placement as kernel_rules
+    from ironpost_tui.rules.table import RuleTable, monotonic_to_wall_offset
+
+    dp = Datapath(DatapathConfig(blocklist_max_entries=64, cidr_max_entries=64, match_max_entries=64))
+    try:
+        table = RuleTable(dp, monotonic_to_wall_offset())
+        rule, other = _rule("r", "drop", src, dport), _rule("other", "drop", other_src)
+        table.add(rule)
+        table.add(other)
+        rule_map, other_map = kernel_rules.place(rule).map_name, kernel_rules.place(other).map_name
+        assert rule_map != other_map
+
+        def state() -> dict[str, object]:
+            names = ("BLOCKLIST", "EXACT4", "SRC4", "SRC6", "MATCH", "SHAPES", "CONFIG", "ADDR_FILTER", "PORT_FILTER")
+            return {name: sorted(dp.map_items(name)) for name in names}
+
+        def kernel_action(map_name: str) -> int:
+            (raw,) = [v for _, v in dp.map_items(map_name)]  # the map's only entry
+            return abi.BLOCKLIST_VALUE.unpack(raw)[1]  # own_action: the rule's own
+
+        assert ctypes.CDLL("libbpf.so.1", use_errno=True).bpf_map_freeze(dp.map_fd(rule_map)) == 0
+        before, status_before = state(), table.status()
+        with pytest.raises(Exception, match="not permitted"):
+            table.update(_rule("r", "monitor", src, dport))
+        assert state() == before  # byte for byte, the prefilter's match rank included
+        assert table.get("r") == rule and table.status() == status_before
+        assert kernel_action(rule_map) == kernel_rules.action_code(rule.action) == abi.ACTION_DROP
+
+        # Negative control: the same update of a rule in a map that takes writes changes both sides.
+        table.update(_rule("other", "monitor", other_src))
+        assert table.get("other") == _rule("other", "monitor", other_src)
+        assert kernel_action(other_map) == abi.ACTION_MONITOR
+        assert kernel_action(rule_map) == abi.ACTION_DROP
     finally:
         dp.close()
 

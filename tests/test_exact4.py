@@ -106,7 +106,7 @@ def test_exact_sources_are_dropped_from_exact4_alone() -> None:
         near = [str(ipaddress.IPv4Address(a) + 1) for a in addrs]
         assert all(verdict(dp, a) == XDP_PASS for a in near if a not in addrs)
         for i in range(len(addrs)):
-            table.remove(f"x{i}")
+            table.delete(f"x{i}")
         assert ways_in_use(dp) == 0
         assert all(verdict(dp, a) == XDP_PASS for a in addrs)
     finally:
@@ -131,12 +131,12 @@ def test_a_full_bucket_leaves_the_next_address_in_blocklist(small: RuleTable) ->
     keeper = same_slash24_other_bucket(dp, group[3])
     small.add(exact("keeper", keeper))
     assert small._rules["keeper"].exact4
-    small.remove("g3")  # a way frees
+    small.delete("g3")  # a way frees
     assert filter_bits(dp, group[3]) & abi.FILTER_EXACT4  # so the program reads the bucket for g3
     assert verdict(dp, group[3]) == XDP_PASS
     assert all(verdict(dp, a) == XDP_DROP for i, a in enumerate(group) if i != 3)
-    small.remove("keeper")
-    small.remove("g9")  # a BLOCKLIST-only one
+    small.delete("keeper")
+    small.delete("g9")  # a BLOCKLIST-only one
     assert verdict(dp, group[9]) == XDP_PASS
     assert verdict(dp, group[8]) == XDP_DROP
     small.add(exact("g3-again", group[3]))  # takes the free way
@@ -144,7 +144,7 @@ def test_a_full_bucket_leaves_the_next_address_in_blocklist(small: RuleTable) ->
     assert verdict(dp, group[3]) == XDP_DROP
 
     for rid in list(small._rules):
-        small.remove(rid)
+        small.delete(rid)
     assert ways_in_use(dp) == 0 and dp.map_len("BLOCKLIST") == 0
     assert filter_bits(dp, group[0]) == 0
     assert all(verdict(dp, a) == XDP_PASS for a in group)
@@ -158,36 +158,36 @@ def test_a_never_written_way_matches_no_address(small: RuleTable) -> None:
     assert filter_bits(dp, "0.0.0.0") & abi.FILTER_EXACT4
     assert verdict(dp, "0.0.0.5") == XDP_DROP
     assert verdict(dp, "0.0.0.0") == XDP_PASS
-    small.remove("near-zero")
+    small.delete("near-zero")
 
 
 def test_list_order_between_an_exact_source_and_a_prefix_follows_renumbering(small: RuleTable) -> None:
     dp = small._dp
     a, p = exact("exact", "198.18.9.9"), FilterRule("prefix", src_ip=ipaddress.ip_network("198.18.9.0/24"))
-    small.sync([a, p])
+    small.replace_all([a, p])
     verdict(dp, "198.18.9.9")
     assert hits(small) == {"exact": 1, "prefix": 0}
-    small.sync([p, a])  # the prefix first now: EXACT4's rank is rewritten
+    small.replace_all([p, a])  # the prefix first now: EXACT4's rank is rewritten
     verdict(dp, "198.18.9.9")
     assert hits(small) == {"exact": 1, "prefix": 1}
-    small.sync([exact("exact", "198.18.9.9", Action.MONITOR), p])  # monitor ranks after any drop
+    small.replace_all([exact("exact", "198.18.9.9", Action.MONITOR), p])  # monitor ranks after any drop
     assert verdict(dp, "198.18.9.9") == XDP_DROP
     assert hits(small) == {"exact": 1, "prefix": 2}
-    small.sync([exact("exact", "198.18.9.9", Action.MONITOR)])
+    small.replace_all([exact("exact", "198.18.9.9", Action.MONITOR)])
     assert verdict(dp, "198.18.9.9") == XDP_PASS
     assert hits(small) == {"exact": 2}
-    small.sync([])
+    small.replace_all([])
     assert ways_in_use(dp) == 0
 
 
 def test_a_new_id_for_the_same_address_takes_over_its_way(small: RuleTable) -> None:
     dp = small._dp
-    small.sync([exact("old-id", "198.18.7.7")])
-    small.sync([exact("new-id", "198.18.7.7")])
+    small.replace_all([exact("old-id", "198.18.7.7")])
+    small.replace_all([exact("new-id", "198.18.7.7")])
     assert ways_in_use(dp) == 1 and small._rules["new-id"].exact4
     assert verdict(dp, "198.18.7.7") == XDP_DROP
     assert hits(small) == {"new-id": 1}
-    small.sync([])
+    small.replace_all([])
     assert ways_in_use(dp) == 0
 
 
@@ -195,13 +195,13 @@ def test_a_removed_address_passes_while_its_slash24_still_has_rules(small: RuleT
     dp = small._dp
     a = "198.18.40.1"
     b = same_slash24_other_bucket(dp, a)
-    small.sync([exact("a", a), exact("b", b)])
-    small.remove("a")
+    small.replace_all([exact("a", a), exact("b", b)])
+    small.delete("a")
     assert filter_bits(dp, a) & abi.FILTER_EXACT4  # the program still reads EXACT4 for a ...
     assert verdict(dp, a) == XDP_PASS  # ... and finds no way for it
     assert verdict(dp, b) == XDP_DROP
     assert ways_in_use(dp) == 1
-    small.sync([])
+    small.replace_all([])
 
 
 def test_a_new_id_for_an_address_in_a_full_bucket_moves_it_to_blocklist(small: RuleTable) -> None:
@@ -210,15 +210,15 @@ def test_a_new_id_for_an_address_in_a_full_bucket_moves_it_to_blocklist(small: R
     dp = small._dp
     group = same_bucket(dp, 8)
     rules = [exact(f"g{i}", a) for i, a in enumerate(group)]
-    small.sync(rules)
+    small.replace_all(rules)
     assert ways_in_use(dp) == 8
-    small.sync([*rules[:7], exact("renamed", group[7])])
+    small.replace_all([*rules[:7], exact("renamed", group[7])])
     assert not small._rules["renamed"].exact4
     assert ways_in_use(dp) == 7
     assert filter_bits(dp, group[7]) & abi.FILTER_EXACT
     assert verdict(dp, group[7]) == XDP_DROP
     assert hits(small)["renamed"] == 1
-    small.sync([])
+    small.replace_all([])
     assert ways_in_use(dp) == 0 and dp.map_len("BLOCKLIST") == 0
 
 
@@ -240,7 +240,7 @@ def test_adopting_repairs_what_a_stop_between_two_writes_left_in_exact4(pin_dir:
     try:
         table = RuleTable(first, monotonic_to_wall_offset())
         group = same_bucket(first, 3)
-        table.sync([exact("a", group[0]), exact("b", group[1]), exact("c", group[2], Action.MONITOR)])
+        table.replace_all([exact("a", group[0]), exact("b", group[1]), exact("c", group[2], Action.MONITOR)])
         slot_c = table._rules["c"].slot
     finally:
         first.close()
@@ -267,7 +267,7 @@ def test_adopting_repairs_what_a_stop_between_two_writes_left_in_exact4(pin_dir:
         # c: the damaged drop above and this monitor hit (RULE_HITS is pinned too); a: its own slot.
         assert hits(adopted) == {ids[group[0]]: 1, ids[group[1]]: 0, ids[group[2]]: 2}
         for rid in list(adopted._rules):
-            adopted.remove(rid)
+            adopted.delete(rid)
         assert ways_in_use(second) == 0
     finally:
         second.close()
@@ -293,7 +293,7 @@ def test_adopting_pinned_maps_learns_which_addresses_are_in_exact4(pin_dir: Path
         assert all(verdict(second, a) == XDP_DROP for a in group)
         assert hits(adopted) == {rules[a]: 1 for a in group}
         for rid in list(adopted._rules):
-            adopted.remove(rid)
+            adopted.delete(rid)
         assert ways_in_use(second) == 0
         assert all(verdict(second, a) == XDP_PASS for a in group)
     finally:

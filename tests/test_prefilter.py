@@ -44,7 +44,7 @@ def filters_empty(table: RuleTable) -> bool:
     return (
         not any(any(w) for w in words)
         and config[2] == 0
-        and config[4] == abi.NO_RANK
+        and config[4] == abi.NO_MATCH
         and config[5:8] == (0, 0, 0)
         and not any(config[8])
     )
@@ -100,7 +100,7 @@ def test_each_way_into_the_filters_drops_what_it_should_and_leaves_nothing(
         assert verdict(table, dropped) == XDP_DROP
         assert verdict(table, passed) == XDP_PASS
     finally:
-        table.remove(rule.id)
+        table.delete(rule.id)
     assert verdict(table, dropped) == XDP_PASS
     assert filters_empty(table)
 
@@ -116,7 +116,7 @@ def test_allowlist_buckets_and_wild_allow(table: RuleTable) -> None:
             table.set_allowlist({})
             assert verdict(table, data) == XDP_DROP, protected
     finally:
-        table.remove("any")
+        table.delete("any")
     assert filters_empty(table)
 
 
@@ -133,7 +133,7 @@ def test_many_overlapping_rules_in_any_order_leave_the_filters_empty(table: Rule
         assert verdict(table, frame("198.18.4.7", "198.19.0.1", 1000)) == XDP_DROP
         rng.shuffle(rules)
         for rule in rules:
-            table.remove(rule.id)
+            table.delete(rule.id)
         assert filters_empty(table)
 
 
@@ -152,4 +152,4 @@ def test_bucket_function_matches_the_program_for_random_addresses(table: RuleTab
             assert verdict(table, frame(str(a6), "2001:db8::1")) == XDP_DROP, a6
         finally:
             for rule in rules:
-                table.remove(rule.id)
+                table.delete(rule.id)

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import pytest
 from support import bpftool, netlab
+from support import engine as running
 from support.agents import Agent, AgentPool, agent_env, in_process_engine, one_error_line, ready_info, xdp_progs
 from support.agents import run as run_ironpost
 from support.bpftool import hexbytes, map_dump, map_keys, prog_maps
@@ -541,7 +542,7 @@ def test_a_protected_source_passes_a_hand_made_blocklist_entry(
 
 
 def kernel_state(eng: Engine) -> dict[str, list[tuple[bytes, bytes]]]:
-    return {name: sorted(eng.datapath.map_items(name)) for name in STATE_MAPS}
+    return {name: sorted(running.datapath(eng).map_items(name)) for name in STATE_MAPS}
 
 
 def test_engine_refuses_to_drop_a_protected_address_and_forced_it_still_passes(
@@ -555,15 +556,15 @@ def test_engine_refuses_to_drop_a_protected_address_and_forced_it_still_passes(
         rule = FilterRule("drop-client", Action.DROP, src_ip=ns)
         before = kernel_state(eng)
         with pytest.raises(LockoutRefused) as info:
-            eng.add_rule(rule)
+            running.add_rule(eng, rule)
         assert "drop-client" in info.value.message and "SSH client" in info.value.message
         assert kernel_state(eng) == before
-        assert eng.rules() == []
+        assert running.rules(eng) == []
         assert probe.burst(20) == 20
 
-        eng.add_rule(rule, force=True)
-        assert eng.rules() == [rule]
-        assert [k for k, _ in eng.datapath.map_items("BLOCKLIST")] == [v4key(lab.ns_ip4)]
+        running.add_rule(eng, rule, force=True)
+        assert running.rules(eng) == [rule]
+        assert [k for k, _ in running.datapath(eng).map_items("BLOCKLIST")] == [v4key(lab.ns_ip4)]
         eng.tick(0)  # drain
         assert probe.burst(20) == 20  # the allowlist wins over the forced drop
         events: list[PacketEvent] = []
@@ -571,7 +572,7 @@ def test_engine_refuses_to_drop_a_protected_address_and_forced_it_still_passes(
         while len(events) < 20 and time.monotonic() < end:
             events += [e for e in eng.tick(50).events if e.rule_id == "drop-client"]
         assert len(events) == 20 and {e.verdict for e in events} == {Verdict.PROTECTED}
-        status = {s.rule.id: s for s in eng.rule_status()}
+        status = {s.rule.id: s for s in running.rule_status(eng)}
         assert status["drop-client"].hits == 20
         # The forced change is audited as such.
         entries = [json.loads(line) for line in paths.audit.read_text().splitlines()]
@@ -712,13 +713,13 @@ def kernel_rule_set(eng: Engine) -> set[tuple[str, FilterRule]]:
         return bin(int.from_bytes(mask, "big")).count("1")
 
     shapes = {}
-    for raw_key, raw in eng.datapath.map_items("SHAPES"):
+    for raw_key, raw in running.datapath(eng).map_items("SHAPES"):
         fields, family, _pm, _portm, smask, dmask = abi.RULE_SHAPE.unpack(raw)
         if fields and not fields & abi.SHAPE_UNUSED:
             shapes[int.from_bytes(raw_key, "little")] = kernel_rules.Shape(fields, family, plen(smask), plen(dmask))
     out = set()
     for name in RULE_MAPS:
-        for key, raw in eng.datapath.map_items(name):
+        for key, raw in running.datapath(eng).map_items(name):
             own_action = abi.BLOCKLIST_VALUE.unpack(raw)[1]
             rule = kernel_rules.rule_from_entry(name, key, own_action, shapes, "-")
             assert rule is not None, (name, key)
@@ -773,23 +774,23 @@ def test_edits_through_the_engine_persist_in_the_file(lab: netlab.Lab, paths: Pa
         iface=lab.host_if, rules=settings.rules, store=RuleStore(paths.config), audit_log=paths.audit, protected=()
     )
     with in_process_engine(opts) as eng:
-        assert [r.id for r in eng.rules()] == ["keep-range", "watch-web", "old-one"]
+        assert [r.id for r in running.rules(eng)] == ["keep-range", "watch-web", "old-one"]
         assert probe.burst(10) == 10
 
         # add
         ns_drop = FilterRule("drop-ns", Action.DROP, src_ip=ipaddress.ip_network(lab.ns_ip4), description="lab ns")
-        eng.add_rule(ns_drop)
+        running.add_rule(eng, ns_drop)
         assert file_ids() == ["keep-range", "watch-web", "old-one", "drop-ns"]
         assert config.load(paths.config).rules[-1] == ns_drop
         comments_kept("# a scanner range", "# kept as it is", "# web monitor", "# the web port", "# to be deleted")
         assert probe.burst(10) == 0
         multi = FilterRule("drop-udp", Action.DROP, dst_ip=ipaddress.ip_network(lab.host_ip4), dst_port=7, protocol=17)
-        eng.add_rule(multi)
+        running.add_rule(eng, multi)
         assert file_ids()[-1] == "drop-udp"
 
         # update
         web = FilterRule("watch-web", Action.MONITOR, dst_port=8443, protocol=6)
-        eng.replace_rule(web)
+        running.update_rule(eng, web)
         assert [r for r in config.load(paths.config).rules if r.id == "watch-web"] == [web]
         comments_kept("# a scanner range", "# kept as it is", "# web monitor", "# to be deleted")
         text = paths.config.read_text()
@@ -797,16 +798,16 @@ def test_edits_through_the_engine_persist_in_the_file(lab: netlab.Lab, paths: Pa
 
         # update, to another map (the entry moves: BLOCKLIST -> SRC4)
         ns_drop = FilterRule("drop-ns", Action.DROP, src_ip=ipaddress.ip_network(lab.net4), description="lab ns")
-        eng.replace_rule(ns_drop)
+        running.update_rule(eng, ns_drop)
         assert [r for r in config.load(paths.config).rules if r.id == "drop-ns"] == [ns_drop]
 
         # delete
-        eng.remove_rule("old-one")
+        running.delete_rule(eng, "old-one")
         assert file_ids() == ["keep-range", "watch-web", "drop-ns", "drop-udp"]
         comments_kept("# a scanner range", "# kept as it is", "# web monitor")
         assert "old-one" not in paths.config.read_text()
 
-        final_rules = eng.rules()
+        final_rules = running.rules(eng)
         in_kernel = kernel_rule_set(eng)
         assert in_kernel == without_id(final_rules)
         assert probe.burst(10) == 0
@@ -825,7 +826,7 @@ def test_edits_through_the_engine_persist_in_the_file(lab: netlab.Lab, paths: Pa
     assert list(again.rules) == final_rules
     opts2 = EngineOptions(iface=lab.host_if, rules=again.rules, store=RuleStore(paths.config), protected=())
     with in_process_engine(opts2) as eng2:
-        assert eng2.rules() == final_rules
+        assert running.rules(eng2) == final_rules
         assert kernel_rule_set(eng2) == in_kernel
         assert probe.burst(10) == 0
 

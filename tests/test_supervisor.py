@@ -341,7 +341,7 @@ def test_console_hit_counts_equal_the_metrics_of_the_same_tick(lab: netlab.Lab, 
         rules = poll_until(10)
         assert metrics_hits() == 10
         # negative control: the kernel's own counter for the rule's new slot started again
-        assert next(s.hits for s in engine.rule_table.status() if s.rule.id == "watch") == 3
+        assert next(s.hits for s in engine.control.table.status() if s.rule.id == "watch") == 3
     finally:
         live.close()
         with contextlib.suppress(FileNotFoundError):

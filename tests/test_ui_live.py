@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support import engine as running
 from support import netlab
 from support.ui import TEST_SETTINGS, Messages
 from textual.pilot import Pilot
@@ -109,7 +110,7 @@ def test_console_adds_and_deletes_a_drop_rule_on_the_real_engine(lab: netlab.Lab
             assert messages.count(EditRefused) == 0, [m for m in messages.seen if isinstance(m, EditRefused)]
             assert not isinstance(pilot.app.screen, RuleForm)
 
-            assert engine.datapath.map_lookup("BLOCKLIST", key) is not None
+            assert running.datapath(engine).map_lookup("BLOCKLIST", key) is not None
             send(sender, lab, recv.port, b"blocked")
             assert recv.drain(0.5) == []
 
@@ -128,7 +129,7 @@ def test_console_adds_and_deletes_a_drop_rule_on_the_real_engine(lab: netlab.Lab
             await messages.wait((EditApplied, EditRefused), pilot, after=done, timeout=15)
             assert messages.count(EditRefused) == 0
 
-            assert engine.datapath.map_lookup("BLOCKLIST", key) is None
+            assert running.datapath(engine).map_lookup("BLOCKLIST", key) is None
             send(sender, lab, recv.port, b"after")
             after = recv.drain()
             assert len(after) == 5, after

@@ -141,11 +141,11 @@ class Env:
     def reset(self, rules: Iterable[FilterRule] = (), allow: dict[str, int] | None = None) -> None:
         """Exactly ``rules`` (fresh slots, priorities in list order), exactly
         ``allow``, nothing else in the rule maps, an empty event list."""
-        self.table.sync([])
+        self.table.replace_all([])
         for name in RULE_MAPS:  # entries written by hand by earlier tests
             for key, _ in list(self.dp.map_items(name)):
                 self.dp.map_delete(name, key)
-        self.table.sync(list(rules))
+        self.table.replace_all(list(rules))
         self.table.set_allowlist({ipaddress.ip_network(k): v for k, v in (allow or {}).items()})
         self.drain()
 
@@ -1242,5 +1242,5 @@ def test_one_event_per_matched_packet(env: Env) -> None:
 def test_sync_reorder_changes_precedence(env: Env) -> None:
     first, second = drop("a", src=f"{S4}/32"), drop("b", dport=PORT)
     env.reset([first, second])
-    env.table.sync([second, first])
+    env.table.replace_all([second, first])
     check(env, v4(dport=PORT), XDP_DROP, "tcp", credited="b")

@@ -17,6 +17,7 @@ from typing import Any
 from ironpost_tui.config.check import CAPACITY_MARK, Check, RuleRef, Table, quote, show
 from ironpost_tui.config.locate import Loc
 from ironpost_tui.errors import RuleRefused
+from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.kernel.datapath import DatapathConfig
 from ironpost_tui.model import Action, FilterRule, IPNetwork
 from ironpost_tui.rules import placement as kernel_rules
@@ -231,9 +232,13 @@ def _expires_at(t: Table) -> float | None:
 def _kernel_fit(check: Check, built: list[tuple[FilterRule, Loc, RuleRef]], blocklist_max: int) -> None:
     """What the datapath would refuse when these rules are installed, said now."""
     dp = DatapathConfig(blocklist_max_entries=blocklist_max)
-    capacity = {"BLOCKLIST": dp.blocklist_max_entries, "SRC4": dp.cidr_max_entries, "SRC6": dp.cidr_max_entries}
-    capacity["MATCH"] = dp.match_max_entries
-    raise_it = {"BLOCKLIST": ": raise [ebpf] blocklist_max_entries"}
+    capacity = {
+        MapName.BLOCKLIST: dp.blocklist_max_entries,
+        MapName.SRC4: dp.cidr_max_entries,
+        MapName.SRC6: dp.cidr_max_entries,
+    }
+    capacity[MapName.MATCH] = dp.match_max_entries
+    raise_it = {MapName.BLOCKLIST: ": raise [ebpf] blocklist_max_entries"}
     held: dict[tuple[object, ...], tuple[str, Loc]] = {}
     shapes: set[kernel_rules.Shape] = set()
     counts: Counter[str] = Counter()

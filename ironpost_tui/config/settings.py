@@ -28,8 +28,9 @@ from ironpost_tui.config import rules as config_rules
 from ironpost_tui.config.check import Check, ConfigError, ConfigIssue, Table, quote, show
 from ironpost_tui.config.locate import line_col, too_deep
 from ironpost_tui.config.rules import ACTIONS, MAX_DESCRIPTION_CHARS, MAX_ID_CHARS, MAX_RULES
-from ironpost_tui.detectors.settings import PortScanConfig, SynFloodConfig
+from ironpost_tui.detectors.settings import Detector, PortScanConfig, SynFloodConfig
 from ironpost_tui.kernel.datapath import DatapathConfig
+from ironpost_tui.kernel.xdp_link import XdpChoice, xdp_choice
 from ironpost_tui.model import FilterRule, IPNetwork
 
 MAX_FILE_BYTES = 10 * 1024 * 1024
@@ -59,7 +60,7 @@ class GeneralSettings:
 class EbpfSettings:
     enabled: bool = True
     interface: str = ""
-    xdp_mode: str = "auto"  # auto native skb offload
+    xdp_mode: XdpChoice = "auto"
     ring_buffer_size: int = 262_144  # bytes, as in the seed
     blocklist_max_entries: int = 10_000
     event_rate_limit: int = 10_000  # events/s per CPU; 0 = unlimited
@@ -231,15 +232,15 @@ def _build(check: Check, data: dict[str, Any], path: Path, now: float) -> Settin
     ebpf = _ebpf(ebpf_table)
     ebpf_table.unknown_keys()
     rules = config_rules.rules(check, data, ebpf.blocklist_max_entries, now)
-    detectors = top.subtable("detectors", ("syn_flood", "port_scan"))
+    detectors = top.subtable("detectors", tuple(Detector))
     detectors.unknown_keys()
     return Settings(
         ebpf=ebpf,
         rules=rules,
         path=path,
         general=general,
-        syn_flood=_syn_flood(detectors.subtable("syn_flood", _SYN_KEYS)),
-        port_scan=_port_scan(detectors.subtable("port_scan", _SCAN_KEYS)),
+        syn_flood=_syn_flood(detectors.subtable(Detector.SYN_FLOOD, _SYN_KEYS)),
+        port_scan=_port_scan(detectors.subtable(Detector.PORT_SCAN, _SCAN_KEYS)),
         metrics=_metrics(top.subtable("metrics", ("enabled", "addr", "port", "web_config"))),
         safety=_safety(top.subtable("safety", ("protect", "protect_ssh_client", "protect_host_addresses"))),
         console=_console(top.subtable("console", ("refresh_secs", "theme"))),
@@ -271,7 +272,7 @@ def _ebpf(t: Table) -> EbpfSettings:
     return EbpfSettings(
         enabled=t.boolean("enabled", d.enabled),
         interface=interface,
-        xdp_mode="offload" if mode == "hw" else mode,
+        xdp_mode=xdp_choice(mode),
         ring_buffer_size=_ring_buffer_size(t, d.ring_buffer_size),
         blocklist_max_entries=t.integer("blocklist_max_entries", d.blocklist_max_entries, 1, 1_000_000),
         event_rate_limit=t.integer(

@@ -7,9 +7,10 @@ reader (``sketch``) and the detectors' settings live here too.
 
 May import: ``kernel``, ``errors``, ``model``.
 """
-from ironpost_tui.detectors.alerts import Alert, AlertBook, AlertChange, Finding
+from ironpost_tui.detectors.alerts import Alert, AlertBook, AlertChange, ChangeKind, Finding
 from ironpost_tui.detectors.pipeline import DetectionPipeline
 from ironpost_tui.detectors.port_scan import PortScanDetector
+from ironpost_tui.detectors.settings import Detector
 from ironpost_tui.detectors.syn_flood import SynFloodDetector
 from ironpost_tui.detectors.window import WindowSums
 
@@ -17,7 +18,9 @@ __all__ = [
     "Alert",
     "AlertBook",
     "AlertChange",
+    "ChangeKind",
     "DetectionPipeline",
+    "Detector",
     "Finding",
     "PortScanDetector",
     "SynFloodDetector",

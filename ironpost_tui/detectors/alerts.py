@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
+from ironpost_tui.detectors.settings import Detector
+from ironpost_tui.model import StrEnum
+
 MANY_SOURCES = "many sources"
 
 
@@ -12,7 +15,7 @@ MANY_SOURCES = "many sources"
 class Finding:
     """What a detector sees this tick: an incident key and its size now."""
 
-    detector: str  # syn_flood | port_scan
+    detector: Detector
     key: tuple[str, str]  # (source, target): identifies the incident
     severity: str  # medium | high | critical
     count: int  # SYNs, or new destination ports, within the window
@@ -23,7 +26,7 @@ class Finding:
 @dataclass(frozen=True)
 class Alert:
     id: int
-    detector: str
+    detector: Detector
     severity: str
     source: str  # an address, or "many sources"
     target: str  # an address, or the interface
@@ -40,9 +43,15 @@ class Alert:
         return self.resolved_at is not None
 
 
+class ChangeKind(StrEnum):
+    RAISED = "raised"
+    UPDATED = "updated"
+    RESOLVED = "resolved"
+
+
 @dataclass(frozen=True)
 class AlertChange:
-    kind: str  # raised | updated | resolved
+    kind: ChangeKind
     alert: Alert
 
 
@@ -50,8 +59,8 @@ class AlertBook:
     """Turns per-tick findings into incidents: raised once, updated, resolved."""
 
     def __init__(self) -> None:
-        self._active: dict[tuple[str, tuple[str, str]], Alert] = {}
-        self._quiet_since: dict[tuple[str, tuple[str, str]], float] = {}
+        self._active: dict[tuple[Detector, tuple[str, str]], Alert] = {}
+        self._quiet_since: dict[tuple[Detector, tuple[str, str]], float] = {}
         self._next_id = 1
 
     @property
@@ -82,7 +91,7 @@ class AlertBook:
                 )
                 self._next_id += 1
                 self._active[ident] = alert
-                changes.append(AlertChange("raised", alert))
+                changes.append(AlertChange(ChangeKind.RAISED, alert))
                 continue
             grown = f.count > alert.peak
             alert = replace(
@@ -95,7 +104,7 @@ class AlertBook:
             )
             self._active[ident] = alert
             if grown:
-                changes.append(AlertChange("updated", alert))
+                changes.append(AlertChange(ChangeKind.UPDATED, alert))
         for ident, alert in list(self._active.items()):
             if ident in seen:
                 continue
@@ -104,5 +113,5 @@ class AlertBook:
             if now - quiet >= alert.window_secs:
                 del self._active[ident]
                 del self._quiet_since[ident]
-                changes.append(AlertChange("resolved", replace(alert, resolved_at=now)))
+                changes.append(AlertChange(ChangeKind.RESOLVED, replace(alert, resolved_at=now)))
         return changes

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 
 from ironpost_tui.detectors.alerts import MANY_SOURCES, Finding
-from ironpost_tui.detectors.settings import PortScanConfig
+from ironpost_tui.detectors.settings import Detector, PortScanConfig
 from ironpost_tui.detectors.window import WindowSums
 
 # Aggregate counter positions (abi.AGG_VALUE order).
@@ -21,7 +21,7 @@ class PortScanDetector:
     window, and only for probes: TCP without ACK, UDP not answering from a
     service port, so a busy client's replies never look like a scan."""
 
-    name = "port_scan"
+    name = Detector.PORT_SCAN
 
     def __init__(self, config: PortScanConfig, target: str) -> None:
         self.config = config

@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ironpost_tui.model import StrEnum
+
+
+class Detector(StrEnum):
+    """The detectors, by the names alerts, metric labels and [detectors.X] tables use."""
+
+    SYN_FLOOD = "syn_flood"
+    PORT_SCAN = "port_scan"
+
 
 @dataclass(frozen=True)
 class SynFloodConfig:
@@ -27,3 +36,6 @@ class PortScanConfig:
     port_threshold: int = 20
     auto_block: bool = False
     block_ttl: float = 600  # seconds an auto-block rule lives
+
+
+DetectorConfig = SynFloodConfig | PortScanConfig

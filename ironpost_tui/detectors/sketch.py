@@ -14,11 +14,12 @@ from collections.abc import Hashable
 
 from ironpost_tui.detectors.counters import Counts, growth
 from ironpost_tui.kernel import abi, libbpf
+from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.kernel.datapath import Datapath
 
 
 class _Sketch:
-    def __init__(self, dp: Datapath, name: str, way: object, sets: int, counters: int) -> None:
+    def __init__(self, dp: Datapath, name: MapName, way: object, sets: int, counters: int) -> None:
         from struct import Struct
 
         assert isinstance(way, Struct)
@@ -71,14 +72,14 @@ class SketchReader:
 
     def __init__(self, dp: Datapath) -> None:
         cfg = dp.cfg
-        self._dirty_fd = dp.map_fd("DIRTY")
-        self._src = _Sketch(dp, "SRC_SKETCH", abi.SRC_WAY, cfg.src_sketch_sets, 4)
-        self._dst = _Sketch(dp, "DST_SKETCH", abi.DST_WAY, cfg.dst_sketch_sets, 2)
+        self._dirty_fd = dp.map_fd(MapName.DIRTY)
+        self._src = _Sketch(dp, MapName.SRC_SKETCH, abi.SRC_WAY, cfg.src_sketch_sets, 4)
+        self._dst = _Sketch(dp, MapName.DST_SKETCH, abi.DST_WAY, cfg.dst_sketch_sets, 2)
         self._ncpu = dp.possible_cpus
         self._src_words = cfg.src_sketch_sets // 64
         self._dirty_size = (self._src_words + cfg.dst_sketch_sets // 64) * 8
         self._zero = bytes(self._dirty_size * self._ncpu)
-        self._tick_fd = dp.map_fd("TICK")
+        self._tick_fd = dp.map_fd(MapName.TICK)
         self._gen = 0
 
     def read(self, now_ns: int) -> tuple[dict[Hashable, Counts], dict[Hashable, Counts]]:

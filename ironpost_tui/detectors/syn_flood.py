@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 
 from ironpost_tui.detectors.alerts import MANY_SOURCES, Finding
-from ironpost_tui.detectors.settings import SynFloodConfig
+from ironpost_tui.detectors.settings import Detector, SynFloodConfig
 from ironpost_tui.detectors.window import WindowSums
 
 # Aggregate counter positions (abi.AGG_VALUE order).
@@ -19,7 +19,7 @@ class SynFloodDetector:
     more than ``syn_ratio_threshold`` of them SYN without ACK.  Judged per source
     and, for spoofed floods no single source explains, per destination."""
 
-    name = "syn_flood"
+    name = Detector.SYN_FLOOD
 
     def __init__(self, config: SynFloodConfig, target: str = "this host") -> None:
         self.config = config

@@ -1,7 +1,8 @@
 """The engine: one interface, one program, its rules, its events and stats.
 
 Textual-free; the console and the headless agent both drive it through
-start(), tick() and close().
+start(), tick() and close(), read snapshot(), and change rules through control
+(what tests need beyond that is in tests/support/engine.py).
 """
 
 from __future__ import annotations
@@ -14,17 +15,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ironpost_tui.detectors import AlertChange, DetectionPipeline
+from ironpost_tui.detectors import AlertChange, ChangeKind, DetectionPipeline
 from ironpost_tui.detectors.alerts import MANY_SOURCES
-from ironpost_tui.detectors.settings import PortScanConfig, SynFloodConfig
+from ironpost_tui.detectors.settings import Detector, DetectorConfig, PortScanConfig, SynFloodConfig
 from ironpost_tui.engine.snapshot import EngineSnapshot, SnapshotBuilder
 from ironpost_tui.errors import LoadFailed, ModeUnsupported, RuleRefused, XdpBusy
 from ironpost_tui.kernel import host, libbpf
+from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.kernel.datapath import Datapath, DatapathConfig, check_pins
 from ironpost_tui.kernel.events import EventDecoder
+from ironpost_tui.kernel.libbpf import XdpMode
 from ironpost_tui.kernel.stats import StatsSampler
-from ironpost_tui.kernel.xdp_link import XdpLink, occupants
-from ironpost_tui.model import Action, FilterRule, PacketEvent, RuleStatus, StatsSample
+from ironpost_tui.kernel.xdp_link import XdpChoice, XdpLink, occupants
+from ironpost_tui.model import Action, FilterRule, PacketEvent, RuleStatus, StatsSample, assert_never
 from ironpost_tui.rules.audit import Actor, AuditLog
 from ironpost_tui.rules.control import RuleController, RuleSink
 from ironpost_tui.rules.protect import NO_SSH_CLIENT, Protected
@@ -36,7 +39,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class EngineOptions:
     iface: str
-    xdp_mode: str = "auto"  # auto native skb offload
+    xdp_mode: XdpChoice = "auto"
     persist: bool = False
     datapath: DatapathConfig = field(default_factory=DatapathConfig)
     rules: tuple[FilterRule, ...] | None = None  # None: keep what pinned maps hold
@@ -50,11 +53,19 @@ class EngineOptions:
     port_scan: PortScanConfig = field(default_factory=PortScanConfig)
     detect_interval: float = 0.5  # seconds between detection ticks
 
+    def detector(self, name: Detector) -> DetectorConfig:
+        """A detector's settings (a Detector without a case here fails mypy: assert_never)."""
+        if name is Detector.SYN_FLOOD:
+            return self.syn_flood
+        if name is Detector.PORT_SCAN:
+            return self.port_scan
+        assert_never(name)
+
 
 @dataclass(frozen=True)
 class StartReport:
     iface: str
-    mode: str
+    mode: XdpMode
     prog_id: int
     seconds: float
     adopted: bool
@@ -65,7 +76,7 @@ class StartReport:
 class Tick:
     events: tuple[PacketEvent, ...]
     sample: StatsSample | None
-    interface_state: str  # up down gone
+    interface_state: host.InterfaceState
     alerts: tuple[AlertChange, ...] = ()
     rules: tuple[RuleStatus, ...] | None = None  # the table as this tick published it (hits as in /metrics)
 
@@ -139,7 +150,7 @@ class Engine:
             host.ensure_bpffs()
             pins.mkdir(parents=True, exist_ok=True)
             maps_pinned = check_pins(pins, opts.datapath)
-        offload = opts.xdp_mode == "offload"
+        offload = opts.xdp_mode == XdpMode.OFFLOAD
         try:
             self._dp = Datapath(
                 opts.datapath, pin_dir=pins if opts.persist else None, offload_dev=opts.iface if offload else None
@@ -160,7 +171,7 @@ class Engine:
             self._rules.adopt_existing()
         self._control = RuleController(self._rules, AuditLog(opts.audit_log), opts.store, list(opts.protected))
         if opts.rules is not None:
-            self._control.apply(list(opts.rules), Actor.current("config"), force=opts.force, what="load")
+            self._control.replace_all(list(opts.rules), Actor.current("config"), force=opts.force, what="load")
         self._decoder = EventDecoder(offset, self._rules.rule_for_slot)
         self._detect.start(self._dp)  # publishes TICK: packets are counted from the first one
         self._dp.open_events()
@@ -202,10 +213,6 @@ class Engine:
         self._snapshot = replace(self._snapshot, attached=False)
         self._lock.release()
 
-    @property
-    def attached(self) -> bool:
-        return self._link is not None
-
     # --- the poll loop ---------------------------------------------------------
     def tick(self, timeout_ms: int = 100, events: bool = True, publish: bool = False) -> Tick:
         """Drain events (waiting at most timeout_ms), and sample stats when due.
@@ -229,7 +236,7 @@ class Engine:
             alerts = tuple(self._detect.tick(self._dp, now, time.time()))
             self._snapshots.count_alerts(alerts)
             for change in alerts:
-                if change.kind == "raised":
+                if change.kind == ChangeKind.RAISED:
                     self._auto_block(change)
         state = host.interface_state(self.options.iface, self._ifindex)
         rules = None
@@ -239,14 +246,14 @@ class Engine:
         return Tick(decoded, sample, state, alerts, rules)
 
     def _publish(self, sample: StatsSample) -> EngineSnapshot:
-        table = self.rule_table
+        table = self.control.table
         self._snapshot = self._snapshots.build(
             sample,
             table.status(),
             mode=self._link.mode if self._link else "",
             attached=self._link is not None,
-            blocklist_entries=table.count("BLOCKLIST"),
-            blocklist_capacity=table.capacity()["BLOCKLIST"],
+            blocklist_entries=table.count(MapName.BLOCKLIST),
+            blocklist_capacity=table.capacity()[MapName.BLOCKLIST],
             alerts_active=len(self._detect.book.active),
         )
         return self._snapshot
@@ -255,14 +262,10 @@ class Engine:
         """The latest published state; safe to call from any thread."""
         return self._snapshot
 
-    @property
-    def alerts(self) -> DetectionPipeline:
-        return self._detect
-
     def _auto_block(self, change: AlertChange) -> None:
         """Block an alert's source for block_ttl, if the detector is set to (never 'many sources')."""
         alert = change.alert
-        cfg = self.options.syn_flood if alert.detector == "syn_flood" else self.options.port_scan
+        cfg = self.options.detector(alert.detector)
         if not cfg.auto_block or alert.source == MANY_SOURCES or self._control is None:
             return
         rule = FilterRule(
@@ -281,34 +284,12 @@ class Engine:
         except RuleRefused as exc:
             log.warning("auto-block of %s refused: %s", alert.source, exc.message)
 
-    def sample(self) -> StatsSample:
-        assert self._dp is not None
-        self._last_sample = self._sampler.sample(self._dp, time.monotonic())
-        return self._last_sample
-
     # --- rules -----------------------------------------------------------------
-    @property
-    def rule_table(self) -> RuleTable:
-        assert self._rules is not None
-        return self._rules
-
     @property
     def control(self) -> RuleController:
         """Checked, saved and audited rule changes: what front ends use."""
         assert self._control is not None
         return self._control
-
-    def add_rule(self, rule: FilterRule, force: bool = False) -> None:
-        self.control.add(rule, Actor.current("api"), force=force)
-
-    def remove_rule(self, rule_id: str) -> FilterRule:
-        return self.control.delete(rule_id, Actor.current("api"))
-
-    def replace_rule(self, rule: FilterRule, force: bool = False) -> None:
-        self.control.update(rule, Actor.current("api"), force=force)
-
-    def rules(self) -> list[FilterRule]:
-        return self.rule_table.rules()
 
     def reload(self, rules: list[FilterRule], protected: list[Protected], actor: Actor) -> bool:
         """Move to a new rule set and protections; False when nothing changed.
@@ -326,17 +307,9 @@ class Engine:
         if not same_protection:
             control.set_protected(protected)
         try:
-            control.apply(rules, actor, force=self.options.force)
+            control.replace_all(rules, actor, force=self.options.force)
         except BaseException:
             if not same_protection:  # a refused reload changes nothing, the allowlist included
                 control.set_protected(old_protected)
             raise
         return True
-
-    def rule_status(self) -> list[RuleStatus]:
-        return self.rule_table.status()
-
-    @property
-    def datapath(self) -> Datapath:
-        assert self._dp is not None
-        return self._dp

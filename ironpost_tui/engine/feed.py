@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ironpost_tui.detectors import AlertChange
+from ironpost_tui.kernel.host import InterfaceState
 from ironpost_tui.model import FilterRule, PacketEvent, RuleStatus, StatsSample
 
 
@@ -34,7 +35,7 @@ class Update:
     sample: StatsSample | None = None
     alerts: tuple[AlertChange, ...] = ()
     rules: tuple[RuleStatus, ...] | None = None  # the whole table, when it changed or was refreshed
-    interface_state: str = "up"
+    interface_state: InterfaceState = InterfaceState.UP
     notices: tuple[str, ...] = field(default_factory=tuple)  # reloads, refusals, expiries
     at: float = 0.0  # the source's clock, seconds since its start
     reset: bool = False  # a replay jumped: forget what was shown

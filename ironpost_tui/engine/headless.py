@@ -6,10 +6,11 @@ import logging
 from dataclasses import dataclass, field
 
 from ironpost_tui.config.watch import ConfigSource
-from ironpost_tui.detectors import AlertChange
+from ironpost_tui.detectors import AlertChange, ChangeKind
 from ironpost_tui.engine.engine import Engine
 from ironpost_tui.engine.supervisor import Pending, Reloaded, Step, Supervisor
 from ironpost_tui.errors import ExitStatus, InterfaceGone
+from ironpost_tui.kernel.host import InterfaceState
 from ironpost_tui.model import FilterRule
 
 log = logging.getLogger("ironpost")
@@ -80,10 +81,10 @@ def log_reload(reloaded: Reloaded) -> None:
 
 def log_alert(change: AlertChange) -> None:
     a = change.alert
-    if change.kind == "updated":
+    if change.kind == ChangeKind.UPDATED:
         log.debug("alert %d %s updated: %s", a.id, a.detector, a.summary)
         return
-    level = logging.INFO if change.kind == "resolved" else logging.WARNING
+    level = logging.INFO if change.kind == ChangeKind.RESOLVED else logging.WARNING
     log.log(
         level,
         "alert %d %s %s: %s -> %s: %s (severity %s)",
@@ -115,7 +116,7 @@ def log_step(step: Step, iface: str) -> None:
         log_reload(step.reload)
     for change in step.tick.alerts:
         log_alert(change)
-    if step.interface == "gone":
+    if step.interface == InterfaceState.GONE:
         raise InterfaceGone(f"interface {iface} disappeared: the program went with it; exiting")
     if step.interface is not None:
         log.warning("interface %s is %s", iface, step.interface,

@@ -9,6 +9,7 @@ from ironpost_tui.config.watch import ConfigSource
 from ironpost_tui.engine.engine import Engine
 from ironpost_tui.engine.feed import SourceInfo, Update, UpdateSink
 from ironpost_tui.engine.supervisor import Pending, Reloaded, Supervisor
+from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.model import FilterRule
 from ironpost_tui.rules.audit import Actor
 
@@ -48,7 +49,7 @@ class LiveSource:
                 attached=True,
                 started_at=time.time() - report.seconds,
                 config_path=str(self.config.path) if self.config else "",
-                blocklist_capacity=control.table.capacity()["BLOCKLIST"],
+                blocklist_capacity=control.table.capacity()[MapName.BLOCKLIST],
                 protected=tuple(p.describe() for p in control.protected),
                 title="live",
             )

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from ironpost_tui import __version__
-from ironpost_tui.detectors import AlertChange
+from ironpost_tui.detectors import AlertChange, ChangeKind, Detector
 from ironpost_tui.model import ProtoCounters, RuleStatus, StatsSample
 
 _MAPPINGS = ("totals", "events_lost", "alerts_total", "rule_hits")
@@ -49,13 +49,13 @@ class SnapshotBuilder:
 
     def __init__(self, iface: str) -> None:
         self.iface = iface
-        self._alerts: Counter[str] = Counter()
+        self._alerts: Counter[Detector] = Counter()
         self._hits_base: dict[str, int] = {}
         self._hits_last: dict[str, int] = {}
 
     def count_alerts(self, changes: tuple[AlertChange, ...]) -> None:
         for change in changes:
-            if change.kind == "raised":
+            if change.kind == ChangeKind.RAISED:
                 self._alerts[change.alert.detector] += 1
 
     def build(
@@ -87,7 +87,7 @@ class SnapshotBuilder:
             totals=sample.totals,
             events_delivered=sample.events_delivered,
             events_lost=sample.events_lost,
-            alerts_total={d: self._alerts.get(d, 0) for d in ("syn_flood", "port_scan")},
+            alerts_total={d: self._alerts.get(d, 0) for d in Detector},
             alerts_active=alerts_active,
             rules=tuple(counted),
             rule_hits=hits,

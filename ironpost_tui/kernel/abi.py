@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import struct
 
+from ironpost_tui.model import StrEnum
+
 IRONPOST_ABI_VERSION = 3
 
 STATS_TCP = 0
@@ -68,6 +70,10 @@ PORT_BITS = 512
 DIRTY_GENS = 4
 
 NSEC_PER_SEC = 1_000_000_000  # the kernel's times (TICK, RULE_HITS, events) are in ns
+# Ranks: a match's priority, monitor matches after every drop match; NO_MATCH: none (also
+# CONFIG.match_rank with no multi-field rule).
+MONITOR_RANK = 0x80000000
+NO_MATCH = 0xFFFFFFFF
 
 FAMILY_ANY = 0
 FAMILY_V4 = 4
@@ -94,7 +100,6 @@ EXACT4_BUCKET = struct.Struct(f"<{EXACT4_WAYS}I{EXACT4_WAYS}I{EXACT4_WAYS}I")
 # struct ironpost_config: n_shapes, abi_version, flags, hash_seed, match_rank, src_wild, dst_wild, port_wild,
 # pad, proto_shapes[512] (IPv4 then IPv6, by protocol)
 CONFIG = struct.Struct("<IIIIIBBBx512s")
-NO_RANK = 0xFFFFFFFF  # CONFIG.match_rank with no multi-field rule
 # struct agg_key: addr[16], family, pad[3]
 AGG_KEY = struct.Struct("<16sB3x")
 # struct src_way: key (20 bytes), syn, tcp, new_tcp_ports, new_udp_ports, marked, last_seq, ports_since,
@@ -107,27 +112,56 @@ TICK = struct.Struct("<I4xQ")
 # struct packet_event
 PACKET_EVENT = struct.Struct("<Q16s16sHHIIBBBB")
 
-# Every map the program owns, by name (the names `bpftool map dump name X` takes).
+
+class MapName(StrEnum):
+    """The program's maps, by name (the names `bpftool map dump name X` takes)."""
+
+    BLOCKLIST = "BLOCKLIST"
+    EXACT4 = "EXACT4"
+    SRC4 = "SRC4"
+    SRC6 = "SRC6"
+    MATCH = "MATCH"
+    SHAPES = "SHAPES"
+    ALLOW4 = "ALLOW4"
+    ALLOW6 = "ALLOW6"
+    CONFIG = "CONFIG"
+    ADDR_FILTER = "ADDR_FILTER"
+    PORT_FILTER = "PORT_FILTER"
+    STATS = "STATS"
+    RULE_HITS = "RULE_HITS"
+    EVENT_STATS = "EVENT_STATS"
+    RATE_STATE = "RATE_STATE"
+    SRC_SKETCH = "SRC_SKETCH"
+    DST_SKETCH = "DST_SKETCH"
+    DIRTY = "DIRTY"
+    TICK = "TICK"
+    EVENTS = "EVENTS"
+
+
+# Every map pinned with the program.
 PINNED_MAPS = (
-    "BLOCKLIST",
-    "EXACT4",
-    "SRC4",
-    "SRC6",
-    "MATCH",
-    "SHAPES",
-    "ALLOW4",
-    "ALLOW6",
-    "CONFIG",
-    "ADDR_FILTER",
-    "PORT_FILTER",
-    "STATS",
-    "RULE_HITS",
-    "EVENT_STATS",
-    "RATE_STATE",
+    MapName.BLOCKLIST,
+    MapName.EXACT4,
+    MapName.SRC4,
+    MapName.SRC6,
+    MapName.MATCH,
+    MapName.SHAPES,
+    MapName.ALLOW4,
+    MapName.ALLOW6,
+    MapName.CONFIG,
+    MapName.ADDR_FILTER,
+    MapName.PORT_FILTER,
+    MapName.STATS,
+    MapName.RULE_HITS,
+    MapName.EVENT_STATS,
+    MapName.RATE_STATE,
 )
 
 # Detector sketches: per program run, never pinned (the windows live in user space).
-AGG_MAPS = ("SRC_SKETCH", "DST_SKETCH", "DIRTY", "TICK")
+AGG_MAPS = (MapName.SRC_SKETCH, MapName.DST_SKETCH, MapName.DIRTY, MapName.TICK)
+
+# The maps that hold rules, by how placement.py places them.
+RULE_MAPS = (MapName.BLOCKLIST, MapName.SRC4, MapName.SRC6, MapName.MATCH)
 
 PROTOCOL_NAMES = {STATS_TCP: "tcp", STATS_UDP: "udp", STATS_ICMP: "icmp", STATS_OTHER: "other", STATS_TOTAL: "total"}
 EVENT_LOSS_REASONS = {EVSTAT_LOST_RINGBUF_FULL: "ringbuf_full", EVSTAT_LOST_RATE_LIMITED: "rate_limited"}

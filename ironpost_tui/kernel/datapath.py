@@ -16,6 +16,7 @@ from typing import Any
 
 from ironpost_tui.errors import BccMissing, BlocklistFull, HeadersMissing, LoadFailed, PinMismatch
 from ironpost_tui.kernel import abi, libbpf, resources, ringbuf
+from ironpost_tui.kernel.abi import MapName
 
 log = logging.getLogger(__name__)
 
@@ -73,25 +74,25 @@ class DatapathConfig:
             f"-DPORT_MEMORY_NS={int(self.port_memory_secs * abi.NSEC_PER_SEC)}ULL",
         ]
 
-    def expected_maps(self) -> dict[str, tuple[int, int, int, int]]:
+    def expected_maps(self) -> dict[MapName, tuple[int, int, int, int]]:
         """(type, key size, value size, max entries) of every pinned map."""
         v = abi.BLOCKLIST_VALUE.size
         return {
-            "BLOCKLIST": (_HASH, 4, v, self.blocklist_max_entries),
-            "EXACT4": (_ARRAY, 4, abi.EXACT4_BUCKET.size, self.exact4_buckets),
-            "SRC4": (_LPM_TRIE, abi.LPM_V4_KEY.size, v, self.cidr_max_entries),
-            "SRC6": (_LPM_TRIE, abi.LPM_V6_KEY.size, v, self.cidr_max_entries),
-            "MATCH": (_HASH, abi.MATCH_KEY.size, v, self.match_max_entries),
-            "SHAPES": (_ARRAY, 4, abi.RULE_SHAPE.size, self.shapes_max),
-            "ALLOW4": (_LPM_TRIE, abi.LPM_V4_KEY.size, abi.ALLOW_VALUE.size, self.allow_max_entries),
-            "ALLOW6": (_LPM_TRIE, abi.LPM_V6_KEY.size, abi.ALLOW_VALUE.size, self.allow_max_entries),
-            "CONFIG": (_ARRAY, 4, abi.CONFIG.size, 1),
-            "ADDR_FILTER": (_ARRAY, 4, 8, abi.ADDR_FILTER_WORDS),
-            "PORT_FILTER": (_ARRAY, 4, 8, abi.PORT_FILTER_WORDS),
-            "STATS": (_PERCPU_ARRAY, 4, abi.PROTO_STATS.size, abi.STATS_MAX),
-            "RULE_HITS": (_PERCPU_ARRAY, 4, abi.RULE_HIT.size, self.rule_slots),
-            "EVENT_STATS": (_PERCPU_ARRAY, 4, 8, abi.EVSTAT_MAX),
-            "RATE_STATE": (_PERCPU_ARRAY, 4, 16, 1),
+            MapName.BLOCKLIST: (_HASH, 4, v, self.blocklist_max_entries),
+            MapName.EXACT4: (_ARRAY, 4, abi.EXACT4_BUCKET.size, self.exact4_buckets),
+            MapName.SRC4: (_LPM_TRIE, abi.LPM_V4_KEY.size, v, self.cidr_max_entries),
+            MapName.SRC6: (_LPM_TRIE, abi.LPM_V6_KEY.size, v, self.cidr_max_entries),
+            MapName.MATCH: (_HASH, abi.MATCH_KEY.size, v, self.match_max_entries),
+            MapName.SHAPES: (_ARRAY, 4, abi.RULE_SHAPE.size, self.shapes_max),
+            MapName.ALLOW4: (_LPM_TRIE, abi.LPM_V4_KEY.size, abi.ALLOW_VALUE.size, self.allow_max_entries),
+            MapName.ALLOW6: (_LPM_TRIE, abi.LPM_V6_KEY.size, abi.ALLOW_VALUE.size, self.allow_max_entries),
+            MapName.CONFIG: (_ARRAY, 4, abi.CONFIG.size, 1),
+            MapName.ADDR_FILTER: (_ARRAY, 4, 8, abi.ADDR_FILTER_WORDS),
+            MapName.PORT_FILTER: (_ARRAY, 4, 8, abi.PORT_FILTER_WORDS),
+            MapName.STATS: (_PERCPU_ARRAY, 4, abi.PROTO_STATS.size, abi.STATS_MAX),
+            MapName.RULE_HITS: (_PERCPU_ARRAY, 4, abi.RULE_HIT.size, self.rule_slots),
+            MapName.EVENT_STATS: (_PERCPU_ARRAY, 4, 8, abi.EVSTAT_MAX),
+            MapName.RATE_STATE: (_PERCPU_ARRAY, 4, 16, 1),
         }
 
 
@@ -175,7 +176,7 @@ class Datapath:
             self._fn = self._bpf.load_func(b"ironpost_xdp", bcc.BPF.XDP, device=device)
         except Exception as exc:  # BCC raises bare Exception
             raise LoadFailed(f"the XDP program failed to compile or load: {exc}") from exc
-        self._tables = {name: self._bpf[name.encode()] for name in (*abi.PINNED_MAPS, *abi.AGG_MAPS, "EVENTS")}
+        self._tables = {name: self._bpf[name.encode()] for name in (*abi.PINNED_MAPS, *abi.AGG_MAPS, MapName.EVENTS)}
         self._ring: ringbuf.RingReader | None = None  # mmapped EVENTS, where supported
         self._ringbuf_open = False  # EVENTS through libbpf's callback elsewhere
         self._records: list[bytes] = []
@@ -190,21 +191,21 @@ class Datapath:
         if config[1] == 0:  # new maps: stamp them, and seed the sketches' hash
             seed = int.from_bytes(os.urandom(4), "little")
             self.write_config_raw(
-                abi.CONFIG.pack(0, abi.IRONPOST_ABI_VERSION, 0, seed, abi.NO_RANK, 0, 0, 0, bytes(512))
+                abi.CONFIG.pack(0, abi.IRONPOST_ABI_VERSION, 0, seed, abi.NO_MATCH, 0, 0, 0, bytes(512))
             )
 
     @property
     def prog_fd(self) -> int:
         return int(self._fn.fd)
 
-    def map_fd(self, name: str) -> int:
+    def map_fd(self, name: MapName) -> int:
         return int(self._tables[name].map_fd)
 
     # --- raw map access by bytes -------------------------------------------------
-    def _key(self, name: str, key: bytes) -> Any:
+    def _key(self, name: MapName, key: bytes) -> Any:
         return self._tables[name].Key.from_buffer_copy(key)
 
-    def map_update(self, name: str, key: bytes, value: bytes) -> None:
+    def map_update(self, name: MapName, key: bytes, value: bytes) -> None:
         table = self._tables[name]
         try:
             table[self._key(name, key)] = table.Leaf.from_buffer_copy(value)
@@ -216,46 +217,46 @@ class Datapath:
                 ) from exc
             raise
 
-    def map_delete(self, name: str, key: bytes) -> bool:
+    def map_delete(self, name: MapName, key: bytes) -> bool:
         try:
             del self._tables[name][self._key(name, key)]
         except KeyError:
             return False
         return True
 
-    def map_lookup(self, name: str, key: bytes) -> bytes | None:
+    def map_lookup(self, name: MapName, key: bytes) -> bytes | None:
         try:
             return bytes(self._tables[name][self._key(name, key)])
         except KeyError:
             return None
 
-    def map_items(self, name: str) -> Iterator[tuple[bytes, bytes]]:
+    def map_items(self, name: MapName) -> Iterator[tuple[bytes, bytes]]:
         for k, v in self._tables[name].items():
             yield bytes(k), bytes(v)
 
-    def map_dump(self, name: str) -> tuple[bytes, bytes, int]:
+    def map_dump(self, name: MapName) -> tuple[bytes, bytes, int]:
         """A hash map's entries in one batch read: keys and values packed, and their count."""
         table = self._tables[name]
         return libbpf.map_lookup_batch(
             int(table.map_fd), ctypes.sizeof(table.Key), ctypes.sizeof(table.Leaf), int(table.max_entries)
         )
 
-    def map_len(self, name: str) -> int:
+    def map_len(self, name: MapName) -> int:
         return sum(1 for _ in self._tables[name].keys())
 
-    def percpu_entries(self, name: str, index: int) -> list[bytes]:
+    def percpu_entries(self, name: MapName, index: int) -> list[bytes]:
         """One per-CPU array entry: its value on each possible CPU."""
         table = self._tables[name]
         raw = bytes(table.getvalue(table.Key(index)))
         size = len(raw) // table.total_cpu
         return [raw[i : i + size] for i in range(0, len(raw), size)]
 
-    def percpu_table(self, name: str) -> list[bytes]:
+    def percpu_table(self, name: MapName) -> list[bytes]:
         """Every entry of a per-CPU array, each as all CPUs' values concatenated."""
         table = self._tables[name]
         return [bytes(v) for v in table.values()]
 
-    def percpu_clear(self, name: str, index: int) -> None:
+    def percpu_clear(self, name: MapName, index: int) -> None:
         """Zero one per-CPU array entry on every CPU."""
         table = self._tables[name]
         table[table.Key(index)] = table.Leaf()
@@ -263,7 +264,7 @@ class Datapath:
     def percpu_hits(self, slots: int | None = None) -> list[tuple[int, int]]:
         """RULE_HITS in one batch read: (packets summed, latest last_hit_ns) of the first ``slots``
         slots (all when None).  Reading all of them costs tens of ms (31,024 slots by default)."""
-        table = self._tables["RULE_HITS"]
+        table = self._tables[MapName.RULE_HITS]
         ncpu = int(table.total_cpu)
         width = abi.RULE_HIT.size  # 16: already 8-aligned, as per-CPU values are laid out
         n = int(table.max_entries) if slots is None else max(0, min(slots, int(table.max_entries)))
@@ -282,7 +283,7 @@ class Datapath:
 
     @property
     def possible_cpus(self) -> int:
-        return int(self._tables["STATS"].total_cpu)
+        return int(self._tables[MapName.STATS].total_cpu)
 
     def read_config(self) -> tuple[int, int]:
         """(n_shapes, abi_version) of CONFIG."""
@@ -290,17 +291,17 @@ class Datapath:
         return n_shapes, version
 
     def read_config_raw(self) -> tuple[Any, ...]:
-        raw = self.map_lookup("CONFIG", (0).to_bytes(4, "little")) or bytes(abi.CONFIG.size)
+        raw = self.map_lookup(MapName.CONFIG, (0).to_bytes(4, "little")) or bytes(abi.CONFIG.size)
         return abi.CONFIG.unpack(raw)
 
     def write_config_raw(self, value: bytes) -> None:
         """CONFIG is written by prefilter.Prefilter, which keeps its masks."""
-        self.map_update("CONFIG", (0).to_bytes(4, "little"), value)
+        self.map_update(MapName.CONFIG, (0).to_bytes(4, "little"), value)
 
     # --- events ------------------------------------------------------------------
     def open_events(self) -> None:
         """Start consuming EVENTS: read_events returns what arrived since."""
-        table = self._tables["EVENTS"]
+        table = self._tables[MapName.EVENTS]
         if ringbuf.direct_read_supported():
             fd = int(table.map_fd)
             try:

@@ -8,6 +8,7 @@ import socket
 from pathlib import Path
 
 from ironpost_tui.errors import AlreadyRunning, NoSuchInterface, NotPermitted
+from ironpost_tui.model import StrEnum
 
 CAP_NET_ADMIN = 12
 CAP_SYS_ADMIN = 21
@@ -47,16 +48,21 @@ def ifindex(iface: str) -> int:
         raise NoSuchInterface(f"interface '{iface}' not found: `ip link` lists the interfaces") from None
 
 
-def interface_state(iface: str, expected_index: int) -> str:
-    """'up', 'down' or 'gone' (deleted, or replaced by another with the same name)."""
+class InterfaceState(StrEnum):
+    UP = "up"
+    DOWN = "down"
+    GONE = "gone"  # deleted, or replaced by another with the same name
+
+
+def interface_state(iface: str, expected_index: int) -> InterfaceState:
     base = Path("/sys/class/net") / iface
     try:
         if int((base / "ifindex").read_text()) != expected_index:
-            return "gone"
+            return InterfaceState.GONE
         flags = int((base / "flags").read_text(), 16)
     except (OSError, ValueError):
-        return "gone"
-    return "up" if flags & 0x1 else "down"
+        return InterfaceState.GONE
+    return InterfaceState.UP if flags & 0x1 else InterfaceState.DOWN
 
 
 def pin_dir(iface: str) -> Path:

@@ -14,6 +14,8 @@ import os
 from dataclasses import dataclass
 from functools import cache
 
+from ironpost_tui.model import StrEnum
+
 BPF_XDP = 37  # enum bpf_attach_type
 BPF_LINK_TYPE_XDP = 6
 
@@ -22,6 +24,15 @@ XDP_FLAGS_SKB_MODE = 1 << 1
 XDP_FLAGS_DRV_MODE = 1 << 2
 XDP_FLAGS_HW_MODE = 1 << 3
 XDP_FLAGS_REPLACE = 1 << 4
+
+
+class XdpMode(StrEnum):
+    """How an XDP program is attached (`ip link` shows xdp, xdpgeneric, xdpoffload)."""
+
+    NATIVE = "native"
+    SKB = "skb"  # generic
+    OFFLOAD = "offload"
+
 
 XDP_ATTACHED_NONE = 0
 XDP_ATTACHED_DRV = 1
@@ -262,8 +273,12 @@ class XdpAttachment:
     hw_prog_id: int
 
     @property
-    def prog_ids(self) -> list[tuple[str, int]]:
-        modes = (("native", self.drv_prog_id), ("skb", self.skb_prog_id), ("offload", self.hw_prog_id))
+    def prog_ids(self) -> list[tuple[XdpMode, int]]:
+        modes = (
+            (XdpMode.NATIVE, self.drv_prog_id),
+            (XdpMode.SKB, self.skb_prog_id),
+            (XdpMode.OFFLOAD, self.hw_prog_id),
+        )
         return [(m, i) for m, i in modes if i]
 
 

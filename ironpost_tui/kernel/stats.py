@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ironpost_tui.kernel import abi
+from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.kernel.datapath import Datapath
 from ironpost_tui.model import ProtoCounters, ProtoRates, StatsSample
 
@@ -12,7 +13,7 @@ def read_totals(dp: Datapath) -> dict[str, ProtoCounters]:
     totals = {}
     for index, name in abi.PROTOCOL_NAMES.items():
         packets = nbytes = drops = 0
-        for raw in dp.percpu_entries("STATS", index):
+        for raw in dp.percpu_entries(MapName.STATS, index):
             p, b, d = abi.PROTO_STATS.unpack(raw)
             packets += p
             nbytes += b
@@ -25,7 +26,7 @@ def read_event_counts(dp: Datapath) -> tuple[int, dict[str, int]]:
     """Events delivered, and events lost by reason, summed over CPUs."""
 
     def total(index: int) -> int:
-        return sum(int.from_bytes(raw[:8], "little") for raw in dp.percpu_entries("EVENT_STATS", index))
+        return sum(int.from_bytes(raw[:8], "little") for raw in dp.percpu_entries(MapName.EVENT_STATS, index))
 
     lost = {reason: total(index) for index, reason in abi.EVENT_LOSS_REASONS.items()}
     return total(abi.EVSTAT_DELIVERED), lost

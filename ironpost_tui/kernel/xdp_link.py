@@ -12,15 +12,26 @@ import errno
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from ironpost_tui.errors import ModeUnsupported, XdpBusy
 from ironpost_tui.kernel import libbpf
+from ironpost_tui.kernel.libbpf import XdpMode
 
 MODE_FLAGS = {
-    "native": libbpf.XDP_FLAGS_DRV_MODE,
-    "skb": libbpf.XDP_FLAGS_SKB_MODE,
-    "offload": libbpf.XDP_FLAGS_HW_MODE,
+    XdpMode.NATIVE: libbpf.XDP_FLAGS_DRV_MODE,
+    XdpMode.SKB: libbpf.XDP_FLAGS_SKB_MODE,
+    XdpMode.OFFLOAD: libbpf.XDP_FLAGS_HW_MODE,
 }
+# A configured mode: "auto" tries native, then skb.
+XdpChoice = XdpMode | Literal["auto"]
+
+
+def xdp_choice(name: str) -> XdpChoice:
+    """A configured mode by name ("hw" is the seed's name for offload); ValueError if unknown."""
+    if name == "auto":
+        return "auto"
+    return XdpMode("offload" if name == "hw" else name)
 PROG_NAME = "ironpost_xdp"
 
 
@@ -28,7 +39,7 @@ PROG_NAME = "ironpost_xdp"
 class Occupant:
     """An XDP program found on an interface."""
 
-    mode: str
+    mode: XdpMode
     prog_id: int
     name: str
     link_id: int | None  # None: attached through netlink, not a link
@@ -76,13 +87,13 @@ def _xdp_links(ifindex: int) -> dict[int, int]:
 class XdpLink:
     """One BPF link holding the program on one interface."""
 
-    def __init__(self, fd: int, mode: str, ifindex: int) -> None:
+    def __init__(self, fd: int, mode: XdpMode, ifindex: int) -> None:
         self.fd = fd
         self.mode = mode
         self.ifindex = ifindex
 
     @classmethod
-    def attach(cls, prog_fd: int, ifindex: int, iface: str, mode: str) -> XdpLink:
+    def attach(cls, prog_fd: int, ifindex: int, iface: str, mode: XdpMode) -> XdpLink:
         try:
             fd = libbpf.link_create_xdp(prog_fd, ifindex, MODE_FLAGS[mode])
         except libbpf.BpfCallError as exc:
@@ -91,7 +102,9 @@ class XdpLink:
                     f"{iface} already has an XDP program in {mode} mode: ironpost will not replace it"
                 ) from exc
             if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOTSUP):
-                hint = "use --xdp-mode skb or --xdp-mode auto" if mode != "skb" else "check the kernel's XDP support"
+                hint = "use --xdp-mode skb or --xdp-mode auto"
+                if mode == XdpMode.SKB:
+                    hint = "check the kernel's XDP support"
                 raise ModeUnsupported(f"{iface} does not support XDP in {mode} mode ({exc.strerror}): {hint}") from exc
             raise
         return cls(fd, mode, ifindex)
@@ -100,11 +113,11 @@ class XdpLink:
     def attach_auto(cls, prog_fd: int, ifindex: int, iface: str, notice: Callable[[str], None]) -> XdpLink:
         """Native if the driver can, else skb (generic) mode, saying so."""
         try:
-            return cls.attach(prog_fd, ifindex, iface, "native")
+            return cls.attach(prog_fd, ifindex, iface, XdpMode.NATIVE)
         except ModeUnsupported as exc:
             notice(f"native XDP is not available on {iface} ({exc.message.split('(')[-1].split(')')[0]}); "
                    "using skb (generic) mode, which is slower")
-            return cls.attach(prog_fd, ifindex, iface, "skb")
+            return cls.attach(prog_fd, ifindex, iface, XdpMode.SKB)
 
     @classmethod
     def adopt(cls, pin_path: str, ifindex: int) -> XdpLink:
@@ -112,7 +125,7 @@ class XdpLink:
         fd = libbpf.obj_get(pin_path)
         info = libbpf.link_info(fd)
         attached = libbpf.xdp_query(ifindex)
-        mode = next((m for m, pid in attached.prog_ids if pid == info.prog_id), "native")
+        mode = next((m for m, pid in attached.prog_ids if pid == info.prog_id), XdpMode.NATIVE)
         return cls(fd, mode, ifindex)
 
     @property

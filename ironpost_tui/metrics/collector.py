@@ -15,10 +15,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from ironpost_tui.detectors import Detector
 from ironpost_tui.engine.snapshot import EngineSnapshot
 from ironpost_tui.model import PROTOCOLS, ProtoCounters, StatsSample
 
-DETECTORS = ("syn_flood", "port_scan")
+DETECTORS = tuple(Detector)
 LOSS_REASONS = ("ringbuf_full", "rate_limited")
 
 # name (as exposed), type, labels, meaning: the README's table is checked against this.

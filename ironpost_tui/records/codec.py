@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from ironpost_tui.detectors import Alert, AlertChange
+from ironpost_tui.detectors import Alert, AlertChange, ChangeKind, Detector
 from ironpost_tui.model import (
     Action,
     FilterRule,
@@ -129,7 +129,7 @@ def alert_to_json(a: Alert) -> Json:
 
 
 def alert_from_json(d: Json) -> Alert:
-    return Alert(**d)
+    return Alert(**{**d, "detector": Detector(d["detector"])})
 
 
 def change_to_json(c: AlertChange) -> Json:
@@ -137,4 +137,4 @@ def change_to_json(c: AlertChange) -> Json:
 
 
 def change_from_json(d: Json) -> AlertChange:
-    return AlertChange(d["kind"], alert_from_json(d["alert"]))
+    return AlertChange(ChangeKind(d["kind"]), alert_from_json(d["alert"]))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from typing import Protocol
+from typing import Literal, Protocol
 
 from ironpost_tui.errors import BlocklistFull, IronpostError, RuleRefused
 from ironpost_tui.model import Action, FilterRule, RuleStatus
@@ -79,7 +79,7 @@ class RuleController:
             try:
                 self.store.add(rule)
             except Exception as exc:
-                self.table.remove(rule.id)
+                self.table.delete(rule.id)
                 raise IronpostError(f"rule '{rule.id}' not applied: saving it failed: {exc}") from exc
         self.audit.record("add", actor, rule, forced=force or None)
 
@@ -88,17 +88,17 @@ class RuleController:
         if old is None:
             raise RuleRefused(f"no rule with id '{rule.id}'")
         self.check(rule, force)
-        self.table.replace(rule)
+        self.table.update(rule)
         if self.store is not None:
             try:
                 self.store.update(rule)
             except Exception as exc:
-                self.table.replace(old)
+                self.table.update(old)
                 raise IronpostError(f"rule '{rule.id}' not changed: saving it failed: {exc}") from exc
         self.audit.record("update", actor, rule, forced=force or None)
 
     def delete(self, rule_id: str, actor: Actor) -> FilterRule:
-        rule = self.table.remove(rule_id)
+        rule = self.table.delete(rule_id)
         if self.store is not None:
             try:
                 self.store.delete(rule_id)
@@ -109,22 +109,24 @@ class RuleController:
         return rule
 
     # --- whole sets ------------------------------------------------------------
-    def apply(self, rules: list[FilterRule], actor: Actor, force: bool = False, what: str = "reload") -> None:
-        """Move the kernel to ``rules`` (a reload); on any error the old set stays in force."""
+    def replace_all(
+        self, rules: list[FilterRule], actor: Actor, force: bool = False, what: Literal["load", "reload"] = "reload"
+    ) -> None:
+        """Move the kernel to ``rules`` (a load or reload); on any error the old set stays in force."""
         for rule in rules:
             self.check(rule, force)
         self._check_capacity(rules)
         before = self.table.rules()
         try:
-            self.table.sync(rules)
+            self.table.replace_all(rules)
         except Exception:
             log.exception("reload failed half-way: restoring the previous rule set")
-            self.table.sync(before)
+            self.table.replace_all(before)
             raise
         self.audit.record(what, actor, None, rules=len(rules), ids=[r.id for r in rules])
 
     def _check_capacity(self, rules: list[FilterRule]) -> None:
-        # sync() removes the rules that go before it adds: the new set must fit.
+        # replace_all() deletes the rules that go before it adds: the new set must fit.
         per_map = Counter(kernel_rules.place(r).map_name for r in rules)
         cfg = self.table.capacity()
         for name, count in per_map.items():
@@ -138,7 +140,7 @@ class RuleController:
         """Clear every drop rule from the kernel first, then from the file."""
         drops = [r for r in self.table.rules() if r.action is Action.DROP]
         for rule in drops:
-            self.table.remove(rule.id)
+            self.table.delete(rule.id)
         if self.store is not None and drops:
             try:
                 self.store.replace_all(self.table.rules())

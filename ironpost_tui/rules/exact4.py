@@ -21,6 +21,7 @@ from __future__ import annotations
 import sys
 
 from ironpost_tui.kernel import abi
+from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.kernel.datapath import Datapath
 
 WAYS = abi.EXACT4_WAYS
@@ -40,7 +41,7 @@ class Exact4:
         self._seed = int(dp.read_config_raw()[3])
         self._buckets: dict[int, list[int]] = {}
         if dp.reused_maps:  # pinned maps already in force: start from what they hold
-            keys, values, count = dp.map_dump("EXACT4")
+            keys, values, count = dp.map_dump(MapName.EXACT4)
             size = abi.EXACT4_BUCKET.size
             for i in range(count):
                 ways = list(abi.EXACT4_BUCKET.unpack_from(values, i * size))
@@ -131,7 +132,7 @@ class Exact4:
 
     def _commit(self, b: int, ways: list[int]) -> None:
         """Write bucket ``b``, then (once the kernel took it) remember it."""
-        self._dp.map_update("EXACT4", b.to_bytes(4, "little"), abi.EXACT4_BUCKET.pack(*ways))
+        self._dp.map_update(MapName.EXACT4, b.to_bytes(4, "little"), abi.EXACT4_BUCKET.pack(*ways))
         if any(ways[WAYS : 2 * WAYS]):
             self._buckets[b] = list(ways)
         else:

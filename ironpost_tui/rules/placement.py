@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from ironpost_tui.errors import RuleRefused
 from ironpost_tui.kernel import abi
+from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.model import Action, FilterRule, IPNetwork
 
 TCP, UDP = 6, 17
@@ -48,7 +49,7 @@ UNUSED_SHAPE = abi.RULE_SHAPE.pack(abi.SHAPE_UNUSED, 0xFF, 0, 0, bytes(16), byte
 class Placement:
     """Which map a rule goes into and under which key (MATCH keys need a shape index)."""
 
-    map_name: str
+    map_name: MapName
     key: bytes = b""
     shape: Shape | None = None
 
@@ -73,9 +74,7 @@ def action_code(action: Action) -> int:
     return abi.ACTION_DROP if action is Action.DROP else abi.ACTION_MONITOR
 
 
-def value(
-    rule: FilterRule, slot: int, priority: int, acting: tuple[FilterRule, int, int] | None = None
-) -> bytes:
+def value(rule: FilterRule, slot: int, priority: int, acting: tuple[FilterRule, int, int] | None = None) -> bytes:
     """An entry for ``rule``; ``acting`` (rule, slot, priority) when another rule decides for it."""
     act_rule, act_slot, act_priority = acting or (rule, slot, priority)
     return abi.BLOCKLIST_VALUE.pack(
@@ -95,10 +94,10 @@ def place(rule: FilterRule) -> Placement:
     if rule.match_fields == ("src_ip",):
         assert src is not None
         if src.version == 4 and src.prefixlen == 32:
-            return Placement("BLOCKLIST", src.network_address.packed)
+            return Placement(MapName.BLOCKLIST, src.network_address.packed)
         if src.version == 4:
-            return Placement("SRC4", abi.LPM_V4_KEY.pack(src.prefixlen, src.network_address.packed))
-        return Placement("SRC6", abi.LPM_V6_KEY.pack(src.prefixlen, src.network_address.packed))
+            return Placement(MapName.SRC4, abi.LPM_V4_KEY.pack(src.prefixlen, src.network_address.packed))
+        return Placement(MapName.SRC6, abi.LPM_V6_KEY.pack(src.prefixlen, src.network_address.packed))
 
     fields = 0
     family = abi.FAMILY_ANY
@@ -123,17 +122,17 @@ def place(rule: FilterRule) -> Placement:
         src_bytes,
         dst_bytes,
     )
-    return Placement("MATCH", key, shape)
+    return Placement(MapName.MATCH, key, shape)
 
 
 def rule_from_entry(
-    map_name: str, key: bytes, action: int, shapes: dict[int, Shape], rule_id: str
+    map_name: MapName, key: bytes, action: int, shapes: dict[int, Shape], rule_id: str
 ) -> FilterRule | None:
     """The rule a map entry stands for (the inverse of place), or None if unknown."""
     act = Action.DROP if action == abi.ACTION_DROP else Action.MONITOR
-    if map_name == "BLOCKLIST":
+    if map_name == MapName.BLOCKLIST:
         return FilterRule(rule_id, act, src_ip=ipaddress.ip_network(ipaddress.IPv4Address(key[:4])))
-    if map_name in ("SRC4", "SRC6"):
+    if map_name in (MapName.SRC4, MapName.SRC6):
         plen = int.from_bytes(key[:4], "little")
         addr = ipaddress.ip_address(key[4:])
         return FilterRule(rule_id, act, src_ip=ipaddress.ip_network(f"{addr}/{plen}"))
@@ -156,11 +155,11 @@ def rule_from_entry(
     )
 
 
-def allow_key(net: IPNetwork) -> tuple[str, bytes]:
+def allow_key(net: IPNetwork) -> tuple[MapName, bytes]:
     """ALLOW4/ALLOW6 map name and LPM key for a protected prefix."""
     if net.version == 4:
-        return "ALLOW4", abi.LPM_V4_KEY.pack(net.prefixlen, net.network_address.packed)
-    return "ALLOW6", abi.LPM_V6_KEY.pack(net.prefixlen, net.network_address.packed)
+        return MapName.ALLOW4, abi.LPM_V4_KEY.pack(net.prefixlen, net.network_address.packed)
+    return MapName.ALLOW6, abi.LPM_V6_KEY.pack(net.prefixlen, net.network_address.packed)
 
 
 def network(text: str) -> IPNetwork:

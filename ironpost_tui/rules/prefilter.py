@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from typing import Literal
 
 from ironpost_tui.kernel import abi
+from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.kernel.datapath import Datapath
 from ironpost_tui.model import IPNetwork
 
@@ -48,11 +50,11 @@ def net_buckets(net: IPNetwork) -> list[int] | None:
     return [filter_bucket((base + i * step).to_bytes(width, "big").ljust(16, b"\0"), family) for i in range(count)]
 
 
-def source_atoms(map_name: str, net: IPNetwork) -> list[Atom]:
+def source_atoms(map_name: MapName | Literal["ALLOW"], net: IPNetwork) -> list[Atom]:
     """Atoms of a source-only rule (EXACT4, BLOCKLIST, SRC4, SRC6) or, with map_name ALLOW, a protected prefix."""
     v4 = net.version == 4
-    if map_name in ("BLOCKLIST", "EXACT4"):
-        bit = abi.FILTER_EXACT if map_name == "BLOCKLIST" else abi.FILTER_EXACT4
+    if map_name in (MapName.BLOCKLIST, MapName.EXACT4):
+        bit = abi.FILTER_EXACT if map_name == MapName.BLOCKLIST else abi.FILTER_EXACT4
         return [("a", filter_bucket(net.network_address.packed.ljust(16, b"\0"), abi.FAMILY_V4), bit)]
     bit = abi.FILTER_ALLOW if map_name == "ALLOW" else abi.FILTER_PREFIX
     buckets = net_buckets(net)
@@ -92,7 +94,7 @@ class Prefilter:
         self._flags = 0
         self._wild = {"sw": 0, "dw": 0, "pw": 0}
         self._n_shapes = 0
-        self._match_rank = abi.NO_RANK
+        self._match_rank = abi.NO_MATCH
         config = dp.read_config_raw()
         self._seed = config[3]
         if dp.reused_maps:
@@ -101,8 +103,8 @@ class Prefilter:
             self._n_shapes, self._flags, self._match_rank = config[0], config[2], config[4]
             self._wild = {"sw": config[5], "dw": config[6], "pw": config[7]}
             self._proto = bytearray(config[8])
-            self._addr = _words(dp, "ADDR_FILTER")
-            self._ports = _words(dp, "PORT_FILTER")
+            self._addr = _words(dp, MapName.ADDR_FILTER)
+            self._ports = _words(dp, MapName.PORT_FILTER)
 
     # --- the caller's side ---------------------------------------------------------
     def add(self, atoms: Iterable[Atom]) -> None:
@@ -153,7 +155,7 @@ class Prefilter:
             kind = atom[0]
             if kind in ("a", "p"):
                 name, idx, mask = _word_bit(atom)
-                words = addr if name == "ADDR_FILTER" else ports
+                words = addr if name == MapName.ADDR_FILTER else ports
                 words[idx] = words.get(idx, 0) | mask
             elif kind == "f":
                 self._flags |= int(atom[1])  # type: ignore[call-overload]
@@ -164,7 +166,7 @@ class Prefilter:
                 for p in _protocols(proto):
                     self._proto[fam * 256 + p] |= 1 << shape
         self._write_config()
-        for name, old, new in (("ADDR_FILTER", self._addr, addr), ("PORT_FILTER", self._ports, ports)):
+        for name, old, new in ((MapName.ADDR_FILTER, self._addr, addr), (MapName.PORT_FILTER, self._ports, ports)):
             for idx in set(old) | set(new):
                 if old.get(idx, 0) != new.get(idx, 0):
                     self._dp.map_update(name, idx.to_bytes(4, "little"), new.get(idx, 0).to_bytes(8, "little"))
@@ -173,7 +175,7 @@ class Prefilter:
     # --- internals -----------------------------------------------------------------
     def _apply(self, changed: list[Atom]) -> None:
         # word index -> (bits to set, bits to clear), per map
-        words: dict[str, dict[int, list[int]]] = {"ADDR_FILTER": {}, "PORT_FILTER": {}}
+        words: dict[MapName, dict[int, list[int]]] = {MapName.ADDR_FILTER: {}, MapName.PORT_FILTER: {}}
         config = False
         for atom in changed:
             kind = atom[0]
@@ -194,7 +196,7 @@ class Prefilter:
                     self._proto[fam * 256 + p] = _set(self._proto[fam * 256 + p], 1 << shape, need)
                 config = True
         for name, changes in words.items():
-            cache = self._addr if name == "ADDR_FILTER" else self._ports
+            cache = self._addr if name == MapName.ADDR_FILTER else self._ports
             for idx, (set_mask, clear_mask) in changes.items():
                 # Read-modify-write: bits this table does not own (a tool that wrote BLOCKLIST and
                 # set its bit, as the ABI asks) stay.
@@ -226,13 +228,13 @@ class Prefilter:
         )
 
 
-def _word_bit(atom: Atom) -> tuple[str, int, int]:
+def _word_bit(atom: Atom) -> tuple[MapName, int, int]:
     """The filter map, word index and bit of an "a" (bucket, bit) or "p" (port, shape) atom."""
     if atom[0] == "a":
         bucket, bit = int(atom[1]), int(atom[2])  # type: ignore[call-overload]
-        return "ADDR_FILTER", bucket >> 1, bit << ((bucket & 1) * 32)
+        return MapName.ADDR_FILTER, bucket >> 1, bit << ((bucket & 1) * 32)
     port, shape = int(atom[1]), int(atom[2])  # type: ignore[call-overload]
-    return "PORT_FILTER", port >> 3, 1 << ((port & 7) * 8 + shape)
+    return MapName.PORT_FILTER, port >> 3, 1 << ((port & 7) * 8 + shape)
 
 
 def _protocols(proto: int) -> range | tuple[int]:
@@ -240,7 +242,7 @@ def _protocols(proto: int) -> range | tuple[int]:
     return range(256) if proto < 0 else (proto,)
 
 
-def _words(dp: Datapath, name: str) -> dict[int, int]:
+def _words(dp: Datapath, name: MapName) -> dict[int, int]:
     """The non-zero words of a filter map, by index."""
     keys, values, count = dp.map_dump(name)
     out = {}

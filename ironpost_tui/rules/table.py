@@ -6,11 +6,13 @@ is written before anything that points at it, and removed after.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
 from ironpost_tui.errors import RuleRefused
 from ironpost_tui.kernel import abi
+from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.kernel.datapath import Datapath
 from ironpost_tui.model import Action, FilterRule, IPNetwork, RuleStatus
 from ironpost_tui.rules import placement as kernel_rules
@@ -18,8 +20,6 @@ from ironpost_tui.rules import prefilter
 from ironpost_tui.rules.exact4 import Exact4
 from ironpost_tui.rules.placement import Placement, Shape
 from ironpost_tui.rules.prefilter import Atom, Prefilter
-
-MONITOR_RANK = 0x80000000
 
 
 @dataclass
@@ -44,10 +44,10 @@ class RuleTable:
         self._free_slots = list(range(cfg.rule_slots - 1, -1, -1))
         self._next_priority = 0
         self._rules: dict[str, _Installed] = {}
-        self._by_key: dict[tuple[str, bytes], str] = {}
+        self._by_key: dict[tuple[MapName, bytes], str] = {}
         self._by_slot: dict[int, str] = {}
         # Source prefixes per LPM trie: network -> rule id (see _refresh_covered).
-        self._lpm: dict[str, dict[IPNetwork, str]] = {"SRC4": {}, "SRC6": {}}
+        self._lpm: dict[MapName, dict[IPNetwork, str]] = {MapName.SRC4: {}, MapName.SRC6: {}}
         # Slots of removed rules: events still queued in the ring buffer name them by slot.
         self._retired: dict[int, FilterRule] = {}
         self._shapes: dict[Shape, tuple[int, int]] = {}  # shape -> (index, users)
@@ -72,16 +72,16 @@ class RuleTable:
         inst = self._rules.get(rule_id)
         return inst.rule if inst else None
 
-    def capacity(self) -> dict[str, int]:
+    def capacity(self) -> dict[MapName, int]:
         cfg = self._dp.cfg
         return {
-            "BLOCKLIST": cfg.blocklist_max_entries,
-            "SRC4": cfg.cidr_max_entries,
-            "SRC6": cfg.cidr_max_entries,
-            "MATCH": cfg.match_max_entries,
+            MapName.BLOCKLIST: cfg.blocklist_max_entries,
+            MapName.SRC4: cfg.cidr_max_entries,
+            MapName.SRC6: cfg.cidr_max_entries,
+            MapName.MATCH: cfg.match_max_entries,
         }
 
-    def count(self, map_name: str) -> int:
+    def count(self, map_name: MapName) -> int:
         return sum(1 for inst in self._rules.values() if inst.placement.map_name == map_name)
 
     def status(self) -> list[RuleStatus]:
@@ -106,23 +106,25 @@ class RuleTable:
             raise RuleRefused(f"a rule with id '{rule.id}' exists already")
         self._install(rule, self._take_priority())
 
-    def remove(self, rule_id: str) -> FilterRule:
+    def delete(self, rule_id: str) -> FilterRule:
         inst = self._rules.get(rule_id)
         if inst is None:
             raise RuleRefused(f"no rule with id '{rule_id}'")
         self._uninstall(inst)
         return inst.rule
 
-    def replace(self, rule: FilterRule) -> None:
-        """Change a rule in place: the new entry is in force before the old goes."""
+    def update(self, rule: FilterRule) -> None:
+        """Change a rule in place: the new entry is in force before the old goes; on an error
+        nothing changed, here or in the kernel."""
         old = self._rules.get(rule.id)
         if old is None:
             raise RuleRefused(f"no rule with id '{rule.id}'")
         placement = kernel_rules.place(rule)
         if placement.map_name == old.placement.map_name and placement.key == old.placement.key:
-            # Same match: overwrite the value, one atomic map update.
-            old.rule = rule
-            self._write(old)
+            # Same match: overwrite the value, one atomic map update; the rule is ours once it is written.
+            new = dataclasses.replace(old, rule=rule)
+            self._write(new)
+            self._rules[rule.id] = new
             return
         del self._rules[rule.id]
         try:
@@ -132,19 +134,19 @@ class RuleTable:
             raise
         self._remove_entries(old)
 
-    def sync(self, rules: list[FilterRule]) -> None:
+    def replace_all(self, rules: list[FilterRule]) -> None:
         """Move to exactly ``rules`` with no gap for any match present in both sets."""
         wanted = {r.id for r in rules}
         # Make room first: rules that go and whose match no wanted rule takes over
         # leave no gap by going now, and a full map could not take the new ones.
         taken_over = {self._holder_of(kernel_rules.place(r)) for r in rules}
         for rule_id in [rid for rid in self._rules if rid not in wanted and rid not in taken_over]:
-            self.remove(rule_id)
+            self.delete(rule_id)
         for rule in rules:
             current = self._rules.get(rule.id)
             if current is not None:
                 if current.rule != rule:
-                    self.replace(rule)
+                    self.update(rule)
                 continue
             placement = kernel_rules.place(rule)
             holder = self._holder_of(placement)
@@ -154,7 +156,7 @@ class RuleTable:
             else:
                 self._install(rule, self._take_priority())
         for rule_id in [rid for rid in self._rules if rid not in wanted]:
-            self.remove(rule_id)
+            self.delete(rule_id)
         self._renumber([r.id for r in rules])
 
     def _renumber(self, order: list[str]) -> None:
@@ -182,19 +184,12 @@ class RuleTable:
             return None
         return self._by_key.get((placement.map_name, placement.match_key(entry[0])))
 
-    def clear_drops(self) -> int:
-        """Remove every drop rule (panic); returns how many."""
-        ids = [rid for rid, inst in self._rules.items() if inst.rule.action.value == "drop"]
-        for rid in ids:
-            self.remove(rid)
-        return len(ids)
-
     # --- adopting pinned maps -----------------------------------------------
     def adopt_existing(self) -> list[FilterRule]:
         """Learn the rules already in pinned maps (ids are not kept in the kernel:
         they come back as pinned-N); returns them."""
         shapes: dict[int, Shape] = {}
-        for raw_key, raw in self._dp.map_items("SHAPES"):
+        for raw_key, raw in self._dp.map_items(MapName.SHAPES):
             fields, family, _pm, _portm, smask, dmask = abi.RULE_SHAPE.unpack(raw)
             if fields & abi.SHAPE_UNUSED or not fields:
                 continue
@@ -203,7 +198,7 @@ class RuleTable:
             shapes[index] = shape
         found: list[FilterRule] = []
         in_blocklist: set[bytes] = set()
-        for map_name in ("BLOCKLIST", "SRC4", "SRC6", "MATCH"):
+        for map_name in (MapName.BLOCKLIST, MapName.SRC4, MapName.SRC6, MapName.MATCH):
             for key, raw in self._dp.map_items(map_name):
                 _act, action, _act_slot, _act_prio, slot, priority = abi.BLOCKLIST_VALUE.unpack(raw)
                 rule = kernel_rules.rule_from_entry(map_name, key, action, shapes, f"pinned-{len(found) + 1}")
@@ -220,7 +215,7 @@ class RuleTable:
                 if slot in self._free_slots:
                     self._free_slots.remove(slot)
                 fast, have, want = False, None, (_rank(rule, priority), slot)
-                if map_name == "BLOCKLIST":
+                if map_name == MapName.BLOCKLIST:
                     # EXACT4 as BLOCKLIST says, whatever a stop between two writes left there.
                     in_blocklist.add(key)
                     have = self._exact4.get(key)
@@ -232,7 +227,7 @@ class RuleTable:
                 elif not fast and have is not None:
                     self._exact4.remove(key)  # BLOCKLIST alone now (its filter bit is set above)
                 self._rules[rule.id] = _Installed(rule, placement, key, slot, priority, shape_index, atoms, fast)
-                if map_name == "MATCH":
+                if map_name == MapName.MATCH:
                     self._match_ranks[rule.id] = _rank(rule, priority)
                 self._by_key[(map_name, key)] = rule.id
                 self._by_slot[slot] = rule.id
@@ -243,7 +238,7 @@ class RuleTable:
         self._exact4.retain(in_blocklist)  # ways whose BLOCKLIST entry is gone (a stop mid-removal)
         self._n_shapes = self._dp.read_config()[0]
         self._pf.set_n_shapes(self._n_shapes)
-        self._pf.set_match_rank(min(self._match_ranks.values(), default=abi.NO_RANK))
+        self._pf.set_match_rank(min(self._match_ranks.values(), default=abi.NO_MATCH))
         self._pf.publish()
         return found
 
@@ -269,7 +264,7 @@ class RuleTable:
     def _take_priority(self) -> int:
         p = self._next_priority
         self._next_priority += 1
-        if self._next_priority >= MONITOR_RANK:
+        if self._next_priority >= abi.MONITOR_RANK:
             raise RuleRefused("rule priorities exhausted: restart to renumber")
         return p
 
@@ -288,13 +283,13 @@ class RuleTable:
                 raise RuleRefused("no rule slot left: remove rules first")
             slot = self._free_slots[-1]
             # Zero the slot's hit counters before anything points at it.
-            self._dp.percpu_clear("RULE_HITS", slot)
+            self._dp.percpu_clear(MapName.RULE_HITS, slot)
             acting = self._acting(placement.map_name, rule, slot, priority)
             # An exact IPv4 source goes into EXACT4 as well, when its bucket has room.
-            fast = placement.map_name == "BLOCKLIST" and self._exact4.has_room(key, slot)
+            fast = placement.map_name == MapName.BLOCKLIST and self._exact4.has_room(key, slot)
             atoms = _atoms(rule, placement, shape_index, fast)
             self._pf.add(atoms)  # the filters let the entry be found before it exists
-            if placement.map_name == "MATCH":
+            if placement.map_name == MapName.MATCH:
                 self._pf.lower_match_rank(_rank(rule, priority))
             wrote = False
             try:
@@ -332,7 +327,7 @@ class RuleTable:
         self._by_key[(placement.map_name, key)] = rule.id
         self._by_slot[slot] = rule.id
         self._retired.pop(slot, None)
-        if placement.map_name == "MATCH":
+        if placement.map_name == MapName.MATCH:
             self._match_ranks[rule.id] = _rank(rule, priority)
             self._sync_match_rank()
         if placement.map_name in self._lpm and rule.src_ip is not None:
@@ -341,12 +336,17 @@ class RuleTable:
 
     def _write(self, inst: _Installed) -> None:
         acting = self._acting(inst.placement.map_name, inst.rule, inst.slot, inst.priority)
-        match = inst.placement.map_name == "MATCH"
+        match = inst.placement.map_name == MapName.MATCH
         if match:
             self._pf.lower_match_rank(_rank(inst.rule, inst.priority))
-        self._dp.map_update(
-            inst.placement.map_name, inst.key, kernel_rules.value(inst.rule, inst.slot, inst.priority, acting)
-        )
+        try:
+            self._dp.map_update(
+                inst.placement.map_name, inst.key, kernel_rules.value(inst.rule, inst.slot, inst.priority, acting)
+            )
+        except Exception:
+            if match:
+                self._sync_match_rank()  # the rank as the maps still hold it
+            raise
         if inst.exact4:
             self._exact4.put(inst.key, _rank(inst.rule, inst.priority), inst.slot)
         if match:
@@ -355,10 +355,10 @@ class RuleTable:
 
     def _sync_match_rank(self) -> None:
         """Publish MATCH's best rank once the maps hold it (after a write or a removal)."""
-        self._pf.set_match_rank(min(self._match_ranks.values(), default=abi.NO_RANK))
+        self._pf.set_match_rank(min(self._match_ranks.values(), default=abi.NO_MATCH))
 
     def _acting(
-        self, map_name: str, rule: FilterRule, slot: int, priority: int
+        self, map_name: MapName, rule: FilterRule, slot: int, priority: int
     ) -> tuple[FilterRule, int, int] | None:
         """In an LPM trie, the best-ranked rule among the prefixes covering ``rule``'s
         (drop before monitor, then list order); None when that is the rule itself."""
@@ -379,7 +379,7 @@ class RuleTable:
                 best = (rank, other.rule, other.slot, other.priority)
         return None if best[1] is rule else best[1:]
 
-    def _refresh_covered(self, map_name: str, prefix: IPNetwork) -> None:
+    def _refresh_covered(self, map_name: MapName, prefix: IPNetwork) -> None:
         """Rewrite the entries of prefixes strictly inside ``prefix``: their decider may have changed."""
         for net, rule_id in list(self._lpm[map_name].items()):
             if net != prefix and net.version == prefix.version and net.subnet_of(prefix):  # type: ignore[arg-type]
@@ -424,7 +424,7 @@ class RuleTable:
                 f"{self._dp.cfg.shapes_max} are in use: combine rules into fewer shapes"
             )
         index = self._free_shapes.pop()
-        self._dp.map_update("SHAPES", index.to_bytes(4, "little"), shape.pack())
+        self._dp.map_update(MapName.SHAPES, index.to_bytes(4, "little"), shape.pack())
         self._shapes[shape] = (index, 1)
         if index + 1 > self._n_shapes:
             self._n_shapes = index + 1
@@ -437,7 +437,7 @@ class RuleTable:
             self._shapes[shape] = (index, users - 1)
             return
         del self._shapes[shape]
-        self._dp.map_update("SHAPES", index.to_bytes(4, "little"), kernel_rules.UNUSED_SHAPE)
+        self._dp.map_update(MapName.SHAPES, index.to_bytes(4, "little"), kernel_rules.UNUSED_SHAPE)
         self._free_shapes.append(index)
         self._free_shapes.sort(reverse=True)
         n = max((i for i, _ in self._shapes.values()), default=-1) + 1
@@ -449,7 +449,7 @@ class RuleTable:
 def _atoms(rule: FilterRule, placement: Placement, shape_index: int | None, exact4: bool = False) -> list[Atom]:
     if placement.shape is None:
         assert rule.src_ip is not None
-        return prefilter.source_atoms("EXACT4" if exact4 else placement.map_name, rule.src_ip)
+        return prefilter.source_atoms(MapName.EXACT4 if exact4 else placement.map_name, rule.src_ip)
     assert shape_index is not None
     return prefilter.shape_atoms(
         shape_index, placement.shape.family, rule.src_ip, rule.dst_ip, rule.dst_port, rule.protocol
@@ -457,7 +457,7 @@ def _atoms(rule: FilterRule, placement: Placement, shape_index: int | None, exac
 
 
 def _rank(rule: FilterRule, priority: int) -> int:
-    return priority if rule.action is Action.DROP else priority | MONITOR_RANK
+    return priority if rule.action is Action.DROP else priority | abi.MONITOR_RANK
 
 
 def _prefixlen(mask: bytes) -> int:

@@ -34,29 +34,21 @@ from ironpost_tui.records.export import (
     write_rows,
 )
 from ironpost_tui.ui.commands import console_commands
-from ironpost_tui.ui.edits import Edit
+from ironpost_tui.ui.edits import Edit, EditKind, Origin
 from ironpost_tui.ui.key_help import help_sections
 from ironpost_tui.ui.messages import (
-    AlertAcknowledged,
     AlertsChanged,
-    BlockRequested,
-    CopyRequested,
     EditApplied,
     EditRefused,
     EventsReceived,
     ExportWritten,
     NoticePosted,
     PlaybackRewound,
-    RuleChanged,
-    RuleDeleteRequested,
-    RuleFormRequested,
     RulesRefreshed,
-    RuleSubmitted,
     SourceAdvanced,
     SourceFailed,
     SourceStarted,
     StatsSampled,
-    UnblockRequested,
 )
 from ironpost_tui.ui.poll_loop import run_poll
 from ironpost_tui.ui.rule_editing import RuleEditing
@@ -72,6 +64,7 @@ from ironpost_tui.ui.themes import DEFAULT_THEME, VARIABLE_DEFAULTS, load_themes
 from ironpost_tui.ui.widgets.alert_table import AlertTable
 from ironpost_tui.ui.widgets.event_table import EventTable
 from ironpost_tui.ui.widgets.pane_tabs import PaneTabs
+from ironpost_tui.ui.widgets.rule_form import RuleForm
 from ironpost_tui.ui.widgets.rules_pane import RulesPane
 from ironpost_tui.ui.widgets.status_bar import StatusBar, StatusView
 from ironpost_tui.ui.widgets.traffic_pane import SPARK_SAMPLES, TrafficPane
@@ -79,7 +72,6 @@ from ironpost_tui.ui.widgets.traffic_pane import SPARK_SAMPLES, TrafficPane
 log = logging.getLogger(__name__)
 
 SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
-SEEK_SECS = 10.0
 MAX_POLL_SECS = 0.25  # the worker's poll timeout: how soon it sees a cancel, and how long an edit may wait
 
 
@@ -400,28 +392,34 @@ class IronpostApp(App[int]):
         else:
             self.notify(message.path, title=f"exported {message.count:,} {message.kind}", markup=False)
 
-    def on_copy_requested(self, message: CopyRequested) -> None:
+    def on_rules_pane_copy_requested(self, message: RulesPane.CopyRequested) -> None:
         self.copy_to_clipboard(message.text)
         self.notify(message.text, title=message.title, timeout=20, markup=False)
 
     # --- what the widgets ask: rule edits (see rule_editing.py) -------------------------
-    def on_rule_form_requested(self, message: RuleFormRequested) -> None:
+    def on_rules_pane_rule_form_requested(self, message: RulesPane.RuleFormRequested) -> None:
         self.editing.open_form(message.rule)
 
-    def on_rule_submitted(self, message: RuleSubmitted) -> None:
+    def on_rule_form_rule_submitted(self, message: RuleForm.RuleSubmitted) -> None:
         self.editing.submit(message.rule, message.editing, message.force)
 
-    def on_rule_changed(self, message: RuleChanged) -> None:
-        self.editing.run(Edit("update", message.rule, origin="rules"))
+    def on_rules_pane_rule_changed(self, message: RulesPane.RuleChanged) -> None:
+        self.editing.run(Edit(EditKind.UPDATE, message.rule, origin=Origin.RULES))
 
-    def on_rule_delete_requested(self, message: RuleDeleteRequested) -> None:
+    def on_rules_pane_rule_delete_requested(self, message: RulesPane.RuleDeleteRequested) -> None:
         self.editing.delete(message.rule)
 
-    def on_block_requested(self, message: BlockRequested) -> None:
-        self.editing.block(message.address, message.why, message.origin)
+    def on_event_table_block_requested(self, message: EventTable.BlockRequested) -> None:
+        self.editing.block(message.address, message.why, Origin.EVENTS)
 
-    def on_unblock_requested(self, message: UnblockRequested) -> None:
-        self.editing.unblock(message.address, message.origin)
+    def on_alert_table_block_requested(self, message: AlertTable.BlockRequested) -> None:
+        self.editing.block(message.address, message.why, Origin.ALERTS)
+
+    def on_event_table_unblock_requested(self, message: EventTable.UnblockRequested) -> None:
+        self.editing.unblock(message.address, Origin.EVENTS)
+
+    def on_alert_table_unblock_requested(self, message: AlertTable.UnblockRequested) -> None:
+        self.editing.unblock(message.address, Origin.ALERTS)
 
     def on_edit_applied(self, message: EditApplied) -> None:
         self.editing.applied(message.edit, message.text)
@@ -429,7 +427,7 @@ class IronpostApp(App[int]):
     def on_edit_refused(self, message: EditRefused) -> None:
         self.editing.refused(message.edit, message.text, message.lockout)
 
-    def on_alert_acknowledged(self, message: AlertAcknowledged) -> None:
+    def on_alert_table_alert_acknowledged(self, message: AlertTable.AlertAcknowledged) -> None:
         self.state.notice(f"alert {message.alert_id} acknowledged")
         self.redraw()
 
@@ -441,10 +439,6 @@ class IronpostApp(App[int]):
         yield from super().get_system_commands(screen)
         if screen is self.main:
             yield from console_commands(self)
-
-    def _filter_events(self) -> None:
-        self.main.action_pane(2)
-        self.main.query_one(EventTable).action_filter()
 
 
 def make_app(

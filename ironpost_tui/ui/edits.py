@@ -5,18 +5,34 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ironpost_tui.engine.feed import Source
-from ironpost_tui.model import FilterRule
+from ironpost_tui.model import FilterRule, StrEnum, assert_never
+
+
+class EditKind(StrEnum):
+    ADD = "add"
+    UPDATE = "update"
+    DELETE = "delete"
+    PANIC = "panic"
+
+
+class Origin(StrEnum):
+    """Where the edit was asked for, and so where a refusal is shown."""
+
+    FORM = "form"
+    EVENTS = "events"
+    ALERTS = "alerts"
+    RULES = "rules"
 
 
 @dataclass(frozen=True)
 class Edit:
-    kind: str  # add | update | delete | panic
+    kind: EditKind
     rule: FilterRule | None = None
     force: bool = False
-    origin: str = "rules"  # where a refusal is shown: form | events | alerts | rules
+    origin: Origin = Origin.RULES
 
     def describe(self) -> str:
-        if self.kind == "panic":
+        if self.kind is EditKind.PANIC:
             return "panic"
         assert self.rule is not None
         return f"{self.kind} rule '{self.rule.id}'"
@@ -27,18 +43,19 @@ class Edit:
     def apply(self, source: Source) -> str:
         """Do it; the notice to show.  IronpostError (one-line .message) when refused."""
         rule = self.rule
-        if self.kind == "panic":
+        kind = self.kind
+        if kind is EditKind.PANIC:
             cleared = source.panic()
             names = ", ".join(r.id for r in cleared) or "none"
             return f"panic: cleared {len(cleared)} drop rule(s): {names}"
         assert rule is not None
-        if self.kind == "add":
+        if kind is EditKind.ADD:
             source.add_rule(rule, force=self.force)
             return f"added rule '{rule.id}'" + (" (forced)" if self.force else "")
-        if self.kind == "update":
+        if kind is EditKind.UPDATE:
             source.update_rule(rule, force=self.force)
             return f"updated rule '{rule.id}'" + (" (forced)" if self.force else "")
-        if self.kind == "delete":
+        if kind is EditKind.DELETE:
             source.delete_rule(rule.id)
             return f"deleted rule '{rule.id}'"
-        raise ValueError(f"unknown edit {self.kind}")
+        assert_never(kind)

@@ -1,7 +1,8 @@
 """Messages named for what happened.
 
-Up from the poll worker: what the source said.  Up from the widgets: what the
-operator asked for.  The app acts on both; widgets never call each other.
+Up from the poll worker: what the source said; from the edit and export workers: how
+it went.  What the operator asks for comes up from the widgets, as the messages they
+define (``EventTable.BlockRequested``...).  Widgets never call each other.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from textual.message import Message
 
 from ironpost_tui.detectors import AlertChange
 from ironpost_tui.engine.feed import SourceInfo, Update
-from ironpost_tui.model import FilterRule, PacketEvent, RuleStatus, StatsSample
+from ironpost_tui.model import PacketEvent, RuleStatus, StatsSample
 from ironpost_tui.ui.edits import Edit
 
 # --- from the poll worker ----------------------------------------------------------
@@ -112,74 +113,6 @@ def messages_for(update: Update) -> Iterator[Message]:
     yield SourceAdvanced(update.at)
 
 
-# --- from the widgets --------------------------------------------------------------
-
-
-class BlockRequested(Message):
-    """Block this source address (the app asks for how long); ``origin`` is the pane."""
-
-    def __init__(self, address: str, why: str, origin: str) -> None:
-        super().__init__()
-        self.address = address
-        self.why = why
-        self.origin = origin
-
-
-class UnblockRequested(Message):
-    """Delete the rule that blocks this source address."""
-
-    def __init__(self, address: str, origin: str) -> None:
-        super().__init__()
-        self.address = address
-        self.origin = origin
-
-
-class AlertAcknowledged(Message):
-    def __init__(self, alert_id: int) -> None:
-        super().__init__()
-        self.alert_id = alert_id
-
-
-class RuleFormRequested(Message):
-    """Open the rule form: to add (rule None) or edit ``rule``."""
-
-    def __init__(self, rule: FilterRule | None) -> None:
-        super().__init__()
-        self.rule = rule
-
-
-class RuleDeleteRequested(Message):
-    def __init__(self, rule: FilterRule) -> None:
-        super().__init__()
-        self.rule = rule
-
-
-class RuleChanged(Message):
-    """The operator changed a rule in place (x: drop <-> monitor)."""
-
-    def __init__(self, rule: FilterRule) -> None:
-        super().__init__()
-        self.rule = rule
-
-
-class RuleSubmitted(Message):
-    """The rule form's Save (or Force) with a rule that passed the form's checks."""
-
-    def __init__(self, rule: FilterRule, editing: bool, force: bool) -> None:
-        super().__init__()
-        self.rule = rule
-        self.editing = editing
-        self.force = force
-
-
-class FilterChanged(Message):
-    """The events filter changed (the app keeps nothing of it; for observers and tests)."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__()
-        self.text = text
-
-
 # --- from the edit worker -----------------------------------------------------------
 
 
@@ -203,7 +136,7 @@ class EditRefused(Message):
         self.lockout = lockout
 
 
-# --- exports and copies -----------------------------------------------------------------
+# --- from the export worker --------------------------------------------------------------
 
 
 class ExportWritten(Message):
@@ -215,12 +148,3 @@ class ExportWritten(Message):
         self.path = path
         self.count = count
         self.error = error
-
-
-class CopyRequested(Message):
-    """A widget wants ``text`` on the clipboard and shown (the rules pane's nft command)."""
-
-    def __init__(self, text: str, title: str) -> None:
-        super().__init__()
-        self.text = text
-        self.title = title

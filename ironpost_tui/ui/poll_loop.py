@@ -12,6 +12,7 @@ from textual.message import Message
 
 from ironpost_tui.engine.feed import Source
 from ironpost_tui.errors import ExitStatus, InterfaceGone, IronpostError
+from ironpost_tui.kernel.host import InterfaceState
 from ironpost_tui.ui.messages import NoticePosted, SourceFailed, SourceStarted, messages_for
 from ironpost_tui.ui.source_kinds import StartableSource
 
@@ -38,7 +39,7 @@ def run_poll(source: Source, post: Callable[[Message], object], cancelled: Calla
             post(SourceFailed("Error", f"{type(exc).__name__}: {exc}", int(ExitStatus.ERROR)))
             return
         post(SourceStarted(info))
-    interface = "up"
+    interface = InterfaceState.UP
     pause = threading.Event()  # never set: a wait after a failed poll, so a failing source does not spin
     while not cancelled():
         began = time.monotonic()
@@ -55,7 +56,7 @@ def run_poll(source: Source, post: Callable[[Message], object], cancelled: Calla
             return
         if update.interface_state != interface:
             interface = update.interface_state
-            if interface == "gone":
+            if interface == InterfaceState.GONE:
                 gone = InterfaceGone(f"interface {source.info.iface} disappeared: the program went with it")
                 post(SourceFailed(gone.title, gone.message, int(gone.exit_status)))
                 return

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from ironpost_tui.errors import IronpostError
 from ironpost_tui.model import Action, FilterRule
 from ironpost_tui.rules.control import LockoutRefused
-from ironpost_tui.ui.edits import Edit
+from ironpost_tui.ui.edits import Edit, EditKind, Origin
 from ironpost_tui.ui.messages import EditApplied, EditRefused
 from ironpost_tui.ui.rule_fields import block_rule
 from ironpost_tui.ui.screens.block import BlockScreen
@@ -49,12 +49,12 @@ class RuleEditing:
         app.push_screen(form, closed)
 
     def submit(self, rule: FilterRule, editing: bool, force: bool) -> None:
-        self.run(Edit("update" if editing else "add", rule, force, "form"))
+        self.run(Edit(EditKind.UPDATE if editing else EditKind.ADD, rule, force, Origin.FORM))
 
     def delete(self, rule: FilterRule) -> None:
         def answered(yes: bool | None) -> None:
             if yes:
-                self.run(Edit("delete", rule, origin="rules"))
+                self.run(Edit(EditKind.DELETE, rule, origin=Origin.RULES))
 
         self.app.push_screen(
             ConfirmScreen(
@@ -81,11 +81,11 @@ class RuleEditing:
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.run(Edit("panic", origin="rules"))
+                self.run(Edit(EditKind.PANIC, origin=Origin.RULES))
 
         self.app.push_screen(self.panic_question(), answered)
 
-    def block(self, address: str, why: str, origin: str) -> None:
+    def block(self, address: str, why: str, origin: Origin) -> None:
         app = self.app
         if app.read_only:
             return
@@ -95,11 +95,11 @@ class RuleEditing:
                 return
             rule = block_rule(address, seconds or None, app.source.now(), why)
             exists = any(s.rule.id == rule.id for s in app.state.rules)
-            self.run(Edit("update" if exists else "add", rule, origin=origin))
+            self.run(Edit(EditKind.UPDATE if exists else EditKind.ADD, rule, origin=origin))
 
         app.push_screen(BlockScreen(address, why), chosen)
 
-    def unblock(self, address: str, origin: str) -> None:
+    def unblock(self, address: str, origin: Origin) -> None:
         app = self.app
         if app.read_only:
             return
@@ -112,7 +112,7 @@ class RuleEditing:
         def answered(yes: bool | None) -> None:
             if yes:
                 for status in found:
-                    self.run(Edit("delete", status.rule, origin=origin))
+                    self.run(Edit(EditKind.DELETE, status.rule, origin=origin))
 
         app.push_screen(
             ConfirmScreen(f"Unblock {address}", f"Delete {names}, which blocks {address}?", "Unblock"), answered
@@ -137,18 +137,18 @@ class RuleEditing:
             app.post_message(EditApplied(edit, text))
 
     # --- the outcome ---------------------------------------------------------------------
-    def pane(self, origin: str) -> EventTable | AlertTable | RulesPane:
+    def pane(self, origin: Origin) -> EventTable | AlertTable | RulesPane:
         main = self.app.main
-        if origin == "events":
+        if origin is Origin.EVENTS:
             return main.query_one(EventTable)
-        if origin == "alerts":
+        if origin is Origin.ALERTS:
             return main.query_one(AlertTable)
         return main.query_one(RulesPane)
 
     def applied(self, edit: Edit, text: str) -> None:
         app = self.app
         app.state.notice(text)
-        if edit.origin == "form":
+        if edit.origin is Origin.FORM:
             if self.form is not None and app.screen is self.form:
                 self.form.dismiss(None)
         else:
@@ -156,7 +156,7 @@ class RuleEditing:
         app.redraw()
 
     def refused(self, edit: Edit, text: str, lockout: bool) -> None:
-        if edit.origin == "form":
+        if edit.origin is Origin.FORM:
             if self.form is not None:
                 self.form.error = text + (FORCE_HINT if lockout else "")
                 self.form.offer_force = lockout

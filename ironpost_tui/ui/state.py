@@ -11,6 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from ironpost_tui.detectors import Alert, AlertChange
+from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.model import Action, PacketEvent, RuleStatus, StatsSample
 
 EVENTS_KEPT = 5_000  # events held in memory (the table shows the newest of them)
@@ -82,7 +83,7 @@ class ConsoleState:
         return sum(sample.events_lost.values()) if sample else 0
 
     def blocklist_used(self) -> int:
-        return sum(1 for s in self.rules if s.map_name == "BLOCKLIST")
+        return sum(1 for s in self.rules if s.map_name == MapName.BLOCKLIST)
 
 
 def blocking_rules(address: str, rules: tuple[RuleStatus, ...]) -> list[RuleStatus]:

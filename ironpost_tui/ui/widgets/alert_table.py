@@ -7,13 +7,13 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import DataTable, Static
 
 from ironpost_tui.detectors import Alert
 from ironpost_tui.detectors.alerts import MANY_SOURCES
 from ironpost_tui.ui import format as fmt
-from ironpost_tui.ui.messages import AlertAcknowledged, BlockRequested, UnblockRequested
 
 SEVERE = ("critical", "high")
 
@@ -53,6 +53,41 @@ class AlertGrid(DataTable[Text]):
 
 class AlertTable(Vertical):
     """The screen sets ``alerts`` (every incident, newest last), ``now`` and ``read_only``."""
+
+    class BlockRequested(Message):
+        """Block this source address (the app asks for how long)."""
+
+        def __init__(self, table: AlertTable, address: str, why: str) -> None:
+            super().__init__()
+            self.table = table
+            self.address = address
+            self.why = why
+
+        @property
+        def control(self) -> AlertTable:
+            return self.table
+
+    class UnblockRequested(Message):
+        """Delete the rule that blocks this source address."""
+
+        def __init__(self, table: AlertTable, address: str) -> None:
+            super().__init__()
+            self.table = table
+            self.address = address
+
+        @property
+        def control(self) -> AlertTable:
+            return self.table
+
+    class AlertAcknowledged(Message):
+        def __init__(self, table: AlertTable, alert_id: int) -> None:
+            super().__init__()
+            self.table = table
+            self.alert_id = alert_id
+
+        @property
+        def control(self) -> AlertTable:
+            return self.table
 
     ALLOW_MAXIMIZE = True
 
@@ -188,7 +223,7 @@ class AlertTable(Vertical):
             return
         self.acknowledged.add(alert.id)
         self._redraw()
-        self.post_message(AlertAcknowledged(alert.id))
+        self.post_message(self.AlertAcknowledged(self, alert.id))
 
     def _source(self) -> str | None:
         alert = self.selected()
@@ -206,10 +241,10 @@ class AlertTable(Vertical):
         source = self._source()
         if source is not None and alert is not None:
             self.post_message(
-                BlockRequested(source, f"blocked from the console: alert {alert.id} {alert.detector}", "alerts")
+                self.BlockRequested(self, source, f"blocked from the console: alert {alert.id} {alert.detector}")
             )
 
     def action_unblock(self) -> None:
         source = self._source()
         if source is not None:
-            self.post_message(UnblockRequested(source, "alerts"))
+            self.post_message(self.UnblockRequested(self, source))

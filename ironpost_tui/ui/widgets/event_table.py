@@ -9,13 +9,13 @@ from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import Input, Static
 
 from ironpost_tui.model import PacketEvent
 from ironpost_tui.ui import format as fmt
 from ironpost_tui.ui.event_filter import EventFilter
-from ironpost_tui.ui.messages import BlockRequested, FilterChanged, UnblockRequested
 from ironpost_tui.ui.state import EVENTS_KEPT
 from ironpost_tui.ui.widgets.event_grid import EventGrid
 
@@ -23,6 +23,43 @@ from ironpost_tui.ui.widgets.event_grid import EventGrid
 class EventTable(Vertical):
     """The screen calls ``add_events`` with each batch and sets ``paused``, ``lost``,
     ``read_only``; the pane posts BlockRequested / UnblockRequested."""
+
+    class BlockRequested(Message):
+        """Block this source address (the app asks for how long)."""
+
+        def __init__(self, table: EventTable, address: str, why: str) -> None:
+            super().__init__()
+            self.table = table
+            self.address = address
+            self.why = why
+
+        @property
+        def control(self) -> EventTable:
+            return self.table
+
+    class UnblockRequested(Message):
+        """Delete the rule that blocks this source address."""
+
+        def __init__(self, table: EventTable, address: str) -> None:
+            super().__init__()
+            self.table = table
+            self.address = address
+
+        @property
+        def control(self) -> EventTable:
+            return self.table
+
+    class FilterChanged(Message):
+        """The events filter changed (the app keeps nothing of it; for observers and tests)."""
+
+        def __init__(self, table: EventTable, text: str) -> None:
+            super().__init__()
+            self.table = table
+            self.text = text
+
+        @property
+        def control(self) -> EventTable:
+            return self.table
 
     ALLOW_MAXIMIZE = True
 
@@ -190,7 +227,7 @@ class EventTable(Vertical):
         why = f"blocked from the console: {fmt.protocol(event.protocol)} to {event.dst}"
         if event.rule_id:
             why += f", matched {event.rule_id}"
-        self.post_message(BlockRequested(str(event.src), why, "events"))
+        self.post_message(self.BlockRequested(self, str(event.src), why))
 
     def action_unblock(self) -> None:
         event = self.selected_event()
@@ -198,7 +235,7 @@ class EventTable(Vertical):
             self.problem = "no event selected: move to a row first"
             return
         self.problem = ""
-        self.post_message(UnblockRequested(str(event.src), "events"))
+        self.post_message(self.UnblockRequested(self, str(event.src)))
 
     @on(Input.Submitted, "#event-filter")
     def _apply_filter(self, message: Input.Submitted) -> None:
@@ -212,7 +249,7 @@ class EventTable(Vertical):
         self._filter = new
         self._close_filter()
         self._rebuild()
-        self.post_message(FilterChanged(new.text))
+        self.post_message(self.FilterChanged(self, new.text))
 
     def _close_filter(self) -> None:
         self.remove_class("-filtering")

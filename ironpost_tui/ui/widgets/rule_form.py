@@ -6,13 +6,13 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
+from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
 
 from ironpost_tui.config.durations import EXAMPLES
 from ironpost_tui.model import Action, FilterRule
-from ironpost_tui.ui.messages import RuleSubmitted
 from ironpost_tui.ui.rule_fields import RuleFields, RuleInputError, parse_rule
 
 FIELDS = (
@@ -29,6 +29,20 @@ FIELDS = (
 class RuleForm(ModalScreen[None]):
     """Posts RuleSubmitted; the app sets ``error`` (and ``offer_force`` after an
     anti-lockout refusal) or dismisses the form when the rule is in force."""
+
+    class RuleSubmitted(Message):
+        """Save (or Force) with a rule that passed the form's checks."""
+
+        def __init__(self, form: RuleForm, rule: FilterRule, editing: bool, force: bool) -> None:
+            super().__init__()
+            self.form = form
+            self.rule = rule
+            self.editing = editing
+            self.force = force
+
+        @property
+        def control(self) -> RuleForm:
+            return self.form
 
     BINDINGS = [
         Binding("escape", "cancel", "Cancel"),
@@ -155,7 +169,7 @@ class RuleForm(ModalScreen[None]):
             self.offer_force = force and self.offer_force
         self._last = rule
         self.query_one("#save", Button).disabled = True
-        self.post_message(RuleSubmitted(rule, self.editing, force))
+        self.post_message(self.RuleSubmitted(self, rule, self.editing, force))
 
     def action_save(self) -> None:
         self._submit(force=False)

@@ -9,13 +9,14 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import DataTable, Static
 
+from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.model import Action, FilterRule, RuleStatus
 from ironpost_tui.rules.nft import nft_command
 from ironpost_tui.ui import format as fmt
-from ironpost_tui.ui.messages import CopyRequested, RuleChanged, RuleDeleteRequested, RuleFormRequested
 
 COLUMNS = (
     ("id", "id"),
@@ -41,6 +42,53 @@ class RuleGrid(DataTable[Text]):
 
 class RulesPane(Vertical):
     """The screen sets ``rules``, ``now``, ``capacity``, ``read_only`` and ``problem``."""
+
+    class RuleFormRequested(Message):
+        """Open the rule form: to add (rule None) or edit ``rule``."""
+
+        def __init__(self, pane: RulesPane, rule: FilterRule | None) -> None:
+            super().__init__()
+            self.pane = pane
+            self.rule = rule
+
+        @property
+        def control(self) -> RulesPane:
+            return self.pane
+
+    class RuleDeleteRequested(Message):
+        def __init__(self, pane: RulesPane, rule: FilterRule) -> None:
+            super().__init__()
+            self.pane = pane
+            self.rule = rule
+
+        @property
+        def control(self) -> RulesPane:
+            return self.pane
+
+    class RuleChanged(Message):
+        """The operator changed a rule in place (x: drop <-> monitor)."""
+
+        def __init__(self, pane: RulesPane, rule: FilterRule) -> None:
+            super().__init__()
+            self.pane = pane
+            self.rule = rule
+
+        @property
+        def control(self) -> RulesPane:
+            return self.pane
+
+    class CopyRequested(Message):
+        """``text`` wanted on the clipboard and shown (a rule's nft command)."""
+
+        def __init__(self, pane: RulesPane, text: str, title: str) -> None:
+            super().__init__()
+            self.pane = pane
+            self.text = text
+            self.title = title
+
+        @property
+        def control(self) -> RulesPane:
+            return self.pane
 
     ALLOW_MAXIMIZE = True
 
@@ -152,7 +200,7 @@ class RulesPane(Vertical):
         if self.problem:
             status.update(self.problem)
             return
-        used = sum(1 for s in self.rules if s.map_name == "BLOCKLIST")
+        used = sum(1 for s in self.rules if s.map_name == MapName.BLOCKLIST)
         drops = sum(1 for s in self.rules if s.rule.action is Action.DROP)
         text = f"{len(self.rules)} rules ({drops} drop) · blocklist {used}/{self.capacity}"
         status.update(text + (" · read-only replay" if self.read_only else ""))
@@ -172,21 +220,21 @@ class RulesPane(Vertical):
     def action_edit(self) -> None:
         rule = self._need_rule()
         if rule is not None:
-            self.post_message(RuleFormRequested(rule))
+            self.post_message(self.RuleFormRequested(self, rule))
 
     def action_delete(self) -> None:
         rule = self._need_rule()
         if rule is not None:
-            self.post_message(RuleDeleteRequested(rule))
+            self.post_message(self.RuleDeleteRequested(self, rule))
 
     def action_switch(self) -> None:
         rule = self._need_rule()
         if rule is not None:
             other = Action.MONITOR if rule.action is Action.DROP else Action.DROP
-            self.post_message(RuleChanged(replace(rule, action=other)))
+            self.post_message(self.RuleChanged(self, replace(rule, action=other)))
 
     def action_copy(self) -> None:
         """The rule as an nft command: on the clipboard (OSC 52) and shown; a replay too."""
         rule = self._need_rule()
         if rule is not None:
-            self.post_message(CopyRequested(nft_command(rule), f"copied: nft command for {rule.id}"))
+            self.post_message(self.CopyRequested(self, nft_command(rule), f"copied: nft command for {rule.id}"))

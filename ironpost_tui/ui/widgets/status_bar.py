@@ -8,6 +8,7 @@ from textual.content import Content
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from ironpost_tui.kernel.host import InterfaceState
 from ironpost_tui.ui import format as fmt
 
 
@@ -17,7 +18,7 @@ class StatusView:
     iface: str = ""
     mode: str = ""
     attached: bool = False
-    interface_state: str = "up"
+    interface_state: InterfaceState = InterfaceState.UP
     uptime: float = 0.0
     blocklist_used: int = 0
     blocklist_capacity: int = 0
@@ -66,7 +67,7 @@ def render_status(v: StatusView, width: int = 1000) -> Content:
     else:
         if v.title == "starting":
             link = Content.styled("starting…", "$warning")
-        elif v.attached and v.interface_state == "up":
+        elif v.attached and v.interface_state == InterfaceState.UP:
             link = Content.styled("attached", "$success")
         elif v.attached:
             link = Content.styled(f"attached, link {v.interface_state}", "$warning")
