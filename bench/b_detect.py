@@ -54,10 +54,14 @@ def run(report: Report, opts: core.Options) -> None:
     report.figures[NAME] = figs
     with rig.tmpdir("detect") as wd, rig.lab() as lab:
         attacks = {
-            "nmap -sS -> port_scan": ("port_scan", ["nmap", "-n", "-Pn", "-sS", "-p", "1-1000", "-T4",
-                                                     "--max-retries", "0", lab.host_ip4]),  # fmt: skip
-            "hping3 SYN flood -> syn_flood": ("syn_flood", ["hping3", "-q", "-S", "-p", str(FLOOD_PORT), "--flood",
-                                                            lab.host_ip4]),  # fmt: skip
+            "nmap -sS -> port_scan": (
+                "port_scan",
+                ["nmap", "-n", "-Pn", "-sS", "-p", "1-1000", "-T4", "--max-retries", "0", lab.host_ip4],
+            ),  # fmt: skip
+            "hping3 SYN flood -> syn_flood": (
+                "syn_flood",
+                ["hping3", "-q", "-S", "-p", str(FLOOD_PORT), "--flood", lab.host_ip4],
+            ),  # fmt: skip
         }
         for i in range(trials):
             for name, (detector, argv) in attacks.items():

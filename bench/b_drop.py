@@ -150,7 +150,7 @@ def nftables(lab: Any, workdir: Path) -> Iterator[Callable[[], int]]:
     text = (
         f"table netdev {table} {{\n"
         f"  chain ingress {{\n"
-        f"    type filter hook ingress device \"{lab.host_if}\" priority -500; policy accept;\n"
+        f'    type filter hook ingress device "{lab.host_if}" priority -500; policy accept;\n'
         f"    ip saddr {lab.ns_ip4} counter drop\n"
         f"  }}\n"
         f"}}\n"
@@ -183,10 +183,12 @@ def bare_xdp_drop(lab: Any, workdir: Path, mode: str) -> Iterator[Callable[[], i
 
     from ironpost_tui.kernel import libbpf
 
-    b = bcc.BPF(text=b"""
+    b = bcc.BPF(
+        text=b"""
     BPF_PERCPU_ARRAY(n, u64, 1);
     int f(struct xdp_md *c) { int k = 0; u64 *v = n.lookup(&k); if (v) *v += 1; return XDP_DROP; }
-    """)
+    """
+    )
     try:
         fd = int(b.load_func(b"f", bcc.BPF.XDP).fd)
         flags = libbpf.XDP_FLAGS_DRV_MODE if mode == "native" else libbpf.XDP_FLAGS_SKB_MODE
@@ -203,12 +205,18 @@ def bare_xdp_drop(lab: Any, workdir: Path, mode: str) -> Iterator[Callable[[], i
 MECHANISMS = [
     Mechanism("xdp-native", "ironpost XDP native", lambda lab, wd: ironpost(lab, wd, "native")),
     Mechanism("xdp-generic", "ironpost XDP generic (skb)", lambda lab, wd: ironpost(lab, wd, "skb")),
-    Mechanism("bare-native", "bare XDP_DROP program, native (the floor)",
-              lambda lab, wd: bare_xdp_drop(lab, wd, "native")),  # fmt: skip
-    Mechanism("bare-generic", "bare XDP_DROP program, generic (the floor)",
-              lambda lab, wd: bare_xdp_drop(lab, wd, "skb")),  # fmt: skip
-    Mechanism("iptables", "iptables raw DROP (nf_tables backend)", lambda lab, wd: iptables(lab, wd, "iptables"),
-              ("iptables",)),  # fmt: skip
+    Mechanism(
+        "bare-native", "bare XDP_DROP program, native (the floor)", lambda lab, wd: bare_xdp_drop(lab, wd, "native")
+    ),  # fmt: skip
+    Mechanism(
+        "bare-generic", "bare XDP_DROP program, generic (the floor)", lambda lab, wd: bare_xdp_drop(lab, wd, "skb")
+    ),  # fmt: skip
+    Mechanism(
+        "iptables",
+        "iptables raw DROP (nf_tables backend)",
+        lambda lab, wd: iptables(lab, wd, "iptables"),
+        ("iptables",),
+    ),  # fmt: skip
     Mechanism("nftables", "nftables netdev ingress drop", nftables, ("nft",)),
 ]
 
@@ -289,8 +297,10 @@ def run(report: Report, opts: core.Options) -> None:
     res: dict[str, dict[str, float]] = {}
     for m in mechs:
         runs = figs["runs"].get(m.name, [])
-        res[m.name] = {k: median(r[k] for r in runs) for k in ("pps", "cpu_ns_per_pkt", "softirq_ns_per_pkt",
-                                                                 "host_sys_softirq_ns_per_pkt")}
+        res[m.name] = {
+            k: median(r[k] for r in runs)
+            for k in ("pps", "cpu_ns_per_pkt", "softirq_ns_per_pkt", "host_sys_softirq_ns_per_pkt")
+        }
     figs["medians"] = res
     ref = res.get("iptables")
     for m in mechs:
@@ -325,4 +335,3 @@ def run(report: Report, opts: core.Options) -> None:
         report.info(NAME, "seed comparison: pkt/s dropped, XDP native / iptables", seed["pps_xdp_native_over_iptables"],
                     "x", note=f"XDP generic / iptables {seed['pps_xdp_generic_over_iptables']:.2f}x "
                     "(the sender is the bottleneck: compare CPU per packet)")  # fmt: skip
-

@@ -46,13 +46,17 @@ def frames() -> dict[str, tuple[bytes, int]]:
 
     e = Ether(src=MAC["src"], dst=MAC["dst"])
     return {
-        "ipv4 tcp syn (allowed)": (bytes(e / IP(src=ALLOWED_SRC4, dst=DST4) / TCP(sport=40000, dport=8080, flags="S")),
-                                   XDP_PASS),  # fmt: skip
+        "ipv4 tcp syn (allowed)": (
+            bytes(e / IP(src=ALLOWED_SRC4, dst=DST4) / TCP(sport=40000, dport=8080, flags="S")),
+            XDP_PASS,
+        ),  # fmt: skip
         "ipv4 udp (blocked)": (bytes(e / IP(src=BLOCKED_SRC, dst=DST4) / UDP(sport=40000, dport=53)), XDP_DROP),
         "icmp echo": (bytes(e / IP(src=ALLOWED_SRC4, dst=DST4) / ICMP()), XDP_PASS),
         "ipv6 tcp syn": (bytes(e / IPv6(src=SRC6, dst=DST6) / TCP(sport=40000, dport=8080, flags="S")), XDP_PASS),
-        "vlan ipv4 udp": (bytes(e / Dot1Q(vlan=10) / IP(src=ALLOWED_SRC4, dst=DST4) / UDP(sport=40000, dport=8080)),
-                          XDP_PASS),  # fmt: skip
+        "vlan ipv4 udp": (
+            bytes(e / Dot1Q(vlan=10) / IP(src=ALLOWED_SRC4, dst=DST4) / UDP(sport=40000, dport=8080)),
+            XDP_PASS,
+        ),  # fmt: skip
     }
 
 
@@ -319,12 +323,24 @@ def run(report: Report, opts: core.Options) -> None:
 
 
 NO_AGG = [("\t\taggregate(pp, tick, sc->seq, cfg->hash_seed);", "")]
-NO_FILTER = [("\t\tsrc_bits = filter_bits(filter_bucket(pp->src, pp->family));",
-              "\t\tsrc_bits = 0xffffffffU; /* bench variant: every map looked up */")]
-NO_DST = [("\tif (!tcp)\n\t\treturn;\n\tset = hash_bucket(sketch_hash(p->dst",
-           "\treturn;\n\tset = hash_bucket(sketch_hash(p->dst")]
-CLOCK = [("\tsc->seq += 1;\n",
-          "\tsc->seq += bpf_ktime_get_coarse_ns() & 1; /* bench variant: a clock read */\n\tsc->seq += 1;\n")]
+NO_FILTER = [
+    (
+        "\t\tsrc_bits = filter_bits(filter_bucket(pp->src, pp->family));",
+        "\t\tsrc_bits = 0xffffffffU; /* bench variant: every map looked up */",
+    )
+]
+NO_DST = [
+    (
+        "\tif (!tcp)\n\t\treturn;\n\tset = hash_bucket(sketch_hash(p->dst",
+        "\treturn;\n\tset = hash_bucket(sketch_hash(p->dst",
+    )
+]
+CLOCK = [
+    (
+        "\tsc->seq += 1;\n",
+        "\tsc->seq += bpf_ktime_get_coarse_ns() & 1; /* bench variant: a clock read */\n\tsc->seq += 1;\n",
+    )
+]
 
 # name -> (description, substitutions, rules kind)
 VARIANTS: dict[str, tuple[str, list[tuple[str, str]], str]] = {

@@ -58,34 +58,84 @@ def r(rid: str, **kw: object) -> FilterRule:
 
 # (rule, a packet it drops, a packet it passes)
 CASES = [
-    pytest.param(r("exact", src_ip="198.18.5.7/32"), frame("198.18.5.7", "198.19.0.1"),
-                 frame("198.18.5.8", "198.19.0.1"), id="v4-exact-one-bucket"),  # fmt: skip
-    pytest.param(r("p24", src_ip="198.18.6.0/24"), frame("198.18.6.200", "198.19.0.1"),
-                 frame("198.18.7.1", "198.19.0.1"), id="v4-/24-one-bucket"),  # fmt: skip
-    pytest.param(r("p20", src_ip="198.18.16.0/20"), frame("198.18.31.9", "198.19.0.1"),
-                 frame("198.18.32.9", "198.19.0.1"), id="v4-/20-16-buckets"),  # fmt: skip
-    pytest.param(r("p16", src_ip="198.18.0.0/16"), frame("198.18.255.1", "198.19.0.1"),
-                 frame("198.19.0.9", "198.19.0.1"), id="v4-/16-256-buckets"),  # fmt: skip
-    pytest.param(r("p15", src_ip="198.18.0.0/15"), frame("198.19.200.1", "198.18.0.1"),
-                 frame("198.20.0.1", "198.18.0.1"), id="v4-/15-wild-flag"),  # fmt: skip
-    pytest.param(r("v6-128", src_ip="2001:db8::7/128"), frame("2001:db8::7", "2001:db8:1::1"),
-                 frame("2001:db8::8", "2001:db8:1::1"), id="v6-exact"),  # fmt: skip
-    pytest.param(r("v6-44", src_ip="2001:db8:10::/44"), frame("2001:db8:1f::1", "2001:db8:1::1"),
-                 frame("2001:db8:20::1", "2001:db8:1::1"), id="v6-/44-16-buckets"),  # fmt: skip
-    pytest.param(r("v6-32", src_ip="2001:db8::/32"), frame("2001:db8:ffff::1", "2001:db9::1"),
-                 frame("2001:db9::1", "2001:db8::1"), id="v6-/32-wild-flag"),  # fmt: skip
-    pytest.param(r("m-src", src_ip="198.18.40.0/22", dst_port=443, protocol=6),
-                 frame("198.18.43.1", "198.19.0.1", 443), frame("198.18.44.1", "198.19.0.1", 443),
-                 id="shape-src-buckets"),  # fmt: skip
-    pytest.param(r("m-src-wild", src_ip="198.16.0.0/12", dst_port=443),
-                 frame("198.18.0.1", "198.19.0.1", 443), frame("198.18.0.1", "198.19.0.1", 444),
-                 id="shape-src-wild"),  # fmt: skip
-    pytest.param(r("m-dst", dst_ip="198.19.8.0/24", protocol=17), frame("198.18.0.1", "198.19.8.9", 53, "udp"),
-                 frame("198.18.0.1", "198.19.8.9", 53), id="shape-dst-and-protocol"),  # fmt: skip
-    pytest.param(r("m-dst-wild", dst_ip="2001:db8::/33", dst_port=22), frame("2001:db9::1", "2001:db8::5", 22),
-                 frame("2001:db9::1", "2001:db8:8000::5", 22), id="shape-v6-dst-wild"),  # fmt: skip
-    pytest.param(r("m-port", dst_port=8443), frame("198.18.0.1", "198.19.0.1", 8443),
-                 frame("198.18.0.1", "198.19.0.1", 8444), id="shape-port-only"),  # fmt: skip
+    pytest.param(
+        r("exact", src_ip="198.18.5.7/32"),
+        frame("198.18.5.7", "198.19.0.1"),
+        frame("198.18.5.8", "198.19.0.1"),
+        id="v4-exact-one-bucket",
+    ),  # fmt: skip
+    pytest.param(
+        r("p24", src_ip="198.18.6.0/24"),
+        frame("198.18.6.200", "198.19.0.1"),
+        frame("198.18.7.1", "198.19.0.1"),
+        id="v4-/24-one-bucket",
+    ),  # fmt: skip
+    pytest.param(
+        r("p20", src_ip="198.18.16.0/20"),
+        frame("198.18.31.9", "198.19.0.1"),
+        frame("198.18.32.9", "198.19.0.1"),
+        id="v4-/20-16-buckets",
+    ),  # fmt: skip
+    pytest.param(
+        r("p16", src_ip="198.18.0.0/16"),
+        frame("198.18.255.1", "198.19.0.1"),
+        frame("198.19.0.9", "198.19.0.1"),
+        id="v4-/16-256-buckets",
+    ),  # fmt: skip
+    pytest.param(
+        r("p15", src_ip="198.18.0.0/15"),
+        frame("198.19.200.1", "198.18.0.1"),
+        frame("198.20.0.1", "198.18.0.1"),
+        id="v4-/15-wild-flag",
+    ),  # fmt: skip
+    pytest.param(
+        r("v6-128", src_ip="2001:db8::7/128"),
+        frame("2001:db8::7", "2001:db8:1::1"),
+        frame("2001:db8::8", "2001:db8:1::1"),
+        id="v6-exact",
+    ),  # fmt: skip
+    pytest.param(
+        r("v6-44", src_ip="2001:db8:10::/44"),
+        frame("2001:db8:1f::1", "2001:db8:1::1"),
+        frame("2001:db8:20::1", "2001:db8:1::1"),
+        id="v6-/44-16-buckets",
+    ),  # fmt: skip
+    pytest.param(
+        r("v6-32", src_ip="2001:db8::/32"),
+        frame("2001:db8:ffff::1", "2001:db9::1"),
+        frame("2001:db9::1", "2001:db8::1"),
+        id="v6-/32-wild-flag",
+    ),  # fmt: skip
+    pytest.param(
+        r("m-src", src_ip="198.18.40.0/22", dst_port=443, protocol=6),
+        frame("198.18.43.1", "198.19.0.1", 443),
+        frame("198.18.44.1", "198.19.0.1", 443),
+        id="shape-src-buckets",
+    ),  # fmt: skip
+    pytest.param(
+        r("m-src-wild", src_ip="198.16.0.0/12", dst_port=443),
+        frame("198.18.0.1", "198.19.0.1", 443),
+        frame("198.18.0.1", "198.19.0.1", 444),
+        id="shape-src-wild",
+    ),  # fmt: skip
+    pytest.param(
+        r("m-dst", dst_ip="198.19.8.0/24", protocol=17),
+        frame("198.18.0.1", "198.19.8.9", 53, "udp"),
+        frame("198.18.0.1", "198.19.8.9", 53),
+        id="shape-dst-and-protocol",
+    ),  # fmt: skip
+    pytest.param(
+        r("m-dst-wild", dst_ip="2001:db8::/33", dst_port=22),
+        frame("2001:db9::1", "2001:db8::5", 22),
+        frame("2001:db9::1", "2001:db8:8000::5", 22),
+        id="shape-v6-dst-wild",
+    ),  # fmt: skip
+    pytest.param(
+        r("m-port", dst_port=8443),
+        frame("198.18.0.1", "198.19.0.1", 8443),
+        frame("198.18.0.1", "198.19.0.1", 8444),
+        id="shape-port-only",
+    ),  # fmt: skip
 ]
 
 

@@ -76,8 +76,7 @@ def test_console_options_are_on_the_run_command() -> None:
 
 def test_the_console_modules_pull_in_no_bcc() -> None:
     code = (
-        "import sys, ironpost_tui.cli, ironpost_tui.ui.app, ironpost_tui.records.recording; "
-        "print('bcc' in sys.modules)"
+        "import sys, ironpost_tui.cli, ironpost_tui.ui.app, ironpost_tui.records.recording; print('bcc' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -7,6 +7,7 @@ reader (``sketch``) and the detectors' settings live here too.
 
 May import: ``kernel``, ``errors``, ``model``.
 """
+
 from ironpost_tui.detectors.alerts import Alert, AlertBook, AlertChange, ChangeKind, Finding
 from ironpost_tui.detectors.pipeline import DetectionPipeline
 from ironpost_tui.detectors.port_scan import PortScanDetector

@@ -107,4 +107,3 @@ class DetectionPipeline:
         assert self._reader is not None
         sources, targets = self._reader.read(time.monotonic_ns())
         return self.feed_deltas(sources, targets, now, wall)
-

@@ -32,6 +32,8 @@ def xdp_choice(name: str) -> XdpChoice:
     if name == "auto":
         return "auto"
     return XdpMode("offload" if name == "hw" else name)
+
+
 PROG_NAME = "ironpost_xdp"
 
 
@@ -115,8 +117,10 @@ class XdpLink:
         try:
             return cls.attach(prog_fd, ifindex, iface, XdpMode.NATIVE)
         except ModeUnsupported as exc:
-            notice(f"native XDP is not available on {iface} ({exc.message.split('(')[-1].split(')')[0]}); "
-                   "using skb (generic) mode, which is slower")
+            notice(
+                f"native XDP is not available on {iface} ({exc.message.split('(')[-1].split(')')[0]}); "
+                "using skb (generic) mode, which is slower"
+            )
             return cls.attach(prog_fd, ifindex, iface, XdpMode.SKB)
 
     @classmethod
