@@ -203,3 +203,35 @@ def test_bucket_function_matches_the_program_for_random_addresses(table: RuleTab
         finally:
             for rule in rules:
                 table.delete(rule.id)
+
+
+UDP9 = r("m", dst_port=9, protocol=17)
+
+
+@pytest.mark.parametrize(
+    "first, second",
+    [
+        pytest.param(UDP9, r("m", dst_port=9, protocol=17, src_ip="198.18.9.2/32"), id="narrowed"),
+        pytest.param(UDP9, r("m", dst_port=10, protocol=17), id="other-port"),
+    ],
+)
+def test_a_match_rule_moved_to_another_match_entry_still_matches(
+    table: RuleTable, first: FilterRule, second: FilterRule
+) -> None:
+    """An update that moves a MATCH rule to a new MATCH key installs the new entry under the same id
+    before the old goes; removing the old entry must not take the new one's rank out of the published
+    best MATCH rank (CONFIG.match_rank), or the program skips the shapes and the rule matches nothing."""
+    port = first.dst_port or 0
+    hit = frame("198.18.9.2", "198.19.0.1", second.dst_port or 0, "udp")
+    miss = frame("198.18.9.3", "198.19.0.1", second.dst_port or 0, "udp") if second.src_ip else None
+    table.add(first)
+    try:
+        assert verdict(table, frame("198.18.9.2", "198.19.0.1", port, "udp")) == XDP_DROP
+        table.update(second)
+        assert table._dp.read_config_raw()[4] != abi.NO_MATCH
+        assert verdict(table, hit) == XDP_DROP
+        if miss is not None:
+            assert verdict(table, miss) == XDP_PASS  # the narrowed rule no longer drops the others
+    finally:
+        table.delete("m")
+    assert filters_empty(table)

@@ -402,7 +402,13 @@ class RuleTable:
             self._dp.map_delete(inst.placement.map_name, inst.key)
             del self._by_key[(inst.placement.map_name, inst.key)]
         self._pf.remove(inst.atoms)  # after the entry is gone
-        if self._match_ranks.pop(inst.rule.id, None) is not None:
+        # An update installs the new entry under the same id before the old one goes: the rank kept
+        # for that id is then the new entry's, and stays.
+        current = self._rules.get(inst.rule.id)
+        if current is None or current.placement.map_name != MapName.MATCH:
+            if self._match_ranks.pop(inst.rule.id, None) is not None:
+                self._sync_match_rank()
+        else:
             self._sync_match_rank()
         if inst.placement.shape is not None:
             self._release_shape(inst.placement.shape)
