@@ -17,6 +17,7 @@ from pathlib import Path
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.signal import Signal
 from textual.worker import get_current_worker
@@ -235,11 +236,14 @@ class IronpostApp(App[int]):
         main = self.main
         if not main.is_mounted:
             return
+        try:
+            events = main.query_one(EventTable)
+            alerts = main.query_one(AlertTable)
+            rules = main.query_one(RulesPane)
+        except NoMatches:
+            return  # mounted, its panes not yet: the data arrived first; the next redraw shows it
         state = self.state
         now = self.source.now()
-        events = main.query_one(EventTable)
-        alerts = main.query_one(AlertTable)
-        rules = main.query_one(RulesPane)
         if state.reset_pending:
             state.reset_pending = False
             events.reset()
