@@ -10,11 +10,44 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from textual.message import Message
+from textual.widget import Widget
 
 from ironpost_tui.detectors import AlertChange
 from ironpost_tui.engine.feed import SourceInfo, Update
 from ironpost_tui.model import PacketEvent, RuleStatus, StatsSample
 from ironpost_tui.ui.edits import Edit
+
+# --- bases of the widgets' own requests -------------------------------------------
+
+
+class WidgetRequest(Message):
+    """What a widget asks of the app; ``control`` is that widget."""
+
+    def __init__(self, widget: Widget) -> None:
+        super().__init__()
+        self.widget = widget
+
+    @property
+    def control(self) -> Widget:
+        return self.widget
+
+
+class BlockSource(WidgetRequest):
+    """Block this source address (the app asks for how long)."""
+
+    def __init__(self, widget: Widget, address: str, why: str) -> None:
+        super().__init__(widget)
+        self.address = address
+        self.why = why
+
+
+class UnblockSource(WidgetRequest):
+    """Delete the rule that blocks this source address."""
+
+    def __init__(self, widget: Widget, address: str) -> None:
+        super().__init__(widget)
+        self.address = address
+
 
 # --- from the poll worker ----------------------------------------------------------
 

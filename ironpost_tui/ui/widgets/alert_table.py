@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Static
 from ironpost_tui.detectors import Alert
 from ironpost_tui.detectors.alerts import MANY_SOURCES
 from ironpost_tui.ui import format as fmt
+from ironpost_tui.ui.messages import BlockSource, UnblockSource
 
 SEVERE = ("critical", "high")
 
@@ -54,30 +55,11 @@ class AlertGrid(DataTable[Text]):
 class AlertTable(Vertical):
     """The screen sets ``alerts`` (every incident, newest last), ``now`` and ``read_only``."""
 
-    class BlockRequested(Message):
+    class BlockRequested(BlockSource):
         """Block this source address (the app asks for how long)."""
 
-        def __init__(self, table: AlertTable, address: str, why: str) -> None:
-            super().__init__()
-            self.table = table
-            self.address = address
-            self.why = why
-
-        @property
-        def control(self) -> AlertTable:
-            return self.table
-
-    class UnblockRequested(Message):
+    class UnblockRequested(UnblockSource):
         """Delete the rule that blocks this source address."""
-
-        def __init__(self, table: AlertTable, address: str) -> None:
-            super().__init__()
-            self.table = table
-            self.address = address
-
-        @property
-        def control(self) -> AlertTable:
-            return self.table
 
     class AlertAcknowledged(Message):
         def __init__(self, table: AlertTable, alert_id: int) -> None:

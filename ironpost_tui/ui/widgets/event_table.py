@@ -16,6 +16,7 @@ from textual.widgets import Input, Static
 from ironpost_tui.model import PacketEvent
 from ironpost_tui.ui import format as fmt
 from ironpost_tui.ui.event_filter import EventFilter
+from ironpost_tui.ui.messages import BlockSource, UnblockSource
 from ironpost_tui.ui.state import EVENTS_KEPT
 from ironpost_tui.ui.widgets.event_grid import EventGrid
 
@@ -24,30 +25,11 @@ class EventTable(Vertical):
     """The screen calls ``add_events`` with each batch and sets ``paused``, ``lost``,
     ``read_only``; the pane posts BlockRequested / UnblockRequested."""
 
-    class BlockRequested(Message):
+    class BlockRequested(BlockSource):
         """Block this source address (the app asks for how long)."""
 
-        def __init__(self, table: EventTable, address: str, why: str) -> None:
-            super().__init__()
-            self.table = table
-            self.address = address
-            self.why = why
-
-        @property
-        def control(self) -> EventTable:
-            return self.table
-
-    class UnblockRequested(Message):
+    class UnblockRequested(UnblockSource):
         """Delete the rule that blocks this source address."""
-
-        def __init__(self, table: EventTable, address: str) -> None:
-            super().__init__()
-            self.table = table
-            self.address = address
-
-        @property
-        def control(self) -> EventTable:
-            return self.table
 
     class FilterChanged(Message):
         """The events filter changed (the app keeps nothing of it; for observers and tests)."""
