@@ -14,7 +14,7 @@ from textual.widget import Widget
 
 from ironpost_tui.detectors import AlertChange
 from ironpost_tui.engine.feed import SourceInfo, Update
-from ironpost_tui.model import PacketEvent, RuleStatus, StatsSample
+from ironpost_tui.model import FilterRule, PacketEvent, RuleStatus, StatsSample
 from ironpost_tui.ui.edits import Edit
 
 # --- bases of the widgets' own requests -------------------------------------------
@@ -30,6 +30,14 @@ class WidgetRequest(Message):
     @property
     def control(self) -> Widget:
         return self.widget
+
+
+class RuleRequest(WidgetRequest):
+    """A request about one rule (or, for a new one, none)."""
+
+    def __init__(self, widget: Widget, rule: FilterRule | None) -> None:
+        super().__init__(widget)
+        self.rule = rule
 
 
 class BlockSource(WidgetRequest):

@@ -7,14 +7,13 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import DataTable, Static
 
 from ironpost_tui.detectors import Alert
 from ironpost_tui.detectors.alerts import MANY_SOURCES
 from ironpost_tui.ui import format as fmt
-from ironpost_tui.ui.messages import BlockSource, UnblockSource
+from ironpost_tui.ui.messages import BlockSource, UnblockSource, WidgetRequest
 
 SEVERE = ("critical", "high")
 
@@ -61,15 +60,10 @@ class AlertTable(Vertical):
     class UnblockRequested(UnblockSource):
         """Delete the rule that blocks this source address."""
 
-    class AlertAcknowledged(Message):
+    class AlertAcknowledged(WidgetRequest):
         def __init__(self, table: AlertTable, alert_id: int) -> None:
-            super().__init__()
-            self.table = table
+            super().__init__(table)
             self.alert_id = alert_id
-
-        @property
-        def control(self) -> AlertTable:
-            return self.table
 
     ALLOW_MAXIMIZE = True
 

@@ -9,14 +9,13 @@ from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import Input, Static
 
 from ironpost_tui.model import PacketEvent
 from ironpost_tui.ui import format as fmt
 from ironpost_tui.ui.event_filter import EventFilter
-from ironpost_tui.ui.messages import BlockSource, UnblockSource
+from ironpost_tui.ui.messages import BlockSource, UnblockSource, WidgetRequest
 from ironpost_tui.ui.state import EVENTS_KEPT
 from ironpost_tui.ui.widgets.event_grid import EventGrid
 
@@ -31,17 +30,12 @@ class EventTable(Vertical):
     class UnblockRequested(UnblockSource):
         """Delete the rule that blocks this source address."""
 
-    class FilterChanged(Message):
+    class FilterChanged(WidgetRequest):
         """The events filter changed (the app keeps nothing of it; for observers and tests)."""
 
         def __init__(self, table: EventTable, text: str) -> None:
-            super().__init__()
-            self.table = table
+            super().__init__(table)
             self.text = text
-
-        @property
-        def control(self) -> EventTable:
-            return self.table
 
     ALLOW_MAXIMIZE = True
 

@@ -6,13 +6,13 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
-from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
 
 from ironpost_tui.config.durations import EXAMPLES
 from ironpost_tui.model import Action, FilterRule
+from ironpost_tui.ui.messages import RuleRequest
 from ironpost_tui.ui.rule_fields import RuleFields, RuleInputError, parse_rule
 
 FIELDS = (
@@ -30,19 +30,15 @@ class RuleForm(ModalScreen[None]):
     """Posts RuleSubmitted; the app sets ``error`` (and ``offer_force`` after an
     anti-lockout refusal) or dismisses the form when the rule is in force."""
 
-    class RuleSubmitted(Message):
+    class RuleSubmitted(RuleRequest):
         """Save (or Force) with a rule that passed the form's checks."""
 
+        rule: FilterRule
+
         def __init__(self, form: RuleForm, rule: FilterRule, editing: bool, force: bool) -> None:
-            super().__init__()
-            self.form = form
-            self.rule = rule
+            super().__init__(form, rule)
             self.editing = editing
             self.force = force
-
-        @property
-        def control(self) -> RuleForm:
-            return self.form
 
     BINDINGS = [
         Binding("escape", "cancel", "Cancel"),

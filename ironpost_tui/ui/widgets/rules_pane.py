@@ -9,7 +9,6 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import DataTable, Static
 
@@ -17,6 +16,7 @@ from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.model import Action, FilterRule, RuleStatus
 from ironpost_tui.rules.nft import nft_command
 from ironpost_tui.ui import format as fmt
+from ironpost_tui.ui.messages import RuleRequest, WidgetRequest
 
 COLUMNS = (
     ("id", "id"),
@@ -43,52 +43,30 @@ class RuleGrid(DataTable[Text]):
 class RulesPane(Vertical):
     """The screen sets ``rules``, ``now``, ``capacity``, ``read_only`` and ``problem``."""
 
-    class RuleFormRequested(Message):
+    class RuleFormRequested(RuleRequest):
         """Open the rule form: to add (rule None) or edit ``rule``."""
 
-        def __init__(self, pane: RulesPane, rule: FilterRule | None) -> None:
-            super().__init__()
-            self.pane = pane
-            self.rule = rule
+    class RuleDeleteRequested(RuleRequest):
+        rule: FilterRule
 
-        @property
-        def control(self) -> RulesPane:
-            return self.pane
-
-    class RuleDeleteRequested(Message):
         def __init__(self, pane: RulesPane, rule: FilterRule) -> None:
-            super().__init__()
-            self.pane = pane
-            self.rule = rule
+            super().__init__(pane, rule)
 
-        @property
-        def control(self) -> RulesPane:
-            return self.pane
-
-    class RuleChanged(Message):
+    class RuleChanged(RuleRequest):
         """The operator changed a rule in place (x: drop <-> monitor)."""
 
+        rule: FilterRule
+
         def __init__(self, pane: RulesPane, rule: FilterRule) -> None:
-            super().__init__()
-            self.pane = pane
-            self.rule = rule
+            super().__init__(pane, rule)
 
-        @property
-        def control(self) -> RulesPane:
-            return self.pane
-
-    class CopyRequested(Message):
+    class CopyRequested(WidgetRequest):
         """``text`` wanted on the clipboard and shown (a rule's nft command)."""
 
         def __init__(self, pane: RulesPane, text: str, title: str) -> None:
-            super().__init__()
-            self.pane = pane
+            super().__init__(pane)
             self.text = text
             self.title = title
-
-        @property
-        def control(self) -> RulesPane:
-            return self.pane
 
     ALLOW_MAXIMIZE = True
 
