@@ -109,6 +109,7 @@ def _install_signals(controls: headless.Controls) -> None:
 
 def _cmd_run(argv: list[str]) -> ExitStatus:
     args = _run_parser().parse_args(argv)
+    host.check_iface_name(args.iface)  # before it becomes a path or a map key
     host.check_privileges()  # before anything touches /var/lib/ironpost or /run/ironpost
     import_bcc()  # say "install python3-bpfcc" before anything else can fail
 
@@ -264,6 +265,7 @@ def _cmd_cleanup(argv: list[str]) -> ExitStatus:
     from ironpost_tui.kernel.cleanup import cleanup
 
     args = _cleanup_parser().parse_args(argv)
+    host.check_iface_name(args.iface)  # before it becomes a path: `cleanup ../x` touches nothing
     done = cleanup(args.iface)
     for line in done or [f"nothing to clean on {args.iface}"]:
         print(line)

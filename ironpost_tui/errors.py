@@ -54,6 +54,13 @@ class HeadersMissing(IronpostError):
     title = "Kernel headers missing"
 
 
+class BadInterfaceName(IronpostError):
+    """A name that no Linux interface can have: refused before it becomes a path or a map key."""
+
+    exit_status = ExitStatus.CONFIG_INVALID
+    title = "Bad interface name"
+
+
 class NoSuchInterface(IronpostError):
     exit_status = ExitStatus.NO_SUCH_INTERFACE
     title = "No such interface"

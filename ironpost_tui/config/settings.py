@@ -29,7 +29,9 @@ from ironpost_tui.config.check import Check, ConfigError, ConfigIssue, Table, qu
 from ironpost_tui.config.locate import line_col, too_deep
 from ironpost_tui.config.rules import ACTIONS, MAX_DESCRIPTION_CHARS, MAX_ID_CHARS, MAX_RULES
 from ironpost_tui.detectors.settings import Detector, PortScanConfig, SynFloodConfig
+from ironpost_tui.errors import BadInterfaceName
 from ironpost_tui.kernel.datapath import DatapathConfig
+from ironpost_tui.kernel.host import check_iface_name
 from ironpost_tui.kernel.xdp_link import XdpChoice, xdp_choice
 from ironpost_tui.model import FilterRule, IPNetwork
 
@@ -263,11 +265,15 @@ def _general(t: Table) -> GeneralSettings:
 def _ebpf(t: Table) -> EbpfSettings:
     d = EbpfSettings()
     interface = t.string("interface", d.interface)
-    if len(interface) > 15 or re.search(r"[/\s]", interface) or interface in (".", ".."):
-        t.error(
-            "interface",
-            f"{t.name('interface')} {quote(interface)} is not an interface name (up to 15 characters, no / or spaces)",
-        )
+    if interface:  # "" means: the one given on the command line
+        try:
+            check_iface_name(interface)
+        except BadInterfaceName:
+            t.error(
+                "interface",
+                f"{t.name('interface')} {quote(interface)} is not an interface name "
+                "(1-15 bytes; no '/', ':', whitespace or control characters)",
+            )
     mode = t.string("xdp_mode", d.xdp_mode, XDP_MODES)
     return EbpfSettings(
         enabled=t.boolean("enabled", d.enabled),

@@ -20,7 +20,6 @@ import fcntl
 import logging
 import math
 import os
-import re
 import secrets
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -34,7 +33,8 @@ from tomlkit.toml_document import TOMLDocument
 
 from ironpost_tui.config import settings as config
 from ironpost_tui.config.rules import ACTIONS, network
-from ironpost_tui.errors import IronpostError
+from ironpost_tui.errors import BadInterfaceName, IronpostError
+from ironpost_tui.kernel.host import check_iface_name
 from ironpost_tui.model import Action, FilterRule, IPNetwork
 
 log = logging.getLogger(__name__)
@@ -73,8 +73,10 @@ class RuleStore:
 
         The directory is made (mode 0700) and the file, with its comment header, if missing.
         """
-        if not re.fullmatch(r"[^/\s\x00]{1,15}", iface) or iface in (".", ".."):
-            raise RuleStoreError(f"{iface!r} is not an interface name")
+        try:
+            check_iface_name(iface)
+        except BadInterfaceName as exc:
+            raise RuleStoreError(exc.message) from None
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         store = cls(directory / f"{iface}.rules.toml", form="rules")
         store.initial_text = _STATE_HEADER.format(iface=iface)

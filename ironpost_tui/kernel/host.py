@@ -7,7 +7,7 @@ import os
 import socket
 from pathlib import Path
 
-from ironpost_tui.errors import AlreadyRunning, NoSuchInterface, NotPermitted
+from ironpost_tui.errors import AlreadyRunning, BadInterfaceName, NoSuchInterface, NotPermitted
 from ironpost_tui.model import StrEnum
 
 CAP_NET_ADMIN = 12
@@ -15,8 +15,29 @@ CAP_SYS_ADMIN = 21
 CAP_PERFMON = 38
 CAP_BPF = 39
 
+IFNAMSIZ = 16  # the kernel's limit, with the terminating NUL
 RUN_DIR = Path("/run/ironpost")
 PIN_ROOT = Path("/sys/fs/bpf/ironpost")
+
+
+def check_iface_name(name: str) -> str:
+    """``name`` if a Linux interface can have it, else BadInterfaceName.
+
+    The kernel's own rule (``dev_valid_name``): 1 to 15 bytes, not ``.`` or ``..``, no ``/``,
+    ``:`` or whitespace; and, since the name reaches paths, logs and terminals, no control or
+    non-printable character.  Every name that becomes a path (pins, the lock, the state file)
+    or a map key goes through here first.
+    """
+    size = len(name.encode("utf-8", "surrogateescape"))
+    if (
+        not 0 < size < IFNAMSIZ
+        or name in (".", "..")
+        or any(c in "/:" or not c.isprintable() or c.isspace() for c in name)
+    ):
+        raise BadInterfaceName(
+            f"{name!r} is not an interface name (1-15 bytes; no '/', ':', whitespace or control characters)"
+        )
+    return name
 
 
 def effective_caps() -> int:
@@ -43,7 +64,7 @@ def check_privileges() -> None:
 
 def ifindex(iface: str) -> int:
     try:
-        return socket.if_nametoindex(iface)
+        return socket.if_nametoindex(check_iface_name(iface))
     except OSError:
         raise NoSuchInterface(f"interface '{iface}' not found: `ip link` lists the interfaces") from None
 
@@ -55,7 +76,7 @@ class InterfaceState(StrEnum):
 
 
 def interface_state(iface: str, expected_index: int) -> InterfaceState:
-    base = Path("/sys/class/net") / iface
+    base = Path("/sys/class/net") / iface  # checked when the engine started (ifindex)
     try:
         if int((base / "ifindex").read_text()) != expected_index:
             return InterfaceState.GONE
@@ -66,7 +87,7 @@ def interface_state(iface: str, expected_index: int) -> InterfaceState:
 
 
 def pin_dir(iface: str) -> Path:
-    return PIN_ROOT / iface
+    return PIN_ROOT / check_iface_name(iface)
 
 
 def ensure_bpffs() -> None:
@@ -83,7 +104,7 @@ class InterfaceLock:
     """One controller per interface: an flock on /run/ironpost/<iface>.lock."""
 
     def __init__(self, iface: str) -> None:
-        self.path = RUN_DIR / f"{iface}.lock"
+        self.path = RUN_DIR / f"{check_iface_name(iface)}.lock"
         self._fd = -1
         self.iface = iface
 
