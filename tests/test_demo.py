@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -141,3 +142,40 @@ def _zombie(pid: str) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].split()[0] == "Z"
     except OSError:
         return True
+
+
+PLANTED = """
+import pathlib
+pathlib.Path({marker!r}).write_text("planted code ran")
+"""
+
+
+def test_the_traffic_child_never_runs_a_package_planted_in_the_current_directory(tmp_path: Path) -> None:
+    """`cd /tmp; sudo ironpost-tui demo` must not run /tmp/ironpost_tui/demo/traffic.py as root."""
+    if netns_exists() or link_exists():
+        pytest.fail("a demo lab exists already (another demo running?): not touching it")
+    planted = tmp_path / "cwd"
+    marker = tmp_path / "marker"
+    for pkg in ("ironpost_tui", "ironpost_tui/demo"):
+        (planted / pkg).mkdir(parents=True)
+        (planted / pkg / "__init__.py").write_text("")
+    (planted / "ironpost_tui/demo/traffic.py").write_text(PLANTED.format(marker=str(marker)))
+    here = Path.cwd()
+    try:
+        demo_lab.create()
+        os.chdir(planted)
+        # Positive control: the way the child used to be started does run the planted module.
+        naive = subprocess.run(["ip", "netns", "exec", NS, sys.executable, "-m", "ironpost_tui.demo.traffic"],
+                               capture_output=True, timeout=30)  # fmt: skip
+        assert marker.exists(), naive.stderr
+        marker.unlink()
+        proc = demo_lab.start_traffic()
+        try:
+            time.sleep(2)  # the real generator runs until stopped; the planted one would have written at once
+            assert proc.poll() is None, "the traffic generator should still be running"
+        finally:
+            demo_lab.stop_traffic(proc)
+        assert not marker.exists(), "the planted module ran"
+    finally:
+        os.chdir(here)
+        demo_lab.remove()

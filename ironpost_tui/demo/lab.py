@@ -82,9 +82,14 @@ def create() -> DemoLab:
 
 
 def start_traffic() -> subprocess.Popen[bytes]:
-    """The traffic generator, inside the namespace."""
+    """The traffic generator, inside the namespace.
+
+    Isolated (``-I``: no current directory, script directory or PYTHON* variables on the path) and
+    started from ``/``: as root, ``python -m`` from the caller's directory would run whatever
+    ``ironpost_tui/`` a user planted there."""
     return subprocess.Popen(
-        ["ip", "netns", "exec", NS, sys.executable, "-m", "ironpost_tui.demo.traffic"],
+        ["ip", "netns", "exec", NS, sys.executable, "-I", "-m", "ironpost_tui.demo.traffic"],
+        cwd="/",
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
