@@ -104,6 +104,9 @@ BAD = {
     ),
     "plain password": ("basic_auth_users:\n  alice: hunter2\n", "not a bcrypt hash"),
     "user with colon": ("basic_auth_users:\n  'a:b': x\n", "user name"),
+    # $2b$99$ has the shape of a bcrypt hash; bcrypt itself raises on it at the first check
+    "bcrypt cost 99": ("basic_auth_users:\n  alice: '$2b$99$" + "a" * 53 + "'\n", "bcrypt cost 99 is outside 4..31"),
+    "bcrypt cost 3": ("basic_auth_users:\n  alice: '$2b$03$" + "a" * 53 + "'\n", "bcrypt cost 3 is outside 4..31"),
     "bad header": ("http_server_config:\n  headers:\n    X-Evil: 1\n", "is not one of"),
 }
 

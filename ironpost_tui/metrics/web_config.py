@@ -223,11 +223,15 @@ def _users(value: Any, path: Path) -> dict[str, bytes]:
     for user, hashed in t.items():
         if not isinstance(user, str) or not user or ":" in user:
             raise _bad(path, f"basic_auth_users: {user!r} is not a user name (a non-empty string without ':')")
-        if not isinstance(hashed, str) or not BCRYPT_HASH.match(hashed):
+        shape = BCRYPT_HASH.match(hashed) if isinstance(hashed, str) else None
+        if shape is None:
             raise _bad(
                 path,
                 f"basic_auth_users.{user} is not a bcrypt hash: make one with "
                 "`htpasswd -nBC 10 \"\" | tr -d ':\\n'` (the password itself never goes in the file)",
             )
+        cost = int(shape.group(1))
+        if not 4 <= cost <= 31:
+            raise _bad(path, f"basic_auth_users.{user}: bcrypt cost {cost} is outside 4..31 (10 is usual)")
         users[user] = hashed.encode("ascii")
     return users
