@@ -428,8 +428,11 @@ def test_inside_tmux_a_drop_of_the_own_31_is_refused_and_a_stale_pane_is_not_tru
         for command in (["new-session", "-d", "-x", "80", "-y", "24", "sleep 3600"], ["new-window", pane]):
             started = login.run(shlex.join([*tmux, *command]))
             assert started.returncode == 0, started
-        server = [p for p in pids_where(str(sock)) if comm(p) == "tmux: server"]
-        assert len(server) == 1, server
+        # A pane's process is titled "tmux: server" too until it execs its command: wait for that to pass.
+        end = time.monotonic() + 10
+        while len(server := [p for p in pids_where(str(sock)) if comm(p) == "tmux: server"]) != 1:
+            assert time.monotonic() < end, server
+            time.sleep(0.05)
         assert server[0] not in descendants(sshd.proc.pid)  # a daemon: outside the login's process tree
         end = time.monotonic() + 120
         while not rc.exists() or not rc.read_text().strip():
