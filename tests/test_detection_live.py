@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import hashlib
 import ipaddress
 import json
 import os
@@ -48,6 +49,7 @@ import random
 import re
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -281,6 +283,7 @@ def config_text(
     syn_auto_block: bool = False,
     protect: Sequence[str] = (),
     allowlist: bool = True,
+    syn_threshold: int | None = None,
 ) -> str:
     """An agent configuration.  ``allowlist=False``: no host addresses and no SSH client protected
     (so that a drop rule has no exceptions; the spoofed flood's guard)."""
@@ -294,6 +297,7 @@ def config_text(
         "[detectors.syn_flood]",
         f"auto_block = {str(syn_auto_block).lower()}",
         'block_ttl = "30s"',
+        *([f"threshold = {syn_threshold}"] if syn_threshold is not None else []),
         "",
         "[detectors.port_scan]",
         f"auto_block = {str(scan_auto_block).lower()}",
@@ -941,3 +945,79 @@ def test_spoofed_sources_keep_memory_bounded(lab: netlab.Lab, tmp_path: Path) ->
         assert [(a.detector, a.target, a.severity) for a in many] == [("syn_flood", lab.host_ip4, "critical")], alerts
         # No single spoofed source is a flood or a scan.
         assert [c.alert for c in alerts if c.kind == "raised" and c.alert.source != MANY_SOURCES] == []
+
+
+# --------------------------------------------------------------------------- #
+# 6. an auto-block storm: 65,536 spoofed sources, each one a "flood", with auto_block on
+
+STORM_SOURCES = 65_536
+ANSWER_BUDGET = 1.0  # seconds from a signal to its effect
+
+
+def drop_entries(prog_id: int) -> dict[str, int]:
+    """Entries in the maps that hold rules (a panic leaves no drop rule, and this storm has no monitor rule)."""
+    maps = prog_maps(prog_id, expect=("BLOCKLIST", "SRC4", "SRC6", "MATCH"))
+    return {name: len(map_keys(maps[name])) for name in ("BLOCKLIST", "SRC4", "SRC6", "MATCH")}
+
+
+def test_an_auto_block_storm_leaves_panic_and_sigterm_answered_within_1s(rig: Rig) -> None:
+    """hping3 --rand-source -c 65536 behind both guards, with a SYN-flood threshold of 1 so that every
+    spoofed source is a flood of its own and asks to be auto-blocked.  SIGUSR2 sent during the storm:
+    every drop rule out of the kernel within 1 s; then SIGTERM: the agent gone within 1 s.  The
+    configuration is byte for byte as it was until the panic, and after it exactly what the panic
+    alone makes of it (its one drop rule, the guard, removed); the auto-blocks were in the journal."""
+    from ironpost_tui.config.store import RuleStore
+
+    lab = rig.lab
+    port = free_port(lab.host_ip4)
+    text = config_text(drop_tcp_port=port, allowlist=False, syn_auto_block=True, syn_threshold=1)
+    agent = rig.start_agent(text)  # guard 2: the drop rule, no allowlist
+    agent.wait_for("(1 in force)")
+    assert_lab_policy_routing(lab)  # guard 1
+    config = rig.config
+    before = config.read_bytes()
+    after_panic = rig.tmp / "expected-after-panic.toml"  # what the panic itself writes: the guard removed
+    after_panic.write_bytes(before)
+    RuleStore(after_panic).replace_all([])
+    journal = rig.tmp / "state" / f"{lab.host_if}.auto.jsonl"
+
+    argv = ["hping3", "-q", "-S", "-p", str(port), "--rand-source", "-i", "u20", "-c", str(STORM_SOURCES)]
+    flood_proc = rig.ns("hping3-storm", *argv, lab.host_ip4)
+    try:
+        agent.wait_line("auto-blocked", timeout=15)
+        time.sleep(1.0)  # well into the storm
+        assert flood_proc.poll() is None, f"hping3 ended before the panic:\n{rig.procs.output(flood_proc)}"
+        assert config.read_bytes() == before, "an auto-block was written to the configuration file"
+        blocked = drop_entries(rig.prog_id)
+        assert blocked["BLOCKLIST"] > 0 and blocked["MATCH"] == 1, blocked
+
+        sent = time.monotonic()
+        agent.send(signal.SIGUSR2)
+        cleared_at, cleared = agent.wait_line("panic: cleared", timeout=5)
+        entries = drop_entries(rig.prog_id)
+        gone = time.monotonic()
+        while any(entries.values()) and gone - sent < 5:
+            entries = drop_entries(rig.prog_id)
+            gone = time.monotonic()
+        storm = flood_proc.poll() is None
+        sent_term = time.monotonic()
+        agent.send(signal.SIGTERM)
+        rc = agent.wait(5)
+        exited = time.monotonic()
+    finally:
+        Procs.kill(flood_proc)
+    print(
+        f"\n[storm] hping3 --rand-source -i u20 -c {STORM_SOURCES}: "
+        f"{len(agent.alerts('raised'))} alerts, {agent.stdout.count('auto-blocked')} auto-blocks before the panic "
+        f"({blocked['BLOCKLIST']} in BLOCKLIST); panic line {cleared_at - sent:.3f} s, maps empty "
+        f"{gone - sent:.3f} s after SIGUSR2; exit {exited - sent_term:.3f} s after SIGTERM; storm still on: {storm}"
+    )
+    assert storm, "the storm was over before the signals: nothing was measured"
+    assert not any(entries.values()), f"drop rules left {gone - sent:.1f} s after SIGUSR2: {entries}"
+    assert cleared_at - sent < ANSWER_BUDGET and gone - sent < ANSWER_BUDGET, (cleared_at - sent, gone - sent)
+    assert rc == 0, agent.describe()
+    assert exited - sent_term < ANSWER_BUDGET, f"the agent took {exited - sent_term:.2f} s to exit after SIGTERM"
+    assert hashlib.sha256(config.read_bytes()).hexdigest() == hashlib.sha256(after_panic.read_bytes()).hexdigest()
+    assert b"auto-" not in config.read_bytes()
+    assert journal.exists() and stat.S_IMODE(journal.stat().st_mode) == 0o600
+    assert b'"op":"delete"' in journal.read_bytes(), "the panic did not reach the journal"
