@@ -284,6 +284,7 @@ def config_text(
     protect: Sequence[str] = (),
     allowlist: bool = True,
     syn_threshold: int | None = None,
+    drop_all_tcp: bool = False,
 ) -> str:
     """An agent configuration.  ``allowlist=False``: no host addresses and no SSH client protected
     (so that a drop rule has no exceptions; the spoofed flood's guard)."""
@@ -312,6 +313,8 @@ def config_text(
             "protocol = 6",
             'action = "drop"',
         ]
+    if drop_all_tcp:
+        lines += ["", "[[ebpf.rules]]", 'id = "guard-drop-tcp"', "protocol = 6", 'action = "drop"']
     return "\n".join(lines) + "\n"
 
 
@@ -1021,3 +1024,70 @@ def test_an_auto_block_storm_leaves_panic_and_sigterm_answered_within_1s(rig: Ri
     assert b"auto-" not in config.read_bytes()
     assert journal.exists() and stat.S_IMODE(journal.stat().st_mode) == 0o600
     assert b'"op":"delete"' in journal.read_bytes(), "the panic did not reach the journal"
+
+
+# --------------------------------------------------------------------------- #
+# 7. spoofed floods raise no single-source port scan; a real scan inside one still does
+
+SPOOF_SECS = 30.0  # the flood's length
+NMAP_AT = 20.0  # seconds into the flood when nmap starts (the positive control)
+
+
+def spoofed_flood_argv(rig: Rig, kind: str) -> list[str]:
+    """``hping3``: --rand-source SYNs at one port (the distributed SYN flood).  ``trafgen``: SYNs from
+    random sources of the /16 of 198.18.0.0/15 the lab is not in (65,536 of them, each seen again
+    and again) to random ports: the memory benchmark's flood, where a few spoofed sources used to
+    come out as port scans."""
+    lab = rig.lab
+    if kind == "hping3":
+        return ["hping3", "-q", "-S", "-p", "80", "--flood", "--rand-source", lab.host_ip4]
+    second = 0x13 if ipaddress.ip_address(lab.ns_ip4) in ipaddress.ip_network("198.18.0.0/16") else 0x12
+    dst = ", ".join(f"0x{b:02x}" for b in ipaddress.ip_address(lab.host_ip4).packed)
+    frame = (
+        f"{{ eth(da={lab.host_mac}, sa={lab.peer_mac}, type=0x0800), "
+        "0x45, 0x00, const16(40), drnd(2), 0x40, 0x00, 0x40, 6, csumip(14, 33), "
+        f"0xc6, 0x{second:02x}, drnd(2), {dst}, "
+        "const16(40000), drnd(2), drnd(4), const32(0), 0x50, 0x02, const16(64240), csumtcp(14, 34), const16(0) }\n"
+    )
+    cfg = rig.tmp / "trafgen.cfg"
+    cfg.write_text(f"cpu(0): {frame}")
+    return ["trafgen", "--dev", lab.peer_if, "--conf", str(cfg), "--cpus", "1", "--no-sock-mem",
+            "--notouch-irq", "--no-cpu-stats", "--rate", "300000pps"]  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["hping3", "trafgen"])
+def test_a_spoofed_flood_raises_no_port_scan_but_a_real_scan_in_it_does(rig: Rig, kind: str) -> None:
+    lab = rig.lab
+    # Guards 2 and 1: every TCP packet dropped in XDP, no allowlist; replies cannot leave the lab.
+    agent = rig.start_agent(config_text(drop_all_tcp=True, allowlist=False))
+    agent.wait_for("(1 in force)")
+    assert_lab_policy_routing(lab)
+    stats_map = prog_maps(rig.prog_id)["STATS"]
+    before = tcp_stats(stats_map)
+    t0 = time.monotonic()
+    flood_proc = rig.ns(f"spoofed-{kind}", *spoofed_flood_argv(rig, kind))
+    try:
+        time.sleep(NMAP_AT)
+        assert flood_proc.poll() is None, rig.procs.output(flood_proc)
+        scans_before_nmap = [a for a in agent.alerts("raised") if a.detector == "port_scan"]
+        nmap = rig.ns("nmap-in-flood", *nmap_argv(lab, "-sS"))
+        alert = agent.wait_alert("port_scan", timeout=10)
+        assert rig.procs.finish(nmap, 90) == 0, rig.procs.output(nmap)
+        time.sleep(max(0.0, t0 + SPOOF_SECS - time.monotonic()))
+        assert flood_proc.poll() is None, rig.procs.output(flood_proc)
+    finally:
+        Procs.kill(flood_proc)
+    packets, drops = (a - b for a, b in zip(tcp_stats(stats_map), before, strict=True))
+    time.sleep(LATE_ALERT_WAIT)
+    scans = [a for a in agent.alerts("raised") if a.detector == "port_scan"]
+    print(
+        f"\n[spoofed {kind}] {SPOOF_SECS:.0f} s: {packets} TCP packets reached XDP ({drops} dropped); "
+        f"port_scan alerts {[(a.source, a.summary) for a in scans]}; nmap's {alert.at - t0 - NMAP_AT:.2f} s "
+        "after it started"
+    )
+    assert packets > 100_000 and drops == packets, (packets, drops)
+    # The flood is seen: the per-destination SYN-flood incident.
+    assert ("syn_flood", MANY_SOURCES, lab.host_ip4, "critical") in summary(agent), agent.describe()
+    assert scans_before_nmap == [], "the spoofed flood alone raised a port scan"
+    # The positive control: the one real scanner, found inside the flood, and nothing else.
+    assert [(a.source, a.severity) for a in scans] == [(lab.ns_ip4, "medium")], [a.line for a in scans]
