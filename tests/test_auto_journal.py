@@ -263,9 +263,7 @@ def sha(path: Path) -> str:
 
 
 @pytest.mark.root
-def test_auto_blocks_live_in_the_journal_and_the_configuration_stays_as_it_was(
-    lab: netlab.Lab, tmp_path: Path
-) -> None:
+def test_auto_blocks_live_in_the_journal_and_the_configuration_stays_as_it_was(lab: netlab.Lab, tmp_path: Path) -> None:
     path = tmp_path / "ironpost.toml"
     path.write_text(CONFIG)
     before = sha(path)
