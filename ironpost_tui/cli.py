@@ -162,6 +162,7 @@ def _engine_options(args: argparse.Namespace, settings: Settings, source: Config
         force=args.force,
         warn_no_ssh_client=settings.safety.protect_ssh_client and own_client_missing(protected),
         store=source.store,
+        auto_journal=source.journal_path,
         audit_log=args.audit_log,
         syn_flood=settings.syn_flood,
         port_scan=settings.port_scan,

@@ -22,7 +22,14 @@ and reads the agent's log:
 * Benign load (iperf3 bulk TCP, a few hundred short HTTP requests, a few
   thousand DNS-like UDP queries) raises nothing.
 * Auto-block: a scan blocks its source (BLOCKLIST, a real receiver sees
-  nothing more), except when the source is protected.
+  nothing more; the rule in the auto-block journal, not the configuration),
+  except when the source is protected.
+* An auto-block storm (hping3 --rand-source, 65,536 sources, each a "flood"
+  of its own): SIGUSR2 clears every drop within 1 s, SIGTERM ends the agent
+  within 1 s, the configuration is left as it was.
+* Spoofed floods (hping3 --rand-source at one port; trafgen from 65,536
+  sources to random ports), 30 s each: no port scan, while nmap inside the
+  flood still raises one.
 * Memory: 100,000 spoofed SYN sources against an in-process Engine with a
   256-set SRC_SKETCH: the process does not grow with the number of sources
   (user space sees at most the sketch's ways per read), and the
@@ -41,6 +48,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import hashlib
 import ipaddress
 import json
 import os
@@ -48,6 +56,7 @@ import random
 import re
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -281,6 +290,8 @@ def config_text(
     syn_auto_block: bool = False,
     protect: Sequence[str] = (),
     allowlist: bool = True,
+    syn_threshold: int | None = None,
+    drop_all_tcp: bool = False,
 ) -> str:
     """An agent configuration.  ``allowlist=False``: no host addresses and no SSH client protected
     (so that a drop rule has no exceptions; the spoofed flood's guard)."""
@@ -294,6 +305,7 @@ def config_text(
         "[detectors.syn_flood]",
         f"auto_block = {str(syn_auto_block).lower()}",
         'block_ttl = "30s"',
+        *([f"threshold = {syn_threshold}"] if syn_threshold is not None else []),
         "",
         "[detectors.port_scan]",
         f"auto_block = {str(scan_auto_block).lower()}",
@@ -308,6 +320,8 @@ def config_text(
             "protocol = 6",
             'action = "drop"',
         ]
+    if drop_all_tcp:
+        lines += ["", "[[ebpf.rules]]", 'id = "guard-drop-tcp"', "protocol = 6", 'action = "drop"']
     return "\n".join(lines) + "\n"
 
 
@@ -752,10 +766,15 @@ def test_port_scan_auto_blocks_the_scanner(rig: Rig, probe: UdpProbe) -> None:
     assert probe.burst() == 0, "datagrams from the blocked source still arrive"
     rig.procs.finish(nmap, 90)  # nmap itself is blocked now; it ends on its timeouts
 
-    # The rule is an expiring auto rule, saved as such.
-    saved = rig.config.read_text()
-    assert f'id = "auto-port_scan-{lab.ns_ip4}"' in saved and "auto = true" in saved, saved
-    assert "expires_at" in saved, saved
+    # The rule is an expiring auto rule, kept as such in the auto-block journal (flushed in the tick that
+    # added it), never in the configuration file.
+    assert "auto" not in rig.config.read_text().replace("auto_block", ""), rig.config.read_text()
+    journal = rig.tmp / "state" / f"{lab.host_if}.auto.jsonl"
+    saved = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert [(e["op"], e["rule"]["id"], e["rule"]["auto"]) for e in saved] == [
+        ("add", f"auto-port_scan-{lab.ns_ip4}", True)
+    ], saved
+    assert saved[0]["rule"]["expires_at"] > time.time(), saved
     assert summary(agent) == [("port_scan", lab.ns_ip4, lab.host_if, "medium")], agent.describe()
     assert at - t0 < DETECTION_BUDGET + 0.5, line
 
@@ -941,3 +960,146 @@ def test_spoofed_sources_keep_memory_bounded(lab: netlab.Lab, tmp_path: Path) ->
         assert [(a.detector, a.target, a.severity) for a in many] == [("syn_flood", lab.host_ip4, "critical")], alerts
         # No single spoofed source is a flood or a scan.
         assert [c.alert for c in alerts if c.kind == "raised" and c.alert.source != MANY_SOURCES] == []
+
+
+# --------------------------------------------------------------------------- #
+# 6. an auto-block storm: 65,536 spoofed sources, each one a "flood", with auto_block on
+
+STORM_SOURCES = 65_536
+ANSWER_BUDGET = 1.0  # seconds from a signal to its effect
+
+
+def drop_entries(prog_id: int) -> dict[str, int]:
+    """Entries in the maps that hold rules (a panic leaves no drop rule, and this storm has no monitor rule)."""
+    maps = prog_maps(prog_id, expect=("BLOCKLIST", "SRC4", "SRC6", "MATCH"))
+    return {name: len(map_keys(maps[name])) for name in ("BLOCKLIST", "SRC4", "SRC6", "MATCH")}
+
+
+def test_an_auto_block_storm_leaves_panic_and_sigterm_answered_within_1s(rig: Rig) -> None:
+    """hping3 --rand-source -c 65536 behind both guards, with a SYN-flood threshold of 1 so that every
+    spoofed source is a flood of its own and asks to be auto-blocked.  SIGUSR2 sent during the storm:
+    every drop rule out of the kernel within 1 s; then SIGTERM: the agent gone within 1 s.  The
+    configuration is byte for byte as it was until the panic, and after it exactly what the panic
+    alone makes of it (its one drop rule, the guard, removed); the auto-blocks were in the journal."""
+    from ironpost_tui.config.store import RuleStore
+
+    lab = rig.lab
+    port = free_port(lab.host_ip4)
+    text = config_text(drop_tcp_port=port, allowlist=False, syn_auto_block=True, syn_threshold=1)
+    agent = rig.start_agent(text)  # guard 2: the drop rule, no allowlist
+    agent.wait_for("(1 in force)")
+    assert_lab_policy_routing(lab)  # guard 1
+    config = rig.config
+    before = config.read_bytes()
+    after_panic = rig.tmp / "expected-after-panic.toml"  # what the panic itself writes: the guard removed
+    after_panic.write_bytes(before)
+    RuleStore(after_panic).replace_all([])
+    journal = rig.tmp / "state" / f"{lab.host_if}.auto.jsonl"
+
+    argv = ["hping3", "-q", "-S", "-p", str(port), "--rand-source", "-i", "u20", "-c", str(STORM_SOURCES)]
+    flood_proc = rig.ns("hping3-storm", *argv, lab.host_ip4)
+    try:
+        agent.wait_line("auto-blocked", timeout=15)
+        time.sleep(1.0)  # well into the storm
+        assert flood_proc.poll() is None, f"hping3 ended before the panic:\n{rig.procs.output(flood_proc)}"
+        assert config.read_bytes() == before, "an auto-block was written to the configuration file"
+        blocked = drop_entries(rig.prog_id)
+        assert blocked["BLOCKLIST"] > 0 and blocked["MATCH"] == 1, blocked
+
+        sent = time.monotonic()
+        agent.send(signal.SIGUSR2)
+        cleared_at, cleared = agent.wait_line("panic: cleared", timeout=5)
+        entries = drop_entries(rig.prog_id)
+        gone = time.monotonic()
+        while any(entries.values()) and gone - sent < 5:
+            entries = drop_entries(rig.prog_id)
+            gone = time.monotonic()
+        storm = flood_proc.poll() is None
+        sent_term = time.monotonic()
+        agent.send(signal.SIGTERM)
+        rc = agent.wait(5)
+        exited = time.monotonic()
+    finally:
+        Procs.kill(flood_proc)
+    print(
+        f"\n[storm] hping3 --rand-source -i u20 -c {STORM_SOURCES}: "
+        f"{len(agent.alerts('raised'))} alerts, {agent.stdout.count('auto-blocked')} auto-blocks before the panic "
+        f"({blocked['BLOCKLIST']} in BLOCKLIST); panic line {cleared_at - sent:.3f} s, maps empty "
+        f"{gone - sent:.3f} s after SIGUSR2; exit {exited - sent_term:.3f} s after SIGTERM; storm still on: {storm}"
+    )
+    assert storm, "the storm was over before the signals: nothing was measured"
+    assert not any(entries.values()), f"drop rules left {gone - sent:.1f} s after SIGUSR2: {entries}"
+    assert cleared_at - sent < ANSWER_BUDGET and gone - sent < ANSWER_BUDGET, (cleared_at - sent, gone - sent)
+    assert rc == 0, agent.describe()
+    assert exited - sent_term < ANSWER_BUDGET, f"the agent took {exited - sent_term:.2f} s to exit after SIGTERM"
+    assert hashlib.sha256(config.read_bytes()).hexdigest() == hashlib.sha256(after_panic.read_bytes()).hexdigest()
+    assert b"auto-" not in config.read_bytes()
+    assert journal.exists() and stat.S_IMODE(journal.stat().st_mode) == 0o600
+    assert b'"op":"delete"' in journal.read_bytes(), "the panic did not reach the journal"
+
+
+# --------------------------------------------------------------------------- #
+# 7. spoofed floods raise no single-source port scan; a real scan inside one still does
+
+SPOOF_SECS = 30.0  # the flood's length
+NMAP_AT = 20.0  # seconds into the flood when nmap starts (the positive control)
+
+
+def spoofed_flood_argv(rig: Rig, kind: str) -> list[str]:
+    """``hping3``: --rand-source SYNs at one port (the distributed SYN flood).  ``trafgen``: SYNs from
+    random sources of the /16 of 198.18.0.0/15 the lab is not in (65,536 of them, each seen again
+    and again) to random ports: the memory benchmark's flood, where a few spoofed sources used to
+    come out as port scans."""
+    lab = rig.lab
+    if kind == "hping3":
+        return ["hping3", "-q", "-S", "-p", "80", "--flood", "--rand-source", lab.host_ip4]
+    second = 0x13 if ipaddress.ip_address(lab.ns_ip4) in ipaddress.ip_network("198.18.0.0/16") else 0x12
+    dst = ", ".join(f"0x{b:02x}" for b in ipaddress.ip_address(lab.host_ip4).packed)
+    frame = (
+        f"{{ eth(da={lab.host_mac}, sa={lab.peer_mac}, type=0x0800), "
+        "0x45, 0x00, const16(40), drnd(2), 0x40, 0x00, 0x40, 6, csumip(14, 33), "
+        f"0xc6, 0x{second:02x}, drnd(2), {dst}, "
+        "const16(40000), drnd(2), drnd(4), const32(0), 0x50, 0x02, const16(64240), csumtcp(14, 34), const16(0) }\n"
+    )
+    cfg = rig.tmp / "trafgen.cfg"
+    cfg.write_text(f"cpu(0): {frame}")
+    return ["trafgen", "--dev", lab.peer_if, "--conf", str(cfg), "--cpus", "1", "--no-sock-mem",
+            "--notouch-irq", "--no-cpu-stats", "--rate", "300000pps"]  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["hping3", "trafgen"])
+def test_a_spoofed_flood_raises_no_port_scan_but_a_real_scan_in_it_does(rig: Rig, kind: str) -> None:
+    lab = rig.lab
+    # Guards 2 and 1: every TCP packet dropped in XDP, no allowlist; replies cannot leave the lab.
+    agent = rig.start_agent(config_text(drop_all_tcp=True, allowlist=False))
+    agent.wait_for("(1 in force)")
+    assert_lab_policy_routing(lab)
+    stats_map = prog_maps(rig.prog_id)["STATS"]
+    before = tcp_stats(stats_map)
+    t0 = time.monotonic()
+    flood_proc = rig.ns(f"spoofed-{kind}", *spoofed_flood_argv(rig, kind))
+    try:
+        time.sleep(NMAP_AT)
+        assert flood_proc.poll() is None, rig.procs.output(flood_proc)
+        scans_before_nmap = [a for a in agent.alerts("raised") if a.detector == "port_scan"]
+        nmap = rig.ns("nmap-in-flood", *nmap_argv(lab, "-sS"))
+        alert = agent.wait_alert("port_scan", timeout=10)
+        assert rig.procs.finish(nmap, 90) == 0, rig.procs.output(nmap)
+        time.sleep(max(0.0, t0 + SPOOF_SECS - time.monotonic()))
+        assert flood_proc.poll() is None, rig.procs.output(flood_proc)
+    finally:
+        Procs.kill(flood_proc)
+    packets, drops = (a - b for a, b in zip(tcp_stats(stats_map), before, strict=True))
+    time.sleep(LATE_ALERT_WAIT)
+    scans = [a for a in agent.alerts("raised") if a.detector == "port_scan"]
+    print(
+        f"\n[spoofed {kind}] {SPOOF_SECS:.0f} s: {packets} TCP packets reached XDP ({drops} dropped); "
+        f"port_scan alerts {[(a.source, a.summary) for a in scans]}; nmap's {alert.at - t0 - NMAP_AT:.2f} s "
+        "after it started"
+    )
+    assert packets > 100_000 and drops == packets, (packets, drops)
+    # The flood is seen: the per-destination SYN-flood incident.
+    assert ("syn_flood", MANY_SOURCES, lab.host_ip4, "critical") in summary(agent), agent.describe()
+    assert scans_before_nmap == [], "the spoofed flood alone raised a port scan"
+    # The positive control: the one real scanner, found inside the flood, and nothing else.
+    assert [(a.source, a.severity) for a in scans] == [(lab.ns_ip4, "medium")], [a.line for a in scans]

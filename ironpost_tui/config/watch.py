@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from ironpost_tui.config import settings as config_mod
+from ironpost_tui.config.journal import journal_path
 from ironpost_tui.config.settings import Settings
 from ironpost_tui.config.store import RuleStore
 from ironpost_tui.model import FilterRule
@@ -58,6 +59,7 @@ class ConfigSource:
             self.is_state_file = True
         self.path = store.path
         self.store = _MarkingStore(store, self)
+        self.journal_path = journal_path(state_dir, iface)  # auto-blocks: never in the file above
         self._seen: tuple[int, int, int] | None = None
         self._digest: bytes | None = None
 

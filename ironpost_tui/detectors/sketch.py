@@ -6,6 +6,14 @@ reads only the sets they name, so an idle host costs a few syscalls.  (A packet 
 generation just before the switch may mark it after the read: the mark is not lost, it is read
 with that generation's next turn.)  Each way holds one address's counters since it took the way;
 they are diffed against what the way held at the last read (a way taken over starts again).
+
+A source's probed ports are counted per tenure of a way: a way taken over starts with an empty port
+bitmap, so a source that loses its way and takes one again counts its port again.  A spoofed flood
+from more sources than the sketch has ways does exactly that: each address comes back again and
+again, each time in a fresh way holding the one port of its one packet, and over a window a few of
+them used to add up to a "port scan".  So a tenure first seen holding one packet and one probed port
+(at most one TCP packet, one new port) is not credited that port.  A real scanner sends more than one
+packet while it holds a way, and loses at most one port per way it loses; a spoofed source adds nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ class _Sketch:
         self.counters = counters
         self.set_size = way.size * abi.SKETCH_WAYS  # a multiple of 8: per-CPU values need no padding
         self.ncpu = dp.possible_cpus
+        self.ports = counters == 4  # (syn, tcp, new_tcp_ports, new_udp_ports): a source sketch
         # (cpu, set, way) -> (address key, counters) at the last read
         self.prev: dict[tuple[int, int, int], tuple[bytes, Counts]] = {}
 
@@ -61,7 +70,11 @@ class _Sketch:
                 prev[slot] = (key, counts)
                 if old is not None and old[0] == key and old[1] == counts:
                     continue
-                delta = growth(old[1] if old is not None and old[0] == key else None, counts)
+                before = old[1] if old is not None and old[0] == key else None
+                delta = growth(before, counts)
+                if self.ports and counts[2] + counts[3] == 1 and counts[1] <= 1 and (before is None or delta == counts):
+                    # A tenure seen for the first time holding one packet's one port: not credited.
+                    delta = (delta[0], delta[1], 0, 0)
                 if any(delta):
                     acc = out.get(key)
                     out[key] = delta if acc is None else tuple(a + d for a, d in zip(acc, delta, strict=True))

@@ -15,11 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ironpost_tui.config.journal import AutoJournal
 from ironpost_tui.detectors import AlertChange, ChangeKind, DetectionPipeline
 from ironpost_tui.detectors.alerts import MANY_SOURCES
 from ironpost_tui.detectors.settings import Detector, DetectorConfig, PortScanConfig, SynFloodConfig
 from ironpost_tui.engine.snapshot import EngineSnapshot, SnapshotBuilder
-from ironpost_tui.errors import LoadFailed, ModeUnsupported, RuleRefused, XdpBusy
+from ironpost_tui.errors import IronpostError, LoadFailed, ModeUnsupported, RuleRefused, XdpBusy
 from ironpost_tui.kernel import host, libbpf
 from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.kernel.datapath import Datapath, DatapathConfig, check_pins
@@ -28,12 +29,17 @@ from ironpost_tui.kernel.libbpf import XdpMode
 from ironpost_tui.kernel.stats import StatsSampler
 from ironpost_tui.kernel.xdp_link import XdpChoice, XdpLink, occupants
 from ironpost_tui.model import Action, FilterRule, PacketEvent, RuleStatus, StatsSample, assert_never
+from ironpost_tui.rules import protect
 from ironpost_tui.rules.audit import Actor, AuditLog
 from ironpost_tui.rules.control import RuleController, RuleSink
 from ironpost_tui.rules.protect import NO_SSH_CLIENT, Protected
 from ironpost_tui.rules.table import RuleTable, monotonic_to_wall_offset
 
 log = logging.getLogger(__name__)
+
+# Auto-blocks added per detection tick at most; a storm's other alerts that tick are not blocked, so a
+# tick (and the signals waiting for it) never waits on thousands of additions.
+AUTO_BLOCKS_PER_TICK = 64
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,7 @@ class EngineOptions:
     force: bool = False  # start even if a configured rule would drop a protected address
     warn_no_ssh_client: bool = False  # say at start that the operator's SSH client was not found
     store: RuleSink | None = None  # where rule edits are saved
+    auto_journal: Path | None = None  # where auto-blocks are kept (config.journal); None: in memory
     audit_log: Path | None = None  # None: audit to the log only
     sample_interval: float = 1.0
     syn_flood: SynFloodConfig = field(default_factory=SynFloodConfig)
@@ -98,6 +105,7 @@ class Engine:
         self._snapshots = SnapshotBuilder(options.iface)
         self._snapshot = EngineSnapshot(at=time.time(), iface=options.iface, mode="", attached=False)
         self._last_detect = 0.0
+        self._journal: AutoJournal | None = None
         self.report: StartReport | None = None
 
     # --- lifecycle -------------------------------------------------------------
@@ -169,9 +177,16 @@ class Engine:
             # maps were pinned) still hold entries: learn them, or they would be
             # enforced but invisible, and fill the maps.
             self._rules.adopt_existing()
-        self._control = RuleController(self._rules, AuditLog(opts.audit_log), opts.store, list(opts.protected))
+        self._journal = AutoJournal(opts.auto_journal)
+        kept = self._journal.open(time.time())
+        self._control = RuleController(
+            self._rules, AuditLog(opts.audit_log), opts.store, list(opts.protected), journal=self._journal
+        )
         if opts.rules is not None:
             self._control.replace_all(list(opts.rules), Actor.current("config"), force=opts.force, what="load")
+        if kept:
+            self._control.restore(kept, Actor("ironpost", None, "journal"))
+            self._control.flush()
         self._decoder = EventDecoder(offset, self._rules.rule_for_slot)
         self._detect.start(self._dp)  # publishes TICK: packets are counted from the first one
         self._dp.open_events()
@@ -207,6 +222,12 @@ class Engine:
             finally:
                 self._link.close()
                 self._link = None
+        if self._journal is not None:
+            try:
+                self._journal.close()
+            except (OSError, IronpostError):
+                log.exception("saving the auto-block journal %s failed", self._journal.path)
+            self._journal = None
         if self._dp is not None:
             self._dp.close()
             self._dp = None
@@ -235,9 +256,8 @@ class Engine:
             self._last_detect = now
             alerts = tuple(self._detect.tick(self._dp, now, time.time()))
             self._snapshots.count_alerts(alerts)
-            for change in alerts:
-                if change.kind == ChangeKind.RAISED:
-                    self._auto_block(change)
+            self._auto_blocks(alerts)
+        self._flush()
         state = host.interface_state(self.options.iface, self._ifindex)
         rules = None
         if sample is not None or publish:
@@ -261,6 +281,38 @@ class Engine:
     def snapshot(self) -> EngineSnapshot:
         """The latest published state; safe to call from any thread."""
         return self._snapshot
+
+    def _auto_blocks(self, alerts: tuple[AlertChange, ...]) -> None:
+        """Auto-block what the raised alerts ask for, at most AUTO_BLOCKS_PER_TICK additions."""
+        if self._control is None:
+            return
+        table = self._control.table
+        added = left = 0
+        for change in alerts:
+            if change.kind != ChangeKind.RAISED:
+                continue
+            if added >= AUTO_BLOCKS_PER_TICK:
+                left += 1
+                continue
+            before = len(table)
+            self._auto_block(change)
+            added += len(table) - before
+        if left:
+            log.warning(
+                "auto-block: %d more alert(s) raised this tick were not considered (%d blocks per tick at most)",
+                left,
+                AUTO_BLOCKS_PER_TICK,
+                extra={"event": "auto_block_skipped", "skipped": left},
+            )
+
+    def _flush(self) -> None:
+        """This tick's auto-block changes to the journal: one write."""
+        if self._control is None:
+            return
+        try:
+            self._control.flush()
+        except IronpostError as exc:
+            log.error("%s (the auto-blocks stay in force; retried next tick)", exc.message)
 
     def _auto_block(self, change: AlertChange) -> None:
         """Block an alert's source for block_ttl, if the detector is set to (never 'many sources')."""
@@ -297,19 +349,28 @@ class Engine:
         On an error the previous set stays in force and the error is raised.
         """
         control = self.control
-        same_rules = rules == control.rules()
+        # Auto-blocks (in the journal, not the file) stay across a reload, after the file's rules.
+        autos = [r for r in control.rules() if control.journaled(r.id)]
+        same_rules = rules == [r for r in control.rules() if not control.journaled(r.id)]
         same_protection = {(p.network, p.reason) for p in protected} == {
             (p.network, p.reason) for p in control.protected
         }
         if same_rules and same_protection:
             return False
+        ids = {r.id for r in rules}
+        # The file's rule wins an id; an auto-block the new protections cover goes.
+        dropped = [a for a in autos if a.id in ids or protect.violation(a, protected) is not None]
+        kept = [a for a in autos if a not in dropped]
         old_protected = list(control.protected)
         if not same_protection:
             control.set_protected(protected)
         try:
-            control.replace_all(rules, actor, force=self.options.force)
+            control.replace_all(rules + kept, actor, force=self.options.force)
         except BaseException:
             if not same_protection:  # a refused reload changes nothing, the allowlist included
                 control.set_protected(old_protected)
             raise
+        if control.journal is not None:
+            for rule in dropped:
+                control.journal.delete(rule.id)
         return True

@@ -35,6 +35,15 @@ class RuleSink(Protocol):
     def replace_all(self, rules: list[FilterRule]) -> None: ...
 
 
+class AutoSink(Protocol):
+    """Where auto-blocks are kept (config.journal.AutoJournal): buffered, written by flush()."""
+
+    def __contains__(self, rule_id: object) -> bool: ...
+    def add(self, rule: FilterRule) -> None: ...
+    def delete(self, rule_id: str) -> None: ...
+    def flush(self) -> None: ...
+
+
 class RuleController:
     def __init__(
         self,
@@ -42,10 +51,12 @@ class RuleController:
         audit: AuditLog,
         store: RuleSink | None = None,
         protected: list[Protected] | None = None,
+        journal: AutoSink | None = None,
     ) -> None:
         self.table = table
         self.audit = audit
         self.store = store
+        self.journal = journal  # auto-blocks go here, never to store (None: to store, as any rule)
         self.protected: list[Protected] = []
         self.set_protected(protected or [])
 
@@ -72,10 +83,15 @@ class RuleController:
             )
 
     # --- single edits ----------------------------------------------------------
+    def journaled(self, rule_id: str) -> bool:
+        return self.journal is not None and rule_id in self.journal
+
     def add(self, rule: FilterRule, actor: Actor, force: bool = False) -> None:
         self.check(rule, force)
         self.table.add(rule)
-        if self.store is not None:
+        if rule.auto and self.journal is not None:
+            self.journal.add(rule)  # written by flush(), once per tick
+        elif self.store is not None:
             try:
                 self.store.add(rule)
             except Exception as exc:
@@ -89,7 +105,13 @@ class RuleController:
             raise RuleRefused(f"no rule with id '{rule.id}'")
         self.check(rule, force)
         self.table.update(rule)
-        if self.store is not None:
+        if self.journal is not None and self.journaled(rule.id):
+            if rule.auto:
+                self.journal.add(rule)
+            else:  # an auto-block the operator made their own: from the journal to the file
+                self.journal.delete(rule.id)
+                self._save_new(rule, old)
+        elif self.store is not None:
             try:
                 self.store.update(rule)
             except Exception as exc:
@@ -99,7 +121,9 @@ class RuleController:
 
     def delete(self, rule_id: str, actor: Actor) -> FilterRule:
         rule = self.table.delete(rule_id)
-        if self.store is not None:
+        if self.journal is not None and self.journaled(rule_id):
+            self.journal.delete(rule_id)
+        elif self.store is not None:
             try:
                 self.store.delete(rule_id)
             except Exception as exc:
@@ -107,6 +131,44 @@ class RuleController:
                 raise IronpostError(f"rule '{rule_id}' not deleted: saving failed: {exc}") from exc
         self.audit.record("delete", actor, rule)
         return rule
+
+    def _save_new(self, rule: FilterRule, old: FilterRule) -> None:
+        if self.store is None:
+            return
+        try:
+            self.store.add(rule)
+        except Exception as exc:
+            self.table.update(old)
+            assert self.journal is not None
+            self.journal.add(old)
+            raise IronpostError(f"rule '{rule.id}' not changed: saving it failed: {exc}") from exc
+
+    def restore(self, rules: list[FilterRule], actor: Actor) -> list[FilterRule]:
+        """Put back the auto-blocks a journal kept (at start): each checked and added on its own.
+
+        One that now hits a protection, shares an id with another rule or does not fit is left
+        out (and out of the journal) with a warning; one audit record for the lot."""
+        restored = []
+        for rule in rules:
+            try:
+                if rule.id in self.table:
+                    raise RuleRefused(f"a rule with id '{rule.id}' exists already")
+                self.check(rule)
+                self.table.add(rule)
+            except IronpostError as exc:
+                log.warning("auto-block %s not restored: %s", rule.id, exc.message)
+                if self.journal is not None:
+                    self.journal.delete(rule.id)
+                continue
+            restored.append(rule)
+        if restored:
+            self.audit.record("restore", actor, None, rules=len(restored), ids=[r.id for r in restored])
+        return restored
+
+    def flush(self) -> None:
+        """Write the auto-blocks changed since the last flush (one journal write); front ends call it once per tick."""
+        if self.journal is not None:
+            self.journal.flush()
 
     # --- whole sets ------------------------------------------------------------
     def replace_all(
@@ -137,13 +199,25 @@ class RuleController:
                 )
 
     def panic(self, actor: Actor) -> list[FilterRule]:
-        """Clear every drop rule from the kernel first, then from the file."""
+        """Clear every drop rule from the kernel first, then from the file and the journal.
+
+        The file is written only when a drop rule of its own went: a panic that cleared
+        auto-blocks alone leaves the operator's configuration as it was."""
         drops = [r for r in self.table.rules() if r.action is Action.DROP]
         for rule in drops:
             self.table.delete(rule.id)
-        if self.store is not None and drops:
+        journaled = [r for r in drops if self.journaled(r.id)]
+        for rule in journaled:
+            assert self.journal is not None
+            self.journal.delete(rule.id)
+        try:
+            self.flush()
+        except Exception:
+            log.exception("panic: the auto-blocks are out of the kernel, but saving the journal failed")
+        if self.store is not None and len(journaled) < len(drops):
+            kept = [r for r in self.table.rules() if not self.journaled(r.id)]
             try:
-                self.store.replace_all(self.table.rules())
+                self.store.replace_all(kept)
             except Exception:
                 log.exception("panic: the drop rules are out of the kernel, but saving the file failed")
         for rule in drops:
