@@ -52,8 +52,8 @@ from ironpost_tui.kernel import abi
 from ironpost_tui.model import Action, FilterRule, PacketEvent, Verdict
 from ironpost_tui.rules import placement as kernel_rules
 from ironpost_tui.rules import prefilter
-from ironpost_tui.rules.control import LockoutRefused
 from ironpost_tui.rules.audit import login_uid
+from ironpost_tui.rules.control import LockoutRefused
 from ironpost_tui.rules.protect import REASON_SSH_CLIENT, Protected
 
 pytestmark = pytest.mark.root
