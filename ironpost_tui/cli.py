@@ -91,6 +91,19 @@ def _cleanup_parser() -> argparse.ArgumentParser:
     return p
 
 
+# [general] log_level: the level of ironpost's own loggers.  Python's logging has no level below
+# debug that anything here uses, so trace is debug.  Other libraries stay at info or above.
+LOG_LEVELS = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO,
+              "warn": logging.WARNING, "error": logging.ERROR}  # fmt: skip
+
+
+def set_log_level(name: str) -> None:
+    level = LOG_LEVELS[name]
+    for logger in ("ironpost", "ironpost_tui"):
+        logging.getLogger(logger).setLevel(level)
+    logging.getLogger().setLevel(max(level, logging.INFO))
+
+
 def _install_signals(controls: headless.Controls) -> None:
     log = logging.getLogger("ironpost")
 
@@ -114,20 +127,28 @@ def _cmd_run(argv: list[str]) -> ExitStatus:
     import_bcc()  # say "install python3-bpfcc" before anything else can fail
 
     from ironpost_tui.config.watch import ConfigSource
-    from ironpost_tui.engine import headless
-    from ironpost_tui.engine.engine import Engine
+    from ironpost_tui.engine.pid_file import pid_file
 
     source = ConfigSource(args.config, args.iface, args.state_dir)
     settings = source.load()
-    from ironpost_tui.metrics import endpoint as metrics_endpoint
     from ironpost_tui.metrics import log_format
 
+    set_log_level(settings.general.log_level)
     log_format.configure(args.log_format or settings.general.log_format)
+    if args.headless and args.record is not None:
+        raise IronpostError("--record records the console: leave out --headless (or replay a console recording)")
+    with pid_file(settings.general.pid_file):  # written now, removed however the run ends
+        return _run_configured(args, settings, source)
+
+
+def _run_configured(args: argparse.Namespace, settings: Settings, source: ConfigSource) -> ExitStatus:
+    from ironpost_tui.engine import headless
+    from ironpost_tui.engine.engine import Engine
+    from ironpost_tui.metrics import endpoint as metrics_endpoint
+
     options = _engine_options(args, settings, source)
     if not args.headless:
         return _run_console(Engine(options), source, _console_settings(args, settings.console), args)
-    if args.record is not None:
-        raise IronpostError("--record records the console: leave out --headless (or replay a console recording)")
     controls = headless.Controls()
     _install_signals(controls)
     engine = Engine(options)

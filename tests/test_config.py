@@ -82,7 +82,7 @@ def test_defaults() -> None:
     assert s == Settings(path=Path("empty.toml"))
     assert s.ebpf == config.EbpfSettings(True, "", "auto", 262_144, 10_000, 10_000)
     assert s.ebpf.datapath().event_rate == 10_000
-    assert s.general == config.GeneralSettings("info", "text", Path("/var/lib/ironpost"), Path("/var/run/ironpost.pid"))
+    assert s.general == config.GeneralSettings("info", "text", Path("/var/lib/ironpost"), None)
     assert s.metrics == config.MetricsSettings(True, "127.0.0.1", 9717, None)
     assert s.safety == config.SafetySettings((), True, True)
     assert s.console == config.ConsoleSettings(1.0, "dark")
@@ -100,8 +100,8 @@ EVERY_KEY = """
 [general]
 log_level = "debug"
 log_format = "text"
-data_dir = "/srv/ironpost"
-pid_file = ""
+data_dir = "/var/lib/ironpost"
+pid_file = "/run/ironpost-test.pid"
 
 [ebpf]
 enabled = false
@@ -149,7 +149,9 @@ enabled = false
 
 def test_every_key() -> None:
     s = config.loads(EVERY_KEY, "t")
-    assert s.general == config.GeneralSettings("debug", "text", Path("/srv/ironpost"), None)
+    assert s.general == config.GeneralSettings(
+        "debug", "text", Path("/var/lib/ironpost"), Path("/run/ironpost-test.pid")
+    )
     assert s.ebpf == config.EbpfSettings(False, "ens3", "native", 1_048_576, 50_000, 0)
     dp = s.ebpf.datapath()
     assert (dp.ring_buffer_kib, dp.blocklist_max_entries, dp.event_rate) == (1024, 50_000, 0)

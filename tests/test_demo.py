@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,7 +56,14 @@ def leftovers(prog_ids: list[int]) -> list[str]:
     found += [f"prog id {i} still loaded" for i in prog_ids if prog_exists(i)]
     if PIN_DIR.exists():
         found.append(f"pins {sorted(p.name for p in PIN_DIR.iterdir())}")
+    if demo_lab.STATE_DIR.exists():
+        found.append(f"state directory {demo_lab.STATE_DIR}")
     return found
+
+
+def temp_dirs() -> set[Path]:
+    """The per-run state directories older versions made (and kill -9 left behind)."""
+    return set(Path(tempfile.gettempdir()).glob("ironpost-demo-*"))
 
 
 def wait_clean(prog_ids: list[int], timeout: float = 10.0) -> None:
@@ -70,12 +78,15 @@ def wait_clean(prog_ids: list[int], timeout: float = 10.0) -> None:
 def demo() -> Iterator[list[Session]]:
     if netns_exists() or link_exists():
         pytest.fail("a demo lab exists already (another demo running?): not touching it")
+    before = temp_dirs()
     try:
         with sessions() as made:
             yield made
     finally:
         demo_lab.remove()
         subprocess.run([*IRONPOST, "cleanup", HOST_IF], capture_output=True)
+    assert temp_dirs() - before == set(), "the demo left a temporary directory behind"
+    assert not demo_lab.STATE_DIR.exists()
 
 
 def start(made: list[Session]) -> tuple[Session, list[int]]:
@@ -120,6 +131,7 @@ def test_demo_after_kill_9_the_next_run_cleans_the_leftovers(demo) -> None:  # t
     assert s.wait_exit(5)
     time.sleep(0.5)
     assert netns_exists() and link_exists(), "kill -9 left nothing: expected leftovers"
+    assert demo_lab.STATE_DIR.is_dir(), "kill -9 left no state directory: expected it as a leftover"
     assert any(Path(f"/proc/{p}").exists() for p in traffic_pids), "expected the traffic generator to survive"
 
     agent = Agent([*IRONPOST, "demo", "--headless"])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import stat
 import time
 from pathlib import Path
 
@@ -157,3 +158,29 @@ def test_json_logs_one_object_per_line(lab: netlab.Lab, agents: AgentPool, tmp_p
     change = [r for r in records if r["event"] == "rule_change"]
     assert change[-1]["via"] in ("signal", "file change") and change[-1]["user"]  # whichever saw it first
     wait_until("stderr empty", lambda: agent.stderr == "", timeout=1)
+
+
+def test_general_log_level_debug_and_pid_file(lab: netlab.Lab, agents: AgentPool, tmp_path: Path) -> None:
+    """[general] log_level = "debug" gives debug lines; pid_file holds the agent's pid while it runs
+    (a regular 0644 file put in place of a planted link, whose target stays as it was) and is gone
+    after it stops.  The negative control of the level (info: no debug line) is in test_files.py."""
+    victim = tmp_path / "victim"
+    victim.write_text("not a pid file\n")
+    pid_path = tmp_path / "run" / "agent.pid"
+    pid_path.parent.mkdir()
+    pid_path.symlink_to(victim)
+    port = free_port()
+    files = AgentFiles.make(tmp_path, extra=f'[general]\nlog_level = "debug"\npid_file = "{pid_path}"\n')
+    agent = agents.start(lab.host_if, *files.args(), "--metrics-port", str(port))
+    agent.wait_ready()
+    st = pid_path.lstat()
+    assert stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o644
+    assert pid_path.read_text() == f"{agent.pid}\n"
+    assert victim.read_text() == "not a pid file\n"
+    scrape(port)  # the endpoint logs each request at debug level
+    agent.wait_for(" DEBUG ", timeout=10)
+    agent.send(signal.SIGTERM)
+    assert agent.wait() == 0, agent.describe()
+    assert not pid_path.exists() and not pid_path.is_symlink()
+    assert victim.read_text() == "not a pid file\n"
+    assert agent.stderr == "", agent.describe()

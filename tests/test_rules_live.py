@@ -52,6 +52,7 @@ from ironpost_tui.kernel import abi
 from ironpost_tui.model import Action, FilterRule, PacketEvent, Verdict
 from ironpost_tui.rules import placement as kernel_rules
 from ironpost_tui.rules import prefilter
+from ironpost_tui.rules.audit import login_uid
 from ironpost_tui.rules.control import LockoutRefused
 from ironpost_tui.rules.protect import REASON_SSH_CLIENT, Protected
 
@@ -929,6 +930,7 @@ def test_audit_log_names_who_what_and_how(lab: netlab.Lab, agents: AgentPool, pa
     for e in entries:
         assert e["user"] == "alice" and e["ssh_client"] == client, e
         assert e["event"] == "rule_change" and isinstance(e["ts"], float)
+        assert e["loginuid"] == login_uid(), e  # the kernel's, inherited from this test: not the environment's
     changes = [e["change"] for e in entries]
     assert changes == ["load", "reload", "panic-delete", "panic-delete"], entries
     load, reload, *panics = entries

@@ -50,12 +50,15 @@ RING_MIN, RING_MAX = 4096, 256 * 1024 * 1024
 # settings
 
 
+DATA_DIR = Path("/var/lib/ironpost")  # the state file's directory (--state-dir's default)
+
+
 @dataclass(frozen=True)
 class GeneralSettings:
-    log_level: str = "info"
+    log_level: str = "info"  # sets the level of ironpost's own loggers (trace = debug)
     log_format: str = "text"  # text or json
-    data_dir: Path = Path("/var/lib/ironpost")
-    pid_file: Path | None = Path("/var/run/ironpost.pid")
+    data_dir: Path = DATA_DIR  # only DATA_DIR: see _general
+    pid_file: Path | None = None  # written at start, removed at exit; None: no pid file
 
 
 @dataclass(frozen=True)
@@ -253,11 +256,27 @@ def _general(t: Table) -> GeneralSettings:
     t.unknown_keys()
     d = GeneralSettings()
     log_format = t.string("log_format", d.log_format, tuple(LOG_FORMATS))
-    pid_file = t.string("pid_file", str(d.pid_file))
+    data_dir = t.string("data_dir", str(d.data_dir), nonempty=True)
+    if data_dir and Path(data_dir) != DATA_DIR:
+        # With a configuration file, rule edits are written back to that file and ironpost keeps
+        # nothing in a data directory; without one, this file is itself the state file, found in
+        # --state-dir before it is read.  Another directory would be parsed and ignored: refused.
+        t.error(
+            "data_dir",
+            f"{t.name('data_dir')} {quote(data_dir)}: ironpost-tui keeps no data in a directory of the "
+            "configuration's choosing (edits go back to this file; the state file's directory is --state-dir): "
+            f'remove the key or write "{DATA_DIR}"',
+        )
+    pid_file = t.string("pid_file", "")
+    if pid_file and (not pid_file.startswith("/") or pid_file.endswith("/")):
+        t.error(
+            "pid_file", f"{t.name('pid_file')} {quote(pid_file)} is not an absolute file path: like /run/ironpost.pid"
+        )
+        pid_file = ""
     return GeneralSettings(
         log_level=t.string("log_level", d.log_level, LOG_LEVELS),
         log_format=LOG_FORMATS[log_format],
-        data_dir=Path(t.string("data_dir", str(d.data_dir), nonempty=True)),
+        data_dir=DATA_DIR,
         pid_file=Path(pid_file) if pid_file else None,
     )
 

@@ -1,13 +1,15 @@
 """The embedded demo lab: a network namespace joined by a veth pair, with
 hosts that browse, resolve, ping, scan and flood, so every pane is live.
 
-Fixed names, so a run killed with -9 is cleaned up by the next one.  Only
+Fixed names, so a run killed with -9 is cleaned up by the next one: the namespace, the veth
+pair, the program and the demo's state directory (its rules and audit log, ``STATE_DIR``).  Only
 addresses from 198.18.0.0/15 and 2001:db8::/32, inside the lab.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -15,6 +17,8 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from ironpost_tui.kernel.host import RUN_DIR
 
 NS = "ironpost-demo"
 HOST_IF = "ipdemo0"
@@ -24,6 +28,9 @@ HOST6, NET6 = "2001:db8:200::1", "2001:db8:200::/64"
 CLIENT4, SCANNER4, FLOODER4 = "198.18.200.10", "198.18.200.66", "198.18.200.99"
 CLIENT6 = "2001:db8:200::10"
 WEB_PORT, DNS_PORT = 8080, 5300
+# The demo's rules and audit log: a fixed place under root's /run/ironpost (not a fresh /tmp
+# directory per run, which a run killed with -9 left behind), removed with the lab.
+STATE_DIR = RUN_DIR / "demo"
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,11 @@ def remove() -> list[str]:
     if Path(f"/run/netns/{NS}").exists():
         _ip("netns", "del", NS, check=False)
         done.append(f"removed namespace {NS}")
+    if STATE_DIR.is_symlink():  # not made by us: removed, never followed
+        STATE_DIR.unlink()
+    elif STATE_DIR.exists():
+        shutil.rmtree(STATE_DIR)
+        done.append(f"removed {STATE_DIR}")
     return done
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,16 +49,15 @@ def options(state_dir: Path) -> EngineOptions:
 @contextlib.contextmanager
 def lab_running() -> Iterator[EngineOptions]:
     """Build the lab, start its hosts and services; always tear it all down."""
-    with tempfile.TemporaryDirectory(prefix="ironpost-demo-") as tmp:
-        demo_lab.create()
-        services = traffic = None
-        try:
-            services = demo_lab.DemoServices()
-            traffic = demo_lab.start_traffic()
-            yield options(Path(tmp))
-        finally:
-            if traffic is not None:
-                demo_lab.stop_traffic(traffic)
-            if services is not None:
-                services.stop()
-            demo_lab.remove()
+    demo_lab.create()  # removes what a run killed with -9 left, its state directory included
+    services = traffic = None
+    try:
+        services = demo_lab.DemoServices()
+        traffic = demo_lab.start_traffic()
+        yield options(demo_lab.STATE_DIR)
+    finally:
+        if traffic is not None:
+            demo_lab.stop_traffic(traffic)
+        if services is not None:
+            services.stop()
+        demo_lab.remove()

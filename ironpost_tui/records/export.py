@@ -7,13 +7,14 @@ Fields are the tables' columns, in their order; times are ISO 8601 in UTC
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
 import time
 from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ironpost_tui import files
 from ironpost_tui.detectors import Alert
 from ironpost_tui.errors import IronpostError
 from ironpost_tui.model import PacketEvent
@@ -98,24 +99,25 @@ def format_of(path: Path, default: str = "csv") -> str:
 
 def write_rows(path: Path, rows: Sequence[Row], fields: Sequence[str], fmt: str) -> Path:
     """Write ``rows`` to ``path`` as CSV (header line, empty cells for none) or JSON (an array
-    of objects, null for none); through a temporary file and a rename, so a failed write
-    leaves no half file.  Raises ExportError with what went wrong."""
+    of objects, null for none).  Raises ExportError with what went wrong.
+
+    Written with ironpost's one writer (``ironpost_tui.files``): a new file, mode 0600, renamed
+    over ``path``, so a failed write leaves no half file and a link planted at ``path`` or at any
+    temporary name is never written through.  Under sudo the file is the invoking user's."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}: csv or json")
     path = path.expanduser()
-    tmp = path.with_name(f".{path.name}.tmp")
+    out = io.StringIO(newline="")
+    if fmt == "csv":
+        writer = csv.DictWriter(out, fieldnames=list(fields), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        json.dump([{f: row.get(f) for f in fields} for row in rows], out, indent=1, ensure_ascii=False)
+        out.write("\n")
     try:
-        with open(tmp, "w", newline="", encoding="utf-8") as out:
-            if fmt == "csv":
-                writer = csv.DictWriter(out, fieldnames=list(fields), extrasaction="ignore")
-                writer.writeheader()
-                writer.writerows(rows)
-            else:
-                json.dump([{f: row.get(f) for f in fields} for row in rows], out, indent=1, ensure_ascii=False)
-                out.write("\n")
-        os.replace(tmp, path)
+        files.write_atomic(path, out.getvalue().encode("utf-8"), owner=files.invoking_user())
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise ExportError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
 

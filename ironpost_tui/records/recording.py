@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from ironpost_tui import files
 from ironpost_tui.engine.feed import SourceInfo, Update
 from ironpost_tui.errors import IronpostError
 from ironpost_tui.model import FilterRule
@@ -32,15 +33,21 @@ class RecordingError(IronpostError):
 
 
 class Recorder:
-    """Writes updates as they come; stops (with a last ``truncated`` line) at max_bytes."""
+    """Writes updates as they come; stops (with a last ``truncated`` line) at max_bytes.
+
+    The file is made by ironpost's one writer (``ironpost_tui.files.create_replacing``): a new
+    file, mode 0600, the invoking user's under sudo, renamed into place before the first line,
+    so a link planted at the path is replaced, never followed, and a recording cut short by a
+    crash is still there under its name.
+    """
 
     def __init__(self, path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.path = path
         self.max_bytes = max_bytes
         try:
-            self._raw: IO[bytes] = open(path, "wb")  # noqa: SIM115 - closed in close()
+            self._raw: IO[bytes] = files.create_replacing(path, owner=files.invoking_user())
         except OSError as exc:
-            raise RecordingError(f"cannot record to {path}: {exc.strerror}") from None
+            raise RecordingError(f"cannot record to {path}: {exc.strerror or exc}") from None
         self._gz = gzip.GzipFile(fileobj=self._raw, mode="wb", compresslevel=6)
         self._t0 = time.monotonic()
         self._full = False

@@ -1,4 +1,6 @@
-"""Audit trail: every rule change, with who made it, what, and when."""
+"""Audit trail: every rule change, with who made it, what, and when.
+
+One JSON object per line, appended and fsynced (one fsync per change: rule changes are rare)."""
 
 from __future__ import annotations
 
@@ -17,26 +19,49 @@ log = logging.getLogger("ironpost.audit")
 DEFAULT_AUDIT_LOG = Path("/var/log/ironpost/audit.log")
 
 
+LOGINUID = Path("/proc/self/loginuid")
+_UNSET_LOGINUID = 4294967295  # (uid_t)-1: no login session (a daemon, or no pam_loginuid)
+
+
 @dataclass(frozen=True)
 class Actor:
-    """Who is behind a change: the login name (SUDO_USER when under sudo) and the SSH client."""
+    """Who is behind a change: the login name (SUDO_USER when under sudo), the SSH client, and the
+    kernel's login uid.
+
+    The names come from the environment, which whoever starts the process sets; the login uid is the
+    kernel's (``/proc/self/loginuid``, set by pam_loginuid when the login session opens and kept
+    through sudo and su), so the audit names the person who logged in even when the environment lies.
+    """
 
     user: str
     ssh_client: str | None
     via: str  # console, config, signal, detector, api
+    loginuid: int | None = None  # None: unset (4294967295) or unreadable
 
     @classmethod
     def current(cls, via: str) -> Actor:
         user = os.environ.get("SUDO_USER") or os.environ.get("USER") or _uid_name()
         ssh = os.environ.get("SSH_CONNECTION", os.environ.get("SSH_CLIENT", "")).split()
-        return cls(user=user, ssh_client=ssh[0] if ssh else None, via=via)
+        return cls(user=user, ssh_client=ssh[0] if ssh else None, via=via, loginuid=login_uid())
 
 
-def _uid_name() -> str:
+def login_uid(path: Path = LOGINUID) -> int | None:
+    """The login uid of this process (``/proc/self/loginuid``); None when unset or unreadable."""
     try:
-        return pwd.getpwuid(os.getuid()).pw_name
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    if not text.isascii() or not text.isdigit() or int(text) >= _UNSET_LOGINUID:
+        return None
+    return int(text)
+
+
+def _uid_name(uid: int | None = None) -> str:
+    uid = os.getuid() if uid is None else uid
+    try:
+        return pwd.getpwuid(uid).pw_name
     except KeyError:
-        return str(os.getuid())
+        return str(uid)
 
 
 def rule_dict(rule: FilterRule) -> dict[str, Any]:
@@ -68,6 +93,8 @@ class AuditLog:
             "user": actor.user,
             "ssh_client": actor.ssh_client,
             "via": actor.via,
+            "loginuid": actor.loginuid,
+            "login_user": None if actor.loginuid is None else _uid_name(actor.loginuid),
         }
         if rule is not None:
             entry["rule"] = rule_dict(rule)
@@ -88,5 +115,7 @@ class AuditLog:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
             with os.fdopen(fd, "a") as f:
                 f.write(json.dumps(entry, sort_keys=True) + "\n")
+                f.flush()
+                os.fsync(f.fileno())  # on disk before the change counts as recorded (a crash keeps it)
         except OSError:
             log.exception("cannot append to the audit log %s", self.path)

@@ -1,0 +1,153 @@
+"""The one way ironpost writes a file a user will read: exports, recordings, the pid file.
+
+A new file is created under an unpredictable temporary name in the target's directory with
+``O_CREAT|O_EXCL|O_NOFOLLOW`` (a link planted at any name is never followed, a file planted there
+is never reused), its mode set whatever the umask (0600 by default), and renamed over the target:
+a symbolic link at the target is replaced, never written through, and the file it pointed to is
+left as it was.  Run as root under sudo, a file in a place the invoking user chose is given to
+that user (``SUDO_UID``, ``SUDO_GID``), so the operator can read what they asked for.
+
+Sits at the bottom with ``errors`` and ``model``: imports nothing of the package, raises OSError.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+log = logging.getLogger(__name__)
+
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_NO_ID = 0xFFFFFFFF  # (uid_t)-1: "unset" to the kernel, never a real owner
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Whom a new file is given to: a uid and a gid (-1 leaves the group as it is)."""
+
+    uid: int
+    gid: int = -1
+
+
+def invoking_user(environ: Mapping[str, str] | None = None) -> Owner | None:
+    """The user who ran ``sudo ironpost-tui``, when we run as root under sudo; else None.
+
+    ``SUDO_UID`` must be a decimal uid other than 0 and (uid_t)-1; a ``SUDO_GID`` that is not a
+    valid gid is left out (the group stays root's).  Only root can give a file away, so any other
+    caller gets None.
+    """
+    env = os.environ if environ is None else environ
+    if os.geteuid() != 0:
+        return None
+    uid = _id(env.get("SUDO_UID"))
+    if uid is None or uid == 0:
+        return None
+    gid = _id(env.get("SUDO_GID"))
+    return Owner(uid, -1 if gid is None else gid)
+
+
+def _id(text: str | None) -> int | None:
+    if not text or not text.isascii() or not text.isdigit():
+        return None
+    value = int(text)
+    return value if value < _NO_ID else None
+
+
+def write_atomic(path: Path, data: bytes, *, mode: int = 0o600, owner: Owner | None = None) -> None:
+    """Replace ``path`` with ``data``: the old content or the new, whatever happens (kill -9 too).
+
+    Written and fsynced under a temporary name, then renamed over ``path``; the directory is
+    fsynced after.  On any error the temporary file is removed and the OSError raised.
+    """
+    fd, tmp = _create_temp(path, mode)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+            if owner is not None:
+                os.fchown(fd, owner.uid, owner.gid)
+        finally:
+            os.close(fd)
+        _rename(tmp, path)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def create_replacing(path: Path, *, mode: int = 0o600, owner: Owner | None = None) -> BinaryIO:
+    """A new, empty file at ``path``, open for writing, for a stream written over a long time.
+
+    Created as ``write_atomic`` creates its file (exclusive, no-follow, ``mode``, ``owner``) and
+    renamed over ``path`` at once, before anything is written: what was at ``path`` (a file, or a
+    link, which is not followed) is replaced now, and what the stream has written so far is at its
+    real name if the process dies.  The caller closes the file.
+    """
+    fd, tmp = _create_temp(path, mode)
+    try:
+        if owner is not None:
+            os.fchown(fd, owner.uid, owner.gid)
+        _rename(tmp, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        os.close(fd)
+        _unlink_quietly(tmp)
+        raise
+    return os.fdopen(fd, "wb")
+
+
+def _create_temp(path: Path, mode: int) -> tuple[int, Path]:
+    directory = path.parent
+    for _ in range(100):
+        tmp = directory / f".{path.name}.{secrets.token_hex(8)}.tmp"
+        try:
+            fd = os.open(tmp, _CREATE, mode)
+        except FileExistsError:
+            continue
+        try:
+            os.fchmod(fd, mode)  # whatever the umask
+        except BaseException:
+            os.close(fd)
+            _unlink_quietly(tmp)
+            raise
+        return fd, tmp
+    raise FileExistsError(f"cannot create a temporary file in {directory}")  # pragma: no cover
+
+
+def _rename(tmp: Path, path: Path) -> None:
+    try:
+        target: str | None = os.readlink(path)
+    except OSError:  # not a link (or not there): the common case
+        target = None
+    if target is not None:
+        log.warning(
+            "%s was a symbolic link to %s: replaced it with a regular file (the file it pointed to is unchanged)",
+            path,
+            target,
+        )
+    os.rename(tmp, path)
+
+
+def _fsync_dir(directory: Path) -> None:
+    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+__all__ = ["Owner", "create_replacing", "invoking_user", "write_atomic"]

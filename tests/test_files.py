@@ -1,0 +1,386 @@
+"""Files a root process writes for a user (issue 15, faults 6 and 8; the audit's who and fsync).
+
+- Exports and recordings go through the one writer (``ironpost_tui.files``): a link planted at
+  the target, or at the temporary name the old code used (``.NAME.tmp``), is never written
+  through; the result is a regular file, mode 0600; under sudo it belongs to the invoking user.
+- ``[general]``: log_level sets the level, pid_file is written and removed, data_dir is refused
+  unless it names the one directory ironpost uses.
+- The audit: every line says the login uid and is fsynced.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import logging
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support.ui import alert, event
+
+from ironpost_tui import cli, files
+from ironpost_tui.config import settings as config
+from ironpost_tui.engine.feed import SourceInfo
+from ironpost_tui.engine.pid_file import PidFileError, pid_file
+from ironpost_tui.model import FilterRule
+from ironpost_tui.records.export import export_alerts, export_events
+from ironpost_tui.records.recording import Recorder, RecordingError, read_recording
+from ironpost_tui.rules import audit
+from ironpost_tui.rules.audit import Actor, AuditLog, login_uid
+
+VICTIM_TEXT = "root's file: must stay as it is\n"
+INFO = SourceInfo(iface="lab0", mode="skb", attached=True, started_at=1.0, config_path="", blocklist_capacity=10)
+
+
+@pytest.fixture
+def victim(tmp_path: Path) -> Iterator[Path]:
+    """A file a planted link points at; root-only, as /etc/shadow would be."""
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    path = other / "victim"
+    path.write_text(VICTIM_TEXT)
+    path.chmod(0o600)
+    yield path
+    assert path.read_text() == VICTIM_TEXT, "the planted link was written through"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def regular_0600(path: Path) -> os.stat_result:
+    st = os.lstat(path)
+    assert stat.S_ISREG(st.st_mode), f"{path} is not a regular file"
+    assert stat.S_IMODE(st.st_mode) == 0o600, oct(st.st_mode)
+    return st
+
+
+def record_one(path: Path) -> None:
+    rec = Recorder(path)
+    rec.start(INFO)
+    rec._write({"kind": "notice", "text": "hello"})
+    rec.close()
+
+
+WRITERS = {
+    "csv export": lambda p: export_events(p, [event()], "csv"),
+    "json export": lambda p: export_alerts(p, [alert()], "json"),
+    "recording": record_one,
+}
+
+
+# --- a planted symlink --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("writer", WRITERS)
+def test_a_symlink_at_the_target_is_replaced_not_followed(tmp_path: Path, victim: Path, writer: str) -> None:
+    out = tmp_path / "out.file"
+    out.symlink_to(victim)
+    WRITERS[writer](out)
+    regular_0600(out)
+    assert out.read_bytes() != VICTIM_TEXT.encode()
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("writer", WRITERS)
+def test_a_symlink_at_the_old_temporary_name_does_not_matter(tmp_path: Path, victim: Path, writer: str) -> None:
+    out = tmp_path / "out.file"
+    planted = tmp_path / f".{out.name}.tmp"  # the name the export used to write through
+    planted.symlink_to(victim)
+    WRITERS[writer](out)
+    regular_0600(out)
+    assert planted.is_symlink() and os.readlink(planted) == str(victim)
+
+
+def test_negative_control_open_follows_a_planted_link(tmp_path: Path) -> None:
+    """What the old code did (open(path, "w")) does write through the link: the fixture would see it."""
+    target = tmp_path / "target"
+    target.write_text(VICTIM_TEXT)
+    (tmp_path / "link").symlink_to(target)
+    with open(tmp_path / "link", "w") as f:
+        f.write("overwritten")
+    assert target.read_text() == "overwritten"
+
+
+@pytest.mark.parametrize("writer", WRITERS)
+def test_mode_is_0600_whatever_the_umask(tmp_path: Path, writer: str) -> None:
+    old = os.umask(0)
+    try:
+        WRITERS[writer](tmp_path / "out.file")
+    finally:
+        os.umask(old)
+    regular_0600(tmp_path / "out.file")
+
+
+def test_a_recording_is_readable_under_its_name_while_it_is_written(tmp_path: Path) -> None:
+    """Renamed into place at once: a run that dies keeps what it recorded so far."""
+    out = tmp_path / "rec.ipr.gz"
+    rec = Recorder(out)
+    rec.start(INFO)
+    assert out.exists() and not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    rec.close()
+    info, records = read_recording(out)
+    assert info.iface == "lab0" and records == []
+
+
+def test_unwritable_places_are_one_error(tmp_path: Path) -> None:
+    with pytest.raises(RecordingError, match="cannot record to"):
+        Recorder(tmp_path / "missing" / "rec.ipr.gz")
+    (tmp_path / "dir").mkdir()
+    with pytest.raises(OSError):
+        files.write_atomic(tmp_path / "dir", b"x")  # a directory at the target: refused, nothing left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dir"]
+
+
+# --- under sudo ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, None),
+        ({"SUDO_UID": "1000", "SUDO_GID": "1000"}, files.Owner(1000, 1000)),
+        ({"SUDO_UID": "1000"}, files.Owner(1000, -1)),
+        ({"SUDO_UID": "1000", "SUDO_GID": "x"}, files.Owner(1000, -1)),
+        ({"SUDO_UID": "0", "SUDO_GID": "0"}, None),
+        ({"SUDO_UID": "4294967295"}, None),
+        ({"SUDO_UID": "-1"}, None),
+        ({"SUDO_UID": "１２"}, None),  # fullwidth digits: str.isdigit says yes, a uid they are not
+        ({"SUDO_UID": ""}, None),
+    ],
+)
+def test_invoking_user_from_the_environment(env: dict[str, str], expected: files.Owner | None) -> None:
+    if os.geteuid() != 0:
+        expected = None  # only root can give a file away
+    assert files.invoking_user(env) == expected
+
+
+@pytest.fixture
+def throwaway_user() -> Iterator[tuple[pwd.struct_passwd, Path]]:
+    """A user made for the test, and a directory of theirs (the place they chose); both removed."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to create a user and give files away")
+    name = f"ipt{uuid.uuid4().hex[:8]}"
+    subprocess.run(["useradd", "--no-create-home", "--user-group", "--shell", "/usr/sbin/nologin", name],
+                   check=True, capture_output=True)  # fmt: skip
+    home = Path(tempfile.mkdtemp(prefix="ipt-files-"))  # /tmp: a pytest tmp_path is root's, 0700
+    try:
+        user = pwd.getpwnam(name)
+        os.chown(home, user.pw_uid, user.pw_gid)
+        yield user, home
+    finally:
+        shutil.rmtree(home)
+        subprocess.run(["userdel", name], check=False, capture_output=True)
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            pass
+        else:  # pragma: no cover
+            raise AssertionError(f"user {name} was not removed")
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("writer", WRITERS)
+def test_under_sudo_the_file_is_the_invoking_users(
+    victim: Path, writer: str, throwaway_user: tuple[pwd.struct_passwd, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user, home = throwaway_user
+    out = home / "out.file"
+    out.symlink_to(victim)
+    # Negative control: without sudo's variables the file is root's.
+    monkeypatch.delenv("SUDO_UID", raising=False)
+    monkeypatch.delenv("SUDO_GID", raising=False)
+    WRITERS[writer](out)
+    st = regular_0600(out)
+    assert (st.st_uid, st.st_gid) == (0, 0)
+
+    monkeypatch.setenv("SUDO_UID", str(user.pw_uid))
+    monkeypatch.setenv("SUDO_GID", str(user.pw_gid))
+    WRITERS[writer](out)
+    st = regular_0600(out)
+    assert (st.st_uid, st.st_gid) == (user.pw_uid, user.pw_gid)
+    # ... and the user can read it (as that user, not as root).
+    proc = subprocess.run(["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}",
+                           "--clear-groups", "cat", str(out)], capture_output=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+
+
+# --- [general] ----------------------------------------------------------------------------
+
+
+def test_log_levels_are_the_configurations() -> None:
+    assert set(cli.LOG_LEVELS) == set(config.LOG_LEVELS)
+
+
+@pytest.mark.parametrize(
+    ("level", "shown"),
+    [("trace", "DEBUG"), ("debug", "DEBUG"), ("info", "INFO"), ("warn", "WARNING"), ("error", "ERROR")],
+)
+def test_log_level_sets_the_level_of_ironposts_loggers(level: str, shown: str) -> None:
+    root = logging.getLogger()
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s"))
+    saved = (root.level, [(n, logging.getLogger(n).level) for n in ("ironpost", "ironpost_tui", "other")])
+    root.addHandler(handler)
+    try:
+        cli.set_log_level(level)
+        for name in ("ironpost_tui.engine.headless", "ironpost.audit", "other.library"):
+            for lvl in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR):
+                logging.getLogger(name).log(lvl, "x")
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(saved[0])
+        for n, lvl in saved[1]:
+            logging.getLogger(n).setLevel(lvl)
+    lines = out.getvalue().splitlines()
+    order = ["DEBUG", "INFO", "WARNING", "ERROR"]
+    want = order[order.index(shown) :]
+    for name in ("ironpost_tui.engine.headless", "ironpost.audit"):
+        assert [ln.split()[0] for ln in lines if ln.endswith(name)] == want
+    # other libraries: never their debug lines
+    assert [ln.split()[0] for ln in lines if ln.endswith("other.library")] == order[max(1, order.index(shown)) :]
+
+
+def test_data_dir_other_than_the_state_directory_is_refused() -> None:
+    s = config.loads('[general]\ndata_dir = "/var/lib/ironpost"\n', "t")  # the seed's value: accepted
+    assert s.general.data_dir == config.DATA_DIR
+    with pytest.raises(config.ConfigError) as caught:
+        config.loads('[general]\ndata_dir = "/srv/ironpost"\n', "t.toml")
+    assert caught.value.message.startswith("t.toml:2:")
+    assert "data_dir" in caught.value.message and "--state-dir" in caught.value.message
+
+
+def test_the_state_directory_default_is_data_dir() -> None:
+    args = cli._run_parser().parse_args(["eth0"])
+    assert args.state_dir == config.GeneralSettings().data_dir == config.DATA_DIR
+
+
+@pytest.mark.parametrize("value", ["run/x.pid", "/run/", "./x.pid"])
+def test_pid_file_must_be_an_absolute_file_path(value: str) -> None:
+    with pytest.raises(config.ConfigError, match="pid_file"):
+        config.loads(f'[general]\npid_file = "{value}"\n', "t")
+
+
+def test_no_pid_file_unless_configured() -> None:
+    assert config.loads("", "t").general.pid_file is None
+    assert config.loads('[general]\npid_file = ""\n', "t").general.pid_file is None
+
+
+def test_pid_file_written_0644_and_removed(tmp_path: Path, victim: Path) -> None:
+    path = tmp_path / "ironpost.pid"
+    path.symlink_to(victim)
+    with pid_file(path):
+        st = os.lstat(path)
+        assert stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o644
+        assert path.read_text() == f"{os.getpid()}\n"
+    assert not path.exists() and not path.is_symlink()
+    with pytest.raises(RuntimeError), pid_file(path):  # removed however the run ends
+        raise RuntimeError
+    assert not path.exists()
+
+
+def test_pid_file_of_a_running_ironpost_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "ironpost.pid"
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "ironpost-tui"])
+    try:
+        deadline = time.monotonic() + 10
+        while b"ironpost-tui" not in Path(f"/proc/{other.pid}/cmdline").read_bytes():  # exec'd yet?
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        path.write_text(f"{other.pid}\n")
+        with pytest.raises(PidFileError, match=f"running ironpost-tui \\(pid {other.pid}\\)"), pid_file(path):
+            pass
+        assert path.read_text() == f"{other.pid}\n"  # left to its owner
+    finally:
+        other.kill()
+        other.wait()
+    # Its process gone (kill -9): the stale file is taken over.
+    with pid_file(path):
+        assert path.read_text() == f"{os.getpid()}\n"
+    assert not path.exists()
+
+
+def test_pid_file_left_alone_at_exit_if_it_names_another_process(tmp_path: Path) -> None:
+    path = tmp_path / "ironpost.pid"
+    with pid_file(path):
+        path.write_text("1\n")  # someone rewrote it meanwhile
+    assert path.read_text() == "1\n"
+
+
+# --- the audit ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [("1000", 1000), ("0\n", 0), ("4294967295", None), ("", None), ("x", None)]
+)
+def test_login_uid(tmp_path: Path, text: str, expected: int | None) -> None:
+    (tmp_path / "loginuid").write_text(text)
+    assert login_uid(tmp_path / "loginuid") == expected
+    assert login_uid(tmp_path / "missing") is None
+
+
+def test_audit_line_has_the_login_uid_and_is_fsynced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log_path = tmp_path / "audit.log"
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        st = os.fstat(fd)
+        if log_path.exists() and (st.st_dev, st.st_ino) == (log_path.stat().st_dev, log_path.stat().st_ino):
+            synced.append(st.st_size)  # the size when synced: the line is in the file already
+        real_fsync(fd)
+
+    monkeypatch.setattr(audit.os, "fsync", counting_fsync)
+    trail = AuditLog(log_path)
+    trail.record("add", Actor.current("console"), FilterRule(id="r1"))
+    trail.record("delete", Actor("alice", None, "console", loginuid=1000), FilterRule(id="r1"))
+    lines = log_path.read_text().splitlines()
+    assert len(synced) == 2 and synced[-1] == log_path.stat().st_size
+    first, second = (json.loads(line) for line in lines)
+    assert first["loginuid"] == login_uid()  # this process's, whatever it is (None when unset)
+    assert (second["loginuid"], second["user"]) == (1000, "alice")
+    assert second["login_user"] == _name(1000)
+
+
+def _name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+@pytest.mark.root
+def test_loginuid_survives_a_changed_environment() -> None:
+    """The login uid is the kernel's: a process whose environment claims another user still names the
+    login (set here as pam_loginuid sets it, by writing /proc/self/loginuid before exec)."""
+    code = (
+        "import json; from ironpost_tui.rules.audit import Actor; "
+        "a = Actor.current('x'); print(json.dumps([a.user, a.loginuid]))"
+    )
+    env = {**os.environ, "SUDO_USER": "mallory"}
+    script = f'echo 4242 > /proc/self/loginuid && exec "$0" -c "{code}"'
+    proc = subprocess.run(["sh", "-c", script, sys.executable], env=env, capture_output=True, text=True)
+    if proc.returncode != 0 and "loginuid" in proc.stderr:
+        pytest.skip(f"cannot set a login uid here: {proc.stderr.strip()}")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == ["mallory", 4242]
+    # Negative control: a process with no login uid set says None (this one may have one: a child that
+    # inherits it would then say that uid, so only the parsing is checked there).
+    assert login_uid() is None or isinstance(login_uid(), int)
+
+
+def test_gzip_of_a_recording_is_complete_after_close(tmp_path: Path) -> None:
+    out = tmp_path / "r.ipr.gz"
+    record_one(out)
+    with gzip.open(out, "rt") as f:
+        kinds = [json.loads(line)["kind"] for line in f]
+    assert kinds == ["start", "notice"]
