@@ -349,6 +349,12 @@ def test_audit_line_has_the_login_uid_and_is_fsynced(tmp_path: Path, monkeypatch
     assert first["loginuid"] == login_uid()  # this process's, whatever it is (None when unset)
     assert (second["loginuid"], second["user"]) == (1000, "alice")
     assert second["login_user"] == _name(1000)
+    # A panic's lines (one per cleared rule) are written and fsynced together: a thousand auto-blocks
+    # cleared cost one fsync, not a second of them.
+    trail.record_each("panic-delete", Actor.current("signal"), [FilterRule(id=f"auto-{i}") for i in range(500)])
+    lines = log_path.read_text().splitlines()
+    assert len(lines) == 502 and len(synced) == 3 and synced[-1] == log_path.stat().st_size
+    assert [json.loads(line)["rule"]["id"] for line in lines[2:]] == [f"auto-{i}" for i in range(500)]
 
 
 def _name(uid: int) -> str:

@@ -220,8 +220,7 @@ class RuleController:
                 self.store.replace_all(kept)
             except Exception:
                 log.exception("panic: the drop rules are out of the kernel, but saving the file failed")
-        for rule in drops:
-            self.audit.record("panic-delete", actor, rule)
+        self.audit.record_each("panic-delete", actor, drops)
         return drops
 
     def expire(self, now: float, actor: Actor) -> list[FilterRule]:
