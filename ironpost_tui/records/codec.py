@@ -29,6 +29,7 @@ Json = dict[str, Any]
 E = TypeVar("E")
 MAX_WALL_CLOCK = 2.0**34  # seconds since 1970, past the year 2500: what time.localtime can show
 MAX_COUNT = 2**64  # a kernel counter
+SEVERITIES = ("low", "medium", "high", "critical")  # what detectors raise, and the console colours
 
 
 class BadRecord(ValueError):
@@ -87,6 +88,13 @@ def member(d: Json, key: str, enum: type[E], default: str | None = None) -> E:
         return enum(value)  # type: ignore[call-arg]
     except (ValueError, TypeError):
         raise BadRecord(f"{key} {visible(repr(value)[:40])} is not one of the known values") from None
+
+
+def _severity(d: Json) -> str:
+    value = d.get("severity")
+    if value not in SEVERITIES:
+        raise BadRecord(f"severity must be one of {', '.join(SEVERITIES)}")
+    return str(value)
 
 
 def _kind(value: object) -> str:
@@ -248,7 +256,7 @@ def alert_from_json(value: object) -> Alert:
     return Alert(
         id=integer(d, "id"),
         detector=member(d, "detector", Detector),
-        severity=string(d, "severity"),
+        severity=_severity(d),
         source=string(d, "source"),
         target=string(d, "target"),
         count=integer(d, "count"),

@@ -72,21 +72,19 @@ class RecordReader:
         return BadRecording(visible(f"{self.path} is not a readable ironpost recording{where}: {what}"))
 
     def _next_line(self) -> dict[str, Any] | None:
-        while True:
-            try:
-                data = self._gz.readline(MAX_LINE_BYTES + 1)
-            except (OSError, EOFError, zlib.error) as exc:
-                raise self._fail(str(exc) or type(exc).__name__) from None
-            if not data:
-                return None
-            self.line += 1
-            self.size += len(data)
-            if len(data) > MAX_LINE_BYTES:
-                raise self._fail(f"a line longer than {MAX_LINE_BYTES} bytes (1 MiB): refused")
-            if self.size > MAX_DECOMPRESSED_BYTES:
-                raise self._fail(f"more than {MAX_DECOMPRESSED_BYTES} bytes (256 MiB) uncompressed: refused")
-            if data.strip():
-                break
+        try:
+            data = self._gz.readline(MAX_LINE_BYTES + 1)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise self._fail(str(exc) or type(exc).__name__) from None
+        if not data:
+            return None
+        self.line += 1
+        self.size += len(data)
+        if len(data) > MAX_LINE_BYTES:
+            raise self._fail(f"a line longer than {MAX_LINE_BYTES} bytes (1 MiB): refused")
+        if self.size > MAX_DECOMPRESSED_BYTES:
+            raise self._fail(f"more than {MAX_DECOMPRESSED_BYTES} bytes (256 MiB) uncompressed: refused")
+        # No blank lines either (the Recorder writes none): millions of them would cost a call each.
         try:
             obj = json.loads(data, parse_constant=_refuse_constant)
         except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, too many digits, NaN
