@@ -178,6 +178,9 @@ INFO = {
 }
 
 
+START = {"kind": "start", "v": 1, "t": 0, "info": INFO}
+
+
 def _write(path: Path, lines: list[Any]) -> Path:
     with gzip.open(path, "wb") as f:
         for obj in lines:
