@@ -15,7 +15,9 @@ from ironpost_tui import __version__
 from ironpost_tui.errors import ExitStatus, IronpostError
 from ironpost_tui.kernel import host
 from ironpost_tui.kernel.datapath import import_bcc
+from ironpost_tui.metrics import log_format
 from ironpost_tui.rules.audit import DEFAULT_AUDIT_LOG
+from ironpost_tui.text import visible
 
 if TYPE_CHECKING:
     from ironpost_tui.config.settings import ConsoleSettings, Settings
@@ -131,7 +133,6 @@ def _cmd_run(argv: list[str]) -> ExitStatus:
 
     source = ConfigSource(args.config, args.iface, args.state_dir)
     settings = source.load()
-    from ironpost_tui.metrics import log_format
 
     set_log_level(settings.general.log_level)
     log_format.configure(args.log_format or settings.general.log_format)
@@ -304,16 +305,18 @@ def _cmd_check_config(argv: list[str]) -> ExitStatus:
     try:
         settings = config_mod.load(args.path)
     except config_mod.ConfigError as exc:
-        print(exc.message, file=sys.stderr)
+        print(visible(exc.message, keep="\n"), file=sys.stderr)
         return ExitStatus.CONFIG_INVALID
     n = len(settings.rules)
-    print(f"{args.path}: OK ({n} rule{'' if n == 1 else 's'})")
+    print(visible(f"{args.path}: OK ({n} rule{'' if n == 1 else 's'})"))
     return ExitStatus.OK
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
+    stdout = logging.StreamHandler(sys.stdout)
+    stdout.setFormatter(log_format.formatter("text"))  # control characters escaped
+    logging.basicConfig(level=logging.INFO, handlers=[stdout])
     try:
         if argv and argv[0] in SUBCOMMANDS:
             commands = {
@@ -326,13 +329,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(_cmd_run(argv))
     except IronpostError as exc:
         for line in exc.message.splitlines() or [""]:
-            print(f"ironpost-tui: {line}", file=sys.stderr)
+            print(visible(f"ironpost-tui: {line}"), file=sys.stderr)
         return int(exc.exit_status)
     except KeyboardInterrupt:
         return int(ExitStatus.CTRL_C)
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""
-        print(f"ironpost-tui: {exc.strerror or exc}{where}", file=sys.stderr)
+        print(visible(f"ironpost-tui: {exc.strerror or exc}{where}"), file=sys.stderr)
         return int(ExitStatus.ERROR)
 
 

@@ -44,10 +44,10 @@ def test_replay_runs_the_console_and_quits_with_0(monkeypatch: pytest.MonkeyPatc
     assert cli.main(["replay", str(RECORDING), "--speed", "4", "--theme", "contrast", "--refresh", "0.5"]) == 0
 
 
-def test_replay_of_something_else_is_one_line_and_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_replay_of_something_else_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "not.ipr.gz"
     bad.write_text("hello")
-    assert cli.main(["replay", str(bad)]) == ExitStatus.ERROR
+    assert cli.main(["replay", str(bad)]) == ExitStatus.CONFIG_INVALID  # issue 15: a bad recording is exit 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("ironpost-tui: ") and "not a readable ironpost recording" in err[0]
 

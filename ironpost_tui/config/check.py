@@ -17,8 +17,11 @@ from typing import Any
 from ironpost_tui.config.durations import EXAMPLES, MAX_SECONDS, parse_duration
 from ironpost_tui.config.locate import Loc, SourceMap
 from ironpost_tui.errors import ExitStatus, IronpostError
+from ironpost_tui.text import escape, unsafe, visible
 
 MAX_REPORTED = 1000  # errors listed one by one; the rest are counted
+# Said of a string refused for a control or format character (ironpost_tui.text).
+CONTROL_HINT = "a control or format character: remove it (such characters can rewrite the operator's terminal)"
 
 
 # --------------------------------------------------------------------------- #
@@ -43,7 +46,8 @@ class ConfigIssue:
             rule = f"rule #{self.rule_index}: "
         else:
             rule = ""
-        return f"{self.path}:{self.line}:{self.col}: {rule}{self.message}"
+        # Every part may come from the file or the command line: no control character reaches the terminal.
+        return visible(f"{self.path}:{self.line}:{self.col}: {rule}{self.message}")
 
 
 # Said by every "more rules than the kernel map holds" error (config_rules._kernel_fit).
@@ -170,7 +174,7 @@ class Table:
                 continue
             close = difflib.get_close_matches(key, self.known, n=1, cutoff=0.6)
             if isinstance(value, dict):
-                where = ".".join(str(k) for k in (*self.loc, key))
+                where = visible(".".join(str(k) for k in (*self.loc, key)))
                 hint = f"did you mean [{'.'.join(str(k) for k in (*self.loc, close[0]))}]?" if close else ""
                 what = f"unknown section [{where}]"
             else:
@@ -194,6 +198,10 @@ class Table:
     def string(self, key: str, default: str, choices: Sequence[str] = (), nonempty: bool = False) -> str:
         value = self.typed(key, (str,), "a string")
         if value is None:
+            return default
+        bad = unsafe(value)
+        if bad is not None:
+            self.error(key, f"{self.name(key)} contains {escape(bad)}, {CONTROL_HINT}")
             return default
         if choices and value not in choices:
             self.error(key, f"{self.name(key)} {quote(value)} is not one of {', '.join(choices)}")

@@ -14,13 +14,14 @@ import re
 from collections import Counter
 from typing import Any
 
-from ironpost_tui.config.check import CAPACITY_MARK, Check, RuleRef, Table, quote, show
+from ironpost_tui.config.check import CAPACITY_MARK, CONTROL_HINT, Check, RuleRef, Table, quote, show
 from ironpost_tui.config.locate import Loc
 from ironpost_tui.errors import RuleRefused
 from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.kernel.datapath import DatapathConfig
 from ironpost_tui.model import Action, FilterRule, IPNetwork
 from ironpost_tui.rules import placement as kernel_rules
+from ironpost_tui.text import escape, unsafe
 
 MAX_RULES = 10_000
 MAX_ID_CHARS = 256
@@ -119,6 +120,8 @@ def _rule(
         t.error("id", 'id is empty: give the rule a unique id, like id = "block-scanner"')
     elif len(rule_id) > MAX_ID_CHARS:
         t.error("id", f"id is {len(rule_id)} characters long, more than {MAX_ID_CHARS}: shorten it")
+    elif unsafe(rule_id) is not None:
+        t.error("id", f"id contains {escape(str(unsafe(rule_id)))}, {CONTROL_HINT}")
     elif not rule_id.isprintable():
         t.error("id", "id contains a control character (tab, newline...): use letters, digits, - and _")
     elif rule_id in first_id:

@@ -24,6 +24,8 @@ import sys
 import time
 from typing import Any
 
+from ironpost_tui.text import json_safe, visible
+
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 FORMATS = ("text", "json")
 
@@ -81,14 +83,33 @@ class JsonFormatter(logging.Formatter):
         out.update(extra)
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str, ensure_ascii=False, separators=(",", ":"))
+        # Letters of any script stay readable (ensure_ascii=False), but a control, format or
+        # bidi character never reaches a terminal or a log viewer raw: json_safe writes it \uXXXX.
+        return json_safe(json.dumps(out, default=str, ensure_ascii=False, separators=(",", ":")))
+
+
+class TextFormatter(logging.Formatter):
+    """TEXT_FORMAT lines with control, format and bidi characters escaped visibly (ESC as \\x1b).
+
+    Newlines are kept: a message of several lines (every error of a configuration) and a
+    traceback read as they always did.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        return visible(super().formatMessage(record), keep="\n")
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's name
+        return visible(super().formatException(ei), keep="\n")
 
 
 def formatter(name: str) -> logging.Formatter:
     if name == "json":
         return JsonFormatter()
     if name == "text":
-        return logging.Formatter(TEXT_FORMAT)
+        return TextFormatter()
     raise ValueError(f"unknown log format {name!r}: use one of {', '.join(FORMATS)}")
 
 

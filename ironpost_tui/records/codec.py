@@ -1,9 +1,16 @@
-"""Plain-JSON forms of the engine's values, for recordings and exports."""
+"""Plain-JSON forms of the engine's values, for recordings and exports.
+
+The ``*_from_json`` side reads what a file says, so it trusts nothing: every
+field is checked for its type and range (BadRecord names the first one wrong),
+and every string is passed through ``text.visible``, so a rule id or an alert
+field carrying ESC or a bidi override is shown escaped, never obeyed.
+"""
 
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
+import math
+from typing import Any, TypeVar
 
 from ironpost_tui.detectors import Alert, AlertChange, ChangeKind, Detector
 from ironpost_tui.model import (
@@ -16,8 +23,109 @@ from ironpost_tui.model import (
     StatsSample,
     Verdict,
 )
+from ironpost_tui.text import visible
 
 Json = dict[str, Any]
+E = TypeVar("E")
+MAX_WALL_CLOCK = 2.0**34  # seconds since 1970, past the year 2500: what time.localtime can show
+MAX_COUNT = 2**64  # a kernel counter
+SEVERITIES = ("low", "medium", "high", "critical")  # what detectors raise, and the console colours
+
+
+class BadRecord(ValueError):
+    """A value of a recording that is not what the format says: which field, and why."""
+
+
+def obj(value: object, what: str) -> Json:
+    if not isinstance(value, dict):
+        raise BadRecord(f"{what} must be a JSON object, got {_kind(value)}")
+    return value
+
+
+def array(value: object, what: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise BadRecord(f"{what} must be a JSON array, got {_kind(value)}")
+    return value
+
+
+def string(d: Json, key: str, default: str | None = None) -> str:
+    value = d.get(key, default)
+    if not isinstance(value, str):
+        raise BadRecord(f"{key} must be a string, got {_kind(value)}")
+    return visible(value)
+
+
+def integer(d: Json, key: str, lo: int = 0, hi: int = MAX_COUNT, default: int | None = None) -> int:
+    value = d.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise BadRecord(f"{key} must be an integer from {lo} to {hi}, got {_kind(value)}")
+    return value
+
+
+def number(d: Json, key: str, lo: float = -math.inf, hi: float = math.inf) -> float:
+    value = d.get(key)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not lo <= value <= hi:
+        raise BadRecord(f"{key} must be a number from {lo:g} to {hi:g}, got {_kind(value)}")
+    if not math.isfinite(value):
+        raise BadRecord(f"{key} must be a finite number")
+    return float(value)
+
+
+def optional_number(d: Json, key: str, lo: float = -math.inf, hi: float = math.inf) -> float | None:
+    return None if d.get(key) is None else number(d, key, lo, hi)
+
+
+def boolean(d: Json, key: str, default: bool | None = None) -> bool:
+    value = d.get(key, default)
+    if not isinstance(value, bool):
+        raise BadRecord(f"{key} must be true or false, got {_kind(value)}")
+    return value
+
+
+def member(d: Json, key: str, enum: type[E], default: str | None = None) -> E:
+    value = d.get(key, default)
+    try:
+        return enum(value)  # type: ignore[call-arg]
+    except (ValueError, TypeError):
+        raise BadRecord(f"{key} {visible(repr(value)[:40])} is not one of the known values") from None
+
+
+def _severity(d: Json) -> str:
+    value = d.get("severity")
+    if value not in SEVERITIES:
+        raise BadRecord(f"severity must be one of {', '.join(SEVERITIES)}")
+    return str(value)
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, (bool, int, float)):
+        return f"{type(value).__name__} {str(value)[:30]}"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
+
+
+def _network(d: Json, key: str) -> Any:
+    try:
+        return ipaddress.ip_network(string(d, key)) if d.get(key) is not None else None
+    except ValueError:
+        raise BadRecord(f"{key} is not an address or prefix") from None
+
+
+def _address(d: Json, key: str) -> Any:
+    try:
+        return ipaddress.ip_address(string(d, key))
+    except ValueError:
+        raise BadRecord(f"{key} is not an IP address") from None
+
+
+def _numbers(value: object, what: str, n: int) -> list[float]:
+    items = array(value, what)
+    if len(items) != n:
+        raise BadRecord(f"{what} must hold {n} numbers")
+    return [number({what: v}, what, 0) for v in items]
 
 
 def rule_to_json(rule: FilterRule) -> Json:
@@ -37,17 +145,20 @@ def rule_to_json(rule: FilterRule) -> Json:
     return out
 
 
-def rule_from_json(d: Json) -> FilterRule:
+def rule_from_json(value: object) -> FilterRule:
+    d = obj(value, "rule")
+    port = d.get("dst_port")
+    proto = d.get("protocol")
     return FilterRule(
-        id=d["id"],
-        action=Action(d.get("action", "drop")),
-        src_ip=ipaddress.ip_network(d["src_ip"]) if "src_ip" in d else None,
-        dst_ip=ipaddress.ip_network(d["dst_ip"]) if "dst_ip" in d else None,
-        dst_port=d.get("dst_port"),
-        protocol=d.get("protocol"),
-        description=d.get("description", ""),
-        expires_at=d.get("expires_at"),
-        auto=bool(d.get("auto", False)),
+        id=string(d, "id"),
+        action=member(d, "action", Action, "drop"),
+        src_ip=_network(d, "src_ip"),
+        dst_ip=_network(d, "dst_ip"),
+        dst_port=None if port is None else integer(d, "dst_port", 0, 65535),
+        protocol=None if proto is None else integer(d, "protocol", 0, 255),
+        description=string(d, "description", ""),
+        expires_at=optional_number(d, "expires_at", 0, MAX_WALL_CLOCK),
+        auto=boolean(d, "auto", False),
     )
 
 
@@ -55,8 +166,14 @@ def status_to_json(s: RuleStatus) -> Json:
     return {"rule": rule_to_json(s.rule), "map": s.map_name, "hits": s.hits, "last_hit": s.last_hit}
 
 
-def status_from_json(d: Json) -> RuleStatus:
-    return RuleStatus(rule_from_json(d["rule"]), d["map"], d["hits"], d.get("last_hit"))
+def status_from_json(value: object) -> RuleStatus:
+    d = obj(value, "rule status")
+    return RuleStatus(
+        rule_from_json(d.get("rule")),
+        string(d, "map"),
+        integer(d, "hits"),
+        optional_number(d, "last_hit", 0, MAX_WALL_CLOCK),
+    )
 
 
 def sample_to_json(s: StatsSample) -> Json:
@@ -69,13 +186,17 @@ def sample_to_json(s: StatsSample) -> Json:
     }
 
 
-def sample_from_json(d: Json) -> StatsSample:
+def sample_from_json(value: object) -> StatsSample:
+    d = obj(value, "sample")
+    totals = obj(d.get("totals"), "totals")
+    rates = obj(d.get("rates"), "rates")
+    lost = obj(d.get("events_lost"), "events_lost")
     return StatsSample(
-        at=d["at"],
-        totals={k: ProtoCounters(*v) for k, v in d["totals"].items()},
-        rates={k: ProtoRates(*v) for k, v in d["rates"].items()},
-        events_delivered=d["events_delivered"],
-        events_lost=dict(d["events_lost"]),
+        at=number(d, "at"),
+        totals={visible(k): ProtoCounters(*(int(x) for x in _numbers(v, "totals", 3))) for k, v in totals.items()},
+        rates={visible(k): ProtoRates(*_numbers(v, "rates", 3)) for k, v in rates.items()},
+        events_delivered=integer(d, "events_delivered"),
+        events_lost={visible(k): integer(lost, k) for k in lost},
     )
 
 
@@ -95,19 +216,21 @@ def event_to_json(e: PacketEvent) -> Json:
     }
 
 
-def event_from_json(d: Json) -> PacketEvent:
+def event_from_json(value: object) -> PacketEvent:
+    d = obj(value, "event")
+    rule = d.get("rule")
     return PacketEvent(
-        ts=d["ts"],
-        family=d["family"],
-        src=ipaddress.ip_address(d["src"]),
-        dst=ipaddress.ip_address(d["dst"]),
-        src_port=d["sport"],
-        dst_port=d["dport"],
-        protocol=d["proto"],
-        tcp_flags=d["flags"],
-        length=d["len"],
-        verdict=Verdict(d["verdict"]),
-        rule_id=d.get("rule"),
+        ts=number(d, "ts", 0, MAX_WALL_CLOCK),
+        family=integer(d, "family", 4, 6),
+        src=_address(d, "src"),
+        dst=_address(d, "dst"),
+        src_port=integer(d, "sport", 0, 65535),
+        dst_port=integer(d, "dport", 0, 65535),
+        protocol=integer(d, "proto", 0, 255),
+        tcp_flags=integer(d, "flags", 0, 255),
+        length=integer(d, "len", 0, 2**32),
+        verdict=member(d, "verdict", Verdict),
+        rule_id=None if rule is None else string(d, "rule"),
     )
 
 
@@ -128,13 +251,28 @@ def alert_to_json(a: Alert) -> Json:
     }
 
 
-def alert_from_json(d: Json) -> Alert:
-    return Alert(**{**d, "detector": Detector(d["detector"])})
+def alert_from_json(value: object) -> Alert:
+    d = obj(value, "alert")
+    return Alert(
+        id=integer(d, "id"),
+        detector=member(d, "detector", Detector),
+        severity=_severity(d),
+        source=string(d, "source"),
+        target=string(d, "target"),
+        count=integer(d, "count"),
+        peak=integer(d, "peak"),
+        window_secs=number(d, "window_secs", 0),
+        first_seen=number(d, "first_seen", 0, MAX_WALL_CLOCK),
+        last_seen=number(d, "last_seen", 0, MAX_WALL_CLOCK),
+        summary=string(d, "summary"),
+        resolved_at=optional_number(d, "resolved_at", 0, MAX_WALL_CLOCK),
+    )
 
 
 def change_to_json(c: AlertChange) -> Json:
     return {"kind": c.kind, "alert": alert_to_json(c.alert)}
 
 
-def change_from_json(d: Json) -> AlertChange:
-    return AlertChange(ChangeKind(d["kind"]), alert_from_json(d["alert"]))
+def change_from_json(value: object) -> AlertChange:
+    d = obj(value, "alert change")
+    return AlertChange(member(d, "kind", ChangeKind), alert_from_json(d.get("alert")))

@@ -2,7 +2,8 @@
 
 One object per line, each with ``kind`` and ``t`` (seconds since the start):
 ``start`` (the SourceInfo), ``sample``, ``events``, ``alert``, ``rules``,
-``notice``, and a final ``truncated`` if the size bound was reached.
+``notice``, and a final ``truncated`` if a size bound was reached.  Playing
+reads through ``reading``: bounded, incremental, every record checked.
 """
 
 from __future__ import annotations
@@ -18,18 +19,24 @@ from pathlib import Path
 from typing import IO, Any
 
 from ironpost_tui import files
+from ironpost_tui.detectors import AlertChange
 from ironpost_tui.engine.feed import SourceInfo, Update
 from ironpost_tui.errors import IronpostError
-from ironpost_tui.model import FilterRule
+from ironpost_tui.model import FilterRule, PacketEvent, RuleStatus, StatsSample
 from ironpost_tui.records import codec
+from ironpost_tui.records.reading import (
+    FORMAT_VERSION,
+    MAX_DECOMPRESSED_BYTES,
+    MAX_LINE_BYTES,
+    BadRecording,
+    Record,
+    RecordingError,
+    RecordReader,
+    scan,
+)
 
 log = logging.getLogger(__name__)
-FORMAT_VERSION = 1
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
-
-
-class RecordingError(IronpostError):
-    title = "Recording"
 
 
 class Recorder:
@@ -51,6 +58,7 @@ class Recorder:
         self._gz = gzip.GzipFile(fileobj=self._raw, mode="wb", compresslevel=6)
         self._t0 = time.monotonic()
         self._full = False
+        self._plain = 0  # bytes before compression: a replay refuses more than MAX_DECOMPRESSED_BYTES
 
     def start(self, info: SourceInfo) -> None:
         """The first line: what was recorded.  Times count from here."""
@@ -61,11 +69,28 @@ class Recorder:
         if self._full:
             return
         obj.setdefault("t", round(time.monotonic() - self._t0, 6))
-        self._gz.write(json.dumps(obj, separators=(",", ":")).encode() + b"\n")
+        line = json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+        if len(line) > MAX_LINE_BYTES:
+            events = obj.get("events")
+            if obj["kind"] == "events" and isinstance(events, list) and len(events) > 1:
+                # A replay refuses longer lines: a huge poll goes in two records (and those in two...).
+                half = len(events) // 2
+                self._write({**obj, "events": events[:half]})
+                self._write({**obj, "events": events[half:]})
+            else:
+                self._stop(obj["t"], f"a {obj['kind']} record of {len(line)} bytes, more than a replay reads")
+            return
+        self._gz.write(line)
+        self._plain += len(line)
         if self._raw.tell() >= self.max_bytes:
-            self._gz.write(json.dumps({"kind": "truncated", "t": obj["t"]}).encode() + b"\n")
-            self._full = True
-            log.warning("recording %s reached %d bytes: recording stopped", self.path, self.max_bytes)
+            self._stop(obj["t"], f"{self.max_bytes} bytes")
+        elif self._plain >= MAX_DECOMPRESSED_BYTES - MAX_LINE_BYTES:
+            self._stop(obj["t"], f"{self._plain} bytes uncompressed, near what a replay reads")
+
+    def _stop(self, t: float, why: str) -> None:
+        self._gz.write(json.dumps({"kind": "truncated", "t": t}).encode() + b"\n")
+        self._full = True
+        log.warning("recording %s reached %s: recording stopped", self.path, why)
 
     def write(self, update: Update) -> None:
         if update.sample is not None:
@@ -87,27 +112,29 @@ class Recorder:
         self._raw.close()
 
 
-def read_recording(path: Path) -> tuple[SourceInfo, list[dict[str, Any]]]:
-    try:
-        with gzip.open(path, "rt") as f:
-            lines = [json.loads(line) for line in f if line.strip()]
-    except (OSError, EOFError, ValueError) as exc:
-        raise RecordingError(f"{path} is not a readable ironpost recording: {exc}") from None
-    if not lines or lines[0].get("kind") != "start" or lines[0].get("v") != FORMAT_VERSION:
-        raise RecordingError(f"{path} is not an ironpost recording (version {FORMAT_VERSION})")
-    info = SourceInfo(**{**lines[0]["info"], "read_only": True, "title": f"replay of {path.name}"})
-    return info, lines[1:]
-
-
 class ReplaySource:
-    """Plays a recording back at ``speed``× with pause and seek; read-only; no root."""
+    """Plays a recording back at ``speed``× with pause and seek; read-only; no root.
+
+    The file is checked whole once, in bounded memory (``reading.scan``), then
+    read again as it plays: never all of it in memory.  A seek backwards reads
+    from the start again.  Only RecordingError (BadRecording) leaves here.
+    """
 
     def __init__(self, path: Path, speed: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.info, self._records = read_recording(path)
-        self.duration = self._records[-1]["t"] if self._records else 0.0
+        try:
+            self._raw: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed in close()
+        except OSError as exc:
+            raise BadRecording(f"cannot read {path}: {exc.strerror or exc}") from None
+        try:
+            self.info, self.duration = scan(path, self._raw)
+            self._reader = RecordReader(path, self._raw)
+            self._next = self._reader.next()
+        except BaseException:
+            self._raw.close()
+            raise
+        self.path = path
         self.speed = speed
         self._clock = clock
-        self._pos = 0  # next record to play
         self._at = 0.0  # recording time shown so far
         self._anchor = (clock(), 0.0)  # (clock, recording time) when playing (re)started
         self.paused = False
@@ -133,8 +160,7 @@ class ReplaySource:
         with self._lock:
             t = max(0.0, min(t, self.duration))
             if t < self._at:
-                self._pos = 0
-                self._reset = True
+                self._reset = True  # the next poll reads from the start
             self._at = t
             self._anchor = (self._clock(), t)
 
@@ -155,13 +181,13 @@ class ReplaySource:
     def poll(self, timeout: float) -> Update:
         with self._lock:
             target = self._target()
-            due = self._pos < len(self._records) and self._records[self._pos]["t"] <= target
+            due = self._next is not None and self._next.t <= target
             if not due and not self._reset:
                 # Nothing to play yet: wait like a live poll does.  Paused or at the
                 # end, the whole timeout (returning at once would make a busy loop).
                 wait = timeout
-                if not self.paused and self._pos < len(self._records):
-                    wait = min(timeout, (self._records[self._pos]["t"] - target) / max(self.speed, 1e-9))
+                if not self.paused and self._next is not None:
+                    wait = min(timeout, (self._next.t - target) / max(self.speed, 1e-9))
                 self._lock.release()
                 try:
                     time.sleep(max(0.0, wait))
@@ -171,30 +197,27 @@ class ReplaySource:
             return self._play_until(target)
 
     def _play_until(self, target: float) -> Update:
-        events: list[Any] = []
-        alerts = []
-        notices = []
+        events: list[PacketEvent] = []
+        alerts: list[AlertChange] = []
+        notices: list[str] = []
         sample = None
         rules = None
         # After a backward seek this plays from the start again: the update
         # carries the whole state as of target, and says reset.
         reset, self._reset = self._reset, False
-        while self._pos < len(self._records) and self._records[self._pos]["t"] <= target:
-            rec = self._records[self._pos]
-            self._pos += 1
-            kind = rec["kind"]
-            if kind == "sample":
-                sample = codec.sample_from_json(rec["sample"])
-            elif kind == "events":
-                events.extend(codec.event_from_json(e) for e in rec["events"])
-            elif kind == "alert":
-                alerts.append(codec.change_from_json(rec["change"]))
-            elif kind == "rules":
-                rules = tuple(codec.status_from_json(s) for s in rec["rules"])
-            elif kind == "notice":
-                notices.append(rec["text"])
-            elif kind == "rule_change":
-                notices.append(f"rule {rec['what']}: {rec['rule']['id']}")
+        try:
+            if reset:
+                self._reader.close()
+                self._reader = RecordReader(self.path, self._raw)
+                self._next = self._reader.next()
+            while self._next is not None and self._next.t <= target:
+                rec = self._next
+                self._next = self._reader.next()
+                sample, rules = self._apply(rec, events, alerts, notices, sample, rules)
+        except RecordingError as exc:  # the file changed under us after the check
+            log.warning("%s", exc.message)
+            notices.append(f"replay stopped: {exc.message}")
+            self._next = None
         self._at = target
         return Update(
             events=tuple(events),
@@ -205,6 +228,27 @@ class ReplaySource:
             at=target,
             reset=reset,
         )
+
+    @staticmethod
+    def _apply(
+        rec: Record,
+        events: list[PacketEvent],
+        alerts: list[AlertChange],
+        notices: list[str],
+        sample: StatsSample | None,
+        rules: tuple[RuleStatus, ...] | None,
+    ) -> tuple[StatsSample | None, tuple[RuleStatus, ...] | None]:
+        if rec.kind == "sample":
+            sample = rec.value
+        elif rec.kind == "events":
+            events.extend(rec.value)
+        elif rec.kind == "alert":
+            alerts.append(rec.value)
+        elif rec.kind == "rules":
+            rules = rec.value
+        elif rec.kind in ("notice", "rule_change"):
+            notices.append(rec.value)
+        return sample, rules
 
     def _read_only(self) -> IronpostError:
         return IronpostError("a replay is read-only: rules cannot be changed")
@@ -225,4 +269,5 @@ class ReplaySource:
         raise self._read_only()
 
     def close(self) -> None:
-        pass
+        self._reader.close()
+        self._raw.close()

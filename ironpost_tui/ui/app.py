@@ -34,6 +34,7 @@ from ironpost_tui.records.export import (
     event_rows,
     write_rows,
 )
+from ironpost_tui.ui import format as fmt
 from ironpost_tui.ui.commands import console_commands
 from ironpost_tui.ui.edits import Edit, EditKind, Origin
 from ironpost_tui.ui.key_help import help_sections
@@ -392,13 +393,13 @@ class IronpostApp(App[int]):
 
     def on_export_written(self, message: ExportWritten) -> None:
         if message.error:
-            self.notify(message.error, title="export failed", severity="error", markup=False)
+            self.notify(fmt.text(message.error), title="export failed", severity="error", markup=False)
         else:
-            self.notify(message.path, title=f"exported {message.count:,} {message.kind}", markup=False)
+            self.notify(fmt.text(message.path), title=f"exported {message.count:,} {message.kind}", markup=False)
 
     def on_rules_pane_copy_requested(self, message: RulesPane.CopyRequested) -> None:
         self.copy_to_clipboard(message.text)
-        self.notify(message.text, title=message.title, timeout=20, markup=False)
+        self.notify(fmt.text(message.text), title=fmt.text(message.title), timeout=20, markup=False)
 
     # --- what the widgets ask: rule edits (see rule_editing.py) -------------------------
     def on_rules_pane_rule_form_requested(self, message: RulesPane.RuleFormRequested) -> None:

@@ -6,10 +6,17 @@ import time
 
 from ironpost_tui.config.durations import format_duration
 from ironpost_tui.model import FilterRule
+from ironpost_tui.text import visible
 
 PROTOCOL_NUMBERS = {"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58}
 PROTOCOL_NAMES = {n: name for name, n in PROTOCOL_NUMBERS.items()}
 _TCP_FLAGS = "FSRPAUEC"  # FIN SYN RST PSH ACK URG ECE CWR, bit 0 first
+
+
+def text(value: str) -> str:
+    """Text from outside (a rule id, an alert field, a notice, an error) as the console shows it:
+    control, format and bidi characters escaped visibly (ESC reads \\x1b), never sent to the terminal."""
+    return visible(value)
 
 
 def si(value: float, unit: str = "") -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from ironpost_tui.detectors import Alert, AlertChange
 from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.model import Action, PacketEvent, RuleStatus, StatsSample
+from ironpost_tui.ui import format as fmt
 
 EVENTS_KEPT = 5_000  # events held in memory (the table shows the newest of them)
 HISTORY_SAMPLES = 1_200  # 20 minutes of 1 s samples: enough for the 10-minute chart
@@ -64,7 +65,7 @@ class ConsoleState:
         self.version += 1
 
     def notice(self, text: str) -> None:
-        self.notices.append(text)
+        self.notices.append(fmt.text(text))
         self.version += 1
 
     def reset(self) -> None:

@@ -8,6 +8,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, Static
 
+from ironpost_tui.text import visible
+
 
 class ErrorScreen(ModalScreen[None]):
     """Dismissed by enter, escape or q; the app then exits with the error's code."""
@@ -37,8 +39,8 @@ class ErrorScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Label(self.title_text, id="title", markup=False)
-            yield Static(self.text, id="text", markup=False)
+            yield Label(visible(self.title_text), id="title", markup=False)
+            yield Static(visible(self.text, keep="\n"), id="text", markup=False)
             yield Button(f"Exit (status {self.exit_status})", id="exit", variant="error", compact=True)
 
     def on_button_pressed(self) -> None:

@@ -135,16 +135,16 @@ class AlertTable(Vertical):
         last = a.resolved_at if a.resolved_at is not None else a.last_seen
         cells = [
             Text(str(a.id), justify="right"),
-            Text(a.severity.upper(), style=style),
-            Text(a.source),
+            Text(fmt.text(a.severity.upper()), style=style),
+            Text(fmt.text(a.source)),
             Text(a.detector),
             Text(fmt.count(a.count), justify="right"),
             Text(state, style=style),
             Text(fmt.clock(last)),
             Text(fmt.count(a.peak), justify="right"),
             Text(fmt.clock(a.first_seen)),
-            Text(a.target),
-            Text(a.summary),
+            Text(fmt.text(a.target)),
+            Text(fmt.text(a.summary)),
         ]
         if dim is not None:
             for cell in cells:

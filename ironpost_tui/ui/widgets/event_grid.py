@@ -53,7 +53,7 @@ def cells(e: PacketEvent, clock: bool = True) -> tuple[str, ...]:
         "" if icmp else str(e.dst_port),
         fmt.protocol(e.protocol),
         e.verdict.value,
-        e.rule_id or "",
+        fmt.text(e.rule_id or ""),
         fmt.tcp_flags(e.tcp_flags) if e.protocol == 6 else "",
         str(e.length),
     )

@@ -137,10 +137,10 @@ class RulesPane(Vertical):
             left = Text(fmt.span(remaining) if remaining > 0 else "expired", style=style)
         auto = grid.get_component_rich_style("rule-grid--auto", partial=True)
         return [
-            Text(rule.id),
+            Text(fmt.text(rule.id)),
             Text(rule.action.value, style=action),
             Text(fmt.rule_match(rule)),
-            Text(s.map_name),
+            Text(fmt.text(s.map_name)),
             Text(fmt.count(s.hits), justify="right"),
             Text(fmt.clock(s.last_hit) if s.last_hit else "—"),
             left,

@@ -60,10 +60,10 @@ def render_status(v: StatusView, width: int = 1000) -> Content:
     parts: list[tuple[int, Content]] = []  # (rank, part): rank 0 always stays
     if v.replay:
         state = "paused" if v.paused else f"{v.speed:g}×"
-        parts.append((0, Content.from_markup("[b]$title[/b]", title=v.title)))
+        parts.append((0, Content.from_markup("[b]$title[/b]", title=fmt.text(v.title))))
         parts.append((0, Content(f"{fmt.position(v.position)}/{fmt.position(v.duration)}")))
         parts.append((0, Content.styled(state, "$warning bold" if v.paused else "")))
-        parts.append((3, Content(f"{v.iface} {v.mode}")))
+        parts.append((3, Content(fmt.text(f"{v.iface} {v.mode}"))))
     else:
         if v.title == "starting":
             link = Content.styled("starting…", "$warning")
@@ -73,8 +73,8 @@ def render_status(v: StatusView, width: int = 1000) -> Content:
             link = Content.styled(f"attached, link {v.interface_state}", "$warning")
         else:
             link = Content.styled("detached", "$error bold")
-        where = Content.from_markup("[b]$iface[/b] ", iface=v.iface) + (
-            Content(f"{v.mode} ") if v.mode else Content("")
+        where = Content.from_markup("[b]$iface[/b] ", iface=fmt.text(v.iface)) + (
+            Content(fmt.text(f"{v.mode} ")) if v.mode else Content("")
         )
         parts.append((0, where + link))
         parts.append((1, Content(f"up {fmt.span(v.uptime)}")))
@@ -82,7 +82,7 @@ def render_status(v: StatusView, width: int = 1000) -> Content:
     lost = Content(f"lost {fmt.count(v.events_lost)}")
     parts.append((0, lost.stylize("$warning") if v.events_lost else lost))
     if not v.replay:
-        parts.append((4, Content(v.config_path or "no config file")))
+        parts.append((4, Content(fmt.text(v.config_path) or "no config file")))
     sep = Content.styled(" │ ", "$text-muted")
     for drop in (None, 4, 3, 2, 1):
         kept = [part for rank, part in parts if drop is None or rank < drop]
