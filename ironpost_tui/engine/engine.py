@@ -16,8 +16,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ironpost_tui.detectors import AlertChange, ChangeKind, DetectionPipeline
-from ironpost_tui.detectors.alerts import MANY_SOURCES
-from ironpost_tui.detectors.settings import Detector, DetectorConfig, PortScanConfig, SynFloodConfig
+from ironpost_tui.detectors.alerts import Alert
+from ironpost_tui.detectors.settings import AutoBlockLimits, Detector, DetectorConfig, PortScanConfig, SynFloodConfig
 from ironpost_tui.engine.snapshot import EngineSnapshot, SnapshotBuilder
 from ironpost_tui.errors import LoadFailed, ModeUnsupported, RuleRefused, XdpBusy
 from ironpost_tui.kernel import host, libbpf
@@ -29,7 +29,9 @@ from ironpost_tui.kernel.stats import StatsSampler
 from ironpost_tui.kernel.xdp_link import XdpChoice, XdpLink, occupants
 from ironpost_tui.model import Action, FilterRule, PacketEvent, RuleStatus, StatsSample, assert_never
 from ironpost_tui.rules.audit import Actor, AuditLog
+from ironpost_tui.rules.auto_block import AutoBlockPolicy, Refusal
 from ironpost_tui.rules.control import RuleController, RuleSink
+from ironpost_tui.rules.infrastructure import InfraAddress, InfraSources, Infrastructure
 from ironpost_tui.rules.protect import NO_SSH_CLIENT, Protected
 from ironpost_tui.rules.table import RuleTable, monotonic_to_wall_offset
 
@@ -52,6 +54,8 @@ class EngineOptions:
     syn_flood: SynFloodConfig = field(default_factory=SynFloodConfig)
     port_scan: PortScanConfig = field(default_factory=PortScanConfig)
     detect_interval: float = 0.5  # seconds between detection ticks
+    auto_block: AutoBlockLimits = field(default_factory=AutoBlockLimits)
+    infrastructure: InfraSources = field(default_factory=InfraSources)  # never auto-blocked; where to find it
 
     def detector(self, name: Detector) -> DetectorConfig:
         """A detector's settings (a Detector without a case here fails mypy: assert_never)."""
@@ -98,6 +102,8 @@ class Engine:
         self._snapshots = SnapshotBuilder(options.iface)
         self._snapshot = EngineSnapshot(at=time.time(), iface=options.iface, mode="", attached=False)
         self._last_detect = 0.0
+        self._infra = Infrastructure(options.infrastructure, lambda: self._control.protected if self._control else ())
+        self._auto = AutoBlockPolicy(options.auto_block, self._infra.find)
         self.report: StartReport | None = None
 
     # --- lifecycle -------------------------------------------------------------
@@ -173,6 +179,8 @@ class Engine:
         if opts.rules is not None:
             self._control.replace_all(list(opts.rules), Actor.current("config"), force=opts.force, what="load")
         self._decoder = EventDecoder(offset, self._rules.rule_for_slot)
+        if self.auto_blocking:
+            self._infra.refresh(time.monotonic())
         self._detect.start(self._dp)  # publishes TICK: packets are counted from the first one
         self._dp.open_events()
         if adopting:
@@ -235,9 +243,9 @@ class Engine:
             self._last_detect = now
             alerts = tuple(self._detect.tick(self._dp, now, time.time()))
             self._snapshots.count_alerts(alerts)
-            for change in alerts:
-                if change.kind == ChangeKind.RAISED:
-                    self._auto_block(change)
+            raised = [c.alert for c in alerts if c.kind == ChangeKind.RAISED]
+            if raised and self.auto_blocking:
+                self._auto_block(raised, now)
         state = host.interface_state(self.options.iface, self._ifindex)
         rules = None
         if sample is not None or publish:
@@ -262,27 +270,58 @@ class Engine:
         """The latest published state; safe to call from any thread."""
         return self._snapshot
 
-    def _auto_block(self, change: AlertChange) -> None:
-        """Block an alert's source for block_ttl, if the detector is set to (never 'many sources')."""
-        alert = change.alert
-        cfg = self.options.detector(alert.detector)
-        if not cfg.auto_block or alert.source == MANY_SOURCES or self._control is None:
+    @property
+    def auto_blocking(self) -> bool:
+        """Whether any detector is set to auto-block."""
+        return any(self.options.detector(d).auto_block for d in Detector)
+
+    def infrastructure(self) -> list[InfraAddress]:
+        """What auto-block never blocks, as last found (each with its reason)."""
+        return self._infra.current(time.monotonic())
+
+    def _auto_block(self, raised: list[Alert], now: float) -> None:
+        """Block raised alerts' sources for block_ttl where the detector is set to and the policy allows."""
+        if self._control is None:
             return
-        rule = FilterRule(
-            id=f"auto-{alert.detector}-{alert.source}",
-            action=Action.DROP,
-            src_ip=ipaddress.ip_network(alert.source),
-            description=f"auto-block: {alert.summary}",
-            expires_at=time.time() + cfg.block_ttl,
-            auto=True,
-        )
-        if self._control.table.get(rule.id) is not None:
-            return
-        try:
-            self._control.add(rule, Actor("ironpost", None, "detector"))
+        control = self._control
+        live = sum(1 for r in control.rules() if r.auto)
+        actor = Actor("ironpost", None, "detector")
+        for alert in raised:
+            cfg = self.options.detector(alert.detector)
+            if not cfg.auto_block:
+                continue
+            decision = self._auto.decide(alert, now, live)
+            if decision.incident is not None:
+                log.warning(decision.incident, extra={"event": "auto_block_stopped", "why": decision.refusal})
+            for source in decision.revoke:
+                rule_id = f"auto-{alert.detector}-{source}"
+                if control.table.get(rule_id) is not None:
+                    control.delete(rule_id, actor)
+                    live -= 1
+                    log.warning("auto-block of %s lifted: %s", source, decision.why_not)
+            if not decision.block:
+                if decision.refusal is Refusal.INFRASTRUCTURE:
+                    log.warning("auto-block of %s refused: %s", alert.source, decision.why_not,
+                                extra={"event": "auto_block_refused", "source": alert.source})  # fmt: skip
+                continue
+            rule = FilterRule(
+                id=f"auto-{alert.detector}-{alert.source}",
+                action=Action.DROP,
+                src_ip=ipaddress.ip_network(alert.source),
+                description=f"auto-block: {alert.summary}",
+                expires_at=time.time() + cfg.block_ttl,
+                auto=True,
+            )
+            if control.table.get(rule.id) is not None:
+                continue
+            try:
+                control.add(rule, actor)
+            except RuleRefused as exc:
+                log.warning("auto-block of %s refused: %s", alert.source, exc.message)
+                continue
+            self._auto.blocked(alert, now)
+            live += 1
             log.warning("auto-blocked %s for %g s (%s)", alert.source, cfg.block_ttl, alert.detector)
-        except RuleRefused as exc:
-            log.warning("auto-block of %s refused: %s", alert.source, exc.message)
 
     # --- rules -----------------------------------------------------------------
     @property
