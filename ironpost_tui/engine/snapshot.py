@@ -14,6 +14,7 @@ from ironpost_tui.detectors import AlertChange, ChangeKind, Detector
 from ironpost_tui.model import ProtoCounters, RuleStatus, StatsSample
 
 _MAPPINGS = ("totals", "events_lost", "alerts_total", "rule_hits")
+RETIRED_MAX = 1_024  # deleted rules whose count is remembered (not exported) should they come back
 AUTO_RULE_ID = "auto"  # every auto-block rule's hits, as one rule_id: a rule id holding an address is no label
 
 
@@ -47,8 +48,9 @@ class SnapshotBuilder:
     reset (changed in place, moved to another slot) keeps counting from where
     it was, so Prometheus sees no reset across reloads.  The console shows the
     same counts: they come from the same snapshot.  Auto-block rules are counted together
-    under AUTO_RULE_ID (their ids hold addresses); a deleted rule's counter is dropped, except
-    that what deleted auto-blocks counted stays in AUTO_RULE_ID's total."""
+    under AUTO_RULE_ID (their ids hold addresses).  A deleted rule's counter leaves the snapshot
+    (and /metrics); what deleted auto-blocks counted stays in AUTO_RULE_ID's total, and the last
+    RETIRED_MAX deleted rules' counts are remembered, so one that a reload brings back counts on."""
 
     def __init__(self, iface: str) -> None:
         self.iface = iface
@@ -57,6 +59,7 @@ class SnapshotBuilder:
         self._hits_last: dict[str, int] = {}
         self._auto_ids: set[str] = set()
         self._auto_retired = 0  # hits of auto-block rules no longer in force
+        self._retired: dict[str, int] = {}  # deleted rule -> its count, oldest first
 
     def count_alerts(self, changes: tuple[AlertChange, ...]) -> None:
         for change in changes:
@@ -81,6 +84,8 @@ class SnapshotBuilder:
         for status in rules:
             rid = status.rule.id
             present.add(rid)
+            if rid not in self._hits_last and rid in self._retired:
+                self._hits_base[rid] = self._retired.pop(rid)
             last = self._hits_last.get(rid, 0)
             if status.hits < last:
                 self._hits_base[rid] = self._hits_base.get(rid, 0) + last
@@ -99,6 +104,10 @@ class SnapshotBuilder:
                 self._auto_ids.discard(rid)
                 self._auto_retired += gone
                 auto += gone
+            else:
+                self._retired[rid] = gone
+                while len(self._retired) > RETIRED_MAX:
+                    del self._retired[next(iter(self._retired))]
         if auto or self._auto_ids:
             hits[AUTO_RULE_ID] = hits.get(AUTO_RULE_ID, 0) + auto
         return EngineSnapshot(
