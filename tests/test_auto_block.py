@@ -26,7 +26,7 @@ from ironpost_tui.metrics.collector import EngineCollector
 from ironpost_tui.model import Action, FilterRule, ProtoCounters, RuleStatus, StatsSample
 from ironpost_tui.rules import infrastructure as infra
 from ironpost_tui.rules.auto_block import QUIET_SECS, AutoBlockPolicy, Refusal
-from ironpost_tui.rules.infrastructure import InfraAddress, Infrastructure, InfraReason, InfraSources, RecentPeers
+from ironpost_tui.rules.infrastructure import InfraAddress, InfraReason, InfraSources, Infrastructure, RecentPeers
 from ironpost_tui.rules.protect import REASON_PROTECT_LIST, Protected
 
 
