@@ -13,6 +13,7 @@ import ipaddress
 import re
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -21,7 +22,7 @@ from ironpost_tui.config import settings as config
 from ironpost_tui.config.check import ConfigError
 from ironpost_tui.detectors.alerts import MANY_SOURCES, Alert
 from ironpost_tui.detectors.settings import AutoBlockLimits, Detector
-from ironpost_tui.engine.snapshot import AUTO_RULE_ID, SnapshotBuilder
+from ironpost_tui.engine.snapshot import AUTO_RULE_ID, EngineSnapshot, SnapshotBuilder
 from ironpost_tui.metrics.collector import EngineCollector
 from ironpost_tui.model import Action, FilterRule, ProtoCounters, RuleStatus, StatsSample
 from ironpost_tui.rules import infrastructure as infra
@@ -158,7 +159,7 @@ def test_infrastructure_is_refused_with_its_reason() -> None:
 
 
 def test_routes_gateways_multipath_and_ipv6() -> None:
-    routes = [
+    routes: list[dict[str, Any]] = [
         {"dst": "default", "gateway": "198.18.0.1", "dev": "eth0"},
         {"dst": "default", "nexthops": [{"gateway": "198.18.1.1", "dev": "a"}, {"gateway": "198.18.2.1"}]},
         {"dst": "default", "gateway": "fe80::1", "dev": "eth0"},
@@ -285,7 +286,7 @@ def _rule(rule_id: str, auto: bool = False, src: str | None = None) -> FilterRul
 def test_auto_blocks_count_under_one_rule_id_and_deleted_rules_are_pruned() -> None:
     builder = SnapshotBuilder("eth0")
     sample = StatsSample(at=1.0, totals={"tcp": ProtoCounters(1, 1, 1)})
-    current = []
+    current: list[EngineSnapshot] = []
     registry = CollectorRegistry()
     registry.register(EngineCollector(lambda: current[-1]))
 
@@ -319,3 +320,35 @@ def test_auto_blocks_count_under_one_rule_id_and_deleted_rules_are_pruned() -> N
     assert a1.id not in builder._hits_last and a1.id not in builder._hits_base
     publish()
     assert hits(AUTO_RULE_ID) == 16
+
+
+# --------------------------------------------------------------------------- #
+# the console's protected list
+
+
+class _Control:
+    protected = [Protected(net("198.18.8.0/24"), REASON_PROTECT_LIST)]
+
+
+class _Engine:
+    control = _Control()
+
+    def __init__(self, auto_blocking: bool) -> None:
+        self.auto_blocking = auto_blocking
+
+    def infrastructure(self) -> list[InfraAddress]:
+        return [
+            InfraAddress(net("198.18.8.0/24"), "the [safety] protect list"),
+            InfraAddress(net("198.18.0.1/32"), InfraReason.GATEWAY),
+        ]
+
+
+def test_the_consoles_protected_list_names_each_reason() -> None:
+    from ironpost_tui.engine.live import protected_list
+
+    assert protected_list(_Engine(True)) == (  # type: ignore[arg-type]
+        "198.18.8.0/24 (the [safety] protect list)",
+        "198.18.0.1/32 (never auto-blocked: a default-route next hop)",
+    )
+    # Without auto-block, infrastructure means nothing: only the anti-lockout protections.
+    assert protected_list(_Engine(False)) == ("198.18.8.0/24 (the [safety] protect list)",)  # type: ignore[arg-type]

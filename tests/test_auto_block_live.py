@@ -81,6 +81,7 @@ def agent_and_attacker() -> Iterator[Pair]:
     h = [str(net4[i]) for i in range(256)]
     pair = Pair(ns_a, ns_b, if_a, if_b, h[1], h[2], h[254], h[253], h[53], f"{net6}:fe", f"{net6}:53")
     etc = NETNS_ETC / ns_a
+    made_etc = not NETNS_ETC.exists()
     try:
         _run("ip", "netns", "add", ns_a)
         _run("ip", "netns", "add", ns_b)
@@ -105,8 +106,9 @@ def agent_and_attacker() -> Iterator[Pair]:
         _quiet("ip", "netns", "del", ns_a)  # the veth pair goes with it
         _quiet("ip", "netns", "del", ns_b)
         shutil.rmtree(etc, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            NETNS_ETC.rmdir()  # only if empty: it may hold other namespaces' files
+        if made_etc:
+            with contextlib.suppress(OSError):
+                NETNS_ETC.rmdir()  # ours, and empty: other namespaces may have files there by now
         assert not etc.exists()
         assert not (Path("/run/netns") / ns_a).exists() and not (Path("/run/netns") / ns_b).exists()
 
