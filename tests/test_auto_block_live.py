@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -38,8 +39,13 @@ from pathlib import Path
 
 import pytest
 from support import netlab
-from support.agents import AgentPool, agent_env, ready_info
+from support.agents import AgentPool, agent_env, in_process_engine, ready_info
 from support.bpftool import map_keys, prog_maps
+
+from ironpost_tui.detectors.alerts import Alert
+from ironpost_tui.detectors.settings import AutoBlockLimits, Detector, SynFloodConfig
+from ironpost_tui.engine.engine import Engine, EngineOptions
+from ironpost_tui.rules.infrastructure import InfraSources
 
 pytestmark = pytest.mark.root
 
@@ -234,3 +240,68 @@ def test_a_flood_from_the_gateway_or_resolver_never_blocks_it(pair: Pair, tmp_pa
             _stop(proc)
         problems = pool.close()
         assert not problems, problems
+
+
+# --------------------------------------------------------------------------- #
+# the caps, in a running engine (real rule table and maps; the alerts handed in)
+
+
+def _alerts(count: int) -> list[Alert]:
+    return [
+        Alert(
+            i,
+            Detector.SYN_FLOOD,
+            "high",
+            str(ipaddress.IPv4Address("198.18.200.0") + i),
+            "x",
+            150,
+            150,
+            10.0,
+            0.0,
+            0.0,
+            "150 SYNs",
+        )  # fmt: skip
+        for i in range(count)
+    ]
+
+
+def _options(lab: netlab.Lab, limits: AutoBlockLimits) -> EngineOptions:
+    nothing = InfraSources(routes=list, resolv_confs=(), ntp_confs=(), ssh_clients=None)
+    return EngineOptions(
+        iface=lab.host_if,
+        syn_flood=SynFloodConfig(auto_block=True, block_ttl=30),
+        auto_block=limits,
+        infrastructure=nothing,
+    )
+
+
+def _auto_rules(engine: Engine) -> list[str]:
+    return sorted(r.id for r in engine.control.rules() if r.auto)
+
+
+@pytest.mark.parametrize(
+    ("limits", "blocked"),
+    [
+        (AutoBlockLimits(), 0),  # 40 sources in one window: more than 32, none blocked
+        (AutoBlockLimits(max_incident_sources=1000), 30),  # the per-minute cap
+        (AutoBlockLimits(max_incident_sources=1000, max_auto_blocks=7), 7),  # the cap in force
+        (AutoBlockLimits(max_incident_sources=1000, max_blocks_per_minute=1000), 40),  # negative control
+    ],
+    ids=["incident", "per-minute", "in-force", "under-the-caps"],
+)
+def test_40_sources_give_at_most_the_cap_and_one_line(
+    lab: netlab.Lab, caplog: pytest.LogCaptureFixture, limits: AutoBlockLimits, blocked: int
+) -> None:
+    caplog.set_level(logging.WARNING)
+    with in_process_engine(_options(lab, limits)) as engine:
+        now = time.monotonic()
+        raised = _alerts(40)
+        engine._auto_block(raised[:20], now)  # two detection ticks
+        engine._auto_block(raised[20:], now + 0.5)
+        assert len(_auto_rules(engine)) == blocked
+        stopped = [r for r in caplog.records if r.getMessage().startswith("auto-block stopped, many sources")]
+        assert len(stopped) == (0 if blocked == 40 else 1), [r.getMessage() for r in stopped]
+        # /metrics: one rule_id for every auto-block, none holding an address.
+        engine.tick(timeout_ms=0, publish=True)
+        hits = dict(engine.snapshot().rule_hits)
+        assert list(hits) == (["auto"] if blocked else []), hits
