@@ -212,7 +212,7 @@ def test_a_flood_from_the_gateway_or_resolver_never_blocks_it(pair: Pair, tmp_pa
                 "--audit-log", str(tmp_path / "audit.log"), "--no-metrics")  # fmt: skip
         agent = pool.start(pair.agent_if, *args, prefix=prefix, env=agent_env())
         _mode, prog_id = ready_info(agent.wait_ready())
-        line = agent.wait_for("never auto-blocked:", timeout=10)
+        line = agent.wait_for("infrastructure, never blocked by a detector:", timeout=10)
         assert f"{pair.gateway}/32 (a default-route next hop)" in line, line
         assert f"{pair.resolver}/32 (a DNS resolver)" in line, line
         blocklist = prog_maps(prog_id)["BLOCKLIST"]

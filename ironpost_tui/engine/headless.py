@@ -155,7 +155,7 @@ def run(engine: Engine, controls: Controls, source: ConfigSource | None = None) 
     if engine.auto_blocking:
         infra = engine.infrastructure()
         log.info(
-            "never auto-blocked: %s",
+            "infrastructure, never blocked by a detector: %s",
             ", ".join(a.describe() for a in infra) or "nothing found",
             extra={"event": "infrastructure", "networks": [str(a.network) for a in infra]},
         )
