@@ -247,6 +247,8 @@ def test_discovery_reasons_and_refresh_at_most_every_n_seconds(tmp_path: Path) -
     assert found.find("198.18.0.54", 29.0) is None
     assert found.find("198.18.0.54", 31.0) is not None  # refreshed after refresh_secs
     assert len(calls) == 2
+    found.invalidate()  # a reload changed the protections: found again at the next look-up
+    assert found.find("198.18.0.54", 32.0) is not None and len(calls) == 3
 
 
 # --------------------------------------------------------------------------- #

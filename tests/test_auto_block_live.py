@@ -296,8 +296,8 @@ def test_40_sources_give_at_most_the_cap_and_one_line(
     with in_process_engine(_options(lab, limits)) as engine:
         now = time.monotonic()
         raised = _alerts(40)
-        engine._auto_block(raised[:20], now)  # two detection ticks
-        engine._auto_block(raised[20:], now + 0.5)
+        engine._blocker.apply(engine.control, raised[:20], now)  # two detection ticks
+        engine._blocker.apply(engine.control, raised[20:], now + 0.5)
         assert len(_auto_rules(engine)) == blocked
         stopped = [r for r in caplog.records if r.getMessage().startswith("auto-block stopped, many sources")]
         assert len(stopped) == (0 if blocked == 40 else 1), [r.getMessage() for r in stopped]

@@ -7,7 +7,6 @@ start(), tick() and close(), read snapshot(), and change rules through control
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import time
@@ -16,10 +15,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ironpost_tui.detectors import AlertChange, ChangeKind, DetectionPipeline
-from ironpost_tui.detectors.alerts import Alert
 from ironpost_tui.detectors.settings import AutoBlockLimits, Detector, DetectorConfig, PortScanConfig, SynFloodConfig
+from ironpost_tui.engine.auto_blocker import AutoBlocker
 from ironpost_tui.engine.snapshot import EngineSnapshot, SnapshotBuilder
-from ironpost_tui.errors import LoadFailed, ModeUnsupported, RuleRefused, XdpBusy
+from ironpost_tui.errors import LoadFailed, ModeUnsupported, XdpBusy
 from ironpost_tui.kernel import host, libbpf
 from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.kernel.datapath import Datapath, DatapathConfig, check_pins
@@ -27,11 +26,10 @@ from ironpost_tui.kernel.events import EventDecoder
 from ironpost_tui.kernel.libbpf import XdpMode
 from ironpost_tui.kernel.stats import StatsSampler
 from ironpost_tui.kernel.xdp_link import XdpChoice, XdpLink, occupants
-from ironpost_tui.model import Action, FilterRule, PacketEvent, RuleStatus, StatsSample, assert_never
+from ironpost_tui.model import FilterRule, PacketEvent, RuleStatus, StatsSample, assert_never
 from ironpost_tui.rules.audit import Actor, AuditLog
-from ironpost_tui.rules.auto_block import AutoBlockPolicy, Refusal
 from ironpost_tui.rules.control import RuleController, RuleSink
-from ironpost_tui.rules.infrastructure import InfraAddress, InfraSources, Infrastructure
+from ironpost_tui.rules.infrastructure import InfraAddress, InfraSources
 from ironpost_tui.rules.protect import NO_SSH_CLIENT, Protected
 from ironpost_tui.rules.table import RuleTable, monotonic_to_wall_offset
 
@@ -102,8 +100,9 @@ class Engine:
         self._snapshots = SnapshotBuilder(options.iface)
         self._snapshot = EngineSnapshot(at=time.time(), iface=options.iface, mode="", attached=False)
         self._last_detect = 0.0
-        self._infra = Infrastructure(options.infrastructure, lambda: self._control.protected if self._control else ())
-        self._auto = AutoBlockPolicy(options.auto_block, self._infra.find)
+        self._blocker = AutoBlocker(
+            options.detector, options.auto_block, options.infrastructure, lambda: self.control.protected
+        )
         self.report: StartReport | None = None
 
     # --- lifecycle -------------------------------------------------------------
@@ -180,7 +179,7 @@ class Engine:
             self._control.replace_all(list(opts.rules), Actor.current("config"), force=opts.force, what="load")
         self._decoder = EventDecoder(offset, self._rules.rule_for_slot)
         if self.auto_blocking:
-            self._infra.refresh(time.monotonic())
+            self._blocker.infra.refresh(time.monotonic())
         self._detect.start(self._dp)  # publishes TICK: packets are counted from the first one
         self._dp.open_events()
         if adopting:
@@ -245,7 +244,7 @@ class Engine:
             self._snapshots.count_alerts(alerts)
             raised = [c.alert for c in alerts if c.kind == ChangeKind.RAISED]
             if raised and self.auto_blocking:
-                self._auto_block(raised, now)
+                self._blocker.apply(self.control, raised, now)
         state = host.interface_state(self.options.iface, self._ifindex)
         rules = None
         if sample is not None or publish:
@@ -273,55 +272,11 @@ class Engine:
     @property
     def auto_blocking(self) -> bool:
         """Whether any detector is set to auto-block."""
-        return any(self.options.detector(d).auto_block for d in Detector)
+        return self._blocker.enabled
 
     def infrastructure(self) -> list[InfraAddress]:
         """What auto-block never blocks, as last found (each with its reason)."""
-        return self._infra.current(time.monotonic())
-
-    def _auto_block(self, raised: list[Alert], now: float) -> None:
-        """Block raised alerts' sources for block_ttl where the detector is set to and the policy allows."""
-        if self._control is None:
-            return
-        control = self._control
-        live = sum(1 for r in control.rules() if r.auto)
-        actor = Actor("ironpost", None, "detector")
-        for alert in raised:
-            cfg = self.options.detector(alert.detector)
-            if not cfg.auto_block:
-                continue
-            decision = self._auto.decide(alert, now, live)
-            if decision.incident is not None:
-                log.warning(decision.incident, extra={"event": "auto_block_stopped", "why": decision.refusal})
-            for source in decision.revoke:
-                rule_id = f"auto-{alert.detector}-{source}"
-                if control.table.get(rule_id) is not None:
-                    control.delete(rule_id, actor)
-                    live -= 1
-                    log.warning("auto-block of %s lifted: %s", source, decision.why_not)
-            if not decision.block:
-                if decision.refusal is Refusal.INFRASTRUCTURE:
-                    log.warning("auto-block of %s refused: %s", alert.source, decision.why_not,
-                                extra={"event": "auto_block_refused", "source": alert.source})  # fmt: skip
-                continue
-            rule = FilterRule(
-                id=f"auto-{alert.detector}-{alert.source}",
-                action=Action.DROP,
-                src_ip=ipaddress.ip_network(alert.source),
-                description=f"auto-block: {alert.summary}",
-                expires_at=time.time() + cfg.block_ttl,
-                auto=True,
-            )
-            if control.table.get(rule.id) is not None:
-                continue
-            try:
-                control.add(rule, actor)
-            except RuleRefused as exc:
-                log.warning("auto-block of %s refused: %s", alert.source, exc.message)
-                continue
-            self._auto.blocked(alert, now)
-            live += 1
-            log.warning("auto-blocked %s for %g s (%s)", alert.source, cfg.block_ttl, alert.detector)
+        return self._blocker.infra.current(time.monotonic())
 
     # --- rules -----------------------------------------------------------------
     @property
@@ -345,6 +300,7 @@ class Engine:
         old_protected = list(control.protected)
         if not same_protection:
             control.set_protected(protected)
+            self._blocker.infra.invalidate()
         try:
             control.replace_all(rules, actor, force=self.options.force)
         except BaseException:

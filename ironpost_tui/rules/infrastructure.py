@@ -277,6 +277,10 @@ class Infrastructure:
         self._at = now
         return found
 
+    def invalidate(self) -> None:
+        """Find the set again at the next look-up (the protections changed)."""
+        self._at = None
+
     def current(self, now: float) -> list[InfraAddress]:
         if self._at is None or now - self._at >= self.sources.refresh_secs or now < self._at:
             self.refresh(now)
