@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 
 from ironpost_tui.detectors.alerts import Alert
 from ironpost_tui.detectors.settings import AutoBlockLimits, Detector, DetectorConfig
-from ironpost_tui.errors import RuleRefused
+from ironpost_tui.errors import IronpostError, RuleRefused
 from ironpost_tui.model import Action, FilterRule
 from ironpost_tui.rules.audit import Actor
 from ironpost_tui.rules.auto_block import AutoBlockPolicy, Refusal
@@ -51,10 +51,15 @@ class AutoBlocker:
                 log.warning(decision.incident, extra={"event": "auto_block_stopped", "why": decision.refusal})
             for source in decision.revoke:
                 rule_id = f"auto-{alert.detector}-{source}"
-                if control.table.get(rule_id) is not None:
+                if control.table.get(rule_id) is None:
+                    continue
+                try:
                     control.delete(rule_id, actor)
-                    live -= 1
-                    log.warning("auto-block of %s lifted: %s", source, decision.why_not)
+                except IronpostError:
+                    log.exception("lifting the auto-block of %s failed", source)
+                    continue
+                live -= 1
+                log.warning("auto-block of %s lifted: %s", source, decision.why_not)
             if not decision.block:
                 if decision.refusal is Refusal.INFRASTRUCTURE:
                     log.warning("auto-block of %s refused: %s", alert.source, decision.why_not,
