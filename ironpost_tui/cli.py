@@ -153,6 +153,7 @@ def _run_configured(args: argparse.Namespace, settings: Settings, source: Config
     controls = headless.Controls()
     _install_signals(controls)
     engine = Engine(options)
+    scrapers = options.infrastructure.peers
     endpoint = metrics_endpoint.resolve(
         settings.metrics,
         settings.path,
@@ -161,7 +162,7 @@ def _run_configured(args: argparse.Namespace, settings: Settings, source: Config
         port=args.metrics_port,
         web_config_path=args.web_config,
     )
-    with metrics_endpoint.serve(endpoint, args.iface, engine.snapshot):  # bound before the engine attaches
+    with metrics_endpoint.serve(endpoint, args.iface, engine.snapshot, scrapers):  # bound before the engine attaches
         return headless.run(engine, controls, source)
 
 
@@ -170,6 +171,7 @@ def _engine_options(args: argparse.Namespace, settings: Settings, source: Config
     from ironpost_tui.engine.engine import EngineOptions
     from ironpost_tui.engine.reload import protections
     from ironpost_tui.kernel.xdp_link import xdp_choice
+    from ironpost_tui.rules.infrastructure import InfraSources, RecentPeers
     from ironpost_tui.rules.protect import own_client_missing
 
     mode = args.xdp_mode or settings.ebpf.xdp_mode
@@ -188,6 +190,8 @@ def _engine_options(args: argparse.Namespace, settings: Settings, source: Config
         audit_log=args.audit_log,
         syn_flood=settings.syn_flood,
         port_scan=settings.port_scan,
+        auto_block=settings.auto_block,
+        infrastructure=InfraSources(peers=RecentPeers()),  # the metrics endpoint records its scrapers here
     )
 
 

@@ -26,7 +26,7 @@ from support import netlab
 from ironpost_tui.config import journal as journal_mod
 from ironpost_tui.config.journal import AutoJournal, JournalError, encode_add, journal_path
 from ironpost_tui.config.watch import ConfigSource
-from ironpost_tui.engine.engine import AUTO_BLOCKS_PER_TICK, Engine, EngineOptions
+from ironpost_tui.engine.engine import Engine, EngineOptions
 from ironpost_tui.engine.reload import protections
 from ironpost_tui.engine.supervisor import Pending, Supervisor
 from ironpost_tui.kernel import host
@@ -324,6 +324,9 @@ def test_auto_blocks_live_in_the_journal_and_the_configuration_stays_as_it_was(l
     assert AutoJournal(jpath).open(time.time()) == []  # ...and cleared the journal
 
 
+AUTO_BLOCKS = 64
+
+
 @pytest.mark.root
 def test_a_panic_of_auto_blocks_alone_leaves_the_file_alone(lab: netlab.Lab, tmp_path: Path) -> None:
     path = tmp_path / "ironpost.toml"
@@ -331,10 +334,10 @@ def test_a_panic_of_auto_blocks_alone_leaves_the_file_alone(lab: netlab.Lab, tmp
     before = sha(path)
     config = ConfigSource(path, lab.host_if, state_dir=tmp_path / "state")
     with engine_on(lab, config) as engine:
-        for n in range(AUTO_BLOCKS_PER_TICK):
+        for n in range(AUTO_BLOCKS):
             engine.control.add(auto(n), Actor("ironpost", None, "detector"))
         cleared = engine.control.panic(Actor.current("signal"))
-        assert len(cleared) == AUTO_BLOCKS_PER_TICK
+        assert len(cleared) == AUTO_BLOCKS
         assert [r.id for r in engine.control.rules()] == ["watch"]
-        assert lines(config.journal_path)[-1] == {"op": "delete", "id": auto(AUTO_BLOCKS_PER_TICK - 1).id}
+        assert lines(config.journal_path)[-1] == {"op": "delete", "id": auto(AUTO_BLOCKS - 1).id}
     assert sha(path) == before

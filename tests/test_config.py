@@ -13,7 +13,7 @@ from ironpost_tui.config import settings as config
 from ironpost_tui.config.durations import format_duration, parse_duration
 from ironpost_tui.config.locate import SourceMap, too_deep
 from ironpost_tui.config.settings import ConfigError, ConfigIssue, Settings
-from ironpost_tui.detectors.settings import PortScanConfig, SynFloodConfig
+from ironpost_tui.detectors.settings import AutoBlockLimits, PortScanConfig, SynFloodConfig
 from ironpost_tui.errors import ExitStatus
 from ironpost_tui.model import Action, FilterRule
 
@@ -111,6 +111,11 @@ ring_buffer_size = 1048576
 blocklist_max_entries = 50000
 event_rate_limit = 0
 
+[detectors]
+max_blocks_per_minute = 10
+max_auto_blocks = 200
+max_incident_sources = 4
+
 [detectors.syn_flood]
 window_secs = 5
 threshold = 500
@@ -157,6 +162,7 @@ def test_every_key() -> None:
     assert (dp.ring_buffer_kib, dp.blocklist_max_entries, dp.event_rate) == (1024, 50_000, 0)
     assert s.syn_flood == SynFloodConfig(5, 500, 0.9, True, 5400)
     assert s.port_scan == PortScanConfig(30.5, 50, True, 120)
+    assert s.auto_block == AutoBlockLimits(10, 200, 4)
     assert s.metrics == config.MetricsSettings(False, "::", 9100, Path("/etc/ironpost/web.yml"))
     assert s.safety == config.SafetySettings(
         (net("192.0.2.10/32"), net("198.51.100.0/24"), net("2001:db8::/32")), False, False
@@ -428,7 +434,8 @@ def test_unknown_keys_at_every_level_with_suggestions() -> None:
         "t.toml:1:1: unknown key 'ebfp' at the top level (did you mean 'ebpf'?)",
         "t.toml:2:1: unknown section [genral] (did you mean [general]?)",
         "t.toml:4:1: unknown key 'xdp_mod' in [ebpf] (did you mean 'xdp_mode'?)",
-        "t.toml:6:1: unknown key 'syn' in [detectors]: the known keys are syn_flood, port_scan",
+        "t.toml:6:1: unknown key 'syn' in [detectors]: the known keys are syn_flood, port_scan, "
+        "max_blocks_per_minute, max_auto_blocks, max_incident_sources",
         "t.toml:8:1: unknown key 'window' in [detectors.syn_flood] (did you mean 'window_secs'?)",
         "t.toml:11:1: rule 'a': unknown key 'scr_ip' (did you mean 'src_ip'?)",
         "t.toml:14:1: rule 'a': unknown key 'zzz': the known keys are id, description, src_ip, dst_ip, dst_port, "

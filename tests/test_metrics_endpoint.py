@@ -162,3 +162,26 @@ def test_serve_binds_first_and_closes_at_the_end(caplog: pytest.LogCaptureFixtur
     assert any(f"metrics on http://127.0.0.1:{port}/metrics" in r.getMessage() for r in caplog.records)
     with metrics_endpoint.serve(metrics_endpoint.EndpointOptions(enabled=False), "x", lambda: SNAP) as none:
         assert none is None
+
+
+def test_scrapers_of_metrics_are_recorded_for_auto_block(state: dict[str, EngineSnapshot]) -> None:
+    """Who scraped /metrics (authorized) is remembered, so auto-block spares the Prometheus server;
+    /healthz, other paths and a request that fails basic auth record nothing."""
+    from support.metrics_lab import bcrypt_hash
+
+    from ironpost_tui.metrics import web_config
+    from ironpost_tui.rules.infrastructure import RecentPeers
+
+    web = web_config.parse({"basic_auth_users": {"prom": bcrypt_hash("pw")}}, Path("web.yml"))
+    scrapers = RecentPeers()
+    srv = MetricsServer("127.0.0.1", 0, engine_registry(lambda: state["snap"]), lambda: True, web, scrapers)
+    srv.start()
+    try:
+        base = f"http://127.0.0.1:{srv.port}"
+        assert fetch(f"{base}/metrics", auth=("prom", "wrong"))[0] == 401
+        assert fetch(f"{base}/healthz", auth=("prom", "pw"))[0] == 200
+        assert scrapers.recent() == []
+        assert fetch(f"{base}/metrics", auth=("prom", "pw"))[0] == 200
+        assert [str(n) for n in scrapers.recent()] == ["127.0.0.1/32"]
+    finally:
+        srv.stop()

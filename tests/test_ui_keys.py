@@ -7,6 +7,7 @@ Tests wait on messages (run_test's message_hook) and on the source's clock, neve
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import os
 import signal
@@ -249,6 +250,38 @@ def test_question_mark_lists_every_key() -> None:
         assert isinstance(pilot.app.screen, MainScreen)
 
     on_replay(scenario)
+
+
+def test_question_mark_lists_the_protected_addresses_with_their_reasons() -> None:
+    source = fake()
+    source.info = dataclasses.replace(
+        source.info,
+        protected=(
+            "198.51.100.9/32 (your SSH client address)",
+            "198.18.0.1/32 (never auto-blocked: a default-route next hop)",
+        ),
+    )
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        await ready(pilot, messages, source)
+        await pilot.press("question_mark")
+        screen = pilot.app.screen
+        assert isinstance(screen, HelpScreen)
+        assert dict(screen.sections)["Protected addresses"] == [
+            ("198.51.100.9/32", "your SSH client address"),
+            ("198.18.0.1/32", "never auto-blocked: a default-route next hop"),
+        ]
+
+    run(live_app(source), scenario)
+    # The negative control: nothing protected, no such section (a replay of the lab recording).
+
+    async def replayed(pilot: Pilot[int], _source: Any) -> None:
+        await pilot.press("question_mark")
+        screen = pilot.app.screen
+        assert isinstance(screen, HelpScreen)
+        assert "Protected addresses" not in dict(screen.sections)
+
+    on_replay(replayed)
 
 
 def test_t_cycles_the_themes() -> None:

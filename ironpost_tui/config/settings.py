@@ -28,7 +28,7 @@ from ironpost_tui.config import rules as config_rules
 from ironpost_tui.config.check import Check, ConfigError, ConfigIssue, Table, quote, show
 from ironpost_tui.config.locate import line_col, too_deep
 from ironpost_tui.config.rules import ACTIONS, MAX_DESCRIPTION_CHARS, MAX_ID_CHARS, MAX_RULES
-from ironpost_tui.detectors.settings import Detector, PortScanConfig, SynFloodConfig
+from ironpost_tui.detectors.settings import AutoBlockLimits, Detector, PortScanConfig, SynFloodConfig
 from ironpost_tui.errors import BadInterfaceName
 from ironpost_tui.kernel.datapath import DatapathConfig
 from ironpost_tui.kernel.host import check_iface_name
@@ -107,6 +107,7 @@ class Settings:
     general: GeneralSettings = field(default_factory=GeneralSettings)
     syn_flood: SynFloodConfig = field(default_factory=SynFloodConfig)
     port_scan: PortScanConfig = field(default_factory=PortScanConfig)
+    auto_block: AutoBlockLimits = field(default_factory=AutoBlockLimits)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     safety: SafetySettings = field(default_factory=SafetySettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
@@ -237,7 +238,7 @@ def _build(check: Check, data: dict[str, Any], path: Path, now: float) -> Settin
     ebpf = _ebpf(ebpf_table)
     ebpf_table.unknown_keys()
     rules = config_rules.rules(check, data, ebpf.blocklist_max_entries, now)
-    detectors = top.subtable("detectors", tuple(Detector))
+    detectors = top.subtable("detectors", (*Detector, *_LIMIT_KEYS))
     detectors.unknown_keys()
     return Settings(
         ebpf=ebpf,
@@ -246,6 +247,7 @@ def _build(check: Check, data: dict[str, Any], path: Path, now: float) -> Settin
         general=general,
         syn_flood=_syn_flood(detectors.subtable(Detector.SYN_FLOOD, _SYN_KEYS)),
         port_scan=_port_scan(detectors.subtable(Detector.PORT_SCAN, _SCAN_KEYS)),
+        auto_block=_auto_block(detectors),
         metrics=_metrics(top.subtable("metrics", ("enabled", "addr", "port", "web_config"))),
         safety=_safety(top.subtable("safety", ("protect", "protect_ssh_client", "protect_host_addresses"))),
         console=_console(top.subtable("console", ("refresh_secs", "theme"))),
@@ -361,6 +363,19 @@ def _port_scan(t: Table) -> PortScanConfig:
     )
 
 
+_LIMIT_KEYS = ("max_blocks_per_minute", "max_auto_blocks", "max_incident_sources")
+
+
+def _auto_block(t: Table) -> AutoBlockLimits:
+    """Auto-block's limits, keys of [detectors] itself (they bound both detectors together)."""
+    d = AutoBlockLimits()
+    return AutoBlockLimits(
+        max_blocks_per_minute=t.integer("max_blocks_per_minute", d.max_blocks_per_minute, 0, 100_000),
+        max_auto_blocks=t.integer("max_auto_blocks", d.max_auto_blocks, 0, 1_000_000),
+        max_incident_sources=t.integer("max_incident_sources", d.max_incident_sources, 1, 100_000),
+    )
+
+
 def _metrics(t: Table) -> MetricsSettings:
     t.unknown_keys()
     d = MetricsSettings()
@@ -410,6 +425,7 @@ def _console(t: Table) -> ConsoleSettings:
 
 __all__ = [
     "ACTIONS",
+    "AutoBlockLimits",
     "MAX_DEPTH",
     "MAX_DESCRIPTION_CHARS",
     "MAX_FILE_BYTES",

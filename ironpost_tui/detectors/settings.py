@@ -1,4 +1,5 @@
-"""Settings of the detectors ([detectors.syn_flood], [detectors.port_scan]); the seed's names and defaults."""
+"""Settings of the detectors ([detectors.syn_flood], [detectors.port_scan]; auto-block's limits in [detectors]);
+the seed's names and defaults."""
 
 from __future__ import annotations
 
@@ -36,6 +37,16 @@ class PortScanConfig:
     port_threshold: int = 20
     auto_block: bool = False
     block_ttl: float = 600  # seconds an auto-block rule lives
+
+
+@dataclass(frozen=True)
+class AutoBlockLimits:
+    """How many sources auto-block may block ([detectors] max_blocks_per_minute, max_auto_blocks,
+    max_incident_sources); past a limit it blocks nothing more until the storm is over."""
+
+    max_blocks_per_minute: int = 30  # new auto-blocks within any 60 s
+    max_auto_blocks: int = 1_000  # auto-block rules in force at once
+    max_incident_sources: int = 32  # distinct sources one detector raised within its window
 
 
 DetectorConfig = SynFloodConfig | PortScanConfig

@@ -7,7 +7,6 @@ start(), tick() and close(), read snapshot(), and change rules through control
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import time
@@ -17,10 +16,10 @@ from pathlib import Path
 
 from ironpost_tui.config.journal import AutoJournal
 from ironpost_tui.detectors import AlertChange, ChangeKind, DetectionPipeline
-from ironpost_tui.detectors.alerts import MANY_SOURCES
-from ironpost_tui.detectors.settings import Detector, DetectorConfig, PortScanConfig, SynFloodConfig
+from ironpost_tui.detectors.settings import AutoBlockLimits, Detector, DetectorConfig, PortScanConfig, SynFloodConfig
+from ironpost_tui.engine.auto_blocker import AutoBlocker
 from ironpost_tui.engine.snapshot import EngineSnapshot, SnapshotBuilder
-from ironpost_tui.errors import IronpostError, LoadFailed, ModeUnsupported, RuleRefused, XdpBusy
+from ironpost_tui.errors import IronpostError, LoadFailed, ModeUnsupported, XdpBusy
 from ironpost_tui.kernel import host, libbpf
 from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.kernel.datapath import Datapath, DatapathConfig, check_pins
@@ -28,10 +27,11 @@ from ironpost_tui.kernel.events import EventDecoder
 from ironpost_tui.kernel.libbpf import XdpMode
 from ironpost_tui.kernel.stats import StatsSampler
 from ironpost_tui.kernel.xdp_link import XdpChoice, XdpLink, occupants
-from ironpost_tui.model import Action, FilterRule, PacketEvent, RuleStatus, StatsSample, assert_never
+from ironpost_tui.model import FilterRule, PacketEvent, RuleStatus, StatsSample, assert_never
 from ironpost_tui.rules import protect
 from ironpost_tui.rules.audit import Actor, AuditLog
 from ironpost_tui.rules.control import RuleController, RuleSink
+from ironpost_tui.rules.infrastructure import InfraAddress, InfraSources
 from ironpost_tui.rules.protect import NO_SSH_CLIENT, Protected
 from ironpost_tui.rules.table import RuleTable, monotonic_to_wall_offset
 
@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 
 # Auto-blocks added per detection tick at most; a storm's other alerts that tick are not blocked, so a
 # tick (and the signals waiting for it) never waits on thousands of additions.
-AUTO_BLOCKS_PER_TICK = 64
 
 
 @dataclass(frozen=True)
@@ -59,6 +58,8 @@ class EngineOptions:
     syn_flood: SynFloodConfig = field(default_factory=SynFloodConfig)
     port_scan: PortScanConfig = field(default_factory=PortScanConfig)
     detect_interval: float = 0.5  # seconds between detection ticks
+    auto_block: AutoBlockLimits = field(default_factory=AutoBlockLimits)
+    infrastructure: InfraSources = field(default_factory=InfraSources)  # never auto-blocked; where to find it
 
     def detector(self, name: Detector) -> DetectorConfig:
         """A detector's settings (a Detector without a case here fails mypy: assert_never)."""
@@ -106,6 +107,9 @@ class Engine:
         self._snapshot = EngineSnapshot(at=time.time(), iface=options.iface, mode="", attached=False)
         self._last_detect = 0.0
         self._journal: AutoJournal | None = None
+        self._blocker = AutoBlocker(
+            options.detector, options.auto_block, options.infrastructure, lambda: self.control.protected
+        )
         self.report: StartReport | None = None
 
     # --- lifecycle -------------------------------------------------------------
@@ -188,6 +192,8 @@ class Engine:
             self._control.restore(kept, Actor("ironpost", None, "journal"))
             self._control.flush()
         self._decoder = EventDecoder(offset, self._rules.rule_for_slot)
+        if self.auto_blocking:
+            self._blocker.infra.refresh(time.monotonic())
         self._detect.start(self._dp)  # publishes TICK: packets are counted from the first one
         self._dp.open_events()
         if adopting:
@@ -256,7 +262,9 @@ class Engine:
             self._last_detect = now
             alerts = tuple(self._detect.tick(self._dp, now, time.time()))
             self._snapshots.count_alerts(alerts)
-            self._auto_blocks(alerts)
+            raised = [c.alert for c in alerts if c.kind == ChangeKind.RAISED]
+            if raised and self.auto_blocking:
+                self._blocker.apply(self.control, raised, now)
         self._flush()
         state = host.interface_state(self.options.iface, self._ifindex)
         rules = None
@@ -282,28 +290,14 @@ class Engine:
         """The latest published state; safe to call from any thread."""
         return self._snapshot
 
-    def _auto_blocks(self, alerts: tuple[AlertChange, ...]) -> None:
-        """Auto-block what the raised alerts ask for, at most AUTO_BLOCKS_PER_TICK additions."""
-        if self._control is None:
-            return
-        table = self._control.table
-        added = left = 0
-        for change in alerts:
-            if change.kind != ChangeKind.RAISED:
-                continue
-            if added >= AUTO_BLOCKS_PER_TICK:
-                left += 1
-                continue
-            before = len(table)
-            self._auto_block(change)
-            added += len(table) - before
-        if left:
-            log.warning(
-                "auto-block: %d more alert(s) raised this tick were not considered (%d blocks per tick at most)",
-                left,
-                AUTO_BLOCKS_PER_TICK,
-                extra={"event": "auto_block_skipped", "skipped": left},
-            )
+    @property
+    def auto_blocking(self) -> bool:
+        """Whether any detector is set to auto-block."""
+        return self._blocker.enabled
+
+    def infrastructure(self) -> list[InfraAddress]:
+        """What auto-block never blocks, as last found (each with its reason)."""
+        return self._blocker.infra.current(time.monotonic())
 
     def _flush(self) -> None:
         """This tick's auto-block changes to the journal: one write."""
@@ -313,28 +307,6 @@ class Engine:
             self._control.flush()
         except IronpostError as exc:
             log.error("%s (the auto-blocks stay in force; retried next tick)", exc.message)
-
-    def _auto_block(self, change: AlertChange) -> None:
-        """Block an alert's source for block_ttl, if the detector is set to (never 'many sources')."""
-        alert = change.alert
-        cfg = self.options.detector(alert.detector)
-        if not cfg.auto_block or alert.source == MANY_SOURCES or self._control is None:
-            return
-        rule = FilterRule(
-            id=f"auto-{alert.detector}-{alert.source}",
-            action=Action.DROP,
-            src_ip=ipaddress.ip_network(alert.source),
-            description=f"auto-block: {alert.summary}",
-            expires_at=time.time() + cfg.block_ttl,
-            auto=True,
-        )
-        if self._control.table.get(rule.id) is not None:
-            return
-        try:
-            self._control.add(rule, Actor("ironpost", None, "detector"))
-            log.warning("auto-blocked %s for %g s (%s)", alert.source, cfg.block_ttl, alert.detector)
-        except RuleRefused as exc:
-            log.warning("auto-block of %s refused: %s", alert.source, exc.message)
 
     # --- rules -----------------------------------------------------------------
     @property
@@ -364,6 +336,7 @@ class Engine:
         old_protected = list(control.protected)
         if not same_protection:
             control.set_protected(protected)
+            self._blocker.infra.invalidate()
         try:
             control.replace_all(rules + kept, actor, force=self.options.force)
         except BaseException:

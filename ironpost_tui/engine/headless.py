@@ -152,6 +152,13 @@ def run(engine: Engine, controls: Controls, source: ConfigSource | None = None) 
             ", ".join(p.describe() for p in protected),
             extra={"event": "protected", "networks": [str(p.network) for p in protected]},
         )
+    if engine.auto_blocking:
+        infra = engine.infrastructure()
+        log.info(
+            "infrastructure, never blocked by a detector: %s",
+            ", ".join(a.describe() for a in infra) or "nothing found",
+            extra={"event": "infrastructure", "networks": [str(a.network) for a in infra]},
+        )
     if source is not None:
         n_rules = len(engine.control.rules())
         log.info("rules: %s (%d in force)", source.path, n_rules, extra={"event": "rules", "rules": n_rules})

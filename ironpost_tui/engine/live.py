@@ -50,7 +50,7 @@ class LiveSource:
                 started_at=time.time() - report.seconds,
                 config_path=str(self.config.path) if self.config else "",
                 blocklist_capacity=control.table.capacity()[MapName.BLOCKLIST],
-                protected=tuple(p.describe() for p in control.protected),
+                protected=protected_list(self.engine),
                 title="live",
             )
             if self.recorder is not None:
@@ -117,6 +117,18 @@ class LiveSource:
             if self.recorder is not None:
                 self.recorder.close()
                 self.recorder = None
+
+
+def protected_list(engine: Engine) -> tuple[str, ...]:
+    """Each protected address with its reason: the anti-lockout's (never dropped), then, with
+    auto-block on, the infrastructure it never blocks."""
+    protected = engine.control.protected
+    out = [p.describe() for p in protected]
+    if engine.auto_blocking:
+        have = {p.network for p in protected}
+        infra = [a for a in engine.infrastructure() if a.network not in have]
+        out += [f"{a.network} (never auto-blocked: {a.reason})" for a in infra]
+    return tuple(out)
 
 
 def reload_notices(reloaded: Reloaded | None) -> tuple[str, ...]:

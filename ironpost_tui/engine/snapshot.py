@@ -14,6 +14,8 @@ from ironpost_tui.detectors import AlertChange, ChangeKind, Detector
 from ironpost_tui.model import ProtoCounters, RuleStatus, StatsSample
 
 _MAPPINGS = ("totals", "events_lost", "alerts_total", "rule_hits")
+RETIRED_MAX = 1_024  # deleted rules whose count is remembered (not exported) should they come back
+AUTO_RULE_ID = "auto"  # every auto-block rule's hits, as one rule_id: a rule id holding an address is no label
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,7 @@ class EngineSnapshot:
     alerts_total: Mapping[str, int] = field(default_factory=dict)  # detector -> alerts raised
     alerts_active: int = 0
     rules: tuple[RuleStatus, ...] = ()  # the rules in force, each with its hits as rule_hits counts them
-    rule_hits: Mapping[str, int] = field(default_factory=dict)  # rule id -> packets, monotonic
+    rule_hits: Mapping[str, int] = field(default_factory=dict)  # rule id (auto-blocks: "auto") -> packets, monotonic
     blocklist_entries: int = 0
     blocklist_capacity: int = 0
     version: str = __version__
@@ -45,13 +47,19 @@ class SnapshotBuilder:
     """Keeps the counters of a snapshot monotonic: a rule whose hit counter was
     reset (changed in place, moved to another slot) keeps counting from where
     it was, so Prometheus sees no reset across reloads.  The console shows the
-    same counts: they come from the same snapshot."""
+    same counts: they come from the same snapshot.  Auto-block rules are counted together
+    under AUTO_RULE_ID (their ids hold addresses).  A deleted rule's counter leaves the snapshot
+    (and /metrics); what deleted auto-blocks counted stays in AUTO_RULE_ID's total, and the last
+    RETIRED_MAX deleted rules' counts are remembered, so one that a reload brings back counts on."""
 
     def __init__(self, iface: str) -> None:
         self.iface = iface
         self._alerts: Counter[Detector] = Counter()
         self._hits_base: dict[str, int] = {}
         self._hits_last: dict[str, int] = {}
+        self._auto_ids: set[str] = set()
+        self._auto_retired = 0  # hits of auto-block rules no longer in force
+        self._retired: dict[str, int] = {}  # deleted rule -> its count, oldest first
 
     def count_alerts(self, changes: tuple[AlertChange, ...]) -> None:
         for change in changes:
@@ -69,16 +77,39 @@ class SnapshotBuilder:
         blocklist_capacity: int,
         alerts_active: int,
     ) -> EngineSnapshot:
-        hits = {}
+        hits: dict[str, int] = {}
         counted = []
+        auto = self._auto_retired
+        present = set()
         for status in rules:
             rid = status.rule.id
+            present.add(rid)
+            if rid not in self._hits_last and rid in self._retired:
+                self._hits_base[rid] = self._retired.pop(rid)
             last = self._hits_last.get(rid, 0)
             if status.hits < last:
                 self._hits_base[rid] = self._hits_base.get(rid, 0) + last
             self._hits_last[rid] = status.hits
-            hits[rid] = self._hits_base.get(rid, 0) + status.hits
-            counted.append(status if hits[rid] == status.hits else replace(status, hits=hits[rid]))
+            total = self._hits_base.get(rid, 0) + status.hits
+            counted.append(status if total == status.hits else replace(status, hits=total))
+            if status.rule.auto:
+                self._auto_ids.add(rid)
+                auto += total
+            else:
+                self._auto_ids.discard(rid)
+                hits[rid] = total
+        for rid in [r for r in self._hits_last if r not in present]:  # deleted: prune its counter
+            gone = self._hits_base.pop(rid, 0) + self._hits_last.pop(rid)
+            if rid in self._auto_ids:
+                self._auto_ids.discard(rid)
+                self._auto_retired += gone
+                auto += gone
+            else:
+                self._retired[rid] = gone
+                while len(self._retired) > RETIRED_MAX:
+                    del self._retired[next(iter(self._retired))]
+        if auto or self._auto_ids:
+            hits[AUTO_RULE_ID] = hits.get(AUTO_RULE_ID, 0) + auto
         return EngineSnapshot(
             at=time.time(),
             iface=self.iface,

@@ -24,6 +24,7 @@ from ironpost_tui.kernel.host import InterfaceLock
 from ironpost_tui.metrics import web_config
 from ironpost_tui.metrics.collector import engine_registry
 from ironpost_tui.metrics.server import MetricsServer
+from ironpost_tui.rules.infrastructure import RecentPeers
 
 log = logging.getLogger("ironpost")
 
@@ -96,9 +97,14 @@ def describe(server: MetricsServer, addr: str) -> tuple[int, str]:
 
 @contextlib.contextmanager
 def serve(
-    options: EndpointOptions, iface: str, snapshot: Callable[[], EngineSnapshot]
+    options: EndpointOptions,
+    iface: str,
+    snapshot: Callable[[], EngineSnapshot],
+    scrapers: RecentPeers | None = None,
 ) -> Iterator[MetricsServer | None]:
-    """Check the web config and bind (errors here come before anything is attached), then serve until the end."""
+    """Check the web config and bind (errors here come before anything is attached), then serve until the end.
+
+    ``scrapers``: where the addresses of authorized /metrics requests are recorded (auto-block spares them)."""
     if not options.enabled:
         log.info("metrics: off", extra={"event": "metrics", "enabled": False})
         yield None
@@ -107,7 +113,9 @@ def serve(
     holder = InterfaceLock(iface).holder()
     if holder is not None:  # the engine would refuse it too: say that, not "port in use" by that same agent
         raise AlreadyRunning(f"another ironpost-tui (pid {holder}) controls {iface}: stop it first")
-    server = MetricsServer(options.addr, options.port, engine_registry(snapshot), lambda: snapshot().attached, web)
+    server = MetricsServer(
+        options.addr, options.port, engine_registry(snapshot), lambda: snapshot().attached, web, scrapers
+    )
     level, line = describe(server, options.addr)
     tls, users = web is not None and web.tls is not None, web is not None and bool(web.users)
     log.log(level, line, extra={"event": "metrics", "url": url(server, options.addr), "tls": tls, "basic_auth": users})

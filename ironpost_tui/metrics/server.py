@@ -27,6 +27,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from ironpost_tui.errors import IronpostError, MetricsPortInUse
 from ironpost_tui.metrics.web_config import BasicAuth, WebConfig
+from ironpost_tui.rules.infrastructure import RecentPeers
 
 log = logging.getLogger("ironpost.http")
 
@@ -53,12 +54,14 @@ class MetricsServer(socketserver.ThreadingMixIn, HTTPServer):
         registry: CollectorRegistry,
         healthy: Callable[[], bool],
         web: WebConfig | None = None,
+        scrapers: RecentPeers | None = None,
     ) -> None:
         self.address_family = socket.AF_INET6 if ":" in addr else socket.AF_INET
         self.registry = registry
         self.healthy = healthy
         self.web = web or WebConfig()
         self.auth: BasicAuth | None = self.web.basic_auth()
+        self.scrapers = scrapers  # who scraped /metrics (authorized requests only): never auto-blocked
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self._thread: threading.Thread | None = None
         try:
@@ -156,6 +159,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
+            if self.server.scrapers is not None:
+                self.server.scrapers.record(str(self.client_address[0]))
             encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
             output = encoder(self.server.registry)
             extra = {}

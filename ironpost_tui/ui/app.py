@@ -438,7 +438,12 @@ class IronpostApp(App[int]):
 
     # --- help and the command palette ---------------------------------------------------
     def help_sections(self) -> list[tuple[str, list[KeyHelp]]]:
-        return help_sections(self.get_key_display, [b for b in self.BINDINGS if isinstance(b, Binding)])
+        sections = help_sections(self.get_key_display, [b for b in self.BINDINGS if isinstance(b, Binding)])
+        if self.info.protected:  # "ADDRESS (reason)" each
+            entries = [p.partition(" (") for p in self.info.protected]
+            listed = [(addr, why.removesuffix(")") or "protected") for addr, _, why in entries]
+            sections.append(("Protected addresses", listed))
+        return sections
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
