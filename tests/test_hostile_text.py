@@ -497,3 +497,14 @@ def test_pty_crafted_config_puts_no_escape_on_the_terminal(tmp_path: Path) -> No
     assert b"\x1b" not in raw and b"\x07" not in raw, raw
     assert b"\\x1b]0;owned\\x07" in raw
     assert all(c.encode() not in raw for c in RAW_UNSAFE)
+
+
+def test_the_rule_form_refuses_control_characters_pasted_into_id_or_description() -> None:
+    from ironpost_tui.ui.rule_fields import RuleFields, RuleInputError, parse_rule
+
+    with pytest.raises(RuleInputError) as exc:
+        parse_rule(RuleFields(id="x\x1b]0;owned\x07", src_ip="198.18.0.9", description="a\u202eb"), now=0.0)
+    assert set(exc.value.fields) == {"id", "description"}
+    assert "\x1b" not in str(exc.value) and "\u202e" not in str(exc.value)
+    ok = parse_rule(RuleFields(id="büro-1", src_ip="198.18.0.9", description="Zugriff für Büro"), now=0.0)
+    assert ok.description == "Zugriff für Büro"  # positive control: letters are not control characters

@@ -8,6 +8,7 @@ from ironpost_tui.config.durations import EXAMPLES, format_duration, parse_durat
 from ironpost_tui.errors import RuleRefused
 from ironpost_tui.model import Action, FilterRule, IPNetwork
 from ironpost_tui.rules import placement as kernel_rules
+from ironpost_tui.text import escape, unsafe
 from ironpost_tui.ui import format as fmt
 
 MAX_ID_CHARS = 64
@@ -60,6 +61,10 @@ def parse_rule(f: RuleFields, now: float, auto: bool = False) -> FilterRule:
         errors["id"] = "give the rule a name, like block-scanner"
     elif len(rule_id) > MAX_ID_CHARS or any(c.isspace() for c in rule_id):
         errors["id"] = f"at most {MAX_ID_CHARS} characters, no spaces"
+    elif (bad := unsafe(rule_id)) is not None:
+        errors["id"] = f"no control or format characters ({escape(bad)})"
+    if (bad := unsafe(f.description)) is not None:
+        errors["description"] = f"no control or format characters ({escape(bad)})"
     try:
         action = Action(f.action.strip().lower() or "drop")
     except ValueError:
