@@ -161,7 +161,7 @@ class AutoJournal:
     def _read_lines(self) -> list[bytes]:
         assert self.path is not None
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)  # a FIFO never blocks
         except FileNotFoundError:
             return []
         except OSError as exc:  # ELOOP: a symbolic link

@@ -12,7 +12,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import stat
 import sys
 import time
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from ironpost_tui.config import rules as config_rules
+from ironpost_tui.config import trust
 from ironpost_tui.config.check import Check, ConfigError, ConfigIssue, Table, quote, show
 from ironpost_tui.config.locate import line_col, too_deep
 from ironpost_tui.config.rules import ACTIONS, MAX_DESCRIPTION_CHARS, MAX_ID_CHARS, MAX_RULES
@@ -130,11 +130,14 @@ def read_text(path: Path) -> str:
     """The text of ``path``, its size checked before anything is read; ConfigError otherwise."""
     name = str(path)
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            raise _fail(name, "not a regular file: give the path of a TOML file")
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        # O_NONBLOCK: a FIFO swapped in for the file must not block start-up; fstat judges what opened.
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         try:
-            size = os.fstat(fd).st_size
+            st = os.fstat(fd)
+            problem = trust.file_problem(st, Path(path))
+            if problem is not None:
+                raise _fail(name, problem)
+            size = st.st_size
             if size > MAX_FILE_BYTES:
                 raise _fail(name, _too_big(size))
             with os.fdopen(os.dup(fd), "rb") as f:

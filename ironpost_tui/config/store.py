@@ -32,6 +32,8 @@ from tomlkit.items import AoT, Array, InlineTable, Table, Whitespace
 from tomlkit.toml_document import TOMLDocument
 
 from ironpost_tui.config import settings as config
+from ironpost_tui.config import trust
+from ironpost_tui.config.check import ConfigError
 from ironpost_tui.config.rules import ACTIONS, network
 from ironpost_tui.errors import BadInterfaceName, IronpostError
 from ironpost_tui.kernel.host import check_iface_name
@@ -78,6 +80,9 @@ class RuleStore:
         except BadInterfaceName as exc:
             raise RuleStoreError(exc.message) from None
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        problem = trust.directory_problem(directory, "the state directory", sticky_ok=False)
+        if problem is not None:
+            raise ConfigError(problem, title="Unsafe state directory")
         store = cls(directory / f"{iface}.rules.toml", form="rules")
         store.initial_text = _STATE_HEADER.format(iface=iface)
         if not store.path.exists():
