@@ -11,7 +11,8 @@
   counters equal what the namespace sent.
 * Anti-lockout through the API, the project's error type, nothing applied.
 * A detector set through the builder raises its alert; an interface that disappears ends the
-  event stream with the project's error.
+  event stream with the project's error; start() raises the project's errors, and a second engine
+  on an interface is refused as a second agent is.
 
 Traffic only between the lab's namespace and the host side of its veth (198.18.0.0/15, 2001:db8::/32).
 """
@@ -19,6 +20,7 @@ Traffic only between the lab's namespace and the host side of its veth (198.18.0
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import re
@@ -39,12 +41,14 @@ from support.common import REPO
 from support.metrics_lab import sample
 
 from ironpost_tui import (
+    AlreadyRunning,
     ChangeKind,
     EbpfEngine,
     EngineConfig,
     FilterRule,
     InterfaceGone,
     LockoutRefused,
+    NoSuchInterface,
     NotRunning,
     RuleAction,
     RuleRefused,
@@ -353,5 +357,32 @@ def test_an_interface_that_disappears_ends_the_stream_with_the_error(lab: netlab
             assert late.value.__cause__ is engine.failure
         finally:
             await engine.stop()
+
+    asyncio.run(scenario())
+
+
+def test_start_raises_the_projects_errors_and_one_engine_controls_an_interface(lab: netlab.Lab, tmp_path: Path) -> None:
+    config = EngineConfig(interface=lab.host_if, xdp_mode="native", audit_log=tmp_path / "audit.log")
+
+    async def scenario() -> None:
+        missing, missing_events = (
+            EbpfEngine.builder().config(dataclasses.replace(config, interface="ipx-nonexist0")).build()
+        )
+        with pytest.raises(NoSuchInterface) as gone:
+            await missing.start()
+        assert gone.value.exit_status == 6 and not missing.running
+        with pytest.raises(NoSuchInterface):
+            await missing_events.recv()
+
+        first, _ = EbpfEngine.builder().config(config).build()
+        async with first:
+            second, _ = EbpfEngine.builder().config(config).build()
+            with pytest.raises(AlreadyRunning) as busy:
+                await second.start()
+            assert busy.value.exit_status == 13 and str(os.getpid()) in busy.value.message
+            assert first.running and len(xdp_progs(lab.ifindex)) == 1
+            with pytest.raises(NotRunning, match="starts once"):
+                await first.start()
+        assert xdp_progs(lab.ifindex) == []
 
     asyncio.run(scenario())
