@@ -386,3 +386,36 @@ def test_start_raises_the_projects_errors_and_one_engine_controls_an_interface(l
         assert xdp_progs(lab.ifindex) == []
 
     asyncio.run(scenario())
+
+
+def test_an_engine_built_from_a_configuration_file_follows_it(lab: netlab.Lab, udp: Udp, tmp_path: Path) -> None:
+    """As the agent does: the file's rules at start, API edits saved into it, a rewrite of it reloaded."""
+    path = tmp_path / "ironpost.toml"
+    head = f'[ebpf]\ninterface = "{lab.host_if}"\nxdp_mode = "native"\n'
+    v6_rule = f'\n[[ebpf.rules]]\nid = "v6"\nsrc_ip = "{lab.ns_ip6}"\naction = "drop"\n'
+    path.write_text(head + v6_rule)
+    config = dataclasses.replace(EngineConfig.from_file(path), audit_log=tmp_path / "audit.log")
+
+    async def scenario() -> None:
+        engine, _ = EbpfEngine.builder().config(config).build()
+        async with engine:
+            udp.send6()
+            assert udp.drain(udp.rx6, wait=0.3) == 0  # the file's rule is in force
+            await engine.add_rule(FilterRule(id="v4", src_ip=lab.ns_ip4, description="added through the API"))
+            assert [r.id for r in EngineConfig.from_file(path).rules] == ["v6", "v4"]  # saved into the file
+
+            tmp = path.with_name(".ironpost.toml.tmp")  # the file rewritten as editors do: without "v6"
+            tmp.write_text(head + f'\n[[ebpf.rules]]\nid = "v4"\nsrc_ip = "{lab.ns_ip4}"\n')
+            tmp.rename(path)
+            deadline = time.monotonic() + 5
+            while "v6" in [r.id for r in await engine.get_rules()] and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            assert [r.id for r in await engine.get_rules()] == ["v4"]
+            udp.send6()
+            assert udp.received(udp.rx6, 1) == 1  # reloaded: passes again
+            udp.send4()
+            assert udp.drain(udp.rx4, wait=0.3) == 0
+
+    asyncio.run(scenario())
+    changes = [(e["change"], e["via"]) for e in audit_lines(tmp_path / "audit.log")]
+    assert changes == [("load", "config"), ("add", "api"), ("reload", "file change")]

@@ -257,11 +257,17 @@ def test_the_channel_keeps_what_fits_counts_the_rest_and_never_waits() -> None:
         threading.Thread(target=channel.put_many, args=([9],)).start()
         assert await asyncio.wait_for(waiting, 5) == 9
 
+        # Two consumers waiting at once: each value goes to one of them.
+        both = [asyncio.ensure_future(channel.recv()) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        threading.Thread(target=channel.put_many, args=([20, 21],)).start()
+        assert sorted(await asyncio.wait_for(asyncio.gather(*both), 5)) == [20, 21]
+
         # Closed: what is left, then the end (or the error the engine stopped on).
         channel.put_many([10])
         channel.close()
         channel.put_many([11])  # too late: neither queued nor counted
-        assert [v async for v in channel] == [10] and await channel.recv() is None and channel.sent == 10
+        assert [v async for v in channel] == [10] and await channel.recv() is None and channel.sent == 12
         failed: Receiver[int] = Receiver(2)
         failed.put_many([1])
         failed.close(RuntimeError("gone"))

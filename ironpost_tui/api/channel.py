@@ -21,7 +21,7 @@ class Receiver(Generic[T]):
     """The receiving end: ``async for value in receiver`` (or ``await receiver.recv()``).
 
     ``capacity`` values wait at most; ``dropped`` counts those that came while it was full.
-    One consumer at a time."""
+    Several consumers may wait at once: each value goes to one of them."""
 
     def __init__(self, capacity: int) -> None:
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
@@ -33,7 +33,7 @@ class Receiver(Generic[T]):
         self._sent = 0
         self._closed = False
         self._error: BaseException | None = None
-        self._waiter: asyncio.Future[None] | None = None  # the consumer's, while it waits
+        self._waiters: list[asyncio.Future[None]] = []  # consumers waiting for a value
 
     # --- the engine's side (any thread) ----------------------------------------
     def put_many(self, values: Sequence[T]) -> None:
@@ -50,8 +50,8 @@ class Receiver(Generic[T]):
                 self._items.extend(values[: max(0, room)])
                 self._dropped += len(values) - max(0, room)
             self._sent += len(values)
-            waiter, self._waiter = self._waiter, None
-        self._wake(waiter)
+            waiters, self._waiters = self._waiters, []
+        self._wake(waiters)
 
     def close(self, error: BaseException | None = None) -> None:
         """No more values: the consumer gets those queued, then the end (or ``error``)."""
@@ -60,17 +60,16 @@ class Receiver(Generic[T]):
                 return
             self._closed = True
             self._error = error
-            waiter, self._waiter = self._waiter, None
-        self._wake(waiter)
+            waiters, self._waiters = self._waiters, []
+        self._wake(waiters)
 
     @staticmethod
-    def _wake(waiter: asyncio.Future[None] | None) -> None:
-        if waiter is None:
-            return
-        try:
-            waiter.get_loop().call_soon_threadsafe(_resolve, waiter)
-        except RuntimeError:  # the consumer's loop has closed: nobody waits any more
-            pass
+    def _wake(waiters: list[asyncio.Future[None]]) -> None:
+        for waiter in waiters:
+            try:
+                waiter.get_loop().call_soon_threadsafe(_resolve, waiter)
+            except RuntimeError:  # that consumer's loop has closed: it waits no more
+                pass
 
     # --- the consumer's side (the event loop) ----------------------------------
     @property
@@ -115,13 +114,14 @@ class Receiver(Generic[T]):
                     if self._error is not None:
                         raise self._error
                     raise StopAsyncIteration
-                waiter = self._waiter = asyncio.get_running_loop().create_future()
+                waiter = asyncio.get_running_loop().create_future()
+                self._waiters.append(waiter)
             try:
                 await waiter
             finally:
                 with self._lock:
-                    if self._waiter is waiter:
-                        self._waiter = None
+                    if waiter in self._waiters:
+                        self._waiters.remove(waiter)
 
 
 def _resolve(waiter: asyncio.Future[None]) -> None:
