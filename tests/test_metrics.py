@@ -1,8 +1,8 @@
 """The metrics contract without root: the collector over hand-built
 snapshots (a fresh CollectorRegistry each, values read with
-get_sample_value), counters that never go back across a reload,
-TrafficStats.to_prometheus, and every name used by the README, the alert
-rules and the dashboard being one the collector exports."""
+get_sample_value), counters that never go back across a reload, and every
+name used by the README, the alert rules and the dashboard being one the
+collector exports.  (The library's TrafficStats.to_prometheus: test_library_units.)"""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from support.metrics_lab import DEPLOY
 
 from ironpost_tui.detectors import Alert, AlertChange
 from ironpost_tui.engine.snapshot import EngineSnapshot, SnapshotBuilder
-from ironpost_tui.metrics.collector import METRICS, EngineCollector, TrafficStats, engine_registry
+from ironpost_tui.metrics.collector import METRICS, EngineCollector, engine_registry
 from ironpost_tui.model import FilterRule, ProtoCounters, RuleStatus, StatsSample
 
 TOTALS = {
@@ -156,19 +156,6 @@ def test_counters_stay_monotonic_across_a_simulated_reload() -> None:
     publish([_status("a", 4)])
     assert registry.get_sample_value("ironpost_alerts_total", {"detector": "port_scan"}) == 2
     assert registry.get_sample_value("ironpost_alerts_total", {"detector": "syn_flood"}) == 0
-
-
-def test_traffic_stats_to_prometheus() -> None:
-    stats = TrafficStats.from_sample(StatsSample(at=0.0, totals=TOTALS))
-    text = stats.to_prometheus()
-    assert "# TYPE ironpost_packets_total counter" in text
-    assert 'ironpost_packets_total{protocol="tcp"} 100.0' in text
-    assert 'ironpost_bytes_total{protocol="icmp"} 294.0' in text
-    assert 'ironpost_dropped_packets_total{protocol="tcp"} 7.0' in text
-    assert 'protocol="total"' not in text
-    assert stats.total == ProtoCounters(155, 94_414, 8)
-    assert TrafficStats.from_sample(snapshot()).to_prometheus() == text
-    assert "ironpost_packets_total" in TrafficStats().to_prometheus()
 
 
 def test_promtool_finds_no_problem_in_the_exposition() -> None:

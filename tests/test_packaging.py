@@ -1,4 +1,4 @@
-"""The wheel carries bpf/ and themes/ inside the package, and an installed
+"""The wheel carries bpf/ and themes/ inside the package (and py.typed), and an installed
 copy finds them in its own site-packages, not in the source tree."""
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ def test_installed_wheel_finds_its_bpf_sources_and_themes(tmp_path: Path) -> Non
     names = zipfile.ZipFile(wheel).namelist()
     assert "ironpost_tui/bpf/ironpost_xdp.c" in names
     assert "ironpost_tui/bpf/ironpost_common.h" in names
+    assert "ironpost_tui/py.typed" in names  # the library API is typed (PEP 561)
+    assert "ironpost_tui/version.py" in names
     sources = sorted(f.name for f in (REPO / "bpf").iterdir() if f.suffix in (".c", ".h"))
     assert len(sources) >= 9  # the program includes its headers by relative path: each one must travel
     assert [n for n in sources if f"ironpost_tui/bpf/{n}" not in names] == []

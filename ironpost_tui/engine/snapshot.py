@@ -9,9 +9,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from ironpost_tui import __version__
 from ironpost_tui.detectors import AlertChange, ChangeKind, Detector
 from ironpost_tui.model import ProtoCounters, RuleStatus, StatsSample
+from ironpost_tui.version import __version__
 
 _MAPPINGS = ("totals", "events_lost", "alerts_total", "rule_hits")
 RETIRED_MAX = 1_024  # deleted rules whose count is remembered (not exported) should they come back

@@ -1,5 +1,5 @@
 """Prometheus metrics: a collector that reads the engine's latest snapshot at
-scrape time, and ``TrafficStats`` for library users.
+scrape time (the library's ``TrafficStats.to_prometheus()`` uses it too).
 
 The metric names are a contract (README, "Metrics"): dashboards and alert
 rules in deploy/ depend on them.  No label ever carries an IP address: a
@@ -9,15 +9,14 @@ flood from spoofed sources must not become a flood of time series.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ironpost_tui.detectors import Detector
 from ironpost_tui.engine.snapshot import EngineSnapshot
-from ironpost_tui.model import PROTOCOLS, ProtoCounters, StatsSample
+from ironpost_tui.model import PROTOCOLS, ProtoCounters
 
 DETECTORS = tuple(Detector)
 LOSS_REASONS = ("ringbuf_full", "rate_limited")
@@ -118,37 +117,3 @@ def engine_registry(snapshot: Callable[[], EngineSnapshot]) -> CollectorRegistry
     registry = CollectorRegistry(auto_describe=False)
     registry.register(EngineCollector(snapshot))
     return registry
-
-
-@dataclass(frozen=True)
-class TrafficStats:
-    """Packet, byte and drop counters by protocol (tcp udp icmp other), the seed's ``TrafficStats``."""
-
-    by_protocol: Mapping[str, ProtoCounters] = field(default_factory=dict)
-
-    @classmethod
-    def from_sample(cls, sample: StatsSample | EngineSnapshot) -> TrafficStats:
-        return cls({p: sample.totals.get(p, ProtoCounters()) for p in PROTOCOLS})
-
-    @property
-    def total(self) -> ProtoCounters:
-        values = [self.by_protocol.get(p, ProtoCounters()) for p in PROTOCOLS]
-        return ProtoCounters(
-            packets=sum(c.packets for c in values),
-            bytes=sum(c.bytes for c in values),
-            drops=sum(c.drops for c in values),
-        )
-
-    def to_prometheus(self) -> str:
-        """The counters in the Prometheus text exposition format."""
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(_Families(protocol_families(self.by_protocol)))
-        return generate_latest(registry).decode("utf-8")
-
-
-class _Families(Collector):
-    def __init__(self, families: list[Metric]) -> None:
-        self._families = families
-
-    def collect(self) -> Iterator[Metric]:
-        return iter(self._families)
