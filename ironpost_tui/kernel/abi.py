@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 
-from ironpost_tui.model import StrEnum
+from ironpost_tui.model import FRAGMENTS, StrEnum
 
 IRONPOST_ABI_VERSION = 4
 
@@ -173,7 +173,7 @@ RULE_MAPS = (MapName.BLOCKLIST, MapName.SRC4, MapName.SRC6, MapName.MATCH)
 
 PROTOCOL_NAMES = {STATS_TCP: "tcp", STATS_UDP: "udp", STATS_ICMP: "icmp", STATS_OTHER: "other", STATS_TOTAL: "total"}
 # Every STATS row by name: the protocols, and the fragments judged without their ports.
-STATS_ROWS = {**PROTOCOL_NAMES, STATS_FRAGMENTS: "fragments"}
+STATS_ROWS = {**PROTOCOL_NAMES, STATS_FRAGMENTS: FRAGMENTS}
 EVENT_LOSS_REASONS = {EVSTAT_LOST_RINGBUF_FULL: "ringbuf_full", EVSTAT_LOST_RATE_LIMITED: "rate_limited"}
 
 

@@ -18,12 +18,11 @@ from ironpost_tui.kernel import abi, libbpf, stats
 from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.kernel.datapath import Datapath, DatapathConfig
 from ironpost_tui.kernel.events import EventDecoder
-from ironpost_tui.model import Action, FilterRule, PacketEvent, Verdict
+from ironpost_tui.model import FRAGMENTS, Action, FilterRule, PacketEvent, Verdict
 from ironpost_tui.rules.table import RuleTable, monotonic_to_wall_offset
 
 XDP_DROP, XDP_PASS = 1, 2
 ROWS = ("tcp", "udp", "icmp", "other", "total")
-FRAGMENTS = "fragments"  # the STATS row of packets judged without their ports (not a protocol)
 RULE_MAPS = ("BLOCKLIST", "SRC4", "SRC6", "MATCH")
 
 
