@@ -22,8 +22,9 @@ from pathlib import Path
 
 import pytest
 from scapy.layers.inet import IP, TCP, UDP
-from scapy.layers.inet6 import HBHOptUnknown, IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, PadN
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop
 from scapy.packet import Packet, Raw
+from support import packets
 from support.packets import SPORT, eth
 from support.verdicts import XDP_DROP, XDP_PASS, Env, check, drop, mon, open_env
 
@@ -93,16 +94,9 @@ def later(f: Family, proto: int = 6, src: str | None = None) -> bytes:
 
 
 def chain_cut_first_fragment(src: str, dst: str, dport: int = PORT, proto: int = 17) -> bytes:
-    """An IPv6 first fragment that ends inside a 512-byte destination-options header whose next
-    header (a second destination-options header, then TCP or UDP) starts beyond it: Linux accepts it
-    and reassembles the datagram (test_fragments_veth.py), the program cannot reach its ports."""
-    upper = UDP(sport=SPORT, dport=dport) if proto == 17 else TCP(sport=SPORT, dport=dport, flags="S")
-    big = [HBHOptUnknown(otype=0x1E, optdata=b"a" * 252), HBHOptUnknown(otype=0x1E, optdata=b"b" * 252), PadN()]
-    chain = IPv6ExtHdrDestOpt(nh=60, options=big) / IPv6ExtHdrDestOpt(nh=proto, options=[PadN(optdata=b"\0" * 4)])
-    part = bytes(IPv6(src=src, dst=dst) / chain / upper / (b"x" * 32))[40:]
-    assert len(part) > 512 + 8
-    head = IPv6ExtHdrFragment(nh=60, offset=0, m=1, id=FRAG_ID) / Raw(part[:256])
-    return bytes(eth() / IPv6(src=src, dst=dst) / head)
+    """An IPv6 first fragment that ends inside its extension headers (support/packets.py)."""
+    first, _rest = packets.udp6_cut_inside_extension_headers(src, dst, dport, b"x" * 32, ident=FRAG_ID, proto=proto)
+    return bytes(eth() / first)
 
 
 @pytest.fixture(scope="module")
