@@ -18,7 +18,7 @@ STATS_UDP = 1
 STATS_ICMP = 2
 STATS_OTHER = 3
 STATS_TOTAL = 4
-STATS_FRAGMENTS = 5  # not a protocol: TCP/UDP fragments judged without their ports, counted under theirs too
+STATS_FRAGMENTS = 5  # not a protocol: packets judged without their ports (rules/fragments.py), counted under theirs too
 STATS_MAX = 6
 
 ACTION_PASS = 0
