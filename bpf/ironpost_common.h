@@ -11,15 +11,18 @@
 #ifndef IRONPOST_COMMON_H
 #define IRONPOST_COMMON_H
 
-#define IRONPOST_ABI_VERSION 3
+#define IRONPOST_ABI_VERSION 4
 
-/* STATS indices (the seed's layout). */
+/* STATS indices (the seed's layout, 0-4).  FRAGMENTS is not a protocol (its packets count under
+ * theirs as well): the packets judged without their ports (PORTS_HIDDEN in packet.h: TCP and UDP
+ * fragments without them, IPv6 of unknown protocol). */
 #define STATS_TCP 0
 #define STATS_UDP 1
 #define STATS_ICMP 2
 #define STATS_OTHER 3
 #define STATS_TOTAL 4
-#define STATS_MAX 5
+#define STATS_FRAGMENTS 5
+#define STATS_MAX 6
 
 /* Rule actions, as stored in BLOCKLIST and the other rule maps. */
 #define ACTION_PASS 0
@@ -51,6 +54,11 @@
  * (also CONFIG.match_rank with no multi-field rule). */
 #define MONITOR_RANK 0x80000000U
 #define NO_MATCH 0xffffffffU
+
+/* The protocol of an IPv6 packet whose extension headers the program did not follow to the upper
+ * header (cut short, or more than it follows): IPPROTO_NONE.  Its ports count as hidden, and
+ * FRAG_MATCH has an entry under this protocol for every drop rule with a port and a protocol. */
+#define PROTO_UNKNOWN 59
 
 #define FAMILY_ANY 0
 #define FAMILY_V4 4
@@ -110,7 +118,10 @@ struct rule_shape {
 	__u8 dst_mask[16];
 };
 
-/* MATCH key: the packet's fields masked by one shape. */
+/* MATCH key: the packet's fields masked by one shape.  FRAG_MATCH has the same keys with dst_port
+ * 0: a drop rule with a port stands for its key less the port (and that key with protocol
+ * PROTO_UNKNOWN if it names a protocol and may match IPv6); the value is the best-ranked rule that
+ * stands for it. */
 struct match_key {
 	__u32 shape;
 	__u8 family;

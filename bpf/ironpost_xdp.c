@@ -52,6 +52,8 @@ IRONPOST_MAP("array", __u32, struct exact4_bucket, EXACT4, 1U << EXACT4_BITS, 0)
 IRONPOST_MAP("lpm_trie", struct lpm_v4_key, struct blocklist_value, SRC4, CIDR_MAX, BPF_F_NO_PREALLOC);
 IRONPOST_MAP("lpm_trie", struct lpm_v6_key, struct blocklist_value, SRC6, CIDR_MAX, BPF_F_NO_PREALLOC);
 IRONPOST_MAP("hash", struct match_key, struct blocklist_value, MATCH, MATCH_MAX, 0);
+/* Derived from MATCH's drop rules with a port, at most two entries for each (rule_match.h): never full. */
+IRONPOST_MAP("hash", struct match_key, struct blocklist_value, FRAG_MATCH, 2 * MATCH_MAX, 0);
 IRONPOST_MAP("array", __u32, struct rule_shape, SHAPES, SHAPES_MAX, 0);
 IRONPOST_MAP("lpm_trie", struct lpm_v4_key, struct allow_value, ALLOW4, ALLOW_MAX, BPF_F_NO_PREALLOC);
 IRONPOST_MAP("lpm_trie", struct lpm_v6_key, struct allow_value, ALLOW6, ALLOW_MAX, BPF_F_NO_PREALLOC);
@@ -118,6 +120,11 @@ static __always_inline struct blocklist_value *match_lookup(struct match_key *k)
 	return MATCH.lookup(k);
 }
 
+static __always_inline struct blocklist_value *frag_match_lookup(struct match_key *k)
+{
+	return FRAG_MATCH.lookup(k);
+}
+
 static __always_inline __u64 *addr_filter_lookup(__u32 *idx)
 {
 	return ADDR_FILTER.lookup(idx);
@@ -164,6 +171,17 @@ static __always_inline __u32 stats_index(__u8 family, __u8 protocol)
 	if (protocol == IPPROTO_ICMP || protocol == IPPROTO_ICMPV6)
 		return STATS_ICMP;
 	return STATS_OTHER;
+}
+
+static __always_inline void count_packet(__u32 idx, __u32 len, int dropped)
+{
+	struct proto_stats *s = STATS.lookup(&idx);
+	if (s) {
+		s->packets += 1;
+		s->bytes += len;
+		if (dropped)
+			s->drops += 1;
+	}
 }
 
 /* Token bucket per CPU: EVENT_RATE events/s with a burst of one second. */
@@ -270,22 +288,11 @@ int ironpost_xdp(struct xdp_md *ctx)
 			verdict = VERDICT_MONITOR;
 	}
 
-	__u32 idx = stats_index(pp->family, pp->protocol);
-	struct proto_stats *s = STATS.lookup(&idx);
-	if (s) {
-		s->packets += 1;
-		s->bytes += len;
-		if (verdict == VERDICT_DROP)
-			s->drops += 1;
-	}
-	idx = STATS_TOTAL;
-	s = STATS.lookup(&idx);
-	if (s) {
-		s->packets += 1;
-		s->bytes += len;
-		if (verdict == VERDICT_DROP)
-			s->drops += 1;
-	}
+	int dropped = verdict == VERDICT_DROP;
+	count_packet(stats_index(pp->family, pp->protocol), len, dropped);
+	count_packet(STATS_TOTAL, len, dropped);
+	if (pp->ports == PORTS_HIDDEN)
+		count_packet(STATS_FRAGMENTS, len, dropped);
 
 	sc->seq += 1;
 	/* A source a source rule drops is blocked already: detecting it again

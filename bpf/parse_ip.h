@@ -21,7 +21,9 @@
 #define IPPROTO_UDP 17
 #define IPPROTO_AH 51
 
-/* iphdr.frag_off (host order): the fragment offset, in 8-byte units.  Not 0: a later fragment. */
+/* iphdr.frag_off (host order): more fragments follow (MF), and the fragment offset in 8-byte units.
+ * Either set: a fragment; an offset: a later fragment. */
+#define IP_MF_BIT 0x2000
 #define IP_OFFSET_MASK 0x1fff
 /* ipv6_frag.frag_off (host order): the fragment offset, above three flag bits. */
 #define IPV6_FRAG_OFFSET_MASK 0xfff8
@@ -57,6 +59,12 @@ static __always_inline struct iphdr *parse_iphdr(struct hdr_cursor *nh, void *da
 	return iph;
 }
 
+/* A fragment of a larger datagram: the first (MF set, offset 0) or a later one. */
+static __always_inline int ip_is_fragment(const struct iphdr *iph)
+{
+	return (iph->frag_off & bpf_htons(IP_MF_BIT | IP_OFFSET_MASK)) != 0;
+}
+
 /* A non-first fragment carries no L4 header. */
 static __always_inline int ip_is_later_fragment(const struct iphdr *iph)
 {
@@ -74,11 +82,24 @@ static __always_inline struct ipv6hdr *parse_ipv6hdr(struct hdr_cursor *nh, void
 	return ip6h;
 }
 
+static __always_inline int ipv6_is_ext(__u8 next)
+{
+	return next == IPPROTO_HOPOPTS || next == IPPROTO_ROUTING || next == IPPROTO_DSTOPTS ||
+	       next == IPPROTO_AH || next == IPPROTO_FRAGMENT;
+}
+
 /* Skip the extension headers (hop-by-hop, routing, destination options, fragment, AH; at most
  * IPV6_EXT_MAX) from the one *nexthdr names.  Returns 1 with *nexthdr the upper protocol and the
- * cursor on its header; 0 when no upper header follows: a non-first fragment (*nexthdr its
- * protocol) or extension headers cut short (*nexthdr IPPROTO_NONE: the protocol is unknown). */
-static __always_inline int skip_ipv6_ext(struct hdr_cursor *nh, void *data_end, __u8 *nexthdr)
+ * cursor on its header, or 0 when no upper header follows:
+ * - a non-first fragment: *nexthdr is its Fragment header's Next Header;
+ * - a chain not followed to its end, cut short or longer than IPV6_EXT_MAX: *nexthdr is
+ *   IPPROTO_NONE, the protocol unknown (the stack may still follow it: Linux accepts a first
+ *   fragment whose chain goes on in the next one, and chains of any length).
+ * Sets *hidden to 1 (and leaves it alone otherwise) when the ports may lie where this packet does
+ * not show them: past a Fragment header, or in a chain not followed to its end.  A store, not a
+ * variable carried through the loop, which the verifier would have to tell apart path by path. */
+static __always_inline int skip_ipv6_ext(struct hdr_cursor *nh, void *data_end, __u8 *nexthdr,
+					 __u8 *hidden)
 {
 	__u8 next = *nexthdr;
 
@@ -87,21 +108,22 @@ static __always_inline int skip_ipv6_ext(struct hdr_cursor *nh, void *data_end, 
 		if (next == IPPROTO_HOPOPTS || next == IPPROTO_ROUTING || next == IPPROTO_DSTOPTS) {
 			struct ipv6_opt *opt = nh->pos;
 			if ((void *)(opt + 1) > data_end)
-				goto truncated;
+				goto unknown;
 			next = opt->nexthdr;
 			nh->pos += (opt->hdrlen + 1) * 8;
 		} else if (next == IPPROTO_AH) {
 			struct ipv6_opt *opt = nh->pos;
 			if ((void *)(opt + 1) > data_end)
-				goto truncated;
+				goto unknown;
 			next = opt->nexthdr;
 			nh->pos += (opt->hdrlen + 2) * 4;
 		} else if (next == IPPROTO_FRAGMENT) {
 			struct ipv6_frag *fh = nh->pos;
 			if ((void *)(fh + 1) > data_end)
-				goto truncated;
+				goto unknown;
 			next = fh->nexthdr;
 			nh->pos = fh + 1;
+			*hidden = 1;
 			if (fh->frag_off & bpf_htons(IPV6_FRAG_OFFSET_MASK)) {
 				*nexthdr = next;
 				return 0;
@@ -110,10 +132,13 @@ static __always_inline int skip_ipv6_ext(struct hdr_cursor *nh, void *data_end, 
 			break;
 		}
 	}
+	if (ipv6_is_ext(next))
+		goto unknown;
 	*nexthdr = next;
 	return 1;
-truncated:
+unknown:
 	*nexthdr = IPPROTO_NONE;
+	*hidden = 1;
 	return 0;
 }
 

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Rule matching: the best match of a packet among the source rules (EXACT4, BLOCKLIST, SRC4,
- * SRC6) and the multi-field rules (MATCH, by shape), the filters in front of them (ADDR_FILTER,
- * PORT_FILTER, CONFIG's masks) and the allowlist (ALLOW4, ALLOW6).  ironpost_common.h describes
- * the maps.
+ * SRC6) and the multi-field rules (MATCH, by shape; FRAG_MATCH for a fragment that hides its
+ * ports), the filters in front of them (ADDR_FILTER, PORT_FILTER, CONFIG's masks) and the
+ * allowlist (ALLOW4, ALLOW6).  ironpost_common.h describes the maps.
  */
 #ifndef IRONPOST_RULE_MATCH_H
 #define IRONPOST_RULE_MATCH_H
@@ -28,6 +28,7 @@ static __always_inline struct blocklist_value *src4_lookup(struct lpm_v4_key *k)
 static __always_inline struct blocklist_value *src6_lookup(struct lpm_v6_key *k);
 static __always_inline struct rule_shape *shapes_lookup(__u32 *idx);
 static __always_inline struct blocklist_value *match_lookup(struct match_key *k);
+static __always_inline struct blocklist_value *frag_match_lookup(struct match_key *k);
 static __always_inline __u64 *addr_filter_lookup(__u32 *idx);
 static __always_inline __u64 *port_filter_lookup(__u32 *idx);
 static __always_inline int allow4_has(struct lpm_v4_key *k);
@@ -156,15 +157,16 @@ static __always_inline __u32 candidate_shapes(struct pkt *p, struct ironpost_con
 	cand &= ((src_bits >> FILTER_SRC_SHIFT) & 0xff) | cfg->src_wild;
 	if (!cand)
 		return 0;
-	if (p->has_ports) {
+	if (p->ports == PORTS_READ) {
 		__u32 port = bpf_ntohs(p->dport);
 		__u32 idx = port >> 3;
 		__u64 *w = port_filter_lookup(&idx);
 		__u32 pb = w ? (__u32)(*w >> ((port & 7) * 8)) & 0xff : 0xff;
 		cand &= pb | cfg->port_wild;
-	} else {
+	} else if (p->ports == PORTS_NONE) {
 		cand &= cfg->port_wild;
 	}
+	/* PORTS_HIDDEN: a shape with a port field stays a candidate (match_shapes()). */
 	if (!cand)
 		return 0;
 	__u32 dst_bits = filter_bits(filter_bucket(p->dst, p->family));
@@ -173,7 +175,14 @@ static __always_inline __u32 candidate_shapes(struct pkt *p, struct ironpost_con
 
 /* Tuple-space search over the multi-field rules: rules are grouped by shape
  * (which fields, which prefix lengths), so a packet costs one hash lookup per
- * candidate shape, not one comparison per rule. */
+ * candidate shape, not one comparison per rule.
+ *
+ * A packet that hides its ports (PORTS_HIDDEN: a fragment without them, or IPv6 of unknown
+ * protocol) cannot be shown to lie outside a flow that a drop rule with a destination port blocks,
+ * and the stack would reassemble it behind the filter: for a shape with a port field it is looked
+ * up in FRAG_MATCH, under the same key with the port 0, where every drop rule with a port has an
+ * entry (and one under PROTO_UNKNOWN when it names a protocol: ironpost_tui/rules/fragments.py).
+ * Monitor rules have none: they report what a packet shows, and these show no port. */
 static __always_inline void match_shapes(struct pkt *p, struct best_match *best, __u32 cand, __u32 n)
 {
 	/* A real loop: unrolled, it would be SHAPES_MAX copies to verify. */
@@ -190,16 +199,21 @@ static __always_inline void match_shapes(struct pkt *p, struct best_match *best,
 		/* An unused slot has family SHAPE_UNUSED: it never matches. */
 		if (sh->family && sh->family != p->family)
 			continue;
-		if ((sh->fields & FIELD_DPORT) && !p->has_ports)
+		/* A shape with a port field: a packet without ports misses it, unless it hides them. */
+		if ((sh->fields & FIELD_DPORT) && p->ports == PORTS_NONE)
 			continue;
 		struct match_key k __attribute__((aligned(8))) = {};
 		k.shape = i;
 		k.family = sh->family;
 		k.protocol = p->protocol & sh->proto_mask;
-		k.dst_port = p->dport & sh->port_mask;
+		k.dst_port = p->dport & sh->port_mask; /* 0 when the ports are hidden */
 		mask16(k.src, p->src, sh->src_mask);
 		mask16(k.dst, p->dst, sh->dst_mask);
-		struct blocklist_value *v = match_lookup(&k);
+		struct blocklist_value *v;
+		if (p->ports == PORTS_HIDDEN && (sh->fields & FIELD_DPORT))
+			v = frag_match_lookup(&k);
+		else
+			v = match_lookup(&k);
 		if (v)
 			consider(v, best);
 	}

@@ -111,7 +111,7 @@ static __always_inline void aggregate(struct pkt *p, struct ironpost_tick *tick,
 		w->syn += 1;
 	w->last_seq = seq;
 
-	if (p->has_ports) {
+	if (p->ports == PORTS_READ) {
 		int probe;
 		if (tcp)
 			probe = !(p->tcp_flags & TCP_ACK);

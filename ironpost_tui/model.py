@@ -11,6 +11,9 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 PROTOCOLS = ("tcp", "udp", "icmp", "other")
+# The counters' row, beside the protocols and "total", of the packets the XDP program judged without their
+# ports (a TCP/UDP fragment that does not carry them, IPv6 of unknown protocol); they count under theirs too.
+FRAGMENTS = "fragments"
 
 
 class StrEnum(str, Enum):
@@ -96,7 +99,7 @@ class StatsSample:
     """Totals since attach and rates since the previous sample, per protocol."""
 
     at: float  # monotonic seconds
-    totals: dict[str, ProtoCounters] = field(default_factory=dict)  # tcp udp icmp other total
+    totals: dict[str, ProtoCounters] = field(default_factory=dict)  # tcp udp icmp other total, and FRAGMENTS
     rates: dict[str, ProtoRates] = field(default_factory=dict)
     events_delivered: int = 0
     events_lost: dict[str, int] = field(default_factory=dict)  # reason -> count

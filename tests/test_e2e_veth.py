@@ -33,10 +33,8 @@ from support import engine as running
 from support import netlab
 from support.common import net
 
-from ironpost_tui.engine.engine import Engine, EngineOptions
-from ironpost_tui.kernel import host
+from ironpost_tui.engine.engine import Engine
 from ironpost_tui.kernel.datapath import DatapathConfig
-from ironpost_tui.kernel.xdp_link import occupants
 from ironpost_tui.model import Action, FilterRule, PacketEvent, ProtoCounters, StatsSample, Verdict
 
 pytestmark = pytest.mark.root
@@ -52,20 +50,7 @@ SETTLE = 0.15  # seconds to wait after the expected count was reached, to see th
 # the engine
 
 
-@contextlib.contextmanager
-def running_engine(lab: netlab.Lab, cfg: DatapathConfig | None = None) -> Iterator[Engine]:
-    eng = Engine(EngineOptions(iface=lab.host_if, xdp_mode="native", datapath=cfg or DatapathConfig(), rules=()))
-    try:
-        report = eng.start()
-        assert report.mode == "native"
-        yield eng
-    finally:
-        eng.close()
-        # Detached at once (a BPF link, not a netlink attach that would outlive the engine).
-        assert occupants(lab.ifindex) == []
-        # The engine leaves its (unlocked) flock file behind; the interface is ours and goes away.
-        with contextlib.suppress(FileNotFoundError):
-            (host.RUN_DIR / f"{lab.host_if}.lock").unlink()
+running_engine = running.on_lab
 
 
 @pytest.fixture
@@ -415,14 +400,21 @@ def test_rules_see_through_vlan_tags_ip_options_and_ipv6_extension_headers(
         netlab.frame(lab, v6 / IPv6ExtHdrHopByHop() / IPv6ExtHdrDestOpt() / UDP(sport=1, dport=port) / b"ext"),
         netlab.frame(lab, v6 / IPv6ExtHdrRouting() / UDP(sport=1, dport=port) / b"rt"),
     ]
-    # The first fragment carries the UDP header and is dropped; a later one has no ports and passes.
+    # The first fragment carries the UDP header and is dropped by its port; the later ones hide it and are
+    # dropped by the rule's other fields (any source and destination, UDP: see test_fragments_veth.py).
     first, *rest = fragment(v4 / UDP(sport=1, dport=port) / (b"f" * 64), fragsize=32)  # type: ignore[no-untyped-call]
     dropped.append(netlab.frame(lab, first))
-    passed = [netlab.frame(lab, f) for f in rest]
+    dropped += [netlab.frame(lab, f) for f in rest]
+    # What the rule does not concern passes: TCP, with its ports or without.
+    passed = [
+        netlab.frame(lab, v4 / TCP(sport=1, dport=port, flags="S")),
+        netlab.frame(lab, IP(src=lab.ns_ip4, dst=lab.host_ip4, proto=IPPROTO_TCP, frag=4) / b"later-tcp"),
+    ]
     before = running.sample(engine)
     netlab.send_frames(lab, dropped + passed)
     d = settle(engine, before, len(dropped) + len(passed))
-    assert d["udp"] == ProtoCounters(len(dropped) + len(passed), sum(len(f) for f in dropped + passed), len(dropped))
+    assert d["udp"] == ProtoCounters(len(dropped), sum(len(f) for f in dropped), len(dropped))
+    assert d["tcp"] == ProtoCounters(len(passed), sum(len(f) for f in passed), 0)
     assert d["total"].drops == len(dropped)
     assert hits(engine, "udp-port") == len(dropped)
     assert r4.take() == [] and r6.take() == []

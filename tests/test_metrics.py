@@ -27,6 +27,7 @@ TOTALS = {
     "icmp": ProtoCounters(3, 294, 1),
     "other": ProtoCounters(2, 120, 0),
     "total": ProtoCounters(155, 94_414, 8),
+    "fragments": ProtoCounters(6, 9_000, 2),  # not a protocol: packets judged without their ports
 }
 
 
@@ -65,6 +66,9 @@ def test_every_metric_and_label_from_a_snapshot() -> None:
         assert v("ironpost_bytes_total", {"protocol": proto}) == c.bytes
         assert v("ironpost_dropped_packets_total", {"protocol": proto}) == c.drops
     assert v("ironpost_packets_total", {"protocol": "total"}) is None  # sum() is Prometheus' job
+    assert v("ironpost_packets_total", {"protocol": "fragments"}) is None  # a row of its own, below
+    assert v("ironpost_fragments_total") == 6
+    assert v("ironpost_fragments_dropped_total") == 2
     assert v("ironpost_events_total") == 42
     assert v("ironpost_events_lost_total", {"reason": "ringbuf_full"}) == 5
     assert v("ironpost_events_lost_total", {"reason": "rate_limited"}) == 9
@@ -85,6 +89,7 @@ def test_zeros_are_exported_before_anything_happens() -> None:
     empty = EngineSnapshot(at=0.0, iface="eth1", mode="", attached=False)
     v = registry_for(empty).get_sample_value
     assert v("ironpost_packets_total", {"protocol": "udp"}) == 0
+    assert v("ironpost_fragments_total") == 0 and v("ironpost_fragments_dropped_total") == 0
     assert v("ironpost_events_lost_total", {"reason": "ringbuf_full"}) == 0
     assert v("ironpost_alerts_total", {"detector": "syn_flood"}) == 0
     assert v("ironpost_alerts_total", {"detector": "port_scan"}) == 0

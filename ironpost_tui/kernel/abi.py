@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import struct
 
-from ironpost_tui.model import StrEnum
+from ironpost_tui.model import FRAGMENTS, StrEnum
 
-IRONPOST_ABI_VERSION = 3
+IRONPOST_ABI_VERSION = 4
 
 STATS_TCP = 0
 STATS_UDP = 1
 STATS_ICMP = 2
 STATS_OTHER = 3
 STATS_TOTAL = 4
-STATS_MAX = 5
+STATS_FRAGMENTS = 5  # not a protocol: packets judged without their ports (rules/fragments.py), counted under theirs too
+STATS_MAX = 6
 
 ACTION_PASS = 0
 ACTION_DROP = 1
@@ -75,6 +76,10 @@ NSEC_PER_SEC = 1_000_000_000  # the kernel's times (TICK, RULE_HITS, events) are
 MONITOR_RANK = 0x80000000
 NO_MATCH = 0xFFFFFFFF
 
+# The protocol of an IPv6 packet whose extension headers the program did not follow to the upper header
+# (IPPROTO_NONE): its ports count as hidden (rules/fragments.py).
+PROTO_UNKNOWN = 59
+
 FAMILY_ANY = 0
 FAMILY_V4 = 4
 FAMILY_V6 = 6
@@ -121,6 +126,7 @@ class MapName(StrEnum):
     SRC4 = "SRC4"
     SRC6 = "SRC6"
     MATCH = "MATCH"
+    FRAG_MATCH = "FRAG_MATCH"
     SHAPES = "SHAPES"
     ALLOW4 = "ALLOW4"
     ALLOW6 = "ALLOW6"
@@ -145,6 +151,7 @@ PINNED_MAPS = (
     MapName.SRC4,
     MapName.SRC6,
     MapName.MATCH,
+    MapName.FRAG_MATCH,
     MapName.SHAPES,
     MapName.ALLOW4,
     MapName.ALLOW6,
@@ -160,10 +167,13 @@ PINNED_MAPS = (
 # Detector sketches: per program run, never pinned (the windows live in user space).
 AGG_MAPS = (MapName.SRC_SKETCH, MapName.DST_SKETCH, MapName.DIRTY, MapName.TICK)
 
-# The maps that hold rules, by how placement.py places them.
+# The maps that hold rules, by how placement.py places them (FRAG_MATCH holds what rules/fragments.py
+# derives from MATCH's).
 RULE_MAPS = (MapName.BLOCKLIST, MapName.SRC4, MapName.SRC6, MapName.MATCH)
 
 PROTOCOL_NAMES = {STATS_TCP: "tcp", STATS_UDP: "udp", STATS_ICMP: "icmp", STATS_OTHER: "other", STATS_TOTAL: "total"}
+# Every STATS row by name: the protocols, and the fragments judged without their ports.
+STATS_ROWS = {**PROTOCOL_NAMES, STATS_FRAGMENTS: FRAGMENTS}
 EVENT_LOSS_REASONS = {EVSTAT_LOST_RINGBUF_FULL: "ringbuf_full", EVSTAT_LOST_RATE_LIMITED: "rate_limited"}
 
 

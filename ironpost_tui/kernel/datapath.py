@@ -83,6 +83,7 @@ class DatapathConfig:
             MapName.SRC4: (_LPM_TRIE, abi.LPM_V4_KEY.size, v, self.cidr_max_entries),
             MapName.SRC6: (_LPM_TRIE, abi.LPM_V6_KEY.size, v, self.cidr_max_entries),
             MapName.MATCH: (_HASH, abi.MATCH_KEY.size, v, self.match_max_entries),
+            MapName.FRAG_MATCH: (_HASH, abi.MATCH_KEY.size, v, 2 * self.match_max_entries),
             MapName.SHAPES: (_ARRAY, 4, abi.RULE_SHAPE.size, self.shapes_max),
             MapName.ALLOW4: (_LPM_TRIE, abi.LPM_V4_KEY.size, abi.ALLOW_VALUE.size, self.allow_max_entries),
             MapName.ALLOW6: (_LPM_TRIE, abi.LPM_V6_KEY.size, abi.ALLOW_VALUE.size, self.allow_max_entries),

@@ -9,9 +9,9 @@ from ironpost_tui.model import ProtoCounters, ProtoRates, StatsSample
 
 
 def read_totals(dp: Datapath) -> dict[str, ProtoCounters]:
-    """STATS summed over CPUs, by protocol name (tcp udp icmp other total)."""
+    """STATS summed over CPUs, by row name (tcp udp icmp other total, and fragments)."""
     totals = {}
-    for index, name in abi.PROTOCOL_NAMES.items():
+    for index, name in abi.STATS_ROWS.items():
         packets = nbytes = drops = 0
         for raw in dp.percpu_entries(MapName.STATS, index):
             p, b, d = abi.PROTO_STATS.unpack(raw)

@@ -16,7 +16,7 @@ from prometheus_client.registry import Collector
 
 from ironpost_tui.detectors import Detector
 from ironpost_tui.engine.snapshot import EngineSnapshot
-from ironpost_tui.model import PROTOCOLS, ProtoCounters
+from ironpost_tui.model import FRAGMENTS, PROTOCOLS, ProtoCounters
 
 DETECTORS = tuple(Detector)
 LOSS_REASONS = ("ringbuf_full", "rate_limited")
@@ -26,6 +26,13 @@ METRICS: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
     ("ironpost_packets_total", "counter", ("protocol",), "Packets seen by the XDP program"),
     ("ironpost_bytes_total", "counter", ("protocol",), "Bytes of the packets seen (whole frames)"),
     ("ironpost_dropped_packets_total", "counter", ("protocol",), "Packets dropped by a rule"),
+    (
+        "ironpost_fragments_total",
+        "counter",
+        (),
+        "Packets judged without their ports: TCP/UDP fragments that do not carry them, IPv6 of unknown protocol",
+    ),
+    ("ironpost_fragments_dropped_total", "counter", (), "Packets judged without their ports that were dropped"),
     ("ironpost_events_total", "counter", (), "Events of matched packets delivered to user space"),
     ("ironpost_events_lost_total", "counter", ("reason",), "Events of matched packets not delivered"),
     ("ironpost_alerts_total", "counter", ("detector",), "Alerts raised (one per incident)"),
@@ -62,6 +69,16 @@ def protocol_families(totals: Mapping[str, ProtoCounters]) -> list[Metric]:
     return [packets, nbytes, drops]
 
 
+def fragment_families(totals: Mapping[str, ProtoCounters]) -> list[Metric]:
+    """The packets judged without their ports (STATS' fragments row), and the drops among them."""
+    c = totals.get(FRAGMENTS, ProtoCounters())
+    seen = _counter("ironpost_fragments_total")
+    seen.add_metric([], c.packets)
+    dropped = _counter("ironpost_fragments_dropped_total")
+    dropped.add_metric([], c.drops)
+    return [seen, dropped]
+
+
 class EngineCollector(Collector):
     """Reads ``snapshot()`` (an immutable EngineSnapshot, safe from any thread) at each scrape."""
 
@@ -71,6 +88,7 @@ class EngineCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         snap = self._snapshot()
         yield from protocol_families(snap.totals)
+        yield from fragment_families(snap.totals)
 
         events = _counter("ironpost_events_total")
         events.add_metric([], snap.events_delivered)

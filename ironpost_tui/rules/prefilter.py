@@ -79,6 +79,9 @@ def shape_atoms(
     atoms.append(("p", port, shape) if port is not None else ("pw", shape))
     families = {abi.FAMILY_V4: (0,), abi.FAMILY_V6: (1,)}.get(family, (0, 1))
     atoms += [("pr", f, -1 if proto is None else proto, shape) for f in families]
+    if port is not None and proto is not None and 1 in families:
+        # IPv6 of unknown protocol hides its ports: FRAG_MATCH has a key for it (fragments.py).
+        atoms.append(("pr", 1, abi.PROTO_UNKNOWN, shape))
     return atoms
 
 

@@ -18,6 +18,7 @@ from ironpost_tui.model import Action, FilterRule, IPNetwork, RuleStatus
 from ironpost_tui.rules import placement as kernel_rules
 from ironpost_tui.rules import prefilter
 from ironpost_tui.rules.exact4 import Exact4
+from ironpost_tui.rules.fragments import FragmentEntries, fragment_keys
 from ironpost_tui.rules.placement import Placement, Shape
 from ironpost_tui.rules.prefilter import Atom, Prefilter
 
@@ -56,6 +57,7 @@ class RuleTable:
         self._allow: dict[IPNetwork, int] = {}
         self._pf = Prefilter(datapath)
         self._exact4 = Exact4(datapath)
+        self._fragments = FragmentEntries(datapath)  # FRAG_MATCH, derived from the drop rules with a port
         self._match_ranks: dict[str, int] = {}  # rule id -> rank, for the rules in MATCH
 
     # --- reading ---------------------------------------------------------------
@@ -236,6 +238,9 @@ class RuleTable:
                 self._next_priority = max(self._next_priority, priority + 1)
                 found.append(rule)
         self._exact4.retain(in_blocklist)  # ways whose BLOCKLIST entry is gone (a stop mid-removal)
+        for inst in self._rules.values():
+            self._stand_for_fragments(inst)
+        self._fragments.prune()  # entries of rules that are gone, before publish() clears their bits
         self._n_shapes = self._dp.read_config()[0]
         self._pf.set_n_shapes(self._n_shapes)
         self._pf.set_match_rank(min(self._match_ranks.values(), default=abi.NO_MATCH))
@@ -333,6 +338,9 @@ class RuleTable:
         if placement.map_name in self._lpm and rule.src_ip is not None:
             self._lpm[placement.map_name][rule.src_ip] = rule.id
             self._refresh_covered(placement.map_name, rule.src_ip)
+        self._stand_for_fragments(self._rules[rule.id])
+        if take_over is not None:
+            self._fragments.set(take_over, ())  # after the new rule stands for the keys they share
 
     def _write(self, inst: _Installed) -> None:
         acting = self._acting(inst.placement.map_name, inst.rule, inst.slot, inst.priority)
@@ -351,7 +359,14 @@ class RuleTable:
             self._exact4.put(inst.key, _rank(inst.rule, inst.priority), inst.slot)
         if match:
             self._match_ranks[inst.rule.id] = _rank(inst.rule, inst.priority)
+            self._stand_for_fragments(inst)
             self._sync_match_rank()
+
+    def _stand_for_fragments(self, inst: _Installed) -> None:
+        """FRAG_MATCH as ``inst`` (the rule now installed under its id) says: written after its MATCH entry."""
+        keys = fragment_keys(inst.rule, inst.key) if inst.placement.map_name == MapName.MATCH else ()
+        value = kernel_rules.value(inst.rule, inst.slot, inst.priority)
+        self._fragments.set(inst.rule.id, keys, _rank(inst.rule, inst.priority), value)
 
     def _sync_match_rank(self) -> None:
         """Publish MATCH's best rank once the maps hold it (after a write or a removal)."""
@@ -401,7 +416,9 @@ class RuleTable:
                 self._exact4.remove(inst.key)  # what the program reads goes first
             self._dp.map_delete(inst.placement.map_name, inst.key)
             del self._by_key[(inst.placement.map_name, inst.key)]
-        self._pf.remove(inst.atoms)  # after the entry is gone
+        if inst.rule.id not in self._rules:  # else an update: the new rule stands for its keys already
+            self._fragments.set(inst.rule.id, ())
+        self._pf.remove(inst.atoms)  # after the entries are gone
         # An update installs the new entry under the same id before the old one goes: the rank kept
         # for that id is then the new entry's, and stays.
         current = self._rules.get(inst.rule.id)

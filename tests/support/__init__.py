@@ -5,6 +5,8 @@
   process, and what a program left on an interface (XDP programs, pins).
 * ``bpftool``: a program's maps and their keys, read through bpftool.
 * ``packets``: Ethernet frames for ``BPF_PROG_TEST_RUN``, with fixed MACs.
+* ``verdicts``: a compiled program and its rule table, and ``check()`` of a frame's verdict, counters,
+  rule credited and events through ``BPF_PROG_TEST_RUN``.
 * ``metrics_lab``: free ports, an agent's files, scraping, TLS material, a real Prometheus.
 * ``tmux``: a command in a detached tmux session, and its screen.
 * ``ui``: the console's fakes, frozen clock and waits on messages (Pilot tests and snapshots).
