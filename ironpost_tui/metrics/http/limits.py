@@ -79,11 +79,11 @@ def source_of(host: str) -> str:
 class Refusal(StrEnum):
     """Why a connection or a request was turned away (the notice says which)."""
 
-    TOTAL = "connections over the total cap"
-    SOURCE = "connections over the per-source cap"
-    LOGINS = "logins refused: too many failures from the source (429)"
-    AUTH_BUSY = "logins refused: too many password checks waiting (503)"
-    ACCEPT = "accept failed"
+    TOTAL = "connections refused over the total cap"
+    SOURCE = "connections refused over the per-source cap"
+    LOGINS = "logins refused (429) after too many failures"
+    AUTH_BUSY = "logins refused (503) with too many password checks waiting"
+    ACCEPT = "accept failures"
 
 
 class ConnectionCaps:
@@ -158,8 +158,8 @@ class Notices:
         total = sum(by_source.values())
         top, n = max(by_source.items(), key=lambda item: item[1])
         window = f" in the last {self._every:.0f} s" if total > 1 else ""
+        whom = f"{n} from {top}, {len(by_source)} sources" if len(by_source) > 1 else f"from {top}"
         self._log.warning(
-            "metrics endpoint: %d %s%s (%d from %s, %d source%s)",
-            total, kind.value, window, n, top, len(by_source), "s" * (len(by_source) != 1),
+            "metrics endpoint: %s: %d%s (%s)", kind.value, total, window, whom,
             extra={"event": "metrics_refused", "why": kind.name.lower(), "count": total, "source": top},
         )  # fmt: skip
