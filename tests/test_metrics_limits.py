@@ -18,7 +18,7 @@ from pathlib import Path
 
 import bcrypt
 import pytest
-from support.metrics_lab import RawClient, basic, bcrypt_hash, request, self_signed, wait_until
+from support.metrics_lab import RawClient, basic, bcrypt_hash, port_closed, request, self_signed, wait_until
 
 from ironpost_tui.engine.snapshot import EngineSnapshot
 from ironpost_tui.metrics import web_config
@@ -480,3 +480,20 @@ def test_refusals_are_a_warning_a_minute_with_counts(caplog: pytest.LogCaptureFi
         "2 sources)",
         "metrics endpoint: logins refused (429) after too many failures: 1 (from 198.18.0.9)",
     ]
+
+
+def test_stop_does_not_wait_for_clients() -> None:
+    srv = make_server()
+    slow, idle = RawClient(srv.port, "127.0.0.8"), held(srv.port, "127.0.0.9")
+    try:
+        slow.send(b"GET /metrics HTTP/1.1\r\nX-Slow: ")
+        wait_until("both connected", lambda: srv.caps.open == 2, timeout=5, every=0.05)
+        t0 = time.monotonic()
+        srv.stop()
+        assert time.monotonic() - t0 < 2
+        assert port_closed(srv.port)
+        assert slow.closed_by_peer(within=2) and idle.closed_by_peer(within=2)
+    finally:
+        slow.close()
+        idle.close()
+        srv.stop()

@@ -94,6 +94,8 @@ class MetricsServer:
         self._thread: threading.Thread | None = None
         self._auth_pool: ThreadPoolExecutor | None = None
         self._render_pool: ThreadPoolExecutor | None = None
+        self._closing = False
+        self._transports: set[asyncio.WriteTransport] = set()  # of the connections open now
 
     @property
     def scheme(self) -> str:
@@ -138,9 +140,15 @@ class MetricsServer:
         try:
             await self._stopping.wait()
         finally:
+            # Connections are aborted, not closed gracefully: stop() waits on no client.  The transports
+            # go first: a read or write on them ends at once, even in a task whose cancellation
+            # asyncio.wait_for swallowed (it can, before Python 3.12, when the wait ends as it is cancelled).
+            self._closing = True
+            for transport in list(self._transports):
+                transport.abort()
             for task in (accepting, *tasks):
                 task.cancel()
-            await asyncio.gather(accepting, *tasks, return_exceptions=True)
+            await asyncio.wait({accepting, *tasks}, timeout=2)
             self._auth_pool.shutdown(wait=False, cancel_futures=True)
             self._render_pool.shutdown(wait=False, cancel_futures=True)
             self.notices.flush()
@@ -189,6 +197,7 @@ class MetricsServer:
                 loop.connect_accepted_socket(lambda: protocol, conn, **tls_args), left + 1
             )
             writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+            self._transports.add(transport)
             await self._requests(reader, writer, host, source, deadline)
         except _Deadline:
             log.debug("metrics: %s: request not received within %.0f s: closed", host, self.limits.request_deadline)
@@ -200,6 +209,7 @@ class MetricsServer:
             if writer is None:
                 conn.close()
             else:
+                self._transports.discard(writer.transport)
                 await self._close(writer)
 
     async def _requests(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
@@ -327,6 +337,9 @@ class MetricsServer:
             pass
 
     async def _close(self, writer: asyncio.StreamWriter) -> None:
+        if self._closing:
+            writer.transport.abort()
+            return
         writer.close()
         try:
             await asyncio.wait_for(writer.wait_closed(), self.limits.write_timeout)
