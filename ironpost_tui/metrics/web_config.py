@@ -13,11 +13,9 @@ once, at start: restart to rotate certificates.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 import ssl
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +34,6 @@ TLS_VERSIONS = {"TLS10": ssl.TLSVersion.TLSv1, "TLS11": ssl.TLSVersion.TLSv1_1,
 CLIENT_AUTH = {"NoClientCert": ssl.CERT_NONE, "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
                "RequireAndVerifyClientCert": ssl.CERT_REQUIRED}  # fmt: skip
 BCRYPT_HASH = re.compile(r"^\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}$")
-_CACHE_MAX = 256
 
 
 @dataclass(frozen=True)
@@ -52,14 +49,12 @@ class WebConfig:
 
 
 class BasicAuth:
-    """Checks user and password against bcrypt hashes.
+    """Checks user and password against bcrypt hashes, every time (``http.login_guard`` limits
+    failures per source and remembers recent successes in front of it).
 
-    Every lookup walks all users with a constant-time comparison and runs
-    bcrypt even for an unknown user (against a dummy hash of the same cost),
-    so the response time tells nothing about which users exist.  Successful
-    checks are cached by a SHA-256 of (user, hash, password), as the
-    exporter-toolkit does, so a scrape every second does not pay for bcrypt
-    every second; failures are never cached and stay slow.
+    Every lookup walks all users with a constant-time comparison and runs bcrypt even for an
+    unknown user (against a dummy hash of the same cost), so the response time tells nothing
+    about which users exist.
     """
 
     def __init__(self, users: dict[str, bytes]) -> None:
@@ -67,8 +62,6 @@ class BasicAuth:
         m = BCRYPT_HASH.match(self._users[0][1].decode("ascii")) if self._users else None
         rounds = int(m.group(1)) if m else 10
         self._dummy = bcrypt.hashpw(b"ironpost: no such user", bcrypt.gensalt(rounds=rounds))
-        self._ok: dict[bytes, None] = {}
-        self._lock = threading.Lock()
 
     def check(self, user: str, password: str) -> bool:
         name = user.encode("utf-8", "surrogateescape")
@@ -77,21 +70,11 @@ class BasicAuth:
         for candidate, h in self._users:
             if hmac.compare_digest(candidate, name):
                 hashed = h
-        key = hashlib.sha256(b"\0".join((name, hashed or self._dummy, secret))).digest()
-        with self._lock:
-            if hashed is not None and key in self._ok:
-                return True
         try:
             ok = bcrypt.checkpw(secret, hashed or self._dummy)
         except ValueError:  # longer than bcrypt's 72 bytes
             ok = False
-        if not (ok and hashed is not None):
-            return False
-        with self._lock:
-            if len(self._ok) >= _CACHE_MAX:
-                self._ok.clear()
-            self._ok[key] = None
-        return True
+        return ok and hashed is not None
 
 
 def load(path: Path) -> WebConfig:

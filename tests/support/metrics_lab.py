@@ -93,6 +93,86 @@ def fetch(
         return exc.code, dict(exc.headers), exc.read()
 
 
+def basic(user: str, password: str) -> str:
+    """An ``Authorization`` value for basic auth."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+class RawClient:
+    """One TCP connection to the endpoint, from ``source`` (every 127.0.0.0/8 address is this host's
+    own, so loopback gives a test as many distinct sources as it needs).  Bytes go out as they
+    are; responses are read, one after another on the same connection, by http.client's parser.
+
+        with RawClient(port, "127.0.0.2") as c:
+            c.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            status, headers, body = c.response()
+    """
+
+    def __init__(self, port: int, source: str = "127.0.0.1", host: str = "127.0.0.1", timeout: float = 5.0) -> None:
+        self.sock = socket.create_connection((host, port), timeout=timeout, source_address=(source, 0))
+        self._rfile = self.sock.makefile("rb")
+
+    def __enter__(self) -> RawClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._rfile.close()
+        self.sock.close()
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def makefile(self, mode: str) -> Any:  # what http.client.HTTPResponse reads through
+        return _KeepOpen(self._rfile)
+
+    def response(self, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+        """(status, headers with lower-case names, body) of the next response."""
+        import http.client
+
+        resp = http.client.HTTPResponse(self, method=method)  # type: ignore[arg-type]
+        resp.begin()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+
+    def closed_by_peer(self, within: float) -> bool:
+        """Whether the other side closes the connection (end of stream or reset) within ``within``
+        seconds; whatever it sends before is read and dropped."""
+        end = time.monotonic() + within
+        try:
+            while (left := end - time.monotonic()) > 0:
+                self.sock.settimeout(left)
+                if not self._rfile.read1(65536):
+                    return True
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except TimeoutError:
+            return False
+        return False
+
+
+class _KeepOpen:
+    """A file http.client may "close" after each response without closing the connection."""
+
+    def __init__(self, f: Any) -> None:
+        self._f = f
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._f, name)
+
+    def close(self) -> None:
+        pass
+
+
+def request(port: int, data: bytes, source: str = "127.0.0.1", method: str = "GET",
+            timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:  # fmt: skip
+    """Send ``data`` as it is on a new connection and read one response."""
+    with RawClient(port, source, timeout=timeout) as client:
+        client.send(data)
+        return client.response(method)
+
+
 def scrape(port: int, host: str = "127.0.0.1") -> str:
     status, _, body = fetch(f"http://{host}:{port}/metrics")
     assert status == 200, (status, body)
@@ -221,9 +301,11 @@ class Prometheus:
 
 
 @contextlib.contextmanager
-def prometheus(workdir: Path, targets: Sequence[str], rule_files: Sequence[Path] = ()) -> Iterator[Prometheus]:
-    """A running Prometheus, killed at the end, also when the test fails."""
-    prom = Prometheus(workdir, targets, rule_files)
+def prometheus(workdir: Path, targets: Sequence[str], rule_files: Sequence[Path] = (),
+               extra_scrape: dict[str, Any] | None = None) -> Iterator[Prometheus]:  # fmt: skip
+    """A running Prometheus, killed at the end, also when the test fails (``extra_scrape``: more
+    keys of the scrape config, e.g. ``basic_auth``)."""
+    prom = Prometheus(workdir, targets, rule_files, extra_scrape)
     try:
         yield prom.start()
     finally:
