@@ -253,7 +253,7 @@ def test_probes_of_sources_no_detector_watches_are_not_kept() -> None:
     sources = {abi.AGG_KEY.pack(i.to_bytes(4, "big").ljust(16, b"\0"), 4): (1, 1, 0, 0) for i in range(5000)}
     changes = p.feed(sources, {HOST: (5000, 5000, 0, 0)}, now=0.0, wall=0.0, probes={(k, T1): 1 for k in sources})
     assert [(c.alert.source, c.alert.targets) for c in changes] == [(MANY_SOURCES, ("198.18.0.1",))]
-    assert len(p._syn_targets._sums) == 0 and len(p._scan_targets._sums) == 0
+    assert not p._syn_targets._current and not p._scan_targets._current
 
 
 def test_a_port_scan_names_the_scanned_host() -> None:
@@ -294,3 +294,11 @@ def test_a_new_target_updates_the_alert_and_the_same_ones_reordered_do_not() -> 
     grown = Finding("syn_flood", ("198.18.0.2", "eth0"), "high", 900, 10, "x", ("198.18.0.1",))
     (change,) = book.update([grown], now=4.0)  # grown, and fewer addresses: an update, not a new target
     assert change.kind == "updated" and not change.retargeted
+
+
+def test_a_source_probing_a_whole_network_keeps_a_bounded_count_of_destinations() -> None:
+    p = pipeline()
+    probes = {(A, (0xC6130000 + i).to_bytes(4, "big").ljust(16, b"\0")): 1 + (i == 7) * 100 for i in range(5000)}
+    changes = p.feed({A: (0, 0, 5000, 0)}, {}, now=0.0, wall=0.0, probes=probes)
+    assert [c.alert.targets for c in changes] == [("198.19.0.7",)]
+    assert len(p._scan_targets._current[A]) <= 64

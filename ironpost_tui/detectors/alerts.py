@@ -122,8 +122,10 @@ class AlertBook:
             grown = f.count > alert.peak
             # Other addresses attacked are an update (the same ones in another order are not); a new
             # one among them is news (retargeted: said in the log).
-            moved = bool(f.targets) and set(f.targets) != set(alert.targets)
-            retargeted = not set(f.targets) <= set(alert.targets)
+            moved = retargeted = False
+            if f.targets and f.targets != alert.targets:
+                moved = set(f.targets) != set(alert.targets)
+                retargeted = not set(f.targets) <= set(alert.targets)
             alert = replace(
                 alert,
                 count=f.count,
