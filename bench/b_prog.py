@@ -335,6 +335,7 @@ NO_DST = [
         "\treturn;\n\tset = hash_bucket(sketch_hash(p->dst",
     )
 ]
+NO_TARGETS = [("\t\t\tcount_target(w, p->dst);", "")]
 CLOCK = [
     (
         "\tsc->seq += 1;\n",
@@ -350,6 +351,7 @@ VARIANTS: dict[str, tuple[str, list[tuple[str, str]], str]] = {
     "no-agg": ("detector sketches removed", NO_AGG, "full"),
     "no-agg-no-rules": ("sketches removed, no rules: parse, filter, STATS", NO_AGG, "none"),
     "no-dst": ("per-destination sketch removed", NO_DST, "full"),
+    "no-targets": ("per-source target slots removed (the alerts' addresses)", NO_TARGETS, "full"),
     "no-filter": ("ADDR_FILTER bypassed: every rule map looked up", NO_FILTER, "full"),
     "plus-clock": ("one bpf_ktime_get_coarse_ns() per packet added", CLOCK, "full"),
 }
@@ -400,6 +402,7 @@ def run_profile(report: Report, opts: core.Options) -> None:
         "10k exact, 1k prefixes, 256 multi-field rules": diff("no-agg", "no-agg-no-rules"),
         "detector sketches (SRC_SKETCH, DST_SKETCH)": diff("product", "no-agg"),
         "of which the per-destination sketch": diff("product", "no-dst"),
+        "of which the per-source target slots": diff("product", "no-targets"),
         "saved by ADDR_FILTER": diff("no-filter", "product"),
         "a clock read (what TICK saves)": diff("plus-clock", "product"),
     }

@@ -4,7 +4,9 @@
  * (ironpost_tui/kernel/abi.py).  Every struct here crosses the kernel/user
  * boundary through a map or the ring buffer, and both sides compute with every
  * value here, so a change of a layout or a value in this file is a change of
- * IRONPOST_ABI_VERSION.  User space passes its own idea of the sizes as -D
+ * IRONPOST_ABI_VERSION, which pinned maps carry (CONFIG.abi_version), save for
+ * the detector sketches and the ring buffer record, which live as long as the
+ * program that made them and are never adopted (the size checks below cover them).  User space passes its own idea of the sizes as -D
  * flags and the program refuses to compile when they disagree (the pattern
  * of BCC's tools/netqtop.c), so Python and C cannot drift apart silently.
  */
@@ -232,6 +234,9 @@ struct rate_state {
 #define SKETCH_WAYS 4
 #define PORT_BITS 512
 #define DIRTY_GENS 4
+/* A source's target slots: the destinations it probes most, so that an alert names the address
+ * attacked (sketch.h count_target()). */
+#define TARGET_SLOTS 4
 
 /* TICK[0]: the detection tick user space publishes (ironpost_tui/detectors/sketch.py),
  * so the per-packet path reads no clock: the tick count (DIRTY entry
@@ -262,6 +267,8 @@ struct src_way {
 	__u64 last_seq;      /* per-CPU packet sequence number of the last packet */
 	__u64 ports_since;   /* TICK time: the port bitmap is cleared every PORT_MEMORY_NS */
 	__u64 ports[PORT_BITS / 64]; /* ports probed, by hash of (protocol, port) */
+	__u8 tgt_addr[TARGET_SLOTS][16]; /* destinations probed (as agg_key.addr; the source's family) */
+	__u32 tgt_hits[TARGET_SLOTS];    /* probes to each since the slot took it (0: unused) */
 };
 
 struct dst_way {

@@ -18,6 +18,8 @@ from ironpost_tui.errors import ExitStatus
 from ironpost_tui.model import Action, FilterRule
 
 SEED = Path(__file__).resolve().parent / "config_corpus" / "ironpost.toml"
+# The seed document's own TOML example, copied verbatim (its code block under "TOML 예시").
+SEED_EXAMPLE = SEED.with_name("seed-example.toml")
 NOW = 1_700_000_000.0
 
 
@@ -39,7 +41,7 @@ def test_seed_file_loads_unchanged_and_means_what_the_seed_means() -> None:
     assert s.ebpf.enabled is True
     assert s.ebpf.interface == "eth0"
     assert s.ebpf.xdp_mode == "skb"
-    assert s.ebpf.ring_buffer_size == 262_144  # bytes, as the seed says
+    assert s.ebpf.ring_buffer_size == 256  # KiB, as the seed says
     dp = s.ebpf.datapath()
     assert dp.ring_buffer_kib == 256
     assert dp.blocklist_max_entries == s.ebpf.blocklist_max_entries == 10_000
@@ -80,7 +82,8 @@ def test_seed_rules_file_forms() -> None:
 def test_defaults() -> None:
     s = config.loads("", "empty.toml")
     assert s == Settings(path=Path("empty.toml"))
-    assert s.ebpf == config.EbpfSettings(True, "", "auto", 262_144, 10_000, 10_000)
+    assert s.ebpf == config.EbpfSettings(True, "", "auto", 256, 10_000, 10_000)
+    assert s.ebpf.datapath().ring_buffer_kib == 256
     assert s.ebpf.datapath().event_rate == 10_000
     assert s.general == config.GeneralSettings("info", "text", Path("/var/lib/ironpost"), None)
     assert s.metrics == config.MetricsSettings(True, "127.0.0.1", 9717, None)
@@ -107,7 +110,7 @@ pid_file = "/run/ironpost-test.pid"
 enabled = false
 interface = "ens3"
 xdp_mode = "native"
-ring_buffer_size = 1048576
+ring_buffer_size = "1MiB"
 blocklist_max_entries = 50000
 event_rate_limit = 0
 
@@ -157,7 +160,7 @@ def test_every_key() -> None:
     assert s.general == config.GeneralSettings(
         "debug", "text", Path("/var/lib/ironpost"), Path("/run/ironpost-test.pid")
     )
-    assert s.ebpf == config.EbpfSettings(False, "ens3", "native", 1_048_576, 50_000, 0)
+    assert s.ebpf == config.EbpfSettings(False, "ens3", "native", 1024, 50_000, 0)
     dp = s.ebpf.datapath()
     assert (dp.ring_buffer_kib, dp.blocklist_max_entries, dp.event_rate) == (1024, 50_000, 0)
     assert s.syn_flood == SynFloodConfig(5, 500, 0.9, True, 5400)
@@ -170,28 +173,77 @@ def test_every_key() -> None:
     assert s.console == config.ConsoleSettings(0.5, "light")
 
 
+def test_the_seed_example_loads_unchanged() -> None:
+    """The seed document's TOML example, verbatim: ring_buffer_size = 256 is 256 KiB."""
+    s = config.load(SEED_EXAMPLE, now=NOW)
+    assert (s.ebpf.enabled, s.ebpf.interface, s.ebpf.xdp_mode) == (True, "eth0", "native")
+    assert s.ebpf.ring_buffer_size == 256
+    assert s.ebpf.datapath().ring_buffer_kib == 256
+    assert s.ebpf.blocklist_max_entries == 10_000
+    assert [(r.id, r.action) for r in s.rules] == [("block_scanner", Action.DROP), ("monitor_ssh", Action.MONITOR)]
+    assert str(s.rules[0].src_ip) == "10.0.0.1/32"
+    assert (s.rules[1].dst_port, s.rules[1].protocol) == (22, 6)
+
+
 @pytest.mark.parametrize(
-    ("size", "ok"),
-    [(4096, True), (8192, True), (268_435_456, True), (2048, False), (12288, False), (536_870_912, False), (0, False)],
+    ("value", "kib"),
+    [
+        ("4", 4),
+        ("256", 256),
+        ("512", 512),  # the seed's troubleshooting: "256 -> 512 KiB"
+        ("65536", 65536),
+        ('"4KiB"', 4),
+        ('"256KiB"', 256),
+        ('"256 KiB"', 256),
+        ('"256kib"', 256),
+        ('"1MiB"', 1024),
+        ('"64MiB"', 65536),
+    ],
 )
-def test_ring_buffer_size_power_of_two_multiple_of_4096(size: int, ok: bool) -> None:
-    text = f"[ebpf]\nring_buffer_size = {size}\n"
-    if ok:
-        assert config.loads(text, "t").ebpf.ring_buffer_size == size
-    else:
-        (line,) = errors_of(text)
-        assert "ring_buffer_size" in line and "bytes" in line
+def test_ring_buffer_size_is_in_kib(value: str, kib: int) -> None:
+    s = config.loads(f"[ebpf]\nring_buffer_size = {value}\n", "t")
+    assert s.ebpf.ring_buffer_size == kib
+    assert s.ebpf.datapath().ring_buffer_kib == kib
 
 
-def test_ring_buffer_size_in_kib_gets_a_hint() -> None:
-    assert errors_of("[ebpf]\nring_buffer_size = 256\n") == [
-        "t.toml:2:1: [ebpf] ring_buffer_size 256 is too small: it is in bytes, a power of two from 4096 (4 KiB) "
-        "to 268435456 (256 MiB); did you mean 262144 (256 KiB)?"
-    ]
-    assert errors_of("[ebpf]\nring_buffer_size = 300000\n") == [
-        "t.toml:2:1: [ebpf] ring_buffer_size 300000 is not a power-of-two multiple of 4096 bytes: "
-        "use 262144 (256 KiB) or 524288 (512 KiB)"
-    ]
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        # Bare numbers above the maximum in KiB only make sense as bytes: refused, saying the unit is KiB.
+        (
+            "262144",
+            "ring_buffer_size 262144 is too large: the unit is KiB, as in the seed (at most 65536); "
+            '262144 bytes is 256 KiB: write 256 or "256KiB"',
+        ),
+        (
+            "1048576",
+            "ring_buffer_size 1048576 is too large: the unit is KiB, as in the seed (at most 65536); "
+            '1048576 bytes is 1 MiB: write 1024 or "1MiB"',
+        ),
+        (
+            "1000000",
+            "ring_buffer_size 1000000 is too large: the unit is KiB, as in the seed (at most 65536); "
+            'a power of two from 4 KiB to 64 MiB, like 256 or "1MiB"',
+        ),
+        ("2", "ring_buffer_size 2 is too small: the unit is KiB, a power of two from 4 KiB to 64 MiB"),
+        ("0", "ring_buffer_size 0 is too small: the unit is KiB, a power of two from 4 KiB to 64 MiB"),
+        ("-4", "ring_buffer_size -4 is negative: the unit is KiB, a power of two from 4 KiB to 64 MiB"),
+        ("300", "ring_buffer_size 300 is not a power of two: use 256 or 512 (KiB)"),
+        ('"300KiB"', "ring_buffer_size '300KiB' is not a power of two: use 256KiB or 512KiB"),
+        ('"128MiB"', "ring_buffer_size '128MiB' is too large: a power of two from 4 KiB to 64 MiB"),
+        ('"2KiB"', "ring_buffer_size '2KiB' is too small: a power of two from 4 KiB to 64 MiB"),
+        ('"256"', "ring_buffer_size '256' has no unit: write 256 without quotes (KiB) or with one, like 256KiB"),
+        (
+            '"256KB"',
+            "ring_buffer_size '256KB' has the unit 'KB': sizes here are in KiB or MiB (powers of 1024), "
+            'like 256 (KiB), "256KiB" or "1MiB"',
+        ),
+        ('"big"', 'ring_buffer_size \'big\' is not a size: write 256 (KiB), "256KiB" or "1MiB"'),
+        ("256.0", 'ring_buffer_size must be a size in KiB: 256 (KiB), "256KiB" or "1MiB", got float 256.0'),
+    ],
+)
+def test_ring_buffer_size_refused_in_one_line(value: str, message: str) -> None:
+    assert errors_of(f"[ebpf]\nring_buffer_size = {value}\n") == [f"t.toml:2:1: [ebpf] {message}"]
 
 
 @pytest.mark.parametrize(("value", "ok"), [(1, True), (1_000_000, True), (0, False), (1_000_001, False)])

@@ -71,6 +71,12 @@ def test_seed_file_is_ok() -> None:
     assert (out.returncode, out.stdout, out.stderr) == (0, "ironpost.toml: OK (0 rules)\n", "")
 
 
+def test_the_seed_documents_example_is_ok() -> None:
+    """The TOML example of the seed document, copied verbatim: ring_buffer_size = 256 is KiB."""
+    out = check_config("seed-example.toml", CORPUS)
+    assert (out.returncode, out.stdout, out.stderr) == (0, "seed-example.toml: OK (2 rules)\n", "")
+
+
 def test_good_file_counts_its_rules(tmp_path: Path) -> None:
     (tmp_path / "rules.toml").write_text(
         '[[rules]]\nid = "a"\nsrc_ip = "198.51.100.7"\naction = "block"\n\n'

@@ -8,6 +8,9 @@ and reads the agent's log:
 
     alert N DETECTOR raised: SOURCE -> TARGET: SUMMARY (severity S)
 
+TARGET names the addresses attacked and the interface (``198.18.0.1 on ipv1a2b3c``), or the address of
+a many-sources flood alone.
+
 * nmap SYN, connect, FIN, NULL, Xmas and UDP scans: exactly one ``port_scan``
   alert naming the namespace address, within 2 s of nmap's start, and no
   ``syn_flood`` alert (a scanner sends about one SYN per port).
@@ -65,6 +68,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support import engine as running
@@ -87,7 +91,7 @@ NMAP_PORTS = "1-200"
 PY = sys.executable  # the venv's interpreter: also fine inside a namespace
 
 _ALERT = re.compile(
-    r"alert (?P<id>\d+) (?P<detector>\w+) (?P<kind>raised|resolved): (?P<source>.+?) -> (?P<target>\S+): "
+    r"alert (?P<id>\d+) (?P<detector>\w+) (?P<kind>raised|updated|resolved): (?P<source>.+?) -> (?P<target>.+?): "
     r"(?P<summary>.*) \(severity (?P<severity>\w+)\)"
 )
 
@@ -235,7 +239,7 @@ class Rig:
     def config(self) -> Path:
         return self.tmp / "ironpost.toml"
 
-    def start_agent(self, config_text: str) -> TimedAgent:
+    def start_agent(self, config_text: str, *extra: str) -> TimedAgent:
         self.config.write_text(config_text)
         argv = [
             *IRONPOST,
@@ -247,6 +251,7 @@ class Rig:
             str(self.tmp / "state"),
             "--audit-log",
             str(self.tmp / "audit.log"),
+            *extra,
         ]
         self.pool.track(self.lab.host_if)
         agent = TimedAgent(argv, env=agent_env())
@@ -366,6 +371,11 @@ def record_latency(name: str, seconds: float) -> None:
     print(f"\n[detection latency] {name}: {seconds:.3f} s (budget {DETECTION_BUDGET} s)")
 
 
+def aimed(lab: netlab.Lab, *addresses: str) -> str:
+    """An alert line's TARGET for one source at ``addresses`` (default: the host side's address)."""
+    return f"{', '.join(addresses or (lab.host_ip4,))} on {lab.host_if}"
+
+
 def summary(agent: TimedAgent) -> list[tuple[str, str, str, str]]:
     return [(a.detector, a.source, a.target, a.severity) for a in agent.alerts("raised")]
 
@@ -452,7 +462,7 @@ def test_nmap_scan_raises_one_port_scan_alert_within_2s(rig: Rig, scan: str) -> 
     latency = alert.at - t0
     record_latency(f"nmap {NMAP_SCANS[scan]} -> port_scan", latency)
     assert alert.source == lab.ns_ip4, alert.line
-    assert alert.target == lab.host_if and alert.severity == "medium", alert.line
+    assert alert.target == aimed(lab) and alert.severity == "medium", alert.line  # the scanned host
     assert rig.procs.finish(nmap, 90) == 0, rig.procs.output(nmap)
     assert "1 host up" in rig.procs.output(nmap), rig.procs.output(nmap)
 
@@ -462,7 +472,7 @@ def test_nmap_scan_raises_one_port_scan_alert_within_2s(rig: Rig, scan: str) -> 
         assert rig.procs.finish(again, 90) == 0, rig.procs.output(again)
 
     time.sleep(LATE_ALERT_WAIT)
-    assert summary(agent) == [("port_scan", lab.ns_ip4, lab.host_if, "medium")], agent.describe()
+    assert summary(agent) == [("port_scan", lab.ns_ip4, aimed(lab), "medium")], agent.describe()
     assert not [a for a in agent.alerts(None) if a.detector == "syn_flood"], agent.describe()
     assert latency < DETECTION_BUDGET, f"port_scan alert {latency:.3f} s after nmap started:\n{alert.line}"
 
@@ -511,11 +521,11 @@ def test_hping3_syn_flood_from_one_source(rig: Rig) -> None:
     argv = ["hping3", "-q", "-S", "-p", str(port), "--flood", lab.host_ip4]
     alert, latency = flood(rig, "hping3-single", argv, agent, "syn_flood")
     record_latency("hping3 -S --flood (one source) -> syn_flood", latency)
-    assert (alert.source, alert.target, alert.severity) == (lab.ns_ip4, lab.host_if, "high"), alert.line
+    assert (alert.source, alert.target, alert.severity) == (lab.ns_ip4, aimed(lab), "high"), alert.line
 
     time.sleep(LATE_ALERT_WAIT)
     # One incident: the source's alert; no "many sources" for the same SYNs, no scan (one port).
-    assert summary(agent) == [("syn_flood", lab.ns_ip4, lab.host_if, "high")], agent.describe()
+    assert summary(agent) == [("syn_flood", lab.ns_ip4, aimed(lab), "high")], agent.describe()
     assert latency < DETECTION_BUDGET, f"syn_flood alert {latency:.3f} s after hping3 started:\n{alert.line}"
 
 
@@ -568,6 +578,111 @@ def test_hping3_spoofed_syn_flood_raises_many_sources_behind_both_guards(rig: Ri
     time.sleep(LATE_ALERT_WAIT)
     assert summary(agent) == [("syn_flood", MANY_SOURCES, lab.host_ip4, "critical")], agent.describe()
     assert latency < DETECTION_BUDGET, f"many-sources alert {latency:.3f} s after hping3 started:\n{alert.line}"
+
+
+# --------------------------------------------------------------------------- #
+# 2b. the addresses attacked, as the JSON log says them (dst_ip, targets)
+
+
+def json_alerts(agent: TimedAgent, detector: str) -> list[dict[str, Any]]:
+    """The ``alert`` objects of ``detector`` on the agent's stdout (``--log-format json``), in order."""
+    with agent._cond:
+        arrivals = list(agent.arrivals)
+    out = []
+    for _at, line in arrivals:
+        if line.startswith("{"):
+            record = json.loads(line)
+            if record.get("event") == "alert" and record.get("detector") == detector:
+                out.append(record)
+    return out
+
+
+def wait_json_alert(
+    agent: TimedAgent, detector: str, want: Callable[[dict[str, Any]], bool], timeout: float
+) -> dict[str, Any]:
+    """The first ``detector`` alert object (raised or updated) for which ``want`` holds."""
+    end = time.monotonic() + timeout
+    while True:
+        for record in json_alerts(agent, detector):
+            if want(record):
+                return record
+        if time.monotonic() > end:
+            raise AssertionError(f"no {detector} alert as wanted within {timeout} s:\n{agent.describe()}")
+        if agent.proc.poll() is not None:
+            raise AssertionError(f"the agent exited while waiting for a {detector} alert:\n{agent.describe()}")
+        time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def second_address(lab: netlab.Lab) -> Iterator[str]:
+    """A second address on the host side, from a free /30 of 198.18.0.0/15, reached from the namespace
+    through host_ip4, and under the lab's policy routing like host_ip4 (what the host sends from it can
+    reach the lab's /30 only).  Removed afterwards (the lab's teardown would too)."""
+    net4, _ = netlab._pick_networks()
+    addr = str(net4[1])
+    assert netlab.allowed_address(addr)
+    steps = [
+        (("ip", "-4", "rule", "add", "from", addr, "table", str(lab.table), "priority", "1000"),
+         ("ip", "-4", "rule", "del", "from", addr, "table", str(lab.table), "priority", "1000")),
+        (("ip", "addr", "add", f"{addr}/32", "dev", lab.host_if),
+         ("ip", "addr", "del", f"{addr}/32", "dev", lab.host_if)),
+        (("ip", "-n", lab.ns, "route", "add", f"{addr}/32", "via", lab.host_ip4, "dev", lab.peer_if),
+         ("ip", "-n", lab.ns, "route", "del", f"{addr}/32")),
+    ]  # fmt: skip
+    done: list[tuple[str, ...]] = []
+    try:
+        for do, undo in steps:
+            subprocess.run(do, check=True, capture_output=True, text=True)
+            done.append(undo)
+        # The guard holds for it too: a reply from it to an outside address has no route.
+        got = subprocess.run(["ip", "-4", "route", "get", "203.0.113.9", "from", addr], capture_output=True, text=True)
+        assert got.returncode != 0, got.stdout
+        yield addr
+    finally:
+        for undo in reversed(done):
+            subprocess.run(undo, capture_output=True, text=True)
+
+
+def test_hping3_one_source_flood_names_the_attacked_address(rig: Rig) -> None:
+    lab = rig.lab
+    port = free_port(lab.host_ip4)
+    agent = rig.start_agent(config_text(), "--log-format", "json")
+    argv = ["hping3", "-q", "-S", "-p", str(port), "--flood", lab.host_ip4]
+    alert, _latency = flood(rig, "hping3-aimed", argv, agent, "syn_flood")
+    raised = json.loads(alert.line)
+    assert (raised["change"], raised["src_ip"], raised["source"]) == ("raised", lab.ns_ip4, lab.ns_ip4), alert.line
+    assert (raised["dst_ip"], raised["targets"], raised["target"]) == (lab.host_ip4, [lab.host_ip4], lab.host_if)
+    time.sleep(LATE_ALERT_WAIT)
+    # One incident, naming the one address attacked throughout (no update with another one).
+    records = json_alerts(agent, "syn_flood")
+    assert [(r["id"], r["dst_ip"], r["targets"]) for r in records] == [(1, lab.host_ip4, [lab.host_ip4])], records
+
+
+def test_hping3_one_source_at_two_addresses_names_both(rig: Rig) -> None:
+    lab = rig.lab
+    with second_address(lab) as other:
+        port = free_port(lab.host_ip4)
+        agent = rig.start_agent(config_text(), "--log-format", "json")
+        both = {lab.host_ip4, other}
+        # Two floods of the same pace (2,000 SYNs/s each) from the one namespace host.
+        floods = [
+            rig.ns(f"hping3-to-{i}", "hping3", "-q", "-S", "-p", str(port), "-i", "u500", dst)
+            for i, dst in enumerate((lab.host_ip4, other))
+        ]
+        try:
+            record = wait_json_alert(agent, "syn_flood", lambda r: set(r["targets"]) == both, timeout=10)
+            for proc in floods:
+                assert proc.poll() is None, f"hping3 ended early:\n{rig.procs.output(proc)}"
+        finally:
+            for proc in floods:
+                Procs.kill(proc)
+    assert (record["src_ip"], record["target"]) == (lab.ns_ip4, lab.host_if), record
+    assert record["dst_ip"] == record["targets"][0] and record["dst_ip"] in both, record
+    assert len(record["targets"]) == 2, record
+    # One incident from one source, whatever the order the addresses were named in.
+    records = json_alerts(agent, "syn_flood")
+    assert {(r["id"], r["src_ip"]) for r in records} == {(1, lab.ns_ip4)}, records
+    assert records[0]["change"] == "raised" and set(records[0]["targets"]) <= both, records
 
 
 # --------------------------------------------------------------------------- #
@@ -775,7 +890,7 @@ def test_port_scan_auto_blocks_the_scanner(rig: Rig, probe: UdpProbe) -> None:
         ("add", f"auto-port_scan-{lab.ns_ip4}", True)
     ], saved
     assert saved[0]["rule"]["expires_at"] > time.time(), saved
-    assert summary(agent) == [("port_scan", lab.ns_ip4, lab.host_if, "medium")], agent.describe()
+    assert summary(agent) == [("port_scan", lab.ns_ip4, aimed(lab), "medium")], agent.describe()
     assert at - t0 < DETECTION_BUDGET + 0.5, line
 
 

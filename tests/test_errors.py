@@ -356,7 +356,8 @@ BAD_CONFIGS = {
         '[[ebpf.rules]]\nid = "b"\nsrc_ip = "198.18.0.1"\naction = "monitor"\n'
     ),
     "ring buffer size not a number": '[ebpf]\nring_buffer_size = "big"\n',
-    "ring buffer size not a power of two": "[ebpf]\nring_buffer_size = 1000000\n",
+    "ring buffer size not a power of two": "[ebpf]\nring_buffer_size = 1000\n",
+    "ring buffer size in bytes": "[ebpf]\nring_buffer_size = 262144\n",
     "blocklist of 0 entries": "[ebpf]\nblocklist_max_entries = 0\n",
     "negative blocklist": "[ebpf]\nblocklist_max_entries = -5\n",
     "negative event rate": "[ebpf]\nevent_rate_limit = -1\n",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -18,6 +19,7 @@ from support.ui import T0, Messages, alert, event, play_to, replay_app
 from textual.widgets import Input, RadioSet
 
 from ironpost_tui.model import Action, FilterRule, Verdict
+from ironpost_tui.records.codec import BadRecord, alert_from_json, alert_to_json
 from ironpost_tui.records.export import (
     ALERT_FIELDS,
     EVENT_FIELDS,
@@ -162,6 +164,33 @@ def test_csv_and_json_files(tmp_path: Path) -> None:
     loaded = json.loads((tmp_path / "a.json").read_text())
     assert loaded[0]["#"] == 1 and loaded[0]["count"] == 500 and loaded[0]["last"].endswith("Z")
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_alerts_carry_the_addresses_attacked(tmp_path: Path) -> None:
+    aimed = dataclasses.replace(alert(1), targets=("198.18.0.1", "198.18.0.5"))
+    rows = alert_rows([aimed, alert(2)])
+    assert [(r["target"], r["dst_ip"], r["targets"]) for r in rows] == [
+        ("198.18.0.1, 198.18.0.5", "198.18.0.1", ["198.18.0.1", "198.18.0.5"]),
+        ("eth9", None, []),
+    ]
+    export_alerts(tmp_path / "a.json", [aimed, alert(2)], "json")
+    loaded = json.loads((tmp_path / "a.json").read_text())
+    assert [(a["dst_ip"], a["targets"]) for a in loaded] == [("198.18.0.1", ["198.18.0.1", "198.18.0.5"]), (None, [])]
+    export_alerts(tmp_path / "a.csv", [aimed, alert(2)], "csv")
+    with open(tmp_path / "a.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [(r["dst_ip"], r["targets"]) for r in table] == [("198.18.0.1", "198.18.0.1 198.18.0.5"), ("", "")]
+
+
+def test_a_recorded_alert_keeps_its_targets_and_an_older_one_has_none() -> None:
+    aimed = dataclasses.replace(alert(1), targets=("198.18.0.1", "2001:db8::1"))
+    assert alert_from_json(json.loads(json.dumps(alert_to_json(aimed)))) == aimed
+    older = alert_to_json(alert(2))
+    del older["targets"]
+    assert alert_from_json(older).targets == ()
+    for bad in ("198.18.0.1", ["not an address"], [1], ["198.18.0.1"] * 17):
+        with pytest.raises(BadRecord, match="targets"):
+            alert_from_json(alert_to_json(alert(3)) | {"targets": bad})
 
 
 def test_unwritable_path_is_one_error(tmp_path: Path) -> None:

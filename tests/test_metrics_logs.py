@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -59,6 +60,24 @@ def test_an_alert_is_one_json_object_with_detector_and_addresses(captured: tuple
     # Not an address: null, and the words in source / target.
     assert resolved["src_ip"] is None and resolved["source"] == "many sources"
     assert resolved["dst_ip"] is None and resolved["target"] == "eth0"
+
+
+def test_an_alert_names_the_addresses_attacked(captured: tuple[io.StringIO, object]) -> None:
+    """dst_ip is the address hit most, targets all of them; the text line says them with the interface."""
+    out, _ = captured
+    aimed = dataclasses.replace(_alert(target="eth0"), targets=("198.18.0.5", "198.18.0.1"))
+    headless.log_alert(AlertChange("raised", aimed))
+    headless.log_alert(AlertChange("raised", _alert(target="eth0")))  # none known: as before
+    (one, two) = lines(out)
+    assert (one["dst_ip"], one["targets"], one["target"]) == ("198.18.0.5", ["198.18.0.5", "198.18.0.1"], "eth0")
+    assert "198.18.0.2 -> 198.18.0.5, 198.18.0.1 on eth0: 500 SYNs" in str(one["message"])
+    assert (two["dst_ip"], two["targets"]) == (None, [])
+    assert "198.18.0.2 -> eth0: 500 SYNs" in str(two["message"])
+    # An update is said when it names a new address, not when a count grows.
+    headless.log_alert(AlertChange("updated", aimed))
+    headless.log_alert(AlertChange("updated", aimed, retargeted=True))
+    (three,) = [line for line in lines(out) if line.get("change") == "updated" and line["level"] == "warning"]
+    assert (three["event"], three["targets"]) == ("alert", ["198.18.0.5", "198.18.0.1"])
 
 
 def test_an_audit_record_is_the_audit_entry(captured: tuple[io.StringIO, object]) -> None:

@@ -30,7 +30,7 @@ log_format = "json"
 [ebpf]
 interface = "eth0"
 xdp_mode = "skb"      # native, skb, hw
-ring_buffer_size = 262144
+ring_buffer_size = 256
 
 """
 RULES = """\

@@ -26,8 +26,13 @@ def key(addr: str) -> bytes:
     return abi.AGG_KEY.pack(bytes(int(x) for x in addr.split(".")).ljust(16, b"\0"), abi.FAMILY_V4)
 
 
-def syn(dport: int, src: str = SRC) -> bytes:
-    return frame(src, DST, dport)
+def addr16(addr: str) -> bytes:
+    """An IPv4 address as agg_key.addr and the target slots hold it."""
+    return bytes(int(x) for x in addr.split(".")).ljust(16, b"\0")
+
+
+def syn(dport: int, src: str = SRC, dst: str = DST) -> bytes:
+    return frame(src, dst, dport)
 
 
 @pytest.fixture
@@ -44,20 +49,22 @@ def test_packets_before_the_first_read_count_and_reads_give_deltas(dp: Datapath)
     for port in (1, 2, 3):
         assert libbpf.prog_test_run(dp.prog_fd, syn(port)).retval == 2  # XDP_PASS
     reader = SketchReader(dp)
-    sources, targets = reader.read(time.monotonic_ns())
+    sources, targets, probes = reader.read(time.monotonic_ns())
     assert sources == {key(SRC): (3, 3, 3, 0)}
     assert targets == {key(DST): (3, 3)}
+    assert probes == {(key(SRC), addr16(DST)): 3}
     # The same port again is no new port; an ACK is TCP but no SYN; UDP from a service port to an
     # ephemeral one is a reply, not a probe.
     libbpf.prog_test_run(dp.prog_fd, syn(1))
     libbpf.prog_test_run(dp.prog_fd, bytes(eth() / IP(src=SRC, dst=DST) / TCP(dport=4, flags="A")))
     libbpf.prog_test_run(dp.prog_fd, bytes(eth() / IP(src=SRC, dst=DST) / UDP(sport=53, dport=40000)))
     libbpf.prog_test_run(dp.prog_fd, bytes(eth() / IP(src=SRC, dst=DST) / UDP(sport=40000, dport=53)))
-    sources, targets = reader.read(time.monotonic_ns())
+    sources, targets, probes = reader.read(time.monotonic_ns())
     assert sources == {key(SRC): (1, 2, 0, 1)}
     assert targets == {key(DST): (1, 2)}
+    assert probes == {(key(SRC), addr16(DST)): 2}  # the SYN and the UDP query; not the ACK, not the reply
     # Idle: nothing touched, nothing read.
-    assert reader.read(time.monotonic_ns()) == ({}, {})
+    assert reader.read(time.monotonic_ns()) == ({}, {}, {})
     tick = abi.TICK.unpack(dp.map_lookup("TICK", bytes(4)) or b"")
     assert tick[0] == 3 and tick[1] > 0
 
@@ -68,17 +75,18 @@ def test_many_sources_each_counted_once(dp: Datapath) -> None:
     sources = [f"198.18.{i // 250}.{i % 250 + 1}" for i in range(300)]
     for s in sources:
         libbpf.prog_test_run(dp.prog_fd, syn(80, src=s))
-    got, targets = reader.read(time.monotonic_ns())
+    got, targets, probes = reader.read(time.monotonic_ns())
     # 300 sources in 1,024 sets of 4 ways per CPU: a set would need 5 of them to lose one.  Each way
     # holds one packet's one port, first seen: that port is not credited (what a spoofed source's
     # fresh ways look like; detectors/sketch.py says why).
     assert got == {key(s): (1, 1, 0, 0) for s in sources}
     assert targets == {key(DST): (300, 300)}
+    assert probes == {(key(s), addr16(DST)): 1 for s in sources}
 
     # A second packet in the same way: from then on every port counts, the first one included.
     for s in sources[:10]:
         libbpf.prog_test_run(dp.prog_fd, syn(81, src=s))
-    got, _ = reader.read(time.monotonic_ns())
+    got, _, _ = reader.read(time.monotonic_ns())
     assert got == {key(s): (1, 1, 1, 0) for s in sources[:10]}
 
 
@@ -89,5 +97,37 @@ def test_a_way_first_seen_with_two_ports_is_credited_both(dp: Datapath) -> None:
     libbpf.prog_test_run(dp.prog_fd, syn(81, src="198.18.9.1"))
     libbpf.prog_test_run(dp.prog_fd, syn(80, src="198.18.9.2"))
     libbpf.prog_test_run(dp.prog_fd, syn(80, src="198.18.9.2"))  # two packets, one port: credited
-    got, _ = reader.read(time.monotonic_ns())
+    got, _, _ = reader.read(time.monotonic_ns())
     assert got == {key("198.18.9.1"): (2, 2, 2, 0), key("198.18.9.2"): (2, 2, 1, 0)}
+
+
+def test_a_sources_targets_are_counted_per_destination(dp: Datapath) -> None:
+    """Probes per (source, destination) from the way's target slots: two destinations each get their
+    own; a fifth destination takes the slot with the fewest probes and starts from one."""
+    reader = SketchReader(dp)
+    reader.read(time.monotonic_ns())
+    a, b = "198.19.7.1", "198.19.7.2"
+    for port in range(1, 31):
+        libbpf.prog_test_run(dp.prog_fd, syn(port, dst=a))
+        if port % 3 == 0:
+            libbpf.prog_test_run(dp.prog_fd, syn(port, dst=b))
+    _, targets, probes = reader.read(time.monotonic_ns())
+    assert probes == {(key(SRC), addr16(a)): 30, (key(SRC), addr16(b)): 10}
+    assert targets == {key(a): (30, 30), key(b): (10, 10)}
+
+    # Four slots: c and d take the free ones; e takes the one with the fewest probes (d's, whose one
+    # probe is lost with it), and a's and b's stay, counting on.
+    c, d, e = "198.19.7.3", "198.19.7.4", "198.19.7.5"
+    for dst in (c, c, d, e, a):
+        libbpf.prog_test_run(dp.prog_fd, syn(99, dst=dst))
+    _, _, probes = reader.read(time.monotonic_ns())
+    assert probes == {(key(SRC), addr16(c)): 2, (key(SRC), addr16(e)): 1, (key(SRC), addr16(a)): 1}
+    libbpf.prog_test_run(dp.prog_fd, syn(98, dst=d))  # d lost its slot: it comes back in e's (1 probe)
+    libbpf.prog_test_run(dp.prog_fd, syn(98, dst=b))
+    _, _, probes = reader.read(time.monotonic_ns())
+    assert probes == {(key(SRC), addr16(d)): 1, (key(SRC), addr16(b)): 1}
+    # Replies and acknowledgements are no probes: nothing for the slots.
+    libbpf.prog_test_run(dp.prog_fd, bytes(eth() / IP(src=SRC, dst=a) / TCP(dport=4, flags="SA")))
+    libbpf.prog_test_run(dp.prog_fd, bytes(eth() / IP(src=SRC, dst=a) / UDP(sport=53, dport=40000)))
+    _, _, probes = reader.read(time.monotonic_ns())
+    assert probes == {}

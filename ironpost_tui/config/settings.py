@@ -28,6 +28,7 @@ from ironpost_tui.config import trust
 from ironpost_tui.config.check import Check, ConfigError, ConfigIssue, Table, quote, show
 from ironpost_tui.config.locate import line_col, too_deep
 from ironpost_tui.config.rules import ACTIONS, MAX_DESCRIPTION_CHARS, MAX_ID_CHARS, MAX_RULES
+from ironpost_tui.config.sizes import ring_buffer_kib
 from ironpost_tui.detectors.settings import AutoBlockLimits, Detector, PortScanConfig, SynFloodConfig
 from ironpost_tui.errors import BadInterfaceName
 from ironpost_tui.kernel.datapath import DatapathConfig
@@ -43,7 +44,6 @@ LOG_LEVELS = ("trace", "debug", "info", "warn", "error")
 LOG_FORMATS = {"text": "text", "json": "json", "pretty": "text"}  # pretty is the seed's text
 OTHER_MODULES = ("log_pipeline", "container", "sbom")  # the seed's, accepted and ignored
 TOP_KEYS = ("general", "ebpf", "rules", "detectors", "metrics", "safety", "console", *OTHER_MODULES)
-RING_MIN, RING_MAX = 4096, 256 * 1024 * 1024
 
 
 # --------------------------------------------------------------------------- #
@@ -66,14 +66,14 @@ class EbpfSettings:
     enabled: bool = True
     interface: str = ""
     xdp_mode: XdpChoice = "auto"
-    ring_buffer_size: int = 262_144  # bytes, as in the seed
+    ring_buffer_size: int = 256  # KiB, as in the seed
     blocklist_max_entries: int = 10_000
     event_rate_limit: int = 10_000  # events/s per CPU; 0 = unlimited
 
     def datapath(self) -> DatapathConfig:
         return DatapathConfig(
             blocklist_max_entries=self.blocklist_max_entries,
-            ring_buffer_kib=self.ring_buffer_size // 1024,
+            ring_buffer_kib=self.ring_buffer_size,
             event_rate=self.event_rate_limit,
         )
 
@@ -303,7 +303,7 @@ def _ebpf(t: Table) -> EbpfSettings:
         enabled=t.boolean("enabled", d.enabled),
         interface=interface,
         xdp_mode=xdp_choice(mode),
-        ring_buffer_size=_ring_buffer_size(t, d.ring_buffer_size),
+        ring_buffer_size=ring_buffer_kib(t, d.ring_buffer_size),
         blocklist_max_entries=t.integer("blocklist_max_entries", d.blocklist_max_entries, 1, 1_000_000),
         event_rate_limit=t.integer(
             "event_rate_limit",
@@ -313,30 +313,6 @@ def _ebpf(t: Table) -> EbpfSettings:
             "it must be 0 (unlimited) to 10000000 events/s per CPU",
         ),
     )
-
-
-def _ring_buffer_size(t: Table, default: int) -> int:
-    value = t.typed("ring_buffer_size", (int,), "an integer (bytes)")
-    if value is None:
-        return default
-    name = f"{t.name('ring_buffer_size')} {value}"
-    span = f"it is in bytes, a power of two from {RING_MIN} (4 KiB) to {RING_MAX} (256 MiB)"
-    if 0 < value < RING_MIN and RING_MIN <= value * 1024 <= RING_MAX and not value & (value - 1):
-        t.error("ring_buffer_size", f"{name} is too small: {span}; did you mean {value * 1024} ({value} KiB)?")
-    elif value < RING_MIN:
-        t.error("ring_buffer_size", f"{name} is too small: {span}")
-    elif value > RING_MAX:
-        t.error("ring_buffer_size", f"{name} is too large: {span}")
-    elif value & (value - 1):
-        low = 1 << (value.bit_length() - 1)
-        t.error(
-            "ring_buffer_size",
-            f"{name} is not a power-of-two multiple of 4096 bytes: use {low} ({low // 1024} KiB) "
-            f"or {low * 2} ({low * 2 // 1024} KiB)",
-        )
-    else:
-        return int(value)
-    return default
 
 
 _SYN_KEYS = ("window_secs", "threshold", "syn_ratio_threshold", "auto_block", "block_ttl")

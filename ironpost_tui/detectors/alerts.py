@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
@@ -21,6 +22,7 @@ class Finding:
     count: int  # SYNs, or new destination ports, within the window
     window_secs: float
     summary: str
+    targets: tuple[str, ...] = ()  # the addresses attacked, most hit first (not part of the key)
 
 
 @dataclass(frozen=True)
@@ -37,10 +39,32 @@ class Alert:
     last_seen: float
     summary: str
     resolved_at: float | None = None
+    # The destination addresses attacked, most hit first (at most 4): for one source, the ones it
+    # probed most; for a many-sources flood, its target.  () when not known (an older recording).
+    targets: tuple[str, ...] = ()
 
     @property
     def resolved(self) -> bool:
         return self.resolved_at is not None
+
+    @property
+    def dst_ip(self) -> str | None:
+        """The address attacked most, or None when no address is known."""
+        if self.targets:
+            return self.targets[0]
+        try:
+            return str(ipaddress.ip_address(self.target))
+        except ValueError:
+            return None
+
+    @property
+    def where(self) -> str:
+        """The target as people read it: the addresses, and the interface when the target is one:
+        ``198.18.0.1, 198.18.0.5 on eth0``; the target alone when no address is known."""
+        if not self.targets:
+            return self.target
+        shown = ", ".join(self.targets)
+        return shown if self.targets == (self.target,) else f"{shown} on {self.target}"
 
 
 class ChangeKind(StrEnum):
@@ -53,6 +77,7 @@ class ChangeKind(StrEnum):
 class AlertChange:
     kind: ChangeKind
     alert: Alert
+    retargeted: bool = False  # an update that names a new address attacked (said at warning level)
 
 
 class AlertBook:
@@ -88,12 +113,19 @@ class AlertBook:
                     first_seen=now,
                     last_seen=now,
                     summary=f.summary,
+                    targets=f.targets,
                 )
                 self._next_id += 1
                 self._active[ident] = alert
                 changes.append(AlertChange(ChangeKind.RAISED, alert))
                 continue
             grown = f.count > alert.peak
+            # Other addresses attacked are an update (the same ones in another order are not); a new
+            # one among them is news (retargeted: said in the log).
+            moved = retargeted = False
+            if f.targets and f.targets != alert.targets:
+                moved = set(f.targets) != set(alert.targets)
+                retargeted = not set(f.targets) <= set(alert.targets)
             alert = replace(
                 alert,
                 count=f.count,
@@ -101,10 +133,11 @@ class AlertBook:
                 last_seen=now,
                 summary=f.summary,
                 severity=f.severity,
+                targets=f.targets or alert.targets,
             )
             self._active[ident] = alert
-            if grown:
-                changes.append(AlertChange(ChangeKind.UPDATED, alert))
+            if grown or moved:
+                changes.append(AlertChange(ChangeKind.UPDATED, alert, retargeted))
         for ident, alert in list(self._active.items()):
             if ident in seen:
                 continue

@@ -12,6 +12,7 @@ from ironpost_tui.detectors.port_scan import PortScanDetector
 from ironpost_tui.detectors.settings import PortScanConfig, SynFloodConfig
 from ironpost_tui.detectors.sketch import SketchReader
 from ironpost_tui.detectors.syn_flood import SynFloodDetector
+from ironpost_tui.detectors.targets import Probes, SourceTargets
 from ironpost_tui.detectors.window import WindowSums, diff_counts
 from ironpost_tui.kernel import abi
 from ironpost_tui.kernel.datapath import Datapath
@@ -71,29 +72,46 @@ class DetectionPipeline:
         self._scan_admit = _Admission(
             self._scan_src, max(1, port_scan.port_threshold // 4), lambda c: c[NEW_TCP] + c[NEW_UDP]
         )
+        # The destinations each watched source probes, over each detector's window: what its alerts name.
+        self._syn_targets = SourceTargets(syn_flood.window_secs)
+        self._scan_targets = SourceTargets(port_scan.window_secs)
         self._prev: tuple[dict[Hashable, Counts], dict[Hashable, Counts]] = ({}, {})
         self._reader: SketchReader | None = None
         self.book = AlertBook()
 
     def feed(
-        self, sources: dict[Hashable, Counts], targets: dict[Hashable, Counts], now: float, wall: float
+        self,
+        sources: dict[Hashable, Counts],
+        targets: dict[Hashable, Counts],
+        now: float,
+        wall: float,
+        probes: Probes | None = None,
     ) -> list[AlertChange]:
         """One tick from snapshots of cumulative counters (a replay, the tests); ``now`` is
-        monotonic, ``wall`` the time to stamp alerts with."""
+        monotonic, ``wall`` the time to stamp alerts with; ``probes``: what each (source,
+        destination) probed since the last tick."""
         deltas = tuple(diff_counts(prev, cur) for prev, cur in zip(self._prev, (sources, targets), strict=True))
         self._prev = (dict(sources), dict(targets))
-        return self.feed_deltas(deltas[0], deltas[1], now, wall)
+        return self.feed_deltas(deltas[0], deltas[1], now, wall, probes)
 
     def feed_deltas(
-        self, sources: dict[Hashable, Counts], targets: dict[Hashable, Counts], now: float, wall: float
+        self,
+        sources: dict[Hashable, Counts],
+        targets: dict[Hashable, Counts],
+        now: float,
+        wall: float,
+        probes: Probes | None = None,
     ) -> list[AlertChange]:
         """One tick from what each source and target sent since the last."""
         self._syn_admit.add(sources, now)
         self._scan_admit.add({k: v for k, v in sources.items() if v[NEW_TCP] or v[NEW_UDP]}, now)
         self._syn_dst.add(targets, now)
+        # After admission: a source admitted this tick has this tick's destinations counted.
+        self._syn_targets.add(probes or {}, now, self._syn_src.tracks)
+        self._scan_targets.add(probes or {}, now, self._scan_src.tracks)
         scanners = self.port_scan.scanners(self._scan_src)
-        findings = self.syn_flood.evaluate(self._syn_src, self._syn_dst, address_of, scanners)
-        findings += self.port_scan.evaluate(self._scan_src, address_of)
+        findings = self.syn_flood.evaluate(self._syn_src, self._syn_dst, address_of, scanners, self._syn_targets.named)
+        findings += self.port_scan.evaluate(self._scan_src, address_of, self._scan_targets.named)
         return self.book.update(findings, wall)
 
     def start(self, dp: Datapath) -> None:
@@ -105,5 +123,5 @@ class DetectionPipeline:
         if self._reader is None:
             self.start(dp)
         assert self._reader is not None
-        sources, targets = self._reader.read(time.monotonic_ns())
-        return self.feed_deltas(sources, targets, now, wall)
+        read = self._reader.read(time.monotonic_ns())
+        return self.feed_deltas(read.sources, read.destinations, now, wall, read.probes)

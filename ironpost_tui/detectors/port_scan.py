@@ -3,7 +3,7 @@ FIN, NULL and Xmas scans; UDP scans)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 
 from ironpost_tui.detectors.alerts import MANY_SOURCES, Finding
 from ironpost_tui.detectors.settings import Detector, PortScanConfig
@@ -36,7 +36,14 @@ class PortScanDetector:
                 out[key] = ports
         return out
 
-    def evaluate(self, by_source: WindowSums, name: Callable[[Hashable], str]) -> list[Finding]:
+    def evaluate(
+        self,
+        by_source: WindowSums,
+        name: Callable[[Hashable], str],
+        targets: Callable[[Iterable[Hashable]], tuple[str, ...]] = lambda _keys: (),
+    ) -> list[Finding]:
+        """``targets``: the destinations some sources probed most (SourceTargets.named): the
+        scanned host(s), of one scanner or of a distributed scan's sources together."""
         cfg = self.config
         scanners = self.scanners(by_source)
         if len(scanners) > MAX_SCANNERS:
@@ -50,6 +57,7 @@ class PortScanDetector:
                     ports,
                     cfg.window_secs,
                     f"{len(scanners)} sources probed {ports} ports within {cfg.window_secs:g} s",
+                    targets(scanners),
                 )
             ]
         found = []
@@ -66,6 +74,7 @@ class PortScanDetector:
                         ports,
                         cfg.window_secs,
                         f"{ports} {kinds} ports probed within {cfg.window_secs:g} s",
+                        targets([key]),
                     )
                 )
         return found

@@ -14,16 +14,32 @@ again, each time in a fresh way holding the one port of its one packet, and over
 them used to add up to a "port scan".  So a tenure first seen holding one packet and one probed port
 (at most one TCP packet, one new port) is not credited that port.  A real scanner sends more than one
 packet while it holds a way, and loses at most one port per way it loses; a spoofed source adds nothing.
+
+A source way also holds its target slots (the destinations it probes most, bpf/sketch.h
+count_target): each slot's probes are diffed the same way, per (source, destination), a slot that
+changed hands or was cleared counting from zero.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable
+from typing import NamedTuple
 
 from ironpost_tui.detectors.counters import Counts, growth
 from ironpost_tui.kernel import abi, libbpf
 from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.kernel.datapath import Datapath
+
+
+class SketchDeltas(NamedTuple):
+    """What one read found, since the last."""
+
+    sources: dict[Hashable, Counts]  # (syn, tcp, new_tcp_ports, new_udp_ports) per source key
+    destinations: dict[Hashable, Counts]  # (syn, tcp) per destination key
+    probes: dict[tuple[Hashable, bytes], int]  # per (source key, destination address): probes to it
+
+
+_SLOTS = abi.TARGET_SLOTS
 
 
 class _Sketch:
@@ -38,8 +54,9 @@ class _Sketch:
         self.set_size = way.size * abi.SKETCH_WAYS  # a multiple of 8: per-CPU values need no padding
         self.ncpu = dp.possible_cpus
         self.ports = counters == 4  # (syn, tcp, new_tcp_ports, new_udp_ports): a source sketch
-        # (cpu, set, way) -> (address key, counters) at the last read
-        self.prev: dict[tuple[int, int, int], tuple[bytes, Counts]] = {}
+        # (cpu, set, way) -> (address key, counters, target slots' addresses, their probes) at the last read
+        self.prev: dict[tuple[int, int, int], tuple[bytes, Counts, bytes, Counts]] = {}
+        self.probes: dict[tuple[Hashable, bytes], int] = {}  # filled by read(), source sketch only
 
     def read(self, sets: list[int], out: dict[Hashable, Counts]) -> None:
         if len(sets) > self.sets // 8:  # many: one batch read of the whole map
@@ -65,11 +82,14 @@ class _Sketch:
                 if not key[16]:  # family 0: never used
                     continue
                 counts = fields[1 : 1 + n]
+                addrs, hits = (fields[-1 - _SLOTS], fields[-_SLOTS:]) if self.ports else (b"", ())
                 slot = (cpu, s, w)
                 old = prev.get(slot)
-                prev[slot] = (key, counts)
-                if old is not None and old[0] == key and old[1] == counts:
+                prev[slot] = (key, counts, addrs, hits)
+                if old is not None and old[0] == key and old[1] == counts and old[3] == hits and old[2] == addrs:
                     continue
+                if hits:
+                    self._probes(key, addrs, hits, old if old is not None and old[0] == key else None)
                 before = old[1] if old is not None and old[0] == key else None
                 delta = growth(before, counts)
                 if self.ports and counts[2] + counts[3] == 1 and counts[1] <= 1 and (before is None or delta == counts):
@@ -79,9 +99,24 @@ class _Sketch:
                     acc = out.get(key)
                     out[key] = delta if acc is None else tuple(a + d for a, d in zip(acc, delta, strict=True))
 
+    def _probes(self, key: bytes, addrs: bytes, hits: Counts, old: tuple[bytes, Counts, bytes, Counts] | None) -> None:
+        """Each target slot's probes since the last read, credited to (source, the slot's address)."""
+        probes = self.probes
+        for i, h in enumerate(hits):
+            if not h:
+                continue
+            addr = addrs[i * 16 : i * 16 + 16]
+            if old is not None and old[2][i * 16 : i * 16 + 16] == addr and h >= old[3][i]:
+                h -= old[3][i]  # the same tenure of the slot: what it grew by
+                if not h:
+                    continue
+            pair = (key, addr)
+            probes[pair] = probes.get(pair, 0) + h
+
 
 class SketchReader:
-    """Deltas per source (syn, tcp, new_tcp_ports, new_udp_ports) and per destination (syn, tcp)."""
+    """Deltas per source (syn, tcp, new_tcp_ports, new_udp_ports), per destination (syn, tcp), and
+    per (source, destination) the probes of the sources' target slots."""
 
     def __init__(self, dp: Datapath) -> None:
         cfg = dp.cfg
@@ -95,7 +130,7 @@ class SketchReader:
         self._tick_fd = dp.map_fd(MapName.TICK)
         self._gen = 0
 
-    def read(self, now_ns: int) -> tuple[dict[Hashable, Counts], dict[Hashable, Counts]]:
+    def read(self, now_ns: int) -> SketchDeltas:
         """``now_ns``: CLOCK_MONOTONIC (time.monotonic_ns()), the kernel's clock."""
         self._gen += 1  # a count (a way marks DIRTY once per count), the entry is count % DIRTY_GENS
         libbpf.map_update(self._tick_fd, bytes(4), abi.TICK.pack(self._gen & 0xFFFFFFFF, now_ns))
@@ -119,9 +154,10 @@ class SketchReader:
                     dst_words[i] |= int.from_bytes(raw[base + i * 8 : base + i * 8 + 8], "little")
         sources: dict[Hashable, Counts] = {}
         targets: dict[Hashable, Counts] = {}
+        self._src.probes = {}
         self._src.read(_bits(src_words), sources)
         self._dst.read(_bits(dst_words), targets)
-        return sources, targets
+        return SketchDeltas(sources, targets, self._src.probes)
 
 
 def _bits(words: list[int]) -> list[int]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 
 from ironpost_tui.detectors.alerts import MANY_SOURCES, Finding
 from ironpost_tui.detectors.settings import Detector, SynFloodConfig
@@ -35,10 +35,12 @@ class SynFloodDetector:
         by_target: WindowSums,
         name: Callable[[Hashable], str],
         scanners: dict[Hashable, int] | None = None,
+        targets: Callable[[Iterable[Hashable]], tuple[str, ...]] = lambda _keys: (),
     ) -> list[Finding]:
         """``scanners``: sources the port-scan detector flags, with their probed ports.
         A source sending about one SYN per port is scanning, not flooding: it gets
-        the port-scan alert only."""
+        the port-scan alert only.  ``targets``: the destinations some sources probed
+        most (SourceTargets.named), named by a one-source alert."""
         cfg = self.config
         found = []
         explained = 0
@@ -58,6 +60,7 @@ class SynFloodDetector:
                         syn,
                         cfg.window_secs,
                         f"{syn} SYNs in {tcp} TCP packets within {cfg.window_secs:g} s",
+                        targets([key]),
                     )
                 )
         for key, counts in by_target.sums.items():
@@ -73,6 +76,7 @@ class SynFloodDetector:
                         syn,
                         cfg.window_secs,
                         f"{syn} SYNs from many sources in {tcp} TCP packets within {cfg.window_secs:g} s",
+                        (name(key),),
                     )
                 )
         return found

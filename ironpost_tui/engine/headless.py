@@ -81,7 +81,7 @@ def log_reload(reloaded: Reloaded) -> None:
 
 def log_alert(change: AlertChange) -> None:
     a = change.alert
-    if change.kind == ChangeKind.UPDATED:
+    if change.kind == ChangeKind.UPDATED and not change.retargeted:
         log.debug("alert %d %s updated: %s", a.id, a.detector, a.summary)
         return
     level = logging.INFO if change.kind == ChangeKind.RESOLVED else logging.WARNING
@@ -92,7 +92,7 @@ def log_alert(change: AlertChange) -> None:
         a.detector,
         change.kind,
         a.source,
-        a.target,
+        a.where,
         a.summary,
         a.severity,
         extra={"alert": a, "change": change.kind},

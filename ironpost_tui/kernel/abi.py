@@ -69,6 +69,7 @@ EXACT4_WAYS = 8
 SKETCH_WAYS = 4
 PORT_BITS = 512
 DIRTY_GENS = 4
+TARGET_SLOTS = 4  # a source way's target slots: the destinations it probes most
 
 NSEC_PER_SEC = 1_000_000_000  # the kernel's times (TICK, RULE_HITS, events) are in ns
 # Ranks: a match's priority, monitor matches after every drop match; NO_MATCH: none (also
@@ -108,8 +109,9 @@ CONFIG = struct.Struct("<IIIIIBBBx512s")
 # struct agg_key: addr[16], family, pad[3]
 AGG_KEY = struct.Struct("<16sB3x")
 # struct src_way: key (20 bytes), syn, tcp, new_tcp_ports, new_udp_ports, marked, last_seq, ports_since,
-# ports[PORT_BITS / 64] (skipped: only the kernel reads the bitmap)
-SRC_WAY = struct.Struct(f"<20sIIII4xQQ{PORT_BITS // 8}x")
+# ports[PORT_BITS / 64] (skipped: only the kernel reads the bitmap), tgt_addr[TARGET_SLOTS][16] (one bytes
+# object), tgt_hits[TARGET_SLOTS]
+SRC_WAY = struct.Struct(f"<20sIIII4xQQ{PORT_BITS // 8}x{TARGET_SLOTS * 16}s{TARGET_SLOTS}I")
 # struct dst_way: key, syn, tcp, marked, last_seq
 DST_WAY = struct.Struct("<20sII4xQ")
 # struct ironpost_tick: gen (a tick count), pad, now_ns

@@ -5,9 +5,10 @@ Every JSON line has ``ts`` (RFC 3339, UTC), ``level``, ``event`` and
 ``message``.  What the record carries decides the rest:
 
 * ``extra={"alert": Alert, "change": kind}`` (headless.log_alert): event
-  ``alert`` with ``change``, ``detector``, ``severity``, ``src_ip`` and
-  ``dst_ip`` (the alert's source and target; null when they are not an
-  address, e.g. "many sources"), ``source``, ``target``, ``count``...
+  ``alert`` with ``change``, ``detector``, ``severity``, ``src_ip`` (the
+  source, null when it is not an address: "many sources"), ``dst_ip`` (the
+  address attacked most; null when none is known), ``targets`` (every address
+  attacked, most first), ``source``, ``target``, ``count``...
 * ``extra={"audit": dict}`` (audit.AuditLog): the audit entry itself (event
   ``rule_change``), as the audit file has it, its time as ``ts``.
 * ``extra={"event": name, ...}``: that event name, and every other extra
@@ -66,7 +67,8 @@ class JsonFormatter(logging.Formatter):
                 detector=alert.detector,
                 severity=alert.severity,
                 src_ip=_address(alert.source),
-                dst_ip=_address(alert.target),
+                dst_ip=alert.dst_ip,
+                targets=list(alert.targets),
                 source=alert.source,
                 target=alert.target,
                 count=alert.count,

@@ -30,6 +30,7 @@ E = TypeVar("E")
 MAX_WALL_CLOCK = 2.0**34  # seconds since 1970, past the year 2500: what time.localtime can show
 MAX_COUNT = 2**64  # a kernel counter
 SEVERITIES = ("low", "medium", "high", "critical")  # what detectors raise, and the console colours
+MAX_TARGETS = 16  # addresses an alert names (the detectors name at most 4)
 
 
 class BadRecord(ValueError):
@@ -248,6 +249,7 @@ def alert_to_json(a: Alert) -> Json:
         "last_seen": a.last_seen,
         "summary": a.summary,
         "resolved_at": a.resolved_at,
+        "targets": list(a.targets),
     }
 
 
@@ -266,7 +268,16 @@ def alert_from_json(value: object) -> Alert:
         last_seen=number(d, "last_seen", 0, MAX_WALL_CLOCK),
         summary=string(d, "summary"),
         resolved_at=optional_number(d, "resolved_at", 0, MAX_WALL_CLOCK),
+        targets=_targets(d),
     )
+
+
+def _targets(d: Json) -> tuple[str, ...]:
+    """An alert's addresses attacked; absent in recordings made before alerts had them."""
+    items = array(d.get("targets", []), "targets")
+    if len(items) > MAX_TARGETS:
+        raise BadRecord(f"targets must hold at most {MAX_TARGETS} addresses")
+    return tuple(str(_address({"targets": item}, "targets")) for item in items)
 
 
 def change_to_json(c: AlertChange) -> Json:

@@ -1,7 +1,9 @@
 """The console's events and alerts written to CSV or JSON (Textual-free).
 
 Fields are the tables' columns, in their order; times are ISO 8601 in UTC
-(the tables show local HH:MM:SS, a file needs the date and the zone).
+(the tables show local HH:MM:SS, a file needs the date and the zone).  Alerts add
+``dst_ip`` and ``targets`` (as the JSON log has them): the address attacked most
+and all of them, a JSON array (in CSV, separated by spaces).
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ KINDS = ("events", "alerts")
 EVENT_FIELDS = ("time", "source", "sport", "destination", "dport", "proto", "verdict", "rule", "flags", "len")
 ALERT_FIELDS = (
     "#", "severity", "source", "detector", "count", "state", "last", "peak", "first", "target", "summary",
+    "dst_ip", "targets",
 )  # fmt: skip
 
 _PROTOCOL_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6"}
 _TCP_FLAGS = "FSRPAUEC"  # FIN SYN RST PSH ACK URG ECE CWR, bit 0 first
 
-Row = dict[str, str | int | None]
+Row = dict[str, str | int | list[str] | None]
 
 
 class ExportError(IronpostError):
@@ -79,8 +82,10 @@ def alert_rows(alerts: Iterable[Alert], acknowledged: Collection[int] = ()) -> l
                 "last": iso_utc(last),
                 "peak": a.peak,
                 "first": iso_utc(a.first_seen),
-                "target": a.target,
+                "target": ", ".join(a.targets) or a.target,
                 "summary": a.summary,
+                "dst_ip": a.dst_ip,
+                "targets": list(a.targets),
             }
         )
     return rows
@@ -111,7 +116,7 @@ def write_rows(path: Path, rows: Sequence[Row], fields: Sequence[str], fmt: str)
     if fmt == "csv":
         writer = csv.DictWriter(out, fieldnames=list(fields), extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({k: " ".join(v) if isinstance(v, list) else v for k, v in row.items()} for row in rows)
     else:
         json.dump([{f: row.get(f) for f in fields} for row in rows], out, indent=1, ensure_ascii=False)
         out.write("\n")

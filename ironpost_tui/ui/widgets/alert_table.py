@@ -143,7 +143,7 @@ class AlertTable(Vertical):
             Text(fmt.clock(last)),
             Text(fmt.count(a.peak), justify="right"),
             Text(fmt.clock(a.first_seen)),
-            Text(fmt.text(a.target)),
+            Text(fmt.text(", ".join(a.targets) or a.target)),  # the addresses attacked, when known
             Text(fmt.text(a.summary)),
         ]
         if dim is not None:
