@@ -529,7 +529,7 @@ def test_a_protected_source_passes_a_hand_made_blocklist_entry(
     word |= abi.FILTER_EXACT << ((bucket & 1) * 32)
     bpftool.run("map", "update", "id", str(maps["ADDR_FILTER"]), "key", *hexbytes(word_key),
                "value", *hexbytes(word.to_bytes(8, "little")))  # fmt: skip
-    value = abi.BLOCKLIST_VALUE.pack(abi.ACTION_DROP, abi.ACTION_DROP, 0, 0, 0, 0)
+    value = abi.BLOCKLIST_VALUE.pack(abi.ACTION_DROP, abi.ACTION_DROP, 0, 0, 0, 0, 0)
     assert len(value) == 20
     bpftool.run("map", "update", "id", str(maps["BLOCKLIST"]), "key", *hexbytes(v4key(lab.ns_ip4)),
                "value", *hexbytes(value))  # fmt: skip
