@@ -19,13 +19,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 from support import bpftool
 from support.packets import frame
 
+from ironpost_tui.config import settings as config
+from ironpost_tui.config.check import ConfigError
+from ironpost_tui.engine.snapshot import AUTO_RULE_ID, EXTERNAL_RULE_ID, EngineSnapshot, SnapshotBuilder
 from ironpost_tui.kernel import abi, libbpf
 from ironpost_tui.kernel.datapath import Datapath, DatapathConfig
-from ironpost_tui.model import Action, FilterRule
+from ironpost_tui.metrics.collector import EngineCollector
+from ironpost_tui.model import Action, FilterRule, ProtoCounters, RuleStatus, StatsSample
 from ironpost_tui.rules import external, prefilter
+from ironpost_tui.rules import placement as kernel_rules
 from ironpost_tui.rules.audit import Actor, AuditLog
 from ironpost_tui.rules.control import RuleController
 from ironpost_tui.rules.exact4 import bucket_of
@@ -75,6 +81,43 @@ def test_action_of_knows_drop_and_monitor_only() -> None:
     assert external.action_of(val(2)) is Action.MONITOR
     assert external.action_of(val(0)) is None  # PASS: no rule
     assert external.action_of(val(9)) is None
+
+
+def test_external_hits_count_under_one_rule_id_apart_from_auto_and_the_operators() -> None:
+    """/metrics: no label holds an address; what a deleted external rule counted stays counted."""
+    builder = SnapshotBuilder("eth0")
+    sample = StatsSample(at=1.0, totals={"tcp": ProtoCounters(1, 1, 1)})
+    registry = CollectorRegistry()
+    current: list[EngineSnapshot] = []
+    registry.register(EngineCollector(lambda: current[-1]))
+
+    def publish(*statuses: tuple[FilterRule, int]) -> None:
+        rules = [RuleStatus(rule=r, map_name="BLOCKLIST", hits=h) for r, h in statuses]
+        current.append(builder.build(sample, rules, mode="native", attached=True, blocklist_entries=1,
+                                     blocklist_capacity=9, alerts_active=0))  # fmt: skip
+
+    def hits(rule_id: str) -> float | None:
+        return registry.get_sample_value("ironpost_rule_hits_total", {"rule_id": rule_id})
+
+    e1, e2 = kernel_rules.external_rule(key(A), 1), kernel_rules.external_rule(key(B), 2)
+    auto = FilterRule("auto-syn_flood-198.18.0.7", src_ip=ipaddress.ip_network("198.18.0.7"), auto=True)
+    mine = FilterRule("mine", src_ip=ipaddress.ip_network(OTHER))
+    publish((e1, 4), (e2, 3), (auto, 2), (mine, 1))
+    assert (hits(EXTERNAL_RULE_ID), hits(AUTO_RULE_ID), hits("mine")) == (7, 2, 1)
+    assert hits(e1.id) is None and A not in generate_latest(registry).decode()
+    publish((e2, 5), (auto, 2), (mine, 1))  # e1 deleted by its tool
+    assert hits(EXTERNAL_RULE_ID) == 9
+    assert [s.rule.id for s in current[-1].rules] == [e2.id, auto.id, "mine"]  # the console: each its own
+
+
+def test_ids_of_other_tools_entries_are_reserved_in_the_configuration() -> None:
+    text = '[[rules]]\nid = "external:198.18.0.2"\nsrc_ip = "198.18.0.2"\n'
+    with pytest.raises(ConfigError) as info:
+        config.loads(text, "t.toml")
+    assert [e.message for e in info.value.errors] == [
+        "ids starting with 'external:' name other tools' BLOCKLIST entries: choose another id"
+    ]
+    assert config.loads(text.replace("external:", "extern-"), "t.toml").rules  # negative control
 
 
 # --------------------------------------------------------------------------- #

@@ -193,6 +193,10 @@ class Engine:
         if kept:
             self._control.restore(kept, Actor("ironpost", None, "journal"))
             self._control.flush()
+        # Other tools' entries already in BLOCKLIST (written while no controller ran) are in force
+        # before the program is attached or swapped in.
+        self._reconcile_external()
+        self._last_external = time.monotonic()
         self._decoder = EventDecoder(offset, self._rules.rule_for_slot)
         if self.auto_blocking:
             self._blocker.infra.refresh(time.monotonic())

@@ -211,7 +211,15 @@ class ExternalEntries:
 
     # --- the record --------------------------------------------------------------------
     def _record(self, out: Outcome, protected: list[Protected]) -> None:
-        """One audit write for the lot, and a warning for each refusal and each revert."""
+        """One audit write for the lot, then a warning for each refusal and each revert."""
+        changes = [
+            *(("add", r) for r in out.added),
+            *(("update", r) for r in out.updated),
+            *(("delete", r) for r in out.removed),
+            *(("refuse", r) for r in out.refused),
+            *(("revert", r) for r in out.reverted),
+        ]
+        self._audit.record_changes(EXTERNAL_ACTOR, changes)
         for rule in out.refused:
             hit = protect.violation(replace(rule, action=Action.DROP), protected)
             why = hit.describe() if hit is not None else "a protected address"
@@ -229,11 +237,3 @@ class ExternalEntries:
                 rule.src_ip,
                 extra={"event": "external_reverted", "rule_id": rule.id, "source": str(rule.src_ip)},
             )
-        changes = [
-            *(("add", r) for r in out.added),
-            *(("update", r) for r in out.updated),
-            *(("delete", r) for r in out.removed),
-            *(("refuse", r) for r in out.refused),
-            *(("revert", r) for r in out.reverted),
-        ]
-        self._audit.record_changes(EXTERNAL_ACTOR, changes)

@@ -88,8 +88,20 @@ def blocklist_lookup(handle: Iterable[str], addr: str) -> bytes | None:
     key = ipaddress.IPv4Address(addr).packed
     proc = subprocess.run(["bpftool", "-j", "map", "lookup", *handle, "key", *hexbytes(key)], capture_output=True,
                           text=True)  # fmt: skip
-    if proc.returncode != 0:
-        assert "No such file or directory" in proc.stderr or "not found" in proc.stderr, proc.stderr
+    found = json.loads(proc.stdout or "null")
+    if found is None:  # no such key (bpftool exits 254 and prints null)
+        assert proc.returncode != 0 and not proc.stderr.strip(), proc.stderr
         return None
-    found = json.loads(proc.stdout)
+    assert proc.returncode == 0, proc.stderr
     return bytes(int(b, 16) for b in found["value"])
+
+
+def percpu_sums(handle: Iterable[str], fmt: Any) -> dict[int, tuple[int, ...]]:
+    """A per-CPU array (``bpftool map dump``) as key -> its value summed over CPUs, field by field
+    (``fmt`` a struct.Struct of the value, e.g. abi.PROTO_STATS)."""
+    out = {}
+    for entry in run_json("map", "dump", *handle):
+        index = int.from_bytes(bytes(int(b, 16) for b in entry["key"]), "little")
+        fields = [fmt.unpack(bytes(int(b, 16) for b in v["value"])) for v in entry["values"]]
+        out[index] = tuple(sum(col) for col in zip(*fields, strict=True))
+    return out
