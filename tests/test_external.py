@@ -26,6 +26,7 @@ from support.packets import frame
 from ironpost_tui.config import settings as config
 from ironpost_tui.config.check import ConfigError
 from ironpost_tui.engine.snapshot import AUTO_RULE_ID, EXTERNAL_RULE_ID, EngineSnapshot, SnapshotBuilder
+from ironpost_tui.errors import RuleRefused
 from ironpost_tui.kernel import abi, libbpf
 from ironpost_tui.kernel.datapath import Datapath, DatapathConfig
 from ironpost_tui.metrics.collector import EngineCollector
@@ -338,8 +339,13 @@ def test_ironposts_own_entry_overwritten_or_deleted_by_another_tool_is_written_b
 
 @pytestmark_root
 def test_an_operators_rule_on_the_same_address_takes_the_entry_over(world: World) -> None:
-    world.write(A)
+    world.write(A, abi.ACTION_MONITOR)
     world.control.reconcile_external()
+    # An auto-block does not take it over: it would delete the tool's entry when it expires.
+    auto = FilterRule("auto-port_scan-" + A, Action.DROP, src_ip=ipaddress.ip_network(A), auto=True)
+    with pytest.raises(RuleRefused, match=f"external:{A}"):
+        world.control.add(auto, Actor("ironpost", None, "detector"))
+    assert [r.id for r in world.table.rules()] == [f"external:{A}"] and world.verdict(A) == XDP_PASS
     own = FilterRule("mine", Action.DROP, src_ip=ipaddress.ip_network(A))
     world.control.add(own, OPERATOR)
     assert world.table.rules() == [own]

@@ -352,14 +352,16 @@ class Engine:
         kept = [a for a in autos if a not in dropped]
         old_protected = list(control.protected)
         if not same_protection:
-            control.set_protected(protected)
+            control.set_protected(protected, enforce=False)
             self._blocker.infra.invalidate()
         try:
             control.replace_all(rules + kept, actor, force=self.options.force)
         except BaseException:
             if not same_protection:  # a refused reload changes nothing, the allowlist included
-                control.set_protected(old_protected)
+                control.set_protected(old_protected, enforce=False)
             raise
+        if not same_protection:
+            control.external.enforce_protections()  # other tools' drops on what is now protected go
         if control.journal is not None:
             for rule in dropped:
                 control.journal.delete(rule.id)

@@ -71,10 +71,13 @@ class RuleController:
         return self.table.status()
 
     # --- protections -----------------------------------------------------------
-    def set_protected(self, protected: list[Protected]) -> None:
+    def set_protected(self, protected: list[Protected], enforce: bool = True) -> None:
+        """Protect ``protected`` in the kernel; ``enforce``: also refuse other tools' drops on them now
+        (a reload does that once its rules are in, so a refused reload changes nothing)."""
         self.table.set_allowlist({p.network: p.reason for p in protected})
         self.protected = list(protected)
-        self.external.enforce_protections()  # another tool's drop on an address now protected goes
+        if enforce:
+            self.external.enforce_protections()  # another tool's drop on an address now protected goes
 
     def reconcile_external(self) -> Outcome:
         """Take in what other tools changed in BLOCKLIST since the last call (the engine's tick)."""
@@ -198,9 +201,11 @@ class RuleController:
             self.check(rule, force)
         ids = {r.id for r in rules}
         claimed = {kernel_rules.place(r) for r in rules}
-        rules = rules + [
-            r for r in self.table.rules() if r.external and r.id not in ids and kernel_rules.place(r) not in claimed
-        ]
+        externals = [r for r in self.table.rules() if r.external and r.id not in ids]
+        for rule in externals:
+            if kernel_rules.place(rule) in claimed:
+                log.info("%s: a rule of the new set is on its address and takes its BLOCKLIST entry over", rule.id)
+        rules = rules + [r for r in externals if kernel_rules.place(r) not in claimed]
         self._check_capacity(rules)
         before = self.table.rules()
         try:

@@ -121,12 +121,14 @@ class RuleTable:
 
     # --- changing --------------------------------------------------------------
     def add(self, rule: FilterRule) -> None:
-        """Install a new rule; RuleRefused (nothing written) when it cannot be.  A rule of ironpost's
-        on the address of another tool's entry (external.py) takes that entry over."""
+        """Install a new rule; RuleRefused (nothing written) when it cannot be.  An operator's rule on the
+        address of another tool's entry (external.py) takes that entry over; an auto-block does not (it
+        would delete the tool's entry when it expires)."""
         if rule.id in self._rules:
             raise RuleRefused(f"a rule with id '{rule.id}' exists already")
         holder = self.holder(rule)
-        take_over = holder.id if holder is not None and holder.external and not rule.external else None
+        mine = not rule.external and not rule.auto
+        take_over = holder.id if holder is not None and holder.external and mine else None
         self._install(rule, self._take_priority(), take_over)
 
     def add_external(self, rule: FilterRule) -> bool:
