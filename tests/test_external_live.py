@@ -184,6 +184,16 @@ def test_bpftool_update_drops_within_a_second_and_delete_lets_through_again(
     )
     assert sample(scrape(port), "ironpost_rule_hits_total", rule_id=rule_id) is None  # no address as a label
 
+    if persist:
+        # A restart adopts the pinned maps: the entry is still another tool's (its value says so), in force
+        # throughout, not taken in again, and still the tool's to delete.
+        agent.send(signal.SIGTERM)
+        assert agent.wait() == 0, agent.describe()
+        assert probe.burst(ns) == 0
+        agent, _prog = start(agents, lab, tmp_path, persist)
+        assert probe.burst(ns) == 0 and probe.burst(second) == 20
+        assert [c for c in audited(tmp_path) if c[1] == rule_id] == [("add", rule_id, "external")]
+
     t1 = time.monotonic()
     bpftool.blocklist_delete(h["BLOCKLIST"], ns)
     took = seconds_until(lambda: probe.burst(ns, 5) == 5, t1)
