@@ -80,11 +80,21 @@ struct proto_stats {
  * the datapath acts on.  An LPM lookup returns only the longest prefix, so in
  * SRC4/SRC6 user space writes there the best of all the prefixes covering the
  * entry (a drop /16 is not undone by a monitor /24 inside it); the own_*
- * fields keep the entry's own rule, for adopting pinned maps. */
+ * fields keep the entry's own rule, for adopting pinned maps.
+ *
+ * origin is user space's alone (the program never reads it): ORIGIN_EXTERNAL marks a BLOCKLIST entry
+ * another tool wrote and a controller took in (ironpost_tui/rules/external.py), so a --persist
+ * restart knows it for one.  It was padding before, always 0 = ORIGIN_IRONPOST: pinned maps of this
+ * ABI version read the same either way.  Another tool writes the seed's value, action first and the
+ * rest 0 (own_action 0: never written by ironpost). */
+#define ORIGIN_IRONPOST 0
+#define ORIGIN_EXTERNAL 1
+
 struct blocklist_value {
 	__u8 action;
 	__u8 own_action;
-	__u8 _pad[2];
+	__u8 origin;
+	__u8 _pad;
 	__u32 rule_slot;
 	__u32 priority;
 	__u32 own_slot;

@@ -55,6 +55,7 @@ class FilterRule:
     description: str = ""
     expires_at: float | None = None  # wall-clock seconds, None = never
     auto: bool = False  # added by a detector's auto-block
+    external: bool = False  # written into BLOCKLIST by another tool (rules/external.py); never saved
 
     @property
     def match_fields(self) -> tuple[str, ...]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
@@ -173,9 +174,11 @@ def test_shape_pack() -> None:
 
 def test_value() -> None:
     drop_rule = rule(src="198.18.0.1/32")
+    own = abi.ORIGIN_IRONPOST
     assert abi.BLOCKLIST_VALUE.unpack(kernel_rules.value(drop_rule, 7, 9)) == (
         abi.ACTION_DROP,
         abi.ACTION_DROP,
+        own,
         7,
         9,
         7,
@@ -185,6 +188,7 @@ def test_value() -> None:
     assert abi.BLOCKLIST_VALUE.unpack(kernel_rules.value(r, 0, 0)) == (
         abi.ACTION_MONITOR,
         abi.ACTION_MONITOR,
+        own,
         0,
         0,
         0,
@@ -192,7 +196,14 @@ def test_value() -> None:
     )
     # Another rule decides for the entry (a covering drop prefix): it acts, the entry keeps its own.
     acting = abi.BLOCKLIST_VALUE.unpack(kernel_rules.value(r, 3, 4, acting=(drop_rule, 1, 2)))
-    assert acting == (abi.ACTION_DROP, abi.ACTION_MONITOR, 1, 2, 3, 4)
+    assert acting == (abi.ACTION_DROP, abi.ACTION_MONITOR, own, 1, 2, 3, 4)
+    # Another tool's entry, taken in: marked so that a --persist restart knows it for one.
+    external = replace(drop_rule, external=True)
+    assert abi.BLOCKLIST_VALUE.unpack(kernel_rules.value(external, 5, 6))[:3] == (
+        abi.ACTION_DROP,
+        abi.ACTION_DROP,
+        abi.ORIGIN_EXTERNAL,
+    )
 
 
 @pytest.mark.parametrize(

@@ -509,9 +509,11 @@ def test_a_stale_ssh_connection_protects_nothing(lab: netlab.Lab, agents: AgentP
     assert agent.wait() == 0, agent.describe()
 
 
-def test_a_protected_source_passes_a_hand_made_blocklist_entry(
+def test_a_protected_source_passes_a_hand_made_blocklist_entry_which_is_then_deleted(
     lab: netlab.Lab, agents: AgentPool, paths: Paths, probe: Probe
 ) -> None:
+    """The kernel's allowlist wins at once; the controller then refuses the entry (anti-lockout for other
+    writers: tests/test_external_live.py has the cases with a source that is not protected)."""
     write_atomic(paths.config, f'[safety]\nprotect = ["{lab.ns_ip4}"]\n')
     agent, prog_id = start_agent(agents, lab, paths)
     maps = prog_maps(prog_id, expect=STATE_MAPS)
@@ -520,8 +522,9 @@ def test_a_protected_source_passes_a_hand_made_blocklist_entry(
     assert map_keys(maps["BLOCKLIST"]) == []
     assert probe.burst(20) == 20
 
-    # A drop entry for the protected source, written behind ironpost's back, the way the ABI asks
-    # (README, "Maps"): first the FILTER_EXACT bit of the address's ADDR_FILTER bucket, then the entry.
+    # A drop entry for the protected source written behind ironpost's back, the way a tool had to before
+    # controllers took other tools' entries in: first the FILTER_EXACT bit of the address's ADDR_FILTER
+    # bucket, so the program reads it at once, then the entry.
     bucket = prefilter.filter_bucket(v4key(lab.ns_ip4).ljust(16, b"\0"), abi.FAMILY_V4)
     word_key = (bucket >> 1).to_bytes(4, "little")
     found = json.loads(bpftool.run("-j", "map", "lookup", "id", str(maps["ADDR_FILTER"]), "key", *hexbytes(word_key)))
@@ -529,16 +532,19 @@ def test_a_protected_source_passes_a_hand_made_blocklist_entry(
     word |= abi.FILTER_EXACT << ((bucket & 1) * 32)
     bpftool.run("map", "update", "id", str(maps["ADDR_FILTER"]), "key", *hexbytes(word_key),
                "value", *hexbytes(word.to_bytes(8, "little")))  # fmt: skip
-    value = abi.BLOCKLIST_VALUE.pack(abi.ACTION_DROP, abi.ACTION_DROP, 0, 0, 0, 0)
+    value = abi.BLOCKLIST_VALUE.pack(abi.ACTION_DROP, abi.ACTION_DROP, 0, 0, 0, 0, 0)
     assert len(value) == 20
     bpftool.run("map", "update", "id", str(maps["BLOCKLIST"]), "key", *hexbytes(v4key(lab.ns_ip4)),
                "value", *hexbytes(value))  # fmt: skip
-    assert map_keys(maps["BLOCKLIST"]) == [v4key(lab.ns_ip4)]
     assert probe.burst(20) == 20  # the allowlist wins
-
-    # The entry is a working drop: without the allowlist entry, the same datagrams are dropped.
-    bpftool.run("map", "delete", "id", str(maps["ALLOW4"]), "key", *hexbytes(allow_key))
-    assert probe.burst(20) == 0
+    # The controller deletes it (a drop on a protected address), says so, and audits it.
+    agent.wait_for(f"BLOCKLIST entry for {lab.ns_ip4} written by another tool refused", timeout=2)
+    assert map_keys(maps["BLOCKLIST"]) == []
+    assert probe.burst(20) == 20
+    audit = [json.loads(line) for line in paths.audit.read_text().splitlines()]
+    assert ("refuse", f"external:{lab.ns_ip4}", "external") in [
+        (e["change"], e.get("rule", {}).get("id"), e["via"]) for e in audit
+    ]
     assert agent.proc.poll() is None
 
 

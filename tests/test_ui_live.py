@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import select
 import socket
 import time
 from pathlib import Path
 
 import pytest
+from support import bpftool, netlab
 from support import engine as running
-from support import netlab
 from support.ui import TEST_SETTINGS, Messages
 from textual.pilot import Pilot
 from textual.widgets import Input
@@ -142,6 +143,72 @@ def test_console_adds_and_deletes_a_drop_rule_on_the_real_engine(lab: netlab.Lab
         sender.close()
         recv.sock.close()
     assert not netlab_attached(lab)
+
+
+def test_another_tools_blocklist_entry_shows_in_the_rules_pane_and_d_deletes_it(
+    lab: netlab.Lab, tmp_path: Path
+) -> None:
+    """``bpftool map update`` behind the console's back: the rules pane shows the entry as a rule of
+    another tool (``external:ADDRESS``, marked ``external``), which the form does not edit and ``d`` deletes."""
+    audit = tmp_path / "audit.log"
+    engine = Engine(EngineOptions(iface=lab.host_if, xdp_mode="native", rules=(), store=RuleStore(tmp_path / "r.toml"),
+                                  audit_log=audit))  # fmt: skip
+    source = LiveSource(engine, None)
+    recv = Receiver(lab.host_ip4)
+    sender = ns_sender(lab)
+    rule_id = f"external:{lab.ns_ip4}"
+
+    async def main() -> None:
+        messages = Messages()
+        app = make_app(TEST_SETTINGS, source, cursor_blink=False)
+        async with app.run_test(size=(160, 48), message_hook=messages) as pilot:
+            await messages.wait((SourceStarted, SourceFailed), pilot, after=0, timeout=START_TIMEOUT)
+            assert messages.count(SourceFailed) == 0
+            assert isinstance(pilot.app, IronpostApp) and engine.report is not None
+            rules = pilot.app.main.query_one(RulesPane)
+            send(sender, lab, recv.port, b"before")
+            assert len(recv.drain()) == 5
+            assert rules.grid.row_count == 0
+
+            handle = ("id", str(bpftool.prog_maps(engine.report.prog_id)["BLOCKLIST"]))
+            bpftool.blocklist_update(handle, lab.ns_ip4)
+
+            def shown() -> bool:
+                pilot.app.redraw()  # the console redraws on its refresh timer: draw what arrived
+                return rule_id in [str(k.value) for k in rules.grid.rows]
+
+            await wait_until(pilot, shown)
+            assert str(rules.grid.get_cell(rule_id, "source")) == "external"
+            assert str(rules.grid.get_cell(rule_id, "map")) == "BLOCKLIST"
+            send(sender, lab, recv.port, b"blocked")
+            assert recv.drain(0.5) == []
+
+            await pilot.press("4")
+            await pilot.press("e")  # another tool's: no form, a word on what to do
+            assert not isinstance(pilot.app.screen, RuleForm)
+            assert "another tool's BLOCKLIST entry" in rules.problem
+            done = messages.count(EditApplied) + messages.count(EditRefused)
+            await pilot.press("d")
+            assert isinstance(pilot.app.screen, ConfirmScreen)
+            await pilot.press("y")
+            await messages.wait((EditApplied, EditRefused), pilot, after=done, timeout=15)
+            assert messages.count(EditRefused) == 0
+            assert bpftool.blocklist_lookup(handle, lab.ns_ip4) is None
+            send(sender, lab, recv.port, b"after")
+            assert len(recv.drain()) == 5
+            await pilot.press("q")
+
+    try:
+        asyncio.run(main())
+    finally:
+        source.close()
+        sender.close()
+        recv.sock.close()
+    changes = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert [(c["change"], c["rule"]["id"], c["via"]) for c in changes if "rule" in c] == [
+        ("add", rule_id, "external"),
+        ("delete", rule_id, "console"),
+    ]
 
 
 def netlab_attached(lab: netlab.Lab) -> list[tuple[str, int]]:

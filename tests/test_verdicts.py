@@ -993,7 +993,7 @@ def _hand_blocklist(env: Env, addr: str) -> int:
     word = int.from_bytes(env.dp.map_lookup("ADDR_FILTER", word_key) or bytes(8), "little")
     word |= abi.FILTER_EXACT << ((bucket & 1) * 32)
     env.dp.map_update("ADDR_FILTER", word_key, word.to_bytes(8, "little"))
-    env.dp.map_update("BLOCKLIST", key, abi.BLOCKLIST_VALUE.pack(abi.ACTION_DROP, abi.ACTION_DROP, slot, 0, slot, 0))
+    env.dp.map_update("BLOCKLIST", key, abi.BLOCKLIST_VALUE.pack(abi.ACTION_DROP, abi.ACTION_DROP, 0, slot, 0, slot, 0))
     return slot
 
 

@@ -124,6 +124,9 @@ def _rule(
         t.error("id", f"id contains {escape(str(unsafe(rule_id)))}, {CONTROL_HINT}")
     elif not rule_id.isprintable():
         t.error("id", "id contains a control character (tab, newline...): use letters, digits, - and _")
+    elif rule_id.startswith(kernel_rules.EXTERNAL_PREFIX):
+        t.error("id", f"ids starting with {quote(kernel_rules.EXTERNAL_PREFIX)} name other tools' BLOCKLIST entries: "
+                "choose another id")  # fmt: skip
     elif rule_id in first_id:
         check.error(
             (*loc, "id"),

@@ -28,7 +28,7 @@ from ironpost_tui.kernel.libbpf import XdpMode
 from ironpost_tui.kernel.stats import StatsSampler
 from ironpost_tui.kernel.xdp_link import XdpChoice, XdpLink, occupants
 from ironpost_tui.model import FilterRule, PacketEvent, RuleStatus, StatsSample, assert_never
-from ironpost_tui.rules import protect
+from ironpost_tui.rules import external, protect
 from ironpost_tui.rules.audit import Actor, AuditLog
 from ironpost_tui.rules.control import RuleController, RuleSink
 from ironpost_tui.rules.infrastructure import InfraAddress, InfraSources
@@ -58,6 +58,7 @@ class EngineOptions:
     syn_flood: SynFloodConfig = field(default_factory=SynFloodConfig)
     port_scan: PortScanConfig = field(default_factory=PortScanConfig)
     detect_interval: float = 0.5  # seconds between detection ticks
+    external_interval: float = external.INTERVAL  # seconds between reads of BLOCKLIST for other tools' entries
     auto_block: AutoBlockLimits = field(default_factory=AutoBlockLimits)
     infrastructure: InfraSources = field(default_factory=InfraSources)  # never auto-blocked; where to find it
 
@@ -106,6 +107,7 @@ class Engine:
         self._snapshots = SnapshotBuilder(options.iface)
         self._snapshot = EngineSnapshot(at=time.time(), iface=options.iface, mode="", attached=False)
         self._last_detect = 0.0
+        self._last_external = 0.0
         self._journal: AutoJournal | None = None
         self._blocker = AutoBlocker(
             options.detector, options.auto_block, options.infrastructure, lambda: self.control.protected
@@ -191,6 +193,10 @@ class Engine:
         if kept:
             self._control.restore(kept, Actor("ironpost", None, "journal"))
             self._control.flush()
+        # Other tools' entries already in BLOCKLIST (written while no controller ran) are in force
+        # before the program is attached or swapped in.
+        self._reconcile_external()
+        self._last_external = time.monotonic()
         self._decoder = EventDecoder(offset, self._rules.rule_for_slot)
         if self.auto_blocking:
             self._blocker.infra.refresh(time.monotonic())
@@ -257,6 +263,9 @@ class Engine:
             sample = self._last_sample = self._sampler.sample(self._dp, now)
             if self._control is not None:
                 self._control.expire(time.time(), Actor("ironpost", None, "expiry"))
+        if now - self._last_external >= self.options.external_interval:
+            self._last_external = now
+            publish = self._reconcile_external() or publish
         alerts: tuple[AlertChange, ...] = ()
         if now - self._last_detect >= self.options.detect_interval:
             self._last_detect = now
@@ -272,6 +281,14 @@ class Engine:
             assert self._last_sample is not None
             rules = self._publish(self._last_sample).rules
         return Tick(decoded, sample, state, alerts, rules)
+
+    def _reconcile_external(self) -> bool:
+        """Other tools' changes to BLOCKLIST into the rules; True when the rules changed."""
+        try:
+            return self.control.reconcile_external().rules_changed
+        except Exception:  # a failed read or write: logged, tried again next time
+            log.exception("reading BLOCKLIST for other tools' entries failed")
+            return False
 
     def _publish(self, sample: StatsSample) -> EngineSnapshot:
         table = self.control.table
@@ -323,7 +340,7 @@ class Engine:
         control = self.control
         # Auto-blocks (in the journal, not the file) stay across a reload, after the file's rules.
         autos = [r for r in control.rules() if control.journaled(r.id)]
-        same_rules = rules == [r for r in control.rules() if not control.journaled(r.id)]
+        same_rules = rules == [r for r in control.rules() if not control.journaled(r.id) and not r.external]
         same_protection = {(p.network, p.reason) for p in protected} == {
             (p.network, p.reason) for p in control.protected
         }
@@ -335,14 +352,16 @@ class Engine:
         kept = [a for a in autos if a not in dropped]
         old_protected = list(control.protected)
         if not same_protection:
-            control.set_protected(protected)
+            control.set_protected(protected, enforce=False)
             self._blocker.infra.invalidate()
         try:
             control.replace_all(rules + kept, actor, force=self.options.force)
         except BaseException:
             if not same_protection:  # a refused reload changes nothing, the allowlist included
-                control.set_protected(old_protected)
+                control.set_protected(old_protected, enforce=False)
             raise
+        if not same_protection:
+            control.external.enforce_protections()  # other tools' drops on what is now protected go
         if control.journal is not None:
             for rule in dropped:
                 control.journal.delete(rule.id)

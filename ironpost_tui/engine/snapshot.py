@@ -10,12 +10,22 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from ironpost_tui.detectors import AlertChange, ChangeKind, Detector
-from ironpost_tui.model import ProtoCounters, RuleStatus, StatsSample
+from ironpost_tui.model import FilterRule, ProtoCounters, RuleStatus, StatsSample
 from ironpost_tui.version import __version__
 
 _MAPPINGS = ("totals", "events_lost", "alerts_total", "rule_hits")
 RETIRED_MAX = 1_024  # deleted rules whose count is remembered (not exported) should they come back
 AUTO_RULE_ID = "auto"  # every auto-block rule's hits, as one rule_id: a rule id holding an address is no label
+EXTERNAL_RULE_ID = "external"  # the same for the rules other tools wrote into BLOCKLIST (rules/external.py)
+
+
+def hits_group(rule: FilterRule) -> str | None:
+    """The rule_id a rule's hits count under when its own id holds an address; None: its own id."""
+    if rule.auto:
+        return AUTO_RULE_ID
+    if rule.external:
+        return EXTERNAL_RULE_ID
+    return None
 
 
 @dataclass(frozen=True)
@@ -32,7 +42,7 @@ class EngineSnapshot:
     alerts_total: Mapping[str, int] = field(default_factory=dict)  # detector -> alerts raised
     alerts_active: int = 0
     rules: tuple[RuleStatus, ...] = ()  # the rules in force, each with its hits as rule_hits counts them
-    rule_hits: Mapping[str, int] = field(default_factory=dict)  # rule id (auto-blocks: "auto") -> packets, monotonic
+    rule_hits: Mapping[str, int] = field(default_factory=dict)  # rule id ("auto", "external": groups) -> packets
     blocklist_entries: int = 0
     blocklist_capacity: int = 0
     version: str = __version__
@@ -48,17 +58,18 @@ class SnapshotBuilder:
     reset (changed in place, moved to another slot) keeps counting from where
     it was, so Prometheus sees no reset across reloads.  The console shows the
     same counts: they come from the same snapshot.  Auto-block rules are counted together
-    under AUTO_RULE_ID (their ids hold addresses).  A deleted rule's counter leaves the snapshot
-    (and /metrics); what deleted auto-blocks counted stays in AUTO_RULE_ID's total, and the last
-    RETIRED_MAX deleted rules' counts are remembered, so one that a reload brings back counts on."""
+    under AUTO_RULE_ID, and other tools' BLOCKLIST entries under EXTERNAL_RULE_ID (their ids hold
+    addresses).  A deleted rule's counter leaves the snapshot (and /metrics); what a group's deleted
+    rules counted stays in the group's total, and the last RETIRED_MAX deleted rules' counts are
+    remembered, so one that a reload brings back counts on."""
 
     def __init__(self, iface: str) -> None:
         self.iface = iface
         self._alerts: Counter[Detector] = Counter()
         self._hits_base: dict[str, int] = {}
         self._hits_last: dict[str, int] = {}
-        self._auto_ids: set[str] = set()
-        self._auto_retired = 0  # hits of auto-block rules no longer in force
+        self._grouped: dict[str, str] = {}  # rule id -> its hits_group, for the rules in one
+        self._group_retired: Counter[str] = Counter()  # hits of a group's rules no longer in force
         self._retired: dict[str, int] = {}  # deleted rule -> its count, oldest first
 
     def count_alerts(self, changes: tuple[AlertChange, ...]) -> None:
@@ -79,7 +90,7 @@ class SnapshotBuilder:
     ) -> EngineSnapshot:
         hits: dict[str, int] = {}
         counted = []
-        auto = self._auto_retired
+        groups = Counter(self._group_retired)
         present = set()
         for status in rules:
             rid = status.rule.id
@@ -92,24 +103,27 @@ class SnapshotBuilder:
             self._hits_last[rid] = status.hits
             total = self._hits_base.get(rid, 0) + status.hits
             counted.append(status if total == status.hits else replace(status, hits=total))
-            if status.rule.auto:
-                self._auto_ids.add(rid)
-                auto += total
+            group = hits_group(status.rule)
+            if group is not None:
+                self._grouped[rid] = group
+                groups[group] += total
             else:
-                self._auto_ids.discard(rid)
+                self._grouped.pop(rid, None)
                 hits[rid] = total
         for rid in [r for r in self._hits_last if r not in present]:  # deleted: prune its counter
             gone = self._hits_base.pop(rid, 0) + self._hits_last.pop(rid)
-            if rid in self._auto_ids:
-                self._auto_ids.discard(rid)
-                self._auto_retired += gone
-                auto += gone
+            group = self._grouped.pop(rid, None)
+            if group is not None:
+                self._group_retired[group] += gone
+                groups[group] += gone
             else:
                 self._retired[rid] = gone
                 while len(self._retired) > RETIRED_MAX:
                     del self._retired[next(iter(self._retired))]
-        if auto or self._auto_ids:
-            hits[AUTO_RULE_ID] = hits.get(AUTO_RULE_ID, 0) + auto
+        active = set(self._grouped.values())
+        for group in (AUTO_RULE_ID, EXTERNAL_RULE_ID):
+            if groups[group] or group in active:
+                hits[group] = hits.get(group, 0) + groups[group]
         return EngineSnapshot(
             at=time.time(),
             iface=self.iface,

@@ -25,6 +25,9 @@ ACTION_PASS = 0
 ACTION_DROP = 1
 ACTION_MONITOR = 2
 
+ORIGIN_IRONPOST = 0  # a BLOCKLIST entry of ironpost's own rules
+ORIGIN_EXTERNAL = 1  # another tool's entry, taken in by a controller (rules/external.py)
+
 VERDICT_PASS = 0
 VERDICT_DROP = 1
 VERDICT_MONITOR = 2
@@ -87,8 +90,8 @@ FAMILY_V6 = 6
 
 # struct proto_stats
 PROTO_STATS = struct.Struct("<QQQ")
-# struct blocklist_value: action, own_action, pad[2], rule_slot, priority, own_slot, own_priority
-BLOCKLIST_VALUE = struct.Struct("<BB2xIIII")
+# struct blocklist_value: action, own_action, origin, pad, rule_slot, priority, own_slot, own_priority
+BLOCKLIST_VALUE = struct.Struct("<BBBxIIII")
 # struct lpm_v4_key / lpm_v6_key
 LPM_V4_KEY = struct.Struct("<I4s")
 LPM_V6_KEY = struct.Struct("<I16s")

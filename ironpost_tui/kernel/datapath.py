@@ -7,6 +7,7 @@ plain Python values out.
 from __future__ import annotations
 
 import ctypes
+import errno
 import logging
 import os
 from collections.abc import Iterator
@@ -217,6 +218,17 @@ class Datapath:
                     "raise the capacity in the configuration or remove rules"
                 ) from exc
             raise
+
+    def map_replace(self, name: MapName, key: bytes, value: bytes) -> bool:
+        """Overwrite an entry that exists (BPF_EXIST); False, nothing written, when it does not: an entry
+        another tool may delete at any moment is never brought back by a write of ours."""
+        try:
+            libbpf.map_update(self.map_fd(name), key, value, libbpf.BPF_EXIST)
+        except libbpf.BpfCallError as exc:
+            if exc.errno == errno.ENOENT:
+                return False
+            raise
+        return True
 
     def map_delete(self, name: MapName, key: bytes) -> bool:
         try:

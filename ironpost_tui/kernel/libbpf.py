@@ -329,8 +329,12 @@ def map_lookup(map_fd: int, key: bytes, value_size: int) -> bytes | None:
     return value.raw
 
 
-def map_update(map_fd: int, key: bytes, value: bytes) -> None:
-    _check("bpf_map_update_elem", _lib().bpf_map_update_elem(map_fd, key, value, 0))
+BPF_ANY = 0  # bpf_map_update_elem flags: create or replace
+BPF_EXIST = 2  # replace only: ENOENT when the key is not there
+
+
+def map_update(map_fd: int, key: bytes, value: bytes, flags: int = BPF_ANY) -> None:
+    _check("bpf_map_update_elem", _lib().bpf_map_update_elem(map_fd, key, value, flags))
 
 
 def map_lookup_batch(map_fd: int, key_size: int, value_size: int, max_entries: int) -> tuple[bytes, bytes, int]:

@@ -143,6 +143,8 @@ def rule_to_json(rule: FilterRule) -> Json:
         out["description"] = rule.description
     if rule.auto:
         out["auto"] = True
+    if rule.external:
+        out["external"] = True
     return out
 
 
@@ -160,6 +162,7 @@ def rule_from_json(value: object) -> FilterRule:
         description=string(d, "description", ""),
         expires_at=optional_number(d, "expires_at", 0, MAX_WALL_CLOCK),
         auto=boolean(d, "auto", False),
+        external=boolean(d, "external", False),
     )
 
 

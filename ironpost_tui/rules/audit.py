@@ -35,7 +35,7 @@ class Actor:
 
     user: str
     ssh_client: str | None
-    via: str  # console, config, signal, detector, api
+    via: str  # console, config, signal, detector, expiry, journal, external, api
     loginuid: int | None = None  # None: unset (4294967295) or unreadable
 
     @classmethod
@@ -74,6 +74,8 @@ def rule_dict(rule: FilterRule) -> dict[str, Any]:
         out["expires_at"] = rule.expires_at
     if rule.auto:
         out["auto"] = True
+    if rule.external:
+        out["external"] = True
     if rule.description:
         out["description"] = rule.description
     return out
@@ -91,6 +93,10 @@ class AuditLog:
     def record_each(self, what: str, actor: Actor, rules: list[FilterRule]) -> None:
         """One line per rule, written and fsynced once (a panic clearing a thousand auto-blocks)."""
         self._append([self._entry(what, actor, rule) for rule in rules])
+
+    def record_changes(self, actor: Actor, changes: list[tuple[str, FilterRule]]) -> None:
+        """One line per (change, rule), written and fsynced once (a tick's changes by other tools)."""
+        self._append([self._entry(what, actor, rule) for what, rule in changes])
 
     def _entry(self, what: str, actor: Actor, rule: FilterRule | None = None, **extra: Any) -> dict[str, Any]:
         entry: dict[str, Any] = {

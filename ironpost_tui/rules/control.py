@@ -16,6 +16,7 @@ from ironpost_tui.model import Action, FilterRule, RuleStatus
 from ironpost_tui.rules import placement as kernel_rules
 from ironpost_tui.rules import protect
 from ironpost_tui.rules.audit import Actor, AuditLog
+from ironpost_tui.rules.external import ExternalEntries, Outcome
 from ironpost_tui.rules.protect import Protected
 from ironpost_tui.rules.table import RuleTable
 
@@ -58,6 +59,8 @@ class RuleController:
         self.store = store
         self.journal = journal  # auto-blocks go here, never to store (None: to store, as any rule)
         self.protected: list[Protected] = []
+        # Other tools' BLOCKLIST entries: rules of their own, never saved (external.py).
+        self.external = ExternalEntries(table, audit, lambda: self.protected)
         self.set_protected(protected or [])
 
     # --- reading ---------------------------------------------------------------
@@ -68,9 +71,17 @@ class RuleController:
         return self.table.status()
 
     # --- protections -----------------------------------------------------------
-    def set_protected(self, protected: list[Protected]) -> None:
+    def set_protected(self, protected: list[Protected], enforce: bool = True) -> None:
+        """Protect ``protected`` in the kernel; ``enforce``: also refuse other tools' drops on them now
+        (a reload does that once its rules are in, so a refused reload changes nothing)."""
         self.table.set_allowlist({p.network: p.reason for p in protected})
         self.protected = list(protected)
+        if enforce:
+            self.external.enforce_protections()  # another tool's drop on an address now protected goes
+
+    def reconcile_external(self) -> Outcome:
+        """Take in what other tools changed in BLOCKLIST since the last call (the engine's tick)."""
+        return self.external.reconcile()
 
     def check(self, rule: FilterRule, force: bool = False) -> None:
         """Refuse a drop rule whose src_ip covers or falls inside a protected address."""
@@ -88,7 +99,10 @@ class RuleController:
 
     def add(self, rule: FilterRule, actor: Actor, force: bool = False) -> None:
         self.check(rule, force)
+        holder = self.table.holder(rule)
         self.table.add(rule)
+        if holder is not None and holder.external:
+            log.info("rule '%s' takes over %s: its BLOCKLIST entry is ironpost's now", rule.id, holder.id)
         if rule.auto and self.journal is not None:
             self.journal.add(rule)  # written by flush(), once per tick
         elif self.store is not None:
@@ -103,6 +117,11 @@ class RuleController:
         old = self.table.get(rule.id)
         if old is None:
             raise RuleRefused(f"no rule with id '{rule.id}'")
+        if old.external:
+            raise RuleRefused(
+                f"rule '{rule.id}' is another tool's BLOCKLIST entry: change it with that tool, delete it, "
+                "or add a rule of your own for the address (it takes the entry over)"
+            )
         self.check(rule, force)
         self.table.update(rule)
         if self.journal is not None and self.journaled(rule.id):
@@ -123,7 +142,7 @@ class RuleController:
         rule = self.table.delete(rule_id)
         if self.journal is not None and self.journaled(rule_id):
             self.journal.delete(rule_id)
-        elif self.store is not None:
+        elif self.store is not None and not rule.external:
             try:
                 self.store.delete(rule_id)
             except Exception as exc:
@@ -174,9 +193,19 @@ class RuleController:
     def replace_all(
         self, rules: list[FilterRule], actor: Actor, force: bool = False, what: Literal["load", "reload"] = "reload"
     ) -> None:
-        """Move the kernel to ``rules`` (a load or reload); on any error the old set stays in force."""
+        """Move the kernel to ``rules`` (a load or reload); on any error the old set stays in force.
+
+        Other tools' entries (external rules) stay, after ``rules``, unless a rule of ``rules`` is on
+        the same address: that one takes the entry over."""
         for rule in rules:
             self.check(rule, force)
+        ids = {r.id for r in rules}
+        claimed = {kernel_rules.place(r) for r in rules}
+        externals = [r for r in self.table.rules() if r.external and r.id not in ids]
+        for rule in externals:
+            if kernel_rules.place(rule) in claimed:
+                log.info("%s: a rule of the new set is on its address and takes its BLOCKLIST entry over", rule.id)
+        rules = rules + [r for r in externals if kernel_rules.place(r) not in claimed]
         self._check_capacity(rules)
         before = self.table.rules()
         try:
@@ -185,7 +214,7 @@ class RuleController:
             log.exception("reload failed half-way: restoring the previous rule set")
             self.table.replace_all(before)
             raise
-        self.audit.record(what, actor, None, rules=len(rules), ids=[r.id for r in rules])
+        self.audit.record(what, actor, None, rules=len(ids), ids=[r.id for r in rules if r.id in ids])
 
     def _check_capacity(self, rules: list[FilterRule]) -> None:
         # replace_all() deletes the rules that go before it adds: the new set must fit.
@@ -214,8 +243,9 @@ class RuleController:
             self.flush()
         except Exception:
             log.exception("panic: the auto-blocks are out of the kernel, but saving the journal failed")
-        if self.store is not None and len(journaled) < len(drops):
-            kept = [r for r in self.table.rules() if not self.journaled(r.id)]
+        saved = [r for r in drops if r not in journaled and not r.external]  # the file's own
+        if self.store is not None and saved:
+            kept = [r for r in self.table.rules() if not self.journaled(r.id) and not r.external]
             try:
                 self.store.replace_all(kept)
             except Exception:

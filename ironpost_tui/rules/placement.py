@@ -77,8 +77,9 @@ def action_code(action: Action) -> int:
 def value(rule: FilterRule, slot: int, priority: int, acting: tuple[FilterRule, int, int] | None = None) -> bytes:
     """An entry for ``rule``; ``acting`` (rule, slot, priority) when another rule decides for it."""
     act_rule, act_slot, act_priority = acting or (rule, slot, priority)
+    origin = abi.ORIGIN_EXTERNAL if rule.external else abi.ORIGIN_IRONPOST
     return abi.BLOCKLIST_VALUE.pack(
-        action_code(act_rule.action), action_code(rule.action), act_slot, act_priority, slot, priority
+        action_code(act_rule.action), action_code(rule.action), origin, act_slot, act_priority, slot, priority
     )
 
 
@@ -152,6 +153,23 @@ def rule_from_entry(
         dst_ip=net(dst, shape.dst_prefixlen) if shape.fields & abi.FIELD_DST else None,
         dst_port=int.from_bytes(port, "big") if shape.fields & abi.FIELD_DPORT else None,
         protocol=proto if shape.fields & abi.FIELD_PROTO else None,
+    )
+
+
+EXTERNAL_PREFIX = "external:"  # the ids of rules another tool wrote into BLOCKLIST (reserved)
+EXTERNAL_DESCRIPTION = "written into BLOCKLIST by another tool"
+
+
+def external_rule(key: bytes, action: int) -> FilterRule:
+    """The rule another tool's BLOCKLIST entry stands for (action DROP or MONITOR): id ``external:ADDRESS``."""
+    addr = ipaddress.IPv4Address(key[:4])
+    act = Action.DROP if action == abi.ACTION_DROP else Action.MONITOR
+    return FilterRule(
+        f"{EXTERNAL_PREFIX}{addr}",
+        act,
+        src_ip=ipaddress.ip_network(addr),
+        description=EXTERNAL_DESCRIPTION,
+        external=True,
     )
 
 

@@ -59,6 +59,9 @@ class RuleTable:
         self._exact4 = Exact4(datapath)
         self._fragments = FragmentEntries(datapath)  # FRAG_MATCH, derived from the drop rules with a port
         self._match_ranks: dict[str, int] = {}  # rule id -> rank, for the rules in MATCH
+        # Counts the writes to the rule maps: a reader of BLOCKLIST (external.py) knows when what it
+        # last read and checked is still all there is to know.
+        self.generation = 0
 
     # --- reading ---------------------------------------------------------------
     def __len__(self) -> int:
@@ -97,16 +100,65 @@ class RuleTable:
             out.append(RuleStatus(inst.rule, inst.placement.map_name, packets, last_hit))
         return out
 
+    def blocklist(self) -> dict[bytes, tuple[FilterRule, bytes]]:
+        """BLOCKLIST as the rules in force wrote it: key -> (rule, value)."""
+        return {
+            inst.key: (inst.rule, kernel_rules.value(inst.rule, inst.slot, inst.priority))
+            for inst in self._rules.values()
+            if inst.placement.map_name == MapName.BLOCKLIST
+        }
+
+    def read_blocklist(self) -> tuple[bytes, bytes, int]:
+        """BLOCKLIST as the kernel holds it now, in one batch read: keys and values packed, their count."""
+        return self._dp.map_dump(MapName.BLOCKLIST)
+
+    def holder(self, rule: FilterRule) -> FilterRule | None:
+        """The rule in force on exactly ``rule``'s match (its map entry), if any."""
+        rule_id = self._holder_of(kernel_rules.place(rule))
+        return self._rules[rule_id].rule if rule_id is not None else None
+
     def rule_for_slot(self, slot: int) -> FilterRule | None:
         rule_id = self._by_slot.get(slot)
         return self._rules[rule_id].rule if rule_id is not None else self._retired.get(slot)
 
     # --- changing --------------------------------------------------------------
     def add(self, rule: FilterRule) -> None:
-        """Install a new rule; RuleRefused (nothing written) when it cannot be."""
+        """Install a new rule; RuleRefused (nothing written) when it cannot be.  An operator's rule on the
+        address of another tool's entry (external.py) takes that entry over; an auto-block does not (it
+        would delete the tool's entry when it expires)."""
         if rule.id in self._rules:
             raise RuleRefused(f"a rule with id '{rule.id}' exists already")
-        self._install(rule, self._take_priority())
+        holder = self.holder(rule)
+        mine = not rule.external and not rule.auto
+        take_over = holder.id if holder is not None and holder.external and mine else None
+        self._install(rule, self._take_priority(), take_over)
+
+    def add_external(self, rule: FilterRule) -> bool:
+        """Take in another tool's BLOCKLIST entry as ``rule`` (external.py): its value is replaced by this
+        rule's, never re-created; False, nothing written, when the entry went first."""
+        assert rule.external
+        if rule.id in self._rules:
+            raise RuleRefused(f"a rule with id '{rule.id}' exists already")
+        return self._install(rule, self._take_priority())
+
+    def forget(self, rule_id: str) -> FilterRule:
+        """Let go of an external rule whose entry its tool deleted or rewrote: its EXACT4 way and its
+        filter bits go, the BLOCKLIST entry stays as the tool left it (a delete here could delete an
+        entry the tool wrote since)."""
+        inst = self._rules.pop(rule_id)
+        self._remove_entries(inst, keep_entry=True)
+        return inst.rule
+
+    def restore(self, rule_id: str) -> None:
+        """Write a rule's entry again as ironpost has it (another tool overwrote or deleted it)."""
+        self._write(self._rules[rule_id])
+
+    def delete_foreign(self, key: bytes) -> bool:
+        """Delete a BLOCKLIST entry no rule holds (another tool's, refused)."""
+        if (MapName.BLOCKLIST, key) in self._by_key:
+            raise RuleRefused(f"BLOCKLIST entry {key.hex()} belongs to rule '{self._by_key[(MapName.BLOCKLIST, key)]}'")
+        self.generation += 1
+        return self._dp.map_delete(MapName.BLOCKLIST, key)
 
     def delete(self, rule_id: str) -> FilterRule:
         inst = self._rules.get(rule_id)
@@ -202,8 +254,15 @@ class RuleTable:
         in_blocklist: set[bytes] = set()
         for map_name in (MapName.BLOCKLIST, MapName.SRC4, MapName.SRC6, MapName.MATCH):
             for key, raw in self._dp.map_items(map_name):
-                _act, action, _act_slot, _act_prio, slot, priority = abi.BLOCKLIST_VALUE.unpack(raw)
-                rule = kernel_rules.rule_from_entry(map_name, key, action, shapes, f"pinned-{len(found) + 1}")
+                _act, action, origin, _act_slot, _act_prio, slot, priority = abi.BLOCKLIST_VALUE.unpack(raw)
+                if action not in (abi.ACTION_DROP, abi.ACTION_MONITOR):
+                    # Not written by ironpost (own_action 0: another tool's entry no controller took in):
+                    # the first reconcile takes it in (external.py).
+                    continue
+                if map_name == MapName.BLOCKLIST and origin == abi.ORIGIN_EXTERNAL:
+                    rule: FilterRule | None = kernel_rules.external_rule(key, action)
+                else:
+                    rule = kernel_rules.rule_from_entry(map_name, key, action, shapes, f"pinned-{len(found) + 1}")
                 if rule is None:
                     continue
                 placement = kernel_rules.place(rule)
@@ -273,7 +332,8 @@ class RuleTable:
             raise RuleRefused("rule priorities exhausted: restart to renumber")
         return p
 
-    def _install(self, rule: FilterRule, priority: int, take_over: str | None = None) -> None:
+    def _install(self, rule: FilterRule, priority: int, take_over: str | None = None) -> bool:
+        """Write ``rule``'s entries; False only for an external rule whose entry went first."""
         placement = kernel_rules.place(rule)
         shape_index = None
         key = placement.key
@@ -293,6 +353,17 @@ class RuleTable:
             # An exact IPv4 source goes into EXACT4 as well, when its bucket has room.
             fast = placement.map_name == MapName.BLOCKLIST and self._exact4.has_room(key, slot)
             atoms = _atoms(rule, placement, shape_index, fast)
+            self.generation += 1
+            if rule.external:
+                value = kernel_rules.value(rule, slot, priority, acting)
+                if not self._take_in(key, value, fast, _rank(rule, priority), slot, atoms):
+                    return False
+                self._free_slots.pop()
+                self._rules[rule.id] = _Installed(rule, placement, key, slot, priority, shape_index, atoms, fast)
+                self._by_key[(placement.map_name, key)] = rule.id
+                self._by_slot[slot] = rule.id
+                self._retired.pop(slot, None)
+                return True
             self._pf.add(atoms)  # the filters let the entry be found before it exists
             if placement.map_name == MapName.MATCH:
                 self._pf.lower_match_rank(_rank(rule, priority))
@@ -341,16 +412,32 @@ class RuleTable:
         self._stand_for_fragments(self._rules[rule.id])
         if take_over is not None:
             self._fragments.set(take_over, ())  # after the new rule stands for the keys they share
+        return True
+
+    def _take_in(self, key: bytes, value: bytes, fast: bool, rank: int, slot: int, atoms: list[Atom]) -> bool:
+        """Another tool's BLOCKLIST entry, in force as it wrote it: ours replaces it (never re-creates it),
+        then the EXACT4 way and the filter bits that lead the program to it.  Written the other way round,
+        the program could read the tool's value in between: rank 0, crediting slot 0, another rule's."""
+        if not self._dp.map_replace(MapName.BLOCKLIST, key, value):
+            return False
+        if fast:
+            self._exact4.put(key, rank, slot)
+        self._pf.add(atoms)
+        return True
 
     def _write(self, inst: _Installed) -> None:
         acting = self._acting(inst.placement.map_name, inst.rule, inst.slot, inst.priority)
         match = inst.placement.map_name == MapName.MATCH
         if match:
             self._pf.lower_match_rank(_rank(inst.rule, inst.priority))
+        self.generation += 1
+        value = kernel_rules.value(inst.rule, inst.slot, inst.priority, acting)
         try:
-            self._dp.map_update(
-                inst.placement.map_name, inst.key, kernel_rules.value(inst.rule, inst.slot, inst.priority, acting)
-            )
+            if not inst.rule.external:
+                self._dp.map_update(inst.placement.map_name, inst.key, value)
+            elif not self._dp.map_replace(inst.placement.map_name, inst.key, value):
+                # Another tool's entry is replaced, never re-created: gone, the next reconcile forgets it.
+                return
         except Exception:
             if match:
                 self._sync_match_rank()  # the rank as the maps still hold it
@@ -404,7 +491,8 @@ class RuleTable:
         del self._rules[inst.rule.id]
         self._remove_entries(inst)
 
-    def _remove_entries(self, inst: _Installed) -> None:
+    def _remove_entries(self, inst: _Installed, keep_entry: bool = False) -> None:
+        self.generation += 1
         name = inst.placement.map_name
         src = inst.rule.src_ip
         if name in self._lpm and src is not None and self._lpm[name].get(src) == inst.rule.id:
@@ -414,7 +502,8 @@ class RuleTable:
         if self._by_key.get((inst.placement.map_name, inst.key)) == inst.rule.id:
             if inst.exact4:
                 self._exact4.remove(inst.key)  # what the program reads goes first
-            self._dp.map_delete(inst.placement.map_name, inst.key)
+            if not keep_entry:
+                self._dp.map_delete(inst.placement.map_name, inst.key)
             del self._by_key[(inst.placement.map_name, inst.key)]
         if inst.rule.id not in self._rules:  # else an update: the new rule stands for its keys already
             self._fragments.set(inst.rule.id, ())

@@ -63,6 +63,8 @@ def parse_rule(f: RuleFields, now: float, auto: bool = False) -> FilterRule:
         errors["id"] = f"at most {MAX_ID_CHARS} characters, no spaces"
     elif (bad := unsafe(rule_id)) is not None:
         errors["id"] = f"no control or format characters ({escape(bad)})"
+    elif rule_id.startswith(kernel_rules.EXTERNAL_PREFIX):
+        errors["id"] = f"{kernel_rules.EXTERNAL_PREFIX}… names other tools' BLOCKLIST entries"
     if (bad := unsafe(f.description)) is not None:
         errors["description"] = f"no control or format characters ({escape(bad)})"
     try:

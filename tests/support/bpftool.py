@@ -8,6 +8,7 @@ These read the kernel's maps themselves, not what the engine believes it wrote.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import subprocess
 from collections.abc import Iterable
@@ -58,3 +59,49 @@ def map_keys(map_id: int) -> list[bytes]:
 def hexbytes(data: bytes) -> list[str]:
     """``data`` as bpftool's command line takes a key or value: ``hex 0a 0b ...``."""
     return ["hex", *(f"{b:02x}" for b in data)]
+
+
+# --------------------------------------------------------------------------- #
+# BLOCKLIST as another tool writes it (the seed's layout; README, "BLOCKLIST for other writers")
+
+SEED_VALUE_SIZE = 20  # struct blocklist_value: the seed's BlocklistValue, action first, the rest 0
+
+
+def seed_value(action: int = 1) -> bytes:
+    """The value another tool writes: the action (DROP 1, MONITOR 2, PASS 0), then zeros."""
+    return bytes([action]) + bytes(SEED_VALUE_SIZE - 1)
+
+
+def blocklist_update(handle: Iterable[str], addr: str, action: int = 1) -> None:
+    """``bpftool map update HANDLE key hex .. value hex ..``: ``addr`` (IPv4) with ``action``, as the seed has it.
+    ``handle`` is ``("id", N)``, ``("pinned", PATH)`` or ``("name", "BLOCKLIST")``."""
+    key = ipaddress.IPv4Address(addr).packed
+    run("map", "update", *handle, "key", *hexbytes(key), "value", *hexbytes(seed_value(action)))
+
+
+def blocklist_delete(handle: Iterable[str], addr: str) -> None:
+    run("map", "delete", *handle, "key", *hexbytes(ipaddress.IPv4Address(addr).packed))
+
+
+def blocklist_lookup(handle: Iterable[str], addr: str) -> bytes | None:
+    """The value BLOCKLIST holds for ``addr``, or None (``bpftool map lookup``)."""
+    key = ipaddress.IPv4Address(addr).packed
+    proc = subprocess.run(["bpftool", "-j", "map", "lookup", *handle, "key", *hexbytes(key)], capture_output=True,
+                          text=True)  # fmt: skip
+    found = json.loads(proc.stdout or "null")
+    if found is None:  # no such key (bpftool exits 254 and prints null)
+        assert proc.returncode != 0 and not proc.stderr.strip(), proc.stderr
+        return None
+    assert proc.returncode == 0, proc.stderr
+    return bytes(int(b, 16) for b in found["value"])
+
+
+def percpu_sums(handle: Iterable[str], fmt: Any) -> dict[int, tuple[int, ...]]:
+    """A per-CPU array (``bpftool map dump``) as key -> its value summed over CPUs, field by field
+    (``fmt`` a struct.Struct of the value, e.g. abi.PROTO_STATS)."""
+    out = {}
+    for entry in run_json("map", "dump", *handle):
+        index = int.from_bytes(bytes(int(b, 16) for b in entry["key"]), "little")
+        fields = [fmt.unpack(bytes(int(b, 16) for b in v["value"])) for v in entry["values"]]
+        out[index] = tuple(sum(col) for col in zip(*fields, strict=True))
+    return out

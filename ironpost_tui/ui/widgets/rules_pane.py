@@ -26,17 +26,24 @@ COLUMNS = (
     ("hits", "hits"),
     ("last hit", "last"),
     ("left", "left"),
-    ("", "auto"),
+    ("", "source"),  # auto: a detector's block; external: another tool's BLOCKLIST entry
 )
 
 
 class RuleGrid(DataTable[Text]):
-    COMPONENT_CLASSES = {"rule-grid--drop", "rule-grid--monitor", "rule-grid--expiring", "rule-grid--auto"}
+    COMPONENT_CLASSES = {
+        "rule-grid--drop",
+        "rule-grid--monitor",
+        "rule-grid--expiring",
+        "rule-grid--auto",
+        "rule-grid--external",
+    }
     DEFAULT_CSS = """
     RuleGrid > .rule-grid--drop { color: $error; text-style: $ironpost-emphasis; }
     RuleGrid > .rule-grid--monitor { color: $warning; text-style: $ironpost-emphasis; }
     RuleGrid > .rule-grid--expiring { color: $accent; }
     RuleGrid > .rule-grid--auto { color: $accent; text-style: bold; }
+    RuleGrid > .rule-grid--external { color: $secondary; text-style: bold; }
     """
 
 
@@ -135,7 +142,10 @@ class RulesPane(Vertical):
             remaining = rule.expires_at - self.now
             style = grid.get_component_rich_style("rule-grid--expiring", partial=True)
             left = Text(fmt.span(remaining) if remaining > 0 else "expired", style=style)
-        auto = grid.get_component_rich_style("rule-grid--auto", partial=True)
+        source = "auto" if rule.auto else "external" if rule.external else None
+        marker = Text("")
+        if source is not None:
+            marker = Text(source, style=grid.get_component_rich_style(f"rule-grid--{source}", partial=True))
         return [
             Text(fmt.text(rule.id)),
             Text(rule.action.value, style=action),
@@ -144,7 +154,7 @@ class RulesPane(Vertical):
             Text(fmt.count(s.hits), justify="right"),
             Text(fmt.clock(s.last_hit) if s.last_hit else "—"),
             left,
-            Text("auto", style=auto) if rule.auto else Text(""),
+            marker,
         ]
 
     def _redraw(self, rebuild: bool = False) -> None:
@@ -195,8 +205,15 @@ class RulesPane(Vertical):
         if not self.read_only:
             self.action_edit()
 
+    def _editable(self, rule: FilterRule | None) -> FilterRule | None:
+        """The rule, unless another tool owns it (an external rule changes with that tool)."""
+        if rule is not None and rule.external:
+            self.problem = f"{fmt.text(rule.id)} is another tool's BLOCKLIST entry: d deletes it"
+            return None
+        return rule
+
     def action_edit(self) -> None:
-        rule = self._need_rule()
+        rule = self._editable(self._need_rule())
         if rule is not None:
             self.post_message(self.RuleFormRequested(self, rule))
 
@@ -206,7 +223,7 @@ class RulesPane(Vertical):
             self.post_message(self.RuleDeleteRequested(self, rule))
 
     def action_switch(self) -> None:
-        rule = self._need_rule()
+        rule = self._editable(self._need_rule())
         if rule is not None:
             other = Action.MONITOR if rule.action is Action.DROP else Action.DROP
             self.post_message(self.RuleChanged(self, replace(rule, action=other)))

@@ -1,0 +1,239 @@
+"""BLOCKLIST as a contract for other writers: entries another tool adds, changes or deletes.
+
+The seed's BLOCKLIST is a hash map any tool with CAP_BPF may write (``bpftool map update``): key the
+IPv4 source, 4 bytes in network order; value the seed's BlocklistValue, action first (DROP 1, MONITOR
+2, PASS 0) and the other bytes 0.  The XDP program finds an exact source through ADDR_FILTER and
+EXACT4 (bpf/ironpost_common.h), which such a tool does not write; so on the engine's tick the
+controller reads BLOCKLIST in one batch and compares it with what the rules in force wrote there and
+what it knows of the other tools' entries (``diff``), then:
+
+- a new DROP or MONITOR entry becomes the rule ``external:ADDRESS``, found by the program as ironpost's
+  own are (an EXACT4 way, a filter bit), its value rewritten with the rule's slot and rank, action
+  kept, marked ORIGIN_EXTERNAL; audited ``add`` via external;
+- an entry of such a rule whose action changed: ``update``; changed to PASS or an unknown action, or
+  deleted: the rule goes, the entry stays as the tool left it (``delete``);
+- a DROP entry on a protected address (anti-lockout, protect.py) is deleted from BLOCKLIST: audited
+  ``refuse`` and logged as a warning.  An external write never locks the operator out;
+- an entry of ironpost's own rules that another tool overwrote or deleted is written back (``revert``,
+  a warning): ironpost's rules change through ironpost.
+
+The per-packet cost does not change: a taken-in entry is found as ironpost's own are.  The cost is
+here: one batch read of BLOCKLIST per reconcile; when neither the map nor the rule table changed since
+the last one (the bytes read compare equal, the table's generation is the same), nothing else.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+
+from ironpost_tui.errors import IronpostError
+from ironpost_tui.kernel import abi
+from ironpost_tui.model import Action, FilterRule, StrEnum
+from ironpost_tui.rules import placement as kernel_rules
+from ironpost_tui.rules import protect
+from ironpost_tui.rules.audit import Actor, AuditLog
+from ironpost_tui.rules.protect import Protected
+from ironpost_tui.rules.table import RuleTable
+
+log = logging.getLogger(__name__)
+
+INTERVAL = 0.25  # seconds between reconciles: an entry takes effect, or stops, within INTERVAL + a tick
+MAX_CHANGES = 1_000  # entries handled per reconcile, so a tool writing thousands never holds up the loop
+# The kernel does not say which process wrote a map: the audit names the way, not the writer.
+EXTERNAL_ACTOR = Actor(user="unknown", ssh_client=None, via="external")
+_ACTIONS = {abi.ACTION_DROP: Action.DROP, abi.ACTION_MONITOR: Action.MONITOR}
+_KEY = 4
+_VALUE = abi.BLOCKLIST_VALUE.size
+
+
+class EntryChange(StrEnum):
+    ADDED = "added"
+    CHANGED = "changed"
+    REMOVED = "removed"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One BLOCKLIST entry that differs from what was expected there."""
+
+    kind: EntryChange
+    key: bytes
+    value: bytes | None  # as BLOCKLIST holds it now; None when removed
+
+
+@dataclass
+class Outcome:
+    """What one reconcile did, rule by rule."""
+
+    added: list[FilterRule] = field(default_factory=list)
+    updated: list[FilterRule] = field(default_factory=list)
+    removed: list[FilterRule] = field(default_factory=list)
+    refused: list[FilterRule] = field(default_factory=list)  # would drop a protected address: deleted
+    reverted: list[FilterRule] = field(default_factory=list)  # ironpost's own, written back
+    ignored: list[bytes] = field(default_factory=list)  # keys whose action is no rule (PASS, unknown)
+
+    @property
+    def rules_changed(self) -> bool:
+        return bool(self.added or self.updated or self.removed or self.refused)
+
+
+def entries(keys: bytes, values: bytes, count: int) -> dict[bytes, bytes]:
+    """A BLOCKLIST batch read as key -> value."""
+    return {keys[i * _KEY : (i + 1) * _KEY]: values[i * _VALUE : (i + 1) * _VALUE] for i in range(count)}
+
+
+def diff(expected: Mapping[bytes, bytes], found: Mapping[bytes, bytes]) -> list[Change]:
+    """What differs between what BLOCKLIST should hold and what it holds, in key order."""
+    out = []
+    for key in sorted(expected.keys() | found.keys()):
+        want, have = expected.get(key), found.get(key)
+        if want == have:
+            continue
+        if want is None:
+            out.append(Change(EntryChange.ADDED, key, have))
+        elif have is None:
+            out.append(Change(EntryChange.REMOVED, key, None))
+        else:
+            out.append(Change(EntryChange.CHANGED, key, have))
+    return out
+
+
+def action_of(value: bytes) -> Action | None:
+    """The rule action an entry's value asks for; None for PASS or an action ironpost does not know."""
+    return _ACTIONS.get(value[0])
+
+
+def _address(key: bytes) -> str:
+    return str(ipaddress.IPv4Address(key))
+
+
+class ExternalEntries:
+    """Keeps the rule table in step with what other tools write into BLOCKLIST."""
+
+    def __init__(self, table: RuleTable, audit: AuditLog, protected: Callable[[], list[Protected]]) -> None:
+        self._table = table
+        self._audit = audit
+        self._protected = protected
+        # Other tools' entries that are no rule (PASS, an unknown action, or refused by the table), as
+        # last seen: expected as they are, so they are looked at again only when they change.
+        self._ignored: dict[bytes, bytes] = {}
+        self._seen: tuple[bytes, bytes, int] | None = None  # the last read that needed nothing done
+
+    def reconcile(self) -> Outcome:
+        """Read BLOCKLIST once and act on what other tools changed since the last reconcile."""
+        keys, values, count = self._table.read_blocklist()
+        if self._seen == (keys, values, self._table.generation):
+            return Outcome()
+        held = self._table.blocklist()
+        self._ignored = {k: v for k, v in self._ignored.items() if k not in held}
+        expected = {key: value for key, (_rule, value) in held.items()} | self._ignored
+        changes = diff(expected, entries(keys, values, count))
+        out = Outcome()
+        if not changes:
+            self._seen = (keys, values, self._table.generation)
+            return out
+        self._seen = None  # read again in full next time: what was written now, and what is left
+        protected = self._protected()
+        for change in changes[:MAX_CHANGES]:
+            rule = held.get(change.key, (None, b""))[0]
+            try:
+                self._apply(change, rule, protected, out)
+            except IronpostError as exc:
+                log.warning("BLOCKLIST entry for %s written by another tool: %s", _address(change.key), exc.message)
+                if change.value is not None:
+                    self._ignored[change.key] = change.value
+        self._record(out, protected)
+        return out
+
+    def enforce_protections(self) -> list[FilterRule]:
+        """Refuse the external drop rules that now hit a protection (the protections changed)."""
+        protected = self._protected()
+        out = Outcome()
+        for rule in self._table.rules():
+            if rule.external and protect.violation(rule, protected) is not None:
+                self._refuse(rule, out, held=True)
+        self._record(out, protected)
+        return out.refused
+
+    # --- one change ------------------------------------------------------------------
+    def _apply(self, change: Change, rule: FilterRule | None, protected: list[Protected], out: Outcome) -> None:
+        key, value = change.key, change.value
+        if rule is not None and not rule.external:
+            self._table.restore(rule.id)  # ironpost's own: written back as ironpost has it
+            out.reverted.append(rule)
+            return
+        self._ignored.pop(key, None)
+        action = action_of(value) if value is not None else None
+        if rule is not None:  # an entry taken in before
+            if action is None:  # deleted, or no rule any more (PASS, an unknown action)
+                out.removed.append(self._table.forget(rule.id))
+                if value is not None:
+                    self._ignore(key, value, out)
+            elif action is rule.action:
+                self._table.restore(rule.id)  # the tool wrote the same action again: the rule's value back
+            elif protect.violation(replace(rule, action=action), protected) is not None:
+                self._refuse(rule, out, held=True)
+            else:
+                updated = replace(rule, action=action)
+                self._table.update(updated)
+                out.updated.append(updated)
+            return
+        if value is None:  # an entry that was no rule went
+            return
+        if action is None:
+            self._ignore(key, value, out)
+            return
+        new = kernel_rules.external_rule(key, value[0])
+        if protect.violation(new, protected) is not None:
+            self._refuse(new, out, held=False)
+        elif self._table.add_external(new):
+            out.added.append(new)
+
+    def _ignore(self, key: bytes, value: bytes, out: Outcome) -> None:
+        self._ignored[key] = value
+        out.ignored.append(key)
+        what = "PASS (0)" if value[0] == abi.ACTION_PASS else f"{value[0]}, which ironpost does not know"
+        level = logging.INFO if value[0] == abi.ACTION_PASS else logging.WARNING
+        log.log(level, "BLOCKLIST entry for %s written by another tool has action %s: no rule, ignored",
+                _address(key), what)  # fmt: skip
+
+    def _refuse(self, rule: FilterRule, out: Outcome, held: bool) -> None:
+        """Anti-lockout: the entry is deleted from BLOCKLIST (and the rule, if there was one, forgotten)."""
+        assert rule.src_ip is not None
+        key = rule.src_ip.network_address.packed
+        if held:
+            self._table.forget(rule.id)
+        self._table.delete_foreign(key)
+        out.refused.append(rule)
+
+    # --- the record --------------------------------------------------------------------
+    def _record(self, out: Outcome, protected: list[Protected]) -> None:
+        """One audit write for the lot, then a warning for each refusal and each revert."""
+        changes = [
+            *(("add", r) for r in out.added),
+            *(("update", r) for r in out.updated),
+            *(("delete", r) for r in out.removed),
+            *(("refuse", r) for r in out.refused),
+            *(("revert", r) for r in out.reverted),
+        ]
+        self._audit.record_changes(EXTERNAL_ACTOR, changes)
+        for rule in out.refused:
+            hit = protect.violation(replace(rule, action=Action.DROP), protected)
+            why = hit.describe() if hit is not None else "a protected address"
+            log.warning(
+                "BLOCKLIST entry for %s written by another tool refused: it would drop %s; deleted from BLOCKLIST",
+                rule.src_ip.network_address if rule.src_ip else rule.id,
+                why,
+                extra={"event": "external_refused", "source": str(rule.src_ip), "why": why},
+            )
+        for rule in out.reverted:
+            log.warning(
+                "BLOCKLIST entry of rule '%s' (%s) was changed by another tool: written back "
+                "(change ironpost's rules through ironpost)",
+                rule.id,
+                rule.src_ip,
+                extra={"event": "external_reverted", "rule_id": rule.id, "source": str(rule.src_ip)},
+            )
