@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 
 import pytest
+from support.common import REPO
 
 from ironpost_tui import cli
 from ironpost_tui.ctl import show
 from ironpost_tui.ctl.client import request
+from ironpost_tui.detectors import Alert
+from ironpost_tui.detectors.settings import Detector
 from ironpost_tui.engine.control_socket import protocol
 from ironpost_tui.engine.control_socket.desk import alert_entry, block_id, blocks_exactly, rule_entry
 from ironpost_tui.engine.control_socket.protocol import (
@@ -29,9 +33,7 @@ from ironpost_tui.engine.control_socket.protocol import (
     encode_failure,
     encode_request,
 )
-from ironpost_tui.detectors import Alert
-from ironpost_tui.detectors.settings import Detector
-from ironpost_tui.errors import IronpostError, NotPermitted
+from ironpost_tui.errors import ExitStatus, IronpostError, NotPermitted
 from ironpost_tui.model import Action, FilterRule, RuleStatus
 
 NET = ipaddress.ip_network("198.18.0.9/32")
@@ -187,3 +189,20 @@ def test_bad_command_lines_are_one_line_and_exit_2_before_anything_is_sent(
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("ironpost-tui: "), err
     assert "\x1b" not in err
+
+
+def test_the_readme_shows_the_fail2ban_action_that_is_shipped() -> None:
+    """deploy/fail2ban/ironpost.conf, which test_cli_live.py runs under a real fail2ban, is the README's."""
+    action = (REPO / "deploy" / "fail2ban" / "ironpost.conf").read_text()
+    blocks = re.findall(r"```ini\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    assert action in blocks
+    assert "actionban = <ironpost> block <iface> <ip>" in action
+    assert "actionunban = <ironpost> unblock <iface>" in action
+
+
+def test_the_readme_lists_every_exit_code() -> None:
+    readme = (REPO / "README.md").read_text()
+    table = readme.split("### Exit codes", 1)[1].split("\n## ", 1)[0]
+    codes = {int(m) for m in re.findall(r"^\| (\d+) \|", table, re.M)}
+    assert codes == {int(s) for s in ExitStatus}
+    assert re.search(r"^\| 15 \| .*no ironpost-tui controls the interface", table, re.M)

@@ -105,7 +105,7 @@ def test_a_non_root_peer_is_refused_even_when_the_permissions_let_it_in(
         "import socket, sys\n"
         "s = socket.socket(socket.AF_UNIX)\n"
         "try:\n    s.connect(sys.argv[1])\nexcept OSError as e:\n    print('connect:', e.errno); sys.exit(0)\n"
-        "s.sendall(b'{\"v\":1,\"op\":\"block\",\"addr\":\"198.18.0.9\"}\\n')\n"
+        's.sendall(b\'{"v":1,"op":"block","addr":"198.18.0.9"}\\n\')\n'
         "print(s.makefile('rb').readline().decode().strip())\n"
     )
     as_nobody = [*NOBODY, "/usr/bin/python3", "-c", script, str(srv.path)]

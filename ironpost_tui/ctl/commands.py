@@ -57,8 +57,8 @@ def _parser(op: Op) -> argparse.ArgumentParser:
         p.add_argument("iface", metavar="IFACE")
         p.add_argument("addr", metavar="ADDR[/LEN]", type=_checked(parse_addr), help="IPv4 or IPv6, no host bits")
         p.add_argument("--ttl", type=_checked(parse_ttl, "--ttl"), help="expire after this long: 30s, 10m, 1h30m, 2d")
-        p.add_argument("--id", dest="rule_id", type=_checked(check_id, "--id"), help="the rule's id (default block-ADDR)")
-        p.add_argument("--comment", type=_checked(check_comment, "--comment"), default="", help="the rule's description")
+        p.add_argument("--id", dest="rule_id", type=_checked(check_id, "--id"), help="rule id (default block-ADDR)")
+        p.add_argument("--comment", type=_checked(check_comment, "--comment"), default="", help="rule description")
         p.add_argument("--force", action="store_true", help=FORCE_HELP)
     elif op is Op.UNBLOCK:
         p = _Parser(prog=prog, description="delete the drop rule on a source address (or the rule ID) on IFACE")
