@@ -28,6 +28,7 @@ import pytest
 from scapy.layers.inet import IP, TCP
 from support import netlab
 from support.agents import IRONPOST, Agent, AgentPool, agent_env, one_error_line, ready_info, xdp_progs
+from support.agents import run as run_ironpost
 from support.common import REPO
 from support.traffic import Flood, Probe
 
@@ -124,14 +125,17 @@ def test_a_thousand_blocks_and_unblocks_while_traffic_flows(
 ) -> None:
     """Each block drops the namespace's datagrams within 1 s of being asked, each unblock lets them
     through again within 1 s, while a flood from the same address runs; 2,000 audit lines via cli,
-    each naming the caller's pid as the kernel gave it.  Every 10th call is the real command."""
+    each naming the caller's pid as the kernel gave it.  Every 10th call is the real command; the
+    others are ctl.client.ask, which the command calls.  Midway, nobody is refused."""
     agent = start_agent(agents, lab, paths)
     net = host(lab.ns_ip4)
-    flood = Flood(lab)
+    flood = Flood(lab, per_ms=2)  # steady traffic (about a thousand datagrams a second), not a CPU hog
     flood.start()
     block_secs: list[float] = []
     unblock_secs: list[float] = []
     real_pids: list[int] = []
+    by_command: list[float] = []  # seconds to take effect, block and unblock, through the real command
+    by_ask: list[float] = []  # ... through ctl.client.ask in this process
     try:
         probe.until(passes=True)  # positive control: the address passes before any block
         for i in range(ITERATIONS):
@@ -152,6 +156,12 @@ def test_a_thousand_blocks_and_unblocks_while_traffic_flows(
                 asked = time.monotonic() - t0
                 assert asked < EFFECT_SECS, f"round {i}: the {'block' if blocking else 'unblock'} took {asked:.2f} s"
                 spent.append(asked + probe.until(passes=not blocking, within=EFFECT_SECS - asked))
+                (by_command if real else by_ask).append(spent[-1])
+                if blocking and i == ITERATIONS // 2:
+                    # a second, unprivileged caller, mid-loop: refused by the socket's permissions
+                    _, proc = cli("unblock", lab.host_if, lab.ns_ip4, prefix=tuple(NOBODY))
+                    assert proc.returncode == 3 and "permission denied" in one_error_line(proc.stderr), proc
+                    assert probe.burst(3) == 0  # still blocked
             flood.drain()
     finally:
         flood.stop()
@@ -161,7 +171,8 @@ def test_a_thousand_blocks_and_unblocks_while_traffic_flows(
     print(
         f"\n{ITERATIONS} rounds: block took effect in median {statistics.median(block_secs) * 1000:.1f} ms, "
         f"max {max(block_secs) * 1000:.1f} ms; unblock median {statistics.median(unblock_secs) * 1000:.1f} ms, "
-        f"max {max(unblock_secs) * 1000:.1f} ms; flood {flood.sent} sent, {flood.received} received"
+        f"max {max(unblock_secs) * 1000:.1f} ms; flood {flood.sent} sent, {flood.received} received; "
+        f"max through the command {max(by_command) * 1000:.1f} ms, through ask {max(by_ask) * 1000:.1f} ms"
     )
     assert len(block_secs) == len(unblock_secs) == ITERATIONS
     assert max(block_secs) <= EFFECT_SECS and max(unblock_secs) <= EFFECT_SECS
@@ -265,6 +276,13 @@ def test_without_a_controller_the_commands_say_so_with_their_own_exit_code(
     assert not socket_path(lab.host_if).exists()
     _, proc = cli("rules", lab.host_if)
     assert proc.returncode == 15, proc
+    # `ironpost-tui cleanup IFACE` removes what a killed one left.
+    agent = start_agent(agents, lab, paths)
+    agent.kill()
+    proc = run_ironpost("cleanup", lab.host_if)
+    assert proc.returncode == 0 and "left by an ironpost-tui that has ended" in proc.stdout, proc
+    assert not socket_path(lab.host_if).exists()
+    assert "does not exist" in one_error_line(cli("rules", lab.host_if)[1].stderr)
 
 
 def test_a_link_planted_at_the_socket_path_is_replaced_not_followed(

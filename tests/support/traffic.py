@@ -79,10 +79,12 @@ class Probe:
 
 
 class Flood:
-    """A thread sending UDP ns_ip4 -> host_ip4:port without pause (a few thousand per second)."""
+    """A thread sending UDP ns_ip4 -> host_ip4:port: ``per_ms`` datagrams, a 1 ms sleep, again (the
+    default, 10, makes a few thousand per second)."""
 
-    def __init__(self, lab: netlab.Lab) -> None:
+    def __init__(self, lab: netlab.Lab, per_ms: int = 10) -> None:
         self.lab = lab
+        self.per_ms = per_ms
         self.rx = netlab.udp_receiver(lab.host_ip4)
         self.port = self.rx.getsockname()[1]
         self.tx = netlab.udp_sender(lab, lab.ns_ip4)
@@ -96,7 +98,7 @@ class Flood:
     def _run(self) -> None:
         dest = (self.lab.host_ip4, self.port)
         while not self._stop.is_set():
-            for _ in range(10):
+            for _ in range(self.per_ms):
                 try:
                     self.tx.sendto(b"flood %d" % self.sent, dest)
                     self.sent += 1

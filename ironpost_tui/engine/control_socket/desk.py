@@ -31,23 +31,34 @@ from ironpost_tui.engine.control_socket.protocol import (
 )
 from ironpost_tui.engine.engine import Engine
 from ironpost_tui.errors import IronpostError, RuleRefused
-from ironpost_tui.model import Action, FilterRule, IPNetwork, RuleStatus
+from ironpost_tui.model import Action, FilterRule, IPNetwork, RuleStatus, StrEnum
 from ironpost_tui.rules.audit import Actor, Peer
 
 log = logging.getLogger("ironpost.cli")
 VIA = "cli"
 
 
+class Change(StrEnum):
+    """What a command-line request did to a rule (the audit's and the recording's word for it)."""
+
+    ADD = "add"
+    UPDATE = "update"
+    DELETE = "delete"
+
+
+_PAST = {Change.ADD: "added", Change.UPDATE: "updated", Change.DELETE: "deleted"}
+
+
 @dataclass(frozen=True)
 class RemoteChange:
-    """A rule change the command line made: what (add, update, delete), the rule, and who."""
+    """A rule change the command line made: what, the rule, and who."""
 
-    what: str
+    what: Change
     rule: FilterRule
     actor: Actor
 
     def describe(self) -> str:
-        verb = {"add": "added", "update": "updated", "delete": "deleted"}.get(self.what, self.what)
+        verb = _PAST[self.what]
         who = f" (uid {self.actor.peer.uid}, pid {self.actor.peer.pid})" if self.actor.peer is not None else ""
         return f"command line: {verb} rule '{self.rule.id}'{who}"
 
@@ -85,7 +96,11 @@ class Desk:
             if isinstance(cmd, Block):
                 change = self._block(cmd, actor)
                 changes = [change]
-                result: dict[str, Any] = {"change": change.what, "rule": rule_entry(change.rule), "forced": cmd.force}
+                result: dict[str, Any] = {
+                    "change": change.what.value,
+                    "rule": rule_entry(change.rule),
+                    "forced": cmd.force,
+                }
             else:
                 changes = self._unblock(cmd, actor)
                 result = {"deleted": [rule_entry(c.rule) for c in changes]}
@@ -108,13 +123,13 @@ class Desk:
         old = control.table.get(rule.id)
         if old is None:
             control.add(rule, actor, force=cmd.force)
-            return RemoteChange("add", rule, actor)
+            return RemoteChange(Change.ADD, rule, actor)
         if not blocks_exactly(old, cmd.addr):
             raise RuleRefused(
                 f"rule '{rule.id}' exists and is not a block of {cmd.addr}: pick another --id, or unblock it first"
             )
         control.update(rule, actor, force=cmd.force)  # blocked again: its expiry and comment are the new ones
-        return RemoteChange("update", rule, actor)
+        return RemoteChange(Change.UPDATE, rule, actor)
 
     def _unblock(self, cmd: Unblock, actor: Actor) -> list[RemoteChange]:
         control = self.engine.control
@@ -132,7 +147,7 @@ class Desk:
                     f"no drop rule on the source {cmd.addr} alone: nothing changed "
                     "(a rule on a wider prefix or on more fields is unblocked by --id)"
                 )
-        return [RemoteChange("delete", control.delete(rule_id, actor), actor) for rule_id in ids]
+        return [RemoteChange(Change.DELETE, control.delete(rule_id, actor), actor) for rule_id in ids]
 
     # --- reading ---------------------------------------------------------------------
     def _show(self, cmd: Show) -> dict[str, Any]:
