@@ -29,6 +29,23 @@ pytestmark = pytest.mark.root
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
 
+# Run as nobody: connect, send a block, print the answer (or the errno of a refused connect).
+PEER_SCRIPT = """
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect(sys.argv[1])
+except OSError as e:
+    print("connect:", e.errno)
+    sys.exit(0)
+try:
+    s.sendall(b'{"v":1,"op":"block","addr":"198.18.0.9"}\\n')
+except BrokenPipeError:
+    pass  # refused before it was read: the refusal is there to read
+print(s.makefile("rb").readline().decode().strip())
+"""
+
+
 class Recorder:
     """The handler: answers {"echo": line} and keeps every (line, peer) it was given."""
 
@@ -101,13 +118,7 @@ def test_a_non_root_peer_is_refused_even_when_the_permissions_let_it_in(
     served: tuple[SocketServer, Recorder], run_dir: Path
 ) -> None:
     srv, handler = served
-    script = (
-        "import socket, sys\n"
-        "s = socket.socket(socket.AF_UNIX)\n"
-        "try:\n    s.connect(sys.argv[1])\nexcept OSError as e:\n    print('connect:', e.errno); sys.exit(0)\n"
-        's.sendall(b\'{"v":1,"op":"block","addr":"198.18.0.9"}\\n\')\n'
-        "print(s.makefile('rb').readline().decode().strip())\n"
-    )
+    script = PEER_SCRIPT
     as_nobody = [*NOBODY, "/usr/bin/python3", "-c", script, str(srv.path)]
     # As made: the directory keeps nobody out before the socket is even reached.
     proc = subprocess.run(as_nobody, capture_output=True, text=True, timeout=30, cwd="/")
