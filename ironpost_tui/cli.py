@@ -1,4 +1,5 @@
-"""Command line: `ironpost-tui IFACE`, `ironpost-tui cleanup IFACE`."""
+"""Command line: `ironpost-tui IFACE`, `ironpost-tui cleanup IFACE`, and the commands for scripts
+(`block`, `unblock`, `rules`, `alerts`: ironpost_tui.ctl)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import ipaddress
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,14 +28,16 @@ if TYPE_CHECKING:
     from ironpost_tui.engine.engine import Engine, EngineOptions
     from ironpost_tui.engine.feed import Source
 
-SUBCOMMANDS = ("cleanup", "check-config", "demo", "replay")
+SUBCOMMANDS = ("cleanup", "check-config", "demo", "replay", "block", "unblock", "rules", "alerts")
 
 
 def _run_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ironpost-tui",
         description="XDP packet filter and triage console. "
-        "Subcommands: cleanup IFACE, check-config PATH, demo, replay FILE.",
+        "Subcommands: cleanup IFACE, check-config PATH, demo, replay FILE; and for scripts, talking to the "
+        "running controller of IFACE: block IFACE ADDR[/LEN], unblock IFACE (ADDR | --id ID), rules IFACE, "
+        "alerts IFACE.",
     )
     p.add_argument("iface", help="network interface to attach to (e.g. eth0)")
     p.add_argument("--headless", action="store_true", help="run as an agent without the console")
@@ -316,6 +320,17 @@ def _cmd_check_config(argv: list[str]) -> ExitStatus:
     return ExitStatus.OK
 
 
+def _cmd_script(name: str) -> Callable[[list[str]], ExitStatus]:
+    """``block``, ``unblock``, ``rules``, ``alerts``: a request to the running controller (ironpost_tui.ctl)."""
+
+    def run(argv: list[str]) -> ExitStatus:
+        from ironpost_tui.ctl import commands
+
+        return commands.run(name, argv)
+
+    return run
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     stdout = logging.StreamHandler(sys.stdout)
@@ -328,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
                 "check-config": _cmd_check_config,
                 "demo": _cmd_demo,
                 "replay": _cmd_replay,
+                **{name: _cmd_script(name) for name in ("block", "unblock", "rules", "alerts")},
             }
             return int(commands[argv[0]](argv[1:]))
         return int(_cmd_run(argv))

@@ -23,6 +23,7 @@ class ExitStatus(IntEnum):
     LOAD_FAILED = 12
     ALREADY_RUNNING = 13
     METRICS_PORT_IN_USE = 14
+    NO_CONTROLLER = 15
     CTRL_C = 130
 
 
@@ -120,3 +121,10 @@ class WebConfigInvalid(IronpostError):
 
     exit_status = ExitStatus.CONFIG_INVALID
     title = "Invalid web configuration"
+
+
+class NoController(IronpostError):
+    """The command line found no running ironpost-tui controlling the interface."""
+
+    exit_status = ExitStatus.NO_CONTROLLER
+    title = "No controller"

@@ -28,6 +28,9 @@ CORE = [
     "ironpost_tui.metrics.server",
     "ironpost_tui.metrics.web_config",
     "ironpost_tui.metrics.log_format",
+    "ironpost_tui.ctl.commands",
+    "ironpost_tui.engine.control_socket.server",
+    "ironpost_tui.engine.control_socket.desk",
 ]
 UI = ("textual", "rich", "plotext")
 

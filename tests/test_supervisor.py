@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,6 +68,7 @@ class FakeEngine:
     """Records what the supervisor asks, in order; ticks report the interface states given."""
 
     def __init__(self, states: list[str], config_path: Path | None = None) -> None:
+        self.lock = threading.RLock()  # the Engine's: a step's panic and reload hold it
         self.calls: list[str] = []
         self.states = states
         self.config_path = config_path

@@ -143,7 +143,9 @@ class Runner(threading.Thread):
                 continue
             ran = True
             try:
-                done.set_result(call())
+                with self.supervisor.engine.lock:  # not in the middle of a command-line change (socket thread)
+                    result = call()
+                done.set_result(result)
             except BaseException as exc:
                 done.set_exception(exc)
 

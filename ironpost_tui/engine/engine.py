@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ironpost_tui.config.journal import AutoJournal
-from ironpost_tui.detectors import AlertChange, ChangeKind, DetectionPipeline
+from ironpost_tui.detectors import Alert, AlertChange, ChangeKind, DetectionPipeline
 from ironpost_tui.detectors.settings import AutoBlockLimits, Detector, DetectorConfig, PortScanConfig, SynFloodConfig
+from ironpost_tui.engine.alert_history import AlertHistory
 from ironpost_tui.engine.auto_blocker import AutoBlocker
 from ironpost_tui.engine.snapshot import EngineSnapshot, SnapshotBuilder
 from ironpost_tui.errors import IronpostError, LoadFailed, ModeUnsupported, XdpBusy
@@ -25,6 +27,7 @@ from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.kernel.datapath import Datapath, DatapathConfig, check_pins
 from ironpost_tui.kernel.events import EventDecoder
 from ironpost_tui.kernel.libbpf import XdpMode
+from ironpost_tui.kernel.ringbuf import EventRecords
 from ironpost_tui.kernel.stats import StatsSampler
 from ironpost_tui.kernel.xdp_link import XdpChoice, XdpLink, occupants
 from ironpost_tui.model import FilterRule, PacketEvent, RuleStatus, StatsSample, assert_never
@@ -112,7 +115,12 @@ class Engine:
         self._blocker = AutoBlocker(
             options.detector, options.auto_block, options.infrastructure, lambda: self.control.protected
         )
+        self._alerts = AlertHistory()
         self.report: StartReport | None = None
+        # Rule changes from another thread (the command-line socket, the console's edits) and the
+        # loop's own (expiry, auto-blocks, reload, panic) take turns on this lock.  A tick holds it
+        # only after its wait for events, so a change never waits for the ring buffer's timeout.
+        self.lock = threading.RLock()
 
     # --- lifecycle -------------------------------------------------------------
     def start(self) -> StartReport:
@@ -225,6 +233,10 @@ class Engine:
 
     def close(self) -> None:
         """Detach (unless persisted) and release everything; safe to call twice."""
+        with self.lock:  # not in the middle of another thread's rule change
+            self._close()
+
+    def _close(self) -> None:
         if self._link is not None:
             try:
                 if not self.options.persist:
@@ -255,7 +267,12 @@ class Engine:
         reading the rules' hit counters once; publish=True publishes one even when no
         sample is due (the rules just changed), with the last sample's totals."""
         assert self._dp is not None and self._decoder is not None
-        records = self._dp.read_events(timeout_ms)
+        records = self._dp.read_events(timeout_ms)  # only this thread reads the ring: no lock while waiting
+        with self.lock:
+            return self._tick(records, events, publish)
+
+    def _tick(self, records: EventRecords, events: bool, publish: bool) -> Tick:
+        assert self._dp is not None and self._decoder is not None
         decoded = tuple(self._decoder.decode_all(records)) if events else ()
         now = time.monotonic()
         sample = None
@@ -271,6 +288,7 @@ class Engine:
             self._last_detect = now
             alerts = tuple(self._detect.tick(self._dp, now, time.time()))
             self._snapshots.count_alerts(alerts)
+            self._alerts.apply(alerts)
             raised = [c.alert for c in alerts if c.kind == ChangeKind.RAISED]
             if raised and self.auto_blocking:
                 self._blocker.apply(self.control, raised, now)
@@ -306,6 +324,22 @@ class Engine:
     def snapshot(self) -> EngineSnapshot:
         """The latest published state; safe to call from any thread."""
         return self._snapshot
+
+    def publish(self) -> EngineSnapshot:
+        """Publish a snapshot now (the rules just changed), with the last sample's totals."""
+        with self.lock:
+            assert self._last_sample is not None, "the engine is not started"
+            return self._publish(self._last_sample)
+
+    def alerts(self) -> tuple[Alert, ...]:
+        """The open alerts and the most recent resolved ones, oldest first, as the detectors last said."""
+        with self.lock:
+            return self._alerts.alerts()
+
+    @property
+    def running(self) -> bool:
+        """Started and not closed: its rules can be changed."""
+        return self._dp is not None and self._control is not None
 
     @property
     def auto_blocking(self) -> bool:

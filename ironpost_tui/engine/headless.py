@@ -124,7 +124,7 @@ def log_step(step: Step, iface: str) -> None:
 
 
 def run(engine: Engine, controls: Controls, source: ConfigSource | None = None) -> ExitStatus:
-    supervisor = Supervisor(engine, source)
+    supervisor = Supervisor(engine, source, command_line=True)
     report = supervisor.start()
     how = "adopted the pinned program on" if report.adopted else "attached ironpost_xdp to"
     log.info(
@@ -167,7 +167,7 @@ def run(engine: Engine, controls: Controls, source: ConfigSource | None = None) 
             # alerts, stats and state; the events go unused
             log_step(supervisor.step(controls.take(), timeout_ms=100, events=False), report.iface)
     finally:
-        engine.close()
+        supervisor.close()
     log.info(
         "stopped: %s",
         "left the pinned program enforcing" if report.pin_dir else f"detached from {report.iface}",

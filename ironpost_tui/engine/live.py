@@ -23,7 +23,7 @@ class LiveSource:
         self.engine = engine
         self.config = config
         self.recorder = record
-        self._supervisor = Supervisor(engine, config)
+        self._supervisor = Supervisor(engine, config, command_line=True)
         self._lock = threading.RLock()
         self._reload_requested = False
         self._t0 = time.monotonic()
@@ -66,13 +66,16 @@ class LiveSource:
             self._reload_requested = self._rules_edited = False
             step = self._supervisor.step(pending, timeout_ms=int(timeout * 1000))
             tick = step.tick
+            for change in step.remote:  # the command line's edits: recorded, and said in the status line
+                if self.recorder is not None:
+                    self.recorder.rule_change(change.what, change.rule)
             update = Update(
                 events=tick.events,
                 sample=tick.sample,
                 alerts=tick.alerts,
                 rules=tick.rules,  # the snapshot's table: the hit counts /metrics shows
                 interface_state=tick.interface_state,
-                notices=reload_notices(step.reload),
+                notices=reload_notices(step.reload) + tuple(c.describe() for c in step.remote),
                 at=time.monotonic() - self._t0,
             )
             if self.recorder is not None:
@@ -86,17 +89,17 @@ class LiveSource:
         self._rules_edited = True  # the next poll sends the table
 
     def add_rule(self, rule: FilterRule, force: bool = False) -> None:
-        with self._lock:
+        with self._lock, self.engine.lock:
             self.engine.control.add(rule, Actor.current("console"), force=force)
             self._recorded("add", rule)
 
     def update_rule(self, rule: FilterRule, force: bool = False) -> None:
-        with self._lock:
+        with self._lock, self.engine.lock:
             self.engine.control.update(rule, Actor.current("console"), force=force)
             self._recorded("update", rule)
 
     def delete_rule(self, rule_id: str) -> FilterRule:
-        with self._lock:
+        with self._lock, self.engine.lock:
             rule = self.engine.control.delete(rule_id, Actor.current("console"))
             self._recorded("delete", rule)
             return rule
@@ -113,7 +116,7 @@ class LiveSource:
 
     def close(self) -> None:
         with self._lock:
-            self.engine.close()
+            self._supervisor.close()
             if self.recorder is not None:
                 self.recorder.close()
                 self.recorder = None

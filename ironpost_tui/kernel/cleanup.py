@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import stat
 
 from ironpost_tui.errors import NoSuchInterface
 from ironpost_tui.kernel import host, libbpf
@@ -53,6 +54,14 @@ def cleanup(iface: str) -> list[str]:
         if pins.exists():
             shutil.rmtree(pins)
             done.append(f"removed pins under {pins}")
+        # The command-line socket of a controller that was killed: we hold the lock, so nobody serves it.
+        sock = host.RUN_DIR / f"{iface}.sock"
+        try:
+            if stat.S_ISSOCK(os.lstat(sock).st_mode):
+                os.unlink(sock)
+                done.append(f"removed {sock}, left by an ironpost-tui that has ended")
+        except FileNotFoundError:
+            pass
     finally:
         lock.release()
     return done

@@ -109,7 +109,7 @@ class InterfaceLock:
         self.iface = iface
 
     def acquire(self) -> None:
-        RUN_DIR.mkdir(parents=True, exist_ok=True)
+        RUN_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)  # root's: the command-line sockets live here too
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
             try:

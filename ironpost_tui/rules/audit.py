@@ -24,6 +24,15 @@ _UNSET_LOGINUID = 4294967295  # (uid_t)-1: no login session (a daemon, or no pam
 
 
 @dataclass(frozen=True)
+class Peer:
+    """The process at the other end of a Unix socket, from the kernel (SO_PEERCRED), not from what it says."""
+
+    pid: int
+    uid: int
+    gid: int
+
+
+@dataclass(frozen=True)
 class Actor:
     """Who is behind a change: the login name (SUDO_USER when under sudo), the SSH client, and the
     kernel's login uid.
@@ -35,14 +44,25 @@ class Actor:
 
     user: str
     ssh_client: str | None
-    via: str  # console, config, signal, detector, expiry, journal, external, api
+    via: str  # console, config, signal, detector, expiry, journal, external, api, cli
     loginuid: int | None = None  # None: unset (4294967295) or unreadable
+    peer: Peer | None = None  # a change asked over the command-line socket: the caller, as the kernel says
 
     @classmethod
     def current(cls, via: str) -> Actor:
         user = os.environ.get("SUDO_USER") or os.environ.get("USER") or _uid_name()
         ssh = os.environ.get("SSH_CONNECTION", os.environ.get("SSH_CLIENT", "")).split()
         return cls(user=user, ssh_client=ssh[0] if ssh else None, via=via, loginuid=login_uid())
+
+    @classmethod
+    def caller(cls, peer: Peer, via: str, user: str | None = None, ssh_client: str | None = None) -> Actor:
+        """Another process asking for a change (the command line over its socket).
+
+        The kernel's word for its uid, pid and login uid (``/proc/PID/loginuid``, read while it waits
+        for the answer, so the pid is still its own); its own word for the login name and the SSH
+        client, which it takes from its environment as ``current`` does (the uid's name without one)."""
+        loginuid = login_uid(Path(f"/proc/{peer.pid}/loginuid"))
+        return cls(user or _uid_name(peer.uid), ssh_client, via, loginuid, peer)
 
 
 def login_uid(path: Path = LOGINUID) -> int | None:
@@ -109,16 +129,20 @@ class AuditLog:
             "loginuid": actor.loginuid,
             "login_user": None if actor.loginuid is None else _uid_name(actor.loginuid),
         }
+        if actor.peer is not None:
+            entry["uid"] = actor.peer.uid
+            entry["pid"] = actor.peer.pid
         if rule is not None:
             entry["rule"] = rule_dict(rule)
         entry.update(extra)
         log.info(
-            "audit: %s%s by %s%s via %s",
+            "audit: %s%s by %s%s via %s%s",
             what,
             f" {rule.id}" if rule else f" ({extra['rules']} rules)" if "rules" in extra else "",
             actor.user,
             f" from {actor.ssh_client}" if actor.ssh_client else "",
             actor.via,
+            f" (uid {actor.peer.uid}, pid {actor.peer.pid})" if actor.peer is not None else "",
             extra={"audit": entry},
         )
         return entry

@@ -3,6 +3,7 @@
 * ``netlab``: the throw-away test network, a namespace joined by a veth pair (needs root).
 * ``agents``: ``ironpost-tui`` run as a subprocess (``Agent``, ``AgentPool``), an engine run in
   process, and what a program left on an interface (XDP programs, pins).
+* ``traffic``: UDP from a lab's namespace: ``Probe`` (do datagrams pass?) and ``Flood`` (a steady stream).
 * ``bpftool``: a program's maps and their keys, read through bpftool.
 * ``packets``: Ethernet frames for ``BPF_PROG_TEST_RUN``, with fixed MACs.
 * ``verdicts``: a compiled program and its rule table, and ``check()`` of a frame's verdict, counters,
