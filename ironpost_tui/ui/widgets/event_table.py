@@ -55,7 +55,7 @@ class EventTable(Vertical):
     EventTable.-filtering #event-filter { display: block; }
     EventTable #event-status { height: 1; color: $text-muted; }
     EventTable.-paused #event-status { color: $warning; text-style: bold; }
-    EventTable #event-status.-error { color: $error; text-style: bold; }
+    EventTable #event-status.-error { color: $error; text-style: bold; height: auto; }
     """
 
     paused: reactive[bool] = reactive(False)

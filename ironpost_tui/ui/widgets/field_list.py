@@ -16,10 +16,7 @@ class FieldList(Static):
 
     DEFAULT_CSS = """
     FieldList { height: 1fr; min-height: 3; overflow: hidden; color: $foreground; }
-    FieldList > .field-list--label { color: $text-muted; }
     """
-
-    COMPONENT_CLASSES = {"field-list--label"}
 
     def show(self, fields: Sequence[tuple[str, str]], empty: str = "") -> None:
         if not fields:
