@@ -84,18 +84,20 @@ def in_order(line: str, words: list[str]) -> bool:
     return True
 
 
+RULES = ["id", "hits", "left", "action", "match", "map"]  # the action between the left and the match
+EVENTS = ["time", "source", "verdict", "rule", "proto", "dport", "flags"]  # the rule (whole) before the flags
+ALERTS = ["#", "severity", "source", "target", "count", "state", "detector", "last"]  # count before the times
+
+
 @pytest.mark.parametrize(
     ("key", "header", "row_with", "cells"),
     [
-        # rules: id, hits, left, then the match and the map (the action between)
-        ("4", ["id", "hits", "left", "action", "match", "map"], "doc-net", ["0", "59m55s", "drop", "src 2001:db8:ffff::/48", "SRC6"]),
-        # events: the rule (whole) before the flags
-        ("3", ["time", "source", "verdict", "rule", "proto", "dport", "flags"], "drop-telnet", ["198.18.207.246", "drop", "drop-telnet", "tcp", "23", "S"]),
-        # alerts: source, target and count before the timestamps
-        ("2", ["#", "severity", "source", "target", "count", "state", "detector", "last"], "syn_flood", ["HIGH", "198.18.207.246", "ipv620203", "263,943", "ACTIVE", "syn_flood"]),
+        ("4", RULES, "doc-net", ["0", "59m55s", "drop", "src 2001:db8:ffff::/48", "SRC6"]),
+        ("3", EVENTS, "drop-telnet", ["198.18.207.246", "drop", "drop-telnet", "tcp", "23", "S"]),
+        ("2", ALERTS, "syn_flood", ["HIGH", "198.18.207.246", "ipv620203", "263,943", "ACTIVE", "syn_flood"]),
     ],
     ids=["rules", "events", "alerts"],
-)  # fmt: skip
+)
 def test_tables_show_the_first_columns_without_scrolling(
     narrow: dict[str, list[str]], key: str, header: list[str], row_with: str, cells: list[str]
 ) -> None:
