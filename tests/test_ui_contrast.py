@@ -36,6 +36,7 @@ THEMES = ("ironpost-dark", "ironpost-light", "ironpost-contrast")
 DARK = ("ironpost-dark", "ironpost-contrast")
 AA = 4.5
 WIDE = (160, 48)
+NARROW = (80, 24)
 
 Colours = dict[str, tuple[RGB, RGB]]  # state -> (foreground, background)
 
@@ -94,7 +95,8 @@ def _one(cells: list[Cell], what: str) -> tuple[RGB, RGB]:
 
 
 def measure(theme: str) -> Colours:
-    """Render the console (160×48: all four panes) with every state on screen; read the colours."""
+    """Render the console with every state on screen (160×48: all four panes, then the alerts
+    alone at 80×24) and read the colours."""
     source = FakeSource(_rules())
     app = live_app(source)
     app.theme = theme
@@ -105,10 +107,18 @@ def measure(theme: str) -> Colours:
         async with app.run_test(size=WIDE, message_hook=messages) as pilot:
             await _setup(app, pilot, messages, source)
             _read(app, screen_cells(app), out)
-            for key, kind in (("2", AlertTable), ("3", EventTable)):  # a focused table is tinted
-                await pilot.press(key)
-                await pilot.pause()
-                _read_rows(app, screen_cells(app), out, kind, " [focused]")
+            await pilot.press("3")  # a focused table is tinted
+            await pilot.pause()
+            _read_rows(app, screen_cells(app), out, EventTable, " [focused]")
+            # The alert rows where all seven fit: the alerts pane alone at 80×24 (in the grid
+            # it is 13 rows tall and shares them with the selected alert's detail).
+            await pilot.resize_terminal(*NARROW)
+            await pilot.press("2")
+            await pilot.pause()
+            _read_rows(app, screen_cells(app), out, AlertTable, " [focused]")
+            app.screen.set_focus(None)
+            await pilot.pause()
+            _read_rows(app, screen_cells(app), out, AlertTable, "")
 
     asyncio.run(main())
     return out
@@ -173,10 +183,9 @@ def _read(app: IronpostApp, cells: list[list[Cell]], out: Colours) -> None:
         return main.query_one(kind).region
 
     text = _reader(app, cells, out)
-    _read_rows(app, cells, out, AlertTable, "")
     _read_rows(app, cells, out, EventTable, "")
     alerts, events, rules = AlertTable, EventTable, RulesPane
-    text("alerts status line", alerts, "not acknowledged")
+    text("alerts status line", alerts, "active,")
     text("events status line (paused)", events, "PAUSED")
     text("rule action drop", rules, "drop", "r-scan")
     text("rule action monitor", rules, "monitor", "r-ssh")

@@ -61,9 +61,10 @@ def test_main_view(snap_compare: Any, size: tuple[int, int]) -> None:
     """Status line 'replay of lab.ipr.gz │ 0:06.0/0:07.2 │ 1×' with lost events; tabs with
     '2 Alerts!' marked; at 160×48 the grid: traffic (TCP 179k pkt/s, TOTAL drops, sparkline
     headers 'max 179k pkt/s' and 'max 77.2Mb/s': one scale for all protocols, so UDP/ICMP/OTHER
-    draw a flat baseline), the alerts pane with a red border (HIGH syn_flood, MEDIUM port_scan),
-    events following the tail (drop-telnet, tcp, S), rules (watch-dns, drop-telnet, doc-net with
-    about 59m55s left); at 80×24 the traffic pane alone, its sparklines three rows tall, and
+    draw a flat baseline), the alerts pane with a red border (HIGH syn_flood, MEDIUM port_scan;
+    below them alert 1's summary, count, first and last seen), events following the tail
+    (drop-telnet, tcp, S), rules (watch-dns, drop-telnet, doc-net with about 59m55s left; below
+    them watch-dns in full, three fields a line, and its nft command); at 80×24 the traffic pane alone, its sparklines three rows tall, and
     below them 'top offenders (from the alerts)': 198.18.207.246 syn_flood 263,943 · port_scan 101."""
     assert shoot(snap_compare, size)
 
@@ -72,9 +73,9 @@ def test_main_view(snap_compare: Any, size: tuple[int, int]) -> None:
 def test_alerts_pane(snap_compare: Any, size: tuple[int, int]) -> None:
     """Key 2: the alerts pane has the keys (footer k Ack): columns #, severity, source, target,
     count, state, detector before the times; alert 1 HIGH 198.18.207.246 ipv620203 263,943
-    ACTIVE syn_flood, alert 2 MEDIUM port_scan; at 80×24 alert 1 in full below the table
-    (severity, detector, state, source, target, count within 10 s and its rate, peak, first and
-    last seen, summary); the status line '2 active, 2 not acknowledged, 0 resolved'."""
+    ACTIVE syn_flood, alert 2 MEDIUM port_scan; below the table alert 1 in full (summary, count
+    within 10 s and its rate, first and last seen, lasted, peak, state, ...; at 160×48 as many as
+    the short pane holds); the status line '2 active, 2 not acknowledged, 0 resolved'."""
     assert shoot(snap_compare, size, "2")
 
 
@@ -113,8 +114,8 @@ def test_events_paused(snap_compare: Any, size: tuple[int, int]) -> None:
 def test_rules_pane(snap_compare: Any, size: tuple[int, int]) -> None:
     """Key 4: rules, columns id, hits, left, action, match, map (all on screen at 80×24), last
     hit (UTC): watch-dns 180 monitor udp/53 MATCH, drop-telnet 263,664, doc-net 0 59m55s drop
-    src 2001:db8:ffff::/48 SRC6; at 80×24 watch-dns in full below the table (id, action,
-    source any, ..., as nft); the status line '3 rules (2 drop) · blocklist 0/10000 · read-only replay'."""
+    src 2001:db8:ffff::/48 SRC6; watch-dns in full below the table (id, action, source any, ...,
+    as nft: one a line at 80×24, three a line at 160×48); the status line '3 rules (2 drop) · blocklist 0/10000 · read-only replay'."""
     assert shoot(snap_compare, size, "4")
 
 

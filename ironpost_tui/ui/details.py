@@ -50,17 +50,18 @@ def alert_fields(a: Alert, acknowledged: bool) -> Fields:
         state = "ACTIVE, acknowledged" if acknowledged else "ACTIVE, not acknowledged"
     last = a.resolved_at if a.resolved_at is not None else a.last_seen
     rate = a.count / a.window_secs if a.window_secs > 0 else 0.0
+    # What the table cuts at 80 columns first (the times, the summary), then the rest.
     return [
-        ("alert", str(a.id)),
-        ("severity", a.severity.upper()),
-        ("detector", str(a.detector)),
-        ("state", state),
-        ("source", fmt.text(a.source)),
-        ("target", fmt.text(a.target)),
+        ("summary", fmt.text(a.summary)),
         ("count", f"{fmt.count(a.count)} within {a.window_secs:g} s ({fmt.si(rate)}/s)"),
-        ("peak", fmt.count(a.peak)),
         ("first seen", fmt.clock(a.first_seen)),
         ("last seen", fmt.clock(a.last_seen)),
         ("lasted", fmt.span(last - a.first_seen)),
-        ("summary", fmt.text(a.summary)),
+        ("peak", fmt.count(a.peak)),
+        ("state", state),
+        ("source", fmt.text(a.source)),
+        ("target", fmt.text(a.target)),
+        ("alert", str(a.id)),
+        ("severity", a.severity.upper()),
+        ("detector", str(a.detector)),
     ]

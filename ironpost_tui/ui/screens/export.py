@@ -81,7 +81,7 @@ class ExportScreen(ModalScreen[tuple[str, Path] | None]):
                 for name in FORMATS:
                     yield RadioButton(name, value=name == fmt, compact=True)
             yield Input(str(self.path), id="path", compact=True)
-            yield Label("enter: write · space: pick · escape: cancel · times in UTC (ISO 8601)", id="hint")
+            yield Label("enter: write · space: pick · escape: cancel · times UTC, ISO 8601", id="hint")
 
     def on_mount(self) -> None:
         box = self.query_one(Input)
