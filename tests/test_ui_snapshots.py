@@ -64,8 +64,9 @@ def test_main_view(snap_compare: Any, size: tuple[int, int]) -> None:
     draw a flat baseline), the alerts pane with a red border (HIGH syn_flood, MEDIUM port_scan;
     below them alert 1's summary, count, first and last seen), events following the tail
     (drop-telnet, tcp, S), rules (watch-dns, drop-telnet, doc-net with about 59m55s left; below
-    them watch-dns in full, three fields a line, and its nft command); at 80×24 the traffic pane alone, its sparklines three rows tall, and
-    below them 'top offenders (from the alerts)': 198.18.207.246 syn_flood 263,943 · port_scan 101."""
+    them watch-dns in full, three fields a line, and its nft command); at 80×24 the traffic pane
+    alone, its sparklines three rows tall, and below them 'top offenders (from the alerts)':
+    198.18.207.246 syn_flood 263,943 · port_scan 101."""
     assert shoot(snap_compare, size)
 
 
@@ -115,7 +116,8 @@ def test_rules_pane(snap_compare: Any, size: tuple[int, int]) -> None:
     """Key 4: rules, columns id, hits, left, action, match, map (all on screen at 80×24), last
     hit (UTC): watch-dns 180 monitor udp/53 MATCH, drop-telnet 263,664, doc-net 0 59m55s drop
     src 2001:db8:ffff::/48 SRC6; watch-dns in full below the table (id, action, source any, ...,
-    as nft: one a line at 80×24, three a line at 160×48); the status line '3 rules (2 drop) · blocklist 0/10000 · read-only replay'."""
+    as nft: one a line at 80×24, three a line at 160×48); the status line '3 rules (2 drop) ·
+    blocklist 0/10000 · read-only replay'."""
     assert shoot(snap_compare, size, "4")
 
 
