@@ -130,6 +130,37 @@ def test_a_draw_formats_only_the_rows_on_screen(monkeypatch: pytest.MonkeyPatch)
     run(scenario)
 
 
+def test_sorted_5000_rows_still_draw_only_the_rows_on_screen(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sorting keeps the grid cheap: the kept events are sorted once per batch (not per row), and a
+    draw formats only the rows on screen; new rows land in their sorted place."""
+    from ironpost_tui.ui.table_sort import SortOrder
+
+    async def scenario(pilot: Pilot[None], pane: EventTable) -> None:
+        lengths = [(i * 7919) % EVENTS_KEPT for i in range(EVENTS_KEPT)]  # a shuffle of 0..4999
+        pane.add_events([event()._replace(length=n) for n in lengths])
+        await pilot.pause()
+        pane.grid.set_order(SortOrder("len", descending=True))
+        await pilot.pause()
+        assert [e.length for e in pane._shown[:3]] == [4999, 4998, 4997]
+        pane.add_events([event()._replace(length=10_000)])  # the oldest (length 0) leaves
+        await pilot.pause()
+        assert pane._shown[0].length == 10_000 and pane._shown[-1].length == 1
+        formatted = 0
+        cells = event_grid.cells
+
+        def counting(e: PacketEvent, clock: bool = True) -> tuple[str, ...]:
+            nonlocal formatted
+            formatted += 1
+            return cells(e, clock)
+
+        monkeypatch.setattr(event_grid, "cells", counting)
+        pane.grid.refresh()
+        await pilot.pause()
+        assert 0 < formatted <= 2 * pane.grid.size.height
+
+    run(scenario)
+
+
 def test_the_poll_worker_batches_small_polls_and_follows_big_ones_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """Under a flood each poll brings a few events at once: the worker waits out
     BATCH_SECS after such a poll instead of polling again (and posting) at once.

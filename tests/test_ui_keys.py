@@ -171,9 +171,10 @@ def test_space_pauses_and_resumes_playback() -> None:
     async def scenario(pilot: Pilot[int], source: Any) -> None:
         await pilot.press("space")
         assert source.paused
-        assert "paused" in str(main_of(pilot).query_one("#status").render())
+        assert "PAUSED" in str(main_of(pilot).query_one("#status").render())
         await pilot.press("space")
         assert not source.paused
+        assert "PAUSED" not in str(main_of(pilot).query_one("#status").render())
 
     on_replay(scenario)
 
@@ -214,9 +215,11 @@ def test_m_toggles_bits_and_bytes() -> None:
     async def scenario(pilot: Pilot[int], _source: Any) -> None:
         traffic = main_of(pilot).query_one(TrafficPane)
         assert traffic.bits
+        assert str(traffic.query_one("#volume-head").render()).endswith("Mb/s")  # the sparklines' scale
         await pilot.press("m")
         assert not traffic.bits
-        assert str(traffic.query_one("#volume-head").render()) == "bytes/s"
+        assert str(traffic.query_one("#volume-head").render()).endswith("MB/s")
+        assert str(traffic.query_one("#rate-head").render()) == "B/s"
 
     on_replay(scenario)
 

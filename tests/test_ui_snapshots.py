@@ -59,33 +59,41 @@ def shoot(
 @SIZES
 def test_main_view(snap_compare: Any, size: tuple[int, int]) -> None:
     """Status line 'replay of lab.ipr.gz │ 0:06.0/0:07.2 │ 1×' with lost events; tabs with
-    '2 Alerts!' marked; at 160×48 the grid: traffic (TCP 179k pkt/s, TOTAL drops), the alerts
-    pane with a red border (HIGH syn_flood, MEDIUM port_scan), events following the tail
-    (drop-telnet, tcp, S), rules (watch-dns, drop-telnet, doc-net with about 59m55s left);
-    at 80×24 the traffic pane alone."""
+    '2 Alerts!' marked; at 160×48 the grid: traffic (TCP 179k pkt/s, TOTAL drops, sparkline
+    headers 'max 179k pkt/s' and 'max 77.2Mb/s': one scale for all protocols, so UDP/ICMP/OTHER
+    draw a flat baseline), the alerts pane with a red border (HIGH syn_flood, MEDIUM port_scan;
+    below them alert 1's summary, count, first and last seen), events following the tail
+    (drop-telnet, tcp, S), rules (watch-dns, drop-telnet, doc-net with about 59m55s left; below
+    them watch-dns in full, three fields a line, and its nft command); at 80×24 the traffic pane
+    alone, its sparklines three rows tall, and below them 'top offenders (from the alerts)':
+    198.18.207.246 syn_flood 263,943 · port_scan 101."""
     assert shoot(snap_compare, size)
 
 
 @SIZES
 def test_alerts_pane(snap_compare: Any, size: tuple[int, int]) -> None:
-    """Key 2: the alerts pane has the keys (border in the primary colour, footer k Ack):
-    alert 1 HIGH syn_flood from 198.18.207.246 ACTIVE, alert 2 MEDIUM port_scan; the status
-    line '2 active, 2 not acknowledged, 0 resolved'."""
+    """Key 2: the alerts pane has the keys (footer k Ack): columns #, severity, source, target,
+    count, state, detector before the times; alert 1 HIGH 198.18.207.246 ipv620203 263,943
+    ACTIVE syn_flood, alert 2 MEDIUM port_scan; below the table alert 1 in full (summary, count
+    within 10 s and its rate, first and last seen, lasted, peak, state, ...; at 160×48 as many as
+    the short pane holds); the status line '2 active, 2 not acknowledged, 0 resolved'."""
     assert shoot(snap_compare, size, "2")
 
 
 @SIZES
 def test_alerts_acknowledged(snap_compare: Any, size: tuple[int, int]) -> None:
-    """Key 2 then k: alert 1 shows 'acked' in muted colour, '1 not acknowledged'; the pane's
-    red border is gone (the remaining alert is medium)."""
+    """Key 2 then k: alert 1's whole row in the acked colour (dimmer than the active row, still
+    readable), state 'acked', '1 not acknowledged'; the pane's red border is gone (the remaining
+    alert is medium)."""
     assert shoot(snap_compare, size, "2", "k")
 
 
 @SIZES
 def test_events_pane(snap_compare: Any, size: tuple[int, int]) -> None:
     """Key 3: events, newest at the bottom with the cursor on it; columns time (UTC), source,
-    sport, destination, dport, proto, verdict (drop in the error colour), rule; the status
-    line '5,000 shown of 5,000 kept · lost …'; footer with / Filter, b Block, u hidden in a replay."""
+    verdict (drop in the error colour), rule (drop-telnet whole), proto, dport, flags: all on
+    screen at 80×24; then destination, sport, len; the status line '5,000 shown of 5,000 kept ·
+    lost …'; footer with / Filter, b Block, u hidden in a replay."""
     assert shoot(snap_compare, size, "3")
 
 
@@ -98,16 +106,25 @@ def test_events_filtered(snap_compare: Any, size: tuple[int, int]) -> None:
 
 @SIZES
 def test_events_paused(snap_compare: Any, size: tuple[int, int]) -> None:
-    """Key 3 then space: the replay is paused: the status line shows 'paused' on a warning
-    background."""
+    """Key 3 then space: the replay is paused: the status line shows PAUSED in a warning-coloured
+    badge."""
     assert shoot(snap_compare, size, "3", "space")
 
 
 @SIZES
 def test_rules_pane(snap_compare: Any, size: tuple[int, int]) -> None:
-    """Key 4: rules with their kernel map (MATCH, SRC6), hits, last hit (UTC) and time left
-    (doc-net: 59m55s); the status line '3 rules (2 drop) · blocklist 0/10000 · read-only replay'."""
+    """Key 4: rules, columns id, hits, left, action, match, map (all on screen at 80×24), last
+    hit (UTC): watch-dns 180 monitor udp/53 MATCH, drop-telnet 263,664, doc-net 0 59m55s drop
+    src 2001:db8:ffff::/48 SRC6; watch-dns in full below the table (id, action, source any, ...,
+    as nft: one a line at 80×24, three a line at 160×48); the status line '3 rules (2 drop) ·
+    blocklist 0/10000 · read-only replay'."""
     assert shoot(snap_compare, size, "4")
+
+
+def test_rules_sorted(snap_compare: Any) -> None:
+    """80×24, key 4 then s twice: sorted by hits, biggest first, the header says 'hits▼'
+    (drop-telnet 263,664, watch-dns 180, doc-net 0); the status line adds 'sorted by hits ▼'."""
+    assert shoot(snap_compare, NARROW, "4", "s", "s")
 
 
 def test_events_zoomed(snap_compare: Any) -> None:
@@ -150,7 +167,8 @@ async def _rule_form_with_errors(pilot: Pilot[Any]) -> None:
 @SIZES
 def test_rule_form(snap_compare: Any, size: tuple[int, int]) -> None:
     """The edit form for doc-net: id (disabled), action drop selected, source 2001:db8:ffff::/48,
-    expires in 59m55s, buttons Save and Cancel; the replay shows behind it dimmed."""
+    expires in 59m55s, empty fields with example placeholders ('e.g. 203.0.113.0/24 (empty: any)'),
+    buttons Save and Cancel; the replay shows behind it dimmed."""
     assert shoot(snap_compare, size, then=_rule_form)
 
 
@@ -183,6 +201,7 @@ def test_block_duration(snap_compare: Any) -> None:
 
 @pytest.mark.parametrize("theme", ["ironpost-light", "ironpost-contrast"])
 def test_themes(snap_compare: Any, theme: str) -> None:
-    """160×48 main view in the light theme, and in the high-contrast one (black, white text,
-    blue/orange/yellow, severities and verdicts in bold)."""
+    """160×48 main view in the light theme (unfocused borders grey, visible on the light
+    background), and in the high-contrast one (black, white text, blue/orange/yellow,
+    severities and verdicts in bold)."""
     assert shoot(snap_compare, WIDE, theme=theme)

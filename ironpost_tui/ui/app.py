@@ -52,6 +52,7 @@ from ironpost_tui.ui.messages import (
     SourceStarted,
     StatsSampled,
 )
+from ironpost_tui.ui.offenders import top_offenders
 from ironpost_tui.ui.poll_loop import run_poll
 from ironpost_tui.ui.rule_editing import RuleEditing
 from ironpost_tui.ui.screens.chart import ChartScreen
@@ -261,6 +262,7 @@ class IronpostApp(App[int]):
         if state.alerts_version != self._drawn_alerts:
             self._drawn_alerts = state.alerts_version
             alerts.alerts = tuple(state.alerts.values())
+            main.query_one(TrafficPane).offenders = top_offenders(state.alerts.values())
         if state.rules_version != self._drawn_rules:
             self._drawn_rules = state.rules_version
             rules.rules = state.rules
@@ -288,7 +290,7 @@ class IronpostApp(App[int]):
             position=replay.position if replay else 0.0,
             duration=replay.duration if replay else 0.0,
             speed=replay.speed if replay else 1.0,
-            paused=replay.paused if replay else False,
+            paused=replay.paused if replay else self.main.query_one(EventTable).paused,
         )
 
     # --- actions --------------------------------------------------------------------

@@ -3,10 +3,14 @@
 ``src:198.51.100.0/24``, ``dst:ADDR``, ``proto:tcp`` (or a number),
 ``port:53`` (either port), ``sport:N``, ``dport:N``, ``verdict:drop``,
 ``rule:ID``; any other word must appear somewhere in the row.  Terms are AND-ed.
+A word that looks like ``key:value`` with a key not in that list (``srcip:1.2.3.4``) is an
+error naming the keys, not a search word; an IPv6 address or a time (``2001:db8::1``,
+``12:00``) is still a word.
 """
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,6 +59,10 @@ def row_text(e: PacketEvent) -> str:
 def _term(word: str) -> Test:
     name, colon, value = word.partition(":")
     name = name.lower()
+    if colon and name not in FIELDS and _looks_like_key(name, word):
+        close = difflib.get_close_matches(name, FIELDS, n=1)
+        hint = f" (did you mean {close[0]}:?)" if close else ""
+        raise ValueError(f"'{word}': unknown key '{name}'{hint}: the keys are {', '.join(k + ':' for k in FIELDS)}")
     if not colon or name not in FIELDS:
         needle = word.lower()
         return lambda e: needle in row_text(e)
@@ -83,6 +91,17 @@ def _term(word: str) -> Test:
         return lambda e: e.verdict is verdict
     rule_id = value
     return lambda e: e.rule_id == rule_id
+
+
+def _looks_like_key(name: str, word: str) -> bool:
+    """``srcip:`` is a key someone mistyped; ``2001:db8::1`` or ``dead:beef::/32`` is an address."""
+    if not name.isalpha():
+        return False  # 12:00:01, ::1, fe80::1
+    try:
+        ipaddress.ip_network(word, strict=False)
+    except ValueError:
+        return True
+    return False
 
 
 def _network(word: str, value: str) -> IPNetwork:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import time
 
 from ironpost_tui.config.durations import format_duration
@@ -30,6 +32,68 @@ def si(value: float, unit: str = "") -> str:
 
 def count(n: int) -> str:
     return f"{n:,}"
+
+
+def short_count(n: int) -> str:
+    """A count in at most 7 cells: 263,664 as is, 12,345,678 as 12.3M."""
+    return count(n) if abs(n) < 1_000_000 else si(n)
+
+
+def clip(value: str, width: int) -> str:
+    """``value`` in at most ``width`` cells, cut with an ellipsis (for ids; never for addresses)."""
+    return value if len(value) <= width else value[: max(0, width - 1)] + "…"
+
+
+# A word that holds an IPv4 or IPv6 address (or prefix), maybe with a port or punctuation around it.
+_ADDRESS = re.compile(r"[0-9A-Fa-f:.]*[:.][0-9A-Fa-f:.]*(?:/\d{1,3})?")
+
+
+def is_address_word(word: str) -> bool:
+    """Whether ``word`` carries an address: '198.18.0.5', '(2001:db8::1)', '198.18.0.5:22,'."""
+    for match in _ADDRESS.finditer(word):
+        candidate = match.group().strip(".:")
+        for text in (candidate, candidate.rpartition(":")[0]):
+            try:
+                ipaddress.ip_network(text, strict=False)
+            except ValueError:
+                continue
+            return True
+    return False
+
+
+def fit(line: str, width: int) -> str:
+    """``line`` in at most ``width`` cells without ever cutting an address: words that are not
+    addresses are left out (an ellipsis where they were) from the end backwards; if the
+    addresses alone do not fit, the last of them are left out whole."""
+    if len(line) <= width:
+        return line
+    words = line.split(" ")
+    keep = [is_address_word(w) for w in words]
+
+    def render() -> str:
+        out: list[str] = []
+        for word, kept in zip(words, keep, strict=True):
+            if kept:
+                out.append(word)
+            elif not out or out[-1] != "…":
+                out.append("…")
+        return " ".join(out).replace(" …", "…")
+
+    # Greedily put the other words back, first to last, while the line still fits.
+    addresses_only = list(keep)
+    for i, is_addr in enumerate(addresses_only):
+        if is_addr:
+            continue
+        keep[i] = True
+        if len(render()) > width:
+            keep[i] = False
+            break
+    text = render()
+    while len(text) > width and any(keep):
+        last = max(i for i, k in enumerate(keep) if k)
+        keep[last] = False
+        text = render()
+    return text if len(text) <= width else ""
 
 
 def protocol(number: int) -> str:

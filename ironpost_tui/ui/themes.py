@@ -17,8 +17,14 @@ log = logging.getLogger(__name__)
 DEFAULT_THEME = "ironpost-dark"
 # What [console] theme may say for short.
 ALIASES = {"dark": "ironpost-dark", "light": "ironpost-light", "contrast": "ironpost-contrast"}
-# Variables every theme gets unless it sets them; the widgets' CSS uses them.
-VARIABLE_DEFAULTS = {"ironpost-emphasis": "none"}
+# Variables every theme gets unless it sets them; the widgets' CSS uses them.  Our themes set
+# the colours (tests/test_ui_contrast.py checks them); these fit a dark background.
+VARIABLE_DEFAULTS = {
+    "ironpost-emphasis": "none",
+    "ironpost-acked": "#A9B2BF",  # an acknowledged alert's row
+    "ironpost-resolved": "#8A94A3",  # a resolved alert's row
+    "ironpost-border": "#7D8796",  # an unfocused pane's border
+}
 
 _COLOUR_KEYS = {f.name for f in fields(Theme)} - {"name", "variables"}
 

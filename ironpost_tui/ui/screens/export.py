@@ -8,10 +8,34 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
+from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, RadioButton, RadioSet
 
 from ironpost_tui.records.export import FORMATS
+
+
+class FormatChoice(RadioSet):
+    """CSV or JSON: arrows move, space picks, and enter picks the highlighted one and writes
+    (a RadioSet's enter would only pick it)."""
+
+    BINDINGS = [Binding("enter", "write", "Write", show=False)]
+
+    class WriteRequested(Message):
+        def __init__(self, fmt: str) -> None:
+            super().__init__()
+            self.fmt = fmt
+
+    def action_write(self) -> None:
+        highlighted = self._selected
+        buttons = list(self.query(RadioButton))
+        if highlighted is not None and 0 <= highlighted < len(buttons):
+            chosen = buttons[highlighted]
+            if not chosen.value:
+                chosen.value = True
+            self.post_message(self.WriteRequested(str(chosen.label)))
+        elif self.pressed_button is not None:
+            self.post_message(self.WriteRequested(str(self.pressed_button.label)))
 
 
 class ExportScreen(ModalScreen[tuple[str, Path] | None]):
@@ -46,36 +70,49 @@ class ExportScreen(ModalScreen[tuple[str, Path] | None]):
 
     @property
     def format(self) -> str:
-        pressed = self.query_one(RadioSet).pressed_button
+        pressed = self.query_one(FormatChoice).pressed_button
         return str(pressed.label) if pressed is not None else FORMATS[0]
 
     def compose(self) -> ComposeResult:
         fmt = self.path.suffix.lstrip(".")
         with Vertical(id="dialog"):
             yield Label(f"Export {self.count:,} {self.kind}", id="title", markup=False)
-            with RadioSet(id="format", compact=True):
+            with FormatChoice(id="format", compact=True):
                 for name in FORMATS:
                     yield RadioButton(name, value=name == fmt, compact=True)
             yield Input(str(self.path), id="path", compact=True)
-            yield Label("enter: write · escape: cancel · times in UTC (ISO 8601)", id="hint")
+            yield Label("enter: write · space: pick · escape: cancel · times UTC, ISO 8601", id="hint")
 
     def on_mount(self) -> None:
         box = self.query_one(Input)
         box.cursor_blink = self.cursor_blink
         box.focus()
 
+    def _path_for(self, fmt: str) -> Path:
+        """The path in the box, its extension changed to ``fmt`` while it has the other one."""
+        path = Path(self.query_one(Input).value.strip())
+        return path.with_suffix(f".{fmt}") if path.suffix.lstrip(".") in FORMATS else path
+
     @on(RadioSet.Changed)
     def _format_chosen(self, message: RadioSet.Changed) -> None:
         box = self.query_one(Input)
-        path = Path(box.value)
-        if path.suffix.lstrip(".") in FORMATS:
-            box.value = str(path.with_suffix(f".{message.pressed.label}"))
+        if box.value.strip():
+            box.value = str(self._path_for(str(message.pressed.label)))
+
+    @on(FormatChoice.WriteRequested)
+    def _write_from_choice(self, message: FormatChoice.WriteRequested) -> None:
+        message.stop()
+        self._write(message.fmt)
 
     @on(Input.Submitted)
     def _submitted(self, message: Input.Submitted) -> None:
         message.stop()
-        if message.value.strip():
-            self.dismiss((self.format, Path(message.value.strip())))
+        self._write(self.format)
+
+    def _write(self, fmt: str) -> None:
+        path = self._path_for(fmt)
+        if str(path) not in ("", "."):
+            self.dismiss((fmt, path))
 
     def action_cancel(self) -> None:
         self.dismiss(None)

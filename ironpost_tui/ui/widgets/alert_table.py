@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -13,23 +16,32 @@ from textual.widgets import DataTable, Static
 from ironpost_tui.detectors import Alert
 from ironpost_tui.detectors.alerts import MANY_SOURCES
 from ironpost_tui.ui import format as fmt
+from ironpost_tui.ui.details import alert_fields, alert_state
 from ironpost_tui.ui.messages import BlockSource, UnblockSource, WidgetRequest
+from ironpost_tui.ui.table_sort import Column, SortOrder, address_key
+from ironpost_tui.ui.widgets.field_list import FieldList
 
 SEVERE = ("critical", "high")
+SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
+STATE_RANK = {"resolved": 0, "acked": 1, "ACTIVE": 2}
 
-COLUMNS = (  # the ones to see first, first: narrow panes scroll the rest
-    ("#", "id"),
-    ("severity", "severity"),
-    ("source", "source"),
-    ("detector", "detector"),
-    ("count", "count"),
-    ("state", "state"),
-    ("last", "last"),
-    ("peak", "peak"),
-    ("first", "first"),
-    ("target", "target"),
-    ("summary", "summary"),
+# What a responder reads first, first: who, against what, how much, then when.  At 80 columns
+# everything up to the detector is on screen; the detail below the table shows the rest.
+COLUMNS = (
+    Column("#", "id", right=True),
+    Column("severity", "severity", numeric=True),
+    Column("source", "source"),
+    Column("target", "target"),
+    Column("count", "count", numeric=True, right=True),
+    Column("state", "state", numeric=True),
+    Column("detector", "detector"),
+    Column("last", "last", numeric=True),
+    Column("first", "first", numeric=True),
+    Column("peak", "peak", numeric=True, right=True),
+    Column("summary", "summary"),
 )
+TARGET_WIDTH = 21  # "198.18.200.1:65535" fits; a longer list of targets is cut (whole in the detail)
+SUMMARY_WIDTH = 40
 
 
 class AlertGrid(DataTable[Text]):
@@ -46,8 +58,8 @@ class AlertGrid(DataTable[Text]):
     AlertGrid > .alert-grid--high { color: $error; text-style: $ironpost-emphasis; }
     AlertGrid > .alert-grid--medium { color: $warning; text-style: $ironpost-emphasis; }
     AlertGrid > .alert-grid--low { color: $primary; }
-    AlertGrid > .alert-grid--resolved { color: $text-disabled; }
-    AlertGrid > .alert-grid--acked { color: $text-muted; }
+    AlertGrid > .alert-grid--resolved { color: $ironpost-resolved; }
+    AlertGrid > .alert-grid--acked { color: $ironpost-acked; }
     """
 
 
@@ -71,6 +83,8 @@ class AlertTable(Vertical):
         Binding("k", "acknowledge", "Ack"),  # enter too: DataTable.RowSelected
         Binding("b", "block", "Block"),
         Binding("u", "unblock", "Unblock"),
+        Binding("s", "sort", "Sort by next column", show=False),
+        Binding("S", "reverse_sort", "Reverse the sort", show=False),
     ]
 
     DEFAULT_CSS = """
@@ -82,6 +96,7 @@ class AlertTable(Vertical):
     alerts: reactive[tuple[Alert, ...]] = reactive(tuple, always_update=True)
     read_only: reactive[bool] = reactive(False)
     problem: reactive[str] = reactive("")
+    order: reactive[SortOrder] = reactive(SortOrder)
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
@@ -89,9 +104,10 @@ class AlertTable(Vertical):
 
     def compose(self) -> ComposeResult:
         grid = AlertGrid(cursor_type="row", id="alert-grid")
-        for label, key in COLUMNS:
-            grid.add_column(label, key=key)
+        for column in COLUMNS:
+            grid.add_column(self.order.label(column), key=column.key)
         yield grid
+        yield FieldList(id="alert-detail")
         yield Static("", id="alert-status")
 
     def on_mount(self) -> None:
@@ -114,6 +130,9 @@ class AlertTable(Vertical):
     def watch_problem(self) -> None:
         self._show_status()
 
+    def watch_order(self) -> None:
+        self._redraw(rebuild=True)
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("block", "unblock") and self.read_only:
             return False  # a replay: hidden
@@ -127,55 +146,83 @@ class AlertTable(Vertical):
             return "alert-grid--acked"
         return f"alert-grid--{alert.severity}"
 
+    def _sort_keys(self) -> dict[str, Callable[[Alert], Any]]:
+        acked = self.acknowledged
+        return {
+            "id": lambda a: a.id,
+            "severity": lambda a: SEVERITY_RANK.get(a.severity, -1),
+            "source": lambda a: address_key(a.source),
+            "target": lambda a: a.target,
+            "count": lambda a: a.count,
+            "state": lambda a: STATE_RANK[alert_state(a, a.id in acked)],
+            "detector": lambda a: str(a.detector),
+            "last": lambda a: a.resolved_at if a.resolved_at is not None else a.last_seen,
+            "first": lambda a: a.first_seen,
+            "peak": lambda a: a.peak,
+            "summary": lambda a: a.summary,
+        }
+
     def _cells(self, a: Alert) -> list[Text]:
         grid = self.grid
         style = grid.get_component_rich_style(self._style(a), partial=True)
-        dim = grid.get_component_rich_style("alert-grid--resolved", partial=True) if a.resolved else None
-        state = "resolved" if a.resolved else ("acked" if a.id in self.acknowledged else "ACTIVE")
+        whole_row = a.resolved or a.id in self.acknowledged  # dimmed as a whole: no longer news
         last = a.resolved_at if a.resolved_at is not None else a.last_seen
         cells = [
             Text(str(a.id), justify="right"),
             Text(fmt.text(a.severity.upper()), style=style),
             Text(fmt.text(a.source)),
-            Text(a.detector),
+            Text(fmt.clip(fmt.text(", ".join(a.targets) or a.target), TARGET_WIDTH)),  # the addresses attacked, when known
             Text(fmt.count(a.count), justify="right"),
-            Text(state, style=style),
+            Text(alert_state(a, a.id in self.acknowledged), style=style),
+            Text(a.detector),
             Text(fmt.clock(last)),
-            Text(fmt.count(a.peak), justify="right"),
             Text(fmt.clock(a.first_seen)),
-            Text(fmt.text(", ".join(a.targets) or a.target)),  # the addresses attacked, when known
-            Text(fmt.text(a.summary)),
+            Text(fmt.count(a.peak), justify="right"),
+            Text(fmt.clip(fmt.text(a.summary), SUMMARY_WIDTH)),
         ]
-        if dim is not None:
+        if whole_row:
             for cell in cells:
-                cell.stylize(dim)
+                cell.stylize(style)
         return cells
 
     def _redraw(self, rebuild: bool = False) -> None:
         if not self.is_mounted:
             return
         grid = self.grid
-        keys = [str(a.id) for a in self.alerts]
+        rows = self.order.apply(self.alerts, self._sort_keys())
+        keys = [str(a.id) for a in rows]
         shown = [str(k.value) for k in grid.rows]
         if rebuild or keys[: len(shown)] != shown:
             selected = self.selected()
-            grid.clear()
-            for alert in self.alerts:
+            grid.clear(columns=True)
+            for column in COLUMNS:
+                grid.add_column(self.order.label(column), key=column.key)
+            for alert in rows:
                 grid.add_row(*self._cells(alert), key=str(alert.id), height=1)
             if selected is not None and str(selected.id) in keys:
                 grid.move_cursor(row=keys.index(str(selected.id)), animate=False)
         else:
-            for alert in self.alerts[: len(shown)]:
-                for (_label, column), cell in zip(COLUMNS, self._cells(alert), strict=True):
-                    if grid.get_cell(str(alert.id), column) != cell:
-                        grid.update_cell(str(alert.id), column, cell, update_width=True)
-            for alert in self.alerts[len(shown) :]:
+            for alert in rows[: len(shown)]:
+                for column, cell in zip(COLUMNS, self._cells(alert), strict=True):
+                    if grid.get_cell(str(alert.id), column.key) != cell:
+                        grid.update_cell(str(alert.id), column.key, cell, update_width=True)
+            for alert in rows[len(shown) :]:
                 grid.add_row(*self._cells(alert), key=str(alert.id), height=1)
         self.set_class(
             any(a.severity in SEVERE and not a.resolved and a.id not in self.acknowledged for a in self.alerts),
             "-critical",
         )
+        self._show_detail()
         self._show_status()
+
+    @on(DataTable.RowHighlighted, "#alert-grid")
+    def _row_highlighted(self) -> None:
+        self._show_detail()
+
+    def _show_detail(self) -> None:
+        alert = self.selected()
+        fields = alert_fields(alert, alert.id in self.acknowledged) if alert is not None else []
+        self.query_one(FieldList).show(fields, "no alerts: the detectors have seen nothing yet")
 
     def _show_status(self) -> None:
         status = self.query_one("#alert-status", Static)
@@ -185,9 +232,18 @@ class AlertTable(Vertical):
             return
         active = [a for a in self.alerts if not a.resolved]
         new = [a for a in active if a.id not in self.acknowledged]
-        status.update(f"{len(active)} active, {len(new)} not acknowledged, {len(self.alerts) - len(active)} resolved")
+        text = f"{len(active)} active, {len(new)} not acknowledged, {len(self.alerts) - len(active)} resolved"
+        if self.order != SortOrder():
+            text += f" · {self.order.describe(COLUMNS, 'by number')}"
+        status.update(text)
 
     # --- actions ------------------------------------------------------------------
+    def action_sort(self) -> None:
+        self.order = self.order.next(COLUMNS)
+
+    def action_reverse_sort(self) -> None:
+        self.order = self.order.reversed()
+
     @on(DataTable.RowSelected, "#alert-grid")
     def _row_selected(self, message: DataTable.RowSelected) -> None:
         message.stop()

@@ -10,7 +10,8 @@ cursor: same header, cursor and hover styles.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from rich.segment import Segment
 from rich.style import Style
@@ -23,23 +24,39 @@ from textual.strip import Strip
 
 from ironpost_tui.model import PacketEvent
 from ironpost_tui.ui import format as fmt
+from ironpost_tui.ui.table_sort import Column, SortOrder
 
-# (header label, right-justified)
-COLUMNS: tuple[tuple[str, bool], ...] = (
-    ("time", False),
-    ("source", False),
-    ("sport", True),
-    ("destination", False),
-    ("dport", True),
-    ("proto", False),
-    ("verdict", False),
-    ("rule", False),
-    ("flags", False),
-    ("len", True),
+# What a responder reads first, first: when, who, what became of it and by which rule, then
+# what it was aimed at.  At 80 columns (IPv4) everything up to the flags is on screen.
+COLUMNS = (
+    Column("time", "time", numeric=True),
+    Column("source", "source"),
+    Column("verdict", "verdict"),
+    Column("rule", "rule"),
+    Column("proto", "proto"),
+    Column("dport", "dport", right=True),
+    Column("flags", "flags"),
+    Column("destination", "destination"),
+    Column("sport", "sport", right=True),
+    Column("len", "len", numeric=True, right=True),
 )
-VERDICT_COLUMN = 6
+VERDICT_COLUMN = 2
+RULE_WIDTH = 16  # longer rule ids end in an ellipsis (the rules pane's detail and `rule:ID` have them whole)
 CLOCK_WIDTH = 8  # HH:MM:SS
 PADDING = 1  # cells each side of a column, as a DataTable's cell_padding
+
+SORT_KEYS: dict[str, Callable[[PacketEvent], Any]] = {
+    "time": lambda e: e.ts,
+    "source": lambda e: (e.src.version, int(e.src)),
+    "verdict": lambda e: e.verdict.value,
+    "rule": lambda e: e.rule_id or "",
+    "proto": lambda e: e.protocol,
+    "dport": lambda e: e.dst_port,
+    "flags": lambda e: e.tcp_flags,
+    "destination": lambda e: (e.dst.version, int(e.dst)),
+    "sport": lambda e: e.src_port,
+    "len": lambda e: e.length,
+}
 
 
 def cells(e: PacketEvent, clock: bool = True) -> tuple[str, ...]:
@@ -48,13 +65,13 @@ def cells(e: PacketEvent, clock: bool = True) -> tuple[str, ...]:
     return (
         fmt.clock(e.ts) if clock else "",
         str(e.src),
-        "" if icmp else str(e.src_port),
-        str(e.dst),
-        "" if icmp else str(e.dst_port),
-        fmt.protocol(e.protocol),
         e.verdict.value,
-        fmt.text(e.rule_id or ""),
+        fmt.clip(fmt.text(e.rule_id or ""), RULE_WIDTH),
+        fmt.protocol(e.protocol),
+        "" if icmp else str(e.dst_port),
         fmt.tcp_flags(e.tcp_flags) if e.protocol == 6 else "",
+        str(e.dst),
+        "" if icmp else str(e.src_port),
         str(e.length),
     )
 
@@ -127,33 +144,82 @@ class EventGrid(ScrollView, can_focus=True):
 
     def __init__(self, maxlen: int, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
-        self.rows: deque[PacketEvent] = deque(maxlen=maxlen)
-        self._widths = [len(label) for label, _ in COLUMNS]
+        self.rows: deque[PacketEvent] = deque(maxlen=maxlen)  # in arrival order
+        self.order = SortOrder()
+        self._sorted: list[PacketEvent] | None = None  # the rows in ``order``; None: arrival order
+        self._widths = [len(label) for label in self.labels]
 
     # --- rows -------------------------------------------------------------------------
+    @property
+    def labels(self) -> list[str]:
+        """The header: each column's label, with the sort's arrow on one of them."""
+        return [self.order.label(c) for c in COLUMNS]
+
+    @property
+    def shown(self) -> Sequence[PacketEvent]:
+        """The rows as shown, top to bottom."""
+        return self._sorted if self._sorted is not None else self.rows
+
+    @property
+    def selected(self) -> PacketEvent | None:
+        shown = self.shown
+        return shown[self.cursor_row] if 0 <= self.cursor_row < len(shown) else None
+
     @property
     def row_count(self) -> int:
         return len(self.rows)
 
     @property
     def following(self) -> bool:
-        """The cursor is on the newest row: new rows move it along (follow-tail)."""
-        return self.cursor_row >= len(self.rows) - 1
+        """In arrival order with the cursor on the newest row: new rows move it along (follow-tail)."""
+        return self._sorted is None and self.cursor_row >= len(self.rows) - 1
+
+    def set_order(self, order: SortOrder) -> None:
+        """Sort by another column (the cursor stays on its event); SortOrder(): arrival order, following."""
+        selected = self.selected
+        self.order = order
+        self._widths = [max(w, len(label)) for w, label in zip(self._widths, self.labels, strict=True)]
+        self._update_width()
+        self._resort()
+        if self._sorted is None:
+            self.move_to_newest()
+        else:
+            self._keep_cursor_on(selected)
+        self.refresh()
+
+    def _resort(self) -> None:
+        # One sort of at most maxlen rows per batch (the redraw's), not per row: cheap at 5,000.
+        self._sorted = None if self.order == SortOrder() else self.order.apply(self.rows, SORT_KEYS)
+
+    def _keep_cursor_on(self, event: PacketEvent | None) -> None:
+        shown = self.shown
+        at = next((i for i, e in enumerate(shown) if e is event), None) if event is not None else None
+        self.cursor_row = at if at is not None else min(self.cursor_row, max(0, len(shown) - 1))
 
     def set_rows(self, rows: Iterable[PacketEvent]) -> None:
-        """Replace the rows (widths measured afresh); the cursor goes to the newest."""
+        """Replace the rows (widths measured afresh); the cursor goes to the newest (or, sorted,
+        stays on its event while it is there)."""
+        selected = self.selected
         self.rows.clear()
-        self._widths = [len(label) for label, _ in COLUMNS]
+        self._widths = [len(label) for label in self.labels]
         self._add(rows)
-        self.move_to_newest()
+        if self._sorted is None:
+            self.move_to_newest()
+        else:
+            self._keep_cursor_on(selected)
+            self.refresh()
 
     def append(self, rows: Sequence[PacketEvent], follow: bool) -> None:
-        """Add rows at the bottom; the oldest leave past maxlen.  ``follow``: the cursor
-        goes to the newest; else it stays on its event while that is kept."""
+        """Add rows; the oldest leave past maxlen.  ``follow``: the cursor goes to the newest;
+        else it stays on its event while that is kept."""
         if not rows:
             return
+        selected = self.selected
         dropped = self._add(rows)
-        if follow:
+        if self._sorted is not None:
+            self._keep_cursor_on(selected)
+            self.refresh()
+        elif follow:
             self.move_to_newest()
         else:
             self.set_reactive(EventGrid.cursor_row, max(0, self.cursor_row - dropped))
@@ -175,6 +241,8 @@ class EventGrid(ScrollView, can_focus=True):
                     widths[i] = len(text)
         self.virtual_size = self.virtual_size.with_height(len(self.rows) + 1)
         self._update_width()
+        if self.order != SortOrder():
+            self._resort()
         return before + len(rows) - len(self.rows)
 
     def _update_width(self) -> None:
@@ -253,7 +321,7 @@ class EventGrid(ScrollView, can_focus=True):
         scroll_x, scroll_y = self.scroll_offset
         if y == 0:
             header = self.get_component_rich_style("event-grid--header")
-            segments = self._segments([label for label, _ in COLUMNS], header, header, None)
+            segments = self._segments(self.labels, header, header, None)
         else:
             row = scroll_y + y - 1
             if row >= len(self.rows):
@@ -266,7 +334,7 @@ class EventGrid(ScrollView, can_focus=True):
                 cursor = self.get_component_rich_style("event-grid--cursor")
                 style += cursor
                 post = Style.from_color(cursor.color)  # the cursor's colour wins (DataTable's "css" priority)
-            event = self.rows[row]
+            event = self.shown[row]
             verdict = self.get_component_rich_style(f"event-grid--{event.verdict.value}", partial=True)
             segments = self._segments(list(cells(event)), style, style + verdict, post)
         line = Strip(segments).crop(scroll_x, scroll_x + width)
@@ -276,15 +344,18 @@ class EventGrid(ScrollView, can_focus=True):
         segments = []
         pad = " " * PADDING
         used = 0
-        for i, ((_, right), text, w) in enumerate(zip(COLUMNS, texts, self._widths, strict=True)):
+        for i, (column, text, w) in enumerate(zip(COLUMNS, texts, self._widths, strict=True)):
             text = text[:w]
             gap = " " * (w - len(text))
             cell_style = verdict_style if i == VERDICT_COLUMN else style
             if post is not None:
                 cell_style += post
-            segments.append(Segment(pad + gap if right else pad, style))
+            # The blanks around a coloured cell take its style too: a run of blanks that opens
+            # the next text is drawn too narrow by some SVG renderers (the screenshots' PNGs).
+            blank = cell_style if i == VERDICT_COLUMN else style
+            segments.append(Segment(pad + gap if column.right else pad, blank))
             segments.append(Segment(text, cell_style))
-            segments.append(Segment(pad if right else gap + pad, style))
+            segments.append(Segment(pad if column.right else gap + pad, blank))
             used += w + 2 * PADDING
         segments.append(Segment(" " * max(0, self.size.width - used), style))
         return segments

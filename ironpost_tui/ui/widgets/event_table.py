@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from textual import events, on
 from textual.app import ComposeResult
@@ -17,7 +17,8 @@ from ironpost_tui.ui import format as fmt
 from ironpost_tui.ui.event_filter import EventFilter
 from ironpost_tui.ui.messages import BlockSource, UnblockSource, WidgetRequest
 from ironpost_tui.ui.state import EVENTS_KEPT
-from ironpost_tui.ui.widgets.event_grid import EventGrid
+from ironpost_tui.ui.table_sort import SortOrder
+from ironpost_tui.ui.widgets.event_grid import COLUMNS, EventGrid
 
 
 class EventTable(Vertical):
@@ -44,6 +45,8 @@ class EventTable(Vertical):
         Binding("b", "block", "Block"),
         Binding("u", "unblock", "Unblock"),
         Binding("end", "follow", "Newest", show=False),
+        Binding("s", "sort", "Sort by next column", show=False),
+        Binding("S", "reverse_sort", "Reverse the sort", show=False),
     ]
 
     DEFAULT_CSS = """
@@ -52,7 +55,7 @@ class EventTable(Vertical):
     EventTable.-filtering #event-filter { display: block; }
     EventTable #event-status { height: 1; color: $text-muted; }
     EventTable.-paused #event-status { color: $warning; text-style: bold; }
-    EventTable #event-status.-error { color: $error; text-style: bold; }
+    EventTable #event-status.-error { color: $error; text-style: bold; height: auto; }
     """
 
     paused: reactive[bool] = reactive(False)
@@ -94,15 +97,12 @@ class EventTable(Vertical):
         return self.grid.row_count
 
     @property
-    def _shown(self) -> deque[PacketEvent]:
-        """The events in the table, one per row, oldest first."""
-        return self.grid.rows
+    def _shown(self) -> Sequence[PacketEvent]:
+        """The events in the table, one per row, top to bottom (oldest first unless sorted)."""
+        return self.grid.shown
 
     def selected_event(self) -> PacketEvent | None:
-        grid = self.grid
-        if not 0 <= grid.cursor_row < grid.row_count:
-            return None
-        return grid.rows[grid.cursor_row]
+        return self.grid.selected
 
     def exportable(self) -> list[PacketEvent]:
         """The kept events the filter lets through, oldest first: what an export writes."""
@@ -175,9 +175,12 @@ class EventTable(Vertical):
             return
         status.set_class(False, "-error")
         parts = [f"{fmt.count(self.grid.row_count)} shown of {fmt.count(len(self._kept))} kept"]
+        order = self.grid.order
         if self.paused:
             parts.insert(0, f"PAUSED, {fmt.count(self._held)} new held (space resumes)")
-        elif not self.following:
+        if order != SortOrder():
+            parts.append(order.describe(COLUMNS, "arrival order"))
+        elif not self.paused and not self.following:
             parts.append("scrolled back (end: newest)")
         if self._filter:
             parts.append(f"filter: {self._filter.text}")
@@ -193,6 +196,14 @@ class EventTable(Vertical):
 
     def action_follow(self) -> None:
         self.grid.move_to_newest()
+
+    def action_sort(self) -> None:
+        self.grid.set_order(self.grid.order.next(COLUMNS))
+        self._show_status()
+
+    def action_reverse_sort(self) -> None:
+        self.grid.set_order(self.grid.order.reversed())
+        self._show_status()
 
     def action_block(self) -> None:
         event = self.selected_event()

@@ -6,6 +6,8 @@ from textual.content import Content
 from textual.reactive import reactive
 from textual.widgets import Static
 
+from ironpost_tui.ui import format as fmt
+
 PANE_TITLES = ("Traffic", "Alerts", "Events", "Rules")
 
 
@@ -32,8 +34,8 @@ class PaneTabs(Static):
                 tabs.append(Content.styled(label, "$text-muted"))
         line = Content("").join(tabs)
         if self.notice:
-            room = self.size.width - line.cell_length - 3
-            if room > 8:
-                text = self.notice if len(self.notice) <= room else self.notice[: room - 1] + "…"
+            room = self.size.width - line.cell_length - 2
+            text = fmt.fit(self.notice, room)  # shortened around its addresses, never through one
+            if text:
                 line = line + Content("  ") + Content.styled(text, "$text-muted italic")
         return line

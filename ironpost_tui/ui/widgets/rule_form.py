@@ -15,14 +15,14 @@ from ironpost_tui.model import Action, FilterRule
 from ironpost_tui.ui.messages import RuleRequest
 from ironpost_tui.ui.rule_fields import RuleFields, RuleInputError, parse_rule
 
-FIELDS = (
-    ("id", "id", "block-scanner"),
-    ("src_ip", "source", "198.51.100.7 or 2001:db8::/32"),
-    ("dst_ip", "destination", "address or prefix"),
-    ("dst_port", "dst port", "0-65535 (with tcp or udp)"),
-    ("protocol", "protocol", "tcp, udp, icmp or 0-255"),
-    ("expires", "expires in", f"{EXAMPLES}; empty: never"),
-    ("description", "description", "why"),
+FIELDS = (  # placeholders are examples, never a value the form would save
+    ("id", "id", "e.g. block-scanner"),
+    ("src_ip", "source", "e.g. 198.51.100.7 or 2001:db8::/32"),
+    ("dst_ip", "destination", "e.g. 203.0.113.0/24 (empty: any)"),
+    ("dst_port", "dst port", "e.g. 22 (with tcp or udp; empty: any)"),
+    ("protocol", "protocol", "e.g. tcp, udp, icmp or 0-255"),
+    ("expires", "expires in", f"e.g. {EXAMPLES}; empty: never"),
+    ("description", "description", "e.g. known scanner"),
 )
 
 

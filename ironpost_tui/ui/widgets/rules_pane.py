@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 from rich.text import Text
 from textual import on
@@ -16,18 +18,34 @@ from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.model import Action, FilterRule, RuleStatus
 from ironpost_tui.rules.nft import nft_command
 from ironpost_tui.ui import format as fmt
+from ironpost_tui.ui.details import rule_fields
 from ironpost_tui.ui.messages import RuleRequest, WidgetRequest
+from ironpost_tui.ui.table_sort import Column, SortOrder, maybe
+from ironpost_tui.ui.widgets.field_list import FieldList
 
+# What a responder reads first, first: at 80 columns everything up to the map is on screen.
 COLUMNS = (
-    ("id", "id"),
-    ("action", "action"),
-    ("match", "match"),
-    ("map", "map"),
-    ("hits", "hits"),
-    ("last hit", "last"),
-    ("left", "left"),
-    ("", "source"),  # auto: a detector's block; external: another tool's BLOCKLIST entry
+    Column("id", "id"),
+    Column("hits", "hits", numeric=True, right=True),
+    Column("left", "left"),
+    Column("action", "action"),
+    Column("match", "match"),
+    Column("map", "map"),
+    Column("last hit", "last", numeric=True),
+    Column("", "source"),  # auto: a detector's block; external: another tool's BLOCKLIST entry
 )
+ID_WIDTH = 16  # longer ids end in an ellipsis; the detail below the table shows them whole
+
+SORT_KEYS: dict[str, Callable[[RuleStatus], Any]] = {
+    "id": lambda s: s.rule.id,
+    "hits": lambda s: s.hits,
+    "left": lambda s: (s.rule.expires_at is None, s.rule.expires_at or 0.0),  # the soonest first; never last
+    "action": lambda s: s.rule.action.value,
+    "match": lambda s: fmt.rule_match(s.rule),
+    "map": lambda s: s.map_name,
+    "last": lambda s: maybe(s.last_hit),
+    "source": lambda s: "auto" if s.rule.auto else "external" if s.rule.external else "",
+}
 
 
 class RuleGrid(DataTable[Text]):
@@ -82,6 +100,8 @@ class RulesPane(Vertical):
         Binding("d", "delete", "Delete"),
         Binding("x", "switch", "Drop/monitor"),
         Binding("c", "copy", "Copy as nft", show=False),
+        Binding("s", "sort", "Sort by next column", show=False),
+        Binding("S", "reverse_sort", "Reverse the sort", show=False),
     ]
 
     DEFAULT_CSS = """
@@ -95,12 +115,14 @@ class RulesPane(Vertical):
     capacity: reactive[int] = reactive(0)
     read_only: reactive[bool] = reactive(False)
     problem: reactive[str] = reactive("")
+    order: reactive[SortOrder] = reactive(SortOrder)
 
     def compose(self) -> ComposeResult:
         grid = RuleGrid(cursor_type="row", id="rule-grid")
-        for label, key in COLUMNS:
-            grid.add_column(label, key=key)
+        for column in COLUMNS:
+            grid.add_column(self.order.label(column), key=column.key)
         yield grid
+        yield FieldList(id="rule-detail")
         yield Static("", id="rule-status")
 
     def on_mount(self) -> None:
@@ -126,6 +148,9 @@ class RulesPane(Vertical):
     def watch_problem(self) -> None:
         self._show_status()
 
+    def watch_order(self) -> None:
+        self._redraw(rebuild=True)
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("edit", "delete", "switch") and self.read_only:
             return False  # a replay: hidden
@@ -139,21 +164,21 @@ class RulesPane(Vertical):
         if rule.expires_at is None:
             left = Text("")
         else:
-            remaining = rule.expires_at - self.now
-            style = grid.get_component_rich_style("rule-grid--expiring", partial=True)
-            left = Text(fmt.span(remaining) if remaining > 0 else "expired", style=style)
+            remaining = max(0.0, rule.expires_at - self.now)
+            left = Text(fmt.span(remaining), style=grid.get_component_rich_style("rule-grid--expiring", partial=True))
+        auto = grid.get_component_rich_style("rule-grid--auto", partial=True) if rule.auto else ""
         source = "auto" if rule.auto else "external" if rule.external else None
         marker = Text("")
         if source is not None:
             marker = Text(source, style=grid.get_component_rich_style(f"rule-grid--{source}", partial=True))
         return [
-            Text(fmt.text(rule.id)),
+            Text(fmt.clip(fmt.text(rule.id), ID_WIDTH), style=auto),
+            Text(fmt.short_count(s.hits), justify="right"),
+            left,
             Text(rule.action.value, style=action),
             Text(fmt.rule_match(rule)),
             Text(fmt.text(s.map_name)),
-            Text(fmt.count(s.hits), justify="right"),
             Text(fmt.clock(s.last_hit) if s.last_hit else "—"),
-            left,
             marker,
         ]
 
@@ -161,24 +186,38 @@ class RulesPane(Vertical):
         if not self.is_mounted:
             return
         grid = self.grid
-        keys = [s.rule.id for s in self.rules]
+        rows = self.order.apply(self.rules, SORT_KEYS)
+        keys = [s.rule.id for s in rows]
         shown = [str(k.value) for k in grid.rows]
         if rebuild or keys != shown:
             selected = self.selected()
             row = grid.cursor_row
-            grid.clear()
-            for status in self.rules:
+            grid.clear(columns=True)
+            for column in COLUMNS:
+                grid.add_column(self.order.label(column), key=column.key)
+            for status in rows:
                 grid.add_row(*self._cells(status), key=status.rule.id, height=1)
             if selected is not None and selected.id in keys:
                 grid.move_cursor(row=keys.index(selected.id), animate=False)
             elif keys:
                 grid.move_cursor(row=min(row, len(keys) - 1), animate=False)
         else:
-            for status in self.rules:
-                for (_label, column), cell in zip(COLUMNS, self._cells(status), strict=True):
-                    if grid.get_cell(status.rule.id, column) != cell:
-                        grid.update_cell(status.rule.id, column, cell, update_width=True)
+            for status in rows:
+                for column, cell in zip(COLUMNS, self._cells(status), strict=True):
+                    if grid.get_cell(status.rule.id, column.key) != cell:
+                        grid.update_cell(status.rule.id, column.key, cell, update_width=True)
+        self._show_detail()
         self._show_status()
+
+    @on(DataTable.RowHighlighted, "#rule-grid")
+    def _row_highlighted(self) -> None:
+        self._show_detail()
+
+    def _show_detail(self) -> None:
+        rule = self.selected()
+        status = next((s for s in self.rules if rule is not None and s.rule.id == rule.id), None)
+        detail = self.query_one(FieldList)
+        detail.show(rule_fields(status, self.now) if status is not None else [], "no rules: a adds one")
 
     def _show_status(self) -> None:
         if not self.is_mounted:
@@ -191,9 +230,17 @@ class RulesPane(Vertical):
         used = sum(1 for s in self.rules if s.map_name == MapName.BLOCKLIST)
         drops = sum(1 for s in self.rules if s.rule.action is Action.DROP)
         text = f"{len(self.rules)} rules ({drops} drop) · blocklist {used}/{self.capacity}"
+        if self.order != SortOrder():
+            text += f" · {self.order.describe(COLUMNS, 'file order')}"
         status.update(text + (" · read-only replay" if self.read_only else ""))
 
     # --- actions ------------------------------------------------------------------
+    def action_sort(self) -> None:
+        self.order = self.order.next(COLUMNS)
+
+    def action_reverse_sort(self) -> None:
+        self.order = self.order.reversed()
+
     def _need_rule(self) -> FilterRule | None:
         rule = self.selected()
         self.problem = "" if rule is not None else "no rule selected"

@@ -28,7 +28,7 @@ class StatusView:
     position: float = 0.0
     duration: float = 0.0
     speed: float = 1.0
-    paused: bool = False
+    paused: bool = False  # the playback (replay) or the events (live)
 
 
 class StatusBar(Widget):
@@ -42,14 +42,13 @@ class StatusBar(Widget):
         padding: 0 1;
     }
     StatusBar.-detached { background: $error 30%; }
-    StatusBar.-paused { background: $warning 25%; }
     """
 
     view: reactive[StatusView] = reactive(StatusView)
 
     def watch_view(self, view: StatusView) -> None:
         self.set_class(not view.attached and not view.replay and view.title != "starting", "-detached")
-        self.set_class(view.replay and view.paused, "-paused")
+        self.set_class(view.paused, "-paused")
 
     def render(self) -> Content:
         return render_status(self.view, self.content_size.width)
@@ -58,11 +57,11 @@ class StatusBar(Widget):
 def render_status(v: StatusView, width: int = 1000) -> Content:
     """The status line, dropping the parts with the highest rank number until it fits ``width``."""
     parts: list[tuple[int, Content]] = []  # (rank, part): rank 0 always stays
+    paused = Content.styled(" PAUSED ", "bold $background on $warning")
     if v.replay:
-        state = "paused" if v.paused else f"{v.speed:g}×"
         parts.append((0, Content.from_markup("[b]$title[/b]", title=fmt.text(v.title))))
         parts.append((0, Content(f"{fmt.position(v.position)}/{fmt.position(v.duration)}")))
-        parts.append((0, Content.styled(state, "$warning bold" if v.paused else "")))
+        parts.append((0, paused if v.paused else Content(f"{v.speed:g}×")))
         parts.append((3, Content(fmt.text(f"{v.iface} {v.mode}"))))
     else:
         if v.title == "starting":
@@ -77,6 +76,8 @@ def render_status(v: StatusView, width: int = 1000) -> Content:
             Content(fmt.text(f"{v.mode} ")) if v.mode else Content("")
         )
         parts.append((0, where + link))
+        if v.paused:
+            parts.append((0, paused))
         parts.append((1, Content(f"up {fmt.span(v.uptime)}")))
     parts.append((2, Content(f"blocklist {v.blocklist_used}/{v.blocklist_capacity}")))
     lost = Content(f"lost {fmt.count(v.events_lost)}")

@@ -1,4 +1,5 @@
-"""Traffic by protocol: packets/s and bits/s sparklines, rates and drops."""
+"""Traffic by protocol: packets/s and bits/s sparklines on one scale, rates and drops; and,
+when the pane is shown alone, the top offenders."""
 
 from __future__ import annotations
 
@@ -7,18 +8,22 @@ from collections.abc import Sequence
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Vertical
+from textual.content import Content
 from textual.reactive import reactive
-from textual.widgets import Label, Sparkline, Static
+from textual.widgets import Label, Static
 
 from ironpost_tui.model import PROTOCOLS, ProtoRates, StatsSample
 from ironpost_tui.ui import format as fmt
+from ironpost_tui.ui.offenders import Offender
+from ironpost_tui.ui.widgets.scaled_sparkline import ScaledSparkline
 
 ROWS = (*PROTOCOLS, "total")  # tcp udp icmp other total
 SPARK_SAMPLES = 60  # the sparklines show the last minute of 1 s samples
 
 
 class TrafficPane(Vertical, can_focus=True):
-    """The screen sets ``samples`` and ``bits``; up/down select the protocol that `g` charts."""
+    """The screen sets ``samples``, ``bits`` and ``offenders``; up/down select the protocol
+    that `g` charts.  The sparklines of a column share one scale, labelled in its header."""
 
     ALLOW_MAXIMIZE = True
 
@@ -30,11 +35,13 @@ class TrafficPane(Vertical, can_focus=True):
     DEFAULT_CSS = """
     TrafficPane Grid {
         grid-size: 7;
-        grid-columns: 6 1fr 9 1fr 10 9 9;
+        grid-columns: 6 1fr 7 1fr 8 7 7;
         grid-gutter: 0 1;
-        grid-rows: 1 2 2 2 2 2;
-        height: auto;
+        grid-rows: 1 1fr 1fr 1fr 1fr 1fr;
+        height: 1fr;
+        min-height: 11;
     }
+    TrafficPane #offenders { height: auto; max-height: 6; color: $foreground; }
     TrafficPane .head { color: $text-muted; text-style: bold; }
     TrafficPane .num { width: 100%; text-align: right; }
     TrafficPane .proto { text-style: bold; }
@@ -42,7 +49,7 @@ class TrafficPane(Vertical, can_focus=True):
     TrafficPane:focus .proto.-selected { background: $primary; color: $text; }
     TrafficPane .drops.-dropping { color: $error; text-style: $ironpost-emphasis; }
     TrafficPane .total { text-style: bold; }
-    TrafficPane Sparkline { width: 100%; height: 2; }
+    TrafficPane Sparkline { width: 100%; height: 100%; }
     TrafficPane Sparkline > .sparkline--max-color { color: $primary; }
     TrafficPane Sparkline > .sparkline--min-color { color: $primary 30%; }
     TrafficPane Sparkline.bits > .sparkline--max-color { color: $accent; }
@@ -52,29 +59,46 @@ class TrafficPane(Vertical, can_focus=True):
     samples: reactive[tuple[StatsSample, ...]] = reactive(tuple, always_update=True)
     bits: reactive[bool] = reactive(True)
     selected: reactive[str] = reactive("total")
+    offenders: reactive[tuple[Offender, ...]] = reactive(tuple)
 
     def compose(self) -> ComposeResult:
         with Grid():
             yield Label("proto", classes="head")
-            yield Label("packets/s", classes="head")
+            yield Label("packets/s", id="pps-head", classes="head")
             yield Label("pkt/s", classes="head num")
-            yield Label("", id="volume-head", classes="head")
+            yield Label("bits/s", id="volume-head", classes="head")
             yield Label("", id="rate-head", classes="head num")
             yield Label("drops", classes="head num")
             yield Label("drop/s", classes="head num")
             for proto in ROWS:
                 extra = " total" if proto == "total" else ""
                 yield Label(proto.upper(), id=f"name-{proto}", classes=f"proto{extra}")
-                yield Sparkline([], id=f"pps-{proto}")
+                yield ScaledSparkline([], id=f"pps-{proto}")
                 yield Static("0", id=f"ppsv-{proto}", classes=f"num{extra}")
-                yield Sparkline([], id=f"bps-{proto}", classes="bits")
+                yield ScaledSparkline([], id=f"bps-{proto}", classes="bits")
                 yield Static("0", id=f"bpsv-{proto}", classes=f"num{extra}")
                 yield Static("0", id=f"drops-{proto}", classes=f"num drops{extra}")
                 yield Static("0", id=f"dps-{proto}", classes=f"num drops{extra}")
+        yield Static("", id="offenders")
 
     def on_mount(self) -> None:
         self.watch_bits(self.bits)
         self.watch_selected(self.selected)
+        self.watch_offenders(self.offenders)
+
+    def watch_offenders(self, offenders: tuple[Offender, ...]) -> None:
+        """Top offenders, from the alerts: one line each, the source never cut."""
+        if not self.is_mounted:
+            return
+        head = Content.styled("top offenders (from the alerts)", "bold $text-muted")
+        if not offenders:
+            lines = [head + Content.styled(": none active", "$text-muted")]
+        else:
+            lines = [head]
+            for o in offenders:
+                found = " · ".join(f"{detector} {fmt.count(count)}" for detector, count in o.alerts)
+                lines.append(Content.assemble((fmt.text(o.source) + "  ", "bold"), found))
+        self.query_one("#offenders", Static).update(Content("\n").join(lines))
 
     def action_select(self, step: int) -> None:
         self.selected = ROWS[(ROWS.index(self.selected) + step) % len(ROWS)]
@@ -84,7 +108,6 @@ class TrafficPane(Vertical, can_focus=True):
             self.query_one(f"#name-{proto}").set_class(proto == selected, "-selected")
 
     def watch_bits(self, bits: bool) -> None:
-        self.query_one("#volume-head", Label).update("bits/s" if bits else "bytes/s")
         self.query_one("#rate-head", Label).update("bit/s" if bits else "B/s")
         self.watch_samples(self.samples)
 
@@ -94,10 +117,17 @@ class TrafficPane(Vertical, can_focus=True):
         recent = samples[-SPARK_SAMPLES:]
         latest = recent[-1] if recent else None
         scale = 1.0 if self.bits else 1 / 8
+        # One scale per column: the largest rate of any protocol in the window.
+        pps_max = max((r.pps for s in recent for r in s.rates.values()), default=0.0)
+        bps_max = max((r.bps * scale for s in recent for r in s.rates.values()), default=0.0)
+        self.query_one("#pps-head", Label).update(f"max {fmt.si(pps_max)} pkt/s")
+        self.query_one("#volume-head", Label).update(f"max {fmt.si(bps_max, 'b' if self.bits else 'B')}/s")
         for proto in ROWS:
             rates = [s.rates.get(proto, ProtoRates()) for s in recent]
-            self.query_one(f"#pps-{proto}", Sparkline).data = [r.pps for r in rates]
-            self.query_one(f"#bps-{proto}", Sparkline).data = [r.bps * scale for r in rates]
+            pps = self.query_one(f"#pps-{proto}", ScaledSparkline)
+            pps.data, pps.scale = [r.pps for r in rates], pps_max
+            bps = self.query_one(f"#bps-{proto}", ScaledSparkline)
+            bps.data, bps.scale = [r.bps * scale for r in rates], bps_max
             now = rates[-1] if rates else ProtoRates()
             drops = latest.totals[proto].drops if latest and proto in latest.totals else 0
             self.query_one(f"#ppsv-{proto}", Static).update(fmt.si(now.pps))

@@ -1,0 +1,67 @@
+"""A selected row in full, as (label, value) pairs, most useful first (Textual-free): the tables
+cut ids and long values to keep the columns that matter on an 80-column screen; these show them."""
+
+from __future__ import annotations
+
+from ironpost_tui.detectors import Alert
+from ironpost_tui.model import RuleStatus
+from ironpost_tui.rules.nft import nft_command
+from ironpost_tui.ui import format as fmt
+
+Fields = list[tuple[str, str]]
+
+
+def rule_fields(s: RuleStatus, now: float) -> Fields:
+    """(label, value) for the rule detail, most useful first; values shown as they are
+    (ids and descriptions uncut: the table cuts them)."""
+    rule = s.rule
+    if rule.expires_at is None:
+        expires = "never"
+    else:
+        left = rule.expires_at - now
+        when = fmt.clock(rule.expires_at)
+        expires = f"{when}, in {fmt.span(left)}" if left > 0 else f"{when} (expired)"
+    return [
+        ("id", fmt.text(rule.id)),
+        ("action", rule.action.value),
+        ("source", str(rule.src_ip) if rule.src_ip is not None else "any"),
+        ("destination", str(rule.dst_ip) if rule.dst_ip is not None else "any"),
+        ("dst port", str(rule.dst_port) if rule.dst_port is not None else "any"),
+        ("protocol", f"{fmt.protocol(rule.protocol)} ({rule.protocol})" if rule.protocol is not None else "any"),
+        ("kernel map", fmt.text(s.map_name)),
+        ("hits", fmt.count(s.hits)),
+        ("last hit", fmt.clock(s.last_hit) if s.last_hit else "never"),
+        ("expires", expires),
+        ("origin", "auto-block by a detector (journal)" if rule.auto else "rules file"),
+        ("description", fmt.text(rule.description) or "—"),
+        ("as nft", fmt.text(nft_command(rule))),
+    ]
+
+
+def alert_state(alert: Alert, acknowledged: bool) -> str:
+    return "resolved" if alert.resolved else ("acked" if acknowledged else "ACTIVE")
+
+
+def alert_fields(a: Alert, acknowledged: bool) -> Fields:
+    """(label, value) for the alert detail, most useful first."""
+    if a.resolved_at is not None:
+        state = f"resolved at {fmt.clock(a.resolved_at)}"
+    else:
+        state = "ACTIVE, acknowledged" if acknowledged else "ACTIVE, not acknowledged"
+    last = a.resolved_at if a.resolved_at is not None else a.last_seen
+    rate = a.count / a.window_secs if a.window_secs > 0 else 0.0
+    # What the table cuts at 80 columns first (the times, the summary), then the rest.
+    return [
+        ("summary", fmt.text(a.summary)),
+        ("count", f"{fmt.count(a.count)} within {a.window_secs:g} s ({fmt.si(rate)}/s)"),
+        ("first seen", fmt.clock(a.first_seen)),
+        ("last seen", fmt.clock(a.last_seen)),
+        ("lasted", fmt.span(last - a.first_seen)),
+        ("peak", fmt.count(a.peak)),
+        ("state", state),
+        ("source", fmt.text(a.source)),
+        ("target", fmt.text(a.target)),
+        ("alert", str(a.id)),
+        ("severity", a.severity.upper()),
+        ("detector", str(a.detector)),
+    ]

@@ -1,0 +1,239 @@
+"""The console at 80×24, where it is used over SSH: each table shows the columns a responder
+reads first without scrolling, no pane leaves more than a quarter of its rows empty while it
+has something to show, notices never cut an address, and the sparklines share one scale.
+
+Read from what is drawn (the compositor's cells), on the lab recording played to 6 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from collections.abc import Iterator
+
+import pytest
+from rich.console import Console
+from support.screen_cells import row_text, screen_cells
+from support.ui import play_to, replay_app
+from textual.color import Color
+from textual.renderables.sparkline import Sparkline as TextualSparkline
+from textual.widget import Widget
+
+from ironpost_tui.ui import format as fmt
+from ironpost_tui.ui.app import IronpostApp
+from ironpost_tui.ui.widgets.pane_tabs import PaneTabs
+from ironpost_tui.ui.widgets.rule_form import FIELDS
+from ironpost_tui.ui.widgets.rules_pane import RulesPane
+from ironpost_tui.ui.widgets.scaled_sparkline import ScaledBars, ScaledSparkline
+from ironpost_tui.ui.widgets.traffic_pane import ROWS, TrafficPane
+
+NARROW = (80, 24)
+
+
+@pytest.fixture(autouse=True)
+def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def pane_lines(app: IronpostApp, pane: Widget) -> list[str]:
+    """The text of each row inside the pane's border."""
+    cells = screen_cells(app)
+    r = pane.content_region
+    return [row_text(cells[y])[r.x : r.x + r.width] for y in range(r.y, r.y + r.height)]
+
+
+def lines_at_80x24(keys: tuple[str, ...]) -> dict[str, list[str]]:
+    """For each pane key, the pane's rows at 80×24 once it is shown."""
+    app, _source, clock = replay_app()
+    out: dict[str, list[str]] = {}
+
+    async def main() -> None:
+        async with app.run_test(size=NARROW) as pilot:
+            await play_to(pilot, clock, 6.0)
+            for key in keys:
+                await pilot.press(key)
+                await pilot.pause()
+                out[key] = pane_lines(app, app.main.panes[int(key) - 1])
+
+    asyncio.run(main())
+    return out
+
+
+@pytest.fixture(scope="module")
+def narrow() -> Iterator[dict[str, list[str]]]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TZ", "UTC")
+        time.tzset()
+        lines = lines_at_80x24(("1", "2", "3", "4"))
+    time.tzset()
+    yield lines
+
+
+def in_order(line: str, words: list[str]) -> bool:
+    at = 0
+    for word in words:
+        at = line.find(word, at)
+        if at < 0:
+            return False
+        at += len(word)
+    return True
+
+
+RULES = ["id", "hits", "left", "action", "match", "map"]  # the action between the left and the match
+EVENTS = ["time", "source", "verdict", "rule", "proto", "dport", "flags"]  # the rule (whole) before the flags
+ALERTS = ["#", "severity", "source", "target", "count", "state", "detector", "last"]  # count before the times
+
+
+@pytest.mark.parametrize(
+    ("key", "header", "row_with", "cells"),
+    [
+        ("4", RULES, "doc-net", ["0", "59m55s", "drop", "src 2001:db8:ffff::/48", "SRC6"]),
+        ("3", EVENTS, "drop-telnet", ["198.18.207.246", "drop", "drop-telnet", "tcp", "23", "S"]),
+        ("2", ALERTS, "syn_flood", ["HIGH", "198.18.207.246", "ipv620203", "263,943", "ACTIVE", "syn_flood"]),
+    ],
+    ids=["rules", "events", "alerts"],
+)
+def test_tables_show_the_first_columns_without_scrolling(
+    narrow: dict[str, list[str]], key: str, header: list[str], row_with: str, cells: list[str]
+) -> None:
+    lines = narrow[key]
+    assert in_order(lines[0], header), lines[0]
+    row = next(line for line in lines[1:] if row_with in line)
+    assert in_order(row, cells), row
+
+
+def test_no_pane_is_more_than_a_quarter_empty(narrow: dict[str, list[str]]) -> None:
+    """Traffic (with the top offenders), alerts and rules (with the selected row in full), events."""
+    for key, lines in narrow.items():
+        empty = sum(1 for line in lines if not line.strip())
+        assert empty <= len(lines) / 4, f"pane {key}: {empty} of {len(lines)} rows empty:\n" + "\n".join(lines)
+
+
+def test_the_detail_and_the_offenders_show_what_the_tables_cut(narrow: dict[str, list[str]]) -> None:
+    traffic, alerts, rules = narrow["1"], narrow["2"], narrow["4"]
+    assert any("top offenders" in line for line in traffic)
+    assert any("198.18.207.246" in line and "syn_flood 263,943" in line and "port_scan 101" in line for line in traffic)
+    assert any(line.startswith("summary") and "263943 SYNs" in line for line in alerts)  # cut from the table
+    assert any(line.startswith("first seen") for line in alerts)
+    assert any(line.startswith("as nft") and "nft add rule" in line for line in rules)
+
+
+def test_a_long_rule_id_is_cut_with_an_ellipsis_and_whole_in_the_detail() -> None:
+    from support.ui import FakeSource, Messages, live_app
+
+    from ironpost_tui.model import Action, FilterRule
+    from ironpost_tui.ui.messages import RulesRefreshed
+
+    long_id = "auto-port_scan-2001:db8:200::66"
+    source = FakeSource([FilterRule(long_id, Action.MONITOR, dst_port=22, protocol=6)])
+    app = live_app(source)
+
+    async def main() -> None:
+        messages = Messages()
+        async with app.run_test(size=NARROW, message_hook=messages) as pilot:
+            await messages.wait(RulesRefreshed, pilot, after=0)
+            app.redraw()
+            await pilot.press("4")
+            await pilot.pause()
+            lines = pane_lines(app, app.main.query_one(RulesPane))
+            assert lines[1].split()[0] == "auto-port_scan-…", lines[:3]  # the table's row
+            assert long_id not in lines[1]
+            assert any(line.startswith("id ") and long_id in line for line in lines[2:])  # the detail
+
+    asyncio.run(main())
+
+
+# --- notices ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "width", "expected"),
+    [
+        ("auto-blocked 198.18.200.66 for 60 s", 80, "auto-blocked 198.18.200.66 for 60 s"),
+        ("auto-blocked 198.18.200.66 for 60 s (port_scan alert 3)", 36, "auto-blocked 198.18.200.66 for 60 s…"),
+        ("auto-blocked 198.18.200.66 for 60 s (port_scan alert 3)", 28, "auto-blocked 198.18.200.66…"),
+        ("blocked 2001:db8:200::66 and 198.18.0.9 for 10m", 40, "blocked 2001:db8:200::66 and 198.18.0.9…"),
+        ("refused: 198.18.200.1/32 is protected (the demo host)", 30, "refused: 198.18.200.1/32 is…"),
+        ("rule add: watch-dns", 8, "rule…"),
+        ("auto-blocked 2001:db8:200::66", 12, "…"),  # not even the address fits: none of it rather than half
+    ],
+)
+def test_fit_shortens_around_addresses(line: str, width: int, expected: str) -> None:
+    fitted = fmt.fit(line, width)
+    assert fitted == expected
+    assert len(fitted) <= width
+
+
+def test_address_words() -> None:
+    for word in ("198.18.0.5", "(2001:db8::1)", "198.18.0.5:22,", "2001:db8::/32", "[2001:db8::1]:22"):
+        assert fmt.is_address_word(word), word
+    for word in ("12:00:01", "auto-blocked", "3.5", "ipv620203", "add:", "syn_flood"):
+        assert not fmt.is_address_word(word), word
+
+
+def test_a_notice_never_cuts_an_address_at_80x24() -> None:
+    app, _source, clock = replay_app()
+    notice = "auto-blocked 198.18.200.66 for 60 s: port_scan alert 3, 101 ports probed within 60 s"
+
+    async def main() -> None:
+        async with app.run_test(size=NARROW) as pilot:
+            await play_to(pilot, clock, 6.0)
+            tabs = app.main.query_one(PaneTabs)
+            app.state.notice(notice)
+            app.redraw()
+            await pilot.pause()
+            shown = str(tabs.render())
+            assert len(shown) <= tabs.size.width < len(notice) + 40  # it had to be shortened
+            assert "198.18.200.66 " in shown + " " and shown.rstrip().endswith("…")
+            assert "198.18.200.6…" not in shown
+
+    asyncio.run(main())
+
+
+# --- sparklines ------------------------------------------------------------------------
+
+
+def render(renderable: object, width: int) -> list[str]:
+    console = Console(file=io.StringIO(), width=width, color_system=None, legacy_windows=False)
+    with console.capture() as capture:
+        console.print(renderable)
+    return capture.get().splitlines()
+
+
+def test_sparklines_share_one_scale() -> None:
+    """OTHER at 0.99 pkt/s beside TCP at 179,000: on the shared scale a flat baseline; Textual's
+    own sparkline (scaled to itself) draws the same data full height."""
+    other = [0.0, 0.99] * 10
+    ours = render(ScaledBars(other, 179_000.0, 20, 2, Color(0, 0, 255), Color(255, 0, 0)), 20)
+    assert "█" not in "".join(ours) and set(ours[-1]) == {"▁"}
+    textual = render(TextualSparkline(other, width=20, height=2), 20)
+    assert "█" in "".join(textual)
+    full = render(ScaledBars([179_000.0] * 20, 179_000.0, 20, 2, Color(0, 0, 255), Color(255, 0, 0)), 20)
+    assert full == ["█" * 20, "█" * 20]
+
+
+def test_the_traffic_pane_scales_every_protocol_alike() -> None:
+    app, _source, clock = replay_app()
+
+    async def main() -> None:
+        async with app.run_test(size=NARROW) as pilot:
+            await play_to(pilot, clock, 6.0)
+            traffic = app.main.query_one(TrafficPane)
+            scales = {traffic.query_one(f"#pps-{p}", ScaledSparkline).scale for p in ROWS}
+            top = max(r.pps for s in app.state.history for r in s.rates.values())
+            assert scales == {top}
+            assert str(traffic.query_one("#pps-head").render()) == f"max {fmt.si(top)} pkt/s"
+
+    asyncio.run(main())
+
+
+# --- the rule form ---------------------------------------------------------------------
+
+
+def test_the_rule_forms_placeholders_read_as_examples() -> None:
+    assert all(hint.startswith("e.g. ") for _name, _label, hint in FIELDS)
