@@ -230,7 +230,7 @@ def _console(source: Source, console: ConsoleSettings, theme: str | None) -> Exi
     with logging_to(app):
         app.run()
     if app.farewell:  # what the operator left behind (a program kept enforcing) and how to remove it
-        print(visible(app.farewell))
+        print(visible(app.farewell, keep="\n"))
     if app.failure is not None:
         error = IronpostError(app.failure.text, app.failure.title)
         error.exit_status = ExitStatus(app.failure.exit_status)

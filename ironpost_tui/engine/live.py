@@ -169,9 +169,9 @@ def reload_notices(reloaded: Reloaded | None) -> tuple[str, ...]:
 
 
 def kept_line(iface: str, drops: int, pins: Path) -> str:
-    """What the console prints on leaving a program enforcing: what stays, and how to remove it."""
+    """What the console prints on leaving a program enforcing: what stays, and how to remove it (two lines)."""
     return (
-        f"left {drop_rules(drops)} enforcing on {iface} (the program is pinned under {pins}; rules no longer "
-        f"expire and nothing is detected until ironpost runs again). Remove them: ironpost-tui cleanup {iface} "
-        f"(or take over: ironpost-tui {iface} --persist)"
+        f"left {drop_rules(drops)} enforcing on {iface}: the program is pinned under {pins} (rules no longer "
+        "expire and nothing is detected until ironpost runs again)\n"
+        f"remove them with: ironpost-tui cleanup {iface}   (or take over with: ironpost-tui {iface} --persist)"
     )

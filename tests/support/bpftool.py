@@ -58,3 +58,15 @@ def map_keys(map_id: int) -> list[bytes]:
 def hexbytes(data: bytes) -> list[str]:
     """``data`` as bpftool's command line takes a key or value: ``hex 0a 0b ...``."""
     return ["hex", *(f"{b:02x}" for b in data)]
+
+
+def net_xdp(iface: str) -> list[int]:
+    """The ids of the XDP programs ``bpftool net show dev IFACE`` lists on ``iface`` (link-attached or not)."""
+    out = run_json("net", "show", "dev", iface)
+    ids: list[int] = []
+    for entry in out if isinstance(out, list) else [out]:
+        for xdp in entry.get("xdp", []):
+            if "id" in xdp:
+                ids.append(int(xdp["id"]))
+            ids += [int(m["id"]) for m in xdp.get("multi_attachments", [])]
+    return ids
