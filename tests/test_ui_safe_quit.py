@@ -135,8 +135,8 @@ def test_q_asks_and_keep_enforcing_leaves_the_program_and_its_rule_until_cleanup
     # ... kept as --persist keeps it: a --persist start adopts it (the same link, a new program)
     pool = AgentPool()
     try:
-        agent = pool.start(lab.host_if, "--persist", "--config", str(tmp_path / "ironpost.toml"),
-                           "--state-dir", str(tmp_path / "state"), "--audit-log", str(tmp_path / "audit.log"))  # fmt: skip
+        state = ("--state-dir", str(tmp_path / "state"), "--audit-log", str(tmp_path / "audit.log"))
+        agent = pool.start(lab.host_if, "--persist", "--config", str(tmp_path / "ironpost.toml"), *state)
         ready = agent.wait_ready()
         assert "adopted" in ready, agent.describe()
         assert ready_info(ready)[1] != progs[0]

@@ -48,7 +48,7 @@ def help_sections(
         ("Traffic pane (1)", keys(TrafficPane.BINDINGS)),
         (
             "Alerts pane (2)",
-            keys([("enter", "Detail: its fields, its source's events and rules"), *AlertTable.BINDINGS]),
+            keys(AlertTable.BINDINGS),
         ),
         ("Alert detail (enter)", keys(AlertDetailScreen.BINDINGS)),
         ("Events pane (3)", keys(EventTable.BINDINGS)),

@@ -107,7 +107,7 @@ class AlertDetailScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Label("", id="detail-title", markup=False)
         yield Static("", id="detail-fields", markup=False)
-        yield Static("", id="detail-problem", markup=False)
+        yield Static("", id="detail-problem", markup=False).set_styles("display: none;")
         with Vertical():
             yield Label("", id="rules-head", classes="head", markup=False)
             grid = RuleGrid(cursor_type="row", id="detail-rules")
@@ -189,7 +189,7 @@ class AlertDetailScreen(Screen[None]):
         else:
             on = fmt.text(a.source)
         n = len(view.rules)
-        rules = f"rules on {on}: {n}" if n else f"rules on {on}: none (b blocks it)"
+        rules = f"rules on {on}: {n}" if n else f"rules on {on}: none" + ("" if self.read_only else " (b blocks it)")
         self.query_one("#rules-head", Label).update(rules)
         shown = self.events.row_count
         self.query_one("#events-head", Label).update(
@@ -197,7 +197,9 @@ class AlertDetailScreen(Screen[None]):
         )
 
     def watch_problem(self, problem: str) -> None:
-        self.query_one("#detail-problem", Static).update(problem)
+        line = self.query_one("#detail-problem", Static)
+        line.update(problem)
+        line.display = bool(problem)
 
     # --- actions ----------------------------------------------------------------------
     def action_close(self) -> None:

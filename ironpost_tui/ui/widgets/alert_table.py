@@ -82,6 +82,9 @@ class AlertTable(Vertical):
     ALLOW_MAXIMIZE = True
 
     BINDINGS = [
+        Binding(
+            "enter", "open_detail", "Detail: its events and rules"
+        ),  # the grid's own enter (RowSelected) comes first, the same
         # Not k (a motion, as in less and k9s: j/k move in every table) nor enter (the detail).
         Binding("o", "acknowledge", "Ack / un-ack"),
         Binding("b", "block", "Block"),
@@ -206,6 +209,9 @@ class AlertTable(Vertical):
     @on(DataTable.RowSelected, "#alert-grid")
     def _row_selected(self, message: DataTable.RowSelected) -> None:
         message.stop()
+        self.open_detail()
+
+    def action_open_detail(self) -> None:
         self.open_detail()
 
     def open_detail(self) -> None:
