@@ -5,6 +5,7 @@ and by datagrams that still do not arrive) until `ironpost-tui cleanup IFACE` re
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import select
 import signal
@@ -186,3 +187,45 @@ def test_q_without_a_drop_rule_quits_at_once(console) -> None:  # type: ignore[n
     assert "Quit with" not in s.capture()
     wait_no_xdp(lab.ifindex, within=1.0)
     assert bpftool.net_xdp(lab.host_if) == [] and pins(lab.host_if) == []
+
+
+# --------------------------------------------------------------------------- #
+# the hand-over itself (kernel/pins.py), on a running engine: all of it or nothing
+
+
+class UnpinnableLink:
+    """A link whose pin fails, after the maps were pinned: the hand-over must undo them."""
+
+    def pin(self, path: str) -> None:
+        raise OSError(errno.EPERM, "refused for the test")
+
+
+def test_a_hand_over_that_fails_part_way_leaves_no_pin_and_the_engine_still_detaches(lab: netlab.Lab) -> None:
+    from support import engine as running
+    from support.agents import in_process_engine
+
+    from ironpost_tui.engine.engine import EngineOptions
+    from ironpost_tui.errors import IronpostError
+    from ironpost_tui.kernel import host, libbpf
+    from ironpost_tui.kernel.abi import MapName
+    from ironpost_tui.kernel.pins import pin_running
+
+    pin_dir = host.pin_dir(lab.host_if)
+    try:
+        with in_process_engine(EngineOptions(iface=lab.host_if, xdp_mode="native", rules=())) as engine:
+            dp = running.datapath(engine)
+            with pytest.raises(IronpostError, match="nothing was pinned"):
+                pin_running(dp, UnpinnableLink(), pin_dir)  # type: ignore[arg-type]
+            assert not pin_dir.exists(), sorted(p.name for p in pin_dir.iterdir())
+
+            # Pins another run left are refused before anything is pinned, and left as they were.
+            pin_dir.mkdir(parents=True)
+            libbpf.obj_pin(dp.map_fd(MapName.CONFIG), str(pin_dir / "CONFIG"))
+            with pytest.raises(IronpostError, match="holds pins already"):
+                engine.keep_enforcing()
+            assert pins(lab.host_if) == ["CONFIG"]
+            assert not engine.options.persist  # close() still detaches
+        assert xdp_progs(lab.ifindex) == [], "the engine left its program attached after a failed hand-over"
+    finally:
+        cleanup(lab.host_if)
+    assert xdp_progs(lab.ifindex) == [] and pins(lab.host_if) == []
