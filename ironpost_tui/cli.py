@@ -205,14 +205,20 @@ def _console_settings(args: argparse.Namespace, console: ConsoleSettings) -> Con
 
 
 def _run_console(
-    engine: Engine, config: ConfigSource | None, console: ConsoleSettings, args: argparse.Namespace
+    engine: Engine,
+    config: ConfigSource | None,
+    console: ConsoleSettings,
+    args: argparse.Namespace,
+    *,
+    keepable: bool = True,
 ) -> ExitStatus:
-    """The console on the live engine; the source is closed (the program detached) whatever happens."""
+    """The console on the live engine; the source is closed (the program detached, unless the
+    operator chose to keep it enforcing) whatever happens."""
     from ironpost_tui.engine.live import LiveSource
     from ironpost_tui.records.recording import Recorder
 
     record = getattr(args, "record", None)
-    live = LiveSource(engine, config, Recorder(record) if record is not None else None)
+    live = LiveSource(engine, config, Recorder(record) if record is not None else None, keepable=keepable)
     try:
         return _console(live, console, getattr(args, "theme", None))
     finally:
@@ -227,6 +233,8 @@ def _console(source: Source, console: ConsoleSettings, theme: str | None) -> Exi
     app = make_app(console, source, theme=theme)
     with logging_to(app):
         app.run()
+    if app.farewell:  # what the operator left behind (a program kept enforcing) and how to remove it
+        print(visible(app.farewell, keep="\n"))
     if app.failure is not None:
         error = IronpostError(app.failure.text, app.failure.title)
         error.exit_status = ExitStatus(app.failure.exit_status)
@@ -289,7 +297,8 @@ def _run_demo_console(options: object, rest: list[str]) -> ExitStatus:
     p.add_argument("--record", type=Path, help="record what the console shows to FILE")
     args = p.parse_args(rest)
     assert isinstance(options, EngineOptions)
-    return _run_console(Engine(options), None, _console_settings(args, ConsoleSettings()), args)
+    # keepable=False: the lab (its interface with it) is removed when the demo ends.
+    return _run_console(Engine(options), None, _console_settings(args, ConsoleSettings()), args, keepable=False)
 
 
 def _cmd_cleanup(argv: list[str]) -> ExitStatus:

@@ -68,6 +68,7 @@ SHOTS = (
     Shot("rules-80x24", NARROW, ("4",), what="the rules pane focused"),
     Shot("alerts-80x24", NARROW, ("2",), what="the alerts pane"),
     Shot("events-80x24", NARROW, ("3",), what="the events pane over SSH"),
+    Shot("alert-detail-80x24", NARROW, ("2", "enter"), what="an alert's detail: its fields, its source's events"),
     Shot("events-160x48", WIDE, ("3", "z"), what="the events pane zoomed"),
     Shot("help-160x48", WIDE, ("question_mark",), what="every key"),
     Shot("rule-form-160x48", WIDE, then=_rule_form, what="the rule form"),

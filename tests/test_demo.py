@@ -1,12 +1,13 @@
 """`ironpost-tui demo` end to end under tmux: live panes and an alert of each
-detector; every way out (q, SIGHUP) removes the lab, the program and the pins;
-after kill -9 the next run cleans the leftovers.  Needs root.
+detector; every way out (q then r, SIGHUP) removes the lab, the program and the pins;
+after kill -9 the next run cleans the leftovers; the demo's host address is protected.  Needs root.
 
 The demo uses fixed names (namespace ironpost-demo, veth ipdemo0): do not run
 two of these tests at once on one machine."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -110,7 +111,10 @@ def test_demo_shows_traffic_events_and_both_detectors_then_q_removes_everything(
     assert len(re.findall(r"198\.18\.200\.\d+", screen)) >= 3, screen
     for title in ("Traffic", "Alerts", "Events", "Rules"):
         assert title in screen
-    s.keys("q")
+    s.keys("q")  # the demo's drop rules are in force: it asks (remove, stay; nothing to keep them on)
+    question = s.wait_screen(lambda t: f"drop rules on {HOST_IF}?" in t, 10, "the quit question")
+    assert "Quit and remove (r)" in question and "Keep enforcing" not in question, question
+    s.keys("r")
     assert s.wait_exit(15), s.capture()
     wait_clean(progs)
 
@@ -191,3 +195,76 @@ def test_the_traffic_child_never_runs_a_package_planted_in_the_current_directory
     finally:
         os.chdir(here)
         demo_lab.remove()
+
+
+# --------------------------------------------------------------------------- #
+# the demo's anti-lockout, in its console (Pilot, in process, on the real lab and engine)
+
+
+def test_demo_console_refuses_a_rule_that_would_drop_the_demo_host_and_asks_before_quitting(demo) -> None:  # type: ignore[no-untyped-def]
+    """The demo protects its host address (198.18.200.1) as a real run protects the host's own: a rule
+    dropping it is refused in the form, one dropping a lab client is not (the control).  Quitting with
+    the demo's drop rules asks, without offering to keep them (the lab goes with the demo)."""
+    from support.ui import TEST_SETTINGS, Messages
+    from textual.widgets import Input
+
+    from ironpost_tui.demo import session
+    from ironpost_tui.engine.engine import Engine
+    from ironpost_tui.engine.live import LiveSource
+    from ironpost_tui.ui.app import IronpostApp, make_app
+    from ironpost_tui.ui.messages import EditApplied, EditRefused, RulesRefreshed, SourceFailed, SourceStarted
+    from ironpost_tui.ui.screens.help import HelpScreen
+    from ironpost_tui.ui.screens.quit import QuitScreen
+    from ironpost_tui.ui.widgets.rule_form import RuleForm
+
+    async def submit(pilot, messages: Messages, src: str) -> None:  # type: ignore[no-untyped-def]
+        form = pilot.app.screen
+        assert isinstance(form, RuleForm)
+        form.query_one("#field-src_ip", Input).value = src
+        await pilot.pause()
+        done = messages.count(EditApplied) + messages.count(EditRefused)
+        await pilot.press("ctrl+s")
+        await messages.wait((EditApplied, EditRefused), pilot, after=done, timeout=15)
+
+    with session.lab_running() as options:
+        source = LiveSource(Engine(options), None, keepable=False)
+
+        async def main() -> None:
+            messages = Messages()
+            app = make_app(TEST_SETTINGS, source, cursor_blink=False)
+            async with app.run_test(size=(160, 48), message_hook=messages) as pilot:
+                await messages.wait((SourceStarted, SourceFailed), pilot, after=0, timeout=START)
+                assert messages.count(SourceFailed) == 0
+                await messages.wait(RulesRefreshed, pilot, after=0)
+                assert isinstance(pilot.app, IronpostApp)
+                assert any(p.startswith(f"{demo_lab.HOST4}/32 (") for p in pilot.app.info.protected)
+                await pilot.press("question_mark")
+                help_screen = pilot.app.screen
+                assert isinstance(help_screen, HelpScreen)
+                assert f"{demo_lab.HOST4}/32" in dict(dict(help_screen.sections)["Protected addresses"])
+                await pilot.press("escape", "a")
+                pilot.app.screen.query_one("#field-id", Input).value = "drop-the-host"
+                await submit(pilot, messages, demo_lab.HOST4)
+                form = pilot.app.screen
+                assert isinstance(form, RuleForm), "the rule was not refused"
+                assert f"would drop {demo_lab.HOST4}/32" in form.error and form.offer_force, form.error
+                assert messages.count(EditApplied) == 0
+                assert all(r.id != "drop-the-host" for r in source.engine.control.rules())
+                # the control: a lab client is not protected
+                await submit(pilot, messages, demo_lab.CLIENT4)
+                assert messages.count(EditApplied) == 1, form.error
+                assert any(r.id == "drop-the-host" for r in source.engine.control.rules())
+
+                # the demo's drop rules are in force: q asks, with no "keep" (the lab goes with it)
+                await pilot.press("q")
+                question = pilot.app.screen
+                assert isinstance(question, QuitScreen) and not question.keepable
+                assert question.question.endswith(f"drop rules on {HOST_IF}?"), question.question
+                await pilot.press("r")
+                await pilot.pause()
+                assert not pilot.app.is_running
+
+        try:
+            asyncio.run(main())
+        finally:
+            source.close()

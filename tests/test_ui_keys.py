@@ -29,10 +29,11 @@ from support.ui import (
 )
 from textual.command import CommandList, CommandPalette
 from textual.pilot import Pilot
-from textual.widgets import Button, Input
+from textual.theme import BUILTIN_THEMES
+from textual.widgets import Button, DataTable, Input, OptionList
 
 from ironpost_tui.detectors import AlertChange, ChangeKind
-from ironpost_tui.engine.feed import Update
+from ironpost_tui.engine.feed import OnExit, Update
 from ironpost_tui.errors import ExitStatus, NoSuchInterface
 from ironpost_tui.model import Action, FilterRule, Verdict
 from ironpost_tui.ui.app import IronpostApp
@@ -40,16 +41,19 @@ from ironpost_tui.ui.messages import (
     EditApplied,
     EditRefused,
     EventsReceived,
+    KeepFailed,
     RulesRefreshed,
     SourceFailed,
     SourceStarted,
 )
+from ironpost_tui.ui.screens.alert_detail import AlertDetailScreen
 from ironpost_tui.ui.screens.block import BlockScreen
 from ironpost_tui.ui.screens.chart import WINDOWS, ChartScreen
 from ironpost_tui.ui.screens.confirm import ConfirmScreen
 from ironpost_tui.ui.screens.error import ErrorScreen
 from ironpost_tui.ui.screens.help import HelpScreen
 from ironpost_tui.ui.screens.main import MainScreen
+from ironpost_tui.ui.screens.quit import QuitScreen
 from ironpost_tui.ui.screens.starting import StartingScreen
 from ironpost_tui.ui.widgets.alert_table import AlertTable
 from ironpost_tui.ui.widgets.event_table import EventTable
@@ -316,17 +320,123 @@ def test_slash_filters_events() -> None:
     on_replay(scenario, at=3.0)  # before the telnet flood fills the 5,000 kept events
 
 
-def test_k_and_enter_acknowledge_alerts() -> None:
+def test_o_acknowledges_and_takes_it_back_k_moves_without_acknowledging() -> None:
     async def scenario(pilot: Pilot[int], _source: Any) -> None:
         alerts = main_of(pilot).query_one(AlertTable)
+        grid = alerts.grid
         assert alerts.has_class("-critical")
-        await pilot.press("2", "k")
+        await pilot.press("2")
+        assert grid.cursor_row == 0
+        await pilot.press("j")
+        assert grid.cursor_row == 1
+        await pilot.press("k")  # the old acknowledge key: now up, as in less and k9s
+        assert grid.cursor_row == 0
+        assert alerts.acknowledged == set() and alerts.has_class("-critical")
+        await pilot.press("o")
         assert alerts.acknowledged == {1}
         assert not alerts.has_class("-critical")  # the one left is medium
-        await pilot.press("down", "enter")
-        assert alerts.acknowledged == {1, 2}
+        assert "alert 1 acknowledged" in pilot.app.state.notices[-1]  # type: ignore[attr-defined]
+        await pilot.press("o")  # a slip is undone with the same key
+        assert alerts.acknowledged == set() and alerts.has_class("-critical")
+        await pilot.press("j", "o")
+        assert alerts.acknowledged == {2}
 
     on_replay(scenario)
+
+
+def test_j_and_k_move_in_the_events_and_rules_tables_and_the_traffic_pane() -> None:
+    async def scenario(pilot: Pilot[int], _source: Any) -> None:
+        main = main_of(pilot)
+        await pilot.press("1")
+        traffic = main.query_one(TrafficPane)
+        assert traffic.selected == "total"
+        await pilot.press("k")
+        assert traffic.selected == "other"
+        await pilot.press("j")
+        assert traffic.selected == "total"
+
+        await pilot.press("3")
+        events = main.query_one(EventTable)
+        newest = events.grid.cursor_row
+        assert newest > 2
+        await pilot.press("k", "k")
+        assert events.grid.cursor_row == newest - 2
+        await pilot.press("j")
+        assert events.grid.cursor_row == newest - 1
+
+        await pilot.press("4")
+        rules = main.query_one(RulesPane)
+        assert rules.grid.row_count > 1 and rules.grid.cursor_row == 0
+        await pilot.press("j")
+        assert rules.grid.cursor_row == 1
+        await pilot.press("k")
+        assert rules.grid.cursor_row == 0
+
+    on_replay(scenario, at=3.0)
+
+
+def test_enter_on_an_alert_opens_its_detail_with_that_sources_events_and_rules() -> None:
+    source = fake()
+    source.rules["block-77"] = FilterRule("block-77", Action.DROP, src_ip=ipaddress.ip_network("203.0.113.0/24"))
+    scanner, other = "203.0.113.77", "192.0.2.1"
+    batch = [event(scanner, dport=p) for p in (22, 23, 80)] + [event(other, dport=p) for p in (22, 443)]
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        await ready(pilot, messages, source, lab_update(batch, [alert(1, scanner), alert(2, other, "medium")]))
+        await pilot.press("2", "enter")
+        detail = pilot.app.screen
+        assert isinstance(detail, AlertDetailScreen)
+        listed = list(detail.events.rows)
+        assert [str(e.src) for e in listed] == [scanner] * 3
+        assert [e.dst_port for e in listed] == [22, 23, 80]
+        assert other not in {str(e.src) for e in listed}
+        assert detail.filter.text == f"src:{scanner}"
+        rules = detail.query_one("#detail-rules", DataTable)
+        assert [str(k.value) for k in rules.rows] == ["block-77"]  # not block-scanner (198.51.100.7)
+        fields = str(detail.query_one("#detail-fields").render())
+        assert scanner in fields and "500 SYNs" in fields and "eth9" in fields
+        # new events of the source join the detail; another source's do not
+        before = messages.count(EventsReceived)
+        source.push(lab_update([event(scanner, dport=8080), event(other, dport=8080)]))
+        await messages.wait(EventsReceived, pilot, after=before)
+        assert isinstance(pilot.app, IronpostApp)
+        pilot.app.redraw()
+        await pilot.pause()
+        assert [e.dst_port for e in detail.events.rows] == [22, 23, 80, 8080]
+        # o acknowledges from the detail; escape goes back
+        assert "ACTIVE" in str(detail.query_one("#detail-title").render())
+        await pilot.press("o")
+        assert main_of(pilot).query_one(AlertTable).acknowledged == {1}
+        pilot.app.redraw()
+        await pilot.pause()
+        assert "acked" in str(detail.query_one("#detail-title").render())
+        await pilot.press("escape")
+        assert isinstance(pilot.app.screen, MainScreen)
+        # the other alert's detail lists its own source's events only
+        await pilot.press("j", "enter")
+        detail = pilot.app.screen
+        assert isinstance(detail, AlertDetailScreen)
+        assert {str(e.src) for e in detail.events.rows} == {other}
+        assert [e.dst_port for e in detail.events.rows] == [22, 443, 8080]
+
+    run(live_app(source), scenario)
+
+
+def test_b_in_an_alerts_detail_blocks_its_source() -> None:
+    source = fake()
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        await ready(pilot, messages, source, lab_update([event("203.0.113.77")], [alert(1, "203.0.113.77")]))
+        await pilot.press("2", "enter", "b")
+        assert isinstance(pilot.app.screen, BlockScreen) and pilot.app.screen.address == "203.0.113.77"
+        await pilot.press("1")  # 10m
+        await edited(pilot, messages, (0, 0))
+        kind, rule, _force = source.calls[-1]
+        assert kind == "add" and isinstance(rule, FilterRule)
+        assert str(rule.src_ip) == "203.0.113.77/32" and rule.expires_at == source.now() + 600
+        assert isinstance(pilot.app.screen, AlertDetailScreen)
+
+    run(live_app(source), scenario)
 
 
 def test_ctrl_p_runs_main_actions() -> None:
@@ -346,12 +456,206 @@ def test_ctrl_p_runs_main_actions() -> None:
     on_replay(scenario)
 
 
+async def palette_hits(pilot: Pilot[int], text: str) -> list[str]:
+    """Open the palette, type ``text``: the prompts of the commands it finds."""
+    await pilot.press("ctrl+p")
+    assert isinstance(pilot.app.screen, CommandPalette)
+    await pilot.press(*text)
+    commands = pilot.app.screen.query_one(CommandList)
+    for _ in range(500):  # the palette searches in a task: let it post its hits
+        if commands.option_count:
+            break
+        await pilot.pause()
+    for _ in range(20):  # and the rest of them
+        await pilot.pause()
+    hits = [str(commands.get_option_at_index(i).prompt).split("\n")[0] for i in range(commands.option_count)]
+    await pilot.press("escape")
+    return hits
+
+
+def test_the_palette_finds_the_incident_verbs_quit_once_and_only_our_themes() -> None:
+    source = fake()
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        await ready(pilot, messages, source)
+        assert isinstance(pilot.app, IronpostApp)
+        titles = [c.title for c in pilot.app.get_system_commands(pilot.app.main)]
+        for verb in ("Block", "Unblock", "Acknowledge", "Edit", "Delete", "Toggle", "Copy", "Export", "Pause",
+                     "Zoom", "Theme", "Reload", "Panic", "Help", "Quit", "Alert detail", "Add a rule"):  # fmt: skip
+            assert any(verb.lower() in t.lower() for t in titles), (verb, titles)
+        assert titles.count("Quit") == 1
+        themes = [t for t in titles if t.startswith("Theme")]
+        assert sorted(themes) == ["Theme: ironpost-contrast", "Theme: ironpost-dark", "Theme: ironpost-light"]
+        for builtin in BUILTIN_THEMES:  # dracula, gruvbox, textual-dark...
+            assert not any(builtin in t for t in titles), builtin
+        assert not any(t in ("Screenshot", "Keys", "Maximize") for t in titles)  # Textual's own
+
+        hits = await palette_hits(pilot, "block")
+        assert "Block the selected alert's source" in hits and "Block the selected event's source" in hits
+        hits = await palette_hits(pilot, "acknowledge")
+        assert "Acknowledge the selected alert" in hits
+        hits = await palette_hits(pilot, "quit")
+        assert sum(1 for h in hits if h.startswith("Quit")) == 1, hits
+        hits = await palette_hits(pilot, "theme")
+        assert not any(b in h for h in hits for b in ("dracula", "gruvbox", "textual-")), hits
+        assert "Theme: ironpost-light" in hits
+
+        # and a hit runs it: acknowledge the selected alert by name
+        source.push(lab_update([event()], [alert(1, "203.0.113.77")]))
+        await messages.wait(EventsReceived, pilot)
+        pilot.app.redraw()
+        await pilot.pause()
+        await pilot.press("ctrl+p", *"acknowledge")
+        commands = pilot.app.screen.query_one(CommandList)
+        for _ in range(500):
+            if commands.option_count:
+                break
+            await pilot.pause()
+        await pilot.press("enter")
+        await pilot.pause()
+        assert main_of(pilot).query_one(AlertTable).acknowledged == {1}
+
+    run(live_app(source), scenario)
+
+
+def test_the_palette_in_a_replay_offers_no_edits() -> None:
+    async def scenario(pilot: Pilot[int], _source: Any) -> None:
+        assert isinstance(pilot.app, IronpostApp)
+        titles = [c.title for c in pilot.app.get_system_commands(pilot.app.main)]
+        assert "Acknowledge the selected alert" in titles and titles.count("Quit") == 1
+        assert not any(t.startswith(("Block", "Unblock", "Edit", "Delete", "Toggle", "Panic")) for t in titles)
+
+    on_replay(scenario)
+
+
 def test_q_quits() -> None:
     async def scenario(pilot: Pilot[int], _source: Any) -> None:
         await pilot.press("q")
 
     app = on_replay(scenario)
     assert app.return_code == 0
+
+
+def test_q_with_drop_rules_in_force_asks_naming_the_count_and_stays() -> None:
+    source = fake()
+    source.rules["block-2"] = FilterRule("block-2", Action.DROP, src_ip=ipaddress.ip_network("203.0.113.9/32"))
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        await ready(pilot, messages, source)
+        for key in ("q", "ctrl+c", "ctrl+q"):
+            await pilot.press(key)
+            question = pilot.app.screen
+            assert isinstance(question, QuitScreen), key
+            assert question.question == "Quit with 2 drop rules on eth9?"
+            assert question.keepable and question.query_one("#keep", Button).display
+            await pilot.press("ctrl+c")  # asking again does not answer
+            assert pilot.app.screen is question
+            await pilot.press("escape" if key == "q" else "s")
+            assert isinstance(pilot.app.screen, MainScreen)
+        await pilot.press("q", "enter")  # Stay has the focus
+        assert isinstance(pilot.app.screen, MainScreen)
+        assert pilot.app.is_running and ("keep", None, False) not in source.calls
+
+    app = run(live_app(source), scenario)
+    assert app.farewell == ""
+
+
+def test_q_then_r_quits_and_leaves_the_rules_to_go_with_the_program() -> None:
+    source = fake()
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        await ready(pilot, messages, source)
+        await pilot.press("q")
+        assert isinstance(pilot.app.screen, QuitScreen)
+        assert pilot.app.screen.question == "Quit with 1 drop rule on eth9?"
+        await pilot.press("r")
+        await pilot.pause()
+        assert not pilot.app.is_running
+
+    app = run(live_app(source), scenario)
+    assert app.return_code == 0 and app.farewell == ""
+    assert ("keep", None, False) not in source.calls
+
+
+def test_q_then_k_keeps_the_rules_enforcing_and_says_how_to_remove_them() -> None:
+    source = fake()
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        await ready(pilot, messages, source)
+        await pilot.press("q", "k")
+        for _ in range(200):
+            if not pilot.app.is_running:
+                break
+            await pilot.pause(0.01)
+
+    app = run(live_app(source), scenario)
+    assert ("keep", None, False) in source.calls
+    assert app.return_code == 0
+    assert "ironpost-tui cleanup eth9" in app.farewell
+
+
+def test_a_keep_that_fails_says_why_and_stays() -> None:
+    source = fake()
+    source.keep_fails = "pinning the program under /sys/fs/bpf/ironpost/eth9 failed: nothing was pinned"
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        await ready(pilot, messages, source)
+        await pilot.press("q", "k")
+        await messages.wait(KeepFailed, pilot, after=0)
+        assert isinstance(pilot.app.screen, MainScreen) and pilot.app.is_running
+        assert "nothing was pinned" in pilot.app.state.notices[-1]  # type: ignore[attr-defined]
+        await pilot.press("q")  # and asks again
+        assert isinstance(pilot.app.screen, QuitScreen)
+
+    app = run(live_app(source), scenario)
+    assert app.farewell == ""
+
+
+def test_q_without_drop_rules_quits_at_once() -> None:
+    """The negative control: monitor rules only, nothing to lose."""
+    source = FakeSource([FilterRule("ssh-watch", Action.MONITOR, dst_port=22, protocol=6)])
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        await ready(pilot, messages, source)
+        await pilot.press("q")
+        await pilot.pause()
+        assert not pilot.app.is_running
+
+    app = run(live_app(source), scenario)
+    assert app.return_code == 0
+
+
+def test_q_with_persist_quits_at_once_the_pinned_program_stays_anyway() -> None:
+    source = fake()
+    source.info = dataclasses.replace(source.info, on_exit=OnExit.KEEP)
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        await ready(pilot, messages, source)
+        await pilot.press("q")
+        await pilot.pause()
+        assert not pilot.app.is_running
+
+    run(live_app(source), scenario)
+
+
+def test_the_demo_asks_without_offering_to_keep() -> None:
+    source = fake()
+    source.info = dataclasses.replace(source.info, on_exit=OnExit.REMOVE_ONLY)
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        await ready(pilot, messages, source)
+        await pilot.press("q")
+        question = pilot.app.screen
+        assert isinstance(question, QuitScreen) and not question.keepable
+        assert not question.query("#keep")
+        await pilot.press("k")  # not offered: nothing happens
+        assert pilot.app.screen is question
+        await pilot.press("r")
+        await pilot.pause()
+        assert not pilot.app.is_running
+
+    run(live_app(source), scenario)
+    assert ("keep", None, False) not in source.calls
 
 
 def test_ctrl_c_quits_even_from_a_dialog() -> None:
@@ -519,11 +823,11 @@ def test_b_blocks_an_events_source_for_the_chosen_time() -> None:
         await pilot.press("3", "b")
         choose = pilot.app.screen
         assert isinstance(choose, BlockScreen) and choose.address == "203.0.113.50"
-        await pilot.press("down", "down", "enter")  # 1h -> 24h... 10m, 1h (start), 24h, permanent
+        await pilot.press("down", "down", "enter")  # 10m (the default), 1h, 24h
         await edited(pilot, messages, (0, 0))
         kind, rule, _force = source.calls[-1]
         assert kind == "add" and isinstance(rule, FilterRule)
-        assert str(rule.src_ip) == "203.0.113.50/32" and rule.expires_at is None  # permanent
+        assert str(rule.src_ip) == "203.0.113.50/32" and rule.expires_at == source.now() + 86_400
 
     run(live_app(source), scenario)
 
@@ -533,14 +837,35 @@ def test_b_on_a_protected_source_asks_to_force() -> None:
 
     async def scenario(pilot: Pilot[int], messages: Messages) -> None:
         await ready(pilot, messages, source, lab_update([event("198.18.0.9")]))
-        await pilot.press("3", "b", "enter")  # 1h
+        await pilot.press("3", "b", "enter")  # 10m, the default
         await edited(pilot, messages, (0, 0))
         assert isinstance(pilot.app.screen, ConfirmScreen)
         await pilot.press("y")
         await edited(pilot, messages, (0, 1))
         kind, rule, force = source.calls[-1]
         assert kind == "add" and force and isinstance(rule, FilterRule)
-        assert rule.expires_at == source.now() + 3600
+        assert rule.expires_at == source.now() + 600
+
+    run(live_app(source), scenario)
+
+
+@pytest.mark.parametrize(("key", "seconds"), [("1", 600), ("2", 3_600), ("3", 86_400), ("4", None)])
+def test_the_block_dialog_defaults_to_10m_and_1_to_4_choose_at_once(key: str, seconds: int | None) -> None:
+    source = fake()
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        await ready(pilot, messages, source, lab_update([event("203.0.113.50", rule=None, verdict=Verdict.MONITOR)]))
+        await pilot.press("3", "b")
+        choose = pilot.app.screen
+        assert isinstance(choose, BlockScreen)
+        durations = choose.query_one(OptionList)
+        assert durations.highlighted == 0 and durations.get_option_at_index(0).id == "10m"
+        await pilot.press(key)
+        await edited(pilot, messages, (0, 0))
+        kind, rule, _force = source.calls[-1]
+        assert kind == "add" and isinstance(rule, FilterRule)
+        assert rule.expires_at == (None if seconds is None else source.now() + seconds)
+        assert isinstance(pilot.app.screen, MainScreen)
 
     run(live_app(source), scenario)
 

@@ -15,6 +15,7 @@ from support.ui import play_to, replay_app
 from textual.pilot import Pilot
 
 from ironpost_tui.ui.screens.block import BlockScreen
+from ironpost_tui.ui.screens.quit import QuitScreen
 from ironpost_tui.ui.widgets.rule_form import RuleForm
 
 NARROW = (80, 24)
@@ -72,7 +73,7 @@ def test_main_view(snap_compare: Any, size: tuple[int, int]) -> None:
 
 @SIZES
 def test_alerts_pane(snap_compare: Any, size: tuple[int, int]) -> None:
-    """Key 2: the alerts pane has the keys (footer k Ack): columns #, severity, source, target,
+    """Key 2: the alerts pane has the keys (footer o Ack / un-ack): columns #, severity, source, target,
     count, state, detector before the times; alert 1 HIGH 198.18.207.246 ipv620203 263,943
     ACTIVE syn_flood, alert 2 MEDIUM port_scan; below the table alert 1 in full (summary, count
     within 10 s and its rate, first and last seen, lasted, peak, state, ...; at 160×48 as many as
@@ -82,10 +83,18 @@ def test_alerts_pane(snap_compare: Any, size: tuple[int, int]) -> None:
 
 @SIZES
 def test_alerts_acknowledged(snap_compare: Any, size: tuple[int, int]) -> None:
-    """Key 2 then k: alert 1's whole row in the acked colour (dimmer than the active row, still
-    readable), state 'acked', '1 not acknowledged'; the pane's red border is gone (the remaining
-    alert is medium)."""
-    assert shoot(snap_compare, size, "2", "k")
+    """Key 2 then o: alert 1 shows 'acked' in muted colour, '1 not acknowledged'; the pane's
+    red border is gone (the remaining alert is medium)."""
+    assert shoot(snap_compare, size, "2", "o")
+
+
+@SIZES
+def test_alert_detail(snap_compare: Any, size: tuple[int, int]) -> None:
+    """Key 2 then enter: alert 1's detail: 'Alert 1 · HIGH · syn_flood · ACTIVE', its fields in full
+    (source 198.18.207.246, target, count and peak, first and last seen with the date, summary), 'rules
+    on 198.18.207.246: none', the events of src:198.18.207.246 only; footer esc Back, o Ack, b/u hidden
+    in a replay."""
+    assert shoot(snap_compare, size, "2", "enter")
 
 
 @SIZES
@@ -135,7 +144,7 @@ def test_events_zoomed(snap_compare: Any) -> None:
 @SIZES
 def test_help(snap_compare: Any, size: tuple[int, int]) -> None:
     """Key ?: the help dialog listing keys by section (Anywhere: q Quit, tab, 1-4, z, space,
-    a, g, m, !, r ...); scrollable at 80×24."""
+    a, g, m, !, r ..., j / k); the alerts pane's enter (detail) and o (ack); scrollable at 80×24."""
     assert shoot(snap_compare, size, "question_mark")
 
 
@@ -195,8 +204,20 @@ async def _block(pilot: Pilot[Any]) -> None:
 
 
 def test_block_duration(snap_compare: Any) -> None:
-    """80×24: 'Block 198.18.207.246 for:' with 10m, 1h (highlighted), 24h, permanent."""
+    """80×24: 'Block 198.18.207.246 for (1-4, enter; esc cancels):' with 1 10m (highlighted), 2 1h,
+    3 24h, 4 permanent."""
     assert shoot(snap_compare, NARROW, then=_block)
+
+
+async def _quit_question(pilot: Pilot[Any]) -> None:
+    await pilot.app.push_screen(QuitScreen("12 drop rules", "eth0", keepable=True))
+
+
+def test_quit_question(snap_compare: Any) -> None:
+    """80×24: 'Quit with 12 drop rules on eth0?', what quitting does and what keeping does (pinned as
+    --persist does, `ironpost-tui cleanup eth0`), buttons Quit and remove (r), Keep enforcing (k), and
+    Stay (esc) focused."""
+    assert shoot(snap_compare, NARROW, then=_quit_question)
 
 
 @pytest.mark.parametrize("theme", ["ironpost-light", "ironpost-contrast"])

@@ -1,5 +1,6 @@
 """The console end to end in a real terminal (tmux), on a veth lab's host side:
-panes, live counts, a rule added with keystrokes that takes effect, q detaches.
+panes, live counts, a rule added with keystrokes that takes effect, q (then r, with a drop
+rule in force) detaches.
 Needs root."""
 
 from __future__ import annotations
@@ -126,9 +127,11 @@ def test_console_in_tmux_shows_live_panes_edits_a_rule_and_detaches_on_q(console
         assert traffic.received(1.0) == 0, "the namespace's datagrams still arrive"
         assert traffic.sent > 0
 
+        s.keys("q")  # a drop rule is in force: it asks first (tests/test_ui_safe_quit.py)
+        s.wait_screen(lambda t: "Quit with 1 drop rule" in t, 5, "the quit question")
         t0 = time.monotonic()
-        s.keys("q")
-        assert s.wait_exit(5), f"still running after q:\n{s.capture()}"
+        s.keys("r")
+        assert s.wait_exit(5), f"still running after q, r:\n{s.capture()}"
         wait_no_xdp(lab.ifindex, within=1.0, since=t0)
     finally:
         traffic.close()

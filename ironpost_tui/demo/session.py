@@ -12,6 +12,7 @@ from ironpost_tui.demo import lab as demo_lab
 from ironpost_tui.detectors.settings import PortScanConfig, SynFloodConfig
 from ironpost_tui.engine.engine import EngineOptions
 from ironpost_tui.model import Action, FilterRule
+from ironpost_tui.rules import protect
 
 DEMO_RULES = (
     FilterRule(
@@ -31,14 +32,27 @@ DEMO_RULES = (
 )
 
 
+# The lab host's own addresses: what a real run protects by default (protect_host_addresses), named
+# here too so that the demo protects them even where `ip -j addr` cannot be read.
+HOST_ADDRESSES = (ipaddress.ip_network(demo_lab.HOST4), ipaddress.ip_network(demo_lab.HOST6))
+
+
+def protections() -> tuple[protect.Protected, ...]:
+    """The anti-lockout of a run with the default [safety]: the SSH clients, this host's addresses
+    (the lab's 198.18.200.1 among them), so a rule that would drop one is refused as it would be."""
+    return tuple(protect.gather(HOST_ADDRESSES))
+
+
 def options(state_dir: Path) -> EngineOptions:
-    """The demo's engine: its rules, quick detectors, port scanners blocked for a minute."""
+    """The demo's engine: its rules, quick detectors, port scanners blocked for a minute, and the
+    anti-lockout protections a real run has."""
     store = RuleStore.state_file(demo_lab.HOST_IF, state_dir)
     store.replace_all(list(DEMO_RULES))
     return EngineOptions(
         iface=demo_lab.HOST_IF,
         xdp_mode="auto",
         rules=DEMO_RULES,
+        protected=protections(),
         store=store,
         audit_log=state_dir / "audit.log",
         syn_flood=SynFloodConfig(window_secs=10),

@@ -27,6 +27,7 @@ from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.kernel.datapath import Datapath, DatapathConfig, check_pins
 from ironpost_tui.kernel.events import EventDecoder
 from ironpost_tui.kernel.libbpf import XdpMode
+from ironpost_tui.kernel.pins import LINK_PIN, pin_running
 from ironpost_tui.kernel.ringbuf import EventRecords
 from ironpost_tui.kernel.stats import StatsSampler
 from ironpost_tui.kernel.xdp_link import XdpChoice, XdpLink, occupants
@@ -140,7 +141,7 @@ class Engine:
     def _start(self, t0: float) -> StartReport:
         opts = self.options
         pins = host.pin_dir(opts.iface)
-        link_pin = pins / "link"
+        link_pin = pins / LINK_PIN
         adopting = link_pin.exists()
         adopted_prog = 0
         if adopting:
@@ -230,6 +231,27 @@ class Engine:
             pin_dir=pins if opts.persist else None,
         )
         return self.report
+
+    def keep_enforcing(self) -> Path:
+        """Hand the running program over to pins, as ``--persist`` would have made them: it
+        keeps enforcing after close(), until ``ironpost-tui cleanup IFACE`` or a ``--persist``
+        start that adopts it.  Returns the pin directory; IronpostError (nothing pinned) if not."""
+        opts = self.options
+        pins = host.pin_dir(opts.iface)
+        if opts.persist:
+            return pins
+        assert self._dp is not None and self._link is not None, "keep_enforcing before start"
+        pin_running(self._dp, self._link, pins)
+        self.options = replace(opts, persist=True)  # close() leaves it attached
+        if self.report is not None:
+            self.report = replace(self.report, pin_dir=pins)
+        log.info(
+            "pinned under %s: the program keeps enforcing after this process; remove it with `ironpost-tui cleanup %s`",
+            pins,
+            opts.iface,
+            extra={"event": "kept_enforcing", "iface": opts.iface},
+        )
+        return pins
 
     def close(self) -> None:
         """Detach (unless persisted) and release everything; safe to call twice."""

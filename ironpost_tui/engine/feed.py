@@ -11,7 +11,16 @@ from typing import Protocol
 
 from ironpost_tui.detectors import AlertChange
 from ironpost_tui.kernel.host import InterfaceState
-from ironpost_tui.model import FilterRule, PacketEvent, RuleStatus, StatsSample
+from ironpost_tui.model import FilterRule, PacketEvent, RuleStatus, StatsSample, StrEnum
+
+
+class OnExit(StrEnum):
+    """What leaving the console does to the rules in the kernel."""
+
+    NOTHING = "nothing"  # a replay: nothing of it is in the kernel
+    REMOVE = "remove"  # the program is detached, its drop rules with it; it can be kept (pinned) instead
+    REMOVE_ONLY = "remove-only"  # the same, with nothing to keep it on (the demo: its lab goes too)
+    KEEP = "keep"  # --persist: the pinned program keeps enforcing
 
 
 @dataclass(frozen=True)
@@ -25,6 +34,7 @@ class SourceInfo:
     protected: tuple[str, ...] = ()
     read_only: bool = False  # a replay: no rule edits
     title: str = ""  # what the status bar calls it ("live", "replay of FILE")
+    on_exit: OnExit = OnExit.NOTHING
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,11 @@ class Update:
     notices: tuple[str, ...] = field(default_factory=tuple)  # reloads, refusals, expiries
     at: float = 0.0  # the source's clock, seconds since its start
     reset: bool = False  # a replay jumped: forget what was shown
+
+
+def drop_rules(n: int) -> str:
+    """'1 drop rule', '12 drop rules': how the quit question and the kept line count them."""
+    return f"{n:,} drop rule{'' if n == 1 else 's'}"
 
 
 class Source(Protocol):

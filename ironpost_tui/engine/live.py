@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
+from pathlib import Path
 
 from ironpost_tui.config.watch import ConfigSource
 from ironpost_tui.engine.engine import Engine
-from ironpost_tui.engine.feed import SourceInfo, Update, UpdateSink
+from ironpost_tui.engine.feed import OnExit, SourceInfo, Update, UpdateSink, drop_rules
 from ironpost_tui.engine.supervisor import Pending, Reloaded, Supervisor
+from ironpost_tui.errors import IronpostError
 from ironpost_tui.kernel.abi import MapName
-from ironpost_tui.model import FilterRule
+from ironpost_tui.model import Action, FilterRule
 from ironpost_tui.rules.audit import Actor
 
 
@@ -19,7 +22,11 @@ class LiveSource:
     come from different threads: one lock keeps them in turn (a poll holds it
     for at most its timeout)."""
 
-    def __init__(self, engine: Engine, config: ConfigSource | None, record: UpdateSink | None = None) -> None:
+    def __init__(
+        self, engine: Engine, config: ConfigSource | None, record: UpdateSink | None = None, *, keepable: bool = True
+    ) -> None:
+        """``keepable``: the program can be kept enforcing after the console (not in the demo,
+        whose interface goes with it)."""
         self.engine = engine
         self.config = config
         self.recorder = record
@@ -36,7 +43,9 @@ class LiveSource:
             config_path="",
             blocklist_capacity=0,
             title="starting",
+            on_exit=self._on_exit(keepable),
         )
+        self._keepable = keepable
 
     def start(self) -> SourceInfo:
         """Compile and attach (seconds: call from a worker)."""
@@ -52,6 +61,7 @@ class LiveSource:
                 blocklist_capacity=control.table.capacity()[MapName.BLOCKLIST],
                 protected=protected_list(self.engine),
                 title="live",
+                on_exit=self._on_exit(self._keepable),
             )
             if self.recorder is not None:
                 self.recorder.start(self.info)
@@ -114,6 +124,23 @@ class LiveSource:
     def reload(self) -> None:
         self._reload_requested = True
 
+    # --- leaving -------------------------------------------------------------------
+    def _on_exit(self, keepable: bool) -> OnExit:
+        if self.engine.options.persist:
+            return OnExit.KEEP
+        return OnExit.REMOVE if keepable else OnExit.REMOVE_ONLY
+
+    def keep_enforcing(self) -> str:
+        """Pin the program so it outlives the console (as --persist does); what to tell the operator."""
+        if not self._keepable:
+            raise IronpostError("this program cannot be kept: its interface goes when the console ends")
+        with self._lock:
+            pins = self.engine.keep_enforcing()
+            drops = sum(1 for r in self.engine.control.rules() if r.action is Action.DROP)
+        iface = self.engine.options.iface
+        self.info = replace(self.info, on_exit=OnExit.KEEP)
+        return kept_line(iface, drops, pins)
+
     def close(self) -> None:
         with self._lock:
             self._supervisor.close()
@@ -142,3 +169,12 @@ def reload_notices(reloaded: Reloaded | None) -> tuple[str, ...]:
     if result.error is not None:
         return (f"reload refused, the previous rules stay in force: {result.error}",)
     return (f"reloaded {reloaded.path}: {result.rules} rules",) if result.changed else ()
+
+
+def kept_line(iface: str, drops: int, pins: Path) -> str:
+    """What the console prints on leaving a program enforcing: what stays, and how to remove it (two lines)."""
+    return (
+        f"left {drop_rules(drops)} enforcing on {iface}: the program is pinned under {pins} (rules no longer "
+        "expire and nothing is detected until ironpost runs again)\n"
+        f"remove them with: ironpost-tui cleanup {iface}   (or take over with: ironpost-tui {iface} --persist)"
+    )

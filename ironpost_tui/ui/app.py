@@ -23,6 +23,7 @@ from textual.signal import Signal
 from textual.worker import get_current_worker
 
 from ironpost_tui.config.settings import ConsoleSettings
+from ironpost_tui.detectors import Alert
 from ironpost_tui.engine.feed import Source
 from ironpost_tui.errors import ExitStatus, IronpostError
 from ironpost_tui.records.export import (
@@ -35,15 +36,19 @@ from ironpost_tui.records.export import (
     write_rows,
 )
 from ironpost_tui.ui import format as fmt
-from ironpost_tui.ui.commands import console_commands
+from ironpost_tui.ui.alert_scope import event_filter, matching_rules
+from ironpost_tui.ui.commands import console_commands, other_screen_commands
 from ironpost_tui.ui.edits import Edit, EditKind, Origin
 from ironpost_tui.ui.key_help import help_sections
+from ironpost_tui.ui.leaving import Leaving
 from ironpost_tui.ui.messages import (
     AlertsChanged,
     EditApplied,
     EditRefused,
+    EnforcementKept,
     EventsReceived,
     ExportWritten,
+    KeepFailed,
     NoticePosted,
     PlaybackRewound,
     RulesRefreshed,
@@ -55,6 +60,7 @@ from ironpost_tui.ui.messages import (
 from ironpost_tui.ui.offenders import top_offenders
 from ironpost_tui.ui.poll_loop import run_poll
 from ironpost_tui.ui.rule_editing import RuleEditing
+from ironpost_tui.ui.screens.alert_detail import AlertDetailScreen, AlertView
 from ironpost_tui.ui.screens.chart import ChartScreen
 from ironpost_tui.ui.screens.error import ErrorScreen
 from ironpost_tui.ui.screens.export import ExportScreen
@@ -115,6 +121,8 @@ class IronpostApp(App[int]):
         self._drawn_rules = -1
         self._shown_data = False
         self.editing = RuleEditing(self)
+        self.leaving = Leaving(self)
+        self.detail: AlertDetailScreen | None = None  # an alert's detail, while open
         self._chart: ChartScreen | None = None
         self._signals: list[signal.Signals] = []
         themes = load_themes()
@@ -142,6 +150,11 @@ class IronpostApp(App[int]):
     @property
     def read_only(self) -> bool:
         return self.info.read_only
+
+    @property
+    def farewell(self) -> str:
+        """What to print once the console has ended (a program left enforcing, how to remove it)."""
+        return self.leaving.farewell
 
     def on_mount(self) -> None:
         self._install_signal_handlers()
@@ -257,7 +270,10 @@ class IronpostApp(App[int]):
             if self._chart is not None:
                 self._chart.samples = history
         if state.pending:
-            events.add_events(state.take_events())
+            new = state.take_events()
+            events.add_events(new)
+            if self.detail is not None:
+                self.detail.add_events(new)
         events.lost = state.events_lost()
         if state.alerts_version != self._drawn_alerts:
             self._drawn_alerts = state.alerts_version
@@ -267,6 +283,8 @@ class IronpostApp(App[int]):
             self._drawn_rules = state.rules_version
             rules.rules = state.rules
         rules.now = now
+        if self.detail is not None:
+            self.detail.view = self._alert_view(self.detail.view.alert if self.detail.view else None, now)
         tabs = main.query_one(PaneTabs)
         tabs.alerting = alerts.has_class("-critical")
         if state.notices:
@@ -294,6 +312,16 @@ class IronpostApp(App[int]):
         )
 
     # --- actions --------------------------------------------------------------------
+    async def action_quit(self) -> None:
+        """q, ctrl+c, ctrl+q, the palette: at once, or ask first when drop rules would go (leaving.py)."""
+        self.leaving.request()
+
+    def on_enforcement_kept(self, message: EnforcementKept) -> None:
+        self.leaving.kept(message)
+
+    def on_keep_failed(self, message: KeepFailed) -> None:
+        self.leaving.failed(message)
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("seek", "speed"):
             return self.replay is not None and self.screen is self.main
@@ -305,10 +333,18 @@ class IronpostApp(App[int]):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.help_sections()))
 
+    @property
+    def theme_names(self) -> list[str]:
+        """ironpost's own themes (from themes/), in the order `t` cycles them."""
+        return list(self._themes)
+
     def action_next_theme(self) -> None:
         names = self._themes or ["textual-dark", "textual-light"]
         current = names.index(self.theme) if self.theme in names else -1
-        self.theme = names[(current + 1) % len(names)]
+        self.use_theme(names[(current + 1) % len(names)])
+
+    def use_theme(self, name: str) -> None:
+        self.theme = name
         self.state.notice(f"theme: {self.theme}")
         self.redraw()
 
@@ -435,8 +471,43 @@ class IronpostApp(App[int]):
         self.editing.refused(message.edit, message.text, message.lockout)
 
     def on_alert_table_alert_acknowledged(self, message: AlertTable.AlertAcknowledged) -> None:
-        self.state.notice(f"alert {message.alert_id} acknowledged")
+        what = "acknowledged" if message.acknowledged else "no longer acknowledged"
+        self.state.notice(f"alert {message.alert_id} {what}")
         self.redraw()
+
+    # --- an alert's detail (enter on an alert) ---------------------------------------------
+    def _alert_view(self, alert: Alert | None, now: float) -> AlertView | None:
+        if alert is None:
+            return None
+        alert = self.state.alerts.get(alert.id, alert)  # the latest of it
+        acked = alert.id in self.main.query_one(AlertTable).acknowledged
+        kept = self.main.query_one(EventTable).kept_count
+        return AlertView(alert, acked, tuple(matching_rules(alert, self.state.rules)), kept, now)
+
+    def on_alert_table_detail_requested(self, message: AlertTable.DetailRequested) -> None:
+        self.open_detail(message.alert)
+
+    def open_detail(self, alert: Alert) -> None:
+        view = self._alert_view(alert, self.source.now())
+        if view is None or self.detail is not None:
+            return
+        events = self.main.query_one(EventTable).kept_matching(event_filter(alert))
+        detail = AlertDetailScreen(view, events, read_only=self.read_only)
+        self.detail = detail
+
+        def closed(_: None) -> None:
+            self.detail = None
+
+        self.push_screen(detail, closed)
+
+    def on_alert_detail_screen_acknowledge_requested(self, message: AlertDetailScreen.AcknowledgeRequested) -> None:
+        self.main.query_one(AlertTable).toggle_acknowledged(message.alert_id)
+
+    def on_alert_detail_screen_block_requested(self, message: AlertDetailScreen.BlockRequested) -> None:
+        self.editing.block(message.address, message.why, Origin.DETAIL)
+
+    def on_alert_detail_screen_unblock_requested(self, message: AlertDetailScreen.UnblockRequested) -> None:
+        self.editing.unblock(message.address, Origin.DETAIL)
 
     # --- help and the command palette ---------------------------------------------------
     def help_sections(self) -> list[tuple[str, list[KeyHelp]]]:
@@ -448,9 +519,12 @@ class IronpostApp(App[int]):
         return sections
 
     def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        """Ours alone: not Textual's (its theme picker offers its own themes, its Quit would be a
+        second one, its screenshot writes files outside ironpost's writer)."""
         if screen is self.main:
             yield from console_commands(self)
+        else:
+            yield from other_screen_commands(self)
 
 
 def make_app(

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from textual.app import SystemCommand
 
+from ironpost_tui.ui.widgets.alert_table import AlertTable
 from ironpost_tui.ui.widgets.event_table import EventTable
 from ironpost_tui.ui.widgets.rules_pane import RulesPane
 
@@ -17,40 +18,67 @@ SEEK_SECS = 10.0
 
 
 def console_commands(app: IronpostApp) -> Iterator[SystemCommand]:
+    """Every action a key does on the main screen, by name (the key in brackets)."""
     main = app.main
 
     def show_pane(index: int) -> Callable[[], None]:
         return lambda: main.action_pane(index)
 
-    def copy_rule() -> None:
-        main.action_pane(3)
-        main.query_one(RulesPane).action_copy()
+    def alerts() -> AlertTable:
+        main.action_pane(1)
+        return main.query_one(AlertTable)
 
-    def filter_events() -> None:
+    def events() -> EventTable:
         main.action_pane(2)
-        main.query_one(EventTable).action_filter()
+        return main.query_one(EventTable)
+
+    def rules() -> RulesPane:
+        main.action_pane(3)
+        return main.query_one(RulesPane)
+
+    def theme(name: str) -> Callable[[], None]:
+        return lambda: app.use_theme(name)
 
     commands: list[tuple[str, str, Callable[[], object]]] = [
         ("Help: every key", "What each key does (?)", app.action_help),
+        ("Quit", "Leave the console; asks first while drop rules are in force (q, ctrl+c)", app.leaving.request),
         ("Pause / resume", "The events (live) or the playback (replay) (space)", app.action_pause),
+        ("Zoom the current pane", "Maximise it; z again restores (z)", main.action_zoom),
         ("Chart the selected protocol", "Packets/s, bits/s and drops/s, 1 or 10 minutes (g)", app.action_chart),
         ("Bits / bytes", "Volumes in bits or bytes per second (m)", app.action_units),
         ("Next theme", "ironpost-dark, -light, -contrast (t)", app.action_next_theme),
-        ("Filter events", "Words, src:ADDR, proto:tcp, port:N (/)", filter_events),
-        ("Zoom the current pane", "Maximise it; z again restores (z)", main.action_zoom),
+        (
+            "Alert detail",
+            "The selected alert: its fields, its source's events and rules (enter)",
+            lambda: alerts().open_detail(),
+        ),
+        ("Acknowledge the selected alert", "Or take it back (o)", lambda: alerts().action_acknowledge()),
+        ("Filter events", "Words, src:ADDR, proto:tcp, port:N (/)", lambda: events().action_filter()),
         ("Export events", "The events (as filtered) to CSV or JSON (E)", lambda: app.action_export("events")),
         ("Export alerts", "Every alert to CSV or JSON (A)", lambda: app.action_export("alerts")),
-        ("Copy the rule as an nft command", "The selected rule, to the clipboard (c)", copy_rule),
-        ("Quit", "Leave the console, detaching from the interface (q)", app.exit),
+        ("Copy the rule as an nft command", "The selected rule, to the clipboard (c)", lambda: rules().action_copy()),
     ]
+    commands += [(f"Theme: {name}", "Switch to this theme", theme(name)) for name in app.theme_names]
     for i, name in enumerate(("traffic", "alerts", "events", "rules")):
         commands.append((f"Show the {name} pane", f"Key {i + 1}", show_pane(i)))
     if not app.read_only:
         commands += [
+            ("Block the selected alert's source", "For 10m, 1h, 24h or for good (b in alerts)",
+             lambda: alerts().action_block()),
+            ("Unblock the selected alert's source", "Delete the drop rule on it (u in alerts)",
+             lambda: alerts().action_unblock()),
+            ("Block the selected event's source", "For 10m, 1h, 24h or for good (b in events)",
+             lambda: events().action_block()),
+            ("Unblock the selected event's source", "Delete the drop rule on it (u in events)",
+             lambda: events().action_unblock()),
             ("Add a rule", "Drop or monitor by address, port, protocol (a)", app.action_add_rule),
+            ("Edit the selected rule", "In the rule form (e, enter in rules)", lambda: rules().action_edit()),
+            ("Delete the selected rule", "After a confirmation (d in rules)", lambda: rules().action_delete()),
+            ("Toggle the selected rule drop / monitor", "Switch its action (x in rules)",
+             lambda: rules().action_switch()),
             ("Panic: clear every drop rule", "After a confirmation (!)", app.action_panic),
             ("Reload the configuration", "Re-read the rules file (r)", app.action_reload),
-        ]
+        ]  # fmt: skip
     if app.replay is not None:
         commands += [
             ("Seek back 10 s", "Replay (left)", lambda: app.action_seek(-SEEK_SECS)),
@@ -60,3 +88,9 @@ def console_commands(app: IronpostApp) -> Iterator[SystemCommand]:
         ]
     for title, help_text, callback in commands:
         yield SystemCommand(title, help_text, callback)
+
+
+def other_screen_commands(app: IronpostApp) -> Iterator[SystemCommand]:
+    """Over a dialog or the detail: help and quit (the main screen's actions act on its panes)."""
+    yield SystemCommand("Help: every key", "What each key does (?)", app.action_help)
+    yield SystemCommand("Quit", "Leave the console; asks first while drop rules are in force", app.leaving.request)

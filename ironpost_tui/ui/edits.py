@@ -22,6 +22,7 @@ class Origin(StrEnum):
     EVENTS = "events"
     ALERTS = "alerts"
     RULES = "rules"
+    DETAIL = "detail"  # an alert's detail (shown in the alerts pane once it is closed)
 
 
 @dataclass(frozen=True)

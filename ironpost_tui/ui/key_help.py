@@ -6,9 +6,11 @@ from collections.abc import Callable, Iterable, Sequence
 
 from textual.binding import Binding, BindingType
 
+from ironpost_tui.ui.screens.alert_detail import AlertDetailScreen
 from ironpost_tui.ui.screens.chart import ChartScreen
 from ironpost_tui.ui.screens.help import KeyHelp
 from ironpost_tui.ui.screens.main import MainScreen
+from ironpost_tui.ui.screens.quit import QuitScreen
 from ironpost_tui.ui.widgets.alert_table import AlertTable
 from ironpost_tui.ui.widgets.event_table import EventTable
 from ironpost_tui.ui.widgets.rules_pane import RulesPane
@@ -39,11 +41,16 @@ def help_sections(
                     *(b for b in main if b.action not in REPLAY_ACTIONS),
                     *app_bindings,
                     ("ctrl+p", "Command palette: every action by name"),
+                    ("j / k", "Down / up, in every table (as ↓ / ↑)"),
                 ]
             ),
         ),
         ("Traffic pane (1)", keys(TrafficPane.BINDINGS)),
-        ("Alerts pane (2)", keys([("enter", "Ack"), *AlertTable.BINDINGS])),
+        (
+            "Alerts pane (2)",
+            keys(AlertTable.BINDINGS),
+        ),
+        ("Alert detail (enter)", keys(AlertDetailScreen.BINDINGS)),
         ("Events pane (3)", keys(EventTable.BINDINGS)),
         ("Rules pane (4)", keys([("enter", "Edit"), *RulesPane.BINDINGS])),
         (
@@ -51,6 +58,8 @@ def help_sections(
             keys([("space", "Pause / resume playback"), *(b for b in main if b.action in REPLAY_ACTIONS)]),
         ),
         ("Chart (g)", keys(ChartScreen.BINDINGS)),
+        ("Quitting with drop rules in force (q, ctrl+c)", keys(QuitScreen.BINDINGS)),
+        ("Block: how long (b)", keys([("1 2 3 4", "10m (the default), 1h, 24h, permanent")])),
         (
             "Forms and questions",
             [

@@ -189,3 +189,22 @@ class ExportWritten(Message):
         self.path = path
         self.count = count
         self.error = error
+
+
+# --- from the keep-enforcing worker (quitting) ---------------------------------------------
+
+
+class EnforcementKept(Message):
+    """The program is pinned and keeps enforcing after the console: ``text`` says what and how to remove it."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
+class KeepFailed(Message):
+    """The program could not be pinned: nothing changed, the console stays."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text

@@ -12,6 +12,7 @@ from ironpost_tui.rules.control import LockoutRefused
 from ironpost_tui.ui.edits import Edit, EditKind, Origin
 from ironpost_tui.ui.messages import EditApplied, EditRefused
 from ironpost_tui.ui.rule_fields import block_rule
+from ironpost_tui.ui.screens.alert_detail import AlertDetailScreen
 from ironpost_tui.ui.screens.block import BlockScreen
 from ironpost_tui.ui.screens.confirm import ConfirmScreen
 from ironpost_tui.ui.state import blocking_rules
@@ -137,11 +138,13 @@ class RuleEditing:
             app.post_message(EditApplied(edit, text))
 
     # --- the outcome ---------------------------------------------------------------------
-    def pane(self, origin: Origin) -> EventTable | AlertTable | RulesPane:
+    def pane(self, origin: Origin) -> EventTable | AlertTable | RulesPane | AlertDetailScreen:
         main = self.app.main
         if origin is Origin.EVENTS:
             return main.query_one(EventTable)
-        if origin is Origin.ALERTS:
+        if origin is Origin.DETAIL and self.app.detail is not None:
+            return self.app.detail
+        if origin in (Origin.ALERTS, Origin.DETAIL):
             return main.query_one(AlertTable)
         return main.query_one(RulesPane)
 

@@ -27,3 +27,10 @@ class PlaybackSource(Protocol):
     def pause(self, paused: bool = True) -> None: ...
     def seek(self, t: float) -> None: ...
     def set_speed(self, speed: float) -> None: ...
+
+
+@runtime_checkable
+class KeepableSource(Protocol):
+    """A source whose program can be left enforcing when the console ends (LiveSource)."""
+
+    def keep_enforcing(self) -> str: ...  # pin it; what to tell the operator.  IronpostError: nothing pinned

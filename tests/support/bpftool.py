@@ -105,3 +105,15 @@ def percpu_sums(handle: Iterable[str], fmt: Any) -> dict[int, tuple[int, ...]]:
         fields = [fmt.unpack(bytes(int(b, 16) for b in v["value"])) for v in entry["values"]]
         out[index] = tuple(sum(col) for col in zip(*fields, strict=True))
     return out
+
+
+def net_xdp(iface: str) -> list[int]:
+    """The ids of the XDP programs ``bpftool net show dev IFACE`` lists on ``iface`` (link-attached or not)."""
+    out = run_json("net", "show", "dev", iface)
+    ids: list[int] = []
+    for entry in out if isinstance(out, list) else [out]:
+        for xdp in entry.get("xdp", []):
+            if "id" in xdp:
+                ids.append(int(xdp["id"]))
+            ids += [int(m["id"]) for m in xdp.get("multi_attachments", [])]
+    return ids

@@ -58,6 +58,10 @@ class Session:
             self.last = proc.stdout
         return self.last
 
+    def scrollback(self, lines: int = 200) -> str:
+        """The pane with its history, wrapped lines joined (what a command printed after the console)."""
+        return tmux("capture-pane", "-p", "-J", "-S", f"-{lines}", "-t", self.name, check=False).stdout
+
     def keys(self, *keys: str, literal: bool = False) -> None:
         tmux("send-keys", "-t", self.name, *(["-l"] if literal else []), *keys)
 

@@ -14,7 +14,7 @@ from textual.pilot import Pilot
 
 from ironpost_tui.config.settings import ConsoleSettings
 from ironpost_tui.detectors import Alert, AlertChange
-from ironpost_tui.engine.feed import SourceInfo, Update
+from ironpost_tui.engine.feed import OnExit, SourceInfo, Update
 from ironpost_tui.errors import BlocklistFull, IronpostError
 from ironpost_tui.model import (
     Action,
@@ -154,8 +154,10 @@ class FakeSource:
             config_path="/etc/ironpost/ironpost.toml",
             blocklist_capacity=100,
             title="live",
+            on_exit=OnExit.REMOVE,  # as LiveSource without --persist: quitting removes the drop rules
         )
         self.rules: dict[str, FilterRule] = {r.id: r for r in rules or []}
+        self.keep_fails: str | None = None  # keep_enforcing raises IronpostError(this)
         self.calls: list[tuple[str, object, bool]] = []
         self.full = False
         self.reloads = 0
@@ -233,6 +235,13 @@ class FakeSource:
     def reload(self) -> None:
         self.calls.append(("reload", None, False))
         self.reloads += 1
+
+    def keep_enforcing(self) -> str:
+        self.calls.append(("keep", None, False))
+        if self.keep_fails is not None:
+            raise IronpostError(self.keep_fails)
+        drops = sum(1 for r in self.rules.values() if r.action is Action.DROP)
+        return f"left {drops} drop rules enforcing on eth9: remove them with ironpost-tui cleanup eth9"
 
     def close(self) -> None:
         self.calls.append(("close", None, False))

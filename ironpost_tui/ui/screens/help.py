@@ -17,7 +17,11 @@ KeyHelp = tuple[str, str]  # (keys, what they do)
 class HelpScreen(ModalScreen[None]):
     """The app passes the sections (built from the bindings, so none is missing)."""
 
-    BINDINGS = [Binding("escape,q,question_mark", "close", "Close")]
+    BINDINGS = [
+        Binding("escape,q,question_mark", "close", "Close"),
+        Binding("j", "scroll('down')", "Scroll down", show=False),
+        Binding("k", "scroll('up')", "Scroll up", show=False),
+    ]
 
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
@@ -42,7 +46,7 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
             yield Label("ironpost-tui keys", id="title")
-            yield Label("↑/↓ scroll · esc, q or ? closes · ctrl+p: command palette", id="hint")
+            yield Label("↑/↓ or j/k scroll · esc, q or ? closes · ctrl+p: command palette", id="hint")
             with VerticalScroll():
                 yield Static(render_help(self.sections))
 
@@ -51,6 +55,13 @@ class HelpScreen(ModalScreen[None]):
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+    def action_scroll(self, way: str) -> None:
+        scroll = self.query_one(VerticalScroll)
+        if way == "down":
+            scroll.scroll_down()
+        else:
+            scroll.scroll_up()
 
 
 def render_help(sections: Sequence[tuple[str, Sequence[KeyHelp]]]) -> Content:

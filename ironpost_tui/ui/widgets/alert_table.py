@@ -1,4 +1,4 @@
-"""Alerts: one row per incident, updated in place; acknowledge, block the source."""
+"""Alerts: one row per incident, updated in place; open its detail, acknowledge, block the source."""
 
 from __future__ import annotations
 
@@ -53,6 +53,10 @@ class AlertGrid(DataTable[Text]):
         "alert-grid--resolved",
         "alert-grid--acked",
     }
+    BINDINGS = [
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("k", "cursor_up", "Up", show=False),
+    ]
     DEFAULT_CSS = """
     AlertGrid > .alert-grid--critical { color: $error; text-style: bold reverse; }
     AlertGrid > .alert-grid--high { color: $error; text-style: $ironpost-emphasis; }
@@ -73,14 +77,28 @@ class AlertTable(Vertical):
         """Delete the rule that blocks this source address."""
 
     class AlertAcknowledged(WidgetRequest):
-        def __init__(self, table: AlertTable, alert_id: int) -> None:
+        """The operator acknowledged alert ``alert_id`` (``acknowledged`` False: took it back)."""
+
+        def __init__(self, table: AlertTable, alert_id: int, acknowledged: bool = True) -> None:
             super().__init__(table)
             self.alert_id = alert_id
+            self.acknowledged = acknowledged
+
+    class DetailRequested(WidgetRequest):
+        """Open this alert's detail: its fields, its source's events and rules."""
+
+        def __init__(self, table: AlertTable, alert: Alert) -> None:
+            super().__init__(table)
+            self.alert = alert
 
     ALLOW_MAXIMIZE = True
 
     BINDINGS = [
-        Binding("k", "acknowledge", "Ack"),  # enter too: DataTable.RowSelected
+        Binding(
+            "enter", "open_detail", "Detail: its events and rules"
+        ),  # the grid's own enter (RowSelected) comes first, the same
+        # Not k (a motion, as in less and k9s: j/k move in every table) nor enter (the detail).
+        Binding("o", "acknowledge", "Ack / un-ack"),
         Binding("b", "block", "Block"),
         Binding("u", "unblock", "Unblock"),
         Binding("s", "sort", "Sort by next column", show=False),
@@ -171,7 +189,8 @@ class AlertTable(Vertical):
             Text(str(a.id), justify="right"),
             Text(fmt.text(a.severity.upper()), style=style),
             Text(fmt.text(a.source)),
-            Text(fmt.clip(fmt.text(", ".join(a.targets) or a.target), TARGET_WIDTH)),  # the addresses attacked, when known
+            # the addresses attacked, when known
+            Text(fmt.clip(fmt.text(", ".join(a.targets) or a.target), TARGET_WIDTH)),
             Text(fmt.count(a.count), justify="right"),
             Text(alert_state(a, a.id in self.acknowledged), style=style),
             Text(a.detector),
@@ -247,15 +266,32 @@ class AlertTable(Vertical):
     @on(DataTable.RowSelected, "#alert-grid")
     def _row_selected(self, message: DataTable.RowSelected) -> None:
         message.stop()
-        self.action_acknowledge()
+        self.open_detail()
+
+    def action_open_detail(self) -> None:
+        self.open_detail()
+
+    def open_detail(self) -> None:
+        alert = self.selected()
+        self.problem = "" if alert is not None else "no alert selected"
+        if alert is not None:
+            self.post_message(self.DetailRequested(self, alert))
 
     def action_acknowledge(self) -> None:
         alert = self.selected()
-        if alert is None:
-            return
-        self.acknowledged.add(alert.id)
+        if alert is not None:
+            self.toggle_acknowledged(alert.id)
+
+    def toggle_acknowledged(self, alert_id: int) -> bool:
+        """Acknowledge the alert, or take the acknowledgement back (a slip undone with the same key)."""
+        acked = alert_id not in self.acknowledged
+        if acked:
+            self.acknowledged.add(alert_id)
+        else:
+            self.acknowledged.discard(alert_id)
         self._redraw()
-        self.post_message(self.AlertAcknowledged(self, alert.id))
+        self.post_message(self.AlertAcknowledged(self, alert_id, acked))
+        return acked
 
     def _source(self) -> str | None:
         alert = self.selected()

@@ -81,8 +81,8 @@ class EventGrid(ScrollView, can_focus=True):
     ``set_rows`` / ``append``; the grid posts ``CursorMoved``."""
 
     BINDINGS = [
-        Binding("up", "cursor(-1)", "Cursor up", show=False),
-        Binding("down", "cursor(1)", "Cursor down", show=False),
+        Binding("up,k", "cursor(-1)", "Cursor up", show=False),
+        Binding("down,j", "cursor(1)", "Cursor down", show=False),
         Binding("pageup", "page(-1)", "Page up", show=False),
         Binding("pagedown", "page(1)", "Page down", show=False),
         Binding("home,ctrl+home", "first", "First", show=False),

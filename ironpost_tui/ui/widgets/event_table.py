@@ -104,6 +104,14 @@ class EventTable(Vertical):
     def selected_event(self) -> PacketEvent | None:
         return self.grid.selected
 
+    @property
+    def kept_count(self) -> int:
+        return len(self._kept)
+
+    def kept_matching(self, flt: EventFilter) -> list[PacketEvent]:
+        """The kept events ``flt`` lets through (none for an empty filter), oldest first: an alert's detail."""
+        return [e for e in self._kept if flt.matches(e)] if flt else []
+
     def exportable(self) -> list[PacketEvent]:
         """The kept events the filter lets through, oldest first: what an export writes."""
         return [e for e in self._kept if self._filter.matches(e)] if self._filter else list(self._kept)

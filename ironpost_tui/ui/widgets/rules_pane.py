@@ -63,6 +63,10 @@ class RuleGrid(DataTable[Text]):
     RuleGrid > .rule-grid--auto { color: $accent; text-style: bold; }
     RuleGrid > .rule-grid--external { color: $secondary; text-style: bold; }
     """
+    BINDINGS = [
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("k", "cursor_up", "Up", show=False),
+    ]
 
 
 class RulesPane(Vertical):

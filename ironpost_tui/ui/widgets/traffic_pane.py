@@ -28,8 +28,8 @@ class TrafficPane(Vertical, can_focus=True):
     ALLOW_MAXIMIZE = True
 
     BINDINGS = [
-        Binding("up", "select(-1)", "Previous protocol", show=False),
-        Binding("down", "select(1)", "Next protocol", show=False),
+        Binding("up,k", "select(-1)", "Previous protocol", show=False),
+        Binding("down,j", "select(1)", "Next protocol", show=False),
     ]
 
     DEFAULT_CSS = """
