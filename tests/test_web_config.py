@@ -5,6 +5,7 @@ The last tests run the real agent on a veth pair (root)."""
 
 from __future__ import annotations
 
+import os
 import signal
 import ssl
 import textwrap
@@ -282,3 +283,25 @@ def test_a_bad_web_config_exits_2_before_anything_is_attached(
     assert proc.returncode == 2, proc
     assert str(bad) in one_error_line(proc.stderr)
     assert xdp_progs(lab.ifindex) == []
+
+
+def test_a_web_configuration_others_can_write_is_refused(tmp_path: Path) -> None:
+    """Whoever can write it decides who reads /metrics: the same rule as the configuration's."""
+    path = write(tmp_path, "basic_auth_users: {}\n")
+    web_config.load(path)  # the control: 0644 in a private directory
+    path.chmod(0o666)
+    with pytest.raises(WebConfigInvalid, match="writable by its group or by others.*chmod go-w"):
+        web_config.load(path)
+
+
+def test_a_fifo_in_place_of_the_web_configuration_does_not_block(tmp_path: Path) -> None:
+    fifo = tmp_path / "web.yml"
+    os.mkfifo(fifo, 0o600)  # a blocking open would wait for a writer forever
+    with pytest.raises(WebConfigInvalid, match="not a regular file: give the path of a YAML file"):
+        web_config.load(fifo)
+
+
+def test_a_huge_web_configuration_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "# " + "x" * web_config.MAX_WEB_CONFIG_BYTES + "\n")
+    with pytest.raises(WebConfigInvalid, match="larger than 1024 KiB"):
+        web_config.load(path)

@@ -46,10 +46,10 @@ def _owner_problem(st: os.stat_result, path: Path, what: str) -> str | None:
     return None
 
 
-def file_problem(st: os.stat_result, path: Path) -> str | None:
+def file_problem(st: os.stat_result, path: Path, kind: str = "TOML") -> str | None:
     """Why the opened file ``path`` (its ``fstat``) cannot be trusted, or None; the message goes after its name."""
     if not stat.S_ISREG(st.st_mode):
-        return "not a regular file: give the path of a TOML file"
+        return f"not a regular file: give the path of a {kind} file"
     problem = _owner_problem(st, path, "")
     if problem is not None:
         return problem

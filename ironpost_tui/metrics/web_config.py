@@ -14,6 +14,7 @@ once, at start: restart to rotate certificates.
 from __future__ import annotations
 
 import hmac
+import os
 import re
 import ssl
 from dataclasses import dataclass, field
@@ -22,8 +23,10 @@ from typing import Any
 
 import bcrypt
 
+from ironpost_tui.config import trust
 from ironpost_tui.errors import WebConfigInvalid
 
+MAX_WEB_CONFIG_BYTES = 1024 * 1024  # a web configuration is a few lines
 TLS_KEYS = ("cert_file", "key_file", "client_ca_file", "client_auth_type", "min_version", "max_version")
 TLS_UNSUPPORTED = ("cert", "key", "client_ca", "client_allowed_sans", "cipher_suites",
                    "prefer_server_cipher_suites", "curve_preferences")  # fmt: skip
@@ -82,7 +85,19 @@ def load(path: Path) -> WebConfig:
     import yaml
 
     try:
-        text = path.read_text(encoding="utf-8")
+        # As the configuration: never blocks on a FIFO, and only root may write what decides who reads /metrics.
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        try:
+            problem = trust.file_problem(os.fstat(fd), path, "YAML")
+            if problem is not None:
+                raise _bad(path, problem)
+            with os.fdopen(os.dup(fd), "rb") as f:
+                raw = f.read(MAX_WEB_CONFIG_BYTES + 1)
+        finally:
+            os.close(fd)
+        if len(raw) > MAX_WEB_CONFIG_BYTES:
+            raise _bad(path, f"larger than {MAX_WEB_CONFIG_BYTES // 1024} KiB: not a web configuration")
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise _bad(path, f"cannot read it: {getattr(exc, 'strerror', None) or exc}") from None
     try:
