@@ -109,7 +109,7 @@ def frag_entries(env: Env) -> dict[bytes, str | None]:
     """FRAG_MATCH: key -> the rule it credits."""
     out = {}
     for key, raw in env.dp.map_items(MapName.FRAG_MATCH):
-        action, _own, slot, _prio, _own_slot, _own_prio = abi.BLOCKLIST_VALUE.unpack(raw)
+        action, _own, _origin, slot, _prio, _own_slot, _own_prio = abi.BLOCKLIST_VALUE.unpack(raw)
         assert action == abi.ACTION_DROP
         rule = env.table.rule_for_slot(slot)
         out[key] = rule.id if rule else None
