@@ -60,7 +60,7 @@ def alert_fields(a: Alert, acknowledged: bool) -> Fields:
         ("peak", fmt.count(a.peak)),
         ("state", state),
         ("source", fmt.text(a.source)),
-        ("target", fmt.text(a.target)),
+        ("target", fmt.text(", ".join(a.targets) or a.target)),
         ("alert", str(a.id)),
         ("severity", a.severity.upper()),
         ("detector", str(a.detector)),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import time
+from collections.abc import Sequence
 
 from ironpost_tui.config.durations import format_duration
 from ironpost_tui.model import FilterRule
@@ -42,6 +43,19 @@ def short_count(n: int) -> str:
 def clip(value: str, width: int) -> str:
     """``value`` in at most ``width`` cells, cut with an ellipsis (for ids; never for addresses)."""
     return value if len(value) <= width else value[: max(0, width - 1)] + "…"
+
+
+def addresses(values: Sequence[str], width: int) -> str:
+    """Whole addresses, as many as fit in ``width`` cells, then "+N" for the rest: an address is never cut."""
+    shown = values[:1]
+    for value in values[1:]:
+        rest = len(values) - len(shown) - 1
+        candidate = ", ".join([*shown, value]) + (f" +{rest}" if rest else "")
+        if len(candidate) > width:
+            break
+        shown = [*shown, value]
+    hidden = len(values) - len(shown)
+    return ", ".join(shown) + (f" +{hidden}" if hidden else "")
 
 
 # A word that holds an IPv4 or IPv6 address (or prefix), maybe with a port or punctuation around it.

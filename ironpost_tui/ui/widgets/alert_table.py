@@ -185,12 +185,13 @@ class AlertTable(Vertical):
         style = grid.get_component_rich_style(self._style(a), partial=True)
         whole_row = a.resolved or a.id in self.acknowledged  # dimmed as a whole: no longer news
         last = a.resolved_at if a.resolved_at is not None else a.last_seen
+        # The addresses attacked when known (whole ones, then "+N"), else the incident's target, cut.
+        target = fmt.addresses(a.targets, TARGET_WIDTH) if a.targets else fmt.clip(a.target, TARGET_WIDTH)
         cells = [
             Text(str(a.id), justify="right"),
             Text(fmt.text(a.severity.upper()), style=style),
             Text(fmt.text(a.source)),
-            # the addresses attacked, when known
-            Text(fmt.clip(fmt.text(", ".join(a.targets) or a.target), TARGET_WIDTH)),
+            Text(fmt.text(target)),
             Text(fmt.count(a.count), justify="right"),
             Text(alert_state(a, a.id in self.acknowledged), style=style),
             Text(a.detector),
