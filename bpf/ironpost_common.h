@@ -13,7 +13,7 @@
 #ifndef IRONPOST_COMMON_H
 #define IRONPOST_COMMON_H
 
-#define IRONPOST_ABI_VERSION 4
+#define IRONPOST_ABI_VERSION 5
 
 /* STATS indices (the seed's layout, 0-4).  FRAGMENTS is not a protocol (its packets count under
  * theirs as well): the packets judged without their ports (PORTS_HIDDEN in packet.h: TCP and UDP
@@ -295,6 +295,42 @@ struct src_set {
 
 struct dst_set {
 	struct dst_way way[SKETCH_WAYS];
+};
+
+/* Top talkers (bpf/top_talkers.h): per-CPU heavy-hitter tables of fixed size, set-associative, by
+ * source (TOP_SRC), destination (TOP_DST) and destination port (TOP_PORT), for every parsed packet.
+ * Per program run, never pinned, like the detector sketches.  A key new to its set takes the way
+ * with the fewest packets, or one silent for TOP_STALE_GENS TICK generations, and starts from
+ * zero.  Counters are cumulative for the tenure of a way: user space (ironpost_tui/triage) diffs. */
+#define TOP_WAYS 4
+#define TOP_STALE_GENS 20 /* TICK generations (detection ticks, 0.5 s by default): 10 s */
+#define TOP_PORT_SLOTS 4  /* a source's destination ports kept */
+#define TOP_PROTOS 4      /* a source's packets by STATS_TCP, STATS_UDP, STATS_ICMP, STATS_OTHER */
+
+/* A top table's key: an address (TOP_SRC, TOP_DST; IPv4 in the first 4 bytes), or for TOP_PORT
+ * none and (protocol, port).  family 0: a way not in use. */
+struct top_key {
+	__u8 addr[16];
+	__u8 family;
+	__u8 protocol; /* TOP_PORT only */
+	__u16 port;    /* TOP_PORT only, host byte order */
+};
+
+struct top_way {
+	struct top_key key;
+	__u32 seen_gen; /* 1 + the TICK generation of its last packet (0: never) */
+	__u64 packets;
+	__u64 bytes;
+	__u32 syns;  /* TCP with SYN and without ACK */
+	__u32 drops; /* packets the program dropped */
+};
+
+/* TOP_SRC's way: the source's counters, its packets by protocol and its top destination ports. */
+struct top_src_way {
+	struct top_way w;
+	__u32 proto_pkts[TOP_PROTOS];
+	__u32 port_key[TOP_PORT_SLOTS];  /* protocol << 16 | port (0: unused) */
+	__u32 port_hits[TOP_PORT_SLOTS]; /* packets to it since the slot took it */
 };
 
 /* EVENTS record, the seed's PacketEventData widened for IPv6. */

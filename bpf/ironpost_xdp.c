@@ -14,8 +14,9 @@
  *   BLOCKLIST_MAX EXACT4_BITS (EXACT4 has 2^bits buckets) CIDR_MAX MATCH_MAX SHAPES_MAX ALLOW_MAX RULE_SLOTS
  *   RINGBUF_PAGES EVENT_RATE (events/s per CPU, 0 = unlimited)
  *   SRC_SETS_BITS DST_SETS_BITS PORT_MEMORY_NS (detector sketches: 2^bits sets each)
+ *   TOP_SRC_BITS TOP_DST_BITS TOP_PORT_BITS (top talkers: 2^bits sets each)
  *   PY_ABI_VERSION PY_EVENT_SIZE PY_VALUE_SIZE PY_SHAPE_SIZE PY_MATCH_KEY_SIZE
- *   PY_CONFIG_SIZE PY_SRC_WAY_SIZE PY_DST_WAY_SIZE PY_EXACT4_SIZE
+ *   PY_CONFIG_SIZE PY_SRC_WAY_SIZE PY_DST_WAY_SIZE PY_EXACT4_SIZE PY_TOP_WAY_SIZE PY_TOP_SRC_WAY_SIZE
  *   IRONPOST_PIN_DIR (optional: reuse or create the maps pinned there)
  */
 #include <uapi/linux/bpf.h>
@@ -24,6 +25,7 @@
 #include "packet.h"
 #include "rule_match.h"
 #include "sketch.h"
+#include "top_talkers.h"
 
 #if !defined(PY_ABI_VERSION) || PY_ABI_VERSION != IRONPOST_ABI_VERSION
 #error "ironpost_tui/kernel/abi.py and bpf/ironpost_common.h disagree on IRONPOST_ABI_VERSION"
@@ -36,6 +38,8 @@ _Static_assert(sizeof(struct ironpost_config) == PY_CONFIG_SIZE, "ironpost_confi
 _Static_assert(sizeof(struct src_way) == PY_SRC_WAY_SIZE, "src_way layout differs from abi.py");
 _Static_assert(sizeof(struct dst_way) == PY_DST_WAY_SIZE, "dst_way layout differs from abi.py");
 _Static_assert(sizeof(struct exact4_bucket) == PY_EXACT4_SIZE, "exact4_bucket layout differs from abi.py");
+_Static_assert(sizeof(struct top_way) == PY_TOP_WAY_SIZE, "top_way layout differs from abi.py");
+_Static_assert(sizeof(struct top_src_way) == PY_TOP_SRC_WAY_SIZE, "top_src_way layout differs from abi.py");
 _Static_assert(EXACT4_BITS >= 6 && EXACT4_BITS <= 24, "EXACT4 has 2^6 to 2^24 buckets");
 
 #ifdef IRONPOST_PIN_DIR
@@ -72,6 +76,10 @@ BPF_PERCPU_ARRAY(SRC_SKETCH, struct src_set, SRC_SETS);
 BPF_PERCPU_ARRAY(DST_SKETCH, struct dst_set, DST_SETS);
 BPF_PERCPU_ARRAY(DIRTY, struct dirty_sets, DIRTY_GENS);
 BPF_ARRAY(TICK, struct ironpost_tick, 1);
+/* Top talkers (top_talkers.h): per program run, never pinned. */
+BPF_PERCPU_ARRAY(TOP_SRC, struct top_src_set, TOP_SRC_SETS);
+BPF_PERCPU_ARRAY(TOP_DST, struct top_set, TOP_DST_SETS);
+BPF_PERCPU_ARRAY(TOP_PORT, struct top_set, TOP_PORT_SETS);
 
 BPF_RINGBUF_OUTPUT(EVENTS, RINGBUF_PAGES);
 
@@ -158,6 +166,21 @@ static __always_inline struct dst_set *dst_sketch_lookup(__u32 *set)
 static __always_inline struct dirty_sets *dirty_lookup(__u32 *gen)
 {
 	return DIRTY.lookup(gen);
+}
+
+static __always_inline struct top_src_set *top_src_lookup(__u32 *set)
+{
+	return TOP_SRC.lookup(set);
+}
+
+static __always_inline struct top_set *top_dst_lookup(__u32 *set)
+{
+	return TOP_DST.lookup(set);
+}
+
+static __always_inline struct top_set *top_port_lookup(__u32 *set)
+{
+	return TOP_PORT.lookup(set);
 }
 
 static __always_inline __u32 stats_index(__u8 family, __u8 protocol)
@@ -289,7 +312,9 @@ int ironpost_xdp(struct xdp_md *ctx)
 	}
 
 	int dropped = verdict == VERDICT_DROP;
-	count_packet(stats_index(pp->family, pp->protocol), len, dropped);
+	__u32 proto_idx = stats_index(pp->family, pp->protocol);
+	count_packet(proto_idx, len, dropped);
+	top_count(pp, tick->gen, len, dropped, cfg->hash_seed, proto_idx);
 	count_packet(STATS_TOTAL, len, dropped);
 	if (pp->ports == PORTS_HIDDEN)
 		count_packet(STATS_FRAGMENTS, len, dropped);

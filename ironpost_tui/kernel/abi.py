@@ -11,7 +11,7 @@ import struct
 
 from ironpost_tui.model import FRAGMENTS, StrEnum
 
-IRONPOST_ABI_VERSION = 4
+IRONPOST_ABI_VERSION = 5
 
 STATS_TCP = 0
 STATS_UDP = 1
@@ -74,6 +74,12 @@ PORT_BITS = 512
 DIRTY_GENS = 4
 TARGET_SLOTS = 4  # a source way's target slots: the destinations it probes most
 
+# Top talkers (bpf/top_talkers.h): set-associative per-CPU tables by source, destination, destination port.
+TOP_WAYS = 4
+TOP_STALE_GENS = 20  # a way silent this many TICK generations is taken first
+TOP_PORT_SLOTS = 4  # a source's destination ports kept
+TOP_PROTOS = 4  # a source's packets by STATS_TCP .. STATS_OTHER
+
 NSEC_PER_SEC = 1_000_000_000  # the kernel's times (TICK, RULE_HITS, events) are in ns
 # Ranks: a match's priority, monitor matches after every drop match; NO_MATCH: none (also
 # CONFIG.match_rank with no multi-field rule).
@@ -119,6 +125,11 @@ SRC_WAY = struct.Struct(f"<20sIIII4xQQ{PORT_BITS // 8}x{TARGET_SLOTS * 16}s{TARG
 DST_WAY = struct.Struct("<20sII4xQ")
 # struct ironpost_tick: gen (a tick count), pad, now_ns
 TICK = struct.Struct("<I4xQ")
+# struct top_way: key (addr[16], family, protocol, port), seen_gen, packets, bytes, syns, drops
+TOP_KEY = struct.Struct("<16sBBH")
+TOP_WAY = struct.Struct("<20sIQQII")
+# struct top_src_way: top_way, proto_pkts[TOP_PROTOS], port_key[TOP_PORT_SLOTS], port_hits[TOP_PORT_SLOTS]
+TOP_SRC_WAY = struct.Struct(f"<20sIQQII{TOP_PROTOS}I{TOP_PORT_SLOTS}I{TOP_PORT_SLOTS}I")
 # struct packet_event
 PACKET_EVENT = struct.Struct("<Q16s16sHHIIBBBB")
 
@@ -147,6 +158,9 @@ class MapName(StrEnum):
     DIRTY = "DIRTY"
     TICK = "TICK"
     EVENTS = "EVENTS"
+    TOP_SRC = "TOP_SRC"
+    TOP_DST = "TOP_DST"
+    TOP_PORT = "TOP_PORT"
 
 
 # Every map pinned with the program.
@@ -171,6 +185,8 @@ PINNED_MAPS = (
 
 # Detector sketches: per program run, never pinned (the windows live in user space).
 AGG_MAPS = (MapName.SRC_SKETCH, MapName.DST_SKETCH, MapName.DIRTY, MapName.TICK)
+# Top talkers: per program run, never pinned (the rates live in user space).
+TOP_MAPS = (MapName.TOP_SRC, MapName.TOP_DST, MapName.TOP_PORT)
 
 # The maps that hold rules, by how placement.py places them (FRAG_MATCH holds what rules/fragments.py
 # derives from MATCH's).
@@ -199,4 +215,6 @@ def size_cflags() -> list[str]:
         f"-DPY_SRC_WAY_SIZE={SRC_WAY.size}",
         f"-DPY_DST_WAY_SIZE={DST_WAY.size}",
         f"-DPY_EXACT4_SIZE={EXACT4_BUCKET.size}",
+        f"-DPY_TOP_WAY_SIZE={TOP_WAY.size}",
+        f"-DPY_TOP_SRC_WAY_SIZE={TOP_SRC_WAY.size}",
     ]

@@ -43,6 +43,10 @@ class DatapathConfig:
     src_sketch_sets: int = 1_024
     dst_sketch_sets: int = 64
     port_memory_secs: float = 60.0  # a source's probed ports are forgotten this often
+    # Top talkers, per CPU: sets of abi.TOP_WAYS ways (powers of two, at least 16).
+    top_src_sets: int = 512
+    top_dst_sets: int = 128
+    top_port_sets: int = 128
 
     @property
     def rule_slots(self) -> int:
@@ -73,6 +77,9 @@ class DatapathConfig:
             f"-DSRC_SETS_BITS={_log2(self.src_sketch_sets)}",
             f"-DDST_SETS_BITS={_log2(self.dst_sketch_sets)}",
             f"-DPORT_MEMORY_NS={int(self.port_memory_secs * abi.NSEC_PER_SEC)}ULL",
+            f"-DTOP_SRC_BITS={_log2(self.top_src_sets, 16)}",
+            f"-DTOP_DST_BITS={_log2(self.top_dst_sets, 16)}",
+            f"-DTOP_PORT_BITS={_log2(self.top_port_sets, 16)}",
         ]
 
     def expected_maps(self) -> dict[MapName, tuple[int, int, int, int]]:
@@ -98,9 +105,9 @@ class DatapathConfig:
         }
 
 
-def _log2(n: int) -> int:
-    if n < 64 or n & (n - 1):
-        raise ValueError(f"sketch sets must be a power of two of at least 64, not {n}")
+def _log2(n: int, least: int = 64) -> int:
+    if n < least or n & (n - 1):
+        raise ValueError(f"sketch sets must be a power of two of at least {least}, not {n}")
     return n.bit_length() - 1
 
 
@@ -178,7 +185,9 @@ class Datapath:
             self._fn = self._bpf.load_func(b"ironpost_xdp", bcc.BPF.XDP, device=device)
         except Exception as exc:  # BCC raises bare Exception
             raise LoadFailed(f"the XDP program failed to compile or load: {exc}") from exc
-        self._tables = {name: self._bpf[name.encode()] for name in (*abi.PINNED_MAPS, *abi.AGG_MAPS, MapName.EVENTS)}
+        self._tables = {
+            name: self._bpf[name.encode()] for name in (*abi.PINNED_MAPS, *abi.AGG_MAPS, *abi.TOP_MAPS, MapName.EVENTS)
+        }
         self._ring: ringbuf.RingReader | None = None  # mmapped EVENTS, where supported
         self._ringbuf_open = False  # EVENTS through libbpf's callback elsewhere
         self._records: list[bytes] = []
