@@ -38,6 +38,9 @@ from ironpost_tui.rules.control import RuleController, RuleSink
 from ironpost_tui.rules.infrastructure import InfraAddress, InfraSources
 from ironpost_tui.rules.protect import NO_SSH_CLIENT, Protected
 from ironpost_tui.rules.table import RuleTable, monotonic_to_wall_offset
+from ironpost_tui.triage.rates import TopRates
+from ironpost_tui.triage.reader import TopReader
+from ironpost_tui.triage.values import TopSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +95,7 @@ class Tick:
     interface_state: host.InterfaceState
     alerts: tuple[AlertChange, ...] = ()
     rules: tuple[RuleStatus, ...] | None = None  # the table as this tick published it (hits as in /metrics)
+    top: TopSnapshot | None = None  # the top talkers, when this tick read them
 
 
 class Engine:
@@ -117,6 +121,9 @@ class Engine:
             options.detector, options.auto_block, options.infrastructure, lambda: self.control.protected
         )
         self._alerts = AlertHistory()
+        self._top_reader: TopReader | None = None
+        self._top_rates = TopRates()
+        self._top = TopSnapshot(at=time.time())
         self.report: StartReport | None = None
         # Rule changes from another thread (the command-line socket, the console's edits) and the
         # loop's own (expiry, auto-blocks, reload, panic) take turns on this lock.  A tick holds it
@@ -210,6 +217,8 @@ class Engine:
         if self.auto_blocking:
             self._blocker.infra.refresh(time.monotonic())
         self._detect.start(self._dp)  # publishes TICK: packets are counted from the first one
+        self._top_reader = TopReader(self._dp)
+        self._read_top(time.monotonic())  # the baseline the first rates count from
         self._dp.open_events()
         if adopting:
             self._link = XdpLink.adopt(str(link_pin), self._ifindex)
@@ -306,6 +315,7 @@ class Engine:
             self._last_external = now
             publish = self._reconcile_external() or publish
         alerts: tuple[AlertChange, ...] = ()
+        top = None
         if now - self._last_detect >= self.options.detect_interval:
             self._last_detect = now
             alerts = tuple(self._detect.tick(self._dp, now, time.time()))
@@ -314,13 +324,32 @@ class Engine:
             raised = [c.alert for c in alerts if c.kind == ChangeKind.RAISED]
             if raised and self.auto_blocking:
                 self._blocker.apply(self.control, raised, now)
+            top = self._read_top(now)
         self._flush()
         state = host.interface_state(self.options.iface, self._ifindex)
         rules = None
         if sample is not None or publish:
             assert self._last_sample is not None
             rules = self._publish(self._last_sample).rules
-        return Tick(decoded, sample, state, alerts, rules)
+        return Tick(decoded, sample, state, alerts, rules, top)
+
+    def _read_top(self, now: float) -> TopSnapshot | None:
+        """Read the top-talker tables (each detection tick, after it moved TICK's generation, which
+        ages their ways) and publish their rates."""
+        if self._top_reader is None:
+            return None
+        try:
+            wall = time.time()
+            self._top_rates.add(self._top_reader.read(), now, wall)
+            self._top = self._top_rates.snapshot(wall)
+        except Exception:  # a failed read: logged, tried again next tick
+            log.exception("reading the top-talker tables failed")
+            return None
+        return self._top
+
+    def top(self) -> TopSnapshot:
+        """The latest top-talker lists; safe to call from any thread."""
+        return self._top
 
     def _reconcile_external(self) -> bool:
         """Other tools' changes to BLOCKLIST into the rules; True when the rules changed."""

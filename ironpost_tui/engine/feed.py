@@ -12,6 +12,7 @@ from typing import Protocol
 from ironpost_tui.detectors import AlertChange
 from ironpost_tui.kernel.host import InterfaceState
 from ironpost_tui.model import FilterRule, PacketEvent, RuleStatus, StatsSample, StrEnum
+from ironpost_tui.triage.values import TopSnapshot
 
 
 class OnExit(StrEnum):
@@ -49,6 +50,7 @@ class Update:
     notices: tuple[str, ...] = field(default_factory=tuple)  # reloads, refusals, expiries
     at: float = 0.0  # the source's clock, seconds since its start
     reset: bool = False  # a replay jumped: forget what was shown
+    top: TopSnapshot | None = None  # the top talkers, when they were read
 
 
 def drop_rules(n: int) -> str:

@@ -1,0 +1,112 @@
+"""Read the top-talker tables (TOP_SRC, TOP_DST, TOP_PORT; bpf/top_talkers.h) as deltas since the
+last read.
+
+Each table is read whole, in one batch call per table (its size is fixed at load: 512 source sets
+of 4 ways of 96 bytes per CPU by default).  A way whose bytes did not change since the last read is
+skipped unparsed.  A way that holds the key it held at the last read gives what its counters grew
+by; a way taken over by another key gives all it holds (it started from zero).  What a way counted
+between the last read and its being taken over is lost: the tables keep the heavy hitters, not
+every key.
+"""
+
+from __future__ import annotations
+
+from struct import Struct
+from typing import NamedTuple
+
+from ironpost_tui.detectors.counters import Counts, growth
+from ironpost_tui.kernel import abi, libbpf
+from ironpost_tui.kernel.abi import MapName
+from ironpost_tui.kernel.datapath import Datapath
+
+TopKey = bytes  # struct top_key's 20 bytes: addr[16], family, protocol, port
+
+
+class SourceTenure(NamedTuple):
+    """What a source's way holds since it took the way, summed over CPUs."""
+
+    protocols: Counts  # packets by STATS_TCP .. STATS_OTHER
+    ports: dict[int, int]  # protocol << 16 | port -> packets
+
+
+class TopDeltas(NamedTuple):
+    """(packets, bytes, syns, drops) per key since the last read."""
+
+    sources: dict[TopKey, Counts]
+    destinations: dict[TopKey, Counts]
+    ports: dict[TopKey, Counts]
+    tenures: dict[TopKey, SourceTenure]  # the sources whose ways changed, as their ways now hold them
+
+
+class _Table:
+    def __init__(self, dp: Datapath, name: MapName, way: Struct, sets: int) -> None:
+        self.fd = dp.map_fd(name)
+        self.way = way
+        self.sets = sets
+        self.ncpu = dp.possible_cpus
+        self.set_size = way.size * abi.TOP_WAYS  # a multiple of 8: per-CPU values need no padding
+        # way index -> (raw, key, counters, what follows them: a source way's protocols and ports)
+        self.prev: dict[int, tuple[bytes, bytes, Counts, tuple[int, ...]]] = {}
+
+    def read(self, out: dict[TopKey, Counts], tenures: dict[TopKey, SourceTenure] | None) -> None:
+        _keys, values, count = libbpf.map_lookup_batch(self.fd, 4, self.set_size * self.ncpu, self.sets)
+        size = self.way.size
+        unpack = self.way.unpack_from
+        prev = self.prev
+        changed: set[TopKey] = set()
+        ways = count * self.ncpu * abi.TOP_WAYS
+        for i in range(ways):
+            off = i * size
+            raw = values[off : off + size]
+            old = prev.get(i)
+            if old is not None and old[0] == raw:
+                continue
+            fields = unpack(values, off)
+            key = fields[0]
+            if not key[16]:  # family 0: never used
+                continue
+            counts: Counts = (fields[2], fields[3], fields[4], fields[5])
+            before = old[2] if old is not None and old[1] == key else None
+            prev[i] = (raw, key, counts, fields[6:])
+            changed.add(key)
+            delta = growth(before, counts)
+            if any(delta):
+                acc = out.get(key)
+                out[key] = delta if acc is None else tuple(a + d for a, d in zip(acc, delta, strict=True))
+        if tenures is not None and changed:
+            # A changed source's tenure is the sum of every CPU's way holding it, changed or not.
+            for _raw, key, _counts, extra in prev.values():
+                if key in changed:
+                    _tenure(tenures, key, extra)
+
+
+def _tenure(tenures: dict[TopKey, SourceTenure], key: TopKey, extra: tuple[int, ...]) -> None:
+    protos = extra[: abi.TOP_PROTOS]
+    slots = abi.TOP_PORT_SLOTS
+    port_keys = extra[abi.TOP_PROTOS : abi.TOP_PROTOS + slots]
+    hits = extra[abi.TOP_PROTOS + slots :]
+    t = tenures.get(key)
+    if t is None:  # per CPU ways of one source add up
+        t = tenures[key] = SourceTenure((0,) * abi.TOP_PROTOS, {})
+    ports = t.ports
+    for pk, h in zip(port_keys, hits, strict=True):
+        if h:
+            ports[pk] = ports.get(pk, 0) + h
+    tenures[key] = SourceTenure(tuple(a + b for a, b in zip(t.protocols, protos, strict=True)), ports)
+
+
+class TopReader:
+    """Deltas per source, destination and (family, protocol, port), and the changed sources' tenures."""
+
+    def __init__(self, dp: Datapath) -> None:
+        cfg = dp.cfg
+        self._src = _Table(dp, MapName.TOP_SRC, abi.TOP_SRC_WAY, cfg.top_src_sets)
+        self._dst = _Table(dp, MapName.TOP_DST, abi.TOP_WAY, cfg.top_dst_sets)
+        self._port = _Table(dp, MapName.TOP_PORT, abi.TOP_WAY, cfg.top_port_sets)
+
+    def read(self) -> TopDeltas:
+        out = TopDeltas({}, {}, {}, {})
+        self._src.read(out.sources, out.tenures)
+        self._dst.read(out.destinations, None)
+        self._port.read(out.ports, None)
+        return out
