@@ -166,7 +166,9 @@ def _run_configured(args: argparse.Namespace, settings: Settings, source: Config
         port=args.metrics_port,
         web_config_path=args.web_config,
     )
-    with metrics_endpoint.serve(endpoint, args.iface, engine.snapshot, scrapers):  # bound before the engine attaches
+    with metrics_endpoint.serve(
+        endpoint, args.iface, engine.snapshot, scrapers, engine.top
+    ):  # bound before the engine attaches
         return headless.run(engine, controls, source)
 
 

@@ -25,6 +25,7 @@ from ironpost_tui.metrics import web_config
 from ironpost_tui.metrics.collector import engine_registry
 from ironpost_tui.metrics.server import MetricsServer
 from ironpost_tui.rules.infrastructure import RecentPeers
+from ironpost_tui.triage.values import TopSnapshot
 
 log = logging.getLogger("ironpost")
 
@@ -101,6 +102,7 @@ def serve(
     iface: str,
     snapshot: Callable[[], EngineSnapshot],
     scrapers: RecentPeers | None = None,
+    top: Callable[[], TopSnapshot] | None = None,
 ) -> Iterator[MetricsServer | None]:
     """Check the web config and bind (errors here come before anything is attached), then serve until the end.
 
@@ -114,7 +116,7 @@ def serve(
     if holder is not None:  # the engine would refuse it too: say that, not "port in use" by that same agent
         raise AlreadyRunning(f"another ironpost-tui (pid {holder}) controls {iface}: stop it first")
     server = MetricsServer(
-        options.addr, options.port, engine_registry(snapshot), lambda: snapshot().attached, web, scrapers
+        options.addr, options.port, engine_registry(snapshot), lambda: snapshot().attached, web, scrapers, top=top
     )
     level, line = describe(server, options.addr)
     tls, users = web is not None and web.tls is not None, web is not None and bool(web.users)

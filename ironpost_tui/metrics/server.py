@@ -1,4 +1,5 @@
-"""The HTTP(S) endpoint of the headless agent: ``/metrics`` and ``/healthz``, built to hold under abuse.
+"""The HTTP(S) endpoint of the headless agent: ``/metrics``, ``/top`` (the top talkers as JSON) and
+``/healthz``, built to hold under abuse.
 
 The socket is bound when the server is made, so a port in use is found before the engine
 attaches anything.  ``start()`` runs an asyncio loop in one daemon thread: every connection is
@@ -26,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import gzip
+import json
 import logging
 import socket
 import struct
@@ -47,6 +49,8 @@ from ironpost_tui.metrics.http.login_guard import LoginGuard, Verdict, parse_bas
 from ironpost_tui.metrics.http.response import Response
 from ironpost_tui.metrics.web_config import BasicAuth, WebConfig
 from ironpost_tui.rules.infrastructure import RecentPeers
+from ironpost_tui.triage.json_form import top_to_json
+from ironpost_tui.triage.values import TopSnapshot
 
 log = logging.getLogger("ironpost.http")
 
@@ -72,8 +76,10 @@ class MetricsServer:
         web: WebConfig | None = None,
         scrapers: RecentPeers | None = None,
         limits: Limits | None = None,
+        top: Callable[[], TopSnapshot] | None = None,
     ) -> None:
         self.registry = registry
+        self.top = top  # the top talkers for /top (None: 404)
         self.healthy = healthy
         self.web = web or WebConfig()
         self.scrapers = scrapers  # who scraped /metrics (authorized requests only): never auto-blocked
@@ -291,6 +297,10 @@ class MetricsServer:
             return Response(
                 HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE, b"ok\n" if ok else b"not attached\n"
             )
+        if path == "/top" and self.top is not None:
+            # The lists are a few hundred rows at most: encoded on the loop.
+            body = json.dumps(top_to_json(self.top()), separators=(",", ":")).encode() + b"\n"
+            return Response(HTTPStatus.OK, body, response.JSON)
         if path == "/":
             return Response(HTTPStatus.OK, response.INDEX)
         return Response.error(HTTPStatus.NOT_FOUND)

@@ -7,14 +7,15 @@ from email.utils import formatdate
 from http import HTTPStatus
 
 TEXT = "text/plain; charset=utf-8"
+JSON = "application/json"
 SERVER = "ironpost-tui"
-INDEX = b"ironpost-tui agent: /metrics (Prometheus), /healthz\n"
+INDEX = b"ironpost-tui agent: /metrics (Prometheus), /top (top talkers, JSON), /healthz\n"
 PLAIN_TO_TLS = b"Client sent an HTTP request to an HTTPS server.\n"
 
 # What an error says, for the statuses the endpoint gives (the reason phrase otherwise).
 _BODIES = {
     HTTPStatus.UNAUTHORIZED: b"Unauthorized\n",
-    HTTPStatus.NOT_FOUND: b"Not found: try /metrics or /healthz\n",
+    HTTPStatus.NOT_FOUND: b"Not found: try /metrics, /top or /healthz\n",
     HTTPStatus.METHOD_NOT_ALLOWED: b"Only GET and HEAD\n",
     HTTPStatus.TOO_MANY_REQUESTS: b"Too many failed logins from your address: wait\n",
     HTTPStatus.SERVICE_UNAVAILABLE: b"Busy: try again\n",
