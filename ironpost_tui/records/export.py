@@ -1,4 +1,4 @@
-"""The console's events and alerts written to CSV or JSON (Textual-free).
+"""The console's events, alerts and top talkers written to CSV or JSON (Textual-free).
 
 Fields are the tables' columns, in their order; times are ISO 8601 in UTC
 (the tables show local HH:MM:SS, a file needs the date and the zone).  Alerts add
@@ -20,19 +20,22 @@ from ironpost_tui import files
 from ironpost_tui.detectors import Alert
 from ironpost_tui.errors import IronpostError
 from ironpost_tui.model import PacketEvent
+from ironpost_tui.triage.values import TopRow
 
 FORMATS = ("csv", "json")
-KINDS = ("events", "alerts")
+KINDS = ("events", "alerts", "top")
 EVENT_FIELDS = ("time", "source", "sport", "destination", "dport", "proto", "verdict", "rule", "flags", "len")
 ALERT_FIELDS = (
     "#", "severity", "source", "detector", "count", "state", "last", "peak", "first", "target", "summary",
     "dst_ip", "targets",
 )  # fmt: skip
 
+TOP_FIELDS = ("list", "window", "key", "pps", "bps", "syn_ps", "drop_ps", "first", "last")
+
 _PROTOCOL_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6"}
 _TCP_FLAGS = "FSRPAUEC"  # FIN SYN RST PSH ACK URG ECE CWR, bit 0 first
 
-Row = dict[str, str | int | list[str] | None]
+Row = dict[str, str | int | float | list[str] | None]
 
 
 class ExportError(IronpostError):
@@ -89,6 +92,24 @@ def alert_rows(alerts: Iterable[Alert], acknowledged: Collection[int] = ()) -> l
             }
         )
     return rows
+
+
+def top_rows(kind: str, window: int, rows: Iterable[TopRow]) -> list[Row]:
+    """The Top pane's rows as shown (list, window in seconds, rates per second, bits/s for bps)."""
+    return [
+        {
+            "list": kind,
+            "window": window,
+            "key": r.key,
+            "pps": round(r.pps, 1),
+            "bps": round(r.bps),
+            "syn_ps": round(r.syn_ps, 1),
+            "drop_ps": round(r.drop_ps, 1),
+            "first": iso_utc(r.first_seen) if r.first_seen else None,
+            "last": iso_utc(r.last_seen) if r.last_seen else None,
+        }
+        for r in rows
+    ]
 
 
 def default_path(kind: str, fmt: str, now: float | None = None, directory: Path | None = None) -> Path:

@@ -21,6 +21,7 @@ from typing import IO, Any
 from ironpost_tui.engine.feed import SourceInfo
 from ironpost_tui.errors import ExitStatus, IronpostError
 from ironpost_tui.records import codec
+from ironpost_tui.records.top_codec import top_from_json
 from ironpost_tui.text import visible
 
 FORMAT_VERSION = 1
@@ -151,6 +152,8 @@ def _decode(kind: str, rec: dict[str, Any]) -> Any:
         return tuple(codec.status_from_json(s) for s in codec.array(rec.get("rules"), "rules"))
     if kind == "notice":
         return codec.string(rec, "text")
+    if kind == "top":
+        return top_from_json(rec.get("top"))
     if kind == "rule_change":
         return f"rule {codec.string(rec, 'what')}: {codec.string(codec.obj(rec.get('rule'), 'rule'), 'id')}"
     return None  # truncated, or a kind of a later version: nothing to show

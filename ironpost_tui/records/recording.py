@@ -34,9 +34,24 @@ from ironpost_tui.records.reading import (
     RecordReader,
     scan,
 )
+from ironpost_tui.triage.json_form import top_to_json
+from ironpost_tui.triage.values import TopLists, TopSnapshot
 
 log = logging.getLogger(__name__)
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
+
+
+TOP_EVERY = 1.0  # seconds between two top-talker records (the engine reads them twice a second)
+TOP_ROWS = 20  # rows per list and window recorded: what the pane shows first
+
+
+def _trimmed(top: TopSnapshot) -> TopSnapshot:
+    def cut(lists: TopLists) -> TopLists:
+        return TopLists(lists.window, lists.sources[:TOP_ROWS], lists.destinations[:TOP_ROWS], lists.ports[:TOP_ROWS])
+
+    windows = tuple(cut(w) for w in top.windows)
+    listed = {r.key for w in windows for r in w.sources}
+    return TopSnapshot(top.at, windows, tuple(d for d in top.details if d.key in listed))
 
 
 class Recorder:
@@ -58,6 +73,7 @@ class Recorder:
         self._gz = gzip.GzipFile(fileobj=self._raw, mode="wb", compresslevel=6)
         self._t0 = time.monotonic()
         self._full = False
+        self._top_at = -TOP_EVERY  # when the top talkers were last written
         self._plain = 0  # bytes before compression: a replay refuses more than MAX_DECOMPRESSED_BYTES
 
     def start(self, info: SourceInfo) -> None:
@@ -101,6 +117,9 @@ class Recorder:
             self._write({"kind": "alert", "change": codec.change_to_json(change)})
         if update.rules is not None:
             self._write({"kind": "rules", "rules": [codec.status_to_json(s) for s in update.rules]})
+        if update.top is not None and update.at - self._top_at >= TOP_EVERY:
+            self._top_at = update.at
+            self._write({"kind": "top", "top": top_to_json(_trimmed(update.top))})
         for notice in update.notices:
             self._write({"kind": "notice", "text": notice})
 
@@ -202,6 +221,7 @@ class ReplaySource:
         notices: list[str] = []
         sample = None
         rules = None
+        top = None
         # After a backward seek this plays from the start again: the update
         # carries the whole state as of target, and says reset.
         reset, self._reset = self._reset, False
@@ -214,6 +234,7 @@ class ReplaySource:
                 rec = self._next
                 self._next = self._reader.next()
                 sample, rules = self._apply(rec, events, alerts, notices, sample, rules)
+                top = rec.value if rec.kind == "top" else top
         except RecordingError as exc:  # the file changed under us after the check
             log.warning("%s", exc.message)
             notices.append(f"replay stopped: {exc.message}")
@@ -227,6 +248,7 @@ class ReplaySource:
             notices=tuple(notices),
             at=target,
             reset=reset,
+            top=top,
         )
 
     @staticmethod

@@ -29,10 +29,12 @@ from ironpost_tui.errors import ExitStatus, IronpostError
 from ironpost_tui.records.export import (
     ALERT_FIELDS,
     EVENT_FIELDS,
+    TOP_FIELDS,
     Row,
     alert_rows,
     default_path,
     event_rows,
+    top_rows,
     write_rows,
 )
 from ironpost_tui.ui import format as fmt
@@ -56,6 +58,7 @@ from ironpost_tui.ui.messages import (
     SourceFailed,
     SourceStarted,
     StatsSampled,
+    TopSampled,
 )
 from ironpost_tui.ui.offenders import top_offenders
 from ironpost_tui.ui.poll_loop import run_poll
@@ -67,6 +70,7 @@ from ironpost_tui.ui.screens.export import ExportScreen
 from ironpost_tui.ui.screens.help import HelpScreen, KeyHelp
 from ironpost_tui.ui.screens.main import MainScreen
 from ironpost_tui.ui.screens.starting import StartingScreen
+from ironpost_tui.ui.screens.top_detail import TopDetailScreen
 from ironpost_tui.ui.source_kinds import PlaybackSource, StartableSource
 from ironpost_tui.ui.state import ConsoleState
 from ironpost_tui.ui.themes import DEFAULT_THEME, VARIABLE_DEFAULTS, load_themes, resolve
@@ -76,6 +80,7 @@ from ironpost_tui.ui.widgets.pane_tabs import PaneTabs
 from ironpost_tui.ui.widgets.rule_form import RuleForm
 from ironpost_tui.ui.widgets.rules_pane import RulesPane
 from ironpost_tui.ui.widgets.status_bar import StatusBar, StatusView
+from ironpost_tui.ui.widgets.top_pane import TopPane
 from ironpost_tui.ui.widgets.traffic_pane import SPARK_SAMPLES, TrafficPane
 
 log = logging.getLogger(__name__)
@@ -119,6 +124,7 @@ class IronpostApp(App[int]):
         self._drawn_sample: object = None
         self._drawn_alerts = -1
         self._drawn_rules = -1
+        self._drawn_top = -1
         self._shown_data = False
         self.editing = RuleEditing(self)
         self.leaving = Leaving(self)
@@ -161,7 +167,13 @@ class IronpostApp(App[int]):
 
     def on_ready(self) -> None:
         """The main screen is composed: wire it to the source and start polling."""
-        for pane in (self.main.query_one(EventTable), self.main.query_one(AlertTable), self.main.query_one(RulesPane)):
+        main = self.main
+        for pane in (
+            main.query_one(EventTable),
+            main.query_one(AlertTable),
+            main.query_one(RulesPane),
+            main.query_one(TopPane),
+        ):
             pane.read_only = self.read_only
         self.main.query_one(RulesPane).capacity = self.info.blocklist_capacity
         self.set_interval(self.settings.refresh_secs, self.redraw)
@@ -229,6 +241,9 @@ class IronpostApp(App[int]):
     def on_alerts_changed(self, message: AlertsChanged) -> None:
         self.state.change_alerts(message.changes)
 
+    def on_top_sampled(self, message: TopSampled) -> None:
+        self.state.set_top(message.top)
+
     def on_rules_refreshed(self, message: RulesRefreshed) -> None:
         self.state.set_rules(message.rules)
 
@@ -275,10 +290,15 @@ class IronpostApp(App[int]):
             if self.detail is not None:
                 self.detail.add_events(new)
         events.lost = state.events_lost()
-        if state.alerts_version != self._drawn_alerts:
+        top_changed = state.top_version != self._drawn_top
+        if top_changed:
+            self._drawn_top = state.top_version
+            if state.top is not None:
+                main.query_one(TopPane).top = state.top
+        if state.alerts_version != self._drawn_alerts or top_changed:
             self._drawn_alerts = state.alerts_version
             alerts.alerts = tuple(state.alerts.values())
-            main.query_one(TrafficPane).offenders = top_offenders(state.alerts.values())
+            main.query_one(TrafficPane).offenders = top_offenders(state.top, state.alerts.values())
         if state.rules_version != self._drawn_rules:
             self._drawn_rules = state.rules_version
             rules.rules = state.rules
@@ -409,6 +429,9 @@ class IronpostApp(App[int]):
         fields: tuple[str, ...]
         if kind == "events":
             rows, fields = event_rows(self.main.query_one(EventTable).exportable()), EVENT_FIELDS
+        elif kind == "top":
+            pane = self.main.query_one(TopPane)
+            rows, fields = top_rows(pane.kind.value, pane.window.value, pane.rows()), TOP_FIELDS
         else:
             acked = self.main.query_one(AlertTable).acknowledged
             rows, fields = alert_rows(self.state.alerts.values(), acked), ALERT_FIELDS
@@ -463,6 +486,16 @@ class IronpostApp(App[int]):
 
     def on_alert_table_unblock_requested(self, message: AlertTable.UnblockRequested) -> None:
         self.editing.unblock(message.address, Origin.ALERTS)
+
+    def on_top_pane_block_requested(self, message: TopPane.BlockRequested) -> None:
+        self.editing.block(message.address, message.why, Origin.TOP)
+
+    def on_top_pane_monitor_requested(self, message: TopPane.MonitorRequested) -> None:
+        self.editing.add(message.rule, Origin.TOP)
+
+    def on_top_pane_detail_requested(self, message: TopPane.DetailRequested) -> None:
+        if not isinstance(self.screen, TopDetailScreen):
+            self.push_screen(TopDetailScreen(message.title, message.fields))
 
     def on_edit_applied(self, message: EditApplied) -> None:
         self.editing.applied(message.edit, message.text)

@@ -23,6 +23,7 @@ class Origin(StrEnum):
     ALERTS = "alerts"
     RULES = "rules"
     DETAIL = "detail"  # an alert's detail (shown in the alerts pane once it is closed)
+    TOP = "top"  # the top talkers pane
 
 
 @dataclass(frozen=True)

@@ -59,30 +59,27 @@ def row_text(e: PacketEvent) -> str:
 def _term(word: str) -> Test:
     name, colon, value = word.partition(":")
     name = name.lower()
-    if colon and name not in FIELDS and _looks_like_key(name, word):
-        close = difflib.get_close_matches(name, FIELDS, n=1)
-        hint = f" (did you mean {close[0]}:?)" if close else ""
-        raise ValueError(f"'{word}': unknown key '{name}'{hint}: the keys are {', '.join(k + ':' for k in FIELDS)}")
+    check_key(word, name, colon)
     if not colon or name not in FIELDS:
         needle = word.lower()
         return lambda e: needle in row_text(e)
     if not value:
         raise ValueError(f"'{word}': give a value after the colon")
     if name in ("src", "dst"):
-        net = _network(word, value)
+        net = network(word, value)
         if name == "src":
             return lambda e: e.src.version == net.version and e.src in net
         return lambda e: e.dst.version == net.version and e.dst in net
     if name == "proto":
-        number = _protocol(word, value)
+        number = protocol(word, value)
         return lambda e: e.protocol == number
     if name in ("port", "sport", "dport"):
-        port = _port(word, value)
+        number = port(word, value)
         if name == "sport":
-            return lambda e: e.src_port == port
+            return lambda e: e.src_port == number
         if name == "dport":
-            return lambda e: e.dst_port == port
-        return lambda e: port in (e.src_port, e.dst_port)
+            return lambda e: e.dst_port == number
+        return lambda e: number in (e.src_port, e.dst_port)
     if name == "verdict":
         try:
             verdict = Verdict(value.lower())
@@ -91,6 +88,14 @@ def _term(word: str) -> Test:
         return lambda e: e.verdict is verdict
     rule_id = value
     return lambda e: e.rule_id == rule_id
+
+
+def check_key(word: str, name: str, colon: str) -> None:
+    """ValueError for ``srcip:...``: a key that is none of FIELDS (not an address or a time)."""
+    if colon and name not in FIELDS and _looks_like_key(name, word):
+        close = difflib.get_close_matches(name, FIELDS, n=1)
+        hint = f" (did you mean {close[0]}:?)" if close else ""
+        raise ValueError(f"'{word}': unknown key '{name}'{hint}: the keys are {', '.join(k + ':' for k in FIELDS)}")
 
 
 def _looks_like_key(name: str, word: str) -> bool:
@@ -104,14 +109,14 @@ def _looks_like_key(name: str, word: str) -> bool:
     return False
 
 
-def _network(word: str, value: str) -> IPNetwork:
+def network(word: str, value: str) -> IPNetwork:
     try:
         return ipaddress.ip_network(value, strict=False)
     except ValueError:
         raise ValueError(f"'{word}': not an address or prefix (like 198.51.100.7 or 2001:db8::/32)") from None
 
 
-def _protocol(word: str, value: str) -> int:
+def protocol(word: str, value: str) -> int:
     number = fmt.PROTOCOL_NUMBERS.get(value.lower())
     if number is not None:
         return number
@@ -120,7 +125,7 @@ def _protocol(word: str, value: str) -> int:
     raise ValueError(f"'{word}': a protocol is tcp, udp, icmp, icmpv6 or a number 0-255")
 
 
-def _port(word: str, value: str) -> int:
+def port(word: str, value: str) -> int:
     if value.isdigit() and int(value) <= 65535:
         return int(value)
     raise ValueError(f"'{word}': a port is a number 0-65535")

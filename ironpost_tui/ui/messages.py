@@ -15,6 +15,7 @@ from textual.widget import Widget
 from ironpost_tui.detectors import AlertChange
 from ironpost_tui.engine.feed import SourceInfo, Update
 from ironpost_tui.model import FilterRule, PacketEvent, RuleStatus, StatsSample
+from ironpost_tui.triage.values import TopSnapshot
 from ironpost_tui.ui.edits import Edit
 
 # --- bases of the widgets' own requests -------------------------------------------
@@ -114,6 +115,17 @@ class RulesRefreshed(Message):
         return isinstance(message, RulesRefreshed)
 
 
+class TopSampled(Message):
+    """The latest top-talker lists; a later one makes a queued one stale."""
+
+    def __init__(self, top: TopSnapshot) -> None:
+        super().__init__()
+        self.top = top
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, TopSampled)
+
+
 class NoticePosted(Message):
     """A line for the operator: a reload, an expiry, a refusal, the interface state."""
 
@@ -149,6 +161,8 @@ def messages_for(update: Update) -> Iterator[Message]:
         yield EventsReceived(update.events)
     if update.alerts:
         yield AlertsChanged(update.alerts)
+    if update.top is not None:
+        yield TopSampled(update.top)
     for text in update.notices:
         yield NoticePosted(text)
     yield SourceAdvanced(update.at)

@@ -20,6 +20,7 @@ from ironpost_tui.ui.widgets.alert_table import AlertTable
 from ironpost_tui.ui.widgets.event_table import EventTable
 from ironpost_tui.ui.widgets.rule_form import RuleForm
 from ironpost_tui.ui.widgets.rules_pane import RulesPane
+from ironpost_tui.ui.widgets.top_pane import TopPane
 
 if TYPE_CHECKING:
     from ironpost_tui.ui.app import IronpostApp
@@ -138,8 +139,17 @@ class RuleEditing:
             app.post_message(EditApplied(edit, text))
 
     # --- the outcome ---------------------------------------------------------------------
-    def pane(self, origin: Origin) -> EventTable | AlertTable | RulesPane | AlertDetailScreen:
+    def add(self, rule: FilterRule, origin: Origin) -> None:
+        """Add a rule made for the operator (a monitor rule from the Top pane), or update the one of its id."""
+        if self.app.read_only:
+            return
+        exists = any(s.rule.id == rule.id for s in self.app.state.rules)
+        self.run(Edit(EditKind.UPDATE if exists else EditKind.ADD, rule, origin=origin))
+
+    def pane(self, origin: Origin) -> EventTable | AlertTable | RulesPane | AlertDetailScreen | TopPane:
         main = self.app.main
+        if origin is Origin.TOP:
+            return main.query_one(TopPane)
         if origin is Origin.EVENTS:
             return main.query_one(EventTable)
         if origin is Origin.DETAIL and self.app.detail is not None:

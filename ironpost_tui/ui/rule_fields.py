@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ironpost_tui.config.durations import EXAMPLES, format_duration, parse_duration
 from ironpost_tui.errors import RuleRefused
 from ironpost_tui.model import Action, FilterRule, IPNetwork
 from ironpost_tui.rules import placement as kernel_rules
 from ironpost_tui.text import escape, unsafe
+from ironpost_tui.triage.values import TopKind
 from ironpost_tui.ui import format as fmt
 
 MAX_ID_CHARS = 64
@@ -142,4 +143,19 @@ def block_rule(address: str, seconds: int | None, now: float, why: str) -> Filte
     )
 
 
-__all__ = ["EXAMPLES", "RuleFields", "RuleInputError", "block_rule", "parse_rule"]
+def monitor_rule(kind: TopKind, key: str, why: str) -> FilterRule:
+    """A monitor rule for a top talker: its source address, its destination address, or its
+    destination port and protocol ("tcp/22")."""
+    if kind is TopKind.PORTS:
+        proto, _, port = key.partition("/")
+        number = fmt.PROTOCOL_NUMBERS.get(proto, int(proto) if proto.isdigit() else None)
+        return FilterRule(
+            id=f"monitor-{proto}-{port}", action=Action.MONITOR, dst_port=int(port), protocol=number, description=why
+        )
+    net = kernel_rules.network(key)
+    side = "src" if kind is TopKind.SOURCES else "dst"
+    rule = FilterRule(id=f"monitor-{side}-{net.network_address}", action=Action.MONITOR, description=why)
+    return replace(rule, src_ip=net) if kind is TopKind.SOURCES else replace(rule, dst_ip=net)
+
+
+__all__ = ["EXAMPLES", "RuleFields", "RuleInputError", "block_rule", "monitor_rule", "parse_rule"]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from ironpost_tui.detectors import Alert, AlertChange
 from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.model import Action, PacketEvent, RuleStatus, StatsSample
+from ironpost_tui.triage.values import TopSnapshot
 from ironpost_tui.ui import format as fmt
 
 EVENTS_KEPT = 5_000  # events held in memory (the table shows the newest of them)
@@ -31,6 +32,8 @@ class ConsoleState:
     alerts_version: int = 0
     rules_version: int = 0
     reset_pending: bool = False  # a replay jumped: widgets forget what they showed
+    top: TopSnapshot | None = None  # the latest top-talker lists
+    top_version: int = 0
 
     @property
     def sample(self) -> StatsSample | None:
@@ -64,6 +67,11 @@ class ConsoleState:
         self.rules_version += 1
         self.version += 1
 
+    def set_top(self, top: TopSnapshot) -> None:
+        self.top = top
+        self.top_version += 1
+        self.version += 1
+
     def notice(self, text: str) -> None:
         self.notices.append(fmt.text(text))
         self.version += 1
@@ -74,6 +82,8 @@ class ConsoleState:
         self.alerts.clear()
         self.pending.clear()
         self.rules = ()
+        self.top = None
+        self.top_version += 1
         self.alerts_version += 1
         self.rules_version += 1
         self.reset_pending = True

@@ -1,7 +1,7 @@
-"""The main view: status line, the four panes, the footer; which pane has the keys.
+"""The main view: status line, the five panes, the footer; which pane has the keys.
 
-Wide and tall terminals show the panes in a 2×2 grid; narrow or short ones
-(80×24 over SSH) show one pane at a time, switched with 1-4 or tab.
+Wide and tall terminals show the panes in a grid; narrow or short ones
+(80×24 over SSH) show one pane at a time, switched with 1-5 or tab.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from ironpost_tui.ui.widgets.event_table import EventTable
 from ironpost_tui.ui.widgets.pane_tabs import PANE_TITLES, PaneTabs
 from ironpost_tui.ui.widgets.rules_pane import RulesPane
 from ironpost_tui.ui.widgets.status_bar import StatusBar
+from ironpost_tui.ui.widgets.top_pane import TopPane
 from ironpost_tui.ui.widgets.traffic_pane import TrafficPane
 
 
@@ -37,6 +38,7 @@ class MainScreen(Screen[None]):
         Binding("2", "pane(1)", "Alerts", show=False),
         Binding("3", "pane(2)", "Events", show=False),
         Binding("4", "pane(3)", "Rules", show=False),
+        Binding("5", "pane(4)", "Top", show=False),
         Binding("z", "zoom", "Zoom", show=False),
         Binding("space", "app.pause", "Pause"),
         Binding("a", "app.add_rule", "Add"),
@@ -66,11 +68,12 @@ class MainScreen(Screen[None]):
             yield AlertTable(id="alerts", classes="pane")
             yield EventTable(id="events", classes="pane", cursor_blink=self._cursor_blink)
             yield RulesPane(id="rules", classes="pane")
+            yield TopPane(id="top", classes="pane", cursor_blink=self._cursor_blink)
         yield Footer(compact=True)
 
     @property
     def panes(self) -> tuple[Widget, ...]:
-        return tuple(self.query_one(f"#{name}") for name in ("traffic", "alerts", "events", "rules"))
+        return tuple(self.query_one(f"#{name}") for name in ("traffic", "alerts", "events", "rules", "top"))
 
     def on_mount(self) -> None:
         for i, (pane, title) in enumerate(zip(self.panes, PANE_TITLES, strict=True)):

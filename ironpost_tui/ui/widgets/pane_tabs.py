@@ -1,4 +1,4 @@
-"""Which pane is shown (1-4) and the latest notice, on one line."""
+"""Which pane is shown (1-5) and the latest notice, on one line."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from textual.widgets import Static
 
 from ironpost_tui.ui import format as fmt
 
-PANE_TITLES = ("Traffic", "Alerts", "Events", "Rules")
+PANE_TITLES = ("Traffic", "Alerts", "Events", "Rules", "Top")
 
 
 class PaneTabs(Static):

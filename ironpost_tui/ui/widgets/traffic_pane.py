@@ -87,16 +87,18 @@ class TrafficPane(Vertical, can_focus=True):
         self.watch_offenders(self.offenders)
 
     def watch_offenders(self, offenders: tuple[Offender, ...]) -> None:
-        """Top offenders, from the alerts: one line each, the source never cut."""
+        """Top offenders, from the top talkers (or the alerts): one line each, the source never cut."""
         if not self.is_mounted:
             return
-        head = Content.styled("top offenders (from the alerts)", "bold $text-muted")
+        counted = any(o.rates for o in offenders)
+        what = "top talkers over 10 s (5: Top pane)" if counted else "top offenders (from the alerts)"
+        head = Content.styled(what, "bold $text-muted")
         if not offenders:
             lines = [head + Content.styled(": none active", "$text-muted")]
         else:
             lines = [head]
             for o in offenders:
-                found = " · ".join(f"{detector} {fmt.count(count)}" for detector, count in o.alerts)
+                found = " · ".join([o.rates] * bool(o.rates) + [f"{d} {fmt.count(n)}" for d, n in o.alerts])
                 lines.append(Content.assemble((fmt.text(o.source) + "  ", "bold"), found))
         self.query_one("#offenders", Static).update(Content("\n").join(lines))
 
