@@ -13,10 +13,10 @@ _WINDOWS = {w.value: w for w in RateWindow}
 
 def _row(value: object) -> TopRow:
     d = codec.obj(value, "top row")
-    rates = [codec.number(d, k, 0, MAX_RATE) for k in ("pps", "bps", "syn_ps", "drop_ps")]
+    pps, bps, syn_ps, drop_ps = (codec.number(d, k, 0, MAX_RATE) for k in ("pps", "bps", "syn_ps", "drop_ps"))
     first = codec.number(d, "first_seen", 0, codec.MAX_WALL_CLOCK)
     last = codec.number(d, "last_seen", 0, codec.MAX_WALL_CLOCK)
-    return TopRow(codec.string(d, "key")[:64], *rates, first, last)
+    return TopRow(codec.string(d, "key")[:64], pps, bps, syn_ps, drop_ps, first, last)
 
 
 def _counted(value: object, what: str) -> tuple[tuple[str, int], ...]:
