@@ -1,7 +1,7 @@
 """Rates over 1 s, 10 s and 60 s windows, from the reader's deltas (the clock passed in).
 
 Each read's deltas cover the time since the previous read.  A window keeps the reads whose interval
-lies within it (with a tenth's slack for a read a little late) and a running sum of their counts,
+lies within it (with a little slack for a read a little late) and a running sum of their counts,
 so a rate is what was counted divided by exactly the time it was counted over: reads a little early
 or late change the span, not the accuracy.  Memory is bounded whatever the traffic: each read keeps
 its KEEP_PER_READ busiest keys per list, and first/last-seen times are kept for SEEN_MAX keys.
@@ -24,7 +24,9 @@ from ironpost_tui.triage.values import RateWindow, SourceDetail, TopColumn, TopK
 KEEP_PER_READ = 256  # keys per list a read keeps (the most packets): a spoofed flood's others are noise
 LIST_ROWS = 50  # rows per list and window: the top by each column, together
 SEEN_MAX = 4_096  # keys whose first/last seen and tenure are kept
-SLACK = 1.1  # a window takes reads whose interval started up to this times its length ago
+# A window takes the reads whose interval started within its length ago, give or take this much for a read
+# a little late (the engine reads every 0.5 s, on a loaded machine not to the millisecond).
+SLACK = 0.25
 _COLUMN_INDEX = {TopColumn.PPS: 0, TopColumn.BPS: 1, TopColumn.SYN_PS: 2, TopColumn.DROP_PS: 3}
 _IP_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6"}
 
@@ -68,7 +70,7 @@ class _Window:
                 else:
                     for i, v in enumerate(c):
                         acc[i] += v
-        while self.reads and read.at - self.reads[0].since > self.window * SLACK:
+        while self.reads and read.at - self.reads[0].since > self.window + min(SLACK, self.window / 10):
             self._drop(self.reads.popleft())
 
     def _drop(self, read: _Read) -> None:
