@@ -41,7 +41,9 @@ def frame_cfg(lab: netlab.Lab, src: str, *, dport: int = 9, syn: bool = False, v
     saddr = _bytes(s) if not spoofed_low16 else ", ".join(f"0x{b:02x}" for b in s.packed[:2]) + ", drnd(2)"
     proto, l4len = (6, 20) if syn else (17, 8)
     if syn:
-        l4 = f"const16(40000), const16({dport}), drnd(4), const32(0), 0x50, 0x02, const16(64240), const16(0), const16(0)"
+        l4 = (
+            f"const16(40000), const16({dport}), drnd(4), const32(0), 0x50, 0x02, const16(64240), const16(0), const16(0)"
+        )
     else:
         l4 = f"const16(40000), const16({dport}), const16({l4len}), const16(0)"
     if s.version == 4:
