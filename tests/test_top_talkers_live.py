@@ -138,7 +138,7 @@ def test_five_hosts_are_ranked_with_their_rates_in_the_pane_and_in_top(
                 # w: the 1 s window; each rate there within 10% as well.
                 await pilot.press("w")
                 assert pane.window is RateWindow.S60
-                await pilot.press("w", "w")
+                await pilot.press("w")  # after 60 s: back to 1 s
                 assert pane.window is RateWindow.S1
                 check_ranks_and_rates([(r.key, r.pps) for r in pane.rows() if r.key in srcs], srcs, "1 s")
                 senders.wait(SEND_SECS + 30)
