@@ -8,6 +8,7 @@ import asyncio
 import ipaddress
 import threading
 from dataclasses import replace
+from pathlib import Path
 
 from textual.message import Message
 from textual.pilot import Pilot
@@ -33,6 +34,7 @@ from ironpost_tui.ui.app import IronpostApp, make_app
 from .common import REPO
 
 RECORDING = REPO / "tests" / "recordings" / "lab.ipr.gz"
+TOP_RECORDING = REPO / "tests" / "recordings" / "top.ipr.gz"  # top talkers (support/top_recording.py)
 T0 = 1_800_000_000.0  # the fake source's wall clock at start
 # No redraw from the timer while a test runs: tests call app.redraw() when they want one.
 TEST_SETTINGS = ConsoleSettings(refresh_secs=60.0)
@@ -49,9 +51,11 @@ class FrozenClock:
         return self.t
 
 
-def replay_app(speed: float = 1.0, theme: str | None = None) -> tuple[IronpostApp, ReplaySource, FrozenClock]:
+def replay_app(
+    speed: float = 1.0, theme: str | None = None, recording: Path = RECORDING
+) -> tuple[IronpostApp, ReplaySource, FrozenClock]:
     clock = FrozenClock()
-    source = ReplaySource(RECORDING, speed=speed, clock=clock)
+    source = ReplaySource(recording, speed=speed, clock=clock)
     return make_app(TEST_SETTINGS, source, theme=theme, cursor_blink=False), source, clock
 
 

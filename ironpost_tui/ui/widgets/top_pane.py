@@ -223,7 +223,7 @@ class TopPane(Vertical):
 
     def _show_detail(self) -> None:
         row = self.selected()
-        fields = self._fields(row)[:4] if row is not None else []
+        fields = self._fields(row) if row is not None else []
         self.query_one(FieldList).show(fields, "nothing counted yet in this window")
 
     def _show_status(self) -> None:
