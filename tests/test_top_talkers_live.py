@@ -22,7 +22,6 @@ from support import engine as running
 from support.metrics_lab import bcrypt_hash, client_context, fetch, self_signed
 from support.traffic import Probe
 from support.ui import TEST_SETTINGS, Messages
-from textual.pilot import Pilot
 
 from ironpost_tui.engine.engine import Engine, EngineOptions
 from ironpost_tui.engine.live import LiveSource
