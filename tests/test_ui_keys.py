@@ -144,14 +144,16 @@ def test_number_keys_and_tab_switch_panes_at_80x24() -> None:
         main = main_of(pilot)
         shown = lambda: [p.id for p in main.panes if p.display and p.region.height > 0]  # noqa: E731
         assert shown() == ["traffic"]
-        for key, name in (("2", "alerts"), ("3", "events"), ("4", "rules"), ("1", "traffic")):
+        for key, name in (("2", "alerts"), ("3", "events"), ("4", "rules"), ("5", "top"), ("1", "traffic")):
             await pilot.press(key)
             assert shown() == [name]
         await pilot.press("tab")
         assert shown() == ["alerts"]
         await pilot.press("shift+tab", "shift+tab")
+        assert shown() == ["top"]
+        assert main.focused is not None and main._pane_of(main.focused) == 4
+        await pilot.press("shift+tab")
         assert shown() == ["rules"]
-        assert main.focused is not None and main._pane_of(main.focused) == 3
 
     on_replay(scenario, NARROW)
 
