@@ -65,7 +65,8 @@ def test_main_view(snap_compare: Any, size: tuple[int, int]) -> None:
     draw a flat baseline), the alerts pane with a red border (HIGH syn_flood, MEDIUM port_scan;
     below them alert 1's summary, count, first and last seen), events following the tail
     (drop-telnet, tcp, S), rules (watch-dns, drop-telnet, doc-net with about 59m55s left; below
-    them watch-dns in full, three fields a line, and its nft command); at 80×24 the traffic pane
+    them watch-dns in full, three fields a line, and its nft command) and beside them the Top pane, empty
+    (this recording predates the top talkers: tests/test_ui_top_snapshots.py); at 80×24 the traffic pane
     alone, its sparklines three rows tall, and below them 'top offenders (from the alerts)':
     198.18.207.246 syn_flood 263,943 · port_scan 101."""
     assert shoot(snap_compare, size)
