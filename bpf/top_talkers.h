@@ -49,9 +49,7 @@ static __always_inline struct top_set *top_port_lookup(__u32 *set);
 static __always_inline struct top_way *top_way_of(void *ways, __u32 stride, __u64 a0, __u64 a1, __u32 rest,
 						  __u32 gen, int *fresh)
 {
-	__u32 wi = 0;
-	__u64 least = ~0ULL;
-
+	/* Compares only, until the key is found: what nearly every packet does. */
 #pragma unroll
 	for (__u32 i = 0; i < TOP_WAYS; i++) {
 		struct top_way *w = ways + i * stride;
@@ -61,11 +59,17 @@ static __always_inline struct top_way *top_way_of(void *ways, __u32 stride, __u6
 		__builtin_memcpy(&k0, ALIGNED8(w->key.addr), 8);
 		__builtin_memcpy(&k1, ALIGNED8(w->key.addr + 8), 8);
 		__builtin_memcpy(&kr, &w->key.family, 4);
-		if (!((k0 ^ a0) | (k1 ^ a1)) && kr == rest) {
+		if (!((k0 ^ a0) | (k1 ^ a1) | (kr ^ rest))) {
 			*fresh = 0;
 			return w;
 		}
-		/* Unused (never seen: packets 0) and stale ways score 0: taken first. */
+	}
+	/* A new key: the way with the fewest packets; unused (packets 0) and stale ways score 0. */
+	__u32 wi = 0;
+	__u64 least = ~0ULL;
+#pragma unroll
+	for (__u32 i = 0; i < TOP_WAYS; i++) {
+		struct top_way *w = ways + i * stride;
 		__u64 score = gen - w->seen_gen >= TOP_STALE_GENS ? 0 : w->packets;
 		if (score < least) {
 			least = score;

@@ -34,6 +34,8 @@ from ironpost_tui.ui.widgets.rule_form import RuleForm  # noqa: E402
 NARROW = (80, 24)
 WIDE = (160, 48)
 DEFAULT_RECORDING = ROOT / "tests" / "recordings" / "lab.ipr.gz"
+TOP_RECORDING = ROOT / "tests" / "recordings" / "top.ipr.gz"  # top talkers (tests/support/top_recording.py)
+TOP_AT = 12.0
 SETTINGS = ConsoleSettings(refresh_secs=60.0)  # no timer redraws: the script redraws when it wants
 
 Then = Callable[[IronpostApp], Awaitable[None]]
@@ -60,6 +62,8 @@ class Shot:
     keys: tuple[str, ...] = ()
     then: Then | None = None
     what: str = ""
+    recording: Path | None = None  # None: --recording, played to --at
+    at: float | None = None
 
 
 SHOTS = (
@@ -74,6 +78,8 @@ SHOTS = (
     Shot("rule-form-160x48", WIDE, then=_rule_form, what="the rule form"),
     Shot("chart-160x48", WIDE, ("1", "down", "g"), what="the chart of TCP"),
     Shot("export-80x24", NARROW, ("3", "E"), _export, what="the export dialog"),
+    Shot("top-80x24", NARROW, ("5",), what="the top talkers", recording=TOP_RECORDING, at=TOP_AT),
+    Shot("top-160x48", WIDE, ("5", "z"), what="the top talkers zoomed", recording=TOP_RECORDING, at=TOP_AT),
 )
 
 
@@ -159,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.only and shot.name not in args.only:
             continue
         svg = args.out / f"{shot.name}.svg"
-        svg.write_text(shoot(shot, args.recording, args.at, args.theme), encoding="utf-8")
+        recording, at = shot.recording or args.recording, shot.at if shot.at is not None else args.at
+        svg.write_text(shoot(shot, recording, at, args.theme), encoding="utf-8")
         written.append(svg)
         if not args.no_png:
             png = svg.with_suffix(".png")
