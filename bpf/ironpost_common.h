@@ -306,6 +306,7 @@ struct dst_set {
 #define TOP_STALE_GENS 20 /* TICK generations (detection ticks, 0.5 s by default): 10 s */
 #define TOP_PORT_SLOTS 4  /* a source's destination ports kept */
 #define TOP_PROTOS 4      /* a source's packets by STATS_TCP, STATS_UDP, STATS_ICMP, STATS_OTHER */
+#define TOP_SAMPLE_LOG2 2 /* TOP_DST and TOP_PORT count one packet in 4, as 4 (top_talkers.h); TOP_SRC all */
 
 /* A top table's key: an address (TOP_SRC, TOP_DST; IPv4 in the first 4 bytes), or for TOP_PORT
  * none and (protocol, port).  family 0: a way not in use. */

@@ -314,7 +314,7 @@ int ironpost_xdp(struct xdp_md *ctx)
 	int dropped = verdict == VERDICT_DROP;
 	__u32 proto_idx = stats_index(pp->family, pp->protocol);
 	count_packet(proto_idx, len, dropped);
-	top_count(pp, tick->gen, len, dropped, cfg->hash_seed, proto_idx);
+	top_count(pp, tick->gen, len, dropped, cfg->hash_seed, proto_idx, sc->seq);
 	count_packet(STATS_TOTAL, len, dropped);
 	if (pp->ports == PORTS_HIDDEN)
 		count_packet(STATS_FRAGMENTS, len, dropped);

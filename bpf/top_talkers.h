@@ -85,12 +85,13 @@ static __always_inline struct top_way *top_way_of(void *ways, __u32 stride, __u6
 	return w;
 }
 
-static __always_inline void top_add(struct top_way *w, __u32 len, int syn, int dropped, __u32 seen)
+/* Count a packet ``shift`` stands for 2^shift of (a sampled table's). */
+static __always_inline void top_add(struct top_way *w, __u32 len, int syn, int dropped, __u32 seen, __u32 shift)
 {
-	w->packets += 1;
-	w->bytes += len;
-	w->syns += syn;
-	w->drops += dropped;
+	w->packets += 1U << shift;
+	w->bytes += (__u64)len << shift;
+	w->syns += (__u32)syn << shift;
+	w->drops += (__u32)dropped << shift;
 	w->seen_gen = seen;
 }
 
@@ -116,8 +117,14 @@ static __always_inline void top_src_port(struct top_src_way *s, __u32 port_key)
 }
 
 /* Count a parsed packet (family set) by its source, destination and destination port.  gen is
- * TICK's generation; seen, the ways' seen_gen, is gen + 1 so that 0 means never. */
-static __always_inline void top_count(struct pkt *p, __u32 gen, __u32 len, int dropped, __u32 seed, __u32 proto_idx)
+ * TICK's generation; seen, the ways' seen_gen, is gen + 1 so that 0 means never.  seq is the CPU's
+ * packet count: TOP_DST and TOP_PORT count one packet in 2^TOP_SAMPLE_LOG2, each for 2^TOP_SAMPLE_LOG2
+ * (sampled as sFlow does, to halve the cost), the ones whose seq * 2^64/phi falls in the lowest
+ * 2^-TOP_SAMPLE_LOG2 of the range: a Weyl sequence, evenly spread over any traffic pattern, with no
+ * random number to draw.  Sources, whose rates the pane ranks and whose drops block decisions follow,
+ * count every packet. */
+static __always_inline void top_count(struct pkt *p, __u32 gen, __u32 len, int dropped, __u32 seed, __u32 proto_idx,
+				      __u64 seq)
 {
 	if (!p->family)
 		return;
@@ -139,18 +146,21 @@ static __always_inline void top_count(struct pkt *p, __u32 gen, __u32 len, int d
 		if (fresh)
 			__builtin_memset((void *)s + sizeof(struct top_way), 0,
 					 sizeof(*s) - sizeof(struct top_way));
-		top_add(&s->w, len, syn, dropped, seen);
+		top_add(&s->w, len, syn, dropped, seen, 0);
 		s->proto_pkts[proto_idx & (TOP_PROTOS - 1)] += 1;
 		if (port)
 			top_src_port(s, (__u32)p->protocol << 16 | port);
 	}
 
+	if ((seq * HASH_MUL64) >> (64 - TOP_SAMPLE_LOG2))
+		return;
 	__builtin_memcpy(&a0, ALIGNED8(p->dst), 8);
 	__builtin_memcpy(&a1, ALIGNED8(p->dst + 8), 8);
 	set = hash_bucket(sketch_hash(p->dst, seed), TOP_DST_BITS) & (TOP_DST_SETS - 1);
 	struct top_set *ds = top_dst_lookup(&set);
 	if (ds)
-		top_add(top_way_of(ds->way, sizeof(ds->way[0]), a0, a1, rest, seen, &fresh), len, syn, dropped, seen);
+		top_add(top_way_of(ds->way, sizeof(ds->way[0]), a0, a1, rest, seen, &fresh), len, syn, dropped, seen,
+			TOP_SAMPLE_LOG2);
 
 	if (!port)
 		return;
@@ -158,7 +168,8 @@ static __always_inline void top_count(struct pkt *p, __u32 gen, __u32 len, int d
 	set = hash_32(((__u32)p->protocol << 16 | port) ^ seed, TOP_PORT_BITS) & (TOP_PORT_SETS - 1);
 	struct top_set *ps = top_port_lookup(&set);
 	if (ps)
-		top_add(top_way_of(ps->way, sizeof(ps->way[0]), 0, 0, rest, seen, &fresh), len, syn, dropped, seen);
+		top_add(top_way_of(ps->way, sizeof(ps->way[0]), 0, 0, rest, seen, &fresh), len, syn, dropped, seen,
+			TOP_SAMPLE_LOG2);
 }
 
 #endif /* IRONPOST_TOP_TALKERS_H */

@@ -79,6 +79,7 @@ TOP_WAYS = 4
 TOP_STALE_GENS = 20  # a way silent this many TICK generations is taken first
 TOP_PORT_SLOTS = 4  # a source's destination ports kept
 TOP_PROTOS = 4  # a source's packets by STATS_TCP .. STATS_OTHER
+TOP_SAMPLE_LOG2 = 2  # TOP_DST and TOP_PORT count one packet in 4, as 4; TOP_SRC every packet
 
 NSEC_PER_SEC = 1_000_000_000  # the kernel's times (TICK, RULE_HITS, events) are in ns
 # Ranks: a match's priority, monitor matches after every drop match; NO_MATCH: none (also
