@@ -31,6 +31,10 @@ CORE = [
     "ironpost_tui.ctl.commands",
     "ironpost_tui.engine.control_socket.server",
     "ironpost_tui.engine.control_socket.desk",
+    "ironpost_tui.triage.rates",
+    "ironpost_tui.triage.reader",
+    "ironpost_tui.triage.json_form",
+    "ironpost_tui.records.top_codec",
 ]
 UI = ("textual", "rich", "plotext")
 
