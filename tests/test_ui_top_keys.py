@@ -1,0 +1,129 @@
+"""The Top pane's keys on the top-talkers recording (no root): w and v, s, / (the events filter's
+syntax, and its refusals), enter, E (the rows as shown, to a file), m and b (a live source: the
+monitor rule added, the block-duration dialog; on a destination b says why not), and the Traffic
+pane's top offenders from the top talkers."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+from pathlib import Path
+
+from support.ui import TOP_RECORDING, FakeSource, Messages, live_app, play_to, replay_app
+from textual.widgets import Input
+
+from ironpost_tui.engine.feed import Update
+from ironpost_tui.model import Action
+from ironpost_tui.triage.values import RateWindow, TopKind, TopLists, TopRow, TopSnapshot
+from ironpost_tui.ui.messages import EditApplied, ExportWritten, TopSampled
+from ironpost_tui.ui.screens.block import BlockScreen
+from ironpost_tui.ui.screens.export import ExportScreen
+from ironpost_tui.ui.screens.top_detail import TopDetailScreen
+from ironpost_tui.ui.widgets.field_list import FieldList
+from ironpost_tui.ui.widgets.top_pane import TopPane
+from ironpost_tui.ui.widgets.traffic_pane import TrafficPane
+
+AT = 12.0
+
+
+def test_window_list_sort_filter_detail_and_export(tmp_path: Path) -> None:
+    app, _source, clock = replay_app(recording=TOP_RECORDING)
+
+    async def main() -> None:
+        messages = Messages()
+        async with app.run_test(size=(80, 24), message_hook=messages) as pilot:
+            await play_to(pilot, clock, AT)
+            await pilot.press("5")
+            pane = app.main.query_one(TopPane)
+            rows = pane.rows()
+            assert len(rows) >= 7 and [r.pps for r in rows] == sorted((r.pps for r in rows), reverse=True)
+            top = rows[0].key
+            # s: by the first column (addresses in order), S: the other way.
+            await pilot.press("s")
+            keys = [r.key for r in pane.rows()]
+            assert keys != [r.key for r in rows] and set(keys) == {r.key for r in rows}
+            await pilot.press("s", "s", "s", "s", "s", "s", "s")  # past the last column: back to packets/s
+            assert [r.key for r in pane.rows()] == [r.key for r in rows]
+            # /: src: keeps the sources in the prefix; a bad key is refused, the filter unchanged.
+            await pilot.press("slash")
+            box = pane.query_one(Input)
+            box.value = f"src:{top}/32"
+            await pilot.press("enter")
+            assert [r.key for r in pane.rows()] == [top]
+            await pilot.press("slash")
+            box.value = "srcip:1.2.3.4"
+            await pilot.press("enter")
+            assert "did you mean src:" in pane.problem and pane.filter_text == f"src:{top}/32"
+            await pilot.press("escape")
+            await pilot.press("slash")
+            box.value = ""
+            await pilot.press("enter")
+            assert len(pane.rows()) == len(rows)
+            # The detail under the table names the top row's ports; enter shows it whole in a dialog.
+            assert any(label == "dst ports" for label, _ in pane.query_one(FieldList).fields)
+            await pilot.press("enter")
+            assert isinstance(app.screen, TopDetailScreen) and top in app.screen.title_text
+            await pilot.press("escape")
+            # w: 10 s -> 60 s -> 1 s; v: sources -> destinations -> ports.
+            await pilot.press("w")
+            assert pane.window is RateWindow.S60
+            await pilot.press("v")
+            assert pane.kind is TopKind.DESTINATIONS and pane.rows()
+            await pilot.press("v")
+            assert pane.kind is TopKind.PORTS and "udp/9" in [r.key for r in pane.rows()]
+            # b in a replay: read-only, nothing asked.
+            await pilot.press("b")
+            assert not isinstance(app.screen, BlockScreen)
+            # E: the rows shown, as shown.
+            await pilot.press("E")
+            assert isinstance(app.screen, ExportScreen)
+            app.screen.query_one(Input).value = str(tmp_path / "top.csv")
+            await pilot.press("enter")
+            await messages.wait(ExportWritten, pilot, after=0)
+        # A replay is read-only: m and b are not offered.
+        assert not pane.check_action("monitor", ())
+
+    asyncio.run(main())
+    with (tmp_path / "top.csv").open() as f:
+        written = list(csv.DictReader(f))
+    assert {r["list"] for r in written} == {"ports"} and {r["window"] for r in written} == {"60"}
+    assert "udp/9" in [r["key"] for r in written]
+
+
+def snapshot(src: str = "198.18.250.9") -> TopSnapshot:
+    row = TopRow(src, 1_234.0, 1e6, 0.0, 0.0, 1_800_000_000.0, 1_800_000_050.0)
+    dst = TopRow("198.18.0.1", 1_234.0, 1e6, 0.0, 0.0, 1_800_000_000.0, 1_800_000_050.0)
+    lists = tuple(TopLists(w, (row,), (dst,), ()) for w in RateWindow)
+    return TopSnapshot(1_800_000_050.0, lists, ())
+
+
+def test_m_adds_a_monitor_rule_b_asks_for_a_duration_and_the_traffic_pane_lists_the_talkers() -> None:
+    source = FakeSource()
+    app = live_app(source)
+
+    async def main() -> None:
+        messages = Messages()
+        async with app.run_test(size=(80, 24), message_hook=messages) as pilot:
+            source.push(Update(top=snapshot(), at=1.0))
+            await messages.wait(TopSampled, pilot, after=0)
+            app.redraw()
+            await pilot.pause()
+            offenders = app.main.query_one(TrafficPane).offenders
+            assert [o.source for o in offenders] == ["198.18.250.9"] and "pkt/s" in offenders[0].rates
+            await pilot.press("5", "m")
+            await messages.wait(EditApplied, pilot, after=0)
+            rule = source.rules["monitor-src-198.18.250.9"]
+            assert rule.action is Action.MONITOR and str(rule.src_ip) == "198.18.250.9/32"
+            await pilot.press("b")
+            assert isinstance(app.screen, BlockScreen) and app.screen.address == "198.18.250.9"
+            await pilot.press("escape")
+            # v: on a destination, m monitors the destination.
+            await pilot.press("v", "m")
+            await messages.wait(EditApplied, pilot, after=1)
+            assert str(source.rules["monitor-dst-198.18.0.1"].dst_ip) == "198.18.0.1/32"
+            # b on a destination: not a source; nothing asked.
+            await pilot.press("b")
+            pane = app.main.query_one(TopPane)
+            assert "b blocks a source" in pane.problem and not isinstance(app.screen, BlockScreen)
+
+    asyncio.run(main())
