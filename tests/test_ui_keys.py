@@ -494,6 +494,9 @@ def test_the_palette_finds_the_incident_verbs_quit_once_and_only_our_themes() ->
 
         hits = await palette_hits(pilot, "block")
         assert "Block the selected alert's source" in hits and "Block the selected event's source" in hits
+        assert "Block the selected top talker" in hits
+        hits = await palette_hits(pilot, "top talker")
+        assert {"Top talkers: next window", "Monitor the selected top talker", "Export top talkers"} <= set(hits)
         hits = await palette_hits(pilot, "acknowledge")
         assert "Acknowledge the selected alert" in hits
         hits = await palette_hits(pilot, "quit")

@@ -10,6 +10,7 @@ from textual.app import SystemCommand
 from ironpost_tui.ui.widgets.alert_table import AlertTable
 from ironpost_tui.ui.widgets.event_table import EventTable
 from ironpost_tui.ui.widgets.rules_pane import RulesPane
+from ironpost_tui.ui.widgets.top_pane import TopPane
 
 if TYPE_CHECKING:
     from ironpost_tui.ui.app import IronpostApp
@@ -36,6 +37,10 @@ def console_commands(app: IronpostApp) -> Iterator[SystemCommand]:
         main.action_pane(3)
         return main.query_one(RulesPane)
 
+    def top() -> TopPane:
+        main.action_pane(4)
+        return main.query_one(TopPane)
+
     def theme(name: str) -> Callable[[], None]:
         return lambda: app.use_theme(name)
 
@@ -57,9 +62,14 @@ def console_commands(app: IronpostApp) -> Iterator[SystemCommand]:
         ("Export events", "The events (as filtered) to CSV or JSON (E)", lambda: app.action_export("events")),
         ("Export alerts", "Every alert to CSV or JSON (A)", lambda: app.action_export("alerts")),
         ("Copy the rule as an nft command", "The selected rule, to the clipboard (c)", lambda: rules().action_copy()),
+        ("Top talkers: next window", "1 s, 10 s, 60 s (w in top)", lambda: top().action_next_window()),
+        ("Top talkers: next list", "Sources, destinations, ports (v in top)", lambda: top().action_next_list()),
+        ("Top talker detail", "The selected row in full (enter in top)", lambda: top().action_open_detail()),
+        ("Filter top talkers", "src:ADDR, dst:ADDR, proto:tcp, port:N (/ in top)", lambda: top().action_filter()),
+        ("Export top talkers", "The list shown to CSV or JSON (E in top)", lambda: app.action_export("top")),
     ]
     commands += [(f"Theme: {name}", "Switch to this theme", theme(name)) for name in app.theme_names]
-    for i, name in enumerate(("traffic", "alerts", "events", "rules")):
+    for i, name in enumerate(("traffic", "alerts", "events", "rules", "top")):
         commands.append((f"Show the {name} pane", f"Key {i + 1}", show_pane(i)))
     if not app.read_only:
         commands += [
@@ -71,6 +81,9 @@ def console_commands(app: IronpostApp) -> Iterator[SystemCommand]:
              lambda: events().action_block()),
             ("Unblock the selected event's source", "Delete the drop rule on it (u in events)",
              lambda: events().action_unblock()),
+            ("Block the selected top talker", "For 10m, 1h, 24h or for good (b in top)",
+             lambda: top().action_block()),
+            ("Monitor the selected top talker", "A monitor rule on it (m in top)", lambda: top().action_monitor()),
             ("Add a rule", "Drop or monitor by address, port, protocol (a)", app.action_add_rule),
             ("Edit the selected rule", "In the rule form (e, enter in rules)", lambda: rules().action_edit()),
             ("Delete the selected rule", "After a confirmation (d in rules)", lambda: rules().action_delete()),
