@@ -53,6 +53,23 @@ def sh(*cmd: str, check: bool = True, timeout: float = 60) -> subprocess.Complet
     return proc
 
 
+def sh_env(env: dict[str, str], *cmd: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``sh`` with an environment of its own."""
+    proc = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, env=env)
+    if check and proc.returncode != 0:
+        raise BenchError(f"{' '.join(cmd)}: exit {proc.returncode}: {proc.stderr.strip() or proc.stdout.strip()}")
+    return proc
+
+
+def possible_cpus() -> int:
+    """/sys/devices/system/cpu/possible ("0-3"): a per-CPU map's value holds one slot per possible CPU."""
+    n = 0
+    for part in Path("/sys/devices/system/cpu/possible").read_text().strip().split(","):
+        lo, _, hi = part.partition("-")
+        n += int(hi or lo) - int(lo) + 1
+    return n
+
+
 @contextlib.contextmanager
 def tmpdir(prefix: str) -> Iterator[Path]:
     d = Path(tempfile.mkdtemp(prefix=f"ironpost-bench-{prefix}-"))
