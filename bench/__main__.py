@@ -42,8 +42,11 @@ def parse(argv: list[str]) -> core.Options:
     p.add_argument("--quick", action="store_true", help="shorter runs: a smoke test, figures are rough")
     p.add_argument("--only", default="", help=f"comma-separated benchmarks out of: {', '.join(BENCHES)}")
     p.add_argument("--soak-secs", type=float, default=60.0, help="memory soak length (default 60; the issue's 600)")
-    p.add_argument("--smoke", action="store_true",
-                   help="a few repeats of every line: checks each line still runs and judges its frames; no figure holds")
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a few repeats of every line: checks each line still runs and judges its frames; no figure holds",
+    )
     p.add_argument("--seed", type=int, default=19, help="the rule set's seed (default 19)")
     p.add_argument("--out", type=Path, default=core.RESULTS / "latest.json", help="where the JSON goes")
     p.add_argument("--verbose", action="store_true")

@@ -218,7 +218,9 @@ def run(report: Report, opts: core.Options) -> None:
                 if over is None and attempt < LOAD_ATTEMPTS:
                     continue  # a new load draws a new EXACT4 seed
                 if over is None:
-                    report.error(NAME, f"no EXACT4 bucket overflowed in {LOAD_ATTEMPTS} loads: the overflow frame is left out")
+                    report.error(
+                        NAME, f"no EXACT4 bucket overflowed in {LOAD_ATTEMPTS} loads: the overflow frame is left out"
+                    )
                 _measure(report, opts, p, rs, over, figs, rounds, repeat, n_rot, libbpf)
                 return
 
@@ -267,7 +269,9 @@ def _pooled(by_variant: dict[str, dict[str, dict[str, list[float]]]], prog: str,
 
 def _rotating(s: dict[str, dict[str, list[float]]], prog: str) -> float:
     """The stream's ns/packet: the floor's repeat figure plus the program's single runs above the floor's."""
-    return median(s[FLOOR]["rotating:repeat"]) + median(s[prog]["rotating:single"]) - median(s[FLOOR]["rotating:single"])
+    return (
+        median(s[FLOOR]["rotating:repeat"]) + median(s[prog]["rotating:single"]) - median(s[FLOOR]["rotating:single"])
+    )
 
 
 def _lines(report: Report, frames: list[Frame], rot_frames: list[Frame],
@@ -282,7 +286,9 @@ def _lines(report: Report, frames: list[Frame], rot_frames: list[Frame],
         if label == "rotating-source syn":
             ip = median(_rotating(s, IRONPOST) for s in by.values())
             fl = median(median(s[FLOOR]["rotating:repeat"]) for s in by.values())
-            fixed = median(median(s[IRONPOST]["fixed:single"]) - median(s[FLOOR]["rotating:single"]) for s in by.values())
+            fixed = median(
+                median(s[IRONPOST]["fixed:single"]) - median(s[FLOOR]["rotating:single"]) for s in by.values()
+            )
             raw = median(median(s[IRONPOST]["rotating:single"]) for s in by.values())
             raw_fl = median(median(s[FLOOR]["rotating:single"]) for s in by.values())
             n = len(rot_frames)
