@@ -41,7 +41,7 @@ def parse(argv: list[str]) -> core.Options:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--quick", action="store_true", help="shorter runs: a smoke test, figures are rough")
     p.add_argument("--only", default="", help=f"comma-separated benchmarks out of: {', '.join(BENCHES)}")
-    p.add_argument("--soak-secs", type=float, default=60.0, help="memory soak length (default 60; the issue's 600)")
+    p.add_argument("--soak-secs", type=float, default=600.0, help="memory soak length (default 600, the issue's)")
     p.add_argument(
         "--smoke",
         action="store_true",

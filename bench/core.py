@@ -26,7 +26,7 @@ PASS, FAIL, INFO, SKIP, ERROR = "PASS", "FAIL", "info", "SKIP", "ERROR"
 @dataclass(frozen=True)
 class Options:
     quick: bool = False
-    soak_secs: float = 60.0
+    soak_secs: float = 600.0
     only: tuple[str, ...] = ()
     verbose: bool = False
     smoke: bool = False  # a few repeats of every line: is each line still measurable (the test suite's run)
