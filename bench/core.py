@@ -209,3 +209,20 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "hostname": platform.node(),
     }
+
+
+def markdown_from_json(doc: dict[str, Any]) -> str:
+    """The README's performance table from a results JSON: where and what was measured, then every line."""
+    m, c = doc.get("machine", {}), doc.get("commit", {})
+    opts = doc.get("options", {})
+    mode = "smoke (no figure holds)" if opts.get("smoke") else "quick" if opts.get("quick") else "full"
+    dirty = " (work tree modified)" if c.get("dirty") else ""
+    failed = doc.get("failed", [])
+    head = (f"Run {doc.get('started', '?')}, commit `{str(c.get('sha', '?'))[:12]}`{dirty}, {mode} mode, "
+            f"order seed {doc.get('order_seed', '?')}: {m.get('cpu_model', '?')}, {m.get('cores', '?')} cores, "
+            f"kernel {m.get('kernel', '?')}, python {m.get('python', '?')}. ")  # fmt: skip
+    head += f"{len(failed)} line(s) failed or in error." if failed else "Every budget met."
+    lines = [Line(**{k: v for k, v in ln.items() if k in Line.__dataclass_fields__}) for ln in doc.get("lines", [])]
+    r = Report(Options())
+    r.lines = lines
+    return head + "\n\n" + r.markdown()
