@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 from collections.abc import Callable
 
@@ -41,7 +42,22 @@ class EventDecoder:
         return self.decode_all(EventRecords(raw, abi.PACKET_EVENT))[0]
 
     def decode_all(self, records: EventRecords) -> list[PacketEvent]:
-        """Every record of a batch, in order."""
+        """Every record of a batch, in order.
+
+        The cyclic garbage collector is held off while a batch is decoded: the loop makes thousands of
+        objects (events, and addresses new to the cache under a spoofed flood) and no reference cycle, and
+        the collector would otherwise run every 700 of them, a full collection of the whole heap whenever
+        the surviving addresses add up (measured: about half the decoding time with rotating sources).
+        It runs as usual once the batch is done."""
+        if not gc.isenabled():
+            return self._decode_all(records)
+        gc.disable()
+        try:
+            return self._decode_all(records)
+        finally:
+            gc.enable()
+
+    def _decode_all(self, records: EventRecords) -> list[PacketEvent]:
         offset = self._offset
         v4, v6 = self._v4, self._v6
         verdicts, pass_ = _VERDICTS, Verdict.PASS
