@@ -40,7 +40,7 @@ auto_block = true
 """
 
 
-def soak_once(lab: Any, workdir: Path, soak: float, random_src: bool, rs: ruleset.RuleSet) -> dict[str, Any]:
+def soak_once(lab: Any, workdir: Path, soak: float, random_src: bool, seed: int) -> dict[str, Any]:
     """One agent, one flood of ``soak`` seconds; RSS after attach, every second, and after; its alerts."""
     if random_src:
         # dst_ip /24 + protocol: a shape the rule set has (its ICMP rules'), so the 8 shapes suffice.
@@ -52,6 +52,9 @@ def soak_once(lab: Any, workdir: Path, soak: float, random_src: bool, rs: rulese
         cfg = rig.trafgen_cfg(lab, proto="udp", dport=9)
     head = rig.agent_config(rules) + (DETECTORS_AUTO_BLOCK if random_src else "")
     # The file's limit is 10,000 rules: the soak's own rule takes the place of the last multi-field rule.
+    # Built now, not once for the run: no rule may cover an address in use when the agent starts (another
+    # lab's, on a shared machine), or the agent refuses the file.
+    rs = ruleset.build(seed)
     rs = ruleset.RuleSet(rs.seed, rs.exact, rs.prefix4, rs.prefix6, rs.multi[: len(rs.multi) - len(rules)])
     out: dict[str, Any] = {"samples": [], "auto_block": random_src}
     with rig.agent(lab.host_if, workdir, rs.toml(head=head)) as ag:
@@ -88,11 +91,10 @@ def run(report: Report, opts: core.Options) -> None:
     figs: dict[str, Any] = {"soak_secs": soak}
     report.figures[NAME] = figs
     with rig.tmpdir("memory") as wd, rig.lab() as lab:
-        rs = ruleset.build(opts.seed)
         floor_rss = median(b_startup.floor_once(lab.host_if)[1] for _ in range(2))
         figs["floor_rss_mib"] = floor_rss
         for key in core.shuffled(("one_source", "spoofed"), report.rng):
-            figs[key] = soak_once(lab, wd / key, soak, key == "spoofed", rs)
+            figs[key] = soak_once(lab, wd / key, soak, key == "spoofed", opts.seed)
     first = True
     for key, what in (("one_source", "one-source UDP flood"), ("spoofed", "spoofed SYN flood, auto_block on")):
         f = figs[key]
