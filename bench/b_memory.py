@@ -94,7 +94,9 @@ def run(report: Report, opts: core.Options) -> None:
         floor_rss = median(b_startup.floor_once(lab.host_if)[1] for _ in range(2))
         figs["floor_rss_mib"] = floor_rss
         for key in core.shuffled(("one_source", "spoofed"), report.rng):
-            figs[key] = soak_once(lab, wd / key, soak, key == "spoofed", opts.seed)
+            figs[key] = rig.retry_host_address_race(
+                lambda key=key: soak_once(lab, wd / key, soak, key == "spoofed", opts.seed)  # type: ignore[misc]
+            )
     first = True
     for key, what in (("one_source", "one-source UDP flood"), ("spoofed", "spoofed SYN flood, auto_block on")):
         f = figs[key]

@@ -207,22 +207,27 @@ def run(report: Report, opts: core.Options) -> None:
     figs: dict[str, Any] = {"rounds": rounds, "repeat": repeat, "rotating_sources": n_rot, "seed": opts.seed}
     report.figures[NAME] = figs
     with rig.tmpdir("prog") as wd, rig.lab() as lab:
-        rs = ruleset.build(opts.seed)
-        figs["rules"] = {"exact": len(rs.exact), "prefix4": len(rs.prefix4), "prefix6": len(rs.prefix6),
-                         "multi_field": len(rs.multi), "total": rs.count}  # fmt: skip
-        for attempt in range(1, LOAD_ATTEMPTS + 1):
-            with product(lab, rs, wd) as p:
-                over, info = overflow_source(rs, p)
-                info["attempt"] = attempt
-                figs["exact4"] = info
-                if over is None and attempt < LOAD_ATTEMPTS:
-                    continue  # a new load draws a new EXACT4 seed
-                if over is None:
-                    report.error(
-                        NAME, f"no EXACT4 bucket overflowed in {LOAD_ATTEMPTS} loads: the overflow frame is left out"
-                    )
-                _measure(report, opts, p, rs, over, figs, rounds, repeat, n_rot, libbpf)
-                return
+        rig.retry_host_address_race(lambda: _run_on(report, opts, lab, wd, figs, rounds, repeat, n_rot, libbpf))
+
+
+def _run_on(report: Report, opts: core.Options, lab: Any, wd: Path, figs: dict[str, Any], rounds: int, repeat: int,
+            n_rot: int, libbpf: Any) -> None:  # fmt: skip
+    rs = ruleset.build(opts.seed)
+    figs["rules"] = {"exact": len(rs.exact), "prefix4": len(rs.prefix4), "prefix6": len(rs.prefix6),
+                     "multi_field": len(rs.multi), "total": rs.count}  # fmt: skip
+    for attempt in range(1, LOAD_ATTEMPTS + 1):
+        with product(lab, rs, wd) as p:
+            over, info = overflow_source(rs, p)
+            info["attempt"] = attempt
+            figs["exact4"] = info
+            if over is None and attempt < LOAD_ATTEMPTS:
+                continue  # a new load draws a new EXACT4 seed
+            if over is None:
+                report.error(
+                    NAME, f"no EXACT4 bucket overflowed in {LOAD_ATTEMPTS} loads: the overflow frame is left out"
+                )
+            _measure(report, opts, p, rs, over, figs, rounds, repeat, n_rot, libbpf)
+            return
 
 
 def _measure(report: Report, opts: core.Options, p: Product, rs: ruleset.RuleSet, over: Any,

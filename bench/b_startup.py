@@ -155,6 +155,8 @@ def wait_first_frame(t: Tmux, timeout: float = 120) -> float:
         screen = t.capture()
         if live(screen):
             return time.monotonic() - t.t_spawn
+        if rig.HOST_ADDRESS_RACE in " ".join(screen.split()):
+            raise rig.BenchError(f"the console refused the rules:\n{screen}")
         if not t.alive():
             raise rig.BenchError("the console exited before showing anything")
         time.sleep(0.005)
@@ -183,14 +185,20 @@ def run(report: Report, opts: core.Options) -> None:
                     figs["floor_s"].append(s)
                     figs["floor_rss_mib"].append(rss)
                 elif kind == "headless":
-                    s, rss, line = headless_once(lab.host_if, wd / f"agent-{i}", rules_config(opts.seed))
+                    s, rss, line = rig.retry_host_address_race(
+                        lambda i=i: headless_once(lab.host_if, wd / f"agent-{i}", rules_config(opts.seed))  # type: ignore[misc]
+                    )
                     figs["headless_s"].append(s)
                     figs["headless_rss_mib"].append(rss)
                     figs["ready_line"] = line
                 else:
-                    with console(lab.host_if, wd / f"console-{i}", rules_config(opts.seed)) as t:
-                        figs["console_s"].append(wait_first_frame(t))
-                        figs["console_first_live_screen"] = t.capture()
+
+                    def first_frame(i: int = i) -> tuple[float, str]:
+                        with console(lab.host_if, wd / f"console-{i}", rules_config(opts.seed)) as t:
+                            return wait_first_frame(t), t.capture()
+
+                    secs, figs["console_first_live_screen"] = rig.retry_host_address_race(first_frame)
+                    figs["console_s"].append(secs)
     f = median(figs["floor_s"])
     h = median(figs["headless_s"])
     report.budget(NAME, "headless, 10,000 rules: spawn to ready", h, "s", h <= 2.5 * f, "<= 2.5x floor (goal 2x)",

@@ -21,16 +21,18 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from support import (
     netlab,  # tests/support/netlab.py: bench/__init__.py puts tests/ on sys.path
     trafgen,
 )
 from support.trafgen import trafgen_cfg  # noqa: F401  (the benches' floods: rig.trafgen_cfg)
+
+T = TypeVar("T")
 
 PY = sys.executable
 _SCRIPT = Path(PY).parent / "ironpost-tui"
@@ -42,6 +44,22 @@ ALLOWED = ipaddress.ip_network("198.18.0.0/15")
 
 class BenchError(RuntimeError):
     pass
+
+
+# What the agent says when a rule would drop an address of this host: on a shared machine another lab's
+# address can appear inside the bench's rule set between building the set and the agent's start.
+HOST_ADDRESS_RACE = "(an address of this host)"
+
+
+def retry_host_address_race(fn: Callable[[], T], attempts: int = 3) -> T:
+    """``fn()``, again (it builds its rule set anew) when it failed on that race; any other error at once."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except Exception as exc:
+            if HOST_ADDRESS_RACE not in " ".join(str(exc).split()) or attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
 
 
 def need(*tools: str) -> None:

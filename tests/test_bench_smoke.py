@@ -47,7 +47,7 @@ def test_bench_smoke_runs_every_line(tmp_path: Path) -> None:
     assert proc.returncode in (0, 1), proc.stdout[-4000:] + proc.stderr[-4000:]  # 1: a budget not met
     doc = json.loads(out.read_text())
     errors = [ln for ln in doc["lines"] if ln["status"] == "ERROR"]
-    assert not errors, errors
+    assert not errors, [(ln["bench"], ln["note"]) for ln in errors]
     names = {(ln["bench"], ln["name"]) for ln in doc["lines"]}
     assert EXPECTED <= names, sorted(EXPECTED - names)
     assert doc["options"]["smoke"] is True
