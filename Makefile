@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 IFACE ?=
 
-.PHONY: setup dev test test-unit demo run lint bench clean distclean
+.PHONY: setup dev test test-unit demo run lint bench bench-table clean distclean
 
 setup:
 	bash scripts/setup.sh
@@ -38,8 +38,13 @@ lint: dev
 		echo "lint: $$step"; $(VENV)/bin/$$step || { status=1; echo "lint: FAILED: $$step"; }; \
 	done; exit $$status
 
+# Writes bench/results/latest.json (commit, machine, every raw sample); then `make bench-table`.
 bench: setup
 	$(PY) -m bench $(BENCH_ARGS)
+
+# The README's performance table, generated from bench/results/latest.json (never edited by hand).
+bench-table: dev
+	$(PY) scripts/bench_table.py
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

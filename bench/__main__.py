@@ -1,4 +1,5 @@
-"""``python -m bench [--quick] [--only NAME,...] [--soak-secs N]``: run, print the table, write JSON."""
+"""``python -m bench [--quick | --smoke] [--only NAME,...] [--soak-secs N] [--out FILE]``: run, print the
+table, write JSON."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 
 from . import core
 
 # name -> (module, function, what it measures); run in this order.
 BENCHES: dict[str, tuple[str, str, str]] = {
     "prog": ("b_prog", "run", "per-packet cost by BPF_PROG_TEST_RUN vs empty program and xdp-filter"),
-    "prog-profile": ("b_prog", "run_profile", "what costs what in ironpost_xdp (program variants)"),
+    "prog-profile": ("b_profile", "run_profile", "what costs what in ironpost_xdp (program variants)"),
     "drop": ("b_drop", "run", "drop path under a veth flood: XDP native/generic, iptables, nftables"),
     "events": ("b_events", "run", "event pipeline throughput vs a bare ring-buffer callback"),
     "startup": ("b_startup", "run", "launch to attached (headless) and to first frame (console)"),
@@ -39,14 +41,22 @@ def parse(argv: list[str]) -> core.Options:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--quick", action="store_true", help="shorter runs: a smoke test, figures are rough")
     p.add_argument("--only", default="", help=f"comma-separated benchmarks out of: {', '.join(BENCHES)}")
-    p.add_argument("--soak-secs", type=float, default=60.0, help="memory soak length (default 60; the issue's 600)")
+    p.add_argument("--soak-secs", type=float, default=600.0, help="memory soak length (default 600, the issue's)")
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a few repeats of every line: checks each line still runs and judges its frames; no figure holds",
+    )
+    p.add_argument("--seed", type=int, default=19, help="the rule set's seed (default 19)")
+    p.add_argument("--out", type=Path, default=core.RESULTS / "latest.json", help="where the JSON goes")
     p.add_argument("--verbose", action="store_true")
     a = p.parse_args(argv)
     only = tuple(x.strip() for x in a.only.split(",") if x.strip())
     unknown = [x for x in only if x not in BENCHES]
     if unknown:
         p.error(f"unknown benchmark(s) {', '.join(unknown)}: choose from {', '.join(BENCHES)}")
-    return core.Options(quick=a.quick, soak_secs=a.soak_secs, only=only, verbose=a.verbose)
+    return core.Options(quick=a.quick, soak_secs=a.soak_secs, only=only, verbose=a.verbose, smoke=a.smoke,
+                        seed=a.seed, out=a.out.resolve())  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     report = core.Report(opts)
     m = core.machine()
     print(f"ironpost-tui benchmarks on {m['cpu_model']} x{m['nproc']}, kernel {m['kernel']}"
-          f"{' (quick)' if opts.quick else ''}", flush=True)  # fmt: skip
-    out = core.RESULTS / "latest.json"
+          f"{' (quick)' if opts.quick else ' (smoke: no figure holds)' if opts.smoke else ''}", flush=True)  # fmt: skip
+    out = opts.out
     names = [n for n in BENCHES if not opts.only or n in opts.only]
     interrupted = False
     for name in names:
@@ -90,7 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     md.write_text(report.markdown() + "\n")
     failed = report.failed
     verdict = f"{len(failed)} budget(s) failed" if failed else "all budgets met"
-    print(f"\nwrote {out.relative_to(core.REPO)} and {md.relative_to(core.REPO)}; {verdict}")
+    print(f"\nwrote {out} and {md}; {verdict}")
+    for ln in failed:
+        print(f"FAILURE: {ln.bench}: {ln.name}: {'' if ln.value is None else core.fmt(ln.value)} {ln.unit} "
+              f"{ln.budget} {ln.beside} {ln.note}".rstrip())  # fmt: skip
     return 130 if interrupted else (1 if failed else 0)
 
 

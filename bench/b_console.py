@@ -39,7 +39,7 @@ def run(report: Report, opts: core.Options) -> None:
         report.skip(NAME, f"console CPU under {FLOOD_PPS:,} pkt/s", "console: not built yet")
         return
     rig.need("trafgen", "tmux")
-    secs = 5.0 if opts.quick else 15.0
+    secs = 2.0 if opts.smoke else 5.0 if opts.quick else 15.0
     figs: dict[str, Any] = {"window_secs": secs}
     report.figures[NAME] = figs
     with rig.tmpdir("console") as wd, rig.lab() as lab:

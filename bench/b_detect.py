@@ -49,7 +49,7 @@ def trial(lab: Any, workdir: Any, detector: str, argv: list[str]) -> tuple[float
 
 def run(report: Report, opts: core.Options) -> None:
     rig.need("nmap", "hping3")
-    trials = 1 if opts.quick else 5
+    trials = opts.reps(5, 1, 1)
     figs: dict[str, Any] = {"trials": trials}
     report.figures[NAME] = figs
     with rig.tmpdir("detect") as wd, rig.lab() as lab:

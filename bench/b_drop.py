@@ -281,7 +281,7 @@ def window(lab: Any, count: Callable[[], int], secs: float, sender_pid: int) -> 
 
 def run(report: Report, opts: core.Options) -> None:
     rig.need("trafgen", "bpftool")
-    rounds, secs = (1, 3.0) if opts.quick else (3, 6.0)
+    rounds, secs = opts.reps(3, 1, 1), 1.5 if opts.smoke else 3.0 if opts.quick else 6.0
     mechs = [m for m in MECHANISMS if all(shutil.which(t) for t in m.tools)]
     figs: dict[str, Any] = {"rounds": rounds, "window_secs": secs, "frame": "64-byte UDP, one source", "runs": {}}
     report.figures[NAME] = figs
@@ -289,7 +289,7 @@ def run(report: Report, opts: core.Options) -> None:
         cfg = rig.trafgen_cfg(lab, proto="udp", dport=9)
         figs["trafgen_cfg"] = cfg
         for _ in range(rounds):
-            for m in mechs:
+            for m in core.shuffled(mechs, report.rng):
                 with m.setup(lab, wd) as count, rig.flood(lab, cfg, wd, settle=1.0) as fl:
                     w = window(lab, count, secs, fl.proc.pid)
                     fl.check_running()

@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import os
 import platform
+import random
 import statistics
+import subprocess
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results"
@@ -22,9 +26,24 @@ PASS, FAIL, INFO, SKIP, ERROR = "PASS", "FAIL", "info", "SKIP", "ERROR"
 @dataclass(frozen=True)
 class Options:
     quick: bool = False
-    soak_secs: float = 60.0
+    soak_secs: float = 600.0
     only: tuple[str, ...] = ()
     verbose: bool = False
+    smoke: bool = False  # a few repeats of every line: is each line still measurable (the test suite's run)
+    seed: int = 19  # the rule set's and the round order's seed (recorded in the JSON)
+    out: Path = RESULTS / "latest.json"
+
+    def reps(self, full: int, quick: int, smoke: int = 1) -> int:
+        """How many of something this run takes: the smoke mode's few, --quick's, or the full count."""
+        return smoke if self.smoke else quick if self.quick else full
+
+
+def shuffled(items: Iterable[T], rng: random.Random) -> list[T]:
+    """A round's order (of frames, programs, mechanisms): shuffled, so that no line always runs first
+    or after the same neighbour (a warm or cold cache, a frequency step)."""
+    out = list(items)
+    rng.shuffle(out)
+    return out
 
 
 @dataclass
@@ -72,10 +91,17 @@ class Report:
     lines: list[Line] = field(default_factory=list)
     figures: dict[str, Any] = field(default_factory=dict)  # bench name -> its raw figures
     started: float = field(default_factory=time.time)
+    order_seed: int = field(default_factory=lambda: random.SystemRandom().randrange(2**32))
+    rng: random.Random = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.order_seed)  # the rounds' order: shuffled, and the seed kept
 
     def add(self, line: Line) -> Line:
         self.lines.append(line)
-        print("  " + "  ".join(c for c in line.cells() if c), flush=True)
+        cells = "  ".join(c for c in line.cells() if c)
+        # Over budget, whatever the line: said as a failure with its figure, where no one can miss it.
+        print(f"  FAILURE: {cells}" if line.status in (FAIL, ERROR) else f"  {cells}", flush=True)
         return line
 
     def info(self, bench: str, name: str, value: float | None, unit: str, **kw: Any) -> Line:
@@ -129,8 +155,10 @@ class Report:
         doc = {
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started)),
             "seconds": round(time.time() - self.started, 1),
+            "commit": commit(),
+            "order_seed": self.order_seed,
             "machine": machine(),
-            "options": asdict(self.options),
+            "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self.options).items()},
             "ok": not self.failed,
             "failed": [f"{ln.bench}: {ln.name}" for ln in self.failed],
             "lines": [asdict(ln) for ln in self.lines],
@@ -139,6 +167,20 @@ class Report:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(doc, indent=2, default=str) + "\n")
         tmp.replace(path)
+
+
+def commit() -> dict[str, Any]:
+    """The commit measured, and whether the work tree differed from it (then the figures are not its)."""
+
+    def git(*args: str) -> str:
+        try:
+            out = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            return ""
+        return out.stdout.strip() if out.returncode == 0 else ""
+
+    return {"sha": git("rev-parse", "HEAD"), "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}  # fmt: skip
 
 
 def machine() -> dict[str, Any]:
@@ -162,7 +204,25 @@ def machine() -> dict[str, Any]:
         "kernel_version": platform.version(),
         "cpu_model": model,
         "nproc": os.cpu_count(),
+        "cores": len(os.sched_getaffinity(0)),
         "mem_gib": round(mem_kb / 2**20, 1),
         "python": platform.python_version(),
         "hostname": platform.node(),
     }
+
+
+def markdown_from_json(doc: dict[str, Any]) -> str:
+    """The README's performance table from a results JSON: where and what was measured, then every line."""
+    m, c = doc.get("machine", {}), doc.get("commit", {})
+    opts = doc.get("options", {})
+    mode = "smoke (no figure holds)" if opts.get("smoke") else "quick" if opts.get("quick") else "full"
+    dirty = " (work tree modified)" if c.get("dirty") else ""
+    failed = doc.get("failed", [])
+    head = (f"Run {doc.get('started', '?')}, commit `{str(c.get('sha', '?'))[:12]}`{dirty}, {mode} mode, "
+            f"order seed {doc.get('order_seed', '?')}: {m.get('cpu_model', '?')}, {m.get('cores', '?')} cores, "
+            f"kernel {m.get('kernel', '?')}, python {m.get('python', '?')}. ")  # fmt: skip
+    head += f"{len(failed)} line(s) failed or in error." if failed else "Every budget met."
+    lines = [Line(**{k: v for k, v in ln.items() if k in Line.__dataclass_fields__}) for ln in doc.get("lines", [])]
+    r = Report(Options())
+    r.lines = lines
+    return head + "\n\n" + r.markdown()

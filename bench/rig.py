@@ -21,12 +21,18 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from support import netlab  # tests/support/netlab.py: bench/__init__.py puts tests/ on sys.path
+from support import (
+    netlab,  # tests/support/netlab.py: bench/__init__.py puts tests/ on sys.path
+    trafgen,
+)
+from support.trafgen import trafgen_cfg  # noqa: F401  (the benches' floods: rig.trafgen_cfg)
+
+T = TypeVar("T")
 
 PY = sys.executable
 _SCRIPT = Path(PY).parent / "ironpost-tui"
@@ -40,6 +46,22 @@ class BenchError(RuntimeError):
     pass
 
 
+# What the agent says when a rule would drop an address of this host: on a shared machine another lab's
+# address can appear inside the bench's rule set between building the set and the agent's start.
+HOST_ADDRESS_RACE = "(an address of this host)"
+
+
+def retry_host_address_race(fn: Callable[[], T], attempts: int = 3) -> T:
+    """``fn()``, again (it builds its rule set anew) when it failed on that race; any other error at once."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except Exception as exc:
+            if HOST_ADDRESS_RACE not in " ".join(str(exc).split()) or attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
+
+
 def need(*tools: str) -> None:
     missing = [t for t in tools if shutil.which(t) is None]
     if missing:
@@ -51,6 +73,23 @@ def sh(*cmd: str, check: bool = True, timeout: float = 60) -> subprocess.Complet
     if check and proc.returncode != 0:
         raise BenchError(f"{' '.join(cmd)}: exit {proc.returncode}: {proc.stderr.strip() or proc.stdout.strip()}")
     return proc
+
+
+def sh_env(env: dict[str, str], *cmd: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """``sh`` with an environment of its own."""
+    proc = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, env=env)
+    if check and proc.returncode != 0:
+        raise BenchError(f"{' '.join(cmd)}: exit {proc.returncode}: {proc.stderr.strip() or proc.stdout.strip()}")
+    return proc
+
+
+def possible_cpus() -> int:
+    """/sys/devices/system/cpu/possible ("0-3"): a per-CPU map's value holds one slot per possible CPU."""
+    n = 0
+    for part in Path("/sys/devices/system/cpu/possible").read_text().strip().split(","):
+        lo, _, hi = part.partition("-")
+        n += int(hi or lo) - int(lo) + 1
+    return n
 
 
 @contextlib.contextmanager
@@ -274,36 +313,6 @@ def agent(iface: str, workdir: Path, config: str, *extra: str) -> Iterator[Timed
 # floods with trafgen
 
 
-def trafgen_cfg(lab: netlab.Lab, *, proto: str = "udp", dport: int = 9, random_src: bool = False,
-                random_dport: bool = False, size: int = 64) -> str:  # fmt: skip
-    """A trafgen packet from the lab's namespace to its host side.  ``random_src``: a random source in
-    198.18.0.0/16 (the lab's /15 only, checked); ``random_dport``: a random port 1024-65535."""
-    src = ipaddress.ip_address(lab.ns_ip4)
-    dst = ipaddress.ip_address(lab.host_ip4)
-    assert src in ALLOWED and dst in ALLOWED
-    s = src.packed
-    if random_src:
-        # 198.18.x.y: the first two bytes fixed inside the allowed /15, the last two random.
-        saddr = "0xc6, 0x12, drnd(2)"
-    else:
-        saddr = ", ".join(f"0x{b:02x}" for b in s)
-    eth = f"eth(da={lab.host_mac}, sa={lab.peer_mac}, type=0x0800)"
-    ip_hdr_fixed = "0x45, 0x00, const16({total}), drnd(2), 0x40, 0x00, 0x40, {proto}, csumip(14, 33)"
-    l4len = 20 if proto == "tcp" else 8
-    payload = max(0, size - 14 - 20 - l4len)
-    total = 20 + l4len + payload
-    ipnum = 6 if proto == "tcp" else 17
-    head = ip_hdr_fixed.format(total=total, proto=ipnum)
-    daddr = ", ".join(f"0x{b:02x}" for b in dst.packed)
-    dp = "drnd(2)" if random_dport else f"const16({dport})"
-    if proto == "tcp":
-        l4 = f"const16(40000), {dp}, drnd(4), const32(0), 0x50, 0x02, const16(64240), csumtcp(14, 34), const16(0)"
-    else:
-        l4 = f"const16(40000), {dp}, const16({8 + payload}), const16(0)"
-    fill = f", fill(0x00, {payload})" if payload else ""
-    return f"{{ {eth}, {head}, {saddr}, {daddr}, {l4}{fill} }}\n"
-
-
 class Flood:
     """trafgen in the lab's namespace, one process pinned to ``cpu``, until stop()."""
 
@@ -311,12 +320,8 @@ class Flood:
                  cpu: int = 0) -> None:  # fmt: skip
         cfg = workdir / f"trafgen-{time.monotonic_ns()}.cfg"
         cfg.write_text(f"cpu({cpu}): {cfg_text}")
-        argv = ["ip", "netns", "exec", lab.ns, "trafgen", "--dev", lab.peer_if, "--conf", str(cfg),
-                "--cpus", "1", "--no-sock-mem", "--notouch-irq", "--no-cpu-stats"]  # fmt: skip
-        if rate_pps:
-            argv += ["--rate", f"{rate_pps}pps"]
         self.lab = lab
-        self.proc = TimedProcess(argv)
+        self.proc = TimedProcess(trafgen.argv(lab, cfg, rate_pps))
 
     def check_running(self) -> None:
         if self.proc.proc.poll() is not None:

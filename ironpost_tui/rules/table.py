@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 from ironpost_tui.errors import RuleRefused
@@ -191,11 +192,14 @@ class RuleTable:
     def replace_all(self, rules: list[FilterRule]) -> None:
         """Move to exactly ``rules`` with no gap for any match present in both sets."""
         wanted = {r.id for r in rules}
-        # Make room first: rules that go and whose match no wanted rule takes over
-        # leave no gap by going now, and a full map could not take the new ones.
-        taken_over = {self._holder_of(kernel_rules.place(r)) for r in rules}
-        for rule_id in [rid for rid in self._rules if rid not in wanted and rid not in taken_over]:
-            self.delete(rule_id)
+        # Rules that go stay in until the new ones are in: a rule that goes may drop the same packets
+        # as a new rule in another map (an exact source becoming a prefix or a multi-field rule), and
+        # deleting it first would let them through in between.  Only when the maps cannot hold both
+        # do the rules that go (and whose match no wanted rule takes over) make room first.
+        if not self._room_alongside(rules):
+            taken_over = {self._holder_of(kernel_rules.place(r)) for r in rules}
+            for rule_id in [rid for rid in self._rules if rid not in wanted and rid not in taken_over]:
+                self.delete(rule_id)
         for rule in rules:
             current = self._rules.get(rule.id)
             if current is not None:
@@ -212,6 +216,17 @@ class RuleTable:
         for rule_id in [rid for rid in self._rules if rid not in wanted]:
             self.delete(rule_id)
         self._renumber([r.id for r in rules])
+
+    def _room_alongside(self, rules: list[FilterRule]) -> bool:
+        """Whether the rules of ``rules`` not in yet fit beside every rule now in: map entries, slots
+        and shapes (a match taken over under a new id is counted as new: at worst room is made first)."""
+        placements = [kernel_rules.place(r) for r in rules if r.id not in self._rules]
+        capacity = self.capacity()
+        for name, n in Counter(p.map_name for p in placements).items():
+            if self.count(name) + n > capacity.get(name, 0):
+                return False
+        shapes = {p.shape for p in placements if p.shape is not None and p.shape not in self._shapes}
+        return len(placements) <= len(self._free_slots) and len(shapes) <= len(self._free_shapes)
 
     def _renumber(self, order: list[str]) -> None:
         """Make priorities follow ``order`` (the rule list), rewriting what changed."""

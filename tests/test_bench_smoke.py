@@ -1,0 +1,85 @@
+"""``python -m bench --smoke``: every benchmark line still runs and judges what it measures.
+
+A few repeats of each line, on this (loaded) machine: no figure holds and none is asserted here (the
+figures are ``make bench``'s, on a quiet machine).  What is asserted: the run finishes, writes its JSON
+with the commit, the machine and the raw samples, has no ERROR line (a frame that does not do what its
+name says, an event decoded wrong, a console that never attaches, a flood that never ran), and has each
+line the issue asks for; a line over budget is printed as a FAILURE with its figure.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.root
+
+REPO = Path(__file__).resolve().parents[1]
+BENCHES = "prog,events,startup,memory,drop"
+EXPECTED = {
+    ("prog", "ipv4 udp (blocked, exact, overflowed EXACT4 bucket): vs floor"),
+    ("prog", "ipv4 udp (blocked by a prefix): vs xdp-filter"),
+    ("prog", "ipv6 udp (blocked by a prefix): vs floor"),
+    ("prog", "near miss: ipv4 syn from a /24 with exact rules: vs xdp-filter"),
+    ("prog", "near miss: icmp to a rule's address: vs floor"),
+    ("prog", "rotating-source syn: vs floor"),
+    ("prog", "rotating-source syn: vs xdp-filter"),
+    ("events", "events per CPU-second, 65,536 rotating sources"),
+    ("events", "events per CPU-second, one source"),
+    ("startup", "headless, 10,000 rules: spawn to ready"),
+    ("startup", "console, 10,000 rules: spawn to attached, panes live"),
+    ("memory", "RSS after attach, 10,000 rules"),
+    ("memory", "false single-source alerts in the spoofed flood"),
+    ("drop", "ironpost XDP native: CPU per packet"),
+}
+
+
+def test_bench_smoke_runs_every_line(tmp_path: Path) -> None:
+    out = tmp_path / "latest.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--only", BENCHES, "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=1800,
+    )  # fmt: skip
+    assert proc.returncode in (0, 1), proc.stdout[-4000:] + proc.stderr[-4000:]  # 1: a budget not met
+    doc = json.loads(out.read_text())
+    errors = [ln for ln in doc["lines"] if ln["status"] == "ERROR"]
+    assert not errors, [(ln["bench"], ln["note"]) for ln in errors]
+    names = {(ln["bench"], ln["name"]) for ln in doc["lines"]}
+    assert EXPECTED <= names, sorted(EXPECTED - names)
+    assert doc["options"]["smoke"] is True
+    assert len(doc["commit"]["sha"]) == 40 and doc["machine"]["cpu_model"] and doc["machine"]["cores"] >= 1
+    assert doc["figures"]["prog"]["samples_ns"], "no raw sample kept"
+    assert doc["figures"]["prog"]["rules"]["total"] == 10_000
+    # Over budget is said where it cannot be missed; within budget is not.
+    for ln in doc["lines"]:
+        if ln["status"] == "FAIL":
+            assert f"FAILURE: FAIL  {ln['bench']}  {ln['name']}" in proc.stdout
+    assert ("FAILURE" in proc.stdout) == bool(doc["failed"])
+
+
+def test_bench_table_is_generated_from_the_json(tmp_path: Path) -> None:
+    """scripts/bench_table.py puts the JSON's lines between the README's markers, and --check sees a hand edit."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    import bench_table
+
+    doc = {"started": "2026-12-04T12:00:00+0000", "commit": {"sha": "a" * 40, "dirty": False},
+           "machine": {"cpu_model": "CPU", "cores": 2, "kernel": "6.x", "python": "3.11"}, "options": {},
+           "failed": ["prog: x"], "order_seed": 7,
+           "lines": [{"bench": "prog", "name": "x", "value": 3.0, "unit": "ns", "status": "FAIL",
+                      "beside": "floor 1 ns", "ratio": 3.0, "budget": "<= 2.5x floor", "note": ""}]}  # fmt: skip
+    js = tmp_path / "latest.json"
+    js.write_text(json.dumps(doc))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# t\n\n{bench_table.BEGIN}\nold, hand-written\n{bench_table.END}\nafter\n")
+    assert bench_table.main(["--json", str(js), "--readme", str(readme), "--check"]) == 1
+    assert bench_table.main(["--json", str(js), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "hand-written" not in text and "| FAIL | prog | x | 3.00 ns | floor 1 ns | 3.00x | <= 2.5x floor |" in text
+    assert "commit `aaaaaaaaaaaa`" in text and "1 line(s) failed" in text and text.endswith("after\n")
+    assert bench_table.main(["--json", str(js), "--readme", str(readme), "--check"]) == 0
+    # The README of the repository carries the markers, and its table is the committed JSON's.
+    assert bench_table.main(["--check"]) == 0
