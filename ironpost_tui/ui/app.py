@@ -275,6 +275,7 @@ class IronpostApp(App[int]):
             if self.detail is not None:
                 self.detail.add_events(new)
         events.lost = state.events_lost()
+        alerts.now = now
         if state.alerts_version != self._drawn_alerts:
             self._drawn_alerts = state.alerts_version
             alerts.alerts = tuple(state.alerts.values())
@@ -411,7 +412,7 @@ class IronpostApp(App[int]):
             rows, fields = event_rows(self.main.query_one(EventTable).exportable()), EVENT_FIELDS
         else:
             acked = self.main.query_one(AlertTable).acknowledged
-            rows, fields = alert_rows(self.state.alerts.values(), acked), ALERT_FIELDS
+            rows, fields = alert_rows(self.state.alerts.values(), acked, self.source.now()), ALERT_FIELDS
         screen = ExportScreen(kind, len(rows), default_path(kind, "csv", time.time()), cursor_blink=self.cursor_blink)
 
         def chosen(answer: tuple[str, Path] | None) -> None:

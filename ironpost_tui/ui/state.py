@@ -6,13 +6,12 @@ sets the widgets' attributes.  Everything is bounded.
 
 from __future__ import annotations
 
-import ipaddress
 from collections import deque
 from dataclasses import dataclass, field
 
 from ironpost_tui.detectors import Alert, AlertChange
 from ironpost_tui.kernel.abi import MapName
-from ironpost_tui.model import Action, PacketEvent, RuleStatus, StatsSample
+from ironpost_tui.model import PacketEvent, RuleStatus, StatsSample
 from ironpost_tui.ui import format as fmt
 
 EVENTS_KEPT = 5_000  # events held in memory (the table shows the newest of them)
@@ -85,25 +84,3 @@ class ConsoleState:
 
     def blocklist_used(self) -> int:
         return sum(1 for s in self.rules if s.map_name == MapName.BLOCKLIST)
-
-
-def blocking_rules(address: str, rules: tuple[RuleStatus, ...]) -> list[RuleStatus]:
-    """The drop rules on the source alone that cover ``address``: the exact one(s) if any,
-    else the narrowest prefix.  Empty when nothing blocks it that way."""
-    try:
-        addr = ipaddress.ip_address(address)
-    except ValueError:
-        return []
-    covering = [
-        s
-        for s in rules
-        if s.rule.action is Action.DROP
-        and s.rule.match_fields == ("src_ip",)
-        and s.rule.src_ip is not None
-        and s.rule.src_ip.version == addr.version
-        and addr in s.rule.src_ip
-    ]
-    if not covering:
-        return []
-    narrowest = max(s.rule.src_ip.prefixlen for s in covering if s.rule.src_ip is not None)
-    return [s for s in covering if s.rule.src_ip is not None and s.rule.src_ip.prefixlen == narrowest]
