@@ -270,8 +270,8 @@ class IronpostApp(App[int]):
             if self._chart is not None:
                 self._chart.samples = history
         if state.pending:
-            new = state.take_events()
-            events.add_events(new)
+            new, evicted = state.take_events()
+            events.add_events(new, evicted)
             if self.detail is not None:
                 self.detail.add_events(new)
         events.lost = state.events_lost()
