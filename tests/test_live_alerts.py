@@ -6,6 +6,9 @@ Clock injected, no kernel: the kernel side is in tests/test_ui_live.py."""
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+
 import pytest
 
 from ironpost_tui.config import settings as config
@@ -146,3 +149,24 @@ def test_quiet_secs_default_range_and_one_line_errors() -> None:
         with pytest.raises(ConfigError) as exc:
             config.loads(f"[detectors]\n{line}\n", "t.toml")
         assert exc.value.message.splitlines()[0].startswith(f"t.toml:2:1: {message}"), exc.value.message
+
+
+def test_an_alerts_block_round_trips_in_recordings_and_a_bad_one_is_refused() -> None:
+    from ironpost_tui.records.codec import BadRecord, alert_from_json, alert_to_json
+
+    alert = AlertBook().update([Finding("syn_flood", (SRC, "eth0"), "high", 500, 10, "x")], now=5.0)[0].alert
+    blocked = replace(alert, block=Block("auto-syn_flood-198.18.0.2", 605.0, 239_400))
+    assert alert_from_json(alert_to_json(blocked)) == blocked
+    old = alert_to_json(alert)
+    del old["block"]  # a recording made before alerts had one
+    assert alert_from_json(old) == alert
+    good = {"rule_id": "r", "until": None, "dropped": 1}
+    for bad in (
+        "x",
+        {**good, "rule_id": 5},
+        {**good, "until": -1},
+        {**good, "dropped": -3},
+        {**good, "until": math.nan},
+    ):
+        with pytest.raises(BadRecord):
+            alert_from_json({**old, "block": bad})
