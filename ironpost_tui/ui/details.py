@@ -39,14 +39,19 @@ def rule_fields(s: RuleStatus, now: float) -> Fields:
     ]
 
 
-def state_text(alert: Alert, acknowledged: bool, now: float) -> str:
-    """The state as a row shows it: ``blocked · 9m 59s left · 239k dropped`` while a block holds."""
+def state_text(alert: Alert, acknowledged: bool, now: float, compact: bool = False) -> str:
+    """The state as a row shows it: ``blocked · 9m left · 239k dropped`` while a block holds (the
+    seconds only in the last minute); ``compact`` (an 80-column pane): ``blocked 9m · 239k dropped``."""
     state = alert_state(alert, acknowledged)
     if alert.block is None or alert.resolved:
         return state
     left = alert.time_left(now)
-    parts = [state] + ([f"{fmt.span(left)} left"] if left is not None else [])
-    return " · ".join([*parts, f"{fmt.short_count(alert.dropped)} dropped"])
+    if left is not None and left >= 60:
+        left = left // 60 * 60  # whole minutes past the first one: the row stays narrow and calm
+    dropped = f"{fmt.si(alert.dropped)} dropped"
+    if compact:
+        return f"{state} {fmt.span(left)} · {dropped}" if left is not None else f"{state} · {dropped}"
+    return " · ".join([state, *([f"{fmt.span(left)} left"] if left is not None else []), dropped])
 
 
 def alert_fields(a: Alert, acknowledged: bool, now: float | None = None) -> Fields:

@@ -43,6 +43,7 @@ COLUMNS = (
 )
 TARGET_WIDTH = 21  # "198.18.200.1:65535" fits; a longer list of targets is cut (whole in the detail)
 SUMMARY_WIDTH = 40
+WIDE_STATE = 100  # a pane narrower than this says "blocked 9m · 239k dropped", wider "blocked · 9m left · ..."
 
 
 class AlertGrid(DataTable[Text]):
@@ -150,6 +151,10 @@ class AlertTable(Vertical):
     def watch_problem(self) -> None:
         self._show_status()
 
+    def on_resize(self) -> None:
+        if any(a.block is not None for a in self.alerts):
+            self._redraw()
+
     def watch_now(self, old: float, new: float) -> None:
         # Time left is shown in whole seconds: redraw once a second, and only while a block counts down.
         if int(old) != int(new) and any(a.blocked_until is not None and not a.resolved for a in self.alerts):
@@ -200,7 +205,7 @@ class AlertTable(Vertical):
             Text(fmt.text(a.source)),
             Text(fmt.text(target)),
             Text(fmt.count(a.count), justify="right"),
-            Text(state_text(a, a.id in self.acknowledged, self.now), style=style),
+            Text(state_text(a, a.id in self.acknowledged, self.now, self.size.width < WIDE_STATE), style=style),
             Text(a.detector),
             Text(fmt.clock(last)),
             Text(fmt.clock(a.first_seen)),
@@ -259,7 +264,9 @@ class AlertTable(Vertical):
             return
         active = [a for a in self.alerts if not a.resolved]
         new = [a for a in active if a.id not in self.acknowledged]
-        text = f"{len(active)} active, {len(new)} not acknowledged, {len(self.alerts) - len(active)} resolved"
+        blocked = sum(1 for a in active if a.block is not None)
+        held = f" ({blocked} blocked)" if blocked else ""
+        text = f"{len(active)} active{held}, {len(new)} not acknowledged, {len(self.alerts) - len(active)} resolved"
         if self.order != SortOrder():
             text += f" · {self.order.describe(COLUMNS, 'by number')}"
         status.update(text)
