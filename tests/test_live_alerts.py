@@ -170,3 +170,42 @@ def test_an_alerts_block_round_trips_in_recordings_and_a_bad_one_is_refused() ->
     ):
         with pytest.raises(BadRecord):
             alert_from_json({**old, "block": bad})
+
+
+def test_exports_json_logs_and_the_command_line_carry_the_same_live_fields() -> None:
+    import json
+    import logging
+
+    from ironpost_tui.engine.control_socket.desk import alert_entry
+    from ironpost_tui.metrics.log_format import JsonFormatter
+    from ironpost_tui.records.export import alert_rows
+
+    alert = AlertBook().update([Finding("syn_flood", (SRC, "eth0"), "high", 500, 10, "x")], now=1000.0)[0].alert
+    blocked = replace(alert, block=Block("block-198.18.0.2", 1600.0, 239_400))
+    (row,) = alert_rows([blocked], now=1060.0)
+    assert (row["state"], row["count"], row["rate"], row["time_left"], row["dropped"], row["block_rule"]) == (
+        "blocked",
+        500,
+        50.0,
+        540.0,
+        239_400,
+        "block-198.18.0.2",
+    )
+    assert row["blocked_until"] == "1970-01-01T00:26:40.000Z" and row["last"] == "1970-01-01T00:16:40.000Z"
+    (plain,) = alert_rows([alert], acknowledged={alert.id}, now=1060.0)
+    assert (plain["state"], plain["time_left"], plain["dropped"], plain["blocked_until"]) == ("acked", None, 0, None)
+
+    record = logging.LogRecord("t", logging.WARNING, "", 0, "alert", (), None)
+    record.alert, record.change, record.created = blocked, "updated", 1060.0
+    line = json.loads(JsonFormatter().format(record))
+    assert {k: line[k] for k in ("state", "count", "rate", "time_left", "dropped", "block_rule")} == {
+        "state": "blocked", "count": 500, "rate": 50.0, "time_left": 540.0, "dropped": 239_400,
+        "block_rule": "block-198.18.0.2",
+    }  # fmt: skip
+    assert line["last_seen"] == "1970-01-01T00:16:40.000Z" and line["blocked_until"] == "1970-01-01T00:26:40.000Z"
+
+    entry = alert_entry(blocked)
+    assert (entry["state"], entry["dropped"], entry["block_rule"]) == ("blocked", 239_400, "block-198.18.0.2")
+    assert (
+        alert_entry(alert)["state"] == "active" and alert_entry(replace(alert, resolved_at=5.0))["state"] == "resolved"
+    )
