@@ -209,3 +209,19 @@ def test_exports_json_logs_and_the_command_line_carry_the_same_live_fields() -> 
     assert (
         alert_entry(alert)["state"] == "active" and alert_entry(replace(alert, resolved_at=5.0))["state"] == "resolved"
     )
+
+
+def test_a_renewed_block_counting_from_zero_again_is_still_the_source_sending() -> None:
+    """The same rule id after a renewal (a later expiry, its hits from 0): its drops rising are
+    activity although fewer than the old rule's; an unchanged counter is silence (the control)."""
+    p = pipeline(quiet=5)
+    p.feed({A: (500, 500, 0, 0)}, {}, now=0.0, wall=0.0)
+    rule = "auto-syn_flood-198.18.0.2"
+    p.feed({A: (500, 500, 0, 0)}, {}, now=1.0, wall=1.0, blocks={SRC: Block(rule, 10.0, 50_000)})
+    p.feed({A: (500, 500, 0, 0)}, {}, now=2.0, wall=2.0, blocks={SRC: Block(rule, 20.0, 100)})  # renewed
+    (c,) = p.feed({A: (500, 500, 0, 0)}, {}, now=3.0, wall=3.0, blocks={SRC: Block(rule, 20.0, 900)})
+    assert (c.kind, c.alert.last_seen, c.alert.dropped) == ("updated", 3.0, 900)
+    assert p.feed({A: (500, 500, 0, 0)}, {}, now=7.9, wall=7.9, blocks={SRC: Block(rule, 20.0, 900)}) == []
+    # Silent 5 s, but the detector's window still finds the flood until t=10: resolved once it is empty
+    (done,) = p.feed({A: (500, 500, 0, 0)}, {}, now=10.5, wall=10.5, blocks={SRC: Block(rule, 20.0, 900)})
+    assert (done.kind, done.alert.last_seen) == ("resolved", 3.0)

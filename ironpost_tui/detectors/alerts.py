@@ -162,7 +162,8 @@ class _Activity:
     """When an incident's source was last seen sending (wall-clock), by any of the signs."""
 
     at: float
-    dropped: dict[str, int] = field(default_factory=dict)  # block rule id -> its drops last tick
+    # (block rule id, its expiry) -> its drops last tick: a renewed or replaced rule counts from 0 again
+    dropped: dict[tuple[str, float | None], int] = field(default_factory=dict)
 
 
 class AlertBook:
@@ -231,8 +232,8 @@ class AlertBook:
         return changes
 
     @staticmethod
-    def _drops(block: Block | None) -> dict[str, int]:
-        return {block.rule_id: block.dropped} if block is not None else {}
+    def _drops(block: Block | None) -> dict[tuple[str, float | None], int]:
+        return {(block.rule_id, block.until): block.dropped} if block is not None else {}
 
     def _refresh(
         self,
@@ -248,7 +249,8 @@ class AlertBook:
         block = blocks.get(alert.source)
         if block is not None and block.until is not None and block.until <= now:
             block = None  # expired: its removal is on its way
-        dropping = block is not None and block.dropped > seen.dropped.get(block.rule_id, 0)
+        # Any change of the drop counter is the source sending (a counter that went down is a new rule's).
+        dropping = block is not None and block.dropped != seen.dropped.get((block.rule_id, block.until), 0)
         seen.dropped = self._drops(block)
         count = f.count if f is not None else alert.count  # not known: as last said
         if f is None and state is not None and state.count is not None:
