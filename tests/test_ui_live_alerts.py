@@ -161,7 +161,7 @@ def test_an_auto_block_that_expires_during_the_incident_is_renewed_and_not_once_
                 assert isinstance(pilot.app, IronpostApp)
                 app_ = pilot.app
                 syns.start()
-                await wait_until(pilot, lambda: any(f"auto-blocked {lab.ns_ip4} for 4 s, until " in n
+                await wait_until(pilot, lambda: any(f"auto-blocked {lab.ns_ip4} for 4 s (syn_flood), until " in n
                                                     for n in app_.state.notices), what="auto-blocked")  # fmt: skip
                 first = alert_of(app_, lab.ns_ip4)
                 assert first is not None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
 from ironpost_tui.detectors.settings import Detector
@@ -185,6 +185,10 @@ class AlertBook:
     def active(self) -> list[Alert]:
         return sorted(self._active.values(), key=lambda a: a.id)
 
+    def sources(self) -> Iterator[str]:
+        """The sources of the open alerts (unsorted: cheap every tick)."""
+        return (a.source for a in self._active.values())
+
     def update(
         self,
         findings: Iterable[Finding],
@@ -251,7 +255,8 @@ class AlertBook:
             block = None  # expired: its removal is on its way
         # Any change of the drop counter is the source sending (a counter that went down is a new rule's).
         dropping = block is not None and block.dropped != seen.dropped.get((block.rule_id, block.until), 0)
-        seen.dropped = self._drops(block)
+        if block is not None or seen.dropped:
+            seen.dropped = self._drops(block)
         count = f.count if f is not None else alert.count  # not known: as last said
         if f is None and state is not None and state.count is not None:
             count = state.count
@@ -268,17 +273,30 @@ class AlertBook:
         if f is not None and f.targets and f.targets != alert.targets:
             moved = set(f.targets) != set(alert.targets)
             retargeted = not set(f.targets) <= set(alert.targets)
+        summary = f.summary if f is not None else alert.summary
+        severity = f.severity if f is not None else alert.severity
+        targets = (f.targets if f is not None else ()) or alert.targets
+        if (
+            not moved
+            and count == alert.count
+            and seen.at == alert.last_seen
+            and block == alert.block
+            and summary == alert.summary
+            and severity == alert.severity
+        ):
+            # Nothing a row shows changed (the usual case for most of a storm's alerts): no copy.
+            if targets != alert.targets:
+                self._active[ident] = replace(alert, targets=targets)  # the same ones, reordered
+            return None
         new = replace(
             alert,
             count=count,
             peak=max(alert.peak, count),
             last_seen=seen.at,
-            summary=f.summary if f is not None else alert.summary,
-            severity=f.severity if f is not None else alert.severity,
-            targets=(f.targets if f is not None else ()) or alert.targets,
+            summary=summary,
+            severity=severity,
+            targets=targets,
             block=block,
         )
         self._active[ident] = new
-        if not moved and replace(new, targets=alert.targets) == alert:
-            return None  # nothing a row shows changed
         return AlertChange(ChangeKind.UPDATED, new, retargeted)

@@ -28,7 +28,7 @@ def address_of(key: Hashable) -> str:
     return str(ipaddress.IPv4Address(addr[:4]) if family == abi.FAMILY_V4 else ipaddress.IPv6Address(addr))
 
 
-@functools.lru_cache(maxsize=4096)  # the sources of open alerts, looked up every tick
+@functools.lru_cache(maxsize=65_536)  # the sources of open alerts (a storm's too), looked up every tick
 def key_of(address: str) -> bytes | None:
     """An address as the sketches key it (address_of's inverse); None for what is not one."""
     try:

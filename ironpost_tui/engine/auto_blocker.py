@@ -76,9 +76,9 @@ class AutoBlocker:
             if not self._add(control, rule, actor, alert, now):
                 continue
             live += 1
-            log.warning("auto-blocked %s for %g s, until %s (%s)", alert.source, cfg.block_ttl, _clock(rule),
-                        alert.detector, extra={"event": "auto_blocked", "source": alert.source,
-                                               "until": rule.expires_at})  # fmt: skip
+            log.warning("auto-blocked %s for %g s (%s), until %s", alert.source, cfg.block_ttl, alert.detector,
+                        _clock(rule), extra={"event": "auto_blocked", "source": alert.source,
+                                             "until": rule.expires_at})  # fmt: skip
 
     def expired(self, rules: Sequence[FilterRule]) -> None:
         """Rules that just expired: the auto-blocks among them may be renewed (a deleted one never is)."""

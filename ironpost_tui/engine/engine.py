@@ -335,7 +335,7 @@ class Engine:
         rules = self._snapshot.rules
         if rules is not self._block_index.rules:
             self._block_index = BlockIndex(rules)
-        return self._block_index.blocks((a.source for a in self._detect.book.active), wall)
+        return self._block_index.blocks(self._detect.book.sources(), wall)
 
     def _reconcile_external(self) -> bool:
         """Other tools' changes to BLOCKLIST into the rules; True when the rules changed."""

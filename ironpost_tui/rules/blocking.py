@@ -46,8 +46,12 @@ class BlockIndex:
         """The block holding on each of ``sources`` (unexpired at ``now``; of several, the one
         lasting longest), with its drops."""
         out: dict[str, Block] = {}
+        if not self._hosts and not self._prefixes:
+            return out  # no source rule: nothing to look up (a storm's thousands of sources cost nothing)
         for source in sources:
-            held = [s for s in self.covering(source) if s.rule.expires_at is None or s.rule.expires_at > now]
+            # Only prefixes need the address parsed; a host rule is found by its text (str(address)).
+            found = self.covering(source) if self._prefixes else self._hosts.get(source, [])
+            held = [s for s in found if s.rule.expires_at is None or s.rule.expires_at > now]
             if held:
                 best = max(held, key=lambda s: float("inf") if s.rule.expires_at is None else s.rule.expires_at)
                 out[source] = Block(best.rule.id, best.rule.expires_at, best.hits)
