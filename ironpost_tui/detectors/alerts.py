@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 from ironpost_tui.detectors.settings import Detector
 from ironpost_tui.model import StrEnum
@@ -31,13 +32,13 @@ class Block:
     dropped: int
 
 
-@dataclass(frozen=True)
-class Live:
+class Live(NamedTuple):
     """A source as the kernel's per-source counters show it this tick: whether any of them rose
-    (it sent), and its count within the detector's window now (None: not known)."""
+    (it sent), and its count within the detector's window now (None: not known).  A named tuple:
+    one is made per open alert and tick, thousands in a storm."""
 
     sending: bool
-    count: int | None = None
+    window_count: int | None = None
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ def _unknown(_detector: Detector, _source: str) -> Live | None:
     return None
 
 
-@dataclass
+@dataclass(slots=True)
 class _Activity:
     """When an incident's source was last seen sending (wall-clock), by any of the signs."""
 
@@ -258,8 +259,8 @@ class AlertBook:
         if block is not None or seen.dropped:
             seen.dropped = self._drops(block)
         count = f.count if f is not None else alert.count  # not known: as last said
-        if f is None and state is not None and state.count is not None:
-            count = state.count
+        if f is None and state is not None and state.window_count is not None:
+            count = state.window_count
         sending = (state is not None and state.sending) or dropping or (f is not None and f.count > alert.count)
         if sending:
             seen.at = now
