@@ -225,3 +225,19 @@ def test_a_renewed_block_counting_from_zero_again_is_still_the_source_sending() 
     # Silent 5 s, but the detector's window still finds the flood until t=10: resolved once it is empty
     (done,) = p.feed({A: (500, 500, 0, 0)}, {}, now=10.5, wall=10.5, blocks={SRC: Block(rule, 20.0, 900)})
     assert (done.kind, done.alert.last_seen) == ("resolved", 3.0)
+
+
+def test_an_update_says_when_it_moves_the_alert_between_active_and_blocked() -> None:
+    p = pipeline(quiet=60)
+    p.feed({A: (500, 500, 0, 0)}, {}, now=0.0, wall=0.0)
+    held = {SRC: Block("b", 100.0, 10)}
+    ((c1,), (c2,), (c3,)) = (
+        p.feed({A: (500, 500, 0, 0)}, {}, now=1.0, wall=1.0, blocks=held),
+        p.feed({A: (500, 500, 0, 0)}, {}, now=2.0, wall=2.0, blocks={SRC: Block("b", 100.0, 20)}),
+        p.feed({A: (600, 600, 0, 0)}, {}, now=3.0, wall=3.0),  # unblocked, and sending again
+    )
+    assert [(c.alert.state, c.restated) for c in (c1, c2, c3)] == [
+        (AlertState.BLOCKED, True),
+        (AlertState.BLOCKED, False),
+        (AlertState.ACTIVE, True),
+    ]

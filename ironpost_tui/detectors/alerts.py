@@ -149,6 +149,7 @@ class AlertChange:
     kind: ChangeKind
     alert: Alert
     retargeted: bool = False  # an update that names a new address attacked (said at warning level)
+    restated: bool = False  # an update that moves it between ACTIVE and blocked (said at info level)
 
 
 Ident = tuple[Detector, tuple[str, str]]
@@ -300,4 +301,4 @@ class AlertBook:
             block=block,
         )
         self._active[ident] = new
-        return AlertChange(ChangeKind.UPDATED, new, retargeted)
+        return AlertChange(ChangeKind.UPDATED, new, retargeted, new.state is not alert.state)
