@@ -147,4 +147,4 @@ def test_an_update_moving_an_alert_between_active_and_blocked_is_logged_with_its
     assert (debug["level"], debug["event"]) == ("debug", "log")  # no alert event: a debug line only
     assert (line["level"], line["change"], line["state"], line["dropped"]) == ("info", "updated", "blocked", 239_400)
     assert line["block_rule"] == "block-198.18.0.2" and isinstance(line["time_left"], float)
-    assert "(severity high, blocked)" in str(line["message"])
+    assert str(line["message"]).endswith("(severity high), now blocked")

@@ -88,7 +88,7 @@ def log_alert(change: AlertChange) -> None:
     level = logging.INFO if quiet else logging.WARNING
     log.log(
         level,
-        "alert %d %s %s: %s -> %s: %s (severity %s%s)",
+        "alert %d %s %s: %s -> %s: %s (severity %s)%s",
         a.id,
         a.detector,
         change.kind,
@@ -96,7 +96,7 @@ def log_alert(change: AlertChange) -> None:
         a.where,
         a.summary,
         a.severity,
-        f", {a.state}" if change.restated else "",
+        f", now {a.state}" if change.restated else "",
         extra={"alert": a, "change": change.kind},
     )
 
