@@ -122,9 +122,15 @@ def test_a_flood_in_bursts_refreshes_its_row_and_after_b_the_row_says_blocked_wi
             await wait_until(pilot, blocked, what="the row blocked, with drops")
             b = alert_of(app_, lab.ns_ip4)
             assert b is not None and b.id == first.id and b.block is not None
+            # 160x48: the alerts pane is a quarter of the screen, under 100 columns: the compact form,
+            # the drops in the detail below the table; zoomed (z), the whole screen wide: all in the row
+            assert re.fullmatch(r"blocked (9m|10m)", cell(table, b, "state")), cell(table, b, "state")
+            detail = " ".join(str(table.query_one("#alert-detail").render()).split())  # as one line
+            assert re.search(r"blocked by block-\S+, until \d\d:\d\d:\d\d \(\S+ left\), [\d,]+ dropped", detail), detail
+            await pilot.press("z")
+            await wait_until(pilot, lambda: table.size.width >= 100, what="the alerts pane zoomed")
             state = cell(table, b, "state")
-            # 160x48: the alerts pane is a quarter of the screen, under 100 columns: the compact form
-            assert re.fullmatch(r"blocked (9m|10m) · \S+ dropped", state), state
+            assert re.fullmatch(r"blocked · (9m|10m) left · \S+ dropped", state), state
             hits = {s.rule.id: s.hits for s in running.rule_status(engine)}
             assert hits[b.block.rule_id] >= b.dropped > 0  # the row's drops are the rule's kernel hits
             # The drops go on rising with the bursts, and the row with them

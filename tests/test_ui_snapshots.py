@@ -232,8 +232,8 @@ def test_themes(snap_compare: Any, theme: str) -> None:
 
 def test_alerts_pane_blocked(snap_compare: Any) -> None:
     """Key 2 at 80×24 with alert 1's source blocked by a rule expiring in 9m59s that dropped
-    239,400 of its packets: its row's state reads 'blocked 9m · 239k dropped' (an 80-column
-    pane: the compact form; the count and the source still on screen); below the table the state
+    239,400 of its packets: its row's state reads 'blocked 9m' (an 80-column pane: the
+    compact form; the count, the source and the detector still on screen); below the table the state
     'blocked by block-flooder, until 20:25:30 (9m59s left), 239,400 dropped, not acknowledged';
     the status line '2 active (1 blocked), 2 not acknowledged, 0 resolved'."""
 

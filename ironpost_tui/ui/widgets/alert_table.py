@@ -43,7 +43,7 @@ COLUMNS = (
 )
 TARGET_WIDTH = 21  # "198.18.200.1:65535" fits; a longer list of targets is cut (whole in the detail)
 SUMMARY_WIDTH = 40
-WIDE_STATE = 100  # a pane narrower than this says "blocked 9m · 239k dropped", wider "blocked · 9m left · ..."
+WIDE_STATE = 100  # a pane narrower than this says "blocked 9m", wider "blocked · 9m left · 239k dropped"
 
 
 class AlertGrid(DataTable[Text]):
