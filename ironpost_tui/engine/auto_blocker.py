@@ -82,7 +82,9 @@ class AutoBlocker:
 
     def expired(self, rules: Sequence[FilterRule]) -> None:
         """Rules that just expired: the auto-blocks among them may be renewed (a deleted one never is)."""
-        self._expired.update(r.id for r in rules if r.auto)
+        if rules:  # only this run's open incidents' rules: the set stays as small as they are
+            mine = set(self._blocked.values())
+            self._expired.update(r.id for r in rules if r.auto and r.id in mine)
 
     def renew(self, control: RuleController, changes: Sequence[AlertChange], now: float, wall: float) -> None:
         """Block again the sources of open incidents whose auto-block expired and that sent this tick
