@@ -487,7 +487,7 @@ def test_unknown_keys_at_every_level_with_suggestions() -> None:
         "t.toml:2:1: unknown section [genral] (did you mean [general]?)",
         "t.toml:4:1: unknown key 'xdp_mod' in [ebpf] (did you mean 'xdp_mode'?)",
         "t.toml:6:1: unknown key 'syn' in [detectors]: the known keys are syn_flood, port_scan, "
-        "max_blocks_per_minute, max_auto_blocks, max_incident_sources",
+        "max_blocks_per_minute, max_auto_blocks, max_incident_sources, quiet_secs",
         "t.toml:8:1: unknown key 'window' in [detectors.syn_flood] (did you mean 'window_secs'?)",
         "t.toml:11:1: rule 'a': unknown key 'scr_ip' (did you mean 'src_ip'?)",
         "t.toml:14:1: rule 'a': unknown key 'zzz': the known keys are id, description, src_ip, dst_ip, dst_port, "

@@ -65,7 +65,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,7 +76,7 @@ from support import netlab
 from support.agents import IRONPOST, Agent, AgentPool, agent_env, in_process_engine, ready_info, xdp_progs
 from support.bpftool import map_dump, map_keys, prog_maps
 
-from ironpost_tui.detectors import AlertChange
+from ironpost_tui.detectors import AlertChange, Block
 from ironpost_tui.detectors.alerts import MANY_SOURCES
 from ironpost_tui.engine.engine import EngineOptions
 from ironpost_tui.kernel import abi, libbpf
@@ -999,10 +999,12 @@ def test_spoofed_sources_keep_memory_bounded(lab: netlab.Lab, tmp_path: Path) ->
         reads: list[float] = []
         real_tick = pipeline.tick
 
-        def counted_tick(dp: Datapath, now: float, wall: float) -> list[AlertChange]:
+        def counted_tick(
+            dp: Datapath, now: float, wall: float, blocks: Mapping[str, Block] | None = None
+        ) -> list[AlertChange]:
             t = time.perf_counter()
             try:
-                return real_tick(dp, now, wall)
+                return real_tick(dp, now, wall, blocks)
             finally:
                 reads.append(time.perf_counter() - t)
 

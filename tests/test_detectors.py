@@ -89,20 +89,23 @@ def test_benign_busy_client_is_not_a_flood() -> None:
     assert p.feed({A: (300, 1500, 0, 0)}, {HOST: (300, 1500, 0, 0)}, now=0.0, wall=0.0) == []
 
 
-def test_one_alert_per_incident_updated_while_it_grows_then_resolved() -> None:
-    p = pipeline(window_secs=10)
+def test_one_alert_per_incident_refreshed_every_tick_it_sends_then_resolved_after_the_quiet_time() -> None:
+    p = DetectionPipeline(SynFloodConfig(window_secs=10), PortScanConfig(), "eth9", quiet_secs=15)
     raised = p.feed({A: (200, 200, 0, 0)}, {}, now=0.0, wall=0.0)
     assert [c.kind for c in raised] == ["raised"]
-    same = p.feed({A: (200, 200, 0, 0)}, {}, now=1.0, wall=1.0)  # no growth: nothing said
+    same = p.feed({A: (200, 200, 0, 0)}, {}, now=1.0, wall=1.0)  # it sent nothing: nothing to say
     assert same == []
     grown = p.feed({A: (500, 500, 0, 0)}, {}, now=2.0, wall=2.0)
-    assert [(c.kind, c.alert.id, c.alert.count) for c in grown] == [("updated", raised[0].alert.id, 500)]
-    # The flood stops; its window empties at t=12 (the t=2 delta leaves), quiet from then
-    assert p.feed({A: (500, 500, 0, 0)}, {}, now=12.0, wall=12.0) == []
-    assert p.feed({A: (500, 500, 0, 0)}, {}, now=21.0, wall=21.0) == []
-    resolved = p.feed({A: (500, 500, 0, 0)}, {}, now=22.0, wall=22.0)
+    assert [(c.kind, c.alert.id, c.alert.count, c.alert.last_seen) for c in grown] == [
+        ("updated", raised[0].alert.id, 500, 2.0)
+    ]
+    # The flood stops; its window empties at t=12: the row says so (count 0), last seen stays at 2
+    (empty,) = p.feed({A: (500, 500, 0, 0)}, {}, now=12.0, wall=12.0)
+    assert (empty.kind, empty.alert.count, empty.alert.last_seen, empty.alert.state) == ("updated", 0, 2.0, "ACTIVE")
+    assert p.feed({A: (500, 500, 0, 0)}, {}, now=16.9, wall=16.9) == []  # silent 14.9 s: not yet over
+    resolved = p.feed({A: (500, 500, 0, 0)}, {}, now=17.0, wall=17.0)
     assert [(c.kind, c.alert.id, c.alert.peak) for c in resolved] == [("resolved", raised[0].alert.id, 500)]
-    assert resolved[0].alert.resolved_at == 22.0
+    assert resolved[0].alert.resolved_at == 17.0
     # A new flood later is a new incident
     again = p.feed({A: (800, 800, 0, 0)}, {}, now=30.0, wall=30.0)
     assert [c.kind for c in again] == ["raised"] and again[0].alert.id != raised[0].alert.id

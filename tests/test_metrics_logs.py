@@ -130,3 +130,21 @@ def test_the_config_file_can_ask_for_json() -> None:
     settings = config.loads('[general]\nlog_format = "json"\n', "ironpost.toml")
     assert settings.general.log_format == "json"
     assert config.loads('[general]\nlog_format = "pretty"\n', "ironpost.toml").general.log_format == "text"
+
+
+def test_an_update_moving_an_alert_between_active_and_blocked_is_logged_with_its_live_fields(
+    captured: tuple[io.StringIO, object],
+) -> None:
+    """Updates are debug lines, except a change of state (ACTIVE <-> blocked): an info line with the
+    state, the block's time left and drops (the negative control: the same update without it is a debug line)."""
+    from ironpost_tui.detectors import Block
+
+    out, _ = captured
+    blocked = dataclasses.replace(_alert(), block=Block("block-198.18.0.2", 4_000_000_000.0, 239_400))
+    headless.log_alert(AlertChange("updated", blocked))
+    headless.log_alert(AlertChange("updated", blocked, restated=True))
+    debug, line = lines(out)
+    assert (debug["level"], debug["event"]) == ("debug", "log")  # no alert event: a debug line only
+    assert (line["level"], line["change"], line["state"], line["dropped"]) == ("info", "updated", "blocked", 239_400)
+    assert line["block_rule"] == "block-198.18.0.2" and isinstance(line["time_left"], float)
+    assert str(line["message"]).endswith("(severity high), now blocked")

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from support.ui import play_to, replay_app
 from textual.pilot import Pilot
 
+from ironpost_tui.detectors import AlertChange, Block, ChangeKind
 from ironpost_tui.ui.screens.block import BlockScreen
 from ironpost_tui.ui.screens.quit import QuitScreen
 from ironpost_tui.ui.widgets.rule_form import RuleForm
@@ -227,3 +229,22 @@ def test_themes(snap_compare: Any, theme: str) -> None:
     background), and in the high-contrast one (black, white text, blue/orange/yellow,
     severities and verdicts in bold)."""
     assert shoot(snap_compare, WIDE, theme=theme)
+
+
+def test_alerts_pane_blocked(snap_compare: Any) -> None:
+    """Key 2 at 80×24 with alert 1's source blocked by a rule expiring in 9m59s that dropped
+    239,400 of its packets: its row's state reads 'blocked 9m' (an 80-column pane: the
+    compact form; the count, the source and the detector still on screen); below the table the state
+    'blocked by block-flooder, until 20:25:30 (9m59s left), 239,400 dropped, not acknowledged';
+    the status line '2 active (1 blocked), 2 not acknowledged, 0 resolved'."""
+
+    async def block(pilot: Pilot[Any]) -> None:
+        app = pilot.app
+        alert = app.state.alerts[1]
+        until = app.source.now() + 599
+        blocked = replace(alert, block=Block("block-flooder", until, 239_400))
+        app.state.change_alerts((AlertChange(ChangeKind.UPDATED, blocked),))
+        app.redraw()
+        await pilot.pause()
+
+    assert shoot(snap_compare, NARROW, "2", then=block)

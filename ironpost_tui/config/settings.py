@@ -342,7 +342,7 @@ def _port_scan(t: Table) -> PortScanConfig:
     )
 
 
-_LIMIT_KEYS = ("max_blocks_per_minute", "max_auto_blocks", "max_incident_sources")
+_LIMIT_KEYS = ("max_blocks_per_minute", "max_auto_blocks", "max_incident_sources", "quiet_secs")
 
 
 def _auto_block(t: Table) -> AutoBlockLimits:
@@ -352,6 +352,7 @@ def _auto_block(t: Table) -> AutoBlockLimits:
         max_blocks_per_minute=t.integer("max_blocks_per_minute", d.max_blocks_per_minute, 0, 100_000),
         max_auto_blocks=t.integer("max_auto_blocks", d.max_auto_blocks, 0, 1_000_000),
         max_incident_sources=t.integer("max_incident_sources", d.max_incident_sources, 1, 100_000),
+        quiet_secs=t.number("quiet_secs", d.quiet_secs, 1, 86_400),
     )
 
 

@@ -8,7 +8,7 @@ reader (``sketch``) and the detectors' settings live here too.
 May import: ``kernel``, ``errors``, ``model``.
 """
 
-from ironpost_tui.detectors.alerts import Alert, AlertBook, AlertChange, ChangeKind, Finding
+from ironpost_tui.detectors.alerts import Alert, AlertBook, AlertChange, AlertState, Block, ChangeKind, Finding, Live
 from ironpost_tui.detectors.pipeline import DetectionPipeline
 from ironpost_tui.detectors.port_scan import PortScanDetector
 from ironpost_tui.detectors.settings import Detector
@@ -19,10 +19,13 @@ __all__ = [
     "Alert",
     "AlertBook",
     "AlertChange",
+    "AlertState",
+    "Block",
     "ChangeKind",
     "DetectionPipeline",
     "Detector",
     "Finding",
+    "Live",
     "PortScanDetector",
     "SynFloodDetector",
     "WindowSums",

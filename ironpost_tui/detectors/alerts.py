@@ -3,13 +3,42 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 from ironpost_tui.detectors.settings import Detector
 from ironpost_tui.model import StrEnum
 
 MANY_SOURCES = "many sources"
+QUIET_SECS = 30.0  # [detectors] quiet_secs: an incident is over after its source was silent this long
+
+
+class AlertState(StrEnum):
+    """Where an incident is: its source attacking, blocked (a drop rule on it holds), or over."""
+
+    ACTIVE = "ACTIVE"
+    BLOCKED = "blocked"
+    RESOLVED = "resolved"
+
+
+@dataclass(frozen=True)
+class Block:
+    """A drop rule on an alert's source, in force: which, until when (wall-clock seconds; None:
+    no expiry) and how many of the source's packets it dropped (the kernel's RULE_HITS)."""
+
+    rule_id: str
+    until: float | None
+    dropped: int
+
+
+class Live(NamedTuple):
+    """A source as the kernel's per-source counters show it this tick: whether any of them rose
+    (it sent), and its count within the detector's window now (None: not known).  A named tuple:
+    one is made per open alert and tick, thousands in a storm."""
+
+    sending: bool
+    window_count: int | None = None
 
 
 @dataclass(frozen=True)
@@ -42,10 +71,36 @@ class Alert:
     # The destination addresses attacked, most hit first (at most 4): for one source, the ones it
     # probed most; for a many-sources flood, its target.  () when not known (an older recording).
     targets: tuple[str, ...] = ()
+    block: Block | None = None  # the drop rule on the source while one holds (None: none)
 
     @property
     def resolved(self) -> bool:
         return self.resolved_at is not None
+
+    @property
+    def state(self) -> AlertState:
+        if self.resolved_at is not None:
+            return AlertState.RESOLVED
+        return AlertState.BLOCKED if self.block is not None else AlertState.ACTIVE
+
+    @property
+    def rate(self) -> float:
+        """The count per second over the window."""
+        return self.count / self.window_secs if self.window_secs > 0 else 0.0
+
+    @property
+    def dropped(self) -> int:
+        """Packets of the source its block dropped (0 when not blocked)."""
+        return self.block.dropped if self.block is not None else 0
+
+    @property
+    def blocked_until(self) -> float | None:
+        return self.block.until if self.block is not None else None
+
+    def time_left(self, now: float) -> float | None:
+        """Seconds the block still holds (None: not blocked, or a block with no expiry)."""
+        until = self.blocked_until
+        return None if until is None else max(0.0, until - now)
 
     @property
     def dst_ip(self) -> str | None:
@@ -67,6 +122,22 @@ class Alert:
         return shown if self.targets == (self.target,) else f"{shown} on {self.target}"
 
 
+def live_fields(a: Alert, now: float) -> dict[str, str | int | float | None]:
+    """What a row refreshes every tick, as exports and JSON logs carry it (times: wall-clock
+    seconds; ``time_left`` at ``now``; None where it does not apply)."""
+    left = a.time_left(now)
+    return {
+        "count": a.count,
+        "rate": round(a.rate, 3),
+        "last_seen": a.last_seen,
+        "state": str(a.state),
+        "blocked_until": a.blocked_until,
+        "time_left": None if left is None else round(left, 1),
+        "dropped": a.dropped,
+        "block_rule": a.block.rule_id if a.block is not None else None,
+    }
+
+
 class ChangeKind(StrEnum):
     RAISED = "raised"
     UPDATED = "updated"
@@ -78,73 +149,156 @@ class AlertChange:
     kind: ChangeKind
     alert: Alert
     retargeted: bool = False  # an update that names a new address attacked (said at warning level)
+    restated: bool = False  # an update that moves it between ACTIVE and blocked (said at info level)
+
+
+Ident = tuple[Detector, tuple[str, str]]
+
+
+def _unknown(_detector: Detector, _source: str) -> Live | None:
+    return None
+
+
+@dataclass(slots=True)
+class _Activity:
+    """When an incident's source was last seen sending (wall-clock), by any of the signs."""
+
+    at: float
+    # (block rule id, its expiry) -> its drops last tick: a renewed or replaced rule counts from 0 again
+    dropped: dict[tuple[str, float | None], int] = field(default_factory=dict)
 
 
 class AlertBook:
-    """Turns per-tick findings into incidents: raised once, updated, resolved."""
+    """Turns per-tick findings into incidents: raised once, refreshed every tick, resolved when over.
 
-    def __init__(self) -> None:
-        self._active: dict[tuple[Detector, tuple[str, str]], Alert] = {}
-        self._quiet_since: dict[tuple[Detector, tuple[str, str]], float] = {}
+    A source is *sending* in a tick when the kernel's counters for it rose: its per-source sketch
+    counts (``live``; they stop while a source rule drops it), the drops of the rule blocking it
+    (``blocks``), or the detector's count within the window.  The incident is resolved once no
+    detector finds it and its source has not sent for ``quiet_secs``; a rule matching it is no sign
+    by itself (a monitor rule sees what the sketch counts anyway)."""
+
+    def __init__(self, quiet_secs: float = QUIET_SECS) -> None:
+        self.quiet_secs = quiet_secs
+        self._active: dict[Ident, Alert] = {}
+        self._seen: dict[Ident, _Activity] = {}
         self._next_id = 1
 
     @property
     def active(self) -> list[Alert]:
         return sorted(self._active.values(), key=lambda a: a.id)
 
-    def update(self, findings: Iterable[Finding], now: float) -> list[AlertChange]:
+    def sources(self) -> Iterator[str]:
+        """The sources of the open alerts (unsorted: cheap every tick)."""
+        return (a.source for a in self._active.values())
+
+    def update(
+        self,
+        findings: Iterable[Finding],
+        now: float,
+        live: Callable[[Detector, str], Live | None] = _unknown,
+        blocks: Mapping[str, Block] | None = None,
+    ) -> list[AlertChange]:
+        """One tick: ``now`` is wall-clock; ``live`` tells what the kernel's counters say of a
+        source (None: nothing known, a many-sources incident); ``blocks``: the drop rule holding
+        on each source (an address), with its drops so far."""
         changes: list[AlertChange] = []
-        seen = set()
+        found: dict[Ident, Finding] = {}
+        raised: set[Ident] = set()
         for f in findings:
             ident = (f.detector, f.key)
-            seen.add(ident)
-            self._quiet_since.pop(ident, None)
-            alert = self._active.get(ident)
-            if alert is None:
-                alert = Alert(
-                    id=self._next_id,
-                    detector=f.detector,
-                    severity=f.severity,
-                    source=f.key[0],
-                    target=f.key[1],
-                    count=f.count,
-                    peak=f.count,
-                    window_secs=f.window_secs,
-                    first_seen=now,
-                    last_seen=now,
-                    summary=f.summary,
-                    targets=f.targets,
-                )
-                self._next_id += 1
-                self._active[ident] = alert
-                changes.append(AlertChange(ChangeKind.RAISED, alert))
+            found[ident] = f
+            if ident in self._active:
                 continue
-            grown = f.count > alert.peak
-            # Other addresses attacked are an update (the same ones in another order are not); a new
-            # one among them is news (retargeted: said in the log).
-            moved = retargeted = False
-            if f.targets and f.targets != alert.targets:
-                moved = set(f.targets) != set(alert.targets)
-                retargeted = not set(f.targets) <= set(alert.targets)
-            alert = replace(
-                alert,
+            alert = Alert(
+                id=self._next_id,
+                detector=f.detector,
+                severity=f.severity,
+                source=f.key[0],
+                target=f.key[1],
                 count=f.count,
-                peak=max(alert.peak, f.count),
+                peak=f.count,
+                window_secs=f.window_secs,
+                first_seen=now,
                 last_seen=now,
                 summary=f.summary,
-                severity=f.severity,
-                targets=f.targets or alert.targets,
+                targets=f.targets,
+                block=(blocks or {}).get(f.key[0]),
             )
+            self._next_id += 1
             self._active[ident] = alert
-            if grown or moved:
-                changes.append(AlertChange(ChangeKind.UPDATED, alert, retargeted))
+            self._seen[ident] = _Activity(now, self._drops(alert.block))
+            raised.add(ident)
+            changes.append(AlertChange(ChangeKind.RAISED, alert))
         for ident, alert in list(self._active.items()):
-            if ident in seen:
+            if ident in raised:
                 continue
-            quiet = self._quiet_since.setdefault(ident, now)
-            # Resolved once it has stayed below its threshold for a whole window.
-            if now - quiet >= alert.window_secs:
-                del self._active[ident]
-                del self._quiet_since[ident]
-                changes.append(AlertChange(ChangeKind.RESOLVED, replace(alert, resolved_at=now)))
+            change = self._refresh(ident, alert, found.get(ident), now, live, blocks or {})
+            if change is not None:
+                changes.append(change)
         return changes
+
+    @staticmethod
+    def _drops(block: Block | None) -> dict[tuple[str, float | None], int]:
+        return {(block.rule_id, block.until): block.dropped} if block is not None else {}
+
+    def _refresh(
+        self,
+        ident: Ident,
+        alert: Alert,
+        f: Finding | None,
+        now: float,
+        live: Callable[[Detector, str], Live | None],
+        blocks: Mapping[str, Block],
+    ) -> AlertChange | None:
+        seen = self._seen[ident]
+        state = live(alert.detector, alert.source) if alert.source != MANY_SOURCES else None
+        block = blocks.get(alert.source)
+        if block is not None and block.until is not None and block.until <= now:
+            block = None  # expired: its removal is on its way
+        # Any change of the drop counter is the source sending (a counter that went down is a new rule's).
+        dropping = block is not None and block.dropped != seen.dropped.get((block.rule_id, block.until), 0)
+        if block is not None or seen.dropped:
+            seen.dropped = self._drops(block)
+        count = f.count if f is not None else alert.count  # not known: as last said
+        if f is None and state is not None and state.window_count is not None:
+            count = state.window_count
+        sending = (state is not None and state.sending) or dropping or (f is not None and f.count > alert.count)
+        if sending:
+            seen.at = now
+        if f is None and now - seen.at >= self.quiet_secs:
+            del self._active[ident]
+            del self._seen[ident]
+            return AlertChange(ChangeKind.RESOLVED, replace(alert, count=count, block=block, resolved_at=now))
+        # Other addresses attacked are an update (the same ones in another order are not); a new
+        # one among them is news (retargeted: said in the log).
+        moved = retargeted = False
+        if f is not None and f.targets and f.targets != alert.targets:
+            moved = set(f.targets) != set(alert.targets)
+            retargeted = not set(f.targets) <= set(alert.targets)
+        summary = f.summary if f is not None else alert.summary
+        severity = f.severity if f is not None else alert.severity
+        targets = (f.targets if f is not None else ()) or alert.targets
+        if (
+            not moved
+            and count == alert.count
+            and seen.at == alert.last_seen
+            and block == alert.block
+            and summary == alert.summary
+            and severity == alert.severity
+        ):
+            # Nothing a row shows changed (the usual case for most of a storm's alerts): no copy.
+            if targets != alert.targets:
+                self._active[ident] = replace(alert, targets=targets)  # the same ones, reordered
+            return None
+        new = replace(
+            alert,
+            count=count,
+            peak=max(alert.peak, count),
+            last_seen=seen.at,
+            summary=summary,
+            severity=severity,
+            targets=targets,
+            block=block,
+        )
+        self._active[ident] = new
+        return AlertChange(ChangeKind.UPDATED, new, retargeted, new.state is not alert.state)

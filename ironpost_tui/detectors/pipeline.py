@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 
-from ironpost_tui.detectors.alerts import AlertBook, AlertChange
+from ironpost_tui.detectors.alerts import QUIET_SECS, AlertBook, AlertChange, Block, Live
 from ironpost_tui.detectors.counters import Counts
 from ironpost_tui.detectors.port_scan import PortScanDetector
-from ironpost_tui.detectors.settings import PortScanConfig, SynFloodConfig
+from ironpost_tui.detectors.settings import Detector, PortScanConfig, SynFloodConfig
 from ironpost_tui.detectors.sketch import SketchReader
 from ironpost_tui.detectors.syn_flood import SynFloodDetector
 from ironpost_tui.detectors.targets import Probes, SourceTargets
@@ -17,7 +18,7 @@ from ironpost_tui.detectors.window import WindowSums, diff_counts
 from ironpost_tui.kernel import abi
 from ironpost_tui.kernel.datapath import Datapath
 
-TCP, NEW_TCP, NEW_UDP = 1, 2, 3  # positions in a source's counts: (syn, tcp, new_tcp_ports, new_udp_ports)
+SYN, TCP, NEW_TCP, NEW_UDP = 0, 1, 2, 3  # positions in a source's counts: (syn, tcp, new_tcp_ports, new_udp_ports)
 PENDING_MAX = 16_384  # sources not yet interesting, remembered at most
 
 
@@ -25,6 +26,17 @@ def address_of(key: Hashable) -> str:
     assert isinstance(key, bytes)
     addr, family = abi.AGG_KEY.unpack(key)
     return str(ipaddress.IPv4Address(addr[:4]) if family == abi.FAMILY_V4 else ipaddress.IPv6Address(addr))
+
+
+@functools.lru_cache(maxsize=65_536)  # the sources of open alerts (a storm's too), looked up every tick
+def key_of(address: str) -> bytes | None:
+    """An address as the sketches key it (address_of's inverse); None for what is not one."""
+    try:
+        addr = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    family = abi.FAMILY_V4 if addr.version == 4 else abi.FAMILY_V6
+    return abi.AGG_KEY.pack(addr.packed.ljust(16, b"\0"), family)
 
 
 class _Admission:
@@ -62,7 +74,9 @@ class _Admission:
 
 
 class DetectionPipeline:
-    def __init__(self, syn_flood: SynFloodConfig, port_scan: PortScanConfig, target: str) -> None:
+    def __init__(
+        self, syn_flood: SynFloodConfig, port_scan: PortScanConfig, target: str, quiet_secs: float = QUIET_SECS
+    ) -> None:
         self.syn_flood = SynFloodDetector(syn_flood, target)
         self.port_scan = PortScanDetector(port_scan, target)
         self._syn_src = WindowSums(syn_flood.window_secs)
@@ -77,7 +91,7 @@ class DetectionPipeline:
         self._scan_targets = SourceTargets(port_scan.window_secs)
         self._prev: tuple[dict[Hashable, Counts], dict[Hashable, Counts]] = ({}, {})
         self._reader: SketchReader | None = None
-        self.book = AlertBook()
+        self.book = AlertBook(quiet_secs)
 
     def feed(
         self,
@@ -86,13 +100,14 @@ class DetectionPipeline:
         now: float,
         wall: float,
         probes: Probes | None = None,
+        blocks: Mapping[str, Block] | None = None,
     ) -> list[AlertChange]:
         """One tick from snapshots of cumulative counters (a replay, the tests); ``now`` is
         monotonic, ``wall`` the time to stamp alerts with; ``probes``: what each (source,
         destination) probed since the last tick."""
         deltas = tuple(diff_counts(prev, cur) for prev, cur in zip(self._prev, (sources, targets), strict=True))
         self._prev = (dict(sources), dict(targets))
-        return self.feed_deltas(deltas[0], deltas[1], now, wall, probes)
+        return self.feed_deltas(deltas[0], deltas[1], now, wall, probes, blocks)
 
     def feed_deltas(
         self,
@@ -101,8 +116,10 @@ class DetectionPipeline:
         now: float,
         wall: float,
         probes: Probes | None = None,
+        blocks: Mapping[str, Block] | None = None,
     ) -> list[AlertChange]:
-        """One tick from what each source and target sent since the last."""
+        """One tick from what each source and target sent since the last; ``blocks``: the drop
+        rule holding on each source address, with its drops (what the sketches no longer count)."""
         self._syn_admit.add(sources, now)
         self._scan_admit.add({k: v for k, v in sources.items() if v[NEW_TCP] or v[NEW_UDP]}, now)
         self._syn_dst.add(targets, now)
@@ -112,16 +129,32 @@ class DetectionPipeline:
         scanners = self.port_scan.scanners(self._scan_src)
         findings = self.syn_flood.evaluate(self._syn_src, self._syn_dst, address_of, scanners, self._syn_targets.named)
         findings += self.port_scan.evaluate(self._scan_src, address_of, self._scan_targets.named)
-        return self.book.update(findings, wall)
+        syn_sums, scan_sums = self._syn_src.sums, self._scan_src.sums
+
+        def live(detector: Detector, source: str) -> Live | None:
+            key = key_of(source)
+            if key is None:
+                return None
+            delta = sources.get(key)
+            sending = delta is not None and any(delta)
+            if detector is Detector.SYN_FLOOD:
+                counts = syn_sums.get(key)
+                return Live(sending, counts[SYN] if counts is not None else 0)
+            counts = scan_sums.get(key)
+            return Live(sending, counts[NEW_TCP] + counts[NEW_UDP] if counts is not None else 0)
+
+        return self.book.update(findings, wall, live, blocks)
 
     def start(self, dp: Datapath) -> None:
         """Read ``dp``'s sketches from now on; a first read publishes TICK before traffic is attached."""
         self._reader = SketchReader(dp)
         self._reader.read(time.monotonic_ns())
 
-    def tick(self, dp: Datapath, now: float, wall: float) -> list[AlertChange]:
+    def tick(
+        self, dp: Datapath, now: float, wall: float, blocks: Mapping[str, Block] | None = None
+    ) -> list[AlertChange]:
         if self._reader is None:
             self.start(dp)
         assert self._reader is not None
         read = self._reader.read(time.monotonic_ns())
-        return self.feed_deltas(read.sources, read.destinations, now, wall, read.probes)
+        return self.feed_deltas(read.sources, read.destinations, now, wall, read.probes, blocks)

@@ -41,12 +41,15 @@ class PortScanConfig:
 
 @dataclass(frozen=True)
 class AutoBlockLimits:
-    """How many sources auto-block may block ([detectors] max_blocks_per_minute, max_auto_blocks,
-    max_incident_sources); past a limit it blocks nothing more until the storm is over."""
+    """The keys of [detectors] itself.  How many sources auto-block may block (max_blocks_per_minute,
+    max_auto_blocks, max_incident_sources); past a limit it blocks nothing more until the storm is
+    over.  And how long an incident's source must stay silent before its alert is resolved
+    (quiet_secs): until then an expired auto-block is renewed when the source sends again."""
 
     max_blocks_per_minute: int = 30  # new auto-blocks within any 60 s
     max_auto_blocks: int = 1_000  # auto-block rules in force at once
     max_incident_sources: int = 32  # distinct sources one detector raised within its window
+    quiet_secs: float = 30  # an alert is resolved after its source sent nothing for this long (alerts.QUIET_SECS)
 
 
 DetectorConfig = SynFloodConfig | PortScanConfig

@@ -11,12 +11,12 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ironpost_tui.config.journal import AutoJournal
-from ironpost_tui.detectors import Alert, AlertChange, ChangeKind, DetectionPipeline
+from ironpost_tui.detectors import Alert, AlertChange, Block, ChangeKind, DetectionPipeline
 from ironpost_tui.detectors.settings import AutoBlockLimits, Detector, DetectorConfig, PortScanConfig, SynFloodConfig
 from ironpost_tui.engine.alert_history import AlertHistory
 from ironpost_tui.engine.auto_blocker import AutoBlocker
@@ -34,6 +34,7 @@ from ironpost_tui.kernel.xdp_link import XdpChoice, XdpLink, occupants
 from ironpost_tui.model import FilterRule, PacketEvent, RuleStatus, StatsSample, assert_never
 from ironpost_tui.rules import external, protect
 from ironpost_tui.rules.audit import Actor, AuditLog
+from ironpost_tui.rules.blocking import BlockIndex
 from ironpost_tui.rules.control import RuleController, RuleSink
 from ironpost_tui.rules.infrastructure import InfraAddress, InfraSources
 from ironpost_tui.rules.protect import NO_SSH_CLIENT, Protected
@@ -111,7 +112,10 @@ class Engine:
         self._last_sample: StatsSample | None = None
         self._ifindex = 0
         self._decoder: EventDecoder | None = None
-        self._detect = DetectionPipeline(options.syn_flood, options.port_scan, options.iface)
+        self._detect = DetectionPipeline(
+            options.syn_flood, options.port_scan, options.iface, options.auto_block.quiet_secs
+        )
+        self._block_index = BlockIndex(())
         self._snapshots = SnapshotBuilder(options.iface)
         self._snapshot = EngineSnapshot(at=time.time(), iface=options.iface, mode="", attached=False)
         self._last_detect = 0.0
@@ -310,7 +314,7 @@ class Engine:
         if self._last_sample is None or now - self._last_sample.at >= self.options.sample_interval:
             sample = self._last_sample = self._sampler.sample(self._dp, now)
             if self._control is not None:
-                self._control.expire(time.time(), Actor("ironpost", None, "expiry"))
+                self._blocker.expired(self._control.expire(time.time(), Actor("ironpost", None, "expiry")))
         if now - self._last_external >= self.options.external_interval:
             self._last_external = now
             publish = self._reconcile_external() or publish
@@ -318,12 +322,15 @@ class Engine:
         top = None
         if now - self._last_detect >= self.options.detect_interval:
             self._last_detect = now
-            alerts = tuple(self._detect.tick(self._dp, now, time.time()))
+            wall = time.time()
+            alerts = tuple(self._detect.tick(self._dp, now, wall, self._blocks(wall)))
             self._snapshots.count_alerts(alerts)
             self._alerts.apply(alerts)
             raised = [c.alert for c in alerts if c.kind == ChangeKind.RAISED]
             if raised and self.auto_blocking:
                 self._blocker.apply(self.control, raised, now)
+            if self.auto_blocking:
+                self._blocker.renew(self.control, alerts, now, wall)
             top = self._read_top(now)
         self._flush()
         state = host.interface_state(self.options.iface, self._ifindex)
@@ -350,6 +357,14 @@ class Engine:
     def top(self) -> TopSnapshot:
         """The latest top-talker lists; safe to call from any thread."""
         return self._top
+
+    def _blocks(self, wall: float) -> Mapping[str, Block]:
+        """The drop rule holding on each open alert's source, with its drops, as the last published
+        rules say (at most a sample old: the rules' hit counters are read once per sample)."""
+        rules = self._snapshot.rules
+        if rules is not self._block_index.rules:
+            self._block_index = BlockIndex(rules)
+        return self._block_index.blocks(self._detect.book.sources(), wall)
 
     def _reconcile_external(self) -> bool:
         """Other tools' changes to BLOCKLIST into the rules; True when the rules changed."""

@@ -81,13 +81,14 @@ def log_reload(reloaded: Reloaded) -> None:
 
 def log_alert(change: AlertChange) -> None:
     a = change.alert
-    if change.kind == ChangeKind.UPDATED and not change.retargeted:
+    if change.kind == ChangeKind.UPDATED and not (change.retargeted or change.restated):
         log.debug("alert %d %s updated: %s", a.id, a.detector, a.summary)
         return
-    level = logging.INFO if change.kind == ChangeKind.RESOLVED else logging.WARNING
+    quiet = change.kind == ChangeKind.RESOLVED or (change.restated and not change.retargeted)
+    level = logging.INFO if quiet else logging.WARNING
     log.log(
         level,
-        "alert %d %s %s: %s -> %s: %s (severity %s)",
+        "alert %d %s %s: %s -> %s: %s (severity %s)%s",
         a.id,
         a.detector,
         change.kind,
@@ -95,6 +96,7 @@ def log_alert(change: AlertChange) -> None:
         a.where,
         a.summary,
         a.severity,
+        f", now {a.state}" if change.restated else "",
         extra={"alert": a, "change": change.kind},
     )
 

@@ -8,7 +8,12 @@ Every JSON line has ``ts`` (RFC 3339, UTC), ``level``, ``event`` and
   ``alert`` with ``change``, ``detector``, ``severity``, ``src_ip`` (the
   source, null when it is not an address: "many sources"), ``dst_ip`` (the
   address attacked most; null when none is known), ``targets`` (every address
-  attacked, most first), ``source``, ``target``, ``count``...
+  attacked, most first), ``source``, ``target``, ``count``, ``peak``,
+  and the live fields a console row shows (detectors.alerts.live_fields):
+  ``rate`` (per second over the window), ``last_seen`` (RFC 3339), ``state``
+  (ACTIVE, blocked, resolved), ``blocked_until`` (RFC 3339 or null),
+  ``time_left`` (seconds, null when not blocked or no expiry), ``dropped``
+  (the block rule's drops), ``block_rule``.
 * ``extra={"audit": dict}`` (audit.AuditLog): the audit entry itself (event
   ``rule_change``), as the audit file has it, its time as ``ts``.
 * ``extra={"event": name, ...}``: that event name, and every other extra
@@ -25,6 +30,7 @@ import sys
 import time
 from typing import Any
 
+from ironpost_tui.detectors.alerts import live_fields
 from ironpost_tui.text import json_safe, visible
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(message)s"
@@ -76,6 +82,11 @@ class JsonFormatter(logging.Formatter):
                 window_secs=alert.window_secs,
                 summary=alert.summary,
             )
+            live = live_fields(alert, record.created)
+            for key in ("last_seen", "blocked_until"):
+                at = live[key]
+                live[key] = rfc3339(at) if isinstance(at, float | int) else None
+            out.update(live)
         if isinstance(audit, dict):
             entry = dict(audit)
             ts = entry.pop("ts", None)

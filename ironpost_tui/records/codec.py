@@ -12,7 +12,7 @@ import ipaddress
 import math
 from typing import Any, TypeVar
 
-from ironpost_tui.detectors import Alert, AlertChange, ChangeKind, Detector
+from ironpost_tui.detectors import Alert, AlertChange, Block, ChangeKind, Detector
 from ironpost_tui.model import (
     Action,
     FilterRule,
@@ -253,7 +253,21 @@ def alert_to_json(a: Alert) -> Json:
         "summary": a.summary,
         "resolved_at": a.resolved_at,
         "targets": list(a.targets),
+        "block": None if a.block is None else block_to_json(a.block),
     }
+
+
+def block_to_json(b: Block) -> Json:
+    return {"rule_id": b.rule_id, "until": b.until, "dropped": b.dropped}
+
+
+def _block(d: Json) -> Block | None:
+    """An alert's block; absent in recordings made before alerts had one."""
+    value = d.get("block")
+    if value is None:
+        return None
+    b = obj(value, "block")
+    return Block(string(b, "rule_id"), optional_number(b, "until", 0, MAX_WALL_CLOCK), integer(b, "dropped"))
 
 
 def alert_from_json(value: object) -> Alert:
@@ -272,6 +286,7 @@ def alert_from_json(value: object) -> Alert:
         summary=string(d, "summary"),
         resolved_at=optional_number(d, "resolved_at", 0, MAX_WALL_CLOCK),
         targets=_targets(d),
+        block=_block(d),
     )
 
 

@@ -3,7 +3,10 @@
 Fields are the tables' columns, in their order; times are ISO 8601 in UTC
 (the tables show local HH:MM:SS, a file needs the date and the zone).  Alerts add
 ``dst_ip`` and ``targets`` (as the JSON log has them): the address attacked most
-and all of them, a JSON array (in CSV, separated by spaces).
+and all of them, a JSON array (in CSV, separated by spaces); and the live fields
+the row shows, as the JSON log has them: ``rate`` (per second over the window),
+``blocked_until``, ``time_left`` (seconds at the time of the export), ``dropped``
+(the block rule's drops) and ``block_rule``.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ironpost_tui import files
-from ironpost_tui.detectors import Alert
+from ironpost_tui.detectors import Alert, AlertState
+from ironpost_tui.detectors.alerts import live_fields
 from ironpost_tui.errors import IronpostError
 from ironpost_tui.model import PacketEvent
 from ironpost_tui.triage.values import TopRow
@@ -27,7 +31,7 @@ KINDS = ("events", "alerts", "top")
 EVENT_FIELDS = ("time", "source", "sport", "destination", "dport", "proto", "verdict", "rule", "flags", "len")
 ALERT_FIELDS = (
     "#", "severity", "source", "detector", "count", "state", "last", "peak", "first", "target", "summary",
-    "dst_ip", "targets",
+    "dst_ip", "targets", "rate", "blocked_until", "time_left", "dropped", "block_rule",
 )  # fmt: skip
 
 TOP_FIELDS = ("list", "window", "key", "pps", "bps", "syn_ps", "drop_ps", "first", "last")
@@ -69,11 +73,21 @@ def event_rows(events: Iterable[PacketEvent]) -> list[Row]:
     return rows
 
 
-def alert_rows(alerts: Iterable[Alert], acknowledged: Collection[int] = ()) -> list[Row]:
+def alert_state(a: Alert, acknowledged: bool) -> str:
+    """resolved, blocked, acked (an open alert the operator acknowledged) or ACTIVE."""
+    if a.state is not AlertState.ACTIVE:
+        return str(a.state)
+    return "acked" if acknowledged else str(AlertState.ACTIVE)
+
+
+def alert_rows(alerts: Iterable[Alert], acknowledged: Collection[int] = (), now: float | None = None) -> list[Row]:
+    """``now``: when ``time_left`` is counted from (default: now)."""
+    at = time.time() if now is None else now
     rows: list[Row] = []
     for a in alerts:
-        state = "resolved" if a.resolved else ("acked" if a.id in acknowledged else "ACTIVE")
+        state = alert_state(a, a.id in acknowledged)
         last = a.resolved_at if a.resolved_at is not None else a.last_seen
+        live = live_fields(a, at)
         rows.append(
             {
                 "#": a.id,
@@ -89,6 +103,11 @@ def alert_rows(alerts: Iterable[Alert], acknowledged: Collection[int] = ()) -> l
                 "summary": a.summary,
                 "dst_ip": a.dst_ip,
                 "targets": list(a.targets),
+                "rate": live["rate"],
+                "blocked_until": None if a.blocked_until is None else iso_utc(a.blocked_until),
+                "time_left": live["time_left"],
+                "dropped": a.dropped,
+                "block_rule": live["block_rule"],
             }
         )
     return rows
@@ -154,8 +173,10 @@ def export_events(path: Path, events: Iterable[PacketEvent], fmt: str) -> int:
     return len(rows)
 
 
-def export_alerts(path: Path, alerts: Iterable[Alert], fmt: str, acknowledged: Collection[int] = ()) -> int:
-    rows = alert_rows(alerts, acknowledged)
+def export_alerts(
+    path: Path, alerts: Iterable[Alert], fmt: str, acknowledged: Collection[int] = (), now: float | None = None
+) -> int:
+    rows = alert_rows(alerts, acknowledged, now)
     write_rows(path, rows, ALERT_FIELDS, fmt)
     return len(rows)
 
@@ -166,6 +187,7 @@ __all__ = [
     "FORMATS",
     "ExportError",
     "alert_rows",
+    "alert_state",
     "default_path",
     "event_rows",
     "export_alerts",

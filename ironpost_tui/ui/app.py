@@ -285,11 +285,12 @@ class IronpostApp(App[int]):
             if self._chart is not None:
                 self._chart.samples = history
         if state.pending:
-            new = state.take_events()
-            events.add_events(new)
+            new, evicted = state.take_events()
+            events.add_events(new, evicted)
             if self.detail is not None:
                 self.detail.add_events(new)
         events.lost = state.events_lost()
+        alerts.now = now
         top_changed = state.top_version != self._drawn_top
         if top_changed:
             self._drawn_top = state.top_version
@@ -434,7 +435,7 @@ class IronpostApp(App[int]):
             rows, fields = top_rows(pane.kind.value, pane.window.value, pane.rows()), TOP_FIELDS
         else:
             acked = self.main.query_one(AlertTable).acknowledged
-            rows, fields = alert_rows(self.state.alerts.values(), acked), ALERT_FIELDS
+            rows, fields = alert_rows(self.state.alerts.values(), acked, self.source.now()), ALERT_FIELDS
         screen = ExportScreen(kind, len(rows), default_path(kind, "csv", time.time()), cursor_blink=self.cursor_blink)
 
         def chosen(answer: tuple[str, Path] | None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ironpost_tui.detectors import Alert
 from ironpost_tui.model import RuleStatus
+from ironpost_tui.records.export import alert_state
 from ironpost_tui.rules.nft import nft_command
 from ironpost_tui.ui import format as fmt
 
@@ -38,18 +39,35 @@ def rule_fields(s: RuleStatus, now: float) -> Fields:
     ]
 
 
-def alert_state(alert: Alert, acknowledged: bool) -> str:
-    return "resolved" if alert.resolved else ("acked" if acknowledged else "ACTIVE")
+def state_text(alert: Alert, acknowledged: bool, now: float, compact: bool = False) -> str:
+    """The state as a row shows it: ``blocked · 9m left · 239k dropped`` while a block holds (the
+    seconds only in the last minute); ``compact`` (an 80-column pane, where the detector column must
+    stay on screen): ``blocked 9m``, the drops in the detail below the table."""
+    state = alert_state(alert, acknowledged)
+    if alert.block is None or alert.resolved:
+        return state
+    left = alert.time_left(now)
+    if left is not None and left >= 60:
+        left = left // 60 * 60  # whole minutes past the first one: the row stays narrow and calm
+    dropped = f"{fmt.si(alert.dropped)} dropped"
+    if compact:
+        return f"{state} {fmt.span(left)}" if left is not None else state
+    return " · ".join([state, *([f"{fmt.span(left)} left"] if left is not None else []), dropped])
 
 
-def alert_fields(a: Alert, acknowledged: bool) -> Fields:
-    """(label, value) for the alert detail, most useful first."""
+def alert_fields(a: Alert, acknowledged: bool, now: float | None = None) -> Fields:
+    """(label, value) for the alert detail, most useful first (``now``: what time left counts from)."""
+    ack = "acknowledged" if acknowledged else "not acknowledged"
     if a.resolved_at is not None:
         state = f"resolved at {fmt.clock(a.resolved_at)}"
+    elif a.block is not None:
+        left = a.time_left(a.last_seen if now is None else now)
+        until = f"until {fmt.clock(a.block.until)} ({fmt.span(left or 0)} left)" if a.block.until else "no expiry"
+        state = f"blocked by {fmt.text(a.block.rule_id)}, {until}, {fmt.count(a.dropped)} dropped, {ack}"
     else:
-        state = "ACTIVE, acknowledged" if acknowledged else "ACTIVE, not acknowledged"
+        state = f"ACTIVE, {ack}"
     last = a.resolved_at if a.resolved_at is not None else a.last_seen
-    rate = a.count / a.window_secs if a.window_secs > 0 else 0.0
+    rate = a.rate
     # What the table cuts at 80 columns first (the times, the summary), then the rest.
     return [
         ("summary", fmt.text(a.summary)),

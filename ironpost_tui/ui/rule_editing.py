@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from ironpost_tui.errors import IronpostError
 from ironpost_tui.model import Action, FilterRule
+from ironpost_tui.rules.blocking import blocking_rules
 from ironpost_tui.rules.control import LockoutRefused
 from ironpost_tui.ui.edits import Edit, EditKind, Origin
 from ironpost_tui.ui.messages import EditApplied, EditRefused
@@ -15,7 +16,6 @@ from ironpost_tui.ui.rule_fields import block_rule
 from ironpost_tui.ui.screens.alert_detail import AlertDetailScreen
 from ironpost_tui.ui.screens.block import BlockScreen
 from ironpost_tui.ui.screens.confirm import ConfirmScreen
-from ironpost_tui.ui.state import blocking_rules
 from ironpost_tui.ui.widgets.alert_table import AlertTable
 from ironpost_tui.ui.widgets.event_table import EventTable
 from ironpost_tui.ui.widgets.rule_form import RuleForm

@@ -6,17 +6,17 @@ sets the widgets' attributes.  Everything is bounded.
 
 from __future__ import annotations
 
-import ipaddress
 from collections import deque
 from dataclasses import dataclass, field
 
 from ironpost_tui.detectors import Alert, AlertChange
 from ironpost_tui.kernel.abi import MapName
-from ironpost_tui.model import Action, PacketEvent, RuleStatus, StatsSample
+from ironpost_tui.model import PacketEvent, RuleStatus, StatsSample
 from ironpost_tui.triage.values import TopSnapshot
 from ironpost_tui.ui import format as fmt
+from ironpost_tui.ui.event_rings import EventRings
 
-EVENTS_KEPT = 5_000  # events held in memory (the table shows the newest of them)
+EVENTS_KEPT = 5_000  # drops held in memory, and as many other events (the table shows the newest of them)
 HISTORY_SAMPLES = 1_200  # 20 minutes of 1 s samples: enough for the 10-minute chart
 
 
@@ -25,7 +25,7 @@ class ConsoleState:
     history: deque[StatsSample] = field(default_factory=lambda: deque(maxlen=HISTORY_SAMPLES))
     alerts: dict[int, Alert] = field(default_factory=dict)
     rules: tuple[RuleStatus, ...] = ()
-    pending: deque[PacketEvent] = field(default_factory=lambda: deque(maxlen=EVENTS_KEPT))
+    pending: EventRings = field(default_factory=lambda: EventRings(EVENTS_KEPT))
     notices: deque[str] = field(default_factory=lambda: deque(maxlen=50))
     at: float = 0.0  # the source's clock at the last update
     version: int = 0  # bumped by every change, so a redraw can skip when nothing happened
@@ -47,10 +47,11 @@ class ConsoleState:
         self.pending.extend(events)
         self.version += 1
 
-    def take_events(self) -> list[PacketEvent]:
-        events = list(self.pending)
+    def take_events(self) -> tuple[list[PacketEvent], int]:
+        """The events since the last redraw, and how many more arrived and were evicted before it."""
+        events, evicted = list(self.pending), self.pending.evicted
         self.pending.clear()
-        return events
+        return events, evicted
 
     def change_alerts(self, changes: tuple[AlertChange, ...]) -> None:
         for change in changes:
@@ -95,25 +96,3 @@ class ConsoleState:
 
     def blocklist_used(self) -> int:
         return sum(1 for s in self.rules if s.map_name == MapName.BLOCKLIST)
-
-
-def blocking_rules(address: str, rules: tuple[RuleStatus, ...]) -> list[RuleStatus]:
-    """The drop rules on the source alone that cover ``address``: the exact one(s) if any,
-    else the narrowest prefix.  Empty when nothing blocks it that way."""
-    try:
-        addr = ipaddress.ip_address(address)
-    except ValueError:
-        return []
-    covering = [
-        s
-        for s in rules
-        if s.rule.action is Action.DROP
-        and s.rule.match_fields == ("src_ip",)
-        and s.rule.src_ip is not None
-        and s.rule.src_ip.version == addr.version
-        and addr in s.rule.src_ip
-    ]
-    if not covering:
-        return []
-    narrowest = max(s.rule.src_ip.prefixlen for s in covering if s.rule.src_ip is not None)
-    return [s for s in covering if s.rule.src_ip is not None and s.rule.src_ip.prefixlen == narrowest]

@@ -126,3 +126,49 @@ class Flood:
         self.stop()
         self.tx.close()
         self.rx.close()
+
+
+class SynBursts:
+    """TCP SYNs ns_ip4 -> host_ip4:``port`` in bursts, from a thread: ``n`` non-blocking connects
+    every ``every`` seconds (a SYN each; the port is closed, so the host answers RST, inside the
+    lab).  The sockets are closed right after each burst: nothing retransmits."""
+
+    def __init__(self, lab: netlab.Lab, n: int = 150, every: float = 1.0, port: int = 9) -> None:
+        assert netlab.allowed_address(lab.ns_ip4) and netlab.allowed_address(lab.host_ip4)
+        self.lab, self.n, self.every, self.port = lab, n, every, port
+        self.bursts = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def burst(self) -> None:
+        socks = []
+        with netlab.in_netns(self.lab.ns):
+            try:
+                for _ in range(self.n):
+                    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                    socks.append(s)
+                    s.setblocking(False)
+                    try:
+                        s.connect((self.lab.host_ip4, self.port))
+                    except (BlockingIOError, ConnectionRefusedError):
+                        pass
+            finally:
+                for s in socks:
+                    s.close()
+        self.bursts += 1
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.burst()
+            self._stop.wait(self.every)
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ironpost_tui.detectors import Alert
+from ironpost_tui.detectors.alerts import live_fields
 from ironpost_tui.engine.control_socket.protocol import (
     BadRequest,
     Block,
@@ -187,9 +188,12 @@ def rule_entry(rule: FilterRule | RuleStatus) -> dict[str, Any]:
 
 
 def alert_entry(alert: Alert) -> dict[str, Any]:
-    """An alert with its state and, where its source and target are addresses, src_ip and dst_ip (as the JSON log)."""
+    """An alert with its state (active, blocked, resolved), the live fields a console row shows (rate,
+    time left, drops: detectors.alerts.live_fields) and, where its source and target are addresses,
+    src_ip and dst_ip (as the JSON log)."""
     out: dict[str, Any] = {k: _plain(v) for k, v in dataclasses.asdict(alert).items()}
-    out["state"] = "resolved" if alert.resolved else "active"
+    out.update({k: v for k, v in live_fields(alert, time.time()).items() if k not in out})
+    out["state"] = alert.state.value.lower()  # active, blocked or resolved
     out.setdefault("src_ip", _address(alert.source))
     out.setdefault("dst_ip", _address(alert.target))
     return out

@@ -21,8 +21,10 @@ from textual.widgets import Footer, Label, Static
 from ironpost_tui.detectors import Alert
 from ironpost_tui.detectors.alerts import MANY_SOURCES
 from ironpost_tui.model import PacketEvent, RuleStatus
+from ironpost_tui.records.export import alert_state
 from ironpost_tui.ui import format as fmt
 from ironpost_tui.ui.alert_scope import event_filter
+from ironpost_tui.ui.details import state_text
 from ironpost_tui.ui.event_filter import EventFilter
 from ironpost_tui.ui.messages import BlockSource, UnblockSource, WidgetRequest
 from ironpost_tui.ui.state import EVENTS_KEPT
@@ -46,16 +48,17 @@ def stamp(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
-def fields(alert: Alert, acknowledged: bool) -> str:
-    """Every field of the alert, one per line, in full."""
-    state = "resolved" if alert.resolved else ("acknowledged" if acknowledged else "ACTIVE")
+def fields(alert: Alert, acknowledged: bool, now: float) -> str:
+    """Every field of the alert, one per line, in full (``now``: what a block's time left counts from)."""
     lines = [
         f"source    {fmt.text(alert.source)}",
         f"target    {fmt.text(alert.target)}",
-        f"count     {fmt.count(alert.count)} within {fmt.span(alert.window_secs)} · peak {fmt.count(alert.peak)}",
+        f"count     {fmt.count(alert.count)} within {fmt.span(alert.window_secs)} ({fmt.si(alert.rate)}/s)"
+        f" · peak {fmt.count(alert.peak)}",
         f"seen      {stamp(alert.first_seen)} → {stamp(alert.last_seen)}"
         + (f" · resolved {stamp(alert.resolved_at)}" if alert.resolved_at is not None else ""),
-        f"state     {state}",
+        f"state     {state_text(alert, acknowledged, now)}"
+        + (f" (by {fmt.text(alert.block.rule_id)})" if alert.block is not None and not alert.resolved else ""),
         f"summary   {fmt.text(alert.summary)}",
     ]
     return "\n".join(lines)
@@ -150,10 +153,10 @@ class AlertDetailScreen(Screen[None]):
     def _draw(self, view: AlertView) -> None:
         a = view.alert
         title = self.query_one("#detail-title", Label)
-        state = "resolved" if a.resolved else ("acked" if view.acknowledged else "ACTIVE")
+        state = alert_state(a, view.acknowledged)
         title.update(f"Alert {a.id} · {fmt.text(a.severity.upper())} · {a.detector} · {state}   (esc: back)")
         title.set_class(a.severity in ("critical", "high") and not a.resolved and not view.acknowledged, "-severe")
-        self.query_one("#detail-fields", Static).update(fields(a, view.acknowledged))
+        self.query_one("#detail-fields", Static).update(fields(a, view.acknowledged, view.now))
         self._show_rules(view)
         self._show_heads()
 

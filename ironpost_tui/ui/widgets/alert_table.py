@@ -15,15 +15,16 @@ from textual.widgets import DataTable, Static
 
 from ironpost_tui.detectors import Alert
 from ironpost_tui.detectors.alerts import MANY_SOURCES
+from ironpost_tui.records.export import alert_state
 from ironpost_tui.ui import format as fmt
-from ironpost_tui.ui.details import alert_fields, alert_state
+from ironpost_tui.ui.details import alert_fields, state_text
 from ironpost_tui.ui.messages import BlockSource, UnblockSource, WidgetRequest
 from ironpost_tui.ui.table_sort import Column, SortOrder, address_key
 from ironpost_tui.ui.widgets.field_list import FieldList
 
 SEVERE = ("critical", "high")
 SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
-STATE_RANK = {"resolved": 0, "acked": 1, "ACTIVE": 2}
+STATE_RANK = {"resolved": 0, "acked": 1, "blocked": 2, "ACTIVE": 3}
 
 # What a responder reads first, first: who, against what, how much, then when.  At 80 columns
 # everything up to the detector is on screen; the detail below the table shows the rest.
@@ -42,6 +43,7 @@ COLUMNS = (
 )
 TARGET_WIDTH = 21  # "198.18.200.1:65535" fits; a longer list of targets is cut (whole in the detail)
 SUMMARY_WIDTH = 40
+WIDE_STATE = 100  # a pane narrower than this says "blocked 9m", wider "blocked · 9m left · 239k dropped"
 
 
 class AlertGrid(DataTable[Text]):
@@ -112,6 +114,7 @@ class AlertTable(Vertical):
     """
 
     alerts: reactive[tuple[Alert, ...]] = reactive(tuple, always_update=True)
+    now: reactive[float] = reactive(0.0)  # the source's clock: what a block's time left counts from
     read_only: reactive[bool] = reactive(False)
     problem: reactive[str] = reactive("")
     order: reactive[SortOrder] = reactive(SortOrder)
@@ -147,6 +150,15 @@ class AlertTable(Vertical):
 
     def watch_problem(self) -> None:
         self._show_status()
+
+    def on_resize(self) -> None:
+        if any(a.block is not None for a in self.alerts):
+            self._redraw()
+
+    def watch_now(self, old: float, new: float) -> None:
+        # Time left is shown in whole seconds: redraw once a second, and only while a block counts down.
+        if int(old) != int(new) and any(a.blocked_until is not None and not a.resolved for a in self.alerts):
+            self._redraw()
 
     def watch_order(self) -> None:
         self._redraw(rebuild=True)
@@ -193,7 +205,7 @@ class AlertTable(Vertical):
             Text(fmt.text(a.source)),
             Text(fmt.text(target)),
             Text(fmt.count(a.count), justify="right"),
-            Text(alert_state(a, a.id in self.acknowledged), style=style),
+            Text(state_text(a, a.id in self.acknowledged, self.now, self.size.width < WIDE_STATE), style=style),
             Text(a.detector),
             Text(fmt.clock(last)),
             Text(fmt.clock(a.first_seen)),
@@ -241,7 +253,7 @@ class AlertTable(Vertical):
 
     def _show_detail(self) -> None:
         alert = self.selected()
-        fields = alert_fields(alert, alert.id in self.acknowledged) if alert is not None else []
+        fields = alert_fields(alert, alert.id in self.acknowledged, self.now) if alert is not None else []
         self.query_one(FieldList).show(fields, "no alerts: the detectors have seen nothing yet")
 
     def _show_status(self) -> None:
@@ -252,7 +264,9 @@ class AlertTable(Vertical):
             return
         active = [a for a in self.alerts if not a.resolved]
         new = [a for a in active if a.id not in self.acknowledged]
-        text = f"{len(active)} active, {len(new)} not acknowledged, {len(self.alerts) - len(active)} resolved"
+        blocked = sum(1 for a in active if a.block is not None)
+        held = f" ({blocked} blocked)" if blocked else ""
+        text = f"{len(active)} active{held}, {len(new)} not acknowledged, {len(self.alerts) - len(active)} resolved"
         if self.order != SortOrder():
             text += f" · {self.order.describe(COLUMNS, 'by number')}"
         status.update(text)

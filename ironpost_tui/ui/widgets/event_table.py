@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable, Sequence
 
 from textual import events, on
@@ -15,6 +14,7 @@ from textual.widgets import Input, Static
 from ironpost_tui.model import PacketEvent
 from ironpost_tui.ui import format as fmt
 from ironpost_tui.ui.event_filter import EventFilter
+from ironpost_tui.ui.event_rings import EventRings
 from ironpost_tui.ui.messages import BlockSource, UnblockSource, WidgetRequest
 from ironpost_tui.ui.state import EVENTS_KEPT
 from ironpost_tui.ui.table_sort import SortOrder
@@ -65,7 +65,8 @@ class EventTable(Vertical):
 
     def __init__(self, *, cursor_blink: bool = True, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
-        self._kept: deque[PacketEvent] = deque(maxlen=EVENTS_KEPT)
+        self._kept = EventRings(EVENTS_KEPT)  # drops and rule matches apart: a flood evicts only drops
+        self._evicted_before = 0  # evicted before reaching the pane (between two redraws)
         self._held = 0  # arrived while paused
         self._received = 0
         self._filter = EventFilter("")
@@ -117,8 +118,15 @@ class EventTable(Vertical):
         return [e for e in self._kept if self._filter.matches(e)] if self._filter else list(self._kept)
 
     # --- attributes from the screen ----------------------------------------------
-    def add_events(self, events: Iterable[PacketEvent]) -> None:
+    @property
+    def evicted(self) -> int:
+        """Events that arrived and are no longer kept (a ring was full), since the last reset."""
+        return self._kept.evicted + self._evicted_before
+
+    def add_events(self, events: Iterable[PacketEvent], evicted: int = 0) -> None:
+        """``evicted``: events that arrived before these and were evicted on the way here."""
         events = list(events)
+        self._evicted_before += evicted
         if not events:
             return
         self._received += len(events)
@@ -134,6 +142,7 @@ class EventTable(Vertical):
 
     def reset(self) -> None:
         self._kept.clear()
+        self._evicted_before = 0
         self._held = 0
         self._received = 0
         self._rebuild()
@@ -193,6 +202,7 @@ class EventTable(Vertical):
         if self._filter:
             parts.append(f"filter: {self._filter.text}")
         parts.append(f"lost {fmt.count(self.lost)}")
+        parts.append(f"evicted {fmt.count(self.evicted)}")
         status.update(" · ".join(parts))
 
     # --- actions ------------------------------------------------------------------
