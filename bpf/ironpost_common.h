@@ -13,7 +13,7 @@
 #ifndef IRONPOST_COMMON_H
 #define IRONPOST_COMMON_H
 
-#define IRONPOST_ABI_VERSION 4
+#define IRONPOST_ABI_VERSION 5
 
 /* STATS indices (the seed's layout, 0-4).  FRAGMENTS is not a protocol (its packets count under
  * theirs as well): the packets judged without their ports (PORTS_HIDDEN in packet.h: TCP and UDP
