@@ -136,10 +136,10 @@ def test_capture_beside_the_agent_has_every_packet_with_its_verdict(
     assert int(final["written"]) == len(wanted) == int(final["captured"])
 
     assert out.stat().st_mode & 0o777 == 0o600
-    tcpdump = subprocess.run(["tcpdump", "-nn", "-r", str(out)], capture_output=True, text=True)
+    tcpdump = subprocess.run(["tcpdump", "-nn", "-e", "-r", str(out)], capture_output=True, text=True)
     assert tcpdump.returncode == 0, tcpdump.stderr
     assert len(tcpdump.stdout.splitlines()) == len(wanted)
-    assert "vlan 7" in tcpdump.stdout and "IP6" in tcpdump.stdout and f".{PORT}:" in tcpdump.stdout
+    assert "vlan 7" in tcpdump.stdout and "ethertype IPv6" in tcpdump.stdout and f".{PORT}:" in tcpdump.stdout
     if shutil.which("tshark"):
         tshark = subprocess.run(["tshark", "-r", str(out), "-T", "fields", "-e", "frame.comment"],
                                 capture_output=True, text=True)  # fmt: skip

@@ -1,10 +1,12 @@
 """A capture as a pcapng file: one Ethernet interface, nanosecond timestamps, a comment per packet.
 
-Written with dpkt's pcapng Writer (dpkt 1.9.8: a maintained packet library, already the usual
-reader/writer of pcap files in Python; its Writer takes our own interface description and enhanced
-packet blocks, so the interface name, if_tsresol and the comments are options, not hand-packed
-bytes).  The file itself is created by ironpost_tui.files (exclusive, no-follow, 0600, given to the
-user who ran sudo).
+Written with python-pcapng (2.1.1: a maintained reader and writer of every standard block, which
+checks each option's type as it writes it): the interface's name, ``if_tsresol`` 9 and each
+packet's comment are options it encodes, not bytes packed here.  dpkt 1.9.8's pcapng Writer was
+the first choice, but its enhanced packet block writes the captured length as the packet's
+length, so a copy cut at the snap length would lose the length it had on the wire.  The file
+itself is created by ironpost_tui.files (exclusive, no-follow, 0600, given to the user who ran
+sudo).
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import BinaryIO
 
-from dpkt import pcapng
+from pcapng import FileWriter, blocks
 
 from ironpost_tui import files
+from ironpost_tui.version import __version__
 
-TSRESOL_NS = 9  # if_tsresol: 10^-9 s
+LINKTYPE_ETHERNET = 1
+TSRESOL_NS = b"\x09"  # if_tsresol: 10^-9 s
 
 
 class PcapngFile:
@@ -24,36 +28,31 @@ class PcapngFile:
 
     def __init__(self, path: Path, iface: str, snaplen: int, owner: files.Owner | None) -> None:
         self._f: BinaryIO = files.create_replacing(path, owner=owner)
-        idb = pcapng.InterfaceDescriptionBlockLE(
+        self._shb = blocks.SectionHeader(options={"shb_userappl": f"ironpost-tui {__version__}"})
+        self._shb.new_member(
+            blocks.InterfaceDescription,
+            link_type=LINKTYPE_ETHERNET,
             snaplen=snaplen,
-            linktype=pcapng.DLT_EN10MB,
-            opts=[
-                pcapng.PcapngOptionLE(code=pcapng.PCAPNG_OPT_IF_NAME, data=iface.encode()),
-                pcapng.PcapngOptionLE(code=pcapng.PCAPNG_OPT_IF_TSRESOL, data=bytes([TSRESOL_NS])),
-                pcapng.PcapngOptionLE(code=pcapng.PCAPNG_OPT_ENDOFOPT),
-            ],
+            options={"if_name": iface, "if_tsresol": TSRESOL_NS},
         )
-        self._writer = pcapng.Writer(self._f, snaplen=snaplen, idb=idb)
+        self._writer = FileWriter(self._f, self._shb)
         self.size = self._f.tell()
 
     def write(self, ts_ns: int, data: bytes, pkt_len: int, comment: str) -> int:
         """One packet (``data``: its first bytes, ``pkt_len``: its length on the wire); returns bytes written."""
-        epb = pcapng.EnhancedPacketBlockLE(
-            iface_id=0,
-            ts_high=ts_ns >> 32,
-            ts_low=ts_ns & 0xFFFFFFFF,
-            caplen=len(data),
-            pkt_len=pkt_len,
-            pkt_data=data,
-            opts=[
-                pcapng.PcapngOptionLE(code=pcapng.PCAPNG_OPT_COMMENT, data=comment.encode()),
-                pcapng.PcapngOptionLE(code=pcapng.PCAPNG_OPT_ENDOFOPT),
-            ],
+        epb = self._shb.new_member(
+            blocks.EnhancedPacket,
+            interface_id=0,
+            timestamp_high=ts_ns >> 32,
+            timestamp_low=ts_ns & 0xFFFFFFFF,
+            packet_data=data,
+            packet_len=pkt_len,
+            options={"opt_comment": comment},
         )
-        block = bytes(epb)
-        self._f.write(block)
-        self.size += len(block)
-        return len(block)
+        self._writer.write_block(epb)
+        now = self._f.tell()
+        written, self.size = now - self.size, now
+        return written
 
     def close(self) -> None:
         self._f.flush()
