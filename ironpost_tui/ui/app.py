@@ -8,6 +8,7 @@ the widgets' attributes.  Rule edits run in their own worker thread.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import signal
 import time
@@ -26,6 +27,7 @@ from ironpost_tui.config.settings import ConsoleSettings
 from ironpost_tui.detectors import Alert
 from ironpost_tui.engine.feed import Source
 from ironpost_tui.errors import ExitStatus, IronpostError
+from ironpost_tui.kernel.capture import CaptureFilter
 from ironpost_tui.records.export import (
     ALERT_FIELDS,
     EVENT_FIELDS,
@@ -37,6 +39,7 @@ from ironpost_tui.records.export import (
 )
 from ironpost_tui.ui import format as fmt
 from ironpost_tui.ui.alert_scope import event_filter, matching_rules
+from ironpost_tui.ui.capture_action import CaptureProgressed, Capturing
 from ironpost_tui.ui.commands import console_commands, other_screen_commands
 from ironpost_tui.ui.edits import Edit, EditKind, Origin
 from ironpost_tui.ui.key_help import help_sections
@@ -121,6 +124,7 @@ class IronpostApp(App[int]):
         self._drawn_rules = -1
         self._shown_data = False
         self.editing = RuleEditing(self)
+        self.capturing = Capturing(self)
         self.leaving = Leaving(self)
         self.detail: AlertDetailScreen | None = None  # an alert's detail, while open
         self._chart: ChartScreen | None = None
@@ -190,6 +194,7 @@ class IronpostApp(App[int]):
 
     def on_unmount(self) -> None:
         self.workers.cancel_group(self, "poll")
+        self.capturing.stop()
         loop = asyncio.get_running_loop()
         for sig in self._signals:
             loop.remove_signal_handler(sig)
@@ -457,6 +462,16 @@ class IronpostApp(App[int]):
 
     def on_alert_table_block_requested(self, message: AlertTable.BlockRequested) -> None:
         self.editing.block(message.address, message.why, Origin.ALERTS)
+
+    def on_event_table_capture_requested(self, message: EventTable.CaptureRequested) -> None:
+        self.capture_source(message.address)
+
+    def capture_source(self, address: str) -> None:
+        """`c`: ask how long, how much and where, then capture ``address``'s packets (any pane may call it)."""
+        self.capturing.ask(CaptureFilter(src=ipaddress.ip_network(address)), address)
+
+    def on_capture_progressed(self, message: CaptureProgressed) -> None:
+        self.capturing.show(message)
 
     def on_event_table_unblock_requested(self, message: EventTable.UnblockRequested) -> None:
         self.editing.unblock(message.address, Origin.EVENTS)
