@@ -151,7 +151,8 @@ class Capture:
                 on_start(maps.prog_id)
             last_report = 0.0
             while not reason:
-                rings.poll(POLL_MS)
+                if rings.poll(POLL_MS):
+                    out.flush()
                 now = time.monotonic()
                 reason = self._reason(written, out.size, now - start)
                 if on_progress is not None and (reason or now - last_report >= 0.5):

@@ -11,6 +11,7 @@ sudo).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import BinaryIO
 
@@ -35,7 +36,11 @@ class PcapngFile:
             snaplen=snaplen,
             options={"if_name": iface, "if_tsresol": TSRESOL_NS},
         )
-        self._writer = FileWriter(self._f, self._shb)
+        with warnings.catch_warnings():
+            # python-pcapng 2.1.1 declares if_tsresol without a type and warns when encoding it; the
+            # value is the one byte the format wants.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self._writer = FileWriter(self._f, self._shb)
         self.size = self._f.tell()
 
     def write(self, ts_ns: int, data: bytes, pkt_len: int, comment: str) -> int:
@@ -53,6 +58,10 @@ class PcapngFile:
         now = self._f.tell()
         written, self.size = now - self.size, now
         return written
+
+    def flush(self) -> None:
+        """What was written so far, on its way to the disk (readable by others while the capture runs)."""
+        self._f.flush()
 
     def close(self) -> None:
         self._f.flush()
