@@ -173,13 +173,18 @@ def test_capture_beside_the_agent_has_every_packet_with_its_verdict(
 def test_rate_limited_capture_counts_its_losses_exactly(lab: netlab.Lab, agents: AgentPool, tmp_path: Path) -> None:
     """3,000 datagrams sent at full speed to a capture limited to 50 copies/s: the kernel matched exactly
     3,000, and captured + lost = matched with losses to the rate limit; the file holds what was captured.
-    A capture without the limit (positive control) loses none of 300."""
+    A capture without the limit (positive control) loses none of 200; run as under sudo, its file is the
+    invoking user's."""
     _, prog_id = start_agent(agents, lab, tmp_path)
     sent = 1000  # of each kind: 3,000 frames
+    users = tmp_path / "users"
+    users.mkdir()
+    os.chown(users, 65534, 65534)
     for rate, per_kind in (("50", sent), ("0", 100)):
-        out = tmp_path / f"rate{rate}.pcapng"
+        out = (tmp_path if rate != "0" else users) / f"rate{rate}.pcapng"
+        env = agent_env(SUDO_UID="65534", SUDO_GID="65534") if rate == "0" else None
         cap = start_capture(lab.host_if, "--src", lab.ns_ip4, "--port", str(PORT), "--rate", rate,
-                            "--seconds", "120", "-w", str(out))  # fmt: skip
+                            "--seconds", "120", "-w", str(out), env=env)  # fmt: skip
         try:
             cap.wait_for(f"program {prog_id}", timeout=30)
             v4 = [f for f in frames(lab, PORT, per_kind) if f[12:14] != b"\x86\xdd"]  # --src is IPv4
@@ -199,6 +204,8 @@ def test_rate_limited_capture_counts_its_losses_exactly(lab: netlab.Lab, agents:
         assert len(packets) == got["written"] == got["captured"]
         if rate == "0":
             assert got["lost"] == 0
+            st = out.stat()
+            assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (65534, 65534, 0o600)
         else:
             assert got["lost_rate"] > 0 and 0 < got["captured"] < len(v4)
 
