@@ -27,7 +27,7 @@ PERF_PAGES = 64  # per CPU: 256 KiB, room for about a thousand 256-byte copies b
 
 
 class CaptureMap(IntEnum):
-    """Not a StrEnum of names only: the kernel truncates map names to 15 bytes, these fit."""
+    """The capture maps; ``map_name`` is what the program calls each (within the kernel's 15 bytes)."""
 
     CFG = 0
     STATS = 1
@@ -120,19 +120,10 @@ def parse_copy(raw: bytes) -> Copy | None:
 class CaptureMaps:
     """The CAPTURE_* maps of the ironpost program on one interface, open by fd."""
 
-    def __init__(self, iface: str) -> None:
-        host.check_iface_name(iface)
-        self.iface = iface
-        try:
-            ifindex = socket.if_nametoindex(iface)
-        except OSError:
-            raise NoController(f"no interface {iface}") from None
-        progs = [o for o in occupants(ifindex) if o.is_ironpost]
-        if not progs:
-            raise NoController(
-                f"no ironpost program runs on {iface}: start `ironpost-tui {iface}` (or --headless) first"
-            )
-        self.prog_id = progs[0].prog_id
+    def __init__(self, prog_id: int, where: str = "") -> None:
+        """The maps of program ``prog_id`` (``where``: the interface, for messages)."""
+        self.prog_id = prog_id
+        where = where or f"program {prog_id}"
         self._fds: dict[CaptureMap, int] = {}
         prog_fd = libbpf.prog_fd_by_id(self.prog_id)
         try:
@@ -149,11 +140,26 @@ class CaptureMaps:
         if len(self._fds) != len(CaptureMap):
             self.close()
             raise IronpostError(
-                f"the ironpost program on {iface} (id {self.prog_id}) has no capture maps: it is older than "
+                f"the ironpost program on {where} (id {self.prog_id}) has no capture maps: it is older than "
                 f"this version, restart it",
                 title="No capture",
             )
         self._possible = _possible_cpus()
+
+    @classmethod
+    def on_interface(cls, iface: str) -> CaptureMaps:
+        """The maps of the ironpost program attached to ``iface``; NoController when there is none."""
+        host.check_iface_name(iface)
+        try:
+            ifindex = socket.if_nametoindex(iface)
+        except OSError:
+            raise NoController(f"no interface {iface}") from None
+        progs = [o for o in occupants(ifindex) if o.is_ironpost]
+        if not progs:
+            raise NoController(
+                f"no ironpost program runs on {iface}: start `ironpost-tui {iface}` (or --headless) first"
+            )
+        return cls(progs[0].prog_id, iface)
 
     def fd(self, which: CaptureMap) -> int:
         return self._fds[which]

@@ -74,7 +74,8 @@ def comment(copy: Copy, rule_names: Mapping[int, str]) -> str:
 
 
 def wall_offset_ns() -> int:
-    """CLOCK_REALTIME minus CLOCK_MONOTONIC (bpf_ktime_get_ns()'s clock), read between two monotonic reads."""
+    """CLOCK_REALTIME minus CLOCK_MONOTONIC (bpf_ktime_get_ns()'s clock) in integer ns, read between two
+    monotonic reads (rules.table.monotonic_to_wall_offset is a float of seconds: it cannot keep nanoseconds)."""
     before = time.monotonic_ns()
     wall = time.time_ns()
     after = time.monotonic_ns()
@@ -113,7 +114,7 @@ class Capture:
         lock = host.InterfaceLock(self.iface, "capture")
         lock.acquire()  # CaptureBusy when another capture runs here
         try:
-            maps = CaptureMaps(self.iface)
+            maps = CaptureMaps.on_interface(self.iface)
             try:
                 return self._run(maps, on_progress, on_start)
             finally:
