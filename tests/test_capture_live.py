@@ -247,3 +247,23 @@ def test_bad_capture_input_is_one_line_and_changes_nothing(lab: netlab.Lab, tmp_
     assert proc.returncode == 15, proc  # no program on the interface (next case), but the path passed
     assert "no ironpost program" in one_error_line(proc.stderr)
     assert os.listdir(locked) == []
+
+
+def test_a_capture_ends_when_the_agent_it_reads_leaves(lab: netlab.Lab, agents: AgentPool, tmp_path: Path) -> None:
+    """The agent stops (SIGTERM) during a 120 s capture: the capture ends within seconds, its file complete
+    with what was copied before, saying it stopped because the program left."""
+    agent, prog_id = start_agent(agents, lab, tmp_path)
+    out = tmp_path / "left.pcapng"
+    cap = start_capture(lab.host_if, "--src", lab.ns_ip4, "--seconds", "120", "-w", str(out))
+    try:
+        cap.wait_for(f"program {prog_id}", timeout=30)
+        v4 = [f for f in frames(lab, PORT, 3) if f[12:14] == b"\x08\x00"]
+        netlab.send_frames(lab, v4)
+        agent.send(signal.SIGTERM)
+        assert agent.wait(30) == 0
+        assert cap.wait(30) == 0, cap.describe()
+    finally:
+        cap.kill()
+    assert "(stopped by detached)" in cap.stdout, cap.describe()
+    _, packets = read_pcapng(out)
+    assert sorted(p.data for p in packets) == sorted(f[:SNAPLEN] for f in v4)

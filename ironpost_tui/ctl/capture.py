@@ -143,6 +143,6 @@ def run(argv: list[str], out: TextIO | None = None) -> ExitStatus:
 def _progress_printer(err: TextIO) -> Callable[[Progress], None]:
     def show(p: Progress) -> None:
         if err.isatty():
-            print(f"\rcapturing: {p.describe()}   ", end="" if not p.stopped_by else "\n", file=err, flush=True)
+            print(f"\rcapturing: {p.describe()}   ", end="" if p.stopped_by is None else "\n", file=err, flush=True)
 
     return show

@@ -123,6 +123,7 @@ class CaptureMaps:
     def __init__(self, prog_id: int, where: str = "") -> None:
         """The maps of program ``prog_id`` (``where``: the interface, for messages)."""
         self.prog_id = prog_id
+        self.ifindex = 0  # set by on_interface: attached() then checks the program is still there
         where = where or f"program {prog_id}"
         self._fds: dict[CaptureMap, int] = {}
         prog_fd = libbpf.prog_fd_by_id(self.prog_id)
@@ -159,7 +160,18 @@ class CaptureMaps:
             raise NoController(
                 f"no ironpost program runs on {iface}: start `ironpost-tui {iface}` (or --headless) first"
             )
-        return cls(progs[0].prog_id, iface)
+        maps = cls(progs[0].prog_id, iface)
+        maps.ifindex = ifindex
+        return maps
+
+    def attached(self) -> bool:
+        """Whether the program still runs on the interface (True when opened by program id alone)."""
+        if not self.ifindex:
+            return True
+        try:
+            return any(o.prog_id == self.prog_id for o in occupants(self.ifindex))
+        except libbpf.BpfCallError:
+            return False
 
     def fd(self, which: CaptureMap) -> int:
         return self._fds[which]

@@ -21,6 +21,7 @@ from ironpost_tui import files
 from ironpost_tui.errors import ExitStatus, IronpostError
 from ironpost_tui.kernel import abi, host
 from ironpost_tui.kernel.capture import CaptureCounts, CaptureFilter, CaptureMaps, Copy
+from ironpost_tui.model import StrEnum
 from ironpost_tui.records.pcapng_file import PcapngFile
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,18 @@ VERDICT_NAMES = {
 DEFAULT_SECONDS = 60.0
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 POLL_MS = 100
+ATTACHED_CHECK_SECS = 1.0  # how often a capture checks that the program it reads is still attached
 DRAIN_SECS = 0.2  # after CAPTURE_CFG says stop: copies of packets already past the check
+
+
+class StopReason(StrEnum):
+    """What ended a capture."""
+
+    COUNT = "count"
+    SIZE = "size"
+    TIME = "time"
+    STOPPED = "stopped"  # stop(): ctrl+c, SIGTERM, `c` again in the console
+    DETACHED = "detached"  # the program it read left the interface
 
 
 @dataclass(frozen=True)
@@ -54,7 +66,7 @@ class Progress:
     size: int
     elapsed: float
     counts: CaptureCounts = field(default_factory=CaptureCounts)
-    stopped_by: str = ""  # "count", "size", "time", "stopped" once it has ended
+    stopped_by: StopReason | None = None  # set once it has ended
 
     def describe(self) -> str:
         c = self.counts
@@ -131,7 +143,7 @@ class Capture:
         out = PcapngFile(self.path, self.iface, self.filt.snaplen, self.owner)
         offset = wall_offset_ns()
         written = 0
-        reason = ""
+        reason: StopReason | None = None
 
         def on_copy(copy: Copy) -> None:
             nonlocal written
@@ -150,12 +162,15 @@ class Capture:
             start = time.monotonic()
             if on_start is not None:
                 on_start(maps.prog_id)
-            last_report = 0.0
+            last_report = last_check = 0.0
             while not reason:
                 if rings.poll(POLL_MS):
                     out.flush()
                 now = time.monotonic()
                 reason = self._reason(written, out.size, now - start)
+                if not reason and now - last_check >= ATTACHED_CHECK_SECS:
+                    last_check = now
+                    reason = None if maps.attached() else StopReason.DETACHED
                 if on_progress is not None and (reason or now - last_report >= 0.5):
                     last_report = now
                     on_progress(Progress(written, out.size, now - start, maps.counts()))
@@ -176,17 +191,17 @@ class Capture:
         lim = self.limits
         return (lim.count is not None and written >= lim.count) or (lim.max_bytes is not None and size >= lim.max_bytes)
 
-    def _reason(self, written: int, size: int, elapsed: float) -> str:
+    def _reason(self, written: int, size: int, elapsed: float) -> StopReason | None:
         lim = self.limits
         if self._stop.is_set():
-            return "stopped"
+            return StopReason.STOPPED
         if lim.count is not None and written >= lim.count:
-            return "count"
+            return StopReason.COUNT
         if lim.max_bytes is not None and size >= lim.max_bytes:
-            return "size"
+            return StopReason.SIZE
         if lim.seconds is not None and elapsed >= lim.seconds:
-            return "time"
-        return ""
+            return StopReason.TIME
+        return None
 
 
 class OutputRefused(IronpostError):

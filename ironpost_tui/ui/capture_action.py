@@ -82,7 +82,7 @@ class Capturing:
 
         def progress(p: Progress) -> None:
             nonlocal last
-            if p.stopped_by or time.monotonic() - last >= PROGRESS_SECS:
+            if p.stopped_by is not None or time.monotonic() - last >= PROGRESS_SECS:
                 last = time.monotonic()
                 self.app.post_message(CaptureProgressed(path, p))
 
@@ -102,7 +102,7 @@ class Capturing:
         if message.error:
             self.running = None
             app.notify(message.error, title="capture failed", severity="error", markup=False)
-        elif p is not None and p.stopped_by:
+        elif p is not None and p.stopped_by is not None:
             self.running = None
             app.notify(f"{message.path}: {p.describe()}", title=f"capture done ({p.stopped_by})", markup=False)
             app.state.notice(f"capture done: {p.written} packets to {message.path}")
