@@ -234,6 +234,8 @@ def test_bad_capture_input_is_one_line_and_changes_nothing(lab: netlab.Lab, tmp_
         (["--src", lab.ns_ip4, "--snaplen", "0", "-w", str(d / "x.pcapng")], None, "--snaplen"),
         (["--src", lab.ns_ip4, "--count", "-1", "-w", str(d / "x.pcapng")], None, "--count"),
         (["-w", str(d / "x.pcapng")], None, "say what to capture"),
+        (["--src", lab.ns_ip4, "--size", "5", "-w", str(d / "x.pcapng")], None, "--size"),
+        (["--src", lab.ns_ip4, "--dst", lab.ns_ip6, "-w", str(d / "x.pcapng")], None, "different IP versions"),
     ]
     for args, env, expect in cases:
         proc = run_ironpost("capture", lab.host_if, *args, env=env or agent_env())
@@ -267,3 +269,6 @@ def test_a_capture_ends_when_the_agent_it_reads_leaves(lab: netlab.Lab, agents: 
     assert "(stopped by detached)" in cap.stdout, cap.describe()
     _, packets = read_pcapng(out)
     assert sorted(p.data for p in packets) == sorted(f[:SNAPLEN] for f in v4)
+    gone = run_ironpost("capture", "ipx-no-such0", "--src", lab.ns_ip4, "-w", str(d / "x.pcapng"), env=agent_env())
+    assert gone.returncode == 6 and "no interface ipx-no-such0" in one_error_line(gone.stderr), gone
+    assert sorted(os.listdir(d)) == before

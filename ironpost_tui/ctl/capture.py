@@ -49,6 +49,8 @@ def _seconds(text: str) -> float:
 
 
 def _size(text: str) -> int:
+    if text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} has no unit: write {text.strip()}KiB or {text.strip()}MiB")
     try:
         kib = parse_kib(text)
     except ValueError as exc:
@@ -111,9 +113,9 @@ def run(argv: list[str], out: TextIO | None = None) -> ExitStatus:
     args = parser().parse_args(argv)
     socket_path(args.iface)  # a name no interface can have: exit 2 before anything else
     if args.src is not None and args.dst is not None and args.src.version != args.dst.version:
-        raise BadRequest("ironpost-tui capture: --src and --dst are of different IP versions")
+        raise BadRequest("capture: --src and --dst are of different IP versions")
     if args.src is None and args.dst is None and not args.port and not args.proto and args.rule is None:
-        raise BadRequest("ironpost-tui capture: say what to capture: --src, --dst, --port, --proto or --rule")
+        raise BadRequest("capture: say what to capture: --src, --dst, --port, --proto or --rule")
     owner = files.invoking_user()
     path = check_output(args.file, owner)
     rules = _controller_rules(args.iface)
@@ -124,7 +126,7 @@ def run(argv: list[str], out: TextIO | None = None) -> ExitStatus:
             raise NoController(f"--rule needs the running controller of {args.iface} to name its rules; none answers")
         slot = next((s for s, rid in names.items() if rid == args.rule), None)
         if slot is None:
-            raise BadRequest(f"ironpost-tui capture: no rule {args.rule!r} on {args.iface} (see ironpost-tui rules)")
+            raise BadRequest(f"capture: no rule {args.rule!r} on {args.iface} (see ironpost-tui rules)")
     filt = CaptureFilter(args.src, args.dst, args.port, args.proto, slot, args.snaplen, args.rate)
     cap = Capture(args.iface, filt, path, Limits(args.count, args.seconds, args.size), names, owner)
     previous = {sig: signal.signal(sig, lambda *_: cap.stop()) for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 
-from ironpost_tui.errors import IronpostError, NoController
+from ironpost_tui.errors import IronpostError, NoController, NoSuchInterface
 from ironpost_tui.kernel import abi, host, libbpf
 from ironpost_tui.kernel.xdp_link import occupants
 
@@ -154,7 +154,7 @@ class CaptureMaps:
         try:
             ifindex = socket.if_nametoindex(iface)
         except OSError:
-            raise NoController(f"no interface {iface}") from None
+            raise NoSuchInterface(f"no interface {iface}") from None
         progs = [o for o in occupants(ifindex) if o.is_ironpost]
         if not progs:
             raise NoController(
