@@ -213,7 +213,7 @@ def test_rate_limited_capture_counts_its_losses_exactly(lab: netlab.Lab, agents:
 def test_bad_capture_input_is_one_line_and_changes_nothing(lab: netlab.Lab, tmp_path: Path) -> None:
     """-w to a symbolic link, a name with '..', an existing file, a directory the sudo user cannot write;
     a nonsense --src, --snaplen or --count: exit 2, one line on stderr, nothing created or changed.
-    With no ironpost program on the interface: exit 15, no file."""
+    With no ironpost program on the interface: exit 15, no such interface: exit 6; no file either way."""
     d = tmp_path / "out"
     d.mkdir()
     target = tmp_path / "precious"
@@ -249,6 +249,9 @@ def test_bad_capture_input_is_one_line_and_changes_nothing(lab: netlab.Lab, tmp_
     assert proc.returncode == 15, proc  # no program on the interface (next case), but the path passed
     assert "no ironpost program" in one_error_line(proc.stderr)
     assert os.listdir(locked) == []
+    gone = run_ironpost("capture", "ipx-no-such0", "--src", lab.ns_ip4, "-w", str(d / "x.pcapng"), env=agent_env())
+    assert gone.returncode == 6 and "no interface ipx-no-such0" in one_error_line(gone.stderr), gone
+    assert sorted(os.listdir(d)) == before
 
 
 def test_a_capture_ends_when_the_agent_it_reads_leaves(lab: netlab.Lab, agents: AgentPool, tmp_path: Path) -> None:
@@ -269,6 +272,3 @@ def test_a_capture_ends_when_the_agent_it_reads_leaves(lab: netlab.Lab, agents: 
     assert "(stopped by detached)" in cap.stdout, cap.describe()
     _, packets = read_pcapng(out)
     assert sorted(p.data for p in packets) == sorted(f[:SNAPLEN] for f in v4)
-    gone = run_ironpost("capture", "ipx-no-such0", "--src", lab.ns_ip4, "-w", str(d / "x.pcapng"), env=agent_env())
-    assert gone.returncode == 6 and "no interface ipx-no-such0" in one_error_line(gone.stderr), gone
-    assert sorted(os.listdir(d)) == before
