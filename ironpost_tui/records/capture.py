@@ -7,7 +7,6 @@ callback, so neither front end is imported here.
 
 from __future__ import annotations
 
-import logging
 import os
 import pwd
 import stat
@@ -24,7 +23,6 @@ from ironpost_tui.kernel.capture import CaptureCounts, CaptureFilter, CaptureMap
 from ironpost_tui.model import StrEnum
 from ironpost_tui.records.pcapng_file import PcapngFile
 
-log = logging.getLogger(__name__)
 
 VERDICT_NAMES = {
     abi.VERDICT_PASS: "pass",
@@ -156,7 +154,9 @@ class Capture:
         start = time.monotonic()
         try:
             maps.configure(None)
-            rings = maps.open_rings(on_copy, lambda n: log.warning("capture: %d copies lost in the buffer", n))
+            # A full ring makes bpf_perf_event_output() fail, which the program counts (CAPSTAT_LOST_PERF):
+            # the ring's own lost records tell the same again, so they are not counted twice.
+            rings = maps.open_rings(on_copy, lambda _n: None)
             maps.reset()
             maps.configure(self.filt)
             start = time.monotonic()
