@@ -23,7 +23,6 @@ from ironpost_tui.kernel.capture import CaptureCounts, CaptureFilter, CaptureMap
 from ironpost_tui.model import StrEnum
 from ironpost_tui.records.pcapng_file import PcapngFile
 
-
 VERDICT_NAMES = {
     abi.VERDICT_PASS: "pass",
     abi.VERDICT_DROP: "drop",
