@@ -17,6 +17,7 @@
  *   TOP_SRC_BITS TOP_DST_BITS TOP_PORT_BITS (top talkers: 2^bits sets each)
  *   PY_ABI_VERSION PY_EVENT_SIZE PY_VALUE_SIZE PY_SHAPE_SIZE PY_MATCH_KEY_SIZE
  *   PY_CONFIG_SIZE PY_SRC_WAY_SIZE PY_DST_WAY_SIZE PY_EXACT4_SIZE PY_TOP_WAY_SIZE PY_TOP_SRC_WAY_SIZE
+ *   PY_CAPTURE_CONFIG_SIZE PY_CAPTURE_META_SIZE
  *   IRONPOST_PIN_DIR (optional: reuse or create the maps pinned there)
  */
 #include <uapi/linux/bpf.h>
@@ -26,6 +27,7 @@
 #include "rule_match.h"
 #include "sketch.h"
 #include "top_talkers.h"
+#include "capture.h"
 
 #if !defined(PY_ABI_VERSION) || PY_ABI_VERSION != IRONPOST_ABI_VERSION
 #error "ironpost_tui/kernel/abi.py and bpf/ironpost_common.h disagree on IRONPOST_ABI_VERSION"
@@ -181,6 +183,34 @@ static __always_inline struct top_set *top_dst_lookup(__u32 *set)
 static __always_inline struct top_set *top_port_lookup(__u32 *set)
 {
 	return TOP_PORT.lookup(set);
+}
+
+/* Capture (capture.h): off unless a capture is running. */
+BPF_ARRAY(CAPTURE_CFG, struct capture_config, 1);
+BPF_PERCPU_ARRAY(CAPTURE_STATS, __u64, CAPSTAT_MAX);
+BPF_PERCPU_ARRAY(CAPTURE_RATE, struct capture_rate, 1);
+BPF_PERF_OUTPUT(CAPTURE_PERF);
+
+static __always_inline struct capture_config *capture_cfg_lookup(void)
+{
+	__u32 zero = 0;
+	return CAPTURE_CFG.lookup(&zero);
+}
+
+static __always_inline __u64 *capture_stats_lookup(__u32 *idx)
+{
+	return CAPTURE_STATS.lookup(idx);
+}
+
+static __always_inline struct capture_rate *capture_rate_lookup(void)
+{
+	__u32 zero = 0;
+	return CAPTURE_RATE.lookup(&zero);
+}
+
+static __always_inline int capture_output(struct xdp_md *ctx, __u32 caplen, struct capture_meta *meta)
+{
+	return CAPTURE_PERF.perf_submit_skb(ctx, caplen, meta, sizeof(*meta));
 }
 
 static __always_inline __u32 stats_index(__u8 family, __u8 protocol)
@@ -342,5 +372,6 @@ int ironpost_xdp(struct xdp_md *ctx)
 		emit_event(pp, now, len, slot, verdict);
 	}
 
+	capture_packet(ctx, pp, best->rank, best->slot, len, verdict);
 	return verdict == VERDICT_DROP ? XDP_DROP : XDP_PASS;
 }

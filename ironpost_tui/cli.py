@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from ironpost_tui.engine.engine import Engine, EngineOptions
     from ironpost_tui.engine.feed import Source
 
-SUBCOMMANDS = ("cleanup", "check-config", "demo", "replay", "block", "unblock", "rules", "alerts")
+SUBCOMMANDS = ("cleanup", "check-config", "demo", "replay", "block", "unblock", "rules", "alerts", "capture")
 
 
 def _run_parser() -> argparse.ArgumentParser:
@@ -37,7 +37,7 @@ def _run_parser() -> argparse.ArgumentParser:
         description="XDP packet filter and triage console. "
         "Subcommands: cleanup IFACE, check-config PATH, demo, replay FILE; and for scripts, talking to the "
         "running controller of IFACE: block IFACE ADDR[/LEN], unblock IFACE (ADDR | --id ID), rules IFACE, "
-        "alerts IFACE.",
+        "alerts IFACE, capture IFACE --src ADDR -w FILE.",
     )
     p.add_argument("iface", help="network interface to attach to (e.g. eth0)")
     p.add_argument("--headless", action="store_true", help="run as an agent without the console")
@@ -342,6 +342,13 @@ def _cmd_script(name: str) -> Callable[[list[str]], ExitStatus]:
     return run
 
 
+def _cmd_capture(argv: list[str]) -> ExitStatus:
+    """``capture IFACE ... -w FILE``: a pcapng capture from the program running on IFACE (ironpost_tui.ctl.capture)."""
+    from ironpost_tui.ctl import capture
+
+    return capture.run(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     stdout = logging.StreamHandler(sys.stdout)
@@ -355,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
                 "demo": _cmd_demo,
                 "replay": _cmd_replay,
                 **{name: _cmd_script(name) for name in ("block", "unblock", "rules", "alerts")},
+                "capture": _cmd_capture,
             }
             return int(commands[argv[0]](argv[1:]))
         return int(_cmd_run(argv))

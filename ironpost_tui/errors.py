@@ -24,6 +24,7 @@ class ExitStatus(IntEnum):
     ALREADY_RUNNING = 13
     METRICS_PORT_IN_USE = 14
     NO_CONTROLLER = 15
+    CAPTURE_BUSY = 16
     CTRL_C = 130
 
 
@@ -121,6 +122,13 @@ class WebConfigInvalid(IronpostError):
 
     exit_status = ExitStatus.CONFIG_INVALID
     title = "Invalid web configuration"
+
+
+class CaptureBusy(IronpostError):
+    """Another capture runs on the interface: one writer of the capture configuration at a time."""
+
+    exit_status = ExitStatus.CAPTURE_BUSY
+    title = "Capture busy"
 
 
 class NoController(IronpostError):

@@ -79,6 +79,7 @@ class RuleStatus:
     map_name: str  # BLOCKLIST, SRC4, SRC6 or MATCH
     hits: int = 0
     last_hit: float | None = None  # wall-clock seconds
+    slot: int | None = None  # its RULE_HITS slot: what events and captures name it by
 
 
 @dataclass(frozen=True)

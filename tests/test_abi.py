@@ -56,6 +56,18 @@ def test_every_header_constant_matches_abi_py() -> None:
     assert differ == {}, "name: (header, abi.py)"
 
 
+def test_capture_header_constants_and_layouts_match_abi_py() -> None:
+    """bpf/capture.h's constants (all integers, save the guard) are abi.py's; the two structs' sizes too."""
+    header = resources.bpf_dir() / "capture.h"
+    odd = {n: v for n, v in defines(header).items() if not (v and _INT.match(v))}
+    assert odd == {"IRONPOST_CAPTURE_H": None}
+    consts = int_defines(header)
+    assert {"CAPTURE_ANY_RULE", "CAPSTAT_MAX"} <= set(consts)
+    differ = {n: (v, getattr(abi, n, None)) for n, v in consts.items() if getattr(abi, n, None) != v}
+    assert differ == {}, "name: (header, abi.py)"
+    assert abi.CAPTURE_CONFIG.size == 56 and abi.CAPTURE_META.size == 24
+
+
 def test_rank_constants_are_defined_in_the_header_only() -> None:
     assert {"MONITOR_RANK", "NO_MATCH"} <= set(int_defines(HEADER))
     others = [p for p in resources.bpf_dir().iterdir() if p.suffix in (".c", ".h") and p != HEADER]

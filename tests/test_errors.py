@@ -65,6 +65,7 @@ def test_exit_codes_are_the_documented_ones() -> None:
         "ALREADY_RUNNING": 13,
         "METRICS_PORT_IN_USE": 14,
         "NO_CONTROLLER": 15,
+        "CAPTURE_BUSY": 16,
         "CTRL_C": 130,
     }
     assert len({int(s) for s in ExitStatus}) == len(ExitStatus)  # each its own

@@ -17,10 +17,11 @@ from ironpost_tui.model import Action
 from ironpost_tui.triage.values import RateWindow, TopKind, TopLists, TopRow, TopSnapshot
 from ironpost_tui.ui.messages import EditApplied, ExportWritten, TopSampled
 from ironpost_tui.ui.screens.block import BlockScreen
+from ironpost_tui.ui.screens.capture import CaptureScreen
 from ironpost_tui.ui.screens.export import ExportScreen
 from ironpost_tui.ui.screens.top_detail import TopDetailScreen
 from ironpost_tui.ui.widgets.field_list import FieldList
-from ironpost_tui.ui.widgets.top_pane import TopPane
+from ironpost_tui.ui.widgets.top_pane import TopPane, capture_filter
 from ironpost_tui.ui.widgets.traffic_pane import TrafficPane
 
 AT = 12.0
@@ -71,9 +72,9 @@ def test_window_list_sort_filter_detail_and_export(tmp_path: Path) -> None:
             assert pane.kind is TopKind.DESTINATIONS and pane.rows()
             await pilot.press("v")
             assert pane.kind is TopKind.PORTS and "udp/9" in [r.key for r in pane.rows()]
-            # b in a replay: read-only, nothing asked.
-            await pilot.press("b")
-            assert not isinstance(app.screen, BlockScreen)
+            # b and c in a replay: read-only, nothing asked.
+            await pilot.press("b", "c")
+            assert not isinstance(app.screen, BlockScreen | CaptureScreen)
             # E: the rows shown, as shown.
             await pilot.press("E")
             assert isinstance(app.screen, ExportScreen)
@@ -125,5 +126,22 @@ def test_m_adds_a_monitor_rule_b_asks_for_a_duration_and_the_traffic_pane_lists_
             await pilot.press("b")
             pane = app.main.query_one(TopPane)
             assert "b blocks a source" in pane.problem and not isinstance(app.screen, BlockScreen)
+            # c on a destination: the capture dialog, for that destination.
+            await pilot.press("c")
+            assert isinstance(app.screen, CaptureScreen) and app.screen.what == "198.18.0.1"
+            assert "198-18-0-1" in app.screen.path.name
+            await pilot.press("escape")
+            assert not isinstance(app.screen, CaptureScreen) and app.capturing.running is None
 
     asyncio.run(main())
+
+
+def test_c_captures_what_the_row_names() -> None:
+    """A source's packets, a destination's, or a port and protocol's; never a mix-up of sides."""
+    src = capture_filter(TopKind.SOURCES, "2001:db8::7")
+    assert str(src.src) == "2001:db8::7/128" and src.dst is None and src.port == 0
+    dst = capture_filter(TopKind.DESTINATIONS, "198.18.0.1")
+    assert str(dst.dst) == "198.18.0.1/32" and dst.src is None
+    port = capture_filter(TopKind.PORTS, "udp/53")
+    assert (port.port, port.protocol, port.src, port.dst) == (53, 17, None, None)
+    assert capture_filter(TopKind.PORTS, "tcp/22").protocol == 6

@@ -194,6 +194,20 @@ TOP_MAPS = (MapName.TOP_SRC, MapName.TOP_DST, MapName.TOP_PORT)
 RULE_MAPS = (MapName.BLOCKLIST, MapName.SRC4, MapName.SRC6, MapName.MATCH)
 
 PROTOCOL_NAMES = {STATS_TCP: "tcp", STATS_UDP: "udp", STATS_ICMP: "icmp", STATS_OTHER: "other", STATS_TOTAL: "total"}
+# bpf/capture.h: what a capture asks for (CAPTURE_CFG, one entry), what precedes each copy (perf sample).
+CAPTURE_ANY_RULE = 0xFFFFFFFF
+CAPTURE_NO_RULE = 0xFFFFFFFF
+CAPTURE_SNAPLEN_MAX = 0xFFFF
+CAPSTAT_MATCHED = 0
+CAPSTAT_CAPTURED = 1
+CAPSTAT_LOST_RATE = 2
+CAPSTAT_LOST_PERF = 3
+CAPSTAT_MAX = 4
+# enabled snaplen rate rule_slot family src_prefix dst_prefix protocol port pad src[16] dst[16]
+CAPTURE_CONFIG = struct.Struct("<IIIIBBBBHH16s16s")
+# ts_ns pkt_len cap_len rule_slot verdict pad[3]
+CAPTURE_META = struct.Struct("<QIIIB3x")
+
 # Every STATS row by name: the protocols, and the fragments judged without their ports.
 STATS_ROWS = {**PROTOCOL_NAMES, STATS_FRAGMENTS: FRAGMENTS}
 EVENT_LOSS_REASONS = {EVSTAT_LOST_RINGBUF_FULL: "ringbuf_full", EVSTAT_LOST_RATE_LIMITED: "rate_limited"}
@@ -218,4 +232,6 @@ def size_cflags() -> list[str]:
         f"-DPY_EXACT4_SIZE={EXACT4_BUCKET.size}",
         f"-DPY_TOP_WAY_SIZE={TOP_WAY.size}",
         f"-DPY_TOP_SRC_WAY_SIZE={TOP_SRC_WAY.size}",
+        f"-DPY_CAPTURE_CONFIG_SIZE={CAPTURE_CONFIG.size}",
+        f"-DPY_CAPTURE_META_SIZE={CAPTURE_META.size}",
     ]

@@ -7,7 +7,7 @@ import os
 import socket
 from pathlib import Path
 
-from ironpost_tui.errors import AlreadyRunning, BadInterfaceName, NoSuchInterface, NotPermitted
+from ironpost_tui.errors import AlreadyRunning, BadInterfaceName, CaptureBusy, NoSuchInterface, NotPermitted
 from ironpost_tui.model import StrEnum
 
 CAP_NET_ADMIN = 12
@@ -101,12 +101,17 @@ def ensure_bpffs() -> None:
 
 
 class InterfaceLock:
-    """One controller per interface: an flock on /run/ironpost/<iface>.lock."""
+    """One controller per interface: an flock on /run/ironpost/<iface>.lock.
 
-    def __init__(self, iface: str) -> None:
-        self.path = RUN_DIR / f"{check_iface_name(iface)}.lock"
+    With ``purpose`` ("capture"), another lock of the same interface: <iface>.<purpose>.lock.
+    """
+
+    def __init__(self, iface: str, purpose: str = "") -> None:
+        name = check_iface_name(iface) + (f".{purpose}" if purpose else "")
+        self.path = RUN_DIR / f"{name}.lock"
         self._fd = -1
         self.iface = iface
+        self.purpose = purpose
 
     def acquire(self) -> None:
         RUN_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)  # root's: the command-line sockets live here too
@@ -117,6 +122,10 @@ class InterfaceLock:
             except BlockingIOError:
                 pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
                 os.close(fd)
+                if self.purpose == "capture":
+                    raise CaptureBusy(
+                        f"another capture (pid {pid}) is running on {self.iface}: wait for it to end or stop it"
+                    ) from None
                 raise AlreadyRunning(f"another ironpost-tui (pid {pid}) controls {self.iface}: stop it first") from None
             # The holder before us may have unlinked the file after we opened it:
             # only a lock on the file that is still at the path counts.

@@ -11,6 +11,7 @@ import ctypes
 import ctypes.util
 import errno
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
@@ -122,6 +123,7 @@ def _lib() -> ctypes.CDLL:
         "bpf_prog_test_run_opts": [ctypes.c_int, ctypes.c_void_p],
         "bpf_map_lookup_elem": [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p],
         "bpf_map_update_elem": [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64],
+        "perf_buffer__poll": [ctypes.c_void_p, ctypes.c_int],
         "bpf_map_lookup_batch": [
             ctypes.c_int,
             ctypes.c_void_p,
@@ -135,7 +137,23 @@ def _lib() -> ctypes.CDLL:
         f = getattr(lib, fn)
         f.argtypes = args
         f.restype = ctypes.c_int
+    lib.perf_buffer__new.argtypes = [
+        ctypes.c_int,
+        ctypes.c_size_t,
+        PERF_SAMPLE_FN,
+        PERF_LOST_FN,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+    ]
+    lib.perf_buffer__new.restype = ctypes.c_void_p
+    lib.perf_buffer__free.argtypes = [ctypes.c_void_p]
+    lib.perf_buffer__free.restype = None
     return lib
+
+
+# libbpf's perf_buffer callbacks: sample(ctx, cpu, data, size) and lost(ctx, cpu, count).
+PERF_SAMPLE_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_uint32)
+PERF_LOST_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int, ctypes.c_uint64)
 
 
 def available() -> bool:
@@ -231,6 +249,58 @@ def prog_info(fd: int) -> ProgInfo:
     raw = _info(fd)
     # struct bpf_prog_info: type@0 id@4 ... name[16]@64
     return ProgInfo(id=_u32(raw, 4), type=_u32(raw, 0), name=_name(raw[64:80]))
+
+
+def prog_map_ids(fd: int) -> list[int]:
+    """The ids of the maps a program uses."""
+    ids = (ctypes.c_uint32 * 64)()
+    # struct bpf_prog_info: nr_map_ids@52 (in: room, out: count), map_ids@56 (a user pointer)
+    request = bytes(52) + (64).to_bytes(4, "little") + ctypes.addressof(ids).to_bytes(8, "little")
+    buf = ctypes.create_string_buffer(request, 256)
+    length = ctypes.c_uint32(256)
+    _check("bpf_obj_get_info_by_fd", _lib().bpf_obj_get_info_by_fd(fd, buf, ctypes.byref(length)))
+    return list(ids[: min(64, _u32(buf.raw, 52))])
+
+
+def map_fd_by_id(map_id: int) -> int:
+    return _check("bpf_map_get_fd_by_id", _lib().bpf_map_get_fd_by_id(map_id))
+
+
+class PerfBuffer:
+    """libbpf's perf_buffer on a BPF_MAP_TYPE_PERF_EVENT_ARRAY: one ring per CPU, opened by this process.
+
+    Opening it points every CPU's entry of the map at this process's rings (whoever opened it before
+    stops receiving); closing the rings takes the entries out again, kill -9 included.
+    """
+
+    def __init__(
+        self,
+        map_fd: int,
+        pages: int,
+        on_sample: Callable[[int, bytes], None],
+        on_lost: Callable[[int, int], None],
+    ) -> None:
+        # Kept on self: ctypes callbacks must outlive the buffer that calls them.
+        self._sample = PERF_SAMPLE_FN(lambda _ctx, cpu, data, size: on_sample(cpu, ctypes.string_at(data, size)))
+        self._lost = PERF_LOST_FN(lambda _ctx, cpu, count: on_lost(cpu, count))
+        ptr = _lib().perf_buffer__new(map_fd, pages, self._sample, self._lost, None, None)
+        if not ptr:
+            raise BpfCallError("perf_buffer__new", ctypes.get_errno() or errno.EINVAL)
+        self._pb: int | None = ptr
+
+    def poll(self, timeout_ms: int) -> int:
+        """Call back for what the rings hold, waiting up to ``timeout_ms``; returns how many samples."""
+        if self._pb is None:
+            return 0
+        ret: int = _lib().perf_buffer__poll(self._pb, timeout_ms)
+        if ret < 0 and -ret != errno.EINTR:
+            _check("perf_buffer__poll", ret)
+        return max(ret, 0)
+
+    def close(self) -> None:
+        if self._pb is not None:
+            _lib().perf_buffer__free(self._pb)
+            self._pb = None
 
 
 def map_info(fd: int) -> MapInfo:

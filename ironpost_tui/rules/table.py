@@ -98,7 +98,7 @@ class RuleTable:
         for inst in sorted(self._rules.values(), key=lambda i: i.priority):
             packets, last = hits[inst.slot]
             last_hit = last / 1e9 + self._clock_offset if last else None
-            out.append(RuleStatus(inst.rule, inst.placement.map_name, packets, last_hit))
+            out.append(RuleStatus(inst.rule, inst.placement.map_name, packets, last_hit, inst.slot))
         return out
 
     def blocklist(self) -> dict[bytes, tuple[FilterRule, bytes]]:

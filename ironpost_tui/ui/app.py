@@ -8,6 +8,7 @@ the widgets' attributes.  Rule edits run in their own worker thread.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import signal
 import time
@@ -26,6 +27,7 @@ from ironpost_tui.config.settings import ConsoleSettings
 from ironpost_tui.detectors import Alert
 from ironpost_tui.engine.feed import Source
 from ironpost_tui.errors import ExitStatus, IronpostError
+from ironpost_tui.kernel.capture import CaptureFilter
 from ironpost_tui.records.export import (
     ALERT_FIELDS,
     EVENT_FIELDS,
@@ -39,6 +41,7 @@ from ironpost_tui.records.export import (
 )
 from ironpost_tui.ui import format as fmt
 from ironpost_tui.ui.alert_scope import event_filter, matching_rules
+from ironpost_tui.ui.capture_action import CaptureProgressed, Capturing
 from ironpost_tui.ui.commands import console_commands, other_screen_commands
 from ironpost_tui.ui.edits import Edit, EditKind, Origin
 from ironpost_tui.ui.key_help import help_sections
@@ -127,6 +130,7 @@ class IronpostApp(App[int]):
         self._drawn_top = -1
         self._shown_data = False
         self.editing = RuleEditing(self)
+        self.capturing = Capturing(self)
         self.leaving = Leaving(self)
         self.detail: AlertDetailScreen | None = None  # an alert's detail, while open
         self._chart: ChartScreen | None = None
@@ -202,6 +206,7 @@ class IronpostApp(App[int]):
 
     def on_unmount(self) -> None:
         self.workers.cancel_group(self, "poll")
+        self.capturing.stop()
         loop = asyncio.get_running_loop()
         for sig in self._signals:
             loop.remove_signal_handler(sig)
@@ -482,6 +487,16 @@ class IronpostApp(App[int]):
     def on_alert_table_block_requested(self, message: AlertTable.BlockRequested) -> None:
         self.editing.block(message.address, message.why, Origin.ALERTS)
 
+    def on_event_table_capture_requested(self, message: EventTable.CaptureRequested) -> None:
+        self.capture_source(message.address)
+
+    def capture_source(self, address: str) -> None:
+        """`c`: ask how long, how much and where, then capture ``address``'s packets (any pane may call it)."""
+        self.capturing.ask(CaptureFilter(src=ipaddress.ip_network(address)), address)
+
+    def on_capture_progressed(self, message: CaptureProgressed) -> None:
+        self.capturing.show(message)
+
     def on_event_table_unblock_requested(self, message: EventTable.UnblockRequested) -> None:
         self.editing.unblock(message.address, Origin.EVENTS)
 
@@ -493,6 +508,9 @@ class IronpostApp(App[int]):
 
     def on_top_pane_monitor_requested(self, message: TopPane.MonitorRequested) -> None:
         self.editing.add(message.rule, Origin.TOP)
+
+    def on_top_pane_capture_requested(self, message: TopPane.CaptureRequested) -> None:
+        self.capturing.ask(message.filt, message.what)
 
     def on_top_pane_detail_requested(self, message: TopPane.DetailRequested) -> None:
         if not isinstance(self.screen, TopDetailScreen):

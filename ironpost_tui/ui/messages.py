@@ -58,6 +58,14 @@ class UnblockSource(WidgetRequest):
         self.address = address
 
 
+class CaptureSource(WidgetRequest):
+    """Capture this source address's packets (the app asks for how long, how much and where)."""
+
+    def __init__(self, widget: Widget, address: str) -> None:
+        super().__init__(widget)
+        self.address = address
+
+
 # --- from the poll worker ----------------------------------------------------------
 
 

@@ -183,7 +183,7 @@ def rule_entry(rule: FilterRule | RuleStatus) -> dict[str, Any]:
         "auto": r.auto,
     }
     if status is not None:
-        out.update(map=status.map_name, hits=status.hits, last_hit=status.last_hit)
+        out.update(map=status.map_name, hits=status.hits, last_hit=status.last_hit, slot=status.slot)
     return out
 
 

@@ -15,7 +15,7 @@ from ironpost_tui.model import PacketEvent
 from ironpost_tui.ui import format as fmt
 from ironpost_tui.ui.event_filter import EventFilter
 from ironpost_tui.ui.event_rings import EventRings
-from ironpost_tui.ui.messages import BlockSource, UnblockSource, WidgetRequest
+from ironpost_tui.ui.messages import BlockSource, CaptureSource, UnblockSource, WidgetRequest
 from ironpost_tui.ui.state import EVENTS_KEPT
 from ironpost_tui.ui.table_sort import SortOrder
 from ironpost_tui.ui.widgets.event_grid import COLUMNS, EventGrid
@@ -23,13 +23,16 @@ from ironpost_tui.ui.widgets.event_grid import COLUMNS, EventGrid
 
 class EventTable(Vertical):
     """The screen calls ``add_events`` with each batch and sets ``paused``, ``lost``,
-    ``read_only``; the pane posts BlockRequested / UnblockRequested."""
+    ``read_only``; the pane posts BlockRequested / UnblockRequested / CaptureRequested."""
 
     class BlockRequested(BlockSource):
         """Block this source address (the app asks for how long)."""
 
     class UnblockRequested(UnblockSource):
         """Delete the rule that blocks this source address."""
+
+    class CaptureRequested(CaptureSource):
+        """Capture this source address's packets to a pcapng file."""
 
     class FilterChanged(WidgetRequest):
         """The events filter changed (the app keeps nothing of it; for observers and tests)."""
@@ -44,6 +47,7 @@ class EventTable(Vertical):
         Binding("slash", "filter", "Filter"),
         Binding("b", "block", "Block"),
         Binding("u", "unblock", "Unblock"),
+        Binding("c", "capture", "Capture"),
         Binding("end", "follow", "Newest", show=False),
         Binding("s", "sort", "Sort by next column", show=False),
         Binding("S", "reverse_sort", "Reverse the sort", show=False),
@@ -241,6 +245,14 @@ class EventTable(Vertical):
             return
         self.problem = ""
         self.post_message(self.UnblockRequested(self, str(event.src)))
+
+    def action_capture(self) -> None:
+        event = self.selected_event()
+        if event is None:
+            self.problem = "no event selected: move to a row first"
+            return
+        self.problem = ""
+        self.post_message(self.CaptureRequested(self, str(event.src)))
 
     @on(Input.Submitted, "#event-filter")
     def _apply_filter(self, message: Input.Submitted) -> None:

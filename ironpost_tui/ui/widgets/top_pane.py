@@ -1,8 +1,9 @@
 """Top talkers: sources (or destinations, or destination ports) ranked by rate over a window;
-sort, filter, block, monitor, detail."""
+sort, filter, block, monitor, capture, detail."""
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +15,7 @@ from textual.containers import Vertical
 from textual.reactive import reactive
 from textual.widgets import DataTable, Input, Static
 
+from ironpost_tui.kernel.capture import CaptureFilter
 from ironpost_tui.model import FilterRule
 from ironpost_tui.triage.values import RateWindow, SourceDetail, TopKind, TopRow, TopSnapshot
 from ironpost_tui.ui import format as fmt
@@ -40,6 +42,16 @@ def columns(kind: TopKind) -> tuple[Column, ...]:
         Column("last", "last", numeric=True),
         Column("first", "first", numeric=True),
     )
+
+
+def capture_filter(kind: TopKind, key: str) -> CaptureFilter:
+    """What `c` captures for a top talker: its source, its destination, or its port and protocol ("udp/53")."""
+    if kind is TopKind.PORTS:
+        proto, _, port = key.partition("/")
+        number = fmt.PROTOCOL_NUMBERS.get(proto, int(proto) if proto.isdigit() else 0)
+        return CaptureFilter(port=int(port), protocol=number)
+    net = ipaddress.ip_network(key)
+    return CaptureFilter(src=net) if kind is TopKind.SOURCES else CaptureFilter(dst=net)
 
 
 SORT_KEYS: dict[str, Callable[[TopRow], Any]] = {
@@ -73,6 +85,14 @@ class TopPane(Vertical):
             super().__init__(pane)
             self.rule = rule
 
+    class CaptureRequested(WidgetRequest):
+        """Capture this row's packets (the app asks for how long, how much and where)."""
+
+        def __init__(self, pane: TopPane, filt: CaptureFilter, what: str) -> None:
+            super().__init__(pane)
+            self.filt = filt
+            self.what = what
+
     class DetailRequested(WidgetRequest):
         """Show this row in full."""
 
@@ -87,6 +107,7 @@ class TopPane(Vertical):
         Binding("enter", "open_detail", "Detail"),
         Binding("b", "block", "Block"),
         Binding("m", "monitor", "Monitor rule"),
+        Binding("c", "capture", "Capture"),
         Binding("w", "next_window", "Window 1s/10s/60s"),
         Binding("v", "next_list", "Sources/destinations/ports"),
         Binding("slash", "filter", "Filter"),
@@ -283,6 +304,11 @@ class TopPane(Vertical):
         if row is not None:
             why = f"monitored from the console: top talker, {fmt.si(row.pps)} pkt/s over {self.window.label}"
             self.post_message(self.MonitorRequested(self, monitor_rule(self.kind, row.key, why)))
+
+    def action_capture(self) -> None:
+        row = self._row()
+        if row is not None:
+            self.post_message(self.CaptureRequested(self, capture_filter(self.kind, row.key), row.key))
 
     def action_filter(self) -> None:
         box = self.query_one(Input)
