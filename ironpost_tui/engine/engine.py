@@ -15,11 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ironpost_tui.config.crowdsec import CrowdSecSettings
 from ironpost_tui.config.journal import AutoJournal
 from ironpost_tui.detectors import Alert, AlertChange, ChangeKind, DetectionPipeline
 from ironpost_tui.detectors.settings import AutoBlockLimits, Detector, DetectorConfig, PortScanConfig, SynFloodConfig
 from ironpost_tui.engine.alert_history import AlertHistory
 from ironpost_tui.engine.auto_blocker import AutoBlocker
+from ironpost_tui.engine.crowdsec.bouncer import Bouncer
+from ironpost_tui.engine.crowdsec.lapi import LapiClient, bouncer_key
 from ironpost_tui.engine.snapshot import EngineSnapshot, SnapshotBuilder
 from ironpost_tui.errors import IronpostError, LoadFailed, ModeUnsupported, XdpBusy
 from ironpost_tui.kernel import host, libbpf
@@ -65,6 +68,7 @@ class EngineOptions:
     external_interval: float = external.INTERVAL  # seconds between reads of BLOCKLIST for other tools' entries
     auto_block: AutoBlockLimits = field(default_factory=AutoBlockLimits)
     infrastructure: InfraSources = field(default_factory=InfraSources)  # never auto-blocked; where to find it
+    crowdsec: CrowdSecSettings = field(default_factory=CrowdSecSettings)  # [crowdsec]: the LAPI's decisions
 
     def detector(self, name: Detector) -> DetectorConfig:
         """A detector's settings (a Detector without a case here fails mypy: assert_never)."""
@@ -117,6 +121,7 @@ class Engine:
             options.detector, options.auto_block, options.infrastructure, lambda: self.control.protected
         )
         self._alerts = AlertHistory()
+        self._bouncer: Bouncer | None = None
         self.report: StartReport | None = None
         # Rule changes from another thread (the command-line socket, the console's edits) and the
         # loop's own (expiry, auto-blocks, reload, panic) take turns on this lock.  A tick holds it
@@ -220,6 +225,9 @@ class Engine:
             self._link = XdpLink.attach(self._dp.prog_fd, self._ifindex, opts.iface, opts.xdp_mode)
         if opts.persist and not adopting:
             self._link.pin(str(link_pin))
+        if opts.crowdsec.enabled:
+            self._bouncer = Bouncer(opts.crowdsec, LapiClient(opts.crowdsec, bouncer_key(opts.crowdsec)))
+            self._bouncer.start()
         self._last_sample = self._sampler.sample(self._dp, time.monotonic())
         self._publish(self._last_sample)
         self.report = StartReport(
@@ -259,6 +267,9 @@ class Engine:
             self._close()
 
     def _close(self) -> None:
+        if self._bouncer is not None:
+            self._bouncer.stop()
+            self._bouncer = None
         if self._link is not None:
             try:
                 if not self.options.persist:
@@ -305,6 +316,11 @@ class Engine:
         if now - self._last_external >= self.options.external_interval:
             self._last_external = now
             publish = self._reconcile_external() or publish
+        if self._bouncer is not None:
+            try:
+                publish = self._bouncer.apply(self.control) or publish
+            except Exception:  # logged, the rest applied next tick
+                log.exception("applying CrowdSec decisions failed")
         alerts: tuple[AlertChange, ...] = ()
         if now - self._last_detect >= self.options.detect_interval:
             self._last_detect = now
@@ -341,6 +357,8 @@ class Engine:
             blocklist_capacity=table.capacity()[MapName.BLOCKLIST],
             alerts_active=len(self._detect.book.active),
         )
+        if self._bouncer is not None:
+            self._snapshot = replace(self._snapshot, crowdsec=self._bouncer.status(self._control))
         return self._snapshot
 
     def snapshot(self) -> EngineSnapshot:
@@ -396,7 +414,9 @@ class Engine:
         control = self.control
         # Auto-blocks (in the journal, not the file) stay across a reload, after the file's rules.
         autos = [r for r in control.rules() if control.journaled(r.id)]
-        same_rules = rules == [r for r in control.rules() if not control.journaled(r.id) and not r.external]
+        same_rules = rules == [
+            r for r in control.rules() if not control.journaled(r.id) and not r.external and not r.crowdsec
+        ]
         same_protection = {(p.network, p.reason) for p in protected} == {
             (p.network, p.reason) for p in control.protected
         }

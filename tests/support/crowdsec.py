@@ -82,7 +82,9 @@ class Lapi:
     def start(self) -> None:
         assert self.proc is None
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen([CROWDSEC, "-c", str(self.conf), "-no-cs"], stdout=out, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [CROWDSEC, "-c", str(self.conf), "-no-cs"], stdout=out, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -1,0 +1,176 @@
+"""The bouncer: a thread pulls the decision stream, the engine's tick applies what it pulled.
+
+The thread never touches the rule table: it puts each pull's Delta in a queue.  ``apply`` runs on the
+tick (under the engine's lock) and works through the queue until its time budget is spent, so a
+100,000-decision startup stream is applied over several ticks and no tick waits on it.  When the LAPI
+is unreachable the rules in force stay until they expire; pulls back off (doubling, at most
+MAX_BACKOFF) and the status says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from ironpost_tui.config.crowdsec import CrowdSecSettings
+from ironpost_tui.engine.crowdsec.decisions import Decision, Delta, parse_stream
+from ironpost_tui.engine.crowdsec.lapi import LapiClient, LapiError
+from ironpost_tui.errors import IronpostError
+from ironpost_tui.model import FilterRule, StrEnum
+from ironpost_tui.rules import protect
+from ironpost_tui.rules.audit import Actor
+from ironpost_tui.rules.control import RuleController
+
+log = logging.getLogger(__name__)
+
+ACTOR = Actor(user="crowdsec", ssh_client=None, via="crowdsec")
+MAX_BACKOFF = 60.0
+BUDGET = 0.02  # seconds of rule writes per tick
+
+
+class LapiState(StrEnum):
+    CONNECTING = "connecting"
+    UP = "up"
+    DOWN = "down"
+
+
+class PullResult(StrEnum):
+    OK = "ok"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class CrowdSecStatus:
+    """What the status bar and /metrics show."""
+
+    state: LapiState
+    decisions: int  # rules in force from the LAPI
+    last_pull: float | None  # wall-clock seconds of the last successful pull
+    pulls: dict[str, int]  # PullResult -> count
+    skipped_protected: int
+    pending: int  # decisions pulled, not applied yet
+
+
+class Bouncer:
+    def __init__(self, settings: CrowdSecSettings, client: LapiClient) -> None:
+        self.settings = settings
+        self._client = client
+        self._queue: queue.Queue[Delta] = queue.Queue()
+        self._ops: deque[tuple[bool, Decision]] = deque()  # (new?, decision) not applied yet
+        self._held: dict[str, int] = {}  # rule id -> the decision id it stands for
+        self._warned: set[str] = set()  # protected values logged once
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.state = LapiState.CONNECTING
+        self.last_pull: float | None = None
+        self.pulls = {PullResult.OK.value: 0, PullResult.ERROR.value: 0}
+        self.skipped_protected = 0
+
+    # --- the puller thread ----------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="crowdsec-bouncer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.settings.timeout + 1)
+        self._client.close()
+
+    def _run(self) -> None:
+        startup = True
+        backoff = self.settings.poll_interval
+        while not self._stop.is_set():
+            try:
+                body = self._client.stream(startup)
+                delta = parse_stream(body, self.settings)
+            except (LapiError, ValueError) as exc:
+                self.pulls[PullResult.ERROR.value] += 1
+                if self.state is not LapiState.DOWN:
+                    log.warning(
+                        "CrowdSec LAPI unreachable (%s): decisions in force stay until they expire; retrying",
+                        exc,
+                        extra={"event": "crowdsec_down"},
+                    )
+                self.state = LapiState.DOWN
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                continue
+            except Exception:
+                log.exception("pulling the CrowdSec decision stream failed")
+                self.pulls[PullResult.ERROR.value] += 1
+                self.state = LapiState.DOWN
+                self._stop.wait(backoff)
+                continue
+            if self.state is LapiState.DOWN:
+                log.warning("CrowdSec LAPI reachable again", extra={"event": "crowdsec_up"})
+            startup = False
+            backoff = self.settings.poll_interval
+            self.state = LapiState.UP
+            self.last_pull = time.time()
+            self.pulls[PullResult.OK.value] += 1
+            if delta.malformed:
+                log.warning("CrowdSec decision stream: %d malformed entries ignored", delta.malformed)
+            if delta.new or delta.deleted:
+                self._queue.put(delta)
+            self._stop.wait(self.settings.poll_interval)
+
+    # --- on the tick ------------------------------------------------------------------
+    def apply(self, control: RuleController, budget: float = BUDGET) -> bool:
+        """Apply pulled decisions until ``budget`` seconds are spent; True when rules changed."""
+        while True:
+            try:
+                delta = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            self._ops.extend((False, d) for d in delta.deleted)
+            self._ops.extend((True, d) for d in delta.new)
+        if not self._ops:
+            return False
+        t0 = time.monotonic()
+        now = time.time()
+        changes: list[tuple[str, FilterRule]] = []
+        table = control.table
+        while self._ops and time.monotonic() - t0 < budget:
+            new, d = self._ops.popleft()
+            rule_id = d.rule_id
+            try:
+                if not new:
+                    if self._held.get(rule_id) == d.id and table.get(rule_id) is not None:
+                        changes.append(("delete", table.delete(rule_id)))
+                    if self._held.get(rule_id) == d.id:
+                        del self._held[rule_id]
+                    continue
+                rule = d.rule(now)
+                hit = protect.violation(rule, control.protected)
+                if hit is not None:
+                    self.skipped_protected += 1
+                    if rule_id not in self._warned:
+                        self._warned.add(rule_id)
+                        log.warning("CrowdSec decision on %s skipped: it would drop %s", d.network, hit.describe(),
+                                    extra={"event": "crowdsec_protected", "source": str(d.network)})  # fmt: skip
+                    continue
+                old = table.get(rule_id)
+                if old is not None and not old.crowdsec:
+                    continue  # an operator's rule of that id: theirs
+                if old is not None:
+                    table.update(rule)
+                    changes.append(("update", rule))
+                else:
+                    table.add(rule)
+                    changes.append(("add", rule))
+                self._held[rule_id] = d.id
+            except IronpostError as exc:
+                log.warning("CrowdSec decision on %s not applied: %s", d.network, exc.message)
+        control.audit.record_changes(ACTOR, changes)
+        return bool(changes)
+
+    def status(self, control: RuleController | None) -> CrowdSecStatus:
+        decisions = sum(1 for r in control.rules() if r.crowdsec) if control is not None else 0
+        return CrowdSecStatus(
+            self.state, decisions, self.last_pull, dict(self.pulls), self.skipped_protected, len(self._ops)
+        )
