@@ -126,7 +126,7 @@ class SnapshotBuilder:
                 while len(self._retired) > RETIRED_MAX:
                     del self._retired[next(iter(self._retired))]
         active = set(self._grouped.values())
-        for group in (AUTO_RULE_ID, EXTERNAL_RULE_ID):
+        for group in (AUTO_RULE_ID, EXTERNAL_RULE_ID, CROWDSEC_RULE_ID):
             if groups[group] or group in active:
                 hits[group] = hits.get(group, 0) + groups[group]
         return EngineSnapshot(

@@ -151,7 +151,7 @@ class Bouncer:
                     self.skipped_protected += 1
                     if rule_id not in self._warned:
                         self._warned.add(rule_id)
-                        log.warning("CrowdSec decision on %s skipped: it would drop %s", d.network, hit.describe(),
+                        log.warning("CrowdSec decision on %s skipped: it would drop %s", d.value, hit.describe(),
                                     extra={"event": "crowdsec_protected", "source": str(d.network)})  # fmt: skip
                     continue
                 old = table.get(rule_id)
@@ -165,7 +165,7 @@ class Bouncer:
                     changes.append(("add", rule))
                 self._held[rule_id] = d.id
             except IronpostError as exc:
-                log.warning("CrowdSec decision on %s not applied: %s", d.network, exc.message)
+                log.warning("CrowdSec decision on %s not applied: %s", d.value, exc.message)
         control.audit.record_changes(ACTOR, changes)
         return bool(changes)
 

@@ -29,8 +29,13 @@ class Decision:
     scenario: str
 
     @property
+    def value(self) -> str:
+        """The address or range as the LAPI names it."""
+        return str(self.network.network_address if self.scope is Scope.IP else self.network)
+
+    @property
     def rule_id(self) -> str:
-        return f"{RULE_PREFIX}{self.network.network_address if self.scope is Scope.IP else self.network}"
+        return f"{RULE_PREFIX}{self.value}"
 
     def rule(self, now: float) -> FilterRule:
         """The drop rule this decision stands for, expiring when the decision does."""

@@ -8,6 +8,7 @@ The credentials are read at start with the configuration's ownership checks (con
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from ironpost_tui.config.trust import file_problem
 from ironpost_tui.version import __version__
 
 MAX_FILE = 64 * 1024
+logging.getLogger("httpx").setLevel(logging.WARNING)  # not a log line per pull
 USER_AGENT = f"ironpost-tui/{__version__}"
 
 
