@@ -22,7 +22,8 @@ from ironpost_tui.detectors.settings import AutoBlockLimits, Detector, DetectorC
 from ironpost_tui.engine.alert_history import AlertHistory
 from ironpost_tui.engine.auto_blocker import AutoBlocker
 from ironpost_tui.engine.crowdsec.bouncer import Bouncer
-from ironpost_tui.engine.crowdsec.lapi import LapiClient, bouncer_key
+from ironpost_tui.engine.crowdsec.lapi import LapiClient, bouncer_key, machine_credentials
+from ironpost_tui.engine.crowdsec.sensor import Sensor
 from ironpost_tui.engine.snapshot import EngineSnapshot, SnapshotBuilder
 from ironpost_tui.errors import IronpostError, LoadFailed, ModeUnsupported, XdpBusy
 from ironpost_tui.kernel import host, libbpf
@@ -122,6 +123,7 @@ class Engine:
         )
         self._alerts = AlertHistory()
         self._bouncer: Bouncer | None = None
+        self._sensor: Sensor | None = None
         self.report: StartReport | None = None
         # Rule changes from another thread (the command-line socket, the console's edits) and the
         # loop's own (expiry, auto-blocks, reload, panic) take turns on this lock.  A tick holds it
@@ -226,8 +228,14 @@ class Engine:
         if opts.persist and not adopting:
             self._link.pin(str(link_pin))
         if opts.crowdsec.enabled:
-            self._bouncer = Bouncer(opts.crowdsec, LapiClient(opts.crowdsec, bouncer_key(opts.crowdsec)))
+            key = bouncer_key(opts.crowdsec)
+            creds = machine_credentials(opts.crowdsec) if opts.crowdsec.push_alerts else None
+            self._bouncer = Bouncer(opts.crowdsec, LapiClient(opts.crowdsec, key))
             self._bouncer.start()
+            if creds is not None:
+                client = LapiClient(opts.crowdsec, key)
+                self._sensor = Sensor(opts.crowdsec, client, creds, opts.auto_block, self._blocker.infra.find)
+                self._sensor.start()
         self._last_sample = self._sampler.sample(self._dp, time.monotonic())
         self._publish(self._last_sample)
         self.report = StartReport(
@@ -270,6 +278,9 @@ class Engine:
         if self._bouncer is not None:
             self._bouncer.stop()
             self._bouncer = None
+        if self._sensor is not None:
+            self._sensor.stop()
+            self._sensor = None
         if self._link is not None:
             try:
                 if not self.options.persist:
@@ -330,6 +341,8 @@ class Engine:
             raised = [c.alert for c in alerts if c.kind == ChangeKind.RAISED]
             if raised and self.auto_blocking:
                 self._blocker.apply(self.control, raised, now)
+            if raised and self._sensor is not None:
+                self._sensor.offer(raised, now)
         self._flush()
         state = host.interface_state(self.options.iface, self._ifindex)
         rules = None

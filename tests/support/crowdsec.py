@@ -132,12 +132,12 @@ class Lapi:
         return path
 
     def decisions(self) -> list[dict[str, Any]]:
-        out = self.cscli("decisions", "list", "-o", "json").strip()
+        out = self.cscli("decisions", "list", "-a", "-o", "json").strip()
         alerts = json.loads(out) if out and out != "null" else []
         return [d for a in alerts or [] for d in a.get("decisions") or []]
 
     def alerts(self) -> list[dict[str, Any]]:
-        out = self.cscli("alerts", "list", "-o", "json").strip()
+        out = self.cscli("alerts", "list", "-a", "-o", "json").strip()  # -a: every origin (machines too)
         return list(json.loads(out) or []) if out and out != "null" else []
 
 
