@@ -127,9 +127,9 @@ def crowdsec_settings(t: Table, config_path: Path | None) -> CrowdSecSettings:
         t.error("api_key", f"{t.name('api_key')} is not a bouncer key (8-256 letters, digits, +/=_-)")
         api_key = ""
     enabled = t.boolean("enabled", True)
-    if enabled and not url:
+    if enabled and "lapi_url" not in t.raw:
         t.error("lapi_url", f"{t.name('lapi_url')} is missing: give the LAPI's address, or enabled = false")
-    if enabled and key_file is None and not api_key:
+    if enabled and not {"api_key_file", "api_key"} & t.raw.keys():
         t.error(
             "api_key_file",
             f"{t.name('api_key_file')} is missing: the file `cscli bouncers add NAME -o raw` printed into",
@@ -138,7 +138,7 @@ def crowdsec_settings(t: Table, config_path: Path | None) -> CrowdSecSettings:
         t.error("api_key", f"{t.name('api_key')} and api_key_file are both given: keep one")
     push = t.boolean("push_alerts", d.push_alerts)
     machine = _path(t, "machine_credentials_file")
-    if push and machine is None:
+    if push and "machine_credentials_file" not in t.raw:
         t.error(
             "machine_credentials_file",
             f"{t.name('machine_credentials_file')} is missing: push_alerts needs the file "
