@@ -87,6 +87,7 @@ class LiveSource:
                 interface_state=tick.interface_state,
                 notices=reload_notices(step.reload) + tuple(c.describe() for c in step.remote),
                 at=time.monotonic() - self._t0,
+                crowdsec=self.engine.snapshot().crowdsec,
             )
             if self.recorder is not None:
                 self.recorder.write(update)

@@ -13,6 +13,7 @@ from textual.message import Message
 from textual.widget import Widget
 
 from ironpost_tui.detectors import AlertChange
+from ironpost_tui.engine.crowdsec.bouncer import CrowdSecStatus
 from ironpost_tui.engine.feed import SourceInfo, Update
 from ironpost_tui.model import FilterRule, PacketEvent, RuleStatus, StatsSample
 from ironpost_tui.ui.edits import Edit
@@ -114,6 +115,17 @@ class RulesRefreshed(Message):
         return isinstance(message, RulesRefreshed)
 
 
+class LapiReported(Message):
+    """The CrowdSec LAPI's state as the bouncer last saw it; a later one supersedes it."""
+
+    def __init__(self, status: CrowdSecStatus) -> None:
+        super().__init__()
+        self.status = status
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, LapiReported)
+
+
 class NoticePosted(Message):
     """A line for the operator: a reload, an expiry, a refusal, the interface state."""
 
@@ -149,6 +161,8 @@ def messages_for(update: Update) -> Iterator[Message]:
         yield EventsReceived(update.events)
     if update.alerts:
         yield AlertsChanged(update.alerts)
+    if update.crowdsec is not None:
+        yield LapiReported(update.crowdsec)
     for text in update.notices:
         yield NoticePosted(text)
     yield SourceAdvanced(update.at)

@@ -11,6 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from ironpost_tui.detectors import Alert, AlertChange
+from ironpost_tui.engine.crowdsec.bouncer import CrowdSecStatus
 from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.model import Action, PacketEvent, RuleStatus, StatsSample
 from ironpost_tui.ui import format as fmt
@@ -31,6 +32,7 @@ class ConsoleState:
     alerts_version: int = 0
     rules_version: int = 0
     reset_pending: bool = False  # a replay jumped: widgets forget what they showed
+    crowdsec: CrowdSecStatus | None = None  # the LAPI as last reported (None: no [crowdsec])
 
     @property
     def sample(self) -> StatsSample | None:

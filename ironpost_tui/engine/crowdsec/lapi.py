@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
 
 from ironpost_tui.config.check import ConfigError
 from ironpost_tui.config.crowdsec import CrowdSecSettings
 from ironpost_tui.config.trust import file_problem
 from ironpost_tui.version import __version__
+
+# httpx's __init__ imports its command-line tool (rich, click, pygments) when it can: the core never pays
+# for a UI library (tests/test_import_hygiene.py), so that import fails and httpx falls back without it.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+import httpx  # noqa: E402
 
 MAX_FILE = 64 * 1024
 logging.getLogger("httpx").setLevel(logging.WARNING)  # not a log line per pull
