@@ -323,13 +323,16 @@ class Engine:
         if self._last_sample is None or now - self._last_sample.at >= self.options.sample_interval:
             sample = self._last_sample = self._sampler.sample(self._dp, now)
             if self._control is not None:
-                self._control.expire(time.time(), Actor("ironpost", None, "expiry"))
+                gone = self._control.expire(time.time(), Actor("ironpost", None, "expiry"))
+                if self._bouncer is not None:
+                    self._bouncer.forget(gone)
         if now - self._last_external >= self.options.external_interval:
             self._last_external = now
             publish = self._reconcile_external() or publish
         if self._bouncer is not None:
             try:
-                publish = self._bouncer.apply(self.control) or publish
+                # In force at once; shown at the next sample (publishing reads every rule's hits: not each tick).
+                self._bouncer.apply(self.control)
             except Exception:  # logged, the rest applied next tick
                 log.exception("applying CrowdSec decisions failed")
         alerts: tuple[AlertChange, ...] = ()
@@ -371,7 +374,7 @@ class Engine:
             alerts_active=len(self._detect.book.active),
         )
         if self._bouncer is not None:
-            self._snapshot = replace(self._snapshot, crowdsec=self._bouncer.status(self._control))
+            self._snapshot = replace(self._snapshot, crowdsec=self._bouncer.status(self.control))
         return self._snapshot
 
     def snapshot(self) -> EngineSnapshot:

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 ACTOR = Actor(user="crowdsec", ssh_client=None, via="crowdsec")
 MAX_BACKOFF = 60.0
 BUDGET = 0.02  # seconds of rule writes per tick
+AUDIT_EACH = 20  # changes in one tick audited one by one; more: one summary line
 
 
 class LapiState(StrEnum):
@@ -166,11 +167,29 @@ class Bouncer:
                 self._held[rule_id] = d.id
             except IronpostError as exc:
                 log.warning("CrowdSec decision on %s not applied: %s", d.value, exc.message)
-        control.audit.record_changes(ACTOR, changes)
+        self._audit(control, changes)
         return bool(changes)
 
-    def status(self, control: RuleController | None) -> CrowdSecStatus:
-        decisions = sum(1 for r in control.rules() if r.crowdsec) if control is not None else 0
+    @staticmethod
+    def _audit(control: RuleController, changes: list[tuple[str, FilterRule]]) -> None:
+        """A few changes one line each; a bulk (a startup stream) one line with the counts, not 100,000."""
+        if len(changes) <= AUDIT_EACH:
+            control.audit.record_changes(ACTOR, changes)
+        elif changes:
+            counts = {what: sum(1 for w, _ in changes if w == what) for what in ("add", "update", "delete")}
+            control.audit.record("crowdsec-sync", ACTOR, None, **counts)
+
+    def forget(self, gone: list[FilterRule]) -> None:
+        """Rules that went without a decision's deletion (expired, panic, deleted by an operator)."""
+        for rule in gone:
+            if rule.crowdsec:
+                self._held.pop(rule.id, None)
+
+    def status(self, control: RuleController) -> CrowdSecStatus:
+        """What is in force: the decisions' rules still in the table (a panic or an operator may have
+        deleted some; a membership test each, no walk of the whole table)."""
+        table = control.table
+        decisions = sum(1 for rule_id in self._held if rule_id in table)
         return CrowdSecStatus(
             self.state, decisions, self.last_pull, dict(self.pulls), self.skipped_protected, len(self._ops)
         )
