@@ -102,7 +102,7 @@ def test_expiry(agents: AgentPool, lab: netlab.Lab, lapi: Lapi, probe: Probe, tm
 
 
 def test_protected(agents: AgentPool, lab: netlab.Lab, lapi: Lapi, probe: Probe, tmp_path: Path) -> None:
-    agent, _port = _start(agents, lab, lapi, tmp_path, extra=f'\n[safety]\nprotect = ["{lab.ns_ip4}"]\n')
+    agent, port = _start(agents, lab, lapi, tmp_path, extra=f'\n[safety]\nprotect = ["{lab.ns_ip4}"]\n')
     lapi.cscli("decisions", "add", "--ip", lab.ns_ip4, "--duration", "1m")
     agent.wait_for(f"CrowdSec decision on {lab.ns_ip4} skipped", timeout=BOUND + 5)
     assert probe.burst() == 20
@@ -110,6 +110,8 @@ def test_protected(agents: AgentPool, lab: netlab.Lab, lapi: Lapi, probe: Probe,
     time.sleep(BOUND + 1)
     assert probe.burst() == 20
     assert agent.stdout.count(f"CrowdSec decision on {lab.ns_ip4} skipped") == 1
+    wait_until("both counted", lambda: _metric(port, "ironpost_crowdsec_protected_skipped_total") == 2)
+    assert _metric(port, "ironpost_crowdsec_decisions") == 0
 
 
 def test_outage(agents: AgentPool, lab: netlab.Lab, lapi: Lapi, probe: Probe, tmp_path: Path) -> None:

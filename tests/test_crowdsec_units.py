@@ -32,6 +32,7 @@ def test_metrics() -> None:
     assert registry.get_sample_value("ironpost_crowdsec_pulls_total", {"result": "ok"}) == 7
     assert registry.get_sample_value("ironpost_crowdsec_pulls_total", {"result": "error"}) == 2
     assert registry.get_sample_value("ironpost_crowdsec_last_pull_timestamp_seconds") == 1_000.0
+    assert registry.get_sample_value("ironpost_crowdsec_protected_skipped_total") == 1
     none = CollectorRegistry()  # no [crowdsec]: no series
     none.register(EngineCollector(lambda: EngineSnapshot(at=1.0, iface="x", mode="native", attached=True)))
     assert none.get_sample_value("ironpost_crowdsec_decisions") is None

@@ -46,6 +46,12 @@ METRICS: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
     ("ironpost_crowdsec_decisions", "gauge", (), "CrowdSec LAPI decisions in force as drop rules"),
     ("ironpost_crowdsec_pulls_total", "counter", ("result",), "Pulls of the CrowdSec decision stream, by result"),
     (
+        "ironpost_crowdsec_protected_skipped_total",
+        "counter",
+        (),
+        "CrowdSec decisions skipped because they would drop a protected address",
+    ),
+    (
         "ironpost_crowdsec_last_pull_timestamp_seconds",
         "gauge",
         (),
@@ -145,6 +151,9 @@ class EngineCollector(Collector):
             for result, n in sorted(cs.pulls.items()):
                 pulls.add_metric([result], n)
             yield pulls
+            skipped = _counter("ironpost_crowdsec_protected_skipped_total")
+            skipped.add_metric([], cs.skipped_protected)
+            yield skipped
             last = _gauge("ironpost_crowdsec_last_pull_timestamp_seconds")
             last.add_metric([], cs.last_pull or 0.0)
             yield last

@@ -14,7 +14,7 @@ import queue
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ironpost_tui.config.crowdsec import CrowdSecSettings
 from ironpost_tui.engine.crowdsec.decisions import Decision, Delta, parse_stream
@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 ACTOR = Actor(user="crowdsec", ssh_client=None, via="crowdsec")
 MAX_BACKOFF = 60.0
 BUDGET = 0.02  # seconds of rule writes per tick
+# A full pull (startup=true) this often as well as the deltas: the LAPI's delta can miss a decision written
+# while a pull is answered (seen with bulk imports on crowdsec 1.4); a full pull puts the table right.
+RESYNC_SECS = 60.0
 AUDIT_EACH = 20  # changes in one tick audited one by one; more: one summary line
 
 
@@ -61,15 +64,16 @@ class Bouncer:
         self.settings = settings
         self._client = client
         self._queue: queue.Queue[Delta] = queue.Queue()
-        self._ops: deque[tuple[bool, Decision]] = deque()  # (new?, decision) not applied yet
+        # Not applied yet: (True, decision) to apply, (False, decision) deleted, (False, rule id) gone from a full pull.
+        self._ops: deque[tuple[bool, Decision | str]] = deque()
         self._held: dict[str, int] = {}  # rule id -> the decision id it stands for
         self._warned: set[str] = set()  # protected values logged once
+        self._protected_ids: set[int] = set()  # decisions skipped as protected, counted once each
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.state = LapiState.CONNECTING
         self.last_pull: float | None = None
         self.pulls = {PullResult.OK.value: 0, PullResult.ERROR.value: 0}
-        self.skipped_protected = 0
 
     # --- the puller thread ----------------------------------------------------------
     def start(self) -> None:
@@ -84,11 +88,13 @@ class Bouncer:
 
     def _run(self) -> None:
         startup = True
+        last_full = time.monotonic()
         backoff = self.settings.poll_interval
         while not self._stop.is_set():
+            full = startup or time.monotonic() - last_full >= RESYNC_SECS
             try:
-                body = self._client.stream(startup)
-                delta = parse_stream(body, self.settings)
+                body = self._client.stream(full)
+                delta = replace(parse_stream(body, self.settings), full=full)
             except (LapiError, ValueError) as exc:
                 self.pulls[PullResult.ERROR.value] += 1
                 if self.state is not LapiState.DOWN:
@@ -110,13 +116,15 @@ class Bouncer:
             if self.state is LapiState.DOWN:
                 log.warning("CrowdSec LAPI reachable again", extra={"event": "crowdsec_up"})
             startup = False
+            if full:
+                last_full = time.monotonic()
             backoff = self.settings.poll_interval
             self.state = LapiState.UP
             self.last_pull = time.time()
             self.pulls[PullResult.OK.value] += 1
             if delta.malformed:
                 log.warning("CrowdSec decision stream: %d malformed entries ignored", delta.malformed)
-            if delta.new or delta.deleted:
+            if delta.new or delta.deleted or delta.full:
                 self._queue.put(delta)
             self._stop.wait(self.settings.poll_interval)
 
@@ -128,6 +136,9 @@ class Bouncer:
                 delta = self._queue.get_nowait()
             except queue.Empty:
                 break
+            if delta.full:  # what is held and no longer in force goes
+                wanted = {d.rule_id for d in delta.new}
+                self._ops.extend((False, rule_id) for rule_id in self._held if rule_id not in wanted)
             self._ops.extend((False, d) for d in delta.deleted)
             self._ops.extend((True, d) for d in delta.new)
         if not self._ops:
@@ -137,7 +148,13 @@ class Bouncer:
         changes: list[tuple[str, FilterRule]] = []
         table = control.table
         while self._ops and time.monotonic() - t0 < budget:
-            new, d = self._ops.popleft()
+            new, op = self._ops.popleft()
+            if isinstance(op, str):  # held, absent from a full pull
+                if op in self._held and table.get(op) is not None:
+                    changes.append(("delete", table.delete(op)))
+                self._held.pop(op, None)
+                continue
+            d = op
             rule_id = d.rule_id
             try:
                 if not new:
@@ -146,10 +163,12 @@ class Bouncer:
                     if self._held.get(rule_id) == d.id:
                         del self._held[rule_id]
                     continue
+                if self._held.get(rule_id) == d.id and rule_id in table:
+                    continue  # in force already (a full pull repeats it)
                 rule = d.rule(now)
                 hit = protect.violation(rule, control.protected)
                 if hit is not None:
-                    self.skipped_protected += 1
+                    self._protected_ids.add(d.id)
                     if rule_id not in self._warned:
                         self._warned.add(rule_id)
                         log.warning("CrowdSec decision on %s skipped: it would drop %s", d.value, hit.describe(),
@@ -191,5 +210,5 @@ class Bouncer:
         table = control.table
         decisions = sum(1 for rule_id in self._held if rule_id in table)
         return CrowdSecStatus(
-            self.state, decisions, self.last_pull, dict(self.pulls), self.skipped_protected, len(self._ops)
+            self.state, decisions, self.last_pull, dict(self.pulls), len(self._protected_ids), len(self._ops)
         )

@@ -55,6 +55,7 @@ class Delta:
     deleted: tuple[Decision, ...]
     malformed: int  # entries dropped (bad JSON shape, address, duration)
     skipped: int  # well-formed but not for us (type, scope, origin, scenario filters)
+    full: bool = False  # a startup=true pull: every decision in force, nothing else is
 
 
 def go_duration(text: str) -> float:
