@@ -311,6 +311,8 @@ class Engine:
         reading the rules' hit counters once; publish=True publishes one even when no
         sample is due (the rules just changed), with the last sample's totals."""
         assert self._dp is not None and self._decoder is not None
+        if self._bouncer is not None and self._bouncer.pending:
+            timeout_ms = min(timeout_ms, 1)  # decisions waiting: the next slice at once, not after an idle wait
         records = self._dp.read_events(timeout_ms)  # only this thread reads the ring: no lock while waiting
         with self.lock:
             return self._tick(records, events, publish)

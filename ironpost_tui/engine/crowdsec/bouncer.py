@@ -198,6 +198,11 @@ class Bouncer:
             counts = {what: sum(1 for w, _ in changes if w == what) for what in ("add", "update", "delete")}
             control.audit.record("crowdsec-sync", ACTOR, None, **counts)
 
+    @property
+    def pending(self) -> bool:
+        """Pulled decisions not applied yet (the tick should not wait for events before the next slice)."""
+        return bool(self._ops) or not self._queue.empty()
+
     def forget(self, gone: list[FilterRule]) -> None:
         """Rules that went without a decision's deletion (expired, panic, deleted by an operator)."""
         for rule in gone:
