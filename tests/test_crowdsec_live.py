@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from support import netlab
-from support.agents import Agent, AgentPool
+from support.agents import Agent, AgentPool, one_error_line, xdp_progs
 from support.crowdsec import Lapi
 from support.metrics_lab import AgentFiles, sample, scrape, wait_until
 from support.traffic import Probe
@@ -128,3 +128,17 @@ def test_outage(agents: AgentPool, lab: netlab.Lab, lapi: Lapi, probe: Probe, tm
     wait_until("the new decision", lambda: _metric(port, "ironpost_crowdsec_decisions") == 2, timeout=90)
     assert _metric(port, "ironpost_crowdsec_pulls_total", result="ok") > ok
     assert probe.burst() == 0
+
+
+def test_unsafe_key_file_stops_the_start(agents: AgentPool, lab: netlab.Lab, lapi: Lapi, tmp_path: Path) -> None:
+    key = lapi.add_bouncer()
+    key.chmod(0o644)  # readable by others
+    files = AgentFiles.make(tmp_path, extra=f'[crowdsec]\nlapi_url = "{lapi.url}"\napi_key_file = "{key}"\n')
+    done = agents.run(lab.host_if, *files.args())
+    assert done.returncode == 2, done.stderr
+    line = one_error_line(done.stderr)
+    assert f"api_key_file {key} is readable by its group or others" in line and "chmod 600" in line, line
+    assert xdp_progs(lab.ifindex) == []  # refused before anything was attached
+    key.chmod(0o600)  # the positive control: the same start goes through
+    agent = agents.start(lab.host_if, *files.args())
+    agent.wait_ready()

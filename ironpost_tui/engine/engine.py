@@ -175,6 +175,9 @@ class Engine:
                 f"{opts.iface} already has a foreign XDP program (prog id {occ.prog_id}, '{occ.name}', {occ.mode} "
                 f"mode, {how}): ironpost will not replace it; detach it first"
             )
+        # The LAPI's credentials first: a bad key file stops the start before anything is attached.
+        key = bouncer_key(opts.crowdsec) if opts.crowdsec.enabled else ""
+        creds = machine_credentials(opts.crowdsec) if opts.crowdsec.enabled and opts.crowdsec.push_alerts else None
         maps_pinned = False
         if opts.persist:
             host.ensure_bpffs()
@@ -228,8 +231,6 @@ class Engine:
         if opts.persist and not adopting:
             self._link.pin(str(link_pin))
         if opts.crowdsec.enabled:
-            key = bouncer_key(opts.crowdsec)
-            creds = machine_credentials(opts.crowdsec) if opts.crowdsec.push_alerts else None
             self._bouncer = Bouncer(opts.crowdsec, LapiClient(opts.crowdsec, key))
             self._bouncer.start()
             if creds is not None:
