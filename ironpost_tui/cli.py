@@ -198,6 +198,7 @@ def _engine_options(args: argparse.Namespace, settings: Settings, source: Config
         port_scan=settings.port_scan,
         auto_block=settings.auto_block,
         infrastructure=InfraSources(peers=RecentPeers()),  # the metrics endpoint records its scrapers here
+        crowdsec=settings.crowdsec,
     )
 
 

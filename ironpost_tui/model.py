@@ -56,6 +56,7 @@ class FilterRule:
     expires_at: float | None = None  # wall-clock seconds, None = never
     auto: bool = False  # added by a detector's auto-block
     external: bool = False  # written into BLOCKLIST by another tool (rules/external.py); never saved
+    crowdsec: bool = False  # a CrowdSec LAPI decision (engine/crowdsec/); never saved
 
     @property
     def match_fields(self) -> tuple[str, ...]:

@@ -129,6 +129,25 @@ if ! has_libbpf1; then
     has_libbpf1 || warn "libbpf.so.1 is not on this host (only an older libbpf is packaged here?)"
 fi
 
+# --- CrowdSec (the tests run its Local API themselves; tests/support/crowdsec.py) ----
+# The package's postinst registers with CrowdSec's Central API, which fails without internet and leaves
+# the package half-configured; a non-empty online_api_credentials.yaml written first tells it to skip
+# that.  policy-rc.d (apt_install) keeps it from starting the daemon: nothing of it runs afterwards.
+if ! installed crowdsec; then
+    apt_update_once
+    if has_candidate crowdsec; then
+        CS_CREDS=/etc/crowdsec/online_api_credentials.yaml
+        mkdir -p /etc/crowdsec
+        if [ ! -s "$CS_CREDS" ]; then
+            printf '# written by ironpost-tui scripts/setup.sh: no Central API registration (offline)\nurl: ""\n' >"$CS_CREDS"
+            chmod 600 "$CS_CREDS"
+        fi
+        apt_install crowdsec
+    else
+        warn "package crowdsec is not available from apt on this host; the CrowdSec tests cannot run"
+    fi
+fi
+
 # --- kernel headers for BCC --------------------------------------------------
 MODDIR=/lib/modules/$KREL
 if [ -d "$MODDIR/build/include" ]; then

@@ -15,6 +15,7 @@ import ctypes
 import functools
 import os
 import platform
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +25,7 @@ import pytest
 # Before the first import from tests/support/: its asserts fail with pytest's messages, as a test's do.
 pytest.register_assert_rewrite("support")
 
-from support import netlab  # noqa: E402
+from support import crowdsec, netlab  # noqa: E402
 from support.agents import AgentPool  # noqa: E402
 
 BPFFS = Path("/sys/fs/bpf")
@@ -163,3 +164,20 @@ def agents(lab: netlab.Lab) -> Iterator[AgentPool]:
     finally:
         problems = pool.close()
         assert not problems, problems
+
+
+@pytest.fixture
+def lapi() -> Iterator[crowdsec.Lapi]:
+    """A real CrowdSec LAPI on 127.0.0.1 (a free port), its config and database in a temporary directory,
+    a machine registered for cscli; always killed, and the directory removed.  Mark the test ``root``."""
+    missing = crowdsec.available()
+    if missing is not None:
+        pytest.skip(missing)  # a failure under CI=true (see pytest_runtest_logreport)
+    server, root = crowdsec.make_lapi()
+    try:
+        yield server
+    finally:
+        try:
+            server.stop()
+        finally:
+            shutil.rmtree(root, ignore_errors=True)

@@ -26,6 +26,8 @@ else:  # pragma: no cover
 from ironpost_tui.config import rules as config_rules
 from ironpost_tui.config import trust
 from ironpost_tui.config.check import Check, ConfigError, ConfigIssue, Table, quote, show
+from ironpost_tui.config.crowdsec import KEYS as CROWDSEC_KEYS
+from ironpost_tui.config.crowdsec import CrowdSecSettings, crowdsec_settings
 from ironpost_tui.config.locate import line_col, too_deep
 from ironpost_tui.config.rules import ACTIONS, MAX_DESCRIPTION_CHARS, MAX_ID_CHARS, MAX_RULES
 from ironpost_tui.config.sizes import ring_buffer_kib
@@ -43,7 +45,7 @@ XDP_MODES = ("auto", "native", "skb", "offload", "hw")  # hw is the seed's name 
 LOG_LEVELS = ("trace", "debug", "info", "warn", "error")
 LOG_FORMATS = {"text": "text", "json": "json", "pretty": "text"}  # pretty is the seed's text
 OTHER_MODULES = ("log_pipeline", "container", "sbom")  # the seed's, accepted and ignored
-TOP_KEYS = ("general", "ebpf", "rules", "detectors", "metrics", "safety", "console", *OTHER_MODULES)
+TOP_KEYS = ("general", "ebpf", "rules", "detectors", "metrics", "safety", "console", "crowdsec", *OTHER_MODULES)
 
 
 # --------------------------------------------------------------------------- #
@@ -111,6 +113,7 @@ class Settings:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     safety: SafetySettings = field(default_factory=SafetySettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
+    crowdsec: CrowdSecSettings = field(default_factory=CrowdSecSettings)
 
 
 # --------------------------------------------------------------------------- #
@@ -254,6 +257,7 @@ def _build(check: Check, data: dict[str, Any], path: Path, now: float) -> Settin
         metrics=_metrics(top.subtable("metrics", ("enabled", "addr", "port", "web_config"))),
         safety=_safety(top.subtable("safety", ("protect", "protect_ssh_client", "protect_host_addresses"))),
         console=_console(top.subtable("console", ("refresh_secs", "theme"))),
+        crowdsec=crowdsec_settings(top.subtable("crowdsec", CROWDSEC_KEYS), path),
     )
 
 

@@ -15,11 +15,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ironpost_tui.config.crowdsec import CrowdSecSettings
 from ironpost_tui.config.journal import AutoJournal
 from ironpost_tui.detectors import Alert, AlertChange, Block, ChangeKind, DetectionPipeline
 from ironpost_tui.detectors.settings import AutoBlockLimits, Detector, DetectorConfig, PortScanConfig, SynFloodConfig
 from ironpost_tui.engine.alert_history import AlertHistory
 from ironpost_tui.engine.auto_blocker import AutoBlocker
+from ironpost_tui.engine.crowdsec.bouncer import Bouncer
+from ironpost_tui.engine.crowdsec.lapi import LapiClient, bouncer_key, machine_credentials
+from ironpost_tui.engine.crowdsec.sensor import Sensor
 from ironpost_tui.engine.snapshot import EngineSnapshot, SnapshotBuilder
 from ironpost_tui.errors import IronpostError, LoadFailed, ModeUnsupported, XdpBusy
 from ironpost_tui.kernel import host, libbpf
@@ -69,6 +73,7 @@ class EngineOptions:
     external_interval: float = external.INTERVAL  # seconds between reads of BLOCKLIST for other tools' entries
     auto_block: AutoBlockLimits = field(default_factory=AutoBlockLimits)
     infrastructure: InfraSources = field(default_factory=InfraSources)  # never auto-blocked; where to find it
+    crowdsec: CrowdSecSettings = field(default_factory=CrowdSecSettings)  # [crowdsec]: the LAPI's decisions
 
     def detector(self, name: Detector) -> DetectorConfig:
         """A detector's settings (a Detector without a case here fails mypy: assert_never)."""
@@ -128,6 +133,8 @@ class Engine:
         self._top_reader: TopReader | None = None
         self._top_rates = TopRates()
         self._top = TopSnapshot(at=time.time())
+        self._bouncer: Bouncer | None = None
+        self._sensor: Sensor | None = None
         self.report: StartReport | None = None
         # Rule changes from another thread (the command-line socket, the console's edits) and the
         # loop's own (expiry, auto-blocks, reload, panic) take turns on this lock.  A tick holds it
@@ -179,6 +186,9 @@ class Engine:
                 f"{opts.iface} already has a foreign XDP program (prog id {occ.prog_id}, '{occ.name}', {occ.mode} "
                 f"mode, {how}): ironpost will not replace it; detach it first"
             )
+        # The LAPI's credentials first: a bad key file stops the start before anything is attached.
+        key = bouncer_key(opts.crowdsec) if opts.crowdsec.enabled else ""
+        creds = machine_credentials(opts.crowdsec) if opts.crowdsec.enabled and opts.crowdsec.push_alerts else None
         maps_pinned = False
         if opts.persist:
             host.ensure_bpffs()
@@ -233,6 +243,13 @@ class Engine:
             self._link = XdpLink.attach(self._dp.prog_fd, self._ifindex, opts.iface, opts.xdp_mode)
         if opts.persist and not adopting:
             self._link.pin(str(link_pin))
+        if opts.crowdsec.enabled:
+            self._bouncer = Bouncer(opts.crowdsec, LapiClient(opts.crowdsec, key))
+            self._bouncer.start()
+            if creds is not None:
+                client = LapiClient(opts.crowdsec, key)
+                self._sensor = Sensor(opts.crowdsec, client, creds, opts.auto_block, self._blocker.infra.find)
+                self._sensor.start()
         self._last_sample = self._sampler.sample(self._dp, time.monotonic())
         self._publish(self._last_sample)
         self.report = StartReport(
@@ -272,6 +289,12 @@ class Engine:
             self._close()
 
     def _close(self) -> None:
+        if self._bouncer is not None:
+            self._bouncer.stop()
+            self._bouncer = None
+        if self._sensor is not None:
+            self._sensor.stop()
+            self._sensor = None
         if self._link is not None:
             try:
                 if not self.options.persist:
@@ -302,6 +325,8 @@ class Engine:
         reading the rules' hit counters once; publish=True publishes one even when no
         sample is due (the rules just changed), with the last sample's totals."""
         assert self._dp is not None and self._decoder is not None
+        if self._bouncer is not None and self._bouncer.pending:
+            timeout_ms = min(timeout_ms, 1)  # decisions waiting: the next slice at once, not after an idle wait
         records = self._dp.read_events(timeout_ms)  # only this thread reads the ring: no lock while waiting
         with self.lock:
             return self._tick(records, events, publish)
@@ -314,10 +339,19 @@ class Engine:
         if self._last_sample is None or now - self._last_sample.at >= self.options.sample_interval:
             sample = self._last_sample = self._sampler.sample(self._dp, now)
             if self._control is not None:
-                self._blocker.expired(self._control.expire(time.time(), Actor("ironpost", None, "expiry")))
+                gone = self._control.expire(time.time(), Actor("ironpost", None, "expiry"))
+                self._blocker.expired(gone)
+                if self._bouncer is not None:
+                    self._bouncer.forget(gone)
         if now - self._last_external >= self.options.external_interval:
             self._last_external = now
             publish = self._reconcile_external() or publish
+        if self._bouncer is not None:
+            try:
+                # In force at once; shown at the next sample (publishing reads every rule's hits: not each tick).
+                self._bouncer.apply(self.control)
+            except Exception:  # logged, the rest applied next tick
+                log.exception("applying CrowdSec decisions failed")
         alerts: tuple[AlertChange, ...] = ()
         top = None
         if now - self._last_detect >= self.options.detect_interval:
@@ -332,6 +366,8 @@ class Engine:
             if self.auto_blocking:
                 self._blocker.renew(self.control, alerts, now, wall)
             top = self._read_top(now)
+            if raised and self._sensor is not None:
+                self._sensor.offer(raised, now)
         self._flush()
         state = host.interface_state(self.options.iface, self._ifindex)
         rules = None
@@ -385,6 +421,8 @@ class Engine:
             blocklist_capacity=table.capacity()[MapName.BLOCKLIST],
             alerts_active=len(self._detect.book.active),
         )
+        if self._bouncer is not None:
+            self._snapshot = replace(self._snapshot, crowdsec=self._bouncer.status(self.control))
         return self._snapshot
 
     def snapshot(self) -> EngineSnapshot:
@@ -440,7 +478,9 @@ class Engine:
         control = self.control
         # Auto-blocks (in the journal, not the file) stay across a reload, after the file's rules.
         autos = [r for r in control.rules() if control.journaled(r.id)]
-        same_rules = rules == [r for r in control.rules() if not control.journaled(r.id) and not r.external]
+        same_rules = rules == [
+            r for r in control.rules() if not control.journaled(r.id) and not r.external and not r.crowdsec
+        ]
         same_protection = {(p.network, p.reason) for p in protected} == {
             (p.network, p.reason) for p in control.protected
         }

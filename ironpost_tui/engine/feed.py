@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ironpost_tui.detectors import AlertChange
+from ironpost_tui.engine.crowdsec.bouncer import CrowdSecStatus
 from ironpost_tui.kernel.host import InterfaceState
 from ironpost_tui.model import FilterRule, PacketEvent, RuleStatus, StatsSample, StrEnum
 from ironpost_tui.triage.values import TopSnapshot
@@ -51,6 +52,7 @@ class Update:
     at: float = 0.0  # the source's clock, seconds since its start
     reset: bool = False  # a replay jumped: forget what was shown
     top: TopSnapshot | None = None  # the top talkers, when they were read
+    crowdsec: CrowdSecStatus | None = None  # the LAPI as the bouncer last saw it (None: no [crowdsec])
 
 
 def drop_rules(n: int) -> str:

@@ -88,6 +88,7 @@ class LiveSource:
                 notices=reload_notices(step.reload) + tuple(c.describe() for c in step.remote),
                 at=time.monotonic() - self._t0,
                 top=tick.top,
+                crowdsec=self.engine.snapshot().crowdsec,
             )
             if self.recorder is not None:
                 self.recorder.write(update)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from ironpost_tui.detectors import AlertChange, ChangeKind, Detector
+from ironpost_tui.engine.crowdsec.bouncer import CrowdSecStatus
 from ironpost_tui.model import FilterRule, ProtoCounters, RuleStatus, StatsSample
 from ironpost_tui.version import __version__
 
@@ -17,6 +18,7 @@ _MAPPINGS = ("totals", "events_lost", "alerts_total", "rule_hits")
 RETIRED_MAX = 1_024  # deleted rules whose count is remembered (not exported) should they come back
 AUTO_RULE_ID = "auto"  # every auto-block rule's hits, as one rule_id: a rule id holding an address is no label
 EXTERNAL_RULE_ID = "external"  # the same for the rules other tools wrote into BLOCKLIST (rules/external.py)
+CROWDSEC_RULE_ID = "crowdsec"  # the same for the CrowdSec LAPI's decisions (engine/crowdsec/)
 
 
 def hits_group(rule: FilterRule) -> str | None:
@@ -25,6 +27,8 @@ def hits_group(rule: FilterRule) -> str | None:
         return AUTO_RULE_ID
     if rule.external:
         return EXTERNAL_RULE_ID
+    if rule.crowdsec:
+        return CROWDSEC_RULE_ID
     return None
 
 
@@ -45,6 +49,7 @@ class EngineSnapshot:
     rule_hits: Mapping[str, int] = field(default_factory=dict)  # rule id ("auto", "external": groups) -> packets
     blocklist_entries: int = 0
     blocklist_capacity: int = 0
+    crowdsec: CrowdSecStatus | None = None  # None: no [crowdsec]
     version: str = __version__
 
     def __post_init__(self) -> None:
@@ -121,7 +126,7 @@ class SnapshotBuilder:
                 while len(self._retired) > RETIRED_MAX:
                     del self._retired[next(iter(self._retired))]
         active = set(self._grouped.values())
-        for group in (AUTO_RULE_ID, EXTERNAL_RULE_ID):
+        for group in (AUTO_RULE_ID, EXTERNAL_RULE_ID, CROWDSEC_RULE_ID):
             if groups[group] or group in active:
                 hits[group] = hits.get(group, 0) + groups[group]
         return EngineSnapshot(

@@ -43,6 +43,20 @@ METRICS: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
     ("ironpost_xdp_attached", "gauge", ("interface", "mode"), "1 while the program is attached, else 0"),
     ("ironpost_last_sample_timestamp_seconds", "gauge", (), "When the engine last read its counters"),
     ("ironpost_build_info", "gauge", ("version",), "Always 1; the version in a label"),
+    ("ironpost_crowdsec_decisions", "gauge", (), "CrowdSec LAPI decisions in force as drop rules"),
+    ("ironpost_crowdsec_pulls_total", "counter", ("result",), "Pulls of the CrowdSec decision stream, by result"),
+    (
+        "ironpost_crowdsec_protected_skipped_total",
+        "counter",
+        (),
+        "CrowdSec decisions skipped because they would drop a protected address",
+    ),
+    (
+        "ironpost_crowdsec_last_pull_timestamp_seconds",
+        "gauge",
+        (),
+        "When the CrowdSec decision stream was last pulled successfully",
+    ),
 )
 _HELP = {name: meaning for name, _, _, meaning in METRICS}
 
@@ -128,6 +142,21 @@ class EngineCollector(Collector):
         info = _gauge("ironpost_build_info", ("version",))
         info.add_metric([snap.version], 1)
         yield info
+        if snap.crowdsec is not None:  # only with [crowdsec]
+            cs = snap.crowdsec
+            decisions = _gauge("ironpost_crowdsec_decisions")
+            decisions.add_metric([], cs.decisions)
+            yield decisions
+            pulls = _counter("ironpost_crowdsec_pulls_total", ("result",))
+            for result, n in sorted(cs.pulls.items()):
+                pulls.add_metric([result], n)
+            yield pulls
+            skipped = _counter("ironpost_crowdsec_protected_skipped_total")
+            skipped.add_metric([], cs.skipped_protected)
+            yield skipped
+            last = _gauge("ironpost_crowdsec_last_pull_timestamp_seconds")
+            last.add_metric([], cs.last_pull or 0.0)
+            yield last
 
 
 def engine_registry(snapshot: Callable[[], EngineSnapshot]) -> CollectorRegistry:

@@ -142,7 +142,7 @@ class RuleController:
         rule = self.table.delete(rule_id)
         if self.journal is not None and self.journaled(rule_id):
             self.journal.delete(rule_id)
-        elif self.store is not None and not rule.external:
+        elif self.store is not None and not rule.external and not rule.crowdsec:
             try:
                 self.store.delete(rule_id)
             except Exception as exc:
@@ -201,7 +201,7 @@ class RuleController:
             self.check(rule, force)
         ids = {r.id for r in rules}
         claimed = {kernel_rules.place(r) for r in rules}
-        externals = [r for r in self.table.rules() if r.external and r.id not in ids]
+        externals = [r for r in self.table.rules() if (r.external or r.crowdsec) and r.id not in ids]
         for rule in externals:
             if kernel_rules.place(rule) in claimed:
                 log.info("%s: a rule of the new set is on its address and takes its BLOCKLIST entry over", rule.id)
@@ -243,9 +243,9 @@ class RuleController:
             self.flush()
         except Exception:
             log.exception("panic: the auto-blocks are out of the kernel, but saving the journal failed")
-        saved = [r for r in drops if r not in journaled and not r.external]  # the file's own
+        saved = [r for r in drops if r not in journaled and not r.external and not r.crowdsec]  # the file's own
         if self.store is not None and saved:
-            kept = [r for r in self.table.rules() if not self.journaled(r.id) and not r.external]
+            kept = [r for r in self.table.rules() if not self.journaled(r.id) and not r.external and not r.crowdsec]
             try:
                 self.store.replace_all(kept)
             except Exception:

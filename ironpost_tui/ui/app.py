@@ -54,6 +54,7 @@ from ironpost_tui.ui.messages import (
     EventsReceived,
     ExportWritten,
     KeepFailed,
+    LapiReported,
     NoticePosted,
     PlaybackRewound,
     RulesRefreshed,
@@ -252,6 +253,9 @@ class IronpostApp(App[int]):
     def on_rules_refreshed(self, message: RulesRefreshed) -> None:
         self.state.set_rules(message.rules)
 
+    def on_lapi_reported(self, message: LapiReported) -> None:
+        self.state.crowdsec = message.status
+
     def on_notice_posted(self, message: NoticePosted) -> None:
         self.state.notice(message.text)
 
@@ -330,6 +334,8 @@ class IronpostApp(App[int]):
             blocklist_capacity=info.blocklist_capacity,
             events_lost=self.state.events_lost(),
             config_path=info.config_path,
+            crowdsec=self.state.crowdsec,
+            now=now,
             replay=replay is not None,
             position=replay.position if replay else 0.0,
             duration=replay.duration if replay else 0.0,

@@ -13,6 +13,7 @@ from textual.message import Message
 from textual.widget import Widget
 
 from ironpost_tui.detectors import AlertChange
+from ironpost_tui.engine.crowdsec.bouncer import CrowdSecStatus
 from ironpost_tui.engine.feed import SourceInfo, Update
 from ironpost_tui.model import FilterRule, PacketEvent, RuleStatus, StatsSample
 from ironpost_tui.triage.values import TopSnapshot
@@ -134,6 +135,17 @@ class TopSampled(Message):
         return isinstance(message, TopSampled)
 
 
+class LapiReported(Message):
+    """The CrowdSec LAPI's state as the bouncer last saw it; a later one supersedes it."""
+
+    def __init__(self, status: CrowdSecStatus) -> None:
+        super().__init__()
+        self.status = status
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, LapiReported)
+
+
 class NoticePosted(Message):
     """A line for the operator: a reload, an expiry, a refusal, the interface state."""
 
@@ -171,6 +183,8 @@ def messages_for(update: Update) -> Iterator[Message]:
         yield AlertsChanged(update.alerts)
     if update.top is not None:
         yield TopSampled(update.top)
+    if update.crowdsec is not None:
+        yield LapiReported(update.crowdsec)
     for text in update.notices:
         yield NoticePosted(text)
     yield SourceAdvanced(update.at)

@@ -10,6 +10,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from ironpost_tui.detectors import Alert, AlertChange
+from ironpost_tui.engine.crowdsec.bouncer import CrowdSecStatus
 from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.model import PacketEvent, RuleStatus, StatsSample
 from ironpost_tui.triage.values import TopSnapshot
@@ -34,6 +35,7 @@ class ConsoleState:
     reset_pending: bool = False  # a replay jumped: widgets forget what they showed
     top: TopSnapshot | None = None  # the latest top-talker lists
     top_version: int = 0
+    crowdsec: CrowdSecStatus | None = None  # the LAPI as last reported (None: no [crowdsec])
 
     @property
     def sample(self) -> StatsSample | None:

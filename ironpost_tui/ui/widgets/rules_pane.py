@@ -44,8 +44,17 @@ SORT_KEYS: dict[str, Callable[[RuleStatus], Any]] = {
     "match": lambda s: fmt.rule_match(s.rule),
     "map": lambda s: s.map_name,
     "last": lambda s: maybe(s.last_hit),
-    "source": lambda s: "auto" if s.rule.auto else "external" if s.rule.external else "",
+    "source": lambda s: _source(s.rule) or "",
 }
+
+
+def _source(rule: FilterRule) -> str | None:
+    """Who put a rule in force when not the rules file: auto (a detector), external, crowdsec."""
+    if rule.auto:
+        return "auto"
+    if rule.external:
+        return "external"
+    return "crowdsec" if rule.crowdsec else None
 
 
 class RuleGrid(DataTable[Text]):
@@ -171,9 +180,11 @@ class RulesPane(Vertical):
             remaining = max(0.0, rule.expires_at - self.now)
             left = Text(fmt.span(remaining), style=grid.get_component_rich_style("rule-grid--expiring", partial=True))
         auto = grid.get_component_rich_style("rule-grid--auto", partial=True) if rule.auto else ""
-        source = "auto" if rule.auto else "external" if rule.external else None
+        source = _source(rule)
         marker = Text("")
-        if source is not None:
+        if source == "crowdsec":  # a LAPI decision: styled as another tool's entry
+            marker = Text(source, style=grid.get_component_rich_style("rule-grid--external", partial=True))
+        elif source is not None:
             marker = Text(source, style=grid.get_component_rich_style(f"rule-grid--{source}", partial=True))
         return [
             Text(fmt.clip(fmt.text(rule.id), ID_WIDTH), style=auto),

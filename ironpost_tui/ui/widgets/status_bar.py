@@ -8,6 +8,7 @@ from textual.content import Content
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from ironpost_tui.engine.crowdsec.bouncer import CrowdSecStatus, LapiState
 from ironpost_tui.kernel.host import InterfaceState
 from ironpost_tui.ui import format as fmt
 
@@ -24,6 +25,8 @@ class StatusView:
     blocklist_capacity: int = 0
     events_lost: int = 0
     config_path: str = ""
+    crowdsec: CrowdSecStatus | None = None  # None: no [crowdsec]
+    now: float = 0.0  # wall-clock seconds, for the last pull's age
     replay: bool = False
     position: float = 0.0
     duration: float = 0.0
@@ -54,6 +57,13 @@ class StatusBar(Widget):
         return render_status(self.view, self.content_size.width)
 
 
+def lapi_part(cs: CrowdSecStatus, now: float) -> Content:
+    """ "lapi up 1,234 · 3s ago": the LAPI's state, decisions in force, the last successful pull."""
+    style = {LapiState.UP: "$success", LapiState.CONNECTING: "$warning", LapiState.DOWN: "$error bold"}[cs.state]
+    ago = f" · {fmt.span(max(0.0, now - cs.last_pull))} ago" if cs.last_pull else " · never pulled"
+    return Content("lapi ") + Content.styled(str(cs.state), style) + Content(f" {cs.decisions:,}{ago}")
+
+
 def render_status(v: StatusView, width: int = 1000) -> Content:
     """The status line, dropping the parts with the highest rank number until it fits ``width``."""
     parts: list[tuple[int, Content]] = []  # (rank, part): rank 0 always stays
@@ -80,6 +90,8 @@ def render_status(v: StatusView, width: int = 1000) -> Content:
             parts.append((0, paused))
         parts.append((1, Content(f"up {fmt.span(v.uptime)}")))
     parts.append((2, Content(f"blocklist {v.blocklist_used}/{v.blocklist_capacity}")))
+    if v.crowdsec is not None and not v.replay:
+        parts.append((0, lapi_part(v.crowdsec, v.now)))
     lost = Content(f"lost {fmt.count(v.events_lost)}")
     parts.append((0, lost.stylize("$warning") if v.events_lost else lost))
     if not v.replay:

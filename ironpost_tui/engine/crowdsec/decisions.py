@@ -1,0 +1,136 @@
+"""The LAPI's decision stream as values: what to ban, for how long, and why."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from ironpost_tui.config.crowdsec import CrowdSecSettings, Scope
+from ironpost_tui.model import Action, FilterRule, IPNetwork
+
+RULE_PREFIX = "crowdsec:"  # the ids of the rules decisions stand for (reserved)
+MAX_DESCRIPTION = 80
+_GO_DURATION = re.compile(r"(-?)((?:[0-9]+(?:\.[0-9]*)?(?:h|m|s|ms|us|µs|ns))+)")
+_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?)(h|ms|m|s|us|µs|ns)")
+_UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+_SCOPES = {"ip": Scope.IP, "range": Scope.RANGE}
+
+
+@dataclass(frozen=True)
+class Decision:
+    id: int
+    network: IPNetwork
+    scope: Scope
+    seconds: float  # remaining when pulled
+    origin: str
+    scenario: str
+
+    @property
+    def value(self) -> str:
+        """The address or range as the LAPI names it."""
+        return str(self.network.network_address if self.scope is Scope.IP else self.network)
+
+    @property
+    def rule_id(self) -> str:
+        return f"{RULE_PREFIX}{self.value}"
+
+    def rule(self, now: float) -> FilterRule:
+        """The drop rule this decision stands for, expiring when the decision does."""
+        return FilterRule(
+            self.rule_id,
+            Action.DROP,
+            src_ip=self.network,
+            description=_printable(self.scenario)[:MAX_DESCRIPTION],
+            expires_at=now + self.seconds,
+            crowdsec=True,
+        )
+
+
+@dataclass(frozen=True)
+class Delta:
+    new: tuple[Decision, ...]
+    deleted: tuple[Decision, ...]
+    malformed: int  # entries dropped (bad JSON shape, address, duration)
+    skipped: int  # well-formed but not for us (type, scope, origin, scenario filters)
+    full: bool = False  # a startup=true pull: every decision in force, nothing else is
+
+
+def go_duration(text: str) -> float:
+    """A Go duration ("59m59.25s", "-51.7ms") in seconds; ValueError otherwise."""
+    m = _GO_DURATION.fullmatch(text)
+    if m is None:
+        raise ValueError(f"not a duration: {text[:40]!r}")
+    total = sum(float(n) * _UNIT[u] for n, u in _PART.findall(m.group(2)))
+    return -total if m.group(1) else total
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
+def decision(raw: Any) -> Decision | None:
+    """One stream entry as a Decision; None when malformed."""
+    if not isinstance(raw, dict):
+        return None
+    value, scope, duration = raw.get("value"), raw.get("scope"), raw.get("duration")
+    ident = raw.get("id", 0)
+    origin, scenario = raw.get("origin", ""), raw.get("scenario", "")
+    if not (
+        isinstance(value, str)
+        and isinstance(scope, str)
+        and isinstance(duration, str)
+        and isinstance(origin, str)
+        and isinstance(scenario, str)
+        and isinstance(ident, int)
+    ):
+        return None
+    kind = _SCOPES.get(scope.lower())
+    if kind is None or len(value) > 64:
+        return None
+    try:
+        net = ipaddress.ip_network(value, strict=True)
+        seconds = go_duration(duration)
+    except ValueError:
+        return None
+    if kind is Scope.IP and net.num_addresses != 1:
+        return None
+    return Decision(ident, net, kind, seconds, origin[:64], scenario[:256])
+
+
+def parse_stream(body: Any, settings: CrowdSecSettings) -> Delta:
+    """``GET /v1/decisions/stream``'s JSON ({"new": [...], "deleted": [...]}, either may be null)."""
+    if not isinstance(body, dict):
+        raise ValueError("the decision stream is not a JSON object")
+    malformed = skipped = 0
+    out: dict[str, list[Decision]] = {"new": [], "deleted": []}
+    for part in out:
+        entries = body.get(part)
+        if entries is None:
+            continue
+        if not isinstance(entries, list):
+            raise ValueError(f"the decision stream's {part!r} is not a list")
+        for raw in entries:
+            d = decision(raw)
+            if d is None:
+                malformed += 1
+            elif not wanted(raw, d, settings):
+                skipped += 1
+            else:
+                out[part].append(d)
+    return Delta(tuple(out["new"]), tuple(out["deleted"]), malformed, skipped)
+
+
+def wanted(raw: dict[str, Any], d: Decision, settings: CrowdSecSettings) -> bool:
+    if str(raw.get("type", "ban")).lower() != "ban" or d.scope not in settings.scopes:
+        return False
+    if settings.origins and d.origin not in settings.origins:
+        return False
+    return not settings.scenarios or d.scenario in settings.scenarios
+
+
+def by_rule(decisions: Iterable[Decision]) -> dict[str, Decision]:
+    """The last decision per rule id (several decisions may name one address)."""
+    return {d.rule_id: d for d in decisions}

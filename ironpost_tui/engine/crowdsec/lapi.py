@@ -1,0 +1,151 @@
+"""The LAPI over HTTP: httpx, a timeout on every call, TLS verified against ``ca_file`` when given.
+
+httpx rather than pycrowdsec: pycrowdsec (0.0.5, 2023) wraps requests with no per-call timeout and
+covers the bouncer side only; httpx is maintained, has timeouts and a CA setting per client, and the two
+endpoints used here (the decision stream, and login + alerts for the sensor) are a few lines each.
+The credentials are read at start with the configuration's ownership checks (config/trust.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ironpost_tui.config.check import ConfigError
+from ironpost_tui.config.crowdsec import CrowdSecSettings
+from ironpost_tui.config.trust import file_problem
+from ironpost_tui.version import __version__
+
+# httpx's __init__ imports its command-line tool (rich, click, pygments) when it can: the core never pays
+# for a UI library (tests/test_import_hygiene.py), so that import fails and httpx falls back without it.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+import httpx  # noqa: E402
+
+MAX_FILE = 64 * 1024
+logging.getLogger("httpx").setLevel(logging.WARNING)  # not a log line per pull
+USER_AGENT = f"ironpost-tui/{__version__}"
+
+
+class LapiError(Exception):
+    """A call that failed: the LAPI unreachable, an error status, a body that is not what it should be."""
+
+
+def read_secret(path: Path, what: str) -> str:
+    """A credentials file's text, if it is a regular file only its owner (root) may write and others may
+    not read; ConfigError (one line) otherwise."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        raise ConfigError(f"[crowdsec] {what} {path}: {exc.strerror}", title="CrowdSec") from exc
+    try:
+        st = os.fstat(fd)
+        problem = file_problem(st, path, kind=what)
+        if problem is None and st.st_mode & 0o044:
+            problem = f"readable by its group or others (mode {st.st_mode & 0o777:o}): chmod 600 {path}"
+        if problem is None and st.st_size > MAX_FILE:
+            problem = f"larger than {MAX_FILE} bytes"
+        if problem is not None:
+            raise ConfigError(f"[crowdsec] {what} {path} is {problem}".replace(" is it is ", " is "), title="CrowdSec")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            raw = f.read(MAX_FILE + 1)
+    finally:
+        os.close(fd)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"[crowdsec] {what} {path} is not UTF-8 text", title="CrowdSec") from exc
+
+
+def bouncer_key(settings: CrowdSecSettings) -> str:
+    if settings.api_key:
+        return settings.api_key
+    assert settings.api_key_file is not None
+    key = read_secret(settings.api_key_file, "api_key_file").strip()
+    if not key or len(key) > 256 or not key.isascii() or not key.isprintable() or " " in key:
+        raise ConfigError(f"[crowdsec] api_key_file {settings.api_key_file} holds no bouncer key", title="CrowdSec")
+    return key
+
+
+def machine_credentials(settings: CrowdSecSettings) -> tuple[str, str]:
+    """(login, password) from the file `cscli machines add -f` writes (YAML: url, login, password)."""
+    path = settings.machine_credentials_file
+    assert path is not None
+    try:
+        data = yaml.safe_load(read_secret(path, "machine_credentials_file"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"[crowdsec] machine_credentials_file {path} is not YAML", title="CrowdSec") from exc
+    login = data.get("login") if isinstance(data, dict) else None
+    password = data.get("password") if isinstance(data, dict) else None
+    if not isinstance(login, str) or not isinstance(password, str) or not login or not password:
+        raise ConfigError(f"[crowdsec] machine_credentials_file {path} has no login and password", title="CrowdSec")
+    return login, password
+
+
+class LapiClient:
+    """One httpx client to one LAPI."""
+
+    def __init__(self, settings: CrowdSecSettings, key: str) -> None:
+        verify: Any = str(settings.ca_file) if settings.ca_file is not None else True
+        self._http = httpx.Client(
+            base_url=settings.url,
+            timeout=httpx.Timeout(settings.timeout),
+            verify=verify,
+            headers={"User-Agent": USER_AGENT},
+            follow_redirects=False,
+        )
+        self._key = key
+        self._token: str | None = None
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _json(self, response: httpx.Response) -> Any:
+        if response.status_code != 200 and response.status_code != 201:
+            raise LapiError(f"{response.request.method} {response.request.url.path}: HTTP {response.status_code}")
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise LapiError(f"{response.request.url.path}: the body is not JSON") from exc
+
+    def stream(self, startup: bool) -> Any:
+        """``GET /v1/decisions/stream``: the JSON body."""
+        try:
+            r = self._http.get(
+                "v1/decisions/stream",
+                params={"startup": "true" if startup else "false"},
+                headers={"X-Api-Key": self._key},
+            )
+        except httpx.HTTPError as exc:
+            raise LapiError(f"decision stream: {type(exc).__name__}: {exc}") from exc
+        return self._json(r)
+
+    # --- the sensor ----------------------------------------------------------------
+    def login(self, login: str, password: str) -> None:
+        try:
+            r = self._http.post("v1/watchers/login", json={"machine_id": login, "password": password, "scenarios": []})
+        except httpx.HTTPError as exc:
+            raise LapiError(f"login: {type(exc).__name__}: {exc}") from exc
+        body = self._json(r)
+        token = body.get("token") if isinstance(body, dict) else None
+        if not isinstance(token, str):
+            raise LapiError("login: no token in the answer")
+        self._token = token
+
+    @property
+    def logged_in(self) -> bool:
+        return self._token is not None
+
+    def push_alerts(self, alerts: list[dict[str, Any]]) -> Any:
+        """``POST /v1/alerts`` with the machine's JWT; a 401 forgets the token (log in again)."""
+        try:
+            r = self._http.post("v1/alerts", json=alerts, headers={"Authorization": f"Bearer {self._token}"})
+        except httpx.HTTPError as exc:
+            raise LapiError(f"alerts: {type(exc).__name__}: {exc}") from exc
+        if r.status_code == 401:
+            self._token = None
+        return self._json(r)

@@ -1,0 +1,161 @@
+"""``[crowdsec]``: defaults, every key, each wrong value one line and nothing taken; an inline api_key
+refused in a file others can read; the credentials files read with the configuration's ownership and
+mode checks (engine/crowdsec/lapi.py); the decision stream's hostile input."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from ironpost_tui.config import settings as config
+from ironpost_tui.config.check import ConfigError
+from ironpost_tui.config.crowdsec import CrowdSecSettings, Scope
+from ironpost_tui.engine.crowdsec import lapi
+from ironpost_tui.engine.crowdsec.decisions import go_duration, parse_stream
+
+NOW = 1_700_000_000.0
+BASE = '[crowdsec]\nlapi_url = "http://127.0.0.1:8080/"\napi_key_file = "/etc/ironpost/crowdsec.key"\n'
+
+
+def load(text: str) -> CrowdSecSettings:
+    return config.loads(text, "t.toml", now=NOW).crowdsec
+
+
+def errors_of(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        config.loads(text, "t.toml", now=NOW)
+    return info.value.message.splitlines()
+
+
+def test_absent_means_off_and_defaults() -> None:
+    assert load("") == CrowdSecSettings()
+    assert not load("").enabled
+    s = load(BASE)
+    assert s.enabled and s.url == "http://127.0.0.1:8080/" and s.poll_interval == 10.0
+    assert s.scopes == (Scope.IP, Scope.RANGE) and not s.push_alerts and s.ban_duration == 4 * 3600
+
+
+def test_every_key() -> None:
+    s = load(
+        BASE
+        + 'poll_interval = 1\ntimeout = 2\nscopes = ["ip"]\norigins = ["cscli", "crowdsec"]\n'
+        + 'scenarios = ["crowdsecurity/ssh-bf"]\nca_file = "/etc/ironpost/lapi-ca.pem"\npush_alerts = true\n'
+        + 'machine_credentials_file = "/etc/ironpost/machine.yaml"\nban_duration = "30m"\n'
+    )
+    assert (s.poll_interval, s.timeout, s.scopes) == (1.0, 2.0, (Scope.IP,))
+    assert s.origins == ("cscli", "crowdsec") and s.scenarios == ("crowdsecurity/ssh-bf",)
+    assert s.ca_file == Path("/etc/ironpost/lapi-ca.pem") and s.push_alerts and s.ban_duration == 1800
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        ('lapi_url = "ftp://x"\n', "is not a LAPI address"),
+        ('lapi_url = "http://a b/"\n', "is not a LAPI address"),
+        ("poll_interval = 0\n", "out of range"),
+        ("poll_interval = nan\n", "out of range"),
+        ('scopes = ["country"]\n', "must list one or both of ip, range"),
+        ("scopes = []\n", "must list one or both of ip, range"),
+        ('origins = ["a\\u0000b"]\n', "each must be a name"),
+        ('api_key_file = "relative.key"\n', "is not an absolute file path"),
+        ("push_alerts = true\n", "machine_credentials_file is missing"),
+        ('ban_duration = "forever"\n', "ban_duration"),
+        ("lapi_urll = 1\n", "did you mean 'lapi_url'?"),
+    ],
+)
+def test_wrong_values_one_line_each(extra: str, says: str) -> None:
+    key = extra.split(" ", 1)[0]
+    text = "".join(line + "\n" for line in BASE.splitlines() if not line.startswith(key + " "))
+    errors = errors_of(text + extra)
+    assert len(errors) == 1 and says in errors[0], errors
+
+
+def test_missing_url_and_key() -> None:
+    errors = errors_of("[crowdsec]\npoll_interval = 5\n")
+    assert any("lapi_url is missing" in e for e in errors) and any("api_key_file is missing" in e for e in errors)
+    assert load("[crowdsec]\nenabled = false\n").enabled is False
+
+
+def test_inline_key_refused_in_a_world_readable_file(tmp_path: Path) -> None:
+    path = tmp_path / "ironpost.toml"
+    path.write_text('[crowdsec]\nlapi_url = "http://127.0.0.1:8080/"\napi_key = "abcdefgh12345678"\n')
+    path.chmod(0o644)
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    assert "others can read" in info.value.message
+    path.chmod(0o600)
+    assert config.load(path).crowdsec.api_key == "abcdefgh12345678"
+
+
+def test_key_file_checked_like_the_configuration(tmp_path: Path) -> None:
+    key = tmp_path / "k"
+    key.write_text("sekrit-key-123\n")
+    key.chmod(0o600)
+    settings = CrowdSecSettings(enabled=True, lapi_url="http://127.0.0.1:1/", api_key_file=key)
+    assert lapi.bouncer_key(settings) == "sekrit-key-123"
+    key.chmod(0o644)
+    with pytest.raises(ConfigError, match="readable by its group or others"):
+        lapi.bouncer_key(settings)
+    key.chmod(0o622)
+    with pytest.raises(ConfigError, match="writable"):
+        lapi.bouncer_key(settings)
+    key.chmod(0o600)
+    key.write_text("")
+    with pytest.raises(ConfigError, match="holds no bouncer key"):
+        lapi.bouncer_key(settings)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo, 0o600)
+    with pytest.raises(ConfigError, match="not a regular file"):  # and never blocks
+        lapi.bouncer_key(CrowdSecSettings(api_key_file=fifo))
+    with pytest.raises(ConfigError, match="No such file"):
+        lapi.bouncer_key(CrowdSecSettings(api_key_file=tmp_path / "absent"))
+
+
+def test_machine_credentials(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text("url: http://127.0.0.1:8080\nlogin: host-a\npassword: pw\n")
+    path.chmod(0o600)
+    settings = CrowdSecSettings(machine_credentials_file=path)
+    assert lapi.machine_credentials(settings) == ("host-a", "pw")
+    for bad in ("login: [1]\n", "- a\n", "{{{", "login: a\n"):
+        path.write_text(bad)
+        with pytest.raises(ConfigError):
+            lapi.machine_credentials(settings)
+
+
+def test_go_durations() -> None:
+    assert go_duration("59m59.5s") == pytest.approx(3599.5)
+    assert go_duration("-51.716493ms") == pytest.approx(-0.051716493)
+    assert go_duration("1h2m3s") == 3723
+    for bad in ("", "5", "1d", "s", "1h-2m", "9" * 100 + "x"):
+        with pytest.raises(ValueError):
+            go_duration(bad)
+
+
+def test_stream_hostile_input() -> None:
+    s = CrowdSecSettings()
+    ok = {"id": 1, "value": "198.18.0.2", "scope": "Ip", "type": "ban", "duration": "1m", "origin": "cscli",
+          "scenario": "x"}  # fmt: skip
+    bad = [
+        None,
+        1,
+        "x",
+        {},
+        {**ok, "value": "198.18.0.0/24"},  # an Ip that is a range
+        {**ok, "scope": "Range", "value": "198.18.0.1/24"},  # host bits set
+        {**ok, "value": "not-an-ip"},
+        {**ok, "duration": "forever"},
+        {**ok, "id": "1"},
+        {**ok, "value": "1" * 10_000},
+    ]
+    delta = parse_stream({"new": [ok, *bad], "deleted": None}, s)
+    assert [d.value for d in delta.new] == ["198.18.0.2"] and delta.malformed == len(bad)
+    skipped = parse_stream({"new": [{**ok, "type": "captcha"}, {**ok, "scope": "Country", "value": "FR"}]}, s)
+    assert skipped.new == () and skipped.malformed == 1 and skipped.skipped == 1
+    only = CrowdSecSettings(origins=("crowdsec",), scopes=(Scope.RANGE,))
+    assert parse_stream({"new": [ok]}, only).skipped == 1
+    for body in ([], None, {"new": "x"}, {"deleted": 5}):
+        with pytest.raises(ValueError):
+            parse_stream(body, s)

@@ -1,0 +1,79 @@
+"""The CrowdSec pieces without a LAPI: the metrics from a snapshot (a fresh registry), the status bar's
+LAPI part, the alert pushed for a detector's alert, and the sensor's guards (many sources, protected /
+infrastructure, caps) as auto-block's."""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+
+from prometheus_client import CollectorRegistry
+
+from ironpost_tui.config.crowdsec import CrowdSecSettings
+from ironpost_tui.detectors.alerts import MANY_SOURCES, Alert
+from ironpost_tui.detectors.settings import AutoBlockLimits, Detector
+from ironpost_tui.engine.crowdsec.alert_payload import payload
+from ironpost_tui.engine.crowdsec.bouncer import CrowdSecStatus, LapiState
+from ironpost_tui.engine.crowdsec.lapi import LapiClient
+from ironpost_tui.engine.crowdsec.sensor import Sensor
+from ironpost_tui.engine.snapshot import EngineSnapshot
+from ironpost_tui.metrics.collector import EngineCollector
+from ironpost_tui.rules.infrastructure import InfraAddress
+from ironpost_tui.ui.widgets.status_bar import StatusView, render_status
+
+STATUS = CrowdSecStatus(LapiState.UP, 1234, 1_000.0, {"ok": 7, "error": 2}, 1, 0)
+
+
+def test_metrics() -> None:
+    registry = CollectorRegistry()
+    registry.register(EngineCollector(lambda: EngineSnapshot(at=1.0, iface="x", mode="native", attached=True,
+                                                             crowdsec=STATUS)))  # fmt: skip
+    assert registry.get_sample_value("ironpost_crowdsec_decisions") == 1234
+    assert registry.get_sample_value("ironpost_crowdsec_pulls_total", {"result": "ok"}) == 7
+    assert registry.get_sample_value("ironpost_crowdsec_pulls_total", {"result": "error"}) == 2
+    assert registry.get_sample_value("ironpost_crowdsec_last_pull_timestamp_seconds") == 1_000.0
+    assert registry.get_sample_value("ironpost_crowdsec_protected_skipped_total") == 1
+    none = CollectorRegistry()  # no [crowdsec]: no series
+    none.register(EngineCollector(lambda: EngineSnapshot(at=1.0, iface="x", mode="native", attached=True)))
+    assert none.get_sample_value("ironpost_crowdsec_decisions") is None
+
+
+def test_status_bar() -> None:
+    up = render_status(StatusView(title="live", iface="eth0", attached=True, crowdsec=STATUS, now=1_005.0)).plain
+    assert "lapi up 1,234 · 5s ago" in up
+    down = CrowdSecStatus(LapiState.DOWN, 3, None, {}, 0, 0)
+    assert "lapi down 3 · never pulled" in render_status(StatusView(title="live", crowdsec=down)).plain
+    assert "lapi" not in render_status(StatusView(title="live")).plain
+
+
+def _alert(source: str, detector: Detector = Detector.PORT_SCAN) -> Alert:
+    now = time.time()
+    return Alert(1, detector, "medium", source, "198.18.0.1", 150, 150, 10.0, now - 3, now, "scan",
+                 targets=("198.18.0.1",))  # fmt: skip
+
+
+def test_payload() -> None:
+    p = payload(_alert("198.18.0.2"), 600, "host-a")
+    assert p["scenario"] == "ironpost/port_scan" and p["source"] == {"scope": "Ip", "value": "198.18.0.2",
+                                                                      "ip": "198.18.0.2"}  # fmt: skip
+    meta = {m["key"]: m["value"] for m in p["events"][0]["meta"]}
+    assert meta["source_ip"] == "198.18.0.2" and meta["targets"] == "198.18.0.1" and meta["count"] == "150"
+    assert meta["window_secs"] == "10"
+    assert p["decisions"] == [{"duration": "600s", "origin": "ironpost", "scenario": "ironpost/port_scan",
+                               "scope": "Ip", "type": "ban", "value": "198.18.0.2"}]  # fmt: skip
+
+
+def _sensor(limits: AutoBlockLimits) -> Sensor:
+    infra = InfraAddress(ipaddress.ip_network("198.18.9.9/32"), "a gateway")
+    settings = CrowdSecSettings(lapi_url="http://127.0.0.1:9/")
+    client = LapiClient(settings, "key")
+    return Sensor(settings, client, ("m", "p"), limits, lambda a, _now: infra if a == "198.18.9.9" else None)
+
+
+def test_sensor_guards() -> None:
+    sensor = _sensor(AutoBlockLimits(max_blocks_per_minute=2, max_auto_blocks=10, max_incident_sources=50))
+    sensor.offer([_alert(MANY_SOURCES, Detector.SYN_FLOOD)], 0.0)  # a spoofed flood: nothing
+    sensor.offer([_alert("198.18.9.9")], 0.0)  # infrastructure: nothing
+    assert sensor._queue.qsize() == 0
+    sensor.offer([_alert(f"198.18.1.{i}") for i in range(5)], 1.0)  # the per-minute cap holds
+    assert sensor._queue.qsize() == 2
