@@ -10,12 +10,13 @@ import csv
 from pathlib import Path
 
 from support.ui import TOP_RECORDING, FakeSource, Messages, live_app, play_to, replay_app
-from textual.widgets import Input
+from textual.widgets import Input, Static
 
 from ironpost_tui.engine.feed import Update
 from ironpost_tui.model import Action
 from ironpost_tui.triage.values import RateWindow, TopKind, TopLists, TopRow, TopSnapshot
 from ironpost_tui.ui.messages import EditApplied, ExportWritten, TopSampled
+from ironpost_tui.ui.screens.alert_detail import AlertDetailScreen, fields
 from ironpost_tui.ui.screens.block import BlockScreen
 from ironpost_tui.ui.screens.capture import CaptureScreen
 from ironpost_tui.ui.screens.export import ExportScreen
@@ -145,3 +146,35 @@ def test_c_captures_what_the_row_names() -> None:
     port = capture_filter(TopKind.PORTS, "udp/53")
     assert (port.port, port.protocol, port.src, port.dst) == (53, 17, None, None)
     assert capture_filter(TopKind.PORTS, "tcp/22").protocol == 6
+
+
+def test_an_alerts_detail_shows_its_sources_top_talker_counts() -> None:
+    """enter on an alert: beside its events, what the top talkers counted of its source (rates, ports,
+    protocols); an alert whose source is not a top talker shows none of it."""
+    app, _source, clock = replay_app(recording=TOP_RECORDING)
+
+    async def main() -> None:
+        async with app.run_test(size=(100, 40)) as pilot:
+            await play_to(pilot, clock, AT)
+            assert app.state.top is not None
+            talkers = {r.key for r in app.state.top.lists(RateWindow.S10).sources}
+            alerts = list(app.state.alerts.values())
+            assert alerts
+            for alert in alerts:
+                view = app._alert_view(alert, AT)
+                assert view is not None
+                labels = [label for label, _ in view.talker]
+                if alert.source in talkers:
+                    assert labels == ["traffic", "ports", "protocols"]
+                    assert "pkt/s" in fields(view.alert, False, AT, view.talker)
+                else:
+                    assert labels == []
+            listed = [a for a in alerts if a.source in talkers]
+            assert listed, "the recording has an alert on a top talker"
+            app.open_detail(listed[0])
+            await pilot.pause()
+            assert isinstance(app.screen, AlertDetailScreen)
+            shown = str(app.screen.query_one("#detail-fields", Static).render())
+            assert "traffic" in shown and "ports" in shown
+
+    asyncio.run(main())

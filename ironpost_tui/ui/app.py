@@ -78,6 +78,7 @@ from ironpost_tui.ui.screens.top_detail import TopDetailScreen
 from ironpost_tui.ui.source_kinds import PlaybackSource, StartableSource
 from ironpost_tui.ui.state import ConsoleState
 from ironpost_tui.ui.themes import DEFAULT_THEME, VARIABLE_DEFAULTS, load_themes, resolve
+from ironpost_tui.ui.top_details import source_talker
 from ironpost_tui.ui.widgets.alert_table import AlertTable
 from ironpost_tui.ui.widgets.event_table import EventTable
 from ironpost_tui.ui.widgets.pane_tabs import PaneTabs
@@ -540,7 +541,8 @@ class IronpostApp(App[int]):
         alert = self.state.alerts.get(alert.id, alert)  # the latest of it
         acked = alert.id in self.main.query_one(AlertTable).acknowledged
         kept = self.main.query_one(EventTable).kept_count
-        return AlertView(alert, acked, tuple(matching_rules(alert, self.state.rules)), kept, now)
+        talker = tuple(source_talker(self.state.top, alert.source))
+        return AlertView(alert, acked, tuple(matching_rules(alert, self.state.rules)), kept, now, talker)
 
     def on_alert_table_detail_requested(self, message: AlertTable.DetailRequested) -> None:
         self.open_detail(message.alert)

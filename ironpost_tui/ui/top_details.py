@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ironpost_tui.triage.values import RateWindow, SourceDetail, TopKind, TopRow
+from ironpost_tui.triage.values import RateWindow, SourceDetail, TopKind, TopRow, TopSnapshot
 from ironpost_tui.ui import format as fmt
 
 Fields = list[tuple[str, str]]
@@ -23,3 +23,17 @@ def top_fields(kind: TopKind, window: RateWindow, row: TopRow, detail: SourceDet
     if row.first_seen:
         fields += [("first seen", fmt.clock(row.first_seen)), ("last seen", fmt.clock(row.last_seen))]
     return fields
+
+
+def source_talker(top: TopSnapshot | None, source: str, window: RateWindow = RateWindow.S10) -> Fields:
+    """What the top talkers counted of ``source`` (for an alert's detail, which has its address and times
+    already): its rates over ``window``, its destination ports and protocols; nothing when it is not listed."""
+    if top is None:
+        return []
+    names = {"rates": "traffic", "dst ports": "ports", "protocols": "protocols"}
+    for row in top.lists(window).sources:
+        if row.key == source:
+            return [
+                (names[k], v) for k, v in top_fields(TopKind.SOURCES, window, row, top.detail(source)) if k in names
+            ]
+    return []

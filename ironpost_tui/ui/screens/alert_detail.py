@@ -41,6 +41,7 @@ class AlertView:
     rules: tuple[RuleStatus, ...]  # the rules on its source
     kept: int  # events kept in all (of any source)
     now: float
+    talker: tuple[tuple[str, str], ...] = ()  # its source as the top talkers count it (label, value)
 
 
 def stamp(ts: float) -> str:
@@ -48,8 +49,9 @@ def stamp(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
-def fields(alert: Alert, acknowledged: bool, now: float) -> str:
-    """Every field of the alert, one per line, in full (``now``: what a block's time left counts from)."""
+def fields(alert: Alert, acknowledged: bool, now: float, talker: tuple[tuple[str, str], ...] = ()) -> str:
+    """Every field of the alert, one per line, in full (``now``: what a block's time left counts from),
+    then its source's traffic as the top talkers count it (``talker``)."""
     lines = [
         f"source    {fmt.text(alert.source)}",
         f"target    {fmt.text(alert.target)}",
@@ -61,6 +63,7 @@ def fields(alert: Alert, acknowledged: bool, now: float) -> str:
         + (f" (by {fmt.text(alert.block.rule_id)})" if alert.block is not None and not alert.resolved else ""),
         f"summary   {fmt.text(alert.summary)}",
     ]
+    lines += [f"{label:<10}{value}" for label, value in talker]
     return "\n".join(lines)
 
 
@@ -156,7 +159,7 @@ class AlertDetailScreen(Screen[None]):
         state = alert_state(a, view.acknowledged)
         title.update(f"Alert {a.id} · {fmt.text(a.severity.upper())} · {a.detector} · {state}   (esc: back)")
         title.set_class(a.severity in ("critical", "high") and not a.resolved and not view.acknowledged, "-severe")
-        self.query_one("#detail-fields", Static).update(fields(a, view.acknowledged, view.now))
+        self.query_one("#detail-fields", Static).update(fields(a, view.acknowledged, view.now, view.talker))
         self._show_rules(view)
         self._show_heads()
 
