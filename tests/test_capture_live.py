@@ -183,8 +183,12 @@ def test_rate_limited_capture_counts_its_losses_exactly(lab: netlab.Lab, agents:
     for rate, per_kind in (("50", sent), ("0", 100)):
         out = (tmp_path if rate != "0" else users) / f"rate{rate}.pcapng"
         env = agent_env(SUDO_UID="65534", SUDO_GID="65534") if rate == "0" else None
-        cap = start_capture(lab.host_if, "--src", lab.ns_ip4, "--port", str(PORT), "--rate", rate,
-                            "--seconds", "120", "-w", str(out), env=env)  # fmt: skip
+        # The limited one says what to capture in the events filter's syntax (--filter), the other with flags:
+        # both must select the same packets (matched == what was sent).
+        what = (
+            ["--filter", f"src:{lab.ns_ip4} port:{PORT}"] if rate != "0" else ["--src", lab.ns_ip4, "--port", str(PORT)]
+        )
+        cap = start_capture(lab.host_if, *what, "--rate", rate, "--seconds", "120", "-w", str(out), env=env)
         try:
             cap.wait_for(f"program {prog_id}", timeout=30)
             v4 = [f for f in frames(lab, PORT, per_kind) if f[12:14] != b"\x86\xdd"]  # --src is IPv4
@@ -236,6 +240,11 @@ def test_bad_capture_input_is_one_line_and_changes_nothing(lab: netlab.Lab, tmp_
         (["-w", str(d / "x.pcapng")], None, "say what to capture"),
         (["--src", lab.ns_ip4, "--size", "5", "-w", str(d / "x.pcapng")], None, "--size"),
         (["--src", lab.ns_ip4, "--dst", lab.ns_ip6, "-w", str(d / "x.pcapng")], None, "different IP versions"),
+        (["--filter", f"sport:{PORT}", "-w", str(d / "x.pcapng")], None, "cannot select by sport"),
+        (["--filter", "flood", "-w", str(d / "x.pcapng")], None, "not words"),
+        (["--filter", "srcip:198.18.0.1", "-w", str(d / "x.pcapng")], None, "unknown key"),
+        (["--filter", f"src:{lab.ns_ip4}", "--src", lab.ns_ip4, "-w", str(d / "x.pcapng")], None, "give one"),
+        (["--filter", f"src:{lab.ns_ip4} dst:{lab.ns_ip6}", "-w", str(d / "x.pcapng")], None, "different IP"),
     ]
     for args, env, expect in cases:
         proc = run_ironpost("capture", lab.host_if, *args, env=env or agent_env())

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from ironpost_tui import files
+from ironpost_tui import files, filter_terms
 from ironpost_tui.config.durations import parse_duration
 from ironpost_tui.config.sizes import parse_kib
 from ironpost_tui.ctl.client import ask
@@ -25,8 +25,7 @@ from ironpost_tui.errors import ExitStatus, NoController
 from ironpost_tui.kernel import abi
 from ironpost_tui.kernel.capture import DEFAULT_SNAPLEN, CaptureFilter
 from ironpost_tui.records.capture import Capture, Limits, Progress, check_output
-
-PROTOCOL_NUMBERS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}
+from ironpost_tui.records.capture_expr import CaptureExpression
 
 
 def _int_in(low: int, high: int) -> Callable[[str], int]:
@@ -60,8 +59,15 @@ def _size(text: str) -> int:
     return kib * 1024
 
 
+def _expression(text: str) -> CaptureExpression:
+    try:
+        return CaptureExpression.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _protocol(text: str) -> int:
-    number = PROTOCOL_NUMBERS.get(text.lower())
+    number = filter_terms.PROTOCOL_NUMBERS.get(text.lower())
     if number is None:
         if text.isascii() and text.isdigit() and 1 <= int(text) <= 255:
             return int(text)
@@ -80,6 +86,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--dst", type=_checked(parse_addr), help="destination ADDR[/LEN]")
     p.add_argument("--port", type=_int_in(1, 65535), default=0, help="source or destination port")
     p.add_argument("--proto", type=_protocol, default=0, help="tcp, udp, icmp, icmpv6 or a number")
+    p.add_argument("--filter", metavar="EXPR", type=_expression,
+                   help="the events filter's syntax, what the kernel can evaluate: src:ADDR dst:ADDR port:N proto:P "
+                   "rule:ID (AND-ed; not with the flags of the same fields)")  # fmt: skip
     p.add_argument("--rule", metavar="ID", help="only packets this rule matched (its id, as `rules IFACE` shows)")
     p.add_argument("--count", type=_int_in(1, 10_000_000), help="stop after N packets")
     p.add_argument("--seconds", type=_seconds, default=60.0, help="stop after this long (default 60)")
@@ -90,6 +99,22 @@ def parser() -> argparse.ArgumentParser:
                    help="at most N copies/s per CPU, the rest counted as lost (default 0: no limit)")  # fmt: skip
     p.add_argument("-w", dest="file", metavar="FILE", type=Path, required=True, help="the pcapng file (new)")
     return p
+
+
+def _merge_filter(args: argparse.Namespace, expr: CaptureExpression) -> None:
+    """--filter's terms into the flags' places; the same field from both is refused, not guessed at."""
+    for name, flag, value, unset in (
+        ("src", "src", expr.src, None),
+        ("dst", "dst", expr.dst, None),
+        ("port", "port", expr.port, 0),
+        ("proto", "proto", expr.protocol, 0),
+        ("rule", "rule", expr.rule_id, None),
+    ):
+        if value == unset:
+            continue
+        if getattr(args, flag) != unset:
+            raise BadRequest(f"capture: --{flag} and --filter's {name}: both say what to capture: give one")
+        setattr(args, flag, value)
 
 
 def _controller_rules(iface: str) -> list[dict[str, Any]] | None:
@@ -112,10 +137,12 @@ def _rule_names(rules: list[dict[str, Any]] | None) -> dict[int, str]:
 def run(argv: list[str], out: TextIO | None = None) -> ExitStatus:
     args = parser().parse_args(argv)
     socket_path(args.iface)  # a name no interface can have: exit 2 before anything else
+    if args.filter is not None:
+        _merge_filter(args, args.filter)
     if args.src is not None and args.dst is not None and args.src.version != args.dst.version:
         raise BadRequest("capture: --src and --dst are of different IP versions")
     if args.src is None and args.dst is None and not args.port and not args.proto and args.rule is None:
-        raise BadRequest("capture: say what to capture: --src, --dst, --port, --proto or --rule")
+        raise BadRequest("capture: say what to capture: --src, --dst, --port, --proto, --rule or --filter")
     owner = files.invoking_user()
     path = check_output(args.file, owner)
     rules = _controller_rules(args.iface)

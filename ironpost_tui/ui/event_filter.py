@@ -10,15 +10,14 @@ error naming the keys, not a search word; an IPv6 address or a time (``2001:db8:
 
 from __future__ import annotations
 
-import difflib
-import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ironpost_tui.model import IPNetwork, PacketEvent, Verdict
+from ironpost_tui.filter_terms import FIELDS, network, port, protocol, split
+from ironpost_tui.model import PacketEvent, Verdict
 from ironpost_tui.ui import format as fmt
 
-FIELDS = ("src", "dst", "proto", "port", "sport", "dport", "verdict", "rule")
+__all__ = ["FIELDS", "EventFilter", "row_text"]
 
 Test = Callable[[PacketEvent], bool]
 
@@ -57,9 +56,7 @@ def row_text(e: PacketEvent) -> str:
 
 
 def _term(word: str) -> Test:
-    name, colon, value = word.partition(":")
-    name = name.lower()
-    check_key(word, name, colon)
+    name, colon, value = split(word)
     if not colon or name not in FIELDS:
         needle = word.lower()
         return lambda e: needle in row_text(e)
@@ -88,44 +85,3 @@ def _term(word: str) -> Test:
         return lambda e: e.verdict is verdict
     rule_id = value
     return lambda e: e.rule_id == rule_id
-
-
-def check_key(word: str, name: str, colon: str) -> None:
-    """ValueError for ``srcip:...``: a key that is none of FIELDS (not an address or a time)."""
-    if colon and name not in FIELDS and _looks_like_key(name, word):
-        close = difflib.get_close_matches(name, FIELDS, n=1)
-        hint = f" (did you mean {close[0]}:?)" if close else ""
-        raise ValueError(f"'{word}': unknown key '{name}'{hint}: the keys are {', '.join(k + ':' for k in FIELDS)}")
-
-
-def _looks_like_key(name: str, word: str) -> bool:
-    """``srcip:`` is a key someone mistyped; ``2001:db8::1`` or ``dead:beef::/32`` is an address."""
-    if not name.isalpha():
-        return False  # 12:00:01, ::1, fe80::1
-    try:
-        ipaddress.ip_network(word, strict=False)
-    except ValueError:
-        return True
-    return False
-
-
-def network(word: str, value: str) -> IPNetwork:
-    try:
-        return ipaddress.ip_network(value, strict=False)
-    except ValueError:
-        raise ValueError(f"'{word}': not an address or prefix (like 198.51.100.7 or 2001:db8::/32)") from None
-
-
-def protocol(word: str, value: str) -> int:
-    number = fmt.PROTOCOL_NUMBERS.get(value.lower())
-    if number is not None:
-        return number
-    if value.isdigit() and int(value) <= 255:
-        return int(value)
-    raise ValueError(f"'{word}': a protocol is tcp, udp, icmp, icmpv6 or a number 0-255")
-
-
-def port(word: str, value: str) -> int:
-    if value.isdigit() and int(value) <= 65535:
-        return int(value)
-    raise ValueError(f"'{word}': a port is a number 0-65535")

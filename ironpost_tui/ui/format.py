@@ -8,10 +8,10 @@ import time
 from collections.abc import Sequence
 
 from ironpost_tui.config.durations import format_duration
+from ironpost_tui.filter_terms import PROTOCOL_NUMBERS as PROTOCOL_NUMBERS
 from ironpost_tui.model import FilterRule
 from ironpost_tui.text import visible
 
-PROTOCOL_NUMBERS = {"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58}
 PROTOCOL_NAMES = {n: name for name, n in PROTOCOL_NUMBERS.items()}
 _TCP_FLAGS = "FSRPAUEC"  # FIN SYN RST PSH ACK URG ECE CWR, bit 0 first
 

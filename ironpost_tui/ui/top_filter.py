@@ -15,9 +15,9 @@ import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ironpost_tui import filter_terms as ef
 from ironpost_tui.model import IPNetwork, Verdict
 from ironpost_tui.triage.values import SourceDetail, TopKind, TopRow
-from ironpost_tui.ui import event_filter as ef
 from ironpost_tui.ui import format as fmt
 
 Test = Callable[[TopKind, TopRow, SourceDetail | None], bool]
@@ -58,9 +58,7 @@ def _port_parts(name: str) -> tuple[str, int]:
 
 
 def _term(word: str) -> Test:
-    name, colon, value = word.partition(":")
-    name = name.lower()
-    ef.check_key(word, name, colon)
+    name, colon, value = ef.split(word)
     if not colon or name not in ef.FIELDS:
         needle = word.lower()
         return lambda _kind, row, _d: needle in row.key.lower()
