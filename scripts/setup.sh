@@ -74,7 +74,7 @@ has_candidate() {
 # --- distribution packages ---------------------------------------------------
 REQUIRED=(python3-bpfcc iproute2 python3-venv python3-pip)
 TOOLS=(iputils-ping openssl xdp-tools nmap hping3 iperf3 tcpdump netsniff-ng iptables nftables prometheus tmux ethtool librsvg2-bin
-    openssh-server sudo fail2ban)
+    openssh-server sudo fail2ban tshark)
 
 missing=()
 for p in "${REQUIRED[@]}" "${TOOLS[@]}"; do

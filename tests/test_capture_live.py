@@ -140,10 +140,15 @@ def test_capture_beside_the_agent_has_every_packet_with_its_verdict(
     assert tcpdump.returncode == 0, tcpdump.stderr
     assert len(tcpdump.stdout.splitlines()) == len(wanted)
     assert "vlan 7" in tcpdump.stdout and "ethertype IPv6" in tcpdump.stdout and f".{PORT}:" in tcpdump.stdout
-    if shutil.which("tshark"):
-        tshark = subprocess.run(["tshark", "-r", str(out), "-T", "fields", "-e", "frame.comment"],
-                                capture_output=True, text=True)  # fmt: skip
-        assert tshark.returncode == 0 and "verdict=drop" in tshark.stdout, tshark
+    # tshark too (scripts/setup.sh installs it): every packet, and the comments Wireshark shows.
+    assert shutil.which("tshark"), "tshark is missing: scripts/setup.sh installs it"
+    tshark = subprocess.run(["tshark", "-r", str(out), "-T", "fields", "-e", "frame.comment"],
+                            capture_output=True, text=True)  # fmt: skip
+    assert tshark.returncode == 0, tshark
+    comments = tshark.stdout.splitlines()
+    assert len(comments) == len(wanted), tshark.stdout
+    assert sum("verdict=drop" in c for c in comments) == sum(f[12:14] == b"\x86\xdd" for f in wanted)
+    assert all(c.startswith("ironpost verdict=") for c in comments)
 
     idb, packets = read_pcapng(out)
     assert idb[pcapng.PCAPNG_OPT_IF_NAME] == lab.host_if.encode()
