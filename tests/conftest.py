@@ -27,6 +27,7 @@ pytest.register_assert_rewrite("support")
 
 from support import crowdsec, netlab  # noqa: E402
 from support.agents import AgentPool  # noqa: E402
+from support.traffic import Probe  # noqa: E402
 
 BPFFS = Path("/sys/fs/bpf")
 
@@ -153,6 +154,16 @@ def lab() -> Iterator[netlab.Lab]:
     """A netns + veth pair (see tests/support/netlab.py); mark the test ``root``."""
     with netlab.veth_pair() as lab:
         yield lab
+
+
+@pytest.fixture
+def probe(lab: netlab.Lab) -> Iterator[Probe]:
+    """UDP from the lab's namespace to sockets on the host side (tests/support/traffic.py), closed after."""
+    p = Probe(lab)
+    try:
+        yield p
+    finally:
+        p.close()
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ import stat
 import statistics
 import subprocess
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,15 +68,6 @@ class Paths:
 @pytest.fixture
 def paths(tmp_path: Path) -> Paths:
     return Paths(tmp_path / "state", tmp_path / "audit.log", tmp_path / "ironpost.toml")
-
-
-@pytest.fixture
-def probe(lab: netlab.Lab) -> Iterator[Probe]:
-    p = Probe(lab)
-    try:
-        yield p
-    finally:
-        p.close()
 
 
 def start_agent(agents: AgentPool, lab: netlab.Lab, paths: Paths, *extra: str, with_config: bool = False) -> Agent:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,15 +26,6 @@ pytestmark = pytest.mark.root
 
 POLL = 1.0
 BOUND = POLL + 1.0  # the issue's: within poll_interval + 1 s
-
-
-@pytest.fixture
-def probe(lab: netlab.Lab) -> Iterator[Probe]:
-    p = Probe(lab)
-    try:
-        yield p
-    finally:
-        p.close()
 
 
 def _start(agents: AgentPool, lab: netlab.Lab, lapi: Lapi, tmp_path: Path, extra: str = "") -> tuple[Agent, int]:

@@ -31,7 +31,6 @@ import secrets
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,15 +181,6 @@ def v4key(addr: str) -> bytes:
 
 # --------------------------------------------------------------------------- #
 # traffic: UDP from the namespace to sockets on the host side
-
-
-@pytest.fixture
-def probe(lab: netlab.Lab) -> Iterator[Probe]:
-    p = Probe(lab)
-    try:
-        yield p
-    finally:
-        p.close()
 
 
 # --------------------------------------------------------------------------- #
