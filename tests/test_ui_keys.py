@@ -482,8 +482,8 @@ def test_the_palette_finds_the_incident_verbs_quit_once_and_only_our_themes() ->
         await ready(pilot, messages, source)
         assert isinstance(pilot.app, IronpostApp)
         titles = [c.title for c in pilot.app.get_system_commands(pilot.app.main)]
-        for verb in ("Block", "Unblock", "Acknowledge", "Edit", "Delete", "Toggle", "Copy", "Export", "Pause",
-                     "Zoom", "Theme", "Reload", "Panic", "Help", "Quit", "Alert detail", "Add a rule"):  # fmt: skip
+        for verb in ("Block", "Unblock", "Acknowledge", "Edit", "Delete", "Toggle", "Copy", "Export", "Pause", "Zoom",
+                     "Theme", "Reload", "Panic", "Help", "Quit", "Alert detail", "Add a rule", "Capture"):  # fmt: skip
             assert any(verb.lower() in t.lower() for t in titles), (verb, titles)
         assert titles.count("Quit") == 1
         themes = [t for t in titles if t.startswith("Theme")]
@@ -499,6 +499,8 @@ def test_the_palette_finds_the_incident_verbs_quit_once_and_only_our_themes() ->
         assert {"Top talkers: next window", "Monitor the selected top talker", "Export top talkers"} <= set(hits)
         hits = await palette_hits(pilot, "acknowledge")
         assert "Acknowledge the selected alert" in hits
+        hits = await palette_hits(pilot, "capture")
+        assert {"Capture the selected event's source", "Capture the selected top talker"} <= set(hits)
         hits = await palette_hits(pilot, "quit")
         assert sum(1 for h in hits if h.startswith("Quit")) == 1, hits
         hits = await palette_hits(pilot, "theme")
