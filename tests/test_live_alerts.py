@@ -241,3 +241,22 @@ def test_an_update_says_when_it_moves_the_alert_between_active_and_blocked() -> 
         (AlertState.BLOCKED, False),
         (AlertState.ACTIVE, True),
     ]
+
+
+def test_only_a_detection_not_a_trickle_marks_an_update_as_found() -> None:
+    """What renewal keys on (an attacker's trickle of spoofed packets in a victim's name must not keep
+    it blocked): after a flood, one SYN a tick keeps the alert open and its last seen moving, but no
+    update is ``found``; a flood over the threshold again is (the positive control)."""
+    p = pipeline(quiet=60)
+    total = 500
+    (raised,) = p.feed({A: (total, total, 0, 0)}, {}, now=0.0, wall=0.0)
+    assert raised.kind == "raised"
+    trickle = []
+    for t in range(11, 40):  # the flood's window (10 s) is over: from here the detector finds nothing
+        total += 1
+        trickle += p.feed({A: (total, total, 0, 0)}, {}, now=float(t), wall=float(t))
+    assert trickle and all(c.kind == "updated" and not c.found for c in trickle)
+    assert p.book.active[0].last_seen == 39.0  # still sending: open, as it should be
+    total += 300
+    (again,) = p.feed({A: (total, total, 0, 0)}, {}, now=40.0, wall=40.0)
+    assert again.kind == "updated" and again.found

@@ -150,6 +150,9 @@ class AlertChange:
     alert: Alert
     retargeted: bool = False  # an update that names a new address attacked (said at warning level)
     restated: bool = False  # an update that moves it between ACTIVE and blocked (said at info level)
+    # A detector found it this tick (at or over its threshold), not merely its source sending: what may
+    # renew an expired auto-block (a trickle of spoofed packets in a victim's name must not).
+    found: bool = False
 
 
 Ident = tuple[Detector, tuple[str, str]]
@@ -301,4 +304,4 @@ class AlertBook:
             block=block,
         )
         self._active[ident] = new
-        return AlertChange(ChangeKind.UPDATED, new, retargeted, new.state is not alert.state)
+        return AlertChange(ChangeKind.UPDATED, new, retargeted, new.state is not alert.state, found=f is not None)

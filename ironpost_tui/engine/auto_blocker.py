@@ -87,8 +87,9 @@ class AutoBlocker:
             self._expired.update(r.id for r in rules if r.auto and r.id in mine)
 
     def renew(self, control: RuleController, changes: Sequence[AlertChange], now: float, wall: float) -> None:
-        """Block again the sources of open incidents whose auto-block expired and that sent this tick
-        (``changes``: this tick's; ``wall``: the time the detectors stamped it with)."""
+        """Block again the sources of open incidents whose auto-block expired and that a detector finds again
+        this tick, at or over its threshold, not merely sending (``changes``: this tick's; ``wall``: the time
+        the detectors stamped it with)."""
         actor = Actor("ironpost", None, "detector")
         live: int | None = None
         for change in changes:
@@ -107,6 +108,10 @@ class AutoBlocker:
                 continue
             if alert.state is not AlertState.ACTIVE or alert.last_seen != wall:
                 continue  # silent since its block expired (or another rule blocks it)
+            if not change.found:
+                # Sending, but under the detector's threshold: a few packets in the source's name (spoofed,
+                # or the victim's own retries) must not keep an address blocked for ever.
+                continue
             cfg = self._config(alert.detector)
             if live is None:
                 live = sum(1 for r in control.rules() if r.auto)
