@@ -23,7 +23,7 @@ from ironpost_tui.records.top_codec import top_from_json
 from ironpost_tui.rules.table import RuleTable, monotonic_to_wall_offset
 from ironpost_tui.triage.json_form import top_to_json
 from ironpost_tui.triage.rates import KEEP_PER_READ, SEEN_MAX, TopRates
-from ironpost_tui.triage.reader import SourceTenure, TopDeltas, TopReader
+from ironpost_tui.triage.reader import SourceTenure, TopDeltas, TopReader, way_growth
 from ironpost_tui.triage.values import RateWindow, TopKind, TopRow
 from ironpost_tui.ui.top_filter import TopFilter
 
@@ -287,3 +287,13 @@ def test_top_is_404_without_a_top_source_and_json_with_one() -> None:
             assert SRC not in fetch(f"http://127.0.0.1:{srv.port}/metrics")[2].decode()
         finally:
             srv.stop()
+
+
+def test_a_wrapped_u32_syn_or_drop_counter_is_growth_not_a_new_tenure() -> None:
+    """syns and drops are u32 in the kernel's way: past 2^32 they wrap, and what they grew by is
+    modulo 2^32; packets going down is a new tenure, counted whole (the control)."""
+    before = (10_000_000_000, 600_000_000_000, 2**32 - 5, 2**32 - 1)
+    after = (10_000_001_000, 600_000_060_000, 995, 9)
+    assert way_growth(before, after) == (1_000, 60_000, 1_000, 10)
+    assert way_growth(before, (500, 30_000, 500, 0)) == (500, 30_000, 500, 0)  # a new tenure
+    assert way_growth(None, after) == after

@@ -14,7 +14,7 @@ from __future__ import annotations
 from struct import Struct
 from typing import NamedTuple
 
-from ironpost_tui.detectors.counters import Counts, growth
+from ironpost_tui.detectors.counters import Counts
 from ironpost_tui.kernel import abi, libbpf
 from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.kernel.datapath import Datapath
@@ -69,7 +69,7 @@ class _Table:
             before = old[2] if old is not None and old[1] == key else None
             prev[i] = (raw, key, counts, fields[6:])
             changed.add(key)
-            delta = growth(before, counts)
+            delta = way_growth(before, counts)
             if any(delta):
                 acc = out.get(key)
                 out[key] = delta if acc is None else tuple(a + d for a, d in zip(acc, delta, strict=True))
@@ -78,6 +78,19 @@ class _Table:
             for _raw, key, _counts, extra in prev.values():
                 if key in changed:
                     _tenure(tenures, key, extra)
+
+
+U32 = 0xFFFFFFFF
+
+
+def way_growth(old: Counts | None, cur: Counts) -> Counts:
+    """(packets, bytes, syns, drops) grown from ``old`` to ``cur`` in one way.  Packets and bytes are u64
+    and never wrap: packets going down is a new tenure (the key evicted and back), counted whole.  SYNs
+    and drops are u32 and do wrap (4.3 billion SYNs, about 70 minutes at 1 Mpps on one CPU): their
+    growth is modulo 2^32, not a reset that would count a whole tenure as one read's rate."""
+    if old is None or cur[0] < old[0] or cur[1] < old[1]:
+        return cur
+    return (cur[0] - old[0], cur[1] - old[1], (cur[2] - old[2]) & U32, (cur[3] - old[3]) & U32)
 
 
 def _tenure(tenures: dict[TopKey, SourceTenure], key: TopKey, extra: tuple[int, ...]) -> None:
