@@ -23,7 +23,7 @@ from ironpost_tui.ctl.commands import _checked, _Parser
 from ironpost_tui.engine.control_socket.protocol import BadRequest, Op, Show, parse_addr, socket_path
 from ironpost_tui.errors import ExitStatus, NoController
 from ironpost_tui.kernel import abi
-from ironpost_tui.kernel.capture import DEFAULT_SNAPLEN, CaptureFilter
+from ironpost_tui.kernel.capture import DEFAULT_RATE, DEFAULT_SNAPLEN, CaptureFilter
 from ironpost_tui.records.capture import Capture, Limits, Progress, check_output
 from ironpost_tui.records.capture_expr import CaptureExpression
 
@@ -95,8 +95,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=_size, default=64 * 1024 * 1024, help="stop at this file size (default 64MiB)")
     p.add_argument("--snaplen", type=_int_in(1, abi.CAPTURE_SNAPLEN_MAX), default=DEFAULT_SNAPLEN,
                    help=f"bytes kept of each packet (default {DEFAULT_SNAPLEN})")  # fmt: skip
-    p.add_argument("--rate", type=_int_in(0, 10_000_000), default=0,
-                   help="at most N copies/s per CPU, the rest counted as lost (default 0: no limit)")  # fmt: skip
+    p.add_argument("--rate", type=_int_in(0, 10_000_000), default=DEFAULT_RATE,
+                   help=f"at most N copies/s per CPU, the rest lost (default {DEFAULT_RATE}, 0: no limit)")  # fmt: skip
     p.add_argument("-w", dest="file", metavar="FILE", type=Path, required=True, help="the pcapng file (new)")
     return p
 

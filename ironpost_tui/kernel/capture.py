@@ -23,6 +23,9 @@ from ironpost_tui.kernel.xdp_link import occupants
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 DEFAULT_SNAPLEN = 256
+# Copies per second per CPU unless told otherwise: a capture of a flooding source must not turn the flood
+# into as many copies for this process to write (the rest are counted as lost, exactly).
+DEFAULT_RATE = 10_000
 PERF_PAGES = 64  # per CPU: 256 KiB, room for about a thousand 256-byte copies between two polls
 
 
@@ -49,7 +52,7 @@ class CaptureFilter:
     protocol: int = 0
     rule_slot: int | None = None
     snaplen: int = DEFAULT_SNAPLEN
-    rate: int = 0  # copies per second per CPU, 0: no limit
+    rate: int = DEFAULT_RATE  # copies per second per CPU, 0: no limit
 
     def __post_init__(self) -> None:
         if self.src is not None and self.dst is not None and self.src.version != self.dst.version:
