@@ -54,6 +54,9 @@ def test_every_key() -> None:
     [
         ('lapi_url = "ftp://x"\n', "is not a LAPI address"),
         ('lapi_url = "http://a b/"\n', "is not a LAPI address"),
+        ('lapi_url = "http://198.18.0.9:8080/"\n', "in clear over the network"),
+        ('lapi_url = "http://lapi.example:8080/"\n', "in clear over the network"),
+        ('lapi_url = "http://[2001:db8::9]:8080/"\n', "in clear over the network"),
         ("poll_interval = 0\n", "out of range"),
         ("poll_interval = nan\n", "out of range"),
         ('scopes = ["country"]\n', "must list one or both of ip, range"),
@@ -70,6 +73,13 @@ def test_wrong_values_one_line_each(extra: str, says: str) -> None:
     text = "".join(line + "\n" for line in BASE.splitlines() if not line.startswith(key + " "))
     errors = errors_of(text + extra)
     assert len(errors) == 1 and says in errors[0], errors
+
+
+def test_plain_http_only_to_this_host() -> None:
+    """The controls of the refusals above: https anywhere, http to a loopback address or localhost."""
+    for url in ("https://lapi.example:8080/", "http://127.0.0.1:8080/", "http://[::1]:8080/", "http://localhost/"):
+        text = "".join(line + "\n" for line in BASE.splitlines() if not line.startswith("lapi_url "))
+        assert load(text + f'lapi_url = "{url}"\n').lapi_url == url
 
 
 def test_missing_url_and_key() -> None:
@@ -149,6 +159,11 @@ def test_stream_hostile_input() -> None:
         {**ok, "duration": "forever"},
         {**ok, "id": "1"},
         {**ok, "value": "1" * 10_000},
+        {**ok, "scope": "Range", "value": "0.0.0.0/1"},  # half the Internet
+        {**ok, "scope": "Range", "value": "198.0.0.0/15"},  # broader than /16
+        {**ok, "scope": "Range", "value": "2000::/3"},
+        {**ok, "scope": "Range", "value": "2001:d00::/31"},  # broader than /32
+        {**ok, "duration": "9" * 400 + "h"},  # infinite once a float
     ]
     delta = parse_stream({"new": [ok, *bad], "deleted": None}, s)
     assert [d.value for d in delta.new] == ["198.18.0.2"] and delta.malformed == len(bad)
@@ -156,6 +171,15 @@ def test_stream_hostile_input() -> None:
     assert skipped.new == () and skipped.malformed == 1 and skipped.skipped == 1
     only = CrowdSecSettings(origins=("crowdsec",), scopes=(Scope.RANGE,))
     assert parse_stream({"new": [ok]}, only).skipped == 1
+    # The narrowest refused ranges' neighbours are taken (the controls): /16 and /32.
+    wide = [{**ok, "scope": "Range", "value": v} for v in ("198.18.0.0/16", "2001:db8::/32")]
+    assert [d.value for d in parse_stream({"new": wide}, s).new] == ["198.18.0.0/16", "2001:db8::/32"]
+    # Durations: a huge one is a year at most; a new decision already expired is skipped; a deleted
+    # one with a negative duration (expired, as the LAPI says it) is still a deletion.
+    (huge,) = parse_stream({"new": [{**ok, "duration": "99999999h"}]}, s).new
+    assert huge.seconds == 365 * 86400
+    expired = parse_stream({"new": [{**ok, "duration": "-5s"}], "deleted": [{**ok, "duration": "-5s"}]}, s)
+    assert expired.new == () and expired.skipped == 1 and [d.value for d in expired.deleted] == ["198.18.0.2"]
     for body in ([], None, {"new": "x"}, {"deleted": 5}):
         with pytest.raises(ValueError):
             parse_stream(body, s)

@@ -4,17 +4,24 @@ infrastructure, caps) as auto-block's."""
 
 from __future__ import annotations
 
+import http.server
 import ipaddress
+import os
+import threading
 import time
+from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry
 
+from ironpost_tui.config.check import ConfigError
 from ironpost_tui.config.crowdsec import CrowdSecSettings
 from ironpost_tui.detectors.alerts import MANY_SOURCES, Alert
 from ironpost_tui.detectors.settings import AutoBlockLimits, Detector
+from ironpost_tui.engine.crowdsec import lapi as lapi_mod
 from ironpost_tui.engine.crowdsec.alert_payload import payload
 from ironpost_tui.engine.crowdsec.bouncer import CrowdSecStatus, LapiState
-from ironpost_tui.engine.crowdsec.lapi import LapiClient
+from ironpost_tui.engine.crowdsec.lapi import LapiClient, LapiError
 from ironpost_tui.engine.crowdsec.sensor import Sensor
 from ironpost_tui.engine.snapshot import EngineSnapshot
 from ironpost_tui.metrics.collector import EngineCollector
@@ -77,3 +84,70 @@ def test_sensor_guards() -> None:
     assert sensor._queue.qsize() == 0
     sensor.offer([_alert(f"198.18.1.{i}") for i in range(5)], 1.0)  # the per-minute cap holds
     assert sensor._queue.qsize() == 2
+
+
+class _Lapi(http.server.BaseHTTPRequestHandler):
+    """A hostile LAPI: announces a huge body, sends one too big, or drips one."""
+
+    mode = "ok"
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        self.send_response(200)
+        if self.mode == "announced":
+            self.send_header("Content-Length", str(lapi_mod.MAX_BODY + 1))
+            self.end_headers()
+            return
+        body = b'{"new": [], "deleted": null}'
+        if self.mode in ("huge", "drip"):
+            body = b'{"new": [' + b" " * (4096 if self.mode == "huge" else 640) + b"]}"
+        if self.mode != "huge":  # huge: no length said, the body runs to the connection's end
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        for i in range(0, len(body), 64):
+            self.wfile.write(body[i : i + 64])
+            self.wfile.flush()
+            if self.mode == "drip":
+                time.sleep(0.05)
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+def test_a_hostile_lapi_body_is_refused_by_size_and_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Lapi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings = CrowdSecSettings(lapi_url=f"http://127.0.0.1:{server.server_address[1]}/", timeout=2.0)
+        client = LapiClient(settings, "key")
+        _Lapi.mode = "ok"
+        assert client.stream(True) == {"new": [], "deleted": None}  # the control
+        _Lapi.mode = "announced"
+        with pytest.raises(LapiError, match="announced"):
+            client.stream(True)
+        monkeypatch.setattr(lapi_mod, "MAX_BODY", 1024)
+        _Lapi.mode = "huge"
+        with pytest.raises(LapiError, match="more than 1024 bytes"):
+            client.stream(True)
+        monkeypatch.setattr(lapi_mod, "MAX_BODY", 1 << 20)
+        monkeypatch.setattr(lapi_mod, "STREAM_DEADLINE", 0.2)
+        _Lapi.mode = "drip"  # each read well within the timeout, the whole far past the deadline
+        with pytest.raises(LapiError, match="not whole after"):
+            client.stream(True)
+        client.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_ca_file_others_can_write_is_refused(tmp_path: Path) -> None:
+    """Whoever can write the LAPI's CA can be the LAPI: checked as the configuration is."""
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not a certificate\n")
+    os.chmod(tmp_path, 0o755)
+    os.chmod(ca, 0o664)
+    settings = CrowdSecSettings(lapi_url="https://127.0.0.1:8443/", ca_file=ca)
+    with pytest.raises(ConfigError, match="writable by its group or by others"):
+        LapiClient(settings, "key")
+    os.chmod(ca, 0o644)  # safe now: the next complaint is about its content, not its mode
+    with pytest.raises(ConfigError, match="holds no usable CA"):
+        LapiClient(settings, "key")

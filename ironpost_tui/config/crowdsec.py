@@ -5,6 +5,7 @@ the ownership and mode checks of config/trust.py (engine/crowdsec/credentials.py
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import stat
@@ -96,6 +97,21 @@ def _scopes(t: Table) -> tuple[Scope, ...]:
     return tuple(Scope(v) for v in dict.fromkeys(value))
 
 
+def cleartext_ok(url: str) -> bool:
+    """https, or http to this host only: over a network, plain HTTP gives the key to whoever listens and
+    lets whoever sits in between ban what they like."""
+    if url.lower().startswith("https://"):
+        return True
+    host = url.split("://", 1)[1].split("/", 1)[0]
+    host = host[1 : host.index("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def world_readable(path: Path | None) -> bool:
     if path is None:
         return False
@@ -113,6 +129,13 @@ def crowdsec_settings(t: Table, config_path: Path | None) -> CrowdSecSettings:
     url = t.string("lapi_url", "")
     if url and not _URL.fullmatch(url):
         t.error("lapi_url", f"{t.name('lapi_url')} {quote(url)} is not a LAPI address like http://127.0.0.1:8080/")
+        url = ""
+    if url and not cleartext_ok(url):
+        t.error(
+            "lapi_url",
+            f"{t.name('lapi_url')} {quote(url)} would send the bouncer key and the decisions in clear over the "
+            "network: use https:// (with ca_file), or a LAPI on 127.0.0.1, ::1 or localhost",
+        )
         url = ""
     key_file = _path(t, "api_key_file")
     api_key = t.string("api_key", "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,6 +18,11 @@ _GO_DURATION = re.compile(r"(-?)((?:[0-9]+(?:\.[0-9]*)?(?:h|m|s|ms|us|µs|ns))+)
 _PART = re.compile(r"([0-9]+(?:\.[0-9]*)?)(h|ms|m|s|us|µs|ns)")
 _UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
 _SCOPES = {"ip": Scope.IP, "range": Scope.RANGE}
+# A decision lasts at most this long here (a year): "9999...9h" is not for ever, nor an overflow.
+MAX_SECONDS = 365 * 86400.0
+# The broadest range applied: a LAPI (or whoever can write to it) banning 0.0.0.0/1 or 2000::/3 would
+# drop half the Internet, resolvers and upstreams included; broader ranges are refused as malformed.
+MIN_PREFIX = {4: 16, 6: 32}
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,9 @@ def decision(raw: Any) -> Decision | None:
         return None
     if kind is Scope.IP and net.num_addresses != 1:
         return None
+    if net.prefixlen < MIN_PREFIX[net.version] or not math.isfinite(seconds):
+        return None
+    seconds = max(-MAX_SECONDS, min(seconds, MAX_SECONDS))
     return Decision(ident, net, kind, seconds, origin[:64], scenario[:256])
 
 
@@ -116,6 +125,8 @@ def parse_stream(body: Any, settings: CrowdSecSettings) -> Delta:
             d = decision(raw)
             if d is None:
                 malformed += 1
+            elif part == "new" and d.seconds <= 0:
+                skipped += 1  # expired already: nothing to enforce (a deleted one may say so, rightly)
             elif not wanted(raw, d, settings):
                 skipped += 1
             else:

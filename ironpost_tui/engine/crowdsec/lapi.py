@@ -8,9 +8,12 @@ The credentials are read at start with the configuration's ownership checks (con
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import ssl
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,11 @@ sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 import httpx  # noqa: E402
 
 MAX_FILE = 64 * 1024
+MAX_CA_FILE = 1024 * 1024
+# A decision stream larger than this, or slower than STREAM_DEADLINE in all, is refused (the pull fails and
+# is retried; what is in force stays): 100,000 decisions are about 25 MiB.
+MAX_BODY = 256 * 1024 * 1024
+STREAM_DEADLINE = 120.0
 logging.getLogger("httpx").setLevel(logging.WARNING)  # not a log line per pull
 USER_AGENT = f"ironpost-tui/{__version__}"
 
@@ -35,9 +43,9 @@ class LapiError(Exception):
     """A call that failed: the LAPI unreachable, an error status, a body that is not what it should be."""
 
 
-def read_secret(path: Path, what: str) -> str:
-    """A credentials file's text, if it is a regular file only its owner (root) may write and others may
-    not read; ConfigError (one line) otherwise."""
+def read_secret(path: Path, what: str, *, secret: bool = True, limit: int = MAX_FILE) -> str:
+    """A credentials file's text, if it is a regular file only its owner (root) may write and (``secret``)
+    others may not read; ConfigError (one line) otherwise."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as exc:
@@ -45,14 +53,14 @@ def read_secret(path: Path, what: str) -> str:
     try:
         st = os.fstat(fd)
         problem = file_problem(st, path, kind=what)
-        if problem is None and st.st_mode & 0o044:
+        if problem is None and secret and st.st_mode & 0o044:
             problem = f"readable by its group or others (mode {st.st_mode & 0o777:o}): chmod 600 {path}"
-        if problem is None and st.st_size > MAX_FILE:
-            problem = f"larger than {MAX_FILE} bytes"
+        if problem is None and st.st_size > limit:
+            problem = f"larger than {limit} bytes"
         if problem is not None:
             raise ConfigError(f"[crowdsec] {what} {path} is {problem}".replace(" is it is ", " is "), title="CrowdSec")
         with os.fdopen(os.dup(fd), "rb") as f:
-            raw = f.read(MAX_FILE + 1)
+            raw = f.read(limit + 1)
     finally:
         os.close(fd)
     try:
@@ -90,7 +98,17 @@ class LapiClient:
     """One httpx client to one LAPI."""
 
     def __init__(self, settings: CrowdSecSettings, key: str) -> None:
-        verify: Any = str(settings.ca_file) if settings.ca_file is not None else True
+        verify: Any = True
+        if settings.ca_file is not None:
+            # Checked as the credentials are (a CA others can write lets them be the LAPI), then loaded
+            # from the text read, not from the path again.
+            pem = read_secret(settings.ca_file, "ca_file", secret=False, limit=MAX_CA_FILE)
+            try:
+                verify = ssl.create_default_context(cadata=pem)
+            except (ssl.SSLError, ValueError) as exc:
+                raise ConfigError(
+                    f"[crowdsec] ca_file {settings.ca_file} holds no usable CA: {exc}", title="CrowdSec"
+                ) from exc
         self._http = httpx.Client(
             base_url=settings.url,
             timeout=httpx.Timeout(settings.timeout),
@@ -113,16 +131,35 @@ class LapiClient:
             raise LapiError(f"{response.request.url.path}: the body is not JSON") from exc
 
     def stream(self, startup: bool) -> Any:
-        """``GET /v1/decisions/stream``: the JSON body."""
+        """``GET /v1/decisions/stream``: the JSON body, read whole within STREAM_DEADLINE and MAX_BODY (the
+        per-read timeout alone lets a LAPI, or what poses as one, drip a body for ever or send gigabytes)."""
+        deadline = time.monotonic() + STREAM_DEADLINE
         try:
-            r = self._http.get(
+            with self._http.stream(
+                "GET",
                 "v1/decisions/stream",
                 params={"startup": "true" if startup else "false"},
                 headers={"X-Api-Key": self._key},
-            )
+            ) as r:
+                if r.status_code != 200:
+                    raise LapiError(f"GET {r.request.url.path}: HTTP {r.status_code}")
+                size = int(r.headers.get("content-length") or 0)
+                if size > MAX_BODY:
+                    raise LapiError(f"decision stream: {size} bytes announced, more than {MAX_BODY}")
+                chunks, got = [], 0
+                for chunk in r.iter_bytes():
+                    got += len(chunk)
+                    if got > MAX_BODY:
+                        raise LapiError(f"decision stream: more than {MAX_BODY} bytes")
+                    if time.monotonic() > deadline:
+                        raise LapiError(f"decision stream: not whole after {STREAM_DEADLINE:g} s")
+                    chunks.append(chunk)
         except httpx.HTTPError as exc:
             raise LapiError(f"decision stream: {type(exc).__name__}: {exc}") from exc
-        return self._json(r)
+        try:
+            return json.loads(b"".join(chunks))
+        except (ValueError, RecursionError) as exc:
+            raise LapiError("decision stream: the body is not JSON") from exc
 
     # --- the sensor ----------------------------------------------------------------
     def login(self, login: str, password: str) -> None:
