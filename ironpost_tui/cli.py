@@ -177,7 +177,7 @@ def _engine_options(args: argparse.Namespace, settings: Settings, source: Config
     from ironpost_tui.engine.engine import EngineOptions
     from ironpost_tui.engine.reload import protections
     from ironpost_tui.kernel.xdp_link import xdp_choice
-    from ironpost_tui.rules.infrastructure import InfraSources, RecentPeers
+    from ironpost_tui.rules.infrastructure import InfraSources, RecentPeers, url_host_addresses
     from ironpost_tui.rules.protect import own_client_missing
 
     mode = args.xdp_mode or settings.ebpf.xdp_mode
@@ -197,7 +197,11 @@ def _engine_options(args: argparse.Namespace, settings: Settings, source: Config
         syn_flood=settings.syn_flood,
         port_scan=settings.port_scan,
         auto_block=settings.auto_block,
-        infrastructure=InfraSources(peers=RecentPeers()),  # the metrics endpoint records its scrapers here
+        # The metrics endpoint records its scrapers in peers; the LAPI is never blocked (nor pushed).
+        infrastructure=InfraSources(
+            peers=RecentPeers(),
+            lapi=url_host_addresses(settings.crowdsec.lapi_url) if settings.crowdsec.enabled else (),
+        ),
         crowdsec=settings.crowdsec,
     )
 

@@ -158,6 +158,23 @@ def test_infrastructure_is_refused_with_its_reason() -> None:
 # the infrastructure set
 
 
+def test_the_crowdsec_lapi_is_infrastructure() -> None:
+    """A spoofed flood in the LAPI's name must not get it blocked here nor banned fleet-wide (cutting every
+    bouncer off from its unbans): its addresses, from lapi_url, are infrastructure; another is not."""
+    assert infra.url_host_addresses("http://127.0.0.1:8080/") == (net("127.0.0.1/32"),)
+    assert infra.url_host_addresses("https://[2001:db8::9]:8443/") == (net("2001:db8::9/128"),)
+    assert net("127.0.0.1/32") in infra.url_host_addresses("http://localhost:8080/")
+    sources = InfraSources(routes=list, resolv_confs=(), ntp_confs=(), ssh_clients=None, lapi=(net("198.18.0.9/32"),))
+    found = Infrastructure(sources)
+    found.refresh(0.0)
+    lapi = found.find("198.18.0.9", 0.0)
+    assert lapi is not None and lapi.reason == InfraReason.LAPI
+    assert found.find("198.18.0.10", 0.0) is None
+    policy = AutoBlockPolicy(AutoBlockLimits(), found.find)
+    d = policy.decide(alert("198.18.0.9"), 0.0, 0)
+    assert not d.block and d.why_not == "198.18.0.9 is infrastructure (the CrowdSec LAPI)"
+
+
 def test_routes_gateways_multipath_and_ipv6() -> None:
     routes: list[dict[str, Any]] = [
         {"dst": "default", "gateway": "198.18.0.1", "dev": "eth0"},

@@ -19,9 +19,11 @@ Discovery runs ``ip`` and reads files and /proc: the set is refreshed at most ev
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
+import socket
 import subprocess
 import threading
 import time
@@ -59,6 +61,7 @@ class InfraReason(StrEnum):
     NTP = "a configured NTP server"
     SCRAPER = "scraped /metrics within the hour"
     SSH_CLIENT = "an authenticated SSH client"
+    LAPI = "the CrowdSec LAPI"
 
 
 @dataclass(frozen=True)
@@ -218,6 +221,24 @@ class RecentPeers:
 # the set
 
 
+def url_host_addresses(url: str) -> tuple[IPNetwork, ...]:
+    """The addresses of a URL's host (an address as it is; a name looked up once, here): () when none."""
+    host = url.split("://", 1)[-1].split("/", 1)[0]
+    host = host[1 : host.index("]")] if host.startswith("[") and "]" in host else host.rsplit(":", 1)[0]
+    if not host:
+        return ()
+    try:
+        return (ipaddress.ip_network(host),)
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError) as exc:
+        log.warning("the CrowdSec LAPI's address %s could not be looked up (%s): not protected by address", host, exc)
+        return ()
+    return tuple(sorted({ipaddress.ip_network(str(i[4][0]).split("%", 1)[0]) for i in infos}, key=str))
+
+
 def authenticated_ssh_clients(proc: Path = Path("/proc")) -> list[IPNetwork]:
     sessions = ssh_sessions.find(os.environ, proc)
     return sorted({c.peer for c in sessions.connections if c.authenticated}, key=str)
@@ -233,6 +254,9 @@ class InfraSources:
     ssh_clients: Callable[[], list[IPNetwork]] | None = authenticated_ssh_clients
     peers: RecentPeers | None = None
     refresh_secs: float = REFRESH_SECS
+    # The CrowdSec LAPI's addresses (resolved once at start): a spoofed flood in its name must not get it
+    # blocked here, nor banned on the whole fleet, which would cut every bouncer off from its unbans.
+    lapi: tuple[IPNetwork, ...] = ()
 
 
 def discover(sources: InfraSources, protected: Sequence[Protected] = ()) -> list[InfraAddress]:
@@ -249,6 +273,8 @@ def discover(sources: InfraSources, protected: Sequence[Protected] = ()) -> list
         groups.append((InfraReason.SCRAPER, sources.peers.recent))
     if sources.ssh_clients is not None:
         groups.append((InfraReason.SSH_CLIENT, sources.ssh_clients))
+    if sources.lapi:
+        groups.append((InfraReason.LAPI, lambda: list(sources.lapi)))
     for reason, get in groups:
         try:
             nets = get()
