@@ -12,10 +12,12 @@ Sits at the bottom with ``errors`` and ``model``: imports nothing of the package
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -100,6 +102,41 @@ def create_replacing(path: Path, *, mode: int = 0o600, owner: Owner | None = Non
         os.close(fd)
         _unlink_quietly(tmp)
         raise
+    return os.fdopen(fd, "wb")
+
+
+def create_new(
+    path: Path,
+    *,
+    mode: int = 0o600,
+    owner: Owner | None = None,
+    check_dir: Callable[[os.stat_result], str | None] | None = None,
+) -> BinaryIO:
+    """A new file at ``path``, open for writing, never replacing anything (FileExistsError).
+
+    Made through one descriptor of its directory, which ``check_dir`` judges first (its fstat: a reason
+    to refuse, as PermissionError, or None): the directory checked is the one written in, even if its
+    path is swapped (for a link to /etc, say) meanwhile.  Exclusive, no-follow, ``mode``, ``owner``.
+    """
+    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if check_dir is not None:
+            problem = check_dir(os.fstat(dfd))
+            if problem is not None:
+                raise PermissionError(errno.EACCES, problem, str(path.parent))
+        fd = os.open(path.name, _CREATE, mode, dir_fd=dfd)
+        try:
+            os.fchmod(fd, mode)  # whatever the umask
+            if owner is not None:
+                os.fchown(fd, owner.uid, owner.gid)
+            os.fsync(dfd)
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(path.name, dir_fd=dfd)
+            raise
+    finally:
+        os.close(dfd)
     return os.fdopen(fd, "wb")
 
 

@@ -1,12 +1,19 @@
-"""capture --filter: the events filter's syntax, only what the kernel can evaluate (no root)."""
+"""capture --filter: the events filter's syntax, only what the kernel can evaluate (no root); and -w's
+directory judged through the descriptor the file is made with (root)."""
 
 from __future__ import annotations
 
 import ipaddress
+import os
+from pathlib import Path
 
 import pytest
 
+from ironpost_tui import files
+from ironpost_tui.kernel.capture import CaptureFilter
+from ironpost_tui.records.capture import Capture, Limits, check_output
 from ironpost_tui.records.capture_expr import CaptureExpression
+from ironpost_tui.records.pcapng_file import PcapngFile
 
 
 def test_the_kernel_fields_are_taken() -> None:
@@ -46,3 +53,32 @@ def test_what_the_kernel_cannot_evaluate_is_one_line(text: str, says: str) -> No
         CaptureExpression.parse(text)
     message = str(err.value)
     assert says in message and "\n" not in message
+
+
+@pytest.mark.root
+def test_the_directory_checked_is_the_one_written_in(tmp_path: Path) -> None:
+    """capture -w under sudo: the directory is judged (writable by the sudo user) through the descriptor
+    the file is made with, so swapping it for a link to a root-owned directory after check_output, before
+    the file is made, writes nothing there.  The control: the same path, unswapped, gets the file, 0600,
+    the user's; an existing name is never replaced."""
+    nobody = files.Owner(65534, 65534)
+    user_dir = tmp_path / "d"
+    user_dir.mkdir()
+    os.chown(user_dir, 65534, 65534)
+    root_dir = tmp_path / "etc"
+    root_dir.mkdir(mode=0o755)
+    cap = Capture("lo", CaptureFilter(port=1), user_dir / "x.pcapng", Limits(None, 1.0, 1024), {}, nobody)
+
+    assert check_output(user_dir / "x.pcapng", nobody) == user_dir / "x.pcapng"
+    PcapngFile(user_dir / "x.pcapng", "lo", 256, nobody, cap._check_dir).close()
+    st = (user_dir / "x.pcapng").stat()
+    assert (st.st_uid, st.st_mode & 0o777) == (65534, 0o600)
+    with pytest.raises(FileExistsError):
+        PcapngFile(user_dir / "x.pcapng", "lo", 256, nobody, cap._check_dir)
+
+    assert check_output(user_dir / "shadow", nobody) == user_dir / "shadow"  # checked, then swapped:
+    os.rename(user_dir, tmp_path / "d.old")
+    os.symlink(root_dir, user_dir)
+    with pytest.raises(PermissionError, match="not writable by uid 65534"):
+        PcapngFile(user_dir / "shadow", "lo", 256, nobody, cap._check_dir)
+    assert os.listdir(root_dir) == []

@@ -131,13 +131,24 @@ class Capture:
         finally:
             lock.release()
 
+    def _check_dir(self, st: os.stat_result) -> str | None:
+        """The directory as it is opened to write in (check_output judged it by name, earlier)."""
+        if self.owner is None or _writable_by(st, self.owner):
+            return None  # without sudo, the kernel's own permission check is the one
+        return f"not writable by uid {self.owner.uid}"
+
     def _run(
         self,
         maps: CaptureMaps,
         on_progress: Callable[[Progress], None] | None,
         on_start: Callable[[int], None] | None,
     ) -> Progress:
-        out = PcapngFile(self.path, self.iface, self.filt.snaplen, self.owner)
+        try:
+            out = PcapngFile(self.path, self.iface, self.filt.snaplen, self.owner, self._check_dir)
+        except FileExistsError:
+            raise OutputRefused(f"{self.path} exists: give a new file name (a capture never replaces a file)") from None
+        except OSError as exc:
+            raise OutputRefused(f"{self.path}: {exc.strerror}") from None
         offset = wall_offset_ns()
         written = 0
         reason: StopReason | None = None

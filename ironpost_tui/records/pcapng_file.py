@@ -11,7 +11,9 @@ sudo).
 
 from __future__ import annotations
 
+import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -27,8 +29,16 @@ TSRESOL_NS = b"\x09"  # if_tsresol: 10^-9 s
 class PcapngFile:
     """An open pcapng file taking packets one by one; close() to finish it."""
 
-    def __init__(self, path: Path, iface: str, snaplen: int, owner: files.Owner | None) -> None:
-        self._f: BinaryIO = files.create_replacing(path, owner=owner)
+    def __init__(
+        self,
+        path: Path,
+        iface: str,
+        snaplen: int,
+        owner: files.Owner | None,
+        check_dir: Callable[[os.stat_result], str | None] | None = None,
+    ) -> None:
+        # A new file only, in the directory check_dir judged through the descriptor it is made with.
+        self._f: BinaryIO = files.create_new(path, owner=owner, check_dir=check_dir)
         self._shb = blocks.SectionHeader(options={"shb_userappl": f"ironpost-tui {__version__}"})
         self._shb.new_member(
             blocks.InterfaceDescription,
