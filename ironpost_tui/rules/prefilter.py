@@ -51,13 +51,18 @@ def net_buckets(net: IPNetwork) -> list[int] | None:
 
 
 def source_atoms(map_name: MapName | Literal["ALLOW"], net: IPNetwork) -> list[Atom]:
-    """Atoms of a source-only rule (EXACT4, BLOCKLIST, SRC4, SRC6) or, with map_name ALLOW, a protected prefix."""
+    """Atoms of a source-only rule (EXACT4, BLOCKLIST, PREFIX4H, PREFIX6H, SRC4, SRC6) or, with map_name ALLOW,
+    a protected prefix.  A hashed prefix (PREFIX4H, PREFIX6H: never a wild one) also needs its length
+    probed: an "l" atom, (family index, length)."""
     v4 = net.version == 4
     if map_name in (MapName.BLOCKLIST, MapName.EXACT4):
         bit = abi.FILTER_EXACT if map_name == MapName.BLOCKLIST else abi.FILTER_EXACT4
         return [("a", filter_bucket(net.network_address.packed.ljust(16, b"\0"), abi.FAMILY_V4), bit)]
-    bit = abi.FILTER_ALLOW if map_name == "ALLOW" else abi.FILTER_PREFIX
     buckets = net_buckets(net)
+    if map_name in (MapName.PREFIX4H, MapName.PREFIX6H):
+        assert buckets is not None, "a wild prefix is never hashed"
+        return [("l", 0 if v4 else 1, net.prefixlen), *[("a", b, abi.FILTER_PREFIXH) for b in buckets]]
+    bit = abi.FILTER_ALLOW if map_name == "ALLOW" else abi.FILTER_PREFIX
     if buckets is None:
         if map_name == "ALLOW":
             return [("f", abi.CFG_WILD_ALLOW4 if v4 else abi.CFG_WILD_ALLOW6)]
@@ -98,6 +103,9 @@ class Prefilter:
         self._wild = {"sw": 0, "dw": 0, "pw": 0}
         self._n_shapes = 0
         self._match_rank = abi.NO_MATCH
+        # CONFIG.plen4/plen6: a length probed keeps its slot until no hashed prefix has it (a list
+        # rewritten in another order could be read half-written and miss a length in use).
+        self._plens = [bytearray(abi.PREFIXH_PROBES), bytearray(abi.PREFIXH_PROBES)]
         config = dp.read_config_raw()
         self._seed = config[3]
         if dp.reused_maps:
@@ -106,6 +114,7 @@ class Prefilter:
             self._n_shapes, self._flags, self._match_rank = config[0], config[2], config[4]
             self._wild = {"sw": config[5], "dw": config[6], "pw": config[7]}
             self._proto = bytearray(config[8])
+            self._plens = [bytearray(config[9]), bytearray(config[10])]
             self._addr = _words(dp, MapName.ADDR_FILTER)
             self._ports = _words(dp, MapName.PORT_FILTER)
 
@@ -148,12 +157,21 @@ class Prefilter:
             self._n_shapes = n
             self._write_config()
 
+    def probed_lengths(self, family_index: int) -> bytes:
+        """CONFIG.plen4 (0) or plen6 (1) as written: the lengths the program probes, 0 for a free slot."""
+        return bytes(self._plens[family_index])
+
     def publish(self) -> None:
         """Make the maps hold exactly what the atoms say (after adopting pinned maps: bits left by
         rules that are gone are cleared)."""
         addr: dict[int, int] = {}
         ports: dict[int, int] = {}
         self._flags, self._wild, self._proto = 0, {"sw": 0, "dw": 0, "pw": 0}, bytearray(512)
+        lengths = {atom[1:] for atom in self._refs if atom[0] == "l"}
+        for fam, slots in enumerate(self._plens):
+            for i, plen in enumerate(slots):
+                if (fam, plen) not in lengths:
+                    slots[i] = 0
         for atom in self._refs:
             kind = atom[0]
             if kind in ("a", "p"):
@@ -162,6 +180,8 @@ class Prefilter:
                 words[idx] = words.get(idx, 0) | mask
             elif kind == "f":
                 self._flags |= int(atom[1])  # type: ignore[call-overload]
+            elif kind == "l":
+                self._set_length(atom, True)
             elif kind in self._wild:
                 self._wild[str(kind)] |= 1 << int(atom[1])  # type: ignore[call-overload]
             else:
@@ -189,6 +209,9 @@ class Prefilter:
             elif kind == "f":
                 self._flags = _set(self._flags, int(atom[1]), on)  # type: ignore[call-overload]
                 config = True
+            elif kind == "l":
+                self._set_length(atom, on)
+                config = True
             elif kind in self._wild:
                 self._wild[str(kind)] = _set(self._wild[str(kind)], 1 << int(atom[1]), on)  # type: ignore[call-overload]
                 config = True
@@ -215,6 +238,16 @@ class Prefilter:
         if config:
             self._write_config()
 
+    def _set_length(self, atom: Atom, on: bool) -> None:
+        """Give a probed length ("l" atom) a free slot, or free its slot; the caller (prefixh.py's
+        has_room) made sure a slot is free."""
+        slots = self._plens[int(atom[1])]  # type: ignore[call-overload]
+        plen = int(atom[2])  # type: ignore[call-overload]
+        if on and plen not in slots:
+            slots[slots.index(0)] = plen
+        elif not on and plen in slots:
+            slots[slots.index(plen)] = 0
+
     def _write_config(self) -> None:
         self._dp.write_config_raw(
             abi.CONFIG.pack(
@@ -227,6 +260,8 @@ class Prefilter:
                 self._wild["dw"],
                 self._wild["pw"],
                 bytes(self._proto),
+                bytes(self._plens[0]),
+                bytes(self._plens[1]),
             )
         )
 
