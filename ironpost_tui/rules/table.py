@@ -526,8 +526,8 @@ class RuleTable:
             if plen >= net.prefixlen:
                 break
             rule_id = index.get(net.supernet(new_prefix=plen))
-            if rule_id is None:
-                continue
+            if rule_id is None or rule_id not in self._rules:
+                continue  # not covering; or the old prefix of a rule update() moves, about to go
             other = self._rules[rule_id]
             rank = _rank(other.rule, other.priority)
             if rank < best[0]:
