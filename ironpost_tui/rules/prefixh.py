@@ -62,7 +62,12 @@ class _Bucket:
 
     def copy(self) -> _Bucket:
         out = _Bucket(len(self.prefix[0]))
-        out.prefix, out.plen, out.rank1, out.slot = list(self.prefix), list(self.plen), list(self.rank1), list(self.slot)
+        out.prefix, out.plen, out.rank1, out.slot = (
+            list(self.prefix),
+            list(self.plen),
+            list(self.rank1),
+            list(self.slot),
+        )
         return out
 
     def find(self, way: Way) -> int | None:
