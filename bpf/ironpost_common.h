@@ -204,36 +204,39 @@ struct exact4_bucket {
 	__u32 slot[EXACT4_WAYS];
 };
 
-/* PREFIX4H, PREFIX6H: SRC4's and SRC6's prefixes again, hashed by (prefix, length) into buckets of
- * PREFIXH_WAYS the program reads inline, as EXACT4's: an LPM trie lookup is a real function call
- * (trie_lookup_elem walks the trie), the cost of a prefix-blocked packet.  A prefix of length L
- * (IPv4 16..32, IPv6 40..128: the ones ADDR_FILTER lists) lands in bucket
- * hash_32(fold(masked address) ^ CONFIG.hash_seed ^ L * HASH_MIX32, PREFIXH_BITS), fold() the u32
- * loaded from an IPv4 prefix's network-order bytes, or for IPv6 the two u64 halves h0, h1 so loaded
- * as lo32(x) ^ hi32(x) of x = h0 ^ h1 * HASH_MUL64 (rule_match.h prefixh6_fold()).  The program
- * probes only the lengths CONFIG.plen4/plen6 list (0: a slot not in use; user space gives a length
- * a free slot and never moves it, so a list read half-written misses no length in use), best rank
- * across the probes, and only where ADDR_FILTER's FILTER_PREFIXH says a hashed prefix may cover the
- * source.  A way holds the prefix's own rule (rank1 as EXACT4's, slot); the best of the probes is
- * the best of the covering prefixes, what SRC4/SRC6's entry for the longest one holds.
- * User space (ironpost_tui/rules/prefixh.py) writes a prefix here when its length has a slot (or one
- * is free) and its bucket a free way, with the write order of EXACT4; any other prefix stays in the
- * trie alone, looked up as before (FILTER_PREFIX, or CFG_WILD_PREFIX*).  SRC4/SRC6 keep every prefix
- * either way: they are the record, and the fallback. */
+/* PREFIX4H, PREFIX6H: SRC4's and SRC6's prefixes again, in hashed buckets of PREFIXH_WAYS the program
+ * reads inline, as EXACT4's: an LPM trie lookup is a real function call (trie_lookup_elem walks the
+ * trie), the cost of a prefix-blocked packet.  User space files a prefix of length L under a probe
+ * length P <= L (ironpost_tui/rules/prefilter.py probe_length(): a fixed ladder, IPv4 16/20/24/28,
+ * IPv6 40/48/56/64), in bucket hash_32(fold(the prefix masked to P) ^ CONFIG.hash_seed ^
+ * P * HASH_MIX32, PREFIXH_BITS), fold() the u32 loaded from an IPv4 prefix's network-order bytes, or
+ * for IPv6, of its two u64 halves h0, h1 so loaded, lo32(x) ^ hi32(x) with x = h0 ^ h1 * HASH_MUL64
+ * (rule_match.h prefixh6_fold()).  A way holds the prefix and its mask (as loaded), so a source
+ * matches it when source & mask == addr.  The program probes one bucket per length CONFIG.plen4/plen6
+ * lists (0: a slot not in use; a length in use keeps its slot, so a list read half-written misses
+ * none), only where ADDR_FILTER's FILTER_PREFIXH says a hashed prefix may cover the source, and takes
+ * the best rank among the ways that match: a way holds its prefix's own rule (rank1 as EXACT4's, slot),
+ * so that is the best of the covering prefixes, what the trie's entry for the longest one holds.
+ * User space (ironpost_tui/rules/prefixh.py) writes a prefix here when its bucket has a free way, with
+ * EXACT4's write order; any other prefix (its bucket full, or shorter than ADDR_FILTER lists) stays in
+ * the trie alone, looked up as before (FILTER_PREFIX or CFG_WILD_PREFIX*).  SRC4/SRC6 keep every
+ * prefix either way: they are the record, and the fallback. */
 #define PREFIXH_WAYS 8
 #define PREFIXH_PROBES 4
 
 struct prefix4h_bucket {
-	__u32 addr[PREFIXH_WAYS]; /* the masked prefix, as loaded from network order */
+	__u32 addr[PREFIXH_WAYS]; /* the prefix, as loaded from network order */
+	__u32 mask[PREFIXH_WAYS]; /* its mask, likewise */
 	__u32 rank1[PREFIXH_WAYS];
 	__u32 slot[PREFIXH_WAYS];
 	__u8 plen[PREFIXH_WAYS];
 };
 
+/* addr and mask: two u64 halves per way, way w at 2w and 2w + 1 (one dimension: BCC sizes a map's
+ * value by its own reading of the struct, and reads a [8][2] array as 8 elements). */
 struct prefix6h_bucket {
-	/* the masked prefix's two halves, as loaded from network order: way w at 2w, 2w + 1 (one dimension:
-	 * BCC sizes a map's value from its own reading of the struct, and reads addr[8][2] as 8 u64) */
 	__u64 addr[2 * PREFIXH_WAYS];
+	__u64 mask[2 * PREFIXH_WAYS];
 	__u32 rank1[PREFIXH_WAYS];
 	__u32 slot[PREFIXH_WAYS];
 	__u8 plen[PREFIXH_WAYS];

@@ -85,9 +85,9 @@ static __always_inline __u64 mask64(__u32 n)
 	return __builtin_bswap64(~0ULL << (64 - n)); /* the program runs on little-endian hosts only */
 }
 
-/* PREFIX4H (ironpost_common.h): a bucket per length CONFIG lists, best rank across them.  A real
- * loop over PREFIXH_PROBES slots, each unrolled over its ways: unrolled, it would be four copies of
- * the ways for the verifier to walk. */
+/* PREFIX4H (ironpost_common.h): a bucket per probe length CONFIG lists, best rank across them.  A
+ * real loop over PREFIXH_PROBES slots, each unrolled over its ways: unrolled, it would be four copies
+ * of the ways for the verifier to walk. */
 static __always_inline void match_prefix4h(__u32 saddr, struct ironpost_config *cfg, struct best_match *best)
 {
 #pragma clang loop unroll(disable)
@@ -103,7 +103,7 @@ static __always_inline void match_prefix4h(__u32 saddr, struct ironpost_config *
 #pragma unroll
 		for (int w = 0; w < PREFIXH_WAYS; w++) {
 			__u32 rank = bk->rank1[w] - 1; /* a way not in use: NO_MATCH */
-			if (bk->addr[w] == a && bk->plen[w] == plen && rank < best->rank) {
+			if ((saddr & bk->mask[w]) == bk->addr[w] && rank < best->rank) {
 				best->rank = rank;
 				best->slot = bk->slot[w];
 			}
@@ -139,7 +139,8 @@ static __always_inline void match_prefix6h(const __u8 *src, struct ironpost_conf
 #pragma unroll
 		for (int w = 0; w < PREFIXH_WAYS; w++) {
 			__u32 rank = bk->rank1[w] - 1;
-			if (bk->addr[2 * w] == a0 && bk->addr[2 * w + 1] == a1 && bk->plen[w] == plen && rank < best->rank) {
+			if ((s0 & bk->mask[2 * w]) == bk->addr[2 * w] && (s1 & bk->mask[2 * w + 1]) == bk->addr[2 * w + 1] &&
+			    rank < best->rank) {
 				best->rank = rank;
 				best->slot = bk->slot[w];
 			}

@@ -119,10 +119,13 @@ RULE_HIT = struct.Struct("<QQ")
 # struct exact4_bucket: addr[EXACT4_WAYS] (the u32 loaded from network order), rank1[] (rank + 1, 0: a way
 # not in use), slot[]
 EXACT4_BUCKET = struct.Struct(f"<{EXACT4_WAYS}I{EXACT4_WAYS}I{EXACT4_WAYS}I")
-# struct prefix4h_bucket: addr[] (the masked prefix as a u32 loaded from network order), rank1[], slot[], plen[]
-PREFIX4H_BUCKET = struct.Struct(f"<{PREFIXH_WAYS}I{PREFIXH_WAYS}I{PREFIXH_WAYS}I{PREFIXH_WAYS}B")
-# struct prefix6h_bucket: addr[][16] (the masked prefix's bytes), rank1[], slot[], plen[]
-PREFIX6H_BUCKET = struct.Struct(f"<{PREFIXH_WAYS * 16}s{PREFIXH_WAYS}I{PREFIXH_WAYS}I{PREFIXH_WAYS}B")
+# struct prefix4h_bucket: addr[] and mask[] (the prefix and its mask: 4 network-order bytes a way), rank1[],
+# slot[], plen[]
+PREFIX4H_BUCKET = struct.Struct(f"<{PREFIXH_WAYS * 4}s{PREFIXH_WAYS * 4}s{PREFIXH_WAYS}I{PREFIXH_WAYS}I{PREFIXH_WAYS}B")
+# struct prefix6h_bucket: addr[] and mask[] (16 network-order bytes a way), rank1[], slot[], plen[]
+PREFIX6H_BUCKET = struct.Struct(
+    f"<{PREFIXH_WAYS * 16}s{PREFIXH_WAYS * 16}s{PREFIXH_WAYS}I{PREFIXH_WAYS}I{PREFIXH_WAYS}B"
+)
 # struct ironpost_config: n_shapes, abi_version, flags, hash_seed, match_rank, src_wild, dst_wild, port_wild,
 # pad, proto_shapes[512] (IPv4 then IPv6, by protocol), plen4[PREFIXH_PROBES], plen6[PREFIXH_PROBES]
 CONFIG = struct.Struct(f"<IIIIIBBBx512s{PREFIXH_PROBES}s{PREFIXH_PROBES}s")

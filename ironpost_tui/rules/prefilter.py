@@ -23,6 +23,20 @@ from ironpost_tui.model import IPNetwork
 # each bucket inside it (at most 256); a shorter one is "wild".
 GRANULE = {4: abi.FILTER_GRANULE4, 6: abi.FILTER_GRANULE6}
 MAX_SPREAD = 8
+# The lengths PREFIX4H/PREFIX6H are probed at (bpf/ironpost_common.h): a prefix is filed under the longest
+# not longer than itself, so every prefix ADDR_FILTER lists (not wild) has one, and a packet costs at
+# most PREFIXH_PROBES probes whatever lengths the rules use.
+PROBE_LENGTHS = {4: (16, 20, 24, 28), 6: (40, 48, 56, 64)}
+assert all(
+    len(ladder) <= abi.PREFIXH_PROBES and ladder[0] == GRANULE[v] - MAX_SPREAD for v, ladder in PROBE_LENGTHS.items()
+)
+
+
+def probe_length(net: IPNetwork) -> int | None:
+    """The length ``net`` is probed at in PREFIX4H/PREFIX6H; None for a wild prefix (none)."""
+    fits = [p for p in PROBE_LENGTHS[net.version] if p <= net.prefixlen]
+    return fits[-1] if fits else None
+
 
 Atom = tuple[object, ...]
 
@@ -52,8 +66,8 @@ def net_buckets(net: IPNetwork) -> list[int] | None:
 
 def source_atoms(map_name: MapName | Literal["ALLOW"], net: IPNetwork) -> list[Atom]:
     """Atoms of a source-only rule (EXACT4, BLOCKLIST, PREFIX4H, PREFIX6H, SRC4, SRC6) or, with map_name ALLOW,
-    a protected prefix.  A hashed prefix (PREFIX4H, PREFIX6H: never a wild one) also needs its length
-    probed: an "l" atom, (family index, length)."""
+    a protected prefix.  A hashed prefix (PREFIX4H, PREFIX6H: never a wild one) also needs its probe
+    length listed: an "l" atom, (family index, length)."""
     v4 = net.version == 4
     if map_name in (MapName.BLOCKLIST, MapName.EXACT4):
         bit = abi.FILTER_EXACT if map_name == MapName.BLOCKLIST else abi.FILTER_EXACT4
@@ -61,7 +75,7 @@ def source_atoms(map_name: MapName | Literal["ALLOW"], net: IPNetwork) -> list[A
     buckets = net_buckets(net)
     if map_name in (MapName.PREFIX4H, MapName.PREFIX6H):
         assert buckets is not None, "a wild prefix is never hashed"
-        return [("l", 0 if v4 else 1, net.prefixlen), *[("a", b, abi.FILTER_PREFIXH) for b in buckets]]
+        return [("l", 0 if v4 else 1, probe_length(net)), *[("a", b, abi.FILTER_PREFIXH) for b in buckets]]
     bit = abi.FILTER_ALLOW if map_name == "ALLOW" else abi.FILTER_PREFIX
     if buckets is None:
         if map_name == "ALLOW":
@@ -239,8 +253,8 @@ class Prefilter:
             self._write_config()
 
     def _set_length(self, atom: Atom, on: bool) -> None:
-        """Give a probed length ("l" atom) a free slot, or free its slot; the caller (prefixh.py's
-        has_room) made sure a slot is free."""
+        """Give a probe length ("l" atom) a free slot, or free its slot (PROBE_LENGTHS has as many
+        lengths per family as there are slots)."""
         slots = self._plens[int(atom[1])]  # type: ignore[call-overload]
         plen = int(atom[2])  # type: ignore[call-overload]
         if on and plen not in slots:

@@ -1,31 +1,31 @@
 """PREFIX4H and PREFIX6H: the source prefix rules again, hashed, in buckets the XDP program reads inline.
 
 SRC4 and SRC6 (LPM tries, the seed's) stay the record of every source prefix rule; what the program
-looks up for most of them is PREFIX4H/PREFIX6H, arrays of 8-way buckets keyed by (masked prefix,
-length), probed once per length CONFIG lists (bpf/ironpost_common.h says why and how).  This module
-keeps their ways, with EXACT4's write order (exact4.py):
+looks up for most of them is PREFIX4H/PREFIX6H, arrays of 8-way buckets keyed by the prefix cut to its
+probe length (prefilter.probe_length), probed once per probe length in use (bpf/ironpost_common.h says
+why and how).  This module keeps their ways, with EXACT4's write order (exact4.py):
 
 - a new way: prefix, length and slot first (rank1 still 0, the way not in use), then rank1;
 - a way retired: rank1 set to 0 only;
 - a new rule on a prefix that has a way takes a free way before the old one is retired.
 
-A prefix that cannot be placed (``has_room`` says so before: a wild length, no free length slot, a
-full bucket) stays in its trie alone, which the program then looks up (ADDR_FILTER's FILTER_PREFIX).
-Each hashed prefix's rule also holds an "l" atom in the prefilter (prefilter.py), which lists its
-length in CONFIG before the way is written and until after it is retired.
+A prefix that cannot be placed (``has_room`` says so before: a wild length, a full bucket) stays in
+its trie alone, which the program then looks up (ADDR_FILTER's FILTER_PREFIX).  Each hashed prefix's
+rule also holds an "l" atom in the prefilter (prefilter.py), which lists its probe length in CONFIG
+before the way is written and until after it is retired.
 """
 
 from __future__ import annotations
 
 import struct
 import sys
-from collections import Counter
 
 from ironpost_tui.kernel import abi
 from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.kernel.datapath import Datapath
 from ironpost_tui.model import IPNetwork
-from ironpost_tui.rules.prefilter import net_buckets
+from ironpost_tui.rules.placement import prefix_mask
+from ironpost_tui.rules.prefilter import probe_length
 
 WAYS = abi.PREFIXH_WAYS
 _U64 = (1 << 64) - 1
@@ -33,12 +33,17 @@ _U64 = (1 << 64) - 1
 Way = tuple[bytes, int]  # (the prefix's network-order bytes, its length)
 
 
+def _mask(width: int, plen: int) -> bytes:
+    """The network-order mask of a prefix of ``plen`` bits over ``width`` bytes."""
+    return prefix_mask(plen + 128 - width * 8)[16 - width :] if plen else bytes(width)
+
+
 def map_of(net: IPNetwork) -> MapName:
     return MapName.PREFIX4H if net.version == 4 else MapName.PREFIX6H
 
 
 def bucket_of(prefix: bytes, plen: int, seed: int, bits: int) -> int:
-    """The bucket of a masked prefix (4 or 16 network-order bytes) of length ``plen``
+    """The bucket of a prefix cut to its probe length ``plen`` (4 or 16 network-order bytes)
     (match_prefix4h()/match_prefix6h() in bpf/rule_match.h)."""
     if len(prefix) == 4:
         fold = int.from_bytes(prefix, sys.byteorder)
@@ -83,22 +88,17 @@ class _Bucket:
         return [(self.prefix[i], self.plen[i]) for i in range(WAYS) if self.rank1[i]]
 
     def pack(self) -> bytes:
-        if len(self.prefix[0]) == 4:
-            addrs = [int.from_bytes(p, sys.byteorder) for p in self.prefix]
-            return abi.PREFIX4H_BUCKET.pack(*addrs, *self.rank1, *self.slot, *self.plen)
-        return abi.PREFIX6H_BUCKET.pack(b"".join(self.prefix), *self.rank1, *self.slot, *self.plen)
+        width = len(self.prefix[0])
+        st = abi.PREFIX4H_BUCKET if width == 4 else abi.PREFIX6H_BUCKET
+        masks = b"".join(_mask(width, p) for p in self.plen)
+        return st.pack(b"".join(self.prefix), masks, *self.rank1, *self.slot, *self.plen)
 
     @classmethod
     def unpack(cls, raw: bytes, width: int) -> _Bucket:
         out = cls(width)
-        if width == 4:
-            f = abi.PREFIX4H_BUCKET.unpack(raw)
-            out.prefix = [a.to_bytes(4, sys.byteorder) for a in f[:WAYS]]
-            rest = f[WAYS:]
-        else:
-            f = abi.PREFIX6H_BUCKET.unpack(raw)
-            out.prefix = [f[0][i * 16 : i * 16 + 16] for i in range(WAYS)]
-            rest = f[1:]
+        f = (abi.PREFIX4H_BUCKET if width == 4 else abi.PREFIX6H_BUCKET).unpack(raw)
+        out.prefix = [f[0][i * width : (i + 1) * width] for i in range(WAYS)]
+        rest = f[2:]
         out.rank1, out.slot, out.plen = list(rest[:WAYS]), list(rest[WAYS : 2 * WAYS]), list(rest[2 * WAYS :])
         return out
 
@@ -117,7 +117,6 @@ class PrefixH:
         self._bits = dp.cfg.prefixh_buckets.bit_length() - 1
         self._seed = int(dp.read_config_raw()[3])
         self._buckets: dict[MapName, dict[int, _Bucket]] = {MapName.PREFIX4H: {}, MapName.PREFIX6H: {}}
-        self._lengths: dict[MapName, Counter[int]] = {MapName.PREFIX4H: Counter(), MapName.PREFIX6H: Counter()}
         if dp.reused_maps:  # pinned maps already in force: start from what they hold
             for name, st in _BUCKET_STRUCT.items():
                 keys, values, count = dp.map_dump(name)
@@ -155,14 +154,11 @@ class PrefixH:
         return bk.rank1[i] - 1, bk.slot[i]
 
     def has_room(self, net: IPNetwork, slot: int) -> bool:
-        """Whether ``put(net, rank, slot)`` will place it: not wild, its length probed already or a
-        probe slot free, and a way of ``net`` credits ``slot`` already or its bucket has a free way."""
-        if net_buckets(net) is None:
+        """Whether ``put(net, rank, slot)`` will place it: not wild, and a way of ``net`` credits
+        ``slot`` already or its bucket has a free way."""
+        if probe_length(net) is None:
             return False
         name, b, way = self._where(net)
-        lengths = self._lengths[name]
-        if net.prefixlen not in lengths and len(lengths) >= abi.PREFIXH_PROBES:
-            return False
         bk = self._buckets[name].get(b)
         if bk is None:
             return True
@@ -220,8 +216,11 @@ class PrefixH:
 
     # --- internals -------------------------------------------------------------------
     def _where(self, net: IPNetwork) -> tuple[MapName, int, Way]:
+        probe = probe_length(net)
+        assert probe is not None, "a wild prefix is never hashed"
+        cut = net.supernet(new_prefix=probe).network_address.packed
         prefix = net.network_address.packed
-        return map_of(net), bucket_of(prefix, net.prefixlen, self._seed, self._bits), (prefix, net.prefixlen)
+        return map_of(net), bucket_of(cut, probe, self._seed, self._bits), (prefix, net.prefixlen)
 
     def _commit(self, name: MapName, b: int, bk: _Bucket) -> None:
         """Write bucket ``b``, then (once the kernel took it) remember it."""
@@ -229,14 +228,6 @@ class PrefixH:
         self._remember(name, b, bk)
 
     def _remember(self, name: MapName, b: int, bk: _Bucket) -> None:
-        lengths = self._lengths[name]
-        old = self._buckets[name].get(b)
-        for _prefix, plen in old.live() if old else []:
-            lengths[plen] -= 1
-            if lengths[plen] <= 0:
-                del lengths[plen]
-        for _prefix, plen in bk.live():
-            lengths[plen] += 1
         if any(bk.rank1):
             self._buckets[name][b] = bk
         else:
