@@ -174,7 +174,8 @@ struct rule_hit {
 #define FILTER_PREFIX 0x2    /* SRC4/SRC6 may hold a prefix covering one */
 #define FILTER_ALLOW 0x4     /* ALLOW4/ALLOW6 may */
 #define FILTER_EXACT4 0x8    /* EXACT4 may */
-#define FILTER_PREFIXH 0x10  /* PREFIX4H/PREFIX6H may hold a prefix covering one */
+#define FILTER_PREFIXH 0xf0  /* bit 4 + i: PREFIX4H/PREFIX6H may hold a prefix covering one, at probe length i */
+#define FILTER_PREFIXH_SHIFT 4
 #define FILTER_SRC_SHIFT 8   /* bits 8..15: shapes whose source field may match */
 #define FILTER_DST_SHIFT 16  /* bits 16..23: shapes whose destination field may match */
 /* PORT_FILTER: per destination port, the shapes with a rule on it (one byte
@@ -212,9 +213,10 @@ struct exact4_bucket {
  * P * HASH_MIX32, PREFIXH_BITS), fold() the u32 loaded from an IPv4 prefix's network-order bytes, or
  * for IPv6, of its two u64 halves h0, h1 so loaded, lo32(x) ^ hi32(x) with x = h0 ^ h1 * HASH_MUL64
  * (rule_match.h prefixh6_fold()).  A way holds the prefix and its mask (as loaded), so a source
- * matches it when source & mask == addr.  The program probes one bucket per length CONFIG.plen4/plen6
- * lists (0: a slot not in use; a length in use keeps its slot, so a list read half-written misses
- * none), only where ADDR_FILTER's FILTER_PREFIXH says a hashed prefix may cover the source, and takes
+ * matches it when source & mask == addr.  Probe length i of the ladder is CONFIG.plen4/plen6[i] (0
+ * while no prefix uses it); the program probes it only where ADDR_FILTER's bit FILTER_PREFIXH_SHIFT + i
+ * says a prefix filed under it may cover the source, so a source costs a probe per length actually
+ * near it, not per length in use, and takes
  * the best rank among the ways that match: a way holds its prefix's own rule (rank1 as EXACT4's, slot),
  * so that is the best of the covering prefixes, what the trie's entry for the longest one holds.
  * User space (ironpost_tui/rules/prefixh.py) writes a prefix here when its bucket has a free way, with

@@ -88,12 +88,13 @@ static __always_inline __u64 mask64(__u32 n)
 /* PREFIX4H (ironpost_common.h): a bucket per probe length CONFIG lists, best rank across them.  A
  * real loop over PREFIXH_PROBES slots, each unrolled over its ways: unrolled, it would be four copies
  * of the ways for the verifier to walk. */
-static __always_inline void match_prefix4h(__u32 saddr, struct ironpost_config *cfg, struct best_match *best)
+static __always_inline void match_prefix4h(__u32 saddr, struct ironpost_config *cfg, __u32 src_bits,
+					   struct best_match *best)
 {
 #pragma clang loop unroll(disable)
 	for (__u32 i = 0; i < PREFIXH_PROBES; i++) {
 		__u32 plen = cfg->plen4[i];
-		if (plen == 0 || plen > 32)
+		if (!(src_bits & (1U << (FILTER_PREFIXH_SHIFT + i))) || plen == 0 || plen > 32)
 			continue;
 		__u32 a = saddr & bpf_htonl(0xffffffffU << (32 - plen));
 		__u32 b = hash_32(a ^ cfg->hash_seed ^ (plen * HASH_MIX32), PREFIXH_BITS);
@@ -119,7 +120,8 @@ static __always_inline __u32 prefixh6_fold(__u64 h0, __u64 h1)
 }
 
 /* PREFIX6H, as match_prefix4h() reads PREFIX4H. */
-static __always_inline void match_prefix6h(const __u8 *src, struct ironpost_config *cfg, struct best_match *best)
+static __always_inline void match_prefix6h(const __u8 *src, struct ironpost_config *cfg, __u32 src_bits,
+					   struct best_match *best)
 {
 	__u64 s0, s1;
 
@@ -128,7 +130,7 @@ static __always_inline void match_prefix6h(const __u8 *src, struct ironpost_conf
 #pragma clang loop unroll(disable)
 	for (__u32 i = 0; i < PREFIXH_PROBES; i++) {
 		__u32 plen = cfg->plen6[i];
-		if (plen == 0 || plen > 128)
+		if (!(src_bits & (1U << (FILTER_PREFIXH_SHIFT + i))) || plen == 0 || plen > 128)
 			continue;
 		__u64 a0 = s0 & mask64(plen);
 		__u64 a1 = s1 & mask64(plen > 64 ? plen - 64 : 0);
@@ -207,7 +209,7 @@ static __always_inline void match_sources(struct pkt *p, struct ironpost_config 
 				consider(v, best);
 		}
 		if (src_bits & FILTER_PREFIXH)
-			match_prefix4h(saddr, cfg, best);
+			match_prefix4h(saddr, cfg, src_bits, best);
 		if ((src_bits & FILTER_PREFIX) || (cfg->flags & CFG_WILD_PREFIX4)) {
 			struct lpm_v4_key k4 = {.prefixlen = 32};
 			__builtin_memcpy(k4.addr, p->src, 4);
@@ -217,7 +219,7 @@ static __always_inline void match_sources(struct pkt *p, struct ironpost_config 
 		}
 	} else {
 		if (src_bits & FILTER_PREFIXH)
-			match_prefix6h(p->src, cfg, best);
+			match_prefix6h(p->src, cfg, src_bits, best);
 		if ((src_bits & FILTER_PREFIX) || (cfg->flags & CFG_WILD_PREFIX6)) {
 			struct lpm_v6_key k6 = {.prefixlen = 128};
 			__builtin_memcpy(k6.addr, p->src, 16);

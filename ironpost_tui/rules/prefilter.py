@@ -66,8 +66,9 @@ def net_buckets(net: IPNetwork) -> list[int] | None:
 
 def source_atoms(map_name: MapName | Literal["ALLOW"], net: IPNetwork) -> list[Atom]:
     """Atoms of a source-only rule (EXACT4, BLOCKLIST, PREFIX4H, PREFIX6H, SRC4, SRC6) or, with map_name ALLOW,
-    a protected prefix.  A hashed prefix (PREFIX4H, PREFIX6H: never a wild one) also needs its probe
-    length listed: an "l" atom, (family index, length)."""
+    a protected prefix.  A hashed prefix (PREFIX4H, PREFIX6H: never a wild one) sets the bit of its probe
+    length (FILTER_PREFIXH_SHIFT + its index in PROBE_LENGTHS) and needs that length listed in CONFIG:
+    an "l" atom, (family index, probe index, length)."""
     v4 = net.version == 4
     if map_name in (MapName.BLOCKLIST, MapName.EXACT4):
         bit = abi.FILTER_EXACT if map_name == MapName.BLOCKLIST else abi.FILTER_EXACT4
@@ -75,7 +76,11 @@ def source_atoms(map_name: MapName | Literal["ALLOW"], net: IPNetwork) -> list[A
     buckets = net_buckets(net)
     if map_name in (MapName.PREFIX4H, MapName.PREFIX6H):
         assert buckets is not None, "a wild prefix is never hashed"
-        return [("l", 0 if v4 else 1, probe_length(net)), *[("a", b, abi.FILTER_PREFIXH) for b in buckets]]
+        probe = probe_length(net)
+        assert probe is not None
+        i = PROBE_LENGTHS[net.version].index(probe)
+        bit = 1 << (abi.FILTER_PREFIXH_SHIFT + i)
+        return [("l", 0 if v4 else 1, i, probe), *[("a", b, bit) for b in buckets]]
     bit = abi.FILTER_ALLOW if map_name == "ALLOW" else abi.FILTER_PREFIX
     if buckets is None:
         if map_name == "ALLOW":
@@ -117,8 +122,7 @@ class Prefilter:
         self._wild = {"sw": 0, "dw": 0, "pw": 0}
         self._n_shapes = 0
         self._match_rank = abi.NO_MATCH
-        # CONFIG.plen4/plen6: a length probed keeps its slot until no hashed prefix has it (a list
-        # rewritten in another order could be read half-written and miss a length in use).
+        # CONFIG.plen4/plen6: probe length i of PROBE_LENGTHS in slot i while a hashed prefix uses it.
         self._plens = [bytearray(abi.PREFIXH_PROBES), bytearray(abi.PREFIXH_PROBES)]
         config = dp.read_config_raw()
         self._seed = config[3]
@@ -181,11 +185,7 @@ class Prefilter:
         addr: dict[int, int] = {}
         ports: dict[int, int] = {}
         self._flags, self._wild, self._proto = 0, {"sw": 0, "dw": 0, "pw": 0}, bytearray(512)
-        lengths = {atom[1:] for atom in self._refs if atom[0] == "l"}
-        for fam, slots in enumerate(self._plens):
-            for i, plen in enumerate(slots):
-                if (fam, plen) not in lengths:
-                    slots[i] = 0
+        self._plens = [bytearray(abi.PREFIXH_PROBES), bytearray(abi.PREFIXH_PROBES)]
         for atom in self._refs:
             kind = atom[0]
             if kind in ("a", "p"):
@@ -253,14 +253,9 @@ class Prefilter:
             self._write_config()
 
     def _set_length(self, atom: Atom, on: bool) -> None:
-        """Give a probe length ("l" atom) a free slot, or free its slot (PROBE_LENGTHS has as many
-        lengths per family as there are slots)."""
-        slots = self._plens[int(atom[1])]  # type: ignore[call-overload]
-        plen = int(atom[2])  # type: ignore[call-overload]
-        if on and plen not in slots:
-            slots[slots.index(0)] = plen
-        elif not on and plen in slots:
-            slots[slots.index(plen)] = 0
+        """List a probe length ("l" atom) in its CONFIG slot (its index in PROBE_LENGTHS), or clear it."""
+        fam, i, plen = (int(x) for x in atom[1:])  # type: ignore[call-overload]
+        self._plens[fam][i] = plen if on else 0
 
     def _write_config(self) -> None:
         self._dp.write_config_raw(
