@@ -13,7 +13,7 @@
 #ifndef IRONPOST_COMMON_H
 #define IRONPOST_COMMON_H
 
-#define IRONPOST_ABI_VERSION 5
+#define IRONPOST_ABI_VERSION 6
 
 /* STATS indices (the seed's layout, 0-4).  FRAGMENTS is not a protocol (its packets count under
  * theirs as well): the packets judged without their ports (PORTS_HIDDEN in packet.h: TCP and UDP
@@ -174,6 +174,8 @@ struct rule_hit {
 #define FILTER_PREFIX 0x2    /* SRC4/SRC6 may hold a prefix covering one */
 #define FILTER_ALLOW 0x4     /* ALLOW4/ALLOW6 may */
 #define FILTER_EXACT4 0x8    /* EXACT4 may */
+#define FILTER_PREFIXH 0xf0  /* bit 4 + i: PREFIX4H/PREFIX6H may hold a prefix covering one, at probe length i */
+#define FILTER_PREFIXH_SHIFT 4
 #define FILTER_SRC_SHIFT 8   /* bits 8..15: shapes whose source field may match */
 #define FILTER_DST_SHIFT 16  /* bits 16..23: shapes whose destination field may match */
 /* PORT_FILTER: per destination port, the shapes with a rule on it (one byte
@@ -203,6 +205,45 @@ struct exact4_bucket {
 	__u32 slot[EXACT4_WAYS];
 };
 
+/* PREFIX4H, PREFIX6H: SRC4's and SRC6's prefixes again, in hashed buckets of PREFIXH_WAYS the program
+ * reads inline, as EXACT4's: an LPM trie lookup is a real function call (trie_lookup_elem walks the
+ * trie), the cost of a prefix-blocked packet.  User space files a prefix of length L under a probe
+ * length P <= L (ironpost_tui/rules/prefilter.py probe_length(): a fixed ladder, IPv4 16/20/24/28,
+ * IPv6 40/48/56/64), in bucket hash_32(fold(the prefix masked to P) ^ CONFIG.hash_seed ^
+ * P * HASH_MIX32, PREFIXH_BITS), fold() the u32 loaded from an IPv4 prefix's network-order bytes, or
+ * for IPv6, of its two u64 halves h0, h1 so loaded, lo32(x) ^ hi32(x) with x = h0 ^ h1 * HASH_MUL64
+ * (rule_match.h prefixh6_fold()).  A way holds the prefix and its mask (as loaded), so a source
+ * matches it when source & mask == addr.  Probe length i of the ladder is CONFIG.plen4/plen6[i] (0
+ * while no prefix uses it); the program probes it only where ADDR_FILTER's bit FILTER_PREFIXH_SHIFT + i
+ * says a prefix filed under it may cover the source, so a source costs a probe per length actually
+ * near it, not per length in use, and takes
+ * the best rank among the ways that match: a way holds its prefix's own rule (rank1 as EXACT4's, slot),
+ * so that is the best of the covering prefixes, what the trie's entry for the longest one holds.
+ * User space (ironpost_tui/rules/prefixh.py) writes a prefix here when its bucket has a free way, with
+ * EXACT4's write order; any other prefix (its bucket full, or shorter than ADDR_FILTER lists) stays in
+ * the trie alone, looked up as before (FILTER_PREFIX or CFG_WILD_PREFIX*).  SRC4/SRC6 keep every
+ * prefix either way: they are the record, and the fallback. */
+#define PREFIXH_WAYS 8
+#define PREFIXH_PROBES 4
+
+struct prefix4h_bucket {
+	__u32 addr[PREFIXH_WAYS]; /* the prefix, as loaded from network order */
+	__u32 mask[PREFIXH_WAYS]; /* its mask, likewise */
+	__u32 rank1[PREFIXH_WAYS];
+	__u32 slot[PREFIXH_WAYS];
+	__u8 plen[PREFIXH_WAYS];
+};
+
+/* addr and mask: two u64 halves per way, way w at 2w and 2w + 1 (one dimension: BCC sizes a map's
+ * value by its own reading of the struct, and reads a [8][2] array as 8 elements). */
+struct prefix6h_bucket {
+	__u64 addr[2 * PREFIXH_WAYS];
+	__u64 mask[2 * PREFIXH_WAYS];
+	__u32 rank1[PREFIXH_WAYS];
+	__u32 slot[PREFIXH_WAYS];
+	__u8 plen[PREFIXH_WAYS];
+};
+
 /* CONFIG flags: prefixes too short for ADDR_FILTER, looked up for every packet. */
 #define CFG_WILD_PREFIX4 0x1
 #define CFG_WILD_PREFIX6 0x2
@@ -221,6 +262,8 @@ struct ironpost_config {
 	__u8 port_wild;    /* shapes without a destination port field */
 	__u8 _pad;
 	__u8 proto_shapes[512]; /* [IPv4 0..255, IPv6 256..511] by protocol: shapes with a rule that may match it */
+	__u8 plen4[PREFIXH_PROBES]; /* the prefix lengths PREFIX4H holds (0: a slot not in use) */
+	__u8 plen6[PREFIXH_PROBES]; /* ... PREFIX6H */
 };
 
 #define NSEC_PER_SEC 1000000000ULL

@@ -11,12 +11,13 @@
  * <linux/ip.h> instead of <uapi/linux/ip.h> costs seconds of start-up.
  *
  * Knobs arrive as -D flags from ironpost_tui/kernel/datapath.py:
- *   BLOCKLIST_MAX EXACT4_BITS (EXACT4 has 2^bits buckets) CIDR_MAX MATCH_MAX SHAPES_MAX ALLOW_MAX RULE_SLOTS
+ *   BLOCKLIST_MAX EXACT4_BITS (EXACT4 has 2^bits buckets) PREFIXH_BITS (PREFIX4H, PREFIX6H) CIDR_MAX MATCH_MAX SHAPES_MAX ALLOW_MAX RULE_SLOTS
  *   RINGBUF_PAGES EVENT_RATE (events/s per CPU, 0 = unlimited)
  *   SRC_SETS_BITS DST_SETS_BITS PORT_MEMORY_NS (detector sketches: 2^bits sets each)
  *   TOP_SRC_BITS TOP_DST_BITS TOP_PORT_BITS (top talkers: 2^bits sets each)
  *   PY_ABI_VERSION PY_EVENT_SIZE PY_VALUE_SIZE PY_SHAPE_SIZE PY_MATCH_KEY_SIZE
- *   PY_CONFIG_SIZE PY_SRC_WAY_SIZE PY_DST_WAY_SIZE PY_EXACT4_SIZE PY_TOP_WAY_SIZE PY_TOP_SRC_WAY_SIZE
+ *   PY_CONFIG_SIZE PY_SRC_WAY_SIZE PY_DST_WAY_SIZE PY_EXACT4_SIZE PY_PREFIX4H_SIZE PY_PREFIX6H_SIZE
+ *   PY_TOP_WAY_SIZE PY_TOP_SRC_WAY_SIZE
  *   PY_CAPTURE_CONFIG_SIZE PY_CAPTURE_META_SIZE
  *   IRONPOST_PIN_DIR (optional: reuse or create the maps pinned there)
  */
@@ -42,6 +43,9 @@ _Static_assert(sizeof(struct dst_way) == PY_DST_WAY_SIZE, "dst_way layout differ
 _Static_assert(sizeof(struct exact4_bucket) == PY_EXACT4_SIZE, "exact4_bucket layout differs from abi.py");
 _Static_assert(sizeof(struct top_way) == PY_TOP_WAY_SIZE, "top_way layout differs from abi.py");
 _Static_assert(sizeof(struct top_src_way) == PY_TOP_SRC_WAY_SIZE, "top_src_way layout differs from abi.py");
+_Static_assert(sizeof(struct prefix4h_bucket) == PY_PREFIX4H_SIZE, "prefix4h_bucket layout differs from abi.py");
+_Static_assert(sizeof(struct prefix6h_bucket) == PY_PREFIX6H_SIZE, "prefix6h_bucket layout differs from abi.py");
+_Static_assert(PREFIXH_BITS >= 6 && PREFIXH_BITS <= 24, "PREFIX4H and PREFIX6H have 2^6 to 2^24 buckets");
 _Static_assert(EXACT4_BITS >= 6 && EXACT4_BITS <= 24, "EXACT4 has 2^6 to 2^24 buckets");
 
 #ifdef IRONPOST_PIN_DIR
@@ -55,6 +59,8 @@ _Static_assert(EXACT4_BITS >= 6 && EXACT4_BITS <= 24, "EXACT4 has 2^6 to 2^24 bu
 /* Maps that carry state an operator must not lose: pinned with --persist. */
 IRONPOST_MAP("hash", __u32, struct blocklist_value, BLOCKLIST, BLOCKLIST_MAX, 0);
 IRONPOST_MAP("array", __u32, struct exact4_bucket, EXACT4, 1U << EXACT4_BITS, 0);
+IRONPOST_MAP("array", __u32, struct prefix4h_bucket, PREFIX4H, 1U << PREFIXH_BITS, 0);
+IRONPOST_MAP("array", __u32, struct prefix6h_bucket, PREFIX6H, 1U << PREFIXH_BITS, 0);
 IRONPOST_MAP("lpm_trie", struct lpm_v4_key, struct blocklist_value, SRC4, CIDR_MAX, BPF_F_NO_PREALLOC);
 IRONPOST_MAP("lpm_trie", struct lpm_v6_key, struct blocklist_value, SRC6, CIDR_MAX, BPF_F_NO_PREALLOC);
 IRONPOST_MAP("hash", struct match_key, struct blocklist_value, MATCH, MATCH_MAX, 0);
@@ -103,6 +109,16 @@ BPF_PERCPU_ARRAY(SCRATCH, struct scratch, 1);
 static __always_inline struct exact4_bucket *exact4_lookup(__u32 *bucket)
 {
 	return EXACT4.lookup(bucket);
+}
+
+static __always_inline struct prefix4h_bucket *prefix4h_lookup(__u32 *bucket)
+{
+	return PREFIX4H.lookup(bucket);
+}
+
+static __always_inline struct prefix6h_bucket *prefix6h_lookup(__u32 *bucket)
+{
+	return PREFIX6H.lookup(bucket);
 }
 
 static __always_inline struct blocklist_value *blocklist_lookup(__u32 *saddr)

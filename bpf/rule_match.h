@@ -23,6 +23,8 @@ struct best_match {
 /* The maps read here, through lookups ironpost_xdp.c defines beside them: BCC rewrites
  * MAP.lookup() in the file it compiles, not in the headers that file includes. */
 static __always_inline struct exact4_bucket *exact4_lookup(__u32 *bucket);
+static __always_inline struct prefix4h_bucket *prefix4h_lookup(__u32 *bucket);
+static __always_inline struct prefix6h_bucket *prefix6h_lookup(__u32 *bucket);
 static __always_inline struct blocklist_value *blocklist_lookup(__u32 *saddr);
 static __always_inline struct blocklist_value *src4_lookup(struct lpm_v4_key *k);
 static __always_inline struct blocklist_value *src6_lookup(struct lpm_v6_key *k);
@@ -73,6 +75,81 @@ static __always_inline void match_exact4(__u32 saddr, __u32 seed, struct best_ma
 	}
 }
 
+/* The mask of a prefix of n bits (0..64) over a u64 loaded from network order. */
+static __always_inline __u64 mask64(__u32 n)
+{
+	if (n == 0)
+		return 0;
+	if (n >= 64)
+		return ~0ULL;
+	return __builtin_bswap64(~0ULL << (64 - n)); /* the program runs on little-endian hosts only */
+}
+
+/* PREFIX4H (ironpost_common.h): a bucket per probe length CONFIG lists, best rank across them.  A
+ * real loop over PREFIXH_PROBES slots, each unrolled over its ways: unrolled, it would be four copies
+ * of the ways for the verifier to walk. */
+static __always_inline void match_prefix4h(__u32 saddr, struct ironpost_config *cfg, __u32 src_bits,
+					   struct best_match *best)
+{
+#pragma clang loop unroll(disable)
+	for (__u32 i = 0; i < PREFIXH_PROBES; i++) {
+		__u32 plen = cfg->plen4[i];
+		if (!(src_bits & (1U << (FILTER_PREFIXH_SHIFT + i))) || plen == 0 || plen > 32)
+			continue;
+		__u32 a = saddr & bpf_htonl(0xffffffffU << (32 - plen));
+		__u32 b = hash_32(a ^ cfg->hash_seed ^ (plen * HASH_MIX32), PREFIXH_BITS);
+		struct prefix4h_bucket *bk = prefix4h_lookup(&b);
+		if (!bk)
+			continue;
+#pragma unroll
+		for (int w = 0; w < PREFIXH_WAYS; w++) {
+			__u32 rank = bk->rank1[w] - 1; /* a way not in use: NO_MATCH */
+			if ((saddr & bk->mask[w]) == bk->addr[w] && rank < best->rank) {
+				best->rank = rank;
+				best->slot = bk->slot[w];
+			}
+		}
+	}
+}
+
+/* An IPv6 prefix's bucket key (ironpost_tui/rules/prefixh.py computes the same). */
+static __always_inline __u32 prefixh6_fold(__u64 h0, __u64 h1)
+{
+	__u64 x = h0 ^ (h1 * HASH_MUL64);
+	return (__u32)x ^ (__u32)(x >> 32);
+}
+
+/* PREFIX6H, as match_prefix4h() reads PREFIX4H. */
+static __always_inline void match_prefix6h(const __u8 *src, struct ironpost_config *cfg, __u32 src_bits,
+					   struct best_match *best)
+{
+	__u64 s0, s1;
+
+	__builtin_memcpy(&s0, ALIGNED8(src), 8);
+	__builtin_memcpy(&s1, ALIGNED8(src + 8), 8);
+#pragma clang loop unroll(disable)
+	for (__u32 i = 0; i < PREFIXH_PROBES; i++) {
+		__u32 plen = cfg->plen6[i];
+		if (!(src_bits & (1U << (FILTER_PREFIXH_SHIFT + i))) || plen == 0 || plen > 128)
+			continue;
+		__u64 a0 = s0 & mask64(plen);
+		__u64 a1 = s1 & mask64(plen > 64 ? plen - 64 : 0);
+		__u32 b = hash_32(prefixh6_fold(a0, a1) ^ cfg->hash_seed ^ (plen * HASH_MIX32), PREFIXH_BITS);
+		struct prefix6h_bucket *bk = prefix6h_lookup(&b);
+		if (!bk)
+			continue;
+#pragma unroll
+		for (int w = 0; w < PREFIXH_WAYS; w++) {
+			__u32 rank = bk->rank1[w] - 1;
+			if ((s0 & bk->mask[2 * w]) == bk->addr[2 * w] && (s1 & bk->mask[2 * w + 1]) == bk->addr[2 * w + 1] &&
+			    rank < best->rank) {
+				best->rank = rank;
+				best->slot = bk->slot[w];
+			}
+		}
+	}
+}
+
 static __always_inline void mask16(__u8 *out, const __u8 *in, const __u8 *mask)
 {
 	__u64 a, b, ma, mb;
@@ -116,8 +193,8 @@ static __always_inline __u32 filter_bits(__u32 bucket)
 	return (__u32)(*w >> ((bucket & 1) * 32));
 }
 
-/* The source rules: EXACT4, BLOCKLIST and SRC4 for IPv4, SRC6 for IPv6, each looked up only
- * where ADDR_FILTER's bits (src_bits) or a wild prefix say an entry may be. */
+/* The source rules: EXACT4, BLOCKLIST, PREFIX4H and SRC4 for IPv4, PREFIX6H and SRC6 for IPv6, each
+ * looked up only where ADDR_FILTER's bits (src_bits) or a wild prefix say an entry may be. */
 static __always_inline void match_sources(struct pkt *p, struct ironpost_config *cfg, __u32 src_bits,
 					  struct best_match *best)
 {
@@ -131,6 +208,8 @@ static __always_inline void match_sources(struct pkt *p, struct ironpost_config 
 			if (v)
 				consider(v, best);
 		}
+		if (src_bits & FILTER_PREFIXH)
+			match_prefix4h(saddr, cfg, src_bits, best);
 		if ((src_bits & FILTER_PREFIX) || (cfg->flags & CFG_WILD_PREFIX4)) {
 			struct lpm_v4_key k4 = {.prefixlen = 32};
 			__builtin_memcpy(k4.addr, p->src, 4);
@@ -138,12 +217,16 @@ static __always_inline void match_sources(struct pkt *p, struct ironpost_config 
 			if (v)
 				consider(v, best);
 		}
-	} else if ((src_bits & FILTER_PREFIX) || (cfg->flags & CFG_WILD_PREFIX6)) {
-		struct lpm_v6_key k6 = {.prefixlen = 128};
-		__builtin_memcpy(k6.addr, p->src, 16);
-		struct blocklist_value *v = src6_lookup(&k6);
-		if (v)
-			consider(v, best);
+	} else {
+		if (src_bits & FILTER_PREFIXH)
+			match_prefix6h(p->src, cfg, src_bits, best);
+		if ((src_bits & FILTER_PREFIX) || (cfg->flags & CFG_WILD_PREFIX6)) {
+			struct lpm_v6_key k6 = {.prefixlen = 128};
+			__builtin_memcpy(k6.addr, p->src, 16);
+			struct blocklist_value *v = src6_lookup(&k6);
+			if (v)
+				consider(v, best);
+		}
 	}
 }
 

@@ -11,7 +11,7 @@ import struct
 
 from ironpost_tui.model import FRAGMENTS, StrEnum
 
-IRONPOST_ABI_VERSION = 5
+IRONPOST_ABI_VERSION = 6
 
 STATS_TCP = 0
 STATS_UDP = 1
@@ -58,6 +58,8 @@ FILTER_EXACT = 0x1
 FILTER_PREFIX = 0x2
 FILTER_ALLOW = 0x4
 FILTER_EXACT4 = 0x8
+FILTER_PREFIXH = 0xF0  # bit FILTER_PREFIXH_SHIFT + i: a hashed prefix at probe length i
+FILTER_PREFIXH_SHIFT = 4
 FILTER_SRC_SHIFT = 8
 FILTER_DST_SHIFT = 16
 PORT_FILTER_WORDS = 8192
@@ -68,6 +70,11 @@ CFG_WILD_ALLOW4 = 0x4
 CFG_WILD_ALLOW6 = 0x8
 
 EXACT4_WAYS = 8
+# PREFIX4H/PREFIX6H (bpf/ironpost_common.h): 8-way buckets of hashed prefixes; CONFIG lists up to
+# PREFIXH_PROBES lengths per family.
+PREFIXH_WAYS = 8
+PREFIXH_PROBES = 4
+HASH_MUL64 = 0x9E3779B97F4A7C15  # bpf/hash.h: folds an IPv6 prefix's halves together
 
 SKETCH_WAYS = 4
 PORT_BITS = 512
@@ -113,9 +120,16 @@ RULE_HIT = struct.Struct("<QQ")
 # struct exact4_bucket: addr[EXACT4_WAYS] (the u32 loaded from network order), rank1[] (rank + 1, 0: a way
 # not in use), slot[]
 EXACT4_BUCKET = struct.Struct(f"<{EXACT4_WAYS}I{EXACT4_WAYS}I{EXACT4_WAYS}I")
+# struct prefix4h_bucket: addr[] and mask[] (the prefix and its mask: 4 network-order bytes a way), rank1[],
+# slot[], plen[]
+PREFIX4H_BUCKET = struct.Struct(f"<{PREFIXH_WAYS * 4}s{PREFIXH_WAYS * 4}s{PREFIXH_WAYS}I{PREFIXH_WAYS}I{PREFIXH_WAYS}B")
+# struct prefix6h_bucket: addr[] and mask[] (16 network-order bytes a way), rank1[], slot[], plen[]
+PREFIX6H_BUCKET = struct.Struct(
+    f"<{PREFIXH_WAYS * 16}s{PREFIXH_WAYS * 16}s{PREFIXH_WAYS}I{PREFIXH_WAYS}I{PREFIXH_WAYS}B"
+)
 # struct ironpost_config: n_shapes, abi_version, flags, hash_seed, match_rank, src_wild, dst_wild, port_wild,
-# pad, proto_shapes[512] (IPv4 then IPv6, by protocol)
-CONFIG = struct.Struct("<IIIIIBBBx512s")
+# pad, proto_shapes[512] (IPv4 then IPv6, by protocol), plen4[PREFIXH_PROBES], plen6[PREFIXH_PROBES]
+CONFIG = struct.Struct(f"<IIIIIBBBx512s{PREFIXH_PROBES}s{PREFIXH_PROBES}s")
 # struct agg_key: addr[16], family, pad[3]
 AGG_KEY = struct.Struct("<16sB3x")
 # struct src_way: key (20 bytes), syn, tcp, new_tcp_ports, new_udp_ports, marked, last_seq, ports_since,
@@ -140,6 +154,8 @@ class MapName(StrEnum):
 
     BLOCKLIST = "BLOCKLIST"
     EXACT4 = "EXACT4"
+    PREFIX4H = "PREFIX4H"
+    PREFIX6H = "PREFIX6H"
     SRC4 = "SRC4"
     SRC6 = "SRC6"
     MATCH = "MATCH"
@@ -168,6 +184,8 @@ class MapName(StrEnum):
 PINNED_MAPS = (
     MapName.BLOCKLIST,
     MapName.EXACT4,
+    MapName.PREFIX4H,
+    MapName.PREFIX6H,
     MapName.SRC4,
     MapName.SRC6,
     MapName.MATCH,
@@ -230,6 +248,8 @@ def size_cflags() -> list[str]:
         f"-DPY_SRC_WAY_SIZE={SRC_WAY.size}",
         f"-DPY_DST_WAY_SIZE={DST_WAY.size}",
         f"-DPY_EXACT4_SIZE={EXACT4_BUCKET.size}",
+        f"-DPY_PREFIX4H_SIZE={PREFIX4H_BUCKET.size}",
+        f"-DPY_PREFIX6H_SIZE={PREFIX6H_BUCKET.size}",
         f"-DPY_TOP_WAY_SIZE={TOP_WAY.size}",
         f"-DPY_TOP_SRC_WAY_SIZE={TOP_SRC_WAY.size}",
         f"-DPY_CAPTURE_CONFIG_SIZE={CAPTURE_CONFIG.size}",

@@ -60,6 +60,11 @@ class DatapathConfig:
         return 1 << max(6, min(24, (max(1, self.blocklist_max_entries) // 4 - 1).bit_length()))
 
     @property
+    def prefixh_buckets(self) -> int:
+        """PREFIX4H's and PREFIX6H's buckets: as EXACT4's, from SRC4's and SRC6's entries."""
+        return 1 << max(6, min(24, (max(1, self.cidr_max_entries) // 4 - 1).bit_length()))
+
+    @property
     def ringbuf_pages(self) -> int:
         return max(1, self.ring_buffer_kib * 1024 // os.sysconf("SC_PAGE_SIZE"))
 
@@ -67,6 +72,7 @@ class DatapathConfig:
         return [
             f"-DBLOCKLIST_MAX={self.blocklist_max_entries}",
             f"-DEXACT4_BITS={self.exact4_buckets.bit_length() - 1}",
+            f"-DPREFIXH_BITS={self.prefixh_buckets.bit_length() - 1}",
             f"-DCIDR_MAX={self.cidr_max_entries}",
             f"-DMATCH_MAX={self.match_max_entries}",
             f"-DSHAPES_MAX={self.shapes_max}",
@@ -88,6 +94,8 @@ class DatapathConfig:
         return {
             MapName.BLOCKLIST: (_HASH, 4, v, self.blocklist_max_entries),
             MapName.EXACT4: (_ARRAY, 4, abi.EXACT4_BUCKET.size, self.exact4_buckets),
+            MapName.PREFIX4H: (_ARRAY, 4, abi.PREFIX4H_BUCKET.size, self.prefixh_buckets),
+            MapName.PREFIX6H: (_ARRAY, 4, abi.PREFIX6H_BUCKET.size, self.prefixh_buckets),
             MapName.SRC4: (_LPM_TRIE, abi.LPM_V4_KEY.size, v, self.cidr_max_entries),
             MapName.SRC6: (_LPM_TRIE, abi.LPM_V6_KEY.size, v, self.cidr_max_entries),
             MapName.MATCH: (_HASH, abi.MATCH_KEY.size, v, self.match_max_entries),
@@ -202,7 +210,7 @@ class Datapath:
         if config[1] == 0:  # new maps: stamp them, and seed the sketches' hash
             seed = int.from_bytes(os.urandom(4), "little")
             self.write_config_raw(
-                abi.CONFIG.pack(0, abi.IRONPOST_ABI_VERSION, 0, seed, abi.NO_MATCH, 0, 0, 0, bytes(512))
+                abi.CONFIG.pack(0, abi.IRONPOST_ABI_VERSION, 0, seed, abi.NO_MATCH, 0, 0, 0, bytes(512), b"", b"")
             )
 
     @property

@@ -23,6 +23,20 @@ from ironpost_tui.model import IPNetwork
 # each bucket inside it (at most 256); a shorter one is "wild".
 GRANULE = {4: abi.FILTER_GRANULE4, 6: abi.FILTER_GRANULE6}
 MAX_SPREAD = 8
+# The lengths PREFIX4H/PREFIX6H are probed at (bpf/ironpost_common.h): a prefix is filed under the longest
+# not longer than itself, so every prefix ADDR_FILTER lists (not wild) has one, and a packet costs at
+# most PREFIXH_PROBES probes whatever lengths the rules use.
+PROBE_LENGTHS = {4: (16, 20, 24, 28), 6: (40, 48, 56, 64)}
+assert all(
+    len(ladder) <= abi.PREFIXH_PROBES and ladder[0] == GRANULE[v] - MAX_SPREAD for v, ladder in PROBE_LENGTHS.items()
+)
+
+
+def probe_length(net: IPNetwork) -> int | None:
+    """The length ``net`` is probed at in PREFIX4H/PREFIX6H; None for a wild prefix (none)."""
+    fits = [p for p in PROBE_LENGTHS[net.version] if p <= net.prefixlen]
+    return fits[-1] if fits else None
+
 
 Atom = tuple[object, ...]
 
@@ -51,13 +65,23 @@ def net_buckets(net: IPNetwork) -> list[int] | None:
 
 
 def source_atoms(map_name: MapName | Literal["ALLOW"], net: IPNetwork) -> list[Atom]:
-    """Atoms of a source-only rule (EXACT4, BLOCKLIST, SRC4, SRC6) or, with map_name ALLOW, a protected prefix."""
+    """Atoms of a source-only rule (EXACT4, BLOCKLIST, PREFIX4H, PREFIX6H, SRC4, SRC6) or, with map_name ALLOW,
+    a protected prefix.  A hashed prefix (PREFIX4H, PREFIX6H: never a wild one) sets the bit of its probe
+    length (FILTER_PREFIXH_SHIFT + its index in PROBE_LENGTHS) and needs that length listed in CONFIG:
+    an "l" atom, (family index, probe index, length)."""
     v4 = net.version == 4
     if map_name in (MapName.BLOCKLIST, MapName.EXACT4):
         bit = abi.FILTER_EXACT if map_name == MapName.BLOCKLIST else abi.FILTER_EXACT4
         return [("a", filter_bucket(net.network_address.packed.ljust(16, b"\0"), abi.FAMILY_V4), bit)]
-    bit = abi.FILTER_ALLOW if map_name == "ALLOW" else abi.FILTER_PREFIX
     buckets = net_buckets(net)
+    if map_name in (MapName.PREFIX4H, MapName.PREFIX6H):
+        assert buckets is not None, "a wild prefix is never hashed"
+        probe = probe_length(net)
+        assert probe is not None
+        i = PROBE_LENGTHS[net.version].index(probe)
+        bit = 1 << (abi.FILTER_PREFIXH_SHIFT + i)
+        return [("l", 0 if v4 else 1, i, probe), *[("a", b, bit) for b in buckets]]
+    bit = abi.FILTER_ALLOW if map_name == "ALLOW" else abi.FILTER_PREFIX
     if buckets is None:
         if map_name == "ALLOW":
             return [("f", abi.CFG_WILD_ALLOW4 if v4 else abi.CFG_WILD_ALLOW6)]
@@ -98,6 +122,8 @@ class Prefilter:
         self._wild = {"sw": 0, "dw": 0, "pw": 0}
         self._n_shapes = 0
         self._match_rank = abi.NO_MATCH
+        # CONFIG.plen4/plen6: probe length i of PROBE_LENGTHS in slot i while a hashed prefix uses it.
+        self._plens = [bytearray(abi.PREFIXH_PROBES), bytearray(abi.PREFIXH_PROBES)]
         config = dp.read_config_raw()
         self._seed = config[3]
         if dp.reused_maps:
@@ -106,6 +132,7 @@ class Prefilter:
             self._n_shapes, self._flags, self._match_rank = config[0], config[2], config[4]
             self._wild = {"sw": config[5], "dw": config[6], "pw": config[7]}
             self._proto = bytearray(config[8])
+            self._plens = [bytearray(config[9]), bytearray(config[10])]
             self._addr = _words(dp, MapName.ADDR_FILTER)
             self._ports = _words(dp, MapName.PORT_FILTER)
 
@@ -148,12 +175,17 @@ class Prefilter:
             self._n_shapes = n
             self._write_config()
 
+    def probed_lengths(self, family_index: int) -> bytes:
+        """CONFIG.plen4 (0) or plen6 (1) as written: the lengths the program probes, 0 for a free slot."""
+        return bytes(self._plens[family_index])
+
     def publish(self) -> None:
         """Make the maps hold exactly what the atoms say (after adopting pinned maps: bits left by
         rules that are gone are cleared)."""
         addr: dict[int, int] = {}
         ports: dict[int, int] = {}
         self._flags, self._wild, self._proto = 0, {"sw": 0, "dw": 0, "pw": 0}, bytearray(512)
+        self._plens = [bytearray(abi.PREFIXH_PROBES), bytearray(abi.PREFIXH_PROBES)]
         for atom in self._refs:
             kind = atom[0]
             if kind in ("a", "p"):
@@ -162,6 +194,8 @@ class Prefilter:
                 words[idx] = words.get(idx, 0) | mask
             elif kind == "f":
                 self._flags |= int(atom[1])  # type: ignore[call-overload]
+            elif kind == "l":
+                self._set_length(atom, True)
             elif kind in self._wild:
                 self._wild[str(kind)] |= 1 << int(atom[1])  # type: ignore[call-overload]
             else:
@@ -189,6 +223,9 @@ class Prefilter:
             elif kind == "f":
                 self._flags = _set(self._flags, int(atom[1]), on)  # type: ignore[call-overload]
                 config = True
+            elif kind == "l":
+                self._set_length(atom, on)
+                config = True
             elif kind in self._wild:
                 self._wild[str(kind)] = _set(self._wild[str(kind)], 1 << int(atom[1]), on)  # type: ignore[call-overload]
                 config = True
@@ -215,6 +252,11 @@ class Prefilter:
         if config:
             self._write_config()
 
+    def _set_length(self, atom: Atom, on: bool) -> None:
+        """List a probe length ("l" atom) in its CONFIG slot (its index in PROBE_LENGTHS), or clear it."""
+        fam, i, plen = (int(x) for x in atom[1:])  # type: ignore[call-overload]
+        self._plens[fam][i] = plen if on else 0
+
     def _write_config(self) -> None:
         self._dp.write_config_raw(
             abi.CONFIG.pack(
@@ -227,6 +269,8 @@ class Prefilter:
                 self._wild["dw"],
                 self._wild["pw"],
                 bytes(self._proto),
+                bytes(self._plens[0]),
+                bytes(self._plens[1]),
             )
         )
 

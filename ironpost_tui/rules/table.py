@@ -17,11 +17,12 @@ from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.kernel.datapath import Datapath
 from ironpost_tui.model import Action, FilterRule, IPNetwork, RuleStatus
 from ironpost_tui.rules import placement as kernel_rules
-from ironpost_tui.rules import prefilter
+from ironpost_tui.rules import prefilter, prefixh
 from ironpost_tui.rules.exact4 import Exact4
 from ironpost_tui.rules.fragments import FragmentEntries, fragment_keys
 from ironpost_tui.rules.placement import Placement, Shape
 from ironpost_tui.rules.prefilter import Atom, Prefilter
+from ironpost_tui.rules.prefixh import PrefixH
 
 
 @dataclass
@@ -33,7 +34,9 @@ class _Installed:
     priority: int
     shape_index: int | None
     atoms: list[Atom]  # what it set in the prefilter (prefilter.py)
-    exact4: bool = False  # a BLOCKLIST entry the program finds in EXACT4 (exact4.py)
+    # The program finds the entry in an inline table: a BLOCKLIST entry in EXACT4 (exact4.py), a
+    # SRC4/SRC6 entry in PREFIX4H/PREFIX6H (prefixh.py).
+    exact4: bool = False
 
 
 class RuleTable:
@@ -58,6 +61,7 @@ class RuleTable:
         self._allow: dict[IPNetwork, int] = {}
         self._pf = Prefilter(datapath)
         self._exact4 = Exact4(datapath)
+        self._prefixh = PrefixH(datapath)
         self._fragments = FragmentEntries(datapath)  # FRAG_MATCH, derived from the drop rules with a port
         self._match_ranks: dict[str, int] = {}  # rule id -> rank, for the rules in MATCH
         # Counts the writes to the rule maps: a reader of BLOCKLIST (external.py) knows when what it
@@ -267,6 +271,7 @@ class RuleTable:
             shapes[index] = shape
         found: list[FilterRule] = []
         in_blocklist: set[bytes] = set()
+        in_tries: set[IPNetwork] = set()
         for map_name in (MapName.BLOCKLIST, MapName.SRC4, MapName.SRC6, MapName.MATCH):
             for key, raw in self._dp.map_items(map_name):
                 _act, action, origin, _act_slot, _act_prio, slot, priority = abi.BLOCKLIST_VALUE.unpack(raw)
@@ -292,16 +297,19 @@ class RuleTable:
                     self._free_slots.remove(slot)
                 fast, have, want = False, None, (_rank(rule, priority), slot)
                 if map_name == MapName.BLOCKLIST:
-                    # EXACT4 as BLOCKLIST says, whatever a stop between two writes left there.
                     in_blocklist.add(key)
-                    have = self._exact4.get(key)
-                    fast = have is not None and (have == want or self._exact4.has_room(key, slot))
+                elif map_name in self._lpm and rule.src_ip is not None:
+                    in_tries.add(rule.src_ip)
+                if map_name == MapName.BLOCKLIST or map_name in self._lpm:
+                    # EXACT4/PREFIX*H as BLOCKLIST/the tries say, whatever a stop between two writes left there.
+                    have = self._inline_get(map_name, key, rule)
+                    fast = have is not None and (have == want or self._inline_room(map_name, key, rule, slot))
                 atoms = _atoms(rule, placement, shape_index, fast)
                 self._pf.add(atoms)
                 if fast and have != want:
-                    self._exact4.put(key, *want)
+                    self._inline_put(map_name, key, rule, *want)
                 elif not fast and have is not None:
-                    self._exact4.remove(key)  # BLOCKLIST alone now (its filter bit is set above)
+                    self._inline_remove(map_name, key, rule)  # the map alone now (its filter bit is set above)
                 self._rules[rule.id] = _Installed(rule, placement, key, slot, priority, shape_index, atoms, fast)
                 if map_name == MapName.MATCH:
                     self._match_ranks[rule.id] = _rank(rule, priority)
@@ -312,6 +320,7 @@ class RuleTable:
                 self._next_priority = max(self._next_priority, priority + 1)
                 found.append(rule)
         self._exact4.retain(in_blocklist)  # ways whose BLOCKLIST entry is gone (a stop mid-removal)
+        self._prefixh.retain(in_tries)
         for inst in self._rules.values():
             self._stand_for_fragments(inst)
         self._fragments.prune()  # entries of rules that are gone, before publish() clears their bits
@@ -365,8 +374,9 @@ class RuleTable:
             # Zero the slot's hit counters before anything points at it.
             self._dp.percpu_clear(MapName.RULE_HITS, slot)
             acting = self._acting(placement.map_name, rule, slot, priority)
-            # An exact IPv4 source goes into EXACT4 as well, when its bucket has room.
-            fast = placement.map_name == MapName.BLOCKLIST and self._exact4.has_room(key, slot)
+            # An exact IPv4 source goes into EXACT4 as well, a source prefix into PREFIX4H/PREFIX6H,
+            # when there is room.
+            fast = self._inline_room(placement.map_name, key, rule, slot)
             atoms = _atoms(rule, placement, shape_index, fast)
             self.generation += 1
             if rule.external:
@@ -387,7 +397,7 @@ class RuleTable:
                 self._dp.map_update(placement.map_name, key, kernel_rules.value(rule, slot, priority, acting))
                 wrote = True
                 if fast:
-                    self._exact4.put(key, _rank(rule, priority), slot)
+                    self._inline_put(placement.map_name, key, rule, _rank(rule, priority), slot)
             except Exception:
                 if wrote:  # the entry back as it was
                     if take_over is None:
@@ -407,7 +417,7 @@ class RuleTable:
             old = self._rules.pop(take_over)
             del self._by_key[(placement.map_name, key)]  # overwritten above, not deleted
             if old.exact4 and not fast:
-                self._exact4.remove(key)  # no free way for the new rule: BLOCKLIST alone decides now
+                self._inline_remove(placement.map_name, key, rule)  # no free way: the map alone decides now
             self._pf.remove(old.atoms)
             self._match_ranks.pop(take_over, None)
             if old.placement.shape is not None:
@@ -458,11 +468,39 @@ class RuleTable:
                 self._sync_match_rank()  # the rank as the maps still hold it
             raise
         if inst.exact4:
-            self._exact4.put(inst.key, _rank(inst.rule, inst.priority), inst.slot)
+            self._inline_put(inst.placement.map_name, inst.key, inst.rule, _rank(inst.rule, inst.priority), inst.slot)
         if match:
             self._match_ranks[inst.rule.id] = _rank(inst.rule, inst.priority)
             self._stand_for_fragments(inst)
             self._sync_match_rank()
+
+    # The inline tables in front of BLOCKLIST (EXACT4) and the tries (PREFIX4H, PREFIX6H).
+    def _inline_get(self, map_name: MapName, key: bytes, rule: FilterRule) -> tuple[int, int] | None:
+        if map_name == MapName.BLOCKLIST:
+            return self._exact4.get(key)
+        assert rule.src_ip is not None
+        return self._prefixh.get(rule.src_ip)
+
+    def _inline_room(self, map_name: MapName, key: bytes, rule: FilterRule, slot: int) -> bool:
+        if map_name == MapName.BLOCKLIST:
+            return self._exact4.has_room(key, slot)
+        if map_name in self._lpm and rule.src_ip is not None:
+            return self._prefixh.has_room(rule.src_ip, slot)
+        return False
+
+    def _inline_put(self, map_name: MapName, key: bytes, rule: FilterRule, rank: int, slot: int) -> None:
+        if map_name == MapName.BLOCKLIST:
+            self._exact4.put(key, rank, slot)
+        else:
+            assert rule.src_ip is not None
+            self._prefixh.put(rule.src_ip, rank, slot)
+
+    def _inline_remove(self, map_name: MapName, key: bytes, rule: FilterRule) -> None:
+        if map_name == MapName.BLOCKLIST:
+            self._exact4.remove(key)
+        else:
+            assert rule.src_ip is not None
+            self._prefixh.remove(rule.src_ip)
 
     def _stand_for_fragments(self, inst: _Installed) -> None:
         """FRAG_MATCH as ``inst`` (the rule now installed under its id) says: written after its MATCH entry."""
@@ -488,8 +526,8 @@ class RuleTable:
             if plen >= net.prefixlen:
                 break
             rule_id = index.get(net.supernet(new_prefix=plen))
-            if rule_id is None:
-                continue
+            if rule_id is None or rule_id not in self._rules:
+                continue  # not covering; or the old prefix of a rule update() moves, about to go
             other = self._rules[rule_id]
             rank = _rank(other.rule, other.priority)
             if rank < best[0]:
@@ -516,7 +554,7 @@ class RuleTable:
             self._refresh_covered(name, src)
         if self._by_key.get((inst.placement.map_name, inst.key)) == inst.rule.id:
             if inst.exact4:
-                self._exact4.remove(inst.key)  # what the program reads goes first
+                self._inline_remove(inst.placement.map_name, inst.key, inst.rule)  # what the program reads goes first
             if not keep_entry:
                 self._dp.map_delete(inst.placement.map_name, inst.key)
             del self._by_key[(inst.placement.map_name, inst.key)]
@@ -574,9 +612,13 @@ class RuleTable:
 
 
 def _atoms(rule: FilterRule, placement: Placement, shape_index: int | None, exact4: bool = False) -> list[Atom]:
+    """``exact4``: the entry is in an inline table too (EXACT4, PREFIX4H, PREFIX6H)."""
     if placement.shape is None:
         assert rule.src_ip is not None
-        return prefilter.source_atoms(MapName.EXACT4 if exact4 else placement.map_name, rule.src_ip)
+        name = placement.map_name
+        if exact4:
+            name = MapName.EXACT4 if name == MapName.BLOCKLIST else prefixh.map_of(rule.src_ip)
+        return prefilter.source_atoms(name, rule.src_ip)
     assert shape_index is not None
     return prefilter.shape_atoms(
         shape_index, placement.shape.family, rule.src_ip, rule.dst_ip, rule.dst_port, rule.protocol
