@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ironpost_tui.engine import headless
     from ironpost_tui.engine.engine import Engine, EngineOptions
     from ironpost_tui.engine.feed import Source
+    from ironpost_tui.engine.held_logs import HeldLogs
 
 SUBCOMMANDS = ("cleanup", "check-config", "demo", "replay", "block", "unblock", "rules", "alerts", "capture")
 
@@ -221,24 +222,34 @@ def _run_console(
 ) -> ExitStatus:
     """The console on the live engine; the source is closed (the program detached, unless the
     operator chose to keep it enforcing) whatever happens."""
+    from ironpost_tui.engine.held_logs import HeldLogs
     from ironpost_tui.engine.live import LiveSource
     from ironpost_tui.records.recording import Recorder
 
     record = getattr(args, "record", None)
     live = LiveSource(engine, config, Recorder(record) if record is not None else None, keepable=keepable)
+    # The engine compiles and attaches while the interface loads (Textual, the screens): what it logs
+    # meanwhile is held, then goes where the console's own records go.
+    root = logging.getLogger()
+    saved, held = root.handlers[:], HeldLogs()
+    root.handlers = [held]
     try:
-        return _console(live, console, getattr(args, "theme", None))
+        live.begin()
+        return _console(live, console, getattr(args, "theme", None), held)
     finally:
+        root.handlers = saved
+        for record in held.held():  # the console never took them (it failed to load): said here
+            root.handle(record)
         live.close()
 
 
-def _console(source: Source, console: ConsoleSettings, theme: str | None) -> ExitStatus:
+def _console(source: Source, console: ConsoleSettings, theme: str | None, held: HeldLogs | None = None) -> ExitStatus:
     """Run the console until it is quit; a failure it ended on becomes the process's error and exit code."""
     from ironpost_tui.ui.app import make_app
     from ironpost_tui.ui.log_handler import logging_to
 
     app = make_app(console, source, theme=theme)
-    with logging_to(app):
+    with logging_to(app, held):
         app.run()
     if app.farewell:  # what the operator left behind (a program kept enforcing) and how to remove it
         print(visible(app.farewell, keep="\n"))

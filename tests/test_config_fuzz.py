@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from ironpost_tui.config import settings as config
-from ironpost_tui.config.locate import SourceMap, too_deep
+from ironpost_tui.config.locate import SourceMap, _simple_depth, scan_too_deep, too_deep
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -186,3 +186,40 @@ def test_locator_never_fails(text: str, locs: list[tuple[str | int, ...]]) -> No
         assert col >= 1
     deep = too_deep(text, 3)
     assert deep is None or deep[0] >= 1
+
+
+_KEY = st.sampled_from(["a", "b", "rules", "ebpf", "x-1", '"q.k"', "c . d"])
+_VALUES = [
+    '"198.18.0.1"',
+    "80",
+    "'lit'",
+    "true",
+    '"a#b"',
+    "[1, [2]]",
+    "{ a = { b = 1 } }",
+    '"""x',
+    "1979-05-27T07:32:00Z",
+]
+_LINE = st.one_of(
+    st.tuples(st.sampled_from(["[", "[[", " [ "]), st.lists(_KEY, min_size=1, max_size=7)).map(
+        lambda t: f"{t[0]}{'.'.join(t[1])}{']]' if t[0] == '[[' else ']'}"
+    ),
+    st.tuples(_KEY, st.sampled_from(_VALUES)).map(lambda t: f"{t[0]} = {t[1]}"),
+    st.sampled_from(["", "# comment ]]", "  ", "\r", "x = 1 # [[ ]]", "[a.b] # c"]),
+    st.text(max_size=10),
+)
+
+
+@FUZZ
+@given(st.lists(_LINE, max_size=30).map("\n".join), st.integers(1, 8))
+def test_too_deep_fast_path_agrees_with_scanner(text: str, limit: int) -> None:
+    """too_deep() skips the scanner on a file of usual lines only: same answer as the scanner."""
+    assert too_deep(text, limit) == scan_too_deep(text, limit)
+
+
+def test_rule_file_takes_the_fast_path() -> None:
+    usual = "[metrics]\nport = 9717\n\n" + '[[ebpf.rules]]\nid = "r"\nsrc_ip = "198.18.0.1"\n\n' * 3
+    assert _simple_depth(usual) == 4  # [[ebpf.rules]]: tables at level 3, one more for a margin
+    assert too_deep(usual, 4) is None and scan_too_deep(usual, 4) is None
+    assert _simple_depth(usual + "x = [[1]]\n") is None  # an array value: the scanner decides
+    assert too_deep(usual.replace("[[ebpf.rules]]", "[[ebpf.rules.a.b]]"), 4) == (4, 1)  # positive control

@@ -6,8 +6,11 @@ tests/test_ssh_operator.py runs it against a real sshd and ssh client.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support.common import net
 
 from ironpost_tui.model import Action, FilterRule
@@ -267,3 +270,24 @@ def test_violation_exact_inside_and_covering() -> None:
     inside = [protect.Protected(net("198.18.0.0/16"), protect.REASON_PROTECT_LIST)]
     assert protect.violation(exact, inside) == inside[0]
     assert "your SSH client address" in protected[0].describe()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 1 << 17), st.integers(15, 32)), min_size=1, max_size=6),
+    st.integers(0, 1 << 17),
+    st.integers(0, 32),
+    st.booleans(),
+)
+def test_violation_is_ipaddress_overlaps(
+    protections: list[tuple[int, int]], offset: int, plen: int, v6_protection: bool
+) -> None:
+    """violation() compares address ranges as integers: the same answer as ipaddress's overlaps()."""
+    base = int(ipaddress.IPv4Address("198.18.0.0"))
+    protected = [protect.Protected(ipaddress.ip_network((base + o, p), strict=False), "x") for o, p in protections]
+    if v6_protection:  # another version never overlaps
+        protected.insert(0, protect.Protected(ipaddress.ip_network("::/0"), "v6"))
+    src = ipaddress.ip_network((base + offset, plen), strict=False)
+    rule = FilterRule("r", Action.DROP, src_ip=src)
+    expected = next((p for p in protected if p.network.version == 4 and p.network.overlaps(src)), None)
+    assert protect.violation(rule, protected) == expected

@@ -273,6 +273,38 @@ def too_deep(text: str, limit: int) -> tuple[int, int] | None:
     array at level 2 holding tables at level 3, ``x = [[1]]`` in ``[a]`` an
     array at level 2 holding one at level 3.
     """
+    bound = _simple_depth(text)
+    if bound is not None and bound <= limit:
+        return None
+    return scan_too_deep(text, limit)
+
+
+# A line of the usual kind: blank, a comment, a header of bare keys, or ``bare_key = scalar``, the scalar
+# on the line (a one-line string without escapes, a number, a boolean, a date).  A file of such lines
+# alone nests no deeper than its deepest header.
+_SIMPLE_LINE = re.compile(
+    r"[ \t]*(?:(?P<aot>\[\[?)[ \t]*(?P<header>[A-Za-z0-9_-]+(?:[ \t]*\.[ \t]*[A-Za-z0-9_-]+)*)[ \t]*\]\]?"
+    r"|[A-Za-z0-9_-]+[ \t]*=[ \t]*(?:\"[^\"\\\n]*\"|'[^'\n]*'|[A-Za-z0-9_.:+-]+))?"
+    r"[ \t]*(?:#[^\n]*)?\r?"
+)
+
+
+def _simple_depth(text: str) -> int | None:
+    """An upper bound of how deep a file of usual lines only nests (one level more than its deepest
+    header); None when a line is of another kind (then the scanner decides)."""
+    deepest = 0
+    for line in text.split("\n"):
+        m = _SIMPLE_LINE.fullmatch(line)
+        if m is None:
+            return None
+        header = m.group("header")
+        if header is not None:
+            deepest = max(deepest, header.count(".") + 1 + len(m.group("aot")) - 1)
+    return deepest + 1
+
+
+def scan_too_deep(text: str, limit: int) -> tuple[int, int] | None:
+    """too_deep() by the scanner, whatever the lines."""
     scan = _Scan(text, limit=limit, wanted=set())
     scan.run()
     if scan.too_deep_at is None:

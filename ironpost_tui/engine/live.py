@@ -46,9 +46,34 @@ class LiveSource:
             on_exit=self._on_exit(keepable),
         )
         self._keepable = keepable
+        self._early: threading.Thread | None = None
+        self._early_result: SourceInfo | BaseException | None = None
+
+    def begin(self) -> None:
+        """Compile and attach from now on, in a thread of its own (the console's interface loads
+        meanwhile); start() then waits for it and says how it went."""
+        if self._early is None:
+            self._early = threading.Thread(target=self._start_early, name="engine-start", daemon=True)
+            self._early.start()
+
+    def _start_early(self) -> None:
+        try:
+            self._early_result = self._start()
+        except BaseException as exc:  # raised again by start(), in the thread that asks
+            self._early_result = exc
 
     def start(self) -> SourceInfo:
-        """Compile and attach (seconds: call from a worker)."""
+        """Compile and attach (seconds: call from a worker), or wait for begin()'s start to end."""
+        if self._early is None:
+            return self._start()
+        self._early.join()
+        result = self._early_result
+        if isinstance(result, BaseException):
+            raise result
+        assert result is not None
+        return result
+
+    def _start(self) -> SourceInfo:
         with self._lock:
             report = self._supervisor.start()
             control = self.engine.control
@@ -144,6 +169,8 @@ class LiveSource:
         return kept_line(iface, drops, pins)
 
     def close(self) -> None:
+        if self._early is not None:
+            self._early.join()  # a start under way ends before the engine is closed, never after
         with self._lock:
             self._supervisor.close()
             if self.recorder is not None:

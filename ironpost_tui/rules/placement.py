@@ -11,6 +11,7 @@ Pure functions, no map access: rule_table.py writes what these compute.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 
@@ -83,6 +84,9 @@ def value(rule: FilterRule, slot: int, priority: int, acting: tuple[FilterRule, 
     )
 
 
+# A rule is placed several times on its way in (the file's check, the controller's, the table's): the
+# last placements are kept, by the rule's value (a frozen dataclass: equal rules, same placement).
+@functools.lru_cache(maxsize=16_384)
 def place(rule: FilterRule) -> Placement:
     """The map and key for ``rule``; RuleRefused when the kernel cannot hold it."""
     if not rule.match_fields:

@@ -18,6 +18,7 @@ from ironpost_tui.kernel.datapath import Datapath
 from ironpost_tui.model import Action, FilterRule, IPNetwork, RuleStatus
 from ironpost_tui.rules import placement as kernel_rules
 from ironpost_tui.rules import prefilter, prefixh
+from ironpost_tui.rules.coverage import PrefixIndex
 from ironpost_tui.rules.exact4 import Exact4
 from ironpost_tui.rules.fragments import FragmentEntries, fragment_keys
 from ironpost_tui.rules.placement import Placement, Shape
@@ -52,7 +53,7 @@ class RuleTable:
         self._by_key: dict[tuple[MapName, bytes], str] = {}
         self._by_slot: dict[int, str] = {}
         # Source prefixes per LPM trie: network -> rule id (see _refresh_covered).
-        self._lpm: dict[MapName, dict[IPNetwork, str]] = {MapName.SRC4: {}, MapName.SRC6: {}}
+        self._lpm: dict[MapName, PrefixIndex] = {MapName.SRC4: PrefixIndex(), MapName.SRC6: PrefixIndex()}
         # Slots of removed rules: events still queued in the ring buffer name them by slot.
         self._retired: dict[int, FilterRule] = {}
         self._shapes: dict[Shape, tuple[int, int]] = {}  # shape -> (index, users)
@@ -521,13 +522,9 @@ class RuleTable:
         if index is None or rule.src_ip is None:
             return None
         best = (_rank(rule, priority), rule, slot, priority)
-        net = rule.src_ip
-        for plen in sorted({n.prefixlen for n in index}):
-            if plen >= net.prefixlen:
-                break
-            rule_id = index.get(net.supernet(new_prefix=plen))
-            if rule_id is None or rule_id not in self._rules:
-                continue  # not covering; or the old prefix of a rule update() moves, about to go
+        for rule_id in index.covering(rule.src_ip):
+            if rule_id not in self._rules:
+                continue  # the old prefix of a rule update() moves, about to go
             other = self._rules[rule_id]
             rank = _rank(other.rule, other.priority)
             if rank < best[0]:
@@ -536,9 +533,8 @@ class RuleTable:
 
     def _refresh_covered(self, map_name: MapName, prefix: IPNetwork) -> None:
         """Rewrite the entries of prefixes strictly inside ``prefix``: their decider may have changed."""
-        for net, rule_id in list(self._lpm[map_name].items()):
-            if net != prefix and net.version == prefix.version and net.subnet_of(prefix):  # type: ignore[arg-type]
-                self._write(self._rules[rule_id])
+        for rule_id in self._lpm[map_name].covered(prefix):
+            self._write(self._rules[rule_id])
 
     def _uninstall(self, inst: _Installed) -> None:
         del self._rules[inst.rule.id]

@@ -14,6 +14,7 @@ from typing import Any
 
 from textual.app import App
 
+from ironpost_tui.engine.held_logs import HeldLogs
 from ironpost_tui.ui.messages import NoticePosted
 
 
@@ -31,10 +32,14 @@ class NoticeHandler(logging.Handler):
 
 
 @contextmanager
-def logging_to(app: App[Any]) -> Iterator[None]:
+def logging_to(app: App[Any], held: HeldLogs | None = None) -> Iterator[None]:
+    """The root logger's records to ``app``; ``held``'s too (records logged before the app existed)."""
     root = logging.getLogger()
     saved = root.handlers[:]
-    root.handlers = [NoticeHandler(app)]
+    notices = NoticeHandler(app)
+    root.handlers = [notices]
+    if held is not None:
+        held.forward_to(notices)
     try:
         yield
     finally:

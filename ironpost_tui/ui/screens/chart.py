@@ -10,7 +10,6 @@ from textual.color import Color
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Label
-from textual_plotext import PlotextPlot
 
 from ironpost_tui.model import ProtoRates, StatsSample
 from ironpost_tui.ui import format as fmt
@@ -47,6 +46,8 @@ class ChartScreen(Screen[None]):
         self.set_reactive(ChartScreen.bits, bits)
 
     def compose(self) -> ComposeResult:
+        from textual_plotext import PlotextPlot  # plotext loads when a chart is first opened, not at launch
+
         yield Label("", id="chart-title")
         yield PlotextPlot(id="rate-plot")
         yield PlotextPlot(id="volume-plot")
@@ -108,6 +109,8 @@ class ChartScreen(Screen[None]):
         )
 
     def _plot(self, selector: str, title: str, xs: list[float], lines: list[tuple[str, list[float], str]]) -> None:
+        from textual_plotext import PlotextPlot
+
         widget = self.query_one(selector, PlotextPlot)
         plt = widget.plt
         plt.clear_data()
