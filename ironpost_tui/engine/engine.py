@@ -25,6 +25,7 @@ from ironpost_tui.engine.crowdsec.bouncer import Bouncer
 from ironpost_tui.engine.crowdsec.lapi import LapiClient, bouncer_key, machine_credentials
 from ironpost_tui.engine.crowdsec.sensor import Sensor
 from ironpost_tui.engine.snapshot import EngineSnapshot, SnapshotBuilder
+from ironpost_tui.engine.tick_times import TickTimes
 from ironpost_tui.errors import IronpostError, LoadFailed, ModeUnsupported, XdpBusy
 from ironpost_tui.kernel import host, libbpf
 from ironpost_tui.kernel.abi import MapName
@@ -134,6 +135,7 @@ class Engine:
         self._top_rates = TopRates()
         self._top = TopSnapshot(at=time.time())
         self._bouncer: Bouncer | None = None
+        self._tick_times = TickTimes()
         self._sensor: Sensor | None = None
         self.report: StartReport | None = None
         # Rule changes from another thread (the command-line socket, the console's edits) and the
@@ -329,7 +331,11 @@ class Engine:
             timeout_ms = min(timeout_ms, 1)  # decisions waiting: the next slice at once, not after an idle wait
         records = self._dp.read_events(timeout_ms)  # only this thread reads the ring: no lock while waiting
         with self.lock:
-            return self._tick(records, events, publish)
+            t0 = time.perf_counter()
+            try:
+                return self._tick(records, events, publish)
+            finally:
+                self._tick_times.observe(time.perf_counter() - t0)
 
     def _tick(self, records: EventRecords, events: bool, publish: bool) -> Tick:
         assert self._dp is not None and self._decoder is not None
@@ -341,8 +347,6 @@ class Engine:
             if self._control is not None:
                 gone = self._control.expire(time.time(), Actor("ironpost", None, "expiry"))
                 self._blocker.expired(gone)
-                if self._bouncer is not None:
-                    self._bouncer.forget(gone)
         if now - self._last_external >= self.options.external_interval:
             self._last_external = now
             publish = self._reconcile_external() or publish
@@ -412,18 +416,30 @@ class Engine:
 
     def _publish(self, sample: StatsSample) -> EngineSnapshot:
         table = self.control.table
+        rules = table.status()
+        entries = table.count(MapName.BLOCKLIST)
+        if self._bouncer is not None:  # the decisions: one row, their entries beside the rules'
+            rules.append(self._bouncer.rule_status(self.control))
+            entries += self._bouncer.decision_set(self.control).written(MapName.BLOCKLIST)
         self._snapshot = self._snapshots.build(
             sample,
-            table.status(),
+            rules,
             mode=self._link.mode if self._link else "",
             attached=self._link is not None,
-            blocklist_entries=table.count(MapName.BLOCKLIST),
+            blocklist_entries=entries,
             blocklist_capacity=table.capacity()[MapName.BLOCKLIST],
             alerts_active=len(self._detect.book.active),
         )
+        self._snapshot = replace(self._snapshot, ticks=self._tick_times.snapshot())
         if self._bouncer is not None:
             self._snapshot = replace(self._snapshot, crowdsec=self._bouncer.status(self.control))
         return self._snapshot
+
+    def clear_decisions(self) -> int:
+        """A panic: every CrowdSec decision out of the kernel (the next full pull brings back those in
+        force); how many went."""
+        with self.lock:
+            return self._bouncer.panic() if self._bouncer is not None else 0
 
     def snapshot(self) -> EngineSnapshot:
         """The latest published state; safe to call from any thread."""

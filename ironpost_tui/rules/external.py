@@ -129,7 +129,8 @@ class ExternalEntries:
             return Outcome()
         held = self._table.blocklist()
         self._ignored = {k: v for k, v in self._ignored.items() if k not in held}
-        expected = {key: value for key, (_rule, value) in held.items()} | self._ignored
+        # The decision set's entries (decision_set.py) as it wrote them; a rule's entry wins its key.
+        expected = self._table.side_entries | {key: value for key, (_rule, value) in held.items()} | self._ignored
         changes = diff(expected, entries(keys, values, count))
         out = Outcome()
         if not changes:
