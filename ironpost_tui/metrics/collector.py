@@ -49,7 +49,13 @@ METRICS: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
         (),
         "How long the engine's ticks took: their work (rules, decisions, detectors), not their wait for events",
     ),
-    ("ironpost_tick_seconds_max", "gauge", (), "The longest tick since the engine started"),
+    (
+        "ironpost_tick_cpu_seconds",
+        "histogram",
+        (),
+        "CPU time of the engine's tick thread per tick: the tick's own work, without waits for a CPU",
+    ),
+    ("ironpost_tick_seconds_max", "gauge", (), "The longest tick since the engine started (wall clock)"),
     ("ironpost_crowdsec_decisions", "gauge", (), "CrowdSec LAPI decisions in force as drop rules"),
     ("ironpost_crowdsec_pulls_total", "counter", ("result",), "Pulls of the CrowdSec decision stream, by result"),
     (
@@ -147,12 +153,16 @@ class EngineCollector(Collector):
         yield sampled
 
         if snap.ticks is not None:
-            ticks = HistogramMetricFamily("ironpost_tick_seconds", _HELP["ironpost_tick_seconds"])
-            buckets = [(str(le), float(n)) for le, n in snap.ticks.buckets] + [("+Inf", float(snap.ticks.count))]
-            ticks.add_metric([], buckets, snap.ticks.total)
-            yield ticks
+            for name, hist in (
+                ("ironpost_tick_seconds", snap.ticks.wall),
+                ("ironpost_tick_cpu_seconds", snap.ticks.cpu),
+            ):
+                family = HistogramMetricFamily(name, _HELP[name])
+                buckets = [(str(le), float(n)) for le, n in hist.buckets] + [("+Inf", float(hist.count))]
+                family.add_metric([], buckets, hist.total)
+                yield family
             longest = _gauge("ironpost_tick_seconds_max")
-            longest.add_metric([], snap.ticks.longest)
+            longest.add_metric([], snap.ticks.wall.longest)
             yield longest
 
         info = _gauge("ironpost_build_info", ("version",))

@@ -131,6 +131,7 @@ class DecisionSet:
         if held.written:
             self._written[held.map_name] -= 1
             if self._table.owner(held.map_name, held.key) is None:
+                self._table.generation += 1
                 self._dp.map_delete(held.map_name, held.key)
         self._table.prefilter.remove(self._atoms(net, held.map_name))  # after the entry went
         return True
@@ -166,6 +167,7 @@ class DecisionSet:
         """Write ``held``'s entry unless a rule of the table holds its key (then it waits: _table_let_go)."""
         if held.written or self._table.owner(held.map_name, held.key) is not None:
             return
+        self._table.generation += 1  # a survey of BLOCKLIST taken before this write is stale (external.py)
         self._dp.map_update(held.map_name, held.key, self._value)
         held.written = True
         self._written[held.map_name] += 1

@@ -11,11 +11,13 @@ MAX_BACKOFF) and the status says so.
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 from ironpost_tui.config.crowdsec import CrowdSecSettings
@@ -24,7 +26,7 @@ from ironpost_tui.engine.crowdsec.lapi import LapiClient, LapiError
 from ironpost_tui.errors import IronpostError
 from ironpost_tui.model import Action, FilterRule, IPNetwork, RuleStatus, StrEnum
 from ironpost_tui.rules import protect
-from ironpost_tui.rules.audit import Actor
+from ironpost_tui.rules.audit import Actor, AuditLog
 from ironpost_tui.rules.control import RuleController
 from ironpost_tui.rules.decision_set import DecisionSet
 
@@ -39,7 +41,13 @@ RESYNC_SECS = 60.0
 # The decisions in force share this rule's slot (rules/decision_set.py): one row, one rule_id in /metrics.
 SET_RULE = FilterRule("crowdsec", Action.DROP, description="CrowdSec decisions", crowdsec=True)
 SET_MAPS = "BLOCKLIST/SRC4/SRC6"
-AUDIT_EACH = 20  # changes in one tick audited one by one; more: one summary line
+# And once the deltas go quiet after changes (a bulk import done), at most this often: what the deltas
+# missed is in force seconds after the import, not up to RESYNC_SECS later.
+SETTLED_SECS = 5.0
+AUDIT_EACH = 20
+BULK_AUDIT_SECS = (
+    10.0  # a bulk being applied: audited this often  # changes in one tick audited one by one; more: one summary line
+)
 
 
 class LapiState(StrEnum):
@@ -65,16 +73,30 @@ class CrowdSecStatus:
     pending: int  # decisions pulled, not applied yet
 
 
+@dataclass
+class _Sweep:
+    """After a full pull: the sources in it (``wanted``); those held and not wanted go, a slice a tick."""
+
+    wanted: frozenset[IPNetwork]
+    held: list[IPNetwork] | None = None  # what is left to look at (taken when the sweep starts)
+
+
 class Bouncer:
     def __init__(self, settings: CrowdSecSettings, client: LapiClient) -> None:
         self.settings = settings
         self._client = client
-        self._queue: queue.Queue[Delta] = queue.Queue()
-        # Not applied yet: (True, decision) to apply, (False, decision) deleted, (False, network) gone from a full pull.
-        self._ops: deque[tuple[bool, Decision | IPNetwork]] = deque()
+        # Each pull's Delta, with a full pull's sources (built here, in the puller thread).
+        self._queue: queue.Queue[tuple[Delta, frozenset[IPNetwork] | None]] = queue.Queue()
+        # Not applied yet: (True, decision) to apply, (False, decision) deleted, (False, sweep) after a full pull.
+        self._ops: deque[Iterator[tuple[bool, Decision | _Sweep]]] = deque()
+        self._pending = 0  # decisions in self._ops
         self._set: DecisionSet | None = None  # the decisions in force (made on the first tick)
         self._warned: set[IPNetwork] = set()  # protected sources logged once
         self._protected_ids: set[int] = set()  # decisions skipped as protected, counted once each
+        self._bulk: Counter[str] = Counter()  # changes applied, not audited yet (the puller writes them)
+        self._bulk_audit: AuditLog | None = None
+        self._bulk_since = time.monotonic()
+        self._bulk_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.state = LapiState.CONNECTING
@@ -90,14 +112,17 @@ class Bouncer:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=self.settings.timeout + 1)
+        self._write_bulk(force=True)
         self._client.close()
 
     def _run(self) -> None:
         startup = True
         last_full = time.monotonic()
         backoff = self.settings.poll_interval
+        changed = quiet = False  # a delta brought changes since the last full pull; the last one brought none
         while not self._stop.is_set():
-            full = startup or time.monotonic() - last_full >= RESYNC_SECS
+            since = time.monotonic() - last_full
+            full = startup or since >= RESYNC_SECS or (changed and quiet and since >= SETTLED_SECS)
             try:
                 body = self._client.stream(full)
                 delta = replace(parse_stream(body, self.settings), full=full)
@@ -124,6 +149,10 @@ class Bouncer:
             startup = False
             if full:
                 last_full = time.monotonic()
+                changed = False
+            else:
+                quiet = not (delta.new or delta.deleted)
+                changed = changed or not quiet
             backoff = self.settings.poll_interval
             self.state = LapiState.UP
             self.last_pull = time.time()
@@ -131,7 +160,8 @@ class Bouncer:
             if delta.malformed:
                 log.warning("CrowdSec decision stream: %d malformed entries ignored", delta.malformed)
             if delta.new or delta.deleted or delta.full:
-                self._queue.put(delta)
+                self._queue.put((delta, frozenset(d.network for d in delta.new) if full else None))
+            self._write_bulk()
             self._stop.wait(self.settings.poll_interval)
 
     # --- on the tick ------------------------------------------------------------------
@@ -146,26 +176,36 @@ class Bouncer:
         decisions = self.decision_set(control)
         while True:
             try:
-                delta = self._queue.get_nowait()
+                delta, wanted = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if delta.full:  # what is held and no longer in force goes
-                wanted = {d.network for d in delta.new}
-                self._ops.extend((False, net) for net in decisions.networks() if net not in wanted)
-            self._ops.extend((False, d) for d in delta.deleted)
-            self._ops.extend((True, d) for d in delta.new)
+            # Iterators, taken a slice a tick: no tick copies a 100,000-decision pull.
+            self._ops.append((False, d) for d in delta.deleted)
+            self._ops.append((True, d) for d in delta.new)
+            self._pending += len(delta.deleted) + len(delta.new)
+            if wanted is not None:  # a full pull: then what is held and no longer in force goes
+                self._ops.append(iter([(False, _Sweep(wanted))]))
         t0 = time.monotonic()
         deadline = t0 + budget
         now = time.time()
         changes: list[tuple[str, Decision | IPNetwork]] = [("delete", n) for n in decisions.expire(now, deadline)]
-        ops = self._ops
         refused = 0
-        while ops and time.monotonic() < deadline:
-            new, op = ops.popleft()
-            if not isinstance(op, Decision):  # held, absent from a full pull
-                if decisions.remove(op):
-                    changes.append(("delete", op))
+        while time.monotonic() < deadline:
+            item = self._next_op()
+            if item is None:
+                break
+            new, op = item
+            if isinstance(op, _Sweep):  # after a full pull: what is held and was not in it goes
+                if op.held is None:
+                    op.held = decisions.networks()
+                while op.held and time.monotonic() < deadline:
+                    net = op.held.pop()
+                    if net not in op.wanted and decisions.remove(net):
+                        changes.append(("delete", net))
+                if op.held:
+                    self._ops.appendleft(iter([(new, op)]))  # the rest next tick
                 continue
+            self._pending -= 1
             d = op
             try:
                 if not new:
@@ -191,16 +231,47 @@ class Bouncer:
         if refused > 1:
             log.warning("%d more CrowdSec decisions not applied this tick", refused - 1)
         self._audit(control, changes, now)
+        if len(changes) > AUDIT_EACH:
+            # A bulk: the decisions just held live long.  Out of the collector's generations (after a
+            # young collection), so no full collection walks 100,000 of them on some later tick (each
+            # would take hundreds of ms); they are still freed by reference counting when they go.
+            gc.collect(1)
+            gc.freeze()
         return bool(changes)
 
-    @staticmethod
-    def _audit(control: RuleController, changes: list[tuple[str, Decision | IPNetwork]], now: float) -> None:
-        """A few changes one line each; a bulk (a startup stream) one line with the counts, not 100,000."""
-        if len(changes) <= AUDIT_EACH:
-            control.audit.record_changes(ACTOR, [(what, _as_rule(c, now)) for what, c in changes])
-        elif changes:
-            counts = {what: sum(1 for w, _ in changes if w == what) for what in ("add", "delete")}
-            control.audit.record("crowdsec-sync", ACTOR, None, **counts)
+    def _next_op(self) -> tuple[bool, Decision | _Sweep] | None:
+        while self._ops:
+            try:
+                return next(self._ops[0])
+            except StopIteration:
+                self._ops.popleft()
+        return None
+
+    def _audit(self, control: RuleController, changes: list[tuple[str, Decision | IPNetwork]], now: float) -> None:
+        """A few changes one line each; a bulk (a startup stream, an import) one line with the counts, not
+        100,000, written by the puller thread (an audit line is fsynced: no tick waits on the disk)."""
+        if not changes:
+            return
+        with self._bulk_lock:
+            if len(changes) <= AUDIT_EACH and not self._bulk:
+                control.audit.record_changes(ACTOR, [(what, _as_rule(c, now)) for what, c in changes])
+                return
+            self._bulk_audit = control.audit
+            for what, _ in changes:
+                self._bulk[what] += 1
+
+    def _write_bulk(self, force: bool = False) -> None:
+        """The bulk's summary line, once the pulled decisions are applied (or every BULK_AUDIT_SECS)."""
+        with self._bulk_lock:
+            if not self._bulk or self._bulk_audit is None:
+                return
+            if self.pending and not force and time.monotonic() - self._bulk_since < BULK_AUDIT_SECS:
+                return
+            counts = {what: self._bulk[what] for what in ("add", "delete")}
+            self._bulk.clear()
+            self._bulk_since = time.monotonic()
+            audit = self._bulk_audit
+        audit.record("crowdsec-sync", ACTOR, None, **counts)
 
     @property
     def pending(self) -> bool:
@@ -218,7 +289,7 @@ class Bouncer:
             self.last_pull,
             dict(self.pulls),
             len(self._protected_ids),
-            len(self._ops),
+            self._pending,
         )
 
     def rule_status(self, control: RuleController) -> RuleStatus:
