@@ -44,10 +44,8 @@ SET_MAPS = "BLOCKLIST/SRC4/SRC6"
 # And once the deltas go quiet after changes (a bulk import done), at most this often: what the deltas
 # missed is in force seconds after the import, not up to RESYNC_SECS later.
 SETTLED_SECS = 5.0
-AUDIT_EACH = 20
-BULK_AUDIT_SECS = (
-    10.0  # a bulk being applied: audited this often  # changes in one tick audited one by one; more: one summary line
-)
+AUDIT_EACH = 20  # changes in one tick audited one by one; more: one summary line
+BULK_AUDIT_SECS = 10.0  # a bulk being applied: audited this often
 
 
 class LapiState(StrEnum):
