@@ -467,12 +467,6 @@ class Engine:
             self._snapshot = replace(self._snapshot, crowdsec=self._bouncer.status(self.control))
         return self._snapshot
 
-    def clear_decisions(self) -> int:
-        """A panic: every CrowdSec decision out of the kernel (the next full pull brings back those in
-        force); how many went."""
-        with self.lock:
-            return self._bouncer.panic() if self._bouncer is not None else 0
-
     def snapshot(self) -> EngineSnapshot:
         """The latest published state; safe to call from any thread."""
         return self._snapshot

@@ -111,9 +111,6 @@ class Supervisor:
     def panic(self, via: str) -> tuple[FilterRule, ...]:
         """Clear every drop rule; the panic's own write to the file is not a change to reload."""
         cleared = self.engine.control.panic(Actor.current(via))
-        decisions = self.engine.clear_decisions()
-        if decisions:
-            log.warning("panic: cleared %d CrowdSec decision(s) (back at the next full pull)", decisions)
         self._mark()
         return tuple(cleared)
 

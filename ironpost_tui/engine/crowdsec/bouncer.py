@@ -167,6 +167,7 @@ class Bouncer:
         """The decisions in force, in the kernel: one DecisionSet, made on first use."""
         if self._set is None:
             self._set = DecisionSet(control.table, SET_RULE)
+            control.on_panic.append(self.panic)
         return self._set
 
     def apply(self, control: RuleController, budget: float = BUDGET) -> bool:
