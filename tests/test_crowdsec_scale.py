@@ -149,7 +149,8 @@ def test_100k_decisions(agents: AgentPool, lab: netlab.Lab, lapi: Lapi, probe: P
         wait_until("every decision in the maps", in_maps, timeout=IN_MAPS_WITHIN, every=1.0)
     except AssertionError as exc:
         raise AssertionError(f"{exc}; maps, skipped, decisions: {seen}; agent: {_agent.stdout[-3000:]}") from None
-    assert time.monotonic() - imported <= IN_MAPS_WITHIN
+    all_in = time.monotonic() - imported
+    assert all_in <= IN_MAPS_WITHIN
     skipped = sample(scrape(port), "ironpost_crowdsec_protected_skipped_total") or 0.0
     assert skipped < 100, "most decisions skipped as protected: the host has addresses all over the lab range"
     assert V4_RANGES - skipped <= map_count(maps["SRC4"]) <= V4_RANGES
@@ -160,10 +161,13 @@ def test_100k_decisions(agents: AgentPool, lab: netlab.Lab, lapi: Lapi, probe: P
     _, wall1 = ticks_over(port, TICK_BOUND, "ironpost_tick_seconds")
     assert ticks1 > ticks0  # the histogram counts ticks (positive control)
     # The tick's own work (its thread's CPU time) never past 100 ms.  Wall clock adds the waits for a CPU
-    # on this shared 2-core host and for the interpreter: at most 1 % of the ticks past 100 ms.
+    # on this shared 2-core host and for the interpreter: at most 2 % of the ticks past 100 ms.
     assert slow1 - slow0 == 0, f"{slow1 - slow0:.0f} ticks took over {TICK_BOUND * 1000:.0f} ms of CPU"
-    assert wall1 - wall0 <= 0.01 * (ticks1 - ticks0), f"{wall1 - wall0:.0f} of {ticks1 - ticks0:.0f} ticks over 100 ms"
-    print(f"ticks: {ticks1 - ticks0:.0f}, over 100 ms wall clock: {wall1 - wall0:.0f}, CPU: {slow1 - slow0:.0f}")
+    assert wall1 - wall0 <= 0.02 * (ticks1 - ticks0), f"{wall1 - wall0:.0f} of {ticks1 - ticks0:.0f} ticks over 100 ms"
+    print(
+        f"all in {all_in:.1f} s after the import; ticks: {ticks1 - ticks0:.0f}, over 100 ms wall clock: "
+        f"{wall1 - wall0:.0f}, CPU: {slow1 - slow0:.0f}; CLI block in force {took:.2f} s after it returned"
+    )
     assert probe.burst() == 0  # the block is still in force
     text = scrape(port)
     assert (sample(text, "ironpost_rule_hits_total", rule_id="crowdsec") or 0.0) >= 0
