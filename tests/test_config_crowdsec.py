@@ -153,7 +153,7 @@ def test_stream_hostile_input() -> None:
         1,
         "x",
         {},
-        {**ok, "value": "198.18.0.0/24"},  # an Ip that is a range
+        {**ok, "value": "0.0.0.0/0"},  # an Ip that is a range (cscli import's), and far too broad
         {**ok, "scope": "Range", "value": "198.18.0.1/24"},  # host bits set
         {**ok, "value": "not-an-ip"},
         {**ok, "duration": "forever"},
@@ -171,6 +171,9 @@ def test_stream_hostile_input() -> None:
     assert skipped.new == () and skipped.malformed == 1 and skipped.skipped == 1
     only = CrowdSecSettings(origins=("crowdsec",), scopes=(Scope.RANGE,))
     assert parse_stream({"new": [ok]}, only).skipped == 1
+    # A prefix under scope Ip (what cscli 1.4's import makes of a CSV's ranges) is that range.
+    (as_range,) = parse_stream({"new": [{**ok, "value": "198.18.0.0/24"}]}, s).new
+    assert as_range.scope is Scope.RANGE and as_range.value == "198.18.0.0/24"
     # The narrowest refused ranges' neighbours are taken (the controls): /16 and /32.
     wide = [{**ok, "scope": "Range", "value": v} for v in ("198.18.0.0/16", "2001:db8::/32")]
     assert [d.value for d in parse_stream({"new": wide}, s).new] == ["198.18.0.0/16", "2001:db8::/32"]

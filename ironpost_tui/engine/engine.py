@@ -25,6 +25,7 @@ from ironpost_tui.engine.crowdsec.bouncer import Bouncer
 from ironpost_tui.engine.crowdsec.lapi import LapiClient, bouncer_key, machine_credentials
 from ironpost_tui.engine.crowdsec.sensor import Sensor
 from ironpost_tui.engine.snapshot import EngineSnapshot, SnapshotBuilder
+from ironpost_tui.engine.tick_times import TickTimes
 from ironpost_tui.errors import IronpostError, LoadFailed, ModeUnsupported, XdpBusy
 from ironpost_tui.kernel import host, libbpf
 from ironpost_tui.kernel.abi import MapName
@@ -40,6 +41,7 @@ from ironpost_tui.rules import external, protect
 from ironpost_tui.rules.audit import Actor, AuditLog
 from ironpost_tui.rules.blocking import BlockIndex
 from ironpost_tui.rules.control import RuleController, RuleSink
+from ironpost_tui.rules.external import Survey
 from ironpost_tui.rules.infrastructure import InfraAddress, InfraSources
 from ironpost_tui.rules.protect import NO_SSH_CLIENT, Protected
 from ironpost_tui.rules.table import RuleTable, monotonic_to_wall_offset
@@ -124,7 +126,9 @@ class Engine:
         self._snapshots = SnapshotBuilder(options.iface)
         self._snapshot = EngineSnapshot(at=time.time(), iface=options.iface, mode="", attached=False)
         self._last_detect = 0.0
-        self._last_external = 0.0
+        self._survey: Survey | None = None  # the surveyor thread's latest, taken by the next tick
+        self._stop_survey = threading.Event()
+        self._surveyor: threading.Thread | None = None
         self._journal: AutoJournal | None = None
         self._blocker = AutoBlocker(
             options.detector, options.auto_block, options.infrastructure, lambda: self.control.protected
@@ -134,6 +138,7 @@ class Engine:
         self._top_rates = TopRates()
         self._top = TopSnapshot(at=time.time())
         self._bouncer: Bouncer | None = None
+        self._tick_times = TickTimes()
         self._sensor: Sensor | None = None
         self.report: StartReport | None = None
         # Rule changes from another thread (the command-line socket, the console's edits) and the
@@ -226,7 +231,9 @@ class Engine:
         # Other tools' entries already in BLOCKLIST (written while no controller ran) are in force
         # before the program is attached or swapped in.
         self._reconcile_external()
-        self._last_external = time.monotonic()
+        self._stop_survey = threading.Event()
+        self._surveyor = threading.Thread(target=self._survey_loop, name="blocklist-survey", daemon=True)
+        self._surveyor.start()
         self._decoder = EventDecoder(offset, self._rules.rule_for_slot)
         if self.auto_blocking:
             self._blocker.infra.refresh(time.monotonic())
@@ -285,10 +292,15 @@ class Engine:
 
     def close(self) -> None:
         """Detach (unless persisted) and release everything; safe to call twice."""
+        self._stop_survey.set()
+        if self._surveyor is not None and self._surveyor is not threading.current_thread():
+            self._surveyor.join(timeout=5)  # its read of BLOCKLIST done before the maps close
+            self._surveyor = None
         with self.lock:  # not in the middle of another thread's rule change
             self._close()
 
     def _close(self) -> None:
+        self._stop_survey.set()
         if self._bouncer is not None:
             self._bouncer.stop()
             self._bouncer = None
@@ -329,7 +341,11 @@ class Engine:
             timeout_ms = min(timeout_ms, 1)  # decisions waiting: the next slice at once, not after an idle wait
         records = self._dp.read_events(timeout_ms)  # only this thread reads the ring: no lock while waiting
         with self.lock:
-            return self._tick(records, events, publish)
+            t0, cpu0 = time.perf_counter(), time.thread_time()
+            try:
+                return self._tick(records, events, publish)
+            finally:
+                self._tick_times.observe(time.perf_counter() - t0, time.thread_time() - cpu0)
 
     def _tick(self, records: EventRecords, events: bool, publish: bool) -> Tick:
         assert self._dp is not None and self._decoder is not None
@@ -341,11 +357,9 @@ class Engine:
             if self._control is not None:
                 gone = self._control.expire(time.time(), Actor("ironpost", None, "expiry"))
                 self._blocker.expired(gone)
-                if self._bouncer is not None:
-                    self._bouncer.forget(gone)
-        if now - self._last_external >= self.options.external_interval:
-            self._last_external = now
-            publish = self._reconcile_external() or publish
+        survey, self._survey = self._survey, None
+        if survey is not None:  # the surveyor's read of BLOCKLIST: acted on here, under the lock
+            publish = self._apply_survey(survey) or publish
         if self._bouncer is not None:
             try:
                 # In force at once; shown at the next sample (publishing reads every rule's hits: not each tick).
@@ -402,6 +416,28 @@ class Engine:
             self._block_index = BlockIndex(rules)
         return self._block_index.blocks(self._detect.book.sources(), wall)
 
+    def _survey_loop(self) -> None:
+        """Read BLOCKLIST for other tools' changes every external_interval, off the tick: with 100,000
+        CrowdSec decisions in it, the read and the compare take longer than a tick may."""
+        while not self._stop_survey.wait(self.options.external_interval):
+            try:
+                with self.lock:
+                    if self._stop_survey.is_set() or self._control is None:
+                        return
+                    expected, generation = self._control.external.expected()
+                    external = self._control.external
+                self._survey = external.survey(expected, generation)
+            except Exception:  # a failed read: logged, tried again next time
+                log.exception("reading BLOCKLIST for other tools' entries failed")
+
+    def _apply_survey(self, survey: Survey) -> bool:
+        """Other tools' changes to BLOCKLIST into the rules; True when the rules changed."""
+        try:
+            return self.control.external.apply(survey).rules_changed
+        except Exception:  # a failed write: logged, tried again next time
+            log.exception("taking in other tools' BLOCKLIST entries failed")
+            return False
+
     def _reconcile_external(self) -> bool:
         """Other tools' changes to BLOCKLIST into the rules; True when the rules changed."""
         try:
@@ -412,15 +448,21 @@ class Engine:
 
     def _publish(self, sample: StatsSample) -> EngineSnapshot:
         table = self.control.table
+        rules = table.status()
+        entries = table.count(MapName.BLOCKLIST)
+        if self._bouncer is not None:  # the decisions: one row, their entries beside the rules'
+            rules.append(self._bouncer.rule_status(self.control))
+            entries += self._bouncer.decision_set(self.control).written(MapName.BLOCKLIST)
         self._snapshot = self._snapshots.build(
             sample,
-            table.status(),
+            rules,
             mode=self._link.mode if self._link else "",
             attached=self._link is not None,
-            blocklist_entries=table.count(MapName.BLOCKLIST),
+            blocklist_entries=entries,
             blocklist_capacity=table.capacity()[MapName.BLOCKLIST],
             alerts_active=len(self._detect.book.active),
         )
+        self._snapshot = replace(self._snapshot, ticks=self._tick_times.snapshot())
         if self._bouncer is not None:
             self._snapshot = replace(self._snapshot, crowdsec=self._bouncer.status(self.control))
         return self._snapshot

@@ -11,6 +11,7 @@ from types import MappingProxyType
 
 from ironpost_tui.detectors import AlertChange, ChangeKind, Detector
 from ironpost_tui.engine.crowdsec.bouncer import CrowdSecStatus
+from ironpost_tui.engine.tick_times import TickSeconds
 from ironpost_tui.model import FilterRule, ProtoCounters, RuleStatus, StatsSample
 from ironpost_tui.version import __version__
 
@@ -50,6 +51,7 @@ class EngineSnapshot:
     blocklist_entries: int = 0
     blocklist_capacity: int = 0
     crowdsec: CrowdSecStatus | None = None  # None: no [crowdsec]
+    ticks: TickSeconds | None = None  # how long the ticks took (tick_times.py)
     version: str = __version__
 
     def __post_init__(self) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ironpost_tui.detectors import Detector
@@ -43,6 +43,19 @@ METRICS: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
     ("ironpost_xdp_attached", "gauge", ("interface", "mode"), "1 while the program is attached, else 0"),
     ("ironpost_last_sample_timestamp_seconds", "gauge", (), "When the engine last read its counters"),
     ("ironpost_build_info", "gauge", ("version",), "Always 1; the version in a label"),
+    (
+        "ironpost_tick_seconds",
+        "histogram",
+        (),
+        "How long the engine's ticks took: their work (rules, decisions, detectors), not their wait for events",
+    ),
+    (
+        "ironpost_tick_cpu_seconds",
+        "histogram",
+        (),
+        "CPU time of the engine's tick thread per tick: the tick's own work, without waits for a CPU",
+    ),
+    ("ironpost_tick_seconds_max", "gauge", (), "The longest tick since the engine started (wall clock)"),
     ("ironpost_crowdsec_decisions", "gauge", (), "CrowdSec LAPI decisions in force as drop rules"),
     ("ironpost_crowdsec_pulls_total", "counter", ("result",), "Pulls of the CrowdSec decision stream, by result"),
     (
@@ -138,6 +151,19 @@ class EngineCollector(Collector):
         sampled = _gauge("ironpost_last_sample_timestamp_seconds")
         sampled.add_metric([], snap.at)
         yield sampled
+
+        if snap.ticks is not None:
+            for name, hist in (
+                ("ironpost_tick_seconds", snap.ticks.wall),
+                ("ironpost_tick_cpu_seconds", snap.ticks.cpu),
+            ):
+                family = HistogramMetricFamily(name, _HELP[name])
+                buckets = [(str(le), float(n)) for le, n in hist.buckets] + [("+Inf", float(hist.count))]
+                family.add_metric([], buckets, hist.total)
+                yield family
+            longest = _gauge("ironpost_tick_seconds_max")
+            longest.add_metric([], snap.ticks.wall.longest)
+            yield longest
 
         info = _gauge("ironpost_build_info", ("version",))
         info.add_metric([snap.version], 1)

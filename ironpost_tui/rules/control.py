@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from typing import Literal, Protocol
 
 from ironpost_tui.errors import BlocklistFull, IronpostError, RuleRefused
@@ -59,6 +60,7 @@ class RuleController:
         self.store = store
         self.journal = journal  # auto-blocks go here, never to store (None: to store, as any rule)
         self.protected: list[Protected] = []
+        self.on_panic: list[Callable[[], int]] = []  # more to clear in a panic; each says how many went
         # Other tools' BLOCKLIST entries: rules of their own, never saved (external.py).
         self.external = ExternalEntries(table, audit, lambda: self.protected)
         self.set_protected(protected or [])
@@ -251,6 +253,10 @@ class RuleController:
             except Exception:
                 log.exception("panic: the drop rules are out of the kernel, but saving the file failed")
         self.audit.record_each("panic-delete", actor, drops)
+        for clear in self.on_panic:  # drops kept beside the table (the CrowdSec decisions)
+            gone = clear()
+            if gone:
+                log.warning("panic: cleared %d CrowdSec decision(s) (back at the next full pull)", gone)
         return drops
 
     def expire(self, now: float, actor: Actor) -> list[FilterRule]:

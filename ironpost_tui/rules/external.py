@@ -64,6 +64,15 @@ class Change:
     value: bytes | None  # as BLOCKLIST holds it now; None when removed
 
 
+@dataclass(frozen=True)
+class Survey:
+    """BLOCKLIST read and compared with what the table expected at ``generation``."""
+
+    generation: int
+    changes: list[Change]
+    seen: tuple[bytes, bytes, int] | None  # the read, when it needs nothing done (None: nothing new read)
+
+
 @dataclass
 class Outcome:
     """What one reconcile did, rule by rule."""
@@ -86,12 +95,15 @@ def entries(keys: bytes, values: bytes, count: int) -> dict[bytes, bytes]:
 
 
 def diff(expected: Mapping[bytes, bytes], found: Mapping[bytes, bytes]) -> list[Change]:
-    """What differs between what BLOCKLIST should hold and what it holds, in key order."""
+    """What differs between what BLOCKLIST should hold and what it holds, in key order.
+
+    Loops of bytecode, no single C call over the whole map: with 100,000 entries it runs in the surveyor
+    thread, and the tick's thread gets the interpreter between iterations."""
+    keys = [k for k, v in found.items() if expected.get(k) != v]
+    keys += [k for k in expected if k not in found]
     out = []
-    for key in sorted(expected.keys() | found.keys()):
+    for key in sorted(keys):
         want, have = expected.get(key), found.get(key)
-        if want == have:
-            continue
         if want is None:
             out.append(Change(EntryChange.ADDED, key, have))
         elif have is None:
@@ -124,20 +136,42 @@ class ExternalEntries:
 
     def reconcile(self) -> Outcome:
         """Read BLOCKLIST once and act on what other tools changed since the last reconcile."""
-        keys, values, count = self._table.read_blocklist()
-        if self._seen == (keys, values, self._table.generation):
-            return Outcome()
+        return self.apply(self.survey(*self.expected()))
+
+    # A reconcile in three steps, for a BLOCKLIST of 100,000 entries (CrowdSec's decisions): ``expected``
+    # under the engine's lock (a dict copy), ``survey`` anywhere (the batch read and the diff: tens of ms
+    # that no tick pays when another thread does it), ``apply`` under the lock again, where a survey taken
+    # before the table last wrote a rule map is stale and dropped (the next one sees the write).
+    def expected(self) -> tuple[dict[bytes, bytes], int]:
+        """What BLOCKLIST should hold now, and the table's generation it stands for."""
         held = self._table.blocklist()
         self._ignored = {k: v for k, v in self._ignored.items() if k not in held}
-        expected = {key: value for key, (_rule, value) in held.items()} | self._ignored
+        # The decision set's entries (decision_set.py) as it wrote them; a rule's entry wins its key.
+        want = self._table.side_entries | {key: value for key, (_rule, value) in held.items()} | self._ignored
+        return want, self._table.generation
+
+    def survey(self, expected: dict[bytes, bytes], generation: int) -> Survey:
+        """Read BLOCKLIST and compare it with ``expected``; touches no state but the map it reads."""
+        keys, values, count = self._table.read_blocklist()
+        seen = (keys, values, generation)
+        if self._seen == seen:
+            return Survey(generation, [], None)
         changes = diff(expected, entries(keys, values, count))
+        return Survey(generation, changes, seen)
+
+    def apply(self, survey: Survey) -> Outcome:
+        """Act on a survey's changes, unless the table wrote since it was taken."""
         out = Outcome()
-        if not changes:
-            self._seen = (keys, values, self._table.generation)
+        if survey.generation != self._table.generation:
+            return out
+        if not survey.changes:
+            if survey.seen is not None:
+                self._seen = survey.seen
             return out
         self._seen = None  # read again in full next time: what was written now, and what is left
+        held = self._table.blocklist()
         protected = self._protected()
-        for change in changes[:MAX_CHANGES]:
+        for change in survey.changes[:MAX_CHANGES]:
             rule = held.get(change.key, (None, b""))[0]
             try:
                 self._apply(change, rule, protected, out)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ironpost_tui.errors import RuleRefused
@@ -68,6 +69,10 @@ class RuleTable:
         # Counts the writes to the rule maps: a reader of BLOCKLIST (external.py) knows when what it
         # last read and checked is still all there is to know.
         self.generation = 0
+        # Source entries written beside the rules (decision_set.py): told when a rule's entry on a key
+        # goes (map, key), and their BLOCKLIST entries (key -> value), which external.py expects there.
+        self.on_removed: list[Callable[[MapName, bytes], None]] = []
+        self.side_entries: dict[bytes, bytes] = {}
 
     # --- reading ---------------------------------------------------------------
     def __len__(self) -> int:
@@ -82,6 +87,32 @@ class RuleTable:
     def get(self, rule_id: str) -> FilterRule | None:
         inst = self._rules.get(rule_id)
         return inst.rule if inst else None
+
+    @property
+    def datapath(self) -> Datapath:
+        return self._dp
+
+    @property
+    def prefilter(self) -> Prefilter:
+        return self._pf
+
+    @property
+    def clock_offset(self) -> float:
+        return self._clock_offset
+
+    def owner(self, map_name: MapName, key: bytes) -> str | None:
+        """The id of the rule whose entry ``key`` of ``map_name`` is (source-only maps), or None."""
+        return self._by_key.get((map_name, key))
+
+    def reserve_slot(self, rule: FilterRule) -> int:
+        """A rule slot kept out of the table for good (decision_set.py), its hits zeroed; events that
+        name it name ``rule``."""
+        if not self._free_slots:
+            raise RuleRefused("no rule slot left: remove rules first")
+        slot = self._free_slots.pop()
+        self._dp.percpu_clear(MapName.RULE_HITS, slot)
+        self._retired[slot] = rule
+        return slot
 
     def capacity(self) -> dict[MapName, int]:
         cfg = self._dp.cfg
@@ -573,6 +604,9 @@ class RuleTable:
         # slot out again only after every other free one, or they would name the next rule added.
         self._retired[inst.slot] = inst.rule
         self._free_slots.insert(0, inst.slot)
+        if not keep_entry and self._by_key.get((name, inst.key)) is None:
+            for let_go in self.on_removed:  # the key is free: what waits for it is written now
+                let_go(name, inst.key)
 
     def _acquire_shape(self, shape: Shape, rule_id: str) -> int:
         if shape in self._shapes:

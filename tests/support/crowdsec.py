@@ -116,6 +116,18 @@ class Lapi:
             raise RuntimeError(f"cscli {' '.join(args)}: {done.stderr.strip() or done.stdout.strip()}")
         return done.stdout
 
+    def import_decisions(self, path: Path, tries: int = 5) -> str:
+        """``cscli decisions import -i PATH``; retried when sqlite says "database is locked" (crowdsec 1.4's
+        import can meet a bouncer's pull holding the database)."""
+        for attempt in range(tries):
+            try:
+                return self.cscli("decisions", "import", "-i", str(path), timeout=600.0)
+            except RuntimeError as exc:
+                if "database is locked" not in str(exc) or attempt == tries - 1:
+                    raise
+                time.sleep(1.0)
+        raise AssertionError("unreachable")
+
     def add_bouncer(self, name: str = "ironpost") -> Path:
         """A bouncer's API key, in a file of mode 0600 (what ``[crowdsec] api_key_file`` names)."""
         key = self.cscli("bouncers", "add", name, "-o", "raw").strip()

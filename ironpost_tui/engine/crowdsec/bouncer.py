@@ -1,29 +1,34 @@
 """The bouncer: a thread pulls the decision stream, the engine's tick applies what it pulled.
 
-The thread never touches the rule table: it puts each pull's Delta in a queue.  ``apply`` runs on the
-tick (under the engine's lock) and works through the queue until its time budget is spent, so a
-100,000-decision startup stream is applied over several ticks and no tick waits on it.  When the LAPI
+The thread never touches the kernel: it puts each pull's Delta in a queue.  ``apply`` runs on the
+tick (under the engine's lock) and works through the expiry heap and the queue until its time budget is
+spent, so a 100,000-decision startup stream is applied over several ticks and no tick waits on it.  The
+decisions are not rules of the table: they are one DecisionSet (rules/decision_set.py), one slot, one
+``crowdsec`` row.  When the LAPI
 is unreachable the rules in force stay until they expire; pulls back off (doubling, at most
 MAX_BACKOFF) and the status says so.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 from ironpost_tui.config.crowdsec import CrowdSecSettings
-from ironpost_tui.engine.crowdsec.decisions import Decision, Delta, parse_stream
+from ironpost_tui.engine.crowdsec.decisions import RULE_PREFIX, Decision, Delta, parse_stream
 from ironpost_tui.engine.crowdsec.lapi import LapiClient, LapiError
 from ironpost_tui.errors import IronpostError
-from ironpost_tui.model import FilterRule, StrEnum
+from ironpost_tui.model import Action, FilterRule, IPNetwork, RuleStatus, StrEnum
 from ironpost_tui.rules import protect
-from ironpost_tui.rules.audit import Actor
+from ironpost_tui.rules.audit import Actor, AuditLog
 from ironpost_tui.rules.control import RuleController
+from ironpost_tui.rules.decision_set import DecisionSet
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +38,14 @@ BUDGET = 0.02  # seconds of rule writes per tick
 # A full pull (startup=true) this often as well as the deltas: the LAPI's delta can miss a decision written
 # while a pull is answered (seen with bulk imports on crowdsec 1.4); a full pull puts the table right.
 RESYNC_SECS = 60.0
+# The decisions in force share this rule's slot (rules/decision_set.py): one row, one rule_id in /metrics.
+SET_RULE = FilterRule("crowdsec", Action.DROP, description="CrowdSec decisions", crowdsec=True)
+SET_MAPS = "BLOCKLIST/SRC4/SRC6"
+# And once the deltas go quiet after changes (a bulk import done), at most this often: what the deltas
+# missed is in force seconds after the import, not up to RESYNC_SECS later.
+SETTLED_SECS = 5.0
 AUDIT_EACH = 20  # changes in one tick audited one by one; more: one summary line
+BULK_AUDIT_SECS = 10.0  # a bulk being applied: audited this often
 
 
 class LapiState(StrEnum):
@@ -52,23 +64,37 @@ class CrowdSecStatus:
     """What the status bar and /metrics show."""
 
     state: LapiState
-    decisions: int  # rules in force from the LAPI
+    decisions: int  # decisions in force (in the kernel, or held under an operator's rule on the same source)
     last_pull: float | None  # wall-clock seconds of the last successful pull
     pulls: dict[str, int]  # PullResult -> count
     skipped_protected: int
     pending: int  # decisions pulled, not applied yet
 
 
+@dataclass
+class _Sweep:
+    """After a full pull: the sources in it (``wanted``); those held and not wanted go, a slice a tick."""
+
+    wanted: frozenset[IPNetwork]
+    held: list[IPNetwork] | None = None  # what is left to look at (taken when the sweep starts)
+
+
 class Bouncer:
     def __init__(self, settings: CrowdSecSettings, client: LapiClient) -> None:
         self.settings = settings
         self._client = client
-        self._queue: queue.Queue[Delta] = queue.Queue()
-        # Not applied yet: (True, decision) to apply, (False, decision) deleted, (False, rule id) gone from a full pull.
-        self._ops: deque[tuple[bool, Decision | str]] = deque()
-        self._held: dict[str, int] = {}  # rule id -> the decision id it stands for
-        self._warned: set[str] = set()  # protected values logged once
+        # Each pull's Delta, with a full pull's sources (built here, in the puller thread).
+        self._queue: queue.Queue[tuple[Delta, frozenset[IPNetwork] | None]] = queue.Queue()
+        # Not applied yet: (True, decision) to apply, (False, decision) deleted, (False, sweep) after a full pull.
+        self._ops: deque[Iterator[tuple[bool, Decision | _Sweep]]] = deque()
+        self._pending = 0  # decisions in self._ops
+        self._set: DecisionSet | None = None  # the decisions in force (made on the first tick)
+        self._warned: set[IPNetwork] = set()  # protected sources logged once
         self._protected_ids: set[int] = set()  # decisions skipped as protected, counted once each
+        self._bulk: Counter[str] = Counter()  # changes applied, not audited yet (the puller writes them)
+        self._bulk_audit: AuditLog | None = None
+        self._bulk_since = time.monotonic()
+        self._bulk_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.state = LapiState.CONNECTING
@@ -84,14 +110,17 @@ class Bouncer:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=self.settings.timeout + 1)
+        self._write_bulk(force=True)
         self._client.close()
 
     def _run(self) -> None:
         startup = True
         last_full = time.monotonic()
         backoff = self.settings.poll_interval
+        changed = quiet = False  # a delta brought changes since the last full pull; the last one brought none
         while not self._stop.is_set():
-            full = startup or time.monotonic() - last_full >= RESYNC_SECS
+            since = time.monotonic() - last_full
+            full = startup or since >= RESYNC_SECS or (changed and quiet and since >= SETTLED_SECS)
             try:
                 body = self._client.stream(full)
                 delta = replace(parse_stream(body, self.settings), full=full)
@@ -118,6 +147,10 @@ class Bouncer:
             startup = False
             if full:
                 last_full = time.monotonic()
+                changed = False
+            else:
+                quiet = not (delta.new or delta.deleted)
+                changed = changed or not quiet
             backoff = self.settings.poll_interval
             self.state = LapiState.UP
             self.last_pull = time.time()
@@ -125,95 +158,149 @@ class Bouncer:
             if delta.malformed:
                 log.warning("CrowdSec decision stream: %d malformed entries ignored", delta.malformed)
             if delta.new or delta.deleted or delta.full:
-                self._queue.put(delta)
+                self._queue.put((delta, frozenset(d.network for d in delta.new) if full else None))
+            self._write_bulk()
             self._stop.wait(self.settings.poll_interval)
 
     # --- on the tick ------------------------------------------------------------------
+    def decision_set(self, control: RuleController) -> DecisionSet:
+        """The decisions in force, in the kernel: one DecisionSet, made on first use."""
+        if self._set is None:
+            self._set = DecisionSet(control.table, SET_RULE)
+            control.on_panic.append(self.panic)
+        return self._set
+
     def apply(self, control: RuleController, budget: float = BUDGET) -> bool:
-        """Apply pulled decisions until ``budget`` seconds are spent; True when rules changed."""
+        """Expire, then apply pulled decisions, until ``budget`` seconds are spent; True when the set changed."""
+        decisions = self.decision_set(control)
         while True:
             try:
-                delta = self._queue.get_nowait()
+                delta, wanted = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if delta.full:  # what is held and no longer in force goes
-                wanted = {d.rule_id for d in delta.new}
-                self._ops.extend((False, rule_id) for rule_id in self._held if rule_id not in wanted)
-            self._ops.extend((False, d) for d in delta.deleted)
-            self._ops.extend((True, d) for d in delta.new)
-        if not self._ops:
-            return False
+            # Iterators, taken a slice a tick: no tick copies a 100,000-decision pull.
+            self._ops.append((False, d) for d in delta.deleted)
+            self._ops.append((True, d) for d in delta.new)
+            self._pending += len(delta.deleted) + len(delta.new)
+            if wanted is not None:  # a full pull: then what is held and no longer in force goes
+                self._ops.append(iter([(False, _Sweep(wanted))]))
         t0 = time.monotonic()
+        deadline = t0 + budget
         now = time.time()
-        changes: list[tuple[str, FilterRule]] = []
-        table = control.table
-        while self._ops and time.monotonic() - t0 < budget:
-            new, op = self._ops.popleft()
-            if isinstance(op, str):  # held, absent from a full pull
-                if op in self._held and table.get(op) is not None:
-                    changes.append(("delete", table.delete(op)))
-                self._held.pop(op, None)
+        changes: list[tuple[str, Decision | IPNetwork]] = [("delete", n) for n in decisions.expire(now, deadline)]
+        refused = 0
+        while time.monotonic() < deadline:
+            item = self._next_op()
+            if item is None:
+                break
+            new, op = item
+            if isinstance(op, _Sweep):  # after a full pull: what is held and was not in it goes
+                if op.held is None:
+                    op.held = decisions.networks()
+                while op.held and time.monotonic() < deadline:
+                    net = op.held.pop()
+                    if net not in op.wanted and decisions.remove(net):
+                        changes.append(("delete", net))
+                if op.held:
+                    self._ops.appendleft(iter([(new, op)]))  # the rest next tick
                 continue
+            self._pending -= 1
             d = op
-            rule_id = d.rule_id
             try:
                 if not new:
-                    if self._held.get(rule_id) == d.id and table.get(rule_id) is not None:
-                        changes.append(("delete", table.delete(rule_id)))
-                    if self._held.get(rule_id) == d.id:
-                        del self._held[rule_id]
+                    if decisions.remove(d.network, d.id):
+                        changes.append(("delete", d))
                     continue
-                if self._held.get(rule_id) == d.id and rule_id in table:
+                if decisions.ident(d.network) == d.id:
                     continue  # in force already (a full pull repeats it)
-                rule = d.rule(now)
-                hit = protect.violation(rule, control.protected)
+                hit = protect.violation(d.rule(now), control.protected)
                 if hit is not None:
                     self._protected_ids.add(d.id)
-                    if rule_id not in self._warned:
-                        self._warned.add(rule_id)
+                    if d.network not in self._warned:
+                        self._warned.add(d.network)
                         log.warning("CrowdSec decision on %s skipped: it would drop %s", d.value, hit.describe(),
                                     extra={"event": "crowdsec_protected", "source": str(d.network)})  # fmt: skip
                     continue
-                old = table.get(rule_id)
-                if old is not None and not old.crowdsec:
-                    continue  # an operator's rule of that id: theirs
-                if old is not None:
-                    table.update(rule)
-                    changes.append(("update", rule))
-                else:
-                    table.add(rule)
-                    changes.append(("add", rule))
-                self._held[rule_id] = d.id
-            except IronpostError as exc:
-                log.warning("CrowdSec decision on %s not applied: %s", d.value, exc.message)
-        self._audit(control, changes)
+                decisions.put(d.network, d.id, now + d.seconds)
+                changes.append(("add", d))
+            except IronpostError as exc:  # a map full: one line a tick, not one per decision
+                refused += 1
+                if refused == 1:
+                    log.warning("CrowdSec decision on %s not applied: %s", d.value, exc.message)
+        if refused > 1:
+            log.warning("%d more CrowdSec decisions not applied this tick", refused - 1)
+        self._audit(control, changes, now)
+        if len(changes) > AUDIT_EACH:
+            # A bulk: the decisions just held live long.  Out of the collector's generations (after a
+            # young collection), so no full collection walks 100,000 of them on some later tick (each
+            # would take hundreds of ms); they are still freed by reference counting when they go.
+            gc.collect(1)
+            gc.freeze()
         return bool(changes)
 
-    @staticmethod
-    def _audit(control: RuleController, changes: list[tuple[str, FilterRule]]) -> None:
-        """A few changes one line each; a bulk (a startup stream) one line with the counts, not 100,000."""
-        if len(changes) <= AUDIT_EACH:
-            control.audit.record_changes(ACTOR, changes)
-        elif changes:
-            counts = {what: sum(1 for w, _ in changes if w == what) for what in ("add", "update", "delete")}
-            control.audit.record("crowdsec-sync", ACTOR, None, **counts)
+    def _next_op(self) -> tuple[bool, Decision | _Sweep] | None:
+        while self._ops:
+            try:
+                return next(self._ops[0])
+            except StopIteration:
+                self._ops.popleft()
+        return None
+
+    def _audit(self, control: RuleController, changes: list[tuple[str, Decision | IPNetwork]], now: float) -> None:
+        """A few changes one line each; a bulk (a startup stream, an import) one line with the counts, not
+        100,000, written by the puller thread (an audit line is fsynced: no tick waits on the disk)."""
+        if not changes:
+            return
+        with self._bulk_lock:
+            if len(changes) <= AUDIT_EACH and not self._bulk:
+                control.audit.record_changes(ACTOR, [(what, _as_rule(c, now)) for what, c in changes])
+                return
+            self._bulk_audit = control.audit
+            for what, _ in changes:
+                self._bulk[what] += 1
+
+    def _write_bulk(self, force: bool = False) -> None:
+        """The bulk's summary line, once the pulled decisions are applied (or every BULK_AUDIT_SECS)."""
+        with self._bulk_lock:
+            if not self._bulk or self._bulk_audit is None:
+                return
+            if self.pending and not force and time.monotonic() - self._bulk_since < BULK_AUDIT_SECS:
+                return
+            counts = {what: self._bulk[what] for what in ("add", "delete")}
+            self._bulk.clear()
+            self._bulk_since = time.monotonic()
+            audit = self._bulk_audit
+        audit.record("crowdsec-sync", ACTOR, None, **counts)
 
     @property
     def pending(self) -> bool:
         """Pulled decisions not applied yet (the tick should not wait for events before the next slice)."""
         return bool(self._ops) or not self._queue.empty()
 
-    def forget(self, gone: list[FilterRule]) -> None:
-        """Rules that went without a decision's deletion (expired, panic, deleted by an operator)."""
-        for rule in gone:
-            if rule.crowdsec:
-                self._held.pop(rule.id, None)
+    def panic(self) -> int:
+        """Every decision out of the kernel (an operator's panic); the next full pull brings back those in force."""
+        return self._set.clear() if self._set is not None else 0
 
     def status(self, control: RuleController) -> CrowdSecStatus:
-        """What is in force: the decisions' rules still in the table (a panic or an operator may have
-        deleted some; a membership test each, no walk of the whole table)."""
-        table = control.table
-        decisions = sum(1 for rule_id in self._held if rule_id in table)
         return CrowdSecStatus(
-            self.state, decisions, self.last_pull, dict(self.pulls), len(self._protected_ids), len(self._ops)
+            self.state,
+            len(self.decision_set(control)),
+            self.last_pull,
+            dict(self.pulls),
+            len(self._protected_ids),
+            self._pending,
         )
+
+    def rule_status(self, control: RuleController) -> RuleStatus:
+        """The rules pane's one ``crowdsec`` row: the decisions in force, their drops on the set's slot."""
+        decisions = self.decision_set(control)
+        packets, last = decisions.hits()
+        n = len(decisions)
+        rule = replace(SET_RULE, description=f"{n} CrowdSec decision{'' if n == 1 else 's'}")
+        return RuleStatus(rule, SET_MAPS, packets, last, decisions.slot)
+
+
+def _as_rule(change: Decision | IPNetwork, now: float) -> FilterRule:
+    if isinstance(change, Decision):
+        return change.rule(now)
+    return FilterRule(f"{RULE_PREFIX}{change}", Action.DROP, src_ip=change, crowdsec=True)

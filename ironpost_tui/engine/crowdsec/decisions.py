@@ -102,7 +102,9 @@ def decision(raw: Any) -> Decision | None:
     except ValueError:
         return None
     if kind is Scope.IP and net.num_addresses != 1:
-        return None
+        # A prefix under scope Ip: what ``cscli decisions import`` (1.4) makes of a CSV's ranges (it ignores
+        # the file's scope column).  Taken as the range it names, under the ``range`` scope filter.
+        kind = Scope.RANGE
     if net.prefixlen < MIN_PREFIX[net.version] or not math.isfinite(seconds):
         return None
     seconds = max(-MAX_SECONDS, min(seconds, MAX_SECONDS))

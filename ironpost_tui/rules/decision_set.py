@@ -1,0 +1,189 @@
+"""A set of source drops that share one rule slot: the CrowdSec LAPI's decisions, 100,000 of them.
+
+Each decision is a source (an address or a range) written straight into the kernel's source maps as
+placement.py places a source-only rule: an exact IPv4 address into BLOCKLIST, an IPv4 range into SRC4,
+an IPv6 address or range into SRC6.  Every entry credits the one slot the set reserved (its RULE_HITS
+counts for all of them) with the last drop priority (``PRIORITY``), so a packet is counted once, under
+the set, and the rule table stays the size of the operator's rules: reading the hits, the expiry scan
+and the snapshot cost what they cost without the set.
+
+- Not in EXACT4: an EXACT4 way's slot is never rewritten in place (exact4.py), so a way of the set's
+  could keep deciding for an address an operator's rule took over.  The program finds the set's
+  addresses through ADDR_FILTER's FILTER_EXACT bit and BLOCKLIST, the seed's path.
+- An operator's rule wins: a decision on a key a rule of the table holds (same map, same key) is
+  recorded, not written; when that rule's entry goes (the table's ``on_removed``), the decision is
+  written again.  A decision never deletes an entry the table holds.
+- Expiry from a heap (O(log n) a decision); a decision replaced or deleted leaves a stale heap item
+  that is skipped when it surfaces.
+- The filter bits (prefilter.py) are counted in before an entry is written and out after it is deleted.
+
+Anti-lockout is the caller's (the bouncer checks each decision with protect.violation): the kernel's
+allowlist wins over these drops as over every other.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from ironpost_tui.kernel import abi
+from ironpost_tui.kernel.abi import MapName
+from ironpost_tui.model import Action, FilterRule, IPNetwork
+from ironpost_tui.rules import placement as kernel_rules
+from ironpost_tui.rules import prefilter
+from ironpost_tui.rules.table import RuleTable
+
+# The last drop rank: any operator drop ranks before it, and every drop before any monitor.
+PRIORITY = abi.MONITOR_RANK - 1
+
+
+@dataclass
+class _Held:
+    ident: int  # the decision's id
+    expires_at: float  # wall-clock seconds
+    map_name: MapName
+    key: bytes
+    written: bool  # False: the table holds the key (an operator's rule wins)
+
+
+class DecisionSet:
+    """Source drops keyed by network, one decision each, all crediting ``rule``'s slot."""
+
+    def __init__(self, table: RuleTable, rule: FilterRule) -> None:
+        assert rule.action is Action.DROP
+        self.rule = rule
+        self._table = table
+        self._dp = table.datapath
+        self.slot = table.reserve_slot(rule)
+        self._value = kernel_rules.value(rule, self.slot, PRIORITY)
+        self._held: dict[IPNetwork, _Held] = {}
+        self._by_key: dict[tuple[MapName, bytes], IPNetwork] = {}
+        # (expires_at, a sequence number that keeps networks from being compared, decision id, network)
+        self._heap: list[tuple[float, int, int, IPNetwork]] = []
+        self._seq = 0
+        self._written: Counter[MapName] = Counter()
+        table.on_removed.append(self._table_let_go)
+
+    # --- reading -------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def __contains__(self, net: object) -> bool:
+        return net in self._held
+
+    def ident(self, net: IPNetwork) -> int | None:
+        """The id of the decision held on ``net``, or None."""
+        held = self._held.get(net)
+        return held.ident if held is not None else None
+
+    def networks(self) -> list[IPNetwork]:
+        return list(self._held)
+
+    def written(self, map_name: MapName) -> int:
+        """Entries the set has in ``map_name`` now (not the decisions an operator's rule overrides)."""
+        return self._written[map_name]
+
+    def hits(self) -> tuple[int, float | None]:
+        """(packets, wall-clock seconds of the last one or None) the set's slot counted: one entry read."""
+        packets = last = 0
+        for raw in self._dp.percpu_entries(MapName.RULE_HITS, self.slot):
+            p, t = abi.RULE_HIT.unpack_from(raw)
+            packets += p
+            last = max(last, t)
+        return packets, (last / 1e9 + self._table.clock_offset if last else None)
+
+    # --- changing ------------------------------------------------------------------
+    def put(self, net: IPNetwork, ident: int, expires_at: float) -> bool:
+        """Hold decision ``ident`` on ``net`` until ``expires_at``; True when the kernel changed."""
+        held = self._held.get(net)
+        if held is not None and held.ident == ident:
+            return False  # in force already (a full pull repeats it)
+        self._seq += 1
+        heapq.heappush(self._heap, (expires_at, self._seq, ident, net))
+        if held is not None:  # another decision on the same source: the entry is the same
+            held.ident, held.expires_at = ident, expires_at
+            return False
+        placement = kernel_rules.place(FilterRule(self.rule.id, Action.DROP, src_ip=net))
+        key = placement.key
+        held = _Held(ident, expires_at, placement.map_name, key, written=False)
+        atoms = self._atoms(net, placement.map_name)
+        self._table.prefilter.add(atoms)  # before the entry: the filters stay a superset of the maps
+        try:
+            self._write(held)
+        except Exception:
+            self._table.prefilter.remove(atoms)
+            raise
+        self._held[net] = held
+        self._by_key[(placement.map_name, key)] = net
+        return held.written
+
+    def remove(self, net: IPNetwork, ident: int | None = None) -> bool:
+        """Let go of the decision on ``net`` (only if it is decision ``ident``, when given); True when held."""
+        held = self._held.get(net)
+        if held is None or (ident is not None and held.ident != ident):
+            return False
+        del self._held[net]
+        del self._by_key[(held.map_name, held.key)]
+        if held.map_name == MapName.BLOCKLIST:
+            self._table.side_entries.pop(held.key, None)
+        if held.written:
+            self._written[held.map_name] -= 1
+            if self._table.owner(held.map_name, held.key) is None:
+                self._table.generation += 1
+                self._dp.map_delete(held.map_name, held.key)
+        self._table.prefilter.remove(self._atoms(net, held.map_name))  # after the entry went
+        return True
+
+    def expire(self, now: float, deadline: float) -> list[IPNetwork]:
+        """Remove the decisions whose expiry has passed, until ``deadline`` (time.monotonic())."""
+        gone = []
+        heap = self._heap
+        while heap and heap[0][0] <= now and time.monotonic() < deadline:
+            expires_at, _seq, ident, net = heapq.heappop(heap)
+            held = self._held.get(net)
+            if held is not None and held.ident == ident and held.expires_at == expires_at:
+                self.remove(net)
+                gone.append(net)
+        if len(heap) > 2 * len(self._held) + 1024:  # mostly stale items (replaced, deleted): rebuilt
+            self._heap = []
+            for n, h in self._held.items():
+                self._seq += 1
+                self._heap.append((h.expires_at, self._seq, h.ident, n))
+            heapq.heapify(self._heap)
+        return gone
+
+    def clear(self) -> int:
+        """Remove every decision (a panic); how many went."""
+        nets = list(self._held)
+        for net in nets:
+            self.remove(net)
+        self._heap = []
+        return len(nets)
+
+    # --- internals -----------------------------------------------------------------
+    def _write(self, held: _Held) -> None:
+        """Write ``held``'s entry unless a rule of the table holds its key (then it waits: _table_let_go)."""
+        if held.written or self._table.owner(held.map_name, held.key) is not None:
+            return
+        self._table.generation += 1  # a survey of BLOCKLIST taken before this write is stale (external.py)
+        self._dp.map_update(held.map_name, held.key, self._value)
+        held.written = True
+        self._written[held.map_name] += 1
+        if held.map_name == MapName.BLOCKLIST:
+            self._table.side_entries[held.key] = self._value  # expected there by external.py
+
+    def _table_let_go(self, map_name: MapName, key: bytes) -> None:
+        """A rule of the table deleted its entry on ``key``: a decision held there is written again."""
+        net = self._by_key.get((map_name, key))
+        if net is not None:
+            held = self._held[net]
+            if held.written:  # written before the rule took the key over: the rule's entry went with it
+                held.written = False
+                self._written[map_name] -= 1
+            self._write(held)
+
+    @staticmethod
+    def _atoms(net: IPNetwork, map_name: MapName) -> list[prefilter.Atom]:
+        return prefilter.source_atoms(map_name, net)

@@ -1,0 +1,147 @@
+"""The CrowdSec decision set (rules/decision_set.py) in a real datapath, verdicts by BPF_PROG_TEST_RUN:
+a decision drops its source and credits the set's one slot; an operator's rule on the same source wins
+and, when it goes, the decision is back; a decision removed or expired stops dropping and never deletes
+an operator's entry; the external reconcile takes the set's BLOCKLIST entries for what they are (not
+another tool's); and the decision stream's JSON is parsed as json.loads parses it, hostile input refused.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support.packets import frame
+
+from ironpost_tui.engine.crowdsec import stream_json
+from ironpost_tui.kernel import libbpf
+from ironpost_tui.kernel.abi import MapName
+from ironpost_tui.kernel.datapath import Datapath, DatapathConfig
+from ironpost_tui.model import Action, FilterRule
+from ironpost_tui.rules.audit import AuditLog
+from ironpost_tui.rules.control import RuleController
+from ironpost_tui.rules.decision_set import DecisionSet
+from ironpost_tui.rules.table import RuleTable, monotonic_to_wall_offset
+
+XDP_DROP, XDP_PASS = 1, 2
+A, B = "198.18.7.1", "198.18.7.2"
+RANGE = "198.18.9.0/24"
+V6 = "2001:db8:7::1"
+SET_RULE = FilterRule("crowdsec", Action.DROP, crowdsec=True)
+
+
+@pytest.fixture(scope="module")
+def datapath() -> Iterator[Datapath]:
+    dp = Datapath(DatapathConfig(blocklist_max_entries=4096, event_rate=0))
+    try:
+        yield dp
+    finally:
+        dp.close()
+
+
+@pytest.fixture
+def world(datapath: Datapath, tmp_path: Path) -> Iterator[tuple[RuleTable, RuleController, DecisionSet]]:
+    table = RuleTable(datapath, monotonic_to_wall_offset())
+    control = RuleController(table, AuditLog(tmp_path / "audit.log"))
+    decisions = DecisionSet(table, SET_RULE)
+    try:
+        yield table, control, decisions
+    finally:
+        decisions.clear()
+        table.replace_all([])
+
+
+def net(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(text)
+
+
+def verdict(dp: Datapath, src: str) -> int:
+    dst = "2001:db8:7::99" if ":" in src else "198.19.0.1"
+    return libbpf.prog_test_run(dp.prog_fd, frame(src, dst, 53, "udp")).retval
+
+
+pytestmark_root = pytest.mark.root
+
+
+@pytestmark_root
+def test_a_decision_drops_its_source_on_the_sets_slot(world: tuple[RuleTable, RuleController, DecisionSet]) -> None:
+    table, _control, decisions = world
+    dp = table.datapath
+    assert verdict(dp, A) == XDP_PASS and verdict(dp, V6) == XDP_PASS  # negative control
+    later = time.time() + 60
+    assert decisions.put(net(A), 1, later) and decisions.put(net(RANGE), 2, later) and decisions.put(net(V6), 3, later)
+    assert verdict(dp, A) == XDP_DROP and verdict(dp, "198.18.9.77") == XDP_DROP and verdict(dp, V6) == XDP_DROP
+    assert verdict(dp, B) == XDP_PASS  # not a decision
+    assert len(table) == 0  # no rule of the table: one slot for all
+    assert decisions.hits()[0] == 3
+    assert decisions.written(MapName.BLOCKLIST) == 1 and table.rule_for_slot(decisions.slot) == SET_RULE
+    assert not decisions.put(net(A), 1, later)  # the same decision again: nothing written
+    assert decisions.remove(net(A), ident=9) is False  # another decision's deletion: this one stays
+    assert decisions.remove(net(A), ident=1) and verdict(dp, A) == XDP_PASS
+
+
+@pytestmark_root
+def test_an_operators_rule_on_the_same_source_wins(world: tuple[RuleTable, RuleController, DecisionSet]) -> None:
+    table, _control, decisions = world
+    dp = table.datapath
+    later = time.time() + 60
+    table.add(FilterRule("watch-a", Action.MONITOR, src_ip=net(A)))
+    decisions.put(net(A), 1, later)  # recorded, not written: the operator's monitor rule decides
+    assert verdict(dp, A) == XDP_PASS and table.status()[0].hits == 1
+    assert decisions.written(MapName.BLOCKLIST) == 0
+    table.delete("watch-a")  # the operator's rule goes: the decision is written again
+    assert verdict(dp, A) == XDP_DROP and decisions.written(MapName.BLOCKLIST) == 1
+    table.add(FilterRule("watch-a", Action.MONITOR, src_ip=net(A)))  # a rule over a written decision
+    assert verdict(dp, A) == XDP_PASS
+    decisions.remove(net(A))  # never deletes the operator's entry
+    assert verdict(dp, A) == XDP_PASS and table.status()[0].hits >= 2
+    table.delete("watch-a")
+    assert verdict(dp, A) == XDP_PASS  # nothing held any more
+
+
+@pytestmark_root
+def test_expiry_removes_only_what_expired(world: tuple[RuleTable, RuleController, DecisionSet]) -> None:
+    table, _control, decisions = world
+    now = time.time()
+    decisions.put(net(A), 1, now + 5)
+    decisions.put(net(B), 2, now + 60)
+    decisions.put(net(A), 3, now + 120)  # a later decision on A: the first one's expiry no longer counts
+    assert decisions.expire(now + 10, time.monotonic() + 1) == []
+    assert verdict(table.datapath, A) == XDP_DROP
+    assert decisions.expire(now + 61, time.monotonic() + 1) == [net(B)]
+    assert verdict(table.datapath, B) == XDP_PASS and verdict(table.datapath, A) == XDP_DROP
+    assert decisions.expire(now + 121, time.monotonic() + 1) == [net(A)] and len(decisions) == 0
+
+
+@pytestmark_root
+def test_the_external_reconcile_expects_the_sets_entries(world: tuple[RuleTable, RuleController, DecisionSet]) -> None:
+    table, control, decisions = world
+    for i in range(200):
+        decisions.put(net(f"198.18.8.{i}"), i, time.time() + 60)
+    out = control.reconcile_external()
+    assert not out.added and not out.removed and all(not r.external for r in table.rules())
+    # Positive control: another tool's entry beside them is taken in.
+    table.datapath.map_update(MapName.BLOCKLIST, net(B).network_address.packed, bytes([1]) + bytes(19))
+    assert [r.id for r in control.reconcile_external().added] == [f"external:{B}"]
+
+
+def test_stream_json_parses_as_json_loads_and_refuses_what_it_refuses() -> None:
+    good = [
+        '{"new": [{"id": 1, "value": "198.18.0.1"}, {"id": 2, "value": "x]},{"}], "deleted": null}',
+        "  {}  ",
+        '{"new": [], "deleted": [ ] }',
+        '{"a": {"b": [1, 2]}, "c": "d"}',
+        "[1, 2]",
+        "null",
+    ]
+    for text in good:
+        assert stream_json.loads(text) == json.loads(text), text
+    bad = ['{"new": [1,]}', '{"new": [1]', '{"a" 1}', "{1: 2}", '{"a": 1} x', "", "{", '{"new": [1 2]}', "\x00"]
+    for text in bad:
+        with pytest.raises(ValueError):
+            json.loads(text)
+        with pytest.raises(ValueError):
+            stream_json.loads(text)
