@@ -16,7 +16,10 @@ from pathlib import Path
 import pytest
 from support.packets import frame
 
+from ironpost_tui.config.crowdsec import CrowdSecSettings, Scope
 from ironpost_tui.engine.crowdsec import stream_json
+from ironpost_tui.engine.crowdsec.bouncer import Bouncer
+from ironpost_tui.engine.crowdsec.decisions import Decision, Delta
 from ironpost_tui.kernel import libbpf
 from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.kernel.datapath import Datapath, DatapathConfig
@@ -24,6 +27,7 @@ from ironpost_tui.model import Action, FilterRule
 from ironpost_tui.rules.audit import AuditLog
 from ironpost_tui.rules.control import RuleController
 from ironpost_tui.rules.decision_set import DecisionSet
+from ironpost_tui.rules.infrastructure import InfraReason, InfraSources, Infrastructure
 from ironpost_tui.rules.table import RuleTable, monotonic_to_wall_offset
 
 XDP_DROP, XDP_PASS = 1, 2
@@ -145,3 +149,26 @@ def test_stream_json_parses_as_json_loads_and_refuses_what_it_refuses() -> None:
             json.loads(text)
         with pytest.raises(ValueError):
             stream_json.loads(text)
+
+
+@pytestmark_root
+def test_a_decision_on_infrastructure_is_skipped_as_a_protected_one_is(
+    world: tuple[RuleTable, RuleController, DecisionSet],
+) -> None:
+    """A shared blocklist must not cut this host off from what it runs on: a decision on a gateway, a
+    resolver or the LAPI (or a range holding one) is skipped and counted; the others are applied (the
+    control), through the bouncer's own apply on the tick."""
+    table, control, _ = world
+    found = Infrastructure(InfraSources(routes=list, resolv_confs=(), ntp_confs=(), ssh_clients=None, lapi=(net(B),)))
+    bouncer = Bouncer(CrowdSecSettings(), None, found.overlapping)  # type: ignore[arg-type]  # no LAPI: no pull
+    new = (
+        Decision(1, net(B), Scope.IP, 60.0, "cscli", "x"),  # the LAPI itself
+        Decision(2, net("198.18.7.0/24"), Scope.RANGE, 60.0, "cscli", "x"),  # a range holding it
+        Decision(3, net(A), Scope.IP, 60.0, "cscli", "x"),  # neither: applied
+    )
+    bouncer._queue.put((Delta(new, (), 0, 0), None))
+    bouncer.apply(control)
+    assert verdict(table.datapath, A) == XDP_DROP and verdict(table.datapath, B) == XDP_PASS
+    assert bouncer.status(control).skipped_protected == 2
+    assert found.overlapping(net(B), 0.0).reason == InfraReason.LAPI  # type: ignore[union-attr]
+    bouncer.decision_set(control).clear()

@@ -251,7 +251,7 @@ class Engine:
         if opts.persist and not adopting:
             self._link.pin(str(link_pin))
         if opts.crowdsec.enabled:
-            self._bouncer = Bouncer(opts.crowdsec, LapiClient(opts.crowdsec, key))
+            self._bouncer = Bouncer(opts.crowdsec, LapiClient(opts.crowdsec, key), self._blocker.infra.overlapping)
             self._bouncer.start()
             if creds is not None:
                 client = LapiClient(opts.crowdsec, key)

@@ -327,3 +327,13 @@ class Infrastructure:
             if a.network.version == ip.version and ip in a.network:
                 return a
         return None
+
+    def overlapping(self, net: IPNetwork, now: float) -> InfraAddress | None:
+        """The infrastructure a drop of ``net`` (an address or a range) would reach, if any: an address of
+        it inside ``net``, or a range of it overlapping ``net``."""
+        if net.num_addresses == 1:
+            return self.find(str(net.network_address), now)
+        for a in self.current(now):
+            if a.network.version == net.version and a.network.overlaps(net):
+                return a
+        return None

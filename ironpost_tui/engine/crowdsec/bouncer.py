@@ -17,7 +17,7 @@ import queue
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 from ironpost_tui.config.crowdsec import CrowdSecSettings
@@ -29,6 +29,8 @@ from ironpost_tui.rules import protect
 from ironpost_tui.rules.audit import Actor, AuditLog
 from ironpost_tui.rules.control import RuleController
 from ironpost_tui.rules.decision_set import DecisionSet
+from ironpost_tui.rules.infrastructure import InfraAddress
+from ironpost_tui.rules.protect import Protected
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +82,17 @@ class _Sweep:
 
 
 class Bouncer:
-    def __init__(self, settings: CrowdSecSettings, client: LapiClient) -> None:
+    def __init__(
+        self,
+        settings: CrowdSecSettings,
+        client: LapiClient,
+        infra: Callable[[IPNetwork, float], InfraAddress | None] | None = None,
+    ) -> None:
         self.settings = settings
         self._client = client
+        # Infrastructure (gateways, resolvers, NTP, scrapers, SSH clients, the LAPI): skipped as protected
+        # addresses are, so that a shared blocklist cannot cut this host off from what it runs on.
+        self._infra = infra
         # Each pull's Delta, with a full pull's sources (built here, in the puller thread).
         self._queue: queue.Queue[tuple[Delta, frozenset[IPNetwork] | None]] = queue.Queue()
         # Not applied yet: (True, decision) to apply, (False, decision) deleted, (False, sweep) after a full pull.
@@ -213,7 +223,9 @@ class Bouncer:
                     continue
                 if decisions.ident(d.network) == d.id:
                     continue  # in force already (a full pull repeats it)
-                hit = protect.violation(d.rule(now), control.protected)
+                hit: Protected | InfraAddress | None = protect.violation(d.rule(now), control.protected)
+                if hit is None and self._infra is not None:
+                    hit = self._infra(d.network, time.time())
                 if hit is not None:
                     self._protected_ids.add(d.id)
                     if d.network not in self._warned:
