@@ -4,6 +4,7 @@ mode checks (engine/crowdsec/lapi.py); the decision stream's hostile input."""
 
 from __future__ import annotations
 
+import gc
 import os
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from ironpost_tui.config import settings as config
 from ironpost_tui.config.check import ConfigError
 from ironpost_tui.config.crowdsec import CrowdSecSettings, Scope
 from ironpost_tui.engine.crowdsec import lapi
-from ironpost_tui.engine.crowdsec.decisions import go_duration, parse_stream
+from ironpost_tui.engine.crowdsec.decisions import as_decision, go_duration, parse_stream, pulled_network
 
 NOW = 1_700_000_000.0
 BASE = '[crowdsec]\nlapi_url = "http://127.0.0.1:8080/"\napi_key_file = "/etc/ironpost/crowdsec.key"\n'
@@ -166,23 +167,53 @@ def test_stream_hostile_input() -> None:
         {**ok, "duration": "9" * 400 + "h"},  # infinite once a float
     ]
     delta = parse_stream({"new": [ok, *bad], "deleted": None}, s)
-    assert [d.value for d in delta.new] == ["198.18.0.2"] and delta.malformed == len(bad)
+    assert [as_decision(p).value for p in delta.new] == ["198.18.0.2"] and delta.malformed == len(bad)
     skipped = parse_stream({"new": [{**ok, "type": "captcha"}, {**ok, "scope": "Country", "value": "FR"}]}, s)
     assert skipped.new == () and skipped.malformed == 1 and skipped.skipped == 1
     only = CrowdSecSettings(origins=("crowdsec",), scopes=(Scope.RANGE,))
     assert parse_stream({"new": [ok]}, only).skipped == 1
     # A prefix under scope Ip (what cscli 1.4's import makes of a CSV's ranges) is that range.
     (as_range,) = parse_stream({"new": [{**ok, "value": "198.18.0.0/24"}]}, s).new
-    assert as_range.scope is Scope.RANGE and as_range.value == "198.18.0.0/24"
+    assert as_decision(as_range).scope is Scope.RANGE and as_decision(as_range).value == "198.18.0.0/24"
     # The narrowest refused ranges' neighbours are taken (the controls): /16 and /32.
     wide = [{**ok, "scope": "Range", "value": v} for v in ("198.18.0.0/16", "2001:db8::/32")]
-    assert [d.value for d in parse_stream({"new": wide}, s).new] == ["198.18.0.0/16", "2001:db8::/32"]
+    assert [as_decision(p).value for p in parse_stream({"new": wide}, s).new] == ["198.18.0.0/16", "2001:db8::/32"]
     # Durations: a huge one is a year at most; a new decision already expired is skipped; a deleted
     # one with a negative duration (expired, as the LAPI says it) is still a deletion.
     (huge,) = parse_stream({"new": [{**ok, "duration": "99999999h"}]}, s).new
-    assert huge.seconds == 365 * 86400
+    assert as_decision(huge).seconds == 365 * 86400
     expired = parse_stream({"new": [{**ok, "duration": "-5s"}], "deleted": [{**ok, "duration": "-5s"}]}, s)
-    assert expired.new == () and expired.skipped == 1 and [d.value for d in expired.deleted] == ["198.18.0.2"]
+    assert expired.new == () and expired.skipped == 1
+    assert [as_decision(p).value for p in expired.deleted] == ["198.18.0.2"]
     for body in ([], None, {"new": "x"}, {"deleted": 5}):
         with pytest.raises(ValueError):
             parse_stream(body, s)
+
+
+def test_pulled_decisions_leave_the_collector_alone() -> None:
+    """A pull of many decisions keeps nothing the cyclic collector walks: each checked entry is a tuple of
+    strings and numbers, untracked once a young collection has seen it, so 100,000 of them never make a
+    full collection (which holds the interpreter lock while the tick waits) longer.  Control: the
+    Decision the tick makes of one is tracked."""
+    s = CrowdSecSettings()
+    entries = [
+        {
+            "id": i,
+            "value": f"198.18.{i // 256}.{i % 256}",
+            "scope": "Ip",
+            "duration": "1h",
+            "origin": "cscli",
+            "scenario": "x",
+            "type": "ban",
+        }  # fmt: skip
+        for i in range(2000)
+    ]
+    entries += [{**entries[0], "id": 9000 + i, "scope": "Range", "value": f"2001:db8:{i:x}::/64"} for i in range(100)]
+    delta = parse_stream({"new": entries, "deleted": None}, s)
+    assert len(delta.new) == 2100
+    gc.collect()
+    assert not any(gc.is_tracked(p) for p in delta.new)
+    made = as_decision(delta.new[-1])
+    assert gc.is_tracked(made)
+    assert str(made.network) == pulled_network(delta.new[-1]) == "2001:db8:63::/64" and made.scope is Scope.RANGE
+    assert as_decision(delta.new[5]).value == "198.18.0.5"

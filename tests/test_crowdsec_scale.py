@@ -160,13 +160,14 @@ def test_100k_decisions(agents: AgentPool, lab: netlab.Lab, lapi: Lapi, probe: P
     ticks1, slow1 = ticks_over(port, TICK_BOUND)
     _, wall1 = ticks_over(port, TICK_BOUND, "ironpost_tick_seconds")
     assert ticks1 > ticks0  # the histogram counts ticks (positive control)
-    # The tick's own work (its thread's CPU time) never past 100 ms.  Wall clock adds the waits for a CPU
-    # on this shared 2-core host and for the interpreter: at most 2 % of the ticks past 100 ms.
+    # No tick past 100 ms, by the wall clock (with the waits for a CPU and for the interpreter) and by its
+    # thread's CPU time (the work it did).
     assert slow1 - slow0 == 0, f"{slow1 - slow0:.0f} ticks took over {TICK_BOUND * 1000:.0f} ms of CPU"
-    assert wall1 - wall0 <= 0.02 * (ticks1 - ticks0), f"{wall1 - wall0:.0f} of {ticks1 - ticks0:.0f} ticks over 100 ms"
+    assert wall1 - wall0 == 0, f"{wall1 - wall0:.0f} of {ticks1 - ticks0:.0f} ticks over 100 ms"
+    longest = sample(scrape(port), "ironpost_tick_seconds_max") or 0.0
     print(
-        f"all in {all_in:.1f} s after the import; ticks: {ticks1 - ticks0:.0f}, over 100 ms wall clock: "
-        f"{wall1 - wall0:.0f}, CPU: {slow1 - slow0:.0f}; CLI block in force {took:.2f} s after it returned"
+        f"all in {all_in:.1f} s after the import; ticks: {ticks1 - ticks0:.0f}, longest {longest * 1000:.0f} ms; "
+        f"CLI block in force {took:.2f} s after it returned"
     )
     assert probe.burst() == 0  # the block is still in force
     text = scrape(port)

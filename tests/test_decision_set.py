@@ -19,7 +19,7 @@ from support.packets import frame
 from ironpost_tui.config.crowdsec import CrowdSecSettings, Scope
 from ironpost_tui.engine.crowdsec import stream_json
 from ironpost_tui.engine.crowdsec.bouncer import Bouncer
-from ironpost_tui.engine.crowdsec.decisions import Decision, Delta
+from ironpost_tui.engine.crowdsec.decisions import Decision, Delta, as_pulled
 from ironpost_tui.kernel import libbpf
 from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.kernel.datapath import Datapath, DatapathConfig
@@ -166,7 +166,7 @@ def test_a_decision_on_infrastructure_is_skipped_as_a_protected_one_is(
         Decision(2, net("198.18.7.0/24"), Scope.RANGE, 60.0, "cscli", "x"),  # a range holding it
         Decision(3, net(A), Scope.IP, 60.0, "cscli", "x"),  # neither: applied
     )
-    bouncer._queue.put((Delta(new, (), 0, 0), None))
+    bouncer._queue.put((Delta(tuple(map(as_pulled, new)), (), 0, 0), None))
     bouncer.apply(control)
     assert verdict(table.datapath, A) == XDP_DROP and verdict(table.datapath, B) == XDP_PASS
     assert bouncer.status(control).skipped_protected == 2

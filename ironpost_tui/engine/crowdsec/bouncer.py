@@ -21,7 +21,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 from ironpost_tui.config.crowdsec import CrowdSecSettings
-from ironpost_tui.engine.crowdsec.decisions import RULE_PREFIX, Decision, Delta, parse_stream
+from ironpost_tui.engine.crowdsec.decisions import (
+    RULE_PREFIX,
+    Decision,
+    Delta,
+    Pulled,
+    as_decision,
+    parse_stream,
+    pulled_network,
+)
 from ironpost_tui.engine.crowdsec.lapi import LapiClient, LapiError
 from ironpost_tui.errors import IronpostError
 from ironpost_tui.model import Action, FilterRule, IPNetwork, RuleStatus, StrEnum
@@ -75,9 +83,10 @@ class CrowdSecStatus:
 
 @dataclass
 class _Sweep:
-    """After a full pull: the sources in it (``wanted``); those held and not wanted go, a slice a tick."""
+    """After a full pull: the sources in it (``wanted``, as ``str(network)``); those held and not wanted go,
+    a slice a tick."""
 
-    wanted: frozenset[IPNetwork]
+    wanted: frozenset[str]
     held: list[IPNetwork] | None = None  # what is left to look at (taken when the sweep starts)
 
 
@@ -94,9 +103,9 @@ class Bouncer:
         # addresses are, so that a shared blocklist cannot cut this host off from what it runs on.
         self._infra = infra
         # Each pull's Delta, with a full pull's sources (built here, in the puller thread).
-        self._queue: queue.Queue[tuple[Delta, frozenset[IPNetwork] | None]] = queue.Queue()
+        self._queue: queue.Queue[tuple[Delta, frozenset[str] | None]] = queue.Queue()
         # Not applied yet: (True, decision) to apply, (False, decision) deleted, (False, sweep) after a full pull.
-        self._ops: deque[Iterator[tuple[bool, Decision | _Sweep]]] = deque()
+        self._ops: deque[Iterator[tuple[bool, Pulled | _Sweep]]] = deque()
         self._pending = 0  # decisions in self._ops
         self._set: DecisionSet | None = None  # the decisions in force (made on the first tick)
         self._warned: set[IPNetwork] = set()  # protected sources logged once
@@ -168,7 +177,7 @@ class Bouncer:
             if delta.malformed:
                 log.warning("CrowdSec decision stream: %d malformed entries ignored", delta.malformed)
             if delta.new or delta.deleted or delta.full:
-                self._queue.put((delta, frozenset(d.network for d in delta.new) if full else None))
+                self._queue.put((delta, frozenset(map(pulled_network, delta.new)) if full else None))
             self._write_bulk()
             self._stop.wait(self.settings.poll_interval)
 
@@ -209,13 +218,13 @@ class Bouncer:
                     op.held = decisions.networks()
                 while op.held and time.monotonic() < deadline:
                     net = op.held.pop()
-                    if net not in op.wanted and decisions.remove(net):
+                    if str(net) not in op.wanted and decisions.remove(net):
                         changes.append(("delete", net))
                 if op.held:
                     self._ops.appendleft(iter([(new, op)]))  # the rest next tick
                 continue
             self._pending -= 1
-            d = op
+            d = as_decision(op)  # made here, on the tick, a slice at a time (see Pulled)
             try:
                 if not new:
                     if decisions.remove(d.network, d.id):
@@ -250,7 +259,7 @@ class Bouncer:
             gc.freeze()
         return bool(changes)
 
-    def _next_op(self) -> tuple[bool, Decision | _Sweep] | None:
+    def _next_op(self) -> tuple[bool, Pulled | _Sweep] | None:
         while self._ops:
             try:
                 return next(self._ops[0])
