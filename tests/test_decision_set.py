@@ -172,3 +172,77 @@ def test_a_decision_on_infrastructure_is_skipped_as_a_protected_one_is(
     assert bouncer.status(control).skipped_protected == 2
     assert found.overlapping(net(B), 0.0).reason == InfraReason.LAPI  # type: ignore[union-attr]
     bouncer.decision_set(control).clear()
+
+
+class _Counting:
+    """The real datapath's writes, counted (every write still goes to the kernel)."""
+
+    def __init__(self, dp: Datapath) -> None:
+        self.dp, self.single, self.batches = dp, 0, []  # type: ignore[var-annotated]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.dp, name)
+
+    def map_update(self, name: MapName, key: bytes, value: bytes) -> None:
+        self.single += 1
+        self.dp.map_update(name, key, value)
+
+    def map_update_batch(self, name: MapName, entries: list[tuple[bytes, bytes]]) -> tuple[int, Exception | None]:
+        self.batches.append((name, len(entries)))
+        return self.dp.map_update_batch(name, entries)
+
+
+def many(n: int, base: str = "198.18.64.0") -> list[ipaddress.IPv4Network]:
+    first = int(ipaddress.ip_address(base))
+    return [ipaddress.ip_network(ipaddress.ip_address(first + i)) for i in range(n)]
+
+
+@pytestmark_root
+def test_a_batch_writes_each_map_once(world: tuple[RuleTable, RuleController, DecisionSet]) -> None:
+    """Inside batch(), 1,000 addresses, 20 ranges and 20 IPv6 addresses are three writes (one per map),
+    all dropping after it; a decision put and removed inside the same batch is never written.  Control:
+    outside a batch, each put is its own write."""
+    table, _control, decisions = world
+    counting = _Counting(table.datapath)
+    decisions._dp = counting  # type: ignore[assignment]
+    later = time.time() + 60
+    addrs = many(1000)
+    ranges = [ipaddress.ip_network(f"198.19.{i}.0/24") for i in range(20)]
+    v6 = [ipaddress.ip_network(f"2001:db8:8::{i + 1:x}") for i in range(20)]
+    gone = ipaddress.ip_network("198.18.99.1")
+    assert verdict(table.datapath, str(addrs[500].network_address)) == XDP_PASS
+    with decisions.batch() as batch:
+        for i, n in enumerate([*addrs, *ranges, *v6, gone]):
+            decisions.put(n, i + 1, later)
+        decisions.remove(gone)
+        assert verdict(table.datapath, str(addrs[500].network_address)) == XDP_PASS  # not yet: at the end
+    assert batch.failed == [] and batch.error is None
+    assert sorted(counting.batches) == sorted([(MapName.BLOCKLIST, 1000), (MapName.SRC4, 20), (MapName.SRC6, 20)])
+    assert counting.single == 0
+    for n in (addrs[0], addrs[500], addrs[-1], ipaddress.ip_network("198.19.19.0/24"), v6[-1]):
+        assert verdict(table.datapath, str(n.network_address + (7 if n.num_addresses > 1 else 0))) == XDP_DROP
+    assert verdict(table.datapath, "198.18.99.1") == XDP_PASS and gone not in decisions
+    assert len(decisions) == 1040 and decisions.written(MapName.BLOCKLIST) == 1000
+    decisions.put(ipaddress.ip_network("198.18.99.2"), 5000, later)  # the control: no batch, one write
+    assert counting.single == 1 and len(counting.batches) == 3
+
+
+@pytestmark_root
+def test_a_batch_past_a_full_map_names_what_it_could_not_write(
+    world: tuple[RuleTable, RuleController, DecisionSet],
+) -> None:
+    """BLOCKLIST holds 4,096 entries here: a batch of 4,100 addresses writes the first 4,096 and names
+    the 4 others, which are not held and do not drop; the error says the map is full."""
+    table, _control, decisions = world
+    later = time.time() + 60
+    addrs = many(4100, "198.18.128.0")
+    with decisions.batch() as batch:
+        for i, n in enumerate(addrs):
+            decisions.put(n, i + 1, later)
+    assert batch.failed == addrs[4096:]
+    assert "BLOCKLIST is full" in str(batch.error)
+    assert len(decisions) == 4096 and decisions.written(MapName.BLOCKLIST) == 4096
+    assert verdict(table.datapath, str(addrs[4095].network_address)) == XDP_DROP
+    assert verdict(table.datapath, str(addrs[4099].network_address)) == XDP_PASS
+    assert all(n not in decisions for n in addrs[4096:])
+    assert table.datapath.map_dump(MapName.BLOCKLIST)[2] == 4096

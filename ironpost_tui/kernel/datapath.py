@@ -19,6 +19,8 @@ from ironpost_tui.errors import BccMissing, BlocklistFull, HeadersMissing, LoadF
 from ironpost_tui.kernel import abi, libbpf, resources, ringbuf
 from ironpost_tui.kernel.abi import MapName
 
+ENOTSUPP = 524  # the kernel's own "operation not supported" (not in errno): a map type without batch ops
+
 log = logging.getLogger(__name__)
 
 # Events one poll delivers at most, so a tick ends under an event flood.
@@ -230,11 +232,38 @@ class Datapath:
             table[self._key(name, key)] = table.Leaf.from_buffer_copy(value)
         except Exception as exc:  # BCC raises bare Exception with the errno text
             if "Argument list too long" in str(exc) or "No space left" in str(exc):
-                raise BlocklistFull(
-                    f"{name} is full ({self._tables[name].max_entries} entries): rule refused, "
-                    "raise the capacity in the configuration or remove rules"
-                ) from exc
+                raise self._full(name) from exc
             raise
+
+    def map_update_batch(self, name: MapName, entries: list[tuple[bytes, bytes]]) -> tuple[int, Exception | None]:
+        """Write ``entries`` (key, value) in one syscall, or one by one where the map type has no batch
+        writes: (how many went in, in order; the error that stopped the rest, BlocklistFull when the map
+        is full, or None)."""
+        if not entries:
+            return 0, None
+        table = self._tables[name]
+        try:
+            keys, values = b"".join(k for k, _ in entries), b"".join(v for _, v in entries)
+            libbpf.map_update_batch(int(table.map_fd), keys, values, len(entries))
+        except libbpf.BatchError as exc:
+            if exc.errno in (errno.EINVAL, errno.EOPNOTSUPP, ENOTSUPP) and exc.done == 0:
+                return self._update_each(name, entries)  # no batch writes for this map type
+            return exc.done, self._full(name) if exc.errno in (errno.E2BIG, errno.ENOSPC) else exc
+        return len(entries), None
+
+    def _update_each(self, name: MapName, entries: list[tuple[bytes, bytes]]) -> tuple[int, Exception | None]:
+        for i, (key, value) in enumerate(entries):
+            try:
+                self.map_update(name, key, value)
+            except Exception as exc:  # BCC raises bare Exception with the errno text
+                return i, exc
+        return len(entries), None
+
+    def _full(self, name: MapName) -> BlocklistFull:
+        return BlocklistFull(
+            f"{name} is full ({self._tables[name].max_entries} entries): rule refused, "
+            "raise the capacity in the configuration or remove rules"
+        )
 
     def map_replace(self, name: MapName, key: bytes, value: bytes) -> bool:
         """Overwrite an entry that exists (BPF_EXIST); False, nothing written, when it does not: an entry

@@ -124,6 +124,7 @@ def _lib() -> ctypes.CDLL:
         "bpf_map_lookup_elem": [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p],
         "bpf_map_update_elem": [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64],
         "perf_buffer__poll": [ctypes.c_void_p, ctypes.c_int],
+        "bpf_map_update_batch": [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p],
         "bpf_map_lookup_batch": [
             ctypes.c_int,
             ctypes.c_void_p,
@@ -405,6 +406,24 @@ BPF_EXIST = 2  # replace only: ENOENT when the key is not there
 
 def map_update(map_fd: int, key: bytes, value: bytes, flags: int = BPF_ANY) -> None:
     _check("bpf_map_update_elem", _lib().bpf_map_update_elem(map_fd, key, value, flags))
+
+
+class BatchError(BpfCallError):
+    """A batch write stopped at an entry: ``done`` entries before it were written."""
+
+    def __init__(self, call: str, err: int, done: int) -> None:
+        super().__init__(call, err)
+        self.done = done
+
+
+def map_update_batch(map_fd: int, keys: bytes, values: bytes, count: int) -> None:
+    """Create or replace ``count`` entries, keys and values packed back to back, in one syscall
+    (BPF_MAP_UPDATE_BATCH); BatchError, with how many went in first, when one fails."""
+    done = ctypes.c_uint32(count)
+    ret = _lib().bpf_map_update_batch(map_fd, keys, values, ctypes.byref(done), None)
+    if ret < 0:
+        err = -ret if ret != -1 else (ctypes.get_errno() or errno.EIO)
+        raise BatchError("bpf_map_update_batch", err, min(done.value, count))
 
 
 def map_lookup_batch(map_fd: int, key_size: int, value_size: int, max_entries: int) -> tuple[bytes, bytes, int]:

@@ -16,6 +16,9 @@ and the snapshot cost what they cost without the set.
 - Expiry from a heap (O(log n) a decision); a decision replaced or deleted leaves a stale heap item
   that is skipped when it surfaces.
 - The filter bits (prefilter.py) are counted in before an entry is written and out after it is deleted.
+- Batched writes: inside ``batch()``, puts are written at its end, one BPF_MAP_UPDATE_BATCH per map (a
+  tick's slice of a 100,000-decision pull is a few syscalls, not thousands); a decision whose write
+  failed (a map full) is let go, and the batch names it.
 
 Anti-lockout is the caller's (the bouncer checks each decision with protect.violation): the kernel's
 allowlist wins over these drops as over every other.
@@ -26,7 +29,9 @@ from __future__ import annotations
 import heapq
 import time
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 from ironpost_tui.kernel import abi
 from ironpost_tui.kernel.abi import MapName
@@ -48,6 +53,14 @@ class _Held:
     written: bool  # False: the table holds the key (an operator's rule wins)
 
 
+@dataclass
+class Batch:
+    """What a ``DecisionSet.batch()`` could not write: those decisions are not held; the first error."""
+
+    failed: list[IPNetwork] = field(default_factory=list)
+    error: Exception | None = None
+
+
 class DecisionSet:
     """Source drops keyed by network, one decision each, all crediting ``rule``'s slot."""
 
@@ -64,6 +77,7 @@ class DecisionSet:
         self._heap: list[tuple[float, int, int, IPNetwork]] = []
         self._seq = 0
         self._written: Counter[MapName] = Counter()
+        self._pending: dict[tuple[MapName, bytes], _Held] | None = None  # inside batch(): writes to make
         table.on_removed.append(self._table_let_go)
 
     # --- reading -------------------------------------------------------------------
@@ -130,7 +144,9 @@ class DecisionSet:
             self._table.side_entries.pop(held.key, None)
         if held.written:
             self._written[held.map_name] -= 1
-            if self._table.owner(held.map_name, held.key) is None:
+            # Inside batch() it may not be written yet: then there is nothing to delete.
+            unwritten = self._pending is not None and self._pending.pop((held.map_name, held.key), None) is not None
+            if not unwritten and self._table.owner(held.map_name, held.key) is None:
                 self._table.generation += 1
                 self._dp.map_delete(held.map_name, held.key)
         self._table.prefilter.remove(self._atoms(net, held.map_name))  # after the entry went
@@ -162,13 +178,45 @@ class DecisionSet:
         self._heap = []
         return len(nets)
 
+    @contextmanager
+    def batch(self) -> Iterator[Batch]:
+        """The writes of the puts inside, made at its end (also when it raises), one syscall per map."""
+        assert self._pending is None, "batches do not nest"
+        self._pending = {}
+        out = Batch()
+        try:
+            yield out
+        finally:
+            pending, self._pending = self._pending, None
+            self._flush(pending, out)
+
     # --- internals -----------------------------------------------------------------
+    def _flush(self, pending: dict[tuple[MapName, bytes], _Held], out: Batch) -> None:
+        by_map: dict[MapName, list[_Held]] = {}
+        for (map_name, _key), held in pending.items():
+            by_map.setdefault(map_name, []).append(held)
+        for map_name, helds in by_map.items():
+            self._table.generation += 1
+            done, error = self._dp.map_update_batch(map_name, [(h.key, self._value) for h in helds])
+            if error is None:
+                continue
+            out.error = out.error or error
+            for held in helds[done:]:  # not in the kernel: not held either
+                held.written = False
+                self._written[map_name] -= 1
+                net = self._by_key[(map_name, held.key)]
+                self.remove(net)
+                out.failed.append(net)
+
     def _write(self, held: _Held) -> None:
         """Write ``held``'s entry unless a rule of the table holds its key (then it waits: _table_let_go)."""
         if held.written or self._table.owner(held.map_name, held.key) is not None:
             return
         self._table.generation += 1  # a survey of BLOCKLIST taken before this write is stale (external.py)
-        self._dp.map_update(held.map_name, held.key, self._value)
+        if self._pending is not None:
+            self._pending[(held.map_name, held.key)] = held  # written at the batch's end
+        else:
+            self._dp.map_update(held.map_name, held.key, self._value)
         held.written = True
         self._written[held.map_name] += 1
         if held.map_name == MapName.BLOCKLIST:

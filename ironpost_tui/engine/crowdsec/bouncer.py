@@ -207,6 +207,33 @@ class Bouncer:
         deadline = t0 + budget
         now = time.time()
         changes: list[tuple[str, Decision | IPNetwork]] = [("delete", n) for n in decisions.expire(now, deadline)]
+        with decisions.batch() as batch:  # one write per map at the end of the slice
+            self._slice(control, decisions, deadline, now, changes)
+        if batch.failed:
+            failed = set(batch.failed)
+            changes = [
+                c for c in changes if not (c[0] == "add" and isinstance(c[1], Decision) and c[1].network in failed)
+            ]
+            message = batch.error.message if isinstance(batch.error, IronpostError) else str(batch.error)
+            log.warning("%d CrowdSec decisions not applied: %s", len(failed), message)
+        self._audit(control, changes, now)
+        if len(changes) > AUDIT_EACH:
+            # A bulk: the decisions just held live long.  Out of the collector's generations (after a
+            # young collection), so no full collection walks 100,000 of them on some later tick (each
+            # would take hundreds of ms); they are still freed by reference counting when they go.
+            gc.collect(1)
+            gc.freeze()
+        return bool(changes)
+
+    def _slice(
+        self,
+        control: RuleController,
+        decisions: DecisionSet,
+        deadline: float,
+        now: float,
+        changes: list[tuple[str, Decision | IPNetwork]],
+    ) -> None:
+        """Pulled decisions applied (and swept) until ``deadline``; what changed appended to ``changes``."""
         refused = 0
         while time.monotonic() < deadline:
             item = self._next_op()
@@ -250,14 +277,6 @@ class Bouncer:
                     log.warning("CrowdSec decision on %s not applied: %s", d.value, exc.message)
         if refused > 1:
             log.warning("%d more CrowdSec decisions not applied this tick", refused - 1)
-        self._audit(control, changes, now)
-        if len(changes) > AUDIT_EACH:
-            # A bulk: the decisions just held live long.  Out of the collector's generations (after a
-            # young collection), so no full collection walks 100,000 of them on some later tick (each
-            # would take hundreds of ms); they are still freed by reference counting when they go.
-            gc.collect(1)
-            gc.freeze()
-        return bool(changes)
 
     def _next_op(self) -> tuple[bool, Pulled | _Sweep] | None:
         while self._ops:
