@@ -30,6 +30,7 @@ from ironpost_tui.engine.tick_times import TickTimes
 from ironpost_tui.errors import IronpostError, LoadFailed, ModeUnsupported, XdpBusy
 from ironpost_tui.kernel import host, libbpf
 from ironpost_tui.kernel.abi import MapName
+from ironpost_tui.kernel.capture import CaptureMaps, stop_orphaned
 from ironpost_tui.kernel.datapath import Datapath, DatapathConfig, check_pins
 from ironpost_tui.kernel.events import EventDecoder
 from ironpost_tui.kernel.libbpf import XdpMode
@@ -157,6 +158,7 @@ class Engine:
         self._tick_times = TickTimes()
         self._tick_thread = 0  # the native id of the thread that ticks, once its priority is set
         self._sensor: Sensor | None = None
+        self._capture: CaptureMaps | None = None  # the program's CAPTURE_* maps: a killed capture's CAPTURE_CFG
         self.report: StartReport | None = None
         # Rule changes from another thread (the command-line socket, the console's edits) and the
         # loop's own (expiry, auto-blocks, reload, panic) take turns on this lock.  A tick holds it
@@ -258,6 +260,7 @@ class Engine:
         self._detect.start(self._dp)  # publishes TICK: packets are counted from the first one
         self._top_reader = TopReader(self._dp)
         self._read_top(time.monotonic())  # the baseline the first rates count from
+        self._capture = CaptureMaps(libbpf.prog_info(self._dp.prog_fd).id, opts.iface)
         self._dp.open_events()
         if adopting:
             self._link = XdpLink.adopt(str(link_pin), self._ifindex)
@@ -340,6 +343,9 @@ class Engine:
             except (OSError, IronpostError):
                 log.exception("saving the auto-block journal %s failed", self._journal.path)
             self._journal = None
+        if self._capture is not None:
+            self._capture.close()
+            self._capture = None
         if self._dp is not None:
             self._dp.close()
             self._dp = None
@@ -378,6 +384,7 @@ class Engine:
             if self._control is not None:
                 gone = self._control.expire(time.time(), Actor("ironpost", None, "expiry"))
                 self._blocker.expired(gone)
+            self._stop_orphaned_capture()
         survey, self._survey = self._survey, None
         if survey is not None:  # the surveyor's read of BLOCKLIST: acted on here, under the lock
             publish = self._apply_survey(survey) or publish
@@ -410,6 +417,24 @@ class Engine:
             assert self._last_sample is not None
             rules = self._publish(self._last_sample).rules
         return Tick(decoded, sample, state, alerts, rules, top)
+
+    def _stop_orphaned_capture(self) -> None:
+        """Turn off a capture whose process is gone (``kill -9``): otherwise CAPTURE_CFG stays on, every
+        packet pays its filter, and the copies go to a perf buffer nobody reads."""
+        if self._capture is None:
+            return
+        iface = self.options.iface
+        try:
+            stopped = stop_orphaned(self._capture, iface)
+        except Exception:  # a failed read or write: logged, tried again next sample
+            log.exception("checking for a capture left running on %s failed", iface)
+            return
+        if stopped:
+            log.warning(
+                "capture on %s left running by a process that is gone (killed?): stopped",
+                iface,
+                extra={"event": "capture_orphan_stopped", "iface": iface},
+            )
 
     def _read_top(self, now: float) -> TopSnapshot | None:
         """Read the top-talker tables (each detection tick, after it moved TICK's generation, which

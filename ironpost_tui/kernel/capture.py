@@ -184,6 +184,11 @@ class CaptureMaps:
         value = filt.packed() if filt is not None else abi.CAPTURE_CONFIG.pack(0, 1, 0, 0, 0, 0, 0, 0, 0, 0, b"", b"")
         libbpf.map_update(self._fds[CaptureMap.CFG], _KEY0, value)
 
+    def enabled(self) -> bool:
+        """Whether CAPTURE_CFG asks the program for copies (its ``enabled`` field)."""
+        raw = libbpf.map_lookup(self._fds[CaptureMap.CFG], _KEY0, abi.CAPTURE_CONFIG.size)
+        return raw is not None and abi.CAPTURE_CONFIG.unpack(raw)[0] != 0
+
     def reset(self) -> None:
         """Zero the counts and the token buckets: a capture counts from its start."""
         for which, size in ((CaptureMap.STATS, 8), (CaptureMap.RATE, 16)):
@@ -214,6 +219,31 @@ class CaptureMaps:
 
 
 _KEY0 = bytes(4)
+
+
+def stop_orphaned(maps: CaptureMaps, iface: str) -> bool:
+    """Turn CAPTURE_CFG off if it is on and no capture runs on ``iface``; True when it did.
+
+    Every capture holds the interface's capture lock from before its first write of CAPTURE_CFG until
+    after its last (records/capture.py): CAPTURE_CFG on with the lock free is a capture that died
+    without turning it off (``kill -9``).  The lock is taken, not just tested, and CAPTURE_CFG read again
+    under it: a capture that is starting (lock taken, CAPTURE_CFG not yet written), running or ending
+    (off written, lock not yet released) holds the lock, so it is left alone; one that ended between
+    the two reads left CAPTURE_CFG off; and none can start while this writes.  The lock is held for one
+    map read and one write: a capture starting in that instant is refused (CaptureBusy) as beside any.
+    """
+    if not maps.enabled():
+        return False
+    lock = host.InterfaceLock(iface, "capture")
+    if not lock.try_acquire():
+        return False
+    try:
+        if not maps.enabled():
+            return False
+        maps.configure(None)
+        return True
+    finally:
+        lock.release()
 
 
 def _possible_cpus() -> int:

@@ -114,6 +114,20 @@ class InterfaceLock:
         self.purpose = purpose
 
     def acquire(self) -> None:
+        """Take the lock; CaptureBusy (a capture lock) or AlreadyRunning when another process holds it."""
+        pid = self._take()
+        if pid is None:
+            return
+        if self.purpose == "capture":
+            raise CaptureBusy(f"another capture (pid {pid}) is running on {self.iface}: wait for it to end or stop it")
+        raise AlreadyRunning(f"another ironpost-tui (pid {pid}) controls {self.iface}: stop it first")
+
+    def try_acquire(self) -> bool:
+        """Take the lock if nobody holds it (True), without waiting; False when another process holds it."""
+        return self._take() is None
+
+    def _take(self) -> str | None:
+        """Take the lock: None, or the holder's pid as its file says ("?" unknown) when another holds it."""
         RUN_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)  # root's: the command-line sockets live here too
         while True:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
@@ -122,11 +136,7 @@ class InterfaceLock:
             except BlockingIOError:
                 pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
                 os.close(fd)
-                if self.purpose == "capture":
-                    raise CaptureBusy(
-                        f"another capture (pid {pid}) is running on {self.iface}: wait for it to end or stop it"
-                    ) from None
-                raise AlreadyRunning(f"another ironpost-tui (pid {pid}) controls {self.iface}: stop it first") from None
+                return pid
             # The holder before us may have unlinked the file after we opened it:
             # only a lock on the file that is still at the path counts.
             try:
@@ -139,6 +149,7 @@ class InterfaceLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
+        return None
 
     def holder(self) -> int | None:
         """The pid of the live process holding the lock, or None."""

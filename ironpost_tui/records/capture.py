@@ -121,7 +121,9 @@ class Capture:
     ) -> Progress:
         """Capture until a limit or stop(); ``on_start(prog_id)`` once the kernel copies."""
         lock = host.InterfaceLock(self.iface, "capture")
-        lock.acquire()  # CaptureBusy when another capture runs here
+        # CaptureBusy when another capture runs here.  Held around every write of CAPTURE_CFG: the engine
+        # takes CAPTURE_CFG on with this lock free for a killed capture's, and turns it off.
+        lock.acquire()
         try:
             maps = CaptureMaps.on_interface(self.iface)
             try:
