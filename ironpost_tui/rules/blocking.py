@@ -11,13 +11,15 @@ from ironpost_tui.model import Action, RuleStatus
 
 class BlockIndex:
     """The drop rules on the source alone (what the kernel drops before counting a source), by the
-    addresses they cover: host rules in a dict, prefixes in a list (few), so looking up the
-    sources of a storm's thousands of alerts stays cheap."""
+    addresses they cover: host rules in a dict, prefixes in one dict per (family, length), so looking up
+    the sources of a storm's thousands of alerts costs a few dict reads each (one per prefix length in
+    use), however many prefix rules there are."""
 
     def __init__(self, rules: Iterable[RuleStatus]) -> None:
         self.rules = tuple(rules)
         self._hosts: dict[str, list[RuleStatus]] = {}
-        self._prefixes: list[RuleStatus] = []
+        # (version, prefix length) -> network address as an int -> the rules on that prefix
+        self._prefixes: dict[tuple[int, int], dict[int, list[RuleStatus]]] = {}
         for s in self.rules:
             net = s.rule.src_ip
             if s.rule.action is not Action.DROP or net is None or s.rule.match_fields != ("src_ip",):
@@ -25,7 +27,10 @@ class BlockIndex:
             if net.prefixlen == net.max_prefixlen:
                 self._hosts.setdefault(str(net.network_address), []).append(s)
             else:
-                self._prefixes.append(s)
+                by_net = self._prefixes.setdefault((net.version, net.prefixlen), {})
+                by_net.setdefault(int(net.network_address), []).append(s)
+        # The lengths in use per family, longest (narrowest) first.
+        self._lengths = {v: sorted((n for ver, n in self._prefixes if ver == v), reverse=True) for v in (4, 6)}
 
     def covering(self, address: str) -> list[RuleStatus]:
         """The rules that drop ``address``: the exact one(s) if any, else the narrowest prefix."""
@@ -36,11 +41,13 @@ class BlockIndex:
         exact = self._hosts.get(str(addr))
         if exact:
             return list(exact)
-        covering = [s for s in self._prefixes if s.rule.src_ip is not None and addr in s.rule.src_ip]
-        if not covering:
-            return []
-        narrowest = max(s.rule.src_ip.prefixlen for s in covering if s.rule.src_ip is not None)
-        return [s for s in covering if s.rule.src_ip is not None and s.rule.src_ip.prefixlen == narrowest]
+        value, bits = int(addr), addr.max_prefixlen
+        for length in self._lengths[addr.version]:
+            shift = bits - length
+            found = self._prefixes[(addr.version, length)].get(value >> shift << shift)
+            if found:
+                return list(found)
+        return []
 
     def blocks(self, sources: Iterable[str], now: float) -> Mapping[str, Block]:
         """The block holding on each of ``sources`` (unexpired at ``now``; of several, the one
