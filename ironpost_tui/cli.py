@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING
 from ironpost_tui import __version__
 from ironpost_tui.errors import ExitStatus, IronpostError
 from ironpost_tui.kernel import host
-from ironpost_tui.kernel.datapath import import_bcc
+from ironpost_tui.kernel.datapath import PreparedDatapath, import_bcc
 from ironpost_tui.metrics import log_format
 from ironpost_tui.rules.audit import DEFAULT_AUDIT_LOG
 from ironpost_tui.text import visible
 
 if TYPE_CHECKING:
-    from ironpost_tui.config.settings import ConsoleSettings, Settings
+    from ironpost_tui.config.settings import ConsoleSettings, EbpfSettings, Settings
     from ironpost_tui.config.watch import ConfigSource
     from ironpost_tui.engine import headless
     from ironpost_tui.engine.engine import Engine, EngineOptions
@@ -137,27 +137,42 @@ def _cmd_run(argv: list[str]) -> ExitStatus:
     from ironpost_tui.engine.pid_file import pid_file
 
     source = ConfigSource(args.config, args.iface, args.state_dir)
-    settings = source.load()
+    prepared: list[PreparedDatapath] = []
 
-    set_log_level(settings.general.log_level)
-    log_format.configure(args.log_format or settings.general.log_format)
-    if args.headless and args.record is not None:
-        raise IronpostError("--record records the console: leave out --headless (or replay a console recording)")
-    with pid_file(settings.general.pid_file):  # written now, removed however the run ends
-        return _run_configured(args, settings, source)
+    def compile_early(ebpf: EbpfSettings) -> None:
+        """The program compiled while the rules are checked (the engine compiles pinned or offloaded ones)."""
+        from ironpost_tui.kernel.libbpf import XdpMode
+        from ironpost_tui.kernel.xdp_link import xdp_choice
+
+        if not args.persist and xdp_choice(args.xdp_mode or ebpf.xdp_mode) != XdpMode.OFFLOAD:
+            prepared.append(PreparedDatapath(ebpf.datapath()))
+
+    try:
+        settings = source.load(on_ebpf=compile_early)
+        set_log_level(settings.general.log_level)
+        log_format.configure(args.log_format or settings.general.log_format)
+        if args.headless and args.record is not None:
+            raise IronpostError("--record records the console: leave out --headless (or replay a console recording)")
+        with pid_file(settings.general.pid_file):  # written now, removed however the run ends
+            return _run_configured(args, settings, source, prepared[0] if prepared else None)
+    finally:
+        for p in prepared:  # unloaded unless the engine took it
+            p.close()
 
 
-def _run_configured(args: argparse.Namespace, settings: Settings, source: ConfigSource) -> ExitStatus:
+def _run_configured(
+    args: argparse.Namespace, settings: Settings, source: ConfigSource, prepared: PreparedDatapath | None = None
+) -> ExitStatus:
     from ironpost_tui.engine import headless
     from ironpost_tui.engine.engine import Engine
     from ironpost_tui.metrics import endpoint as metrics_endpoint
 
     options = _engine_options(args, settings, source)
     if not args.headless:
-        return _run_console(Engine(options), source, _console_settings(args, settings.console), args)
+        return _run_console(Engine(options, prepared=prepared), source, _console_settings(args, settings.console), args)
     controls = headless.Controls()
     _install_signals(controls)
-    engine = Engine(options)
+    engine = Engine(options, prepared=prepared)
     scrapers = options.infrastructure.peers
     endpoint = metrics_endpoint.resolve(
         settings.metrics,

@@ -14,6 +14,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,13 +121,19 @@ class Settings:
 # loading
 
 
-def load(path: Path, now: float | None = None) -> Settings:
+# Called with the [ebpf] section as soon as it is checked, before the rules are: a start compiles the
+# program with it meanwhile (kernel/datapath.py PreparedDatapath).
+EbpfReady = Callable[[EbpfSettings], None]
+
+
+def load(path: Path, now: float | None = None, on_ebpf: EbpfReady | None = None) -> Settings:
     """Read and check ``path``; ConfigError with every error of the file.
 
     ``expires_in`` counts from ``now`` (default: the time of the call, i.e.
-    from when the file is loaded).
+    from when the file is loaded).  ``on_ebpf``: see EbpfReady (not called when the file has errors
+    before its rules).
     """
-    return loads(read_text(path), str(path), now)
+    return loads(read_text(path), str(path), now, on_ebpf)
 
 
 def read_text(path: Path) -> str:
@@ -160,7 +167,7 @@ def read_text(path: Path) -> str:
         raise _fail(name, f"not UTF-8 text (byte 0x{bad}): save the file as UTF-8", line, col) from None
 
 
-def loads(text: str, path: str, now: float | None = None) -> Settings:
+def loads(text: str, path: str, now: float | None = None, on_ebpf: EbpfReady | None = None) -> Settings:
     """Check the TOML ``text`` (named ``path`` in messages); ConfigError with every error.
 
     ``expires_in`` counts from ``now`` (default: the time of the call).
@@ -182,7 +189,7 @@ def loads(text: str, path: str, now: float | None = None) -> Settings:
         pos = line_col(text, m.start()) if m else (1, 1)
         raise _fail(path, "a number has thousands of digits: no setting needs that", *pos) from None
     check = Check()
-    settings = _build(check, data, Path(path), time.time() if now is None else now)
+    settings = _build(check, data, Path(path), time.time() if now is None else now, on_ebpf)
     if check.pending:
         raise ConfigError.from_issues(check.resolve(path, text))
     return settings
@@ -225,7 +232,7 @@ _SYNTAX_HINTS = {  # tomllib's words where a plainer say helps
 # the sections
 
 
-def _build(check: Check, data: dict[str, Any], path: Path, now: float) -> Settings:
+def _build(check: Check, data: dict[str, Any], path: Path, now: float, on_ebpf: EbpfReady | None = None) -> Settings:
     top = Table(check, data, (), TOP_KEYS)
     top.unknown_keys()
     general = _general(top.subtable("general", ("log_level", "log_format", "data_dir", "pid_file")))
@@ -243,6 +250,8 @@ def _build(check: Check, data: dict[str, Any], path: Path, now: float) -> Settin
     )
     ebpf = _ebpf(ebpf_table)
     ebpf_table.unknown_keys()
+    if on_ebpf is not None and not check.pending:
+        on_ebpf(ebpf)
     rules = config_rules.rules(check, data, ebpf.blocklist_max_entries, now)
     detectors = top.subtable("detectors", (*Detector, *_LIMIT_KEYS))
     detectors.unknown_keys()

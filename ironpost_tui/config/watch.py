@@ -63,9 +63,9 @@ class ConfigSource:
         self._seen: tuple[int, int, int] | None = None
         self._digest: bytes | None = None
 
-    def load(self) -> Settings:
+    def load(self, on_ebpf: config_mod.EbpfReady | None = None) -> Settings:
         self.mark()
-        return config_mod.load(self.path)
+        return config_mod.load(self.path, on_ebpf=on_ebpf)
 
     def _stat(self) -> tuple[int, int, int] | None:
         try:

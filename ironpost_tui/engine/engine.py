@@ -31,7 +31,7 @@ from ironpost_tui.errors import IronpostError, LoadFailed, ModeUnsupported, XdpB
 from ironpost_tui.kernel import host, libbpf
 from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.kernel.capture import CaptureMaps, stop_orphaned
-from ironpost_tui.kernel.datapath import Datapath, DatapathConfig, check_pins
+from ironpost_tui.kernel.datapath import Datapath, DatapathConfig, PreparedDatapath, check_pins
 from ironpost_tui.kernel.events import EventDecoder
 from ironpost_tui.kernel.libbpf import XdpMode
 from ironpost_tui.kernel.pins import LINK_PIN, pin_running
@@ -124,11 +124,18 @@ class Tick:
 
 
 class Engine:
-    def __init__(self, options: EngineOptions, notice: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        options: EngineOptions,
+        notice: Callable[[str], None] | None = None,
+        prepared: PreparedDatapath | None = None,
+    ) -> None:
         self.options = options
         self._notice = notice or log.warning
         self._lock = host.InterfaceLock(options.iface)
         self._dp: Datapath | None = None
+        # Compiled while the configuration was checked (cli): taken at start when it fits, closed otherwise.
+        self._prepared = prepared
         self._link: XdpLink | None = None
         self._rules: RuleTable | None = None
         self._control: RuleController | None = None
@@ -220,10 +227,16 @@ class Engine:
             pins.mkdir(parents=True, exist_ok=True)
             maps_pinned = check_pins(pins, opts.datapath)
         offload = opts.xdp_mode == XdpMode.OFFLOAD
+        prepared, self._prepared = self._prepared, None
         try:
-            self._dp = Datapath(
-                opts.datapath, pin_dir=pins if opts.persist else None, offload_dev=opts.iface if offload else None
-            )
+            if prepared is not None and prepared.cfg == opts.datapath and not opts.persist and not offload:
+                self._dp = prepared.take()
+            else:
+                if prepared is not None:
+                    prepared.close()
+                self._dp = Datapath(
+                    opts.datapath, pin_dir=pins if opts.persist else None, offload_dev=opts.iface if offload else None
+                )
         except LoadFailed as exc:
             if offload:
                 raise ModeUnsupported(
@@ -321,6 +334,9 @@ class Engine:
             self._close()
 
     def _close(self) -> None:
+        if self._prepared is not None:  # a start that stopped before it took the compiled program
+            self._prepared.close()
+            self._prepared = None
         self._stop_survey.set()
         if self._bouncer is not None:
             self._bouncer.stop()
