@@ -20,13 +20,14 @@ from ironpost_tui.config.crowdsec import CrowdSecSettings, Scope
 from ironpost_tui.engine.crowdsec import stream_json
 from ironpost_tui.engine.crowdsec.bouncer import Bouncer
 from ironpost_tui.engine.crowdsec.decisions import Decision, Delta, as_pulled
+from ironpost_tui.errors import BlocklistFull
 from ironpost_tui.kernel import libbpf
 from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.kernel.datapath import Datapath, DatapathConfig
 from ironpost_tui.model import Action, FilterRule
-from ironpost_tui.rules.audit import AuditLog
+from ironpost_tui.rules.audit import Actor, AuditLog
 from ironpost_tui.rules.control import RuleController
-from ironpost_tui.rules.decision_set import DecisionSet
+from ironpost_tui.rules.decision_set import DecisionSet, DecisionsFull
 from ironpost_tui.rules.infrastructure import InfraReason, InfraSources, Infrastructure
 from ironpost_tui.rules.table import RuleTable, monotonic_to_wall_offset
 
@@ -228,21 +229,78 @@ def test_a_batch_writes_each_map_once(world: tuple[RuleTable, RuleController, De
 
 
 @pytestmark_root
-def test_a_batch_past_a_full_map_names_what_it_could_not_write(
+def test_decisions_leave_the_operator_a_reserve_and_a_full_map_is_named(
     world: tuple[RuleTable, RuleController, DecisionSet],
 ) -> None:
-    """BLOCKLIST holds 4,096 entries here: a batch of 4,100 addresses writes the first 4,096 and names
-    the 4 others, which are not held and do not drop; the error says the map is full."""
-    table, _control, decisions = world
+    """BLOCKLIST holds 4,096 entries here, 128 of them kept for the operator (1/32): the decisions stop
+    at 3,968, each one past it refused with a one-line reason (as the bouncer catches it), and an
+    operator's block still goes in.  And when the kernel's map is fuller than the set knows (another
+    tool's 100 entries), the batch writes what fits and names the rest, which are not held."""
+    table, control, decisions = world
     later = time.time() + 60
-    addrs = many(4100, "198.18.128.0")
+    addrs = many(4000, "198.18.128.0")
+    refused: list[str] = []
     with decisions.batch() as batch:
         for i, n in enumerate(addrs):
-            decisions.put(n, i + 1, later)
-    assert batch.failed == addrs[4096:]
-    assert "BLOCKLIST is full" in str(batch.error)
-    assert len(decisions) == 4096 and decisions.written(MapName.BLOCKLIST) == 4096
-    assert verdict(table.datapath, str(addrs[4095].network_address)) == XDP_DROP
-    assert verdict(table.datapath, str(addrs[4099].network_address)) == XDP_PASS
-    assert all(n not in decisions for n in addrs[4096:])
-    assert table.datapath.map_dump(MapName.BLOCKLIST)[2] == 4096
+            try:
+                decisions.put(n, i + 1, later)
+            except DecisionsFull as exc:
+                refused.append(exc.message)
+    assert batch.failed == [] and len(decisions) == 3968 == decisions.written(MapName.BLOCKLIST)
+    assert len(refused) == 32 and "keeps 128 of its 4096 entries for the operator's rules" in refused[0]
+    assert verdict(table.datapath, str(addrs[3967].network_address)) == XDP_DROP
+    assert verdict(table.datapath, str(addrs[3999].network_address)) == XDP_PASS
+    # The reserve is the operator's: a block goes in.
+    block = FilterRule("op-block", Action.DROP, src_ip=net("198.18.250.1"))
+    control.add(block, Actor("op", None, "test"))
+    assert verdict(table.datapath, "198.18.250.1") == XDP_DROP
+    # The controller counts the decisions: a rule set needing more than what is left is refused in one line.
+    with pytest.raises(BlocklistFull, match="beside the 3968 CrowdSec decisions"):
+        control._check_capacity(
+            [FilterRule(f"x{i}", Action.DROP, src_ip=n) for i, n in enumerate(many(200, "198.18.240.0"))]
+        )
+    decisions.clear()
+    # Another tool's entries the set does not know of: the kernel's map is full before the set's room.
+    foreign = many(300, "198.18.60.0")
+    dp = table.datapath
+    value = decisions._value  # a drop entry as any tool would write one
+    for n in foreign:
+        dp.map_update(MapName.BLOCKLIST, n.network_address.packed, value)
+    room = 4096 - 128 - table.count(MapName.BLOCKLIST)  # the set's view (the operator's block included)
+    kernel_room = room + 128 - 300  # the kernel's
+    try:
+        with decisions.batch() as batch:
+            for i, n in enumerate(addrs[:room]):
+                decisions.put(n, i + 1, later)
+        assert batch.failed == addrs[kernel_room:room]
+        assert "BLOCKLIST is full" in str(batch.error)
+        assert len(decisions) == kernel_room and all(n not in decisions for n in batch.failed)
+        assert verdict(dp, str(addrs[kernel_room - 1].network_address)) == XDP_DROP
+        assert verdict(dp, str(addrs[kernel_room].network_address)) == XDP_PASS
+    finally:
+        for n in foreign:
+            dp.map_delete(MapName.BLOCKLIST, n.network_address.packed)
+
+
+@pytestmark_root
+def test_the_bouncer_reports_decisions_past_the_reserve_in_one_line(
+    world: tuple[RuleTable, RuleController, DecisionSet], caplog: pytest.LogCaptureFixture
+) -> None:
+    """4,000 decisions pulled into a 4,096-entry BLOCKLIST (128 kept): 3,968 applied over the ticks it
+    takes, the 32 others reported in one warning with their count, not one line per decision or tick."""
+    table, control, _ = world
+    bouncer = Bouncer(CrowdSecSettings(), None)  # type: ignore[arg-type]  # no LAPI: no pull
+    new = tuple(
+        as_pulled(Decision(i + 1, n, Scope.IP, 600.0, "cscli", "x")) for i, n in enumerate(many(4000, "198.18.128.0"))
+    )
+    bouncer._queue.put((Delta(new, (), 0, 0), None))
+    caplog.set_level("WARNING")
+    for _ in range(1000):
+        bouncer.apply(control)
+        if not bouncer.pending:
+            break
+    assert not bouncer.pending
+    assert len(bouncer.decision_set(control)) == 3968 == table.datapath.map_dump(MapName.BLOCKLIST)[2]
+    lines = [r.getMessage() for r in caplog.records if "not applied" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].startswith("32 CrowdSec decision(s) not applied"), lines
+    bouncer.decision_set(control).clear()

@@ -220,12 +220,16 @@ class RuleController:
 
     def _check_capacity(self, rules: list[FilterRule]) -> None:
         # replace_all() deletes the rules that go before it adds: the new set must fit.
+        # The CrowdSec decisions' entries stay beside them: counted, so that a set that does not fit is
+        # refused here in one line, not half-way through the kernel writes.
         per_map = Counter(kernel_rules.place(r).map_name for r in rules)
         cfg = self.table.capacity()
+        side = self.table.side_counts
         for name, count in per_map.items():
-            if count > cfg[name]:
+            if count + side[name] > cfg[name]:
+                beside = f" beside the {side[name]} CrowdSec decisions in it" if side[name] else ""
                 raise BlocklistFull(
-                    f"{name} would need {count} entries and holds {cfg[name]}: "
+                    f"{name} would need {count} entries{beside} and holds {cfg[name]}: "
                     "rules refused, the current set stays in force"
                 )
 

@@ -16,6 +16,9 @@ and the snapshot cost what they cost without the set.
 - Expiry from a heap (O(log n) a decision); a decision replaced or deleted leaves a stale heap item
   that is skipped when it surfaces.
 - The filter bits (prefilter.py) are counted in before an entry is written and out after it is deleted.
+- A reserve: the set never fills a map past ``capacity - reserved(capacity)``, so that a LAPI holding
+  more decisions than the map holds (or whoever can write decisions into it) cannot leave the operator
+  unable to block: the decisions past it are refused (``DecisionsFull``), counted and logged by the bouncer.
 - Batched writes: inside ``batch()``, puts are written at its end, one BPF_MAP_UPDATE_BATCH per map (a
   tick's slice of a 100,000-decision pull is a few syscalls, not thousands); a decision whose write
   failed (a map full) is let go, and the batch names it.
@@ -33,6 +36,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from ironpost_tui.errors import BlocklistFull
 from ironpost_tui.kernel import abi
 from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.model import Action, FilterRule, IPNetwork
@@ -42,6 +46,16 @@ from ironpost_tui.rules.table import RuleTable
 
 # The last drop rank: any operator drop ranks before it, and every drop before any monitor.
 PRIORITY = abi.MONITOR_RANK - 1
+# Entries of each map kept for the operator's rules and the auto-blocks: 1/32 of it, at least 64.
+RESERVE_SHARE, RESERVE_MIN = 32, 64
+
+
+def reserved(capacity: int) -> int:
+    return max(RESERVE_MIN, capacity // RESERVE_SHARE)
+
+
+class DecisionsFull(BlocklistFull):
+    """A decision refused: its map holds as many decisions as it may beside the reserve."""
 
 
 @dataclass
@@ -76,7 +90,8 @@ class DecisionSet:
         # (expires_at, a sequence number that keeps networks from being compared, decision id, network)
         self._heap: list[tuple[float, int, int, IPNetwork]] = []
         self._seq = 0
-        self._written: Counter[MapName] = Counter()
+        self._written: Counter[MapName] = table.side_counts  # shared: the controller's capacity check counts them
+        self._room: dict[MapName, int] = {}  # inside batch(): entries each map may still take
         self._pending: dict[tuple[MapName, bytes], _Held] | None = None  # inside batch(): writes to make
         table.on_removed.append(self._table_let_go)
 
@@ -183,6 +198,7 @@ class DecisionSet:
         """The writes of the puts inside, made at its end (also when it raises), one syscall per map."""
         assert self._pending is None, "batches do not nest"
         self._pending = {}
+        self._room = {}
         out = Batch()
         try:
             yield out
@@ -212,6 +228,7 @@ class DecisionSet:
         """Write ``held``'s entry unless a rule of the table holds its key (then it waits: _table_let_go)."""
         if held.written or self._table.owner(held.map_name, held.key) is not None:
             return
+        self._claim(held.map_name)
         self._table.generation += 1  # a survey of BLOCKLIST taken before this write is stale (external.py)
         if self._pending is not None:
             self._pending[(held.map_name, held.key)] = held  # written at the batch's end
@@ -221,6 +238,22 @@ class DecisionSet:
         self._written[held.map_name] += 1
         if held.map_name == MapName.BLOCKLIST:
             self._table.side_entries[held.key] = self._value  # expected there by external.py
+
+    def _claim(self, map_name: MapName) -> None:
+        """One more entry in ``map_name``, or DecisionsFull when the reserve would be reached.  The rules'
+        count is taken once per batch (it is a walk of the table) and kept up to date by the claims."""
+        room = self._room.get(map_name) if self._pending is not None else None
+        if room is None:
+            capacity = self._table.capacity()[map_name]
+            room = capacity - reserved(capacity) - self._table.count(map_name) - self._written[map_name]
+        if room <= 0:
+            capacity = self._table.capacity()[map_name]
+            raise DecisionsFull(
+                f"{map_name} holds {self._written[map_name]} CrowdSec decisions and keeps {reserved(capacity)} of its "
+                f"{capacity} entries for the operator's rules: decision not applied (raise its size in [ebpf])"
+            )
+        if self._pending is not None:
+            self._room[map_name] = room - 1
 
     def _table_let_go(self, map_name: MapName, key: bytes) -> None:
         """A rule of the table deleted its entry on ``key``: a decision held there is written again."""

@@ -73,6 +73,7 @@ class RuleTable:
         # goes (map, key), and their BLOCKLIST entries (key -> value), which external.py expects there.
         self.on_removed: list[Callable[[MapName, bytes], None]] = []
         self.side_entries: dict[bytes, bytes] = {}
+        self.side_counts: Counter[MapName] = Counter()  # their entries per map (the capacity checks count them)
 
     # --- reading ---------------------------------------------------------------
     def __len__(self) -> int:

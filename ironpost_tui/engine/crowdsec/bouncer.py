@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 ACTOR = Actor(user="crowdsec", ssh_client=None, via="crowdsec")
 MAX_BACKOFF = 60.0
-BUDGET = 0.02  # seconds of rule writes per tick
+BUDGET = 0.01  # seconds of decisions applied per tick (a bulk goes on at the next tick, at once)
 # A full pull (startup=true) this often as well as the deltas: the LAPI's delta can miss a decision written
 # while a pull is answered (seen with bulk imports on crowdsec 1.4); a full pull puts the table right.
 RESYNC_SECS = 60.0
@@ -54,6 +54,7 @@ SET_MAPS = "BLOCKLIST/SRC4/SRC6"
 # And once the deltas go quiet after changes (a bulk import done), at most this often: what the deltas
 # missed is in force seconds after the import, not up to RESYNC_SECS later.
 SETTLED_SECS = 5.0
+REFUSED_LOG_SECS = 60.0  # decisions not applied (a map full): one line at most this often
 AUDIT_EACH = 20  # changes in one tick audited one by one; more: one summary line
 BULK_AUDIT_SECS = 10.0  # a bulk being applied: audited this often
 
@@ -110,6 +111,9 @@ class Bouncer:
         self._set: DecisionSet | None = None  # the decisions in force (made on the first tick)
         self._warned: set[IPNetwork] = set()  # protected sources logged once
         self._protected_ids: set[int] = set()  # decisions skipped as protected, counted once each
+        self._not_applied = 0  # decisions refused (a map full) since the last line that said so
+        self._refused_since = 0.0
+        self._refused_why = ("", "")
         self._bulk: Counter[str] = Counter()  # changes applied, not audited yet (the puller writes them)
         self._bulk_audit: AuditLog | None = None
         self._bulk_since = time.monotonic()
@@ -215,7 +219,9 @@ class Bouncer:
                 c for c in changes if not (c[0] == "add" and isinstance(c[1], Decision) and c[1].network in failed)
             ]
             message = batch.error.message if isinstance(batch.error, IronpostError) else str(batch.error)
-            log.warning("%d CrowdSec decisions not applied: %s", len(failed), message)
+            self._refused(len(failed), str(batch.failed[0]), message)
+        if not self.pending:
+            self._report_refused()
         self._audit(control, changes, now)
         if len(changes) > AUDIT_EACH:
             # A bulk: the decisions just held live long.  Out of the collector's generations (after a
@@ -234,7 +240,6 @@ class Bouncer:
         changes: list[tuple[str, Decision | IPNetwork]],
     ) -> None:
         """Pulled decisions applied (and swept) until ``deadline``; what changed appended to ``changes``."""
-        refused = 0
         while time.monotonic() < deadline:
             item = self._next_op()
             if item is None:
@@ -271,12 +276,25 @@ class Bouncer:
                     continue
                 decisions.put(d.network, d.id, now + d.seconds)
                 changes.append(("add", d))
-            except IronpostError as exc:  # a map full: one line a tick, not one per decision
-                refused += 1
-                if refused == 1:
-                    log.warning("CrowdSec decision on %s not applied: %s", d.value, exc.message)
-        if refused > 1:
-            log.warning("%d more CrowdSec decisions not applied this tick", refused - 1)
+            except IronpostError as exc:  # a map full, or its reserve reached
+                self._refused(1, d.value, exc.message)
+
+    def _refused(self, n: int, example: str, why: str) -> None:
+        """Decisions not applied (a map full, or its reserve reached): counted, and said in one line when
+        the pulled decisions are all through (``_report_refused``), or every REFUSED_LOG_SECS of a longer
+        bulk; a LAPI holding more than the maps take offers the same ones again at each full pull."""
+        if not self._not_applied:
+            self._refused_since, self._refused_why = time.monotonic(), (example, why)
+        self._not_applied += n
+        if time.monotonic() - self._refused_since >= REFUSED_LOG_SECS:
+            self._report_refused()
+
+    def _report_refused(self) -> None:
+        if self._not_applied:
+            example, why = self._refused_why
+            log.warning("%d CrowdSec decision(s) not applied (%s among them): %s", self._not_applied, example, why,
+                        extra={"event": "crowdsec_not_applied", "count": self._not_applied})  # fmt: skip
+            self._not_applied = 0
 
     def _next_op(self) -> tuple[bool, Pulled | _Sweep] | None:
         while self._ops:
