@@ -304,3 +304,30 @@ def test_the_bouncer_reports_decisions_past_the_reserve_in_one_line(
     lines = [r.getMessage() for r in caplog.records if "not applied" in r.getMessage()]
     assert len(lines) == 1 and lines[0].startswith("32 CrowdSec decision(s) not applied"), lines
     bouncer.decision_set(control).clear()
+
+
+@pytestmark_root
+def test_the_crowdsec_row_names_the_scenarios_of_the_decisions_held(
+    world: tuple[RuleTable, RuleController, DecisionSet],
+) -> None:
+    """The rules pane's one ``crowdsec`` row says how many decisions and their scenarios, most held first,
+    kept up to date as decisions go; a scenario's control characters are shown as ``?``."""
+    _table, control, _ = world
+    bouncer = Bouncer(CrowdSecSettings(), None)  # type: ignore[arg-type]  # no LAPI: no pull
+    addrs = many(4, "198.18.20.0")
+    made = [
+        Decision(1, addrs[0], Scope.IP, 600.0, "crowdsec", "crowdsecurity/ssh-bf"),
+        Decision(2, addrs[1], Scope.IP, 600.0, "crowdsec", "crowdsecurity/ssh-bf"),
+        Decision(3, addrs[2], Scope.IP, 600.0, "ironpost", "ironpost/port_scan"),
+        Decision(4, addrs[3], Scope.IP, 600.0, "cscli", "\x1b[31mevil"),
+    ]
+    bouncer._queue.put((Delta(tuple(map(as_pulled, made)), (), 0, 0), None))
+    bouncer.apply(control)
+    assert bouncer.rule_status(control).rule.description == (
+        "4 CrowdSec decisions: crowdsecurity/ssh-bf 2, ironpost/port_scan 1, ?[31mevil 1"
+    )
+    bouncer._queue.put((Delta((), (as_pulled(made[0]), as_pulled(made[2])), 0, 0), None))
+    bouncer.apply(control)
+    assert bouncer.rule_status(control).rule.description == "2 CrowdSec decisions: crowdsecurity/ssh-bf 1, ?[31mevil 1"
+    bouncer.panic()
+    assert bouncer.rule_status(control).rule.description == "0 CrowdSec decisions"

@@ -22,12 +22,14 @@ from dataclasses import dataclass, replace
 
 from ironpost_tui.config.crowdsec import CrowdSecSettings
 from ironpost_tui.engine.crowdsec.decisions import (
+    MAX_DESCRIPTION,
     RULE_PREFIX,
     Decision,
     Delta,
     Pulled,
     as_decision,
     parse_stream,
+    printable,
     pulled_network,
 )
 from ironpost_tui.engine.crowdsec.lapi import LapiClient, LapiError
@@ -111,6 +113,8 @@ class Bouncer:
         self._set: DecisionSet | None = None  # the decisions in force (made on the first tick)
         self._warned: set[IPNetwork] = set()  # protected sources logged once
         self._protected_ids: set[int] = set()  # decisions skipped as protected, counted once each
+        self._scenario_of: dict[IPNetwork, str] = {}  # the scenario of each decision held
+        self._scenarios: Counter[str] = Counter()  # decisions held per scenario
         self._not_applied = 0  # decisions refused (a map full) since the last line that said so
         self._refused_since = 0.0
         self._refused_why = ("", "")
@@ -222,6 +226,7 @@ class Bouncer:
             self._refused(len(failed), str(batch.failed[0]), message)
         if not self.pending:
             self._report_refused()
+        self._note_scenarios(changes)
         self._audit(control, changes, now)
         if len(changes) > AUDIT_EACH:
             # A bulk: the decisions just held live long.  Out of the collector's generations (after a
@@ -337,7 +342,23 @@ class Bouncer:
 
     def panic(self) -> int:
         """Every decision out of the kernel (an operator's panic); the next full pull brings back those in force."""
+        self._scenario_of.clear()
+        self._scenarios.clear()
         return self._set.clear() if self._set is not None else 0
+
+    def _note_scenarios(self, changes: list[tuple[str, Decision | IPNetwork]]) -> None:
+        """The scenario of each decision held, counted: the ``crowdsec`` row's description names them."""
+        for what, change in changes:
+            net = change.network if isinstance(change, Decision) else change
+            old = self._scenario_of.pop(net, None)
+            if old is not None:
+                self._scenarios[old] -= 1
+                if not self._scenarios[old]:
+                    del self._scenarios[old]
+            if what == "add" and isinstance(change, Decision):
+                scenario = printable(change.scenario)[:MAX_DESCRIPTION] or "no scenario"
+                self._scenario_of[net] = scenario
+                self._scenarios[scenario] += 1
 
     def status(self, control: RuleController) -> CrowdSecStatus:
         return CrowdSecStatus(
@@ -354,8 +375,23 @@ class Bouncer:
         decisions = self.decision_set(control)
         packets, last = decisions.hits()
         n = len(decisions)
-        rule = replace(SET_RULE, description=f"{n} CrowdSec decision{'' if n == 1 else 's'}")
+        rule = replace(SET_RULE, description=describe(n, self._scenarios))
         return RuleStatus(rule, SET_MAPS, packets, last, decisions.slot)
+
+
+SCENARIOS_SHOWN = 3
+
+
+def describe(n: int, scenarios: Counter[str]) -> str:
+    """The ``crowdsec`` row's description: how many decisions, and their scenarios, most held first:
+    ``3 CrowdSec decisions: crowdsecurity/ssh-bf 2, ironpost/port_scan 1``."""
+    text = f"{n} CrowdSec decision{'' if n == 1 else 's'}"
+    top = scenarios.most_common(SCENARIOS_SHOWN)
+    if top:
+        text += ": " + ", ".join(f"{scenario} {count:,}" for scenario, count in top)
+        if len(scenarios) > SCENARIOS_SHOWN:
+            text += f", {len(scenarios) - SCENARIOS_SHOWN} more"
+    return text
 
 
 def _as_rule(change: Decision | IPNetwork, now: float) -> FilterRule:

@@ -49,7 +49,7 @@ class Decision:
             self.rule_id,
             Action.DROP,
             src_ip=self.network,
-            description=_printable(self.scenario)[:MAX_DESCRIPTION],
+            description=printable(self.scenario)[:MAX_DESCRIPTION],
             expires_at=now + self.seconds,
             crowdsec=True,
         )
@@ -97,7 +97,7 @@ def go_duration(text: str) -> float:
     return -total if m.group(1) else total
 
 
-def _printable(text: str) -> str:
+def printable(text: str) -> str:
     return "".join(c if c.isprintable() else "?" for c in text)
 
 
