@@ -219,6 +219,7 @@ def _engine_options(args: argparse.Namespace, settings: Settings, source: Config
             lapi=url_host_addresses(settings.crowdsec.lapi_url) if settings.crowdsec.enabled else (),
         ),
         crowdsec=settings.crowdsec,
+        own_process=True,
     )
 
 

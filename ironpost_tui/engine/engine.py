@@ -93,6 +93,9 @@ class EngineOptions:
     auto_block: AutoBlockLimits = field(default_factory=AutoBlockLimits)
     infrastructure: InfraSources = field(default_factory=InfraSources)  # never auto-blocked; where to find it
     crowdsec: CrowdSecSettings = field(default_factory=CrowdSecSettings)  # [crowdsec]: the LAPI's decisions
+    # The engine owns its process (the agent, the console, the demo): it sets the interpreter's switch
+    # interval and its ticking thread's priority.  Not as a library: a caller's process is left as it is.
+    own_process: bool = False
 
     def detector(self, name: Detector) -> DetectorConfig:
         """A detector's settings (a Detector without a case here fails mypy: assert_never)."""
@@ -176,7 +179,8 @@ class Engine:
     def start(self) -> StartReport:
         t0 = time.monotonic()
         opts = self.options
-        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
+        if opts.own_process:
+            sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
         host.check_privileges()
         if opts.warn_no_ssh_client:  # in the console, a log warning becomes the status line's notice
             log.warning(NO_SSH_CLIENT, extra={"event": "no_ssh_client"})
@@ -379,7 +383,8 @@ class Engine:
         assert self._dp is not None and self._decoder is not None
         if self._tick_thread != threading.get_native_id():
             self._tick_thread = threading.get_native_id()
-            raise_priority(self._tick_thread)
+            if self.options.own_process:
+                raise_priority(self._tick_thread)
         if self._bouncer is not None and self._bouncer.pending:
             timeout_ms = min(timeout_ms, 1)  # decisions waiting: the next slice at once, not after an idle wait
         records = self._dp.read_events(timeout_ms)  # only this thread reads the ring: no lock while waiting
