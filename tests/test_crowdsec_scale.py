@@ -17,7 +17,6 @@ import ipaddress
 import json
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -42,15 +41,6 @@ RANGES = ipaddress.ip_network("198.19.192.0/18")  # the /28 ranges; the exact ad
 LAB4 = ipaddress.ip_network("198.18.0.0/15")
 V6_NET = ipaddress.ip_network("2001:db8:ffff:ffff::/64")
 BPF_MAP_TYPE_LPM_TRIE = 11
-
-
-@pytest.fixture
-def probe(lab: netlab.Lab) -> Iterator[Probe]:
-    p = Probe(lab)
-    try:
-        yield p
-    finally:
-        p.close()
 
 
 def decisions_csv(path: Path, lab: netlab.Lab) -> None:
