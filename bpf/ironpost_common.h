@@ -322,6 +322,12 @@ struct src_way {
 	__u64 ports[PORT_BITS / 64]; /* ports probed, by hash of (protocol, port) */
 	__u8 tgt_addr[TARGET_SLOTS][16]; /* destinations probed (as agg_key.addr; the source's family) */
 	__u32 tgt_hits[TARGET_SLOTS];    /* probes to each since the slot took it (0: unused) */
+	/* Each slot's port (host order) and the probes to it since it became the slot's port: a port is
+	 * kept while it holds at least half the slot's probes, and the next port probed takes its place
+	 * once it does not (sketch.h keep_port), so tgt_port_hits * 2 >= tgt_hits proves it took at
+	 * least half.  Cleared with the hits. */
+	__u32 tgt_port_hits[TARGET_SLOTS];
+	__u16 tgt_port[TARGET_SLOTS];
 };
 
 struct dst_way {
@@ -329,6 +335,9 @@ struct dst_way {
 	__u32 syn;
 	__u32 tcp;
 	__u32 marked;
+	__u16 port;      /* the SYNs' destination port (host order), kept as src_way's tgt_port is */
+	__u16 _pad;
+	__u32 port_syns; /* SYNs to port since it became the way's port: * 2 >= syn, it took half */
 	__u64 last_seq;
 };
 

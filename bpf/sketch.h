@@ -62,7 +62,21 @@ static __always_inline int same_key(struct agg_key *k, struct pkt *p, const __u8
  * from one (nothing inherited: no destination is credited with another's probes).  The slots are
  * cleared with the port memory, so a source's old targets give way to its current ones.  Four
  * compares of the address, loaded once, and an add: a probe's cost, not every packet's. */
-static __always_inline void count_target(struct src_way *w, const __u8 *dst)
+/* One probe to ``port``, the ``total``-th of a slot (a destination): the slot's port is kept while
+ * it holds at least half the probes (``*kept_hits`` counts its probes since it became the port), and
+ * the next other port probed takes its place once it does not.  So kept_hits * 2 >= total proves
+ * the port took at least half; a port probed far more than all others ends as the slot's port. */
+static __always_inline void keep_port(__u16 *kept, __u32 *kept_hits, __u32 total, __u16 port)
+{
+	if (*kept == port)
+		*kept_hits += 1;
+	else if (*kept_hits * 2 < total) {
+		*kept = port;
+		*kept_hits = 1;
+	}
+}
+
+static __always_inline void count_target(struct src_way *w, const __u8 *dst, __u16 port)
 {
 	__u64 d0, d1;
 
@@ -79,6 +93,7 @@ static __always_inline void count_target(struct src_way *w, const __u8 *dst)
 		__builtin_memcpy(&t1, ALIGNED8(w->tgt_addr[i] + 8), 8);
 		if (!((t0 ^ d0) | (t1 ^ d1))) {
 			w->tgt_hits[i] += 1;
+			keep_port(&w->tgt_port[i], &w->tgt_port_hits[i], w->tgt_hits[i], port);
 			return;
 		}
 	}
@@ -91,6 +106,8 @@ static __always_inline void count_target(struct src_way *w, const __u8 *dst)
 	__builtin_memcpy(ALIGNED8(w->tgt_addr[ti]), &d0, 8);
 	__builtin_memcpy(ALIGNED8(w->tgt_addr[ti] + 8), &d1, 8);
 	w->tgt_hits[ti] = 1;
+	w->tgt_port_hits[ti] = 1;
+	w->tgt_port[ti] = port;
 }
 
 /* Count what the SYN-flood and port-scan detectors need.  A probe is what a
@@ -132,6 +149,7 @@ static __always_inline void aggregate(struct pkt *p, struct ironpost_tick *tick,
 		/* The target slots' addresses are left: a slot of no hits is free. */
 		__builtin_memset(w, 0, __builtin_offsetof(struct src_way, tgt_addr));
 		__builtin_memset(w->tgt_hits, 0, sizeof(w->tgt_hits));
+		__builtin_memset(w->tgt_port_hits, 0, sizeof(w->tgt_port_hits));
 		__builtin_memcpy(ALIGNED8(w->key.addr), ALIGNED8(p->src), 16);
 		w->key.family = p->family;
 	}
@@ -165,8 +183,10 @@ static __always_inline void aggregate(struct pkt *p, struct ironpost_tick *tick,
 					for (int i = 0; i < PORT_BITS / 64; i++)
 						w->ports[i] = 0;
 #pragma unroll
-					for (int i = 0; i < TARGET_SLOTS; i++)
+					for (int i = 0; i < TARGET_SLOTS; i++) {
 						w->tgt_hits[i] = 0;
+						w->tgt_port_hits[i] = 0;
+					}
 				}
 				w->ports_since = now;
 			}
@@ -180,7 +200,7 @@ static __always_inline void aggregate(struct pkt *p, struct ironpost_tick *tick,
 				else
 					w->new_udp_ports += 1;
 			}
-			count_target(w, p->dst);
+			count_target(w, p->dst, bpf_ntohs(p->dport));
 		}
 	}
 
@@ -219,8 +239,11 @@ static __always_inline void aggregate(struct pkt *p, struct ironpost_tick *tick,
 		d->marked = gen + 1;
 	}
 	d->tcp += 1;
-	if (syn)
+	if (syn) {
 		d->syn += 1;
+		if (p->ports == PORTS_READ) /* one whose port is not read counts for no port */
+			keep_port(&d->port, &d->port_syns, d->syn, bpf_ntohs(p->dport));
+	}
 	d->last_seq = seq;
 }
 

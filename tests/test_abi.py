@@ -136,7 +136,7 @@ def test_struct_sizes_follow_the_header_layouts() -> None:
     assert abi.MATCH_KEY.size == 40
     assert abi.RULE_HIT.size == 16
     assert abi.CONFIG.size == 544
-    assert abi.SRC_WAY.size == 200 and abi.DST_WAY.size == 40
+    assert abi.SRC_WAY.size == 224 and abi.DST_WAY.size == 48
     assert abi.PACKET_EVENT.size == 56
 
 

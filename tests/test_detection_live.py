@@ -371,9 +371,10 @@ def record_latency(name: str, seconds: float) -> None:
     print(f"\n[detection latency] {name}: {seconds:.3f} s (budget {DETECTION_BUDGET} s)")
 
 
-def aimed(lab: netlab.Lab, *addresses: str) -> str:
-    """An alert line's TARGET for one source at ``addresses`` (default: the host side's address)."""
-    return f"{', '.join(addresses or (lab.host_ip4,))} on {lab.host_if}"
+def aimed(lab: netlab.Lab, *addresses: str, port: int | str) -> str:
+    """An alert line's TARGET for one source at ``addresses`` (default: the host side's address), each
+    as ADDRESS:PORT (``port`` "*": the probes spread over many ports)."""
+    return f"{', '.join(f'{a}:{port}' for a in addresses or (lab.host_ip4,))} on {lab.host_if}"
 
 
 def summary(agent: TimedAgent) -> list[tuple[str, str, str, str]]:
@@ -462,7 +463,8 @@ def test_nmap_scan_raises_one_port_scan_alert_within_2s(rig: Rig, scan: str) -> 
     latency = alert.at - t0
     record_latency(f"nmap {NMAP_SCANS[scan]} -> port_scan", latency)
     assert alert.source == lab.ns_ip4, alert.line
-    assert alert.target == aimed(lab) and alert.severity == "medium", alert.line  # the scanned host
+    # The scanned host, on many ports (no port took half the probes)
+    assert alert.target == aimed(lab, port="*") and alert.severity == "medium", alert.line
     assert rig.procs.finish(nmap, 90) == 0, rig.procs.output(nmap)
     assert "1 host up" in rig.procs.output(nmap), rig.procs.output(nmap)
 
@@ -472,7 +474,7 @@ def test_nmap_scan_raises_one_port_scan_alert_within_2s(rig: Rig, scan: str) -> 
         assert rig.procs.finish(again, 90) == 0, rig.procs.output(again)
 
     time.sleep(LATE_ALERT_WAIT)
-    assert summary(agent) == [("port_scan", lab.ns_ip4, aimed(lab), "medium")], agent.describe()
+    assert summary(agent) == [("port_scan", lab.ns_ip4, aimed(lab, port="*"), "medium")], agent.describe()
     assert not [a for a in agent.alerts(None) if a.detector == "syn_flood"], agent.describe()
     assert latency < DETECTION_BUDGET, f"port_scan alert {latency:.3f} s after nmap started:\n{alert.line}"
 
@@ -521,11 +523,12 @@ def test_hping3_syn_flood_from_one_source(rig: Rig) -> None:
     argv = ["hping3", "-q", "-S", "-p", str(port), "--flood", lab.host_ip4]
     alert, latency = flood(rig, "hping3-single", argv, agent, "syn_flood")
     record_latency("hping3 -S --flood (one source) -> syn_flood", latency)
-    assert (alert.source, alert.target, alert.severity) == (lab.ns_ip4, aimed(lab), "high"), alert.line
+    # The host, at the flooded port (the control: the scans above name none)
+    assert (alert.source, alert.target, alert.severity) == (lab.ns_ip4, aimed(lab, port=port), "high"), alert.line
 
     time.sleep(LATE_ALERT_WAIT)
     # One incident: the source's alert; no "many sources" for the same SYNs, no scan (one port).
-    assert summary(agent) == [("syn_flood", lab.ns_ip4, aimed(lab), "high")], agent.describe()
+    assert summary(agent) == [("syn_flood", lab.ns_ip4, aimed(lab, port=port), "high")], agent.describe()
     assert latency < DETECTION_BUDGET, f"syn_flood alert {latency:.3f} s after hping3 started:\n{alert.line}"
 
 
@@ -560,7 +563,8 @@ def test_hping3_spoofed_syn_flood_raises_many_sources_behind_both_guards(rig: Ri
             during=lambda: half_open_during.append(syn_recv_count(lab.host_ip4, port)),
         )
         record_latency("hping3 -S --flood --rand-source -> syn_flood many sources", latency)
-        assert (alert.source, alert.target, alert.severity) == (MANY_SOURCES, lab.host_ip4, "critical"), alert.line
+        aimed_at = f"{lab.host_ip4}:{port}"  # the destination of the SYNs, and their port
+        assert (alert.source, alert.target, alert.severity) == (MANY_SOURCES, aimed_at, "critical"), alert.line
 
         # Counted before the verdict: every TCP packet the program saw was dropped, and there were plenty.
         packets, drops = (a - b for a, b in zip(tcp_stats(stats_map), before, strict=True))
@@ -576,7 +580,7 @@ def test_hping3_spoofed_syn_flood_raises_many_sources_behind_both_guards(rig: Ri
         listener.close()
 
     time.sleep(LATE_ALERT_WAIT)
-    assert summary(agent) == [("syn_flood", MANY_SOURCES, lab.host_ip4, "critical")], agent.describe()
+    assert summary(agent) == [("syn_flood", MANY_SOURCES, f"{lab.host_ip4}:{port}", "critical")], agent.describe()
     assert latency < DETECTION_BUDGET, f"many-sources alert {latency:.3f} s after hping3 started:\n{alert.line}"
 
 
@@ -890,7 +894,7 @@ def test_port_scan_auto_blocks_the_scanner(rig: Rig, probe: UdpProbe) -> None:
         ("add", f"auto-port_scan-{lab.ns_ip4}", True)
     ], saved
     assert saved[0]["rule"]["expires_at"] > time.time(), saved
-    assert summary(agent) == [("port_scan", lab.ns_ip4, aimed(lab), "medium")], agent.describe()
+    assert summary(agent) == [("port_scan", lab.ns_ip4, aimed(lab, port="*"), "medium")], agent.describe()
     assert at - t0 < DETECTION_BUDGET + 0.5, line
 
 
@@ -1222,7 +1226,9 @@ def test_a_spoofed_flood_raises_no_port_scan_but_a_real_scan_in_it_does(rig: Rig
     )
     assert packets > 100_000 and drops == packets, (packets, drops)
     # The flood is seen: the per-destination SYN-flood incident.
-    assert ("syn_flood", MANY_SOURCES, lab.host_ip4, "critical") in summary(agent), agent.describe()
+    # At hping3's one port; trafgen's random ports are many
+    aimed_at = f"{lab.host_ip4}:{80 if kind == 'hping3' else '*'}"
+    assert ("syn_flood", MANY_SOURCES, aimed_at, "critical") in summary(agent), agent.describe()
     assert scans_before_nmap == [], "the spoofed flood alone raised a port scan"
     # The positive control: the one real scanner, found inside the flood, and nothing else.
     assert [(a.source, a.severity) for a in scans] == [(lab.ns_ip4, "medium")], [a.line for a in scans]

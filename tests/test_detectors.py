@@ -10,6 +10,7 @@ from ironpost_tui.detectors import AlertBook, DetectionPipeline, Finding, Window
 from ironpost_tui.detectors.alerts import MANY_SOURCES
 from ironpost_tui.detectors.pipeline import address_of
 from ironpost_tui.detectors.settings import PortScanConfig, SynFloodConfig
+from ironpost_tui.detectors.targets import MANY_PORTS, Target
 from ironpost_tui.kernel import abi
 
 A = abi.AGG_KEY.pack(bytes([198, 18, 0, 2]).ljust(16, b"\0"), abi.FAMILY_V4)
@@ -213,11 +214,19 @@ def test_every_detector_has_its_settings_and_metric_label() -> None:
 T1, T2, T3 = (bytes([198, 18, 0, n]).ljust(16, b"\0") for n in (1, 5, 9))
 
 
+def names(ts: tuple[Target, ...]) -> tuple[str, ...]:
+    return tuple(map(str, ts))
+
+
+def targets(*texts: str) -> tuple[Target, ...]:
+    return tuple(map(Target.parse, texts))
+
+
 def test_a_one_source_flood_names_the_address_it_hits() -> None:
     p = pipeline()
     changes = p.feed({A: (1000, 1000, 0, 0)}, {HOST: (1000, 1000, 0, 0)}, now=0.0, wall=0.0, probes={(A, T1): 1000})
     (alert,) = [c.alert for c in changes]
-    assert (alert.source, alert.target, alert.targets, alert.dst_ip) == (
+    assert (alert.source, alert.target, names(alert.targets), alert.dst_ip) == (
         "198.18.0.2",
         "eth9",
         ("198.18.0.1",),
@@ -231,38 +240,38 @@ def test_two_addresses_hit_alike_are_both_named_most_hit_first_and_a_stray_is_no
     probes = {(A, T1): 400, (A, T2): 600, (A, T3): 3}  # T3: a few SYNs elsewhere, under a quarter of the top
     changes = p.feed({A: (1003, 1003, 0, 0)}, {}, now=0.0, wall=0.0, probes=probes)
     (alert,) = [c.alert for c in changes]
-    assert alert.targets == ("198.18.0.5", "198.18.0.1") and alert.dst_ip == "198.18.0.5"
+    assert names(alert.targets) == ("198.18.0.5", "198.18.0.1") and alert.dst_ip == "198.18.0.5"
 
 
 def test_targets_are_summed_over_the_window_and_forget_what_left_it() -> None:
     p = pipeline(window_secs=10)
     p.feed({A: (500, 500, 0, 0)}, {}, now=0.0, wall=0.0, probes={(A, T1): 500})
     changes = p.feed({A: (1500, 1500, 0, 0)}, {}, now=6.0, wall=6.0, probes={(A, T2): 1000})
-    assert [c.alert.targets for c in changes if c.kind == "updated"] == [("198.18.0.5", "198.18.0.1")]
+    assert [names(c.alert.targets) for c in changes if c.kind == "updated"] == [("198.18.0.5", "198.18.0.1")]
     # T1's probes left the window (t=0 is 11 s back): only T2 is named now; the same incident.
     changes = p.feed({A: (2500, 2500, 0, 0)}, {}, now=11.0, wall=11.0, probes={(A, T2): 1000})
-    assert [(c.alert.id, c.alert.targets) for c in changes] == [(1, ("198.18.0.5",))]
+    assert [(c.alert.id, names(c.alert.targets)) for c in changes] == [(1, ("198.18.0.5",))]
 
 
 def test_a_flood_with_no_probes_seen_names_no_address() -> None:
     """The negative control: without the kernel's target counts the alert says the interface, as before."""
     p = pipeline()
     (alert,) = [c.alert for c in p.feed({A: (1000, 1000, 0, 0)}, {}, now=0.0, wall=0.0)]
-    assert (alert.targets, alert.dst_ip, alert.where) == ((), None, "eth9")
+    assert (names(alert.targets), alert.dst_ip, alert.where) == ((), None, "eth9")
 
 
 def test_probes_of_sources_no_detector_watches_are_not_kept() -> None:
     p = pipeline()
     sources = {abi.AGG_KEY.pack(i.to_bytes(4, "big").ljust(16, b"\0"), 4): (1, 1, 0, 0) for i in range(5000)}
     changes = p.feed(sources, {HOST: (5000, 5000, 0, 0)}, now=0.0, wall=0.0, probes={(k, T1): 1 for k in sources})
-    assert [(c.alert.source, c.alert.targets) for c in changes] == [(MANY_SOURCES, ("198.18.0.1",))]
+    assert [(c.alert.source, names(c.alert.targets)) for c in changes] == [(MANY_SOURCES, ("198.18.0.1",))]
     assert not p._syn_targets._current and not p._scan_targets._current
 
 
 def test_a_port_scan_names_the_scanned_host() -> None:
     p = pipeline()
     changes = p.feed({A: (0, 0, 25, 0)}, {}, now=0.0, wall=0.0, probes={(A, T3): 25})
-    assert [(c.alert.detector, c.alert.target, c.alert.targets) for c in changes] == [
+    assert [(c.alert.detector, c.alert.target, names(c.alert.targets)) for c in changes] == [
         ("port_scan", "eth9", ("198.18.0.9",))
     ]
 
@@ -272,29 +281,31 @@ def test_a_distributed_scan_names_the_host_its_sources_scan_together() -> None:
     keys = [abi.AGG_KEY.pack((0xC6120100 + i).to_bytes(4, "big").ljust(16, b"\0"), 4) for i in range(40)]
     probes = {(k, T3): 25 for k in keys} | {(keys[0], T1): 5}
     changes = p.feed({k: (0, 0, 25, 0) for k in keys}, {}, now=0.0, wall=0.0, probes=probes)
-    assert [(c.alert.source, c.alert.targets) for c in changes] == [(MANY_SOURCES, ("198.18.0.9",))]
+    assert [(c.alert.source, names(c.alert.targets)) for c in changes] == [(MANY_SOURCES, ("198.18.0.9",))]
 
 
 def test_an_ipv6_source_names_ipv6_targets() -> None:
     p = pipeline()
     t6 = bytes.fromhex("20010db8000000000000000000000001")
     (alert,) = [c.alert for c in p.feed({V6: (1000, 1000, 0, 0)}, {}, now=0.0, wall=0.0, probes={(V6, t6): 1000})]
-    assert alert.targets == ("2001:db8::1",)
+    assert names(alert.targets) == ("2001:db8::1",)
 
 
 def test_a_new_target_updates_the_alert_and_the_same_ones_reordered_do_not() -> None:
     book = AlertBook()
-    f = Finding("syn_flood", ("198.18.0.2", "eth0"), "high", 500, 10, "x", ("198.18.0.1",))
+    f = Finding("syn_flood", ("198.18.0.2", "eth0"), "high", 500, 10, "x", targets("198.18.0.1"))
     assert [c.kind for c in book.update([f], now=0.0)] == ["raised"]
-    two = Finding("syn_flood", ("198.18.0.2", "eth0"), "high", 500, 10, "x", ("198.18.0.1", "198.18.0.5"))
+    two = Finding("syn_flood", ("198.18.0.2", "eth0"), "high", 500, 10, "x", targets("198.18.0.1", "198.18.0.5"))
     (change,) = book.update([two], now=1.0)
-    assert change.kind == "updated" and change.alert.targets == ("198.18.0.1", "198.18.0.5") and change.retargeted
-    swapped = Finding("syn_flood", ("198.18.0.2", "eth0"), "high", 500, 10, "x", ("198.18.0.5", "198.18.0.1"))
+    assert (
+        change.kind == "updated" and names(change.alert.targets) == ("198.18.0.1", "198.18.0.5") and change.retargeted
+    )
+    swapped = Finding("syn_flood", ("198.18.0.2", "eth0"), "high", 500, 10, "x", targets("198.18.0.5", "198.18.0.1"))
     assert book.update([swapped], now=2.0) == []
-    assert book.active[0].targets == ("198.18.0.5", "198.18.0.1")
+    assert names(book.active[0].targets) == ("198.18.0.5", "198.18.0.1")
     none = Finding("syn_flood", ("198.18.0.2", "eth0"), "high", 500, 10, "x")
-    assert book.update([none], now=3.0) == [] and book.active[0].targets == ("198.18.0.5", "198.18.0.1")
-    grown = Finding("syn_flood", ("198.18.0.2", "eth0"), "high", 900, 10, "x", ("198.18.0.1",))
+    assert book.update([none], now=3.0) == [] and names(book.active[0].targets) == ("198.18.0.5", "198.18.0.1")
+    grown = Finding("syn_flood", ("198.18.0.2", "eth0"), "high", 900, 10, "x", targets("198.18.0.1"))
     (change,) = book.update([grown], now=4.0)  # grown, and fewer addresses: an update, not a new target
     assert change.kind == "updated" and not change.retargeted
 
@@ -303,5 +314,85 @@ def test_a_source_probing_a_whole_network_keeps_a_bounded_count_of_destinations(
     p = pipeline()
     probes = {(A, (0xC6130000 + i).to_bytes(4, "big").ljust(16, b"\0")): 1 + (i == 7) * 100 for i in range(5000)}
     changes = p.feed({A: (0, 0, 5000, 0)}, {}, now=0.0, wall=0.0, probes=probes)
-    assert [c.alert.targets for c in changes] == [("198.19.0.7",)]
+    assert [names(c.alert.targets) for c in changes] == [("198.19.0.7",)]
     assert len(p._scan_targets._current[A]) <= 64
+
+
+# --------------------------------------------------------------------------- #
+# the ports attacked: each target as ADDRESS:PORT
+
+
+def test_a_flood_names_its_target_with_the_port_that_took_half_its_probes() -> None:
+    p = pipeline()
+    changes = p.feed({A: (1000, 1000, 0, 0)}, {}, now=0.0, wall=0.0, probes={(A, T1): 1000}, probe_ports={(A, T1): 22})
+    (alert,) = [c.alert for c in changes]
+    assert (names(alert.targets), alert.dst_ip, alert.dst_port) == (("198.18.0.1:22",), "198.18.0.1", 22)
+    assert alert.where == "198.18.0.1:22 on eth9"
+
+
+def test_a_scan_over_many_ports_names_its_target_with_a_star_and_no_port() -> None:
+    p = pipeline()
+    changes = p.feed({A: (0, 0, 25, 0)}, {}, now=0.0, wall=0.0, probes={(A, T3): 25}, probe_ports={(A, T3): MANY_PORTS})
+    (alert,) = [c.alert for c in changes]
+    assert (names(alert.targets), alert.dst_ip, alert.dst_port) == (("198.18.0.9:*",), "198.18.0.9", None)
+
+
+def test_a_distributed_flood_names_its_target_with_the_port_of_its_syns() -> None:
+    p = pipeline()
+    sources = {abi.AGG_KEY.pack(i.to_bytes(4, "big").ljust(16, b"\0"), 4): (1, 1, 0, 0) for i in range(5000)}
+    changes = p.feed(sources, {HOST: (5000, 5000)}, now=0.0, wall=0.0, destination_ports={HOST: 443})
+    assert [(c.alert.source, names(c.alert.targets)) for c in changes] == [(MANY_SOURCES, ("198.18.0.1:443",))]
+    # The control: without the sketch's port the same flood names the address alone.
+    q = pipeline()
+    changes = q.feed(sources, {HOST: (5000, 5000)}, now=0.0, wall=0.0)
+    assert [names(c.alert.targets) for c in changes] == [("198.18.0.1",)]
+
+
+def test_sources_that_hit_one_address_on_different_ports_name_it_with_a_star() -> None:
+    p = pipeline()
+    keys = [abi.AGG_KEY.pack((0xC6120100 + i).to_bytes(4, "big").ljust(16, b"\0"), 4) for i in range(40)]
+    probes = {(k, T3): 25 for k in keys}
+    same = p.feed(
+        {k: (0, 0, 25, 0) for k in keys}, {}, now=0.0, wall=0.0, probes=probes, probe_ports=dict.fromkeys(probes, 80)
+    )
+    assert [names(c.alert.targets) for c in same] == [("198.18.0.9:80",)]
+    q = pipeline()
+    ports = {pair: 80 + i % 2 for i, pair in enumerate(probes)}
+    mixed = q.feed({k: (0, 0, 25, 0) for k in keys}, {}, now=0.0, wall=0.0, probes=probes, probe_ports=ports)
+    assert [names(c.alert.targets) for c in mixed] == [("198.18.0.9:*",)]
+
+
+def test_an_ipv6_target_with_a_port_is_bracketed() -> None:
+    p = pipeline()
+    t6 = bytes.fromhex("20010db8000000000000000000000001")
+    changes = p.feed(
+        {V6: (1000, 1000, 0, 0)}, {}, now=0.0, wall=0.0, probes={(V6, t6): 1000}, probe_ports={(V6, t6): 443}
+    )
+    (alert,) = [c.alert for c in changes]
+    assert (names(alert.targets), alert.dst_ip, alert.dst_port) == (("[2001:db8::1]:443",), "2001:db8::1", 443)
+
+
+def test_a_new_port_updates_the_row_but_is_not_a_new_target() -> None:
+    p = pipeline()
+    p.feed({A: (1000, 1000, 0, 0)}, {}, now=0.0, wall=0.0, probes={(A, T1): 1000}, probe_ports={(A, T1): 22})
+    (change,) = p.feed(
+        {A: (1100, 1100, 0, 0)}, {}, now=1.0, wall=1.0, probes={(A, T1): 100}, probe_ports={(A, T1): MANY_PORTS}
+    )
+    assert names(change.alert.targets) == ("198.18.0.1:*",) and not change.retargeted
+
+
+def test_target_text_round_trips_and_hostile_text_is_refused() -> None:
+    for text in ("198.18.0.1", "198.18.0.1:22", "198.18.0.1:*", "[2001:db8::1]:443", "[2001:db8::1]:*", "2001:db8::1"):
+        assert str(Target.parse(text)) == text
+    assert Target.parse("198.18.0.1:0") == Target("198.18.0.1", 0)
+    for bad in (
+        "198.18.0.1:65536", "198.18.0.1:-1", "198.18.0.1:", "198.18.0.1:٢٢", "198.18.0.1:0x16", "[198.18.0.1]:22",
+        "[2001:db8::1]", "[2001:db8::1]22", "eth0", "198.18.0.1:22:1", "../x", "198.18.0.1:22\x1b[2J", "",
+        "198.18.0.1:" + "9" * 10_000,
+    ):  # fmt: skip
+        try:
+            Target.parse(bad)
+        except ValueError as exc:
+            assert "\n" not in str(exc) and len(str(exc)) < 200
+        else:
+            raise AssertionError(f"{bad!r} parsed")

@@ -18,6 +18,7 @@ from support.common import net
 from support.ui import T0, Messages, alert, event, play_to, replay_app
 from textual.widgets import Input, RadioSet
 
+from ironpost_tui.detectors.targets import Target
 from ironpost_tui.model import Action, FilterRule, Verdict
 from ironpost_tui.records.codec import BadRecord, alert_from_json, alert_to_json
 from ironpost_tui.records.export import (
@@ -167,28 +168,41 @@ def test_csv_and_json_files(tmp_path: Path) -> None:
 
 
 def test_alerts_carry_the_addresses_attacked(tmp_path: Path) -> None:
-    aimed = dataclasses.replace(alert(1), targets=("198.18.0.1", "198.18.0.5"))
+    aimed = dataclasses.replace(alert(1), targets=(Target("198.18.0.1", 22), Target("198.18.0.5", many_ports=True)))
     rows = alert_rows([aimed, alert(2)])
-    assert [(r["target"], r["dst_ip"], r["targets"]) for r in rows] == [
-        ("198.18.0.1, 198.18.0.5", "198.18.0.1", ["198.18.0.1", "198.18.0.5"]),
-        ("eth9", None, []),
+    assert [(r["target"], r["dst_ip"], r["dst_port"], r["targets"]) for r in rows] == [
+        ("198.18.0.1:22, 198.18.0.5:*", "198.18.0.1", 22, ["198.18.0.1:22", "198.18.0.5:*"]),
+        ("eth9", None, None, []),
     ]
     export_alerts(tmp_path / "a.json", [aimed, alert(2)], "json")
     loaded = json.loads((tmp_path / "a.json").read_text())
-    assert [(a["dst_ip"], a["targets"]) for a in loaded] == [("198.18.0.1", ["198.18.0.1", "198.18.0.5"]), (None, [])]
+    assert [(a["dst_ip"], a["dst_port"], a["targets"]) for a in loaded] == [
+        ("198.18.0.1", 22, ["198.18.0.1:22", "198.18.0.5:*"]),
+        (None, None, []),
+    ]
     export_alerts(tmp_path / "a.csv", [aimed, alert(2)], "csv")
     with open(tmp_path / "a.csv", newline="") as f:
         table = list(csv.DictReader(f))
-    assert [(r["dst_ip"], r["targets"]) for r in table] == [("198.18.0.1", "198.18.0.1 198.18.0.5"), ("", "")]
+    assert [(r["dst_ip"], r["dst_port"], r["targets"]) for r in table] == [
+        ("198.18.0.1", "22", "198.18.0.1:22 198.18.0.5:*"),
+        ("", "", ""),
+    ]
 
 
 def test_a_recorded_alert_keeps_its_targets_and_an_older_one_has_none() -> None:
-    aimed = dataclasses.replace(alert(1), targets=("198.18.0.1", "2001:db8::1"))
+    ports = (Target("198.18.0.1", 22), Target("2001:db8::1", 443), Target("198.18.0.9", many_ports=True))
+    aimed = dataclasses.replace(alert(1), targets=ports)
     assert alert_from_json(json.loads(json.dumps(alert_to_json(aimed)))) == aimed
+    # A recording made before ports: its addresses, no port known.
+    before_ports = alert_to_json(alert(1)) | {"targets": ["198.18.0.1", "2001:db8::1"]}
+    assert alert_from_json(before_ports).targets == (Target("198.18.0.1"), Target("2001:db8::1"))
     older = alert_to_json(alert(2))
     del older["targets"]
     assert alert_from_json(older).targets == ()
-    for bad in ("198.18.0.1", ["not an address"], [1], ["198.18.0.1"] * 17):
+    for bad in (
+        "198.18.0.1", ["not an address"], [1], ["198.18.0.1"] * 17, ["198.18.0.1:70000"], ["[198.18.0.1]:22"],
+        ["198.18.0.1:22\x1b[2J"], ["../x:22"],
+    ):  # fmt: skip
         with pytest.raises(BadRecord, match="targets"):
             alert_from_json(alert_to_json(alert(3)) | {"targets": bad})
 

@@ -15,6 +15,7 @@ import pytest
 
 from ironpost_tui.config import settings as config
 from ironpost_tui.detectors import Alert, AlertChange
+from ironpost_tui.detectors.targets import Target
 from ironpost_tui.engine import headless
 from ironpost_tui.metrics import log_format
 from ironpost_tui.model import FilterRule
@@ -65,19 +66,24 @@ def test_an_alert_is_one_json_object_with_detector_and_addresses(captured: tuple
 def test_an_alert_names_the_addresses_attacked(captured: tuple[io.StringIO, object]) -> None:
     """dst_ip is the address hit most, targets all of them; the text line says them with the interface."""
     out, _ = captured
-    aimed = dataclasses.replace(_alert(target="eth0"), targets=("198.18.0.5", "198.18.0.1"))
+    aimed = dataclasses.replace(_alert(target="eth0"), targets=(Target("198.18.0.5", 22), Target("198.18.0.1")))
     headless.log_alert(AlertChange("raised", aimed))
     headless.log_alert(AlertChange("raised", _alert(target="eth0")))  # none known: as before
     (one, two) = lines(out)
-    assert (one["dst_ip"], one["targets"], one["target"]) == ("198.18.0.5", ["198.18.0.5", "198.18.0.1"], "eth0")
-    assert "198.18.0.2 -> 198.18.0.5, 198.18.0.1 on eth0: 500 SYNs" in str(one["message"])
-    assert (two["dst_ip"], two["targets"]) == (None, [])
+    assert (one["dst_ip"], one["dst_port"], one["targets"], one["target"]) == (
+        "198.18.0.5",
+        22,
+        ["198.18.0.5:22", "198.18.0.1"],
+        "eth0",
+    )
+    assert "198.18.0.2 -> 198.18.0.5:22, 198.18.0.1 on eth0: 500 SYNs" in str(one["message"])
+    assert (two["dst_ip"], two["dst_port"], two["targets"]) == (None, None, [])
     assert "198.18.0.2 -> eth0: 500 SYNs" in str(two["message"])
     # An update is said when it names a new address, not when a count grows.
     headless.log_alert(AlertChange("updated", aimed))
     headless.log_alert(AlertChange("updated", aimed, retargeted=True))
     (three,) = [line for line in lines(out) if line.get("change") == "updated" and line["level"] == "warning"]
-    assert (three["event"], three["targets"]) == ("alert", ["198.18.0.5", "198.18.0.1"])
+    assert (three["event"], three["targets"]) == ("alert", ["198.18.0.5:22", "198.18.0.1"])
 
 
 def test_an_audit_record_is_the_audit_entry(captured: tuple[io.StringIO, object]) -> None:

@@ -14,6 +14,7 @@ from scapy.layers.inet import IP, TCP, UDP
 from support.packets import eth, frame
 
 from ironpost_tui.detectors.sketch import SketchReader
+from ironpost_tui.detectors.targets import MANY_PORTS
 from ironpost_tui.kernel import abi, libbpf
 from ironpost_tui.kernel.datapath import Datapath, DatapathConfig
 
@@ -49,7 +50,7 @@ def test_packets_before_the_first_read_count_and_reads_give_deltas(dp: Datapath)
     for port in (1, 2, 3):
         assert libbpf.prog_test_run(dp.prog_fd, syn(port)).retval == 2  # XDP_PASS
     reader = SketchReader(dp)
-    sources, targets, probes = reader.read(time.monotonic_ns())
+    sources, targets, probes, *_ = reader.read(time.monotonic_ns())
     assert sources == {key(SRC): (3, 3, 3, 0)}
     assert targets == {key(DST): (3, 3)}
     assert probes == {(key(SRC), addr16(DST)): 3}
@@ -59,12 +60,12 @@ def test_packets_before_the_first_read_count_and_reads_give_deltas(dp: Datapath)
     libbpf.prog_test_run(dp.prog_fd, bytes(eth() / IP(src=SRC, dst=DST) / TCP(dport=4, flags="A")))
     libbpf.prog_test_run(dp.prog_fd, bytes(eth() / IP(src=SRC, dst=DST) / UDP(sport=53, dport=40000)))
     libbpf.prog_test_run(dp.prog_fd, bytes(eth() / IP(src=SRC, dst=DST) / UDP(sport=40000, dport=53)))
-    sources, targets, probes = reader.read(time.monotonic_ns())
+    sources, targets, probes, *_ = reader.read(time.monotonic_ns())
     assert sources == {key(SRC): (1, 2, 0, 1)}
     assert targets == {key(DST): (1, 2)}
     assert probes == {(key(SRC), addr16(DST)): 2}  # the SYN and the UDP query; not the ACK, not the reply
     # Idle: nothing touched, nothing read.
-    assert reader.read(time.monotonic_ns()) == ({}, {}, {})
+    assert reader.read(time.monotonic_ns()) == ({}, {}, {}, {}, {})
     tick = abi.TICK.unpack(dp.map_lookup("TICK", bytes(4)) or b"")
     assert tick[0] == 3 and tick[1] > 0
 
@@ -75,7 +76,7 @@ def test_many_sources_each_counted_once(dp: Datapath) -> None:
     sources = [f"198.18.{i // 250}.{i % 250 + 1}" for i in range(300)]
     for s in sources:
         libbpf.prog_test_run(dp.prog_fd, syn(80, src=s))
-    got, targets, probes = reader.read(time.monotonic_ns())
+    got, targets, probes, *_ = reader.read(time.monotonic_ns())
     # 300 sources in 1,024 sets of 4 ways per CPU: a set would need 5 of them to lose one.  Each way
     # holds one packet's one port, first seen: that port is not credited (what a spoofed source's
     # fresh ways look like; detectors/sketch.py says why).
@@ -86,7 +87,7 @@ def test_many_sources_each_counted_once(dp: Datapath) -> None:
     # A second packet in the same way: from then on every port counts, the first one included.
     for s in sources[:10]:
         libbpf.prog_test_run(dp.prog_fd, syn(81, src=s))
-    got, _, _ = reader.read(time.monotonic_ns())
+    got, *_ = reader.read(time.monotonic_ns())
     assert got == {key(s): (1, 1, 1, 0) for s in sources[:10]}
 
 
@@ -97,7 +98,7 @@ def test_a_way_first_seen_with_two_ports_is_credited_both(dp: Datapath) -> None:
     libbpf.prog_test_run(dp.prog_fd, syn(81, src="198.18.9.1"))
     libbpf.prog_test_run(dp.prog_fd, syn(80, src="198.18.9.2"))
     libbpf.prog_test_run(dp.prog_fd, syn(80, src="198.18.9.2"))  # two packets, one port: credited
-    got, _, _ = reader.read(time.monotonic_ns())
+    got, *_ = reader.read(time.monotonic_ns())
     assert got == {key("198.18.9.1"): (2, 2, 2, 0), key("198.18.9.2"): (2, 2, 1, 0)}
 
 
@@ -111,7 +112,7 @@ def test_a_sources_targets_are_counted_per_destination(dp: Datapath) -> None:
         libbpf.prog_test_run(dp.prog_fd, syn(port, dst=a))
         if port % 3 == 0:
             libbpf.prog_test_run(dp.prog_fd, syn(port, dst=b))
-    _, targets, probes = reader.read(time.monotonic_ns())
+    _, targets, probes, *_ = reader.read(time.monotonic_ns())
     assert probes == {(key(SRC), addr16(a)): 30, (key(SRC), addr16(b)): 10}
     assert targets == {key(a): (30, 30), key(b): (10, 10)}
 
@@ -120,14 +121,46 @@ def test_a_sources_targets_are_counted_per_destination(dp: Datapath) -> None:
     c, d, e = "198.19.7.3", "198.19.7.4", "198.19.7.5"
     for dst in (c, c, d, e, a):
         libbpf.prog_test_run(dp.prog_fd, syn(99, dst=dst))
-    _, _, probes = reader.read(time.monotonic_ns())
+    _, _, probes, *_ = reader.read(time.monotonic_ns())
     assert probes == {(key(SRC), addr16(c)): 2, (key(SRC), addr16(e)): 1, (key(SRC), addr16(a)): 1}
     libbpf.prog_test_run(dp.prog_fd, syn(98, dst=d))  # d lost its slot: it comes back in e's (1 probe)
     libbpf.prog_test_run(dp.prog_fd, syn(98, dst=b))
-    _, _, probes = reader.read(time.monotonic_ns())
+    _, _, probes, *_ = reader.read(time.monotonic_ns())
     assert probes == {(key(SRC), addr16(d)): 1, (key(SRC), addr16(b)): 1}
     # Replies and acknowledgements are no probes: nothing for the slots.
     libbpf.prog_test_run(dp.prog_fd, bytes(eth() / IP(src=SRC, dst=a) / TCP(dport=4, flags="SA")))
     libbpf.prog_test_run(dp.prog_fd, bytes(eth() / IP(src=SRC, dst=a) / UDP(sport=53, dport=40000)))
-    _, _, probes = reader.read(time.monotonic_ns())
+    _, _, probes, *_ = reader.read(time.monotonic_ns())
     assert probes == {}
+
+
+def test_each_target_keeps_the_port_that_took_half_its_probes(dp: Datapath) -> None:
+    """The port kept per target slot (and per destination way, of its SYNs): a port with at least half
+    the probes is named; probes spread over ports name none (MANY_PORTS)."""
+    reader = SketchReader(dp)
+    reader.read(time.monotonic_ns())
+    a, b, c = "198.19.8.1", "198.19.8.2", "198.19.8.3"
+    for port in [22] * 6 + [80, 443, 8080]:  # a: 22 took 6 of 9
+        libbpf.prog_test_run(dp.prog_fd, syn(port, dst=a))
+    for port in range(1000, 1020):  # b: 20 ports once each, a scan
+        libbpf.prog_test_run(dp.prog_fd, syn(port, dst=b))
+    libbpf.prog_test_run(dp.prog_fd, syn(53, dst=c))  # c: one probe, its port
+    read = reader.read(time.monotonic_ns())
+    assert read.probe_ports == {
+        (key(SRC), addr16(a)): 22,
+        (key(SRC), addr16(b)): MANY_PORTS,
+        (key(SRC), addr16(c)): 53,
+    }
+    assert read.destination_ports == {key(a): 22, key(b): MANY_PORTS, key(c): 53}
+    # The counts go on across reads: 22 keeps a (10 of 17); b's scan stays many.
+    for port in [22] * 4 + [9, 10, 11, 12]:
+        libbpf.prog_test_run(dp.prog_fd, syn(port, dst=a))
+    libbpf.prog_test_run(dp.prog_fd, syn(2000, dst=b))
+    read = reader.read(time.monotonic_ns())
+    assert read.probe_ports == {(key(SRC), addr16(a)): 22, (key(SRC), addr16(b)): MANY_PORTS}
+    # Then a's probes move to 3389, more than all the rest: it is named (control: not 22).
+    for _ in range(40):
+        libbpf.prog_test_run(dp.prog_fd, syn(3389, dst=a))
+    read = reader.read(time.monotonic_ns())
+    assert read.probe_ports == {(key(SRC), addr16(a)): 3389}
+    assert read.destination_ports == {key(a): 3389}

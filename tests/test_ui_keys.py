@@ -33,6 +33,7 @@ from textual.theme import BUILTIN_THEMES
 from textual.widgets import Button, DataTable, Input, OptionList
 
 from ironpost_tui.detectors import AlertChange, ChangeKind
+from ironpost_tui.detectors.targets import Target
 from ironpost_tui.engine.feed import OnExit, Update
 from ironpost_tui.errors import ExitStatus, NoSuchInterface
 from ironpost_tui.model import Action, FilterRule, Verdict
@@ -918,22 +919,22 @@ def test_the_alerts_pane_names_the_addresses_attacked() -> None:
     """The target column: the addresses an alert names, most hit first; the interface when it names
     none (the negative control); an update with a new address shows it."""
     source = fake()
-    aimed = dataclasses.replace(alert(1, "198.18.0.2"), targets=("198.18.0.1", "198.18.0.5"))
+    aimed = dataclasses.replace(alert(1, "198.18.0.2"), targets=(Target("198.18.0.1", 22), Target("198.18.0.5", 22)))
     bare = alert(2, "198.18.0.3")
 
     async def scenario(pilot: Pilot[int], messages: Messages) -> None:
         await ready(pilot, messages, source, lab_update([event()], [aimed, bare]))
         grid = main_of(pilot).query_one(AlertTable).grid
         # Two addresses are wider than the column: whole ones first, then how many more; never cut.
-        assert grid.get_cell("1", "target").plain == "198.18.0.1 +1"
+        assert grid.get_cell("1", "target").plain == "198.18.0.1:22 +1"
         assert grid.get_cell("2", "target").plain == "eth9"
-        moved = dataclasses.replace(bare, targets=("198.18.0.9",), count=600, peak=600)
+        moved = dataclasses.replace(bare, targets=(Target("198.18.0.9", many_ports=True),), count=600, peak=600)
         before = messages.count(EventsReceived)
         source.push(Update(events=(event(),), alerts=(AlertChange(ChangeKind.UPDATED, moved),), at=101.0))
         await messages.wait(EventsReceived, pilot, after=before)
         pilot.app.redraw()  # type: ignore[attr-defined]
         await pilot.pause()
-        assert grid.get_cell("2", "target").plain == "198.18.0.9"
+        assert grid.get_cell("2", "target").plain == "198.18.0.9:*"
 
     run(live_app(source), scenario)
 

@@ -84,7 +84,10 @@ def test_a_flood_in_bursts_refreshes_its_row_and_after_b_the_row_says_blocked_wi
             syns.start()
             await wait_until(pilot, lambda: alert_of(app_, lab.ns_ip4), what="a syn_flood alert")
             first = alert_of(app_, lab.ns_ip4)
-            assert first is not None and first.state is AlertState.ACTIVE and first.targets == (lab.host_ip4,)
+            assert first is not None and first.state is AlertState.ACTIVE
+            # The target is the host at the port the SYNs go to: ADDRESS:PORT, in the row too.
+            assert [str(t) for t in first.targets] == [f"{lab.host_ip4}:{syns.port}"]
+            assert cell(table, first, "target") == f"{lab.host_ip4}:{syns.port}"
             shown = (cell(table, first, "count"), cell(table, first, "last"))
 
             # The bursts go on: last seen moves with each, and the count in the window with it

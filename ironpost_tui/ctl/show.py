@@ -60,7 +60,7 @@ def alerts_table(alerts: Sequence[dict[str, Any]]) -> str:
             str(a.get("severity")),
             str(a.get("detector")),
             str(a.get("source")),
-            str(a.get("target")),
+            _targets(a),
             str(a.get("count")),
             str(a.get("peak")),
             _clock(a.get("last_seen")),
@@ -70,6 +70,14 @@ def alerts_table(alerts: Sequence[dict[str, Any]]) -> str:
     ]
     return _table(["ID", "STATE", "SEVERITY", "DETECTOR", "SOURCE", "TARGET", "COUNT", "PEAK", "LAST SEEN",
                    "SUMMARY"], rows)  # fmt: skip
+
+
+def _targets(a: dict[str, Any]) -> str:
+    """The destinations attacked (``198.18.0.1:22, 198.18.0.5:*``), or the target when none is known."""
+    targets = a.get("targets")
+    if isinstance(targets, list) and targets:
+        return ", ".join(map(str, targets))
+    return str(a.get("target"))
 
 
 def _table(head: list[str], rows: list[list[str]]) -> str:

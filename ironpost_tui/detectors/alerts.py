@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 from ironpost_tui.detectors.settings import Detector
+from ironpost_tui.detectors.targets import Target
 from ironpost_tui.model import StrEnum
 
 MANY_SOURCES = "many sources"
@@ -51,7 +52,7 @@ class Finding:
     count: int  # SYNs, or new destination ports, within the window
     window_secs: float
     summary: str
-    targets: tuple[str, ...] = ()  # the addresses attacked, most hit first (not part of the key)
+    targets: tuple[Target, ...] = ()  # the addresses (and ports) attacked, most hit first (not part of the key)
 
 
 @dataclass(frozen=True)
@@ -68,9 +69,10 @@ class Alert:
     last_seen: float
     summary: str
     resolved_at: float | None = None
-    # The destination addresses attacked, most hit first (at most 4): for one source, the ones it
-    # probed most; for a many-sources flood, its target.  () when not known (an older recording).
-    targets: tuple[str, ...] = ()
+    # The destinations attacked, most hit first (at most 4), each with the port that took at least
+    # half its probes (or many ports): for one source, the ones it probed most; for a many-sources
+    # flood, its target.  () when not known (an older recording).
+    targets: tuple[Target, ...] = ()
     block: Block | None = None  # the drop rule on the source while one holds (None: none)
 
     @property
@@ -106,20 +108,32 @@ class Alert:
     def dst_ip(self) -> str | None:
         """The address attacked most, or None when no address is known."""
         if self.targets:
-            return self.targets[0]
+            return self.targets[0].address
         try:
             return str(ipaddress.ip_address(self.target))
         except ValueError:
             return None
 
     @property
+    def dst_port(self) -> int | None:
+        """The port that took at least half the probes to the address attacked most; None when
+        none did (many ports) or none is known."""
+        return self.targets[0].port if self.targets else None
+
+    @property
+    def target_text(self) -> str:
+        """The destinations as a row shows them (``198.18.0.1:22, 198.18.0.5:*``), or the target
+        (an interface) when none is known."""
+        return ", ".join(map(str, self.targets)) or self.target
+
+    @property
     def where(self) -> str:
-        """The target as people read it: the addresses, and the interface when the target is one:
-        ``198.18.0.1, 198.18.0.5 on eth0``; the target alone when no address is known."""
+        """The target as people read it: the destinations, and the interface when the target is one:
+        ``198.18.0.1:22, 198.18.0.5:* on eth0``; the target alone when no address is known."""
         if not self.targets:
             return self.target
-        shown = ", ".join(self.targets)
-        return shown if self.targets == (self.target,) else f"{shown} on {self.target}"
+        shown = self.target_text
+        return shown if self.dst_ip == self.target and len(self.targets) == 1 else f"{shown} on {self.target}"
 
 
 def live_fields(a: Alert, now: float) -> dict[str, str | int | float | None]:
@@ -272,12 +286,12 @@ class AlertBook:
             del self._active[ident]
             del self._seen[ident]
             return AlertChange(ChangeKind.RESOLVED, replace(alert, count=count, block=block, resolved_at=now))
-        # Other addresses attacked are an update (the same ones in another order are not); a new
-        # one among them is news (retargeted: said in the log).
+        # Other destinations attacked (or other ports) are an update (the same ones in another order
+        # are not); a new address among them is news (retargeted: said in the log).
         moved = retargeted = False
         if f is not None and f.targets and f.targets != alert.targets:
             moved = set(f.targets) != set(alert.targets)
-            retargeted = not set(f.targets) <= set(alert.targets)
+            retargeted = not {t.address for t in f.targets} <= {t.address for t in alert.targets}
         summary = f.summary if f is not None else alert.summary
         severity = f.severity if f is not None else alert.severity
         targets = (f.targets if f is not None else ()) or alert.targets

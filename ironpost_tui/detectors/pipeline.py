@@ -13,7 +13,7 @@ from ironpost_tui.detectors.port_scan import PortScanDetector
 from ironpost_tui.detectors.settings import Detector, PortScanConfig, SynFloodConfig
 from ironpost_tui.detectors.sketch import SketchReader
 from ironpost_tui.detectors.syn_flood import SynFloodDetector
-from ironpost_tui.detectors.targets import Probes, SourceTargets
+from ironpost_tui.detectors.targets import ProbePorts, Probes, SourceTargets
 from ironpost_tui.detectors.window import WindowSums, diff_counts
 from ironpost_tui.kernel import abi
 from ironpost_tui.kernel.datapath import Datapath
@@ -89,6 +89,8 @@ class DetectionPipeline:
         # The destinations each watched source probes, over each detector's window: what its alerts name.
         self._syn_targets = SourceTargets(syn_flood.window_secs)
         self._scan_targets = SourceTargets(port_scan.window_secs)
+        # Each destination's SYN port as last read (a port or MANY_PORTS), for those its window keeps.
+        self._dst_ports: dict[Hashable, int] = {}
         self._prev: tuple[dict[Hashable, Counts], dict[Hashable, Counts]] = ({}, {})
         self._reader: SketchReader | None = None
         self.book = AlertBook(quiet_secs)
@@ -101,13 +103,15 @@ class DetectionPipeline:
         wall: float,
         probes: Probes | None = None,
         blocks: Mapping[str, Block] | None = None,
+        probe_ports: ProbePorts | None = None,
+        destination_ports: Mapping[Hashable, int] | None = None,
     ) -> list[AlertChange]:
         """One tick from snapshots of cumulative counters (a replay, the tests); ``now`` is
         monotonic, ``wall`` the time to stamp alerts with; ``probes``: what each (source,
-        destination) probed since the last tick."""
+        destination) probed since the last tick; the ports as feed_deltas takes them."""
         deltas = tuple(diff_counts(prev, cur) for prev, cur in zip(self._prev, (sources, targets), strict=True))
         self._prev = (dict(sources), dict(targets))
-        return self.feed_deltas(deltas[0], deltas[1], now, wall, probes, blocks)
+        return self.feed_deltas(deltas[0], deltas[1], now, wall, probes, blocks, probe_ports, destination_ports)
 
     def feed_deltas(
         self,
@@ -117,17 +121,27 @@ class DetectionPipeline:
         wall: float,
         probes: Probes | None = None,
         blocks: Mapping[str, Block] | None = None,
+        probe_ports: ProbePorts | None = None,
+        destination_ports: Mapping[Hashable, int] | None = None,
     ) -> list[AlertChange]:
         """One tick from what each source and target sent since the last; ``blocks``: the drop
-        rule holding on each source address, with its drops (what the sketches no longer count)."""
+        rule holding on each source address, with its drops (what the sketches no longer count);
+        ``probe_ports``, ``destination_ports``: the ports the sketch read names (SketchDeltas)."""
         self._syn_admit.add(sources, now)
         self._scan_admit.add({k: v for k, v in sources.items() if v[NEW_TCP] or v[NEW_UDP]}, now)
         self._syn_dst.add(targets, now)
         # After admission: a source admitted this tick has this tick's destinations counted.
-        self._syn_targets.add(probes or {}, now, self._syn_src.tracks)
-        self._scan_targets.add(probes or {}, now, self._scan_src.tracks)
+        self._syn_targets.add(probes or {}, now, self._syn_src.tracks, probe_ports)
+        self._scan_targets.add(probes or {}, now, self._scan_src.tracks, probe_ports)
+        if destination_ports:
+            self._dst_ports.update(destination_ports)
+        if len(self._dst_ports) > len(self._syn_dst.sums):
+            tracked = self._syn_dst.tracks
+            self._dst_ports = {k: p for k, p in self._dst_ports.items() if tracked(k)}
         scanners = self.port_scan.scanners(self._scan_src)
-        findings = self.syn_flood.evaluate(self._syn_src, self._syn_dst, address_of, scanners, self._syn_targets.named)
+        findings = self.syn_flood.evaluate(
+            self._syn_src, self._syn_dst, address_of, scanners, self._syn_targets.named, self._dst_ports.get
+        )
         findings += self.port_scan.evaluate(self._scan_src, address_of, self._scan_targets.named)
         syn_sums, scan_sums = self._syn_src.sums, self._scan_src.sums
 
@@ -157,4 +171,6 @@ class DetectionPipeline:
             self.start(dp)
         assert self._reader is not None
         read = self._reader.read(time.monotonic_ns())
-        return self.feed_deltas(read.sources, read.destinations, now, wall, read.probes, blocks)
+        return self.feed_deltas(
+            read.sources, read.destinations, now, wall, read.probes, blocks, read.probe_ports, read.destination_ports
+        )

@@ -7,6 +7,7 @@ from collections.abc import Callable, Hashable, Iterable
 
 from ironpost_tui.detectors.alerts import MANY_SOURCES, Finding
 from ironpost_tui.detectors.settings import Detector, PortScanConfig
+from ironpost_tui.detectors.targets import Target
 from ironpost_tui.detectors.window import WindowSums
 
 # Aggregate counter positions (abi.AGG_VALUE order).
@@ -40,7 +41,7 @@ class PortScanDetector:
         self,
         by_source: WindowSums,
         name: Callable[[Hashable], str],
-        targets: Callable[[Iterable[Hashable]], tuple[str, ...]] = lambda _keys: (),
+        targets: Callable[[Iterable[Hashable]], tuple[Target, ...]] = lambda _keys: (),
     ) -> list[Finding]:
         """``targets``: the destinations some sources probed most (SourceTargets.named): the
         scanned host(s), of one scanner or of a distributed scan's sources together."""

@@ -17,7 +17,10 @@ packet while it holds a way, and loses at most one port per way it loses; a spoo
 
 A source way also holds its target slots (the destinations it probes most, bpf/sketch.h
 count_target): each slot's probes are diffed the same way, per (source, destination), a slot that
-changed hands or was cleared counting from zero.
+changed hands or was cleared counting from zero.  Each slot (and each destination way, for its SYNs)
+also keeps a port, with the probes to it since it became the slot's port (bpf/sketch.h keep_port):
+summed over the CPUs, a port holding at least half the probes took at least half of them, and that
+port is the one the alert names; otherwise the probes went to many ports (MANY_PORTS).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from collections.abc import Hashable
 from typing import NamedTuple
 
 from ironpost_tui.detectors.counters import Counts, growth
+from ironpost_tui.detectors.targets import MANY_PORTS
 from ironpost_tui.kernel import abi, libbpf
 from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.kernel.datapath import Datapath
@@ -37,9 +41,15 @@ class SketchDeltas(NamedTuple):
     sources: dict[Hashable, Counts]  # (syn, tcp, new_tcp_ports, new_udp_ports) per source key
     destinations: dict[Hashable, Counts]  # (syn, tcp) per destination key
     probes: dict[tuple[Hashable, bytes], int]  # per (source key, destination address): probes to it
+    # The port that took at least half the probes (MANY_PORTS: none did), per pair of ``probes``...
+    probe_ports: dict[tuple[Hashable, bytes], int]
+    # ... and per key of ``destinations``, of its SYNs
+    destination_ports: dict[Hashable, int]
 
 
 _SLOTS = abi.TARGET_SLOTS
+# (address key, counters, target slots' addresses, their probes, their ports' probes, their ports) at a read
+_Way = tuple[bytes, Counts, bytes, Counts, Counts, Counts]
 
 
 class _Sketch:
@@ -54,9 +64,10 @@ class _Sketch:
         self.set_size = way.size * abi.SKETCH_WAYS  # a multiple of 8: per-CPU values need no padding
         self.ncpu = dp.possible_cpus
         self.ports = counters == 4  # (syn, tcp, new_tcp_ports, new_udp_ports): a source sketch
-        # (cpu, set, way) -> (address key, counters, target slots' addresses, their probes) at the last read
-        self.prev: dict[tuple[int, int, int], tuple[bytes, Counts, bytes, Counts]] = {}
+        # (cpu, set, way) -> what it held at the last read
+        self.prev: dict[tuple[int, int, int], _Way] = {}
         self.probes: dict[tuple[Hashable, bytes], int] = {}  # filled by read(), source sketch only
+        self.grown: dict[Hashable, int] = {}  # key -> its set, for the keys that grew in this read
 
     def read(self, sets: list[int], out: dict[Hashable, Counts]) -> None:
         if len(sets) > self.sets // 8:  # many: one batch read of the whole map
@@ -82,12 +93,17 @@ class _Sketch:
                 if not key[16]:  # family 0: never used
                     continue
                 counts = fields[1 : 1 + n]
-                addrs, hits = (fields[-1 - _SLOTS], fields[-_SLOTS:]) if self.ports else (b"", ())
+                if self.ports:  # ..., tgt_addr, tgt_hits[SLOTS], tgt_port_hits[SLOTS], tgt_port[SLOTS]
+                    addrs, hits = fields[-1 - 3 * _SLOTS], fields[-3 * _SLOTS : -2 * _SLOTS]
+                    port_hits, ports = fields[-2 * _SLOTS : -_SLOTS], fields[-_SLOTS:]
+                else:  # ..., port, port_syns, last_seq: one "slot", the way's own address, of its SYNs
+                    addrs, hits, port_hits, ports = b"", (), (fields[4],), (fields[3],)
                 slot = (cpu, s, w)
                 old = prev.get(slot)
-                prev[slot] = (key, counts, addrs, hits)
+                prev[slot] = (key, counts, addrs, hits, port_hits, ports)
                 if old is not None and old[0] == key and old[1] == counts and old[3] == hits and old[2] == addrs:
                     continue
+                self.grown[key] = s
                 if hits:
                     self._probes(key, addrs, hits, old if old is not None and old[0] == key else None)
                 before = old[1] if old is not None and old[0] == key else None
@@ -99,7 +115,7 @@ class _Sketch:
                     acc = out.get(key)
                     out[key] = delta if acc is None else tuple(a + d for a, d in zip(acc, delta, strict=True))
 
-    def _probes(self, key: bytes, addrs: bytes, hits: Counts, old: tuple[bytes, Counts, bytes, Counts] | None) -> None:
+    def _probes(self, key: bytes, addrs: bytes, hits: Counts, old: _Way | None) -> None:
         """Each target slot's probes since the last read, credited to (source, the slot's address)."""
         probes = self.probes
         for i, h in enumerate(hits):
@@ -112,6 +128,33 @@ class _Sketch:
                     continue
             pair = (key, addr)
             probes[pair] = probes.get(pair, 0) + h
+
+    def port_of(self, key: Hashable, addr: bytes | None) -> int:
+        """The port that took at least half the probes from ``key`` to ``addr`` (a source sketch), or
+        of the SYNs to ``key`` (``addr`` None: a destination sketch), as the ways of every CPU hold
+        them at this read; MANY_PORTS when none did.  ``key`` grew in this read (its set was read)."""
+        s = self.grown[key]
+        took: dict[int, int] = {}  # port -> its probes (as the ways count them: at most what it took)
+        total = 0
+        for cpu in range(self.ncpu):
+            for w in range(abi.SKETCH_WAYS):
+                held = self.prev.get((cpu, s, w))
+                if held is None or held[0] != key:
+                    continue
+                if addr is None:
+                    total += held[1][0]  # syn
+                    if held[4][0]:
+                        took[held[5][0]] = took.get(held[5][0], 0) + held[4][0]
+                    continue
+                for i in range(_SLOTS):
+                    if held[3][i] and held[2][i * 16 : i * 16 + 16] == addr:
+                        total += held[3][i]
+                        if held[4][i]:
+                            took[held[5][i]] = took.get(held[5][i], 0) + held[4][i]
+        if not took:
+            return MANY_PORTS
+        port, most = max(took.items(), key=lambda item: (item[1], -item[0]))
+        return port if most * 2 >= total else MANY_PORTS
 
 
 class SketchReader:
@@ -155,9 +198,14 @@ class SketchReader:
         sources: dict[Hashable, Counts] = {}
         targets: dict[Hashable, Counts] = {}
         self._src.probes = {}
+        self._src.grown = {}
+        self._dst.grown = {}
         self._src.read(_bits(src_words), sources)
         self._dst.read(_bits(dst_words), targets)
-        return SketchDeltas(sources, targets, self._src.probes)
+        probes = self._src.probes
+        probe_ports = {pair: self._src.port_of(pair[0], pair[1]) for pair in probes}
+        destination_ports = {key: self._dst.port_of(key, None) for key in targets}
+        return SketchDeltas(sources, targets, probes, probe_ports, destination_ports)
 
 
 def _bits(words: list[int]) -> list[int]:

@@ -6,6 +6,7 @@ from collections.abc import Callable, Hashable, Iterable
 
 from ironpost_tui.detectors.alerts import MANY_SOURCES, Finding
 from ironpost_tui.detectors.settings import Detector, SynFloodConfig
+from ironpost_tui.detectors.targets import Target
 from ironpost_tui.detectors.window import WindowSums
 
 # Aggregate counter positions (abi.AGG_VALUE order).
@@ -35,12 +36,14 @@ class SynFloodDetector:
         by_target: WindowSums,
         name: Callable[[Hashable], str],
         scanners: dict[Hashable, int] | None = None,
-        targets: Callable[[Iterable[Hashable]], tuple[str, ...]] = lambda _keys: (),
+        targets: Callable[[Iterable[Hashable]], tuple[Target, ...]] = lambda _keys: (),
+        port: Callable[[Hashable], int | None] = lambda _key: None,
     ) -> list[Finding]:
         """``scanners``: sources the port-scan detector flags, with their probed ports.
         A source sending about one SYN per port is scanning, not flooding: it gets
         the port-scan alert only.  ``targets``: the destinations some sources probed
-        most (SourceTargets.named), named by a one-source alert."""
+        most (SourceTargets.named), named by a one-source alert.  ``port``: the port that took at least
+        half a destination's SYNs (MANY_PORTS: none did; None: not known), named by a many-sources alert."""
         cfg = self.config
         found = []
         explained = 0
@@ -76,7 +79,7 @@ class SynFloodDetector:
                         syn,
                         cfg.window_secs,
                         f"{syn} SYNs from many sources in {tcp} TCP packets within {cfg.window_secs:g} s",
-                        (name(key),),
+                        (Target.of(name(key), port(key)),),
                     )
                 )
         return found

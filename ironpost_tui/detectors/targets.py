@@ -5,7 +5,8 @@ The kernel counts, per source way, the probes to each of TARGET_SLOTS destinatio
 and here they are summed over about a detector's window (SourceTargets), for the sources that
 detector watches only (a spoofed flood's one-packet sources cost nothing here).  An alert names the
 destinations with at least a quarter of the probes of the most probed one, most probed first, at
-most MAX_TARGETS.
+most MAX_TARGETS, each with the port that took at least half its probes when one did (the sketch's
+keep_port), or as probed on many ports: ``198.18.0.1:22``, ``[2001:db8::1]:443``, ``198.18.0.1:*``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections.abc import Callable, Hashable, Iterable, Mapping
+from typing import NamedTuple
 
 from ironpost_tui.kernel import abi
 
@@ -22,6 +24,57 @@ MAX_PER_SOURCE = 64  # destinations kept per source and epoch
 
 # (source key, destination address as 16 bytes, in the source's family) -> probes
 Probes = Mapping[tuple[Hashable, bytes], int]
+# the same pairs -> the port that took at least half their probes, or MANY_PORTS (sketch.py)
+ProbePorts = Mapping[tuple[Hashable, bytes], int]
+MANY_PORTS = -1  # a destination's probes went to many ports, none took half
+
+
+class Target(NamedTuple):
+    """An address attacked, and its port: the one that took at least half the probes (None: not
+    known, as in a recording older than ports, or many: the probes spread over ports, none took half)."""
+
+    address: str
+    port: int | None = None
+    many_ports: bool = False
+
+    def __str__(self) -> str:
+        if self.port is None and not self.many_ports:
+            return self.address
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{host}:{'*' if self.many_ports else self.port}"
+
+    @staticmethod
+    def of(address: str, port: int | None) -> Target:
+        """``port`` as the sketches give it: a port, MANY_PORTS, or None when not known."""
+        if port is None:
+            return Target(address)
+        return Target(address, many_ports=True) if port == MANY_PORTS else Target(address, port)
+
+    @staticmethod
+    def parse(text: str) -> Target:
+        """``str()``'s inverse: ``ADDRESS``, ``ADDRESS:PORT``, ``ADDRESS:*``, an IPv6 address in
+        brackets when a port follows.  ValueError (one line) for anything else."""
+        host, port = text, None
+        if text.startswith("["):
+            end = text.find("]")
+            if end < 0 or not text[end + 1 :].startswith(":"):
+                raise ValueError(f"{text[:60]!r} is not ADDRESS, ADDRESS:PORT or [IPv6]:PORT")
+            host, port = text[1:end], text[end + 2 :]
+        elif text.count(":") == 1:
+            host, port = text.split(":")
+        try:
+            addr = ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"{host[:60]!r} is not an IP address") from None
+        if text.startswith("[") and addr.version != 6:
+            raise ValueError(f"{text[:60]!r}: brackets hold an IPv6 address")
+        if port is None:
+            return Target(str(addr))
+        if port == "*":
+            return Target(str(addr), many_ports=True)
+        if not port.isdigit() or not port.isascii() or len(port) > 5 or int(port) > 65_535:
+            raise ValueError(f"{port[:60]!r} is not a port (0-65535 or *)")
+        return Target(str(addr), int(port))
 
 
 @functools.lru_cache(maxsize=4096)  # few addresses are attacked, and named again every tick
@@ -49,14 +102,21 @@ class SourceTargets:
         self._since: float | None = None
         self._current: dict[Hashable, dict[bytes, int]] = {}
         self._before: dict[Hashable, dict[bytes, int]] = {}
+        # (source, destination) -> its port as last read (a port or MANY_PORTS), for the pairs kept
+        self._ports: dict[tuple[Hashable, bytes], int] = {}
 
-    def add(self, probes: Probes, now: float, watched: Callable[[Hashable], bool]) -> None:
-        """What each pair grew by this tick, for the sources ``watched`` says a detector keeps."""
+    def add(
+        self, probes: Probes, now: float, watched: Callable[[Hashable], bool], ports: ProbePorts | None = None
+    ) -> None:
+        """What each pair grew by this tick, for the sources ``watched`` says a detector keeps;
+        ``ports``: each pair's port now (none: not known)."""
         if self._since is None or now - self._since >= self.epoch:
             # The epoch before is forgotten, whole; a gap of more than a window forgets both.
             stale = self._since is None or now - self._since >= 2 * self.epoch
             self._before, self._current = ({} if stale else self._current), {}
             self._since = now
+            kept = self._before
+            self._ports = {pair: p for pair, p in self._ports.items() if pair[1] in kept.get(pair[0], ())}
         current = self._current
         for (source, addr), n in probes.items():
             if not n or not watched(source):
@@ -65,23 +125,37 @@ class SourceTargets:
             if counts is None:
                 counts = current[source] = {}
             counts[addr] = counts.get(addr, 0) + n
+            port = ports.get((source, addr)) if ports is not None else None
+            if port is not None:
+                self._ports[(source, addr)] = port
             if len(counts) > MAX_PER_SOURCE:  # a scan of a whole network: keep the most probed half
                 for dropped, _ in sorted(counts.items(), key=lambda item: item[1])[: MAX_PER_SOURCE // 2]:
                     del counts[dropped]
+                    if dropped not in self._before.get(source, ()):
+                        self._ports.pop((source, dropped), None)
 
-    def named(self, sources: Iterable[Hashable]) -> tuple[str, ...]:
-        """The destinations ``sources`` (together) probed most, most first; () when none is known."""
+    def named(self, sources: Iterable[Hashable]) -> tuple[Target, ...]:
+        """The destinations ``sources`` (together) probed most, most first, each with its port (the
+        sources' one when they agree, many ports when they differ); () when none is known."""
         totals: dict[tuple[bytes, int], int] = {}
+        ports: dict[tuple[bytes, int], int | None] = {}
         for source in sources:
             family = _family(source)
             for epoch in (self._current, self._before):
                 for addr, n in epoch.get(source, {}).items():
-                    totals[(addr, family)] = totals.get((addr, family), 0) + n
-        if len(totals) == 1:  # the usual case: one address
-            ((addr, fam),) = totals
-            return (address_text(addr, fam),)
+                    where = (addr, family)
+                    totals[where] = totals.get(where, 0) + n
+                    port = self._ports.get((source, addr))
+                    if where not in ports:
+                        ports[where] = port
+                    elif ports[where] != port:
+                        ports[where] = MANY_PORTS if port is not None and ports[where] is not None else None
         if not totals:
             return ()
         ranked = sorted(totals.items(), key=lambda item: (-item[1], item[0]))
         top = ranked[0][1]
-        return tuple(address_text(addr, fam) for (addr, fam), n in ranked[:MAX_TARGETS] if n * SHARE >= top)
+        return tuple(
+            Target.of(address_text(addr, fam), ports[(addr, fam)])
+            for (addr, fam), n in ranked[:MAX_TARGETS]
+            if n * SHARE >= top
+        )

@@ -134,10 +134,12 @@ CONFIG = struct.Struct(f"<IIIIIBBBx512s{PREFIXH_PROBES}s{PREFIXH_PROBES}s")
 AGG_KEY = struct.Struct("<16sB3x")
 # struct src_way: key (20 bytes), syn, tcp, new_tcp_ports, new_udp_ports, marked, last_seq, ports_since,
 # ports[PORT_BITS / 64] (skipped: only the kernel reads the bitmap), tgt_addr[TARGET_SLOTS][16] (one bytes
-# object), tgt_hits[TARGET_SLOTS]
-SRC_WAY = struct.Struct(f"<20sIIII4xQQ{PORT_BITS // 8}x{TARGET_SLOTS * 16}s{TARGET_SLOTS}I")
-# struct dst_way: key, syn, tcp, marked, last_seq
-DST_WAY = struct.Struct("<20sII4xQ")
+# object), tgt_hits[TARGET_SLOTS], tgt_port_hits[TARGET_SLOTS], tgt_port[TARGET_SLOTS]
+SRC_WAY = struct.Struct(
+    f"<20sIIII4xQQ{PORT_BITS // 8}x{TARGET_SLOTS * 16}s{TARGET_SLOTS}I{TARGET_SLOTS}I{TARGET_SLOTS}H"
+)
+# struct dst_way: key, syn, tcp, marked (skipped), port, pad, port_syns, last_seq
+DST_WAY = struct.Struct("<20sII4xH2xIQ")
 # struct ironpost_tick: gen (a tick count), pad, now_ns
 TICK = struct.Struct("<I4xQ")
 # struct top_way: key (addr[16], family, protocol, port), seen_gen, packets, bytes, syns, drops

@@ -7,8 +7,10 @@ Every JSON line has ``ts`` (RFC 3339, UTC), ``level``, ``event`` and
 * ``extra={"alert": Alert, "change": kind}`` (headless.log_alert): event
   ``alert`` with ``change``, ``detector``, ``severity``, ``src_ip`` (the
   source, null when it is not an address: "many sources"), ``dst_ip`` (the
-  address attacked most; null when none is known), ``targets`` (every address
-  attacked, most first), ``source``, ``target``, ``count``, ``peak``,
+  address attacked most; null when none is known), ``dst_port`` (the port that
+  took at least half its probes; null when none did or none is known),
+  ``targets`` (every destination attacked, most first, as ``ADDRESS:PORT``,
+  ``ADDRESS:*`` for many ports, ``[IPv6]:PORT``), ``source``, ``target``, ``count``, ``peak``,
   and the live fields a console row shows (detectors.alerts.live_fields):
   ``rate`` (per second over the window), ``last_seen`` (RFC 3339), ``state``
   (ACTIVE, blocked, resolved), ``blocked_until`` (RFC 3339 or null),
@@ -74,7 +76,8 @@ class JsonFormatter(logging.Formatter):
                 severity=alert.severity,
                 src_ip=_address(alert.source),
                 dst_ip=alert.dst_ip,
-                targets=list(alert.targets),
+                dst_port=alert.dst_port,
+                targets=[str(t) for t in alert.targets],
                 source=alert.source,
                 target=alert.target,
                 count=alert.count,

@@ -13,6 +13,7 @@ import math
 from typing import Any, TypeVar
 
 from ironpost_tui.detectors import Alert, AlertChange, Block, ChangeKind, Detector
+from ironpost_tui.detectors.targets import Target
 from ironpost_tui.model import (
     Action,
     FilterRule,
@@ -252,7 +253,7 @@ def alert_to_json(a: Alert) -> Json:
         "last_seen": a.last_seen,
         "summary": a.summary,
         "resolved_at": a.resolved_at,
-        "targets": list(a.targets),
+        "targets": [str(t) for t in a.targets],
         "block": None if a.block is None else block_to_json(a.block),
     }
 
@@ -290,12 +291,22 @@ def alert_from_json(value: object) -> Alert:
     )
 
 
-def _targets(d: Json) -> tuple[str, ...]:
-    """An alert's addresses attacked; absent in recordings made before alerts had them."""
+def _targets(d: Json) -> tuple[Target, ...]:
+    """An alert's destinations attacked (``ADDRESS``, ``ADDRESS:PORT``, ``ADDRESS:*``, IPv6 in
+    brackets before a port; ports absent in recordings made before alerts had them); absent in
+    recordings made before alerts had targets."""
     items = array(d.get("targets", []), "targets")
     if len(items) > MAX_TARGETS:
         raise BadRecord(f"targets must hold at most {MAX_TARGETS} addresses")
-    return tuple(str(_address({"targets": item}, "targets")) for item in items)
+    out = []
+    for item in items:
+        if not isinstance(item, str):
+            raise BadRecord("targets must be strings")
+        try:
+            out.append(Target.parse(item))
+        except ValueError as exc:
+            raise BadRecord(f"targets: {exc}") from None
+    return tuple(out)
 
 
 def change_to_json(c: AlertChange) -> Json:

@@ -2,8 +2,10 @@
 
 Fields are the tables' columns, in their order; times are ISO 8601 in UTC
 (the tables show local HH:MM:SS, a file needs the date and the zone).  Alerts add
-``dst_ip`` and ``targets`` (as the JSON log has them): the address attacked most
-and all of them, a JSON array (in CSV, separated by spaces); and the live fields
+``dst_ip``, ``dst_port`` and ``targets`` (as the JSON log has them): the address attacked most,
+the port that took at least half its probes (null when none did or none is known), and every
+destination as ``ADDRESS:PORT`` (``ADDRESS:*`` for many ports), a JSON array (in CSV, separated by
+spaces); and the live fields
 the row shows, as the JSON log has them: ``rate`` (per second over the window),
 ``blocked_until``, ``time_left`` (seconds at the time of the export), ``dropped``
 (the block rule's drops) and ``block_rule``.
@@ -31,7 +33,7 @@ KINDS = ("events", "alerts", "top")
 EVENT_FIELDS = ("time", "source", "sport", "destination", "dport", "proto", "verdict", "rule", "flags", "len")
 ALERT_FIELDS = (
     "#", "severity", "source", "detector", "count", "state", "last", "peak", "first", "target", "summary",
-    "dst_ip", "targets", "rate", "blocked_until", "time_left", "dropped", "block_rule",
+    "dst_ip", "dst_port", "targets", "rate", "blocked_until", "time_left", "dropped", "block_rule",
 )  # fmt: skip
 
 TOP_FIELDS = ("list", "window", "key", "pps", "bps", "syn_ps", "drop_ps", "first", "last")
@@ -99,10 +101,11 @@ def alert_rows(alerts: Iterable[Alert], acknowledged: Collection[int] = (), now:
                 "last": iso_utc(last),
                 "peak": a.peak,
                 "first": iso_utc(a.first_seen),
-                "target": ", ".join(a.targets) or a.target,
+                "target": a.target_text,
                 "summary": a.summary,
                 "dst_ip": a.dst_ip,
-                "targets": list(a.targets),
+                "dst_port": a.dst_port,
+                "targets": [str(t) for t in a.targets],
                 "rate": live["rate"],
                 "blocked_until": None if a.blocked_until is None else iso_utc(a.blocked_until),
                 "time_left": live["time_left"],

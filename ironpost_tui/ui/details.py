@@ -78,7 +78,7 @@ def alert_fields(a: Alert, acknowledged: bool, now: float | None = None) -> Fiel
         ("peak", fmt.count(a.peak)),
         ("state", state),
         ("source", fmt.text(a.source)),
-        ("target", fmt.text(", ".join(a.targets) or a.target)),
+        ("target", fmt.text(a.target_text)),
         ("alert", str(a.id)),
         ("severity", a.severity.upper()),
         ("detector", str(a.detector)),

@@ -189,13 +189,16 @@ def rule_entry(rule: FilterRule | RuleStatus) -> dict[str, Any]:
 
 def alert_entry(alert: Alert) -> dict[str, Any]:
     """An alert with its state (active, blocked, resolved), the live fields a console row shows (rate,
-    time left, drops: detectors.alerts.live_fields) and, where its source and target are addresses,
-    src_ip and dst_ip (as the JSON log)."""
+    time left, drops: detectors.alerts.live_fields), and as the JSON log has them: src_ip (where the
+    source is an address), dst_ip and dst_port (the destination attacked most, its port), targets
+    (``ADDRESS:PORT`` strings, ``ADDRESS:*`` for many ports)."""
     out: dict[str, Any] = {k: _plain(v) for k, v in dataclasses.asdict(alert).items()}
     out.update({k: v for k, v in live_fields(alert, time.time()).items() if k not in out})
     out["state"] = alert.state.value.lower()  # active, blocked or resolved
     out.setdefault("src_ip", _address(alert.source))
-    out.setdefault("dst_ip", _address(alert.target))
+    out["targets"] = [str(t) for t in alert.targets]
+    out["dst_ip"] = alert.dst_ip
+    out["dst_port"] = alert.dst_port
     return out
 
 

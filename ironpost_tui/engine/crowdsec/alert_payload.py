@@ -33,7 +33,7 @@ def payload(alert: Alert, ban_seconds: float, machine: str) -> dict[str, Any]:
     meta = {
         "source_ip": str(src),
         "target": alert.target,
-        "targets": ",".join(alert.targets) or alert.target,
+        "targets": ",".join(map(str, alert.targets)) or alert.target,
         "count": str(alert.count),
         "peak": str(alert.peak),
         "window_secs": f"{alert.window_secs:g}",

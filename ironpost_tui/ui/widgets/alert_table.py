@@ -182,7 +182,7 @@ class AlertTable(Vertical):
             "id": lambda a: a.id,
             "severity": lambda a: SEVERITY_RANK.get(a.severity, -1),
             "source": lambda a: address_key(a.source),
-            "target": lambda a: a.target,
+            "target": lambda a: a.target_text,
             "count": lambda a: a.count,
             "state": lambda a: STATE_RANK[alert_state(a, a.id in acked)],
             "detector": lambda a: str(a.detector),
@@ -197,8 +197,11 @@ class AlertTable(Vertical):
         style = grid.get_component_rich_style(self._style(a), partial=True)
         whole_row = a.resolved or a.id in self.acknowledged  # dimmed as a whole: no longer news
         last = a.resolved_at if a.resolved_at is not None else a.last_seen
-        # The addresses attacked when known (whole ones, then "+N"), else the incident's target, cut.
-        target = fmt.addresses(a.targets, TARGET_WIDTH) if a.targets else fmt.clip(a.target, TARGET_WIDTH)
+        # The destinations attacked when known (whole ones, as ADDRESS:PORT, then "+N"), else the
+        # incident's target, cut.
+        target = (
+            fmt.addresses([str(t) for t in a.targets], TARGET_WIDTH) if a.targets else fmt.clip(a.target, TARGET_WIDTH)
+        )
         cells = [
             Text(str(a.id), justify="right"),
             Text(fmt.text(a.severity.upper()), style=style),
