@@ -10,7 +10,7 @@ from ironpost_tui.detectors import AlertBook, DetectionPipeline, Finding, Window
 from ironpost_tui.detectors.alerts import MANY_SOURCES
 from ironpost_tui.detectors.pipeline import address_of
 from ironpost_tui.detectors.settings import PortScanConfig, SynFloodConfig
-from ironpost_tui.detectors.targets import MANY_PORTS, Target
+from ironpost_tui.detectors.targets import MANY_PORTS, SourceTargets, Target
 from ironpost_tui.kernel import abi
 
 A = abi.AGG_KEY.pack(bytes([198, 18, 0, 2]).ljust(16, b"\0"), abi.FAMILY_V4)
@@ -272,7 +272,7 @@ def test_a_port_scan_names_the_scanned_host() -> None:
     p = pipeline()
     changes = p.feed({A: (0, 0, 25, 0)}, {}, now=0.0, wall=0.0, probes={(A, T3): 25})
     assert [(c.alert.detector, c.alert.target, names(c.alert.targets)) for c in changes] == [
-        ("port_scan", "eth9", ("198.18.0.9",))
+        ("port_scan", "eth9", ("198.18.0.9:*",))
     ]
 
 
@@ -281,7 +281,7 @@ def test_a_distributed_scan_names_the_host_its_sources_scan_together() -> None:
     keys = [abi.AGG_KEY.pack((0xC6120100 + i).to_bytes(4, "big").ljust(16, b"\0"), 4) for i in range(40)]
     probes = {(k, T3): 25 for k in keys} | {(keys[0], T1): 5}
     changes = p.feed({k: (0, 0, 25, 0) for k in keys}, {}, now=0.0, wall=0.0, probes=probes)
-    assert [(c.alert.source, names(c.alert.targets)) for c in changes] == [(MANY_SOURCES, ("198.18.0.9",))]
+    assert [(c.alert.source, names(c.alert.targets)) for c in changes] == [(MANY_SOURCES, ("198.18.0.9:*",))]
 
 
 def test_an_ipv6_source_names_ipv6_targets() -> None:
@@ -314,7 +314,7 @@ def test_a_source_probing_a_whole_network_keeps_a_bounded_count_of_destinations(
     p = pipeline()
     probes = {(A, (0xC6130000 + i).to_bytes(4, "big").ljust(16, b"\0")): 1 + (i == 7) * 100 for i in range(5000)}
     changes = p.feed({A: (0, 0, 5000, 0)}, {}, now=0.0, wall=0.0, probes=probes)
-    assert [names(c.alert.targets) for c in changes] == [("198.19.0.7",)]
+    assert [names(c.alert.targets) for c in changes] == [("198.19.0.7:*",)]
     assert len(p._scan_targets._current[A]) <= 64
 
 
@@ -349,17 +349,25 @@ def test_a_distributed_flood_names_its_target_with_the_port_of_its_syns() -> Non
 
 
 def test_sources_that_hit_one_address_on_different_ports_name_it_with_a_star() -> None:
-    p = pipeline()
-    keys = [abi.AGG_KEY.pack((0xC6120100 + i).to_bytes(4, "big").ljust(16, b"\0"), 4) for i in range(40)]
+    keys = [abi.AGG_KEY.pack((0xC6120100 + i).to_bytes(4, "big").ljust(16, b"\0"), 4) for i in range(4)]
     probes = {(k, T3): 25 for k in keys}
-    same = p.feed(
-        {k: (0, 0, 25, 0) for k in keys}, {}, now=0.0, wall=0.0, probes=probes, probe_ports=dict.fromkeys(probes, 80)
-    )
-    assert [names(c.alert.targets) for c in same] == [("198.18.0.9:80",)]
-    q = pipeline()
-    ports = {pair: 80 + i % 2 for i, pair in enumerate(probes)}
-    mixed = q.feed({k: (0, 0, 25, 0) for k in keys}, {}, now=0.0, wall=0.0, probes=probes, probe_ports=ports)
-    assert [names(c.alert.targets) for c in mixed] == [("198.18.0.9:*",)]
+    same, mixed = SourceTargets(10), SourceTargets(10)
+    same.add(probes, 0.0, lambda _k: True, dict.fromkeys(probes, 80))
+    mixed.add(probes, 0.0, lambda _k: True, {pair: 80 + i % 2 for i, pair in enumerate(probes)})
+    assert names(same.named(keys)) == ("198.18.0.9:80",)
+    assert names(mixed.named(keys)) == ("198.18.0.9:*",)
+    assert names(mixed.named(keys[:1])) == ("198.18.0.9:80",)  # one source: its own port
+
+
+def test_a_scan_names_many_ports_whatever_port_took_the_most_and_a_flood_names_that_port() -> None:
+    """nmap then a flood at one port, from one source at one host: the port scan's target is the host
+    on many ports (a scan is), the SYN flood's the host at the flooded port."""
+    p = pipeline()
+    changes = p.feed({A: (1000, 1000, 25, 0)}, {}, now=0.0, wall=0.0, probes={(A, T1): 1000}, probe_ports={(A, T1): 23})
+    assert sorted((c.alert.detector, names(c.alert.targets)) for c in changes) == [
+        ("port_scan", ("198.18.0.1:*",)),
+        ("syn_flood", ("198.18.0.1:23",)),
+    ]
 
 
 def test_an_ipv6_target_with_a_port_is_bracketed() -> None:

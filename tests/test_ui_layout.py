@@ -8,15 +8,17 @@ Read from what is drawn (the compositor's cells), on the lab recording played to
 from __future__ import annotations
 
 import asyncio
+import gzip
 import io
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from rich.console import Console
 from support.screen_cells import row_text, screen_cells
-from support.ui import play_to, replay_app
+from support.ui import RECORDING, play_to, replay_app
 from textual.color import Color
 from textual.renderables.sparkline import Sparkline as TextualSparkline
 from textual.widget import Widget
@@ -48,9 +50,9 @@ def pane_lines(app: IronpostApp, pane: Widget) -> list[str]:
     return [row_text(cells[y])[r.x : r.x + r.width] for y in range(r.y, r.y + r.height)]
 
 
-def lines_at_80x24(keys: tuple[str, ...]) -> dict[str, list[str]]:
+def lines_at_80x24(keys: tuple[str, ...], recording: Path = RECORDING) -> dict[str, list[str]]:
     """For each pane key, the pane's rows at 80×24 once it is shown."""
-    app, _source, clock = replay_app()
+    app, _source, clock = replay_app(recording=recording)
     out: dict[str, list[str]] = {}
 
     async def main() -> None:
@@ -87,15 +89,17 @@ def in_order(line: str, words: list[str]) -> bool:
 
 RULES = ["id", "hits", "left", "action", "match", "map"]  # the action between the left and the match
 EVENTS = ["time", "source", "verdict", "rule", "proto", "dport", "flags"]  # the rule (whole) before the flags
-ALERTS = ["#", "severity", "source", "target", "count", "state", "detector", "last"]  # count before the times
+# Count before the times; the last seen is the next column, a scroll away at 80 columns once the target
+# has its port ("198.18.0.1:23"), and in the detail below the table.
+ALERTS = ["#", "severity", "source", "target", "count", "state", "detector"]
 
 
 @pytest.mark.parametrize(
     ("key", "header", "row_with", "cells"),
     [
         ("4", RULES, "doc-net", ["0", "59m55s", "drop", "src 2001:db8:ffff::/48", "SRC6"]),
-        ("3", EVENTS, "drop-telnet", ["198.18.207.246", "drop", "drop-telnet", "tcp", "23", "S"]),
-        ("2", ALERTS, "syn_flood", ["HIGH", "198.18.207.246", "ipv620203", "263,943", "ACTIVE", "syn_flood"]),
+        ("3", EVENTS, "drop-telnet", ["198.18.141.142", "drop", "drop-telnet", "tcp", "23", "S"]),
+        ("2", ALERTS, "syn_flood", ["HIGH", "198.18.141.142", "198.18.141.141:23", "166,181", "ACTIVE", "syn_flood"]),
     ],
     ids=["rules", "events", "alerts"],
 )
@@ -117,10 +121,12 @@ def test_no_pane_is_more_than_a_quarter_empty(narrow: dict[str, list[str]]) -> N
 
 def test_the_detail_and_the_offenders_show_what_the_tables_cut(narrow: dict[str, list[str]]) -> None:
     traffic, alerts, rules = narrow["1"], narrow["2"], narrow["4"]
-    assert any("top offenders" in line for line in traffic)
-    assert any("198.18.207.246" in line and "syn_flood 263,943" in line and "port_scan 101" in line for line in traffic)
-    assert any(line.startswith("summary") and "263943 SYNs" in line for line in alerts)  # cut from the table
+    assert any("top talkers over 10 s" in line for line in traffic)
+    assert any("198.18.141.142" in line and "syn_flood 166,181" in line and "port_scan 101" in line for line in traffic)
+    assert any(line.startswith("summary") and "166181 SYNs" in line for line in alerts)  # cut from the table
     assert any(line.startswith("first seen") for line in alerts)
+    assert any(line.startswith("last seen") for line in alerts)
+    assert any(line.startswith("target") and "198.18.141.141:23" in line for line in alerts)
     assert any(line.startswith("as nft") and "nft add rule" in line for line in rules)
 
 
@@ -173,7 +179,7 @@ def test_fit_shortens_around_addresses(line: str, width: int, expected: str) -> 
 def test_address_words() -> None:
     for word in ("198.18.0.5", "(2001:db8::1)", "198.18.0.5:22,", "2001:db8::/32", "[2001:db8::1]:22"):
         assert fmt.is_address_word(word), word
-    for word in ("12:00:01", "auto-blocked", "3.5", "ipv620203", "add:", "syn_flood"):
+    for word in ("12:00:01", "auto-blocked", "3.5", "ipvb89cd2", "add:", "syn_flood"):
         assert not fmt.is_address_word(word), word
 
 
@@ -247,3 +253,18 @@ def test_a_list_of_addresses_is_cut_between_addresses_never_inside_one() -> None
     assert fmt.addresses(["198.18.0.1", "198.18.0.5"], 21) == "198.18.0.1 +1"
     assert fmt.addresses(["2001:db8:ffff:ffff::1234", "198.18.0.5", "198.18.0.6"], 10) == "2001:db8:ffff:ffff::1234 +2"
     assert fmt.addresses(["1.1.1.1", "2.2.2.2", "3.3.3.3"], 20) == "1.1.1.1, 2.2.2.2 +1"
+
+
+def test_a_recording_without_top_talkers_shows_the_offenders_from_the_alerts(tmp_path: Path) -> None:
+    """A recording made before the top talkers (the same one without its "top" records): the Traffic
+    pane's offenders come from the alerts."""
+    older = tmp_path / "older.ipr.gz"
+    with gzip.open(RECORDING, "rt") as src, gzip.open(older, "wt") as dst:
+        dst.writelines(line for line in src if not line.startswith('{"kind":"top"'))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TZ", "UTC")
+        time.tzset()
+        traffic = lines_at_80x24(("1",), older)["1"]
+    time.tzset()
+    assert any("top offenders (from the alerts)" in line for line in traffic), traffic
+    assert any("198.18.141.142" in line and "syn_flood 166,181" in line for line in traffic), traffic

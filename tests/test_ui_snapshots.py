@@ -62,23 +62,25 @@ def shoot(
 @SIZES
 def test_main_view(snap_compare: Any, size: tuple[int, int]) -> None:
     """Status line 'replay of lab.ipr.gz │ 0:06.0/0:07.2 │ 1×' with lost events; tabs with
-    '2 Alerts!' marked; at 160×48 the grid: traffic (TCP 179k pkt/s, TOTAL drops, sparkline
-    headers 'max 179k pkt/s' and 'max 77.2Mb/s': one scale for all protocols, so UDP/ICMP/OTHER
-    draw a flat baseline), the alerts pane with a red border (HIGH syn_flood, MEDIUM port_scan;
+    '2 Alerts!' marked; at 160×48 the grid: traffic (TCP 101k pkt/s, TOTAL drops, sparkline
+    headers 'max 101k pkt/s' and 'max 43.8Mb/s': one scale for all protocols, so UDP/ICMP/OTHER
+    draw a flat baseline), the alerts pane with a red border (HIGH syn_flood at 198.18.141.141:23,
+    MEDIUM port_scan at 198.18.141.141:*;
     below them alert 1's summary, count, first and last seen), events following the tail
     (drop-telnet, tcp, S), rules (watch-dns, drop-telnet, doc-net with about 59m55s left; below
-    them watch-dns in full, three fields a line, and its nft command) and beside them the Top pane, empty
-    (this recording predates the top talkers: tests/test_ui_top_snapshots.py); at 80×24 the traffic pane
-    alone, its sparklines three rows tall, and below them 'top offenders (from the alerts)':
-    198.18.207.246 syn_flood 263,943 · port_scan 101."""
+    them watch-dns in full, three fields a line, and its nft command) and beside them the Top pane
+    (198.18.141.142 26.3k pkt/s, its detail: dst ports tcp/23, tcp/443); at 80×24 the traffic pane
+    alone, its sparklines three rows tall, and below them 'top talkers over 10 s (5: Top pane)':
+    198.18.141.142 26.3k pkt/s · 11.4Mbit/s · syn_flood 166,181 · port_scan 101."""
     assert shoot(snap_compare, size)
 
 
 @SIZES
 def test_alerts_pane(snap_compare: Any, size: tuple[int, int]) -> None:
     """Key 2: the alerts pane has the keys (footer o Ack / un-ack): columns #, severity, source, target,
-    count, state, detector before the times; alert 1 HIGH 198.18.207.246 ipv620203 263,943
-    ACTIVE syn_flood, alert 2 MEDIUM port_scan; below the table alert 1 in full (summary, count
+    count, state, detector before the times; alert 1 HIGH 198.18.141.142 198.18.141.141:23 166,181
+    ACTIVE syn_flood (the flooded port), alert 2 MEDIUM 198.18.141.141:* port_scan (many ports); below
+    the table alert 1 in full (summary, count
     within 10 s and its rate, first and last seen, lasted, peak, state, ...; at 160×48 as many as
     the short pane holds); the status line '2 active, 2 not acknowledged, 0 resolved'."""
     assert shoot(snap_compare, size, "2")
@@ -94,8 +96,8 @@ def test_alerts_acknowledged(snap_compare: Any, size: tuple[int, int]) -> None:
 @SIZES
 def test_alert_detail(snap_compare: Any, size: tuple[int, int]) -> None:
     """Key 2 then enter: alert 1's detail: 'Alert 1 · HIGH · syn_flood · ACTIVE', its fields in full
-    (source 198.18.207.246, target, count and peak, first and last seen with the date, summary), 'rules
-    on 198.18.207.246: none', the events of src:198.18.207.246 only; footer esc Back, o Ack, b/u hidden
+    (source 198.18.141.142, target, count and peak, first and last seen with the date, summary), 'rules
+    on 198.18.141.142: none', the events of src:198.18.141.142 only; footer esc Back, o Ack, b/u hidden
     in a replay."""
     assert shoot(snap_compare, size, "2", "enter")
 
@@ -104,7 +106,7 @@ def test_alert_detail(snap_compare: Any, size: tuple[int, int]) -> None:
 def test_events_pane(snap_compare: Any, size: tuple[int, int]) -> None:
     """Key 3: events, newest at the bottom with the cursor on it; columns time (UTC), source,
     verdict (drop in the error colour), rule (drop-telnet whole), proto, dport, flags: all on
-    screen at 80×24; then destination, sport, len; the status line '5,000 shown of 5,000 kept ·
+    screen at 80×24; then destination, sport, len; the status line '5,000 shown of 5,180 kept ·
     lost …'; footer with / Filter, b Block, u hidden in a replay."""
     assert shoot(snap_compare, size, "3")
 
@@ -198,16 +200,16 @@ async def _panic(pilot: Pilot[Any]) -> None:
 @SIZES
 def test_panic_confirm(snap_compare: Any, size: tuple[int, int]) -> None:
     """The panic question: 'Panic: clear every drop rule', 'Delete all 2 drop rule(s) now, on
-    ipv620203…', buttons 'Clear drops (y)' and 'Cancel (n)' (focused)."""
+    ipvb89cd2…', buttons 'Clear drops (y)' and 'Cancel (n)' (focused)."""
     assert shoot(snap_compare, size, then=_panic)
 
 
 async def _block(pilot: Pilot[Any]) -> None:
-    await pilot.app.push_screen(BlockScreen("198.18.207.246", "blocked from the console: alert 1 syn_flood"))
+    await pilot.app.push_screen(BlockScreen("198.18.141.142", "blocked from the console: alert 1 syn_flood"))
 
 
 def test_block_duration(snap_compare: Any) -> None:
-    """80×24: 'Block 198.18.207.246 for (1-4, enter; esc cancels):' with 1 10m (highlighted), 2 1h,
+    """80×24: 'Block 198.18.141.142 for (1-4, enter; esc cancels):' with 1 10m (highlighted), 2 1h,
     3 24h, 4 permanent."""
     assert shoot(snap_compare, NARROW, then=_block)
 

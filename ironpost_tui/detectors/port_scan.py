@@ -44,7 +44,8 @@ class PortScanDetector:
         targets: Callable[[Iterable[Hashable]], tuple[Target, ...]] = lambda _keys: (),
     ) -> list[Finding]:
         """``targets``: the destinations some sources probed most (SourceTargets.named): the
-        scanned host(s), of one scanner or of a distributed scan's sources together."""
+        scanned host(s), of one scanner or of a distributed scan's sources together, each named as
+        probed on many ports (``ADDRESS:*``: a scan is; the port most probed is a flood's news)."""
         cfg = self.config
         scanners = self.scanners(by_source)
         if len(scanners) > MAX_SCANNERS:
@@ -58,7 +59,7 @@ class PortScanDetector:
                     ports,
                     cfg.window_secs,
                     f"{len(scanners)} sources probed {ports} ports within {cfg.window_secs:g} s",
-                    targets(scanners),
+                    tuple(t.scanned() for t in targets(scanners)),
                 )
             ]
         found = []
@@ -75,7 +76,7 @@ class PortScanDetector:
                         ports,
                         cfg.window_secs,
                         f"{ports} {kinds} ports probed within {cfg.window_secs:g} s",
-                        targets([key]),
+                        tuple(t.scanned() for t in targets([key])),
                     )
                 )
         return found

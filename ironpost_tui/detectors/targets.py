@@ -50,6 +50,10 @@ class Target(NamedTuple):
             return Target(address)
         return Target(address, many_ports=True) if port == MANY_PORTS else Target(address, port)
 
+    def scanned(self) -> Target:
+        """This address as a port scan names it: probed on many ports, whichever took the most."""
+        return Target(self.address, many_ports=True)
+
     @staticmethod
     def parse(text: str) -> Target:
         """``str()``'s inverse: ``ADDRESS``, ``ADDRESS:PORT``, ``ADDRESS:*``, an IPv6 address in
