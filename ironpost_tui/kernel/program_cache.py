@@ -1,0 +1,398 @@
+"""The compiled program kept on disk, so that a start after the first loads it without BCC's compile.
+
+BCC compiles ``bpf/ironpost_xdp.c`` with clang at every start (most of a start's time).  What the
+kernel needs to load the same program again is small: its instructions, its license, and the maps it
+refers to (``BPF_LD_IMM64`` with ``BPF_PSEUDO_MAP_FD``, whose immediate is a map's fd in the process
+that loaded it).  A first start saves those; a later one creates the maps with libbpf, writes their
+fds into the instructions and loads the result, and the verifier checks it as it checked BCC's.
+
+No BTF is kept: BCC passes the program's BTF (and the maps' key and value types), which only
+``bpftool``'s formatted dumps use; the program has no subprograms (so no ``func_info``), no spin
+locks, timers or kptrs, and loads and verifies the same without it (tests/test_program_cache.py).
+
+The file is named by a key over everything the compile depends on (the sources, the flags, the
+kernel, BCC's version, the CPU count the per-CPU maps are sized by): anything else is another file.
+It runs as root and loads code from the file, so the file is read only when nobody but root could
+have written it (trust.py's rules, a symbolic link refused, judged on the opened fd), and is parsed
+defensively; a file that fails any check is ignored with one warning and the program compiled.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import errno
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import re
+import secrets
+import stat
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ironpost_tui import trust
+from ironpost_tui.kernel import abi, libbpf
+from ironpost_tui.kernel.bpf_map import MapSpec
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DIR = Path("/var/cache/ironpost-tui")
+FORMAT = 1
+MAGIC = b"ironpost-xdp-program\n"
+FILE_PREFIX = "ironpost_xdp-"
+FILE_SUFFIX = ".prog"
+MAX_FILE_BYTES = 4 * 1024 * 1024  # the program is about 30 KiB of instructions
+MAX_MAPS = 64
+KEEP_FILES = 8  # the newest files kept (other settings' programs); older ones are removed on a save
+
+BPF_LD_IMM64 = 0x18  # BPF_LD | BPF_IMM | BPF_DW: two instruction slots
+BPF_PSEUDO_MAP_FD = 1
+_INSN = struct.Struct("<BBhi")  # code, dst_reg:4 src_reg:4, off, imm
+_NAME = re.compile(r"[A-Za-z0-9_.]{1,15}")
+_U32 = 1 << 32
+
+
+class CacheRefused(ValueError):
+    """A cache file that is not used: the message says why (one line)."""
+
+
+@dataclass(frozen=True)
+class CachedMap:
+    spec: MapSpec
+    insns: tuple[int, ...]  # the BPF_LD_IMM64 instructions that refer to this map
+
+
+@dataclass(frozen=True)
+class CachedProgram:
+    key: str
+    name: str
+    license: str
+    insns: bytes
+    maps: tuple[CachedMap, ...]
+
+
+@dataclass(frozen=True)
+class LoadedProgram:
+    """A program loaded from the cache: its fd and its maps' fds by name, all the caller's to close."""
+
+    prog_fd: int
+    map_fds: dict[str, int]
+
+    def close(self) -> None:
+        for fd in (self.prog_fd, *self.map_fds.values()):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+# --------------------------------------------------------------------------- #
+# the key
+
+
+def _read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(1 << 16)
+    except OSError:
+        return b""
+
+
+def bcc_version() -> str:
+    """BCC's version, read from its package without importing it (importing it loads LLVM)."""
+    spec = importlib.util.find_spec("bcc")
+    if spec is None or spec.origin is None:
+        return ""
+    return _read(str(Path(spec.origin).parent / "version.py")).decode(errors="replace")
+
+
+def cache_key(cflags: Iterable[str], sources: Iterable[Path]) -> str:
+    """sha256 over what the compiled program depends on."""
+    h = hashlib.sha256()
+    parts: list[Any] = [
+        "ironpost-xdp-program",
+        FORMAT,
+        abi.IRONPOST_ABI_VERSION,
+        list(cflags),
+        [(p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in sorted(sources)],
+        os.uname().release,
+        _read("/proc/version").decode(errors="replace"),
+        _read("/sys/kernel/notes").hex(),  # the kernel's build id
+        bcc_version(),
+        libbpf.possible_cpus(),  # BCC sizes the perf event array by it
+        os.sysconf("SC_PAGE_SIZE"),
+    ]
+    h.update(json.dumps(parts).encode())
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- #
+# from and to a loaded program
+
+
+def _ld_imm64(insns: bytes) -> list[tuple[int, int, int]]:
+    """(index, src_reg, imm) of every BPF_LD_IMM64 whose source is a pseudo one (not a constant)."""
+    n = len(insns) // 8
+    out = []
+    i = 0
+    while i < n:
+        code, regs, _off, imm = _INSN.unpack_from(insns, i * 8)
+        if code == BPF_LD_IMM64:
+            if i + 1 >= n:
+                raise CacheRefused(f"instruction {i} is a 16-byte load cut short")
+            if regs >> 4:
+                out.append((i, regs >> 4, imm))
+            i += 2
+        else:
+            i += 1
+    return out
+
+
+def capture(key: str, name: str, license: str, insns: bytes) -> CachedProgram | None:
+    """What loading ``insns`` again needs, from the maps this process has open (the fds they name);
+    None when the program refers to something the cache cannot make (then it is not cached)."""
+    refs: dict[int, list[int]] = {}
+    try:
+        for index, src, imm in _ld_imm64(insns):
+            if src != BPF_PSEUDO_MAP_FD:
+                log.debug("the program refers to a pseudo source %d: not cached", src)
+                return None
+            refs.setdefault(imm, []).append(index)
+        maps = tuple(CachedMap(MapSpec.of(fd), tuple(at)) for fd, at in refs.items())
+    except (CacheRefused, OSError) as exc:
+        log.debug("the program cannot be cached: %s", exc)
+        return None
+    if len({m.spec.name for m in maps}) != len(maps):
+        log.debug("two of the program's maps have one name: not cached")
+        return None
+    return CachedProgram(key, name, license, insns, maps)
+
+
+def load(prog: CachedProgram) -> LoadedProgram:
+    """Create the maps, write their fds into the instructions, load the program as XDP."""
+    fds: dict[str, int] = {}
+    try:
+        insns = bytearray(prog.insns)
+        for m in prog.maps:
+            s = m.spec
+            fd = fds[s.name] = libbpf.map_create(s.type, s.name, s.key_size, s.value_size, s.max_entries, s.flags)
+            for i in m.insns:
+                struct.pack_into("<i", insns, i * 8 + 4, fd)
+        prog_fd = libbpf.prog_load(libbpf.BPF_PROG_TYPE_XDP, prog.name, prog.license, bytes(insns))
+    except BaseException:
+        LoadedProgram(-1, fds).close()
+        raise
+    return LoadedProgram(prog_fd, fds)
+
+
+# --------------------------------------------------------------------------- #
+# the file
+
+
+def encode(prog: CachedProgram) -> bytes:
+    doc = {
+        "format": FORMAT,
+        "key": prog.key,
+        "name": prog.name,
+        "license": prog.license,
+        "insns": base64.b64encode(prog.insns).decode(),
+        "insns_sha256": hashlib.sha256(prog.insns).hexdigest(),
+        "maps": [
+            {
+                "name": m.spec.name,
+                "type": m.spec.type,
+                "key_size": m.spec.key_size,
+                "value_size": m.spec.value_size,
+                "max_entries": m.spec.max_entries,
+                "flags": m.spec.flags,
+                "insns": list(m.insns),
+            }
+            for m in prog.maps
+        ],
+    }
+    return MAGIC + json.dumps(doc, separators=(",", ":")).encode() + b"\n"
+
+
+def _field(doc: dict[str, Any], name: str, kind: type) -> Any:
+    value = doc.get(name)
+    if type(value) is not kind:  # not isinstance: True is no int here
+        raise CacheRefused(f"its field {name!r} is missing or not a {kind.__name__}")
+    return value
+
+
+def _u32(doc: dict[str, Any], name: str) -> int:
+    value: int = _field(doc, name, int)
+    if not 0 <= value < _U32:
+        raise CacheRefused(f"its field {name!r} is out of range")
+    return value
+
+
+def decode(data: bytes, key: str, name: str) -> CachedProgram:
+    """The program a file holds, checked field by field; CacheRefused says what is wrong."""
+    if not data.startswith(MAGIC):
+        raise CacheRefused("it is not an ironpost program cache file (no magic)")
+    try:
+        doc = json.loads(data[len(MAGIC) :])
+    except (ValueError, RecursionError) as exc:
+        raise CacheRefused(f"it is not valid JSON ({type(exc).__name__}): truncated or damaged") from None
+    if type(doc) is not dict:
+        raise CacheRefused("it holds no JSON object")
+    if _field(doc, "format", int) != FORMAT:
+        raise CacheRefused(f"it is of format {doc['format']}, this version reads {FORMAT}")
+    if _field(doc, "key", str) != key:
+        raise CacheRefused("it was written for other sources, settings or kernel (its key differs)")
+    if _field(doc, "name", str) != name:
+        raise CacheRefused(f"it holds a program named {doc['name']!r}, not {name!r}")
+    license = _field(doc, "license", str)
+    if not license.isascii() or not license.isprintable() or not 0 < len(license) <= 64:
+        raise CacheRefused("its license is not a short ASCII string")
+    try:
+        insns = base64.b64decode(_field(doc, "insns", str), validate=True)
+    except binascii.Error:
+        raise CacheRefused("its instructions are not base64") from None
+    if not insns or len(insns) % 8:
+        raise CacheRefused(f"its instructions are {len(insns)} bytes, not a whole number of 8-byte instructions")
+    if hashlib.sha256(insns).hexdigest() != _field(doc, "insns_sha256", str):
+        raise CacheRefused("its instructions do not match their checksum: damaged")
+    raw_maps = _field(doc, "maps", list)
+    if len(raw_maps) > MAX_MAPS:
+        raise CacheRefused(f"it lists {len(raw_maps)} maps, more than {MAX_MAPS}")
+    pseudo = {i: src for i, src, _ in _ld_imm64(insns)}
+    if any(src != BPF_PSEUDO_MAP_FD for src in pseudo.values()):
+        raise CacheRefused("its instructions refer to something other than maps by fd")
+    maps: list[CachedMap] = []
+    seen: set[int] = set()
+    for raw in raw_maps:
+        if type(raw) is not dict:
+            raise CacheRefused("a map entry is not an object")
+        map_name = _field(raw, "name", str)
+        if not _NAME.fullmatch(map_name) or map_name in {m.spec.name for m in maps}:
+            raise CacheRefused(f"a map's name {map_name[:20]!r} is not a map name, or is there twice")
+        spec = MapSpec(
+            map_name, _u32(raw, "type"), _u32(raw, "key_size"), _u32(raw, "value_size"),
+            _u32(raw, "max_entries"), _u32(raw, "flags"),
+        )  # fmt: skip
+        refs = _field(raw, "insns", list)
+        for i in refs:
+            if type(i) is not int or i not in pseudo or i in seen:
+                raise CacheRefused(f"map {map_name} names instruction {str(i)[:12]}, not a map load of its own")
+            seen.add(i)
+        maps.append(CachedMap(spec, tuple(refs)))
+    if seen != set(pseudo):
+        # An fd left unpatched would load whatever that number is in this process: never.
+        raise CacheRefused("some of its map loads belong to no map")
+    return CachedProgram(key, name, license, insns, tuple(maps))
+
+
+class ProgramCache:
+    """The cache directory (root's own: created 0700) and the file for one key in it."""
+
+    def __init__(self, directory: Path, key: str, name: str) -> None:
+        self.directory = directory
+        self.key = key
+        self.name = name
+        self.path = directory / f"{FILE_PREFIX}{key[:40]}{FILE_SUFFIX}"
+
+    def _directory_problem(self) -> str | None:
+        try:
+            st = os.lstat(self.directory)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            return f"its directory cannot be examined ({exc.strerror})"
+        if stat.S_ISLNK(st.st_mode):
+            return f"its directory {self.directory} is a symbolic link"
+        problem = trust.directory_problem(self.directory, "its directory", sticky_ok=False)
+        for parent in self.directory.parents:
+            problem = problem or trust.directory_problem(parent, "a directory above it")
+        return problem
+
+    def _warn(self, what: str, why: str) -> None:
+        log.warning("compiled-program cache %s %s (%s)", self.path, what, " ".join(why.split()))
+
+    def read(self) -> CachedProgram | None:
+        """The program in the file for this key, or None: absent (silently) or refused (one warning)."""
+        try:
+            return self._read()
+        except FileNotFoundError:
+            return None
+        except CacheRefused as exc:
+            self._warn("ignored, the program compiled instead", str(exc))
+        except OSError as exc:
+            self._warn("ignored, the program compiled instead", f"{exc.strerror or exc}")
+        return None
+
+    def _read(self) -> CachedProgram | None:
+        problem = self._directory_problem()
+        if problem is not None:
+            raise CacheRefused(problem)
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            fd = os.open(self.path, flags)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise CacheRefused("it is a symbolic link") from None
+            raise
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            problem = trust.file_problem(st, self.path, "program cache")
+            if problem is not None:
+                raise CacheRefused(problem)
+            if st.st_size > MAX_FILE_BYTES:
+                raise CacheRefused(f"it is {st.st_size} bytes, more than {MAX_FILE_BYTES}")
+            data = f.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise CacheRefused(f"it is more than {MAX_FILE_BYTES} bytes")
+        return decode(data, self.key, self.name)
+
+    def write(self, prog: CachedProgram) -> bool:
+        """Save ``prog`` atomically (mode 0600); a failure is one warning, never an error."""
+        try:
+            self._write(encode(prog))
+        except (CacheRefused, OSError) as exc:
+            self._warn("not saved", str(exc) if isinstance(exc, CacheRefused) else f"{exc.strerror or exc}")
+            return False
+        return True
+
+    def _write(self, data: bytes) -> None:
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        problem = self._directory_problem()
+        if problem is not None:
+            raise CacheRefused(problem)
+        tmp = self.directory / f".{FILE_PREFIX}{secrets.token_hex(8)}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                os.fchmod(f.fileno(), 0o600)
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        dfd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+        self._prune()
+
+    def _prune(self) -> None:
+        """Keep the newest KEEP_FILES files (other settings' programs); ours is the newest."""
+        files = []
+        for entry in os.scandir(self.directory):
+            if entry.name.startswith(FILE_PREFIX) and entry.name.endswith(FILE_SUFFIX):
+                with contextlib.suppress(OSError):
+                    st = entry.stat(follow_symlinks=False)
+                    if stat.S_ISREG(st.st_mode):
+                        files.append((st.st_mtime_ns, entry.path))
+        for _, path in sorted(files, reverse=True)[KEEP_FILES:]:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
