@@ -262,13 +262,15 @@ class Datapath:
             self._fn = self._bpf.load_func(PROG_NAME.encode(), bcc.BPF.XDP, device=device)
         except Exception as exc:  # BCC raises bare Exception
             raise LoadFailed(f"the XDP program failed to compile or load: {exc}") from exc
+        fds = {str(name): int(self._bpf[name.encode()].map_fd) for name in DATAPATH_MAPS}
         if cache is not None:
             insns = bytes(self._bpf.dump_func(PROG_NAME.encode()))
             license = bcc.lib.bpf_module_license(self._bpf.module).decode()
-            prog = program_cache.capture(cache.key, PROG_NAME, license, insns)
+            # The maps the Datapath opens by name go in even when the program does not refer to them
+            # (RATE_STATE without a rate limit): BCC creates every map declared.
+            prog = program_cache.capture(cache.key, PROG_NAME, license, insns, also=fds.values())
             if prog is not None:
                 cache.write(prog)
-        fds = {str(name): int(self._bpf[name.encode()].map_fd) for name in DATAPATH_MAPS}
         return int(self._fn.fd), fds
 
     @property

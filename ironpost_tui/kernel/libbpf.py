@@ -248,6 +248,7 @@ class ProgInfo:
     id: int
     type: int
     name: str
+    verified_insns: int = 0  # what the verifier processed (kernel 5.16+; 0 before)
 
 
 @dataclass(frozen=True)
@@ -275,8 +276,9 @@ def _name(raw: bytes) -> str:
 
 def prog_info(fd: int) -> ProgInfo:
     raw = _info(fd)
-    # struct bpf_prog_info: type@0 id@4 ... name[16]@64
-    return ProgInfo(id=_u32(raw, 4), type=_u32(raw, 0), name=_name(raw[64:80]))
+    # struct bpf_prog_info: type@0 id@4 ... name[16]@64 ... verified_insns@216
+    verified = _u32(raw, 216) if len(raw) >= 220 else 0
+    return ProgInfo(id=_u32(raw, 4), type=_u32(raw, 0), name=_name(raw[64:80]), verified_insns=verified)
 
 
 def prog_map_ids(fd: int) -> list[int]:

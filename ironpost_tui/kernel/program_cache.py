@@ -153,9 +153,11 @@ def _ld_imm64(insns: bytes) -> list[tuple[int, int, int]]:
     return out
 
 
-def capture(key: str, name: str, license: str, insns: bytes) -> CachedProgram | None:
-    """What loading ``insns`` again needs, from the maps this process has open (the fds they name);
-    None when the program refers to something the cache cannot make (then it is not cached)."""
+def capture(key: str, name: str, license: str, insns: bytes, also: Iterable[int] = ()) -> CachedProgram | None:
+    """What loading ``insns`` again needs, from the maps this process has open (the fds they name), and
+    the maps ``also`` (fds: maps the caller uses that the program may not refer to, as BCC creates
+    every map declared); None when the program refers to something the cache cannot make (then it is
+    not cached)."""
     refs: dict[int, list[int]] = {}
     try:
         for index, src, imm in _ld_imm64(insns):
@@ -163,6 +165,8 @@ def capture(key: str, name: str, license: str, insns: bytes) -> CachedProgram | 
                 log.debug("the program refers to a pseudo source %d: not cached", src)
                 return None
             refs.setdefault(imm, []).append(index)
+        for fd in also:
+            refs.setdefault(fd, [])
         maps = tuple(CachedMap(MapSpec.of(fd), tuple(at)) for fd, at in refs.items())
     except (CacheRefused, OSError) as exc:
         log.debug("the program cannot be cached: %s", exc)
@@ -221,7 +225,7 @@ def encode(prog: CachedProgram) -> bytes:
 def _field(doc: dict[str, Any], name: str, kind: type) -> Any:
     value = doc.get(name)
     if type(value) is not kind:  # not isinstance: True is no int here
-        raise CacheRefused(f"its field {name!r} is missing or not a {kind.__name__}")
+        raise CacheRefused(f"its field {name!r} is missing or not of type {kind.__name__}")
     return value
 
 
@@ -297,6 +301,7 @@ class ProgramCache:
         self.key = key
         self.name = name
         self.path = directory / f"{FILE_PREFIX}{key[:40]}{FILE_SUFFIX}"
+        self._untrusted = False  # the directory was refused on read: said once, not again on write
 
     def _directory_problem(self) -> str | None:
         try:
@@ -330,6 +335,7 @@ class ProgramCache:
     def _read(self) -> CachedProgram | None:
         problem = self._directory_problem()
         if problem is not None:
+            self._untrusted = True
             raise CacheRefused(problem)
         flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
         try:
@@ -352,6 +358,9 @@ class ProgramCache:
 
     def write(self, prog: CachedProgram) -> bool:
         """Save ``prog`` atomically (mode 0600); a failure is one warning, never an error."""
+        if self._untrusted:
+            log.debug("compiled-program cache %s not saved: its directory was refused", self.path)
+            return False
         try:
             self._write(encode(prog))
         except (CacheRefused, OSError) as exc:
