@@ -234,10 +234,12 @@ def start_warns_once_and_compiles(cache: Path, caplog: pytest.LogCaptureFixture,
     caplog.clear()
     with caplog.at_level(logging.WARNING), datapath(cache) as dp:
         assert not dp.from_cache and dp._bpf is not None  # compiled, nothing loaded from the file
-        warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        records = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        warnings = [r.getMessage() for r in records]
         assert len(warnings) == 1, warnings
         assert "compiled-program cache" in warnings[0] and why in warnings[0], warnings
         assert "\n" not in warnings[0]
+        assert getattr(records[0], "event", None) == "program_cache" and why in getattr(records[0], "why", "")
         with env_of(dp) as e:
             check(e, BLOCKED_V4, XDP_DROP, "tcp", credited="v4-exact")
 

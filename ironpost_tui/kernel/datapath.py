@@ -454,19 +454,15 @@ def _load_cached(cache: program_cache.ProgramCache) -> program_cache.LoadedProgr
     try:
         return program_cache.load(prog)
     except (OSError, ValueError) as exc:
-        log.warning(
-            "compiled-program cache %s ignored, the program compiled instead (the kernel refused it: %s)",
-            cache.path,
-            exc,
-        )
+        program_cache.warn(cache.path, "ignored, the program compiled instead", f"the kernel refused it: {exc}")
         return None
 
 
 class PreparedDatapath:
-    """A Datapath compiled in a thread of its own, started as soon as its configuration is known: BCC's
-    compile (about a second, most of a start) runs beside the rest of the start (the configuration's
-    10,000 rules checked, the modules imported), and the engine takes the result.  Unpinned and not
-    offloaded only (the engine compiles those itself)."""
+    """A Datapath compiled (or loaded from the compiled-program cache) in a thread of its own, started as
+    soon as its configuration is known: BCC's compile (about a second, most of a first start) runs beside
+    the rest of the start (the configuration's 10,000 rules checked, the modules imported), and the
+    engine takes the result.  Unpinned and not offloaded only (the engine compiles those itself)."""
 
     def __init__(self, cfg: DatapathConfig, cache_dir: Path | None = None) -> None:
         self.cfg = cfg

@@ -91,6 +91,13 @@ class LoadedProgram:
                 os.close(fd)
 
 
+def warn(path: Path, what: str, why: str) -> None:
+    """The one line a cache file not used (or not saved) is worth."""
+    why = " ".join(why.split())
+    extra = {"event": "program_cache", "path": str(path), "why": why}
+    log.warning("compiled-program cache %s %s (%s)", path, what, why, extra=extra)
+
+
 # --------------------------------------------------------------------------- #
 # the key
 
@@ -318,7 +325,7 @@ class ProgramCache:
         return problem
 
     def _warn(self, what: str, why: str) -> None:
-        log.warning("compiled-program cache %s %s (%s)", self.path, what, " ".join(why.split()))
+        warn(self.path, what, why)
 
     def read(self) -> CachedProgram | None:
         """The program in the file for this key, or None: absent (silently) or refused (one warning)."""
