@@ -21,6 +21,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support import netlab
@@ -113,6 +114,9 @@ def test_a_cached_program_gives_the_compiled_programs_verdicts(cache_dir: Path) 
         # The verifier walked it as it walked BCC's (with BTF): no more, no fewer instructions.
         info = libbpf.prog_info(cached.prog_fd)
         assert info.name == "ironpost_xdp" and info.verified_insns == verified > 0
+        # The maps keep their BTF: bpftool formats their entries as it does BCC's.
+        assert libbpf.map_info(cached.map_fd("BLOCKLIST")).btf_id != 0
+        assert bpftool_dump(cached.map_fd("CONFIG"))[0]["formatted"]["value"]["abi_version"] > 0
         # A rule written through the Datapath's API now blocks the allowed source on the cached program.
         e.reset([*RULES, drop("late", src="198.18.7.2/32")])
         check(e, ALLOWED_V4, XDP_DROP, "tcp", credited="late")
@@ -126,6 +130,15 @@ def bpftool_tag(prog_fd: int) -> str:
     )  # fmt: skip
     tag: str = json.loads(out.stdout)["tag"]
     return tag
+
+
+def bpftool_dump(map_fd: int) -> list[dict[str, Any]]:
+    out = subprocess.run(
+        ["bpftool", "-j", "map", "dump", "id", str(libbpf.map_info(map_fd).id)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    entries: list[dict[str, Any]] = json.loads(out.stdout)
+    return entries
 
 
 HIT_SCRIPT = """
@@ -182,13 +195,13 @@ def _encode(doc: dict[str, object]) -> bytes:
     return program_cache.MAGIC + json.dumps(doc).encode()
 
 
-def _with_insns(data: bytes, change: Callable[[bytes], bytes]) -> bytes:
-    """The file with its instructions changed and their checksum made to match: only the checks
-    that look at the instructions themselves (or the verifier) stand in the way."""
+def _with_insns(data: bytes, change: Callable[[bytes], bytes], field: str = "insns") -> bytes:
+    """The file with its instructions (or BTF) changed and their checksum made to match: only the
+    checks that look at them (or the kernel) stand in the way."""
     doc = _doc(data)
-    insns = change(base64.b64decode(str(doc["insns"])))
-    doc["insns"] = base64.b64encode(insns).decode()
-    doc["insns_sha256"] = hashlib.sha256(insns).hexdigest()
+    blob = change(base64.b64decode(str(doc[field])))
+    doc[field] = base64.b64encode(blob).decode()
+    doc[f"{field}_sha256"] = hashlib.sha256(blob).hexdigest()
     return _encode(doc)
 
 
@@ -217,6 +230,8 @@ CONTENT_CASES: dict[str, tuple[Callable[[bytes], bytes], str]] = {
     "another key": (lambda b: b.replace(b'"key":"', b'"key":"0', 1), "key differs"),
     "bool for an int": (lambda b: b.replace(b'"format":1', b'"format":true', 1), "not of type int"),
     "verifier refuses": (lambda b: _with_insns(b, _bad_opcode), "the kernel refused it"),
+    "bad BTF": (lambda b: _with_insns(b, lambda btf: btf[:24] + os.urandom(len(btf) - 24), "btf"), "bpf_btf_load"),
+    "BTF types without BTF": (lambda b: _with_insns(b, lambda btf: b"", "btf"), "no BTF"),
 }
 
 

@@ -174,6 +174,14 @@ def _lib() -> ctypes.CDLL:
     lib.ring_buffer__new.restype = ctypes.c_void_p
     lib.ring_buffer__free.argtypes = [ctypes.c_void_p]
     lib.ring_buffer__free.restype = None
+    lib.btf__load_from_kernel_by_id.argtypes = [ctypes.c_uint32]
+    lib.btf__load_from_kernel_by_id.restype = ctypes.c_void_p
+    lib.btf__raw_data.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint32)]
+    lib.btf__raw_data.restype = ctypes.c_void_p
+    lib.btf__free.argtypes = [ctypes.c_void_p]
+    lib.btf__free.restype = None
+    lib.bpf_btf_load.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    lib.bpf_btf_load.restype = ctypes.c_int
     return lib
 
 
@@ -260,6 +268,9 @@ class MapInfo:
     max_entries: int
     flags: int
     name: str
+    btf_id: int = 0  # the BTF object describing its key and value (0: none)
+    btf_key_type_id: int = 0
+    btf_value_type_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -335,7 +346,8 @@ class PerfBuffer:
 
 def map_info(fd: int) -> MapInfo:
     raw = _info(fd)
-    # struct bpf_map_info: type id key_size value_size max_entries map_flags name[16]
+    # struct bpf_map_info: type id key_size value_size max_entries map_flags name[16] ... btf_id@64
+    # btf_key_type_id@68 btf_value_type_id@72
     return MapInfo(
         id=_u32(raw, 4),
         type=_u32(raw, 0),
@@ -344,6 +356,9 @@ def map_info(fd: int) -> MapInfo:
         max_entries=_u32(raw, 16),
         flags=_u32(raw, 20),
         name=_name(raw[24:40]),
+        btf_id=_u32(raw, 64) if len(raw) >= 76 else 0,
+        btf_key_type_id=_u32(raw, 68) if len(raw) >= 76 else 0,
+        btf_value_type_id=_u32(raw, 72) if len(raw) >= 76 else 0,
     )
 
 
@@ -488,11 +503,43 @@ class _MapCreateOpts(ctypes.Structure):
     ]
 
 
-def map_create(map_type: int, name: str, key_size: int, value_size: int, max_entries: int, flags: int) -> int:
-    """A new map (no BTF); returns its fd."""
+def map_create(
+    map_type: int,
+    name: str,
+    key_size: int,
+    value_size: int,
+    max_entries: int,
+    flags: int,
+    btf: tuple[int, int, int] | None = None,
+) -> int:
+    """A new map; ``btf``: (BTF fd, key type id, value type id) describing it.  Returns its fd."""
     opts = _MapCreateOpts(sz=ctypes.sizeof(_MapCreateOpts), map_flags=flags)
+    if btf is not None:
+        opts.btf_fd, opts.btf_key_type_id, opts.btf_value_type_id = btf
     ret = _lib().bpf_map_create(map_type, name.encode(), key_size, value_size, max_entries, ctypes.byref(opts))
     return _check("bpf_map_create", ret)
+
+
+def btf_raw(btf_id: int) -> bytes:
+    """A BTF object the kernel holds, as the bytes that load it again."""
+    lib = _lib()
+    btf = lib.btf__load_from_kernel_by_id(btf_id)
+    if not btf:
+        raise BpfCallError("btf__load_from_kernel_by_id", ctypes.get_errno() or errno.ENOENT)
+    try:
+        size = ctypes.c_uint32()
+        data = lib.btf__raw_data(btf, ctypes.byref(size))
+        if not data:
+            raise BpfCallError("btf__raw_data", ctypes.get_errno() or errno.ENOMEM)
+        return ctypes.string_at(data, size.value)
+    finally:
+        lib.btf__free(btf)
+
+
+def btf_load(data: bytes) -> int:
+    """Load BTF (the kernel checks it); returns its fd."""
+    buf = ctypes.create_string_buffer(data, len(data))
+    return _check("bpf_btf_load", _lib().bpf_btf_load(buf, len(data), None))
 
 
 BPF_PROG_TYPE_XDP = 6

@@ -6,9 +6,11 @@ refers to (``BPF_LD_IMM64`` with ``BPF_PSEUDO_MAP_FD``, whose immediate is a map
 that loaded it).  A first start saves those; a later one creates the maps with libbpf, writes their
 fds into the instructions and loads the result, and the verifier checks it as it checked BCC's.
 
-No BTF is kept: BCC passes the program's BTF (and the maps' key and value types), which only
-``bpftool``'s formatted dumps use; the program has no subprograms (so no ``func_info``), no spin
-locks, timers or kptrs, and loads and verifies the same without it (tests/test_program_cache.py).
+The maps' BTF is kept (the key and value types BCC gave them: ``bpftool map dump`` formats entries
+with it), the program's is not: BCC passes it with ``func_info`` and ``line_info``, which only
+``bpftool``'s source-annotated dumps and the verifier's messages use.  The program has no
+subprograms, spin locks, timers or kptrs, and loads and verifies the same without it
+(tests/test_program_cache.py compares the verifier's instruction count).
 
 The file is named by a key over everything the compile depends on (the sources, the flags, the
 kernel, BCC's version, the CPU count the per-CPU maps are sized by): anything else is another file.
@@ -67,6 +69,7 @@ class CacheRefused(ValueError):
 class CachedMap:
     spec: MapSpec
     insns: tuple[int, ...]  # the BPF_LD_IMM64 instructions that refer to this map
+    btf_types: tuple[int, int] = (0, 0)  # its key's and value's type ids in the program's BTF (0: none)
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,7 @@ class CachedProgram:
     license: str
     insns: bytes
     maps: tuple[CachedMap, ...]
+    btf: bytes = b""  # the BTF the maps' types are in (empty: none)
 
 
 @dataclass(frozen=True)
@@ -174,30 +178,56 @@ def capture(key: str, name: str, license: str, insns: bytes, also: Iterable[int]
             refs.setdefault(imm, []).append(index)
         for fd in also:
             refs.setdefault(fd, [])
-        maps = tuple(CachedMap(MapSpec.of(fd), tuple(at)) for fd, at in refs.items())
+        infos = {fd: libbpf.map_info(fd) for fd in refs}
     except (CacheRefused, OSError) as exc:
         log.debug("the program cannot be cached: %s", exc)
         return None
+    maps = tuple(
+        CachedMap(
+            MapSpec(i.name, i.type, i.key_size, i.value_size, i.max_entries, i.flags),
+            tuple(refs[fd]),
+            (i.btf_key_type_id, i.btf_value_type_id),
+        )
+        for fd, i in infos.items()
+    )
     if len({m.spec.name for m in maps}) != len(maps):
         log.debug("two of the program's maps have one name: not cached")
         return None
-    return CachedProgram(key, name, license, insns, maps)
+    btf = b""
+    btf_ids = {i.btf_id for i in infos.values()} - {0}
+    if len(btf_ids) == 1:  # BCC's one BTF object for the whole program
+        try:
+            btf = libbpf.btf_raw(btf_ids.pop())
+        except OSError as exc:
+            log.debug("the maps' BTF cannot be read (%s): cached without it", exc)
+    if not btf:
+        maps = tuple(CachedMap(m.spec, m.insns) for m in maps)
+    return CachedProgram(key, name, license, insns, maps, btf)
 
 
 def load(prog: CachedProgram) -> LoadedProgram:
     """Create the maps, write their fds into the instructions, load the program as XDP."""
     fds: dict[str, int] = {}
+    btf_fd = -1
     try:
+        if prog.btf:
+            btf_fd = libbpf.btf_load(prog.btf)  # the kernel checks it; the maps keep it
         insns = bytearray(prog.insns)
         for m in prog.maps:
             s = m.spec
-            fd = fds[s.name] = libbpf.map_create(s.type, s.name, s.key_size, s.value_size, s.max_entries, s.flags)
+            btf = (btf_fd, *m.btf_types) if btf_fd >= 0 and any(m.btf_types) else None
+            fd = fds[s.name] = libbpf.map_create(
+                s.type, s.name, s.key_size, s.value_size, s.max_entries, s.flags, btf=btf
+            )
             for i in m.insns:
                 struct.pack_into("<i", insns, i * 8 + 4, fd)
         prog_fd = libbpf.prog_load(libbpf.BPF_PROG_TYPE_XDP, prog.name, prog.license, bytes(insns))
     except BaseException:
         LoadedProgram(-1, fds).close()
         raise
+    finally:
+        if btf_fd >= 0:
+            os.close(btf_fd)
     return LoadedProgram(prog_fd, fds)
 
 
@@ -213,6 +243,8 @@ def encode(prog: CachedProgram) -> bytes:
         "license": prog.license,
         "insns": base64.b64encode(prog.insns).decode(),
         "insns_sha256": hashlib.sha256(prog.insns).hexdigest(),
+        "btf": base64.b64encode(prog.btf).decode(),
+        "btf_sha256": hashlib.sha256(prog.btf).hexdigest(),
         "maps": [
             {
                 "name": m.spec.name,
@@ -222,6 +254,8 @@ def encode(prog: CachedProgram) -> bytes:
                 "max_entries": m.spec.max_entries,
                 "flags": m.spec.flags,
                 "insns": list(m.insns),
+                "btf_key_type_id": m.btf_types[0],
+                "btf_value_type_id": m.btf_types[1],
             }
             for m in prog.maps
         ],
@@ -262,14 +296,10 @@ def decode(data: bytes, key: str, name: str) -> CachedProgram:
     license = _field(doc, "license", str)
     if not license.isascii() or not license.isprintable() or not 0 < len(license) <= 64:
         raise CacheRefused("its license is not a short ASCII string")
-    try:
-        insns = base64.b64decode(_field(doc, "insns", str), validate=True)
-    except binascii.Error:
-        raise CacheRefused("its instructions are not base64") from None
+    insns = _blob(doc, "insns", "instructions")
     if not insns or len(insns) % 8:
         raise CacheRefused(f"its instructions are {len(insns)} bytes, not a whole number of 8-byte instructions")
-    if hashlib.sha256(insns).hexdigest() != _field(doc, "insns_sha256", str):
-        raise CacheRefused("its instructions do not match their checksum: damaged")
+    btf = _blob(doc, "btf", "BTF")
     raw_maps = _field(doc, "maps", list)
     if len(raw_maps) > MAX_MAPS:
         raise CacheRefused(f"it lists {len(raw_maps)} maps, more than {MAX_MAPS}")
@@ -288,16 +318,30 @@ def decode(data: bytes, key: str, name: str) -> CachedProgram:
             map_name, _u32(raw, "type"), _u32(raw, "key_size"), _u32(raw, "value_size"),
             _u32(raw, "max_entries"), _u32(raw, "flags"),
         )  # fmt: skip
+        btf_types = (_u32(raw, "btf_key_type_id"), _u32(raw, "btf_value_type_id"))
+        if any(btf_types) and not btf:
+            raise CacheRefused(f"map {map_name} has BTF types, and the file no BTF")
         refs = _field(raw, "insns", list)
         for i in refs:
             if type(i) is not int or i not in pseudo or i in seen:
                 raise CacheRefused(f"map {map_name} names instruction {str(i)[:12]}, not a map load of its own")
             seen.add(i)
-        maps.append(CachedMap(spec, tuple(refs)))
+        maps.append(CachedMap(spec, tuple(refs), btf_types))
     if seen != set(pseudo):
         # An fd left unpatched would load whatever that number is in this process: never.
         raise CacheRefused("some of its map loads belong to no map")
-    return CachedProgram(key, name, license, insns, tuple(maps))
+    return CachedProgram(key, name, license, insns, tuple(maps), btf)
+
+
+def _blob(doc: dict[str, Any], name: str, what: str) -> bytes:
+    """A base64 field, checked against its sha256 (``name``_sha256)."""
+    try:
+        data = base64.b64decode(_field(doc, name, str), validate=True)
+    except binascii.Error:
+        raise CacheRefused(f"its {what} field is not base64") from None
+    if hashlib.sha256(data).hexdigest() != _field(doc, f"{name}_sha256", str):
+        raise CacheRefused(f"its {what} field does not match its checksum: damaged")
+    return data
 
 
 class ProgramCache:
