@@ -29,7 +29,7 @@ from support.packets import frame
 from support.verdicts import XDP_DROP, XDP_PASS, Env, check, drop, mon
 
 from ironpost_tui.engine.engine import Engine, EngineOptions
-from ironpost_tui.kernel import libbpf, program_cache, ringbuf
+from ironpost_tui.kernel import libbpf, program_cache, program_file, ringbuf
 from ironpost_tui.kernel.datapath import Datapath, DatapathConfig, PreparedDatapath
 from ironpost_tui.kernel.xdp_link import occupants
 from ironpost_tui.rules.table import RuleTable, monotonic_to_wall_offset
@@ -187,12 +187,12 @@ def test_events_of_a_cached_program_through_libbpfs_consumer(cache_dir: Path, mo
 
 
 def _doc(data: bytes) -> dict[str, object]:
-    doc: dict[str, object] = json.loads(data[len(program_cache.MAGIC) :])
+    doc: dict[str, object] = json.loads(data[len(program_file.MAGIC) :])
     return doc
 
 
 def _encode(doc: dict[str, object]) -> bytes:
-    return program_cache.MAGIC + json.dumps(doc).encode()
+    return program_file.MAGIC + json.dumps(doc).encode()
 
 
 def _with_insns(data: bytes, change: Callable[[bytes], bytes], field: str = "insns") -> bytes:
@@ -220,7 +220,7 @@ def _bad_opcode(insns: bytes) -> bytes:
 CONTENT_CASES: dict[str, tuple[Callable[[bytes], bytes], str]] = {
     "truncated": (lambda b: b[: len(b) // 2], "not valid JSON"),
     "garbage": (lambda b: os.urandom(4096), "no magic"),
-    "bad magic": (lambda b: b"ironpost-xdp-progrAm\n" + b[len(program_cache.MAGIC) :], "no magic"),
+    "bad magic": (lambda b: b"ironpost-xdp-progrAm\n" + b[len(program_file.MAGIC) :], "no magic"),
     "oversized": (lambda b: b + b" " * program_cache.MAX_FILE_BYTES, "more than"),
     "empty": (lambda b: b"", "no magic"),
     "checksum": (lambda b: _encode({**_doc(b), "insns_sha256": "0" * 64}), "checksum"),
