@@ -359,3 +359,30 @@ def test_the_engine_attaches_a_program_from_the_cache(lab: netlab.Lab, cache_dir
             prepared.close()
         assert occupants(lab.ifindex) == []
     assert [c for c, _ in ids] == [False, True]
+
+
+# --------------------------------------------------------------------------- #
+# where the cache is not used
+
+
+def test_a_pinned_program_is_compiled_and_never_cached(cache_dir: Path) -> None:
+    """--persist's maps are BCC's pinned ones (IRONPOST_PIN_DIR): compiled at every start, nothing saved."""
+    pin_dir = Path(f"/sys/fs/bpf/ironpost-test-progcache-{os.getpid()}-{os.urandom(4).hex()}")
+    pin_dir.mkdir(parents=True)
+    try:
+        for _ in range(2):
+            dp = Datapath(CFG, pin_dir=pin_dir, cache_dir=cache_dir)
+            try:
+                assert not dp.from_cache and dp._bpf is not None
+            finally:
+                dp.close()
+        assert not cache_dir.exists()
+    finally:
+        shutil.rmtree(pin_dir, ignore_errors=True)
+
+
+def test_no_cache_on_the_command_line_turns_it_off() -> None:
+    from ironpost_tui import cli
+
+    assert cli._program_cache(cli._run_parser().parse_args(["eth0"])) == program_cache.DEFAULT_DIR
+    assert cli._program_cache(cli._run_parser().parse_args(["eth0", "--no-cache"])) is None
