@@ -213,6 +213,19 @@ def _unpatched(data: bytes) -> bytes:
     return _encode(doc)
 
 
+def _without_map(name: str) -> Callable[[bytes], bytes]:
+    def change(data: bytes) -> bytes:
+        doc = _doc(data)
+        maps = doc["maps"]
+        assert isinstance(maps, list)
+        [gone] = [m for m in maps if m["name"] == name]
+        assert gone["insns"] == [], "the map to leave out must be one the program does not load"
+        doc["maps"] = [m for m in maps if m is not gone]
+        return _encode(doc)
+
+    return change
+
+
 def _bad_opcode(insns: bytes) -> bytes:
     return b"\xff" + insns[1:]  # no such instruction: the verifier refuses it
 
@@ -230,6 +243,8 @@ CONTENT_CASES: dict[str, tuple[Callable[[bytes], bytes], str]] = {
     "another key": (lambda b: b.replace(b'"key":"', b'"key":"0', 1), "key differs"),
     "bool for an int": (lambda b: b.replace(b'"format":1', b'"format":true', 1), "not of type int"),
     "verifier refuses": (lambda b: _with_insns(b, _bad_opcode), "the kernel refused it"),
+    # RATE_STATE: unused by a program without a rate limit (CFG's), and opened by the Datapath.
+    "a map the Datapath opens left out": (_without_map("RATE_STATE"), "lacks the maps RATE_STATE"),
     "bad BTF": (lambda b: _with_insns(b, lambda btf: btf[:24] + os.urandom(len(btf) - 24), "btf"), "bpf_btf_load"),
     "BTF types without BTF": (lambda b: _with_insns(b, lambda btf: b"", "btf"), "no BTF"),
 }

@@ -268,7 +268,7 @@ class Datapath:
             license = bcc.lib.bpf_module_license(self._bpf.module).decode()
             # The maps the Datapath opens by name go in even when the program does not refer to them
             # (RATE_STATE without a rate limit): BCC creates every map declared.
-            prog = program_cache.capture(cache.key, PROG_NAME, license, insns, also=fds.values())
+            prog = program_cache.capture(cache.key, PROG_NAME, license, insns, also=fds)
             if prog is not None:
                 cache.write(prog)
         return int(self._fn.fd), fds
@@ -450,6 +450,11 @@ def _load_cached(cache: program_cache.ProgramCache) -> program_cache.LoadedProgr
     """The program from the cache, or None (absent, refused, or refused by the kernel: one warning)."""
     prog = cache.read()
     if prog is None:
+        return None
+    missing = set(DATAPATH_MAPS) - {m.spec.name for m in prog.maps}
+    if missing:
+        why = f"it lacks the maps {', '.join(sorted(missing))}"
+        program_cache.warn(cache.path, "ignored, the program compiled instead", why)
         return None
     try:
         return program_cache.load(prog)

@@ -32,7 +32,7 @@ import os
 import secrets
 import stat
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,11 +124,13 @@ def cache_key(cflags: Iterable[str], sources: Iterable[Path]) -> str:
 # from and to a loaded program
 
 
-def capture(key: str, name: str, license: str, insns: bytes, also: Iterable[int] = ()) -> CachedProgram | None:
+def capture(
+    key: str, name: str, license: str, insns: bytes, also: Mapping[str, int] | None = None
+) -> CachedProgram | None:
     """What loading ``insns`` again needs, from the maps this process has open (the fds they name), and
-    the maps ``also`` (fds: maps the caller uses that the program may not refer to, as BCC creates
-    every map declared); None when the program refers to something the cache cannot make (then it is
-    not cached)."""
+    the maps ``also`` (name -> fd: maps the caller opens by name, which the program may not refer to, as
+    BCC creates every map declared); None when the program refers to something the cache cannot make,
+    or a map's name as the kernel keeps it (15 bytes) is not the caller's (then it is not cached)."""
     refs: dict[int, list[int]] = {}
     try:
         for index, src, imm in ld_imm64(insns):
@@ -136,11 +138,15 @@ def capture(key: str, name: str, license: str, insns: bytes, also: Iterable[int]
                 log.debug("the program refers to a pseudo source %d: not cached", src)
                 return None
             refs.setdefault(imm, []).append(index)
-        for fd in also:
+        for fd in (also or {}).values():
             refs.setdefault(fd, [])
         infos = {fd: libbpf.map_info(fd) for fd in refs}
     except (CacheRefused, OSError) as exc:
         log.debug("the program cannot be cached: %s", exc)
+        return None
+    renamed = [n for n, fd in (also or {}).items() if infos[fd].name != n]
+    if renamed:
+        log.debug("maps %s have other names in the kernel: not cached", renamed)
         return None
     maps = tuple(
         CachedMap(
