@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 from ironpost_tui import __version__
 from ironpost_tui.errors import ExitStatus, IronpostError
 from ironpost_tui.kernel import host
-from ironpost_tui.kernel.datapath import PreparedDatapath, import_bcc
+from ironpost_tui.kernel.datapath import PreparedDatapath, check_bcc
+from ironpost_tui.kernel.program_cache import DEFAULT_DIR as PROGRAM_CACHE_DIR
 from ironpost_tui.metrics import log_format
 from ironpost_tui.rules.audit import DEFAULT_AUDIT_LOG
 from ironpost_tui.text import visible
@@ -44,6 +45,11 @@ def _run_parser() -> argparse.ArgumentParser:
     p.add_argument("--headless", action="store_true", help="run as an agent without the console")
     p.add_argument("--xdp-mode", choices=("auto", "native", "skb", "offload"), help="XDP attach mode (default auto)")
     p.add_argument("--persist", action="store_true", help="pin program and maps so filtering survives the process")
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help=f"compile the program with BCC at this start, neither loading nor saving it in {PROGRAM_CACHE_DIR}",
+    )
     p.add_argument(
         "--config",
         type=Path,
@@ -93,7 +99,11 @@ def _address(text: str) -> str:
 
 
 def _cleanup_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ironpost-tui cleanup", description="remove ironpost's program and pins")
+    p = argparse.ArgumentParser(
+        prog="ironpost-tui cleanup",
+        description=f"remove ironpost's program and pins from IFACE (the compiled-program cache, {PROGRAM_CACHE_DIR}, "
+        "is kept: it holds no state and is checked before use; remove it with rm -r)",
+    )
     p.add_argument("iface")
     return p
 
@@ -131,7 +141,7 @@ def _cmd_run(argv: list[str]) -> ExitStatus:
     args = _run_parser().parse_args(argv)
     host.check_iface_name(args.iface)  # before it becomes a path or a map key
     host.check_privileges()  # before anything touches /var/lib/ironpost or /run/ironpost
-    import_bcc()  # say "install python3-bpfcc" before anything else can fail
+    check_bcc()  # say "install python3-bpfcc" before anything else can fail
 
     from ironpost_tui.config.watch import ConfigSource
     from ironpost_tui.engine.pid_file import pid_file
@@ -145,7 +155,7 @@ def _cmd_run(argv: list[str]) -> ExitStatus:
         from ironpost_tui.kernel.xdp_link import xdp_choice
 
         if not args.persist and xdp_choice(args.xdp_mode or ebpf.xdp_mode) != XdpMode.OFFLOAD:
-            prepared.append(PreparedDatapath(ebpf.datapath()))
+            prepared.append(PreparedDatapath(ebpf.datapath(), cache_dir=_program_cache(args)))
 
     try:
         settings = source.load(on_ebpf=compile_early)
@@ -203,6 +213,7 @@ def _engine_options(args: argparse.Namespace, settings: Settings, source: Config
         xdp_mode=xdp_choice(mode),
         persist=args.persist,
         datapath=settings.ebpf.datapath(),
+        program_cache=_program_cache(args),
         rules=settings.rules,
         protected=protected,
         force=args.force,
@@ -221,6 +232,12 @@ def _engine_options(args: argparse.Namespace, settings: Settings, source: Config
         crowdsec=settings.crowdsec,
         own_process=True,
     )
+
+
+def _program_cache(args: argparse.Namespace) -> Path | None:
+    """The compiled-program cache's directory, None with --no-cache (the engine uses it only for an
+    unpinned, not offloaded program)."""
+    return None if args.no_cache else PROGRAM_CACHE_DIR
 
 
 def _console_settings(args: argparse.Namespace, console: ConsoleSettings) -> ConsoleSettings:
@@ -309,7 +326,7 @@ def _cmd_demo(argv: list[str]) -> ExitStatus:
     p.add_argument("--headless", action="store_true", help="the agent only, logging to stdout")
     args, rest = p.parse_known_args(argv)
     host.check_privileges()
-    import_bcc()
+    check_bcc()
     from ironpost_tui.demo import session as demo
     from ironpost_tui.engine import headless
     from ironpost_tui.engine.engine import Engine

@@ -1,7 +1,7 @@
 """``[crowdsec]``: ironpost as a CrowdSec bouncer (LAPI decisions become drop rules) and sensor (detector
 alerts pushed to the LAPI).  Checked here like every other table: each wrong value one line, nothing
 taken.  The files it names (the bouncer key, the machine credentials, the CA) are read at start, with
-the ownership and mode checks of config/trust.py (engine/crowdsec/credentials.py)."""
+the ownership and mode checks of trust.py (engine/crowdsec/credentials.py)."""
 
 from __future__ import annotations
 

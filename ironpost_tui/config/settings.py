@@ -24,8 +24,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from ironpost_tui import trust
 from ironpost_tui.config import rules as config_rules
-from ironpost_tui.config import trust
 from ironpost_tui.config.check import Check, ConfigError, ConfigIssue, Table, quote, show
 from ironpost_tui.config.crowdsec import KEYS as CROWDSEC_KEYS
 from ironpost_tui.config.crowdsec import CrowdSecSettings, crowdsec_settings

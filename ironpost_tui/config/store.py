@@ -31,8 +31,8 @@ from tomlkit.container import Container
 from tomlkit.items import AoT, Array, InlineTable, Table, Whitespace
 from tomlkit.toml_document import TOMLDocument
 
+from ironpost_tui import trust
 from ironpost_tui.config import settings as config
-from ironpost_tui.config import trust
 from ironpost_tui.config.check import ConfigError
 from ironpost_tui.config.rules import ACTIONS, network
 from ironpost_tui.errors import BadInterfaceName, IronpostError

@@ -78,6 +78,9 @@ class EngineOptions:
     xdp_mode: XdpChoice = "auto"
     persist: bool = False
     datapath: DatapathConfig = field(default_factory=DatapathConfig)
+    # The compiled-program cache (kernel/program_cache.py) for an unpinned, not offloaded program; None:
+    # BCC compiles it at every start.
+    program_cache: Path | None = None
     rules: tuple[FilterRule, ...] | None = None  # None: keep what pinned maps hold
     protected: tuple[Protected, ...] = ()  # anti-lockout: into ALLOW4/ALLOW6
     force: bool = False  # start even if a configured rule would drop a protected address
@@ -239,7 +242,10 @@ class Engine:
                 if prepared is not None:
                     prepared.close()
                 self._dp = Datapath(
-                    opts.datapath, pin_dir=pins if opts.persist else None, offload_dev=opts.iface if offload else None
+                    opts.datapath,
+                    pin_dir=pins if opts.persist else None,
+                    offload_dev=opts.iface if offload else None,
+                    cache_dir=opts.program_cache,
                 )
         except LoadFailed as exc:
             if offload:

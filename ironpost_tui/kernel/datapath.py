@@ -1,13 +1,15 @@
-"""Compile and load bpf/ironpost_xdp.c with BCC; the only owner of its maps.
+"""Compile and load bpf/ironpost_xdp.c with BCC, or load it from the compiled-program cache; the
+only owner of its maps.
 
 Nothing BCC- or ctypes-shaped leaves this module: callers get bytes in and
-plain Python values out.
+plain Python values out.  The maps are read and written by fd through libbpf
+(bpf_map.py), whichever loaded the program.
 """
 
 from __future__ import annotations
 
-import ctypes
 import errno
+import importlib.util
 import logging
 import os
 import threading
@@ -17,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from ironpost_tui.errors import BccMissing, BlocklistFull, HeadersMissing, LoadFailed, PinMismatch
-from ironpost_tui.kernel import abi, libbpf, resources, ringbuf
+from ironpost_tui.kernel import abi, libbpf, program_cache, resources, ringbuf
 from ironpost_tui.kernel.abi import MapName
+from ironpost_tui.kernel.bpf_map import BpfMap
+from ironpost_tui.kernel.xdp_link import PROG_NAME
 
 ENOTSUPP = 524  # the kernel's own "operation not supported" (not in errno): a map type without batch ops
 
@@ -122,15 +126,25 @@ def _log2(n: int, least: int = 64) -> int:
     return n.bit_length() - 1
 
 
+BCC_MISSING = (
+    "BCC's Python module is missing: install it with `apt-get install python3-bpfcc` and run "
+    "from the system python3 or a venv made with --system-site-packages"
+)
+
+
+def check_bcc() -> None:
+    """Say how to get BCC if it is not installed, without importing it (that loads LLVM: tens of ms,
+    which a start that loads the program from the cache never needs)."""
+    if importlib.util.find_spec("bcc") is None:
+        raise BccMissing(BCC_MISSING)
+
+
 def import_bcc() -> Any:
     """Import BCC or say how to get it."""
     try:
         import bcc
     except ImportError as exc:
-        raise BccMissing(
-            "BCC's Python module is missing: install it with `apt-get install python3-bpfcc` and run "
-            "from the system python3 or a venv made with --system-site-packages"
-        ) from exc
+        raise BccMissing(BCC_MISSING) from exc
     return bcc
 
 
@@ -178,33 +192,53 @@ def check_pins(pin_dir: Path, cfg: DatapathConfig) -> bool:
     return True
 
 
-class Datapath:
-    """The compiled program and its maps."""
+# The maps the Datapath reads and writes, by name (the program has others: capture.py finds those by id).
+DATAPATH_MAPS = (*abi.PINNED_MAPS, *abi.AGG_MAPS, *abi.TOP_MAPS, MapName.EVENTS)
 
-    def __init__(self, cfg: DatapathConfig, pin_dir: Path | None = None, offload_dev: str | None = None) -> None:
+
+class Datapath:
+    """The loaded program and its maps: compiled by BCC, or loaded from the compiled-program cache
+    (``cache_dir``; unpinned and not offloaded only) when it holds this program."""
+
+    def __init__(
+        self,
+        cfg: DatapathConfig,
+        pin_dir: Path | None = None,
+        offload_dev: str | None = None,
+        cache_dir: Path | None = None,
+    ) -> None:
         self.cfg = cfg
         self.pin_dir = pin_dir
-        bcc = import_bcc()
-        check_kernel_headers()
+        self._bpf: Any = None  # BCC's module when compiled here: it owns the program and the maps
+        self._fn: Any = None
+        self._loaded: program_cache.LoadedProgram | None = None  # or this owns them
+        self._ring: ringbuf.RingReader | None = None  # mmapped EVENTS, where supported
+        self._ringbuf: libbpf.RingBuffer | None = None  # EVENTS through libbpf's callback elsewhere
         src = resources.bpf_source()
         cflags = [f"-I{src.parent}", *cfg.cflags(), *abi.size_cflags()]
         if pin_dir is not None:
             cflags.append(f'-DIRONPOST_PIN_DIR="{pin_dir}"')
+        cache = None
+        if cache_dir is not None and pin_dir is None and offload_dev is None:
+            sources = [*src.parent.glob("*.c"), *src.parent.glob("*.h")]
+            cache = program_cache.ProgramCache(cache_dir, program_cache.cache_key(cflags, sources), PROG_NAME)
+            self._loaded = _load_cached(cache)
+        self.from_cache = self._loaded is not None
+        if self._loaded is not None:
+            prog_fd, fds = self._loaded.prog_fd, self._loaded.map_fds
+        else:
+            prog_fd, fds = self._compile(src, cflags, offload_dev, cache)
+        self._prog_fd = prog_fd
         try:
-            device = offload_dev.encode() if offload_dev else None
-            self._bpf = bcc.BPF(src_file=str(src).encode(), cflags=cflags, device=device)
-            self._fn = self._bpf.load_func(b"ironpost_xdp", bcc.BPF.XDP, device=device)
-        except Exception as exc:  # BCC raises bare Exception
-            raise LoadFailed(f"the XDP program failed to compile or load: {exc}") from exc
-        self._tables = {
-            name: self._bpf[name.encode()] for name in (*abi.PINNED_MAPS, *abi.AGG_MAPS, *abi.TOP_MAPS, MapName.EVENTS)
-        }
-        self._ring: ringbuf.RingReader | None = None  # mmapped EVENTS, where supported
-        self._ringbuf_open = False  # EVENTS through libbpf's callback elsewhere
+            self._maps = {name: BpfMap.of(fds[name]) for name in DATAPATH_MAPS}
+        except (KeyError, OSError) as exc:
+            self.close()
+            raise LoadFailed(f"the loaded program lacks its map {exc}") from exc
         self._records: list[bytes] = []
         self._budget = MAX_EVENTS_PER_POLL
         config = self.read_config()
         if config[1] not in (0, abi.IRONPOST_ABI_VERSION):
+            self.close()
             raise PinMismatch(
                 f"pinned maps in {pin_dir} were written by ABI version {config[1]}, this is "
                 f"{abi.IRONPOST_ABI_VERSION}: run `ironpost-tui cleanup IFACE`"
@@ -216,23 +250,42 @@ class Datapath:
                 abi.CONFIG.pack(0, abi.IRONPOST_ABI_VERSION, 0, seed, abi.NO_MATCH, 0, 0, 0, bytes(512), b"", b"")
             )
 
+    def _compile(
+        self, src: Path, cflags: list[str], offload_dev: str | None, cache: program_cache.ProgramCache | None
+    ) -> tuple[int, dict[str, int]]:
+        """BCC's compile and load (saved to the cache when there is one): the program's fd, its maps' fds."""
+        bcc = import_bcc()
+        check_kernel_headers()
+        try:
+            device = offload_dev.encode() if offload_dev else None
+            self._bpf = bcc.BPF(src_file=str(src).encode(), cflags=cflags, device=device)
+            self._fn = self._bpf.load_func(PROG_NAME.encode(), bcc.BPF.XDP, device=device)
+        except Exception as exc:  # BCC raises bare Exception
+            raise LoadFailed(f"the XDP program failed to compile or load: {exc}") from exc
+        fds = {str(name): int(self._bpf[name.encode()].map_fd) for name in DATAPATH_MAPS}
+        if cache is not None:
+            insns = bytes(self._bpf.dump_func(PROG_NAME.encode()))
+            license = bcc.lib.bpf_module_license(self._bpf.module).decode()
+            # The maps the Datapath opens by name go in even when the program does not refer to them
+            # (RATE_STATE without a rate limit): BCC creates every map declared.
+            prog = program_cache.capture(cache.key, PROG_NAME, license, insns, also=fds)
+            if prog is not None:
+                cache.write(prog)
+        return int(self._fn.fd), fds
+
     @property
     def prog_fd(self) -> int:
-        return int(self._fn.fd)
+        return self._prog_fd
 
     def map_fd(self, name: MapName) -> int:
-        return int(self._tables[name].map_fd)
+        return self._maps[name].fd
 
     # --- raw map access by bytes -------------------------------------------------
-    def _key(self, name: MapName, key: bytes) -> Any:
-        return self._tables[name].Key.from_buffer_copy(key)
-
     def map_update(self, name: MapName, key: bytes, value: bytes) -> None:
-        table = self._tables[name]
         try:
-            table[self._key(name, key)] = table.Leaf.from_buffer_copy(value)
-        except Exception as exc:  # BCC raises bare Exception with the errno text
-            if "Argument list too long" in str(exc) or "No space left" in str(exc):
+            self._maps[name].update(key, value)
+        except libbpf.BpfCallError as exc:
+            if exc.errno in (errno.E2BIG, errno.ENOSPC):
                 raise self._full(name) from exc
             raise
 
@@ -242,10 +295,9 @@ class Datapath:
         is full, or None)."""
         if not entries:
             return 0, None
-        table = self._tables[name]
         try:
             keys, values = b"".join(k for k, _ in entries), b"".join(v for _, v in entries)
-            libbpf.map_update_batch(int(table.map_fd), keys, values, len(entries))
+            libbpf.map_update_batch(self.map_fd(name), keys, values, len(entries))
         except libbpf.BatchError as exc:
             if exc.errno in (errno.EINVAL, errno.EOPNOTSUPP, ENOTSUPP) and exc.done == 0:
                 return self._update_each(name, entries)  # no batch writes for this map type
@@ -256,13 +308,13 @@ class Datapath:
         for i, (key, value) in enumerate(entries):
             try:
                 self.map_update(name, key, value)
-            except Exception as exc:  # BCC raises bare Exception with the errno text
+            except (OSError, ValueError, BlocklistFull) as exc:
                 return i, exc
         return len(entries), None
 
     def _full(self, name: MapName) -> BlocklistFull:
         return BlocklistFull(
-            f"{name} is full ({self._tables[name].max_entries} entries): rule refused, "
+            f"{name} is full ({self._maps[name].max_entries} entries): rule refused, "
             "raise the capacity in the configuration or remove rules"
         )
 
@@ -270,7 +322,7 @@ class Datapath:
         """Overwrite an entry that exists (BPF_EXIST); False, nothing written, when it does not: an entry
         another tool may delete at any moment is never brought back by a write of ours."""
         try:
-            libbpf.map_update(self.map_fd(name), key, value, libbpf.BPF_EXIST)
+            self._maps[name].update(key, value, libbpf.BPF_EXIST)
         except libbpf.BpfCallError as exc:
             if exc.errno == errno.ENOENT:
                 return False
@@ -278,57 +330,45 @@ class Datapath:
         return True
 
     def map_delete(self, name: MapName, key: bytes) -> bool:
-        try:
-            del self._tables[name][self._key(name, key)]
-        except KeyError:
-            return False
-        return True
+        return self._maps[name].delete(key)
 
     def map_lookup(self, name: MapName, key: bytes) -> bytes | None:
-        try:
-            return bytes(self._tables[name][self._key(name, key)])
-        except KeyError:
-            return None
+        return self._maps[name].lookup(key)
 
     def map_items(self, name: MapName) -> Iterator[tuple[bytes, bytes]]:
-        for k, v in self._tables[name].items():
-            yield bytes(k), bytes(v)
+        return self._maps[name].items()
 
     def map_dump(self, name: MapName) -> tuple[bytes, bytes, int]:
         """A hash map's entries in one batch read: keys and values packed, and their count."""
-        table = self._tables[name]
-        return libbpf.map_lookup_batch(
-            int(table.map_fd), ctypes.sizeof(table.Key), ctypes.sizeof(table.Leaf), int(table.max_entries)
-        )
+        m = self._maps[name]
+        return libbpf.map_lookup_batch(m.fd, m.spec.key_size, m.value_bytes, m.max_entries)
 
     def map_len(self, name: MapName) -> int:
-        return sum(1 for _ in self._tables[name].keys())
+        return sum(1 for _ in self._maps[name].keys())
 
     def percpu_entries(self, name: MapName, index: int) -> list[bytes]:
         """One per-CPU array entry: its value on each possible CPU."""
-        table = self._tables[name]
-        raw = bytes(table.getvalue(table.Key(index)))
-        size = len(raw) // table.total_cpu
-        return [raw[i : i + size] for i in range(0, len(raw), size)]
+        m = self._maps[name]
+        raw = m.lookup(index.to_bytes(4, "little")) or bytes(m.value_bytes)
+        return [raw[i : i + m.spec.value_size] for i in range(0, len(raw), m.slot)]
 
     def percpu_table(self, name: MapName) -> list[bytes]:
         """Every entry of a per-CPU array, each as all CPUs' values concatenated."""
-        table = self._tables[name]
-        return [bytes(v) for v in table.values()]
+        return [value for _, value in self._maps[name].items()]
 
     def percpu_clear(self, name: MapName, index: int) -> None:
         """Zero one per-CPU array entry on every CPU."""
-        table = self._tables[name]
-        table[table.Key(index)] = table.Leaf()
+        m = self._maps[name]
+        m.update(index.to_bytes(4, "little"), bytes(m.value_bytes))
 
     def percpu_hits(self, slots: int | None = None) -> list[tuple[int, int]]:
         """RULE_HITS in one batch read: (packets summed, latest last_hit_ns) of the first ``slots``
         slots (all when None).  Reading all of them costs tens of ms (31,024 slots by default)."""
-        table = self._tables[MapName.RULE_HITS]
-        ncpu = int(table.total_cpu)
+        m = self._maps[MapName.RULE_HITS]
+        ncpu = m.cpus
         width = abi.RULE_HIT.size  # 16: already 8-aligned, as per-CPU values are laid out
-        n = int(table.max_entries) if slots is None else max(0, min(slots, int(table.max_entries)))
-        _, values, count = libbpf.map_lookup_batch(int(table.map_fd), 4, width * ncpu, n)
+        n = m.max_entries if slots is None else max(0, min(slots, m.max_entries))
+        _, values, count = libbpf.map_lookup_batch(m.fd, 4, width * ncpu, n)
         out = []
         unpack = abi.RULE_HIT.unpack_from
         for i in range(count):
@@ -343,7 +383,7 @@ class Datapath:
 
     @property
     def possible_cpus(self) -> int:
-        return int(self._tables[MapName.STATS].total_cpu)
+        return self._maps[MapName.STATS].cpus
 
     def read_config(self) -> tuple[int, int]:
         """(n_shapes, abi_version) of CONFIG."""
@@ -361,35 +401,33 @@ class Datapath:
     # --- events ------------------------------------------------------------------
     def open_events(self) -> None:
         """Start consuming EVENTS: read_events returns what arrived since."""
-        table = self._tables[MapName.EVENTS]
+        events = self._maps[MapName.EVENTS]
         if ringbuf.direct_read_supported():
-            fd = int(table.map_fd)
             try:
-                self._ring = ringbuf.RingReader(fd, libbpf.map_info(fd).max_entries, abi.PACKET_EVENT)
+                self._ring = ringbuf.RingReader(events.fd, events.max_entries, abi.PACKET_EVENT)
                 return
             except OSError:
                 log.exception("mapping the EVENTS ring buffer failed: reading it through libbpf")
         size = abi.PACKET_EVENT.size
 
-        def callback(_ctx: Any, data: Any, _size: int) -> int:
-            self._records.append(ctypes.string_at(data, size))
+        def on_sample(data: bytes) -> bool:
+            self._records.append(data[:size])
             # libbpf keeps consuming while records keep coming: under an event flood
-            # one poll would never return.  A negative return stops it after this
-            # record (consumed); the rest waits for the next poll.
-            return 0 if len(self._records) < self._budget else -1
+            # one poll would never return.  Stopping after this record (consumed)
+            # leaves the rest for the next poll.
+            return len(self._records) < self._budget
 
-        table.open_ring_buffer(callback)
-        self._ringbuf_open = True
+        self._ringbuf = libbpf.RingBuffer(events.fd, on_sample)
 
     def read_events(self, timeout_ms: int, max_events: int = MAX_EVENTS_PER_POLL) -> ringbuf.EventRecords:
         """Waiting EVENTS records (at most max_events), waiting up to timeout_ms for the first."""
         if self._ring is not None:
             return self._ring.read(timeout_ms, max_events)
-        if not self._ringbuf_open:
+        if self._ringbuf is None:
             return ringbuf.EventRecords(b"", abi.PACKET_EVENT)
         self._budget = max_events
         self._records = []
-        self._bpf.ring_buffer_poll(timeout_ms)
+        self._ringbuf.poll(timeout_ms)
         records, self._records = self._records, []
         return ringbuf.EventRecords(b"".join(records), abi.PACKET_EVENT)
 
@@ -397,17 +435,43 @@ class Datapath:
         if self._ring is not None:
             self._ring.close()
             self._ring = None
-        self._bpf.cleanup()
+        if self._ringbuf is not None:
+            self._ringbuf.close()
+            self._ringbuf = None
+        if self._loaded is not None:
+            self._loaded.close()
+            self._loaded = None
+        if self._bpf is not None:
+            self._bpf.cleanup()
+            self._bpf = None
+
+
+def _load_cached(cache: program_cache.ProgramCache) -> program_cache.LoadedProgram | None:
+    """The program from the cache, or None (absent, refused, or refused by the kernel: one warning)."""
+    prog = cache.read()
+    if prog is None:
+        return None
+    missing = set(DATAPATH_MAPS) - {m.spec.name for m in prog.maps}
+    if missing:
+        why = f"it lacks the maps {', '.join(sorted(missing))}"
+        program_cache.warn(cache.path, "ignored, the program compiled instead", why)
+        return None
+    try:
+        return program_cache.load(prog)
+    except (OSError, ValueError) as exc:
+        program_cache.warn(cache.path, "ignored, the program compiled instead", f"the kernel refused it: {exc}")
+        return None
 
 
 class PreparedDatapath:
-    """A Datapath compiled in a thread of its own, started as soon as its configuration is known: BCC's
-    compile (about a second, most of a start) runs beside the rest of the start (the configuration's
-    10,000 rules checked, the modules imported), and the engine takes the result.  Unpinned and not
-    offloaded only (the engine compiles those itself)."""
+    """A Datapath compiled (or loaded from the compiled-program cache) in a thread of its own, started as
+    soon as its configuration is known: BCC's compile (about a second, most of a first start) runs beside
+    the rest of the start (the configuration's 10,000 rules checked, the modules imported), and the
+    engine takes the result.  Unpinned and not offloaded only (the engine compiles those itself)."""
 
-    def __init__(self, cfg: DatapathConfig) -> None:
+    def __init__(self, cfg: DatapathConfig, cache_dir: Path | None = None) -> None:
         self.cfg = cfg
+        self.cache_dir = cache_dir
         self._dp: Datapath | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._compile, name="compile", daemon=True)
@@ -415,7 +479,7 @@ class PreparedDatapath:
 
     def _compile(self) -> None:
         try:
-            self._dp = Datapath(self.cfg)
+            self._dp = Datapath(self.cfg, cache_dir=self.cache_dir)
         except BaseException as exc:  # raised again by take(), in the thread that starts the engine
             self._error = exc
 

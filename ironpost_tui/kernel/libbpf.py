@@ -1,7 +1,8 @@
-"""ctypes bindings to the few libbpf calls BCC does not offer.
+"""ctypes bindings to the libbpf calls ironpost uses.
 
 BPF links (attach that ends with the last fd), pinning, object info, XDP
-queries and BPF_PROG_TEST_RUN.  libbpf.so.1 comes with BCC's distribution
+queries, BPF_PROG_TEST_RUN, map access by fd, the ring-buffer consumer, and
+creating maps and loading a program (the compiled-program cache's loader).  libbpf.so.1 comes with BCC's distribution
 packages.  Every call raises ``BpfCallError`` with the errno on failure.
 """
 
@@ -11,7 +12,7 @@ import ctypes
 import ctypes.util
 import errno
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 
@@ -123,6 +124,26 @@ def _lib() -> ctypes.CDLL:
         "bpf_prog_test_run_opts": [ctypes.c_int, ctypes.c_void_p],
         "bpf_map_lookup_elem": [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p],
         "bpf_map_update_elem": [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint64],
+        "bpf_map_delete_elem": [ctypes.c_int, ctypes.c_void_p],
+        "bpf_map_get_next_key": [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p],
+        "bpf_map_create": [
+            ctypes.c_int,
+            ctypes.c_char_p,
+            ctypes.c_uint32,
+            ctypes.c_uint32,
+            ctypes.c_uint32,
+            ctypes.c_void_p,
+        ],
+        "bpf_prog_load": [
+            ctypes.c_int,
+            ctypes.c_char_p,
+            ctypes.c_char_p,
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            ctypes.c_void_p,
+        ],
+        "libbpf_num_possible_cpus": [],
+        "ring_buffer__poll": [ctypes.c_void_p, ctypes.c_int],
         "perf_buffer__poll": [ctypes.c_void_p, ctypes.c_int],
         "bpf_map_update_batch": [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p],
         "bpf_map_lookup_batch": [
@@ -149,12 +170,26 @@ def _lib() -> ctypes.CDLL:
     lib.perf_buffer__new.restype = ctypes.c_void_p
     lib.perf_buffer__free.argtypes = [ctypes.c_void_p]
     lib.perf_buffer__free.restype = None
+    lib.ring_buffer__new.argtypes = [ctypes.c_int, RING_SAMPLE_FN, ctypes.c_void_p, ctypes.c_void_p]
+    lib.ring_buffer__new.restype = ctypes.c_void_p
+    lib.ring_buffer__free.argtypes = [ctypes.c_void_p]
+    lib.ring_buffer__free.restype = None
+    lib.btf__load_from_kernel_by_id.argtypes = [ctypes.c_uint32]
+    lib.btf__load_from_kernel_by_id.restype = ctypes.c_void_p
+    lib.btf__raw_data.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint32)]
+    lib.btf__raw_data.restype = ctypes.c_void_p
+    lib.btf__free.argtypes = [ctypes.c_void_p]
+    lib.btf__free.restype = None
+    lib.bpf_btf_load.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    lib.bpf_btf_load.restype = ctypes.c_int
     return lib
 
 
 # libbpf's perf_buffer callbacks: sample(ctx, cpu, data, size) and lost(ctx, cpu, count).
 PERF_SAMPLE_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_uint32)
 PERF_LOST_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int, ctypes.c_uint64)
+# libbpf's ring_buffer callback: sample(ctx, data, size); a negative return stops the poll after it.
+RING_SAMPLE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t)
 
 
 def available() -> bool:
@@ -221,6 +256,7 @@ class ProgInfo:
     id: int
     type: int
     name: str
+    verified_insns: int = 0  # what the verifier processed (kernel 5.16+; 0 before)
 
 
 @dataclass(frozen=True)
@@ -232,6 +268,9 @@ class MapInfo:
     max_entries: int
     flags: int
     name: str
+    btf_id: int = 0  # the BTF object describing its key and value (0: none)
+    btf_key_type_id: int = 0
+    btf_value_type_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -248,8 +287,9 @@ def _name(raw: bytes) -> str:
 
 def prog_info(fd: int) -> ProgInfo:
     raw = _info(fd)
-    # struct bpf_prog_info: type@0 id@4 ... name[16]@64
-    return ProgInfo(id=_u32(raw, 4), type=_u32(raw, 0), name=_name(raw[64:80]))
+    # struct bpf_prog_info: type@0 id@4 ... name[16]@64 ... verified_insns@216
+    verified = _u32(raw, 216) if len(raw) >= 220 else 0
+    return ProgInfo(id=_u32(raw, 4), type=_u32(raw, 0), name=_name(raw[64:80]), verified_insns=verified)
 
 
 def prog_map_ids(fd: int) -> list[int]:
@@ -306,7 +346,8 @@ class PerfBuffer:
 
 def map_info(fd: int) -> MapInfo:
     raw = _info(fd)
-    # struct bpf_map_info: type id key_size value_size max_entries map_flags name[16]
+    # struct bpf_map_info: type id key_size value_size max_entries map_flags name[16] ... btf_id@64
+    # btf_key_type_id@68 btf_value_type_id@72
     return MapInfo(
         id=_u32(raw, 4),
         type=_u32(raw, 0),
@@ -315,6 +356,9 @@ def map_info(fd: int) -> MapInfo:
         max_entries=_u32(raw, 16),
         flags=_u32(raw, 20),
         name=_name(raw[24:40]),
+        btf_id=_u32(raw, 64) if len(raw) >= 76 else 0,
+        btf_key_type_id=_u32(raw, 68) if len(raw) >= 76 else 0,
+        btf_value_type_id=_u32(raw, 72) if len(raw) >= 76 else 0,
     )
 
 
@@ -406,6 +450,137 @@ BPF_EXIST = 2  # replace only: ENOENT when the key is not there
 
 def map_update(map_fd: int, key: bytes, value: bytes, flags: int = BPF_ANY) -> None:
     _check("bpf_map_update_elem", _lib().bpf_map_update_elem(map_fd, key, value, flags))
+
+
+def map_delete(map_fd: int, key: bytes) -> bool:
+    """Delete one entry; False when it was not there."""
+    ret = _lib().bpf_map_delete_elem(map_fd, key)
+    if ret < 0:
+        err = -ret if ret != -1 else ctypes.get_errno()
+        if err == errno.ENOENT:
+            return False
+        raise BpfCallError("bpf_map_delete_elem", err)
+    return True
+
+
+def map_keys(map_fd: int, key_size: int) -> Iterator[bytes]:
+    """Every key, through BPF_MAP_GET_NEXT_KEY (a hash map deleted from meanwhile may start over, as
+    the syscall does)."""
+    cur = ctypes.create_string_buffer(key_size)
+    nxt = ctypes.create_string_buffer(key_size)
+    first = True
+    while True:
+        ret = _lib().bpf_map_get_next_key(map_fd, None if first else cur, nxt)
+        if ret < 0:
+            err = -ret if ret != -1 else ctypes.get_errno()
+            if err == errno.ENOENT:
+                return
+            raise BpfCallError("bpf_map_get_next_key", err)
+        yield nxt.raw
+        ctypes.memmove(cur, nxt, key_size)
+        first = False
+
+
+@cache
+def possible_cpus() -> int:
+    """The possible CPUs: a per-CPU map's value holds one slot for each."""
+    return _check("libbpf_num_possible_cpus", _lib().libbpf_num_possible_cpus())
+
+
+class _MapCreateOpts(ctypes.Structure):
+    # struct bpf_map_create_opts (libbpf 1.x)
+    _fields_ = [
+        ("sz", ctypes.c_size_t),
+        ("btf_fd", ctypes.c_uint32),
+        ("btf_key_type_id", ctypes.c_uint32),
+        ("btf_value_type_id", ctypes.c_uint32),
+        ("btf_vmlinux_value_type_id", ctypes.c_uint32),
+        ("inner_map_fd", ctypes.c_uint32),
+        ("map_flags", ctypes.c_uint32),
+        ("map_extra", ctypes.c_uint64),
+        ("numa_node", ctypes.c_uint32),
+        ("map_ifindex", ctypes.c_uint32),
+    ]
+
+
+def map_create(
+    map_type: int,
+    name: str,
+    key_size: int,
+    value_size: int,
+    max_entries: int,
+    flags: int,
+    btf: tuple[int, int, int] | None = None,
+) -> int:
+    """A new map; ``btf``: (BTF fd, key type id, value type id) describing it.  Returns its fd."""
+    opts = _MapCreateOpts(sz=ctypes.sizeof(_MapCreateOpts), map_flags=flags)
+    if btf is not None:
+        opts.btf_fd, opts.btf_key_type_id, opts.btf_value_type_id = btf
+    ret = _lib().bpf_map_create(map_type, name.encode(), key_size, value_size, max_entries, ctypes.byref(opts))
+    return _check("bpf_map_create", ret)
+
+
+def btf_raw(btf_id: int) -> bytes:
+    """A BTF object the kernel holds, as the bytes that load it again."""
+    lib = _lib()
+    btf = lib.btf__load_from_kernel_by_id(btf_id)
+    if not btf:
+        raise BpfCallError("btf__load_from_kernel_by_id", ctypes.get_errno() or errno.ENOENT)
+    try:
+        size = ctypes.c_uint32()
+        data = lib.btf__raw_data(btf, ctypes.byref(size))
+        if not data:
+            raise BpfCallError("btf__raw_data", ctypes.get_errno() or errno.ENOMEM)
+        return ctypes.string_at(data, size.value)
+    finally:
+        lib.btf__free(btf)
+
+
+def btf_load(data: bytes) -> int:
+    """Load BTF (the kernel checks it); returns its fd."""
+    buf = ctypes.create_string_buffer(data, len(data))
+    return _check("bpf_btf_load", _lib().bpf_btf_load(buf, len(data), None))
+
+
+BPF_PROG_TYPE_XDP = 6
+
+
+def prog_load(prog_type: int, name: str, license: str, insns: bytes) -> int:
+    """Load a program (no BTF, no attach type) through the verifier; returns its fd."""
+    if len(insns) % 8:
+        raise ValueError("instructions are 8 bytes each")
+    buf = ctypes.create_string_buffer(insns, len(insns))
+    ret = _lib().bpf_prog_load(prog_type, name.encode(), license.encode(), buf, len(insns) // 8, None)
+    return _check("bpf_prog_load", ret)
+
+
+class RingBuffer:
+    """libbpf's consumer of a BPF_MAP_TYPE_RINGBUF: one callback per record (where the mmap reader in
+    ringbuf.py cannot be used)."""
+
+    def __init__(self, map_fd: int, on_sample: Callable[[bytes], bool]) -> None:
+        """``on_sample`` gets each record; False stops the current poll after it (it stays consumed)."""
+
+        def sample(_ctx: int | None, data: int, size: int) -> int:
+            return 0 if on_sample(ctypes.string_at(data, size)) else -errno.ECANCELED
+
+        self._sample = RING_SAMPLE_FN(sample)  # kept: the callback must outlive the buffer
+        ptr = _lib().ring_buffer__new(map_fd, self._sample, None, None)
+        if not ptr:
+            raise BpfCallError("ring_buffer__new", ctypes.get_errno() or errno.EINVAL)
+        self._rb: int | None = ptr
+
+    def poll(self, timeout_ms: int) -> None:
+        if self._rb is None:
+            return
+        ret: int = _lib().ring_buffer__poll(self._rb, timeout_ms)
+        if ret < 0 and -ret not in (errno.EINTR, errno.ECANCELED):  # ECANCELED: on_sample said stop
+            _check("ring_buffer__poll", ret)
+
+    def close(self) -> None:
+        if self._rb is not None:
+            _lib().ring_buffer__free(self._rb)
+            self._rb = None
 
 
 class BatchError(BpfCallError):

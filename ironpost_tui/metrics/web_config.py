@@ -23,7 +23,7 @@ from typing import Any
 
 import bcrypt
 
-from ironpost_tui.config import trust
+from ironpost_tui import trust
 from ironpost_tui.errors import WebConfigInvalid
 
 MAX_WEB_CONFIG_BYTES = 1024 * 1024  # a web configuration is a few lines

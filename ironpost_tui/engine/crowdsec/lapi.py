@@ -3,7 +3,7 @@
 httpx rather than pycrowdsec: pycrowdsec (0.0.5, 2023) wraps requests with no per-call timeout and
 covers the bouncer side only; httpx is maintained, has timeouts and a CA setting per client, and the two
 endpoints used here (the decision stream, and login + alerts for the sensor) are a few lines each.
-The credentials are read at start with the configuration's ownership checks (config/trust.py).
+The credentials are read at start with the configuration's ownership checks (trust.py).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import yaml
 
 from ironpost_tui.config.check import ConfigError
 from ironpost_tui.config.crowdsec import CrowdSecSettings
-from ironpost_tui.config.trust import file_problem
 from ironpost_tui.engine.crowdsec import stream_json
+from ironpost_tui.trust import file_problem
 from ironpost_tui.version import __version__
 
 # httpx's __init__ imports its command-line tool (rich, click, pygments) when it can: the core never pays
