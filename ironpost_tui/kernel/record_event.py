@@ -73,7 +73,11 @@ class Batch:
         self.offset, self.rule_ids, self.v4, self.v6 = offset, rule_ids, v4, v6
 
     def address(self, family: int, raw: bytes) -> IPAddress:
-        """The address in a record's 16 bytes: IPv4 in the first four when family is 4, else IPv6."""
+        """The address in a record's 16 bytes: IPv4 in the first four when family is 4, else IPv6.
+
+        Called from whichever thread reads the event (the console's, a recorder's): each get, set and
+        clear of a cache is atomic, and a race at worst makes one address twice or empties the cache early.
+        """
         if family == abi.FAMILY_V4:
             v4 = self.v4
             a4 = v4.get(raw)
