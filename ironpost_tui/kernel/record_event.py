@@ -55,6 +55,7 @@ _U64, _U32, _U16 = struct.Struct("<Q"), struct.Struct("<I"), struct.Struct("<H")
 # The stored (body, batch): RecordEvent's own __getitem__ shows the fields.  Typed Any: mypy reads
 # PacketEvent's field types into the stored items.
 _get: Callable[[tuple[Any, ...], int], Any] = tuple.__getitem__
+_new_event = tuple.__new__  # a PacketEvent from one tuple, in C (no __new__ in Python)
 
 
 class Batch:
@@ -162,62 +163,66 @@ class RecordEvent(PacketEvent):
 
     def decoded(self) -> PacketEvent:
         """The same event as a plain PacketEvent, every field decoded."""
+        return _new_event(PacketEvent, self._values())
+
+    def _values(self) -> tuple[Any, ...]:
+        """Every field, decoded at once (one unpack), as a plain tuple in PacketEvent's order."""
         raw: bytes = _get(self, 0)
         batch: Batch = _get(self, 1)
         ts_ns, src, dst, sport, dport, length, slot, family, proto, flags, verdict = abi.PACKET_EVENT.unpack(raw)
-        return PacketEvent(ts_ns / 1e9 + batch.offset, family, batch.address(family, src),
-                           batch.address(family, dst), sport, dport, proto, flags, length, _VERDICT_OF[verdict],
-                           batch.rule_ids.get(slot))  # fmt: skip
+        address = batch.address
+        return (ts_ns / 1e9 + batch.offset, family, address(family, src), address(family, dst), sport, dport,
+                proto, flags, length, _VERDICT_OF[verdict], batch.rule_ids.get(slot))  # fmt: skip
 
     # --- a value like any PacketEvent: everything below goes through the decoded fields ---
     def __eq__(self, other: object) -> bool:
         o = _plain(other)
-        return NotImplemented if o is None else tuple(self.decoded()) == o
+        return NotImplemented if o is None else self._values() == o
 
     def __ne__(self, other: object) -> bool:
         o = _plain(other)
-        return NotImplemented if o is None else tuple(self.decoded()) != o
+        return NotImplemented if o is None else self._values() != o
 
     def __lt__(self, other: tuple[Any, ...]) -> bool:
         o = _plain(other)
-        return NotImplemented if o is None else tuple(self.decoded()) < o
+        return NotImplemented if o is None else self._values() < o
 
     def __le__(self, other: tuple[Any, ...]) -> bool:
         o = _plain(other)
-        return NotImplemented if o is None else tuple(self.decoded()) <= o
+        return NotImplemented if o is None else self._values() <= o
 
     def __gt__(self, other: tuple[Any, ...]) -> bool:
         o = _plain(other)
-        return NotImplemented if o is None else tuple(self.decoded()) > o
+        return NotImplemented if o is None else self._values() > o
 
     def __ge__(self, other: tuple[Any, ...]) -> bool:
         o = _plain(other)
-        return NotImplemented if o is None else tuple(self.decoded()) >= o
+        return NotImplemented if o is None else self._values() >= o
 
     def __hash__(self) -> int:
-        return hash(tuple(self.decoded()))
+        return hash(self._values())
 
     def __iter__(self) -> Iterator[Any]:
-        return iter(tuple(self.decoded()))
+        return iter(self._values())
 
     def __len__(self) -> int:
         return len(PacketEvent._fields)
 
     def __contains__(self, value: object) -> bool:
-        return value in tuple(self.decoded())
+        return value in self._values()
 
     @overload
     def __getitem__(self, index: SupportsIndex) -> Any: ...
     @overload
     def __getitem__(self, index: slice) -> tuple[Any, ...]: ...
     def __getitem__(self, index: SupportsIndex | slice) -> Any:
-        return tuple(self.decoded())[index]
+        return self._values()[index]
 
     def __repr__(self) -> str:
         return repr(self.decoded())
 
     def __reduce__(self) -> tuple[Callable[..., PacketEvent], tuple[Any, ...]]:
-        return PacketEvent, tuple(self.decoded())
+        return PacketEvent, self._values()
 
     def _asdict(self) -> dict[str, Any]:
         return self.decoded()._asdict()
@@ -230,5 +235,5 @@ def _plain(other: object) -> tuple[Any, ...] | None:
     """``other``'s items as a plain tuple (a RecordEvent's decoded fields, not its storage); None: not a
     tuple (the comparison is NotImplemented, as a tuple's is)."""
     if isinstance(other, RecordEvent):
-        return tuple(other.decoded())
+        return other._values()
     return tuple(other) if isinstance(other, tuple) else None
