@@ -10,7 +10,7 @@ from itertools import repeat
 from operator import add
 
 from ironpost_tui.kernel import abi
-from ironpost_tui.kernel.record_event import ADDRESS_CACHE_MAX, Batch, RecordEvent
+from ironpost_tui.kernel.record_event import ADDRESS_CACHE_MAX, SLOT_OFFSET, Batch, RecordEvent
 from ironpost_tui.kernel.ringbuf import EventRecords
 from ironpost_tui.model import FilterRule, PacketEvent
 
@@ -27,7 +27,7 @@ def _record_layouts(layout: struct.Struct) -> tuple[struct.Struct, struct.Struct
     if not found:
         raise ValueError(f"records of layout {layout.format!r} are not packet events")
     bodies = struct.Struct(f"{head}{abi.PACKET_EVENT.size}s{tail}")
-    before = struct.calcsize(f"{head}Q16s16sHHI")  # the slot follows the length (abi.PACKET_EVENT)
+    before = struct.calcsize(head) + SLOT_OFFSET
     slots = struct.Struct(f"{head[0]}{before}xI{layout.size - before - 4}x")
     assert bodies.size == slots.size == layout.size
     return bodies, slots

@@ -51,6 +51,7 @@ def _offsets(layout: struct.Struct) -> list[int]:
 
 
 (_TS, _SRC, _DST, _SPORT, _DPORT, _LEN, _SLOT, _FAMILY, _PROTO, _FLAGS, _VERDICT) = _offsets(abi.PACKET_EVENT)
+SLOT_OFFSET = _SLOT  # where a record's rule slot (u32) starts in its body
 _U64, _U32, _U16 = struct.Struct("<Q"), struct.Struct("<I"), struct.Struct("<H")
 # The stored (body, batch): RecordEvent's own __getitem__ shows the fields.  Typed Any: mypy reads
 # PacketEvent's field types into the stored items.
