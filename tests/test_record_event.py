@@ -4,6 +4,7 @@ bytes, hostile records handled as before, value semantics of a PacketEvent, fiel
 from __future__ import annotations
 
 import copy
+import dataclasses
 import ipaddress
 import pickle
 import random
@@ -50,6 +51,11 @@ def body(src: str, dst: str, *, family: int | None = None, proto: int = 6, flags
 def ring(bodies: list[bytes]) -> EventRecords:
     """Records as the ring reader hands them over: header, body, padding."""
     return EventRecords(b"".join(struct.pack("@II", BODY, 0) + b.ljust(STRIDE - 8, b"\0") for b in bodies), RING)
+
+
+@dataclasses.dataclass(frozen=True)
+class Holder:
+    event: PacketEvent
 
 
 def decoder() -> EventDecoder:
@@ -188,5 +194,7 @@ def test_a_record_event_is_a_packet_event_value() -> None:
         e < 1  # noqa: B015
     with pytest.raises(AttributeError):
         e.src_port = 1  # type: ignore[misc]
+    for rebuilt in (type(e)(*e), type(e)._make(e), dataclasses.asdict(Holder(e))["event"]):
+        assert type(rebuilt) is PacketEvent and rebuilt == plain  # not a RecordEvent holding fields
     same_batch = decoder().decode_all(ring([CASES[0], CASES[0]]))
     assert same_batch[0] == same_batch[1] and same_batch[0] is not same_batch[1]

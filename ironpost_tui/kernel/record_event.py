@@ -17,7 +17,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, SupportsIndex, overload
 
 from ironpost_tui.kernel import abi
@@ -101,6 +101,15 @@ class RecordEvent(PacketEvent):
     """A PacketEvent kept as (record body, Batch); built only by EventDecoder.decode_all."""
 
     __slots__ = ()
+
+    def __new__(cls, *fields: Any, **named: Any) -> PacketEvent:  # type: ignore[misc]
+        """Called with fields (``type(e)(*values)``, as dataclasses.asdict rebuilds named tuples): a
+        plain PacketEvent of them.  decode_all builds RecordEvents through tuple.__new__, not this."""
+        return PacketEvent(*fields, **named)
+
+    @classmethod
+    def _make(cls, iterable: Iterable[Any]) -> PacketEvent:  # type: ignore[override]
+        return PacketEvent._make(iterable)
 
     # --- the fields, decoded when read ----------------------------------------------
     @property
