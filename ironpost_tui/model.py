@@ -114,7 +114,9 @@ class PacketEvent(NamedTuple):
     A named tuple rather than a frozen dataclass: events come by the hundred
     thousand per second, and a tuple is built in a fraction of the time (no
     per-field object.__setattr__), holds a quarter of the memory and is just as
-    immutable, hashable and comparable field by field.
+    immutable, hashable and comparable field by field.  The engine's events are
+    ``kernel.record_event.RecordEvent``, a subclass that keeps the record's bytes and
+    decodes each field when it is read; it compares, hashes and iterates as this.
     """
 
     ts: float  # wall-clock seconds

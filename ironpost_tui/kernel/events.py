@@ -1,37 +1,47 @@
-"""Decoding EVENTS records into PacketEvent values."""
+"""Decoding EVENTS records into PacketEvent values (RecordEvents: decoded field by field when read)."""
 
 from __future__ import annotations
 
 import gc
 import ipaddress
+import struct
 from collections.abc import Callable
+from itertools import repeat
+from operator import add
 
 from ironpost_tui.kernel import abi
+from ironpost_tui.kernel.record_event import ADDRESS_CACHE_MAX, SLOT_OFFSET, Batch, RecordEvent
 from ironpost_tui.kernel.ringbuf import EventRecords
-from ironpost_tui.model import FilterRule, IPAddress, PacketEvent, Verdict
+from ironpost_tui.model import FilterRule, PacketEvent
 
-_VERDICTS = {
-    abi.VERDICT_PASS: Verdict.PASS,
-    abi.VERDICT_DROP: Verdict.DROP,
-    abi.VERDICT_MONITOR: Verdict.MONITOR,
-    abi.VERDICT_PROTECTED: Verdict.PROTECTED,
-}
+__all__ = ["ADDRESS_CACHE_MAX", "EventDecoder", "RecordEvent"]
 
-# Address objects kept per family, by the record's 16 address bytes.  A flood from
-# spoofed sources would grow the cache without end: when it is full it is emptied.
-ADDRESS_CACHE_MAX = 4096
+_new = tuple.__new__  # a RecordEvent from one (body, batch) tuple, in C: no __new__ in Python per event
 
-_new_event = tuple.__new__  # PacketEvent is a named tuple: built from one tuple, no __new__ in Python
+
+def _record_layouts(layout: struct.Struct) -> tuple[struct.Struct, struct.Struct]:
+    """For records in ``layout`` (abi.PACKET_EVENT's fields, maybe with a ring header and padding around
+    them): one that yields each record's body as bytes, and one that yields only its rule slot."""
+    fields = abi.PACKET_EVENT.format[1:]
+    head, found, tail = layout.format.partition(fields)
+    if not found:
+        raise ValueError(f"records of layout {layout.format!r} are not packet events")
+    bodies = struct.Struct(f"{head}{abi.PACKET_EVENT.size}s{tail}")
+    before = struct.calcsize(head) + SLOT_OFFSET
+    slots = struct.Struct(f"{head[0]}{before}xI{layout.size - before - 4}x")
+    assert bodies.size == slots.size == layout.size
+    return bodies, slots
 
 
 class EventDecoder:
-    """Turns raw records into PacketEvent; times become wall-clock seconds."""
+    """Turns raw records into PacketEvents; times become wall-clock seconds."""
 
     def __init__(self, clock_offset: float, rule_for_slot: Callable[[int], FilterRule | None]) -> None:
         self._offset = clock_offset
         self._rule_for_slot = rule_for_slot
         self._v4: dict[bytes, ipaddress.IPv4Address] = {}
         self._v6: dict[bytes, ipaddress.IPv6Address] = {}
+        self._layouts: dict[str, tuple[struct.Struct, struct.Struct]] = {}
 
     @property
     def cached_addresses(self) -> int:
@@ -42,63 +52,29 @@ class EventDecoder:
         return self.decode_all(EventRecords(raw, abi.PACKET_EVENT))[0]
 
     def decode_all(self, records: EventRecords) -> list[PacketEvent]:
-        """Every record of a batch, in order.
+        """Every record of a batch, in order, as RecordEvents.
 
-        The cyclic garbage collector is held off while a batch is decoded: the loop makes thousands of
-        objects (events, and addresses new to the cache under a spoofed flood) and no reference cycle, and
-        the collector would otherwise run every 700 of them, a full collection of the whole heap whenever
-        the surviving addresses add up (measured: about half the decoding time with rotating sources).
-        It runs as usual once the batch is done."""
-        if not gc.isenabled():
-            return self._decode_all(records)
+        Per record, only a copy of its body and one tuple are made here (in C, through map); fields are
+        decoded when read (kernel/record_event.py).  What cannot wait is done now, once per batch: the rule
+        id of every slot the batch carries (rules may change before a field is read).  A record of the
+        wrong size fails here as it always did (struct.error).
+
+        The cyclic garbage collector is held off while a batch is built: the batch makes thousands of
+        tuples and no reference cycle, and the collector would otherwise run every 700 of them."""
+        layouts = self._layouts.get(records.layout.format)
+        if layouts is None:
+            layouts = self._layouts[records.layout.format] = _record_layouts(records.layout)
+        bodies, slots = layouts
+        data = records.data
+        rule_ids: dict[int, str | None] = {}
+        for (slot,) in set(slots.iter_unpack(data)):
+            rule = self._rule_for_slot(slot)
+            rule_ids[slot] = rule.id if rule else None
+        batch = (Batch(self._offset, rule_ids, self._v4, self._v6),)
+        enabled = gc.isenabled()
         gc.disable()
         try:
-            return self._decode_all(records)
+            return list(map(_new, repeat(RecordEvent), map(add, bodies.iter_unpack(data), repeat(batch))))
         finally:
-            gc.enable()
-
-    def _decode_all(self, records: EventRecords) -> list[PacketEvent]:
-        offset = self._offset
-        v4, v6 = self._v4, self._v6
-        verdicts, pass_ = _VERDICTS, Verdict.PASS
-        new_event, event = _new_event, PacketEvent
-        v4_family = abi.FAMILY_V4
-        cache_max, from_bytes = ADDRESS_CACHE_MAX, int.from_bytes
-        ip4, ip6 = ipaddress.IPv4Address, ipaddress.IPv6Address
-        rule_ids: dict[int, str | None] = {}  # slot -> rule id, for this batch (rules may change between batches)
-        out: list[PacketEvent] = []
-        append = out.append
-        s: IPAddress | None
-        d: IPAddress | None
-        for ts_ns, src, dst, sport, dport, length, slot, family, proto, flags, verdict in records.fields():
-            # A miss is handled inline (not by a method call): under a spoofed flood every source misses.
-            if family == v4_family:
-                s = v4.get(src)
-                if s is None:
-                    if len(v4) >= cache_max:
-                        v4.clear()
-                    s = v4[src] = ip4(from_bytes(src[:4], "big"))
-                d = v4.get(dst)
-                if d is None:
-                    if len(v4) >= cache_max:
-                        v4.clear()
-                    d = v4[dst] = ip4(from_bytes(dst[:4], "big"))
-            else:
-                s = v6.get(src)
-                if s is None:
-                    if len(v6) >= cache_max:
-                        v6.clear()
-                    s = v6[src] = ip6(from_bytes(src, "big"))
-                d = v6.get(dst)
-                if d is None:
-                    if len(v6) >= cache_max:
-                        v6.clear()
-                    d = v6[dst] = ip6(from_bytes(dst, "big"))
-            if slot in rule_ids:
-                rule_id = rule_ids[slot]
-            else:
-                rule = self._rule_for_slot(slot)
-                rule_id = rule_ids[slot] = rule.id if rule else None
-            append(new_event(event, (ts_ns / 1e9 + offset, family, s, d, sport, dport, proto, flags, length,
-                                     verdicts.get(verdict, pass_), rule_id)))  # fmt: skip
-        return out
+            if enabled:
+                gc.enable()

@@ -206,18 +206,19 @@ def sample_from_json(value: object) -> StatsSample:
 
 
 def event_to_json(e: PacketEvent) -> Json:
+    ts, family, src, dst, sport, dport, proto, flags, length, verdict, rule_id = e  # an engine's event: one decode
     return {
-        "ts": e.ts,
-        "family": e.family,
-        "src": str(e.src),
-        "dst": str(e.dst),
-        "sport": e.src_port,
-        "dport": e.dst_port,
-        "proto": e.protocol,
-        "flags": e.tcp_flags,
-        "len": e.length,
-        "verdict": e.verdict.value,
-        "rule": e.rule_id,
+        "ts": ts,
+        "family": family,
+        "src": str(src),
+        "dst": str(dst),
+        "sport": sport,
+        "dport": dport,
+        "proto": proto,
+        "flags": flags,
+        "len": length,
+        "verdict": verdict.value,
+        "rule": rule_id,
     }
 
 

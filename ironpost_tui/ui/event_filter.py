@@ -41,16 +41,17 @@ class EventFilter:
 
 
 def row_text(e: PacketEvent) -> str:
+    _ts, _family, src, dst, sport, dport, proto, flags, _length, verdict, rule_id = e  # an engine's event: one decode
     return " ".join(
         (
-            str(e.src),
-            str(e.src_port),
-            str(e.dst),
-            str(e.dst_port),
-            fmt.protocol(e.protocol),
-            fmt.tcp_flags(e.tcp_flags),
-            e.verdict.value,
-            e.rule_id or "",
+            str(src),
+            str(sport),
+            str(dst),
+            str(dport),
+            fmt.protocol(proto),
+            fmt.tcp_flags(flags),
+            verdict.value,
+            rule_id or "",
         )
     ).lower()
 

@@ -61,18 +61,19 @@ SORT_KEYS: dict[str, Callable[[PacketEvent], Any]] = {
 
 def cells(e: PacketEvent, clock: bool = True) -> tuple[str, ...]:
     """The row's texts, one per column (``clock=False``: the time left empty, for measuring)."""
-    icmp = e.protocol in (1, 58)
+    ts, _family, src, dst, sport, dport, proto, flags, length, verdict, rule_id = e  # an engine's event: one decode
+    icmp = proto in (1, 58)
     return (
-        fmt.clock(e.ts) if clock else "",
-        str(e.src),
-        e.verdict.value,
-        fmt.clip(fmt.text(e.rule_id or ""), RULE_WIDTH),
-        fmt.protocol(e.protocol),
-        "" if icmp else str(e.dst_port),
-        fmt.tcp_flags(e.tcp_flags) if e.protocol == 6 else "",
-        str(e.dst),
-        "" if icmp else str(e.src_port),
-        str(e.length),
+        fmt.clock(ts) if clock else "",
+        str(src),
+        verdict.value,
+        fmt.clip(fmt.text(rule_id or ""), RULE_WIDTH),
+        fmt.protocol(proto),
+        "" if icmp else str(dport),
+        fmt.tcp_flags(flags) if proto == 6 else "",
+        str(dst),
+        "" if icmp else str(sport),
+        str(length),
     )
 
 
