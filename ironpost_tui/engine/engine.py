@@ -7,6 +7,7 @@ start(), tick() and close(), read snapshot(), and change rules through control
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -267,7 +268,11 @@ class Engine:
             self._rules, AuditLog(opts.audit_log), opts.store, list(opts.protected), journal=self._journal
         )
         if opts.rules is not None:
-            self._control.replace_all(list(opts.rules), Actor.current("config"), force=opts.force, what="load")
+            # New maps that no attached program reads yet take the load in one batch write per map
+            # (ten thousand rules are some fifty thousand writes); pinned ones may be in force.
+            fresh = not (adopting or maps_pinned)
+            with self._dp.writes_batched() if fresh else contextlib.nullcontext():
+                self._control.replace_all(list(opts.rules), Actor.current("config"), force=opts.force, what="load")
         if kept:
             self._control.restore(kept, Actor("ironpost", None, "journal"))
             self._control.flush()

@@ -8,6 +8,7 @@ plain Python values out.  The maps are read and written by fd through libbpf
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib.util
 import logging
@@ -21,7 +22,7 @@ from typing import Any
 from ironpost_tui.errors import BccMissing, BlocklistFull, HeadersMissing, LoadFailed, PinMismatch
 from ironpost_tui.kernel import abi, libbpf, program_cache, resources, ringbuf
 from ironpost_tui.kernel.abi import MapName
-from ironpost_tui.kernel.bpf_map import BpfMap
+from ironpost_tui.kernel.bpf_map import LPM_TRIE, BpfMap
 from ironpost_tui.kernel.xdp_link import PROG_NAME
 
 ENOTSUPP = 524  # the kernel's own "operation not supported" (not in errno): a map type without batch ops
@@ -236,6 +237,7 @@ class Datapath:
             raise LoadFailed(f"the loaded program lacks its map {exc}") from exc
         self._records: list[bytes] = []
         self._budget = MAX_EVENTS_PER_POLL
+        self._pending: dict[MapName, dict[bytes, bytes]] | None = None  # writes_batched()
         config = self.read_config()
         if config[1] not in (0, abi.IRONPOST_ABI_VERSION):
             self.close()
@@ -278,10 +280,47 @@ class Datapath:
         return self._prog_fd
 
     def map_fd(self, name: MapName) -> int:
-        return self._maps[name].fd
+        return self._map(name).fd
+
+    # --- writes kept and written together ---------------------------------------
+    @contextlib.contextmanager
+    def writes_batched(self) -> Iterator[None]:
+        """Within: map_update and percpu_clear are kept (a later write of a key replacing an earlier
+        one) and written when the block ends, one BPF_MAP_UPDATE_BATCH per map where its type has one;
+        any other use of a map (a read, a delete, its fd) writes what is kept for it first.  The order
+        of writes between maps is not kept: for filling maps no attached program reads yet (the
+        start's rule load: ten thousand rules are some fifty thousand writes)."""
+        if self._pending is not None:
+            yield
+            return
+        self._pending = {}
+        try:
+            yield
+        finally:
+            try:
+                for name in list(self._pending):
+                    self._flush(name)
+            finally:
+                self._pending = None
+
+    def _map(self, name: MapName) -> BpfMap:
+        """The map, with the writes kept for it written."""
+        if self._pending and name in self._pending:
+            self._flush(name)
+        return self._maps[name]
+
+    def _flush(self, name: MapName) -> None:
+        assert self._pending is not None
+        entries = list(self._pending.pop(name).items())
+        _done, error = self.map_update_batch(name, entries)
+        if error is not None:
+            raise error
 
     # --- raw map access by bytes -------------------------------------------------
     def map_update(self, name: MapName, key: bytes, value: bytes) -> None:
+        if self._pending is not None:
+            self._pending.setdefault(name, {})[key] = value
+            return
         try:
             self._maps[name].update(key, value)
         except libbpf.BpfCallError as exc:
@@ -295,6 +334,11 @@ class Datapath:
         is full, or None)."""
         if not entries:
             return 0, None
+        m = self._map(name)
+        if any(len(k) != m.spec.key_size or len(v) != m.value_bytes for k, v in entries):
+            # The kernel reads the keys and values packed end to end: one of another size would shift
+            # every entry after it, and all be written wrong without an error.
+            raise ValueError(f"{name}: a key or value of the wrong size in a batch write")
         try:
             keys, values = b"".join(k for k, _ in entries), b"".join(v for _, v in entries)
             libbpf.map_update_batch(self.map_fd(name), keys, values, len(entries))
@@ -322,7 +366,7 @@ class Datapath:
         """Overwrite an entry that exists (BPF_EXIST); False, nothing written, when it does not: an entry
         another tool may delete at any moment is never brought back by a write of ours."""
         try:
-            self._maps[name].update(key, value, libbpf.BPF_EXIST)
+            self._map(name).update(key, value, libbpf.BPF_EXIST)
         except libbpf.BpfCallError as exc:
             if exc.errno == errno.ENOENT:
                 return False
@@ -330,41 +374,45 @@ class Datapath:
         return True
 
     def map_delete(self, name: MapName, key: bytes) -> bool:
-        return self._maps[name].delete(key)
+        return self._map(name).delete(key)
 
     def map_lookup(self, name: MapName, key: bytes) -> bytes | None:
-        return self._maps[name].lookup(key)
+        pending = self._pending.get(name) if self._pending else None
+        if pending is not None and self._maps[name].spec.type != LPM_TRIE:
+            # One key's value is that key's write kept, or the map's: the rest may wait.
+            kept = pending.get(key)
+            return kept if kept is not None else self._maps[name].lookup(key)
+        return self._map(name).lookup(key)
 
     def map_items(self, name: MapName) -> Iterator[tuple[bytes, bytes]]:
-        return self._maps[name].items()
+        return self._map(name).items()
 
     def map_dump(self, name: MapName) -> tuple[bytes, bytes, int]:
         """A hash map's entries in one batch read: keys and values packed, and their count."""
-        m = self._maps[name]
+        m = self._map(name)
         return libbpf.map_lookup_batch(m.fd, m.spec.key_size, m.value_bytes, m.max_entries)
 
     def map_len(self, name: MapName) -> int:
-        return sum(1 for _ in self._maps[name].keys())
+        return sum(1 for _ in self._map(name).keys())
 
     def percpu_entries(self, name: MapName, index: int) -> list[bytes]:
         """One per-CPU array entry: its value on each possible CPU."""
-        m = self._maps[name]
+        m = self._map(name)
         raw = m.lookup(index.to_bytes(4, "little")) or bytes(m.value_bytes)
         return [raw[i : i + m.spec.value_size] for i in range(0, len(raw), m.slot)]
 
     def percpu_table(self, name: MapName) -> list[bytes]:
         """Every entry of a per-CPU array, each as all CPUs' values concatenated."""
-        return [value for _, value in self._maps[name].items()]
+        return [value for _, value in self._map(name).items()]
 
     def percpu_clear(self, name: MapName, index: int) -> None:
         """Zero one per-CPU array entry on every CPU."""
-        m = self._maps[name]
-        m.update(index.to_bytes(4, "little"), bytes(m.value_bytes))
+        self.map_update(name, index.to_bytes(4, "little"), bytes(self._maps[name].value_bytes))
 
     def percpu_hits(self, slots: int | None = None) -> list[tuple[int, int]]:
         """RULE_HITS in one batch read: (packets summed, latest last_hit_ns) of the first ``slots``
         slots (all when None).  Reading all of them costs tens of ms (31,024 slots by default)."""
-        m = self._maps[MapName.RULE_HITS]
+        m = self._map(MapName.RULE_HITS)
         ncpu = m.cpus
         width = abi.RULE_HIT.size  # 16: already 8-aligned, as per-CPU values are laid out
         n = m.max_entries if slots is None else max(0, min(slots, m.max_entries))
