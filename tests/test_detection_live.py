@@ -655,11 +655,17 @@ def test_hping3_one_source_flood_names_the_attacked_address(rig: Rig) -> None:
     alert, _latency = flood(rig, "hping3-aimed", argv, agent, "syn_flood")
     raised = json.loads(alert.line)
     assert (raised["change"], raised["src_ip"], raised["source"]) == ("raised", lab.ns_ip4, lab.ns_ip4), alert.line
-    assert (raised["dst_ip"], raised["targets"], raised["target"]) == (lab.host_ip4, [lab.host_ip4], lab.host_if)
+    aimed_at = f"{lab.host_ip4}:{port}"  # the address and the port flooded
+    assert (raised["dst_ip"], raised["dst_port"], raised["targets"], raised["target"]) == (
+        lab.host_ip4,
+        port,
+        [aimed_at],
+        lab.host_if,
+    ), alert.line
     time.sleep(LATE_ALERT_WAIT)
     # One incident, naming the one address attacked throughout (no update with another one).
     records = json_alerts(agent, "syn_flood")
-    assert [(r["id"], r["dst_ip"], r["targets"]) for r in records] == [(1, lab.host_ip4, [lab.host_ip4])], records
+    assert [(r["id"], r["dst_ip"], r["targets"]) for r in records] == [(1, lab.host_ip4, [aimed_at])], records
 
 
 def test_hping3_one_source_at_two_addresses_names_both(rig: Rig) -> None:
@@ -667,7 +673,8 @@ def test_hping3_one_source_at_two_addresses_names_both(rig: Rig) -> None:
     with second_address(lab) as other:
         port = free_port(lab.host_ip4)
         agent = rig.start_agent(config_text(), "--log-format", "json")
-        both = {lab.host_ip4, other}
+        addresses = {lab.host_ip4, other}
+        both = {f"{a}:{port}" for a in addresses}  # each at the port flooded
         # Two floods of the same pace (2,000 SYNs/s each) from the one namespace host.
         floods = [
             rig.ns(f"hping3-to-{i}", "hping3", "-q", "-S", "-p", str(port), "-i", "u500", dst)
@@ -681,7 +688,7 @@ def test_hping3_one_source_at_two_addresses_names_both(rig: Rig) -> None:
             for proc in floods:
                 Procs.kill(proc)
     assert (record["src_ip"], record["target"]) == (lab.ns_ip4, lab.host_if), record
-    assert record["dst_ip"] == record["targets"][0] and record["dst_ip"] in both, record
+    assert record["targets"][0] == f"{record['dst_ip']}:{port}" and record["dst_ip"] in addresses, record
     assert len(record["targets"]) == 2, record
     # One incident from one source, whatever the order the addresses were named in.
     records = json_alerts(agent, "syn_flood")
