@@ -5,6 +5,7 @@
   where it fails instead.
 * Under ``CI=true`` any skipped test makes the run fail (exit status 1).
 * bpffs is mounted at /sys/fs/bpf for the session when running as root.
+* A compiled-program cache the session's agents made (/var/cache/ironpost-tui) is removed at its end.
 * ``lab``: a fresh netns + veth pair from ``netlab.veth_pair()``; ``agents``: an ``AgentPool`` on it.
 * The helpers tests share live in ``tests/support/`` (see its ``__init__``).
 """
@@ -147,6 +148,18 @@ def _bpffs() -> Iterator[None]:
         if proc.returncode != 0:
             print(f"conftest: could not mount bpffs at {BPFFS}: {proc.stderr.strip()}")
     yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _program_cache_of_the_session() -> Iterator[None]:
+    """The agents the tests start fill the compiled-program cache (/var/cache/ironpost-tui): a cache
+    the session made is removed when it ends; one that was there before (the host's) is left."""
+    from ironpost_tui.kernel.program_cache import DEFAULT_DIR
+
+    existed = DEFAULT_DIR.exists()
+    yield
+    if not existed and os.geteuid() == 0:
+        shutil.rmtree(DEFAULT_DIR, ignore_errors=True)
 
 
 @pytest.fixture
