@@ -218,7 +218,7 @@ NO_DST = [
         "\treturn;\n\tset = hash_bucket(sketch_hash(p->dst",
     )
 ]
-NO_TARGETS = [("\t\t\tcount_target(w, p->dst);", "")]
+NO_TARGETS = [("\t\t\tcount_target(w, p->dst, bpf_ntohs(p->dport));", "")]
 CLOCK = [
     (
         "\tsc->seq += 1;\n",
