@@ -21,6 +21,7 @@ from __future__ import annotations
 import compileall
 import contextlib
 import os
+import re
 import secrets
 import shlex
 import signal
@@ -154,18 +155,24 @@ def live(screen: str) -> bool:
     return "attached" in screen and all(title in screen for title in PANES)
 
 
+def flat(screen: str) -> str:
+    """A screen's words on one line, without the boxes around them (a dialog wraps its message between
+    box-drawing characters, and the report prints an error's first line)."""
+    return " ".join(re.sub("[\u2500-\u259f]", " ", screen).split())
+
+
 def wait_first_frame(t: Tmux, timeout: float = 120) -> float:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         screen = t.capture()
         if live(screen):
             return time.monotonic() - t.t_spawn
-        if rig.HOST_ADDRESS_RACE in " ".join(screen.split()):
-            raise rig.BenchError(f"the console refused the rules:\n{screen}")
+        if rig.HOST_ADDRESS_RACE in flat(screen):  # in the console's refusal dialog
+            raise rig.BenchError(f"the console refused the rules: {flat(screen)}")
         if not t.alive():
             raise rig.BenchError("the console exited before showing anything")
         time.sleep(0.005)
-    raise rig.BenchError(f"the console did not show its attached, live panes within {timeout} s:\n{t.capture()}")
+    raise rig.BenchError(f"the console did not show its attached, live panes within {timeout} s: {flat(t.capture())}")
 
 
 def run(report: Report, opts: core.Options) -> None:
