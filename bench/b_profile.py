@@ -131,23 +131,11 @@ def load_ironpost(rules: list[Any], subs: list[tuple[str, str]] = (), event_rate
     if subs:
         src_dir = resources.bpf_dir()
         workdir = Path(tempfile.mkdtemp(prefix="ironpost-bench-variant-"))
-        for f in src_dir.iterdir():
-            if f.suffix in (".h", ".c"):
-                shutil.copy(f, workdir / f.name)
-        texts = {f.name: f.read_text() for f in workdir.iterdir()}
-        for old, new in subs:
-            where = [name for name, text in texts.items() if old in text]
-            if len(where) != 1:
-                raise rig.BenchError(f"variant: {old!r} found in {where or 'no file'} of bpf/ (the program changed)")
-            texts[where[0]] = texts[where[0]].replace(old, new)
-        for name, text in texts.items():
-            (workdir / name).write_text(text)
-        original = resources.bpf_source
-        resources.bpf_source = lambda: workdir / "ironpost_xdp.c"
         try:
-            dp = Datapath(cfg)
-        finally:
-            resources.bpf_source = original
+            dp = _variant(workdir, src_dir, subs, cfg)
+        except BaseException:  # the variant's copy goes with it (the caller removes it after a success)
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
     else:
         dp = Datapath(cfg)
     table = RuleTable(dp, monotonic_to_wall_offset())
@@ -156,6 +144,30 @@ def load_ironpost(rules: list[Any], subs: list[tuple[str, str]] = (), event_rate
     # What a running engine does each detection tick: publish TICK (the time and the DIRTY generation).
     SketchReader(dp).read(time.monotonic_ns())
     return Loaded(dp, table, workdir)
+
+
+def _variant(workdir: Path, src_dir: Path, subs: list[tuple[str, str]], cfg: Any) -> Any:
+    """The program with ``subs`` applied to a copy of its source in ``workdir``, loaded."""
+    from ironpost_tui.kernel import resources
+    from ironpost_tui.kernel.datapath import Datapath
+
+    for f in src_dir.iterdir():
+        if f.suffix in (".h", ".c"):
+            shutil.copy(f, workdir / f.name)
+    texts = {f.name: f.read_text() for f in workdir.iterdir()}
+    for old, new in subs:
+        where = [name for name, text in texts.items() if old in text]
+        if len(where) != 1:
+            raise rig.BenchError(f"variant: {old!r} found in {where or 'no file'} of bpf/ (the program changed)")
+        texts[where[0]] = texts[where[0]].replace(old, new)
+    for name, text in texts.items():
+        (workdir / name).write_text(text)
+    original = resources.bpf_source
+    resources.bpf_source = lambda: workdir / "ironpost_xdp.c"
+    try:
+        return Datapath(cfg)
+    finally:
+        resources.bpf_source = original
 
 
 @contextlib.contextmanager
