@@ -1013,6 +1013,25 @@ def test_start_shows_progress_then_the_console() -> None:
     run(live_app(source), scenario)
 
 
+def test_a_start_begun_early_that_ended_before_the_worker_looked_still_leaves_the_starting_screen() -> None:
+    """The race of the full bench's hung console starts: LiveSource.begin() attaches while the
+    interface loads; when it ends after make_app (whose info still says starting) and before the poll
+    worker runs, the worker saw an attached source, never started it nor said so, and the starting
+    screen stayed up with the engine running beneath it."""
+    source = StartingSource()
+    app = live_app(source)
+    source.go.set()
+    source.start()  # the early start ends now: the source says attached, the app's copy does not
+    assert source.info.attached and not app.info.attached  # the race's precondition (control)
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        await messages.wait(SourceStarted, pilot, after=0)
+        assert isinstance(pilot.app.screen, MainScreen)
+        assert "attached" in str(main_of(pilot).query_one("#status").render())
+
+    run(app, scenario)
+
+
 def test_a_start_failure_is_shown_then_exits_with_its_code() -> None:
     source = StartingSource(fail=NoSuchInterface("interface eth9 does not exist: check `ip link`"))
 

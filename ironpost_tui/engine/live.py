@@ -63,9 +63,13 @@ class LiveSource:
             self._early_result = exc
 
     def start(self) -> SourceInfo:
-        """Compile and attach (seconds: call from a worker), or wait for begin()'s start to end."""
+        """Compile and attach (seconds: call from a worker), or wait for begin()'s start to end;
+        once attached, only say so (never a second start)."""
         if self._early is None:
-            return self._start()
+            with self._lock:
+                if self.info.attached:
+                    return self.info
+                return self._start()
         self._early.join()
         result = self._early_result
         if isinstance(result, BaseException):

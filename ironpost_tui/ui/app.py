@@ -183,12 +183,15 @@ class IronpostApp(App[int]):
             pane.read_only = self.read_only
         self.main.query_one(RulesPane).capacity = self.info.blocklist_capacity
         self.set_interval(self.settings.refresh_secs, self.redraw)
-        if isinstance(self.source, StartableSource) and not self.info.attached:
+        # Decided once, here: the starting screen and the worker's start go together (the source's own
+        # info may say attached by the time the worker looks, when a start begun early has ended).
+        must_start = isinstance(self.source, StartableSource) and not self.info.attached
+        if must_start:
             self.push_screen(StartingScreen(self.info.iface))
         else:
             self.started = True
         self.redraw()
-        self.poll_source()
+        self.poll_source(must_start)
 
     def _install_signal_handlers(self) -> None:
         # A dropped SSH session sends SIGHUP, whose default action would kill us
@@ -216,9 +219,9 @@ class IronpostApp(App[int]):
 
     # --- the poll worker (a thread: talks to the source, posts messages, nothing else) ---
     @work(thread=True, exclusive=True, exit_on_error=False, group="poll")
-    def poll_source(self) -> None:
+    def poll_source(self, must_start: bool) -> None:
         worker = get_current_worker()
-        run_poll(self.source, self.post_message, lambda: worker.is_cancelled, self._poll_timeout)
+        run_poll(self.source, self.post_message, lambda: worker.is_cancelled, self._poll_timeout, must_start=must_start)
 
     # --- what the worker says -----------------------------------------------------
     def on_source_started(self, message: SourceStarted) -> None:

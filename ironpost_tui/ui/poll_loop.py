@@ -27,8 +27,18 @@ BATCH_SECS = 0.05
 BIG_BATCH = 1_024
 
 
-def run_poll(source: Source, post: Callable[[Message], object], cancelled: Callable[[], bool], timeout: float) -> None:
-    if isinstance(source, StartableSource) and not source.info.attached:
+def run_poll(
+    source: Source,
+    post: Callable[[Message], object],
+    cancelled: Callable[[], bool],
+    timeout: float,
+    *,
+    must_start: bool = False,
+) -> None:
+    """``must_start``: the console shows its starting screen and waits for SourceStarted (or
+    SourceFailed), whatever ``source.info`` says by the time this runs: a start begun before the
+    console (LiveSource.begin) may have ended meanwhile, and start() then only says how it went."""
+    if must_start and isinstance(source, StartableSource):
         try:
             info = source.start()  # compile + attach: seconds
         except IronpostError as exc:
