@@ -5,6 +5,7 @@ rows on screen."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -195,3 +196,37 @@ def test_the_poll_worker_batches_small_polls_and_follows_big_ones_at_once(monkey
     assert len(paced) == 4 and all(0 < w <= poll_loop.BATCH_SECS for w in paced)  # a wait after each of the first four
     assert polls(poll_loop.BIG_BATCH, 5) == []  # not paced
     assert polls(0, 5) == []  # an empty poll already waited out its timeout: not paced either
+
+
+def test_a_failing_poll_is_said_with_its_error_and_retried_after_a_wait(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A poll that raises (not an IronpostError) is retried, never spun on, and what failed reaches the
+    log (the console turns warnings and errors into its notice line): not a bare "failed"."""
+    from ironpost_tui.engine.feed import Update
+    from ironpost_tui.ui import poll_loop
+
+    calls = 0
+    waits: list[float] = []
+
+    class CountingEvent:
+        def wait(self, timeout: float | None = None) -> bool:
+            waits.append(float(timeout or 0.0))
+            return False
+
+    monkeypatch.setattr(poll_loop.threading, "Event", CountingEvent)
+
+    class Broken:
+        def poll(self, timeout: float) -> Update:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise OSError(9, "Bad file descriptor")
+            return Update(at=1.0)
+
+    with caplog.at_level(logging.ERROR):
+        poll_loop.run_poll(Broken(), lambda _m: None, lambda: calls >= 2, timeout=0.2)  # type: ignore[arg-type]
+    assert calls == 2  # retried after the failure
+    assert waits == [0.2]  # after one wait of its timeout (only the failure waits): a failing source is not spun on
+    said = [r.getMessage() for r in caplog.records if "polling the source failed" in r.getMessage()]
+    assert said == ["polling the source failed, retrying: OSError: [Errno 9] Bad file descriptor"]

@@ -58,8 +58,8 @@ def run_poll(
         except IronpostError as exc:
             post(SourceFailed(exc.title, exc.message, int(exc.exit_status)))
             return
-        except Exception:
-            log.exception("polling the source failed; retrying")
+        except Exception as exc:  # said on screen (the notice line) with what failed, then retried
+            log.exception("polling the source failed, retrying: %s: %s", type(exc).__name__, exc)
             pause.wait(timeout)
             continue
         if cancelled():
