@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import random
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -137,6 +138,37 @@ def test_inside_the_block_a_read_a_delete_and_an_fd_see_the_writes_kept(dp: Data
         dp.map_update(MapName.BLOCKLIST, lpm, value)
         assert libbpf.map_lookup(dp.map_fd(MapName.BLOCKLIST), lpm, len(value)) == value  # the fd: written
     assert dp.map_lookup(MapName.BLOCKLIST, lpm) == value
+
+
+def test_only_the_batching_thread_keeps_writes_and_writes_them(dp: Datapath) -> None:
+    """Another thread during the block neither writes the kept entries (a read of the map from it
+    sees the map as it is) nor has its own writes kept; the keeping thread still reads its own."""
+    value = abi.BLOCKLIST_VALUE.pack(0, 0, 0, 0, 0, 0, 0)
+    kept, direct = bytes([198, 18, 3, 4]), bytes([198, 18, 3, 5])
+    seen: dict[str, object] = {}
+
+    def other() -> None:
+        try:
+            seen["kept"] = dp.map_lookup(MapName.BLOCKLIST, kept)
+            seen["len"] = dp.map_len(MapName.BLOCKLIST)
+            dp.map_update(MapName.BLOCKLIST, direct, value)
+            seen["direct"] = libbpf.map_lookup(dp.map_fd(MapName.BLOCKLIST), direct, len(value))
+            with dp.writes_batched():
+                pass
+        except Exception as exc:
+            seen["error"] = exc
+
+    with dp.writes_batched():
+        dp.map_update(MapName.BLOCKLIST, kept, value)
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join()
+        assert seen["kept"] is None and seen["len"] == 0  # not written by the other thread's uses
+        assert seen["direct"] == value  # its own write went in at once
+        assert isinstance(seen["error"], RuntimeError)  # no second batch from another thread
+        assert libbpf.map_lookup(dp.map_fd(MapName.BLOCKLIST), kept, len(value)) == value  # this thread: written
+    # The control: the same reads after the block see both.
+    assert dp.map_lookup(MapName.BLOCKLIST, kept) == value and dp.map_len(MapName.BLOCKLIST) == 2
 
 
 def test_a_map_too_small_for_the_batch_is_said_as_a_full_map(dp: Datapath) -> None:

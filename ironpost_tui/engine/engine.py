@@ -7,6 +7,7 @@ start(), tick() and close(), read snapshot(), and change rules through control
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -267,10 +268,12 @@ class Engine:
             self._rules, AuditLog(opts.audit_log), opts.store, list(opts.protected), journal=self._journal
         )
         if opts.rules is not None:
-            # Not through Datapath.writes_batched() yet: its kept writes are not owned by one thread, and
-            # the console's interface reads the maps while the engine's thread loads them (session 8:
-            # console starts that never attached, in the full bench).
-            self._control.replace_all(list(opts.rules), Actor.current("config"), force=opts.force, what="load")
+            # New maps that no attached program reads yet take the load in one batch write per map (ten
+            # thousand rules are some fifty thousand writes); pinned ones may be in force.  The writes are
+            # kept by this thread alone (Datapath.writes_batched), and rule changes wait for the lock.
+            fresh = not (adopting or maps_pinned)
+            with self.lock, self._dp.writes_batched() if fresh else contextlib.nullcontext():
+                self._control.replace_all(list(opts.rules), Actor.current("config"), force=opts.force, what="load")
         if kept:
             self._control.restore(kept, Actor("ironpost", None, "journal"))
             self._control.flush()

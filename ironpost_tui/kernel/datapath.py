@@ -238,6 +238,7 @@ class Datapath:
         self._records: list[bytes] = []
         self._budget = MAX_EVENTS_PER_POLL
         self._pending: dict[MapName, dict[bytes, bytes]] | None = None  # writes_batched()
+        self._pending_owner = 0  # the thread whose writes are kept
         config = self.read_config()
         if config[1] not in (0, abi.IRONPOST_ABI_VERSION):
             self.close()
@@ -289,11 +290,16 @@ class Datapath:
         one) and written when the block ends, one BPF_MAP_UPDATE_BATCH per map where its type has one;
         any other use of a map (a read, a delete, its fd) writes what is kept for it first.  The order
         of writes between maps is not kept: for filling maps no attached program reads yet (the
-        start's rule load: ten thousand rules are some fifty thousand writes)."""
+        start's rule load: ten thousand rules are some fifty thousand writes).  Only the calling
+        thread's writes are kept and only its uses write them: another thread meanwhile reads and
+        writes the maps as they are (it never writes, nor races over, the kept ones)."""
         if self._pending is not None:
+            if self._pending_owner != threading.get_ident():
+                raise RuntimeError("writes are already batched by another thread")
             yield
             return
         self._pending = {}
+        self._pending_owner = threading.get_ident()
         try:
             yield
         finally:
@@ -302,10 +308,17 @@ class Datapath:
                     self._flush(name)
             finally:
                 self._pending = None
+                self._pending_owner = 0
+
+    def _kept(self) -> dict[MapName, dict[bytes, bytes]] | None:
+        """The writes kept, when the calling thread keeps them (writes_batched)."""
+        pending = self._pending
+        return pending if pending is not None and self._pending_owner == threading.get_ident() else None
 
     def _map(self, name: MapName) -> BpfMap:
-        """The map, with the writes kept for it written."""
-        if self._pending and name in self._pending:
+        """The map, with the writes kept for it written (the keeping thread's uses only)."""
+        pending = self._kept()
+        if pending and name in pending:
             self._flush(name)
         return self._maps[name]
 
@@ -318,8 +331,9 @@ class Datapath:
 
     # --- raw map access by bytes -------------------------------------------------
     def map_update(self, name: MapName, key: bytes, value: bytes) -> None:
-        if self._pending is not None:
-            self._pending.setdefault(name, {})[key] = value
+        pending = self._kept()
+        if pending is not None:
+            pending.setdefault(name, {})[key] = value
             return
         try:
             self._maps[name].update(key, value)
@@ -377,7 +391,8 @@ class Datapath:
         return self._map(name).delete(key)
 
     def map_lookup(self, name: MapName, key: bytes) -> bytes | None:
-        pending = self._pending.get(name) if self._pending else None
+        batched = self._kept()
+        pending = batched.get(name) if batched else None
         if pending is not None and self._maps[name].spec.type != LPM_TRIE:
             # One key's value is that key's write kept, or the map's: the rest may wait.
             kept = pending.get(key)
