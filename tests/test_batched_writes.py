@@ -43,10 +43,20 @@ def rules() -> list[FilterRule]:
     return out
 
 
+LOOKUPS: dict[str, int] = {}  # load()'s single-entry reads, per kind of load
+
+
 def load(dp: Datapath, batched: bool) -> int:
-    """Load rules() into ``dp``'s fresh maps: the write syscalls it took (single updates, batch calls)."""
+    """Load rules() into ``dp``'s fresh maps: the write syscalls it took (single updates, batch calls);
+    its single-entry reads go to LOOKUPS."""
     calls = 0
-    single, batch = libbpf.map_update, libbpf.map_update_batch
+    reads = 0
+    single, batch, lookup = libbpf.map_update, libbpf.map_update_batch, libbpf.map_lookup
+
+    def counted_lookup(*a: Any, **k: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return lookup(*a, **k)
 
     def counted_single(*a: Any, **k: Any) -> Any:
         nonlocal calls
@@ -61,9 +71,11 @@ def load(dp: Datapath, batched: bool) -> int:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(libbpf, "map_update", counted_single)
         mp.setattr(libbpf, "map_update_batch", counted_batch)
+        mp.setattr(libbpf, "map_lookup", counted_lookup)
         table = RuleTable(dp, monotonic_to_wall_offset())
         with dp.writes_batched() if batched else contextlib.nullcontext():
             table.replace_all(rules())
+    LOOKUPS["batched" if batched else "plain"] = reads
     return calls
 
 
@@ -118,6 +130,15 @@ def test_the_batched_load_writes_per_map_not_per_entry(loaded: dict[str, tuple[D
     assert batched <= len(DATAPATH_MAPS), batched
 
 
+def test_the_batched_load_reads_the_filter_words_from_one_read_of_each_array(
+    loaded: dict[str, tuple[Datapath, int]],
+) -> None:
+    """The prefilter's read-modify-writes (a lookup per ADDR_FILTER word it sets) come from one batch
+    read of the array in the block; the maps end the same (test_every_map_ends_the_same)."""
+    assert LOOKUPS["plain"] > 500, LOOKUPS  # the control: a lookup per word
+    assert LOOKUPS["batched"] <= 10, LOOKUPS
+
+
 @pytest.fixture
 def dp() -> Iterator[Datapath]:
     d = Datapath(DatapathConfig(blocklist_max_entries=64))
@@ -169,6 +190,40 @@ def test_only_the_batching_thread_keeps_writes_and_writes_them(dp: Datapath) -> 
         assert libbpf.map_lookup(dp.map_fd(MapName.BLOCKLIST), kept, len(value)) == value  # this thread: written
     # The control: the same reads after the block see both.
     assert dp.map_lookup(MapName.BLOCKLIST, kept) == value and dp.map_len(MapName.BLOCKLIST) == 2
+
+
+def test_in_the_block_an_array_is_read_whole_once_under_the_writes_kept(
+    dp: Datapath, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    word = abi.MapName.ADDR_FILTER
+    other_tools_bit, ours = (1 << 40).to_bytes(8, "little"), (1 << 3).to_bytes(8, "little")
+    dp.map_update(word, (5).to_bytes(4, "little"), other_tools_bit)  # before the block: in the map
+    calls = {"single": 0, "whole": 0}
+    single, whole = libbpf.map_lookup, libbpf.map_lookup_batch
+
+    def counted_single(*a: Any, **k: Any) -> Any:
+        calls["single"] += 1
+        return single(*a, **k)
+
+    def counted_whole(*a: Any, **k: Any) -> Any:
+        calls["whole"] += 1
+        return whole(*a, **k)
+
+    monkeypatch.setattr(libbpf, "map_lookup", counted_single)
+    monkeypatch.setattr(libbpf, "map_lookup_batch", counted_whole)
+    size = abi.ADDR_FILTER_WORDS
+    with dp.writes_batched():
+        assert dp.map_lookup(word, (5).to_bytes(4, "little")) == other_tools_bit  # the map's own
+        assert dp.map_lookup(word, (6).to_bytes(4, "little")) == bytes(8)
+        dp.map_update(word, (6).to_bytes(4, "little"), ours)
+        assert dp.map_lookup(word, (6).to_bytes(4, "little")) == ours  # the write kept comes first
+        assert dp.map_lookup(word, size.to_bytes(4, "little")) is None  # past the end, as the kernel says
+        assert calls == {"single": 0, "whole": 1}
+        dp.map_fd(word)  # writes what is kept: the whole read is stale now ...
+        assert dp.map_lookup(word, (6).to_bytes(4, "little")) == ours  # ... and is made again
+        assert calls == {"single": 0, "whole": 2}
+    assert dp.map_lookup(word, (6).to_bytes(4, "little")) == ours
+    assert calls == {"single": 1, "whole": 2}  # the control: outside the block, one lookup per read
 
 
 def test_a_map_too_small_for_the_batch_is_said_as_a_full_map(dp: Datapath) -> None:

@@ -13,6 +13,7 @@ from ironpost_tui.kernel import libbpf
 
 # enum bpf_map_type values whose value is one slot per possible CPU, each 8-aligned.
 PERCPU_TYPES = frozenset({5, 6, 10})  # PERCPU_HASH, PERCPU_ARRAY, LRU_PERCPU_HASH
+ARRAY = 2  # BPF_MAP_TYPE_ARRAY: keys are the indices 0 .. max_entries - 1, every one present
 LPM_TRIE = 11  # a lookup finds the longest prefix holding the key's address, not the key alone
 
 

@@ -8,11 +8,13 @@ plain Python values out.  The maps are read and written by fd through libbpf
 
 from __future__ import annotations
 
+import array
 import contextlib
 import errno
 import importlib.util
 import logging
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +24,7 @@ from typing import Any
 from ironpost_tui.errors import BccMissing, BlocklistFull, HeadersMissing, LoadFailed, PinMismatch
 from ironpost_tui.kernel import abi, libbpf, program_cache, resources, ringbuf
 from ironpost_tui.kernel.abi import MapName
-from ironpost_tui.kernel.bpf_map import LPM_TRIE, BpfMap
+from ironpost_tui.kernel.bpf_map import ARRAY, LPM_TRIE, BpfMap
 from ironpost_tui.kernel.xdp_link import PROG_NAME
 
 ENOTSUPP = 524  # the kernel's own "operation not supported" (not in errno): a map type without batch ops
@@ -239,6 +241,7 @@ class Datapath:
         self._budget = MAX_EVENTS_PER_POLL
         self._pending: dict[MapName, dict[bytes, bytes]] | None = None  # writes_batched()
         self._pending_owner = 0  # the thread whose writes are kept
+        self._arrays_read: dict[MapName, bytes | None] = {}  # writes_batched(): an array read whole, once
         config = self.read_config()
         if config[1] not in (0, abi.IRONPOST_ABI_VERSION):
             self.close()
@@ -309,6 +312,7 @@ class Datapath:
             finally:
                 self._pending = None
                 self._pending_owner = 0
+                self._arrays_read.clear()
 
     def _kept(self) -> dict[MapName, dict[bytes, bytes]] | None:
         """The writes kept, when the calling thread keeps them (writes_batched)."""
@@ -322,8 +326,25 @@ class Datapath:
             self._flush(name)
         return self._maps[name]
 
+    def _array_read(self, name: MapName) -> bytes | None:
+        """Inside writes_batched(): a plain array's values as one read of the whole map found them (the
+        prefilter's read-modify-writes of the start's load: some 6,000 lookups of ADDR_FILTER words
+        become one syscall).  Valid while this thread's writes to the map are kept (they are read
+        first); dropped when they are written.  None for another type, or a read that came back short."""
+        if name not in self._arrays_read:
+            m = self._maps[name]
+            values: bytes | None = None
+            if m.spec.type == ARRAY and m.spec.key_size == 4:
+                keys, raw, count = libbpf.map_lookup_batch(m.fd, 4, m.value_bytes, m.max_entries)
+                # An array's batch read gives every index in order: anything else, and it is not used.
+                if count == m.max_entries and keys == _indices(count):
+                    values = raw
+            self._arrays_read[name] = values
+        return self._arrays_read[name]
+
     def _flush(self, name: MapName) -> None:
         assert self._pending is not None
+        self._arrays_read.pop(name, None)  # the map changes now: read it again if asked
         entries = list(self._pending.pop(name).items())
         _done, error = self.map_update_batch(name, entries)
         if error is not None:
@@ -392,11 +413,17 @@ class Datapath:
 
     def map_lookup(self, name: MapName, key: bytes) -> bytes | None:
         batched = self._kept()
-        pending = batched.get(name) if batched else None
-        if pending is not None and self._maps[name].spec.type != LPM_TRIE:
+        if batched is not None and self._maps[name].spec.type != LPM_TRIE:
             # One key's value is that key's write kept, or the map's: the rest may wait.
-            kept = pending.get(key)
-            return kept if kept is not None else self._maps[name].lookup(key)
+            kept = batched.get(name, {}).get(key)
+            if kept is not None:
+                return kept
+            whole = self._array_read(name)
+            if whole is not None:
+                size = self._maps[name].value_bytes
+                index = int.from_bytes(key, "little")
+                return (whole[index * size : index * size + size] or None) if len(key) == 4 else None
+            return self._maps[name].lookup(key)
         return self._map(name).lookup(key)
 
     def map_items(self, name: MapName) -> Iterator[tuple[bytes, bytes]]:
@@ -562,3 +589,11 @@ class PreparedDatapath:
         if self._dp is not None:
             self._dp.close()
             self._dp = None
+
+
+def _indices(count: int) -> bytes:
+    """0 .. count - 1 as 4-byte little-endian keys, back to back: an array's keys as a batch read gives them."""
+    keys = array.array("I", range(count))  # "I" is 4 bytes on Linux
+    if sys.byteorder == "big":
+        keys.byteswap()
+    return keys.tobytes()
