@@ -117,9 +117,18 @@ def violation(rule: FilterRule, protected: Iterable[Protected]) -> Protected | N
         return None
     # Two prefixes overlap when their address ranges do (ipaddress's overlaps(), as integers: a load of
     # 10,000 rules checks each against every protection).
-    first, last = int(src.network_address), int(src.broadcast_address)
+    first, last = _span(src)
     for p in protected:
         net = p.network
-        if net.version == src.version and int(net.network_address) <= last and first <= int(net.broadcast_address):
-            return p
+        if net.version == src.version:
+            low, high = _span(net)
+            if low <= last and first <= high:
+                return p
     return None
+
+
+def _span(net: IPNetwork) -> tuple[int, int]:
+    """A prefix's first and last address as integers (its broadcast_address is a cached property made
+    on first use: an object per rule of a load)."""
+    first = int(net.network_address)
+    return first, first | ((1 << (net.max_prefixlen - net.prefixlen)) - 1)
