@@ -20,9 +20,9 @@ from ironpost_tui.detectors.alerts import MANY_SOURCES, Alert
 from ironpost_tui.detectors.settings import AutoBlockLimits, Detector
 from ironpost_tui.engine.crowdsec import lapi as lapi_mod
 from ironpost_tui.engine.crowdsec.alert_payload import payload
-from ironpost_tui.engine.crowdsec.bouncer import CrowdSecStatus, LapiState
 from ironpost_tui.engine.crowdsec.lapi import LapiClient, LapiError
 from ironpost_tui.engine.crowdsec.sensor import Sensor
+from ironpost_tui.engine.crowdsec.status import CrowdSecStatus, LapiState
 from ironpost_tui.engine.snapshot import EngineSnapshot
 from ironpost_tui.metrics.collector import EngineCollector
 from ironpost_tui.rules.infrastructure import InfraAddress

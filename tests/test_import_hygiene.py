@@ -89,6 +89,8 @@ def test_the_headless_run_path_imports_no_ui(tmp_path: Path) -> None:
     assert ran | {"ironpost_tui.engine.engine"} <= modules
     bad = sorted(m for m in modules if m.split(".")[0] in UI)
     assert bad == [], f"the headless path pulled in UI libraries: {bad}"
+    # No [crowdsec]: its HTTP client is not imported (some 20 ms of a start), though the engine is.
+    assert "httpx" not in modules and "ironpost_tui.engine.crowdsec.lapi" not in modules
 
 
 # The layering contract: import-linter's contracts in pyproject.toml ([tool.importlinter]): the layers from

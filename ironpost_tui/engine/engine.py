@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ironpost_tui.config.crowdsec import CrowdSecSettings
 from ironpost_tui.config.journal import AutoJournal
@@ -23,9 +24,6 @@ from ironpost_tui.detectors import Alert, AlertChange, Block, ChangeKind, Detect
 from ironpost_tui.detectors.settings import AutoBlockLimits, Detector, DetectorConfig, PortScanConfig, SynFloodConfig
 from ironpost_tui.engine.alert_history import AlertHistory
 from ironpost_tui.engine.auto_blocker import AutoBlocker
-from ironpost_tui.engine.crowdsec.bouncer import Bouncer
-from ironpost_tui.engine.crowdsec.lapi import LapiClient, bouncer_key, machine_credentials
-from ironpost_tui.engine.crowdsec.sensor import Sensor
 from ironpost_tui.engine.snapshot import EngineSnapshot, SnapshotBuilder
 from ironpost_tui.engine.tick_times import TickTimes
 from ironpost_tui.errors import IronpostError, LoadFailed, ModeUnsupported, XdpBusy
@@ -51,6 +49,10 @@ from ironpost_tui.rules.table import RuleTable, monotonic_to_wall_offset
 from ironpost_tui.triage.rates import TopRates
 from ironpost_tui.triage.reader import TopReader
 from ironpost_tui.triage.values import TopSnapshot
+
+if TYPE_CHECKING:  # imported where the LAPI is used (start)
+    from ironpost_tui.engine.crowdsec.bouncer import Bouncer
+    from ironpost_tui.engine.crowdsec.sensor import Sensor
 
 log = logging.getLogger(__name__)
 # The tick is a control loop, and each of its kernel calls (a map write, a sysfs read) gives up the
@@ -226,9 +228,14 @@ class Engine:
                 f"{opts.iface} already has a foreign XDP program (prog id {occ.prog_id}, '{occ.name}', {occ.mode} "
                 f"mode, {how}): ironpost will not replace it; detach it first"
             )
-        # The LAPI's credentials first: a bad key file stops the start before anything is attached.
-        key = bouncer_key(opts.crowdsec) if opts.crowdsec.enabled else ""
-        creds = machine_credentials(opts.crowdsec) if opts.crowdsec.enabled and opts.crowdsec.push_alerts else None
+        # The LAPI's credentials first: a bad key file stops the start before anything is attached.  The
+        # CrowdSec client (httpx, yaml: some 30 ms of imports) only when it is used.
+        key, creds = "", None
+        if opts.crowdsec.enabled:
+            from ironpost_tui.engine.crowdsec.lapi import bouncer_key, machine_credentials
+
+            key = bouncer_key(opts.crowdsec)
+            creds = machine_credentials(opts.crowdsec) if opts.crowdsec.push_alerts else None
         maps_pinned = False
         if opts.persist:
             host.ensure_bpffs()
@@ -301,6 +308,10 @@ class Engine:
         if opts.persist and not adopting:
             self._link.pin(str(link_pin))
         if opts.crowdsec.enabled:
+            from ironpost_tui.engine.crowdsec.bouncer import Bouncer
+            from ironpost_tui.engine.crowdsec.lapi import LapiClient
+            from ironpost_tui.engine.crowdsec.sensor import Sensor
+
             self._bouncer = Bouncer(opts.crowdsec, LapiClient(opts.crowdsec, key), self._blocker.infra.overlapping)
             self._bouncer.start()
             if creds is not None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ironpost_tui.detectors import AlertChange
-from ironpost_tui.engine.crowdsec.bouncer import CrowdSecStatus
+from ironpost_tui.engine.crowdsec.status import CrowdSecStatus
 from ironpost_tui.kernel.host import InterfaceState
 from ironpost_tui.model import FilterRule, PacketEvent, RuleStatus, StatsSample, StrEnum
 from ironpost_tui.triage.values import TopSnapshot

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from ironpost_tui.detectors import AlertChange, ChangeKind, Detector
-from ironpost_tui.engine.crowdsec.bouncer import CrowdSecStatus
+from ironpost_tui.engine.crowdsec.status import CrowdSecStatus
 from ironpost_tui.engine.tick_times import TickSeconds
 from ironpost_tui.model import FilterRule, ProtoCounters, RuleStatus, StatsSample
 from ironpost_tui.version import __version__

@@ -13,7 +13,7 @@ from textual.message import Message
 from textual.widget import Widget
 
 from ironpost_tui.detectors import AlertChange
-from ironpost_tui.engine.crowdsec.bouncer import CrowdSecStatus
+from ironpost_tui.engine.crowdsec.status import CrowdSecStatus
 from ironpost_tui.engine.feed import SourceInfo, Update
 from ironpost_tui.model import FilterRule, PacketEvent, RuleStatus, StatsSample
 from ironpost_tui.triage.values import TopSnapshot

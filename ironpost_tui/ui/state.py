@@ -10,7 +10,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from ironpost_tui.detectors import Alert, AlertChange
-from ironpost_tui.engine.crowdsec.bouncer import CrowdSecStatus
+from ironpost_tui.engine.crowdsec.status import CrowdSecStatus
 from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.model import PacketEvent, RuleStatus, StatsSample
 from ironpost_tui.triage.values import TopSnapshot

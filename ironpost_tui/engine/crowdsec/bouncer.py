@@ -33,8 +33,9 @@ from ironpost_tui.engine.crowdsec.decisions import (
     pulled_network,
 )
 from ironpost_tui.engine.crowdsec.lapi import LapiClient, LapiError
+from ironpost_tui.engine.crowdsec.status import CrowdSecStatus, LapiState, PullResult
 from ironpost_tui.errors import IronpostError
-from ironpost_tui.model import Action, FilterRule, IPNetwork, RuleStatus, StrEnum
+from ironpost_tui.model import Action, FilterRule, IPNetwork, RuleStatus
 from ironpost_tui.rules import protect
 from ironpost_tui.rules.audit import Actor, AuditLog
 from ironpost_tui.rules.control import RuleController
@@ -59,29 +60,6 @@ SETTLED_SECS = 5.0
 REFUSED_LOG_SECS = 60.0  # decisions not applied (a map full): one line at most this often
 AUDIT_EACH = 20  # changes in one tick audited one by one; more: one summary line
 BULK_AUDIT_SECS = 10.0  # a bulk being applied: audited this often
-
-
-class LapiState(StrEnum):
-    CONNECTING = "connecting"
-    UP = "up"
-    DOWN = "down"
-
-
-class PullResult(StrEnum):
-    OK = "ok"
-    ERROR = "error"
-
-
-@dataclass(frozen=True)
-class CrowdSecStatus:
-    """What the status bar and /metrics show."""
-
-    state: LapiState
-    decisions: int  # decisions in force (in the kernel, or held under an operator's rule on the same source)
-    last_pull: float | None  # wall-clock seconds of the last successful pull
-    pulls: dict[str, int]  # PullResult -> count
-    skipped_protected: int
-    pending: int  # decisions pulled, not applied yet
 
 
 @dataclass

@@ -8,7 +8,7 @@ from textual.content import Content
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from ironpost_tui.engine.crowdsec.bouncer import CrowdSecStatus, LapiState
+from ironpost_tui.engine.crowdsec.status import CrowdSecStatus, LapiState
 from ironpost_tui.kernel.host import InterfaceState
 from ironpost_tui.ui import format as fmt
 
