@@ -9,7 +9,8 @@
 Both are starts after the first: the compiled-program cache (``/var/cache/ironpost-tui``,
 kernel/program_cache.py) holds the program, as it does on a host after its first start (a warm-up
 start fills it).  A first start, which compiles with BCC, is measured too (``--no-cache``, headless)
-and reported as information.
+and reported as information.  So is a bare Textual app of four titled panes to its first frame (the
+same condition as the console's): what any Textual console pays before the engine.
 
 Beside both, the floor: a process of the same interpreter that imports BCC, compiles an empty XDP
 program, attaches it through a BPF link and prints ``ready``.  Budget: both <= 2.5x the floor (goal
@@ -57,6 +58,31 @@ def floor_once(iface: str) -> tuple[float, float]:
     with rig.started([rig.PY, "-c", FLOOR_SCRIPT, iface]) as p:
         at, _ = p.wait_line("ready", 120)
         return at - p.t_spawn, rig.proc_rss_mib(p.pid)
+
+
+# A Textual app of four titled, bordered panes and a status line saying "attached", and nothing else: what
+# any Textual console pays before its first frame (the import, the layout, the first render), measured to
+# the same condition as the console's (live()).  Information beside the console's line, not a budget.
+TEXTUAL_FLOOR_SCRIPT = r"""
+from textual.app import App
+from textual.containers import Grid
+from textual.widgets import Static
+
+
+class Floor(App[None]):
+    CSS = "Grid { grid-size: 2 2; } Static.pane { border: round $primary; height: 1fr; }"
+
+    def compose(self):
+        yield Static("attached", id="status")
+        with Grid():
+            for title in ("Traffic", "Alerts", "Events", "Rules"):
+                pane = Static("", classes="pane")
+                pane.border_title = title
+                yield pane
+
+
+Floor().run()
+"""
 
 
 def rules_config(seed: int) -> str:
@@ -150,6 +176,16 @@ def console(iface: str, workdir: Path, config: str) -> Iterator[Tmux]:
 PANES = ("Traffic", "Alerts", "Events", "Rules")
 
 
+def textual_floor_once() -> float:
+    """Spawn to the first frame of TEXTUAL_FLOOR_SCRIPT in tmux (the console's condition)."""
+    t = Tmux()
+    try:
+        t.start([rig.PY, "-c", TEXTUAL_FLOOR_SCRIPT], rig.agent_env())
+        return wait_first_frame(t)
+    finally:
+        t.kill()
+
+
 def live(screen: str) -> bool:
     """The status bar says attached and every pane is drawn (tests/test_ui_tmux.py's condition)."""
     return "attached" in screen and all(title in screen for title in PANES)
@@ -179,7 +215,7 @@ def run(report: Report, opts: core.Options) -> None:
     rounds = opts.reps(5, 2, 1)
     figs: dict[str, Any] = {"rounds": rounds, "rules": ruleset.EXACT + ruleset.PREFIXES + ruleset.MULTI,
                             "floor_s": [], "floor_rss_mib": [], "headless_s": [], "headless_rss_mib": [],
-                            "console_s": [], "headless_compiled_s": []}  # fmt: skip
+                            "console_s": [], "headless_compiled_s": [], "textual_floor_s": []}  # fmt: skip
     report.figures[NAME] = figs
     # The bytecode an installed package has (pip compiles it): with PYTHONDONTWRITEBYTECODE set in the
     # caller's environment every start would compile the modules edited since the last write.
@@ -191,7 +227,7 @@ def run(report: Report, opts: core.Options) -> None:
         floor_once(lab.host_if)  # warm the page cache for both
         # A start as on a host that has started once: the compiled-program cache holds this program.
         rig.retry_host_address_race(lambda: headless_once(lab.host_if, wd / "warm-up", rules_config(opts.seed)))
-        kinds = ["floor", "headless", "headless-compiled"] + (["console"] if console_ok else [])
+        kinds = ["floor", "headless", "headless-compiled"] + (["console", "textual-floor"] if console_ok else [])
         for i in range(rounds):
             for kind in core.shuffled(kinds, report.rng):
                 if kind == "floor":
@@ -212,6 +248,8 @@ def run(report: Report, opts: core.Options) -> None:
                         )  # type: ignore[misc]
                     )
                     figs["headless_compiled_s"].append(s)
+                elif kind == "textual-floor":
+                    figs["textual_floor_s"].append(textual_floor_once())
                 else:
 
                     def first_frame(i: int = i) -> tuple[float, str]:
@@ -233,3 +271,7 @@ def run(report: Report, opts: core.Options) -> None:
     c = median(figs["console_s"])
     report.budget(NAME, "console, 10,000 rules: spawn to attached, panes live", c, "s", c <= 2.5 * f,
                   "<= 2.5x floor (goal 2x)", beside=f"floor {f:.2f} s", ratio=c / f)  # fmt: skip
+    tf = median(figs["textual_floor_s"])
+    report.info(NAME, "a bare Textual app (four titled panes, no engine): spawn to first frame", tf, "s",
+                beside=f"floor {f:.2f} s", ratio=tf / f,
+                note=f"what any Textual console pays; the console above: {c:.2f} s")  # fmt: skip
