@@ -1,7 +1,8 @@
 """6. Console CPU: ``ironpost-tui IFACE`` (the Textual console, in a private tmux server) attached to
-the lab's host side, its process's CPU time (user + system, all threads) over a window, as a share
-of one core: at idle, then under a 100,000 packets/s flood (trafgen, rate-limited) that a drop rule
-matches, so events flow (at the default event rate limit).  Budgets: 5% and 15% of a core.
+the lab's host side with the 10,000-rule file (bench/ruleset.py: the rules pane holds them all, their
+hits published every second), its process's CPU time (user + system, all threads) over a window, as a
+share of one core: at idle, then under a 100,000 packets/s flood (trafgen, rate-limited) that a drop
+rule matches, so events flow (at the default event rate limit).  Budgets: 5% and 15% of a core.
 Skipped when ironpost_tui/ui does not exist.
 """
 
@@ -11,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import b_startup, core, rig
+from . import b_startup, core, rig, ruleset
 from .core import Report
 
 NAME = "console-cpu"
@@ -43,28 +44,37 @@ def run(report: Report, opts: core.Options) -> None:
     figs: dict[str, Any] = {"window_secs": secs}
     report.figures[NAME] = figs
     with rig.tmpdir("console") as wd, rig.lab() as lab:
-        rules = [{"id": "bench-flood", "src_ip": lab.ns_ip4, "action": "drop"}]
-        with b_startup.console(lab.host_if, wd / "console", rig.agent_config(rules)) as t:
-            b_startup.wait_first_frame(t)
-            end = time.monotonic() + 120
-            while not attached(lab.ifindex):
-                if time.monotonic() > end or not t.alive():
-                    raise rig.BenchError(f"the console did not attach:\n{t.capture()}")
-                time.sleep(0.1)
-            time.sleep(3.0)  # settle: first samples, first redraws
-            pid = t.pane_pid()
-            idle = cpu_share(pid, secs)
-            figs["idle_core_share"] = idle
-            cfg = rig.trafgen_cfg(lab, proto="udp", dport=9)
-            with rig.flood(lab, cfg, wd, rate_pps=FLOOD_PPS, settle=2.0) as fl:
-                tx0 = rig.peer_tx(lab)[0]
-                t0 = time.monotonic()
-                busy = cpu_share(pid, secs)
-                pps = (rig.peer_tx(lab)[0] - tx0) / (time.monotonic() - t0)
-                fl.check_running()
-            figs["flood_core_share"] = busy
-            figs["flood_pps"] = pps
-            figs["screen_under_flood"] = t.capture()
-    report.budget(NAME, "console CPU at idle", idle * 100, "% core", idle <= 0.05, "<= 5% of a core")
-    report.budget(NAME, f"console CPU under {FLOOD_PPS // 1000}k pkt/s with events", busy * 100, "% core",
+
+        def measure() -> tuple[float, float]:
+            # The flood's drop rule takes the place of the file's last multi-field rule (10,000 at most);
+            # built at each attempt, as no rule may cover an address in use on the host.
+            rules = [{"id": "bench-flood", "src_ip": lab.ns_ip4, "action": "drop"}]
+            rs = ruleset.build(opts.seed)
+            rs = ruleset.RuleSet(rs.seed, rs.exact, rs.prefix4, rs.prefix6, rs.multi[: len(rs.multi) - len(rules)])
+            with b_startup.console(lab.host_if, wd / "console", rs.toml(head=rig.agent_config(rules))) as t:
+                b_startup.wait_first_frame(t)
+                end = time.monotonic() + 120
+                while not attached(lab.ifindex):
+                    if time.monotonic() > end or not t.alive():
+                        raise rig.BenchError(f"the console did not attach:\n{t.capture()}")
+                    time.sleep(0.1)
+                time.sleep(3.0)  # settle: first samples, first redraws
+                pid = t.pane_pid()
+                idle = cpu_share(pid, secs)
+                figs["idle_core_share"] = idle
+                cfg = rig.trafgen_cfg(lab, proto="udp", dport=9)
+                with rig.flood(lab, cfg, wd, rate_pps=FLOOD_PPS, settle=2.0) as fl:
+                    tx0 = rig.peer_tx(lab)[0]
+                    t0 = time.monotonic()
+                    busy = cpu_share(pid, secs)
+                    figs["flood_pps"] = (rig.peer_tx(lab)[0] - tx0) / (time.monotonic() - t0)
+                    fl.check_running()
+                figs["flood_core_share"] = busy
+                figs["screen_under_flood"] = t.capture()
+                return idle, busy
+
+        idle, busy = rig.retry_host_address_race(measure)
+        pps = figs["flood_pps"]
+    report.budget(NAME, "console CPU at idle, 10,000 rules", idle * 100, "% core", idle <= 0.05, "<= 5% of a core")
+    report.budget(NAME, f"console CPU under {FLOOD_PPS // 1000}k pkt/s with events, 10,000 rules", busy * 100, "% core",
                   busy <= 0.15, "<= 15% of a core", note=f"flood measured at {pps:,.0f} pkt/s")  # fmt: skip

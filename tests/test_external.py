@@ -411,3 +411,25 @@ def test_a_thousand_entries_at_once_are_taken_in_over_two_reconciles(world: Worl
     assert world.verdict("198.18.72.1") == XDP_PASS
     lines = world.audited()
     assert len(lines) == len(addrs) and {(c, v) for c, _, v in lines} == {("add", "external")}
+
+
+@pytestmark_root
+def test_a_read_that_found_nothing_new_is_known_unchanged_until_the_map_or_the_table_changes(world: World) -> None:
+    """The engine's surveyor builds the expected BLOCKLIST (every entry of the rules) only when a read
+    differs from the last one that needed nothing done, at the same table generation."""
+    world.table.add(FilterRule("own", Action.DROP, src_ip=ipaddress.ip_network(B)))
+    ext = world.control.external
+    ext.reconcile()  # the first survey: its read is the one known
+    generation = ext.generation
+    assert ext.unchanged(ext.read(), generation)
+    world.write(A)  # another tool's entry: the bytes differ
+    read = ext.read()
+    assert not ext.unchanged(read, generation)
+    expected, now = ext.expected()
+    assert now == generation
+    outcome = ext.apply(ext.survey(expected, generation, read))
+    assert [r.id for r in outcome.added] == [f"{kernel_rules.EXTERNAL_PREFIX}{A}"]  # the read was acted on
+    assert not ext.unchanged(ext.read(), ext.generation)  # taken in: read in full again next time
+    ext.reconcile()
+    assert ext.unchanged(ext.read(), ext.generation)
+    assert not ext.unchanged(ext.read(), ext.generation + 1)  # the table wrote: not the same survey

@@ -718,7 +718,7 @@ def test_a_adds_a_rule_through_the_form() -> None:
         assert isinstance(pilot.app, IronpostApp)
         pilot.app.redraw()
         await pilot.pause()
-        assert "web-monitor" in [str(k.value) for k in main_of(pilot).query_one(RulesPane).grid.rows]
+        assert "web-monitor" in main_of(pilot).query_one(RulesPane).grid.keys
 
     run(live_app(source), scenario)
 

@@ -119,7 +119,7 @@ def test_console_adds_and_deletes_a_drop_rule_on_the_real_engine(lab: netlab.Lab
             pilot.app.redraw()
             await pilot.pause()
             rules = pilot.app.main.query_one(RulesPane)
-            assert "ui-block-ns" in [str(k.value) for k in rules.grid.rows]
+            assert "ui-block-ns" in rules.grid.keys
 
             await pilot.press("4")
             assert rules.selected() is not None and rules.selected().id == "ui-block-ns"  # type: ignore[union-attr]
@@ -175,11 +175,11 @@ def test_another_tools_blocklist_entry_shows_in_the_rules_pane_and_d_deletes_it(
 
             def shown() -> bool:
                 pilot.app.redraw()  # the console redraws on its refresh timer: draw what arrived
-                return rule_id in [str(k.value) for k in rules.grid.rows]
+                return rule_id in rules.grid.keys
 
             await wait_until(pilot, shown)
-            assert str(rules.grid.get_cell(rule_id, "source")) == "external"
-            assert str(rules.grid.get_cell(rule_id, "map")) == "BLOCKLIST"
+            assert rules.grid.cell(rule_id, "source") == "external"
+            assert rules.grid.cell(rule_id, "map") == "BLOCKLIST"
             send(sender, lab, recv.port, b"blocked")
             assert recv.drain(0.5) == []
 

@@ -514,9 +514,17 @@ class Engine:
                 with self.lock:
                     if self._stop_survey.is_set() or self._control is None:
                         return
-                    expected, generation = self._control.external.expected()
                     external = self._control.external
-                self._survey = external.survey(expected, generation)
+                    generation = external.generation
+                read = external.read()
+                if external.unchanged(read, generation):
+                    continue  # the same bytes at the same generation as the last survey: nothing to do
+                with self.lock:
+                    if self._stop_survey.is_set():
+                        return
+                    expected, now = external.expected()
+                if now == generation:  # else the table wrote meanwhile: the next survey sees it
+                    self._survey = external.survey(expected, generation, read)
             except Exception:  # a failed read: logged, tried again next time
                 log.exception("reading BLOCKLIST for other tools' entries failed")
 

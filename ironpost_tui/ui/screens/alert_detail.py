@@ -29,7 +29,7 @@ from ironpost_tui.ui.event_filter import EventFilter
 from ironpost_tui.ui.messages import BlockSource, UnblockSource, WidgetRequest
 from ironpost_tui.ui.state import EVENTS_KEPT
 from ironpost_tui.ui.widgets.event_grid import EventGrid
-from ironpost_tui.ui.widgets.rules_pane import RuleGrid
+from ironpost_tui.ui.widgets.rule_grid import RuleGrid
 
 RULE_COLUMNS = ("id", "action", "match", "hits", "last hit", "left")
 

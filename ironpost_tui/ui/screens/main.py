@@ -83,7 +83,7 @@ class MainScreen(Screen[None]):
     def _focus_target(self, pane: Widget) -> Widget:
         if isinstance(pane, TrafficPane):
             return pane
-        return pane.query_one("DataTable, EventGrid")
+        return pane.query_one("DataTable, EventGrid, RuleRows")
 
     def watch_current(self, current: int) -> None:
         for i, pane in enumerate(self.panes):

@@ -6,13 +6,12 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.reactive import reactive
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
 from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.model import Action, FilterRule, RuleStatus
@@ -20,21 +19,9 @@ from ironpost_tui.rules.nft import nft_command
 from ironpost_tui.ui import format as fmt
 from ironpost_tui.ui.details import rule_fields
 from ironpost_tui.ui.messages import RuleRequest, WidgetRequest
-from ironpost_tui.ui.table_sort import Column, SortOrder, maybe
+from ironpost_tui.ui.table_sort import SortOrder, maybe
 from ironpost_tui.ui.widgets.field_list import FieldList
-
-# What a responder reads first, first: at 80 columns everything up to the map is on screen.
-COLUMNS = (
-    Column("id", "id"),
-    Column("hits", "hits", numeric=True, right=True),
-    Column("left", "left"),
-    Column("action", "action"),
-    Column("match", "match"),
-    Column("map", "map"),
-    Column("last hit", "last", numeric=True),
-    Column("", "source"),  # auto: a detector's block; external: another tool's BLOCKLIST entry
-)
-ID_WIDTH = 16  # longer ids end in an ellipsis; the detail below the table shows them whole
+from ironpost_tui.ui.widgets.rule_rows import COLUMNS, RuleRows, source_of
 
 SORT_KEYS: dict[str, Callable[[RuleStatus], Any]] = {
     "id": lambda s: s.rule.id,
@@ -44,38 +31,8 @@ SORT_KEYS: dict[str, Callable[[RuleStatus], Any]] = {
     "match": lambda s: fmt.rule_match(s.rule),
     "map": lambda s: s.map_name,
     "last": lambda s: maybe(s.last_hit),
-    "source": lambda s: _source(s.rule) or "",
+    "source": lambda s: source_of(s.rule) or "",
 }
-
-
-def _source(rule: FilterRule) -> str | None:
-    """Who put a rule in force when not the rules file: auto (a detector), external, crowdsec."""
-    if rule.auto:
-        return "auto"
-    if rule.external:
-        return "external"
-    return "crowdsec" if rule.crowdsec else None
-
-
-class RuleGrid(DataTable[Text]):
-    COMPONENT_CLASSES = {
-        "rule-grid--drop",
-        "rule-grid--monitor",
-        "rule-grid--expiring",
-        "rule-grid--auto",
-        "rule-grid--external",
-    }
-    DEFAULT_CSS = """
-    RuleGrid > .rule-grid--drop { color: $error; text-style: $ironpost-emphasis; }
-    RuleGrid > .rule-grid--monitor { color: $warning; text-style: $ironpost-emphasis; }
-    RuleGrid > .rule-grid--expiring { color: $accent; }
-    RuleGrid > .rule-grid--auto { color: $accent; text-style: bold; }
-    RuleGrid > .rule-grid--external { color: $secondary; text-style: bold; }
-    """
-    BINDINGS = [
-        Binding("j", "cursor_down", "Down", show=False),
-        Binding("k", "cursor_up", "Up", show=False),
-    ]
 
 
 class RulesPane(Vertical):
@@ -118,7 +75,7 @@ class RulesPane(Vertical):
     ]
 
     DEFAULT_CSS = """
-    RulesPane RuleGrid { height: 1fr; }
+    RulesPane RuleRows { height: 1fr; }
     RulesPane #rule-status { height: 1; color: $text-muted; }
     RulesPane #rule-status.-error { color: $error; text-style: bold; }
     """
@@ -131,10 +88,7 @@ class RulesPane(Vertical):
     order: reactive[SortOrder] = reactive(SortOrder)
 
     def compose(self) -> ComposeResult:
-        grid = RuleGrid(cursor_type="row", id="rule-grid")
-        for column in COLUMNS:
-            grid.add_column(self.order.label(column), key=column.key)
-        yield grid
+        yield RuleRows(id="rule-grid")
         yield FieldList(id="rule-detail")
         yield Static("", id="rule-status")
 
@@ -142,21 +96,20 @@ class RulesPane(Vertical):
         self.app.theme_changed_signal.subscribe(self, lambda _theme: self._redraw(rebuild=True))
 
     @property
-    def grid(self) -> RuleGrid:
-        return self.query_one(RuleGrid)
+    def grid(self) -> RuleRows:
+        return self.query_one(RuleRows)
 
     def selected(self) -> FilterRule | None:
-        grid = self.grid
-        if not grid.row_count:
-            return None
-        key = grid.coordinate_to_cell_key(grid.cursor_coordinate).row_key.value
-        return next((s.rule for s in self.rules if s.rule.id == key), None)
+        status = self.grid.selected
+        return status.rule if status is not None else None
 
     def watch_rules(self) -> None:
         self._redraw()
 
     def watch_now(self) -> None:
-        self._redraw()
+        if self.is_mounted:
+            self.grid.set_now(self.now)  # the time left of the rules that expire: not the whole table
+            self._show_detail()
 
     def watch_problem(self) -> None:
         self._show_status()
@@ -170,67 +123,23 @@ class RulesPane(Vertical):
         return True
 
     # --- rows -------------------------------------------------------------------
-    def _cells(self, s: RuleStatus) -> list[Text]:
-        grid = self.grid
-        rule = s.rule
-        action = grid.get_component_rich_style(f"rule-grid--{rule.action.value}", partial=True)
-        if rule.expires_at is None:
-            left = Text("")
-        else:
-            remaining = max(0.0, rule.expires_at - self.now)
-            left = Text(fmt.span(remaining), style=grid.get_component_rich_style("rule-grid--expiring", partial=True))
-        auto = grid.get_component_rich_style("rule-grid--auto", partial=True) if rule.auto else ""
-        source = _source(rule)
-        marker = Text("")
-        if source == "crowdsec":  # a LAPI decision: styled as another tool's entry
-            marker = Text(source, style=grid.get_component_rich_style("rule-grid--external", partial=True))
-        elif source is not None:
-            marker = Text(source, style=grid.get_component_rich_style(f"rule-grid--{source}", partial=True))
-        return [
-            Text(fmt.clip(fmt.text(rule.id), ID_WIDTH), style=auto),
-            Text(fmt.short_count(s.hits), justify="right"),
-            left,
-            Text(rule.action.value, style=action),
-            Text(fmt.rule_match(rule)),
-            Text(fmt.text(s.map_name)),
-            Text(fmt.clock(s.last_hit) if s.last_hit else "—"),
-            marker,
-        ]
-
     def _redraw(self, rebuild: bool = False) -> None:
         if not self.is_mounted:
             return
         grid = self.grid
+        if rebuild:
+            grid.refresh()  # a theme: the same texts in new colours
         rows = self.order.apply(self.rules, SORT_KEYS)
-        keys = [s.rule.id for s in rows]
-        shown = [str(k.value) for k in grid.rows]
-        if rebuild or keys != shown:
-            selected = self.selected()
-            row = grid.cursor_row
-            grid.clear(columns=True)
-            for column in COLUMNS:
-                grid.add_column(self.order.label(column), key=column.key)
-            for status in rows:
-                grid.add_row(*self._cells(status), key=status.rule.id, height=1)
-            if selected is not None and selected.id in keys:
-                grid.move_cursor(row=keys.index(selected.id), animate=False)
-            elif keys:
-                grid.move_cursor(row=min(row, len(keys) - 1), animate=False)
-        else:
-            for status in rows:
-                for column, cell in zip(COLUMNS, self._cells(status), strict=True):
-                    if grid.get_cell(status.rule.id, column.key) != cell:
-                        grid.update_cell(status.rule.id, column.key, cell, update_width=True)
+        grid.set_rows(rows, self.now, [self.order.label(c) for c in COLUMNS])
         self._show_detail()
         self._show_status()
 
-    @on(DataTable.RowHighlighted, "#rule-grid")
+    @on(RuleRows.CursorMoved, "#rule-grid")
     def _row_highlighted(self) -> None:
         self._show_detail()
 
     def _show_detail(self) -> None:
-        rule = self.selected()
-        status = next((s for s in self.rules if rule is not None and s.rule.id == rule.id), None)
+        status = self.grid.selected
         detail = self.query_one(FieldList)
         detail.show(rule_fields(status, self.now) if status is not None else [], "no rules: a adds one")
 
@@ -261,8 +170,8 @@ class RulesPane(Vertical):
         self.problem = "" if rule is not None else "no rule selected"
         return rule
 
-    @on(DataTable.RowSelected, "#rule-grid")
-    def _row_selected(self, message: DataTable.RowSelected) -> None:
+    @on(RuleRows.Selected, "#rule-grid")
+    def _row_selected(self, message: RuleRows.Selected) -> None:
         message.stop()
         if not self.read_only:
             self.action_edit()

@@ -1,0 +1,29 @@
+"""A short table of rules with the rules pane's colours: the alert detail's rules on the alert's sources
+(a few rows: a DataTable; the rules pane's own table is rule_rows.RuleRows)."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.widgets import DataTable
+
+
+class RuleGrid(DataTable[Text]):
+    COMPONENT_CLASSES = {
+        "rule-grid--drop",
+        "rule-grid--monitor",
+        "rule-grid--expiring",
+        "rule-grid--auto",
+        "rule-grid--external",
+    }
+    DEFAULT_CSS = """
+    RuleGrid > .rule-grid--drop { color: $error; text-style: $ironpost-emphasis; }
+    RuleGrid > .rule-grid--monitor { color: $warning; text-style: $ironpost-emphasis; }
+    RuleGrid > .rule-grid--expiring { color: $accent; }
+    RuleGrid > .rule-grid--auto { color: $accent; text-style: bold; }
+    RuleGrid > .rule-grid--external { color: $secondary; text-style: bold; }
+    """
+    BINDINGS = [
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("k", "cursor_up", "Up", show=False),
+    ]

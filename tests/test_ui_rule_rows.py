@@ -1,0 +1,136 @@
+"""The rules pane's table (ironpost_tui/ui/widgets/rule_rows.py) with a threat feed's 10,000 rules: it
+formats a row when the row changes, the clock column of the rules that expire each second, and draws
+the rows on screen only; the cursor stays on its rule.  Pilot, no root; counts, not timings."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+
+import pytest
+from textual.app import App, ComposeResult
+from textual.pilot import Pilot
+
+from ironpost_tui.model import Action, FilterRule, RuleStatus
+from ironpost_tui.ui.themes import VARIABLE_DEFAULTS
+from ironpost_tui.ui.widgets import rule_rows
+from ironpost_tui.ui.widgets.rules_pane import RulesPane
+
+N = 10_000
+NOW = 1_800_000_000.0
+
+
+def statuses(n: int = N, expiring: int = 0) -> tuple[RuleStatus, ...]:
+    out = []
+    for i in range(n):
+        expires = NOW + 600 + i if i < expiring else None
+        rule = FilterRule(f"feed-{i}", Action.DROP, src_ip=ipaddress.ip_network(f"198.18.{i // 256}.{i % 256}/32"),
+                          expires_at=expires)  # fmt: skip
+        out.append(RuleStatus(rule, "BLOCKLIST", 0, None))
+    return tuple(out)
+
+
+class PaneApp(App[None]):
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        return dict(VARIABLE_DEFAULTS)
+
+    def compose(self) -> ComposeResult:
+        yield RulesPane()
+
+
+Scenario = Callable[[Pilot[None], RulesPane, list[str]], Awaitable[None]]
+
+
+def run(scenario: Scenario, monkeypatch: pytest.MonkeyPatch) -> None:
+    formatted: list[str] = []  # the rule ids whose rows were formatted, in order
+    cells = rule_rows.cells
+
+    def counted(s: RuleStatus, now: float) -> tuple[rule_rows.Cell, ...]:
+        formatted.append(s.rule.id)
+        return cells(s, now)
+
+    monkeypatch.setattr(rule_rows, "cells", counted)
+
+    async def main() -> None:
+        app = PaneApp()
+        async with app.run_test(size=(100, 30)) as pilot:
+            pane = app.query_one(RulesPane)
+            pane.grid.focus()
+            await pilot.pause()
+            await scenario(pilot, pane, formatted)
+
+    asyncio.run(main())
+
+
+def test_a_tick_formats_only_the_rows_whose_status_changed(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario(pilot: Pilot[None], pane: RulesPane, formatted: list[str]) -> None:
+        table = statuses()
+        pane.now = NOW
+        pane.rules = table
+        await pilot.pause()
+        assert len(formatted) == N and pane.grid.row_count == N  # the first table: every row once
+        formatted.clear()
+        ticked = list(table)
+        for i in (3, 4_000, 9_999):
+            ticked[i] = replace(ticked[i], hits=7, last_hit=NOW)
+        pane.rules = tuple(ticked)
+        await pilot.pause()
+        assert formatted == ["feed-3", "feed-4000", "feed-9999"]
+        assert pane.grid.cell("feed-4000", "hits") == "7"
+        formatted.clear()
+        pane.rules = tuple(ticked)  # the control: the same table again formats nothing
+        await pilot.pause()
+        assert formatted == []
+
+    run(scenario, monkeypatch)
+
+
+def test_the_clock_changes_only_the_time_left_of_the_rules_that_expire(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario(pilot: Pilot[None], pane: RulesPane, formatted: list[str]) -> None:
+        pane.now = NOW
+        pane.rules = statuses(expiring=2)
+        await pilot.pause()
+        assert pane.grid.cell("feed-0", "left") == "10m"
+        formatted.clear()
+        pane.now = NOW + 60
+        await pilot.pause()
+        assert formatted == []  # no row formatted again: the clock cells alone
+        assert pane.grid.cell("feed-0", "left") == "9m"
+        assert pane.grid.cell("feed-1", "left") == "9m1s"
+        assert pane.grid.cell("feed-2", "left") == ""  # never expires
+
+    run(scenario, monkeypatch)
+
+
+def test_only_the_rows_on_screen_are_drawn_and_the_cursor_keeps_its_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario(pilot: Pilot[None], pane: RulesPane, formatted: list[str]) -> None:
+        pane.now = NOW
+        pane.rules = statuses()
+        await pilot.pause()
+        grid = pane.grid
+        drawn: list[int] = []
+        render_line = grid.render_line
+
+        def counted(y: int):  # type: ignore[no-untyped-def]
+            drawn.append(y)
+            return render_line(y)
+
+        monkeypatch.setattr(grid, "render_line", counted)
+        grid.refresh()
+        await pilot.pause()
+        assert 0 < len(drawn) <= 2 * grid.size.height  # not 10,000 rows
+        await pilot.press("down", "down", "pagedown")
+        assert grid.cursor_row > 2
+        at = grid.selected
+        assert at is not None and pane.selected() == at.rule
+        table = list(pane.rules)
+        del table[0]  # a rule above the cursor goes: the cursor stays on its rule, one row up
+        pane.rules = tuple(table)
+        await pilot.pause()
+        assert grid.selected is not None and grid.selected.rule.id == at.rule.id
+        await pilot.press("end")
+        assert grid.selected is not None and grid.selected.rule.id == "feed-9999"
+
+    run(scenario, monkeypatch)
