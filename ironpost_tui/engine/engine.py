@@ -501,10 +501,13 @@ class Engine:
     def _blocks(self, wall: float) -> Mapping[str, Block]:
         """The drop rule holding on each open alert's source, with its drops, as the last published
         rules say (at most a sample old: the rules' hit counters are read once per sample)."""
+        sources = list(self._detect.book.sources())
+        if not sources:
+            return {}  # no open alert: no index of 10,000 rules to build
         rules = self._snapshot.rules
         if rules is not self._block_index.rules:
             self._block_index = BlockIndex(rules)
-        return self._block_index.blocks(self._detect.book.sources(), wall)
+        return self._block_index.blocks(sources, wall)
 
     def _survey_loop(self) -> None:
         """Read BLOCKLIST for other tools' changes every external_interval, off the tick: with 100,000

@@ -22,8 +22,11 @@ class BlockIndex:
         self._prefixes: dict[tuple[int, int], dict[int, list[RuleStatus]]] = {}
         for s in self.rules:
             net = s.rule.src_ip
-            if s.rule.action is not Action.DROP or net is None or s.rule.match_fields != ("src_ip",):
+            rule = s.rule
+            if rule.action is not Action.DROP or net is None:
                 continue
+            if rule.dst_ip is not None or rule.dst_port is not None or rule.protocol is not None:
+                continue  # not on the source alone
             if net.prefixlen == net.max_prefixlen:
                 self._hosts.setdefault(str(net.network_address), []).append(s)
             else:
