@@ -26,7 +26,8 @@ port is the one the alert names; otherwise the probes went to many ports (MANY_P
 from __future__ import annotations
 
 from collections.abc import Hashable
-from typing import NamedTuple
+from struct import Struct
+from typing import Any, NamedTuple
 
 from ironpost_tui.detectors.counters import Counts, growth
 from ironpost_tui.detectors.targets import MANY_PORTS
@@ -53,67 +54,80 @@ _Way = tuple[bytes, Counts, bytes, Counts, Counts, Counts]
 
 
 class _Sketch:
-    def __init__(self, dp: Datapath, name: MapName, way: object, sets: int, counters: int) -> None:
-        from struct import Struct
+    """One sketch and what each of its ways held at the last read, in one buffer the size of the map's
+    values, allocated here: a flood that fills the sketch costs no memory after the attach (a dict of
+    the ways seen would grow with them).  Way (cpu, set, way)'s bytes are at the same offset in a batch
+    read's values and in the buffer; a way never seen is zeros there (family 0, never a key)."""
 
-        assert isinstance(way, Struct)
+    def __init__(self, dp: Datapath, name: MapName, way: Struct, sets: int, counters: int) -> None:
         self.fd = dp.map_fd(name)
         self.way = way
         self.sets = sets
         self.counters = counters
         self.set_size = way.size * abi.SKETCH_WAYS  # a multiple of 8: per-CPU values need no padding
         self.ncpu = dp.possible_cpus
+        self.stride = self.set_size * self.ncpu  # one set's value: every CPU's ways
         self.ports = counters == 4  # (syn, tcp, new_tcp_ports, new_udp_ports): a source sketch
-        # (cpu, set, way) -> what it held at the last read
-        self.prev: dict[tuple[int, int, int], _Way] = {}
+        self.prev = bytearray(self.stride * sets)
+        self._prev = memoryview(self.prev)
         self.probes: dict[tuple[Hashable, bytes], int] = {}  # filled by read(), source sketch only
         self.grown: dict[Hashable, int] = {}  # key -> its set, for the keys that grew in this read
 
     def read(self, sets: list[int], out: dict[Hashable, Counts]) -> None:
         if len(sets) > self.sets // 8:  # many: one batch read of the whole map
-            _keys, values, count = libbpf.map_lookup_batch(self.fd, 4, self.set_size * self.ncpu, self.sets)
-            stride = self.set_size * self.ncpu
+            _keys, values, count = libbpf.map_lookup_batch(self.fd, 4, self.stride, self.sets)
             for s in range(count):
-                self._ways(s, values, s * stride, out)
+                self._ways(s, values, s * self.stride, out)
             return
         for s in sets:
-            raw = libbpf.map_lookup(self.fd, s.to_bytes(4, "little"), self.set_size * self.ncpu)
+            raw = libbpf.map_lookup(self.fd, s.to_bytes(4, "little"), self.stride)
             if raw is not None:
                 self._ways(s, raw, 0, out)
 
+    def _held(self, fields: tuple[Any, ...]) -> _Way:
+        """A way's fields as the reads compare them."""
+        if self.ports:  # ..., tgt_addr, tgt_hits[SLOTS], tgt_port_hits[SLOTS], tgt_port[SLOTS]
+            return (
+                fields[0],
+                fields[1 : 1 + self.counters],
+                fields[-1 - 3 * _SLOTS],
+                fields[-3 * _SLOTS : -2 * _SLOTS],
+                fields[-2 * _SLOTS : -_SLOTS],
+                fields[-_SLOTS:],
+            )
+        # ..., port, port_syns, last_seq: one "slot", the way's own address, of its SYNs
+        return fields[0], fields[1 : 1 + self.counters], b"", (), (fields[4],), (fields[3],)
+
     def _ways(self, s: int, raw: bytes, base: int, out: dict[Hashable, Counts]) -> None:
         unpack = self.way.unpack_from
-        size, n = self.way.size, self.counters
-        prev = self.prev
-        for cpu in range(self.ncpu):
-            off = base + cpu * self.set_size
-            for w in range(abi.SKETCH_WAYS):
-                fields = unpack(raw, off + w * size)
-                key = fields[0]
-                if not key[16]:  # family 0: never used
-                    continue
-                counts = fields[1 : 1 + n]
-                if self.ports:  # ..., tgt_addr, tgt_hits[SLOTS], tgt_port_hits[SLOTS], tgt_port[SLOTS]
-                    addrs, hits = fields[-1 - 3 * _SLOTS], fields[-3 * _SLOTS : -2 * _SLOTS]
-                    port_hits, ports = fields[-2 * _SLOTS : -_SLOTS], fields[-_SLOTS:]
-                else:  # ..., port, port_syns, last_seq: one "slot", the way's own address, of its SYNs
-                    addrs, hits, port_hits, ports = b"", (), (fields[4],), (fields[3],)
-                slot = (cpu, s, w)
-                old = prev.get(slot)
-                prev[slot] = (key, counts, addrs, hits, port_hits, ports)
-                if old is not None and old[0] == key and old[1] == counts and old[3] == hits and old[2] == addrs:
-                    continue
-                self.grown[key] = s
-                if hits:
-                    self._probes(key, addrs, hits, old if old is not None and old[0] == key else None)
-                before = old[1] if old is not None and old[0] == key else None
-                delta = growth(before, counts)
-                if self.ports and counts[2] + counts[3] == 1 and counts[1] <= 1 and (before is None or delta == counts):
-                    # A tenure seen for the first time holding one packet's one port: not credited.
-                    delta = (delta[0], delta[1], 0, 0)
-                if any(delta):
-                    acc = out.get(key)
-                    out[key] = delta if acc is None else tuple(a + d for a, d in zip(acc, delta, strict=True))
+        size = self.way.size
+        prev, pv, rv = self.prev, self._prev, memoryview(raw)
+        for i in range(self.ncpu * abi.SKETCH_WAYS):  # cpu * SKETCH_WAYS + way, as the value lays them out
+            off = base + i * size
+            poff = s * self.stride + i * size
+            if raw.startswith(pv[poff : poff + size], off):  # unchanged: skipped unparsed
+                continue
+            cur = self._held(unpack(raw, off))
+            key = cur[0]
+            if not key[16]:  # family 0: never used
+                continue
+            # The same key as at the last read: what it held then (decoded only now it is needed).
+            old = self._held(unpack(prev, poff)) if prev.startswith(key, poff) else None
+            pv[poff : poff + size] = rv[off : off + size]
+            _key, counts, addrs, hits, _port_hits, _ports = cur
+            if old is not None and old[1] == counts and old[3] == hits and old[2] == addrs:
+                continue
+            self.grown[key] = s
+            if hits:
+                self._probes(key, addrs, hits, old)
+            before = old[1] if old is not None else None
+            delta = growth(before, counts)
+            if self.ports and counts[2] + counts[3] == 1 and counts[1] <= 1 and (before is None or delta == counts):
+                # A tenure seen for the first time holding one packet's one port: not credited.
+                delta = (delta[0], delta[1], 0, 0)
+            if any(delta):
+                acc = out.get(key)
+                out[key] = delta if acc is None else tuple(a + d for a, d in zip(acc, delta, strict=True))
 
     def _probes(self, key: bytes, addrs: bytes, hits: Counts, old: _Way | None) -> None:
         """Each target slot's probes since the last read, credited to (source, the slot's address)."""
@@ -136,21 +150,22 @@ class _Sketch:
         s = self.grown[key]
         took: dict[int, int] = {}  # port -> its probes (as the ways count them: at most what it took)
         total = 0
-        for cpu in range(self.ncpu):
-            for w in range(abi.SKETCH_WAYS):
-                held = self.prev.get((cpu, s, w))
-                if held is None or held[0] != key:
-                    continue
-                if addr is None:
-                    total += held[1][0]  # syn
-                    if held[4][0]:
-                        took[held[5][0]] = took.get(held[5][0], 0) + held[4][0]
-                    continue
-                for i in range(_SLOTS):
-                    if held[3][i] and held[2][i * 16 : i * 16 + 16] == addr:
-                        total += held[3][i]
-                        if held[4][i]:
-                            took[held[5][i]] = took.get(held[5][i], 0) + held[4][i]
+        size = self.way.size
+        for i in range(self.ncpu * abi.SKETCH_WAYS):
+            off = s * self.stride + i * size
+            if not self.prev.startswith(key, off):  # type: ignore[arg-type]
+                continue
+            held = self._held(self.way.unpack_from(self.prev, off))
+            if addr is None:
+                total += held[1][0]  # syn
+                if held[4][0]:
+                    took[held[5][0]] = took.get(held[5][0], 0) + held[4][0]
+                continue
+            for j in range(_SLOTS):
+                if held[3][j] and held[2][j * 16 : j * 16 + 16] == addr:
+                    total += held[3][j]
+                    if held[4][j]:
+                        took[held[5][j]] = took.get(held[5][j], 0) + held[4][j]
         if not took:
             return MANY_PORTS
         port, most = max(took.items(), key=lambda item: (item[1], -item[0]))

@@ -1,34 +1,47 @@
 """Rates over 1 s, 10 s and 60 s windows, from the reader's deltas (the clock passed in).
 
-Each read's deltas cover the time since the previous read.  A window keeps the reads whose interval
-lies within it (with a little slack for a read a little late) and a running sum of their counts,
-so a rate is what was counted divided by exactly the time it was counted over: reads a little early
-or late change the span, not the accuracy.  Memory is bounded whatever the traffic: each read keeps
-its KEEP_PER_READ busiest keys per list, and first/last-seen times are kept for SEEN_MAX keys.
+Each read's deltas cover the time since the previous read.  A window takes the reads whose interval
+lies within it (with a little slack for a read a little late) and sums their counts, so a rate is what
+was counted divided by exactly the time it was counted over: reads a little early or late change the
+span, not the accuracy.
+
+Memory is allocated at construction and a flood does not add to it (top_ring.py, seen.py): each read
+keeps its KEEP_PER_READ busiest keys per list (by packets: a spoofed flood's others are noise) in a
+ring of the last READ_SLOTS reads, which the 1 s and 10 s windows are summed from.  The 60 s window is
+summed from buckets of about BUCKET_SECS of reads, each keeping the KEEP_PER_READ busiest keys of its
+reads, and from the reads not yet in a bucket.  First/last-seen times and tenures are kept for
+SEEN_MAX keys.  The sums are made when a snapshot is asked for, from the few thousand entries a window
+holds, and dropped with it.
 """
 
 from __future__ import annotations
 
 import heapq
 import ipaddress
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 
 from ironpost_tui.detectors.counters import Counts
 from ironpost_tui.kernel import abi
 from ironpost_tui.model import PROTOCOLS
-from ironpost_tui.triage.reader import SourceTenure, TopDeltas, TopKey
-from ironpost_tui.triage.values import RateWindow, SourceDetail, TopColumn, TopKind, TopLists, TopRow, TopSnapshot
+from ironpost_tui.triage.reader import TopDeltas, TopKey
+from ironpost_tui.triage.seen import SEEN_MAX, SeenTable
+from ironpost_tui.triage.top_ring import KINDS, Sums, TopRing
+from ironpost_tui.triage.values import RateWindow, SourceDetail, TopColumn, TopLists, TopRow, TopSnapshot
 
-KEEP_PER_READ = 256  # keys per list a read keeps (the most packets): a spoofed flood's others are noise
+__all__ = ["KEEP_PER_READ", "SEEN_MAX", "TopRates", "address_of", "port_name"]
+
+KEEP_PER_READ = 256  # keys per list a read (and a bucket) keeps (the most packets)
 LIST_ROWS = 50  # rows per list and window: the top by each column, together
-SEEN_MAX = 4_096  # keys whose first/last seen and tenure are kept
 # A window takes the reads whose interval started within its length ago, give or take this much for a read
 # a little late (the engine reads every 0.5 s, on a loaded machine not to the millisecond).
 SLACK = 0.25
+READ_SLOTS = 32  # the last reads kept whole: 10.25 s of reads every 0.5 s is 21, and a bucket's reads
+BUCKET_SECS = 5.0  # the 60 s window's buckets: a bucket closes once its reads span this, less SLACK...
+BUCKET_READS = 16  # ... or it holds this many reads (reads more often than 3 a second: shorter buckets)
+BUCKET_SLOTS = 14  # 60.25 s of buckets of 4.75 s or more is 13, and one
 _COLUMN_INDEX = {TopColumn.PPS: 0, TopColumn.BPS: 1, TopColumn.SYN_PS: 2, TopColumn.DROP_PS: 3}
 _IP_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6"}
+_SRC, _DST, _PORT = range(3)  # KINDS' order
 
 
 def address_of(key: TopKey) -> str:
@@ -46,127 +59,111 @@ def _port_of(key: TopKey) -> str:
     return port_name(key[17], int.from_bytes(key[18:20], "little"))
 
 
-@dataclass
-class _Read:
-    since: float  # monotonic seconds: the previous read
-    at: float
-    counts: dict[TopKind, dict[str, Counts]]
-
-
-@dataclass
-class _Window:
-    window: RateWindow
-    reads: deque[_Read] = field(default_factory=deque)
-    sums: dict[TopKind, dict[str, list[int]]] = field(default_factory=lambda: {k: {} for k in TopKind})
-
-    def add(self, read: _Read) -> None:
-        self.reads.append(read)
-        for kind, counts in read.counts.items():
-            sums = self.sums[kind]
-            for key, c in counts.items():
-                acc = sums.get(key)
-                if acc is None:
-                    sums[key] = list(c)
-                else:
-                    for i, v in enumerate(c):
-                        acc[i] += v
-        while self.reads and read.at - self.reads[0].since > self.window + min(SLACK, self.window / 10):
-            self._drop(self.reads.popleft())
-
-    def _drop(self, read: _Read) -> None:
-        for kind, counts in read.counts.items():
-            sums = self.sums[kind]
-            for key, c in counts.items():
-                acc = sums[key]
-                for i, v in enumerate(c):
-                    acc[i] -= v
-                if not any(acc):
-                    del sums[key]
-
-    def rows(self, kind: TopKind, seen: dict[str, tuple[float, float]]) -> tuple[TopRow, ...]:
-        if not self.reads:
-            return ()
-        span = self.reads[-1].at - self.reads[0].since
-        sums = self.sums[kind]
-        picked: set[str] = set()
-        for i in _COLUMN_INDEX.values():
-            picked.update(k for k, _ in heapq.nlargest(LIST_ROWS, sums.items(), key=_counter(i)))
-        rows = []
-        for key in picked:
-            packets, nbytes, syns, drops = sums[key]
-            first, last = seen.get(key, (0.0, 0.0))
-            rows.append(TopRow(key, packets / span, nbytes * 8 / span, syns / span, drops / span, first, last))
-        rows.sort(key=lambda r: (-r.pps, r.key))
-        return tuple(rows)
-
-
 class TopRates:
     """Feed it each read's deltas; ask it for the snapshot of every window."""
 
     def __init__(self) -> None:
-        self._windows = [_Window(w) for w in RateWindow]
+        self._reads = TopRing(READ_SLOTS, KEEP_PER_READ)
+        self._buckets = TopRing(BUCKET_SLOTS, KEEP_PER_READ)
+        self._open = 0  # the newest reads, not yet in a bucket
         self._last: float | None = None
-        self._seen: dict[str, tuple[float, float]] = {}  # key -> (first, last) wall-clock seconds
-        self._tenures: dict[str, SourceTenure] = {}
+        self._seen = SeenTable()
 
     def add(self, deltas: TopDeltas, now: float, wall: float) -> None:
         """``now``: monotonic seconds of the read; ``wall``: the same moment on the wall clock.  The
         first read is the baseline: what it finds was counted over an unknown time, and only dates
         the keys."""
-        counts = {
-            TopKind.SOURCES: _keep({address_of(k): c for k, c in deltas.sources.items()}),
-            TopKind.DESTINATIONS: _keep({address_of(k): c for k, c in deltas.destinations.items()}),
-            TopKind.PORTS: _keep(_by_port(deltas.ports)),
-        }
-        for kind in (TopKind.SOURCES, TopKind.DESTINATIONS):
-            for key in counts[kind]:
-                first = self._seen.get(key, (wall, wall))[0]
-                self._seen[key] = (first, wall)
-        for k, tenure in deltas.tenures.items():
-            key = address_of(k)
-            if key in self._seen:
-                self._tenures[key] = tenure
-        self._bound()
+        lists = (_keep(deltas.sources), _keep(deltas.destinations), _keep(_by_port(deltas.ports)))
+        for items in lists[_SRC], lists[_DST]:
+            for key, _c in items:
+                self._seen.touch(key, wall)
+        for key, tenure in deltas.tenures.items():
+            self._seen.set_tenure(key, tenure)
         if self._last is not None:
-            read = _Read(self._last, now, counts)
-            for w in self._windows:
-                w.add(read)
+            self._reads.put(self._last, now, lists)
+            self._open += 1
+            self._bucket()
         self._last = now
 
-    def _bound(self) -> None:
-        if len(self._seen) <= SEEN_MAX:
+    def _bucket(self) -> None:
+        """Merge the open reads into a bucket once they span BUCKET_SECS (or are BUCKET_READS)."""
+        reads = self._reads
+        oldest = reads.newest(self._open - 1)
+        newest = reads.newest(0)
+        if reads.at[newest] - reads.since[oldest] < BUCKET_SECS - SLACK and self._open < BUCKET_READS:
             return
-        keep = heapq.nlargest(SEEN_MAX * 3 // 4, self._seen.items(), key=lambda kv: kv[1][1])
-        self._seen = dict(keep)
-        self._tenures = {k: t for k, t in self._tenures.items() if k in self._seen}
+        lists = []
+        for kind in range(len(KINDS)):
+            sums: Sums = {}
+            for back in range(self._open):
+                reads.add_to(sums, reads.newest(back), kind)
+            lists.append(_keep(sums))
+        self._buckets.put(reads.since[oldest], reads.at[newest], lists)
+        self._open = 0
+
+    def _slots(self, window: RateWindow) -> tuple[list[tuple[TopRing, int]], float]:
+        """The slots a window sums, and the time they span (0: none)."""
+        reads = self._reads
+        if not reads.used:
+            return [], 0.0
+        at = reads.at[reads.newest(0)]
+        limit = window + min(SLACK, window / 10)
+        slots: list[tuple[TopRing, int]] = []
+        since = at
+        rings = [(reads, reads.used)]
+        if window == RateWindow.S60:
+            rings = [(reads, min(self._open, reads.used)), (self._buckets, self._buckets.used)]
+        for ring, n in rings:
+            for back in range(n):
+                slot = ring.newest(back)
+                if at - ring.since[slot] > limit:
+                    return slots, at - since
+                slots.append((ring, slot))
+                since = ring.since[slot]
+        return slots, at - since
 
     def snapshot(self, wall: float) -> TopSnapshot:
         windows = []
-        listed: set[str] = set()
-        for w in self._windows:
-            lists = TopLists(
-                w.window,
-                w.rows(TopKind.SOURCES, self._seen),
-                w.rows(TopKind.DESTINATIONS, self._seen),
-                w.rows(TopKind.PORTS, {}),
-            )
-            listed.update(r.key for r in lists.sources)
-            windows.append(lists)
-        details = tuple(self._detail(k) for k in sorted(listed))
+        listed: dict[str, TopKey] = {}  # the sources listed in any window, for their details
+        for w in RateWindow:
+            slots, span = self._slots(w)
+            sources, destinations, ports = (self._rows(slots, span, kind) for kind in range(len(KINDS)))
+            listed.update((row.key, key) for row, key in sources)
+            windows.append(TopLists(w, *(tuple(row for row, _key in rows) for rows in (sources, destinations, ports))))
+        details = tuple(self._detail(name, listed[name]) for name in sorted(listed))
         return TopSnapshot(wall, tuple(windows), details)
 
-    def _detail(self, key: str) -> SourceDetail:
-        first, last = self._seen.get(key, (0.0, 0.0))
-        tenure = self._tenures.get(key)
+    def _rows(self, slots: list[tuple[TopRing, int]], span: float, kind: int) -> list[tuple[TopRow, TopKey]]:
+        """A window's rows of one list, with their keys: the top LIST_ROWS by each column, by pps."""
+        if not slots:
+            return []
+        sums: Sums = {}
+        for ring, slot in slots:
+            ring.add_to(sums, slot, kind)
+        picked: set[TopKey] = set()
+        for i in _COLUMN_INDEX.values():
+            picked.update(k for k, _ in heapq.nlargest(LIST_ROWS, sums.items(), key=_counter(i)))
+        rows = []
+        for key in picked:
+            packets, nbytes, syns, drops = sums[key]
+            name = _port_of(key) if kind == _PORT else address_of(key)
+            first, last = self._seen.seen(key) if kind != _PORT else (0.0, 0.0)
+            rows.append((TopRow(name, packets / span, nbytes * 8 / span, syns / span, drops / span, first, last), key))
+        rows.sort(key=lambda rk: (-rk[0].pps, rk[0].key))
+        return rows
+
+    def _detail(self, name: str, key: TopKey) -> SourceDetail:
+        first, last = self._seen.seen(key)
+        tenure = self._seen.tenure(key)
         if tenure is None:
-            return SourceDetail(key, (), (), first, last)
+            return SourceDetail(name, (), (), first, last)
         ports = sorted(((port_name(pk >> 16, pk & 0xFFFF), n) for pk, n in tenure.ports.items()), key=_most)
         protos = sorted(((PROTOCOLS[i], n) for i, n in enumerate(tenure.protocols) if n), key=_most)
-        return SourceDetail(key, tuple(ports), tuple(protos), first, last)
+        return SourceDetail(name, tuple(ports), tuple(protos), first, last)
 
 
-def _counter(i: int) -> Callable[[tuple[str, list[int]]], int]:
-    def get(kv: tuple[str, list[int]]) -> int:
+def _counter(i: int) -> Callable[[tuple[TopKey, list[int]]], int]:
+    def get(kv: tuple[TopKey, list[int]]) -> int:
         return kv[1][i]
 
     return get
@@ -176,17 +173,22 @@ def _most(item: tuple[str, int]) -> tuple[int, str]:
     return -item[1], item[0]
 
 
-def _keep(counts: dict[str, Counts]) -> dict[str, Counts]:
+def _keep(counts: dict[TopKey, Counts] | Sums) -> Sequence[tuple[TopKey, Sequence[int]]]:
+    """The KEEP_PER_READ keys with the most packets."""
     if len(counts) <= KEEP_PER_READ:
-        return counts
-    return dict(heapq.nlargest(KEEP_PER_READ, counts.items(), key=lambda kv: kv[1][0]))
+        return list(counts.items())
+    return heapq.nlargest(KEEP_PER_READ, counts.items(), key=_packets)
 
 
-def _by_port(ports: dict[TopKey, Counts]) -> dict[str, Counts]:
-    """TOP_PORT's keys are per family: one row per (protocol, port)."""
-    out: dict[str, Counts] = {}
+def _packets(kv: tuple[TopKey, Sequence[int]]) -> int:
+    return kv[1][0]
+
+
+def _by_port(ports: dict[TopKey, Counts]) -> dict[TopKey, Counts]:
+    """TOP_PORT's keys are per family: one row per (protocol, port), its key's family byte cleared."""
+    out: dict[TopKey, Counts] = {}
     for k, c in ports.items():
-        name = _port_of(k)
+        name = k[:16] + b"\0" + k[17:]
         acc = out.get(name)
         out[name] = c if acc is None else tuple(a + b for a, b in zip(acc, c, strict=True))
     return out

@@ -20,6 +20,7 @@ from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.kernel.datapath import Datapath
 
 TopKey = bytes  # struct top_key's 20 bytes: addr[16], family, protocol, port
+TOP_KEY_SIZE = abi.TOP_KEY.size
 
 
 class SourceTenure(NamedTuple):
@@ -39,45 +40,60 @@ class TopDeltas(NamedTuple):
 
 
 class _Table:
+    """One table and what each of its ways held at the last read, in one buffer the size of the map's
+    values, allocated here: a flood that fills the table costs no memory after the attach (a dict of
+    the ways seen would grow with them).  Way i's bytes are at ``i * way.size`` in the read's values
+    and in the buffer alike; a way never seen is zeros there (family 0, never a key)."""
+
     def __init__(self, dp: Datapath, name: MapName, way: Struct, sets: int) -> None:
         self.fd = dp.map_fd(name)
         self.way = way
         self.sets = sets
         self.ncpu = dp.possible_cpus
         self.set_size = way.size * abi.TOP_WAYS  # a multiple of 8: per-CPU values need no padding
-        # way index -> (raw, key, counters, what follows them: a source way's protocols and ports)
-        self.prev: dict[int, tuple[bytes, bytes, Counts, tuple[int, ...]]] = {}
+        self.set_ways = abi.TOP_WAYS * self.ncpu  # one set's value: every CPU's ways
+        self.prev = bytearray(self.set_size * self.ncpu * sets)
+        self._prev = memoryview(self.prev)
 
     def read(self, out: dict[TopKey, Counts], tenures: dict[TopKey, SourceTenure] | None) -> None:
         _keys, values, count = libbpf.map_lookup_batch(self.fd, 4, self.set_size * self.ncpu, self.sets)
         size = self.way.size
         unpack = self.way.unpack_from
-        prev = self.prev
+        prev, pv, vv = self.prev, self._prev, memoryview(values)
         changed: set[TopKey] = set()
-        ways = count * self.ncpu * abi.TOP_WAYS
-        for i in range(ways):
+        changed_sets: set[int] = set()
+        for i in range(count * self.set_ways):
             off = i * size
-            raw = values[off : off + size]
-            old = prev.get(i)
-            if old is not None and old[0] == raw:
+            if values.startswith(pv[off : off + size], off):  # unchanged: skipped unparsed
                 continue
             fields = unpack(values, off)
             key = fields[0]
             if not key[16]:  # family 0: never used
                 continue
             counts: Counts = (fields[2], fields[3], fields[4], fields[5])
-            before = old[2] if old is not None and old[1] == key else None
-            prev[i] = (raw, key, counts, fields[6:])
+            # The same key as at the last read: what it held then (decoded only now it is needed).
+            before = unpack(prev, off)[2:6] if prev.startswith(key, off) else None
+            pv[off : off + size] = vv[off : off + size]
             changed.add(key)
+            changed_sets.add(i // self.set_ways)
             delta = way_growth(before, counts)
             if any(delta):
                 acc = out.get(key)
                 out[key] = delta if acc is None else tuple(a + d for a, d in zip(acc, delta, strict=True))
         if tenures is not None and changed:
-            # A changed source's tenure is the sum of every CPU's way holding it, changed or not.
-            for _raw, key, _counts, extra in prev.values():
-                if key in changed:
-                    _tenure(tenures, key, extra)
+            # A changed source's tenure is the sum of every CPU's way holding it, changed or not.  Its
+            # ways are all in the set its key hashes to (bpf/top_talkers.h): only those sets are looked at.
+            for s in sorted(changed_sets):
+                for i in range(s * self.set_ways, (s + 1) * self.set_ways):
+                    off = i * size
+                    key = bytes(pv[off : off + TOP_KEY_SIZE])
+                    if key in changed:
+                        _tenure(tenures, key, unpack(prev, off)[6:])
+
+    def ways_holding(self, key: TopKey) -> int:
+        """How many ways (of every CPU) held ``key`` at the last read."""
+        size = self.way.size
+        return sum(1 for off in range(0, len(self.prev), size) if self.prev.startswith(key, off))
 
 
 U32 = 0xFFFFFFFF
