@@ -107,11 +107,17 @@ def run(report: Report, opts: core.Options) -> None:
                           beside=f"floor {floor_rss:.0f} MiB", ratio=attach / floor_rss)  # fmt: skip
             first = False
         growth = peak / attach - 1
+        # Where the peak was reached: within the first minute (the bounded tables filling: the detectors'
+        # and top talkers' windows are a minute at most) or after it (what a leak would look like).
+        early = [rss for t, rss in f["samples"] if t <= 60]
+        late = [rss for t, rss in f["samples"] if t > 60]
+        when = (f"; peak in the first 60 s {max(early):.0f} MiB, after it {max(late):.0f} MiB"
+                if early and late else "")  # fmt: skip
         report.budget(NAME, f"RSS peak over {soak:.0f} s of a {what}", peak, "MiB",
                       abs(growth) <= 0.05 and peak <= 1.5 * floor_rss, "peak within 5% of attach, <= 1.5x floor",
                       beside=f"attach {attach:.0f} MiB", ratio=peak / attach,
                       note=f"end {f['end_rss_mib']:.0f} MiB; {f['pps']:,.0f} pkt/s; "
-                      f"{f['alerts_raised']} alerts raised {f['alerts_by_detector']}")  # fmt: skip
+                      f"{f['alerts_raised']} alerts raised {f['alerts_by_detector']}{when}")  # fmt: skip
     f = figs["spoofed"]
     bad = f["single_source_alerts"] + f["auto_blocked"]
     report.budget(NAME, "false single-source alerts in the spoofed flood", f["single_source_alerts"], "", bad == 0,
