@@ -13,6 +13,7 @@ import contextlib
 import errno
 import importlib.util
 import logging
+import operator
 import os
 import sys
 import threading
@@ -459,17 +460,19 @@ class Datapath:
         width = abi.RULE_HIT.size  # 16: already 8-aligned, as per-CPU values are laid out
         n = m.max_entries if slots is None else max(0, min(slots, m.max_entries))
         _, values, count = libbpf.map_lookup_batch(m.fd, 4, width * ncpu, n)
-        out = []
-        unpack = abi.RULE_HIT.unpack_from
-        for i in range(count):
-            packets = last = 0
-            base = i * width * ncpu
-            for c in range(ncpu):
-                p, t = unpack(values, base + c * width)
-                packets += p
-                last = t if t > last else last
-            out.append((packets, last))
-        return out
+        if not count:
+            return []
+        # Each slot is ncpu (packets, last_hit_ns) pairs of u64 in the host's order (as abi.RULE_HIT reads
+        # them on the little-endian hosts this runs on): the sums and maxima over CPUs a column at a
+        # time (C loops; a per-slot Python loop over 10,000 rules was tens of ms every second).
+        words = memoryview(values).cast("Q")[: count * 2 * ncpu]
+        stride = 2 * ncpu
+        packets = words[0::stride].tolist()
+        last = words[1::stride].tolist()
+        for c in range(1, ncpu):
+            packets = list(map(operator.add, packets, words[2 * c :: stride].tolist()))
+            last = list(map(max, last, words[2 * c + 1 :: stride].tolist()))
+        return list(zip(packets, last, strict=True))
 
     @property
     def possible_cpus(self) -> int:

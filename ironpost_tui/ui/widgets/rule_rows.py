@@ -203,7 +203,7 @@ class RuleRows(ScrollView, can_focus=True):
         made = self._made
         for s in self._rows:
             old = made.get(s.rule.id)
-            if old is None or old[0] != s:
+            if old is None or (old[0] is not s and old[0] != s):  # the engine keeps unchanged statuses
                 made[s.rule.id] = (s, cells(s, now))
                 changed = True
         self._expiring = [i for i, s in enumerate(self._rows) if s.rule.expires_at is not None]
