@@ -121,6 +121,13 @@ def test_only_the_rows_on_screen_are_drawn_and_the_cursor_keeps_its_rule(monkeyp
         grid.refresh()
         await pilot.pause()
         assert 0 < len(drawn) <= 2 * grid.size.height  # not 10,000 rows
+        drawn.clear()
+        pane.rules = tuple(pane.rules)  # an idle second's table: the same statuses
+        await pilot.pause()
+        assert drawn == []  # nothing drawn again
+        pane.rules = (replace(pane.rules[0], hits=5), *pane.rules[1:])  # the control: a row changed
+        await pilot.pause()
+        assert drawn
         await pilot.press("down", "down", "pagedown")
         assert grid.cursor_row > 2
         at = grid.selected

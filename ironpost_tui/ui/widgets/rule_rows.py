@@ -207,14 +207,18 @@ class RuleRows(ScrollView, can_focus=True):
                 made[s.rule.id] = (s, cells(s, now))
                 changed = True
         self._expiring = [i for i, s in enumerate(self._rows) if s.rule.expires_at is not None]
-        self._refresh_left(now)
+        changed = self._refresh_left(now) or changed
         if changed or labels != self.labels:
             self.labels = labels
             self._measure()
+            changed = True
         self.virtual_size = self.virtual_size.with_height(len(self._rows) + 1)
         at = self._index.get(selected) if selected is not None else None
-        self.cursor_row = at if at is not None else min(self.cursor_row, max(0, len(self._rows) - 1))
-        self.refresh()
+        row = at if at is not None else min(self.cursor_row, max(0, len(self._rows) - 1))
+        if row != self.cursor_row:
+            self.cursor_row = row  # its watcher redraws
+        elif changed:
+            self.refresh()  # nothing changed (an idle second's table): nothing is drawn again
 
     def set_now(self, now: float) -> None:
         """The clock moved: the rules that expire say their time left."""
