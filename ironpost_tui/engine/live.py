@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 from dataclasses import replace
@@ -58,11 +57,6 @@ class LiveSource:
             self._early.start()
 
     def _start_early(self) -> None:
-        # Signals go to the main thread, never this one: a signal arriving in the thread the verifier
-        # runs in interrupts it (the load fails with EAGAIN; libbpf retries a few times only), and the
-        # console's main thread takes a resize (SIGWINCH), a Ctrl+Z or a kill at any moment.  Python's
-        # handlers run in the main thread anyway.
-        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         try:
             self._early_result = self._start()
         except BaseException as exc:  # raised again by start(), in the thread that asks

@@ -26,6 +26,7 @@ from ironpost_tui.errors import BccMissing, BlocklistFull, HeadersMissing, LoadF
 from ironpost_tui.kernel import abi, libbpf, program_cache, resources, ringbuf
 from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.kernel.bpf_map import ARRAY, LPM_TRIE, BpfMap
+from ironpost_tui.kernel.signals_held import signals_held
 from ironpost_tui.kernel.xdp_link import PROG_NAME
 
 ENOTSUPP = 524  # the kernel's own "operation not supported" (not in errno): a map type without batch ops
@@ -266,7 +267,8 @@ class Datapath:
         try:
             device = offload_dev.encode() if offload_dev else None
             self._bpf = bcc.BPF(src_file=str(src).encode(), cflags=cflags, device=device)
-            self._fn = self._bpf.load_func(PROG_NAME.encode(), bcc.BPF.XDP, device=device)
+            with signals_held():  # the verifier: not interrupted by a signal (EAGAIN)
+                self._fn = self._bpf.load_func(PROG_NAME.encode(), bcc.BPF.XDP, device=device)
         except Exception as exc:  # BCC raises bare Exception
             raise LoadFailed(f"the XDP program failed to compile or load: {exc}") from exc
         fds = {str(name): int(self._bpf[name.encode()].map_fd) for name in DATAPATH_MAPS}

@@ -50,6 +50,7 @@ from ironpost_tui.kernel.program_file import (
     encode,
     ld_imm64,
 )
+from ironpost_tui.kernel.signals_held import signals_held
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +188,8 @@ def load(prog: CachedProgram) -> LoadedProgram:
             )
             for i in m.insns:
                 struct.pack_into("<i", insns, i * 8 + 4, fd)
-        prog_fd = libbpf.prog_load(libbpf.BPF_PROG_TYPE_XDP, prog.name, prog.license, bytes(insns))
+        with signals_held():  # the verifier: not interrupted by a signal (EAGAIN)
+            prog_fd = libbpf.prog_load(libbpf.BPF_PROG_TYPE_XDP, prog.name, prog.license, bytes(insns))
     except BaseException:
         LoadedProgram(-1, fds).close()
         raise
