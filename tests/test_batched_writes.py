@@ -9,6 +9,7 @@ where the other makes thousands.  Inside the block a read, a delete or an fd see
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
 import random
 import threading
@@ -224,6 +225,38 @@ def test_in_the_block_an_array_is_read_whole_once_under_the_writes_kept(
         assert calls == {"single": 0, "whole": 2}
     assert dp.map_lookup(word, (6).to_bytes(4, "little")) == ours
     assert calls == {"single": 1, "whole": 2}  # the control: outside the block, one lookup per read
+
+
+def test_a_map_type_without_batch_writes_gets_the_kept_writes_one_by_one(
+    dp: Datapath, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kernel without BPF_MAP_UPDATE_BATCH for a map type answers EOPNOTSUPP having written nothing:
+    the flush writes the entries one at a time (they were kept again, and lost, before)."""
+    value = abi.BLOCKLIST_VALUE.pack(0, 0, 0, 0, 0, 0, 0)
+    keys = [bytes([198, 18, 6, i]) for i in range(1, 6)]
+    batch = libbpf.map_update_batch
+
+    def unsupported(*_args: Any, **_kw: Any) -> None:
+        raise libbpf.BatchError("bpf_map_update_batch", errno.EOPNOTSUPP, 0)
+
+    monkeypatch.setattr(libbpf, "map_update_batch", unsupported)
+    with dp.writes_batched():
+        for k in keys:
+            dp.map_update(MapName.BLOCKLIST, k, value)
+    monkeypatch.setattr(libbpf, "map_update_batch", batch)
+    assert sorted(k for k, _ in dp.map_items(MapName.BLOCKLIST)) == keys
+
+
+def test_a_batch_write_or_a_replace_in_the_block_is_seen_by_the_next_lookup(dp: Datapath) -> None:
+    """The whole read of an array is dropped by any write to it, not only by the writes kept."""
+    word = MapName.ADDR_FILTER
+    index, one, two = (9).to_bytes(4, "little"), (1).to_bytes(8, "little"), (2).to_bytes(8, "little")
+    with dp.writes_batched():
+        assert dp.map_lookup(word, index) == bytes(8)  # read whole now
+        dp.map_update_batch(word, [(index, one)])
+        assert dp.map_lookup(word, index) == one
+        assert dp.map_replace(word, index, two)
+        assert dp.map_lookup(word, index) == two
 
 
 def test_a_map_too_small_for_the_batch_is_said_as_a_full_map(dp: Datapath) -> None:

@@ -141,3 +141,49 @@ def test_only_the_rows_on_screen_are_drawn_and_the_cursor_keeps_its_rule(monkeyp
         assert grid.selected is not None and grid.selected.rule.id == "feed-9999"
 
     run(scenario, monkeypatch)
+
+
+def test_columns_line_up_by_terminal_cells_with_wide_characters_in_an_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rule id of CJK characters (two cells each: printable, so the file accepts it) widens its column by
+    cells, not characters: the next columns start at the same cell on every row."""
+    from rich.cells import cell_len
+
+    async def scenario(pilot: Pilot[None], pane: RulesPane, formatted: list[str]) -> None:
+        rules = [
+            RuleStatus(FilterRule("規則ブロック", Action.DROP, src_ip=ipaddress.ip_network("198.18.1.1/32")), "BLOCKLIST"),
+            RuleStatus(FilterRule("ascii-2", Action.MONITOR, src_ip=ipaddress.ip_network("198.18.1.2/32")), "BLOCKLIST"),
+        ]
+        pane.now = NOW
+        pane.rules = tuple(rules)
+        await pilot.pause()
+        grid = pane.grid
+        rows = [grid.render_line(y).text for y in (1, 2)]
+        at = [cell_len(row[: row.index(word)]) for row, word in zip(rows, ("drop", "monitor"), strict=True)]
+        assert at[0] == at[1], rows
+        assert cell_len(rows[0]) == cell_len(rows[1])
+
+    run(scenario, monkeypatch)
+
+
+def test_an_expiring_rule_redraws_the_table_when_its_time_left_changes_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario(pilot: Pilot[None], pane: RulesPane, formatted: list[str]) -> None:
+        pane.now = NOW
+        pane.rules = statuses(n=50, expiring=1)
+        await pilot.pause()
+        grid = pane.grid
+        drawn: list[int] = []
+        render_line = grid.render_line
+
+        def counted(y: int):  # type: ignore[no-untyped-def]
+            drawn.append(y)
+            return render_line(y)
+
+        monkeypatch.setattr(grid, "render_line", counted)
+        pane.rules = tuple(pane.rules)  # the same table at the same time: nothing to draw
+        await pilot.pause()
+        assert drawn == []
+        pane.now = NOW + 1  # the control: its time left changes
+        await pilot.pause()
+        assert drawn and grid.cell("feed-0", "left") == "9m59s"
+
+    run(scenario, monkeypatch)

@@ -18,8 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# tomli, not the standard library's tomllib (the same parser): its wheels are compiled with mypyc,
-# and a 10,000-rule file parses in a third of the time (0.15 -> 0.055 s here), a start-up cost.
+# tomli, not the standard library's tomllib (the same parser, a newer release): its wheels are compiled
+# with mypyc, and a 10,000-rule file parses in a third of the time (0.15 -> 0.055 s here), a start-up cost.
+# Release 2.4 reads TOML 1.1, a superset of the 1.0 that tomllib (and the seed) read: every file they take
+# reads the same, and \e and \xHH escapes, newlines in inline tables and HH:MM times are accepted too
+# (what a string holds is checked after, whatever escape wrote it: control characters are refused).
 import tomli as tomllib
 
 from ironpost_tui import trust

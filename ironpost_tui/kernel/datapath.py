@@ -359,6 +359,11 @@ class Datapath:
         if pending is not None:
             pending.setdefault(name, {})[key] = value
             return
+        self._write_now(name, key, value)
+
+    def _write_now(self, name: MapName, key: bytes, value: bytes) -> None:
+        """One entry written at once, whether writes are kept or not (what _flush falls back to)."""
+        self._arrays_read.pop(name, None)
         try:
             self._maps[name].update(key, value)
         except libbpf.BpfCallError as exc:
@@ -373,6 +378,7 @@ class Datapath:
         if not entries:
             return 0, None
         m = self._map(name)
+        self._arrays_read.pop(name, None)  # the map changes: a whole read of it is stale
         if any(len(k) != m.spec.key_size or len(v) != m.value_bytes for k, v in entries):
             # The kernel reads the keys and values packed end to end: one of another size would shift
             # every entry after it, and all be written wrong without an error.
@@ -387,9 +393,11 @@ class Datapath:
         return len(entries), None
 
     def _update_each(self, name: MapName, entries: list[tuple[bytes, bytes]]) -> tuple[int, Exception | None]:
+        # Written now, not kept again: inside writes_batched() this is the flush's own fallback (a map type
+        # without batch writes), and map_update() would only keep them again, to be dropped at the end.
         for i, (key, value) in enumerate(entries):
             try:
-                self.map_update(name, key, value)
+                self._write_now(name, key, value)
             except (OSError, ValueError, BlocklistFull) as exc:
                 return i, exc
         return len(entries), None
@@ -403,6 +411,7 @@ class Datapath:
     def map_replace(self, name: MapName, key: bytes, value: bytes) -> bool:
         """Overwrite an entry that exists (BPF_EXIST); False, nothing written, when it does not: an entry
         another tool may delete at any moment is never brought back by a write of ours."""
+        self._arrays_read.pop(name, None)
         try:
             self._map(name).update(key, value, libbpf.BPF_EXIST)
         except libbpf.BpfCallError as exc:
@@ -412,6 +421,7 @@ class Datapath:
         return True
 
     def map_delete(self, name: MapName, key: bytes) -> bool:
+        self._arrays_read.pop(name, None)
         return self._map(name).delete(key)
 
     def map_lookup(self, name: MapName, key: bytes) -> bytes | None:

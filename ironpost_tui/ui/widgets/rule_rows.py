@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
@@ -168,7 +169,7 @@ class RuleRows(ScrollView, can_focus=True):
         self._made: dict[str, tuple[RuleStatus, tuple[Cell, ...]]] = {}
         self._expiring: list[int] = []  # rows whose "left" cell changes with the clock
         self._now = 0.0
-        self._widths = [len(label) for label in self.labels]
+        self._widths = [cell_len(label) for label in self.labels]
 
     # --- rows -------------------------------------------------------------------------
     @property
@@ -207,11 +208,11 @@ class RuleRows(ScrollView, can_focus=True):
                 made[s.rule.id] = (s, cells(s, now))
                 changed = True
         self._expiring = [i for i, s in enumerate(self._rows) if s.rule.expires_at is not None]
-        changed = self._refresh_left(now) or changed
         if changed or labels != self.labels:
             self.labels = labels
             self._measure()
             changed = True
+        changed = self._refresh_left(now) or changed
         self.virtual_size = self.virtual_size.with_height(len(self._rows) + 1)
         at = self._index.get(selected) if selected is not None else None
         row = at if at is not None else min(self.cursor_row, max(0, len(self._rows) - 1))
@@ -229,29 +230,32 @@ class RuleRows(ScrollView, can_focus=True):
             self.refresh()
 
     def _refresh_left(self, now: float) -> bool:
-        """The "left" cells of the rules that expire, at ``now``; whether the column grew."""
+        """The "left" cells of the rules that expire, at ``now`` (the column widened if one needs it);
+        whether one changed."""
         made = self._made
-        wider = False
+        changed = wider = False
         for i in self._expiring:
             s = self._rows[i]
             old_status, old = made[s.rule.id]
             left = left_cell(s.rule, now)
             if old[LEFT] != left:
+                changed = True
                 made[s.rule.id] = (old_status, (*old[:LEFT], left, *old[LEFT + 1 :]))
-                if len(left[0]) > self._widths[LEFT]:
-                    self._widths[LEFT] = len(left[0])
+                if cell_len(left[0]) > self._widths[LEFT]:
+                    self._widths[LEFT] = cell_len(left[0])
                     wider = True
         if wider:
             self._update_width()
-        return bool(self._expiring)
+        return changed
 
     def _measure(self) -> None:
         """Each column as wide as its widest text (the header's included), as a DataTable's auto width."""
-        widths = [len(label) for label in self.labels]
+        widths = [cell_len(label) for label in self.labels]
         for _status, row in self._made.values():
             for i, (text, _style) in enumerate(row):
-                if len(text) > widths[i]:
-                    widths[i] = len(text)
+                n = len(text) if text.isascii() else cell_len(text)  # a wide character takes two cells
+                if n > widths[i]:
+                    widths[i] = n
         self._widths = widths
         self._update_width()
 
@@ -361,8 +365,10 @@ class RuleRows(ScrollView, can_focus=True):
         used = 0
         styles: dict[str, Style] = {}
         for column, (text, kind), w in zip(COLUMNS, row, self._widths, strict=True):
-            text = text[:w]
-            gap = " " * (w - len(text))
+            n = len(text) if text.isascii() else cell_len(text)
+            if n > w:
+                text, n = set_cell_size(text, w), w
+            gap = " " * (w - n)
             cell_style = style
             if kind:
                 if kind not in styles:
