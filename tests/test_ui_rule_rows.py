@@ -150,8 +150,12 @@ def test_columns_line_up_by_terminal_cells_with_wide_characters_in_an_id(monkeyp
 
     async def scenario(pilot: Pilot[None], pane: RulesPane, formatted: list[str]) -> None:
         rules = [
-            RuleStatus(FilterRule("規則ブロック", Action.DROP, src_ip=ipaddress.ip_network("198.18.1.1/32")), "BLOCKLIST"),
-            RuleStatus(FilterRule("ascii-2", Action.MONITOR, src_ip=ipaddress.ip_network("198.18.1.2/32")), "BLOCKLIST"),
+            RuleStatus(
+                FilterRule("規則ブロック", Action.DROP, src_ip=ipaddress.ip_network("198.18.1.1/32")), "BLOCKLIST"
+            ),
+            RuleStatus(
+                FilterRule("ascii-2", Action.MONITOR, src_ip=ipaddress.ip_network("198.18.1.2/32")), "BLOCKLIST"
+            ),
         ]
         pane.now = NOW
         pane.rules = tuple(rules)
