@@ -230,3 +230,18 @@ def test_a_failing_poll_is_said_with_its_error_and_retried_after_a_wait(
     assert waits == [0.2]  # after one wait of its timeout (only the failure waits): a failing source is not spun on
     said = [r.getMessage() for r in caplog.records if "polling the source failed" in r.getMessage()]
     assert said == ["polling the source failed, retrying: OSError: [Errno 9] Bad file descriptor"]
+
+
+def test_columns_line_up_by_terminal_cells_with_wide_characters_in_a_rule_id() -> None:
+    """An event's rule id of CJK characters (two cells each) widens its column by cells: the protocol
+    column starts at the same cell on every row."""
+    from rich.cells import cell_len
+
+    async def scenario(pilot: Pilot[None], pane: EventTable) -> None:
+        pane.add_events([event()._replace(rule_id="規則ブロック"), event()._replace(rule_id="ascii-rule")])
+        await pilot.pause()
+        rows = [pane.grid.render_line(y).text for y in (1, 2)]
+        at = [cell_len(row[: row.index(" tcp ")]) for row in rows]
+        assert at[0] == at[1], rows
+
+    run(scenario)

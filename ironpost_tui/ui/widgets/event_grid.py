@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
 from rich.style import Style
 from textual import events
@@ -238,8 +239,9 @@ class EventGrid(ScrollView, can_focus=True):
         widths[0] = max(widths[0], CLOCK_WIDTH)  # the time column: always HH:MM:SS
         for event in rows:
             for i, text in enumerate(cells(event, clock=False)):
-                if len(text) > widths[i]:
-                    widths[i] = len(text)
+                n = len(text) if text.isascii() else cell_len(text)  # a wide character takes two cells
+                if n > widths[i]:
+                    widths[i] = n
         self.virtual_size = self.virtual_size.with_height(len(self.rows) + 1)
         self._update_width()
         if self.order != SortOrder():
@@ -346,8 +348,10 @@ class EventGrid(ScrollView, can_focus=True):
         pad = " " * PADDING
         used = 0
         for i, (column, text, w) in enumerate(zip(COLUMNS, texts, self._widths, strict=True)):
-            text = text[:w]
-            gap = " " * (w - len(text))
+            n = len(text) if text.isascii() else cell_len(text)
+            if n > w:
+                text, n = set_cell_size(text, w), w
+            gap = " " * (w - n)
             cell_style = verdict_style if i == VERDICT_COLUMN else style
             if post is not None:
                 cell_style += post
