@@ -1,30 +1,23 @@
-"""The rules pane's table: a Line API widget that renders only the rows on screen.
+"""The rules pane's table (a LineGrid: the rows on screen drawn only).
 
-A DataTable builds and measures every row it holds (about 120 µs a row): with the 10,000 rules a
-threat feed gives, the first table took over a second of the console's start, and redrawing it for
-each tick's hit counts and each second's expiry times kept a core a third busy.  This grid keeps the
-rules' statuses, formats a row's texts once per change of that row (the clock column: the rules that
-expire, each second), and draws only the rows on screen.  It looks like a DataTable with a row cursor
-(same header, cursor and hover styles, padding and auto-width columns), as the events grid does.
+With the 10,000 rules a threat feed gives, a DataTable took over a second of the console's start, and
+redrawing it for each tick's hit counts and each second's expiry times kept a core a third busy.  This
+grid keeps the rules' statuses, formats a row's texts once per change of that row (the clock column: the
+rules that expire, each second), and is drawn again only when something shown changed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rich.cells import cell_len, set_cell_size
-from rich.segment import Segment
-from rich.style import Style
 from textual import events
 from textual.binding import Binding
 from textual.message import Message
-from textual.reactive import reactive
-from textual.scroll_view import ScrollView
-from textual.strip import Strip
 
 from ironpost_tui.model import FilterRule, RuleStatus
 from ironpost_tui.ui import format as fmt
 from ironpost_tui.ui.table_sort import Column
+from ironpost_tui.ui.widgets.line_grid import Cell, LineGrid, cells_of
 
 # What a responder reads first, first: at 80 columns everything up to the map is on screen.
 COLUMNS = (
@@ -40,10 +33,6 @@ COLUMNS = (
 KEYS = tuple(c.key for c in COLUMNS)
 LEFT = KEYS.index("left")
 ID_WIDTH = 16  # longer ids end in an ellipsis; the detail below the table shows them whole
-PADDING = 1  # cells each side of a column, as a DataTable's cell_padding
-
-# A cell: its text and the component class that colours it ("" for none).
-Cell = tuple[str, str]
 
 
 def source_of(rule: FilterRule) -> str | None:
@@ -77,19 +66,15 @@ def cells(s: RuleStatus, now: float) -> tuple[Cell, ...]:
     )
 
 
-class RuleRows(ScrollView, can_focus=True):
+class RuleRows(LineGrid):
     """Rules under a header, with a row cursor.  The pane calls ``set_rows`` (each table it is
     given) and ``set_now`` (each redraw); the grid posts ``CursorMoved`` and ``Selected``."""
 
-    BINDINGS = [
-        Binding("up,k", "cursor(-1)", "Cursor up", show=False),
-        Binding("down,j", "cursor(1)", "Cursor down", show=False),
-        Binding("pageup", "page(-1)", "Page up", show=False),
-        Binding("pagedown", "page(1)", "Page down", show=False),
-        Binding("home,ctrl+home", "first", "First", show=False),
-        Binding("end,ctrl+end", "last", "Last", show=False),
-        Binding("enter", "select", "Select", show=False),
-    ]
+    COLUMNS = COLUMNS
+    PREFIX = "rule-rows"
+    HEADER_ALIGNED = False  # every label on the left, as the DataTable it replaced had them
+
+    BINDINGS = [Binding("enter", "select", "Select", show=False)]
 
     COMPONENT_CLASSES = {
         "rule-rows--header",
@@ -133,17 +118,6 @@ class RuleRows(ScrollView, can_focus=True):
     }
     """
 
-    class CursorMoved(Message):
-        """The cursor is on another row (or the rows under it changed)."""
-
-        def __init__(self, grid: RuleRows) -> None:
-            super().__init__()
-            self.grid = grid
-
-        @property
-        def control(self) -> RuleRows:
-            return self.grid
-
     class Selected(Message):
         """Enter, or a click on the cursor's row."""
 
@@ -155,12 +129,9 @@ class RuleRows(ScrollView, can_focus=True):
         def control(self) -> RuleRows:
             return self.grid
 
-    cursor_row: reactive[int] = reactive(0, init=False, always_update=True, repaint=False)
-    hover_row: reactive[int] = reactive(-1, init=False, repaint=False)
-
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
-        self.labels = [c.label for c in COLUMNS]
+        self._labels = [c.label for c in COLUMNS]
         self._rows: list[RuleStatus] = []
         self._keys: list[str] = []
         self._index: dict[str, int] = {}
@@ -169,7 +140,6 @@ class RuleRows(ScrollView, can_focus=True):
         self._made: dict[str, tuple[RuleStatus, tuple[Cell, ...]]] = {}
         self._expiring: list[int] = []  # rows whose "left" cell changes with the clock
         self._now = 0.0
-        self._widths = [cell_len(label) for label in self.labels]
 
     # --- rows -------------------------------------------------------------------------
     @property
@@ -180,6 +150,13 @@ class RuleRows(ScrollView, can_focus=True):
     @property
     def row_count(self) -> int:
         return len(self._rows)
+
+    @property
+    def labels(self) -> list[str]:
+        return self._labels
+
+    def row_cells(self, row: int) -> tuple[Cell, ...]:
+        return self._made[self._keys[row]][1]
 
     @property
     def selected(self) -> RuleStatus | None:
@@ -208,8 +185,8 @@ class RuleRows(ScrollView, can_focus=True):
                 made[s.rule.id] = (s, cells(s, now))
                 changed = True
         self._expiring = [i for i, s in enumerate(self._rows) if s.rule.expires_at is not None]
-        if changed or labels != self.labels:
-            self.labels = labels
+        if changed or labels != self._labels:
+            self._labels = labels
             self._measure()
             changed = True
         changed = self._refresh_left(now) or changed
@@ -241,8 +218,8 @@ class RuleRows(ScrollView, can_focus=True):
             if old[LEFT] != left:
                 changed = True
                 made[s.rule.id] = (old_status, (*old[:LEFT], left, *old[LEFT + 1 :]))
-                if cell_len(left[0]) > self._widths[LEFT]:
-                    self._widths[LEFT] = cell_len(left[0])
+                if cells_of(left[0]) > self._widths[LEFT]:
+                    self._widths[LEFT] = cells_of(left[0])
                     wider = True
         if wider:
             self._update_width()
@@ -250,73 +227,21 @@ class RuleRows(ScrollView, can_focus=True):
 
     def _measure(self) -> None:
         """Each column as wide as its widest text (the header's included), as a DataTable's auto width."""
-        widths = [cell_len(label) for label in self.labels]
+        widths = [cells_of(label) for label in self._labels]
         for _status, row in self._made.values():
             for i, (text, _style) in enumerate(row):
-                n = len(text) if text.isascii() else cell_len(text)  # a wide character takes two cells
+                n = cells_of(text)  # a wide character takes two cells
                 if n > widths[i]:
                     widths[i] = n
         self._widths = widths
         self._update_width()
 
-    def _update_width(self) -> None:
-        width = sum(self._widths) + 2 * PADDING * len(COLUMNS)
-        self.virtual_size = self.virtual_size.with_width(width)
-
-    # --- the cursor -------------------------------------------------------------------
-    def validate_cursor_row(self, row: int) -> int:
-        return max(0, min(row, len(self._rows) - 1))
-
-    def watch_cursor_row(self) -> None:
-        self._scroll_to_cursor()
-        self.refresh()
-        self.post_message(self.CursorMoved(self))
-
-    def watch_hover_row(self) -> None:
-        self.refresh()
-
     def move_cursor(self, row: int) -> None:
         self.cursor_row = row
-
-    @property
-    def _page(self) -> int:
-        return max(1, self.scrollable_content_region.height - 1)  # rows under the header
-
-    def _scroll_to_cursor(self) -> None:
-        row, top, page = self.cursor_row, round(self.scroll_y), self._page
-        if row < top:
-            self.scroll_to(y=row, animate=False, immediate=True)
-        elif row >= top + page:
-            self.scroll_to(y=row - page + 1, animate=False, immediate=True)
-
-    def on_resize(self) -> None:
-        self._scroll_to_cursor()
-
-    def action_cursor(self, step: int) -> None:
-        self.hover_row = -1
-        self.cursor_row += step
-
-    def action_page(self, step: int) -> None:
-        self.hover_row = -1
-        self.scroll_to(y=self.scroll_y + step * self._page, animate=False, immediate=True)
-        self.cursor_row += step * self._page
-
-    def action_first(self) -> None:
-        self.cursor_row = 0
-
-    def action_last(self) -> None:
-        self.cursor_row = len(self._rows) - 1
 
     def action_select(self) -> None:
         if self.selected is not None:
             self.post_message(self.Selected(self))
-
-    def _row_at(self, event: events.MouseEvent) -> int | None:
-        offset = event.get_content_offset(self)
-        if offset is None or offset.y < 1:
-            return None
-        row = round(self.scroll_y) + offset.y - 1
-        return row if row < len(self._rows) else None
 
     def on_click(self, event: events.Click) -> None:
         row = self._row_at(event)
@@ -326,66 +251,3 @@ class RuleRows(ScrollView, can_focus=True):
             self.action_select()
         else:
             self.cursor_row = row
-
-    def on_mouse_move(self, event: events.MouseMove) -> None:
-        row = self._row_at(event)
-        self.hover_row = -1 if row is None else row
-
-    def on_leave(self) -> None:
-        self.hover_row = -1
-
-    # --- drawing ----------------------------------------------------------------------
-    def render_line(self, y: int) -> Strip:
-        width = self.size.width
-        base = self.rich_style
-        scroll_x, scroll_y = self.scroll_offset
-        if y == 0:
-            header = self.get_component_rich_style("rule-rows--header")
-            segments = self._segments([(label, "") for label in self.labels], header, None, header=True)
-        else:
-            row = scroll_y + y - 1
-            if row >= len(self._rows):
-                return Strip.blank(width, base)
-            style = base
-            post = None
-            if row == self.hover_row:
-                style += self.get_component_rich_style("rule-rows--hover")
-            if row == self.cursor_row:
-                cursor = self.get_component_rich_style("rule-rows--cursor")
-                style += cursor
-                post = Style.from_color(cursor.color)  # the cursor's colour wins (DataTable's "css" priority)
-            segments = self._segments(list(self._made[self._keys[row]][1]), style, post)
-        line = Strip(segments).crop(scroll_x, scroll_x + width)
-        return line.adjust_cell_length(width, base).simplify()
-
-    def _segments(self, row: list[Cell], style: Style, post: Style | None, header: bool = False) -> list[Segment]:
-        """A row's segments; ``header``: every label on the left, as a DataTable's are."""
-        segments = []
-        pad = " " * PADDING
-        used = 0
-        styles: dict[str, Style] = {}
-        for column, (text, kind), w in zip(COLUMNS, row, self._widths, strict=True):
-            n = len(text) if text.isascii() else cell_len(text)
-            if n > w:
-                text, n = set_cell_size(text, w), w
-            gap = " " * (w - n)
-            cell_style = style
-            if kind:
-                if kind not in styles:
-                    styles[kind] = self.get_component_rich_style(f"rule-rows--{kind}", partial=True)
-                cell_style = style + styles[kind]
-            if post is not None:
-                cell_style += post
-            # The blanks around a coloured cell take its style too (see the events grid).
-            blank = cell_style if kind else style
-            right = column.right and not header
-            segments.append(Segment(pad + gap if right else pad, blank))
-            segments.append(Segment(text, cell_style))
-            segments.append(Segment(pad if right else gap + pad, blank))
-            used += w + 2 * PADDING
-        segments.append(Segment(" " * max(0, self.size.width - used), style))
-        return segments
-
-    def notify_style_update(self) -> None:
-        super().notify_style_update()
-        self.refresh()
