@@ -43,6 +43,21 @@ def run(scenario: Scenario) -> None:
     asyncio.run(main())
 
 
+def count_waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The poll loop's waits from now on (their timeouts), counted instead of waited."""
+    from ironpost_tui.ui import poll_loop
+
+    waits: list[float] = []
+
+    class CountingEvent:
+        def wait(self, timeout: float | None = None) -> bool:
+            waits.append(float(timeout or 0.0))
+            return False
+
+    monkeypatch.setattr(poll_loop.threading, "Event", CountingEvent)
+    return waits
+
+
 def numbered(start: int, n: int) -> list[PacketEvent]:
     """Events told apart by their length field."""
     return [event()._replace(length=i) for i in range(start, start + n)]
@@ -170,14 +185,7 @@ def test_the_poll_worker_batches_small_polls_and_follows_big_ones_at_once(monkey
     from ironpost_tui.engine.feed import Update
     from ironpost_tui.ui import poll_loop
 
-    waits: list[float] = []
-
-    class CountingEvent:
-        def wait(self, timeout: float | None = None) -> bool:
-            waits.append(float(timeout or 0.0))
-            return False
-
-    monkeypatch.setattr(poll_loop.threading, "Event", CountingEvent)
+    waits = count_waits(monkeypatch)
 
     def polls(per_poll: int, count: int) -> list[float]:
         calls = 0
@@ -207,14 +215,7 @@ def test_a_failing_poll_is_said_with_its_error_and_retried_after_a_wait(
     from ironpost_tui.ui import poll_loop
 
     calls = 0
-    waits: list[float] = []
-
-    class CountingEvent:
-        def wait(self, timeout: float | None = None) -> bool:
-            waits.append(float(timeout or 0.0))
-            return False
-
-    monkeypatch.setattr(poll_loop.threading, "Event", CountingEvent)
+    waits = count_waits(monkeypatch)
 
     class Broken:
         def poll(self, timeout: float) -> Update:

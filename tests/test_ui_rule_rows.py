@@ -40,6 +40,19 @@ class PaneApp(App[None]):
         yield RulesPane()
 
 
+def count_drawn(monkeypatch: pytest.MonkeyPatch, grid: rule_rows.RuleRows) -> list[int]:
+    """The lines ``grid`` draws from now on (y of each render_line call)."""
+    drawn: list[int] = []
+    render_line = grid.render_line
+
+    def counted(y: int):  # type: ignore[no-untyped-def]
+        drawn.append(y)
+        return render_line(y)
+
+    monkeypatch.setattr(grid, "render_line", counted)
+    return drawn
+
+
 Scenario = Callable[[Pilot[None], RulesPane, list[str]], Awaitable[None]]
 
 
@@ -110,14 +123,7 @@ def test_only_the_rows_on_screen_are_drawn_and_the_cursor_keeps_its_rule(monkeyp
         pane.rules = statuses()
         await pilot.pause()
         grid = pane.grid
-        drawn: list[int] = []
-        render_line = grid.render_line
-
-        def counted(y: int):  # type: ignore[no-untyped-def]
-            drawn.append(y)
-            return render_line(y)
-
-        monkeypatch.setattr(grid, "render_line", counted)
+        drawn = count_drawn(monkeypatch, grid)
         grid.refresh()
         await pilot.pause()
         assert 0 < len(drawn) <= 2 * grid.size.height  # not 10,000 rows
@@ -175,14 +181,7 @@ def test_an_expiring_rule_redraws_the_table_when_its_time_left_changes_only(monk
         pane.rules = statuses(n=50, expiring=1)
         await pilot.pause()
         grid = pane.grid
-        drawn: list[int] = []
-        render_line = grid.render_line
-
-        def counted(y: int):  # type: ignore[no-untyped-def]
-            drawn.append(y)
-            return render_line(y)
-
-        monkeypatch.setattr(grid, "render_line", counted)
+        drawn = count_drawn(monkeypatch, grid)
         pane.rules = tuple(pane.rules)  # the same table at the same time: nothing to draw
         await pilot.pause()
         assert drawn == []
