@@ -1107,6 +1107,34 @@ def test_hit_counters(env: Env, n: int) -> None:
     assert {s.rule.id: s.hits for s in env.table.status()} == {"a": n, "b": 0, "c": 2}
 
 
+def test_hit_counters_only_changed_statuses_are_new(env: Env) -> None:
+    """status() reads RULE_HITS whole but builds a RuleStatus again only for the slots whose counters
+    changed (kernel/hit_reader.py): the rest are the last call's very objects, and an idle read gives
+    them all back.  300 rules span five blocks of slots compared at once; the hit one is in the last."""
+    rules = [drop(f"r{i}", src=f"198.19.{i // 200}.{i % 200 + 1}/32") for i in range(300)]
+    env.reset(rules)
+    first = env.table.status()
+    again = env.table.status()
+    assert [s.rule.id for s in first] == [r.id for r in rules]
+    assert all(a is b for a, b in zip(first, again, strict=True))  # nothing sent: the same objects
+    hit = 287
+    check(env, v4("udp", src=f"198.19.1.{hit % 200 + 1}"), XDP_DROP, "udp", credited=f"r{hit}", n=3)
+    after = env.table.status()
+    changed = [s.rule.id for s, b in zip(after, again, strict=True) if s is not b]
+    assert changed == [f"r{hit}"]
+    assert after[hit].hits == 3 and after[hit].last_hit is not None
+    # What a full read sums, slot by slot, is what the statuses say.
+    summed = env.table.datapath.percpu_hits()
+    assert [s.hits for s in after] == [summed[s.slot][0] for s in after if s.slot is not None]
+    # The hit rule deleted and added again: its slot's counters are cleared, and its status says so
+    # (not the last one kept); the others are still the same objects.
+    env.table.delete(f"r{hit}")
+    env.table.add(rules[hit])
+    readded = {s.rule.id: s for s in env.table.status()}
+    assert readded[f"r{hit}"].hits == 0 and readded[f"r{hit}"].last_hit is None
+    assert all(readded[s.rule.id] is s for s in after if s.rule.id != f"r{hit}")
+
+
 def test_hit_counters_with_test_run_repeat(env: Env) -> None:
     env.reset([drop("a", dport=PORT)])
     frame = v4("udp", dport=PORT)

@@ -56,8 +56,30 @@ class EngineSnapshot:
 
     def __post_init__(self) -> None:
         for name in _MAPPINGS:
-            # A copy: a reader in another thread must not see a dict its writer still holds.
-            object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
+            # A copy: a reader in another thread must not see a dict its writer still holds.  A
+            # MappingProxyType is kept as it is: only this module makes them, over dicts nobody holds
+            # (a snapshot's own, SnapshotBuilder's rule_hits), and 10,000 rules' counts are not copied
+            # again at each replace().
+            value = getattr(self, name)
+            if not isinstance(value, MappingProxyType):
+                object.__setattr__(self, name, MappingProxyType(dict(value)))
+
+
+_EMPTY: Mapping[str, int] = MappingProxyType({})
+
+
+@dataclass
+class _Counted:
+    """What SnapshotBuilder last counted: the statuses it was given, the rules as counted, each one's
+    total and group (None: its own id), the totals by own id, the groups' sums, and the counts by rule id."""
+
+    given: list[RuleStatus]
+    counted: tuple[RuleStatus, ...]
+    totals: list[int]
+    groups_of: list[str | None]
+    own: dict[str, int]
+    groups: Counter[str]
+    hits: Mapping[str, int]
 
 
 class SnapshotBuilder:
@@ -78,6 +100,7 @@ class SnapshotBuilder:
         self._grouped: dict[str, str] = {}  # rule id -> its hits_group, for the rules in one
         self._group_retired: Counter[str] = Counter()  # hits of a group's rules no longer in force
         self._retired: dict[str, int] = {}  # deleted rule -> its count, oldest first
+        self._last: _Counted | None = None
 
     def count_alerts(self, changes: tuple[AlertChange, ...]) -> None:
         for change in changes:
@@ -95,42 +118,7 @@ class SnapshotBuilder:
         blocklist_capacity: int,
         alerts_active: int,
     ) -> EngineSnapshot:
-        hits: dict[str, int] = {}
-        counted = []
-        groups = Counter(self._group_retired)
-        present = set()
-        for status in rules:
-            rid = status.rule.id
-            present.add(rid)
-            if rid not in self._hits_last and rid in self._retired:
-                self._hits_base[rid] = self._retired.pop(rid)
-            last = self._hits_last.get(rid, 0)
-            if status.hits < last:
-                self._hits_base[rid] = self._hits_base.get(rid, 0) + last
-            self._hits_last[rid] = status.hits
-            total = self._hits_base.get(rid, 0) + status.hits
-            counted.append(status if total == status.hits else replace(status, hits=total))
-            group = hits_group(status.rule)
-            if group is not None:
-                self._grouped[rid] = group
-                groups[group] += total
-            else:
-                self._grouped.pop(rid, None)
-                hits[rid] = total
-        for rid in [r for r in self._hits_last if r not in present]:  # deleted: prune its counter
-            gone = self._hits_base.pop(rid, 0) + self._hits_last.pop(rid)
-            group = self._grouped.pop(rid, None)
-            if group is not None:
-                self._group_retired[group] += gone
-                groups[group] += gone
-            else:
-                self._retired[rid] = gone
-                while len(self._retired) > RETIRED_MAX:
-                    del self._retired[next(iter(self._retired))]
-        active = set(self._grouped.values())
-        for group in (AUTO_RULE_ID, EXTERNAL_RULE_ID, CROWDSEC_RULE_ID):
-            if groups[group] or group in active:
-                hits[group] = hits.get(group, 0) + groups[group]
+        counted, hits = self._count(rules)
         return EngineSnapshot(
             at=time.time(),
             iface=self.iface,
@@ -141,8 +129,105 @@ class SnapshotBuilder:
             events_lost=sample.events_lost,
             alerts_total={d: self._alerts.get(d, 0) for d in Detector},
             alerts_active=alerts_active,
-            rules=tuple(counted),
+            rules=counted,
             rule_hits=hits,
             blocklist_entries=blocklist_entries,
             blocklist_capacity=blocklist_capacity,
         )
+
+    def _count(self, rules: list[RuleStatus]) -> tuple[tuple[RuleStatus, ...], Mapping[str, int]]:
+        """The rules with their monotonic counts, and the counts by rule id (groups summed).
+
+        A second of 10,000 rules changes a few statuses at most, and the table keeps the others' objects
+        (rules/table.py): when every rule is where it was, only the statuses that are not the very
+        objects of the last call are counted again, and nothing changed gives the last result itself."""
+        last = self._last
+        if last is not None and len(last.given) == len(rules):
+            moved = [i for i, (a, b) in enumerate(zip(rules, last.given, strict=True)) if a is not b]
+            if not moved:
+                return last.counted, last.hits
+            if all(
+                rules[i].rule.id == last.given[i].rule.id and hits_group(rules[i].rule) == last.groups_of[i]
+                for i in moved
+            ):
+                return self._recount(rules, moved, last)
+        return self._count_all(rules)
+
+    def _count_one(self, status: RuleStatus) -> tuple[RuleStatus, int]:
+        rid = status.rule.id
+        last = self._hits_last.get(rid, 0)
+        if status.hits < last:  # reset (changed in place, another slot): counts on from where it was
+            self._hits_base[rid] = self._hits_base.get(rid, 0) + last
+        self._hits_last[rid] = status.hits
+        total = self._hits_base.get(rid, 0) + status.hits
+        return (status if total == status.hits else replace(status, hits=total)), total
+
+    def _count_all(self, rules: list[RuleStatus]) -> tuple[tuple[RuleStatus, ...], Mapping[str, int]]:
+        own: dict[str, int] = {}
+        counted = []
+        totals = []
+        groups_of: list[str | None] = []
+        groups = Counter(self._group_retired)
+        present = set()
+        for status in rules:
+            rid = status.rule.id
+            present.add(rid)
+            if rid not in self._hits_last and rid in self._retired:
+                self._hits_base[rid] = self._retired.pop(rid)
+            shown, total = self._count_one(status)
+            counted.append(shown)
+            totals.append(total)
+            group = hits_group(status.rule)
+            groups_of.append(group)
+            if group is not None:
+                self._grouped[rid] = group
+                groups[group] += total
+            else:
+                self._grouped.pop(rid, None)
+                own[rid] = total
+        for rid in [r for r in self._hits_last if r not in present]:  # deleted: prune its counter
+            gone = self._hits_base.pop(rid, 0) + self._hits_last.pop(rid)
+            group = self._grouped.pop(rid, None)
+            if group is not None:
+                self._group_retired[group] += gone
+                groups[group] += gone
+            else:
+                self._retired[rid] = gone
+                while len(self._retired) > RETIRED_MAX:
+                    del self._retired[next(iter(self._retired))]
+        last = _Counted(list(rules), tuple(counted), totals, groups_of, own, groups, _EMPTY)
+        last.hits = self._hits(last)
+        self._last = last
+        return last.counted, last.hits
+
+    def _recount(
+        self, rules: list[RuleStatus], moved: list[int], last: _Counted
+    ) -> tuple[tuple[RuleStatus, ...], Mapping[str, int]]:
+        """_count_all's result when only the statuses at ``moved`` changed, each still the same rule."""
+        counted = list(last.counted)
+        totals = list(last.totals)
+        own = dict(last.own)
+        groups = Counter(last.groups)
+        for i in moved:
+            status = rules[i]
+            counted[i], total = self._count_one(status)
+            group = last.groups_of[i]
+            if group is not None:
+                groups[group] += total - totals[i]
+            else:
+                own[status.rule.id] = total
+            totals[i] = total
+        now = _Counted(list(rules), tuple(counted), totals, last.groups_of, own, groups, _EMPTY)
+        now.hits = self._hits(now)
+        self._last = now
+        return now.counted, now.hits
+
+    def _hits(self, counted: _Counted) -> Mapping[str, int]:
+        """The counts by rule id: each rule's own, and each group's sum (a group counts while it has a rule
+        in force or has counted anything)."""
+        hits = dict(counted.own)
+        active = set(self._grouped.values())
+        for group in (AUTO_RULE_ID, EXTERNAL_RULE_ID, CROWDSEC_RULE_ID):
+            if counted.groups[group] or group in active:
+                hits[group] = hits.get(group, 0) + counted.groups[group]
+        return MappingProxyType(hits)  # kept by EngineSnapshot as it is: nobody holds the dict

@@ -40,6 +40,21 @@ MAX_EVENTS_PER_POLL = 8192
 _HASH, _ARRAY, _PERCPU_ARRAY, _LPM_TRIE = 1, 2, 6, 11
 
 
+def sum_hits(raw: bytes | memoryview, ncpu: int) -> list[tuple[int, int]]:
+    """RULE_HITS slots as percpu_hits_raw reads them: (packets summed, latest last_hit_ns) of each."""
+    # Each slot is ncpu (packets, last_hit_ns) pairs of u64 in the host's order (as abi.RULE_HIT reads
+    # them on the little-endian hosts this runs on): the sums and maxima over CPUs a column at a
+    # time (C loops; a per-slot Python loop over 10,000 rules was tens of ms every second).
+    words = memoryview(raw).cast("B").cast("Q")
+    stride = 2 * ncpu
+    packets = words[0::stride].tolist()
+    last = words[1::stride].tolist()
+    for c in range(1, ncpu):
+        packets = list(map(operator.add, packets, words[2 * c :: stride].tolist()))
+        last = list(map(max, last, words[2 * c + 1 :: stride].tolist()))
+    return list(zip(packets, last, strict=True))
+
+
 @dataclass(frozen=True)
 class DatapathConfig:
     """Sizes and knobs compiled into the program (the -D flags)."""
@@ -464,27 +479,21 @@ class Datapath:
         """Zero one per-CPU array entry on every CPU."""
         self.map_update(name, index.to_bytes(4, "little"), bytes(self._maps[name].value_bytes))
 
+    def percpu_hits_raw(self, slots: int) -> tuple[bytes, int]:
+        """The first ``slots`` RULE_HITS slots in one batch read, as the kernel lays them out (each slot
+        ncpu (packets, last_hit_ns) pairs of u64), and ncpu."""
+        m = self._map(MapName.RULE_HITS)
+        width = abi.RULE_HIT.size  # 16: already 8-aligned, as per-CPU values are laid out
+        n = max(0, min(slots, m.max_entries))
+        _, values, count = libbpf.map_lookup_batch(m.fd, 4, width * m.cpus, n)
+        return values[: count * width * m.cpus], m.cpus
+
     def percpu_hits(self, slots: int | None = None) -> list[tuple[int, int]]:
         """RULE_HITS in one batch read: (packets summed, latest last_hit_ns) of the first ``slots``
         slots (all when None).  Reading all of them costs tens of ms (31,024 slots by default)."""
         m = self._map(MapName.RULE_HITS)
-        ncpu = m.cpus
-        width = abi.RULE_HIT.size  # 16: already 8-aligned, as per-CPU values are laid out
-        n = m.max_entries if slots is None else max(0, min(slots, m.max_entries))
-        _, values, count = libbpf.map_lookup_batch(m.fd, 4, width * ncpu, n)
-        if not count:
-            return []
-        # Each slot is ncpu (packets, last_hit_ns) pairs of u64 in the host's order (as abi.RULE_HIT reads
-        # them on the little-endian hosts this runs on): the sums and maxima over CPUs a column at a
-        # time (C loops; a per-slot Python loop over 10,000 rules was tens of ms every second).
-        words = memoryview(values).cast("Q")[: count * 2 * ncpu]
-        stride = 2 * ncpu
-        packets = words[0::stride].tolist()
-        last = words[1::stride].tolist()
-        for c in range(1, ncpu):
-            packets = list(map(operator.add, packets, words[2 * c :: stride].tolist()))
-            last = list(map(max, last, words[2 * c + 1 :: stride].tolist()))
-        return list(zip(packets, last, strict=True))
+        raw, ncpu = self.percpu_hits_raw(m.max_entries if slots is None else slots)
+        return sum_hits(raw, ncpu)
 
     @property
     def possible_cpus(self) -> int:

@@ -7,6 +7,7 @@ is written before anything that points at it, and removed after.
 from __future__ import annotations
 
 import dataclasses
+import operator
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from ironpost_tui.errors import RuleRefused
 from ironpost_tui.kernel import abi
 from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.kernel.datapath import Datapath
+from ironpost_tui.kernel.hit_reader import HitReader
 from ironpost_tui.model import Action, FilterRule, IPNetwork, RuleStatus
 from ironpost_tui.rules import placement as kernel_rules
 from ironpost_tui.rules import prefilter, prefixh
@@ -25,6 +27,18 @@ from ironpost_tui.rules.fragments import FragmentEntries, fragment_keys
 from ironpost_tui.rules.placement import Placement, Shape
 from ironpost_tui.rules.prefilter import Atom, Prefilter
 from ironpost_tui.rules.prefixh import PrefixH
+
+
+@dataclass
+class _Shown:
+    """What status() last read: the rules (as dict order had them), sorted by priority, the position of
+    each one's slot in that order, and the statuses it gave."""
+
+    insts: list[_Installed]
+    order: list[_Installed]
+    at_slot: dict[int, int]
+    slots: int  # the highest slot in use, plus one: what is read
+    out: list[RuleStatus]
 
 
 @dataclass
@@ -70,6 +84,8 @@ class RuleTable:
         # last read and checked is still all there is to know.
         self.generation = 0
         self._statuses: dict[str, RuleStatus] = {}  # status(): the last one, by rule id
+        self._shown: _Shown | None = None  # status(): the rules it last read, in order
+        self._hit_reader = HitReader(datapath)
         # Source entries written beside the rules (decision_set.py): told when a rule's entry on a key
         # goes (map, key), and their BLOCKLIST entries (key -> value), which external.py expects there.
         self.on_removed: list[Callable[[MapName, bytes], None]] = []
@@ -129,32 +145,49 @@ class RuleTable:
         return sum(1 for inst in self._rules.values() if inst.placement.map_name == map_name)
 
     def status(self) -> list[RuleStatus]:
-        """Every rule with its hits summed over CPUs and its last hit time."""
-        out = []
-        # Slots are handed out lowest first: read up to the highest in use, not the whole map.
-        hits = self._dp.percpu_hits(max(i.slot for i in self._rules.values()) + 1) if self._rules else []
+        """Every rule with its hits summed over CPUs and its last hit time, in priority order."""
+        if not self._rules:
+            self._statuses, self._shown = {}, None
+            return []
         # A rule whose status did not change since the last call keeps its RuleStatus object: with 10,000
-        # rules, most of them every second, and whoever compares statuses (the console) can stop at `is`.
-        before = self._statuses
-        now: dict[str, RuleStatus] = {}
-        for inst in sorted(self._rules.values(), key=lambda i: i.priority):
-            packets, last = hits[inst.slot]
-            last_hit = last / 1e9 + self._clock_offset if last else None
-            rule = inst.rule
-            old = before.get(rule.id)
-            if (
-                old is None
-                or old.rule is not rule
-                or old.hits != packets
-                or old.last_hit != last_hit
-                or old.slot != inst.slot
-                or old.map_name != inst.placement.map_name
-            ):
-                old = RuleStatus(rule, inst.placement.map_name, packets, last_hit, inst.slot)
-            now[rule.id] = old
-            out.append(old)
-        self._statuses = now
-        return out
+        # rules, most of them every second, and whoever compares statuses (the console, the snapshot)
+        # can stop at `is`.  While the rules are the same, only the slots whose counters changed are
+        # looked at (hit_reader.py); else every rule, in an order sorted again.
+        insts = list(self._rules.values())
+        shown = self._shown
+        if shown is None or len(shown.insts) != len(insts) or not all(map(operator.is_, shown.insts, insts)):
+            order = sorted(insts, key=lambda i: i.priority)
+            # Slots are handed out lowest first: read up to the highest in use, not the whole map.
+            slots = max(i.slot for i in insts) + 1
+            shown = self._shown = _Shown(insts, order, {inst.slot: n for n, inst in enumerate(order)}, slots, [])
+            self._statuses = {i.rule.id: s for i in insts if (s := self._statuses.get(i.rule.id)) is not None}
+        hits, changed = self._hit_reader.read(shown.slots)
+        if changed is not None and shown.out:
+            out = list(shown.out)
+            for slot in changed:
+                n = shown.at_slot.get(slot)
+                if n is not None:
+                    out[n] = self._status_of(shown.order[n], hits)
+        else:
+            out = [self._status_of(inst, hits) for inst in shown.order]
+        shown.out = out
+        return list(out)
+
+    def _status_of(self, inst: _Installed, hits: list[tuple[int, int]]) -> RuleStatus:
+        packets, last = hits[inst.slot]
+        last_hit = last / 1e9 + self._clock_offset if last else None
+        rule = inst.rule
+        old = self._statuses.get(rule.id)
+        if (
+            old is None
+            or old.rule is not rule
+            or old.hits != packets
+            or old.last_hit != last_hit
+            or old.slot != inst.slot
+            or old.map_name != inst.placement.map_name
+        ):
+            old = self._statuses[rule.id] = RuleStatus(rule, inst.placement.map_name, packets, last_hit, inst.slot)
+        return old
 
     def blocklist(self) -> dict[bytes, tuple[FilterRule, bytes]]:
         """BLOCKLIST as the rules in force wrote it: key -> (rule, value)."""
@@ -291,6 +324,7 @@ class RuleTable:
             if inst.priority == position:
                 continue
             inst.priority = position
+            self._shown = None  # status() sorts again
             if inst.placement.map_name in self._lpm:
                 tries.add(inst.placement.map_name)
             else:

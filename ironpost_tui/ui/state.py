@@ -36,6 +36,7 @@ class ConsoleState:
     top: TopSnapshot | None = None  # the latest top-talker lists
     top_version: int = 0
     crowdsec: CrowdSecStatus | None = None  # the LAPI as last reported (None: no [crowdsec])
+    _blocklist_used: tuple[tuple[RuleStatus, ...], int] | None = field(default=None, repr=False, compare=False)
 
     @property
     def sample(self) -> StatsSample | None:
@@ -66,6 +67,8 @@ class ConsoleState:
         self.version += 1
 
     def set_rules(self, rules: tuple[RuleStatus, ...]) -> None:
+        if rules is self.rules:
+            return  # the engine's very table again (an idle second: it keeps it): nothing to draw
         self.rules = rules
         self.rules_version += 1
         self.version += 1
@@ -97,4 +100,7 @@ class ConsoleState:
         return sum(sample.events_lost.values()) if sample else 0
 
     def blocklist_used(self) -> int:
-        return sum(1 for s in self.rules if s.map_name == MapName.BLOCKLIST)
+        counted = self._blocklist_used
+        if counted is None or counted[0] is not self.rules:  # counted once per table, not per redraw
+            counted = self._blocklist_used = (self.rules, sum(1 for s in self.rules if s.map_name == MapName.BLOCKLIST))
+        return counted[1]

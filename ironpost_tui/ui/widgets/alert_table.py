@@ -21,6 +21,7 @@ from ironpost_tui.ui.details import alert_fields, state_text
 from ironpost_tui.ui.messages import BlockSource, UnblockSource, WidgetRequest
 from ironpost_tui.ui.table_sort import Column, SortOrder, address_key
 from ironpost_tui.ui.widgets.field_list import FieldList
+from ironpost_tui.ui.widgets.shown_text import show
 
 SEVERE = ("critical", "high")
 SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
@@ -263,7 +264,7 @@ class AlertTable(Vertical):
         status = self.query_one("#alert-status", Static)
         status.set_class(bool(self.problem), "-error")
         if self.problem:
-            status.update(self.problem)
+            show(status, self.problem)
             return
         active = [a for a in self.alerts if not a.resolved]
         new = [a for a in active if a.id not in self.acknowledged]
@@ -272,7 +273,7 @@ class AlertTable(Vertical):
         text = f"{len(active)} active{held}, {len(new)} not acknowledged, {len(self.alerts) - len(active)} resolved"
         if self.order != SortOrder():
             text += f" · {self.order.describe(COLUMNS, 'by number')}"
-        status.update(text)
+        show(status, text)
 
     # --- actions ------------------------------------------------------------------
     def action_sort(self) -> None:

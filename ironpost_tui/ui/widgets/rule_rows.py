@@ -176,16 +176,20 @@ class RuleRows(LineGrid):
             self._keys = keys
             self._index = {k: i for i, k in enumerate(keys)}
             self._made = {k: made for k, made in self._made.items() if k in self._index}
+        measure = changed or labels != self._labels or not self._widths
         self._rows = list(rows)
         self._now = now
         made = self._made
+        widths = self._widths
         for s in self._rows:
             old = made.get(s.rule.id)
             if old is None or (old[0] is not s and old[0] != s):  # the engine keeps unchanged statuses
-                made[s.rule.id] = (s, cells(s, now))
+                new = made[s.rule.id] = (s, cells(s, now))
                 changed = True
+                if not measure:  # the same rows: the columns widen for this one, or are measured again
+                    measure = self._widen(old[1] if old else None, new[1], widths)
         self._expiring = [i for i, s in enumerate(self._rows) if s.rule.expires_at is not None]
-        if changed or labels != self._labels:
+        if measure:
             self._labels = labels
             self._measure()
             changed = True
@@ -224,6 +228,21 @@ class RuleRows(LineGrid):
         if wider:
             self._update_width()
         return changed
+
+    def _widen(self, old: tuple[Cell, ...] | None, new: tuple[Cell, ...], widths: list[int]) -> bool:
+        """Widen the columns for a row whose cells went from ``old`` to ``new``; True when every row must be
+        measured again (a cell that was as wide as its column got narrower)."""
+        wider = False
+        for i, (text, _style) in enumerate(new):
+            n = cells_of(text)
+            if n > widths[i]:
+                widths[i] = n
+                wider = True
+            elif old is not None and n < widths[i] and cells_of(old[i][0]) == widths[i]:
+                return True
+        if wider:
+            self._update_width()
+        return False
 
     def _measure(self) -> None:
         """Each column as wide as its widest text (the header's included), as a DataTable's auto width."""

@@ -22,6 +22,7 @@ from ironpost_tui.ui.messages import RuleRequest, WidgetRequest
 from ironpost_tui.ui.table_sort import SortOrder, maybe
 from ironpost_tui.ui.widgets.field_list import FieldList
 from ironpost_tui.ui.widgets.rule_rows import COLUMNS, RuleRows, source_of
+from ironpost_tui.ui.widgets.shown_text import show
 
 SORT_KEYS: dict[str, Callable[[RuleStatus], Any]] = {
     "id": lambda s: s.rule.id,
@@ -149,14 +150,14 @@ class RulesPane(Vertical):
         status = self.query_one("#rule-status", Static)
         status.set_class(bool(self.problem), "-error")
         if self.problem:
-            status.update(self.problem)
+            show(status, self.problem)
             return
         used = sum(1 for s in self.rules if s.map_name == MapName.BLOCKLIST)
         drops = sum(1 for s in self.rules if s.rule.action is Action.DROP)
         text = f"{len(self.rules)} rules ({drops} drop) · blocklist {used}/{self.capacity}"
         if self.order != SortOrder():
             text += f" · {self.order.describe(COLUMNS, 'file order')}"
-        status.update(text + (" · read-only replay" if self.read_only else ""))
+        show(status, text + (" · read-only replay" if self.read_only else ""))
 
     # --- actions ------------------------------------------------------------------
     def action_sort(self) -> None:

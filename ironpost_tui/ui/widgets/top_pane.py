@@ -25,6 +25,7 @@ from ironpost_tui.ui.table_sort import Column, SortOrder, address_key
 from ironpost_tui.ui.top_details import top_fields
 from ironpost_tui.ui.top_filter import TopFilter
 from ironpost_tui.ui.widgets.field_list import FieldList
+from ironpost_tui.ui.widgets.shown_text import show
 
 KEY_LABELS = {TopKind.SOURCES: "source", TopKind.DESTINATIONS: "destination", TopKind.PORTS: "port"}
 WINDOWS = tuple(RateWindow)
@@ -251,14 +252,14 @@ class TopPane(Vertical):
         status = self.query_one("#top-status", Static)
         status.set_class(bool(self.problem), "-error")
         if self.problem:
-            status.update(self.problem)
+            show(status, self.problem)
             return
         parts = [f"{self.kind.value} over {self.window.label} (w)", f"{len(self._rows)} shown (v: next list)"]
         if self.order != SortOrder():
             parts.append(self.order.describe(columns(self.kind), "by packets/s"))
         if self._filter:
             parts.append(f"filter: {self._filter.text}")
-        status.update(" · ".join(parts))
+        show(status, " · ".join(parts))
 
     # --- actions ------------------------------------------------------------------
     def action_sort(self) -> None:

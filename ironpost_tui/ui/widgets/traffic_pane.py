@@ -16,6 +16,7 @@ from ironpost_tui.model import PROTOCOLS, ProtoRates, StatsSample
 from ironpost_tui.ui import format as fmt
 from ironpost_tui.ui.offenders import Offender
 from ironpost_tui.ui.widgets.scaled_sparkline import ScaledSparkline
+from ironpost_tui.ui.widgets.shown_text import show
 
 ROWS = (*PROTOCOLS, "total")  # tcp udp icmp other total
 SPARK_SAMPLES = 60  # the sparklines show the last minute of 1 s samples
@@ -100,7 +101,7 @@ class TrafficPane(Vertical, can_focus=True):
             for o in offenders:
                 found = " · ".join([o.rates] * bool(o.rates) + [f"{d} {fmt.count(n)}" for d, n in o.alerts])
                 lines.append(Content.assemble((fmt.text(o.source) + "  ", "bold"), found))
-        self.query_one("#offenders", Static).update(Content("\n").join(lines))
+        show(self.query_one("#offenders", Static), Content("\n").join(lines))
 
     def action_select(self, step: int) -> None:
         self.selected = ROWS[(ROWS.index(self.selected) + step) % len(ROWS)]
@@ -110,7 +111,7 @@ class TrafficPane(Vertical, can_focus=True):
             self.query_one(f"#name-{proto}").set_class(proto == selected, "-selected")
 
     def watch_bits(self, bits: bool) -> None:
-        self.query_one("#rate-head", Label).update("bit/s" if bits else "B/s")
+        show(self.query_one("#rate-head", Label), "bit/s" if bits else "B/s")
         self.watch_samples(self.samples)
 
     def watch_samples(self, samples: Sequence[StatsSample]) -> None:
@@ -122,8 +123,8 @@ class TrafficPane(Vertical, can_focus=True):
         # One scale per column: the largest rate of any protocol in the window.
         pps_max = max((r.pps for s in recent for r in s.rates.values()), default=0.0)
         bps_max = max((r.bps * scale for s in recent for r in s.rates.values()), default=0.0)
-        self.query_one("#pps-head", Label).update(f"max {fmt.si(pps_max)} pkt/s")
-        self.query_one("#volume-head", Label).update(f"max {fmt.si(bps_max, 'b' if self.bits else 'B')}/s")
+        show(self.query_one("#pps-head", Label), f"max {fmt.si(pps_max)} pkt/s")
+        show(self.query_one("#volume-head", Label), f"max {fmt.si(bps_max, 'b' if self.bits else 'B')}/s")
         for proto in ROWS:
             rates = [s.rates.get(proto, ProtoRates()) for s in recent]
             pps = self.query_one(f"#pps-{proto}", ScaledSparkline)
@@ -132,9 +133,9 @@ class TrafficPane(Vertical, can_focus=True):
             bps.data, bps.scale = [r.bps * scale for r in rates], bps_max
             now = rates[-1] if rates else ProtoRates()
             drops = latest.totals[proto].drops if latest and proto in latest.totals else 0
-            self.query_one(f"#ppsv-{proto}", Static).update(fmt.si(now.pps))
-            self.query_one(f"#bpsv-{proto}", Static).update(fmt.si(now.bps * scale, "b" if self.bits else "B"))
-            self.query_one(f"#drops-{proto}", Static).update(fmt.si(drops))
+            show(self.query_one(f"#ppsv-{proto}", Static), fmt.si(now.pps))
+            show(self.query_one(f"#bpsv-{proto}", Static), fmt.si(now.bps * scale, "b" if self.bits else "B"))
+            show(self.query_one(f"#drops-{proto}", Static), fmt.si(drops))
             dps = self.query_one(f"#dps-{proto}", Static)
-            dps.update(fmt.si(now.drops_ps))
+            show(dps, fmt.si(now.drops_ps))
             dps.set_class(now.drops_ps > 0, "-dropping")

@@ -1,0 +1,56 @@
+"""RULE_HITS read again and again (each second, for the rules table), and which slots changed since the
+last read.
+
+With a threat feed's 10,000 rules, summing every slot over the CPUs and comparing every rule's status each
+second cost more than the rest of an idle console's work, while a second changes a few slots at most (the
+rules a flood matches).  The read stays whole (one batch syscall); what changed is found by comparing it
+with the last read a block of slots at a time (bytes compared in C), and only changed blocks are summed.
+"""
+
+from __future__ import annotations
+
+from ironpost_tui.kernel.datapath import Datapath, sum_hits
+
+BLOCK = 64  # slots compared at once: 157 compares of 2 KiB for 10,000 rules on 2 CPUs
+
+
+class HitReader:
+    """Reads the first n RULE_HITS slots and says which changed since its last read."""
+
+    def __init__(self, datapath: Datapath) -> None:
+        self._dp = datapath
+        self._raw = b""
+        self._hits: list[tuple[int, int]] = []
+
+    def forget(self) -> None:
+        """The next read reports every slot as changed (a slot was cleared and reused, say)."""
+        self._raw = b""
+        self._hits = []
+
+    def read(self, slots: int) -> tuple[list[tuple[int, int]], list[int] | None]:
+        """(packets summed, latest last_hit_ns) of each of the first ``slots`` slots, and the slots whose
+        counters changed since the last read, in order; None when any may have (the first read, another
+        count of slots).  The list is this reader's own, updated in place by the next read: use it now."""
+        raw, ncpu = self._dp.percpu_hits_raw(slots)
+        before = self._raw
+        self._raw = raw
+        if len(before) != len(raw) or not raw:
+            self._hits = sum_hits(raw, ncpu) if raw else []
+            return self._hits, None
+        if before == raw:
+            return self._hits, []
+        hits = self._hits
+        width = len(raw) // len(hits)
+        step = BLOCK * width
+        changed: list[int] = []
+        view = memoryview(raw)
+        for start in range(0, len(raw), step):
+            end = start + step
+            if raw[start:end] == before[start:end]:
+                continue
+            first = start // width
+            for i, (new, old) in enumerate(zip(sum_hits(view[start:end], ncpu), hits[first:], strict=False)):
+                if new != old:
+                    hits[first + i] = new
+                    changed.append(first + i)
+        return hits, changed

@@ -1,0 +1,14 @@
+"""A Static's text set only when it changes: each Static.update lays the whole screen out again and
+draws every pane it spans, so the console's once-a-second figures, the same at idle, were a full
+screen's work each second."""
+
+from __future__ import annotations
+
+from textual.visual import VisualType
+from textual.widgets import Static
+
+
+def show(widget: Static, content: VisualType) -> None:
+    """``widget.update(content)`` unless it shows ``content`` already."""
+    if widget.content != content:
+        widget.update(content)
