@@ -114,8 +114,8 @@ class AlertTable(Vertical):
     AlertTable #alert-status.-error { color: $error; text-style: bold; }
     """
 
-    alerts: reactive[tuple[Alert, ...]] = reactive(tuple, always_update=True)
-    now: reactive[float] = reactive(0.0)  # the source's clock: what a block's time left counts from
+    alerts: reactive[tuple[Alert, ...]] = reactive(tuple, always_update=True, repaint=False)
+    now: reactive[float] = reactive(0.0, repaint=False)  # the source's clock: what a block's time left counts from
     read_only: reactive[bool] = reactive(False)
     problem: reactive[str] = reactive("")
     order: reactive[SortOrder] = reactive(SortOrder)

@@ -81,8 +81,8 @@ class RulesPane(Vertical):
     RulesPane #rule-status.-error { color: $error; text-style: bold; }
     """
 
-    rules: reactive[tuple[RuleStatus, ...]] = reactive(tuple, always_update=True)
-    now: reactive[float] = reactive(0.0)
+    rules: reactive[tuple[RuleStatus, ...]] = reactive(tuple, always_update=True, repaint=False)
+    now: reactive[float] = reactive(0.0, repaint=False)
     capacity: reactive[int] = reactive(0)
     read_only: reactive[bool] = reactive(False)
     problem: reactive[str] = reactive("")

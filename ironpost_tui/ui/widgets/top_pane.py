@@ -126,7 +126,7 @@ class TopPane(Vertical):
     TopPane #top-status.-error { color: $error; text-style: bold; height: auto; }
     """
 
-    top: reactive[TopSnapshot] = reactive(lambda: TopSnapshot(at=0.0), always_update=True)
+    top: reactive[TopSnapshot] = reactive(lambda: TopSnapshot(at=0.0), always_update=True, repaint=False)
     read_only: reactive[bool] = reactive(False)
     problem: reactive[str] = reactive("")
     order: reactive[SortOrder] = reactive(SortOrder)

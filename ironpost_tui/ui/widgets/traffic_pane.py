@@ -57,10 +57,10 @@ class TrafficPane(Vertical, can_focus=True):
     TrafficPane Sparkline.bits > .sparkline--min-color { color: $accent 30%; }
     """
 
-    samples: reactive[tuple[StatsSample, ...]] = reactive(tuple, always_update=True)
+    samples: reactive[tuple[StatsSample, ...]] = reactive(tuple, always_update=True, repaint=False)
     bits: reactive[bool] = reactive(True)
     selected: reactive[str] = reactive("total")
-    offenders: reactive[tuple[Offender, ...]] = reactive(tuple)
+    offenders: reactive[tuple[Offender, ...]] = reactive(tuple, repaint=False)
 
     def compose(self) -> ComposeResult:
         with Grid():
