@@ -15,6 +15,7 @@ import pytest
 
 from ironpost_tui.kernel import abi
 from ironpost_tui.kernel.events import EventDecoder, RecordEvent
+from ironpost_tui.kernel.record_event import verdict_mask
 from ironpost_tui.kernel.ringbuf import HEADER_SIZE, EventRecords
 from ironpost_tui.model import Action, FilterRule, PacketEvent, Verdict
 
@@ -165,6 +166,34 @@ def test_fields_are_decoded_only_when_read() -> None:
     assert events[0].src is events[0].src  # the cache
     events[1].decoded()
     assert dec.cached_addresses == 3  # events[1]'s source, and the destination they share
+
+
+def test_verdict_mask_reads_a_batch_of_records_verdict_bytes_without_their_property(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """verdict_mask gives, per event, whether its verdict is the one asked (unknown verdict bytes read as
+    PASS, as the property does) and reads a batch of RecordEvents without one ``verdict`` call.  Negative
+    control: with one plain PacketEvent in the batch, the same mask comes through each event's property
+    (the counter counts, so its zero above is not vacuous)."""
+    events = decoder().decode_all(ring(CASES))
+    want = {v: bytes(e.verdict is v for e in events) for v in Verdict}
+    assert want[Verdict.PASS].count(1) == 4  # verdict byte 0, and 4, 200 and 255 (unknown)
+    reads = 0
+    read = RecordEvent.verdict.fget
+    assert read is not None
+
+    def counting(e: RecordEvent) -> Verdict:
+        nonlocal reads
+        reads += 1
+        return read(e)
+
+    monkeypatch.setattr(RecordEvent, "verdict", property(counting))
+    assert {v: verdict_mask(events, v) for v in Verdict} == want
+    assert reads == 0
+    mixed = [*events, events[0].decoded()]
+    assert verdict_mask(mixed, Verdict.DROP) == want[Verdict.DROP] + bytes([events[0].verdict is Verdict.DROP])
+    assert reads == len(events) + 1  # the batch's RecordEvents through the property, and events[0] above
+    assert verdict_mask([], Verdict.DROP) == b""
 
 
 def test_a_record_event_is_a_packet_event_value() -> None:

@@ -9,11 +9,12 @@ import logging
 from collections.abc import Awaitable, Callable
 
 import pytest
-from support.ui import event
+from support.ui import T0, event
 from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 
 from ironpost_tui.model import PacketEvent
+from ironpost_tui.ui import format as fmt
 from ironpost_tui.ui.state import EVENTS_KEPT
 from ironpost_tui.ui.themes import VARIABLE_DEFAULTS
 from ironpost_tui.ui.widgets import event_grid
@@ -244,5 +245,56 @@ def test_columns_line_up_by_terminal_cells_with_wide_characters_in_a_rule_id() -
         rows = [pane.grid.render_line(y).text for y in (1, 2)]
         at = [cell_len(row[: row.index(" tcp ")]) for row in rows]
         assert at[0] == at[1], rows
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("way", ["scrolled", "sorted"])
+def test_columns_widen_for_the_rows_drawn_not_for_the_rows_that_arrive(
+    way: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """5,000 rows arrive and none is formatted then; a draw measures the rows on screen.  One row's long
+    IPv6 source is off screen: its column stays as wide as the IPv4 sources drawn (negative control: what
+    is not drawn does not widen it).  Brought on screen (scrolled to, or sorted to the top), it is drawn
+    whole and every column lines up with the header."""
+    from rich.cells import cell_len
+
+    from ironpost_tui.ui.table_sort import SortOrder
+
+    wide = "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"
+
+    async def scenario(pilot: Pilot[None], pane: EventTable) -> None:
+        formatted = 0
+        cells = event_grid.cells
+
+        def counting(e: PacketEvent, clock: bool = True) -> tuple[str, ...]:
+            nonlocal formatted
+            formatted += 1
+            return cells(e, clock)
+
+        grid = pane.grid
+        pane.add_events(numbered(0, 100))
+        await pilot.pause()
+        monkeypatch.setattr(event_grid, "cells", counting)
+        pane.add_events([*numbered(1, 2_500), event(wide), *numbered(2_501, EVENTS_KEPT - 2_501)])
+        assert formatted == 0  # nothing formatted as the rows arrive
+        await pilot.pause()
+        assert 0 < formatted <= 2 * grid.size.height  # the rows on screen: measured, then drawn
+        lines = [grid.render_line(y).text for y in range(grid.size.height)]
+        assert not any(wide in line for line in lines)
+        assert lines[1].startswith(f" {fmt.clock(T0 + 50)}  198.51.100.7  drop ")  # as wide as the IPv4 sources
+
+        if way == "scrolled":
+            grid.cursor_row = 2_500
+        else:
+            await pilot.press("home")
+            await pilot.pause()
+            assert wide not in grid.render_line(1).text
+            grid.set_order(SortOrder("source", descending=True))  # IPv6 first; the cursor's row second
+        await pilot.pause()
+        lines = [grid.render_line(y).text for y in range(grid.size.height)]
+        assert f" {wide}  drop " in lines[1]
+        verdict_at = {cell_len(line[: line.index(" verdict " if y == 0 else " drop ")]) for y, line in enumerate(lines)}
+        assert len(verdict_at) == 1, lines  # the header's and every row's verdict column start at one cell
 
     run(scenario)

@@ -106,8 +106,10 @@ def test_alert_detail(snap_compare: Any, size: tuple[int, int]) -> None:
 def test_events_pane(snap_compare: Any, size: tuple[int, int]) -> None:
     """Key 3: events, newest at the bottom with the cursor on it; columns time (UTC), source,
     verdict (drop in the error colour), rule (drop-telnet whole), proto, dport, flags: all on
-    screen at 80×24; then destination, sport, len; the status line '5,000 shown of 5,180 kept ·
-    lost …'; footer with / Filter, b Block, u hidden in a replay."""
+    screen at 80×24; then destination, sport, len; each column as wide as the widest text it has
+    drawn (at 80×24, 198.18.141.142 and drop-telnet with a blank each side: the older rows' wider
+    texts were never on screen); the status line '5,000 shown of 5,180 kept · lost …'; footer
+    with / Filter, b Block, u hidden in a replay."""
     assert shoot(snap_compare, size, "3")
 
 

@@ -17,7 +17,9 @@ from __future__ import annotations
 import ipaddress
 import re
 import struct
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import repeat
+from operator import attrgetter, is_, itemgetter
 from typing import Any, SupportsIndex, overload
 
 from ironpost_tui.kernel import abi
@@ -57,6 +59,10 @@ _U64, _U32, _U16 = struct.Struct("<Q"), struct.Struct("<I"), struct.Struct("<H")
 # PacketEvent's field types into the stored items.
 _get: Callable[[tuple[Any, ...], int], Any] = tuple.__getitem__
 _new_event = tuple.__new__  # a PacketEvent from one tuple, in C (no __new__ in Python)
+# For verdict_mask: a body's verdict byte; per verdict, bytes.translate's table from that byte to 1 or 0.
+_verdict_byte: Callable[[bytes], int] = itemgetter(_VERDICT)
+_IS_VERDICT = {v: bytes(_VERDICT_OF[b] is v for b in range(256)) for v in Verdict}
+_verdict_of: Callable[[PacketEvent], Verdict] = attrgetter("verdict")
 
 
 class Batch:
@@ -247,3 +253,14 @@ def _plain(other: object) -> tuple[Any, ...] | None:
     if isinstance(other, RecordEvent):
         return other._values()
     return tuple(other) if isinstance(other, tuple) else None
+
+
+def verdict_mask(events: Sequence[PacketEvent], verdict: Verdict) -> bytes:
+    """One byte per event, 1 where its verdict is ``verdict``, else 0 (selectors for itertools.compress).
+
+    A batch of RecordEvents is read from their records' verdict bytes in C loops: no property call and
+    nothing decoded per event (a console splits every event it is sent by verdict).  Any other events (a
+    recording's plain PacketEvents, a test's, a mix) are read through their ``verdict``."""
+    if all(map(is_, map(type, events), repeat(RecordEvent))):
+        return bytes(map(_verdict_byte, map(_get, events, repeat(0)))).translate(_IS_VERDICT[verdict])
+    return bytes(map(is_, map(_verdict_of, events), repeat(verdict)))

@@ -2,8 +2,10 @@
 
 A DataTable builds and measures every row it holds (about 120 µs a row), which under an
 event flood was most of the console's CPU.  This grid keeps the events themselves, in a
-bounded deque, and formats a row only when it is drawn; the column widths grow with what
-arrives (as a DataTable's auto-width columns do).
+bounded deque, and formats a row only when it is drawn.  A column is as wide as the widest
+text it has drawn since the rows were last set: the rows on screen are measured before a
+draw (once per change of the rows, the scroll position or the height), so a row that is
+never on screen is never decoded.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
+
+from textual.strip import Strip
 
 from ironpost_tui.model import PacketEvent
 from ironpost_tui.ui import format as fmt
@@ -119,6 +123,8 @@ class EventGrid(LineGrid):
         self.order = SortOrder()
         self._sorted: list[PacketEvent] | None = None  # the rows in ``order``; None: arrival order
         self._widths = [cells_of(label) for label in self.labels]
+        self._changes = 0  # bumped when the rows or their order change
+        self._measured: tuple[int, int, int] | None = None  # (changes, first row, rows) last measured
 
     # --- rows -------------------------------------------------------------------------
     @property
@@ -161,6 +167,7 @@ class EventGrid(LineGrid):
     def _resort(self) -> None:
         # One sort of at most maxlen rows per batch (the redraw's), not per row: cheap at 5,000.
         self._sorted = None if self.order == SortOrder() else self.order.apply(self.rows, SORT_KEYS)
+        self._changes += 1
 
     def _keep_cursor_on(self, event: PacketEvent | None) -> None:
         shown = self.shown
@@ -199,28 +206,46 @@ class EventGrid(LineGrid):
             self.post_message(self.CursorMoved(self))
 
     def _add(self, rows: Iterable[PacketEvent]) -> int:
-        """Add and measure rows; return how many old rows left."""
+        """Add rows (measured when drawn); return how many old rows left."""
         maxlen = self.rows.maxlen or 0
         rows = list(rows)[-maxlen:] if maxlen else list(rows)  # only the newest can stay
         before = len(self.rows)
         self.rows.extend(rows)
-        widths = self._widths
-        widths[0] = max(widths[0], CLOCK_WIDTH)  # the time column: always HH:MM:SS
-        for event in rows:
-            for i, text in enumerate(cells(event, clock=False)):
-                n = cells_of(text)  # a wide character takes two cells
-                if n > widths[i]:
-                    widths[i] = n
+        self._changes += 1
+        self._widths[0] = max(self._widths[0], CLOCK_WIDTH)  # the time column: always HH:MM:SS
         self.virtual_size = self.virtual_size.with_height(len(self.rows) + 1)
         self._update_width()
         if self.order != SortOrder():
             self._resort()
         return before + len(rows) - len(self.rows)
 
+    def _measure_shown(self) -> None:
+        """Widen the columns for the rows on screen, before any of them is drawn.  Rows arrive by the
+        thousand and a screenful is drawn: measuring them all as they came decoded every event."""
+        top = self.scroll_offset.y
+        count = max(0, min(self.size.height - 1, self.row_count - top))  # the lines under the header
+        key = (self._changes, top, count)
+        if key == self._measured:
+            return
+        self._measured = key
+        shown, widths, grew = self.shown, self._widths, False
+        for row in range(top, top + count):
+            for i, text in enumerate(cells(shown[row], clock=False)):
+                n = cells_of(text)  # a wide character takes two cells
+                if n > widths[i]:
+                    widths[i], grew = n, True
+        if grew:
+            self._update_width()
+            self.refresh()  # lines drawn before with the narrower columns
+
     def move_to_newest(self) -> None:
         self.cursor_row = max(0, len(self.rows) - 1)
 
     # --- what the grid draws -------------------------------------------------------------
+    def render_line(self, y: int) -> Strip:
+        self._measure_shown()  # the first line of a draw measures the screenful; the others find it done
+        return super().render_line(y)
+
     def row_cells(self, row: int) -> list[Cell]:
         event = self.shown[row]
         verdict = event.verdict.value
