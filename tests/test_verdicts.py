@@ -37,6 +37,7 @@ from support.packets import SPORT, eth
 from support.verdicts import XDP_DROP, XDP_PASS, Env, check, delta, drop, expected_delta, mon, open_env
 
 from ironpost_tui.kernel import abi, libbpf, stats
+from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.model import FilterRule, Verdict
 from ironpost_tui.rules import placement as kernel_rules
 from ironpost_tui.rules import prefilter
@@ -1133,6 +1134,21 @@ def test_hit_counters_only_changed_statuses_are_new(env: Env) -> None:
     readded = {s.rule.id: s for s in env.table.status()}
     assert readded[f"r{hit}"].hits == 0 and readded[f"r{hit}"].last_hit is None
     assert all(readded[s.rule.id] is s for s in after if s.rule.id != f"r{hit}")
+
+
+def test_rules_order_and_counts_follow_a_reorder(env: Env) -> None:
+    """The table's sorted view (rules(), status(), count()) is kept while the rules are the same objects;
+    a reorder changes only priorities, in place, and the view follows it all the same."""
+    rules = [drop(f"o{i}", src=f"198.19.2.{i + 1}/32") for i in range(5)] + [drop("o-net", src="198.19.3.0/24")]
+    env.reset(rules)
+    assert [r.id for r in env.table.rules()] == [r.id for r in rules]
+    assert env.table.count(MapName.BLOCKLIST) == 5 and env.table.count(MapName.SRC4) == 1
+    backwards = list(reversed(rules))
+    env.table.replace_all(backwards)
+    assert [r.id for r in env.table.rules()] == [r.id for r in backwards]
+    assert [s.rule.id for s in env.table.status()] == [r.id for r in backwards]
+    env.table.delete("o-net")
+    assert env.table.count(MapName.SRC4) == 0 and len(env.table.rules()) == 5
 
 
 def test_hit_counters_with_test_run_repeat(env: Env) -> None:

@@ -31,14 +31,16 @@ from ironpost_tui.rules.prefixh import PrefixH
 
 @dataclass
 class _Shown:
-    """What status() last read: the rules (as dict order had them), sorted by priority, the position of
-    each one's slot in that order, and the statuses it gave."""
+    """The rules as _view() last saw them (in dict order), sorted by priority, the position of each one's
+    slot in that order, the slots to read, the statuses status() last gave, and counts by map."""
 
     insts: list[_Installed]
     order: list[_Installed]
     at_slot: dict[int, int]
     slots: int  # the highest slot in use, plus one: what is read
     out: list[RuleStatus]
+    rules: list[FilterRule]  # in order
+    counts: Counter[MapName]  # rules by the map that holds them
 
 
 @dataclass
@@ -100,7 +102,8 @@ class RuleTable:
         return rule_id in self._rules
 
     def rules(self) -> list[FilterRule]:
-        return [inst.rule for inst in sorted(self._rules.values(), key=lambda i: i.priority)]
+        """The rules in priority order."""
+        return list(self._view().rules) if self._rules else []
 
     def get(self, rule_id: str) -> FilterRule | None:
         inst = self._rules.get(rule_id)
@@ -142,7 +145,7 @@ class RuleTable:
         }
 
     def count(self, map_name: MapName) -> int:
-        return sum(1 for inst in self._rules.values() if inst.placement.map_name == map_name)
+        return self._view().counts[map_name] if self._rules else 0
 
     def status(self) -> list[RuleStatus]:
         """Every rule with its hits summed over CPUs and its last hit time, in priority order."""
@@ -153,14 +156,7 @@ class RuleTable:
         # rules, most of them every second, and whoever compares statuses (the console, the snapshot)
         # can stop at `is`.  While the rules are the same, only the slots whose counters changed are
         # looked at (hit_reader.py); else every rule, in an order sorted again.
-        insts = list(self._rules.values())
-        shown = self._shown
-        if shown is None or len(shown.insts) != len(insts) or not all(map(operator.is_, shown.insts, insts)):
-            order = sorted(insts, key=lambda i: i.priority)
-            # Slots are handed out lowest first: read up to the highest in use, not the whole map.
-            slots = max(i.slot for i in insts) + 1
-            shown = self._shown = _Shown(insts, order, {inst.slot: n for n, inst in enumerate(order)}, slots, [])
-            self._statuses = {i.rule.id: s for i in insts if (s := self._statuses.get(i.rule.id)) is not None}
+        shown = self._view()
         hits, changed = self._hit_reader.read(shown.slots)
         if changed is not None and shown.out:
             out = list(shown.out)
@@ -172,6 +168,26 @@ class RuleTable:
             out = [self._status_of(inst, hits) for inst in shown.order]
         shown.out = out
         return list(out)
+
+    def _view(self) -> _Shown:
+        """The rules sorted, counted and their slots placed, once per change of the rules (10,000 rules
+        sorted for each call was most of what an idle second cost: the status, the expiry, the counts)."""
+        insts = list(self._rules.values())
+        shown = self._shown
+        if shown is None or len(shown.insts) != len(insts) or not all(map(operator.is_, shown.insts, insts)):
+            order = sorted(insts, key=lambda i: i.priority)
+            shown = self._shown = _Shown(
+                insts,
+                order,
+                {inst.slot: n for n, inst in enumerate(order)},
+                # Slots are handed out lowest first: read up to the highest in use, not the whole map.
+                max((i.slot for i in insts), default=-1) + 1,
+                [],
+                [inst.rule for inst in order],
+                Counter(inst.placement.map_name for inst in insts),
+            )
+            self._statuses = {i.rule.id: s for i in insts if (s := self._statuses.get(i.rule.id)) is not None}
+        return shown
 
     def _status_of(self, inst: _Installed, hits: list[tuple[int, int]]) -> RuleStatus:
         packets, last = hits[inst.slot]
