@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+import operator
+from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import NamedTuple, NoReturn
 
@@ -58,6 +59,20 @@ class FilterRule:
     external: bool = False  # written into BLOCKLIST by another tool (rules/external.py); never saved
     crowdsec: bool = False  # a CrowdSec LAPI decision (engine/crowdsec/); never saved
 
+    def __hash__(self) -> int:
+        # The fields' hash, as the dataclass would give it, kept once computed: a rule is hashed again
+        # and again on its way in (place()'s cache, the table's and the controller's dicts), and hashing
+        # its networks is Python code (a tenth of a 10,000-rule load).
+        h: int | None = self.__dict__.get("_hash")
+        if h is None:
+            h = hash(_rule_fields(self))
+            object.__setattr__(self, "_hash", h)
+        return h
+
+    def __getstate__(self) -> dict[str, object]:
+        # A pickle or a copy leaves the kept hash behind: another process hashes strings differently.
+        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+
     @property
     def match_fields(self) -> tuple[str, ...]:
         names = ("src_ip", "dst_ip", "dst_port", "protocol")
@@ -70,6 +85,9 @@ class FilterRule:
             other.dst_port,
             other.protocol,
         )
+
+
+_rule_fields = operator.attrgetter(*(f.name for f in fields(FilterRule)))  # a rule's fields, as a tuple
 
 
 @dataclass(frozen=True)

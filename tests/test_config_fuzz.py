@@ -223,3 +223,45 @@ def test_rule_file_takes_the_fast_path() -> None:
     assert too_deep(usual, 4) is None and scan_too_deep(usual, 4) is None
     assert _simple_depth(usual + "x = [[1]]\n") is None  # an array value: the scanner decides
     assert too_deep(usual.replace("[[ebpf.rules]]", "[[ebpf.rules.a.b]]"), 4) == (4, 1)  # positive control
+
+
+def _ip_or_error(read: Any, text: str) -> object:
+    try:
+        return read(text)
+    except ValueError:
+        return ValueError
+
+
+ADDRESS_LIKE = st.one_of(
+    st.ip_addresses().map(str),
+    st.ip_addresses().map(lambda a: str(a).upper()),
+    st.ip_addresses(v=6).map(lambda a: a.exploded),  # not canonical: the slow path
+    st.text(alphabet="0123456789abcdefABCDEF.:%x ", max_size=45),  # near misses: leading zeros, zones, junk
+)
+
+
+@FUZZ
+@given(ADDRESS_LIKE)
+def test_address_fast_path_reads_what_ipaddress_reads(text: str) -> None:
+    """config.rules._ip reads a canonical address in C (inet_pton, checked by inet_ntop): for any text it
+    gives ipaddress.ip_address's address (the same type and value), or fails where it fails."""
+    import ipaddress
+
+    from ironpost_tui.config.rules import _ip
+
+    got, want = _ip_or_error(_ip, text), _ip_or_error(ipaddress.ip_address, text)
+    assert got == want and type(got) is type(want)
+
+
+def test_address_fast_path_controls() -> None:
+    """Positive and negative controls of the property above: a leading zero, a zone and a short form are
+    refused or read as ipaddress does, not as inet_pton alone would."""
+    import ipaddress
+
+    from ironpost_tui.config.rules import _ip
+
+    assert _ip("198.18.0.1") == ipaddress.IPv4Address("198.18.0.1")
+    assert _ip("2001:DB8::1") == ipaddress.IPv6Address("2001:db8::1")
+    assert _ip("fe80::1%eth0").scope_id == "eth0"  # type: ignore[union-attr]
+    for bad in ("198.018.0.1", "1.2.3", "0x1.2.3.4", "1.2.3.4 ", ""):
+        assert _ip_or_error(_ip, bad) is ValueError

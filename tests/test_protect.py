@@ -291,3 +291,26 @@ def test_violation_is_ipaddress_overlaps(
     rule = FilterRule("r", Action.DROP, src_ip=src)
     expected = next((p for p in protected if p.network.version == 4 and p.network.overlaps(src)), None)
     assert protect.violation(rule, protected) == expected
+    assert protect.violation(rule, protect.Spans(protected)) == expected  # the ranges made once: the same
+
+
+def test_the_controller_checks_against_its_protections_however_they_are_set() -> None:
+    """RuleController.check compares rules with ranges made from its protections once (protect.Spans):
+    the ranges follow the list whether set_protected or a plain assignment sets it (stale ranges would
+    let a rule lock the operator out)."""
+    from ironpost_tui.rules.control import LockoutRefused, RuleController
+
+    control = RuleController.__new__(RuleController)  # check() reads the protections alone: no table
+    control.protected = []
+    rule = FilterRule("a", Action.DROP, src_ip=net("198.18.9.0/24"))
+    control.check(rule)  # nothing protected: accepted
+    control.protected = [protect.Protected(net("198.18.9.9/32"), protect.REASON_SSH_CLIENT)]
+    try:
+        control.check(rule)
+    except LockoutRefused:
+        pass
+    else:
+        raise AssertionError("a drop rule covering the SSH client was accepted")
+    control.check(rule, force=True)
+    control.protected = []
+    control.check(rule)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import re
+import socket
 from collections import Counter
 from typing import Any
 
@@ -38,11 +39,27 @@ _RFC3339 = re.compile(
 _ADDRESS_EXAMPLES = "like 198.51.100.7, 198.51.100.0/24 or 2001:db8::/32"
 
 
+def _ip(addr: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """ipaddress.ip_address(addr), its common case in C: an address that inet_pton reads and inet_ntop
+    writes back as it was given (a canonical address, what a feed writes) is the address ipaddress reads
+    in it; anything else is read by ipaddress, with its rules and its errors.  (ipaddress parses in
+    Python: a third of the load of a 10,000-rule file.)"""
+    for family, of in ((socket.AF_INET, ipaddress.IPv4Address), (socket.AF_INET6, ipaddress.IPv6Address)):
+        try:
+            packed = socket.inet_pton(family, addr)
+        except OSError:
+            continue
+        if socket.inet_ntop(family, packed) == addr:
+            return of(packed)
+        break
+    return ipaddress.ip_address(addr)
+
+
 def network(text: str) -> IPNetwork:
     """An address or prefix; ValueError with a message beginning with what was given."""
     addr, slash, plen = text.strip().partition("/")
     try:
-        ip = ipaddress.ip_address(addr)
+        ip = _ip(addr)
     except ValueError:
         raise ValueError(f"{quote(text)} is not an IPv4 or IPv6 address: write one {_ADDRESS_EXAMPLES}") from None
     if isinstance(ip, ipaddress.IPv6Address):

@@ -59,7 +59,8 @@ class RuleController:
         self.audit = audit
         self.store = store
         self.journal = journal  # auto-blocks go here, never to store (None: to store, as any rule)
-        self.protected: list[Protected] = []
+        self._protected: list[Protected] = []
+        self.protected_spans = protect.Spans(())
         self.on_panic: list[Callable[[], int]] = []  # more to clear in a panic; each says how many went
         # Other tools' BLOCKLIST entries: rules of their own, never saved (external.py).
         self.external = ExternalEntries(table, audit, lambda: self.protected)
@@ -73,11 +74,20 @@ class RuleController:
         return self.table.status()
 
     # --- protections -----------------------------------------------------------
+    @property
+    def protected(self) -> list[Protected]:
+        return self._protected
+
+    @protected.setter
+    def protected(self, protected: list[Protected]) -> None:
+        self._protected = list(protected)
+        self.protected_spans = protect.Spans(self._protected)  # what check() compares each rule with
+
     def set_protected(self, protected: list[Protected], enforce: bool = True) -> None:
         """Protect ``protected`` in the kernel; ``enforce``: also refuse other tools' drops on them now
         (a reload does that once its rules are in, so a refused reload changes nothing)."""
         self.table.set_allowlist({p.network: p.reason for p in protected})
-        self.protected = list(protected)
+        self.protected = protected
         if enforce:
             self.external.enforce_protections()  # another tool's drop on an address now protected goes
 
@@ -88,7 +98,7 @@ class RuleController:
     def check(self, rule: FilterRule, force: bool = False) -> None:
         """Refuse a drop rule whose src_ip covers or falls inside a protected address."""
         kernel_rules.place(rule)  # shape errors first
-        hit = protect.violation(rule, self.protected)
+        hit = protect.violation(rule, self.protected_spans)
         if hit is not None and not force:
             raise LockoutRefused(
                 f"rule '{rule.id}' would drop {hit.describe()}: refused; force it with --force or the "

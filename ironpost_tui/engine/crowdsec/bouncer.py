@@ -247,7 +247,7 @@ class Bouncer:
                     continue
                 if decisions.ident(d.network) == d.id:
                     continue  # in force already (a full pull repeats it)
-                hit: Protected | InfraAddress | None = protect.violation(d.rule(now), control.protected)
+                hit: Protected | InfraAddress | None = protect.violation(d.rule(now), control.protected_spans)
                 if hit is None and self._infra is not None:
                     hit = self._infra(d.network, time.time())
                 if hit is not None:

@@ -1,0 +1,46 @@
+"""FilterRule keeps its hash once computed (a rule is hashed again and again on its way in): equal rules
+still hash alike, a changed copy does not carry the old hash, and a pickle leaves it behind (another
+process hashes strings differently)."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import ipaddress
+import pickle
+import subprocess
+import sys
+
+from ironpost_tui.model import Action, FilterRule
+
+
+def rule(**kw: object) -> FilterRule:
+    base: dict[str, object] = {"id": "r", "src_ip": ipaddress.ip_network("198.18.0.0/24"), "dst_port": 22}
+    return FilterRule(**(base | kw))  # type: ignore[arg-type]
+
+
+def test_equal_rules_hash_alike_and_every_field_counts() -> None:
+    a, b = rule(), rule()
+    assert hash(a) == hash(b) and hash(a) == hash(a)  # computed, then kept
+    assert "_hash" in a.__dict__
+    assert {a: 1}[b] == 1
+    # Negative controls: a rule differing in any one field is another key.
+    for change in ({"id": "s"}, {"action": Action.MONITOR}, {"dst_port": 23}, {"description": "x"}, {"auto": True}):
+        other = rule(**change)
+        assert other != a and other not in {a}
+
+
+def test_a_replaced_copy_or_a_pickle_does_not_carry_the_kept_hash() -> None:
+    a = rule()
+    hash(a)
+    moved = dataclasses.replace(a, dst_port=80)
+    assert "_hash" not in moved.__dict__ and hash(moved) != hash(a)
+    for again in (pickle.loads(pickle.dumps(a)), copy.copy(a), copy.deepcopy(a)):
+        assert "_hash" not in again.__dict__ and again == a and hash(again) == hash(a)
+    # In another process (another string hash seed) the pickle gives a rule whose hash is its own.
+    code = (
+        "import pickle, sys; r = pickle.loads(sys.stdin.buffer.read()); "
+        "assert '_hash' not in r.__dict__; print(hash(r) == hash(pickle.loads(pickle.dumps(r))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(a), capture_output=True, check=True)
+    assert out.stdout.strip() == b"True"
