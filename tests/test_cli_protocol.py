@@ -95,6 +95,8 @@ BAD_REQUESTS = [
     (line(op="unblock"), "one of them"),
     (line(op="unblock", addr="198.18.0.9", id="x"), "one of them"),
     (b" " * (protocol.MAX_REQUEST_BYTES + 1), "longer than"),
+    (line(op="block", addr="198.18.0.9", id="crowdsec"), "reserved"),  # a group's rule_id (metrics)
+    (line(op="block", addr="198.18.0.9", id="auto"), "reserved"),
 ]
 
 

@@ -323,11 +323,12 @@ def test_the_crowdsec_row_names_the_scenarios_of_the_decisions_held(
     ]
     bouncer._queue.put((Delta(tuple(map(as_pulled, made)), (), 0, 0), None))
     bouncer.apply(control)
-    assert bouncer.rule_status(control).rule.description == (
-        "4 CrowdSec decisions: crowdsecurity/ssh-bf 2, ironpost/port_scan 1, ?[31mevil 1"
-    )
+    row = bouncer.rule_status(control)
+    assert row.rule.description == "4 CrowdSec decisions: crowdsecurity/ssh-bf 2, ironpost/port_scan 1, ?[31mevil 1"
+    assert bouncer.rule_status(control) is row  # nothing changed: the same row (the snapshot stops at `is`)
     bouncer._queue.put((Delta((), (as_pulled(made[0]), as_pulled(made[2])), 0, 0), None))
     bouncer.apply(control)
+    assert bouncer.rule_status(control) is not row  # changed: a new row
     assert bouncer.rule_status(control).rule.description == "2 CrowdSec decisions: crowdsecurity/ssh-bf 1, ?[31mevil 1"
     bouncer.panic()
     assert bouncer.rule_status(control).rule.description == "0 CrowdSec decisions"

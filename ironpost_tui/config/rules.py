@@ -36,6 +36,11 @@ _PREFIX_LEN = re.compile(r"[0-9]{1,3}")
 _RFC3339 = re.compile(
     r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ]([0-9]{2}:[0-9]{2}:[0-9]{2})(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})?"
 )
+_GROUP_WHAT = {
+    kernel_rules.AUTO_RULE_ID: "auto-block",
+    kernel_rules.EXTERNAL_RULE_ID: "other tool's BLOCKLIST entry",
+    kernel_rules.CROWDSEC_RULE_ID: "CrowdSec decision",
+}
 _ADDRESS_EXAMPLES = "like 198.51.100.7, 198.51.100.0/24 or 2001:db8::/32"
 
 
@@ -147,6 +152,9 @@ def _rule(
     elif rule_id.startswith(kernel_rules.EXTERNAL_PREFIX):
         t.error("id", f"ids starting with {quote(kernel_rules.EXTERNAL_PREFIX)} name other tools' BLOCKLIST entries: "
                 "choose another id")  # fmt: skip
+    elif rule_id in kernel_rules.GROUP_RULE_IDS:
+        t.error("id", f"id {quote(rule_id)} is reserved: the hits of every {_GROUP_WHAT[rule_id]} count under it "
+                "(/metrics' rule_id): choose another id")  # fmt: skip
     elif rule_id in first_id:
         check.error(
             (*loc, "id"),

@@ -13,13 +13,14 @@ from ironpost_tui.detectors import AlertChange, ChangeKind, Detector
 from ironpost_tui.engine.crowdsec.status import CrowdSecStatus
 from ironpost_tui.engine.tick_times import TickSeconds
 from ironpost_tui.model import FilterRule, ProtoCounters, RuleStatus, StatsSample
+from ironpost_tui.rules.placement import AUTO_RULE_ID, CROWDSEC_RULE_ID, EXTERNAL_RULE_ID
 from ironpost_tui.version import __version__
 
 _MAPPINGS = ("totals", "events_lost", "alerts_total", "rule_hits")
 RETIRED_MAX = 1_024  # deleted rules whose count is remembered (not exported) should they come back
-AUTO_RULE_ID = "auto"  # every auto-block rule's hits, as one rule_id: a rule id holding an address is no label
-EXTERNAL_RULE_ID = "external"  # the same for the rules other tools wrote into BLOCKLIST (rules/external.py)
-CROWDSEC_RULE_ID = "crowdsec"  # the same for the CrowdSec LAPI's decisions (engine/crowdsec/)
+# AUTO_RULE_ID, EXTERNAL_RULE_ID, CROWDSEC_RULE_ID (rules/placement.py): every auto-block rule's hits as one
+# rule_id (a rule id holding an address is no label), and the same for the rules other tools wrote into
+# BLOCKLIST (rules/external.py) and the CrowdSec LAPI's decisions (engine/crowdsec/); reserved ids.
 
 
 def hits_group(rule: FilterRule) -> str | None:

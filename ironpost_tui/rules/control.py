@@ -76,7 +76,8 @@ class RuleController:
     # --- protections -----------------------------------------------------------
     @property
     def protected(self) -> list[Protected]:
-        return self._protected
+        """A copy: the list changes only through the setter, which makes check()'s ranges again."""
+        return list(self._protected)
 
     @protected.setter
     def protected(self, protected: list[Protected]) -> None:

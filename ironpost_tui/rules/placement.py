@@ -161,6 +161,11 @@ def rule_from_entry(
 
 
 EXTERNAL_PREFIX = "external:"  # the ids of rules another tool wrote into BLOCKLIST (reserved)
+# The rule ids the hit counts of groups of rules go under (engine/snapshot.py, /metrics' rule_id): every
+# auto-block, every other tool's BLOCKLIST entry, every CrowdSec decision.  Reserved: a rule of the file
+# by one of these names would add its hits to a group's (or count twice beside the CrowdSec row).
+AUTO_RULE_ID, EXTERNAL_RULE_ID, CROWDSEC_RULE_ID = "auto", "external", "crowdsec"
+GROUP_RULE_IDS = (AUTO_RULE_ID, EXTERNAL_RULE_ID, CROWDSEC_RULE_ID)
 EXTERNAL_DESCRIPTION = "written into BLOCKLIST by another tool"
 
 

@@ -66,6 +66,8 @@ def parse_rule(f: RuleFields, now: float, auto: bool = False) -> FilterRule:
         errors["id"] = f"no control or format characters ({escape(bad)})"
     elif rule_id.startswith(kernel_rules.EXTERNAL_PREFIX):
         errors["id"] = f"{kernel_rules.EXTERNAL_PREFIX}… names other tools' BLOCKLIST entries"
+    elif rule_id in kernel_rules.GROUP_RULE_IDS:
+        errors["id"] = f"{rule_id} is reserved: a group of rules counts under it"
     if (bad := unsafe(f.description)) is not None:
         errors["description"] = f"no control or format characters ({escape(bad)})"
     try:

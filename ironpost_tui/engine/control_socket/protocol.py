@@ -29,6 +29,7 @@ from ironpost_tui.config.rules import MAX_DESCRIPTION_CHARS, MAX_ID_CHARS, netwo
 from ironpost_tui.errors import ExitStatus, IronpostError
 from ironpost_tui.kernel.host import RUN_DIR, check_iface_name
 from ironpost_tui.model import IPNetwork, StrEnum
+from ironpost_tui.rules.placement import GROUP_RULE_IDS
 from ironpost_tui.text import escape, unsafe
 
 VERSION = 1
@@ -126,6 +127,13 @@ def check_id(text: str) -> str:
     return text
 
 
+def check_new_id(text: str) -> str:
+    """The id of a rule to add: as check_id, and not one of the ids groups of rules count under."""
+    if text in GROUP_RULE_IDS:
+        raise BadRequest(f"--id {text} is reserved (a group of rules counts its hits under it): choose another id")
+    return check_id(text)
+
+
 def check_comment(text: str) -> str:
     if len(text) > MAX_DESCRIPTION_CHARS:
         raise BadRequest(f"--comment is {len(text)} characters long, more than {MAX_DESCRIPTION_CHARS}: shorten it")
@@ -218,7 +226,7 @@ def _command(op: Op, data: dict[str, Any]) -> Command:
         return Block(
             addr=parse_addr(addr),
             ttl=ttl,
-            rule_id=None if rule_id is None else check_id(rule_id),
+            rule_id=None if rule_id is None else check_new_id(rule_id),
             comment=check_comment(_optional(data, "comment", str) or ""),
             force=bool(force),
         )

@@ -105,6 +105,7 @@ class Bouncer:
         self.state = LapiState.CONNECTING
         self.last_pull: float | None = None
         self.pulls = {PullResult.OK.value: 0, PullResult.ERROR.value: 0}
+        self._last_status: RuleStatus | None = None  # rule_status()'s last row
 
     # --- the puller thread ----------------------------------------------------------
     def start(self) -> None:
@@ -354,7 +355,11 @@ class Bouncer:
         packets, last = decisions.hits()
         n = len(decisions)
         rule = replace(SET_RULE, description=describe(n, self._scenarios))
-        return RuleStatus(rule, SET_MAPS, packets, last, decisions.slot)
+        status = RuleStatus(rule, SET_MAPS, packets, last, decisions.slot)
+        if status != self._last_status:  # the same row kept while it reads the same: an idle second
+            self._last_status = status  # changes no status, and the snapshot gives back its last table
+            return status
+        return self._last_status or status
 
 
 SCENARIOS_SHOWN = 3

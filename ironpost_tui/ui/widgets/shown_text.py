@@ -4,11 +4,16 @@ screen's work each second."""
 
 from __future__ import annotations
 
+from textual.content import Content
 from textual.visual import VisualType
 from textual.widgets import Static
 
 
 def show(widget: Static, content: VisualType) -> None:
-    """``widget.update(content)`` unless it shows ``content`` already."""
-    if widget.content != content:
+    """``widget.update(content)`` unless it shows ``content`` already (the same text, and for Content the
+    same spans too: Content's equality compares the text alone)."""
+    old = widget.content
+    if old != content or (
+        isinstance(content, Content) and (not isinstance(old, Content) or old.spans != content.spans)
+    ):
         widget.update(content)
