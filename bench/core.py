@@ -92,6 +92,9 @@ class Report:
     figures: dict[str, Any] = field(default_factory=dict)  # bench name -> its raw figures
     started: float = field(default_factory=time.time)
     order_seed: int = field(default_factory=lambda: random.SystemRandom().randrange(2**32))
+    # The commit measured, taken when the run starts: the run writes its results as it goes, and a check
+    # at the end saw the run's own results file as a change to the work tree.
+    measured: dict[str, Any] = field(default_factory=lambda: commit())
     rng: random.Random = field(init=False)
 
     def __post_init__(self) -> None:
@@ -155,7 +158,7 @@ class Report:
         doc = {
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started)),
             "seconds": round(time.time() - self.started, 1),
-            "commit": commit(),
+            "commit": self.measured,
             "order_seed": self.order_seed,
             "machine": machine(),
             "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self.options).items()},
@@ -179,8 +182,9 @@ def commit() -> dict[str, Any]:
             return ""
         return out.stdout.strip() if out.returncode == 0 else ""
 
-    return {"sha": git("rev-parse", "HEAD"), "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
-            "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}  # fmt: skip
+    # Changes outside bench/results/: the results a run writes are not the code it measured.
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results")
+    return {"sha": git("rev-parse", "HEAD"), "branch": git("rev-parse", "--abbrev-ref", "HEAD"), "dirty": bool(changed)}
 
 
 def machine() -> dict[str, Any]:
