@@ -127,22 +127,27 @@ def test_page_home_and_click_move_the_cursor() -> None:
     run(scenario)
 
 
+def count_formatting(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """From now on the grid's row formatting (event_grid.cells) counts its calls in the list returned."""
+    calls = [0]
+    cells = event_grid.cells
+
+    def counting(e: PacketEvent, clock: bool = True) -> tuple[str, ...]:
+        calls[0] += 1
+        return cells(e, clock)
+
+    monkeypatch.setattr(event_grid, "cells", counting)
+    return calls
+
+
 def test_a_draw_formats_only_the_rows_on_screen(monkeypatch: pytest.MonkeyPatch) -> None:
     async def scenario(pilot: Pilot[None], pane: EventTable) -> None:
         pane.add_events(numbered(0, EVENTS_KEPT))
         await pilot.pause()
-        formatted = 0
-        cells = event_grid.cells
-
-        def counting(e: PacketEvent, clock: bool = True) -> tuple[str, ...]:
-            nonlocal formatted
-            formatted += 1
-            return cells(e, clock)
-
-        monkeypatch.setattr(event_grid, "cells", counting)
+        formatted = count_formatting(monkeypatch)
         pane.grid.refresh()
         await pilot.pause()
-        assert 0 < formatted <= 2 * pane.grid.size.height
+        assert 0 < formatted[0] <= 2 * pane.grid.size.height
 
     run(scenario)
 
@@ -162,18 +167,10 @@ def test_sorted_5000_rows_still_draw_only_the_rows_on_screen(monkeypatch: pytest
         pane.add_events([event()._replace(length=10_000)])  # the oldest (length 0) leaves
         await pilot.pause()
         assert pane._shown[0].length == 10_000 and pane._shown[-1].length == 1
-        formatted = 0
-        cells = event_grid.cells
-
-        def counting(e: PacketEvent, clock: bool = True) -> tuple[str, ...]:
-            nonlocal formatted
-            formatted += 1
-            return cells(e, clock)
-
-        monkeypatch.setattr(event_grid, "cells", counting)
+        formatted = count_formatting(monkeypatch)
         pane.grid.refresh()
         await pilot.pause()
-        assert 0 < formatted <= 2 * pane.grid.size.height
+        assert 0 < formatted[0] <= 2 * pane.grid.size.height
 
     run(scenario)
 
@@ -264,22 +261,14 @@ def test_columns_widen_for_the_rows_drawn_not_for_the_rows_that_arrive(
     wide = "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"
 
     async def scenario(pilot: Pilot[None], pane: EventTable) -> None:
-        formatted = 0
-        cells = event_grid.cells
-
-        def counting(e: PacketEvent, clock: bool = True) -> tuple[str, ...]:
-            nonlocal formatted
-            formatted += 1
-            return cells(e, clock)
-
         grid = pane.grid
         pane.add_events(numbered(0, 100))
         await pilot.pause()
-        monkeypatch.setattr(event_grid, "cells", counting)
+        formatted = count_formatting(monkeypatch)
         pane.add_events([*numbered(1, 2_500), event(wide), *numbered(2_501, EVENTS_KEPT - 2_501)])
-        assert formatted == 0  # nothing formatted as the rows arrive
+        assert formatted[0] == 0  # nothing formatted as the rows arrive
         await pilot.pause()
-        assert 0 < formatted <= 2 * grid.size.height  # the rows on screen: measured, then drawn
+        assert 0 < formatted[0] <= 2 * grid.size.height  # the rows on screen: measured, then drawn
         lines = [grid.render_line(y).text for y in range(grid.size.height)]
         assert not any(wide in line for line in lines)
         assert lines[1].startswith(f" {fmt.clock(T0 + 50)}  198.51.100.7  drop ")  # as wide as the IPv4 sources
