@@ -156,7 +156,8 @@ def test_fields_are_written_only_when_set(tmp_path: Path) -> None:
     )
     assert path.read_text() == (
         '[[ebpf.rules]]\nid = "p"\nprotocol = 1\naction = "drop"\n\n'
-        '[[ebpf.rules]]\nid = "auto-192.0.2.7"\nsrc_ip = "192.0.2.7"\naction = "drop"\nexpires_at = 2030-03-17T17:46:40Z\n'
+        '[[ebpf.rules]]\nid = "auto-192.0.2.7"\nsrc_ip = "192.0.2.7"\naction = "drop"\n'
+        "expires_at = 2030-03-17T17:46:40Z\n"
         "auto = true\n"
     )
     assert store.rules()[1].expires_at == 1_900_000_000.0
