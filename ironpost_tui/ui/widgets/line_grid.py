@@ -53,8 +53,8 @@ class LineGrid(ScrollView, can_focus=True):
         Binding("end,ctrl+end", "last", "Last", show=False),
     ]
 
-    class CursorMoved(Message):
-        """The cursor is on another row (or the rows under it changed)."""
+    class GridMessage(Message):
+        """A message of the grid's; ``control`` is the grid (for ``@on(..., "#id")``)."""
 
         def __init__(self, grid: LineGrid) -> None:
             super().__init__()
@@ -63,6 +63,9 @@ class LineGrid(ScrollView, can_focus=True):
         @property
         def control(self) -> LineGrid:
             return self.grid
+
+    class CursorMoved(GridMessage):
+        """The cursor is on another row (or the rows under it changed)."""
 
     cursor_row: reactive[int] = reactive(0, init=False, always_update=True, repaint=False)
     hover_row: reactive[int] = reactive(-1, init=False, repaint=False)

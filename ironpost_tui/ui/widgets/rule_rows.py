@@ -12,7 +12,6 @@ from collections.abc import Sequence
 
 from textual import events
 from textual.binding import Binding
-from textual.message import Message
 
 from ironpost_tui.model import FilterRule, RuleStatus
 from ironpost_tui.ui import format as fmt
@@ -118,16 +117,8 @@ class RuleRows(LineGrid):
     }
     """
 
-    class Selected(Message):
+    class Selected(LineGrid.GridMessage):
         """Enter, or a click on the cursor's row."""
-
-        def __init__(self, grid: RuleRows) -> None:
-            super().__init__()
-            self.grid = grid
-
-        @property
-        def control(self) -> RuleRows:
-            return self.grid
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
