@@ -2,7 +2,9 @@
 ``lapi`` fixture): ``cscli decisions add`` drops the lab namespace's datagrams within poll_interval + 1 s,
 ``cscli decisions delete`` lets them through again, a range drops the whole range, a short decision stops
 dropping at its expiry, a decision on a protected address is skipped and counted, and a LAPI that goes
-away leaves the decisions in force (a decision added after its restart is applied).
+away leaves the decisions in force (a decision added after its restart is applied); with ``--persist`` a
+decision stays in force while no agent runs, and the restarted agent follows the LAPI (one deleted meanwhile
+goes at its first pull).
 
 The agent is ``ironpost-tui IFACE --headless --config FILE`` with ``[crowdsec] poll_interval = 1`` on a
 netlab veth; the traffic is UDP from the lab's namespace to the host side (support/traffic.py), whose IPv6
@@ -12,6 +14,7 @@ sentinel is the positive control: it always passes.
 from __future__ import annotations
 
 import ipaddress
+import signal
 import time
 from pathlib import Path
 
@@ -28,8 +31,10 @@ POLL = 1.0
 BOUND = POLL + 1.0  # the issue's: within poll_interval + 1 s
 
 
-def _start(agents: AgentPool, lab: netlab.Lab, lapi: Lapi, tmp_path: Path, extra: str = "") -> tuple[Agent, int]:
-    key = lapi.add_bouncer()
+def _start(
+    agents: AgentPool, lab: netlab.Lab, lapi: Lapi, tmp_path: Path, extra: str = "", *args: str, key: Path | None = None
+) -> tuple[Agent, int]:
+    key = key or lapi.add_bouncer()
     files = AgentFiles.make(
         tmp_path,
         extra=f"""
@@ -41,7 +46,7 @@ timeout = 2
 {extra}
 """,
     )
-    agent = agents.start(lab.host_if, *files.args())
+    agent = agents.start(lab.host_if, *files.args(), *args)
     agent.wait_ready()
     port = int(agent.argv[agent.argv.index("--metrics-port") + 1])
     wait_until("the first pull", lambda: (sample(scrape(port), "ironpost_crowdsec_pulls_total", result="ok") or 0) >= 1)
@@ -132,3 +137,46 @@ def test_unsafe_key_file_stops_the_start(agents: AgentPool, lab: netlab.Lab, lap
     key.chmod(0o600)  # the positive control: the same start goes through
     agent = agents.start(lab.host_if, *files.args())
     agent.wait_ready()
+
+
+def test_a_persisted_restart_follows_the_lapi(
+    agents: AgentPool, lab: netlab.Lab, lapi: Lapi, probe: Probe, tmp_path: Path
+) -> None:
+    """The decisions a persisted run leaves pinned are held again as decisions, not adopted as rules (they
+    came back as pinned-N rules on one slot, which the file's rules then replaced: the source passed until
+    the LAPI answered, and the slot was freed once per decision)."""
+    key = lapi.add_bouncer()
+    first, _ = _start(agents, lab, lapi, tmp_path, "", "--persist", key=key)
+    lapi.cscli("decisions", "add", "--ip", lab.ns_ip4, "--duration", "5m")
+    probe.until(passes=False, within=BOUND)
+    first.send(signal.SIGTERM)
+    assert first.wait() == 0, first.describe()
+    assert probe.burst() == 0  # the pinned program enforces it, no agent running
+
+    lapi.stop()  # restarted while the LAPI is away: no pull says what is in force
+    try:
+        files = AgentFiles.make(tmp_path, extra=f"""
+[crowdsec]
+lapi_url = "{lapi.url}"
+api_key_file = "{key}"
+poll_interval = {POLL}
+timeout = 2
+""")  # fmt: skip
+        second = agents.start(lab.host_if, *files.args(), "--persist")
+        second.wait_ready()
+        port = int(second.argv[second.argv.index("--metrics-port") + 1])
+        wait_until("a failed pull", lambda: _metric(port, "ironpost_crowdsec_pulls_total", result="error") >= 1)
+        assert probe.burst() == 0  # still in force
+        assert _metric(port, "ironpost_crowdsec_decisions") == 1
+        assert "pinned-" not in scrape(port)  # no rule made of it
+    finally:
+        lapi.start()
+    second.send(signal.SIGTERM)
+    assert second.wait() == 0, second.describe()
+
+    lapi.cscli("decisions", "delete", "--ip", lab.ns_ip4)  # while no agent runs
+    assert probe.burst() == 0
+    _third, port = _start(agents, lab, lapi, tmp_path, "", "--persist", key=key)
+    probe.until(passes=True, within=BOUND)  # the first full pull sweeps it
+    assert probe.burst() == 20
+    wait_until("no decision in force", lambda: _metric(port, "ironpost_crowdsec_decisions") == 0)

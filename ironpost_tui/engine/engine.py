@@ -270,6 +270,12 @@ class Engine:
             # maps were pinned) still hold entries: learn them, or they would be
             # enforced but invisible, and fill the maps.
             self._rules.adopt_existing()
+            if not opts.crowdsec.enabled and (dropped := self._rules.drop_leftover_decisions()):
+                log.warning(
+                    "%d CrowdSec decisions left in the pinned maps by the last run removed: [crowdsec] is off",
+                    dropped,
+                    extra={"event": "crowdsec_leftovers_removed", "count": dropped},
+                )
         self._journal = AutoJournal(opts.auto_journal)
         kept = self._journal.open(time.time())
         self._control = RuleController(
@@ -315,6 +321,7 @@ class Engine:
 
             self._bouncer = Bouncer(opts.crowdsec, LapiClient(opts.crowdsec, key), self._blocker.infra.overlapping)
             self._bouncer.start()
+            self._bouncer.decision_set(self._control)  # takes the decisions a persisted run left (decision_set.py)
             if creds is not None:
                 client = LapiClient(opts.crowdsec, key)
                 self._sensor = Sensor(opts.crowdsec, client, creds, opts.auto_block, self._blocker.infra.find)

@@ -92,6 +92,9 @@ NSEC_PER_SEC = 1_000_000_000  # the kernel's times (TICK, RULE_HITS, events) are
 # Ranks: a match's priority, monitor matches after every drop match; NO_MATCH: none (also
 # CONFIG.match_rank with no multi-field rule).
 MONITOR_RANK = 0x80000000
+# The priority of every CrowdSec decision's entry (rules/decision_set.py), the last drop rank: never a rule's
+# (RuleTable._take_priority stops below it), so a restart tells the set's pinned entries from the rules'.
+DECISION_PRIORITY = MONITOR_RANK - 1
 NO_MATCH = 0xFFFFFFFF
 
 # The protocol of an IPv6 packet whose extension headers the program did not follow to the upper header

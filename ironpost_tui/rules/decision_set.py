@@ -30,6 +30,7 @@ allowlist wins over these drops as over every other.
 from __future__ import annotations
 
 import heapq
+import logging
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -42,12 +43,19 @@ from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.model import Action, FilterRule, IPNetwork
 from ironpost_tui.rules import placement as kernel_rules
 from ironpost_tui.rules import prefilter
-from ironpost_tui.rules.table import RuleTable
+from ironpost_tui.rules.table import LeftoverDecision, RuleTable
+
+log = logging.getLogger(__name__)
 
 # The last drop rank: any operator drop ranks before it, and every drop before any monitor.
-PRIORITY = abi.MONITOR_RANK - 1
+PRIORITY = abi.DECISION_PRIORITY
 # Entries of each map kept for the operator's rules and the auto-blocks: 1/32 of it, at least 64.
 RESERVE_SHARE, RESERVE_MIN = 32, 64
+# A decision a persisted run left in the pinned maps (its id and expiry are not in the kernel) is held under
+# this id until a full pull of the LAPI sweeps it or finds it in force, and for at most CrowdSec's default ban
+# duration (4 h) when no full pull comes (the LAPI down).
+LEFTOVER_ID = 0
+LEFTOVER_HOLD_SECS = 4 * 3600
 
 
 def reserved(capacity: int) -> int:
@@ -83,7 +91,9 @@ class DecisionSet:
         self.rule = rule
         self._table = table
         self._dp = table.datapath
-        self.slot = table.reserve_slot(rule)
+        leftovers = table.take_leftover_decisions()
+        slots = Counter(e.slot for e in leftovers.values())
+        self.slot = table.reserve_slot(rule, slots.most_common(1)[0][0] if slots else None)
         self._value = kernel_rules.value(rule, self.slot, PRIORITY)
         self._held: dict[IPNetwork, _Held] = {}
         self._by_key: dict[tuple[MapName, bytes], IPNetwork] = {}
@@ -94,6 +104,36 @@ class DecisionSet:
         self._room: dict[MapName, int] = {}  # inside batch(): entries each map may still take
         self._pending: dict[tuple[MapName, bytes], _Held] | None = None  # inside batch(): writes to make
         table.on_removed.append(self._table_let_go)
+        if leftovers:
+            self._hold_leftovers(leftovers, set(slots) - {self.slot})
+
+    def _hold_leftovers(self, leftovers: dict[IPNetwork, LeftoverDecision], other_slots: set[int]) -> None:
+        """Hold the entries a persisted run left (already in force, filter bits and counts the table's
+        until now) as decisions of unknown id, until the first full pull sweeps those no longer in force
+        or ``LEFTOVER_HOLD_SECS`` pass without one (the LAPI down); entries on another slot (two sets'
+        leftovers) are credited to this one."""
+        until = time.time() + LEFTOVER_HOLD_SECS
+        rewrite: dict[MapName, list[tuple[bytes, bytes]]] = {}
+        for net, entry in leftovers.items():
+            self._seq += 1
+            heapq.heappush(self._heap, (until, self._seq, LEFTOVER_ID, net))
+            self._held[net] = _Held(LEFTOVER_ID, until, entry.map_name, entry.key, written=True)
+            self._by_key[(entry.map_name, entry.key)] = net
+            if entry.slot != self.slot:
+                rewrite.setdefault(entry.map_name, []).append((entry.key, self._value))
+            if entry.map_name == MapName.BLOCKLIST:
+                self._table.side_entries[entry.key] = self._value
+        for map_name, entries in rewrite.items():
+            self._table.generation += 1
+            self._dp.map_update_batch(map_name, entries)  # an entry that failed keeps its old slot's credit
+        for slot in other_slots:
+            self._table.release_slot(slot)
+        log.info(
+            "%d CrowdSec decisions left in the pinned maps by the last run kept in force until the LAPI's full "
+            "pull says which still are",
+            len(leftovers),
+            extra={"event": "crowdsec_leftovers", "count": len(leftovers)},
+        )
 
     # --- reading -------------------------------------------------------------------
     def __len__(self) -> int:

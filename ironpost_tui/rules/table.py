@@ -57,6 +57,15 @@ class _Installed:
     exact4: bool = False
 
 
+@dataclass(frozen=True)
+class LeftoverDecision:
+    """A CrowdSec decision's entry a persisted run left in a pinned map (RuleTable.adopt_existing)."""
+
+    map_name: MapName
+    key: bytes
+    slot: int
+
+
 class RuleTable:
     """Rules by id, as installed in one Datapath."""
 
@@ -93,6 +102,9 @@ class RuleTable:
         self.on_removed: list[Callable[[MapName, bytes], None]] = []
         self.side_entries: dict[bytes, bytes] = {}
         self.side_counts: Counter[MapName] = Counter()  # their entries per map (the capacity checks count them)
+        # The CrowdSec decisions a persisted run left in pinned maps (adopt_existing): in force, counted as
+        # side entries, until the decision set takes them (take_leftover_decisions) or they are dropped.
+        self._leftover_decisions: dict[IPNetwork, LeftoverDecision] = {}
 
     # --- reading ---------------------------------------------------------------
     def __len__(self) -> int:
@@ -125,9 +137,13 @@ class RuleTable:
         """The id of the rule whose entry ``key`` of ``map_name`` is (source-only maps), or None."""
         return self._by_key.get((map_name, key))
 
-    def reserve_slot(self, rule: FilterRule) -> int:
+    def reserve_slot(self, rule: FilterRule, slot: int | None = None) -> int:
         """A rule slot kept out of the table for good (decision_set.py), its hits zeroed; events that
-        name it name ``rule``."""
+        name it name ``rule``.  ``slot``: a leftover decisions' slot (take_leftover_decisions), kept with
+        its hits."""
+        if slot is not None:
+            self._retired[slot] = rule
+            return slot
         if not self._free_slots:
             raise RuleRefused("no rule slot left: remove rules first")
         slot = self._free_slots.pop()
@@ -380,6 +396,9 @@ class RuleTable:
                     # Not written by ironpost (own_action 0: another tool's entry no controller took in):
                     # the first reconcile takes it in (external.py).
                     continue
+                if priority == abi.DECISION_PRIORITY and origin == abi.ORIGIN_IRONPOST and map_name != MapName.MATCH:
+                    self._keep_leftover(map_name, key, raw, slot)  # a CrowdSec decision's, not a rule
+                    continue
                 if map_name == MapName.BLOCKLIST and origin == abi.ORIGIN_EXTERNAL:
                     rule: FilterRule | None = kernel_rules.external_rule(key, action)
                 else:
@@ -430,6 +449,49 @@ class RuleTable:
         self._pf.set_match_rank(min(self._match_ranks.values(), default=abi.NO_MATCH))
         self._pf.publish()
         return found
+
+    def _keep_leftover(self, map_name: MapName, key: bytes, raw: bytes, slot: int) -> None:
+        """A decision's entry left by a persisted run: kept in force (its filter bits counted in), its slot
+        out of the free ones, counted and expected as the decision set's entries are."""
+        found = kernel_rules.rule_from_entry(map_name, key, abi.ACTION_DROP, {}, kernel_rules.CROWDSEC_RULE_ID)
+        if found is None or found.src_ip is None:
+            return
+        self._pf.add(prefilter.source_atoms(map_name, found.src_ip))
+        if slot in self._free_slots:
+            self._free_slots.remove(slot)
+        self._leftover_decisions[found.src_ip] = LeftoverDecision(map_name, key, slot)
+        self.side_counts[map_name] += 1
+        if map_name == MapName.BLOCKLIST:
+            self.side_entries[key] = raw
+
+    def take_leftover_decisions(self) -> dict[IPNetwork, LeftoverDecision]:
+        """The decisions' entries adopt_existing kept, handed to their new owner (decision_set.py), which
+        then holds their filter bits, counts and slots."""
+        taken, self._leftover_decisions = self._leftover_decisions, {}
+        return taken
+
+    def release_slot(self, slot: int) -> None:
+        """A slot reserve_slot or adopt_existing kept, free again (reused last, as a removed rule's)."""
+        self._retired.pop(slot, None)
+        if slot not in self._free_slots:
+            self._free_slots.insert(0, slot)
+
+    def drop_leftover_decisions(self) -> int:
+        """The decisions' entries adopt_existing kept, deleted (no decision set will hold them: [crowdsec]
+        is off); how many."""
+        left = self.take_leftover_decisions()
+        for net, entry in left.items():
+            self.generation += 1
+            self._dp.map_delete(entry.map_name, entry.key)
+            self._pf.remove(prefilter.source_atoms(entry.map_name, net))  # after the entry went
+            self.side_counts[entry.map_name] -= 1
+            if entry.map_name == MapName.BLOCKLIST:
+                self.side_entries.pop(entry.key, None)
+        for slot in {e.slot for e in left.values()}:
+            self.release_slot(slot)
+        if left:
+            self._pf.publish()
+        return len(left)
 
     # --- allowlist -------------------------------------------------------------
     def set_allowlist(self, entries: dict[IPNetwork, int]) -> None:
