@@ -277,3 +277,27 @@ def test_a_batch_entry_of_the_wrong_size_is_refused_whole(dp: Datapath) -> None:
     assert dp.map_len(MapName.BLOCKLIST) == 0
     with pytest.raises(ValueError, match="key of 8 bytes"):
         dp.map_update(MapName.BLOCKLIST, bytes(8), value)
+
+
+def test_a_batch_reader_reads_into_the_same_buffers_each_time(dp: Datapath) -> None:
+    """BatchReader (the sketch and top-talker readers'): every entry, as map_lookup_batch copies them,
+    into bytearrays allocated once; a map that shrank reads fewer, the rest of the buffer unread."""
+    fd = dp.map_fd(MapName.BLOCKLIST)
+    value = abi.BLOCKLIST_VALUE.pack(abi.ACTION_DROP, abi.ACTION_DROP, 0, 1, 1, 1, 1)
+    keys = [ipaddress.IPv4Address(f"198.18.3.{i}").packed for i in range(1, 41)]
+    for k in keys:
+        libbpf.map_update(fd, k, value)
+    m = dp._maps[MapName.BLOCKLIST]
+    reader = libbpf.BatchReader(fd, 4, m.value_bytes, m.max_entries)
+    buffers = (reader.keys, reader.values)
+    assert reader.read() == 40
+    got = {bytes(reader.keys[i * 4 : i * 4 + 4]) for i in range(40)}
+    assert got == set(keys)
+    copied = libbpf.map_lookup_batch(fd, 4, m.value_bytes, m.max_entries)
+    assert copied[2] == 40 and set(copied[0][i : i + 4] for i in range(0, 160, 4)) == got
+    for k in keys[10:]:
+        libbpf.map_delete(fd, k)
+    assert reader.read() == 10  # fewer: only the first 10 keys' room is written
+    assert {bytes(reader.keys[i * 4 : i * 4 + 4]) for i in range(10)} == set(keys[:10])
+    assert (reader.keys, reader.values) == buffers and reader.keys is buffers[0] and reader.values is buffers[1]
+    assert reader.values[: m.value_bytes] == value.ljust(m.value_bytes, b"\0")[: m.value_bytes]

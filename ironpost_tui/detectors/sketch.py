@@ -70,12 +70,14 @@ class _Sketch:
         self.ports = counters == 4  # (syn, tcp, new_tcp_ports, new_udp_ports): a source sketch
         self.prev = bytearray(self.stride * sets)
         self._prev = memoryview(self.prev)
+        self._batch = libbpf.BatchReader(self.fd, 4, self.stride, sets)  # as prev: allocated here
         self.probes: dict[tuple[Hashable, bytes], int] = {}  # filled by read(), source sketch only
         self.grown: dict[Hashable, int] = {}  # key -> its set, for the keys that grew in this read
 
     def read(self, sets: list[int], out: dict[Hashable, Counts]) -> None:
         if len(sets) > self.sets // 8:  # many: one batch read of the whole map
-            _keys, values, count = libbpf.map_lookup_batch(self.fd, 4, self.stride, self.sets)
+            count = self._batch.read()
+            values = self._batch.values
             for s in range(count):
                 self._ways(s, values, s * self.stride, out)
             return
@@ -98,7 +100,7 @@ class _Sketch:
         # ..., port, port_syns, last_seq: one "slot", the way's own address, of its SYNs
         return fields[0], fields[1 : 1 + self.counters], b"", (), (fields[4],), (fields[3],)
 
-    def _ways(self, s: int, raw: bytes, base: int, out: dict[Hashable, Counts]) -> None:
+    def _ways(self, s: int, raw: bytes | bytearray, base: int, out: dict[Hashable, Counts]) -> None:
         unpack = self.way.unpack_from
         size = self.way.size
         prev, pv, rv = self.prev, self._prev, memoryview(raw)

@@ -601,31 +601,52 @@ def map_update_batch(map_fd: int, keys: bytes, values: bytes, count: int) -> Non
         raise BatchError("bpf_map_update_batch", err, min(done.value, count))
 
 
+class BatchReader:
+    """Batch reads of one map into buffers allocated once, the size of the whole map (``keys`` and
+    ``values``, bytearrays the kernel writes into): a read allocates nothing, so a reader that reads a
+    whole map each time (a flood dirtied every set of a sketch) grows no memory and frees none.  What a
+    read gives is valid until the next read."""
+
+    def __init__(self, map_fd: int, key_size: int, value_size: int, max_entries: int) -> None:
+        self.fd, self.key_size, self.value_size, self.max_entries = map_fd, key_size, value_size, max_entries
+        self.keys = bytearray(key_size * max_entries)
+        self.values = bytearray(value_size * max_entries)
+        self._keys = (ctypes.c_char * len(self.keys)).from_buffer(self.keys)
+        self._values = (ctypes.c_char * len(self.values)).from_buffer(self.values)
+
+    def read(self) -> int:
+        """Every entry (of a hash map: as many as it holds) in a few syscalls, packed back to back from
+        the start of ``keys`` and ``values``; how many."""
+        key_size, value_size, max_entries = self.key_size, self.value_size, self.max_entries
+        token_in = ctypes.c_uint64(0)
+        token_out = ctypes.c_uint64(0)
+        total = 0
+        first = True
+        while total < max_entries:
+            count = ctypes.c_uint32(max_entries - total)
+            ret = _lib().bpf_map_lookup_batch(
+                self.fd,
+                None if first else ctypes.byref(token_in),
+                ctypes.byref(token_out),
+                ctypes.byref(self._keys, total * key_size),
+                ctypes.byref(self._values, total * value_size),
+                ctypes.byref(count),
+                None,
+            )
+            total += count.value
+            if ret < 0:
+                err = -ret if ret != -1 else ctypes.get_errno()
+                if err == errno.ENOENT:  # no more entries: count has the last ones
+                    break
+                raise BpfCallError("bpf_map_lookup_batch", err)
+            token_in.value = token_out.value
+            first = False
+        return total
+
+
 def map_lookup_batch(map_fd: int, key_size: int, value_size: int, max_entries: int) -> tuple[bytes, bytes, int]:
-    """Every entry of a hash map in a few syscalls: (keys, values, count), packed back to back."""
-    keys = ctypes.create_string_buffer(key_size * max_entries)
-    values = ctypes.create_string_buffer(value_size * max_entries)
-    token_in = ctypes.c_uint64(0)
-    token_out = ctypes.c_uint64(0)
-    total = 0
-    first = True
-    while total < max_entries:
-        count = ctypes.c_uint32(max_entries - total)
-        ret = _lib().bpf_map_lookup_batch(
-            map_fd,
-            None if first else ctypes.byref(token_in),
-            ctypes.byref(token_out),
-            ctypes.byref(keys, total * key_size),
-            ctypes.byref(values, total * value_size),
-            ctypes.byref(count),
-            None,
-        )
-        total += count.value
-        if ret < 0:
-            err = -ret if ret != -1 else ctypes.get_errno()
-            if err == errno.ENOENT:  # no more entries: count has the last ones
-                break
-            raise BpfCallError("bpf_map_lookup_batch", err)
-        token_in.value = token_out.value
-        first = False
-    return keys.raw[: total * key_size], values.raw[: total * value_size], total
+    """Every entry of a hash map in a few syscalls: (keys, values, count), packed back to back (copies:
+    a reader that reads again and again keeps a BatchReader)."""
+    reader = BatchReader(map_fd, key_size, value_size, max_entries)
+    total = reader.read()
+    return bytes(reader.keys[: total * key_size]), bytes(reader.values[: total * value_size]), total

@@ -54,9 +54,11 @@ class _Table:
         self.set_ways = abi.TOP_WAYS * self.ncpu  # one set's value: every CPU's ways
         self.prev = bytearray(self.set_size * self.ncpu * sets)
         self._prev = memoryview(self.prev)
+        self._batch = libbpf.BatchReader(self.fd, 4, self.set_size * self.ncpu, sets)  # as prev: allocated here
 
     def read(self, out: dict[TopKey, Counts], tenures: dict[TopKey, SourceTenure] | None) -> None:
-        _keys, values, count = libbpf.map_lookup_batch(self.fd, 4, self.set_size * self.ncpu, self.sets)
+        count = self._batch.read()
+        values = self._batch.values
         size = self.way.size
         unpack = self.way.unpack_from
         prev, pv, vv = self.prev, self._prev, memoryview(values)
