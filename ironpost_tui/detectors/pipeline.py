@@ -9,6 +9,7 @@ from collections.abc import Callable, Hashable, Mapping
 
 from ironpost_tui.detectors.alerts import QUIET_SECS, AlertBook, AlertChange, Block, Live
 from ironpost_tui.detectors.counters import Counts
+from ironpost_tui.detectors.pending import PendingCounts
 from ironpost_tui.detectors.port_scan import PortScanDetector
 from ironpost_tui.detectors.settings import Detector, PortScanConfig, SynFloodConfig
 from ironpost_tui.detectors.sketch import SketchReader
@@ -19,7 +20,7 @@ from ironpost_tui.kernel import abi
 from ironpost_tui.kernel.datapath import Datapath
 
 SYN, TCP, NEW_TCP, NEW_UDP = 0, 1, 2, 3  # positions in a source's counts: (syn, tcp, new_tcp_ports, new_udp_ports)
-PENDING_MAX = 16_384  # sources not yet interesting, remembered at most
+PENDING_MAX = 16_384  # sources not yet interesting, remembered at most (per detector)
 
 
 def address_of(key: Hashable) -> str:
@@ -41,19 +42,19 @@ def key_of(address: str) -> bytes | None:
 
 class _Admission:
     """Deltas of a key reach its window only once the key has sent ``minimum`` (by ``metric``) within
-    one window: a spoofed flood's one-packet sources (a new one per packet) cost a dict entry each,
-    not a window each.  What a key sent before it became interesting is credited at once, so a slow
-    source can reach a threshold up to a quarter early."""
+    one window: a spoofed flood's one-packet sources (a new one per packet) cost a way each of a table
+    made with the pipeline (detectors/pending.py), not a window each, nor memory.  What a key sent before
+    it became interesting is credited at once, so a slow source can reach a threshold up to a quarter early."""
 
     def __init__(self, window: WindowSums, minimum: int, metric: Callable[[Counts], int]) -> None:
         self.window = window
         self.minimum = minimum
         self.metric = metric
-        self._pending: dict[Hashable, Counts] = {}
+        self._pending = PendingCounts(PENDING_MAX, metric)
         self._since = 0.0
 
     def add(self, deltas: dict[Hashable, Counts], now: float) -> None:
-        if now - self._since > self.window.window or len(self._pending) > PENDING_MAX:
+        if now - self._since > self.window.window:
             self._pending.clear()
             self._since = now
         admitted: dict[Hashable, Counts] = {}
@@ -62,14 +63,11 @@ class _Admission:
             if self.window.tracks(key):
                 admitted[key] = delta
                 continue
-            acc = pending.get(key)
-            if acc is not None:
-                delta = tuple(a + d for a, d in zip(acc, delta, strict=True))
-            if self.metric(delta) >= self.minimum:
-                admitted[key] = delta
-                pending.pop(key, None)
-            else:
-                pending[key] = delta
+            assert isinstance(key, bytes)  # the sketches' struct agg_key
+            total = pending.add(key, delta)
+            if self.metric(total) >= self.minimum:
+                admitted[key] = total
+                pending.drop(key)
         self.window.add(admitted, now)
 
 
