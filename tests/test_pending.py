@@ -43,7 +43,7 @@ def test_a_slow_source_outlasts_a_flood_of_one_packet_sources() -> None:
     slow = key(0xC6120007)
     sent = 0
     rng = random.Random(7)
-    for round_ in range(50):
+    for _ in range(50):
         sent += 2
         t.add(slow, (2, 2, 0, 0))
         for _ in range(2000):
