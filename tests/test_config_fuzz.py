@@ -265,3 +265,76 @@ def test_address_fast_path_controls() -> None:
     assert _ip("fe80::1%eth0").scope_id == "eth0"  # type: ignore[union-attr]
     for bad in ("198.018.0.1", "1.2.3", "0x1.2.3.4", "1.2.3.4 ", ""):
         assert _ip_or_error(_ip, bad) is ValueError
+
+
+_V4 = st.ip_addresses(v=4, network="198.18.0.0/15").map(str)
+_V6 = st.ip_addresses(v=6, network="2001:db8::/32").map(str)
+_ADDRESS = st.one_of(
+    _V4, _V6, ADDRESS_LIKE,
+    st.sampled_from(
+        ["198.18.0.0/24", "198.18.0.1/24", "2001:db8::/32", "198.18.0.0/33", "198.18.0.0/", "::ffff:1.2.3.4"]
+    ),
+    st.just(7),
+)  # fmt: skip
+# Tables that are mostly rules of the common kind, a key now and then of another value or type, and now
+# and then a key the common kind has not.
+_OK_ID = st.sampled_from(["r1", "r2", "r3", "r4", "é"])
+_OK_ADDRESS = st.one_of(_V4, _V4, _V6)
+_PLAIN_TABLE = st.fixed_dictionaries(
+    {"id": st.one_of(_OK_ID, _OK_ID, st.sampled_from(["auto", "crowdsec", "external:x", "", "a\x1bb", "x" * 257, 7]))},
+    optional={
+        "action": st.one_of(st.sampled_from(["drop", "block", "MONITOR", "monitor"]), st.sampled_from(["allow", 3])),
+        "src_ip": st.one_of(_OK_ADDRESS, _OK_ADDRESS, _ADDRESS),
+        "dst_ip": st.one_of(_OK_ADDRESS, _OK_ADDRESS, _ADDRESS),
+        "dst_port": st.one_of(st.sampled_from([22, 80, 0, 65535]), st.sampled_from([65536, -1, True, "22"])),
+        "protocol": st.one_of(
+            st.sampled_from([6, 17]), st.sampled_from([1, 58, 0, 255]), st.sampled_from([256, "tcp", True])
+        ),
+        "description": st.one_of(st.sampled_from(["", "ok"]), st.sampled_from(["a\x1bb", "a\u202eb", "d" * 1025])),
+    },
+)  # fmt: skip
+_SPOILER = st.sampled_from([("expires_in", "1h"), ("expires_in", "soon"), ("auto", True), ("sourc_ip", "198.18.0.1")])
+_RULE_TABLE = st.one_of(_PLAIN_TABLE, _PLAIN_TABLE, _PLAIN_TABLE, st.tuples(_PLAIN_TABLE, _SPOILER).map(
+    lambda ts: {**ts[0], ts[1][0]: ts[1][1]}
+))  # fmt: skip
+
+
+def _rules_of(items: list[dict[str, Any]], plain: bool) -> tuple[object, object]:
+    from ironpost_tui.config import check as config_check
+    from ironpost_tui.config import rules as config_rules
+
+    saved = config_rules._plain
+    if not plain:
+        config_rules._plain = lambda *_a: None  # type: ignore[assignment]
+    try:
+        chk = config_check.Check()
+        got = config_rules.rules(chk, {"ebpf": {"rules": items}}, 10_000, 1_700_000_000.0)
+        return got, chk.pending
+    finally:
+        config_rules._plain = saved
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_RULE_TABLE, max_size=6))
+def test_the_plain_rule_path_builds_what_the_checked_path_builds(items: list[dict[str, Any]]) -> None:
+    """config.rules._plain, the common rule built without the checker's per-key reads: for any tables,
+    the same rules and the same errors as the checked path alone."""
+    assert _rules_of(items, plain=True) == _rules_of(items, plain=False)
+
+
+def test_the_plain_rule_path_controls() -> None:
+    """It takes the common rule (the bench's feed rules) and leaves the rest to the checked path."""
+    from ironpost_tui.config import rules as config_rules
+
+    taken = config_rules._plain({"id": "f", "src_ip": "198.18.0.7", "action": "drop"}, ("ebpf", "rules", 0), 1, {})
+    assert taken is not None and str(taken[0].src_ip) == "198.18.0.7/32"
+    for raw in (
+        {"id": "f", "src_ip": "198.18.0.7", "expires_in": "1h"},  # expiry: checked path
+        {"id": "f", "src_ip": "198.018.0.7"},  # a bad address: the checked path says what is wrong
+        {"id": "f", "dst_port": 22, "protocol": 1},
+        {"id": "f", "dst_port": True},
+        {"id": "auto", "src_ip": "198.18.0.7"},
+        {"id": "f"},
+    ):
+        assert config_rules._plain(raw, ("ebpf", "rules", 0), 1, {}) is None, raw
+    assert config_rules._plain({"id": "f", "src_ip": "198.18.0.7"}, (), 2, {"f": ()}) is None  # a duplicate id

@@ -127,9 +127,65 @@ def rules(check: Check, data: dict[str, Any], ebpf_blocklist_max: int, now: floa
     return tuple(rule for rule, _, _ in built)
 
 
+# The keys of a rule of the common kind (what a feed or an operator writes: no expiry, no auto flag).
+_PLAIN_KEYS = frozenset(("id", "description", "action", *MATCH_KEYS))
+
+
+def _plain(raw: dict[str, Any], loc: Loc, n: int, first_id: dict[str, Loc]) -> tuple[FilterRule, Loc, RuleRef] | None:
+    """A rule of the common kind whose every value is well formed, built without the checker's reads of
+    each key (a third of the load of a 10,000-rule file); None when anything is otherwise, and then
+    _rule's checked path builds it or says what is wrong.  It builds what the checked path builds
+    (tests/test_config_fuzz.py compares the two)."""
+    if not _PLAIN_KEYS.issuperset(raw):
+        return None
+    rule_id = raw.get("id")
+    if (
+        type(rule_id) is not str
+        or not 0 < len(rule_id) <= MAX_ID_CHARS
+        or not rule_id.isprintable()
+        or rule_id in first_id
+        or rule_id in kernel_rules.GROUP_RULE_IDS
+        or rule_id.startswith(kernel_rules.EXTERNAL_PREFIX)
+    ):
+        return None
+    description = raw.get("description", "")
+    if type(description) is not str or len(description) > MAX_DESCRIPTION_CHARS or unsafe(description) is not None:
+        return None
+    word = raw.get("action", "drop")
+    action = ACTIONS.get(word.lower()) if type(word) is str else None
+    port, proto = raw.get("dst_port"), raw.get("protocol")
+    if (
+        action is None
+        or (port is not None and (type(port) is not int or not 0 <= port <= 65535))
+        or (proto is not None and (type(proto) is not int or not 0 <= proto <= 255))
+        or (port is not None and proto is not None and proto not in (6, 17))
+    ):
+        return None
+    src_text, dst_text = raw.get("src_ip"), raw.get("dst_ip")
+    try:
+        src = network(src_text) if type(src_text) is str else None
+        dst = network(dst_text) if type(dst_text) is str else None
+    except ValueError:
+        return None
+    if (src is None and src_text is not None) or (dst is None and dst_text is not None):
+        return None
+    if src is None and dst is None and port is None and proto is None:
+        return None
+    if src is not None and dst is not None and src.version != dst.version:
+        return None
+    first_id[rule_id] = (*loc, "id")
+    rule = FilterRule(
+        id=rule_id, action=action, src_ip=src, dst_ip=dst, dst_port=port, protocol=proto, description=description
+    )
+    return rule, loc, RuleRef(rule_id, n)
+
+
 def _rule(
     check: Check, raw: dict[str, Any], loc: Loc, n: int, now: float, first_id: dict[str, Loc]
 ) -> tuple[FilterRule, Loc, RuleRef] | None:
+    plain = _plain(raw, loc, n, first_id)
+    if plain is not None:
+        return plain
     errors_before = len(check.pending) + check.dropped
     rule_id = raw.get("id")
     id_ok = isinstance(rule_id, str) and 0 < len(rule_id) <= MAX_ID_CHARS and rule_id.isprintable()
