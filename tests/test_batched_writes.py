@@ -301,3 +301,29 @@ def test_a_batch_reader_reads_into_the_same_buffers_each_time(dp: Datapath) -> N
     assert {bytes(reader.keys[i * 4 : i * 4 + 4]) for i in range(10)} == set(keys[:10])
     assert (reader.keys, reader.values) == buffers and reader.keys is buffers[0] and reader.values is buffers[1]
     assert reader.values[: m.value_bytes] == value.ljust(m.value_bytes, b"\0")[: m.value_bytes]
+
+
+def test_rule_hits_are_cleared_only_where_they_may_not_be_zero(dp: Datapath, monkeypatch: pytest.MonkeyPatch) -> None:
+    """New maps: the first table's rules take slots the kernel created zero, with no write; a slot a rule
+    counted in, taken again (here by a second table on the same maps), is zeroed before it counts."""
+    cleared: list[int] = []
+    real = dp.percpu_clear
+    monkeypatch.setattr(dp, "percpu_clear", lambda name, index: (cleared.append(index), real(name, index))[1])
+    src = "198.18.5.9"
+    first = RuleTable(dp, monotonic_to_wall_offset())
+    first.add(FilterRule("a", Action.DROP, src_ip=ipaddress.ip_network(src)))
+    first.add(FilterRule("b", Action.DROP, src_ip=ipaddress.ip_network("198.18.5.10")))
+    assert cleared == []  # new maps: nothing to zero
+    libbpf.prog_test_run(dp.prog_fd, frame(src, "198.19.0.1", 53, "udp"))
+    slot = first._rules["a"].slot
+    assert sum(libbpf_hits(dp, slot)) == 1
+    first.replace_all([])
+    second = RuleTable(dp, monotonic_to_wall_offset())  # the maps' hits are no longer as created
+    second.add(FilterRule("c", Action.DROP, src_ip=ipaddress.ip_network("198.18.5.11")))
+    assert second._rules["c"].slot == slot and cleared == [slot]
+    assert sum(libbpf_hits(dp, slot)) == 0  # a's drop is not c's
+    second.replace_all([])
+
+
+def libbpf_hits(dp: Datapath, slot: int) -> list[int]:
+    return [abi.RULE_HIT.unpack(raw)[0] for raw in dp.percpu_entries(MapName.RULE_HITS, slot)]

@@ -267,6 +267,7 @@ class Datapath:
                 f"{abi.IRONPOST_ABI_VERSION}: run `ironpost-tui cleanup IFACE`"
             )
         self.reused_maps = config[1] != 0  # pinned maps already in force
+        self._hits_zeroed = not self.reused_maps  # RULE_HITS as created: every slot zero (take_zeroed_hits)
         if config[1] == 0:  # new maps: stamp them, and seed the sketches' hash
             seed = int.from_bytes(os.urandom(4), "little")
             self.write_config_raw(
@@ -478,6 +479,12 @@ class Datapath:
     def percpu_clear(self, name: MapName, index: int) -> None:
         """Zero one per-CPU array entry on every CPU."""
         self.map_update(name, index.to_bytes(4, "little"), bytes(self._maps[name].value_bytes))
+
+    def take_zeroed_hits(self) -> bool:
+        """True once, to the first caller, when RULE_HITS is as the kernel created it (new maps: every
+        slot zero, nothing to clear before a rule takes one); False after, and for pinned maps."""
+        zeroed, self._hits_zeroed = self._hits_zeroed, False
+        return zeroed
 
     def percpu_hits_raw(self, slots: int) -> tuple[bytes, int]:
         """The first ``slots`` RULE_HITS slots in one batch read, as the kernel lays them out (each slot

@@ -48,6 +48,10 @@ class FragmentEntries:
     def __len__(self) -> int:
         return len(self._written)
 
+    def holds(self, rule_id: str) -> bool:
+        """Whether rule ``rule_id`` stands for any key now."""
+        return rule_id in self._keys
+
     def set(self, rule_id: str, keys: tuple[bytes, ...], rank: int = 0, value: bytes = b"") -> None:
         """Rule ``rule_id`` now stands for ``keys`` with this rank and MATCH value (no keys: for none)."""
         old = self._keys.pop(rule_id, ())

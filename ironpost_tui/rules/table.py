@@ -74,6 +74,8 @@ class RuleTable:
         self._clock_offset = clock_offset  # wall time minus CLOCK_MONOTONIC
         cfg = datapath.cfg
         self._free_slots = list(range(cfg.rule_slots - 1, -1, -1))
+        # Slots whose RULE_HITS counters are known zero (new maps, a slot never taken): not cleared again.
+        self._zeroed = bytearray(b"\x01") * cfg.rule_slots if datapath.take_zeroed_hits() else bytearray(cfg.rule_slots)
         self._next_priority = 0
         self._rules: dict[str, _Installed] = {}
         self._by_key: dict[tuple[MapName, bytes], str] = {}
@@ -147,9 +149,16 @@ class RuleTable:
         if not self._free_slots:
             raise RuleRefused("no rule slot left: remove rules first")
         slot = self._free_slots.pop()
-        self._dp.percpu_clear(MapName.RULE_HITS, slot)
+        self._clear_hits(slot)
         self._retired[slot] = rule
         return slot
+
+    def _clear_hits(self, slot: int) -> None:
+        """Zero ``slot``'s hit counters before anything points at it (unless they are zero already)."""
+        if self._zeroed[slot]:
+            self._zeroed[slot] = 0  # from now on something may count there
+        else:
+            self._dp.percpu_clear(MapName.RULE_HITS, slot)
 
     def capacity(self) -> dict[MapName, int]:
         cfg = self._dp.cfg
@@ -534,8 +543,7 @@ class RuleTable:
             if not self._free_slots:
                 raise RuleRefused("no rule slot left: remove rules first")
             slot = self._free_slots[-1]
-            # Zero the slot's hit counters before anything points at it.
-            self._dp.percpu_clear(MapName.RULE_HITS, slot)
+            self._clear_hits(slot)
             acting = self._acting(placement.map_name, rule, slot, priority)
             # An exact IPv4 source goes into EXACT4 as well, a source prefix into PREFIX4H/PREFIX6H,
             # when there is room.
@@ -668,6 +676,8 @@ class RuleTable:
     def _stand_for_fragments(self, inst: _Installed) -> None:
         """FRAG_MATCH as ``inst`` (the rule now installed under its id) says: written after its MATCH entry."""
         keys = fragment_keys(inst.rule, inst.key) if inst.placement.map_name == MapName.MATCH else ()
+        if not keys and not self._fragments.holds(inst.rule.id):
+            return  # none now, none before: nothing to write
         value = kernel_rules.value(inst.rule, inst.slot, inst.priority)
         self._fragments.set(inst.rule.id, keys, _rank(inst.rule, inst.priority), value)
 
