@@ -86,9 +86,12 @@ struct proto_stats {
  * another tool wrote and a controller took in (ironpost_tui/rules/external.py), so a --persist
  * restart knows it for one.  It was padding before, always 0 = ORIGIN_IRONPOST: pinned maps of this
  * ABI version read the same either way.  Another tool writes the seed's value, action first and the
- * rest 0 (own_action 0: never written by ironpost). */
+ * rest 0 (own_action 0: never written by ironpost).  ORIGIN_DECISION marks a CrowdSec decision's entry
+ * (ironpost_tui/rules/decision_set.py), whose own_priority then holds the decision's expiry (Unix
+ * seconds): a --persist restart holds it until then. */
 #define ORIGIN_IRONPOST 0
 #define ORIGIN_EXTERNAL 1
+#define ORIGIN_DECISION 2
 
 struct blocklist_value {
 	__u8 action;

@@ -263,7 +263,7 @@ def test_decisions_leave_the_operator_a_reserve_and_a_full_map_is_named(
     # Another tool's entries the set does not know of: the kernel's map is full before the set's room.
     foreign = many(300, "198.18.60.0")
     dp = table.datapath
-    value = decisions._value  # a drop entry as any tool would write one
+    value = decisions._value(later)  # a drop entry as any tool would write one
     for n in foreign:
         dp.map_update(MapName.BLOCKLIST, n.network_address.packed, value)
     room = 4096 - 128 - table.count(MapName.BLOCKLIST)  # the set's view (the operator's block included)

@@ -78,3 +78,25 @@ def test_a_flood_of_distinct_sources_costs_no_memory() -> None:
     assert len(t) == t.capacity == 16_384 and WAYS == 4
     assert grown < 16 * 1024, grown
     assert dict_grown > 512 * 1024, dict_grown
+
+
+def test_a_key_that_reaches_the_limit_is_let_go_and_takes_no_way() -> None:
+    """The admission's use: a key admitted at once never takes (or evicts) a way; one admitted later frees
+    its way."""
+    t = PendingCounts(4, tcp)  # one set of 4 ways
+    for i in range(4):
+        t.add(key(i), (1, 1, 0, 0), limit=10)
+    assert len(t) == 4
+    assert t.add(key(99), (0, 50, 0, 0), limit=10) == (0, 50, 0, 0)
+    assert len(t) == 4 and all(t.get(key(i)) == (1, 1, 0, 0) for i in range(4))  # none evicted
+    assert t.add(key(2), (0, 9, 0, 0), limit=10) == (1, 10, 0, 0)  # reached: let go
+    assert t.get(key(2)) is None and len(t) == 3
+
+
+def test_where_a_key_goes_is_a_secret_of_each_table() -> None:
+    """Sets are drawn by a per-table secret, not by hash(key) alone (which PYTHONHASHSEED can fix): two
+    tables place the same keys in different sets."""
+    a, b = PendingCounts(16_384, tcp), PendingCounts(16_384, tcp)
+    keys = [key(i) for i in range(64)]
+    assert [a._set(k) for k in keys] != [b._set(k) for k in keys]
+    assert [a._set(k) for k in keys] == [a._set(k) for k in keys]  # stable within a table

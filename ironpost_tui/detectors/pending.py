@@ -4,14 +4,16 @@ detectors/pipeline.py).
 A spoofed flood brings a new source with each packet.  A dict entry for each (a bytes key, a tuple of
 counts, the dict's slot: some 200 bytes) grew the process by 7 MiB for the two detectors' 16,384 sources,
 and the memory stayed taken.  Here the keys are in one bytearray and their counts in one array, made with
-the table, set-associative as the kernel's sketches are: a key hashes (Python's hash of bytes, seeded per
-process: an attacker cannot aim at a set) to one set of ``WAYS`` ways; a key not held takes a free way of
-its set or, the set full, the way that holds the least by the detector's metric (a one-packet source of a
-flood), so a slow real source is not forgotten for a flood's sake.  ``clear`` is a generation count.
+the table, set-associative as the kernel's sketches are: a key hashes (with a secret drawn for each table:
+an attacker cannot aim at a set, even where PYTHONHASHSEED is set) to one set of ``WAYS`` ways; a key not
+held takes a free way of its set or, the set full, the way that holds the least by the detector's metric (a
+one-packet source of a flood), so a slow real source is not forgotten for a flood's sake.  ``clear`` is a
+generation count.
 """
 
 from __future__ import annotations
 
+import os
 from array import array
 from collections.abc import Callable
 
@@ -39,6 +41,10 @@ class PendingCounts:
         self._stamp = array("q", bytes(8 * self.capacity))  # a way is held when its stamp is the generation
         self._gen = 1
         self.held = 0
+        self._salt = int.from_bytes(os.urandom(8), "little")
+
+    def _set(self, key: bytes) -> int:
+        return (hash((self._salt, key)) & self._mask) * WAYS
 
     def __len__(self) -> int:
         return self.held
@@ -49,7 +55,7 @@ class PendingCounts:
 
     def _find(self, key: bytes) -> tuple[int, int]:
         """(the way holding ``key`` or -1, a free way of its set or -1)."""
-        base = (hash(key) & self._mask) * WAYS
+        base = self._set(key)
         free = -1
         stamp, keys, gen, size = self._stamp, self._keys, self._gen, self._key_size
         for w in range(base, base + WAYS):
@@ -64,26 +70,33 @@ class PendingCounts:
         c = way * self._width
         return tuple(self._counts[c : c + self._width])
 
-    def add(self, key: bytes, delta: Counts) -> Counts:
-        """``key``'s counts with ``delta`` added, held from now on."""
+    def add(self, key: bytes, delta: Counts, limit: int | None = None) -> Counts:
+        """``key``'s counts with ``delta`` added, held from now on; once they reach ``limit`` by the metric
+        (the key is admitted), not held any more (and a key that reaches it at once takes no way)."""
         if len(key) != self._key_size:
             raise ValueError(f"a pending key is {self._key_size} bytes, not {len(key)}")
         way, free = self._find(key)
-        counts, c = self._counts, 0
+        counts, width = self._counts, self._width
         if way >= 0:
-            c = way * self._width
+            c = way * width
             total = tuple(counts[c + i] + d for i, d in enumerate(delta))
         else:
+            total = tuple(delta)
+        if limit is not None and self._metric(total) >= limit:
+            if way >= 0:
+                self._stamp[way] = 0
+                self.held -= 1
+            return total
+        if way < 0:
             if free >= 0:
                 way = free
                 self.held += 1
             else:  # the set is full: the way holding the least goes
-                base = (hash(key) & self._mask) * WAYS
+                base = self._set(key)
                 way = min(range(base, base + WAYS), key=lambda w: (self._metric(self._counts_of(w)), w))
             self._stamp[way] = self._gen
             self._keys[way * self._key_size : (way + 1) * self._key_size] = key
-            c = way * self._width
-            total = tuple(delta)
+        c = way * width
         for i, v in enumerate(total):
             counts[c + i] = v
         return total

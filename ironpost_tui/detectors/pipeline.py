@@ -64,10 +64,9 @@ class _Admission:
                 admitted[key] = delta
                 continue
             assert isinstance(key, bytes)  # the sketches' struct agg_key
-            total = pending.add(key, delta)
+            total = pending.add(key, delta, self.minimum)  # not held once it reaches the minimum
             if self.metric(total) >= self.minimum:
                 admitted[key] = total
-                pending.drop(key)
         self.window.add(admitted, now)
 
 

@@ -287,7 +287,14 @@ class Engine:
             # kept by this thread alone (Datapath.writes_batched), and rule changes wait for the lock.
             fresh = not (adopting or maps_pinned)
             with self.lock, self._dp.writes_batched() if fresh else contextlib.nullcontext():
-                self._control.replace_all(list(opts.rules), Actor.current("config"), force=opts.force, what="load")
+                dropped = self._control.load(list(opts.rules), Actor.current("config"), force=opts.force)
+            if dropped:
+                log.warning(
+                    "%d CrowdSec decisions left in the pinned maps by the last run removed to make room for the "
+                    "file's rules: the LAPI's next full pull writes again those still in force",
+                    dropped,
+                    extra={"event": "crowdsec_leftovers_removed", "count": dropped},
+                )
         if kept:
             self._control.restore(kept, Actor("ironpost", None, "journal"))
             self._control.flush()

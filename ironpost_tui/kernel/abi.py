@@ -27,6 +27,7 @@ ACTION_MONITOR = 2
 
 ORIGIN_IRONPOST = 0  # a BLOCKLIST entry of ironpost's own rules
 ORIGIN_EXTERNAL = 1  # another tool's entry, taken in by a controller (rules/external.py)
+ORIGIN_DECISION = 2  # a CrowdSec decision's entry (rules/decision_set.py): own_priority is its expiry (Unix s)
 
 VERDICT_PASS = 0
 VERDICT_DROP = 1

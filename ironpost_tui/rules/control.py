@@ -229,6 +229,21 @@ class RuleController:
             raise
         self.audit.record(what, actor, None, rules=len(ids), ids=[r.id for r in rules if r.id in ids])
 
+    def load(self, rules: list[FilterRule], actor: Actor, force: bool = False) -> int:
+        """The start's load of the file's rules (replace_all's "load"): the file wins over the CrowdSec
+        decisions a persisted run left (RuleTable.adopt_existing): when the rules do not fit beside them,
+        those go first (the LAPI's next full pull writes again the ones still in force, within the
+        reserve); how many went."""
+        try:
+            self.replace_all(rules, actor, force=force, what="load")
+            return 0
+        except BlocklistFull:
+            if not self.table.has_leftover_decisions():
+                raise
+        dropped = self.table.drop_leftover_decisions()
+        self.replace_all(rules, actor, force=force, what="load")
+        return dropped
+
     def _check_capacity(self, rules: list[FilterRule]) -> None:
         # replace_all() deletes the rules that go before it adds: the new set must fit.
         # The CrowdSec decisions' entries stay beside them: counted, so that a set that does not fit is

@@ -92,9 +92,8 @@ class DecisionSet:
         self._table = table
         self._dp = table.datapath
         leftovers = table.take_leftover_decisions()
-        slots = Counter(e.slot for e in leftovers.values())
+        slots = Counter(e.slot for e in leftovers.values() if e.slot >= 0)
         self.slot = table.reserve_slot(rule, slots.most_common(1)[0][0] if slots else None)
-        self._value = kernel_rules.value(rule, self.slot, PRIORITY)
         self._held: dict[IPNetwork, _Held] = {}
         self._by_key: dict[tuple[MapName, bytes], IPNetwork] = {}
         # (expires_at, a sequence number that keeps networks from being compared, decision id, network)
@@ -107,33 +106,50 @@ class DecisionSet:
         if leftovers:
             self._hold_leftovers(leftovers, set(slots) - {self.slot})
 
+    def _value(self, expires_at: float) -> bytes:
+        """An entry of the set: its slot and rank, and (ORIGIN_DECISION) the decision's expiry in
+        own_priority, which a --persist restart reads back (the program reads neither)."""
+        until = min(max(int(expires_at), 0), 0xFFFFFFFF)
+        code = abi.ACTION_DROP
+        return abi.BLOCKLIST_VALUE.pack(code, code, abi.ORIGIN_DECISION, self.slot, PRIORITY, self.slot, until)
+
     def _hold_leftovers(self, leftovers: dict[IPNetwork, LeftoverDecision], other_slots: set[int]) -> None:
         """Hold the entries a persisted run left (already in force, filter bits and counts the table's
-        until now) as decisions of unknown id, until the first full pull sweeps those no longer in force
-        or ``LEFTOVER_HOLD_SECS`` pass without one (the LAPI down); entries on another slot (two sets'
-        leftovers) are credited to this one."""
-        until = time.time() + LEFTOVER_HOLD_SECS
+        until now) as decisions of unknown id, until the expiry their entry keeps (or, an entry of an
+        older version that keeps none, ``LEFTOVER_HOLD_SECS`` from now, written into it so that a later
+        restart does not renew it), unless a full pull sweeps them first.  An entry on another slot, or
+        without its expiry, is written again (not one a rule of the table holds now: that rule's entry
+        stays, and the decision is written back when it goes, as put() does)."""
+        hold = time.time() + LEFTOVER_HOLD_SECS
         rewrite: dict[MapName, list[tuple[bytes, bytes]]] = {}
         for net, entry in leftovers.items():
+            until = entry.expires_at if entry.expires_at is not None else hold
             self._seq += 1
             heapq.heappush(self._heap, (until, self._seq, LEFTOVER_ID, net))
             self._held[net] = _Held(LEFTOVER_ID, until, entry.map_name, entry.key, written=True)
             self._by_key[(entry.map_name, entry.key)] = net
-            if entry.slot != self.slot:
-                rewrite.setdefault(entry.map_name, []).append((entry.key, self._value))
+            if self._table.owner(entry.map_name, entry.key) is not None:
+                continue
+            value = self._value(until)
+            if entry.slot != self.slot or entry.expires_at is None:
+                rewrite.setdefault(entry.map_name, []).append((entry.key, value))
             if entry.map_name == MapName.BLOCKLIST:
-                self._table.side_entries[entry.key] = self._value
+                self._table.side_entries[entry.key] = value
         for map_name, entries in rewrite.items():
             self._table.generation += 1
-            self._dp.map_update_batch(map_name, entries)  # an entry that failed keeps its old slot's credit
+            self._dp.map_update_batch(map_name, entries)  # an entry that failed keeps what it said
         for slot in other_slots:
             self._table.release_slot(slot)
         log.info(
-            "%d CrowdSec decisions left in the pinned maps by the last run kept in force until the LAPI's full "
-            "pull says which still are",
+            "%d CrowdSec decisions left in the pinned maps by the last run held until their expiry or the LAPI's "
+            "full pull",
             len(leftovers),
             extra={"event": "crowdsec_leftovers", "count": len(leftovers)},
         )
+
+    def leftovers(self) -> list[IPNetwork]:
+        """The decisions held from a persisted run's entries, no pull having said their id yet."""
+        return [net for net, held in self._held.items() if held.ident == LEFTOVER_ID]
 
     # --- reading -------------------------------------------------------------------
     def __len__(self) -> int:
@@ -171,8 +187,16 @@ class DecisionSet:
             return False  # in force already (a full pull repeats it)
         self._seq += 1
         heapq.heappush(self._heap, (expires_at, self._seq, ident, net))
-        if held is not None:  # another decision on the same source: the entry is the same
+        if held is not None:  # another decision on the same source: the same entry, its expiry kept in it
+            before = int(held.expires_at)
             held.ident, held.expires_at = ident, expires_at
+            if held.written and int(expires_at) != before and self._table.owner(held.map_name, held.key) is None:
+                if self._pending is not None and (held.map_name, held.key) in self._pending:
+                    return False  # written at the batch's end, with the expiry it has then
+                value = self._value(expires_at)
+                self._dp.map_update(held.map_name, held.key, value)
+                if held.map_name == MapName.BLOCKLIST:
+                    self._table.side_entries[held.key] = value
             return False
         placement = kernel_rules.place(FilterRule(self.rule.id, Action.DROP, src_ip=net))
         key = placement.key
@@ -253,7 +277,7 @@ class DecisionSet:
             by_map.setdefault(map_name, []).append(held)
         for map_name, helds in by_map.items():
             self._table.generation += 1
-            done, error = self._dp.map_update_batch(map_name, [(h.key, self._value) for h in helds])
+            done, error = self._dp.map_update_batch(map_name, [(h.key, self._value(h.expires_at)) for h in helds])
             if error is None:
                 continue
             out.error = out.error or error
@@ -273,11 +297,11 @@ class DecisionSet:
         if self._pending is not None:
             self._pending[(held.map_name, held.key)] = held  # written at the batch's end
         else:
-            self._dp.map_update(held.map_name, held.key, self._value)
+            self._dp.map_update(held.map_name, held.key, self._value(held.expires_at))
         held.written = True
         self._written[held.map_name] += 1
         if held.map_name == MapName.BLOCKLIST:
-            self._table.side_entries[held.key] = self._value  # expected there by external.py
+            self._table.side_entries[held.key] = self._value(held.expires_at)  # expected there by external.py
 
     def _claim(self, map_name: MapName) -> None:
         """One more entry in ``map_name``, or DecisionsFull when the reserve would be reached.  The rules'

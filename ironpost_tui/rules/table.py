@@ -63,7 +63,8 @@ class LeftoverDecision:
 
     map_name: MapName
     key: bytes
-    slot: int
+    slot: int  # -1: none to keep (out of range, or a rule's)
+    expires_at: float | None  # as the entry says (Unix seconds); None: an entry that does not say
 
 
 class RuleTable:
@@ -405,7 +406,11 @@ class RuleTable:
                     # Not written by ironpost (own_action 0: another tool's entry no controller took in):
                     # the first reconcile takes it in (external.py).
                     continue
-                if priority == abi.DECISION_PRIORITY and origin == abi.ORIGIN_IRONPOST and map_name != MapName.MATCH:
+                if (
+                    _act_prio == abi.DECISION_PRIORITY  # the decision set's rank: never a rule's (acting or own)
+                    and origin in (abi.ORIGIN_IRONPOST, abi.ORIGIN_DECISION)
+                    and map_name != MapName.MATCH
+                ):
                     self._keep_leftover(map_name, key, raw, slot)  # a CrowdSec decision's, not a rule
                     continue
                 if map_name == MapName.BLOCKLIST and origin == abi.ORIGIN_EXTERNAL:
@@ -448,6 +453,7 @@ class RuleTable:
                     self._lpm[map_name][rule.src_ip] = rule.id
                 self._next_priority = max(self._next_priority, priority + 1)
                 found.append(rule)
+        self._settle_leftover_slots()
         self._exact4.retain(in_blocklist)  # ways whose BLOCKLIST entry is gone (a stop mid-removal)
         self._prefixh.retain(in_tries)
         for inst in self._rules.values():
@@ -460,18 +466,39 @@ class RuleTable:
         return found
 
     def _keep_leftover(self, map_name: MapName, key: bytes, raw: bytes, slot: int) -> None:
-        """A decision's entry left by a persisted run: kept in force (its filter bits counted in), its slot
-        out of the free ones, counted and expected as the decision set's entries are."""
+        """A decision's entry left by a persisted run: kept in force (its filter bits counted in), counted
+        and expected as the decision set's entries are; its slot settled once every rule is adopted."""
         found = kernel_rules.rule_from_entry(map_name, key, abi.ACTION_DROP, {}, kernel_rules.CROWDSEC_RULE_ID)
         if found is None or found.src_ip is None:
             return
+        if found.src_ip in self._leftover_decisions:  # the same source in two maps: not ours to have written
+            self.generation += 1
+            self._dp.map_delete(map_name, key)
+            return
+        _act, _own, origin, _slot, _prio, _own_slot, own_priority = abi.BLOCKLIST_VALUE.unpack(raw)
+        expires = float(own_priority) if origin == abi.ORIGIN_DECISION else None
         self._pf.add(prefilter.source_atoms(map_name, found.src_ip))
-        if slot in self._free_slots:
-            self._free_slots.remove(slot)
-        self._leftover_decisions[found.src_ip] = LeftoverDecision(map_name, key, slot)
+        self._leftover_decisions[found.src_ip] = LeftoverDecision(map_name, key, slot, expires)
         self.side_counts[map_name] += 1
         if map_name == MapName.BLOCKLIST:
             self.side_entries[key] = raw
+
+    def _settle_leftover_slots(self) -> None:
+        """The leftovers' slots out of the free ones, unless out of range or an adopted rule's (then none:
+        the decision set credits them to its own)."""
+        n = self._dp.cfg.rule_slots
+        used = {e.slot for e in self._leftover_decisions.values()}  # one, but for a damaged map
+        bad = {s for s in used if not 0 <= s < n or s in self._by_slot}
+        for slot in used - bad:
+            if slot in self._free_slots:
+                self._free_slots.remove(slot)
+        if bad:
+            for net, entry in list(self._leftover_decisions.items()):
+                if entry.slot in bad:
+                    self._leftover_decisions[net] = dataclasses.replace(entry, slot=-1)
+
+    def has_leftover_decisions(self) -> bool:
+        return bool(self._leftover_decisions)
 
     def take_leftover_decisions(self) -> dict[IPNetwork, LeftoverDecision]:
         """The decisions' entries adopt_existing kept, handed to their new owner (decision_set.py), which
@@ -496,7 +523,7 @@ class RuleTable:
             self.side_counts[entry.map_name] -= 1
             if entry.map_name == MapName.BLOCKLIST:
                 self.side_entries.pop(entry.key, None)
-        for slot in {e.slot for e in left.values()}:
+        for slot in {e.slot for e in left.values()} - {-1}:
             self.release_slot(slot)
         if left:
             self._pf.publish()

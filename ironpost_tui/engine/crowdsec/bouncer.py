@@ -39,7 +39,7 @@ from ironpost_tui.model import Action, FilterRule, IPNetwork, RuleStatus
 from ironpost_tui.rules import protect
 from ironpost_tui.rules.audit import Actor, AuditLog
 from ironpost_tui.rules.control import RuleController
-from ironpost_tui.rules.decision_set import DecisionSet
+from ironpost_tui.rules.decision_set import LEFTOVER_ID, DecisionSet
 from ironpost_tui.rules.infrastructure import InfraAddress
 from ironpost_tui.rules.protect import Protected
 
@@ -174,7 +174,23 @@ class Bouncer:
         if self._set is None:
             self._set = DecisionSet(control.table, SET_RULE)
             control.on_panic.append(self.panic)
+            self._protect_leftovers(control, self._set)
         return self._set
+
+    def _protect_leftovers(self, control: RuleController, decisions: DecisionSet) -> None:
+        """The decisions a persisted run left, checked as a pulled one is (the protected addresses, the
+        infrastructure): one on an address protected since goes now, not at its expiry."""
+        now = time.time()
+        for net in decisions.leftovers():
+            hit: Protected | InfraAddress | None = protect.violation(
+                FilterRule(SET_RULE.id, Action.DROP, src_ip=net), control.protected_spans
+            )
+            if hit is None and self._infra is not None:
+                hit = self._infra(net, now)
+            if hit is not None:
+                decisions.remove(net)
+                log.warning("CrowdSec decision on %s left by the last run removed: it would drop %s", net,
+                            hit.describe(), extra={"event": "crowdsec_protected", "source": str(net)})  # fmt: skip
 
     def apply(self, control: RuleController, budget: float = BUDGET) -> bool:
         """Expire, then apply pulled decisions, until ``budget`` seconds are spent; True when the set changed."""
@@ -253,6 +269,8 @@ class Bouncer:
                     hit = self._infra(d.network, time.time())
                 if hit is not None:
                     self._protected_ids.add(d.id)
+                    if decisions.ident(d.network) == LEFTOVER_ID and decisions.remove(d.network):
+                        changes.append(("delete", d.network))  # a persisted run's, protected since
                     if d.network not in self._warned:
                         self._warned.add(d.network)
                         log.warning("CrowdSec decision on %s skipped: it would drop %s", d.value, hit.describe(),
