@@ -16,6 +16,7 @@ import ctypes
 import functools
 import os
 import platform
+import random
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -160,6 +161,19 @@ def _program_cache_of_the_session() -> Iterator[None]:
     yield
     if not existed and os.geteuid() == 0:
         shutil.rmtree(DEFAULT_DIR, ignore_errors=True)
+
+
+@pytest.fixture
+def pin_dir(request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A directory of its own in the BPF filesystem for the maps a test pins (a --persist run's), removed
+    with whatever is pinned in it."""
+    name = request.node.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+    path = Path(f"/sys/fs/bpf/ironpost-test-{name}-{random.getrandbits(32):08x}")
+    path.mkdir(parents=True)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -6,9 +6,8 @@ they stay in force until the bouncer's first full pull sweeps those no longer in
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
-import random
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,19 +36,21 @@ pytestmark = pytest.mark.root
 LATER = time.time() + 600  # the first run's decisions' expiry
 
 
-@pytest.fixture
-def pin_dir() -> Iterator[Path]:
-    path = Path(f"/sys/fs/bpf/ironpost-test-leftovers-{random.getrandbits(32):08x}")
-    path.mkdir(parents=True)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
 def verdict(dp: Datapath, src: str) -> int:
     dst = "2001:db8:7::99" if ":" in src else "198.19.0.1"
     return int(libbpf.prog_test_run(dp.prog_fd, frame(src, dst, 53, "udp")).retval)
+
+
+@contextlib.contextmanager
+def restarted(pin_dir: Path, cfg: DatapathConfig = CFG) -> Iterator[tuple[Datapath, RuleTable]]:
+    """A --persist restart: the pinned maps reused, and a table that adopted them."""
+    dp = Datapath(cfg, pin_dir=pin_dir)
+    try:
+        table = RuleTable(dp, monotonic_to_wall_offset())
+        table.adopt_existing()
+        yield dp, table
+    finally:
+        dp.close()
 
 
 def first_run(pin_dir: Path) -> int:
@@ -109,25 +110,15 @@ def test_leftovers_not_pulled_again_go_at_their_own_expiry(pin_dir: Path) -> Non
     """The LAPI down: a leftover goes at the expiry its entry kept, restart or not (not renewed)."""
     first_run(pin_dir)
     for _ in range(2):  # two restarts: the same expiry each time
-        dp = Datapath(CFG, pin_dir=pin_dir)
-        try:
-            table = RuleTable(dp, monotonic_to_wall_offset())
-            table.adopt_existing()
+        with restarted(pin_dir) as (dp, table):
             decisions = DecisionSet(table, SET_RULE)
             assert decisions.expire(LATER - 2, time.monotonic() + 5) == []  # negative control
             assert verdict(dp, V6) == XDP_DROP
-        finally:
-            dp.close()
-    dp = Datapath(CFG, pin_dir=pin_dir)
-    try:
-        table = RuleTable(dp, monotonic_to_wall_offset())
-        table.adopt_existing()
+    with restarted(pin_dir) as (dp, table):
         decisions = DecisionSet(table, SET_RULE)
         gone = decisions.expire(LATER + 1, time.monotonic() + 5)
         assert sorted(map(str, gone)) == sorted(str(ipaddress.ip_network(n)) for n in (A, RANGE, V6))
         assert all(verdict(dp, s) == XDP_PASS for s in (A, IN_RANGE, V6)) and verdict(dp, OPERATOR) == XDP_DROP
-    finally:
-        dp.close()
 
 
 def test_an_older_versions_leftover_is_held_for_the_hold_once(pin_dir: Path) -> None:
@@ -147,10 +138,7 @@ def test_an_older_versions_leftover_is_held_for_the_hold_once(pin_dir: Path) -> 
         dp.close()
     held = []
     for _ in range(2):
-        dp = Datapath(CFG, pin_dir=pin_dir)
-        try:
-            table = RuleTable(dp, monotonic_to_wall_offset())
-            table.adopt_existing()
+        with restarted(pin_dir) as (dp, table):
             t0 = time.time()
             decisions = DecisionSet(table, SET_RULE)
             until = decisions._held[ipaddress.ip_network(A)].expires_at
@@ -158,8 +146,6 @@ def test_an_older_versions_leftover_is_held_for_the_hold_once(pin_dir: Path) -> 
             assert t0 + LEFTOVER_HOLD_SECS - 5 < held[0] < t0 + LEFTOVER_HOLD_SECS + 5
             value = abi.BLOCKLIST_VALUE.unpack(dp.map_lookup(MapName.BLOCKLIST, key) or b"")
             assert value[2] == abi.ORIGIN_DECISION and value[6] == int(held[0])  # written into the entry
-        finally:
-            dp.close()
         time.sleep(1.1)
     assert int(held[1]) == int(held[0])  # not renewed by the second restart
 
@@ -180,26 +166,18 @@ def test_the_files_rules_win_over_leftovers_that_leave_no_room(pin_dir: Path, tm
         dp.close()
     rules = [FilterRule(f"r{i}", Action.DROP, src_ip=ipaddress.ip_network(f"198.19.9.{i}")) for i in range(1, 201)]
     for wanted, kept in ((rules[:50], 150), (rules, 0)):
-        dp = Datapath(small, pin_dir=pin_dir)
-        try:
-            table = RuleTable(dp, monotonic_to_wall_offset())
-            table.adopt_existing()
+        with restarted(pin_dir, small) as (dp, table):
             control = RuleController(table, AuditLog(tmp_path / "audit.log"))
             dropped = control.load(wanted, Actor("test", None, "test"))
             assert dropped == 150 - kept and len(table) == len(wanted)
             assert table.side_counts[MapName.BLOCKLIST] == kept == sum(1 for _ in range(kept))
             assert verdict(dp, "198.18.40.1") == (XDP_DROP if kept else XDP_PASS)
             assert verdict(dp, "198.19.9.7") == XDP_DROP
-        finally:
-            dp.close()
 
 
 def test_a_leftover_on_a_protected_address_goes_when_the_bouncer_takes_it(pin_dir: Path, tmp_path: Path) -> None:
     first_run(pin_dir)
-    dp = Datapath(CFG, pin_dir=pin_dir)
-    try:
-        table = RuleTable(dp, monotonic_to_wall_offset())
-        table.adopt_existing()
+    with restarted(pin_dir) as (dp, table):
         assert verdict(dp, IN_RANGE) == XDP_DROP
         protected = [Protected(ipaddress.ip_network(f"{IN_RANGE}/32"), REASON_PROTECT_LIST)]
         control = RuleController(table, AuditLog(tmp_path / "audit.log"), protected=protected)
@@ -207,8 +185,6 @@ def test_a_leftover_on_a_protected_address_goes_when_the_bouncer_takes_it(pin_di
         decisions = bouncer.decision_set(control)
         assert ipaddress.ip_network(RANGE) not in decisions and len(decisions) == 2  # A and V6 stay
         assert verdict(dp, "198.18.9.1") == XDP_PASS and verdict(dp, A) == XDP_DROP
-    finally:
-        dp.close()
 
 
 def test_a_leftover_on_a_bad_slot_is_credited_to_the_sets(pin_dir: Path) -> None:
@@ -223,25 +199,17 @@ def test_a_leftover_on_a_bad_slot_is_credited_to_the_sets(pin_dir: Path) -> None
         dp.map_update(MapName.BLOCKLIST, key, value)
     finally:
         dp.close()
-    dp = Datapath(CFG, pin_dir=pin_dir)
-    try:
-        table = RuleTable(dp, monotonic_to_wall_offset())
-        table.adopt_existing()
+    with restarted(pin_dir) as (dp, table):
         decisions = DecisionSet(table, SET_RULE)
         value = abi.BLOCKLIST_VALUE.unpack(dp.map_lookup(MapName.BLOCKLIST, key) or b"")
         assert value[3] == decisions.slot != bad and value[5] == decisions.slot
         assert bad not in table._free_slots  # never handed to a rule (its counters are past the map's end)
         table.add(FilterRule("new", Action.DROP, src_ip=ipaddress.ip_network("198.18.77.1")))  # no IndexError
-    finally:
-        dp.close()
 
 
 def test_with_crowdsec_off_the_leftovers_are_removed(pin_dir: Path) -> None:
     slot = first_run(pin_dir)
-    dp = Datapath(CFG, pin_dir=pin_dir)
-    try:
-        table = RuleTable(dp, monotonic_to_wall_offset())
-        table.adopt_existing()
+    with restarted(pin_dir) as (dp, table):
         assert verdict(dp, IN_RANGE) == XDP_DROP
         assert table.drop_leftover_decisions() == 3
         assert table.drop_leftover_decisions() == 0
@@ -249,5 +217,3 @@ def test_with_crowdsec_off_the_leftovers_are_removed(pin_dir: Path) -> None:
         assert dp.map_len(MapName.BLOCKLIST) == 1 and dp.map_len(MapName.SRC4) == 0 == dp.map_len(MapName.SRC6)
         assert sum(table.side_counts.values()) == 0 and not table.side_entries
         assert slot in table._free_slots  # free again (adopt_existing had kept it)
-    finally:
-        dp.close()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import random
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -220,16 +219,6 @@ def test_a_new_id_for_an_address_in_a_full_bucket_moves_it_to_blocklist(small: R
     assert hits(small)["renamed"] == 1
     small.replace_all([])
     assert ways_in_use(dp) == 0 and dp.map_len("BLOCKLIST") == 0
-
-
-@pytest.fixture
-def pin_dir() -> Iterator[Path]:
-    path = Path(f"/sys/fs/bpf/ironpost-test-exact4-{random.getrandbits(32):08x}")
-    path.mkdir(parents=True)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def test_adopting_repairs_what_a_stop_between_two_writes_left_in_exact4(pin_dir: Path) -> None:

@@ -14,8 +14,6 @@ Addresses only from 198.18.0.0/15 and 2001:db8::/32; the frames never leave the 
 from __future__ import annotations
 
 import ipaddress
-import random
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -297,16 +295,6 @@ def test_more_extension_headers_than_the_program_follows_hide_the_ports(env: Env
 
 # --------------------------------------------------------------------------- #
 # adopting pinned maps
-
-
-@pytest.fixture
-def pin_dir() -> Iterator[Path]:
-    path = Path(f"/sys/fs/bpf/ironpost-test-fragments-{random.getrandbits(32):08x}")
-    path.mkdir(parents=True)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def test_adopting_pinned_maps_rebuilds_frag_match(pin_dir: Path) -> None:

@@ -9,8 +9,6 @@ that bit clear, or with the trie's entry deleted behind the table's back, is the
 from __future__ import annotations
 
 import ipaddress
-import random
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -232,16 +230,6 @@ def test_moves_between_exact_prefix_and_hashed_prefix_leave_no_gap(table: RuleTa
         assert verdict(dp, "198.18.44.4") == XDP_DROP, rules
     table.replace_all([])
     assert verdict(dp, "198.18.44.4") == XDP_PASS and ways_in_use(dp) == 0
-
-
-@pytest.fixture
-def pin_dir() -> Iterator[Path]:
-    path = Path(f"/sys/fs/bpf/ironpost-test-prefixh-{random.getrandbits(32):08x}")
-    path.mkdir(parents=True)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def test_adopting_pinned_maps_keeps_the_hashed_prefixes_and_drops_stale_ways(pin_dir: Path) -> None:
