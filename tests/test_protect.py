@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.common import net
@@ -238,7 +239,9 @@ def test_no_proc_at_all(tmp_path: Path) -> None:
     assert (found.connections, found.own) == ((), None)
 
 
-def test_gather_labels_and_dedupes(tmp_path: Path) -> None:
+def test_gather_labels_and_dedupes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The fake host's privilege-separation user, not this machine's (gather() reads the real one).
+    monkeypatch.setattr(sessions, "_privsep_uid", lambda: SSHD_UID)
     root = _host(tmp_path).write()
     env = {"SSH_CONNECTION": "198.18.9.9 1 198.18.0.1 22"}
     got = protect.gather([net("198.18.9.9/32"), net("198.18.100.0/24")], env=env, include_host=False, proc=root)

@@ -99,7 +99,11 @@ def kill_pids(pids: list[int]) -> None:
 
 
 def comm(pid: int) -> str:
-    return Path(f"/proc/{pid}/comm").read_text().strip()
+    """The process's name; "" once it has gone (a short-lived child listed a moment before)."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
 
 
 # --------------------------------------------------------------------------- #

@@ -29,12 +29,15 @@ class Images:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.by_fd: dict[int, bytes] = {}
-        monkeypatch.setattr(libbpf, "map_lookup_batch", self.batch)
-        monkeypatch.setattr(libbpf, "map_lookup", self.lookup)
+        images = self
 
-    def batch(self, fd: int, _key_size: int, value_size: int, _max: int) -> tuple[bytes, bytes, int]:
-        img = self.by_fd[fd]
-        return b"", img, len(img) // value_size
+        def batch_read(reader: libbpf.BatchReader) -> int:  # into the reader's own buffer, as the kernel does
+            img = images.by_fd[reader.fd]
+            reader.values[: len(img)] = img
+            return len(img) // reader.value_size
+
+        monkeypatch.setattr(libbpf.BatchReader, "read", batch_read)
+        monkeypatch.setattr(libbpf, "map_lookup", self.lookup)
 
     def lookup(self, fd: int, key: bytes, size: int) -> bytes:
         s = int.from_bytes(key, "little")
