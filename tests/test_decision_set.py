@@ -21,7 +21,7 @@ from ironpost_tui.engine.crowdsec import stream_json
 from ironpost_tui.engine.crowdsec.bouncer import Bouncer
 from ironpost_tui.engine.crowdsec.decisions import Decision, Delta, as_pulled
 from ironpost_tui.errors import BlocklistFull
-from ironpost_tui.kernel import libbpf
+from ironpost_tui.kernel import abi, libbpf
 from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.kernel.datapath import Datapath, DatapathConfig
 from ironpost_tui.model import Action, FilterRule
@@ -332,3 +332,27 @@ def test_the_crowdsec_row_names_the_scenarios_of_the_decisions_held(
     assert bouncer.rule_status(control).rule.description == "2 CrowdSec decisions: crowdsecurity/ssh-bf 1, ?[31mevil 1"
     bouncer.panic()
     assert bouncer.rule_status(control).rule.description == "0 CrowdSec decisions"
+
+
+@pytestmark_root
+def test_an_entry_keeps_its_decisions_expiry_for_a_restart(
+    world: tuple[RuleTable, RuleController, DecisionSet],
+) -> None:
+    """The entry's own_priority holds the expiry (ORIGIN_DECISION): written again when a new decision on the
+    source moves it by more than a minute, not for the seconds a full pull's recomputed expiry differs by."""
+    table, _control, decisions = world
+    dp = table.datapath
+    key = ipaddress.ip_address(A).packed
+    t = time.time() + 600
+
+    def kept() -> tuple[int, int]:
+        value = abi.BLOCKLIST_VALUE.unpack(dp.map_lookup(MapName.BLOCKLIST, key) or b"")
+        return value[2], value[6]
+
+    assert decisions.put(net(A), 1, t)
+    assert kept() == (abi.ORIGIN_DECISION, int(t))
+    decisions.put(net(A), 2, t + 10)  # another decision, seconds apart: the entry as it was
+    assert kept() == (abi.ORIGIN_DECISION, int(t))
+    decisions.put(net(A), 3, t + 3600)  # an hour more: written
+    assert kept() == (abi.ORIGIN_DECISION, int(t + 3600))
+    assert table.side_entries[key] == dp.map_lookup(MapName.BLOCKLIST, key)  # what external.py expects

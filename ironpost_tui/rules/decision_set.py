@@ -51,11 +51,14 @@ log = logging.getLogger(__name__)
 PRIORITY = abi.DECISION_PRIORITY
 # Entries of each map kept for the operator's rules and the auto-blocks: 1/32 of it, at least 64.
 RESERVE_SHARE, RESERVE_MIN = 32, 64
-# A decision a persisted run left in the pinned maps (its id and expiry are not in the kernel) is held under
-# this id until a full pull of the LAPI sweeps it or finds it in force, and for at most CrowdSec's default ban
-# duration (4 h) when no full pull comes (the LAPI down).
+# A decision a persisted run left in the pinned maps (its id is not in the kernel) is held under this id until
+# a full pull of the LAPI sweeps it or finds it in force, or until the expiry its entry keeps; an entry of an
+# older version, which keeps none, is held CrowdSec's default ban duration (4 h) once.
 LEFTOVER_ID = 0
 LEFTOVER_HOLD_SECS = 4 * 3600
+# A decision's entry keeps its expiry for a restart: written again when a new decision on the source moves
+# it by more than this (a full pull recomputes every expiry from the time left: seconds apart each time).
+EXPIRY_SLACK_SECS = 60
 
 
 def reserved(capacity: int) -> int:
@@ -190,7 +193,8 @@ class DecisionSet:
         if held is not None:  # another decision on the same source: the same entry, its expiry kept in it
             before = int(held.expires_at)
             held.ident, held.expires_at = ident, expires_at
-            if held.written and int(expires_at) != before and self._table.owner(held.map_name, held.key) is None:
+            moved = abs(int(expires_at) - before) > EXPIRY_SLACK_SECS
+            if held.written and moved and self._table.owner(held.map_name, held.key) is None:
                 if self._pending is not None and (held.map_name, held.key) in self._pending:
                     return False  # written at the batch's end, with the expiry it has then
                 value = self._value(expires_at)
