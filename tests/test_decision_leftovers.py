@@ -24,7 +24,7 @@ from ironpost_tui.kernel.datapath import Datapath, DatapathConfig
 from ironpost_tui.model import Action, FilterRule
 from ironpost_tui.rules.audit import Actor, AuditLog
 from ironpost_tui.rules.control import RuleController
-from ironpost_tui.rules.decision_set import LEFTOVER_HOLD_SECS, DecisionSet
+from ironpost_tui.rules.decision_set import LEFTOVER_HOLD_SECS, LEFTOVER_MAX_SECS, DecisionSet
 from ironpost_tui.rules.protect import REASON_PROTECT_LIST, Protected
 from ironpost_tui.rules.table import RuleTable, monotonic_to_wall_offset
 
@@ -217,3 +217,25 @@ def test_with_crowdsec_off_the_leftovers_are_removed(pin_dir: Path) -> None:
         assert dp.map_len(MapName.BLOCKLIST) == 1 and dp.map_len(MapName.SRC4) == 0 == dp.map_len(MapName.SRC6)
         assert sum(table.side_counts.values()) == 0 and not table.side_entries
         assert slot in table._free_slots  # free again (adopt_existing had kept it)
+
+
+def test_a_leftovers_far_expiry_and_a_source_in_two_maps(pin_dir: Path) -> None:
+    """An entry that says it expires in 2106 is held at most a year (and says so from then on); the same
+    source in two maps (not an entry the set writes) is kept once, the other deleted."""
+    first_run(pin_dir)
+    dp = Datapath(CFG, pin_dir=pin_dir)
+    try:
+        key = ipaddress.ip_address(A).packed
+        slot = abi.BLOCKLIST_VALUE.unpack(dp.map_lookup(MapName.BLOCKLIST, key) or b"")[3]
+        far = abi.BLOCKLIST_VALUE.pack(1, 1, abi.ORIGIN_DECISION, slot, abi.DECISION_PRIORITY, slot, 0xFFFFFFFF)
+        dp.map_update(MapName.BLOCKLIST, key, far)
+        dp.map_update(MapName.SRC4, abi.LPM_V4_KEY.pack(32, key), far)  # A again, as a /32 in SRC4
+    finally:
+        dp.close()
+    with restarted(pin_dir) as (dp, table):
+        assert dp.map_len(MapName.BLOCKLIST) + dp.map_len(MapName.SRC4) == 1 + 1 + 1  # A once, RANGE, OPERATOR
+        decisions = DecisionSet(table, SET_RULE)
+        until = decisions._held[ipaddress.ip_network(A)].expires_at
+        assert until <= time.time() + LEFTOVER_MAX_SECS
+        assert abi.BLOCKLIST_VALUE.unpack(dp.map_lookup(MapName.BLOCKLIST, key) or b"")[6] == int(until)
+        assert len(decisions) == 3 and verdict(dp, A) == XDP_DROP

@@ -56,6 +56,9 @@ RESERVE_SHARE, RESERVE_MIN = 32, 64
 # older version, which keeps none, is held CrowdSec's default ban duration (4 h) once.
 LEFTOVER_ID = 0
 LEFTOVER_HOLD_SECS = 4 * 3600
+# An expiry read back from an entry is held at most a year on, as a pulled decision lasts at most a year
+# (engine/crowdsec/decisions.py MAX_SECONDS): an entry that says 2106 is not for ever.
+LEFTOVER_MAX_SECS = 365 * 86400
 # A decision's entry keeps its expiry for a restart: written again when a new decision on the source moves
 # it by more than this (a full pull recomputes every expiry from the time left: seconds apart each time).
 EXPIRY_SLACK_SECS = 60
@@ -123,10 +126,11 @@ class DecisionSet:
         restart does not renew it), unless a full pull sweeps them first.  An entry on another slot, or
         without its expiry, is written again (not one a rule of the table holds now: that rule's entry
         stays, and the decision is written back when it goes, as put() does)."""
-        hold = time.time() + LEFTOVER_HOLD_SECS
+        now = time.time()
+        hold, longest = now + LEFTOVER_HOLD_SECS, now + LEFTOVER_MAX_SECS
         rewrite: dict[MapName, list[tuple[bytes, bytes]]] = {}
         for net, entry in leftovers.items():
-            until = entry.expires_at if entry.expires_at is not None else hold
+            until = min(entry.expires_at, longest) if entry.expires_at is not None else hold
             self._seq += 1
             heapq.heappush(self._heap, (until, self._seq, LEFTOVER_ID, net))
             self._held[net] = _Held(LEFTOVER_ID, until, entry.map_name, entry.key, written=True)
@@ -134,7 +138,7 @@ class DecisionSet:
             if self._table.owner(entry.map_name, entry.key) is not None:
                 continue
             value = self._value(until)
-            if entry.slot != self.slot or entry.expires_at is None:
+            if entry.slot != self.slot or entry.expires_at != until:
                 rewrite.setdefault(entry.map_name, []).append((entry.key, value))
             if entry.map_name == MapName.BLOCKLIST:
                 self._table.side_entries[entry.key] = value
