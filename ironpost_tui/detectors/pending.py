@@ -53,8 +53,8 @@ class PendingCounts:
         self._gen += 1
         self.held = 0
 
-    def _find(self, key: bytes) -> tuple[int, int]:
-        """(the way holding ``key`` or -1, a free way of its set or -1)."""
+    def _find(self, key: bytes) -> tuple[int, int, int]:
+        """(the way holding ``key`` or -1, a free way of its set or -1, its set's first way)."""
         base = self._set(key)
         free = -1
         stamp, keys, gen, size = self._stamp, self._keys, self._gen, self._key_size
@@ -63,8 +63,8 @@ class PendingCounts:
                 if free < 0:
                     free = w
             elif keys.startswith(key, w * size):
-                return w, free
-        return -1, free
+                return w, free, base
+        return -1, free, base
 
     def _counts_of(self, way: int) -> Counts:
         c = way * self._width
@@ -75,7 +75,7 @@ class PendingCounts:
         (the key is admitted), not held any more (and a key that reaches it at once takes no way)."""
         if len(key) != self._key_size:
             raise ValueError(f"a pending key is {self._key_size} bytes, not {len(key)}")
-        way, free = self._find(key)
+        way, free, base = self._find(key)
         counts, width = self._counts, self._width
         if way >= 0:
             c = way * width
@@ -92,7 +92,6 @@ class PendingCounts:
                 way = free
                 self.held += 1
             else:  # the set is full: the way holding the least goes
-                base = self._set(key)
                 way = min(range(base, base + WAYS), key=lambda w: (self._metric(self._counts_of(w)), w))
             self._stamp[way] = self._gen
             self._keys[way * self._key_size : (way + 1) * self._key_size] = key
@@ -102,11 +101,11 @@ class PendingCounts:
         return total
 
     def get(self, key: bytes) -> Counts | None:
-        way, _ = self._find(key)
+        way, _, _ = self._find(key)
         return self._counts_of(way) if way >= 0 else None
 
     def drop(self, key: bytes) -> None:
-        way, _ = self._find(key)
+        way, _, _ = self._find(key)
         if way >= 0:
             self._stamp[way] = 0
             self.held -= 1

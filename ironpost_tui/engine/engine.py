@@ -270,12 +270,8 @@ class Engine:
             # maps were pinned) still hold entries: learn them, or they would be
             # enforced but invisible, and fill the maps.
             self._rules.adopt_existing()
-            if not opts.crowdsec.enabled and (dropped := self._rules.drop_leftover_decisions()):
-                log.warning(
-                    "%d CrowdSec decisions left in the pinned maps by the last run removed: [crowdsec] is off",
-                    dropped,
-                    extra={"event": "crowdsec_leftovers_removed", "count": dropped},
-                )
+            if not opts.crowdsec.enabled:
+                _leftovers_removed(self._rules.drop_leftover_decisions(), "[crowdsec] is off")
         self._journal = AutoJournal(opts.auto_journal)
         kept = self._journal.open(time.time())
         self._control = RuleController(
@@ -288,13 +284,9 @@ class Engine:
             fresh = not (adopting or maps_pinned)
             with self.lock, self._dp.writes_batched() if fresh else contextlib.nullcontext():
                 dropped = self._control.load(list(opts.rules), Actor.current("config"), force=opts.force)
-            if dropped:
-                log.warning(
-                    "%d CrowdSec decisions left in the pinned maps by the last run removed to make room for the "
-                    "file's rules: the LAPI's next full pull writes again those still in force",
-                    dropped,
-                    extra={"event": "crowdsec_leftovers_removed", "count": dropped},
-                )
+            _leftovers_removed(
+                dropped, "the file's rules need their room (the LAPI's next full pull writes again those in force)"
+            )
         if kept:
             self._control.restore(kept, Actor("ironpost", None, "journal"))
             self._control.flush()
@@ -664,3 +656,14 @@ class Engine:
             for rule in dropped:
                 control.journal.delete(rule.id)
         return True
+
+
+def _leftovers_removed(count: int, why: str) -> None:
+    """Said when a start removed CrowdSec decisions a persisted run left in the pinned maps."""
+    if count:
+        log.warning(
+            "%d CrowdSec decisions left in the pinned maps by the last run removed: %s",
+            count,
+            why,
+            extra={"event": "crowdsec_leftovers_removed", "count": count},
+        )

@@ -302,14 +302,15 @@ class DecisionSet:
             return
         self._claim(held.map_name)
         self._table.generation += 1  # a survey of BLOCKLIST taken before this write is stale (external.py)
+        value = self._value(held.expires_at)
         if self._pending is not None:
             self._pending[(held.map_name, held.key)] = held  # written at the batch's end
         else:
-            self._dp.map_update(held.map_name, held.key, self._value(held.expires_at))
+            self._dp.map_update(held.map_name, held.key, value)
         held.written = True
         self._written[held.map_name] += 1
         if held.map_name == MapName.BLOCKLIST:
-            self._table.side_entries[held.key] = self._value(held.expires_at)  # expected there by external.py
+            self._table.side_entries[held.key] = value  # expected there by external.py
 
     def _claim(self, map_name: MapName) -> None:
         """One more entry in ``map_name``, or DecisionsFull when the reserve would be reached.  The rules'

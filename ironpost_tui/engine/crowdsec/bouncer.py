@@ -182,15 +182,20 @@ class Bouncer:
         infrastructure): one on an address protected since goes now, not at its expiry."""
         now = time.time()
         for net in decisions.leftovers():
-            hit: Protected | InfraAddress | None = protect.violation(
-                FilterRule(SET_RULE.id, Action.DROP, src_ip=net), control.protected_spans
-            )
-            if hit is None and self._infra is not None:
-                hit = self._infra(net, now)
+            hit = self._protection(FilterRule(SET_RULE.id, Action.DROP, src_ip=net), control, now)
             if hit is not None:
                 decisions.remove(net)
                 log.warning("CrowdSec decision on %s left by the last run removed: it would drop %s", net,
                             hit.describe(), extra={"event": "crowdsec_protected", "source": str(net)})  # fmt: skip
+
+    def _protection(self, rule: FilterRule, control: RuleController, now: float) -> Protected | InfraAddress | None:
+        """What a decision's drop ``rule`` would drop that must not be: a protected address, or this
+        host's infrastructure."""
+        assert rule.src_ip is not None
+        hit: Protected | InfraAddress | None = protect.violation(rule, control.protected_spans)
+        if hit is None and self._infra is not None:
+            hit = self._infra(rule.src_ip, now)
+        return hit
 
     def apply(self, control: RuleController, budget: float = BUDGET) -> bool:
         """Expire, then apply pulled decisions, until ``budget`` seconds are spent; True when the set changed."""
@@ -264,9 +269,7 @@ class Bouncer:
                     continue
                 if decisions.ident(d.network) == d.id:
                     continue  # in force already (a full pull repeats it)
-                hit: Protected | InfraAddress | None = protect.violation(d.rule(now), control.protected_spans)
-                if hit is None and self._infra is not None:
-                    hit = self._infra(d.network, time.time())
+                hit = self._protection(d.rule(now), control, time.time())
                 if hit is not None:
                     self._protected_ids.add(d.id)
                     if decisions.ident(d.network) == LEFTOVER_ID and decisions.remove(d.network):
