@@ -132,7 +132,7 @@ class DetectionPipeline:
         self._scan_targets.add(probes or {}, now, self._scan_src.tracks, probe_ports)
         if destination_ports:
             self._dst_ports.update(destination_ports)
-        if len(self._dst_ports) > len(self._syn_dst.sums):
+        if len(self._dst_ports) > len(self._syn_dst):
             tracked = self._syn_dst.tracks
             self._dst_ports = {k: p for k, p in self._dst_ports.items() if tracked(k)}
         scanners = self.port_scan.scanners(self._scan_src)
@@ -140,7 +140,7 @@ class DetectionPipeline:
             self._syn_src, self._syn_dst, address_of, scanners, self._syn_targets.named, self._dst_ports.get
         )
         findings += self.port_scan.evaluate(self._scan_src, address_of, self._scan_targets.named)
-        syn_sums, scan_sums = self._syn_src.sums, self._scan_src.sums
+        syn_window, scan_window = self._syn_src, self._scan_src
 
         def live(detector: Detector, source: str) -> Live | None:
             key = key_of(source)
@@ -149,9 +149,9 @@ class DetectionPipeline:
             delta = sources.get(key)
             sending = delta is not None and any(delta)
             if detector is Detector.SYN_FLOOD:
-                counts = syn_sums.get(key)
+                counts = syn_window.get(key)
                 return Live(sending, counts[SYN] if counts is not None else 0)
-            counts = scan_sums.get(key)
+            counts = scan_window.get(key)
             return Live(sending, counts[NEW_TCP] + counts[NEW_UDP] if counts is not None else 0)
 
         return self.book.update(findings, wall, live, blocks)

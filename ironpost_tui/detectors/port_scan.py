@@ -30,12 +30,8 @@ class PortScanDetector:
 
     def scanners(self, by_source: WindowSums) -> dict[Hashable, int]:
         """Sources at or over the threshold, with their probed-port counts."""
-        out = {}
-        for key, counts in by_source.sums.items():
-            ports = counts[NEW_TCP_PORTS] + counts[NEW_UDP_PORTS]
-            if ports >= self.config.port_threshold:
-                out[key] = ports
-        return out
+        at_least = by_source.at_least((NEW_TCP_PORTS, NEW_UDP_PORTS), self.config.port_threshold)
+        return {key: counts[NEW_TCP_PORTS] + counts[NEW_UDP_PORTS] for key, counts in at_least}
 
     def evaluate(
         self,
@@ -63,20 +59,19 @@ class PortScanDetector:
                 )
             ]
         found = []
-        for key, counts in by_source.sums.items():
+        for key, counts in by_source.at_least((NEW_TCP_PORTS, NEW_UDP_PORTS), cfg.port_threshold):
             tcp_ports, udp_ports = counts[NEW_TCP_PORTS], counts[NEW_UDP_PORTS]
             ports = tcp_ports + udp_ports
-            if ports >= cfg.port_threshold:
-                kinds = " and ".join(k for k, n in (("TCP", tcp_ports), ("UDP", udp_ports)) if n)
-                found.append(
-                    Finding(
-                        self.name,
-                        (name(key), self.target),
-                        "medium",
-                        ports,
-                        cfg.window_secs,
-                        f"{ports} {kinds} ports probed within {cfg.window_secs:g} s",
-                        tuple(t.scanned() for t in targets([key])),
-                    )
+            kinds = " and ".join(k for k, n in (("TCP", tcp_ports), ("UDP", udp_ports)) if n)
+            found.append(
+                Finding(
+                    self.name,
+                    (name(key), self.target),
+                    "medium",
+                    ports,
+                    cfg.window_secs,
+                    f"{ports} {kinds} ports probed within {cfg.window_secs:g} s",
+                    tuple(t.scanned() for t in targets([key])),
                 )
+            )
         return found

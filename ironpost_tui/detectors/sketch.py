@@ -25,7 +25,7 @@ port is the one the alert names; otherwise the probes went to many ports (MANY_P
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator, Mapping
 from struct import Struct
 from typing import Any, NamedTuple
 
@@ -43,7 +43,7 @@ class SketchDeltas(NamedTuple):
     destinations: dict[Hashable, Counts]  # (syn, tcp) per destination key
     probes: dict[tuple[Hashable, bytes], int]  # per (source key, destination address): probes to it
     # The port that took at least half the probes (MANY_PORTS: none did), per pair of ``probes``...
-    probe_ports: dict[tuple[Hashable, bytes], int]
+    probe_ports: Mapping[tuple[Hashable, bytes], int]
     # ... and per key of ``destinations``, of its SYNs
     destination_ports: dict[Hashable, int]
 
@@ -73,6 +73,7 @@ class _Sketch:
         self._batch = libbpf.BatchReader(self.fd, 4, self.stride, sets)  # as prev: allocated here
         self.probes: dict[tuple[Hashable, bytes], int] = {}  # filled by read(), source sketch only
         self.grown: dict[Hashable, int] = {}  # key -> its set, for the keys that grew in this read
+        self._addrs: dict[bytes, bytes] = {}  # the destinations of this read's probes (few: the host's)
 
     def read(self, sets: list[int], out: dict[Hashable, Counts]) -> None:
         if len(sets) > self.sets // 8:  # many: one batch read of the whole map
@@ -138,6 +139,7 @@ class _Sketch:
             if not h:
                 continue
             addr = addrs[i * 16 : i * 16 + 16]
+            addr = self._addrs.setdefault(addr, addr)  # one object per destination, not per pair
             if old is not None and old[2][i * 16 : i * 16 + 16] == addr and h >= old[3][i]:
                 h -= old[3][i]  # the same tenure of the slot: what it grew by
                 if not h:
@@ -191,7 +193,8 @@ class SketchReader:
         self._gen = 0
 
     def read(self, now_ns: int) -> SketchDeltas:
-        """``now_ns``: CLOCK_MONOTONIC (time.monotonic_ns()), the kernel's clock."""
+        """``now_ns``: CLOCK_MONOTONIC (time.monotonic_ns()), the kernel's clock.  The read's
+        ``probe_ports`` are valid until the next read."""
         self._gen += 1  # a count (a way marks DIRTY once per count), the entry is count % DIRTY_GENS
         libbpf.map_update(self._tick_fd, bytes(4), abi.TICK.pack(self._gen & 0xFFFFFFFF, now_ns))
         current = self._gen % abi.DIRTY_GENS
@@ -216,13 +219,43 @@ class SketchReader:
         targets: dict[Hashable, Counts] = {}
         self._src.probes = {}
         self._src.grown = {}
+        self._src._addrs = {}
         self._dst.grown = {}
         self._src.read(_bits(src_words), sources)
         self._dst.read(_bits(dst_words), targets)
         probes = self._src.probes
-        probe_ports = {pair: self._src.port_of(pair[0], pair[1]) for pair in probes}
+        probe_ports = _ProbePorts(self, probes)
         destination_ports = {key: self._dst.port_of(key, None) for key in targets}
         return SketchDeltas(sources, targets, probes, probe_ports, destination_ports)
+
+
+class _ProbePorts(Mapping[tuple[Hashable, bytes], int]):
+    """Each probed pair's port (_Sketch.port_of), found when it is asked for: a spoofed flood probes
+    from thousands of sources a read, and only the pairs of sources a detector watches are asked for.
+    Valid until the reader's next read (it reads the ways this read left)."""
+
+    def __init__(self, reader: SketchReader, probes: dict[tuple[Hashable, bytes], int]) -> None:
+        self._reader = reader
+        self._gen = reader._gen
+        self._probes = probes
+        self._found: dict[tuple[Hashable, bytes], int] = {}  # each detector asks for its watched pairs
+
+    def __getitem__(self, pair: tuple[Hashable, bytes]) -> int:
+        port = self._found.get(pair)
+        if port is not None:
+            return port
+        if pair not in self._probes:
+            raise KeyError(pair)
+        if self._reader._gen != self._gen:
+            raise RuntimeError("a sketch read's ports asked for after the next read")
+        port = self._found[pair] = self._reader._src.port_of(pair[0], pair[1])
+        return port
+
+    def __iter__(self) -> Iterator[tuple[Hashable, bytes]]:
+        return iter(self._probes)
+
+    def __len__(self) -> int:
+        return len(self._probes)
 
 
 def _bits(words: list[int]) -> list[int]:

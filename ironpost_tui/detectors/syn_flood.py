@@ -47,12 +47,17 @@ class SynFloodDetector:
         cfg = self.config
         found = []
         explained = 0
-        for key, counts in by_source.sums.items():
+        scanners = scanners or {}
+        for key, ports in scanners.items():
+            counts = by_source.get(key)
+            if counts is not None and counts[SYN] < ports * SYNS_PER_PORT_FLOOD:
+                explained += counts[SYN]  # a scanner's SYNs: its own incident, not a flood
+        # A flood is at least ``threshold`` TCP packets: the window's other keys are not looked at.
+        for key, counts in by_source.at_least((TCP,), cfg.threshold):
             syn, tcp = counts[SYN], counts[TCP]
-            ports = (scanners or {}).get(key, 0)
+            ports = scanners.get(key, 0)
             if ports and syn < ports * SYNS_PER_PORT_FLOOD:
-                explained += syn  # a scanner's SYNs: its own incident, not a flood
-                continue
+                continue  # a scanner's (counted above)
             if self.flooding(syn, tcp):
                 explained += syn
                 found.append(
@@ -66,7 +71,7 @@ class SynFloodDetector:
                         targets([key]),
                     )
                 )
-        for key, counts in by_target.sums.items():
+        for key, counts in by_target.at_least((TCP,), cfg.threshold):
             syn, tcp = counts[SYN], counts[TCP]
             # A target whose SYNs mostly come from sources already flagged is
             # the same incident; otherwise the sources are many (spoofed).

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections.abc import Callable, Hashable, Iterable, Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ironpost_tui.kernel import abi
 
@@ -87,6 +87,14 @@ def address_text(addr16: bytes, family: int) -> str:
     return str(ipaddress.IPv4Address(addr16[:4]) if family == abi.FAMILY_V4 else ipaddress.IPv6Address(addr16))
 
 
+def _find(dests: list[Any], addr: bytes) -> int:
+    """Where ``addr`` is in a source's ``[address, probes, port, ...]``, or -1."""
+    for k in range(0, len(dests), 3):
+        if dests[k] == addr:
+            return k
+    return -1
+
+
 def _family(key: Hashable) -> int:
     assert isinstance(key, bytes)
     return key[16]  # agg_key.family
@@ -96,18 +104,19 @@ class SourceTargets:
     """Per watched source, the probes to each destination within the last half to whole ``window``.
 
     Two epochs of half a window each, the current one and the one before: coarser than the detectors'
-    sliding windows, and a few dict operations per (source, destination) and tick, which an alert storm
+    sliding windows, and a few list operations per (source, destination) and tick, which an alert storm
     (thousands of sources each raising its own alert) needs.  Memory: only sources a detector watches
-    (its window keeps 4,096 at most), each with at most MAX_PER_SOURCE destinations.
+    (its window keeps 4,096 at most), each with at most MAX_PER_SOURCE destinations, in one flat list
+    per source and epoch, ``[address, probes, port, ...]``: most sources probe one destination, and a
+    list of three takes a third of what a dict of one did (a spoofed flood's scan window keeps a
+    thousand sources or more, each here).  A pair's port is the one read last, in both epochs.
     """
 
     def __init__(self, window: float) -> None:
         self.epoch = window / 2
         self._since: float | None = None
-        self._current: dict[Hashable, dict[bytes, int]] = {}
-        self._before: dict[Hashable, dict[bytes, int]] = {}
-        # (source, destination) -> its port as last read (a port or MANY_PORTS), for the pairs kept
-        self._ports: dict[tuple[Hashable, bytes], int] = {}
+        self._current: dict[Hashable, list[Any]] = {}
+        self._before: dict[Hashable, list[Any]] = {}
 
     def add(
         self, probes: Probes, now: float, watched: Callable[[Hashable], bool], ports: ProbePorts | None = None
@@ -119,24 +128,29 @@ class SourceTargets:
             stale = self._since is None or now - self._since >= 2 * self.epoch
             self._before, self._current = ({} if stale else self._current), {}
             self._since = now
-            kept = self._before
-            self._ports = {pair: p for pair, p in self._ports.items() if pair[1] in kept.get(pair[0], ())}
-        current = self._current
+        current, before = self._current, self._before
         for (source, addr), n in probes.items():
             if not n or not watched(source):
                 continue
-            counts = current.get(source)
-            if counts is None:
-                counts = current[source] = {}
-            counts[addr] = counts.get(addr, 0) + n
+            dests = current.get(source)
+            if dests is None:
+                dests = current[source] = []
+            i = _find(dests, addr)
+            old = before.get(source)
+            j = _find(old, addr) if old is not None else -1
             port = ports.get((source, addr)) if ports is not None else None
-            if port is not None:
-                self._ports[(source, addr)] = port
-            if len(counts) > MAX_PER_SOURCE:  # a scan of a whole network: keep the most probed half
-                for dropped, _ in sorted(counts.items(), key=lambda item: item[1])[: MAX_PER_SOURCE // 2]:
-                    del counts[dropped]
-                    if dropped not in self._before.get(source, ()):
-                        self._ports.pop((source, dropped), None)
+            if port is None:  # not known now: the one read last, if any
+                port = dests[i + 2] if i >= 0 else old[j + 2] if old is not None and j >= 0 else None
+            elif old is not None and j >= 0:
+                old[j + 2] = port
+            if i >= 0:
+                dests[i + 1] += n
+                dests[i + 2] = port
+            else:
+                dests += (addr, n, port)
+            if len(dests) > 3 * MAX_PER_SOURCE:  # a scan of a whole network: keep the most probed half
+                ranked = sorted(range(0, len(dests), 3), key=lambda k: dests[k + 1])
+                dests[:] = [x for k in sorted(ranked[MAX_PER_SOURCE // 2 :]) for x in dests[k : k + 3]]
 
     def named(self, sources: Iterable[Hashable]) -> tuple[Target, ...]:
         """The destinations ``sources`` (together) probed most, most first, each with its port (the
@@ -146,10 +160,11 @@ class SourceTargets:
         for source in sources:
             family = _family(source)
             for epoch in (self._current, self._before):
-                for addr, n in epoch.get(source, {}).items():
+                dests = epoch.get(source, ())
+                for k in range(0, len(dests), 3):
+                    addr, n, port = dests[k : k + 3]
                     where = (addr, family)
                     totals[where] = totals.get(where, 0) + n
-                    port = self._ports.get((source, addr))
                     if where not in ports:
                         ports[where] = port
                     elif ports[where] != port:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from array import array
 from collections import deque
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Iterator, Mapping
 
 from ironpost_tui.detectors.counters import Counts, growth
 
@@ -70,6 +70,21 @@ class WindowSums:
             n, total = self.n, self._sum
             self._view = {k: total[s * n : (s + 1) * n].tolist() for k, s in self._slot.items()}
         return self._view
+
+    def get(self, key: Hashable) -> list[int] | None:
+        """``key``'s counters summed over the window, or None for a key not tracked."""
+        s = self._slot.get(key)
+        return None if s is None else self._sum[s * self.n : (s + 1) * self.n].tolist()
+
+    def at_least(self, counters: tuple[int, ...], minimum: int) -> Iterator[tuple[Hashable, list[int]]]:
+        """(key, its sums) for the keys whose ``counters`` add up to ``minimum`` or more, in the order of
+        ``sums``: a detector's candidates, without a list made for each of the 4,096 keys a spoofed flood
+        can leave in a window (as ``sums`` makes).  Do not update the window while iterating."""
+        n, total = self.n, self._sum
+        for key, s in self._slot.items():
+            base = s * n
+            if sum(total[base + i] for i in counters) >= minimum:
+                yield key, total[base : base + n].tolist()
 
     def tracks(self, key: Hashable) -> bool:
         return key in self._slot

@@ -77,8 +77,10 @@ class TopRates:
         for items in lists[_SRC], lists[_DST]:
             for key, _c in items:
                 self._seen.touch(key, wall)
-        for key, tenure in deltas.tenures.items():
-            self._seen.set_tenure(key, tenure)
+        tenures = deltas.tenures
+        for key in tenures:
+            if self._seen.find(key) >= 0:  # only a held key's is kept: the others are not made
+                self._seen.set_tenure(key, tenures[key])
         if self._last is not None:
             self._reads.put(self._last, now, lists)
             self._open += 1

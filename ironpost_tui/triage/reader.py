@@ -11,6 +11,7 @@ every key.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from struct import Struct
 from typing import NamedTuple
 
@@ -36,7 +37,7 @@ class TopDeltas(NamedTuple):
     sources: dict[TopKey, Counts]
     destinations: dict[TopKey, Counts]
     ports: dict[TopKey, Counts]
-    tenures: dict[TopKey, SourceTenure]  # the sources whose ways changed, as their ways now hold them
+    tenures: Mapping[TopKey, SourceTenure]  # the sources whose ways changed, as their ways now hold them
 
 
 class _Table:
@@ -55,15 +56,17 @@ class _Table:
         self.prev = bytearray(self.set_size * self.ncpu * sets)
         self._prev = memoryview(self.prev)
         self._batch = libbpf.BatchReader(self.fd, 4, self.set_size * self.ncpu, sets)  # as prev: allocated here
+        self.reads = 0
 
-    def read(self, out: dict[TopKey, Counts], tenures: dict[TopKey, SourceTenure] | None) -> None:
+    def read(self, out: dict[TopKey, Counts]) -> dict[TopKey, int]:
+        """Add each key's growth since the last read to ``out``; the keys whose ways changed, with their set."""
         count = self._batch.read()
+        self.reads += 1
         values = self._batch.values
         size = self.way.size
         unpack = self.way.unpack_from
         prev, pv, vv = self.prev, self._prev, memoryview(values)
-        changed: set[TopKey] = set()
-        changed_sets: set[int] = set()
+        changed: dict[TopKey, int] = {}
         for i in range(count * self.set_ways):
             off = i * size
             if values.startswith(pv[off : off + size], off):  # unchanged: skipped unparsed
@@ -76,21 +79,22 @@ class _Table:
             # The same key as at the last read: what it held then (decoded only now it is needed).
             before = unpack(prev, off)[2:6] if prev.startswith(key, off) else None
             pv[off : off + size] = vv[off : off + size]
-            changed.add(key)
-            changed_sets.add(i // self.set_ways)
+            changed[key] = i // self.set_ways
             delta = way_growth(before, counts)
             if any(delta):
                 acc = out.get(key)
                 out[key] = delta if acc is None else tuple(a + d for a, d in zip(acc, delta, strict=True))
-        if tenures is not None and changed:
-            # A changed source's tenure is the sum of every CPU's way holding it, changed or not.  Its
-            # ways are all in the set its key hashes to (bpf/top_talkers.h): only those sets are looked at.
-            for s in sorted(changed_sets):
-                for i in range(s * self.set_ways, (s + 1) * self.set_ways):
-                    off = i * size
-                    key = bytes(pv[off : off + TOP_KEY_SIZE])
-                    if key in changed:
-                        _tenure(tenures, key, unpack(prev, off)[6:])
+        return changed
+
+    def tenure(self, key: TopKey, s: int) -> SourceTenure:
+        """``key``'s tenure as the last read left it: the sum of every CPU's way holding it, changed or
+        not.  Its ways are all in the set its key hashes to (bpf/top_talkers.h), ``s``."""
+        size, unpack, prev = self.way.size, self.way.unpack_from, self.prev
+        acc: dict[TopKey, SourceTenure] = {}
+        for i in range(s * self.set_ways, (s + 1) * self.set_ways):
+            if prev.startswith(key, i * size):
+                _tenure(acc, key, unpack(prev, i * size)[6:])
+        return acc[key]
 
     def ways_holding(self, key: TopKey) -> int:
         """How many ways (of every CPU) held ``key`` at the last read."""
@@ -126,6 +130,29 @@ def _tenure(tenures: dict[TopKey, SourceTenure], key: TopKey, extra: tuple[int, 
     tenures[key] = SourceTenure(tuple(a + b for a, b in zip(t.protocols, protos, strict=True)), ports)
 
 
+class Tenures(Mapping[TopKey, SourceTenure]):
+    """The tenures of the sources whose ways changed in one read, each made when it is asked for: a
+    spoofed flood changes thousands of sources' ways a read, and only the few a pane lists are kept.
+    Valid until the table's next read (it reads the ways the read left)."""
+
+    def __init__(self, table: _Table, changed: dict[TopKey, int], reads: int) -> None:
+        self._table = table
+        self._changed = changed
+        self._reads = reads
+
+    def __getitem__(self, key: TopKey) -> SourceTenure:
+        s = self._changed[key]
+        if self._table.reads != self._reads:
+            raise RuntimeError("a top-talker read's tenures asked for after the next read")
+        return self._table.tenure(key, s)
+
+    def __iter__(self) -> Iterator[TopKey]:
+        return iter(self._changed)
+
+    def __len__(self) -> int:
+        return len(self._changed)
+
+
 class TopReader:
     """Deltas per source, destination and (family, protocol, port), and the changed sources' tenures."""
 
@@ -136,8 +163,9 @@ class TopReader:
         self._port = _Table(dp, MapName.TOP_PORT, abi.TOP_WAY, cfg.top_port_sets)
 
     def read(self) -> TopDeltas:
-        out = TopDeltas({}, {}, {}, {})
-        self._src.read(out.sources, out.tenures)
-        self._dst.read(out.destinations, None)
-        self._port.read(out.ports, None)
+        sources: dict[TopKey, Counts] = {}
+        changed = self._src.read(sources)
+        out = TopDeltas(sources, {}, {}, Tenures(self._src, changed, self._src.reads))
+        self._dst.read(out.destinations)
+        self._port.read(out.ports)
         return out
