@@ -165,3 +165,13 @@ def test_each_target_keeps_the_port_that_took_half_its_probes(dp: Datapath) -> N
     read = reader.read(time.monotonic_ns())
     assert read.probe_ports == {(key(SRC), addr16(a)): 3389}
     assert read.destination_ports == {key(a): 3389}
+    # A read's ports are found when asked for, from what that read left: asked after the next read,
+    # they would be another read's; refused (control: asked in time, the port).
+    d, e = "198.19.8.4", "198.19.8.5"
+    libbpf.prog_test_run(dp.prog_fd, syn(25, dst=d))
+    stale = reader.read(time.monotonic_ns()).probe_ports
+    libbpf.prog_test_run(dp.prog_fd, syn(25, dst=e))
+    fresh = reader.read(time.monotonic_ns()).probe_ports
+    with pytest.raises(RuntimeError):
+        stale[(key(SRC), addr16(d))]
+    assert fresh[(key(SRC), addr16(e))] == 25

@@ -18,7 +18,7 @@ from ironpost_tui.detectors.sketch import _Sketch
 from ironpost_tui.detectors.targets import MANY_PORTS
 from ironpost_tui.kernel import abi, libbpf
 from ironpost_tui.kernel.abi import MapName
-from ironpost_tui.triage.reader import SourceTenure, TopKey, _Table, _tenure, way_growth
+from ironpost_tui.triage.reader import SourceTenure, Tenures, TopKey, _Table, _tenure, way_growth
 
 NCPU, SETS = 2, 16
 S = abi.TARGET_SLOTS
@@ -134,6 +134,21 @@ def test_top_table_gives_what_the_dict_of_ways_gave(monkeypatch: pytest.MonkeyPa
         reference_table_read(ref, abi.TOP_SRC_WAY, img, SETS, *want)
         assert got == want
     assert len(table.prev) == SETS * NCPU * abi.TOP_WAYS * abi.TOP_SRC_WAY.size  # as allocated
+
+
+def test_a_reads_tenures_are_made_from_what_it_left_and_refused_after_the_next(monkeypatch: pytest.MonkeyPatch) -> None:
+    imgs = Images(monkeypatch)
+    table = _Table(fake_dp(7), MapName.TOP_SRC, abi.TOP_SRC_WAY, SETS)
+    reads = images(abi.TOP_SRC_WAY, top_src_way, grow_top, 1, 2)
+    imgs.by_fd[7] = next(reads)
+    tenures = Tenures(table, table.read({}), table.reads)
+    assert tenures  # the first image's sources
+    some = next(iter(tenures))
+    assert tenures[some].protocols  # asked in time: made (control)
+    imgs.by_fd[7] = next(reads)
+    table.read({})
+    with pytest.raises(RuntimeError):
+        tenures[some]
 
 
 # --------------------------------------------------------------------------- #
@@ -258,17 +273,26 @@ def test_sketch_gives_what_the_dict_of_ways_gave(monkeypatch: pytest.MonkeyPatch
         imgs.by_fd[9] = img
         got: dict[Hashable, Counts] = {}
         want: dict[Hashable, Counts] = {}
-        sketch.probes, sketch.grown, ref.probes, ref.grown = {}, {}, {}, {}
-        if rng.random() < 0.5:
-            sketch.read(list(range(SETS)), got)  # many sets: one batch read
-        else:
-            for s in range(SETS):
-                sketch.read([s], got)  # a few: set by set
+        ref.probes, ref.grown = {}, {}
         ref.read(img, want)
-        assert got == want and sketch.probes == ref.probes and sketch.grown == ref.grown
-        for pair in ref.probes:
-            assert sketch.port_of(*pair) == ref.port_of(*pair)
-        if not source:
-            for key in want:
-                assert sketch.port_of(key, None) == ref.port_of(key, None)
+        per_part = rng.choice([1, 3, SETS])  # a read in parts: each key whole in one part
+        if rng.random() < 0.5:
+            calls = [list(range(SETS))]  # many sets: one batch read
+        else:
+            calls = [[s, s + 1] for s in range(0, SETS, 2)]  # a few: set by set
+        probes: dict[tuple[Hashable, bytes], int] = {}
+        grown: dict[Hashable, int] = {}
+        for sets in calls:
+            for part in sketch.read_parts(sets, per_part):
+                assert not part.keys() & got.keys() and not sketch.grown.keys() & grown.keys()
+                got.update(part)
+                probes.update(sketch.probes)
+                grown.update(sketch.grown)
+                # A part's ports, from what it left (the next part's sets are not read yet).
+                for pair in sketch.probes:
+                    assert sketch.port_of(*pair) == ref.port_of(*pair)
+                if not source:
+                    for key in part:
+                        assert sketch.port_of(key, None) == ref.port_of(key, None)
+        assert got == want and probes == ref.probes and grown == ref.grown
     assert len(sketch.prev) == SETS * NCPU * abi.SKETCH_WAYS * way.size  # as allocated

@@ -124,6 +124,19 @@ class DetectionPipeline:
         """One tick from what each source and target sent since the last; ``blocks``: the drop
         rule holding on each source address, with its drops (what the sketches no longer count);
         ``probe_ports``, ``destination_ports``: the ports the sketch read names (SketchDeltas)."""
+        self._admit(sources, targets, now, probes, probe_ports, destination_ports)
+        return self._evaluate(sources, now, wall, blocks)
+
+    def _admit(
+        self,
+        sources: dict[Hashable, Counts],
+        targets: dict[Hashable, Counts],
+        now: float,
+        probes: Probes | None,
+        probe_ports: ProbePorts | None,
+        destination_ports: Mapping[Hashable, int] | None,
+    ) -> None:
+        """Deltas into the windows: a tick's whole, or a part of its read (each key whole in one part)."""
         self._syn_admit.add(sources, now)
         self._scan_admit.add({k: v for k, v in sources.items() if v[NEW_TCP] or v[NEW_UDP]}, now)
         self._syn_dst.add(targets, now)
@@ -132,6 +145,12 @@ class DetectionPipeline:
         self._scan_targets.add(probes or {}, now, self._scan_src.tracks, probe_ports)
         if destination_ports:
             self._dst_ports.update(destination_ports)
+
+    def _evaluate(
+        self, sent: Mapping[Hashable, Counts], now: float, wall: float, blocks: Mapping[str, Block] | None
+    ) -> list[AlertChange]:
+        """The windows judged, once a tick; ``sent``: this tick's deltas of (at least) the sources of
+        the open alerts."""
         if len(self._dst_ports) > len(self._syn_dst):
             tracked = self._syn_dst.tracks
             self._dst_ports = {k: p for k, p in self._dst_ports.items() if tracked(k)}
@@ -146,7 +165,7 @@ class DetectionPipeline:
             key = key_of(source)
             if key is None:
                 return None
-            delta = sources.get(key)
+            delta = sent.get(key)
             sending = delta is not None and any(delta)
             if detector is Detector.SYN_FLOOD:
                 counts = syn_window.get(key)
@@ -167,7 +186,11 @@ class DetectionPipeline:
         if self._reader is None:
             self.start(dp)
         assert self._reader is not None
-        read = self._reader.read(time.monotonic_ns())
-        return self.feed_deltas(
-            read.sources, read.destinations, now, wall, read.probes, blocks, read.probe_ports, read.destination_ports
-        )
+        # The read a part at a time (SketchReader.read_parts): a spoofed flood changes every way of the
+        # sketch each read, and a part's objects are freed before the next part's are made.
+        alerting = {k for a in self.book.sources() if (k := key_of(a)) is not None}
+        sent: dict[Hashable, Counts] = {}
+        for part in self._reader.read_parts(time.monotonic_ns()):
+            self._admit(part.sources, part.destinations, now, part.probes, part.probe_ports, part.destination_ports)
+            sent.update((k, d) for k in alerting if (d := part.sources.get(k)) is not None)
+        return self._evaluate(sent, now, wall, blocks)

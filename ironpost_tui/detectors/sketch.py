@@ -49,6 +49,9 @@ class SketchDeltas(NamedTuple):
 
 
 _SLOTS = abi.TARGET_SLOTS
+# Source sets per part of a read (SketchReader.read_parts): 1,024 sets of 4 ways on 2 CPUs are 8,192
+# ways, which a spoofed flood changes at every read; a part's objects are a sixteenth of them.
+PART_SETS = 64
 # (address key, counters, target slots' addresses, their probes, their ports' probes, their ports) at a read
 _Way = tuple[bytes, Counts, bytes, Counts, Counts, Counts]
 
@@ -75,17 +78,28 @@ class _Sketch:
         self.grown: dict[Hashable, int] = {}  # key -> its set, for the keys that grew in this read
         self._addrs: dict[bytes, bytes] = {}  # the destinations of this read's probes (few: the host's)
 
-    def read(self, sets: list[int], out: dict[Hashable, Counts]) -> None:
+    def read_parts(self, sets: list[int], per_part: int) -> Iterator[dict[Hashable, Counts]]:
+        """The deltas of the ways of ``sets``, ``per_part`` sets at a time: each part's deltas, with its
+        ``probes`` and ``grown`` here until the next part.  A key's ways (every CPU's) are all in its
+        set, so a key's deltas are whole in one part; a part's objects are freed before the next is
+        made, so a spoofed flood that changes every way costs a part's worth of them at once."""
         if len(sets) > self.sets // 8:  # many: one batch read of the whole map
             count = self._batch.read()
-            values = self._batch.values
-            for s in range(count):
-                self._ways(s, values, s * self.stride, out)
-            return
-        for s in sets:
-            raw = libbpf.map_lookup(self.fd, s.to_bytes(4, "little"), self.stride)
-            if raw is not None:
-                self._ways(s, raw, 0, out)
+            values: bytes | bytearray = self._batch.values
+            todo = list(range(count))
+        else:
+            todo = sets
+        for first in range(0, len(todo), per_part):
+            out: dict[Hashable, Counts] = {}
+            self.probes, self.grown, self._addrs = {}, {}, {}
+            for s in todo[first : first + per_part]:
+                if todo is sets:
+                    raw = libbpf.map_lookup(self.fd, s.to_bytes(4, "little"), self.stride)
+                    if raw is not None:
+                        self._ways(s, raw, 0, out)
+                else:
+                    self._ways(s, values, s * self.stride, out)
+            yield out
 
     def _held(self, fields: tuple[Any, ...]) -> _Way:
         """A way's fields as the reads compare them."""
@@ -191,10 +205,17 @@ class SketchReader:
         self._zero = bytes(self._dirty_size * self._ncpu)
         self._tick_fd = dp.map_fd(MapName.TICK)
         self._gen = 0
+        self._part = 0  # parts read: a part's probe ports are found from what it left
 
     def read(self, now_ns: int) -> SketchDeltas:
-        """``now_ns``: CLOCK_MONOTONIC (time.monotonic_ns()), the kernel's clock.  The read's
-        ``probe_ports`` are valid until the next read."""
+        """One read, whole.  ``now_ns``: CLOCK_MONOTONIC (time.monotonic_ns()), the kernel's clock.
+        The read's ``probe_ports`` are valid until the next read."""
+        (whole,) = self.read_parts(now_ns, max(1, self._src.sets))
+        return whole
+
+    def read_parts(self, now_ns: int, per_part: int = PART_SETS) -> Iterator[SketchDeltas]:
+        """One read, ``per_part`` source sets at a time (_Sketch.read_parts): the destinations come
+        whole with the first part; each part's ``probe_ports`` are valid until the next part."""
         self._gen += 1  # a count (a way marks DIRTY once per count), the entry is count % DIRTY_GENS
         libbpf.map_update(self._tick_fd, bytes(4), abi.TICK.pack(self._gen & 0xFFFFFFFF, now_ns))
         current = self._gen % abi.DIRTY_GENS
@@ -215,28 +236,28 @@ class SketchReader:
                 base += self._src_words * 8
                 for i in range(len(dst_words)):
                     dst_words[i] |= int.from_bytes(raw[base + i * 8 : base + i * 8 + 8], "little")
-        sources: dict[Hashable, Counts] = {}
         targets: dict[Hashable, Counts] = {}
-        self._src.probes = {}
-        self._src.grown = {}
-        self._src._addrs = {}
-        self._dst.grown = {}
-        self._src.read(_bits(src_words), sources)
-        self._dst.read(_bits(dst_words), targets)
-        probes = self._src.probes
-        probe_ports = _ProbePorts(self, probes)
+        for part in self._dst.read_parts(_bits(dst_words), self._dst.sets):  # one part: the sketch is small
+            targets = part
         destination_ports = {key: self._dst.port_of(key, None) for key in targets}
-        return SketchDeltas(sources, targets, probes, probe_ports, destination_ports)
+        made = False
+        for sources in self._src.read_parts(_bits(src_words), per_part):
+            self._part += 1
+            probes = self._src.probes
+            yield SketchDeltas(sources, targets, probes, _ProbePorts(self, probes), destination_ports)
+            targets, destination_ports, made = {}, {}, True
+        if not made:
+            yield SketchDeltas({}, targets, {}, {}, destination_ports)
 
 
 class _ProbePorts(Mapping[tuple[Hashable, bytes], int]):
     """Each probed pair's port (_Sketch.port_of), found when it is asked for: a spoofed flood probes
     from thousands of sources a read, and only the pairs of sources a detector watches are asked for.
-    Valid until the reader's next read (it reads the ways this read left)."""
+    Valid until the reader's next part (it reads the ways this part left)."""
 
     def __init__(self, reader: SketchReader, probes: dict[tuple[Hashable, bytes], int]) -> None:
         self._reader = reader
-        self._gen = reader._gen
+        self._part = reader._part
         self._probes = probes
         self._found: dict[tuple[Hashable, bytes], int] = {}  # each detector asks for its watched pairs
 
@@ -246,8 +267,8 @@ class _ProbePorts(Mapping[tuple[Hashable, bytes], int]):
             return port
         if pair not in self._probes:
             raise KeyError(pair)
-        if self._reader._gen != self._gen:
-            raise RuntimeError("a sketch read's ports asked for after the next read")
+        if self._reader._part != self._part:
+            raise RuntimeError("a sketch read's ports asked for after its next part was read")
         port = self._found[pair] = self._reader._src.port_of(pair[0], pair[1])
         return port
 
