@@ -315,7 +315,7 @@ def test_a_source_probing_a_whole_network_keeps_a_bounded_count_of_destinations(
     probes = {(A, (0xC6130000 + i).to_bytes(4, "big").ljust(16, b"\0")): 1 + (i == 7) * 100 for i in range(5000)}
     changes = p.feed({A: (0, 0, 5000, 0)}, {}, now=0.0, wall=0.0, probes=probes)
     assert [names(c.alert.targets) for c in changes] == [("198.19.0.7:*",)]
-    assert len(p._scan_targets._current[A]) <= 3 * 64  # [address, probes, port] per destination
+    assert len(p._scan_targets._current[A]) <= 64
 
 
 # --------------------------------------------------------------------------- #

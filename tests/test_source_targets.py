@@ -11,6 +11,7 @@ from collections.abc import Callable, Hashable, Iterable
 import pytest
 
 from ironpost_tui.detectors.targets import (
+    FLAT_MAX,
     MANY_PORTS,
     MAX_PER_SOURCE,
     MAX_TARGETS,
@@ -145,3 +146,17 @@ def test_a_port_read_later_is_the_pairs_port_in_both_epochs_and_unknown_keeps_it
     # Negative control: an unwatched source is not kept.
     t.add({(source_key(2), d): 3}, 6.0, lambda s: s == a, None)
     assert t.named([source_key(2)]) == ()
+
+
+def test_a_source_with_many_destinations_is_looked_up_in_a_dict_not_a_list() -> None:
+    """Its destinations are the attacker's choice: past FLAT_MAX, a lookup must not walk a list."""
+    t = SourceTargets(10.0)
+    a = source_key(1)
+    for i in range(FLAT_MAX):
+        t.add({(a, dest(i)): 1}, 0.0, lambda _s: True)
+    assert isinstance(t._current[a], list)  # control: few destinations, one flat list
+    t.add({(a, dest(FLAT_MAX)): 1}, 0.0, lambda _s: True)
+    assert isinstance(t._current[a], dict) and len(t._current[a]) == FLAT_MAX + 1
+    for i in range(200):
+        t.add({(a, dest(i)): 1}, 0.5, lambda _s: True)
+    assert len(t._current[a]) <= MAX_PER_SOURCE

@@ -124,8 +124,15 @@ class DetectionPipeline:
         """One tick from what each source and target sent since the last; ``blocks``: the drop
         rule holding on each source address, with its drops (what the sketches no longer count);
         ``probe_ports``, ``destination_ports``: the ports the sketch read names (SketchDeltas)."""
+        self._expire(now)
         self._admit(sources, targets, now, probes, probe_ports, destination_ports)
         return self._evaluate(sources, now, wall, blocks)
+
+    def _expire(self, now: float) -> None:
+        """What left the windows, before a tick's admission: a read fed whole or in parts meets the same
+        windows (a key whose last bucket leaves now is no longer watched, in every part)."""
+        for window in (self._syn_src, self._syn_dst, self._scan_src):
+            window.expire(now)
 
     def _admit(
         self,
@@ -188,9 +195,17 @@ class DetectionPipeline:
         assert self._reader is not None
         # The read a part at a time (SketchReader.read_parts): a spoofed flood changes every way of the
         # sketch each read, and a part's objects are freed before the next part's are made.
+        # A source shed from a full window by an earlier part is new to a later one (pending again), where a
+        # whole read would have put it back at once: either way its window's history is gone.
         alerting = {k for a in self.book.sources() if (k := key_of(a)) is not None}
         sent: dict[Hashable, Counts] = {}
+        self._expire(now)
         for part in self._reader.read_parts(time.monotonic_ns()):
             self._admit(part.sources, part.destinations, now, part.probes, part.probe_ports, part.destination_ports)
-            sent.update((k, d) for k in alerting if (d := part.sources.get(k)) is not None)
+            got = part.sources
+            if len(alerting) < len(got):
+                sent.update((k, d) for k in alerting if (d := got.get(k)) is not None)
+            else:
+                sent.update((k, d) for k, d in got.items() if k in alerting)
+            del part, got  # the part freed before the next is made
         return self._evaluate(sent, now, wall, blocks)

@@ -246,6 +246,7 @@ class SketchReader:
             probes = self._src.probes
             yield SketchDeltas(sources, targets, probes, _ProbePorts(self, probes), destination_ports)
             targets, destination_ports, made = {}, {}, True
+            del sources, probes  # the part freed before the next is made
         if not made:
             yield SketchDeltas({}, targets, {}, {}, destination_ports)
 

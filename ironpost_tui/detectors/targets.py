@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 from ironpost_tui.kernel import abi
@@ -87,12 +87,55 @@ def address_text(addr16: bytes, family: int) -> str:
     return str(ipaddress.IPv4Address(addr16[:4]) if family == abi.FAMILY_V4 else ipaddress.IPv6Address(addr16))
 
 
-def _find(dests: list[Any], addr: bytes) -> int:
-    """Where ``addr`` is in a source's ``[address, probes, port, ...]``, or -1."""
+def _get(dests: Destinations, addr: bytes) -> tuple[int, int | None] | None:
+    """(probes, port) of ``addr`` among a source's destinations, or None."""
+    if isinstance(dests, dict):
+        cell = dests.get(addr)
+        return None if cell is None else (cell[0], cell[1])
     for k in range(0, len(dests), 3):
         if dests[k] == addr:
-            return k
-    return -1
+            return dests[k + 1], dests[k + 2]
+    return None
+
+
+def _put(dests: Destinations, addr: bytes, n: int, port: int | None) -> Destinations:
+    """``addr`` holding ``n`` probes and ``port`` (new ones go last); the container to keep (a list of
+    FLAT_MAX destinations becomes a dict when one more comes)."""
+    if isinstance(dests, dict):
+        dests[addr] = [n, port]
+        return dests
+    for k in range(0, len(dests), 3):
+        if dests[k] == addr:
+            dests[k + 1], dests[k + 2] = n, port
+            return dests
+    if len(dests) < 3 * FLAT_MAX:
+        dests += (addr, n, port)
+        return dests
+    grown = {dests[k]: [dests[k + 1], dests[k + 2]] for k in range(0, len(dests), 3)}
+    grown[addr] = [n, port]
+    return grown
+
+
+def _set_port(dests: Destinations, addr: bytes, port: int) -> None:
+    """``addr``'s port, when it is among the destinations."""
+    if isinstance(dests, dict):
+        cell = dests.get(addr)
+        if cell is not None:
+            cell[1] = port
+        return
+    for k in range(0, len(dests), 3):
+        if dests[k] == addr:
+            dests[k + 2] = port
+            return
+
+
+def _items(dests: Destinations) -> Iterator[tuple[bytes, int, int | None]]:
+    if isinstance(dests, dict):
+        for addr, (n, port) in dests.items():
+            yield addr, n, port
+        return
+    for k in range(0, len(dests), 3):
+        yield dests[k], dests[k + 1], dests[k + 2]
 
 
 def _family(key: Hashable) -> int:
@@ -100,23 +143,30 @@ def _family(key: Hashable) -> int:
     return key[16]  # agg_key.family
 
 
+# A source's destinations in an epoch: up to FLAT_MAX as one flat list ``[address, probes, port, ...]``
+# (most sources probe one destination, and a list of three takes a third of what a dict of one did); a
+# source probing more (a scan of a network) has a dict, address -> [probes, port], so that a lookup costs
+# the same however many destinations it holds (an attacker chooses them).
+Destinations = list[Any] | dict[bytes, list[Any]]
+FLAT_MAX = 4
+
+
 class SourceTargets:
     """Per watched source, the probes to each destination within the last half to whole ``window``.
 
     Two epochs of half a window each, the current one and the one before: coarser than the detectors'
-    sliding windows, and a few list operations per (source, destination) and tick, which an alert storm
+    sliding windows, and a few operations per (source, destination) and tick, which an alert storm
     (thousands of sources each raising its own alert) needs.  Memory: only sources a detector watches
-    (its window keeps 4,096 at most), each with at most MAX_PER_SOURCE destinations, in one flat list
-    per source and epoch, ``[address, probes, port, ...]``: most sources probe one destination, and a
-    list of three takes a third of what a dict of one did (a spoofed flood's scan window keeps a
-    thousand sources or more, each here).  A pair's port is the one read last, in both epochs.
+    (its window keeps 4,096 at most), each with at most MAX_PER_SOURCE destinations (Destinations: a
+    spoofed flood's port-scan window keeps a thousand sources or more, each here).  A pair's port is
+    the one read last, in both epochs.
     """
 
     def __init__(self, window: float) -> None:
         self.epoch = window / 2
         self._since: float | None = None
-        self._current: dict[Hashable, list[Any]] = {}
-        self._before: dict[Hashable, list[Any]] = {}
+        self._current: dict[Hashable, Destinations] = {}
+        self._before: dict[Hashable, Destinations] = {}
 
     def add(
         self, probes: Probes, now: float, watched: Callable[[Hashable], bool], ports: ProbePorts | None = None
@@ -133,24 +183,21 @@ class SourceTargets:
             if not n or not watched(source):
                 continue
             dests = current.get(source)
-            if dests is None:
-                dests = current[source] = []
-            i = _find(dests, addr)
+            held = _get(dests, addr) if dests is not None else None
             old = before.get(source)
-            j = _find(old, addr) if old is not None else -1
             port = ports.get((source, addr)) if ports is not None else None
             if port is None:  # not known now: the one read last, if any
-                port = dests[i + 2] if i >= 0 else old[j + 2] if old is not None and j >= 0 else None
-            elif old is not None and j >= 0:
-                old[j + 2] = port
-            if i >= 0:
-                dests[i + 1] += n
-                dests[i + 2] = port
-            else:
-                dests += (addr, n, port)
-            if len(dests) > 3 * MAX_PER_SOURCE:  # a scan of a whole network: keep the most probed half
-                ranked = sorted(range(0, len(dests), 3), key=lambda k: dests[k + 1])
-                dests[:] = [x for k in sorted(ranked[MAX_PER_SOURCE // 2 :]) for x in dests[k : k + 3]]
+                if held is not None:
+                    port = held[1]
+                elif old is not None and (was := _get(old, addr)) is not None:
+                    port = was[1]
+            elif old is not None:
+                _set_port(old, addr, port)
+            current[source] = dests = _put(dests if dests is not None else [], addr, n + (held[0] if held else 0), port)
+            if isinstance(dests, dict) and len(dests) > MAX_PER_SOURCE:
+                # A scan of a whole network: keep the most probed half.
+                for dropped, _ in sorted(dests.items(), key=lambda item: item[1][0])[: MAX_PER_SOURCE // 2]:
+                    del dests[dropped]
 
     def named(self, sources: Iterable[Hashable]) -> tuple[Target, ...]:
         """The destinations ``sources`` (together) probed most, most first, each with its port (the
@@ -160,9 +207,10 @@ class SourceTargets:
         for source in sources:
             family = _family(source)
             for epoch in (self._current, self._before):
-                dests = epoch.get(source, ())
-                for k in range(0, len(dests), 3):
-                    addr, n, port = dests[k : k + 3]
+                dests = epoch.get(source)
+                if dests is None:
+                    continue
+                for addr, n, port in _items(dests):
                     where = (addr, family)
                     totals[where] = totals.get(where, 0) + n
                     if where not in ports:
