@@ -76,7 +76,7 @@ class _Sketch:
         self._batch = libbpf.BatchReader(self.fd, 4, self.stride, sets)  # as prev: allocated here
         self.probes: dict[tuple[Hashable, bytes], int] = {}  # filled by read(), source sketch only
         self.grown: dict[Hashable, int] = {}  # key -> its set, for the keys that grew in this read
-        self._addrs: dict[bytes, bytes] = {}  # the destinations of this read's probes (few: the host's)
+        self._addrs: dict[bytes, bytes] = {}  # the destinations of this part's probes (at most its pairs)
 
     def read_parts(self, sets: list[int], per_part: int) -> Iterator[dict[Hashable, Counts]]:
         """The deltas of the ways of ``sets``, ``per_part`` sets at a time: each part's deltas, with its

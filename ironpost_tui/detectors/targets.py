@@ -87,15 +87,21 @@ def address_text(addr16: bytes, family: int) -> str:
     return str(ipaddress.IPv4Address(addr16[:4]) if family == abi.FAMILY_V4 else ipaddress.IPv6Address(addr16))
 
 
+def _at(flat: list[Any], addr: bytes) -> int:
+    """Where ``addr`` starts in a flat ``[address, probes, port, ...]`` (FLAT_MAX at most), or -1."""
+    for k in range(0, len(flat), 3):
+        if flat[k] == addr:
+            return k
+    return -1
+
+
 def _get(dests: Destinations, addr: bytes) -> tuple[int, int | None] | None:
     """(probes, port) of ``addr`` among a source's destinations, or None."""
     if isinstance(dests, dict):
         cell = dests.get(addr)
         return None if cell is None else (cell[0], cell[1])
-    for k in range(0, len(dests), 3):
-        if dests[k] == addr:
-            return dests[k + 1], dests[k + 2]
-    return None
+    k = _at(dests, addr)
+    return None if k < 0 else (dests[k + 1], dests[k + 2])
 
 
 def _put(dests: Destinations, addr: bytes, n: int, port: int | None) -> Destinations:
@@ -104,10 +110,10 @@ def _put(dests: Destinations, addr: bytes, n: int, port: int | None) -> Destinat
     if isinstance(dests, dict):
         dests[addr] = [n, port]
         return dests
-    for k in range(0, len(dests), 3):
-        if dests[k] == addr:
-            dests[k + 1], dests[k + 2] = n, port
-            return dests
+    k = _at(dests, addr)
+    if k >= 0:
+        dests[k + 1], dests[k + 2] = n, port
+        return dests
     if len(dests) < 3 * FLAT_MAX:
         dests += (addr, n, port)
         return dests
@@ -123,10 +129,9 @@ def _set_port(dests: Destinations, addr: bytes, port: int) -> None:
         if cell is not None:
             cell[1] = port
         return
-    for k in range(0, len(dests), 3):
-        if dests[k] == addr:
-            dests[k + 2] = port
-            return
+    k = _at(dests, addr)
+    if k >= 0:
+        dests[k + 2] = port
 
 
 def _items(dests: Destinations) -> Iterator[tuple[bytes, int, int | None]]:
