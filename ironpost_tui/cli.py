@@ -138,6 +138,9 @@ def _install_signals(controls: headless.Controls) -> None:
 
 
 def _cmd_run(argv: list[str]) -> ExitStatus:
+    from ironpost_tui.engine import start_gc
+
+    start_gc.hold()  # until the engine has started (Engine.start): engine/start_gc.py
     args = _run_parser().parse_args(argv)
     host.check_iface_name(args.iface)  # before it becomes a path or a map key
     host.check_privileges()  # before anything touches /var/lib/ironpost or /run/ironpost

@@ -22,7 +22,7 @@ from support.packets import frame
 from ironpost_tui.errors import BlocklistFull
 from ironpost_tui.kernel import abi, libbpf
 from ironpost_tui.kernel.abi import MapName
-from ironpost_tui.kernel.datapath import DATAPATH_MAPS, Datapath, DatapathConfig
+from ironpost_tui.kernel.datapath import AS_CREATED_MAX, DATAPATH_MAPS, Datapath, DatapathConfig
 from ironpost_tui.model import Action, FilterRule
 from ironpost_tui.rules.table import RuleTable, monotonic_to_wall_offset
 
@@ -198,7 +198,9 @@ def test_in_the_block_an_array_is_read_whole_once_under_the_writes_kept(
 ) -> None:
     word = abi.MapName.ADDR_FILTER
     other_tools_bit, ours = (1 << 40).to_bytes(8, "little"), (1 << 3).to_bytes(8, "little")
-    dp.map_update(word, (5).to_bytes(4, "little"), other_tools_bit)  # before the block: in the map
+    # Before the block, through the map's fd (another tool's write, as the ABI lets it): in the map, and
+    # the array no longer known as created (test_an_array_as_created_is_known_without_a_read).
+    libbpf.map_update(dp.map_fd(word), (5).to_bytes(4, "little"), other_tools_bit)
     calls = {"single": 0, "whole": 0}
     single, whole = libbpf.map_lookup, libbpf.map_lookup_batch
 
@@ -225,6 +227,77 @@ def test_in_the_block_an_array_is_read_whole_once_under_the_writes_kept(
         assert calls == {"single": 0, "whole": 2}
     assert dp.map_lookup(word, (6).to_bytes(4, "little")) == ours
     assert calls == {"single": 1, "whole": 2}  # the control: outside the block, one lookup per read
+
+
+def _whole(dp: Datapath, name: MapName) -> bytes:
+    """The kernel's whole read of an array, values only."""
+    m = dp._maps[name]
+    _keys, values, count = libbpf.map_lookup_batch(m.fd, 4, m.value_bytes, m.max_entries)
+    assert count == m.max_entries
+    return values
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_an_array_as_created_is_known_without_a_read(dp: Datapath, monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
+    """New maps, never pinned: a whole read of a plain array in the block is built from zeros and the
+    writes this Datapath made since (single, batched, replaced), with no syscall, and is what the kernel
+    reads (checked word by word against a real batch read, at random)."""
+    rnd = random.Random(seed)
+    word, size = MapName.ADDR_FILTER, abi.ADDR_FILTER_WORDS
+    index = lambda i: i.to_bytes(4, "little")  # noqa: E731
+    value = lambda: rnd.getrandbits(64).to_bytes(8, "little")  # noqa: E731
+    for _ in range(200):
+        how = rnd.randrange(3)
+        if how == 0:
+            dp.map_update(word, index(rnd.randrange(size)), value())
+        elif how == 1:
+            dp.map_update_batch(word, [(index(rnd.randrange(size)), value()) for _ in range(rnd.randrange(1, 9))])
+        else:
+            assert dp.map_replace(word, index(rnd.randrange(size)), value())
+    assert word in dp._as_created
+    kernel = _whole(dp, word)
+    assert any(kernel), "the writes above reached the map"
+    reads = {"whole": 0}
+    whole = libbpf.map_lookup_batch
+
+    def counted(*a: Any, **k: Any) -> Any:
+        reads["whole"] += 1
+        return whole(*a, **k)
+
+    monkeypatch.setattr(libbpf, "map_lookup_batch", counted)
+    with dp.writes_batched():
+        for i in [*rnd.sample(range(size), 300), *(int.from_bytes(k, "little") for k in dp._as_created[word])]:
+            assert dp.map_lookup(word, index(i)) == kernel[i * 8 : i * 8 + 8], i
+    assert reads == {"whole": 0}
+
+
+def test_an_array_not_known_as_created_is_read(dp: Datapath, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The controls: the fd handed out (whoever holds it may write), a write the kernel refused, more
+    writes than are followed: the array is read from the kernel."""
+    reads = {"whole": 0}
+    whole = libbpf.map_lookup_batch
+
+    def counted(*a: Any, **k: Any) -> Any:
+        reads["whole"] += 1
+        return whole(*a, **k)
+
+    monkeypatch.setattr(libbpf, "map_lookup_batch", counted)
+    one = (1).to_bytes(8, "little")
+    # An fd handed out: another tool's write through it is read, not assumed zero.
+    libbpf.map_update(dp.map_fd(MapName.ADDR_FILTER), (7).to_bytes(4, "little"), one)
+    # More writes than are followed: the array is read.
+    many = [(i.to_bytes(4, "little"), one) for i in range(AS_CREATED_MAX + 1)]
+    assert dp.map_update_batch(MapName.PORT_FILTER, many) == (len(many), None)
+    # A write the kernel refused (past the end): whatever it did, the array is read.
+    with pytest.raises(BlocklistFull):
+        dp.map_update(MapName.SHAPES, (1 << 20).to_bytes(4, "little"), bytes(dp._maps[MapName.SHAPES].value_bytes))
+    with dp.writes_batched():
+        assert dp.map_lookup(MapName.ADDR_FILTER, (7).to_bytes(4, "little")) == one
+        assert dp.map_lookup(MapName.PORT_FILTER, AS_CREATED_MAX.to_bytes(4, "little")) == one
+        assert dp.map_lookup(MapName.SHAPES, (0).to_bytes(4, "little")) == bytes(dp._maps[MapName.SHAPES].value_bytes)
+    assert reads == {"whole": 3}
+    assert not {MapName.ADDR_FILTER, MapName.PORT_FILTER, MapName.SHAPES} & set(dp._as_created)
+    assert MapName.EXACT4 in dp._as_created  # the positive control: a map nothing touched
 
 
 def test_a_map_type_without_batch_writes_gets_the_kept_writes_one_by_one(

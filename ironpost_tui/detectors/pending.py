@@ -37,8 +37,8 @@ class PendingCounts:
         self._width = width
         self._key_size = key_size
         self._keys = bytearray(self.capacity * key_size)
-        self._counts = array("q", bytes(8 * self.capacity * width))
-        self._stamp = array("q", bytes(8 * self.capacity))  # a way is held when its stamp is the generation
+        self._counts = array("q", [0]) * (self.capacity * width)
+        self._stamp = array("q", [0]) * self.capacity  # a way is held when its stamp is the generation
         self._gen = 1
         self.held = 0
         self._salt = int.from_bytes(os.urandom(8), "little")

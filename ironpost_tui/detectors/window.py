@@ -52,10 +52,10 @@ class WindowSums:
         self._key: list[Hashable | None] = [None] * self.max_keys
         self._free = list(range(self.max_keys - 1, -1, -1))
         cells = self.max_keys * self.buckets
-        self._ring = array("q", bytes(8 * cells * n))  # [slot][bucket position][counter]
+        self._ring = array("q", [0]) * (cells * n)  # [slot][bucket position][counter]
         self._stamp = array("q", [-1]) * cells  # the bucket id a cell holds, -1: empty
-        self._live = array("i", bytes(4 * self.max_keys))  # non-empty cells per slot
-        self._sum = array("q", bytes(8 * self.max_keys * n))
+        self._live = array("i", [0]) * self.max_keys  # non-empty cells per slot
+        self._sum = array("q", [0]) * (self.max_keys * n)
         # bucket id -> slots that got a cell in it: what to look at when it leaves the window
         self._touched: deque[tuple[int, array[int]]] = deque()
         self._view: dict[Hashable, list[int]] | None = None

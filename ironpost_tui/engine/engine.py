@@ -23,6 +23,7 @@ from ironpost_tui.config.journal import AutoJournal
 from ironpost_tui.detectors import Alert, AlertChange, Block, ChangeKind, DetectionPipeline
 from ironpost_tui.detectors.alerts import MANY_SOURCES
 from ironpost_tui.detectors.settings import AutoBlockLimits, Detector, DetectorConfig, PortScanConfig, SynFloodConfig
+from ironpost_tui.engine import start_gc
 from ironpost_tui.engine.alert_history import AlertHistory
 from ironpost_tui.engine.auto_blocker import AutoBlocker
 from ironpost_tui.engine.snapshot import EngineSnapshot, SnapshotBuilder
@@ -186,18 +187,22 @@ class Engine:
     def start(self) -> StartReport:
         t0 = time.monotonic()
         opts = self.options
-        if opts.own_process:
-            sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
-        host.check_privileges()
-        if opts.warn_no_ssh_client:  # in the console, a log warning becomes the status line's notice
-            log.warning(NO_SSH_CLIENT, extra={"event": "no_ssh_client"})
-        self._ifindex = host.ifindex(opts.iface)
-        self._lock.acquire()
         try:
-            return self._start(t0)
-        except BaseException:
-            self.close()
-            raise
+            if opts.own_process:
+                sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
+            host.check_privileges()
+            if opts.warn_no_ssh_client:  # in the console, a log warning becomes the status line's notice
+                log.warning(NO_SSH_CLIENT, extra={"event": "no_ssh_client"})
+            self._ifindex = host.ifindex(opts.iface)
+            self._lock.acquire()
+            try:
+                return self._start(t0)
+            except BaseException:
+                self.close()
+                raise
+        finally:
+            if opts.own_process:  # the collector back on, the start's objects out of its walks (start_gc.py)
+                start_gc.settle()
 
     def _start(self, t0: float) -> StartReport:
         opts = self.options
@@ -290,9 +295,12 @@ class Engine:
         if kept:
             self._control.restore(kept, Actor("ironpost", None, "journal"))
             self._control.flush()
-        # Other tools' entries already in BLOCKLIST (written while no controller ran) are in force
-        # before the program is attached or swapped in.
-        self._reconcile_external()
+        # Other tools' entries already in BLOCKLIST (written while no controller ran: pinned maps) are in
+        # force before the program is attached or swapped in.  New maps hold what this start wrote and
+        # nothing else: the surveyor's first read meets an entry written meanwhile (a read and a compare of
+        # the whole table, a twentieth of a start with 10,000 rules, not paid on the start's path).
+        if adopting or maps_pinned:
+            self._reconcile_external()
         self._stop_survey = threading.Event()
         self._surveyor = threading.Thread(target=self._survey_loop, name="blocklist-survey", daemon=True)
         self._surveyor.start()

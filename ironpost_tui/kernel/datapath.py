@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 # Events one poll delivers at most, so a tick ends under an event flood.
 MAX_EVENTS_PER_POLL = 8192
+AS_CREATED_MAX = 4096  # entries written to an array as created that a whole read of it is built from
 
 # enum bpf_map_type values for the layout check of pinned maps.
 _HASH, _ARRAY, _PERCPU_ARRAY, _LPM_TRIE = 1, 2, 6, 11
@@ -259,6 +260,7 @@ class Datapath:
         self._pending: dict[MapName, dict[bytes, bytes]] | None = None  # writes_batched()
         self._pending_owner = 0  # the thread whose writes are kept
         self._arrays_read: dict[MapName, bytes | None] = {}  # writes_batched(): an array read whole, once
+        self._as_created: dict[MapName, dict[bytes, bytes]] = {}  # below, once the maps are known new
         config = self.read_config()
         if config[1] not in (0, abi.IRONPOST_ABI_VERSION):
             self.close()
@@ -268,6 +270,17 @@ class Datapath:
             )
         self.reused_maps = config[1] != 0  # pinned maps already in force
         self._hits_zeroed = not self.reused_maps  # RULE_HITS as created: every slot zero (take_zeroed_hits)
+        # The plain arrays as the kernel made them (every value zero) and then this Datapath wrote them: maps
+        # this process made and never pinned (no other process can open them by a path), with the entries
+        # written since (_written).  A whole read of one in writes_batched() is known without the syscall
+        # (ADDR_FILTER is 1.5 MB of keys and values to read at a start).  A write it cannot follow (a
+        # delete, a failed write, more than AS_CREATED_MAX entries) or the map's fd handed out, and the
+        # map is read from the kernel again.
+        self._as_created = (
+            {}
+            if self.reused_maps or pin_dir is not None
+            else {name: {} for name in DATAPATH_MAPS if self._maps[name].spec.type == ARRAY}
+        )
         if config[1] == 0:  # new maps: stamp them, and seed the sketches' hash
             seed = int.from_bytes(os.urandom(4), "little")
             self.write_config_raw(
@@ -303,6 +316,7 @@ class Datapath:
         return self._prog_fd
 
     def map_fd(self, name: MapName) -> int:
+        self._written(name, None)  # whoever holds the fd may write the map
         return self._map(name).fd
 
     # --- writes kept and written together ---------------------------------------
@@ -353,13 +367,34 @@ class Datapath:
         if name not in self._arrays_read:
             m = self._maps[name]
             values: bytes | None = None
-            if m.spec.type == ARRAY and m.spec.key_size == 4:
+            written = self._as_created.get(name)
+            if written is not None:  # zeros, as made, and what this Datapath wrote since
+                size = m.value_bytes
+                whole = bytearray(m.max_entries * size)
+                for key, value in written.items():
+                    at = int.from_bytes(key, "little") * size
+                    whole[at : at + size] = value
+                values = bytes(whole)
+            elif m.spec.type == ARRAY and m.spec.key_size == 4:
                 keys, raw, count = libbpf.map_lookup_batch(m.fd, 4, m.value_bytes, m.max_entries)
                 # An array's batch read gives every index in order: anything else, and it is not used.
                 if count == m.max_entries and keys == _indices(count):
                     values = raw
             self._arrays_read[name] = values
         return self._arrays_read[name]
+
+    def _written(self, name: MapName, entries: list[tuple[bytes, bytes]] | None) -> None:
+        """What this Datapath wrote to ``name`` (written, in order), for an array known as created; None:
+        a change it cannot follow (a delete, a failed write, the fd handed out), and the map is read again."""
+        known = self._as_created.get(name)
+        if known is None:
+            return
+        if entries is not None and len(known) + len(entries) <= AS_CREATED_MAX:
+            size = self._maps[name].value_bytes
+            if all(len(key) == 4 and len(value) == size for key, value in entries):
+                known.update(entries)
+                return
+        del self._as_created[name]
 
     def _flush(self, name: MapName) -> None:
         assert self._pending is not None
@@ -382,10 +417,12 @@ class Datapath:
         self._arrays_read.pop(name, None)
         try:
             self._maps[name].update(key, value)
-        except libbpf.BpfCallError as exc:
-            if exc.errno in (errno.E2BIG, errno.ENOSPC):
+        except BaseException as exc:
+            self._written(name, None)
+            if isinstance(exc, libbpf.BpfCallError) and exc.errno in (errno.E2BIG, errno.ENOSPC):
                 raise self._full(name) from exc
             raise
+        self._written(name, [(key, value)])
 
     def map_update_batch(self, name: MapName, entries: list[tuple[bytes, bytes]]) -> tuple[int, Exception | None]:
         """Write ``entries`` (key, value) in one syscall, or one by one where the map type has no batch
@@ -401,11 +438,16 @@ class Datapath:
             raise ValueError(f"{name}: a key or value of the wrong size in a batch write")
         try:
             keys, values = b"".join(k for k, _ in entries), b"".join(v for _, v in entries)
-            libbpf.map_update_batch(self.map_fd(name), keys, values, len(entries))
+            libbpf.map_update_batch(m.fd, keys, values, len(entries))
         except libbpf.BatchError as exc:
             if exc.errno in (errno.EINVAL, errno.EOPNOTSUPP, ENOTSUPP) and exc.done == 0:
                 return self._update_each(name, entries)  # no batch writes for this map type
+            self._written(name, None)
             return exc.done, self._full(name) if exc.errno in (errno.E2BIG, errno.ENOSPC) else exc
+        except BaseException:
+            self._written(name, None)
+            raise
+        self._written(name, entries)
         return len(entries), None
 
     def _update_each(self, name: MapName, entries: list[tuple[bytes, bytes]]) -> tuple[int, Exception | None]:
@@ -430,14 +472,17 @@ class Datapath:
         self._arrays_read.pop(name, None)
         try:
             self._map(name).update(key, value, libbpf.BPF_EXIST)
-        except libbpf.BpfCallError as exc:
-            if exc.errno == errno.ENOENT:
+        except BaseException as exc:
+            self._written(name, None)
+            if isinstance(exc, libbpf.BpfCallError) and exc.errno == errno.ENOENT:
                 return False
             raise
+        self._written(name, [(key, value)])
         return True
 
     def map_delete(self, name: MapName, key: bytes) -> bool:
         self._arrays_read.pop(name, None)
+        self._written(name, None)
         return self._map(name).delete(key)
 
     def map_lookup(self, name: MapName, key: bytes) -> bytes | None:
