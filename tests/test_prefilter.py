@@ -7,16 +7,19 @@ the rules are gone the filters are empty again: no bit outlives its rules.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from support.packets import frame
 
 from ironpost_tui.kernel import abi, libbpf
+from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.kernel.datapath import Datapath, DatapathConfig
 from ironpost_tui.model import Action, FilterRule
+from ironpost_tui.rules.prefilter import Atom, Prefilter, _word_bit, source_atoms
 from ironpost_tui.rules.table import RuleTable, monotonic_to_wall_offset
 
 pytestmark = pytest.mark.root
@@ -235,3 +238,61 @@ def test_a_match_rule_moved_to_another_match_entry_still_matches(
     finally:
         table.delete("m")
     assert filters_empty(table)
+
+
+def test_deferred_writes_each_word_once_at_the_end_and_keeps_a_remove_in_order() -> None:
+    """Prefilter.deferred() (the start's batched load): the words the adds change are written when the
+    block ends, not per add (the control: the same adds outside it write per add); a bit added and taken
+    away inside ends clear, one still counted ends set; the words end as the plain adds leave them."""
+    nets = [ipaddress.ip_network(f"198.18.{i}.9/32") for i in range(40)]
+    atoms = [source_atoms(abi.MapName.BLOCKLIST, n) for n in nets]
+    ends: list[bytes] = []
+    for deferred in (False, True):
+        dp = Datapath(DatapathConfig())
+        try:
+            pf = Prefilter(dp)
+            writes: list[bytes] = []
+            dp.map_update = _recording(dp.map_update, writes)  # type: ignore[method-assign]
+            with pf.deferred() if deferred else contextlib.nullcontext():
+                for a in atoms:
+                    pf.add(a)
+                assert (writes == []) == deferred  # nothing yet inside the block; a write per add outside
+                pf.add(atoms[0])  # a second rule on the first bucket
+                pf.remove(atoms[0])
+                pf.remove(atoms[1])  # counted in, then out: its bit ends clear
+            ends.append(dp.map_dump(abi.MapName.ADDR_FILTER)[1])
+            assert word_bit_set(dp, atoms[0][0]) and not word_bit_set(dp, atoms[1][0])
+        finally:
+            dp.close()
+    assert ends[0] == ends[1]
+
+
+def _recording(
+    write: Callable[[MapName, bytes, bytes], None], keys: list[bytes]
+) -> Callable[[MapName, bytes, bytes], None]:
+    def recorded(name: MapName, key: bytes, value: bytes) -> None:
+        keys.append(key)
+        write(name, key, value)
+
+    return recorded
+
+
+def word_bit_set(dp: Datapath, atom: Atom) -> bool:
+    name, idx, mask = _word_bit(atom)
+    word = dp.map_lookup(name, idx.to_bytes(4, "little")) or bytes(8)
+    return bool(int.from_bytes(word, "little") & mask)
+
+
+def test_deferred_writes_what_waits_when_the_block_ends_in_an_error() -> None:
+    """The filters stay a superset of the maps: an error inside deferred() still writes the counted bits."""
+    dp = Datapath(DatapathConfig())
+    try:
+        pf = Prefilter(dp)
+        a = source_atoms(abi.MapName.BLOCKLIST, ipaddress.ip_network("198.18.7.7/32"))
+        with pytest.raises(RuntimeError), pf.deferred():
+            pf.add(a)
+            assert not word_bit_set(dp, a[0])  # waiting
+            raise RuntimeError("a rule refused half-way")
+        assert word_bit_set(dp, a[0])
+    finally:
+        dp.close()

@@ -347,6 +347,11 @@ class Datapath:
                 self._pending_owner = 0
                 self._arrays_read.clear()
 
+    def writes_kept(self) -> bool:
+        """Whether the calling thread's writes are kept (inside its writes_batched()): they go in together
+        at the block's end, into maps no program reads yet, so the order of its writes is not kept."""
+        return self._kept() is not None
+
     def _kept(self) -> dict[MapName, dict[bytes, bytes]] | None:
         """The writes kept, when the calling thread keeps them (writes_batched)."""
         pending = self._pending

@@ -96,13 +96,18 @@ class Exact4:
         new = _free(ways)
         if new is None:
             raise AssertionError("EXACT4.put without room: check has_room first")
+        # Writes kept (Datapath.writes_batched: maps no program reads yet) go in together, the bucket's
+        # last state only: the states in between are not made.
+        ordered = not self._dp.writes_kept()
         ways[new], ways[2 * WAYS + new] = a, slot
-        self._commit(b, ways)
-        ways[WAYS + new] = rank + 1
-        self._commit(b, ways)
-        if old is not None:
-            ways[WAYS + old] = 0
+        if ordered:
             self._commit(b, ways)
+        ways[WAYS + new] = rank + 1
+        if old is not None:
+            if ordered:
+                self._commit(b, ways)
+            ways[WAYS + old] = 0
+        self._commit(b, ways)
 
     def remove(self, addr: bytes) -> bool:
         """Retire ``addr``'s way; False when it had none."""

@@ -10,8 +10,9 @@ so the filters are always a superset of the rule maps: ``add`` before the rule's
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Literal
 
 from ironpost_tui.kernel import abi
@@ -115,6 +116,7 @@ class Prefilter:
     def __init__(self, dp: Datapath) -> None:
         self._dp = dp
         self._refs: Counter[Atom] = Counter()
+        self._deferred: list[Atom] | None = None  # deferred(): atoms counted in, their words not yet written
         self._addr: dict[int, int] = {}
         self._ports: dict[int, int] = {}
         self._proto = bytearray(512)
@@ -137,14 +139,34 @@ class Prefilter:
             self._ports = _words(dp, MapName.PORT_FILTER)
 
     # --- the caller's side ---------------------------------------------------------
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Within, for writes the Datapath keeps (writes_batched: maps no program reads yet, their order not
+        kept): the words and CONFIG that add() changes are written once, when the block ends (also when it
+        ends in an error, so the filters still cover every atom counted in), not once per add().  A word is
+        written as the counts say when it is written (_apply), so a remove() meanwhile needs no order."""
+        if self._deferred is not None:
+            yield
+            return
+        self._deferred = []
+        try:
+            yield
+        finally:
+            waiting, self._deferred = self._deferred, None
+            self._apply(waiting)
+
     def add(self, atoms: Iterable[Atom]) -> None:
-        """Count ``atoms`` in; the words that gain a bit are written now (before the rule)."""
+        """Count ``atoms`` in; the words that gain a bit are written now (before the rule), or at the end
+        of deferred()."""
         new = []
         for atom in atoms:
             if self._refs[atom] == 0:
                 new.append(atom)
             self._refs[atom] += 1
-        self._apply(new)
+        if self._deferred is not None:
+            self._deferred += new
+        else:
+            self._apply(new)
 
     def remove(self, atoms: Iterable[Atom]) -> None:
         """Count ``atoms`` out (after the rule's entry was deleted); words that lose a bit are written."""

@@ -6,6 +6,7 @@ is written before anything that points at it, and removed after.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import operator
 import time
@@ -330,19 +331,21 @@ class RuleTable:
             taken_over = {self._holder_of(kernel_rules.place(r)) for r in rules}
             for rule_id in [rid for rid in self._rules if rid not in wanted and rid not in taken_over]:
                 self.delete(rule_id)
-        for rule in rules:
-            current = self._rules.get(rule.id)
-            if current is not None:
-                if current.rule != rule:
-                    self.update(rule)
-                continue
-            placement = kernel_rules.place(rule)
-            holder = self._holder_of(placement)
-            if holder is not None and holder not in wanted:
-                # Same match under a new id: hand the entry over in place.
-                self._install(rule, self._take_priority(), take_over=holder)
-            else:
-                self._install(rule, self._take_priority())
+        # Writes kept (the start's load into new maps): the filters' words written once, not per rule.
+        with self._pf.deferred() if self._dp.writes_kept() else contextlib.nullcontext():
+            for rule in rules:
+                current = self._rules.get(rule.id)
+                if current is not None:
+                    if current.rule != rule:
+                        self.update(rule)
+                    continue
+                placement = kernel_rules.place(rule)
+                holder = self._holder_of(placement)
+                if holder is not None and holder not in wanted:
+                    # Same match under a new id: hand the entry over in place.
+                    self._install(rule, self._take_priority(), take_over=holder)
+                else:
+                    self._install(rule, self._take_priority())
         for rule_id in [rid for rid in self._rules if rid not in wanted]:
             self.delete(rule_id)
         self._renumber([r.id for r in rules])
