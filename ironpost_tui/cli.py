@@ -141,6 +141,13 @@ def _cmd_run(argv: list[str]) -> ExitStatus:
     from ironpost_tui.engine import start_gc
 
     start_gc.hold()  # until the engine has started (Engine.start): engine/start_gc.py
+    try:
+        return _run(argv)
+    finally:
+        start_gc.release()
+
+
+def _run(argv: list[str]) -> ExitStatus:
     args = _run_parser().parse_args(argv)
     host.check_iface_name(args.iface)  # before it becomes a path or a map key
     host.check_privileges()  # before anything touches /var/lib/ironpost or /run/ironpost

@@ -356,3 +356,51 @@ def test_an_entry_keeps_its_decisions_expiry_for_a_restart(
     decisions.put(net(A), 3, t + 3600)  # an hour more: written
     assert kept() == (abi.ORIGIN_DECISION, int(t + 3600))
     assert table.side_entries[key] == dp.map_lookup(MapName.BLOCKLIST, key)  # what external.py expects
+
+
+@pytestmark_root
+def test_a_bulk_of_decisions_frees_the_garbage_cycles_before_it_freezes(
+    world: tuple[RuleTable, RuleController, DecisionSet],
+) -> None:
+    """After a bulk the bouncer freezes what is alive (gc.freeze: 100,000 decisions out of later full
+    collections); garbage in the collector's oldest generation is collected first, not frozen for good at
+    every bulk (the control: the same cycle is still there after a young collection and a freeze)."""
+    import gc
+    import weakref
+
+    class Node:
+        other: object = None
+
+    def old_garbage_cycle() -> weakref.ref[Node]:
+        a, b = Node(), Node()
+        a.other, b.other = b, a
+        held = [a]
+        gc.collect()  # survives: now in the oldest generation
+        ref = weakref.ref(a)
+        held.clear()
+        del a, b
+        return ref
+
+    _table, control, _ = world
+    try:
+        control_ref = old_garbage_cycle()
+        gc.collect(1)
+        gc.freeze()  # what the bulk did before: the cycle frozen with the rest
+        gc.collect()
+        assert control_ref() is not None  # frozen: never freed
+        gc.unfreeze()
+        gc.collect()
+        assert control_ref() is None
+
+        ref = old_garbage_cycle()
+        bouncer = Bouncer(CrowdSecSettings(), None)  # type: ignore[arg-type]  # no LAPI: no pull
+        new = tuple(
+            as_pulled(Decision(i + 1, n, Scope.IP, 600.0, "cscli", "x")) for i, n in enumerate(many(40, "198.18.60.0"))
+        )
+        bouncer._queue.put((Delta(new, (), 0, 0), None))
+        bouncer.apply(control)
+        assert len(bouncer.decision_set(control)) == 40  # a bulk (more than AUDIT_EACH changes)
+        assert ref() is None
+        bouncer.decision_set(control).clear()
+    finally:
+        gc.unfreeze()

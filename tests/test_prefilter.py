@@ -262,6 +262,10 @@ def test_deferred_writes_each_word_once_at_the_end_and_keeps_a_remove_in_order()
                 pf.remove(atoms[1])  # counted in, then out: its bit ends clear
             ends.append(dp.map_dump(abi.MapName.ADDR_FILTER)[1])
             assert word_bit_set(dp, atoms[0][0]) and not word_bit_set(dp, atoms[1][0])
+            if deferred:
+                assert len(writes) == len(set(writes))  # each word once
+            else:
+                assert len(writes) == len(atoms) + 1 > len(set(writes))  # the control: per add and remove
         finally:
             dp.close()
     assert ends[0] == ends[1]
@@ -294,5 +298,27 @@ def test_deferred_writes_what_waits_when_the_block_ends_in_an_error() -> None:
             assert not word_bit_set(dp, a[0])  # waiting
             raise RuntimeError("a rule refused half-way")
         assert word_bit_set(dp, a[0])
+    finally:
+        dp.close()
+
+
+def test_another_threads_add_during_deferred_is_written_at_once() -> None:
+    """deferred() belongs to its thread, as the Datapath's kept writes do: another thread's add() is
+    written when it is made (the control: the deferring thread's own add waits for the block's end)."""
+    import threading
+
+    dp = Datapath(DatapathConfig())
+    try:
+        pf = Prefilter(dp)
+        mine, theirs = (
+            source_atoms(abi.MapName.BLOCKLIST, ipaddress.ip_network(a)) for a in ("198.18.8.8", "198.18.9.9")
+        )
+        with pf.deferred():
+            pf.add(mine)
+            other = threading.Thread(target=pf.add, args=(theirs,))
+            other.start()
+            other.join()
+            assert word_bit_set(dp, theirs[0]) and not word_bit_set(dp, mine[0])
+        assert word_bit_set(dp, mine[0])
     finally:
         dp.close()

@@ -34,17 +34,34 @@ def test_hold_turns_the_collector_off_and_settle_freezes_what_exists_and_turns_i
     start_gc.hold()
     assert not gc.isenabled()
     built = [[i] for i in range(1000)]  # objects the collector tracks, made while it is held
-    assert gc.get_freeze_count() == 0  # the control: nothing frozen yet
+    assert not frozen(built) and not frozen(built[:1])  # the control: in the collector's generations
     start_gc.settle()
     assert gc.isenabled()
-    assert gc.get_freeze_count() >= len(built)  # what the start built is out of the collector's walks
-    after = [[i] for i in range(1000)]
-    assert all(not _frozen_only(x) for x in after)  # and what comes after is collected as before
+    assert all(frozen([x]) for x in (built, built[0], built[-1]))  # out of the collector's walks
+    after = [[0]]
+    assert not frozen(after)  # what comes after is collected as before
+    start_gc.release()  # settled: nothing to do
+    assert gc.isenabled()
 
 
-def _frozen_only(obj: object) -> bool:
-    """Whether ``obj`` is in the permanent generation (gc.freeze): not among the generations' objects."""
-    return not any(o is obj for o in gc.get_objects())
+def test_release_turns_the_collector_back_on_when_nothing_settled(collector: None) -> None:
+    """A run that ended before its engine started (an error, a test calling the command line): the
+    collector as hold() found it (the control: off before hold(), it stays off)."""
+    for before in (True, False):
+        gc.enable() if before else gc.disable()
+        start_gc.hold()
+        assert not gc.isenabled()
+        start_gc.release()
+        assert gc.isenabled() == before
+        start_gc.release()  # a second release changes nothing
+        assert gc.isenabled() == before
+
+
+def frozen(objs: list[object]) -> bool:
+    """Whether every one of ``objs`` is in the permanent generation (gc.freeze): tracked, and in none of
+    the collector's three generations."""
+    walked = {id(o) for g in range(3) for o in gc.get_objects(generation=g)}
+    return all(gc.is_tracked(o) and id(o) not in walked for o in objs)
 
 
 @pytest.mark.root
@@ -64,11 +81,12 @@ def test_an_engine_that_owns_its_process_settles_even_when_its_start_fails(
 def test_the_command_line_run_holds_the_collector_before_anything(
     collector: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    held: list[bool] = []
-    monkeypatch.setattr(start_gc, "hold", lambda: held.append(True))
+    held: list[str] = []
+    monkeypatch.setattr(start_gc, "hold", lambda: held.append("hold"))
+    monkeypatch.setattr(start_gc, "release", lambda: held.append("release"))
     with pytest.raises(IronpostError):
         cli._cmd_run(["../x"])  # refused at once (an interface name that is a path)
-    assert held == [True]
+    assert held == ["hold", "release"]  # and the collector given back when the run ends
     held.clear()
     assert cli.main(["check-config", "/nonexistent/ironpost.toml"]) != 0  # the control: not a run
     assert held == []

@@ -295,11 +295,12 @@ class Engine:
         if kept:
             self._control.restore(kept, Actor("ironpost", None, "journal"))
             self._control.flush()
-        # Other tools' entries already in BLOCKLIST (written while no controller ran: pinned maps) are in
-        # force before the program is attached or swapped in.  New maps hold what this start wrote and
-        # nothing else: the surveyor's first read meets an entry written meanwhile (a read and a compare of
-        # the whole table, a twentieth of a start with 10,000 rules, not paid on the start's path).
-        if adopting or maps_pinned:
+        # Other tools' entries already in BLOCKLIST (written while no controller ran: pinned maps, or maps
+        # this start pinned, which a tool can open by their path) are in force before the program is
+        # attached or swapped in.  New maps never pinned hold what this start wrote: the surveyor's first
+        # read meets an entry written meanwhile (a read and a compare of the whole table, a twentieth of a
+        # start with 10,000 rules, not paid on the start's path).
+        if adopting or maps_pinned or opts.persist:
             self._reconcile_external()
         self._stop_survey = threading.Event()
         self._surveyor = threading.Thread(target=self._survey_loop, name="blocklist-survey", daemon=True)

@@ -271,14 +271,16 @@ class Datapath:
         self.reused_maps = config[1] != 0  # pinned maps already in force
         self._hits_zeroed = not self.reused_maps  # RULE_HITS as created: every slot zero (take_zeroed_hits)
         # The plain arrays as the kernel made them (every value zero) and then this Datapath wrote them: maps
-        # this process made and never pinned (no other process can open them by a path), with the entries
-        # written since (_written).  A whole read of one in writes_batched() is known without the syscall
-        # (ADDR_FILTER is 1.5 MB of keys and values to read at a start).  A write it cannot follow (a
-        # delete, a failed write, more than AS_CREATED_MAX entries) or the map's fd handed out, and the
-        # map is read from the kernel again.
+        # this process made and never pinned (no other process can open them by a path) nor offloaded, with
+        # the entries written since (_written).  A whole read of one in the first writes_batched() (the
+        # start's load) is known without the syscall (ADDR_FILTER is 1.5 MB of keys and values to read).
+        # A write it cannot follow (a delete, a failed write, more than AS_CREATED_MAX entries) or the map's
+        # fd handed out, and the map is read from the kernel again; after that block, always.  (A tool that
+        # opened a new map by its id and set an ADDR_FILTER bit before the load would see it cleared, as a
+        # write between a whole read and the flush always could be: the surveyor's reconcile sets it again.)
         self._as_created = (
             {}
-            if self.reused_maps or pin_dir is not None
+            if self.reused_maps or pin_dir is not None or offload_dev is not None
             else {name: {} for name in DATAPATH_MAPS if self._maps[name].spec.type == ARRAY}
         )
         if config[1] == 0:  # new maps: stamp them, and seed the sketches' hash
@@ -346,6 +348,7 @@ class Datapath:
                 self._pending = None
                 self._pending_owner = 0
                 self._arrays_read.clear()
+                self._as_created.clear()  # the start's load is what it is for: not followed after it
 
     def writes_kept(self) -> bool:
         """Whether the calling thread's writes are kept (inside its writes_batched()): they go in together
@@ -399,7 +402,7 @@ class Datapath:
             if all(len(key) == 4 and len(value) == size for key, value in entries):
                 known.update(entries)
                 return
-        del self._as_created[name]
+        self._as_created.pop(name, None)
 
     def _flush(self, name: MapName) -> None:
         assert self._pending is not None

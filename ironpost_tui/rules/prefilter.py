@@ -11,6 +11,7 @@ so the filters are always a superset of the rule maps: ``add`` before the rule's
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Literal
@@ -117,6 +118,7 @@ class Prefilter:
         self._dp = dp
         self._refs: Counter[Atom] = Counter()
         self._deferred: list[Atom] | None = None  # deferred(): atoms counted in, their words not yet written
+        self._deferring = 0  # the thread in deferred(): another thread's adds are written at once
         self._addr: dict[int, int] = {}
         self._ports: dict[int, int] = {}
         self._proto = bytearray(512)
@@ -142,17 +144,17 @@ class Prefilter:
     @contextlib.contextmanager
     def deferred(self) -> Iterator[None]:
         """Within, for writes the Datapath keeps (writes_batched: maps no program reads yet, their order not
-        kept): the words and CONFIG that add() changes are written once, when the block ends (also when it
-        ends in an error, so the filters still cover every atom counted in), not once per add().  A word is
-        written as the counts say when it is written (_apply), so a remove() meanwhile needs no order."""
+        kept): the words and CONFIG that add() and remove() change are written once, when the block ends
+        (also when it ends in an error, so the filters still cover every atom counted in), not once per
+        call: a word is written as the counts say when it is written (_apply), whatever came between."""
         if self._deferred is not None:
             yield
             return
-        self._deferred = []
+        self._deferred, self._deferring = [], threading.get_ident()
         try:
             yield
         finally:
-            waiting, self._deferred = self._deferred, None
+            waiting, self._deferred, self._deferring = self._deferred, None, 0
             self._apply(waiting)
 
     def add(self, atoms: Iterable[Atom]) -> None:
@@ -163,13 +165,18 @@ class Prefilter:
             if self._refs[atom] == 0:
                 new.append(atom)
             self._refs[atom] += 1
-        if self._deferred is not None:
-            self._deferred += new
+        self._write(new)
+
+    def _write(self, changed: list[Atom]) -> None:
+        """The words and CONFIG of ``changed`` written now, or at the end of deferred() in its thread."""
+        if self._deferred is not None and self._deferring == threading.get_ident():
+            self._deferred += changed
         else:
-            self._apply(new)
+            self._apply(changed)
 
     def remove(self, atoms: Iterable[Atom]) -> None:
-        """Count ``atoms`` out (after the rule's entry was deleted); words that lose a bit are written."""
+        """Count ``atoms`` out (after the rule's entry was deleted); words that lose a bit are written now, or
+        at the end of deferred()."""
         gone = []
         for atom in atoms:
             n = self._refs[atom] - 1
@@ -178,7 +185,7 @@ class Prefilter:
                 gone.append(atom)
             else:
                 self._refs[atom] = n
-        self._apply(gone)
+        self._write(gone)
 
     def lower_match_rank(self, rank: int) -> None:
         """Before a MATCH entry of ``rank`` is written."""

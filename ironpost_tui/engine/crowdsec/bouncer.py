@@ -229,10 +229,12 @@ class Bouncer:
         self._note_scenarios(changes)
         self._audit(control, changes, now)
         if len(changes) > AUDIT_EACH:
-            # A bulk: the decisions just held live long.  Out of the collector's generations (after a
-            # young collection), so no full collection walks 100,000 of them on some later tick (each
-            # would take hundreds of ms); they are still freed by reference counting when they go.
-            gc.collect(1)
+            # A bulk: the decisions just held live long.  Out of the collector's generations, so no full
+            # collection walks 100,000 of them on some later tick (each would take hundreds of ms); they
+            # are still freed by reference counting when they go.  A full collection first: the garbage
+            # cycles of the oldest generation would otherwise be frozen with them, never to be freed, at
+            # every bulk.  It walks only what came since the last freeze (frozen objects are not walked).
+            gc.collect()
             gc.freeze()
         return bool(changes)
 
