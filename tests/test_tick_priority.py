@@ -42,8 +42,8 @@ def test_the_ticking_thread_alone_is_raised() -> None:
 
 
 def test_switch_interval_is_short_once_an_engine_that_owns_its_process_starts() -> None:
-    """Engine.start sets it before anything else (a start that fails later still has set it), for the
-    agent and the console (``own_process``); as a library it leaves the caller's process alone."""
+    """Engine.start sets it when its start ends, however it ends (here a start that fails at once), for
+    the agent and the console (``own_process``); as a library it leaves the caller's process alone."""
     old = sys.getswitchinterval()
     try:
         for own, expected in ((False, 0.005), (True, engine.SWITCH_INTERVAL)):
