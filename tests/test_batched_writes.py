@@ -237,6 +237,19 @@ def _whole(dp: Datapath, name: MapName) -> bytes:
     return values
 
 
+def whole_reads(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """{"whole": the kernel's whole reads of a map (map_lookup_batch) from now on}."""
+    reads = {"whole": 0}
+    whole = libbpf.map_lookup_batch
+
+    def counted(*a: Any, **k: Any) -> Any:
+        reads["whole"] += 1
+        return whole(*a, **k)
+
+    monkeypatch.setattr(libbpf, "map_lookup_batch", counted)
+    return reads
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_an_array_as_created_is_known_without_a_read(dp: Datapath, monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
     """New maps, never pinned: a whole read of a plain array in the block is built from zeros and the
@@ -257,14 +270,7 @@ def test_an_array_as_created_is_known_without_a_read(dp: Datapath, monkeypatch: 
     assert word in dp._as_created
     kernel = _whole(dp, word)
     assert any(kernel), "the writes above reached the map"
-    reads = {"whole": 0}
-    whole = libbpf.map_lookup_batch
-
-    def counted(*a: Any, **k: Any) -> Any:
-        reads["whole"] += 1
-        return whole(*a, **k)
-
-    monkeypatch.setattr(libbpf, "map_lookup_batch", counted)
+    reads = whole_reads(monkeypatch)
     with dp.writes_batched():
         for i in [*rnd.sample(range(size), 300), *(int.from_bytes(k, "little") for k in dp._as_created[word])]:
             assert dp.map_lookup(word, index(i)) == kernel[i * 8 : i * 8 + 8], i
@@ -274,14 +280,7 @@ def test_an_array_as_created_is_known_without_a_read(dp: Datapath, monkeypatch: 
 def test_an_array_not_known_as_created_is_read(dp: Datapath, monkeypatch: pytest.MonkeyPatch) -> None:
     """The controls: the fd handed out (whoever holds it may write), a write the kernel refused, more
     writes than are followed: the array is read from the kernel."""
-    reads = {"whole": 0}
-    whole = libbpf.map_lookup_batch
-
-    def counted(*a: Any, **k: Any) -> Any:
-        reads["whole"] += 1
-        return whole(*a, **k)
-
-    monkeypatch.setattr(libbpf, "map_lookup_batch", counted)
+    reads = whole_reads(monkeypatch)
     one = (1).to_bytes(8, "little")
     # An fd handed out: another tool's write through it is read, not assumed zero.
     libbpf.map_update(dp.map_fd(MapName.ADDR_FILTER), (7).to_bytes(4, "little"), one)
