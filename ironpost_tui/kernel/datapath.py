@@ -392,8 +392,10 @@ class Datapath:
         return self._arrays_read[name]
 
     def _written(self, name: MapName, entries: list[tuple[bytes, bytes]] | None) -> None:
-        """What this Datapath wrote to ``name`` (written, in order), for an array known as created; None:
-        a change it cannot follow (a delete, a failed write, the fd handed out), and the map is read again."""
+        """``name`` changed (or may have): a whole read of it is stale.  And what this Datapath wrote to it
+        (written, in order), for an array known as created; None: a change it cannot follow (a delete, a
+        failed write, the fd handed out), and the map is read from the kernel again."""
+        self._arrays_read.pop(name, None)
         known = self._as_created.get(name)
         if known is None:
             return
@@ -406,7 +408,6 @@ class Datapath:
 
     def _flush(self, name: MapName) -> None:
         assert self._pending is not None
-        self._arrays_read.pop(name, None)  # the map changes now: read it again if asked
         entries = list(self._pending.pop(name).items())
         _done, error = self.map_update_batch(name, entries)
         if error is not None:
@@ -422,7 +423,6 @@ class Datapath:
 
     def _write_now(self, name: MapName, key: bytes, value: bytes) -> None:
         """One entry written at once, whether writes are kept or not (what _flush falls back to)."""
-        self._arrays_read.pop(name, None)
         try:
             self._maps[name].update(key, value)
         except BaseException as exc:
@@ -439,7 +439,6 @@ class Datapath:
         if not entries:
             return 0, None
         m = self._map(name)
-        self._arrays_read.pop(name, None)  # the map changes: a whole read of it is stale
         if any(len(k) != m.spec.key_size or len(v) != m.value_bytes for k, v in entries):
             # The kernel reads the keys and values packed end to end: one of another size would shift
             # every entry after it, and all be written wrong without an error.
@@ -477,7 +476,6 @@ class Datapath:
     def map_replace(self, name: MapName, key: bytes, value: bytes) -> bool:
         """Overwrite an entry that exists (BPF_EXIST); False, nothing written, when it does not: an entry
         another tool may delete at any moment is never brought back by a write of ours."""
-        self._arrays_read.pop(name, None)
         try:
             self._map(name).update(key, value, libbpf.BPF_EXIST)
         except BaseException as exc:
@@ -489,7 +487,6 @@ class Datapath:
         return True
 
     def map_delete(self, name: MapName, key: bytes) -> bool:
-        self._arrays_read.pop(name, None)
         self._written(name, None)
         return self._map(name).delete(key)
 
