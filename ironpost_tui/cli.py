@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ironpost_tui.engine.engine import Engine, EngineOptions
     from ironpost_tui.engine.feed import Source
     from ironpost_tui.engine.held_logs import HeldLogs
+    from ironpost_tui.engine.served import Served
 
 SUBCOMMANDS = ("cleanup", "check-config", "demo", "replay", "block", "unblock", "rules", "alerts", "capture")
 
@@ -66,6 +67,11 @@ def _run_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-format", choices=("text", "json"), help="stdout log lines: text, or one JSON object per line")
     _add_console_options(p)
     p.add_argument("--record", type=Path, help="record what the console shows to FILE (gzip JSON lines)")
+    p.add_argument(
+        "--one-process",
+        action="store_true",
+        help="run the console's engine in the console's own process (by default it runs in a process of its own)",
+    )
     p.add_argument("--version", action="version", version=f"ironpost-tui {__version__}")
     return p
 
@@ -152,7 +158,13 @@ def _run(argv: list[str]) -> ExitStatus:
     host.check_iface_name(args.iface)  # before it becomes a path or a map key
     host.check_privileges()  # before anything touches /var/lib/ironpost or /run/ironpost
     check_bcc()  # say "install python3-bpfcc" before anything else can fail
+    if args.headless or args.one_process:
+        return _run_engine(args)
+    return _run_two_processes(args)
 
+
+def _run_engine(args: argparse.Namespace, served: Served | None = None) -> ExitStatus:
+    """The configuration, then the agent, the console, or (``served``) the console's engine process."""
     from ironpost_tui.config.watch import ConfigSource
     from ironpost_tui.engine.pid_file import pid_file
 
@@ -173,21 +185,67 @@ def _run(argv: list[str]) -> ExitStatus:
         log_format.configure(args.log_format or settings.general.log_format)
         if args.headless and args.record is not None:
             raise IronpostError("--record records the console: leave out --headless (or replay a console recording)")
-        with pid_file(settings.general.pid_file):  # written now, removed however the run ends
-            return _run_configured(args, settings, source, prepared[0] if prepared else None)
+        # The pid file names the process the operator signals: the console's, when this is its engine's.
+        with pid_file(settings.general.pid_file, served.console_pid if served else None):
+            return _run_configured(args, settings, source, prepared[0] if prepared else None, served)
     finally:
         for p in prepared:  # unloaded unless the engine took it
             p.close()
 
 
+def _run_two_processes(args: argparse.Namespace) -> ExitStatus:
+    """The console in this process, its engine in a forked one (engine/served.py, engine/remote.py): the
+    configuration's checks, the table's load and the program's attach run on one core while Textual
+    loads and draws on the other."""
+    from ironpost_tui.engine import remote, start_gc
+
+    def engine_process(served: Served) -> int:
+        try:
+            return int(_run_engine(args, served))
+        except IronpostError as exc:
+            served.failed(exc)  # the console raises it: its message and exit status, as one process says them
+            return int(exc.exit_status)
+        except BaseException as exc:
+            logging.getLogger("ironpost").exception("the engine process failed")
+            served.failed(exc)
+            return int(ExitStatus.ERROR)
+
+    source = remote.spawn(engine_process)  # before any thread starts in this process
+    try:
+        from ironpost_tui.engine.held_logs import HeldLogs
+        from ironpost_tui.ui import app as _app  # noqa: F401  # loaded while the engine process starts
+
+        configured = source.configured()
+        set_log_level(configured.log_level)
+        log_format.configure(args.log_format or configured.log_format)
+        start_gc.settle()  # this process's start is its imports: set aside, the collector back on
+        root = logging.getLogger()
+        saved, held = root.handlers[:], HeldLogs()
+        root.handlers = [held]
+        try:
+            return _console(source, _console_settings(args, configured.console), args.theme, held)
+        finally:
+            root.handlers = saved
+            for record in held.held():  # the console never took them (it failed to load): said here
+                root.handle(record)
+    finally:
+        source.close()
+
+
 def _run_configured(
-    args: argparse.Namespace, settings: Settings, source: ConfigSource, prepared: PreparedDatapath | None = None
+    args: argparse.Namespace,
+    settings: Settings,
+    source: ConfigSource,
+    prepared: PreparedDatapath | None = None,
+    served: Served | None = None,
 ) -> ExitStatus:
     from ironpost_tui.engine import headless
     from ironpost_tui.engine.engine import Engine
     from ironpost_tui.metrics import endpoint as metrics_endpoint
 
     options = _engine_options(args, settings, source)
+    if served is not None:
+        return _serve_console(Engine(options, prepared=prepared), source, settings, args, served)
     if not args.headless:
         return _run_console(Engine(options, prepared=prepared), source, _console_settings(args, settings.console), args)
     controls = headless.Controls()
@@ -284,6 +342,21 @@ def _run_console(
         for record in held.held():  # the console never took them (it failed to load): said here
             root.handle(record)
         live.close()
+
+
+def _serve_console(
+    engine: Engine, config: ConfigSource, settings: Settings, args: argparse.Namespace, served: Served
+) -> ExitStatus:
+    """The console's engine process: start the engine, then answer the console until it closes it."""
+    from ironpost_tui.engine.live import LiveSource
+    from ironpost_tui.engine.wire import Configured
+    from ironpost_tui.records.recording import Recorder
+
+    live = LiveSource(engine, config, Recorder(args.record) if args.record is not None else None)
+    live.begin()
+    log_fmt = args.log_format or settings.general.log_format
+    served.serve(live, Configured(settings.console, settings.general.log_level, log_fmt, live.info))
+    return ExitStatus.OK
 
 
 def _console(source: Source, console: ConsoleSettings, theme: str | None, held: HeldLogs | None = None) -> ExitStatus:

@@ -50,12 +50,13 @@ def _is_ironpost(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def pid_file(path: Path | None) -> Iterator[None]:
-    """Write this process's id to ``path`` for the duration (nothing when ``path`` is None)."""
+def pid_file(path: Path | None, pid: int | None = None) -> Iterator[None]:
+    """Write this process's id (or ``pid``: the console's, from its engine process) to ``path`` for the
+    duration (nothing when ``path`` is None)."""
     if path is None:
         yield
         return
-    me = os.getpid()
+    me = os.getpid() if pid is None else pid
     other = _read_pid(path)
     if other is not None and other != me and _is_ironpost(other):
         raise PidFileError(

@@ -1,0 +1,212 @@
+"""The console's side of its engine process (engine/served.py): a Source whose calls cross a socket.
+
+``spawn(run)`` forks; the child runs ``run(served)`` (the configuration, the engine, then
+``Served.serve``) and exits with its status; the parent gets a RemoteSource.  A reader thread takes
+every frame from the engine process: its log records are handled here as this process's own, the
+rest are the answers to the calls, which go one at a time (as LiveSource's lock had them).
+
+If the engine process ends without being asked (killed), the call under way and every later one
+raise EngineGone: the console says so and exits.  The kernel detached the program with it (its
+link went with its last descriptor), unless it was pinned to outlive the process (--persist, or
+kept enforcing).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from ironpost_tui.engine import wire
+from ironpost_tui.engine.feed import OnExit, SourceInfo, Update
+from ironpost_tui.engine.served import Served
+from ironpost_tui.engine.wire import Call, Configured, Raised, Said
+from ironpost_tui.errors import ExitStatus, IronpostError
+from ironpost_tui.model import FilterRule
+
+log = logging.getLogger(__name__)
+CLOSE_WAIT_SECS = 30.0  # for the engine process to detach and exit once asked; then it is killed
+_GONE = object()
+
+
+class EngineGone(IronpostError):
+    title = "Engine ended"
+
+
+def spawn(run: Callable[[Served], int]) -> RemoteSource:
+    """Fork the engine process; call before any thread is started in this one."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    console_pid = os.getpid()
+    pid = os.fork()
+    if pid == 0:  # the engine process: never returns
+        status = int(ExitStatus.ERROR)
+        try:
+            ours.close()
+            Served.ignore_signals()
+            status = run(Served(theirs, console_pid))
+        except BaseException:  # noqa: BLE001 - said by run(); an exit status, whatever happened
+            pass
+        finally:
+            os._exit(status)
+    theirs.close()
+    return RemoteSource(ours, pid)
+
+
+class RemoteSource:
+    """Source, StartableSource and KeepableSource, answered by the engine process."""
+
+    def __init__(self, sock: socket.socket, pid: int) -> None:
+        self.sock, self.pid = sock, pid
+        self.info = SourceInfo(iface="", mode="", attached=False, started_at=time.time(), config_path="",
+                               blocklist_capacity=0, title="starting", on_exit=OnExit.REMOVE)  # fmt: skip
+        self._answers: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._gone = False
+        self._table = wire.TableReceiver()
+        self._status: int | None = None  # the engine process's wait status, once reaped
+        self._reader = threading.Thread(target=self._read, name="engine-reader", daemon=True)
+        self._reader.start()
+
+    # --- the reader ------------------------------------------------------------------------
+    def _read(self) -> None:
+        while True:
+            try:
+                frame = wire.recv(self.sock)
+            except Exception:
+                log.exception("a frame from the engine process could not be read")
+                frame = None
+            if frame is None:
+                self._answers.put(_GONE)
+                return
+            said, value = Said(frame[0]), frame[1]
+            if said == Said.LOG:
+                record = logging.makeLogRecord(value)
+                logging.getLogger(record.name).handle(record)
+            else:
+                self._answers.put((said, value))
+
+    def _answer(self) -> tuple[Said, Any]:
+        answer = self._answers.get()
+        if answer is _GONE:
+            self._gone = True
+            raise EngineGone(self._ended())
+        said, value = answer
+        return Said(said), value
+
+    def _ended(self) -> str:
+        status = self._reap(timeout=2.0)
+        if status is None:
+            how = "its socket closed"
+        elif os.WIFSIGNALED(status):
+            how = f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+        else:
+            how = f"exit status {os.WEXITSTATUS(status)}"
+        return f"the engine process (pid {self.pid}) ended ({how}): its program was detached, unless pinned"
+
+    # --- calls ------------------------------------------------------------------------------
+    def configured(self) -> Configured:
+        """Wait for the engine process to load the configuration: what the console needs of it, or the
+        error the run ended on (raised here, with its exit status, as a one-process run raises it)."""
+        with self._lock:
+            said, value = self._answer()
+        if said == Said.CONFIGURED and isinstance(value, Configured):
+            self.info = value.info
+            return value
+        if said == Said.FAILED and isinstance(value, Raised):
+            self._gone = True  # the engine process is ending: nothing to close
+            raise value.error()
+        raise IronpostError(f"the engine process said {said} before its configuration")
+
+    def _call(self, call: Call, *args: object) -> Any:
+        with self._lock:
+            if self._gone:
+                raise EngineGone(self._ended())
+            try:
+                wire.send(self.sock, (call, args))
+            except OSError:
+                self._gone = True
+                raise EngineGone(self._ended()) from None
+            said, value = self._answer()
+        if said == Said.RAISED and isinstance(value, Raised):
+            raise value.error()
+        if said != Said.RETURNED:
+            raise IronpostError(f"the engine process said {said} to {call}")
+        return value
+
+    def start(self) -> SourceInfo:
+        info: SourceInfo = self._call(Call.START)
+        self.info = info
+        return info
+
+    def poll(self, timeout: float) -> Update:
+        update: Update = self._call(Call.POLL, timeout)
+        return replace(update, rules=self._table.decode(update.rules))
+
+    def now(self) -> float:
+        return time.time()
+
+    def add_rule(self, rule: FilterRule, force: bool = False) -> None:
+        self._call(Call.ADD_RULE, rule, force)
+
+    def update_rule(self, rule: FilterRule, force: bool = False) -> None:
+        self._call(Call.UPDATE_RULE, rule, force)
+
+    def delete_rule(self, rule_id: str) -> FilterRule:
+        rule: FilterRule = self._call(Call.DELETE_RULE, rule_id)
+        return rule
+
+    def panic(self) -> list[FilterRule]:
+        cleared: list[FilterRule] = self._call(Call.PANIC)
+        return cleared
+
+    def reload(self) -> None:
+        self._call(Call.RELOAD)
+
+    def keep_enforcing(self) -> str:
+        line: str = self._call(Call.KEEP_ENFORCING)
+        self.info = replace(self.info, on_exit=OnExit.KEEP)
+        return line
+
+    def close(self) -> None:
+        """Ask the engine process to close the source (detach, unless kept) and wait for it to exit;
+        one that does not within CLOSE_WAIT_SECS is killed (its link, and so the program, goes with it)."""
+        if not self._gone:
+            try:
+                self._call(Call.CLOSE)
+            except IronpostError as exc:
+                log.warning("closing the engine: %s", exc.message)
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        if self._reap(timeout=CLOSE_WAIT_SECS) is None:
+            log.error("the engine process (pid %d) did not exit: killing it", self.pid)
+            os.kill(self.pid, signal.SIGKILL)
+            self._reap(timeout=None)
+        self._reader.join(timeout=5.0)
+        self.sock.close()
+
+    def _reap(self, timeout: float | None) -> int | None:
+        """The engine process's wait status once it has exited (None: still running after ``timeout``)."""
+        if self._status is not None:
+            return self._status
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            try:
+                pid, status = os.waitpid(self.pid, 0 if end is None else os.WNOHANG)
+            except ChildProcessError:  # reaped already: nothing left to wait for
+                self._status = 0
+                return 0
+            if pid == self.pid:
+                self._status = status
+                return status
+            if end is not None and time.monotonic() >= end:
+                return None
+            time.sleep(0.02)

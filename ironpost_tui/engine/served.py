@@ -1,0 +1,117 @@
+"""The engine process of the console: a LiveSource, answering the console over a socket (engine/wire.py).
+
+``ironpost-tui IFACE`` forks before it reads the configuration (cli): this process loads it, compiles,
+attaches and runs the engine; the console's process imports Textual and draws meanwhile, on the other
+core, and asks this one for what LiveSource gives (engine/remote.py).  One request at a time, in
+order, as LiveSource's lock had them.
+
+It never outlives the console in control of the interface: when the console's end of the socket
+closes, however the console ended (quit, a signal, ``kill -9``), this process closes the source
+(the program detached, unless it was kept enforcing) and exits.  The terminal's signals (SIGINT,
+SIGHUP, SIGQUIT) and SIGTERM are the console's to act on: this process ignores them and waits for
+the console to close it.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from ironpost_tui.engine import wire
+from ironpost_tui.engine.live import LiveSource
+from ironpost_tui.engine.wire import Call, Configured, Raised, Said
+from ironpost_tui.errors import IronpostError
+
+log = logging.getLogger(__name__)
+IGNORED_SIGNALS = (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM)
+
+_CALLS: dict[Call, Callable[..., Any]] = {
+    Call.START: LiveSource.start,
+    Call.POLL: LiveSource.poll,
+    Call.ADD_RULE: LiveSource.add_rule,
+    Call.UPDATE_RULE: LiveSource.update_rule,
+    Call.DELETE_RULE: LiveSource.delete_rule,
+    Call.PANIC: LiveSource.panic,
+    Call.RELOAD: LiveSource.reload,
+    Call.KEEP_ENFORCING: LiveSource.keep_enforcing,
+}  # Call.CLOSE: serve() itself
+
+
+class Served:
+    """This process's end of the socket: frames sent whole, from any thread."""
+
+    def __init__(self, sock: socket.socket, console_pid: int) -> None:
+        self.sock = sock
+        self.console_pid = console_pid  # what the pid file names: the process the operator signals
+        self._send_lock = threading.Lock()
+        self._closed = False
+
+    @staticmethod
+    def ignore_signals() -> None:
+        for sig in IGNORED_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+
+    def say(self, said: Said, value: object) -> None:
+        with self._send_lock:
+            if self._closed:
+                return
+            try:
+                wire.send(self.sock, (said, value))
+            except OSError:  # the console is gone: the serve loop sees its end closed
+                self._closed = True
+
+    def failed(self, exc: BaseException) -> None:
+        """The run ended before the console could be served (a refused configuration, a pid file)."""
+        self.say(Said.FAILED, Raised.of(exc))
+
+    def serve(self, live: LiveSource, configured: Configured) -> None:
+        """Answer the console until it asks to close or its end of the socket closes; the source is
+        closed in either case (a close is answered once done).  The root logger's records go to the
+        console from now on."""
+        logging.getLogger().handlers = [_ToConsole(self)]
+        asked = False
+        table = wire.TableSender()
+        try:
+            self.say(Said.CONFIGURED, configured)
+            while True:
+                request = wire.recv(self.sock)
+                if request is None:
+                    log.warning("the console ended without closing the engine: closing it")
+                    return
+                call, args = Call(request[0]), request[1]
+                if call == Call.CLOSE:
+                    asked = True
+                    return
+                try:
+                    value = _CALLS[call](live, *args)
+                    if call == Call.POLL:
+                        value = replace(value, rules=table.encode(value.rules))
+                except Exception as exc:  # said to the console, which raises it where it asked
+                    if not isinstance(exc, IronpostError):
+                        log.exception("%s failed", call)
+                    self.say(Said.RAISED, Raised.of(exc))
+                else:
+                    self.say(Said.RETURNED, value)
+        finally:
+            live.close()
+            if asked:
+                self.say(Said.RETURNED, None)
+
+
+class _ToConsole(logging.Handler):
+    """Each record to the console's process, which handles it as its own (the notice line, stdout)."""
+
+    def __init__(self, served: Served) -> None:
+        super().__init__(logging.NOTSET)
+        self.served = served
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.served.say(Said.LOG, wire.record_attrs(record))
+        except Exception:  # a record that cannot be sent is lost, never the engine with it
+            self.handleError(record)

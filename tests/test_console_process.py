@@ -1,0 +1,271 @@
+"""The console and its engine process (engine/remote.py, engine/served.py, engine/wire.py).
+
+What crosses the socket: errors keep their class and exit status (never a class from outside
+ironpost_tui), the rule table crosses whole once and then as its changes, events keep their
+record's bytes, networks rebuild equal.  End to end (root, a veth lab, tmux): whichever of the
+two processes is killed, nothing is left filtering the interface and no process is left behind;
+the pid file names the console; a refused configuration says what one process said, with its
+exit status."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import random
+import signal
+import time
+from itertools import islice
+from pathlib import Path
+
+import pytest
+from support import netlab
+from support.agents import IRONPOST, cleanup, wait_no_xdp, xdp_progs
+from support.tmux import Session, sessions
+
+from ironpost_tui.config.check import ConfigError
+from ironpost_tui.engine import wire
+from ironpost_tui.errors import ExitStatus, IronpostError
+from ironpost_tui.kernel import abi
+from ironpost_tui.kernel.record_event import Batch, RecordEvent
+from ironpost_tui.model import FilterRule, RuleStatus
+from ironpost_tui.rules.control import LockoutRefused
+
+START = 120.0
+
+
+def crossed(value: object) -> object:
+    """``value`` as the other end reads it."""
+    import pickle
+
+    return pickle.loads(wire.dumps(value))
+
+
+# --- errors ---------------------------------------------------------------------------------------
+def test_an_error_crosses_with_its_class_title_and_exit_status() -> None:
+    exc = crossed(wire.Raised.of(LockoutRefused("would drop your SSH client")))
+    assert isinstance(exc, wire.Raised)
+    err = exc.error()
+    assert type(err) is LockoutRefused  # the rule editor offers to force on this class only
+    assert (err.message, err.title, err.exit_status) == (
+        "would drop your SSH client",
+        "Anti-lockout",
+        LockoutRefused.exit_status,
+    )
+    cfg = wire.Raised.of(ConfigError("line 3: not a rule")).error()
+    assert type(cfg) is ConfigError and cfg.exit_status == ExitStatus.CONFIG_INVALID
+
+
+def test_an_error_names_no_class_from_outside_ironpost_tui() -> None:
+    for module, name in (("os", "system"), ("subprocess", "Popen"), ("ironpost_tui.errors", "ExitStatus"),
+                         ("ironpost_tui.errors", "IronpostError.__init__"), ("ironpost_tui.nope", "X")):  # fmt: skip
+        err = wire.Raised(module, name, "m", "t", 99).error()
+        assert type(err) is IronpostError, (module, name)
+        assert err.exit_status == ExitStatus.ERROR  # 99 is no exit status of ours
+    plain = wire.Raised.of(ValueError("boom")).error()  # not an IronpostError: said, as one
+    assert type(plain) is IronpostError and plain.message == "ValueError: boom"
+    # the positive control: the same path gives the class when it is one of ours
+    assert type(wire.Raised("ironpost_tui.rules.control", "LockoutRefused", "m", "t", 1).error()) is LockoutRefused
+
+
+# --- the rule table -------------------------------------------------------------------------------
+def _status(i: int) -> RuleStatus:
+    net = ipaddress.ip_network(f"198.18.{i // 256 % 256}.{i % 256}/32" if i % 3 else f"2001:db8::{i:x}/128")
+    return RuleStatus(FilterRule(id=f"r{i}", src_ip=net), "SRC4" if net.version == 4 else "SRC6", i, None, i)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_rule_table_crosses_whole_then_as_its_changes(seed: int) -> None:
+    rng = random.Random(seed)
+    sender, receiver = wire.TableSender(), wire.TableReceiver()
+    table = tuple(_status(i) for i in range(500))
+    first = sender.encode(table)
+    assert first is table  # whole, the first time
+    got = receiver.decode(crossed(first))  # type: ignore[arg-type]
+    assert got == table
+    n = 500
+    for _ in range(30):
+        rows = list(table)
+        for _ in range(rng.randrange(0, 6)):  # hits counted, rules added and removed, order moved
+            what = rng.random()
+            if what < 0.4 and rows:
+                k = rng.randrange(len(rows))
+                rows[k] = RuleStatus(rows[k].rule, rows[k].map_name, rows[k].hits + 1, time.time(), rows[k].slot)
+            elif what < 0.7:
+                rows.insert(rng.randrange(len(rows) + 1), _status(n))
+                n += 1
+            elif rows:
+                del rows[rng.randrange(len(rows))]
+        new = tuple(rows) if rows != list(table) else table
+        sent = sender.encode(new)
+        assert isinstance(sent, wire.TableChange)
+        assert sum(not isinstance(x, int) for x in sent.items) <= 6  # only what changed crosses as a status
+        before = got
+        got = receiver.decode(crossed(sent))  # type: ignore[arg-type]
+        assert got == new
+        if new is table:
+            assert got is before  # nothing changed: the very tuple the console has
+        table = new
+    assert receiver.decode(None) is None and sender.encode(None) is None
+
+
+def test_a_change_read_against_another_table_is_not_the_table() -> None:
+    """The negative control: positions mean the last table sent; read against another one, they give
+    other rules (what the encoding relies on: one sender and one receiver, in order, per console)."""
+    sender = wire.TableSender()
+    a = tuple(_status(i) for i in range(10))
+    sender.encode(a)
+    change = sender.encode(a[1:] + (_status(99),))
+    other = wire.TableReceiver()
+    other.decode(tuple(_status(i) for i in range(100, 110)))
+    assert other.decode(change) != a[1:] + (_status(99),)  # type: ignore[arg-type]
+
+
+# --- events and networks ----------------------------------------------------------------------------
+def _records(n: int) -> tuple[tuple[RecordEvent, ...], Batch]:
+    cache = {i.to_bytes(16, "big"): ipaddress.IPv4Address(i) for i in range(4096)}  # a full address cache
+    batch = Batch(1_700_000_000.0, {7: "rule-7"}, cache, {})  # type: ignore[arg-type]
+    events = []
+    for i in range(n):
+        src = bytes([198, 18, i // 256 % 256, i % 256]) + bytes(12)
+        body = abi.PACKET_EVENT.pack(i * 1000, src, bytes([198, 18, 0, 1]) + bytes(12), 1000 + i, 53, 60, 7,
+                                     abi.FAMILY_V4, 17, 0, abi.VERDICT_DROP)  # fmt: skip
+        events.append(tuple.__new__(RecordEvent, (body, batch)))
+    return tuple(events), batch
+
+
+def test_events_cross_as_their_records_and_read_the_same() -> None:
+    events, batch = _records(300)
+    data = wire.dumps(events)
+    assert len(data) < 300 * (abi.PACKET_EVENT.size + 40)  # the records, not the batch's 4,096 cached addresses
+    back = crossed(events)
+    assert isinstance(back, tuple) and all(type(e) is RecordEvent for e in back)
+    assert [e.decoded() for e in back] == [e.decoded() for e in events]
+    assert back[5].rule_id == "rule-7" and str(back[5].src) == "198.18.0.5"
+    assert len({id(tuple.__getitem__(e, 1)) for e in back}) == 1  # one batch for all, as sent
+
+
+def test_networks_rebuild_equal() -> None:
+    for text in ("198.18.0.0/15", "198.18.3.4/32", "198.18.3.4/31", "0.0.0.0/0", "2001:db8::/32",
+                 "2001:db8::1/128", "2001:db8::/127"):  # fmt: skip
+        net = ipaddress.ip_network(text)
+        back = crossed(net)
+        assert back == net and type(back) is type(net)
+        assert list(islice(back.hosts(), 3)) == list(islice(net.hosts(), 3))  # /31, /32, /127: special in hosts()
+
+
+# --- end to end: two processes, a real kernel ---------------------------------------------------------
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+def _gone(pid: int, within: float) -> bool:
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        try:  # a zombie of a dead parent is reaped by init soon; counted as gone
+            if Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].split()[0] == "Z":
+                return True
+        except OSError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture
+def two(lab: netlab.Lab, tmp_path: Path):  # type: ignore[no-untyped-def]
+    cfg = tmp_path / "ironpost.toml"
+    pid_path = tmp_path / "run" / "ironpost.pid"
+    pid_path.parent.mkdir()
+    cfg.write_text(f'[general]\npid_file = "{pid_path}"\n\n[ebpf]\nxdp_mode = "native"\n')
+    argv = [*IRONPOST, lab.host_if, "--config", str(cfg), "--state-dir", str(tmp_path / "state"),
+            "--audit-log", str(tmp_path / "audit.log")]  # fmt: skip
+    try:
+        with sessions() as made:
+            yield lab, made, argv, pid_path
+    finally:
+        cleanup(lab.host_if)
+
+
+def _attached(made: list[Session], argv: list[str]) -> tuple[Session, int]:
+    s = Session(argv, 160, 48)
+    made.append(s)
+    s.wait_screen(lambda t: "attached" in t, START, "the status bar says attached")
+    kids = _children(s.pid)
+    assert len(kids) == 1, f"the console has {kids} child processes, not its one engine process"
+    return s, kids[0]
+
+
+@pytest.mark.root
+def test_the_pid_file_names_the_console_and_quit_leaves_nothing(two) -> None:  # type: ignore[no-untyped-def]
+    lab, made, argv, pid_path = two
+    s, engine = _attached(made, argv)
+    assert int(pid_path.read_text()) == s.pid  # the process the operator signals, not its engine's
+    assert xdp_progs(lab.ifindex)
+    t0 = time.monotonic()
+    s.keys("q")
+    assert s.wait_exit(10), s.capture()
+    wait_no_xdp(lab.ifindex, within=1.0, since=t0)
+    assert _gone(engine, 5), "the engine process outlived the console"
+    assert not pid_path.exists()
+
+
+@pytest.mark.root
+def test_a_console_killed_leaves_no_program_and_no_engine_process(two) -> None:  # type: ignore[no-untyped-def]
+    lab, made, argv, _ = two
+    s, engine = _attached(made, argv)
+    assert xdp_progs(lab.ifindex)
+    t0 = time.monotonic()
+    os.kill(s.pid, signal.SIGKILL)  # no handler runs: the engine process sees its socket close
+    wait_no_xdp(lab.ifindex, within=10.0, since=t0)
+    assert _gone(engine, 10), "the engine process outlived a killed console"
+
+
+@pytest.mark.root
+def test_an_engine_process_killed_is_said_and_the_console_exits(two) -> None:  # type: ignore[no-untyped-def]
+    lab, made, argv, _ = two
+    s, engine = _attached(made, argv)
+    t0 = time.monotonic()
+    os.kill(engine, signal.SIGKILL)
+    wait_no_xdp(lab.ifindex, within=5.0, since=t0)  # its link went with it
+    s.wait_screen(lambda t: "Engine ended" in t and "SIGKILL" in t, 15, "the console saying its engine ended")
+    s.keys("Enter")
+    assert s.wait_exit(10), s.capture()
+
+
+@pytest.mark.root
+def test_the_engine_process_ignores_the_terminals_signals(two) -> None:  # type: ignore[no-untyped-def]
+    """SIGHUP to the whole group (a dropped SSH session): the console detaches, the engine process
+    waits for it to close, then exits; SIGINT to the engine alone changes nothing."""
+    lab, made, argv, _ = two
+    s, engine = _attached(made, argv)
+    os.kill(engine, signal.SIGINT)
+    time.sleep(0.5)
+    assert not _gone(engine, 0.2) and xdp_progs(lab.ifindex), "SIGINT to the engine process stopped it"
+    t0 = time.monotonic()
+    os.killpg(os.getpgid(s.pid), signal.SIGHUP)
+    assert s.wait_exit(10), s.capture()
+    wait_no_xdp(lab.ifindex, within=2.0, since=t0)
+    assert _gone(engine, 5)
+
+
+@pytest.mark.root
+def test_a_refused_configuration_is_said_as_one_process_says_it(lab: netlab.Lab, tmp_path: Path) -> None:
+    from support.agents import run
+
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[[rules]]\nid = "x"\nsrc_ip = "not an address"\n')
+    outs = []
+    for extra in ([], ["--one-process"]):
+        proc = run(lab.host_if, "--config", str(cfg), "--state-dir", str(tmp_path / "s"),
+                   "--audit-log", str(tmp_path / "a.log"), *extra, timeout=60)  # fmt: skip
+        outs.append((proc.returncode, proc.stderr.strip()))
+    assert outs[0] == outs[1], outs
+    assert outs[0][0] == ExitStatus.CONFIG_INVALID and "not an address" in outs[0][1], outs
+    assert not xdp_progs(lab.ifindex)
