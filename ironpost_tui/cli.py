@@ -205,6 +205,10 @@ def _run_two_processes(args: argparse.Namespace) -> ExitStatus:
         except IronpostError as exc:
             served.failed(exc)  # the console raises it: its message and exit status, as one process says them
             return int(exc.exit_status)
+        except OSError as exc:  # one line, as main() says it in one process
+            where = f" ({exc.filename})" if exc.filename else ""
+            served.failed(IronpostError(f"{exc.strerror or exc}{where}"))
+            return int(ExitStatus.ERROR)
         except BaseException as exc:
             logging.getLogger("ironpost").exception("the engine process failed")
             served.failed(exc)

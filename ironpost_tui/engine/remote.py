@@ -76,24 +76,27 @@ class RemoteSource:
 
     # --- the reader ------------------------------------------------------------------------
     def _read(self) -> None:
-        while True:
-            try:
-                frame = wire.recv(self.sock)
-            except Exception:
-                log.exception("a frame from the engine process could not be read")
-                frame = None
-            if frame is None:
-                self._answers.put(_GONE)
-                return
-            said, value = Said(frame[0]), frame[1]
-            if said == Said.LOG:
-                record = logging.makeLogRecord(value)
-                logging.getLogger(record.name).handle(record)
-            else:
-                self._answers.put((said, value))
+        try:
+            while (frame := wire.recv(self.sock)) is not None:
+                said, value = Said(frame[0]), frame[1]
+                if said == Said.LOG:
+                    try:
+                        record = logging.makeLogRecord(value)
+                        logging.getLogger(record.name).handle(record)
+                    except Exception:  # a record that cannot be handled is lost, never the reader with it
+                        log.exception("a log record from the engine process could not be handled")
+                else:
+                    self._answers.put((said, value))
+        except Exception:
+            log.exception("a frame from the engine process could not be read: stopping")
+        finally:
+            self._answers.put(_GONE)  # every call waiting or to come: EngineGone
 
-    def _answer(self) -> tuple[Said, Any]:
-        answer = self._answers.get()
+    def _answer(self, timeout: float | None = None) -> tuple[Said, Any]:
+        try:
+            answer = self._answers.get(timeout=timeout)
+        except queue.Empty:
+            raise EngineGone(f"the engine process (pid {self.pid}) did not answer within {timeout:.0f} s") from None
         if answer is _GONE:
             self._gone = True
             raise EngineGone(self._ended())
@@ -124,8 +127,10 @@ class RemoteSource:
             raise value.error()
         raise IronpostError(f"the engine process said {said} before its configuration")
 
-    def _call(self, call: Call, *args: object) -> Any:
-        with self._lock:
+    def _call(self, call: Call, *args: object, timeout: float | None = None) -> Any:
+        if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
+            raise EngineGone(f"the engine process (pid {self.pid}) is busy with another request: not waiting")
+        try:
             if self._gone:
                 raise EngineGone(self._ended())
             try:
@@ -133,8 +138,14 @@ class RemoteSource:
             except OSError:
                 self._gone = True
                 raise EngineGone(self._ended()) from None
-            said, value = self._answer()
-        if said == Said.RAISED and isinstance(value, Raised):
+            said, value = self._answer(timeout)
+            while said == Said.CONFIGURED:  # a close asked before the configuration came: its answer is next
+                said, value = self._answer(timeout)
+        finally:
+            self._lock.release()
+        if said in (Said.RAISED, Said.FAILED) and isinstance(value, Raised):
+            if said == Said.FAILED:
+                self._gone = True
             raise value.error()
         if said != Said.RETURNED:
             raise IronpostError(f"the engine process said {said} to {call}")
@@ -177,11 +188,12 @@ class RemoteSource:
     def close(self) -> None:
         """Ask the engine process to close the source (detach, unless kept) and wait for it to exit;
         one that does not within CLOSE_WAIT_SECS is killed (its link, and so the program, goes with it)."""
+        failure: IronpostError | None = None
         if not self._gone:
             try:
-                self._call(Call.CLOSE)
-            except IronpostError as exc:
-                log.warning("closing the engine: %s", exc.message)
+                self._call(Call.CLOSE, timeout=CLOSE_WAIT_SECS)
+            except IronpostError as exc:  # said once the engine process is reaped (or killed)
+                failure = exc
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -192,6 +204,10 @@ class RemoteSource:
             self._reap(timeout=None)
         self._reader.join(timeout=5.0)
         self.sock.close()
+        if failure is not None and not isinstance(failure, EngineGone):
+            raise failure  # closing failed (the recording's disk full...): the run's error, as in one process
+        if failure is not None:
+            log.warning("closing the engine: %s", failure.message)
 
     def _reap(self, timeout: float | None) -> int | None:
         """The engine process's wait status once it has exited (None: still running after ``timeout``)."""
@@ -201,7 +217,7 @@ class RemoteSource:
         while True:
             try:
                 pid, status = os.waitpid(self.pid, 0 if end is None else os.WNOHANG)
-            except ChildProcessError:  # reaped already: nothing left to wait for
+            except ChildProcessError:  # reaped already: nothing left to wait for (said as exit status 0)
                 self._status = 0
                 return 0
             if pid == self.pid:

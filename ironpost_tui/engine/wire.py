@@ -17,7 +17,6 @@ offers to force), and never a class from outside ironpost_tui.
 from __future__ import annotations
 
 import copyreg
-import gc
 import importlib
 import io
 import ipaddress
@@ -72,6 +71,11 @@ class Configured:
     info: SourceInfo
 
 
+class EngineFault(Exception):
+    """An error in the engine process that was no IronpostError (its type and message), raised in the
+    console as a plain Exception, as one process raised it: a poll that fails so is retried."""
+
+
 @dataclass(frozen=True)
 class Raised:
     module: str
@@ -87,8 +91,11 @@ class Raised:
             return cls(kind.__module__, kind.__qualname__, exc.message, exc.title, int(exc.exit_status))
         return cls("", "", f"{type(exc).__name__}: {exc}", "Error", int(ExitStatus.ERROR))
 
-    def error(self) -> IronpostError:
-        """The same IronpostError class when it is one of ironpost_tui's, else IronpostError itself."""
+    def error(self) -> Exception:
+        """The same IronpostError class when it is one of ironpost_tui's; IronpostError for another name;
+        EngineFault for an error that was no IronpostError (the console retries a poll on those)."""
+        if not self.module:
+            return EngineFault(self.message)
         kind: type[IronpostError] = IronpostError
         if self.module.startswith("ironpost_tui.") and "." not in self.name:
             try:
@@ -110,7 +117,8 @@ class Raised:
 # in the last one sent (an int) and new statuses; the table itself when nothing changed at all.
 @dataclass(frozen=True)
 class TableChange:
-    items: tuple[int | RuleStatus, ...]  # per rule: its position in the last table, or its new status
+    items: tuple[int | RuleStatus, ...] | None  # per rule: its position in the last table, or its new
+    # status; None: the last table itself (an empty tuple is an empty table: after a panic)
 
 
 class TableSender:
@@ -128,7 +136,7 @@ class TableSender:
         if last is None:
             return rules
         if rules is last:
-            return TableChange(())
+            return TableChange(None)
         get = at.get
         return TableChange(tuple(r if (i := get(id(r))) is None else i for r in rules))
 
@@ -143,7 +151,7 @@ class TableReceiver:
         if value is None:
             return None
         if isinstance(value, TableChange):
-            if not value.items:
+            if value.items is None:
                 return self._last
             last = self._last
             value = tuple(last[x] if isinstance(x, int) else x for x in value.items)
@@ -224,17 +232,11 @@ def recv(sock: socket.socket) -> Any:
         return None
     (n,) = _LENGTH.unpack(head)
     if n > FRAME_MAX:
-        raise IronpostError(f"the engine process sent a frame of {n:,} bytes (at most {FRAME_MAX:,}): stopping")
+        raise IronpostError(f"the other process sent a frame of {n:,} bytes (at most {FRAME_MAX:,}): stopping")
     body = _exactly(sock, n)
     if body is None:
         return None
-    collecting = gc.isenabled()  # a table's read makes 50,000 objects: not walked by the collector meanwhile
-    gc.disable()
-    try:
-        return pickle.loads(body)  # from our own forked process only (see the module's docstring)
-    finally:
-        if collecting:
-            gc.enable()
+    return pickle.loads(body)  # from our own forked process only (see the module's docstring)
 
 
 def _exactly(sock: socket.socket, n: int) -> bytes | None:
