@@ -356,6 +356,9 @@ def _serve_console(
     from ironpost_tui.engine.wire import Configured
     from ironpost_tui.records.recording import Recorder
 
+    if served.pending():  # the console was stopped while the configuration loaded: nothing is started
+        served.refuse_start()
+        return ExitStatus.OK
     live = LiveSource(engine, config, Recorder(args.record) if args.record is not None else None)
     live.begin()
     log_fmt = args.log_format or settings.general.log_format

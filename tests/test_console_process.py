@@ -164,6 +164,64 @@ def test_networks_rebuild_equal() -> None:
         assert list(islice(back.hosts(), 3)) == list(islice(net.hosts(), 3))  # /31, /32, /127: special in hosts()
 
 
+# --- the engine process's end ---------------------------------------------------------------------
+def test_a_close_before_the_start_starts_nothing_and_is_answered() -> None:
+    import socket
+
+    from ironpost_tui.engine.served import Served
+
+    for what in ("close", "gone", "nothing"):
+        ours, theirs = socket.socketpair()
+        served = Served(theirs, os.getpid())
+        if what == "close":
+            wire.send(ours, (wire.Call.CLOSE, ()))
+        elif what == "gone":
+            ours.close()
+        assert served.pending() is (what != "nothing"), what
+        if what != "nothing":
+            served.refuse_start()
+        if what == "close":
+            said, value = wire.recv(ours)
+            assert (said, value) == (wire.Said.RETURNED, None)
+        for s in (ours, theirs):
+            s.close()
+
+
+def test_a_forwarded_record_keeps_its_extras_and_escapes_its_traceback() -> None:
+    import logging
+
+    from ironpost_tui.metrics.log_format import JsonFormatter, TextFormatter
+
+    try:
+        raise ValueError("evil \x1b[2J name")
+    except ValueError:
+        import sys
+
+        record = logging.LogRecord("ironpost.x", logging.ERROR, __file__, 1, "failed %s", ("here",), sys.exc_info())
+    record.audit = {"action": "add", "rule": "r1"}
+    record.thing = object()  # pickles, but is no plain value: crosses as itself or as text, never breaks the record
+    attrs = crossed(wire.record_attrs(record))
+    back = logging.makeLogRecord(attrs)  # type: ignore[arg-type]
+    assert back.getMessage() == "failed here" and back.levelno == logging.ERROR
+    assert "\x1b" not in back.exc_text and "ValueError" in back.exc_text  # escaped, as the text format escapes it
+    assert back.audit == {"action": "add", "rule": "r1"}
+    assert "\x1b" not in TextFormatter().format(back)
+    line = JsonFormatter().format(back)
+    assert '"exception"' in line and '"action":"add"' in line
+    # the negative control: the record as it was, unescaped, would carry the escape
+    assert "\x1b" in logging.Formatter().formatException(record.exc_info)  # type: ignore[arg-type]
+
+
+def test_what_the_engine_process_prints_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    from ironpost_tui.engine.served import _LogWriter
+
+    w = _LogWriter(30)
+    with caplog.at_level(10):
+        w.write("one line\npart")
+        w.write("ial\n\n")
+    assert [r.getMessage() for r in caplog.records] == ["one line", "partial"]
+
+
 # --- end to end: two processes, a real kernel ---------------------------------------------------------
 def _children(pid: int) -> list[int]:
     try:
@@ -264,6 +322,56 @@ def test_the_engine_process_ignores_the_terminals_signals(two) -> None:  # type:
     assert s.wait_exit(10), s.capture()
     wait_no_xdp(lab.ifindex, within=2.0, since=t0)
     assert _gone(engine, 5)
+
+
+@pytest.mark.root
+def test_sigterm_to_the_engine_process_stops_the_console_as_its_own(two) -> None:  # type: ignore[no-untyped-def]
+    """``kill`` of the pid the interface's lock names: the console detaches and exits, then its engine."""
+    lab, made, argv, _ = two
+    s, engine = _attached(made, argv)
+    t0 = time.monotonic()
+    os.kill(engine, signal.SIGTERM)
+    assert s.wait_exit(10), s.capture()
+    wait_no_xdp(lab.ifindex, within=2.0, since=t0)
+    assert _gone(engine, 5)
+
+
+def _threads(pid: int) -> int:
+    return len(list(Path(f"/proc/{pid}/task").iterdir()))
+
+
+@pytest.mark.root
+def test_a_sigcont_it_did_not_stop_for_changes_nothing(two) -> None:  # type: ignore[no-untyped-def]
+    """ui/driver.py: Textual's driver resumed on any SIGCONT (a hangup sends one), starting a second output
+    thread; the console's does not: no thread more, and it still answers its keys (q quits)."""
+    lab, made, argv, _ = two
+    s, engine = _attached(made, argv)
+    time.sleep(1.0)  # its workers started
+    before = _threads(s.pid)
+    os.kill(s.pid, signal.SIGCONT)
+    time.sleep(0.5)
+    assert _threads(s.pid) == before, "another thread (a second output thread) after a stray SIGCONT"
+    t0 = time.monotonic()
+    s.keys("q")
+    assert s.wait_exit(10), s.capture()
+    wait_no_xdp(lab.ifindex, within=1.0, since=t0)
+    assert _gone(engine, 5)
+
+
+@pytest.mark.root
+def test_a_terminal_that_goes_detaches_and_ends_both_processes(two) -> None:  # type: ignore[no-untyped-def]
+    """The session killed (SIGHUP, then SIGCONT, to the foreground group; the terminal gone): the console
+    detaches and exits, its engine with it.  Three times: before ui/driver.py a quarter of these hung."""
+    from support.tmux import tmux
+
+    lab, made, argv, _ = two
+    for _ in range(3):
+        s, engine = _attached(made, argv)
+        t0 = time.monotonic()
+        tmux("kill-session", "-t", s.name)
+        assert s.wait_exit(10), "the console did not exit when its terminal went"
+        wait_no_xdp(lab.ifindex, within=5.0, since=t0)
+        assert _gone(engine, 5)
 
 
 @pytest.mark.root

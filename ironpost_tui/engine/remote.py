@@ -49,8 +49,9 @@ def spawn(run: Callable[[Served], int]) -> RemoteSource:
         status = int(ExitStatus.ERROR)
         try:
             ours.close()
-            Served.ignore_signals()
-            status = run(Served(theirs, console_pid))
+            served = Served(theirs, console_pid)
+            served.take_signals()
+            status = run(served)
         except BaseException:  # noqa: BLE001 - said by run(); an exit status, whatever happened
             pass
         finally:

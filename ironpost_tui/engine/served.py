@@ -8,15 +8,23 @@ order, as LiveSource's lock had them.
 It never outlives the console in control of the interface: when the console's end of the socket
 closes, however the console ended (quit, a signal, ``kill -9``), this process closes the source
 (the program detached, unless it was kept enforcing) and exits.  The terminal's signals (SIGINT,
-SIGHUP, SIGQUIT) and SIGTERM are the console's to act on: this process ignores them and waits for
-the console to close it.
+SIGHUP, SIGQUIT) are the console's to act on: this process ignores them and waits for the console
+to close it.  SIGTERM (``kill`` of this pid, which the interface's lock names) is passed to the
+console, which detaches and closes this process as for its own; with no console left, this process
+closes the source and exits.  Once serving, its standard input is /dev/null and what Python writes
+to its standard output or error, or an uncaught error in a thread, is logged to the console (never
+written over the console's screen).
 """
 
 from __future__ import annotations
 
+import io
 import logging
+import os
+import select
 import signal
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import replace
@@ -28,7 +36,7 @@ from ironpost_tui.engine.wire import Call, Configured, Raised, Said
 from ironpost_tui.errors import IronpostError
 
 log = logging.getLogger(__name__)
-IGNORED_SIGNALS = (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGTERM)
+IGNORED_SIGNALS = (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 
 _CALLS: dict[Call, Callable[..., Any]] = {
     Call.START: LiveSource.start,
@@ -51,10 +59,29 @@ class Served:
         self._send_lock = threading.Lock()
         self._closed = False
 
-    @staticmethod
-    def ignore_signals() -> None:
+    def take_signals(self) -> None:
+        """The terminal's signals ignored; SIGTERM to the console (or, with none left, the end of this run)."""
         for sig in IGNORED_SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, self._on_term)
+
+    def _on_term(self, signum: int, _frame: object) -> None:
+        if os.getppid() == self.console_pid:
+            os.kill(self.console_pid, signum)  # the console detaches, then closes this process
+            return
+        raise SystemExit(f"{signal.Signals(signum).name} with no console left: closing the engine")
+
+    def pending(self) -> bool:
+        """Whether the console has already asked something, or gone, before the engine starts (it was
+        stopped while the configuration loaded): then nothing is started."""
+        readable, _, _ = select.select([self.sock], [], [], 0)
+        return bool(readable)
+
+    def refuse_start(self) -> None:
+        """Answer the console's close (or see it gone) without starting anything."""
+        request = wire.recv(self.sock)
+        if request is not None and Call(request[0]) == Call.CLOSE:
+            self.say(Said.RETURNED, None)
 
     def say(self, said: Said, value: object) -> None:
         with self._send_lock:
@@ -74,6 +101,7 @@ class Served:
         closed in either case (a close is answered once done).  The root logger's records go to the
         console from now on."""
         logging.getLogger().handlers = [_ToConsole(self)]
+        _quiet_stdio()
         asked = False
         table = wire.TableSender()
         try:
@@ -103,6 +131,41 @@ class Served:
                 self.say(Said.RETURNED, None)
 
 
+def _quiet_stdio() -> None:
+    """Nothing of this process reaches the console's terminal but through the socket (the module's doc)."""
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    sys.stdout = _LogWriter(logging.INFO)
+    sys.stderr = _LogWriter(logging.WARNING)
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_type is not SystemExit:
+            exc_info = (args.exc_type, args.exc_value or args.exc_type(), args.exc_traceback)
+            name = args.thread.name if args.thread else "?"
+            log.error("thread %s failed", name, exc_info=exc_info)
+
+    threading.excepthook = hook
+
+
+class _LogWriter(io.TextIOBase):
+    """A standard stream whose lines are logged."""
+
+    def __init__(self, level: int) -> None:
+        self.level, self._part = level, ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        lines = (self._part + text).split("\n")
+        self._part = lines.pop()
+        for line in lines:
+            if line.strip():
+                log.log(self.level, "%s", line)
+        return len(text)
+
+
 class _ToConsole(logging.Handler):
     """Each record to the console's process, which handles it as its own (the notice line, stdout)."""
 
@@ -114,4 +177,4 @@ class _ToConsole(logging.Handler):
         try:
             self.served.say(Said.LOG, wire.record_attrs(record))
         except Exception:  # a record that cannot be sent is lost, never the engine with it
-            self.handleError(record)
+            pass

@@ -32,6 +32,7 @@ from ironpost_tui.engine.feed import SourceInfo
 from ironpost_tui.errors import ExitStatus, IronpostError
 from ironpost_tui.kernel.record_event import Batch, RecordEvent
 from ironpost_tui.model import RuleStatus, StrEnum
+from ironpost_tui.text import visible
 
 _LENGTH = struct.Struct("!I")
 FRAME_MAX = 256 * 1024 * 1024  # far above any poll's events (a ring holds 4,096); a longer one is a broken peer
@@ -163,12 +164,29 @@ class TableReceiver:
 _PLAIN = (str, int, float, bool, type(None))
 
 
+_NOT_SENT = frozenset({"args", "exc_info", "msg", "stack_info"})
+
+
 def record_attrs(record: logging.LogRecord) -> dict[str, Any]:
-    """A record as plain values: the message formatted, the traceback as text, extras kept if plain."""
-    attrs = {k: v for k, v in vars(record).items() if isinstance(v, _PLAIN)}
+    """A record as values the console can read: the message formatted, the traceback as text (control
+    characters escaped, as the text format escapes a traceback), each extra (an alert, an audit entry)
+    as itself when it pickles, else as text."""
+    attrs: dict[str, Any] = {}
+    for key, value in vars(record).items():
+        if key in _NOT_SENT:
+            continue
+        if not isinstance(value, _PLAIN):
+            try:
+                dumps(value)
+            except Exception:
+                value = str(value)
+        attrs[key] = value
     attrs["msg"], attrs["args"] = record.getMessage(), None
-    if record.exc_info and not record.exc_text:
-        attrs["exc_text"] = logging.Formatter().formatException(record.exc_info)
+    text = record.exc_text or (logging.Formatter().formatException(record.exc_info) if record.exc_info else None)
+    if text:
+        attrs["exc_text"] = visible(text, keep="\n")
+    if record.stack_info:
+        attrs["stack_info"] = visible(record.stack_info, keep="\n")
     return attrs
 
 

@@ -99,6 +99,8 @@ class JsonFormatter(logging.Formatter):
         out.update(extra)
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:  # a record from the console's engine process: its traceback as text
+            out["exception"] = record.exc_text
         # Letters of any script stay readable (ensure_ascii=False), but a control, format or
         # bidi character never reaches a terminal or a log viewer raw: json_safe writes it \uXXXX.
         return json_safe(json.dumps(out, default=str, ensure_ascii=False, separators=(",", ":")))

@@ -43,6 +43,7 @@ from ironpost_tui.ui import format as fmt
 from ironpost_tui.ui.alert_scope import event_filter, matching_rules
 from ironpost_tui.ui.capture_action import CaptureProgressed, Capturing
 from ironpost_tui.ui.commands import console_commands, other_screen_commands
+from ironpost_tui.ui.driver import DRIVER
 from ironpost_tui.ui.edits import Edit, EditKind, Origin
 from ironpost_tui.ui.key_help import help_sections
 from ironpost_tui.ui.leaving import Leaving
@@ -114,7 +115,7 @@ class IronpostApp(App[int]):
         theme: str | None = None,
         cursor_blink: bool = True,
     ) -> None:
-        super().__init__()
+        super().__init__(driver_class=DRIVER)  # ui/driver.py: no resume on a hangup's SIGCONT
         self.settings = settings
         self.source = source
         self.info = source.info
