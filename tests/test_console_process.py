@@ -262,6 +262,13 @@ def two(lab: netlab.Lab, tmp_path: Path):  # type: ignore[no-untyped-def]
         cleanup(lab.host_if)
 
 
+def _both_ended(lab: netlab.Lab, s: Session, engine: int, since: float, detached_within: float) -> None:
+    """The console exited, nothing is attached to the lab's interface, its engine process is gone."""
+    assert s.wait_exit(10), s.capture()
+    wait_no_xdp(lab.ifindex, within=detached_within, since=since)
+    assert _gone(engine, 5), "the engine process outlived the console"
+
+
 def _attached(made: list[Session], argv: list[str]) -> tuple[Session, int]:
     s = Session(argv, 160, 48)
     made.append(s)
@@ -279,9 +286,7 @@ def test_the_pid_file_names_the_console_and_quit_leaves_nothing(two) -> None:  #
     assert xdp_progs(lab.ifindex)
     t0 = time.monotonic()
     s.keys("q")
-    assert s.wait_exit(10), s.capture()
-    wait_no_xdp(lab.ifindex, within=1.0, since=t0)
-    assert _gone(engine, 5), "the engine process outlived the console"
+    _both_ended(lab, s, engine, t0, 1.0), "the engine process outlived the console"
     assert not pid_path.exists()
 
 
@@ -319,9 +324,7 @@ def test_the_engine_process_ignores_the_terminals_signals(two) -> None:  # type:
     assert not _gone(engine, 0.2) and xdp_progs(lab.ifindex), "SIGINT to the engine process stopped it"
     t0 = time.monotonic()
     os.killpg(os.getpgid(s.pid), signal.SIGHUP)
-    assert s.wait_exit(10), s.capture()
-    wait_no_xdp(lab.ifindex, within=2.0, since=t0)
-    assert _gone(engine, 5)
+    _both_ended(lab, s, engine, t0, 2.0)
 
 
 @pytest.mark.root
@@ -331,9 +334,7 @@ def test_sigterm_to_the_engine_process_stops_the_console_as_its_own(two) -> None
     s, engine = _attached(made, argv)
     t0 = time.monotonic()
     os.kill(engine, signal.SIGTERM)
-    assert s.wait_exit(10), s.capture()
-    wait_no_xdp(lab.ifindex, within=2.0, since=t0)
-    assert _gone(engine, 5)
+    _both_ended(lab, s, engine, t0, 2.0)
 
 
 def _threads(pid: int) -> int:
@@ -353,9 +354,7 @@ def test_a_sigcont_it_did_not_stop_for_changes_nothing(two) -> None:  # type: ig
     assert _threads(s.pid) == before, "another thread (a second output thread) after a stray SIGCONT"
     t0 = time.monotonic()
     s.keys("q")
-    assert s.wait_exit(10), s.capture()
-    wait_no_xdp(lab.ifindex, within=1.0, since=t0)
-    assert _gone(engine, 5)
+    _both_ended(lab, s, engine, t0, 1.0)
 
 
 @pytest.mark.root
@@ -369,9 +368,7 @@ def test_a_terminal_that_goes_detaches_and_ends_both_processes(two) -> None:  # 
         s, engine = _attached(made, argv)
         t0 = time.monotonic()
         tmux("kill-session", "-t", s.name)
-        assert s.wait_exit(10), "the console did not exit when its terminal went"
-        wait_no_xdp(lab.ifindex, within=5.0, since=t0)
-        assert _gone(engine, 5)
+        _both_ended(lab, s, engine, t0, 5.0)
 
 
 @pytest.mark.root
