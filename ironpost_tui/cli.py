@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import logging
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -206,8 +207,7 @@ def _run_two_processes(args: argparse.Namespace) -> ExitStatus:
             served.failed(exc)  # the console raises it: its message and exit status, as one process says them
             return int(exc.exit_status)
         except OSError as exc:  # one line, as main() says it in one process
-            where = f" ({exc.filename})" if exc.filename else ""
-            served.failed(IronpostError(f"{exc.strerror or exc}{where}"))
+            served.failed(IronpostError(_os_error_text(exc)))
             return int(ExitStatus.ERROR)
         except BaseException as exc:
             logging.getLogger("ironpost").exception("the engine process failed")
@@ -216,22 +216,14 @@ def _run_two_processes(args: argparse.Namespace) -> ExitStatus:
 
     source = remote.spawn(engine_process)  # before any thread starts in this process
     try:
-        from ironpost_tui.engine.held_logs import HeldLogs
         from ironpost_tui.ui import app as _app  # noqa: F401  # loaded while the engine process starts
 
         configured = source.configured()
         set_log_level(configured.log_level)
         log_format.configure(args.log_format or configured.log_format)
         start_gc.settle()  # this process's start is its imports: set aside, the collector back on
-        root = logging.getLogger()
-        saved, held = root.handlers[:], HeldLogs()
-        root.handlers = [held]
-        try:
+        with _logs_held() as held:
             return _console(source, _console_settings(args, configured.console), args.theme, held)
-        finally:
-            root.handlers = saved
-            for record in held.held():  # the console never took them (it failed to load): said here
-                root.handle(record)
     finally:
         source.close()
 
@@ -327,7 +319,6 @@ def _run_console(
 ) -> ExitStatus:
     """The console on the live engine; the source is closed (the program detached, unless the
     operator chose to keep it enforcing) whatever happens."""
-    from ironpost_tui.engine.held_logs import HeldLogs
     from ironpost_tui.engine.live import LiveSource
     from ironpost_tui.records.recording import Recorder
 
@@ -335,17 +326,29 @@ def _run_console(
     live = LiveSource(engine, config, Recorder(record) if record is not None else None, keepable=keepable)
     # The engine compiles and attaches while the interface loads (Textual, the screens): what it logs
     # meanwhile is held, then goes where the console's own records go.
+    try:
+        with _logs_held() as held:
+            live.begin()
+            return _console(live, console, getattr(args, "theme", None), held)
+    finally:
+        live.close()
+
+
+@contextlib.contextmanager
+def _logs_held() -> Iterator[HeldLogs]:
+    """The root logger's records held until the console takes them (logging_to); those it never took
+    (it failed to load) are said when the block ends, where they would have gone."""
+    from ironpost_tui.engine.held_logs import HeldLogs
+
     root = logging.getLogger()
     saved, held = root.handlers[:], HeldLogs()
     root.handlers = [held]
     try:
-        live.begin()
-        return _console(live, console, getattr(args, "theme", None), held)
+        yield held
     finally:
         root.handlers = saved
-        for record in held.held():  # the console never took them (it failed to load): said here
+        for record in held.held():
             root.handle(record)
-        live.close()
 
 
 def _serve_console(
@@ -488,6 +491,12 @@ def _cmd_capture(argv: list[str]) -> ExitStatus:
     return capture.run(argv)
 
 
+def _os_error_text(exc: OSError) -> str:
+    """An OSError as its one line says it: the reason, then the file it was about."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    return f"{exc.strerror or exc}{where}"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     stdout = logging.StreamHandler(sys.stdout)
@@ -512,8 +521,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return int(ExitStatus.CTRL_C)
     except OSError as exc:
-        where = f" ({exc.filename})" if exc.filename else ""
-        print(visible(f"ironpost-tui: {exc.strerror or exc}{where}"), file=sys.stderr)
+        print(visible(f"ironpost-tui: {_os_error_text(exc)}"), file=sys.stderr)
         return int(ExitStatus.ERROR)
 
 
