@@ -164,6 +164,34 @@ def test_networks_rebuild_equal() -> None:
         assert list(islice(back.hosts(), 3)) == list(islice(net.hosts(), 3))  # /31, /32, /127: special in hosts()
 
 
+# --- frames -------------------------------------------------------------------------------------------
+def test_a_frame_too_long_is_refused_and_a_cut_one_is_the_end() -> None:
+    import socket
+    import struct
+
+    for what in ("whole", "too long", "cut head", "cut body"):
+        a, b = socket.socketpair()
+        try:
+            if what == "whole":  # the positive control
+                wire.send(a, ("x", 1))
+            elif what == "too long":
+                a.sendall(struct.pack("!I", wire.FRAME_MAX + 1) + b"\0" * 64)
+            elif what == "cut head":
+                a.sendall(b"\0\0")
+            else:
+                a.sendall(struct.pack("!I", 100) + b"\x80" * 10)
+            if what != "whole":
+                a.shutdown(socket.SHUT_WR)
+            if what == "too long":
+                with pytest.raises(IronpostError, match="frame of"):
+                    wire.recv(b)
+            else:
+                assert wire.recv(b) == (("x", 1) if what == "whole" else None), what
+        finally:
+            a.close()
+            b.close()
+
+
 # --- the engine process's end ---------------------------------------------------------------------
 def test_a_close_before_the_start_starts_nothing_and_is_answered() -> None:
     import socket
