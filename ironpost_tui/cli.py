@@ -198,7 +198,7 @@ def _run_two_processes(args: argparse.Namespace) -> ExitStatus:
     """The console in this process, its engine in a forked one (engine/served.py, engine/remote.py): the
     configuration's checks, the table's load and the program's attach run on one core while Textual
     loads and draws on the other."""
-    from ironpost_tui.engine import remote, start_gc
+    from ironpost_tui.engine import remote, start_gc, switching
 
     def engine_process(served: Served) -> int:
         try:
@@ -215,6 +215,7 @@ def _run_two_processes(args: argparse.Namespace) -> ExitStatus:
             return int(ExitStatus.ERROR)
 
     source = remote.spawn(engine_process)  # before any thread starts in this process
+    switching.shorten()  # the engine's answers reach the interface while it renders: engine/switching.py
     try:
         from ironpost_tui.ui import app as _app  # noqa: F401  # loaded while the engine process starts
 
@@ -235,15 +236,18 @@ def _run_configured(
     prepared: PreparedDatapath | None = None,
     served: Served | None = None,
 ) -> ExitStatus:
-    from ironpost_tui.engine import headless
     from ironpost_tui.engine.engine import Engine
-    from ironpost_tui.metrics import endpoint as metrics_endpoint
 
     options = _engine_options(args, settings, source)
     if served is not None:
         return _serve_console(Engine(options, prepared=prepared), source, settings, args, served)
     if not args.headless:
         return _run_console(Engine(options, prepared=prepared), source, _console_settings(args, settings.console), args)
+    # The agent's own modules, imported here: the console's engine has no metrics endpoint, and its start
+    # waits for each import on its way (prometheus_client and http.server, 35 ms of it).
+    from ironpost_tui.engine import headless
+    from ironpost_tui.metrics import endpoint as metrics_endpoint
+
     controls = headless.Controls()
     _install_signals(controls)
     engine = Engine(options, prepared=prepared)

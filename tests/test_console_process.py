@@ -215,6 +215,35 @@ def test_a_close_before_the_start_starts_nothing_and_is_answered() -> None:
             s.close()
 
 
+def test_the_console_process_hands_over_within_the_short_switch_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine's answers reach the console's interface through two threads (the reader, the poll
+    worker) while it renders: the console's process runs at engine/switching.py's interval from its
+    fork on, not Python's 5 ms."""
+    import argparse
+    import sys
+
+    from ironpost_tui import cli
+    from ironpost_tui.engine import remote, switching
+
+    class Stopped:  # the engine process's stand-in: its configuration refused, so the console stops
+        def configured(self) -> None:
+            raise IronpostError("refused")
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(remote, "spawn", lambda run: Stopped())
+    old = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)
+        assert sys.getswitchinterval() == pytest.approx(0.005)  # the control: Python's default here
+        with pytest.raises(IronpostError, match="refused"):
+            cli._run_two_processes(argparse.Namespace())
+        assert sys.getswitchinterval() == pytest.approx(switching.SWITCH_INTERVAL)
+    finally:
+        sys.setswitchinterval(old)
+
+
 def test_a_forwarded_record_keeps_its_extras_and_escapes_its_traceback() -> None:
     import logging
 

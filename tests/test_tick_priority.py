@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from support import netlab
 
-from ironpost_tui.engine import engine
+from ironpost_tui.engine import engine, switching
 from ironpost_tui.errors import NoSuchInterface
 
 pytestmark = pytest.mark.root
@@ -46,7 +46,7 @@ def test_switch_interval_is_short_once_an_engine_that_owns_its_process_starts() 
     the agent and the console (``own_process``); as a library it leaves the caller's process alone."""
     old = sys.getswitchinterval()
     try:
-        for own, expected in ((False, 0.005), (True, engine.SWITCH_INTERVAL)):
+        for own, expected in ((False, 0.005), (True, switching.SWITCH_INTERVAL)):
             sys.setswitchinterval(0.005)
             with pytest.raises(NoSuchInterface):  # the start stops early
                 engine.Engine(engine.EngineOptions(iface="ipnoexist0", own_process=own)).start()

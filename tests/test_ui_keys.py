@@ -1013,6 +1013,28 @@ def test_start_shows_progress_then_the_console() -> None:
     run(live_app(source), scenario)
 
 
+def test_the_starting_screen_redraws_only_with_its_clock() -> None:
+    """Drawn over the main screen, each redraw of the starting screen renders the whole console again on
+    the core beside the engine's start: nothing on it refreshes by itself (a spinner did, sixteen times a
+    second), and its clock says the time and how to quit from its first frame."""
+    from textual.widgets import LoadingIndicator
+
+    source = StartingSource()
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        screen = pilot.app.screen
+        assert isinstance(screen, StartingScreen)
+        assert "q quits" in str(screen.query_one("#elapsed").render())
+        assert [w for w in screen.walk_children() if w.auto_refresh is not None] == []
+        spinner = LoadingIndicator()  # the control: what it held, which refreshes by itself
+        await screen.mount(spinner)
+        assert [w for w in screen.walk_children() if w.auto_refresh is not None] == [spinner]
+        source.go.set()
+        await messages.wait(SourceStarted, pilot, after=0)
+
+    run(live_app(source), scenario)
+
+
 def test_a_start_begun_early_that_ended_before_the_worker_looked_still_leaves_the_starting_screen() -> None:
     """The race of the full bench's hung console starts: LiveSource.begin() attaches while the
     interface loads; when it ends after make_app (whose info still says starting) and before the poll

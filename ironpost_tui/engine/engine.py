@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -23,7 +22,7 @@ from ironpost_tui.config.journal import AutoJournal
 from ironpost_tui.detectors import Alert, AlertChange, Block, ChangeKind, DetectionPipeline
 from ironpost_tui.detectors.alerts import MANY_SOURCES
 from ironpost_tui.detectors.settings import AutoBlockLimits, Detector, DetectorConfig, PortScanConfig, SynFloodConfig
-from ironpost_tui.engine import start_gc
+from ironpost_tui.engine import start_gc, switching
 from ironpost_tui.engine.alert_history import AlertHistory
 from ironpost_tui.engine.auto_blocker import AutoBlocker
 from ironpost_tui.engine.snapshot import EngineSnapshot, SnapshotBuilder
@@ -57,12 +56,8 @@ if TYPE_CHECKING:  # imported where the LAPI is used (start)
     from ironpost_tui.engine.crowdsec.sensor import Sensor
 
 log = logging.getLogger(__name__)
-# The tick is a control loop, and each of its kernel calls (a map write, a sysfs read) gives up the
-# interpreter; with a busy thread beside it (the console's rendering, a CrowdSec pull being parsed, the
-# BLOCKLIST survey) it gets the interpreter back only when that thread is asked to yield: after the
-# switch interval, 5 ms by default, per call.  Measured in the 100,000-decision case: a sysfs read of
-# two files took up to 56 ms of a tick's wall clock for 1 ms of its CPU.  1 ms here.
-SWITCH_INTERVAL = 0.001
+# The tick is a control loop, and each of its kernel calls gives up the interpreter: the switch interval is
+# shortened in a process the engine owns (engine/switching.py).
 # And the thread that ticks runs at this nice value (as root; otherwise as it is): on a host whose CPUs are
 # busy (a LAPI writing 100,000 decisions beside it, a console, a flood's softirqs), it waits less for one.
 TICK_NICE = -5
@@ -204,7 +199,7 @@ class Engine:
                 # engine's start are both busy, and a 1 ms interval hands the interpreter from one to the
                 # other a thousand times a second (the console's first live frame 1.24 -> 1.13 s with it
                 # set here rather than first).
-                sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
+                switching.shorten()
                 start_gc.settle()  # the collector back on, the start's objects out of its walks
 
     def _start(self, t0: float) -> StartReport:

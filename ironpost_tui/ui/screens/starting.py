@@ -1,4 +1,9 @@
-"""Shown at once while the engine compiles and attaches (seconds), so the terminal is never blank."""
+"""Shown at once while the engine compiles and attaches (seconds), so the terminal is never blank.
+
+No animation: the starting screen is drawn over the main screen (a modal screen), so each frame of a
+spinner, sixteen a second, rendered the whole console again on the core beside the engine's start.  The
+time counting up, twice a second, says the start goes on.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Label, LoadingIndicator, Static
+from textual.widgets import Label, Static
 
 
 class StartingScreen(ModalScreen[None]):
@@ -24,7 +29,6 @@ class StartingScreen(ModalScreen[None]):
         background: $surface;
         padding: 0 1;
     }
-    StartingScreen LoadingIndicator { height: 1; color: $primary; }
     StartingScreen #steps { width: 100%; }
     StartingScreen #elapsed { color: $text-muted; width: 100%; }
     """
@@ -38,12 +42,14 @@ class StartingScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield LoadingIndicator()
             yield Label(f"compiling ironpost_xdp… attaching to {self.iface}…", id="steps", markup=False)
-            yield Static("", id="elapsed")
+            yield Static(self._elapsed(), id="elapsed")
 
     def on_mount(self) -> None:
         self.set_interval(0.5, self._tick)
 
+    def _elapsed(self) -> str:
+        return f"{time.monotonic() - self._t0:.1f} s · q quits"
+
     def _tick(self) -> None:
-        self.query_one("#elapsed", Static).update(f"{time.monotonic() - self._t0:.1f} s · q quits")
+        self.query_one("#elapsed", Static).update(self._elapsed())
