@@ -70,8 +70,9 @@ class FilterRule:
         return h
 
     def __getstate__(self) -> dict[str, object]:
-        # A pickle or a copy leaves the kept hash behind: another process hashes strings differently.
-        return {k: v for k, v in self.__dict__.items() if k != "_hash"}
+        # A pickle or a copy leaves the kept hash behind (another process hashes strings differently), and
+        # the kept placement (rules/placement.py: made again where it is needed).
+        return {k: v for k, v in self.__dict__.items() if k not in ("_hash", "_placement")}
 
     @property
     def match_fields(self) -> tuple[str, ...]:

@@ -44,3 +44,29 @@ def test_a_replaced_copy_or_a_pickle_does_not_carry_the_kept_hash() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], input=pickle.dumps(a), capture_output=True, check=True)
     assert out.stdout.strip() == b"True"
+
+
+def test_a_rule_keeps_its_placement_and_a_copy_or_a_change_places_again() -> None:
+    """rules/placement.py keeps a rule's placement on the rule (as its hash): placed once, the same
+    object after; a changed copy is placed for what it is, a pickle or a copy leaves it behind, and a
+    rule the kernel cannot hold is refused at each call, never kept."""
+    import pytest
+
+    from ironpost_tui.errors import RuleRefused
+    from ironpost_tui.rules.placement import place
+
+    a = rule()
+    first = place(a)
+    assert a.__dict__["_placement"] is first and place(a) is first
+    assert place(rule()) == first  # an equal rule, placed on its own: the same map and key
+    moved = dataclasses.replace(a, dst_port=80)
+    assert "_placement" not in moved.__dict__ and place(moved).key != first.key  # the control
+    exact = dataclasses.replace(a, src_ip=ipaddress.ip_network("198.18.0.7/32"), dst_port=None)
+    assert place(exact).map_name != first.map_name  # BLOCKLIST, not MATCH: placed for what it is
+    for again in (pickle.loads(pickle.dumps(a)), copy.copy(a), copy.deepcopy(a)):
+        assert "_placement" not in again.__dict__ and place(again) == first
+    bad = FilterRule(id="none")  # no match field
+    for _ in range(2):
+        with pytest.raises(RuleRefused, match="no match field"):
+            place(bad)
+    assert "_placement" not in bad.__dict__
