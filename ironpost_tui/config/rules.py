@@ -31,6 +31,7 @@ ACTIONS = {"drop": Action.DROP, "block": Action.DROP, "monitor": Action.MONITOR}
 PROTOCOL_NAMES = {"icmp": 1, "tcp": 6, "udp": 17, "gre": 47, "esp": 50, "ah": 51, "icmpv6": 58, "sctp": 132}
 MATCH_KEYS = ("src_ip", "dst_ip", "dst_port", "protocol")
 RULE_KEYS = ("id", "description", *MATCH_KEYS, "action", "expires_in", "expires_at", "auto")
+FORMS = ("ebpf.rules", "rules")  # where a file's rules are: [[ebpf.rules]] (the seed's), or [[rules]]
 
 _PREFIX_LEN = re.compile(r"[0-9]{1,3}")
 _RFC3339 = re.compile(

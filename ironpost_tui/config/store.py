@@ -15,34 +15,29 @@ its ``expires_in``, which would otherwise count again from every load.
 
 from __future__ import annotations
 
-import datetime as dt
 import fcntl
 import logging
-import math
 import os
 import secrets
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, cast
-
-import tomlkit
-from tomlkit.container import Container
-from tomlkit.items import AoT, Array, InlineTable, Table, Whitespace
-from tomlkit.toml_document import TOMLDocument
+from typing import TYPE_CHECKING
 
 from ironpost_tui import trust
 from ironpost_tui.config import settings as config
 from ironpost_tui.config.check import ConfigError
-from ironpost_tui.config.rules import ACTIONS, network
+from ironpost_tui.config.rules import FORMS
 from ironpost_tui.errors import BadInterfaceName, IronpostError
 from ironpost_tui.kernel.host import check_iface_name
-from ironpost_tui.model import Action, FilterRule, IPNetwork
+from ironpost_tui.model import FilterRule
+
+if TYPE_CHECKING:
+    from tomlkit.toml_document import TOMLDocument
 
 log = logging.getLogger(__name__)
 
 STATE_DIR = Path("/var/lib/ironpost")
-FORMS = ("ebpf.rules", "rules")
 
 _STATE_HEADER = """\
 # ironpost-tui rule state for {iface}.
@@ -50,9 +45,6 @@ _STATE_HEADER = """\
 # without --config (in the console or by the detectors), and loads them at the
 # next start.  Same format as a configuration's rules; see README.md.
 """
-
-Rules = AoT | Array  # [[ebpf.rules]] tables, or rules = [{...}, ...]
-RuleTable = Table | InlineTable
 
 
 class RuleStoreError(IronpostError):
@@ -103,28 +95,36 @@ class RuleStore:
     # --- editing ---------------------------------------------------------------
     def add(self, rule: FilterRule) -> None:
         """Append ``rule``; RuleStoreError if its id is taken."""
+        from ironpost_tui.config import toml_rules as tr  # a save's alone: _edit()
+
         with self._edit() as doc:
-            if _find(doc, rule.id) is not None:
+            if tr.find_rule(doc, rule.id) is not None:
                 raise RuleStoreError(f"a rule with id '{rule.id}' exists already in {self.path}")
-            _append(doc, self.form, rule)
+            tr.append_rule(doc, self.form, rule)
 
     def update(self, rule: FilterRule) -> None:
         """Rewrite the rule with ``rule.id``, changing only the keys whose meaning changes."""
+        from ironpost_tui.config import toml_rules as tr  # a save's alone: _edit()
+
         with self._edit() as doc:
-            found = _find(doc, rule.id)
+            found = tr.find_rule(doc, rule.id)
             if found is None:
                 raise RuleStoreError(f"no rule with id '{rule.id}' in {self.path}")
-            _fill(found[2], rule)
+            tr.fill_table(found[2], rule)
 
     def delete(self, rule_id: str) -> None:
+        from ironpost_tui.config import toml_rules as tr  # a save's alone: _edit()
+
         with self._edit() as doc:
-            found = _find(doc, rule_id)
+            found = tr.find_rule(doc, rule_id)
             if found is None:
                 raise RuleStoreError(f"no rule with id '{rule_id}' in {self.path}")
-            _delete(doc, found[0], found[1])
+            tr.delete_rule(doc, found[0], found[1])
 
     def replace_all(self, rules: Iterable[FilterRule]) -> None:
         """Make the file's rules exactly ``rules``, in this order."""
+        from ironpost_tui.config import toml_rules as tr  # a save's alone: _edit()
+
         wanted = list(rules)
         ids = [r.id for r in wanted]
         if len(set(ids)) != len(ids):
@@ -132,24 +132,28 @@ class RuleStore:
         by_id = {r.id: r for r in wanted}
         with self._edit() as doc:
             for form in FORMS:
-                holder = _holder(doc, form)
+                holder = tr.rules_holder(doc, form)
                 if holder is None:
                     continue
                 for index in reversed(range(len(holder))):
-                    rule_id = _table_id(holder[index])
+                    rule_id = tr.table_id(holder[index])
                     if rule_id in by_id:
-                        _fill(holder[index], by_id[rule_id])
+                        tr.fill_table(holder[index], by_id[rule_id])
                     else:
-                        _delete(doc, form, index)
-            present = {_table_id(t) for _, t in _tables(doc)}
+                        tr.delete_rule(doc, form, index)
+            present = {tr.table_id(t) for _, t in tr.rule_tables(doc)}
             for rule in wanted:
                 if rule.id not in present:
-                    _append(doc, self.form, rule)
-            if [_table_id(t) for _, t in _tables(doc)] != ids:
-                _reorder(doc, self.form, ids)
+                    tr.append_rule(doc, self.form, rule)
+            if [tr.table_id(t) for _, t in tr.rule_tables(doc)] != ids:
+                tr.reorder_rules(doc, self.form, ids)
 
     @contextmanager
     def _edit(self) -> Iterator[TOMLDocument]:
+        """The file as a tomlkit document (tomlkit and config/toml_rules.py are imported by a save, never
+        by a start: 7 ms of each start's imports)."""
+        import tomlkit
+
         with self._locked():
             before = self.read_text()
             try:
@@ -226,234 +230,3 @@ def atomic_write(path: Path, data: bytes) -> None:
         os.fsync(dfd)
     finally:
         os.close(dfd)
-
-
-# --------------------------------------------------------------------------- #
-# the document
-
-
-def _holder(doc: TOMLDocument, form: str) -> Rules | None:
-    if form == "rules":
-        value: Any = doc.get("rules")
-    else:
-        ebpf = doc.get("ebpf")
-        value = ebpf.get("rules") if isinstance(ebpf, Table | Container) else None
-    return value if isinstance(value, AoT | Array) else None
-
-
-def _tables(doc: TOMLDocument) -> Iterator[tuple[str, RuleTable]]:
-    for form in FORMS:
-        holder = _holder(doc, form)
-        for table in holder or []:
-            yield form, cast(RuleTable, table)
-
-
-def _table_id(table: Any) -> str:
-    return str(table.get("id", ""))
-
-
-def _find(doc: TOMLDocument, rule_id: str) -> tuple[str, int, RuleTable] | None:
-    for form in FORMS:
-        holder = _holder(doc, form)
-        for index, table in enumerate(holder or []):
-            if _table_id(table) == rule_id:
-                return form, index, cast(RuleTable, table)
-    return None
-
-
-def _primary(doc: TOMLDocument, default: str) -> str:
-    for form in FORMS:
-        if _holder(doc, form) is not None:
-            return form
-    return default
-
-
-def _append(doc: TOMLDocument, default_form: str, rule: FilterRule) -> None:
-    form = _primary(doc, default_form)
-    holder = _holder(doc, form)
-    if isinstance(holder, Array):
-        inline = tomlkit.inline_table()
-        _fill(inline, rule)
-        holder.append(inline)
-        return
-    table = tomlkit.table()
-    _fill(table, rule)
-    if holder is None:
-        if form == "ebpf.rules" and _followed(doc, "ebpf"):
-            table.add(tomlkit.nl())  # a blank line before the next section
-        holder = AoT([], parsed=True)  # parsed: no separators of its own, see _append
-        holder.append(table)
-        if form == "rules":
-            doc["rules"] = holder
-        elif "ebpf" in doc:
-            cast(Table, doc["ebpf"])["rules"] = holder
-        else:
-            ebpf = tomlkit.table(is_super_table=True)
-            ebpf["rules"] = holder
-            doc["ebpf"] = ebpf
-        return
-    if len(holder):
-        last = holder[-1]
-        end = _take_trailing(last)
-        _put_trailing(last, end if end else [tomlkit.nl()])
-        _put_trailing(table, end)
-    holder.append(table)
-
-
-def _followed(doc: TOMLDocument, key: str) -> bool:
-    """Whether another section comes after ``key`` in the document."""
-    keys = list(doc.keys())
-    return key in keys and keys[-1] != key
-
-
-def _delete(doc: TOMLDocument, form: str, index: int) -> None:
-    holder = _holder(doc, form)
-    assert holder is not None
-    if isinstance(holder, AoT) and index == len(holder) - 1 and len(holder) > 1:
-        end = _take_trailing(holder[-1])
-        before = holder[-2]
-        _take_trailing(before)
-        _put_trailing(before, end)
-    del holder[index]
-    if len(holder) == 0:
-        if form == "rules":
-            del doc["rules"]
-        else:
-            del cast(Table, doc["ebpf"])["rules"]
-
-
-def _reorder(doc: TOMLDocument, default_form: str, ids: list[str]) -> None:
-    """Put the rule tables in ``ids`` order, all in one array."""
-    form = _primary(doc, default_form)
-    tables = {_table_id(t): t for _, t in _tables(doc)}
-    holder = _holder(doc, form)
-    assert holder is not None
-    if isinstance(holder, Array):
-        fresh: Rules = tomlkit.array()
-        for rule_id in ids:
-            fresh.append(tables[rule_id])
-    else:
-        end = _take_trailing(holder[-1])
-        fresh = AoT([], parsed=True)  # parsed: no separators of its own, see _append
-        for n, rule_id in enumerate(ids):
-            table = cast(Table, tables[rule_id])
-            _take_trailing(table)
-            _put_trailing(table, end if n == len(ids) - 1 else [tomlkit.nl()])
-            fresh.append(table)
-    for other in FORMS:
-        if other != form and _holder(doc, other) is not None:
-            if other == "rules":
-                del doc["rules"]
-            else:
-                del cast(Table, doc["ebpf"])["rules"]
-    if form == "rules":
-        doc["rules"] = fresh
-    else:
-        cast(Table, doc["ebpf"])["rules"] = fresh
-
-
-def _take_trailing(table: Table) -> list[Whitespace]:
-    """Remove and return the blank lines at the end of ``table``."""
-    body = table.value.body
-    out: list[Whitespace] = []
-    while body and body[-1][0] is None and isinstance(body[-1][1], Whitespace):
-        out.insert(0, cast(Whitespace, body.pop()[1]))
-    return out
-
-
-def _put_trailing(table: Table, items: list[Whitespace]) -> None:
-    for item in items:
-        table.add(Whitespace(item.as_string()))
-
-
-# --------------------------------------------------------------------------- #
-# one rule <-> one table
-
-
-def _address(net: IPNetwork) -> str:
-    return str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
-
-
-def _timestamp(epoch: float) -> dt.datetime:
-    stamp = dt.datetime.fromtimestamp(epoch, dt.timezone.utc)
-    return stamp.replace(microsecond=0) if float(epoch).is_integer() else stamp
-
-
-def _same(key: str, old: Any, new: Any) -> bool:
-    """Whether the value in the file already means ``new``."""
-    try:
-        if key in ("src_ip", "dst_ip"):
-            return bool(network(str(old)) == new)
-        if key == "action":
-            return ACTIONS.get(str(old).lower()) is new
-        if key == "expires_at":
-            if isinstance(old, str):
-                old = dt.datetime.fromisoformat(old.replace("Z", "+00:00").replace("z", "+00:00"))
-            return (
-                isinstance(old, dt.datetime)
-                and old.tzinfo is not None
-                and math.isclose(old.timestamp(), new, abs_tol=1e-6)
-            )
-        if isinstance(new, bool) or isinstance(old, bool):
-            return type(old) is type(new) and bool(old == new)
-        return bool(old == new)
-    except (ValueError, TypeError):
-        return False
-
-
-def _values(rule: FilterRule) -> dict[str, Any]:
-    """The keys of ``rule``'s table, only those set, in the order written."""
-    values: dict[str, Any] = {"id": rule.id}
-    if rule.description:
-        values["description"] = rule.description
-    if rule.src_ip is not None:
-        values["src_ip"] = rule.src_ip
-    if rule.dst_ip is not None:
-        values["dst_ip"] = rule.dst_ip
-    if rule.dst_port is not None:
-        values["dst_port"] = rule.dst_port
-    if rule.protocol is not None:
-        values["protocol"] = rule.protocol
-    values["action"] = rule.action
-    if rule.expires_at is not None:
-        values["expires_at"] = rule.expires_at
-    if rule.auto:
-        values["auto"] = True
-    return values
-
-
-def _toml_value(key: str, value: Any) -> Any:
-    if key in ("src_ip", "dst_ip"):
-        return _address(value)
-    if key == "action":
-        return "drop" if value is Action.DROP else "monitor"
-    if key == "expires_at":
-        return _timestamp(value)
-    return value
-
-
-def _fill(table: RuleTable, rule: FilterRule) -> None:
-    """Make ``table`` say ``rule``, leaving alone every key that already says it.
-
-    A new (empty) table gets every key of the rule, the action included.
-    """
-    fresh = not table
-    values = _values(rule)
-    for key in [k for k in table if k not in values]:
-        if _plain(table[key]) != _UNSET.get(key, ...):
-            del table[key]
-    for key, value in values.items():
-        if key in table and _same(key, _plain(table[key]), value):
-            continue
-        if key == "action" and not fresh and key not in table and value is Action.DROP:
-            continue  # no action is drop
-        table[key] = _toml_value(key, value)
-
-
-# Keys whose value here means the same as leaving them out: kept as written.
-_UNSET: dict[str, Any] = {"auto": False, "description": ""}
-
-
-def _plain(item: Any) -> Any:
-    unwrap = getattr(item, "unwrap", None)
-    return unwrap() if callable(unwrap) else item
