@@ -100,7 +100,7 @@ def rules(check: Check, data: dict[str, Any], ebpf_blocklist_max: int, now: floa
     if "rules" in data:
         sources.append((("rules",), data["rules"]))
     total = sum(len(raw) for _, raw in sources if isinstance(raw, list))
-    built: list[tuple[FilterRule, Loc, RuleRef]] = []
+    built: list[tuple[FilterRule, Loc, int]] = []  # a rule, where it is, its number (RuleRef: on an error)
     first_id: dict[str, Loc] = {}
     n = 0
     for loc, raw in sources:
@@ -132,7 +132,7 @@ def rules(check: Check, data: dict[str, Any], ebpf_blocklist_max: int, now: floa
 _PLAIN_KEYS = frozenset(("id", "description", "action", *MATCH_KEYS))
 
 
-def _plain(raw: dict[str, Any], loc: Loc, n: int, first_id: dict[str, Loc]) -> tuple[FilterRule, Loc, RuleRef] | None:
+def _plain(raw: dict[str, Any], loc: Loc, n: int, first_id: dict[str, Loc]) -> tuple[FilterRule, Loc, int] | None:
     """A rule of the common kind whose every value is well formed, built without the checker's reads of
     each key (a third of the load of a 10,000-rule file); None when anything is otherwise, and then
     _rule's checked path builds it or says what is wrong.  It builds what the checked path builds
@@ -178,12 +178,12 @@ def _plain(raw: dict[str, Any], loc: Loc, n: int, first_id: dict[str, Loc]) -> t
     rule = FilterRule(
         id=rule_id, action=action, src_ip=src, dst_ip=dst, dst_port=port, protocol=proto, description=description
     )
-    return rule, loc, RuleRef(rule_id, n)
+    return rule, loc, n
 
 
 def _rule(
     check: Check, raw: dict[str, Any], loc: Loc, n: int, now: float, first_id: dict[str, Loc]
-) -> tuple[FilterRule, Loc, RuleRef] | None:
+) -> tuple[FilterRule, Loc, int] | None:
     plain = _plain(raw, loc, n, first_id)
     if plain is not None:
         return plain
@@ -275,7 +275,7 @@ def _rule(
         expires_at=expires_at,
         auto=auto,
     )
-    return rule, loc, ref
+    return rule, loc, n
 
 
 def _address(t: Table, key: str) -> IPNetwork | None:
@@ -320,7 +320,7 @@ def _expires_at(t: Table) -> float | None:
         return None
 
 
-def _kernel_fit(check: Check, built: list[tuple[FilterRule, Loc, RuleRef]], blocklist_max: int) -> None:
+def _kernel_fit(check: Check, built: list[tuple[FilterRule, Loc, int]], blocklist_max: int) -> None:
     """What the datapath would refuse when these rules are installed, said now."""
     dp = DatapathConfig(blocklist_max_entries=blocklist_max)
     capacity = {
@@ -333,11 +333,11 @@ def _kernel_fit(check: Check, built: list[tuple[FilterRule, Loc, RuleRef]], bloc
     held: dict[tuple[object, ...], tuple[str, Loc]] = {}
     shapes: set[kernel_rules.Shape] = set()
     counts: Counter[str] = Counter()
-    for rule, loc, ref in built:
+    for rule, loc, n in built:
         try:
             placement = kernel_rules.place(rule)
         except RuleRefused as exc:
-            check.error(loc, exc.message, ref)
+            check.error(loc, exc.message, RuleRef(rule.id, n))
             continue
         key = (placement.map_name, placement.shape, placement.key)
         if key in held:
@@ -345,7 +345,7 @@ def _kernel_fit(check: Check, built: list[tuple[FilterRule, Loc, RuleRef]], bloc
             check.error(
                 loc,
                 f"matches exactly the packets rule {quote(other)} matches (line ",
-                ref,
+                RuleRef(rule.id, n),
                 other_loc,
                 "): remove one of them",
             )
@@ -357,7 +357,7 @@ def _kernel_fit(check: Check, built: list[tuple[FilterRule, Loc, RuleRef]], bloc
                     loc,
                     f"needs a rule shape (the fields and prefix lengths it matches on) beyond the {dp.shapes_max} "
                     "the kernel holds: make it match on the same fields as other rules",
-                    ref,
+                    RuleRef(rule.id, n),
                 )
                 continue
             shapes.add(placement.shape)
@@ -368,5 +368,5 @@ def _kernel_fit(check: Check, built: list[tuple[FilterRule, Loc, RuleRef]], bloc
                 loc,
                 f"is rule {cap + 1} for the kernel's {placement.map_name} {CAPACITY_MARK} {cap}"
                 f"{raise_it.get(placement.map_name, ': use fewer rules of this kind')}",
-                ref,
+                RuleRef(rule.id, n),
             )
