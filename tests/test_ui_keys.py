@@ -1013,10 +1013,12 @@ def test_start_shows_progress_then_the_console() -> None:
     run(live_app(source), scenario)
 
 
-def test_the_starting_screen_redraws_only_with_its_clock() -> None:
-    """Drawn over the main screen, each redraw of the starting screen renders the whole console again on
-    the core beside the engine's start: nothing on it refreshes by itself (a spinner did, sixteen times a
+def test_the_starting_screen_redraws_only_with_its_clock_and_alone() -> None:
+    """Each redraw of the starting screen costs the core beside the engine's start: it is opaque (Textual
+    renders the screens beneath one whose background is translucent again at each of its redraws, tinted:
+    Screen.render's BackgroundScreen), nothing on it refreshes by itself (a spinner did, sixteen times a
     second), and its clock says the time and how to quit from its first frame."""
+    from textual.screen import ModalScreen
     from textual.widgets import LoadingIndicator
 
     source = StartingSource()
@@ -1025,6 +1027,12 @@ def test_the_starting_screen_redraws_only_with_its_clock() -> None:
         screen = pilot.app.screen
         assert isinstance(screen, StartingScreen)
         assert "q quits" in str(screen.query_one("#elapsed").render())
+        assert screen.styles.background.a == 1
+        plain = ModalScreen[None]()  # the control: a modal screen as Textual makes it, over the same console
+        await pilot.app.push_screen(plain)
+        await pilot.pause()
+        assert plain.styles.background.a < 1
+        await pilot.app.pop_screen()
         assert [w for w in screen.walk_children() if w.auto_refresh is not None] == []
         spinner = LoadingIndicator()  # the control: what it held, which refreshes by itself
         await screen.mount(spinner)
