@@ -182,13 +182,18 @@ class PrefixH:
         new = bk.free()
         if new is None:
             raise AssertionError("PrefixH.put without room: check has_room first")
+        # Writes kept (Datapath.writes_batched: maps no program reads yet) go in together, the bucket's
+        # last state only: the states in between are not made (as exact4.py's put).
+        ordered = not self._dp.writes_kept()
         bk.prefix[new], bk.plen[new], bk.slot[new] = way[0], way[1], slot
-        self._commit(name, b, bk)
-        bk.rank1[new] = rank + 1
-        self._commit(name, b, bk)
-        if old is not None:
-            bk.rank1[old] = 0
+        if ordered:
             self._commit(name, b, bk)
+        bk.rank1[new] = rank + 1
+        if old is not None:
+            if ordered:
+                self._commit(name, b, bk)
+            bk.rank1[old] = 0
+        self._commit(name, b, bk)
 
     def remove(self, net: IPNetwork) -> bool:
         """Retire ``net``'s way; False when it had none."""
@@ -218,7 +223,10 @@ class PrefixH:
     def _where(self, net: IPNetwork) -> tuple[MapName, int, Way]:
         probe = probe_length(net)
         assert probe is not None, "a wild prefix is never hashed"
-        cut = net.supernet(new_prefix=probe).network_address.packed
+        # The prefix cut to its probe length, as integers (ipaddress's supernet() makes a network: five
+        # times the cost, twice per prefix of a start's load).
+        shift = net.max_prefixlen - probe
+        cut = ((int(net.network_address) >> shift) << shift).to_bytes(net.max_prefixlen // 8, "big")
         prefix = net.network_address.packed
         return map_of(net), bucket_of(cut, probe, self._seed, self._bits), (prefix, net.prefixlen)
 
