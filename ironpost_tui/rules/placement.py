@@ -87,13 +87,13 @@ def place(rule: FilterRule) -> Placement:
     """The map and key for ``rule``; RuleRefused when the kernel cannot hold it.
 
     A rule is placed several times on its way in (the file's check, the controller's, the table's): its
-    placement is kept on the rule itself, as its hash is (model.py; a frozen dataclass: its fields never
+    placement is kept with the rule, as its hash is (FilterRule.kept: a frozen dataclass, its fields never
     change, and a copy or a pickle leaves it behind).  A cache keyed by the rule hashed it at each call:
     a tenth of the table's load of 10,000 rules."""
-    got = rule.__dict__.get("_placement")
+    kept = rule.kept()
+    got: Placement | None = kept.placement
     if got is None:
-        got = _place(rule)
-        object.__setattr__(rule, "_placement", got)
+        got = kept.placement = _place(rule)
     return got
 
 
