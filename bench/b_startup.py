@@ -147,20 +147,22 @@ class Tmux:
     def output(self) -> Iterator[int]:
         """A file descriptor (non-blocking) that becomes readable when the pane writes: its output piped
         (``tmux pipe-pane``) into a FIFO of a temporary directory, both gone at the end."""
-        with tempfile.TemporaryDirectory(prefix="ironpost-bench-pane-") as d:
+        with tempfile.TemporaryDirectory(prefix="ironpost-bench-pane-") as d, contextlib.ExitStack() as fds:
             fifo = Path(d) / "pane"
             os.mkfifo(fifo, 0o600)
             fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # before the writer, which then does not block
+            fds.callback(os.close, fd)
             # A writer of our own, never written: the FIFO never reads as ended (select() would return at
             # once, again and again) before tmux's cat opens it or after it goes.
-            held = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            fds.callback(os.close, os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            # tmux expands formats (#...) in the command: a # of the path is written ##.  Not checked: a
+            # console already gone is said by wait_first_frame's own check.
+            command = f"exec cat > {shlex.quote(str(fifo))}".replace("#", "##")
+            self._tmux("pipe-pane", "-O", "-t", self.session, command, check=False)
             try:
-                self._tmux("pipe-pane", "-O", "-t", self.session, f"exec cat > {shlex.quote(str(fifo))}")
                 yield fd
             finally:
                 self._tmux("pipe-pane", "-t", self.session, check=False)  # no command: the pipe closes
-                os.close(held)
-                os.close(fd)
 
     def kill(self) -> None:
         self._tmux("kill-server", check=False)
@@ -243,11 +245,13 @@ def wait_first_frame(t: Tmux, timeout: float = 120) -> float:
     raise rig.BenchError(f"the console did not show its attached, live panes within {timeout} s: {flat(t.capture())}")
 
 
-def _drain(fd: int) -> None:
-    """Read what the pane wrote so far: the screen is read by a capture, not from this."""
+def _drain(fd: int, most: int = 16) -> None:
+    """Read what the pane wrote so far (at most ``most`` reads, so that a pane writing faster than this
+    reads still gets its screen captured): the screen is read by a capture, not from this."""
     with contextlib.suppress(BlockingIOError):
-        while os.read(fd, 1 << 16):
-            pass
+        for _ in range(most):
+            if not os.read(fd, 1 << 16):
+                return
 
 
 def run(report: Report, opts: core.Options) -> None:
