@@ -1,8 +1,11 @@
 """``prog-profile``: what costs what in ironpost_xdp.  Variants of the program (text substitutions on a
-copy of bpf/, the product is not touched) loaded side by side with a synthetic rule set (10,000 exact
-sources, 1,000 prefixes, 256 multi-field rules in 8 shapes, through RuleTable) and measured by
-BPF_PROG_TEST_RUN in the same rounds as an empty XDP program.  Information only: the budgets are
-``prog``'s (bench/b_prog.py), whose rules come from a configuration file.
+copy of bpf/, the product is not touched) loaded side by side with prog's rule load (bench/ruleset.py's
+10,000 rules, read through the configuration path and put in by RuleTable, with the hash seed of prog's
+overflow frame; no engine, so no allowlist) and measured by BPF_PROG_TEST_RUN on prog's frames
+(bench/prog_frames.py, each by a short name) in the same rounds as an empty XDP program and a least-work
+source filter (bench/least_filter.c).  A frame is run again and again, so the detector sketches' and top
+tables' ways hit: what a new source costs is prog's rotating-source line.  Information only: the budgets
+are ``prog``'s (bench/b_prog.py).
 """
 
 from __future__ import annotations
@@ -13,95 +16,69 @@ import ipaddress
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import core, rig
+from . import core, prog_frames, rig, ruleset
 from .core import Report, median
+from .prog_frames import XDP_DROP, XDP_PASS
 
 NAME = "prog-profile"
 LEAST = "least-work"
-XDP_DROP, XDP_PASS = 1, 2
-BASE4 = int(ipaddress.IPv4Address("198.18.0.0"))
-BLOCKED_SRC = str(ipaddress.IPv4Address(BASE4 + 20))  # one of the 10,000 exact sources
-ALLOWED_SRC4, DST4 = "198.18.99.1", "198.19.99.1"
-SRC6, DST6 = "2001:db8:99::1", "2001:db8:98::1"
-MAC = {"src": "02:00:00:00:00:01", "dst": "02:00:00:00:00:02"}
+# The frames profiled: prog's (bench/prog_frames.py), each by the short name the notes use.  Each frame is
+# run again and again, so the sketches' and top tables' ways hit: what a new source costs is prog's
+# rotating-source line.
+FRAMES = {
+    "ipv4 tcp syn (allowed)": "syn",
+    "ipv4 udp (blocked, exact)": "exact drop",
+    "icmp echo": "icmp",
+    "ipv6 tcp syn": "v6 syn",
+    "vlan ipv4 udp": "vlan udp",
+    "ipv4 udp (blocked by a prefix)": "prefix drop",
+    "near miss: ipv4 syn from a /24 with exact rules": "syn near exact",
+    "near miss: ipv4 syn to port 80": "syn to :80",
+    "ipv4 udp to a drop rule's port (multi-field)": "multi-field drop",
+}
 
 
-def frames() -> dict[str, tuple[bytes, int]]:
-    """name -> (frame, the XDP action both filters must return)."""
-    from scapy.layers.inet import ICMP, IP, TCP, UDP
-    from scapy.layers.inet6 import IPv6
-    from scapy.layers.l2 import Dot1Q, Ether
+@dataclass(frozen=True)
+class Workload:
+    """prog's rule load, read through the configuration path (all of it, without its multi-field rules, or
+    none), the hash seed of its overflow frame's load, and the frames profiled."""
 
-    e = Ether(src=MAC["src"], dst=MAC["dst"])
-    return {
-        "ipv4 tcp syn (allowed)": (
-            bytes(e / IP(src=ALLOWED_SRC4, dst=DST4) / TCP(sport=40000, dport=8080, flags="S")),
-            XDP_PASS,
-        ),  # fmt: skip
-        "ipv4 udp (blocked)": (bytes(e / IP(src=BLOCKED_SRC, dst=DST4) / UDP(sport=40000, dport=53)), XDP_DROP),
-        "icmp echo": (bytes(e / IP(src=ALLOWED_SRC4, dst=DST4) / ICMP()), XDP_PASS),
-        "ipv6 tcp syn": (bytes(e / IPv6(src=SRC6, dst=DST6) / TCP(sport=40000, dport=8080, flags="S")), XDP_PASS),
-        "vlan ipv4 udp": (
-            bytes(e / Dot1Q(vlan=10) / IP(src=ALLOWED_SRC4, dst=DST4) / UDP(sport=40000, dport=8080)),
-            XDP_PASS,
-        ),  # fmt: skip
-    }
+    rules: dict[str, list[Any]]
+    hash_seed: int
+    frames: list[prog_frames.Frame]
 
 
-def prefix_frames() -> dict[str, tuple[bytes, int]]:
-    """Sources blocked by a prefix rule (one of rule_set()'s SRC4 and SRC6 entries): measured beside the
-    floor only, as xdp-filter matches exact addresses alone; not in the issue's mix."""
-    from scapy.layers.inet import IP, UDP
-    from scapy.layers.inet6 import IPv6
-    from scapy.layers.l2 import Ether
+def workload(seed: int) -> Workload:
+    from ironpost_tui.config import settings as config
 
-    e = Ether(src=MAC["src"], dst=MAC["dst"])
-    udp = UDP(sport=40000, dport=53)
-    return {
-        "ipv4 udp (blocked by a /28)": (bytes(e / IP(src="198.19.0.5", dst=DST4) / udp), XDP_DROP),
-        "ipv6 udp (blocked by a /48)": (bytes(e / IPv6(src="2001:db8:100::5", dst=DST6) / udp), XDP_DROP),
-    }
+    from . import prog_ab  # it imports floor_prog from here
+
+    rs = ruleset.build(seed)
+    hash_seed, full = prog_ab.overflow_seed(rs)
+    no_multi = ruleset.RuleSet(rs.seed, rs.exact, rs.prefix4, rs.prefix6, [])
+    with tempfile.TemporaryDirectory(prefix="ironpost-bench-profile-") as td:
+        rules = {
+            "full": list(config.load(rs.write(Path(td) / "full.toml")).rules),
+            "no-multi": list(config.load(no_multi.write(Path(td) / "no-multi.toml")).rules),
+            "none": [],
+        }
+    probe = load_ironpost(rules["full"], hash_seed=hash_seed)
+    try:
+        frames = [f for f in prog_ab.frames_of(probe.dp, rs, full) if f.label in FRAMES]
+    finally:
+        probe.close()
+    if [f.label for f in frames] != list(FRAMES):
+        raise rig.BenchError(f"prog-profile: prog's frames changed: {sorted(set(FRAMES) - {f.label for f in frames})}")
+    return Workload(rules, hash_seed, frames)
 
 
 # --------------------------------------------------------------------------- #
 # ironpost with its rule set
-
-
-def _shapes() -> list[Callable[[int], dict[str, Any]]]:
-    net = ipaddress.ip_network
-    return [
-        lambda i: {"dst_ip": net(f"198.19.200.{i}/32"), "dst_port": 80, "protocol": 6},
-        lambda i: {"dst_port": 10000 + i, "protocol": 17},
-        lambda i: {"src_ip": net(f"198.19.{100 + i}.0/24"), "dst_port": 22},
-        lambda i: {"dst_ip": net(f"2001:db8:ff:{i:x}::/64"), "dst_port": 443, "protocol": 6},
-        lambda i: {"dst_ip": net(f"198.19.{i}.0/24"), "protocol": 1},
-        lambda i: {"src_ip": net(f"2001:db8:fe:{i:x}::/64"), "protocol": 58},
-        lambda i: {"dst_port": 20000 + i},
-        lambda i: {"src_ip": net(f"198.18.250.{i}/32"), "dst_ip": net("198.19.250.1/32")},
-    ]
-
-
-def rule_set(exact: int = 10_000, prefixes: int = 1_000, multi: int = 256, n_shapes: int = 8) -> list[Any]:
-    from ironpost_tui.model import Action, FilterRule
-
-    rules = []
-    for i in range(exact):
-        addr = ipaddress.IPv4Address(BASE4 + 10 + i)  # 198.18.0.10 .. 198.18.39.25
-        rules.append(FilterRule(f"exact-{i}", Action.DROP, src_ip=ipaddress.ip_network(addr)))
-    for i in range(prefixes // 2):
-        p4 = ipaddress.ip_network(f"198.19.{i // 16}.{i % 16 * 16}/28")
-        rules.append(FilterRule(f"p4-{i}", Action.DROP, src_ip=p4))
-        rules.append(FilterRule(f"p6-{i}", Action.DROP, src_ip=ipaddress.ip_network(f"2001:db8:{0x100 + i:x}::/48")))
-    shapes = _shapes()[:n_shapes]
-    for i in range(multi if n_shapes else 0):
-        action = Action.DROP if i % 2 else Action.MONITOR
-        rules.append(FilterRule(f"multi-{i}", action, **shapes[i % n_shapes](i // n_shapes)))
-    return rules
 
 
 @dataclass
@@ -120,14 +97,15 @@ class Loaded:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def load_ironpost(rules: list[Any], subs: list[tuple[str, str]] = (), event_rate: int | None = None) -> Loaded:  # type: ignore[assignment]
-    """The product's program (or a variant: ``subs`` applied to a copy of its source) with ``rules``."""
+def load_ironpost(rules: list[Any], subs: list[tuple[str, str]] = (), hash_seed: int | None = None) -> Loaded:  # type: ignore[assignment]
+    """The product's program (or a variant: ``subs`` applied to a copy of its source) with ``rules``, its hash
+    seed ``hash_seed`` (None: the one drawn at its load)."""
     from ironpost_tui.detectors.sketch import SketchReader
     from ironpost_tui.kernel import resources
     from ironpost_tui.kernel.datapath import Datapath, DatapathConfig
     from ironpost_tui.rules.table import RuleTable, monotonic_to_wall_offset
 
-    cfg = DatapathConfig() if event_rate is None else DatapathConfig(event_rate=event_rate)
+    cfg = DatapathConfig()
     workdir = None
     if subs:
         src_dir = resources.bpf_dir()
@@ -139,12 +117,23 @@ def load_ironpost(rules: list[Any], subs: list[tuple[str, str]] = (), event_rate
             raise
     else:
         dp = Datapath(cfg)
+    if hash_seed is not None:
+        set_hash_seed(dp, hash_seed)
     table = RuleTable(dp, monotonic_to_wall_offset())
     for r in rules:
         table.add(r)
     # What a running engine does each detection tick: publish TICK (the time and the DIRTY generation).
     SketchReader(dp).read(time.monotonic_ns())
     return Loaded(dp, table, workdir)
+
+
+def set_hash_seed(dp: Any, seed: int) -> None:
+    """The program's hash seed (CONFIG), written before any rule: EXACT4 and PREFIX4H place by it."""
+    from ironpost_tui.kernel import abi
+
+    raw = list(dp.read_config_raw())
+    raw[3] = seed
+    dp.write_config_raw(abi.CONFIG.pack(*raw))
 
 
 def _variant(workdir: Path, src_dir: Path, subs: list[tuple[str, str]], cfg: Any) -> Any:
@@ -184,21 +173,22 @@ def floor_prog() -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def least_filter_prog(blocked: str) -> Iterator[int]:
-    """bench/least_filter.c compiled by BCC, ``blocked`` (an IPv4 source) in its table: the least a source
-    filter does per packet.  Its verdicts on frames() are checked before it is measured."""
+def least_filter_prog(blocked: ipaddress.IPv4Address, frames: list[prog_frames.Frame]) -> Iterator[int]:
+    """bench/least_filter.c compiled by BCC, ``blocked`` in its table: the least a source filter does per
+    packet.  Its verdicts are checked before it is measured: ``frames`` from ``blocked`` dropped, the rest
+    passed."""
     import bcc
 
     b = bcc.BPF(src_file=str(Path(__file__).with_name("least_filter.c")).encode())
     try:
-        src = int.from_bytes(ipaddress.IPv4Address(blocked).packed, "little")  # as the program loads it
+        src = int.from_bytes(blocked.packed, "little")  # as the program loads it from the packet
         table = b[b"LEAST_SRC4"]
         leaf = table.Leaf()
         leaf.addr[0] = src
         table[table.Key(((src * 0x9E3779B1) & 0xFFFFFFFF) >> (32 - 12))] = leaf
         fd = int(b.load_func(b"least_filter", bcc.BPF.XDP).fd)
-        for label, (frame, want) in frames().items():
-            check_verdict(f"least-work filter, {label}", fd, frame, want)
+        for f in frames:
+            check_verdict(f"least-work filter, {f.label}", fd, f.data, XDP_DROP if f.src == blocked else XDP_PASS)
         yield fd
     finally:
         b.cleanup()
@@ -289,24 +279,31 @@ def run_profile(report: Report, opts: core.Options) -> None:
     program), so a busy moment hits them all alike; differences are taken within each round."""
     name = "prog-profile"
     rounds, repeat = (opts.reps(9, 3, 1), opts.reps(200_000, 100_000, 2_000))
-    rules = {"full": rule_set(), "no-multi": rule_set(multi=0, n_shapes=0), "none": []}
-    fr = {k: v[0] for k, v in frames().items()}
-    out: dict[str, Any] = {"rounds": rounds, "repeat": repeat, "variants": {}}
+    wl = workload(opts.seed)
+    fr = {FRAMES[f.label]: f for f in wl.frames}
+    out: dict[str, Any] = {"rounds": rounds, "repeat": repeat, "variants": {}, "frames": {f.label: short
+                           for short, f in fr.items()}, "rules": {k: len(v) for k, v in wl.rules.items()}}  # fmt: skip
     report.figures[name] = out
     loaded: dict[str, Loaded] = {}
+    exact_drop = fr["exact drop"].src
     try:
         for vname, (_desc, subs, kind) in VARIANTS.items():
-            loaded[vname] = load_ironpost(rules[kind], subs)
-        with floor_prog() as floor_fd, least_filter_prog(BLOCKED_SRC) as least_fd:
+            loaded[vname] = ld = load_ironpost(wl.rules[kind], subs, hash_seed=wl.hash_seed)
+            if kind == "full":  # with prog's rules, prog's verdicts (no allowlist here: no frame needs one)
+                for f in wl.frames:
+                    check_verdict(f"{vname}, {f.label}", ld.fd, f.data, f.verdict)
+        with floor_prog() as floor_fd, least_filter_prog(exact_drop, wl.frames) as least_fd:
             progs = {"floor": floor_fd, LEAST: least_fd} | {k: v.fd for k, v in loaded.items()}
             runs: dict[str, dict[str, list[float]]] = {k: {f: [] for f in fr} for k in progs}
-            for frame in fr.values():
+            for f in fr.values():
                 for fd in progs.values():
-                    ns_per_packet(fd, frame, repeat // 10)  # warm up
+                    ns_per_packet(fd, f.data, repeat // 10)  # warm up
+            order = list(progs.items())
             for _ in range(rounds):
-                for label, frame in fr.items():
-                    for k, fd in progs.items():
-                        runs[k][label].append(ns_per_packet(fd, frame, repeat))
+                for short, f in fr.items():
+                    report.rng.shuffle(order)
+                    for k, fd in order:
+                        runs[k][short].append(ns_per_packet(fd, f.data, repeat))
     finally:
         for ld in loaded.values():
             ld.close()
@@ -318,14 +315,14 @@ def run_profile(report: Report, opts: core.Options) -> None:
         return {f: median(x - y for x, y in zip(runs[a][f], runs[b][f], strict=True)) for f in fr}
 
     def cells(per: dict[str, float]) -> str:
-        return ", ".join(f"{lbl.split(' (')[0]} {x:.0f}" for lbl, x in per.items())
+        return ", ".join(f"{short} {x:.0f}" for short, x in per.items())
 
     described = {LEAST: LEAST_DESCRIPTION} | {k: desc for k, (desc, _subs, _kind) in VARIANTS.items()}
     for vname, desc in described.items():
         above = diff(vname, "floor")
         out["variants"][vname] = {"description": desc, "ns_above_floor": above}
         total = {f: median(runs[vname][f]) / median(runs["floor"][f]) for f in fr}
-        ratios = ", ".join(f"{lbl.split(' (')[0]} {x:.1f}" for lbl, x in total.items())
+        ratios = ", ".join(f"{short} {x:.1f}" for short, x in total.items())
         note = f"{desc}: {cells(above)}; times the floor: {ratios}"
         report.info(name, f"{vname}: ns above floor", median(above.values()), "ns", note=note)
     attribution = {

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from . import prog_frames, ruleset
-from .b_profile import floor_prog
+from .b_profile import floor_prog, set_hash_seed
 
 COMPARED = ("STATS", "RULE_HITS", "EVENT_STATS", "RATE_STATE", "SRC_SKETCH", "DST_SKETCH", "DIRTY", "TOP_SRC",
             "TOP_DST", "TOP_PORT")  # fmt: skip
@@ -40,7 +40,7 @@ EXACT4_BITS = 12  # DatapathConfig()'s EXACT4: 4,096 buckets for 10,000 BLOCKLIS
 
 def load(bpf_dir: Path | None, rules: list[Any], seed: int, small: bool) -> Any:
     """The program of ``bpf_dir`` (None: the worktree's) with ``rules``, its hash seed ``seed``."""
-    from ironpost_tui.kernel import abi, resources
+    from ironpost_tui.kernel import resources
     from ironpost_tui.kernel.datapath import Datapath, DatapathConfig
     from ironpost_tui.rules.table import RuleTable, monotonic_to_wall_offset
 
@@ -52,9 +52,7 @@ def load(bpf_dir: Path | None, rules: list[Any], seed: int, small: bool) -> Any:
         dp = Datapath(cfg or DatapathConfig())
     finally:
         resources.bpf_source = original
-    raw = list(dp.read_config_raw())
-    raw[3] = seed  # before the rules: EXACT4 and PREFIX4H place by it
-    dp.write_config_raw(abi.CONFIG.pack(*raw))
+    set_hash_seed(dp, seed)
     table = RuleTable(dp, monotonic_to_wall_offset())
     for r in rules:
         table.add(r)

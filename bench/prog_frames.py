@@ -95,8 +95,11 @@ def frames(rs: RuleSet, in_exact4: ipaddress.IPv4Address, overflowed: ipaddress.
               QUIET_SRC4, "udp", 22, "port 22 is multi-field rules' (from other sources): shapes looked up"),
         Frame("near miss: icmp to a rule's address", build(QUIET_SRC4, RULE_DST4, "icmp"), XDP_PASS, False,
               QUIET_SRC4, "icmp", None, f"{RULE_DST4} is a TCP/80 rule's destination: shapes looked up"),
-        Frame("ipv4 udp to a monitor rule's port", build(QUIET_SRC4, QUIET_DST4, "udp", 20001), XDP_PASS, True,
-              QUIET_SRC4, "udp", 20001, "a monitor rule (dst_port 20001) matches: counted, an event, passed"),
+        Frame("ipv4 udp to a monitor rule's port", build(QUIET_SRC4, QUIET_DST4, "udp", 20000), XDP_PASS, True,
+              QUIET_SRC4, "udp", 20000, "a monitor rule (dst_port 20000) matches: counted, an event, passed"),
+        Frame("ipv4 udp to a drop rule's port (multi-field)", build(QUIET_SRC4, QUIET_DST4, "udp", 20001),
+              XDP_DROP, True, QUIET_SRC4, "udp", 20001,
+              "a multi-field drop rule (dst_port 20001) matches: the allowlist consulted, counted, an event, dropped"),
     ]  # fmt: skip
     if overflowed is not None:
         out.insert(2, Frame("ipv4 udp (blocked, exact, overflowed EXACT4 bucket)",

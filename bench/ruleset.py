@@ -8,7 +8,8 @@ would write it, read back through the product's own path (``config.settings.load
   evenly (one load in three has an overflowed bucket, against about 19 in 20 for a real feed);
 * 1,000 prefixes: 500 IPv4 (/24 to /30, in 198.19.0.0/17) and 500 IPv6 (/40 to /64, in 2001:db8:8000::/33);
 * 256 multi-field rules in 8 shapes (ports 80, 22, 443, 10000-10031, 20000-20031; addresses in
-  198.19.128.0/17 and 2001:db8:4000::/34), half drop, half monitor.
+  198.19.128.0/17 and 2001:db8:4000::/34), each shape's rules drop and monitor in turn (``_shape``'s
+  ``i`` even: monitor, odd: drop).
 
 Nothing here covers an address in use on this host (``avoid``): the host's addresses are protected, and
 a rule that would drop one is refused.  The frames of ``bench/b_prog.py`` take their addresses from
@@ -127,7 +128,8 @@ def build(seed: int, avoid: list[IPNet] | None = None, exact: int = EXACT, prefi
             rs.prefix6.append(n6)
     for i in range(multi):
         rule = _shape(i % 8, i // 8)
-        rule = {"id": f"multi-{i}", **rule, "action": "drop" if i % 2 else "monitor"}
+        # Within each shape, drop and monitor alternate (the i // 8-th rule of the shape): every shape has both.
+        rule = {"id": f"multi-{i}", **rule, "action": "drop" if (i // 8) % 2 else "monitor"}
         rs.multi.append(rule)
     return rs
 

@@ -3,6 +3,7 @@ reference filter (bench/least_filter.c) does what its line says, through BPF_PRO
 
 from __future__ import annotations
 
+import ipaddress
 import sys
 from pathlib import Path
 
@@ -12,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench import b_profile, rig  # noqa: E402
+from bench import b_profile, prog_frames, rig  # noqa: E402
 
 
 def test_every_variant_changes_the_program_at_one_place() -> None:
@@ -24,16 +25,29 @@ def test_every_variant_changes_the_program_at_one_place() -> None:
             assert sum(t.count(old) for t in texts) == 1, (name, old)
 
 
+def _frame(src: str, proto: str, dport: int | None, verdict: int, vlan: int | None = None) -> prog_frames.Frame:
+    a = ipaddress.ip_address(src)
+    dst = prog_frames.QUIET_DST4 if a.version == 4 else prog_frames.DST6
+    data = prog_frames.build(a, dst, proto, dport, vlan=vlan)  # type: ignore[arg-type]
+    return prog_frames.Frame(f"{src} {proto}", data, verdict, False, a, proto, dport, "")  # type: ignore[arg-type]
+
+
 @pytest.mark.root
 def test_the_least_work_filter_drops_its_source_and_passes_the_rest() -> None:
     from ironpost_tui.kernel import libbpf
 
-    frames = b_profile.frames()
-    assert {want for _frame, want in frames.values()} == {b_profile.XDP_DROP, b_profile.XDP_PASS}
-    with b_profile.least_filter_prog(b_profile.BLOCKED_SRC) as fd:
-        for label, (frame, want) in frames.items():
-            assert libbpf.prog_test_run(fd, frame, repeat=1).retval == want, label
-    # Control: with another source in its table, the blocked frame passes, and the check before timing says so.
-    with pytest.raises(rig.BenchError, match="least-work filter, ipv4 udp"):
-        with b_profile.least_filter_prog("198.18.200.1"):
-            pass
+    blocked = ipaddress.IPv4Address("198.18.5.9")
+    drop, passed = b_profile.XDP_DROP, b_profile.XDP_PASS
+    frames = [
+        _frame(str(blocked), "udp", 53, drop),
+        _frame(str(blocked), "udp", 53, drop, vlan=10),  # through its VLAN tag
+        _frame("198.18.5.10", "tcp", 80, passed),  # its neighbour: the control
+        _frame("2001:db8:5::9", "tcp", 80, passed),
+        _frame(str(prog_frames.QUIET_SRC4), "icmp", None, passed),
+    ]
+    with b_profile.least_filter_prog(blocked, frames) as fd:
+        for f in frames:
+            assert libbpf.prog_test_run(fd, f.data, repeat=1).retval == f.verdict, f.label
+        # The check it runs before timing fails on a verdict that is not the one expected.
+        with pytest.raises(rig.BenchError, match="XDP action 1, expected 2"):
+            b_profile.check_verdict("least-work filter", fd, frames[0].data, passed)

@@ -26,6 +26,7 @@ EXPECTED = {
     ("prog", "ipv6 udp (blocked by a prefix): vs floor"),
     ("prog", "near miss: ipv4 syn from a /24 with exact rules: vs xdp-filter"),
     ("prog", "near miss: icmp to a rule's address: vs floor"),
+    ("prog", "ipv4 udp to a drop rule's port (multi-field): vs xdp-filter"),
     ("prog", "rotating-source syn: vs floor"),
     ("prog", "rotating-source syn: vs xdp-filter"),
     ("events", "events per CPU-second, 65,536 rotating sources"),
