@@ -30,7 +30,7 @@ from support import (
     netlab,  # tests/support/netlab.py: bench/__init__.py puts tests/ on sys.path
     trafgen,
 )
-from support.trafgen import trafgen_cfg  # noqa: F401  (the benches' floods: rig.trafgen_cfg)
+from support.trafgen import spoofed_syn6_cfg, trafgen_cfg  # noqa: F401  (the benches' floods: rig.trafgen_cfg)
 
 T = TypeVar("T")
 

@@ -1,8 +1,8 @@
 """trafgen floods from a lab's namespace to its host side (tests and bench/ share them).
 
-The frames are spelled in trafgen's configuration language: addresses only from the lab's own (or,
-with ``random_src``, random sources in 198.18.0.0/16, inside the lab's /15); a flood runs pinned to one
-CPU in a session of its own and its whole group is killed when its ``with`` block ends.
+The frames are spelled in trafgen's configuration language: addresses only from the lab's own (or, for
+a spoofed SYN flood, random sources in a /48 of 2001:db8::/32); a flood runs pinned to one CPU in a session
+of its own and its whole group is killed when its ``with`` block ends.
 """
 
 from __future__ import annotations
@@ -21,18 +21,12 @@ from support import netlab
 ALLOWED = ipaddress.ip_network("198.18.0.0/15")
 
 
-def trafgen_cfg(lab: netlab.Lab, *, proto: str = "udp", dport: int = 9, random_src: bool = False,
-                random_dport: bool = False, size: int = 64) -> str:  # fmt: skip
-    """A trafgen packet from the lab's namespace to its host side.  ``random_src``: a random source in
-    198.18.0.0/16 (the lab's /15 only, checked); ``random_dport``: a random port 1024-65535."""
+def trafgen_cfg(lab: netlab.Lab, *, proto: str = "udp", dport: int = 9, size: int = 64) -> str:
+    """A trafgen packet from the lab's namespace to its host side (IPv4)."""
     src = ipaddress.ip_address(lab.ns_ip4)
     dst = ipaddress.ip_address(lab.host_ip4)
     assert src in ALLOWED and dst in ALLOWED
-    if random_src:
-        # 198.18.x.y: the first two bytes fixed inside the allowed /15, the last two random.
-        saddr = "0xc6, 0x12, drnd(2)"
-    else:
-        saddr = ", ".join(f"0x{b:02x}" for b in src.packed)
+    saddr = ", ".join(f"0x{b:02x}" for b in src.packed)
     eth = f"eth(da={lab.host_mac}, sa={lab.peer_mac}, type=0x0800)"
     ip_hdr_fixed = "0x45, 0x00, const16({total}), drnd(2), 0x40, 0x00, 0x40, {proto}, csumip(14, 33)"
     l4len = 20 if proto == "tcp" else 8
@@ -41,13 +35,30 @@ def trafgen_cfg(lab: netlab.Lab, *, proto: str = "udp", dport: int = 9, random_s
     ipnum = 6 if proto == "tcp" else 17
     head = ip_hdr_fixed.format(total=total, proto=ipnum)
     daddr = ", ".join(f"0x{b:02x}" for b in dst.packed)
-    dp = "drnd(2)" if random_dport else f"const16({dport})"
+    dp = f"const16({dport})"
     if proto == "tcp":
         l4 = f"const16(40000), {dp}, drnd(4), const32(0), 0x50, 0x02, const16(64240), csumtcp(14, 34), const16(0)"
     else:
         l4 = f"const16(40000), {dp}, const16({8 + payload}), const16(0)"
     fill = f", fill(0x00, {payload})" if payload else ""
     return f"{{ {eth}, {head}, {saddr}, {daddr}, {l4}{fill} }}\n"
+
+
+ALLOWED6 = ipaddress.ip_network("2001:db8::/32")
+
+
+def spoofed_syn6_cfg(lab: netlab.Lab, sources: ipaddress.IPv6Network, dport: int) -> str:
+    """A TCP SYN from the lab's namespace to its host side's IPv6 address, port ``dport``, from a random source
+    in ``sources`` (a /48 of 2001:db8::/32: its 80 host bits random in each packet, so that no source sends
+    more than one packet in practice)."""
+    dst = ipaddress.ip_address(lab.host_ip6)
+    assert sources.prefixlen == 48 and sources.subnet_of(ALLOWED6) and dst in ALLOWED6  # type: ignore[arg-type]
+    saddr = ", ".join(f"0x{b:02x}" for b in sources.network_address.packed[:6]) + ", drnd(10)"
+    daddr = ", ".join(f"0x{b:02x}" for b in dst.packed)
+    eth = f"eth(da={lab.host_mac}, sa={lab.peer_mac}, type=0x86dd)"
+    ip6 = "0x60, 0x00, 0x00, 0x00, const16(20), 6, 64"  # version, class and flow; payload length; TCP; hop limit
+    tcp = f"drnd(2), const16({dport}), drnd(4), const32(0), 0x50, 0x02, const16(64240), csumtcp6(14, 54), const16(0)"
+    return f"{{ {eth}, {ip6}, {saddr}, {daddr}, {tcp} }}\n"
 
 
 def argv(lab: netlab.Lab, cfg: Path, rate_pps: int | None = None) -> list[str]:
