@@ -52,7 +52,7 @@ def run(report: Report, opts: core.Options) -> None:
             rs = ruleset.build(opts.seed)
             rs = ruleset.RuleSet(rs.seed, rs.exact, rs.prefix4, rs.prefix6, rs.multi[: len(rs.multi) - len(rules)])
             with b_startup.console(lab.host_if, wd / "console", rs.toml(head=rig.agent_config(rules))) as t:
-                b_startup.wait_first_frame(t)
+                b_startup.wait_first_frame(t, rules=rs.count + len(rules))
                 end = time.monotonic() + 120
                 while not attached(lab.ifindex):
                     if time.monotonic() > end or not t.alive():

@@ -3,8 +3,8 @@
 * headless: ``ironpost-tui IFACE --headless --config FILE`` until its ``ready:`` line;
 * console: ``ironpost-tui IFACE --config FILE`` in a detached tmux pane (a private tmux server) until
   the first frame whose status bar says ``attached`` with the four panes (Traffic, Alerts, Events,
-  Rules) on screen: what tests/test_ui_tmux.py waits for, not the loading screen drawn before the
-  engine starts.
+  Rules) on screen, what tests/test_ui_tmux.py waits for, and the rules pane counting the file's rules
+  (not the loading screen drawn before the engine starts, nor a frame over an empty rules table).
 
 Both are starts after the first: the compiled-program cache (``/var/cache/ironpost-tui``,
 kernel/program_cache.py) holds the program, as it does on a host after its first start (a warm-up
@@ -14,7 +14,9 @@ same condition as the console's): what any Textual console pays before the engin
 
 Beside both, the floor: a process of the same interpreter that imports BCC, compiles an empty XDP
 program, attaches it through a BPF link and prints ``ready``.  Budget: both <= 2.5x the floor (goal
-2x).  Rounds shuffled, medians.  The floor process's RSS at ``ready`` is kept for the memory benchmark.
+2x).  As information, a floor that compiles nothing (the empty program's two instructions loaded with
+libbpf), as the product's cached start does not compile.  Rounds shuffled, medians.  The floor
+process's RSS at ``ready`` is kept for the memory benchmark.
 """
 
 from __future__ import annotations
@@ -231,9 +233,14 @@ def textual_floor_once() -> float:
         t.kill()
 
 
-def live(screen: str) -> bool:
-    """The status bar says attached and every pane is drawn (tests/test_ui_tmux.py's condition)."""
-    return "attached" in screen and all(title in screen for title in PANES)
+def live(screen: str, rules: int | None = None) -> bool:
+    """The status bar says attached and every pane is drawn (tests/test_ui_tmux.py's condition), and with
+    ``rules``, the rules pane counts that many (a frame saying attached over an empty table is not live)."""
+    return (
+        "attached" in screen
+        and all(title in screen for title in PANES)
+        and (rules is None or f"{rules} rules (" in screen)
+    )
 
 
 def flat(screen: str) -> str:
@@ -246,8 +253,8 @@ def flat(screen: str) -> str:
 IDLE_CAPTURE_SECS = 0.05
 
 
-def wait_first_frame(t: Tmux, timeout: float = 120) -> float:
-    """Seconds from the spawn to the first capture of the pane that is live().  The screen is captured
+def wait_first_frame(t: Tmux, timeout: float = 120, rules: int | None = None) -> float:
+    """Seconds from the spawn to the first capture of the pane that is live(screen, rules).  The screen is captured
     when the pane has written since the last capture (and at least every IDLE_CAPTURE_SECS), not on a
     fixed fast clock: each capture spawns a tmux client, and one every 5 ms took most of a core from
     the console it timed on a 2-core machine (session 15, the same tree interleaved, medians of 6:
@@ -256,7 +263,7 @@ def wait_first_frame(t: Tmux, timeout: float = 120) -> float:
     with t.output() as fd:
         while time.monotonic() < end:
             screen = t.capture()
-            if live(screen):
+            if live(screen, rules):
                 return time.monotonic() - t.t_spawn
             if rig.HOST_ADDRESS_RACE in flat(screen):  # in the console's refusal dialog
                 raise rig.BenchError(f"the console refused the rules: {flat(screen)}")
@@ -326,7 +333,7 @@ def run(report: Report, opts: core.Options) -> None:
 
                     def first_frame(i: int = i) -> tuple[float, str]:
                         with console(lab.host_if, wd / f"console-{i}", rules_config(opts.seed)) as t:
-                            return wait_first_frame(t), t.capture()
+                            return wait_first_frame(t, rules=figs["rules"]), t.capture()
 
                     secs, figs["console_first_live_screen"] = rig.retry_host_address_race(first_frame)
                     figs["console_s"].append(secs)

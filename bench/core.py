@@ -182,8 +182,9 @@ def commit() -> dict[str, Any]:
             return ""
         return out.stdout.strip() if out.returncode == 0 else ""
 
-    # Changes outside bench/results/: the results a run writes are not the code it measured.
-    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results")
+    # Changes outside bench/results/, untracked files included (a new bench file is code measured): the
+    # results a run writes are not the code it measured.
+    changed = git("status", "--porcelain", "--untracked-files=all", "--", ".", ":!bench/results")
     return {"sha": git("rev-parse", "HEAD"), "branch": git("rev-parse", "--abbrev-ref", "HEAD"), "dirty": bool(changed)}
 
 

@@ -1013,6 +1013,36 @@ def test_start_shows_progress_then_the_console() -> None:
     run(live_app(source), scenario)
 
 
+def test_attached_is_said_with_the_rules_table_never_over_an_empty_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The frame that first says attached shows the rules the engine holds: "0 rules" for a moment, as the
+    first poll's table came after SourceStarted, reads as rules lost to an operator under attack.  Checked
+    in SourceStarted's own handler, before any later message can fill the table (the control: the rules
+    the source holds are there by the end either way)."""
+    source = StartingSource()
+    source.rules = {f"r{i}": FilterRule(f"r{i}", Action.DROP, src_ip=ipaddress.ip_network(f"198.51.100.{i}"))
+                    for i in range(3)}  # fmt: skip
+    at_attached: list[tuple[int, str]] = []
+    original = IronpostApp.on_source_started
+
+    def spy(self: IronpostApp, message: SourceStarted) -> None:
+        original(self, message)
+        pane = self.main.query_one(RulesPane)
+        at_attached.append((len(pane.rules), str(self.main.query_one("#status").render())))
+
+    monkeypatch.setattr(IronpostApp, "on_source_started", spy)
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        source.go.set()
+        await messages.wait(SourceStarted, pilot, after=0)
+        await pilot.pause()
+        assert len(main_of(pilot).query_one(RulesPane).rules) == 3  # the control
+
+    run(live_app(source), scenario)
+    assert len(at_attached) == 1
+    count, status = at_attached[0]
+    assert "attached" in status and count == 3
+
+
 def test_the_starting_screen_redraws_only_with_its_clock_and_alone() -> None:
     """Each redraw of the starting screen costs the core beside the engine's start: it is opaque (Textual
     renders the screens beneath one whose background is translucent again at each of its redraws, tinted:

@@ -37,10 +37,15 @@ def run_poll(
 ) -> None:
     """``must_start``: the console shows its starting screen and waits for SourceStarted (or
     SourceFailed), whatever ``source.info`` says by the time this runs: a start begun before the
-    console (LiveSource.begin) may have ended meanwhile, and start() then only says how it went."""
+    console (LiveSource.begin) may have ended meanwhile, and start() then only says how it went.
+
+    The first poll does not wait for events, and after a start SourceStarted is posted after that
+    poll's messages: the console says "attached" with the rules table and the counters already there,
+    never over an empty table ("0 rules" for a moment would read as rules lost)."""
+    started: SourceStarted | None = None
     if must_start and isinstance(source, StartableSource):
         try:
-            info = source.start()  # compile + attach: seconds
+            started = SourceStarted(source.start())  # compile + attach: seconds
         except IronpostError as exc:
             post(SourceFailed(exc.title, exc.message, int(exc.exit_status)))
             return
@@ -48,20 +53,24 @@ def run_poll(
             log.exception("the engine failed to start")
             post(SourceFailed("Error", f"{type(exc).__name__}: {exc}", int(ExitStatus.ERROR)))
             return
-        post(SourceStarted(info))
     interface = InterfaceState.UP
     pause = threading.Event()  # never set: a wait after a failed poll, so a failing source does not spin
+    wait = 0.0  # the first poll's
     while not cancelled():
         began = time.monotonic()
         try:
-            update = source.poll(timeout)
+            update = source.poll(wait)
         except IronpostError as exc:
             post(SourceFailed(exc.title, exc.message, int(exc.exit_status)))
             return
         except Exception as exc:  # said on screen (the notice line) with what failed, then retried
             log.exception("polling the source failed, retrying: %s: %s", type(exc).__name__, exc)
+            if started is not None:  # attached all the same: the console leaves its starting screen
+                post(started)
+                started = None
             pause.wait(timeout)
             continue
+        wait = timeout
         if cancelled():
             return
         if update.interface_state != interface:
@@ -73,6 +82,9 @@ def run_poll(
             post(NoticePosted(f"interface {source.info.iface} is {interface}"))
         for message in messages_for(update):
             post(message)
+        if started is not None:
+            post(started)
+            started = None
         if 0 < len(update.events) < BIG_BATCH:
             rest = BATCH_SECS - (time.monotonic() - began)
             if rest > 0:

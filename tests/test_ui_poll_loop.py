@@ -1,0 +1,49 @@
+"""The console's poll worker at a start (ironpost_tui/ui/poll_loop.py): what it says, in which order."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from support.ui import StartingSource
+
+from ironpost_tui.engine.feed import Update
+from ironpost_tui.errors import IronpostError
+from ironpost_tui.ui import poll_loop
+from ironpost_tui.ui.messages import RulesRefreshed, SourceFailed, SourceStarted
+
+
+class Polled(StartingSource):
+    """A source that has started (go set) and counts its polls' timeouts; ``fail_first`` raises at the first."""
+
+    def __init__(self, fail_first: Exception | None = None) -> None:
+        super().__init__()
+        self.go.set()
+        self.timeouts: list[float] = []
+        self.fail_first = fail_first
+
+    def poll(self, timeout: float) -> Update:
+        self.timeouts.append(timeout)
+        if self.fail_first is not None and len(self.timeouts) == 1:
+            raise self.fail_first
+        return replace(super().poll(0.0), at=float(len(self.timeouts)))
+
+
+def run(source: Polled, polls: int) -> list[str]:
+    posted: list[object] = []
+    poll_loop.run_poll(source, posted.append, lambda: len(source.timeouts) >= polls, 0.5, must_start=True)  # type: ignore[arg-type]
+    return [type(m).__name__ for m in posted]
+
+
+def test_a_start_says_attached_after_the_first_polls_table_and_that_poll_does_not_wait() -> None:
+    source = Polled()
+    kinds = run(source, 2)
+    assert kinds.index(RulesRefreshed.__name__) < kinds.index(SourceStarted.__name__)
+    assert kinds.count(SourceStarted.__name__) == 1
+    assert source.timeouts == [0.0, 0.5]  # the first poll at once, the next ones as configured
+
+
+def test_a_first_poll_that_fails_still_leaves_the_starting_screen_and_a_fatal_one_says_so() -> None:
+    kinds = run(Polled(fail_first=RuntimeError("boom")), 2)  # logged and retried: attached all the same
+    assert kinds.count(SourceStarted.__name__) == 1 and SourceFailed.__name__ not in kinds
+    kinds = run(Polled(fail_first=IronpostError("gone")), 1)
+    assert kinds == [SourceFailed.__name__]
