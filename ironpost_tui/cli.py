@@ -198,7 +198,7 @@ def _run_two_processes(args: argparse.Namespace) -> ExitStatus:
     """The console in this process, its engine in a forked one (engine/served.py, engine/remote.py): the
     configuration's checks, the table's load and the program's attach run on one core while Textual
     loads and draws on the other."""
-    from ironpost_tui.engine import remote, start_gc, switching
+    from ironpost_tui.engine import remote, switching
 
     def engine_process(served: Served) -> int:
         try:
@@ -222,7 +222,7 @@ def _run_two_processes(args: argparse.Namespace) -> ExitStatus:
         configured = source.configured()
         set_log_level(configured.log_level)
         log_format.configure(args.log_format or configured.log_format)
-        start_gc.settle()  # this process's start is its imports: set aside, the collector back on
+        # The collector stays held until the console has drawn its first attached frame (ui/app.py).
         with _logs_held() as held:
             return _console(source, _console_settings(args, configured.console), args.theme, held)
     finally:

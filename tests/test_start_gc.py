@@ -90,3 +90,62 @@ def test_the_command_line_run_holds_the_collector_before_anything(
     held.clear()
     assert cli.main(["check-config", "/nonexistent/ironpost.toml"]) != 0  # the control: not a run
     assert held == []
+
+
+class Cycle:
+    """An object in a reference cycle with itself: only the cyclic collector frees it."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_settle_with_collect_frees_the_starts_garbage_before_setting_the_rest_aside(collector: None) -> None:
+    import weakref
+
+    for collect in (True, False):
+        gc.unfreeze()
+        gc.collect()
+        gc.enable()
+        start_gc.hold()
+        garbage = Cycle()
+        gone = weakref.ref(garbage)
+        kept = [[1]]  # what lives on
+        del garbage
+        start_gc.settle(collect=collect)
+        assert gc.isenabled() and frozen(kept) and not start_gc.holding()
+        # With collect, the cycle is freed; without (the control), it is set aside with the rest, for good.
+        assert (gone() is None) == collect
+        gc.unfreeze()
+
+
+def test_the_console_process_settles_after_its_first_attached_frame(
+    collector: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The console's own process holds the collector through Textual's start and the first rules table (its
+    engine is in the other process), and settles, with one full collection, once it has said attached."""
+    import asyncio
+
+    from support.ui import StartingSource, live_app
+
+    from ironpost_tui.ui import app as ui_app
+
+    calls: list[bool] = []
+    monkeypatch.setattr(start_gc, "settle", lambda collect=False: (calls.append(collect), start_gc._held.clear()))
+    monkeypatch.setattr(ui_app, "SETTLE_AFTER_SECS", 0.01)
+    for holding in (True, False):  # False: the control, a process whose engine settled it (one process)
+        calls.clear()
+        start_gc._held[:] = [True] if holding else []
+        source = StartingSource()
+        source.go.set()
+
+        async def main(source: StartingSource = source, holding: bool = holding) -> None:
+            async with live_app(source).run_test() as pilot:
+                for _ in range(200):
+                    await pilot.pause(0.01)
+                    if "attached" in str(pilot.app.main.query_one("#status").render()) and (calls or not holding):
+                        break
+                await pilot.pause(0.05)
+
+        asyncio.run(main())
+        assert calls == ([True] if holding else [])
+    start_gc._held.clear()

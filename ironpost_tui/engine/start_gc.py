@@ -7,7 +7,10 @@ headless start with 10,000 rules (bench/b_startup.py).  ``hold()``, first thing 
 line's run, keeps it off; ``settle()``, once the engine has started (Engine.start, however it ends),
 sets what exists then aside from later collections (``gc.freeze``: they are not walked again, by the
 next full collection nor by any after it) and turns the collector back on; ``release()``, when the run
-ends, turns it back on if nothing settled it (a run that ended before its engine started).
+ends, turns it back on if nothing settled it (a run that ended before its engine started).  The
+console's own process (the engine in the other one) settles once it has drawn its first attached frame
+with the rules table (ui/app.py), after one full collection: its start is Textual's and the first table's
+(10,000 rows), off the path to that frame.
 
 What the freeze costs: the garbage cycles of the start itself (under a thousand objects with the
 bench's 10,000 rules, in the agent and in the console) are never collected, and an object alive at
@@ -30,11 +33,19 @@ def hold() -> None:
     gc.disable()
 
 
-def settle() -> None:
-    """What the start built set aside (gc.freeze), and the collector on again."""
+def settle(collect: bool = False) -> None:
+    """What the start built set aside (gc.freeze), and the collector on again; with ``collect``, the start's
+    garbage collected first (one full collection), so that it is not set aside with what lives on."""
     _held.clear()
+    if collect:
+        gc.collect()
     gc.freeze()
     gc.enable()
+
+
+def holding() -> bool:
+    """Whether hold() holds the collector off still (nothing has settled it)."""
+    return bool(_held)
 
 
 def release() -> None:

@@ -27,6 +27,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+from ironpost_tui import collector
 from ironpost_tui.config.settings import ConsoleSettings
 from ironpost_tui.engine.feed import SourceInfo
 from ironpost_tui.errors import ExitStatus, IronpostError
@@ -254,7 +255,11 @@ def recv(sock: socket.socket) -> Any:
     body = _exactly(sock, n)
     if body is None:
         return None
-    return pickle.loads(body)  # from our own forked process only (see the module's docstring)
+    # The cyclic collector held off while a frame's objects are made: a 10,000-rule table is some 60,000
+    # (rules, networks, addresses), nearly all kept, and the collector would walk them and the console's
+    # heap every 700 of them (the console's first table: 70-110 ms to read with it on, 25 ms off).
+    with collector.held():
+        return pickle.loads(body)  # from our own forked process only (see the module's docstring)
 
 
 def _exactly(sock: socket.socket, n: int) -> bytes | None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import gc
 import ipaddress
 import struct
 from collections.abc import Callable
 from itertools import repeat
 from operator import add
 
+from ironpost_tui import collector
 from ironpost_tui.kernel import abi
 from ironpost_tui.kernel.record_event import ADDRESS_CACHE_MAX, SLOT_OFFSET, Batch, RecordEvent
 from ironpost_tui.kernel.ringbuf import EventRecords
@@ -71,10 +71,5 @@ class EventDecoder:
             rule = self._rule_for_slot(slot)
             rule_ids[slot] = rule.id if rule else None
         batch = (Batch(self._offset, rule_ids, self._v4, self._v6),)
-        enabled = gc.isenabled()
-        gc.disable()
-        try:
+        with collector.held():
             return list(map(_new, repeat(RecordEvent), map(add, bodies.iter_unpack(data), repeat(batch))))
-        finally:
-            if enabled:
-                gc.enable()

@@ -25,6 +25,7 @@ from textual.worker import get_current_worker
 
 from ironpost_tui.config.settings import ConsoleSettings
 from ironpost_tui.detectors import Alert
+from ironpost_tui.engine import start_gc
 from ironpost_tui.engine.feed import Source
 from ironpost_tui.errors import ExitStatus, IronpostError
 from ironpost_tui.kernel.capture import CaptureFilter
@@ -92,6 +93,9 @@ from ironpost_tui.ui.widgets.traffic_pane import SPARK_SAMPLES, TrafficPane
 log = logging.getLogger(__name__)
 
 SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+# The console's process holds its garbage collector off through its start, until this long after its first
+# attached frame: then one full collection and the start's objects set aside (engine/start_gc.py).
+SETTLE_AFTER_SECS = 0.5
 MAX_POLL_SECS = 0.25  # the worker's poll timeout: how soon it sees a cancel, and how long an edit may wait
 
 
@@ -233,6 +237,8 @@ class IronpostApp(App[int]):
             self.screen.dismiss(None)
         self.state.notice(f"attached to {message.info.iface} ({message.info.mode} mode)")
         self.redraw()
+        if start_gc.holding():  # the console's own process (its engine in the other): engine/start_gc.py
+            self.set_timer(SETTLE_AFTER_SECS, lambda: start_gc.settle(collect=True))
 
     def on_source_failed(self, message: SourceFailed) -> None:
         self.failure = message

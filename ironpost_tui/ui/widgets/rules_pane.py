@@ -13,6 +13,7 @@ from textual.containers import Vertical
 from textual.reactive import reactive
 from textual.widgets import Static
 
+from ironpost_tui import collector
 from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.model import Action, FilterRule, RuleStatus
 from ironpost_tui.rules.nft import nft_command
@@ -131,7 +132,8 @@ class RulesPane(Vertical):
         if rebuild:
             grid.refresh()  # a theme: the same texts in new colours
         rows = self.order.apply(self.rules, SORT_KEYS)
-        grid.set_rows(rows, self.now, [self.order.label(c) for c in COLUMNS])
+        with collector.held():  # a new table formats a row of cells per rule: 10,000 at a start
+            grid.set_rows(rows, self.now, [self.order.label(c) for c in COLUMNS])
         self._show_detail()
         self._show_status()
 
