@@ -129,7 +129,11 @@ def build(seed: int, avoid: list[IPNet] | None = None, exact: int = EXACT, prefi
     for i in range(multi):
         rule = _shape(i % 8, i // 8)
         # Within each shape, drop and monitor alternate (the i // 8-th rule of the shape): every shape has both.
-        rule = {"id": f"multi-{i}", **rule, "action": "drop" if (i // 8) % 2 else "monitor"}
+        # A drop rule on a source in use here would be refused (anti-lockout: the host's own address): it
+        # monitors instead.
+        src = rule.get("src_ip")
+        drop = (i // 8) % 2 == 1 and (src is None or _free(ipaddress.ip_network(str(src)), avoid))
+        rule = {"id": f"multi-{i}", **rule, "action": "drop" if drop else "monitor"}
         rs.multi.append(rule)
     return rs
 

@@ -51,3 +51,16 @@ def test_the_least_work_filter_drops_its_source_and_passes_the_rest() -> None:
         # The check it runs before timing fails on a verdict that is not the one expected.
         with pytest.raises(rig.BenchError, match="XDP action 1, expected 2"):
             b_profile.check_verdict("least-work filter", fd, frames[0].data, passed)
+
+
+def test_a_multi_field_drop_rule_on_a_source_in_use_here_monitors_instead() -> None:
+    """The anti-lockout refuses a drop rule over the host's own address: the bench's rule set (built per run,
+    around the addresses in use) makes that one a monitor rule, and the file loads."""
+    from bench import ruleset
+
+    def action_of(avoid: list[ipaddress.IPv4Network]) -> object:
+        rs = ruleset.build(19, avoid=list(avoid))
+        return next(r["action"] for r in rs.multi if r.get("src_ip") == "198.19.161.0/24")
+
+    assert action_of([]) == "drop"  # the control: a drop rule of its shape
+    assert action_of([ipaddress.IPv4Network("198.19.161.4/30")]) == "monitor"

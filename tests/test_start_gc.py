@@ -149,3 +149,33 @@ def test_the_console_process_settles_after_its_first_attached_frame(
         asyncio.run(main())
         assert calls == ([True] if holding else [])
     start_gc._held.clear()
+
+
+def test_the_console_process_settles_after_a_start_that_failed(
+    collector: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The error screen waits for a key as long as the operator leaves it: the collector is let go there too."""
+    import asyncio
+
+    from support.ui import StartingSource, live_app
+
+    from ironpost_tui.ui import app as ui_app
+    from ironpost_tui.ui.screens.error import ErrorScreen
+
+    calls: list[bool] = []
+    monkeypatch.setattr(start_gc, "settle", lambda collect=False: (calls.append(collect), start_gc._held.clear()))
+    monkeypatch.setattr(ui_app, "SETTLE_AFTER_SECS", 0.01)
+    start_gc._held[:] = [True]
+    source = StartingSource(fail=IronpostError("no such interface"))
+    source.go.set()
+
+    async def main() -> None:
+        async with live_app(source).run_test() as pilot:
+            for _ in range(200):
+                await pilot.pause(0.01)
+                if isinstance(pilot.app.screen, ErrorScreen) and calls:
+                    break
+
+    asyncio.run(main())
+    assert calls == [True]
+    start_gc._held.clear()

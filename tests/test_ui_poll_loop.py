@@ -8,8 +8,9 @@ from support.ui import StartingSource
 
 from ironpost_tui.engine.feed import Update
 from ironpost_tui.errors import IronpostError
+from ironpost_tui.kernel.host import InterfaceState
 from ironpost_tui.ui import poll_loop
-from ironpost_tui.ui.messages import RulesRefreshed, SourceFailed, SourceStarted
+from ironpost_tui.ui.messages import NoticePosted, RulesRefreshed, SourceFailed, SourceStarted
 
 
 class Polled(StartingSource):
@@ -47,3 +48,25 @@ def test_a_first_poll_that_fails_still_leaves_the_starting_screen_and_a_fatal_on
     assert kinds.count(SourceStarted.__name__) == 1 and SourceFailed.__name__ not in kinds
     kinds = run(Polled(fail_first=IronpostError("gone")), 1)
     assert kinds == [SourceFailed.__name__]
+
+
+class SaysThings(Polled):
+    """Its first update has a notice, and the interface it reports is down."""
+
+    def poll(self, timeout: float) -> Update:
+        update = super().poll(timeout)
+        if len(self.timeouts) == 1:
+            return replace(update, notices=("reload refused: bad file",), interface_state=InterfaceState.DOWN)
+        return update
+
+
+def test_what_the_first_poll_says_comes_after_attached_so_the_notice_line_shows_it() -> None:
+    posted: list[object] = []
+    source = SaysThings()
+    poll_loop.run_poll(source, posted.append, lambda: len(source.timeouts) >= 2, 0.5, must_start=True)  # type: ignore[arg-type]
+    kinds = [type(m).__name__ for m in posted]
+    started = kinds.index(SourceStarted.__name__)
+    said = [str(m.text) for m in posted if isinstance(m, NoticePosted)]
+    assert said == ["interface eth9 is down", "reload refused: bad file"]
+    assert all(i > started for i, k in enumerate(kinds) if k == NoticePosted.__name__)
+    assert kinds.index(RulesRefreshed.__name__) < started

@@ -24,13 +24,15 @@ from __future__ import annotations
 
 import gc
 
+from ironpost_tui import collector
+
 _held: list[bool] = []  # hold()'s collector state, until settle() or release()
 
 
 def hold() -> None:
     """The collector off until settle() (or release(), when the engine never started)."""
-    _held[:] = [gc.isenabled()]
-    gc.disable()
+    _held[:] = [collector.enabled()]
+    collector.disable()
 
 
 def settle(collect: bool = False) -> None:
@@ -40,7 +42,7 @@ def settle(collect: bool = False) -> None:
     if collect:
         gc.collect()
     gc.freeze()
-    gc.enable()
+    collector.enable()
 
 
 def holding() -> bool:
@@ -53,4 +55,4 @@ def release() -> None:
     the engine started: an error, or the command line called in-process by a test)."""
     if _held:
         if _held.pop():
-            gc.enable()
+            collector.enable()

@@ -96,6 +96,7 @@ SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 # The console's process holds its garbage collector off through its start, until this long after its first
 # attached frame: then one full collection and the start's objects set aside (engine/start_gc.py).
 SETTLE_AFTER_SECS = 0.5
+SETTLE_AT_THE_LATEST_SECS = 30.0  # after the console's mount, if its start has not ended by then
 MAX_POLL_SECS = 0.25  # the worker's poll timeout: how soon it sees a cancel, and how long an edit may wait
 
 
@@ -193,10 +194,22 @@ class IronpostApp(App[int]):
         must_start = isinstance(self.source, StartableSource) and not self.info.attached
         if must_start:
             self.push_screen(StartingScreen(self.info.iface))
+            self.set_timer(SETTLE_AT_THE_LATEST_SECS, self._settle)  # a start that does not end
         else:
             self.started = True
+            self._settle_soon()
         self.redraw()
         self.poll_source(must_start)
+
+    def _settle_soon(self) -> None:
+        """The console's own process (its engine in the other) lets its garbage collector go once its start
+        has ended, however it ended: engine/start_gc.py."""
+        if start_gc.holding():
+            self.set_timer(SETTLE_AFTER_SECS, self._settle)
+
+    def _settle(self) -> None:
+        if start_gc.holding():
+            start_gc.settle(collect=True)
 
     def _install_signal_handlers(self) -> None:
         # A dropped SSH session sends SIGHUP, whose default action would kill us
@@ -237,11 +250,11 @@ class IronpostApp(App[int]):
             self.screen.dismiss(None)
         self.state.notice(f"attached to {message.info.iface} ({message.info.mode} mode)")
         self.redraw()
-        if start_gc.holding():  # the console's own process (its engine in the other): engine/start_gc.py
-            self.set_timer(SETTLE_AFTER_SECS, lambda: start_gc.settle(collect=True))
+        self._settle_soon()
 
     def on_source_failed(self, message: SourceFailed) -> None:
         self.failure = message
+        self._settle_soon()
         if isinstance(self.screen, StartingScreen):
             self.screen.dismiss(None)
         self.push_screen(

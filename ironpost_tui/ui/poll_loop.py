@@ -73,18 +73,27 @@ def run_poll(
         wait = timeout
         if cancelled():
             return
+        said: list[Message] = []
         if update.interface_state != interface:
             interface = update.interface_state
             if interface == InterfaceState.GONE:
                 gone = InterfaceGone(f"interface {source.info.iface} disappeared: the program went with it")
                 post(SourceFailed(gone.title, gone.message, int(gone.exit_status)))
                 return
-            post(NoticePosted(f"interface {source.info.iface} is {interface}"))
-        for message in messages_for(update):
-            post(message)
+            said.append(NoticePosted(f"interface {source.info.iface} is {interface}"))
+        messages = [*said, *messages_for(update)]
         if started is not None:
+            # The first poll's table and counters, then attached, then what it said (an interface down, a
+            # reload's refusal), which "attached to ..." would otherwise cover on the notice line.
+            notices: list[Message] = [m for m in messages if isinstance(m, NoticePosted)]
+            for message in messages:
+                if not isinstance(message, NoticePosted):
+                    post(message)
             post(started)
             started = None
+            messages = notices
+        for message in messages:
+            post(message)
         if 0 < len(update.events) < BIG_BATCH:
             rest = BATCH_SECS - (time.monotonic() - began)
             if rest > 0:
