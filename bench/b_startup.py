@@ -143,7 +143,11 @@ class Tmux:
         self.t_spawn = 0.0
 
     def _tmux(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return rig.sh("tmux", "-L", self.socket, *args, check=check)
+        # pytest (a plugin) sets COLUMNS/LINES=80x24 in os.environ while a test runs, and the suite's smoke
+        # run of this bench inherits them: the tmux server would pass them on to the console, and Textual
+        # believes them over the pane's size (an 80x24 console shows one pane, not the rules' count).
+        env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+        return rig.sh_env(env, "tmux", "-L", self.socket, *args, check=check)
 
     def start(self, argv: list[str], env: dict[str, str]) -> None:
         envs: list[str] = []
