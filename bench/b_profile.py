@@ -27,6 +27,8 @@ from .prog_frames import XDP_DROP, XDP_PASS
 
 NAME = "prog-profile"
 LEAST = "least-work"
+# bench/least_filter.c's tables (2^bits buckets) and hash multiplier, given to it as -D flags.
+LEAST_BITS4, LEAST_BITS6, LEAST_MUL32 = 12, 10, 0x9E3779B1
 # The frames profiled: prog's (bench/prog_frames.py), each by the short name the notes use.  Each frame is
 # run again and again, so the sketches' and top tables' ways hit: what a new source costs is prog's
 # rotating-source line.
@@ -179,13 +181,14 @@ def least_filter_prog(blocked: ipaddress.IPv4Address, frames: list[prog_frames.F
     passed."""
     import bcc
 
-    b = bcc.BPF(src_file=str(Path(__file__).with_name("least_filter.c")).encode())
+    cflags = [f"-DLEAST_BITS4={LEAST_BITS4}", f"-DLEAST_BITS6={LEAST_BITS6}", f"-DLEAST_MUL32={LEAST_MUL32:#x}U"]
+    b = bcc.BPF(src_file=str(Path(__file__).with_name("least_filter.c")).encode(), cflags=cflags)
     try:
         src = int.from_bytes(blocked.packed, "little")  # as the program loads it from the packet
         table = b[b"LEAST_SRC4"]
         leaf = table.Leaf()
         leaf.addr[0] = src
-        table[table.Key(((src * 0x9E3779B1) & 0xFFFFFFFF) >> (32 - 12))] = leaf
+        table[table.Key(((src * LEAST_MUL32) & 0xFFFFFFFF) >> (32 - LEAST_BITS4))] = leaf
         fd = int(b.load_func(b"least_filter", bcc.BPF.XDP).fd)
         for f in frames:
             check_verdict(f"least-work filter, {f.label}", fd, f.data, XDP_DROP if f.src == blocked else XDP_PASS)

@@ -11,9 +11,8 @@
 #include <uapi/linux/ip.h>
 #include <uapi/linux/ipv6.h>
 
-#define LEAST_BITS4 12
-#define LEAST_BITS6 10
-#define LEAST_MUL32 0x9E3779B1U
+/* LEAST_BITS4, LEAST_BITS6 (the tables have 2^bits buckets) and LEAST_MUL32 (the hash's multiplier)
+ * arrive as -D flags from bench/b_profile.py, which fills the IPv4 table by the same hash. */
 
 struct least_counts {
 	__u64 packets;

@@ -164,6 +164,22 @@ def _program_cache_of_the_session() -> Iterator[None]:
 
 
 @pytest.fixture
+def gc_restored() -> Iterator[None]:
+    """The test process's garbage collector as it was, whatever the test did to it (its freeze undone)."""
+    import gc
+
+    enabled = gc.isenabled()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        if enabled:
+            gc.enable()
+        else:
+            gc.disable()
+
+
+@pytest.fixture
 def pin_dir(request: pytest.FixtureRequest) -> Iterator[Path]:
     """A directory of its own in the BPF filesystem for the maps a test pins (a --persist run's), removed
     with whatever is pinned in it."""

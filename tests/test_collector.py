@@ -9,18 +9,7 @@ import random
 import threading
 from collections.abc import Iterator
 
-import pytest
-
 from ironpost_tui import collector
-
-
-@pytest.fixture
-def restored() -> Iterator[None]:
-    enabled = gc.isenabled()
-    try:
-        yield
-    finally:
-        gc.enable() if enabled else gc.disable()
 
 
 @contextlib.contextmanager
@@ -50,7 +39,7 @@ def interleaved(held: object) -> list[bool]:
     return states
 
 
-def test_overlapping_blocks_keep_it_off_until_the_last_ends(restored: None) -> None:
+def test_overlapping_blocks_keep_it_off_until_the_last_ends(gc_restored: None) -> None:
     gc.enable()
     assert interleaved(collector.held) == [False, False, False, True]
     gc.enable()
@@ -59,7 +48,7 @@ def test_overlapping_blocks_keep_it_off_until_the_last_ends(restored: None) -> N
     assert interleaved(collector.held) == [False, False, False, False]  # off before: off after
 
 
-def test_enable_and_disable_within_a_block_take_effect_when_it_ends(restored: None) -> None:
+def test_enable_and_disable_within_a_block_take_effect_when_it_ends(gc_restored: None) -> None:
     collector.disable()
     with collector.held():
         collector.enable()  # start_gc.settle() from another thread, while a frame is read
@@ -73,7 +62,7 @@ def test_enable_and_disable_within_a_block_take_effect_when_it_ends(restored: No
     assert gc.isenabled()
 
 
-def test_threads_holding_at_random_leave_it_on(restored: None) -> None:
+def test_threads_holding_at_random_leave_it_on(gc_restored: None) -> None:
     gc.enable()
     barrier = threading.Barrier(8)
 

@@ -5,7 +5,6 @@ process the engine owns (the agent, the console), never as a library in someone 
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterator
 
 import pytest
 
@@ -14,21 +13,7 @@ from ironpost_tui.engine import engine, start_gc
 from ironpost_tui.errors import IronpostError, NoSuchInterface
 
 
-@pytest.fixture
-def collector() -> Iterator[None]:
-    """The test process's collector as it was, whatever the test did to it."""
-    enabled = gc.isenabled()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-        if enabled:
-            gc.enable()
-        else:
-            gc.disable()
-
-
-def test_hold_turns_the_collector_off_and_settle_freezes_what_exists_and_turns_it_on(collector: None) -> None:
+def test_hold_turns_the_collector_off_and_settle_freezes_what_exists_and_turns_it_on(gc_restored: None) -> None:
     gc.unfreeze()
     gc.enable()
     start_gc.hold()
@@ -44,7 +29,7 @@ def test_hold_turns_the_collector_off_and_settle_freezes_what_exists_and_turns_i
     assert gc.isenabled()
 
 
-def test_release_turns_the_collector_back_on_when_nothing_settled(collector: None) -> None:
+def test_release_turns_the_collector_back_on_when_nothing_settled(gc_restored: None) -> None:
     """A run that ended before its engine started (an error, a test calling the command line): the
     collector as hold() found it (the control: off before hold(), it stays off)."""
     for before in (True, False):
@@ -67,7 +52,7 @@ def frozen(objs: list[object]) -> bool:
 @pytest.mark.root
 @pytest.mark.parametrize("own", [True, False])
 def test_an_engine_that_owns_its_process_settles_even_when_its_start_fails(
-    collector: None, monkeypatch: pytest.MonkeyPatch, own: bool
+    gc_restored: None, monkeypatch: pytest.MonkeyPatch, own: bool
 ) -> None:
     """The agent's and the console's engine (own_process) turns the collector back on however its start
     ends (here: no such interface, the first thing it looks up); as a library it never touches it."""
@@ -79,7 +64,7 @@ def test_an_engine_that_owns_its_process_settles_even_when_its_start_fails(
 
 
 def test_the_command_line_run_holds_the_collector_before_anything(
-    collector: None, monkeypatch: pytest.MonkeyPatch
+    gc_restored: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     held: list[str] = []
     monkeypatch.setattr(start_gc, "hold", lambda: held.append("hold"))
@@ -99,7 +84,7 @@ class Cycle:
         self.me = self
 
 
-def test_settle_with_collect_frees_the_starts_garbage_before_setting_the_rest_aside(collector: None) -> None:
+def test_settle_with_collect_frees_the_starts_garbage_before_setting_the_rest_aside(gc_restored: None) -> None:
     import weakref
 
     for collect in (True, False):
@@ -119,7 +104,7 @@ def test_settle_with_collect_frees_the_starts_garbage_before_setting_the_rest_as
 
 
 def test_the_console_process_settles_after_its_first_attached_frame(
-    collector: None, monkeypatch: pytest.MonkeyPatch
+    gc_restored: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The console's own process holds the collector through Textual's start and the first rules table (its
     engine is in the other process), and settles, with one full collection, once it has said attached."""
@@ -152,7 +137,7 @@ def test_the_console_process_settles_after_its_first_attached_frame(
 
 
 def test_the_console_process_settles_after_a_start_that_failed(
-    collector: None, monkeypatch: pytest.MonkeyPatch
+    gc_restored: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The error screen waits for a key as long as the operator leaves it: the collector is let go there too."""
     import asyncio
