@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import signal
 import subprocess
 import tempfile
 import time
@@ -18,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import netlab
+from . import netlab, trafgen
 
 
 def _bytes(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
@@ -105,16 +104,11 @@ def paced(lab: netlab.Lab, flows: Sequence[tuple[str, int, float]], **frame_kw: 
                 argv = ["ip", "netns", "exec", lab.ns, "trafgen", "--dev", lab.peer_if, "--conf", str(cfg),
                         "--cpus", "1", "--no-sock-mem", "--notouch-irq", "--no-cpu-stats", "--rate",
                         f"{rate}pps", "-n", str(count)]  # fmt: skip
-                proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                proc = subprocess.Popen(
+                    argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+                )  # stopped with its group: trafgen.stop
                 out.senders.append(Sender(src, rate, count, proc, time.monotonic()))
             yield out
         finally:
             for s in out.senders:
-                if s.proc.poll() is None:
-                    s.proc.send_signal(signal.SIGINT)
-            for s in out.senders:
-                try:
-                    s.proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    s.proc.kill()
-                    s.proc.wait()
+                trafgen.stop(s.proc)
