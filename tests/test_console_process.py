@@ -415,6 +415,43 @@ def test_a_sigcont_it_did_not_stop_for_changes_nothing(two) -> None:  # type: ig
 
 
 @pytest.mark.root
+def test_an_engine_process_that_stops_answering_is_said_and_q_still_ends_it(two) -> None:  # type: ignore[no-untyped-def]
+    """SIGSTOP to the engine process (stuck as it could be in the kernel or a lock): its last figures must not
+    stay under "attached", as if the traffic had stopped.  Within seconds the status bar says "no answer";
+    SIGCONT: attached again (the control), and said so.  Stopped again, q: the console ends (it used to wait
+    for ever, asyncio waiting for the poll worker's thread), the engine process killed and its program
+    detached with it, and the console says why it did not wait."""
+    lab, made, argv, _ = two
+    s, engine = _attached(made, argv)
+
+    def top(screen: str) -> str:
+        return screen.splitlines()[0] if screen else ""
+
+    try:
+        assert "attached" in top(s.capture())
+        os.kill(engine, signal.SIGSTOP)
+        screen = s.wait_screen(lambda t: "no answer" in top(t), 20, "the status bar saying the engine is silent")
+        assert "attached" not in top(screen) and "engine not answering" in screen
+        os.kill(engine, signal.SIGCONT)
+        screen = s.wait_screen(lambda t: "attached" in top(t), 20, "attached again")
+        assert "answers again" in screen
+        os.kill(engine, signal.SIGSTOP)
+        time.sleep(0.5)  # q comes before the console has seen any silence: the worst case
+        t0 = time.monotonic()
+        s.keys("q")
+        assert s.wait_exit(30), s.capture()
+        wait_no_xdp(lab.ifindex, within=5.0, since=t0)
+        assert _gone(engine, 5), "the stopped engine process outlived the console"
+        said = s.scrollback(60)
+        assert "not waiting for it to close" in said and "killing it" in said, said
+    finally:
+        try:
+            os.kill(engine, signal.SIGCONT)  # a failed test leaves no stopped process: it sees its console gone
+        except ProcessLookupError:
+            pass
+
+
+@pytest.mark.root
 def test_a_terminal_that_goes_detaches_and_ends_both_processes(two) -> None:  # type: ignore[no-untyped-def]
     """The session killed (SIGHUP, then SIGCONT, to the foreground group; the terminal gone): the console
     detaches and exits, its engine with it.  Three times: before ui/driver.py a quarter of these hung."""
@@ -442,3 +479,141 @@ def test_a_refused_configuration_is_said_as_one_process_says_it(lab: netlab.Lab,
     assert outs[0] == outs[1], outs
     assert outs[0][0] == ExitStatus.CONFIG_INVALID and "not an address" in outs[0][1], outs
     assert not xdp_progs(lab.ifindex)
+
+
+# --- an engine process that stops answering ---------------------------------------------------------
+class _Engine:
+    """The engine process's end of the socket, in a thread: records each call and answers those that
+    ``answering`` allows when it is set (a close: answered, then the stand-in process ends by SIGTERM)."""
+
+    def __init__(self, sock: object, child: object, answering: object) -> None:
+        import threading
+
+        self.sock, self.child, self.answering = sock, child, answering
+        self.calls: list[wire.Call] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        from ironpost_tui.engine.feed import OnExit, SourceInfo, Update
+
+        while (request := wire.recv(self.sock)) is not None:  # type: ignore[arg-type]
+            call = wire.Call(request[0])
+            self.calls.append(call)
+            if not self.answering.wait(10):  # type: ignore[attr-defined]
+                continue
+            info = SourceInfo("lab0", "native", True, 0.0, "", 10, on_exit=OnExit.REMOVE)
+            value = {wire.Call.POLL: Update(), wire.Call.START: info}.get(call)
+            try:
+                wire.send(self.sock, (wire.Said.RETURNED, value))  # type: ignore[arg-type]
+            except OSError:  # the console's end closed (an abandoned call answered late)
+                return
+            if call == wire.Call.CLOSE:
+                self.child.terminate()  # type: ignore[attr-defined]
+                return
+
+
+def _remote(answering: object):  # type: ignore[no-untyped-def]
+    import socket
+    import subprocess
+    import sys
+
+    from ironpost_tui.engine import remote
+
+    ours, theirs = socket.socketpair()
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    return remote.RemoteSource(ours, child.pid), _Engine(theirs, child, answering), child, theirs
+
+
+def _end(src, child, theirs) -> None:  # type: ignore[no-untyped-def]
+    if src._status is None:  # not reaped by the source: still ours to end
+        child.kill()
+        child.wait()
+    theirs.close()
+
+
+def test_a_call_not_answered_is_abandoned_on_the_way_out_and_the_close_neither_asks_nor_waits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A stopped or stuck engine process: the console's poll worker would wait for its answer for ever,
+    and asyncio waits for that thread before the console can end (q did nothing).  end_wait abandons the
+    call once it has waited SILENT_SECS (its thread gets EngineGone); close then does not ask (the engine
+    serves one call at a time) and kills the process once SILENT_CLOSE_SECS have passed."""
+    import threading
+
+    from ironpost_tui.engine import remote
+
+    monkeypatch.setattr(remote, "SILENT_SECS", 0.3)
+    monkeypatch.setattr(remote, "SILENT_CLOSE_SECS", 0.5)
+    silent = threading.Event()  # never set: nothing is answered
+    src, engine, child, theirs = _remote(silent)
+    try:
+        raised: list[BaseException] = []
+
+        def poll() -> None:
+            try:
+                src.poll(0.1)
+            except BaseException as exc:  # noqa: BLE001 - what the worker would get
+                raised.append(exc)
+
+        poller = threading.Thread(target=poll)
+        poller.start()
+        while src.silent_for(time.monotonic()) == 0:
+            time.sleep(0.01)
+        src.end_wait(0.3)
+        poller.join(5)
+        assert not poller.is_alive() and isinstance(raised[0], remote.EngineGone), raised
+        assert "did not answer" in raised[0].message
+        t0 = time.monotonic()
+        src.close()
+        assert time.monotonic() - t0 < 5  # not CLOSE_WAIT_SECS (30) twice
+        assert engine.calls == [wire.Call.POLL]  # no close asked
+        assert src._status is not None and os.WTERMSIG(src._status) == signal.SIGKILL
+    finally:
+        silent.set()
+        _end(src, child, theirs)
+
+
+def test_a_call_answered_in_time_is_not_abandoned_and_the_close_asks_and_waits() -> None:
+    """The control: an engine that answers; end_wait with nothing in flight returns at once, the close is
+    asked and answered, and the process ends by itself (SIGTERM from the stand-in), not killed."""
+    import threading
+
+    answering = threading.Event()
+    answering.set()
+    src, engine, child, theirs = _remote(answering)
+    try:
+        src.poll(0.1)
+        t0 = time.monotonic()
+        src.end_wait(3.0)
+        assert time.monotonic() - t0 < 1.0
+        src.close()
+        assert engine.calls == [wire.Call.POLL, wire.Call.CLOSE]
+        assert src._status is not None and os.WTERMSIG(src._status) == signal.SIGTERM
+    finally:
+        _end(src, child, theirs)
+
+
+def test_the_start_is_never_called_silent_nor_abandoned() -> None:
+    """A first start compiles for seconds, with the starting screen counting them: it is not silence."""
+    import threading
+
+    answering = threading.Event()
+    src, engine, child, theirs = _remote(answering)
+    try:
+        starter = threading.Thread(target=src.start)
+        starter.start()
+        while not engine.calls:
+            time.sleep(0.01)
+        assert src.silent_for(time.monotonic() + 100) == 0.0
+        t0 = time.monotonic()
+        src.end_wait(0.1)
+        assert time.monotonic() - t0 < 1.0 and starter.is_alive()  # left to end
+        answering.set()
+        starter.join(5)
+        assert not starter.is_alive() and src.info.attached
+        src.close()
+        assert engine.calls == [wire.Call.START, wire.Call.CLOSE]
+    finally:
+        answering.set()
+        _end(src, child, theirs)

@@ -1106,3 +1106,72 @@ def test_a_start_failure_is_shown_then_exits_with_its_code() -> None:
     app = run(live_app(source), scenario)
     assert app.return_code == ExitStatus.NO_SUCH_INTERFACE
     assert app.failure is not None and app.failure.exit_status == ExitStatus.NO_SUCH_INTERFACE
+
+
+# --- a source that stops answering -------------------------------------------------------------------
+def test_a_source_that_stops_answering_is_said_and_then_that_it_answers_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An engine that stops answering (stopped, stuck) must not leave its last figures under "attached",
+    which would read as traffic that stopped: past SILENT_SECS the status bar says "no answer" and the
+    notice line says the figures are stale; once it answers, attached again and said so (the control:
+    attached while it answers)."""
+    import threading
+    import time
+
+    from ironpost_tui.ui import app as app_module
+
+    monkeypatch.setattr(app_module, "SILENT_SECS", 1.0)  # a healthy source answers every quarter second
+
+    class Holding(FakeSource):
+        def __init__(self) -> None:
+            super().__init__()
+            self.answering, self.holding = threading.Event(), threading.Event()
+            self.answering.set()
+
+        def poll(self, timeout: float) -> Update:
+            if not self.answering.is_set():
+                self.holding.set()
+                self.answering.wait(10)
+            return super().poll(timeout)
+
+    source = Holding()
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        app = pilot.app
+        assert isinstance(app, IronpostApp)
+
+        def status() -> str:
+            app.redraw()
+            return str(main_of(pilot).query_one("#status").render())
+
+        end = time.monotonic() + 10
+        while app.answers.at is None and time.monotonic() < end:
+            await pilot.pause(0.05)
+        assert app.answers.at is not None, "the worker never said the source answered"
+        assert "attached" in status() and "no answer" not in status()  # the control
+        source.answering.clear()
+        assert await asyncio.to_thread(source.holding.wait, 5)
+        await asyncio.sleep(1.3)
+        shown = status()
+        assert "no answer" in shown and "attached" not in shown
+        assert "engine not answering" in app.state.notices[-1] and "stale" in app.state.notices[-1]
+        source.answering.set()
+        end = time.monotonic() + 10
+        while app.answers.silent_for(time.monotonic()) > 0.5 and time.monotonic() < end:
+            await pilot.pause(0.05)
+        assert "attached" in status() and "no answer" not in status()
+        assert "answers again" in app.state.notices[-1]
+
+    try:
+        run(live_app(source), scenario)
+    finally:
+        source.answering.set()
+
+
+def test_no_answer_takes_attacheds_place_and_stays_at_80_columns() -> None:
+    from ironpost_tui.ui.widgets.status_bar import StatusView, render_status
+
+    view = StatusView(title="live", iface="eth0", mode="native", attached=True, uptime=3600.0, blocklist_used=12,
+                      blocklist_capacity=10_000, config_path="/etc/ironpost/a-long-path/ironpost.toml")  # fmt: skip
+    assert "attached" in render_status(view, 80).plain  # the control
+    silent = render_status(dataclasses.replace(view, silent=12.0), 80)
+    assert "no answer 12s" in silent.plain and "attached" not in silent.plain and silent.cell_length <= 80

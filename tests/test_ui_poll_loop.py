@@ -70,3 +70,46 @@ def test_what_the_first_poll_says_comes_after_attached_so_the_notice_line_shows_
     assert said == ["interface eth9 is down", "reload refused: bad file"]
     assert all(i > started for i, k in enumerate(kinds) if k == NoticePosted.__name__)
     assert kinds.index(RulesRefreshed.__name__) < started
+
+
+# --- when the source last answered (the console's "no answer" when it stops) -----------------------------------
+def test_the_worker_says_when_the_source_last_answered_and_not_while_it_waits() -> None:
+    """Each poll's return is an answer (a failing one too: it did answer); a poll that does not return is
+    not (the control: the same source's silence grows while it holds its poll, and drops once it returns)."""
+    import threading
+    import time
+
+    from ironpost_tui.engine.feed import Answers
+
+    answers = Answers()
+    assert answers.silent_for(time.monotonic() + 100) == 0.0  # no answer yet: nothing to say
+    source = Polled(fail_first=RuntimeError("boom"))
+    poll_loop.run_poll(source, lambda m: None, lambda: len(source.timeouts) >= 1, 0.01, answers=answers)  # type: ignore[arg-type]
+    assert answers.at is not None and answers.silent_for(time.monotonic()) < 5  # the failed poll counted
+
+    class Holding(Polled):
+        def __init__(self) -> None:
+            super().__init__()
+            self.hold, self.held = threading.Event(), threading.Event()
+
+        def poll(self, timeout: float) -> Update:
+            if len(self.timeouts) == 2:  # the third poll waits until released
+                self.held.set()
+                self.hold.wait(10)
+            return super().poll(timeout)
+
+    answers = Answers()
+    source2 = Holding()
+    worker = threading.Thread(
+        target=poll_loop.run_poll, args=(source2, lambda m: None, lambda: len(source2.timeouts) >= 4, 0.01),
+        kwargs={"must_start": True, "answers": answers},
+    )  # fmt: skip
+    worker.start()
+    try:
+        assert source2.held.wait(10)
+        time.sleep(0.3)
+        assert answers.silent_for(time.monotonic()) >= 0.3  # held: no answer since
+    finally:
+        source2.hold.set()
+        worker.join(10)
+    assert answers.silent_for(time.monotonic()) < 0.3  # answered again

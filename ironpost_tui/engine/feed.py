@@ -6,6 +6,7 @@ returns are frozen and cross into the UI as they are.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -58,6 +59,28 @@ class Update:
 def drop_rules(n: int) -> str:
     """'1 drop rule', '12 drop rules': how the quit question and the kept line count them."""
     return f"{n:,} drop rule{'' if n == 1 else 's'}"
+
+
+# A source that has not answered a poll for this long is silent (a healthy one answers within the poll's
+# timeout, a quarter of a second, plus a tick; a 10,000-rule reload holds it well under a second): the
+# console says so rather than show the last figures as if they were live, and a close does not wait on it.
+SILENT_SECS = 3.0
+
+
+class Answers:
+    """When a source last answered (monotonic seconds): set by the thread that calls it, read by another
+    (a float's assignment is atomic).  None until the first answer."""
+
+    def __init__(self) -> None:
+        self.at: float | None = None
+
+    def answered(self, now: float | None = None) -> None:
+        self.at = time.monotonic() if now is None else now
+
+    def silent_for(self, now: float) -> float:
+        """Seconds since the last answer (0 before the first)."""
+        at = self.at
+        return 0.0 if at is None else max(0.0, now - at)
 
 
 class Source(Protocol):

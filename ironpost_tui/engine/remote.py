@@ -25,7 +25,7 @@ from dataclasses import replace
 from typing import Any
 
 from ironpost_tui.engine import wire
-from ironpost_tui.engine.feed import OnExit, SourceInfo, Update
+from ironpost_tui.engine.feed import SILENT_SECS, OnExit, SourceInfo, Update
 from ironpost_tui.engine.served import Served
 from ironpost_tui.engine.wire import Call, Configured, Raised, Said
 from ironpost_tui.errors import ExitStatus, IronpostError
@@ -33,7 +33,11 @@ from ironpost_tui.model import FilterRule
 
 log = logging.getLogger(__name__)
 CLOSE_WAIT_SECS = 30.0  # for the engine process to detach and exit once asked; then it is killed
+# For an engine process that has left a call unanswered for SILENT_SECS or more (stopped, stuck): not asked
+# to close (it serves one call at a time), its socket closed, then this long to exit before it is killed.
+SILENT_CLOSE_SECS = 5.0
 _GONE = object()
+_ABANDONED = object()  # end_wait: the call in flight is not waited for any more
 
 
 class EngineGone(IronpostError):
@@ -72,6 +76,9 @@ class RemoteSource:
         self._gone = False
         self._table = wire.TableReceiver()
         self._status: int | None = None  # the engine process's wait status, once reaped
+        self._asked: tuple[Call, float] | None = None  # the call in flight and when it was sent (monotonic)
+        self._closed = False
+        self._abandoned: float | None = None  # end_wait: how long the call it abandoned had waited
         self._reader = threading.Thread(target=self._read, name="engine-reader", daemon=True)
         self._reader.start()
 
@@ -101,6 +108,8 @@ class RemoteSource:
         if answer is _GONE:
             self._gone = True
             raise EngineGone(self._ended())
+        if answer is _ABANDONED:
+            raise EngineGone(f"the engine process (pid {self.pid}) did not answer: the console is leaving")
         said, value = answer
         return Said(said), value
 
@@ -128,12 +137,32 @@ class RemoteSource:
             raise value.error()
         raise IronpostError(f"the engine process said {said} before its configuration")
 
+    def silent_for(self, now: float) -> float:
+        """How long the call in flight has waited for its answer (0: none is in flight, or it is the start,
+        which compiles: seconds, with the starting screen counting them)."""
+        asked = self._asked
+        return 0.0 if asked is None or asked[0] == Call.START else max(0.0, now - asked[1])
+
+    def end_wait(self, seconds: float) -> None:
+        """On the console's way out (its poll worker cancelled): the call in flight, unless it is the start,
+        is given until it has waited ``seconds`` (SILENT_SECS) for its answer, then abandoned: the thread
+        waiting for it gets EngineGone (asyncio waits for that thread before the console's process can end,
+        and so before this source's close), and close then neither asks nor waits long (close's doc)."""
+        while (asked := self._asked) is not None and asked[0] != Call.START:
+            silent = time.monotonic() - asked[1]
+            if silent >= seconds:
+                self._abandoned = silent
+                self._answers.put(_ABANDONED)
+                return
+            time.sleep(0.02)
+
     def _call(self, call: Call, *args: object, timeout: float | None = None) -> Any:
         if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
             raise EngineGone(f"the engine process (pid {self.pid}) is busy with another request: not waiting")
         try:
             if self._gone:
                 raise EngineGone(self._ended())
+            self._asked = (call, time.monotonic())
             try:
                 wire.send(self.sock, (call, args))
             except OSError:
@@ -143,6 +172,7 @@ class RemoteSource:
             while said == Said.CONFIGURED:  # a close asked before the configuration came: its answer is next
                 said, value = self._answer(timeout)
         finally:
+            self._asked = None
             self._lock.release()
         if said in (Said.RAISED, Said.FAILED) and isinstance(value, Raised):
             if said == Said.FAILED:
@@ -188,9 +218,20 @@ class RemoteSource:
 
     def close(self) -> None:
         """Ask the engine process to close the source (detach, unless kept) and wait for it to exit;
-        one that does not within CLOSE_WAIT_SECS is killed (its link, and so the program, goes with it)."""
+        one that does not within CLOSE_WAIT_SECS is killed (its link, and so the program, goes with it).
+        One that has left a call unanswered for SILENT_SECS (stopped, stuck) is not asked: its socket is
+        closed (a process that was only slow closes the source on seeing it, as it would have when asked)
+        and it is killed unless it exits within SILENT_CLOSE_SECS.  A second close does nothing."""
+        if self._closed:
+            return
+        self._closed = True
         failure: IronpostError | None = None
-        if not self._gone:
+        silent = self._abandoned if self._abandoned is not None else self.silent_for(time.monotonic())
+        stuck = self._abandoned is not None or silent >= SILENT_SECS
+        if stuck:
+            log.warning("the engine process (pid %d) has not answered for %.0f s: not waiting for it to close",
+                        self.pid, silent)  # fmt: skip
+        elif not self._gone:
             try:
                 self._call(Call.CLOSE, timeout=CLOSE_WAIT_SECS)
             except IronpostError as exc:  # said once the engine process is reaped (or killed)
@@ -199,7 +240,7 @@ class RemoteSource:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-        if self._reap(timeout=CLOSE_WAIT_SECS) is None:
+        if self._reap(timeout=SILENT_CLOSE_SECS if stuck else CLOSE_WAIT_SECS) is None:
             log.error("the engine process (pid %d) did not exit: killing it", self.pid)
             os.kill(self.pid, signal.SIGKILL)
             self._reap(timeout=None)

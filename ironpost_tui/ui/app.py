@@ -26,7 +26,7 @@ from textual.worker import get_current_worker
 from ironpost_tui.config.settings import ConsoleSettings
 from ironpost_tui.detectors import Alert
 from ironpost_tui.engine import start_gc
-from ironpost_tui.engine.feed import Source
+from ironpost_tui.engine.feed import SILENT_SECS, Answers, Source
 from ironpost_tui.errors import ExitStatus, IronpostError
 from ironpost_tui.kernel.capture import CaptureFilter
 from ironpost_tui.records.export import (
@@ -77,7 +77,7 @@ from ironpost_tui.ui.screens.help import HelpScreen, KeyHelp
 from ironpost_tui.ui.screens.main import MainScreen
 from ironpost_tui.ui.screens.starting import StartingScreen
 from ironpost_tui.ui.screens.top_detail import TopDetailScreen
-from ironpost_tui.ui.source_kinds import PlaybackSource, StartableSource
+from ironpost_tui.ui.source_kinds import PlaybackSource, SilenceAwareSource, StartableSource
 from ironpost_tui.ui.state import ConsoleState
 from ironpost_tui.ui.themes import DEFAULT_THEME, VARIABLE_DEFAULTS, load_themes, resolve
 from ironpost_tui.ui.top_details import source_talker
@@ -127,6 +127,8 @@ class IronpostApp(App[int]):
         self.state = ConsoleState()
         self.cursor_blink = cursor_blink
         self.started = False
+        self.answers = Answers()  # when the source last answered a poll (the worker says)
+        self._silent_since: float | None = None  # the last answer before a silence the console has said
         self.failure: SourceFailed | None = None  # why the console ended, for the CLI to print
         self.bits = True
         self.main = MainScreen(cursor_blink=cursor_blink)
@@ -229,6 +231,11 @@ class IronpostApp(App[int]):
 
     def on_unmount(self) -> None:
         self.workers.cancel_group(self, "poll")
+        if isinstance(self.source, SilenceAwareSource):
+            # asyncio waits for the poll worker's thread before the console can end, and that thread may
+            # wait for an answer that is not coming (a stopped or stuck engine): see end_wait.  The CLI
+            # closes the source after that, its engine process killed unless it exits at once.
+            self.source.end_wait(SILENT_SECS)
         self.capturing.stop()
         loop = asyncio.get_running_loop()
         for sig in self._signals:
@@ -239,7 +246,8 @@ class IronpostApp(App[int]):
     @work(thread=True, exclusive=True, exit_on_error=False, group="poll")
     def poll_source(self, must_start: bool) -> None:
         worker = get_current_worker()
-        run_poll(self.source, self.post_message, lambda: worker.is_cancelled, self._poll_timeout, must_start=must_start)
+        run_poll(self.source, self.post_message, lambda: worker.is_cancelled, self._poll_timeout,
+                 must_start=must_start, answers=self.answers)  # fmt: skip
 
     # --- what the worker says -----------------------------------------------------
     def on_source_started(self, message: SourceStarted) -> None:
@@ -307,6 +315,7 @@ class IronpostApp(App[int]):
             return  # mounted, its panes not yet: the data arrived first; the next redraw shows it
         state = self.state
         now = self.source.now()
+        silent = self._silence()
         if state.reset_pending:
             state.reset_pending = False
             events.reset()
@@ -343,9 +352,27 @@ class IronpostApp(App[int]):
         tabs.alerting = alerts.has_class("-critical")
         if state.notices:
             tabs.notice = state.notices[-1]
-        main.query_one(StatusBar).view = self._status(now)
+        main.query_one(StatusBar).view = self._status(now, silent)
 
-    def _status(self, now: float) -> StatusView:
+    def _silence(self) -> float:
+        """How long the source has not answered, once that is SILENT_SECS or more (else 0), said on the
+        notice line when it begins and when it ends.  A stopped or stuck engine would otherwise leave its
+        last figures on screen under "attached", as if the traffic had stopped."""
+        if not self.started or self.replay is not None or self.failure is not None:
+            return 0.0
+        silent = self.answers.silent_for(time.monotonic())
+        if silent >= SILENT_SECS:
+            if self._silent_since is None:
+                self._silent_since = self.answers.at
+                self.state.notice(f"engine not answering for {fmt.span(silent)}: the figures are stale (q quits)")
+            return silent
+        if self._silent_since is not None:
+            at = self.answers.at or self._silent_since
+            self.state.notice(f"the engine answers again (no answer for {fmt.span(at - self._silent_since)})")
+            self._silent_since = None
+        return 0.0
+
+    def _status(self, now: float, silent: float = 0.0) -> StatusView:
         info = self.info
         replay = self.replay
         return StatusView(
@@ -353,6 +380,7 @@ class IronpostApp(App[int]):
             iface=info.iface,
             mode=info.mode,
             attached=info.attached,
+            silent=silent,
             uptime=now - info.started_at if self.started else 0.0,
             blocklist_used=self.state.blocklist_used(),
             blocklist_capacity=info.blocklist_capacity,

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from textual.message import Message
 
-from ironpost_tui.engine.feed import Source
+from ironpost_tui.engine.feed import Answers, Source
 from ironpost_tui.errors import ExitStatus, InterfaceGone, IronpostError
 from ironpost_tui.kernel.host import InterfaceState
 from ironpost_tui.ui.messages import NoticePosted, SourceFailed, SourceStarted, messages_for
@@ -34,6 +34,7 @@ def run_poll(
     timeout: float,
     *,
     must_start: bool = False,
+    answers: Answers | None = None,
 ) -> None:
     """``must_start``: the console shows its starting screen and waits for SourceStarted (or
     SourceFailed), whatever ``source.info`` says by the time this runs: a start begun before the
@@ -41,7 +42,11 @@ def run_poll(
 
     The first poll does not wait for events, and after a start SourceStarted is posted after that
     poll's messages: the console says "attached" with the rules table and the counters already there,
-    never over an empty table ("0 rules" for a moment would read as rules lost)."""
+    never over an empty table ("0 rules" for a moment would read as rules lost).
+
+    ``answers`` is told each time a poll returns (with an update or an error): the console says when the
+    source stops answering (feed.SILENT_SECS)."""
+    answers = answers if answers is not None else Answers()
     started: SourceStarted | None = None
     if must_start and isinstance(source, StartableSource):
         try:
@@ -64,12 +69,14 @@ def run_poll(
             post(SourceFailed(exc.title, exc.message, int(exc.exit_status)))
             return
         except Exception as exc:  # said on screen (the notice line) with what failed, then retried
+            answers.answered()  # an answer all the same: the source is not silent, its poll failed
             log.exception("polling the source failed, retrying: %s: %s", type(exc).__name__, exc)
             if started is not None:  # attached all the same: the console leaves its starting screen
                 post(started)
                 started = None
             pause.wait(timeout)
             continue
+        answers.answered()
         wait = timeout
         if cancelled():
             return

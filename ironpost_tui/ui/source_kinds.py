@@ -34,3 +34,11 @@ class KeepableSource(Protocol):
     """A source whose program can be left enforcing when the console ends (LiveSource)."""
 
     def keep_enforcing(self) -> str: ...  # pin it; what to tell the operator.  IronpostError: nothing pinned
+
+
+@runtime_checkable
+class SilenceAwareSource(Protocol):
+    """A source whose calls wait for another process (RemoteSource): on the console's way out, the call
+    in flight is given a few seconds, then abandoned (end_wait), so the console can end and close it."""
+
+    def end_wait(self, seconds: float) -> None: ...

@@ -19,6 +19,7 @@ class StatusView:
     iface: str = ""
     mode: str = ""
     attached: bool = False
+    silent: float = 0.0  # seconds the source has not answered, once the console says so (0: it answers)
     interface_state: InterfaceState = InterfaceState.UP
     uptime: float = 0.0
     blocklist_used: int = 0
@@ -50,7 +51,8 @@ class StatusBar(Widget):
     view: reactive[StatusView] = reactive(StatusView)
 
     def watch_view(self, view: StatusView) -> None:
-        self.set_class(not view.attached and not view.replay and view.title != "starting", "-detached")
+        detached = not view.attached and not view.replay and view.title != "starting"
+        self.set_class(detached or view.silent > 0, "-detached")
         self.set_class(view.paused, "-paused")
 
     def render(self) -> Content:
@@ -76,6 +78,8 @@ def render_status(v: StatusView, width: int = 1000) -> Content:
     else:
         if v.title == "starting":
             link = Content.styled("starting…", "$warning")
+        elif v.silent > 0:  # the figures are the last ones it gave: never shown as if live
+            link = Content.styled(f"no answer {fmt.span(v.silent)}", "$error bold")
         elif v.attached and v.interface_state == InterfaceState.UP:
             link = Content.styled("attached", "$success")
         elif v.attached:
