@@ -27,7 +27,7 @@ from ironpost_tui.engine import wire
 from ironpost_tui.errors import ExitStatus, IronpostError
 from ironpost_tui.kernel import abi
 from ironpost_tui.kernel.record_event import Batch, RecordEvent
-from ironpost_tui.model import FilterRule, RuleStatus
+from ironpost_tui.model import Action, FilterRule, RuleStatus
 from ironpost_tui.rules.control import LockoutRefused
 
 START = 120.0
@@ -418,9 +418,11 @@ def test_a_sigcont_it_did_not_stop_for_changes_nothing(two) -> None:  # type: ig
 def test_an_engine_process_that_stops_answering_is_said_and_q_still_ends_it(two) -> None:  # type: ignore[no-untyped-def]
     """SIGSTOP to the engine process (stuck as it could be in the kernel or a lock): its last figures must not
     stay under "attached", as if the traffic had stopped.  Within seconds the status bar says "no answer";
-    SIGCONT: attached again (the control), and said so.  Stopped again, q: the console ends (it used to wait
-    for ever, asyncio waiting for the poll worker's thread), the engine process killed and its program
-    detached with it, and the console says why it did not wait."""
+    SIGCONT: attached again (the control), and said so.  Stopped again, q: the console ends within seconds
+    (it used to wait for ever, asyncio waiting for the poll worker's thread), saying why it did not wait, and
+    the engine process, continued, detaches its program and exits."""
+    from ironpost_tui.engine import remote
+
     lab, made, argv, _ = two
     s, engine = _attached(made, argv)
 
@@ -440,10 +442,13 @@ def test_an_engine_process_that_stops_answering_is_said_and_q_still_ends_it(two)
         t0 = time.monotonic()
         s.keys("q")
         assert s.wait_exit(30), s.capture()
-        wait_no_xdp(lab.ifindex, within=5.0, since=t0)
+        took = time.monotonic() - t0
+        assert took < remote.SILENT_SECS + remote.SILENT_CLOSE_SECS + 5, took
+        assert not xdp_progs(lab.ifindex), "the console ended with its program still attached"
         assert _gone(engine, 5), "the stopped engine process outlived the console"
         said = s.scrollback(60)
-        assert "not waiting for it to close" in said and "killing it" in said, said
+        # Sent SIGCONT once its socket was closed, the engine process closed the engine itself: not killed.
+        assert "not waiting for it to close" in said and "killing it" not in said, said
     finally:
         try:
             os.kill(engine, signal.SIGCONT)  # a failed test leaves no stopped process: it sees its console gone
@@ -532,13 +537,37 @@ def _end(src, child, theirs) -> None:  # type: ignore[no-untyped-def]
     theirs.close()
 
 
+def _until(cond, what: str, within: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    end = time.monotonic() + within
+    while not cond():
+        assert time.monotonic() < end, what
+        time.sleep(0.01)
+
+
+def _in_thread(fn, *args):  # type: ignore[no-untyped-def]
+    """Run ``fn`` in a thread; returns the thread and a list that gets its result or what it raised."""
+    import threading
+
+    out: list[object] = []
+
+    def run() -> None:
+        try:
+            out.append(fn(*args))
+        except BaseException as exc:  # noqa: BLE001 - what the worker would get
+            out.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, out
+
+
 def test_a_call_not_answered_is_abandoned_on_the_way_out_and_the_close_neither_asks_nor_waits(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A stopped or stuck engine process: the console's poll worker would wait for its answer for ever,
-    and asyncio waits for that thread before the console can end (q did nothing).  end_wait abandons the
-    call once it has waited SILENT_SECS (its thread gets EngineGone); close then does not ask (the engine
-    serves one call at a time) and kills the process once SILENT_CLOSE_SECS have passed."""
+    """A stopped or stuck engine process: the console's poll worker would wait for its answer for ever, and
+    asyncio waits for that thread before the console can end (q did nothing).  end_wait abandons the call
+    once it has waited its budget (its thread gets EngineGone); close then does not ask (the engine serves
+    one call at a time), sends SIGCONT and kills the process once SILENT_CLOSE_SECS have passed."""
     import threading
 
     from ironpost_tui.engine import remote
@@ -548,19 +577,11 @@ def test_a_call_not_answered_is_abandoned_on_the_way_out_and_the_close_neither_a
     silent = threading.Event()  # never set: nothing is answered
     src, engine, child, theirs = _remote(silent)
     try:
-        raised: list[BaseException] = []
-
-        def poll() -> None:
-            try:
-                src.poll(0.1)
-            except BaseException as exc:  # noqa: BLE001 - what the worker would get
-                raised.append(exc)
-
-        poller = threading.Thread(target=poll)
-        poller.start()
-        while src.silent_for(time.monotonic()) == 0:
-            time.sleep(0.01)
-        src.end_wait(0.3)
+        poller, raised = _in_thread(src.poll, 0.1)
+        _until(lambda: engine.calls, "the poll reached the engine")
+        assert src.silent_for(time.monotonic()) == 0.0  # within its budget: not silent yet
+        _until(lambda: src.silent_for(time.monotonic()) > 0, "silent past the poll's budget")
+        src.end_wait()
         poller.join(5)
         assert not poller.is_alive() and isinstance(raised[0], remote.EngineGone), raised
         assert "did not answer" in raised[0].message
@@ -569,6 +590,42 @@ def test_a_call_not_answered_is_abandoned_on_the_way_out_and_the_close_neither_a
         assert time.monotonic() - t0 < 5  # not CLOSE_WAIT_SECS (30) twice
         assert engine.calls == [wire.Call.POLL]  # no close asked
         assert src._status is not None and os.WTERMSIG(src._status) == signal.SIGKILL
+    finally:
+        silent.set()
+        _end(src, child, theirs)
+
+
+def test_a_call_queued_behind_the_silent_one_is_never_sent_and_keep_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On the way out, a call waiting behind the silent one (an edit, the quit question's keep) would take
+    the lock once the silent call is abandoned, ask, and wait for ever in its turn: it is refused unsent.
+    And keeping the program enforcing is refused at once by a silent engine process (the quit question
+    waits for it)."""
+    import threading
+
+    from ironpost_tui.engine import remote
+
+    monkeypatch.setattr(remote, "SILENT_SECS", 0.3)
+    monkeypatch.setattr(remote, "SILENT_CLOSE_SECS", 0.5)
+    silent = threading.Event()
+    src, engine, child, theirs = _remote(silent)
+    try:
+        poller, _ = _in_thread(src.poll, 0.1)
+        _until(lambda: src.silent_for(time.monotonic()) > 0, "silent past the poll's budget")
+        with pytest.raises(remote.EngineGone, match="cannot be kept"):
+            src.keep_enforcing()
+        rule = FilterRule("r1", Action.DROP, src_ip=ipaddress.ip_network("198.51.100.1/32"))
+        editor, edited = _in_thread(src.add_rule, rule)
+        time.sleep(0.1)
+        assert editor.is_alive()  # waiting behind the poll
+        src.end_wait()
+        poller.join(5)
+        editor.join(5)
+        assert not editor.is_alive() and isinstance(edited[0], remote.EngineGone), edited
+        assert "leaving" in edited[0].message
+        assert engine.calls == [wire.Call.POLL]  # neither the keep nor the edit was asked
+        src.close()
     finally:
         silent.set()
         _end(src, child, theirs)
@@ -584,36 +641,68 @@ def test_a_call_answered_in_time_is_not_abandoned_and_the_close_asks_and_waits()
     src, engine, child, theirs = _remote(answering)
     try:
         src.poll(0.1)
+        assert src.keep_enforcing() is None  # the stand-in's answer: asked and answered
         t0 = time.monotonic()
-        src.end_wait(3.0)
+        src.end_wait()
         assert time.monotonic() - t0 < 1.0
         src.close()
-        assert engine.calls == [wire.Call.POLL, wire.Call.CLOSE]
+        assert engine.calls == [wire.Call.POLL, wire.Call.KEEP_ENFORCING, wire.Call.CLOSE]
         assert src._status is not None and os.WTERMSIG(src._status) == signal.SIGTERM
     finally:
         _end(src, child, theirs)
 
 
-def test_the_start_is_never_called_silent_nor_abandoned() -> None:
-    """A first start compiles for seconds, with the starting screen counting them: it is not silence."""
+def test_an_edit_has_a_longer_budget_than_a_poll(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An edit with 10,000 rules saves the file and checks the anti-lockout (seconds): while it is in flight
+    the poll waits behind it, and the engine process is not silent until the edit's own budget has passed."""
     import threading
 
+    from ironpost_tui.engine import remote
+
+    monkeypatch.setattr(remote, "SILENT_SECS", 0.1)
+    monkeypatch.setattr(remote, "EDIT_SILENT_SECS", 1.0)
+    monkeypatch.setattr(remote, "SILENT_CLOSE_SECS", 0.5)
     answering = threading.Event()
     src, engine, child, theirs = _remote(answering)
     try:
-        starter = threading.Thread(target=src.start)
-        starter.start()
-        while not engine.calls:
-            time.sleep(0.01)
-        assert src.silent_for(time.monotonic() + 100) == 0.0
-        t0 = time.monotonic()
-        src.end_wait(0.1)
-        assert time.monotonic() - t0 < 1.0 and starter.is_alive()  # left to end
+        editor, _ = _in_thread(src.delete_rule, "r1")
+        _until(lambda: engine.calls, "the edit reached the engine")
+        time.sleep(0.3)
+        assert src.silent_for(time.monotonic()) == 0.0  # past a poll's budget, within an edit's
+        _until(lambda: src.silent_for(time.monotonic()) > 0, "silent past the edit's budget")
         answering.set()
-        starter.join(5)
-        assert not starter.is_alive() and src.info.attached
+        editor.join(5)
+        assert src.silent_for(time.monotonic()) == 0.0  # answered: nothing in flight
         src.close()
-        assert engine.calls == [wire.Call.START, wire.Call.CLOSE]
+    finally:
+        answering.set()
+        _end(src, child, theirs)
+
+
+def test_the_start_has_its_own_longer_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first start compiles for seconds, with the starting screen counting them: silence only past
+    START_SILENT_SECS, and then q on the starting screen still ends the console (the start abandoned)."""
+    import threading
+
+    from ironpost_tui.engine import remote
+
+    monkeypatch.setattr(remote, "SILENT_SECS", 0.1)
+    monkeypatch.setattr(remote, "START_SILENT_SECS", 1.0)
+    monkeypatch.setattr(remote, "SILENT_CLOSE_SECS", 0.5)
+    answering = threading.Event()
+    src, engine, child, theirs = _remote(answering)
+    try:
+        starter, started = _in_thread(src.start)
+        _until(lambda: engine.calls, "the start reached the engine")
+        time.sleep(0.3)
+        assert src.silent_for(time.monotonic()) == 0.0  # past a poll's budget, within the start's
+        t0 = time.monotonic()
+        src.end_wait()
+        assert 0.5 < time.monotonic() - t0 < 3.0
+        starter.join(5)
+        assert not starter.is_alive() and isinstance(started[0], remote.EngineGone), started
+        src.close()
+        assert engine.calls == [wire.Call.START]
     finally:
         answering.set()
         _end(src, child, theirs)

@@ -43,6 +43,7 @@ from ironpost_tui.ui.messages import (
     EditRefused,
     EventsReceived,
     KeepFailed,
+    NoticePosted,
     RulesRefreshed,
     SourceFailed,
     SourceStarted,
@@ -961,7 +962,9 @@ def test_r_reloads() -> None:
 
     async def scenario(pilot: Pilot[int], messages: Messages) -> None:
         await ready(pilot, messages, source)
-        await pilot.press("r")
+        before = messages.count(NoticePosted)
+        await pilot.press("r")  # in a worker: the call waits for the poll in flight
+        await messages.wait(NoticePosted, pilot, after=before)
         assert source.reloads == 1
         assert "reload" in pilot.app.state.notices[-1]  # type: ignore[attr-defined]
 

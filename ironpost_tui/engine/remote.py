@@ -33,8 +33,14 @@ from ironpost_tui.model import FilterRule
 
 log = logging.getLogger(__name__)
 CLOSE_WAIT_SECS = 30.0  # for the engine process to detach and exit once asked; then it is killed
-# For an engine process that has left a call unanswered for SILENT_SECS or more (stopped, stuck): not asked
-# to close (it serves one call at a time), its socket closed, then this long to exit before it is killed.
+# How long each call may wait for its answer before the engine process is said silent (stopped, stuck) and,
+# on the console's way out, before the call is abandoned: a poll waits a quarter second for events; an
+# edit, a panic or a keep with 10,000 rules saves the file and checks the anti-lockout (about 2 s here); a
+# start compiles (seconds on a first start, the starting screen counting them).
+EDIT_SILENT_SECS = 15.0
+START_SILENT_SECS = 30.0
+# A silent engine process is not asked to close (it serves one call at a time): its socket is closed, it is
+# sent SIGCONT (stopped, it can then see that and close), and killed unless it exits within this long.
 SILENT_CLOSE_SECS = 5.0
 _GONE = object()
 _ABANDONED = object()  # end_wait: the call in flight is not waited for any more
@@ -77,6 +83,8 @@ class RemoteSource:
         self._table = wire.TableReceiver()
         self._status: int | None = None  # the engine process's wait status, once reaped
         self._asked: tuple[Call, float] | None = None  # the call in flight and when it was sent (monotonic)
+        self._state = threading.Lock()  # _asked and _leaving, between the callers and end_wait
+        self._leaving = False  # end_wait: no call is sent any more (close's excepted)
         self._closed = False
         self._abandoned: float | None = None  # end_wait: how long the call it abandoned had waited
         self._reader = threading.Thread(target=self._read, name="engine-reader", daemon=True)
@@ -137,32 +145,54 @@ class RemoteSource:
             raise value.error()
         raise IronpostError(f"the engine process said {said} before its configuration")
 
-    def silent_for(self, now: float) -> float:
-        """How long the call in flight has waited for its answer (0: none is in flight, or it is the start,
-        which compiles: seconds, with the starting screen counting them)."""
-        asked = self._asked
-        return 0.0 if asked is None or asked[0] == Call.START else max(0.0, now - asked[1])
+    @staticmethod
+    def _budget(call: Call) -> float:
+        """How long ``call`` may wait for its answer before the engine process is silent."""
+        if call == Call.POLL:
+            return SILENT_SECS
+        return START_SILENT_SECS if call == Call.START else EDIT_SILENT_SECS
 
-    def end_wait(self, seconds: float) -> None:
-        """On the console's way out (its poll worker cancelled): the call in flight, unless it is the start,
-        is given until it has waited ``seconds`` (SILENT_SECS) for its answer, then abandoned: the thread
-        waiting for it gets EngineGone (asyncio waits for that thread before the console's process can end,
-        and so before this source's close), and close then neither asks nor waits long (close's doc)."""
-        while (asked := self._asked) is not None and asked[0] != Call.START:
-            silent = time.monotonic() - asked[1]
-            if silent >= seconds:
-                self._abandoned = silent
-                self._answers.put(_ABANDONED)
-                return
+    def silent_for(self, now: float) -> float:
+        """How long the call in flight has waited for its answer, once past its budget (0: none is in
+        flight, or it is within it)."""
+        asked = self._asked
+        if asked is None:
+            return 0.0
+        waited = now - asked[1]
+        return waited if waited >= self._budget(asked[0]) else 0.0
+
+    def end_wait(self) -> None:
+        """On the console's way out (its poll worker cancelled; in a thread): no call is sent from now on
+        (one queued behind the call in flight gets EngineGone), and the call in flight is given until its
+        budget (_budget) to be answered, then abandoned: the thread waiting for it gets EngineGone.  asyncio
+        waits for those threads before the console's process can end, and so before this source's close,
+        which then neither asks a silent engine process nor waits long for it (close's doc)."""
+        with self._state:
+            self._leaving = True
+        while True:
+            with self._state:
+                asked = self._asked
+                if asked is None:
+                    return
+                waited = time.monotonic() - asked[1]
+                if waited >= self._budget(asked[0]):
+                    self._abandoned = waited
+                    self._answers.put(_ABANDONED)  # the call is still in flight: its caller takes this
+                    return
             time.sleep(0.02)
 
-    def _call(self, call: Call, *args: object, timeout: float | None = None) -> Any:
-        if not self._lock.acquire(timeout=-1 if timeout is None else timeout):
+    def _call(self, call: Call, *args: object, timeout: float | None = None, lock_wait: float | None = None) -> Any:
+        """``timeout``: for the answer, and for the call before it unless ``lock_wait`` says otherwise."""
+        wait = timeout if lock_wait is None else lock_wait
+        if not self._lock.acquire(timeout=-1 if wait is None else wait):
             raise EngineGone(f"the engine process (pid {self.pid}) is busy with another request: not waiting")
         try:
             if self._gone:
                 raise EngineGone(self._ended())
-            self._asked = (call, time.monotonic())
+            with self._state:
+                if self._leaving and call != Call.CLOSE:
+                    raise EngineGone(f"the console is leaving: {call} was not asked of the engine process")
+                self._asked = (call, time.monotonic())
             try:
                 wire.send(self.sock, (call, args))
             except OSError:
@@ -172,7 +202,8 @@ class RemoteSource:
             while said == Said.CONFIGURED:  # a close asked before the configuration came: its answer is next
                 said, value = self._answer(timeout)
         finally:
-            self._asked = None
+            with self._state:
+                self._asked = None
             self._lock.release()
         if said in (Said.RAISED, Said.FAILED) and isinstance(value, Raised):
             if said == Said.FAILED:
@@ -212,22 +243,29 @@ class RemoteSource:
         self._call(Call.RELOAD)
 
     def keep_enforcing(self) -> str:
-        line: str = self._call(Call.KEEP_ENFORCING)
+        """Refused at once by a silent engine process, and after SILENT_SECS behind a call in flight: the
+        console's quit question waits for this (q does nothing meanwhile)."""
+        silent = self.silent_for(time.monotonic())
+        if silent:
+            raise EngineGone(f"the engine process (pid {self.pid}) has not answered for {silent:.0f} s: "
+                             "its program cannot be kept now")  # fmt: skip
+        line: str = self._call(Call.KEEP_ENFORCING, lock_wait=SILENT_SECS)
         self.info = replace(self.info, on_exit=OnExit.KEEP)
         return line
 
     def close(self) -> None:
         """Ask the engine process to close the source (detach, unless kept) and wait for it to exit;
         one that does not within CLOSE_WAIT_SECS is killed (its link, and so the program, goes with it).
-        One that has left a call unanswered for SILENT_SECS (stopped, stuck) is not asked: its socket is
-        closed (a process that was only slow closes the source on seeing it, as it would have when asked)
-        and it is killed unless it exits within SILENT_CLOSE_SECS.  A second close does nothing."""
+        One that is silent (a call in flight past its budget, or abandoned by end_wait) is not asked: its
+        socket is closed and it is sent SIGCONT (a process that was stopped or only slow closes the source
+        on seeing its socket closed, as it would have when asked), and it is killed unless it exits within
+        SILENT_CLOSE_SECS.  A second close does nothing."""
         if self._closed:
             return
         self._closed = True
         failure: IronpostError | None = None
         silent = self._abandoned if self._abandoned is not None else self.silent_for(time.monotonic())
-        stuck = self._abandoned is not None or silent >= SILENT_SECS
+        stuck = silent > 0
         if stuck:
             log.warning("the engine process (pid %d) has not answered for %.0f s: not waiting for it to close",
                         self.pid, silent)  # fmt: skip
@@ -240,6 +278,11 @@ class RemoteSource:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
+        if stuck and self._status is None:
+            try:
+                os.kill(self.pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
         if self._reap(timeout=SILENT_CLOSE_SECS if stuck else CLOSE_WAIT_SECS) is None:
             log.error("the engine process (pid %d) did not exit: killing it", self.pid)
             os.kill(self.pid, signal.SIGKILL)

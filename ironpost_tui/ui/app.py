@@ -229,14 +229,14 @@ class IronpostApp(App[int]):
         log.info("received %s: leaving the console", sig.name)
         self.exit(return_code=int(ExitStatus.OK))
 
-    def on_unmount(self) -> None:
+    async def on_unmount(self) -> None:
         self.workers.cancel_group(self, "poll")
-        if isinstance(self.source, SilenceAwareSource):
-            # asyncio waits for the poll worker's thread before the console can end, and that thread may
-            # wait for an answer that is not coming (a stopped or stuck engine): see end_wait.  The CLI
-            # closes the source after that, its engine process killed unless it exits at once.
-            self.source.end_wait(SILENT_SECS)
         self.capturing.stop()
+        if isinstance(self.source, SilenceAwareSource):
+            # asyncio waits for the worker threads before the console can end, and one may wait for an
+            # answer that is not coming (a stopped or stuck engine): see end_wait.  The CLI closes the
+            # source after that, without waiting long on a silent engine process.
+            await asyncio.to_thread(self.source.end_wait)
         loop = asyncio.get_running_loop()
         for sig in self._signals:
             loop.remove_signal_handler(sig)
@@ -360,8 +360,13 @@ class IronpostApp(App[int]):
         last figures on screen under "attached", as if the traffic had stopped."""
         if not self.started or self.replay is not None or self.failure is not None:
             return 0.0
-        silent = self.answers.silent_for(time.monotonic())
-        if silent >= SILENT_SECS:
+        now = time.monotonic()
+        if isinstance(self.source, SilenceAwareSource):  # the call in flight past its own budget (an edit's is longer)
+            silent = self.source.silent_for(now)
+        else:
+            silent = self.answers.silent_for(now)
+            silent = silent if silent >= SILENT_SECS else 0.0
+        if silent > 0:
             if self._silent_since is None:
                 self._silent_since = self.answers.at
                 self.state.notice(f"engine not answering for {fmt.span(silent)}: the figures are stale (q quits)")
@@ -480,13 +485,16 @@ class IronpostApp(App[int]):
         self.editing.panic()
 
     def action_reload(self) -> None:
+        """r: in a worker thread (the source's call waits for the one in flight: a silent engine's for ever)."""
+        self.run_worker(self._reload, thread=True, group="reload", exit_on_error=False)
+
+    def _reload(self) -> None:
         try:
             self.source.reload()
         except IronpostError as exc:
-            self.state.notice(f"reload: {exc.message}")
+            self.post_message(NoticePosted(f"reload: {exc.message}"))
         else:
-            self.state.notice("reload of the configuration requested")
-        self.redraw()
+            self.post_message(NoticePosted("reload of the configuration requested"))
 
     def action_export(self, kind: str) -> None:
         """E / A: ask where, then write the events (as filtered) or the alerts in a worker."""

@@ -38,7 +38,10 @@ class KeepableSource(Protocol):
 
 @runtime_checkable
 class SilenceAwareSource(Protocol):
-    """A source whose calls wait for another process (RemoteSource): on the console's way out, the call
-    in flight is given a few seconds, then abandoned (end_wait), so the console can end and close it."""
+    """A source whose calls wait for another process (RemoteSource): it says how long the call in flight
+    has gone unanswered past that call's budget, and on the console's way out it stops asking and gives
+    the call in flight until its budget before abandoning it (end_wait), so the console can end and
+    close it."""
 
-    def end_wait(self, seconds: float) -> None: ...
+    def silent_for(self, now: float) -> float: ...
+    def end_wait(self) -> None: ...
