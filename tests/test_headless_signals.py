@@ -184,3 +184,31 @@ def test_general_log_level_debug_and_pid_file(lab: netlab.Lab, agents: AgentPool
     assert not pid_path.exists() and not pid_path.is_symlink()
     assert victim.read_text() == "not a pid file\n"
     assert agent.stderr == "", agent.describe()
+
+
+def test_healthz_says_when_the_engine_stalls(lab: netlab.Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An agent whose tick stops (stuck in the kernel or on a lock) keeps its HTTP thread, and /healthz said
+    "ok" over frozen figures for as long as it lasted: nothing expired, detected or pulled meanwhile.  Past
+    STALE_SECS without a snapshot it says 503 "stalled"; a tick: 200 again (the control); before the start:
+    "not attached".  The real endpoint (metrics/endpoint.serve) over a real engine, ticked by the test."""
+    from ironpost_tui.engine import snapshot
+    from ironpost_tui.engine.engine import Engine, EngineOptions
+    from ironpost_tui.metrics import endpoint
+
+    monkeypatch.setattr(snapshot, "STALE_SECS", 1.0)
+    engine = Engine(EngineOptions(iface=lab.host_if, xdp_mode="native", rules=()))
+    with endpoint.serve(endpoint.EndpointOptions(port=0), lab.host_if, engine.snapshot) as server:
+        assert server is not None
+        url = f"http://127.0.0.1:{server.port}/healthz"
+        assert fetch(url)[::2] == (503, b"not attached\n")
+        engine.start()
+        try:
+            engine.tick(timeout_ms=0)
+            assert fetch(url)[::2] == (200, b"ok\n")
+            time.sleep(1.3)  # no tick, as a stuck one
+            status, _, body = fetch(url)
+            assert status == 503 and body.startswith(b"stalled: the engine has not sampled for"), body
+            engine.tick(timeout_ms=0)  # a sample is due: a snapshot published
+            assert fetch(url)[::2] == (200, b"ok\n")
+        finally:
+            engine.close()

@@ -311,7 +311,7 @@ def test_traffic_stats_are_the_seeds_and_their_text_is_what_metrics_serves() -> 
     assert (stats.events_delivered, stats.rule_hits["block_attacker"], stats.at) == (42, 17, SNAP.at)
 
     text = stats.to_prometheus()
-    server = MetricsServer("127.0.0.1", 0, engine_registry(lambda: SNAP), lambda: True)
+    server = MetricsServer("127.0.0.1", 0, engine_registry(lambda: SNAP), lambda: None)
     server.start()
     try:
         status, _, body = fetch(f"http://127.0.0.1:{server.port}/metrics")

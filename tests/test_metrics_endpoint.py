@@ -7,7 +7,9 @@ from __future__ import annotations
 import gzip
 import logging
 import socket
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -30,7 +32,10 @@ def state() -> dict[str, EngineSnapshot]:
 
 @pytest.fixture
 def server(state: dict[str, EngineSnapshot]) -> Iterator[MetricsServer]:
-    srv = MetricsServer("127.0.0.1", 0, engine_registry(lambda: state["snap"]), lambda: state["snap"].attached)
+    def unhealthy() -> str | None:
+        return None if state["snap"].attached else "not attached"
+
+    srv = MetricsServer("127.0.0.1", 0, engine_registry(lambda: state["snap"]), unhealthy)
     srv.start()
     try:
         yield srv
@@ -81,13 +86,13 @@ def test_keep_alive_serves_several_requests_on_one_connection(server: MetricsSer
 
 
 def test_stop_releases_the_port(state: dict[str, EngineSnapshot]) -> None:
-    srv = MetricsServer("127.0.0.1", 0, engine_registry(lambda: state["snap"]), lambda: True)
+    srv = MetricsServer("127.0.0.1", 0, engine_registry(lambda: state["snap"]), lambda: None)
     srv.start()
     port = srv.port
     assert fetch(f"http://127.0.0.1:{port}/healthz")[0] == 200
     srv.stop()
     assert port_closed(port)
-    MetricsServer("127.0.0.1", port, engine_registry(lambda: SNAP), lambda: True).stop()  # bindable again
+    MetricsServer("127.0.0.1", port, engine_registry(lambda: SNAP), lambda: None).stop()  # bindable again
 
 
 def test_a_port_in_use_is_one_clear_error_with_its_exit_code() -> None:
@@ -96,14 +101,14 @@ def test_a_port_in_use_is_one_clear_error_with_its_exit_code() -> None:
         busy.listen()
         port = busy.getsockname()[1]
         with pytest.raises(MetricsPortInUse) as err:
-            MetricsServer("127.0.0.1", port, engine_registry(lambda: SNAP), lambda: True)
+            MetricsServer("127.0.0.1", port, engine_registry(lambda: SNAP), lambda: None)
     assert err.value.exit_status == ExitStatus.METRICS_PORT_IN_USE == 14
     assert f"127.0.0.1:{port}" in err.value.message and "--metrics-port" in err.value.message
     assert "\n" not in err.value.message
 
 
 def test_ipv6_loopback(state: dict[str, EngineSnapshot]) -> None:
-    srv = MetricsServer("::1", 0, engine_registry(lambda: state["snap"]), lambda: True)
+    srv = MetricsServer("::1", 0, engine_registry(lambda: state["snap"]), lambda: None)
     srv.start()
     try:
         assert fetch(f"http://[::1]:{srv.port}/healthz")[0] == 200
@@ -134,7 +139,7 @@ def test_defaults_come_from_the_config_and_the_command_line_overrides_them(tmp_p
 
 def test_the_start_up_line_says_where_and_how_to_expose_it(state: dict[str, EngineSnapshot]) -> None:
     port = free_port()
-    srv = MetricsServer("127.0.0.1", port, engine_registry(lambda: SNAP), lambda: True)
+    srv = MetricsServer("127.0.0.1", port, engine_registry(lambda: SNAP), lambda: None)
     try:
         level, line = metrics_endpoint.describe(srv, "127.0.0.1")
     finally:
@@ -144,7 +149,7 @@ def test_the_start_up_line_says_where_and_how_to_expose_it(state: dict[str, Engi
         f"metrics on http://127.0.0.1:{port}/metrics (loopback only: use --metrics-addr 0.0.0.0 with "
         "--web-config for TLS and basic auth to expose it)"
     )
-    srv = MetricsServer("0.0.0.0", 0, engine_registry(lambda: SNAP), lambda: True)
+    srv = MetricsServer("0.0.0.0", 0, engine_registry(lambda: SNAP), lambda: None)
     try:
         level, line = metrics_endpoint.describe(srv, "0.0.0.0")
     finally:
@@ -155,9 +160,12 @@ def test_the_start_up_line_says_where_and_how_to_expose_it(state: dict[str, Engi
 def test_serve_binds_first_and_closes_at_the_end(caplog: pytest.LogCaptureFixture) -> None:
     port = free_port()
     opts = metrics_endpoint.EndpointOptions(port=port)
-    with caplog.at_level(logging.INFO), metrics_endpoint.serve(opts, "ipx-none0", lambda: SNAP) as srv:
+    fresh = replace(SNAP, at=time.time())  # SNAP's is from 1970: stalled, as the last assertion shows
+    with caplog.at_level(logging.INFO), metrics_endpoint.serve(opts, "ipx-none0", lambda: fresh) as srv:
         assert srv is not None
         assert fetch(f"http://127.0.0.1:{port}/healthz")[0] == 200
+        fresh = SNAP
+        assert fetch(f"http://127.0.0.1:{port}/healthz")[0] == 503
     assert port_closed(port)
     assert any(f"metrics on http://127.0.0.1:{port}/metrics" in r.getMessage() for r in caplog.records)
     with metrics_endpoint.serve(metrics_endpoint.EndpointOptions(enabled=False), "x", lambda: SNAP) as none:
@@ -174,7 +182,7 @@ def test_scrapers_of_metrics_are_recorded_for_auto_block(state: dict[str, Engine
 
     web = web_config.parse({"basic_auth_users": {"prom": bcrypt_hash("pw")}}, Path("web.yml"))
     scrapers = RecentPeers()
-    srv = MetricsServer("127.0.0.1", 0, engine_registry(lambda: state["snap"]), lambda: True, web, scrapers)
+    srv = MetricsServer("127.0.0.1", 0, engine_registry(lambda: state["snap"]), lambda: None, web, scrapers)
     srv.start()
     try:
         base = f"http://127.0.0.1:{srv.port}"
@@ -185,3 +193,16 @@ def test_scrapers_of_metrics_are_recorded_for_auto_block(state: dict[str, Engine
         assert [str(n) for n in scrapers.recent()] == ["127.0.0.1/32"]
     finally:
         srv.stop()
+
+
+def test_unhealthy_says_not_attached_and_stalled_by_the_snapshots_age() -> None:
+    from dataclasses import replace
+
+    from ironpost_tui.engine.snapshot import STALE_SECS, unhealthy
+
+    fresh = replace(SNAP, at=1_000.0)
+    assert unhealthy(fresh, 1_000.0 + STALE_SECS - 0.5) is None  # the control
+    assert unhealthy(fresh, 1_000.0 - 30) is None  # a clock stepped back: not stalled
+    stalled = unhealthy(fresh, 1_000.0 + STALE_SECS + 2)
+    assert stalled == f"stalled: the engine has not sampled for {STALE_SECS + 2:.0f} s"
+    assert unhealthy(replace(fresh, attached=False), 1_000.0) == "not attached"

@@ -88,7 +88,7 @@ def secured_server(engine: Engine, tmp_path: Path, tls: tuple[Path, Path]) -> Me
         f"basic_auth_users:\n  prometheus: {bcrypt_hash('s3cret')}\n"
     )
     return MetricsServer(
-        "127.0.0.1", 0, engine_registry(engine.snapshot), lambda: True, web_config.load(path), top=engine.top
+        "127.0.0.1", 0, engine_registry(engine.snapshot), lambda: None, web_config.load(path), top=engine.top
     )
 
 

@@ -172,7 +172,7 @@ def test_unknown_users_cost_a_bcrypt_too(monkeypatch: pytest.MonkeyPatch) -> Non
 @pytest.fixture
 def secured(tmp_path: Path, tls_files: tuple[Path, Path]) -> Iterator[MetricsServer]:
     web = web_config.load(tls_and_auth(tmp_path, tls_files))
-    srv = MetricsServer("127.0.0.1", 0, engine_registry(lambda: SNAP), lambda: True, web)
+    srv = MetricsServer("127.0.0.1", 0, engine_registry(lambda: SNAP), lambda: None, web)
     srv.start()
     try:
         yield srv
@@ -206,7 +206,7 @@ def test_tls_and_basic_auth(secured: MetricsServer, tls_files: tuple[Path, Path]
 
 def test_headers_from_http_server_config(tmp_path: Path) -> None:
     path = write(tmp_path, "http_server_config:\n  headers:\n    X-Frame-Options: deny\n  http2: true\n")
-    srv = MetricsServer("127.0.0.1", 0, engine_registry(lambda: SNAP), lambda: True, web_config.load(path))
+    srv = MetricsServer("127.0.0.1", 0, engine_registry(lambda: SNAP), lambda: None, web_config.load(path))
     srv.start()
     try:
         assert fetch(f"http://127.0.0.1:{srv.port}/metrics")[1]["X-Frame-Options"] == "deny"
@@ -228,7 +228,7 @@ def test_client_certificates_when_required(tmp_path: Path, tls_files: tuple[Path
           client_ca_file: {client_cert}
         """,
     )
-    srv = MetricsServer("127.0.0.1", 0, engine_registry(lambda: SNAP), lambda: True, web_config.load(path))
+    srv = MetricsServer("127.0.0.1", 0, engine_registry(lambda: SNAP), lambda: None, web_config.load(path))
     srv.start()
     try:
         url = f"https://127.0.0.1:{srv.port}/healthz"

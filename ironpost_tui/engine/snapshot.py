@@ -17,6 +17,11 @@ from ironpost_tui.rules.placement import AUTO_RULE_ID, CROWDSEC_RULE_ID, EXTERNA
 from ironpost_tui.version import __version__
 
 _MAPPINGS = ("totals", "events_lost", "alerts_total", "rule_hits")
+# The engine publishes a snapshot at each tick that samples (every second) and each change of the rules:
+# an attached engine whose last one is this old has a tick that does not end (stuck in the kernel, on a
+# lock).  The program still drops what its maps say, but nothing expires, detects, applies a CrowdSec
+# decision or reads a counter any more: /healthz says so.
+STALE_SECS = 10.0
 RETIRED_MAX = 1_024  # deleted rules whose count is remembered (not exported) should they come back
 # AUTO_RULE_ID, EXTERNAL_RULE_ID, CROWDSEC_RULE_ID (rules/placement.py): every auto-block rule's hits as one
 # rule_id (a rule id holding an address is no label), and the same for the rules other tools wrote into
@@ -81,6 +86,17 @@ class _Counted:
     own: dict[str, int]
     groups: Counter[str]
     hits: Mapping[str, int]
+
+
+def unhealthy(snap: EngineSnapshot, now: float) -> str | None:
+    """Why ``snap``'s engine is not healthy at wall-clock ``now`` (None: it is): not attached, or stalled
+    (its last snapshot STALE_SECS old or more; a clock stepped forward by that much says so for a second)."""
+    if not snap.attached:
+        return "not attached"
+    age = now - snap.at
+    if age >= STALE_SECS:
+        return f"stalled: the engine has not sampled for {age:.0f} s"
+    return None
 
 
 class SnapshotBuilder:

@@ -13,12 +13,13 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import logging
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from ironpost_tui.config.settings import MetricsSettings
-from ironpost_tui.engine.snapshot import EngineSnapshot
+from ironpost_tui.engine.snapshot import EngineSnapshot, unhealthy
 from ironpost_tui.errors import AlreadyRunning
 from ironpost_tui.kernel.host import InterfaceLock
 from ironpost_tui.metrics import web_config
@@ -116,7 +117,13 @@ def serve(
     if holder is not None:  # the engine would refuse it too: say that, not "port in use" by that same agent
         raise AlreadyRunning(f"another ironpost-tui (pid {holder}) controls {iface}: stop it first")
     server = MetricsServer(
-        options.addr, options.port, engine_registry(snapshot), lambda: snapshot().attached, web, scrapers, top=top
+        options.addr,
+        options.port,
+        engine_registry(snapshot),
+        lambda: unhealthy(snapshot(), time.time()),
+        web,
+        scrapers,
+        top=top,
     )
     level, line = describe(server, options.addr)
     tls, users = web is not None and web.tls is not None, web is not None and bool(web.users)

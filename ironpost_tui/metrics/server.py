@@ -72,7 +72,7 @@ class MetricsServer:
         addr: str,
         port: int,
         registry: CollectorRegistry,
-        healthy: Callable[[], bool],
+        unhealthy: Callable[[], str | None],
         web: WebConfig | None = None,
         scrapers: RecentPeers | None = None,
         limits: Limits | None = None,
@@ -80,7 +80,7 @@ class MetricsServer:
     ) -> None:
         self.registry = registry
         self.top = top  # the top talkers for /top (None: 404)
-        self.healthy = healthy
+        self.unhealthy = unhealthy  # why /healthz says 503 (None: 200 ok)
         self.web = web or WebConfig()
         self.scrapers = scrapers  # who scraped /metrics (authorized requests only): never auto-blocked
         self.limits = limits or Limits()
@@ -293,10 +293,10 @@ class MetricsServer:
             accept, encoding = head.get("accept"), head.get("accept-encoding")
             return await loop.run_in_executor(self._render_pool, self._render, accept, encoding)
         if path == "/healthz":
-            ok = self.healthy()
-            return Response(
-                HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE, b"ok\n" if ok else b"not attached\n"
-            )
+            why = self.unhealthy()
+            if why is None:
+                return Response(HTTPStatus.OK, b"ok\n")
+            return Response(HTTPStatus.SERVICE_UNAVAILABLE, why.encode() + b"\n")
         if path == "/top" and self.top is not None:
             # The lists are a few hundred rows at most: encoded on the loop.
             body = json.dumps(top_to_json(self.top()), separators=(",", ":")).encode() + b"\n"
