@@ -537,6 +537,16 @@ def _end(src, child, theirs) -> None:  # type: ignore[no-untyped-def]
     theirs.close()
 
 
+def _budgets(monkeypatch: pytest.MonkeyPatch, **secs: float) -> None:
+    """remote's budgets shortened for a test: poll (SILENT_SECS), edit, start, close."""
+    from ironpost_tui.engine import remote
+
+    names = {"poll": "SILENT_SECS", "edit": "EDIT_SILENT_SECS", "start": "START_SILENT_SECS",
+             "close": "SILENT_CLOSE_SECS"}  # fmt: skip
+    for key, value in secs.items():
+        monkeypatch.setattr(remote, names[key], value)
+
+
 def _until(cond, what: str, within: float = 10.0) -> None:  # type: ignore[no-untyped-def]
     end = time.monotonic() + within
     while not cond():
@@ -572,8 +582,7 @@ def test_a_call_not_answered_is_abandoned_on_the_way_out_and_the_close_neither_a
 
     from ironpost_tui.engine import remote
 
-    monkeypatch.setattr(remote, "SILENT_SECS", 0.3)
-    monkeypatch.setattr(remote, "SILENT_CLOSE_SECS", 0.5)
+    _budgets(monkeypatch, poll=0.3, close=0.5)
     silent = threading.Event()  # never set: nothing is answered
     src, engine, child, theirs = _remote(silent)
     try:
@@ -606,8 +615,7 @@ def test_a_call_queued_behind_the_silent_one_is_never_sent_and_keep_is_refused(
 
     from ironpost_tui.engine import remote
 
-    monkeypatch.setattr(remote, "SILENT_SECS", 0.3)
-    monkeypatch.setattr(remote, "SILENT_CLOSE_SECS", 0.5)
+    _budgets(monkeypatch, poll=0.3, close=0.5)
     silent = threading.Event()
     src, engine, child, theirs = _remote(silent)
     try:
@@ -657,11 +665,7 @@ def test_an_edit_has_a_longer_budget_than_a_poll(monkeypatch: pytest.MonkeyPatch
     the poll waits behind it, and the engine process is not silent until the edit's own budget has passed."""
     import threading
 
-    from ironpost_tui.engine import remote
-
-    monkeypatch.setattr(remote, "SILENT_SECS", 0.1)
-    monkeypatch.setattr(remote, "EDIT_SILENT_SECS", 1.0)
-    monkeypatch.setattr(remote, "SILENT_CLOSE_SECS", 0.5)
+    _budgets(monkeypatch, poll=0.1, edit=1.0, close=0.5)
     answering = threading.Event()
     src, engine, child, theirs = _remote(answering)
     try:
@@ -686,9 +690,7 @@ def test_the_start_has_its_own_longer_budget(monkeypatch: pytest.MonkeyPatch) ->
 
     from ironpost_tui.engine import remote
 
-    monkeypatch.setattr(remote, "SILENT_SECS", 0.1)
-    monkeypatch.setattr(remote, "START_SILENT_SECS", 1.0)
-    monkeypatch.setattr(remote, "SILENT_CLOSE_SECS", 0.5)
+    _budgets(monkeypatch, poll=0.1, start=1.0, close=0.5)
     answering = threading.Event()
     src, engine, child, theirs = _remote(answering)
     try:
