@@ -25,6 +25,7 @@ class ExitStatus(IntEnum):
     METRICS_PORT_IN_USE = 14
     NO_CONTROLLER = 15
     CAPTURE_BUSY = 16
+    PROGRAM_DETACHED = 17
     CTRL_C = 130
 
 
@@ -98,6 +99,18 @@ class PinMismatch(IronpostError):
 class InterfaceGone(IronpostError):
     exit_status = ExitStatus.INTERFACE_GONE
     title = "Interface gone"
+
+
+class ProgramDetached(IronpostError):
+    """The program's link was detached from the interface by another process while this one ran."""
+
+    exit_status = ExitStatus.PROGRAM_DETACHED
+    title = "Program detached"
+
+
+def detached_message(iface: str) -> str:
+    return (f"the program was detached from {iface} by another process (bpftool link detach or update?): "
+            f"{iface} is not filtered by ironpost; start ironpost-tui again to attach it")  # fmt: skip
 
 
 class LoadFailed(IronpostError):

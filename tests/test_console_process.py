@@ -457,6 +457,32 @@ def test_an_engine_process_that_stops_answering_is_said_and_q_still_ends_it(two)
 
 
 @pytest.mark.root
+def test_a_link_detached_by_another_process_is_said_and_ends_the_console_with_17(two) -> None:  # type: ignore[no-untyped-def]
+    """`bpftool link detach` by another root process: the interface is not filtered any more, and the
+    console said attached over counters that stopped (read as traffic that stopped).  It says so on its
+    error screen and exits 17, its engine process with it.  (Under a shell that says the exit status:
+    tmux reports a pane's own only once it has reaped it, and here it did not always.)"""
+    import subprocess
+
+    from ironpost_tui.kernel.xdp_link import _xdp_links
+
+    lab, made, argv, _ = two
+    s = Session(["sh", "-c", '"$@"; echo "exited with $?"', "sh", *argv], 160, 48)
+    made.append(s)
+    s.wait_screen(lambda t: "attached" in t, START, "the status bar says attached")
+    [console] = _children(s.pid)
+    [engine] = _children(console)
+    [(_mode, prog)] = xdp_progs(lab.ifindex)
+    subprocess.run(["bpftool", "link", "detach", "id", str(_xdp_links(lab.ifindex)[prog])], check=True)
+    screen = s.wait_screen(lambda t: "Program detached" in t, 15, "the console saying its program was detached")
+    assert "by another process" in screen and "not filtered" in screen, screen
+    s.keys("Enter")
+    s.wait_screen(lambda t: "exited with" in t, 15, "the console's end")
+    assert "exited with 17" in s.capture(), s.capture()
+    assert _gone(engine, 5), "the engine process outlived the console"
+
+
+@pytest.mark.root
 def test_a_terminal_that_goes_detaches_and_ends_both_processes(two) -> None:  # type: ignore[no-untyped-def]
     """The session killed (SIGHUP, then SIGCONT, to the foreground group; the terminal gone): the console
     detaches and exits, its engine with it.  Three times: before ui/driver.py a quarter of these hung."""

@@ -11,6 +11,7 @@ on a netlab veth pair:
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import stat
@@ -212,3 +213,121 @@ def test_healthz_says_when_the_engine_stalls(lab: netlab.Lab, monkeypatch: pytes
             assert fetch(url)[::2] == (200, b"ok\n")
         finally:
             engine.close()
+
+
+def _link_of(ifindex: int, prog_id: int) -> int:
+    from ironpost_tui.kernel.xdp_link import _xdp_links
+
+    links = _xdp_links(ifindex)
+    assert prog_id in links, f"no link holds prog {prog_id} on ifindex {ifindex}: {links}"
+    return links[prog_id]
+
+
+def test_a_link_detached_by_another_process_ends_the_agent_with_17(
+    lab: netlab.Lab, agents: AgentPool, tmp_path: Path
+) -> None:
+    """`bpftool link detach` by another root process leaves the interface unfiltered, while the agent,
+    /healthz and ironpost_xdp_attached said attached over counters that stopped (read as traffic that
+    stopped): the agent says so in one line and exits 17 within a sample or two."""
+    import subprocess
+
+    files = AgentFiles.make(tmp_path)
+    port = free_port()
+    agent = agents.start(lab.host_if, *files.args(), "--metrics-port", str(port))
+    mode, prog_id = ready_info(agent.wait_ready())
+    assert fetch(f"http://127.0.0.1:{port}/healthz")[::2] == (200, b"ok\n")  # the control
+    subprocess.run(["bpftool", "link", "detach", "id", str(_link_of(lab.ifindex, prog_id))], check=True)
+    assert xdp_progs(lab.ifindex) == []
+    assert agent.wait(timeout=10) == 17, agent.describe()
+    line = one_error_line(agent.stderr)
+    assert f"detached from {lab.host_if} by another process" in line and "not filtered" in line, line
+    assert port_closed(port)
+
+
+def test_persist_refuses_a_pinned_link_that_holds_nothing(lab: netlab.Lab, agents: AgentPool, tmp_path: Path) -> None:
+    """A link pinned by --persist, then detached by another process: adopted, it would enforce nothing while
+    the agent said it did.  Refused with exit 9 and the cleanup to run; after cleanup, a start attaches."""
+    import subprocess
+
+    files = AgentFiles.make(tmp_path)
+    port = free_port()
+    agent = agents.start(lab.host_if, *files.args(), "--persist", "--metrics-port", str(port))
+    mode, prog_id = ready_info(agent.wait_ready())
+    agent.send(signal.SIGTERM)
+    assert agent.wait() == 0, agent.describe()
+    assert xdp_progs(lab.ifindex) == [(mode, prog_id)]  # the control: pinned, enforcing
+    try:
+        subprocess.run(["bpftool", "link", "detach", "id", str(_link_of(lab.ifindex, prog_id))], check=True)
+        assert xdp_progs(lab.ifindex) == [] and "link" in pins(lab.host_if)
+        proc = agents.run(lab.host_if, *files.args(), "--persist", "--metrics-port", str(port))
+        assert proc.returncode == 9, proc
+        line = one_error_line(proc.stderr)
+        assert "no longer holds a program" in line and f"ironpost-tui cleanup {lab.host_if}" in line, line
+        assert xdp_progs(lab.ifindex) == []
+    finally:
+        assert cleanup(lab.host_if).returncode == 0
+    assert pins(lab.host_if) == []
+    again = agents.start(lab.host_if, *files.args(), "--persist", "--metrics-port", str(port))
+    again.wait_ready()
+    again.send(signal.SIGTERM)
+    assert again.wait() == 0, again.describe()
+    assert cleanup(lab.host_if).returncode == 0
+
+
+def test_a_program_put_on_the_link_by_another_process_is_seen_at_the_next_sample(lab: netlab.Lab) -> None:
+    """BPF_LINK_UPDATE through the link's id (root's) puts another program on ironpost's link: the interface
+    still has an XDP program, on the same link and ifindex, but not ours.  Seen at the next sample: the tick
+    says detached and the snapshot not attached (the control: before it, attached and up)."""
+    from ironpost_tui.engine.engine import Engine, EngineOptions
+    from ironpost_tui.kernel import libbpf
+    from ironpost_tui.kernel.host import InterfaceState
+
+    engine = Engine(EngineOptions(iface=lab.host_if, xdp_mode="native", rules=()))
+    engine.start()
+    other = -1
+    try:
+        time.sleep(1.1)
+        tick = engine.tick(timeout_ms=0)  # a sample: checked
+        assert tick.interface_state == InterfaceState.UP and engine.snapshot().attached
+        [(_mode, ours)] = xdp_progs(lab.ifindex)
+        insns = bytes([0xB7, 0, 0, 0, 2, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0])  # r0 = XDP_PASS; exit
+        other = libbpf.prog_load(libbpf.BPF_PROG_TYPE_XDP, "other", "GPL", insns)
+        link = libbpf.link_fd_by_id(_link_of(lab.ifindex, ours))
+        try:
+            libbpf.link_update(link, other)
+        finally:
+            os.close(link)
+        assert [p for _, p in xdp_progs(lab.ifindex)] != [ours]
+        time.sleep(1.1)
+        tick = engine.tick(timeout_ms=0)
+        assert tick.interface_state == InterfaceState.DETACHED and not engine.snapshot().attached
+    finally:
+        engine.close()
+        if other >= 0:
+            os.close(other)
+    assert xdp_progs(lab.ifindex) == []  # ours closed: the link, with the other program, went
+
+
+def test_with_persist_a_detached_link_exits_17_and_the_restart_attaches_again(
+    lab: netlab.Lab, agents: AgentPool, tmp_path: Path
+) -> None:
+    """--persist: the dead link's pin goes on the way out (the maps stay pinned), so that the restart (the
+    systemd unit's: 17 is retried) attaches a new link to the pinned maps instead of refusing a dead pin."""
+    import subprocess
+
+    files = AgentFiles.make(tmp_path)
+    port = free_port()
+    agent = agents.start(lab.host_if, *files.args(), "--persist", "--metrics-port", str(port))
+    mode, prog_id = ready_info(agent.wait_ready())
+    try:
+        subprocess.run(["bpftool", "link", "detach", "id", str(_link_of(lab.ifindex, prog_id))], check=True)
+        assert agent.wait(timeout=10) == 17, agent.describe()
+        left = pins(lab.host_if)
+        assert "link" not in left and left, left  # the maps kept
+        again = agents.start(lab.host_if, *files.args(), "--persist", "--metrics-port", str(port))
+        again.wait_ready()
+        assert xdp_progs(lab.ifindex), "the restart did not attach"
+        again.send(signal.SIGTERM)
+        assert again.wait() == 0, again.describe()
+    finally:
+        assert cleanup(lab.host_if).returncode == 0

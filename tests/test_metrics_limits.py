@@ -56,7 +56,7 @@ def make_server(users: dict[str, str] | None = None, tls: bool = False, tmp_path
         cert, key = self_signed(tmp_path)
         data["tls_server_config"] = {"cert_file": str(cert), "key_file": str(key)}
     web = web_config.parse(data, Path("web.yml")) if data else None
-    srv = MetricsServer("127.0.0.1", 0, engine_registry(lambda: SNAP), lambda: True, web,
+    srv = MetricsServer("127.0.0.1", 0, engine_registry(lambda: SNAP), lambda: None, web,
                         limits=replace(Limits(), **limits))  # fmt: skip
     srv.start()
     return srv

@@ -274,7 +274,7 @@ def test_top_is_404_without_a_top_source_and_json_with_one() -> None:
     rates.add(deltas({}), 0.0, 1e9)
     rates.add(deltas({SRC: (10, 600, 2, 1)}), 1.0, 1e9 + 1)
     for top, want in ((None, 404), (lambda: rates.snapshot(1e9 + 1), 200)):
-        srv = MetricsServer("127.0.0.1", 0, engine_registry(lambda: snap), lambda: True, top=top)
+        srv = MetricsServer("127.0.0.1", 0, engine_registry(lambda: snap), lambda: None, top=top)
         srv.start()
         try:
             status, headers, body = fetch(f"http://127.0.0.1:{srv.port}/top")

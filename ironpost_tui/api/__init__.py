@@ -36,6 +36,7 @@ from ironpost_tui.errors import (
     NoSuchInterface,
     NotPermitted,
     PinMismatch,
+    ProgramDetached,
     RuleRefused,
     XdpBusy,
 )
@@ -72,6 +73,7 @@ __all__ = [
     "NotRunning",
     "PacketEvent",
     "PinMismatch",
+    "ProgramDetached",
     "PortScanConfig",
     "PortScanDetector",
     "ProtocolStats",

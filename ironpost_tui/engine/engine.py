@@ -143,6 +143,7 @@ class Engine:
         # Compiled while the configuration was checked (cli): taken at start when it fits, closed otherwise.
         self._prepared = prepared
         self._link: XdpLink | None = None
+        self._link_lost = False  # another process detached the link (checked at each sample): never attached again
         self._rules: RuleTable | None = None
         self._control: RuleController | None = None
         self._sampler = StatsSampler()
@@ -216,9 +217,15 @@ class Engine:
                 )
             fd = libbpf.obj_get(str(link_pin))
             try:
-                adopted_prog = libbpf.link_info(fd).prog_id
+                pinned = libbpf.link_info(fd)
             finally:
                 os.close(fd)
+            if pinned.ifindex != self._ifindex:  # adopted, it would enforce nothing while saying it does
+                raise XdpBusy(
+                    f"the link pinned at {pins} no longer holds a program on {opts.iface} (detached by another "
+                    f"process, or the interface was made again): run `ironpost-tui cleanup {opts.iface}`, then start"
+                )
+            adopted_prog = pinned.prog_id
         for occ in occupants(self._ifindex):
             if occ.prog_id == adopted_prog:
                 continue
@@ -389,6 +396,10 @@ class Engine:
             try:
                 if not self.options.persist:
                     self._link.detach()
+                elif self._link_lost:
+                    # Pinned, it holds nothing of ours: unpinned, so that the next --persist start attaches a new
+                    # link to the pinned maps (a dead pin would refuse it: exit 9).
+                    (host.pin_dir(self.options.iface) / LINK_PIN).unlink(missing_ok=True)
             except OSError:
                 log.exception("detaching from %s failed", self.options.iface)
             finally:
@@ -469,7 +480,11 @@ class Engine:
             if raised and self._sensor is not None:
                 self._sensor.offer(raised, now)
         self._flush()
+        if sample is not None and self._link is not None and not self._link_lost and not self._link.holds():
+            self._link_lost = True  # the front ends say it and end (headless.log_step, ui/poll_loop.py)
         state = host.interface_state(self.options.iface, self._ifindex)
+        if self._link_lost and state != host.InterfaceState.GONE:
+            state = host.InterfaceState.DETACHED
         rules = None
         if sample is not None or publish:
             assert self._last_sample is not None
@@ -572,7 +587,7 @@ class Engine:
             sample,
             rules,
             mode=self._link.mode if self._link else "",
-            attached=self._link is not None,
+            attached=self._link is not None and not self._link_lost,
             blocklist_entries=entries,
             blocklist_capacity=table.capacity()[MapName.BLOCKLIST],
             alerts_active=len(self._detect.book.active),

@@ -9,7 +9,7 @@ from ironpost_tui.config.watch import ConfigSource
 from ironpost_tui.detectors import AlertChange, ChangeKind
 from ironpost_tui.engine.engine import Engine
 from ironpost_tui.engine.supervisor import Pending, Reloaded, Step, Supervisor
-from ironpost_tui.errors import ExitStatus, InterfaceGone
+from ironpost_tui.errors import ExitStatus, InterfaceGone, ProgramDetached, detached_message
 from ironpost_tui.kernel.host import InterfaceState
 from ironpost_tui.model import FilterRule
 
@@ -111,7 +111,8 @@ def log_panic(cleared: tuple[FilterRule, ...]) -> None:
 
 
 def log_step(step: Step, iface: str) -> None:
-    """What a step did, as log lines; InterfaceGone when the interface went away."""
+    """What a step did, as log lines; InterfaceGone when the interface went away, ProgramDetached when another
+    process detached the program's link."""
     if step.cleared is not None:
         log_panic(step.cleared)
     if step.reload is not None:
@@ -120,6 +121,8 @@ def log_step(step: Step, iface: str) -> None:
         log_alert(change)
     if step.interface == InterfaceState.GONE:
         raise InterfaceGone(f"interface {iface} disappeared: the program went with it; exiting")
+    if step.interface == InterfaceState.DETACHED:
+        raise ProgramDetached(detached_message(iface) + "; exiting")
     if step.interface is not None:
         log.warning("interface %s is %s", iface, step.interface,
                     extra={"event": "interface_state", "iface": iface, "state": step.interface})  # fmt: skip

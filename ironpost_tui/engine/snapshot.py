@@ -17,10 +17,10 @@ from ironpost_tui.rules.placement import AUTO_RULE_ID, CROWDSEC_RULE_ID, EXTERNA
 from ironpost_tui.version import __version__
 
 _MAPPINGS = ("totals", "events_lost", "alerts_total", "rule_hits")
-# The engine publishes a snapshot at each tick that samples (every second) and each change of the rules:
-# an attached engine whose last one is this old has a tick that does not end (stuck in the kernel, on a
-# lock).  The program still drops what its maps say, but nothing expires, detects, applies a CrowdSec
-# decision or reads a counter any more: /healthz says so.
+# The engine samples its counters at a tick every second: an attached engine whose last sample is this old
+# has a tick that does not end (stuck in the kernel, on a lock).  The program still drops what its maps
+# say, but nothing expires, detects, applies a CrowdSec decision or reads a counter any more: /healthz
+# says so.
 STALE_SECS = 10.0
 RETIRED_MAX = 1_024  # deleted rules whose count is remembered (not exported) should they come back
 # AUTO_RULE_ID, EXTERNAL_RULE_ID, CROWDSEC_RULE_ID (rules/placement.py): every auto-block rule's hits as one
@@ -43,7 +43,7 @@ def hits_group(rule: FilterRule) -> str | None:
 class EngineSnapshot:
     """Read-only all through: its mappings are MappingProxyType copies of what it was given."""
 
-    at: float  # wall-clock seconds
+    at: float  # wall-clock seconds: when its counters were sampled (a publish for the rules' sake keeps it)
     iface: str
     mode: str
     attached: bool
@@ -58,6 +58,8 @@ class EngineSnapshot:
     blocklist_capacity: int = 0
     crowdsec: CrowdSecStatus | None = None  # None: no [crowdsec]
     ticks: TickSeconds | None = None  # how long the ticks took (tick_times.py)
+    sampled: float = 0.0  # monotonic seconds: the last sample of the counters (a tick's; a publish for the
+    # rules' sake, from another thread, carries the last one's): what /healthz judges
     version: str = __version__
 
     def __post_init__(self) -> None:
@@ -89,11 +91,11 @@ class _Counted:
 
 
 def unhealthy(snap: EngineSnapshot, now: float) -> str | None:
-    """Why ``snap``'s engine is not healthy at wall-clock ``now`` (None: it is): not attached, or stalled
-    (its last snapshot STALE_SECS old or more; a clock stepped forward by that much says so for a second)."""
+    """Why ``snap``'s engine is not healthy at monotonic ``now`` (None: it is): not attached, or stalled (its
+    last sample STALE_SECS old or more: its tick does not end)."""
     if not snap.attached:
         return "not attached"
-    age = now - snap.at
+    age = now - snap.sampled
     if age >= STALE_SECS:
         return f"stalled: the engine has not sampled for {age:.0f} s"
     return None
@@ -111,6 +113,8 @@ class SnapshotBuilder:
 
     def __init__(self, iface: str) -> None:
         self.iface = iface
+        self._sample: StatsSample | None = None  # the last sample built from, and its wall-clock time
+        self._sample_wall = 0.0
         self._alerts: Counter[Detector] = Counter()
         self._hits_base: dict[str, int] = {}
         self._hits_last: dict[str, int] = {}
@@ -136,8 +140,11 @@ class SnapshotBuilder:
         alerts_active: int,
     ) -> EngineSnapshot:
         counted, hits = self._count(rules)
+        if sample is not self._sample:  # a new sample: its wall-clock time, once
+            self._sample, self._sample_wall = sample, time.time()
         return EngineSnapshot(
-            at=time.time(),
+            at=self._sample_wall,
+            sampled=sample.at,
             iface=self.iface,
             mode=mode,
             attached=attached,

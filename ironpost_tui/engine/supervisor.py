@@ -51,7 +51,7 @@ class Step:
     tick: Tick
     cleared: tuple[FilterRule, ...] | None = None  # a panic: the drop rules it cleared
     reload: Reloaded | None = None
-    interface: str | None = None  # the interface's new state (up down gone) when it changed in this step
+    interface: str | None = None  # the interface's new state (up down gone detached) when it changed in this step
     remote: tuple[RemoteChange, ...] = ()  # rule changes the command line made since the last step
 
 

@@ -73,6 +73,7 @@ class InterfaceState(StrEnum):
     UP = "up"
     DOWN = "down"
     GONE = "gone"  # deleted, or replaced by another with the same name
+    DETACHED = "detached"  # there, but the program's link was detached by another process (bpftool link detach)
 
 
 def interface_state(iface: str, expected_index: int) -> InterfaceState:

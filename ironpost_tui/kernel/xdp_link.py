@@ -93,6 +93,7 @@ class XdpLink:
         self.fd = fd
         self.mode = mode
         self.ifindex = ifindex
+        self._prog_id = libbpf.link_info(fd).prog_id  # what it holds: ours (update() changes it)
 
     @classmethod
     def attach(cls, prog_fd: int, ifindex: int, iface: str, mode: XdpMode) -> XdpLink:
@@ -132,6 +133,17 @@ class XdpLink:
         mode = next((m for m, pid in attached.prog_ids if pid == info.prog_id), XdpMode.NATIVE)
         return cls(fd, mode, ifindex)
 
+    def holds(self) -> bool:
+        """Whether the link still holds our program on its interface: False once another process detached it
+        (`bpftool link detach`; the kernel then reports it on no interface, as when the interface went) or
+        put another program on it (BPF_LINK_UPDATE through the link's id).  One bpf() call (it takes the
+        kernel's rtnl lock for a moment)."""
+        try:
+            info = libbpf.link_info(self.fd)
+        except OSError:  # never for a link we hold: not taken for a detach
+            return True
+        return info.ifindex == self.ifindex and info.prog_id == self._prog_id
+
     @property
     def link_id(self) -> int:
         return libbpf.link_info(self.fd).id
@@ -146,6 +158,7 @@ class XdpLink:
     def update(self, prog_fd: int) -> None:
         """Swap in a new program atomically."""
         libbpf.link_update(self.fd, prog_fd)
+        self._prog_id = libbpf.link_info(self.fd).prog_id
 
     def detach(self) -> None:
         """Detach now, even if the link is pinned or held elsewhere."""

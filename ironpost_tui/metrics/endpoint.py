@@ -120,7 +120,7 @@ def serve(
         options.addr,
         options.port,
         engine_registry(snapshot),
-        lambda: unhealthy(snapshot(), time.time()),
+        lambda: unhealthy(snapshot(), time.monotonic()),
         web,
         scrapers,
         top=top,

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from textual.message import Message
 
 from ironpost_tui.engine.feed import Answers, Source
-from ironpost_tui.errors import ExitStatus, InterfaceGone, IronpostError
+from ironpost_tui.errors import ExitStatus, InterfaceGone, IronpostError, ProgramDetached, detached_message
 from ironpost_tui.kernel.host import InterfaceState
 from ironpost_tui.ui.messages import NoticePosted, SourceFailed, SourceStarted, messages_for
 from ironpost_tui.ui.source_kinds import StartableSource
@@ -86,6 +86,10 @@ def run_poll(
             if interface == InterfaceState.GONE:
                 gone = InterfaceGone(f"interface {source.info.iface} disappeared: the program went with it")
                 post(SourceFailed(gone.title, gone.message, int(gone.exit_status)))
+                return
+            if interface == InterfaceState.DETACHED:
+                lost = ProgramDetached(detached_message(source.info.iface))
+                post(SourceFailed(lost.title, lost.message, int(lost.exit_status)))
                 return
             said.append(NoticePosted(f"interface {source.info.iface} is {interface}"))
         messages = [*said, *messages_for(update)]
