@@ -66,6 +66,7 @@ def test_exit_codes_are_the_documented_ones() -> None:
         "METRICS_PORT_IN_USE": 14,
         "NO_CONTROLLER": 15,
         "CAPTURE_BUSY": 16,
+        "PROGRAM_DETACHED": 17,
         "CTRL_C": 130,
     }
     assert len({int(s) for s in ExitStatus}) == len(ExitStatus)  # each its own

@@ -331,3 +331,30 @@ def test_with_persist_a_detached_link_exits_17_and_the_restart_attaches_again(
         assert again.wait() == 0, again.describe()
     finally:
         assert cleanup(lab.host_if).returncode == 0
+
+
+def test_a_snapshot_is_published_whole(lab: netlab.Lab) -> None:
+    """A scrape in another thread reads whatever snapshot is published at that moment: one published in
+    steps (built, then its tick times, then its CrowdSec status) showed a snapshot without them for a moment,
+    and their series vanished from that scrape.  Read here at the moment the tick times are asked for,
+    mid-publish: the one then published still has them (it was, in steps, the new one without)."""
+    from ironpost_tui.engine.engine import Engine, EngineOptions
+
+    engine = Engine(EngineOptions(iface=lab.host_if, xdp_mode="native", rules=()))
+    engine.start()
+    try:
+        engine.tick(timeout_ms=0)
+        assert engine.snapshot().ticks is not None  # the control: a published one has them
+        seen = []
+        times = engine._tick_times
+        original = times.snapshot
+
+        def spy():  # type: ignore[no-untyped-def]
+            seen.append(engine.snapshot())
+            return original()
+
+        times.snapshot = spy  # type: ignore[method-assign]
+        engine.publish()
+        assert seen and all(s.ticks is not None for s in seen), seen
+    finally:
+        engine.close()

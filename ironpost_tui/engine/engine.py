@@ -583,7 +583,7 @@ class Engine:
         if self._bouncer is not None:  # the decisions: one row, their entries beside the rules'
             rules.append(self._bouncer.rule_status(self.control))
             entries += self._bouncer.decision_set(self.control).written(MapName.BLOCKLIST)
-        self._snapshot = self._snapshots.build(
+        snap = self._snapshots.build(
             sample,
             rules,
             mode=self._link.mode if self._link else "",
@@ -592,9 +592,10 @@ class Engine:
             blocklist_capacity=table.capacity()[MapName.BLOCKLIST],
             alerts_active=len(self._detect.book.active),
         )
-        self._snapshot = replace(self._snapshot, ticks=self._tick_times.snapshot())
-        if self._bouncer is not None:
-            self._snapshot = replace(self._snapshot, crowdsec=self._bouncer.status(self.control))
+        crowdsec = self._bouncer.status(self.control) if self._bouncer is not None else None
+        # Published whole, once: a reader in another thread (a scrape) never sees one without its ticks or
+        # its CrowdSec status, whose series would vanish from /metrics for that scrape.
+        self._snapshot = replace(snap, ticks=self._tick_times.snapshot(), crowdsec=crowdsec)
         return self._snapshot
 
     def snapshot(self) -> EngineSnapshot:
