@@ -74,8 +74,8 @@ class Answers:
     def __init__(self) -> None:
         self.at: float | None = None
 
-    def answered(self, now: float | None = None) -> None:
-        self.at = time.monotonic() if now is None else now
+    def answered(self) -> None:
+        self.at = time.monotonic()
 
     def silent_for(self, now: float) -> float:
         """Seconds since the last answer (0 before the first)."""
