@@ -83,13 +83,14 @@ def run_poll(
         said: list[Message] = []
         if update.interface_state != interface:
             interface = update.interface_state
-            if interface == InterfaceState.GONE:
-                gone = InterfaceGone(f"interface {source.info.iface} disappeared: the program went with it")
-                post(SourceFailed(gone.title, gone.message, int(gone.exit_status)))
-                return
-            if interface == InterfaceState.DETACHED:
-                lost = ProgramDetached(detached_message(source.info.iface))
-                post(SourceFailed(lost.title, lost.message, int(lost.exit_status)))
+            if interface in (InterfaceState.GONE, InterfaceState.DETACHED):  # the run is over: said, then ended
+                iface = source.info.iface
+                end: IronpostError = (
+                    InterfaceGone(f"interface {iface} disappeared: the program went with it")
+                    if interface == InterfaceState.GONE
+                    else ProgramDetached(detached_message(iface))
+                )
+                post(SourceFailed(end.title, end.message, int(end.exit_status)))
                 return
             said.append(NoticePosted(f"interface {source.info.iface} is {interface}"))
         messages = [*said, *messages_for(update)]
