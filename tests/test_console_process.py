@@ -14,6 +14,7 @@ import os
 import random
 import signal
 import time
+from dataclasses import replace
 from itertools import islice
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from support.tmux import Session, sessions
 
 from ironpost_tui.config.check import ConfigError
 from ironpost_tui.engine import wire
+from ironpost_tui.engine.feed import RulesHead
 from ironpost_tui.errors import ExitStatus, IronpostError
 from ironpost_tui.kernel import abi
 from ironpost_tui.kernel.record_event import Batch, RecordEvent
@@ -129,6 +131,52 @@ def test_a_change_read_against_another_table_is_not_the_table() -> None:
     other = wire.TableReceiver()
     other.decode(tuple(_status(i) for i in range(100, 110)))
     assert other.decode(change) != a[1:] + (_status(99),)  # type: ignore[arg-type]
+
+
+def _mixed(n: int) -> tuple[RuleStatus, ...]:
+    """``n`` statuses: every third a drop rule, every other one in BLOCKLIST."""
+    return tuple(
+        replace(
+            _status(i),
+            rule=replace(_status(i).rule, action=Action.DROP if i % 3 == 0 else Action.MONITOR),
+            map_name="BLOCKLIST" if i % 2 else "SRC4",
+        )
+        for i in range(n)
+    )
+
+
+def test_a_long_first_table_crosses_as_its_head_and_the_whole_follows_at_the_next_poll() -> None:
+    """The first attached frame waits for the rows a screen shows and the counts, not for the whole table:
+    the whole goes at the next poll even when the table has not changed since (the engine's poll then
+    brings no table)."""
+    sender, receiver = wire.TableSender(head_rows=50), wire.TableReceiver()
+    table = _mixed(200)
+    first = crossed(sender.encode(table))
+    assert isinstance(first, RulesHead)
+    assert first.rows == table[:50] and first.total == 200
+    assert first.drops == sum(1 for s in table if s.rule.action is Action.DROP) == 67
+    assert first.blocklist == sum(1 for s in table if s.map_name == "BLOCKLIST") == 100
+    assert receiver.decode(first) is first  # type: ignore[arg-type]
+    rest = crossed(sender.encode(None))  # the poll after: the table unchanged, so the engine sent none
+    assert isinstance(rest, wire.TableChange) and rest.items is not None
+    assert rest.items[:50] == tuple(range(50))  # the head's rows as their positions: only the rest crosses
+    assert receiver.decode(rest) == table  # type: ignore[arg-type]
+    assert sender.encode(None) is None  # nothing owed any more
+    # changed between the head and the next poll (a rule expired): the new table, whole
+    sender, receiver = wire.TableSender(head_rows=50), wire.TableReceiver()
+    receiver.decode(crossed(sender.encode(table)))  # type: ignore[arg-type]
+    changed = table[:10] + table[11:]
+    assert receiver.decode(crossed(sender.encode(changed))) == changed  # type: ignore[arg-type]
+    # the control: a table no longer than the head crosses whole, with nothing owed
+    short, fifty = wire.TableSender(head_rows=50), table[:50]
+    assert short.encode(fifty) is fifty and short.encode(None) is None
+
+
+def test_the_first_of_10000_rules_crosses_in_a_fraction_of_the_whole() -> None:
+    table = _mixed(10_000)
+    head = wire.TableSender().encode(table)
+    assert isinstance(head, RulesHead) and len(head.rows) == wire.HEAD_ROWS and head.total == 10_000
+    assert len(wire.dumps(head)) * 10 < len(wire.dumps(table))
 
 
 # --- events and networks ----------------------------------------------------------------------------

@@ -11,8 +11,10 @@ import dataclasses
 import ipaddress
 import os
 import signal
+import threading
 from collections.abc import Awaitable, Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 from support.ui import (
@@ -30,12 +32,13 @@ from support.ui import (
 from textual.command import CommandList, CommandPalette
 from textual.pilot import Pilot
 from textual.theme import BUILTIN_THEMES
-from textual.widgets import Button, DataTable, Input, OptionList
+from textual.widgets import Button, DataTable, Input, OptionList, Static
 
 from ironpost_tui.detectors import AlertChange, ChangeKind
 from ironpost_tui.detectors.targets import Target
-from ironpost_tui.engine.feed import OnExit, Update
+from ironpost_tui.engine.feed import OnExit, RulesHead, Update
 from ironpost_tui.errors import ExitStatus, NoSuchInterface
+from ironpost_tui.kernel.capture import CaptureFilter
 from ironpost_tui.model import Action, FilterRule, Verdict
 from ironpost_tui.ui.app import IronpostApp
 from ironpost_tui.ui.messages import (
@@ -44,12 +47,14 @@ from ironpost_tui.ui.messages import (
     EventsReceived,
     KeepFailed,
     NoticePosted,
+    RulesHeadShown,
     RulesRefreshed,
     SourceFailed,
     SourceStarted,
 )
 from ironpost_tui.ui.screens.alert_detail import AlertDetailScreen
 from ironpost_tui.ui.screens.block import BlockScreen
+from ironpost_tui.ui.screens.capture import CaptureOrder
 from ironpost_tui.ui.screens.chart import WINDOWS, ChartScreen
 from ironpost_tui.ui.screens.confirm import ConfirmScreen
 from ironpost_tui.ui.screens.error import ErrorScreen
@@ -57,6 +62,7 @@ from ironpost_tui.ui.screens.help import HelpScreen
 from ironpost_tui.ui.screens.main import MainScreen
 from ironpost_tui.ui.screens.quit import QuitScreen
 from ironpost_tui.ui.screens.starting import StartingScreen
+from ironpost_tui.ui.state import TABLE_ARRIVING
 from ironpost_tui.ui.widgets.alert_table import AlertTable
 from ironpost_tui.ui.widgets.event_table import EventTable
 from ironpost_tui.ui.widgets.rule_form import RuleForm
@@ -98,8 +104,15 @@ def rules_of(source: FakeSource) -> list[FilterRule]:
     ]
 
 
+F = TypeVar("F", bound=FakeSource)
+
+
 def fake(**kw: Any) -> FakeSource:
-    src = FakeSource()
+    return fake_of(FakeSource)
+
+
+def fake_of(kind: type[F]) -> F:
+    src = kind()
     for rule in rules_of(src):
         src.rules[rule.id] = rule
     return src
@@ -567,6 +580,66 @@ def test_q_with_drop_rules_in_force_asks_naming_the_count_and_stays() -> None:
 
     app = run(live_app(source), scenario)
     assert app.farewell == ""
+
+
+class HeadFirst(FakeSource):
+    """Its first table crosses as a long table's head (its first row, the whole table's counts), and the
+    whole once ``whole`` is set, as the console's engine process sends 10,000 rules."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.whole = threading.Event()
+        self._polls = 0
+        self._sent = False
+
+    def poll(self, timeout: float) -> Update:
+        self._polls += 1
+        if self._polls == 1:
+            update = super().poll(timeout)
+            assert update.rules is not None and update.rules[0].rule.action is Action.MONITOR
+            return dataclasses.replace(update, rules=None, rules_head=RulesHead(update.rules[:1], 5_000, 4_000, 30))
+        if not self.whole.wait(timeout):
+            return Update(at=100.0)
+        if not self._sent:
+            self._sent = True
+            self._changed = True  # the whole table at this poll, as the engine process owes it
+        return super().poll(0.0)
+
+
+def test_while_only_a_long_tables_head_is_here_it_counts_asks_and_refuses_edits_from_the_head() -> None:
+    """The rows the console has (one monitor rule) are not the table: the pane, the status bar and the quit
+    question count the whole table's 4,000 drop rules, and an edit waits for the whole (it could be decided
+    wrongly on the head: an add where the rule exists), as does a capture (its rules' names).  Then the
+    whole table, and the same edit is made."""
+    source = fake_of(HeadFirst)
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        app = pilot.app
+        assert isinstance(app, IronpostApp)
+        await messages.wait(RulesHeadShown, pilot, after=0)
+        app.redraw()
+        await pilot.pause()
+        pane = main_of(pilot).query_one(RulesPane)
+        status = pane.query_one("#rule-status", Static)
+        assert str(status.content) == "5000 rules (4000 drop) · blocklist 30/100"
+        assert app.state.rules_pending and len(app.state.rules) == 1 and app.state.blocklist_used() == 30
+        await pilot.press("q")
+        assert isinstance(app.screen, QuitScreen) and app.screen.question == "Quit with 4,000 drop rules on eth9?"
+        await pilot.press("escape")
+        await pilot.press("4", "x")  # drop <-> monitor on the selected row
+        assert pane.problem == TABLE_ARRIVING and not source.calls
+        app.capturing.start(CaptureFilter(), CaptureOrder(5, 1 << 20, Path("/nonexistent/never.pcapng")))
+        assert app.capturing.running is None and app.state.notices[-1] == f"capture: {TABLE_ARRIVING}"
+        source.whole.set()
+        await messages.wait(RulesRefreshed, pilot, after=0)
+        app.redraw()
+        await pilot.pause()
+        assert not app.state.rules_pending and str(status.content) == "2 rules (1 drop) · blocklist 1/100"
+        await pilot.press("x")  # the control: the same edit, with the whole table here
+        await edited(pilot, messages, (0, 0))
+        assert source.calls[-1][0] == "update" and source.rules["ssh-watch"].action is Action.DROP
+
+    run(live_app(source), scenario)
 
 
 def test_q_then_r_quits_and_leaves_the_rules_to_go_with_the_program() -> None:

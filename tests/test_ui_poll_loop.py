@@ -6,11 +6,11 @@ from dataclasses import replace
 
 from support.ui import StartingSource
 
-from ironpost_tui.engine.feed import Update
+from ironpost_tui.engine.feed import RulesHead, Update
 from ironpost_tui.errors import IronpostError
 from ironpost_tui.kernel.host import InterfaceState
 from ironpost_tui.ui import poll_loop
-from ironpost_tui.ui.messages import NoticePosted, RulesRefreshed, SourceFailed, SourceStarted
+from ironpost_tui.ui.messages import NoticePosted, RulesHeadShown, RulesRefreshed, SourceFailed, SourceStarted
 
 
 class Polled(StartingSource):
@@ -48,6 +48,24 @@ def test_a_first_poll_that_fails_still_leaves_the_starting_screen_and_a_fatal_on
     assert kinds.count(SourceStarted.__name__) == 1 and SourceFailed.__name__ not in kinds
     kinds = run(Polled(fail_first=IronpostError("gone")), 1)
     assert kinds == [SourceFailed.__name__]
+
+
+class HeadFirst(Polled):
+    """Its first update brings a long table's head only, as the console's engine process sends it."""
+
+    def poll(self, timeout: float) -> Update:
+        update = super().poll(timeout)
+        if len(self.timeouts) == 1:
+            assert update.rules is not None
+            return replace(update, rules=None, rules_head=RulesHead(update.rules[:1], 5_000, 4_000, 30))
+        return update
+
+
+def test_a_poll_that_brought_a_tables_head_is_followed_at_once_by_the_poll_for_the_whole() -> None:
+    source = HeadFirst()
+    kinds = run(source, 3)
+    assert kinds.index(RulesHeadShown.__name__) < kinds.index(SourceStarted.__name__)  # attached with its head
+    assert source.timeouts == [0.0, 0.0, 0.5]  # the control, a whole first table: [0.0, 0.5] above
 
 
 class SaysThings(Polled):

@@ -12,8 +12,9 @@ from typing import Protocol
 
 from ironpost_tui.detectors import AlertChange
 from ironpost_tui.engine.crowdsec.status import CrowdSecStatus
+from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.kernel.host import InterfaceState
-from ironpost_tui.model import FilterRule, PacketEvent, RuleStatus, StatsSample, StrEnum
+from ironpost_tui.model import Action, FilterRule, PacketEvent, RuleStatus, StatsSample, StrEnum
 from ironpost_tui.triage.values import TopSnapshot
 
 
@@ -41,6 +42,29 @@ class SourceInfo:
 
 
 @dataclass(frozen=True)
+class RulesHead:
+    """The first rows of a long rule table, with the whole table's counts: what a screen shows of it.
+
+    The console's engine process sends it for its first table, and the whole at once after it
+    (engine/wire.py), so that the first attached frame does not wait for 10,000 rules to cross.  Until
+    the whole arrives, the console counts from it and refuses rule edits (ui/state.py)."""
+
+    rows: tuple[RuleStatus, ...]
+    total: int
+    drops: int  # the table's drop rules (the quit question, the panic question)
+    blocklist: int  # the table's rules that BLOCKLIST holds (the status bar)
+
+    @classmethod
+    def of(cls, rules: tuple[RuleStatus, ...], rows: int) -> RulesHead:
+        return cls(
+            rules[:rows],
+            len(rules),
+            sum(1 for s in rules if s.rule.action is Action.DROP),
+            sum(1 for s in rules if s.map_name == MapName.BLOCKLIST),
+        )
+
+
+@dataclass(frozen=True)
 class Update:
     """What happened since the last poll."""
 
@@ -48,6 +72,7 @@ class Update:
     sample: StatsSample | None = None
     alerts: tuple[AlertChange, ...] = ()
     rules: tuple[RuleStatus, ...] | None = None  # the whole table, when it changed or was refreshed
+    rules_head: RulesHead | None = None  # the first rows before the whole (the engine process's first table)
     interface_state: InterfaceState = InterfaceState.UP
     notices: tuple[str, ...] = field(default_factory=tuple)  # reloads, refusals, expiries
     at: float = 0.0  # the source's clock, seconds since its start

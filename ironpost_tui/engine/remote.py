@@ -25,7 +25,7 @@ from dataclasses import replace
 from typing import Any
 
 from ironpost_tui.engine import wire
-from ironpost_tui.engine.feed import SILENT_SECS, OnExit, SourceInfo, Update
+from ironpost_tui.engine.feed import SILENT_SECS, OnExit, RulesHead, SourceInfo, Update
 from ironpost_tui.engine.served import Served
 from ironpost_tui.engine.wire import Call, Configured, Raised, Said
 from ironpost_tui.errors import ExitStatus, IronpostError
@@ -220,7 +220,10 @@ class RemoteSource:
 
     def poll(self, timeout: float) -> Update:
         update: Update = self._call(Call.POLL, timeout)
-        return replace(update, rules=self._table.decode(update.rules))
+        rules = self._table.decode(update.rules)  # as it crossed (wire.Table)
+        if isinstance(rules, RulesHead):
+            return replace(update, rules=None, rules_head=rules)
+        return replace(update, rules=rules)
 
     def now(self) -> float:
         return time.time()

@@ -118,7 +118,7 @@ class Served:
                 try:
                     value = _CALLS[call](live, *args)
                     if call == Call.POLL:
-                        value = replace(value, rules=table.encode(value.rules))
+                        value = replace(value, rules=table.encode(value.rules))  # a wire.Table
                 except Exception as exc:  # said to the console, which raises it where it asked
                     if not isinstance(exc, IronpostError):
                         log.exception("%s failed", call)

@@ -29,7 +29,7 @@ from typing import Any
 
 from ironpost_tui import collector
 from ironpost_tui.config.settings import ConsoleSettings
-from ironpost_tui.engine.feed import SourceInfo
+from ironpost_tui.engine.feed import RulesHead, SourceInfo
 from ironpost_tui.errors import ExitStatus, IronpostError
 from ironpost_tui.kernel.record_event import Batch, RecordEvent
 from ironpost_tui.model import RuleStatus, StrEnum
@@ -112,27 +112,47 @@ class Raised:
         return exc
 
 
-# --- the rule table: once whole, then what changed -----------------------------------------
+# --- the rule table: its head first, then whole, then what changed -------------------------
 # A poll's Update carries the whole table at each sample (10,000 rules: a megabyte of pickle, a tenth
 # of a second to make and read), and between two samples nearly every status is the very object it
 # was (engine/snapshot.py keeps them).  After the first, a table crosses as a sequence of positions
 # in the last one sent (an int) and new statuses; the table itself when nothing changed at all.
+#
+# The first table, when long, crosses as its head (feed.RulesHead: the rows a screen shows and the
+# counts), and the whole is owed to the next poll, which the console makes at once: the first attached
+# frame is drawn while the rest crosses (10,000 rules: some 0.12 s sooner, the bench's console line).
+HEAD_ROWS = 500  # more than a maximized rules pane shows on a tall terminal
+
+
 @dataclass(frozen=True)
 class TableChange:
     items: tuple[int | RuleStatus, ...] | None  # per rule: its position in the last table, or its new
     # status; None: the last table itself (an empty tuple is an empty table: after a panic)
 
 
+Table = tuple[RuleStatus, ...] | TableChange | RulesHead | None  # a table as it crosses
+
+
 class TableSender:
     """The engine process's side: the last table sent, by object."""
 
-    def __init__(self) -> None:
+    def __init__(self, head_rows: int = HEAD_ROWS) -> None:
+        self._head_rows = head_rows
         self._last: tuple[RuleStatus, ...] | None = None
         self._at: dict[int, int] = {}  # id() of each status of the last table -> its position
+        self._owed: tuple[RuleStatus, ...] | None = None  # a head was sent: the whole goes next
 
-    def encode(self, rules: tuple[RuleStatus, ...] | None) -> tuple[RuleStatus, ...] | TableChange | None:
+    def encode(self, rules: tuple[RuleStatus, ...] | None) -> Table:
         if rules is None:
-            return None
+            rules = self._owed  # the poll after a head: the table it came from, unchanged since
+            if rules is None:
+                return None
+        self._owed = None
+        if self._last is None and len(rules) > self._head_rows:
+            head = RulesHead.of(rules, self._head_rows)
+            self._last, self._at = head.rows, {id(r): i for i, r in enumerate(head.rows)}
+            self._owed = rules
+            return head
         last, at = self._last, self._at
         self._last, self._at = rules, {id(r): i for i, r in enumerate(rules)}
         if last is None:
@@ -144,14 +164,18 @@ class TableSender:
 
 
 class TableReceiver:
-    """The console's side: the table rebuilt from the last one; the same tuple when nothing changed."""
+    """The console's side: the table rebuilt from the last one; the same tuple when nothing changed; a
+    head as itself (the whole follows)."""
 
     def __init__(self) -> None:
         self._last: tuple[RuleStatus, ...] = ()
 
-    def decode(self, value: tuple[RuleStatus, ...] | TableChange | None) -> tuple[RuleStatus, ...] | None:
+    def decode(self, value: Table) -> tuple[RuleStatus, ...] | RulesHead | None:
         if value is None:
             return None
+        if isinstance(value, RulesHead):
+            self._last = value.rows
+            return value
         if isinstance(value, TableChange):
             if value.items is None:
                 return self._last

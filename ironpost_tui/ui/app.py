@@ -59,6 +59,7 @@ from ironpost_tui.ui.messages import (
     LapiReported,
     NoticePosted,
     PlaybackRewound,
+    RulesHeadShown,
     RulesRefreshed,
     SourceAdvanced,
     SourceFailed,
@@ -283,7 +284,13 @@ class IronpostApp(App[int]):
         self.state.set_top(message.top)
 
     def on_rules_refreshed(self, message: RulesRefreshed) -> None:
+        pending = self.state.rules_pending
         self.state.set_rules(message.rules)
+        if pending:
+            self.editing.table_arrived()
+
+    def on_rules_head_shown(self, message: RulesHeadShown) -> None:
+        self.state.set_rules_head(message.head)
 
     def on_lapi_reported(self, message: LapiReported) -> None:
         self.state.crowdsec = message.status
@@ -344,6 +351,7 @@ class IronpostApp(App[int]):
             main.query_one(TrafficPane).offenders = top_offenders(state.top, state.alerts.values())
         if state.rules_version != self._drawn_rules:
             self._drawn_rules = state.rules_version
+            rules.head = state.rules_head
             rules.rules = state.rules
         rules.now = now
         if self.detail is not None:

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 from ironpost_tui.engine.feed import OnExit, drop_rules
 from ironpost_tui.errors import IronpostError
-from ironpost_tui.model import Action
 from ironpost_tui.ui.messages import EnforcementKept, KeepFailed
 from ironpost_tui.ui.screens.quit import QuitChoice, QuitScreen
 from ironpost_tui.ui.source_kinds import KeepableSource
@@ -38,7 +37,7 @@ class Leaving:
         info = self.app.info
         if info.on_exit not in (OnExit.REMOVE, OnExit.REMOVE_ONLY) or not info.attached:
             return 0
-        return sum(1 for s in self.app.state.rules if s.rule.action is Action.DROP)
+        return self.app.state.drop_rules()
 
     def request(self) -> None:
         app = self.app

@@ -14,7 +14,7 @@ from textual.widget import Widget
 
 from ironpost_tui.detectors import AlertChange
 from ironpost_tui.engine.crowdsec.status import CrowdSecStatus
-from ironpost_tui.engine.feed import SourceInfo, Update
+from ironpost_tui.engine.feed import RulesHead, SourceInfo, Update
 from ironpost_tui.model import FilterRule, PacketEvent, RuleStatus, StatsSample
 from ironpost_tui.triage.values import TopSnapshot
 from ironpost_tui.ui.edits import Edit
@@ -124,6 +124,14 @@ class RulesRefreshed(Message):
         return isinstance(message, RulesRefreshed)
 
 
+class RulesHeadShown(Message):
+    """The first rows of a long table and its counts; the whole table follows (a RulesRefreshed)."""
+
+    def __init__(self, head: RulesHead) -> None:
+        super().__init__()
+        self.head = head
+
+
 class TopSampled(Message):
     """The latest top-talker lists; a later one makes a queued one stale."""
 
@@ -173,6 +181,8 @@ def messages_for(update: Update) -> Iterator[Message]:
     """The messages one poll's update turns into, in the order they must be applied."""
     if update.reset:
         yield PlaybackRewound()
+    if update.rules_head is not None:
+        yield RulesHeadShown(update.rules_head)
     if update.rules is not None:
         yield RulesRefreshed(update.rules)
     if update.sample is not None:

@@ -42,7 +42,8 @@ def run_poll(
 
     The first poll does not wait for events, and after a start SourceStarted is posted after that
     poll's messages: the console says "attached" with the rules table and the counters already there,
-    never over an empty table ("0 rules" for a moment would read as rules lost).
+    never over an empty table ("0 rules" for a moment would read as rules lost).  A poll that brought a
+    long table's head only (feed.RulesHead) is followed at once by the poll that brings the whole.
 
     ``answers`` is told each time a poll returns (with an update or an error): the console says when the
     source stops answering (feed.SILENT_SECS)."""
@@ -77,7 +78,7 @@ def run_poll(
             pause.wait(timeout)
             continue
         answers.answered()
-        wait = timeout
+        wait = 0.0 if update.rules_head is not None else timeout  # the whole table is owed: at once
         if cancelled():
             return
         said: list[Message] = []

@@ -7,7 +7,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from ironpost_tui.errors import IronpostError
-from ironpost_tui.model import Action, FilterRule
+from ironpost_tui.model import FilterRule
 from ironpost_tui.rules.blocking import blocking_rules
 from ironpost_tui.rules.control import LockoutRefused
 from ironpost_tui.ui.edits import Edit, EditKind, Origin
@@ -16,6 +16,7 @@ from ironpost_tui.ui.rule_fields import block_rule
 from ironpost_tui.ui.screens.alert_detail import AlertDetailScreen
 from ironpost_tui.ui.screens.block import BlockScreen
 from ironpost_tui.ui.screens.confirm import ConfirmScreen
+from ironpost_tui.ui.state import TABLE_ARRIVING
 from ironpost_tui.ui.widgets.alert_table import AlertTable
 from ironpost_tui.ui.widgets.event_table import EventTable
 from ironpost_tui.ui.widgets.rule_form import RuleForm
@@ -69,7 +70,7 @@ class RuleEditing:
 
     def panic_question(self) -> ConfirmScreen:
         app = self.app
-        drops = sum(1 for s in app.state.rules if s.rule.action is Action.DROP)
+        drops = app.state.drop_rules()
         return ConfirmScreen(
             "Panic: clear every drop rule",
             f"Delete all {drops} drop rule(s) now, on {app.info.iface} and in the configuration? "
@@ -105,6 +106,9 @@ class RuleEditing:
         app = self.app
         if app.read_only:
             return
+        if app.state.rules_pending:
+            self.pane(origin).problem = TABLE_ARRIVING
+            return
         found = blocking_rules(address, app.state.rules)
         if not found:
             self.pane(origin).problem = f"no drop rule on the source alone blocks {address}"
@@ -122,6 +126,9 @@ class RuleEditing:
 
     # --- doing: a worker thread, the result as a message ---------------------------------
     def run(self, edit: Edit) -> None:
+        if self.app.state.rules_pending:
+            self.refused(edit, TABLE_ARRIVING, lockout=False)
+            return
         self.app.run_worker(lambda: self._apply(edit), thread=True, group="edit", exit_on_error=False)
 
     def _apply(self, edit: Edit) -> None:
@@ -145,6 +152,15 @@ class RuleEditing:
             return
         exists = any(s.rule.id == rule.id for s in self.app.state.rules)
         self.run(Edit(EditKind.UPDATE if exists else EditKind.ADD, rule, origin=origin))
+
+    def table_arrived(self) -> None:
+        """The whole table is here: the panes that said it was still arriving stop saying so."""
+        for origin in (Origin.TOP, Origin.EVENTS, Origin.DETAIL, Origin.ALERTS, Origin.RULES):
+            pane = self.pane(origin)
+            if pane.problem == TABLE_ARRIVING:
+                pane.problem = ""
+        if self.form is not None and self.form.error == TABLE_ARRIVING:
+            self.form.error = ""
 
     def pane(self, origin: Origin) -> EventTable | AlertTable | RulesPane | AlertDetailScreen | TopPane:
         main = self.app.main

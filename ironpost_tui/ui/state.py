@@ -11,13 +11,17 @@ from dataclasses import dataclass, field
 
 from ironpost_tui.detectors import Alert, AlertChange
 from ironpost_tui.engine.crowdsec.status import CrowdSecStatus
+from ironpost_tui.engine.feed import RulesHead
 from ironpost_tui.kernel.abi import MapName
-from ironpost_tui.model import PacketEvent, RuleStatus, StatsSample
+from ironpost_tui.model import Action, PacketEvent, RuleStatus, StatsSample
 from ironpost_tui.triage.values import TopSnapshot
 from ironpost_tui.ui import format as fmt
 from ironpost_tui.ui.event_rings import EventRings
 
 EVENTS_KEPT = 5_000  # drops held in memory, and as many other events (the table shows the newest of them)
+# Only a long table's first rows are here (for a moment after the start: engine/wire.py): an edit or a
+# capture decided on them (an add where the rule exists, "no rule blocks it", a rule's name) could be wrong.
+TABLE_ARRIVING = "the rule table is still arriving from the engine: try again in a moment"
 HISTORY_SAMPLES = 1_200  # 20 minutes of 1 s samples: enough for the 10-minute chart
 
 
@@ -26,6 +30,7 @@ class ConsoleState:
     history: deque[StatsSample] = field(default_factory=lambda: deque(maxlen=HISTORY_SAMPLES))
     alerts: dict[int, Alert] = field(default_factory=dict)
     rules: tuple[RuleStatus, ...] = ()
+    rules_head: RulesHead | None = None  # rules holds a long table's first rows only: the counts are these
     pending: EventRings = field(default_factory=lambda: EventRings(EVENTS_KEPT))
     notices: deque[str] = field(default_factory=lambda: deque(maxlen=50))
     at: float = 0.0  # the source's clock at the last update
@@ -67,11 +72,30 @@ class ConsoleState:
         self.version += 1
 
     def set_rules(self, rules: tuple[RuleStatus, ...]) -> None:
-        if rules is self.rules:
+        if rules is self.rules and self.rules_head is None:
             return  # the engine's very table again (an idle second: it keeps it): nothing to draw
         self.rules = rules
+        self.rules_head = None
         self.rules_version += 1
         self.version += 1
+
+    def set_rules_head(self, head: RulesHead) -> None:
+        """A long table's first rows, until the whole arrives: shown, counted from ``head``."""
+        self.rules = head.rows
+        self.rules_head = head
+        self.rules_version += 1
+        self.version += 1
+
+    @property
+    def rules_pending(self) -> bool:
+        """Only a long table's first rows are here yet: an edit decided on them could be wrong."""
+        return self.rules_head is not None
+
+    def drop_rules(self) -> int:
+        """The table's drop rules (its head's count while only its first rows are here)."""
+        if self.rules_head is not None:
+            return self.rules_head.drops
+        return sum(1 for s in self.rules if s.rule.action is Action.DROP)
 
     def set_top(self, top: TopSnapshot) -> None:
         self.top = top
@@ -88,6 +112,7 @@ class ConsoleState:
         self.alerts.clear()
         self.pending.clear()
         self.rules = ()
+        self.rules_head = None
         self.top = None
         self.top_version += 1
         self.alerts_version += 1
@@ -100,6 +125,8 @@ class ConsoleState:
         return sum(sample.events_lost.values()) if sample else 0
 
     def blocklist_used(self) -> int:
+        if self.rules_head is not None:
+            return self.rules_head.blocklist
         counted = self._blocklist_used
         if counted is None or counted[0] is not self.rules:  # counted once per table, not per redraw
             counted = self._blocklist_used = (self.rules, sum(1 for s in self.rules if s.map_name == MapName.BLOCKLIST))

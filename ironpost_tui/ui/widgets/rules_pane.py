@@ -14,6 +14,7 @@ from textual.reactive import reactive
 from textual.widgets import Static
 
 from ironpost_tui import collector
+from ironpost_tui.engine.feed import RulesHead
 from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.model import Action, FilterRule, RuleStatus
 from ironpost_tui.rules.nft import nft_command
@@ -88,6 +89,7 @@ class RulesPane(Vertical):
     read_only: reactive[bool] = reactive(False)
     problem: reactive[str] = reactive("")
     order: reactive[SortOrder] = reactive(SortOrder)
+    head: RulesHead | None = None  # ``rules`` are a long table's first rows: these are its counts (set first)
 
     def compose(self) -> ComposeResult:
         yield RuleRows(id="rule-grid")
@@ -154,9 +156,14 @@ class RulesPane(Vertical):
         if self.problem:
             show(status, self.problem)
             return
-        used = sum(1 for s in self.rules if s.map_name == MapName.BLOCKLIST)
-        drops = sum(1 for s in self.rules if s.rule.action is Action.DROP)
-        text = f"{len(self.rules)} rules ({drops} drop) · blocklist {used}/{self.capacity}"
+        head = self.head
+        if head is not None:
+            total, drops, used = head.total, head.drops, head.blocklist
+        else:
+            total = len(self.rules)
+            used = sum(1 for s in self.rules if s.map_name == MapName.BLOCKLIST)
+            drops = sum(1 for s in self.rules if s.rule.action is Action.DROP)
+        text = f"{total} rules ({drops} drop) · blocklist {used}/{self.capacity}"
         if self.order != SortOrder():
             text += f" · {self.order.describe(COLUMNS, 'file order')}"
         show(status, text + (" · read-only replay" if self.read_only else ""))
