@@ -167,6 +167,7 @@ def test_a_long_first_table_crosses_as_its_head_and_the_whole_follows_at_the_nex
     receiver.decode(crossed(sender.encode(table)))  # type: ignore[arg-type]
     changed = table[:10] + table[11:]
     assert receiver.decode(crossed(sender.encode(changed))) == changed  # type: ignore[arg-type]
+    assert sender.encode(None) is None  # the head's table is owed no more: the new one went
     # the control: a table no longer than the head crosses whole, with nothing owed
     short, fifty = wire.TableSender(head_rows=50), table[:50]
     assert short.encode(fifty) is fifty and short.encode(None) is None
@@ -565,10 +566,10 @@ class _Engine:
     """The engine process's end of the socket, in a thread: records each call and answers those that
     ``answering`` allows when it is set (a close: answered, then the stand-in process ends by SIGTERM)."""
 
-    def __init__(self, sock: object, child: object, answering: object) -> None:
+    def __init__(self, sock: object, child: object, answering: object, polled: object = None) -> None:
         import threading
 
-        self.sock, self.child, self.answering = sock, child, answering
+        self.sock, self.child, self.answering, self.polled = sock, child, answering, polled
         self.calls: list[wire.Call] = []
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -583,6 +584,8 @@ class _Engine:
                 continue
             info = SourceInfo("lab0", "native", True, 0.0, "", 10, on_exit=OnExit.REMOVE)
             value = {wire.Call.POLL: Update(), wire.Call.START: info}.get(call)
+            if call == wire.Call.POLL and self.polled is not None:
+                value = self.polled()  # type: ignore[operator]
             try:
                 wire.send(self.sock, (wire.Said.RETURNED, value))  # type: ignore[arg-type]
             except OSError:  # the console's end closed (an abandoned call answered late)
@@ -592,7 +595,7 @@ class _Engine:
                 return
 
 
-def _remote(answering: object):  # type: ignore[no-untyped-def]
+def _remote(answering: object, polled: object = None):  # type: ignore[no-untyped-def]
     import socket
     import subprocess
     import sys
@@ -601,7 +604,7 @@ def _remote(answering: object):  # type: ignore[no-untyped-def]
 
     ours, theirs = socket.socketpair()
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    return remote.RemoteSource(ours, child.pid), _Engine(theirs, child, answering), child, theirs
+    return remote.RemoteSource(ours, child.pid), _Engine(theirs, child, answering, polled), child, theirs
 
 
 def _end(src, child, theirs) -> None:  # type: ignore[no-untyped-def]
@@ -710,6 +713,36 @@ def test_a_call_queued_behind_the_silent_one_is_never_sent_and_keep_is_refused(
         src.close()
     finally:
         silent.set()
+        _end(src, child, theirs)
+
+
+def test_the_console_reads_a_long_first_table_as_its_head_then_the_whole_at_the_next_poll() -> None:
+    """RemoteSource.poll, answered as the engine process answers (engine/served.py: LiveSource's update with
+    its table encoded by a TableSender): the first poll is an update with the head (no table), the next the
+    whole table, though LiveSource sent it once, and then nothing."""
+    import threading
+
+    from ironpost_tui.engine.feed import Update
+
+    table = _mixed(wire.HEAD_ROWS + 100)
+    sender, tables = wire.TableSender(), [table]
+
+    def polled() -> Update:
+        return Update(rules=sender.encode(tables.pop() if tables else None))  # type: ignore[arg-type]
+
+    answering = threading.Event()
+    answering.set()
+    src, _engine, child, theirs = _remote(answering, polled)
+    try:
+        first = src.poll(0.0)
+        assert first.rules is None and isinstance(first.rules_head, RulesHead)
+        assert first.rules_head.rows == table[: wire.HEAD_ROWS] and first.rules_head.total == len(table)
+        whole = src.poll(0.0)
+        assert whole.rules == table and whole.rules_head is None
+        again = src.poll(0.0)
+        assert again.rules is None and again.rules_head is None
+        src.close()
+    finally:
         _end(src, child, theirs)
 
 

@@ -13,7 +13,6 @@ import os
 import signal
 import threading
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -38,7 +37,6 @@ from ironpost_tui.detectors import AlertChange, ChangeKind
 from ironpost_tui.detectors.targets import Target
 from ironpost_tui.engine.feed import OnExit, RulesHead, Update
 from ironpost_tui.errors import ExitStatus, NoSuchInterface
-from ironpost_tui.kernel.capture import CaptureFilter
 from ironpost_tui.model import Action, FilterRule, Verdict
 from ironpost_tui.ui.app import IronpostApp
 from ironpost_tui.ui.messages import (
@@ -54,7 +52,6 @@ from ironpost_tui.ui.messages import (
 )
 from ironpost_tui.ui.screens.alert_detail import AlertDetailScreen
 from ironpost_tui.ui.screens.block import BlockScreen
-from ironpost_tui.ui.screens.capture import CaptureOrder
 from ironpost_tui.ui.screens.chart import WINDOWS, ChartScreen
 from ironpost_tui.ui.screens.confirm import ConfirmScreen
 from ironpost_tui.ui.screens.error import ErrorScreen
@@ -609,8 +606,8 @@ class HeadFirst(FakeSource):
 def test_while_only_a_long_tables_head_is_here_it_counts_asks_and_refuses_edits_from_the_head() -> None:
     """The rows the console has (one monitor rule) are not the table: the pane, the status bar and the quit
     question count the whole table's 4,000 drop rules, and an edit waits for the whole (it could be decided
-    wrongly on the head: an add where the rule exists), as does a capture (its rules' names).  Then the
-    whole table, and the same edit is made."""
+    wrongly on the head: an add where the rule exists); a panic is not (it needs no table).  Then the whole
+    table, and the same edit is made."""
     source = fake_of(HeadFirst)
 
     async def scenario(pilot: Pilot[int], messages: Messages) -> None:
@@ -628,15 +625,19 @@ def test_while_only_a_long_tables_head_is_here_it_counts_asks_and_refuses_edits_
         await pilot.press("escape")
         await pilot.press("4", "x")  # drop <-> monitor on the selected row
         assert pane.problem == TABLE_ARRIVING and not source.calls
-        app.capturing.start(CaptureFilter(), CaptureOrder(5, 1 << 20, Path("/nonexistent/never.pcapng")))
-        assert app.capturing.running is None and app.state.notices[-1] == f"capture: {TABLE_ARRIVING}"
+        await pilot.press("exclamation_mark")  # a panic is not refused: the engine clears every drop rule
+        assert isinstance(app.screen, ConfirmScreen) and "Delete all 4000 drop rule(s)" in app.screen.text
+        await pilot.press("y")
+        await edited(pilot, messages, (0, 0))
+        assert source.calls == [("panic", None, False)]
         source.whole.set()
         await messages.wait(RulesRefreshed, pilot, after=0)
         app.redraw()
         await pilot.pause()
-        assert not app.state.rules_pending and str(status.content) == "2 rules (1 drop) · blocklist 1/100"
+        assert not app.state.rules_pending and str(status.content) == "1 rules (0 drop) · blocklist 0/100"
+        assert pane.problem == ""  # "still arriving" said no more
         await pilot.press("x")  # the control: the same edit, with the whole table here
-        await edited(pilot, messages, (0, 0))
+        await edited(pilot, messages, (1, 0))
         assert source.calls[-1][0] == "update" and source.rules["ssh-watch"].action is Action.DROP
 
     run(live_app(source), scenario)

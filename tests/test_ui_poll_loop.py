@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
-from support.ui import StartingSource
+import pytest
+from support.ui import StartingSource, event
 
 from ironpost_tui.engine.feed import RulesHead, Update
 from ironpost_tui.errors import IronpostError
@@ -66,6 +68,39 @@ def test_a_poll_that_brought_a_tables_head_is_followed_at_once_by_the_poll_for_t
     kinds = run(source, 3)
     assert kinds.index(RulesHeadShown.__name__) < kinds.index(SourceStarted.__name__)  # attached with its head
     assert source.timeouts == [0.0, 0.0, 0.5]  # the control, a whole first table: [0.0, 0.5] above
+
+
+class WithAnEvent(Polled):
+    """Its first update brings one event (which the worker holds for a batch, BATCH_SECS, before it polls
+    again), and with ``head`` a long table's head only."""
+
+    def __init__(self, head: bool) -> None:
+        super().__init__()
+        self.head = head
+
+    def poll(self, timeout: float) -> Update:
+        update = super().poll(timeout)
+        if len(self.timeouts) == 1:
+            update = replace(update, events=(event(),))
+            if self.head:
+                assert update.rules is not None
+                update = replace(update, rules=None, rules_head=RulesHead(update.rules[:1], 5_000, 4_000, 30))
+        return update
+
+
+def test_the_poll_for_the_whole_table_is_not_held_for_a_batch_of_events(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(poll_loop, "BATCH_SECS", 30.0)
+    source = WithAnEvent(head=True)
+    t0 = time.monotonic()
+    poll_loop.run_poll(source, [].append, lambda: len(source.timeouts) >= 3, 30.0, must_start=True)  # type: ignore[arg-type]
+    assert time.monotonic() - t0 < 10  # not held for 30 s
+    assert source.timeouts[:2] == [0.0, 0.0]
+    # the control: the same event with a whole table is held for its batch
+    monkeypatch.setattr(poll_loop, "BATCH_SECS", 1.0)
+    source = WithAnEvent(head=False)
+    t0 = time.monotonic()
+    poll_loop.run_poll(source, [].append, lambda: len(source.timeouts) >= 2, 30.0, must_start=True)  # type: ignore[arg-type]
+    assert time.monotonic() - t0 >= 0.9
 
 
 class SaysThings(Polled):

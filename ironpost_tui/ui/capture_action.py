@@ -21,7 +21,6 @@ from ironpost_tui.errors import IronpostError
 from ironpost_tui.kernel.capture import CaptureFilter
 from ironpost_tui.records.capture import Capture, Limits, Progress
 from ironpost_tui.ui.screens.capture import CaptureOrder, CaptureScreen
-from ironpost_tui.ui.state import TABLE_ARRIVING
 
 if TYPE_CHECKING:
     from ironpost_tui.ui.app import IronpostApp
@@ -71,10 +70,8 @@ class Capturing:
 
     def start(self, filt: CaptureFilter, order: CaptureOrder) -> None:
         app = self.app
-        if app.state.rules_pending:  # the rules' names would be the head's only
-            app.state.notice(f"capture: {TABLE_ARRIVING}")
-            app.redraw()
-            return
+        # The rules' names, as labels of the packets they matched (a long table's head's only, in the moment
+        # after the start when only its first rows are here: the others' packets are labelled by slot).
         names = {s.slot: s.rule.id for s in app.state.rules if s.slot is not None}
         limits = Limits(count=None, seconds=float(order.seconds), max_bytes=order.max_bytes)
         cap = Capture(app.info.iface, filt, order.path, limits, names, files.invoking_user())

@@ -107,7 +107,7 @@ def run_poll(
             messages = notices
         for message in messages:
             post(message)
-        if 0 < len(update.events) < BIG_BATCH:
+        if 0 < len(update.events) < BIG_BATCH and update.rules_head is None:
             rest = BATCH_SECS - (time.monotonic() - began)
             if rest > 0:
                 pause.wait(min(rest, timeout))

@@ -126,7 +126,8 @@ class RuleEditing:
 
     # --- doing: a worker thread, the result as a message ---------------------------------
     def run(self, edit: Edit) -> None:
-        if self.app.state.rules_pending:
+        # A panic clears every drop rule in the engine, whatever the console's copy of the table holds.
+        if self.app.state.rules_pending and edit.kind is not EditKind.PANIC:
             self.refused(edit, TABLE_ARRIVING, lockout=False)
             return
         self.app.run_worker(lambda: self._apply(edit), thread=True, group="edit", exit_on_error=False)

@@ -19,8 +19,8 @@ from ironpost_tui.ui import format as fmt
 from ironpost_tui.ui.event_rings import EventRings
 
 EVENTS_KEPT = 5_000  # drops held in memory, and as many other events (the table shows the newest of them)
-# Only a long table's first rows are here (for a moment after the start: engine/wire.py): an edit or a
-# capture decided on them (an add where the rule exists, "no rule blocks it", a rule's name) could be wrong.
+# Only a long table's first rows are here (for a moment after the start: engine/wire.py): an edit decided
+# on them (an add where the rule exists, "no rule blocks it") could be wrong.
 TABLE_ARRIVING = "the rule table is still arriving from the engine: try again in a moment"
 HISTORY_SAMPLES = 1_200  # 20 minutes of 1 s samples: enough for the 10-minute chart
 
