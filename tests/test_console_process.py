@@ -385,6 +385,32 @@ def _attached(made: list[Session], argv: list[str]) -> tuple[Session, int]:
 
 
 @pytest.mark.root
+def test_a_long_table_shows_its_counts_at_attached_and_its_last_rule_once_whole(two) -> None:  # type: ignore[no-untyped-def]
+    """Through the real engine process: a table longer than its head (wire.HEAD_ROWS rows) is counted whole
+    on the attached frame, and its last rule, 100 rows past the head, reaches the rules pane (the head
+    alone ends at r499; a console that dropped the rows past it fails here)."""
+    lab, made, argv, _pid_path = two
+    n = wire.HEAD_ROWS + 100
+    cfg = Path(argv[argv.index("--config") + 1])
+    rules = "".join(
+        f'\n[[ebpf.rules]]\nid = "r{i}"\naction = "monitor"\nsrc_ip = "198.19.{200 + i // 256}.{i % 256}"\n'
+        for i in range(n)
+    )
+    cfg.write_text(cfg.read_text() + rules)
+    s, _engine = _attached(made, argv)
+    s.wait_screen(lambda t: f"{n} rules (0 drop)" in t, 10, "the whole table's count")
+    s.keys("4")
+
+    def at_the_end(screen: str) -> bool:  # End again until the table's end is its last rule's
+        if f"r{n - 1} " in screen:
+            return True
+        s.keys("End")
+        return False
+
+    s.wait_screen(at_the_end, 10, "the table's last rule, past the head")
+
+
+@pytest.mark.root
 def test_the_pid_file_names_the_console_and_quit_leaves_nothing(two) -> None:  # type: ignore[no-untyped-def]
     lab, made, argv, pid_path = two
     s, engine = _attached(made, argv)
