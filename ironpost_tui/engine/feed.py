@@ -7,6 +7,7 @@ returns are frozen and cross into the UI as they are.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -41,6 +42,16 @@ class SourceInfo:
     on_exit: OnExit = OnExit.NOTHING
 
 
+def count_drops(rules: Iterable[RuleStatus]) -> int:
+    """A table's drop rules (what quitting or a panic would remove)."""
+    return sum(1 for s in rules if s.rule.action is Action.DROP)
+
+
+def count_in_blocklist(rules: Iterable[RuleStatus]) -> int:
+    """A table's rules that BLOCKLIST holds (its entries in use)."""
+    return sum(1 for s in rules if s.map_name == MapName.BLOCKLIST)
+
+
 @dataclass(frozen=True)
 class RulesHead:
     """The first rows of a long rule table, with the whole table's counts: what a screen shows of it.
@@ -56,12 +67,7 @@ class RulesHead:
 
     @classmethod
     def of(cls, rules: tuple[RuleStatus, ...], rows: int) -> RulesHead:
-        return cls(
-            rules[:rows],
-            len(rules),
-            sum(1 for s in rules if s.rule.action is Action.DROP),
-            sum(1 for s in rules if s.map_name == MapName.BLOCKLIST),
-        )
+        return cls(rules[:rows], len(rules), count_drops(rules), count_in_blocklist(rules))
 
 
 @dataclass(frozen=True)

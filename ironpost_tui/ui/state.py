@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 
 from ironpost_tui.detectors import Alert, AlertChange
 from ironpost_tui.engine.crowdsec.status import CrowdSecStatus
-from ironpost_tui.engine.feed import RulesHead
-from ironpost_tui.kernel.abi import MapName
-from ironpost_tui.model import Action, PacketEvent, RuleStatus, StatsSample
+from ironpost_tui.engine.feed import RulesHead, count_drops, count_in_blocklist
+from ironpost_tui.model import PacketEvent, RuleStatus, StatsSample
 from ironpost_tui.triage.values import TopSnapshot
 from ironpost_tui.ui import format as fmt
 from ironpost_tui.ui.event_rings import EventRings
@@ -95,7 +94,7 @@ class ConsoleState:
         """The table's drop rules (its head's count while only its first rows are here)."""
         if self.rules_head is not None:
             return self.rules_head.drops
-        return sum(1 for s in self.rules if s.rule.action is Action.DROP)
+        return count_drops(self.rules)
 
     def set_top(self, top: TopSnapshot) -> None:
         self.top = top
@@ -129,5 +128,5 @@ class ConsoleState:
             return self.rules_head.blocklist
         counted = self._blocklist_used
         if counted is None or counted[0] is not self.rules:  # counted once per table, not per redraw
-            counted = self._blocklist_used = (self.rules, sum(1 for s in self.rules if s.map_name == MapName.BLOCKLIST))
+            counted = self._blocklist_used = (self.rules, count_in_blocklist(self.rules))
         return counted[1]

@@ -14,8 +14,7 @@ from textual.reactive import reactive
 from textual.widgets import Static
 
 from ironpost_tui import collector
-from ironpost_tui.engine.feed import RulesHead
-from ironpost_tui.kernel.abi import MapName
+from ironpost_tui.engine.feed import RulesHead, count_drops, count_in_blocklist
 from ironpost_tui.model import Action, FilterRule, RuleStatus
 from ironpost_tui.rules.nft import nft_command
 from ironpost_tui.ui import format as fmt
@@ -161,8 +160,7 @@ class RulesPane(Vertical):
             total, drops, used = head.total, head.drops, head.blocklist
         else:
             total = len(self.rules)
-            used = sum(1 for s in self.rules if s.map_name == MapName.BLOCKLIST)
-            drops = sum(1 for s in self.rules if s.rule.action is Action.DROP)
+            used, drops = count_in_blocklist(self.rules), count_drops(self.rules)
         text = f"{total} rules ({drops} drop) · blocklist {used}/{self.capacity}"
         if self.order != SortOrder():
             text += f" · {self.order.describe(COLUMNS, 'file order')}"
