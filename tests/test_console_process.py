@@ -168,6 +168,11 @@ def test_a_long_first_table_crosses_as_its_head_and_the_whole_follows_at_the_nex
     changed = table[:10] + table[11:]
     assert receiver.decode(crossed(sender.encode(changed))) == changed  # type: ignore[arg-type]
     assert sender.encode(None) is None  # the head's table is owed no more: the new one went
+    # emptied between the head and the next poll (a panic from the command line): empty, not the head's rows
+    sender, receiver = wire.TableSender(head_rows=50), wire.TableReceiver()
+    receiver.decode(crossed(sender.encode(table)))  # type: ignore[arg-type]
+    assert receiver.decode(crossed(sender.encode(()))) == ()  # type: ignore[arg-type]
+    assert sender.encode(None) is None
     # the control: a table no longer than the head crosses whole, with nothing owed
     short, fifty = wire.TableSender(head_rows=50), table[:50]
     assert short.encode(fifty) is fifty and short.encode(None) is None
