@@ -57,6 +57,21 @@ static __always_inline void consider(struct blocklist_value *v, struct best_matc
 	}
 }
 
+/* The verifier walks the code after a branch once for each of its sides that it cannot prove alike (and
+ * the shape loop's body once for each state that reaches it), so where several tests decide one thing
+ * they are folded into one value and one branch.  The values in between go through OPAQUE, an empty asm
+ * clang cannot see into, or clang would make branches of them again (a select is a branch in BPF). */
+#define OPAQUE(x) asm volatile("" : "+r"(x))
+
+/* 1 when the u64 ``diff`` is not 0, else 0: without a branch. */
+static __always_inline __u64 differs64(__u64 diff)
+{
+	__u64 neg = 0 - diff;
+
+	OPAQUE(neg);
+	return (diff | neg) >> 63;
+}
+
 /* An exact IPv4 source in EXACT4 (ironpost_common.h): one bucket, no call. */
 static __always_inline void match_exact4(__u32 saddr, __u32 seed, struct best_match *best)
 {
@@ -268,22 +283,26 @@ static __always_inline __u32 candidate_shapes(struct pkt *p, struct ironpost_con
  * Monitor rules have none: they report what a packet shows, and these show no port. */
 static __always_inline void match_shapes(struct pkt *p, struct best_match *best, __u32 cand, __u32 n)
 {
+	/* The slots past n are not in use: their bits go here, not by a test in the loop (a branch on n
+	 * there gave the verifier a state of its own for every n an iteration ruled out). */
+	cand &= n >= SHAPES_MAX ? ~0U : (1U << n) - 1;
 	/* A real loop: unrolled, it would be SHAPES_MAX copies to verify. */
 #pragma clang loop unroll(disable)
 	for (__u32 i = 0; i < SHAPES_MAX; i++) {
-		if (i >= n)
-			break;
 		if (!(cand & (1U << i)))
 			continue;
 		__u32 idx = i;
 		struct rule_shape *sh = shapes_lookup(&idx);
 		if (!sh)
 			break;
-		/* An unused slot has family SHAPE_UNUSED: it never matches. */
-		if (sh->family && sh->family != p->family)
-			continue;
-		/* A shape with a port field: a packet without ports misses it, unless it hides them. */
-		if ((sh->fields & FIELD_DPORT) && p->ports == PORTS_NONE)
+		/* Missed, with one branch (see differs64()): a shape of the other family (an unused slot has
+		 * family SHAPE_UNUSED: it never matches), or one with a port field when the packet has no ports
+		 * (it misses it, unless it hides them). */
+		__u64 family_miss = differs64(sh->family ^ p->family) & differs64(sh->family);
+		__u64 port_miss = (sh->fields / FIELD_DPORT) & 1 & (differs64(p->ports ^ PORTS_NONE) ^ 1);
+		__u64 miss = family_miss | port_miss;
+		OPAQUE(miss);
+		if (miss)
 			continue;
 		struct match_key k __attribute__((aligned(8))) = {};
 		k.shape = i;
