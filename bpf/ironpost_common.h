@@ -13,7 +13,7 @@
 #ifndef IRONPOST_COMMON_H
 #define IRONPOST_COMMON_H
 
-#define IRONPOST_ABI_VERSION 6
+#define IRONPOST_ABI_VERSION 7
 
 /* STATS indices (the seed's layout, 0-4).  FRAGMENTS is not a protocol (its packets count under
  * theirs as well): the packets judged without their ports (PORTS_HIDDEN in packet.h: TCP and UDP
@@ -247,6 +247,28 @@ struct prefix6h_bucket {
 	__u8 plen[PREFIXH_WAYS];
 };
 
+/* MATCHH: MATCH's entries again, in hashed buckets of MATCHH_WAYS the program reads inline, as EXACT4's:
+ * MATCH is a hash map of 40-byte keys, and its lookup is a real function call (jhash2 over the key,
+ * __htab_map_lookup_elem and memcmp), some 30-45 ns a shape here, the cost of a packet a multi-field rule
+ * matches.  A key (struct match_key, the shape index in it) lands in bucket hash_32(lo32(x) ^ hi32(x),
+ * MATCHH_BITS), x = CONFIG.hash_seed, then x = (x ^ w) * HASH_MUL64 for each of the key's five u64 words w
+ * in order (as loaded: rule_match.h matchh_bucket_of(), ironpost_tui/rules/matchh.py).  A way holds the
+ * whole key, so a packet matches it only where every field is equal.  User space writes every MATCH entry
+ * it can here too, with EXACT4's write order (a way's key and slot before its rank1; a way retired by its
+ * rank1 alone); a key whose bucket is full stays in MATCH alone, and sets its shape's bit in
+ * CONFIG.match_spill, for which the program looks that shape's keys up in MATCH instead of here.  MATCH
+ * keeps every entry either way: it is the record, and the fallback.  FRAG_MATCH (a packet that hides its
+ * ports) is looked up as before. */
+#define MATCHH_WAYS 4
+#define MATCH_KEY_WORDS 5
+
+/* key: MATCH_KEY_WORDS u64 a way, way w at [w * MATCH_KEY_WORDS] (one dimension, as prefix6h_bucket's). */
+struct matchh_bucket {
+	__u64 key[MATCHH_WAYS * MATCH_KEY_WORDS];
+	__u32 rank1[MATCHH_WAYS];
+	__u32 slot[MATCHH_WAYS];
+};
+
 /* CONFIG flags: prefixes too short for ADDR_FILTER, looked up for every packet. */
 #define CFG_WILD_PREFIX4 0x1
 #define CFG_WILD_PREFIX6 0x2
@@ -267,6 +289,8 @@ struct ironpost_config {
 	__u8 proto_shapes[512]; /* [IPv4 0..255, IPv6 256..511] by protocol: shapes with a rule that may match it */
 	__u8 plen4[PREFIXH_PROBES]; /* the prefix lengths PREFIX4H holds (0: a slot not in use) */
 	__u8 plen6[PREFIXH_PROBES]; /* ... PREFIX6H */
+	__u8 match_spill; /* shapes with a MATCH entry MATCHH lacks (its bucket was full): MATCH looked up */
+	__u8 _pad2[3];
 };
 
 #define NSEC_PER_SEC 1000000000ULL

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Rule matching: the best match of a packet among the source rules (EXACT4, BLOCKLIST, SRC4,
- * SRC6) and the multi-field rules (MATCH, by shape; FRAG_MATCH for a fragment that hides its
- * ports), the filters in front of them (ADDR_FILTER, PORT_FILTER, CONFIG's masks) and the
+ * SRC6) and the multi-field rules (MATCHH, then MATCH where a shape spilled, by shape; FRAG_MATCH for a
+ * fragment that hides its ports), the filters in front of them (ADDR_FILTER, PORT_FILTER, CONFIG's masks) and the
  * allowlist (ALLOW4, ALLOW6).  ironpost_common.h describes the maps.
  */
 #ifndef IRONPOST_RULE_MATCH_H
@@ -30,6 +30,7 @@ static __always_inline struct blocklist_value *src4_lookup(struct lpm_v4_key *k)
 static __always_inline struct blocklist_value *src6_lookup(struct lpm_v6_key *k);
 static __always_inline struct rule_shape *shapes_lookup(__u32 *idx);
 static __always_inline struct blocklist_value *match_lookup(struct match_key *k);
+static __always_inline struct matchh_bucket *matchh_lookup(__u32 *bucket);
 static __always_inline struct blocklist_value *frag_match_lookup(struct match_key *k);
 static __always_inline __u64 *addr_filter_lookup(__u32 *idx);
 static __always_inline __u64 *port_filter_lookup(__u32 *idx);
@@ -271,6 +272,40 @@ static __always_inline __u32 candidate_shapes(struct pkt *p, struct ironpost_con
 	return cand & (((dst_bits >> FILTER_DST_SHIFT) & 0xff) | cfg->dst_wild);
 }
 
+/* MATCHH's bucket of a key read as its MATCH_KEY_WORDS u64 (ironpost_common.h; rules/matchh.py computes
+ * the same). */
+static __always_inline __u32 matchh_bucket_of(const __u64 *w, __u32 seed)
+{
+	__u64 x = seed;
+
+#pragma unroll
+	for (int i = 0; i < MATCH_KEY_WORDS; i++)
+		x = (x ^ w[i]) * HASH_MUL64;
+	return hash_32((__u32)x ^ (__u32)(x >> 32), MATCHH_BITS);
+}
+
+/* The key in MATCHH: a way that holds it is considered, as its MATCH entry would be.  A way's words are
+ * compared in order, and the compare ends at the first that differs: what nearly every way does. */
+static __always_inline void match_inline(struct match_key *k, __u32 seed, struct best_match *best)
+{
+	const __u64 *w = (const __u64 *)k; /* 8-aligned: MATCH_KEY_WORDS words */
+	__u32 b = matchh_bucket_of(w, seed);
+	struct matchh_bucket *bk = matchh_lookup(&b);
+	if (!bk)
+		return;
+#pragma unroll
+	for (int j = 0; j < MATCHH_WAYS; j++) {
+		const __u64 *kw = &bk->key[j * MATCH_KEY_WORDS];
+		__u32 rank = bk->rank1[j] - 1; /* a way not in use: NO_MATCH, never better */
+		if (kw[0] == w[0] && kw[1] == w[1] && kw[2] == w[2] && kw[3] == w[3] && kw[4] == w[4] &&
+		    rank < best->rank) {
+			best->rank = rank;
+			best->slot = bk->slot[j];
+			best->from_source = 0;
+		}
+	}
+}
+
 /* Tuple-space search over the multi-field rules: rules are grouped by shape
  * (which fields, which prefix lengths), so a packet costs one hash lookup per
  * candidate shape, not one comparison per rule.
@@ -280,9 +315,18 @@ static __always_inline __u32 candidate_shapes(struct pkt *p, struct ironpost_con
  * and the stack would reassemble it behind the filter: for a shape with a port field it is looked
  * up in FRAG_MATCH, under the same key with the port 0, where every drop rule with a port has an
  * entry (and one under PROTO_UNKNOWN when it names a protocol: ironpost_tui/rules/fragments.py).
- * Monitor rules have none: they report what a packet shows, and these show no port. */
-static __always_inline void match_shapes(struct pkt *p, struct best_match *best, __u32 cand, __u32 n)
+ * Monitor rules have none: they report what a packet shows, and these show no port.
+ *
+ * Otherwise the key is looked up in MATCHH, read inline, or in MATCH (which holds every key) for a shape
+ * that spilled (CONFIG.match_spill: one of its keys found its bucket full).
+ *
+ * The key is built in per-CPU map memory (``k``, SCRATCH's), not on the stack, for the reason
+ * ironpost_xdp.c gives for the packet's. */
+static __always_inline void match_shapes(struct pkt *p, struct ironpost_config *cfg, struct best_match *best,
+					 struct match_key *k, __u32 cand)
 {
+	__u32 n = cfg->n_shapes;
+
 	/* The slots past n are not in use: their bits go here, not by a test in the loop (a branch on n
 	 * there gave the verifier a state of its own for every n an iteration ruled out). */
 	cand &= n >= SHAPES_MAX ? ~0U : (1U << n) - 1;
@@ -304,16 +348,26 @@ static __always_inline void match_shapes(struct pkt *p, struct best_match *best,
 		OPAQUE(miss);
 		if (miss)
 			continue;
-		struct match_key k __attribute__((aligned(8))) = {};
-		k.shape = i;
-		k.family = sh->family;
-		k.protocol = p->protocol & sh->proto_mask;
-		k.dst_port = p->dport & sh->port_mask; /* 0 when the ports are hidden */
-		mask16(k.src, p->src, sh->src_mask);
-		mask16(k.dst, p->dst, sh->dst_mask);
+		/* Every field written: the key has no padding. */
+		k->shape = i;
+		k->family = sh->family;
+		k->protocol = p->protocol & sh->proto_mask;
+		k->dst_port = p->dport & sh->port_mask; /* 0 when the ports are hidden */
+		mask16(k->src, p->src, sh->src_mask);
+		mask16(k->dst, p->dst, sh->dst_mask);
+		/* A hash map for a packet that hides its ports from a shape with a port field (FRAG_MATCH),
+		 * and for a shape that spilled (MATCH, which holds all of its keys); else MATCHH alone.  One
+		 * branch decides (see differs64()). */
+		__u64 hidden = (differs64(p->ports ^ PORTS_HIDDEN) ^ 1) & (sh->fields / FIELD_DPORT) & 1;
+		__u64 by_map = hidden | ((cfg->match_spill >> i) & 1);
+		OPAQUE(by_map);
+		if (!by_map) {
+			match_inline(k, cfg->hash_seed, best);
+			continue;
+		}
 		struct blocklist_value *v;
-		if (p->ports == PORTS_HIDDEN && (sh->fields & FIELD_DPORT)) {
-			v = frag_match_lookup(&k);
+		if (hidden) {
+			v = frag_match_lookup(k);
 			/* Keeps clang from merging the two lookups into one call on a map chosen at run
 			 * time: the verifier turns a lookup into the map's own (a direct call to
 			 * __htab_map_lookup_elem) only where the call's map is one; else it stays
@@ -321,7 +375,7 @@ static __always_inline void match_shapes(struct pkt *p, struct best_match *best,
 			 * here): measured 7-13 ns more per shape looked up (tests/test_verdicts.py). */
 			asm volatile("" : "+r"(v));
 		} else {
-			v = match_lookup(&k);
+			v = match_lookup(k);
 		}
 		if (v)
 			consider(v, best);

@@ -134,8 +134,9 @@ def test_struct_sizes_follow_the_header_layouts() -> None:
     assert abi.ALLOW_VALUE.size == 4
     assert abi.RULE_SHAPE.size == 40
     assert abi.MATCH_KEY.size == 40
+    assert abi.MATCHH_BUCKET.size == 192
     assert abi.RULE_HIT.size == 16
-    assert abi.CONFIG.size == 544
+    assert abi.CONFIG.size == 548
     assert abi.SRC_WAY.size == 224 and abi.DST_WAY.size == 48
     assert abi.PACKET_EVENT.size == 56
 

@@ -11,7 +11,7 @@ import struct
 
 from ironpost_tui.model import FRAGMENTS, StrEnum
 
-IRONPOST_ABI_VERSION = 6
+IRONPOST_ABI_VERSION = 7
 
 STATS_TCP = 0
 STATS_UDP = 1
@@ -75,7 +75,10 @@ EXACT4_WAYS = 8
 # PREFIXH_PROBES lengths per family.
 PREFIXH_WAYS = 8
 PREFIXH_PROBES = 4
-HASH_MUL64 = 0x9E3779B97F4A7C15  # bpf/hash.h: folds an IPv6 prefix's halves together
+HASH_MUL64 = 0x9E3779B97F4A7C15  # bpf/hash.h: folds an IPv6 prefix's halves together, and MATCHH's keys
+# MATCHH (bpf/ironpost_common.h): 4-way buckets of MATCH's keys, each read as MATCH_KEY_WORDS u64.
+MATCHH_WAYS = 4
+MATCH_KEY_WORDS = 5
 
 SKETCH_WAYS = 4
 PORT_BITS = 512
@@ -131,9 +134,13 @@ PREFIX4H_BUCKET = struct.Struct(f"<{PREFIXH_WAYS * 4}s{PREFIXH_WAYS * 4}s{PREFIX
 PREFIX6H_BUCKET = struct.Struct(
     f"<{PREFIXH_WAYS * 16}s{PREFIXH_WAYS * 16}s{PREFIXH_WAYS}I{PREFIXH_WAYS}I{PREFIXH_WAYS}B"
 )
+# struct matchh_bucket: key[MATCHH_WAYS * MATCH_KEY_WORDS] (a way's match_key as MATCH_KEY_WORDS u64), rank1[]
+# (rank + 1, 0: a way not in use), slot[]
+MATCHH_BUCKET = struct.Struct(f"<{MATCHH_WAYS * MATCH_KEY.size}s{MATCHH_WAYS}I{MATCHH_WAYS}I")
 # struct ironpost_config: n_shapes, abi_version, flags, hash_seed, match_rank, src_wild, dst_wild, port_wild,
-# pad, proto_shapes[512] (IPv4 then IPv6, by protocol), plen4[PREFIXH_PROBES], plen6[PREFIXH_PROBES]
-CONFIG = struct.Struct(f"<IIIIIBBBx512s{PREFIXH_PROBES}s{PREFIXH_PROBES}s")
+# pad, proto_shapes[512] (IPv4 then IPv6, by protocol), plen4[PREFIXH_PROBES], plen6[PREFIXH_PROBES],
+# match_spill (shapes with a MATCH entry MATCHH lacks), pad[3]
+CONFIG = struct.Struct(f"<IIIIIBBBx512s{PREFIXH_PROBES}s{PREFIXH_PROBES}sB3x")
 # struct agg_key: addr[16], family, pad[3]
 AGG_KEY = struct.Struct("<16sB3x")
 # struct src_way: key (20 bytes), syn, tcp, new_tcp_ports, new_udp_ports, marked, last_seq, ports_since,
@@ -165,6 +172,7 @@ class MapName(StrEnum):
     SRC4 = "SRC4"
     SRC6 = "SRC6"
     MATCH = "MATCH"
+    MATCHH = "MATCHH"
     FRAG_MATCH = "FRAG_MATCH"
     SHAPES = "SHAPES"
     ALLOW4 = "ALLOW4"
@@ -195,6 +203,7 @@ PINNED_MAPS = (
     MapName.SRC4,
     MapName.SRC6,
     MapName.MATCH,
+    MapName.MATCHH,
     MapName.FRAG_MATCH,
     MapName.SHAPES,
     MapName.ALLOW4,
@@ -256,6 +265,7 @@ def size_cflags() -> list[str]:
         f"-DPY_EXACT4_SIZE={EXACT4_BUCKET.size}",
         f"-DPY_PREFIX4H_SIZE={PREFIX4H_BUCKET.size}",
         f"-DPY_PREFIX6H_SIZE={PREFIX6H_BUCKET.size}",
+        f"-DPY_MATCHH_SIZE={MATCHH_BUCKET.size}",
         f"-DPY_TOP_WAY_SIZE={TOP_WAY.size}",
         f"-DPY_TOP_SRC_WAY_SIZE={TOP_SRC_WAY.size}",
         f"-DPY_CAPTURE_CONFIG_SIZE={CAPTURE_CONFIG.size}",

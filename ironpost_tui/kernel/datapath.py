@@ -93,6 +93,12 @@ class DatapathConfig:
         return 1 << max(6, min(24, (max(1, self.cidr_max_entries) // 4 - 1).bit_length()))
 
     @property
+    def matchh_buckets(self) -> int:
+        """MATCHH's buckets: a power of two, at least MATCH's entries (<= 1 key per 4-way bucket on average
+        when MATCH is full: about 0.4% of keys then find their bucket full, and are looked up in MATCH)."""
+        return 1 << max(6, min(24, (max(1, self.match_max_entries) - 1).bit_length()))
+
+    @property
     def ringbuf_pages(self) -> int:
         return max(1, self.ring_buffer_kib * 1024 // os.sysconf("SC_PAGE_SIZE"))
 
@@ -103,6 +109,7 @@ class DatapathConfig:
             f"-DPREFIXH_BITS={self.prefixh_buckets.bit_length() - 1}",
             f"-DCIDR_MAX={self.cidr_max_entries}",
             f"-DMATCH_MAX={self.match_max_entries}",
+            f"-DMATCHH_BITS={self.matchh_buckets.bit_length() - 1}",
             f"-DSHAPES_MAX={self.shapes_max}",
             f"-DALLOW_MAX={self.allow_max_entries}",
             f"-DRULE_SLOTS={self.rule_slots}",
@@ -127,6 +134,7 @@ class DatapathConfig:
             MapName.SRC4: (_LPM_TRIE, abi.LPM_V4_KEY.size, v, self.cidr_max_entries),
             MapName.SRC6: (_LPM_TRIE, abi.LPM_V6_KEY.size, v, self.cidr_max_entries),
             MapName.MATCH: (_HASH, abi.MATCH_KEY.size, v, self.match_max_entries),
+            MapName.MATCHH: (_ARRAY, 4, abi.MATCHH_BUCKET.size, self.matchh_buckets),
             MapName.FRAG_MATCH: (_HASH, abi.MATCH_KEY.size, v, 2 * self.match_max_entries),
             MapName.SHAPES: (_ARRAY, 4, abi.RULE_SHAPE.size, self.shapes_max),
             MapName.ALLOW4: (_LPM_TRIE, abi.LPM_V4_KEY.size, abi.ALLOW_VALUE.size, self.allow_max_entries),
@@ -286,7 +294,7 @@ class Datapath:
         if config[1] == 0:  # new maps: stamp them, and seed the sketches' hash
             seed = int.from_bytes(os.urandom(4), "little")
             self.write_config_raw(
-                abi.CONFIG.pack(0, abi.IRONPOST_ABI_VERSION, 0, seed, abi.NO_MATCH, 0, 0, 0, bytes(512), b"", b"")
+                abi.CONFIG.pack(0, abi.IRONPOST_ABI_VERSION, 0, seed, abi.NO_MATCH, 0, 0, 0, bytes(512), b"", b"", 0)
             )
 
     def _compile(

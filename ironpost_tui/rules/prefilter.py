@@ -92,10 +92,17 @@ def source_atoms(map_name: MapName | Literal["ALLOW"], net: IPNetwork) -> list[A
 
 
 def shape_atoms(
-    shape: int, family: int, src: IPNetwork | None, dst: IPNetwork | None, port: int | None, proto: int | None
+    shape: int,
+    family: int,
+    src: IPNetwork | None,
+    dst: IPNetwork | None,
+    port: int | None,
+    proto: int | None,
+    inline: bool = True,
 ) -> list[Atom]:
-    """Atoms of a multi-field rule in shape slot ``shape``."""
-    atoms: list[Atom] = []
+    """Atoms of a multi-field rule in shape slot ``shape``; ``inline``: its key is in MATCHH (matchh.py), else
+    in MATCH alone, which its shape's bit of CONFIG.match_spill then has the program look up."""
+    atoms: list[Atom] = [] if inline else [("ms", shape)]
     for net, shift, wild in ((src, abi.FILTER_SRC_SHIFT, "sw"), (dst, abi.FILTER_DST_SHIFT, "dw")):
         buckets = net_buckets(net) if net is not None else None
         if buckets is None:
@@ -123,7 +130,7 @@ class Prefilter:
         self._ports: dict[int, int] = {}
         self._proto = bytearray(512)
         self._flags = 0
-        self._wild = {"sw": 0, "dw": 0, "pw": 0}
+        self._wild = {"sw": 0, "dw": 0, "pw": 0, "ms": 0}  # "ms": CONFIG.match_spill
         self._n_shapes = 0
         self._match_rank = abi.NO_MATCH
         # CONFIG.plen4/plen6: probe length i of PROBE_LENGTHS in slot i while a hashed prefix uses it.
@@ -134,7 +141,7 @@ class Prefilter:
             # Pinned maps already in force: start from what they hold, so adopting their rules one
             # by one never clears a bit another still needs; publish() then settles on the atoms.
             self._n_shapes, self._flags, self._match_rank = config[0], config[2], config[4]
-            self._wild = {"sw": config[5], "dw": config[6], "pw": config[7]}
+            self._wild = {"sw": config[5], "dw": config[6], "pw": config[7], "ms": config[11]}
             self._proto = bytearray(config[8])
             self._plens = [bytearray(config[9]), bytearray(config[10])]
             self._addr = _words(dp, MapName.ADDR_FILTER)
@@ -213,7 +220,7 @@ class Prefilter:
         rules that are gone are cleared)."""
         addr: dict[int, int] = {}
         ports: dict[int, int] = {}
-        self._flags, self._wild, self._proto = 0, {"sw": 0, "dw": 0, "pw": 0}, bytearray(512)
+        self._flags, self._wild, self._proto = 0, {"sw": 0, "dw": 0, "pw": 0, "ms": 0}, bytearray(512)
         self._plens = [bytearray(abi.PREFIXH_PROBES), bytearray(abi.PREFIXH_PROBES)]
         for atom in self._refs:
             kind = atom[0]
@@ -300,6 +307,7 @@ class Prefilter:
                 bytes(self._proto),
                 bytes(self._plens[0]),
                 bytes(self._plens[1]),
+                self._wild["ms"],
             )
         )
 

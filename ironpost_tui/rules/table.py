@@ -25,6 +25,7 @@ from ironpost_tui.rules import prefilter, prefixh
 from ironpost_tui.rules.coverage import PrefixIndex
 from ironpost_tui.rules.exact4 import Exact4
 from ironpost_tui.rules.fragments import FragmentEntries, fragment_keys
+from ironpost_tui.rules.matchh import MatchH
 from ironpost_tui.rules.placement import Placement, Shape
 from ironpost_tui.rules.prefilter import Atom, Prefilter
 from ironpost_tui.rules.prefixh import PrefixH
@@ -54,7 +55,7 @@ class _Installed:
     shape_index: int | None
     atoms: list[Atom]  # what it set in the prefilter (prefilter.py)
     # The program finds the entry in an inline table: a BLOCKLIST entry in EXACT4 (exact4.py), a
-    # SRC4/SRC6 entry in PREFIX4H/PREFIX6H (prefixh.py).
+    # SRC4/SRC6 entry in PREFIX4H/PREFIX6H (prefixh.py), a MATCH entry in MATCHH (matchh.py).
     exact4: bool = False
 
 
@@ -93,6 +94,7 @@ class RuleTable:
         self._pf = Prefilter(datapath)
         self._exact4 = Exact4(datapath)
         self._prefixh = PrefixH(datapath)
+        self._matchh = MatchH(datapath)
         self._fragments = FragmentEntries(datapath)  # FRAG_MATCH, derived from the drop rules with a port
         self._match_ranks: dict[str, int] = {}  # rule id -> rank, for the rules in MATCH
         # Counts the writes to the rule maps: a reader of BLOCKLIST (external.py) knows when what it
@@ -402,6 +404,7 @@ class RuleTable:
         found: list[FilterRule] = []
         in_blocklist: set[bytes] = set()
         in_tries: set[IPNetwork] = set()
+        in_match: set[bytes] = set()
         for map_name in (MapName.BLOCKLIST, MapName.SRC4, MapName.SRC6, MapName.MATCH):
             for key, raw in self._dp.map_items(map_name):
                 _act, action, origin, _act_slot, _act_prio, slot, priority = abi.BLOCKLIST_VALUE.unpack(raw)
@@ -437,8 +440,11 @@ class RuleTable:
                     in_blocklist.add(key)
                 elif map_name in self._lpm and rule.src_ip is not None:
                     in_tries.add(rule.src_ip)
-                if map_name == MapName.BLOCKLIST or map_name in self._lpm:
-                    # EXACT4/PREFIX*H as BLOCKLIST/the tries say, whatever a stop between two writes left there.
+                elif map_name == MapName.MATCH:
+                    in_match.add(key)
+                if map_name in (MapName.BLOCKLIST, MapName.MATCH) or map_name in self._lpm:
+                    # EXACT4/PREFIX*H/MATCHH as BLOCKLIST/the tries/MATCH say, whatever a stop between two
+                    # writes left there.
                     have = self._inline_get(map_name, key, rule)
                     fast = have is not None and (have == want or self._inline_room(map_name, key, rule, slot))
                 atoms = _atoms(rule, placement, shape_index, fast)
@@ -459,6 +465,7 @@ class RuleTable:
         self._settle_leftover_slots()
         self._exact4.retain(in_blocklist)  # ways whose BLOCKLIST entry is gone (a stop mid-removal)
         self._prefixh.retain(in_tries)
+        self._matchh.retain(in_match)
         for inst in self._rules.values():
             self._stand_for_fragments(inst)
         self._fragments.prune()  # entries of rules that are gone, before publish() clears their bits
@@ -675,16 +682,20 @@ class RuleTable:
             self._stand_for_fragments(inst)
             self._sync_match_rank()
 
-    # The inline tables in front of BLOCKLIST (EXACT4) and the tries (PREFIX4H, PREFIX6H).
+    # The inline tables in front of BLOCKLIST (EXACT4), the tries (PREFIX4H, PREFIX6H) and MATCH (MATCHH).
     def _inline_get(self, map_name: MapName, key: bytes, rule: FilterRule) -> tuple[int, int] | None:
         if map_name == MapName.BLOCKLIST:
             return self._exact4.get(key)
+        if map_name == MapName.MATCH:
+            return self._matchh.get(key)
         assert rule.src_ip is not None
         return self._prefixh.get(rule.src_ip)
 
     def _inline_room(self, map_name: MapName, key: bytes, rule: FilterRule, slot: int) -> bool:
         if map_name == MapName.BLOCKLIST:
             return self._exact4.has_room(key, slot)
+        if map_name == MapName.MATCH:
+            return self._matchh.has_room(key, slot)
         if map_name in self._lpm and rule.src_ip is not None:
             return self._prefixh.has_room(rule.src_ip, slot)
         return False
@@ -692,6 +703,8 @@ class RuleTable:
     def _inline_put(self, map_name: MapName, key: bytes, rule: FilterRule, rank: int, slot: int) -> None:
         if map_name == MapName.BLOCKLIST:
             self._exact4.put(key, rank, slot)
+        elif map_name == MapName.MATCH:
+            self._matchh.put(key, rank, slot)
         else:
             assert rule.src_ip is not None
             self._prefixh.put(rule.src_ip, rank, slot)
@@ -699,6 +712,8 @@ class RuleTable:
     def _inline_remove(self, map_name: MapName, key: bytes, rule: FilterRule) -> None:
         if map_name == MapName.BLOCKLIST:
             self._exact4.remove(key)
+        elif map_name == MapName.MATCH:
+            self._matchh.remove(key)
         else:
             assert rule.src_ip is not None
             self._prefixh.remove(rule.src_ip)
@@ -813,7 +828,7 @@ class RuleTable:
 
 
 def _atoms(rule: FilterRule, placement: Placement, shape_index: int | None, exact4: bool = False) -> list[Atom]:
-    """``exact4``: the entry is in an inline table too (EXACT4, PREFIX4H, PREFIX6H)."""
+    """``exact4``: the entry is in an inline table too (EXACT4, PREFIX4H, PREFIX6H, MATCHH)."""
     if placement.shape is None:
         assert rule.src_ip is not None
         name = placement.map_name
@@ -822,7 +837,7 @@ def _atoms(rule: FilterRule, placement: Placement, shape_index: int | None, exac
         return prefilter.source_atoms(name, rule.src_ip)
     assert shape_index is not None
     return prefilter.shape_atoms(
-        shape_index, placement.shape.family, rule.src_ip, rule.dst_ip, rule.dst_port, rule.protocol
+        shape_index, placement.shape.family, rule.src_ip, rule.dst_ip, rule.dst_port, rule.protocol, exact4
     )
 
 
