@@ -272,9 +272,14 @@ static __always_inline __u32 candidate_shapes(struct pkt *p, struct ironpost_con
 	return cand & (((dst_bits >> FILTER_DST_SHIFT) & 0xff) | cfg->dst_wild);
 }
 
+/* A u64 that may alias any other type: the key's words are read through it, after its fields were
+ * written as u32, u8 and u16 (without may_alias, clang's type-based aliasing rules would let it read a
+ * word before those writes). */
+typedef __u64 __attribute__((may_alias)) u64_any;
+
 /* MATCHH's bucket of a key read as its MATCH_KEY_WORDS u64 (ironpost_common.h; rules/matchh.py computes
  * the same). */
-static __always_inline __u32 matchh_bucket_of(const __u64 *w, __u32 seed)
+static __always_inline __u32 matchh_bucket_of(const u64_any *w, __u32 seed)
 {
 	__u64 x = seed;
 
@@ -288,7 +293,7 @@ static __always_inline __u32 matchh_bucket_of(const __u64 *w, __u32 seed)
  * compared in order, and the compare ends at the first that differs: what nearly every way does. */
 static __always_inline void match_inline(struct match_key *k, __u32 seed, struct best_match *best)
 {
-	const __u64 *w = (const __u64 *)k; /* 8-aligned: MATCH_KEY_WORDS words */
+	const u64_any *w = (const u64_any *)k; /* 8-aligned: MATCH_KEY_WORDS words */
 	__u32 b = matchh_bucket_of(w, seed);
 	struct matchh_bucket *bk = matchh_lookup(&b);
 	if (!bk)
@@ -340,8 +345,8 @@ static __always_inline void match_shapes(struct pkt *p, struct ironpost_config *
 		if (!sh)
 			break;
 		/* Missed, with one branch (see differs64()): a shape of the other family (an unused slot has
-		 * family SHAPE_UNUSED: it never matches), or one with a port field when the packet has no ports
-		 * (it misses it, unless it hides them). */
+		 * SHAPE_UNUSED in its fields and family 0xff, which no packet has: it never matches), or one
+		 * with a port field when the packet has no ports (it misses it, unless it hides them). */
 		__u64 family_miss = differs64(sh->family ^ p->family) & differs64(sh->family);
 		__u64 port_miss = (sh->fields / FIELD_DPORT) & 1 & (differs64(p->ports ^ PORTS_NONE) ^ 1);
 		__u64 miss = family_miss | port_miss;

@@ -42,7 +42,7 @@ from support.agents import (
     xdp_progs,
 )
 
-from ironpost_tui.kernel import libbpf
+from ironpost_tui.kernel import abi, libbpf
 from ironpost_tui.kernel.datapath import DatapathConfig
 
 pytestmark = pytest.mark.root
@@ -341,6 +341,35 @@ def test_an_incomplete_set_of_pins_is_refused(lab: netlab.Lab, agents: AgentPool
     assert xdp_progs(lab.ifindex) == [(mode, prog_id)]
     assert pins(lab.host_if) == pinned
     assert pinned_link(lab.host_if) == link
+
+
+def test_pins_of_an_older_abi_are_refused_by_their_version(lab: netlab.Lab, agents: AgentPool) -> None:
+    """A set pinned by an older version lacks this version's new maps (ABI 6's had no MATCHH): the refusal
+    names the version and the cleanup, not the maps it lacks (the incomplete-set test above is the control:
+    the same version with a map missing is called incomplete)."""
+    first = agents.start(lab.host_if, "--persist")
+    mode, prog_id = ready_info(first.wait_ready())
+    first.send(signal.SIGTERM)
+    assert first.wait() == 0
+    fd = libbpf.obj_get(str(PIN_ROOT / lab.host_if / "CONFIG"))
+    try:
+        size = libbpf.map_info(fd).value_size
+        raw = bytearray(libbpf.map_lookup(fd, bytes(4), size) or b"")
+        old = abi.IRONPOST_ABI_VERSION - 1
+        raw[4:8] = old.to_bytes(4, "little")
+        libbpf.map_update(fd, bytes(4), bytes(raw))
+    finally:
+        os.close(fd)
+    (PIN_ROOT / lab.host_if / "MATCHH").unlink()  # the map lives on: the program holds it
+    pinned = pins(lab.host_if)
+
+    proc = agents.run(lab.host_if, "--persist")
+    assert proc.returncode == 10, proc  # PIN_MISMATCH
+    msg = one_error_line(proc.stderr)
+    assert f"ABI version {old}" in msg and "incomplete" not in msg, msg
+    assert f"ironpost-tui cleanup {lab.host_if}" in msg
+    assert xdp_progs(lab.ifindex) == [(mode, prog_id)]
+    assert pins(lab.host_if) == pinned
 
 
 # --------------------------------------------------------------------------- #

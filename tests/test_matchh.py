@@ -163,16 +163,34 @@ def test_a_full_bucket_spills_the_next_key_to_match(small: RuleTable) -> None:
     assert ways_in_use(dp) == 0 and dp.map_len(MapName.MATCH) == 0
 
 
-def test_a_priority_change_rewrites_the_way_in_place(small: RuleTable) -> None:
-    """Moving a rule in the list changes its way's rank (and the winner between two shapes), not its slot."""
+def way_of(dp: Datapath, key: bytes) -> tuple[int, int, int]:
+    """(bucket, way, rank1) of ``key``'s live way in MATCHH."""
+    seed, bits = dp.read_config_raw()[3], dp.cfg.matchh_buckets.bit_length() - 1
+    b = bucket_of(key, seed, bits)
+    fields = abi.MATCHH_BUCKET.unpack(dp.map_lookup(MapName.MATCHH, b.to_bytes(4, "little")) or b"")
+    live = [j for j in range(W) if fields[1 + j] and fields[0][j * 40 : (j + 1) * 40] == key]
+    assert len(live) == 1, live
+    return b, live[0], fields[1 + live[0]]
+
+
+def test_an_action_change_rewrites_the_way_in_place(small: RuleTable) -> None:
+    """The same rule (id and key) changed from monitor to drop: its way's rank1 is rewritten, in the same
+    way of the same bucket, crediting the same slot; no second way is taken."""
     dp = small._dp
-    small.replace_all([to_port("mon", 53, Action.MONITOR), FilterRule("drop", Action.DROP, protocol=17, dst_port=53)])
+    small.replace_all([to_port("r", 53, Action.MONITOR), FilterRule("wide", Action.DROP, protocol=17, dst_port=53)])
     assert verdict(dp, 53) == XDP_DROP  # a drop outranks a monitor, whatever the order
-    slot = small._rules["mon"].slot
-    small.replace_all([to_port("mon", 53, Action.DROP)])
-    assert small._rules["mon"].slot == slot and small._rules["mon"].exact4
-    assert verdict(dp, 53) == XDP_DROP and spill(dp) == 0
-    assert {s.rule.id: s.hits for s in small.status()} == {"mon": 1}
+    small.replace_all([to_port("r", 53, Action.MONITOR)])
+    assert verdict(dp, 53) == XDP_PASS  # the monitor rule alone: counted, passed
+    inst = small._rules["r"]
+    slot, (b, way, rank1) = inst.slot, way_of(dp, inst.key)
+    assert rank1 - 1 == inst.priority | abi.MONITOR_RANK
+    small.replace_all([to_port("r", 53, Action.DROP)])
+    inst = small._rules["r"]
+    assert inst.slot == slot and inst.exact4 and spill(dp) == 0
+    assert way_of(dp, inst.key) == (b, way, inst.priority + 1)
+    assert ways_in_use(dp) == 1
+    assert verdict(dp, 53) == XDP_DROP
+    assert {s.rule.id: s.hits for s in small.status()} == {"r": 2}
 
 
 def test_adopting_pinned_maps_puts_matchh_back_as_match_says(pin_dir: Path) -> None:

@@ -199,6 +199,12 @@ def check_pins(pin_dir: Path, cfg: DatapathConfig) -> bool:
     present = [name for name in expected if (pin_dir / name).exists()]
     if not present:
         return False
+    version = _pinned_abi_version(pin_dir)
+    if version not in (None, 0, abi.IRONPOST_ABI_VERSION):  # another version's set: say so, not what it lacks
+        raise PinMismatch(
+            f"pinned maps in {pin_dir} were written by ABI version {version}, this is "
+            f"{abi.IRONPOST_ABI_VERSION}: run `ironpost-tui cleanup {pin_dir.name}`"
+        )
     missing = sorted(set(expected) - set(present))
     if missing:
         raise PinMismatch(
@@ -219,6 +225,23 @@ def check_pins(pin_dir: Path, cfg: DatapathConfig) -> bool:
                 f"or other settings; run `ironpost-tui cleanup {pin_dir.name}` or start with the same settings"
             )
     return True
+
+
+def _pinned_abi_version(pin_dir: Path) -> int | None:
+    """CONFIG.abi_version of the maps pinned in ``pin_dir`` (its second u32, in every version's layout);
+    None without a readable CONFIG pin."""
+    try:
+        fd = libbpf.obj_get(str(pin_dir / MapName.CONFIG))
+    except OSError:
+        return None
+    try:
+        info = libbpf.map_info(fd)
+        raw = libbpf.map_lookup(fd, (0).to_bytes(4, "little"), info.value_size) if info.value_size >= 8 else None
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return int.from_bytes(raw[4:8], "little") if raw else None
 
 
 # The maps the Datapath reads and writes, by name (the program has others: capture.py finds those by id).
