@@ -231,3 +231,52 @@ def test_adopting_pinned_maps_puts_matchh_back_as_match_says(pin_dir: Path) -> N
         assert ways_in_use(second) == 0 and spill(second) == 0
     finally:
         second.close()
+
+
+def test_ipv6_and_prefix_keys_are_matched_from_matchh_alone(small: RuleTable) -> None:
+    """Keys whose words carry IPv6 addresses and masked prefixes (a source /64, a destination /120): the
+    program hashes and compares them as Python wrote them, with MATCH emptied; the next address out of each
+    prefix is not matched."""
+    dp = small._dp
+    rules = [
+        FilterRule(
+            "v6",
+            Action.DROP,
+            src_ip=ipaddress.ip_network("2001:db8:1:2::/64"),
+            dst_ip=ipaddress.ip_network("2001:db8:ff::/120"),
+            dst_port=443,
+            protocol=6,
+        ),
+        FilterRule("v4", Action.DROP, src_ip=ipaddress.ip_network("198.18.7.0/24"), dst_port=8443, protocol=6),
+    ]
+    small.replace_all(rules)
+    assert all(small._rules[r.id].exact4 for r in rules) and spill(dp) == 0
+    for r in rules:
+        assert dp.map_delete(MapName.MATCH, small._rules[r.id].key)
+
+    def v(src: str, dst: str, port: int) -> int:
+        return libbpf.prog_test_run(dp.prog_fd, frame(src, dst, port, "tcp")).retval
+
+    assert v("2001:db8:1:2:dead:beef::1", "2001:db8:ff::7f", 443) == XDP_DROP
+    assert v("2001:db8:1:3::1", "2001:db8:ff::7f", 443) == XDP_PASS  # the next /64
+    assert v("2001:db8:1:2::1", "2001:db8:ff::100", 443) == XDP_PASS  # the next /120
+    assert v("2001:db8:1:2::1", "2001:db8:ff::7f", 444) == XDP_PASS
+    assert v("198.18.7.200", "198.19.0.1", 8443) == XDP_DROP
+    assert v("198.18.8.1", "198.19.0.1", 8443) == XDP_PASS
+    assert {s.rule.id: s.hits for s in small.status()} == {"v6": 1, "v4": 1}
+
+
+def test_a_rule_renamed_on_its_key_moves_its_way_to_the_new_slot(small: RuleTable) -> None:
+    """The same key under a new id (a reload that renames a rule): one way is left, crediting the new rule's
+    slot (the order of the writes, new way before the old one's retirement, is inline_ways.py's, which
+    test_exact4 checks for both tables)."""
+    dp = small._dp
+    small.replace_all([to_port("old", 53)])
+    old_slot = small._rules["old"].slot
+    small.replace_all([to_port("new", 53)])
+    inst = small._rules["new"]
+    assert "old" not in small._rules and inst.exact4 and inst.slot != old_slot
+    assert ways_in_use(dp) == 1 and spill(dp) == 0
+    dp.map_delete(MapName.MATCH, inst.key)  # MATCHH alone decides
+    assert verdict(dp, 53) == XDP_DROP
+    assert {s.rule.id: s.hits for s in small.status()} == {"new": 1}
