@@ -9,7 +9,6 @@ stays in BLOCKLIST alone, which the program then looks up (ADDR_FILTER's FILTER_
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 from ironpost_tui.kernel import abi
 from ironpost_tui.kernel.abi import MapName
@@ -29,6 +28,7 @@ class Exact4(InlineWays[int]):
 
     MAP = MapName.EXACT4
     WAYS = WAYS
+    BUCKET = abi.EXACT4_BUCKET
 
     def __init__(self, dp: Datapath) -> None:
         super().__init__(dp, dp.cfg.exact4_buckets)
@@ -38,15 +38,6 @@ class Exact4(InlineWays[int]):
 
     def _bucket_of(self, k: int) -> int:
         return abi.hash_32(k ^ self._seed, self._bits)
-
-    def _pack(self, ways: list[Any]) -> bytes:
-        return abi.EXACT4_BUCKET.pack(*ways)
-
-    def _unpack(self, raw: bytes) -> list[Any]:
-        return list(abi.EXACT4_BUCKET.unpack(raw))
-
-    def _size(self) -> int:
-        return abi.EXACT4_BUCKET.size
 
 
 def _u32(addr: bytes) -> int:

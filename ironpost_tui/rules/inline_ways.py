@@ -12,12 +12,14 @@ never sees a way with one rule's key and another rule's slot:
 
 A key that cannot be placed (``has_room`` says so before) stays in the hash map alone, which the program
 then looks up (ADDR_FILTER's FILTER_EXACT for EXACT4, CONFIG.match_spill for MATCHH).  The mirror here
-changes only after the kernel took the write.  A subclass says how a key is hashed and how a bucket is
-packed: a bucket here is [key x ways, rank1 x ways, slot x ways].
+changes only after the kernel took the write.  A subclass says how a key is hashed, and how a bucket is
+packed when its struct's fields are not the list itself: a bucket here is [key x ways, rank1 x ways,
+slot x ways].
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Hashable
 from typing import Any, Generic, TypeVar
 
@@ -32,6 +34,7 @@ class InlineWays(Generic[K]):
 
     MAP: MapName
     WAYS: int
+    BUCKET: struct.Struct  # the map's value
 
     def __init__(self, dp: Datapath, buckets: int) -> None:
         self._dp = dp
@@ -40,7 +43,7 @@ class InlineWays(Generic[K]):
         self._buckets: dict[int, list[Any]] = {}
         if dp.reused_maps:  # pinned maps already in force: start from what they hold
             keys, values, count = dp.map_dump(self.MAP)
-            size = len(values) // count if count else 0
+            size = self.BUCKET.size
             for i in range(count):
                 ways = self._unpack(values[i * size : (i + 1) * size])
                 if any(ways[self.WAYS : 2 * self.WAYS]):
@@ -55,10 +58,10 @@ class InlineWays(Generic[K]):
         raise NotImplementedError
 
     def _pack(self, ways: list[Any]) -> bytes:
-        raise NotImplementedError
+        return self.BUCKET.pack(*ways)
 
     def _unpack(self, raw: bytes) -> list[Any]:
-        raise NotImplementedError
+        return list(self.BUCKET.unpack(raw))
 
     # --- reading -----------------------------------------------------------------
     def get(self, key: bytes) -> tuple[int, int] | None:
@@ -150,10 +153,7 @@ class InlineWays(Generic[K]):
             self._commit(b, ways)
 
     def _empty(self) -> list[Any]:
-        return self._unpack(bytes(self._size()))
-
-    def _size(self) -> int:
-        raise NotImplementedError
+        return self._unpack(bytes(self.BUCKET.size))
 
     def _commit(self, b: int, ways: list[Any]) -> None:
         """Write bucket ``b``, then (once the kernel took it) remember it."""

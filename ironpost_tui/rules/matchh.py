@@ -37,6 +37,7 @@ class MatchH(InlineWays[bytes]):
 
     MAP = MapName.MATCHH
     WAYS = WAYS
+    BUCKET = abi.MATCHH_BUCKET
 
     def __init__(self, dp: Datapath) -> None:
         super().__init__(dp, dp.cfg.matchh_buckets)
@@ -50,13 +51,9 @@ class MatchH(InlineWays[bytes]):
         return bucket_of(k, self._seed, self._bits)
 
     def _pack(self, ways: list[Any]) -> bytes:
-        keys = b"".join(k if isinstance(k, bytes) else bytes(abi.MATCH_KEY.size) for k in ways[:WAYS])
-        return abi.MATCHH_BUCKET.pack(keys, *ways[WAYS:])
+        return abi.MATCHH_BUCKET.pack(b"".join(ways[:WAYS]), *ways[WAYS:])
 
     def _unpack(self, raw: bytes) -> list[Any]:
         keys, *rest = abi.MATCHH_BUCKET.unpack(raw)
         size = abi.MATCH_KEY.size
         return [keys[i * size : (i + 1) * size] for i in range(WAYS)] + list(rest)
-
-    def _size(self) -> int:
-        return abi.MATCHH_BUCKET.size
