@@ -1,5 +1,5 @@
-"""``python -m bench.prog_ab --base DIR [--var NAME=DIR ...]``: the XDP program of the worktree (``B``) beside
-other copies of bpf/ (``A`` from ``--base``, e.g. ``git archive HEAD bpf | tar -x -C DIR``, and any
+"""``python -m bench.prog_ab --base DIR [--var NAME=DIR ...] [--paired N]``: the XDP program of the worktree
+(``B``) beside other copies of bpf/ (``A`` from ``--base``, e.g. ``git archive HEAD bpf | tar -x -C DIR``, and any
 ``--var``), for a change to the program that must not change what it does.  Not part of ``python -m bench``:
 a tool for one who changes bpf/.
 
@@ -16,6 +16,13 @@ a tool for one who changes bpf/.
 
 ``--small`` loads sketches and top tables of 64 and 16 sets, which stay in the cache: the rotating stream then
 times the instructions of a way's replacement, without the cache misses of the real sizes.
+
+``--paired N`` times instead in pairs: for each frame, N pairs of runs of ``A`` and another program back to
+back (of ``--repeat`` runs each, the order alternating), and the median of the pairs' differences.  The
+build machines are shared: their speed drifts within seconds, and the medians of separate rounds of two
+copies of one program differ by 3-17 ns.  A drift meets both runs of a pair, so the paired difference of two
+copies of one program reads 0-3 ns (session 20: ``--var A2=`` the base itself, 31 to 61 pairs of 20,000 runs),
+and a change of a few ns can be seen.
 """
 
 from __future__ import annotations
@@ -162,7 +169,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="", help="comma-separated parts of the labels of the frames timed")
     ap.add_argument("--no-equiv", action="store_true", help="time only")
     ap.add_argument("--small", action="store_true", help="sketches and top tables that stay in the cache")
+    ap.add_argument(
+        "--paired",
+        type=int,
+        default=0,
+        metavar="N",
+        help="time each program against A in N pairs of back-to-back runs (needs --base)",
+    )
     a = ap.parse_args(argv)
+    if a.paired and a.base is None:
+        ap.error("--paired compares with A: give --base")
     os.sched_setaffinity(0, {0})  # the per-CPU maps compared are CPU 0's
 
     from ironpost_tui.config import settings as config
@@ -190,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             print("equivalence:", "every map alike" if not diff else f"DIFFERS: {diff}")
             if diff:
                 return 1
-        _time(progs, frames, a)
+        (_paired if a.paired else _time)(progs, frames, a)
     finally:
         for dp in progs.values():
             dp.close()
@@ -232,6 +248,36 @@ def _time(progs: dict[str, Any], frames: list[prog_frames.Frame], a: argparse.Na
               + " ".join(f"{med(rotating[n]) - fl:8.1f}" for n in names))  # fmt: skip
         print(f"{'one fixed source, single runs less the floor':58s} "
               + " ".join(f"{med(fixed[n]) - fl:8.1f}" for n in names))  # fmt: skip
+
+
+def _paired(progs: dict[str, Any], frames: list[prog_frames.Frame], a: argparse.Namespace) -> None:
+    """Each program beside A, frame by frame: ``a.paired`` pairs of back-to-back runs, the order alternating;
+    the median of each, the median of the pairs' differences, and in how many pairs the program was faster."""
+    sel = [f for f in frames if not a.only or any(o in f.label for o in a.only.split(","))]
+    base = progs["A"].prog_fd
+    others = {n: dp.prog_fd for n, dp in progs.items() if n != "A"}
+    med = statistics.median
+    print(f"{'frame':52s} {'A':>7s} " + " ".join(f"{n:>7s} {'-A':>6s} {'faster':>7s}" for n in others))
+    for f in sel:
+        for fd in (base, *others.values()):
+            ns_per_packet(fd, f.data, a.repeat // 10)  # warm up
+        cells = []
+        a_runs: list[float] = []
+        for fd in others.values():
+            ours, diffs = [], []
+            for i in range(a.paired):
+                if i % 2:
+                    x = ns_per_packet(base, f.data, a.repeat)
+                    y = ns_per_packet(fd, f.data, a.repeat)
+                else:
+                    y = ns_per_packet(fd, f.data, a.repeat)
+                    x = ns_per_packet(base, f.data, a.repeat)
+                a_runs.append(x)
+                ours.append(y)
+                diffs.append(y - x)
+            faster = sum(d < 0 for d in diffs)
+            cells.append(f"{med(ours):7.1f} {med(diffs):+6.1f} {faster:>3d}/{a.paired:<3d}")
+        print(f"{f.label[:52]:52s} {med(a_runs):7.1f} " + " ".join(cells))
 
 
 if __name__ == "__main__":
