@@ -240,7 +240,7 @@ def run(report: Report, opts: core.Options) -> None:
     from ironpost_tui.kernel import abi
     from ironpost_tui.kernel.datapath import DatapathConfig
 
-    rounds, batches = opts.reps(5, 2, 1), opts.reps(100, 30, 4)
+    rounds, batches = opts.reps(7, 2, 1), opts.reps(100, 30, 4)  # 7: the rotating line's rounds spread 0.4-0.8x
     cfg = DatapathConfig(event_rate=0)
     cases = {"rotating": syn_frames(ROTATING), "single": syn_frames(1)}
     batch = batch_size(cfg.ringbuf_pages * os.sysconf("SC_PAGE_SIZE"), abi.PACKET_EVENT.size)
