@@ -8,7 +8,6 @@ plausible keys with values of random types, serialised with tomlkit.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from typing import Any
 
 import tomlkit
@@ -216,42 +215,6 @@ _LINE = st.one_of(
 def test_too_deep_fast_path_agrees_with_scanner(text: str, limit: int) -> None:
     """too_deep() skips the scanner on a file of usual lines only: same answer as the scanner."""
     assert too_deep(text, limit) == scan_too_deep(text, limit)
-
-
-# _simple_depth() as it was until session 20, a fullmatch per line in Python: the one-pass version must
-# say what it said, on any text.
-_REFERENCE_LINE = re.compile(
-    r"[ \t]*(?:(?P<aot>\[\[?)[ \t]*(?P<header>[A-Za-z0-9_-]+(?:[ \t]*\.[ \t]*[A-Za-z0-9_-]+)*)[ \t]*\]\]?"
-    r"|[A-Za-z0-9_-]+[ \t]*=[ \t]*(?:\"[^\"\\\n]*\"|'[^'\n]*'|[A-Za-z0-9_.:+-]+))?"
-    r"[ \t]*(?:#[^\n]*)?\r?"
-)
-
-
-def _reference_depth(text: str) -> int | None:
-    deepest = 0
-    for line in text.split("\n"):
-        m = _REFERENCE_LINE.fullmatch(line)
-        if m is None:
-            return None
-        if m.group("header") is not None:
-            deepest = max(deepest, m.group("header").count(".") + len(m.group("aot")))
-    return deepest + 1
-
-
-@FUZZ
-@given(st.lists(_LINE, max_size=30).map("\n".join))
-def test_simple_depth_agrees_with_the_line_by_line_reference(text: str) -> None:
-    assert _simple_depth(text) == _reference_depth(text)
-
-
-def test_simple_depth_of_a_long_file_with_one_other_line_deep_inside() -> None:
-    """One pass, also when the one line of another kind is the last of 100,000 (an atomic match: no
-    backtrack through the lines before it), and the answer of the reference."""
-    usual = '[[ebpf.rules]]\nid = "r"\nsrc_ip = "198.18.0.1"\n' * 33_333
-    assert _simple_depth(usual) == _reference_depth(usual) == 4
-    assert _simple_depth(usual + "x = [[1]]\n") is None
-    assert _simple_depth(usual + "[a . b . c]\n") == _reference_depth(usual + "[a . b . c]\n") == 4
-    assert _simple_depth(usual + "[[a . b . c]] # x\r\n") == 5
 
 
 def test_rule_file_takes_the_fast_path() -> None:

@@ -282,29 +282,24 @@ def too_deep(text: str, limit: int) -> tuple[int, int] | None:
 # A line of the usual kind: blank, a comment, a header of bare keys, or ``bare_key = scalar``, the scalar
 # on the line (a one-line string without escapes, a number, a boolean, a date).  A file of such lines
 # alone nests no deeper than its deepest header.
-_LINE = (
-    r"[ \t]*(?:\[\[?[ \t]*[A-Za-z0-9_-]+(?:[ \t]*\.[ \t]*[A-Za-z0-9_-]+)*[ \t]*\]\]?"
+_SIMPLE_LINE = re.compile(
+    r"[ \t]*(?:(?P<aot>\[\[?)[ \t]*(?P<header>[A-Za-z0-9_-]+(?:[ \t]*\.[ \t]*[A-Za-z0-9_-]+)*)[ \t]*\]\]?"
     r"|[A-Za-z0-9_-]+[ \t]*=[ \t]*(?:\"[^\"\\\n]*\"|'[^'\n]*'|[A-Za-z0-9_.:+-]+))?"
     r"[ \t]*(?:#[^\n]*)?\r?"
 )
-# A file of such lines only, matched in one pass in C (a loop over its lines in Python was 36 ms of the
-# load of a 10,000-rule file).  Atomic: a line matched is never tried again another way, so a file with
-# one other line deep inside costs one pass too, not a backtrack through every line before it.
-_SIMPLE_FILE = re.compile(rf"(?>{_LINE}\n)*+(?>{_LINE})")
-# A header's opening brackets and its keys: in a file of usual lines, every line that starts with "[".
-# Searched after each newline (a literal the search skips to), not with ^ and MULTILINE (tried at every
-# character: 7 ms of the 10,000-rule file).
-_HEADER = re.compile(r"\n[ \t]*(\[\[?)[ \t]*([A-Za-z0-9_ \t.-]+?)[ \t]*\]")
 
 
 def _simple_depth(text: str) -> int | None:
     """An upper bound of how deep a file of usual lines only nests (one level more than its deepest
     header); None when a line is of another kind (then the scanner decides)."""
-    if _SIMPLE_FILE.fullmatch(text) is None:
-        return None
     deepest = 0
-    for brackets, keys in set(_HEADER.findall("\n" + text)):  # a rule file repeats one header 10,000 times
-        deepest = max(deepest, keys.count(".") + len(brackets))
+    for line in text.split("\n"):
+        m = _SIMPLE_LINE.fullmatch(line)
+        if m is None:
+            return None
+        header = m.group("header")
+        if header is not None:
+            deepest = max(deepest, header.count(".") + 1 + len(m.group("aot")) - 1)
     return deepest + 1
 
 
