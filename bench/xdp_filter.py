@@ -20,8 +20,9 @@ import os
 import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
+
+from ironpost_tui.model import StrEnum  # enum.StrEnum needs Python 3.11
 
 from . import rig
 

@@ -435,6 +435,17 @@ def test_expires_at_forms(value: str) -> None:
     assert config.loads(text, "t").rules[0].expires_at == expected
 
 
+@pytest.mark.parametrize(
+    ("fraction", "micros"), [(".5", 500_000), (".25", 250_000), (".1234", 123_400), (".1234567", 123_456), (".0", 0)]
+)
+def test_expires_at_with_any_digits_of_a_second(fraction: str, micros: int) -> None:
+    """RFC 3339 allows any number of the second's digits; Python 3.10's fromisoformat() reads three or six
+    only (Ubuntu 22.04's interpreter), so the string is read as six: cut, or filled with zeros."""
+    text = f'[[rules]]\nid = "a"\nprotocol = 1\naction = "drop"\nexpires_at = "2030-01-01T00:00:00{fraction}Z"\n'
+    expected = dt.datetime(2030, 1, 1, microsecond=micros, tzinfo=dt.timezone.utc).timestamp()
+    assert config.loads(text, "t").rules[0].expires_at == expected
+
+
 def test_expires_at_in_the_past_is_kept() -> None:
     text = '[[rules]]\nid = "a"\nprotocol = 1\naction = "drop"\nexpires_at = 2001-01-01T00:00:00Z\n'
     assert config.loads(text, "t", now=NOW).rules[0].expires_at == 978_307_200.0

@@ -302,8 +302,11 @@ def _expires_at(t: Table) -> float | None:
             t.error("expires_at", f"expires_at {quote(value)} has no UTC offset: add one, like {day}T{clock}Z")
             return None
         offset = "+00:00" if offset in ("Z", "z") else offset
+        # The second's fraction as six digits (cut, or filled with zeros): Python 3.10's fromisoformat() reads
+        # three or six only (3.11 reads any), and RFC 3339 allows any.
+        micros = f".{(frac[1:] + '000000')[:6]}" if frac else ""
         try:
-            value = dt.datetime.fromisoformat(f"{day}T{clock}{(frac or '')[:7]}{offset}")
+            value = dt.datetime.fromisoformat(f"{day}T{clock}{micros}{offset}")
         except ValueError:
             t.error("expires_at", f"expires_at {quote(value)} is not a valid date and time")
             return None

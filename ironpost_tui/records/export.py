@@ -18,7 +18,7 @@ import io
 import json
 import time
 from collections.abc import Collection, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 from ironpost_tui import files
@@ -50,7 +50,7 @@ class ExportError(IronpostError):
 
 def iso_utc(ts: float) -> str:
     """Wall-clock seconds as ``2027-01-15T08:00:06.123Z``."""
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def event_rows(events: Iterable[PacketEvent]) -> list[Row]:

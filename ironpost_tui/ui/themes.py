@@ -7,7 +7,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-import tomllib
+import tomli  # the configuration's parser (config/settings.py); the standard library's tomllib needs Python 3.11
 from textual.theme import Theme
 
 from ironpost_tui.kernel.resources import themes_dir
@@ -32,8 +32,8 @@ _COLOUR_KEYS = {f.name for f in fields(Theme)} - {"name", "variables"}
 def load_theme(path: Path) -> Theme:
     """One theme file; ValueError naming the file and the problem."""
     try:
-        data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        data: dict[str, Any] = tomli.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomli.TOMLDecodeError) as exc:
         raise ValueError(f"{path}: {exc}") from None
     unknown = set(data) - _COLOUR_KEYS - {"name", "variables"}
     if unknown:
