@@ -132,6 +132,21 @@ def test_replace_all_with_the_same_rules_changes_nothing(cfg: Path) -> None:
     assert cfg.read_text() == HEAD + RULES + TAIL
 
 
+@pytest.mark.parametrize(
+    "written", ['"2030-01-01T00:00:00.5Z"', '"2030-01-01t01:00:00.1234567+01:00"', "2030-01-01T00:00:00Z"]
+)
+def test_a_saved_expiry_that_means_the_same_is_left_as_written(tmp_path: Path, written: str) -> None:
+    """A save leaves a value that already means the rule's as the operator wrote it, whatever the digits of its
+    second (Python 3.10's fromisoformat() reads three or six: the file's check and the save read it alike)."""
+    path = tmp_path / "c.toml"
+    text = f'[[ebpf.rules]]\nid = "a"\nprotocol = 1\nexpires_at = {written}  # mine\n'
+    path.write_text(text)
+    store = RuleStore(path)
+    (rule,) = store.rules()
+    store.replace_all([rule])
+    assert path.read_text() == text
+
+
 def test_replace_all_reorders_adds_and_removes(cfg: Path) -> None:
     store = RuleStore(cfg)
     store.replace_all([NEW, DNS, SCANNER])

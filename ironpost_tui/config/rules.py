@@ -289,6 +289,24 @@ def _address(t: Table, key: str) -> IPNetwork | None:
         return None
 
 
+def _datetime(day: str, clock: str, frac: str | None, offset: str) -> dt.datetime:
+    """The parts of an RFC 3339 date-time (``_RFC3339``'s groups) as a datetime; ValueError for no such day or
+    time.  The second's fraction is read as six digits (cut, or filled with zeros): Python 3.10's
+    fromisoformat() reads three or six only (3.11 reads any), and RFC 3339 allows any."""
+    offset = "+00:00" if offset in ("Z", "z") else offset
+    micros = f".{(frac[1:] + '000000')[:6]}" if frac else ""
+    return dt.datetime.fromisoformat(f"{day}T{clock}{micros}{offset}")
+
+
+def rfc3339(text: str) -> dt.datetime:
+    """An RFC 3339 date-time with its UTC offset; ValueError for anything else."""
+    m = _RFC3339.fullmatch(text)
+    if m is None or m.group(4) is None:
+        raise ValueError(f"{quote(text)} is not an RFC 3339 date-time with a UTC offset")
+    day, clock, frac, offset = m.groups()
+    return _datetime(day, clock, frac, offset)
+
+
 def _expires_at(t: Table) -> float | None:
     value = t.raw["expires_at"]
     example = "2030-01-01T00:00:00Z"
@@ -301,12 +319,8 @@ def _expires_at(t: Table) -> float | None:
         if offset is None:
             t.error("expires_at", f"expires_at {quote(value)} has no UTC offset: add one, like {day}T{clock}Z")
             return None
-        offset = "+00:00" if offset in ("Z", "z") else offset
-        # The second's fraction as six digits (cut, or filled with zeros): Python 3.10's fromisoformat() reads
-        # three or six only (3.11 reads any), and RFC 3339 allows any.
-        micros = f".{(frac[1:] + '000000')[:6]}" if frac else ""
         try:
-            value = dt.datetime.fromisoformat(f"{day}T{clock}{micros}{offset}")
+            value = _datetime(day, clock, frac, offset)
         except ValueError:
             t.error("expires_at", f"expires_at {quote(value)} is not a valid date and time")
             return None

@@ -17,7 +17,7 @@ from tomlkit.container import Container
 from tomlkit.items import AoT, Array, InlineTable, Table, Whitespace
 from tomlkit.toml_document import TOMLDocument
 
-from ironpost_tui.config.rules import ACTIONS, FORMS, network
+from ironpost_tui.config.rules import ACTIONS, FORMS, network, rfc3339
 from ironpost_tui.model import Action, FilterRule, IPNetwork
 
 Rules = AoT | Array  # [[ebpf.rules]] tables, or rules = [{...}, ...]
@@ -180,7 +180,7 @@ def _same(key: str, old: Any, new: Any) -> bool:
             return ACTIONS.get(str(old).lower()) is new
         if key == "expires_at":
             if isinstance(old, str):
-                old = dt.datetime.fromisoformat(old.replace("Z", "+00:00").replace("z", "+00:00"))
+                old = rfc3339(old)  # as the file's check read it (any digits of a second, on 3.10 too)
             return (
                 isinstance(old, dt.datetime)
                 and old.tzinfo is not None
