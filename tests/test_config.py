@@ -436,11 +436,19 @@ def test_expires_at_forms(value: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("fraction", "micros"), [(".5", 500_000), (".25", 250_000), (".1234", 123_400), (".1234567", 123_456), (".0", 0)]
+    ("fraction", "micros"),
+    [
+        (".5", 500_000),
+        (".25", 250_000),
+        (".1234", 123_400),
+        (".1234567", 123_456),
+        (".0", 0),
+        ("." + "9" * 100_000, 999_999),
+    ],
 )
 def test_expires_at_with_any_digits_of_a_second(fraction: str, micros: int) -> None:
     """RFC 3339 allows any number of the second's digits; Python 3.10's fromisoformat() reads three or six
-    only (Ubuntu 22.04's interpreter), so the string is read as six: cut, or filled with zeros."""
+    only (Ubuntu 22.04's interpreter), so the string is read as six: cut (100,000 digits too), or filled."""
     text = f'[[rules]]\nid = "a"\nprotocol = 1\naction = "drop"\nexpires_at = "2030-01-01T00:00:00{fraction}Z"\n'
     expected = dt.datetime(2030, 1, 1, microsecond=micros, tzinfo=dt.timezone.utc).timestamp()
     assert config.loads(text, "t").rules[0].expires_at == expected
