@@ -177,6 +177,12 @@ def main(argv: list[str] | None = None) -> int:
         help="time each program against A in N pairs of back-to-back runs (needs --base)",
     )
     a = ap.parse_args(argv)
+    for opt in ("rounds", "repeat"):
+        if getattr(a, opt) < 1:
+            ap.error(f"--{opt} must be at least 1")
+    for opt in ("rot", "paired"):
+        if getattr(a, opt) < 0:
+            ap.error(f"--{opt} must be 0 or more")
     if a.paired and a.base is None:
         ap.error("--paired compares with A: give --base")
     os.sched_setaffinity(0, {0})  # the per-CPU maps compared are CPU 0's

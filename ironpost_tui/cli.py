@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from ironpost_tui import __version__
 from ironpost_tui.errors import ExitStatus, IronpostError
-from ironpost_tui.kernel import host
+from ironpost_tui.kernel import host, libbpf
 from ironpost_tui.kernel.datapath import PreparedDatapath, check_bcc
 from ironpost_tui.kernel.program_cache import DEFAULT_DIR as PROGRAM_CACHE_DIR
 from ironpost_tui.metrics import log_format
@@ -159,6 +159,7 @@ def _run(argv: list[str]) -> ExitStatus:
     host.check_iface_name(args.iface)  # before it becomes a path or a map key
     host.check_privileges()  # before anything touches /var/lib/ironpost or /run/ironpost
     check_bcc()  # say "install python3-bpfcc" before anything else can fail
+    libbpf.check()  # and "install libbpf1"
     if args.headless or args.one_process:
         return _run_engine(args)
     return _run_two_processes(args)
@@ -424,6 +425,7 @@ def _cmd_demo(argv: list[str]) -> ExitStatus:
     args, rest = p.parse_known_args(argv)
     host.check_privileges()
     check_bcc()
+    libbpf.check()
     from ironpost_tui.demo import session as demo
     from ironpost_tui.engine import headless
     from ironpost_tui.engine.engine import Engine

@@ -52,6 +52,12 @@ class BccMissing(IronpostError):
     title = "BCC missing"
 
 
+class LibbpfMissing(BccMissing):
+    """libbpf.so.1 (1.0 or newer) is not on the host, or lacks a call ironpost makes."""
+
+    title = "libbpf missing"
+
+
 class HeadersMissing(IronpostError):
     exit_status = ExitStatus.HEADERS_MISSING
     title = "Kernel headers missing"

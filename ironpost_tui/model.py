@@ -31,12 +31,12 @@ def assert_never(value: NoReturn) -> NoReturn:
     raise AssertionError(f"unhandled value: {value!r}")
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     DROP = "drop"
     MONITOR = "monitor"
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     PASS = "pass"
     DROP = "drop"
     MONITOR = "monitor"

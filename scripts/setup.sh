@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets up a Debian 12 / Ubuntu 22.04+ host for ironpost-tui: distribution
+# Sets up a Debian 12 / Ubuntu 24.04+ host for ironpost-tui: distribution
 # packages (BCC, bpftool, the test and benchmark tools), kernel headers for
 # BCC, bpffs, and the project venv (.venv, from /usr/bin/python3 so that it
 # sees the distribution's BCC).  Idempotent and quick on a second run.
@@ -126,7 +126,9 @@ if ! has_libbpf1; then
         if has_candidate "$p" && ! installed "$p"; then apt_install "$p"; fi
         has_libbpf1 && break
     done
-    has_libbpf1 || warn "libbpf.so.1 is not on this host (only an older libbpf is packaged here?)"
+    # Nothing runs without it (the product says so too, exit 4): stop here, not at the first start.
+    has_libbpf1 || die "libbpf 1.0 or newer (libbpf.so.1) is not packaged for this host, and ironpost-tui needs it" \
+        "(Ubuntu 22.04 packages only libbpf 0.5): use Debian 12 or Ubuntu 24.04+ (the README's Quick start)"
 fi
 
 # --- CrowdSec (the tests run its Local API themselves; tests/support/crowdsec.py) ----

@@ -47,3 +47,19 @@ def test_paired_without_a_base_is_refused() -> None:
     done = _prog_ab("--paired", "3")
     assert done.returncode == 2
     assert "--paired compares with A: give --base" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("--paired", "-3", "--base", "."), "--paired must be 0 or more"),
+        (("--rounds", "0"), "--rounds must be at least 1"),
+        (("--repeat", "-1"), "--repeat must be at least 1"),
+        (("--rot", "-5"), "--rot must be 0 or more"),
+    ],
+)
+def test_a_count_out_of_range_is_refused_in_one_line(args: tuple[str, ...], says: str) -> None:
+    done = _prog_ab(*args)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].endswith(says), done.stderr
+    assert not done.stdout  # refused before any program was loaded

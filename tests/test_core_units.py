@@ -74,3 +74,12 @@ def test_sampler_sums_cpus_and_computes_rates() -> None:
     assert second.rates["tcp"].bps == 10000 * 8 / 2
     assert second.rates["tcp"].drops_ps == 5.0
     assert second.rates["udp"].pps == 0.0
+
+
+def test_a_rule_action_and_a_verdict_print_as_their_values_on_every_python() -> None:
+    # Python 3.11 formats a (str, Enum) member as "Action.DROP" and 3.10 as "drop": a library user's
+    # f"{event.verdict}" read differently on Ubuntu 22.04 and Debian 12 until both used the StrEnum shim.
+    for member in (*Action, *Verdict):
+        assert (str(member), f"{member}", format(member, "")) == (member.value,) * 3
+    assert f"{Action.DROP}/{Verdict.PROTECTED}" == "drop/protected"
+    assert Action.DROP == "drop" and Verdict("monitor") is Verdict.MONITOR  # still str, still by value

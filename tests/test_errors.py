@@ -8,6 +8,7 @@ a real interface), or inside the lab's namespace.
 
 from __future__ import annotations
 
+import ctypes
 import ipaddress
 import os
 import secrets
@@ -111,6 +112,79 @@ def test_bcc_missing_exits_4_and_names_python3_bpfcc(lab: netlab.Lab, agents: Ag
     msg = one_error_line(proc.stderr)
     assert "python3-bpfcc" in msg and "--system-site-packages" in msg
     assert xdp_progs(lab.ifindex) == []
+
+
+def _loaded_path(soname: str) -> str:
+    """Where this process's dynamic loader found ``soname`` (loaded here first)."""
+    ctypes.CDLL(soname)
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        if line.endswith(f"/{soname}") or f"/{soname}." in line:
+            return line.split()[-1]
+    raise AssertionError(f"{soname} is not mapped")
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(
+    ("stand_in", "says"),
+    [
+        ("/dev/null", "libbpf.so.1: file too short"),  # none there: dlopen fails
+        ("libz.so.1", "lacks bpf_link_create"),  # a libbpf.so.1 without the calls of 1.0 (as 0.x lacks some)
+    ],
+    ids=["absent", "without-the-calls"],
+)
+def test_libbpf_missing_or_too_old_exits_4_and_names_libbpf1(
+    lab: netlab.Lab, agents: AgentPool, stand_in: str, says: str
+) -> None:
+    """libbpf.so.1 replaced, in a mount namespace of the command's own, by nothing or by another library: one
+    line that says to install libbpf1 (Ubuntu 22.04 packages only libbpf 0.5), exit 4, nothing attached.
+    The control: the same command with libbpf in place gets past the check (exit 6 for an unused name)."""
+    real = _loaded_path("libbpf.so.1")
+    source = stand_in if stand_in.startswith("/") else _loaded_path(stand_in)
+    name = unused_ifname()
+    assert run(name, "--headless").returncode == 6  # the control: libbpf found, the interface not
+    agents.track(lab.host_if)
+    hide = ["unshare", "--mount", "--propagation", "private", "sh", "-c", f'mount --bind {source} {real} && exec "$@"']
+    for iface in (lab.host_if, name):
+        proc = run(iface, "--headless", prefix=[*hide, "sh"])
+        assert proc.returncode == 4, proc  # BCC_MISSING: the distribution's packages
+        msg = one_error_line(proc.stderr)
+        assert says in msg and "apt-get install libbpf1" in msg and "Ubuntu 22.04" in msg, msg
+    assert xdp_progs(lab.ifindex) == []
+    assert ctypes.CDLL(real).bpf_link_create  # the host's own libbpf.so.1 is untouched
+    (Path("/run/ironpost") / f"{name}.lock").unlink(missing_ok=True)
+
+
+IMPORT_BCC = """
+from ironpost_tui.errors import BccMissing
+from ironpost_tui.kernel import datapath
+try:
+    bcc = datapath.import_bcc()
+except BccMissing as exc:
+    print("refused:", exc.message)
+else:
+    print("imported", bcc.__version__)
+"""
+
+
+@pytest.mark.parametrize(
+    ("version", "refused"),
+    [("0.18.0", True), ("0.24.9+ds", True), ("0.25.0", False), ("0.26.0", False), ("1.0", False)],
+)
+def test_a_bcc_older_than_0_25_is_refused_in_one_line(tmp_path: Path, version: str, refused: bool) -> None:
+    """BCC before 0.25 has no BPF_TABLE_PINNED with flags (the pinned LPM tries'): said before a compile fails
+    on it.  A stand-in module named bcc, first on the path, gives the version (not the kernel path: no
+    program is compiled)."""
+    (tmp_path / "bcc").mkdir()
+    (tmp_path / "bcc" / "__init__.py").write_text(f"__version__ = {version!r}\n")
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}:{REPO}"}
+    out = subprocess.run([sys.executable, "-c", IMPORT_BCC], capture_output=True, text=True, env=env, check=True)
+    if refused:
+        assert out.stdout == (
+            f"refused: BCC {version} is too old: ironpost-tui needs 0.25 or newer (python3-bpfcc of Debian 12 or "
+            "Ubuntu 24.04; Ubuntu 22.04 packages 0.18)\n"
+        )
+    else:
+        assert out.stdout == f"imported {version}\n"
 
 
 def test_kernel_headers_missing_says_what_to_install(tmp_path: Path) -> None:

@@ -168,12 +168,23 @@ def check_bcc() -> None:
         raise BccMissing(BCC_MISSING)
 
 
+# BPF_TABLE_PINNED with flags (bpf/ironpost_xdp.c, the pinned LPM tries need BPF_F_NO_PREALLOC) is 0.25's.
+BCC_LEAST = (0, 25)
+
+
 def import_bcc() -> Any:
-    """Import BCC or say how to get it."""
+    """Import BCC or say how to get it, or that it is too old."""
     try:
         import bcc
     except ImportError as exc:
         raise BccMissing(BCC_MISSING) from exc
+    version = str(getattr(bcc, "__version__", ""))
+    head = version.split(".")[:2]
+    if len(head) == 2 and all(part.isdigit() for part in head) and (int(head[0]), int(head[1])) < BCC_LEAST:
+        raise BccMissing(
+            f"BCC {version[:20]} is too old: ironpost-tui needs {BCC_LEAST[0]}.{BCC_LEAST[1]} or newer (python3-bpfcc "
+            "of Debian 12 or Ubuntu 24.04; Ubuntu 22.04 packages 0.18)"
+        )
     return bcc
 
 

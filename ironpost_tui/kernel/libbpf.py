@@ -1,9 +1,9 @@
 """ctypes bindings to the libbpf calls ironpost uses.
 
-BPF links (attach that ends with the last fd), pinning, object info, XDP
-queries, BPF_PROG_TEST_RUN, map access by fd, the ring-buffer consumer, and
-creating maps and loading a program (the compiled-program cache's loader).  libbpf.so.1 comes with BCC's distribution
-packages.  Every call raises ``BpfCallError`` with the errno on failure.
+BPF links (attach that ends with the last fd), pinning, object info, XDP queries, BPF_PROG_TEST_RUN, map
+access by fd, the ring-buffer consumer, and creating maps and loading a program (the compiled-program
+cache's loader).  libbpf.so.1 (1.0 or newer) comes with BCC's distribution packages; without it, the first
+call raises ``LibbpfMissing``.  Every call raises ``BpfCallError`` with the errno on failure.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 
+from ironpost_tui.errors import LibbpfMissing
 from ironpost_tui.model import StrEnum
 
 BPF_XDP = 37  # enum bpf_attach_type
@@ -104,10 +105,38 @@ class _TestRunOpts(ctypes.Structure):
     ]
 
 
+# libbpf 1.x: its ABI is stable within the major version, and every call below is in 1.0.  Loaded by this
+# name, never by ctypes.util.find_library("bpf"), which may return an older libbpf.so.0 beside it (Ubuntu
+# 22.04 packages only libbpf 0.5, whose bpf_prog_load and perf_buffer__new take other arguments: a call
+# through them would be undefined, not an error).
+LIBBPF_SONAME = "libbpf.so.1"
+LIBBPF_MISSING = (
+    "libbpf 1.0 or newer is missing ({why}): install it with `apt-get install libbpf1` (Debian 12 and "
+    "Ubuntu 24.04 package it; Ubuntu 22.04 packages only libbpf 0.5, see the README's Quick start)"
+)
+
+
+def check() -> None:
+    """Raise LibbpfMissing, one line that says what to install, when libbpf.so.1 cannot be used."""
+    _lib()
+
+
 @cache
 def _lib() -> ctypes.CDLL:
-    name = ctypes.util.find_library("bpf") or "libbpf.so.1"
-    lib = ctypes.CDLL(name, use_errno=True)
+    try:
+        lib = ctypes.CDLL(LIBBPF_SONAME, use_errno=True)
+    except OSError as exc:
+        older = ctypes.util.find_library("bpf")  # ldconfig's cache: what else is installed
+        why = f"only {older} is installed" if older and older != LIBBPF_SONAME else str(exc)
+        raise LibbpfMissing(LIBBPF_MISSING.format(why=why)) from None
+    try:
+        _declare(lib)
+    except AttributeError as exc:  # a libbpf.so.1 without a call of 1.0: not the real one
+        raise LibbpfMissing(LIBBPF_MISSING.format(why=f"{lib._name} lacks {exc.args[0].split()[-1]}")) from None
+    return lib
+
+
+def _declare(lib: ctypes.CDLL) -> None:
     for fn, args in {
         "bpf_link_create": [ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_void_p],
         "bpf_link_update": [ctypes.c_int, ctypes.c_int, ctypes.c_void_p],
@@ -182,7 +211,6 @@ def _lib() -> ctypes.CDLL:
     lib.btf__free.restype = None
     lib.bpf_btf_load.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
     lib.bpf_btf_load.restype = ctypes.c_int
-    return lib
 
 
 # libbpf's perf_buffer callbacks: sample(ctx, cpu, data, size) and lost(ctx, cpu, count).
@@ -193,10 +221,10 @@ RING_SAMPLE_FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p
 
 
 def available() -> bool:
-    """True when libbpf.so.1 can be loaded."""
+    """True when libbpf.so.1 can be loaded and has every call ironpost makes."""
     try:
         _lib()
-    except OSError:
+    except LibbpfMissing:
         return False
     return True
 
