@@ -219,9 +219,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _selected(frames: list[prog_frames.Frame], only: str) -> list[prog_frames.Frame]:
+    """The frames whose labels hold one of the comma-separated parts of ``only`` (all when it is empty)."""
+    return [f for f in frames if not only or any(o in f.label for o in only.split(","))]
+
+
 def _time(progs: dict[str, Any], frames: list[prog_frames.Frame], a: argparse.Namespace) -> None:
     rot = prog_frames.rotating(a.rot) if a.rot else []
-    sel = [f for f in frames if not a.only or any(o in f.label for o in a.only.split(","))]
+    sel = _selected(frames, a.only)
     med = statistics.median
     with floor_prog() as floor_fd:
         fds = {"floor": floor_fd} | {n: dp.prog_fd for n, dp in progs.items()}
@@ -259,7 +264,7 @@ def _time(progs: dict[str, Any], frames: list[prog_frames.Frame], a: argparse.Na
 def _paired(progs: dict[str, Any], frames: list[prog_frames.Frame], a: argparse.Namespace) -> None:
     """Each program beside A, frame by frame: ``a.paired`` pairs of back-to-back runs, the order alternating;
     the median of each, the median of the pairs' differences, and in how many pairs the program was faster."""
-    sel = [f for f in frames if not a.only or any(o in f.label for o in a.only.split(","))]
+    sel = _selected(frames, a.only)
     base = progs["A"].prog_fd
     others = {n: dp.prog_fd for n, dp in progs.items() if n != "A"}
     med = statistics.median
