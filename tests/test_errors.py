@@ -187,6 +187,24 @@ def test_a_bcc_older_than_0_25_is_refused_in_one_line(tmp_path: Path, version: s
         assert out.stdout == f"imported {version}\n"
 
 
+def test_what_bcc_s_source_warns_of_is_not_printed(tmp_path: Path) -> None:
+    """Debian 12's BCC has an invalid escape in a string (bcc/__init__.py: '\\.cold'), which Python 3.12 prints
+    as a SyntaxWarning when it compiles the module: it landed in the one-line error of a refused start.  A
+    stand-in bcc with the same escape, never compiled before (no __pycache__), with every warning shown."""
+    (tmp_path / "bcc").mkdir()
+    (tmp_path / "bcc" / "__init__.py").write_text("__version__ = '0.26.0'\nCOLD = '^.*\\.cold$'\n")
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}:{REPO}", "PYTHONDONTWRITEBYTECODE": "1"}
+    code = "from ironpost_tui.kernel import datapath\nprint(datapath.import_bcc().COLD)"
+    out = subprocess.run([sys.executable, "-W", "always", "-c", code], capture_output=True, text=True, env=env)
+    assert (out.returncode, out.stdout, out.stderr) == (0, "^.*\\.cold$\n", "")
+    # The control: the same module imported plainly does warn (a SyntaxWarning from 3.12, before it a
+    # DeprecationWarning), so the test above shows the warning held back, not absent.
+    plain = subprocess.run(
+        [sys.executable, "-W", "always", "-c", "import bcc"], capture_output=True, text=True, env=env
+    )
+    assert "invalid escape sequence" in plain.stderr
+
+
 def test_kernel_headers_missing_says_what_to_install(tmp_path: Path) -> None:
     with pytest.raises(HeadersMissing) as exc:
         datapath.check_kernel_headers(modules_root=tmp_path, kheaders=tmp_path / "none")

@@ -17,6 +17,7 @@ import operator
 import os
 import sys
 import threading
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,9 +174,14 @@ BCC_LEAST = (0, 25)
 
 
 def import_bcc() -> Any:
-    """Import BCC or say how to get it, or that it is too old."""
+    """Import BCC or say how to get it, or that it is too old.  What BCC's own source makes Python warn of as
+    it is compiled (Debian 12's 0.26 has an invalid escape in a string: a SyntaxWarning from Python 3.12) is
+    not printed: stderr carries ironpost's one-line errors, and the operator can do nothing about it."""
     try:
-        import bcc
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SyntaxWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)  # the same warning before 3.12
+            import bcc
     except ImportError as exc:
         raise BccMissing(BCC_MISSING) from exc
     version = str(getattr(bcc, "__version__", ""))
