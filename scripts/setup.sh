@@ -122,13 +122,11 @@ fi
 has_libbpf1() { ldconfig -p 2>/dev/null | grep 'libbpf\.so\.1 ' >/dev/null; }
 if ! has_libbpf1; then
     apt_update_once
-    for p in libbpf1 libbpf0; do
-        if has_candidate "$p" && ! installed "$p"; then apt_install "$p"; fi
-        has_libbpf1 && break
-    done
+    if has_candidate libbpf1 && ! installed libbpf1; then apt_install libbpf1; fi
     # Nothing runs without it (the product says so too, exit 4): stop here, not at the first start.
-    has_libbpf1 || die "libbpf 1.0 or newer (libbpf.so.1) is not packaged for this host, and ironpost-tui needs it" \
-        "(Ubuntu 22.04 packages only libbpf 0.5): use Debian 12 or Ubuntu 24.04+ (the README's Quick start)"
+    has_libbpf1 || die "libbpf.so.1 (libbpf 1.0 or newer), which ironpost-tui needs, is not on this host and apt has" \
+        "no libbpf1 that provides it (Ubuntu 22.04 packages only libbpf 0.5): use Debian 12 or Ubuntu 24.04+" \
+        "(the README's Quick start)"
 fi
 
 # --- CrowdSec (the tests run its Local API themselves; tests/support/crowdsec.py) ----
