@@ -12,13 +12,17 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import ctypes
 import functools
+import getpass
 import os
 import platform
 import random
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -92,6 +96,17 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 _skipped: list[str] = []
 
 
+def _remove_pytest_root() -> None:
+    """pytest's directory of this user's temporary paths, once empty (tmp_path_retention_count = 0 in
+    pyproject.toml): registered at conftest's import, before pytest registers the removal of the session's
+    own directory in it, so it runs after that (exit handlers run last registered first)."""
+    with contextlib.suppress(OSError):  # not empty, or not there
+        (Path(tempfile.gettempdir()) / f"pytest-of-{getpass.getuser()}").rmdir()
+
+
+atexit.register(_remove_pytest_root)
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.skipped and not hasattr(report, "wasxfail"):
         _skipped.append(report.nodeid)
@@ -161,6 +176,21 @@ def _program_cache_of_the_session() -> Iterator[None]:
     yield
     if not existed and os.geteuid() == 0:
         shutil.rmtree(DEFAULT_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _tmux_server_of_the_session() -> Iterator[None]:
+    """The console tests run in tmux (tests/support/tmux.py): its server and socket are removed when the
+    session ends, and tmux's directory for this user too when the session made it and left it empty."""
+    from support import tmux
+
+    existed = tmux.socket_dir().exists()
+    yield
+    if shutil.which("tmux"):
+        tmux.remove_server()
+    if not existed:
+        with contextlib.suppress(OSError):  # not empty: another tmux of this user's is in it
+            tmux.socket_dir().rmdir()
 
 
 @pytest.fixture

@@ -11,8 +11,21 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 SOCKET = "ironpost-tests"
+
+
+def socket_dir() -> Path:
+    """Where tmux puts its servers' sockets for this user."""
+    return Path(os.environ.get("TMUX_TMPDIR", "/tmp")) / f"tmux-{os.getuid()}"
+
+
+def remove_server() -> None:
+    """The tests' tmux server ended and its socket removed: a server whose last session ends exits, but
+    leaves its socket behind."""
+    tmux("kill-server", check=False)
+    (socket_dir() / SOCKET).unlink(missing_ok=True)
 
 
 def tmux(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
