@@ -12,11 +12,9 @@
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import ctypes
 import functools
-import getpass
 import os
 import platform
 import random
@@ -96,15 +94,22 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 _skipped: list[str] = []
 
 
-def _remove_pytest_root() -> None:
-    """pytest's directory of this user's temporary paths, once empty (tmp_path_retention_count = 0 in
-    pyproject.toml): registered at conftest's import, before pytest registers the removal of the session's
-    own directory in it, so it runs after that (exit handlers run last registered first)."""
-    with contextlib.suppress(OSError):  # not empty, or not there
-        (Path(tempfile.gettempdir()) / f"pytest-of-{getpass.getuser()}").rmdir()
+_OWN_BASETEMP = pytest.StashKey[Path]()
 
 
-atexit.register(_remove_pytest_root)
+def pytest_configure(config: pytest.Config) -> None:
+    """Every test's tmp_path under one directory of this session's own, removed when the session ends,
+    failed tests' too (pytest keeps the last three sessions' under /tmp/pytest-of-<user>).  Of its own, so
+    that the end of one run never removes the directories of another that runs beside it."""
+    if config.option.basetemp is None:
+        config.option.basetemp = tempfile.mkdtemp(prefix="ironpost-tests-")
+        config.stash[_OWN_BASETEMP] = Path(config.option.basetemp)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    own = config.stash.get(_OWN_BASETEMP, None)
+    if own is not None:
+        shutil.rmtree(own, ignore_errors=True)
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -187,7 +192,7 @@ def _tmux_server_of_the_session() -> Iterator[None]:
     existed = tmux.socket_dir().exists()
     yield
     if shutil.which("tmux"):
-        tmux.remove_server()
+        tmux.remove_server_if_idle()
     if not existed:
         with contextlib.suppress(OSError):  # not empty: another tmux of this user's is in it
             tmux.socket_dir().rmdir()

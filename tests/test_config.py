@@ -448,7 +448,7 @@ def test_expires_at_forms(value: str) -> None:
 )
 def test_expires_at_with_any_digits_of_a_second(fraction: str, micros: int) -> None:
     """RFC 3339 allows any number of the second's digits; Python 3.10's fromisoformat() reads three or six
-    only (Ubuntu 22.04's interpreter), so the string is read as six: cut (100,000 digits too), or filled."""
+    only (the oldest Python the package supports), so the string is read as six: cut (100,000 digits too), or filled."""
     text = f'[[rules]]\nid = "a"\nprotocol = 1\naction = "drop"\nexpires_at = "2030-01-01T00:00:00{fraction}Z"\n'
     expected = dt.datetime(2030, 1, 1, microsecond=micros, tzinfo=dt.timezone.utc).timestamp()
     assert config.loads(text, "t").rules[0].expires_at == expected

@@ -1,7 +1,8 @@
 """scripts/setup.sh (the README's two commands start with it) on a host with no libbpf.so.1, as Ubuntu 22.04 is
 (its only libbpf is 0.5): one line that says why and what to use, and a failure, not a warning followed by a
 product that cannot start.  The host is made to look so by an ``ldconfig`` first on PATH that hides libbpf
-from ``ldconfig -p``, the script's own test; apt then finds libbpf1 installed already and nothing to add."""
+from ``ldconfig -p``, the script's own test, and an ``apt-get`` that changes nothing (libbpf1 is installed
+already: there is nothing it could add)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,10 @@ def test_setup_stops_in_one_line_on_a_host_without_libbpf_1(tmp_path: Path) -> N
     fake = tmp_path / "bin"
     fake.mkdir()
     (fake / "ldconfig").write_text("#!/bin/sh\n/sbin/ldconfig \"$@\" | grep -v 'libbpf\\.so'\n")
-    (fake / "ldconfig").chmod(0o755)
+    # apt-get changes nothing and needs no network: what set-up would install is not this test's.
+    (fake / "apt-get").write_text(f'#!/bin/sh\necho "$*" >> {tmp_path / "apt-get.log"}\n')
+    for tool in ("ldconfig", "apt-get"):
+        (fake / tool).chmod(0o755)
     assert "libbpf.so.1" in subprocess.run(["/sbin/ldconfig", "-p"], capture_output=True, text=True).stdout
 
     hidden = _setup(fake)

@@ -178,10 +178,15 @@ def import_bcc() -> Any:
     it is compiled (Debian 12's 0.26 has an invalid escape in a string: a SyntaxWarning from Python 3.12) is
     not printed: stderr carries ironpost's one-line errors, and the operator can do nothing about it."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", SyntaxWarning)
-            warnings.simplefilter("ignore", DeprecationWarning)  # the same warning before 3.12
+        if "bcc" in sys.modules:
             import bcc
+        else:
+            # Only the first import compiles BCC's source.  catch_warnings() holds the process's filters for
+            # that while (it may run in the compile thread): nothing else in the engine sets or relies on them.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", SyntaxWarning)
+                warnings.simplefilter("ignore", DeprecationWarning)  # the same warning before 3.12
+                import bcc
     except ImportError as exc:
         raise BccMissing(BCC_MISSING) from exc
     version = str(getattr(bcc, "__version__", ""))

@@ -126,8 +126,8 @@ def _lib() -> ctypes.CDLL:
     try:
         lib = ctypes.CDLL(LIBBPF_SONAME, use_errno=True)
     except OSError as exc:
-        older = ctypes.util.find_library("bpf")  # ldconfig's cache: what else is installed
-        why = f"only {older} is installed" if older and older != LIBBPF_SONAME else str(exc)
+        other = ctypes.util.find_library("bpf")  # ldconfig's cache: what the host has instead, if anything
+        why = f"{exc}; the host has {other}" if other and other != LIBBPF_SONAME else str(exc)
         raise LibbpfMissing(LIBBPF_MISSING.format(why=why)) from None
     try:
         _declare(lib)

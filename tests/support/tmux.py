@@ -21,9 +21,11 @@ def socket_dir() -> Path:
     return Path(os.environ.get("TMUX_TMPDIR", "/tmp")) / f"tmux-{os.getuid()}"
 
 
-def remove_server() -> None:
-    """The tests' tmux server ended and its socket removed: a server whose last session ends exits, but
-    leaves its socket behind."""
+def remove_server_if_idle() -> None:
+    """The tests' tmux server's socket removed once no session is left in it (a server whose last session
+    ends exits and leaves its socket behind); a session of another run beside this one keeps both."""
+    if tmux("list-sessions", check=False).returncode == 0:
+        return
     tmux("kill-server", check=False)
     (socket_dir() / SOCKET).unlink(missing_ok=True)
 
