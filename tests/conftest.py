@@ -184,19 +184,6 @@ def _program_cache_of_the_session() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _bcc_imported_first_in_the_main_thread() -> None:
-    """BCC imported once, here, as the product imports it (datapath.import_bcc: the warnings of BCC's own
-    source held back while Python compiles it).  Left to the first compile thread of a test, the import
-    could outlast that test, and pytest's per-test capture of warnings, restoring its filters at the test's
-    end, undid the ones the thread had set: the warning was printed under a later test's name."""
-    from ironpost_tui.errors import BccMissing
-    from ironpost_tui.kernel import datapath
-
-    with contextlib.suppress(BccMissing):  # not installed: the tests that need it say so
-        datapath.import_bcc()
-
-
-@pytest.fixture(scope="session", autouse=True)
 def _tmux_server_of_the_session() -> Iterator[None]:
     """The console tests run in tmux (tests/support/tmux.py): its server and socket are removed when the
     session ends, and tmux's directory for this user too when the session made it and left it empty."""
