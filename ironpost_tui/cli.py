@@ -294,7 +294,8 @@ def _engine_options(args: argparse.Namespace, settings: Settings, source: Config
         port_scan=settings.port_scan,
         auto_block=settings.auto_block,
         # The metrics endpoint records its scrapers in peers; the LAPI is never blocked (nor pushed).
-        infrastructure=InfraSources(
+        infrastructure=InfraSources.of(
+            settings.safety.protect_ssh_client,
             peers=RecentPeers(),
             lapi=url_host_addresses(settings.crowdsec.lapi_url) if settings.crowdsec.enabled else (),
         ),
@@ -473,7 +474,7 @@ def _cmd_check_config(argv: list[str]) -> ExitStatus:
         settings = config_mod.load(args.path)
     except config_mod.ConfigError as exc:
         print(visible(exc.message, keep="\n"), file=sys.stderr)
-        return ExitStatus.CONFIG_INVALID
+        return exc.exit_status  # 2; 8 when only the kernel's map capacity is exceeded, as a start says
     n = len(settings.rules)
     print(visible(f"{args.path}: OK ({n} rule{'' if n == 1 else 's'})"))
     return ExitStatus.OK

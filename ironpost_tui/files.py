@@ -5,7 +5,9 @@ A new file is created under an unpredictable temporary name in the target's dire
 is never reused), its mode set whatever the umask (0600 by default), and renamed over the target:
 a symbolic link at the target is replaced, never written through, and the file it pointed to is
 left as it was.  Run as root under sudo, a file in a place the invoking user chose is given to
-that user (``SUDO_UID``, ``SUDO_GID``), so the operator can read what they asked for.
+that user (``SUDO_UID``, ``SUDO_GID``), so the operator can read what they asked for, and only where
+that user could have made it themselves (``replace_problem``): sudo lends root to run ironpost-tui, not
+to replace /etc/passwd with a file the user then owns.
 
 Sits at the bottom with ``errors`` and ``model``: imports nothing of the package, raises OSError.
 """
@@ -16,7 +18,9 @@ import contextlib
 import errno
 import logging
 import os
+import pwd
 import secrets
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,49 +64,109 @@ def _id(text: str | None) -> int | None:
     return value if value < _NO_ID else None
 
 
+def writable_by(st: os.stat_result, owner: Owner) -> bool:
+    """Whether ``owner`` may make and remove names in the directory ``st`` is of (write and search
+    permission, by its owner's, group's or others' bits as the kernel picks them)."""
+    need = stat.S_IWUSR | stat.S_IXUSR
+    if st.st_uid == owner.uid:
+        return st.st_mode & need == need
+    groups = {owner.gid}
+    try:
+        user = pwd.getpwuid(owner.uid)
+        # The user's own groups: with no SUDO_GID (gid -1), the passwd entry's, never root's group 0.
+        groups.update(os.getgrouplist(user.pw_name, owner.gid if owner.gid >= 0 else user.pw_gid))
+    except (KeyError, OSError):
+        pass
+    if st.st_gid in groups:
+        return st.st_mode & (need >> 3) == need >> 3
+    return st.st_mode & (need >> 6) == need >> 6
+
+
+def replace_problem(directory: os.stat_result, target: os.stat_result | None, owner: Owner) -> str | None:
+    """Why ``owner`` could not have put a file at a name of ``directory`` themselves, as rename(2) would judge
+    them (None: they could).  ``target``: what the name holds now (lstat), None when nothing."""
+    if not writable_by(directory, owner):
+        return f"its directory is not writable by uid {owner.uid}, who ran sudo"
+    sticky = directory.st_mode & stat.S_ISVTX
+    if target is not None and sticky and owner.uid not in (target.st_uid, directory.st_uid):
+        return (
+            f"it is uid {target.st_uid}'s, in a sticky directory: uid {owner.uid} (who ran sudo) could not replace it"
+        )
+    return None
+
+
 def write_atomic(path: Path, data: bytes, *, mode: int = 0o600, owner: Owner | None = None) -> None:
     """Replace ``path`` with ``data``: the old content or the new, whatever happens (kill -9 too).
 
     Written and fsynced under a temporary name, then renamed over ``path``; the directory is
-    fsynced after.  On any error the temporary file is removed and the OSError raised.
+    fsynced after.  On any error the temporary file is removed and the OSError raised.  With an
+    ``owner``, only where that user could have done it (``replace_problem``; PermissionError).
     """
-    fd, tmp = _create_temp(path, mode)
+    dfd = _directory(path, owner)
     try:
+        fd, tmp = _create_temp(path, mode, dfd)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-            if owner is not None:
-                os.fchown(fd, owner.uid, owner.gid)
-        finally:
-            os.close(fd)
-        _rename(tmp, path)
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
-    _fsync_dir(path.parent)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+                if owner is not None:
+                    os.fchown(fd, owner.uid, owner.gid)
+            finally:
+                os.close(fd)
+            _rename(tmp, path, dfd)
+        except BaseException:
+            _unlink_quietly(tmp, dfd)
+            raise
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
 
 
 def create_replacing(path: Path, *, mode: int = 0o600, owner: Owner | None = None) -> BinaryIO:
     """A new, empty file at ``path``, open for writing, for a stream written over a long time.
 
-    Created as ``write_atomic`` creates its file (exclusive, no-follow, ``mode``, ``owner``) and
-    renamed over ``path`` at once, before anything is written: what was at ``path`` (a file, or a
-    link, which is not followed) is replaced now, and what the stream has written so far is at its
-    real name if the process dies.  The caller closes the file.
+    Created as ``write_atomic`` creates its file (exclusive, no-follow, ``mode``, ``owner``, only
+    where the owner could have) and renamed over ``path`` at once, before anything is written: what
+    was at ``path`` (a file, or a link, which is not followed) is replaced now, and what the stream
+    has written so far is at its real name if the process dies.  The caller closes the file.
     """
-    fd, tmp = _create_temp(path, mode)
+    dfd = _directory(path, owner)
     try:
-        if owner is not None:
-            os.fchown(fd, owner.uid, owner.gid)
-        _rename(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        os.close(fd)
-        _unlink_quietly(tmp)
-        raise
+        fd, tmp = _create_temp(path, mode, dfd)
+        try:
+            if owner is not None:
+                os.fchown(fd, owner.uid, owner.gid)
+            _rename(tmp, path, dfd)
+            os.fsync(dfd)
+        except BaseException:
+            os.close(fd)
+            _unlink_quietly(tmp, dfd)
+            raise
+    finally:
+        os.close(dfd)
     return os.fdopen(fd, "wb")
+
+
+def _directory(path: Path, owner: Owner | None) -> int:
+    """A descriptor of ``path``'s directory, the one the file is made and renamed in (a directory swapped
+    for a link after the check is not the one written in); with an ``owner``, judged for that user."""
+    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    if owner is None:
+        return dfd
+    try:
+        try:
+            target: os.stat_result | None = os.stat(path.name, dir_fd=dfd, follow_symlinks=False)
+        except FileNotFoundError:
+            target = None
+        problem = replace_problem(os.fstat(dfd), target, owner)
+        if problem is not None:
+            raise PermissionError(errno.EACCES, problem, str(path))
+    except BaseException:
+        os.close(dfd)
+        raise
+    return dfd
 
 
 def create_new(
@@ -140,27 +204,27 @@ def create_new(
     return os.fdopen(fd, "wb")
 
 
-def _create_temp(path: Path, mode: int) -> tuple[int, Path]:
-    directory = path.parent
+def _create_temp(path: Path, mode: int, dfd: int) -> tuple[int, str]:
+    """A new file under a temporary name in the directory ``dfd`` (``path``'s): (its fd, its name)."""
     for _ in range(100):
-        tmp = directory / f".{path.name}.{secrets.token_hex(8)}.tmp"
+        tmp = f".{path.name}.{secrets.token_hex(8)}.tmp"
         try:
-            fd = os.open(tmp, _CREATE, mode)
+            fd = os.open(tmp, _CREATE, mode, dir_fd=dfd)
         except FileExistsError:
             continue
         try:
             os.fchmod(fd, mode)  # whatever the umask
         except BaseException:
             os.close(fd)
-            _unlink_quietly(tmp)
+            _unlink_quietly(tmp, dfd)
             raise
         return fd, tmp
-    raise FileExistsError(f"cannot create a temporary file in {directory}")  # pragma: no cover
+    raise FileExistsError(f"cannot create a temporary file in {path.parent}")  # pragma: no cover
 
 
-def _rename(tmp: Path, path: Path) -> None:
+def _rename(tmp: str, path: Path, dfd: int) -> None:
     try:
-        target: str | None = os.readlink(path)
+        target: str | None = os.readlink(path.name, dir_fd=dfd)
     except OSError:  # not a link (or not there): the common case
         target = None
     if target is not None:
@@ -169,22 +233,14 @@ def _rename(tmp: Path, path: Path) -> None:
             path,
             target,
         )
-    os.rename(tmp, path)
+    os.rename(tmp, path.name, src_dir_fd=dfd, dst_dir_fd=dfd)
 
 
-def _fsync_dir(directory: Path) -> None:
-    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+def _unlink_quietly(name: str, dfd: int) -> None:
     try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-
-def _unlink_quietly(path: Path) -> None:
-    try:
-        os.unlink(path)
+        os.unlink(name, dir_fd=dfd)
     except OSError:
         pass
 
 
-__all__ = ["Owner", "create_replacing", "invoking_user", "write_atomic"]
+__all__ = ["Owner", "create_new", "create_replacing", "invoking_user", "replace_problem", "writable_by", "write_atomic"]

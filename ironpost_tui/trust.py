@@ -9,7 +9,9 @@ is read:
 - it must be owned by root or by the user running ironpost, and writable by neither its group nor
   others;
 - the directory it is in must pass the same test (a directory others can write lets them replace
-  the file), except that a sticky directory owned by root (``/tmp``) is not the file's keeper.
+  the file), except that a sticky directory owned by root (``/tmp``) is not the file's keeper;
+- a symbolic link given for it must be owned by root (or that user), in a directory that passes too:
+  whoever could replace the link would choose the file.
 
 A refusal names the file, its owner and mode, and the command that makes it safe.
 """
@@ -54,7 +56,27 @@ def file_problem(st: os.stat_result, path: Path, kind: str = "TOML") -> str | No
     if problem is not None:
         return problem
     real = Path(os.path.realpath(path))  # a link's target's directory is the one that keeps the file
-    return directory_problem(real.parent, f"the directory of {real}")
+    problem = directory_problem(real.parent, f"the directory of {real}")
+    if problem is not None:
+        return problem
+    return _link_problem(path)
+
+
+def _link_problem(path: Path) -> str | None:
+    """When ``path`` is a symbolic link, whoever can replace the link chooses the file (any root file: a CA
+    bundle for a client CA, say): the link must be a trusted owner's, in a directory that keeps it."""
+    try:
+        lst = os.lstat(path)
+    except OSError:
+        return None
+    if not stat.S_ISLNK(lst.st_mode):
+        return None
+    if lst.st_uid not in trusted_owners():
+        return (
+            f"it is a symbolic link owned by uid {lst.st_uid}, who could point it at another file: chown -h root {path}"
+        )
+    given = Path(os.path.abspath(path)).parent
+    return directory_problem(given, f"the directory of the link {path}")
 
 
 def directory_problem(directory: Path, what: str = "the directory", sticky_ok: bool = True) -> str | None:

@@ -371,3 +371,24 @@ def test_the_consoles_protected_list_names_each_reason() -> None:
     )
     # Without auto-block, infrastructure means nothing: only the anti-lockout protections.
     assert protected_list(_Engine(False)) == ("198.18.8.0/24 (the [safety] protect list)",)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("protect_ssh_client", [True, False])
+def test_ssh_clients_are_infrastructure_only_while_protected(tmp_path: Path, protect_ssh_client: bool) -> None:
+    """``[safety] protect_ssh_client = false`` is how a host whose logins are not all operators' keeps them from
+    exempting their addresses: then an SSH client is not spared by auto-block and CrowdSec either."""
+    from ironpost_tui import cli
+    from ironpost_tui.config.watch import ConfigSource
+
+    path = tmp_path / "ironpost.toml"
+    path.write_text(f"[safety]\nprotect_ssh_client = {str(protect_ssh_client).lower()}\n")
+    args = cli._run_parser().parse_args(["lab0", "--config", str(path), "--state-dir", str(tmp_path)])
+    source = ConfigSource(path, "lab0", tmp_path)
+    opts = cli._engine_options(args, source.load(), source)
+    expected = infra.authenticated_ssh_clients if protect_ssh_client else None
+    assert opts.infrastructure.ssh_clients is expected
+    # The library's way to the same options.
+    from ironpost_tui.api import EngineConfig
+
+    lib = EngineConfig(interface="lab0", protect_ssh_client=protect_ssh_client, protect_host_addresses=False)
+    assert lib.options().infrastructure.ssh_clients is expected

@@ -107,7 +107,7 @@ data_dir = "/var/lib/ironpost"
 pid_file = "/run/ironpost-test.pid"
 
 [ebpf]
-enabled = false
+enabled = true
 interface = "ens3"
 xdp_mode = "native"
 ring_buffer_size = "1MiB"
@@ -160,7 +160,7 @@ def test_every_key() -> None:
     assert s.general == config.GeneralSettings(
         "debug", "text", Path("/var/lib/ironpost"), Path("/run/ironpost-test.pid")
     )
-    assert s.ebpf == config.EbpfSettings(False, "ens3", "native", 1024, 50_000, 0)
+    assert s.ebpf == config.EbpfSettings(True, "ens3", "native", 1024, 50_000, 0)
     dp = s.ebpf.datapath()
     assert (dp.ring_buffer_kib, dp.blocklist_max_entries, dp.event_rate) == (1024, 50_000, 0)
     assert s.syn_flood == SynFloodConfig(5, 500, 0.9, True, 5400)
@@ -667,3 +667,13 @@ def test_too_deep_counts_levels() -> None:
     assert too_deep("[[a.b.c]]", 3) == (1, 1)
     assert too_deep('x = "[[[[[[[["', 2) is None  # brackets in strings do not count
     assert too_deep("x = [[[", 2) == (1, 7)
+
+
+def test_ebpf_enabled_false_is_refused_not_ignored() -> None:
+    """The seed's ``[ebpf] enabled``: ironpost-tui only runs to attach its program, so ``false`` cannot be honoured by
+    running; ignored, a host told not to filter would filter.  Refused, in one line at the key, before anything."""
+    with pytest.raises(config.ConfigError) as err:
+        config.loads("[ebpf]\nenabled = false\n", "x.toml")
+    assert err.value.message.startswith("x.toml:2:1: [ebpf] enabled = false: ironpost-tui runs only to attach"), err
+    assert err.value.exit_status == 2
+    assert config.loads("[ebpf]\nenabled = true\n", "x.toml").ebpf.enabled  # the control

@@ -93,6 +93,16 @@ def _rules(n: int) -> str:
     )
 
 
+def test_a_file_over_the_maps_capacity_only_is_exit_8_as_a_start_is(tmp_path: Path) -> None:
+    (tmp_path / "full.toml").write_text("[ebpf]\nblocklist_max_entries = 1\n\n" + _rules(2))
+    out = check_config("full.toml", tmp_path)
+    assert out.returncode == 8, out.stderr
+    assert "capacity" in out.stderr or "BLOCKLIST" in out.stderr, out.stderr
+    # Control: an error of the file besides makes it a bad file, exit 2.
+    (tmp_path / "full.toml").write_text("[ebpf]\nblocklist_max_entries = 1\nxdp_mode = 'nope'\n\n" + _rules(2))
+    assert check_config("full.toml", tmp_path).returncode == 2
+
+
 def test_10001_rules_refused(tmp_path: Path) -> None:
     (tmp_path / "many.toml").write_text(_rules(10_001))
     out = check_config("many.toml", tmp_path)

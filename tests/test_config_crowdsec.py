@@ -5,6 +5,7 @@ mode checks (engine/crowdsec/lapi.py); the decision stream's hostile input."""
 from __future__ import annotations
 
 import gc
+import json
 import os
 from pathlib import Path
 
@@ -13,8 +14,8 @@ import pytest
 from ironpost_tui.config import settings as config
 from ironpost_tui.config.check import ConfigError
 from ironpost_tui.config.crowdsec import CrowdSecSettings, Scope
-from ironpost_tui.engine.crowdsec import lapi
-from ironpost_tui.engine.crowdsec.decisions import as_decision, go_duration, parse_stream, pulled_network
+from ironpost_tui.engine.crowdsec import lapi, stream_json
+from ironpost_tui.engine.crowdsec.decisions import StreamParse, as_decision, go_duration, parse_stream, pulled_network
 
 NOW = 1_700_000_000.0
 BASE = '[crowdsec]\nlapi_url = "http://127.0.0.1:8080/"\napi_key_file = "/etc/ironpost/crowdsec.key"\n'
@@ -188,6 +189,10 @@ def test_stream_hostile_input() -> None:
     for body in ([], None, {"new": "x"}, {"deleted": 5}):
         with pytest.raises(ValueError):
             parse_stream(body, s)
+    # The LAPI client's way, each entry judged as it is decoded, finds the same.
+    text = json.dumps({"new": [ok, *bad], "deleted": [ok, None]})
+    parse = StreamParse(s)
+    assert parse.delta(stream_json.loads(text, parse.element)) == parse_stream(json.loads(text), s)
 
 
 def test_pulled_decisions_leave_the_collector_alone() -> None:

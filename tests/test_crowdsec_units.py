@@ -4,11 +4,13 @@ infrastructure, caps) as auto-block's."""
 
 from __future__ import annotations
 
+import gzip
 import http.server
 import ipaddress
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -98,6 +100,15 @@ class _Lapi(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             return
         body = b'{"new": [], "deleted": null}'
+        if self.mode == "empties":  # what would be 90 million dicts at MAX_BODY, if kept
+            body = b'{"new": [' + b",".join([b"{}"] * 5000) + b'], "other": [' + b",".join([b"{}"] * 5000) + b"]}"
+        if self.mode == "nested":  # one element that would be a list of lists
+            body = b'{"new": [[' + b",".join([b"[]"] * 5000) + b"]]}"
+        if self.mode == "long":  # one flat element longer than any decision
+            body = b'{"new": [{"value": "' + b"x" * 20_000 + b'"}]}'
+        if self.mode == "gzip":  # compressed, though identity was asked for: a bomb could hide in it
+            body = gzip.compress(body)
+            self.send_header("Content-Encoding", "gzip")
         if self.mode in ("huge", "drip"):
             body = b'{"new": [' + b" " * (4096 if self.mode == "huge" else 640) + b"]}"
         if self.mode != "huge":  # huge: no length said, the body runs to the connection's end
@@ -109,34 +120,123 @@ class _Lapi(http.server.BaseHTTPRequestHandler):
             if self.mode == "drip":
                 time.sleep(0.05)
 
+    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path.endswith("/alerts"):  # a 401 that announces a huge body: the status still counts
+            self.send_response(401)
+            self.send_header("Content-Length", str(lapi_mod.MAX_ANSWER + 1))
+            self.end_headers()
+            return
+        self.send_response(200)  # the login, answering with a body past its limit
+        self.end_headers()
+        self.wfile.write(b'{"token": "' + b"t" * (lapi_mod.MAX_ANSWER + 10) + b'"}')
+
     def log_message(self, *_args: object) -> None:
         pass
 
 
-def test_a_hostile_lapi_body_is_refused_by_size_and_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def hostile_lapi() -> Iterator[tuple[CrowdSecSettings, LapiClient]]:
+    """A _Lapi on a free loopback port and a client of it; both closed afterwards."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Lapi)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    settings = CrowdSecSettings(lapi_url=f"http://127.0.0.1:{server.server_address[1]}/", timeout=2.0)
+    client = LapiClient(settings, "key")
     try:
-        settings = CrowdSecSettings(lapi_url=f"http://127.0.0.1:{server.server_address[1]}/", timeout=2.0)
-        client = LapiClient(settings, "key")
-        _Lapi.mode = "ok"
-        assert client.stream(True) == {"new": [], "deleted": None}  # the control
-        _Lapi.mode = "announced"
-        with pytest.raises(LapiError, match="announced"):
-            client.stream(True)
-        monkeypatch.setattr(lapi_mod, "MAX_BODY", 1024)
-        _Lapi.mode = "huge"
-        with pytest.raises(LapiError, match="more than 1024 bytes"):
-            client.stream(True)
-        monkeypatch.setattr(lapi_mod, "MAX_BODY", 1 << 20)
-        monkeypatch.setattr(lapi_mod, "STREAM_DEADLINE", 0.2)
-        _Lapi.mode = "drip"  # each read well within the timeout, the whole far past the deadline
-        with pytest.raises(LapiError, match="not whole after"):
-            client.stream(True)
-        client.close()
+        yield settings, client
     finally:
+        client.close()
         server.shutdown()
         server.server_close()
+
+
+def test_a_hostile_lapi_body_is_read_without_holding_what_it_holds(
+    hostile_lapi: tuple[CrowdSecSettings, LapiClient],
+) -> None:
+    """The stream's entries are judged as they are decoded and only decisions are kept: 5,000 ``{}`` cost
+    nothing after their turn; an element that is not a flat object of at most 16 KiB (a decision is a few
+    hundred bytes) fails the pull before it is decoded; a login answer is bounded as the stream is."""
+    from ironpost_tui.engine.crowdsec.decisions import StreamParse
+
+    settings, client = hostile_lapi
+    _Lapi.mode = "empties"
+    assert len(client.stream(True)["new"]) == 5000  # the control: read whole, every element is held
+    parse = StreamParse(settings)
+    body = client.stream(True, parse.element)
+    assert body == {"new": [], "other": []}
+    assert (parse.malformed, parse.delta(body).new) == (5000, ())
+    for mode in ("nested", "long"):
+        _Lapi.mode = mode
+        with pytest.raises(LapiError, match="not a flat object of at most 16384 bytes"):
+            client.stream(True, StreamParse(settings).element)
+        assert client.stream(True) is not None  # the control: without the judge, json reads it
+    with pytest.raises(LapiError, match=f"login: more than {lapi_mod.MAX_ANSWER} bytes"):
+        client.login("m", "p")
+    assert not client.logged_in
+    client._token = "stale"
+    with pytest.raises(LapiError, match="HTTP 401") as err:
+        client.push_alerts([])
+    assert err.value.status == 401 and not client.logged_in  # the token forgotten: log in again
+    _Lapi.mode = "gzip"
+    with pytest.raises(LapiError, match="a body in 'gzip', which was not asked for"):
+        client.stream(True)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        '{"new": [%s]}',  # the entries themselves: judged one at a time, nothing kept
+        "[%s]",  # not an object
+        '{"x": {"a": [%s]}}',  # a nested value under another key
+        '{"new": {"a": [%s]}}',  # under the stream's own key, not as its list
+        '{"new": [[%s]]}',  # in one element
+    ],
+)
+def test_no_hostile_body_shape_is_decoded_whole(shape: str) -> None:
+    """What the hooked parse may decode at once is bounded whatever the body's shape: 1.5 MB of ``{}`` would be
+    some 36 MB of objects decoded whole (the control, json.loads); read for the bouncer it stays under 1 MB."""
+    import json
+    import tracemalloc
+
+    from ironpost_tui.engine.crowdsec import stream_json
+    from ironpost_tui.engine.crowdsec.decisions import StreamParse
+
+    text = shape % ",".join(["{}"] * 500_000)
+    tracemalloc.start()
+    try:
+        json.loads(text)
+        whole = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        parse = StreamParse(CrowdSecSettings())
+        try:
+            parse.delta(stream_json.loads(text, parse.element))
+        except ValueError:
+            pass  # refused: the point is what it held before
+        hooked = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert whole > 20_000_000, whole
+    assert hooked < 1_000_000, hooked
+
+
+def test_a_hostile_lapi_body_is_refused_by_size_and_deadline(
+    monkeypatch: pytest.MonkeyPatch, hostile_lapi: tuple[CrowdSecSettings, LapiClient]
+) -> None:
+    _settings, client = hostile_lapi
+    _Lapi.mode = "ok"
+    assert client.stream(True) == {"new": [], "deleted": None}  # the control
+    _Lapi.mode = "announced"
+    with pytest.raises(LapiError, match="announced"):
+        client.stream(True)
+    monkeypatch.setattr(lapi_mod, "MAX_BODY", 1024)
+    _Lapi.mode = "huge"
+    with pytest.raises(LapiError, match="more than 1024 bytes"):
+        client.stream(True)
+    monkeypatch.setattr(lapi_mod, "MAX_BODY", 1 << 20)
+    monkeypatch.setattr(lapi_mod, "STREAM_DEADLINE", 0.2)
+    _Lapi.mode = "drip"  # each read well within the timeout, the whole far past the deadline
+    with pytest.raises(LapiError, match="not whole after"):
+        client.stream(True)
 
 
 def test_a_ca_file_others_can_write_is_refused(tmp_path: Path) -> None:

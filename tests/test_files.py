@@ -34,7 +34,7 @@ from ironpost_tui.config import settings as config
 from ironpost_tui.engine.feed import SourceInfo
 from ironpost_tui.engine.pid_file import PidFileError, pid_file
 from ironpost_tui.model import FilterRule
-from ironpost_tui.records.export import export_alerts, export_events
+from ironpost_tui.records.export import ExportError, export_alerts, export_events
 from ironpost_tui.records.reading import scan
 from ironpost_tui.records.recording import Recorder, RecordingError
 from ironpost_tui.rules import audit
@@ -215,6 +215,70 @@ def test_under_sudo_the_file_is_the_invoking_users(
     assert proc.returncode == 0, proc.stderr
 
 
+WRITE_ERRORS = (OSError, RecordingError, ExportError)
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("writer", WRITERS)
+def test_under_sudo_a_file_goes_only_where_the_invoking_user_could_put_it(
+    writer: str, throwaway_user: tuple[pwd.struct_passwd, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``sudo ironpost-tui --record /etc/passwd`` (or an export there) must not replace a root file with one the
+    user then owns: a user allowed only to run ironpost-tui under sudo would own /etc/passwd."""
+    user, home = throwaway_user
+    etc = Path(tempfile.mkdtemp(prefix="ipt-etc-"))  # root's, as /etc is
+    sticky = Path(tempfile.mkdtemp(prefix="ipt-sticky-"))  # as /tmp is
+    try:
+        etc.chmod(0o755)
+        sticky.chmod(0o1777)
+        passwd = etc / "passwd"
+        passwd.write_text(VICTIM_TEXT)
+        other = sticky / "others"  # someone else's file in a sticky directory
+        other.write_text(VICTIM_TEXT)
+        monkeypatch.setenv("SUDO_UID", str(user.pw_uid))
+        monkeypatch.setenv("SUDO_GID", str(user.pw_gid))
+        for target, why in ((passwd, "not writable by uid"), (etc / "new", "not writable by uid"),
+                            (other, "in a sticky directory")):  # fmt: skip
+            with pytest.raises(WRITE_ERRORS, match=why):
+                WRITERS[writer](target)
+        assert passwd.read_text() == VICTIM_TEXT and os.stat(passwd).st_uid == 0
+        assert other.read_text() == VICTIM_TEXT and os.stat(other).st_uid == 0
+        assert sorted(p.name for p in etc.iterdir()) == ["passwd"]  # no temporary file left either
+        assert sorted(p.name for p in sticky.iterdir()) == ["others"]
+        # Positive controls: a new name in the sticky directory, and a file of the user's own there.
+        WRITERS[writer](sticky / "mine")
+        assert os.stat(sticky / "mine").st_uid == user.pw_uid
+        WRITERS[writer](sticky / "mine")
+        assert os.stat(sticky / "mine").st_uid == user.pw_uid
+        # Negative control: root alone (no sudo) writes where root may, as before.
+        monkeypatch.delenv("SUDO_UID")
+        monkeypatch.delenv("SUDO_GID")
+        WRITERS[writer](passwd)
+        assert passwd.read_bytes() != VICTIM_TEXT.encode()
+    finally:
+        shutil.rmtree(etc)
+        shutil.rmtree(sticky)
+
+
+def test_replace_problem_judges_as_rename_would() -> None:
+    """The rule itself, on stat results: write and search on the directory; in a sticky one, the file's or the
+    directory's owner only."""
+
+    def st(mode: int, uid: int = 0, gid: int = 0) -> os.stat_result:
+        return os.stat_result((mode, 0, 0, 1, uid, gid, 0, 0, 0, 0))
+
+    me = files.Owner(4242, 4242)
+    ok = files.replace_problem
+    assert ok(st(stat.S_IFDIR | 0o755), None, me) is not None  # root's directory
+    assert ok(st(stat.S_IFDIR | 0o775, gid=4242), None, me) is None  # by its group
+    assert ok(st(stat.S_IFDIR | 0o765, gid=4242), None, me) is not None  # group can write but not search
+    assert ok(st(stat.S_IFDIR | 0o777), st(stat.S_IFREG | 0o600), me) is None  # not sticky: any file
+    assert ok(st(stat.S_IFDIR | 0o1777), st(stat.S_IFREG | 0o600), me) is not None  # sticky: root's file
+    assert ok(st(stat.S_IFDIR | 0o1777), st(stat.S_IFREG | 0o600, uid=4242), me) is None  # sticky: my file
+    assert ok(st(stat.S_IFDIR | 0o1700, uid=4242), st(stat.S_IFREG | 0o600), me) is None  # sticky: my directory
+    assert ok(st(stat.S_IFDIR | 0o1777), None, me) is None  # sticky: a new name
+
+
 # --- [general] ----------------------------------------------------------------------------
 
 
@@ -288,6 +352,31 @@ def test_pid_file_written_0644_and_removed(tmp_path: Path, victim: Path) -> None
     with pytest.raises(RuntimeError), pid_file(path):  # removed however the run ends
         raise RuntimeError
     assert not path.exists()
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("ids", [["--reuid=65534"], ["--ruid=65534", "--euid=0"]], ids=["user", "set-uid"])
+def test_a_pid_file_naming_another_users_process_is_taken_over(tmp_path: Path, ids: list[str]) -> None:
+    """A local user starts a process with "ironpost-tui" in its arguments on a stale pid (or a set-uid program,
+    sudo or su at its password prompt, whose effective uid is root's): it is not a running ironpost-tui, and the
+    start takes the file over instead of being refused for ever."""
+    path = tmp_path / "ironpost.pid"
+    other = subprocess.Popen(["setpriv", *ids, "--regid=65534", "--clear-groups", sys.executable, "-c",
+                              "import time; time.sleep(60)", "ironpost-tui"])  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while not Path(f"/proc/{other.pid}/cmdline").read_bytes().startswith(sys.executable.encode()):  # exec'd yet?
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        uids = next(ln.split()[1:3] for ln in Path(f"/proc/{other.pid}/status").read_text().splitlines()
+                    if ln.startswith("Uid:"))  # fmt: skip
+        assert uids == (["65534", "65534"] if len(ids) == 1 else ["65534", "0"])
+        path.write_text(f"{other.pid}\n")
+        with pid_file(path):
+            assert path.read_text() == f"{os.getpid()}\n"
+    finally:
+        other.kill()
+        other.wait()
 
 
 def test_pid_file_of_a_running_ironpost_is_refused(tmp_path: Path) -> None:

@@ -195,6 +195,48 @@ def test_scrapers_of_metrics_are_recorded_for_auto_block(state: dict[str, Engine
         srv.stop()
 
 
+def test_an_open_endpoint_records_no_scraper(state: dict[str, EngineSnapshot], tmp_path: Path) -> None:
+    """Without basic auth or a required client certificate, anyone who reaches /metrics would make its address
+    infrastructure (spared by auto-block and by CrowdSec decisions on a range holding it) with one GET: such an
+    endpoint records nobody.  The control above (basic auth) records; so does a verified client certificate."""
+    from support.metrics_lab import client_context, self_signed
+
+    from ironpost_tui.metrics import web_config
+    from ironpost_tui.rules.infrastructure import RecentPeers
+
+    scrapers = RecentPeers()
+    srv = MetricsServer("127.0.0.1", 0, engine_registry(lambda: state["snap"]), lambda: None, None, scrapers)
+    srv.start()
+    try:
+        assert fetch(f"http://127.0.0.1:{srv.port}/metrics")[0] == 200
+        assert scrapers.recent() == []
+    finally:
+        srv.stop()
+    cert, key = self_signed(tmp_path)
+    tls = {"cert_file": str(cert), "key_file": str(key)}
+    client = client_context(cert)
+    client.load_cert_chain(cert, key)  # the self-signed certificate is its own CA: a client certificate too
+    vouched, recorded = {}, {}
+    for name, conf in {
+        "tls only": {"tls_server_config": tls},
+        "client cert if given": {"tls_server_config": {**tls, "client_ca_file": str(cert),
+                                                        "client_auth_type": "VerifyClientCertIfGiven"}},
+        "client cert required": {"tls_server_config": {**tls, "client_ca_file": str(cert),
+                                                        "client_auth_type": "RequireAndVerifyClientCert"}},
+    }.items():  # fmt: skip
+        web = web_config.parse(conf, tmp_path / "web.yml")
+        peers = RecentPeers()
+        srv = MetricsServer("127.0.0.1", 0, engine_registry(lambda: state["snap"]), lambda: None, web, peers)
+        srv.start()
+        try:
+            assert fetch(f"https://localhost:{srv.port}/metrics", context=client)[0] == 200
+            vouched[name], recorded[name] = srv.vouched, [str(n) for n in peers.recent()]
+        finally:
+            srv.stop()
+    assert vouched == {"tls only": False, "client cert if given": False, "client cert required": True}
+    assert recorded == {"tls only": [], "client cert if given": [], "client cert required": ["127.0.0.1/32"]}
+
+
 def test_unhealthy_says_not_attached_and_stalled_by_the_last_samples_age() -> None:
     from dataclasses import replace
 

@@ -40,9 +40,13 @@ class FakeProc:
         self.tcp6: list[str] = []
 
     def add(self, pid: int, ppid: int, comm: str, *, uid: int = 0, sessionid: int = sessions.UNSET,
-            title: str = "", sockets: tuple[int, ...] = ()) -> Path:  # fmt: skip
+            title: str = "", sockets: tuple[int, ...] = (), ns: tuple[int, int] | None = None) -> Path:  # fmt: skip
         d = self.root / str(pid)
         (d / "fd").mkdir(parents=True)
+        if ns is not None:  # (net, pid) namespace inode numbers, as the kernel's ns links name them
+            (d / "ns").mkdir()
+            (d / "ns" / "net").symlink_to(f"net:[{ns[0]}]")
+            (d / "ns" / "pid").symlink_to(f"pid:[{ns[1]}]")
         (d / "stat").write_text(f"{pid} ({comm}) S {ppid} {pid} {pid} 0 -1 4194560 0 0 0 0\n")
         (d / "status").write_text(f"Name:\t{comm}\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\n")
         (d / "sessionid").write_text(str(sessionid))
@@ -134,6 +138,33 @@ def test_without_pam_the_session_title_or_the_users_uid_tells(tmp_path: Path) ->
     # Without the privilege-separation user's uid, a child's uid proves nothing: only titles count.
     no_uid = sessions.connections(sessions.scan(root), root, privsep_uid=None)
     assert {str(c.peer): c.authenticated for c in no_uid} == {**expected, "198.18.9.10/32": False}
+
+
+HOST_NS, OTHER = (4026531840, 4026531836), 4026532999
+
+
+@pytest.mark.parametrize("container", [(OTHER, HOST_NS[1]), (HOST_NS[0], OTHER), (OTHER, OTHER)])
+def test_an_sshd_of_another_namespace_is_no_session(tmp_path: Path, container: tuple[int, int]) -> None:
+    """Root in a container (uid 0 on the host too, when the container is rootful) names a process sshd, titles it
+    as a login and connects where it likes: its peer must not become a protected (never dropped) address."""
+    f = FakeProc(tmp_path / "proc")
+    f.add(900, 1, "ironpost-tui", ns=HOST_NS)  # this process: what "our namespaces" are read from
+    (f.root / "self").symlink_to("900")  # as /proc/self names the reader
+    f.add(1000, 1, "sshd", title="sshd: [listener]", sockets=(1,), ns=HOST_NS)
+    f.add(1100, 1000, "sshd", sessionid=5, title="sshd: root@pts/0", sockets=(11,), ns=HOST_NS)
+    f.add(2000, 1, "sshd", sessionid=7, title="sshd: a@b", sockets=(21,), ns=container)
+    f.conn(11, A)
+    f.conn(21, D)
+    root = f.write()
+    found = _find(root, pid=900)
+    assert authenticated(found) == {"198.18.9.9/32": True}
+    assert found.clients() == (None, {net("198.18.9.9/32")})
+    # Control: the same process in this host's namespaces is a session, and its peer protected.
+    (root / "2000" / "ns" / "net").unlink()
+    (root / "2000" / "ns" / "pid").unlink()
+    (root / "2000" / "ns" / "net").symlink_to(f"net:[{HOST_NS[0]}]")
+    (root / "2000" / "ns" / "pid").symlink_to(f"pid:[{HOST_NS[1]}]")
+    assert authenticated(_find(root, pid=900)) == {"198.18.9.9/32": True, "198.18.9.12/32": True}
 
 
 def test_own_session_by_ancestry_through_sudo(tmp_path: Path) -> None:

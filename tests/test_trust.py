@@ -152,3 +152,22 @@ def test_a_run_with_a_group_writable_state_directory_stops_before_anything(priva
     state.chmod(0o700)
     done = agents.run("ipnosuch0", "--headless", "--no-metrics", "--state-dir", str(state), timeout=60)
     assert done.returncode == ExitStatus.NO_SUCH_INTERFACE, done.stderr
+
+
+@pytest.mark.root
+def test_a_link_another_user_can_replace_is_refused(private_dir: Path) -> None:
+    """A root file reached through a link that another user owns, or that sits in a directory they can write, is
+    theirs to choose (a CA bundle given as a client CA, another root file as the configuration)."""
+    path = _write(private_dir / "ironpost.toml")
+    theirs = private_dir / "theirs"
+    theirs.mkdir(mode=0o755)
+    link = theirs / "link.toml"
+    link.symlink_to(path)
+    assert check_config(link).returncode == 0  # the control: root's link in root's directory
+    os.chown(theirs, NOBODY, NOBODY)  # they may replace the link
+    done = check_config(link)
+    assert done.returncode == ExitStatus.CONFIG_INVALID and f"the directory of the link {link}" in done.stderr
+    os.chown(theirs, 0, 0)
+    os.chown(link, NOBODY, NOBODY, follow_symlinks=False)  # the link theirs, in a sticky /tmp say
+    done = check_config(link)
+    assert done.returncode == ExitStatus.CONFIG_INVALID and f"symbolic link owned by uid {NOBODY}" in done.stderr

@@ -72,6 +72,27 @@ def test_paths_are_relative_to_the_file(tmp_path: Path, tls_files: tuple[Path, P
     assert web.tls is not None and not web.users
 
 
+@pytest.mark.parametrize("which", ["cert_file", "key_file", "client_ca_file"])
+def test_tls_files_are_trusted_as_the_web_config_is(tmp_path: Path, tls_files: tuple[Path, Path], which: str) -> None:
+    """A client CA others can write lets them mint client certificates; a certificate or key they can write lets
+    them be the endpoint; a FIFO there would block the start.  Each is refused in one line, at once."""
+    cert, key = tls_files
+    files = {"cert_file": tmp_path / "c.crt", "key_file": tmp_path / "c.key", "client_ca_file": tmp_path / "ca.crt"}
+    files["cert_file"].write_bytes(cert.read_bytes())
+    files["key_file"].write_bytes(key.read_bytes())
+    files["client_ca_file"].write_bytes(cert.read_bytes())
+    conf = write(tmp_path, "tls_server_config:\n  cert_file: c.crt\n  key_file: c.key\n  client_ca_file: ca.crt\n"
+                 "  client_auth_type: RequireAndVerifyClientCert\n")  # fmt: skip
+    assert web_config.load(conf).tls is not None  # the control
+    files[which].chmod(0o666)
+    with pytest.raises(WebConfigInvalid, match=f"tls_server_config.{which} .*writable"):
+        web_config.load(conf)
+    files[which].unlink()
+    os.mkfifo(files[which])
+    with pytest.raises(WebConfigInvalid, match=f"tls_server_config.{which} .*not a regular file"):
+        web_config.load(conf)
+
+
 def test_a_go_style_2y_hash_from_htpasswd_works() -> None:
     hashed = bcrypt_hash("pw").replace("$2b$", "$2y$", 1)
     auth = web_config.parse({"basic_auth_users": {"u": hashed}}, Path("web.yml")).basic_auth()

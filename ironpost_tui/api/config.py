@@ -25,6 +25,7 @@ from ironpost_tui.kernel.xdp_link import xdp_choice
 from ironpost_tui.model import IPNetwork
 from ironpost_tui.rules import protect
 from ironpost_tui.rules.audit import DEFAULT_AUDIT_LOG
+from ironpost_tui.rules.infrastructure import InfraSources
 
 RING_KIB = (4, 256 * 1024)  # EVENTS: a power of two from 4 KiB to 256 MiB
 BLOCKLIST_ENTRIES = (1, 1_000_000)
@@ -153,6 +154,7 @@ class EngineConfig:
             syn_flood=self.syn_flood,
             port_scan=self.port_scan,
             auto_block=self.auto_block_limits,
+            infrastructure=InfraSources.of(self.protect_ssh_client),
         )
 
 

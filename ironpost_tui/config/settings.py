@@ -313,8 +313,18 @@ def _ebpf(t: Table) -> EbpfSettings:
                 "(1-15 bytes; no '/', ':', whitespace or control characters)",
             )
     mode = t.string("xdp_mode", d.xdp_mode, XDP_MODES)
+    enabled = t.boolean("enabled", d.enabled)
+    if not enabled:
+        # The seed's key, which ironpost-tui cannot honour by running: it exists to attach its program.
+        # Ignored, a host told not to filter would filter; refused, it says so and changes nothing.
+        t.error(
+            "enabled",
+            f"{t.name('enabled')} = false: ironpost-tui runs only to attach its XDP program, so it will not start "
+            "with this; to stop filtering, stop ironpost-tui (with --persist: `ironpost-tui cleanup IFACE`), "
+            "and set it to true or remove it",
+        )
     return EbpfSettings(
-        enabled=t.boolean("enabled", d.enabled),
+        enabled=enabled,
         interface=interface,
         xdp_mode=xdp_choice(mode),
         ring_buffer_size=ring_buffer_kib(t, d.ring_buffer_size),

@@ -41,12 +41,17 @@ def _read_pid(path: Path) -> int | None:
 
 
 def _is_ironpost(pid: int) -> bool:
-    """Whether ``pid`` is a live ironpost-tui (a pid reused by another program does not count)."""
+    """Whether ``pid`` is a live ironpost-tui (a pid reused by another program does not count), run by this
+    process's user: another user can start a process with "ironpost" in its arguments on a stale pid, and
+    would otherwise keep every later start refused."""
     try:
+        status = Path(f"/proc/{pid}/status").read_text(errors="replace")
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
-    return b"ironpost" in cmdline
+    # The real uid: a set-uid program (sudo or su at its password prompt) runs with root's effective uid.
+    real = next((line.split()[1:2] for line in status.splitlines() if line.startswith("Uid:")), [])
+    return real == [str(os.getuid())] and b"ironpost" in cmdline
 
 
 @contextlib.contextmanager

@@ -30,6 +30,7 @@ import gzip
 import json
 import logging
 import socket
+import ssl
 import struct
 import threading
 from collections.abc import Callable
@@ -82,7 +83,7 @@ class MetricsServer:
         self.top = top  # the top talkers for /top (None: 404)
         self.unhealthy = unhealthy  # why /healthz says 503 (None: 200 ok)
         self.web = web or WebConfig()
-        self.scrapers = scrapers  # who scraped /metrics (authorized requests only): never auto-blocked
+        self.scrapers = scrapers  # who scraped /metrics, when it can tell who (``vouched``): never auto-blocked
         self.limits = limits or Limits()
         self.auth: BasicAuth | None = self.web.basic_auth()
         lim = self.limits
@@ -91,6 +92,12 @@ class MetricsServer:
                        cache_ttl=lim.login_cache_ttl, queue=lim.auth_queue)
             if self.auth is not None else None
         )  # fmt: skip
+        # A request's address counts as a scraper's (infrastructure: spared by auto-block and by CrowdSec's
+        # decisions on a range that holds it) only when the endpoint knows who asks: basic auth passed, or a
+        # client certificate verified on every connection.  Open to anyone, anyone who reaches it would
+        # exempt the address, and any range around it, by one GET.
+        tls = self.web.tls
+        self.vouched = self.guard is not None or (tls is not None and tls.verify_mode == ssl.CERT_REQUIRED)
         self.caps = ConnectionCaps(lim.max_connections, lim.max_per_source)
         self.notices = Notices(log)
         self._sock = _listen(addr, port)
@@ -287,7 +294,7 @@ class MetricsServer:
                 return Response.error(HTTPStatus.UNAUTHORIZED, headers=_UNAUTHORIZED)
         path = head.path
         if path == "/metrics":
-            if self.scrapers is not None:
+            if self.scrapers is not None and self.vouched:
                 self.scrapers.record(host)
             loop = asyncio.get_running_loop()
             accept, encoding = head.get("accept"), head.get("accept-encoding")

@@ -13,10 +13,12 @@ once, at start: restart to rotate certificates.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import os
 import re
 import ssl
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,13 +170,16 @@ def _tls(value: Any, path: Path) -> ssl.SSLContext | None:
             raise _bad(path, f"{where}.{name} {version!r} is not one of {', '.join(TLS_VERSIONS)}")
         setattr(ctx, attr, TLS_VERSIONS[version])
     cert_path, key_path = base / cert, base / key
-    try:
-        ctx.load_cert_chain(cert_path, key_path)
-    except FileNotFoundError as exc:
-        raise _bad(path, f"{where}: cannot read {exc.filename or cert_path}: no such file") from None
-    except OSError as exc:  # ssl.SSLError included
-        reason = getattr(exc, "reason", None) or exc.strerror or str(exc)
-        raise _bad(path, f"{where}: cannot use {cert_path} with {key_path}: {reason}") from None
+    with (
+        _trusted(cert_path, path, f"{where}.cert_file") as cert_fd,
+        _trusted(key_path, path, f"{where}.key_file") as key_fd,
+    ):
+        try:
+            # Through the descriptors checked, not the paths again: what is loaded is what was judged.
+            ctx.load_cert_chain(f"/proc/self/fd/{cert_fd}", f"/proc/self/fd/{key_fd}")
+        except OSError as exc:  # ssl.SSLError included
+            reason = getattr(exc, "reason", None) or exc.strerror or str(exc)
+            raise _bad(path, f"{where}: cannot use {cert_path} with {key_path}: {reason}") from None
     auth_type = _string(t, "client_auth_type", path, where) or "NoClientCert"
     if auth_type not in CLIENT_AUTH:
         raise _bad(path, f"{where}.client_auth_type {auth_type!r} is not supported: use {', '.join(CLIENT_AUTH)}")
@@ -182,15 +187,36 @@ def _tls(value: Any, path: Path) -> ssl.SSLContext | None:
     if CLIENT_AUTH[auth_type] != ssl.CERT_NONE:
         if ca is None:
             raise _bad(path, f"{where}.client_auth_type {auth_type} needs client_ca_file")
-        try:
-            ctx.load_verify_locations(cafile=base / ca)
-        except OSError as exc:
-            raise _bad(path, f"{where}: cannot use client_ca_file {base / ca}: {exc.strerror or exc}") from None
+        with _trusted(base / ca, path, f"{where}.client_ca_file") as ca_fd:
+            try:
+                ctx.load_verify_locations(cafile=f"/proc/self/fd/{ca_fd}")
+            except OSError as exc:
+                raise _bad(path, f"{where}: cannot use client_ca_file {base / ca}: {exc.strerror or exc}") from None
         ctx.verify_mode = CLIENT_AUTH[auth_type]
     elif ca is not None:
         raise _bad(path, f"{where}.client_ca_file is set but client_auth_type is NoClientCert: set one of "
                    "RequireAndVerifyClientCert or VerifyClientCertIfGiven")  # fmt: skip
     return ctx
+
+
+@contextlib.contextmanager
+def _trusted(file: Path, path: Path, what: str) -> Iterator[int]:
+    """``file`` open, if it may be trusted as the web configuration itself is (trust.file_problem: a regular file
+    that only root may write, in a directory only root may write): a CA file others can write lets them mint
+    client certificates; a FIFO there would block the start."""
+    try:
+        fd = os.open(file, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise _bad(path, f"{what}: cannot read {file}: no such file") from None
+    except OSError as exc:
+        raise _bad(path, f"{what}: cannot read {file}: {exc.strerror or exc}") from None
+    try:
+        problem = trust.file_problem(os.fstat(fd), file, "PEM")
+        if problem is not None:
+            raise _bad(path, f"{what} {file}: {problem}")
+        yield fd
+    finally:
+        os.close(fd)
 
 
 def _headers(value: Any, path: Path) -> dict[str, str]:

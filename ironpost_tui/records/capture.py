@@ -8,7 +8,6 @@ callback, so neither front end is imported here.
 from __future__ import annotations
 
 import os
-import pwd
 import stat
 import threading
 import time
@@ -135,7 +134,7 @@ class Capture:
 
     def _check_dir(self, st: os.stat_result) -> str | None:
         """The directory as it is opened to write in (check_output judged it by name, earlier)."""
-        if self.owner is None or _writable_by(st, self.owner):
+        if self.owner is None or files.writable_by(st, self.owner):
             return None  # without sudo, the kernel's own permission check is the one
         return f"not writable by uid {self.owner.uid}"
 
@@ -242,20 +241,7 @@ def check_output(path: Path, owner: files.Owner | None) -> Path:
         raise OutputRefused(f"{directory}: {exc.strerror}") from None
     if not stat.S_ISDIR(st.st_mode):
         raise OutputRefused(f"{directory} is not a directory")
-    if not _writable_by(st, owner) if owner is not None else not os.access(directory, os.W_OK):
+    if not files.writable_by(st, owner) if owner is not None else not os.access(directory, os.W_OK):
         who = f"uid {owner.uid}" if owner is not None else "this user"
         raise OutputRefused(f"{directory} is not writable by {who}: choose another directory")
     return path
-
-
-def _writable_by(st: os.stat_result, owner: files.Owner) -> bool:
-    if st.st_uid == owner.uid:
-        return bool(st.st_mode & stat.S_IWUSR)
-    groups = {owner.gid}
-    try:
-        groups.update(os.getgrouplist(pwd.getpwuid(owner.uid).pw_name, owner.gid if owner.gid >= 0 else 0))
-    except (KeyError, OSError):
-        pass
-    if st.st_gid in groups:
-        return bool(st.st_mode & stat.S_IWGRP)
-    return bool(st.st_mode & stat.S_IWOTH)

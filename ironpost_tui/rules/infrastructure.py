@@ -258,6 +258,12 @@ class InfraSources:
     # blocked here, nor banned on the whole fleet, which would cut every bouncer off from its unbans.
     lapi: tuple[IPNetwork, ...] = ()
 
+    @classmethod
+    def of(cls, protect_ssh_client: bool, **kw: Any) -> InfraSources:
+        """The sources of a run: SSH clients only while they are protected (``[safety] protect_ssh_client``;
+        off, no login exempts its address from anything)."""
+        return cls(ssh_clients=authenticated_ssh_clients if protect_ssh_client else None, **kw)
+
 
 def discover(sources: InfraSources, protected: Sequence[Protected] = ()) -> list[InfraAddress]:
     """Everything never auto-blocked, each address once with its first reason."""

@@ -22,6 +22,11 @@ Pre-auth processes show none of them: ``sshd: [accepted]`` and ``sshd: [net]``
 inherit the listener's session id, and ``sshd: USER [priv]`` is the monitor's
 title as soon as a client names a valid user, authenticated or not.
 
+Only processes in ironpost's own network and PID namespaces count: root in a
+container (a rootful one has uid 0 on the host too) could otherwise name a
+process ``sshd``, title it ``sshd: a@b`` and connect to an address of its
+choosing, which the host would then never drop.
+
 **The operator's own connection**, in this order:
 
 1. *process ancestry*: the parent chain (``/proc/PID/stat``) from this process
@@ -75,6 +80,7 @@ class Proc:
     title: str = ""  # the command line as sshd sets it (only read for sshd processes)
     sockets: frozenset[str] = frozenset()  # socket inodes (only read for sshd processes)
     netns: str = ""  # the ns/net link, "" when unreadable
+    pidns: str = ""  # the ns/pid link, "" when unreadable
 
 
 @dataclass(frozen=True)
@@ -173,12 +179,20 @@ def read_proc(pid_dir: Path) -> Proc | None:
         raw = (pid_dir / "cmdline").read_bytes()
     except OSError:
         raw = b""
-    try:
-        netns = os.readlink(pid_dir / "ns" / "net")
-    except OSError:
-        netns = ""
+    netns, pidns = namespaces(pid_dir)
     title = raw.replace(b"\0", b" ").decode(errors="replace").strip()
-    return Proc(proc.pid, ppid, comm, proc.uid, proc.sessionid, title, _sockets(pid_dir / "fd"), netns)
+    return Proc(proc.pid, ppid, comm, proc.uid, proc.sessionid, title, _sockets(pid_dir / "fd"), netns, pidns)
+
+
+def namespaces(pid_dir: Path) -> tuple[str, str]:
+    """(the ns/net link, the ns/pid link) of a process, each "" when unreadable."""
+    out = []
+    for ns in ("net", "pid"):
+        try:
+            out.append(os.readlink(pid_dir / "ns" / ns))
+        except OSError:
+            out.append("")
+    return out[0], out[1]
 
 
 def scan(proc_root: Path) -> dict[int, Proc]:
@@ -261,8 +275,16 @@ def _privsep_uid() -> int | None:
         return None
 
 
-def connections(procs: Mapping[int, Proc], proc_root: Path, privsep_uid: int | None = None) -> list[Connection]:
-    sshd = [p for p in procs.values() if p.comm in SESSION_NAMES and p.sockets]
+def connections(
+    procs: Mapping[int, Proc], proc_root: Path, privsep_uid: int | None = None, home: tuple[str, str] = ("", "")
+) -> list[Connection]:
+    """The sshd connections of ``procs``; with ``home`` (ironpost's (netns, pidns), both read), only those of
+    processes in both (see the module's docstring)."""
+    sshd = [
+        p
+        for p in procs.values()
+        if p.comm in SESSION_NAMES and p.sockets and (not all(home) or (p.netns, p.pidns) == home)
+    ]
     peers = _tcp_tables(proc_root, sshd)
     holders: dict[str, list[Proc]] = {}
     for p in sshd:
@@ -316,7 +338,8 @@ def find(
     """Every sshd connection, and the operator's (``pid``'s, this process by default)."""
     pid = os.getpid() if pid is None else pid
     procs = scan(proc_root)
-    conns = connections(procs, proc_root, _privsep_uid() if privsep_uid is None else privsep_uid)
+    home = namespaces(proc_root / "self")  # this process's: the console's engine shares its parent's
+    conns = connections(procs, proc_root, _privsep_uid() if privsep_uid is None else privsep_uid, home)
     own = _by_ancestry(pid, procs, conns)
     if own is not None:
         return Sessions(tuple(conns), own, "process ancestry")

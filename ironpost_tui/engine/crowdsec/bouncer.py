@@ -27,8 +27,8 @@ from ironpost_tui.engine.crowdsec.decisions import (
     Decision,
     Delta,
     Pulled,
+    StreamParse,
     as_decision,
-    parse_stream,
     printable,
     pulled_network,
 )
@@ -128,8 +128,8 @@ class Bouncer:
             since = time.monotonic() - last_full
             full = startup or since >= RESYNC_SECS or (changed and quiet and since >= SETTLED_SECS)
             try:
-                body = self._client.stream(full)
-                delta = replace(parse_stream(body, self.settings), full=full)
+                parse = StreamParse(self.settings)
+                delta = replace(parse.delta(self._client.stream(full, parse.element)), full=full)
             except (LapiError, ValueError) as exc:
                 self.pulls[PullResult.ERROR.value] += 1
                 if self.state is not LapiState.DOWN:

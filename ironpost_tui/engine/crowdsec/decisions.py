@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ironpost_tui.config.crowdsec import CrowdSecSettings, Scope
+from ironpost_tui.engine.crowdsec.stream_json import SKIP
 from ironpost_tui.model import Action, FilterRule, IPNetwork
 
 RULE_PREFIX = "crowdsec:"  # the ids of the rules decisions stand for (reserved)
@@ -135,29 +136,54 @@ def decision(raw: Any) -> Decision | None:
     return Decision(ident, net, kind, seconds, origin[:64], scenario[:256])
 
 
+class StreamParse:
+    """The decision stream read into a Delta: ``element`` is stream_json's hook (each entry judged as it is
+    decoded, and only what is kept, a Pulled, held), ``delta`` the result from the parsed object."""
+
+    PARTS = ("new", "deleted")
+
+    def __init__(self, settings: CrowdSecSettings) -> None:
+        self.settings = settings
+        self.malformed = self.skipped = 0
+
+    def element(self, part: str, raw: Any) -> Any:
+        if part not in self.PARTS:
+            return SKIP  # no other array is read
+        d = decision(raw)
+        if d is None:
+            self.malformed += 1
+        elif part == "new" and d.seconds <= 0:
+            self.skipped += 1  # expired already: nothing to enforce (a deleted one may say so, rightly)
+        elif not wanted(raw, d, self.settings):
+            self.skipped += 1
+        else:
+            return as_pulled(d)  # d and its ip_network freed here: nothing tracked is kept
+        return SKIP
+
+    def delta(self, body: Any) -> Delta:
+        """The Delta of ``body``, the stream's JSON object with its entries through ``element`` already."""
+        if not isinstance(body, dict):
+            raise ValueError("the decision stream is not a JSON object")
+        out: dict[str, tuple[Pulled, ...]] = {}
+        for part in self.PARTS:
+            entries = body.get(part)
+            if entries is not None and not isinstance(entries, list):
+                raise ValueError(f"the decision stream's {part!r} is not a list")
+            out[part] = tuple(entries or ())
+        return Delta(out["new"], out["deleted"], self.malformed, self.skipped)
+
+
 def parse_stream(body: Any, settings: CrowdSecSettings) -> Delta:
-    """``GET /v1/decisions/stream``'s JSON ({"new": [...], "deleted": [...]}, either may be null)."""
-    if not isinstance(body, dict):
-        raise ValueError("the decision stream is not a JSON object")
-    malformed = skipped = 0
-    out: dict[str, list[Pulled]] = {"new": [], "deleted": []}
-    for part in out:
-        entries = body.get(part)
-        if entries is None:
-            continue
-        if not isinstance(entries, list):
-            raise ValueError(f"the decision stream's {part!r} is not a list")
-        for raw in entries:
-            d = decision(raw)
-            if d is None:
-                malformed += 1
-            elif part == "new" and d.seconds <= 0:
-                skipped += 1  # expired already: nothing to enforce (a deleted one may say so, rightly)
-            elif not wanted(raw, d, settings):
-                skipped += 1
-            else:
-                out[part].append(as_pulled(d))  # d and its ip_network freed here: nothing tracked is kept
-    return Delta(tuple(out["new"]), tuple(out["deleted"]), malformed, skipped)
+    """``GET /v1/decisions/stream``'s JSON ({"new": [...], "deleted": [...]}, either may be null), already
+    decoded whole (the LAPI client reads it through StreamParse.element instead)."""
+    parse = StreamParse(settings)
+    if isinstance(body, dict):
+        body = {
+            part: [p for raw in entries if (p := parse.element(part, raw)) is not SKIP]
+            if part in parse.PARTS and isinstance(entries, list) else entries
+            for part, entries in body.items()
+        }  # fmt: skip
+    return parse.delta(body)
 
 
 def wanted(raw: dict[str, Any], d: Decision, settings: CrowdSecSettings) -> bool:

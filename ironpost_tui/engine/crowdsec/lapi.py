@@ -8,6 +8,7 @@ The credentials are read at start with the configuration's ownership checks (tru
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import ssl
@@ -35,12 +36,19 @@ MAX_CA_FILE = 1024 * 1024
 # is retried; what is in force stays): 100,000 decisions are about 25 MiB.
 MAX_BODY = 256 * 1024 * 1024
 STREAM_DEADLINE = 120.0
+# The login's and the alerts' answers: a token, a list of ids.  Larger, or slower in all, is an error.
+MAX_ANSWER = 1024 * 1024
+ANSWER_DEADLINE = 30.0
 logging.getLogger("httpx").setLevel(logging.WARNING)  # not a log line per pull
 USER_AGENT = f"ironpost-tui/{__version__}"
 
 
 class LapiError(Exception):
     """A call that failed: the LAPI unreachable, an error status, a body that is not what it should be."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status  # the HTTP status of an answer that was an error, else None
 
 
 def read_secret(path: Path, what: str, *, secret: bool = True, limit: int = MAX_FILE) -> str:
@@ -113,7 +121,7 @@ class LapiClient:
             base_url=settings.url,
             timeout=httpx.Timeout(settings.timeout),
             verify=verify,
-            headers={"User-Agent": USER_AGENT},
+            headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
             follow_redirects=False,
         )
         self._key = key
@@ -122,53 +130,69 @@ class LapiClient:
     def close(self) -> None:
         self._http.close()
 
-    def _json(self, response: httpx.Response) -> Any:
-        if response.status_code != 200 and response.status_code != 201:
-            raise LapiError(f"{response.request.method} {response.request.url.path}: HTTP {response.status_code}")
+    def _read(self, what: str, method: str, path: str, limit: int, deadline: float, **kw: Any) -> bytes:
+        """The body of one call's answer (200 or 201; else LapiError with the status), read whole within
+        ``deadline`` seconds and ``limit`` bytes: the per-read timeout alone lets a LAPI, or what poses as one,
+        drip a body for ever or send gigabytes."""
+        end = time.monotonic() + deadline
         try:
-            return response.json()
-        except ValueError as exc:
-            raise LapiError(f"{response.request.url.path}: the body is not JSON") from exc
-
-    def stream(self, startup: bool) -> Any:
-        """``GET /v1/decisions/stream``: the JSON body, read whole within STREAM_DEADLINE and MAX_BODY (the
-        per-read timeout alone lets a LAPI, or what poses as one, drip a body for ever or send gigabytes)."""
-        deadline = time.monotonic() + STREAM_DEADLINE
-        try:
-            with self._http.stream(
-                "GET",
-                "v1/decisions/stream",
-                params={"startup": "true" if startup else "false"},
-                headers={"X-Api-Key": self._key},
-            ) as r:
-                if r.status_code != 200:
-                    raise LapiError(f"GET {r.request.url.path}: HTTP {r.status_code}")
-                size = int(r.headers.get("content-length") or 0)
-                if size > MAX_BODY:
-                    raise LapiError(f"decision stream: {size} bytes announced, more than {MAX_BODY}")
+            with self._http.stream(method, path, **kw) as r:
+                status, shown = r.status_code, r.request.url.path
+                if status not in (200, 201):
+                    raise LapiError(f"{method} {shown}: HTTP {status}", status)  # the body unread
+                try:
+                    size = int(r.headers.get("content-length") or 0)
+                except ValueError:
+                    raise LapiError(f"{what}: a Content-Length that is not a number") from None
+                if size > limit:
+                    raise LapiError(f"{what}: {size} bytes announced, more than {limit}")
+                # Asked for none (identity): a compressed body would be inflated a chunk at a time, each
+                # chunk unbounded, before its size could be counted.
+                coding = r.headers.get("content-encoding", "identity").strip().lower()
+                if coding != "identity":
+                    raise LapiError(f"{what}: a body in {coding[:32]!r}, which was not asked for")
                 chunks, got = [], 0
-                for chunk in r.iter_bytes():
+                for chunk in r.iter_raw():
                     got += len(chunk)
-                    if got > MAX_BODY:
-                        raise LapiError(f"decision stream: more than {MAX_BODY} bytes")
-                    if time.monotonic() > deadline:
-                        raise LapiError(f"decision stream: not whole after {STREAM_DEADLINE:g} s")
+                    if got > limit:
+                        raise LapiError(f"{what}: more than {limit} bytes")
+                    if time.monotonic() > end:
+                        raise LapiError(f"{what}: not whole after {deadline:g} s")
                     chunks.append(chunk)
         except httpx.HTTPError as exc:
-            raise LapiError(f"decision stream: {type(exc).__name__}: {exc}") from exc
+            raise LapiError(f"{what}: {type(exc).__name__}: {exc}") from exc
+        body = b"".join(chunks)
+        del chunks  # the parts, freed before the caller makes text of it: at most two copies at once
+        return body
+
+    def stream(self, startup: bool, element: stream_json.Element | None = None) -> Any:
+        """``GET /v1/decisions/stream``: the JSON body (within STREAM_DEADLINE and MAX_BODY), its entries through
+        ``element`` as they are decoded (stream_json)."""
+        params = {"startup": "true" if startup else "false"}
+        headers = {"X-Api-Key": self._key}
+        raw = self._read("decision stream", "GET", "v1/decisions/stream", MAX_BODY, STREAM_DEADLINE, params=params,
+                         headers=headers)  # fmt: skip
         try:
+            text = raw.decode("utf-8")
+            del raw
             # 100,000 decisions: parsed element by element, yielding between them, not stalling the tick
-            return stream_json.loads(b"".join(chunks).decode("utf-8"))
+            return stream_json.loads(text, element)
         except (ValueError, RecursionError) as exc:
-            raise LapiError("decision stream: the body is not JSON") from exc
+            raise LapiError(f"decision stream: the body is not what it should be: {str(exc)[:200]}") from exc
+
+    def _answer(self, what: str, path: str, **kw: Any) -> Any:
+        """A small call's JSON answer (MAX_ANSWER, ANSWER_DEADLINE)."""
+        raw = self._read(what, "POST", path, MAX_ANSWER, ANSWER_DEADLINE, **kw)
+        try:
+            return json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            raise LapiError(f"{path}: the body is not JSON") from exc
 
     # --- the sensor ----------------------------------------------------------------
     def login(self, login: str, password: str) -> None:
-        try:
-            r = self._http.post("v1/watchers/login", json={"machine_id": login, "password": password, "scenarios": []})
-        except httpx.HTTPError as exc:
-            raise LapiError(f"login: {type(exc).__name__}: {exc}") from exc
-        body = self._json(r)
+        body = self._answer(
+            "login", "v1/watchers/login", json={"machine_id": login, "password": password, "scenarios": []}
+        )
         token = body.get("token") if isinstance(body, dict) else None
         if not isinstance(token, str):
             raise LapiError("login: no token in the answer")
@@ -181,9 +205,8 @@ class LapiClient:
     def push_alerts(self, alerts: list[dict[str, Any]]) -> Any:
         """``POST /v1/alerts`` with the machine's JWT; a 401 forgets the token (log in again)."""
         try:
-            r = self._http.post("v1/alerts", json=alerts, headers={"Authorization": f"Bearer {self._token}"})
-        except httpx.HTTPError as exc:
-            raise LapiError(f"alerts: {type(exc).__name__}: {exc}") from exc
-        if r.status_code == 401:
-            self._token = None
-        return self._json(r)
+            return self._answer("alerts", "v1/alerts", json=alerts, headers={"Authorization": f"Bearer {self._token}"})
+        except LapiError as exc:
+            if exc.status == 401:
+                self._token = None
+            raise
