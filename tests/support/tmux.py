@@ -23,11 +23,14 @@ def socket_dir() -> Path:
 
 def remove_server_if_idle() -> None:
     """The tests' tmux server's socket removed once no session is left in it (a server whose last session
-    ends exits and leaves its socket behind); a session of another run beside this one keeps both."""
+    ends exits and leaves its socket behind), and the directory tmux made for it if nothing else is in it;
+    a session of another run beside this one keeps them."""
     if tmux("list-sessions", check=False).returncode == 0:
         return
     tmux("kill-server", check=False)
     (socket_dir() / SOCKET).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # tmux's directory of sockets, when no other socket is left in it
+        socket_dir().rmdir()
 
 
 def tmux(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
