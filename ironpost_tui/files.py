@@ -67,7 +67,11 @@ def _id(text: str | None) -> int | None:
 def writable_by(st: os.stat_result, owner: Owner) -> bool:
     """Whether ``owner`` may make and remove names in the directory ``st`` is of (write and search
     permission, by its owner's, group's or others' bits as the kernel picks them)."""
-    need = stat.S_IWUSR | stat.S_IXUSR
+    return _may(st, owner, stat.S_IWUSR | stat.S_IXUSR)
+
+
+def _may(st: os.stat_result, owner: Owner, need: int) -> bool:
+    """Whether ``owner`` has the permissions ``need`` (as the owner's bits) on what ``st`` is of."""
     if st.st_uid == owner.uid:
         return st.st_mode & need == need
     groups = {owner.gid}
@@ -80,6 +84,19 @@ def writable_by(st: os.stat_result, owner: Owner) -> bool:
     if st.st_gid in groups:
         return st.st_mode & (need >> 3) == need >> 3
     return st.st_mode & (need >> 6) == need >> 6
+
+
+def unreachable(directory: Path, owner: Owner) -> Path | None:
+    """The first directory above ``directory`` (links resolved, as the kernel walks them) that ``owner`` may
+    not search, or None: a directory it can write but not reach is not one it could put a file in."""
+    for above in reversed(Path(os.path.realpath(directory)).parents):
+        try:
+            st = os.stat(above)
+        except OSError:
+            return above
+        if not _may(st, owner, stat.S_IXUSR):
+            return above
+    return None
 
 
 def replace_problem(directory: os.stat_result, target: os.stat_result | None, owner: Owner) -> str | None:
@@ -161,6 +178,9 @@ def _directory(path: Path, owner: Owner | None) -> int:
         except FileNotFoundError:
             target = None
         problem = replace_problem(os.fstat(dfd), target, owner)
+        closed = unreachable(path.parent, owner) if problem is None else None
+        if closed is not None:
+            problem = f"uid {owner.uid}, who ran sudo, cannot reach it: {closed} is closed to them"
         if problem is not None:
             raise PermissionError(errno.EACCES, problem, str(path))
     except BaseException:
@@ -243,4 +263,13 @@ def _unlink_quietly(name: str, dfd: int) -> None:
         pass
 
 
-__all__ = ["Owner", "create_new", "create_replacing", "invoking_user", "replace_problem", "writable_by", "write_atomic"]
+__all__ = [
+    "Owner",
+    "create_new",
+    "create_replacing",
+    "invoking_user",
+    "replace_problem",
+    "unreachable",
+    "writable_by",
+    "write_atomic",
+]

@@ -215,6 +215,20 @@ def gc_restored() -> Iterator[None]:
 
 
 @pytest.fixture
+def nobodys_dir() -> Iterator[Path]:
+    """A directory of uid 65534's (nobody), mode 0755, that nobody can reach: in /tmp, not under pytest's
+    tmp_path (0700, root's), since a file is made for a user under sudo only where that user could have put
+    it themselves.  Removed afterwards."""
+    base = Path(tempfile.mkdtemp(prefix="ironpost-nobody-"))
+    try:
+        base.chmod(0o755)
+        os.chown(base, 65534, 65534)
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
 def pin_dir(request: pytest.FixtureRequest) -> Iterator[Path]:
     """A directory of its own in the BPF filesystem for the maps a test pins (a --persist run's), removed
     with whatever is pinned in it."""

@@ -11,7 +11,7 @@ import pytest
 
 from ironpost_tui import files
 from ironpost_tui.kernel.capture import CaptureFilter
-from ironpost_tui.records.capture import Capture, Limits, check_output
+from ironpost_tui.records.capture import Capture, Limits, OutputRefused, check_output
 from ironpost_tui.records.capture_expr import CaptureExpression
 from ironpost_tui.records.pcapng_file import PcapngFile
 
@@ -56,13 +56,13 @@ def test_what_the_kernel_cannot_evaluate_is_one_line(text: str, says: str) -> No
 
 
 @pytest.mark.root
-def test_the_directory_checked_is_the_one_written_in(tmp_path: Path) -> None:
+def test_the_directory_checked_is_the_one_written_in(tmp_path: Path, nobodys_dir: Path) -> None:
     """capture -w under sudo: the directory is judged (writable by the sudo user) through the descriptor
     the file is made with, so swapping it for a link to a root-owned directory after check_output, before
     the file is made, writes nothing there.  The control: the same path, unswapped, gets the file, 0600,
     the user's; an existing name is never replaced."""
     nobody = files.Owner(65534, 65534)
-    user_dir = tmp_path / "d"
+    user_dir = nobodys_dir / "d"
     user_dir.mkdir()
     os.chown(user_dir, 65534, 65534)
     root_dir = tmp_path / "etc"
@@ -77,8 +77,24 @@ def test_the_directory_checked_is_the_one_written_in(tmp_path: Path) -> None:
         PcapngFile(user_dir / "x.pcapng", "lo", 256, nobody, cap._check_dir)
 
     assert check_output(user_dir / "shadow", nobody) == user_dir / "shadow"  # checked, then swapped:
-    os.rename(user_dir, tmp_path / "d.old")
+    os.rename(user_dir, nobodys_dir / "d.old")
     os.symlink(root_dir, user_dir)
     with pytest.raises(PermissionError, match="not writable by uid 65534"):
         PcapngFile(user_dir / "shadow", "lo", 256, nobody, cap._check_dir)
     assert os.listdir(root_dir) == []
+
+
+@pytest.mark.root
+def test_a_directory_the_sudo_user_cannot_reach_is_refused(tmp_path: Path, nobodys_dir: Path) -> None:
+    """capture -w under sudo into a directory the user owns but cannot reach (inside root's 0700 tmp_path):
+    not a place the user could have put a file.  The control: the same directory where the user can reach it."""
+    nobody = files.Owner(65534, 65534)
+    hidden = tmp_path / "mine"
+    hidden.mkdir()
+    os.chown(hidden, 65534, 65534)
+    with pytest.raises(OutputRefused, match="out of uid 65534's reach"):
+        check_output(hidden / "x.pcapng", nobody)
+    shown = nobodys_dir / "mine"
+    shown.mkdir()
+    os.chown(shown, 65534, 65534)
+    assert check_output(shown / "x.pcapng", nobody) == shown / "x.pcapng"

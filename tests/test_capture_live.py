@@ -175,16 +175,16 @@ def test_capture_beside_the_agent_has_every_packet_with_its_verdict(
     assert agent.proc.poll() is None
 
 
-def test_rate_limited_capture_counts_its_losses_exactly(lab: netlab.Lab, agents: AgentPool, tmp_path: Path) -> None:
+def test_rate_limited_capture_counts_its_losses_exactly(
+    lab: netlab.Lab, agents: AgentPool, tmp_path: Path, nobodys_dir: Path
+) -> None:
     """3,000 datagrams sent at full speed to a capture limited to 50 copies/s: the kernel matched exactly
     3,000, and captured + lost = matched with losses to the rate limit; the file holds what was captured.
     A capture without the limit (positive control) loses none of 200; run as under sudo, its file is the
     invoking user's."""
     _, prog_id = start_agent(agents, lab, tmp_path)
     sent = 1000  # of each kind: 3,000 frames
-    users = tmp_path / "users"
-    users.mkdir()
-    os.chown(users, 65534, 65534)
+    users = nobodys_dir
     for rate, per_kind in (("50", sent), ("0", 100)):
         out = (tmp_path if rate != "0" else users) / f"rate{rate}.pcapng"
         env = agent_env(SUDO_UID="65534", SUDO_GID="65534") if rate == "0" else None
@@ -219,7 +219,7 @@ def test_rate_limited_capture_counts_its_losses_exactly(lab: netlab.Lab, agents:
             assert got["lost_rate"] > 0 and 0 < got["captured"] < len(v4)
 
 
-def test_bad_capture_input_is_one_line_and_changes_nothing(lab: netlab.Lab, tmp_path: Path) -> None:
+def test_bad_capture_input_is_one_line_and_changes_nothing(lab: netlab.Lab, tmp_path: Path, nobodys_dir: Path) -> None:
     """-w to a symbolic link, a name with '..', an existing file, a directory the sudo user cannot write;
     a nonsense --src, --snaplen or --count: exit 2, one line on stderr, nothing created or changed.
     With no ironpost program on the interface: exit 15, no such interface: exit 6; no file either way."""
@@ -229,7 +229,7 @@ def test_bad_capture_input_is_one_line_and_changes_nothing(lab: netlab.Lab, tmp_
     target.write_text("keep")
     (d / "link.pcapng").symlink_to(target)
     (d / "old.pcapng").write_text("old")
-    locked = tmp_path / "root-only"
+    locked = nobodys_dir / "root-only"  # root's, in a directory nobody can reach
     locked.mkdir(mode=0o755)
     before = sorted(os.listdir(d))
     nobody = agent_env(SUDO_UID="65534", SUDO_GID="65534")

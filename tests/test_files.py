@@ -241,6 +241,14 @@ def test_under_sudo_a_file_goes_only_where_the_invoking_user_could_put_it(
                             (other, "in a sticky directory")):  # fmt: skip
             with pytest.raises(WRITE_ERRORS, match=why):
                 WRITERS[writer](target)
+        closed = Path(tempfile.mkdtemp(prefix="ipt-closed-", dir=etc))  # root's, 0700: the user cannot enter
+        inner = closed / "open"
+        inner.mkdir()
+        inner.chmod(0o777)  # writable by all, but only through a directory closed to the user
+        with pytest.raises(WRITE_ERRORS, match="cannot reach it"):
+            WRITERS[writer](inner / "f")
+        assert list(inner.iterdir()) == []
+        shutil.rmtree(closed)
         assert passwd.read_text() == VICTIM_TEXT and os.stat(passwd).st_uid == 0
         assert other.read_text() == VICTIM_TEXT and os.stat(other).st_uid == 0
         assert sorted(p.name for p in etc.iterdir()) == ["passwd"]  # no temporary file left either

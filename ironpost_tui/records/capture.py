@@ -244,4 +244,6 @@ def check_output(path: Path, owner: files.Owner | None) -> Path:
     if not files.writable_by(st, owner) if owner is not None else not os.access(directory, os.W_OK):
         who = f"uid {owner.uid}" if owner is not None else "this user"
         raise OutputRefused(f"{directory} is not writable by {who}: choose another directory")
+    if owner is not None and (closed := files.unreachable(directory, owner)) is not None:
+        raise OutputRefused(f"{directory} is out of uid {owner.uid}'s reach ({closed} is closed to them)")
     return path
