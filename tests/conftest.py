@@ -104,6 +104,12 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.option.basetemp is None:
         config.option.basetemp = tempfile.mkdtemp(prefix="ironpost-tests-")
         config.stash[_OWN_BASETEMP] = Path(config.option.basetemp)
+    # `sudo make test` (the README's command) leaves sudo's variables here: a file ironpost makes for "the
+    # user who ran sudo" would then go only where that user may write, never into root's 0700 tmp_path, and
+    # the audit would name that user.  The tests of both set them themselves; every other test runs as
+    # plain root, as CI does.
+    for name in ("SUDO_UID", "SUDO_GID", "SUDO_USER"):
+        os.environ.pop(name, None)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
