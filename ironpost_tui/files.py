@@ -70,31 +70,37 @@ def writable_by(st: os.stat_result, owner: Owner) -> bool:
     return _may(st, owner, stat.S_IWUSR | stat.S_IXUSR)
 
 
-def _may(st: os.stat_result, owner: Owner, need: int) -> bool:
-    """Whether ``owner`` has the permissions ``need`` (as the owner's bits) on what ``st`` is of."""
+def _may(st: os.stat_result, owner: Owner, need: int, groups: frozenset[int] | None = None) -> bool:
+    """Whether ``owner`` (in ``groups``: ``_groups(owner)`` when not given) has the permissions ``need`` (as
+    the owner's bits) on what ``st`` is of."""
     if st.st_uid == owner.uid:
         return st.st_mode & need == need
+    if st.st_gid in (_groups(owner) if groups is None else groups):
+        return st.st_mode & (need >> 3) == need >> 3
+    return st.st_mode & (need >> 6) == need >> 6
+
+
+def _groups(owner: Owner) -> frozenset[int]:
+    """``owner``'s groups: with no SUDO_GID (gid -1), the passwd entry's, never root's group 0."""
     groups = {owner.gid}
     try:
         user = pwd.getpwuid(owner.uid)
-        # The user's own groups: with no SUDO_GID (gid -1), the passwd entry's, never root's group 0.
         groups.update(os.getgrouplist(user.pw_name, owner.gid if owner.gid >= 0 else user.pw_gid))
     except (KeyError, OSError):
         pass
-    if st.st_gid in groups:
-        return st.st_mode & (need >> 3) == need >> 3
-    return st.st_mode & (need >> 6) == need >> 6
+    return frozenset(groups)
 
 
 def unreachable(directory: Path, owner: Owner) -> Path | None:
     """The first directory above ``directory`` (links resolved, as the kernel walks them) that ``owner`` may
     not search, or None: a directory it can write but not reach is not one it could put a file in."""
+    groups = _groups(owner)  # read once for the whole walk (/etc/passwd, /etc/group)
     for above in reversed(Path(os.path.realpath(directory)).parents):
         try:
             st = os.stat(above)
         except OSError:
             return above
-        if not _may(st, owner, stat.S_IXUSR):
+        if not _may(st, owner, stat.S_IXUSR, groups):
             return above
     return None
 
