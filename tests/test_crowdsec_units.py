@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -94,6 +95,9 @@ class _Lapi(http.server.BaseHTTPRequestHandler):
     mode = "ok"
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        if self.mode.startswith("headers"):  # the status line, then a header a byte at a time
+            self._drip_headers(4000 if self.mode == "headers" else 8)
+            return
         self.send_response(200)
         if self.mode == "announced":
             self.send_header("Content-Length", str(lapi_mod.MAX_BODY + 1))
@@ -119,6 +123,20 @@ class _Lapi(http.server.BaseHTTPRequestHandler):
             self.wfile.flush()
             if self.mode == "drip":
                 time.sleep(0.05)
+
+    def _drip_headers(self, n: int) -> None:
+        """``n`` bytes of one header, 20 a second: each read well within the timeout, the whole as long as
+        ``n`` says; then a decision stream's empty body."""
+        body = b'{"new": [], "deleted": null}'
+        try:
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Drip: ")
+            for _ in range(n):
+                self.wfile.write(b"a")
+                self.wfile.flush()
+                time.sleep(0.05)
+            self.wfile.write(b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        except OSError:
+            pass  # the client ended the call
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's name)
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -237,6 +255,62 @@ def test_a_hostile_lapi_body_is_refused_by_size_and_deadline(
     _Lapi.mode = "drip"  # each read well within the timeout, the whole far past the deadline
     with pytest.raises(LapiError, match="not whole after"):
         client.stream(True)
+
+
+def test_a_lapi_that_drips_its_headers_is_ended_at_the_deadline(
+    monkeypatch: pytest.MonkeyPatch, hostile_lapi: tuple[CrowdSecSettings, LapiClient]
+) -> None:
+    """httpx's timeout is per read: headers sent a byte every 50 ms (a 2 s timeout) would hold a pull for
+    200 s; the call's deadline ends it, for the stream and for the sensor's login alike."""
+    _settings, client = hostile_lapi
+    _Lapi.mode = "headers-short"
+    assert client.stream(True) == {"new": [], "deleted": None}  # the control: a slow header, whole in time
+    monkeypatch.setattr(lapi_mod, "STREAM_DEADLINE", 0.5)
+    _Lapi.mode = "headers"
+    start = time.monotonic()
+    with pytest.raises(LapiError, match="decision stream: not whole after 0.5 s"):
+        client.stream(True)
+    assert time.monotonic() - start < 10  # the drip's 200 s, ended at the deadline (not a figure: a bound)
+    _Lapi.mode = "headers-short"
+    assert client.stream(True) == {"new": [], "deleted": None}  # the client still works after an ended call
+
+
+def test_a_tls_lapi_that_drips_its_headers_is_ended_at_the_deadline(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The same over TLS, each header byte a record of its own: the deadline shuts the connection under the TLS
+    socket the call reads.  (The handshake needs no deadline of ours: Python's ssl holds the whole handshake to
+    the socket's timeout, the call's 2 s here.)  The control: a short drip, read whole."""
+    import ssl
+
+    from support.metrics_lab import self_signed
+
+    cert, key = self_signed(tmp_path)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+
+    class _Tls(http.server.ThreadingHTTPServer):
+        def get_request(self) -> tuple[Any, Any]:  # the handshake in the handler's thread, not the server's
+            sock, addr = self.socket.accept()
+            return ctx.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), addr
+
+    server = _Tls(("127.0.0.1", 0), _Lapi)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    settings = CrowdSecSettings(lapi_url=f"https://localhost:{server.server_address[1]}/", ca_file=cert, timeout=2.0)
+    client = LapiClient(settings, "key")
+    try:
+        _Lapi.mode = "headers-short"
+        assert client.stream(True) == {"new": [], "deleted": None}
+        monkeypatch.setattr(lapi_mod, "STREAM_DEADLINE", 0.5)
+        _Lapi.mode = "headers"
+        start = time.monotonic()
+        with pytest.raises(LapiError, match="decision stream: not whole after 0.5 s"):
+            client.stream(True)
+        assert time.monotonic() - start < 10
+    finally:
+        client.close()
+        server.shutdown()
+        server.server_close()
 
 
 def test_a_ca_file_others_can_write_is_refused(tmp_path: Path) -> None:

@@ -13,7 +13,6 @@ import logging
 import os
 import ssl
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import yaml
 from ironpost_tui.config.check import ConfigError
 from ironpost_tui.config.crowdsec import CrowdSecSettings
 from ironpost_tui.engine.crowdsec import stream_json
+from ironpost_tui.engine.crowdsec.deadline import CallDeadline
 from ironpost_tui.trust import file_problem
 from ironpost_tui.version import __version__
 
@@ -123,6 +123,8 @@ class LapiClient:
             verify=verify,
             headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
             follow_redirects=False,
+            # A connection per call, so that its deadline (CallDeadline) sees the connection made for it.
+            limits=httpx.Limits(max_keepalive_connections=0),
         )
         self._key = key
         self._token: str | None = None
@@ -133,34 +135,42 @@ class LapiClient:
     def _read(self, what: str, method: str, path: str, limit: int, deadline: float, **kw: Any) -> bytes:
         """The body of one call's answer (200 or 201; else LapiError with the status), read whole within
         ``deadline`` seconds and ``limit`` bytes: the per-read timeout alone lets a LAPI, or what poses as one,
-        drip a body for ever or send gigabytes."""
-        end = time.monotonic() + deadline
-        try:
-            with self._http.stream(method, path, **kw) as r:
-                status, shown = r.status_code, r.request.url.path
-                if status not in (200, 201):
-                    raise LapiError(f"{method} {shown}: HTTP {status}", status)  # the body unread
-                try:
-                    size = int(r.headers.get("content-length") or 0)
-                except ValueError:
-                    raise LapiError(f"{what}: a Content-Length that is not a number") from None
-                if size > limit:
-                    raise LapiError(f"{what}: {size} bytes announced, more than {limit}")
-                # Asked for none (identity): a compressed body would be inflated a chunk at a time, each
-                # chunk unbounded, before its size could be counted.
-                coding = r.headers.get("content-encoding", "identity").strip().lower()
-                if coding != "identity":
-                    raise LapiError(f"{what}: a body in {coding[:32]!r}, which was not asked for")
-                chunks, got = [], 0
-                for chunk in r.iter_raw():
-                    got += len(chunk)
-                    if got > limit:
-                        raise LapiError(f"{what}: more than {limit} bytes")
-                    if time.monotonic() > end:
-                        raise LapiError(f"{what}: not whole after {deadline:g} s")
-                    chunks.append(chunk)
-        except httpx.HTTPError as exc:
-            raise LapiError(f"{what}: {type(exc).__name__}: {exc}") from exc
+        drip its TLS handshake, headers or body for ever, or send gigabytes."""
+        with CallDeadline(deadline) as d:
+            try:
+                return self._body(what, method, path, limit, d, **kw)
+            except httpx.HTTPError as exc:
+                if d.expired:  # ended by the deadline: what the read saw then is not the cause
+                    raise LapiError(f"{what}: not whole after {deadline:g} s") from exc
+                raise LapiError(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+    def _body(self, what: str, method: str, path: str, limit: int, d: CallDeadline, **kw: Any) -> bytes:
+        """_read's call, its connection ended by ``d``."""
+        with self._http.stream(method, path, extensions={"trace": d.trace}, **kw) as r:
+            status, shown = r.status_code, r.request.url.path
+            if status not in (200, 201):
+                raise LapiError(f"{method} {shown}: HTTP {status}", status)  # the body unread
+            try:
+                size = int(r.headers.get("content-length") or 0)
+            except ValueError:
+                raise LapiError(f"{what}: a Content-Length that is not a number") from None
+            if size > limit:
+                raise LapiError(f"{what}: {size} bytes announced, more than {limit}")
+            # Asked for none (identity): a compressed body would be inflated a chunk at a time, each
+            # chunk unbounded, before its size could be counted.
+            coding = r.headers.get("content-encoding", "identity").strip().lower()
+            if coding != "identity":
+                raise LapiError(f"{what}: a body in {coding[:32]!r}, which was not asked for")
+            chunks, got = [], 0
+            for chunk in r.iter_raw():
+                got += len(chunk)
+                if got > limit:
+                    raise LapiError(f"{what}: more than {limit} bytes")
+                chunks.append(chunk)
+        # Also when the read ended quietly: a body with no length ends with its connection, which the
+        # deadline shut down.
+        if d.expired:
+            raise LapiError(f"{what}: not whole after {d.seconds:g} s")
         body = b"".join(chunks)
         del chunks  # the parts, freed before the caller makes text of it: at most two copies at once
         return body
