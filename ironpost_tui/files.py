@@ -7,7 +7,10 @@ a symbolic link at the target is replaced, never written through, and the file i
 left as it was.  Run as root under sudo, a file in a place the invoking user chose is given to
 that user (``SUDO_UID``, ``SUDO_GID``), so the operator can read what they asked for, and only where
 that user could have made it themselves (``replace_problem``): sudo lends root to run ironpost-tui, not
-to replace /etc/passwd with a file the user then owns.
+to replace /etc/passwd with a file the user then owns.  That is judged before the file is made and again
+as it is renamed into place (``renameat2``: no replacing a name that appeared meanwhile, and what an
+exchange took out put back if the user could not have replaced it), so a file another user makes at the
+name in a sticky directory while ironpost writes is never replaced.
 
 Sits at the bottom with ``errors`` and ``model``: imports nothing of the package, raises OSError.
 """
@@ -15,6 +18,7 @@ Sits at the bottom with ``errors`` and ``model``: imports nothing of the package
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import logging
 import os
@@ -30,6 +34,9 @@ log = logging.getLogger(__name__)
 
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _NO_ID = 0xFFFFFFFF  # (uid_t)-1: "unset" to the kernel, never a real owner
+RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2  # renameat2(2)'s flags
+_libc = ctypes.CDLL(None, use_errno=True)
+_renameat2 = getattr(_libc, "renameat2", None)  # glibc 2.28 and later
 
 
 @dataclass(frozen=True)
@@ -138,7 +145,7 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o600, owner: Owner | N
                     os.fchown(fd, owner.uid, owner.gid)
             finally:
                 os.close(fd)
-            _rename(tmp, path, dfd)
+            _rename(tmp, path, dfd, owner)
         except BaseException:
             _unlink_quietly(tmp, dfd)
             raise
@@ -161,7 +168,7 @@ def create_replacing(path: Path, *, mode: int = 0o600, owner: Owner | None = Non
         try:
             if owner is not None:
                 os.fchown(fd, owner.uid, owner.gid)
-            _rename(tmp, path, dfd)
+            _rename(tmp, path, dfd, owner)
             os.fsync(dfd)
         except BaseException:
             os.close(fd)
@@ -248,7 +255,7 @@ def _create_temp(path: Path, mode: int, dfd: int) -> tuple[int, str]:
     raise FileExistsError(f"cannot create a temporary file in {path.parent}")  # pragma: no cover
 
 
-def _rename(tmp: str, path: Path, dfd: int) -> None:
+def _rename(tmp: str, path: Path, dfd: int, owner: Owner | None) -> None:
     try:
         target: str | None = os.readlink(path.name, dir_fd=dfd)
     except OSError:  # not a link (or not there): the common case
@@ -259,7 +266,46 @@ def _rename(tmp: str, path: Path, dfd: int) -> None:
             path,
             target,
         )
-    os.rename(tmp, path.name, src_dir_fd=dfd, dst_dir_fd=dfd)
+    if owner is None or not _rename_as(tmp, path, dfd, owner):
+        os.rename(tmp, path.name, src_dir_fd=dfd, dst_dir_fd=dfd)
+
+
+def _rename_as(tmp: str, path: Path, dfd: int, owner: Owner) -> bool:
+    """Rename ``tmp`` to ``path`` only if ``owner`` could have replaced what is there at this moment, not when
+    it was judged (``_directory``): a name that was free is taken only while it still is, and what an exchange
+    takes out is put back if ``owner`` could not have replaced it.  False: a filesystem (or C library) without
+    renameat2's flags; the caller renames as judged before."""
+    try:
+        _rename2(dfd, tmp, path.name, RENAME_NOREPLACE)
+        return True
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        if exc.errno in (errno.EINVAL, errno.ENOSYS):
+            return False
+        raise
+    _rename2(dfd, tmp, path.name, RENAME_EXCHANGE)  # the new file at path, what was there at tmp
+    old = os.stat(tmp, dir_fd=dfd, follow_symlinks=False)
+    problem = replace_problem(os.fstat(dfd), old, owner)
+    if problem is None and stat.S_ISDIR(old.st_mode):
+        problem = "it is a directory"
+    if problem is None:
+        os.unlink(tmp, dir_fd=dfd)
+        return True
+    try:
+        _rename2(dfd, tmp, path.name, RENAME_EXCHANGE)  # put back
+    except OSError:
+        os.rename(tmp, path.name, src_dir_fd=dfd, dst_dir_fd=dfd)  # put back over the new file
+    raise PermissionError(errno.EACCES, f"{problem} (it appeared there while the file was made)", str(path))
+
+
+def _rename2(dfd: int, old: str, new: str, flags: int) -> None:
+    """renameat2(2) within the directory ``dfd``; OSError (ENOSYS without it in the C library)."""
+    if _renameat2 is None:
+        raise OSError(errno.ENOSYS, "renameat2 is not in the C library", new)
+    if _renameat2(dfd, os.fsencode(old), dfd, os.fsencode(new), flags) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), new)
 
 
 def _unlink_quietly(name: str, dfd: int) -> None:

@@ -268,6 +268,48 @@ def test_under_sudo_a_file_goes_only_where_the_invoking_user_could_put_it(
         shutil.rmtree(sticky)
 
 
+@pytest.mark.root
+@pytest.mark.parametrize("writer", WRITERS)
+def test_under_sudo_a_file_made_at_the_name_meanwhile_is_not_replaced(
+    writer: str, throwaway_user: tuple[pwd.struct_passwd, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race of the check above: in a sticky directory, another user's file appears at the name after it was
+    judged free (or the user's own file there is swapped for another's) and before the rename.  It stays, and
+    the write fails; the controls are the same writes with nothing made meanwhile."""
+    user, _home = throwaway_user
+    sticky = Path(tempfile.mkdtemp(prefix="ipt-sticky-"))
+    made_temp = files._create_temp
+    try:
+        sticky.chmod(0o1777)
+        monkeypatch.setenv("SUDO_UID", str(user.pw_uid))
+        monkeypatch.setenv("SUDO_GID", str(user.pw_gid))
+        for name, before in (("free", False), ("users", True)):
+            target = sticky / name
+            if before:  # the user's own file, which they could replace
+                WRITERS[writer](target)
+                assert os.stat(target).st_uid == user.pw_uid
+            WRITERS[writer](target)  # the control: nothing made meanwhile, the file written
+            assert os.stat(target).st_uid == user.pw_uid
+            if not before:
+                target.unlink()
+
+            def racing(path: Path, mode: int, dfd: int, target: Path = target) -> tuple[int, str]:
+                made = made_temp(path, mode, dfd)  # after the directory was judged, before the rename
+                target.unlink(missing_ok=True)
+                target.write_text(VICTIM_TEXT)  # root's, as another user's would be
+                return made
+
+            monkeypatch.setattr(files, "_create_temp", racing)
+            with pytest.raises(WRITE_ERRORS, match="in a sticky directory"):
+                WRITERS[writer](target)
+            monkeypatch.setattr(files, "_create_temp", made_temp)
+            assert target.read_text() == VICTIM_TEXT and os.stat(target).st_uid == 0
+            target.unlink()
+        assert list(sticky.iterdir()) == []  # no temporary file left
+    finally:
+        shutil.rmtree(sticky)
+
+
 def test_replace_problem_judges_as_rename_would() -> None:
     """The rule itself, on stat results: write and search on the directory; in a sticky one, the file's or the
     directory's owner only."""
