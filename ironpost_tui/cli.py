@@ -77,7 +77,7 @@ def _run_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _add_console_options(p: argparse.ArgumentParser) -> None:
+def _add_console_options(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     p.add_argument("--theme", help="console theme: ironpost-dark (default), ironpost-light, ironpost-contrast")
     p.add_argument("--refresh", type=_refresh_secs, metavar="SECS", help="console redraw interval (default 1)")
 
@@ -419,34 +419,64 @@ def _speed(text: str) -> float:
     return speed
 
 
+def _demo_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ironpost-tui demo", description="run ironpost-tui on an embedded demo lab")
+    p.add_argument("--headless", action="store_true", help="the agent only, logging to stdout, serving metrics")
+    console = p.add_argument_group("the console (not with --headless)")
+    _add_console_options(console)
+    console.add_argument("--record", type=Path, help="record what the console shows to FILE")
+    agent = p.add_argument_group("the agent (--headless)")
+    agent.add_argument("--metrics-port", type=_port, help="port of /metrics and /healthz (default 9717)")
+    agent.add_argument("--metrics-addr", type=_address, help="address to serve metrics on (default 127.0.0.1)")
+    agent.add_argument("--no-metrics", action="store_true", help="serve no metrics endpoint")
+    return p
+
+
 def _cmd_demo(argv: list[str]) -> ExitStatus:
     """The embedded lab: a namespace with hosts that browse, scan and flood."""
-    p = argparse.ArgumentParser(prog="ironpost-tui demo", description="run ironpost-tui on an embedded demo lab")
-    p.add_argument("--headless", action="store_true", help="the agent only, logging to stdout")
-    args, rest = p.parse_known_args(argv)
+    p = _demo_parser()
+    args = p.parse_args(argv)  # every option checked before the lab is made
+    console_only = [f"--{n}" for n in ("theme", "refresh", "record") if getattr(args, n) is not None]
+    agent_only = [f"--{n.replace('_', '-')}" for n in ("metrics_port", "metrics_addr") if getattr(args, n) is not None]
+    agent_only += ["--no-metrics"] if args.no_metrics else []
+    if args.headless and console_only:
+        p.error(f"{', '.join(console_only)}: the console's, not the agent's (--headless)")
+    if not args.headless and agent_only:
+        p.error(f"{', '.join(agent_only)}: the agent's (--headless), not the console's")
     host.check_privileges()
     check_bcc()
     libbpf.check()
     from ironpost_tui.demo import session as demo
-    from ironpost_tui.engine import headless
-    from ironpost_tui.engine.engine import Engine
 
     with demo.lab_running() as options:
         if args.headless:
-            controls = headless.Controls()
-            _install_signals(controls)
-            return headless.run(Engine(options), controls, None)
-        return _run_demo_console(options, rest)
+            return _run_demo_agent(options, args)
+        return _run_demo_console(options, args)
 
 
-def _run_demo_console(options: object, rest: list[str]) -> ExitStatus:
+def _run_demo_agent(options: object, args: argparse.Namespace) -> ExitStatus:
+    """The agent on the lab, its metrics served as a real agent's are ([metrics]'s defaults, the options over
+    them)."""
+    from ironpost_tui.config.settings import MetricsSettings
+    from ironpost_tui.engine import headless
+    from ironpost_tui.engine.engine import Engine, EngineOptions
+    from ironpost_tui.metrics import endpoint as metrics_endpoint
+
+    assert isinstance(options, EngineOptions)
+    controls = headless.Controls()
+    _install_signals(controls)
+    engine = Engine(options)
+    endpoint = metrics_endpoint.resolve(
+        MetricsSettings(), None, no_metrics=args.no_metrics, addr=args.metrics_addr, port=args.metrics_port
+    )
+    with metrics_endpoint.serve(endpoint, options.iface, engine.snapshot, options.infrastructure.peers, engine.top):
+        return headless.run(engine, controls, None)
+
+
+def _run_demo_console(options: object, args: argparse.Namespace) -> ExitStatus:
     from ironpost_tui.config.settings import ConsoleSettings
     from ironpost_tui.engine.engine import Engine, EngineOptions
 
-    p = argparse.ArgumentParser(prog="ironpost-tui demo", description="the console on the demo lab")
-    _add_console_options(p)
-    p.add_argument("--record", type=Path, help="record what the console shows to FILE")
-    args = p.parse_args(rest)
     assert isinstance(options, EngineOptions)
     # keepable=False: the lab (its interface with it) is removed when the demo ends.
     return _run_console(Engine(options), None, _console_settings(args, ConsoleSettings()), args, keepable=False)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from support.agents import IRONPOST, Agent, prog_exists
+from support.metrics_lab import fetch, free_port
 from support.tmux import Session, sessions
 
 from ironpost_tui.demo import lab as demo_lab
@@ -138,11 +139,15 @@ def test_demo_after_kill_9_the_next_run_cleans_the_leftovers(demo) -> None:  # t
     assert demo_lab.STATE_DIR.is_dir(), "kill -9 left no state directory: expected it as a leftover"
     assert any(Path(f"/proc/{p}").exists() for p in traffic_pids), "expected the traffic generator to survive"
 
-    agent = Agent([*IRONPOST, "demo", "--headless"])
+    port = free_port()
+    agent = Agent([*IRONPOST, "demo", "--headless", "--metrics-port", str(port)])
     try:
         line = agent.wait_for("ready:", START)
         new_progs = [int(m) for m in re.findall(r"prog id (\d+)", line)]
         assert netns_exists() and link_exists()
+        # The agent on the lab serves its metrics as a real agent does (until session 23 it served none).
+        status, _headers, body = fetch(f"http://127.0.0.1:{port}/metrics")
+        assert status == 200 and f'ironpost_xdp_attached{{interface="{HOST_IF}"'.encode() in body, body[:300]
         for p in traffic_pids:
             assert not Path(f"/proc/{p}").exists() or _zombie(p), f"old traffic generator {p} still runs"
         agent.send(signal.SIGTERM)
@@ -151,6 +156,40 @@ def test_demo_after_kill_9_the_next_run_cleans_the_leftovers(demo) -> None:  # t
     finally:
         agent.kill()
     wait_clean(progs + new_progs)
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--bogus"], "unrecognized arguments: --bogus"),
+        (["--headless", "--theme", "ironpost-light"], "--theme: the console's, not the agent's"),
+        (["--headless", "--record", "/tmp/x.ipr"], "--record: the console's, not the agent's"),
+        (["--metrics-port", "9999"], "--metrics-port: the agent's (--headless), not the console's"),
+        (["--headless", "--metrics-port", "0"], "--metrics-port"),
+    ],
+)
+def test_demo_options_are_checked_before_the_lab_is_made(args: list[str], says: str) -> None:
+    """A mistyped or misplaced option is one line and exit 2, and no lab is made (until session 23 the agent's
+    demo ignored every option it did not know)."""
+    if netns_exists() or link_exists():
+        pytest.fail("a demo lab exists already (another demo running?): not touching it")
+    proc = subprocess.run([*IRONPOST, "demo", *args], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and says in proc.stderr, proc.stderr
+    assert not netns_exists() and not link_exists()
+
+
+def test_demo_help_lists_the_options_of_both() -> None:
+    out = subprocess.run([*IRONPOST, "demo", "--help"], capture_output=True, text=True, timeout=60).stdout
+    for option in (
+        "--headless",
+        "--theme",
+        "--refresh",
+        "--record",
+        "--metrics-port",
+        "--metrics-addr",
+        "--no-metrics",
+    ):
+        assert option in out, out
 
 
 def _zombie(pid: str) -> bool:
