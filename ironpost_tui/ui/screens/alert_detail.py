@@ -54,7 +54,7 @@ def fields(alert: Alert, acknowledged: bool, now: float, talker: tuple[tuple[str
     then its source's traffic as the top talkers count it (``talker``)."""
     lines = [
         f"source    {fmt.text(alert.source)}",
-        f"target    {fmt.text(alert.target)}",
+        f"target    {fmt.text(alert.where)}",  # the destinations, on the interface (the table says the same)
         f"count     {fmt.count(alert.count)} within {fmt.span(alert.window_secs)} ({fmt.si(alert.rate)}/s)"
         f" · peak {fmt.count(alert.peak)}",
         f"seen      {stamp(alert.first_seen)} → {stamp(alert.last_seen)}"
