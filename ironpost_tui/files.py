@@ -117,11 +117,20 @@ def replace_problem(directory: os.stat_result, target: os.stat_result | None, ow
     them (None: they could).  ``target``: what the name holds now (lstat), None when nothing."""
     if not writable_by(directory, owner):
         return f"its directory is not writable by uid {owner.uid}, who ran sudo"
-    sticky = directory.st_mode & stat.S_ISVTX
-    if target is not None and sticky and owner.uid not in (target.st_uid, directory.st_uid):
+    return _sticky_problem(directory, target, owner)
+
+
+def _sticky_problem(directory: os.stat_result, target: os.stat_result | None, owner: Owner) -> str | None:
+    """replace_problem's judgement of what the name holds (no lookup of the user's groups: the part that is
+    judged again between an exchange and its undoing, which must be short)."""
+    if target is None:
+        return None
+    if directory.st_mode & stat.S_ISVTX and owner.uid not in (target.st_uid, directory.st_uid):
         return (
             f"it is uid {target.st_uid}'s, in a sticky directory: uid {owner.uid} (who ran sudo) could not replace it"
         )
+    if stat.S_ISDIR(target.st_mode):
+        return "it is a directory"
     return None
 
 
@@ -130,24 +139,27 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o600, owner: Owner | N
 
     Written and fsynced under a temporary name, then renamed over ``path``; the directory is
     fsynced after.  On any error the temporary file is removed and the OSError raised.  With an
-    ``owner``, only where that user could have done it (``replace_problem``; PermissionError).
+    ``owner``, only where that user could have done it (``replace_problem``; PermissionError), and
+    given to them once it is in place (until then it is root's: no one else can move it meanwhile).
     """
     dfd = _directory(path, owner)
     try:
         fd, tmp = _create_temp(path, mode, dfd)
+        made: os.stat_result | None = None
         try:
             try:
+                made = os.fstat(fd)
                 view = memoryview(data)
                 while view:
                     view = view[os.write(fd, view) :]
                 os.fsync(fd)
+                _rename(tmp, path, dfd, owner)
                 if owner is not None:
                     os.fchown(fd, owner.uid, owner.gid)
             finally:
                 os.close(fd)
-            _rename(tmp, path, dfd, owner)
         except BaseException:
-            _unlink_quietly(tmp, dfd)
+            _unlink_if_ours(tmp, dfd, made)
             raise
         os.fsync(dfd)
     finally:
@@ -165,14 +177,16 @@ def create_replacing(path: Path, *, mode: int = 0o600, owner: Owner | None = Non
     dfd = _directory(path, owner)
     try:
         fd, tmp = _create_temp(path, mode, dfd)
+        made: os.stat_result | None = None
         try:
+            made = os.fstat(fd)
+            _rename(tmp, path, dfd, owner)
             if owner is not None:
                 os.fchown(fd, owner.uid, owner.gid)
-            _rename(tmp, path, dfd, owner)
             os.fsync(dfd)
         except BaseException:
             os.close(fd)
-            _unlink_quietly(tmp, dfd)
+            _unlink_if_ours(tmp, dfd, made)
             raise
     finally:
         os.close(dfd)
@@ -260,43 +274,86 @@ def _rename(tmp: str, path: Path, dfd: int, owner: Owner | None) -> None:
         target: str | None = os.readlink(path.name, dir_fd=dfd)
     except OSError:  # not a link (or not there): the common case
         target = None
+    if owner is None:
+        os.rename(tmp, path.name, src_dir_fd=dfd, dst_dir_fd=dfd)
+    else:
+        _rename_as(tmp, path, dfd, owner)
     if target is not None:
         log.warning(
             "%s was a symbolic link to %s: replaced it with a regular file (the file it pointed to is unchanged)",
             path,
             target,
         )
-    if owner is None or not _rename_as(tmp, path, dfd, owner):
-        os.rename(tmp, path.name, src_dir_fd=dfd, dst_dir_fd=dfd)
 
 
-def _rename_as(tmp: str, path: Path, dfd: int, owner: Owner) -> bool:
-    """Rename ``tmp`` to ``path`` only if ``owner`` could have replaced what is there at this moment, not when
-    it was judged (``_directory``): a name that was free is taken only while it still is, and what an exchange
-    takes out is put back if ``owner`` could not have replaced it.  False: a filesystem (or C library) without
-    renameat2's flags; the caller renames as judged before."""
+def _rename_as(tmp: str, path: Path, dfd: int, owner: Owner) -> None:
+    """Rename ``tmp`` to ``path`` only if ``owner`` could have replaced what is there at this moment, not only
+    when it was judged (``_directory``): a name that was free is taken only while it still is, and what an
+    exchange takes out is put back if ``owner`` could not have replaced it.  The new file is root's until it is
+    in place, so no one but root can move it meanwhile.  On a filesystem without renameat2's flags (NFS; exfat
+    and cifs have no exchange), the name is judged just before a plain rename."""
+    directory = os.fstat(dfd)
+    problem = replace_problem(directory, None, owner)  # the user's groups looked up here, not in the exchange
+    if problem is not None:
+        raise PermissionError(errno.EACCES, problem, str(path))
+    for _ in range(8):  # the name may come and go between the calls
+        try:
+            _rename2(dfd, tmp, path.name, RENAME_NOREPLACE)
+            return
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            if exc.errno not in _UNSUPPORTED:
+                raise
+            return _rename_judged(tmp, path, dfd, owner, directory)
+        try:
+            _rename2(dfd, tmp, path.name, RENAME_EXCHANGE)  # the new file at path, what was there at tmp
+        except FileNotFoundError:
+            continue  # gone since: take the free name
+        except OSError as exc:
+            if exc.errno not in _UNSUPPORTED:
+                raise
+            return _rename_judged(tmp, path, dfd, owner, directory)
+        old = os.stat(tmp, dir_fd=dfd, follow_symlinks=False)
+        problem = _sticky_problem(directory, old, owner)
+        if problem is None:
+            os.unlink(tmp, dir_fd=dfd)
+            return
+        _put_back(tmp, path, dfd)
+        raise PermissionError(errno.EACCES, f"{problem} (it appeared there while the file was made)", str(path))
+    raise FileExistsError(errno.EEXIST, "the name kept changing while the file was renamed into place", str(path))
+
+
+_UNSUPPORTED = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP)
+
+
+def _rename_judged(tmp: str, path: Path, dfd: int, owner: Owner, directory: os.stat_result) -> None:
+    """A plain rename, what the name holds judged just before (a filesystem without renameat2's flags)."""
+    try:
+        old: os.stat_result | None = os.stat(path.name, dir_fd=dfd, follow_symlinks=False)
+    except FileNotFoundError:
+        old = None
+    problem = _sticky_problem(directory, old, owner)
+    if problem is not None:
+        raise PermissionError(errno.EACCES, problem, str(path))
+    os.rename(tmp, path.name, src_dir_fd=dfd, dst_dir_fd=dfd)
+
+
+def _put_back(tmp: str, path: Path, dfd: int) -> None:
+    """Undo an exchange: what it took out (now at ``tmp``) back at ``path``.  The new file at ``path`` is root's,
+    so only root could have moved it; if the name holds something else all the same, what was taken out is left
+    at ``tmp``, never removed, and the error names it."""
+    try:
+        _rename2(dfd, tmp, path.name, RENAME_EXCHANGE)
+        return
+    except OSError:
+        pass
     try:
         _rename2(dfd, tmp, path.name, RENAME_NOREPLACE)
-        return True
-    except FileExistsError:
-        pass
     except OSError as exc:
-        if exc.errno in (errno.EINVAL, errno.ENOSYS):
-            return False
-        raise
-    _rename2(dfd, tmp, path.name, RENAME_EXCHANGE)  # the new file at path, what was there at tmp
-    old = os.stat(tmp, dir_fd=dfd, follow_symlinks=False)
-    problem = replace_problem(os.fstat(dfd), old, owner)
-    if problem is None and stat.S_ISDIR(old.st_mode):
-        problem = "it is a directory"
-    if problem is None:
-        os.unlink(tmp, dir_fd=dfd)
-        return True
-    try:
-        _rename2(dfd, tmp, path.name, RENAME_EXCHANGE)  # put back
-    except OSError:
-        os.rename(tmp, path.name, src_dir_fd=dfd, dst_dir_fd=dfd)  # put back over the new file
-    raise PermissionError(errno.EACCES, f"{problem} (it appeared there while the file was made)", str(path))
+        raise PermissionError(
+            errno.EACCES, f"a file another user made at {path.name} while it was written is left at {tmp}", str(path)
+        ) from exc
 
 
 def _rename2(dfd: int, old: str, new: str, flags: int) -> None:
@@ -313,6 +370,21 @@ def _unlink_quietly(name: str, dfd: int) -> None:
         os.unlink(name, dir_fd=dfd)
     except OSError:
         pass
+
+
+def _unlink_if_ours(name: str, dfd: int, made: os.stat_result | None) -> None:
+    """Remove the temporary file ``made`` was the fstat of, if ``name`` still is it: after an exchange undone
+    only in part, it may be another user's file, which must stay.  ``made`` None: failed before its fstat,
+    long before any rename."""
+    if made is None:
+        _unlink_quietly(name, dfd)
+        return
+    try:
+        st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+    except OSError:
+        return
+    if (st.st_dev, st.st_ino) == (made.st_dev, made.st_ino):
+        _unlink_quietly(name, dfd)
 
 
 __all__ = [

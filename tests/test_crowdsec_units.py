@@ -4,6 +4,7 @@ infrastructure, caps) as auto-block's."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import http.server
 import ipaddress
@@ -311,6 +312,55 @@ def test_a_tls_lapi_that_drips_its_headers_is_ended_at_the_deadline(
         client.close()
         server.shutdown()
         server.server_close()
+
+
+def test_the_environments_proxy_never_sees_the_bouncer_key(
+    monkeypatch: pytest.MonkeyPatch, hostile_lapi: tuple[CrowdSecSettings, LapiClient]
+) -> None:
+    """HTTP_PROXY (which sudo's pam_env or a unit file can set) would carry the key sent in clear to 127.0.0.1
+    to another host: the client ignores the environment.  The control: an httpx client that trusts it does go
+    through the proxy."""
+    import socket
+
+    import httpx
+
+    settings, _client = hostile_lapi
+    proxy = socket.create_server(("127.0.0.1", 0))
+    proxy.settimeout(0.5)
+    seen: list[bytes] = []
+
+    def listen() -> None:
+        try:
+            conn, _ = proxy.accept()
+            seen.append(conn.recv(4096))
+            conn.close()
+        except OSError:
+            pass
+
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.getsockname()[1]}")
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{proxy.getsockname()[1]}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    _Lapi.mode = "ok"
+    try:
+        t = threading.Thread(target=listen)
+        t.start()
+        with httpx.Client(timeout=1.0) as trusting, contextlib.suppress(httpx.HTTPError):
+            trusting.get(settings.url + "v1/decisions/stream", headers={"X-Api-Key": "SECRET"})
+        t.join()
+        assert seen and b"SECRET" in seen[0]  # the control: the environment's proxy got the key
+        seen.clear()
+        t = threading.Thread(target=listen)
+        t.start()
+        client = LapiClient(settings, "SECRET")  # made with the proxy in the environment
+        try:
+            assert client.stream(True) == {"new": [], "deleted": None}  # straight to the LAPI
+        finally:
+            client.close()
+        t.join()
+        assert seen == []
+    finally:
+        proxy.close()
 
 
 def test_a_ca_file_others_can_write_is_refused(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import io
 import json
@@ -295,6 +296,7 @@ def test_under_sudo_a_file_made_at_the_name_meanwhile_is_not_replaced(
 
             def racing(path: Path, mode: int, dfd: int, target: Path = target) -> tuple[int, str]:
                 made = made_temp(path, mode, dfd)  # after the directory was judged, before the rename
+                assert os.fstat(made[0]).st_uid == 0  # root's until in place: the user cannot move it meanwhile
                 target.unlink(missing_ok=True)
                 target.write_text(VICTIM_TEXT)  # root's, as another user's would be
                 return made
@@ -306,6 +308,128 @@ def test_under_sudo_a_file_made_at_the_name_meanwhile_is_not_replaced(
             assert target.read_text() == VICTIM_TEXT and os.stat(target).st_uid == 0
             target.unlink()
         assert list(sticky.iterdir()) == []  # no temporary file left
+    finally:
+        shutil.rmtree(sticky)
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("undo", ["exchange fails, name free", "exchange fails, name taken"])
+def test_under_sudo_an_exchange_undone_in_part_never_removes_the_other_users_file(
+    undo: str, throwaway_user: tuple[pwd.struct_passwd, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What an exchange took out is put back, or left where it is and named, and never removed with the
+    temporary file: the cleanup removes only the file it made (a reviewer's race had root delete it)."""
+    user, _home = throwaway_user
+    sticky = Path(tempfile.mkdtemp(prefix="ipt-sticky-"))
+    try:
+        sticky.chmod(0o1777)
+        target = sticky / "out.csv"
+        monkeypatch.setenv("SUDO_UID", str(user.pw_uid))
+        monkeypatch.setenv("SUDO_GID", str(user.pw_gid))
+        made_temp, rename2 = files._create_temp, files._rename2
+        exchanges = []
+
+        def racing(path: Path, mode: int, dfd: int) -> tuple[int, str]:
+            made = made_temp(path, mode, dfd)
+            target.write_text(VICTIM_TEXT)  # another's file appears after the check
+            return made
+
+        def flaky(dfd: int, old: str, new: str, flags: int) -> None:
+            if flags == files.RENAME_EXCHANGE:
+                exchanges.append(old)
+                if len(exchanges) == 2:  # the undoing
+                    if undo == "exchange fails, name free":
+                        os.unlink(new, dir_fd=dfd)  # as only root could: the new file gone
+                    raise OSError(errno.EIO, "simulated")
+            rename2(dfd, old, new, flags)
+
+        monkeypatch.setattr(files, "_create_temp", racing)
+        monkeypatch.setattr(files, "_rename2", flaky)
+        with pytest.raises(WRITE_ERRORS) as err:
+            export_events(target, [event()], "csv")
+        monkeypatch.setattr(files, "_rename2", rename2)
+        monkeypatch.setattr(files, "_create_temp", made_temp)
+        names = sorted(p.name for p in sticky.iterdir())
+        if undo == "exchange fails, name free":  # put back over the free name
+            assert names == ["out.csv"] and target.read_text() == VICTIM_TEXT
+        else:  # left at the temporary name, which the error says, and not removed
+            tmp = sticky / exchanges[0]
+            assert exchanges[0] in str(err.value) and tmp.read_text() == VICTIM_TEXT and os.stat(tmp).st_uid == 0
+            assert os.stat(target).st_uid == 0  # the new file, root's: never given to the user
+    finally:
+        shutil.rmtree(sticky)
+
+
+@pytest.mark.root
+def test_under_sudo_without_exchange_the_name_is_judged_just_before_the_rename(
+    throwaway_user: tuple[pwd.struct_passwd, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A filesystem with RENAME_NOREPLACE but no RENAME_EXCHANGE (exfat, cifs: EINVAL): the user's own file is
+    still replaced, and another's that appeared is still refused (judged at the last moment)."""
+    user, _home = throwaway_user
+    sticky = Path(tempfile.mkdtemp(prefix="ipt-sticky-"))
+    rename2 = files._rename2
+
+    def no_exchange(dfd: int, old: str, new: str, flags: int) -> None:
+        if flags == files.RENAME_EXCHANGE:
+            raise OSError(errno.EINVAL, "simulated: no exchange here")
+        rename2(dfd, old, new, flags)
+
+    try:
+        sticky.chmod(0o1777)
+        monkeypatch.setenv("SUDO_UID", str(user.pw_uid))
+        monkeypatch.setenv("SUDO_GID", str(user.pw_gid))
+        monkeypatch.setattr(files, "_rename2", no_exchange)
+        mine = sticky / "mine.csv"
+        export_events(mine, [event()], "csv")
+        export_events(mine, [event()], "csv")  # replacing the user's own file: no exchange needed to judge it
+        assert os.stat(mine).st_uid == user.pw_uid
+        made_temp = files._create_temp
+
+        def racing(path: Path, mode: int, dfd: int) -> tuple[int, str]:
+            made = made_temp(path, mode, dfd)
+            mine.unlink()
+            mine.write_text(VICTIM_TEXT)
+            return made
+
+        monkeypatch.setattr(files, "_create_temp", racing)
+        with pytest.raises(WRITE_ERRORS, match="in a sticky directory"):
+            export_events(mine, [event()], "csv")
+        assert mine.read_text() == VICTIM_TEXT and sorted(p.name for p in sticky.iterdir()) == ["mine.csv"]
+    finally:
+        shutil.rmtree(sticky)
+
+
+@pytest.mark.root
+def test_under_sudo_a_link_that_appears_is_refused_without_saying_it_was_replaced(
+    throwaway_user: tuple[pwd.struct_passwd, Path], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A root symlink to /etc/shadow appearing at the name is refused and stays; "replaced it" is said only of a
+    link that was replaced."""
+    user, _home = throwaway_user
+    sticky = Path(tempfile.mkdtemp(prefix="ipt-sticky-"))
+    made_temp = files._create_temp
+    try:
+        sticky.chmod(0o1777)
+        target = sticky / "out.csv"
+        monkeypatch.setenv("SUDO_UID", str(user.pw_uid))
+        monkeypatch.setenv("SUDO_GID", str(user.pw_gid))
+
+        def racing(path: Path, mode: int, dfd: int) -> tuple[int, str]:
+            made = made_temp(path, mode, dfd)
+            target.symlink_to("/etc/shadow")
+            return made
+
+        monkeypatch.setattr(files, "_create_temp", racing)
+        with caplog.at_level(logging.WARNING), pytest.raises(WRITE_ERRORS, match="in a sticky directory"):
+            export_events(target, [event()], "csv")
+        assert os.readlink(target) == "/etc/shadow" and "was a symbolic link" not in caplog.text
+        monkeypatch.setattr(files, "_create_temp", made_temp)
+        monkeypatch.delenv("SUDO_UID")
+        monkeypatch.delenv("SUDO_GID")
+        with caplog.at_level(logging.WARNING):  # the control: root alone replaces the link, and says so
+            export_events(target, [event()], "csv")
+        assert not target.is_symlink() and "was a symbolic link to /etc/shadow" in caplog.text
     finally:
         shutil.rmtree(sticky)
 

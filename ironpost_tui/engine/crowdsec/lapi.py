@@ -123,6 +123,9 @@ class LapiClient:
             verify=verify,
             headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
             follow_redirects=False,
+            # Not the environment's HTTP_PROXY, SSL_CERT_FILE or netrc: a proxy there would receive the bouncer's
+            # key over http to 127.0.0.1 (which lapi_url allows in clear only because it never leaves the host).
+            trust_env=False,
             # A connection per call, so that its deadline (CallDeadline) sees the connection made for it.
             limits=httpx.Limits(max_keepalive_connections=0),
         )
