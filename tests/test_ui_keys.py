@@ -915,6 +915,39 @@ def test_b_blocks_an_events_source_for_the_chosen_time() -> None:
     run(live_app(source), scenario)
 
 
+def test_an_edit_and_a_refusal_are_said_whole_at_80_columns() -> None:
+    """At 80x24 the notice line keeps some 29 cells, which cut "added rule 'block-…'" and "deleted rule
+    'block-…'" to the same "… 'block-…'", and a pane's one status line cut a refusal's reason: both are said
+    whole in a toast as well.  The control: the notice line itself does not hold the edit whole."""
+    source = fake()
+    said: list[tuple[str, str]] = []
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        app = pilot.app
+        real = app.notify
+
+        def notify(message: str, *, title: str = "", **kw: Any) -> None:
+            said.append((title, message))
+            real(message, title=title, **kw)
+
+        app.notify = notify  # type: ignore[method-assign]
+        two = [event(a, rule=None, verdict=Verdict.MONITOR) for a in ("198.51.100.199", "203.0.113.250")]
+        await ready(pilot, messages, source, lab_update(two))
+        await pilot.press("3", "b", "enter")
+        await edited(pilot, messages, (0, 0))
+        (added,) = [text for title, text in said if title == "rules"]
+        assert added.startswith("added rule 'block-"), said
+        tabs = main_of(pilot).query_one("PaneTabs")
+        assert added not in tabs.render().plain  # the control: the notice line cut it
+        source.full = True
+        await pilot.press("up", "b", "enter")  # the other source: a new rule, refused
+        await edited(pilot, messages, (1, 0))
+        reason = "the blocklist is full (100 entries): delete rules or raise blocklist_max_entries"
+        assert any(title == "refused" and reason in text for title, text in said), said
+
+    run(live_app(source), scenario, (80, 24))
+
+
 def test_b_on_a_protected_source_asks_to_force() -> None:
     source = fake()
 

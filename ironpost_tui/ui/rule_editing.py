@@ -10,6 +10,7 @@ from ironpost_tui.errors import IronpostError
 from ironpost_tui.model import FilterRule
 from ironpost_tui.rules.blocking import blocking_rules
 from ironpost_tui.rules.control import LockoutRefused
+from ironpost_tui.ui import format as fmt
 from ironpost_tui.ui.edits import Edit, EditKind, Origin
 from ironpost_tui.ui.messages import EditApplied, EditRefused
 from ironpost_tui.ui.rule_fields import block_rule
@@ -178,6 +179,9 @@ class RuleEditing:
     def applied(self, edit: Edit, text: str) -> None:
         app = self.app
         app.state.notice(text)
+        # Whole, in a toast, too: at 80 columns the notice line has some 29 cells, and cut there "added" and
+        # "deleted" read alike ("… 'block-198.18.200.99'").
+        app.notify(fmt.text(text), title="rules", timeout=6, markup=False)
         if edit.origin is Origin.FORM:
             if self.form is not None and app.screen is self.form:
                 self.form.dismiss(None)
@@ -200,3 +204,6 @@ class RuleEditing:
             self.app.push_screen(ConfirmScreen("Anti-lockout", text, "Force"), answered)
             return
         self.pane(edit.origin).problem = text
+        # The pane's status line is one line: the reason whole in a toast (at 80 columns the line kept only its
+        # start, without the rule it names).
+        self.app.notify(fmt.text(text), title="refused", severity="warning", timeout=12, markup=False)
