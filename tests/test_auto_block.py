@@ -392,3 +392,51 @@ def test_ssh_clients_are_infrastructure_only_while_protected(tmp_path: Path, pro
 
     lib = EngineConfig(interface="lab0", protect_ssh_client=protect_ssh_client, protect_host_addresses=False)
     assert lib.options().infrastructure.ssh_clients is expected
+
+
+class _Table:
+    def __init__(self) -> None:
+        self.by_id: dict[str, FilterRule] = {}
+
+    def get(self, rule_id: str) -> FilterRule | None:
+        return self.by_id.get(rule_id)
+
+
+class _Control:
+    """What AutoBlocker uses of a RuleController, rules in a dict."""
+
+    def __init__(self) -> None:
+        self.table = _Table()
+
+    def rules(self) -> list[FilterRule]:
+        return list(self.table.by_id.values())
+
+    def add(self, rule: FilterRule, _actor: Any) -> None:
+        self.table.by_id[rule.id] = rule
+
+    def delete(self, rule_id: str, _actor: Any) -> FilterRule:
+        return self.table.by_id.pop(rule_id)
+
+
+def test_an_incident_grown_too_large_lifts_its_auto_blocks_but_not_one_the_operator_made_their_own() -> None:
+    """The 33rd source of an incident lifts the 32 auto-blocks before it, by their ids; one the operator changed
+    in the form (the same id, ``auto`` false: theirs now) stays (until session 23 it was lifted too).  The
+    control: the 31 others are lifted."""
+    from ironpost_tui.detectors.settings import SynFloodConfig
+    from ironpost_tui.engine.auto_blocker import AutoBlocker
+
+    blocker = AutoBlocker(
+        lambda _d: SynFloodConfig(auto_block=True),
+        AutoBlockLimits(max_blocks_per_minute=1000),
+        InfraSources(),
+        lambda: [],
+    )
+    control = _Control()
+    for i in range(32):
+        blocker.apply(control, [alert(source(i), n=i + 1)], 0.1 * i)  # type: ignore[arg-type]
+    assert len(control.rules()) == 32 and all(r.auto for r in control.rules())
+    kept_id = f"auto-syn_flood-{source(5)}"
+    kept = FilterRule(kept_id, Action.DROP, src_ip=net(source(5)), description="the operator's now")
+    control.table.by_id[kept_id] = kept  # as the form's update leaves it: auto false
+    blocker.apply(control, [alert(source(32), n=33)], 3.3)  # type: ignore[arg-type]
+    assert control.rules() == [kept]

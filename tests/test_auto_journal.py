@@ -33,7 +33,7 @@ from ironpost_tui.kernel import host
 from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.kernel.xdp_link import occupants
 from ironpost_tui.model import Action, FilterRule
-from ironpost_tui.rules.audit import Actor
+from ironpost_tui.rules.audit import Actor, rule_dict
 
 
 def auto(n: int, ttl: float = 600.0, now: float | None = None) -> FilterRule:
@@ -322,6 +322,35 @@ def test_auto_blocks_live_in_the_journal_and_the_configuration_stays_as_it_was(l
         assert engine.control.table.count(MapName.BLOCKLIST) == 0
     assert "drop-a" not in path.read_text()  # the panic saved the file's own drop rule's removal...
     assert AutoJournal(jpath).open(time.time()) == []  # ...and cleared the journal
+
+
+@pytest.mark.root
+def test_an_operators_block_on_an_auto_blocked_source_moves_it_from_the_journal_to_the_file(
+    lab: netlab.Lab, tmp_path: Path
+) -> None:
+    """The auto-block taken over (rules/table.py add): out of the journal, the operator's rule in the file, and a
+    restart brings back the operator's rule alone."""
+    path = tmp_path / "ironpost.toml"
+    path.write_text(CONFIG)
+    config = ConfigSource(path, lab.host_if, state_dir=tmp_path / "state")
+    block = auto(7)
+    own = FilterRule(
+        "block-198.19.0.7", Action.DROP, src_ip=ipaddress.ip_network("198.19.0.7/32"), expires_at=time.time() + 3600
+    )
+    with engine_on(lab, config) as engine:
+        control = engine.control
+        control.add(block, Actor("ironpost", None, "detector"))
+        engine.tick(timeout_ms=1)
+        # Read, not opened (an open compacts the file under the engine's descriptor).
+        assert lines(config.journal_path) == [{"op": "add", "rule": rule_dict(block)}]
+        control.add(own, Actor.current("console"))
+        engine.tick(timeout_ms=1)
+        assert sorted(r.id for r in control.rules()) == ["block-198.19.0.7", "drop-a"]
+        assert 'id = "block-198.19.0.7"' in path.read_text() and block.id not in path.read_text()
+        assert lines(config.journal_path)[-1] == {"op": "delete", "id": block.id}
+    assert AutoJournal(config.journal_path).open(time.time()) == []
+    with engine_on(lab, config) as engine:
+        assert sorted(r.id for r in engine.control.rules()) == ["block-198.19.0.7", "drop-a"]
 
 
 AUTO_BLOCKS = 64

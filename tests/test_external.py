@@ -358,6 +358,31 @@ def test_an_operators_rule_on_the_same_address_takes_the_entry_over(world: World
 
 
 @pytestmark_root
+def test_an_operators_block_takes_an_auto_block_over_in_place(world: World) -> None:
+    """Blocking a source a detector blocked makes the block the operator's: the entry is rewritten in place
+    (never absent), the hits are the new rule's, the auto-block leaves (audited).  Until session 23 it was
+    refused ("matches exactly the packets rule 'auto-…' matches"), and the operator had to delete the
+    auto-block, unblocking the source, to block it for longer.  The control: two operator rules on one match
+    are still refused."""
+    detector = Actor("ironpost", None, "detector")
+    auto = FilterRule("auto-syn_flood-" + A, Action.DROP, src_ip=ipaddress.ip_network(A), auto=True)
+    world.control.add(auto, detector)
+    assert world.verdict(A) == XDP_DROP and world.hits() == {auto.id: 1}
+    before = world.value(A)
+    own = FilterRule("block-" + A, Action.DROP, src_ip=ipaddress.ip_network(A))
+    world.control.add(own, OPERATOR)
+    assert world.table.rules() == [own] and world.value(A) is not None and world.value(A) != before
+    assert world.verdict(A) == XDP_DROP and world.hits() == {own.id: 1}
+    assert world.audited()[-2:] == [("delete", auto.id, "console"), ("add", own.id, "console")]
+    with pytest.raises(RuleRefused, match=f"matches exactly the packets rule '{own.id}' matches"):
+        world.control.add(FilterRule("again", Action.DROP, src_ip=ipaddress.ip_network(A)), OPERATOR)
+    # An auto-block never takes an operator's rule over: the detector's block is refused, the rule stays.
+    with pytest.raises(RuleRefused, match="matches exactly"):
+        world.control.add(auto, detector)
+    assert world.table.rules() == [own]
+
+
+@pytestmark_root
 def test_a_reload_keeps_other_tools_entries_and_a_panic_clears_them(world: World) -> None:
     world.write(A)
     world.control.reconcile_external()

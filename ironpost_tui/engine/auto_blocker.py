@@ -55,7 +55,8 @@ class AutoBlocker:
                 log.warning(decision.incident, extra={"event": "auto_block_stopped", "why": decision.refusal})
             for source in decision.revoke:
                 rule_id = f"auto-{alert.detector}-{source}"
-                if control.table.get(rule_id) is None:
+                held = control.table.get(rule_id)
+                if held is None or not held.auto:  # gone, or the operator's now (edited in the form)
                     continue
                 try:
                     control.delete(rule_id, actor)

@@ -116,6 +116,7 @@ class RuleController:
         self.table.add(rule)
         if holder is not None and holder.external:
             log.info("rule '%s' takes over %s: its BLOCKLIST entry is ironpost's now", rule.id, holder.id)
+        taken = holder if holder is not None and holder.auto and self.table.get(holder.id) is None else None
         if rule.auto and self.journal is not None:
             self.journal.add(rule)  # written by flush(), once per tick
         elif self.store is not None:
@@ -123,7 +124,20 @@ class RuleController:
                 self.store.add(rule)
             except Exception as exc:
                 self.table.delete(rule.id)
+                if taken is not None:  # the auto-block back (out of force only between these two calls)
+                    self.table.add(taken)
                 raise IronpostError(f"rule '{rule.id}' not applied: saving it failed: {exc}") from exc
+        if taken is not None:
+            log.info("rule '%s' takes over the auto-block %s", rule.id, taken.id)
+            if self.journaled(taken.id):
+                assert self.journal is not None
+                self.journal.delete(taken.id)
+            elif self.store is not None:  # no journal: auto-blocks are kept in the file
+                try:
+                    self.store.delete(taken.id)
+                except Exception:
+                    log.exception("rule '%s' took over the auto-block %s, still in the file", rule.id, taken.id)
+            self.audit.record("delete", actor, taken)
         self.audit.record("add", actor, rule, forced=force or None)
 
     def update(self, rule: FilterRule, actor: Actor, force: bool = False) -> None:

@@ -259,12 +259,15 @@ class RuleTable:
     def add(self, rule: FilterRule) -> None:
         """Install a new rule; RuleRefused (nothing written) when it cannot be.  An operator's rule on the
         address of another tool's entry (external.py) takes that entry over; an auto-block does not (it
-        would delete the tool's entry when it expires)."""
+        would delete the tool's entry when it expires).  An operator's rule with exactly an auto-block's match
+        takes the auto-block's entries over in place, with no gap: blocking a source a detector blocked makes
+        the block the operator's (until session 23 it was refused as a duplicate)."""
         if rule.id in self._rules:
             raise RuleRefused(f"a rule with id '{rule.id}' exists already")
         holder = self.holder(rule)
         mine = not rule.external and not rule.auto
-        take_over = holder.id if holder is not None and holder.external and mine else None
+        takes = holder is not None and (holder.external or holder.auto)
+        take_over = holder.id if holder is not None and takes and mine else None
         self._install(rule, self._take_priority(), take_over)
 
     def add_external(self, rule: FilterRule) -> bool:
