@@ -508,3 +508,17 @@ def test_the_rule_form_refuses_control_characters_pasted_into_id_or_description(
     assert "\x1b" not in str(exc.value) and "\u202e" not in str(exc.value)
     ok = parse_rule(RuleFields(id="büro-1", src_ip="198.18.0.9", description="Zugriff für Büro"), now=0.0)
     assert ok.description == "Zugriff für Büro"  # positive control: letters are not control characters
+
+
+@pytest.mark.parametrize("field", ["src_ip", "dst_ip", "dst_port", "protocol", "expires"])
+def test_the_rule_form_quotes_a_huge_paste_in_a_few_words(field: str) -> None:
+    """5,000 characters pasted into a field: the error quotes their start, not all of them (the whole paste grew
+    the form's dialog past the screen, Save and Cancel out of reach).  The control: a short bad value is quoted
+    whole."""
+    from ironpost_tui.ui.rule_fields import RuleFields, RuleInputError, parse_rule
+
+    for text, whole in (("x" * 5000, False), ("x" * 12, True)):
+        with pytest.raises(RuleInputError) as exc:
+            parse_rule(RuleFields(**{"id": "r", "src_ip": "198.18.0.9", field: text}), now=0.0)
+        said = exc.value.fields[field]
+        assert (text in said) is whole and len(said) < 200, said

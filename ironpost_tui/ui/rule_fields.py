@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from ironpost_tui.config.check import quote
 from ironpost_tui.config.durations import EXAMPLES, format_duration, parse_duration
 from ironpost_tui.errors import RuleRefused
 from ironpost_tui.model import Action, FilterRule, IPNetwork
@@ -84,7 +85,7 @@ def parse_rule(f: RuleFields, now: float, auto: bool = False) -> FilterRule:
         try:
             expires_at = now + parse_duration(f.expires.strip())
         except ValueError as exc:
-            errors["expires"] = f"'{f.expires.strip()}' {exc}"
+            errors["expires"] = f"{quote(f.expires.strip(), SHOWN)} {exc}"
     if errors:
         raise RuleInputError(errors)
     rule = FilterRule(
@@ -105,6 +106,9 @@ def parse_rule(f: RuleFields, now: float, auto: bool = False) -> FilterRule:
     return rule
 
 
+SHOWN = 40  # characters of a field's text an error quotes (what follows is "...")
+
+
 def _address(text: str, name: str, errors: dict[str, str]) -> IPNetwork | None:
     text = text.strip()
     if not text:
@@ -112,7 +116,9 @@ def _address(text: str, name: str, errors: dict[str, str]) -> IPNetwork | None:
     try:
         return kernel_rules.network(text)
     except ValueError as exc:
-        errors[name] = f"{exc}: write an address or prefix, like 198.51.100.7 or 2001:db8::/32"
+        # ipaddress's message holds the text whole: a paste of 5,000 characters grew the form past the screen.
+        why = str(exc) if len(text) <= SHOWN else f"{quote(text, SHOWN)} is not an address or prefix"
+        errors[name] = f"{why}: write an address or prefix, like 198.51.100.7 or 2001:db8::/32"
         return None
 
 
@@ -121,7 +127,7 @@ def _number(text: str, name: str, top: int, errors: dict[str, str], why: str) ->
     if not text:
         return None
     if not text.isdigit() or int(text) > top:
-        errors[name] = f"'{text}': {why}"
+        errors[name] = f"{quote(text, SHOWN)}: {why}"
         return None
     return int(text)
 
