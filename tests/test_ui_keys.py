@@ -882,15 +882,23 @@ def test_e_edits_x_toggles_d_deletes_with_confirmation() -> None:
         await pilot.press("ctrl+s")
         await edited(pilot, messages, (0, 0))
         assert source.calls[-1][0] == "update" and source.rules["ssh-watch"].dst_port == 2222
-        await pilot.press("x")
+        await pilot.press("x")  # monitor to drop: enforcement added, not asked
         await edited(pilot, messages, (1, 0))
         assert source.rules["ssh-watch"].action is Action.DROP
+        await pilot.press("x")  # drop to monitor lifts enforcement: asked, as a delete is
+        assert isinstance(pilot.app.screen, ConfirmScreen) and "What it drops passes" in pilot.app.screen.text
+        await pilot.press("n")
+        await pilot.pause()
+        assert source.rules["ssh-watch"].action is Action.DROP and len(source.calls) == 2
+        await pilot.press("x", "y")
+        await edited(pilot, messages, (2, 0))
+        assert source.rules["ssh-watch"].action is Action.MONITOR
         await pilot.press("d")
         assert isinstance(pilot.app.screen, ConfirmScreen)
         await pilot.press("n")
         assert "ssh-watch" in source.rules
         await pilot.press("d", "y")
-        await edited(pilot, messages, (2, 0))
+        await edited(pilot, messages, (3, 0))
         assert "ssh-watch" not in source.rules
 
     run(live_app(source), scenario)

@@ -19,6 +19,7 @@ from ironpost_tui.ui.messages import EditApplied, ExportWritten, TopSampled
 from ironpost_tui.ui.screens.alert_detail import AlertDetailScreen, fields
 from ironpost_tui.ui.screens.block import BlockScreen
 from ironpost_tui.ui.screens.capture import CaptureScreen
+from ironpost_tui.ui.screens.confirm import ConfirmScreen
 from ironpost_tui.ui.screens.export import ExportScreen
 from ironpost_tui.ui.screens.top_detail import TopDetailScreen
 from ironpost_tui.ui.widgets.field_list import FieldList
@@ -137,6 +138,40 @@ def test_m_adds_a_monitor_rule_b_asks_for_a_duration_and_the_traffic_pane_lists_
     asyncio.run(main())
 
 
+def test_u_unblocks_a_top_talker_blocked_from_the_pane_and_says_why_not_on_a_destination() -> None:
+    """b then u on a source: the block, then its rule deleted after the question (u did nothing in Top until
+    session 23).  On a destination, u says why not, on the screen at 80x24."""
+    source = FakeSource()
+    app = live_app(source)
+
+    async def main() -> None:
+        messages = Messages()
+        async with app.run_test(size=(80, 24), message_hook=messages) as pilot:
+            source.push(Update(top=snapshot(), at=1.0))
+            await messages.wait(TopSampled, pilot, after=0)
+            app.redraw()
+            await pilot.pause()
+            await pilot.press("5", "b", "enter")
+            await messages.wait(EditApplied, pilot, after=0)
+            assert "block-198.18.250.9" in source.rules
+            source.push(Update(at=2.0))  # the table with the rule, as the engine sends it after an edit
+            await pilot.pause(0.3)
+            await pilot.press("u")
+            assert isinstance(app.screen, ConfirmScreen), app.screen
+            await pilot.press("y")
+            await messages.wait(EditApplied, pilot, after=1)
+            assert source.calls[-1] == ("delete", "block-198.18.250.9", False)
+            await pilot.press("v", "u")
+            pane = app.main.query_one(TopPane)
+            assert "u unblocks a source" in pane.problem and not isinstance(app.screen, ConfirmScreen)
+            await pilot.pause()
+            status = pane.query_one("#top-status", Static)
+            assert "u unblocks a source" in str(status.render())
+            assert status.region.height >= 1 and status.region.bottom <= 24  # on the screen, not scrolled off
+
+    asyncio.run(main())
+
+
 def test_c_captures_what_the_row_names() -> None:
     """A source's packets, a destination's, or a port and protocol's; never a mix-up of sides."""
     src = capture_filter(TopKind.SOURCES, "2001:db8::7")
@@ -178,3 +213,23 @@ def test_an_alerts_detail_shows_its_sources_top_talker_counts() -> None:
             assert "traffic" in shown and "ports" in shown
 
     asyncio.run(main())
+
+
+def test_quit_and_help_are_in_the_footer_of_every_pane_at_80_columns() -> None:
+    """What matters visible at 80x24: q Quit and ? Help within the screen in each pane (in the Top pane they
+    were past the edge until session 23).  The control: at 60 columns the Top pane's Help is past it."""
+    from textual.widgets import Footer
+
+    async def keys_past(size: tuple[int, int], pane: str) -> list[str]:
+        app = live_app(FakeSource())
+        async with app.run_test(size=size) as pilot:
+            await pilot.pause(0.2)
+            await pilot.press(pane)
+            await pilot.pause(0.2)
+            shown = {k.description: k.region.right for k in app.screen.query_one(Footer).query("FooterKey")}
+            assert "palette" not in shown  # ctrl+p still opens it; drawn over the last keys it left stray letters
+            return [d for d in ("Quit", "Help") if shown.get(d, size[0] + 1) > size[0]]
+
+    for pane in "12345":
+        assert asyncio.run(keys_past((80, 24), pane)) == [], pane
+    assert asyncio.run(keys_past((60, 24), "5")) == ["Help"]

@@ -45,7 +45,7 @@ from ironpost_tui.ui.alert_scope import event_filter, matching_rules
 from ironpost_tui.ui.capture_action import CaptureProgressed, Capturing
 from ironpost_tui.ui.commands import console_commands, other_screen_commands
 from ironpost_tui.ui.driver import DRIVER
-from ironpost_tui.ui.edits import Edit, EditKind, Origin
+from ironpost_tui.ui.edits import Origin
 from ironpost_tui.ui.key_help import help_sections
 from ironpost_tui.ui.leaving import Leaving
 from ironpost_tui.ui.messages import (
@@ -550,7 +550,7 @@ class IronpostApp(App[int]):
         self.editing.submit(message.rule, message.editing, message.force)
 
     def on_rules_pane_rule_changed(self, message: RulesPane.RuleChanged) -> None:
-        self.editing.run(Edit(EditKind.UPDATE, message.rule, origin=Origin.RULES))
+        self.editing.switch(message.rule)
 
     def on_rules_pane_rule_delete_requested(self, message: RulesPane.RuleDeleteRequested) -> None:
         self.editing.delete(message.rule)
@@ -579,6 +579,9 @@ class IronpostApp(App[int]):
 
     def on_top_pane_block_requested(self, message: TopPane.BlockRequested) -> None:
         self.editing.block(message.address, message.why, Origin.TOP)
+
+    def on_top_pane_unblock_requested(self, message: TopPane.UnblockRequested) -> None:
+        self.editing.unblock(message.address, Origin.TOP)
 
     def on_top_pane_monitor_requested(self, message: TopPane.MonitorRequested) -> None:
         self.editing.add(message.rule, Origin.TOP)

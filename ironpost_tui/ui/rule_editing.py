@@ -7,7 +7,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from ironpost_tui.errors import IronpostError
-from ironpost_tui.model import FilterRule
+from ironpost_tui.model import Action, FilterRule
 from ironpost_tui.rules.blocking import blocking_rules
 from ironpost_tui.rules.control import LockoutRefused
 from ironpost_tui.ui import format as fmt
@@ -54,6 +54,26 @@ class RuleEditing:
 
     def submit(self, rule: FilterRule, editing: bool, force: bool) -> None:
         self.run(Edit(EditKind.UPDATE if editing else EditKind.ADD, rule, force, Origin.FORM))
+
+    def switch(self, rule: FilterRule) -> None:
+        """``x``: the rule as ``rule`` says, drop or monitor.  A drop made monitor lifts enforcement, as a delete
+        does: asked first (until session 23 one key on the wrong row let a blocked source through)."""
+        if rule.action is not Action.MONITOR:
+            self.run(Edit(EditKind.UPDATE, rule, origin=Origin.RULES))
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run(Edit(EditKind.UPDATE, rule, origin=Origin.RULES))
+
+        self.app.push_screen(
+            ConfirmScreen(
+                f"Stop dropping with {rule.id}",
+                f"Make '{rule.id}' a monitor rule? What it drops passes from now on (its matches are still shown).",
+                "Monitor",
+            ),
+            answered,
+        )
 
     def delete(self, rule: FilterRule) -> None:
         def answered(yes: bool | None) -> None:

@@ -122,7 +122,7 @@ class AlertDetailScreen(Screen[None]):
             yield grid
             yield Label("", id="events-head", classes="head", markup=False)
             yield EventGrid(EVENTS_KEPT, id="detail-events")
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)  # ctrl+p still opens it: 80 columns are few
 
     def on_mount(self) -> None:
         view, events = self._initial

@@ -69,7 +69,7 @@ class MainScreen(Screen[None]):
             yield EventTable(id="events", classes="pane", cursor_blink=self._cursor_blink)
             yield RulesPane(id="rules", classes="pane")
             yield TopPane(id="top", classes="pane", cursor_blink=self._cursor_blink)
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)  # ctrl+p still opens it: 80 columns are few
 
     @property
     def panes(self) -> tuple[Widget, ...]:

@@ -19,7 +19,7 @@ from ironpost_tui.kernel.capture import CaptureFilter
 from ironpost_tui.model import FilterRule
 from ironpost_tui.triage.values import RateWindow, SourceDetail, TopKind, TopRow, TopSnapshot
 from ironpost_tui.ui import format as fmt
-from ironpost_tui.ui.messages import BlockSource, WidgetRequest
+from ironpost_tui.ui.messages import BlockSource, UnblockSource, WidgetRequest
 from ironpost_tui.ui.rule_fields import monitor_rule
 from ironpost_tui.ui.table_sort import Column, SortOrder, address_key
 from ironpost_tui.ui.top_details import top_fields
@@ -79,6 +79,9 @@ class TopPane(Vertical):
     class BlockRequested(BlockSource):
         """Block this source address (the app asks for how long)."""
 
+    class UnblockRequested(UnblockSource):
+        """Delete the rule that blocks this source address."""
+
     class MonitorRequested(WidgetRequest):
         """Add this monitor rule."""
 
@@ -106,12 +109,15 @@ class TopPane(Vertical):
 
     BINDINGS = [
         Binding("enter", "open_detail", "Detail"),
+        # At 80 columns the footer holds these and the app's q Quit and ? Help (until session 23 they were past
+        # the edge in this pane): u, m and / are in the help (?), as every key is.
         Binding("b", "block", "Block"),
-        Binding("m", "monitor", "Monitor rule"),
+        Binding("u", "unblock", "Unblock", show=False),
+        Binding("m", "monitor", "Monitor rule", show=False),
         Binding("c", "capture", "Capture"),
-        Binding("w", "next_window", "Window 1s/10s/60s"),
-        Binding("v", "next_list", "Sources/destinations/ports"),
-        Binding("slash", "filter", "Filter"),
+        Binding("w", "next_window", "Window"),
+        Binding("v", "next_list", "List"),
+        Binding("slash", "filter", "Filter", show=False),
         Binding("s", "sort", "Sort by next column", show=False),
         Binding("S", "reverse_sort", "Reverse the sort", show=False),
         Binding("E", "app.export('top')", "Export top talkers", show=False),
@@ -189,7 +195,7 @@ class TopPane(Vertical):
         self._redraw(rebuild=True)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("block", "monitor") and self.read_only:
+        if action in ("block", "unblock", "monitor") and self.read_only:
             return False  # a replay: hidden
         return True
 
@@ -299,6 +305,15 @@ class TopPane(Vertical):
             return
         why = f"blocked from the console: top talker, {fmt.si(row.pps)} pkt/s over {self.window.label}"
         self.post_message(self.BlockRequested(self, row.key, why))
+
+    def action_unblock(self) -> None:
+        row = self._row()
+        if row is None:
+            return
+        if self.kind is not TopKind.SOURCES:
+            self.problem = "u unblocks a source: v shows the sources"
+            return
+        self.post_message(self.UnblockRequested(self, row.key))
 
     def action_monitor(self) -> None:
         row = self._row()
