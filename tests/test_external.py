@@ -368,6 +368,11 @@ def test_an_operators_block_takes_an_auto_block_over_in_place(world: World) -> N
     auto = FilterRule("auto-syn_flood-" + A, Action.DROP, src_ip=ipaddress.ip_network(A), auto=True)
     world.control.add(auto, detector)
     assert world.verdict(A) == XDP_DROP and world.hits() == {auto.id: 1}
+    # A monitor rule on it (the Top pane's m) would lift the drop: refused, the auto-block stays.
+    watch = FilterRule("monitor-src-" + A, Action.MONITOR, src_ip=ipaddress.ip_network(A))
+    with pytest.raises(RuleRefused, match=f"matches exactly the packets rule '{auto.id}' matches"):
+        world.control.add(watch, OPERATOR)
+    assert world.table.rules() == [auto] and world.verdict(A) == XDP_DROP
     before = world.value(A)
     own = FilterRule("block-" + A, Action.DROP, src_ip=ipaddress.ip_network(A))
     world.control.add(own, OPERATOR)

@@ -260,13 +260,15 @@ class RuleTable:
         """Install a new rule; RuleRefused (nothing written) when it cannot be.  An operator's rule on the
         address of another tool's entry (external.py) takes that entry over; an auto-block does not (it
         would delete the tool's entry when it expires).  An operator's rule with exactly an auto-block's match
-        takes the auto-block's entries over in place, with no gap: blocking a source a detector blocked makes
-        the block the operator's (until session 23 it was refused as a duplicate)."""
+        takes the auto-block's entries over in place, with no gap, when it drops: blocking a source a detector
+        blocked makes the block the operator's (until session 23 it was refused as a duplicate)."""
         if rule.id in self._rules:
             raise RuleRefused(f"a rule with id '{rule.id}' exists already")
         holder = self.holder(rule)
         mine = not rule.external and not rule.auto
-        takes = holder is not None and (holder.external or holder.auto)
+        # A monitor rule never takes an auto-block over: that would lift the drop (the Top pane's m on a blocked
+        # source); it is refused as a duplicate match, as before.
+        takes = holder is not None and (holder.external or (holder.auto and rule.action is Action.DROP))
         take_over = holder.id if holder is not None and takes and mine else None
         self._install(rule, self._take_priority(), take_over)
 
