@@ -1293,3 +1293,36 @@ def test_no_answer_takes_attacheds_place_and_stays_at_80_columns() -> None:
     assert "attached" in render_status(view, 80).plain  # the control
     silent = render_status(dataclasses.replace(view, silent=12.0), 80)
     assert "no answer 12s" in silent.plain and "attached" not in silent.plain and silent.cell_length <= 80
+
+
+def test_brackets_in_a_rule_id_a_field_or_a_filter_never_crash_the_console() -> None:
+    """Textual reads "[/]" as markup, and a console that crashes takes its program, and so every drop rule, with
+    it.  A rule id from the file (brackets are allowed), the form's fields and the events filter are shown as
+    typed: in the delete and drop-to-monitor questions, the form's title and errors, and the panes' status
+    lines (until session 23 each of these raised MarkupError)."""
+    source = FakeSource([FilterRule("x[/]y", Action.DROP, src_ip=ipaddress.ip_network("198.51.100.9/32"))])
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        await ready(pilot, messages, source, lab_update([event("198.51.100.9", rule="x[/]y")]))
+        app = pilot.app
+        for key in ("x", "d"):
+            await pilot.press("4", key)
+            assert isinstance(app.screen, ConfirmScreen) and "x[/]y" in str(app.screen.query_one("#title").render())
+            await pilot.press("n")
+            await pilot.pause()
+        await pilot.press("e")
+        form = app.screen
+        assert isinstance(form, RuleForm) and "x[/]y" in str(form.query_one("#title").render())
+        await type_into(pilot, "dst_port", "[/]")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert "'[/]': a port is 0-65535" in str(form.query_one("#form-error").render())
+        await pilot.press("escape")
+        await pilot.press("3", "slash")
+        main_of(pilot).query_one(EventTable).query_one(Input).value = "[/]"
+        await pilot.press("enter")
+        await pilot.pause()
+        assert "[/]" in str(main_of(pilot).query_one(EventTable).query_one("#event-status").render())
+        assert source.rules["x[/]y"].action is Action.DROP  # every question answered no
+
+    run(live_app(source), scenario)

@@ -48,7 +48,7 @@ class ChartScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         from textual_plotext import PlotextPlot  # plotext loads when a chart is first opened, not at launch
 
-        yield Label("", id="chart-title")
+        yield Label("", id="chart-title", markup=False)
         yield PlotextPlot(id="rate-plot")
         yield PlotextPlot(id="volume-plot")
         yield Footer()

@@ -43,7 +43,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Label(self.title_text, id="title")
+            yield Label(self.title_text, id="title", markup=False)  # a rule id may hold [ ]: a crash ends enforcement
             yield Static(self.text, id="text", markup=False)
             with Horizontal(id="buttons"):
                 yield Button(f"{self.confirm} (y)", id="yes", variant="error", compact=True)

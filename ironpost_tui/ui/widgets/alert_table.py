@@ -130,7 +130,7 @@ class AlertTable(Vertical):
             grid.add_column(self.order.label(column), key=column.key)
         yield grid
         yield FieldList(id="alert-detail")
-        yield Static("", id="alert-status")
+        yield Static("", id="alert-status", markup=False)  # problems quote rule ids and filters: [/] in one crashed it
 
     def on_mount(self) -> None:
         self.app.theme_changed_signal.subscribe(self, lambda _theme: self._redraw(rebuild=True))

@@ -83,7 +83,7 @@ class EventTable(Vertical):
             id="event-filter",
             compact=True,
         )
-        yield Static("", id="event-status")
+        yield Static("", id="event-status", markup=False)  # problems quote rule ids and filters: [/] in one crashed it
 
     def on_mount(self) -> None:
         self.query_one(Input).cursor_blink = self._cursor_blink

@@ -94,7 +94,7 @@ class RuleForm(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         title = f"Edit rule {self.original.id}" if self.original else "Add a rule"
         with Vertical(id="dialog"):
-            yield Label(title, id="title")
+            yield Label(title, id="title", markup=False)
             with Grid():
                 yield Label("action")
                 with RadioSet(id="action", compact=True):
@@ -111,7 +111,7 @@ class RuleForm(ModalScreen[None]):
                         compact=True,
                         disabled=name == "id" and self.editing,
                     )
-            yield Static("", id="form-error", classes="-empty")
+            yield Static("", id="form-error", classes="-empty", markup=False)
             with Horizontal(id="buttons"):
                 yield Button("Force", id="force", variant="error", compact=True)
                 yield Button("Save", id="save", variant="primary", compact=True)

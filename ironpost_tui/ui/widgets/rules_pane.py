@@ -93,7 +93,7 @@ class RulesPane(Vertical):
     def compose(self) -> ComposeResult:
         yield RuleRows(id="rule-grid")
         yield FieldList(id="rule-detail")
-        yield Static("", id="rule-status")
+        yield Static("", id="rule-status", markup=False)  # problems quote rule ids and filters: [/] in one crashed it
 
     def on_mount(self) -> None:
         self.app.theme_changed_signal.subscribe(self, lambda _theme: self._redraw(rebuild=True))

@@ -153,7 +153,7 @@ class TopPane(Vertical):
             id="top-filter",
             compact=True,
         )
-        yield Static("", id="top-status")
+        yield Static("", id="top-status", markup=False)  # problems quote rule ids and filters: [/] in one crashed it
 
     def on_mount(self) -> None:
         self.query_one(Input).cursor_blink = self._cursor_blink
