@@ -338,6 +338,21 @@ def test_ironposts_own_entry_overwritten_or_deleted_by_another_tool_is_written_b
 
 
 @pytestmark_root
+def test_an_operators_monitor_rule_never_takes_another_tools_drop_over(world: World) -> None:
+    """The Top pane's m on a source another tool blocks would lift the tool's drop: refused, the entry in force.
+    The control: on the tool's monitor entry, the operator's monitor rule takes it over."""
+    world.write(A)
+    world.write(B, abi.ACTION_MONITOR)
+    world.control.reconcile_external()
+    watch = FilterRule("monitor-src-" + A, Action.MONITOR, src_ip=ipaddress.ip_network(A))
+    with pytest.raises(RuleRefused, match=f"external:{A}"):
+        world.control.add(watch, OPERATOR)
+    assert world.verdict(A) == XDP_DROP
+    world.control.add(FilterRule("monitor-src-" + B, Action.MONITOR, src_ip=ipaddress.ip_network(B)), OPERATOR)
+    assert sorted(r.id for r in world.table.rules()) == [f"external:{A}", "monitor-src-" + B]
+
+
+@pytestmark_root
 def test_an_operators_rule_on_the_same_address_takes_the_entry_over(world: World) -> None:
     world.write(A, abi.ACTION_MONITOR)
     world.control.reconcile_external()

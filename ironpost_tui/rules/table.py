@@ -266,9 +266,13 @@ class RuleTable:
             raise RuleRefused(f"a rule with id '{rule.id}' exists already")
         holder = self.holder(rule)
         mine = not rule.external and not rule.auto
-        # A monitor rule never takes an auto-block over: that would lift the drop (the Top pane's m on a blocked
-        # source); it is refused as a duplicate match, as before.
-        takes = holder is not None and (holder.external or (holder.auto and rule.action is Action.DROP))
+        # A monitor rule never takes a drop over: that would lift it (the Top pane's m on a blocked source, an
+        # auto-block's or another tool's); it is refused as a duplicate match.
+        takes = (
+            holder is not None
+            and (holder.external or holder.auto)
+            and (rule.action is Action.DROP or holder.action is not Action.DROP)
+        )
         take_over = holder.id if holder is not None and takes and mine else None
         self._install(rule, self._take_priority(), take_over)
 
