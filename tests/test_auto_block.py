@@ -401,6 +401,10 @@ class _Table:
     def get(self, rule_id: str) -> FilterRule | None:
         return self.by_id.get(rule_id)
 
+    def holder(self, rule: FilterRule) -> FilterRule | None:
+        """The rule on exactly ``rule``'s source (the only match these tests use)."""
+        return next((r for r in self.by_id.values() if r.src_ip == rule.src_ip), None)
+
 
 class _Control:
     """What AutoBlocker uses of a RuleController, rules in a dict."""
@@ -440,3 +444,35 @@ def test_an_incident_grown_too_large_lifts_its_auto_blocks_but_not_one_the_opera
     control.table.by_id[kept_id] = kept  # as the form's update leaves it: auto false
     blocker.apply(control, [alert(source(32), n=33)], 3.3)  # type: ignore[arg-type]
     assert control.rules() == [kept]
+
+
+@pytest.mark.parametrize("ended", ["expired", "deleted"])
+def test_an_operators_block_that_took_an_auto_block_over_is_renewed_when_it_expires_not_when_deleted(
+    ended: str,
+) -> None:
+    """The operator blocks an auto-blocked source for 10m (the take-over, rules/table.py add).  When that block
+    expires with the incident open and the detector finding the source again, the source is blocked again as an
+    auto-block would have been (until session 23 the flood then passed, the incident still open).  The control:
+    a block the operator deleted (unblocked) is never renewed."""
+    from ironpost_tui.detectors.alerts import AlertChange, ChangeKind
+    from ironpost_tui.detectors.settings import SynFloodConfig
+    from ironpost_tui.engine.auto_blocker import AutoBlocker
+
+    blocker = AutoBlocker(lambda _d: SynFloodConfig(auto_block=True), AutoBlockLimits(), InfraSources(), lambda: [])
+    control = _Control()
+    a = alert(source(1))
+    blocker.apply(control, [a], 0.0)  # type: ignore[arg-type]
+    auto_id = f"auto-syn_flood-{source(1)}"
+    assert [r.id for r in control.rules()] == [auto_id]
+    own = FilterRule(f"block-{source(1)}", Action.DROP, src_ip=net(source(1)), expires_at=600.0)
+    del control.table.by_id[auto_id]  # taken over in place
+    control.table.by_id[own.id] = own
+    again = [AlertChange(ChangeKind.UPDATED, a, found=True)]
+    blocker.renew(control, again, 1.0, a.last_seen)  # type: ignore[arg-type]
+    assert [r.id for r in control.rules()] == [own.id]  # the operator's block stands for it: nothing added
+    del control.table.by_id[own.id]
+    if ended == "expired":
+        blocker.expired([own])
+    blocker.renew(control, again, 700.0, a.last_seen)  # type: ignore[arg-type]
+    ids = [r.id for r in control.rules()]
+    assert ids == ([auto_id] if ended == "expired" else []), ids

@@ -84,8 +84,8 @@ class AutoBlocker:
     def expired(self, rules: Sequence[FilterRule]) -> None:
         """Rules that just expired: the auto-blocks among them may be renewed (a deleted one never is)."""
         if rules:  # only this run's open incidents' rules: the set stays as small as they are
-            mine = set(self._blocked.values())
-            self._expired.update(r.id for r in rules if r.auto and r.id in mine)
+            mine = set(self._blocked.values())  # auto-blocks, and operators' blocks that took one over
+            self._expired.update(r.id for r in rules if r.id in mine)
 
     def renew(self, control: RuleController, changes: Sequence[AlertChange], now: float, wall: float) -> None:
         """Block again the sources of open incidents whose auto-block expired and that a detector finds again
@@ -105,6 +105,12 @@ class AutoBlocker:
             if control.table.get(rule_id) is not None:
                 continue  # still in force
             if rule_id not in self._expired:
+                holder = control.table.holder(self._rule(alert, self._config(alert.detector)))
+                if holder is not None and not holder.auto:
+                    # An operator's block took the auto-block over (rules/table.py add): it stands for it, and
+                    # when it expires with the incident open, the source is blocked again as an auto-block is.
+                    self._blocked[alert.id] = holder.id
+                    continue
                 del self._blocked[alert.id]  # deleted (by an operator, or lifted): never renewed
                 continue
             if alert.state is not AlertState.ACTIVE or alert.last_seen != wall:
