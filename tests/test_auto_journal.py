@@ -10,6 +10,7 @@ the live ones back, a reload keeps them, and a panic clears them from the kernel
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import ipaddress
 import json
@@ -348,9 +349,17 @@ def test_an_operators_block_on_an_auto_blocked_source_moves_it_from_the_journal_
         assert sorted(r.id for r in control.rules()) == ["block-198.19.0.7", "drop-a"]
         assert 'id = "block-198.19.0.7"' in path.read_text() and block.id not in path.read_text()
         assert lines(config.journal_path)[-1] == {"op": "delete", "id": block.id}
+        # An auto-block edited in the form (auto false: the operator's): from the journal to the file, its id kept.
+        edited = auto(8)
+        control.add(edited, Actor("ironpost", None, "detector"))
+        control.update(dataclasses.replace(edited, auto=False, expires_at=None), Actor.current("console"))
+        engine.tick(timeout_ms=1)
+        assert lines(config.journal_path)[-1] == {"op": "delete", "id": edited.id}
+        assert f'id = "{edited.id}"' in path.read_text()
     assert AutoJournal(config.journal_path).open(time.time()) == []
     with engine_on(lab, config) as engine:
-        assert sorted(r.id for r in engine.control.rules()) == ["block-198.19.0.7", "drop-a"]
+        rules = {r.id: r for r in engine.control.rules()}
+        assert sorted(rules) == sorted(["block-198.19.0.7", "drop-a", edited.id]) and not rules[edited.id].auto
 
 
 AUTO_BLOCKS = 64

@@ -1326,3 +1326,26 @@ def test_brackets_in_a_rule_id_a_field_or_a_filter_never_crash_the_console() -> 
         assert source.rules["x[/]y"].action is Action.DROP  # every question answered no
 
     run(live_app(source), scenario)
+
+
+def test_an_auto_block_edited_in_the_form_becomes_the_operators() -> None:
+    """Saved from the form, an auto-block is the operator's (``auto`` false: the controller moves it from the
+    journal to the file, and an incident grown too large no longer lifts it).  The control: it was one before."""
+    auto = FilterRule(
+        "auto-syn_flood-198.51.100.9", Action.DROP, src_ip=ipaddress.ip_network("198.51.100.9/32"), auto=True
+    )
+    source = FakeSource([auto])
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        await ready(pilot, messages, source)
+        assert source.rules[auto.id].auto
+        await pilot.press("4", "e")
+        assert isinstance(pilot.app.screen, RuleForm)
+        await type_into(pilot, "expires", "1h")
+        await pilot.press("ctrl+s")
+        await edited(pilot, messages, (0, 0))
+        kind, rule, _force = source.calls[-1]
+        assert kind == "update" and isinstance(rule, FilterRule) and rule.id == auto.id and not rule.auto
+        assert rule.expires_at == source.now() + 3600
+
+    run(live_app(source), scenario)

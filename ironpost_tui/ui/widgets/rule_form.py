@@ -152,7 +152,10 @@ class RuleForm(ModalScreen[None]):
         for box in self.query(Input):
             box.remove_class("-invalid")
         try:
-            rule = parse_rule(self.fields(), self.now, auto=self.original.auto if self.original else False)
+            # An auto-block the operator edits is theirs from then on (out of the journal, into the file:
+            # control.update), as one they block over is (rules/table.py add); until session 23 it stayed an
+            # auto-block, its new expiry included, and could be lifted with its incident.
+            rule = parse_rule(self.fields(), self.now, auto=False)
         except RuleInputError as exc:
             for name in exc.fields:
                 if name != "action":
