@@ -17,6 +17,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -400,6 +401,43 @@ def test_an_operators_block_takes_an_auto_block_over_in_place(world: World) -> N
     with pytest.raises(RuleRefused, match="matches exactly"):
         world.control.add(auto, detector)
     assert world.table.rules() == [own]
+
+
+class _FailingStore:
+    """A configuration file whose save fails (a full disk)."""
+
+    def add(self, rule: FilterRule) -> None:
+        raise OSError(28, "No space left on device")
+
+    def update(self, rule: FilterRule) -> None:
+        raise OSError(28, "No space left on device")
+
+    def delete(self, rule_id: str) -> None:
+        raise OSError(28, "No space left on device")
+
+
+@pytestmark_root
+def test_a_take_over_whose_save_fails_hands_the_auto_block_back_in_place(world: World) -> None:
+    """The operator's rule could not be saved: the auto-block is back, its entry rewritten in place (never
+    deleted: the source is never let through), the new rule gone, nothing audited."""
+    control = RuleController(world.table, AuditLog(world.audit), store=_FailingStore())  # type: ignore[arg-type]
+    auto = FilterRule("auto-syn_flood-" + A, Action.DROP, src_ip=ipaddress.ip_network(A), auto=True)
+    world.table.add(auto)
+    deleted: list[bytes] = []
+    real_delete = world.dp.map_delete
+
+    def watched(name: Any, key: bytes) -> Any:
+        deleted.append(key)
+        return real_delete(name, key)
+
+    world.dp.map_delete = watched  # type: ignore[method-assign]
+    try:
+        with pytest.raises(Exception, match="saving it failed"):
+            control.add(FilterRule("block-" + A, Action.DROP, src_ip=ipaddress.ip_network(A)), OPERATOR)
+    finally:
+        del world.dp.map_delete
+    assert world.table.rules() == [auto] and world.verdict(A) == XDP_DROP
+    assert key(A) not in deleted and world.audited() == []
 
 
 @pytestmark_root

@@ -123,9 +123,10 @@ class RuleController:
             try:
                 self.store.add(rule)
             except Exception as exc:
-                self.table.delete(rule.id)
-                if taken is not None:  # the auto-block back (out of force only between these two calls)
-                    self.table.add(taken)
+                if taken is not None:
+                    self.table.hand_back(taken, rule.id)  # the auto-block back in place, never out of force
+                else:
+                    self.table.delete(rule.id)
                 raise IronpostError(f"rule '{rule.id}' not applied: saving it failed: {exc}") from exc
         if taken is not None:
             log.info("rule '%s' takes over the auto-block %s", rule.id, taken.id)

@@ -276,6 +276,13 @@ class RuleTable:
         take_over = holder.id if holder is not None and takes and mine else None
         self._install(rule, self._take_priority(), take_over)
 
+    def hand_back(self, rule: FilterRule, holder_id: str) -> None:
+        """Install ``rule`` in place of ``holder_id``'s entries (the same match), with no moment without one: a
+        take-over undone (``add``'s, when saving the new rule failed)."""
+        if rule.id in self._rules:
+            raise RuleRefused(f"a rule with id '{rule.id}' exists already")
+        self._install(rule, self._take_priority(), take_over=holder_id)
+
     def add_external(self, rule: FilterRule) -> bool:
         """Take in another tool's BLOCKLIST entry as ``rule`` (external.py): its value is replaced by this
         rule's, never re-created; False, nothing written, when the entry went first."""
