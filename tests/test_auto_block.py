@@ -401,16 +401,19 @@ class _Table:
     def get(self, rule_id: str) -> FilterRule | None:
         return self.by_id.get(rule_id)
 
-    def holder(self, rule: FilterRule) -> FilterRule | None:
-        """The rule on exactly ``rule``'s source (the only match these tests use)."""
-        return next((r for r in self.by_id.values() if r.src_ip == rule.src_ip), None)
-
 
 class _Control:
     """What AutoBlocker uses of a RuleController, rules in a dict."""
 
     def __init__(self) -> None:
         self.table = _Table()
+        self.taken_over: dict[str, str] = {}
+
+    def take_over(self, auto_id: str, rule: FilterRule) -> None:
+        """What RuleController.add does when an operator's drop has an auto-block's match."""
+        del self.table.by_id[auto_id]
+        self.table.by_id[rule.id] = rule
+        self.taken_over[auto_id] = rule.id
 
     def rules(self) -> list[FilterRule]:
         return list(self.table.by_id.values())
@@ -446,14 +449,7 @@ def test_an_incident_grown_too_large_lifts_its_auto_blocks_but_not_one_the_opera
     assert control.rules() == [kept]
 
 
-@pytest.mark.parametrize("ended", ["expired", "deleted"])
-def test_an_operators_block_that_took_an_auto_block_over_is_renewed_when_it_expires_not_when_deleted(
-    ended: str,
-) -> None:
-    """The operator blocks an auto-blocked source for 10m (the take-over, rules/table.py add).  When that block
-    expires with the incident open and the detector finding the source again, the source is blocked again as an
-    auto-block would have been (until session 23 the flood then passed, the incident still open).  The control:
-    a block the operator deleted (unblocked) is never renewed."""
+def _renewal_world() -> tuple[Any, _Control, Alert, str, list[Any]]:
     from ironpost_tui.detectors.alerts import AlertChange, ChangeKind
     from ironpost_tui.detectors.settings import SynFloodConfig
     from ironpost_tui.engine.auto_blocker import AutoBlocker
@@ -464,10 +460,24 @@ def test_an_operators_block_that_took_an_auto_block_over_is_renewed_when_it_expi
     blocker.apply(control, [a], 0.0)  # type: ignore[arg-type]
     auto_id = f"auto-syn_flood-{source(1)}"
     assert [r.id for r in control.rules()] == [auto_id]
-    own = FilterRule(f"block-{source(1)}", Action.DROP, src_ip=net(source(1)), expires_at=600.0)
-    del control.table.by_id[auto_id]  # taken over in place
-    control.table.by_id[own.id] = own
-    again = [AlertChange(ChangeKind.UPDATED, a, found=True)]
+    return blocker, control, a, auto_id, [AlertChange(ChangeKind.UPDATED, a, found=True)]
+
+
+def _block(action: Action = Action.DROP) -> FilterRule:
+    return FilterRule(f"block-{source(1)}", action, src_ip=net(source(1)), expires_at=600.0)
+
+
+@pytest.mark.parametrize("ended", ["expired", "deleted"])
+def test_an_operators_block_that_took_an_auto_block_over_is_renewed_when_it_expires_not_when_deleted(
+    ended: str,
+) -> None:
+    """The operator blocks an auto-blocked source for 10m (the take-over, rules/table.py add).  When that block
+    expires with the incident open and the detector finding the source again, the source is blocked again as an
+    auto-block would have been (until session 23 the flood then passed, the incident still open).  The control:
+    a block the operator deleted (unblocked) is never renewed."""
+    blocker, control, a, auto_id, again = _renewal_world()
+    own = _block()
+    control.take_over(auto_id, own)
     blocker.renew(control, again, 1.0, a.last_seen)  # type: ignore[arg-type]
     assert [r.id for r in control.rules()] == [own.id]  # the operator's block stands for it: nothing added
     del control.table.by_id[own.id]
@@ -476,3 +486,69 @@ def test_an_operators_block_that_took_an_auto_block_over_is_renewed_when_it_expi
     blocker.renew(control, again, 700.0, a.last_seen)  # type: ignore[arg-type]
     ids = [r.id for r in control.rules()]
     assert ids == ([auto_id] if ended == "expired" else []), ids
+
+
+def test_a_block_id_used_again_is_never_renewed_when_deleted() -> None:
+    """block-ADDR expires and is followed by an auto-block; the operator blocks again under the same id (a new
+    take-over), then unblocks: not renewed (the first expiry, remembered, had made the delete look like one)."""
+    blocker, control, a, auto_id, again = _renewal_world()
+    own = _block()
+    control.take_over(auto_id, own)
+    blocker.renew(control, again, 1.0, a.last_seen)  # type: ignore[arg-type]
+    del control.table.by_id[own.id]
+    blocker.expired([own])
+    blocker.renew(control, again, 700.0, a.last_seen)  # type: ignore[arg-type]
+    assert [r.id for r in control.rules()] == [auto_id]  # followed by an auto-block, as it should be
+    control.take_over(auto_id, own)  # blocked again under the same id
+    blocker.renew(control, again, 701.0, a.last_seen)  # type: ignore[arg-type]
+    del control.table.by_id[own.id]  # u: deleted
+    blocker.renew(control, again, 702.0, a.last_seen)  # type: ignore[arg-type]
+    assert control.rules() == []
+
+
+def test_a_monitor_rule_that_expires_never_brings_the_drop_back() -> None:
+    """The operator's block switched to monitor (x), then expiring: nothing is blocked again."""
+    blocker, control, a, auto_id, again = _renewal_world()
+    control.take_over(auto_id, _block())
+    blocker.renew(control, again, 1.0, a.last_seen)  # type: ignore[arg-type]
+    watch = _block(Action.MONITOR)
+    control.table.by_id[watch.id] = watch  # x: the same id, monitor
+    del control.table.by_id[watch.id]
+    blocker.expired([watch])
+    blocker.renew(control, again, 700.0, a.last_seen)  # type: ignore[arg-type]
+    assert control.rules() == []
+
+
+def test_a_block_made_after_an_unblock_is_not_taken_for_the_incidents() -> None:
+    """The operator unblocks the auto-block (u), then blocks the source for 10m: that is no take-over, so its
+    expiry renews nothing (the successor was once guessed from whoever held the match)."""
+    blocker, control, a, auto_id, again = _renewal_world()
+    del control.table.by_id[auto_id]  # u
+    own = _block()
+    control.table.by_id[own.id] = own  # b, later: an add, not a take-over
+    blocker.renew(control, again, 1.0, a.last_seen)  # type: ignore[arg-type]
+    del control.table.by_id[own.id]
+    blocker.expired([own])
+    blocker.renew(control, again, 700.0, a.last_seen)  # type: ignore[arg-type]
+    assert control.rules() == []
+
+
+def test_a_block_made_again_after_its_expiry_and_then_deleted_is_not_renewed() -> None:
+    """block-ADDR (a take-over) expires while the source is quiet (nothing renewed); the operator blocks it again
+    under the same id, then unblocks it: the old expiry is not this rule's, nothing is renewed."""
+    from ironpost_tui.detectors.alerts import AlertChange, ChangeKind
+
+    blocker, control, a, auto_id, again = _renewal_world()
+    own = _block()
+    control.take_over(auto_id, own)
+    blocker.renew(control, again, 1.0, a.last_seen)  # type: ignore[arg-type]
+    del control.table.by_id[own.id]
+    blocker.expired([own])
+    quiet = [AlertChange(ChangeKind.UPDATED, a, found=False)]
+    blocker.renew(control, quiet, 700.0, a.last_seen)  # type: ignore[arg-type]
+    assert control.rules() == []  # under the threshold: not renewed yet
+    control.table.by_id[own.id] = own  # b again, same id
+    blocker.renew(control, again, 701.0, a.last_seen)  # type: ignore[arg-type]
+    del control.table.by_id[own.id]  # u
+    blocker.renew(control, again, 702.0, a.last_seen)  # type: ignore[arg-type]
+    assert control.rules() == []

@@ -395,6 +395,7 @@ def test_an_operators_block_takes_an_auto_block_over_in_place(world: World) -> N
     assert world.table.rules() == [own] and world.value(A) is not None and world.value(A) != before
     assert world.verdict(A) == XDP_DROP and world.hits() == {own.id: 1}
     assert world.audited()[-2:] == [("delete", auto.id, "console"), ("add", own.id, "console")]
+    assert world.control.taken_over == {auto.id: own.id}  # for the auto-blocker to follow
     with pytest.raises(RuleRefused, match=f"matches exactly the packets rule '{own.id}' matches"):
         world.control.add(FilterRule("again", Action.DROP, src_ip=ipaddress.ip_network(A)), OPERATOR)
     # An auto-block never takes an operator's rule over: the detector's block is refused, the rule stays.

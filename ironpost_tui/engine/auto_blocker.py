@@ -85,7 +85,9 @@ class AutoBlocker:
         """Rules that just expired: the auto-blocks among them may be renewed (a deleted one never is)."""
         if rules:  # only this run's open incidents' rules: the set stays as small as they are
             mine = set(self._blocked.values())  # auto-blocks, and operators' blocks that took one over
-            self._expired.update(r.id for r in rules if r.id in mine)
+            # A drop's expiry only: a monitor rule that expires (an operator switched their block with x) never
+            # brings the drop back.
+            self._expired.update(r.id for r in rules if r.id in mine and r.action is Action.DROP)
 
     def renew(self, control: RuleController, changes: Sequence[AlertChange], now: float, wall: float) -> None:
         """Block again the sources of open incidents whose auto-block expired and that a detector finds again
@@ -101,15 +103,20 @@ class AutoBlocker:
             if change.kind is ChangeKind.RESOLVED:
                 del self._blocked[alert.id]  # the incident is over: its block is not renewed
                 self._expired.discard(rule_id)
+                control.taken_over.pop(rule_id, None)
                 continue
             if control.table.get(rule_id) is not None:
+                self._expired.discard(rule_id)  # in force again (an id reused): its old expiry is not this one's
                 continue  # still in force
             if rule_id not in self._expired:
-                holder = control.table.holder(self._rule(alert, self._config(alert.detector)))
-                if holder is not None and not holder.auto:
-                    # An operator's block took the auto-block over (rules/table.py add): it stands for it, and
-                    # when it expires with the incident open, the source is blocked again as an auto-block is.
-                    self._blocked[alert.id] = holder.id
+                # An operator's block that took the auto-block over (RuleController.add says which, not a guess
+                # from whoever holds the match now): it stands for it, and when it expires with the incident
+                # open the source is blocked again, as an auto-block is renewed.
+                successor = control.taken_over.pop(rule_id, None)
+                held = control.table.get(successor) if successor is not None else None
+                if held is not None and held.action is Action.DROP:
+                    self._blocked[alert.id] = held.id
+                    self._expired.discard(held.id)
                     continue
                 del self._blocked[alert.id]  # deleted (by an operator, or lifted): never renewed
                 continue
@@ -128,6 +135,7 @@ class AutoBlocker:
                 continue
             rule = self._rule(alert, cfg)
             if self._add(control, rule, actor, alert, now):
+                self._expired.discard(rule_id)  # the operator's block it follows, if it was one: done with
                 live += 1
                 log.warning("auto-block of %s renewed for %g s, until %s: alert %d (%s) still active",
                             alert.source, cfg.block_ttl, _clock(rule), alert.id, alert.detector,

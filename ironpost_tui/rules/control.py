@@ -46,6 +46,9 @@ class AutoSink(Protocol):
     def flush(self) -> None: ...
 
 
+TAKEN_OVER_KEPT = 4096  # take-overs remembered for the auto-blocker (one a renewed incident follows)
+
+
 class RuleController:
     def __init__(
         self,
@@ -59,6 +62,8 @@ class RuleController:
         self.audit = audit
         self.store = store
         self.journal = journal  # auto-blocks go here, never to store (None: to store, as any rule)
+        # auto-block id -> the operator's rule that took it over (add), for the auto-blocker to follow; bounded
+        self.taken_over: dict[str, str] = {}
         self._protected: list[Protected] = []
         self.protected_spans = protect.Spans(())
         self.on_panic: list[Callable[[], int]] = []  # more to clear in a panic; each says how many went
@@ -130,6 +135,9 @@ class RuleController:
                 raise IronpostError(f"rule '{rule.id}' not applied: saving it failed: {exc}") from exc
         if taken is not None:
             log.info("rule '%s' takes over the auto-block %s", rule.id, taken.id)
+            self.taken_over[taken.id] = rule.id
+            if len(self.taken_over) > TAKEN_OVER_KEPT:
+                del self.taken_over[next(iter(self.taken_over))]  # the oldest: its incident long over
             if self.journaled(taken.id):
                 assert self.journal is not None
                 self.journal.delete(taken.id)
