@@ -362,6 +362,35 @@ def test_an_operators_block_on_an_auto_blocked_source_moves_it_from_the_journal_
         assert sorted(rules) == sorted(["block-198.19.0.7", "drop-a", edited.id]) and not rules[edited.id].auto
 
 
+@pytest.mark.root
+def test_a_reload_whose_file_drops_an_auto_blocked_source_takes_the_auto_block_over(
+    lab: netlab.Lab, tmp_path: Path
+) -> None:
+    """A drop rule added to the file for a source a detector blocked: the reload takes the auto-block over (it
+    was refused whole as a duplicate match, so an attacker who got an address auto-blocked could stall every
+    change to the file that named it).  The control: a monitor rule there would lift the drop, and the reload
+    is refused, the auto-block in force."""
+    path = tmp_path / "ironpost.toml"
+    path.write_text(CONFIG)
+    config = ConfigSource(path, lab.host_if, state_dir=tmp_path / "state")
+    block = auto(9)
+    with engine_on(lab, config) as engine:
+        sup = Supervisor(engine, config)
+        engine.control.add(block, Actor("ironpost", None, "detector"))
+        engine.tick(timeout_ms=1)
+        path.write_text(CONFIG + '\n[[ebpf.rules]]\nid = "watch-9"\nsrc_ip = "198.19.0.9"\naction = "monitor"\n')
+        step = sup.step(timeout_ms=1)
+        assert step.reload is not None and not step.reload.result.changed, step
+        assert sorted(r.id for r in engine.control.rules()) == sorted(["drop-a", block.id])
+        path.write_text(CONFIG + '\n[[ebpf.rules]]\nid = "file-9"\nsrc_ip = "198.19.0.9"\naction = "drop"\n')
+        step = sup.step(timeout_ms=1)
+        assert step.reload is not None and step.reload.result.changed, step
+        assert sorted(r.id for r in engine.control.rules()) == ["drop-a", "file-9"]
+        assert engine.control.taken_over == {block.id: "file-9"}
+        engine.tick(timeout_ms=1)
+        assert lines(config.journal_path)[-1] == {"op": "delete", "id": block.id}
+
+
 AUTO_BLOCKS = 64
 
 

@@ -38,8 +38,9 @@ from ironpost_tui.kernel.pins import LINK_PIN, pin_running
 from ironpost_tui.kernel.ringbuf import EventRecords
 from ironpost_tui.kernel.stats import StatsSampler
 from ironpost_tui.kernel.xdp_link import XdpChoice, XdpLink, occupants
-from ironpost_tui.model import FilterRule, PacketEvent, RuleStatus, StatsSample, assert_never
+from ironpost_tui.model import Action, FilterRule, PacketEvent, RuleStatus, StatsSample, assert_never
 from ironpost_tui.rules import external, protect
+from ironpost_tui.rules import placement as kernel_rules
 from ironpost_tui.rules.audit import Actor, AuditLog
 from ironpost_tui.rules.blocking import BlockIndex
 from ironpost_tui.rules.control import RuleController, RuleSink
@@ -660,8 +661,12 @@ class Engine:
         if same_rules and same_protection:
             return False
         ids = {r.id for r in rules}
-        # The file's rule wins an id; an auto-block the new protections cover goes.
-        dropped = [a for a in autos if a.id in ids or protect.violation(a, protected) is not None]
+        # The file's rule wins an id, and a drop rule of the file with an auto-block's match takes it over in
+        # place (as an operator's block does: until session 23 the whole reload was refused as a duplicate
+        # match); an auto-block the new protections cover goes.
+        claims = {kernel_rules.place(r): r.id for r in rules if r.action is Action.DROP}
+        taken = {a.id: claims[kernel_rules.place(a)] for a in autos if kernel_rules.place(a) in claims}
+        dropped = [a for a in autos if a.id in ids or a.id in taken or protect.violation(a, protected) is not None]
         kept = [a for a in autos if a not in dropped]
         old_protected = list(control.protected)
         if not same_protection:
@@ -678,6 +683,7 @@ class Engine:
         if control.journal is not None:
             for rule in dropped:
                 control.journal.delete(rule.id)
+        control.taken_over.update(taken)  # the auto-blocker follows them as it follows an operator's block
         return True
 
 
