@@ -349,6 +349,10 @@ def test_an_operators_monitor_rule_never_takes_another_tools_drop_over(world: Wo
     with pytest.raises(RuleRefused, match=f"external:{A}"):
         world.control.add(watch, OPERATOR)
     assert world.verdict(A) == XDP_DROP
+    # Nor from the file at a reload: refused before any write, the tool's drop in force.
+    with pytest.raises(RuleRefused, match=f"monitor rule on external:{A}'s drop"):
+        world.control.replace_all([watch], OPERATOR)
+    assert world.verdict(A) == XDP_DROP and f"external:{A}" in [r.id for r in world.table.rules()]
     world.control.add(FilterRule("monitor-src-" + B, Action.MONITOR, src_ip=ipaddress.ip_network(B)), OPERATOR)
     assert sorted(r.id for r in world.table.rules()) == [f"external:{A}", "monitor-src-" + B]
 
