@@ -463,6 +463,16 @@ def _renewal_world() -> tuple[Any, _Control, Alert, str, list[Any]]:
     return blocker, control, a, auto_id, [AlertChange(ChangeKind.UPDATED, a, found=True)]
 
 
+def _taken_over_then_expired(blocker: Any, control: _Control, a: Alert, auto_id: str, again: list[Any]) -> FilterRule:
+    """The operator's block-ADDR takes the auto-block over, stands for it a tick, then expires."""
+    own = _block()
+    control.take_over(auto_id, own)
+    blocker.renew(control, again, 1.0, a.last_seen)
+    del control.table.by_id[own.id]
+    blocker.expired([own])
+    return own
+
+
 def _block(action: Action = Action.DROP) -> FilterRule:
     return FilterRule(f"block-{source(1)}", action, src_ip=net(source(1)), expires_at=600.0)
 
@@ -492,11 +502,7 @@ def test_a_block_id_used_again_is_never_renewed_when_deleted() -> None:
     """block-ADDR expires and is followed by an auto-block; the operator blocks again under the same id (a new
     take-over), then unblocks: not renewed (the first expiry, remembered, had made the delete look like one)."""
     blocker, control, a, auto_id, again = _renewal_world()
-    own = _block()
-    control.take_over(auto_id, own)
-    blocker.renew(control, again, 1.0, a.last_seen)  # type: ignore[arg-type]
-    del control.table.by_id[own.id]
-    blocker.expired([own])
+    own = _taken_over_then_expired(blocker, control, a, auto_id, again)
     blocker.renew(control, again, 700.0, a.last_seen)  # type: ignore[arg-type]
     assert [r.id for r in control.rules()] == [auto_id]  # followed by an auto-block, as it should be
     control.take_over(auto_id, own)  # blocked again under the same id
@@ -539,11 +545,7 @@ def test_a_block_made_again_after_its_expiry_and_then_deleted_is_not_renewed() -
     from ironpost_tui.detectors.alerts import AlertChange, ChangeKind
 
     blocker, control, a, auto_id, again = _renewal_world()
-    own = _block()
-    control.take_over(auto_id, own)
-    blocker.renew(control, again, 1.0, a.last_seen)  # type: ignore[arg-type]
-    del control.table.by_id[own.id]
-    blocker.expired([own])
+    own = _taken_over_then_expired(blocker, control, a, auto_id, again)
     quiet = [AlertChange(ChangeKind.UPDATED, a, found=False)]
     blocker.renew(control, quiet, 700.0, a.last_seen)  # type: ignore[arg-type]
     assert control.rules() == []  # under the threshold: not renewed yet

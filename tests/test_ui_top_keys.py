@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import csv
 from pathlib import Path
+from typing import Any
 
 from support.ui import TOP_RECORDING, FakeSource, Messages, live_app, play_to, replay_app
 from textual.widgets import Input, Static
@@ -100,6 +101,14 @@ def snapshot(src: str = "198.18.250.9") -> TopSnapshot:
     return TopSnapshot(1_800_000_050.0, lists, ())
 
 
+async def top_shown(pilot: Any, messages: Messages, source: FakeSource) -> None:
+    """The top talkers of ``snapshot()`` are on screen."""
+    source.push(Update(top=snapshot(), at=1.0))
+    await messages.wait(TopSampled, pilot, after=0)
+    pilot.app.redraw()
+    await pilot.pause()
+
+
 def test_m_adds_a_monitor_rule_b_asks_for_a_duration_and_the_traffic_pane_lists_the_talkers() -> None:
     source = FakeSource()
     app = live_app(source)
@@ -107,10 +116,7 @@ def test_m_adds_a_monitor_rule_b_asks_for_a_duration_and_the_traffic_pane_lists_
     async def main() -> None:
         messages = Messages()
         async with app.run_test(size=(80, 24), message_hook=messages) as pilot:
-            source.push(Update(top=snapshot(), at=1.0))
-            await messages.wait(TopSampled, pilot, after=0)
-            app.redraw()
-            await pilot.pause()
+            await top_shown(pilot, messages, source)
             offenders = app.main.query_one(TrafficPane).offenders
             assert [o.source for o in offenders] == ["198.18.250.9"] and "pkt/s" in offenders[0].rates
             await pilot.press("5", "m")
@@ -147,10 +153,7 @@ def test_u_unblocks_a_top_talker_blocked_from_the_pane_and_says_why_not_on_a_des
     async def main() -> None:
         messages = Messages()
         async with app.run_test(size=(80, 24), message_hook=messages) as pilot:
-            source.push(Update(top=snapshot(), at=1.0))
-            await messages.wait(TopSampled, pilot, after=0)
-            app.redraw()
-            await pilot.pause()
+            await top_shown(pilot, messages, source)
             await pilot.press("5", "b", "enter")
             await messages.wait(EditApplied, pilot, after=0)
             assert "block-198.18.250.9" in source.rules

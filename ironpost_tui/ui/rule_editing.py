@@ -58,36 +58,37 @@ class RuleEditing:
     def switch(self, rule: FilterRule) -> None:
         """``x``: the rule as ``rule`` says, drop or monitor.  A drop made monitor lifts enforcement, as a delete
         does: asked first (until session 23 one key on the wrong row let a blocked source through)."""
+        edit = Edit(EditKind.UPDATE, rule, origin=Origin.RULES)
         if rule.action is not Action.MONITOR:
-            self.run(Edit(EditKind.UPDATE, rule, origin=Origin.RULES))
+            self.run(edit)
             return
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.run(Edit(EditKind.UPDATE, rule, origin=Origin.RULES))
-
-        self.app.push_screen(
+        self._asked(
+            edit,
             ConfirmScreen(
                 f"Stop dropping with {rule.id}",
                 f"Make '{rule.id}' a monitor rule? What it drops passes from now on (its matches are still shown).",
                 "Monitor",
             ),
-            answered,
         )
 
     def delete(self, rule: FilterRule) -> None:
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.run(Edit(EditKind.DELETE, rule, origin=Origin.RULES))
-
-        self.app.push_screen(
+        self._asked(
+            Edit(EditKind.DELETE, rule, origin=Origin.RULES),
             ConfirmScreen(
                 f"Delete rule {rule.id}",
                 f"Delete '{rule.id}' ({rule.action.value})? It stops matching at once.",
                 "Delete",
             ),
-            answered,
         )
+
+    def _asked(self, edit: Edit, question: ConfirmScreen) -> None:
+        """``edit``, once the operator says yes to ``question``."""
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run(edit)
+
+        self.app.push_screen(question, answered)
 
     def panic_question(self) -> ConfirmScreen:
         app = self.app
