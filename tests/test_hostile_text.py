@@ -522,3 +522,14 @@ def test_the_rule_form_quotes_a_huge_paste_in_a_few_words(field: str) -> None:
             parse_rule(RuleFields(**{"id": "r", "src_ip": "198.18.0.9", field: text}), now=0.0)
         said = exc.value.fields[field]
         assert (text in said) is whole and len(said) < 200, said
+
+
+def test_the_rule_form_says_a_description_is_too_long_before_saving() -> None:
+    """The file's limit (1,024 characters) said in the form, not as a save failing with the file's path and
+    line.  The control: 1,024 characters are accepted."""
+    from ironpost_tui.ui.rule_fields import RuleFields, RuleInputError, parse_rule
+
+    with pytest.raises(RuleInputError) as exc:
+        parse_rule(RuleFields(id="r", src_ip="198.18.0.9", description="d" * 5000), now=0.0)
+    assert exc.value.fields == {"description": "at most 1024 characters (5000)"}
+    assert parse_rule(RuleFields(id="r", src_ip="198.18.0.9", description="d" * 1024), now=0.0).description

@@ -1086,6 +1086,32 @@ def test_r_reloads() -> None:
     run(live_app(source), scenario)
 
 
+def test_a_reloads_outcome_is_said_whole_in_a_toast() -> None:
+    """The engine's "reload refused, the previous rules stay in force: …" reached only the notice line, which
+    keeps some 29 cells at 80 columns.  The control: another notice is not a toast."""
+    source = fake()
+    said: list[str] = []
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        app = pilot.app
+        real = app.notify
+
+        def notify(message: str, **kw: Any) -> None:
+            said.append(message)
+            real(message, **kw)
+
+        app.notify = notify  # type: ignore[method-assign]
+        await ready(pilot, messages, source)
+        refused = "reload refused, the previous rules stay in force: t.toml:3:1: rule 'a': unknown key 'x'"
+        before = messages.count(NoticePosted)
+        source.push(dataclasses.replace(Update(at=2.0), notices=("engine says hello", refused)))
+        await messages.wait(NoticePosted, pilot, after=before + 1)
+        await pilot.pause()
+        assert said == [refused]
+
+    run(live_app(source), scenario, (80, 24))
+
+
 def test_space_pauses_live_events_and_keeps_them() -> None:
     source = fake()
 
@@ -1347,5 +1373,32 @@ def test_an_auto_block_edited_in_the_form_becomes_the_operators() -> None:
         kind, rule, _force = source.calls[-1]
         assert kind == "update" and isinstance(rule, FilterRule) and rule.id == auto.id and not rule.auto
         assert rule.expires_at == source.now() + 3600
+
+    run(live_app(source), scenario)
+
+
+def test_blocking_a_blocked_source_for_less_than_is_left_asks_first() -> None:
+    """A permanent block made 10 minutes by b, 1: asked (it was silent, "updated rule"), and n leaves it
+    permanent.  The control: blocking it for longer than is left is not asked."""
+    permanent = FilterRule("block-203.0.113.50", Action.DROP, src_ip=ipaddress.ip_network("203.0.113.50/32"))
+    source = FakeSource([permanent])
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        await ready(pilot, messages, source, lab_update([event("203.0.113.50", rule=permanent.id)]))
+        await pilot.press("3", "b", "1")
+        question = pilot.app.screen
+        assert isinstance(question, ConfirmScreen) and "is blocked permanently" in question.text, question
+        await pilot.press("n")
+        await pilot.pause()
+        assert source.calls == [] and source.rules[permanent.id].expires_at is None
+        await pilot.press("b", "1", "y")
+        await edited(pilot, messages, (0, 0))
+        assert source.rules[permanent.id].expires_at == source.now() + 600
+        source.push(lab_update([event("203.0.113.50", rule=permanent.id)]))
+        await messages.wait(EventsReceived, pilot)
+        await pilot.pause(0.2)
+        await pilot.press("b", "2")  # an hour: longer than the 10 minutes left
+        await edited(pilot, messages, (1, 0))
+        assert source.rules[permanent.id].expires_at == source.now() + 3600
 
     run(live_app(source), scenario)

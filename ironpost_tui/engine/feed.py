@@ -92,6 +92,8 @@ def drop_rules(n: int) -> str:
     return f"{n:,} drop rule{'' if n == 1 else 's'}"
 
 
+RELOAD_NOTICE = "reload"  # how a reload's outcome begins (live.reload_notices): the console says it whole
+
 # A source that has not answered a poll for this long is silent (a healthy one answers within the poll's
 # timeout, a quarter of a second, plus a tick; a 10,000-rule reload holds it well under a second): the
 # console says so rather than show the last figures as if they were live, and a close does not wait on it.

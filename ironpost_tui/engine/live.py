@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ironpost_tui.config.watch import ConfigSource
 from ironpost_tui.engine.engine import Engine
-from ironpost_tui.engine.feed import OnExit, SourceInfo, Update, UpdateSink, drop_rules
+from ironpost_tui.engine.feed import RELOAD_NOTICE, OnExit, SourceInfo, Update, UpdateSink, drop_rules
 from ironpost_tui.engine.supervisor import Pending, Reloaded, Supervisor
 from ironpost_tui.errors import IronpostError
 from ironpost_tui.kernel.abi import MapName
@@ -200,8 +200,8 @@ def reload_notices(reloaded: Reloaded | None) -> tuple[str, ...]:
         return ()
     result = reloaded.result
     if result.error is not None:
-        return (f"reload refused, the previous rules stay in force: {result.error}",)
-    return (f"reloaded {reloaded.path}: {result.rules} rules",) if result.changed else ()
+        return (f"{RELOAD_NOTICE} refused, the previous rules stay in force: {result.error}",)
+    return (f"{RELOAD_NOTICE}ed {reloaded.path}: {result.rules} rules",) if result.changed else ()
 
 
 def kept_line(iface: str, drops: int, pins: Path) -> str:

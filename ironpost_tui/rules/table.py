@@ -592,7 +592,10 @@ class RuleTable:
         try:
             holder = self._by_key.get((placement.map_name, key))
             if holder is not None and holder != take_over:
-                raise RuleRefused(f"rule '{rule.id}' matches exactly the packets rule '{holder}' matches")
+                raise RuleRefused(
+                    f"rule '{rule.id}' matches exactly the packets rule '{holder}' matches: change that rule "
+                    "(x switches drop and monitor in the console), or delete it first"
+                )
             if not self._free_slots:
                 raise RuleRefused("no rule slot left: remove rules first")
             slot = self._free_slots[-1]

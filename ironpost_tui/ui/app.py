@@ -26,7 +26,7 @@ from textual.worker import get_current_worker
 from ironpost_tui.config.settings import ConsoleSettings
 from ironpost_tui.detectors import Alert
 from ironpost_tui.engine import start_gc
-from ironpost_tui.engine.feed import SILENT_SECS, Answers, Source
+from ironpost_tui.engine.feed import RELOAD_NOTICE, SILENT_SECS, Answers, Source
 from ironpost_tui.errors import ExitStatus, IronpostError
 from ironpost_tui.kernel.capture import CaptureFilter
 from ironpost_tui.records.export import (
@@ -297,6 +297,9 @@ class IronpostApp(App[int]):
 
     def on_notice_posted(self, message: NoticePosted) -> None:
         self.state.notice(message.text)
+        if message.text.startswith(RELOAD_NOTICE):
+            # A reload's outcome (r, SIGHUP, the file changed): at 80 columns the notice line kept its first words.
+            self.notify(fmt.text(message.text), title="configuration", timeout=12, markup=False)
 
     def on_playback_rewound(self, _message: PlaybackRewound) -> None:
         self.state.reset()

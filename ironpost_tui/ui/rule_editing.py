@@ -118,9 +118,25 @@ class RuleEditing:
         def chosen(seconds: int | None) -> None:
             if seconds is None:
                 return
-            rule = block_rule(address, seconds or None, app.source.now(), why)
-            exists = any(s.rule.id == rule.id for s in app.state.rules)
-            self.run(Edit(EditKind.UPDATE if exists else EditKind.ADD, rule, origin=origin))
+            now = app.source.now()
+            rule = block_rule(address, seconds or None, now, why)
+            existing = next((s.rule for s in app.state.rules if s.rule.id == rule.id), None)
+            edit = Edit(EditKind.UPDATE if existing is not None else EditKind.ADD, rule, origin=origin)
+            if existing is None or existing.action is not Action.DROP or not _sooner(rule, existing):
+                self.run(edit)
+                return
+            # Blocking again for less than is left would shorten the block: said and asked (it was done silently:
+            # a permanent block became 10 minutes with "updated rule").
+            left = "permanently" if existing.expires_at is None else f"for {fmt.span(existing.expires_at - now)} more"
+            for_ = "permanently" if rule.expires_at is None else f"for {fmt.span(rule.expires_at - now)}"
+            self._asked(
+                edit,
+                ConfirmScreen(
+                    f"Shorten the block on {address}",
+                    f"{address} is blocked {left} ('{existing.id}'). Block it {for_} instead, from now?",
+                    "Shorten",
+                ),
+            )
 
         app.push_screen(BlockScreen(address, why), chosen)
 
@@ -228,3 +244,10 @@ class RuleEditing:
         # The pane's status line is one line: the reason whole in a toast (at 80 columns the line kept only its
         # start, without the rule it names).
         self.app.notify(fmt.text(text), title="refused", severity="warning", timeout=12, markup=False)
+
+
+def _sooner(rule: FilterRule, existing: FilterRule) -> bool:
+    """Whether ``rule`` expires before ``existing`` does (never expiring is the latest)."""
+    if rule.expires_at is None:
+        return False
+    return existing.expires_at is None or rule.expires_at < existing.expires_at

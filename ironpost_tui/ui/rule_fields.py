@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, replace
 
 from ironpost_tui.config.check import quote
 from ironpost_tui.config.durations import EXAMPLES, format_duration, parse_duration
+from ironpost_tui.config.rules import MAX_DESCRIPTION_CHARS
 from ironpost_tui.errors import RuleRefused
 from ironpost_tui.model import Action, FilterRule, IPNetwork
 from ironpost_tui.rules import placement as kernel_rules
@@ -71,6 +72,8 @@ def parse_rule(f: RuleFields, now: float, auto: bool = False) -> FilterRule:
         errors["id"] = f"{rule_id} is reserved: a group of rules counts under it"
     if (bad := unsafe(f.description)) is not None:
         errors["description"] = f"no control or format characters ({escape(bad)})"
+    elif len(f.description) > MAX_DESCRIPTION_CHARS:  # the file's limit, said here, not by the save failing
+        errors["description"] = f"at most {MAX_DESCRIPTION_CHARS} characters ({len(f.description)})"
     try:
         action = Action(f.action.strip().lower() or "drop")
     except ValueError:

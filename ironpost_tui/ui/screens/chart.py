@@ -51,7 +51,7 @@ class ChartScreen(Screen[None]):
         yield Label("", id="chart-title", markup=False)
         yield PlotextPlot(id="rate-plot")
         yield PlotextPlot(id="volume-plot")
-        yield Footer()
+        yield Footer(show_command_palette=False)  # ctrl+p still opens it, as in the panes
 
     def on_mount(self) -> None:
         self.app.theme_changed_signal.subscribe(self, lambda _theme: self._draw())
