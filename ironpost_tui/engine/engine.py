@@ -665,7 +665,7 @@ class Engine:
         # place (as an operator's block does: until session 23 the whole reload was refused as a duplicate
         # match); an auto-block the new protections cover goes.
         claims = {kernel_rules.place(r): r.id for r in rules if r.action is Action.DROP}
-        taken = {a.id: claims[kernel_rules.place(a)] for a in autos if kernel_rules.place(a) in claims}
+        taken = {a.id: claims[p] for a in autos if (p := kernel_rules.place(a)) in claims}
         dropped = [a for a in autos if a.id in ids or a.id in taken or protect.violation(a, protected) is not None]
         kept = [a for a in autos if a not in dropped]
         old_protected = list(control.protected)

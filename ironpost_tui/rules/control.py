@@ -238,17 +238,17 @@ class RuleController:
         ids = {r.id for r in rules}
         placed = {kernel_rules.place(r): r for r in rules}
         externals = [r for r in self.table.rules() if (r.external or r.crowdsec) and r.id not in ids]
-        claimed: set[kernel_rules.Placement] = set()
+        kept: list[FilterRule] = []
         for rule in externals:
             mine = placed.get(kernel_rules.place(rule))
             if mine is None:
+                kept.append(rule)
                 continue
             if mine.action is not Action.DROP and rule.action is Action.DROP:
                 # A monitor rule never takes another tool's drop over: it would lift it (as in add()).
                 raise RuleRefused(f"rule '{mine.id}' is a monitor rule on {rule.id}'s drop: it would lift it")
-            claimed.add(kernel_rules.place(rule))
             log.info("%s: a rule of the new set is on its address and takes its BLOCKLIST entry over", rule.id)
-        rules = rules + [r for r in externals if kernel_rules.place(r) not in claimed]
+        rules = rules + kept
         self._check_capacity(rules)
         before = self.table.rules()
         try:

@@ -296,24 +296,24 @@ class TopPane(Vertical):
             title = f"{KEY_LABELS[self.kind]} {row.key}"
             self.post_message(self.DetailRequested(self, title, self._fields(row)))
 
-    def action_block(self) -> None:
+    def _source_row(self, says: str) -> TopRow | None:
+        """The selected row when it is a source; else None, and why not (``says``: "b blocks", "u unblocks")."""
         row = self._row()
-        if row is None:
-            return
-        if self.kind is not TopKind.SOURCES:
-            self.problem = "b blocks a source: v shows the sources"
-            return
-        why = f"blocked from the console: top talker, {fmt.si(row.pps)} pkt/s over {self.window.label}"
-        self.post_message(self.BlockRequested(self, row.key, why))
+        if row is not None and self.kind is not TopKind.SOURCES:
+            self.problem = f"{says} a source: v shows the sources"
+            return None
+        return row
+
+    def action_block(self) -> None:
+        row = self._source_row("b blocks")
+        if row is not None:
+            why = f"blocked from the console: top talker, {fmt.si(row.pps)} pkt/s over {self.window.label}"
+            self.post_message(self.BlockRequested(self, row.key, why))
 
     def action_unblock(self) -> None:
-        row = self._row()
-        if row is None:
-            return
-        if self.kind is not TopKind.SOURCES:
-            self.problem = "u unblocks a source: v shows the sources"
-            return
-        self.post_message(self.UnblockRequested(self, row.key))
+        row = self._source_row("u unblocks")
+        if row is not None:
+            self.post_message(self.UnblockRequested(self, row.key))
 
     def action_monitor(self) -> None:
         row = self._row()
