@@ -446,6 +446,55 @@ def test_a_take_over_whose_save_fails_hands_the_auto_block_back_in_place(world: 
 
 
 @pytestmark_root
+@pytest.mark.parametrize("tool_action", [abi.ACTION_DROP, abi.ACTION_MONITOR])
+def test_a_take_over_whose_save_fails_hands_the_tools_entry_back(world: World, tool_action: int) -> None:
+    """The operator's rule on another tool's address could not be saved: the tool's entry is back as it was taken
+    in (its action, marked the tool's), never deleted: the tool's block never lapses and stays the tool's to
+    lift.  Until session 24 the failed add deleted the entry with the rule.  The control: the same failed save
+    with no entry under it leaves nothing behind."""
+    world.write(A, tool_action)
+    world.control.reconcile_external()
+    taken_in = world.value(A)
+    assert taken_in is not None and abi.BLOCKLIST_VALUE.unpack(taken_in)[2] == abi.ORIGIN_EXTERNAL
+    before, audited = world.verdict(A), world.audited()
+    assert before == (XDP_DROP if tool_action == abi.ACTION_DROP else XDP_PASS)
+    control = RuleController(world.table, AuditLog(world.audit), store=_FailingStore())  # type: ignore[arg-type]
+    with pytest.raises(Exception, match="saving it failed"):
+        control.add(FilterRule("block-" + A, Action.DROP, src_ip=ipaddress.ip_network(A)), OPERATOR)
+    assert [r.id for r in world.table.rules()] == [f"external:{A}"]
+    back = world.value(A)
+    assert back is not None and world.verdict(A) == before
+    # The tool's action, marked the tool's (its slot and rank are the rule's new ones).
+    assert abi.BLOCKLIST_VALUE.unpack(back)[:3] == abi.BLOCKLIST_VALUE.unpack(taken_in)[:3]
+    assert not world.control.reconcile_external().rules_changed and world.audited() == audited
+    # The tool lifts its entry: the rule goes, as any entry the tool deletes.
+    world.delete(A)
+    assert [r.id for r in world.control.reconcile_external().removed] == [f"external:{A}"]
+    # Control: no entry under it, the failed save leaves no rule and no entry.
+    with pytest.raises(Exception, match="saving it failed"):
+        control.add(FilterRule("block-" + B, Action.DROP, src_ip=ipaddress.ip_network(B)), OPERATOR)
+    assert world.table.rules() == [] and world.value(B) is None and world.verdict(B) == XDP_PASS
+
+
+@pytestmark_root
+def test_a_failed_take_over_whose_entry_the_tool_deleted_meanwhile_leaves_nothing(world: World) -> None:
+    """The tool deletes its entry while the operator's rule is being saved, and the save fails: nothing to hand
+    back (an entry is never re-created for a tool), so the new rule goes too and the map holds nothing."""
+    world.write(A)
+    world.control.reconcile_external()
+
+    class _Racing(_FailingStore):
+        def add(self, rule: FilterRule) -> None:
+            world.delete(A)  # the tool lifts its block meanwhile
+            super().add(rule)
+
+    control = RuleController(world.table, AuditLog(world.audit), store=_Racing())  # type: ignore[arg-type]
+    with pytest.raises(Exception, match="saving it failed"):
+        control.add(FilterRule("block-" + A, Action.DROP, src_ip=ipaddress.ip_network(A)), OPERATOR)
+    assert world.table.rules() == [] and world.value(A) is None and world.verdict(A) == XDP_PASS
+
+
+@pytestmark_root
 def test_a_reload_keeps_other_tools_entries_and_a_panic_clears_them(world: World) -> None:
     world.write(A)
     world.control.reconcile_external()

@@ -119,20 +119,22 @@ class RuleController:
         self.check(rule, force)
         holder = self.table.holder(rule)
         self.table.add(rule)
-        if holder is not None and holder.external:
-            log.info("rule '%s' takes over %s: its BLOCKLIST entry is ironpost's now", rule.id, holder.id)
-        taken = holder if holder is not None and holder.auto and self.table.get(holder.id) is None else None
+        # The rule it took over (gone from the table now): an auto-block's, or another tool's entry.
+        gone = holder if holder is not None and self.table.get(holder.id) is None else None
+        taken = gone if gone is not None and gone.auto else None
         if rule.auto and self.journal is not None:
             self.journal.add(rule)  # written by flush(), once per tick
         elif self.store is not None:
             try:
                 self.store.add(rule)
             except Exception as exc:
-                if taken is not None:
-                    self.table.hand_back(taken, rule.id)  # the auto-block back in place, never out of force
-                else:
+                # The auto-block or the tool's entry back in place, never out of force (unless the tool has
+                # deleted its entry since: then the new rule goes as well).
+                if gone is None or not self.table.hand_back(gone, rule.id):
                     self.table.delete(rule.id)
                 raise IronpostError(f"rule '{rule.id}' not applied: saving it failed: {exc}") from exc
+        if gone is not None and gone.external:
+            log.info("rule '%s' takes over %s: its BLOCKLIST entry is ironpost's now", rule.id, gone.id)
         if taken is not None:
             log.info("rule '%s' takes over the auto-block %s", rule.id, taken.id)
             self.taken_over[taken.id] = rule.id

@@ -276,12 +276,14 @@ class RuleTable:
         take_over = holder.id if holder is not None and takes and mine else None
         self._install(rule, self._take_priority(), take_over)
 
-    def hand_back(self, rule: FilterRule, holder_id: str) -> None:
+    def hand_back(self, rule: FilterRule, holder_id: str) -> bool:
         """Install ``rule`` in place of ``holder_id``'s entries (the same match), with no moment without one: a
-        take-over undone (``add``'s, when saving the new rule failed)."""
+        take-over undone (``add``'s, when saving the new rule failed): an auto-block's entries rewritten as they were,
+        another tool's entry rewritten as it was taken in (its action kept), never deleted; False, nothing written,
+        when that entry is gone from the map (the tool deleted it since)."""
         if rule.id in self._rules:
             raise RuleRefused(f"a rule with id '{rule.id}' exists already")
-        self._install(rule, self._take_priority(), take_over=holder_id)
+        return self._install(rule, self._take_priority(), take_over=holder_id)
 
     def add_external(self, rule: FilterRule) -> bool:
         """Take in another tool's BLOCKLIST entry as ``rule`` (external.py): its value is replaced by this
@@ -606,34 +608,12 @@ class RuleTable:
             fast = self._inline_room(placement.map_name, key, rule, slot)
             atoms = _atoms(rule, placement, shape_index, fast)
             self.generation += 1
-            if rule.external:
+            if rule.external:  # another tool's entry: replaced in place, never re-created
                 value = kernel_rules.value(rule, slot, priority, acting)
                 if not self._take_in(key, value, fast, _rank(rule, priority), slot, atoms):
                     return False
-                self._free_slots.pop()
-                self._rules[rule.id] = _Installed(rule, placement, key, slot, priority, shape_index, atoms, fast)
-                self._by_key[(placement.map_name, key)] = rule.id
-                self._by_slot[slot] = rule.id
-                self._retired.pop(slot, None)
-                return True
-            self._pf.add(atoms)  # the filters let the entry be found before it exists
-            if placement.map_name == MapName.MATCH:
-                self._pf.lower_match_rank(_rank(rule, priority))
-            wrote = False
-            try:
-                self._dp.map_update(placement.map_name, key, kernel_rules.value(rule, slot, priority, acting))
-                wrote = True
-                if fast:
-                    self._inline_put(placement.map_name, key, rule, _rank(rule, priority), slot)
-            except Exception:
-                if wrote:  # the entry back as it was
-                    if take_over is None:
-                        self._dp.map_delete(placement.map_name, key)
-                    else:
-                        self._write(self._rules[take_over])
-                self._pf.remove(atoms)
-                self._sync_match_rank()
-                raise
+            else:
+                self._write_new(placement, key, rule, slot, priority, acting, fast, atoms, take_over)
         except Exception:
             if placement.shape is not None:
                 self._release_shape(placement.shape)
@@ -665,6 +645,39 @@ class RuleTable:
         if take_over is not None:
             self._fragments.set(take_over, ())  # after the new rule stands for the keys they share
         return True
+
+    def _write_new(
+        self,
+        placement: kernel_rules.Placement,
+        key: bytes,
+        rule: FilterRule,
+        slot: int,
+        priority: int,
+        acting: tuple[FilterRule, int, int] | None,
+        fast: bool,
+        atoms: list[Atom],
+        take_over: str | None,
+    ) -> None:
+        """An entry of ironpost's own rule, and its inline way; on an error the entry is back as it was
+        (``take_over``'s rewritten, or none)."""
+        self._pf.add(atoms)  # the filters let the entry be found before it exists
+        if placement.map_name == MapName.MATCH:
+            self._pf.lower_match_rank(_rank(rule, priority))
+        wrote = False
+        try:
+            self._dp.map_update(placement.map_name, key, kernel_rules.value(rule, slot, priority, acting))
+            wrote = True
+            if fast:
+                self._inline_put(placement.map_name, key, rule, _rank(rule, priority), slot)
+        except Exception:
+            if wrote:  # the entry back as it was
+                if take_over is None:
+                    self._dp.map_delete(placement.map_name, key)
+                else:
+                    self._write(self._rules[take_over])
+            self._pf.remove(atoms)
+            self._sync_match_rank()
+            raise
 
     def _take_in(self, key: bytes, value: bytes, fast: bool, rank: int, slot: int, atoms: list[Atom]) -> bool:
         """Another tool's BLOCKLIST entry, in force as it wrote it: ours replaces it (never re-creates it),
