@@ -345,6 +345,11 @@ def test_o_acknowledges_and_takes_it_back_k_moves_without_acknowledging() -> Non
         assert grid.cursor_row == 1
         await pilot.press("k")  # the old acknowledge key: now up, as in less and k9s
         assert grid.cursor_row == 0
+        # end and home: the last row and the first (they scrolled sideways until session 24).
+        await pilot.press("end")
+        assert grid.row_count > 1 and grid.cursor_row == grid.row_count - 1
+        await pilot.press("home")
+        assert grid.cursor_row == 0
         assert alerts.acknowledged == set() and alerts.has_class("-critical")
         await pilot.press("o")
         assert alerts.acknowledged == {1}
@@ -385,6 +390,8 @@ def test_j_and_k_move_in_the_events_and_rules_tables_and_the_traffic_pane() -> N
         assert rules.grid.cursor_row == 1
         await pilot.press("k")
         assert rules.grid.cursor_row == 0
+        await pilot.press("end")
+        assert rules.grid.cursor_row == rules.grid.row_count - 1
 
     on_replay(scenario, at=3.0)
 

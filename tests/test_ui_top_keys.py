@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from support.ui import TOP_RECORDING, FakeSource, Messages, live_app, play_to, replay_app
-from textual.widgets import Input, Static
+from textual.widgets import DataTable, Input, Static
 
 from ironpost_tui.engine.feed import Update
 from ironpost_tui.model import Action
@@ -42,6 +42,12 @@ def test_window_list_sort_filter_detail_and_export(tmp_path: Path) -> None:
             rows = pane.rows()
             assert len(rows) >= 7 and [r.pps for r in rows] == sorted((r.pps for r in rows), reverse=True)
             top = rows[0].key
+            # end and home: the last row and the first (they scrolled sideways until session 24).
+            grid = pane.query_one("#top-grid", DataTable)
+            await pilot.press("end")
+            assert grid.cursor_row == len(rows) - 1
+            await pilot.press("home")
+            assert grid.cursor_row == 0
             # s: by the first column (addresses in order), S: the other way.
             await pilot.press("s")
             keys = [r.key for r in pane.rows()]

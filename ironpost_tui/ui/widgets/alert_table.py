@@ -21,6 +21,7 @@ from ironpost_tui.ui.details import alert_fields, state_text
 from ironpost_tui.ui.messages import BlockSource, UnblockSource, WidgetRequest
 from ironpost_tui.ui.table_sort import Column, SortOrder, address_key
 from ironpost_tui.ui.widgets.field_list import FieldList
+from ironpost_tui.ui.widgets.row_keys import ROW_KEYS
 from ironpost_tui.ui.widgets.shown_text import show
 
 SEVERE = ("critical", "high")
@@ -56,10 +57,7 @@ class AlertGrid(DataTable[Text]):
         "alert-grid--resolved",
         "alert-grid--acked",
     }
-    BINDINGS = [
-        Binding("j", "cursor_down", "Down", show=False),
-        Binding("k", "cursor_up", "Up", show=False),
-    ]
+    BINDINGS = ROW_KEYS
     DEFAULT_CSS = """
     AlertGrid > .alert-grid--critical { color: $error; text-style: bold reverse; }
     AlertGrid > .alert-grid--high { color: $error; text-style: $ironpost-emphasis; }

@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 from rich.text import Text
-from textual.binding import Binding
 from textual.widgets import DataTable
+
+from ironpost_tui.ui.widgets.row_keys import ROW_KEYS
 
 
 class RuleGrid(DataTable[Text]):
@@ -23,7 +24,4 @@ class RuleGrid(DataTable[Text]):
     RuleGrid > .rule-grid--auto { color: $accent; text-style: bold; }
     RuleGrid > .rule-grid--external { color: $secondary; text-style: bold; }
     """
-    BINDINGS = [
-        Binding("j", "cursor_down", "Down", show=False),
-        Binding("k", "cursor_up", "Up", show=False),
-    ]
+    BINDINGS = ROW_KEYS

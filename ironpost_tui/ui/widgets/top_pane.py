@@ -25,6 +25,7 @@ from ironpost_tui.ui.table_sort import Column, SortOrder, address_key
 from ironpost_tui.ui.top_details import top_fields
 from ironpost_tui.ui.top_filter import TopFilter
 from ironpost_tui.ui.widgets.field_list import FieldList
+from ironpost_tui.ui.widgets.row_keys import ROW_KEYS
 from ironpost_tui.ui.widgets.shown_text import show
 
 KEY_LABELS = {TopKind.SOURCES: "source", TopKind.DESTINATIONS: "destination", TopKind.PORTS: "port"}
@@ -67,10 +68,7 @@ SORT_KEYS: dict[str, Callable[[TopRow], Any]] = {
 
 
 class TopGrid(DataTable[Text]):
-    BINDINGS = [
-        Binding("j", "cursor_down", "Down", show=False),
-        Binding("k", "cursor_up", "Up", show=False),
-    ]
+    BINDINGS = ROW_KEYS
 
 
 class TopPane(Vertical):
