@@ -78,7 +78,9 @@ def _run_parser() -> argparse.ArgumentParser:
 
 
 def _add_console_options(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    p.add_argument("--theme", help="console theme: ironpost-dark (default), ironpost-light, ironpost-contrast")
+    p.add_argument(
+        "--theme", type=_theme_name, help="console theme: ironpost-dark (default), ironpost-light, ironpost-contrast"
+    )
     p.add_argument("--refresh", type=_refresh_secs, metavar="SECS", help="console redraw interval (default 1)")
 
 
@@ -90,6 +92,22 @@ def _refresh_secs(text: str) -> float:
     if not 0.1 <= secs <= 60:
         raise argparse.ArgumentTypeError(f"{text!r} is not a refresh interval (0.1 to 60 seconds)")
     return secs
+
+
+def _theme_name(text: str) -> str:
+    """A theme the console has (ironpost's, their short names, Textual's own), checked before anything starts:
+    a typo is refused with the names rather than found in the console as a notice (until session 24)."""
+    from textual.theme import BUILTIN_THEMES
+
+    from ironpost_tui.ui.themes import ALIASES, load_themes
+
+    ours = [t.name for t in load_themes()]
+    if text in ours or text in ALIASES or text in BUILTIN_THEMES:
+        return text
+    raise argparse.ArgumentTypeError(
+        f"no theme {text if len(text) <= 40 else text[:40] + '...'!r}: {', '.join(ours + list(ALIASES))}, or one of "
+        "Textual's (textual-dark, ...)"
+    )
 
 
 def _port(text: str) -> int:

@@ -68,6 +68,29 @@ def test_refresh_is_checked(bad: str) -> None:
         cli._refresh_secs(bad)
 
 
+@pytest.mark.parametrize("parse", ["run", "demo", "replay"])
+def test_an_unknown_theme_is_refused_before_anything_starts(
+    parse: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit 2 with the themes named, the name quoted with its escape sequences shown, not sent to the terminal
+    (until session 24 the console started and said so in a notice).  The parsers only: the check runs
+    before any command does (a failing check must not start a console on a real interface).  The controls:
+    ours, their short names and Textual's own are taken."""
+    bad = ["--theme", "nosuch\x1b[31m"]
+    with pytest.raises(SystemExit) as leaving:
+        if parse == "run":
+            cli._run_parser().parse_args(["eth0", *bad])
+        elif parse == "demo":
+            cli._demo_parser().parse_args(bad)
+        else:
+            cli.main(["replay", str(tmp_path / "none.ipr.gz"), *bad])  # no file: refused either way, later
+    assert leaving.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "no theme 'nosuch\\x1b[31m'" in err and "ironpost-dark" in err and "\x1b" not in err
+    for name in ("ironpost-contrast", "light", "textual-light"):
+        assert cli._theme_name(name) == name
+
+
 def test_console_options_are_on_the_run_command() -> None:
     args = cli._run_parser().parse_args(["eth0", "--theme", "light", "--refresh", "2", "--record", "x.ipr.gz"])
     assert (args.theme, args.refresh, args.record) == ("light", 2.0, Path("x.ipr.gz"))
