@@ -95,19 +95,14 @@ def _refresh_secs(text: str) -> float:
 
 
 def _theme_name(text: str) -> str:
-    """A theme the console has (ironpost's, their short names, Textual's own), checked before anything starts:
-    a typo is refused with the names rather than found in the console as a notice (until session 24)."""
-    from textual.theme import BUILTIN_THEMES
+    """A theme the console has, checked before anything starts: a typo is refused with the names rather than found
+    in the console as a notice (until session 24)."""
+    from ironpost_tui.ui.themes import refusal
 
-    from ironpost_tui.ui.themes import ALIASES, load_themes
-
-    ours = [t.name for t in load_themes()]
-    if text in ours or text in ALIASES or text in BUILTIN_THEMES:
-        return text
-    raise argparse.ArgumentTypeError(
-        f"no theme {text if len(text) <= 40 else text[:40] + '...'!r}: {', '.join(ours + list(ALIASES))}, or one of "
-        "Textual's (textual-dark, ...)"
-    )
+    why = refusal(text)
+    if why is not None:
+        raise argparse.ArgumentTypeError(why)
+    return text
 
 
 def _port(text: str) -> int:

@@ -133,6 +133,32 @@ def test_the_external_reconcile_expects_the_sets_entries(world: tuple[RuleTable,
     assert [r.id for r in control.reconcile_external().added] == [f"external:{B}"]
 
 
+@pytestmark_root
+def test_a_decisions_entry_another_tool_changes_is_written_back_and_never_taken_in(
+    world: tuple[RuleTable, RuleController, DecisionSet],
+) -> None:
+    """A decision's entry is ironpost's: another tool's delete or overwrite is written back, as a rule's is.
+    Taken in as ``external:ADDR`` (until session 24, for a change), it outlived the decision.  And a decision whose
+    expiry moved makes a survey of BLOCKLIST taken before the write stale (the generation moves with it)."""
+    table, control, decisions = world
+    dp, k = table.datapath, net(A).network_address.packed
+    later = time.time() + 60
+    decisions.put(net(A), 1, later)
+    written = dp.map_lookup(MapName.BLOCKLIST, k)
+    dp.map_delete(MapName.BLOCKLIST, k)
+    out = control.reconcile_external()
+    assert not out.rules_changed and dp.map_lookup(MapName.BLOCKLIST, k) == written and verdict(dp, A) == XDP_DROP
+    dp.map_update(MapName.BLOCKLIST, k, bytes([2]) + bytes(19))  # rewritten as a monitor entry
+    out = control.reconcile_external()
+    assert not out.added and all(not r.external for r in table.rules())
+    assert dp.map_lookup(MapName.BLOCKLIST, k) == written
+    generation = table.generation
+    decisions.put(net(A), 2, later + 3600)  # another decision, an hour later: the entry rewritten
+    assert table.generation > generation and dp.map_lookup(MapName.BLOCKLIST, k) != written
+    assert decisions.remove(net(A), ident=2) and dp.map_lookup(MapName.BLOCKLIST, k) is None
+    assert verdict(dp, A) == XDP_PASS and len(table) == 0  # gone with its decision
+
+
 def test_stream_json_parses_as_json_loads_and_refuses_what_it_refuses() -> None:
     good = [
         '{"new": [{"id": 1, "value": "198.18.0.1"}, {"id": 2, "value": "x]},{"}], "deleted": null}',

@@ -27,7 +27,7 @@ from support.packets import frame
 from ironpost_tui.config import settings as config
 from ironpost_tui.config.check import ConfigError
 from ironpost_tui.engine.snapshot import AUTO_RULE_ID, EXTERNAL_RULE_ID, EngineSnapshot, SnapshotBuilder
-from ironpost_tui.errors import RuleRefused
+from ironpost_tui.errors import IronpostError, RuleRefused
 from ironpost_tui.kernel import abi, libbpf
 from ironpost_tui.kernel.datapath import Datapath, DatapathConfig
 from ironpost_tui.metrics.collector import EngineCollector
@@ -369,6 +369,8 @@ def test_an_operators_rule_on_the_same_address_takes_the_entry_over(world: World
     own = FilterRule("mine", Action.DROP, src_ip=ipaddress.ip_network(A))
     world.control.add(own, OPERATOR)
     assert world.table.rules() == [own]
+    # Audited as an auto-block taken over is: the tool's rule deleted, the operator's added (session 24).
+    assert world.audited()[-2:] == [("delete", f"external:{A}", "console"), ("add", "mine", "console")]
     assert abi.BLOCKLIST_VALUE.unpack(world.value(A) or b"")[2] == abi.ORIGIN_IRONPOST
     assert not world.control.reconcile_external().rules_changed
     assert world.verdict(A) == XDP_DROP and world.hits() == {"mine": 1}
@@ -492,6 +494,96 @@ def test_a_failed_take_over_whose_entry_the_tool_deleted_meanwhile_leaves_nothin
     with pytest.raises(Exception, match="saving it failed"):
         control.add(FilterRule("block-" + A, Action.DROP, src_ip=ipaddress.ip_network(A)), OPERATOR)
     assert world.table.rules() == [] and world.value(A) is None and world.verdict(A) == XDP_PASS
+
+
+@pytestmark_root
+@pytest.mark.parametrize(("read", "then"), [(abi.ACTION_DROP, abi.ACTION_PASS), (abi.ACTION_MONITOR, abi.ACTION_DROP)])
+def test_a_reconcile_never_writes_over_what_the_tool_wrote_after_the_survey(world: World, read: int, then: int) -> None:
+    """The survey reads the map (outside the engine's lock), the tool writes again, then the survey is applied: the
+    value read is stale, and writing it (the taken-in value, its action) over the tool's newer one undid the tool's
+    change for good (until session 24: a block the tool lifted, or a drop it made, lost).  The next reconcile acts
+    on what the tool wrote last."""
+    ext = world.control.external
+    world.write(A, read)
+    survey = ext.survey(*ext.expected())
+    world.write(A, then)
+    assert not ext.apply(survey).rules_changed
+    out = world.control.reconcile_external()
+    if then == abi.ACTION_PASS:
+        assert not out.added and world.table.rules() == [] and world.verdict(A) == XDP_PASS
+    else:
+        assert [r.action for r in out.added] == [Action.DROP] and world.verdict(A) == XDP_DROP
+    # Control: a survey applied with nothing written since takes the entry in.
+    world.write(B)
+    assert [r.id for r in ext.apply(ext.survey(*ext.expected())).added] == [f"external:{B}"]
+
+
+@pytestmark_root
+def test_a_monitor_rule_never_takes_over_a_drop_the_tool_made_since_the_last_reconcile(world: World) -> None:
+    """The tool's monitor entry, taken in, then made a drop (not yet reconciled): the operator's monitor rule on it
+    is refused, from the console and from the file, as on a drop taken in (until session 24 it took the entry over
+    and lifted the drop).  The control: on the monitor entry as it was, the monitor rule takes it over."""
+    world.write(A, abi.ACTION_MONITOR)
+    world.control.reconcile_external()
+    world.write(A, abi.ACTION_DROP)
+    watch = FilterRule("monitor-src-" + A, Action.MONITOR, src_ip=ipaddress.ip_network(A))
+    with pytest.raises(RuleRefused, match="matches exactly"):
+        world.control.add(watch, OPERATOR)
+    with pytest.raises(RuleRefused, match="monitor rule on"):
+        world.control.replace_all([watch], OPERATOR)
+    assert [r.id for r in world.table.rules()] == [f"external:{A}"]
+    assert [r.action for r in world.control.reconcile_external().updated] == [Action.DROP]
+    assert world.verdict(A) == XDP_DROP  # the tool's drop in force: nothing lifted it
+    world.write(B, abi.ACTION_MONITOR)
+    world.control.reconcile_external()
+    world.control.add(FilterRule("monitor-src-" + B, Action.MONITOR, src_ip=ipaddress.ip_network(B)), OPERATOR)
+    assert "monitor-src-" + B in [r.id for r in world.table.rules()]
+
+
+@pytestmark_root
+@pytest.mark.parametrize("tool_then", [abi.ACTION_PASS, abi.ACTION_MONITOR])
+def test_a_failed_take_over_never_hands_back_a_value_the_tool_has_changed_since(world: World, tool_then: int) -> None:
+    """The tool rewrites its entry while the operator's rule is being saved, and the save fails: the value taken in
+    is not written back over the tool's newer one (until session 24 it was: a block the tool had lifted came back
+    for good); the operator's rule lets go of the entry, left as the tool wrote it, and the next reconcile takes it
+    as the tool has it."""
+    world.write(A)
+    world.control.reconcile_external()
+
+    class _Racing(_FailingStore):
+        def add(self, rule: FilterRule) -> None:
+            world.write(A, tool_then)  # the tool changes its mind meanwhile
+            super().add(rule)
+
+    control = RuleController(world.table, AuditLog(world.audit), store=_Racing())  # type: ignore[arg-type]
+    with pytest.raises(Exception, match="saving it failed"):
+        control.add(FilterRule("block-" + A, Action.DROP, src_ip=ipaddress.ip_network(A)), OPERATOR)
+    assert world.table.rules() == [] and (world.value(A) or b"\xff")[0] == tool_then
+    out = world.control.reconcile_external()
+    if tool_then == abi.ACTION_PASS:
+        assert world.table.rules() == [] and world.verdict(A) == XDP_PASS
+    else:
+        assert [r.action for r in out.added] == [Action.MONITOR] and world.verdict(A) == XDP_PASS
+
+
+@pytestmark_root
+def test_a_take_over_whose_undo_fails_too_stays_in_force_and_says_so(world: World) -> None:
+    """The save fails and handing the tool's entry back fails as well: the operator's rule stays in force (the
+    source is never let through for a failed undo) and the error says it is in force, not saved."""
+    world.write(A)
+    world.control.reconcile_external()
+    control = RuleController(world.table, AuditLog(world.audit), store=_FailingStore())  # type: ignore[arg-type]
+
+    def broken(*_args: Any) -> None:
+        raise OSError(12, "Cannot allocate memory")
+
+    world.table.hand_back = broken  # type: ignore[method-assign]
+    try:
+        with pytest.raises(IronpostError, match="is in force but not saved"):
+            control.add(FilterRule("block-" + A, Action.DROP, src_ip=ipaddress.ip_network(A)), OPERATOR)
+    finally:
+        del world.table.hand_back
+    assert [r.id for r in world.table.rules()] == ["block-" + A] and world.verdict(A) == XDP_DROP
 
 
 @pytestmark_root

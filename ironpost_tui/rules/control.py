@@ -128,13 +128,11 @@ class RuleController:
             try:
                 self.store.add(rule)
             except Exception as exc:
-                # The auto-block or the tool's entry back in place, never out of force (unless the tool has
-                # deleted its entry since: then the new rule goes as well).
-                if gone is None or not self.table.hand_back(gone, rule.id):
-                    self.table.delete(rule.id)
+                self._undo_add(rule, gone)
                 raise IronpostError(f"rule '{rule.id}' not applied: saving it failed: {exc}") from exc
         if gone is not None and gone.external:
             log.info("rule '%s' takes over %s: its BLOCKLIST entry is ironpost's now", rule.id, gone.id)
+            self.audit.record("delete", actor, gone)  # the tool's rule, as an auto-block taken over is
         if taken is not None:
             log.info("rule '%s' takes over the auto-block %s", rule.id, taken.id)
             self.taken_over[taken.id] = rule.id
@@ -150,6 +148,22 @@ class RuleController:
                     log.exception("rule '%s' took over the auto-block %s, still in the file", rule.id, taken.id)
             self.audit.record("delete", actor, taken)
         self.audit.record("add", actor, rule, forced=force or None)
+
+    def _undo_add(self, rule: FilterRule, gone: FilterRule | None) -> None:
+        """An added rule whose save failed, out again: what it took over (an auto-block, another tool's entry) back
+        in place, never out of force.  If that fails too, the rule stays in force, unsaved, and the error says so:
+        a source is never let through for a failed undo."""
+        try:
+            if gone is None:
+                self.table.delete(rule.id)
+            else:
+                self.table.hand_back(gone, rule.id)
+        except Exception as exc:
+            log.exception("rule '%s' could not be taken out again after its save failed", rule.id)
+            raise IronpostError(
+                f"rule '{rule.id}' is in force but not saved: saving it failed, and so did taking it out ({exc}); "
+                "it goes at the next reload"
+            ) from exc
 
     def update(self, rule: FilterRule, actor: Actor, force: bool = False) -> None:
         old = self.table.get(rule.id)
@@ -246,7 +260,7 @@ class RuleController:
             if mine is None:
                 kept.append(rule)
                 continue
-            if mine.action is not Action.DROP and rule.action is Action.DROP:
+            if mine.action is not Action.DROP and self.table.drops_now(rule):
                 # A monitor rule never takes another tool's drop over: it would lift it (as in add()).
                 raise RuleRefused(f"rule '{mine.id}' is a monitor rule on {rule.id}'s drop: it would lift it")
             log.info("%s: a rule of the new set is on its address and takes its BLOCKLIST entry over", rule.id)

@@ -202,6 +202,7 @@ class DecisionSet:
                 if self._pending is not None and (held.map_name, held.key) in self._pending:
                     return False  # written at the batch's end, with the expiry it has then
                 value = self._value(expires_at)
+                self._table.generation += 1  # a survey of BLOCKLIST taken before this write is stale (external.py)
                 self._dp.map_update(held.map_name, held.key, value)
                 if held.map_name == MapName.BLOCKLIST:
                     self._table.side_entries[held.key] = value

@@ -189,6 +189,10 @@ class ExternalEntries:
         held = self._table.blocklist()
         protected = self._protected()
         for change in survey.changes[:MAX_CHANGES]:
+            if self._table.entry(change.key) != change.value:
+                # Written again since the survey read it (a tool that changes its mind at once): acting on the
+                # value read would write it over the tool's newer one for good.  The next survey reads it.
+                continue
             rule = held.get(change.key, (None, b""))[0]
             try:
                 self._apply(change, rule, protected, out)
@@ -215,6 +219,16 @@ class ExternalEntries:
         if rule is not None and not rule.external:
             self._table.restore(rule.id)  # ironpost's own: written back as ironpost has it
             out.reverted.append(rule)
+            return
+        if rule is None and key in self._table.side_entries:
+            # A CrowdSec decision's entry (decision_set.py) is ironpost's too: written back as the decision set
+            # has it.  Taken in as another tool's, it would outlive the decision.
+            self._table.restore_side(key)
+            log.warning(
+                "BLOCKLIST entry for %s (a CrowdSec decision) was changed by another tool: written back",
+                _address(key),
+                extra={"event": "external_reverted", "source": _address(key)},
+            )
             return
         self._ignored.pop(key, None)
         action = action_of(value) if value is not None else None

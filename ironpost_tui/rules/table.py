@@ -271,19 +271,47 @@ class RuleTable:
         takes = (
             holder is not None
             and (holder.external or holder.auto)
-            and (rule.action is Action.DROP or holder.action is not Action.DROP)
+            and (rule.action is Action.DROP or not self.drops_now(holder))
         )
         take_over = holder.id if holder is not None and takes and mine else None
         self._install(rule, self._take_priority(), take_over)
 
-    def hand_back(self, rule: FilterRule, holder_id: str) -> bool:
-        """Install ``rule`` in place of ``holder_id``'s entries (the same match), with no moment without one: a
-        take-over undone (``add``'s, when saving the new rule failed): an auto-block's entries rewritten as they were,
-        another tool's entry rewritten as it was taken in (its action kept), never deleted; False, nothing written,
-        when that entry is gone from the map (the tool deleted it since)."""
+    def drops_now(self, rule: FilterRule) -> bool:
+        """Whether ``rule``, in force, drops: its action; for another tool's entry also the action the map holds
+        now (the tool may have made its monitor entry a drop since the last reconcile took it in)."""
+        if rule.action is Action.DROP:
+            return True
+        inst = self._rules.get(rule.id)
+        if not rule.external or inst is None:
+            return False
+        live = self._dp.map_lookup(inst.placement.map_name, inst.key)
+        return live is not None and live[0] == abi.ACTION_DROP
+
+    def hand_back(self, rule: FilterRule, holder_id: str) -> None:
+        """Undo a take-over (``add``'s, when saving the new rule failed): ``rule`` back in place of ``holder_id``'s
+        entries (the same match), with no moment without one.  An auto-block's entries are rewritten as they were.
+        Another tool's entry is rewritten as it was taken in (its action kept) only while it still holds what
+        ``holder_id`` wrote: if the tool deleted or rewrote it since, ``holder_id`` lets go of it, left as the tool
+        has it for the next reconcile (an older value written over the tool's newer one would undo its change)."""
         if rule.id in self._rules:
             raise RuleRefused(f"a rule with id '{rule.id}' exists already")
-        return self._install(rule, self._take_priority(), take_over=holder_id)
+        inst = self._rules[holder_id]
+        if rule.external and self._dp.map_lookup(inst.placement.map_name, inst.key) != kernel_rules.value(
+            inst.rule, inst.slot, inst.priority
+        ):
+            self.forget(holder_id)
+        elif not self._install(rule, self._take_priority(), take_over=holder_id):
+            self.forget(holder_id)  # the tool deleted it in between: never re-created
+
+    def entry(self, key: bytes) -> bytes | None:
+        """BLOCKLIST's value for ``key`` now, as the kernel holds it."""
+        return self._dp.map_lookup(MapName.BLOCKLIST, key)
+
+    def restore_side(self, key: bytes) -> None:
+        """Write a CrowdSec decision's BLOCKLIST entry again as the decision set wrote it (another tool overwrote or
+        deleted it: ironpost's entries change through ironpost)."""
+        self.generation += 1
+        self._dp.map_update(MapName.BLOCKLIST, key, self.side_entries[key])
 
     def add_external(self, rule: FilterRule) -> bool:
         """Take in another tool's BLOCKLIST entry as ``rule`` (external.py): its value is replaced by this
@@ -294,9 +322,9 @@ class RuleTable:
         return self._install(rule, self._take_priority())
 
     def forget(self, rule_id: str) -> FilterRule:
-        """Let go of an external rule whose entry its tool deleted or rewrote: its EXACT4 way and its
-        filter bits go, the BLOCKLIST entry stays as the tool left it (a delete here could delete an
-        entry the tool wrote since)."""
+        """Let go of a rule whose BLOCKLIST entry another tool deleted or rewrote (an external rule's, or a
+        take-over's being undone): its EXACT4 way and its filter bits go, the entry stays as the tool left it (a
+        delete here could delete an entry the tool wrote since)."""
         inst = self._rules.pop(rule_id)
         self._remove_entries(inst, keep_entry=True)
         return inst.rule

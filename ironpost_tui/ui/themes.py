@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import tomli  # the configuration's parser (config/settings.py); the standard library's tomllib needs Python 3.11
-from textual.theme import Theme
+from textual.theme import BUILTIN_THEMES, Theme
 
 from ironpost_tui.kernel.resources import themes_dir
 
@@ -63,6 +63,15 @@ def load_themes(directory: Path | None = None) -> list[Theme]:
         except ValueError as exc:
             log.warning("theme skipped: %s", exc)
     return themes
+
+
+def refusal(name: str) -> str | None:
+    """Why the console has no theme ``name`` (ironpost's, their short names and Textual's own are taken), or None."""
+    ours = [t.name for t in load_themes()]
+    if name in ours or name in ALIASES or name in BUILTIN_THEMES:
+        return None
+    shown = name if len(name) <= 40 else name[:40] + "..."
+    return f"no theme {shown!r}: {', '.join(ours + list(ALIASES))}, or one of Textual's (textual-dark, ...)"
 
 
 def resolve(name: str, available: list[str]) -> str | None:

@@ -4,9 +4,9 @@ which a row cursor never needs)."""
 
 from __future__ import annotations
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 
-ROW_KEYS = [
+ROW_KEYS: list[BindingType] = [
     Binding("j", "cursor_down", "Down", show=False),
     Binding("k", "cursor_up", "Up", show=False),
     Binding("home", "scroll_top", "First", show=False),
