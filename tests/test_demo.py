@@ -120,6 +120,22 @@ def test_demo_shows_traffic_events_and_both_detectors_then_q_removes_everything(
     wait_clean(progs)
 
 
+def test_a_second_demo_is_refused_and_leaves_the_first_one_running(demo) -> None:  # type: ignore[no-untyped-def]
+    """Exit 13, one line, while a demo runs; the first one's lab, program and console untouched.  Until session 24
+    the second one removed the first one's lab, and its cleanup's SIGUSR2 killed the first one's console."""
+    s, progs = start(demo)
+    proc = subprocess.run([*IRONPOST, "demo", "--headless"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 13 and "another ironpost-tui demo (pid " in proc.stderr, proc.stderr
+    assert [pid for _mode, pid in attached_progs()] == progs and netns_exists() and s.alive()
+    time.sleep(1.0)
+    assert "attached" in s.capture()
+    s.keys("q")
+    s.wait_screen(lambda t: f"drop rules on {HOST_IF}?" in t, 10, "the quit question")
+    s.keys("r")
+    assert s.wait_exit(15), s.capture()
+    wait_clean(progs)
+
+
 def test_demo_killed_with_sighup_removes_everything(demo) -> None:  # type: ignore[no-untyped-def]
     s, progs = start(demo)
     time.sleep(1.0)

@@ -151,3 +151,36 @@ def test_console_at_80x24_shows_without_errors(console) -> None:  # type: ignore
     s.keys("q")
     assert s.wait_exit(5), s.capture()
     wait_no_xdp(lab.ifindex, within=1.0, since=t0)
+
+
+@pytest.mark.parametrize("processes", ["engine process", "one process"])
+def test_cleanup_while_the_console_runs_is_the_panic_and_the_console_stays(console, processes: str) -> None:  # type: ignore[no-untyped-def]
+    """`ironpost-tui cleanup IFACE` while a console controls IFACE signals the interface lock's holder (SIGUSR2):
+    the engine process, or the console itself with --one-process (the demo's way).  The drop rules are cleared
+    within a second or two, the console stays, attached, and says so; q then quits at once (nothing dropped).
+    Until session 24 the signal's default action killed that process: the console ended, or lost its engine.
+    The control: the namespace's datagrams are dropped before."""
+    lab, made, argv = console
+    cfg = Path(argv[argv.index("--config") + 1])
+    cfg.write_text(
+        f'[ebpf]\nxdp_mode = "native"\n\n[[rules]]\nid = "panic-me"\nsrc_ip = "{lab.ns_ip4}"\naction = "drop"\n'
+    )
+    s = Session([*argv, "--one-process"] if processes == "one process" else argv, 100, 30)
+    made.append(s)
+    traffic = Traffic(lab)
+    try:
+        s.wait_screen(lambda t: "attached" in t, START, "the status bar says attached")
+        traffic.received(1.0)
+        assert traffic.received(1.0) == 0, "the drop rule lets the namespace's datagrams through"  # the control
+        said = cleanup(lab.host_if)
+        assert said.returncode == 0 and "asked it to clear every drop rule (panic)" in said.stdout, said
+        s.wait_screen(lambda t: "panic: cleared 1 drop rule" in t, 10, "the panic said in the console")
+        traffic.received(0.5)
+        assert traffic.received(1.0) > 0, "the datagrams still dropped after the panic"
+        assert s.alive() and xdp_progs(lab.ifindex), "the console or its program went with the signal"
+        t0 = time.monotonic()
+        s.keys("q")  # no drop rule left: it quits without asking
+        assert s.wait_exit(5), s.capture()
+        wait_no_xdp(lab.ifindex, within=1.0, since=t0)
+    finally:
+        traffic.close()

@@ -11,6 +11,8 @@ from ironpost_tui.config.store import RuleStore
 from ironpost_tui.demo import lab as demo_lab
 from ironpost_tui.detectors.settings import PortScanConfig, SynFloodConfig
 from ironpost_tui.engine.engine import EngineOptions
+from ironpost_tui.errors import AlreadyRunning
+from ironpost_tui.kernel import host
 from ironpost_tui.model import Action, FilterRule
 from ironpost_tui.rules import protect
 
@@ -62,7 +64,26 @@ def options(state_dir: Path) -> EngineOptions:
 
 @contextlib.contextmanager
 def lab_running() -> Iterator[EngineOptions]:
-    """Build the lab, start its hosts and services; always tear it all down."""
+    """Build the lab, start its hosts and services; always tear it all down.  One demo at a time: a second one is
+    refused while the first runs (until session 24 it removed the first one's lab, and its cleanup signalled the
+    first one's console, which the signal killed)."""
+    running = host.InterfaceLock(demo_lab.HOST_IF, "demo")
+    try:
+        running.acquire()
+    except AlreadyRunning:
+        pid = running.holder()
+        raise AlreadyRunning(
+            f"another ironpost-tui demo{f' (pid {pid})' if pid else ''} is running: quit it first"
+        ) from None
+    try:
+        with _lab_built() as built:
+            yield built
+    finally:
+        running.release()
+
+
+@contextlib.contextmanager
+def _lab_built() -> Iterator[EngineOptions]:
     demo_lab.create()  # removes what a run killed with -9 left, its state directory included
     services = traffic = None
     try:

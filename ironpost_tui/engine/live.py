@@ -145,9 +145,9 @@ class LiveSource:
             self._recorded("delete", rule)
             return rule
 
-    def panic(self) -> list[FilterRule]:
+    def panic(self, via: str = "console") -> list[FilterRule]:
         with self._lock:
-            cleared = self._supervisor.panic("console")
+            cleared = self._supervisor.panic(via)
             for rule in cleared:
                 self._recorded("panic-delete", rule)
             return list(cleared)

@@ -50,6 +50,17 @@ _CALLS: dict[Call, Callable[..., Any]] = {
 }  # Call.CLOSE: serve() itself
 
 
+def _panic(live: LiveSource) -> None:
+    try:
+        cleared = live.panic("signal")
+    except Exception:
+        log.exception("SIGUSR2 (panic): clearing the drop rules failed")
+        return
+    names = ", ".join(r.id for r in cleared) or "none"
+    # The panic first: the notice line keeps the start of a message at 80 columns.
+    log.warning("panic: cleared %d drop rule(s) (SIGUSR2, ironpost-tui cleanup): %s", len(cleared), names)
+
+
 class Served:
     """This process's end of the socket: frames sent whole, from any thread."""
 
@@ -58,12 +69,25 @@ class Served:
         self.console_pid = console_pid  # what the pid file names: the process the operator signals
         self._send_lock = threading.Lock()
         self._closed = False
+        self._live: LiveSource | None = None  # once serving: what a panic clears
 
     def take_signals(self) -> None:
-        """The terminal's signals ignored; SIGTERM to the console (or, with none left, the end of this run)."""
+        """The terminal's signals ignored; SIGTERM to the console (or, with none left, the end of this run); SIGUSR2,
+        the panic (``ironpost-tui cleanup IFACE`` signals the interface lock's holder: this process), here."""
         for sig in IGNORED_SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGUSR2, self._on_panic)
+
+    def _on_panic(self, _signum: int, _frame: object) -> None:
+        """Every drop rule cleared at once, whatever the console is doing (a dialog open, or stuck): in a thread of
+        its own, which waits for the engine's lock as an edit does (the handler runs between two bytecodes of
+        the main thread, which may hold it).  Its default action killed this process until session 24: the
+        program detached and the console lost its engine mid-incident."""
+        live = self._live
+        if live is None:
+            return  # not serving yet: nothing attached, nothing to clear
+        threading.Thread(target=_panic, args=(live,), name="panic", daemon=True).start()
 
     def _on_term(self, signum: int, _frame: object) -> None:
         if os.getppid() == self.console_pid:
@@ -102,6 +126,7 @@ class Served:
         console from now on."""
         logging.getLogger().handlers = [_ToConsole(self)]
         _quiet_stdio()
+        self._live = live
         asked = False
         table = wire.TableSender()
         try:
@@ -126,6 +151,7 @@ class Served:
                 else:
                     self.say(Said.RETURNED, value)
         finally:
+            self._live = None  # a panic from now on: the close detaches (or keeps) on its own
             live.close()
             if asked:
                 self.say(Said.RETURNED, None)

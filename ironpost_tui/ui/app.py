@@ -8,6 +8,7 @@ the widgets' attributes.  Rule edits run in their own worker thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import signal
@@ -45,7 +46,7 @@ from ironpost_tui.ui.alert_scope import event_filter, matching_rules
 from ironpost_tui.ui.capture_action import CaptureProgressed, Capturing
 from ironpost_tui.ui.commands import console_commands, other_screen_commands
 from ironpost_tui.ui.driver import DRIVER
-from ironpost_tui.ui.edits import Origin
+from ironpost_tui.ui.edits import Edit, EditKind, Origin
 from ironpost_tui.ui.key_help import help_sections
 from ironpost_tui.ui.leaving import Leaving
 from ironpost_tui.ui.messages import (
@@ -225,10 +226,24 @@ class IronpostApp(App[int]):
             except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
                 continue
             self._signals.append(sig)
+        # SIGUSR2 is the panic (`ironpost-tui cleanup IFACE` sends it to the process that holds the interface, this
+        # one or the engine process, which passes it here): every drop rule cleared at once, without a question.
+        # Its default action killed the console until session 24 (the demo's console, and the engine process).
+        try:
+            loop.add_signal_handler(signal.SIGUSR2, self._on_panic_signal)
+        except (NotImplementedError, RuntimeError, ValueError):
+            return
+        self._signals.append(signal.SIGUSR2)
 
     def _on_signal(self, sig: signal.Signals) -> None:
         log.info("received %s: leaving the console", sig.name)
         self.exit(return_code=int(ExitStatus.OK))
+
+    def _on_panic_signal(self) -> None:
+        if self.read_only:
+            return  # a replay controls nothing
+        log.warning("received SIGUSR2 (ironpost-tui cleanup): clearing every drop rule (panic)")
+        self.editing.run(Edit(EditKind.PANIC, origin=Origin.RULES))
 
     async def on_unmount(self) -> None:
         self.workers.cancel_group(self, "poll")
@@ -242,6 +257,10 @@ class IronpostApp(App[int]):
         for sig in self._signals:
             loop.remove_signal_handler(sig)
         self._signals.clear()
+        # A panic asked while the console leaves: the leaving detaches (or keeps, and then `cleanup` finds nobody
+        # holding the interface and removes the program); never the default action, killing the leaving midway.
+        with contextlib.suppress(ValueError):  # not the main thread
+            signal.signal(signal.SIGUSR2, signal.SIG_IGN)
 
     # --- the poll worker (a thread: talks to the source, posts messages, nothing else) ---
     @work(thread=True, exclusive=True, exit_on_error=False, group="poll")
