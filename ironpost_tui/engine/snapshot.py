@@ -22,7 +22,6 @@ _MAPPINGS = ("totals", "events_lost", "alerts_total", "rule_hits")
 # say, but nothing expires, detects, applies a CrowdSec decision or reads a counter any more: /healthz
 # says so.
 STALE_SECS = 10.0
-RETIRED_MAX = 1_024  # deleted rules whose count is remembered (not exported) should they come back
 # AUTO_RULE_ID, EXTERNAL_RULE_ID, CROWDSEC_RULE_ID (rules/placement.py): every auto-block rule's hits as one
 # rule_id (a rule id holding an address is no label), and the same for the rules other tools wrote into
 # BLOCKLIST (rules/external.py) and the CrowdSec LAPI's decisions (engine/crowdsec/); reserved ids.
@@ -108,8 +107,9 @@ class SnapshotBuilder:
     same counts: they come from the same snapshot.  Auto-block rules are counted together
     under AUTO_RULE_ID, and other tools' BLOCKLIST entries under EXTERNAL_RULE_ID (their ids hold
     addresses).  A deleted rule's counter leaves the snapshot (and /metrics); what a group's deleted
-    rules counted stays in the group's total, and the last RETIRED_MAX deleted rules' counts are
-    remembered, so one that a reload brings back counts on."""
+    rules counted stays in the group's total.  A rule added again with a deleted one's id is a new rule and
+    counts from 0 (until session 24 the last 1,024 deleted rules' counts were remembered and taken on: a source
+    blocked again with `b`, as block-ADDR, showed every drop of its earlier blocks)."""
 
     def __init__(self, iface: str) -> None:
         self.iface = iface
@@ -120,7 +120,6 @@ class SnapshotBuilder:
         self._hits_last: dict[str, int] = {}
         self._grouped: dict[str, str] = {}  # rule id -> its hits_group, for the rules in one
         self._group_retired: Counter[str] = Counter()  # hits of a group's rules no longer in force
-        self._retired: dict[str, int] = {}  # deleted rule -> its count, oldest first
         self._last: _Counted | None = None
 
     def count_alerts(self, changes: tuple[AlertChange, ...]) -> None:
@@ -196,8 +195,6 @@ class SnapshotBuilder:
         for status in rules:
             rid = status.rule.id
             present.add(rid)
-            if rid not in self._hits_last and rid in self._retired:
-                self._hits_base[rid] = self._retired.pop(rid)
             shown, total = self._count_one(status)
             counted.append(shown)
             totals.append(total)
@@ -215,10 +212,6 @@ class SnapshotBuilder:
             if group is not None:
                 self._group_retired[group] += gone
                 groups[group] += gone
-            else:
-                self._retired[rid] = gone
-                while len(self._retired) > RETIRED_MAX:
-                    del self._retired[next(iter(self._retired))]
         last = _Counted(list(rules), tuple(counted), totals, groups_of, own, groups, _EMPTY)
         last.hits = self._hits(last)
         self._last = last
