@@ -55,7 +55,7 @@ from ironpost_tui.ui.screens.block import BlockScreen
 from ironpost_tui.ui.screens.chart import WINDOWS, ChartScreen
 from ironpost_tui.ui.screens.confirm import ConfirmScreen
 from ironpost_tui.ui.screens.error import ErrorScreen
-from ironpost_tui.ui.screens.help import HelpScreen
+from ironpost_tui.ui.screens.help import HelpScreen, render_help
 from ironpost_tui.ui.screens.main import MainScreen
 from ironpost_tui.ui.screens.quit import QuitScreen
 from ironpost_tui.ui.screens.starting import StartingScreen
@@ -64,6 +64,7 @@ from ironpost_tui.ui.widgets.alert_table import AlertTable
 from ironpost_tui.ui.widgets.event_table import EventTable
 from ironpost_tui.ui.widgets.rule_form import RuleForm
 from ironpost_tui.ui.widgets.rules_pane import RulesPane
+from ironpost_tui.ui.widgets.top_pane import TopPane
 from ironpost_tui.ui.widgets.traffic_pane import TrafficPane
 
 NARROW = (80, 24)
@@ -265,7 +266,7 @@ def test_question_mark_lists_every_key() -> None:
         screen = pilot.app.screen
         assert isinstance(screen, HelpScreen)
         listed = {what for _title, keys in screen.sections for _key, what in keys}
-        for cls in (MainScreen, IronpostApp, TrafficPane, EventTable, AlertTable, RulesPane, ChartScreen):
+        for cls in (MainScreen, IronpostApp, TrafficPane, EventTable, AlertTable, RulesPane, TopPane, ChartScreen):
             for binding in cls.BINDINGS:
                 assert binding.description in listed, (cls.__name__, binding)  # type: ignore[union-attr]
         await pilot.press("escape")
@@ -304,6 +305,16 @@ def test_question_mark_lists_the_protected_addresses_with_their_reasons() -> Non
         assert "Protected addresses" not in dict(screen.sections)
 
     on_replay(replayed)
+
+
+def test_a_long_key_in_the_help_keeps_a_space_before_its_text() -> None:
+    """A protected IPv6 address as long as the key column or longer ran into its reason (until session 24:
+    ``2001:db8:200::1/128an address of this host``); a short one is still aligned."""
+    text = render_help(
+        [("Protected addresses", [("2001:db8:200::1/128", "an address of this host"), ("198.18.0.1/32", "x")])]
+    ).plain
+    assert "  2001:db8:200::1/128 an address of this host" in text
+    assert "  198.18.0.1/32     x" in text
 
 
 def test_t_cycles_the_themes() -> None:
@@ -801,6 +812,42 @@ def test_a_adds_a_rule_through_the_form() -> None:
         pilot.app.redraw()
         await pilot.pause()
         assert "web-monitor" in main_of(pilot).query_one(RulesPane).grid.keys
+
+    run(live_app(source), scenario)
+
+
+def test_the_forms_expiry_counts_from_the_save_and_an_untouched_one_is_kept() -> None:
+    """A new rule's "10m" is ten minutes from the save, not from the form's opening (until session 24 five minutes
+    in the form made it five, and a "30s" rule saved 38 s later was added expired); an edit that leaves the expiry
+    as shown keeps the rule's own."""
+    source = fake()
+    clock = [source.now()]
+    source.now = lambda: clock[0]  # type: ignore[method-assign]
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        await ready(pilot, messages, source)
+        await pilot.press("a")
+        await type_into(pilot, "id", "later")
+        await type_into(pilot, "src_ip", "198.18.203.7")
+        await type_into(pilot, "expires", "10m")
+        clock[0] += 300  # five minutes in the form
+        await pilot.press("ctrl+s")
+        await edited(pilot, messages, (0, 0))
+        added = source.rules["later"].expires_at
+        assert added == clock[0] + 600
+        await pilot.press("4")
+        rules = main_of(pilot).query_one(RulesPane)
+        for _ in range(len(source.rules)):
+            if rules.selected() is not None and rules.selected().id == "later":  # type: ignore[union-attr]
+                break
+            await pilot.press("j")
+        await pilot.press("e")
+        clock[0] += 120
+        await type_into(pilot, "description", "seen at the edge")
+        await pilot.press("ctrl+s")
+        await edited(pilot, messages, (1, 0))
+        edit = source.rules["later"]
+        assert edit.description == "seen at the edge" and edit.expires_at == added  # not two minutes later
 
     run(live_app(source), scenario)
 

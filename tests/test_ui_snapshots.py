@@ -170,12 +170,12 @@ def test_chart_ten_minutes_bytes(snap_compare: Any) -> None:
 async def _rule_form(pilot: Pilot[Any]) -> None:
     app = pilot.app
     doc_net = next(s.rule for s in app.state.rules if s.rule.id == "doc-net")
-    await app.push_screen(RuleForm(doc_net, app.source.now(), cursor_blink=False))
+    await app.push_screen(RuleForm(doc_net, app.source.now, cursor_blink=False))
 
 
 async def _rule_form_with_errors(pilot: Pilot[Any]) -> None:
     app = pilot.app
-    await app.push_screen(RuleForm(None, app.source.now(), cursor_blink=False))
+    await app.push_screen(RuleForm(None, app.source.now, cursor_blink=False))
     for key in ("b", "a", "d", "tab", *"10.0.0.1/8", "tab", "tab", *"99999", "tab", *"tcp", "enter"):
         await pilot.press(key)
 

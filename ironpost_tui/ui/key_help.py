@@ -14,6 +14,7 @@ from ironpost_tui.ui.screens.quit import QuitScreen
 from ironpost_tui.ui.widgets.alert_table import AlertTable
 from ironpost_tui.ui.widgets.event_table import EventTable
 from ironpost_tui.ui.widgets.rules_pane import RulesPane
+from ironpost_tui.ui.widgets.top_pane import TopPane
 from ironpost_tui.ui.widgets.traffic_pane import TrafficPane
 
 REPLAY_ACTIONS = ("app.seek(-10)", "app.seek(10)", "app.speed(1)", "app.speed(-1)")
@@ -42,6 +43,7 @@ def help_sections(
                     *app_bindings,
                     ("ctrl+p", "Command palette: every action by name"),
                     ("j / k", "Down / up, in every table (as ↓ / ↑)"),
+                    ("home / end", "The first / last row, in every table"),
                 ]
             ),
         ),
@@ -53,6 +55,8 @@ def help_sections(
         ("Alert detail (enter)", keys(AlertDetailScreen.BINDINGS)),
         ("Events pane (3)", keys(EventTable.BINDINGS)),
         ("Rules pane (4)", keys([("enter", "Edit"), *RulesPane.BINDINGS])),
+        # Missing until session 24: the Top pane's m (a monitor rule, not Bits/bytes there), u, w, v, / and enter.
+        ("Top pane (5)", keys(TopPane.BINDINGS)),
         (
             "Replay",
             keys([("space", "Pause / resume playback"), *(b for b in main if b.action in REPLAY_ACTIONS)]),

@@ -44,7 +44,7 @@ class RuleEditing:
         app = self.app
         if app.read_only:
             return
-        form = RuleForm(rule, app.source.now(), cursor_blink=app.cursor_blink)
+        form = RuleForm(rule, app.source.now, cursor_blink=app.cursor_blink)
         self.form = form
 
         def closed(_: None) -> None:

@@ -71,5 +71,6 @@ def render_help(sections: Sequence[tuple[str, Sequence[KeyHelp]]]) -> Content:
             lines.append(Content(""))
         lines.append(Content.styled(title, "bold $accent"))
         for key, what in keys:
-            lines.append(Content.assemble((f"  {key:<18}", "bold $primary"), what))
+            # A key as long as the column or longer (a protected IPv6 address) keeps a space before its text.
+            lines.append(Content.assemble((f"  {key:<18}" if len(key) < 18 else f"  {key} ", "bold $primary"), what))
     return Content("\n").join(lines)

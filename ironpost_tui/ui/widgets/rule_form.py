@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
+
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -79,11 +82,11 @@ class RuleForm(ModalScreen[None]):
     error: reactive[str] = reactive("")
     offer_force: reactive[bool] = reactive(False)
 
-    def __init__(self, rule: FilterRule | None, now: float, *, cursor_blink: bool = True) -> None:
+    def __init__(self, rule: FilterRule | None, clock: Callable[[], float], *, cursor_blink: bool = True) -> None:
         super().__init__()
         self.original = rule
-        self.now = now
-        self._fields = RuleFields() if rule is None else RuleFields.of(rule, now)
+        self.clock = clock  # the source's: an expiry counts from the save, not from the form's opening
+        self._fields = RuleFields() if rule is None else RuleFields.of(rule, clock())
         self._cursor_blink = cursor_blink
         self._last: FilterRule | None = None
 
@@ -155,7 +158,12 @@ class RuleForm(ModalScreen[None]):
             # An auto-block the operator edits is theirs from then on (out of the journal, into the file:
             # control.update), as one they block over is (rules/table.py add); until session 23 it stayed an
             # auto-block, its new expiry included, and could be lifted with its incident.
-            rule = parse_rule(self.fields(), self.now, auto=False)
+            fields = self.fields()
+            rule = parse_rule(fields, self.clock(), auto=False)
+            if self.original is not None and fields.expires == self._fields.expires:
+                # The expiry as it was shown, untouched: the rule's own (counted from the save, minutes in the
+                # form would have lengthened it).
+                rule = replace(rule, expires_at=self.original.expires_at)
         except RuleInputError as exc:
             for name in exc.fields:
                 if name != "action":
