@@ -13,8 +13,9 @@ from support.ui import T0, event
 from textual.app import App, ComposeResult
 from textual.pilot import Pilot
 
-from ironpost_tui.model import PacketEvent
+from ironpost_tui.model import PacketEvent, Verdict
 from ironpost_tui.ui import format as fmt
+from ironpost_tui.ui.event_filter import EventFilter
 from ironpost_tui.ui.state import EVENTS_KEPT
 from ironpost_tui.ui.themes import VARIABLE_DEFAULTS
 from ironpost_tui.ui.widgets import event_grid
@@ -285,5 +286,25 @@ def test_columns_widen_for_the_rows_drawn_not_for_the_rows_that_arrive(
         assert f" {wide}  drop " in lines[1]
         verdict_at = {cell_len(line[: line.index(" verdict " if y == 0 else " drop ")]) for y, line in enumerate(lines)}
         assert len(verdict_at) == 1, lines  # the header's and every row's verdict column start at one cell
+
+    run(scenario)
+
+
+def test_a_filtered_view_lets_go_of_the_rows_the_rings_evicted() -> None:
+    """A filter on a source's drops, then a flood of other drops that evicts them from the rings: the view shows
+    what is kept, as the export writes (until session 24 it showed the evicted rows for minutes, "Export 0
+    events", and "0 shown of 7,552 kept" once the same filter was applied again).  The control: a monitor event of
+    that source, in the other ring, stays."""
+
+    async def scenario(pilot: Pilot[None], pane: EventTable) -> None:
+        watched = [event(src="198.18.5.5") for _ in range(3)] + [event(src="198.18.5.5", verdict=Verdict.MONITOR)]
+        pane.add_events(watched)
+        pane._filter = EventFilter.parse("src:198.18.5.5")
+        pane._rebuild()
+        assert pane.row_count == 4 and len(pane.exportable()) == 4
+        pane.add_events([event(src="198.18.9.9") for _ in range(EVENTS_KEPT)])  # the flood's drops
+        await pilot.pause()
+        assert pane.row_count == 1 and len(pane.exportable()) == 1
+        assert pane._shown[0].verdict is Verdict.MONITOR and "1 shown of" in status(pane)
 
     run(scenario)

@@ -38,6 +38,7 @@ from ironpost_tui.detectors.targets import Target
 from ironpost_tui.engine.feed import OnExit, RulesHead, Update
 from ironpost_tui.errors import ExitStatus, NoSuchInterface
 from ironpost_tui.model import Action, FilterRule, Verdict
+from ironpost_tui.ui import rule_editing
 from ironpost_tui.ui.app import IronpostApp
 from ironpost_tui.ui.messages import (
     EditApplied,
@@ -977,10 +978,11 @@ def test_b_blocks_an_events_source_for_the_chosen_time() -> None:
     run(live_app(source), scenario)
 
 
-def test_an_edit_and_a_refusal_are_said_whole_at_80_columns() -> None:
+def test_an_edit_and_a_refusal_are_said_whole_at_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:
     """At 80x24 the notice line keeps some 29 cells, which cut "added rule 'block-…'" and "deleted rule
     'block-…'" to the same "… 'block-…'", and a pane's one status line cut a refusal's reason: both are said
     whole in a toast as well.  The control: the notice line itself does not hold the edit whole."""
+    monkeypatch.setattr(rule_editing, "SAID_SECS", 0.3)
     source = fake()
     said: list[tuple[str, str]] = []
 
@@ -1006,6 +1008,12 @@ def test_an_edit_and_a_refusal_are_said_whole_at_80_columns() -> None:
         await edited(pilot, messages, (1, 0))
         reason = "the blocklist is full (100 entries): delete rules or raise blocklist_max_entries"
         assert any(title == "refused" and reason in text for title, text in said), said
+        # In the pane's status line for a while, then the pane's own status again (until session 24 the refusal
+        # stayed there, hiding the events filter, until the next edit).
+        events = main_of(pilot).query_one(EventTable)
+        assert reason in events.problem
+        await pilot.pause(0.5)
+        assert events.problem == "" and "shown of" in str(events.query_one("#event-status").render())
 
     run(live_app(source), scenario, (80, 24))
 

@@ -71,6 +71,10 @@ class EventRings:
     def __len__(self) -> int:
         return len(self._drops) + len(self._matches)
 
+    def ids(self) -> set[int]:
+        """The kept events' identities (no merge by arrival): what a filtered view checks its rows against."""
+        return {*map(id, self._drops), *map(id, self._matches)}
+
     def __bool__(self) -> bool:
         return bool(self._drops) or bool(self._matches)
 

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FORCE_HINT = "\nForce applies it anyway (the allowlist still lets protected sources through)."
+SAID_SECS = 12.0  # a refusal stays in its pane's status line (and its toast) this long
 
 
 class RuleEditing:
@@ -149,7 +150,7 @@ class RuleEditing:
             return
         found = blocking_rules(address, app.state.rules)
         if not found:
-            self.pane(origin).problem = f"no drop rule on the source alone blocks {address}"
+            self._say(origin, f"no drop rule on the source alone blocks {address}")
             return
         names = ", ".join(f"'{s.rule.id}'" for s in found)
 
@@ -240,10 +241,22 @@ class RuleEditing:
 
             self.app.push_screen(ConfirmScreen("Anti-lockout", text, "Force"), answered)
             return
-        self.pane(edit.origin).problem = text
+        self._say(edit.origin, text)
         # The pane's status line is one line: the reason whole in a toast (at 80 columns the line kept only its
         # start, without the rule it names).
-        self.app.notify(fmt.text(text), title="refused", severity="warning", timeout=12, markup=False)
+        self.app.notify(fmt.text(text), title="refused", severity="warning", timeout=SAID_SECS, markup=False)
+
+    def _say(self, origin: Origin, text: str) -> None:
+        """A refusal in the pane's status line for SAID_SECS, then the pane's own status again (its filter, its
+        counts): until session 24 a refusal stayed there until the next successful edit, long after it was true."""
+        pane = self.pane(origin)
+        pane.problem = text
+
+        def over() -> None:
+            if pane.problem == text:
+                pane.problem = ""
+
+        self.app.set_timer(SAID_SECS, over)
 
 
 def _sooner(rule: FilterRule, existing: FilterRule) -> bool:

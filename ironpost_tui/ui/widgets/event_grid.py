@@ -205,6 +205,27 @@ class EventGrid(LineGrid):
             self.refresh()
             self.post_message(self.CursorMoved(self))
 
+    def retain(self, kept: set[int]) -> None:
+        """Keep only the rows whose event is in ``kept`` (identities): a filtered view whose events the rings
+        evicted (a flood's newer drops).  The cursor stays on its event while it is kept, or goes to the newest
+        when it followed."""
+        rows = [r for r in self.rows if id(r) in kept]
+        if len(rows) == len(self.rows):
+            return
+        selected, follow = self.selected, self.following
+        self.rows.clear()
+        self.rows.extend(rows)
+        self._changes += 1
+        self.virtual_size = self.virtual_size.with_height(len(self.rows) + 1)
+        if self.order != SortOrder():
+            self._resort()
+        if follow:
+            self.move_to_newest()
+        else:
+            self._keep_cursor_on(selected)
+            self.refresh()
+            self.post_message(self.CursorMoved(self))
+
     def _add(self, rows: Iterable[PacketEvent]) -> int:
         """Add rows (measured when drawn); return how many old rows left."""
         maxlen = self.rows.maxlen or 0

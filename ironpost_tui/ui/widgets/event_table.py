@@ -134,7 +134,11 @@ class EventTable(Vertical):
         if not events:
             return
         self._received += len(events)
-        self._kept.extend(events)
+        gone = self._kept.extend(events)
+        if gone and self._filter and self.grid.row_count and not self.paused:
+            # A filtered view holds fewer rows than the rings: rows the rings evicted would stay on screen, which
+            # the export (the rings) no longer has (until session 24: "0 shown of 7,552 kept" once re-applied).
+            self.grid.retain(self._kept.ids())
         if self.paused:
             self._held += len(events)
             self._show_status()
