@@ -196,6 +196,10 @@ def test_console_notices_of_a_reload(tmp_path: Path) -> None:
     assert reload_notices(None) == ()
     assert reload_notices(Reloaded(path, "console", ReloadResult(True, 2))) == (f"reloaded {path}: 2 rules",)
     assert reload_notices(Reloaded(path, FILE_CHANGE, ReloadResult(False, 2))) == ()
+    # Asked for (r) and nothing changed: said all the same (until session 24 the operator heard nothing).
+    assert reload_notices(Reloaded(path, "console", ReloadResult(False, 2))) == (
+        f"reload: {path} is as in force: 2 rules, nothing changed",
+    )
     assert reload_notices(Reloaded(path, "console", ReloadResult(error="bad"))) == (
         "reload refused, the previous rules stay in force: bad",
     )

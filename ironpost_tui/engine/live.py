@@ -10,7 +10,7 @@ from pathlib import Path
 from ironpost_tui.config.watch import ConfigSource
 from ironpost_tui.engine.engine import Engine
 from ironpost_tui.engine.feed import RELOAD_NOTICE, OnExit, SourceInfo, Update, UpdateSink, drop_rules
-from ironpost_tui.engine.supervisor import Pending, Reloaded, Supervisor
+from ironpost_tui.engine.supervisor import FILE_CHANGE, Pending, Reloaded, Supervisor
 from ironpost_tui.errors import IronpostError
 from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.model import Action, FilterRule
@@ -195,13 +195,18 @@ def protected_list(engine: Engine) -> tuple[str, ...]:
 
 
 def reload_notices(reloaded: Reloaded | None) -> tuple[str, ...]:
-    """A reload's outcome as the console's notices (none when nothing changed)."""
+    """A reload's outcome as the console's notices: none for a file change that changed nothing (an editor's
+    save of the same text); an operator's `r` always hears back (until session 24 it heard nothing then)."""
     if reloaded is None:
         return ()
     result = reloaded.result
     if result.error is not None:
         return (f"{RELOAD_NOTICE} refused, the previous rules stay in force: {result.error}",)
-    return (f"{RELOAD_NOTICE}ed {reloaded.path}: {result.rules} rules",) if result.changed else ()
+    if result.changed:
+        return (f"{RELOAD_NOTICE}ed {reloaded.path}: {result.rules} rules",)
+    if reloaded.why == FILE_CHANGE:
+        return ()
+    return (f"{RELOAD_NOTICE}: {reloaded.path} is as in force: {result.rules} rules, nothing changed",)
 
 
 def kept_line(iface: str, drops: int, pins: Path) -> str:
