@@ -115,6 +115,35 @@ async def top_shown(pilot: Any, messages: Messages, source: FakeSource) -> None:
     await pilot.pause()
 
 
+def test_a_filter_that_lets_nothing_through_says_so_and_stays_in_sight_at_80_columns() -> None:
+    """A source filter kept on the destinations list: "no destination matches the filter", not "nothing counted
+    yet" (a drill's finding, in a flood); the filter named in the status line before the sort, which the
+    80-column line cuts.  The control: with the filter cleared, the destinations are listed."""
+    app, _source, clock = replay_app(recording=TOP_RECORDING)
+
+    async def main() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await play_to(pilot, clock, AT)
+            await pilot.press("5")
+            pane = app.main.query_one(TopPane)
+            top = pane.rows()[0].key
+            await pilot.press("slash")
+            pane.query_one(Input).value = f"src:{top}/32"
+            await pilot.press("enter", "v", "s")  # sorted: the sort named after the filter
+            await pilot.pause()
+            assert pane.rows() == []
+            assert "no destination matches the filter" in str(pane.query_one(FieldList).render())
+            status = str(pane.query_one("#top-status", Static).render())
+            assert f"filter: src:{top}/32" in status and status.index("filter:") < status.index("sorted"), status
+            await pilot.press("slash")
+            pane.query_one(Input).value = ""
+            await pilot.press("enter")
+            await pilot.pause()
+            assert pane.rows() and "matches the filter" not in str(pane.query_one(FieldList).render())
+
+    asyncio.run(main())
+
+
 def test_m_adds_a_monitor_rule_b_asks_for_a_duration_and_the_traffic_pane_lists_the_talkers() -> None:
     source = FakeSource()
     app = live_app(source)

@@ -250,7 +250,14 @@ class TopPane(Vertical):
     def _show_detail(self) -> None:
         row = self.selected()
         fields = self._fields(row) if row is not None else []
-        self.query_one(FieldList).show(fields, "nothing counted yet in this window")
+        self.query_one(FieldList).show(fields, self._empty())
+
+    def _empty(self) -> str:
+        """What an empty list means: nothing counted, or a filter that lets nothing through (until session 24 a
+        filter on sources, kept on the destinations list, said "nothing counted yet" in a flood)."""
+        if self._filter and self.top.lists(self.window).rows(self.kind):
+            return f"no {KEY_LABELS[self.kind]} matches the filter (/ changes it, v: next list)"
+        return "nothing counted yet in this window"
 
     def _show_status(self) -> None:
         status = self.query_one("#top-status", Static)
@@ -259,10 +266,10 @@ class TopPane(Vertical):
             show(status, self.problem)
             return
         parts = [f"{self.kind.value} over {self.window.label} (w)", f"{len(self._rows)} shown (v: next list)"]
+        if self._filter:  # before the sort: at 80 columns the line's end is cut, and the filter decides the rows
+            parts.append(f"filter: {self._filter.text}")
         if self.order != SortOrder():
             parts.append(self.order.describe(columns(self.kind), "by packets/s"))
-        if self._filter:
-            parts.append(f"filter: {self._filter.text}")
         show(status, " · ".join(parts))
 
     # --- actions ------------------------------------------------------------------
