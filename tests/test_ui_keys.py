@@ -978,6 +978,40 @@ def test_b_blocks_an_events_source_for_the_chosen_time() -> None:
     run(live_app(source), scenario)
 
 
+def test_b_on_a_source_the_operators_rule_of_another_id_matches_changes_that_rule() -> None:
+    """A drop rule of the operator's own id on exactly the source: b for less than is left asks, then re-times that
+    rule (kept, its id and description); a monitor rule on it: b asks, then makes it a drop.  Until session 24 both
+    were refused as a duplicate match pointing at x.  The control: a rule on a wider prefix is not that rule, and b
+    adds block-ADDR."""
+    source = fake()
+    source.rules["keep-out"] = FilterRule(
+        "keep-out", Action.DROP, ipaddress.ip_network("203.0.113.50"), description="d"
+    )
+    source.rules["watch-it"] = FilterRule("watch-it", Action.MONITOR, ipaddress.ip_network("203.0.113.51"))
+    source.rules["wide"] = FilterRule("wide", Action.MONITOR, ipaddress.ip_network("203.0.113.52/31"))
+    events = [event(a, rule=None, verdict=Verdict.MONITOR) for a in ("203.0.113.50", "203.0.113.51", "203.0.113.52")]
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        await ready(pilot, messages, source, lab_update(events))
+        await pilot.press("3", "k", "k", "b", "enter")  # 203.0.113.50 for 10 m: shorter than permanent
+        assert isinstance(pilot.app.screen, ConfirmScreen) and "'keep-out'" in pilot.app.screen.text
+        await pilot.press("y")
+        await edited(pilot, messages, (0, 0))
+        kind, rule, _force = source.calls[-1]
+        assert kind == "update" and isinstance(rule, FilterRule)
+        assert (rule.id, rule.description, rule.expires_at) == ("keep-out", "d", source.now() + 600)
+        await pilot.press("j", "b", "enter")  # 203.0.113.51, watched
+        assert isinstance(pilot.app.screen, ConfirmScreen) and "'watch-it' watches" in pilot.app.screen.text
+        await pilot.press("y")
+        await edited(pilot, messages, (1, 0))
+        assert source.calls[-1][0] == "update" and source.rules["watch-it"].action is Action.DROP
+        await pilot.press("j", "b", "enter")  # 203.0.113.52: only a /31 covers it
+        await edited(pilot, messages, (2, 0))
+        assert source.calls[-1][0] == "add" and "block-203.0.113.52" in source.rules
+
+    run(live_app(source), scenario)
+
+
 def test_an_edit_and_a_refusal_are_said_whole_at_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:
     """At 80x24 the notice line keeps some 29 cells, which cut "added rule 'block-…'" and "deleted rule
     'block-…'" to the same "… 'block-…'", and a pane's one status line cut a refusal's reason: both are said

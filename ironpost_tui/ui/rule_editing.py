@@ -4,10 +4,12 @@ force), the edit in a worker thread, and where a refusal is shown (the form or t
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from ironpost_tui.errors import IronpostError
-from ironpost_tui.model import Action, FilterRule
+from ironpost_tui.model import Action, FilterRule, RuleStatus
 from ironpost_tui.rules.blocking import blocking_rules
 from ironpost_tui.rules.control import LockoutRefused
 from ironpost_tui.ui import format as fmt
@@ -122,14 +124,28 @@ class RuleEditing:
             now = app.source.now()
             rule = block_rule(address, seconds or None, now, why)
             existing = next((s.rule for s in app.state.rules if s.rule.id == rule.id), None)
+            if existing is None and (other := _own_rule_on(rule, app.state.rules)) is not None:
+                # The operator's rule of another id on exactly this source (the file's, the form's): blocking it is
+                # that rule's change (until session 24 refused as a duplicate match, pointing at x).
+                existing, rule = other, replace(other, action=Action.DROP, expires_at=rule.expires_at)
             edit = Edit(EditKind.UPDATE if existing is not None else EditKind.ADD, rule, origin=origin)
-            if existing is None or existing.action is not Action.DROP or not _sooner(rule, existing):
+            if existing is None or (existing.action is Action.DROP and not _sooner(rule, existing)):
                 self.run(edit)
+                return
+            for_ = "permanently" if rule.expires_at is None else f"for {fmt.span(rule.expires_at - now)}"
+            if existing.action is not Action.DROP:
+                self._asked(
+                    edit,
+                    ConfirmScreen(
+                        f"Block {address}",
+                        f"'{existing.id}' watches {address} (monitor). Make it a drop {for_}, from now?",
+                        "Block",
+                    ),
+                )
                 return
             # Blocking again for less than is left would shorten the block: said and asked (it was done silently:
             # a permanent block became 10 minutes with "updated rule").
             left = "permanently" if existing.expires_at is None else f"for {fmt.span(existing.expires_at - now)} more"
-            for_ = "permanently" if rule.expires_at is None else f"for {fmt.span(rule.expires_at - now)}"
             self._asked(
                 edit,
                 ConfirmScreen(
@@ -257,6 +273,21 @@ class RuleEditing:
                 pane.problem = ""
 
         self.app.set_timer(SAID_SECS, over)
+
+
+def _own_rule_on(block: FilterRule, rules: Sequence[RuleStatus]) -> FilterRule | None:
+    """The operator's rule with exactly ``block``'s match (the source alone), under another id; auto-blocks and other
+    tools' entries are taken over by the block itself (rules/table.py add)."""
+    for status in rules:
+        r = status.rule
+        if (
+            r.id != block.id
+            and r.src_ip == block.src_ip
+            and (r.dst_ip, r.dst_port, r.protocol) == (None, None, None)
+            and not (r.auto or r.external or r.crowdsec)
+        ):
+            return r
+    return None
 
 
 def _sooner(rule: FilterRule, existing: FilterRule) -> bool:
