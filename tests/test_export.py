@@ -260,6 +260,16 @@ def test_E_exports_events_and_A_exports_alerts_as_json(tmp_path: Path) -> None:
             written = [m for m in messages.seen if isinstance(m, ExportWritten)]
             assert [m.error for m in written] == ["", ""]
             assert written[0].count > 0
+            # A path typed with .json while csv is picked: written as JSON, to that name (until session 24 it was
+            # written as CSV, to alerts.csv).
+            await pilot.press("A")
+            screen = app.screen
+            assert isinstance(screen, ExportScreen) and screen.format == "csv"
+            screen.query_one(Input).value = str(tmp_path / "typed.json")
+            await pilot.press("enter")
+            await messages.wait(ExportWritten, pilot, after=2)
+            assert isinstance(json.loads((tmp_path / "typed.json").read_text()), list)
+            assert not (tmp_path / "typed.csv").exists()
             await pilot.press("E", "escape")
             assert isinstance(app.screen, MainScreen)
 

@@ -40,7 +40,8 @@ class FormatChoice(RadioSet):
 
 class ExportScreen(ModalScreen[tuple[str, Path] | None]):
     """Dismissed with (format, path), or None when cancelled.  Choosing a format changes
-    the path's extension while it still has the other one."""
+    the path's extension while it still has the other one; enter in the path writes the format its extension
+    names, if it names one."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
@@ -106,8 +107,11 @@ class ExportScreen(ModalScreen[tuple[str, Path] | None]):
 
     @on(Input.Submitted)
     def _submitted(self, message: Input.Submitted) -> None:
+        """Enter in the path: a path typed with a format's extension (alerts.json) is written in that format (until
+        session 24 the format picked won, and alerts.json was written as alerts.csv)."""
         message.stop()
-        self._write(self.format)
+        typed = Path(self.query_one(Input).value.strip()).suffix.lstrip(".")
+        self._write(typed if typed in FORMATS else self.format)
 
     def _write(self, fmt: str) -> None:
         path = self._path_for(fmt)
