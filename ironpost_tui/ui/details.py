@@ -4,12 +4,24 @@ cut ids and long values to keep the columns that matter on an 80-column screen; 
 from __future__ import annotations
 
 from ironpost_tui.detectors import Alert
-from ironpost_tui.model import RuleStatus
+from ironpost_tui.model import FilterRule, RuleStatus
 from ironpost_tui.records.export import alert_state
 from ironpost_tui.rules.nft import nft_command
 from ironpost_tui.ui import format as fmt
 
 Fields = list[tuple[str, str]]
+
+
+def _origin(rule: FilterRule) -> str:
+    """Where a rule comes from and is kept (every one was "rules file" until session 24: other tools' entries and
+    CrowdSec decisions too, and the demo's, which has none)."""
+    if rule.auto:
+        return "auto-block by a detector (journal)"
+    if rule.external:
+        return "another tool's BLOCKLIST entry (never saved)"
+    if rule.crowdsec:
+        return "a CrowdSec decision (never saved)"
+    return "the operator's (the configuration)"
 
 
 def rule_fields(s: RuleStatus, now: float) -> Fields:
@@ -20,7 +32,7 @@ def rule_fields(s: RuleStatus, now: float) -> Fields:
         expires = "never"
     else:
         left = rule.expires_at - now
-        when = fmt.clock(rule.expires_at)
+        when = fmt.moment(rule.expires_at, now)
         expires = f"{when}, in {fmt.span(left)}" if left > 0 else f"{when} (expired)"
     return [
         ("id", fmt.text(rule.id)),
@@ -33,7 +45,7 @@ def rule_fields(s: RuleStatus, now: float) -> Fields:
         ("hits", fmt.count(s.hits)),
         ("last hit", fmt.clock(s.last_hit) if s.last_hit else "never"),
         ("expires", expires),
-        ("origin", "auto-block by a detector (journal)" if rule.auto else "rules file"),
+        ("origin", _origin(rule)),
         ("description", fmt.text(rule.description) or "—"),
         ("as nft", fmt.text(nft_command(rule))),
     ]
@@ -62,7 +74,8 @@ def alert_fields(a: Alert, acknowledged: bool, now: float | None = None) -> Fiel
         state = f"resolved at {fmt.clock(a.resolved_at)}"
     elif a.block is not None:
         left = a.time_left(a.last_seen if now is None else now)
-        until = f"until {fmt.clock(a.block.until)} ({fmt.span(left or 0)} left)" if a.block.until else "no expiry"
+        shown = fmt.moment(a.block.until, a.last_seen if now is None else now) if a.block.until else ""
+        until = f"until {shown} ({fmt.span(left or 0)} left)" if a.block.until else "no expiry"
         state = f"blocked by {fmt.text(a.block.rule_id)}, {until}, {fmt.count(a.dropped)} dropped, {ack}"
     else:
         state = f"ACTIVE, {ack}"

@@ -123,6 +123,15 @@ def clock(ts: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ts))
 
 
+def moment(ts: float, now: float) -> str:
+    """Wall-clock seconds as local HH:MM:SS on ``now``'s day, with the date on any other ("2026-12-07 16:45:14"): a
+    24 h expiry shown as a time of day alone read as one in the past."""
+    day = time.localtime(ts)
+    if day[:3] == time.localtime(now)[:3]:
+        return time.strftime("%H:%M:%S", day)
+    return time.strftime("%Y-%m-%d %H:%M:%S", day)
+
+
 def span(seconds: float) -> str:
     """A duration for people: 45s, 12m05s, 3h02m, 2d04h (two units at most)."""
     full = format_duration(max(0.0, seconds))

@@ -1,0 +1,33 @@
+"""The rule detail's fields (ui/details.py, Textual-free; no root): an expiry on another day shows its date, and
+each rule names where it comes from."""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+
+from ironpost_tui.model import Action, FilterRule, RuleStatus
+from ironpost_tui.ui.details import rule_fields
+
+NOON = time.mktime((2026, 12, 6, 12, 0, 0, 0, 0, -1))  # local noon: +1 h is today, +24 h tomorrow
+
+
+def field(rule: FilterRule, name: str) -> str:
+    return dict(rule_fields(RuleStatus(rule, "BLOCKLIST"), NOON))[name]
+
+
+def test_an_expiry_on_another_day_shows_its_date_one_today_its_time() -> None:
+    """A 24 h block read "expires 16:45:14, in 23h58m", a time that seemed past (until session 24)."""
+    src = ipaddress.ip_network("198.18.0.9")
+    tomorrow = field(FilterRule("b", Action.DROP, src, expires_at=NOON + 86_400), "expires")
+    assert tomorrow == "2026-12-07 12:00:00, in 1d"
+    assert field(FilterRule("b", Action.DROP, src, expires_at=NOON + 3_600), "expires") == "13:00:00, in 1h"
+
+
+def test_each_rule_names_where_it_comes_from() -> None:
+    """Until session 24 every rule said "rules file": other tools' entries and CrowdSec decisions too."""
+    src = ipaddress.ip_network("198.18.0.9")
+    assert field(FilterRule("mine", Action.DROP, src), "origin") == "the operator's (the configuration)"
+    assert "journal" in field(FilterRule("auto-x", Action.DROP, src, auto=True), "origin")
+    assert "another tool's" in field(FilterRule("external:198.18.0.9", Action.DROP, src, external=True), "origin")
+    assert "CrowdSec" in field(FilterRule("crowdsec", Action.DROP, src, crowdsec=True), "origin")
