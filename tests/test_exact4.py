@@ -287,3 +287,36 @@ def test_adopting_pinned_maps_learns_which_addresses_are_in_exact4(pin_dir: Path
         assert all(verdict(second, a) == XDP_PASS for a in group)
     finally:
         second.close()
+
+
+def test_a_take_over_whose_last_exact4_write_fails_leaves_no_second_way(small: RuleTable) -> None:
+    """An operator's block over an auto-block, whose EXACT4 write that retires the old way fails (after the new
+    way is live): the rollback and a later delete leave no live way behind.  Until session 24 the rollback
+    rewrote one of the two live ways and the other stayed: the address was dropped with no rule once a rule
+    of its /24 set the filter bit, credited to whichever rule took that slot next (an attacker's review,
+    by fault injection).  The control: the neighbour's rule alone drops only the neighbour."""
+    dp = small._dp
+    a = "198.18.44.4"
+    neighbour = same_slash24_other_bucket(dp, a)
+    auto = FilterRule("auto-syn_flood-" + a, Action.DROP, ipaddress.ip_network(a), auto=True)
+    small.add(auto)
+    real, calls = dp.map_update, []
+
+    def failing(name: object, key: bytes, value: bytes) -> None:
+        if name == "EXACT4":
+            calls.append(key)
+            if len(calls) == 3:  # key and slot, then the rank (live), then the old way retired: this one
+                raise OSError(12, "Cannot allocate memory")
+        real(name, key, value)  # type: ignore[arg-type]
+
+    dp.map_update = failing  # type: ignore[method-assign]
+    try:
+        with pytest.raises(OSError):
+            small.add(FilterRule("block-" + a, Action.DROP, ipaddress.ip_network(a)))
+    finally:
+        del dp.map_update
+    assert [r.id for r in small.rules()] == [auto.id] and verdict(dp, a) == XDP_DROP and ways_in_use(dp) == 1
+    small.delete(auto.id)
+    small.add(exact("nb", neighbour))
+    assert ways_in_use(dp) == 1 and verdict(dp, neighbour) == XDP_DROP
+    assert verdict(dp, a) == XDP_PASS and hits(small) == {"nb": 1}

@@ -90,9 +90,13 @@ class InlineWays(Generic[K]):
         k = self._key(key)
         b = self._bucket_of(k)
         ways = list(self._buckets.get(b) or self._empty())
-        old = self._find(ways, k)
-        if old is not None and ways[2 * w + old] == slot:
-            ways[w + old] = rank + 1  # same rule, new rank: one word changes
+        olds = self._find_all(ways, k)  # one, or more after a put that failed half-way (the last commit's)
+        same = next((i for i in olds if ways[2 * w + i] == slot), None)
+        if same is not None:
+            ways[w + same] = rank + 1  # same rule, new rank: one word changes (and any second way goes)
+            for i in olds:
+                if i != same:
+                    ways[w + i] = 0
             self._commit(b, ways)
             return
         new = self._free(ways)
@@ -105,10 +109,11 @@ class InlineWays(Generic[K]):
         if ordered:
             self._commit(b, ways)
         ways[w + new] = rank + 1
-        if old is not None:
+        if olds:
             if ordered:
                 self._commit(b, ways)
-            ways[w + old] = 0
+            for i in olds:
+                ways[w + i] = 0
         self._commit(b, ways)
 
     def remove(self, key: bytes) -> bool:
@@ -116,10 +121,11 @@ class InlineWays(Generic[K]):
         k = self._key(key)
         b = self._bucket_of(k)
         ways = list(self._buckets.get(b) or [])
-        way = self._find(ways, k) if ways else None
-        if way is None:
+        live = self._find_all(ways, k) if ways else []
+        if not live:
             return False
-        ways[self.WAYS + way] = 0
+        for way in live:  # every one: a put that failed half-way leaves two, and one left would still drop
+            ways[self.WAYS + way] = 0
         self._commit(b, ways)
         return True
 
@@ -169,6 +175,10 @@ class InlineWays(Generic[K]):
             if ways[self.WAYS + i] and ways[i] == k:
                 return i
         return None
+
+    def _find_all(self, ways: list[Any], k: K) -> list[int]:
+        """Every way in use that holds key ``k``."""
+        return [i for i in range(self.WAYS) if ways[self.WAYS + i] and ways[i] == k]
 
     def _free(self, ways: list[Any]) -> int | None:
         for i in range(self.WAYS):
