@@ -229,6 +229,10 @@ def _run_two_processes(args: argparse.Namespace) -> ExitStatus:
             return int(ExitStatus.ERROR)
 
     source = remote.spawn(engine_process)  # before any thread starts in this process
+    # The pid file names this process: SIGUSR1 (reload) and SIGUSR2 (panic) are the console's once it runs, and
+    # never this process's end before then (their default action).
+    for sig in (signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(sig, signal.SIG_IGN)
     switching.shorten()  # the engine's answers reach the interface while it renders: engine/switching.py
     try:
         from ironpost_tui.ui import app as _app  # noqa: F401  # loaded while the engine process starts
@@ -345,11 +349,18 @@ def _run_console(
     live = LiveSource(engine, config, Recorder(record) if record is not None else None, keepable=keepable)
     # The engine compiles and attaches while the interface loads (Textual, the screens): what it logs
     # meanwhile is held, then goes where the console's own records go.
+    # SIGUSR2 (`cleanup IFACE` signals the interface lock's holder: this process) is a panic from before the start
+    # takes the lock; the console takes it over once it runs, and ignores it once it leaves.  Until session 24 its
+    # default action killed a console signalled before it ran (an attacker's review).
+    signal.signal(signal.SIGUSR2, lambda *_: live.panic_soon("signal"))
+    signal.signal(signal.SIGUSR1, lambda *_: live.reload())  # as the console's r (a flag: the next tick reloads)
     try:
         with _logs_held() as held:
             live.begin()
             return _console(live, console, getattr(args, "theme", None), held)
     finally:
+        signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # the leaving detaches (or keeps: then cleanup finds no holder)
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
         live.close()
 
 
@@ -382,6 +393,7 @@ def _serve_console(
         served.refuse_start()
         return ExitStatus.OK
     live = LiveSource(engine, config, Recorder(args.record) if args.record is not None else None)
+    served.will_serve(live)  # before the start takes the interface's lock: `cleanup` signals its holder
     live.begin()
     log_fmt = args.log_format or settings.general.log_format
     served.serve(live, Configured(settings.console, settings.general.log_level, log_fmt, live.info))

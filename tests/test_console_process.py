@@ -846,3 +846,30 @@ def test_the_start_has_its_own_longer_budget(monkeypatch: pytest.MonkeyPatch) ->
     finally:
         answering.set()
         _end(src, child, theirs)
+
+
+def test_a_panic_signal_reaches_the_engine_from_before_its_start() -> None:
+    """SIGUSR2 in the engine process (`cleanup IFACE` signals the interface lock's holder): a panic of the engine
+    about to start, from before the start takes the lock (session 24's first version took it only once serving:
+    one between the two was dropped, an attacker's review).  The control: with no engine yet, nothing is asked."""
+    import socket
+
+    from ironpost_tui.engine.served import Served
+
+    ours, theirs = socket.socketpair()
+    asked: list[str] = []
+
+    class Live:
+        def panic_soon(self, via: str) -> None:
+            asked.append(via)
+
+    try:
+        served = Served(theirs, os.getpid())
+        served._on_panic(signal.SIGUSR2, None)
+        assert asked == []
+        served.will_serve(Live())  # type: ignore[arg-type]
+        served._on_panic(signal.SIGUSR2, None)
+        assert asked == ["signal"]
+    finally:
+        ours.close()
+        theirs.close()

@@ -152,6 +152,13 @@ def test_a_decisions_entry_another_tool_changes_is_written_back_and_never_taken_
     out = control.reconcile_external()
     assert not out.added and all(not r.external for r in table.rules())
     assert dp.map_lookup(MapName.BLOCKLIST, k) == written
+    # Rewritten again between the survey and its apply, with a new value each time: written back all the same.
+    ext = control.external
+    dp.map_update(MapName.BLOCKLIST, k, bytes([0, 1]) + bytes(18))
+    survey = ext.survey(*ext.expected())
+    dp.map_update(MapName.BLOCKLIST, k, bytes([0, 2]) + bytes(18))
+    ext.apply(survey)
+    assert dp.map_lookup(MapName.BLOCKLIST, k) == written and verdict(dp, A) == XDP_DROP
     generation = table.generation
     decisions.put(net(A), 2, later + 3600)  # another decision, an hour later: the entry rewritten
     assert table.generation > generation and dp.map_lookup(MapName.BLOCKLIST, k) != written

@@ -265,11 +265,11 @@ def test_E_exports_events_and_A_exports_alerts_as_json(tmp_path: Path) -> None:
             await pilot.press("A")
             screen = app.screen
             assert isinstance(screen, ExportScreen) and screen.format == "csv"
-            screen.query_one(Input).value = str(tmp_path / "typed.json")
+            screen.query_one(Input).value = str(tmp_path / "typed.JSON")
             await pilot.press("enter")
             await messages.wait(ExportWritten, pilot, after=2)
             assert isinstance(json.loads((tmp_path / "typed.json").read_text()), list)
-            assert not (tmp_path / "typed.csv").exists()
+            assert not (tmp_path / "typed.csv").exists() and not (tmp_path / "typed.JSON").exists()
             await pilot.press("E", "escape")
             assert isinstance(app.screen, MainScreen)
 

@@ -501,21 +501,38 @@ def test_a_failed_take_over_whose_entry_the_tool_deleted_meanwhile_leaves_nothin
 def test_a_reconcile_never_writes_over_what_the_tool_wrote_after_the_survey(world: World, read: int, then: int) -> None:
     """The survey reads the map (outside the engine's lock), the tool writes again, then the survey is applied: the
     value read is stale, and writing it (the taken-in value, its action) over the tool's newer one undid the tool's
-    change for good (until session 24: a block the tool lifted, or a drop it made, lost).  The next reconcile acts
-    on what the tool wrote last."""
+    change for good (until session 24: a block the tool lifted, or a drop it made, lost).  The entry is acted on
+    as it is now."""
     ext = world.control.external
     world.write(A, read)
     survey = ext.survey(*ext.expected())
     world.write(A, then)
-    assert not ext.apply(survey).rules_changed
-    out = world.control.reconcile_external()
+    out = ext.apply(survey)
     if then == abi.ACTION_PASS:
         assert not out.added and world.table.rules() == [] and world.verdict(A) == XDP_PASS
     else:
         assert [r.action for r in out.added] == [Action.DROP] and world.verdict(A) == XDP_DROP
+    assert not world.control.reconcile_external().rules_changed
     # Control: a survey applied with nothing written since takes the entry in.
     world.write(B)
     assert [r.id for r in ext.apply(ext.survey(*ext.expected())).added] == [f"external:{B}"]
+
+
+@pytestmark_root
+def test_a_tool_writing_a_new_value_each_time_cannot_keep_ironposts_entry_from_being_written_back(world: World) -> None:
+    """ironpost's own entry overwritten with PASS and a counter in its last bytes, again between each survey and its
+    apply: written back each time, and warned (session 24's first re-read skipped an entry whose value had moved,
+    so a tool writing a new value each time kept it from ever being written back: an attacker's review)."""
+    ext = world.control.external
+    mine = FilterRule("mine", Action.DROP, src_ip=ipaddress.ip_network(A))
+    world.control.add(mine, OPERATOR)
+    written = world.value(A)
+    for n in range(1, 4):
+        world.dp.map_update("BLOCKLIST", key(A), val(abi.ACTION_PASS, n))
+        survey = ext.survey(*ext.expected())
+        world.dp.map_update("BLOCKLIST", key(A), val(abi.ACTION_PASS, n + 100))
+        assert [r.id for r in ext.apply(survey).reverted] == ["mine"]
+        assert world.value(A) == written and world.verdict(A) == XDP_DROP
 
 
 @pytestmark_root

@@ -355,6 +355,30 @@ def test_console_hit_counts_equal_the_metrics_of_the_same_tick(lab: netlab.Lab, 
     assert occupants(lab.ifindex) == []
 
 
+@pytest.mark.root
+def test_a_panic_waits_for_the_engines_lock_as_an_edit_does(lab: netlab.Lab, tmp_path: Path) -> None:
+    """The command-line socket's edits and the external survey hold the engine's lock alone: a panic (the console's
+    !, SIGUSR2) waits for it, as an edit does (until session 24 it ran beside them, over the table and the file:
+    an attacker's review).  The control: once the lock is free the panic clears the drop rule."""
+    block = FilterRule(id="block", action=Action.DROP, src_ip=ipaddress.ip_network(lab.ns_ip4))
+    live = LiveSource(Engine(EngineOptions(iface=lab.host_if, xdp_mode="native", rules=(block,))), None)
+    cleared: list[list[FilterRule]] = []
+    try:
+        live.start()
+        with live.engine.lock:  # a command-line edit in progress
+            panic = threading.Thread(target=lambda: cleared.append(live.panic("signal")), daemon=True)
+            panic.start()
+            panic.join(0.5)
+            assert panic.is_alive() and cleared == [], "the panic ran while an edit held the engine's lock"
+        panic.join(10)
+        assert [[r.id for r in c] for c in cleared] == [["block"]] and live.engine.control.rules() == []
+    finally:
+        live.close()
+        with contextlib.suppress(FileNotFoundError):
+            (host.RUN_DIR / f"{lab.host_if}.lock").unlink()
+    assert occupants(lab.ifindex) == []
+
+
 def test_reload_into_returns_a_refusal_as_its_error() -> None:
     """reload_into turns an engine's refusal into the result's error (not an exception)."""
     from ironpost_tui.engine.reload import reload_into

@@ -472,6 +472,27 @@ def test_b_in_an_alerts_detail_blocks_its_source() -> None:
     run(live_app(source), scenario)
 
 
+def test_a_refusal_in_an_alerts_detail_closed_before_it_clears_leaves_the_console_running(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """u on a source nothing blocks, in the detail, then escape: the refusal's timer ends with the detail.  Until
+    session 24 it was the app's and cleared the closed detail's status, whose watcher raised there: the console
+    ended, and with it the program (an attacker's review).  The control: the refusal is said in the detail."""
+    monkeypatch.setattr(rule_editing, "SAID_SECS", 0.3)
+    source = fake()
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        await ready(pilot, messages, source, lab_update([event("203.0.113.78")], [alert(1, "203.0.113.78")]))
+        await pilot.press("2", "enter", "u")
+        detail = pilot.app.screen
+        assert isinstance(detail, AlertDetailScreen) and "no drop rule on the source alone blocks" in detail.problem
+        await pilot.press("escape")
+        await pilot.pause(0.6)
+        assert isinstance(pilot.app.screen, MainScreen) and pilot.app.is_running and pilot.app.return_code is None
+
+    run(live_app(source), scenario)
+
+
 def test_ctrl_p_runs_main_actions() -> None:
     async def scenario(pilot: Pilot[int], _source: Any) -> None:
         await pilot.press("ctrl+p")

@@ -5,8 +5,10 @@ Needs root."""
 
 from __future__ import annotations
 
+import os
 import re
 import select
+import signal
 import socket
 import threading
 import time
@@ -17,6 +19,8 @@ import pytest
 from support import netlab
 from support.agents import IRONPOST, cleanup, wait_no_xdp, xdp_progs
 from support.tmux import Session, sessions
+
+from ironpost_tui.kernel import host
 
 pytestmark = pytest.mark.root
 START = 120.0
@@ -184,3 +188,24 @@ def test_cleanup_while_the_console_runs_is_the_panic_and_the_console_stays(conso
         wait_no_xdp(lab.ifindex, within=1.0, since=t0)
     finally:
         traffic.close()
+
+
+@pytest.mark.parametrize("target", ["console", "engine process"])
+def test_sigusr1_to_either_process_reloads_and_the_console_stays(console, target: str) -> None:  # type: ignore[no-untyped-def]
+    """SIGUSR1 reloads the configuration, as `r` does: sent to the console's process (the pid file's) or to the
+    engine process (the interface lock's holder).  Until session 24 its default action ended the one it reached,
+    and with the console the program (an attacker's review).  The file is unchanged: the reload says so."""
+    lab, made, argv = console
+    s = Session(argv, 120, 30)
+    made.append(s)
+    s.wait_screen(lambda t: "attached" in t, START, "the status bar says attached")
+    holder = host.InterfaceLock(lab.host_if).holder()
+    assert holder is not None and holder != s.pid, "expected the engine process to hold the interface"
+    os.kill(s.pid if target == "console" else holder, signal.SIGUSR1)
+    said = lambda t: "nothing changed" in re.sub(r"[\s│▌]+", " ", t)  # noqa: E731  # the toast wraps it
+    s.wait_screen(said, 10, "the reload's outcome")
+    assert s.alive() and xdp_progs(lab.ifindex) and host.InterfaceLock(lab.host_if).holder() == holder
+    t0 = time.monotonic()
+    s.keys("q")
+    assert s.wait_exit(5), s.capture()
+    wait_no_xdp(lab.ifindex, within=1.0, since=t0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import replace
@@ -15,6 +16,8 @@ from ironpost_tui.errors import IronpostError
 from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.model import Action, FilterRule
 from ironpost_tui.rules.audit import Actor
+
+log = logging.getLogger(__name__)
 
 
 class LiveSource:
@@ -146,11 +149,28 @@ class LiveSource:
             return rule
 
     def panic(self, via: str = "console") -> list[FilterRule]:
-        with self._lock:
+        # The engine's lock too, as an edit takes it: the command-line socket's edits and the external survey hold
+        # only that one (until session 24 a panic ran beside them).
+        with self._lock, self.engine.lock:
             cleared = self._supervisor.panic(via)
             for rule in cleared:
                 self._recorded("panic-delete", rule)
             return list(cleared)
+
+    def panic_soon(self, via: str = "signal") -> None:
+        """A panic in a thread of its own, its outcome logged: what a signal handler may start (it runs between two
+        bytecodes of the main thread, which may hold the locks the panic waits for)."""
+        threading.Thread(target=self._panic_logged, args=(via,), name="panic", daemon=True).start()
+
+    def _panic_logged(self, via: str) -> None:
+        try:
+            cleared = self.panic(via)
+        except Exception:
+            log.exception("SIGUSR2 (panic): clearing the drop rules failed")
+            return
+        names = ", ".join(r.id for r in cleared) or "none"
+        # The panic first: the notice line keeps the start of a message at 80 columns.
+        log.warning("panic: cleared %d drop rule(s) (SIGUSR2, ironpost-tui cleanup): %s", len(cleared), names)
 
     def reload(self) -> None:
         self._reload_requested = True

@@ -50,17 +50,6 @@ _CALLS: dict[Call, Callable[..., Any]] = {
 }  # Call.CLOSE: serve() itself
 
 
-def _panic(live: LiveSource) -> None:
-    try:
-        cleared = live.panic("signal")
-    except Exception:
-        log.exception("SIGUSR2 (panic): clearing the drop rules failed")
-        return
-    names = ", ".join(r.id for r in cleared) or "none"
-    # The panic first: the notice line keeps the start of a message at 80 columns.
-    log.warning("panic: cleared %d drop rule(s) (SIGUSR2, ironpost-tui cleanup): %s", len(cleared), names)
-
-
 class Served:
     """This process's end of the socket: frames sent whole, from any thread."""
 
@@ -78,6 +67,7 @@ class Served:
             signal.signal(sig, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGUSR2, self._on_panic)
+        signal.signal(signal.SIGUSR1, self._on_reload)
 
     def _on_panic(self, _signum: int, _frame: object) -> None:
         """Every drop rule cleared at once, whatever the console is doing (a dialog open, or stuck): in a thread of
@@ -86,8 +76,18 @@ class Served:
         program detached and the console lost its engine mid-incident."""
         live = self._live
         if live is None:
-            return  # not serving yet: nothing attached, nothing to clear
-        threading.Thread(target=_panic, args=(live,), name="panic", daemon=True).start()
+            return  # no engine yet: nothing attached, nothing to clear
+        live.panic_soon("signal")
+
+    def _on_reload(self, _signum: int, _frame: object) -> None:
+        """SIGUSR1: the configuration reloaded at the next tick, as the console's r asks (its default action killed
+        this process until session 24).  A flag: what a handler may set."""
+        if self._live is not None:
+            self._live.reload()
+
+    def will_serve(self, live: LiveSource) -> None:
+        """``live``, about to start: a panic from now on clears its rules (one during its start waits for it)."""
+        self._live = live
 
     def _on_term(self, signum: int, _frame: object) -> None:
         if os.getppid() == self.console_pid:

@@ -189,11 +189,18 @@ class ExternalEntries:
         held = self._table.blocklist()
         protected = self._protected()
         for change in survey.changes[:MAX_CHANGES]:
-            if self._table.entry(change.key) != change.value:
-                # Written again since the survey read it (a tool that changes its mind at once): acting on the
-                # value read would write it over the tool's newer one for good.  The next survey reads it.
-                continue
-            rule = held.get(change.key, (None, b""))[0]
+            rule, want = held.get(change.key, (None, None))
+            ours = (rule is not None and not rule.external) or (rule is None and change.key in self._table.side_entries)
+            if not ours:
+                # Another tool's entry is acted on as it is now, read again: the survey's value may be stale (a
+                # tool that changes its mind at once), and writing what it read over the tool's newer value
+                # undid the tool's change for good.  Ours are written back whatever the value, so a tool that
+                # writes a new value each time cannot keep one from being written back (an attacker's review).
+                now = self._table.entry(change.key)
+                if now != change.value:
+                    if now == (want if want is not None else self._ignored.get(change.key)):
+                        continue  # back as expected: nothing to do
+                    change = replace(change, value=now)
             try:
                 self._apply(change, rule, protected, out)
             except IronpostError as exc:

@@ -229,15 +229,23 @@ class IronpostApp(App[int]):
         # SIGUSR2 is the panic (`ironpost-tui cleanup IFACE` sends it to the process that holds the interface, this
         # one or the engine process, which passes it here): every drop rule cleared at once, without a question.
         # Its default action killed the console until session 24 (the demo's console, and the engine process).
-        try:
-            loop.add_signal_handler(signal.SIGUSR2, self._on_panic_signal)
-        except (NotImplementedError, RuntimeError, ValueError):
-            return
-        self._signals.append(signal.SIGUSR2)
+        # SIGUSR1 reloads the configuration, as `r` does and as it does for the agent: the README says to signal
+        # the console's process; its default action ended the console until session 24 (an attacker's review).
+        for sig, act in ((signal.SIGUSR2, self._on_panic_signal), (signal.SIGUSR1, self._on_reload_signal)):
+            try:
+                loop.add_signal_handler(sig, act)
+            except (NotImplementedError, RuntimeError, ValueError):
+                return
+            self._signals.append(sig)
 
     def _on_signal(self, sig: signal.Signals) -> None:
         log.info("received %s: leaving the console", sig.name)
         self.exit(return_code=int(ExitStatus.OK))
+
+    def _on_reload_signal(self) -> None:
+        if not self.read_only:
+            log.info("received SIGUSR1: reloading the configuration")
+            self.action_reload()
 
     def _on_panic_signal(self) -> None:
         if self.read_only:
@@ -261,6 +269,7 @@ class IronpostApp(App[int]):
         # holding the interface and removes the program); never the default action, killing the leaving midway.
         with contextlib.suppress(ValueError):  # not the main thread
             signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+            signal.signal(signal.SIGUSR1, signal.SIG_IGN)
 
     # --- the poll worker (a thread: talks to the source, posts messages, nothing else) ---
     @work(thread=True, exclusive=True, exit_on_error=False, group="poll")

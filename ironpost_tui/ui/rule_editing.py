@@ -40,6 +40,7 @@ class RuleEditing:
 
     def __init__(self, app: IronpostApp) -> None:
         self.app = app
+        self._said = 0  # refusals said in a pane's status line: a timer clears only the last one
         self.form: RuleForm | None = None
 
     # --- asking ---------------------------------------------------------------------
@@ -267,12 +268,16 @@ class RuleEditing:
         counts): until session 24 a refusal stayed there until the next successful edit, long after it was true."""
         pane = self.pane(origin)
         pane.problem = text
+        self._said += 1
+        said = self._said
 
         def over() -> None:
-            if pane.problem == text:
+            # Not a later refusal's (of the same text, too), and never on a pane gone since (the alert detail,
+            # closed: its watcher raised there and ended the console, an attacker's review).
+            if said == self._said and pane.is_attached and pane.problem == text:
                 pane.problem = ""
 
-        self.app.set_timer(SAID_SECS, over)
+        pane.set_timer(SAID_SECS, over)  # the pane's: it ends with the pane
 
 
 def _own_rule_on(block: FilterRule, rules: Sequence[RuleStatus]) -> FilterRule | None:

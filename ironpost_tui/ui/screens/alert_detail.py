@@ -203,6 +203,8 @@ class AlertDetailScreen(Screen[None]):
         )
 
     def watch_problem(self, problem: str) -> None:
+        if not self.is_mounted:
+            return  # closed: nothing to say it on (a late call must never end the console)
         line = self.query_one("#detail-problem", Static)
         line.update(problem)
         line.display = bool(problem)

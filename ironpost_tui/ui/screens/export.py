@@ -92,7 +92,7 @@ class ExportScreen(ModalScreen[tuple[str, Path] | None]):
     def _path_for(self, fmt: str) -> Path:
         """The path in the box, its extension changed to ``fmt`` while it has the other one."""
         path = Path(self.query_one(Input).value.strip())
-        return path.with_suffix(f".{fmt}") if path.suffix.lstrip(".") in FORMATS else path
+        return path.with_suffix(f".{fmt}") if path.suffix.lstrip(".").lower() in FORMATS else path
 
     @on(RadioSet.Changed)
     def _format_chosen(self, message: RadioSet.Changed) -> None:
@@ -110,7 +110,7 @@ class ExportScreen(ModalScreen[tuple[str, Path] | None]):
         """Enter in the path: a path typed with a format's extension (alerts.json) is written in that format (until
         session 24 the format picked won, and alerts.json was written as alerts.csv)."""
         message.stop()
-        typed = Path(self.query_one(Input).value.strip()).suffix.lstrip(".")
+        typed = Path(self.query_one(Input).value.strip()).suffix.lstrip(".").lower()  # alerts.JSON too
         self._write(typed if typed in FORMATS else self.format)
 
     def _write(self, fmt: str) -> None:
