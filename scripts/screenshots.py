@@ -45,7 +45,7 @@ async def _rule_form(app: IronpostApp) -> None:
     rule = next((s.rule for s in app.state.rules if s.rule.id == "doc-net"), None)
     if rule is None and app.state.rules:
         rule = app.state.rules[0].rule
-    await app.push_screen(RuleForm(rule, app.source.now(), cursor_blink=False))
+    await app.push_screen(RuleForm(rule, app.source.now, cursor_blink=False))
 
 
 async def _export(app: IronpostApp) -> None:
