@@ -870,6 +870,17 @@ def test_the_forms_expiry_counts_from_the_save_and_an_untouched_one_is_kept() ->
         await edited(pilot, messages, (1, 0))
         edit = source.rules["later"]
         assert edit.description == "seen at the edge" and edit.expires_at == added  # not two minutes later
+        # Re-blocked for an hour from elsewhere (the command line) while the form is open: an untouched expiry is
+        # the table's, not the one the form showed.
+        await pilot.press("e")
+        source.update_rule(dataclasses.replace(edit, expires_at=clock[0] + 3600))
+        tables = messages.count(RulesRefreshed)
+        source.push(Update(at=2.0))
+        await messages.wait(RulesRefreshed, pilot, after=tables)
+        await type_into(pilot, "description", "again")
+        await pilot.press("ctrl+s")
+        await edited(pilot, messages, (2, 0))
+        assert source.rules["later"].expires_at == clock[0] + 3600
 
     run(live_app(source), scenario)
 

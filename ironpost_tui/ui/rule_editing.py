@@ -48,7 +48,12 @@ class RuleEditing:
         app = self.app
         if app.read_only:
             return
-        form = RuleForm(rule, app.source.now, cursor_blink=app.cursor_blink)
+        form = RuleForm(
+            rule,
+            app.source.now,
+            latest=lambda rule_id: next((s.rule for s in app.state.rules if s.rule.id == rule_id), None),
+            cursor_blink=app.cursor_blink,
+        )
         self.form = form
 
         def closed(_: None) -> None:

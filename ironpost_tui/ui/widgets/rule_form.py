@@ -82,10 +82,18 @@ class RuleForm(ModalScreen[None]):
     error: reactive[str] = reactive("")
     offer_force: reactive[bool] = reactive(False)
 
-    def __init__(self, rule: FilterRule | None, clock: Callable[[], float], *, cursor_blink: bool = True) -> None:
+    def __init__(
+        self,
+        rule: FilterRule | None,
+        clock: Callable[[], float],
+        *,
+        latest: Callable[[str], FilterRule | None] | None = None,
+        cursor_blink: bool = True,
+    ) -> None:
         super().__init__()
         self.original = rule
         self.clock = clock  # the source's: an expiry counts from the save, not from the form's opening
+        self.latest = latest  # the rule of an id as the table has it now (an untouched expiry is the table's)
         self._fields = RuleFields() if rule is None else RuleFields.of(rule, clock())
         self._cursor_blink = cursor_blink
         self._last: FilterRule | None = None
@@ -161,9 +169,11 @@ class RuleForm(ModalScreen[None]):
             fields = self.fields()
             rule = parse_rule(fields, self.clock(), auto=False)
             if self.original is not None and fields.expires == self._fields.expires:
-                # The expiry as it was shown, untouched: the rule's own (counted from the save, minutes in the
-                # form would have lengthened it).
-                rule = replace(rule, expires_at=self.original.expires_at)
+                # The expiry as it was shown, untouched: the rule's own as the table has it now (counted from the
+                # save, minutes in the form would have lengthened it; the one shown would undo a re-block made
+                # meanwhile from elsewhere, the command line's).
+                now = self.latest(self.original.id) if self.latest is not None else None
+                rule = replace(rule, expires_at=(now or self.original).expires_at)
         except RuleInputError as exc:
             for name in exc.fields:
                 if name != "action":
