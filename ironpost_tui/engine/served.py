@@ -58,7 +58,7 @@ class Served:
         self.console_pid = console_pid  # what the pid file names: the process the operator signals
         self._send_lock = threading.Lock()
         self._closed = False
-        self._live: LiveSource | None = None  # once serving: what a panic clears
+        self._live: LiveSource | None = None  # from will_serve() until the close: what a panic or a reload reaches
 
     def take_signals(self) -> None:
         """The terminal's signals ignored; SIGTERM to the console (or, with none left, the end of this run); SIGUSR2,

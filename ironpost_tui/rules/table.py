@@ -284,7 +284,7 @@ class RuleTable:
         inst = self._rules.get(rule.id)
         if not rule.external or inst is None:
             return False
-        live = self._dp.map_lookup(inst.placement.map_name, inst.key)
+        live = self.entry(inst.key)  # another tool's entries are BLOCKLIST's
         return live is not None and live[0] == abi.ACTION_DROP
 
     def hand_back(self, rule: FilterRule, holder_id: str) -> None:
@@ -296,9 +296,7 @@ class RuleTable:
         if rule.id in self._rules:
             raise RuleRefused(f"a rule with id '{rule.id}' exists already")
         inst = self._rules[holder_id]
-        if rule.external and self._dp.map_lookup(inst.placement.map_name, inst.key) != kernel_rules.value(
-            inst.rule, inst.slot, inst.priority
-        ):
+        if rule.external and self.entry(inst.key) != kernel_rules.value(inst.rule, inst.slot, inst.priority):
             self.forget(holder_id)
         elif not self._install(rule, self._take_priority(), take_over=holder_id):
             self.forget(holder_id)  # the tool deleted it in between: never re-created
