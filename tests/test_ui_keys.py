@@ -1044,6 +1044,60 @@ def test_b_on_a_source_the_operators_rule_of_another_id_matches_changes_that_rul
     run(live_app(source), scenario)
 
 
+def test_a_yes_to_a_rule_that_changed_while_it_was_asked_does_nothing() -> None:
+    """b through the operator's rule of another id, and x on a drop, send a whole rule built from the console's
+    copy.  A reload that changed the rule while the question was open was undone by the yes (the file's new
+    description and port written back over it).  Now the yes is refused, said, and nothing is sent; a rule that
+    went is said as gone.  The control: the same yes on an unchanged rule is done (the test above, and here
+    after the refusal)."""
+    source = fake()
+    source.rules["keep-out"] = FilterRule(
+        "keep-out", Action.DROP, ipaddress.ip_network("203.0.113.50"), description="d"
+    )
+
+    def reload(rule: FilterRule | None, rule_id: str) -> None:
+        with source._lock:
+            if rule is None:
+                del source.rules[rule_id]
+            else:
+                source.rules[rule.id] = rule
+            source._changed_now()
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        await ready(pilot, messages, source, lab_update([event("203.0.113.50", rule=None, verdict=Verdict.MONITOR)]))
+        await pilot.press("3", "b", "enter")  # 10 m: shorter than permanent, asked
+        assert isinstance(pilot.app.screen, ConfirmScreen) and "'keep-out'" in pilot.app.screen.text
+        before = messages.count(RulesRefreshed)
+        reload(dataclasses.replace(source.rules["keep-out"], description="from the file"), "keep-out")
+        await messages.wait(RulesRefreshed, pilot, after=before)
+        await pilot.press("y")
+        await pilot.pause()
+        assert source.calls == [] and source.rules["keep-out"].description == "from the file"
+        events = main_of(pilot).query_one(EventTable)
+        assert "'keep-out' changed while you were asked" in events.problem
+        await pilot.press("b", "enter", "y")  # asked again, of the rule as it is now: done
+        await edited(pilot, messages, (0, 0))
+        kind, rule, _force = source.calls[-1]
+        assert kind == "update" and isinstance(rule, FilterRule)
+        assert (rule.id, rule.description) == ("keep-out", "from the file")
+        # x on the drop, and the rule deleted by a reload while asked: said as gone, nothing sent.
+        await pilot.press("4")
+        rules = main_of(pilot).query_one(RulesPane)
+        while rules.selected() is None or rules.selected().id != "keep-out":  # type: ignore[union-attr]
+            await pilot.press("j")
+        await pilot.press("x")
+        assert isinstance(pilot.app.screen, ConfirmScreen) and "What it drops passes" in pilot.app.screen.text
+        before = messages.count(RulesRefreshed)
+        reload(None, "keep-out")
+        await messages.wait(RulesRefreshed, pilot, after=before)
+        await pilot.press("y")
+        await pilot.pause()
+        assert len(source.calls) == 1 and "keep-out" not in source.rules
+        assert "'keep-out' went while you were asked" in rules.problem
+
+    run(live_app(source), scenario)
+
+
 def test_an_edit_and_a_refusal_are_said_whole_at_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:
     """At 80x24 the notice line keeps some 29 cells, which cut "added rule 'block-…'" and "deleted rule
     'block-…'" to the same "… 'block-…'", and a pane's one status line cut a refusal's reason: both are said

@@ -51,7 +51,7 @@ class RuleEditing:
         form = RuleForm(
             rule,
             app.source.now,
-            latest=lambda rule_id: next((s.rule for s in app.state.rules if s.rule.id == rule_id), None),
+            latest=self._current,
             cursor_blink=app.cursor_blink,
         )
         self.form = form
@@ -91,13 +91,34 @@ class RuleEditing:
         )
 
     def _asked(self, edit: Edit, question: ConfirmScreen) -> None:
-        """``edit``, once the operator says yes to ``question``."""
+        """``edit``, once the operator says yes to ``question``, and only if its rule is still as the question
+        showed it.  The edit carries a whole rule built from the console's copy (``x``'s switch, ``b`` through
+        the operator's rule of another id, a shortened block): a reload or another console that changed the rule
+        while the question was open would otherwise be undone by the yes (until session 25)."""
+        rule_id = edit.rule.id if edit.rule is not None else None
+        asked_of = self._current(rule_id)
 
         def answered(yes: bool | None) -> None:
-            if yes:
-                self.run(edit)
+            if not yes:
+                return
+            if rule_id is not None and self._current(rule_id) != asked_of:
+                gone = self._current(rule_id) is None
+                self.refused(
+                    edit,
+                    f"'{rule_id}' {'went' if gone else 'changed'} while you were asked (a reload, a tool, another "
+                    "console): nothing done; look again",
+                    lockout=False,
+                )
+                return
+            self.run(edit)
 
         self.app.push_screen(question, answered)
+
+    def _current(self, rule_id: str | None) -> FilterRule | None:
+        """The console's copy of the rule ``rule_id``, as the last table said it."""
+        if rule_id is None:
+            return None
+        return next((s.rule for s in self.app.state.rules if s.rule.id == rule_id), None)
 
     def panic_question(self) -> ConfirmScreen:
         app = self.app
