@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
+from support.screen_cells import row_text, screen_cells
 from support.ui import (
     FakeSource,
     Messages,
@@ -29,6 +30,7 @@ from support.ui import (
     sample,
 )
 from textual.command import CommandList, CommandPalette
+from textual.geometry import Region
 from textual.pilot import Pilot
 from textual.theme import BUILTIN_THEMES
 from textual.widgets import Button, DataTable, Input, OptionList, Static
@@ -53,9 +55,11 @@ from ironpost_tui.ui.messages import (
 )
 from ironpost_tui.ui.screens.alert_detail import AlertDetailScreen
 from ironpost_tui.ui.screens.block import BlockScreen
+from ironpost_tui.ui.screens.capture import CaptureScreen
 from ironpost_tui.ui.screens.chart import WINDOWS, ChartScreen
 from ironpost_tui.ui.screens.confirm import ConfirmScreen
 from ironpost_tui.ui.screens.error import ErrorScreen
+from ironpost_tui.ui.screens.export import ExportScreen
 from ironpost_tui.ui.screens.help import HelpScreen, render_help
 from ironpost_tui.ui.screens.main import MainScreen
 from ironpost_tui.ui.screens.quit import QuitScreen
@@ -1096,6 +1100,57 @@ def test_a_yes_to_a_rule_that_changed_while_it_was_asked_does_nothing() -> None:
         assert "'keep-out' went while you were asked" in rules.problem
 
     run(live_app(source), scenario)
+
+
+@pytest.mark.parametrize(
+    ("keys", "screen"),
+    [
+        (("!",), ConfirmScreen),
+        (("3", "b"), BlockScreen),
+        (("q",), QuitScreen),
+        (("a",), RuleForm),
+        (("E",), ExportScreen),
+        (("3", "c"), CaptureScreen),
+    ],
+)
+def test_a_question_is_never_covered_by_a_toast_at_80_columns(keys: tuple[str, ...], screen: type) -> None:
+    """At 80x24 toasts (60 cells, stacked from the bottom right) hid a dialog's choices and buttons for their
+    6-12 s (session 24's drill).  Now no cell of the dialog shows a toast: the main screen's toasts are drawn
+    beneath the dialog only.  The control: the toasts are drawn on the main screen, before and after."""
+    source = fake()
+    mark = "TOAST-MARK"
+
+    def drawn(app: Any, region: Region | None = None) -> bool:
+        rows = screen_cells(app)
+        if region is None:
+            return any(mark in row_text(row) for row in rows)
+        return any(mark in row_text(rows[y])[region.x : region.right] for y in range(region.y, region.bottom))
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        await ready(pilot, messages, source, lab_update([event("203.0.113.50", rule=None, verdict=Verdict.MONITOR)]))
+        for n in range(4):  # stacked up over the middle of the screen, where dialogs are
+            pilot.app.notify(f"{mark} {n} " + "a long notice " * 8, title="rules", timeout=60, markup=False)
+        await pilot.pause()
+        await pilot.pause()
+        assert drawn(pilot.app)  # the control
+        await pilot.press(*keys)
+        await pilot.pause()
+        assert isinstance(pilot.app.screen, screen)
+        await pilot.pause()
+        dialog = pilot.app.screen.query_one("#dialog")
+        assert not drawn(pilot.app, dialog.region), "\n".join(row_text(r) for r in screen_cells(pilot.app))
+        await pilot.press("escape")
+        await pilot.pause()
+        await pilot.pause()
+        assert isinstance(pilot.app.screen, MainScreen) and drawn(pilot.app)
+
+    async def main() -> None:
+        messages = Messages()
+        app = live_app(source)
+        async with app.run_test(size=NARROW, message_hook=messages, notifications=True) as pilot:
+            await scenario(pilot, messages)
+
+    asyncio.run(main())
 
 
 def test_an_edit_and_a_refusal_are_said_whole_at_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:
