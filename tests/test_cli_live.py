@@ -474,6 +474,7 @@ def test_the_console_sees_and_saves_what_the_command_line_changes(lab: netlab.La
     live = LiveSource(engine, config)
     try:
         live.start()
+        assert live.info.rules_path == str(config.path)  # where the detail says the operator's rules are saved
         assert stat.S_ISSOCK(os.lstat(socket_path(lab.host_if)).st_mode)
         live.poll(0.05)
         ask(lab.host_if, Block(host(lab.ns_ip4), ttl=3600, comment="from a script"))

@@ -293,6 +293,8 @@ def test_demo_console_refuses_a_rule_that_would_drop_the_demo_host_and_asks_befo
                 await messages.wait(RulesRefreshed, pilot, after=0)
                 assert isinstance(pilot.app, IronpostApp)
                 assert any(p.startswith(f"{demo_lab.HOST4}/32 (") for p in pilot.app.info.protected)
+                # the rule detail names the demo's state file, not "the configuration" (until session 25)
+                assert pilot.app.info.rules_path == str(options.store.path)  # type: ignore[union-attr]
                 await pilot.press("question_mark")
                 help_screen = pilot.app.screen
                 assert isinstance(help_screen, HelpScreen)

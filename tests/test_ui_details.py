@@ -12,8 +12,8 @@ from ironpost_tui.ui.details import rule_fields
 NOON = time.mktime((2026, 12, 6, 12, 0, 0, 0, 0, -1))  # local noon: +1 h is today, +24 h tomorrow
 
 
-def field(rule: FilterRule, name: str) -> str:
-    return dict(rule_fields(RuleStatus(rule, "BLOCKLIST"), NOON))[name]
+def field(rule: FilterRule, name: str, rules_path: str = "/etc/ironpost/ironpost.toml") -> str:
+    return dict(rule_fields(RuleStatus(rule, "BLOCKLIST"), NOON, rules_path))[name]
 
 
 def test_an_expiry_on_another_day_shows_its_date_one_today_its_time() -> None:
@@ -25,9 +25,15 @@ def test_an_expiry_on_another_day_shows_its_date_one_today_its_time() -> None:
 
 
 def test_each_rule_names_where_it_comes_from() -> None:
-    """Until session 24 every rule said "rules file": other tools' entries and CrowdSec decisions too."""
+    """Until session 24 every rule said "rules file": other tools' entries and CrowdSec decisions too; until
+    session 25 the operator's said "the configuration" also when kept in a state file (the demo's, a run with no
+    -c): the file they are saved in is named."""
     src = ipaddress.ip_network("198.18.0.9")
-    assert field(FilterRule("mine", Action.DROP, src), "origin") == "the operator's (the configuration)"
+    mine = FilterRule("mine", Action.DROP, src)
+    assert field(mine, "origin") == "the operator's (saved in /etc/ironpost/ironpost.toml)"
+    state = "/var/lib/ironpost/veth-ipd0.rules.toml"
+    assert field(mine, "origin", state) == f"the operator's (saved in {state})"
+    assert field(mine, "origin", "") == "the operator's"  # a replay
     assert "journal" in field(FilterRule("auto-x", Action.DROP, src, auto=True), "origin")
     assert "another tool's" in field(FilterRule("external:198.18.0.9", Action.DROP, src, external=True), "origin")
     assert "CrowdSec" in field(FilterRule("crowdsec", Action.DROP, src, crowdsec=True), "origin")

@@ -40,6 +40,7 @@ class SourceInfo:
     read_only: bool = False  # a replay: no rule edits
     title: str = ""  # what the status bar calls it ("live", "replay of FILE")
     on_exit: OnExit = OnExit.NOTHING
+    rules_path: str = ""  # where the operator's rules are saved (the file, the state file); "": nowhere (a replay)
 
 
 def count_drops(rules: Iterable[RuleStatus]) -> int:

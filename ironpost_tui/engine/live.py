@@ -8,6 +8,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from ironpost_tui.config.store import RuleStore
 from ironpost_tui.config.watch import ConfigSource
 from ironpost_tui.engine.engine import Engine
 from ironpost_tui.engine.feed import RELOAD_NOTICE, OnExit, SourceInfo, Update, UpdateSink, drop_rules
@@ -80,6 +81,14 @@ class LiveSource:
         assert result is not None
         return result
 
+    def _rules_path(self) -> str:
+        """Where the operator's rules are saved: the configuration (or the state file it stands for), or the store
+        the engine was given (the demo's state file)."""
+        if self.config is not None:
+            return str(self.config.path)
+        store = self.engine.options.store
+        return str(store.path) if isinstance(store, RuleStore) else ""
+
     def _start(self) -> SourceInfo:
         with self._lock:
             report = self._supervisor.start()
@@ -90,6 +99,7 @@ class LiveSource:
                 attached=True,
                 started_at=time.time() - report.seconds,
                 config_path=str(self.config.path) if self.config else "",
+                rules_path=self._rules_path(),
                 blocklist_capacity=control.table.capacity()[MapName.BLOCKLIST],
                 protected=protected_list(self.engine),
                 title="live",

@@ -191,7 +191,8 @@ class IronpostApp(App[int]):
             main.query_one(TopPane),
         ):
             pane.read_only = self.read_only
-        self.main.query_one(RulesPane).capacity = self.info.blocklist_capacity
+        rules = self.main.query_one(RulesPane)
+        rules.capacity, rules.rules_path = self.info.blocklist_capacity, self.info.rules_path
         self.set_interval(self.settings.refresh_secs, self.redraw)
         # Decided once, here: the starting screen and the worker's start go together (the source's own
         # info may say attached by the time the worker looks, when a start begun early has ended).
@@ -282,7 +283,8 @@ class IronpostApp(App[int]):
     def on_source_started(self, message: SourceStarted) -> None:
         self.info = message.info
         self.started = True
-        self.main.query_one(RulesPane).capacity = message.info.blocklist_capacity
+        rules = self.main.query_one(RulesPane)
+        rules.capacity, rules.rules_path = message.info.blocklist_capacity, message.info.rules_path
         if isinstance(self.screen, StartingScreen):
             self.screen.dismiss(None)
         self.state.notice(f"attached to {message.info.iface} ({message.info.mode} mode)")

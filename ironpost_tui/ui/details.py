@@ -12,21 +12,24 @@ from ironpost_tui.ui import format as fmt
 Fields = list[tuple[str, str]]
 
 
-def _origin(rule: FilterRule) -> str:
+def _origin(rule: FilterRule, rules_path: str) -> str:
     """Where a rule comes from and is kept (every one was "rules file" until session 24: other tools' entries and
-    CrowdSec decisions too, and the demo's, which has none)."""
+    CrowdSec decisions too; the operator's said "the configuration" until session 25, also when they are kept in a
+    state file, the demo's among them)."""
     if rule.auto:
         return "auto-block by a detector (journal)"
     if rule.external:
         return "another tool's BLOCKLIST entry (never saved)"
     if rule.crowdsec:
         return "a CrowdSec decision (never saved)"
-    return "the operator's (the configuration)"
+    if not rules_path:
+        return "the operator's"  # a replay: where the live run kept them is not recorded
+    return f"the operator's (saved in {fmt.text(rules_path)})"
 
 
-def rule_fields(s: RuleStatus, now: float) -> Fields:
+def rule_fields(s: RuleStatus, now: float, rules_path: str = "") -> Fields:
     """(label, value) for the rule detail, most useful first; values shown as they are
-    (ids and descriptions uncut: the table cuts them)."""
+    (ids and descriptions uncut: the table cuts them).  ``rules_path``: where the operator's rules are saved."""
     rule = s.rule
     if rule.expires_at is None:
         expires = "never"
@@ -45,7 +48,7 @@ def rule_fields(s: RuleStatus, now: float) -> Fields:
         ("hits", fmt.count(s.hits)),
         ("last hit", fmt.clock(s.last_hit) if s.last_hit else "never"),
         ("expires", expires),
-        ("origin", _origin(rule)),
+        ("origin", _origin(rule, rules_path)),
         ("description", fmt.text(rule.description) or "—"),
         ("as nft", fmt.text(nft_command(rule))),
     ]

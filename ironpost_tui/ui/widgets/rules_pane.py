@@ -85,6 +85,7 @@ class RulesPane(Vertical):
     rules: reactive[tuple[RuleStatus, ...]] = reactive(tuple, always_update=True, repaint=False)
     now: reactive[float] = reactive(0.0, repaint=False)
     capacity: reactive[int] = reactive(0)
+    rules_path = ""  # where the operator's rules are saved (SourceInfo.rules_path), for the detail's origin
     read_only: reactive[bool] = reactive(False)
     problem: reactive[str] = reactive("")
     order: reactive[SortOrder] = reactive(SortOrder)
@@ -145,7 +146,9 @@ class RulesPane(Vertical):
     def _show_detail(self) -> None:
         status = self.grid.selected
         detail = self.query_one(FieldList)
-        detail.show(rule_fields(status, self.now) if status is not None else [], "no rules: a adds one")
+        detail.show(
+            rule_fields(status, self.now, self.rules_path) if status is not None else [], "no rules: a adds one"
+        )
 
     def _show_status(self) -> None:
         if not self.is_mounted:
