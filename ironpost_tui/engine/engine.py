@@ -445,7 +445,12 @@ class Engine:
                 self._tick_times.observe(time.perf_counter() - t0, time.thread_time() - cpu0)
 
     def _tick(self, records: EventRecords, events: bool, publish: bool) -> Tick:
-        assert self._dp is not None and self._decoder is not None
+        assert self._dp is not None and self._decoder is not None and self._rules is not None
+        if step := self._rules.follow_clock():  # the wall clock stepped: events and last hits stamped by it now
+            self._decoder.set_clock_offset(self._rules.clock_offset)
+            log.warning("the wall clock stepped %+.1f s: times from now on are stamped by it", step,
+                        extra={"event": "clock_step", "seconds": round(step, 3)})  # fmt: skip
+            publish = True
         decoded = tuple(self._decoder.decode_all(records)) if events else ()
         now = time.monotonic()
         sample = None

@@ -43,6 +43,10 @@ class EventDecoder:
         self._v6: dict[bytes, ipaddress.IPv6Address] = {}
         self._layouts: dict[str, tuple[struct.Struct, struct.Struct]] = {}
 
+    def set_clock_offset(self, clock_offset: float) -> None:
+        """The wall clock moved against CLOCK_MONOTONIC (RuleTable.follow_clock): batches from now on use this."""
+        self._offset = clock_offset
+
     @property
     def cached_addresses(self) -> int:
         return len(self._v4) + len(self._v6)

@@ -139,6 +139,19 @@ class RuleTable:
     def clock_offset(self) -> float:
         return self._clock_offset
 
+    def follow_clock(self, offset: float | None = None) -> float:
+        """Take the wall clock's offset from CLOCK_MONOTONIC again (``offset``, or read now) if it moved by more
+        than CLOCK_STEP_SECS: an NTP step, a resume, a VM restored or migrated.  The step taken (0.0: none).
+        Until session 25 the offset was read once at the start, and after a step every rule's last hit (and every
+        event) was stamped off by the step (a drill: 7 s early, beside the capture's right times).  Smaller moves
+        (NTP's slewing) wait for the next step: each change restamps every rule, and the table is sent again."""
+        now = monotonic_to_wall_offset() if offset is None else offset
+        step = now - self._clock_offset
+        if abs(step) <= CLOCK_STEP_SECS:
+            return 0.0
+        self._clock_offset = now
+        return step
+
     def owner(self, map_name: MapName, key: bytes) -> str | None:
         """The id of the rule whose entry ``key`` of ``map_name`` is (source-only maps), or None."""
         return self._by_key.get((map_name, key))
@@ -905,6 +918,9 @@ def _rank(rule: FilterRule, priority: int) -> int:
 
 def _prefixlen(mask: bytes) -> int:
     return bin(int.from_bytes(mask, "big")).count("1")
+
+
+CLOCK_STEP_SECS = 0.25  # a move of the wall clock against CLOCK_MONOTONIC this big is followed (RuleTable.follow_clock)
 
 
 def monotonic_to_wall_offset() -> float:
