@@ -155,6 +155,16 @@ def test_alert_rows_state_and_times() -> None:
     assert rows[0]["severity"] == "HIGH" and rows[0]["first"] == iso_utc(T0 + 40)
 
 
+def test_a_resolved_alerts_last_is_when_its_source_last_sent_and_its_resolution_a_field_of_its_own() -> None:
+    """Until session 25 a resolved alert's "last" was its resolution, [detectors] quiet_secs after the source's
+    last packet: a timeline built from the export stretched every attack by 30 s.  The control: an open alert
+    has no resolution."""
+    over = dataclasses.replace(alert(1), resolved_at=T0 + 80)
+    rows = alert_rows([over, alert(2)])
+    assert (rows[0]["last"], rows[0]["resolved"]) == (iso_utc(T0 + 50), iso_utc(T0 + 80))
+    assert (rows[1]["last"], rows[1]["resolved"]) == (iso_utc(T0 + 50), None)
+
+
 def test_csv_and_json_files(tmp_path: Path) -> None:
     events = [event(), event("198.51.100.9", dport=80)]
     assert export_events(tmp_path / "e.csv", events, "csv") == 2

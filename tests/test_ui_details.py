@@ -3,6 +3,7 @@ each rule names where it comes from."""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import time
 
@@ -37,3 +38,17 @@ def test_each_rule_names_where_it_comes_from() -> None:
     assert "journal" in field(FilterRule("auto-x", Action.DROP, src, auto=True), "origin")
     assert "another tool's" in field(FilterRule("external:198.18.0.9", Action.DROP, src, external=True), "origin")
     assert "CrowdSec" in field(FilterRule("crowdsec", Action.DROP, src, crowdsec=True), "origin")
+
+
+def test_a_resolved_alert_lasted_from_its_first_packet_to_its_last() -> None:
+    """Until session 25 "lasted" ran to the resolution, [detectors] quiet_secs after the last packet (1m11s for a
+    41 s attack); its resolution stays in the state.  The alert table's "last" column is the last packet too."""
+    from ironpost_tui.detectors.alerts import Alert
+    from ironpost_tui.ui.details import alert_fields
+    from ironpost_tui.ui.widgets.alert_table import AlertTable
+
+    over = Alert(1, "syn_flood", "high", "198.18.0.9", "eth9", 500, 500, 10.0, NOON, NOON + 41, "500 SYNs")
+    over = dataclasses.replace(over, resolved_at=NOON + 71)
+    fields = dict(alert_fields(over, False, NOON + 100))
+    assert fields["lasted"] == "41s" and fields["state"].startswith("resolved at 12:01:11")
+    assert AlertTable()._sort_keys()["last"](over) == NOON + 41

@@ -33,7 +33,7 @@ KINDS = ("events", "alerts", "top")
 EVENT_FIELDS = ("time", "source", "sport", "destination", "dport", "proto", "verdict", "rule", "flags", "len")
 ALERT_FIELDS = (
     "#", "severity", "source", "detector", "count", "state", "last", "peak", "first", "target", "summary",
-    "dst_ip", "dst_port", "targets", "rate", "blocked_until", "time_left", "dropped", "block_rule",
+    "dst_ip", "dst_port", "targets", "rate", "blocked_until", "time_left", "dropped", "block_rule", "resolved",
 )  # fmt: skip
 
 TOP_FIELDS = ("list", "window", "key", "pps", "bps", "syn_ps", "drop_ps", "first", "last")
@@ -88,7 +88,7 @@ def alert_rows(alerts: Iterable[Alert], acknowledged: Collection[int] = (), now:
     rows: list[Row] = []
     for a in alerts:
         state = alert_state(a, a.id in acknowledged)
-        last = a.resolved_at if a.resolved_at is not None else a.last_seen
+        last = a.last_seen  # when the source last sent (until session 25 a resolved alert's resolution)
         live = live_fields(a, at)
         rows.append(
             {
@@ -111,6 +111,7 @@ def alert_rows(alerts: Iterable[Alert], acknowledged: Collection[int] = (), now:
                 "time_left": live["time_left"],
                 "dropped": a.dropped,
                 "block_rule": live["block_rule"],
+                "resolved": None if a.resolved_at is None else iso_utc(a.resolved_at),
             }
         )
     return rows

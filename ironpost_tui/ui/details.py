@@ -82,7 +82,6 @@ def alert_fields(a: Alert, acknowledged: bool, now: float | None = None) -> Fiel
         state = f"blocked by {fmt.text(a.block.rule_id)}, {until}, {fmt.count(a.dropped)} dropped, {ack}"
     else:
         state = f"ACTIVE, {ack}"
-    last = a.resolved_at if a.resolved_at is not None else a.last_seen
     rate = a.rate
     # What the table cuts at 80 columns first (the times, the summary), then the rest.
     return [
@@ -90,7 +89,8 @@ def alert_fields(a: Alert, acknowledged: bool, now: float | None = None) -> Fiel
         ("count", f"{fmt.count(a.count)} within {a.window_secs:g} s ({fmt.si(rate)}/s)"),
         ("first seen", fmt.clock(a.first_seen)),
         ("last seen", fmt.clock(a.last_seen)),
-        ("lasted", fmt.span(last - a.first_seen)),
+        # From the first packet to the last, not to the resolution quiet_secs later (until session 25).
+        ("lasted", fmt.span(a.last_seen - a.first_seen)),
         ("peak", fmt.count(a.peak)),
         ("state", state),
         ("source", fmt.text(a.source)),
