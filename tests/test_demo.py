@@ -295,6 +295,15 @@ def test_demo_console_refuses_a_rule_that_would_drop_the_demo_host_and_asks_befo
                 assert any(p.startswith(f"{demo_lab.HOST4}/32 (") for p in pilot.app.info.protected)
                 # the rule detail names the demo's state file, not "the configuration" (until session 25)
                 assert pilot.app.info.rules_path == str(options.store.path)  # type: ignore[union-attr]
+                # r hears back, though the demo has no configuration file (until session 25: the request, then
+                # nothing)
+                await pilot.press("r")
+                for _ in range(100):
+                    if any("nothing to reload" in n for n in pilot.app.state.notices):
+                        break
+                    await pilot.pause(0.05)
+                said = [n for n in pilot.app.state.notices if "nothing to reload" in n]
+                assert said and str(options.store.path) in said[0], list(pilot.app.state.notices)  # type: ignore[union-attr]
                 await pilot.press("question_mark")
                 help_screen = pilot.app.screen
                 assert isinstance(help_screen, HelpScreen)

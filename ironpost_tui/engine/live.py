@@ -114,7 +114,8 @@ class LiveSource:
 
     def poll(self, timeout: float) -> Update:
         with self._lock:
-            pending = Pending(reload="console" if self._reload_requested else None, publish=self._rules_edited)
+            asked = self._reload_requested
+            pending = Pending(reload="console" if asked else None, publish=self._rules_edited)
             self._reload_requested = self._rules_edited = False
             step = self._supervisor.step(pending, timeout_ms=int(timeout * 1000))
             tick = step.tick
@@ -127,7 +128,9 @@ class LiveSource:
                 alerts=tick.alerts,
                 rules=tick.rules,  # the snapshot's table: the hit counts /metrics shows
                 interface_state=tick.interface_state,
-                notices=reload_notices(step.reload) + tuple(c.describe() for c in step.remote),
+                notices=reload_notices(step.reload)
+                + (self._nothing_to_reload() if asked and self.config is None else ())
+                + tuple(c.describe() for c in step.remote),
                 at=time.monotonic() - self._t0,
                 top=tick.top,
                 crowdsec=self.engine.snapshot().crowdsec,
@@ -184,6 +187,13 @@ class LiveSource:
 
     def reload(self) -> None:
         self._reload_requested = True
+
+    def _nothing_to_reload(self) -> tuple[str, ...]:
+        """What `r` (or SIGUSR1) hears when no configuration is watched: the demo's rules, kept in a state file the
+        console writes (until session 25 the request was said and then nothing, where the README says `r` always
+        hears back)."""
+        where = f" its rules are kept in {self.info.rules_path}, changed from here" if self.info.rules_path else ""
+        return (f"{RELOAD_NOTICE}: nothing to reload: this run has no configuration file;{where}",)
 
     # --- leaving -------------------------------------------------------------------
     def _on_exit(self, keepable: bool) -> OnExit:
