@@ -176,6 +176,25 @@ def test_fit_shortens_around_addresses(line: str, width: int, expected: str) -> 
     assert len(fitted) <= width
 
 
+@pytest.mark.parametrize(
+    ("rule_id", "width", "expected"),
+    [
+        ("block-198.18.200.99", 16, "bl…198.18.200.99"),  # the address that ends an id kept whole
+        ("block-198.18.200.66", 16, "bl…198.18.200.66"),  # so two blocks no longer read alike (block-198.18.20…)
+        ("auto-port_scan-198.18.0.0/16", 16, "au…198.18.0.0/16"),
+        ("block-2001:db8:abcd::1234:5678", 16, "block-2…234:5678"),  # the address longer: head and tail
+        ("my-very-long-rule-name-1", 16, "my-very…e-name-1"),
+        ("block-198.18.200.99", 19, "block-198.18.200.99"),  # the control: one that fits is whole
+        ("block-198.18.200.99", 1, "…"),
+    ],
+)
+def test_rule_ids_are_cut_in_the_middle(rule_id: str, width: int, expected: str) -> None:
+    """Cut at the end, the console's own ids read alike at 16 cells: two blocks were both "block-198.18.20…",
+    every auto-block "auto-port_scan-…" (session 24's drill)."""
+    clipped = fmt.clip_id(rule_id, width)
+    assert clipped == expected and len(clipped) <= width
+
+
 def test_address_words() -> None:
     for word in ("198.18.0.5", "(2001:db8::1)", "198.18.0.5:22,", "2001:db8::/32", "[2001:db8::1]:22"):
         assert fmt.is_address_word(word), word
@@ -268,3 +287,21 @@ def test_a_recording_without_top_talkers_shows_the_offenders_from_the_alerts(tmp
     time.tzset()
     assert any("top offenders (from the alerts)" in line for line in traffic), traffic
     assert any("198.18.141.142" in line and "syn_flood 166,181" in line for line in traffic), traffic
+
+
+def test_the_rules_and_events_tables_cut_ids_in_the_middle() -> None:
+    """Both tables' id cells go through clip_id: two blocks of the same /24 read apart."""
+    from ironpost_tui.model import Action, FilterRule, RuleStatus
+    from ironpost_tui.ui.widgets import event_grid, rule_rows
+
+    ids = [
+        rule_rows.cells(RuleStatus(FilterRule(f"block-198.18.200.{n}", Action.DROP), "BLOCKLIST"), 0.0)[0][0]
+        for n in (66, 99)
+    ]
+    assert ids == ["bl…198.18.200.66", "bl…198.18.200.99"]
+    from support.ui import event
+
+    from ironpost_tui.model import Verdict
+
+    shown = event_grid.cells(event("198.18.200.66", rule="block-198.18.200.66", verdict=Verdict.DROP))
+    assert "bl…198.18.200.66" in shown

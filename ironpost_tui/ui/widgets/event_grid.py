@@ -36,7 +36,7 @@ COLUMNS = (
     Column("len", "len", numeric=True, right=True),
 )
 VERDICT_COLUMN = 2
-RULE_WIDTH = 16  # longer rule ids end in an ellipsis (the rules pane's detail and `rule:ID` have them whole)
+RULE_WIDTH = 16  # longer rule ids cut in the middle (fmt.clip_id; the detail and `rule:ID` have them whole)
 CLOCK_WIDTH = 8  # HH:MM:SS
 
 SORT_KEYS: dict[str, Callable[[PacketEvent], Any]] = {
@@ -61,7 +61,7 @@ def cells(e: PacketEvent, clock: bool = True) -> tuple[str, ...]:
         fmt.clock(ts) if clock else "",
         str(src),
         verdict.value,
-        fmt.clip(fmt.text(rule_id or ""), RULE_WIDTH),
+        fmt.clip_id(fmt.text(rule_id or ""), RULE_WIDTH),
         fmt.protocol(proto),
         "" if icmp else str(dport),
         fmt.tcp_flags(flags) if proto == 6 else "",

@@ -31,7 +31,7 @@ COLUMNS = (
 )
 KEYS = tuple(c.key for c in COLUMNS)
 LEFT = KEYS.index("left")
-ID_WIDTH = 16  # longer ids end in an ellipsis; the detail below the table shows them whole
+ID_WIDTH = 16  # longer ids are cut in the middle (fmt.clip_id); the detail below the table shows them whole
 
 
 def source_of(rule: FilterRule) -> str | None:
@@ -54,7 +54,7 @@ def cells(s: RuleStatus, now: float) -> tuple[Cell, ...]:
     rule = s.rule
     source = source_of(rule)
     return (
-        (fmt.clip(fmt.text(rule.id), ID_WIDTH), "auto" if rule.auto else ""),
+        (fmt.clip_id(fmt.text(rule.id), ID_WIDTH), "auto" if rule.auto else ""),
         (fmt.short_count(s.hits), ""),
         left_cell(rule, now),
         (rule.action.value, rule.action.value),
