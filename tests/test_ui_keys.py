@@ -995,6 +995,41 @@ def test_e_edits_x_toggles_d_deletes_with_confirmation() -> None:
     run(live_app(source), scenario)
 
 
+def test_a_rule_that_went_while_its_form_was_open_is_said_gone_and_the_next_save_adds_it() -> None:
+    """A rule that expired (or was deleted elsewhere) while its edit form was open: the save said "no rule with id"
+    (session 24's drill), not that what it dropped passes again.  Now the form says it went, sends nothing, and
+    the next save adds it back as shown.  The control: the same form's save on a rule still there updates it
+    (test_e_edits_x_toggles_d_deletes_with_confirmation)."""
+    source = fake()
+    source.rules["timing-test"] = FilterRule("timing-test", Action.DROP, ipaddress.ip_network("203.0.113.77"))
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        await ready(pilot, messages, source)
+        rules = main_of(pilot).query_one(RulesPane)
+        await pilot.press("4")
+        while rules.selected() is None or rules.selected().id != "timing-test":  # type: ignore[union-attr]
+            await pilot.press("j")
+        await pilot.press("e")
+        form = pilot.app.screen
+        assert isinstance(form, RuleForm) and form.editing
+        before = messages.count(RulesRefreshed)
+        with source._lock:
+            del source.rules["timing-test"]
+            source._changed_now()
+        await messages.wait(RulesRefreshed, pilot, after=before)
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert pilot.app.screen is form and "'timing-test' went while the form was open" in form.error
+        assert source.calls == [] and not form.editing
+        await pilot.press("ctrl+s")
+        await edited(pilot, messages, (0, 0))
+        kind, rule, _force = source.calls[-1]
+        assert kind == "add" and isinstance(rule, FilterRule) and rule.id == "timing-test"
+        assert str(rule.src_ip) == "203.0.113.77/32" and "timing-test" in source.rules
+
+    run(live_app(source), scenario)
+
+
 def test_b_blocks_an_events_source_for_the_chosen_time() -> None:
     source = fake()
 
@@ -1148,6 +1183,47 @@ def test_a_question_is_never_covered_by_a_toast_at_80_columns(keys: tuple[str, .
         messages = Messages()
         app = live_app(source)
         async with app.run_test(size=NARROW, message_hook=messages, notifications=True) as pilot:
+            await scenario(pilot, messages)
+
+    asyncio.run(main())
+
+
+def test_the_engines_warnings_are_said_whole_in_toasts_a_storm_in_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At 80 columns the notice line kept "warning:… 198.18.200.66…" of an auto-block (session 24's drill): the
+    engine's warnings and errors are toasts as well, whole.  A storm is one toast per gap: its latest, with how
+    many came since.  The control: a notice that is no warning (the command line's edit) is no toast."""
+    from ironpost_tui.ui import warning_toasts
+
+    monkeypatch.setattr(warning_toasts, "GAP_SECS", 0.5)
+    source = fake()
+
+    def toasts(app: Any) -> list[tuple[str, str, str]]:
+        return [(n.title, n.message, n.severity) for n in app._notifications]
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        await ready(pilot, messages, source)
+        app = pilot.app
+        before = toasts(app)
+        app.post_message(NoticePosted("command line: added rule 'block-198.18.0.9' (uid 0, pid 4242)"))
+        await pilot.pause()
+        assert toasts(app) == before  # the control
+        first = "auto-blocked 198.18.200.66 for 60 s (port_scan alert 3): 40 TCP ports probed within 60 s"
+        app.post_message(NoticePosted(f"warning: {first}"))
+        await pilot.pause()
+        assert toasts(app)[len(before) :] == [("warning", first, "warning")]
+        for n in range(5):
+            app.post_message(NoticePosted(f"warning: auto-blocked 198.18.200.{n} for 60 s"))
+        app.post_message(NoticePosted("error: the command line is off: its socket could not be made"))
+        await pilot.pause()
+        assert len(toasts(app)) == len(before) + 1  # held for the gap
+        await pilot.pause(0.8)
+        assert toasts(app)[len(before) + 1 :] == [
+            ("error (and 5 more since the last)", "the command line is off: its socket could not be made", "error")
+        ]
+
+    async def main() -> None:
+        messages = Messages()
+        async with live_app(source).run_test(size=NARROW, message_hook=messages, notifications=True) as pilot:
             await scenario(pilot, messages)
 
     asyncio.run(main())

@@ -62,6 +62,12 @@ class RuleEditing:
         app.push_screen(form, closed)
 
     def submit(self, rule: FilterRule, editing: bool, force: bool) -> None:
+        if editing and not self.app.state.rules_pending and self._current(rule.id) is None and self.form is not None:
+            # Gone while the form was open (it expired, or was deleted or lifted elsewhere): said as such, and the
+            # next save adds it back (until session 25 the save was refused as "no rule with id", which did not say
+            # that what the rule dropped was passing again).
+            self.form.went(rule.id)
+            return
         self.run(Edit(EditKind.UPDATE if editing else EditKind.ADD, rule, force, Origin.FORM))
 
     def switch(self, rule: FilterRule) -> None:
