@@ -83,6 +83,7 @@ from ironpost_tui.ui.source_kinds import PlaybackSource, SilenceAwareSource, Sta
 from ironpost_tui.ui.state import ConsoleState
 from ironpost_tui.ui.themes import DEFAULT_THEME, VARIABLE_DEFAULTS, load_themes, resolve
 from ironpost_tui.ui.top_details import source_talker
+from ironpost_tui.ui.warning_toasts import WarningToasts
 from ironpost_tui.ui.widgets.alert_table import AlertTable
 from ironpost_tui.ui.widgets.event_table import EventTable
 from ironpost_tui.ui.widgets.pane_tabs import PaneTabs
@@ -142,6 +143,7 @@ class IronpostApp(App[int]):
         self._drawn_top = -1
         self._shown_data = False
         self.editing = RuleEditing(self)
+        self.warnings = WarningToasts(self)
         self.capturing = Capturing(self)
         self.leaving = Leaving(self)
         self.detail: AlertDetailScreen | None = None  # an alert's detail, while open
@@ -327,6 +329,7 @@ class IronpostApp(App[int]):
 
     def on_notice_posted(self, message: NoticePosted) -> None:
         self.state.notice(message.text)
+        self.warnings.said(message.text)
         if message.text.startswith(RELOAD_NOTICE):
             # A reload's outcome (r, SIGHUP, the file changed): at 80 columns the notice line kept its first words.
             self.notify(fmt.text(message.text), title="configuration", timeout=12, markup=False)
