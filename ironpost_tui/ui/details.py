@@ -57,7 +57,8 @@ def rule_fields(s: RuleStatus, now: float, rules_path: str = "") -> Fields:
 def state_text(alert: Alert, acknowledged: bool, now: float, compact: bool = False) -> str:
     """The state as a row shows it: ``blocked · 9m left · 239k dropped`` while a block holds (the
     seconds only in the last minute); ``compact`` (an 80-column pane, where the detector column must
-    stay on screen): ``blocked 9m``, the drops in the detail below the table."""
+    stay on screen): ``blocked 9m``, the largest unit alone (``blocked 1h`` for 1h59m: ``blocked 1h59m`` pushed the
+    detector past the edge until session 25), the drops and the exact time left in the detail below the table."""
     state = alert_state(alert, acknowledged)
     if alert.block is None or alert.resolved:
         return state
@@ -66,7 +67,7 @@ def state_text(alert: Alert, acknowledged: bool, now: float, compact: bool = Fal
         left = left // 60 * 60  # whole minutes past the first one: the row stays narrow and calm
     dropped = f"{fmt.si(alert.dropped)} dropped"
     if compact:
-        return f"{state} {fmt.span(left)}" if left is not None else state
+        return f"{state} {fmt.span(left, units=1)}" if left is not None else state
     return " · ".join([state, *([f"{fmt.span(left)} left"] if left is not None else []), dropped])
 
 

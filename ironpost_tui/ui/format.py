@@ -150,8 +150,9 @@ def moment(ts: float, now: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", day)
 
 
-def span(seconds: float) -> str:
-    """A duration for people: 45s, 12m05s, 3h02m, 2d04h (two units at most)."""
+def span(seconds: float, units: int = 2) -> str:
+    """A duration for people: 45s, 12m05s, 3h02m, 2d04h (two units at most; ``units=1``: the largest alone, the
+    rest dropped, as 1h for 1h59m)."""
     full = format_duration(max(0.0, seconds))
     # keep the two largest units: 1h2m3s -> 1h2m
     parts: list[str] = []
@@ -161,7 +162,7 @@ def span(seconds: float) -> str:
         if not ch.isdigit():
             parts.append(number)
             number = ""
-    return "".join(parts[:2])
+    return "".join(parts[:units])
 
 
 def position(seconds: float) -> str:
