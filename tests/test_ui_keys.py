@@ -1030,6 +1030,36 @@ def test_a_rule_that_went_while_its_form_was_open_is_said_gone_and_the_next_save
     run(live_app(source), scenario)
 
 
+@pytest.mark.parametrize(("pane", "grid_type"), [("2", "AlertGrid"), ("3", "EventGrid"), ("4", "RuleRows")])
+def test_left_and_right_move_a_column_at_a_time_and_home_comes_back(pane: str, grid_type: str) -> None:
+    """At 80 columns a table's later columns are a scroll away; right moved one cell (some 45 presses to an alert's
+    last seen, session 24's drill) and home did not come back.  Now right stops at the next column's start, left at
+    the previous one's, home at the first row and column.  The control: the scroll starts at 0."""
+    source = fake()
+    wide = "2001:db8:ffff:ffff:ffff:ffff:ffff:1"  # wide cells: every table a few columns past 80
+    source.rules["a-long-rule-id-for-a-wide-source"] = FilterRule(
+        "a-long-rule-id-for-a-wide-source", Action.MONITOR, ipaddress.ip_network(wide), dst_port=2222, protocol=6
+    )
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        long = dataclasses.replace(alert(1), summary="a summary long enough to need the scroll " * 3)
+        await ready(pilot, messages, source, lab_update([event(wide, rule="a-long-rule-id-for-a-wide-source")], [long]))
+        await pilot.press(pane)
+        grid = main_of(pilot).query_one(grid_type)
+        assert grid.scroll_x == 0 and grid.max_scroll_x > 10  # the control
+        await pilot.press("right")
+        first = grid.scroll_x
+        await pilot.press("right")
+        second = grid.scroll_x
+        assert 3 <= first < second, (first, second)  # a column's width each time, not one cell
+        await pilot.press("left")
+        assert grid.scroll_x == first
+        await pilot.press("home")
+        assert grid.scroll_x == 0
+
+    run(live_app(source), scenario, NARROW)
+
+
 def test_b_blocks_an_events_source_for_the_chosen_time() -> None:
     source = fake()
 

@@ -43,7 +43,8 @@ def help_sections(
                     *app_bindings,
                     ("ctrl+p", "Command palette: every action by name"),
                     ("j / k", "Down / up, in every table (as ↓ / ↑)"),
-                    ("home / end", "The first / last row, in every table"),
+                    ("home / end", "The first (and first column) / last row, in every table"),
+                    ("← / →", "A column left / right, in every table (live; a replay seeks)"),
                 ]
             ),
         ),

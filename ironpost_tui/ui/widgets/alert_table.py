@@ -21,7 +21,7 @@ from ironpost_tui.ui.details import alert_fields, state_text
 from ironpost_tui.ui.messages import BlockSource, UnblockSource, WidgetRequest
 from ironpost_tui.ui.table_sort import Column, SortOrder, address_key
 from ironpost_tui.ui.widgets.field_list import FieldList
-from ironpost_tui.ui.widgets.row_keys import ROW_KEYS
+from ironpost_tui.ui.widgets.row_keys import ROW_KEYS, first_row, scroll_by_column
 from ironpost_tui.ui.widgets.shown_text import show
 
 SEVERE = ("critical", "high")
@@ -58,6 +58,13 @@ class AlertGrid(DataTable[Text]):
         "alert-grid--acked",
     }
     BINDINGS = ROW_KEYS
+
+    def action_column(self, step: int) -> None:
+        scroll_by_column(self, step)
+
+    def action_first(self) -> None:
+        first_row(self)
+
     DEFAULT_CSS = """
     AlertGrid > .alert-grid--critical { color: $error; text-style: bold reverse; }
     AlertGrid > .alert-grid--high { color: $error; text-style: $ironpost-emphasis; }

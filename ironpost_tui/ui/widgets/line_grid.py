@@ -23,6 +23,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from ironpost_tui.ui.table_sort import Column
+from ironpost_tui.ui.widgets.row_keys import column_stop
 
 PADDING = 1  # cells each side of a column, as a DataTable's cell_padding
 
@@ -51,6 +52,8 @@ class LineGrid(ScrollView, can_focus=True):
         Binding("pagedown", "page(1)", "Page down", show=False),
         Binding("home,ctrl+home", "first", "First", show=False),
         Binding("end,ctrl+end", "last", "Last", show=False),
+        Binding("right", "column(1)", "Next column", show=False),
+        Binding("left", "column(-1)", "Previous column", show=False),
     ]
 
     class GridMessage(Message):
@@ -128,6 +131,12 @@ class LineGrid(ScrollView, can_focus=True):
 
     def action_first(self) -> None:
         self.cursor_row = 0
+        self.scroll_to(x=0, animate=False, immediate=True)  # the first column in view again
+
+    def action_column(self, step: int) -> None:
+        """left / right: a column at a time (ScrollView's own scroll moves one cell)."""
+        starts = [sum(self._widths[:i]) + 2 * PADDING * i for i in range(len(self._widths))]
+        self.scroll_to(x=column_stop(starts, round(self.scroll_x), step), animate=False, immediate=True)
 
     def action_last(self) -> None:
         self.cursor_row = max(0, self.row_count - 1)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
-from ironpost_tui.ui.widgets.row_keys import ROW_KEYS
+from ironpost_tui.ui.widgets.row_keys import ROW_KEYS, first_row, scroll_by_column
 
 
 class RuleGrid(DataTable[Text]):
@@ -25,3 +25,9 @@ class RuleGrid(DataTable[Text]):
     RuleGrid > .rule-grid--external { color: $secondary; text-style: bold; }
     """
     BINDINGS = ROW_KEYS
+
+    def action_column(self, step: int) -> None:
+        scroll_by_column(self, step)
+
+    def action_first(self) -> None:
+        first_row(self)

@@ -25,7 +25,7 @@ from ironpost_tui.ui.table_sort import Column, SortOrder, address_key
 from ironpost_tui.ui.top_details import top_fields
 from ironpost_tui.ui.top_filter import TopFilter
 from ironpost_tui.ui.widgets.field_list import FieldList
-from ironpost_tui.ui.widgets.row_keys import ROW_KEYS
+from ironpost_tui.ui.widgets.row_keys import ROW_KEYS, first_row, scroll_by_column
 from ironpost_tui.ui.widgets.shown_text import show
 
 KEY_LABELS = {TopKind.SOURCES: "source", TopKind.DESTINATIONS: "destination", TopKind.PORTS: "port"}
@@ -69,6 +69,12 @@ SORT_KEYS: dict[str, Callable[[TopRow], Any]] = {
 
 class TopGrid(DataTable[Text]):
     BINDINGS = ROW_KEYS
+
+    def action_column(self, step: int) -> None:
+        scroll_by_column(self, step)
+
+    def action_first(self) -> None:
+        first_row(self)
 
 
 class TopPane(Vertical):
