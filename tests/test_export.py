@@ -224,9 +224,17 @@ def test_unwritable_path_is_one_error(tmp_path: Path) -> None:
         export_events(tmp_path / "e.xml", [event()], "xml")
 
 
-def test_default_path() -> None:
+def test_default_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In the current directory, named whole (the dialog showed a bare name until session 25); "." when the current
+    directory cannot be named."""
+    monkeypatch.chdir(tmp_path)
     path = default_path("events", "csv", T0)
-    assert path.parent == Path(".") and path.name.startswith("ironpost-events-") and path.suffix == ".csv"
+    assert path.parent == tmp_path and path.name.startswith("ironpost-events-") and path.suffix == ".csv"
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    assert default_path("events", "csv", T0).parent == Path(".")
     assert len(path.stem) == len("ironpost-events-YYYYmmdd-HHMMSS")
 
 

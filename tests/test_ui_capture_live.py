@@ -76,6 +76,9 @@ def test_c_on_an_event_row_captures_that_source(lab: netlab.Lab, tmp_path: Path)
             dialog = pilot.app.screen
             assert isinstance(dialog, CaptureScreen)
             assert lab.ns_ip4 in str(dialog.query_one("#title", Label).render())
+            # The default file is named whole, in the current directory (a bare name until session 25).
+            shown = Path(dialog.query_one("#path", Input).value)
+            assert shown.is_absolute() and shown.parent == Path.cwd(), shown
             dialog.query_one("#duration", Input).value = "forever"
             dialog.query_one("#path", Input).value = str(out)
             await pilot.press("enter")
@@ -91,6 +94,11 @@ def test_c_on_an_event_row_captures_that_source(lab: netlab.Lab, tmp_path: Path)
             await messages.wait(CaptureProgressed, pilot, after=seen, timeout=20)
             send(sender, lab, 40999, b"MARK-UI-CAPTURE", n=5)
             await wait_until(pilot, lambda: len(packets(out)) >= 5, timeout=20)
+            # Its progress on the notice line, the count first: at 80 columns the line keeps its start (it read
+            # "capturing to…" until session 25).
+            await wait_until(pilot, lambda: any(n.startswith("capturing: ") for n in pilot.app.state.notices), 20)
+            said = next(n for n in reversed(pilot.app.state.notices) if n.startswith("capturing: "))
+            assert said.split(",")[0].endswith(" packets") and said.endswith(f"to {out}"), said
             ends = messages.count(CaptureProgressed)
             await pilot.press("3", "c")  # again: stops it
             await wait_until(pilot, lambda: pilot.app.capturing.running is None, timeout=20)

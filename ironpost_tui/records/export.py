@@ -136,9 +136,18 @@ def top_rows(kind: str, window: int, rows: Iterable[TopRow]) -> list[Row]:
 
 
 def default_path(kind: str, fmt: str, now: float | None = None, directory: Path | None = None) -> Path:
-    """``./ironpost-events-20270115-080006.csv``: the kind, the local time, the format."""
+    """``/CWD/ironpost-events-20270115-080006.csv``: the kind, the local time, the format, in the current directory
+    named whole (a dialog showed a bare file name until session 25: where it went was a guess)."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(time.time() if now is None else now))
-    return (directory if directory is not None else Path(".")) / f"ironpost-{kind}-{stamp}.{fmt}"
+    return (directory if directory is not None else here()) / f"ironpost-{kind}-{stamp}.{fmt}"
+
+
+def here() -> Path:
+    """The current directory, whole; ``.`` if it cannot be named (removed since the start)."""
+    try:
+        return Path.cwd()
+    except OSError:
+        return Path(".")
 
 
 def format_of(path: Path, default: str = "csv") -> str:

@@ -20,6 +20,7 @@ from ironpost_tui import files
 from ironpost_tui.errors import IronpostError
 from ironpost_tui.kernel.capture import CaptureFilter
 from ironpost_tui.records.capture import Capture, Limits, Progress
+from ironpost_tui.records.export import here
 from ironpost_tui.ui.screens.capture import CaptureOrder, CaptureScreen
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ class CaptureProgressed(Message):
 def default_path(what: str, now: float) -> Path:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
     safe = "".join(c if c.isalnum() else "-" for c in what)[:48]
-    return Path(".") / f"ironpost-capture-{safe}-{stamp}.pcapng"
+    return here() / f"ironpost-capture-{safe}-{stamp}.pcapng"  # named whole in the dialog: where it goes
 
 
 class Capturing:
@@ -109,7 +110,8 @@ class Capturing:
             app.notify(f"{message.path}: {p.describe()}", title=f"capture done ({p.stopped_by})", markup=False)
             app.state.notice(f"capture done: {p.written} packets to {message.path}")
         elif p is not None:
-            app.state.notice(f"capturing to {message.path}: {p.written} packets, {p.counts.lost} lost")
+            # The count first: at 80 columns the notice line keeps its start ("capturing to…" until session 25).
+            app.state.notice(f"capturing: {p.written:,} packets, {p.counts.lost:,} lost, to {message.path}")
         app.redraw()
 
     def stop(self) -> None:
