@@ -8,6 +8,7 @@ Read from what is drawn (the compositor's cells), on the lab recording played to
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gzip
 import io
 import re
@@ -130,7 +131,7 @@ def test_the_detail_and_the_offenders_show_what_the_tables_cut(narrow: dict[str,
     assert any(line.startswith("as nft") and "nft add rule" in line for line in rules)
 
 
-def test_a_long_rule_id_is_cut_with_an_ellipsis_and_whole_in_the_detail() -> None:
+def test_a_long_rule_id_is_cut_in_the_middle_and_whole_in_the_detail() -> None:
     from support.ui import FakeSource, Messages, live_app
 
     from ironpost_tui.model import Action, FilterRule
@@ -148,7 +149,7 @@ def test_a_long_rule_id_is_cut_with_an_ellipsis_and_whole_in_the_detail() -> Non
             await pilot.press("4")
             await pilot.pause()
             lines = pane_lines(app, app.main.query_one(RulesPane))
-            assert lines[1].split()[0] == "auto-port_scan-…", lines[:3]  # the table's row
+            assert lines[1].split()[0] == "auto-po…:200::66", lines[:3]  # the table's row: head and tail
             assert long_id not in lines[1]
             assert any(line.startswith("id ") and long_id in line for line in lines[2:])  # the detail
 
@@ -305,3 +306,18 @@ def test_the_rules_and_events_tables_cut_ids_in_the_middle() -> None:
 
     shown = event_grid.cells(event("198.18.200.66", rule="block-198.18.200.66", verdict=Verdict.DROP))
     assert "bl…198.18.200.66" in shown
+
+
+def test_an_offender_whose_alert_is_blocked_says_so_not_a_count_of_0() -> None:
+    """A blocked flood's drops no longer reach its detector, whose count falls to 0: the offenders line read
+    "635 pkt/s · syn_flood 0" (session 24's drill).  A blocked alert says "blocked"; the control: an open one its
+    count."""
+    from support.ui import alert
+
+    from ironpost_tui.detectors.alerts import Block
+    from ironpost_tui.ui.offenders import top_offenders
+
+    blocked = dataclasses.replace(alert(1, "198.18.200.99"), count=0, block=Block("block-198.18.200.99", None, 9))
+    active = dataclasses.replace(alert(2, "198.18.200.66"), count=13_750)
+    lines = {o.source: o.found() for o in top_offenders(None, [blocked, active])}
+    assert lines == {"198.18.200.99": "syn_flood blocked", "198.18.200.66": "syn_flood 13,750"}

@@ -99,8 +99,7 @@ class TrafficPane(Vertical, can_focus=True):
         else:
             lines = [head]
             for o in offenders:
-                found = " · ".join([o.rates] * bool(o.rates) + [f"{d} {fmt.count(n)}" for d, n in o.alerts])
-                lines.append(Content.assemble((fmt.text(o.source) + "  ", "bold"), found))
+                lines.append(Content.assemble((fmt.text(o.source) + "  ", "bold"), o.found()))
         show(self.query_one("#offenders", Static), Content("\n").join(lines))
 
     def action_select(self, step: int) -> None:
