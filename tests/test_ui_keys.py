@@ -1664,6 +1664,23 @@ def test_no_answer_takes_attacheds_place_and_stays_at_80_columns() -> None:
     assert "no answer 12s" in silent.plain and "attached" not in silent.plain and silent.cell_length <= 80
 
 
+def test_the_status_bar_names_where_the_rules_are_kept_without_a_configuration() -> None:
+    """The demo (no configuration file) said "no config file" while the rule detail named its state file (session
+    24's drill); the status bar names it too.  The controls: a configuration is named; nothing known says so."""
+    from ironpost_tui.ui.widgets.status_bar import StatusView, render_status
+
+    view = StatusView(title="live", iface="ipdemo0", attached=True)
+    state = "/tmp/ironpost-demo-x/ipdemo0.rules.toml"
+    assert f"rules in {state}" in render_status(dataclasses.replace(view, rules_path=state), 160).plain
+    conf = dataclasses.replace(
+        view, config_path="/etc/ironpost/ironpost.toml", rules_path="/etc/ironpost/ironpost.toml"
+    )
+    assert (
+        "/etc/ironpost/ironpost.toml" in render_status(conf, 160).plain and "rules in" not in render_status(conf).plain
+    )
+    assert "no config file" in render_status(view, 160).plain
+
+
 def test_brackets_in_a_rule_id_a_field_or_a_filter_never_crash_the_console() -> None:
     """Textual reads "[/]" as markup, and a console that crashes takes its program, and so every drop rule, with
     it.  A rule id from the file (brackets are allowed), the form's fields and the events filter are shown as

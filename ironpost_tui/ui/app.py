@@ -435,6 +435,7 @@ class IronpostApp(App[int]):
             blocklist_capacity=info.blocklist_capacity,
             events_lost=self.state.events_lost(),
             config_path=info.config_path,
+            rules_path=info.rules_path,
             crowdsec=self.state.crowdsec,
             now=now,
             replay=replay is not None,

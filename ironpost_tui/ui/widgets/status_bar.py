@@ -26,6 +26,7 @@ class StatusView:
     blocklist_capacity: int = 0
     events_lost: int = 0
     config_path: str = ""
+    rules_path: str = ""  # where the operator's rules are kept (SourceInfo.rules_path)
     crowdsec: CrowdSecStatus | None = None  # None: no [crowdsec]
     now: float = 0.0  # wall-clock seconds, for the last pull's age
     replay: bool = False
@@ -99,7 +100,12 @@ def render_status(v: StatusView, width: int = 1000) -> Content:
     lost = Content(f"lost {fmt.count(v.events_lost)}")
     parts.append((0, lost.stylize("$warning") if v.events_lost else lost))
     if not v.replay:
-        parts.append((4, Content(fmt.text(v.config_path) or "no config file")))
+        # Where the rules are kept when no file is watched (the demo's state file), not a bare "no config file" while
+        # the rule detail names the file (until session 25).
+        kept_in = fmt.text(v.config_path) or (
+            f"rules in {fmt.text(v.rules_path)}" if v.rules_path else "no config file"
+        )
+        parts.append((4, Content(kept_in)))
     sep = Content.styled(" │ ", "$text-muted")
     for drop in (None, 4, 3, 2, 1):
         kept = [part for rank, part in parts if drop is None or rank < drop]
