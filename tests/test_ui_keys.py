@@ -1664,6 +1664,25 @@ def test_no_answer_takes_attacheds_place_and_stays_at_80_columns() -> None:
     assert "no answer 12s" in silent.plain and "attached" not in silent.plain and silent.cell_length <= 80
 
 
+def test_the_events_status_keeps_its_counts_on_screen_with_a_long_filter_at_80_columns() -> None:
+    """With a filter on, the events pane's one status line was cut at "· evicted" (session 24's drill): the counts
+    come before the filter, which is as long as typed.  The control: the filter is still said."""
+    source = fake()
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        await ready(pilot, messages, source, lab_update([event("203.0.113.50", dport=53, proto=17)]))
+        await pilot.press("3", "/")
+        for key in "src:203.0.113.50 proto:udp dport:53 verdict:drop words":
+            await pilot.press("space" if key == " " else key)
+        await pilot.press("enter")
+        await pilot.pause()
+        rows = [row_text(r) for r in screen_cells(pilot.app)]
+        line = next(r for r in rows if "shown of" in r)
+        assert "lost 0 · evicted 0" in line and "filter: src:" in line, line
+
+    run(live_app(source), scenario, NARROW)
+
+
 def test_the_status_bar_names_where_the_rules_are_kept_without_a_configuration() -> None:
     """The demo (no configuration file) said "no config file" while the rule detail named its state file (session
     24's drill); the status bar names it too.  The controls: a configuration is named; nothing known says so."""

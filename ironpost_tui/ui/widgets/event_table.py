@@ -207,10 +207,10 @@ class EventTable(Vertical):
             parts.append(order.describe(COLUMNS, "arrival order"))
         elif not self.paused and not self.following:
             parts.append("scrolled back (end: newest)")
-        if self._filter:
-            parts.append(f"filter: {self._filter.text}")
         parts.append(f"lost {fmt.count(self.lost)}")
         parts.append(f"evicted {fmt.count(self.evicted)}")
+        if self._filter:  # last: the typed filter is as long as typed, and the line is one line (it cut the counts)
+            parts.append(f"filter: {self._filter.text}")
         status.update(" · ".join(parts))
 
     # --- actions ------------------------------------------------------------------
