@@ -81,6 +81,13 @@ def test_window_list_sort_filter_detail_and_export(tmp_path: Path) -> None:
             assert pane.kind is TopKind.DESTINATIONS and pane.rows()
             await pilot.press("v")
             assert pane.kind is TopKind.PORTS and "udp/9" in [r.key for r in pane.rows()]
+            # No last / first for ports: not kept, they were two empty columns until session 25 (the sources'
+            # list, the control, has them).
+            labels = [str(c.label) for c in grid.ordered_columns]
+            assert labels[0] == "port" and "last" not in labels and "first" not in labels, labels
+            await pilot.press("v")
+            assert pane.kind is TopKind.SOURCES and "last" in [str(c.label) for c in grid.ordered_columns]
+            await pilot.press("v", "v")
             # b and c in a replay: read-only, nothing asked.
             await pilot.press("b", "c")
             assert not isinstance(app.screen, BlockScreen | CaptureScreen)

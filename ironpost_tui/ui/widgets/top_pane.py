@@ -34,16 +34,18 @@ KINDS = tuple(TopKind)
 
 
 def columns(kind: TopKind) -> tuple[Column, ...]:
-    """Who, then how much (packets/s first: the rank), then when."""
-    return (
+    """Who, then how much (packets/s first: the rank), then when (addresses only: a port's first and last seen
+    are not kept, and the ports list showed two empty columns until session 25)."""
+    counts = (
         Column(KEY_LABELS[kind], "key"),
         Column("pkt/s", "pps", numeric=True, right=True),
         Column("bit/s", "bps", numeric=True, right=True),
         Column("syn/s", "syn_ps", numeric=True, right=True),
         Column("drop/s", "drop_ps", numeric=True, right=True),
-        Column("last", "last", numeric=True),
-        Column("first", "first", numeric=True),
     )
+    if kind is TopKind.PORTS:
+        return counts
+    return (*counts, Column("last", "last", numeric=True), Column("first", "first", numeric=True))
 
 
 def capture_filter(kind: TopKind, key: str) -> CaptureFilter:
@@ -208,12 +210,17 @@ class TopPane(Vertical):
         return self.top.detail(row.key) if self.kind is TopKind.SOURCES else None
 
     def _cells(self, r: TopRow) -> list[Text]:
-        return [
+        cells = [
             Text(fmt.text(r.key)),
             Text(fmt.si(r.pps), justify="right"),
             Text(fmt.si(r.bps), justify="right"),
             Text(fmt.si(r.syn_ps), justify="right"),
             Text(fmt.si(r.drop_ps), justify="right"),
+        ]
+        if self.kind is TopKind.PORTS:
+            return cells
+        return [
+            *cells,
             Text(fmt.clock(r.last_seen) if r.last_seen else ""),
             Text(fmt.clock(r.first_seen) if r.first_seen else ""),
         ]
