@@ -187,6 +187,9 @@ def test_fit_shortens_around_addresses(line: str, width: int, expected: str) -> 
         ("my-very-long-rule-name-1", 16, "my-very…e-name-1"),
         ("block-198.18.200.99", 19, "block-198.18.200.99"),  # the control: one that fits is whole
         ("block-198.18.200.99", 1, "…"),
+        ("f" * 256, 16, "f" * 7 + "…" + "f" * 8),  # a file's longest id, all address characters: head and tail
+        ("x-" + ":" * 12, 16, "x-" + ":" * 12),
+        ("block-" + "1" * 250, 16, "block-1…" + "1" * 8),
     ],
 )
 def test_rule_ids_are_cut_in_the_middle(rule_id: str, width: int, expected: str) -> None:
