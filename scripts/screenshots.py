@@ -52,7 +52,7 @@ async def _export(app: IronpostApp) -> None:
     """The dialog's default path has today's date: show a fixed one so the picture stays the same."""
     from textual.widgets import Input
 
-    app.screen.query_one(Input).value = "ironpost-events-20270115-080006.csv"
+    app.screen.query_one(Input).value = "/home/op/ironpost-events-20270115-080006.csv"  # whole, as the dialog has it
 
 
 @dataclass(frozen=True)
