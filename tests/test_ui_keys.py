@@ -62,6 +62,7 @@ from ironpost_tui.ui.screens.error import ErrorScreen
 from ironpost_tui.ui.screens.export import ExportScreen
 from ironpost_tui.ui.screens.help import HelpScreen, render_help
 from ironpost_tui.ui.screens.main import MainScreen
+from ironpost_tui.ui.screens.notices import NoticesScreen
 from ironpost_tui.ui.screens.quit import QuitScreen
 from ironpost_tui.ui.screens.starting import StartingScreen
 from ironpost_tui.ui.state import TABLE_ARRIVING
@@ -1679,6 +1680,39 @@ def test_the_events_status_keeps_its_counts_on_screen_with_a_long_filter_at_80_c
         rows = [row_text(r) for r in screen_cells(pilot.app)]
         line = next(r for r in rows if "shown of" in r)
         assert "lost 0 · evicted 0" in line and "filter: src:" in line, line
+
+    run(live_app(source), scenario, NARROW)
+
+
+def test_n_shows_the_last_notices_whole_and_timed_at_80_columns() -> None:
+    """The notice line keeps some 29 cells at 80 columns and a toast some seconds: a warning looked away from was
+    gone (session 24's drill).  n lists the notices whole, with their times, newest last; brackets stay text
+    (the control: the notice line itself does not hold the warning whole)."""
+    source = fake()
+    warning = "warning: auto-blocked 198.18.200.66 for 60 s (port_scan alert 3): 40 TCP ports [/] probed within 60 s"
+
+    async def scenario(pilot: Pilot[int], messages: Messages) -> None:
+        await ready(pilot, messages, source)
+        app = pilot.app
+        before = messages.count(NoticePosted)
+        app.post_message(NoticePosted(warning))
+        app.post_message(NoticePosted("command line: added rule 'block-198.18.0.9' (uid 0, pid 4242)"))
+        await messages.wait(NoticePosted, pilot, after=before + 1)
+        app.redraw()
+        await pilot.pause()
+        rows = [row_text(r) for r in screen_cells(app)]
+        assert not any(warning in r for r in rows)  # the control: cut on the notice line
+        await pilot.press("n")
+        screen = app.screen
+        assert isinstance(screen, NoticesScreen)
+        text = str(screen.query_one("#notices", Static).render())
+        lines = text.splitlines()
+        assert warning in text.replace("\n", " ") or any(warning[:60] in line for line in lines), text
+        said = [line for line in lines if "auto-blocked" in line or "command line" in line]
+        assert len(said) >= 2 and "command line" in said[-1]  # newest last
+        assert all(line[:8].count(":") == 2 for line in said)  # HH:MM:SS first
+        await pilot.press("escape")
+        assert isinstance(app.screen, MainScreen)
 
     run(live_app(source), scenario, NARROW)
 

@@ -77,6 +77,7 @@ from ironpost_tui.ui.screens.error import ErrorScreen
 from ironpost_tui.ui.screens.export import ExportScreen
 from ironpost_tui.ui.screens.help import HelpScreen, KeyHelp
 from ironpost_tui.ui.screens.main import MainScreen
+from ironpost_tui.ui.screens.notices import NoticesScreen
 from ironpost_tui.ui.screens.starting import StartingScreen
 from ironpost_tui.ui.screens.top_detail import TopDetailScreen
 from ironpost_tui.ui.source_kinds import PlaybackSource, SilenceAwareSource, StartableSource
@@ -466,6 +467,12 @@ class IronpostApp(App[int]):
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(self.help_sections()))
+
+    def action_notices(self) -> None:
+        """n: the last notices, whole and timed (the notice line keeps some 29 cells at 80 columns, a toast some
+        seconds; until session 25 a warning missed was gone)."""
+        if not isinstance(self.screen, NoticesScreen):
+            self.push_screen(NoticesScreen(self.state.said))
 
     @property
     def theme_names(self) -> list[str]:

@@ -6,6 +6,7 @@ sets the widgets' attributes.  Everything is bounded.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -21,6 +22,7 @@ EVENTS_KEPT = 5_000  # drops held in memory, and as many other events (the table
 # Only a long table's first rows are here (for a moment after the start: engine/wire.py): an edit decided
 # on them (an add where the rule exists, "no rule blocks it") could be wrong.
 TABLE_ARRIVING = "the rule table is still arriving from the engine: try again in a moment"
+NOTICES_KEPT = 200  # `n` shows these, whole and timed
 HISTORY_SAMPLES = 1_200  # 20 minutes of 1 s samples: enough for the 10-minute chart
 
 
@@ -32,6 +34,7 @@ class ConsoleState:
     rules_head: RulesHead | None = None  # rules holds a long table's first rows only: the counts are these
     pending: EventRings = field(default_factory=lambda: EventRings(EVENTS_KEPT))
     notices: deque[str] = field(default_factory=lambda: deque(maxlen=50))
+    said: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=NOTICES_KEPT))  # (wall time, text)
     at: float = 0.0  # the source's clock at the last update
     version: int = 0  # bumped by every change, so a redraw can skip when nothing happened
     alerts_version: int = 0
@@ -103,6 +106,7 @@ class ConsoleState:
 
     def notice(self, text: str) -> None:
         self.notices.append(fmt.text(text))
+        self.said.append((time.time(), fmt.text(text)))  # for `n`: the notices whole, with when they came
         self.version += 1
 
     def reset(self) -> None:

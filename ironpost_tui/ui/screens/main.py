@@ -46,6 +46,7 @@ class MainScreen(Screen[None]):
         Binding("m", "app.units", "Bits/bytes", show=False),
         Binding("exclamation_mark", "app.panic", "Panic", show=False),
         Binding("r", "app.reload", "Reload", show=False),
+        Binding("n", "app.notices", "Notices", show=False),
         Binding("E", "app.export('events')", "Export events", show=False),
         Binding("A", "app.export('alerts')", "Export alerts", show=False),
         Binding("left", "app.seek(-10)", "Replay: back 10 s", priority=True, show=False),
