@@ -42,12 +42,16 @@ def _hit(engine: Engine, probe: Probe) -> tuple[float, float, list[PacketEvent],
 
 
 def test_a_wall_clock_step_restamps_events_and_last_hits(
-    lab: netlab.Lab, probe: Probe, monkeypatch: pytest.MonkeyPatch
+    lab: netlab.Lab, probe: Probe, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Before the step (the control) the event and the last hit are within half a second of the wall clock;
-    after a 7 s step they are within half a second of the stepped clock, not 7 s away from it."""
+    after a 7 s step they are within half a second of the stepped clock, not 7 s away from it.  The step is said,
+    with the timed rules it ends (expiries are wall-clock times): one here, expiring 5 s after the start."""
     rule = FilterRule("watch-probe", Action.MONITOR, src_ip=ipaddress.ip_network(f"{lab.ns_ip4}/32"))
-    engine = Engine(EngineOptions(iface=lab.host_if, xdp_mode="native", rules=(rule,)))
+    timed = FilterRule(
+        "timed", Action.DROP, src_ip=ipaddress.ip_network("198.18.255.77/32"), expires_at=time.time() + 5
+    )
+    engine = Engine(EngineOptions(iface=lab.host_if, xdp_mode="native", rules=(rule, timed)))
     engine.start()
     try:
         t0, t1, events, last_hit = _hit(engine, probe)
@@ -65,5 +69,8 @@ def test_a_wall_clock_step_restamps_events_and_last_hits(
         t0, t1, events, last_hit = _hit(engine, probe)
         assert events and all(t0 - 0.5 <= e.ts <= t1 + 0.5 for e in events), (t0, [e.ts for e in events])
         assert last_hit is not None and t0 - 0.5 <= last_hit <= t1 + 0.5, (t0, last_hit)
+        said = [r.getMessage() for r in caplog.records if "wall clock stepped" in r.getMessage()]
+        assert len(said) == 1 and said[0].startswith("the wall clock stepped +7.0 s"), said
+        assert said[0].endswith("; 1 timed rule(s) expire with it"), said
     finally:
         engine.close()

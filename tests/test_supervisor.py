@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 
@@ -28,7 +29,7 @@ from ironpost_tui.engine.live import LiveSource, reload_notices
 from ironpost_tui.engine.reload import ReloadResult, protections
 from ironpost_tui.engine.snapshot import EngineSnapshot, SnapshotBuilder
 from ironpost_tui.engine.supervisor import FILE_CHANGE, Pending, Reloaded, Step, Supervisor
-from ironpost_tui.errors import InterfaceGone, RuleRefused
+from ironpost_tui.errors import InterfaceGone, IronpostError, RuleRefused
 from ironpost_tui.kernel import host
 from ironpost_tui.kernel.xdp_link import occupants
 from ironpost_tui.metrics.collector import engine_registry
@@ -342,7 +343,14 @@ def test_console_hit_counts_equal_the_metrics_of_the_same_tick(lab: netlab.Lab, 
         assert metrics_hits() == 7 == next(s.hits for s in rules)
 
         wider = ipaddress.ip_network(f"{lab.ns_ip4}/30", strict=False)
-        live.update_rule(FilterRule(id="watch", action=Action.MONITOR, src_ip=wider))  # SRC4: a new slot
+        shown = next(s.rule for s in rules if s.rule.id == "watch")  # the rule as the console shows it
+        # An update made from a copy that is no longer the rule in force is refused, and changes nothing (the
+        # console's x and b carry the copy they were made from; until session 25 they wrote over a reload).
+        stale = replace(shown, description="as before a reload")
+        with pytest.raises(IronpostError, match="'watch' changed since the console showed it"):
+            live.update_rule(FilterRule(id="watch", action=Action.DROP, src_ip=wider), expected=stale)
+        assert next(r for r in engine.control.rules() if r.id == "watch") == shown
+        live.update_rule(FilterRule(id="watch", action=Action.MONITOR, src_ip=wider), expected=shown)  # SRC4: new slot
         netlab.send_frames(lab, [udp4(lab, 9, b"two")], count=3)
         rules = poll_until(10)
         assert metrics_hits() == 10

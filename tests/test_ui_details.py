@@ -56,7 +56,7 @@ def test_a_resolved_alert_lasted_from_its_first_packet_to_its_last() -> None:
 
 def test_a_blocked_alerts_compact_state_is_never_wider_than_blocked_59m() -> None:
     """At 80 columns the state is compact so that the detector stays on screen; "blocked 1h59m" (13 cells) pushed
-    it past the edge ("port_sca", session 24's drill).  Now the largest unit alone ("blocked 1h"), never wider
+    it past the edge ("port_sca", session 24's drill).  Now the largest unit alone ("blocked 2h"), never wider
     than "blocked 59m"; the exact time left is in the detail.  The control: 9m reads as before."""
     from ironpost_tui.detectors.alerts import Alert, Block
     from ironpost_tui.ui.details import state_text
@@ -67,5 +67,6 @@ def test_a_blocked_alerts_compact_state_is_never_wider_than_blocked_59m() -> Non
         return state_text(dataclasses.replace(alert, block=Block("b", NOON + left, 7)), False, NOON, compact=True)
 
     assert compact(599) == "blocked 9m"
-    assert compact(2 * 3600 - 60) == "blocked 1h"
+    assert compact(2 * 3600 - 60) == "blocked 2h"  # the nearest hour, not 1h (a review)
+    assert compact(3600 + 29 * 60) == "blocked 1h" and compact(86_400 + 13 * 3600) == "blocked 2d"
     assert max(len(compact(left)) for left in range(1, 10 * 86_400, 37)) <= len("blocked 59m")

@@ -47,7 +47,8 @@ from ironpost_tui.rules.control import RuleController, RuleSink
 from ironpost_tui.rules.external import Survey
 from ironpost_tui.rules.infrastructure import InfraAddress, InfraSources
 from ironpost_tui.rules.protect import NO_SSH_CLIENT, Protected
-from ironpost_tui.rules.table import RuleTable, monotonic_to_wall_offset
+from ironpost_tui.rules.table import RuleTable
+from ironpost_tui.rules.wall_clock import monotonic_to_wall_offset
 from ironpost_tui.triage.rates import TopRates
 from ironpost_tui.triage.reader import TopReader
 from ironpost_tui.triage.values import TopSnapshot
@@ -172,6 +173,7 @@ class Engine:
         self._bouncer: Bouncer | None = None
         self._tick_times = TickTimes()
         self._tick_thread = 0  # the native id of the thread that ticks, once its priority is set
+        self._just_expired: list[FilterRule] = []  # the rules the last sample ended (a clock step says them)
         self._sensor: Sensor | None = None
         self._capture: CaptureMaps | None = None  # the program's CAPTURE_* maps: a killed capture's CAPTURE_CFG
         self.report: StartReport | None = None
@@ -448,8 +450,15 @@ class Engine:
         assert self._dp is not None and self._decoder is not None and self._rules is not None
         if step := self._rules.follow_clock():  # the wall clock stepped: events and last hits stamped by it now
             self._decoder.set_clock_offset(self._rules.clock_offset)
-            log.warning("the wall clock stepped %+.1f s: times from now on are stamped by it", step,
-                        extra={"event": "clock_step", "seconds": round(step, 3)})  # fmt: skip
+            # Expiries are wall-clock times: a step forward ends the timed rules it passes (a review of session 25:
+            # said, so that a responder sees why blocks went).
+            wall = time.time()
+            # The tick that first read the step (it is followed once a second read agrees) may have ended some.
+            seen = [*self._rules.rules(), *self._just_expired]
+            ended = sum(1 for r in seen if r.expires_at and wall - step < r.expires_at <= wall)
+            log.warning("the wall clock stepped %+.1f s: times from now on are stamped by it%s", step,
+                        f"; {ended} timed rule(s) expire with it" if ended else "",
+                        extra={"event": "clock_step", "seconds": round(step, 3), "expiring": ended})  # fmt: skip
             publish = True
         decoded = tuple(self._decoder.decode_all(records)) if events else ()
         now = time.monotonic()
@@ -459,6 +468,7 @@ class Engine:
             if self._control is not None:
                 gone = self._control.expire(time.time(), Actor("ironpost", None, "expiry"))
                 self._blocker.expired(gone)
+                self._just_expired = gone  # for a clock step's warning, which may be read a tick later
             self._stop_orphaned_capture()
         survey, self._survey = self._survey, None
         if survey is not None:  # the surveyor's read of BLOCKLIST: acted on here, under the lock

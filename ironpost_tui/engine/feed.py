@@ -117,13 +117,26 @@ class Answers:
         return 0.0 if at is None else max(0.0, now - at)
 
 
+def still_as_shown(rule_id: str, current: FilterRule | None, expected: FilterRule) -> str | None:
+    """Why an edit built from ``expected`` (the rule as the console showed it) must not go on over ``current`` (the
+    rule of that id in force now), or None: the console's copy lags the engine by a poll and a redraw, and a
+    question can stay open for minutes, while a reload, a tool or another console changes the rule.  Written
+    over, their change would be undone (until session 25, by x, b and a shortened block)."""
+    if current == expected:
+        return None
+    how = "went" if current is None else "changed"
+    return (
+        f"'{rule_id}' {how} since the console showed it (a reload, a tool, another console): nothing done; look again"
+    )
+
+
 class Source(Protocol):
     info: SourceInfo
 
     def poll(self, timeout: float) -> Update: ...
     def now(self) -> float: ...  # wall-clock seconds as the source sees them (a replay: the recording's)
     def add_rule(self, rule: FilterRule, force: bool = False) -> None: ...
-    def update_rule(self, rule: FilterRule, force: bool = False) -> None: ...
+    def update_rule(self, rule: FilterRule, force: bool = False, expected: FilterRule | None = None) -> None: ...
     def delete_rule(self, rule_id: str) -> FilterRule: ...
     def panic(self) -> list[FilterRule]: ...
     def reload(self) -> None: ...

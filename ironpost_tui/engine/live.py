@@ -11,7 +11,15 @@ from pathlib import Path
 from ironpost_tui.config.store import RuleStore
 from ironpost_tui.config.watch import ConfigSource
 from ironpost_tui.engine.engine import Engine
-from ironpost_tui.engine.feed import RELOAD_NOTICE, OnExit, SourceInfo, Update, UpdateSink, drop_rules
+from ironpost_tui.engine.feed import (
+    RELOAD_NOTICE,
+    OnExit,
+    SourceInfo,
+    Update,
+    UpdateSink,
+    drop_rules,
+    still_as_shown,
+)
 from ironpost_tui.engine.supervisor import FILE_CHANGE, Pending, Reloaded, Supervisor
 from ironpost_tui.errors import IronpostError
 from ironpost_tui.kernel.abi import MapName
@@ -150,8 +158,16 @@ class LiveSource:
             self.engine.control.add(rule, Actor.current("console"), force=force)
             self._recorded("add", rule)
 
-    def update_rule(self, rule: FilterRule, force: bool = False) -> None:
+    def update_rule(self, rule: FilterRule, force: bool = False, expected: FilterRule | None = None) -> None:
+        """``expected``: the rule as the console showed it, which the change was made from; refused if the rule in
+        force is no longer that (compared here, under the engine's lock: feed.still_as_shown)."""
         with self._lock, self.engine.lock:
+            if expected is not None:
+                current = next((r for r in self.engine.control.rules() if r.id == rule.id), None)
+                # Not for what is not the operator's (CrowdSec's row changes each pull): its own refusal says why.
+                theirs = current is not None and (current.crowdsec or current.external)
+                if not theirs and (why := still_as_shown(rule.id, current, expected)) is not None:
+                    raise IronpostError(why)
             self.engine.control.update(rule, Actor.current("console"), force=force)
             self._recorded("update", rule)
 

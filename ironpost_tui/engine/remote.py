@@ -231,8 +231,8 @@ class RemoteSource:
     def add_rule(self, rule: FilterRule, force: bool = False) -> None:
         self._call(Call.ADD_RULE, rule, force)
 
-    def update_rule(self, rule: FilterRule, force: bool = False) -> None:
-        self._call(Call.UPDATE_RULE, rule, force)
+    def update_rule(self, rule: FilterRule, force: bool = False, expected: FilterRule | None = None) -> None:
+        self._call(Call.UPDATE_RULE, rule, force, expected)
 
     def delete_rule(self, rule_id: str) -> FilterRule:
         rule: FilterRule = self._call(Call.DELETE_RULE, rule_id)

@@ -83,7 +83,7 @@ def comment(copy: Copy, rule_names: Mapping[int, str]) -> str:
 
 def wall_offset_ns() -> int:
     """CLOCK_REALTIME minus CLOCK_MONOTONIC (bpf_ktime_get_ns()'s clock) in integer ns, read between two
-    monotonic reads (rules.table.monotonic_to_wall_offset is a float of seconds: it cannot keep nanoseconds)."""
+    monotonic reads (rules.wall_clock.monotonic_to_wall_offset is a float of seconds: it cannot keep nanoseconds)."""
     before = time.monotonic_ns()
     wall = time.time_ns()
     after = time.monotonic_ns()

@@ -278,7 +278,7 @@ class ReplaySource:
     def add_rule(self, rule: FilterRule, force: bool = False) -> None:
         raise self._read_only()
 
-    def update_rule(self, rule: FilterRule, force: bool = False) -> None:
+    def update_rule(self, rule: FilterRule, force: bool = False, expected: FilterRule | None = None) -> None:
         raise self._read_only()
 
     def delete_rule(self, rule_id: str) -> FilterRule:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import operator
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from ironpost_tui.rules.matchh import MatchH
 from ironpost_tui.rules.placement import Placement, Shape
 from ironpost_tui.rules.prefilter import Atom, Prefilter
 from ironpost_tui.rules.prefixh import PrefixH
+from ironpost_tui.rules.wall_clock import WallOffset, monotonic_to_wall_offset
 
 
 @dataclass
@@ -74,7 +74,7 @@ class RuleTable:
 
     def __init__(self, datapath: Datapath, clock_offset: float) -> None:
         self._dp = datapath
-        self._clock_offset = clock_offset  # wall time minus CLOCK_MONOTONIC
+        self._wall = WallOffset(clock_offset)  # wall time minus CLOCK_MONOTONIC, followed when the clock steps
         cfg = datapath.cfg
         self._free_slots = list(range(cfg.rule_slots - 1, -1, -1))
         # Slots whose RULE_HITS counters are known zero (new maps, a slot never taken): not cleared again.
@@ -137,20 +137,12 @@ class RuleTable:
 
     @property
     def clock_offset(self) -> float:
-        return self._clock_offset
+        return self._wall.offset
 
     def follow_clock(self, offset: float | None = None) -> float:
-        """Take the wall clock's offset from CLOCK_MONOTONIC again (``offset``, or read now) if it moved by more
-        than CLOCK_STEP_SECS: an NTP step, a resume, a VM restored or migrated.  The step taken (0.0: none).
-        Until session 25 the offset was read once at the start, and after a step every rule's last hit (and every
-        event) was stamped off by the step (a drill: 7 s early, beside the capture's right times).  Smaller moves
-        (NTP's slewing) wait for the next step: each change restamps every rule, and the table is sent again."""
-        now = monotonic_to_wall_offset() if offset is None else offset
-        step = now - self._clock_offset
-        if abs(step) <= CLOCK_STEP_SECS:
-            return 0.0
-        self._clock_offset = now
-        return step
+        """The wall clock's offset from CLOCK_MONOTONIC read again (``offset``, or read now) and followed if it
+        stepped (rules/wall_clock.py): the step taken, 0.0 when none."""
+        return self._wall.follow(monotonic_to_wall_offset() if offset is None else offset)
 
     def owner(self, map_name: MapName, key: bytes) -> str | None:
         """The id of the rule whose entry ``key`` of ``map_name`` is (source-only maps), or None."""
@@ -233,7 +225,7 @@ class RuleTable:
 
     def _status_of(self, inst: _Installed, hits: list[tuple[int, int]]) -> RuleStatus:
         packets, last = hits[inst.slot]
-        last_hit = last / 1e9 + self._clock_offset if last else None
+        last_hit = last / 1e9 + self._wall.offset if last else None
         rule = inst.rule
         old = self._statuses.get(rule.id)
         if (
@@ -918,11 +910,3 @@ def _rank(rule: FilterRule, priority: int) -> int:
 
 def _prefixlen(mask: bytes) -> int:
     return bin(int.from_bytes(mask, "big")).count("1")
-
-
-CLOCK_STEP_SECS = 0.25  # a move of the wall clock against CLOCK_MONOTONIC this big is followed (RuleTable.follow_clock)
-
-
-def monotonic_to_wall_offset() -> float:
-    """Wall-clock seconds minus CLOCK_MONOTONIC seconds (bpf_ktime_get_ns's clock)."""
-    return time.time() - time.clock_gettime(time.CLOCK_MONOTONIC)

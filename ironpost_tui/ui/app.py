@@ -13,15 +13,19 @@ import ipaddress
 import logging
 import signal
 import time
+from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
 
 from textual import work
-from textual.app import App, SystemCommand
+from textual.app import App, ScreenStackError, SystemCommand
+from textual.await_complete import AwaitComplete
 from textual.binding import Binding
 from textual.css.query import NoMatches
-from textual.screen import Screen
+from textual.notifications import SeverityLevel
+from textual.screen import ModalScreen, Screen
 from textual.signal import Signal
+from textual.widgets import Input
 from textual.worker import get_current_worker
 
 from ironpost_tui.config.settings import ConsoleSettings
@@ -95,6 +99,7 @@ from ironpost_tui.ui.widgets.top_pane import TopPane
 from ironpost_tui.ui.widgets.traffic_pane import SPARK_SAMPLES, TrafficPane
 
 log = logging.getLogger(__name__)
+HELD_TOASTS = 20  # toasts held while a dialog is open (the oldest go first; `n` lists every notice)
 
 SPEEDS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
 # The console's process holds its garbage collector off through its start, until this long after its first
@@ -145,6 +150,9 @@ class IronpostApp(App[int]):
         self._shown_data = False
         self.editing = RuleEditing(self)
         self.warnings = WarningToasts(self)
+        # Toasts asked for while a dialog is open, shown when it closes: a toast's time runs from when it is made,
+        # and behind a dialog (Help, a question, the quit screen) one expired unseen (a review of session 25).
+        self._held_toasts: deque[tuple[str, str, SeverityLevel, float | None, bool]] = deque(maxlen=HELD_TOASTS)
         self.capturing = Capturing(self)
         self.leaving = Leaving(self)
         self.detail: AlertDetailScreen | None = None  # an alert's detail, while open
@@ -459,10 +467,45 @@ class IronpostApp(App[int]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("seek", "speed"):
-            return self.replay is not None and self.screen is self.main
+            # Not while a filter is typed: left and right move its cursor (they are priority keys, and took the
+            # arrows from the filter until session 25).
+            return self.replay is not None and self.screen is self.main and not isinstance(self.focused, Input)
         if action in ("add_rule", "panic", "reload"):
             return not self.read_only
         return True
+
+    # --- toasts: never over a dialog, never lost behind one ---------------------------------
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        if self._dialog_open():
+            self._held_toasts.append((message, title, severity, timeout, markup))
+            return
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
+    def _dialog_open(self) -> bool:
+        """A dialog is on top (the starting screen is not one: the start's warnings are said over it)."""
+        try:
+            screen = self.screen
+        except ScreenStackError:
+            return False
+        return isinstance(screen, ModalScreen) and not isinstance(screen, StartingScreen)
+
+    def pop_screen(self) -> AwaitComplete:
+        done = super().pop_screen()
+        self.call_later(self._show_held_toasts)  # the dialog is gone once this runs
+        return done
+
+    def _show_held_toasts(self) -> None:
+        while self._held_toasts and not self._dialog_open():
+            message, title, severity, timeout, markup = self._held_toasts.popleft()
+            super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
@@ -594,7 +637,7 @@ class IronpostApp(App[int]):
         self.editing.submit(message.rule, message.editing, message.force)
 
     def on_rules_pane_rule_changed(self, message: RulesPane.RuleChanged) -> None:
-        self.editing.switch(message.rule)
+        self.editing.switch(message.rule, message.shown)
 
     def on_rules_pane_rule_delete_requested(self, message: RulesPane.RuleDeleteRequested) -> None:
         self.editing.delete(message.rule)

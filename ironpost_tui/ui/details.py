@@ -57,8 +57,9 @@ def rule_fields(s: RuleStatus, now: float, rules_path: str = "") -> Fields:
 def state_text(alert: Alert, acknowledged: bool, now: float, compact: bool = False) -> str:
     """The state as a row shows it: ``blocked · 9m left · 239k dropped`` while a block holds (the
     seconds only in the last minute); ``compact`` (an 80-column pane, where the detector column must
-    stay on screen): ``blocked 9m``, the largest unit alone (``blocked 1h`` for 1h59m: ``blocked 1h59m`` pushed the
-    detector past the edge until session 25), the drops and the exact time left in the detail below the table."""
+    stay on screen): ``blocked 9m``, the largest unit alone (``blocked 2h`` for 1h59m, to the nearest hour or day:
+    ``blocked 1h59m`` pushed the detector past the edge until session 25), the drops and the exact time left in the
+    detail below the table."""
     state = alert_state(alert, acknowledged)
     if alert.block is None or alert.resolved:
         return state
@@ -67,7 +68,11 @@ def state_text(alert: Alert, acknowledged: bool, now: float, compact: bool = Fal
         left = left // 60 * 60  # whole minutes past the first one: the row stays narrow and calm
     dropped = f"{fmt.si(alert.dropped)} dropped"
     if compact:
-        return f"{state} {fmt.span(left, units=1)}" if left is not None else state
+        if left is None:
+            return state
+        # The nearest hour or day (1h59m is "2h", not "1h": a review of session 25), the minutes as below.
+        near = left + (43_200 if left >= 86_400 else 1_800 if left >= 3_600 else 0)
+        return f"{state} {fmt.span(near, units=1)}"
     return " · ".join([state, *([f"{fmt.span(left)} left"] if left is not None else []), dropped])
 
 

@@ -32,6 +32,7 @@ class Edit:
     rule: FilterRule | None = None
     force: bool = False
     origin: Origin = Origin.RULES
+    expected: FilterRule | None = None  # an update made from this rule as shown: refused if it is no longer so
 
     def describe(self) -> str:
         if self.kind is EditKind.PANIC:
@@ -40,7 +41,7 @@ class Edit:
         return f"{self.kind} rule '{self.rule.id}'"
 
     def forced(self) -> Edit:
-        return Edit(self.kind, self.rule, True, self.origin)
+        return Edit(self.kind, self.rule, True, self.origin, self.expected)
 
     def apply(self, source: Source) -> str:
         """Do it; the notice to show.  IronpostError (one-line .message) when refused."""
@@ -55,7 +56,7 @@ class Edit:
             source.add_rule(rule, force=self.force)
             return f"added rule '{rule.id}'" + (" (forced)" if self.force else "")
         if kind is EditKind.UPDATE:
-            source.update_rule(rule, force=self.force)
+            source.update_rule(rule, force=self.force, expected=self.expected)
             return f"updated rule '{rule.id}'" + (" (forced)" if self.force else "")
         if kind is EditKind.DELETE:
             source.delete_rule(rule.id)

@@ -66,14 +66,16 @@ class RuleEditing:
             # Gone while the form was open (it expired, or was deleted or lifted elsewhere): said as such, and the
             # next save adds it back (until session 25 the save was refused as "no rule with id", which did not say
             # that what the rule dropped was passing again).
-            self.form.went(rule.id)
+            holder = next((s.rule for s in self.app.state.rules if _same_match(s.rule, rule)), None)
+            self.form.went(rule.id, holder)
             return
         self.run(Edit(EditKind.UPDATE if editing else EditKind.ADD, rule, force, Origin.FORM))
 
-    def switch(self, rule: FilterRule) -> None:
-        """``x``: the rule as ``rule`` says, drop or monitor.  A drop made monitor lifts enforcement, as a delete
-        does: asked first (until session 23 one key on the wrong row let a blocked source through)."""
-        edit = Edit(EditKind.UPDATE, rule, origin=Origin.RULES)
+    def switch(self, rule: FilterRule, shown: FilterRule) -> None:
+        """``x``: the rule as ``rule`` says, drop or monitor (``shown``: as the pane had it, which the engine checks
+        is still in force).  A drop made monitor lifts enforcement, as a delete does: asked first (until session
+        23 one key on the wrong row let a blocked source through)."""
+        edit = Edit(EditKind.UPDATE, rule, origin=Origin.RULES, expected=shown)
         if rule.action is not Action.MONITOR:
             self.run(edit)
             return
@@ -97,26 +99,13 @@ class RuleEditing:
         )
 
     def _asked(self, edit: Edit, question: ConfirmScreen) -> None:
-        """``edit``, once the operator says yes to ``question``, and only if its rule is still as the question
-        showed it.  The edit carries a whole rule built from the console's copy (``x``'s switch, ``b`` through
-        the operator's rule of another id, a shortened block): a reload or another console that changed the rule
-        while the question was open would otherwise be undone by the yes (until session 25)."""
-        rule_id = edit.rule.id if edit.rule is not None else None
-        asked_of = self._current(rule_id)
+        """``edit``, once the operator says yes to ``question``.  An update carries the rule it was made from
+        (``expected``): the engine refuses it if the rule in force is no longer that, whatever happened while the
+        question was open or before the console's copy caught up (engine/feed.py still_as_shown)."""
 
         def answered(yes: bool | None) -> None:
-            if not yes:
-                return
-            if rule_id is not None and self._current(rule_id) != asked_of:
-                gone = self._current(rule_id) is None
-                self.refused(
-                    edit,
-                    f"'{rule_id}' {'went' if gone else 'changed'} while you were asked (a reload, a tool, another "
-                    "console): nothing done; look again",
-                    lockout=False,
-                )
-                return
-            self.run(edit)
+            if yes:
+                self.run(edit)
 
         self.app.push_screen(question, answered)
 
@@ -161,7 +150,10 @@ class RuleEditing:
                 # The operator's rule of another id on exactly this source (the file's, the form's): blocking it is
                 # that rule's change (until session 24 refused as a duplicate match, pointing at x).
                 existing, rule = other, replace(other, action=Action.DROP, expires_at=rule.expires_at)
-            edit = Edit(EditKind.UPDATE if existing is not None else EditKind.ADD, rule, origin=origin)
+            if existing is None:
+                edit = Edit(EditKind.ADD, rule, origin=origin)
+            else:  # made from the rule as shown: the engine refuses it if that is no longer the rule in force
+                edit = Edit(EditKind.UPDATE, rule, origin=origin, expected=existing)
             if existing is None or (existing.action is Action.DROP and not _sooner(rule, existing)):
                 self.run(edit)
                 return
@@ -325,6 +317,10 @@ def _own_rule_on(block: FilterRule, rules: Sequence[RuleStatus]) -> FilterRule |
         ):
             return r
     return None
+
+
+def _same_match(a: FilterRule, b: FilterRule) -> bool:
+    return (a.src_ip, a.dst_ip, a.dst_port, a.protocol) == (b.src_ip, b.dst_ip, b.dst_port, b.protocol)
 
 
 def _sooner(rule: FilterRule, existing: FilterRule) -> bool:

@@ -2,8 +2,10 @@
 toast as well as on the notice line: at 80 columns the line keeps some 29 cells of them ("warning:…
 198.18.200.66…", session 24's drill), and a responder learnt of an auto-block only on a wide terminal.
 
-At most one toast every GAP_SECS: a storm of warnings (a spoofed flood's auto-blocks, up to the policy's caps) is
-said as its latest with how many came since the last toast, not as a column of toasts over the panes."""
+At most one toast every GAP_SECS, each shown TOAST_SECS (so at most two at once): a storm of warnings (a spoofed
+flood's auto-blocks, up to the policy's caps) is said as its latest with how many came since the last toast, not as
+a column of toasts over the panes; an error among them is the one said (a review of session 25: an error followed
+by a storm of warnings was never shown).  `n` lists them all (screens/notices.py)."""
 
 from __future__ import annotations
 
@@ -16,8 +18,8 @@ if TYPE_CHECKING:
     from textual.app import App
     from textual.timer import Timer
 
-GAP_SECS = 3.0
-TOAST_SECS = 10.0
+GAP_SECS = 5.0
+TOAST_SECS = 6.0
 LEVELS = ("warning", "error")  # NoticeHandler's prefixes (log_handler.py), "warning: TEXT"
 
 
@@ -49,9 +51,10 @@ class WarningToasts:
 
     def _show(self, notices: list[str]) -> None:
         self._last = time.monotonic()
-        error = any(n.startswith("error: ") for n in notices)
-        level, _, text = notices[-1].partition(": ")
-        title = level if len(notices) == 1 else f"{level} (and {len(notices) - 1} more since the last)"
+        errors = [n for n in notices if n.startswith("error: ")]
+        level, _, text = (errors or notices)[-1].partition(": ")  # the latest error, else the latest warning
+        more = len(notices) - 1
+        title = level if not more else f"{level} (and {more} more since the last: n lists them)"
         self.app.notify(
-            fmt.text(text), title=title, severity="error" if error else "warning", timeout=TOAST_SECS, markup=False
+            fmt.text(text), title=title, severity="error" if errors else "warning", timeout=TOAST_SECS, markup=False
         )

@@ -15,7 +15,7 @@ from textual.pilot import Pilot
 
 from ironpost_tui.config.settings import ConsoleSettings
 from ironpost_tui.detectors import Alert, AlertChange
-from ironpost_tui.engine.feed import OnExit, SourceInfo, Update
+from ironpost_tui.engine.feed import OnExit, SourceInfo, Update, still_as_shown
 from ironpost_tui.errors import BlocklistFull, IronpostError
 from ironpost_tui.model import (
     Action,
@@ -213,9 +213,12 @@ class FakeSource:
             self.rules[rule.id] = rule
             self._changed_now()
 
-    def update_rule(self, rule: FilterRule, force: bool = False) -> None:
+    def update_rule(self, rule: FilterRule, force: bool = False, expected: FilterRule | None = None) -> None:
+        """``expected`` checked as LiveSource checks it (engine/feed.py still_as_shown)."""
         with self._lock:
             self.calls.append(("update", rule, force))
+            if expected is not None and (why := still_as_shown(rule.id, self.rules.get(rule.id), expected)):
+                raise IronpostError(why)
             self._check(rule, force)
             self.rules[rule.id] = rule
             self._changed_now()

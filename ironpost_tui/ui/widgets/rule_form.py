@@ -188,12 +188,19 @@ class RuleForm(ModalScreen[None]):
         self.query_one("#save", Button).disabled = True
         self.post_message(self.RuleSubmitted(self, rule, self.editing, force))
 
-    def went(self, rule_id: str) -> None:
-        """The rule edited is no longer in the table: said, and the form adds it from now on."""
-        self.original = None
-        self.query_one("#title", Label).update(f"Add rule {rule_id} again")
+    def went(self, rule_id: str, holder: FilterRule | None = None) -> None:
+        """The rule edited is no longer in the table: said, and the form adds it from now on; or, another rule
+        holding its match now (``holder``: a block that took an auto-block over), said, and nothing more."""
         self.query_one("#save", Button).disabled = False
         self.offer_force = False
+        if holder is not None:
+            self.error = (
+                f"'{rule_id}' went while the form was open; '{holder.id}' ({holder.action.value}) holds its match now: "
+                "edit that one (escape)"
+            )
+            return
+        self.original = None
+        self.query_one("#title", Label).update(f"Add rule {rule_id} again")
         self.error = (
             f"'{rule_id}' went while the form was open (it expired, or was deleted or lifted elsewhere): nothing of "
             "it is in force now. Save again to add it as shown."

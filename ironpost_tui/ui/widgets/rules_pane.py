@@ -50,12 +50,13 @@ class RulesPane(Vertical):
             super().__init__(pane, rule)
 
     class RuleChanged(RuleRequest):
-        """The operator changed a rule in place (x: drop <-> monitor)."""
+        """The operator changed a rule in place (x: drop <-> monitor); ``shown``, the rule as the pane had it."""
 
         rule: FilterRule
 
-        def __init__(self, pane: RulesPane, rule: FilterRule) -> None:
+        def __init__(self, pane: RulesPane, rule: FilterRule, shown: FilterRule) -> None:
             super().__init__(pane, rule)
+            self.shown = shown
 
     class CopyRequested(WidgetRequest):
         """``text`` wanted on the clipboard and shown (a rule's nft command)."""
@@ -208,7 +209,7 @@ class RulesPane(Vertical):
         rule = self._editable(self._need_rule())
         if rule is not None:
             other = Action.MONITOR if rule.action is Action.DROP else Action.DROP
-            self.post_message(self.RuleChanged(self, replace(rule, action=other)))
+            self.post_message(self.RuleChanged(self, replace(rule, action=other), rule))
 
     def action_copy(self) -> None:
         """The rule as an nft command: on the clipboard (OSC 52) and shown; a replay too."""
