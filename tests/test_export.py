@@ -260,7 +260,8 @@ def test_E_exports_events_and_A_exports_alerts_as_json(tmp_path: Path) -> None:
             await pilot.press("E")
             screen = app.screen
             assert isinstance(screen, ExportScreen) and screen.kind == "events"
-            assert screen.query_one(Input).value.startswith("ironpost-events-")
+            shown = Path(screen.query_one(Input).value)  # in the current directory, named whole (session 25)
+            assert shown.name.startswith("ironpost-events-") and shown.parent == Path.cwd(), shown
             screen.query_one(Input).value = str(tmp_path / "events.csv")
             await pilot.press("enter")
             await messages.wait(ExportWritten, pilot, after=0)

@@ -136,6 +136,36 @@ async def ready(pilot: Pilot[int], messages: Messages, source: FakeSource, updat
     await pilot.pause()
 
 
+async def on_rule(pilot: Pilot[int], rule_id: str) -> RulesPane:
+    """The rules pane with its cursor on ``rule_id`` (moved down to it)."""
+    rules = main_of(pilot).query_one(RulesPane)
+    for _ in range(100):
+        selected = rules.selected()
+        if selected is not None and selected.id == rule_id:
+            return rules
+        await pilot.press("j")
+    raise AssertionError(f"no row {rule_id!r} in the rules pane")
+
+
+async def reloaded(
+    pilot: Pilot[int],
+    messages: Messages,
+    source: FakeSource,
+    put: tuple[FilterRule, ...] = (),
+    gone: tuple[str, ...] = (),
+) -> None:
+    """The source's rules changed as a reload changes them (``put`` in, ``gone`` out), until the console's state has
+    the new table (the panes are not redrawn: their copy is a redraw behind)."""
+    before = messages.count(RulesRefreshed)
+    with source._lock:
+        for rule_id in gone:
+            del source.rules[rule_id]
+        for rule in put:
+            source.rules[rule.id] = rule
+        source._changed_now()
+    await messages.wait(RulesRefreshed, pilot, after=before)
+
+
 async def edited(pilot: Pilot[int], messages: Messages, before: tuple[int, int]) -> None:
     """Until one more edit was applied or refused than ``before`` (applied, refused), then redraw."""
     await messages.wait((EditApplied, EditRefused), pilot, after=before[0] + before[1])
@@ -1021,18 +1051,12 @@ def test_a_rule_that_went_while_its_form_was_open_is_said_gone_and_the_next_save
 
     async def scenario(pilot: Pilot[int], messages: Messages) -> None:
         await ready(pilot, messages, source)
-        rules = main_of(pilot).query_one(RulesPane)
         await pilot.press("4")
-        while rules.selected() is None or rules.selected().id != "timing-test":  # type: ignore[union-attr]
-            await pilot.press("j")
+        await on_rule(pilot, "timing-test")
         await pilot.press("e")
         form = pilot.app.screen
         assert isinstance(form, RuleForm) and form.editing
-        before = messages.count(RulesRefreshed)
-        with source._lock:
-            del source.rules["timing-test"]
-            source._changed_now()
-        await messages.wait(RulesRefreshed, pilot, after=before)
+        await reloaded(pilot, messages, source, gone=("timing-test",))
         await pilot.press("ctrl+s")
         await pilot.pause()
         assert pilot.app.screen is form and "'timing-test' went while the form was open" in form.error
@@ -1046,19 +1070,12 @@ def test_a_rule_that_went_while_its_form_was_open_is_said_gone_and_the_next_save
         # stays an edit (adding it back would be refused as a duplicate match; a review of session 25).
         pilot.app.redraw()
         await pilot.pause()
-        while rules.selected() is None or rules.selected().id != "timing-test":  # type: ignore[union-attr]
-            await pilot.press("j")
+        await on_rule(pilot, "timing-test")
         await pilot.press("e")
         form = pilot.app.screen
         assert isinstance(form, RuleForm) and form.editing
-        before = messages.count(RulesRefreshed)
-        with source._lock:
-            del source.rules["timing-test"]
-            source.rules["block-203.0.113.77"] = FilterRule(
-                "block-203.0.113.77", Action.DROP, ipaddress.ip_network("203.0.113.77")
-            )
-            source._changed_now()
-        await messages.wait(RulesRefreshed, pilot, after=before)
+        holder = FilterRule("block-203.0.113.77", Action.DROP, ipaddress.ip_network("203.0.113.77"))
+        await reloaded(pilot, messages, source, put=(holder,), gone=("timing-test",))
         calls = len(source.calls)
         await pilot.press("ctrl+s")
         await pilot.pause()
@@ -1163,22 +1180,12 @@ def test_an_update_made_from_a_rule_that_changed_since_it_was_shown_is_refused()
         "keep-out", Action.DROP, ipaddress.ip_network("203.0.113.50"), description="d"
     )
 
-    async def reload(pilot: Pilot[int], messages: Messages, rule: FilterRule | None, rule_id: str) -> None:
-        before = messages.count(RulesRefreshed)
-        with source._lock:
-            if rule is None:
-                del source.rules[rule_id]
-            else:
-                source.rules[rule.id] = rule
-            source._changed_now()
-        await messages.wait(RulesRefreshed, pilot, after=before)  # the console's state has it; no redraw yet
-
     async def scenario(pilot: Pilot[int], messages: Messages) -> None:
         await ready(pilot, messages, source, lab_update([event("203.0.113.50", rule=None, verdict=Verdict.MONITOR)]))
         await pilot.press("3", "b", "enter")  # 10 m: shorter than permanent, asked
         assert isinstance(pilot.app.screen, ConfirmScreen) and "'keep-out'" in pilot.app.screen.text
-        await reload(
-            pilot, messages, dataclasses.replace(source.rules["keep-out"], description="from the file"), "keep-out"
+        await reloaded(
+            pilot, messages, source, put=(dataclasses.replace(source.rules["keep-out"], description="from the file"),)
         )
         await pilot.press("y")
         await edited(pilot, messages, (0, 0))
@@ -1195,11 +1202,9 @@ def test_an_update_made_from_a_rule_that_changed_since_it_was_shown_is_refused()
         await pilot.press("4")
         pilot.app.redraw()
         await pilot.pause()
-        rules = main_of(pilot).query_one(RulesPane)
-        while rules.selected() is None or rules.selected().id != "keep-out":  # type: ignore[union-attr]
-            await pilot.press("j")
-        await reload(
-            pilot, messages, dataclasses.replace(source.rules["keep-out"], dst_port=443, protocol=6), "keep-out"
+        rules = await on_rule(pilot, "keep-out")
+        await reloaded(
+            pilot, messages, source, put=(dataclasses.replace(source.rules["keep-out"], dst_port=443, protocol=6),)
         )
         await pilot.press("x")
         assert isinstance(pilot.app.screen, ConfirmScreen) and "What it drops passes" in pilot.app.screen.text
@@ -1211,7 +1216,7 @@ def test_an_update_made_from_a_rule_that_changed_since_it_was_shown_is_refused()
         pilot.app.redraw()
         await pilot.pause()
         await pilot.press("x")
-        await reload(pilot, messages, None, "keep-out")
+        await reloaded(pilot, messages, source, gone=("keep-out",))
         await pilot.press("y")
         await edited(pilot, messages, (1, 2))
         assert "keep-out" not in source.rules and "'keep-out' went since the console showed it" in rules.problem

@@ -8,36 +8,17 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
-from textual.screen import ModalScreen
 from textual.widgets import Label, Static
+
+from ironpost_tui.ui.screens.reading import ReadingScreen
 
 KeyHelp = tuple[str, str]  # (keys, what they do)
 
 
-class HelpScreen(ModalScreen[None]):
+class HelpScreen(ReadingScreen):
     """The app passes the sections (built from the bindings, so none is missing)."""
 
-    BINDINGS = [
-        Binding("escape,q,question_mark", "close", "Close"),
-        Binding("j", "scroll('down')", "Scroll down", show=False),
-        Binding("k", "scroll('up')", "Scroll up", show=False),
-    ]
-
-    DEFAULT_CSS = """
-    HelpScreen { align: center middle; }
-    HelpScreen #dialog {
-        width: 90;
-        max-width: 100%;
-        height: 100%;
-        max-height: 44;
-        border: thick $primary;
-        background: $surface;
-        padding: 0 1;
-    }
-    HelpScreen #title { text-style: bold; width: 100%; }
-    HelpScreen #hint { color: $text-muted; width: 100%; }
-    HelpScreen VerticalScroll { height: 1fr; }
-    """
+    BINDINGS = [Binding("escape,q,question_mark", "close", "Close")]
 
     def __init__(self, sections: Sequence[tuple[str, Sequence[KeyHelp]]]) -> None:
         super().__init__()
@@ -49,19 +30,6 @@ class HelpScreen(ModalScreen[None]):
             yield Label("↑/↓ or j/k scroll · esc, q or ? closes · ctrl+p: command palette", id="hint")
             with VerticalScroll():
                 yield Static(render_help(self.sections))
-
-    def on_mount(self) -> None:
-        self.query_one(VerticalScroll).focus()
-
-    def action_close(self) -> None:
-        self.dismiss(None)
-
-    def action_scroll(self, way: str) -> None:
-        scroll = self.query_one(VerticalScroll)
-        if way == "down":
-            scroll.scroll_down()
-        else:
-            scroll.scroll_up()
 
 
 def render_help(sections: Sequence[tuple[str, Sequence[KeyHelp]]]) -> Content:

@@ -9,34 +9,15 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.content import Content
-from textual.screen import ModalScreen
 from textual.widgets import Label, Static
 
 from ironpost_tui.ui import format as fmt
+from ironpost_tui.ui.screens.reading import ReadingScreen
 
 
-class NoticesScreen(ModalScreen[None]):
-    BINDINGS = [
-        Binding("escape,q,n", "close", "Close"),
-        Binding("j", "scroll('down')", "Scroll down", show=False),
-        Binding("k", "scroll('up')", "Scroll up", show=False),
-    ]
-
-    DEFAULT_CSS = """
-    NoticesScreen { align: center middle; }
-    NoticesScreen #dialog {
-        width: 100;
-        max-width: 100%;
-        height: 100%;
-        max-height: 44;
-        border: thick $primary;
-        background: $surface;
-        padding: 0 1;
-    }
-    NoticesScreen #title { text-style: bold; width: 100%; }
-    NoticesScreen #hint { color: $text-muted; width: 100%; }
-    NoticesScreen VerticalScroll { height: 1fr; }
-    """
+class NoticesScreen(ReadingScreen):
+    BINDINGS = [Binding("escape,q,n", "close", "Close")]
+    DEFAULT_CSS = "NoticesScreen Vertical#dialog { width: 100; }  /* wider than help: whole notices */"
 
     def __init__(self, said: Sequence[tuple[float, str]]) -> None:
         super().__init__()
@@ -50,19 +31,8 @@ class NoticesScreen(ModalScreen[None]):
                 yield Static(render_notices(self.said), id="notices")
 
     def on_mount(self) -> None:
-        scroll = self.query_one(VerticalScroll)
-        scroll.focus()
-        scroll.scroll_end(animate=False)
-
-    def action_close(self) -> None:
-        self.dismiss(None)
-
-    def action_scroll(self, way: str) -> None:
-        scroll = self.query_one(VerticalScroll)
-        if way == "down":
-            scroll.scroll_down()
-        else:
-            scroll.scroll_up()
+        super().on_mount()
+        self.query_one(VerticalScroll).scroll_end(animate=False)
 
 
 def render_notices(said: Sequence[tuple[float, str]]) -> Content:
