@@ -66,7 +66,7 @@ class RuleEditing:
             # Gone while the form was open (it expired, or was deleted or lifted elsewhere): said as such, and the
             # next save adds it back (until session 25 the save was refused as "no rule with id", which did not say
             # that what the rule dropped was passing again).
-            holder = next((s.rule for s in self.app.state.rules if _same_match(s.rule, rule)), None)
+            holder = next((s.rule for s in self.app.state.rules if s.rule.same_match(rule)), None)
             self.form.went(rule.id, holder)
             return
         self.run(Edit(EditKind.UPDATE if editing else EditKind.ADD, rule, force, Origin.FORM))
@@ -317,10 +317,6 @@ def _own_rule_on(block: FilterRule, rules: Sequence[RuleStatus]) -> FilterRule |
         ):
             return r
     return None
-
-
-def _same_match(a: FilterRule, b: FilterRule) -> bool:
-    return (a.src_ip, a.dst_ip, a.dst_port, a.protocol) == (b.src_ip, b.dst_ip, b.dst_port, b.protocol)
 
 
 def _sooner(rule: FilterRule, existing: FilterRule) -> bool:
