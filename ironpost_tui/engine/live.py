@@ -163,7 +163,7 @@ class LiveSource:
         force is no longer that (compared here, under the engine's lock: feed.still_as_shown)."""
         with self._lock, self.engine.lock:
             if expected is not None:
-                current = next((r for r in self.engine.control.rules() if r.id == rule.id), None)
+                current = self.engine.control.table.get(rule.id)
                 # Not for what is not the operator's (CrowdSec's row changes each pull): its own refusal says why.
                 theirs = current is not None and (current.crowdsec or current.external)
                 if not theirs and (why := still_as_shown(rule.id, current, expected)) is not None:

@@ -109,10 +109,8 @@ class RuleEditing:
 
         self.app.push_screen(question, answered)
 
-    def _current(self, rule_id: str | None) -> FilterRule | None:
+    def _current(self, rule_id: str) -> FilterRule | None:
         """The console's copy of the rule ``rule_id``, as the last table said it."""
-        if rule_id is None:
-            return None
         return next((s.rule for s in self.app.state.rules if s.rule.id == rule_id), None)
 
     def panic_question(self) -> ConfirmScreen:
@@ -145,7 +143,7 @@ class RuleEditing:
                 return
             now = app.source.now()
             rule = block_rule(address, seconds or None, now, why)
-            existing = next((s.rule for s in app.state.rules if s.rule.id == rule.id), None)
+            existing = self._current(rule.id)
             if existing is None and (other := _own_rule_on(rule, app.state.rules)) is not None:
                 # The operator's rule of another id on exactly this source (the file's, the form's): blocking it is
                 # that rule's change (until session 24 refused as a duplicate match, pointing at x).
