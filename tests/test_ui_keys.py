@@ -708,7 +708,7 @@ def test_while_only_a_long_tables_head_is_here_it_counts_asks_and_refuses_edits_
         await pilot.pause()
         pane = main_of(pilot).query_one(RulesPane)
         status = pane.query_one("#rule-status", Static)
-        assert str(status.content) == "5000 rules (4000 drop) · blocklist 30/100"
+        assert str(status.content) == "5,000 rules (4,000 drop) · blocklist 30/100"
         assert app.state.rules_pending and len(app.state.rules) == 1 and app.state.blocklist_used() == 30
         await pilot.press("q")
         assert isinstance(app.screen, QuitScreen) and app.screen.question == "Quit with 4,000 drop rules on eth9?"
@@ -716,7 +716,7 @@ def test_while_only_a_long_tables_head_is_here_it_counts_asks_and_refuses_edits_
         await pilot.press("4", "x")  # drop <-> monitor on the selected row
         assert pane.problem == TABLE_ARRIVING and not source.calls
         await pilot.press("exclamation_mark")  # a panic is not refused: the engine clears every drop rule
-        assert isinstance(app.screen, ConfirmScreen) and "Delete all 4000 drop rule(s)" in app.screen.text
+        assert isinstance(app.screen, ConfirmScreen) and "Delete all 4,000 drop rule(s)" in app.screen.text
         await pilot.press("y")
         await edited(pilot, messages, (0, 0))
         assert source.calls == [("panic", None, False)]

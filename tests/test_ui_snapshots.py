@@ -133,7 +133,7 @@ def test_rules_pane(snap_compare: Any, size: tuple[int, int]) -> None:
     hit (UTC): watch-dns 180 monitor udp/53 MATCH, drop-telnet 263,664, doc-net 0 59m55s drop
     src 2001:db8:ffff::/48 SRC6; watch-dns in full below the table (id, action, source any, ...,
     as nft: one a line at 80×24, three a line at 160×48); the status line '3 rules (2 drop) ·
-    blocklist 0/10000 · read-only replay'."""
+    blocklist 0/10,000 · read-only replay'."""
     assert shoot(snap_compare, size, "4")
 
 

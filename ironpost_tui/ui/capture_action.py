@@ -21,6 +21,7 @@ from ironpost_tui.errors import IronpostError
 from ironpost_tui.kernel.capture import CaptureFilter
 from ironpost_tui.records.capture import Capture, Limits, Progress
 from ironpost_tui.records.export import here
+from ironpost_tui.ui import format as fmt
 from ironpost_tui.ui.screens.capture import CaptureOrder, CaptureScreen
 
 if TYPE_CHECKING:
@@ -108,7 +109,7 @@ class Capturing:
         elif p is not None and p.stopped_by is not None:
             self.running = None
             app.notify(f"{message.path}: {p.describe()}", title=f"capture done ({p.stopped_by})", markup=False)
-            app.state.notice(f"capture done: {p.written} packets to {message.path}")
+            app.state.notice(f"capture done: {fmt.count(p.written)} packets to {message.path}")
         elif p is not None:
             # The count first: at 80 columns the notice line keeps its start ("capturing to…" until session 25).
             app.state.notice(f"capturing: {p.written:,} packets, {p.counts.lost:,} lost, to {message.path}")

@@ -73,8 +73,9 @@ def _parses(text: str) -> bool:
     return True
 
 
-def addresses(values: Sequence[str], width: int) -> str:
-    """Whole addresses, as many as fit in ``width`` cells, then "+N" for the rest: an address is never cut."""
+def whole_values(values: Sequence[str], width: int) -> str:
+    """Whole values (addresses, rule ids), as many as fit in ``width`` cells, then "+N" for the rest: a value is
+    never cut."""
     shown = values[:1]
     for value in values[1:]:
         rest = len(values) - len(shown) - 1

@@ -118,7 +118,7 @@ class RuleEditing:
         drops = app.state.drop_rules()
         return ConfirmScreen(
             "Panic: clear every drop rule",
-            f"Delete all {drops} drop rule(s) now, on {app.info.iface} and in the configuration? "
+            f"Delete all {fmt.count(drops)} drop rule(s) now, on {app.info.iface} and in the configuration? "
             "Monitor rules stay. Use it when a rule locked the wrong people out.",
             "Clear drops",
         )

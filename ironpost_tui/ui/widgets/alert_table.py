@@ -208,7 +208,7 @@ class AlertTable(Vertical):
         # The destinations attacked when known (whole ones, as ADDRESS:PORT, then "+N"), else the
         # incident's target, cut.
         target = (
-            fmt.addresses([str(t) for t in a.targets], TARGET_WIDTH) if a.targets else fmt.clip(a.target, TARGET_WIDTH)
+            fmt.whole_values([str(t) for t in a.targets], TARGET_WIDTH) if a.targets else fmt.clip(a.target, TARGET_WIDTH)
         )
         cells = [
             Text(str(a.id), justify="right"),
@@ -276,8 +276,9 @@ class AlertTable(Vertical):
         active = [a for a in self.alerts if not a.resolved]
         new = [a for a in active if a.id not in self.acknowledged]
         blocked = sum(1 for a in active if a.block is not None)
-        held = f" ({blocked} blocked)" if blocked else ""
-        text = f"{len(active)} active{held}, {len(new)} not acknowledged, {len(self.alerts) - len(active)} resolved"
+        c = fmt.count
+        held = f" ({c(blocked)} blocked)" if blocked else ""
+        text = f"{c(len(active))} active{held}, {c(len(new))} not acknowledged, {c(len(self.alerts) - len(active))} resolved"
         if self.order != SortOrder():
             text += f" · {self.order.describe(COLUMNS, 'by number')}"
         show(status, text)

@@ -119,6 +119,11 @@ class RulesPane(Vertical):
     def watch_problem(self) -> None:
         self._show_status()
 
+    def watch_capacity(self) -> None:
+        # Set when the source has started, which may be after its rules have arrived: the status said
+        # "blocklist 8744/0" until the next change of the rules (until session 26).
+        self._show_status()
+
     def watch_order(self) -> None:
         self._redraw(rebuild=True)
 
@@ -165,7 +170,8 @@ class RulesPane(Vertical):
         else:
             total = len(self.rules)
             used, drops = count_in_blocklist(self.rules), count_drops(self.rules)
-        text = f"{total} rules ({drops} drop) · blocklist {used}/{self.capacity}"
+        c = fmt.count
+        text = f"{c(total)} rules ({c(drops)} drop) · blocklist {c(used)}/{c(self.capacity)}"
         if self.order != SortOrder():
             text += f" · {self.order.describe(COLUMNS, 'file order')}"
         show(status, text + (" · read-only replay" if self.read_only else ""))

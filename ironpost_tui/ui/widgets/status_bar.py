@@ -94,7 +94,7 @@ def render_status(v: StatusView, width: int = 1000) -> Content:
         if v.paused:
             parts.append((0, paused))
         parts.append((1, Content(f"up {fmt.span(v.uptime)}")))
-    parts.append((2, Content(f"blocklist {v.blocklist_used}/{v.blocklist_capacity}")))
+    parts.append((2, Content(f"blocklist {fmt.count(v.blocklist_used)}/{fmt.count(v.blocklist_capacity)}")))
     if v.crowdsec is not None and not v.replay:
         parts.append((0, lapi_part(v.crowdsec, v.now)))
     lost = Content(f"lost {fmt.count(v.events_lost)}")
