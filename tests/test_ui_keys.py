@@ -33,7 +33,8 @@ from textual.command import CommandList, CommandPalette
 from textual.geometry import Region
 from textual.pilot import Pilot
 from textual.theme import BUILTIN_THEMES
-from textual.widgets import Button, DataTable, Input, OptionList, Static
+from textual.widgets import Button, DataTable, Input, Label, OptionList, Static
+from textual_plotext import PlotextPlot
 
 from ironpost_tui.detectors import AlertChange, ChangeKind
 from ironpost_tui.detectors.targets import Target
@@ -301,6 +302,13 @@ def test_g_charts_the_selected_protocol_w_switches_window() -> None:
         assert isinstance(chart, ChartScreen)
         assert chart.protocol == "udp"
         assert len(chart.samples) == 5
+        # The series are named above each plot in their colours, not in a legend drawn over the earliest
+        # samples (plotext's, at the top left of the plot: the window's first peak was under it).
+        assert str(chart.query_one("#rate-plot-title", Label).content) == "UDP ■ packets/s and ■ drops/s"
+        assert str(chart.query_one("#volume-plot-title", Label).content) == "UDP ■ bits/s"
+        for plot in chart.query(PlotextPlot):
+            drawn = plot.plt.build()
+            assert "seconds ago" in drawn and "/s" not in drawn  # the control: the plot's own text is there
         await pilot.press("w")
         assert chart.window == WINDOWS[1]
         await pilot.press("m")

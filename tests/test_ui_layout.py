@@ -274,7 +274,8 @@ def test_a_list_of_addresses_is_cut_between_addresses_never_inside_one() -> None
     assert fmt.whole_values(["198.18.0.1"], 21) == "198.18.0.1"
     assert fmt.whole_values(["198.18.0.1", "198.18.0.5"], 22) == "198.18.0.1, 198.18.0.5"  # fits
     assert fmt.whole_values(["198.18.0.1", "198.18.0.5"], 21) == "198.18.0.1 +1"
-    assert fmt.whole_values(["2001:db8:ffff:ffff::1234", "198.18.0.5", "198.18.0.6"], 10) == "2001:db8:ffff:ffff::1234 +2"
+    long_first = ["2001:db8:ffff:ffff::1234", "198.18.0.5", "198.18.0.6"]
+    assert fmt.whole_values(long_first, 10) == "2001:db8:ffff:ffff::1234 +2"
     assert fmt.whole_values(["1.1.1.1", "2.2.2.2", "3.3.3.3"], 20) == "1.1.1.1, 2.2.2.2 +1"
 
 

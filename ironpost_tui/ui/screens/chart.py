@@ -1,4 +1,8 @@
-"""One protocol's history, larger: packets/s, bits/s and drops/s over the last minute or ten."""
+"""One protocol's history, larger: packets/s, bits/s and drops/s over the last minute or ten.
+
+Each plot's title is a line of its own above it, its series named in their colours: plotext draws its
+legend inside the plot, at the top left, over the earliest samples, which are the top of the window
+once it has filled (until session 26 a flood's first minute was under "packets/s" and "drops/s")."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from collections.abc import Sequence
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.color import Color
+from textual.content import Content
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Label
@@ -31,6 +36,7 @@ class ChartScreen(Screen[None]):
 
     DEFAULT_CSS = """
     ChartScreen #chart-title { width: 100%; background: $panel; padding: 0 1; text-style: bold; }
+    ChartScreen .plot-title { width: 100%; text-align: center; }
     ChartScreen PlotextPlot { height: 1fr; }
     """
 
@@ -49,7 +55,9 @@ class ChartScreen(Screen[None]):
         from textual_plotext import PlotextPlot  # plotext loads when a chart is first opened, not at launch
 
         yield Label("", id="chart-title", markup=False)
+        yield Label("", id="rate-plot-title", classes="plot-title", markup=False)
         yield PlotextPlot(id="rate-plot")
+        yield Label("", id="volume-plot-title", classes="plot-title", markup=False)
         yield PlotextPlot(id="volume-plot")
         yield Footer(show_command_palette=False)  # ctrl+p still opens it, as in the panes
 
@@ -100,27 +108,26 @@ class ChartScreen(Screen[None]):
         scale = 1.0 if self.bits else 1 / 8
         self._plot(
             "#rate-plot",
-            f"{self.protocol.upper()} packets/s and drops/s",
             xs,
             [("packets/s", [r.pps for r in rates], "primary"), ("drops/s", [r.drops_ps for r in rates], "error")],
         )
-        self._plot(
-            "#volume-plot", f"{self.protocol.upper()} {unit}", xs, [(unit, [r.bps * scale for r in rates], "accent")]
-        )
+        self._plot("#volume-plot", xs, [(unit, [r.bps * scale for r in rates], "accent")])
 
-    def _plot(self, selector: str, title: str, xs: list[float], lines: list[tuple[str, list[float], str]]) -> None:
+    def _plot(self, selector: str, xs: list[float], lines: list[tuple[str, list[float], str]]) -> None:
         from textual_plotext import PlotextPlot
 
+        keys = [Content.styled("■ ", f"${colour}") + Content(label) for label, _ys, colour in lines]
+        title = Content(f"{self.protocol.upper()} ") + Content(" and ").join(keys)
+        self.query_one(f"{selector}-title", Label).update(title)
         widget = self.query_one(selector, PlotextPlot)
         plt = widget.plt
         plt.clear_data()
-        plt.title(title)
         plt.xlabel("seconds ago")
         plt.xlim(-self.window, 0)
         top = max((max(ys) for _label, ys, _colour in lines if ys), default=0.0) or 1.0
         ticks = [top * i / 4 for i in range(5)]
         plt.yticks(ticks, [fmt.si(t) for t in ticks])
         if xs:
-            for label, ys, colour in lines:
-                plt.plot(xs, ys, label=label, color=self._colour(colour))
+            for _label, ys, colour in lines:
+                plt.plot(xs, ys, color=self._colour(colour))  # no label: no legend over the samples
         widget.refresh()

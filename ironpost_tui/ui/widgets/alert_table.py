@@ -207,9 +207,8 @@ class AlertTable(Vertical):
         last = a.last_seen
         # The destinations attacked when known (whole ones, as ADDRESS:PORT, then "+N"), else the
         # incident's target, cut.
-        target = (
-            fmt.whole_values([str(t) for t in a.targets], TARGET_WIDTH) if a.targets else fmt.clip(a.target, TARGET_WIDTH)
-        )
+        targets = [str(t) for t in a.targets]
+        target = fmt.whole_values(targets, TARGET_WIDTH) if targets else fmt.clip(a.target, TARGET_WIDTH)
         cells = [
             Text(str(a.id), justify="right"),
             Text(fmt.text(a.severity.upper()), style=style),
@@ -278,7 +277,8 @@ class AlertTable(Vertical):
         blocked = sum(1 for a in active if a.block is not None)
         c = fmt.count
         held = f" ({c(blocked)} blocked)" if blocked else ""
-        text = f"{c(len(active))} active{held}, {c(len(new))} not acknowledged, {c(len(self.alerts) - len(active))} resolved"
+        resolved = len(self.alerts) - len(active)
+        text = f"{c(len(active))} active{held}, {c(len(new))} not acknowledged, {c(resolved)} resolved"
         if self.order != SortOrder():
             text += f" · {self.order.describe(COLUMNS, 'by number')}"
         show(status, text)
