@@ -16,6 +16,7 @@ else is shown has them escaped visibly (``visible``: ESC reads ``\\x1b``).
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Sequence
 
 UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 ALLOWED = frozenset("\t")
@@ -71,3 +72,17 @@ def _json_escape(cp: int) -> str:
         return f"\\u{cp:04x}"
     cp -= 0x10000
     return f"\\u{0xD800 + (cp >> 10):04x}\\u{0xDC00 + (cp & 0x3FF):04x}"
+
+
+def whole_values(values: Sequence[str], width: int) -> str:
+    """Whole values (addresses, rule ids), as many as fit in ``width`` cells, then "+N" for the rest: a value is
+    never cut."""
+    shown = values[:1]
+    for value in values[1:]:
+        rest = len(values) - len(shown) - 1
+        candidate = ", ".join([*shown, value]) + (f" +{rest}" if rest else "")
+        if len(candidate) > width:
+            break
+        shown = [*shown, value]
+    hidden = len(values) - len(shown)
+    return ", ".join(shown) + (f" +{hidden}" if hidden else "")

@@ -172,6 +172,22 @@ def _step(**kw: object) -> Step:
     return Step(Tick((), None, "up"), **kw)  # type: ignore[arg-type]
 
 
+def test_a_panic_of_a_feeds_rules_logs_one_short_line_and_every_id_in_its_field(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """10,000 cleared rules made a line of some 90 KB (every id), in the log and in the console's notices; now the
+    ids that fit 160 cells and "+N", with every id in the record's ``cleared`` field (the JSON log's)."""
+    caplog.set_level(logging.DEBUG, logger="ironpost")
+    cleared = tuple(FilterRule(id=f"feed-{i}", action=Action.DROP) for i in range(10_000))
+    log_step(_step(cleared=cleared), "lab0")
+    (record,) = caplog.records
+    line = record.getMessage()
+    assert line.startswith("panic: cleared 10,000 drop rule(s): feed-0, feed-1, ") and len(line) < 240
+    shown, _, rest = line.partition("(s): ")[2].rpartition(" +")
+    assert len(shown.split(", ")) + int(rest) == 10_000
+    assert record.cleared == [r.id for r in cleared]  # type: ignore[attr-defined]
+
+
 def test_headless_logs_a_step(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
     path = tmp_path / "ironpost.toml"
     caplog.set_level(logging.DEBUG, logger="ironpost")

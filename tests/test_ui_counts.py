@@ -11,8 +11,9 @@ import ipaddress
 from textual.app import App, ComposeResult
 from textual.widgets import Static
 
+from ironpost_tui.engine.feed import CLEARED_IDS_WIDTH
 from ironpost_tui.model import Action, FilterRule, RuleStatus
-from ironpost_tui.ui.edits import PANIC_NAMES_WIDTH, Edit, EditKind
+from ironpost_tui.ui.edits import Edit, EditKind
 from ironpost_tui.ui.themes import VARIABLE_DEFAULTS
 from ironpost_tui.ui.widgets.rules_pane import RulesPane
 from ironpost_tui.ui.widgets.status_bar import StatusView, render_status
@@ -85,7 +86,7 @@ def test_a_panics_notice_names_the_first_rules_and_counts_the_rest() -> None:
     head = "panic: cleared 10,000 drop rule(s): "
     assert said.startswith(head + "feed-0, feed-1, ")
     names, _, rest = said[len(head) :].rpartition(" +")
-    assert len(names) <= PANIC_NAMES_WIDTH and names.count(", ") + 1 + int(rest) == N
+    assert len(names) <= CLEARED_IDS_WIDTH and names.count(", ") + 1 + int(rest) == N
     # The controls: a few rules are all named; none is said.
     assert Edit(EditKind.PANIC).apply(Panicked(drop_rules(2))) == (  # type: ignore[arg-type]
         "panic: cleared 2 drop rule(s): feed-0, feed-1"

@@ -16,6 +16,7 @@ from ironpost_tui.engine.crowdsec.status import CrowdSecStatus
 from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.kernel.host import InterfaceState
 from ironpost_tui.model import Action, FilterRule, PacketEvent, RuleStatus, StatsSample, StrEnum
+from ironpost_tui.text import whole_values
 from ironpost_tui.triage.values import TopSnapshot
 
 
@@ -46,6 +47,17 @@ class SourceInfo:
 def count_drops(rules: Iterable[RuleStatus]) -> int:
     """A table's drop rules (what quitting or a panic would remove)."""
     return sum(1 for s in rules if s.rule.action is Action.DROP)
+
+
+# A panic's line names the cleared rules that fit this many cells, then "+N": 10,000 ids made one line of
+# some 90 KB (a console notice, a log line) until session 26.  The audit log and the headless log's
+# ``cleared`` field keep them all.
+CLEARED_IDS_WIDTH = 160
+
+
+def cleared_ids(cleared: Iterable[FilterRule]) -> str:
+    """The ids a panic's line names: the first that fit CLEARED_IDS_WIDTH, then "+N"; "none" for none."""
+    return whole_values([r.id for r in cleared], CLEARED_IDS_WIDTH) or "none"
 
 
 def count_in_blocklist(rules: Iterable[RuleStatus]) -> int:

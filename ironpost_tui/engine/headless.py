@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from ironpost_tui.config.watch import ConfigSource
 from ironpost_tui.detectors import AlertChange, ChangeKind
 from ironpost_tui.engine.engine import Engine
+from ironpost_tui.engine.feed import cleared_ids
 from ironpost_tui.engine.supervisor import Pending, Reloaded, Step, Supervisor
 from ironpost_tui.errors import ExitStatus, InterfaceGone, ProgramDetached, detached_message
 from ironpost_tui.kernel.host import InterfaceState
@@ -103,9 +104,9 @@ def log_alert(change: AlertChange) -> None:
 
 def log_panic(cleared: tuple[FilterRule, ...]) -> None:
     log.warning(
-        "panic: cleared %d drop rule(s): %s",
-        len(cleared),
-        ", ".join(r.id for r in cleared) or "none",
+        "panic: cleared %s drop rule(s): %s",
+        f"{len(cleared):,}",
+        cleared_ids(cleared),
         extra={"event": "panic", "cleared": [r.id for r in cleared]},
     )
 

@@ -17,6 +17,7 @@ from ironpost_tui.engine.feed import (
     SourceInfo,
     Update,
     UpdateSink,
+    cleared_ids,
     drop_rules,
     still_as_shown,
 )
@@ -197,9 +198,9 @@ class LiveSource:
         except Exception:
             log.exception("SIGUSR2 (panic): clearing the drop rules failed")
             return
-        names = ", ".join(r.id for r in cleared) or "none"
         # The panic first: the notice line keeps the start of a message at 80 columns.
-        log.warning("panic: cleared %d drop rule(s) (SIGUSR2, ironpost-tui cleanup): %s", len(cleared), names)
+        log.warning("panic: cleared %s drop rule(s) (SIGUSR2, ironpost-tui cleanup): %s", f"{len(cleared):,}",
+                    cleared_ids(cleared))  # fmt: skip
 
     def reload(self) -> None:
         self._reload_requested = True

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ironpost_tui.engine.feed import Source
+from ironpost_tui.engine.feed import Source, cleared_ids
 from ironpost_tui.model import FilterRule, StrEnum, assert_never
 from ironpost_tui.ui import format as fmt
-
-# The cleared rules a panic's notice names; the rest as "+N" (10,000 ids made one notice of 100 KB).
-PANIC_NAMES_WIDTH = 160
 
 
 class EditKind(StrEnum):
@@ -53,8 +50,7 @@ class Edit:
         kind = self.kind
         if kind is EditKind.PANIC:
             cleared = source.panic()
-            names = fmt.whole_values([r.id for r in cleared], PANIC_NAMES_WIDTH) or "none"
-            return f"panic: cleared {fmt.count(len(cleared))} drop rule(s): {names}"
+            return f"panic: cleared {fmt.count(len(cleared))} drop rule(s): {cleared_ids(cleared)}"
         assert rule is not None
         if kind is EditKind.ADD:
             source.add_rule(rule, force=self.force)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import ipaddress
 import re
 import time
-from collections.abc import Sequence
 
 from ironpost_tui.config.durations import format_duration
 from ironpost_tui.filter_terms import PROTOCOL_NUMBERS as PROTOCOL_NUMBERS
 from ironpost_tui.model import FilterRule
 from ironpost_tui.text import visible
+from ironpost_tui.text import whole_values as whole_values
 
 PROTOCOL_NAMES = {n: name for name, n in PROTOCOL_NUMBERS.items()}
 _TCP_FLAGS = "FSRPAUEC"  # FIN SYN RST PSH ACK URG ECE CWR, bit 0 first
@@ -71,20 +71,6 @@ def _parses(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def whole_values(values: Sequence[str], width: int) -> str:
-    """Whole values (addresses, rule ids), as many as fit in ``width`` cells, then "+N" for the rest: a value is
-    never cut."""
-    shown = values[:1]
-    for value in values[1:]:
-        rest = len(values) - len(shown) - 1
-        candidate = ", ".join([*shown, value]) + (f" +{rest}" if rest else "")
-        if len(candidate) > width:
-            break
-        shown = [*shown, value]
-    hidden = len(values) - len(shown)
-    return ", ".join(shown) + (f" +{hidden}" if hidden else "")
 
 
 # A word that holds an IPv4 or IPv6 address (or prefix), maybe with a port or punctuation around it.
