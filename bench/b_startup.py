@@ -36,6 +36,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ironpost_tui.ui import format as fmt
+
 from . import core, rig, ruleset
 from .core import Report, median
 
@@ -243,7 +245,7 @@ def live(screen: str, rules: int | None = None) -> bool:
     return (
         "attached" in screen
         and all(title in screen for title in PANES)
-        and (rules is None or f"{rules} rules (" in screen)
+        and (rules is None or f"{fmt.count(rules)} rules (" in screen)  # as the pane writes it: 10,000
     )
 
 

@@ -11,6 +11,7 @@ import ipaddress
 from textual.app import App, ComposeResult
 from textual.widgets import Static
 
+from bench import b_startup
 from ironpost_tui.engine.feed import CLEARED_IDS_WIDTH
 from ironpost_tui.model import Action, FilterRule, RuleStatus
 from ironpost_tui.ui.edits import Edit, EditKind
@@ -59,6 +60,10 @@ def test_the_rules_pane_counts_with_separators_and_shows_a_capacity_that_comes_a
         "10,000 rules (10,000 drop) · blocklist 10,000/0",
         "10,000 rules (10,000 drop) · blocklist 10,000/65,536",
     ]
+    # The bench's start-up line waits for this count on the console's screen (it waited for "10000 rules (",
+    # which the separators made never come): its condition, on the status the pane writes.
+    screen = " ".join(("eth0 native attached", *b_startup.PANES, seen[-1]))
+    assert b_startup.live(screen, N) and not b_startup.live(screen, N - 1)
 
 
 def test_the_status_bar_counts_the_blocklist_with_separators() -> None:
