@@ -166,6 +166,12 @@ def test_stream_hostile_input() -> None:
         {**ok, "scope": "Range", "value": "2000::/3"},
         {**ok, "scope": "Range", "value": "2001:d00::/31"},  # broader than /32
         {**ok, "duration": "9" * 400 + "h"},  # infinite once a float
+        # Zones: ip_network() read "2001:db8::1%a" and "%b" as two networks placing one SRC6 entry (the first's
+        # removal took the second's drop, the second's raised; until session 26); an IPv4-mapped address, which
+        # no IPv4 packet is matched as.
+        {**ok, "value": "2001:db8::1%a"},
+        {**ok, "scope": "Range", "value": "2001:db8::%b/64"},
+        {**ok, "value": "::ffff:198.18.0.3"},
     ]
     delta = parse_stream({"new": [ok, *bad], "deleted": None}, s)
     assert [as_decision(p).value for p in delta.new] == ["198.18.0.2"] and delta.malformed == len(bad)
@@ -178,6 +184,8 @@ def test_stream_hostile_input() -> None:
     assert as_decision(as_range).scope is Scope.RANGE and as_decision(as_range).value == "198.18.0.0/24"
     # The narrowest refused ranges' neighbours are taken (the controls): /16 and /32.
     wide = [{**ok, "scope": "Range", "value": v} for v in ("198.18.0.0/16", "2001:db8::/32")]
+    (v6,) = parse_stream({"new": [{**ok, "value": "2001:db8::1"}]}, s).new  # the zone's control
+    assert as_decision(v6).value == "2001:db8::1"
     assert [as_decision(p).value for p in parse_stream({"new": wide}, s).new] == ["198.18.0.0/16", "2001:db8::/32"]
     # Durations: a huge one is a year at most; a new decision already expired is skipped; a deleted
     # one with a negative duration (expired, as the LAPI says it) is still a deletion.

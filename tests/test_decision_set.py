@@ -89,6 +89,23 @@ def test_a_decision_drops_its_source_on_the_sets_slot(world: tuple[RuleTable, Ru
 
 
 @pytestmark_root
+def test_two_networks_that_place_one_entry_are_one_decision(world: tuple[RuleTable, RuleController, DecisionSet]) -> None:
+    """Networks that differ by an IPv6 zone compare unequal and place one SRC6 entry: the second is not held
+    (the stream reader refuses zones; this is the set's own guard).  Until session 26 both were held on one
+    entry: the first one's removal took the second's drop with it, and the second's raised KeyError."""
+    table, _control, decisions = world
+    dp = table.datapath
+    later = time.time() + 60
+    zone_a, zone_b = ipaddress.ip_network("2001:db8:7::1%a"), ipaddress.ip_network("2001:db8:7::1%b")
+    assert zone_a != zone_b
+    assert decisions.put(zone_a, 1, later) and verdict(dp, V6) == XDP_DROP
+    assert decisions.put(zone_b, 2, later) is False and zone_b not in decisions and len(decisions) == 1
+    assert decisions.remove(zone_b) is False and verdict(dp, V6) == XDP_DROP  # the held one still drops
+    assert decisions.remove(zone_a) and verdict(dp, V6) == XDP_PASS and len(decisions) == 0
+    assert decisions.put(net(V6), 3, later) and verdict(dp, V6) == XDP_DROP  # the entry is free again
+
+
+@pytestmark_root
 def test_an_operators_rule_on_the_same_source_wins(world: tuple[RuleTable, RuleController, DecisionSet]) -> None:
     table, _control, decisions = world
     dp = table.datapath

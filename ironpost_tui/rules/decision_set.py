@@ -209,6 +209,10 @@ class DecisionSet:
             return False
         placement = kernel_rules.place(FilterRule(self.rule.id, Action.DROP, src_ip=net))
         key = placement.key
+        if (placement.map_name, key) in self._by_key:
+            # Another network held here places the same entry (decisions() reads no two such): one entry, one
+            # decision, or the first one's removal would take the other's drop with it.
+            return False
         held = _Held(ident, expires_at, placement.map_name, key, written=False)
         atoms = self._atoms(net, placement.map_name)
         self._table.prefilter.add(atoms)  # before the entry: the filters stay a superset of the maps
@@ -227,7 +231,8 @@ class DecisionSet:
         if held is None or (ident is not None and held.ident != ident):
             return False
         del self._held[net]
-        del self._by_key[(held.map_name, held.key)]
+        if self._by_key.get((held.map_name, held.key)) == net:
+            del self._by_key[(held.map_name, held.key)]
         if held.map_name == MapName.BLOCKLIST:
             self._table.side_entries.pop(held.key, None)
         if held.written:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ironpost_tui.config.crowdsec import CrowdSecSettings, Scope
+from ironpost_tui.config.rules import network as read_network
 from ironpost_tui.engine.crowdsec.stream_json import SKIP
 from ironpost_tui.model import Action, FilterRule, IPNetwork
 
@@ -122,7 +123,10 @@ def decision(raw: Any) -> Decision | None:
     if kind is None or len(value) > 64:
         return None
     try:
-        net = ipaddress.ip_network(value, strict=True)
+        # As a rule's address is read: no zone (ip_network() took "2001:db8::1%a" and "%b" as two networks placed
+        # in one SRC6 entry, and the first one's removal took the other's drop with it, until session 26), no
+        # IPv4-mapped IPv6 address (IPv4 packets are matched as IPv4), no host bits.
+        net = read_network(value)
         seconds = go_duration(duration)
     except ValueError:
         return None
