@@ -89,7 +89,9 @@ def test_a_decision_drops_its_source_on_the_sets_slot(world: tuple[RuleTable, Ru
 
 
 @pytestmark_root
-def test_two_networks_that_place_one_entry_are_one_decision(world: tuple[RuleTable, RuleController, DecisionSet]) -> None:
+def test_two_networks_that_place_one_entry_are_one_decision(
+    world: tuple[RuleTable, RuleController, DecisionSet],
+) -> None:
     """Networks that differ by an IPv6 zone compare unequal and place one SRC6 entry: the second is not held
     (the stream reader refuses zones; this is the set's own guard).  Until session 26 both were held on one
     entry: the first one's removal took the second's drop with it, and the second's raised KeyError."""
