@@ -214,13 +214,31 @@ def test_a_hostile_lapi_body_is_read_without_holding_what_it_holds(
 def test_no_hostile_body_shape_is_decoded_whole(shape: str) -> None:
     """What the hooked parse may decode at once is bounded whatever the body's shape: 1.5 MB of ``{}`` would be
     some 36 MB of objects decoded whole (the control, json.loads); read for the bouncer it stays under 1 MB."""
+    bounded(shape % ",".join(["{}"] * 500_000))
+
+
+@pytest.mark.parametrize("value", ["0", "[]", '"x"'])
+def test_a_body_of_many_keys_is_refused_before_it_holds_them(value: str) -> None:
+    """500,000 top-level keys, each with a scalar or an empty list: every one was kept in the parsed object (some
+    60 MB for 6 MB of body, a gigabyte or more at the 256 MiB limit, every pull; until session 26, an attacker's
+    review).  The stream has two keys: past MAX_KEYS the body is refused."""
+    from ironpost_tui.engine.crowdsec import stream_json
+
+    bounded("{" + ",".join(f'"k{i}": {value}' for i in range(500_000)) + "}")
+    few = "{" + ",".join(f'"k{i}": {value}' for i in range(stream_json.MAX_KEYS)) + ', "new": []}'
+    with pytest.raises(ValueError, match=f"more than {stream_json.MAX_KEYS} keys"):
+        stream_json.loads(few, lambda _key, _value: stream_json.SKIP)
+    assert len(stream_json.loads(few)) == stream_json.MAX_KEYS + 1  # the control: json's own reading keeps them
+
+
+def bounded(text: str) -> None:
+    """The hooked parse of ``text`` holds under 1 MB where json.loads holds over 20 MB (its control)."""
     import json
     import tracemalloc
 
     from ironpost_tui.engine.crowdsec import stream_json
     from ironpost_tui.engine.crowdsec.decisions import StreamParse
 
-    text = shape % ",".join(["{}"] * 500_000)
     tracemalloc.start()
     try:
         json.loads(text)

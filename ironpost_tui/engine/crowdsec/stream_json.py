@@ -11,7 +11,9 @@ soon as it is decoded, and the array keeps what the hook returns (nothing for SK
 as one, that sends 256 MiB of ``{},{},...`` would otherwise be held as 90 million dicts (some 6 GB, enough
 to have the root agent killed).  An element that is an object or an array must then be a flat object of at
 most ``max_element`` bytes, as a decision is, found so before it is decoded: ``[[],[],...]`` in one element
-cannot grow either (a scalar is judged, and dropped, as any malformed entry is).
+cannot grow either (a scalar is judged, and dropped, as any malformed entry is).  The top-level object
+may then have MAX_KEYS keys at most: each one's value is kept, a scalar or an empty list, and a body of
+millions of keys held some ten times its size (until session 26).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 _DECODER = json.JSONDecoder()
 _WS = " \t\n\r"
 SKIP = object()  # what an ``element`` hook returns for an element not to keep
+MAX_KEYS = 64  # the top-level object's keys read with a hook (the decision stream has two: new, deleted)
 Element = Callable[[str, Any], Any]
 # An object with no object or array in it: strings (escapes included) and scalars between its braces, as
 # runs ("unrolled": a run of plain characters, then a string and a run, again).  Each character can be taken
@@ -93,6 +96,8 @@ def loads(text: str, element: Element | None = None, max_element: int = 16 * 102
             i = _skip(text, i)
             if element is not None and not text.startswith('"', i):
                 raise json.JSONDecodeError("an object key is not a string", text, i)
+            if element is not None and len(out) >= MAX_KEYS:
+                raise json.JSONDecodeError(f"the body's object has more than {MAX_KEYS} keys", text, i)
             key, i = _DECODER.raw_decode(text, i)
             if not isinstance(key, str):
                 raise json.JSONDecodeError("an object key is not a string", text, i)
