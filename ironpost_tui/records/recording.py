@@ -39,6 +39,11 @@ from ironpost_tui.triage.values import TopLists, TopSnapshot
 
 log = logging.getLogger(__name__)
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
+# What one poll of a replay plays at most: the records due past either limit play at the next polls (which come at
+# once: they are due).  A recording whose every record is at one instant was played in one poll, whole: 2 million
+# events and some 800 MB from a file under 1 MB, until session 26 (an attacker's review).
+MAX_EVENTS_PER_POLL = 20_000
+MAX_RECORDS_PER_POLL = 5_000
 
 
 TOP_EVERY = 1.0  # seconds between two top-talker records (the engine reads them twice a second)
@@ -230,11 +235,16 @@ class ReplaySource:
                 self._reader.close()
                 self._reader = RecordReader(self.path, self._raw)
                 self._next = self._reader.next()
+            played = 0
             while self._next is not None and self._next.t <= target:
                 rec = self._next
                 self._next = self._reader.next()
                 sample, rules = self._apply(rec, events, alerts, notices, sample, rules)
                 top = rec.value if rec.kind == "top" else top
+                played += 1
+                if len(events) >= MAX_EVENTS_PER_POLL or played >= MAX_RECORDS_PER_POLL:
+                    target = rec.t  # the rest next poll: the position is where the playing stopped
+                    break
         except RecordingError as exc:  # the file changed under us after the check
             log.warning("%s", exc.message)
             notices.append(f"replay stopped: {exc.message}")

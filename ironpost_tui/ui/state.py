@@ -24,6 +24,11 @@ EVENTS_KEPT = 5_000  # drops held in memory, and as many other events (the table
 TABLE_ARRIVING = "the rule table is still arriving from the engine: try again in a moment"
 NOTICES_KEPT = 200  # `n` shows these, whole and timed
 HISTORY_SAMPLES = 1_200  # 20 minutes of 1 s samples: enough for the 10-minute chart
+RESOLVED_KEPT = 200  # the newest resolved alerts the alerts pane keeps
+# Active alerts held: a live engine's are far fewer (the detectors follow a few thousand sources), but a crafted
+# recording can raise millions, each a row rebuilt at every redraw (unbounded until session 26).  Past it, the
+# alerts last seen longest ago go, and a notice says so once.
+ACTIVE_KEPT = 10_000
 
 
 @dataclass
@@ -43,6 +48,7 @@ class ConsoleState:
     top: TopSnapshot | None = None  # the latest top-talker lists
     top_version: int = 0
     crowdsec: CrowdSecStatus | None = None  # the LAPI as last reported (None: no [crowdsec])
+    alerts_let_go: int = 0  # active alerts dropped past ACTIVE_KEPT
     _blocklist_used: tuple[tuple[RuleStatus, ...], int] | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -66,10 +72,18 @@ class ConsoleState:
     def change_alerts(self, changes: tuple[AlertChange, ...]) -> None:
         for change in changes:
             self.alerts[change.alert.id] = change.alert
-        # Keep every active alert and the 200 newest resolved ones.
+        # Keep ACTIVE_KEPT active alerts and the RESOLVED_KEPT newest resolved ones.
         resolved = [a.id for a in self.alerts.values() if a.resolved]
-        for alert_id in resolved[:-200]:
+        for alert_id in resolved[:-RESOLVED_KEPT]:
             del self.alerts[alert_id]
+        over = len(self.alerts) - len(resolved[-RESOLVED_KEPT:]) - ACTIVE_KEPT
+        if over > 0:
+            active = [a for a in self.alerts.values() if not a.resolved]
+            for a in sorted(active, key=lambda a: a.last_seen)[:over]:
+                del self.alerts[a.id]
+            if not self.alerts_let_go:
+                self.notice(f"more than {ACTIVE_KEPT:,} active alerts: those last seen longest ago are let go")
+            self.alerts_let_go += over
         self.alerts_version += 1
         self.version += 1
 
