@@ -53,6 +53,13 @@ class Kept:
         self.placement: Any = None  # rules/placement.py's Placement
 
 
+# The latest wall-clock time ironpost keeps (seconds since 1970, in the year 2514: what time.localtime can show):
+# a recording's times are checked against it, and a rule's expires_at is refused past it, so that every rule a
+# run holds can be recorded and replayed (the configuration took dates to the year 9999 until session 26, and a
+# recording of such a rule could not be replayed).
+MAX_WALL_CLOCK = 2.0**34
+
+
 @dataclass(frozen=True)
 class FilterRule:
     """One rule; its match fields are AND-ed, an absent field matches anything."""

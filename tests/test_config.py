@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from pathlib import Path
 
@@ -452,6 +453,23 @@ def test_expires_at_with_any_digits_of_a_second(fraction: str, micros: int) -> N
     text = f'[[rules]]\nid = "a"\nprotocol = 1\naction = "drop"\nexpires_at = "2030-01-01T00:00:00{fraction}Z"\n'
     expected = dt.datetime(2030, 1, 1, microsecond=micros, tzinfo=dt.timezone.utc).timestamp()
     assert config.loads(text, "t").rules[0].expires_at == expected
+
+
+def test_expires_at_past_what_a_recording_holds_is_refused_and_the_latest_taken_is_replayed() -> None:
+    """A rule expiring in the year 3000 was taken (dates to 9999 were), and a recording of it could not be
+    replayed (its times stop at 2^34 s, the year 2514); the latest date taken is recorded and replayed."""
+    from ironpost_tui.model import MAX_WALL_CLOCK, RuleStatus
+    from ironpost_tui.records.codec import status_from_json, status_to_json
+
+    rule = '[[rules]]\nid = "a"\nprotocol = 1\naction = "drop"\nexpires_at = {}\n'
+    assert errors_of(rule.format("3000-01-01T00:00:00Z")) == [
+        "t.toml:5:1: rule 'a': expires_at 3000-01-01T00:00:00+00:00 is after 2514-05-30: leave it out for a rule that "
+        "never expires"
+    ]
+    (latest,) = config.loads(rule.format("2514-05-30T01:53:04Z"), "t").rules  # the control: 2^34 s, to the second
+    assert latest.expires_at == MAX_WALL_CLOCK
+    status = RuleStatus(latest, "PROTO", 0, None)
+    assert status_from_json(json.loads(json.dumps(status_to_json(status)))) == status
 
 
 def test_expires_at_in_the_past_is_kept() -> None:

@@ -20,7 +20,7 @@ from ironpost_tui.config.locate import Loc
 from ironpost_tui.errors import RuleRefused
 from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.kernel.datapath import DatapathConfig
-from ironpost_tui.model import Action, FilterRule, IPNetwork
+from ironpost_tui.model import MAX_WALL_CLOCK, Action, FilterRule, IPNetwork
 from ironpost_tui.rules import placement as kernel_rules
 from ironpost_tui.text import escape, unsafe
 
@@ -331,10 +331,18 @@ def _expires_at(t: Table) -> float | None:
         t.error("expires_at", f"expires_at must be a date-time with a UTC offset, like {example}, got {show(value)}")
         return None
     try:
-        return value.timestamp()
+        stamp = value.timestamp()
     except (OverflowError, ValueError, OSError):
         t.error("expires_at", f"expires_at {value.isoformat()} is out of range")
         return None
+    if stamp > MAX_WALL_CLOCK:
+        latest = dt.datetime.fromtimestamp(MAX_WALL_CLOCK, dt.timezone.utc).strftime("%Y-%m-%d")
+        t.error(
+            "expires_at",
+            f"expires_at {value.isoformat()} is after {latest}: leave it out for a rule that never expires",
+        )
+        return None
+    return stamp
 
 
 def _kernel_fit(check: Check, built: list[tuple[FilterRule, Loc, int]], blocklist_max: int) -> None:

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from ironpost_tui.detectors import Alert, AlertChange, Block, ChangeKind, Detector
 from ironpost_tui.detectors.targets import Target
 from ironpost_tui.model import (
+    MAX_WALL_CLOCK,
     Action,
     FilterRule,
     PacketEvent,
@@ -28,7 +29,6 @@ from ironpost_tui.text import visible
 
 Json = dict[str, Any]
 E = TypeVar("E")
-MAX_WALL_CLOCK = 2.0**34  # seconds since 1970, past the year 2500: what time.localtime can show
 MAX_COUNT = 2**64  # a kernel counter
 SEVERITIES = ("low", "medium", "high", "critical")  # what detectors raise, and the console colours
 MAX_TARGETS = 16  # addresses an alert names (the detectors name at most 4)

@@ -20,6 +20,7 @@ from typing import IO, Any
 
 from ironpost_tui.engine.feed import SourceInfo
 from ironpost_tui.errors import ExitStatus, IronpostError
+from ironpost_tui.model import MAX_WALL_CLOCK
 from ironpost_tui.records import codec
 from ironpost_tui.records.top_codec import top_from_json
 from ironpost_tui.text import visible
@@ -111,7 +112,7 @@ class RecordReader:
                 iface=codec.string(d, "iface"),
                 mode=codec.string(d, "mode"),
                 attached=codec.boolean(d, "attached"),
-                started_at=codec.number(d, "started_at", 0, codec.MAX_WALL_CLOCK),
+                started_at=codec.number(d, "started_at", 0, MAX_WALL_CLOCK),
                 config_path=codec.string(d, "config_path", ""),
                 blocklist_capacity=codec.integer(d, "blocklist_capacity"),
                 protected=tuple(codec.string({"protected": p}, "protected") for p in protected),

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from ironpost_tui.model import MAX_WALL_CLOCK
 from ironpost_tui.records import codec
 from ironpost_tui.triage.values import RateWindow, SourceDetail, TopKind, TopLists, TopRow, TopSnapshot
 
@@ -14,8 +15,8 @@ _WINDOWS = {w.value: w for w in RateWindow}
 def _row(value: object) -> TopRow:
     d = codec.obj(value, "top row")
     pps, bps, syn_ps, drop_ps = (codec.number(d, k, 0, MAX_RATE) for k in ("pps", "bps", "syn_ps", "drop_ps"))
-    first = codec.number(d, "first_seen", 0, codec.MAX_WALL_CLOCK)
-    last = codec.number(d, "last_seen", 0, codec.MAX_WALL_CLOCK)
+    first = codec.number(d, "first_seen", 0, MAX_WALL_CLOCK)
+    last = codec.number(d, "last_seen", 0, MAX_WALL_CLOCK)
     return TopRow(codec.string(d, "key")[:64], pps, bps, syn_ps, drop_ps, first, last)
 
 
@@ -43,8 +44,8 @@ def _detail(value: object) -> SourceDetail:
         codec.string(d, "key")[:64],
         _counted(d.get("ports"), "ports"),
         _counted(d.get("protocols"), "protocols"),
-        codec.number(d, "first_seen", 0, codec.MAX_WALL_CLOCK),
-        codec.number(d, "last_seen", 0, codec.MAX_WALL_CLOCK),
+        codec.number(d, "first_seen", 0, MAX_WALL_CLOCK),
+        codec.number(d, "last_seen", 0, MAX_WALL_CLOCK),
     )
 
 
@@ -61,4 +62,4 @@ def top_from_json(value: object) -> TopSnapshot:
     d = codec.obj(value, "top")
     windows = tuple(_lists(w) for w in codec.array(d.get("windows"), "windows")[: len(RateWindow)])
     details = tuple(_detail(x) for x in _bounded(d.get("details", []), "details"))
-    return TopSnapshot(codec.number(d, "at", 0, codec.MAX_WALL_CLOCK), windows, details)
+    return TopSnapshot(codec.number(d, "at", 0, MAX_WALL_CLOCK), windows, details)
