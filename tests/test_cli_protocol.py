@@ -92,6 +92,12 @@ BAD_REQUESTS = [
     (line(op="block", addr="198.18.0.9", comment="x" * 1025), "more than 1024"),
     (line(op="block", addr="198.18.0.9", user="\x1b[2J"), "\\x1b"),
     (line(op="block", addr="198.18.0.9", ssh_client="nowhere"), "not an IP address"),
+    # A zone took any text into the audit's ssh_client, some 15 KB of it (until session 26).
+    (line(op="block", addr="198.18.0.9", ssh_client="2001:db8::1%eth0"), "without a zone"),
+    (line(op="block", addr="198.18.0.9", ssh_client="2001:db8::1%\x1b]0;x\x07" + "\u202e" * 2000), "without a zone"),
+    (line(op="block", addr="198.18.0.9", ssh_client="1" * 46), "not an IP address"),
+    (line(op="block", addr="198.18.0.9", comment="a\u00a0b"), "\\xa0, a tab or a space other than"),
+    (line(op="block", addr="198.18.0.9", id="external:198.18.0.9"), "name other tools' BLOCKLIST entries"),
     (line(op="unblock"), "one of them"),
     (line(op="unblock", addr="198.18.0.9", id="x"), "one of them"),
     (b" " * (protocol.MAX_REQUEST_BYTES + 1), "longer than"),
@@ -123,11 +129,20 @@ def test_answers_carry_the_result_or_the_refusal_and_its_exit_status() -> None:
             decode_answer(bad)
 
 
+def test_an_ipv6_ssh_client_without_a_zone_and_an_id_near_the_reserved_ones_pass() -> None:
+    """The controls of the zone and prefix refusals above."""
+    req = decode_request(line(op="block", addr="198.18.0.9", ssh_client="2001:db8:0::1", id="externally-seen"))
+    assert req.ssh_client == "2001:db8::1"
+    assert isinstance(req.command, Block) and req.command.rule_id == "externally-seen"
+
+
 def test_what_the_caller_says_of_itself_is_kept_only_when_it_passes() -> None:
     env = {"SUDO_USER": "alice", "USER": "root", "SSH_CONNECTION": "198.51.100.7 50000 198.51.100.1 22"}
     req = request(Show(Op.RULES), env)
     assert (req.user, req.ssh_client) == ("alice", "198.51.100.7")
     assert decode_request(encode_request(req)) == req
+    link_local = request(Show(Op.RULES), {"SSH_CONNECTION": "fe80::1%eth0 50000 fe80::2 22"})
+    assert link_local.ssh_client == "fe80::1" and decode_request(encode_request(link_local)) == link_local
     # a name with an escape sequence, a client that is no address: left out, not refused
     req = request(Show(Op.RULES), {"USER": "\x1b[31mroot", "SSH_CLIENT": "nowhere 1 2"})
     assert (req.user, req.ssh_client) == (None, None)

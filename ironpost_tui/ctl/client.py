@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ironpost_tui.engine.control_socket.protocol import (
+    MAX_ADDRESS_CHARS,
     MAX_ANSWER_BYTES,
     MAX_USER_CHARS,
     Command,
@@ -24,7 +25,7 @@ from ironpost_tui.engine.control_socket.protocol import (
     socket_path,
 )
 from ironpost_tui.errors import ExitStatus, IronpostError, NoController, NotPermitted
-from ironpost_tui.kernel.host import RUN_DIR
+from ironpost_tui.kernel.host import IFNAMSIZ, RUN_DIR
 from ironpost_tui.text import unsafe
 
 ANSWER_SECS = 30.0  # a change is saved and fsynced before the answer: a slow disk, a big configuration
@@ -47,9 +48,11 @@ def request(command: Command, environ: Mapping[str, str] | None = None) -> Reque
         user = None
     ssh: str | None = None
     words = env.get("SSH_CONNECTION", env.get("SSH_CLIENT", "")).split()
-    if words:
+    if words and len(words[0]) <= MAX_ADDRESS_CHARS + 1 + IFNAMSIZ:
+        # sshd writes a link-local client with its zone (fe80::1%eth0): the address is kept without it, as the
+        # controller takes it (it refuses a zone).
         try:
-            ssh = str(ipaddress.ip_address(words[0]))
+            ssh = str(ipaddress.ip_address(words[0].partition("%")[0]))
         except ValueError:
             ssh = None
     return Request(command, user, ssh)

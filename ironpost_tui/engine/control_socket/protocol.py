@@ -29,13 +29,14 @@ from ironpost_tui.config.rules import MAX_DESCRIPTION_CHARS, MAX_ID_CHARS, netwo
 from ironpost_tui.errors import ExitStatus, IronpostError
 from ironpost_tui.kernel.host import RUN_DIR, check_iface_name
 from ironpost_tui.model import IPNetwork, StrEnum
-from ironpost_tui.rules.placement import GROUP_RULE_IDS
+from ironpost_tui.rules.placement import EXTERNAL_PREFIX, GROUP_RULE_IDS
 from ironpost_tui.text import escape, unsafe
 
 VERSION = 1
 MAX_REQUEST_BYTES = 16 * 1024  # the longest valid request is about 5 KiB (a 1,024-character comment, escaped)
 MAX_ANSWER_BYTES = 64 * 1024 * 1024  # 10,000 rules or 1,000 alerts are a few MiB
 MAX_USER_CHARS = 256
+MAX_ADDRESS_CHARS = 45  # the longest IPv6 text (an IPv4-mapped one written in full)
 
 
 class Op(StrEnum):
@@ -131,6 +132,9 @@ def check_new_id(text: str) -> str:
     """The id of a rule to add: as check_id, and not one of the ids groups of rules count under."""
     if text in GROUP_RULE_IDS:
         raise BadRequest(f"--id {text} is reserved (a group of rules counts its hits under it): choose another id")
+    if text.startswith(EXTERNAL_PREFIX):  # as the configuration and the console's form say (until session 26, late)
+        raise BadRequest(f"--id {_quote(text)}: ids starting with {EXTERNAL_PREFIX!r} name other tools' BLOCKLIST "
+                         "entries: choose another id")  # fmt: skip
     return check_id(text)
 
 
@@ -145,8 +149,9 @@ def _check_text(name: str, text: str) -> None:
     bad = unsafe(text)
     if bad is not None:
         raise BadRequest(f"{name} contains {escape(bad)}, a control or format character: remove it")
-    if not text.isprintable():  # tab: fine in a log, not in an id or a one-line comment
-        raise BadRequest(f"{name} contains a tab: use spaces")
+    if not text.isprintable():  # a tab or a space other than ' ' (no-break, em...): not in an id or a one-line comment
+        ch = next(c for c in text if not c.isprintable())
+        raise BadRequest(f"{name} contains {escape(ch)}, a tab or a space other than ' ': use plain spaces")
 
 
 def _quote(text: str, limit: int = 60) -> str:
@@ -206,10 +211,15 @@ def decode_request(line: bytes) -> Request:
         _check_text("user", user)
     ssh = _optional(data, "ssh_client", str)
     if ssh is not None:
+        # No zone: ip_address() took "2001:db8::1%" and some 15 KB of any characters after it into the audit's
+        # ssh_client (until session 26).
         try:
-            ssh = str(ipaddress.ip_address(ssh))
+            addr = ipaddress.ip_address(ssh) if len(ssh) <= MAX_ADDRESS_CHARS else None
         except ValueError:
-            raise BadRequest(f"ssh_client {_quote(ssh)} is not an IP address") from None
+            addr = None
+        if addr is None or (isinstance(addr, ipaddress.IPv6Address) and addr.scope_id):
+            raise BadRequest(f"ssh_client {_quote(ssh)} is not an IP address without a zone")
+        ssh = str(addr)
     return Request(_command(op, data), user, ssh)
 
 
