@@ -129,6 +129,15 @@ def test_answers_carry_the_result_or_the_refusal_and_its_exit_status() -> None:
             decode_answer(bad)
 
 
+def test_the_consoles_own_audit_takes_the_ssh_client_as_the_command_line_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ironpost_tui.rules.audit import Actor
+
+    for value, kept in (("fe80::1%eth0 50000 fe80::2 22", "fe80::1"), ("198.51.100.7 1 2 3", "198.51.100.7"),
+                        ("\x1b]0;x\x07 1 2 3", None), ("2001:db8::1%" + "a" * 60, None)):  # fmt: skip
+        monkeypatch.setenv("SSH_CONNECTION", value)
+        assert Actor.current("console").ssh_client == kept, value
+
+
 def test_an_ipv6_ssh_client_without_a_zone_and_an_id_near_the_reserved_ones_pass() -> None:
     """The controls of the zone and prefix refusals above."""
     req = decode_request(line(op="block", addr="198.18.0.9", ssh_client="2001:db8:0::1", id="externally-seen"))

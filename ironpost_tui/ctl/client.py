@@ -6,7 +6,6 @@ can call itself (the tests drive a thousand blocks through it).
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import socket
 import time
@@ -15,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from ironpost_tui.engine.control_socket.protocol import (
-    MAX_ADDRESS_CHARS,
     MAX_ANSWER_BYTES,
     MAX_USER_CHARS,
     Command,
@@ -25,7 +23,8 @@ from ironpost_tui.engine.control_socket.protocol import (
     socket_path,
 )
 from ironpost_tui.errors import ExitStatus, IronpostError, NoController, NotPermitted
-from ironpost_tui.kernel.host import IFNAMSIZ, RUN_DIR
+from ironpost_tui.kernel.host import RUN_DIR
+from ironpost_tui.rules.audit import ssh_client_of
 from ironpost_tui.text import unsafe
 
 ANSWER_SECS = 30.0  # a change is saved and fsynced before the answer: a slow disk, a big configuration
@@ -46,16 +45,7 @@ def request(command: Command, environ: Mapping[str, str] | None = None) -> Reque
     user = env.get("SUDO_USER") or env.get("USER") or None
     if user is not None and (len(user) > MAX_USER_CHARS or unsafe(user) is not None or not user.isprintable()):
         user = None
-    ssh: str | None = None
-    words = env.get("SSH_CONNECTION", env.get("SSH_CLIENT", "")).split()
-    if words and len(words[0]) <= MAX_ADDRESS_CHARS + 1 + IFNAMSIZ:
-        # sshd writes a link-local client with its zone (fe80::1%eth0): the address is kept without it, as the
-        # controller takes it (it refuses a zone).
-        try:
-            ssh = str(ipaddress.ip_address(words[0].partition("%")[0]))
-        except ValueError:
-            ssh = None
-    return Request(command, user, ssh)
+    return Request(command, user, ssh_client_of(env))
 
 
 def ask(iface: str, req: Request | Command, *, run_dir: Path = RUN_DIR, timeout: float = ANSWER_SECS) -> dict[str, Any]:

@@ -4,11 +4,13 @@ One JSON object per line, appended and fsynced (one fsync per change: rule chang
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
 import pwd
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,8 +53,7 @@ class Actor:
     @classmethod
     def current(cls, via: str) -> Actor:
         user = os.environ.get("SUDO_USER") or os.environ.get("USER") or _uid_name()
-        ssh = os.environ.get("SSH_CONNECTION", os.environ.get("SSH_CLIENT", "")).split()
-        return cls(user=user, ssh_client=ssh[0] if ssh else None, via=via, loginuid=login_uid())
+        return cls(user=user, ssh_client=ssh_client_of(os.environ), via=via, loginuid=login_uid())
 
     @classmethod
     def caller(cls, peer: Peer, via: str, user: str | None = None, ssh_client: str | None = None) -> Actor:
@@ -63,6 +64,18 @@ class Actor:
         client, which it takes from its environment as ``current`` does (the uid's name without one)."""
         loginuid = login_uid(Path(f"/proc/{peer.pid}/loginuid"))
         return cls(user or _uid_name(peer.uid), ssh_client, via, loginuid, peer)
+
+
+def ssh_client_of(env: Mapping[str, str]) -> str | None:
+    """SSH_CONNECTION's (or SSH_CLIENT's) client address, without a zone (sshd writes a link-local client's,
+    fe80::1%eth0; the command-line socket refuses one); None without one, or when it is not an address."""
+    words = env.get("SSH_CONNECTION", env.get("SSH_CLIENT", "")).split()
+    if not words or len(words[0]) > 64:  # an IPv6 address (45) and a zone (an interface name, 15)
+        return None
+    try:
+        return str(ipaddress.ip_address(words[0].partition("%")[0]))
+    except ValueError:
+        return None
 
 
 def login_uid(path: Path = LOGINUID) -> int | None:
