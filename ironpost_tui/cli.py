@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import ipaddress
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ from ironpost_tui.kernel.datapath import PreparedDatapath, check_bcc
 from ironpost_tui.kernel.program_cache import DEFAULT_DIR as PROGRAM_CACHE_DIR
 from ironpost_tui.metrics import log_format
 from ironpost_tui.rules.audit import DEFAULT_AUDIT_LOG
+from ironpost_tui.safe_env import drop_textual_debugging
 from ironpost_tui.text import visible
 
 if TYPE_CHECKING:
@@ -564,6 +566,11 @@ def main(argv: list[str] | None = None) -> int:
     stdout = logging.StreamHandler(sys.stdout)
     stdout.setFormatter(log_format.formatter("text"))  # control characters escaped
     logging.basicConfig(level=logging.INFO, handlers=[stdout])
+    if os.geteuid() == 0:  # before Textual is imported: it reads them then (ironpost_tui/safe_env.py)
+        dropped = drop_textual_debugging(os.environ)
+        if dropped:
+            print(visible(f"ironpost-tui: ignoring {', '.join(dropped)}: Textual's debugging and automation "
+                          "variables are not honoured as root"), file=sys.stderr)  # fmt: skip
     try:
         if argv and argv[0] in SUBCOMMANDS:
             commands = {
