@@ -268,6 +268,11 @@ def _measure(report: Report, opts: core.Options, p: Product, rs: ruleset.RuleSet
     _lines(report, frames, rot, samples_by_variant)
 
 
+def _ns(x: float) -> str:
+    """A figure as the ratio beside it is computed: 22.5 reads 22.5, not 22 (a reader divides what is shown)."""
+    return f"{x:.0f}" if x == round(x) else f"{x:.1f}"
+
+
 def _pooled(by_variant: dict[str, dict[str, dict[str, list[float]]]], prog: str, key: str) -> list[float]:
     return [x for s in by_variant.values() for x in s.get(prog, {}).get(key, [])]
 
@@ -311,15 +316,15 @@ def _lines(report: Report, frames: list[Frame], rot_frames: list[Frame],
                 return median(s[prog][lbl])
 
         report.budget(NAME, f"{label}: vs floor", ip, "ns", ip <= 2.5 * fl, "<= 2.5x floor",
-                      beside=f"floor {fl:.0f} ns", ratio=ip / fl, note=note)  # fmt: skip
+                      beside=f"floor {_ns(fl)} ns", ratio=ip / fl, note=note)  # fmt: skip
         if main is None:
             continue
         ip_m, xf = peer_of(main, IRONPOST), peer_of(main, "peer")
         extra = []
         if alw_ip is not None:
             ip_i, xi = peer_of(alw_ip, IRONPOST), peer_of(alw_ip, "peer")
-            extra.append(f"xdpfilt_alw_ip {xi:.0f} ns (ironpost {ip_i:.0f}, {ip_i / xi:.2f}x)")
+            extra.append(f"xdpfilt_alw_ip {_ns(xi)} ns (ironpost {_ns(ip_i)}, {ip_i / xi:.2f}x)")
         if disp is not None:
             extra.append(f"alw_all through libxdp's dispatcher {peer_of(disp, 'peer'):.0f} ns")
         report.budget(NAME, f"{label}: vs xdp-filter", ip_m, "ns", ip_m <= 0.5 * xf, "<= 0.5x xdp-filter",
-                      beside=f"xdpfilt_alw_all {xf:.0f} ns", ratio=ip_m / xf, note="; ".join(extra))  # fmt: skip
+                      beside=f"xdpfilt_alw_all {_ns(xf)} ns", ratio=ip_m / xf, note="; ".join(extra))  # fmt: skip

@@ -286,8 +286,10 @@ def test_reload_under_fire_lets_nothing_through(lab: netlab.Lab, agents: AgentPo
                                                 tmp_path: Path) -> None:  # fmt: skip
     """trafgen floods UDP from the lab's namespace at full rate while the blocked source moves between
     an exact rule (BLOCKLIST/EXACT4), a prefix rule (SRC4, a /31) and a multi-field rule (MATCH) over 100
-    reloads: the program's own STATS count every packet of the flood, and not one passed.  The
-    control: one more reload without the block, and the passes show in the same counters."""
+    reloads, every one of the six moves between them some 16 times (until session 26 the order made three
+    of them only: exact -> multi-field, multi-field -> prefix and prefix -> exact were never tried), each
+    reload with the flood on it: the program's own STATS count every packet of the flood, and not one
+    passed.  The control: one more reload without the block, and the passes show in the same counters."""
     block31 = ipaddress.ip_network(f"{lab.ns_ip4}/31", strict=False)  # the namespace side, not the host's
     assert ipaddress.ip_address(lab.host_ip4) not in block31
     pad = toml_rule("watch-dns", "monitor", dst_port=53, protocol=17) + toml_rule("v6", src_ip=str(free_net6()))
@@ -299,7 +301,8 @@ def test_reload_under_fire_lets_nothing_through(lab: netlab.Lab, agents: AgentPo
                         + toml_rule("watch-ssh", "monitor", dst_port=22)
                         + toml_rule("watch-web", "monitor", dst_port=80, protocol=6), 5),
     }  # fmt: skip
-    order = list(forms)
+    order = ["exact", "prefix", "multi-field", "exact", "multi-field", "prefix"]  # each of the six moves once a cycle
+    moves = {f"{a} -> {b}" for a in forms for b in forms if a != b}
     write_atomic(paths.config, forms["exact"][0])
     agent, prog_id = start_agent(agents, lab, paths)
     stats = prog_maps(prog_id, expect=("STATS",))["STATS"]
@@ -315,6 +318,7 @@ def test_reload_under_fire_lets_nothing_through(lab: netlab.Lab, agents: AgentPo
             time.sleep(0.05)
         seen = []
         leaks: dict[str, int] = {}  # passes counted during each kind of move (the failure message says)
+        judged: list[int] = []  # packets the program judged during each reload
         before = _udp_counts(stats)
         for n in range(1, reloads + 1):
             form = order[n % len(order)]
@@ -326,6 +330,7 @@ def test_reload_under_fire_lets_nothing_through(lab: netlab.Lab, agents: AgentPo
             after = _udp_counts(stats)
             move = f"{seen[-1] if seen else 'exact'} -> {form}"
             leaks[move] = leaks.get(move, 0) + (after[0] - before[0]) - (after[1] - before[1])
+            judged.append(after[0] - before[0])
             before = after
             seen.append(form)
         assert tg.poll() is None, "trafgen stopped during the reloads"
@@ -333,7 +338,8 @@ def test_reload_under_fire_lets_nothing_through(lab: netlab.Lab, agents: AgentPo
     packets, drops = _udp_counts(stats)
     sent = netlab.peer_tx_packets(lab) - tx0
     print(f"reload under fire: {reloads} reloads, {packets - packets0} UDP packets judged, {sent} sent")
-    assert set(seen) == set(forms) and seen.count("prefix") >= 33
+    assert set(seen) == set(forms) and seen.count("prefix") >= 33 and set(leaks) == moves
+    assert min(judged) >= 100, f"a reload with no flood on it: {judged}"
     assert count_lines(agent, REFUSED) == 0, agent.describe()
     assert packets - packets0 >= 10_000, "the flood was too thin to mean anything"
     assert packets - packets0 <= sent
