@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import random
+import re
 import statistics
 import subprocess
 import time
@@ -222,7 +223,7 @@ def markdown_from_json(doc: dict[str, Any]) -> str:
     opts = doc.get("options", {})
     mode = "smoke (no figure holds)" if opts.get("smoke") else "quick" if opts.get("quick") else "full"
     dirty = " (work tree modified)" if c.get("dirty") else ""
-    failed = doc.get("failed", [])
+    failed = [ln for ln in doc.get("lines", []) if ln.get("status") in (FAIL, ERROR)]  # counted from the lines
     head = (f"Run {doc.get('started', '?')}, commit `{str(c.get('sha', '?'))[:12]}`{dirty}, {mode} mode, "
             f"order seed {doc.get('order_seed', '?')}: {m.get('cpu_model', '?')}, {m.get('cores', '?')} cores, "
             f"kernel {m.get('kernel', '?')}, python {m.get('python', '?')}. ")  # fmt: skip
@@ -231,3 +232,41 @@ def markdown_from_json(doc: dict[str, Any]) -> str:
     r = Report(Options())
     r.lines = lines
     return head + "\n\n" + r.markdown()
+
+
+_BUDGET = re.compile(r"(<=|>=) ?([0-9.]+) ?(x|%|s)\b")
+_BESIDE = re.compile(r"([0-9][0-9,]*(?:\.[0-9]+)?) ?(?:ns|s|MiB|ev/cpu-s|ns/pkt)\b")
+
+
+def inconsistencies(doc: dict[str, Any]) -> list[str]:
+    """What in a results JSON disagrees with itself, one line each: a line whose status is not what its figure
+    and its budget say (a budget that starts "<= N x|%|s" or ">= N..."; the others are not read), a ratio that is
+    not its figure over the figure beside it (as far as the beside's digits show it), or a ``failed`` list that
+    is not the lines that failed.  ``make bench-table`` writes no table from such a JSON, and ``--check`` fails."""
+    out = []
+    lines = doc.get("lines", [])
+    for ln in lines:
+        name = f"{ln.get('bench')}: {ln.get('name')}"
+        status, value, ratio = ln.get("status"), ln.get("value"), ln.get("ratio")
+        m = _BUDGET.match(ln.get("budget") or "")
+        if m is not None and status in (PASS, FAIL) and value is not None:
+            op, limit, unit = m.group(1), float(m.group(2)), m.group(3)
+            figure = ratio if unit == "x" else value
+            if figure is None:
+                out.append(f"{name}: a budget of {ln.get('budget')!r} with no ratio")
+            else:
+                ok = figure <= limit if op == "<=" else figure >= limit
+                if ok != (status == PASS):
+                    out.append(f"{name}: {status} but {figure:.4g} {op} {limit:g}{unit} is {ok}")
+        b = _BESIDE.search(ln.get("beside") or "")
+        if b is not None and ratio and value is not None:
+            # The figure the ratio was taken against, rounded as the beside shows it, is the beside's figure.
+            text = b.group(1).replace(",", "")
+            half = 0.5 * 10 ** -len(text.partition(".")[2])
+            if abs(value / ratio - float(text)) > half * 1.001:
+                out.append(f"{name}: ratio {ratio:.4g} puts {value / ratio:.4g} beside {value:.4g}, not {text}")
+    said = list(doc.get("failed", []))
+    failed = [f"{ln.get('bench')}: {ln.get('name')}" for ln in lines if ln.get("status") in (FAIL, ERROR)]
+    if sorted(said) != sorted(failed):
+        out.append(f"failed lists {len(said)} line(s) but {len(failed)} line(s) failed or are in error")
+    return out

@@ -2,7 +2,9 @@
 
 The lines between the markers below in README.md are replaced by the run's machine, commit and table;
 nothing else in the README changes.  ``--check`` exits 1 when the README differs from what the JSON
-gives (a hand edit, or a JSON committed without its table).
+gives (a hand edit, or a JSON committed without its table); both exit 1, writing nothing, when the JSON
+disagrees with itself (bench/core.py ``inconsistencies``: a status its figure and budget do not give, a
+ratio that is not its figure over the one beside it, a failed list that is not the failed lines).
 """
 
 from __future__ import annotations
@@ -44,6 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"bench-table: cannot read {a.json}: {exc}", file=sys.stderr)
         return 2
+    wrong = core.inconsistencies(doc)
+    if wrong:  # a figure, a status or the failed list edited by hand (or a bench that computes one wrongly)
+        for line in wrong:
+            print(f"bench-table: {a.json}: {line}", file=sys.stderr)
+        return 1
     readme = a.readme.read_text()
     new = replace(readme, render(doc))
     if a.check:

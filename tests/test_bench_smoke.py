@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from bench import core
+
 pytestmark = pytest.mark.root
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,6 +62,7 @@ def test_bench_smoke_runs_every_line(tmp_path: Path) -> None:
         if ln["status"] == "FAIL":
             assert f"FAILURE: FAIL  {ln['bench']}  {ln['name']}" in proc.stdout
     assert ("FAILURE" in proc.stdout) == bool(doc["failed"])
+    assert core.inconsistencies(doc) == []  # every status, ratio and the failed list as the figures give them
 
 
 def test_bench_table_is_generated_from_the_json(tmp_path: Path) -> None:
@@ -84,3 +87,12 @@ def test_bench_table_is_generated_from_the_json(tmp_path: Path) -> None:
     assert bench_table.main(["--json", str(js), "--readme", str(readme), "--check"]) == 0
     # The README of the repository carries the markers, and its table is the committed JSON's.
     assert bench_table.main(["--check"]) == 0
+    # A JSON edited by hand, with its table made from it: a status, a figure, a ratio, the failed list.
+    line = doc["lines"][0]  # type: ignore[index]
+    for edit, says in (({"status": "PASS"}, "PASS but 3 <= 2.5x is False"),
+                       ({"value": 1.0}, "ratio 3 puts 0.3333 beside 1, not 1"),
+                       ({"ratio": 2.0, "value": 2.0, "status": "PASS"}, "failed lists 1 line(s) but 0")):  # fmt: skip
+        js.write_text(json.dumps({**doc, "lines": [{**line, **edit}]}))
+        assert bench_table.main(["--json", str(js), "--readme", str(readme)]) == 1
+        assert bench_table.main(["--json", str(js), "--readme", str(readme), "--check"]) == 1
+        assert any(says in w for w in core.inconsistencies(json.loads(js.read_text()))), says
