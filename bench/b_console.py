@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ironpost_tui.config.settings import EbpfSettings
+
 from . import b_startup, core, rig, ruleset
 from .core import Report
 
@@ -23,6 +25,14 @@ def attached(ifindex: int) -> bool:
     from ironpost_tui.kernel import libbpf
 
     return bool(libbpf.xdp_query(ifindex).prog_ids)
+
+
+WINDOWS = 3  # each figure: the median of this many consecutive windows, every one kept
+
+
+def cpu_shares(pid: int, secs: float) -> list[float]:
+    """The console's CPU share over WINDOWS consecutive windows of ``secs`` / WINDOWS each."""
+    return [cpu_share(pid, secs / WINDOWS) for _ in range(WINDOWS)]
 
 
 def cpu_share(pid: int, secs: float) -> float:
@@ -60,21 +70,30 @@ def run(report: Report, opts: core.Options) -> None:
                     time.sleep(0.1)
                 time.sleep(3.0)  # settle: first samples, first redraws
                 pid = t.pane_pid()
-                idle = cpu_share(pid, secs)
-                figs["idle_core_share"] = idle
+                idles = cpu_shares(pid, secs)
+                idle = core.median(idles)
+                figs["idle_core_share"], figs["idle_core_shares"] = idle, idles
                 cfg = rig.trafgen_cfg(lab, proto="udp", dport=9)
                 with rig.flood(lab, cfg, wd, rate_pps=FLOOD_PPS, settle=2.0) as fl:
                     tx0 = rig.peer_tx(lab)[0]
                     t0 = time.monotonic()
-                    busy = cpu_share(pid, secs)
+                    busies = cpu_shares(pid, secs)
+                    busy = core.median(busies)
                     figs["flood_pps"] = (rig.peer_tx(lab)[0] - tx0) / (time.monotonic() - t0)
                     fl.check_running()
-                figs["flood_core_share"] = busy
+                figs["flood_core_share"], figs["flood_core_shares"] = busy, busies
                 figs["screen_under_flood"] = t.capture()
                 return idle, busy
 
         idle, busy = rig.retry_host_address_race(measure)
         pps = figs["flood_pps"]
-    report.budget(NAME, "console CPU at idle, 10,000 rules", idle * 100, "% core", idle <= 0.05, "<= 5% of a core")
+    spread = [f"{x * 100:.1f}" for x in figs["idle_core_shares"]]
+    report.budget(NAME, "console CPU at idle, 10,000 rules", idle * 100, "% core", idle <= 0.05, "<= 5% of a core",
+                  note=f"median of {WINDOWS} windows of {secs / WINDOWS:g} s: {', '.join(spread)} %")  # fmt: skip
+    spread = [f"{x * 100:.1f}" for x in figs["flood_core_shares"]]
+    rate = EbpfSettings().event_rate_limit
     report.budget(NAME, f"console CPU under {FLOOD_PPS // 1000}k pkt/s with events, 10,000 rules", busy * 100, "% core",
-                  busy <= 0.15, "<= 15% of a core", note=f"flood measured at {pps:,.0f} pkt/s")  # fmt: skip
+                  busy <= 0.15, "<= 15% of a core",
+                  note=f"median of {WINDOWS} windows of {secs / WINDOWS:g} s: {', '.join(spread)} %; flood measured at "
+                  f"{pps:,.0f} pkt/s, every packet a rule's match; events reach the console at the default "
+                  f"event_rate_limit, {rate:,}/s per CPU, the rest counted as lost")  # fmt: skip
