@@ -234,7 +234,7 @@ def markdown_from_json(doc: dict[str, Any]) -> str:
     return head + "\n\n" + r.markdown()
 
 
-_BUDGET = re.compile(r"(<=|>=) ?([0-9.]+) ?(x|%|s)\b")
+_BUDGET = re.compile(r"(<=|>=) ?([0-9.]+) ?(x|%|s)(?!\w)")  # "\b" after % never matched: % lines went unread
 _BESIDE = re.compile(r"([0-9][0-9,]*(?:\.[0-9]+)?) ?(?:ns|s|MiB|ev/cpu-s|ns/pkt)\b")
 
 

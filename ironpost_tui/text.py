@@ -74,6 +74,11 @@ def _json_escape(cp: int) -> str:
     return f"\\u{0xD800 + (cp >> 10):04x}\\u{0xDC00 + (cp & 0x3FF):04x}"
 
 
+def cells(text: str) -> int:
+    """The terminal cells ``text`` takes: two for a wide or full-width character (East Asian Width W or F)."""
+    return sum(2 if unicodedata.east_asian_width(c) in ("W", "F") else 1 for c in text)
+
+
 def whole_values(values: Sequence[str], width: int) -> str:
     """Whole values (addresses, rule ids), as many as fit in ``width`` cells, then "+N" for the rest: a value is
     never cut."""
@@ -81,7 +86,7 @@ def whole_values(values: Sequence[str], width: int) -> str:
     for value in values[1:]:
         rest = len(values) - len(shown) - 1
         candidate = ", ".join([*shown, value]) + (f" +{rest}" if rest else "")
-        if len(candidate) > width:
+        if cells(candidate) > width:
             break
         shown = [*shown, value]
     hidden = len(values) - len(shown)

@@ -18,8 +18,6 @@ import pytest
 
 from bench import core
 
-pytestmark = pytest.mark.root
-
 REPO = Path(__file__).resolve().parents[1]
 BENCHES = "prog,events,startup,memory,drop"
 EXPECTED = {
@@ -41,6 +39,7 @@ EXPECTED = {
 }
 
 
+@pytest.mark.root
 def test_bench_smoke_runs_every_line(tmp_path: Path) -> None:
     out = tmp_path / "latest.json"
     proc = subprocess.run(
@@ -91,7 +90,9 @@ def test_bench_table_is_generated_from_the_json(tmp_path: Path) -> None:
     line = doc["lines"][0]  # type: ignore[index]
     for edit, says in (({"status": "PASS"}, "PASS but 3 <= 2.5x is False"),
                        ({"value": 1.0}, "ratio 3 puts 0.3333 beside 1, not 1"),
-                       ({"ratio": 2.0, "value": 2.0, "status": "PASS"}, "failed lists 1 line(s) but 0")):  # fmt: skip
+                       ({"ratio": 2.0, "value": 2.0, "status": "PASS"}, "failed lists 1 line(s) but 0"),
+                       ({"budget": "<= 5% of a core", "unit": "% core", "ratio": None, "value": 4.0},
+                        "FAIL but 4 <= 5% is True")):  # fmt: skip
         js.write_text(json.dumps({**doc, "lines": [{**line, **edit}]}))
         assert bench_table.main(["--json", str(js), "--readme", str(readme)]) == 1
         assert bench_table.main(["--json", str(js), "--readme", str(readme), "--check"]) == 1

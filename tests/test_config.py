@@ -466,6 +466,12 @@ def test_expires_at_past_what_a_recording_holds_is_refused_and_the_latest_taken_
         "t.toml:5:1: rule 'a': expires_at 3000-01-01T00:00:00+00:00 is after 2514-05-30: leave it out for a rule that "
         "never expires"
     ]
+    assert errors_of(rule.format("1969-12-31T23:59:59Z")) == [
+        "t.toml:5:1: rule 'a': expires_at 1969-12-31T23:59:59+00:00 is before 1970-01-01: leave it out, or write a "
+        "date after"
+    ]
+    (first,) = config.loads(rule.format("1970-01-01T00:00:00Z"), "t").rules  # the control: 0 s, in the past
+    assert first.expires_at == 0.0
     (latest,) = config.loads(rule.format("2514-05-30T01:53:04Z"), "t").rules  # the control: 2^34 s, to the second
     assert latest.expires_at == MAX_WALL_CLOCK
     status = RuleStatus(latest, "PROTO", 0, None)

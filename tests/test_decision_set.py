@@ -101,7 +101,9 @@ def test_two_networks_that_place_one_entry_are_one_decision(
     zone_a, zone_b = ipaddress.ip_network("2001:db8:7::1%a"), ipaddress.ip_network("2001:db8:7::1%b")
     assert zone_a != zone_b
     assert decisions.put(zone_a, 1, later) and verdict(dp, V6) == XDP_DROP
+    heap = len(decisions._heap)
     assert decisions.put(zone_b, 2, later) is False and zone_b not in decisions and len(decisions) == 1
+    assert len(decisions._heap) == heap  # not timed either: nothing left to expire for it
     assert decisions.remove(zone_b) is False and verdict(dp, V6) == XDP_DROP  # the held one still drops
     assert decisions.remove(zone_a) and verdict(dp, V6) == XDP_PASS and len(decisions) == 0
     assert decisions.put(net(V6), 3, later) and verdict(dp, V6) == XDP_DROP  # the entry is free again

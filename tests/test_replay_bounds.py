@@ -57,6 +57,28 @@ def test_a_recording_of_one_instant_plays_in_bounded_polls_and_loses_nothing(tmp
     assert updates[-1].notices == ("end",) and updates[-1].at == 1
 
 
+def test_a_paused_seek_plays_the_whole_way_to_its_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Paused, a seek forward over more records than a poll plays reaches its target over the next polls (a
+    first version of the limit set the position back to the last record played, and a paused replay stayed
+    there); backwards too, from the start again."""
+    monkeypatch.setattr(recording, "MAX_RECORDS_PER_POLL", 5)
+    path = tmp_path / "steps.ipr.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(json.dumps({"kind": "start", "v": 1, "t": 0, "info": INFO}).encode() + b"\n")
+        for t in range(1, 31):
+            f.write(json.dumps({"kind": "events", "t": t, "events": [EVENT]}).encode() + b"\n")
+    source = ReplaySource(path, speed=1.0, clock=lambda: 0.0)  # a clock that never moves: only seeks do
+    try:
+        source.pause()
+        for target, played in ((25.0, 25), (15.0, 15)):
+            source.seek(target)
+            got = sum(len(source.poll(0).events) for _ in range(10))
+            waiting = source._next is not None and source._next.t > target  # the records past it, not played
+            assert (source.position, got, waiting) == (target, played, True)
+    finally:
+        source.close()
+
+
 def test_the_control_without_the_limit_plays_the_instant_in_one_poll(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -84,7 +106,45 @@ def test_the_console_holds_at_most_active_kept_alerts_and_says_so_once() -> None
     assert list(state.notices) == [f"more than {ACTIVE_KEPT:,} active alerts: those last seen longest ago are let go"]
     state.change_alerts((raised(ACTIVE_KEPT + over, 2e6),))
     assert len(state.alerts) == ACTIVE_KEPT and len(state.notices) == 1  # said once
+    assert state.alerts_let_go == over + 1
     # Resolved alerts are kept beside them, the newest RESOLVED_KEPT.
     gone = [AlertChange(ChangeKind.RESOLVED, replace(c.alert, resolved_at=5.0)) for c in changes[-300:]]
     state.change_alerts(tuple(gone))
     assert sum(a.resolved for a in state.alerts.values()) == RESOLVED_KEPT
+    state.reset()  # a replay went back: the count starts again, and is said again
+    assert state.alerts_let_go == 0
+    state.change_alerts(tuple(changes[: ACTIVE_KEPT + 1]))
+    assert state.alerts_let_go == 1 and len(state.notices) == 2
+
+
+def test_the_alerts_pane_counts_the_alerts_let_go() -> None:
+    """The status line says how many active alerts the console let go (the pane shows ACTIVE_KEPT of them)."""
+    import asyncio
+
+    from textual.app import App, ComposeResult
+    from textual.widgets import Static
+
+    from ironpost_tui.ui.themes import VARIABLE_DEFAULTS
+    from ironpost_tui.ui.widgets.alert_table import AlertTable
+
+    class PaneApp(App[None]):
+        def get_theme_variable_defaults(self) -> dict[str, str]:
+            return dict(VARIABLE_DEFAULTS)
+
+        def compose(self) -> ComposeResult:
+            yield AlertTable()
+
+    seen: list[str] = []
+
+    async def main() -> None:
+        async with PaneApp().run_test(size=(100, 20)) as pilot:
+            table = pilot.app.query_one(AlertTable)
+            for let_go in (0, 1_234):
+                table.let_go = let_go
+                table.alerts = (raised(1, 5.0).alert, raised(2, 6.0).alert)
+                await pilot.pause()
+                seen.append(str(table.query_one("#alert-status", Static).content))
+
+    asyncio.run(main())
+    assert seen == ["2 active, 2 not acknowledged, 0 resolved",
+                    "2 active, 2 not acknowledged, 0 resolved · 1,234 let go (least recently seen)"]  # fmt: skip

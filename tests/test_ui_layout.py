@@ -277,6 +277,7 @@ def test_a_list_of_addresses_is_cut_between_addresses_never_inside_one() -> None
     long_first = ["2001:db8:ffff:ffff::1234", "198.18.0.5", "198.18.0.6"]
     assert fmt.whole_values(long_first, 10) == "2001:db8:ffff:ffff::1234 +2"
     assert fmt.whole_values(["1.1.1.1", "2.2.2.2", "3.3.3.3"], 20) == "1.1.1.1, 2.2.2.2 +1"
+    assert fmt.whole_values(["ab", "cd"], 6) == "ab, cd" and fmt.whole_values(["规则", "cd"], 6) == "规则 +1"  # cells
 
 
 def test_a_recording_without_top_talkers_shows_the_offenders_from_the_alerts(tmp_path: Path) -> None:

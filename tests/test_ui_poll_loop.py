@@ -166,3 +166,41 @@ def test_the_worker_says_when_the_source_last_answered_and_not_while_it_waits() 
         source2.hold.set()
         worker.join(10)
     assert answers.silent_for(time.monotonic()) < 0.3  # answered again
+
+
+# --- backpressure: the worker waits while the console has updates to apply ----------------------------------------
+def test_the_worker_waits_while_the_console_has_not_applied_its_updates_and_that_wait_is_no_silence() -> None:
+    """Textual's queue of messages from a thread has no bound: a replay of one instant, or a flood the console
+    cannot keep up with, filled it (until session 26).  With ``in_flight`` the worker asks nothing more while
+    ``most`` updates wait; each SourceAdvanced the console applies lets one more poll go.  The control: without
+    it, the same source is polled on and on."""
+    import threading
+
+    from ironpost_tui.engine.feed import Answers
+
+    class Big(Polled):  # every poll a big batch: followed at once
+        def poll(self, timeout: float) -> Update:
+            self.timeouts.append(timeout)
+            return Update(events=tuple(event() for _ in range(poll_loop.BIG_BATCH)), at=float(len(self.timeouts)))
+
+    def polls_within(in_flight: poll_loop.InFlight | None, answers: Answers, secs: float) -> Big:
+        source, stop = Big(), threading.Event()
+        worker = threading.Thread(target=poll_loop.run_poll, args=(source, lambda m: None, stop.is_set, 0.5),
+                                  kwargs={"answers": answers, "in_flight": in_flight})  # fmt: skip
+        worker.start()
+        time.sleep(secs)
+        if in_flight is not None:
+            assert answers.holding and answers.silent_for(time.monotonic() + 60) == 0.0  # waiting is not silence
+            seen = len(source.timeouts)
+            in_flight.applied()  # the console applied one update: one more poll
+            time.sleep(0.3)
+            assert len(source.timeouts) == seen + 1
+        stop.set()
+        worker.join(5)
+        assert not worker.is_alive()
+        return source
+
+    held = polls_within(poll_loop.InFlight(most=3), Answers(), 0.5)
+    assert len(held.timeouts) == 4  # three, then one after the console applied one
+    free = polls_within(None, Answers(), 0.5)
+    assert len(free.timeouts) > 20  # the control

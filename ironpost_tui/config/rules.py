@@ -335,6 +335,10 @@ def _expires_at(t: Table) -> float | None:
     except (OverflowError, ValueError, OSError):
         t.error("expires_at", f"expires_at {value.isoformat()} is out of range")
         return None
+    if stamp < 0:  # a recording holds times from 1970 on: such a rule made the run's recording unplayable
+        later = "leave it out, or write a date after"
+        t.error("expires_at", f"expires_at {value.isoformat()} is before 1970-01-01: {later}")
+        return None
     if stamp > MAX_WALL_CLOCK:
         latest = dt.datetime.fromtimestamp(MAX_WALL_CLOCK, dt.timezone.utc).strftime("%Y-%m-%d")
         t.error(

@@ -119,14 +119,23 @@ class Answers:
 
     def __init__(self) -> None:
         self.at: float | None = None
+        self.holding = False  # the console is not asking (it has not yet applied what the source said): no silence
 
     def answered(self) -> None:
         self.at = time.monotonic()
 
+    def hold(self) -> None:
+        self.holding = True
+
+    def release(self) -> None:
+        """Asking again: the silence counts from now."""
+        self.at = time.monotonic()
+        self.holding = False
+
     def silent_for(self, now: float) -> float:
-        """Seconds since the last answer (0 before the first)."""
+        """Seconds since the last answer (0 before the first, and while the console holds its next question)."""
         at = self.at
-        return 0.0 if at is None else max(0.0, now - at)
+        return 0.0 if at is None or self.holding else max(0.0, now - at)
 
 
 def still_as_shown(rule_id: str, current: FilterRule | None, expected: FilterRule) -> str | None:

@@ -200,7 +200,7 @@ class LiveSource:
             return
         # The panic first: the notice line keeps the start of a message at 80 columns.
         log.warning("panic: cleared %s drop rule(s) (SIGUSR2, ironpost-tui cleanup): %s", f"{len(cleared):,}",
-                    cleared_ids(cleared))  # fmt: skip
+                    cleared_ids(cleared), extra={"event": "panic", "cleared": [r.id for r in cleared]})  # fmt: skip
 
     def reload(self) -> None:
         self._reload_requested = True

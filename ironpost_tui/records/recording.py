@@ -243,7 +243,8 @@ class ReplaySource:
                 top = rec.value if rec.kind == "top" else top
                 played += 1
                 if len(events) >= MAX_EVENTS_PER_POLL or played >= MAX_RECORDS_PER_POLL:
-                    target = rec.t  # the rest next poll: the position is where the playing stopped
+                    # The rest at the next polls: they are due, paused or not, since the position is the target
+                    # (a position set back to the last record played left a paused seek short of its target).
                     break
         except RecordingError as exc:  # the file changed under us after the check
             log.warning("%s", exc.message)

@@ -192,6 +192,12 @@ class DecisionSet:
         held = self._held.get(net)
         if held is not None and held.ident == ident:
             return False  # in force already (a full pull repeats it)
+        if held is None:
+            placement = kernel_rules.place(FilterRule(self.rule.id, Action.DROP, src_ip=net))
+            if (placement.map_name, placement.key) in self._by_key:
+                # Another network held here places the same entry (decision() reads no two such): one entry, one
+                # decision, or the first one's removal would take the other's drop with it.  Not held, not timed.
+                return False
         self._seq += 1
         heapq.heappush(self._heap, (expires_at, self._seq, ident, net))
         if held is not None:  # another decision on the same source: the same entry, its expiry kept in it
@@ -207,12 +213,7 @@ class DecisionSet:
                 if held.map_name == MapName.BLOCKLIST:
                     self._table.side_entries[held.key] = value
             return False
-        placement = kernel_rules.place(FilterRule(self.rule.id, Action.DROP, src_ip=net))
         key = placement.key
-        if (placement.map_name, key) in self._by_key:
-            # Another network held here places the same entry (decisions() reads no two such): one entry, one
-            # decision, or the first one's removal would take the other's drop with it.
-            return False
         held = _Held(ident, expires_at, placement.map_name, key, written=False)
         atoms = self._atoms(net, placement.map_name)
         self._table.prefilter.add(atoms)  # before the entry: the filters stay a superset of the maps

@@ -73,7 +73,7 @@ from ironpost_tui.ui.messages import (
     TopSampled,
 )
 from ironpost_tui.ui.offenders import top_offenders
-from ironpost_tui.ui.poll_loop import run_poll
+from ironpost_tui.ui.poll_loop import InFlight, run_poll
 from ironpost_tui.ui.rule_editing import RuleEditing
 from ironpost_tui.ui.screens.alert_detail import AlertDetailScreen, AlertView
 from ironpost_tui.ui.screens.chart import ChartScreen
@@ -137,6 +137,7 @@ class IronpostApp(App[int]):
         self.cursor_blink = cursor_blink
         self.started = False
         self.answers = Answers()  # when the source last answered a poll (the worker says)
+        self.in_flight = InFlight()  # the updates the worker posted that are not applied yet (it waits past a few)
         self._silent_since: float | None = None  # the last answer before a silence the console has said
         self.failure: SourceFailed | None = None  # why the console ended, for the CLI to print
         self.bits = True
@@ -288,7 +289,7 @@ class IronpostApp(App[int]):
     def poll_source(self, must_start: bool) -> None:
         worker = get_current_worker()
         run_poll(self.source, self.post_message, lambda: worker.is_cancelled, self._poll_timeout,
-                 must_start=must_start, answers=self.answers)  # fmt: skip
+                 must_start=must_start, answers=self.answers, in_flight=self.in_flight)  # fmt: skip
 
     # --- what the worker says -----------------------------------------------------
     def on_source_started(self, message: SourceStarted) -> None:
@@ -347,6 +348,7 @@ class IronpostApp(App[int]):
         self.state.reset()
 
     def on_source_advanced(self, message: SourceAdvanced) -> None:
+        self.in_flight.applied()  # each update's last message: the worker may ask again
         self.state.at = message.at
         if not self._shown_data and self.state.version:
             self._shown_data = True  # the first data shows at once, not at the next tick
@@ -392,6 +394,7 @@ class IronpostApp(App[int]):
                 main.query_one(TopPane).top = state.top
         if state.alerts_version != self._drawn_alerts or top_changed:
             self._drawn_alerts = state.alerts_version
+            alerts.let_go = state.alerts_let_go
             alerts.alerts = tuple(state.alerts.values())
             main.query_one(TrafficPane).offenders = top_offenders(state.top, state.alerts.values())
         if state.rules_version != self._drawn_rules:

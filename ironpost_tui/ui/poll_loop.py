@@ -25,6 +25,41 @@ log = logging.getLogger(__name__)
 # up to 80,000 events/s; a poll that brought BIG_BATCH or more events is followed at once.
 BATCH_SECS = 0.05
 BIG_BATCH = 1_024
+# Updates posted and not yet applied by the console: past this the worker waits before its next poll.  Textual's
+# queue for messages from a thread has no bound, and a poll that brought a big batch is followed at once: a replay
+# of a file whose records are all at one instant (or a flood the console cannot keep up with) filled it without
+# limit until session 26.
+MAX_IN_FLIGHT = 8
+
+
+class InFlight:
+    """The updates the worker has posted and the console has not applied yet (each ends with SourceAdvanced)."""
+
+    def __init__(self, most: int = MAX_IN_FLIGHT) -> None:
+        self.most = most
+        self._n = 0
+        self._cond = threading.Condition()
+
+    @property
+    def count(self) -> int:
+        return self._n
+
+    def posted(self) -> None:
+        with self._cond:
+            self._n += 1
+
+    def applied(self) -> None:
+        with self._cond:
+            self._n = max(0, self._n - 1)
+            self._cond.notify_all()
+
+    def full(self) -> bool:
+        return self._n >= self.most
+
+    def wait_for_room(self, cancelled: Callable[[], bool]) -> None:
+        with self._cond:
+            while self._n >= self.most and not cancelled():
+                self._cond.wait(0.1)
 
 
 def run_poll(
@@ -35,6 +70,7 @@ def run_poll(
     *,
     must_start: bool = False,
     answers: Answers | None = None,
+    in_flight: InFlight | None = None,
 ) -> None:
     """``must_start``: the console shows its starting screen and waits for SourceStarted (or
     SourceFailed), whatever ``source.info`` says by the time this runs: a start begun before the
@@ -46,7 +82,9 @@ def run_poll(
     long table's head only (feed.RulesHead) is followed at once by the poll that brings the whole.
 
     ``answers`` is told each time a poll returns (with an update or an error): the console says when the
-    source stops answering (feed.SILENT_SECS)."""
+    source stops answering (feed.SILENT_SECS).  With ``in_flight``, the worker asks nothing more while MAX_IN_FLIGHT
+    updates wait to be applied (the console's handler of SourceAdvanced says when one is); that wait is no silence
+    of the source."""
     answers = answers if answers is not None else Answers()
     started: SourceStarted | None = None
     if must_start and isinstance(source, StartableSource):
@@ -63,6 +101,12 @@ def run_poll(
     pause = threading.Event()  # never set: a wait after a failed poll, so a failing source does not spin
     wait = 0.0  # the first poll's
     while not cancelled():
+        if in_flight is not None and in_flight.full():
+            answers.hold()
+            in_flight.wait_for_room(cancelled)
+            answers.release()
+            if cancelled():
+                return
         began = time.monotonic()
         try:
             update = source.poll(wait)
@@ -94,7 +138,9 @@ def run_poll(
                 post(SourceFailed(end.title, end.message, int(end.exit_status)))
                 return
             said.append(NoticePosted(f"interface {source.info.iface} is {interface}"))
-        messages = [*said, *messages_for(update)]
+        messages = [*said, *messages_for(update)]  # the last one SourceAdvanced, which the console counts applied
+        if in_flight is not None:
+            in_flight.posted()  # before any of them is posted: the console may apply them before this line would run
         if started is not None:
             # The first poll's table and counters, then attached, then what it said (an interface down, a
             # reload's refusal), which "attached to ..." would otherwise cover on the notice line.

@@ -25,9 +25,10 @@ TABLE_ARRIVING = "the rule table is still arriving from the engine: try again in
 NOTICES_KEPT = 200  # `n` shows these, whole and timed
 HISTORY_SAMPLES = 1_200  # 20 minutes of 1 s samples: enough for the 10-minute chart
 RESOLVED_KEPT = 200  # the newest resolved alerts the alerts pane keeps
-# Active alerts held: a live engine's are far fewer (the detectors follow a few thousand sources), but a crafted
-# recording can raise millions, each a row rebuilt at every redraw (unbounded until session 26).  Past it, the
-# alerts last seen longest ago go, and a notice says so once.
+# Active alerts held: a crafted recording can raise millions, each a row rebuilt at every redraw (unbounded until
+# session 26); a live engine seldom holds so many (the detectors follow a few thousand sources at a time, but an
+# alert stays open while its source sends).  Past it, the alerts last seen longest ago go: a notice says so the
+# first time, and the alerts pane's status counts them.
 ACTIVE_KEPT = 10_000
 
 
@@ -127,6 +128,7 @@ class ConsoleState:
         """A replay went back in time: what follows is the whole state again."""
         self.history.clear()
         self.alerts.clear()
+        self.alerts_let_go = 0  # and said again if it happens again
         self.pending.clear()
         self.rules = ()
         self.rules_head = None

@@ -149,9 +149,10 @@ def _check_text(name: str, text: str) -> None:
     bad = unsafe(text)
     if bad is not None:
         raise BadRequest(f"{name} contains {escape(bad)}, a control or format character: remove it")
-    if not text.isprintable():  # a tab or a space other than ' ' (no-break, em...): not in an id or a one-line comment
+    if not text.isprintable():  # a tab, a space other than ' ' (no-break, em...), a private-use or unassigned character
         ch = next(c for c in text if not c.isprintable())
-        raise BadRequest(f"{name} contains {escape(ch)}, a tab or a space other than ' ': use plain spaces")
+        raise BadRequest(f"{name} contains {escape(ch)}, a tab, an unusual space or a private-use or unassigned "
+                         "character: use plain spaces and printable text")  # fmt: skip
 
 
 def _quote(text: str, limit: int = 60) -> str:

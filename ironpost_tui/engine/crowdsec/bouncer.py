@@ -282,7 +282,8 @@ class Bouncer:
                                     extra={"event": "crowdsec_protected", "source": str(d.network)})  # fmt: skip
                     continue
                 decisions.put(d.network, d.id, now + d.seconds)
-                changes.append(("add", d))
+                if d.network in decisions:  # held (put refuses a network whose entry another one holds)
+                    changes.append(("add", d))
             except IronpostError as exc:  # a map full, or its reserve reached
                 self._refused(1, d.value, exc.message)
 
