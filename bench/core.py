@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -156,6 +157,9 @@ class Report:
 
     def write(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        now = commit()
+        if (now.get("sha"), now.get("tree")) != (self.measured.get("sha"), self.measured.get("tree")):
+            self.measured["changed_during_run"] = True  # said in the table's head; make bench-table refuses it
         doc = {
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.started)),
             "seconds": round(time.time() - self.started, 1),
@@ -186,7 +190,16 @@ def commit() -> dict[str, Any]:
     # Changes outside bench/results/, untracked files included (a new bench file is code measured): the
     # results a run writes are not the code it measured.
     changed = git("status", "--porcelain", "--untracked-files=all", "--", ".", ":!bench/results")
-    return {"sha": git("rev-parse", "HEAD"), "branch": git("rev-parse", "--abbrev-ref", "HEAD"), "dirty": bool(changed)}
+    # What the tree holds beyond the commit, as one digest: the run compares it at its end (a file edited while
+    # the run went on is measured by some lines and not others; session 26's first run met a half-written one).
+    diff = git("diff", "HEAD", "--binary", "--", ".", ":!bench/results")
+    tree = hashlib.sha256((changed + "\0" + diff).encode()).hexdigest()[:16]
+    return {
+        "sha": git("rev-parse", "HEAD"),
+        "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
+        "dirty": bool(changed),
+        "tree": tree,
+    }
 
 
 def machine() -> dict[str, Any]:
@@ -223,13 +236,14 @@ def markdown_from_json(doc: dict[str, Any]) -> str:
     opts = doc.get("options", {})
     mode = "smoke (no figure holds)" if opts.get("smoke") else "quick" if opts.get("quick") else "full"
     dirty = " (work tree modified)" if c.get("dirty") else ""
+    dirty += " (the code changed during the run)" if c.get("changed_during_run") else ""
     failed = [ln for ln in doc.get("lines", []) if ln.get("status") in (FAIL, ERROR)]  # counted from the lines
     head = (f"Run {doc.get('started', '?')}, commit `{str(c.get('sha', '?'))[:12]}`{dirty}, {mode} mode, "
             f"order seed {doc.get('order_seed', '?')}: {m.get('cpu_model', '?')}, {m.get('cores', '?')} cores, "
             f"kernel {m.get('kernel', '?')}, python {m.get('python', '?')}. ")  # fmt: skip
     head += f"{len(failed)} line(s) failed or in error." if failed else "Every budget met."
     lines = [Line(**{k: v for k, v in ln.items() if k in Line.__dataclass_fields__}) for ln in doc.get("lines", [])]
-    r = Report(Options())
+    r = Report(Options(), measured={})  # a table of stored lines: no commit to take
     r.lines = lines
     return head + "\n\n" + r.markdown()
 
@@ -265,6 +279,8 @@ def inconsistencies(doc: dict[str, Any]) -> list[str]:
             half = 0.5 * 10 ** -len(text.partition(".")[2])
             if abs(value / ratio - float(text)) > half * 1.001:
                 out.append(f"{name}: ratio {ratio:.4g} puts {value / ratio:.4g} beside {value:.4g}, not {text}")
+    if doc.get("commit", {}).get("changed_during_run"):
+        out.append("the code changed during the run: its lines measured different code")
     said = list(doc.get("failed", []))
     failed = [f"{ln.get('bench')}: {ln.get('name')}" for ln in lines if ln.get("status") in (FAIL, ERROR)]
     if sorted(said) != sorted(failed):

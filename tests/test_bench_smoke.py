@@ -97,3 +97,23 @@ def test_bench_table_is_generated_from_the_json(tmp_path: Path) -> None:
         assert bench_table.main(["--json", str(js), "--readme", str(readme)]) == 1
         assert bench_table.main(["--json", str(js), "--readme", str(readme), "--check"]) == 1
         assert any(says in w for w in core.inconsistencies(json.loads(js.read_text()))), says
+
+
+def test_a_run_whose_code_changed_under_it_says_so_and_gets_no_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Session 26's first full run went on while files were edited: a console start imported a half-written
+    module.  The run compares the tree's digest at each write with the one it started with; a change is said in
+    the table's head and makes the JSON one bench-table refuses.  The control: an unchanged tree says nothing."""
+    trees = iter(["a", "a", "b"])
+    monkeypatch.setattr(core, "commit", lambda: {"sha": "f" * 40, "dirty": True, "tree": next(trees)})
+    report = core.Report(core.Options())
+    out = tmp_path / "latest.json"
+    report.write(out)  # the tree as it started
+    doc = json.loads(out.read_text())
+    assert "changed_during_run" not in doc["commit"] and core.inconsistencies(doc) == []
+    report.write(out)  # edited since
+    doc = json.loads(out.read_text())
+    assert doc["commit"]["changed_during_run"] is True
+    assert core.inconsistencies(doc) == ["the code changed during the run: its lines measured different code"]
+    assert "(the code changed during the run)" in core.markdown_from_json(doc)
