@@ -96,29 +96,27 @@ def raised(i: int, last_seen: float) -> AlertChange:
 def test_the_console_holds_at_most_active_kept_alerts_and_says_so_once() -> None:
     over = 50
     state = ConsoleState()
+    said = f"more than {ACTIVE_KEPT:,} active alerts: the console shows the {ACTIVE_KEPT:,} seen last"
     # The first `over` alerts are seen last (the newest); the rest in order: those let go are ids over..2*over-1.
     changes = [raised(i, 1_000.0 + (10**6 if i < over else i)) for i in range(ACTIVE_KEPT + over)]
     state.change_alerts(tuple(changes[: ACTIVE_KEPT - 1]))
-    assert len(state.alerts) == ACTIVE_KEPT - 1 and not state.notices  # the control: under the limit, all kept
+    assert len(state.alerts) == ACTIVE_KEPT - 1 and not state.notices and not state.alerts_capped  # the control
     state.change_alerts(tuple(changes[ACTIVE_KEPT - 1 :]))
-    assert len(state.alerts) == ACTIVE_KEPT and state.alerts_let_go == over
+    assert len(state.alerts) == ACTIVE_KEPT and state.alerts_capped
     assert set(range(ACTIVE_KEPT + over)) - set(state.alerts) == set(range(over, 2 * over))
-    assert list(state.notices) == [f"more than {ACTIVE_KEPT:,} active alerts: those last seen longest ago are let go"]
+    assert list(state.notices) == [said]
     state.change_alerts((raised(ACTIVE_KEPT + over, 2e6),))
-    assert len(state.alerts) == ACTIVE_KEPT and len(state.notices) == 1  # said once
-    assert state.alerts_let_go == over + 1
-    # Resolved alerts are kept beside them, the newest RESOLVED_KEPT.
+    assert len(state.alerts) == ACTIVE_KEPT and len(state.notices) == 1 and state.alerts_capped  # said once
+    # Resolved alerts are kept beside them, the newest RESOLVED_KEPT; under the limit again, no longer capped.
     gone = [AlertChange(ChangeKind.RESOLVED, replace(c.alert, resolved_at=5.0)) for c in changes[-300:]]
     state.change_alerts(tuple(gone))
-    assert sum(a.resolved for a in state.alerts.values()) == RESOLVED_KEPT
-    state.reset()  # a replay went back: the count starts again, and is said again
-    assert state.alerts_let_go == 0
+    assert sum(a.resolved for a in state.alerts.values()) == RESOLVED_KEPT and not state.alerts_capped
+    state.reset()  # a replay went back: said again when it happens again
     state.change_alerts(tuple(changes[: ACTIVE_KEPT + 1]))
-    assert state.alerts_let_go == 1 and len(state.notices) == 2
+    assert state.alerts_capped and list(state.notices) == [said, said]
 
 
-def test_the_alerts_pane_counts_the_alerts_let_go() -> None:
-    """The status line says how many active alerts the console let go (the pane shows ACTIVE_KEPT of them)."""
+def test_the_alerts_pane_says_while_more_alerts_are_active_than_it_shows() -> None:
     import asyncio
 
     from textual.app import App, ComposeResult
@@ -139,12 +137,12 @@ def test_the_alerts_pane_counts_the_alerts_let_go() -> None:
     async def main() -> None:
         async with PaneApp().run_test(size=(100, 20)) as pilot:
             table = pilot.app.query_one(AlertTable)
-            for let_go in (0, 1_234):
-                table.let_go = let_go
+            for capped in (False, True):
+                table.capped = capped
                 table.alerts = (raised(1, 5.0).alert, raised(2, 6.0).alert)
                 await pilot.pause()
                 seen.append(str(table.query_one("#alert-status", Static).content))
 
     asyncio.run(main())
-    assert seen == ["2 active, 2 not acknowledged, 0 resolved",
-                    "2 active, 2 not acknowledged, 0 resolved · 1,234 let go (least recently seen)"]  # fmt: skip
+    plain = "2 active, 2 not acknowledged, 0 resolved"
+    assert seen == [plain, plain + " · more are active: the ones seen last are shown"]

@@ -394,7 +394,7 @@ class IronpostApp(App[int]):
                 main.query_one(TopPane).top = state.top
         if state.alerts_version != self._drawn_alerts or top_changed:
             self._drawn_alerts = state.alerts_version
-            alerts.let_go = state.alerts_let_go
+            alerts.capped = state.alerts_capped
             alerts.alerts = tuple(state.alerts.values())
             main.query_one(TrafficPane).offenders = top_offenders(state.top, state.alerts.values())
         if state.rules_version != self._drawn_rules:

@@ -40,10 +40,6 @@ class InFlight:
         self._n = 0
         self._cond = threading.Condition()
 
-    @property
-    def count(self) -> int:
-        return self._n
-
     def posted(self) -> None:
         with self._cond:
             self._n += 1

@@ -27,8 +27,9 @@ HISTORY_SAMPLES = 1_200  # 20 minutes of 1 s samples: enough for the 10-minute c
 RESOLVED_KEPT = 200  # the newest resolved alerts the alerts pane keeps
 # Active alerts held: a crafted recording can raise millions, each a row rebuilt at every redraw (unbounded until
 # session 26); a live engine seldom holds so many (the detectors follow a few thousand sources at a time, but an
-# alert stays open while its source sends).  Past it, the alerts last seen longest ago go: a notice says so the
-# first time, and the alerts pane's status counts them.
+# alert stays open while its source sends).  Past it, the alerts last seen longest ago go: a notice says so when
+# it begins, and the alerts pane's status while it lasts (a count of those let go would only grow: an update of one
+# brings it back, and another goes).
 ACTIVE_KEPT = 10_000
 
 
@@ -49,7 +50,7 @@ class ConsoleState:
     top: TopSnapshot | None = None  # the latest top-talker lists
     top_version: int = 0
     crowdsec: CrowdSecStatus | None = None  # the LAPI as last reported (None: no [crowdsec])
-    alerts_let_go: int = 0  # active alerts dropped past ACTIVE_KEPT
+    alerts_capped: bool = False  # the last change of the alerts held more active ones than ACTIVE_KEPT
     _blocklist_used: tuple[tuple[RuleStatus, ...], int] | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -82,9 +83,9 @@ class ConsoleState:
             active = [a for a in self.alerts.values() if not a.resolved]
             for a in sorted(active, key=lambda a: a.last_seen)[:over]:
                 del self.alerts[a.id]
-            if not self.alerts_let_go:
-                self.notice(f"more than {ACTIVE_KEPT:,} active alerts: those last seen longest ago are let go")
-            self.alerts_let_go += over
+            if not self.alerts_capped:
+                self.notice(f"more than {ACTIVE_KEPT:,} active alerts: the console shows the {ACTIVE_KEPT:,} seen last")
+        self.alerts_capped = over > 0
         self.alerts_version += 1
         self.version += 1
 
@@ -128,7 +129,7 @@ class ConsoleState:
         """A replay went back in time: what follows is the whole state again."""
         self.history.clear()
         self.alerts.clear()
-        self.alerts_let_go = 0  # and said again if it happens again
+        self.alerts_capped = False  # and said again if it happens again
         self.pending.clear()
         self.rules = ()
         self.rules_head = None

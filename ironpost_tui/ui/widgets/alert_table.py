@@ -120,7 +120,7 @@ class AlertTable(Vertical):
     """
 
     alerts: reactive[tuple[Alert, ...]] = reactive(tuple, always_update=True, repaint=False)
-    let_go = 0  # active alerts the console let go past state.ACTIVE_KEPT (set before ``alerts``)
+    capped = False  # more alerts are active than the console holds (state.ACTIVE_KEPT; set before ``alerts``)
     now: reactive[float] = reactive(0.0, repaint=False)  # the source's clock: what a block's time left counts from
     read_only: reactive[bool] = reactive(False)
     problem: reactive[str] = reactive("")
@@ -280,8 +280,8 @@ class AlertTable(Vertical):
         held = f" ({c(blocked)} blocked)" if blocked else ""
         resolved = len(self.alerts) - len(active)
         text = f"{c(len(active))} active{held}, {c(len(new))} not acknowledged, {c(resolved)} resolved"
-        if self.let_go:
-            text += f" · {c(self.let_go)} let go (least recently seen)"
+        if self.capped:
+            text += " · more are active: the ones seen last are shown"
         if self.order != SortOrder():
             text += f" · {self.order.describe(COLUMNS, 'by number')}"
         show(status, text)
