@@ -6,8 +6,9 @@ returns are frozen and cross into the UI as they are.
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -58,6 +59,19 @@ CLEARED_IDS_WIDTH = 160
 def cleared_ids(cleared: Iterable[FilterRule]) -> str:
     """The ids a panic's line names: the first that fit CLEARED_IDS_WIDTH, then "+N"; "none" for none."""
     return whole_values([r.id for r in cleared], CLEARED_IDS_WIDTH) or "none"
+
+
+def log_panic(log: logging.Logger, cleared: Sequence[FilterRule], how: str = "") -> None:
+    """A panic's warning on ``log`` (the headless agent's, or the console's engine on SIGUSR2, ``how`` saying so):
+    the count first (the notice line keeps the start of a message at 80 columns), the ids that fit, and every
+    id in the record's ``cleared`` field."""
+    log.warning(
+        "panic: cleared %s drop rule(s)%s: %s",
+        f"{len(cleared):,}",
+        how,
+        cleared_ids(cleared),
+        extra={"event": "panic", "cleared": [r.id for r in cleared]},
+    )
 
 
 def count_in_blocklist(rules: Iterable[RuleStatus]) -> int:

@@ -8,11 +8,10 @@ from dataclasses import dataclass, field
 from ironpost_tui.config.watch import ConfigSource
 from ironpost_tui.detectors import AlertChange, ChangeKind
 from ironpost_tui.engine.engine import Engine
-from ironpost_tui.engine.feed import cleared_ids
+from ironpost_tui.engine.feed import log_panic
 from ironpost_tui.engine.supervisor import Pending, Reloaded, Step, Supervisor
 from ironpost_tui.errors import ExitStatus, InterfaceGone, ProgramDetached, detached_message
 from ironpost_tui.kernel.host import InterfaceState
-from ironpost_tui.model import FilterRule
 
 log = logging.getLogger("ironpost")
 
@@ -102,20 +101,11 @@ def log_alert(change: AlertChange) -> None:
     )
 
 
-def log_panic(cleared: tuple[FilterRule, ...]) -> None:
-    log.warning(
-        "panic: cleared %s drop rule(s): %s",
-        f"{len(cleared):,}",
-        cleared_ids(cleared),
-        extra={"event": "panic", "cleared": [r.id for r in cleared]},
-    )
-
-
 def log_step(step: Step, iface: str) -> None:
     """What a step did, as log lines; InterfaceGone when the interface went away, ProgramDetached when another
     process detached the program's link."""
     if step.cleared is not None:
-        log_panic(step.cleared)
+        log_panic(log, step.cleared)
     if step.reload is not None:
         log_reload(step.reload)
     for change in step.tick.alerts:

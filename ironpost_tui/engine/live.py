@@ -17,8 +17,8 @@ from ironpost_tui.engine.feed import (
     SourceInfo,
     Update,
     UpdateSink,
-    cleared_ids,
     drop_rules,
+    log_panic,
     still_as_shown,
 )
 from ironpost_tui.engine.supervisor import FILE_CHANGE, Pending, Reloaded, Supervisor
@@ -198,9 +198,7 @@ class LiveSource:
         except Exception:
             log.exception("SIGUSR2 (panic): clearing the drop rules failed")
             return
-        # The panic first: the notice line keeps the start of a message at 80 columns.
-        log.warning("panic: cleared %s drop rule(s) (SIGUSR2, ironpost-tui cleanup): %s", f"{len(cleared):,}",
-                    cleared_ids(cleared), extra={"event": "panic", "cleared": [r.id for r in cleared]})  # fmt: skip
+        log_panic(log, cleared, " (SIGUSR2, ironpost-tui cleanup)")
 
     def reload(self) -> None:
         self._reload_requested = True
