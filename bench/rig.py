@@ -271,10 +271,12 @@ def free_port() -> int:
 
 
 def agent_config(rules: Sequence[dict[str, object]] = (), *, event_rate: int | None = None,
-                 metrics: bool = True, allowlist: bool = True) -> str:  # fmt: skip
-    """A TOML configuration for a benchmark agent.  Metrics on a free port (so agents of concurrent
-    runs do not fight over 9717); ``allowlist=False``: nothing protected, so a drop rule has no exception."""
-    lines = ["[metrics]", f"enabled = {str(metrics).lower()}", f"port = {free_port()}", ""]
+                 metrics: bool = True, allowlist: bool = True, port: int | None = None) -> str:  # fmt: skip
+    """A TOML configuration for a benchmark agent.  Metrics on ``port`` or a free port (so agents of
+    concurrent runs do not fight over 9717); ``allowlist=False``: nothing protected, so a drop rule has no
+    exception."""
+    port = free_port() if port is None else port
+    lines = ["[metrics]", f"enabled = {str(metrics).lower()}", f"port = {port}", ""]
     if not allowlist:
         lines += ["[safety]", "protect_host_addresses = false", "protect_ssh_client = false", ""]
     if event_rate is not None:

@@ -52,7 +52,8 @@ def _run_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-cache",
         action="store_true",
-        help=f"compile the program with BCC at this start, neither loading nor saving it in {PROGRAM_CACHE_DIR}",
+        help="compile the program with BCC and parse the configuration at this start, neither reading nor "
+        f"saving either in {PROGRAM_CACHE_DIR}",
     )
     p.add_argument(
         "--config",
@@ -123,8 +124,9 @@ def _address(text: str) -> str:
 def _cleanup_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ironpost-tui cleanup",
-        description=f"remove ironpost's program and pins from IFACE (the compiled-program cache, {PROGRAM_CACHE_DIR}, "
-        "is kept: it holds no state and is checked before use; remove it with rm -r)",
+        description=f"remove ironpost's program and pins from IFACE (the cache of compiled programs and parsed "
+        f"configurations, {PROGRAM_CACHE_DIR}, is kept: it holds no state and is checked before use; remove it "
+        "with rm -r)",
     )
     p.add_argument("iface")
     return p
@@ -183,10 +185,15 @@ def _run(argv: list[str]) -> ExitStatus:
 def _run_engine(args: argparse.Namespace, served: Served | None = None) -> ExitStatus:
     """The configuration, then the agent, the console, or (``served``) the console's engine process."""
     from ironpost_tui.config.watch import ConfigSource
+    from ironpost_tui.engine import switching
     from ironpost_tui.engine.pid_file import pid_file
 
-    source = ConfigSource(args.config, args.iface, args.state_dir)
+    source = ConfigSource(args.config, args.iface, args.state_dir, cache_dir=_cache_dir(args))
     prepared: list[PreparedDatapath] = []
+    if args.headless or served is not None:
+        # A process of the engine's alone: its start's two threads (the rules checked and loaded, the program
+        # loaded beside them) hand the interpreter over at each kernel call (engine/switching.py).
+        switching.shorten()
 
     def compile_early(ebpf: EbpfSettings) -> None:
         """The program compiled while the rules are checked (the engine compiles pinned or offloaded ones)."""
@@ -194,7 +201,7 @@ def _run_engine(args: argparse.Namespace, served: Served | None = None) -> ExitS
         from ironpost_tui.kernel.xdp_link import xdp_choice
 
         if not args.persist and xdp_choice(args.xdp_mode or ebpf.xdp_mode) != XdpMode.OFFLOAD:
-            prepared.append(PreparedDatapath(ebpf.datapath(), cache_dir=_program_cache(args)))
+            prepared.append(PreparedDatapath(ebpf.datapath(), cache_dir=_cache_dir(args)))
 
     try:
         settings = source.load(on_ebpf=compile_early)
@@ -301,7 +308,7 @@ def _engine_options(args: argparse.Namespace, settings: Settings, source: Config
         xdp_mode=xdp_choice(mode),
         persist=args.persist,
         datapath=settings.ebpf.datapath(),
-        program_cache=_program_cache(args),
+        program_cache=_cache_dir(args),
         rules=settings.rules,
         protected=protected,
         force=args.force,
@@ -323,9 +330,9 @@ def _engine_options(args: argparse.Namespace, settings: Settings, source: Config
     )
 
 
-def _program_cache(args: argparse.Namespace) -> Path | None:
-    """The compiled-program cache's directory, None with --no-cache (the engine uses it only for an
-    unpinned, not offloaded program)."""
+def _cache_dir(args: argparse.Namespace) -> Path | None:
+    """The cache's directory, None with --no-cache: the compiled program (the engine uses it only for an
+    unpinned, not offloaded program) and the configuration's parse (config/parse_cache.py)."""
     return None if args.no_cache else PROGRAM_CACHE_DIR
 
 

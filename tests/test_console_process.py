@@ -873,3 +873,39 @@ def test_a_panic_signal_reaches_the_engine_from_before_its_start() -> None:
     finally:
         ours.close()
         theirs.close()
+
+
+@pytest.mark.parametrize(
+    ("headless", "served", "short"), [(True, False, True), (False, True, True), (False, False, False)]
+)
+def test_an_engine_of_its_own_process_starts_at_the_short_switch_interval(
+    headless: bool, served: bool, short: bool, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The agent's start and the console's engine process: two threads (the file's rules checked and
+    loaded, the program loaded beside them) that hand the interpreter over at each kernel call, from the
+    file's load on.  The console in one process keeps Python's interval through its start (its interface
+    renders beside the engine's start: engine/engine.py)."""
+    import argparse
+    import sys
+
+    from ironpost_tui import cli
+    from ironpost_tui.config.watch import ConfigSource
+    from ironpost_tui.engine import switching
+
+    seen: list[float] = []
+
+    def load(self: ConfigSource, on_ebpf: object = None) -> None:
+        seen.append(sys.getswitchinterval())
+        raise IronpostError("stop here")
+
+    monkeypatch.setattr(ConfigSource, "load", load)
+    args = argparse.Namespace(config=tmp_path / "ironpost.toml", iface="lab0", state_dir=tmp_path / "state",
+                              no_cache=True, headless=headless)  # fmt: skip
+    old = sys.getswitchinterval()
+    try:
+        sys.setswitchinterval(0.005)
+        with pytest.raises(IronpostError, match="stop here"):
+            cli._run_engine(args, object() if served else None)  # type: ignore[arg-type]
+    finally:
+        sys.setswitchinterval(old)
+    assert seen == [pytest.approx(switching.SWITCH_INTERVAL if short else 0.005)]

@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 from support import netlab
+from support.cache_places import PLACE_CASES
 from support.packets import frame
 from support.verdicts import XDP_DROP, XDP_PASS, Env, check, drop, mon
 
@@ -290,51 +291,6 @@ def test_a_damaged_cache_file_is_ignored_with_one_warning(
         assert dp.from_cache and not caplog.records
 
 
-def _group_writable(path: Path) -> None:
-    os.chmod(path, 0o620)
-
-
-def _other_owner(path: Path) -> None:
-    os.chown(path, 65534, 65534)
-
-
-def _symlink(path: Path) -> None:
-    real = path.parent.parent / "elsewhere"
-    real.mkdir(mode=0o700)
-    os.rename(path, real / path.name)
-    os.symlink(real / path.name, path)
-
-
-def _fifo(path: Path) -> None:
-    path.unlink()
-    os.mkfifo(path, 0o600)
-
-
-def _open_directory(path: Path) -> None:
-    os.chmod(path.parent, 0o777)
-
-
-def _linked_directory(path: Path) -> None:
-    real = path.parent.parent / "real-cache"
-    os.rename(path.parent, real)
-    os.symlink(real, path.parent)
-
-
-def _open_parent(path: Path) -> None:
-    os.chmod(path.parent.parent, 0o777)
-
-
-PLACE_CASES: dict[str, tuple[Callable[[Path], None], str]] = {
-    "group-writable": (_group_writable, "writable by its group"),
-    "owned by another uid": (_other_owner, "owned by uid 65534"),
-    "a symbolic link": (_symlink, "symbolic link"),
-    "a FIFO": (_fifo, "not a regular file"),
-    "directory writable by all": (_open_directory, "writable by its group or by others"),
-    "directory a symbolic link": (_linked_directory, "is a symbolic link"),
-    "parent writable by all": (_open_parent, "a directory above it"),
-}
-
-
 @pytest.mark.parametrize("case", PLACE_CASES)
 def test_a_cache_file_others_could_have_written_is_ignored_with_one_warning(
     case: str, good_file: tuple[str, bytes], cache_dir: Path, caplog: pytest.LogCaptureFixture
@@ -399,5 +355,5 @@ def test_a_pinned_program_is_compiled_and_never_cached(cache_dir: Path) -> None:
 def test_no_cache_on_the_command_line_turns_it_off() -> None:
     from ironpost_tui import cli
 
-    assert cli._program_cache(cli._run_parser().parse_args(["eth0"])) == program_cache.DEFAULT_DIR
-    assert cli._program_cache(cli._run_parser().parse_args(["eth0", "--no-cache"])) is None
+    assert cli._cache_dir(cli._run_parser().parse_args(["eth0"])) == program_cache.DEFAULT_DIR
+    assert cli._cache_dir(cli._run_parser().parse_args(["eth0", "--no-cache"])) is None

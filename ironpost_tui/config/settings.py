@@ -31,6 +31,7 @@ from ironpost_tui.config.check import Check, ConfigError, ConfigIssue, Table, qu
 from ironpost_tui.config.crowdsec import KEYS as CROWDSEC_KEYS
 from ironpost_tui.config.crowdsec import CrowdSecSettings, crowdsec_settings
 from ironpost_tui.config.locate import line_col, too_deep
+from ironpost_tui.config.parse_cache import ParseCache
 from ironpost_tui.config.rules import ACTIONS, MAX_DESCRIPTION_CHARS, MAX_ID_CHARS, MAX_RULES
 from ironpost_tui.config.sizes import ring_buffer_kib
 from ironpost_tui.detectors.settings import AutoBlockLimits, Detector, PortScanConfig, SynFloodConfig
@@ -127,14 +128,16 @@ class Settings:
 EbpfReady = Callable[[EbpfSettings], None]
 
 
-def load(path: Path, now: float | None = None, on_ebpf: EbpfReady | None = None) -> Settings:
+def load(
+    path: Path, now: float | None = None, on_ebpf: EbpfReady | None = None, cache_dir: Path | None = None
+) -> Settings:
     """Read and check ``path``; ConfigError with every error of the file.
 
     ``expires_in`` counts from ``now`` (default: the time of the call, i.e.
     from when the file is loaded).  ``on_ebpf``: see EbpfReady (not called when the file has errors
-    before its rules).
+    before its rules).  ``cache_dir``: where the parse is kept between starts (parse_cache.py), or None.
     """
-    return loads(read_text(path), str(path), now, on_ebpf)
+    return loads(read_text(path), str(path), now, on_ebpf, cache_dir)
 
 
 def read_text(path: Path) -> str:
@@ -168,14 +171,38 @@ def read_text(path: Path) -> str:
         raise _fail(name, f"not UTF-8 text (byte 0x{bad}): save the file as UTF-8", line, col) from None
 
 
-def loads(text: str, path: str, now: float | None = None, on_ebpf: EbpfReady | None = None) -> Settings:
+def loads(
+    text: str,
+    path: str,
+    now: float | None = None,
+    on_ebpf: EbpfReady | None = None,
+    cache_dir: Path | None = None,
+) -> Settings:
     """Check the TOML ``text`` (named ``path`` in messages); ConfigError with every error.
 
-    ``expires_in`` counts from ``now`` (default: the time of the call).
+    ``expires_in`` counts from ``now`` (default: the time of the call).  ``cache_dir``: the parse is
+    read from there when this text's was kept, and kept there once the file passes its checks.
     """
     size = len(text.encode("utf-8", "surrogatepass"))
     if size > MAX_FILE_BYTES:
         raise _fail(path, _too_big(size))
+    cache = ParseCache(cache_dir, text, MAX_DEPTH) if cache_dir is not None else None
+    data = cache.get() if cache is not None else None
+    encoded = None
+    if data is None:
+        data = _parse(text, path)
+        encoded = cache.encode(data) if cache is not None else None  # before the checks read it
+    check = Check()
+    settings = _build(check, data, Path(path), time.time() if now is None else now, on_ebpf)
+    if check.pending:
+        raise ConfigError.from_issues(check.resolve(path, text))
+    if cache is not None and encoded is not None:
+        cache.put(encoded)
+    return settings
+
+
+def _parse(text: str, path: str) -> dict[str, Any]:
+    """tomli's parse of ``text``, after the depth check; ConfigError with the first error."""
     deep = too_deep(text, MAX_DEPTH)
     if deep is not None:
         raise _fail(path, f"tables and arrays nest deeper than {MAX_DEPTH} levels: flatten the file", *deep)
@@ -189,11 +216,7 @@ def loads(text: str, path: str, now: float | None = None, on_ebpf: EbpfReady | N
         m = re.search(r"[0-9A-Fa-f_]{4000,}", text)
         pos = line_col(text, m.start()) if m else (1, 1)
         raise _fail(path, "a number has thousands of digits: no setting needs that", *pos) from None
-    check = Check()
-    settings = _build(check, data, Path(path), time.time() if now is None else now, on_ebpf)
-    if check.pending:
-        raise ConfigError.from_issues(check.resolve(path, text))
-    return settings
+    return data
 
 
 def _fail(path: str, message: str, line: int = 1, col: int = 1) -> ConfigError:

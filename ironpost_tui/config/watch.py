@@ -48,7 +48,15 @@ class _MarkingStore:
 class ConfigSource:
     """Where rules come from and where edits go: a config file, or the state file."""
 
-    def __init__(self, path: Path | None, iface: str, state_dir: Path = Path("/var/lib/ironpost")) -> None:
+    def __init__(
+        self,
+        path: Path | None,
+        iface: str,
+        state_dir: Path = Path("/var/lib/ironpost"),
+        cache_dir: Path | None = None,
+    ) -> None:
+        """``cache_dir``: where the file's parse is kept between loads (parse_cache.py), or None."""
+        self.cache_dir = cache_dir
         if path is None and DEFAULT_CONFIG.exists():
             path = DEFAULT_CONFIG
         if path is not None:
@@ -65,7 +73,7 @@ class ConfigSource:
 
     def load(self, on_ebpf: config_mod.EbpfReady | None = None) -> Settings:
         self.mark()
-        return config_mod.load(self.path, on_ebpf=on_ebpf)
+        return config_mod.load(self.path, on_ebpf=on_ebpf, cache_dir=self.cache_dir)
 
     def _stat(self) -> tuple[int, int, int] | None:
         try:

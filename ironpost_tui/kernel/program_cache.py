@@ -23,21 +23,18 @@ compiled.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import importlib.util
 import json
 import logging
 import os
-import secrets
-import stat
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ironpost_tui import trust
+from ironpost_tui.cache_dir import CacheFile, CacheRefused
 from ironpost_tui.kernel import abi, libbpf
 from ironpost_tui.kernel.bpf_map import MapSpec
 from ironpost_tui.kernel.program_file import (
@@ -45,7 +42,6 @@ from ironpost_tui.kernel.program_file import (
     FORMAT,
     CachedMap,
     CachedProgram,
-    CacheRefused,
     decode,
     encode,
     ld_imm64,
@@ -204,28 +200,14 @@ def load(prog: CachedProgram) -> LoadedProgram:
 
 
 class ProgramCache:
-    """The cache directory (root's own: created 0700) and the file for one key in it."""
+    """The cache directory (root's own: created 0700) and the file for one key in it (cache_dir.py)."""
 
     def __init__(self, directory: Path, key: str, name: str) -> None:
         self.directory = directory
         self.key = key
         self.name = name
-        self.path = directory / f"{FILE_PREFIX}{key[:40]}{FILE_SUFFIX}"
-        self._untrusted = False  # the directory was refused on read: said once, not again on write
-
-    def _directory_problem(self) -> str | None:
-        try:
-            st = os.lstat(self.directory)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            return f"its directory cannot be examined ({exc.strerror})"
-        if stat.S_ISLNK(st.st_mode):
-            return f"its directory {self.directory} is a symbolic link"
-        problem = trust.directory_problem(self.directory, "its directory", sticky_ok=False)
-        for parent in self.directory.parents:
-            problem = problem or trust.directory_problem(parent, "a directory above it")
-        return problem
+        self._file = CacheFile(directory, FILE_PREFIX, FILE_SUFFIX, key, MAX_FILE_BYTES, KEEP_FILES)
+        self.path = self._file.path
 
     def _warn(self, what: str, why: str) -> None:
         warn(self.path, what, why)
@@ -233,7 +215,7 @@ class ProgramCache:
     def read(self) -> CachedProgram | None:
         """The program in the file for this key, or None: absent (silently) or refused (one warning)."""
         try:
-            return self._read()
+            return decode(self._file.read("program cache"), self.key, self.name)
         except FileNotFoundError:
             return None
         except CacheRefused as exc:
@@ -242,76 +224,14 @@ class ProgramCache:
             self._warn("ignored, the program compiled instead", f"{exc.strerror or exc}")
         return None
 
-    def _read(self) -> CachedProgram | None:
-        problem = self._directory_problem()
-        if problem is not None:
-            self._untrusted = True
-            raise CacheRefused(problem)
-        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-        try:
-            fd = os.open(self.path, flags)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise CacheRefused("it is a symbolic link") from None
-            raise
-        with os.fdopen(fd, "rb") as f:
-            st = os.fstat(f.fileno())
-            problem = trust.file_problem(st, self.path, "program cache")
-            if problem is not None:
-                raise CacheRefused(problem)
-            if st.st_size > MAX_FILE_BYTES:
-                raise CacheRefused(f"it is {st.st_size} bytes, more than {MAX_FILE_BYTES}")
-            data = f.read(MAX_FILE_BYTES + 1)
-        if len(data) > MAX_FILE_BYTES:
-            raise CacheRefused(f"it is more than {MAX_FILE_BYTES} bytes")
-        return decode(data, self.key, self.name)
-
     def write(self, prog: CachedProgram) -> bool:
         """Save ``prog`` atomically (mode 0600); a failure is one warning, never an error."""
-        if self._untrusted:
+        if self._file.untrusted:
             log.debug("compiled-program cache %s not saved: its directory was refused", self.path)
             return False
         try:
-            self._write(encode(prog))
+            self._file.write(encode(prog))
         except (CacheRefused, OSError) as exc:
             self._warn("not saved", str(exc) if isinstance(exc, CacheRefused) else f"{exc.strerror or exc}")
             return False
         return True
-
-    def _write(self, data: bytes) -> None:
-        os.makedirs(self.directory, mode=0o700, exist_ok=True)
-        problem = self._directory_problem()
-        if problem is not None:
-            raise CacheRefused(problem)
-        tmp = self.directory / f".{FILE_PREFIX}{secrets.token_hex(8)}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                os.fchmod(f.fileno(), 0o600)
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        dfd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-        self._prune()
-
-    def _prune(self) -> None:
-        """Keep the newest KEEP_FILES files (other settings' programs); ours is the newest."""
-        files = []
-        for entry in os.scandir(self.directory):
-            if entry.name.startswith(FILE_PREFIX) and entry.name.endswith(FILE_SUFFIX):
-                with contextlib.suppress(OSError):
-                    st = entry.stat(follow_symlinks=False)
-                    if stat.S_ISREG(st.st_mode):
-                        files.append((st.st_mtime_ns, entry.path))
-        for _, path in sorted(files, reverse=True)[KEEP_FILES:]:
-            with contextlib.suppress(OSError):
-                os.unlink(path)

@@ -18,6 +18,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+from ironpost_tui.cache_dir import CacheRefused
 from ironpost_tui.kernel.bpf_map import MapSpec
 
 FORMAT = 1
@@ -29,10 +30,6 @@ BPF_PSEUDO_MAP_FD = 1
 _INSN = struct.Struct("<BBhi")  # code, dst_reg:4 src_reg:4, off, imm
 _NAME = re.compile(r"[A-Za-z0-9_.]{1,15}")
 _U32 = 1 << 32
-
-
-class CacheRefused(ValueError):
-    """A cache file that is not used: the message says why (one line)."""
 
 
 @dataclass(frozen=True)

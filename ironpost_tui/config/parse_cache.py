@@ -1,0 +1,118 @@
+"""The configuration file's TOML parse kept on disk, so that a start with the file unchanged since the last
+start skips the parse.
+
+Of a 10,000-rule file's start, the depth check (locate.too_deep) and tomli's parse take some 130 ms on the
+build VMs; reading the same tables back from JSON takes 4.  Only the parse is kept: every setting and rule
+is checked on it at every start, as on a fresh parse (``now``, the host's addresses and the kernel's room
+are the start's own).
+
+The file is named by a key over what the parse depends on: the text, tomli's version, the depth limit and
+this format.  An edited file is another key; the newest KEEP_FILES files stay.  It lives in root's cache
+directory, trusted as the compiled program's is (cache_dir.py), and holds a header line (the key, and
+a sha256 of the data line, so that a file cut short or damaged is never half-used) and the data line.
+A file that fails any check is one warning and the configuration parsed.
+
+Not kept: a parse holding a date or a time (JSON has neither), or a float that is not finite.  Every value
+of the file is kept, a CrowdSec API key written in it too: the cache file is 0600 in a 0700 directory of
+root's, as the configuration itself should be.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from ironpost_tui.cache_dir import CacheFile, CacheRefused
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+FILE_PREFIX = "config-"
+FILE_SUFFIX = ".json"
+MAX_FILE_BYTES = 32 * 1024 * 1024  # a 10 MiB file's JSON (non-ASCII text kept as UTF-8, not escaped)
+KEEP_FILES = 4
+
+
+def parser_version() -> str:
+    import tomli
+
+    return str(getattr(tomli, "__version__", ""))
+
+
+def cache_key(text: str, max_depth: int) -> str:
+    """sha256 over what the parse depends on."""
+    h = hashlib.sha256()
+    h.update(json.dumps(["ironpost-config-parse", FORMAT, parser_version(), max_depth]).encode())
+    h.update(b"\n")
+    h.update(text.encode("utf-8", "surrogatepass"))
+    return h.hexdigest()
+
+
+class ParseCache:
+    """The parse of one text, in ``directory``."""
+
+    def __init__(self, directory: Path, text: str, max_depth: int) -> None:
+        self.key = cache_key(text, max_depth)
+        self._file = CacheFile(directory, FILE_PREFIX, FILE_SUFFIX, self.key, MAX_FILE_BYTES, KEEP_FILES)
+        self.path = self._file.path
+
+    def _warn(self, what: str, why: str) -> None:
+        why = " ".join(why.split())
+        extra = {"event": "config_cache", "path": str(self.path), "why": why}
+        log.warning("configuration cache %s %s (%s)", self.path, what, why, extra=extra)
+
+    def get(self) -> dict[str, Any] | None:
+        """The parse kept for this text, or None: absent (silently) or refused (one warning)."""
+        try:
+            return self._decode(self._file.read("cache"))
+        except FileNotFoundError:
+            return None
+        except CacheRefused as exc:
+            self._warn("ignored, the file parsed instead", str(exc))
+        except OSError as exc:
+            self._warn("ignored, the file parsed instead", f"{exc.strerror or exc}")
+        return None
+
+    def _decode(self, raw: bytes) -> dict[str, Any]:
+        head, newline, body = raw.partition(b"\n")
+        try:
+            header = json.loads(head)
+        except ValueError:
+            raise CacheRefused("its header is not JSON") from None
+        if not newline or not isinstance(header, dict) or header.get("format") != FORMAT:
+            raise CacheRefused("it is not of this format")
+        if header.get("key") != self.key:
+            raise CacheRefused("it holds another file's parse")
+        if header.get("data_sha256") != hashlib.sha256(body).hexdigest():
+            raise CacheRefused("its data does not match its digest: cut short or damaged")
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise CacheRefused("its data is not JSON") from None
+        if not isinstance(data, dict):
+            raise CacheRefused("its data is not a table")
+        return data
+
+    def encode(self, data: dict[str, Any]) -> bytes | None:
+        """The file put() writes for ``data``, or None when JSON cannot hold it as it is (a date or time,
+        a float that is not finite).  Made before the checks read ``data``."""
+        try:
+            body = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            log.debug("configuration parse not cached: %s", exc)
+            return None
+        header = {"format": FORMAT, "key": self.key, "data_sha256": hashlib.sha256(body).hexdigest()}
+        return json.dumps(header).encode() + b"\n" + body
+
+    def put(self, encoded: bytes) -> None:
+        """Save what encode() made; a failure is one warning, never an error."""
+        if self._file.untrusted:
+            log.debug("configuration cache %s not saved: its directory was refused", self.path)
+            return
+        try:
+            self._file.write(encoded)
+        except (CacheRefused, OSError) as exc:
+            self._warn("not saved", str(exc) if isinstance(exc, CacheRefused) else f"{exc.strerror or exc}")
