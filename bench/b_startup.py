@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import compileall
 import contextlib
+import hashlib
 import os
 import re
 import secrets
@@ -315,7 +316,14 @@ def run(report: Report, opts: core.Options) -> None:
         floor_once(lab.host_if)  # warm the page cache for both
         # A start as on a host that has started once: the compiled-program cache holds this program.
         port = rig.free_port()  # one for the run: the file's text stays the same from one start to the next
-        rig.retry_host_address_race(lambda: headless_once(lab.host_if, wd / "warm-up", rules_config(opts.seed, port)))
+        texts: set[str] = set()  # the texts of the starts after the first (the warm-up's among them)
+
+        def same_config() -> str:
+            text = rules_config(opts.seed, port)
+            texts.add(hashlib.sha256(text.encode()).hexdigest())
+            return text
+
+        rig.retry_host_address_race(lambda: headless_once(lab.host_if, wd / "warm-up", same_config()))
         kinds = ["floor", "loaded-floor", "headless", "headless-edited", "headless-compiled"] + (
             ["console", "textual-floor"] if console_ok else []
         )
@@ -331,7 +339,7 @@ def run(report: Report, opts: core.Options) -> None:
                     figs["loaded_floor_rss_mib"].append(rss)
                 elif kind == "headless":
                     s, rss, line = rig.retry_host_address_race(
-                        lambda i=i: headless_once(lab.host_if, wd / f"agent-{i}", rules_config(opts.seed, port))  # type: ignore[misc]
+                        lambda i=i: headless_once(lab.host_if, wd / f"agent-{i}", same_config())  # type: ignore[misc]
                     )
                     figs["headless_s"].append(s)
                     figs["headless_rss_mib"].append(rss)
@@ -357,15 +365,19 @@ def run(report: Report, opts: core.Options) -> None:
                 else:
 
                     def first_frame(i: int = i) -> tuple[float, str]:
-                        with console(lab.host_if, wd / f"console-{i}", rules_config(opts.seed, port)) as t:
+                        with console(lab.host_if, wd / f"console-{i}", same_config()) as t:
                             return wait_first_frame(t, rules=figs["rules"]), t.capture()
 
                     secs, figs["console_first_live_screen"] = rig.retry_host_address_race(first_frame)
                     figs["console_s"].append(secs)
     f = median(figs["floor_s"])
     h = median(figs["headless_s"])
+    figs["config_texts"] = len(texts)
+    moved = "" if len(texts) == 1 else (
+        f"the file's text changed between starts ({len(texts)} texts: the host's addresses moved), so some of these "
+        "starts parsed it")  # fmt: skip
     report.budget(NAME, "headless, 10,000 rules: spawn to ready", h, "s", h <= 2.5 * f, "<= 2.5x floor (goal 2x)",
-                  beside=f"floor {f:.2f} s", ratio=h / f)  # fmt: skip
+                  beside=f"floor {f:.2f} s", ratio=h / f, note=moved)  # fmt: skip
     lf, lrss = median(figs["loaded_floor_s"]), median(figs["loaded_floor_rss_mib"])
     hrss = median(figs["headless_rss_mib"])
     report.info(NAME, "headless, 10,000 rules: spawn to ready, beside a floor with no compile", h, "s",
@@ -386,7 +398,7 @@ def run(report: Report, opts: core.Options) -> None:
         return
     c = median(figs["console_s"])
     report.budget(NAME, "console, 10,000 rules: spawn to attached, panes live", c, "s", c <= 2.5 * f,
-                  "<= 2.5x floor (goal 2x)", beside=f"floor {f:.2f} s", ratio=c / f)  # fmt: skip
+                  "<= 2.5x floor (goal 2x)", beside=f"floor {f:.2f} s", ratio=c / f, note=moved)  # fmt: skip
     tf = median(figs["textual_floor_s"])
     report.info(NAME, "a bare Textual app (four titled panes, no engine): spawn to first frame", tf, "s",
                 beside=f"floor {f:.2f} s", ratio=tf / f,

@@ -19,9 +19,12 @@ import errno
 import os
 import secrets
 import stat
+import time
 from pathlib import Path
 
 from ironpost_tui import trust
+
+STALE_TEMP_NS = 3600 * 10**9  # a temporary file this old is a killed writer's
 
 
 class CacheRefused(ValueError):
@@ -82,9 +85,10 @@ class CacheFile:
             raise CacheRefused(f"it is more than {self.max_bytes} bytes")
         return data
 
-    def write(self, data: bytes) -> None:
-        """Save ``data`` atomically (mode 0600), then keep the newest files of the kind; CacheRefused when
-        the directory is not trusted, OSError when the write fails."""
+    def write(self, data: bytes, durable: bool = True) -> None:
+        """Save ``data`` atomically (mode 0600), then keep the files of the kind used last; CacheRefused when
+        the directory is not trusted, OSError when the write fails.  ``durable``: fsynced (file and
+        directory) before and after the rename; a file whose content says when it is whole may skip it."""
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         problem = self.directory_problem()
         if problem is not None:
@@ -96,28 +100,39 @@ class CacheFile:
                 os.fchmod(f.fileno(), 0o600)
                 f.write(data)
                 f.flush()
-                os.fsync(f.fileno())
+                if durable:
+                    os.fsync(f.fileno())
             os.replace(tmp, self.path)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        dfd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-        self._prune()
+        if durable:
+            dfd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        with contextlib.suppress(OSError):  # saved: a failure to tidy up is no failure of the write
+            self._prune()
 
     def _prune(self) -> None:
-        """Keep the ``keep`` files of this kind written or read last (other keys'); this one is the newest."""
+        """Keep the ``keep`` files of this kind written or read last (other keys'); this one is the newest.
+        A temporary file of the kind a killed process left (an hour old) goes too."""
         files = []
+        stale = time.time_ns() - STALE_TEMP_NS
         for entry in os.scandir(self.directory):
-            if entry.name.startswith(self.prefix) and entry.name.endswith(self.suffix):
-                with contextlib.suppress(OSError):
-                    st = entry.stat(follow_symlinks=False)
-                    if stat.S_ISREG(st.st_mode):
-                        files.append((st.st_mtime_ns, entry.path))
+            temp = entry.name.startswith(f".{self.prefix}") and entry.name.endswith(".tmp")
+            if not temp and not (entry.name.startswith(self.prefix) and entry.name.endswith(self.suffix)):
+                continue
+            with contextlib.suppress(OSError):
+                st = entry.stat(follow_symlinks=False)
+                if not stat.S_ISREG(st.st_mode):
+                    continue
+                if not temp:
+                    files.append((st.st_mtime_ns, entry.path))
+                elif st.st_mtime_ns < stale:
+                    os.unlink(entry.path)
         for _, path in sorted(files, reverse=True)[self.keep :]:
             with contextlib.suppress(OSError):
                 os.unlink(path)

@@ -204,7 +204,7 @@ def _run_engine(args: argparse.Namespace, served: Served | None = None) -> ExitS
             prepared.append(PreparedDatapath(ebpf.datapath(), cache_dir=_cache_dir(args)))
 
     try:
-        settings = source.load(on_ebpf=compile_early)
+        settings = source.load(on_ebpf=compile_early, cached=True)
         set_log_level(settings.general.log_level)
         log_format.configure(args.log_format or settings.general.log_format)
         if args.headless and args.record is not None:

@@ -6,10 +6,12 @@ The aggregates are what the kernel's SRC_SKETCH/DST_SKETCH ways hold: cumulative
 
 from __future__ import annotations
 
+import ipaddress
+
 from ironpost_tui.detectors import AlertBook, DetectionPipeline, Finding, WindowSums
-from ironpost_tui.detectors.alerts import MANY_SOURCES
+from ironpost_tui.detectors.alerts import MANY_SOURCES, MAX_OPEN, ChangeKind
 from ironpost_tui.detectors.pipeline import address_of
-from ironpost_tui.detectors.settings import PortScanConfig, SynFloodConfig
+from ironpost_tui.detectors.settings import Detector, PortScanConfig, SynFloodConfig
 from ironpost_tui.detectors.targets import MANY_PORTS, SourceTargets, Target
 from ironpost_tui.kernel import abi
 
@@ -404,3 +406,64 @@ def test_target_text_round_trips_and_hostile_text_is_refused() -> None:
             assert "\n" not in str(exc) and len(str(exc)) < 200
         else:
             raise AssertionError(f"{bad!r} parsed")
+
+
+def _flood_findings(first: int, n: int, count: int = 150) -> list[Finding]:
+    """``n`` one-source SYN-flood findings, sources first .. first + n - 1 (addresses of 198.18.0.0/15)."""
+    return [
+        Finding(Detector.SYN_FLOOD, (str(ipaddress.IPv4Address(0xC6120000 + i)), "this host"), "high", count, 10.0, "s")
+        for i in range(first, first + n)
+    ]
+
+
+def test_past_max_open_alerts_new_sources_are_one_many_sources_alert() -> None:
+    """Spoofed sources each over the SYN-flood threshold: MAX_OPEN one-source alerts, then one alert for the
+    rest, updated while they keep coming and resolved when they stop; the book never holds more."""
+    book = AlertBook(quiet_secs=30.0)
+    # The negative control: up to the limit, every source is its own alert.
+    changes = book.update(_flood_findings(0, MAX_OPEN), now=0.0)
+    assert len(changes) == MAX_OPEN and all(c.kind is ChangeKind.RAISED for c in changes)
+    assert MANY_SOURCES not in set(book.sources())
+    # 50 more (the largest count first: one of them counts more than the rest and is raised... no room).
+    more = _flood_findings(MAX_OPEN, 50, count=120)
+    changes = book.update(_flood_findings(0, MAX_OPEN) + more, now=0.5)
+    [raised] = [c for c in changes if c.kind is ChangeKind.RAISED]
+    assert (raised.alert.source, raised.alert.target, raised.alert.severity) == (MANY_SOURCES, "this host", "critical")
+    assert raised.alert.count == 50 * 120 and "50 more sources" in raised.alert.summary
+    assert len(book.active) == MAX_OPEN + 1
+    # 5,000 more the next tick: still one alert for them, updated.
+    changes = book.update(_flood_findings(0, MAX_OPEN) + _flood_findings(MAX_OPEN, 5_000, count=120), now=1.0)
+    [updated] = [c for c in changes if c.alert.source == MANY_SOURCES]
+    assert updated.kind is ChangeKind.UPDATED and "5,000 more sources" in updated.alert.summary
+    assert len(book.active) == MAX_OPEN + 1
+    # They stop: the many-sources alert resolves after the quiet time, as one.
+    book.update(_flood_findings(0, MAX_OPEN), now=20.0)
+    changes = book.update(_flood_findings(0, MAX_OPEN), now=31.5)
+    assert [c.kind for c in changes if c.alert.source == MANY_SOURCES] == [ChangeKind.RESOLVED]
+    assert len(book.active) == MAX_OPEN
+
+
+def test_with_room_again_a_held_back_source_is_raised_as_its_own_alert() -> None:
+    book = AlertBook(quiet_secs=30.0)
+    book.update(_flood_findings(0, MAX_OPEN), now=0.0)
+    held = _flood_findings(MAX_OPEN, 1)
+    book.update(_flood_findings(0, MAX_OPEN) + held, now=0.5)
+    assert held[0].key[0] not in set(book.sources())
+    # The first thousand sources go quiet and resolve; at the next tick the held-back source, still found,
+    # gets its own alert (and the many-sources alert, no longer found, waits out its quiet time).
+    book.update(_flood_findings(1_000, MAX_OPEN - 1_000) + held, now=10.0)
+    changes = book.update(_flood_findings(1_000, MAX_OPEN - 1_000) + held, now=31.0)
+    assert sum(c.kind is ChangeKind.RESOLVED for c in changes) == 1_000
+    assert not [c for c in changes if c.kind is ChangeKind.RAISED]
+    changes = book.update(_flood_findings(1_000, MAX_OPEN - 1_000) + held, now=31.5)
+    raised = [c.alert.source for c in changes if c.kind is ChangeKind.RAISED]
+    assert raised == [held[0].key[0]]
+
+
+def test_a_many_sources_incident_of_the_detector_takes_the_held_back_sources_in() -> None:
+    book = AlertBook()
+    book.update(_flood_findings(0, MAX_OPEN), now=0.0)
+    distributed = Finding(Detector.SYN_FLOOD, (MANY_SOURCES, "this host"), "critical", 99_999, 10.0, "d")
+    changes = book.update([*_flood_findings(0, MAX_OPEN), *_flood_findings(MAX_OPEN, 10), distributed], now=0.5)
+    [raised] = [c.alert for c in changes if c.kind is ChangeKind.RAISED]
+    assert (raised.count, raised.summary) == (99_999, "d")

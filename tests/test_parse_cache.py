@@ -101,68 +101,91 @@ def test_an_edited_text_is_parsed_and_kept_under_another_name(cache_dir: Path) -
     assert parse_cache.cache_key(TEXT, settings.MAX_DEPTH) != parse_cache.cache_key(edited, settings.MAX_DEPTH)
 
 
-def test_the_checks_run_on_a_cached_parse(cache_dir: Path) -> None:
-    """Only the parse is kept: a rule that expired since, judged at the start's time, is refused again."""
+def test_the_checks_run_on_a_cached_parse(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the parse is kept: an ``expires_in`` counts from the time of the load that reads it."""
     timed = TEXT + '\n[[ebpf.rules]]\nid = "short"\nsrc_ip = "198.18.5.9"\nexpires_in = "1m"\n'
     settings.loads(timed, "a.toml", now=1000.0, cache_dir=cache_dir)
     assert files(cache_dir)
+    no_parse = NoParse(monkeypatch)
     later = settings.loads(timed, "a.toml", now=5000.0, cache_dir=cache_dir)
+    assert no_parse.calls == 0
     [rule] = [r for r in later.rules if r.id == "short"]
     assert rule.expires_at == 5060.0  # counted from this load's time, not the first's
 
 
 def test_the_files_used_last_are_kept(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Past KEEP_FILES the file used longest ago goes: the file in use stays however many edits are tried
-    beside it (a read counts as a use)."""
+    beside it, each of its reads counting as a use (it is written once, then only read)."""
     settings.loads(TEXT, "a.toml", cache_dir=cache_dir)
     [in_use] = files(cache_dir)
+    inode = in_use.stat().st_ino
     for i in range(parse_cache.KEEP_FILES + 3):
-        os.utime(in_use, (1, 1))  # as if written long ago
-        settings.loads(TEXT + f"# edit {i}\n", "a.toml", cache_dir=cache_dir)
-        settings.loads(TEXT, "a.toml", cache_dir=cache_dir)  # the file as it is: read, so touched
-    assert len(files(cache_dir)) == parse_cache.KEEP_FILES and in_use.exists()
-    no_parse = NoParse(monkeypatch)
-    settings.loads(TEXT, "a.toml", cache_dir=cache_dir)
-    assert no_parse.calls == 0
+        os.utime(in_use, (1, 1))  # as if written long ago ...
+        with monkeypatch.context() as m:
+            no_parse = NoParse(m)  # type: ignore[arg-type]
+            settings.loads(TEXT, "a.toml", cache_dir=cache_dir)  # ... and read now: touched
+            assert no_parse.calls == 0
+        settings.loads(TEXT + f"# edit {i}\n", "a.toml", cache_dir=cache_dir)  # another file, kept beside it
+    assert len(files(cache_dir)) == parse_cache.KEEP_FILES and in_use.stat().st_ino == inode
     # The negative control: not read between the edits, it is the oldest and goes.
-    monkeypatch.undo()
     os.utime(in_use, (1, 1))
     settings.loads(TEXT + "# another edit\n", "a.toml", cache_dir=cache_dir)
     assert not in_use.exists() and len(files(cache_dir)) == parse_cache.KEEP_FILES
 
 
 @pytest.mark.parametrize(
-    "text",
+    ("text", "refused"),
     [
-        TEXT + '\n[[ebpf.rules]]\nid = "t"\nsrc_ip = "198.18.5.7"\nexpires_at = 2030-01-01T00:00:00Z\n',
-        TEXT.replace("[general]", "[general]\n# a file with an error is not kept").replace('"info"', '"loud"'),
+        (TEXT + '\n[[ebpf.rules]]\nid = "t"\nsrc_ip = "198.18.5.7"\nexpires_at = 2030-01-01T00:00:00Z\n', False),
+        (TEXT.replace('"info"', '"loud"'), True),
+        ("[container]\n" + "".join(f"k{i} = 9e15\n" for i in range(2_000)), False),
     ],
-    ids=["a date (JSON has none)", "a file with an error"],
+    ids=["a date (JSON has none)", "a file with an error", "a parse whose JSON is over the limit"],
 )
-def test_what_is_not_kept(text: str, cache_dir: Path) -> None:
-    try:
+def test_what_is_not_kept(text: str, refused: bool, cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not refused:
+        monkeypatch.setattr(parse_cache, "MAX_FILE_BYTES", 40_000)  # the last case: some 44 KB of JSON
+    if refused:
+        with pytest.raises(ConfigError):
+            settings.loads(text, "a.toml", cache_dir=cache_dir)
+    else:
         settings.loads(text, "a.toml", cache_dir=cache_dir)
-    except ConfigError:
-        pass
     assert files(cache_dir) == []
     settings.loads(TEXT, "a.toml", cache_dir=cache_dir)  # the positive control: a plain file is kept
     assert len(files(cache_dir)) == 1
 
 
-def test_without_a_cache_directory_nothing_is_written(tmp_path: Path) -> None:
+class NoCache:
+    """ParseCache replaced by one that fails the test: a load that would read or keep a parse is seen."""
+
+    def __init__(self, *args: object) -> None:
+        raise AssertionError("a parse cache was made")
+
+
+def test_without_a_cache_directory_nothing_is_read_or_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The library's ConfigSource (no cache_dir) and check-config parse every time and keep nothing."""
     path = tmp_path / "ironpost.toml"
     path.write_text(TEXT)
     os.chmod(path, 0o600)
-    ConfigSource(path, "eth0", state_dir=tmp_path / "state").load()
-    assert [p.name for p in tmp_path.iterdir()] == ["ironpost.toml"]
+    source = ConfigSource(path, "eth0", state_dir=tmp_path / "state")
+    assert source.cache_dir is None
+    monkeypatch.setattr(settings, "ParseCache", NoCache)
+    source.load(cached=True)
+    settings.load(path)
+    # The negative control: given a directory, a load makes one.
+    with pytest.raises(AssertionError, match="a parse cache was made"):
+        settings.load(path, cache_dir=tmp_path / "cache")
 
 
-def test_config_source_keeps_the_parse_where_it_is_told(tmp_path: Path, cache_dir: Path) -> None:
+def test_config_source_keeps_the_parse_at_a_start_and_not_at_a_reload(tmp_path: Path, cache_dir: Path) -> None:
+    """A start's load (cached=True) reads and keeps the parse; a reload (under the engine's lock) neither."""
     path = tmp_path / "ironpost.toml"
     path.write_text(TEXT)
     os.chmod(path, 0o600)
-    ConfigSource(path, "eth0", state_dir=tmp_path / "state", cache_dir=cache_dir).load()
+    source = ConfigSource(path, "eth0", state_dir=tmp_path / "state", cache_dir=cache_dir)
+    source.load()  # a reload
+    assert files(cache_dir) == []
+    source.load(cached=True)
     assert len(files(cache_dir)) == 1
 
 
@@ -266,11 +289,21 @@ def _header(change: Any) -> Any:
     return apply
 
 
+def _data(raw: bytes, body: bytes) -> bytes:
+    """``raw``'s header over another data line, its digest made to match (what only root could write)."""
+    head, _, _ = raw.partition(b"\n")
+    header = json.loads(head)
+    header["data_sha256"] = hashlib.sha256(body).hexdigest()
+    return json.dumps(header).encode() + b"\n" + body
+
+
 CONTENT_CASES: dict[str, tuple[Any, str]] = {
     "cut short": (lambda raw: raw[: len(raw) // 2], "does not match its digest"),
     "a value changed": (lambda raw: raw.replace(b"198.18.5.1", b"198.18.5.6"), "does not match its digest"),
     "no data line": (lambda raw: raw.partition(b"\n")[0], "not of this format"),
     "header not JSON": (lambda raw: b"{" + raw, "header is not JSON"),
+    "data not as written": (lambda raw: _data(raw, b'{"x": NaN}'), "not JSON as this cache writes it"),
+    "data nested past recursion": (lambda raw: _data(raw, b"[" * 100_000 + b"]" * 100_000), "not JSON as"),
     "another format": (_header(lambda h: h.update(format=99)), "not of this format"),
     "another text's": (_header(lambda h: h.update(key="0" * 64)), "another file's parse"),
     "oversized": (lambda raw: raw + b" " * parse_cache.MAX_FILE_BYTES, "more than"),
@@ -314,3 +347,16 @@ def test_a_cache_file_others_could_have_written_is_ignored_with_one_warning(
     spoil, why = PLACE_CASES[case]
     spoil(path)
     load_warns_once_and_parses(cache_dir, caplog, why)
+
+
+def test_a_killed_writers_temporary_file_goes_at_the_next_write(cache_dir: Path) -> None:
+    settings.loads(TEXT, "a.toml", cache_dir=cache_dir)
+    old = cache_dir / f".{parse_cache.FILE_PREFIX}0123456789abcdef.tmp"
+    fresh = cache_dir / f".{parse_cache.FILE_PREFIX}fedcba9876543210.tmp"
+    other = cache_dir / ".ironpost_xdp-0123456789abcdef.tmp"  # the compiled program's kind: not this one's
+    for p in (old, fresh, other):
+        p.write_bytes(b"half")
+    for p in (old, other):
+        os.utime(p, (1, 1))
+    settings.loads(TEXT + "# edited\n", "a.toml", cache_dir=cache_dir)
+    assert not old.exists() and fresh.exists() and other.exists()

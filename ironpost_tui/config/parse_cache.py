@@ -23,7 +23,7 @@ import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ironpost_tui.cache_dir import CacheFile, CacheRefused
 
@@ -32,7 +32,9 @@ log = logging.getLogger(__name__)
 FORMAT = 1
 FILE_PREFIX = "config-"
 FILE_SUFFIX = ".json"
-MAX_FILE_BYTES = 32 * 1024 * 1024  # a 10 MiB file's JSON (non-ASCII text kept as UTF-8, not escaped)
+# A 10 MiB file's JSON is mostly smaller than it (non-ASCII text kept as UTF-8), but may be up to 4 times
+# larger (``9e15`` is ``9000000000000000.0``, ``"\e"`` is ``"\u001b"``): a parse whose JSON is larger is not kept.
+MAX_FILE_BYTES = 32 * 1024 * 1024
 KEEP_FILES = 4
 
 
@@ -42,10 +44,26 @@ def parser_version() -> str:
     return str(getattr(tomli, "__version__", ""))
 
 
+# The modules whose code decides what a text parses to, or whether it is refused before it is parsed (the
+# depth check): a change to any of them (an upgrade) is another key.
+_PARSE_MODULES = ("locate.py", "settings.py", "parse_cache.py")
+
+
+def _code_digest() -> str:
+    h = hashlib.sha256()
+    here = Path(__file__).parent
+    for name in _PARSE_MODULES:
+        try:
+            h.update((here / name).read_bytes())
+        except OSError:
+            h.update(b"?")
+    return h.hexdigest()
+
+
 def cache_key(text: str, max_depth: int) -> str:
     """sha256 over what the parse depends on."""
     h = hashlib.sha256()
-    h.update(json.dumps(["ironpost-config-parse", FORMAT, parser_version(), max_depth]).encode())
+    h.update(json.dumps(["ironpost-config-parse", FORMAT, parser_version(), max_depth, _code_digest()]).encode())
     h.update(b"\n")
     h.update(text.encode("utf-8", "surrogatepass"))
     return h.hexdigest()
@@ -89,9 +107,9 @@ class ParseCache:
         if header.get("data_sha256") != hashlib.sha256(body).hexdigest():
             raise CacheRefused("its data does not match its digest: cut short or damaged")
         try:
-            data = json.loads(body)
-        except ValueError:
-            raise CacheRefused("its data is not JSON") from None
+            data = json.loads(body, parse_constant=_not_finite)
+        except (ValueError, RecursionError):
+            raise CacheRefused("its data is not JSON as this cache writes it") from None
         if not isinstance(data, dict):
             raise CacheRefused("its data is not a table")
         return data
@@ -105,7 +123,11 @@ class ParseCache:
             log.debug("configuration parse not cached: %s", exc)
             return None
         header = {"format": FORMAT, "key": self.key, "data_sha256": hashlib.sha256(body).hexdigest()}
-        return json.dumps(header).encode() + b"\n" + body
+        encoded = json.dumps(header).encode() + b"\n" + body
+        if len(encoded) > MAX_FILE_BYTES:
+            log.debug("configuration parse not cached: its JSON is %d bytes", len(encoded))
+            return None
+        return encoded
 
     def put(self, encoded: bytes) -> None:
         """Save what encode() made; a failure is one warning, never an error."""
@@ -113,6 +135,11 @@ class ParseCache:
             log.debug("configuration cache %s not saved: its directory was refused", self.path)
             return
         try:
-            self._file.write(encoded)
+            # Not fsynced: a file cut short by a crash fails its digest, and the next start parses.
+            self._file.write(encoded, durable=False)
         except (CacheRefused, OSError) as exc:
             self._warn("not saved", str(exc) if isinstance(exc, CacheRefused) else f"{exc.strerror or exc}")
+
+
+def _not_finite(word: str) -> NoReturn:
+    raise ValueError(f"{word} is not written by this cache")

@@ -55,7 +55,7 @@ class ConfigSource:
         state_dir: Path = Path("/var/lib/ironpost"),
         cache_dir: Path | None = None,
     ) -> None:
-        """``cache_dir``: where the file's parse is kept between loads (parse_cache.py), or None."""
+        """``cache_dir``: where the file's parse is kept between starts (parse_cache.py), or None."""
         self.cache_dir = cache_dir
         if path is None and DEFAULT_CONFIG.exists():
             path = DEFAULT_CONFIG
@@ -71,9 +71,11 @@ class ConfigSource:
         self._seen: tuple[int, int, int] | None = None
         self._digest: bytes | None = None
 
-    def load(self, on_ebpf: config_mod.EbpfReady | None = None) -> Settings:
+    def load(self, on_ebpf: config_mod.EbpfReady | None = None, cached: bool = False) -> Settings:
+        """The file's settings.  ``cached``: its parse read from and kept in ``cache_dir`` (a start's load;
+        a reload, under the engine's lock, parses and writes nothing)."""
         self.mark()
-        return config_mod.load(self.path, on_ebpf=on_ebpf, cache_dir=self.cache_dir)
+        return config_mod.load(self.path, on_ebpf=on_ebpf, cache_dir=self.cache_dir if cached else None)
 
     def _stat(self) -> tuple[int, int, int] | None:
         try:

@@ -13,6 +13,10 @@ from ironpost_tui.model import StrEnum
 
 MANY_SOURCES = "many sources"
 QUIET_SECS = 30.0  # [detectors] quiet_secs: an incident is over after its source was silent this long
+# One-source alerts open at once, at most.  Past it, the new sources a detector finds are one many-sources
+# alert of that detector's (AlertBook._within_limit): spoofed sources, each over a threshold, never grow
+# the book (and every tick's walk of it) without bound.  The console keeps as many (ui/state.py).
+MAX_OPEN = 10_000
 
 
 class AlertState(StrEnum):
@@ -221,7 +225,7 @@ class AlertBook:
         changes: list[AlertChange] = []
         found: dict[Ident, Finding] = {}
         raised: set[Ident] = set()
-        for f in findings:
+        for f in self._within_limit(findings):
             ident = (f.detector, f.key)
             found[ident] = f
             if ident in self._active:
@@ -253,6 +257,40 @@ class AlertBook:
             if change is not None:
                 changes.append(change)
         return changes
+
+    def _within_limit(self, findings: Iterable[Finding]) -> list[Finding]:
+        """``findings``, with the new one-source ones past MAX_OPEN open alerts (the largest counts raised
+        first) folded into one many-sources finding per detector and target.  Where that detector already
+        finds a many-sources incident at the target this tick (a distributed scan), those sources are in it."""
+        found = list(findings)
+        new = [f for f in found if f.key[0] != MANY_SOURCES and (f.detector, f.key) not in self._active]
+        room = MAX_OPEN - sum(1 for _detector, (source, _target) in self._active if source != MANY_SOURCES)
+        if len(new) <= room:
+            return found
+        new.sort(key=lambda f: f.count, reverse=True)
+        over = new[max(room, 0) :]
+        held = {id(f) for f in over}
+        kept = [f for f in found if id(f) not in held]
+        idents = {(f.detector, f.key) for f in kept}
+        groups: dict[tuple[Detector, str], list[Finding]] = {}
+        for f in over:
+            groups.setdefault((f.detector, f.key[1]), []).append(f)
+        for (detector, target), group in groups.items():
+            key = (MANY_SOURCES, target)
+            if (detector, key) in idents:
+                continue
+            kept.append(
+                Finding(
+                    detector,
+                    key,
+                    "critical",
+                    sum(f.count for f in group),
+                    group[0].window_secs,
+                    f"{len(group):,} more sources found while {MAX_OPEN:,} alerts of one source are open: "
+                    "together here, not one alert each",
+                )
+            )
+        return kept
 
     @staticmethod
     def _drops(block: Block | None) -> dict[tuple[str, float | None], int]:
