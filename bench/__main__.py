@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         module, func, what = BENCHES[name]
         print(f"\n== {name}: {what}", flush=True)
-        t0 = time.monotonic()
+        t0, cpu0 = time.monotonic(), core.cpu_times()
         try:
             fn: Callable[[core.Report, core.Options], None] = getattr(
                 importlib.import_module(f".{module}", __package__), func
@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                 traceback.print_exc()
             report.figures.setdefault("errors", {})[name] = traceback.format_exc()
         report.figures.setdefault("seconds", {})[name] = round(time.monotonic() - t0, 1)
+        report.figures.setdefault("steal_pct", {})[name] = core.steal_pct(cpu0, core.cpu_times())
         report.write(out)  # after each benchmark: a crash later keeps what was measured
         if interrupted:
             break

@@ -202,15 +202,53 @@ def commit() -> dict[str, Any]:
     }
 
 
-def machine() -> dict[str, Any]:
-    model = ""
+_CPUINFO_KEYS = {"model name": "cpu_model", "cpu family": "cpu_family", "model": "cpu_model_number",
+                 "stepping": "cpu_stepping", "microcode": "cpu_microcode"}  # fmt: skip
+
+
+def _cpu() -> dict[str, Any]:
+    """The first CPU's identity as /proc/cpuinfo gives it (a "model name" of "AMD EPYC" alone does not tell
+    one generation from another) and its caches' sizes."""
+    found: dict[str, Any] = {v: "" for v in _CPUINFO_KEYS.values()}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+            if not line.strip():
+                break  # the first CPU's block only
+            key, _, value = line.partition(":")
+            name = _CPUINFO_KEYS.get(key.strip())
+            if name is not None:
+                found[name] = value.strip()
     except OSError:
         pass
+    caches = {}
+    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
+        try:
+            level, kind = (index / "level").read_text().strip(), (index / "type").read_text().strip()
+            caches[f"L{level}{'' if kind == 'Unified' else kind[0].lower()}"] = (index / "size").read_text().strip()
+        except OSError:
+            continue
+    found["caches"] = caches
+    return found
+
+
+def cpu_times() -> tuple[int, int]:
+    """(steal, total) jiffies of all CPUs since boot (/proc/stat): the time the host gave others while this
+    VM wanted to run, beside all of it."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        values = [int(v) for v in fields[:8]]  # user nice system idle iowait irq softirq steal
+    except (OSError, ValueError, IndexError):
+        return 0, 0
+    return values[7], sum(values)
+
+
+def steal_pct(before: tuple[int, int], after: tuple[int, int]) -> float | None:
+    """The share of the CPUs' time the host stole between two cpu_times(), in %, or None when not known."""
+    total = after[1] - before[1]
+    return round(100 * (after[0] - before[0]) / total, 2) if total > 0 else None
+
+
+def machine() -> dict[str, Any]:
     mem_kb = 0
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -221,13 +259,21 @@ def machine() -> dict[str, Any]:
     return {
         "kernel": platform.release(),
         "kernel_version": platform.version(),
-        "cpu_model": model,
+        **_cpu(),
         "nproc": os.cpu_count(),
         "cores": len(os.sched_getaffinity(0)),
         "mem_gib": round(mem_kb / 2**20, 1),
         "python": platform.python_version(),
         "hostname": platform.node(),
     }
+
+
+def _cpu_id(m: dict[str, Any]) -> str:
+    """ " (family F, model M, L3 …)" when the run recorded them (since session 27), else ""."""
+    if not m.get("cpu_family"):
+        return ""
+    l3 = m.get("caches", {}).get("L3")
+    return f" (family {m['cpu_family']}, model {m.get('cpu_model_number', '?')}{f', L3 {l3}' if l3 else ''})"
 
 
 def markdown_from_json(doc: dict[str, Any]) -> str:
@@ -239,8 +285,12 @@ def markdown_from_json(doc: dict[str, Any]) -> str:
     dirty += " (the code changed during the run)" if c.get("changed_during_run") else ""
     failed = [ln for ln in doc.get("lines", []) if ln.get("status") in (FAIL, ERROR)]  # counted from the lines
     head = (f"Run {doc.get('started', '?')}, commit `{str(c.get('sha', '?'))[:12]}`{dirty}, {mode} mode, "
-            f"order seed {doc.get('order_seed', '?')}: {m.get('cpu_model', '?')}, {m.get('cores', '?')} cores, "
-            f"kernel {m.get('kernel', '?')}, python {m.get('python', '?')}. ")  # fmt: skip
+            f"order seed {doc.get('order_seed', '?')}: {m.get('cpu_model', '?')}{_cpu_id(m)}, "
+            f"{m.get('cores', '?')} cores, kernel {m.get('kernel', '?')}, python {m.get('python', '?')}. ")  # fmt: skip
+    steal = doc.get("figures", {}).get("steal_pct", {})
+    if steal:
+        parts = ", ".join(f"{name} {pct:g} %" for name, pct in steal.items() if pct is not None)
+        head += f"CPU time the host stole (others' VMs ran) during each benchmark: {parts}. "
     head += f"{len(failed)} line(s) failed or in error." if failed else "Every budget met."
     lines = [Line(**{k: v for k, v in ln.items() if k in Line.__dataclass_fields__}) for ln in doc.get("lines", [])]
     r = Report(Options(), measured={})  # a table of stored lines: no commit to take

@@ -54,6 +54,10 @@ def test_bench_smoke_runs_every_line(tmp_path: Path) -> None:
     assert EXPECTED <= names, sorted(EXPECTED - names)
     assert doc["options"]["smoke"] is True
     assert len(doc["commit"]["sha"]) == 40 and doc["machine"]["cpu_model"] and doc["machine"]["cores"] >= 1
+    # Which CPU exactly (a model name alone does not say its generation), and how much the host took.
+    assert doc["machine"]["cpu_family"] and doc["machine"]["cpu_model_number"] and doc["machine"]["caches"]
+    assert set(doc["figures"]["steal_pct"]) == set(BENCHES.split(","))
+    assert all(p is None or 0 <= p <= 100 for p in doc["figures"]["steal_pct"].values())
     assert doc["figures"]["prog"]["samples_ns"], "no raw sample kept"
     assert doc["figures"]["prog"]["rules"]["total"] == 10_000
     # Over budget is said where it cannot be missed; within budget is not.
@@ -71,7 +75,7 @@ def test_bench_table_is_generated_from_the_json(tmp_path: Path) -> None:
 
     doc = {"started": "2026-12-04T12:00:00+0000", "commit": {"sha": "a" * 40, "dirty": False},
            "machine": {"cpu_model": "CPU", "cores": 2, "kernel": "6.x", "python": "3.11"}, "options": {},
-           "failed": ["prog: x"], "order_seed": 7,
+           "failed": ["prog: x"], "order_seed": 7, "figures": {"steal_pct": {"prog": 1.5, "events": 0.0}},
            "lines": [{"bench": "prog", "name": "x", "value": 3.0, "unit": "ns", "status": "FAIL",
                       "beside": "floor 1 ns", "ratio": 3.0, "budget": "<= 2.5x floor", "note": ""}]}  # fmt: skip
     js = tmp_path / "latest.json"
@@ -83,6 +87,7 @@ def test_bench_table_is_generated_from_the_json(tmp_path: Path) -> None:
     text = readme.read_text()
     assert "hand-written" not in text and "| FAIL | prog | x | 3.00 ns | floor 1 ns | 3.00x | <= 2.5x floor |" in text
     assert "commit `aaaaaaaaaaaa`" in text and "1 line(s) failed" in text and text.endswith("after\n")
+    assert "CPU time the host stole (others' VMs ran) during each benchmark: prog 1.5 %, events 0 %." in text
     assert bench_table.main(["--json", str(js), "--readme", str(readme), "--check"]) == 0
     # The README of the repository carries the markers, and its table is the committed JSON's.
     assert bench_table.main(["--check"]) == 0
