@@ -16,15 +16,21 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import secrets
 import stat
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from ironpost_tui import trust
 
+log = logging.getLogger(__name__)
+
 STALE_TEMP_NS = 3600 * 10**9  # a temporary file this old is a killed writer's
+T = TypeVar("T")
 
 
 class CacheRefused(ValueError):
@@ -84,6 +90,32 @@ class CacheFile:
         if len(data) > self.max_bytes:
             raise CacheRefused(f"it is more than {self.max_bytes} bytes")
         return data
+
+    def load(self, kind: str, decode: Callable[[bytes], T], warn: Callable[[str], None]) -> T | None:
+        """``decode`` of the file's bytes, or None: absent (silently), or refused, damaged (``decode`` raised
+        CacheRefused) or unreadable, when ``warn`` is told why."""
+        try:
+            return decode(self.read(kind))
+        except FileNotFoundError:
+            return None
+        except CacheRefused as exc:
+            warn(str(exc))
+        except OSError as exc:
+            warn(f"{exc.strerror or exc}")
+        return None
+
+    def save(self, data: bytes, warn: Callable[[str], None], durable: bool = True) -> bool:
+        """write() ``data``; a failure is one ``warn`` of why, never an error (nothing when the directory
+        was refused on read: said then)."""
+        if self.untrusted:
+            log.debug("cache file %s not saved: its directory was refused", self.path)
+            return False
+        try:
+            self.write(data, durable)
+        except (CacheRefused, OSError) as exc:
+            warn(str(exc) if isinstance(exc, CacheRefused) else f"{exc.strerror or exc}")
+            return False
+        return True
 
     def write(self, data: bytes, durable: bool = True) -> None:
         """Save ``data`` atomically (mode 0600), then keep the files of the kind used last; CacheRefused when

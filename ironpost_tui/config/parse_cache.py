@@ -84,15 +84,7 @@ class ParseCache:
 
     def get(self) -> dict[str, Any] | None:
         """The parse kept for this text, or None: absent (silently) or refused (one warning)."""
-        try:
-            return self._decode(self._file.read("cache"))
-        except FileNotFoundError:
-            return None
-        except CacheRefused as exc:
-            self._warn("ignored, the file parsed instead", str(exc))
-        except OSError as exc:
-            self._warn("ignored, the file parsed instead", f"{exc.strerror or exc}")
-        return None
+        return self._file.load("cache", self._decode, lambda why: self._warn("ignored, the file parsed instead", why))
 
     def _decode(self, raw: bytes) -> dict[str, Any]:
         head, newline, body = raw.partition(b"\n")
@@ -130,15 +122,9 @@ class ParseCache:
         return encoded
 
     def put(self, encoded: bytes) -> None:
-        """Save what encode() made; a failure is one warning, never an error."""
-        if self._file.untrusted:
-            log.debug("configuration cache %s not saved: its directory was refused", self.path)
-            return
-        try:
-            # Not fsynced: a file cut short by a crash fails its digest, and the next start parses.
-            self._file.write(encoded, durable=False)
-        except (CacheRefused, OSError) as exc:
-            self._warn("not saved", str(exc) if isinstance(exc, CacheRefused) else f"{exc.strerror or exc}")
+        """Save what encode() made; a failure is one warning, never an error.  Not fsynced: a file cut
+        short by a crash fails its digest, and the next start parses."""
+        self._file.save(encoded, lambda why: self._warn("not saved", why), durable=False)
 
 
 def _not_finite(word: str) -> NoReturn:

@@ -214,24 +214,12 @@ class ProgramCache:
 
     def read(self) -> CachedProgram | None:
         """The program in the file for this key, or None: absent (silently) or refused (one warning)."""
-        try:
-            return decode(self._file.read("program cache"), self.key, self.name)
-        except FileNotFoundError:
-            return None
-        except CacheRefused as exc:
-            self._warn("ignored, the program compiled instead", str(exc))
-        except OSError as exc:
-            self._warn("ignored, the program compiled instead", f"{exc.strerror or exc}")
-        return None
+        return self._file.load(
+            "program cache",
+            lambda raw: decode(raw, self.key, self.name),
+            lambda why: self._warn("ignored, the program compiled instead", why),
+        )
 
     def write(self, prog: CachedProgram) -> bool:
         """Save ``prog`` atomically (mode 0600); a failure is one warning, never an error."""
-        if self._file.untrusted:
-            log.debug("compiled-program cache %s not saved: its directory was refused", self.path)
-            return False
-        try:
-            self._file.write(encode(prog))
-        except (CacheRefused, OSError) as exc:
-            self._warn("not saved", str(exc) if isinstance(exc, CacheRefused) else f"{exc.strerror or exc}")
-            return False
-        return True
+        return self._file.save(encode(prog), lambda why: self._warn("not saved", why))
