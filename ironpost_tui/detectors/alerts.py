@@ -12,10 +12,14 @@ from ironpost_tui.detectors.targets import Target
 from ironpost_tui.model import StrEnum
 
 MANY_SOURCES = "many sources"
+SEVERITIES = ("medium", "high", "critical")  # least to most
 QUIET_SECS = 30.0  # [detectors] quiet_secs: an incident is over after its source was silent this long
-# One-source alerts open at once, at most.  Past it, the new sources a detector finds are one many-sources
-# alert of that detector's (AlertBook._within_limit): spoofed sources, each over a threshold, never grow
-# the book (and every tick's walk of it) without bound.  The console keeps as many (ui/state.py).
+# One-source alerts open at once, at most: spoofed sources, each over a threshold once, never grow the book
+# (and every tick's walk of it) without bound.  A source found with the book full takes the place of an open
+# alert no detector finds this tick (its source only keeps sending), never blocked ones first, resolved early;
+# only were every open alert found this tick would new sources be one many-sources alert of their detector
+# (AlertBook._make_room).  The detectors find at most 4,096 + 32 sources a tick (detectors/window.py
+# MAX_KEYS, port_scan.py MAX_SCANNERS), so a source found always has room.
 MAX_OPEN = 10_000
 
 
@@ -171,6 +175,8 @@ class AlertChange:
     # A detector found it this tick (at or over its threshold), not merely its source sending: what may
     # renew an expired auto-block (a trickle of spoofed packets in a victim's name must not).
     found: bool = False
+    # A resolution before its quiet time: MAX_OPEN alerts were open and a source was found (AlertBook._make_room).
+    early: bool = False
 
 
 Ident = tuple[Detector, tuple[str, str]]
@@ -222,10 +228,10 @@ class AlertBook:
         """One tick: ``now`` is wall-clock; ``live`` tells what the kernel's counters say of a
         source (None: nothing known, a many-sources incident); ``blocks``: the drop rule holding
         on each source (an address), with its drops so far."""
-        changes: list[AlertChange] = []
+        findings, changes = self._make_room(findings, now, blocks or {})
         found: dict[Ident, Finding] = {}
         raised: set[Ident] = set()
-        for f in self._within_limit(findings):
+        for f in findings:
             ident = (f.detector, f.key)
             found[ident] = f
             if ident in self._active:
@@ -258,39 +264,59 @@ class AlertBook:
                 changes.append(change)
         return changes
 
-    def _within_limit(self, findings: Iterable[Finding]) -> list[Finding]:
-        """``findings``, with the new one-source ones past MAX_OPEN open alerts (the largest counts raised
-        first) folded into one many-sources finding per detector and target.  Where that detector already
-        finds a many-sources incident at the target this tick (a distributed scan), those sources are in it."""
+    def _make_room(
+        self, findings: Iterable[Finding], now: float, blocks: Mapping[str, Block]
+    ) -> tuple[list[Finding], list[AlertChange]]:
+        """``findings``, and the alerts resolved early to make room for their new one-source ones (MAX_OPEN).
+
+        The open one-source alerts no detector finds this tick go first (their sources only keep sending:
+        spoofed packets can keep an alert open, never found), those whose source no drop rule holds before
+        the blocked ones (a blocked attacker's alert ends its block's renewal), the longest silent first.
+        Were that not enough (every open alert found this tick), the new sources left (the largest counts
+        take the room) are one many-sources finding per detector, unless the detector finds one there."""
         found = list(findings)
         new = [f for f in found if f.key[0] != MANY_SOURCES and (f.detector, f.key) not in self._active]
-        room = MAX_OPEN - sum(1 for _detector, (source, _target) in self._active if source != MANY_SOURCES)
-        if len(new) <= room:
-            return found
+        if not new:
+            return found, []
+        singles = [ident for ident in self._active if ident[1][0] != MANY_SOURCES]
+        short = len(new) - (MAX_OPEN - len(singles))
+        if short <= 0:
+            return found, []
+        now_found = {(f.detector, f.key) for f in found}
+        idle = sorted(
+            (ident for ident in singles if ident not in now_found),
+            key=lambda i: (self._active[i].source in blocks, self._seen[i].at, self._active[i].count),
+        )
+        changes = []
+        for ident in idle[:short]:
+            alert = self._active.pop(ident)
+            del self._seen[ident]
+            changes.append(AlertChange(ChangeKind.RESOLVED, replace(alert, resolved_at=now), early=True))
+        short -= len(changes)
+        if short <= 0:
+            return found, changes
         new.sort(key=lambda f: f.count, reverse=True)
-        over = new[max(room, 0) :]
+        over = new[len(new) - short :]
         held = {id(f) for f in over}
         kept = [f for f in found if id(f) not in held]
-        idents = {(f.detector, f.key) for f in kept}
         groups: dict[tuple[Detector, str], list[Finding]] = {}
         for f in over:
             groups.setdefault((f.detector, f.key[1]), []).append(f)
         for (detector, target), group in groups.items():
-            key = (MANY_SOURCES, target)
-            if (detector, key) in idents:
-                continue
+            if (detector, (MANY_SOURCES, target)) in now_found:
+                continue  # the detector's own many-sources incident there (a distributed scan): they are in it
             kept.append(
                 Finding(
                     detector,
-                    key,
-                    "critical",
+                    (MANY_SOURCES, target),
+                    max((f.severity for f in group), key=SEVERITIES.index),
                     sum(f.count for f in group),
                     group[0].window_secs,
-                    f"{len(group):,} more sources found while {MAX_OPEN:,} alerts of one source are open: "
-                    "together here, not one alert each",
+                    f"{len(group):,} more sources found while {MAX_OPEN:,} alerts of one source, all found now, "
+                    "are open: together here, not one alert each",
                 )
             )
-        return kept
+        return kept, changes
 
     @staticmethod
     def _drops(block: Block | None) -> dict[tuple[str, float | None], int]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from ironpost_tui.config.watch import ConfigSource
 from ironpost_tui.detectors import AlertChange, ChangeKind
+from ironpost_tui.detectors.alerts import MAX_OPEN
 from ironpost_tui.engine.engine import Engine
 from ironpost_tui.engine.feed import log_panic
 from ironpost_tui.engine.supervisor import Pending, Reloaded, Step, Supervisor
@@ -96,7 +97,7 @@ def log_alert(change: AlertChange) -> None:
         a.where,
         a.summary,
         a.severity,
-        f", now {a.state}" if change.restated else "",
+        f", now {a.state}" if change.restated else (f", early: {MAX_OPEN:,} alerts were open" if change.early else ""),
         extra={"alert": a, "change": change.kind},
     )
 
