@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -283,12 +284,13 @@ class AlertBook:
         if short <= 0:
             return found, []
         now_found = {(f.detector, f.key) for f in found}
-        idle = sorted(
+        idle = heapq.nsmallest(
+            short,
             (ident for ident in singles if ident not in now_found),
             key=lambda i: (self._active[i].source in blocks, self._seen[i].at, self._active[i].count),
         )
         changes = []
-        for ident in idle[:short]:
+        for ident in idle:
             alert = self._active.pop(ident)
             del self._seen[ident]
             changes.append(AlertChange(ChangeKind.RESOLVED, replace(alert, resolved_at=now), early=True))
