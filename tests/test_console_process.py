@@ -892,10 +892,10 @@ def test_an_engine_of_its_own_process_starts_at_the_short_switch_interval(
     from ironpost_tui.config.watch import ConfigSource
     from ironpost_tui.engine import switching
 
-    seen: list[float] = []
+    seen: list[tuple[float, bool]] = []
 
-    def load(self: ConfigSource, on_ebpf: object = None) -> None:
-        seen.append(sys.getswitchinterval())
+    def load(self: ConfigSource, on_ebpf: object = None, cached: bool = False) -> None:
+        seen.append((sys.getswitchinterval(), cached))
         raise IronpostError("stop here")
 
     monkeypatch.setattr(ConfigSource, "load", load)
@@ -908,4 +908,5 @@ def test_an_engine_of_its_own_process_starts_at_the_short_switch_interval(
             cli._run_engine(args, object() if served else None)  # type: ignore[arg-type]
     finally:
         sys.setswitchinterval(old)
-    assert seen == [pytest.approx(switching.SWITCH_INTERVAL if short else 0.005)]
+    # The start's load reads and keeps the file's parse (config/parse_cache.py; a reload does not).
+    assert seen == [(pytest.approx(switching.SWITCH_INTERVAL if short else 0.005), True)]
