@@ -60,19 +60,19 @@ def _code_digest() -> str:
     return h.hexdigest()
 
 
-def cache_key(text: str, max_depth: int) -> str:
-    """sha256 over what the parse depends on."""
+def cache_key(text: str | bytes, max_depth: int) -> str:
+    """sha256 over what the parse depends on (``text`` as given, or already encoded as UTF-8)."""
     h = hashlib.sha256()
     h.update(json.dumps(["ironpost-config-parse", FORMAT, parser_version(), max_depth, _code_digest()]).encode())
     h.update(b"\n")
-    h.update(text.encode("utf-8", "surrogatepass"))
+    h.update(text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass"))
     return h.hexdigest()
 
 
 class ParseCache:
     """The parse of one text, in ``directory``."""
 
-    def __init__(self, directory: Path, text: str, max_depth: int) -> None:
+    def __init__(self, directory: Path, text: str | bytes, max_depth: int) -> None:
         self.key = cache_key(text, max_depth)
         self._file = CacheFile(directory, FILE_PREFIX, FILE_SUFFIX, self.key, MAX_FILE_BYTES, KEEP_FILES)
         self.path = self._file.path

@@ -183,10 +183,10 @@ def loads(
     ``expires_in`` counts from ``now`` (default: the time of the call).  ``cache_dir``: the parse is
     read from there when this text's was kept, and kept there once the file passes its checks.
     """
-    size = len(text.encode("utf-8", "surrogatepass"))
-    if size > MAX_FILE_BYTES:
-        raise _fail(path, _too_big(size))
-    cache = ParseCache(cache_dir, text, MAX_DEPTH) if cache_dir is not None else None
+    raw = text.encode("utf-8", "surrogatepass")  # once: the size checked, and the cache's key
+    if len(raw) > MAX_FILE_BYTES:
+        raise _fail(path, _too_big(len(raw)))
+    cache = ParseCache(cache_dir, raw, MAX_DEPTH) if cache_dir is not None else None
     data = cache.get() if cache is not None else None
     encoded = None
     if data is None:
