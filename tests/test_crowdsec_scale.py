@@ -1,7 +1,8 @@
 """The CrowdSec scale case against a real LAPI: 100,000 decisions added in bulk (``cscli decisions import``)
 are all in the kernel's maps within 30 s after the import returns; no tick of the agent takes more than
-100 ms meanwhile (its ``ironpost_tick_seconds`` histogram, two scrapes); and a block through the CLI still
-takes effect within 1 s (real datagrams over the lab's veth).
+100 ms meanwhile, of its thread's CPU or of wall clock less its waits for a CPU the host gave to the LAPI
+(``ironpost_tick_cpu_seconds`` and ``ironpost_tick_own_seconds``, two scrapes; the wall clock itself is
+printed); and a block through the CLI still takes effect within 1 s (real datagrams over the lab's veth).
 
 The decisions: 95,000 IPv4 addresses and 1,000 IPv4 /28 ranges in 198.18.0.0/15, 4,000 IPv6 addresses in
 2001:db8::/32, none in the lab's own networks (its namespace host is the one the CLI blocks, its host side
@@ -78,9 +79,8 @@ def map_count(map_id: int) -> int:
     return len(json.loads(bpftool.map_dump(map_id)))
 
 
-def ticks_over(port: int, bound: float, name: str = "ironpost_tick_cpu_seconds") -> tuple[float, float]:
-    """(ticks so far, ticks so far longer than ``bound``) from the agent's histogram ``name``."""
-    text = scrape(port)
+def ticks_over(text: str, bound: float, name: str) -> tuple[float, float]:
+    """(ticks so far, ticks so far longer than ``bound``) from the agent's histogram ``name`` in a scrape."""
     count = sample(text, f"{name}_count") or 0.0
     within = sample(text, f"{name}_bucket", le=str(bound)) or 0.0
     return count, count - within
@@ -115,8 +115,10 @@ def test_100k_decisions(agents: AgentPool, lab: netlab.Lab, lapi: Lapi, probe: P
     decisions_csv(csv, lab)
     assert probe.burst() == 20  # negative control: none of the decisions is the lab's host
     assert sum(map_count(maps[m]) for m in ("BLOCKLIST", "SRC4", "SRC6")) == 0
-    ticks0, slow0 = ticks_over(port, TICK_BOUND)
-    _, wall0 = ticks_over(port, TICK_BOUND, "ironpost_tick_seconds")
+    text0 = text = scrape(port)  # one scrape: the three histograms count the same ticks
+    ticks0, slow0 = ticks_over(text, TICK_BOUND, "ironpost_tick_cpu_seconds")
+    own_ticks0, own0 = ticks_over(text, TICK_BOUND, "ironpost_tick_own_seconds")
+    _, wall0 = ticks_over(text, TICK_BOUND, "ironpost_tick_seconds")
 
     lapi.import_decisions(csv)
     imported = time.monotonic()
@@ -147,16 +149,22 @@ def test_100k_decisions(agents: AgentPool, lab: netlab.Lab, lapi: Lapi, probe: P
     # The gauge is the snapshot's, published each sample (1 s): it follows the maps.
     wait_until("the gauge", lambda: sample(scrape(port), "ironpost_crowdsec_decisions") == TOTAL - skipped, timeout=5)
 
-    ticks1, slow1 = ticks_over(port, TICK_BOUND)
-    _, wall1 = ticks_over(port, TICK_BOUND, "ironpost_tick_seconds")
+    text = scrape(port)  # one scrape: the three histograms count the same ticks
+    ticks1, slow1 = ticks_over(text, TICK_BOUND, "ironpost_tick_cpu_seconds")
+    own_ticks1, own1 = ticks_over(text, TICK_BOUND, "ironpost_tick_own_seconds")
+    _, wall1 = ticks_over(text, TICK_BOUND, "ironpost_tick_seconds")
     assert ticks1 > ticks0  # the histogram counts ticks (positive control)
-    # No tick past 100 ms, by the wall clock (with the waits for a CPU and for the interpreter) and by its
-    # thread's CPU time (the work it did).
+    assert own_ticks1 - own_ticks0 == ticks1 - ticks0  # every tick's run delay read (this kernel keeps it)
+    # No tick past 100 ms, by its thread's CPU time (the work it did) and by the wall clock less its waits for a
+    # CPU (with its waits for the interpreter, i.e. the puller's and the surveyor's holds of it).  The wall clock
+    # alone is the host's too: the LAPI writing 100,000 decisions shares the 2 CPUs (README, CrowdSec).
     assert slow1 - slow0 == 0, f"{slow1 - slow0:.0f} ticks took over {TICK_BOUND * 1000:.0f} ms of CPU"
-    assert wall1 - wall0 == 0, f"{wall1 - wall0:.0f} of {ticks1 - ticks0:.0f} ticks over 100 ms"
-    longest = sample(scrape(port), "ironpost_tick_seconds_max") or 0.0
+    assert own1 - own0 == 0, f"{own1 - own0:.0f} of {ticks1 - ticks0:.0f} ticks over 100 ms, less their waits for a CPU"
+    longest = sample(text, "ironpost_tick_seconds_max") or 0.0
+    half = [ticks_over(t, TICK_BOUND / 2, "ironpost_tick_own_seconds")[1] for t in (text0, text)]
     print(
-        f"all in {all_in:.1f} s after the import; ticks: {ticks1 - ticks0:.0f}, longest {longest * 1000:.0f} ms; "
+        f"all in {all_in:.1f} s after the import; ticks: {ticks1 - ticks0:.0f}, {half[1] - half[0]:.0f} over 50 ms "
+        f"less their waits for a CPU, {wall1 - wall0:.0f} over 100 ms of wall clock, longest {longest * 1000:.0f} ms; "
         f"CLI block in force {took:.2f} s after it returned"
     )
     assert probe.burst() == 0  # the block is still in force

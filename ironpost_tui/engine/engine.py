@@ -26,7 +26,7 @@ from ironpost_tui.engine import start_gc, switching
 from ironpost_tui.engine.alert_history import AlertHistory
 from ironpost_tui.engine.auto_blocker import AutoBlocker
 from ironpost_tui.engine.snapshot import EngineSnapshot, SnapshotBuilder
-from ironpost_tui.engine.tick_times import TickTimes
+from ironpost_tui.engine.tick_times import TickTimes, run_delay
 from ironpost_tui.errors import IronpostError, LoadFailed, ModeUnsupported, XdpBusy
 from ironpost_tui.kernel import host, libbpf
 from ironpost_tui.kernel.abi import MapName
@@ -440,11 +440,13 @@ class Engine:
             timeout_ms = min(timeout_ms, 1)  # decisions waiting: the next slice at once, not after an idle wait
         records = self._dp.read_events(timeout_ms)  # only this thread reads the ring: no lock while waiting
         with self.lock:
-            t0, cpu0 = time.perf_counter(), time.thread_time()
+            t0, cpu0, delay0 = time.perf_counter(), time.thread_time(), run_delay()
             try:
                 return self._tick(records, events, publish)
             finally:
-                self._tick_times.observe(time.perf_counter() - t0, time.thread_time() - cpu0)
+                wall, cpu, delay1 = time.perf_counter() - t0, time.thread_time() - cpu0, run_delay()
+                waited = None if delay0 is None or delay1 is None else delay1 - delay0
+                self._tick_times.observe(wall, cpu, waited)
 
     def _tick(self, records: EventRecords, events: bool, publish: bool) -> Tick:
         assert self._dp is not None and self._decoder is not None and self._rules is not None

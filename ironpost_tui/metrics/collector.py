@@ -55,6 +55,12 @@ METRICS: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
         (),
         "CPU time of the engine's tick thread per tick: the tick's own work, without waits for a CPU",
     ),
+    (
+        "ironpost_tick_own_seconds",
+        "histogram",
+        (),
+        "How long the engine's ticks took (wall clock) less their thread's wait for a CPU the host gave to other work",
+    ),
     ("ironpost_tick_seconds_max", "gauge", (), "The longest tick since the engine started (wall clock)"),
     ("ironpost_crowdsec_decisions", "gauge", (), "CrowdSec LAPI decisions in force as drop rules"),
     ("ironpost_crowdsec_pulls_total", "counter", ("result",), "Pulls of the CrowdSec decision stream, by result"),
@@ -156,7 +162,10 @@ class EngineCollector(Collector):
             for name, hist in (
                 ("ironpost_tick_seconds", snap.ticks.wall),
                 ("ironpost_tick_cpu_seconds", snap.ticks.cpu),
+                ("ironpost_tick_own_seconds", snap.ticks.own),
             ):
+                if hist is None:  # no run delay kept by this kernel: no own seconds
+                    continue
                 family = HistogramMetricFamily(name, _HELP[name])
                 buckets = [(str(le), float(n)) for le, n in hist.buckets] + [("+Inf", float(hist.count))]
                 family.add_metric([], buckets, hist.total)
