@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ironpost_tui import __version__
+from ironpost_tui.engine.signal_flags import EarlyAsks
 from ironpost_tui.errors import ExitStatus, IronpostError
 from ironpost_tui.kernel import host, libbpf
 from ironpost_tui.kernel.datapath import PreparedDatapath, check_bcc
@@ -145,7 +146,8 @@ def set_log_level(name: str) -> None:
     logging.getLogger().setLevel(max(level, logging.INFO))
 
 
-def _install_signals(controls: headless.Controls) -> None:
+def _install_signals(controls: headless.Controls, early: EarlyAsks | None = None) -> None:
+    """The agent's handlers; then what ``early`` noted before them, asked of the loop's first step."""
     log = logging.getLogger("ironpost")
 
     def stop(signum: int, _frame: object) -> None:
@@ -159,6 +161,11 @@ def _install_signals(controls: headless.Controls) -> None:
         signal.signal(sig, stop)
     signal.signal(signal.SIGUSR1, lambda *_: controls.reload.set())
     signal.signal(signal.SIGUSR2, lambda *_: controls.panic.set())
+    reload, panic = early.take() if early is not None else (False, False)
+    if reload:
+        controls.reload.set()
+    if panic:
+        controls.panic.set()
 
 
 def _cmd_run(argv: list[str]) -> ExitStatus:
@@ -173,16 +180,20 @@ def _cmd_run(argv: list[str]) -> ExitStatus:
 
 def _run(argv: list[str]) -> ExitStatus:
     args = _run_parser().parse_args(argv)
+    # SIGUSR1 and SIGUSR2 noted from here until the agent or the console takes them over: the pid file names this
+    # process before then, and their default action ended it (engine/signal_flags.py).  The two-process console
+    # ignores them until it runs (_run_two_processes).
+    early = EarlyAsks().hold() if args.headless or args.one_process else None
     host.check_iface_name(args.iface)  # before it becomes a path or a map key
     host.check_privileges()  # before anything touches /var/lib/ironpost or /run/ironpost
     check_bcc()  # say "install python3-bpfcc" before anything else can fail
     libbpf.check()  # and "install libbpf1"
     if args.headless or args.one_process:
-        return _run_engine(args)
+        return _run_engine(args, early=early)
     return _run_two_processes(args)
 
 
-def _run_engine(args: argparse.Namespace, served: Served | None = None) -> ExitStatus:
+def _run_engine(args: argparse.Namespace, served: Served | None = None, early: EarlyAsks | None = None) -> ExitStatus:
     """The configuration, then the agent, the console, or (``served``) the console's engine process."""
     from ironpost_tui.config.watch import ConfigSource
     from ironpost_tui.engine import switching
@@ -211,7 +222,7 @@ def _run_engine(args: argparse.Namespace, served: Served | None = None) -> ExitS
             raise IronpostError("--record records the console: leave out --headless (or replay a console recording)")
         # The pid file names the process the operator signals: the console's, when this is its engine's.
         with pid_file(settings.general.pid_file, served.console_pid if served else None):
-            return _run_configured(args, settings, source, prepared[0] if prepared else None, served)
+            return _run_configured(args, settings, source, prepared[0] if prepared else None, served, early)
     finally:
         for p in prepared:  # unloaded unless the engine took it
             p.close()
@@ -262,6 +273,7 @@ def _run_configured(
     source: ConfigSource,
     prepared: PreparedDatapath | None = None,
     served: Served | None = None,
+    early: EarlyAsks | None = None,
 ) -> ExitStatus:
     from ironpost_tui.engine.engine import Engine
 
@@ -269,14 +281,15 @@ def _run_configured(
     if served is not None:
         return _serve_console(Engine(options, prepared=prepared), source, settings, args, served)
     if not args.headless:
-        return _run_console(Engine(options, prepared=prepared), source, _console_settings(args, settings.console), args)
+        console = _console_settings(args, settings.console)
+        return _run_console(Engine(options, prepared=prepared), source, console, args, early=early)
     # The agent's own modules, imported here: the console's engine has no metrics endpoint, and its start
     # waits for each import on its way (prometheus_client and http.server, 35 ms of it).
     from ironpost_tui.engine import headless
     from ironpost_tui.metrics import endpoint as metrics_endpoint
 
     controls = headless.Controls()
-    _install_signals(controls)
+    _install_signals(controls, early)
     engine = Engine(options, prepared=prepared)
     scrapers = options.infrastructure.peers
     endpoint = metrics_endpoint.resolve(
@@ -348,6 +361,7 @@ def _run_console(
     args: argparse.Namespace,
     *,
     keepable: bool = True,
+    early: EarlyAsks | None = None,
 ) -> ExitStatus:
     """The console on the live engine; the source is closed (the program detached, unless the
     operator chose to keep it enforcing) whatever happens."""
@@ -363,6 +377,11 @@ def _run_console(
     # default action killed a console signalled before it ran (an attacker's review).
     signal.signal(signal.SIGUSR2, lambda *_: live.panic_soon("signal"))
     signal.signal(signal.SIGUSR1, lambda *_: live.reload())  # as the console's r (a flag: the next tick reloads)
+    reload, panic = early.take() if early is not None else (False, False)  # asked before these handlers
+    if reload:
+        live.reload()
+    if panic:
+        live.panic_soon("signal")  # waits for the start, then clears what it put in
     try:
         with _logs_held() as held:
             live.begin()

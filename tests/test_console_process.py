@@ -10,6 +10,7 @@ exit status."""
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import random
 import signal
@@ -19,7 +20,7 @@ from itertools import islice
 from pathlib import Path
 
 import pytest
-from support import netlab
+from support import bpftool, netlab
 from support.agents import IRONPOST, cleanup, wait_no_xdp, xdp_progs
 from support.tmux import Session, sessions
 
@@ -413,6 +414,44 @@ def test_a_long_table_shows_its_counts_at_attached_and_its_last_rule_once_whole(
         return False
 
     s.wait_screen(at_the_end, 10, "the table's last rule, past the head")
+
+
+@pytest.mark.root
+def test_one_process_keeps_the_reloads_and_panics_asked_while_it_starts(two) -> None:  # type: ignore[no-untyped-def]
+    """``--one-process``: SIGUSR1 and SIGUSR2 from the moment the pid file names the console until it says
+    attached, every 2 ms.  The console starts, runs the panic asked (the file's drop rule cleared from the kernel)
+    and keeps running.  Until session 28 the pid file was written before the console's handlers were installed,
+    and their default action ended it."""
+    lab, made, argv, pid_path = two
+    cfg = Path(argv[argv.index("--config") + 1])
+    cfg.write_text(cfg.read_text() + '\n[[ebpf.rules]]\nid = "feed-1"\nsrc_ip = "198.19.254.7"\naction = "drop"\n')
+    s = Session([*argv, "--one-process"], 160, 48)
+    made.append(s)
+    deadline = time.monotonic() + START
+    while not pid_path.exists():
+        assert time.monotonic() < deadline, s.capture()
+        time.sleep(0.0005)
+    pid, sent = int(pid_path.read_text()), 0
+    while time.monotonic() < deadline and "attached" not in s.capture():
+        os.kill(pid, signal.SIGUSR1 if sent % 2 else signal.SIGUSR2)
+        sent += 1
+        time.sleep(0.002)
+    assert sent >= 10, sent  # signalled while it started (the control that the window was there)
+    s.wait_screen(lambda t: "attached" in t, START, "the status bar says attached")
+    s.wait_screen(lambda t: "0 rules (0 drop)" in t, 10, "the panic's empty table")
+    audit = [json.loads(line) for line in Path(argv[argv.index("--audit-log") + 1]).read_text().splitlines()]
+    changes = [(a["change"], a.get("via")) for a in audit if "feed-1" in json.dumps(a)]
+    assert changes == [("load", "config"), ("panic-delete", "signal")], audit  # put in by the start, then cleared
+    progs = xdp_progs(lab.ifindex)
+    assert len(progs) == 1, progs
+    blocklist = bpftool.prog_maps(progs[0][1], expect=("BLOCKLIST",))["BLOCKLIST"]
+    assert json.loads(bpftool.map_dump(blocklist)) == []
+    assert os.path.exists(f"/proc/{pid}"), "the console ended"
+    s.keys("q")
+    if not s.wait_exit(5):
+        s.keys("y")  # the quit's question (filtering stops): yes
+    assert s.wait_exit(10), s.capture()
+    wait_no_xdp(lab.ifindex, within=2.0)
 
 
 @pytest.mark.root

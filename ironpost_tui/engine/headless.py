@@ -10,35 +10,12 @@ from ironpost_tui.detectors import AlertChange, ChangeKind
 from ironpost_tui.detectors.alerts import MAX_OPEN
 from ironpost_tui.engine.engine import Engine
 from ironpost_tui.engine.feed import log_panic
+from ironpost_tui.engine.signal_flags import Flag
 from ironpost_tui.engine.supervisor import Pending, Reloaded, Step, Supervisor
 from ironpost_tui.errors import ExitStatus, InterfaceGone, ProgramDetached, detached_message
 from ironpost_tui.kernel.host import InterfaceState
 
 log = logging.getLogger("ironpost")
-
-
-class Flag:
-    """threading.Event's set/clear/is_set without its lock, for signal handlers to set.
-
-    A Python signal handler runs in the main thread between two bytecodes, possibly in the
-    middle of the loop's own Event.clear(), which holds the Event's non-reentrant lock: an
-    Event.set() there waits for that lock forever, and the agent no longer reloads, panics or
-    stops.  A plain attribute write is atomic under the GIL and never blocks.
-    """
-
-    __slots__ = ("_set",)
-
-    def __init__(self) -> None:
-        self._set = False
-
-    def set(self) -> None:
-        self._set = True
-
-    def clear(self) -> None:
-        self._set = False
-
-    def is_set(self) -> bool:
-        return self._set
 
 
 @dataclass
