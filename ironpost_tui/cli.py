@@ -286,8 +286,10 @@ def _run_configured(
     # The agent's own modules, imported here: the console's engine has no metrics endpoint, and its start
     # waits for each import on its way (prometheus_client and http.server, 35 ms of it).
     from ironpost_tui.engine import headless
+    from ironpost_tui.engine.service_notify import Notifier
     from ironpost_tui.metrics import endpoint as metrics_endpoint
 
+    notifier = Notifier.from_environ()  # out of the environment before the engine starts anything
     controls = headless.Controls()
     _install_signals(controls, early)
     engine = Engine(options, prepared=prepared)
@@ -303,7 +305,7 @@ def _run_configured(
     with metrics_endpoint.serve(
         endpoint, args.iface, engine.snapshot, scrapers, engine.top
     ):  # bound before the engine attaches
-        return headless.run(engine, controls, source)
+        return headless.run(engine, controls, source, notifier)
 
 
 def _engine_options(args: argparse.Namespace, settings: Settings, source: ConfigSource) -> EngineOptions:

@@ -313,6 +313,8 @@ def test_the_systemd_unit_verifies_and_has_the_hardening_asked_for(tmp_path: Pat
             key, value = line.split("=", 1)
             settings.setdefault(key.strip(), []).append(value.strip())
     assert settings["Restart"] == ["on-failure"]
+    # Started when filtering (READY=1, engine/service_notify.py): a reload waits for the start.
+    assert settings["Type"] == ["notify"] and settings["NotifyAccess"] == ["main"]
     assert settings["ExecReload"] == ["/bin/kill -USR1 $MAINPID"]
     caps = {"CAP_BPF", "CAP_NET_ADMIN", "CAP_PERFMON", "CAP_SYS_ADMIN"}
     assert set(settings["CapabilityBoundingSet"][0].split()) == caps

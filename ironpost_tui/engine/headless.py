@@ -10,6 +10,7 @@ from ironpost_tui.detectors import AlertChange, ChangeKind
 from ironpost_tui.detectors.alerts import MAX_OPEN
 from ironpost_tui.engine.engine import Engine
 from ironpost_tui.engine.feed import log_panic
+from ironpost_tui.engine.service_notify import Notifier
 from ironpost_tui.engine.signal_flags import Flag
 from ironpost_tui.engine.supervisor import Pending, Reloaded, Step, Supervisor
 from ironpost_tui.errors import ExitStatus, InterfaceGone, ProgramDetached, detached_message
@@ -97,7 +98,11 @@ def log_step(step: Step, iface: str) -> None:
                     extra={"event": "interface_state", "iface": iface, "state": step.interface})  # fmt: skip
 
 
-def run(engine: Engine, controls: Controls, source: ConfigSource | None = None) -> ExitStatus:
+def run(
+    engine: Engine, controls: Controls, source: ConfigSource | None = None, notifier: Notifier | None = None
+) -> ExitStatus:
+    """Start, then step until a signal stops it; ``notifier`` (a service manager's, ``Type=notify``) hears that
+    the agent is ready once the program filters, and that it stops when it leaves."""
     supervisor = Supervisor(engine, source, command_line=True)
     report = supervisor.start()
     how = "adopted the pinned program on" if report.adopted else "attached ironpost_xdp to"
@@ -133,14 +138,18 @@ def run(engine: Engine, controls: Controls, source: ConfigSource | None = None) 
             ", ".join(a.describe() for a in infra) or "nothing found",
             extra={"event": "infrastructure", "networks": [str(a.network) for a in infra]},
         )
+    n_rules = len(engine.control.rules())
     if source is not None:
-        n_rules = len(engine.control.rules())
         log.info("rules: %s (%d in force)", source.path, n_rules, extra={"event": "rules", "rules": n_rules})
+    if notifier is not None:
+        notifier.ready(f"filtering on {report.iface} ({report.mode} mode, prog id {report.prog_id}), {n_rules} rules")
     try:
         while not controls.stop.is_set():
             # alerts, stats and state; the events go unused
             log_step(supervisor.step(controls.take(), timeout_ms=100, events=False), report.iface)
     finally:
+        if notifier is not None:
+            notifier.stopping("leaving: " + ("the pinned program stays" if report.pin_dir else "detaching"))
         supervisor.close()
     log.info(
         "stopped: %s",

@@ -1,0 +1,121 @@
+"""The service manager's notification (engine/service_notify.py, systemd's ``Type=notify``): the datagrams reach
+a real AF_UNIX socket, by path and by abstract name; a value that is no socket address, a socket that is not
+there and one whose queue is full are each a warning, never an error or a wait; and the live agent says
+``READY=1`` only once its program is attached to the lab's interface, and ``STOPPING=1`` when it leaves.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support import netlab
+from support.agents import AgentPool, agent_env, ready_info, xdp_progs
+from support.metrics_lab import AgentFiles
+
+from ironpost_tui.engine.service_notify import ENV, MAX_ADDRESS, Notifier
+
+
+@pytest.fixture
+def manager(tmp_path: Path) -> Iterator[tuple[socket.socket, str]]:
+    """A socket bound where a service manager's would be, and its path."""
+    path = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.bind(path)
+        s.settimeout(60)
+        yield s, path
+
+
+def test_the_datagram_reaches_the_socket_named_and_the_variable_goes(manager: tuple[socket.socket, str]) -> None:
+    sock, path = manager
+    env = {ENV: path, "OTHER": "x"}
+    notifier = Notifier.from_environ(env)
+    assert notifier is not None and env == {"OTHER": "x"}  # taken out: no child of the agent inherits it
+    assert notifier.ready("filtering on eth0")
+    assert sock.recv(4096) == b"READY=1\nSTATUS=filtering on eth0"
+    assert notifier.stopping("leaving\x1b[2J")  # a status with an escape sequence goes escaped, on one line
+    assert sock.recv(4096) == b"STOPPING=1\nSTATUS=leaving\\x1b[2J"
+
+
+def test_an_abstract_name(tmp_path: Path) -> None:
+    name = f"ironpost-test-{os.getpid()}-{tmp_path.name}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.bind("\0" + name)
+        s.settimeout(10)
+        notifier = Notifier.from_environ({ENV: "@" + name})
+        assert notifier is not None and notifier.ready("ok")
+        assert s.recv(4096) == b"READY=1\nSTATUS=ok"
+
+
+def test_no_variable_no_notifier() -> None:
+    assert Notifier.from_environ({}) is None
+    assert Notifier.from_environ({ENV: ""}) is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["relative/notify", "notify", "/" + "x" * MAX_ADDRESS, "\x1b]0;owned\x07/run/notify"],
+    ids=["relative", "bare-name", "too-long", "escape-sequence"],
+)
+def test_a_value_that_is_no_socket_address_is_one_warning(value: str, caplog: pytest.LogCaptureFixture) -> None:
+    env = {ENV: value}
+    with caplog.at_level(logging.WARNING):
+        assert Notifier.from_environ(env) is None
+    assert env == {}  # taken out all the same
+    assert len(caplog.records) == 1 and "\x1b" not in caplog.records[0].getMessage()
+
+
+def test_a_socket_not_there_is_one_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    notifier = Notifier.from_environ({ENV: str(tmp_path / "gone")})
+    assert notifier is not None
+    with caplog.at_level(logging.WARNING):
+        assert notifier.ready("x") is False
+    assert len(caplog.records) == 1 and "READY=1" in caplog.records[0].getMessage()
+
+
+def test_a_full_queue_never_holds_the_agent(
+    manager: tuple[socket.socket, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    sock, path = manager
+    notifier = Notifier.from_environ({ENV: path})
+    assert notifier is not None
+    # The manager reads nothing: its queue fills (the positive control: one datagram was refused at once).
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as filler:
+        filler.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            for _ in range(100_000):
+                filler.sendto(b"x" * 1024, path)
+    result: list[bool] = []
+    t = threading.Thread(target=lambda: result.append(notifier.ready("x")), daemon=True)
+    with caplog.at_level(logging.WARNING):
+        t.start()
+        t.join(30)
+    assert result == [False], "the notification waited on a full queue"  # a blocking send never returns
+    assert len(caplog.records) == 1
+
+
+@pytest.mark.root
+def test_the_agent_says_ready_once_filtering_and_stopping_when_it_leaves(
+    lab: netlab.Lab, agents: AgentPool, tmp_path: Path, manager: tuple[socket.socket, str]
+) -> None:
+    sock, path = manager
+    files = AgentFiles.make(tmp_path)
+    assert xdp_progs(lab.ifindex) == []  # the control: nothing attached before
+    agent = agents.start(lab.host_if, *files.args(), env=agent_env(**{ENV: path}))
+    message = sock.recv(4096).decode()
+    progs = xdp_progs(lab.ifindex)  # read as soon as READY=1 arrives: attached already
+    lines = message.split("\n")
+    assert lines[0] == "READY=1" and lines[1].startswith(f"STATUS=filtering on {lab.host_if} "), message
+    mode, prog_id = ready_info(agent.wait_ready())
+    assert progs == [(mode, prog_id)], progs
+    assert f"prog id {prog_id}" in lines[1]
+    agent.send(signal.SIGTERM)
+    assert sock.recv(4096) == b"STOPPING=1\nSTATUS=leaving: detaching"
+    assert agent.wait() == 0, agent.describe()
+    assert agent.stderr == "", agent.describe()
