@@ -533,3 +533,84 @@ def test_the_rule_form_says_a_description_is_too_long_before_saving() -> None:
         parse_rule(RuleFields(id="r", src_ip="198.18.0.9", description="d" * 5000), now=0.0)
     assert exc.value.fields == {"description": "at most 1024 characters (5000)"}
     assert parse_rule(RuleFields(id="r", src_ip="198.18.0.9", description="d" * 1024), now=0.0).description
+
+
+@pytest.mark.parametrize("which", ["events", "top", "capture"])
+def test_a_filter_pasted_whole_is_refused_in_one_line(which: str) -> None:
+    """A paste into a filter: every event or row is judged by every word, and 10,000 words cost 23 ms an
+    event, minutes for the 5,000 kept, with the console frozen (session 28).  More than MAX_WORDS words or
+    MAX_TEXT characters is one line saying so; the controls: MAX_WORDS words and MAX_TEXT characters are
+    taken."""
+    from ironpost_tui.filter_terms import MAX_TEXT, MAX_WORDS
+    from ironpost_tui.records.capture_expr import CaptureExpression
+    from ironpost_tui.ui.event_filter import EventFilter
+    from ironpost_tui.ui.top_filter import TopFilter
+
+    parse = {"events": EventFilter.parse, "top": TopFilter.parse, "capture": CaptureExpression.parse}[which]
+    word = "port:53" if which == "capture" else "."  # the capture takes no free words, and no term twice
+    for text, said in ((" ".join([word] * 10_000), f"characters long: at most {MAX_TEXT}"),
+                       (" ".join(["x"] * (MAX_WORDS + 1)), f"{MAX_WORDS + 1} words: at most {MAX_WORDS}"),
+                       ("x" * (MAX_TEXT + 1), f"{MAX_TEXT + 1} characters long")):  # fmt: skip
+        with pytest.raises(ValueError) as exc:
+            parse(text)
+        assert said in str(exc.value) and "\n" not in str(exc.value), str(exc.value)
+    if which != "capture":
+        assert parse(" ".join(["x"] * MAX_WORDS))
+        assert parse("x" * MAX_TEXT)
+    else:
+        assert parse(f"port:53{' ' * (MAX_TEXT - 7)}") == CaptureExpression(port=53)
+
+
+def test_the_events_filter_makes_a_rows_text_once_whatever_its_words(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Free words are looked for in the row's text, made once per event (it was made again for each word).
+    The control: a field term and a word that does not match still make the event fail."""
+    from support.ui import event
+
+    from ironpost_tui.ui import event_filter
+    from ironpost_tui.ui.event_filter import EventFilter
+
+    made: list[object] = []
+    original = event_filter.row_text
+    monkeypatch.setattr(event_filter, "row_text", lambda e: made.append(e) or original(e))
+    e = event(src="198.51.100.7", dport=22)
+    assert EventFilter.parse("198.51 100.7 tcp drop r1 22").matches(e)
+    assert len(made) == 1
+    assert not EventFilter.parse("198.51 nowhere").matches(e)
+    assert not EventFilter.parse("dport:23 198.51").matches(e)
+    assert EventFilter.parse("dport:22 198.51").matches(e)
+
+
+def test_the_events_pane_says_a_pasted_filter_is_too_big_and_keeps_its_own() -> None:
+    """Through the pane: Enter on a 20 KB paste in the filter's field says why in the pane's status line, and
+    the filter in force stays."""
+    import asyncio
+
+    from support.ui import event
+    from textual.app import App, ComposeResult
+    from textual.widgets import Input
+
+    from ironpost_tui.ui.themes import VARIABLE_DEFAULTS
+    from ironpost_tui.ui.widgets.event_table import EventTable
+
+    class PaneApp(App[None]):
+        def get_theme_variable_defaults(self) -> dict[str, str]:
+            return dict(VARIABLE_DEFAULTS)
+
+        def compose(self) -> ComposeResult:
+            yield EventTable(cursor_blink=False)
+
+    async def main() -> None:
+        app = PaneApp()
+        async with app.run_test(size=(100, 20)) as pilot:
+            pane = app.query_one(EventTable)
+            pane.add_events([event(src=f"198.51.100.{i}") for i in range(1, 200)])
+            field = pane.query_one("#event-filter", Input)
+            for text in ("src:198.51.100.7", " ".join(["."] * 10_000)):
+                field.focus()
+                field.value = text
+                await pilot.press("enter")
+                await pilot.pause()
+            assert pane.problem.startswith("filter not applied: the filter is 19999 characters long"), pane.problem
+            assert pane._filter.text == "src:198.51.100.7"  # the control: the first was applied, and stays
+
+    asyncio.run(main())

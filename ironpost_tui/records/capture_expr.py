@@ -14,7 +14,6 @@ from ironpost_tui import filter_terms
 from ironpost_tui.model import IPNetwork
 
 KERNEL_FIELDS = ("src", "dst", "port", "proto", "rule")
-MAX_TEXT = 1024
 
 
 @dataclass(frozen=True)
@@ -28,9 +27,7 @@ class CaptureExpression:
     @classmethod
     def parse(cls, text: str) -> CaptureExpression:
         """ValueError, one line, for anything the kernel cannot evaluate or that cannot match."""
-        if len(text) > MAX_TEXT:
-            raise ValueError(f"the filter is {len(text)} characters long: at most {MAX_TEXT}")
-        words = text.split()
+        words = filter_terms.words(text)
         if not words:
             raise ValueError("the filter is empty: give src:, dst:, port:, proto: or rule:")
         expr = cls()

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ironpost_tui.filter_terms import FIELDS, network, port, protocol, split
+from ironpost_tui.filter_terms import FIELDS, network, port, protocol, split, words
 from ironpost_tui.model import PacketEvent, Verdict
 from ironpost_tui.ui import format as fmt
 
@@ -25,19 +25,32 @@ Test = Callable[[PacketEvent], bool]
 @dataclass(frozen=True)
 class EventFilter:
     text: str
-    tests: tuple[Test, ...] = ()
+    tests: tuple[Test, ...] = ()  # the field:value terms
+    needles: tuple[str, ...] = ()  # the free words, lower case: each must appear in the row's text
 
     @classmethod
     def parse(cls, text: str) -> EventFilter:
-        """ValueError with a one-line message for a term that cannot match anything."""
-        tests = [_term(word) for word in text.split()]
-        return cls(text.strip(), tuple(tests))
+        """ValueError with a one-line message for a term that cannot match anything, or a filter too big
+        (filter_terms.words)."""
+        tests, needles = [], []
+        for word in words(text):
+            name, colon, _value = split(word)  # ValueError for a key that is none of FIELDS
+            if colon and name in FIELDS:
+                tests.append(_term(word))
+            else:
+                needles.append(word.lower())
+        return cls(text.strip(), tuple(tests), tuple(needles))
 
     def __bool__(self) -> bool:
-        return bool(self.tests)
+        return bool(self.tests or self.needles)
 
     def matches(self, event: PacketEvent) -> bool:
-        return all(test(event) for test in self.tests)
+        if not all(test(event) for test in self.tests):
+            return False
+        if not self.needles:
+            return True
+        row = row_text(event)  # once an event, whatever the number of words
+        return all(needle in row for needle in self.needles)
 
 
 def row_text(e: PacketEvent) -> str:
@@ -57,10 +70,8 @@ def row_text(e: PacketEvent) -> str:
 
 
 def _term(word: str) -> Test:
-    name, colon, value = split(word)
-    if not colon or name not in FIELDS:
-        needle = word.lower()
-        return lambda e: needle in row_text(e)
+    """The test of a field:value word (a free word is a needle: EventFilter.parse)."""
+    name, _colon, value = split(word)
     if not value:
         raise ValueError(f"'{word}': give a value after the colon")
     if name in ("src", "dst"):

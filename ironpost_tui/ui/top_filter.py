@@ -30,8 +30,9 @@ class TopFilter:
 
     @classmethod
     def parse(cls, text: str) -> TopFilter:
-        """ValueError with a one-line message for a term that cannot match anything."""
-        return cls(text.strip(), tuple(_term(word) for word in text.split()))
+        """ValueError with a one-line message for a term that cannot match anything, or a filter too big
+        (filter_terms.words)."""
+        return cls(text.strip(), tuple(_term(word) for word in ef.words(text)))
 
     def __bool__(self) -> bool:
         return bool(self.tests)
