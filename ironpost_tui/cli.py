@@ -383,7 +383,7 @@ def _run_console(
     if reload:
         live.reload()
     if panic:
-        live.panic_soon("signal")  # waits for the start, then clears what it put in
+        live.panic_soon("signal")  # run once the start is done (live.py): it clears what the start put in
     try:
         with _logs_held() as held:
             live.begin()

@@ -158,6 +158,11 @@ def test_100k_decisions(agents: AgentPool, lab: netlab.Lab, lapi: Lapi, probe: P
     # No tick past 100 ms, by its thread's CPU time (the work it did) and by the wall clock less its waits for a
     # CPU (with its waits for the interpreter, i.e. the puller's and the surveyor's holds of it).  The wall clock
     # alone is the host's too: the LAPI writing 100,000 decisions shares the 2 CPUs (README, CrowdSec).
+    # The three measures of the same ticks, in sum: CPU <= own (wall less the run queue) <= wall.
+    sums = {n: (sample(text, f"{n}_sum") or 0.0) - (sample(text0, f"{n}_sum") or 0.0) for n in
+            ("ironpost_tick_cpu_seconds", "ironpost_tick_own_seconds", "ironpost_tick_seconds")}  # fmt: skip
+    cpu_s, own_s, wall_s = sums.values()
+    assert 0 < cpu_s <= own_s * 1.02 + 0.01 and own_s <= wall_s * 1.0001, sums
     assert slow1 - slow0 == 0, f"{slow1 - slow0:.0f} ticks took over {TICK_BOUND * 1000:.0f} ms of CPU"
     assert own1 - own0 == 0, f"{own1 - own0:.0f} of {ticks1 - ticks0:.0f} ticks over 100 ms, less their waits for a CPU"
     longest = sample(text, "ironpost_tick_seconds_max") or 0.0
@@ -165,7 +170,8 @@ def test_100k_decisions(agents: AgentPool, lab: netlab.Lab, lapi: Lapi, probe: P
     print(
         f"all in {all_in:.1f} s after the import; ticks: {ticks1 - ticks0:.0f}, {half[1] - half[0]:.0f} over 50 ms "
         f"less their waits for a CPU, {wall1 - wall0:.0f} over 100 ms of wall clock, longest {longest * 1000:.0f} ms; "
-        f"CLI block in force {took:.2f} s after it returned"
+        f"CLI block in force {took:.2f} s after it returned; "
+        f"CPU, own, wall in sum: {cpu_s:.2f}, {own_s:.2f}, {wall_s:.2f} s"
     )
     assert probe.burst() == 0  # the block is still in force
     text = scrape(port)

@@ -37,7 +37,7 @@ def test_the_datagram_reaches_the_socket_named_and_the_variable_goes(manager: tu
     env = {ENV: path, "OTHER": "x"}
     notifier = Notifier.from_environ(env)
     assert notifier is not None and env == {"OTHER": "x"}  # taken out: no child of the agent inherits it
-    assert notifier.ready("filtering on eth0")
+    notifier.ready_soon("filtering on eth0").join(10)
     assert sock.recv(4096) == b"READY=1\nSTATUS=filtering on eth0"
     assert notifier.stopping("leaving\x1b[2J")  # a status with an escape sequence goes escaped, on one line
     assert sock.recv(4096) == b"STOPPING=1\nSTATUS=leaving\\x1b[2J"
@@ -49,8 +49,8 @@ def test_an_abstract_name(tmp_path: Path) -> None:
         s.bind("\0" + name)
         s.settimeout(10)
         notifier = Notifier.from_environ({ENV: "@" + name})
-        assert notifier is not None and notifier.ready("ok")
-        assert s.recv(4096) == b"READY=1\nSTATUS=ok"
+        assert notifier is not None and notifier.status("ok")
+        assert s.recv(4096) == b"STATUS=ok"
 
 
 def test_no_variable_no_notifier() -> None:
@@ -71,41 +71,63 @@ def test_a_value_that_is_no_socket_address_is_one_warning(value: str, caplog: py
     assert len(caplog.records) == 1 and "\x1b" not in caplog.records[0].getMessage()
 
 
-def test_a_socket_not_there_is_one_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_socket_not_there_is_a_warning_and_ready_gives_up_in_time(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ironpost_tui.engine import service_notify
+
+    monkeypatch.setattr(service_notify, "RETRY_PAUSE", 0.0)
     notifier = Notifier.from_environ({ENV: str(tmp_path / "gone")})
     assert notifier is not None
     with caplog.at_level(logging.WARNING):
-        assert notifier.ready("x") is False
-    assert len(caplog.records) == 1 and "READY=1" in caplog.records[0].getMessage()
+        assert notifier.stopping("x") is False
+    assert len(caplog.records) == 1 and "STOPPING=1" in caplog.records[0].getMessage()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        notifier.ready_soon("x").join(30)
+    said = [r.getMessage() for r in caplog.records]
+    # Tried READY_TRIES times: the first failure and the giving up said, not each try.
+    assert len(said) == 2 and "READY=1" in said[0] and "not told that the agent is ready" in said[1], said
 
 
-def test_a_full_queue_never_holds_the_agent(
+def test_ready_waits_for_room_and_the_rest_never_waits(
     manager: tuple[socket.socket, str], caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A queue kept full (the notify socket is open to every service): READY=1, which systemd waits for, is
+    sent from a thread that waits for room and tries again; a status line is sent at once or not at all."""
     sock, path = manager
     notifier = Notifier.from_environ({ENV: path})
     assert notifier is not None
-    # The manager reads nothing: its queue fills (the positive control: one datagram was refused at once).
+    # The manager reads nothing: its queue fills (the control: one datagram was refused at once).
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as filler:
         filler.setblocking(False)
         with pytest.raises(BlockingIOError):
             for _ in range(100_000):
                 filler.sendto(b"x" * 1024, path)
-    result: list[bool] = []
-    t = threading.Thread(target=lambda: result.append(notifier.ready("x")), daemon=True)
+    done: list[bool] = []
+    t = threading.Thread(target=lambda: done.append(notifier.status("busy")), daemon=True)
     with caplog.at_level(logging.WARNING):
         t.start()
         t.join(30)
-    assert result == [False], "the notification waited on a full queue"  # a blocking send never returns
-    assert len(caplog.records) == 1
+    assert done == [False], "a status line waited on a full queue"  # a blocking send never returns here
+    ready = notifier.ready_soon("filtering")
+    assert ready.is_alive()  # waiting for room: the agent's loop is not
+    got = b""
+    while not got.startswith(b"READY=1"):  # the manager reads again: READY=1 comes after the filler
+        got = sock.recv(4096)
+    assert got == b"READY=1\nSTATUS=filtering"
+    ready.join(10)
+    assert not ready.is_alive()
 
 
 @pytest.mark.root
 def test_the_agent_says_ready_once_filtering_and_stopping_when_it_leaves(
     lab: netlab.Lab, agents: AgentPool, tmp_path: Path, manager: tuple[socket.socket, str]
 ) -> None:
+    """READY=1 once the program is attached (read from the kernel as the datagram arrives), its status's rule
+    count again after a panic, STOPPING=1 at SIGTERM."""
     sock, path = manager
-    files = AgentFiles.make(tmp_path)
+    files = AgentFiles.make(tmp_path, rules='[[ebpf.rules]]\nid = "feed-1"\nsrc_ip = "198.19.254.7"\naction = "drop"\n')
     assert xdp_progs(lab.ifindex) == []  # the control: nothing attached before
     agent = agents.start(lab.host_if, *files.args(), env=agent_env(**{ENV: path}))
     message = sock.recv(4096).decode()
@@ -114,8 +136,25 @@ def test_the_agent_says_ready_once_filtering_and_stopping_when_it_leaves(
     assert lines[0] == "READY=1" and lines[1].startswith(f"STATUS=filtering on {lab.host_if} "), message
     mode, prog_id = ready_info(agent.wait_ready())
     assert progs == [(mode, prog_id)], progs
-    assert f"prog id {prog_id}" in lines[1]
+    assert f"prog id {prog_id}" in lines[1] and lines[1].endswith(", 1 rules"), lines
+    agent.send(signal.SIGUSR2)
+    status = sock.recv(4096).decode()
+    assert status.startswith(f"STATUS=filtering on {lab.host_if} ") and status.endswith(", 0 rules"), status
     agent.send(signal.SIGTERM)
     assert sock.recv(4096) == b"STOPPING=1\nSTATUS=leaving: detaching"
     assert agent.wait() == 0, agent.describe()
     assert agent.stderr == "", agent.describe()
+
+
+@pytest.mark.root
+def test_a_start_that_fails_says_nothing_ready(
+    lab: netlab.Lab, agents: AgentPool, tmp_path: Path, manager: tuple[socket.socket, str]
+) -> None:
+    """A configuration refused (exit 2): no READY=1 (systemd then says the start failed, with the agent's line)."""
+    sock, path = manager
+    files = AgentFiles.make(tmp_path, extra='[ebpf]\nxdp_mode = "nonsense"\n')
+    agent = agents.start(lab.host_if, *files.args(), env=agent_env(**{ENV: path}))
+    assert agent.wait() == 2, agent.describe()
+    sock.settimeout(0.5)
+    with pytest.raises(TimeoutError):
+        sock.recv(4096)

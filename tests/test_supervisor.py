@@ -222,6 +222,36 @@ def test_console_notices_of_a_reload(tmp_path: Path) -> None:
     )
 
 
+def test_a_flag_taken_loses_no_set_and_the_early_asks_are_handed_over() -> None:
+    """Flag.take counts (a check and then a clear lost a set between them); EarlyAsks notes SIGUSR1 and SIGUSR2
+    from a run's first moments and hands them to the agent's handlers (cli._install_signals)."""
+    import signal
+
+    from ironpost_tui import cli
+    from ironpost_tui.engine.signal_flags import EarlyAsks, Flag
+
+    flag = Flag()
+    assert not flag.take()
+    flag.set()
+    flag.set()
+    assert flag.is_set() and flag.take() and not flag.take() and not flag.is_set()
+    old = {s: signal.getsignal(s) for s in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT, signal.SIGTERM,
+                                            signal.SIGHUP)}  # fmt: skip
+    try:
+        early = EarlyAsks().hold()
+        signal.raise_signal(signal.SIGUSR2)  # before the agent's handlers: noted, the process goes on
+        assert early.panic.is_set() and not early.reload.is_set()
+        controls = Controls()
+        cli._install_signals(controls, early)
+        assert controls.take() == Pending(panic="signal")  # handed over, once
+        assert early.take() == (False, False) and controls.take() == Pending()
+        signal.raise_signal(signal.SIGUSR1)  # the agent's own handler from now on
+        assert controls.take() == Pending(reload="signal") and early.take() == (False, False)
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
 def test_controls_take_what_the_signals_asked_once() -> None:
     controls = Controls()
     assert controls.take() == Pending()

@@ -444,7 +444,9 @@ class Engine:
             try:
                 return self._tick(records, events, publish)
             finally:
-                wall, cpu, delay1 = time.perf_counter() - t0, time.thread_time() - cpu0, run_delay()
+                # The run delay read inside the wall clock's reads, at both ends: a wait counted is within the tick.
+                delay1 = run_delay()
+                wall, cpu = time.perf_counter() - t0, time.thread_time() - cpu0
                 waited = None if delay0 is None or delay1 is None else delay1 - delay0
                 self._tick_times.observe(wall, cpu, waited)
 

@@ -29,13 +29,10 @@ class Controls:
 
     def take(self) -> Pending:
         """What the signals asked since the last step, for the next one (the flags cleared)."""
-        pending = Pending(
-            reload="signal" if self.reload.is_set() else None,
-            panic="signal" if self.panic.is_set() else None,
+        return Pending(
+            reload="signal" if self.reload.take() else None,
+            panic="signal" if self.panic.take() else None,
         )
-        self.reload.clear()
-        self.panic.clear()
-        return pending
 
 
 def log_reload(reloaded: Reloaded) -> None:
@@ -141,12 +138,16 @@ def run(
     n_rules = len(engine.control.rules())
     if source is not None:
         log.info("rules: %s (%d in force)", source.path, n_rules, extra={"event": "rules", "rules": n_rules})
+    filtering = f"filtering on {report.iface} ({report.mode} mode, prog id {report.prog_id})"
     if notifier is not None:
-        notifier.ready(f"filtering on {report.iface} ({report.mode} mode, prog id {report.prog_id}), {n_rules} rules")
+        notifier.ready_soon(f"{filtering}, {n_rules} rules")
     try:
         while not controls.stop.is_set():
             # alerts, stats and state; the events go unused
-            log_step(supervisor.step(controls.take(), timeout_ms=100, events=False), report.iface)
+            step = supervisor.step(controls.take(), timeout_ms=100, events=False)
+            log_step(step, report.iface)
+            if notifier is not None and (step.cleared is not None or step.reload is not None):
+                notifier.status(f"{filtering}, {len(engine.control.rules())} rules")  # what systemctl status shows
     finally:
         if notifier is not None:
             notifier.stopping("leaving: " + ("the pinned program stays" if report.pin_dir else "detaching"))

@@ -61,6 +61,9 @@ class LiveSource:
         self._keepable = keepable
         self._early: threading.Thread | None = None
         self._early_result: SourceInfo | BaseException | None = None
+        self._started = False  # a panic asked before the start waits for it (panic_soon)
+        self._panic_asked: str | None = None  # a panic asked (how), not yet run
+        self._panic_running = False
 
     def begin(self) -> None:
         """Compile and attach from now on, in a thread of its own (the console's interface loads
@@ -116,6 +119,9 @@ class LiveSource:
             )
             if self.recorder is not None:
                 self.recorder.start(self.info)
+            self._started = True
+            if self._panic_asked is not None:  # asked during the start: it clears what the start put in
+                self._spawn_panic()
             return self.info
 
     def now(self) -> float:
@@ -189,8 +195,35 @@ class LiveSource:
 
     def panic_soon(self, via: str = "signal") -> None:
         """A panic in a thread of its own, its outcome logged: what a signal handler may start (it runs between two
-        bytecodes of the main thread, which may hold the locks the panic waits for)."""
-        threading.Thread(target=self._panic_logged, args=(via,), name="panic", daemon=True).start()
+        bytecodes of the main thread, which may hold the locks the panic waits for).
+
+        Asked before the engine started, it runs once the start is done and clears what the start put in (until
+        session 28 its thread could take the lock first, fail on an engine not started, and the start then put
+        the file's drop rules in).  Asked again while one runs, that one runs it again: one thread at most,
+        however many signals come (there was one per signal)."""
+        self._panic_asked = via
+        if self._started:
+            self._spawn_panic()
+
+    def _spawn_panic(self) -> None:
+        if self._panic_running:
+            return
+        self._panic_running = True
+        try:
+            threading.Thread(target=self._panic_worker, name="panic", daemon=True).start()
+        except RuntimeError as exc:  # no thread to be had: said, never raised into a signal handler's caller
+            self._panic_running = False
+            log.error("SIGUSR2 (panic): the drop rules could not be cleared (%s): ask again", exc)
+
+    def _panic_worker(self) -> None:
+        try:
+            while (via := self._panic_asked) is not None:
+                self._panic_asked = None
+                self._panic_logged(via)
+        finally:
+            self._panic_running = False
+        if self._panic_asked is not None:  # asked between the last look and the end
+            self._spawn_panic()
 
     def _panic_logged(self, via: str) -> None:
         try:

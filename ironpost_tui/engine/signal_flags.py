@@ -14,27 +14,36 @@ import signal
 
 
 class Flag:
-    """threading.Event's set/clear/is_set without its lock, for signal handlers to set.
+    """threading.Event's set/is_set without its lock, for signal handlers to set, and a ``take`` that loses no
+    ``set``.
 
     A Python signal handler runs in the main thread between two bytecodes, possibly in the
     middle of the loop's own Event.clear(), which holds the Event's non-reentrant lock: an
     Event.set() there waits for that lock forever, and the agent no longer reloads, panics or
-    stops.  A plain attribute write is atomic under the GIL and never blocks.
+    stops.  So ``set`` counts (an attribute write, which never blocks), and ``take`` compares the count with
+    the one it saw last: a ``set`` between its read and its write is seen at the next ``take`` (a check, then a
+    clear, lost it until session 28).
     """
 
-    __slots__ = ("_set",)
+    __slots__ = ("_seen", "_sets")
 
     def __init__(self) -> None:
-        self._set = False
+        self._sets = 0
+        self._seen = 0
 
     def set(self) -> None:
-        self._set = True
-
-    def clear(self) -> None:
-        self._set = False
+        self._sets += 1
 
     def is_set(self) -> bool:
-        return self._set
+        """Set since the last ``take`` (a stop, which is never taken: set at all)."""
+        return self._sets != self._seen
+
+    def take(self) -> bool:
+        """Whether it was set since the last ``take``; from now on, only a new ``set`` counts."""
+        sets = self._sets
+        fired = sets != self._seen
+        self._seen = sets
+        return fired
 
 
 class EarlyAsks:
@@ -51,7 +60,4 @@ class EarlyAsks:
 
     def take(self) -> tuple[bool, bool]:
         """(a reload asked, a panic asked) since ``hold``; called once the run's own handlers are in."""
-        asked = self.reload.is_set(), self.panic.is_set()
-        self.reload.clear()
-        self.panic.clear()
-        return asked
+        return self.reload.take(), self.panic.take()

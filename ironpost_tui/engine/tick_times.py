@@ -5,11 +5,12 @@ Three histograms (cumulative buckets, sum, count):
 - wall-clock seconds, which include the waits for the interpreter (other threads: the CrowdSec puller, the
   BLOCKLIST surveyor) and for a CPU on a loaded host (``ironpost_tick_seconds``);
 - the tick thread's own CPU seconds, the work the tick did (``ironpost_tick_cpu_seconds``);
-- the wall-clock seconds less the time the thread was ready to run and the host ran something else, the
-  kernel's run delay (``ironpost_tick_own_seconds``): the tick's work and its waits for the interpreter and
-  the kernel, which are this process's doing, without the host's other load.  Measured: in the CrowdSec
-  scale case on a 2-core machine, the LAPI's import beside the agent kept a tick with 10 ms of work up to
-  30 ms in the run queue, and in one CI run 1 tick of 623 went past 100 ms of wall clock.
+- the wall-clock seconds less the time the thread was ready to run and waited for a CPU, the kernel's run
+  delay, whoever held the CPU (another process, or a thread of this one in a kernel call)
+  (``ironpost_tick_own_seconds``): the tick's work and its waits for the interpreter and the kernel.
+  Measured: in the CrowdSec scale case on a 2-core machine, the LAPI's import beside the agent kept a tick
+  with 10 ms of work up to 30 ms in the run queue, and in one CI run 1 tick of 623 went past 100 ms of wall
+  clock.
 
 A reader takes two scrapes and sees how many ticks in between went past a bound (the CrowdSec scale case:
 none past 100 ms while 100,000 decisions go in).
