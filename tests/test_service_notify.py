@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,7 +50,7 @@ def test_an_abstract_name(tmp_path: Path) -> None:
         s.bind("\0" + name)
         s.settimeout(10)
         notifier = Notifier.from_environ({ENV: "@" + name})
-        assert notifier is not None and notifier.status("ok")
+        assert notifier is not None and notifier.send("STATUS=ok")
         assert s.recv(4096) == b"STATUS=ok"
 
 
@@ -80,44 +81,80 @@ def test_a_socket_not_there_is_a_warning_and_ready_gives_up_in_time(
     notifier = Notifier.from_environ({ENV: str(tmp_path / "gone")})
     assert notifier is not None
     with caplog.at_level(logging.WARNING):
-        assert notifier.stopping("x") is False
-    assert len(caplog.records) == 1 and "STOPPING=1" in caplog.records[0].getMessage()
-    caplog.clear()
-    with caplog.at_level(logging.WARNING):
         notifier.ready_soon("x").join(30)
     said = [r.getMessage() for r in caplog.records]
     # Tried READY_TRIES times: the first failure and the giving up said, not each try.
     assert len(said) == 2 and "READY=1" in said[0] and "not told that the agent is ready" in said[1], said
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        assert notifier.stopping("x") is False
+    assert len(caplog.records) == 1 and "STOPPING=1" in caplog.records[0].getMessage()
 
 
-def test_ready_waits_for_room_and_the_rest_never_waits(
-    manager: tuple[socket.socket, str], caplog: pytest.LogCaptureFixture
-) -> None:
-    """A queue kept full (the notify socket is open to every service): READY=1, which systemd waits for, is
-    sent from a thread that waits for room and tries again; a status line is sent at once or not at all."""
-    sock, path = manager
-    notifier = Notifier.from_environ({ENV: path})
-    assert notifier is not None
-    # The manager reads nothing: its queue fills (the control: one datagram was refused at once).
+def fill(path: str) -> None:
+    """The manager's queue filled (the control: one datagram was refused at once)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as filler:
         filler.setblocking(False)
         with pytest.raises(BlockingIOError):
             for _ in range(100_000):
                 filler.sendto(b"x" * 1024, path)
+
+
+def drain_until(sock: socket.socket, prefix: bytes) -> list[bytes]:
+    """What the manager reads, the filler's datagrams left out, until one that starts with ``prefix``."""
+    got: list[bytes] = []
+    while not got or not got[-1].startswith(prefix):
+        d = sock.recv(4096)
+        if d != b"x" * 1024:
+            got.append(d)
+    return got
+
+
+def test_ready_waits_for_room_without_spinning_with_the_latest_status(manager: tuple[socket.socket, str]) -> None:
+    """A queue kept full (the notify socket is open to every service): READY=1, which systemd waits for, is
+    sent from a thread that waits for room (without a CPU's worth of retries: an unconnected socket's timed send
+    spun), and says the status as it is when it goes; a status line sent on its own goes at once or not at all."""
+    sock, path = manager
+    notifier = Notifier.from_environ({ENV: path})
+    assert notifier is not None
+    fill(path)
     done: list[bool] = []
-    t = threading.Thread(target=lambda: done.append(notifier.status("busy")), daemon=True)
-    with caplog.at_level(logging.WARNING):
-        t.start()
-        t.join(30)
+    t = threading.Thread(target=lambda: done.append(notifier.send("STATUS=busy")), daemon=True)
+    t.start()
+    t.join(30)
     assert done == [False], "a status line waited on a full queue"  # a blocking send never returns here
-    ready = notifier.ready_soon("filtering")
+    cpu0 = time.process_time()
+    ready = notifier.ready_soon("filtering, 1 rules")
+    notifier.status("filtering, 0 rules")  # a panic while READY=1 waits
+    time.sleep(1.0)
     assert ready.is_alive()  # waiting for room: the agent's loop is not
-    got = b""
-    while not got.startswith(b"READY=1"):  # the manager reads again: READY=1 comes after the filler
-        got = sock.recv(4096)
-    assert got == b"READY=1\nSTATUS=filtering"
+    assert time.process_time() - cpu0 < 0.3, "READY=1 spun while it waited"
+    got = drain_until(sock, b"READY=1")  # the manager reads again: READY=1 after the filler
+    if got[-1] != b"READY=1\nSTATUS=filtering, 0 rules":  # the try in flight had the first status: the new follows
+        assert got[-1] == b"READY=1\nSTATUS=filtering, 1 rules" and sock.recv(4096) == b"STATUS=filtering, 0 rules"
     ready.join(10)
     assert not ready.is_alive()
+
+
+def test_no_ready_after_stopping(manager: tuple[socket.socket, str]) -> None:
+    """The agent stops while READY=1 waits for room: STOPPING=1 is the last word (READY=1 after it would have a
+    process that is leaving taken for one that started).  The control: without the stop, READY=1 goes."""
+    sock, path = manager
+    notifier = Notifier.from_environ({ENV: path})
+    assert notifier is not None
+    fill(path)
+    ready = notifier.ready_soon("filtering")
+    time.sleep(0.5)
+    notifier.stopping("leaving")  # the queue is full: not sent, and READY=1 no longer goes
+    sock.settimeout(1.0)  # the manager reads again at once: room for a READY=1 still trying
+    with pytest.raises(TimeoutError):
+        drain_until(sock, b"READY=1")
+    ready.join(10)
+    assert not ready.is_alive()
+    control = Notifier.from_environ({ENV: path})
+    assert control is not None
+    control.ready_soon("filtering").join(10)
+    assert drain_until(sock, b"READY=1")[-1] == b"READY=1\nSTATUS=filtering"
 
 
 @pytest.mark.root

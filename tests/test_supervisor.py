@@ -235,6 +235,33 @@ def test_a_flag_taken_loses_no_set_and_the_early_asks_are_handed_over() -> None:
     flag.set()
     flag.set()
     assert flag.is_set() and flag.take() and not flag.take() and not flag.is_set()
+    # A set between take's first statement (its read) and the rest, as a signal handler runs between two bytecodes
+    # of the main thread: seen by the next take (a read, then a clear, lost it).
+    import sys
+
+    lines: list[int] = []
+
+    def tracer(frame, event, _arg):  # type: ignore[no-untyped-def]
+        if event == "call" and frame.f_code is Flag.take.__code__:
+
+            def local(frame, event, _arg):  # type: ignore[no-untyped-def]
+                if event == "line":
+                    lines.append(frame.f_lineno)
+                    if len(lines) == 2:
+                        flag.set()
+                return local
+
+            return local
+        return None
+
+    flag.set()
+    sys.settrace(tracer)
+    try:
+        first = flag.take()
+    finally:
+        sys.settrace(None)
+    assert len(lines) >= 2 and first  # the set came after the read: this take saw the first only
+    assert flag.take() and not flag.take()  # ... and the next one sees it
     old = {s: signal.getsignal(s) for s in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT, signal.SIGTERM,
                                             signal.SIGHUP)}  # fmt: skip
     try:
@@ -426,6 +453,57 @@ def test_a_panic_waits_for_the_engines_lock_as_an_edit_does(lab: netlab.Lab, tmp
             assert panic.is_alive() and cleared == [], "the panic ran while an edit held the engine's lock"
         panic.join(10)
         assert [[r.id for r in c] for c in cleared] == [["block"]] and live.engine.control.rules() == []
+    finally:
+        live.close()
+        with contextlib.suppress(FileNotFoundError):
+            (host.RUN_DIR / f"{lab.host_if}.lock").unlink()
+    assert occupants(lab.ifindex) == []
+
+
+@pytest.mark.root
+def test_panics_asked_around_the_start_and_the_close_run_once_each_in_order(
+    lab: netlab.Lab, caplog: pytest.LogCaptureFixture
+) -> None:
+    """panic_soon (a signal handler's): asked before the start, it runs once the start put the file's drop rule
+    in (until session 28 its thread could run first, fail on the engine not started, and the rule then went in);
+    asked a hundred times while one waits for the engine's lock, one thread runs them (there was one per signal);
+    asked as the console closes, close() runs it before the engine goes (a program kept enforcing would keep the
+    rules).  The controls: the rule is in the kernel before each panic runs."""
+    block = FilterRule(id="block", action=Action.DROP, src_ip=ipaddress.ip_network(lab.ns_ip4))
+    live = LiveSource(Engine(EngineOptions(iface=lab.host_if, xdp_mode="native", rules=(block,))), None)
+
+    def panics() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.getMessage().startswith("panic: cleared")]
+
+    def panic_threads() -> int:
+        return sum(1 for t in threading.enumerate() if t.name == "panic")
+
+    try:
+        with caplog.at_level(logging.WARNING):
+            live.panic_soon("signal")  # before the start: kept
+            assert panic_threads() == 0 and panics() == []
+            live.start()
+            deadline = time.monotonic() + 10
+            while not panics() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert panics() == ["panic: cleared 1 drop rule(s) (SIGUSR2, ironpost-tui cleanup): block"], panics()
+            assert live.engine.control.rules() == []
+            live.add_rule(block)  # the control: in force again
+            with live.engine.lock:  # a command-line edit in progress: the panic waits for it
+                for _ in range(100):
+                    live.panic_soon("signal")
+                assert panic_threads() == 1
+            deadline = time.monotonic() + 10
+            while (panic_threads() or len(panics()) < 2) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert panics()[1].startswith("panic: cleared 1 drop rule(s)") and live.engine.control.rules() == []
+            assert len(panics()) <= 3  # the hundred asks: one run, and at most one more that found nothing
+            live.add_rule(block)
+            n = len(panics())
+            with live._lock:  # the console closing: a panic asked now waits for the lock close() will hold
+                live.panic_soon("signal")
+            live.close()
+            assert panics()[n:] == ["panic: cleared 1 drop rule(s) (SIGUSR2, ironpost-tui cleanup): block"], panics()
     finally:
         live.close()
         with contextlib.suppress(FileNotFoundError):

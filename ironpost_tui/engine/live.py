@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ironpost_tui.config.store import RuleStore
 from ironpost_tui.config.watch import ConfigSource
-from ironpost_tui.engine.engine import Engine
+from ironpost_tui.engine.engine import Engine, StartReport
 from ironpost_tui.engine.feed import (
     RELOAD_NOTICE,
     OnExit,
@@ -62,8 +62,9 @@ class LiveSource:
         self._early: threading.Thread | None = None
         self._early_result: SourceInfo | BaseException | None = None
         self._started = False  # a panic asked before the start waits for it (panic_soon)
-        self._panic_asked: str | None = None  # a panic asked (how), not yet run
-        self._panic_running = False
+        self._closed = False
+        self._panic_asked: str | None = None  # a panic asked (how), not yet run: taken under _lock
+        self._panic_gate = threading.Lock()  # held by the one panic thread
 
     def begin(self) -> None:
         """Compile and attach from now on, in a thread of its own (the console's interface loads
@@ -104,6 +105,15 @@ class LiveSource:
     def _start(self) -> SourceInfo:
         with self._lock:
             report = self._supervisor.start()
+            self._started = True
+            try:
+                return self._started_info(report)
+            finally:
+                if self._panic_asked is not None:  # asked during the start: it clears what the start put in
+                    self._spawn_panic()
+
+    def _started_info(self, report: StartReport) -> SourceInfo:
+        with self._lock:
             control = self.engine.control
             self.info = SourceInfo(
                 iface=report.iface,
@@ -119,9 +129,6 @@ class LiveSource:
             )
             if self.recorder is not None:
                 self.recorder.start(self.info)
-            self._started = True
-            if self._panic_asked is not None:  # asked during the start: it clears what the start put in
-                self._spawn_panic()
             return self.info
 
     def now(self) -> float:
@@ -206,24 +213,33 @@ class LiveSource:
             self._spawn_panic()
 
     def _spawn_panic(self) -> None:
-        if self._panic_running:
-            return
-        self._panic_running = True
+        if not self._panic_gate.acquire(blocking=False):  # never blocks: a signal handler may call this
+            return  # the thread running sees this ask (its loop, or its last look)
         try:
             threading.Thread(target=self._panic_worker, name="panic", daemon=True).start()
         except RuntimeError as exc:  # no thread to be had: said, never raised into a signal handler's caller
-            self._panic_running = False
+            self._panic_gate.release()
             log.error("SIGUSR2 (panic): the drop rules could not be cleared (%s): ask again", exc)
 
     def _panic_worker(self) -> None:
         try:
-            while (via := self._panic_asked) is not None:
-                self._panic_asked = None
-                self._panic_logged(via)
+            while self._run_asked_panic():
+                pass
         finally:
-            self._panic_running = False
-        if self._panic_asked is not None:  # asked between the last look and the end
+            self._panic_gate.release()
+        if self._panic_asked is not None and not self._closed:  # asked between the last look and the release
             self._spawn_panic()
+
+    def _run_asked_panic(self) -> bool:
+        """The panic asked, if any, taken and run under the lock (close() runs one it finds there first);
+        whether one ran."""
+        with self._lock:
+            via = self._panic_asked
+            if via is None or self._closed:
+                return False
+            self._panic_asked = None
+            self._panic_logged(via)
+            return True
 
     def _panic_logged(self, via: str) -> None:
         try:
@@ -264,6 +280,11 @@ class LiveSource:
         if self._early is not None:
             self._early.join()  # a start under way ends before the engine is closed, never after
         with self._lock:
+            if self._started and not self._closed:
+                # A panic asked and not yet run: before the engine closes (a program kept enforcing would keep
+                # the drop rules the operator asked to clear).
+                self._run_asked_panic()
+            self._closed = True
             self._supervisor.close()
             if self.recorder is not None:
                 self.recorder.close()
