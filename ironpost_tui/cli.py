@@ -161,11 +161,8 @@ def _install_signals(controls: headless.Controls, early: EarlyAsks | None = None
         signal.signal(sig, stop)
     signal.signal(signal.SIGUSR1, lambda *_: controls.reload.set())
     signal.signal(signal.SIGUSR2, lambda *_: controls.panic.set())
-    reload, panic = early.take() if early is not None else (False, False)
-    if reload:
-        controls.reload.set()
-    if panic:
-        controls.panic.set()
+    if early is not None:
+        early.hand_over(controls.reload.set, controls.panic.set)
 
 
 def _cmd_run(argv: list[str]) -> ExitStatus:
@@ -379,11 +376,8 @@ def _run_console(
     # default action killed a console signalled before it ran (an attacker's review).
     signal.signal(signal.SIGUSR2, lambda *_: live.panic_soon("signal"))
     signal.signal(signal.SIGUSR1, lambda *_: live.reload())  # as the console's r (a flag: the next tick reloads)
-    reload, panic = early.take() if early is not None else (False, False)  # asked before these handlers
-    if reload:
-        live.reload()
-    if panic:
-        live.panic_soon("signal")  # run once the start is done (live.py): it clears what the start put in
+    if early is not None:  # asked before these handlers; a panic runs once the start is done (live.py)
+        early.hand_over(live.reload, lambda: live.panic_soon("signal"))
     try:
         with _logs_held() as held:
             live.begin()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ironpost_tui.config.store import RuleStore
 from ironpost_tui.config.watch import ConfigSource
-from ironpost_tui.engine.engine import Engine, StartReport
+from ironpost_tui.engine.engine import Engine
 from ironpost_tui.engine.feed import (
     RELOAD_NOTICE,
     OnExit,
@@ -107,29 +107,25 @@ class LiveSource:
             report = self._supervisor.start()
             self._started = True
             try:
-                return self._started_info(report)
+                control = self.engine.control
+                self.info = SourceInfo(
+                    iface=report.iface,
+                    mode=report.mode,
+                    attached=True,
+                    started_at=time.time() - report.seconds,
+                    config_path=str(self.config.path) if self.config else "",
+                    rules_path=self._rules_path(),
+                    blocklist_capacity=control.table.capacity()[MapName.BLOCKLIST],
+                    protected=protected_list(self.engine),
+                    title="live",
+                    on_exit=self._on_exit(self._keepable),
+                )
+                if self.recorder is not None:
+                    self.recorder.start(self.info)
+                return self.info
             finally:
                 if self._panic_asked is not None:  # asked during the start: it clears what the start put in
                     self._spawn_panic()
-
-    def _started_info(self, report: StartReport) -> SourceInfo:
-        with self._lock:
-            control = self.engine.control
-            self.info = SourceInfo(
-                iface=report.iface,
-                mode=report.mode,
-                attached=True,
-                started_at=time.time() - report.seconds,
-                config_path=str(self.config.path) if self.config else "",
-                rules_path=self._rules_path(),
-                blocklist_capacity=control.table.capacity()[MapName.BLOCKLIST],
-                protected=protected_list(self.engine),
-                title="live",
-                on_exit=self._on_exit(self._keepable),
-            )
-            if self.recorder is not None:
-                self.recorder.start(self.info)
-            return self.info
 
     def now(self) -> float:
         return time.time()

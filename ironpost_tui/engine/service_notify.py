@@ -1,7 +1,7 @@
 """Telling the service manager how the agent stands (systemd's ``Type=notify``): ``READY=1`` once the program
 is attached (or adopted) and filtering, and ``STOPPING=1`` when the agent leaves, each with a ``STATUS=`` line.
 ``systemctl start`` then returns when the interface is filtering, or fails with the agent's error; a reload
-asked meanwhile waits for the start instead of reaching a process still starting.
+asked meanwhile is folded into the start by systemd instead of reaching a process still starting.
 
 The protocol is sd_notify(3)'s: one datagram to the AF_UNIX socket named by ``$NOTIFY_SOCKET`` (a path, or an
 abstract name after ``@``).  It is written here rather than by linking libsystemd, as that page's Notes

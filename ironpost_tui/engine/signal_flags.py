@@ -11,6 +11,7 @@ asked meanwhile: a reload once the start is done, a panic that clears the rules 
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 
 
 class Flag:
@@ -59,5 +60,14 @@ class EarlyAsks:
         return self
 
     def take(self) -> tuple[bool, bool]:
-        """(a reload asked, a panic asked) since ``hold``; called once the run's own handlers are in."""
+        """(a reload asked, a panic asked) since ``hold`` or the last ``take``."""
         return self.reload.take(), self.panic.take()
+
+    def hand_over(self, reload: Callable[[], object], panic: Callable[[], object]) -> None:
+        """What was asked since ``hold``, to the run's own handlers (installed first, so that nothing asked falls
+        between the two)."""
+        asked_reload, asked_panic = self.take()
+        if asked_reload:
+            reload()
+        if asked_panic:
+            panic()
