@@ -116,6 +116,10 @@ class _Lapi(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Encoding", "gzip")
         if self.mode in ("huge", "drip"):
             body = b'{"new": [' + b" " * (4096 if self.mode == "huge" else 640) + b"]}"
+        if self.mode == "latin-1":  # not UTF-8, and the bad byte past the first of the 64-byte writes
+            body = b'{"new": [], "deleted": null, "padding": "' + b"p" * 80 + b'\xe9"}'
+        if self.mode == "utf-8":  # a multi-byte character across two writes
+            body = b'{"new": [], "deleted": null, "p": "' + b"p" * 27 + "\u20ac".encode() + b'"}'
         if self.mode != "huge":  # huge: no length said, the body runs to the connection's end
             self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -254,6 +258,31 @@ def bounded(text: str) -> None:
         tracemalloc.stop()
     assert whole > 20_000_000, whole
     assert hooked < 1_000_000, hooked
+
+
+def test_the_stream_is_decoded_a_chunk_at_a_time() -> None:
+    """The stream's text decoded chunk by chunk (a 13 MB body joined, then decoded, held the interpreter 17 ms
+    with the engine's tick waiting): every split of multi-byte characters decodes as the whole does, a byte that
+    is no UTF-8 or a character cut short at the end is an error, and the chunks are let go as they are read."""
+    from ironpost_tui.engine.crowdsec.lapi import utf8_text
+
+    text = '{"new": [{"scenario": "caf\u00e9 \u20ac \U0001d11e"}]}'
+    raw = text.encode()
+    for cut in range(1, len(raw)):  # every split, inside each multi-byte character too
+        chunks = [raw[:cut], raw[cut:]]
+        assert utf8_text(chunks) == text and chunks == []
+    for bad in ([b'{"a": "\xc3', b'("}'], [b'{"a": "\xe2\x82']):
+        with pytest.raises(UnicodeDecodeError):
+            utf8_text(bad)
+
+
+def test_a_lapi_body_not_in_utf8_is_one_error(hostile_lapi: tuple[CrowdSecSettings, LapiClient]) -> None:
+    _settings, client = hostile_lapi
+    _Lapi.mode = "utf-8"
+    assert client.stream(True)["p"].endswith("\u20ac")  # the control: a character across two writes
+    _Lapi.mode = "latin-1"
+    with pytest.raises(LapiError, match="decision stream: the body is not what it should be: 'utf-8' codec"):
+        client.stream(True)
 
 
 def test_a_hostile_lapi_body_is_refused_by_size_and_deadline(
