@@ -536,7 +536,8 @@ def test_a_refusal_in_an_alerts_detail_closed_before_it_clears_leaves_the_consol
     """u on a source nothing blocks, in the detail, then escape: the refusal's timer ends with the detail.  Until
     session 24 it was the app's and cleared the closed detail's status, whose watcher raised there: the console
     ended, and with it the program (an attacker's review).  The control: the refusal is said in the detail."""
-    monkeypatch.setattr(rule_editing, "SAID_SECS", 0.3)
+    # Long enough that a loaded CI host still reads the refusal before it clears (0.3 s was not: session 28).
+    monkeypatch.setattr(rule_editing, "SAID_SECS", 2.0)
     source = fake()
 
     async def scenario(pilot: Pilot[int], messages: Messages) -> None:
@@ -545,7 +546,7 @@ def test_a_refusal_in_an_alerts_detail_closed_before_it_clears_leaves_the_consol
         detail = pilot.app.screen
         assert isinstance(detail, AlertDetailScreen) and "no drop rule on the source alone blocks" in detail.problem
         await pilot.press("escape")
-        await pilot.pause(0.6)
+        await pilot.pause(2.5)  # past the refusal's timer, which ended with the detail
         assert isinstance(pilot.app.screen, MainScreen) and pilot.app.is_running and pilot.app.return_code is None
 
     run(live_app(source), scenario)
@@ -1380,7 +1381,9 @@ def test_an_edit_and_a_refusal_are_said_whole_at_80_columns(monkeypatch: pytest.
     """At 80x24 the notice line keeps some 29 cells, which cut "added rule 'block-…'" and "deleted rule
     'block-…'" to the same "… 'block-…'", and a pane's one status line cut a refusal's reason: both are said
     whole in a toast as well.  The control: the notice line itself does not hold the edit whole."""
-    monkeypatch.setattr(rule_editing, "SAID_SECS", 0.3)
+    # Long enough that a loaded CI host still reads the refusal before it clears: with 0.3 s one CI run read the
+    # pane's status after it had cleared (session 28).
+    monkeypatch.setattr(rule_editing, "SAID_SECS", 2.0)
     source = fake()
     said: list[tuple[str, str]] = []
 
@@ -1410,7 +1413,10 @@ def test_an_edit_and_a_refusal_are_said_whole_at_80_columns(monkeypatch: pytest.
         # stayed there, hiding the events filter, until the next edit).
         events = main_of(pilot).query_one(EventTable)
         assert reason in events.problem
-        await pilot.pause(0.5)
+        for _ in range(150):  # cleared once SAID_SECS is over (within 15 s on the slowest host)
+            if not events.problem:
+                break
+            await pilot.pause(0.1)
         assert events.problem == "" and "shown of" in str(events.query_one("#event-status").render())
 
     run(live_app(source), scenario, (80, 24))
