@@ -95,7 +95,7 @@ class Notifier:
 
     @staticmethod
     def _warn(what: str, exc: OSError) -> None:
-        log.warning("telling the service manager %s failed: %s", what, exc.strerror or exc or "timed out",
+        log.warning("telling the service manager %s failed: %s", what, exc.strerror or exc,  # a timeout: "timed out"
                     extra={"event": "notify_failed"})  # fmt: skip
 
     def ready_soon(self, status: str) -> threading.Thread:
