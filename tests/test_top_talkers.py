@@ -236,6 +236,30 @@ def test_the_filter_takes_the_events_syntax() -> None:
             TopFilter.parse(bad)
 
 
+def test_a_rows_address_is_read_once_for_every_address_term_and_redraw(monkeypatch: pytest.MonkeyPatch) -> None:
+    """32 src:/dst: terms over 250 rows, drawn twice: each row's key parsed as an address once (it was once per
+    term and per redraw: some 50 ms a redraw), and the matches are the same as each term's alone."""
+    from ironpost_tui.ui import top_filter
+
+    getattr(top_filter._address, "cache_clear", lambda: None)()  # the reads of earlier tests forgotten
+    parsed: list[str] = []
+    real = top_filter.ipaddress.ip_address
+
+    def counted(key: str) -> object:
+        parsed.append(key)
+        return real(key)
+
+    monkeypatch.setattr(top_filter.ipaddress, "ip_address", counted)
+    rows = [row(f"198.18.{i}.{i % 7}") for i in range(250)]
+    flt = TopFilter.parse(" ".join(["src:198.18.0.0/16"] * 16 + ["src:198.18.0.0/17"] * 16))
+    for _ in range(2):
+        kept = [r for r in rows if flt.matches(TopKind.SOURCES, r)]
+    assert len(kept) == 128  # 198.18.0-127.x: the /17's
+    assert len(parsed) == len(rows), len(parsed)  # without the cache: 12,340 (a parse per term and per draw)
+    assert not TopFilter.parse("src:198.19.0.0/16").matches(TopKind.SOURCES, rows[0])  # read from the cache
+    assert len(parsed) == len(rows)
+
+
 def test_a_recordings_top_record_round_trips_and_hostile_ones_are_refused() -> None:
     rates = TopRates()
     rates.add(deltas({}), 0.0, 1e9)
