@@ -13,6 +13,7 @@ import os
 import signal
 import threading
 from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
 import pytest
@@ -1290,11 +1291,22 @@ def test_the_engines_warnings_are_said_whole_in_toasts_a_storm_in_one(monkeypatc
     many came since.  The control: a notice that is no warning (the command line's edit) is no toast."""
     from ironpost_tui.ui import warning_toasts
 
-    monkeypatch.setattr(warning_toasts, "GAP_SECS", 0.5)
+    # The gap's clock is the test's: a gap ends when the test says (a stall of the host ended a 0.5 s one early).
+    clock = [1000.0]
+    monkeypatch.setattr(warning_toasts, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    monkeypatch.setattr(warning_toasts, "GAP_SECS", 3600.0)
+    monkeypatch.setattr(warning_toasts, "TOAST_SECS", 3600.0)  # no toast gone before it is read
     source = fake()
 
     def toasts(app: Any) -> list[tuple[str, str, str]]:
         return [(n.title, n.message, n.severity) for n in app._notifications]
+
+    def gap_ends(app: Any) -> None:
+        held = app.warnings
+        assert held._timer is not None  # the gap's end is timed
+        held._timer.stop()
+        clock[0] += warning_toasts.GAP_SECS
+        held._flush()
 
     async def scenario(pilot: Pilot[int], messages: Messages) -> None:
         await ready(pilot, messages, source)
@@ -1314,7 +1326,8 @@ def test_the_engines_warnings_are_said_whole_in_toasts_a_storm_in_one(monkeypatc
             app.post_message(NoticePosted(f"warning: auto-blocked 198.18.200.{n} for 60 s"))
         await pilot.pause()
         assert len(toasts(app)) == len(before) + 1  # held for the gap
-        await pilot.pause(0.8)
+        gap_ends(app)
+        await pilot.pause()
         assert toasts(app)[len(before) + 1 :] == [
             (
                 "error (and 5 more since the last: n lists them)",
@@ -1322,18 +1335,22 @@ def test_the_engines_warnings_are_said_whole_in_toasts_a_storm_in_one(monkeypatc
                 "error",
             )
         ]
-        # A storm of warnings alone: its latest.
-        await pilot.pause(0.6)
+        # A storm of warnings alone, a gap after the last toast: its first at once, then its latest.
+        clock[0] += warning_toasts.GAP_SECS
         for n in range(3):
             app.post_message(NoticePosted(f"warning: auto-blocked 198.18.201.{n} for 60 s"))
-        await pilot.pause(0.8)
+        await pilot.pause()
         said = toasts(app)[len(before) + 2 :]
-        assert said[0] == ("warning", "auto-blocked 198.18.201.0 for 60 s", "warning")
+        assert said == [("warning", "auto-blocked 198.18.201.0 for 60 s", "warning")]
+        gap_ends(app)
+        await pilot.pause()
+        said = toasts(app)[len(before) + 2 :]
         assert said[-1] == (
             "warning (and 1 more since the last: n lists them)",
             "auto-blocked 198.18.201.2 for 60 s",
             "warning",
         )
+        assert len(said) == 2
 
     async def main() -> None:
         messages = Messages()
