@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import time
 from pathlib import Path
 from typing import Any
 
@@ -200,7 +201,9 @@ def test_u_unblocks_a_top_talker_blocked_from_the_pane_and_says_why_not_on_a_des
             await messages.wait(EditApplied, pilot, after=0)
             assert "block-198.18.250.9" in source.rules
             source.push(Update(at=2.0))  # the table with the rule, as the engine sends it after an edit
-            await pilot.pause(0.3)
+            end = time.monotonic() + 10  # until the console holds it (a fixed 0.3 s was a window a stall could miss)
+            while not any(r.rule.id == "block-198.18.250.9" for r in app.state.rules) and time.monotonic() < end:
+                await pilot.pause(0.05)
             await pilot.press("u")
             assert isinstance(app.screen, ConfirmScreen), app.screen
             await pilot.press("y")
