@@ -1,5 +1,5 @@
 """``[crowdsec]``: defaults, every key, each wrong value one line and nothing taken; an inline api_key
-refused in a file others can read; the credentials files read with the configuration's ownership and
+refused in a file its group or others can read; the credentials files read with the configuration's ownership and
 mode checks (engine/crowdsec/lapi.py); the decision stream's hostile input."""
 
 from __future__ import annotations
@@ -90,13 +90,16 @@ def test_missing_url_and_key() -> None:
     assert load("[crowdsec]\nenabled = false\n").enabled is False
 
 
-def test_inline_key_refused_in_a_world_readable_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
+def test_inline_key_refused_in_a_file_its_group_or_others_can_read(tmp_path: Path, mode: int) -> None:
+    """0640 as well as 0644: the key files' rule (a group-readable configuration gave every member of its group
+    the bouncer's key; an attacker's review of session 29).  The control: 0600 loads."""
     path = tmp_path / "ironpost.toml"
     path.write_text('[crowdsec]\nlapi_url = "http://127.0.0.1:8080/"\napi_key = "abcdefgh12345678"\n')
-    path.chmod(0o644)
+    path.chmod(mode)
     with pytest.raises(ConfigError) as info:
         config.load(path)
-    assert "others can read" in info.value.message
+    assert "its group or others can read" in info.value.message
     path.chmod(0o600)
     assert config.load(path).crowdsec.api_key == "abcdefgh12345678"
 

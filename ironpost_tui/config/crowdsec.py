@@ -112,11 +112,13 @@ def cleartext_ok(url: str) -> bool:
         return False
 
 
-def world_readable(path: Path | None) -> bool:
+def readable_by_others(path: Path | None) -> bool:
+    """Whether the file's group or others may read it: the key files' rule (lapi.read_secret), so that a key
+    inline in a configuration of mode 0640 is not read by every member of its group."""
     if path is None:
         return False
     try:
-        return bool(os.stat(path).st_mode & stat.S_IROTH)
+        return bool(os.stat(path).st_mode & (stat.S_IRGRP | stat.S_IROTH))
     except OSError:
         return False
 
@@ -139,11 +141,11 @@ def crowdsec_settings(t: Table, config_path: Path | None) -> CrowdSecSettings:
         url = ""
     key_file = _path(t, "api_key_file")
     api_key = t.string("api_key", "")
-    if api_key and world_readable(config_path):
+    if api_key and readable_by_others(config_path):
         t.error(
             "api_key",
-            f"{t.name('api_key')} is in a configuration file others can read: use api_key_file (mode 0600) "
-            "or chmod o-r the configuration",
+            f"{t.name('api_key')} is in a configuration file its group or others can read: use api_key_file "
+            "(mode 0600) or chmod go-r the configuration",
         )
         api_key = ""
     if api_key and not re.fullmatch(r"[A-Za-z0-9+/=_\-]{8,256}", api_key):
