@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import logging
 import os
 import random
@@ -10,6 +11,7 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -220,7 +222,8 @@ def test_refusals_leave_the_file_alone(cfg: Path) -> None:
     with pytest.raises(ConfigError, match="matches exactly the packets rule 'scanner' matches"):
         store.add(FilterRule("twin", Action.DROP, src_ip=net("198.51.100.50/32")))
     assert cfg.read_bytes() == before
-    assert sorted(p.name for p in cfg.parent.iterdir()) == ["ironpost.toml"]
+    # No temporary file left: the writers' lock alone, which stays (it is a lock only while a save holds it).
+    assert sorted(p.name for p in cfg.parent.iterdir()) == [".ironpost.toml.lock", "ironpost.toml"]
 
 
 def test_an_invalid_file_is_reported_as_it_is(cfg: Path) -> None:
@@ -348,7 +351,7 @@ def test_kill_9_at_any_moment_leaves_the_old_file_or_the_new(tmp_path: Path) -> 
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         text = path.read_text()
         assert text.startswith(HEAD) and text.endswith(TAIL)
-        leftovers = [p for p in tmp_path.iterdir() if p.name != "ironpost.toml"]
+        leftovers = [p for p in tmp_path.iterdir() if p.name not in ("ironpost.toml", ".ironpost.toml.lock")]
         assert len(leftovers) <= 1, leftovers  # at most the one save in flight
         assert all(p.name.startswith(".ironpost.toml.") and p.name.endswith(".tmp") for p in leftovers)
         for p in leftovers:
@@ -406,3 +409,100 @@ def test_inline_array_of_rules_is_edited_in_place(tmp_path: Path) -> None:
     )
     store.replace_all([FilterRule("b", Action.DROP, protocol=1), FilterRule("a", Action.MONITOR, dst_port=22)])
     assert [r.id for r in store.rules()] == ["b", "a"]
+
+
+# --------------------------------------------------------------------------- #
+# the writers' lock
+
+
+LOCKED = FilterRule("locked", Action.DROP, src_ip=net("198.51.100.60/32"))
+LATER = FilterRule("later", Action.DROP, src_ip=net("198.51.100.61/32"))
+
+
+def _save_in_thread(store: RuleStore, rule: FilterRule) -> tuple[threading.Thread, list[BaseException | None]]:
+    said: list[BaseException | None] = []
+
+    def save() -> None:
+        try:
+            store.add(rule)
+            said.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            said.append(exc)
+
+    t = threading.Thread(target=save, daemon=True)
+    t.start()
+    return t, said
+
+
+def test_another_users_flock_on_the_directory_does_not_hold_a_save(cfg: Path) -> None:
+    """Any user who can read the configuration's directory could flock it: every save waited on it, under the
+    engine's lock (an attacker's review of session 29).  The directory held, as such a user would: the save
+    goes through.  The control: the lock beside the file, held, holds the save."""
+    held = os.open(cfg.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        t, said = _save_in_thread(RuleStore(cfg), LOCKED)
+        t.join(5)
+        assert not t.is_alive() and said == [None], said
+    finally:
+        os.close(held)
+    assert LOCKED in config.load(cfg).rules
+    lock = cfg.parent / f".{cfg.name}.lock"
+    assert stat.S_IMODE(lock.stat().st_mode) == 0o600 and lock.stat().st_uid == os.geteuid()
+    held = os.open(lock, os.O_RDONLY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        t, said = _save_in_thread(RuleStore(cfg), LATER)
+        t.join(0.5)
+        assert t.is_alive()  # waits for the other writer
+    finally:
+        os.close(held)
+    t.join(5)
+    assert said == [None] and LATER in config.load(cfg).rules
+
+
+def test_a_writer_holding_the_lock_too_long_is_an_error_not_a_wait_without_end(
+    cfg: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("ironpost_tui.config.store.LOCK_WAIT_SECS", 0.3)
+    before = cfg.read_bytes()
+    lock = cfg.parent / f".{cfg.name}.lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        t, said = _save_in_thread(RuleStore(cfg), LOCKED)
+        t.join(5)
+        assert not t.is_alive()
+    finally:
+        os.close(fd)
+    assert isinstance(said[0], RuleStoreError) and "held its lock" in said[0].message, said
+    assert cfg.read_bytes() == before
+
+
+@pytest.mark.parametrize("planted", ["symlink", "fifo", "mode 0644", "another user's"])
+def test_a_lock_planted_beside_the_file_is_refused_in_one_line_and_nothing_changes(
+    tmp_path: Path, cfg: Path, planted: str
+) -> None:
+    """Whoever could put a file at the lock's name could hold it: a lock that is not a regular file of this user's
+    alone is refused, and the file is not saved.  (Another user's needs root, to give it away: CI runs as root.)"""
+    if planted == "another user's" and os.geteuid() != 0:
+        pytest.skip("giving a file to another user needs root")
+    before = cfg.read_bytes()
+    lock = cfg.parent / f".{cfg.name}.lock"
+    target = tmp_path / "elsewhere"
+    target.write_text("left as it is\n")
+    if planted == "symlink":
+        lock.symlink_to(target)
+    elif planted == "fifo":
+        os.mkfifo(lock, 0o600)
+    else:
+        lock.write_text("")
+        lock.chmod(0o644 if planted == "mode 0644" else 0o600)
+        if planted == "another user's":
+            os.chown(lock, 65534, 65534)
+    t, said = _save_in_thread(RuleStore(cfg), LOCKED)
+    t.join(5)
+    assert not t.is_alive()  # a FIFO opened without O_NONBLOCK would wait here for a writer
+    assert isinstance(said[0], RuleStoreError) and "\n" not in said[0].message, said
+    assert str(lock) in said[0].message
+    assert cfg.read_bytes() == before and target.read_text() == "left as it is\n"

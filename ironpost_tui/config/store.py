@@ -19,6 +19,8 @@ import fcntl
 import logging
 import os
 import secrets
+import stat
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,6 +40,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STATE_DIR = Path("/var/lib/ironpost")
+# Another writer of the same file (ironpost's own: no other user can open its lock) is waited for this long.
+LOCK_WAIT_SECS = 5.0
+LOCK_POLL_SECS = 0.02
 
 _STATE_HEADER = """\
 # ironpost-tui rule state for {iface}.
@@ -174,10 +179,34 @@ class RuleStore:
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
-        """Writers of this directory one at a time (read, change, write is not atomic)."""
-        fd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        """Writers of this file one at a time (read, change, write is not atomic): an flock on ``.NAME.lock``
+        beside it, a regular file of this user's that no one else may open.  Until session 29 the flock was on
+        the directory, which any user who can read it can open and hold: every save, and the engine's lock
+        with it, waited for as long as they liked (an attacker's review).  A lock held LOCK_WAIT_SECS is a
+        RuleStoreError, not a wait without end."""
+        lock = self.path.parent / f".{self.path.name}.lock"
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise RuleStoreError(f"{self.path}: cannot open its lock {lock}: {exc.strerror}") from None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+                raise RuleStoreError(
+                    f"{self.path}: its lock {lock} is not a file of uid {os.geteuid()} alone "
+                    f"(uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):o}): remove it"
+                )
+            deadline = time.monotonic() + LOCK_WAIT_SECS
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise RuleStoreError(
+                            f"{self.path}: another process has held its lock {lock} for {LOCK_WAIT_SECS:g} s: not saved"
+                        ) from None
+                    time.sleep(LOCK_POLL_SECS)
             yield
         finally:
             os.close(fd)
