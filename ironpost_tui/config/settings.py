@@ -142,6 +142,12 @@ def load(
 
 def read_text(path: Path) -> str:
     """The text of ``path``, its size checked before anything is read; ConfigError otherwise."""
+    return decode(str(path), read_bytes(path)[0])
+
+
+def read_bytes(path: Path) -> tuple[bytes, os.stat_result]:
+    """The bytes of ``path`` and the fstat of what was read, checked (trust, a regular file, the size limit)
+    before anything is read, without blocking on a FIFO; ConfigError otherwise."""
     name = str(path)
     try:
         # O_NONBLOCK: a FIFO swapped in for the file must not block start-up; fstat judges what opened.
@@ -162,6 +168,11 @@ def read_text(path: Path) -> str:
         raise _fail(name, f"cannot read the file: {exc.strerror}") from None
     if len(data) > MAX_FILE_BYTES:
         raise _fail(name, _too_big(len(data)))
+    return data, st
+
+
+def decode(name: str, data: bytes) -> str:
+    """The file's bytes as text; ConfigError naming the first byte that is not UTF-8."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

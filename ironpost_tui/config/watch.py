@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from ironpost_tui.config import settings as config_mod
+from ironpost_tui.config.check import ConfigError
 from ironpost_tui.config.journal import journal_path
 from ironpost_tui.config.settings import Settings
 from ironpost_tui.config.store import RuleStore
@@ -73,9 +74,17 @@ class ConfigSource:
 
     def load(self, on_ebpf: config_mod.EbpfReady | None = None, cached: bool = False) -> Settings:
         """The file's settings.  ``cached``: its parse read from and kept in ``cache_dir`` (a start's load;
-        a reload, under the engine's lock, parses and writes nothing)."""
-        self.mark()
-        return config_mod.load(self.path, on_ebpf=on_ebpf, cache_dir=self.cache_dir if cached else None)
+        a reload, under the engine's lock, parses and writes nothing).  The file is read once, checked
+        before it is read (config_mod.read_bytes), and remembered as read."""
+        try:
+            data, st = config_mod.read_bytes(self.path)
+        except ConfigError:
+            self.mark()  # refused as it is now: not a change to reload again at every step
+            raise
+        self._seen = (st.st_ino, st.st_mtime_ns, st.st_size)
+        self._digest = hashlib.sha256(data).digest()
+        text = config_mod.decode(str(self.path), data)
+        return config_mod.loads(text, str(self.path), on_ebpf=on_ebpf, cache_dir=self.cache_dir if cached else None)
 
     def _stat(self) -> tuple[int, int, int] | None:
         try:
@@ -85,9 +94,11 @@ class ConfigSource:
         return (st.st_ino, st.st_mtime_ns, st.st_size)
 
     def _content_digest(self) -> bytes | None:
+        """The digest of the file's bytes, read as a load reads them (never a FIFO's wait, nor past the size
+        limit: until session 29 a plain read_bytes() did both, under the engine's lock); None when refused."""
         try:
-            return hashlib.sha256(self.path.read_bytes()).digest()
-        except OSError:
+            return hashlib.sha256(config_mod.read_bytes(self.path)[0]).digest()
+        except ConfigError:
             return None
 
     def mark(self) -> None:
