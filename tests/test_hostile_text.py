@@ -262,6 +262,25 @@ def test_crafted_recording_values_arrive_escaped(tmp_path: Path) -> None:
         assert has_raw(text) == [] and "\\x1b]" in text, text
 
 
+def test_a_replayed_tab_reaches_no_grid_cell(tmp_path: Path) -> None:
+    """The rules and events grids write a cell's text to the terminal as it is: a tab there moved the cursor up
+    to 8 columns past what the cell counted (a rule id "r<TAB><TAB><TAB>drop" read under the action's column; an
+    attacker's review of session 29).  The tab is shown as \\x09, the rest of the value as it is."""
+    from ironpost_tui.ui.widgets import event_grid, rule_rows
+
+    lines = crafted_lines("\t\t\tdrop")
+    lines[1]["rules"][0]["map"] = "SRC4\t\t"
+    updates = _play_all(_write(tmp_path / "tabs.ipr.gz", lines))
+    statuses = [st for u in updates for st in (u.rules or ())]
+    events = [e for u in updates for e in u.events]
+    assert statuses and events
+    assert "\t" in statuses[0].rule.id and "\t" in (events[0].rule_id or "")  # the control: the values hold tabs
+    shown = [text for st in statuses for text, _style in rule_rows.cells(st, 0.0)]
+    shown += [text for e in events for text in event_grid.cells(e)]
+    assert not [text for text in shown if "\t" in text], shown
+    assert "SRC4\\x09\\x09" in shown and any("\\x09" in text and text.startswith("r") for text in shown), shown
+
+
 @pytest.mark.parametrize(
     "lines",
     [

@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import gzip
 import io
+import random
 import re
 import time
 from collections.abc import Iterator
@@ -326,3 +327,64 @@ def test_an_offender_whose_alert_is_blocked_says_so_not_a_count_of_0() -> None:
     active = dataclasses.replace(alert(2, "198.18.200.66"), count=13_750)
     lines = {o.source: o.found() for o in top_offenders(None, [blocked, active])}
     assert lines == {"198.18.200.99": "syn_flood blocked", "198.18.200.66": "syn_flood 13,750"}
+
+
+def _fit_as_it_was(line: str, width: int) -> str:
+    """fit() before session 29, word for word: the reference the bounded one must agree with."""
+    if len(line) <= width:
+        return line
+    words = line.split(" ")
+    keep = [fmt.is_address_word(w) for w in words]
+
+    def render() -> str:
+        out: list[str] = []
+        for word, kept in zip(words, keep, strict=True):
+            if kept:
+                out.append(word)
+            elif not out or out[-1] != "…":
+                out.append("…")
+        return " ".join(out).replace(" …", "…")
+
+    for i, is_addr in enumerate(list(keep)):
+        if is_addr:
+            continue
+        keep[i] = True
+        if len(render()) > width:
+            keep[i] = False
+            break
+    text = render()
+    while len(text) > width and any(keep):
+        last = max(i for i, k in enumerate(keep) if k)
+        keep[last] = False
+        text = render()
+    return text if len(text) <= width else ""
+
+
+def test_fit_agrees_with_the_unbounded_fit_on_random_lines() -> None:
+    """The words fit() leaves out unread (past the first addresses and other words it could ever keep) change
+    nothing: 3,000 random lines of addresses, words, empty words and ellipses, at widths 1-40."""
+    rng = random.Random(29)
+    vocab = ["::", "::1", "198.18.0.5", "2001:db8::1", "(198.18.0.9)", "198.18.0.0/16,", "a", "of", "…", "", "rule",
+             "auto-blocked", "x" * 12, "…x", "1.2"]  # fmt: skip
+    for _ in range(3000):
+        width = rng.randint(1, 40)
+        line = " ".join(rng.choice(vocab) for _ in range(rng.randint(1, 3 * width + 30)))
+        assert fmt.fit(line, width) == _fit_as_it_was(line, width), (line, width)
+
+
+def test_fit_of_a_notice_of_many_addresses_reads_each_word_once() -> None:
+    """20,000 addresses (a replayed recording's notice: some 300 KB): fit() took over half a minute, on the
+    console's event loop.  Counted in words classified, not timed: once each at most (the addresses past those
+    that could be kept are not read at all)."""
+    line = "warning: " + " ".join(f"198.18.{i // 256}.{i % 256}" for i in range(20_000))
+    classified: list[str] = []
+    real = fmt.is_address_word
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fmt, "is_address_word", lambda w: classified.append(w) or real(w))
+        out = fmt.fit(line, 60)
+    assert out == "… " + " ".join(f"198.18.0.{i}" for i in range(5)) + "…"  # the first addresses, whole
+    assert len(classified) <= 2 * 60 + 6, len(classified)
+    # The controls: an address after 20,000 other words is still read, and found where it fits.
+    prose = " ".join(["word"] * 20_000) + " 198.18.0.77"
+    assert fmt.fit(prose, 30) == _fit_as_it_was(prose, 30) == "word word word… 198.18.0.77"
+    assert fmt.fit("word " * 5_000 + "198.18.0.77", 14) == "… 198.18.0.77"

@@ -18,8 +18,11 @@ _TCP_FLAGS = "FSRPAUEC"  # FIN SYN RST PSH ACK URG ECE CWR, bit 0 first
 
 def text(value: str) -> str:
     """Text from outside (a rule id, an alert field, a notice, an error) as the console shows it:
-    control, format and bidi characters escaped visibly (ESC reads \\x1b), never sent to the terminal."""
-    return visible(value)
+    control, format and bidi characters escaped visibly (ESC reads \\x1b), never sent to the terminal.
+    A tab as well (\\x09): the rules and events grids write a cell's text to the terminal as it is, where a
+    tab moves the cursor up to 8 columns past what the cell counted (a replayed rule id "x<TAB>drop" read
+    as the action's column; an attacker's review of session 29)."""
+    return visible(value).replace("\t", "\\x09")
 
 
 def si(value: float, unit: str = "") -> str:
@@ -96,8 +99,7 @@ def fit(line: str, width: int) -> str:
     addresses alone do not fit, the last of them are left out whole."""
     if len(line) <= width:
         return line
-    words = line.split(" ")
-    keep = [is_address_word(w) for w in words]
+    words, keep = _words_that_count(line.split(" "), width)
 
     def render() -> str:
         out: list[str] = []
@@ -123,6 +125,38 @@ def fit(line: str, width: int) -> str:
         keep[last] = False
         text = render()
     return text if len(text) <= width else ""
+
+
+def _words_that_count(words: list[str], width: int) -> tuple[list[str], list[bool]]:
+    """fit()'s words, and which are addresses, as fit() can use them: the words past the first ``2 * width + 4``
+    addresses, and each run of other words past the first ``2 * width + 4`` of them, stand as one word too long to
+    fit (an ellipsis where they were).  None of those could be kept: a kept address costs at least 2 cells and a
+    separator, and a word put back at least one cell, but for an empty word between two kept ones, at most one
+    per address.  Without this a notice of thousands of addresses (a replayed recording's) took fit() seconds to
+    minutes, on the console's event loop: it dropped one word at a time and wrote the line again after each
+    (an attacker's review of session 29)."""
+    cap = 2 * width + 4
+    far = "…" * (width + 1)  # a word that never fits, never an address
+    out: list[str] = []
+    keep: list[bool] = []
+    addresses = others = 0
+    for word in words:
+        if addresses > cap:
+            out.append(far)  # whatever follows: an ellipsis after the last word kept
+            keep.append(False)
+            break
+        is_address = is_address_word(word)
+        if is_address:
+            addresses += 1
+        else:
+            others += 1
+            if others > cap:
+                if keep[-1] is False and out[-1] == far:
+                    continue  # the run goes on
+                word = far
+        out.append(word)
+        keep.append(is_address)
+    return out, keep
 
 
 def protocol(number: int) -> str:
