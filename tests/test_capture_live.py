@@ -286,3 +286,51 @@ def test_a_capture_ends_when_the_agent_it_reads_leaves(lab: netlab.Lab, agents: 
     assert "(stopped by detached)" in cap.stdout, cap.describe()
     _, packets = read_pcapng(out)
     assert sorted(p.data for p in packets) == sorted(f[:SNAPLEN] for f in v4)
+
+
+def test_a_full_disk_stops_the_capture_in_one_line_and_the_file_holds_whole_packets(
+    lab: netlab.Lab, agents: AgentPool, tmp_path: Path
+) -> None:
+    """The capture's file on a 32 KiB tmpfs, and more copies than fit: the capture stops by itself, exit 1, one
+    line naming the disk's refusal and the packets kept; tcpdump reads every one of them, no block cut short
+    (written through a buffered file, a full disk left a block cut anywhere and the rings and the file open:
+    an attacker's review of session 29).  Its lock is free again (a second capture runs) and the agent's
+    program stays attached."""
+    agent, prog_id = start_agent(agents, lab, tmp_path)
+    disk = tmp_path / "small"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32k,mode=0700", "ironpost-test-full", str(disk)], check=True)
+    try:
+        out = disk / "cap.pcapng"
+        cap = start_capture(lab.host_if, "--port", str(PORT), "--rate", "0", "--seconds", "60", "-w", str(out))
+        try:
+            cap.wait_for(f"capturing on {lab.host_if} (program {prog_id})", timeout=30)
+            for burst in range(40):
+                big = IP(src=lab.ns_ip4, dst=lab.host_ip4) / UDP(sport=6000, dport=PORT)
+                netlab.send_frames(
+                    lab, [netlab.frame(lab, big / marked("full", burst * 20 + i, 400)) for i in range(20)]
+                )
+                if cap.proc.poll() is not None:
+                    break
+                time.sleep(0.1)
+            assert cap.wait(30) == 1, cap.describe()
+        finally:
+            cap.kill()
+        line = one_error_line(cap.stderr)
+        assert "No space left on device" in line and "every one whole" in line, line
+        held = re.search(r"holds the ([\d,]+) packets", line)
+        assert held, line
+        n = int(held[1].replace(",", ""))
+        tcpdump = subprocess.run(["tcpdump", "-nn", "-r", str(out)], capture_output=True, text=True)
+        assert tcpdump.returncode == 0 and "truncated" not in tcpdump.stderr, tcpdump.stderr
+        assert len(tcpdump.stdout.splitlines()) == n > 20, (n, tcpdump.stdout[-300:])
+        _, packets = read_pcapng(out)
+        assert len(packets) == n and all(b"IRONPOST-CAPTURE-full-" in p.data for p in packets)
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+    second = start_capture(lab.host_if, "--port", str(PORT), "--seconds", "1", "-w", str(tmp_path / "second.pcapng"))
+    try:
+        assert second.wait(30) == 0, second.describe()  # the capture lock was let go
+    finally:
+        second.kill()
+    assert agent.proc.poll() is None and [i for _, i in xdp_progs(lab.ifindex)] == [prog_id]

@@ -7,6 +7,7 @@ callback, so neither front end is imported here.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import threading
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from ironpost_tui import files
 from ironpost_tui.errors import ExitStatus, IronpostError
-from ironpost_tui.kernel import abi, host
+from ironpost_tui.kernel import abi, host, libbpf
 from ironpost_tui.kernel.capture import CaptureCounts, CaptureFilter, CaptureMaps, Copy
 from ironpost_tui.model import StrEnum
 from ironpost_tui.records.pcapng_file import PcapngFile
@@ -43,6 +44,7 @@ class StopReason(StrEnum):
     TIME = "time"
     STOPPED = "stopped"  # stop(): ctrl+c, SIGTERM, `c` again in the console
     DETACHED = "detached"  # the program it read left the interface
+    WRITE_FAILED = "write failed"  # the disk refused the file (ENOSPC, EIO): CaptureWriteFailed says it
 
 
 @dataclass(frozen=True)
@@ -156,18 +158,23 @@ class Capture:
 
         def on_copy(copy: Copy) -> None:
             nonlocal written
-            if self._full(written, out.size):
-                return  # past a limit while draining: counted by the kernel, not written
+            if out.failed is not None or self._full(written, out.size):
+                return  # past a limit while draining, or the disk refused the file: counted by the kernel
             out.write(copy.ts_ns + offset, copy.data, copy.pkt_len, comment(copy, self.rule_names))
             written += 1
 
-        rings = None
         start = time.monotonic()
-        try:
+        # Left in this order whatever each step meets (a full disk while draining left the rings and the file
+        # open until session 29): the kernel's copies off, the rings drained, then closed, the file closed.
+        with contextlib.ExitStack() as leaving:
+            leaving.callback(_close_quietly, out)  # out.failed says what the disk refused
             maps.configure(None)
             # A full ring makes bpf_perf_event_output() fail, which the program counts (CAPSTAT_LOST_PERF):
             # the ring's own lost records tell the same again, so they are not counted twice.
             rings = maps.open_rings(on_copy, lambda _n: None)
+            leaving.callback(rings.close)
+            leaving.callback(_drain, rings)
+            leaving.callback(maps.configure, None)
             maps.reset()
             maps.configure(self.filt)
             start = time.monotonic()
@@ -176,23 +183,21 @@ class Capture:
             last_report = last_check = 0.0
             while not reason:
                 if rings.poll(POLL_MS):
-                    out.flush()
+                    with contextlib.suppress(OSError):  # the disk refused it: out.failed ends the capture
+                        out.flush()
                 now = time.monotonic()
-                reason = self._reason(written, out.size, now - start)
+                reason = StopReason.WRITE_FAILED if out.failed else self._reason(written, out.size, now - start)
                 if not reason and now - last_check >= ATTACHED_CHECK_SECS:
                     last_check = now
                     reason = None if maps.attached() else StopReason.DETACHED
-                if on_progress is not None and (reason or now - last_report >= 0.5):
+                if on_progress is not None and (reason or now - last_report >= 0.5) and not out.failed:
                     last_report = now
                     on_progress(Progress(written, out.size, now - start, maps.counts()))
-        finally:
-            maps.configure(None)
-            if rings is not None:
-                deadline = time.monotonic() + DRAIN_SECS
-                while time.monotonic() < deadline:
-                    rings.poll(20)
-                rings.close()
-            out.close()
+        if out.failed is not None:
+            raise CaptureWriteFailed(
+                f"{self.path}: {out.failed.strerror or out.failed}: the capture stopped; the file holds the "
+                f"{out.packets_on_disk:,} packets written before, every one whole"
+            )
         done = Progress(written, out.size, time.monotonic() - start, maps.counts(), reason)
         if on_progress is not None:
             on_progress(done)
@@ -213,6 +218,25 @@ class Capture:
         if lim.seconds is not None and elapsed >= lim.seconds:
             return StopReason.TIME
         return None
+
+
+def _drain(rings: libbpf.PerfBuffer) -> None:
+    """The copies already in the rings, for DRAIN_SECS (the kernel's copying is off)."""
+    deadline = time.monotonic() + DRAIN_SECS
+    while time.monotonic() < deadline:
+        rings.poll(20)
+
+
+def _close_quietly(out: PcapngFile) -> None:
+    with contextlib.suppress(OSError):  # out.failed says it
+        out.close()
+
+
+class CaptureWriteFailed(IronpostError):
+    """The disk refused the capture file mid-way (full, or an I/O error): the capture stopped, and the file
+    holds the packets written before, whole."""
+
+    title = "Capture stopped"
 
 
 class OutputRefused(IronpostError):

@@ -11,6 +11,7 @@ sudo).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from collections.abc import Callable
@@ -26,8 +27,24 @@ LINKTYPE_ETHERNET = 1
 TSRESOL_NS = b"\x09"  # if_tsresol: 10^-9 s
 
 
+class _Pending:
+    """The stream python-pcapng writes its blocks into: their bytes, kept until PcapngFile.flush()."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, b: bytes) -> int:
+        self.data += b
+        return len(b)
+
+
 class PcapngFile:
-    """An open pcapng file taking packets one by one; close() to finish it."""
+    """An open pcapng file taking packets one by one; flush() puts them in the file, close() finishes it.
+
+    The file only ever ends at a block's end: a flush the disk refuses (ENOSPC, EIO) cuts the file back to
+    what the last flush left, every block whole, and nothing is written after it (tcpdump reads the file
+    whole).  Written through a buffered file until session 29, a full disk left a block cut anywhere, and
+    the capture's rings and file open."""
 
     def __init__(
         self,
@@ -39,6 +56,7 @@ class PcapngFile:
     ) -> None:
         # A new file only, in the directory check_dir judged through the descriptor it is made with.
         self._f: BinaryIO = files.create_new(path, owner=owner, check_dir=check_dir)
+        self._pending = _Pending()
         self._shb = blocks.SectionHeader(options={"shb_userappl": f"ironpost-tui {__version__}"})
         self._shb.new_member(
             blocks.InterfaceDescription,
@@ -50,8 +68,17 @@ class PcapngFile:
             # python-pcapng 2.1.1 declares if_tsresol without a type and warns when encoding it; the
             # value is the one byte the format wants.
             warnings.simplefilter("ignore", DeprecationWarning)
-            self._writer = FileWriter(self._f, self._shb)
-        self.size = self._f.tell()
+            self._writer = FileWriter(self._pending, self._shb)
+        self.on_disk = 0  # bytes the file holds: whole blocks
+        self.packets = 0  # packets written, those not flushed yet included
+        self.packets_on_disk = 0
+        self.failed: OSError | None = None  # the flush the disk refused: nothing is written after it
+        self.size = len(self._pending.data)  # bytes written, those not flushed yet included
+        try:
+            self.flush()  # the header: a file the disk refuses fails before any packet
+        except OSError:
+            self._f.close()
+            raise
 
     def write(self, ts_ns: int, data: bytes, pkt_len: int, comment: str) -> int:
         """One packet (``data``: its first bytes, ``pkt_len``: its length on the wire); returns bytes written."""
@@ -65,14 +92,37 @@ class PcapngFile:
             options={"opt_comment": comment},
         )
         self._writer.write_block(epb)
-        now = self._f.tell()
+        now = self.on_disk + len(self._pending.data)
         written, self.size = now - self.size, now
+        self.packets += 1
         return written
 
     def flush(self) -> None:
-        """What was written so far, on its way to the disk (readable by others while the capture runs)."""
-        self._f.flush()
+        """What was written so far, into the file (readable by others while the capture runs).  OSError when
+        the disk refuses it: the file is cut back to its last whole block, and every later write is lost
+        (``failed``)."""
+        if self.failed is not None:
+            raise self.failed
+        data = self._pending.data
+        fd = self._f.fileno()
+        done = 0
+        try:
+            with memoryview(data) as view:
+                while done < len(data):
+                    done += os.write(fd, view[done:])
+        except OSError as exc:
+            self.failed = exc
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, self.on_disk)
+            raise
+        self.on_disk += len(data)
+        self.packets_on_disk = self.packets
+        data.clear()
 
     def close(self) -> None:
-        self._f.flush()
-        self._f.close()
+        """Flush and close; the file is closed whatever the flush met (its OSError is raised after)."""
+        try:
+            if self.failed is None:
+                self.flush()
+        finally:
+            self._f.close()
