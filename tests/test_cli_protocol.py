@@ -43,6 +43,22 @@ def line(**fields: object) -> bytes:
     return json.dumps({"v": 1, **fields}).encode()
 
 
+def test_the_rules_table_lines_up_wide_characters_by_the_cells_they_take() -> None:
+    """A description of wide characters (two cells each) padded by len() pushed every column after it out of line.
+    The control: the same table of narrow text lines up as well."""
+    from ironpost_tui.text import cells
+
+    for wide in ("防火墙规则", "abcde"):
+        entries = [
+            rule_entry(RuleStatus(FilterRule(rule_id, Action.DROP, src_ip=NET), "BLOCKLIST", 7, None))
+            for rule_id in (wide, "b")
+        ]
+        lines = show.rules_table(entries).splitlines()
+        starts = {line[: line.index("drop")] for line in lines[1:]}
+        assert len({cells(start) for start in starts}) == 1, lines  # ACTION starts in one column on every row
+        assert cells(lines[0][: lines[0].index("ACTION")]) == cells(next(iter(starts))), lines
+
+
 @pytest.mark.parametrize(
     "req",
     [

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ironpost_tui.config.durations import format_duration
-from ironpost_tui.text import json_safe, visible
+from ironpost_tui.text import cells, json_safe, visible
 
 PROTOCOL_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6"}
 
@@ -81,9 +81,13 @@ def _targets(a: dict[str, Any]) -> str:
 
 
 def _table(head: list[str], rows: list[list[str]]) -> str:
-    cells = [head, *[[visible(c) for c in row] for row in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(head))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells)
+    """Columns padded to the terminal cells their texts take (a wide character takes two: padded by len(), a
+    description in Chinese pushed the rows after it out of line)."""
+    texts = [head, *[[visible(c) for c in row] for row in rows]]
+    widths = [max(cells(row[i]) for row in texts) for i in range(len(head))]
+    return "\n".join(
+        "  ".join(c + " " * (w - cells(c)) for c, w in zip(row, widths, strict=True)).rstrip() for row in texts
+    )
 
 
 def _addr(net: object) -> str:
