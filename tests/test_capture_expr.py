@@ -98,3 +98,41 @@ def test_a_directory_the_sudo_user_cannot_reach_is_refused(tmp_path: Path, nobod
     shown.mkdir()
     os.chown(shown, 65534, 65534)
     assert check_output(shown / "x.pcapng", nobody) == shown / "x.pcapng"
+
+
+def test_a_flush_cut_short_by_anything_leaves_only_whole_blocks_and_writes_no_more(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flush whose write was cut (part of the blocks written, then an interrupt that is no OSError): the file is
+    cut back to the last whole block and nothing is written after it, close() included (until then the part
+    written was written again whole by close(): a torn block in the middle; a review of session 29)."""
+    import os as os_mod
+
+    from dpkt import pcapng as dpkt_pcapng
+
+    path = tmp_path / "cut.pcapng"
+    out = PcapngFile(path, "lo", 256, None)
+    out.write(1, b"\x00" * 60, 60, "first")
+    out.flush()
+    whole = path.stat().st_size
+    assert whole == out.on_disk and out.packets_on_disk == 1
+    out.write(2, b"\x01" * 60, 60, "second")
+    real_write = os_mod.write
+    calls: list[int] = []
+
+    def cut(fd: int, data: bytes | memoryview) -> int:
+        calls.append(len(data))
+        if len(calls) == 1:
+            return real_write(fd, bytes(data[:20]))  # a part...
+        raise KeyboardInterrupt  # ...then an interrupt
+
+    monkeypatch.setattr("ironpost_tui.records.pcapng_file.os.write", cut)
+    with pytest.raises(KeyboardInterrupt):
+        out.flush()
+    monkeypatch.setattr("ironpost_tui.records.pcapng_file.os.write", real_write)
+    assert out.failed is not None and path.stat().st_size == whole
+    out.close()  # writes nothing more
+    assert path.stat().st_size == whole
+    with path.open("rb") as f:
+        packets = list(dpkt_pcapng.Reader(f))
+    assert [bytes(p) for _, p in packets] == [b"\x00" * 60]

@@ -326,6 +326,16 @@ def test_a_full_disk_stops_the_capture_in_one_line_and_the_file_holds_whole_pack
         assert len(tcpdump.stdout.splitlines()) == n > 20, (n, tcpdump.stdout[-300:])
         _, packets = read_pcapng(out)
         assert len(packets) == n and all(b"IRONPOST-CAPTURE-full-" in p.data for p in packets)
+        # The disk full to its last byte: a capture whose header it refuses is bad output, exit 2, and leaves no
+        # empty file behind to refuse the next try as "exists".
+        with (disk / "filler").open("wb", buffering=0) as filler:
+            with pytest.raises(OSError, match="No space left"):
+                while True:
+                    filler.write(b"\0" * 512)
+        again = ironpost_cli("capture", lab.host_if, "--port", str(PORT), "--seconds", "5",
+                             "-w", str(disk / "again.pcapng"))  # fmt: skip
+        assert again.returncode == 2 and "No space left on device" in one_error_line(again.stderr), again
+        assert sorted(p.name for p in disk.iterdir()) == ["cap.pcapng", "filler"]
     finally:
         subprocess.run(["umount", str(disk)], check=False)
     second = start_capture(lab.host_if, "--port", str(PORT), "--seconds", "1", "-w", str(tmp_path / "second.pcapng"))

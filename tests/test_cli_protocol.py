@@ -57,6 +57,8 @@ def test_the_rules_table_lines_up_wide_characters_by_the_cells_they_take() -> No
         starts = {line[: line.index("drop")] for line in lines[1:]}
         assert len({cells(start) for start in starts}) == 1, lines  # ACTION starts in one column on every row
         assert cells(lines[0][: lines[0].index("ACTION")]) == cells(next(iter(starts))), lines
+    tabbed = rule_entry(RuleStatus(FilterRule("t", Action.DROP, src_ip=NET, description="a\tb"), "BLOCKLIST", 0, None))
+    assert "\t" not in show.rules_table([tabbed]) and "a\\x09b" in show.rules_table([tabbed])  # a tab: 1-8 cells
 
 
 @pytest.mark.parametrize(

@@ -502,7 +502,7 @@ def test_a_lock_planted_beside_the_file_is_refused_in_one_line_and_nothing_chang
             os.chown(lock, 65534, 65534)
     t, said = _save_in_thread(RuleStore(cfg), LOCKED)
     t.join(5)
-    assert not t.is_alive()  # a FIFO opened without O_NONBLOCK would wait here for a writer
+    assert not t.is_alive()
     assert isinstance(said[0], RuleStoreError) and "\n" not in said[0].message, said
     assert str(lock) in said[0].message
     assert cfg.read_bytes() == before and target.read_text() == "left as it is\n"

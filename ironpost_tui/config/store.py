@@ -186,7 +186,8 @@ class RuleStore:
         RuleStoreError, not a wait without end."""
         lock = self.path.parent / f".{self.path.name}.lock"
         try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+            # Read-only: flock needs no more, and a lock made 0400 under a narrow umask still opens.
+            fd = os.open(lock, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             raise RuleStoreError(f"{self.path}: cannot open its lock {lock}: {exc.strerror}") from None
         try:

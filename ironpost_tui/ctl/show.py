@@ -83,7 +83,7 @@ def _targets(a: dict[str, Any]) -> str:
 def _table(head: list[str], rows: list[list[str]]) -> str:
     """Columns padded to the terminal cells their texts take (a wide character takes two: padded by len(), a
     description in Chinese pushed the rows after it out of line)."""
-    texts = [head, *[[visible(c) for c in row] for row in rows]]
+    texts = [head, *[[visible(c).replace("\t", "\\x09") for c in row] for row in rows]]  # a tab: 1 to 8 cells
     widths = [max(cells(row[i]) for row in texts) for i in range(len(head))]
     return "\n".join(
         "  ".join(c + " " * (w - cells(c)) for c, w in zip(row, widths, strict=True)).rstrip() for row in texts

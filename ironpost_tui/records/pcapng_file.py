@@ -27,6 +27,14 @@ LINKTYPE_ETHERNET = 1
 TSRESOL_NS = b"\x09"  # if_tsresol: 10^-9 s
 
 
+def _remove_if_ours(path: Path, made: os.stat_result) -> None:
+    """Remove ``path`` if it is still the file made (not one swapped in since)."""
+    with contextlib.suppress(OSError):
+        st = os.lstat(path)
+        if (st.st_dev, st.st_ino) == (made.st_dev, made.st_ino):
+            os.unlink(path)
+
+
 class _Pending:
     """The stream python-pcapng writes its blocks into: their bytes, kept until PcapngFile.flush()."""
 
@@ -56,6 +64,7 @@ class PcapngFile:
     ) -> None:
         # A new file only, in the directory check_dir judged through the descriptor it is made with.
         self._f: BinaryIO = files.create_new(path, owner=owner, check_dir=check_dir)
+        self._made = os.fstat(self._f.fileno())
         self._pending = _Pending()
         self._shb = blocks.SectionHeader(options={"shb_userappl": f"ironpost-tui {__version__}"})
         self._shb.new_member(
@@ -78,6 +87,7 @@ class PcapngFile:
             self.flush()  # the header: a file the disk refuses fails before any packet
         except OSError:
             self._f.close()
+            _remove_if_ours(path, self._made)  # nothing written: no empty file left to refuse the next try
             raise
 
     def write(self, ts_ns: int, data: bytes, pkt_len: int, comment: str) -> int:
@@ -110,8 +120,8 @@ class PcapngFile:
             with memoryview(data) as view:
                 while done < len(data):
                     done += os.write(fd, view[done:])
-        except OSError as exc:
-            self.failed = exc
+        except BaseException as exc:  # a part may be in the file: never written again after it
+            self.failed = exc if isinstance(exc, OSError) else OSError(f"interrupted: {exc!r}")
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, self.on_disk)
             raise
