@@ -15,6 +15,8 @@ else is shown has them escaped visibly (``visible``: ESC reads ``\\x1b``).
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import unicodedata
 from collections.abc import Sequence
 
@@ -91,3 +93,26 @@ def whole_values(values: Sequence[str], width: int) -> str:
         shown = [*shown, value]
     hidden = len(values) - len(shown)
     return ", ".join(shown) + (f" +{hidden}" if hidden else "")
+
+
+# A run of address characters (one match per run, so the scan is linear: a pattern that had to find a ':' or
+# '.' inside the run backtracked over every start in it, and a 20,000-letter word took 2 s; an attacker's
+# review of session 29), and a prefix length after it.
+_ADDRESS_RUN = re.compile(r"[0-9A-Fa-f:.]+(?:/\d{1,3})?")
+
+
+def holds_address(text: str) -> bool:
+    """Whether ``text`` holds an IPv4 or IPv6 address or prefix, maybe with a port or punctuation around it:
+    '198.18.0.5', '(2001:db8::1)', '198.18.0.5:22,', '::1', 'block-198.18.0.9', 'f2b-sshd-2001:db8::7'."""
+    for match in _ADDRESS_RUN.finditer(text):
+        run = match.group()
+        if ":" not in run and "." not in run:
+            continue
+        candidate = run.strip(".:")
+        for inner in (candidate, candidate.rpartition(":")[0], run.rstrip(".")):
+            try:
+                ipaddress.ip_network(inner, strict=False)
+            except ValueError:
+                continue
+            return True
+    return False

@@ -483,6 +483,26 @@ def test_refusals_are_a_warning_a_minute_with_counts(caplog: pytest.LogCaptureFi
     ]
 
 
+def test_refusals_from_ever_new_sources_are_counted_in_bounded_memory(caplog: pytest.LogCaptureFixture) -> None:
+    """100,000 refusals from as many sources within one minute: the first 1,024 sources are counted apart, the rest
+    together (each new source used to hold an entry until the minute's line); the line still counts them all."""
+    from ironpost_tui.metrics.http import limits
+
+    clock = Clock()
+    notices = Notices(logging.getLogger("ironpost.http"), every=60.0, clock=clock)
+    with caplog.at_level(logging.WARNING, logger="ironpost.http"):
+        notices.count(Refusal.TOTAL, "198.18.0.1")  # said at once; the minute starts
+        for i in range(100_000):
+            notices.count(Refusal.TOTAL, f"2001:db8:{i >> 16:x}:{i & 0xFFFF:x}::")
+        assert len(notices._counts[Refusal.TOTAL]) == limits.NOTICE_SOURCES  # bounded
+        clock.now += 61
+        notices.count(Refusal.TOTAL, "198.18.0.1")
+    assert [r.getMessage() for r in caplog.records][-1] == (
+        "metrics endpoint: connections refused over the total cap: 100001 in the last 60 s "
+        "(1 from 2001:db8:0:0::, over 1,024 sources)"
+    )
+
+
 def test_stop_does_not_wait_for_clients() -> None:
     srv = make_server()
     slow, idle = RawClient(srv.port, "127.0.0.8"), held(srv.port, "127.0.0.9")

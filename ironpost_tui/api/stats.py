@@ -45,7 +45,7 @@ class TrafficStats:
     total: ProtocolStats = ProtocolStats()
     events_delivered: int = 0  # events of matched packets the kernel handed to the engine
     events_lost: Mapping[str, int] = field(default_factory=dict)  # by reason: ringbuf_full, rate_limited
-    rule_hits: Mapping[str, int] = field(default_factory=dict)  # rule id (auto-blocks together: "auto") -> packets
+    rule_hits: Mapping[str, int] = field(default_factory=dict)  # by /metrics' rule_id (its groups summed) -> packets
     at: float = 0.0  # Unix time of the sample
     snapshot: EngineSnapshot | None = field(default=None, repr=False, compare=False)
 

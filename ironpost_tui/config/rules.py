@@ -41,6 +41,7 @@ _GROUP_WHAT = {
     kernel_rules.AUTO_RULE_ID: "auto-block",
     kernel_rules.EXTERNAL_RULE_ID: "other tool's BLOCKLIST entry",
     kernel_rules.CROWDSEC_RULE_ID: "CrowdSec decision",
+    kernel_rules.ADDRESSED_RULE_ID: "rule whose id holds an address",
 }
 _ADDRESS_EXAMPLES = "like 198.51.100.7, 198.51.100.0/24 or 2001:db8::/32"
 

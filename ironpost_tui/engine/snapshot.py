@@ -13,7 +13,14 @@ from ironpost_tui.detectors import AlertChange, ChangeKind, Detector
 from ironpost_tui.engine.crowdsec.status import CrowdSecStatus
 from ironpost_tui.engine.tick_times import TickSeconds
 from ironpost_tui.model import FilterRule, ProtoCounters, RuleStatus, StatsSample
-from ironpost_tui.rules.placement import AUTO_RULE_ID, CROWDSEC_RULE_ID, EXTERNAL_RULE_ID
+from ironpost_tui.rules.placement import (
+    ADDRESSED_RULE_ID,
+    AUTO_RULE_ID,
+    CROWDSEC_RULE_ID,
+    EXTERNAL_RULE_ID,
+    GROUP_RULE_IDS,
+)
+from ironpost_tui.text import holds_address
 from ironpost_tui.version import __version__
 
 _MAPPINGS = ("totals", "events_lost", "alerts_total", "rule_hits")
@@ -35,6 +42,8 @@ def hits_group(rule: FilterRule) -> str | None:
         return EXTERNAL_RULE_ID
     if rule.crowdsec:
         return CROWDSEC_RULE_ID
+    if holds_address(rule.id):  # block-ADDR, f2b-JAIL-ADDR: a label per ban is a series per attacker
+        return ADDRESSED_RULE_ID
     return None
 
 
@@ -244,7 +253,7 @@ class SnapshotBuilder:
         in force or has counted anything)."""
         hits = dict(counted.own)
         active = set(self._grouped.values())
-        for group in (AUTO_RULE_ID, EXTERNAL_RULE_ID, CROWDSEC_RULE_ID):
+        for group in GROUP_RULE_IDS:
             if counted.groups[group] or group in active:
                 hits[group] = hits.get(group, 0) + counted.groups[group]
         return MappingProxyType(hits)  # kept by EngineSnapshot as it is: nobody holds the dict

@@ -171,10 +171,12 @@ def rule_from_entry(
 
 EXTERNAL_PREFIX = "external:"  # the ids of rules another tool wrote into BLOCKLIST (reserved)
 # The rule ids the hit counts of groups of rules go under (engine/snapshot.py, /metrics' rule_id): every
-# auto-block, every other tool's BLOCKLIST entry, every CrowdSec decision.  Reserved: a rule of the file
-# by one of these names would add its hits to a group's (or count twice beside the CrowdSec row).
-AUTO_RULE_ID, EXTERNAL_RULE_ID, CROWDSEC_RULE_ID = "auto", "external", "crowdsec"
-GROUP_RULE_IDS = (AUTO_RULE_ID, EXTERNAL_RULE_ID, CROWDSEC_RULE_ID)
+# auto-block, every other tool's BLOCKLIST entry, every CrowdSec decision, and every other rule whose id holds
+# an address (the console's and the command line's block-ADDR, fail2ban's f2b-JAIL-ADDR: one series per ban
+# until session 29).  Reserved: a rule of the file by one of these names would add its hits to a group's (or
+# count twice beside the CrowdSec row).
+AUTO_RULE_ID, EXTERNAL_RULE_ID, CROWDSEC_RULE_ID, ADDRESSED_RULE_ID = "auto", "external", "crowdsec", "addresses"
+GROUP_RULE_IDS = (AUTO_RULE_ID, EXTERNAL_RULE_ID, CROWDSEC_RULE_ID, ADDRESSED_RULE_ID)
 EXTERNAL_DESCRIPTION = "written into BLOCKLIST by another tool"
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
-import re
 import time
 
 from ironpost_tui.config.durations import format_duration
 from ironpost_tui.filter_terms import PROTOCOL_NUMBERS as PROTOCOL_NUMBERS
 from ironpost_tui.model import FilterRule
+from ironpost_tui.text import holds_address as is_address_word
 from ironpost_tui.text import visible
 from ironpost_tui.text import whole_values as whole_values
 
@@ -74,29 +74,6 @@ def _parses(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-# A word that holds an IPv4 or IPv6 address (or prefix), maybe with a port or punctuation around it: a run of
-# address characters (one match per run, so the scan is linear: a pattern that had to find a ':' or '.' inside
-# the run backtracked over every start in it, and a 20,000-letter word took 3 s; an attacker's review of
-# session 29) holding a ':' or a '.', and a prefix length after it.
-_ADDRESS = re.compile(r"[0-9A-Fa-f:.]+(?:/\d{1,3})?")
-
-
-def is_address_word(word: str) -> bool:
-    """Whether ``word`` carries an address: '198.18.0.5', '(2001:db8::1)', '198.18.0.5:22,', '::1'."""
-    for match in _ADDRESS.finditer(word):
-        run = match.group()
-        if ":" not in run and "." not in run:
-            continue
-        candidate = run.strip(".:")
-        for text in (candidate, candidate.rpartition(":")[0], run.rstrip(".")):
-            try:
-                ipaddress.ip_network(text, strict=False)
-            except ValueError:
-                continue
-            return True
-    return False
 
 
 def fit(line: str, width: int) -> str:

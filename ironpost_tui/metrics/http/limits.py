@@ -124,6 +124,12 @@ class ConnectionCaps:
             self._open[source] = held - 1
 
 
+# The sources one refusal line names and counts apart: the ones past them are counted together.  Unbounded until
+# session 29, a minute of refusals from fresh addresses (a routed IPv6 /48 is 65,536 sources; loopback's 127/8
+# to a local user) held some 95 bytes each, about 125 MB a minute at loopback's accept rate (an attacker's review).
+NOTICE_SOURCES = 1024
+
+
 class Notices:
     """Refusals logged as warnings, each kind at most once per ``every`` seconds, with how many
     there were since the last line and the source seen most: an attack costs a few log lines a
@@ -136,29 +142,36 @@ class Notices:
         self._clock = clock
         self._last: dict[Refusal, float] = {}
         self._counts: dict[Refusal, dict[str, int]] = {}
+        self._others: dict[Refusal, int] = {}  # refusals of sources past NOTICE_SOURCES, counted, not named
 
     def count(self, kind: Refusal, source: str) -> None:
         by_source = self._counts.setdefault(kind, {})
-        by_source[source] = by_source.get(source, 0) + 1
+        if source in by_source or len(by_source) < NOTICE_SOURCES:
+            by_source[source] = by_source.get(source, 0) + 1
+        else:
+            self._others[kind] = self._others.get(kind, 0) + 1
         now = self._clock()
         last = self._last.get(kind)
         if last is not None and now - last < self._every:
             return
         self._last[kind] = now
-        self._emit(kind, by_source)
+        self._emit(kind, by_source, self._others.pop(kind, 0))
         del self._counts[kind]
 
     def flush(self) -> None:
         """Log what was counted and not yet said (at stop)."""
         for kind, by_source in list(self._counts.items()):
-            self._emit(kind, by_source)
+            self._emit(kind, by_source, self._others.pop(kind, 0))
         self._counts.clear()
 
-    def _emit(self, kind: Refusal, by_source: dict[str, int]) -> None:
-        total = sum(by_source.values())
+    def _emit(self, kind: Refusal, by_source: dict[str, int], others: int) -> None:
+        total = sum(by_source.values()) + others
         top, n = max(by_source.items(), key=lambda item: item[1])
         window = f" in the last {self._every:.0f} s" if total > 1 else ""
-        whom = f"{n} from {top}, {len(by_source)} sources" if len(by_source) > 1 else f"from {top}"
+        if others:
+            whom = f"{n} from {top}, over {NOTICE_SOURCES:,} sources"
+        else:
+            whom = f"{n} from {top}, {len(by_source)} sources" if len(by_source) > 1 else f"from {top}"
         self._log.warning(
             "metrics endpoint: %s: %d%s (%s)", kind.value, total, window, whom,
             extra={"event": "metrics_refused", "why": kind.name.lower(), "count": total, "source": top},
