@@ -500,7 +500,7 @@ def test_a_distributed_scan_open_takes_the_held_back_scanners_in(monkeypatch: py
 
 def test_the_agents_log_says_an_alert_resolved_early_and_why(caplog: pytest.LogCaptureFixture) -> None:
     from ironpost_tui.engine import headless
-    from ironpost_tui.engine.headless import log_alert
+    from ironpost_tui.engine.alert_lines import log_alert
 
     book = AlertBook(quiet_secs=30.0)
     book.update(_flood_findings(0, MAX_OPEN), now=0.0, live=_sending)

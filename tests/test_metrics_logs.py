@@ -16,7 +16,7 @@ import pytest
 from ironpost_tui.config import settings as config
 from ironpost_tui.detectors import Alert, AlertChange
 from ironpost_tui.detectors.targets import Target
-from ironpost_tui.engine import headless
+from ironpost_tui.engine import alert_lines
 from ironpost_tui.metrics import log_format
 from ironpost_tui.model import FilterRule
 from ironpost_tui.rules.audit import Actor, AuditLog
@@ -50,8 +50,8 @@ def _alert(source: str = "198.18.0.2", target: str = "198.18.0.1") -> Alert:
 
 def test_an_alert_is_one_json_object_with_detector_and_addresses(captured: tuple[io.StringIO, object]) -> None:
     out, _ = captured
-    headless.log_alert(AlertChange("raised", _alert()))
-    headless.log_alert(AlertChange("resolved", _alert(source="many sources", target="eth0")))
+    alert_lines.log_alert(AlertChange("raised", _alert()))
+    alert_lines.log_alert(AlertChange("resolved", _alert(source="many sources", target="eth0")))
     raised, resolved = lines(out)
     assert raised["event"] == "alert" and raised["change"] == "raised"
     assert raised["detector"] == "syn_flood" and raised["severity"] == "high"
@@ -67,8 +67,8 @@ def test_an_alert_names_the_addresses_attacked(captured: tuple[io.StringIO, obje
     """dst_ip is the address hit most, targets all of them; the text line says them with the interface."""
     out, _ = captured
     aimed = dataclasses.replace(_alert(target="eth0"), targets=(Target("198.18.0.5", 22), Target("198.18.0.1")))
-    headless.log_alert(AlertChange("raised", aimed))
-    headless.log_alert(AlertChange("raised", _alert(target="eth0")))  # none known: as before
+    alert_lines.log_alert(AlertChange("raised", aimed))
+    alert_lines.log_alert(AlertChange("raised", _alert(target="eth0")))  # none known: as before
     (one, two) = lines(out)
     assert (one["dst_ip"], one["dst_port"], one["targets"], one["target"]) == (
         "198.18.0.5",
@@ -80,8 +80,8 @@ def test_an_alert_names_the_addresses_attacked(captured: tuple[io.StringIO, obje
     assert (two["dst_ip"], two["dst_port"], two["targets"]) == (None, None, [])
     assert "198.18.0.2 -> eth0: 500 SYNs" in str(two["message"])
     # An update is said when it names a new address, not when a count grows.
-    headless.log_alert(AlertChange("updated", aimed))
-    headless.log_alert(AlertChange("updated", aimed, retargeted=True))
+    alert_lines.log_alert(AlertChange("updated", aimed))
+    alert_lines.log_alert(AlertChange("updated", aimed, retargeted=True))
     (three,) = [line for line in lines(out) if line.get("change") == "updated" and line["level"] == "warning"]
     assert (three["event"], three["targets"]) == ("alert", ["198.18.0.5:22", "198.18.0.1"])
 
@@ -147,10 +147,43 @@ def test_an_update_moving_an_alert_between_active_and_blocked_is_logged_with_its
 
     out, _ = captured
     blocked = dataclasses.replace(_alert(), block=Block("block-198.18.0.2", 4_000_000_000.0, 239_400))
-    headless.log_alert(AlertChange("updated", blocked))
-    headless.log_alert(AlertChange("updated", blocked, restated=True))
+    alert_lines.log_alert(AlertChange("updated", blocked))
+    alert_lines.log_alert(AlertChange("updated", blocked, restated=True))
     debug, line = lines(out)
     assert (debug["level"], debug["event"]) == ("debug", "log")  # no alert event: a debug line only
     assert (line["level"], line["change"], line["state"], line["dropped"]) == ("info", "updated", "blocked", 239_400)
     assert line["block_rule"] == "block-198.18.0.2" and isinstance(line["time_left"], float)
     assert str(line["message"]).endswith("(severity high), now blocked")
+
+
+def test_a_storm_of_alerts_is_100_lines_a_detector_a_minute_and_one_line_of_the_rest(
+    captured: tuple[io.StringIO, object],
+) -> None:
+    """4,000 single-source SYN-flood alerts raised in one step, then resolved (a spoofed flood of real floods: some
+    6,000 lines a second, an attacker's review of session 29; journald's default limit then drops every line of
+    the unit, the interface gone or a panic included): 100 lines, and when the minute is over one line saying
+    the 7,900 held by kind.  Another detector has its own 100.  The control: under the limit, every line."""
+    out, _ = captured
+    now = [1000.0]
+    held = alert_lines.AlertLines("lab0", clock=lambda: now[0])
+    for i in range(4000):
+        held.log(AlertChange("raised", dataclasses.replace(_alert(source=f"198.18.{i // 250}.{i % 250}"), id=i)))
+    for i in range(4000):
+        held.log(AlertChange("resolved", dataclasses.replace(_alert(source=f"198.18.{i // 250}.{i % 250}"), id=i)))
+    scan = Alert(9, "port_scan", "medium", "198.18.99.1", "198.18.0.1", 40, 40, 60.0, 1.0, 2.0, "40 ports")
+    held.log(AlertChange("raised", scan))
+    now[0] += 30
+    held.roll()  # not yet a minute: nothing more said
+    assert len(lines(out)) == 101
+    now[0] += 31
+    held.roll()
+    said = lines(out)
+    assert len(said) == 102 and sum(1 for s in said if s.get("event") == "alert") == 101
+    summary = said[-1]
+    assert summary["event"] == "alert_lines_held" and summary["count"] == 7900 and summary["detector"] == "syn_flood"
+    assert summary["kinds"] == {"raised": 3900, "resolved": 4000}
+    assert "7,900 more syn_flood alert line(s)" in str(summary["message"])
+    held.log(AlertChange("raised", dataclasses.replace(scan, id=10)))  # a new window: said at once
+    assert len(lines(out)) == 103
+    held.flush()
+    assert len(lines(out)) == 103  # nothing held: nothing more to say

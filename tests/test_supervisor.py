@@ -23,6 +23,7 @@ from support import netlab
 from test_e2e_veth import udp4
 
 from ironpost_tui.config.watch import ConfigSource
+from ironpost_tui.engine.alert_lines import AlertLines
 from ironpost_tui.engine.engine import Engine, EngineOptions, StartReport, Tick
 from ironpost_tui.engine.headless import Controls, log_step
 from ironpost_tui.engine.live import LiveSource, reload_notices
@@ -179,7 +180,7 @@ def test_a_panic_of_a_feeds_rules_logs_one_short_line_and_every_id_in_its_field(
     ids that fit 160 cells and "+N", with every id in the record's ``cleared`` field (the JSON log's)."""
     caplog.set_level(logging.DEBUG, logger="ironpost")
     cleared = tuple(FilterRule(id=f"feed-{i}", action=Action.DROP) for i in range(10_000))
-    log_step(_step(cleared=cleared), "lab0")
+    log_step(_step(cleared=cleared), "lab0", AlertLines("lab0"))
     (record,) = caplog.records
     line = record.getMessage()
     assert line.startswith("panic: cleared 10,000 drop rule(s): feed-0, feed-1, ") and len(line) < 240
@@ -192,10 +193,16 @@ def test_headless_logs_a_step(caplog: pytest.LogCaptureFixture, tmp_path: Path) 
     path = tmp_path / "ironpost.toml"
     caplog.set_level(logging.DEBUG, logger="ironpost")
     cleared = (FilterRule(id="d1", action=Action.DROP), FilterRule(id="d2", action=Action.DROP))
-    log_step(_step(cleared=cleared, reload=Reloaded(path, "signal", ReloadResult(True, 3))), "lab0")
-    log_step(_step(reload=Reloaded(path, FILE_CHANGE, ReloadResult(error="line 1: bad\nline 2: worse"))), "lab0")
-    log_step(_step(reload=Reloaded(path, FILE_CHANGE, ReloadResult(changed=False, rules=3))), "lab0")  # nothing
-    log_step(_step(interface="down"), "lab0")
+    log_step(_step(cleared=cleared, reload=Reloaded(path, "signal", ReloadResult(True, 3))), "lab0", AlertLines("lab0"))
+    log_step(
+        _step(reload=Reloaded(path, FILE_CHANGE, ReloadResult(error="line 1: bad\nline 2: worse"))),
+        "lab0",
+        AlertLines("lab0"),
+    )
+    log_step(
+        _step(reload=Reloaded(path, FILE_CHANGE, ReloadResult(changed=False, rules=3))), "lab0", AlertLines("lab0")
+    )  # nothing
+    log_step(_step(interface="down"), "lab0", AlertLines("lab0"))
     assert [r.getMessage() for r in caplog.records] == [
         "panic: cleared 2 drop rule(s): d1, d2",
         f"reloaded {path} (signal): 3 rules in force",
@@ -205,7 +212,7 @@ def test_headless_logs_a_step(caplog: pytest.LogCaptureFixture, tmp_path: Path) 
         "interface lab0 is down",
     ]
     with pytest.raises(InterfaceGone, match="interface lab0 disappeared: the program went with it; exiting"):
-        log_step(_step(interface="gone"), "lab0")
+        log_step(_step(interface="gone"), "lab0", AlertLines("lab0"))
 
 
 def test_console_notices_of_a_reload(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from ironpost_tui.api.channel import Receiver
 from ironpost_tui.api.stats import TrafficStats
 from ironpost_tui.detectors import AlertChange
+from ironpost_tui.engine.alert_lines import AlertLines
 from ironpost_tui.engine.engine import StartReport
 from ironpost_tui.engine.headless import log_step
 from ironpost_tui.engine.supervisor import Pending, Supervisor
@@ -102,6 +103,7 @@ class Runner(threading.Thread):
             self._running = True
             self.latest = TrafficStats.of(engine.snapshot())
         self.started.set_result(report)
+        alert_lines = AlertLines(report.iface)
         try:
             while not self._stop.is_set():
                 edited = self._run_calls()
@@ -111,7 +113,7 @@ class Runner(threading.Thread):
                 self.alerts.put_many(tick.alerts)
                 if tick.sample is not None:
                     self._sampled(TrafficStats.of(engine.snapshot(), tick.sample), tick.sample.at)
-                log_step(step, report.iface)  # reloads, panics and alerts logged; InterfaceGone raised
+                log_step(step, report.iface, alert_lines)  # reloads, panics and alerts logged; InterfaceGone raised
         except BaseException as exc:
             self.failure = exc
             if isinstance(exc, IronpostError):
@@ -119,6 +121,7 @@ class Runner(threading.Thread):
             else:
                 log.exception("the engine on %s stopped on an error", report.iface)
         finally:
+            alert_lines.flush()
             with self._lock:
                 self._running = False
             self._run_calls()  # those already queued are refused

@@ -6,8 +6,7 @@ import logging
 from dataclasses import dataclass, field
 
 from ironpost_tui.config.watch import ConfigSource
-from ironpost_tui.detectors import AlertChange, ChangeKind
-from ironpost_tui.detectors.alerts import MAX_OPEN
+from ironpost_tui.engine.alert_lines import AlertLines
 from ironpost_tui.engine.engine import Engine
 from ironpost_tui.engine.feed import log_panic
 from ironpost_tui.engine.service_notify import Notifier
@@ -55,37 +54,16 @@ def log_reload(reloaded: Reloaded) -> None:
         )
 
 
-def log_alert(change: AlertChange) -> None:
-    a = change.alert
-    if change.kind == ChangeKind.UPDATED and not (change.retargeted or change.restated):
-        log.debug("alert %d %s updated: %s", a.id, a.detector, a.summary)
-        return
-    quiet = change.kind == ChangeKind.RESOLVED or (change.restated and not change.retargeted)
-    level = logging.INFO if quiet else logging.WARNING
-    log.log(
-        level,
-        "alert %d %s %s: %s -> %s: %s (severity %s)%s",
-        a.id,
-        a.detector,
-        change.kind,
-        a.source,
-        a.where,
-        a.summary,
-        a.severity,
-        f", now {a.state}" if change.restated else (f", early: {MAX_OPEN:,} alerts were open" if change.early else ""),
-        extra={"alert": a, "change": change.kind},
-    )
-
-
-def log_step(step: Step, iface: str) -> None:
-    """What a step did, as log lines; InterfaceGone when the interface went away, ProgramDetached when another
-    process detached the program's link."""
+def log_step(step: Step, iface: str, alerts: AlertLines) -> None:
+    """What a step did, as log lines (the alerts' through ``alerts``: at most so many a minute); InterfaceGone when
+    the interface went away, ProgramDetached when another process detached the program's link."""
     if step.cleared is not None:
         log_panic(log, step.cleared)
     if step.reload is not None:
         log_reload(step.reload)
     for change in step.tick.alerts:
-        log_alert(change)
+        alerts.log(change)
+    alerts.roll()
     if step.interface == InterfaceState.GONE:
         raise InterfaceGone(f"interface {iface} disappeared: the program went with it; exiting")
     if step.interface == InterfaceState.DETACHED:
@@ -141,14 +119,16 @@ def run(
     filtering = f"filtering on {report.iface} ({report.mode} mode, prog id {report.prog_id})"
     if notifier is not None:
         notifier.ready_soon(f"{filtering}, {n_rules} rules")
+    alert_lines = AlertLines(report.iface)
     try:
         while not controls.stop.is_set():
             # alerts, stats and state; the events go unused
             step = supervisor.step(controls.take(), timeout_ms=100, events=False)
-            log_step(step, report.iface)
+            log_step(step, report.iface, alert_lines)
             if notifier is not None and (step.cleared is not None or step.reload is not None):
                 notifier.status(f"{filtering}, {len(engine.control.rules())} rules")  # what systemctl status shows
     finally:
+        alert_lines.flush()
         if notifier is not None:
             notifier.stopping("leaving: " + ("the pinned program stays" if report.pin_dir else "detaching"))
         supervisor.close()

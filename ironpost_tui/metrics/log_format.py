@@ -4,7 +4,7 @@ object per line for log shippers (``--log-format json``).
 Every JSON line has ``ts`` (RFC 3339, UTC), ``level``, ``event`` and
 ``message``.  What the record carries decides the rest:
 
-* ``extra={"alert": Alert, "change": kind}`` (headless.log_alert): event
+* ``extra={"alert": Alert, "change": kind}`` (alert_lines.log_alert): event
   ``alert`` with ``change``, ``detector``, ``severity``, ``src_ip`` (the
   source, null when it is not an address: "many sources"), ``dst_ip`` (the
   address attacked most; null when none is known), ``dst_port`` (the port that
