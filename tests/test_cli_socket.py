@@ -242,6 +242,30 @@ def test_a_slow_client_is_cut_off_and_does_not_hold_up_the_others(
     assert [line for line, _ in handler.calls] == [b"fast"]
 
 
+def test_a_client_whose_thread_cannot_start_is_told_busy_and_the_socket_still_serves(
+    served: tuple[SocketServer, Recorder], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Thread.start() raising (a process's thread limit, no memory) ended the accept loop, and with it the command
+    line, for good (a review of session 29).  Now that client is told busy, and the next one is served."""
+    import threading
+
+    srv, handler = served
+    real_start = threading.Thread.start
+    failed: list[str] = []
+
+    def start_once_failing(self: threading.Thread) -> None:
+        if self.name == "ironpost-cli client" and not failed:
+            failed.append(self.name)
+            raise RuntimeError("can't start new thread")
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start_once_failing)
+    answer = ask(srv.path, b"first\n")
+    assert answer["ok"] is False and "cannot start a thread" in str(answer["error"]), answer
+    assert ask(srv.path, b"second\n")["ok"] is True
+    assert failed and [line for line, _ in handler.calls] == [b"second"]
+
+
 def test_beyond_the_client_limit_a_client_is_told_busy(
     served: tuple[SocketServer, Recorder], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -188,7 +188,14 @@ class SocketServer:
             if full:
                 self._refuse(conn, Busy(f"the controller is serving {MAX_CLIENTS} requests already: try again"))
                 continue
-            t.start()
+            try:
+                t.start()
+            except RuntimeError as exc:  # no thread to be had (a process or memory limit): this client refused,
+                # the socket still served (the exception ended this loop, and the command line with it, for good)
+                with self._lock:
+                    self._clients.discard(t)
+                log.warning("command-line socket: a client refused: %s", exc, extra={"event": "cli_refused"})
+                self._refuse(conn, Busy(f"the controller cannot start a thread for the request ({exc}): try again"))
 
     def _refuse(self, conn: socket.socket, error: IronpostError) -> None:
         try:
