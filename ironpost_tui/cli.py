@@ -250,7 +250,7 @@ def _run_two_processes(args: argparse.Namespace) -> ExitStatus:
     # never this process's end before then (their default action).
     for sig in (signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(sig, signal.SIG_IGN)
-    switching.shorten()  # the engine's answers reach the interface while it renders: engine/switching.py
+    switching.shorten(switching.CONSOLE_SWITCH_INTERVAL)  # the engine's answers reach it while it renders
     try:
         from ironpost_tui.ui import app as _app  # noqa: F401  # loaded while the engine process starts
 

@@ -294,7 +294,7 @@ def test_the_console_process_hands_over_within_the_short_switch_interval(monkeyp
         assert sys.getswitchinterval() == pytest.approx(0.005)  # the control: Python's default here
         with pytest.raises(IronpostError, match="refused"):
             cli._run_two_processes(argparse.Namespace())
-        assert sys.getswitchinterval() == pytest.approx(switching.SWITCH_INTERVAL)
+        assert sys.getswitchinterval() == pytest.approx(switching.CONSOLE_SWITCH_INTERVAL)
     finally:
         sys.setswitchinterval(old)
 
