@@ -360,6 +360,50 @@ def test_a_snapshot_is_published_whole(lab: netlab.Lab) -> None:
         engine.close()
 
 
+def test_the_detection_read_holds_no_lock_a_panic_or_an_edit_needs(lab: netlab.Lab) -> None:
+    """The detection tick's read of the sketches and top tables grows with the CPUs (3.7 s a tick measured on 64
+    under a spoofed flood, an attacker's review of session 29), and under the engine's lock a panic, an edit and
+    the command line waited for it.  Held up here in the detectors' run: another thread takes the engine's lock
+    at once, and the tick then applies what it found.  The control: the tick's locked part (its alerts applied)
+    held up, the lock is not free."""
+    import threading
+
+    from ironpost_tui.engine.engine import Engine, EngineOptions
+
+    engine = Engine(EngineOptions(iface=lab.host_if, xdp_mode="native", rules=(), detect_interval=0.0))
+    engine.start()
+    try:
+        engine.tick(timeout_ms=0)
+        for where in ("detectors", "applied"):
+            entered, release = threading.Event(), threading.Event()
+            held = engine._detect if where == "detectors" else engine._alerts
+            name = "tick" if where == "detectors" else "apply"
+            real = getattr(held, name)
+
+            def holding(*a: object, real: object = real, entered: threading.Event = entered,
+                        release: threading.Event = release) -> object:  # fmt: skip
+                entered.set()
+                release.wait(10)
+                return real(*a)  # type: ignore[operator]
+
+            setattr(held, name, holding)
+            ticking = threading.Thread(target=engine.tick, kwargs={"timeout_ms": 0})
+            ticking.start()
+            try:
+                assert entered.wait(10), where
+                got = engine.lock.acquire(timeout=1.0)
+                if got:
+                    engine.lock.release()
+                assert got == (where == "detectors"), where
+            finally:
+                release.set()
+                ticking.join(10)
+                delattr(held, name)
+            assert not ticking.is_alive()
+    finally:
+        engine.close()
+
+
 def test_reloads_and_panics_asked_while_it_starts_are_kept_not_fatal(
     lab: netlab.Lab, agents: AgentPool, tmp_path: Path
 ) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from ironpost_tui.engine.tick_times import TickTimes, run_delay
+from ironpost_tui.engine.tick_times import TickSpan, TickTimes, run_delay
 
 SPAN = 0.3  # seconds each measured thread spins or sleeps
 NICE = 10  # the measured threads' (weight 110 against the busy process's 1024)
@@ -94,3 +94,21 @@ def test_own_seconds_are_the_wall_clock_less_the_wait() -> None:
     assert snap.wall.count == 2 and snap.own is not None and snap.own.count == 1
     times.observe(0.01, 0.01, 0.02)  # a wait read as longer than the tick (the reads' own times): 0, not < 0
     assert times.snapshot().own.total == pytest.approx(0.07)  # type: ignore[union-attr]
+
+
+def test_a_ticks_span_sums_its_parts_and_not_the_time_between() -> None:
+    """A tick's detection read is made off the engine's lock and the rest under it: its time is both parts', not
+    the wait for the lock between them (another's work).  30 ms of sleep in each part, 200 ms between."""
+    span = TickSpan()
+    with span.part():
+        time.sleep(0.03)
+    time.sleep(0.2)  # the wait for the lock
+    with span.part():
+        time.sleep(0.03)
+    assert 0.06 <= span.wall < 0.2, span.wall
+    assert span.cpu < span.wall
+    assert span.waited is None or 0 <= span.waited <= span.wall
+    broken = TickSpan()
+    with broken.part():
+        pass
+    assert broken.waited is not None or run_delay() is None  # known where the kernel keeps it

@@ -18,6 +18,9 @@ none past 100 ms while 100,000 decisions go in).
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 # The calling thread's scheduler figures (Linux >= 3.17): time on a CPU, time waiting for one, timeslices.
@@ -92,3 +95,27 @@ class TickTimes:
     def snapshot(self) -> TickSeconds:
         own = self._own.histogram() if self._own.count else None
         return TickSeconds(self._wall.histogram(), self._cpu.histogram(), own)
+
+
+class TickSpan:
+    """One tick's time over its parts (the detection read off the engine's lock, the rest under it): the wall
+    clock, the thread's CPU and its run delay of each part summed; the wait for the lock between them is not
+    the tick's (it is another's work)."""
+
+    def __init__(self) -> None:
+        self.wall = 0.0
+        self.cpu = 0.0
+        self.waited: float | None = 0.0  # None: a part's run delay not known
+
+    @contextlib.contextmanager
+    def part(self) -> Iterator[None]:
+        t0, cpu0, delay0 = time.perf_counter(), time.thread_time(), run_delay()
+        try:
+            yield
+        finally:
+            # The run delay read inside the wall clock's reads, at both ends: a wait counted is within the part.
+            delay1 = run_delay()
+            self.wall += time.perf_counter() - t0
+            self.cpu += time.thread_time() - cpu0
+            if self.waited is not None:
+                self.waited = None if delay0 is None or delay1 is None else self.waited + (delay1 - delay0)
