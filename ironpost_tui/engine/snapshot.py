@@ -3,6 +3,7 @@ an immutable snapshot, swapped whole each sample (and when the rules changed), n
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -42,9 +43,15 @@ def hits_group(rule: FilterRule) -> str | None:
         return EXTERNAL_RULE_ID
     if rule.crowdsec:
         return CROWDSEC_RULE_ID
-    if holds_address(rule.id):  # block-ADDR, f2b-JAIL-ADDR: a label per ban is a series per attacker
+    if _id_holds_address(rule.id):  # block-ADDR, f2b-JAIL-ADDR: a label per ban is a series per attacker
         return ADDRESSED_RULE_ID
     return None
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _id_holds_address(rule_id: str) -> bool:
+    """holds_address, kept per id: a recount of 10,000 rules (each edit's publish) scanned every id again, 9 ms."""
+    return holds_address(rule_id)
 
 
 @dataclass(frozen=True)
