@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ironpost_tui.kernel import abi, datapath, libbpf, resources
+from ironpost_tui.kernel import abi, libbpf, resources
 from ironpost_tui.kernel.datapath import Datapath, DatapathConfig
 from ironpost_tui.rules import table as rule_table
 
@@ -176,60 +176,3 @@ def test_compiled_map_layouts(cfg: DatapathConfig) -> None:
         assert dp.read_config() == (0, abi.IRONPOST_ABI_VERSION)
     finally:
         dp.close()
-
-
-# The per-CPU tables that hold an entry per address, per CPU and in all, as the design sizes them for two CPUs.
-_TABLES = {
-    "SRC_SKETCH": ("src_sketch_sets", abi.SKETCH_WAYS),
-    "DST_SKETCH": ("dst_sketch_sets", abi.SKETCH_WAYS),
-    "TOP_SRC": ("top_src_sets", abi.TOP_WAYS),
-    "TOP_DST": ("top_dst_sets", abi.TOP_WAYS),
-    "TOP_PORT": ("top_port_sets", abi.TOP_WAYS),
-}
-
-
-@pytest.mark.parametrize("cpus", [1, 2, 3, 4, 8, 16, 64, 256, 4096])
-def test_per_cpu_tables_share_the_two_cpu_design_among_the_cpus(cpus: int) -> None:
-    """A host of more CPUs than two holds, in all, what two do (each CPU a share, a power of two), down to
-    each table's least; never more per CPU than on two."""
-    design = DatapathConfig().for_cpus(2)
-    sized = DatapathConfig().for_cpus(cpus)
-    for field, (per_design, least) in datapath.PER_CPU_TABLES.items():
-        per_cpu, total = getattr(sized, field), getattr(sized, field) * cpus
-        assert getattr(design, field) == per_design
-        assert per_cpu & (per_cpu - 1) == 0 and least <= per_cpu <= per_design, (field, per_cpu)
-        if per_cpu > least and cpus > 1:  # above the least: between half the design's total and all of it
-            assert per_design < total <= per_design * 2, (field, per_cpu, cpus)
-    if cpus >= 64:  # at the least: 64 source sets a CPU, where a fixed size would hold cpus / 2 times the design's
-        assert sized.src_sketch_sets == 64 and sized.top_src_sets == 16
-
-
-def test_a_table_size_given_is_kept_whatever_the_cpus() -> None:
-    given = DatapathConfig(src_sketch_sets=256, top_dst_sets=32)
-    sized = given.for_cpus(64)
-    assert (sized.src_sketch_sets, sized.top_dst_sets) == (256, 32)  # as given
-    assert (sized.dst_sketch_sets, sized.top_src_sets, sized.top_port_sets) == (64, 16, 16)  # sized
-    assert given.for_cpus(2).src_sketch_sets == 256 and given.for_cpus(2).top_src_sets == 512
-
-
-@pytest.mark.root
-def test_the_loaded_tables_are_sized_for_the_hosts_cpus_and_for_a_64_cpu_one() -> None:
-    """What the kernel allocated: this host's sizes, from its possible CPUs; and a configuration sized for 64
-    CPUs loads with the least sets (the DIRTY words, the readers' buffers follow the loaded sizes)."""
-    from ironpost_tui.detectors.sketch import SketchReader
-    from ironpost_tui.triage.reader import TopReader
-
-    for cfg, cpus in ((DatapathConfig(), libbpf.possible_cpus()), (DatapathConfig().for_cpus(64), 64)):
-        want = DatapathConfig().for_cpus(cpus)
-        dp = Datapath(cfg)
-        try:
-            assert dp.cfg == want
-            for name, (field, _ways) in _TABLES.items():
-                assert libbpf.map_info(dp.map_fd(name)).max_entries == getattr(want, field), name
-            reader, top = SketchReader(dp), TopReader(dp)
-            reader.read(1)
-            top.read()
-            assert len(reader._src.prev) == want.src_sketch_sets * abi.SRC_WAY.size * abi.SKETCH_WAYS * dp.possible_cpus
-            assert len(top._src.prev) == want.top_src_sets * abi.TOP_SRC_WAY.size * abi.TOP_WAYS * dp.possible_cpus
-        finally:
-            dp.close()

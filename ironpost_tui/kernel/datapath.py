@@ -19,7 +19,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,31 +57,6 @@ def sum_hits(raw: bytes | memoryview, ncpu: int) -> list[tuple[int, int]]:
     return list(zip(packets, last, strict=True))
 
 
-# The per-CPU tables that hold an entry per address (the detector sketches, the top talkers) are designed
-# for two CPUs: (sets per CPU there, the least a CPU may have) of each, by DatapathConfig field.  Each
-# CPU's ways are allocated for every possible CPU and read at every detection tick, and a spoofed flood
-# changes every one of them: at a fixed size per CPU, a host of 64 CPUs held 32 times the design's
-# memory (72 MiB in the kernel and twice that in the reader's copies) and took 32 times as long to read
-# it, seconds a tick.  Shared among the CPUs instead, a host holds the design's ways whatever its CPUs,
-# down to the least each (the sketches' 64: DIRTY marks them 64 to a word).
-DESIGN_CPUS = 2
-PER_CPU_TABLES = {
-    "src_sketch_sets": (1_024, 64),
-    "dst_sketch_sets": (64, 64),
-    "top_src_sets": (512, 16),
-    "top_dst_sets": (128, 16),
-    "top_port_sets": (128, 16),
-}
-SIZED_FOR_HOST = 0  # a DatapathConfig table size: PER_CPU_TABLES' shared among the host's CPUs (table_sets)
-
-
-def table_sets(design: int, least: int, cpus: int) -> int:
-    """Sets per CPU for a table of ``design`` sets per CPU on DESIGN_CPUS: its total shared among ``cpus``
-    (a power of two, rounded down), at least ``least`` and at most ``design``."""
-    share = design * DESIGN_CPUS // max(DESIGN_CPUS, cpus)
-    return max(least, 1 << (share.bit_length() - 1)) if share else least
-
-
 @dataclass(frozen=True)
 class DatapathConfig:
     """Sizes and knobs compiled into the program (the -D flags)."""
@@ -93,25 +68,14 @@ class DatapathConfig:
     allow_max_entries: int = 1_024
     ring_buffer_kib: int = 256
     event_rate: int = 10_000  # events/s per CPU; 0 = unlimited
-    # Detector sketches, per CPU: sets of abi.SKETCH_WAYS ways (powers of two, at least 64); SIZED_FOR_HOST:
-    # the design's (PER_CPU_TABLES) shared among the host's CPUs, as the Datapath that loads them finds them.
-    src_sketch_sets: int = SIZED_FOR_HOST
-    dst_sketch_sets: int = SIZED_FOR_HOST
+    # Detector sketches, per CPU: sets of abi.SKETCH_WAYS ways (powers of two, at least 64).
+    src_sketch_sets: int = 1_024
+    dst_sketch_sets: int = 64
     port_memory_secs: float = 60.0  # a source's probed ports are forgotten this often
-    # Top talkers, per CPU: sets of abi.TOP_WAYS ways (powers of two, at least 16); SIZED_FOR_HOST as above.
-    top_src_sets: int = SIZED_FOR_HOST
-    top_dst_sets: int = SIZED_FOR_HOST
-    top_port_sets: int = SIZED_FOR_HOST
-
-    def for_cpus(self, cpus: int) -> DatapathConfig:
-        """This configuration with every per-CPU table left SIZED_FOR_HOST sized for ``cpus`` CPUs
-        (table_sets); the sizes it was given stay as they are."""
-        sized = {
-            name: table_sets(design, least, cpus)
-            for name, (design, least) in PER_CPU_TABLES.items()
-            if getattr(self, name) == SIZED_FOR_HOST
-        }
-        return replace(self, **sized) if sized else self
+    # Top talkers, per CPU: sets of abi.TOP_WAYS ways (powers of two, at least 16).
+    top_src_sets: int = 512
+    top_dst_sets: int = 128
+    top_port_sets: int = 128
 
     @property
     def rule_slots(self) -> int:
@@ -317,7 +281,6 @@ class Datapath:
         offload_dev: str | None = None,
         cache_dir: Path | None = None,
     ) -> None:
-        cfg = cfg.for_cpus(libbpf.possible_cpus())  # the per-CPU tables' sizes, for this host's CPUs
         self.cfg = cfg
         self.pin_dir = pin_dir
         self._bpf: Any = None  # BCC's module when compiled here: it owns the program and the maps
