@@ -115,13 +115,28 @@ class _Sketch:
         # ..., port, port_syns, last_seq: one "slot", the way's own address, of its SYNs
         return fields[0], fields[1 : 1 + self.counters], b"", (), (fields[4],), (fields[3],)
 
+    def _changed_cpus_ways(self, raw: bytes | bytearray, base: int, pbase: int) -> list[int]:
+        """The ways (cpu * SKETCH_WAYS + way, as a set's value lays them out) of the CPUs whose ways of the set
+        at ``base`` in ``raw`` (``pbase`` in prev) changed: a compare for the set, then one per CPU (a set a
+        whole read finds clean, or whose packets reached a few of the CPUs, is not compared way by way)."""
+        pv, set_size, ways = self._prev, self.set_size, abi.SKETCH_WAYS
+        if raw.startswith(pv[pbase : pbase + self.stride], base):
+            return []
+        return [
+            i
+            for c in range(self.ncpu)
+            if not raw.startswith(pv[pbase + c * set_size : pbase + (c + 1) * set_size], base + c * set_size)
+            for i in range(c * ways, (c + 1) * ways)
+        ]
+
     def _ways(self, s: int, raw: bytes | bytearray, base: int, out: dict[Hashable, Counts]) -> None:
         unpack = self.way.unpack_from
         size = self.way.size
         prev, pv, rv = self.prev, self._prev, memoryview(raw)
-        for i in range(self.ncpu * abi.SKETCH_WAYS):  # cpu * SKETCH_WAYS + way, as the value lays them out
+        pbase = s * self.stride
+        for i in self._changed_cpus_ways(raw, base, pbase):
             off = base + i * size
-            poff = s * self.stride + i * size
+            poff = pbase + i * size
             if raw.startswith(pv[poff : poff + size], off):  # unchanged: skipped unparsed
                 continue
             cur = self._held(unpack(raw, off))

@@ -3,10 +3,10 @@ last read.
 
 Each table is read whole, in one batch call per table (its size is fixed at load: 512 source sets
 of 4 ways of 96 bytes per CPU by default).  A way whose bytes did not change since the last read is
-skipped unparsed.  A way that holds the key it held at the last read gives what its counters grew
-by; a way taken over by another key gives all it holds (it started from zero).  What a way counted
-between the last read and its being taken over is lost: the tables keep the heavy hitters, not
-every key.
+skipped unparsed, BLOCK_WAYS of them at a time first (an idle table is a compare per block).  A way
+that holds the key it held at the last read gives what its counters grew by; a way taken over by
+another key gives all it holds (it started from zero).  What a way counted between the last read and
+its being taken over is lost: the tables keep the heavy hitters, not every key.
 """
 
 from __future__ import annotations
@@ -19,6 +19,10 @@ from ironpost_tui.detectors.counters import Counts
 from ironpost_tui.kernel import abi, libbpf
 from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.kernel.datapath import Datapath
+
+# Ways compared at once before one by one: an idle table (or the CPUs a flood does not reach) is read in
+# a compare per block.  Ways one by one cost 2.4 ms a read of the default tables on 2 CPUs, 54 ms on 64.
+BLOCK_WAYS = 64
 
 TopKey = bytes  # struct top_key's 20 bytes: addr[16], family, protocol, port
 TOP_KEY_SIZE = abi.TOP_KEY.size
@@ -64,10 +68,24 @@ class _Table:
         self.reads += 1
         values = self._batch.values
         size = self.way.size
+        pv = self._prev
+        changed: dict[TopKey, int] = {}
+        ways = count * self.set_ways
+        for first in range(0, ways, BLOCK_WAYS):
+            start, end = first * size, min(first + BLOCK_WAYS, ways) * size
+            if values.startswith(pv[start:end], start):  # a block unchanged: compared at once, in C
+                continue
+            self._block(values, first, min(first + BLOCK_WAYS, ways), out, changed)
+        return changed
+
+    def _block(
+        self, values: bytearray, first: int, last: int, out: dict[TopKey, Counts], changed: dict[TopKey, int]
+    ) -> None:
+        """Ways ``first`` to ``last`` (excluded) of a read, compared one by one (read())."""
+        size = self.way.size
         unpack = self.way.unpack_from
         prev, pv, vv = self.prev, self._prev, memoryview(values)
-        changed: dict[TopKey, int] = {}
-        for i in range(count * self.set_ways):
+        for i in range(first, last):
             off = i * size
             if values.startswith(pv[off : off + size], off):  # unchanged: skipped unparsed
                 continue
@@ -84,7 +102,6 @@ class _Table:
             if any(delta):
                 acc = out.get(key)
                 out[key] = delta if acc is None else tuple(a + d for a, d in zip(acc, delta, strict=True))
-        return changed
 
     def tenure(self, key: TopKey, s: int) -> SourceTenure:
         """``key``'s tenure as the last read left it: the sum of every CPU's way holding it, changed or

@@ -1,0 +1,118 @@
+"""The top-talker and sketch readers skip what did not change a block at a time (a block of ways of a top
+table, a set and then each CPU's ways of a sketch set) before they compare way by way.  Their deltas are
+checked here against the same readers comparing every way (the blocks of one way; every CPU's ways), over
+random reads of tables of 2 and of 64 CPUs: a few ways changed, none, many, a key taken over, a counter
+grown.  No kernel: the readers' batch buffers are filled here as a read would fill them."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from bench.read_cost import FakeDatapath as _Dp
+from bench.read_cost import FilledBatch as _Batch
+from bench.read_cost import WayMaker
+from bench.read_cost import src_way as _src_way
+from bench.read_cost import top_src_way as _top_way
+from ironpost_tui.detectors import sketch
+from ironpost_tui.kernel import abi
+from ironpost_tui.kernel.abi import MapName
+from ironpost_tui.triage import reader
+
+
+def _mutate(rng: random.Random, values: bytearray, way_size: int, make: WayMaker, changes: int, keys: int) -> None:
+    """``changes`` random ways of ``values`` rewritten: a key taken over, or the same key's counters grown."""
+    ways = len(values) // way_size
+    for _ in range(changes):
+        off = rng.randrange(ways) * way_size
+        if values[off + 16] and rng.random() < 0.5:  # the same key, grown: keep its key, count on
+            grown = bytearray(make(rng, keys, rng.randrange(2, 50)))
+            grown[:20] = values[off : off + 20]
+            values[off : off + way_size] = grown
+        else:
+            values[off : off + way_size] = make(rng, keys, rng.randrange(1, 50))
+
+
+CHANGES = [0, 1, 3, 0, 40, 1, 5000, 2, 0, 7, 300]
+
+
+@pytest.mark.parametrize("cpus", [2, 64])
+def test_top_reads_by_blocks_give_what_way_by_way_gives(cpus: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    sets = 16 if cpus == 64 else 20  # 20 sets of 2 CPUs' ways are 2.5 blocks: a short last block
+    rng = random.Random(cpus)
+    tables = [reader._Table(_Dp(cpus), MapName.TOP_SRC, abi.TOP_SRC_WAY, sets) for _ in range(2)]
+    values = bytearray(len(tables[0].prev))
+    for t in tables:
+        t._batch = _Batch(values, sets)  # type: ignore[assignment]
+    assert (sets * abi.TOP_WAYS * cpus) % reader.BLOCK_WAYS or cpus == 64
+    compared = 0
+    for changes in CHANGES:
+        _mutate(rng, values, abi.TOP_SRC_WAY.size, _top_way, changes, keys=300)
+        got: dict[bytes, tuple[int, ...]] = {}
+        want: dict[bytes, tuple[int, ...]] = {}
+        got_changed = tables[0].read(got)
+        monkeypatch.setattr(reader, "BLOCK_WAYS", 1)  # every way its own block: compared one by one
+        want_changed = tables[1].read(want)
+        monkeypatch.undo()
+        assert got == want and got_changed == want_changed, changes
+        assert tables[0].prev == tables[1].prev
+        compared += len(want)
+    assert compared > 200  # the reads found growth to compare (the positive control)
+
+
+@pytest.mark.parametrize("cpus", [2, 64])
+def test_sketch_reads_by_sets_and_cpus_give_what_way_by_way_gives(cpus: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    sets = 64
+    rng = random.Random(cpus + 1)
+    sketches = [sketch._Sketch(_Dp(cpus), MapName.SRC_SKETCH, abi.SRC_WAY, sets, 4) for _ in range(2)]
+    values = bytearray(len(sketches[0].prev))
+    for s in sketches:
+        s._batch = _Batch(values, sets)  # type: ignore[assignment]
+    every = list(range(cpus * abi.SKETCH_WAYS))
+    monkeypatch.setattr(sketches[1], "_changed_cpus_ways", lambda raw, base, pbase: every)
+    compared = 0
+    for changes in CHANGES:
+        _mutate(rng, values, abi.SRC_WAY.size, _src_way, min(changes, 400), keys=200)
+        everything = list(range(sets))  # more than an eighth of the sets: one whole read, as a flood's
+        for fast, slow in zip(
+            sketches[0].read_parts(everything, 16), sketches[1].read_parts(everything, 16), strict=True
+        ):
+            assert fast == slow, changes
+            assert sketches[0].probes == sketches[1].probes and sketches[0].grown == sketches[1].grown
+            compared += len(slow)
+        assert sketches[0].prev == sketches[1].prev
+    assert compared > 500  # the positive control
+
+
+def test_a_change_in_one_cpus_ways_is_found_behind_clean_ones() -> None:
+    """The negative control of the sketch's skips: one way of the last CPU of a set changed, every other
+    CPU's ways of it as they were: found, and only it."""
+    cpus, sets = 64, 64
+    rng = random.Random(7)
+    s = sketch._Sketch(_Dp(cpus), MapName.SRC_SKETCH, abi.SRC_WAY, sets, 4)
+    values = bytearray(len(s.prev))
+    s._batch = _Batch(values, sets)  # type: ignore[assignment]
+    list(s.read_parts(list(range(sets)), sets))  # the first read: nothing held
+    way = (5 * cpus + cpus - 1) * abi.SKETCH_WAYS + 3  # set 5, the last CPU, the last way
+    values[way * abi.SRC_WAY.size : (way + 1) * abi.SRC_WAY.size] = _src_way(rng, 10, 9)
+    (part,) = s.read_parts(list(range(sets)), sets)
+    assert list(part.values()) == [(9, 9, 3, 0)] and s.grown == dict.fromkeys(part, 5)
+    (part,) = s.read_parts(list(range(sets)), sets)
+    assert part == {}  # read again, unchanged: nothing
+    # A change in the set's last bytes alone (the last slot's port of its last CPU's last way): no delta, but
+    # what the reader holds follows it (port_of reads it), as a way-by-way read's does.
+    end = (way + 1) * abi.SRC_WAY.size
+    values[end - 2 : end] = (443).to_bytes(2, "little")
+    assert s.prev != values
+    (part,) = s.read_parts(list(range(sets)), sets)
+    assert part == {} and s.prev == values
+
+
+def test_the_read_cost_tool_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """``python -m bench.read_cost``: a line per CPU count, its ways as the default sizes make them."""
+    from bench import read_cost
+
+    assert read_cost.main(["--cpus", "2,4", "--rounds", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and lines[1].split()[:2] == ["2", "8,192"] and lines[2].split()[:2] == ["4", "16,384"]
