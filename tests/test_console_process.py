@@ -122,6 +122,20 @@ def test_an_empty_table_crosses_as_empty_and_unchanged_as_the_same() -> None:
     assert receiver.decode(crossed(sender.encode(table))) == table  # type: ignore[arg-type]  # and back
 
 
+def test_the_same_table_again_is_sent_as_unchanged_without_counting_its_rows_again() -> None:
+    """An idle second publishes the table the snapshot kept: the positions of its 10,000 rows are the ones
+    already known (making them again was most of what the sender cost an idle console); a table of the
+    same rows in new objects is a change, with its positions made anew (the control)."""
+    sender = wire.TableSender(head_rows=20_000)
+    table = tuple(_status(i) for i in range(10_000))
+    assert sender.encode(table) is table
+    positions = sender._at
+    assert sender.encode(table) == wire.TableChange(None) and sender._at is positions
+    again = tuple(replace(s) for s in table)
+    change = sender.encode(again)
+    assert isinstance(change, wire.TableChange) and change.items == again and sender._at is not positions
+
+
 def test_a_change_read_against_another_table_is_not_the_table() -> None:
     """The negative control: positions mean the last table sent; read against another one, they give
     other rules (what the encoding relies on: one sender and one receiver, in order, per console)."""

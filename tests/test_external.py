@@ -679,3 +679,30 @@ def test_a_read_that_found_nothing_new_is_known_unchanged_until_the_map_or_the_t
     ext.reconcile()
     assert ext.unchanged(ext.read(), ext.generation)
     assert not ext.unchanged(ext.read(), ext.generation + 1)  # the table wrote: not the same survey
+
+
+@pytestmark_root
+def test_expiry_looks_at_no_rule_until_the_soonest_is_due(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each second the engine expires timed rules: with none due, the table's soonest expiry says so and no
+    rule is looked at (10,000 rules were listed and filtered every second); due, they go, soonest first."""
+    table, control = world.table, world.control
+    actor = Actor("ironpost", None, "expiry")
+    table.replace_all([
+        FilterRule("kept", Action.DROP, src_ip=ipaddress.ip_network("198.18.7.1/32")),
+        FilterRule("later", Action.DROP, src_ip=ipaddress.ip_network("198.18.7.2/32"), expires_at=2000.0),
+        FilterRule("sooner", Action.DROP, src_ip=ipaddress.ip_network("198.18.7.3/32"), expires_at=1000.0),
+    ])  # fmt: skip
+    assert table.next_expiry() == 1000.0
+
+    def listed() -> list[FilterRule]:
+        raise AssertionError("the rules were listed with none due")
+
+    with monkeypatch.context() as m:
+        m.setattr(table, "rules", listed)
+        assert control.expire(999.0, actor) == []
+    assert [r.id for r in control.expire(1500.0, actor)] == ["sooner"]
+    assert table.next_expiry() == 2000.0
+    assert [r.id for r in control.expire(2000.0, actor)] == ["later"]
+    assert table.next_expiry() is None and [r.id for r in table.rules()] == ["kept"]
+    table.replace_all([])
+    assert table.next_expiry() is None

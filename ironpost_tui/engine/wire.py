@@ -154,11 +154,11 @@ class TableSender:
             self._owed = rules
             return head
         last, at = self._last, self._at
+        if rules is last:  # the table the snapshot kept (nothing changed): its positions are known already
+            return TableChange(None)
         self._last, self._at = rules, {id(r): i for i, r in enumerate(rules)}
         if last is None:
             return rules
-        if rules is last:
-            return TableChange(None)
         get = at.get
         return TableChange(tuple(r if (i := get(id(r))) is None else i for r in rules))
 

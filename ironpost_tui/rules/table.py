@@ -43,6 +43,7 @@ class _Shown:
     out: list[RuleStatus]
     rules: list[FilterRule]  # in order
     counts: Counter[MapName]  # rules by the map that holds them
+    next_expiry: float | None  # the soonest expires_at of the rules (wall clock); None: none expires
 
 
 @dataclass
@@ -122,6 +123,11 @@ class RuleTable:
     def rules(self) -> list[FilterRule]:
         """The rules in priority order."""
         return list(self._view().rules) if self._rules else []
+
+    def next_expiry(self) -> float | None:
+        """The soonest expiry of a rule (wall clock), None when none expires: what expiring looks at first,
+        each second, instead of every rule."""
+        return self._view().next_expiry if self._rules else None
 
     def get(self, rule_id: str) -> FilterRule | None:
         inst = self._rules.get(rule_id)
@@ -219,6 +225,7 @@ class RuleTable:
                 [],
                 [inst.rule for inst in order],
                 Counter(inst.placement.map_name for inst in insts),
+                min((i.rule.expires_at for i in insts if i.rule.expires_at is not None), default=None),
             )
             self._statuses = {i.rule.id: s for i in insts if (s := self._statuses.get(i.rule.id)) is not None}
         return shown
