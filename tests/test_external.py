@@ -15,7 +15,7 @@ import ipaddress
 import json
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -700,9 +700,16 @@ def test_expiry_looks_at_no_rule_until_the_soonest_is_due(world: World, monkeypa
     with monkeypatch.context() as m:
         m.setattr(table, "rules", listed)
         assert control.expire(999.0, actor) == []
-    assert [r.id for r in control.expire(1500.0, actor)] == ["sooner"]
-    assert table.next_expiry() == 2000.0
-    assert [r.id for r in control.expire(2000.0, actor)] == ["later"]
+    # An edit of a timed rule moves its expiry, shorter or longer: the soonest follows it.
+    later = table.get("later")
+    assert later is not None
+    control.update(replace(later, expires_at=1200.0), actor)
+    assert table.next_expiry() == 1000.0
+    assert [r.id for r in control.expire(1100.0, actor)] == ["sooner"]
+    assert table.next_expiry() == 1200.0
+    control.update(replace(later, expires_at=5000.0), actor)
+    assert table.next_expiry() == 5000.0 and control.expire(3000.0, actor) == []
+    assert [r.id for r in control.expire(5000.0, actor)] == ["later"]
     assert table.next_expiry() is None and [r.id for r in table.rules()] == ["kept"]
     table.replace_all([])
     assert table.next_expiry() is None

@@ -116,3 +116,33 @@ def test_the_read_cost_tool_runs(capsys: pytest.CaptureFixture[str]) -> None:
     assert read_cost.main(["--cpus", "2,4", "--rounds", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3 and lines[1].split()[:2] == ["2", "8,192"] and lines[2].split()[:2] == ["4", "16,384"]
+
+
+def test_a_few_marked_sets_read_one_by_one_give_what_way_by_way_gives(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read of at most an eighth of the sets looks each one up (libbpf.map_lookup, here the set's bytes of
+    the filled buffer): its offset in the read is 0, in what the reader holds the set's own."""
+    cpus, sets = 64, 64
+    rng = random.Random(11)
+    sketches = [sketch._Sketch(_Dp(cpus), MapName.SRC_SKETCH, abi.SRC_WAY, sets, 4) for _ in range(2)]
+    values = bytearray(len(sketches[0].prev))
+    stride = sketches[0].stride
+    monkeypatch.setattr(
+        sketch.libbpf,
+        "map_lookup",
+        lambda fd, key, size: bytes(values[int.from_bytes(key, "little") * stride :][:size]),
+    )
+    every = list(range(cpus * abi.SKETCH_WAYS))
+    monkeypatch.setattr(sketches[1], "_changed_cpus_ways", lambda raw, base, pbase: every)
+    found = 0
+    for _ in range(6):
+        marked = sorted(rng.sample(range(sets), sets // 8))
+        for s in marked:  # a few ways of the marked sets, on a few CPUs
+            for _ in range(3):
+                way = (s * cpus + rng.randrange(cpus)) * abi.SKETCH_WAYS + rng.randrange(abi.SKETCH_WAYS)
+                values[way * abi.SRC_WAY.size : (way + 1) * abi.SRC_WAY.size] = _src_way(rng, 50, rng.randrange(1, 9))
+        for fast, slow in zip(sketches[0].read_parts(marked, 4), sketches[1].read_parts(marked, 4), strict=True):
+            assert fast == slow
+            assert sketches[0].probes == sketches[1].probes and sketches[0].grown == sketches[1].grown
+            found += len(slow)
+        assert sketches[0].prev == sketches[1].prev
+    assert found > 20  # the positive control

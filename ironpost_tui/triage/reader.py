@@ -21,7 +21,8 @@ from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.kernel.datapath import Datapath
 
 # Ways compared at once before one by one: an idle table (or the CPUs a flood does not reach) is read in
-# a compare per block.  Ways one by one cost 2.4 ms a read of the default tables on 2 CPUs, 54 ms on 64.
+# a compare per block.  Ways one by one cost 1.3 ms a read of the default tables on 2 CPUs, 51 ms on 64
+# (python -m bench.read_cost).
 BLOCK_WAYS = 64
 
 TopKey = bytes  # struct top_key's 20 bytes: addr[16], family, protocol, port
