@@ -229,6 +229,32 @@ def test_a_decision_on_infrastructure_is_skipped_as_a_protected_one_is(
     bouncer.decision_set(control).clear()
 
 
+@pytestmark_root
+def test_the_status_counts_the_decisions_entries_in_blocklist_as_the_kernel_holds_them(
+    world: tuple[RuleTable, RuleController, DecisionSet],
+) -> None:
+    """The console's "blocklist N/MAX" is the map's room: the decisions' exact IPv4 addresses are BLOCKLIST
+    entries beside the rules' (a range and an IPv6 address are not), and the status says how many, as the
+    kernel's map holds them.  Until session 30 the console counted the rules' alone."""
+    table, control, _ = world
+    table.replace_all([FilterRule("own", Action.DROP, src_ip=net("198.18.7.50/32"))])
+    bouncer = Bouncer(CrowdSecSettings(), None, lambda _n, _now: None)  # type: ignore[arg-type]  # no LAPI: no pull
+    new = (
+        Decision(1, net(A), Scope.IP, 60.0, "cscli", "x"),
+        Decision(2, net(B), Scope.IP, 60.0, "cscli", "x"),
+        Decision(3, net(RANGE), Scope.RANGE, 60.0, "cscli", "x"),
+        Decision(4, net(V6), Scope.IP, 60.0, "cscli", "x"),
+    )
+    bouncer._queue.put((Delta(tuple(map(as_pulled, new)), (), 0, 0), None))
+    bouncer.apply(control)
+    status = bouncer.status(control)
+    in_map = sum(1 for _ in table.datapath.map_items("BLOCKLIST"))
+    assert status.decisions == 4 and status.blocklist == 2
+    assert in_map == table.count(MapName.BLOCKLIST) + status.blocklist == 3
+    bouncer.decision_set(control).clear()
+    assert bouncer.status(control).blocklist == 0
+
+
 class _Counting:
     """The real datapath's writes, counted (every write still goes to the kernel)."""
 

@@ -97,3 +97,33 @@ def test_a_panics_notice_names_the_first_rules_and_counts_the_rest() -> None:
         "panic: cleared 2 drop rule(s): feed-0, feed-1"
     )
     assert Edit(EditKind.PANIC).apply(Panicked(())) == "panic: cleared 0 drop rule(s): none"  # type: ignore[arg-type]
+
+
+def test_the_blocklists_use_counts_crowdsecs_decisions_beside_the_rules() -> None:
+    """BLOCKLIST holds the rules' entries and CrowdSec's decisions' (one row in the rules pane for all of
+    them): the status bar and the rules pane count both, so that a map the decisions filled does not read
+    as room; without [crowdsec] the rules' alone (the control)."""
+    from ironpost_tui.engine.crowdsec.status import CrowdSecStatus, LapiState
+    from ironpost_tui.ui.state import ConsoleState
+
+    state = ConsoleState()
+    state.set_rules(tuple(RuleStatus(r, "BLOCKLIST", 0, None) for r in drop_rules(3)))
+    assert state.blocklist_used() == 3
+    state.crowdsec = CrowdSecStatus(LapiState.UP, 9_500, 1_000.0, {}, 0, 0, 9_000)
+    assert state.blocklist_used() == 9_003
+    seen: list[str] = []
+
+    async def main() -> None:
+        app = PaneApp()
+        async with app.run_test(size=(100, 30)) as pilot:
+            pane = app.query_one(RulesPane)
+            pane.capacity = 10_000
+            pane.rules = state.rules
+            await pilot.pause()
+            seen.append(str(pane.query_one("#rule-status", Static).content))
+            pane.decisions = state.decisions_in_blocklist()
+            await pilot.pause()
+            seen.append(str(pane.query_one("#rule-status", Static).content))
+
+    asyncio.run(main())
+    assert seen == ["3 rules (3 drop) · blocklist 3/10,000", "3 rules (3 drop) · blocklist 9,003/10,000"]

@@ -401,6 +401,7 @@ class IronpostApp(App[int]):
             self._drawn_rules = state.rules_version
             rules.head = state.rules_head
             rules.rules = state.rules
+        rules.decisions = state.decisions_in_blocklist()
         rules.now = now
         if self.detail is not None:
             self.detail.view = self._alert_view(self.detail.view.alert if self.detail.view else None, now)

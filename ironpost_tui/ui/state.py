@@ -145,6 +145,15 @@ class ConsoleState:
         return sum(sample.events_lost.values()) if sample else 0
 
     def blocklist_used(self) -> int:
+        """BLOCKLIST's entries in use: the rules' and CrowdSec's decisions' (one row in the rules pane for
+        all of them; until session 30 the status bar left them out, and a map filled by decisions read as
+        room)."""
+        return self.rules_in_blocklist() + self.decisions_in_blocklist()
+
+    def decisions_in_blocklist(self) -> int:
+        return self.crowdsec.blocklist if self.crowdsec is not None else 0
+
+    def rules_in_blocklist(self) -> int:
         if self.rules_head is not None:
             return self.rules_head.blocklist
         counted = self._blocklist_used

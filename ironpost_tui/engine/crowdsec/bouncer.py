@@ -35,6 +35,7 @@ from ironpost_tui.engine.crowdsec.decisions import (
 from ironpost_tui.engine.crowdsec.lapi import LapiClient, LapiError
 from ironpost_tui.engine.crowdsec.status import CrowdSecStatus, LapiState, PullResult
 from ironpost_tui.errors import IronpostError
+from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.model import Action, FilterRule, IPNetwork, RuleStatus
 from ironpost_tui.rules import protect
 from ironpost_tui.rules.audit import Actor, AuditLog
@@ -364,13 +365,15 @@ class Bouncer:
                 self._scenarios[scenario] += 1
 
     def status(self, control: RuleController) -> CrowdSecStatus:
+        decisions = self.decision_set(control)
         return CrowdSecStatus(
             self.state,
-            len(self.decision_set(control)),
+            len(decisions),
             self.last_pull,
             dict(self.pulls),
             len(self._protected_ids),
             self._pending,
+            decisions.written(MapName.BLOCKLIST),
         )
 
     def rule_status(self, control: RuleController) -> RuleStatus:

@@ -29,3 +29,4 @@ class CrowdSecStatus:
     pulls: dict[str, int]  # PullResult -> count
     skipped_protected: int
     pending: int  # decisions pulled, not applied yet
+    blocklist: int = 0  # the decisions' entries in BLOCKLIST, beside the rules' (the status bar's room)

@@ -86,6 +86,7 @@ class RulesPane(Vertical):
     rules: reactive[tuple[RuleStatus, ...]] = reactive(tuple, always_update=True, repaint=False)
     now: reactive[float] = reactive(0.0, repaint=False)
     capacity: reactive[int] = reactive(0)
+    decisions: reactive[int] = reactive(0)  # CrowdSec's entries in BLOCKLIST (one row for all of them)
     rules_path = ""  # where the operator's rules are saved (SourceInfo.rules_path), for the detail's origin
     read_only: reactive[bool] = reactive(False)
     problem: reactive[str] = reactive("")
@@ -122,6 +123,9 @@ class RulesPane(Vertical):
     def watch_capacity(self) -> None:
         # Set when the source has started, which may be after its rules have arrived: the status said
         # "blocklist 8744/0" until the next change of the rules (until session 26).
+        self._show_status()
+
+    def watch_decisions(self) -> None:
         self._show_status()
 
     def watch_order(self) -> None:
@@ -171,7 +175,7 @@ class RulesPane(Vertical):
             total = len(self.rules)
             used, drops = count_in_blocklist(self.rules), count_drops(self.rules)
         c = fmt.count
-        text = f"{c(total)} rules ({c(drops)} drop) · blocklist {c(used)}/{c(self.capacity)}"
+        text = f"{c(total)} rules ({c(drops)} drop) · blocklist {c(used + self.decisions)}/{c(self.capacity)}"
         if self.order != SortOrder():
             text += f" · {self.order.describe(COLUMNS, 'file order')}"
         show(status, text + (" · read-only replay" if self.read_only else ""))
