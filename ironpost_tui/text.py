@@ -104,6 +104,8 @@ _ADDRESS_RUN = re.compile(r"[0-9A-Fa-f:.]+(?:/\d{1,3})?")
 def holds_address(text: str) -> bool:
     """Whether ``text`` holds an IPv4 or IPv6 address or prefix, maybe with a port or punctuation around it:
     '198.18.0.5', '(2001:db8::1)', '198.18.0.5:22,', '::1', 'block-198.18.0.9', 'f2b-sshd-2001:db8::7'."""
+    if "." not in text and ":" not in text:  # a run is looked at only when it holds one (below): most ids hold
+        return False  # neither, and the first snapshot of 10,000 rules asks for each (hits_group): 8.7 -> 0.7 ms
     for match in _ADDRESS_RUN.finditer(text):
         run = match.group()
         if ":" not in run and "." not in run:
