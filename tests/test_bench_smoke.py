@@ -122,3 +122,21 @@ def test_a_run_whose_code_changed_under_it_says_so_and_gets_no_table(
     assert doc["commit"]["changed_during_run"] is True
     assert core.inconsistencies(doc) == ["the code changed during the run: its lines measured different code"]
     assert "(the code changed during the run)" in core.markdown_from_json(doc)
+
+
+def test_the_start_lines_say_how_many_rounds_their_budget_held_in() -> None:
+    """A start line is judged on medians; its note says each round against the floor of its own round, so that a
+    median that passes with rounds over the budget does not read as a margin.  Session 31's committed run, as its
+    JSON holds the rounds: the console's median 2.28x, and three of nine rounds over 2.5x."""
+    from bench.b_startup import rounds_note
+
+    floors = [0.40, 0.42, 0.35, 0.36, 0.47, 0.37, 0.40, 0.44, 0.36]
+    console = [1.07, 0.82, 0.83, 0.83, 0.91, 1.14, 0.90, 0.98, 0.94]
+    assert rounds_note(console, floors) == "rounds 0.82-1.14 s, 1.9-3.1x their round's floor; 6 of 9 within 2.5x"
+    # The controls: every round within, and none; a round is paired with its own floor (the second case sorted
+    # would pair 0.9 with 0.3 and 1.2 with 0.4: none within).
+    assert rounds_note([0.5, 0.6], [0.4, 0.3]).endswith("2 of 2 within 2.5x")
+    assert rounds_note([1.2, 0.9], [0.3, 0.4]).endswith("1 of 2 within 2.5x")
+    assert rounds_note([0.9, 1.3], [0.3, 0.4]).endswith("0 of 2 within 2.5x")
+    with pytest.raises(ValueError):
+        rounds_note([1.0], [0.4, 0.5])  # a round without its floor is a broken run, not a shorter note
