@@ -1,9 +1,11 @@
 """Datapath.writes_batched(): the start's rule load written as one BPF_MAP_UPDATE_BATCH per map.
 
-The same 1,500 rules (scattered exact sources, IPv4 and IPv6 prefixes, multi-field and monitor rules)
-loaded into two fresh programs, one write at a time and batched: every map ends byte for byte the same,
-the verdicts (BPF_PROG_TEST_RUN) are the same, and the batched load makes a handful of write syscalls
-where the other makes thousands.  Inside the block a read, a delete or an fd sees the writes kept.
+The same 1,500 rules (scattered exact sources, ten of them in one EXACT4 bucket of 8 ways, IPv4 and IPv6
+prefixes, multi-field and monitor rules) loaded into two fresh programs, one write at a time and batched:
+every map ends byte for byte the same, and so do the two tables' own records, the verdicts
+(BPF_PROG_TEST_RUN) are the same, and the batched load makes a handful of write syscalls where the other
+makes thousands.  The batched load puts the exact sources in by RuleTable._install_exact (the writes kept:
+fewer steps), the other by _install.  Inside the block a read, a delete or an fd sees the writes kept.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import errno
 import ipaddress
 import random
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,6 +27,7 @@ from ironpost_tui.kernel import abi, libbpf
 from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.kernel.datapath import AS_CREATED_MAX, DATAPATH_MAPS, Datapath, DatapathConfig
 from ironpost_tui.model import Action, FilterRule
+from ironpost_tui.rules import exact4
 from ironpost_tui.rules.table import RuleTable, monotonic_to_wall_offset
 
 pytestmark = pytest.mark.root
@@ -32,10 +36,17 @@ XDP_DROP, XDP_PASS = 1, 2
 DST = "198.19.255.1"
 
 
-def rules() -> list[FilterRule]:
+def rules(seed: int, bits: int) -> list[FilterRule]:
+    """The load, with ten exact sources in one EXACT4 bucket of the hash ``seed`` (2^``bits`` buckets): two
+    of them go to BLOCKLIST alone."""
     rnd = random.Random(20)
     lab = ipaddress.ip_network("198.18.0.0/15")
     exact = sorted({lab[rnd.randrange(1, lab.num_addresses - 1)] for _ in range(1200)})
+    used = {bucket(a, seed, bits) for a in exact}
+    empty = min(set(range(1 << bits)) - used)  # a bucket none of them is in (the hash seed is drawn per load)
+    crowded = [a for a in lab.hosts() if bucket(a, seed, bits) == empty][:10]
+    assert len(crowded) == 10
+    exact += crowded
     out = [FilterRule(f"x{i}", Action.DROP, src_ip=ipaddress.ip_network(f"{a}/32")) for i, a in enumerate(exact)]
     out += [FilterRule(f"p{i}", Action.DROP, src_ip=ipaddress.ip_network(f"198.19.{i}.0/28")) for i in range(100)]
     out += [FilterRule(f"v6-{i}", Action.DROP, src_ip=ipaddress.ip_network(f"2001:db8:{i:x}::/48")) for i in range(100)]
@@ -44,7 +55,13 @@ def rules() -> list[FilterRule]:
     return out
 
 
+def bucket(addr: ipaddress.IPv4Address, seed: int, bits: int) -> int:
+    return exact4.bucket_of(addr.packed, seed, bits)
+
+
 LOOKUPS: dict[str, int] = {}  # load()'s single-entry reads, per kind of load
+TABLES: dict[str, RuleTable] = {}  # each kind's table
+INSTALLS: dict[str, Counter[str]] = {}  # each kind's rules by how RuleTable put them in
 
 
 def load(dp: Datapath, batched: bool) -> int:
@@ -53,6 +70,16 @@ def load(dp: Datapath, batched: bool) -> int:
     calls = 0
     reads = 0
     single, batch, lookup = libbpf.map_update, libbpf.map_update_batch, libbpf.map_lookup
+    install, install_exact = RuleTable._install, RuleTable._install_exact
+    installs: Counter[str] = Counter()
+
+    def counted_install(self: RuleTable, *a: Any, **k: Any) -> Any:
+        installs["_install"] += 1
+        return install(self, *a, **k)
+
+    def counted_install_exact(self: RuleTable, *a: Any, **k: Any) -> Any:
+        installs["_install_exact"] += 1
+        return install_exact(self, *a, **k)
 
     def counted_lookup(*a: Any, **k: Any) -> Any:
         nonlocal reads
@@ -73,10 +100,14 @@ def load(dp: Datapath, batched: bool) -> int:
         mp.setattr(libbpf, "map_update", counted_single)
         mp.setattr(libbpf, "map_update_batch", counted_batch)
         mp.setattr(libbpf, "map_lookup", counted_lookup)
+        mp.setattr(RuleTable, "_install", counted_install)
+        mp.setattr(RuleTable, "_install_exact", counted_install_exact)
         table = RuleTable(dp, monotonic_to_wall_offset())
+        config = dp.read_config_raw()
         with dp.writes_batched() if batched else contextlib.nullcontext():
-            table.replace_all(rules())
-    LOOKUPS["batched" if batched else "plain"] = reads
+            table.replace_all(rules(config[3], dp.cfg.exact4_buckets.bit_length() - 1))
+    kind = "batched" if batched else "plain"
+    LOOKUPS[kind], TABLES[kind], INSTALLS[kind] = reads, table, installs
     return calls
 
 
@@ -113,9 +144,40 @@ def test_every_map_ends_the_same(loaded: dict[str, tuple[Datapath, int]], name: 
     assert contents(batched, name) == contents(plain, name)
 
 
+def test_the_tables_record_the_same(loaded: dict[str, tuple[Datapath, int]]) -> None:
+    """What each table keeps of the rules it put in (slots, priorities, keys, filter atoms, inline ways),
+    and the mirrors of the inline tables and the filter: alike, the overflowed bucket's two in BLOCKLIST
+    alone in both."""
+    plain, batched = TABLES["plain"], TABLES["batched"]
+    assert plain.status() == batched.status()
+    for attr in ("_rules", "_by_key", "_by_slot", "_free_slots", "_retired", "_shapes", "_match_ranks", "generation"):
+        assert getattr(batched, attr) == getattr(plain, attr), attr
+    assert batched._exact4._buckets == plain._exact4._buckets
+    assert batched._pf._refs == plain._pf._refs
+    alone = alone_in_blocklist(plain)
+    assert len(alone) == 2, alone  # the control: the bucket overflowed
+    assert alone == alone_in_blocklist(batched)
+
+
+def alone_in_blocklist(table: RuleTable) -> list[FilterRule]:
+    """The exact sources in BLOCKLIST alone (no EXACT4 way: their bucket was full)."""
+    return [i.rule for i in table._rules.values() if i.placement.map_name == MapName.BLOCKLIST and not i.exact4]
+
+
+def test_the_batched_load_puts_the_exact_sources_in_by_the_short_path(loaded: dict[str, tuple[Datapath, int]]) -> None:
+    n = len(TABLES["plain"]._rules)
+    exact = sum(1 for i in TABLES["plain"]._rules.values() if i.placement.map_name == MapName.BLOCKLIST)
+    assert exact > 1000 and n - exact == 300
+    assert INSTALLS["plain"] == Counter({"_install": n})  # the control: each rule by _install
+    assert INSTALLS["batched"] == Counter({"_install": n - exact, "_install_exact": exact})
+
+
 def test_the_verdicts_are_the_same(loaded: dict[str, tuple[Datapath, int]]) -> None:
+    first = TABLES["plain"].rules()[0]
+    alone = alone_in_blocklist(TABLES["plain"])[0]
     cases = [
-        (str(rules()[0].src_ip.network_address), 53, XDP_DROP),  # type: ignore[union-attr]
+        (str(first.src_ip.network_address), 53, XDP_DROP),  # type: ignore[union-attr]
+        (str(alone.src_ip.network_address), 53, XDP_DROP),  # type: ignore[union-attr]  # BLOCKLIST alone
         ("198.19.7.9", 53, XDP_DROP),  # a /28
         ("198.19.200.9", 20005, XDP_DROP),  # a multi-field rule's port
         ("198.19.200.9", 19999, XDP_PASS),  # its neighbour
@@ -404,3 +466,29 @@ def test_rule_hits_are_cleared_only_where_they_may_not_be_zero(dp: Datapath, mon
 
 def libbpf_hits(dp: Datapath, slot: int) -> list[int]:
     return [abi.RULE_HIT.unpack(raw)[0] for raw in dp.percpu_entries(MapName.RULE_HITS, slot)]
+
+
+def test_inline_ways_try_put_is_for_kept_writes_and_changes_nothing_without_room(dp: Datapath) -> None:
+    """try_put (has_room and put in one pass) only where the writes are kept: their order is not kept. A
+    ninth key of a full 8-way bucket gets False and leaves the bucket as it was; a key's own slot again
+    changes its rank in place."""
+    ways = exact4.Exact4(dp)
+    seed, bits = dp.read_config_raw()[3], dp.cfg.exact4_buckets.bit_length() - 1
+    lab = ipaddress.ip_network("198.18.0.0/15")
+    first = next(lab.hosts())
+    same = [a for a in lab.hosts() if bucket(a, seed, bits) == bucket(first, seed, bits)][:9]
+    with pytest.raises(RuntimeError, match="outside kept writes"):
+        ways.try_put(same[0].packed, 0, 0)
+    assert ways.get(same[0].packed) is None  # refused: nothing changed
+    with dp.writes_batched():
+        assert [ways.try_put(a.packed, i, i) for i, a in enumerate(same[:8])] == [True] * 8
+        before = {b: list(w) for b, w in ways._buckets.items()}
+        assert not ways.has_room(same[8].packed, 8)  # the control: has_room says the same
+        assert ways.try_put(same[8].packed, 8, 8) is False
+        assert ways._buckets == before
+        assert ways.try_put(same[3].packed, 42, 3) is True  # its own slot: the rank changes in place
+    want = [(i, i) for i in range(8)]
+    want[3] = (42, 3)
+    assert [ways.get(a.packed) for a in same] == [*want, None]
+    bucket_raw = dp.map_lookup(MapName.EXACT4, bucket(first, seed, bits).to_bytes(4, "little"))
+    assert bucket_raw == abi.EXACT4_BUCKET.pack(*ways._buckets[bucket(first, seed, bits)])  # written at the block's end

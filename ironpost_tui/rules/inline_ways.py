@@ -84,6 +84,37 @@ class InlineWays(Generic[K]):
         return (old is not None and ways[2 * self.WAYS + old] == slot) or self._free(ways) is not None
 
     # --- changing ------------------------------------------------------------------
+    def try_put(self, key: bytes, rank: int, slot: int) -> bool:
+        """``has_room`` and, when it says so, ``put``, in one pass over the bucket: for writes kept
+        (Datapath.writes_batched: maps no program reads yet, the bucket written once); False, nothing
+        changed, when ``key`` has no room."""
+        if not self._dp.writes_kept():
+            raise RuntimeError(f"{self.MAP}.try_put outside kept writes: has_room, then put in order")
+        w = self.WAYS
+        k = self._key(key)
+        b = self._bucket_of(k)
+        held = self._buckets.get(b)
+        ways = list(held) if held is not None else self._empty()
+        olds = self._find_all(ways, k)
+        same = next((i for i in olds if ways[2 * w + i] == slot), None)
+        if same is not None:
+            if ways[2 * w + olds[0]] != slot and self._free(ways) is None:
+                return False  # has_room looks at the first way of the key only
+            ways[w + same] = rank + 1
+            for i in olds:
+                if i != same:
+                    ways[w + i] = 0
+            self._commit(b, ways)
+            return True
+        new = self._free(ways)
+        if new is None:
+            return False
+        ways[new], ways[w + new], ways[2 * w + new] = k, rank + 1, slot
+        for i in olds:
+            ways[w + i] = 0
+        self._commit(b, ways)
+        return True
+
     def put(self, key: bytes, rank: int, slot: int) -> None:
         """Make ``key`` match with ``rank``, crediting ``slot``.  The caller checked has_room."""
         w = self.WAYS

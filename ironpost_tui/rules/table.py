@@ -30,6 +30,8 @@ from ironpost_tui.rules.prefilter import Atom, Prefilter
 from ironpost_tui.rules.prefixh import PrefixH
 from ironpost_tui.rules.wall_clock import WallOffset, monotonic_to_wall_offset
 
+NO_SLOT = "no rule slot left: remove rules first"
+
 
 @dataclass
 class _Shown:
@@ -162,7 +164,7 @@ class RuleTable:
             self._retired[slot] = rule
             return slot
         if not self._free_slots:
-            raise RuleRefused("no rule slot left: remove rules first")
+            raise RuleRefused(NO_SLOT)
         slot = self._free_slots.pop()
         self._clear_hits(slot)
         self._retired[slot] = rule
@@ -390,7 +392,8 @@ class RuleTable:
             for rule_id in [rid for rid in self._rules if rid not in wanted and rid not in taken_over]:
                 self.delete(rule_id)
         # Writes kept (the start's load into new maps): the filters' words written once, not per rule.
-        with self._pf.deferred() if self._dp.writes_kept() else contextlib.nullcontext():
+        kept = self._dp.writes_kept()
+        with self._pf.deferred() if kept else contextlib.nullcontext():
             for rule in rules:
                 current = self._rules.get(rule.id)
                 if current is not None:
@@ -402,6 +405,8 @@ class RuleTable:
                 if holder is not None and holder not in wanted:
                     # Same match under a new id: hand the entry over in place.
                     self._install(rule, self._take_priority(), take_over=holder)
+                elif kept and placement.map_name == MapName.BLOCKLIST and not rule.external:
+                    self._install_exact(rule, placement, self._take_priority(), holder)
                 else:
                     self._install(rule, self._take_priority())
         for rule_id in [rid for rid in self._rules if rid not in wanted]:
@@ -632,12 +637,9 @@ class RuleTable:
         try:
             holder = self._by_key.get((placement.map_name, key))
             if holder is not None and holder != take_over:
-                raise RuleRefused(
-                    f"rule '{rule.id}' matches exactly the packets rule '{holder}' matches: change that rule "
-                    "(x switches drop and monitor in the console), or delete it first"
-                )
+                raise RuleRefused(_same_match(rule.id, holder))
             if not self._free_slots:
-                raise RuleRefused("no rule slot left: remove rules first")
+                raise RuleRefused(NO_SLOT)
             slot = self._free_slots[-1]
             self._clear_hits(slot)
             acting = self._acting(placement.map_name, rule, slot, priority)
@@ -683,6 +685,31 @@ class RuleTable:
         if take_over is not None:
             self._fragments.set(take_over, ())  # after the new rule stands for the keys they share
         return True
+
+    def _install_exact(self, rule: FilterRule, placement: Placement, priority: int, holder: str | None) -> None:
+        """_install of an exact IPv4 source of ironpost's own (BLOCKLIST, taking nothing over), its writes kept
+        (the start's load into new maps: 8,744 of the bench's 10,000 rules): the same state and the same
+        writes, in fewer steps.  No shape, no trie, no acting rule; EXACT4's way placed in one pass
+        (try_put); nothing written can fail before the block's end, so there is nothing to undo."""
+        key = placement.key
+        if holder is not None:
+            raise RuleRefused(_same_match(rule.id, holder))
+        if not self._free_slots:
+            raise RuleRefused(NO_SLOT)
+        slot = self._free_slots.pop()
+        self._clear_hits(slot)
+        fast = self._exact4.try_put(key, _rank(rule, priority), slot)
+        assert rule.src_ip is not None
+        atoms = prefilter.source_atoms(MapName.EXACT4 if fast else MapName.BLOCKLIST, rule.src_ip)
+        self.generation += 1
+        self._pf.add(atoms)
+        self._dp.map_update(MapName.BLOCKLIST, key, kernel_rules.value(rule, slot, priority))
+        inst = self._rules[rule.id] = _Installed(rule, placement, key, slot, priority, None, atoms, fast)
+        self._by_key[(MapName.BLOCKLIST, key)] = rule.id
+        self._by_slot[slot] = rule.id
+        self._retired.pop(slot, None)
+        if self._fragments.holds(rule.id):
+            self._stand_for_fragments(inst)
 
     def _write_new(
         self,
@@ -908,6 +935,13 @@ def _atoms(rule: FilterRule, placement: Placement, shape_index: int | None, exac
     assert shape_index is not None
     return prefilter.shape_atoms(
         shape_index, placement.shape.family, rule.src_ip, rule.dst_ip, rule.dst_port, rule.protocol, exact4
+    )
+
+
+def _same_match(rule_id: str, holder: str) -> str:
+    return (
+        f"rule '{rule_id}' matches exactly the packets rule '{holder}' matches: change that rule "
+        "(x switches drop and monitor in the console), or delete it first"
     )
 
 
