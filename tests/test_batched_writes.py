@@ -1,11 +1,12 @@
 """Datapath.writes_batched(): the start's rule load written as one BPF_MAP_UPDATE_BATCH per map.
 
-The same 1,500 rules (scattered exact sources, ten of them in one EXACT4 bucket of 8 ways, IPv4 and IPv6
-prefixes, multi-field and monitor rules) loaded into two fresh programs, one write at a time and batched:
-every map ends byte for byte the same, and so do the two tables' own records, the verdicts
-(BPF_PROG_TEST_RUN) are the same, and the batched load makes a handful of write syscalls where the other
-makes thousands.  The batched load puts the exact sources in by RuleTable._install_exact (the writes kept:
-fewer steps), the other by _install.  Inside the block a read, a delete or an fd sees the writes kept.
+The same 1,505 rules (scattered exact sources, ten of them in one EXACT4 bucket of 8 ways, IPv4 and IPv6
+prefixes, multi-field and monitor rules) loaded into three fresh programs, one write at a time and batched
+twice: every map ends byte for byte the same, and so do the tables' own records, the verdicts
+(BPF_PROG_TEST_RUN) are the same, and a batched load makes a handful of write syscalls where the other
+makes thousands.  One batched load puts the exact sources in by RuleTable._install_exact (the writes kept:
+fewer steps), the other two by _install; both batched loads write the maps in the same order.  Inside the
+block a read, a delete or an fd sees the writes kept.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 import pytest
 from support.packets import frame
 
-from ironpost_tui.errors import BlocklistFull
+from ironpost_tui.errors import BlocklistFull, RuleRefused
 from ironpost_tui.kernel import abi, libbpf
 from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.kernel.datapath import AS_CREATED_MAX, DATAPATH_MAPS, Datapath, DatapathConfig
@@ -62,11 +63,14 @@ def bucket(addr: ipaddress.IPv4Address, seed: int, bits: int) -> int:
 LOOKUPS: dict[str, int] = {}  # load()'s single-entry reads, per kind of load
 TABLES: dict[str, RuleTable] = {}  # each kind's table
 INSTALLS: dict[str, Counter[str]] = {}  # each kind's rules by how RuleTable put them in
+FLUSHED: dict[str, list[MapName]] = {}  # each batched kind's maps in the order their kept writes went in
+KINDS = ("plain", "batched", "batched-long")  # batched-long: the exact sources by _install as well
 
 
-def load(dp: Datapath, batched: bool) -> int:
+def load(dp: Datapath, kind: str) -> int:
     """Load rules() into ``dp``'s fresh maps: the write syscalls it took (single updates, batch calls);
     its single-entry reads go to LOOKUPS."""
+    batched = kind != "plain"
     calls = 0
     reads = 0
     single, batch, lookup = libbpf.map_update, libbpf.map_update_batch, libbpf.map_lookup
@@ -77,9 +81,18 @@ def load(dp: Datapath, batched: bool) -> int:
         installs["_install"] += 1
         return install(self, *a, **k)
 
-    def counted_install_exact(self: RuleTable, *a: Any, **k: Any) -> Any:
+    def counted_install_exact(self: RuleTable, rule: FilterRule, placement: Any, priority: int, holder: Any) -> Any:
+        if kind == "batched-long":
+            return counted_install(self, rule, priority)
         installs["_install_exact"] += 1
-        return install_exact(self, *a, **k)
+        return install_exact(self, rule, placement, priority, holder)
+
+    flushed: list[MapName] = []
+    flush = Datapath._flush
+
+    def recorded_flush(self: Datapath, name: MapName) -> None:
+        flushed.append(name)
+        flush(self, name)
 
     def counted_lookup(*a: Any, **k: Any) -> Any:
         nonlocal reads
@@ -102,23 +115,23 @@ def load(dp: Datapath, batched: bool) -> int:
         mp.setattr(libbpf, "map_lookup", counted_lookup)
         mp.setattr(RuleTable, "_install", counted_install)
         mp.setattr(RuleTable, "_install_exact", counted_install_exact)
+        mp.setattr(Datapath, "_flush", recorded_flush)
         table = RuleTable(dp, monotonic_to_wall_offset())
         config = dp.read_config_raw()
         with dp.writes_batched() if batched else contextlib.nullcontext():
             table.replace_all(rules(config[3], dp.cfg.exact4_buckets.bit_length() - 1))
-    kind = "batched" if batched else "plain"
-    LOOKUPS[kind], TABLES[kind], INSTALLS[kind] = reads, table, installs
+    LOOKUPS[kind], TABLES[kind], INSTALLS[kind], FLUSHED[kind] = reads, table, installs, flushed
     return calls
 
 
 @pytest.fixture(scope="module")
 def loaded() -> Iterator[dict[str, tuple[Datapath, int]]]:
-    """Two programs with the same rules: ``plain`` one write at a time, ``batched``; each with its
-    count of write syscalls."""
+    """Three programs with the same rules: ``plain`` one write at a time, ``batched`` and ``batched-long``;
+    each with its count of write syscalls."""
     out: dict[str, tuple[Datapath, int]] = {}
     seed = None
     try:
-        for kind in ("plain", "batched"):
+        for kind in KINDS:
             dp = Datapath(DatapathConfig())
             out[kind] = (dp, 0)
             config = list(dp.read_config_raw())
@@ -127,7 +140,7 @@ def loaded() -> Iterator[dict[str, tuple[Datapath, int]]]:
             else:  # the hash seed the buckets of EXACT4, PREFIX4H and PREFIX6H are chosen by: the same
                 config[3] = seed
                 dp.write_config_raw(abi.CONFIG.pack(*config))
-            out[kind] = (dp, load(dp, kind == "batched"))
+            out[kind] = (dp, load(dp, kind))
         yield out
     finally:
         for dp, _ in out.values():
@@ -140,23 +153,47 @@ def contents(dp: Datapath, name: MapName) -> list[tuple[bytes, bytes]]:
 
 @pytest.mark.parametrize("name", [n for n in DATAPATH_MAPS if n != MapName.EVENTS])
 def test_every_map_ends_the_same(loaded: dict[str, tuple[Datapath, int]], name: MapName) -> None:
-    plain, batched = loaded["plain"][0], loaded["batched"][0]
+    plain, batched, long = (loaded[kind][0] for kind in KINDS)
     assert contents(batched, name) == contents(plain, name)
+    assert contents(long, name) == contents(plain, name)
+
+
+def test_the_short_path_writes_the_maps_in_the_same_order(loaded: dict[str, tuple[Datapath, int]]) -> None:
+    assert FLUSHED["plain"] == []  # the control: nothing kept
+    assert FLUSHED["batched"] == FLUSHED["batched-long"]
+    assert FLUSHED["batched"].index(MapName.BLOCKLIST) < FLUSHED["batched"].index(MapName.EXACT4)
 
 
 def test_the_tables_record_the_same(loaded: dict[str, tuple[Datapath, int]]) -> None:
     """What each table keeps of the rules it put in (slots, priorities, keys, filter atoms, inline ways),
     and the mirrors of the inline tables and the filter: alike, the overflowed bucket's two in BLOCKLIST
     alone in both."""
-    plain, batched = TABLES["plain"], TABLES["batched"]
-    assert plain.status() == batched.status()
-    for attr in ("_rules", "_by_key", "_by_slot", "_free_slots", "_retired", "_shapes", "_match_ranks", "generation"):
-        assert getattr(batched, attr) == getattr(plain, attr), attr
-    assert batched._exact4._buckets == plain._exact4._buckets
-    assert batched._pf._refs == plain._pf._refs
+    plain = TABLES["plain"]
+    for kind in ("batched", "batched-long"):
+        assert TABLES[kind].status() == plain.status()
+        mine, theirs = records(TABLES[kind]), records(plain)
+        assert [name for name in mine if mine[name] != theirs[name]] == [], kind
     alone = alone_in_blocklist(plain)
     assert len(alone) == 2, alone  # the control: the bucket overflowed
-    assert alone == alone_in_blocklist(batched)
+    assert alone == alone_in_blocklist(TABLES["batched"])
+
+
+def records(table: RuleTable) -> dict[str, Any]:
+    """What a table keeps of its rules, its slots and the maps' mirrors."""
+    names = ("_rules", "_by_key", "_by_slot", "_free_slots", "_retired", "_shapes", "_free_shapes", "_match_ranks")
+    out = {name: getattr(table, name) for name in names}
+    out.update(
+        generation=table.generation,
+        next_priority=table._next_priority,
+        zeroed=bytes(table._zeroed),
+        lpm={name: (dict(index._ids), list(index._sorted), dict(index._seq)) for name, index in table._lpm.items()},
+        fragments=(table._fragments._keys, table._fragments._members, table._fragments._written),
+        exact4=table._exact4._buckets,
+        prefixh={name: {b: bk.pack() for b, bk in d.items()} for name, d in table._prefixh._buckets.items()},
+        matchh=table._matchh._buckets,
+        filter=table._pf._refs,
+    )
+    return out
 
 
 def alone_in_blocklist(table: RuleTable) -> list[FilterRule]:
@@ -169,6 +206,7 @@ def test_the_batched_load_puts_the_exact_sources_in_by_the_short_path(loaded: di
     exact = sum(1 for i in TABLES["plain"]._rules.values() if i.placement.map_name == MapName.BLOCKLIST)
     assert exact > 1000 and n - exact == 300
     assert INSTALLS["plain"] == Counter({"_install": n})  # the control: each rule by _install
+    assert INSTALLS["batched-long"] == Counter({"_install": n})
     assert INSTALLS["batched"] == Counter({"_install": n - exact, "_install_exact": exact})
 
 
@@ -492,3 +530,101 @@ def test_inline_ways_try_put_is_for_kept_writes_and_changes_nothing_without_room
     assert [ways.get(a.packed) for a in same] == [*want, None]
     bucket_raw = dp.map_lookup(MapName.EXACT4, bucket(first, seed, bits).to_bytes(4, "little"))
     assert bucket_raw == abi.EXACT4_BUCKET.pack(*ways._buckets[bucket(first, seed, bits)])  # written at the block's end
+
+
+class _KeptMaps:
+    """Just what an inline table asks of its Datapath, the writes kept: the hash seed, and the last value
+    written per bucket."""
+
+    def __init__(self, buckets: int, seed: int) -> None:
+        self.cfg = DatapathConfig(blocklist_max_entries=buckets * abi.EXACT4_WAYS)
+        self.seed = seed
+        self.reused_maps = False
+        self.written: dict[bytes, bytes] = {}
+
+    def read_config_raw(self) -> tuple[int, ...]:
+        return (0, 0, 0, self.seed)
+
+    def writes_kept(self) -> bool:
+        return True
+
+    def map_update(self, name: MapName, key: bytes, value: bytes) -> None:
+        assert name == MapName.EXACT4
+        self.written[key] = value
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_try_put_is_has_room_then_put(seed: int) -> None:
+    """Two mirrors of one small EXACT4 given the same random puts (keys of a few crowded buckets, slots and
+    ranks drawn again and again, so that keys come back under their own and under other slots), one by
+    has_room then put, one by try_put: the same answers, the same ways, the same last writes.  Each
+    starts with a bucket holding two live ways of one key (a put stopped half-way) that the puts meet."""
+    rnd = random.Random(seed)
+    maps = [_KeptMaps(16, 0x9E3779B9 + seed) for _ in range(2)]
+    tables = [exact4.Exact4(m) for m in maps]  # type: ignore[arg-type]
+    bits = maps[0].cfg.exact4_buckets.bit_length() - 1
+    lab = ipaddress.ip_network("198.18.0.0/22")  # some 90 keys for 24 ways
+    keys = [a.packed for a in lab.hosts() if exact4.bucket_of(a.packed, maps[0].seed, bits) < 3]
+    twice = keys[0]
+    for t in tables:  # two live ways of one key, slots 7 and 9, a third way free
+        b = exact4.bucket_of(twice, maps[0].seed, bits)
+        ways = t._empty()
+        w = abi.EXACT4_WAYS
+        ways[0], ways[w], ways[2 * w] = t._key(twice), 5, 7
+        ways[1], ways[w + 1], ways[2 * w + 1] = t._key(twice), 6, 9
+        t._buckets[b] = ways
+    # That bucket full: the key's second way (slot 9) credited again has no room, as has_room says (it looks
+    # at the key's first way); its first (slot 7) has, and the second way goes.
+    b = exact4.bucket_of(twice, maps[0].seed, bits)
+    others = [k for k in keys if k != twice and exact4.bucket_of(k, maps[0].seed, bits) == b][: abi.EXACT4_WAYS - 2]
+    for t in tables:
+        with_room = [t.try_put(k, 1, 30 + i) for i, k in enumerate(others)]
+        assert with_room == [True] * len(others) and t._free(t._buckets[b]) is None
+    assert tables[0].has_room(twice, 9) is False and tables[1].try_put(twice, 3, 9) is False
+    assert tables[1]._buckets == tables[0]._buckets
+    assert tables[0].has_room(twice, 7) is True and tables[1].try_put(twice, 3, 7) is True
+    tables[0].put(twice, 3, 7)
+    assert tables[1]._buckets == tables[0]._buckets and tables[1].get(twice) == (3, 7)
+    answers: list[list[bool]] = [[], []]
+    for _ in range(600):
+        key, rank, slot = rnd.choice(keys), rnd.randrange(100), rnd.choice([7, 8, 9, *range(20, 40)])
+        room = tables[0].has_room(key, slot)
+        if room:
+            tables[0].put(key, rank, slot)
+        answers[0].append(room)
+        answers[1].append(tables[1].try_put(key, rank, slot))
+        assert tables[1]._buckets == tables[0]._buckets
+    assert answers[0] == answers[1]
+    assert True in answers[0] and False in answers[0]  # the control: both answers were met
+    assert maps[1].written == maps[0].written
+
+
+def test_a_kept_load_takes_an_entry_over_and_refuses_a_second_rule_on_one_source(dp: Datapath) -> None:
+    """In kept writes the short path is for a new exact source alone: a new id on a source a going rule holds
+    takes its entry over (by _install), and two rules on one source are refused as one at a time refuses
+    them."""
+    table = RuleTable(dp, monotonic_to_wall_offset())
+    net = ipaddress.ip_network("198.18.7.1/32")
+    table.add(FilterRule("a", Action.DROP, src_ip=net))
+    with dp.writes_batched():
+        table.replace_all([FilterRule("b", Action.DROP, src_ip=net)])
+    assert [r.id for r in table.rules()] == ["b"]
+    assert dp.map_lookup(MapName.BLOCKLIST, net.network_address.packed) is not None
+    twice = [FilterRule(i, Action.DROP, src_ip=ipaddress.ip_network("198.18.7.3/32")) for i in ("c", "d")]
+    with pytest.raises(RuleRefused, match="rule 'd' matches exactly the packets rule 'c' matches"):
+        with dp.writes_batched():
+            table.replace_all([*table.rules(), *twice])
+    plain = RuleTable(dp, monotonic_to_wall_offset())
+    with pytest.raises(RuleRefused, match="rule 'd' matches exactly the packets rule 'c' matches"):
+        plain.replace_all(twice)  # the control: one write at a time refuses it alike
+
+
+def test_a_batch_of_values_of_the_wrong_size_or_of_keys_all_of_another_size_is_refused(dp: Datapath) -> None:
+    value = abi.BLOCKLIST_VALUE.pack(0, 0, 0, 0, 0, 0, 0)
+    short = [(bytes([198, 18, 9, 1]), value), (bytes([198, 18, 9, 2]), value[:-1])]
+    with pytest.raises(ValueError, match="wrong size"):
+        dp.map_update_batch(MapName.BLOCKLIST, short)
+    with pytest.raises(ValueError, match="wrong size"):
+        dp.map_update_batch(MapName.BLOCKLIST, [(bytes(8), value), (bytes(8), value)])
+    assert dp.map_len(MapName.BLOCKLIST) == 0
+    assert dp.map_update_batch(MapName.BLOCKLIST, short[:1]) == (1, None)  # the control: the right sizes go in

@@ -492,7 +492,7 @@ class Datapath:
         if not entries:
             return 0, None
         m = self._map(name)
-        # The start's load: some 20,000 entries, looked at in C rather than in a loop of Python.
+        # The start's load: up to some 9,000 entries a map (BLOCKLIST's), looked at in C rather than in Python.
         ks, vs = zip(*entries, strict=True)
         if set(map(len, ks)) != {m.spec.key_size} or set(map(len, vs)) != {m.value_bytes}:
             # The kernel reads the keys and values packed end to end: one of another size would shift

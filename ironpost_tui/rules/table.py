@@ -689,8 +689,9 @@ class RuleTable:
     def _install_exact(self, rule: FilterRule, placement: Placement, priority: int, holder: str | None) -> None:
         """_install of an exact IPv4 source of ironpost's own (BLOCKLIST, taking nothing over), its writes kept
         (the start's load into new maps: 8,744 of the bench's 10,000 rules): the same state and the same
-        writes, in fewer steps.  No shape, no trie, no acting rule; EXACT4's way placed in one pass
-        (try_put); nothing written can fail before the block's end, so there is nothing to undo."""
+        writes in the same order (BLOCKLIST's entry, then EXACT4's way), in fewer steps.  No shape, no trie,
+        no acting rule; EXACT4's way placed in one pass (try_put); nothing kept can fail before the block's
+        end, so there is nothing to undo."""
         key = placement.key
         if holder is not None:
             raise RuleRefused(_same_match(rule.id, holder))
@@ -698,12 +699,12 @@ class RuleTable:
             raise RuleRefused(NO_SLOT)
         slot = self._free_slots.pop()
         self._clear_hits(slot)
+        self.generation += 1
+        self._dp.map_update(MapName.BLOCKLIST, key, kernel_rules.value(rule, slot, priority))
         fast = self._exact4.try_put(key, _rank(rule, priority), slot)
         assert rule.src_ip is not None
         atoms = prefilter.source_atoms(MapName.EXACT4 if fast else MapName.BLOCKLIST, rule.src_ip)
-        self.generation += 1
         self._pf.add(atoms)
-        self._dp.map_update(MapName.BLOCKLIST, key, kernel_rules.value(rule, slot, priority))
         inst = self._rules[rule.id] = _Installed(rule, placement, key, slot, priority, None, atoms, fast)
         self._by_key[(MapName.BLOCKLIST, key)] = rule.id
         self._by_slot[slot] = rule.id
