@@ -91,20 +91,11 @@ class InlineWays(Generic[K]):
         if not self._dp.writes_kept():
             raise RuntimeError(f"{self.MAP}.try_put outside kept writes: has_room, then put in order")
         w = self.WAYS
-        k = self._key(key)
-        b = self._bucket_of(k)
-        held = self._buckets.get(b)
-        ways = list(held) if held is not None else self._empty()
-        olds = self._find_all(ways, k)
-        same = next((i for i in olds if ways[2 * w + i] == slot), None)
+        k, b, ways, olds, same = self._look(key, slot)
         if same is not None:
             if ways[2 * w + olds[0]] != slot and self._free(ways) is None:
                 return False  # has_room looks at the first way of the key only
-            ways[w + same] = rank + 1
-            for i in olds:
-                if i != same:
-                    ways[w + i] = 0
-            self._commit(b, ways)
+            self._credit_again(b, ways, olds, same, rank)
             return True
         new = self._free(ways)
         if new is None:
@@ -118,17 +109,9 @@ class InlineWays(Generic[K]):
     def put(self, key: bytes, rank: int, slot: int) -> None:
         """Make ``key`` match with ``rank``, crediting ``slot``.  The caller checked has_room."""
         w = self.WAYS
-        k = self._key(key)
-        b = self._bucket_of(k)
-        ways = list(self._buckets.get(b) or self._empty())
-        olds = self._find_all(ways, k)  # one, or more after a put that failed half-way (the last commit's)
-        same = next((i for i in olds if ways[2 * w + i] == slot), None)
+        k, b, ways, olds, same = self._look(key, slot)
         if same is not None:
-            ways[w + same] = rank + 1  # same rule, new rank: one word changes (and any second way goes)
-            for i in olds:
-                if i != same:
-                    ways[w + i] = 0
-            self._commit(b, ways)
+            self._credit_again(b, ways, olds, same, rank)
             return
         new = self._free(ways)
         if new is None:
@@ -145,6 +128,25 @@ class InlineWays(Generic[K]):
                 self._commit(b, ways)
             for i in olds:
                 ways[w + i] = 0
+        self._commit(b, ways)
+
+    def _look(self, key: bytes, slot: int) -> tuple[K, int, list[Any], list[int], int | None]:
+        """``key`` as a way holds it, its bucket, a copy of the bucket's ways, the ways in use holding it (one,
+        or more after a put that failed half-way: the last commit's), and the one of them crediting ``slot``."""
+        k = self._key(key)
+        b = self._bucket_of(k)
+        ways = list(self._buckets.get(b) or self._empty())
+        olds = self._find_all(ways, k)
+        same = next((i for i in olds if ways[2 * self.WAYS + i] == slot), None)
+        return k, b, ways, olds, same
+
+    def _credit_again(self, b: int, ways: list[Any], olds: list[int], same: int, rank: int) -> None:
+        """The way ``same`` (the key's, crediting its slot already) at ``rank``: one word changes, and any
+        second way of the key goes."""
+        ways[self.WAYS + same] = rank + 1
+        for i in olds:
+            if i != same:
+                ways[self.WAYS + i] = 0
         self._commit(b, ways)
 
     def remove(self, key: bytes) -> bool:
