@@ -249,6 +249,49 @@ def test_sparklines_share_one_scale() -> None:
     assert full == ["█" * 20, "█" * 20]
 
 
+def test_a_sparkline_redraws_when_its_bars_change_and_only_then() -> None:
+    """``plot`` with data that draw the same bars (an idle history filling with zeros) does not redraw;
+    with data that draw others it does; the data are kept either way, and a resize draws the last ones."""
+    from textual.app import App, ComposeResult
+
+    class One(App[None]):
+        def compose(self) -> ComposeResult:
+            yield ScaledSparkline([], id="s")
+
+    app = One()
+
+    async def main() -> None:
+        async with app.run_test(size=(20, 2)) as pilot:
+            spark = app.query_one(ScaledSparkline)
+            spark.styles.width, spark.styles.height = 10, 1
+            await pilot.pause()
+            refreshed: list[int] = []
+            real = spark.refresh
+
+            def counted(*args: object, **kwargs: object) -> object:
+                refreshed.append(1)
+                return real(*args, **kwargs)
+
+            spark.refresh = counted  # type: ignore[method-assign]
+            spark.plot([0.0], 0.0)  # the first plot at this size: drawn
+            assert len(refreshed) == 1
+            for n in range(2, 8):  # zeros, more of them each second: the same baseline
+                spark.plot([0.0] * n, 0.0)
+            assert len(refreshed) == 1 and list(spark.data or []) == [0.0] * 7  # kept, not drawn
+            spark.plot([0.0] * 6 + [5.0], 5.0)  # a packet: the right-hand bar rises
+            assert len(refreshed) == 2
+            spark.plot([0.0] * 6 + [5.0], 5.0)
+            assert len(refreshed) == 2
+            spark.plot([0.0] * 5 + [5.0, 0.0], 5.0)  # it moves one column left
+            assert len(refreshed) == 3 and spark.scale == 5.0
+            spark.refresh = real  # type: ignore[method-assign]
+            spark.styles.width = 20  # a resize draws the kept data
+            await pilot.pause()
+            assert spark.render_line(0).text == "▁" * 18 + "█▁"
+
+    asyncio.run(main())
+
+
 def test_the_traffic_pane_scales_every_protocol_alike() -> None:
     app, _source, clock = replay_app()
 

@@ -38,6 +38,7 @@ from support.verdicts import XDP_DROP, XDP_PASS, Env, check, delta, drop, expect
 
 from ironpost_tui.kernel import abi, libbpf, stats
 from ironpost_tui.kernel.abi import MapName
+from ironpost_tui.kernel.datapath import DatapathConfig
 from ironpost_tui.model import FilterRule, Verdict
 from ironpost_tui.rules import placement as kernel_rules
 from ironpost_tui.rules import prefilter
@@ -1134,6 +1135,76 @@ def test_hit_counters_only_changed_statuses_are_new(env: Env) -> None:
     readded = {s.rule.id: s for s in env.table.status()}
     assert readded[f"r{hit}"].hits == 0 and readded[f"r{hit}"].last_hit is None
     assert all(readded[s.rule.id] is s for s in after if s.rule.id != f"r{hit}")
+
+
+def test_every_rule_match_counts_one_event_delivered_or_lost(env: Env) -> None:
+    """EVENT_STATS' total grows by one for each packet a rule matches, whether its event was delivered, found
+    the ring full, or was rate-limited (the next test), and not for a packet no rule matched: what lets the hit
+    reader skip reading RULE_HITS while the total stands (kernel/hit_reader.py)."""
+    env.reset([drop("a", src=f"{S4}/32")])
+    before, lost_before = env.dp.rule_matches(), stats.read_event_counts(env.dp)[1]
+    n = 20_000  # more events than the ring holds: most are lost with ringbuf_full
+    assert env.run(v4(), repeat=n) == XDP_DROP
+    assert env.dp.rule_matches() - before == n == env.hits()["a"]
+    lost = stats.read_event_counts(env.dp)[1]
+    assert lost["ringbuf_full"] - lost_before["ringbuf_full"] > 0
+    env.drain()
+    matched = env.dp.rule_matches()
+    assert env.run(v4(src=S4_B), repeat=50) == XDP_PASS  # no rule: nothing counted
+    assert env.dp.rule_matches() == matched
+
+
+def test_a_rate_limited_match_counts_one_event_lost() -> None:
+    with open_env(DatapathConfig(event_rate=1)) as limited:
+        limited.reset([mon("m", src=f"{S4}/32")])
+        before, lost_before = limited.dp.rule_matches(), stats.read_event_counts(limited.dp)[1]
+        assert limited.run(v4(), repeat=500) == XDP_PASS
+        lost = stats.read_event_counts(limited.dp)[1]
+        assert lost["rate_limited"] - lost_before["rate_limited"] >= 498
+        assert limited.dp.rule_matches() - before == 500 == limited.hits()["m"]
+
+
+def test_a_hits_read_is_skipped_until_a_rule_matches(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """status() reads RULE_HITS only when EVENT_STATS' total moved since its last read: an idle second
+    costs three small lookups, not a batch read of every slot; a match, or a slot user space cleared, reads."""
+    rules = [drop(f"k{i}", src=f"198.19.7.{i + 1}/32") for i in range(3)]
+    env.reset(rules)
+    reads: list[int] = []
+    real = env.dp.percpu_hits_raw
+
+    def counted(slots: int) -> tuple[bytes, int]:
+        reads.append(slots)
+        return real(slots)
+
+    monkeypatch.setattr(env.dp, "percpu_hits_raw", counted)
+    first = env.table.status()
+    assert len(reads) == 1
+    again = env.table.status()
+    assert len(reads) == 1 and all(a is b for a, b in zip(first, again, strict=True))
+    assert env.run(v4(src=S4_B), repeat=5) == XDP_PASS  # traffic no rule matches: still no read
+    env.table.status()
+    assert len(reads) == 1
+    assert env.run(v4("udp", src="198.19.7.2"), repeat=4) == XDP_DROP  # a match: read, and the slot's hits
+    after = {s.rule.id: s.hits for s in env.table.status()}
+    assert len(reads) == 2 and after == {"k0": 0, "k1": 4, "k2": 0}
+
+
+def test_a_slot_cleared_for_a_new_rule_is_read_again() -> None:
+    """A freed slot is taken again once no other is free, its counters cleared by user space (no packet, so
+    EVENT_STATS' total stands): the next status() reads RULE_HITS all the same, and says 0 hits, not the old
+    rule's.  Seven slots, so that the free list runs out."""
+    with open_env(DatapathConfig(blocklist_max_entries=4, cidr_max_entries=1, match_max_entries=1)) as small:
+        rules = [drop(f"k{i}", src=f"198.19.7.{i + 1}/32") for i in range(3)]
+        small.reset(rules)
+        for n in range(4):  # the other four slots, held as a decision set holds one
+            small.table.reserve_slot(drop(f"held{n}", src=f"198.19.8.{n + 1}/32"))
+        assert small.run(v4("udp", src="198.19.7.2"), repeat=4) == XDP_DROP
+        before = {s.rule.id: (s.hits, s.slot) for s in small.table.status()}
+        assert {rid: hits for rid, (hits, _slot) in before.items()} == {"k0": 0, "k1": 4, "k2": 0}
+        small.table.delete("k1")
+        small.table.add(drop("k1-new", src="198.19.7.9/32"))  # the one slot free: k1's
+        after = {s.rule.id: (s.hits, s.slot) for s in small.table.status()}
+        assert after["k1-new"] == (0, before["k1"][1])
 
 
 def test_rules_order_and_counts_follow_a_reorder(env: Env) -> None:

@@ -600,6 +600,15 @@ class Datapath:
         _, values, count = libbpf.map_lookup_batch(m.fd, 4, width * m.cpus, n)
         return values[: count * width * m.cpus], m.cpus
 
+    def rule_matches(self) -> int:
+        """Packets any rule matched since the maps were created: EVENT_STATS summed over its reasons and CPUs
+        (each match counts one event, delivered or lost: hit_reader.py)."""
+        m = self._map(MapName.EVENT_STATS)
+        total = 0
+        for _, value in m.items():
+            total += sum(int.from_bytes(value[i : i + 8], "little") for i in range(0, len(value), m.slot))
+        return total
+
     def percpu_hits(self, slots: int | None = None) -> list[tuple[int, int]]:
         """RULE_HITS in one batch read: (packets summed, latest last_hit_ns) of the first ``slots``
         slots (all when None).  Reading all of them costs tens of ms (31,024 slots by default)."""

@@ -5,6 +5,12 @@ With a threat feed's 10,000 rules, summing every slot over the CPUs and comparin
 second cost more than the rest of an idle console's work, while a second changes a few slots at most (the
 rules a flood matches).  The read stays whole (one batch syscall); what changed is found by comparing it
 with the last read a block of slots at a time (bytes compared in C), and only changed blocks are summed.
+
+Most seconds change none: a read is skipped when no packet matched a rule since the last one.  The program
+counts every match once in EVENT_STATS, after its RULE_HITS slot (emit_event in bpf/ironpost_xdp.c counts
+the event delivered or lost, always), so EVENT_STATS' total, read before RULE_HITS, the same as before the
+last read means no slot changed since: a match under way while it is read is in the next read.  User space's
+own writes to RULE_HITS (a slot cleared for a new rule) say so with ``written``.
 """
 
 from __future__ import annotations
@@ -21,17 +27,27 @@ class HitReader:
         self._dp = datapath
         self._raw = b""
         self._hits: list[tuple[int, int]] = []
+        self._matches: int | None = None  # EVENT_STATS' total read before the last read of RULE_HITS
 
     def forget(self) -> None:
         """The next read reports every slot as changed (a slot was cleared and reused, say)."""
         self._raw = b""
         self._hits = []
+        self._matches = None
+
+    def written(self) -> None:
+        """User space wrote a slot: the next read reads RULE_HITS whatever EVENT_STATS says."""
+        self._matches = None
 
     def read(self, slots: int) -> tuple[list[tuple[int, int]], list[int] | None]:
         """(packets summed, latest last_hit_ns) of each of the first ``slots`` slots, and the slots whose
         counters changed since the last read, in order; None when any may have (the first read, another
         count of slots).  The list is this reader's own, updated in place by the next read: use it now."""
+        matches = self._dp.rule_matches()
+        if matches == self._matches and len(self._hits) == slots:
+            return self._hits, []
         raw, ncpu = self._dp.percpu_hits_raw(slots)
+        self._matches = matches
         before = self._raw
         self._raw = raw
         if len(before) != len(raw) or not raw:

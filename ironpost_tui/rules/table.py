@@ -176,6 +176,7 @@ class RuleTable:
             self._zeroed[slot] = 0  # from now on something may count there
         else:
             self._dp.percpu_clear(MapName.RULE_HITS, slot)
+            self._hit_reader.written()
 
     def capacity(self) -> dict[MapName, int]:
         cfg = self._dp.cfg

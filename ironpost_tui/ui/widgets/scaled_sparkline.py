@@ -18,6 +18,20 @@ from textual.widgets import Sparkline
 BARS = "▁▂▃▄▅▆▇█"
 
 
+def columns(data: Sequence[float], width: int) -> list[float]:
+    """One value per column: the largest of the samples that fall in it, the newest at the right."""
+    if not data or width <= 0:
+        return [0.0] * max(0, width)
+    if len(data) <= width:  # fewer samples than columns: the newest at the right
+        return [0.0] * (width - len(data)) + [float(v) for v in data]
+    return [max(data[i * len(data) // width : (i + 1) * len(data) // width] or [0.0]) for i in range(width)]
+
+
+def heights(data: Sequence[float], scale: float, width: int) -> list[float]:
+    """Each column's share of ``scale``, 0..1: all that the bars drawn depend on, beside the size and colours."""
+    return [min(1.0, max(0.0, v / scale)) if scale > 0 else 0.0 for v in columns(data, width)]
+
+
 class ScaledBars:
     """Bars for ``data`` (one per column, the largest value of the samples that fall in it),
     ``height`` lines tall, full height at ``scale``."""
@@ -31,16 +45,11 @@ class ScaledBars:
         self.high = high
 
     def _columns(self) -> list[float]:
-        data, width = self.data, self.width
-        if not data or width <= 0:
-            return [0.0] * max(0, width)
-        if len(data) <= width:  # fewer samples than columns: the newest at the right
-            return [0.0] * (width - len(data)) + [float(v) for v in data]
-        return [max(data[i * len(data) // width : (i + 1) * len(data) // width] or [0.0]) for i in range(width)]
+        return columns(self.data, self.width)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         levels = len(BARS) * self.height
-        ratios = [min(1.0, max(0.0, v / self.scale)) if self.scale > 0 else 0.0 for v in self._columns()]
+        ratios = heights(self.data, self.scale, self.width)
         for line in reversed(range(self.height)):
             for ratio in ratios:
                 level = int(ratio * (levels - 1))  # 0 (a baseline) .. levels-1 (full)
@@ -55,9 +64,24 @@ class ScaledBars:
 
 
 class ScaledSparkline(Sparkline):
-    """The pane sets ``data`` and ``scale`` (the largest value any of the lines sharing it shows)."""
+    """The pane sets ``data`` and ``scale`` (the largest value any of the lines sharing it shows) with
+    ``plot``."""
+
+    _drawn: tuple[object, list[float]] | None = None
 
     scale: reactive[float] = reactive(0.0)
+
+    def plot(self, data: list[float], scale: float) -> None:
+        """Set ``data`` and ``scale``, and redraw only when the bars drawn at the present size change: the
+        pane sets every line each second, and ten sparklines redrawn with nothing to show (the first minute of an
+        idle console, its history filling with zeros) were most of what its screen cost at idle.  The new data are
+        kept either way, so a resize draws them."""
+        drawn = (self.size, heights(data, scale, self.size.width))
+        self.set_reactive(ScaledSparkline.data, data)
+        self.set_reactive(ScaledSparkline.scale, scale)
+        if drawn != self._drawn:
+            self._drawn = drawn
+            self.refresh()
 
     def render(self) -> ScaledBars:
         _, base = self.background_colors

@@ -126,10 +126,8 @@ class TrafficPane(Vertical, can_focus=True):
         show(self.query_one("#volume-head", Label), f"max {fmt.si(bps_max, 'b' if self.bits else 'B')}/s")
         for proto in ROWS:
             rates = [s.rates.get(proto, ProtoRates()) for s in recent]
-            pps = self.query_one(f"#pps-{proto}", ScaledSparkline)
-            pps.data, pps.scale = [r.pps for r in rates], pps_max
-            bps = self.query_one(f"#bps-{proto}", ScaledSparkline)
-            bps.data, bps.scale = [r.bps * scale for r in rates], bps_max
+            self.query_one(f"#pps-{proto}", ScaledSparkline).plot([r.pps for r in rates], pps_max)
+            self.query_one(f"#bps-{proto}", ScaledSparkline).plot([r.bps * scale for r in rates], bps_max)
             now = rates[-1] if rates else ProtoRates()
             drops = latest.totals[proto].drops if latest and proto in latest.totals else 0
             show(self.query_one(f"#ppsv-{proto}", Static), fmt.si(now.pps))
