@@ -1,5 +1,6 @@
 """shown_text.show sets a Static's text only when it changed (each update lays the screen out again): the
-same text is left alone, a new text or the same text in a new style is set."""
+same text is left alone, a new text or the same text in a new style is set; and lays the screen out again
+only when the new text may change the widget's size."""
 
 from __future__ import annotations
 
@@ -38,3 +39,51 @@ def test_show_sets_only_what_changed() -> None:
             assert len(calls) == 3
 
     asyncio.run(run())
+
+
+def test_a_text_that_keeps_its_size_is_drawn_again_without_a_layout() -> None:
+    """show() lays the screen out again only when the new text may change the widget's size: more or
+    fewer lines, a line that does not fit (it wraps), a width that is the text's (``width: auto``) and
+    changes, or markup it cannot measure.  What is drawn is the new text either way."""
+
+    class Two(App[None]):
+        CSS = "#fixed { width: 10; height: auto; } #auto { width: auto; height: 1; }"
+
+        def compose(self) -> ComposeResult:
+            yield Static("1", id="fixed", markup=False)
+            yield Static("cd", id="auto", markup=False)
+
+    app = Two()
+
+    async def main() -> None:
+        async with app.run_test(size=(40, 6)) as pilot:
+            await pilot.pause()
+            fixed, auto = app.query_one("#fixed", Static), app.query_one("#auto", Static)
+            layouts: list[tuple[str, bool]] = []
+            for widget in (fixed, auto):
+                real = widget.refresh
+
+                def counted(*args: object, _w: Static = widget, _real: object = real, **kwargs: object) -> object:
+                    layouts.append((_w.id or "", bool(kwargs.get("layout"))))
+                    return _real(*args, **kwargs)  # type: ignore[operator]
+
+                widget.refresh = counted  # type: ignore[method-assign]
+
+            def shown(widget: Static, text: str) -> bool:
+                layouts.clear()
+                show(widget, text)
+                return any(layout for _id, layout in layouts)
+
+            assert shown(fixed, "12,345") is False  # a wider figure in a fixed width: redrawn alone
+            await pilot.pause()
+            assert fixed.render_line(0).text.startswith("12,345")
+            assert shown(fixed, "x" * 20) is True  # wider than the widget: it wraps, its height changes
+            assert shown(fixed, "a\nb") is True  # another line
+            assert shown(fixed, "c\nd") is False
+            assert shown(fixed, "[b]x") is True  # markup might make it any width: measured
+            assert shown(auto, "ef") is False  # width: auto, the same width
+            assert shown(auto, "efg") is True  # width: auto, wider
+            await pilot.pause()
+            assert auto.size.width == 3
+
+    asyncio.run(main())

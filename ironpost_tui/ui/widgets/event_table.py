@@ -19,6 +19,7 @@ from ironpost_tui.ui.messages import BlockSource, CaptureSource, UnblockSource, 
 from ironpost_tui.ui.state import EVENTS_KEPT
 from ironpost_tui.ui.table_sort import SortOrder
 from ironpost_tui.ui.widgets.event_grid import COLUMNS, EventGrid
+from ironpost_tui.ui.widgets.shown_text import show
 
 
 class EventTable(Vertical):
@@ -196,7 +197,7 @@ class EventTable(Vertical):
         status = self.query_one("#event-status", Static)
         if self.problem:
             status.set_class(True, "-error")
-            status.update(self.problem)
+            show(status, self.problem)
             return
         status.set_class(False, "-error")
         parts = [f"{fmt.count(self.grid.row_count)} shown of {fmt.count(len(self._kept))} kept"]
@@ -211,7 +212,7 @@ class EventTable(Vertical):
         parts.append(f"evicted {fmt.count(self.evicted)}")
         if self._filter:  # last: the typed filter is as long as typed, and the line is one line (it cut the counts)
             parts.append(f"filter: {self._filter.text}")
-        status.update(" · ".join(parts))
+        show(status, " · ".join(parts))
 
     # --- actions ------------------------------------------------------------------
     def action_filter(self) -> None:
