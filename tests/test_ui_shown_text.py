@@ -43,8 +43,8 @@ def test_show_sets_only_what_changed() -> None:
 
 def test_a_text_that_keeps_its_size_is_drawn_again_without_a_layout() -> None:
     """show() lays the screen out again only when the new text may change the widget's size: more or
-    fewer lines, a line that does not fit (it wraps), a width that is the text's (``width: auto``) and
-    changes, or markup it cannot measure.  What is drawn is the new text either way."""
+    fewer lines, a wider or narrower widest line, a line that does not fit (it wraps), or markup it cannot
+    measure.  What is drawn is the new text either way."""
 
     class Two(App[None]):
         CSS = "#fixed { width: 10; height: auto; } #auto { width: auto; height: 1; }"
@@ -74,10 +74,13 @@ def test_a_text_that_keeps_its_size_is_drawn_again_without_a_layout() -> None:
                 show(widget, text)
                 return any(layout for _id, layout in layouts)
 
-            assert shown(fixed, "12,345") is False  # a wider figure in a fixed width: redrawn alone
+            assert shown(fixed, "2") is False  # a figure that keeps its width: redrawn alone
             await pilot.pause()
-            assert fixed.render_line(0).text.startswith("12,345")
+            assert fixed.render_line(0).text.startswith("2")
+            assert shown(fixed, "12,345") is True  # wider: measured again (a width or a column may be the text's)
+            assert shown(fixed, "12,346") is False
             assert shown(fixed, "x" * 20) is True  # wider than the widget: it wraps, its height changes
+            assert shown(fixed, "y" * 20) is True  # as wide as before, but wrapped: measured
             assert shown(fixed, "a\nb") is True  # another line
             assert shown(fixed, "c\nd") is False
             assert shown(fixed, "[b]x") is True  # markup might make it any width: measured

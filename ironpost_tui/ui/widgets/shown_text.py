@@ -18,7 +18,7 @@ from textual.widgets import Static
 def show(widget: Static, content: VisualType) -> None:
     """``widget.update(content)`` unless it shows ``content`` already (the same text, and for Content the
     same spans too: Content's equality compares the text alone); without a layout when the new text takes
-    the room the old one did (``keeps_size``)."""
+    the room the old one did (``keeps_size``): a figure that changes and keeps its width, as most do."""
     old = widget.content
     if old != content or (
         isinstance(content, Content) and (not isinstance(old, Content) or old.spans != content.spans)
@@ -40,14 +40,8 @@ def extent(content: object) -> tuple[int, int] | None:
 
 
 def keeps_size(widget: Static, old: object, new: object) -> bool:
-    """Whether ``new`` in place of ``old`` leaves ``widget``'s size as it is: as many lines, none wrapped
-    (each fits the width the widget has now, the old text's too), and a width that is not the text's
-    (``width: auto``) or the same widest line."""
+    """Whether ``new`` in place of ``old`` leaves ``widget``'s size as it is whatever its CSS says: as many
+    lines, the same widest line (what an auto width, or an auto grid column, is measured from), and none
+    wrapped (each fits the width the widget has now), so its height is the line count both times."""
     was, now = extent(old), extent(new)
-    if was is None or now is None or was[0] != now[0]:
-        return False
-    room = widget.content_size.width
-    if max(was[1], now[1]) > room:
-        return False  # wrapped, or it may be now: its height is the layout's to say
-    width = widget.styles.width
-    return was[1] == now[1] or (width is not None and not width.is_auto)
+    return was is not None and was == now and now[1] <= widget.content_size.width
