@@ -100,8 +100,11 @@ def test_the_rule_table_crosses_whole_then_as_its_changes(seed: int) -> None:
                 del rows[rng.randrange(len(rows))]
         new = tuple(rows) if rows != list(table) else table
         sent = sender.encode(new)
-        assert isinstance(sent, wire.TableChange)
-        assert sum(not isinstance(x, int) for x in sent.items or ()) <= 6  # only what changed crosses as a status
+        if isinstance(sent, wire.TablePatch):  # the same rules in the same places: the changed statuses alone
+            assert 1 <= len(sent.changes) <= 6 and len(new) == len(table)
+        else:
+            assert isinstance(sent, wire.TableChange)
+            assert sum(not isinstance(x, int) for x in sent.items or ()) <= 6  # only what changed crosses as a status
         before = got
         got = receiver.decode(crossed(sent))  # type: ignore[arg-type]
         assert got == new
@@ -129,11 +132,40 @@ def test_the_same_table_again_is_sent_as_unchanged_without_counting_its_rows_aga
     sender = wire.TableSender(head_rows=20_000)
     table = tuple(_status(i) for i in range(10_000))
     assert sender.encode(table) is table
-    positions = sender._at
-    assert sender.encode(table) == wire.TableChange(None) and sender._at is positions
+    assert sender.encode(table) == wire.TableChange(None) and sender._at is None  # no position counted
     again = tuple(replace(s) for s in table)
     change = sender.encode(again)
-    assert isinstance(change, wire.TableChange) and change.items == again and sender._at is not positions
+    assert isinstance(change, wire.TableChange) and change.items == again
+
+
+def test_a_few_statuses_changed_in_place_cross_alone_and_anything_else_as_positions() -> None:
+    """A flood's second: one rule's hits changed, the rules the same and in the same places.  Only that
+    status crosses, with its position (not 10,000 positions).  The controls: a rule replaced by another in
+    the same place, a reorder, and most statuses changed cross as positions and statuses, and every one
+    reads back as the table sent."""
+    sender, receiver = wire.TableSender(head_rows=20_000), wire.TableReceiver()
+    table = tuple(_status(i) for i in range(10_000))
+    assert receiver.decode(crossed(sender.encode(table))) == table  # type: ignore[arg-type]
+    hit = list(table)
+    hit[7_321] = replace(table[7_321], hits=table[7_321].hits + 5)
+    sent = crossed(sender.encode(tuple(hit)))
+    assert sent == wire.TablePatch(((7_321, hit[7_321]),))
+    got = receiver.decode(sent)  # type: ignore[arg-type]
+    assert got == tuple(hit) and got[7_321].hits == table[7_321].hits + 5  # type: ignore[index,union-attr]
+    other = list(hit)
+    other[5] = _status(50_000)  # another rule in rule 5's place
+    sent = crossed(sender.encode(tuple(other)))
+    assert isinstance(sent, wire.TableChange)
+    assert receiver.decode(sent) == tuple(other)  # type: ignore[arg-type]
+    swapped = list(other)
+    swapped[0], swapped[1] = swapped[1], swapped[0]
+    sent = crossed(sender.encode(tuple(swapped)))
+    assert isinstance(sent, wire.TableChange)
+    assert receiver.decode(sent) == tuple(swapped)  # type: ignore[arg-type]
+    most = tuple(replace(s, hits=s.hits + 1) if i % 4 else s for i, s in enumerate(swapped))
+    sent = crossed(sender.encode(most))
+    assert isinstance(sent, wire.TableChange)
+    assert receiver.decode(sent) == most  # type: ignore[arg-type]
 
 
 def test_a_change_read_against_another_table_is_not_the_table() -> None:

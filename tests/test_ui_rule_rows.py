@@ -100,6 +100,82 @@ def test_a_tick_formats_only_the_rows_whose_status_changed(monkeypatch: pytest.M
     run(scenario, monkeypatch)
 
 
+class CountedGets(dict):  # type: ignore[type-arg]
+    """A dict that counts its get() calls: the rows set_rows looked at."""
+
+    gets = 0
+
+    def get(self, key, default=None):  # type: ignore[no-untyped-def,override]
+        CountedGets.gets += 1
+        return super().get(key, default)
+
+
+def test_a_tick_looks_only_at_the_rows_whose_status_changed_while_every_rule_keeps_its_place(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One rule's hits changed (a flood's second): set_rows looks at that row alone, and the pane's counts
+    follow without counting 10,000 rows.  The controls: a rule replaced in another's place, and a row that
+    gains an expiry, show as they would from scratch (the rows looked at again, the clock column kept)."""
+
+    async def scenario(pilot: Pilot[None], pane: RulesPane, formatted: list[str]) -> None:
+        table = statuses()
+        pane.now = NOW
+        pane.rules = table
+        await pilot.pause()
+        grid = pane.grid
+        grid._made = CountedGets(grid._made)
+        CountedGets.gets = 0
+        ticked = list(table)
+        ticked[4_000] = replace(ticked[4_000], hits=9, last_hit=NOW)
+        ticked[17] = replace(ticked[17], rule=replace(ticked[17].rule, action=Action.MONITOR), map_name="SRC4")
+        pane.rules = tuple(ticked)
+        await pilot.pause()
+        assert CountedGets.gets == 2 and grid.cell("feed-4000", "hits") == "9"
+        assert str(pane.query_one("#rule-status").render()).startswith("10,000 rules (9,999 drop) · blocklist 9,999/")
+        CountedGets.gets = 0
+        other = list(ticked)
+        other[5] = RuleStatus(FilterRule("other", Action.DROP, src_ip=ipaddress.ip_network("198.19.0.1/32"),
+                                         expires_at=NOW + 120), "BLOCKLIST", 3, None)  # fmt: skip
+        pane.rules = tuple(other)
+        await pilot.pause()
+        assert type(grid._made) is dict  # another rule in a place: the rows made again from the table, whole
+        assert grid.keys[5] == "other" and grid.cell("other", "left") == "2m" and "feed-5" not in grid.keys
+        expiring = list(other)
+        expiring[9] = replace(other[9], rule=replace(other[9].rule, expires_at=NOW + 60))
+        pane.rules = tuple(expiring)
+        await pilot.pause()
+        assert grid.cell("feed-9", "left") == "1m"
+        pane.now = NOW + 30  # the clock column of both expiring rules moves with the clock
+        await pilot.pause()
+        assert grid.cell("feed-9", "left") == "30s" and grid.cell("other", "left") == "1m30s"
+
+    run(scenario, monkeypatch)
+
+
+def test_table_counts_follow_any_change_as_a_full_count_does() -> None:
+    """TableCounts against counting whole, over random changes in place and changes of length."""
+    import random
+
+    from ironpost_tui.engine.feed import count_drops, count_in_blocklist
+    from ironpost_tui.ui.widgets.rules_pane import TableCounts
+
+    rng = random.Random(33)
+    counts = TableCounts()
+    rows = list(statuses(300))
+    for _ in range(200):
+        what = rng.random()
+        if what < 0.6:
+            i = rng.randrange(len(rows))
+            rows[i] = replace(rows[i], rule=replace(rows[i].rule, action=rng.choice(list(Action))),
+                              map_name=rng.choice(["BLOCKLIST", "SRC4", "SRC6", "MATCH"]))  # fmt: skip
+        elif what < 0.8:
+            rows.insert(rng.randrange(len(rows) + 1), statuses(1)[0])
+        elif rows:
+            del rows[rng.randrange(len(rows))]
+        table = tuple(rows)
+        assert counts.of(table) == (count_in_blocklist(table), count_drops(table))
+
+
 def test_the_clock_changes_only_the_time_left_of_the_rules_that_expire(monkeypatch: pytest.MonkeyPatch) -> None:
     async def scenario(pilot: Pilot[None], pane: RulesPane, formatted: list[str]) -> None:
         pane.now = NOW

@@ -9,6 +9,8 @@ rules that expire, each second), and is drawn again only when something shown ch
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import compress
+from operator import is_not
 
 from textual import events
 from textual.binding import Binding
@@ -161,25 +163,38 @@ class RuleRows(LineGrid):
         """Show ``rows`` (in order) under ``labels``; the cursor stays on its rule while it is shown,
         else on its row number."""
         selected = self._keys[self.cursor_row] if 0 <= self.cursor_row < len(self._keys) else None
-        keys = [s.rule.id for s in rows]
-        changed = keys != self._keys
-        if changed:
-            self._keys = keys
-            self._index = {k: i for i, k in enumerate(keys)}
-            self._made = {k: made for k, made in self._made.items() if k in self._index}
+        prev = self._rows
+        places = None  # the rows whose status is another object, when every rule is where it was
+        if len(rows) == len(prev) and self._widths:
+            moved = list(compress(range(len(rows)), map(is_not, rows, prev)))  # compared in C
+            if all(rows[i].rule.id == self._keys[i] for i in moved):
+                places = moved
+        if places is not None:  # a flood's second: one rule's hits; the other 9,999 rows are not looked at
+            changed = False
+            looked: Sequence[RuleStatus] = [rows[i] for i in places]
+            expiring = any((rows[i].rule.expires_at is None) != (prev[i].rule.expires_at is None) for i in places)
+        else:
+            keys = [s.rule.id for s in rows]
+            changed = keys != self._keys
+            if changed:
+                self._keys = keys
+                self._index = {k: i for i, k in enumerate(keys)}
+                self._made = {k: made for k, made in self._made.items() if k in self._index}
+            looked, expiring = rows, True
         measure = changed or labels != self._labels or not self._widths
         self._rows = list(rows)
         self._now = now
         made = self._made
         widths = self._widths
-        for s in self._rows:
+        for s in looked:
             old = made.get(s.rule.id)
             if old is None or (old[0] is not s and old[0] != s):  # the engine keeps unchanged statuses
                 new = made[s.rule.id] = (s, cells(s, now))
                 changed = True
                 if not measure:  # the same rows: the columns widen for this one, or are measured again
                     measure = self._widen(old[1] if old else None, new[1], widths)
-        self._expiring = [i for i, s in enumerate(self._rows) if s.rule.expires_at is not None]
+        if expiring:
+            self._expiring = [i for i, s in enumerate(self._rows) if s.rule.expires_at is not None]
         if measure:
             self._labels = labels
             self._measure()

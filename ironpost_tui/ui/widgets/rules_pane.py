@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from itertools import compress
+from operator import is_not
 from typing import Any
 
 from textual import on
@@ -35,6 +37,32 @@ SORT_KEYS: dict[str, Callable[[RuleStatus], Any]] = {
     "last": lambda s: maybe(s.last_hit),
     "source": lambda s: source_of(s.rule) or "",
 }
+
+
+class TableCounts:
+    """A table's rules in BLOCKLIST and its drop rules, counted again only where a new table differs from
+    the last one counted (the same length: its rows compared by object, in C), else whole."""
+
+    def __init__(self) -> None:
+        self._rows: tuple[RuleStatus, ...] = ()
+        self._counts = (0, 0)
+
+    def of(self, rows: tuple[RuleStatus, ...]) -> tuple[int, int]:
+        """(in BLOCKLIST, drop rules) of ``rows``."""
+        last = self._rows
+        if rows is last:
+            return self._counts
+        if len(rows) == len(last):
+            places = list(compress(range(len(rows)), map(is_not, rows, last)))
+            was = [last[i] for i in places]
+            now = [rows[i] for i in places]
+            used, drops = self._counts
+            used += count_in_blocklist(now) - count_in_blocklist(was)
+            drops += count_drops(now) - count_drops(was)
+        else:
+            used, drops = count_in_blocklist(rows), count_drops(rows)
+        self._rows, self._counts = rows, (used, drops)
+        return used, drops
 
 
 class RulesPane(Vertical):
@@ -92,6 +120,10 @@ class RulesPane(Vertical):
     problem: reactive[str] = reactive("")
     order: reactive[SortOrder] = reactive(SortOrder)
     head: RulesHead | None = None  # ``rules`` are a long table's first rows: these are its counts (set first)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._counts = TableCounts()
 
     def compose(self) -> ComposeResult:
         yield RuleRows(id="rule-grid")
@@ -173,7 +205,7 @@ class RulesPane(Vertical):
             total, drops, used = head.total, head.drops, head.blocklist
         else:
             total = len(self.rules)
-            used, drops = count_in_blocklist(self.rules), count_drops(self.rules)
+            used, drops = self._counts.of(self.rules)
         c = fmt.count
         text = f"{c(total)} rules ({c(drops)} drop) · blocklist {c(used + self.decisions)}/{c(self.capacity)}"
         if self.order != SortOrder():
