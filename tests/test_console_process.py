@@ -162,6 +162,8 @@ def test_a_few_statuses_changed_in_place_cross_alone_and_anything_else_as_positi
     sent = crossed(sender.encode(tuple(swapped)))
     assert isinstance(sent, wire.TableChange)
     assert receiver.decode(sent) == tuple(swapped)  # type: ignore[arg-type]
+    assert sender.encode(tuple(swapped)) == wire.TableChange(None)  # the same statuses in a new tuple: unchanged
+    assert receiver.decode(wire.TableChange(None)) == tuple(swapped)
     most = tuple(replace(s, hits=s.hits + 1) if i % 4 else s for i, s in enumerate(swapped))
     sent = crossed(sender.encode(most))
     assert isinstance(sent, wire.TableChange)

@@ -36,7 +36,7 @@ from support import packets
 from support.packets import SPORT, eth
 from support.verdicts import XDP_DROP, XDP_PASS, Env, check, delta, drop, expected_delta, mon, open_env
 
-from ironpost_tui.kernel import abi, libbpf, stats
+from ironpost_tui.kernel import abi, hit_reader, libbpf, stats
 from ironpost_tui.kernel.abi import MapName
 from ironpost_tui.kernel.datapath import DatapathConfig
 from ironpost_tui.model import FilterRule, Verdict
@@ -1187,6 +1187,11 @@ def test_a_hits_read_is_skipped_until_a_rule_matches(env: Env, monkeypatch: pyte
     assert env.run(v4("udp", src="198.19.7.2"), repeat=4) == XDP_DROP  # a match: read, and the slot's hits
     after = {s.rule.id: s.hits for s in env.table.status()}
     assert len(reads) == 2 and after == {"k0": 0, "k1": 4, "k2": 0}
+    env.table.status()
+    assert len(reads) == 2
+    monkeypatch.setattr(hit_reader, "FULL_EVERY", 0.0)  # the longest a read is skipped, passed: read
+    env.table.status()
+    assert len(reads) == 3
 
 
 def test_a_slot_cleared_for_a_new_rule_is_read_again() -> None:

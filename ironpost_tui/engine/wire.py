@@ -174,6 +174,8 @@ class TableSender:
             return rules
         if len(rules) == len(last):
             changed = list(compress(range(len(rules)), map(is_not, rules, last)))  # compared in C
+            if not changed:  # the same statuses in a new tuple: the console keeps the one it has
+                return TableChange(None)
             if len(changed) <= len(rules) // 2 and all(rules[i].rule.id == last[i].rule.id for i in changed):
                 return TablePatch(tuple((i, rules[i]) for i in changed))
         if at is None:
