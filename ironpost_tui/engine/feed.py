@@ -10,6 +10,8 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import compress
+from operator import is_not
 from typing import Protocol
 
 from ironpost_tui.detectors import AlertChange
@@ -72,6 +74,12 @@ def log_panic(log: logging.Logger, cleared: Sequence[FilterRule], how: str = "")
         cleared_ids(cleared),
         extra={"event": "panic", "cleared": [r.id for r in cleared]},
     )
+
+
+def replaced_at(new: Sequence[object], old: Sequence[object]) -> list[int]:
+    """The positions where two tables of the same length hold another object, compared in C (10,000 rows of
+    which one changed: no Python step per row)."""
+    return list(compress(range(len(new)), map(is_not, new, old)))
 
 
 def count_in_blocklist(rules: Iterable[RuleStatus]) -> int:

@@ -25,13 +25,11 @@ import pickle
 import socket
 import struct
 from dataclasses import dataclass
-from itertools import compress
-from operator import is_not
 from typing import Any
 
 from ironpost_tui import collector
 from ironpost_tui.config.settings import ConsoleSettings
-from ironpost_tui.engine.feed import RulesHead, SourceInfo
+from ironpost_tui.engine.feed import RulesHead, SourceInfo, replaced_at
 from ironpost_tui.errors import ExitStatus, IronpostError
 from ironpost_tui.kernel.record_event import Batch, RecordEvent
 from ironpost_tui.model import RuleStatus, StrEnum
@@ -173,7 +171,7 @@ class TableSender:
         if last is None:
             return rules
         if len(rules) == len(last):
-            changed = list(compress(range(len(rules)), map(is_not, rules, last)))  # compared in C
+            changed = replaced_at(rules, last)
             if not changed:  # the same statuses in a new tuple: the console keeps the one it has
                 return TableChange(None)
             if len(changed) <= len(rules) // 2 and all(rules[i].rule.id == last[i].rule.id for i in changed):

@@ -9,12 +9,11 @@ rules that expire, each second), and is drawn again only when something shown ch
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import compress
-from operator import is_not
 
 from textual import events
 from textual.binding import Binding
 
+from ironpost_tui.engine.feed import replaced_at
 from ironpost_tui.model import FilterRule, RuleStatus
 from ironpost_tui.ui import format as fmt
 from ironpost_tui.ui.table_sort import Column
@@ -166,7 +165,7 @@ class RuleRows(LineGrid):
         prev = self._rows
         places = None  # the rows whose status is another object, when every rule is where it was
         if len(rows) == len(prev) and self._widths:
-            moved = list(compress(range(len(rows)), map(is_not, rows, prev)))  # compared in C
+            moved = replaced_at(rows, prev)
             if all(rows[i].rule.id == self._keys[i] for i in moved):
                 places = moved
         if places is not None:  # a flood's second: one rule's hits; the other 9,999 rows are not looked at

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from itertools import compress
-from operator import is_not
 from typing import Any
 
 from textual import on
@@ -16,7 +14,7 @@ from textual.reactive import reactive
 from textual.widgets import Static
 
 from ironpost_tui import collector
-from ironpost_tui.engine.feed import RulesHead, count_drops, count_in_blocklist
+from ironpost_tui.engine.feed import RulesHead, count_drops, count_in_blocklist, replaced_at
 from ironpost_tui.model import Action, FilterRule, RuleStatus
 from ironpost_tui.rules.nft import nft_command
 from ironpost_tui.ui import format as fmt
@@ -53,7 +51,7 @@ class TableCounts:
         if rows is last:
             return self._counts
         if len(rows) == len(last):
-            places = list(compress(range(len(rows)), map(is_not, rows, last)))
+            places = replaced_at(rows, last)
             was = [last[i] for i in places]
             now = [rows[i] for i in places]
             used, drops = self._counts
