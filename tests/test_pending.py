@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import tracemalloc
+from collections.abc import Callable
 
 import pytest
 
@@ -100,3 +101,121 @@ def test_where_a_key_goes_is_a_secret_of_each_table() -> None:
     keys = [key(i) for i in range(64)]
     assert [a._set(k) for k in keys] != [b._set(k) for k in keys]
     assert [a._set(k) for k in keys] == [a._set(k) for k in keys]  # stable within a table
+
+
+Way = tuple[bytes, tuple[int, ...]] | None  # a key and its counts; None: a free way
+
+
+class _Model:
+    """The table as its docstring says it works, written plainly (a list of ways per set, in way order): what
+    PendingCounts is compared with, operation by operation."""
+
+    def __init__(self, table: PendingCounts, metric: Callable[[tuple[int, ...]], int]) -> None:
+        self.sets: dict[int, list[Way]] = {}
+        self.where = table._set  # the same secret placement: sets are the table's to draw
+        self.metric = metric
+
+    def _ways(self, key: bytes) -> list[Way]:
+        return self.sets.setdefault(self.where(key), [None] * WAYS)
+
+    def _at(self, ways: list[Way], key: bytes) -> int | None:
+        return next((i for i, w in enumerate(ways) if w is not None and w[0] == key), None)
+
+    def add(self, key: bytes, delta: tuple[int, ...], limit: int | None) -> tuple[int, ...]:
+        ways = self._ways(key)
+        at = self._at(ways, key)
+        held = ways[at] if at is not None else None
+        total = tuple(delta) if held is None else tuple(a + d for a, d in zip(held[1], delta, strict=True))
+        if limit is not None and self.metric(total) >= limit:
+            if at is not None:
+                ways[at] = None
+            return total
+        if at is None:
+            free = [i for i, w in enumerate(ways) if w is None]
+            counts = [w[1] if w is not None else () for w in ways]
+            at = free[0] if free else min(range(WAYS), key=lambda i: (self.metric(counts[i]), i))
+        ways[at] = (key, total)
+        return total
+
+    def get(self, key: bytes) -> tuple[int, ...] | None:
+        ways = self._ways(key)
+        at = self._at(ways, key)
+        held = ways[at] if at is not None else None
+        return held[1] if held is not None else None
+
+    def drop(self, key: bytes) -> None:
+        ways = self._ways(key)
+        at = self._at(ways, key)
+        if at is not None:
+            ways[at] = None
+
+    def __len__(self) -> int:
+        return sum(w is not None for ways in self.sets.values() for w in ways)
+
+
+def scan(c: tuple[int, ...]) -> int:
+    return c[2] + c[3]
+
+
+@pytest.mark.parametrize("metric", [tcp, scan], ids=["syn admission", "scan admission"])
+def test_every_operation_gives_what_the_plain_table_gives(metric: Callable[[tuple[int, ...]], int]) -> None:
+    """Random adds (with and without a limit, keys new and held, sets full and not), gets, drops and clears on a
+    table of 4 sets, against _Model: each answer, and the held count, the same.  The eviction's ties (ways that
+    hold as much) and keys let go at their limit are in the mix: a flood's one-packet keys tie in every set."""
+    rng = random.Random(11)
+    t = PendingCounts(16, metric)
+    model = _Model(t, metric)
+    pool = [key(i) for i in range(40)]
+    evicted = released = 0
+    for step in range(20_000):
+        k = rng.choice(pool)
+        op = rng.random()
+        if op < 0.8:
+            delta = tuple(rng.choice((0, 0, 1, 1, 2, 5)) for _ in range(4))
+            limit = rng.choice((None, None, 6, 12))
+            before = len(model)
+            was = model.get(k)
+            got, want = t.add(k, delta, limit), model.add(k, delta, limit)
+            assert got == want, step
+            if was is None and len(model) == before and model.get(k) is not None:
+                evicted += 1
+            if was is not None and model.get(k) is None:
+                released += 1
+        elif op < 0.9:
+            assert t.get(k) == model.get(k), step
+        elif op < 0.995:
+            t.drop(k)
+            model.drop(k)
+        else:
+            t.clear()
+            model.sets.clear()
+        assert len(t) == len(model), step
+    assert all(t.get(k) == model.get(k) for k in pool)
+    assert evicted > 1000 and released > 100, (evicted, released)  # the full sets' path and the limit's, taken
+
+
+def test_counts_of_another_width_are_refused_and_change_nothing() -> None:
+    t = PendingCounts(16, tcp)
+    t.add(key(1), (1, 1, 0, 0))
+    with pytest.raises(ValueError, match="4 counters, not 3"):
+        t.add(key(1), (1, 1, 0))
+    with pytest.raises(ValueError, match="4 counters, not 5"):
+        t.add(key(2), (1, 1, 0, 0, 9))
+    assert t.get(key(1)) == (1, 1, 0, 0) and t.get(key(2)) is None and len(t) == 1
+
+
+def test_a_key_is_found_only_at_a_ways_start_in_a_way_held_now() -> None:
+    """The set's keys are searched as one run of bytes: two held keys side by side hold a third's bytes across
+    their boundary, and a way let go (cleared, dropped) keeps its old bytes; neither is that key's way."""
+    t = PendingCounts(4, tcp, key_size=4)  # one set of 4 ways of 4-byte keys
+    t.add(b"ABCD", (1, 1, 0, 0))
+    t.add(b"EFGH", (2, 2, 0, 0))
+    assert t.get(b"CDEF") is None  # "ABCDEFGH": at offset 2, no way's start
+    assert t.add(b"CDEF", (3, 3, 0, 0)) == (3, 3, 0, 0) and t.get(b"ABCD") == (1, 1, 0, 0)
+    assert t.add(b"CDEF", (1, 1, 0, 0)) == (4, 4, 0, 0) and len(t) == 3  # its own way, past the bytes at 2
+    t.clear()
+    t.add(b"WXYZ", (4, 4, 0, 0))  # the first way again; "EFGH" and "CDEF" stay in the ways' bytes, let go
+    assert t.get(b"EFGH") is None and t.get(b"CDEF") is None and len(t) == 1
+    assert t.add(b"CDEF", (5, 5, 0, 0)) == (5, 5, 0, 0)  # from zero: the bytes let go are not its way
+    t.drop(b"WXYZ")
+    assert t.get(b"WXYZ") is None and t.add(b"WXYZ", (1, 0, 0, 0)) == (1, 0, 0, 0)

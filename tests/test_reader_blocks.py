@@ -146,3 +146,63 @@ def test_a_few_marked_sets_read_one_by_one_give_what_way_by_way_gives(monkeypatc
             found += len(slow)
         assert sketches[0].prev == sketches[1].prev
     assert found > 20  # the positive control
+
+
+def _flood_or_real(rng: random.Random, values: bytearray, changes: int) -> None:
+    """``changes`` ways rewritten as a spoofed flood and real sources write them: a new key of one packet to one
+    port (the flood's), a key of a few hundred that comes back (into another way or its own, counting again
+    from its packets), a key's counters grown in place, and now and then a way zeroed (family 0)."""
+    size = abi.SRC_WAY.size
+    ways = len(values) // size
+    for _ in range(changes):
+        off = rng.randrange(ways) * size
+        r = rng.random()
+        if r < 0.5:
+            way = _src_way(rng, 1 << 30, 1, slots=1)  # the flood's: one SYN, one port, one destination
+        elif r < 0.75:
+            way = _src_way(rng, 300, rng.randrange(1, 40))
+        elif r < 0.97 and values[off + 16]:
+            grown = bytearray(_src_way(rng, 300, rng.randrange(2, 60)))
+            grown[:20] = values[off : off + 20]
+            way = bytes(grown)
+        else:
+            way = bytes(size)
+        values[off : off + size] = way
+
+
+@pytest.mark.parametrize("cpus", [2, 16])
+def test_a_new_keys_way_read_alone_gives_what_the_whole_way_gives(cpus: int) -> None:
+    """A source way a key took since the last read is read as _FRESH_SRC's fields only (sketch.py's fast path,
+    a flood's every way).  Against the same reader with that path off (every way unpacked whole and compared
+    with what it held): the same deltas, probes, sets grown, bytes held and ports found, read after read."""
+    sets = 32
+    rng = random.Random(cpus * 3)
+    fast, whole = (sketch._Sketch(_Dp(cpus), MapName.SRC_SKETCH, abi.SRC_WAY, sets, 4) for _ in range(2))
+    values = bytearray(len(fast.prev))
+    for s in (fast, whole):
+        s._batch = _Batch(values, sets)  # type: ignore[assignment]
+    whole._fresh = None
+    everything = list(range(sets))
+    new_keys = uncredited = 0
+    for changes in (0, 5, 400, 3000, 3000, 50, 0, 3000):
+        _flood_or_real(rng, values, changes)
+        for a, b in zip(fast.read_parts(everything, 8), whole.read_parts(everything, 8), strict=True):
+            assert a == b, changes
+            assert fast.probes == whole.probes and fast.grown == whole.grown
+            for k in list(b)[:20]:
+                for pair in [p for p in whole.probes if p[0] == k][:2]:
+                    assert fast.port_of(k, pair[1]) == whole.port_of(k, pair[1])
+            uncredited += sum(1 for d in b.values() if d[:2] == (1, 1) and d[2:] == (0, 0))
+            new_keys += len(b)
+        assert fast.prev == whole.prev
+    assert new_keys > 800 and uncredited > 400, (new_keys, uncredited)  # the flood's path was taken
+
+
+def test_a_new_keys_fields_are_the_whole_ways() -> None:
+    """_FRESH_SRC reads at SRC_WAY's offsets: the key, the four counters, the slots' addresses and probes."""
+    way = bytes(random.Random(5).randrange(256) for _ in range(abi.SRC_WAY.size))
+    whole, fresh = abi.SRC_WAY.unpack(way), sketch._FRESH_SRC.unpack_from(way)
+    slots = abi.TARGET_SLOTS
+    assert fresh[:5] == whole[:5]
+    assert fresh[5] == whole[-1 - 3 * slots] and fresh[6:] == whole[-3 * slots : -2 * slots]
+    assert sketch._FRESH_SRC.size <= abi.SRC_WAY.size

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from array import array
 from collections.abc import Callable
+from operator import add
 
 from ironpost_tui.detectors.counters import Counts
 from ironpost_tui.kernel import abi
@@ -39,6 +40,9 @@ class PendingCounts:
         self._keys = bytearray(self.capacity * key_size)
         self._counts = array("q", [0]) * (self.capacity * width)
         self._stamp = array("q", [0]) * self.capacity  # a way is held when its stamp is the generation
+        # Each held way's counts by the metric, kept as they are written: what a full set's eviction compares
+        # (a spoofed flood fills every set, and each of its keys evicts a way).
+        self._measure = array("q", [0]) * self.capacity
         self._gen = 1
         self.held = 0
         self._salt = int.from_bytes(os.urandom(8), "little")
@@ -54,17 +58,27 @@ class PendingCounts:
         self.held = 0
 
     def _find(self, key: bytes) -> tuple[int, int, int]:
-        """(the way holding ``key`` or -1, a free way of its set or -1, its set's first way)."""
+        """(the way holding ``key`` or -1, a free way of its set or -1, its set's first way).  The set's keys are
+        searched as one run of bytes, and its ways' stamps read as one slice: a flood's key, in no way of a
+        full set, costs no step per way."""
         base = self._set(key)
+        stamp, gen, size = self._stamp, self._gen, self._key_size
+        lo = base * size
+        hi = lo + WAYS * size
+        keys = self._keys
+        way = -1
+        at = keys.find(key, lo, hi)
+        while at >= 0:  # the key's bytes: a way's key when at a way's start, in a way held now
+            w, off = divmod(at, size)
+            if not off and stamp[w] == gen:
+                way = w
+                break
+            at = keys.find(key, at + 1, hi)
         free = -1
-        stamp, keys, gen, size = self._stamp, self._keys, self._gen, self._key_size
-        for w in range(base, base + WAYS):
-            if stamp[w] != gen:
-                if free < 0:
-                    free = w
-            elif keys.startswith(key, w * size):
-                return w, free, base
-        return -1, free, base
+        stamps = stamp[base : base + WAYS]
+        if stamps.count(gen) < WAYS:
+            free = base + next(i for i, st in enumerate(stamps) if st != gen)
+        return way, free, base
 
     def _counts_of(self, way: int) -> Counts:
         c = way * self._width
@@ -75,14 +89,18 @@ class PendingCounts:
         (the key is admitted), not held any more (and a key that reaches it at once takes no way)."""
         if len(key) != self._key_size:
             raise ValueError(f"a pending key is {self._key_size} bytes, not {len(key)}")
+        width = self._width
+        if len(delta) != width:
+            raise ValueError(f"pending counts are {width} counters, not {len(delta)}")
         way, free, base = self._find(key)
-        counts, width = self._counts, self._width
+        counts = self._counts
         if way >= 0:
             c = way * width
-            total = tuple(counts[c + i] + d for i, d in enumerate(delta))
+            total = tuple(map(add, counts[c : c + width], delta))
         else:
             total = tuple(delta)
-        if limit is not None and self._metric(total) >= limit:
+        measure = self._metric(total)
+        if limit is not None and measure >= limit:
             if way >= 0:
                 self._stamp[way] = 0
                 self.held -= 1
@@ -91,13 +109,13 @@ class PendingCounts:
             if free >= 0:
                 way = free
                 self.held += 1
-            else:  # the set is full: the way holding the least goes
-                way = min(range(base, base + WAYS), key=lambda w: (self._metric(self._counts_of(w)), w))
+            else:  # the set is full: the way holding the least goes (the first of its set, on a tie)
+                way = min(range(base, base + WAYS), key=self._measure.__getitem__)
             self._stamp[way] = self._gen
             self._keys[way * self._key_size : (way + 1) * self._key_size] = key
         c = way * width
-        for i, v in enumerate(total):
-            counts[c + i] = v
+        counts[c : c + width] = array("q", total)
+        self._measure[way] = measure
         return total
 
     def get(self, key: bytes) -> Counts | None:

@@ -58,14 +58,14 @@ class _Admission:
             self._pending.clear()
             self._since = now
         admitted: dict[Hashable, Counts] = {}
-        pending = self._pending
-        for key, delta in deltas.items():
-            if self.window.tracks(key):
+        add, tracks, metric, minimum = self._pending.add, self.window.tracks, self.metric, self.minimum
+        for key, delta in deltas.items():  # a spoofed flood's every source: as few steps as can be
+            if tracks(key):
                 admitted[key] = delta
                 continue
             assert isinstance(key, bytes)  # the sketches' struct agg_key
-            total = pending.add(key, delta, self.minimum)  # not held once it reaches the minimum
-            if self.metric(total) >= self.minimum:
+            total = add(key, delta, minimum)  # not held once it reaches the minimum
+            if metric(total) >= minimum:
                 admitted[key] = total
         self.window.add(admitted, now)
 

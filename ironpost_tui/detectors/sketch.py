@@ -26,6 +26,7 @@ port is the one the alert names; otherwise the probes went to many ports (MANY_P
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterator, Mapping
+from operator import add
 from struct import Struct
 from typing import Any, NamedTuple
 
@@ -49,6 +50,10 @@ class SketchDeltas(NamedTuple):
 
 
 _SLOTS = abi.TARGET_SLOTS
+# A source way (abi.SRC_WAY) up to its target slots' probes: key, syn, tcp, new_tcp_ports, new_udp_ports, the
+# slots' addresses (one bytes object), their probes.  Skipped: marked, last_seq, ports_since and the port
+# bitmap between, the slots' port probes and ports after (port_of reads those from what the reader holds).
+_FRESH_SRC = Struct(f"<20s4I{4 + 8 + 8 + abi.PORT_BITS // 8}x{_SLOTS * 16}s{_SLOTS}I")
 # Source sets per part of a read (SketchReader.read_parts): 1,024 sets of 4 ways on 2 CPUs are 8,192
 # ways, which a spoofed flood changes at every read; a part's objects are a sixteenth of them.
 PART_SETS = 64
@@ -77,6 +82,8 @@ class _Sketch:
         self.probes: dict[tuple[Hashable, bytes], int] = {}  # filled by read(), source sketch only
         self.grown: dict[Hashable, int] = {}  # key -> its set, for the keys that grew in this read
         self._addrs: dict[bytes, bytes] = {}  # the destinations of this part's probes (at most its pairs)
+        # A source sketch's ways read first as _FRESH_SRC: a way a new key took is dealt with from that alone.
+        self._fresh = _FRESH_SRC.unpack_from if self.ports else None
 
     def read_parts(self, sets: list[int], per_part: int) -> Iterator[dict[Hashable, Counts]]:
         """The deltas of the ways of ``sets``, ``per_part`` sets at a time: each part's deltas, with its
@@ -134,11 +141,37 @@ class _Sketch:
         size = self.way.size
         prev, pv, rv = self.prev, self._prev, memoryview(raw)
         pbase = s * self.stride
+        fresh, grown, probes, seen = self._fresh, self.grown, self.probes, self._addrs
         for i in self._changed_cpus_ways(raw, base, pbase):
             off = base + i * size
             poff = pbase + i * size
             if raw.startswith(pv[poff : poff + size], off):  # unchanged: skipped unparsed
                 continue
+            if fresh is not None:
+                held = fresh(raw, off)
+                key = held[0]
+                if not key[16]:  # family 0: never used
+                    continue
+                if not prev.startswith(key, poff):
+                    # A key the last read did not find in this way: a tenure of its own, nothing to diff
+                    # against (a spoofed flood's every way).  What the path below does with no ``old``, in
+                    # fewer steps: no full unpack, no _held, no call per way (a flood's read a fifth shorter).
+                    pv[poff : poff + size] = rv[off : off + size]
+                    grown[key] = s
+                    addrs = held[5]
+                    for j in range(_SLOTS):
+                        h = held[6 + j]
+                        if h:
+                            addr = addrs[j * 16 : j * 16 + 16]
+                            pair = (key, seen.setdefault(addr, addr))
+                            probes[pair] = probes.get(pair, 0) + h
+                    delta = held[1:5]
+                    if delta[2] + delta[3] == 1 and delta[1] <= 1:  # one packet's one port: not credited
+                        delta = (delta[0], delta[1], 0, 0)
+                    if any(delta):
+                        acc = out.get(key)
+                        out[key] = delta if acc is None else tuple(map(add, acc, delta))
+                    continue
             cur = self._held(unpack(raw, off))
             key = cur[0]
             if not key[16]:  # family 0: never used
