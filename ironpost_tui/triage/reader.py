@@ -84,7 +84,9 @@ class _Table:
     ) -> None:
         """Ways ``first`` to ``last`` (excluded) of a read, compared one by one (read())."""
         size = self.way.size
-        unpack = self.way.unpack_from
+        # struct top_way alone: the start of every table's way (a source way's protocols and ports after it are
+        # read by tenure(), for the sources asked for): a spoofed flood changes every way of every read.
+        unpack = abi.TOP_WAY.unpack_from
         prev, pv, vv = self.prev, self._prev, memoryview(values)
         for i in range(first, last):
             off = i * size
@@ -94,12 +96,12 @@ class _Table:
             key = fields[0]
             if not key[16]:  # family 0: never used
                 continue
-            counts: Counts = (fields[2], fields[3], fields[4], fields[5])
-            # The same key as at the last read: what it held then (decoded only now it is needed).
-            before = unpack(prev, off)[2:6] if prev.startswith(key, off) else None
+            counts: Counts = fields[2:6]
+            # The same key as at the last read: what it grew by since (what it held then decoded only now it
+            # is needed); another key's, or none: all it holds, a tenure from zero.
+            delta = way_growth(unpack(prev, off)[2:6], counts) if prev.startswith(key, off) else counts
             pv[off : off + size] = vv[off : off + size]
             changed[key] = i // self.set_ways
-            delta = way_growth(before, counts)
             if any(delta):
                 acc = out.get(key)
                 out[key] = delta if acc is None else tuple(a + d for a, d in zip(acc, delta, strict=True))
