@@ -11,7 +11,8 @@ when more than an eighth of its sets are marked).  The figure is the best of ``-
 
 Beside the flood's sketch read, what the detectors then do with what it found: the read's deltas and probes,
 part by part, through the detection pipeline's admission (``DetectionPipeline._admit``, as a tick feeds it:
-each source into the SYN-flood and port-scan admissions' pending tables, its probes to the target tables),
+each source into the SYN-flood admission's pending table, its probes to the target tables; a flood's way of
+one packet's one port credits no port, so the port-scan admission gets none of them),
 read after read of new keys, so that the pending tables are full and each new key evicts a way, as in a
 flood that lasts (the sketch's figures are the best of ``--rounds`` after those two).  The alerts' evaluation
 (the watched sources only) is not in it.

@@ -219,3 +219,17 @@ def test_a_key_is_found_only_at_a_ways_start_in_a_way_held_now() -> None:
     assert t.add(b"CDEF", (5, 5, 0, 0)) == (5, 5, 0, 0)  # from zero: the bytes let go are not its way
     t.drop(b"WXYZ")
     assert t.get(b"WXYZ") is None and t.add(b"WXYZ", (1, 0, 0, 0)) == (1, 0, 0, 0)
+
+
+def test_a_count_past_64_bits_is_refused_and_changes_nothing() -> None:
+    """The table holds 64-bit counters: a total past them is refused before a way is taken or written."""
+    t = PendingCounts(4, tcp)
+    for i in range(4):
+        t.add(key(i), (1, 1, 0, 0))
+    with pytest.raises(OverflowError):
+        t.add(key(9), (1, 1 << 70, 0, 0))  # a full set: it would have evicted a way
+    with pytest.raises(OverflowError):
+        t.add(key(2), (0, (1 << 63) - 1, 0, 0))  # held: its total would pass 2**63 - 1
+    assert len(t) == 4 and all(t.get(key(i)) == (1, 1, 0, 0) for i in range(4)) and t.get(key(9)) is None
+    assert t.add(key(9), (1, 1, 0, 0)) == (1, 1, 0, 0)  # the table still works: the first way goes, as before
+    assert t.get(key(0)) is None and len(t) == 4

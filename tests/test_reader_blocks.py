@@ -13,6 +13,7 @@ import pytest
 from bench.read_cost import FakeDatapath as _Dp
 from bench.read_cost import FilledBatch as _Batch
 from bench.read_cost import WayMaker
+from bench.read_cost import key_of as _key_of
 from bench.read_cost import src_way as _src_way
 from bench.read_cost import top_src_way as _top_way
 from ironpost_tui.detectors import sketch
@@ -148,6 +149,20 @@ def test_a_few_marked_sets_read_one_by_one_give_what_way_by_way_gives(monkeypatc
     assert found > 20  # the positive control
 
 
+# New keys' counters (syn, tcp, new_tcp_ports, new_udp_ports) around the rule that credits no port to a tenure
+# first seen holding one packet's one port: a UDP flood's way, a TCP packet that is no SYN, a port with no TCP
+# packet counted, and ways that are credited (two TCP packets to one port, two ports, a SYN with no port).
+ONE_PORT_WAYS = ((0, 0, 0, 1), (0, 1, 1, 0), (0, 0, 1, 0), (1, 2, 1, 0), (0, 2, 0, 1), (2, 2, 1, 1), (1, 1, 0, 0))
+
+
+def _counted_way(rng: random.Random, counters: tuple[int, int, int, int]) -> bytes:
+    """A new key's source way holding ``counters``, one probe to one destination."""
+    slots = abi.TARGET_SLOTS
+    dst = rng.randrange(4).to_bytes(4, "big") + bytes(12)
+    hits = [1] + [0] * (slots - 1)
+    return abi.SRC_WAY.pack(_key_of(rng, 1 << 30), *counters, 0, 0, dst * slots, *hits, *hits, *([53] * slots))
+
+
 def _flood_or_real(rng: random.Random, values: bytearray, changes: int) -> None:
     """``changes`` ways rewritten as a spoofed flood and real sources write them: a new key of one packet to one
     port (the flood's), a key of a few hundred that comes back (into another way or its own, counting again
@@ -157,8 +172,10 @@ def _flood_or_real(rng: random.Random, values: bytearray, changes: int) -> None:
     for _ in range(changes):
         off = rng.randrange(ways) * size
         r = rng.random()
-        if r < 0.5:
+        if r < 0.4:
             way = _src_way(rng, 1 << 30, 1, slots=1)  # the flood's: one SYN, one port, one destination
+        elif r < 0.55:
+            way = _counted_way(rng, rng.choice(ONE_PORT_WAYS))
         elif r < 0.75:
             way = _src_way(rng, 300, rng.randrange(1, 40))
         elif r < 0.97 and values[off + 16]:
@@ -183,7 +200,7 @@ def test_a_new_keys_way_read_alone_gives_what_the_whole_way_gives(cpus: int) -> 
         s._batch = _Batch(values, sets)  # type: ignore[assignment]
     whole._fresh = None
     everything = list(range(sets))
-    new_keys = uncredited = 0
+    new_keys = uncredited = credited_once = 0
     for changes in (0, 5, 400, 3000, 3000, 50, 0, 3000):
         _flood_or_real(rng, values, changes)
         for a, b in zip(fast.read_parts(everything, 8), whole.read_parts(everything, 8), strict=True):
@@ -193,9 +210,11 @@ def test_a_new_keys_way_read_alone_gives_what_the_whole_way_gives(cpus: int) -> 
                 for pair in [p for p in whole.probes if p[0] == k][:2]:
                     assert fast.port_of(k, pair[1]) == whole.port_of(k, pair[1])
             uncredited += sum(1 for d in b.values() if d[:2] == (1, 1) and d[2:] == (0, 0))
+            credited_once += sum(1 for d in b.values() if d == (1, 2, 1, 0))  # two packets to one port
             new_keys += len(b)
         assert fast.prev == whole.prev
-    assert new_keys > 800 and uncredited > 400, (new_keys, uncredited)  # the flood's path was taken
+    # The flood's path was taken, its rule both ways (a credited one-port tenure among the deltas).
+    assert new_keys > 800 and uncredited > 400 and credited_once > 20, (new_keys, uncredited, credited_once)
 
 
 def test_a_new_keys_fields_are_the_whole_ways() -> None:

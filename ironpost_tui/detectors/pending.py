@@ -41,8 +41,9 @@ class PendingCounts:
         self._counts = array("q", [0]) * (self.capacity * width)
         self._stamp = array("q", [0]) * self.capacity  # a way is held when its stamp is the generation
         # Each held way's counts by the metric, kept as they are written: what a full set's eviction compares
-        # (a spoofed flood fills every set, and each of its keys evicts a way).
-        self._measure = array("q", [0]) * self.capacity
+        # (a spoofed flood fills every set, and each of its keys evicts a way).  A list, as the metric gives it:
+        # nothing it returns can fail to be kept after the way is written.
+        self._measure: list[int] = [0] * self.capacity
         self._gen = 1
         self.held = 0
         self._salt = int.from_bytes(os.urandom(8), "little")
@@ -73,7 +74,7 @@ class PendingCounts:
             if not off and stamp[w] == gen:
                 way = w
                 break
-            at = keys.find(key, at + 1, hi)
+            at = keys.find(key, (w + 1) * size, hi)  # from the next way's start: at most a search per way
         free = -1
         stamps = stamp[base : base + WAYS]
         if stamps.count(gen) < WAYS:
@@ -105,6 +106,7 @@ class PendingCounts:
                 self._stamp[way] = 0
                 self.held -= 1
             return total
+        held = array("q", total)  # a count past 64 bits fails here, before the table is changed
         if way < 0:
             if free >= 0:
                 way = free
@@ -114,7 +116,7 @@ class PendingCounts:
             self._stamp[way] = self._gen
             self._keys[way * self._key_size : (way + 1) * self._key_size] = key
         c = way * width
-        counts[c : c + width] = array("q", total)
+        counts[c : c + width] = held
         self._measure[way] = measure
         return total
 

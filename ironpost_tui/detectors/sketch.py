@@ -155,7 +155,7 @@ class _Sketch:
                 if not prev.startswith(key, poff):
                     # A key the last read did not find in this way: a tenure of its own, nothing to diff
                     # against (a spoofed flood's every way).  What the path below does with no ``old``, in
-                    # fewer steps: no full unpack, no _held, no call per way (a flood's read a fifth shorter).
+                    # fewer steps: no full unpack, no _held, no call per way (bench/read_cost.py times it).
                     pv[poff : poff + size] = rv[off : off + size]
                     grown[key] = s
                     addrs = held[5]
