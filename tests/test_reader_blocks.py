@@ -225,3 +225,29 @@ def test_a_new_keys_fields_are_the_whole_ways() -> None:
     assert fresh[:5] == whole[:5]
     assert fresh[5] == whole[-1 - 3 * slots] and fresh[6:] == whole[-3 * slots : -2 * slots]
     assert sketch._FRESH_SRC.size <= abi.SRC_WAY.size
+
+
+@pytest.mark.parametrize(
+    ("counters", "credited"),
+    [
+        ((1, 1, 1, 0), (1, 1, 0, 0)),  # a spoofed SYN's one port: not credited
+        ((0, 0, 0, 1), None),  # a spoofed UDP packet's one port: nothing at all
+        ((0, 1, 1, 0), (0, 1, 0, 0)),  # one TCP packet that is no SYN
+        ((1, 2, 1, 0), (1, 2, 1, 0)),  # two TCP packets to one port: a real sender's, credited
+        ((0, 2, 0, 1), (0, 2, 0, 1)),  # UDP's one port beside two TCP packets: credited
+        ((2, 2, 1, 1), (2, 2, 1, 1)),  # two ports: credited
+    ],
+)
+def test_a_new_tenures_one_port_is_credited_only_past_one_packet(
+    counters: tuple[int, int, int, int], credited: tuple[int, int, int, int] | None
+) -> None:
+    """The rule both of the read's paths ask (sketch._one_packets_port), by what a read gives: a way a new key
+    took, holding one packet's one port, counts its packets but not its port; anything more is credited."""
+    rng = random.Random(3)
+    s = sketch._Sketch(_Dp(2), MapName.SRC_SKETCH, abi.SRC_WAY, 8, 4)
+    values = bytearray(len(s.prev))
+    s._batch = _Batch(values, 8)  # type: ignore[assignment]
+    way = _counted_way(rng, counters)
+    values[: len(way)] = way
+    (part,) = s.read_parts(list(range(8)), 8)
+    assert part.get(way[:20]) == credited

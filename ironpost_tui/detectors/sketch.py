@@ -54,6 +54,15 @@ _SLOTS = abi.TARGET_SLOTS
 # slots' addresses (one bytes object), their probes.  Skipped: marked, last_seq, ports_since and the port
 # bitmap between, the slots' port probes and ports after (port_of reads those from what the reader holds).
 _FRESH_SRC = Struct(f"<20s4I{4 + 8 + 8 + abi.PORT_BITS // 8}x{_SLOTS * 16}s{_SLOTS}I")
+
+
+def _one_packets_port(counts: Counts) -> bool:
+    """A source way's (syn, tcp, new_tcp_ports, new_udp_ports) holding one port, probed by at most one TCP packet:
+    what a spoofed source's one packet leaves, whose port a tenure first seen so is not credited (the module's doc).
+    Both of _ways's paths ask it."""
+    return counts[2] + counts[3] == 1 and counts[1] <= 1
+
+
 # Source sets per part of a read (SketchReader.read_parts): 1,024 sets of 4 ways on 2 CPUs are 8,192
 # ways, which a spoofed flood changes at every read; a part's objects are a sixteenth of them.
 PART_SETS = 64
@@ -166,7 +175,7 @@ class _Sketch:
                             pair = (key, seen.setdefault(addr, addr))
                             probes[pair] = probes.get(pair, 0) + h
                     delta = held[1:5]
-                    if delta[2] + delta[3] == 1 and delta[1] <= 1:  # one packet's one port: not credited
+                    if _one_packets_port(delta):  # a new tenure's first sight: its port not credited
                         delta = (delta[0], delta[1], 0, 0)
                     if any(delta):
                         acc = out.get(key)
@@ -187,7 +196,7 @@ class _Sketch:
                 self._probes(key, addrs, hits, old)
             before = old[1] if old is not None else None
             delta = growth(before, counts)
-            if self.ports and counts[2] + counts[3] == 1 and counts[1] <= 1 and (before is None or delta == counts):
+            if self.ports and _one_packets_port(counts) and (before is None or delta == counts):
                 # A tenure seen for the first time holding one packet's one port: not credited.
                 delta = (delta[0], delta[1], 0, 0)
             if any(delta):
